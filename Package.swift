@@ -1,0 +1,133 @@
+// swift-tools-version:6.0
+//
+// Jester: a reverse proxy, load balancer and API gateway for Linux.
+//
+// The module graph mirrors the architecture (see README.md, "Architecture"):
+//
+//   C system libraries   CJesterOpenSSL CJesterNGHTTP2 CJesterNGTCP2 CJesterNGHTTP3 CJesterSystemd CJesterPosix
+//   pure (no I/O, no C)  JesterCore  JesterConfig  JesterControl
+//   I/O wrappers         JesterSystem (posix + systemd)  JesterTLS  JesterHTTP2  JesterHTTP3
+//   roles                JesterProxy (the worker's data plane)  JesterSupervisor (the master)
+//   executables          jester  jesterctl  (argument parsing and dispatch only)
+//
+// A pure module never imports an I/O module, and the supervisor never imports TLS or HTTP code.
+
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "Jester",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "jester", targets: ["jester"]),
+        .executable(name: "jesterctl", targets: ["jesterctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // MARK: System libraries, found with pkg-config. Each shim header holds only what Swift cannot import.
+        .systemLibrary(
+            name: "CJesterOpenSSL", pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(
+            name: "CJesterNGHTTP2", pkgConfig: "libnghttp2",
+            providers: [.apt(["libnghttp2-dev"])]),
+        .systemLibrary(
+            name: "CJesterNGTCP2", pkgConfig: "libngtcp2 libngtcp2_crypto_gnutls gnutls",
+            providers: [.apt(["libngtcp2-dev", "libngtcp2-crypto-gnutls-dev", "libgnutls28-dev"])]),
+        .systemLibrary(
+            name: "CJesterNGHTTP3", pkgConfig: "libnghttp3",
+            providers: [.apt(["libnghttp3-dev"])]),
+        .systemLibrary(
+            name: "CJesterSystemd", pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]),
+        // libc calls Swift cannot make directly (variadic prctl, CMSG macros).
+        .target(name: "CJesterPosix"),
+
+        // MARK: Pure modules: no sockets, no C.
+        .target(name: "JesterCore", swiftSettings: swiftSettings),
+        .target(
+            name: "JesterConfig",
+            dependencies: ["JesterCore", .product(name: "TOMLKit", package: "TOMLKit")],
+            swiftSettings: swiftSettings),
+        .target(name: "JesterControl", dependencies: ["JesterCore"], swiftSettings: swiftSettings),
+
+        // MARK: I/O wrappers, each the only importer of its C module.
+        .target(
+            name: "JesterSystem",
+            dependencies: [
+                "CJesterPosix", "CJesterSystemd", "JesterCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
+        .target(name: "JesterTLS", dependencies: ["CJesterOpenSSL"], swiftSettings: swiftSettings),
+        .target(name: "JesterHTTP2", dependencies: ["CJesterNGHTTP2"], swiftSettings: swiftSettings),
+        .target(name: "JesterHTTP3", dependencies: ["CJesterNGTCP2", "CJesterNGHTTP3"], swiftSettings: swiftSettings),
+
+        // MARK: Roles.
+        .target(
+            name: "JesterLogging",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "JesterProxy",
+            dependencies: [
+                "JesterCore", "JesterConfig", "JesterControl", "JesterSystem", "JesterLogging",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "JesterSupervisor",
+            dependencies: [
+                "JesterCore", "JesterConfig", "JesterControl", "JesterSystem", "JesterLogging",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
+
+        // MARK: Executables.
+        .executableTarget(
+            name: "jester",
+            dependencies: [
+                "JesterConfig", "JesterSupervisor", "JesterProxy", "JesterTLS", "JesterHTTP2", "JesterHTTP3",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "jesterctl",
+            dependencies: [
+                "JesterControl", "JesterSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings),
+
+        // MARK: Tests: pure, embedded-channel and live tiers.
+        .testTarget(name: "JesterCoreTests", dependencies: ["JesterCore"]),
+        .testTarget(name: "JesterConfigTests", dependencies: ["JesterConfig"]),
+        .testTarget(name: "JesterControlTests", dependencies: ["JesterControl"]),
+        .testTarget(
+            name: "JesterSystemTests",
+            dependencies: ["JesterSystem", "JesterTLS", "JesterHTTP2", "JesterHTTP3"]),
+        .testTarget(
+            name: "JesterProxyTests",
+            dependencies: [
+                "JesterProxy", "JesterCore", "JesterConfig",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]),
+        .testTarget(name: "JesterSupervisorTests", dependencies: ["JesterSupervisor"]),
+        .testTarget(
+            name: "JesterLiveTests",
+            dependencies: ["JesterControl", "JesterCore"]),
+    ]
+)

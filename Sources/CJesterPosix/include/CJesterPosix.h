@@ -1,0 +1,24 @@
+// libc entry points Swift cannot call directly: variadic functions (prctl) and function-like macros (CMSG_*).
+// Each wrapper is a plain C function with fixed arguments; nothing here has policy.
+#pragma once
+
+#include <sys/types.h>
+
+/// prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0): exec can never grant privileges again (setuid binaries, file caps).
+int cjester_set_no_new_privs(void);
+
+/// prctl(PR_SET_PDEATHSIG, signal): the kernel sends `signal` to this process when its parent thread exits.
+int cjester_set_parent_death_signal(int signal);
+
+/// prctl(PR_SET_NAME, name): the short process name shown by ps/top (at most 15 bytes are kept).
+int cjester_set_process_name(const char *name);
+
+/// Sends `length` bytes and one file descriptor over a Unix socket (SCM_RIGHTS). Returns sendmsg's result.
+ssize_t cjester_send_with_fd(int socket, const void *bytes, size_t length, int fd);
+
+/// Receives up to `capacity` bytes and at most one file descriptor (SCM_RIGHTS) into `*received_fd`
+/// (-1 when none came). Returns recvmsg's result.
+ssize_t cjester_receive_with_fd(int socket, void *bytes, size_t capacity, int *received_fd);
+
+/// The peer of a connected Unix socket (SO_PEERCRED). Returns 0 on success, -1 with errno set otherwise.
+int cjester_peer_credentials(int socket, pid_t *pid, uid_t *uid, gid_t *gid);

@@ -1,0 +1,475 @@
+/// Turns a located TOML tree into a `Configuration`, collecting every problem instead of stopping at the first.
+///
+/// Each table is read through a `TableReader` bound to its `ConfigSchema.Table`: reading a key the schema does not
+/// declare is a programming error, and keys left unread at the end are the user's unknown keys, reported with the
+/// closest known name.
+struct ConfigDecoder {
+    private(set) var diagnostics: [ConfigDiagnostic] = []
+
+    mutating func decode(_ root: ConfigNode) -> Configuration {
+        var configuration = Configuration()
+        guard var top = TableReader(root, ConfigSchema.root, decoder: &self) else { return configuration }
+        _ = top.stringArray("include", decoder: &self)  // handled by the loader; declared so it is not unknown
+
+        if let node = top.take("server", decoder: &self), var table = TableReader(node, ConfigSchema.server, decoder: &self) {
+            let defaults = ServerSettings()
+            configuration.server = ServerSettings(
+                workers: table.integer("workers", decoder: &self),
+                user: table.string("user", decoder: &self),
+                group: table.string("group", decoder: &self),
+                pidFile: table.string("pid_file", decoder: &self) ?? defaults.pidFile,
+                controlSocket: table.string("control_socket", decoder: &self) ?? defaults.controlSocket,
+                controlGroup: table.string("control_group", decoder: &self),
+                drainTimeout: table.duration("drain_timeout", decoder: &self) ?? defaults.drainTimeout,
+                workerStartTimeout: table.duration("worker_start_timeout", decoder: &self)
+                    ?? defaults.workerStartTimeout)
+            table.finish(decoder: &self)
+        }
+        if let node = top.take("log", decoder: &self), var table = TableReader(node, ConfigSchema.log, decoder: &self) {
+            let defaults = LogSettings()
+            configuration.log = LogSettings(
+                level: table.choice("level", decoder: &self) ?? defaults.level,
+                accessLog: table.boolean("access_log", decoder: &self) ?? defaults.accessLog)
+            table.finish(decoder: &self)
+        }
+        if let node = top.take("http", decoder: &self), var table = TableReader(node, ConfigSchema.http, decoder: &self) {
+            let defaults = HTTPSettings()
+            configuration.http = HTTPSettings(
+                maxRequestHeadSize: table.size("max_request_head_size", decoder: &self).map(Int.init)
+                    ?? defaults.maxRequestHeadSize,
+                maxURILength: table.size("max_uri_length", decoder: &self).map(Int.init) ?? defaults.maxURILength,
+                maxHeaderCount: table.integer("max_header_count", decoder: &self) ?? defaults.maxHeaderCount,
+                maxBodySize: table.size("max_body_size", decoder: &self) ?? defaults.maxBodySize,
+                clientHeaderTimeout: table.duration("client_header_timeout", decoder: &self)
+                    ?? defaults.clientHeaderTimeout,
+                keepaliveTimeout: table.duration("keepalive_timeout", decoder: &self) ?? defaults.keepaliveTimeout,
+                keepaliveRequests: table.integer("keepalive_requests", decoder: &self) ?? defaults.keepaliveRequests,
+                forwardedHeader: table.boolean("forwarded_header", decoder: &self) ?? defaults.forwardedHeader)
+            table.finish(decoder: &self)
+        }
+        var listenerNodes: [ConfigNode] = []
+        for node in top.tables("listeners", decoder: &self) {
+            guard var table = TableReader(node, ConfigSchema.listener, decoder: &self) else { continue }
+            let name = table.string("name", decoder: &self)
+            let address = table.address("address", decoder: &self)
+            let backlog = table.integer("backlog", decoder: &self) ?? 511
+            table.finish(decoder: &self)
+            if let name, let address {
+                configuration.listeners.append(ListenerSettings(name: name, address: address, backlog: backlog))
+                listenerNodes.append(node)
+            }
+        }
+        var upstreamNodes: [String: ConfigNode] = [:]
+        for (name, node) in top.map("upstreams", decoder: &self).sorted(by: { $0.key < $1.key }) {
+            guard var table = TableReader(node, ConfigSchema.upstream, decoder: &self) else { continue }
+            let defaults = UpstreamSettings(name: name, targets: [])
+            let targets = table.addressArray("targets", decoder: &self) ?? []
+            if targets.isEmpty, table.has("targets") {
+                report(node.location, "upstream '\(name)' needs at least one target")
+            }
+            configuration.upstreams.append(
+                UpstreamSettings(
+                    name: name, targets: targets,
+                    connectTimeout: table.duration("connect_timeout", decoder: &self) ?? defaults.connectTimeout,
+                    responseTimeout: table.duration("response_timeout", decoder: &self) ?? defaults.responseTimeout,
+                    maxIdleConnections: table.integer("max_idle_connections", decoder: &self)
+                        ?? defaults.maxIdleConnections,
+                    idleTimeout: table.duration("idle_timeout", decoder: &self) ?? defaults.idleTimeout))
+            upstreamNodes[name] = node
+            table.finish(decoder: &self)
+        }
+        for (index, node) in top.tables("routes", decoder: &self).enumerated() {
+            if let route = decodeRoute(node, index: index, configuration: configuration) {
+                configuration.routes.append(route)
+            }
+        }
+        top.finish(decoder: &self)
+        checkListeners(configuration, listenerNodes)
+        if configuration.listeners.isEmpty, top.has("listeners") {
+            report(root.location, "at least one listener is needed")
+        }
+        return configuration
+    }
+
+    private mutating func decodeRoute(_ node: ConfigNode, index: Int, configuration: Configuration) -> RouteSettings? {
+        guard var table = TableReader(node, ConfigSchema.route, decoder: &self) else { return nil }
+        let name = table.string("name", decoder: &self) ?? "route-\(index + 1)"
+        let listeners = table.stringArray("listeners", decoder: &self) ?? []
+        let hosts = table.stringArray("hosts", decoder: &self) ?? []
+        let pathPrefix = table.string("path_prefix", decoder: &self) ?? "/"
+        let maxBodySize = table.size("max_body_size", decoder: &self)
+        let upstream = table.string("upstream", decoder: &self)
+        let respondNode = table.take("respond", decoder: &self)
+        let redirectNode = table.take("redirect", decoder: &self)
+        table.finish(decoder: &self)
+
+        if !pathPrefix.hasPrefix("/") {
+            report(table.location(of: "path_prefix"), "path_prefix must start with '/'")
+        }
+        for listener in listeners where !configuration.listeners.contains(where: { $0.name == listener }) {
+            let known = configuration.listeners.map(\.name)
+            report(table.location(of: "listeners"),
+                "route '\(name)' names listener '\(listener)', which is not defined" + hint(listener, known))
+        }
+        for host in hosts where !isValidHostPattern(host) {
+            report(table.location(of: "hosts"),
+                "'\(host)' is not a host name (expected \"example.com\" or \"*.example.com\")")
+        }
+        let actions = [upstream != nil, respondNode != nil, redirectNode != nil].filter { $0 }.count
+        guard actions == 1 else {
+            report(node.location,
+                "route '\(name)' needs exactly one of 'upstream', 'respond' or 'redirect' (it has \(actions))")
+            return nil
+        }
+        let action: RouteAction
+        if let upstream {
+            if configuration.upstream(named: upstream) == nil {
+                report(table.location(of: "upstream"),
+                    "route '\(name)' names upstream '\(upstream)', which is not defined"
+                        + hint(upstream, configuration.upstreams.map(\.name)))
+            }
+            action = .proxy(upstream: upstream)
+        } else if let respondNode {
+            guard var respond = TableReader(respondNode, ConfigSchema.respond, decoder: &self) else { return nil }
+            let status = respond.integer("status", decoder: &self) ?? 200
+            let body = respond.string("body", decoder: &self) ?? ""
+            let headers = respond.stringMap("headers", decoder: &self)
+            respond.finish(decoder: &self)
+            for header in headers where !isValidHeader(header) {
+                report(respond.location(of: "headers"), "invalid header '\(header.name)'")
+            }
+            action = .respond(status: status, headers: headers, body: body)
+        } else if let redirectNode {
+            guard var redirect = TableReader(redirectNode, ConfigSchema.redirect, decoder: &self) else { return nil }
+            let location = redirect.string("location", decoder: &self) ?? ""
+            let status = redirect.integer("status", decoder: &self) ?? 302
+            redirect.finish(decoder: &self)
+            if ![301, 302, 303, 307, 308].contains(status) {
+                report(redirect.location(of: "status"), "redirect status must be 301, 302, 303, 307 or 308")
+            }
+            if location.utf8.contains(where: { $0 < 0x21 || $0 == 0x7F }) {
+                report(redirect.location(of: "location"), "redirect location must not contain spaces or controls")
+            }
+            action = .redirect(status: status, location: location)
+        } else {
+            return nil
+        }
+        return RouteSettings(
+            name: name, listeners: listeners, hosts: hosts, pathPrefix: pathPrefix, maxBodySize: maxBodySize,
+            action: action)
+    }
+
+    private mutating func checkListeners(_ configuration: Configuration, _ nodes: [ConfigNode]) {
+        var names: [String: SourceLocation] = [:]
+        var addresses: [SocketAddressSpec: SourceLocation] = [:]
+        for (listener, node) in zip(configuration.listeners, nodes) {
+            if let previous = names[listener.name] {
+                report(node.location, "listener '\(listener.name)' is already defined at \(previous)")
+            }
+            if let previous = addresses[listener.address] {
+                report(node.location, "address \(listener.address) is already used at \(previous)")
+            }
+            names[listener.name] = node.location
+            addresses[listener.address] = node.location
+        }
+    }
+
+    private func hint(_ name: String, _ candidates: [String]) -> String {
+        if let suggestion = Suggestion.closest(to: name, among: candidates) { return "; did you mean '\(suggestion)'?" }
+        if candidates.isEmpty { return "" }
+        return " (defined: \(candidates.joined(separator: ", ")))"
+    }
+
+    private func isValidHostPattern(_ host: String) -> Bool {
+        var name = Substring(host)
+        if name.hasPrefix("*.") { name = name.dropFirst(2) }
+        return !name.isEmpty && name.utf8.allSatisfy { byte in
+            (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x30 && byte <= 0x39)
+                || byte == 0x2D || byte == 0x2E || byte == 0x5F
+        }
+    }
+
+    private func isValidHeader(_ header: HeaderPair) -> Bool {
+        let tchars = Set("!#$%&'*+-.^_`|~".utf8)
+        let nameIsToken = !header.name.isEmpty && header.name.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                || tchars.contains(byte)
+        }
+        let valueIsClean = header.value.utf8.allSatisfy { $0 >= 0x20 && $0 != 0x7F || $0 == 0x09 }
+        let lowercased = header.name.lowercased()
+        let managed = ["content-length", "transfer-encoding", "connection"].contains(lowercased)
+        return nameIsToken && valueIsClean && !managed
+    }
+
+    mutating func report(_ location: SourceLocation, _ message: String) {
+        diagnostics.append(ConfigDiagnostic(location, message))
+    }
+}
+
+/// Reads the keys of one table against its schema, and reports what is wrong with each.
+struct TableReader {
+    private let schema: ConfigSchema.Table
+    private var children: [String: ConfigNode]
+    private let node: ConfigNode
+
+    init?(_ node: ConfigNode, _ schema: ConfigSchema.Table, decoder: inout ConfigDecoder) {
+        guard case .table(let children) = node.value else {
+            decoder.report(node.location, "\(schema.title) must be a table, not \(node.typeName)")
+            return nil
+        }
+        self.schema = schema
+        self.children = children
+        self.node = node
+        for field in schema.fields where field.isRequired && children[field.name] == nil {
+            decoder.report(node.location, "\(schema.title) is missing '\(field.name)' (\(field.type.summary))")
+        }
+    }
+
+    func has(_ key: String) -> Bool { children[key] != nil || consumed.contains(key) }
+
+    private var consumed: Set<String> = []
+    private var locations: [String: SourceLocation] = [:]
+
+    /// Where `key` was written, or the table itself.
+    func location(of key: String) -> SourceLocation { locations[key] ?? node.location }
+
+    /// Removes and returns the node of `key`, which the schema must declare.
+    mutating func take(_ key: String, decoder: inout ConfigDecoder) -> ConfigNode? {
+        precondition(schema.field(key) != nil, "\(schema.title) reads '\(key)', which ConfigSchema does not declare")
+        consumed.insert(key)
+        guard let child = children.removeValue(forKey: key) else { return nil }
+        locations[key] = child.location
+        return child
+    }
+
+    private mutating func wrongType(_ key: String, _ child: ConfigNode, decoder: inout ConfigDecoder) {
+        let type = schema.field(key)!.type
+        decoder.report(child.location, "'\(key)' in \(schema.title) must be \(type.summary), not \(child.typeName)")
+    }
+
+    mutating func string(_ key: String, decoder: inout ConfigDecoder) -> String? {
+        guard let child = take(key, decoder: &decoder) else { return nil }
+        guard case .string(let value) = child.value else {
+            wrongType(key, child, decoder: &decoder)
+            return nil
+        }
+        return value
+    }
+
+    mutating func boolean(_ key: String, decoder: inout ConfigDecoder) -> Bool? {
+        guard let child = take(key, decoder: &decoder) else { return nil }
+        guard case .boolean(let value) = child.value else {
+            wrongType(key, child, decoder: &decoder)
+            return nil
+        }
+        return value
+    }
+
+    /// An integer within the schema's range. A string of digits is accepted too, so values can come from
+    /// environment variables (`workers = "${WORKERS:-4}"`).
+    mutating func integer(_ key: String, decoder: inout ConfigDecoder) -> Int? {
+        guard let child = take(key, decoder: &decoder) else { return nil }
+        guard case .integer(let range) = schema.field(key)!.type else { preconditionFailure("\(key) is not an integer") }
+        let value: Int
+        switch child.value {
+        case .integer(let number): value = number
+        case .string(let text) where Int(text) != nil: value = Int(text)!
+        default:
+            wrongType(key, child, decoder: &decoder)
+            return nil
+        }
+        guard range.contains(value) else {
+            decoder.report(child.location, "'\(key)' must be from \(range.lowerBound) to \(range.upperBound), not \(value)")
+            return nil
+        }
+        return value
+    }
+
+    mutating func choice(_ key: String, decoder: inout ConfigDecoder) -> String? {
+        guard let child = take(key, decoder: &decoder) else { return nil }
+        guard case .choice(let options) = schema.field(key)!.type else { preconditionFailure("\(key) is no choice") }
+        guard case .string(let value) = child.value, options.contains(value) else {
+            var message = "'\(key)' must be \(schema.field(key)!.type.summary)"
+            if case .string(let value) = child.value, let close = Suggestion.closest(to: value, among: options) {
+                message += "; did you mean \"\(close)\"?"
+            }
+            decoder.report(child.location, message)
+            return nil
+        }
+        return value
+    }
+
+    mutating func duration(_ key: String, decoder: inout ConfigDecoder) -> Duration? {
+        guard let child = take(key, decoder: &decoder) else { return nil }
+        switch child.value {
+        case .integer(let seconds) where seconds >= 0: return .seconds(seconds)
+        case .string(let text):
+            if let duration = Units.duration(text) { return duration }
+        default: break
+        }
+        wrongType(key, child, decoder: &decoder)
+        return nil
+    }
+
+    mutating func size(_ key: String, decoder: inout ConfigDecoder) -> Int64? {
+        guard let child = take(key, decoder: &decoder) else { return nil }
+        switch child.value {
+        case .integer(let bytes) where bytes >= 0: return Int64(bytes)
+        case .string(let text):
+            if let bytes = Units.size(text) { return bytes }
+        default: break
+        }
+        wrongType(key, child, decoder: &decoder)
+        return nil
+    }
+
+    mutating func address(_ key: String, decoder: inout ConfigDecoder) -> SocketAddressSpec? {
+        guard let child = take(key, decoder: &decoder) else { return nil }
+        guard case .string(let text) = child.value, let address = SocketAddressSpec(parsing: text) else {
+            wrongType(key, child, decoder: &decoder)
+            return nil
+        }
+        return address
+    }
+
+    mutating func stringArray(_ key: String, decoder: inout ConfigDecoder) -> [String]? {
+        guard let child = take(key, decoder: &decoder) else { return nil }
+        guard case .array(let elements) = child.value else {
+            wrongType(key, child, decoder: &decoder)
+            return nil
+        }
+        var strings: [String] = []
+        for element in elements {
+            guard case .string(let value) = element.value else {
+                decoder.report(element.location, "elements of '\(key)' must be strings, not \(element.typeName)")
+                continue
+            }
+            strings.append(value)
+        }
+        return strings
+    }
+
+    mutating func addressArray(_ key: String, decoder: inout ConfigDecoder) -> [SocketAddressSpec]? {
+        guard let child = take(key, decoder: &decoder) else { return nil }
+        guard case .array(let elements) = child.value else {
+            wrongType(key, child, decoder: &decoder)
+            return nil
+        }
+        var addresses: [SocketAddressSpec] = []
+        for element in elements {
+            guard case .string(let text) = element.value, let address = SocketAddressSpec(parsing: text) else {
+                decoder.report(
+                    element.location, "elements of '\(key)' must be \(ConfigSchema.ValueType.address.summary)")
+                continue
+            }
+            addresses.append(address)
+        }
+        return addresses
+    }
+
+    /// The elements of an array of tables (`[[routes]]`).
+    mutating func tables(_ key: String, decoder: inout ConfigDecoder) -> [ConfigNode] {
+        guard let child = take(key, decoder: &decoder) else { return [] }
+        guard case .array(let elements) = child.value else {
+            wrongType(key, child, decoder: &decoder)
+            return []
+        }
+        return elements
+    }
+
+    /// A table of user-chosen names (`[upstreams.NAME]`).
+    mutating func map(_ key: String, decoder: inout ConfigDecoder) -> [String: ConfigNode] {
+        guard let child = take(key, decoder: &decoder) else { return [:] }
+        guard case .table(let entries) = child.value else {
+            wrongType(key, child, decoder: &decoder)
+            return [:]
+        }
+        return entries
+    }
+
+    /// A table of string values, sorted by key (TOML tables are unordered).
+    mutating func stringMap(_ key: String, decoder: inout ConfigDecoder) -> [HeaderPair] {
+        var pairs: [HeaderPair] = []
+        for (name, node) in map(key, decoder: &decoder).sorted(by: { $0.key < $1.key }) {
+            guard case .string(let value) = node.value else {
+                decoder.report(node.location, "'\(name)' in '\(key)' must be a string, not \(node.typeName)")
+                continue
+            }
+            pairs.append(HeaderPair(name: name, value: value))
+        }
+        return pairs
+    }
+
+    /// Reports every key that was not read: the user's unknown keys.
+    func finish(decoder: inout ConfigDecoder) {
+        let known = schema.fields.map(\.name)
+        for (key, child) in children.sorted(by: { $0.key < $1.key }) {
+            var message = "unknown key '\(key)' in \(schema.title)"
+            if let suggestion = Suggestion.closest(to: key, among: known) {
+                message += "; did you mean '\(suggestion)'?"
+            }
+            decoder.report(child.location, message)
+        }
+    }
+}
+
+/// Parsing of durations and sizes as written in the configuration.
+public enum Units {
+    /// `"250ms"`, `"10s"`, `"2m"`, `"1h"`, or a bare number of seconds.
+    public static func duration(_ text: String) -> Duration? {
+        let trimmed = text.trimmingCharacters(in: " ")
+        let digits = trimmed.prefix { $0.isNumber }
+        guard let value = Int64(digits), digits.count <= 12 else { return nil }
+        switch trimmed.dropFirst(digits.count) {
+        case "", "s": return .seconds(value)
+        case "ms": return .milliseconds(value)
+        case "m": return .seconds(value * 60)
+        case "h": return .seconds(value * 3600)
+        default: return nil
+        }
+    }
+
+    /// `"16KiB"`, `"10MiB"`, `"1GiB"`, `"10kB"`/`"MB"`/`"GB"` (powers of ten), or a bare number of bytes.
+    public static func size(_ text: String) -> Int64? {
+        let trimmed = text.trimmingCharacters(in: " ")
+        let digits = trimmed.prefix { $0.isNumber }
+        guard let value = Int64(digits), digits.count <= 15 else { return nil }
+        let multiplier: Int64
+        switch trimmed.dropFirst(digits.count).trimmingCharacters(in: " ") {
+        case "", "B": multiplier = 1
+        case "KiB", "K", "k": multiplier = 1 << 10
+        case "MiB", "M", "m": multiplier = 1 << 20
+        case "GiB", "G", "g": multiplier = 1 << 30
+        case "kB", "KB": multiplier = 1000
+        case "MB": multiplier = 1_000_000
+        case "GB": multiplier = 1_000_000_000
+        default: return nil
+        }
+        let (result, overflow) = value.multipliedReportingOverflow(by: multiplier)
+        return overflow ? nil : result
+    }
+
+    /// How a duration is written back (`jester config dump`).
+    public static func format(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        if attoseconds == 0 {
+            if seconds % 3600 == 0, seconds > 0 { return "\(seconds / 3600)h" }
+            if seconds % 60 == 0, seconds > 0 { return "\(seconds / 60)m" }
+            return "\(seconds)s"
+        }
+        return "\(seconds * 1000 + attoseconds / 1_000_000_000_000_000)ms"
+    }
+}
+
+extension String {
+    fileprivate func trimmingCharacters(in character: Character) -> String {
+        var result = Substring(self)
+        while result.first == character { result = result.dropFirst() }
+        while result.last == character { result = result.dropLast() }
+        return String(result)
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingCharacters(in character: Character) -> String { String(self).trimmingCharacters(in: character) }
+}

@@ -1,0 +1,120 @@
+import Foundation
+
+/// Reads a configuration file with its includes, interpolates the environment, and validates the result.
+///
+/// Everything that can be wrong is reported in one `ConfigError`, sorted by file and line, so a reload fails with
+/// the whole list and the operator fixes it in one pass.
+public struct ConfigLoader: Sendable {
+    /// The variables `${VAR}` is resolved against.
+    public var environment: [String: String]
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.environment = environment
+    }
+
+    /// Loads `path` and everything it includes.
+    public func load(file path: String) throws(ConfigError) -> Configuration {
+        let text = try Self.read(path, from: nil)
+        return try load(text: text, file: path)
+    }
+
+    /// Loads configuration text as if it were the file `file` (includes are resolved relative to it).
+    public func load(text: String, file: String) throws(ConfigError) -> Configuration {
+        var root = try ConfigNode.parse(text: text, file: file)
+        var diagnostics: [ConfigDiagnostic] = []
+        var files = [file]
+        var sources = [text]
+        if case .table(let top) = root.value, let include = top["include"] {
+            for (pattern, location) in Self.includePatterns(include, &diagnostics) {
+                let base = (file as NSString).deletingLastPathComponent
+                let absolute = pattern.hasPrefix("/") ? pattern : (base.isEmpty ? pattern : base + "/" + pattern)
+                for match in Self.glob(absolute) {
+                    do {
+                        let included = try Self.read(match, from: location)
+                        var node = try ConfigNode.parse(text: included, file: match)
+                        if case .table(var table) = node.value, let nested = table.removeValue(forKey: "include") {
+                            diagnostics.append(ConfigDiagnostic(nested.location, "included files cannot include others"))
+                            node.value = .table(table)
+                        }
+                        root.merge(node, diagnostics: &diagnostics)
+                        files.append(match)
+                        sources.append(included)
+                    } catch {
+                        diagnostics += error.diagnostics
+                    }
+                }
+            }
+        }
+        root.interpolate(environment, diagnostics: &diagnostics)
+        var decoder = ConfigDecoder()
+        var configuration = decoder.decode(root)
+        diagnostics += decoder.diagnostics
+        guard diagnostics.isEmpty else {
+            throw ConfigError(diagnostics.sorted { ($0.location.file, $0.location.line, $0.location.column) < ($1.location.file, $1.location.line, $1.location.column) })
+        }
+        configuration.files = files
+        configuration.hash = Self.hash(of: configuration)
+        return configuration
+    }
+
+    private static func includePatterns(
+        _ node: ConfigNode, _ diagnostics: inout [ConfigDiagnostic]
+    ) -> [(String, SourceLocation)] {
+        guard case .array(let elements) = node.value else {
+            diagnostics.append(ConfigDiagnostic(node.location, "'include' must be an array of strings"))
+            return []
+        }
+        return elements.compactMap { element in
+            guard case .string(let pattern) = element.value else {
+                diagnostics.append(ConfigDiagnostic(element.location, "'include' elements must be strings"))
+                return nil
+            }
+            return (pattern, element.location)
+        }
+    }
+
+    private static func read(_ path: String, from location: SourceLocation?) throws(ConfigError) -> String {
+        do {
+            return try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            let reason = (error as NSError).localizedFailureReason ?? "cannot be read"
+            let location = location ?? SourceLocation(file: path, line: 0, column: 0)
+            throw ConfigError([ConfigDiagnostic(location, "cannot read \(path): \(reason)")])
+        }
+    }
+
+    /// Files matching a glob pattern, sorted so include order is stable.
+    static func glob(_ pattern: String) -> [String] {
+        var result = glob_t()
+        defer { globfree(&result) }
+        guard Glibc.glob(pattern, 0, nil, &result) == 0 else { return [] }
+        var paths: [String] = []
+        for index in 0..<Int(result.gl_pathc) {
+            if let path = result.gl_pathv[index] { paths.append(String(cString: path)) }
+        }
+        return paths.sorted()
+    }
+
+    /// FNV-1a over the canonical JSON of the effective configuration: stable across whitespace and comment edits,
+    /// different for any change that matters.
+    static func hash(of configuration: Configuration) -> String {
+        var copy = configuration
+        copy.files = []
+        copy.hash = ""
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = (try? encoder.encode(copy)) ?? Data()
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in data {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01B3
+        }
+        return String(hash, radix: 16).leftPadded(to: 16)
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to length: Int) -> String {
+        count >= length ? self : String(repeating: "0", count: length - count) + self
+    }
+}

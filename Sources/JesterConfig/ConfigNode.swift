@@ -1,0 +1,171 @@
+import TOMLKit
+
+/// A TOML value with the place it was written, so every later error can point at file:line:column.
+struct ConfigNode {
+    enum Value {
+        case string(String)
+        case integer(Int)
+        case float(Double)
+        case boolean(Bool)
+        case array([ConfigNode])
+        case table([String: ConfigNode])
+        /// Dates and times, which no Jester key takes.
+        case other(String)
+    }
+
+    var value: Value
+    var location: SourceLocation
+
+    /// How the value's type is named in messages.
+    var typeName: String {
+        switch value {
+        case .string: return "a string"
+        case .integer: return "an integer"
+        case .float: return "a float"
+        case .boolean: return "a boolean"
+        case .array: return "an array"
+        case .table: return "a table"
+        case .other(let name): return name
+        }
+    }
+
+    /// Parses one file into a located tree. Syntax errors come from TOMLKit with their position.
+    static func parse(text: String, file: String) throws(ConfigError) -> ConfigNode {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            let location = SourceLocation(file: file, line: error.source.begin.line, column: error.source.begin.column)
+            throw ConfigError([ConfigDiagnostic(location, "invalid TOML: \(error.description)")])
+        } catch {
+            throw ConfigError([ConfigDiagnostic(SourceLocation(file: file, line: 1, column: 1), "invalid TOML: \(error)")])
+        }
+        let locator = SourceLocator(text: text)
+        return convert(table, path: [], file: file, locator: locator)
+    }
+
+    private static func convert(
+        _ value: any TOMLValueConvertible, path: ConfigPath, file: String, locator: SourceLocator
+    ) -> ConfigNode {
+        let position = locator.position(of: path)
+        let location = SourceLocation(file: file, line: position.line, column: position.column)
+        switch value.type {
+        case .table:
+            var children: [String: ConfigNode] = [:]
+            if let table = value.table {
+                for key in table.keys {
+                    if let child = table[key] {
+                        children[key] = convert(child, path: path + [key], file: file, locator: locator)
+                    }
+                }
+            }
+            return ConfigNode(value: .table(children), location: location)
+        case .array:
+            var elements: [ConfigNode] = []
+            if let array = value.array {
+                for (index, element) in array.enumerated() {
+                    elements.append(convert(element, path: path + ["#\(index)"], file: file, locator: locator))
+                }
+            }
+            return ConfigNode(value: .array(elements), location: location)
+        case .string: return ConfigNode(value: .string(value.string ?? ""), location: location)
+        case .int: return ConfigNode(value: .integer(value.int ?? 0), location: location)
+        case .double: return ConfigNode(value: .float(value.double ?? 0), location: location)
+        case .bool: return ConfigNode(value: .boolean(value.bool ?? false), location: location)
+        case .date, .time, .dateTime: return ConfigNode(value: .other("a date or time"), location: location)
+        }
+    }
+
+    /// Merges an included file into this one: tables merge key by key, arrays append, and a key set to a plain
+    /// value in both is a conflict, reported at the later place with the earlier one named.
+    mutating func merge(_ other: ConfigNode, diagnostics: inout [ConfigDiagnostic]) {
+        guard case .table(var mine) = value, case .table(let theirs) = other.value else { return }
+        for (key, incoming) in theirs {
+            guard var existing = mine[key] else {
+                mine[key] = incoming
+                continue
+            }
+            switch (existing.value, incoming.value) {
+            case (.table, .table):
+                existing.merge(incoming, diagnostics: &diagnostics)
+                mine[key] = existing
+            case (.array(let first), .array(let second)):
+                existing.value = .array(first + second)
+                mine[key] = existing
+            default:
+                diagnostics.append(
+                    ConfigDiagnostic(incoming.location, "'\(key)' is already set at \(existing.location)"))
+            }
+        }
+        value = .table(mine)
+    }
+
+    /// Replaces `${VAR}` and `${VAR:-default}` in every string of the tree. An unset variable without a default
+    /// is an error at the string that names it; `$$` writes a literal `$`.
+    mutating func interpolate(_ environment: [String: String], diagnostics: inout [ConfigDiagnostic]) {
+        switch value {
+        case .string(let text):
+            guard text.contains("$") else { return }
+            switch Self.interpolating(text, environment) {
+            case .success(let result): value = .string(result)
+            case .failure(let message): diagnostics.append(ConfigDiagnostic(location, message))
+            }
+        case .array(var elements):
+            for index in elements.indices { elements[index].interpolate(environment, diagnostics: &diagnostics) }
+            value = .array(elements)
+        case .table(var children):
+            for key in children.keys { children[key]!.interpolate(environment, diagnostics: &diagnostics) }
+            value = .table(children)
+        default:
+            break
+        }
+    }
+
+    enum InterpolationResult {
+        case success(String)
+        case failure(String)
+    }
+
+    static func interpolating(_ text: String, _ environment: [String: String]) -> InterpolationResult {
+        var result = ""
+        var rest = Substring(text)
+        while let dollar = rest.firstIndex(of: "$") {
+            result += rest[..<dollar]
+            let afterDollar = rest.index(after: dollar)
+            if afterDollar < rest.endIndex, rest[afterDollar] == "$" {
+                result += "$"
+                rest = rest[rest.index(after: afterDollar)...]
+                continue
+            }
+            guard afterDollar < rest.endIndex, rest[afterDollar] == "{",
+                let close = rest[afterDollar...].firstIndex(of: "}")
+            else {
+                result += "$"
+                rest = rest[afterDollar...]
+                continue
+            }
+            let expression = rest[rest.index(after: afterDollar)..<close]
+            let name: Substring
+            var fallback: Substring?
+            if let separator = expression.range(of: ":-") {
+                name = expression[..<separator.lowerBound]
+                fallback = expression[separator.upperBound...]
+            } else {
+                name = expression
+            }
+            guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
+                return .failure("invalid variable reference '${\(expression)}'")
+            }
+            if let found = environment[String(name)], !(found.isEmpty && fallback != nil) {
+                result += found
+            } else if let fallback {
+                result += fallback
+            } else {
+                return .failure("environment variable '\(name)' is not set (write ${\(name):-default} to give a default)")
+            }
+            rest = rest[rest.index(after: close)...]
+        }
+        result += rest
+        return .success(result)
+    }
+}

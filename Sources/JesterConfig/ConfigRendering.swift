@@ -1,0 +1,133 @@
+import Foundation
+
+extension ConfigSchema {
+    /// The configuration format as JSON Schema (draft 2020-12), for editors and CI linters.
+    public static func jsonSchema() -> String {
+        var document = jsonSchema(for: .table(root))
+        document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        document["title"] = "Jester configuration (jester.toml)"
+        let data = try! JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys])
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+
+    private static func jsonSchema(for type: ValueType) -> [String: Any] {
+        switch type {
+        case .string: return ["type": "string"]
+        case .integer(let range):
+            return ["anyOf": [["type": "integer", "minimum": range.lowerBound, "maximum": range.upperBound],
+                ["type": "string", "pattern": "^[0-9]+$|\\$\\{"]]]
+        case .boolean: return ["type": "boolean"]
+        case .duration:
+            return ["anyOf": [["type": "integer", "minimum": 0], ["type": "string", "pattern": "^[0-9]+(ms|s|m|h)?$"]]]
+        case .size:
+            return ["anyOf": [["type": "integer", "minimum": 0],
+                ["type": "string", "pattern": "^[0-9]+ ?(B|K|KiB|M|MiB|G|GiB|kB|KB|MB|GB)?$"]]]
+        case .choice(let options): return ["enum": options]
+        case .address: return ["type": "string", "pattern": "^(\\[[0-9a-fA-F:.]+\\]|[^:]+):[0-9]{1,5}$"]
+        case .array(let element): return ["type": "array", "items": jsonSchema(for: element)]
+        case .map(let value): return ["type": "object", "additionalProperties": jsonSchema(for: value)]
+        case .table(let table):
+            var properties: [String: Any] = [:]
+            for field in table.fields {
+                var property = jsonSchema(for: field.type)
+                var description = field.summary
+                if let defaultValue = field.defaultValue { description += " Default: \(defaultValue)." }
+                property["description"] = description
+                properties[field.name] = property
+            }
+            return [
+                "type": "object", "properties": properties, "additionalProperties": false,
+                "required": table.fields.filter(\.isRequired).map(\.name),
+            ]
+        }
+    }
+}
+
+extension Configuration {
+    /// The effective configuration as TOML: includes merged, environment resolved, every default written out.
+    /// Nothing in the format is secret yet; keys that will hold secrets (key passphrases, tokens) are redacted
+    /// here when they arrive.
+    public func renderTOML() -> String {
+        var lines: [String] = ["# Effective configuration of \(files.first ?? "-") (hash \(hash))"]
+        if files.count > 1 { lines.append("# Included: " + files.dropFirst().joined(separator: ", ")) }
+        lines.append("")
+        lines.append("[server]")
+        if let workers = server.workers { lines.append("workers = \(workers)") } else { lines.append("# workers = one per CPU") }
+        lines.append(server.user.map { "user = \(quoted($0))" } ?? "# user = \"jester\" (or \"nobody\")")
+        if let group = server.group { lines.append("group = \(quoted(group))") }
+        lines.append("pid_file = \(quoted(server.pidFile))")
+        lines.append("control_socket = \(quoted(server.controlSocket))")
+        if let group = server.controlGroup { lines.append("control_group = \(quoted(group))") }
+        lines.append("drain_timeout = \(quoted(Units.format(server.drainTimeout)))")
+        lines.append("worker_start_timeout = \(quoted(Units.format(server.workerStartTimeout)))")
+        lines += ["", "[log]", "level = \(quoted(log.level))", "access_log = \(log.accessLog)"]
+        lines += [
+            "", "[http]", "max_request_head_size = \(http.maxRequestHeadSize)", "max_uri_length = \(http.maxURILength)",
+            "max_header_count = \(http.maxHeaderCount)", "max_body_size = \(http.maxBodySize)",
+            "client_header_timeout = \(quoted(Units.format(http.clientHeaderTimeout)))",
+            "keepalive_timeout = \(quoted(Units.format(http.keepaliveTimeout)))",
+            "keepalive_requests = \(http.keepaliveRequests)", "forwarded_header = \(http.forwardedHeader)",
+        ]
+        for listener in listeners {
+            lines += [
+                "", "[[listeners]]", "name = \(quoted(listener.name))", "address = \(quoted(listener.address.description))",
+                "backlog = \(listener.backlog)",
+            ]
+        }
+        for upstream in upstreams {
+            lines += [
+                "", "[upstreams.\(quotedKey(upstream.name))]",
+                "targets = [" + upstream.targets.map { quoted($0.description) }.joined(separator: ", ") + "]",
+                "connect_timeout = \(quoted(Units.format(upstream.connectTimeout)))",
+                "response_timeout = \(quoted(Units.format(upstream.responseTimeout)))",
+                "max_idle_connections = \(upstream.maxIdleConnections)",
+                "idle_timeout = \(quoted(Units.format(upstream.idleTimeout)))",
+            ]
+        }
+        for route in routes {
+            lines += ["", "[[routes]]", "name = \(quoted(route.name))"]
+            if !route.listeners.isEmpty { lines.append("listeners = [" + route.listeners.map(quoted).joined(separator: ", ") + "]") }
+            if !route.hosts.isEmpty { lines.append("hosts = [" + route.hosts.map(quoted).joined(separator: ", ") + "]") }
+            lines.append("path_prefix = \(quoted(route.pathPrefix))")
+            if let limit = route.maxBodySize { lines.append("max_body_size = \(limit)") }
+            switch route.action {
+            case .proxy(let upstream):
+                lines.append("upstream = \(quoted(upstream))")
+            case .respond(let status, let headers, let body):
+                let headerText = headers.map { "\(quotedKey($0.name)) = \(quoted($0.value))" }.joined(separator: ", ")
+                lines.append("respond = { status = \(status), body = \(quoted(body)), headers = { \(headerText) } }")
+            case .redirect(let status, let location):
+                lines.append("redirect = { status = \(status), location = \(quoted(location)) }")
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    private func quoted(_ text: String) -> String {
+        var escaped = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": escaped += "\\\""
+            case "\\": escaped += "\\\\"
+            case "\n": escaped += "\\n"
+            case "\t": escaped += "\\t"
+            case "\r": escaped += "\\r"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7F {
+                    escaped += String(format: "\\u%04X", scalar.value)
+                } else {
+                    escaped.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return escaped + "\""
+    }
+
+    private func quotedKey(_ key: String) -> String {
+        let bare = !key.isEmpty && key.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                || byte == 0x2D || byte == 0x5F
+        }
+        return bare ? key : quoted(key)
+    }
+}

@@ -1,0 +1,191 @@
+/// The configuration format, declared once: every key with its type, default and description.
+///
+/// The loader checks documents against it (unknown keys, types), `jester config schema` prints it as JSON Schema,
+/// and the tests hold the man page to it, so the three cannot drift apart.
+public struct ConfigSchema: Sendable {
+    /// The type of a configuration value.
+    public indirect enum ValueType: Sendable {
+        case string
+        case integer(ClosedRange<Int>)
+        case boolean
+        /// `"10s"`, `"500ms"`, `"2m"`, `"1h"`, or an integer number of seconds.
+        case duration
+        /// `"16KiB"`, `"10MiB"`, `"1GiB"` (or kB/MB/GB, powers of ten), or an integer number of bytes.
+        case size
+        /// One of a fixed set of strings.
+        case choice([String])
+        /// `host:port` or `[v6]:port`.
+        case address
+        case array(ValueType)
+        case table(Table)
+        /// A table whose keys are names chosen by the user (upstream pools, header names).
+        case map(ValueType)
+
+        /// How the type is described in messages and documentation.
+        public var summary: String {
+            switch self {
+            case .string: return "a string"
+            case .integer(let range): return "an integer from \(range.lowerBound) to \(range.upperBound)"
+            case .boolean: return "true or false"
+            case .duration: return "a duration such as \"10s\", \"500ms\" or \"2m\""
+            case .size: return "a size such as \"16KiB\", \"10MiB\" or a number of bytes"
+            case .choice(let options): return "one of " + options.map { "\"\($0)\"" }.joined(separator: ", ")
+            case .address: return "an address such as \"127.0.0.1:8080\" or \"[::1]:8080\""
+            case .array(let element): return "an array of " + element.pluralSummary
+            case .table: return "a table"
+            case .map(let value): return "a table of " + value.pluralSummary
+            }
+        }
+
+        var pluralSummary: String {
+            switch self {
+            case .string: return "strings"
+            case .address: return "addresses"
+            case .table: return "tables"
+            default: return "values (\(summary))"
+            }
+        }
+    }
+
+    /// One key of a table.
+    public struct Field: Sendable {
+        public var name: String
+        public var type: ValueType
+        /// The default as written in TOML, or nil when the key is required or has no default.
+        public var defaultValue: String?
+        public var isRequired: Bool
+        public var summary: String
+
+        public init(_ name: String, _ type: ValueType, default defaultValue: String? = nil, required: Bool = false,
+            _ summary: String)
+        {
+            self.name = name
+            self.type = type
+            self.defaultValue = defaultValue
+            self.isRequired = required
+            self.summary = summary
+        }
+    }
+
+    /// A table's keys.
+    public struct Table: Sendable {
+        /// How the table is named in messages, for example `[server]` or `[[routes]]`.
+        public var title: String
+        public var fields: [Field]
+
+        public init(_ title: String, _ fields: [Field]) {
+            self.title = title
+            self.fields = fields
+        }
+
+        public func field(_ name: String) -> Field? { fields.first { $0.name == name } }
+    }
+
+    /// The top-level table.
+    public static let root = Table(
+        "the top level",
+        [
+            Field("include", .array(.string), default: "[]",
+                "Further files to read, as glob patterns relative to this file; their tables are merged and their arrays appended."),
+            Field("server", .table(server), "The process model: workers, user, control socket, pid file."),
+            Field("log", .table(log), "Logging."),
+            Field("http", .table(http), "Limits and timeouts of the HTTP/1.1 data plane."),
+            Field("listeners", .array(.table(listener)), required: true, "Addresses to accept connections on."),
+            Field("routes", .array(.table(route)), default: "[]", "How requests are matched and answered."),
+            Field("upstreams", .map(.table(upstream)), default: "{}", "Pools of servers that routes proxy to."),
+        ])
+
+    public static let server = Table(
+        "[server]",
+        [
+            Field("workers", .integer(1...1024), default: "one per CPU", "Worker processes."),
+            Field("user", .string, default: "\"jester\", or \"nobody\" when it does not exist",
+                "The user workers run as when the master starts as root."),
+            Field("group", .string, default: "the user's primary group", "The group workers run as."),
+            Field("pid_file", .string, default: "\"/run/jester/jester.pid\"", "Where the master writes its pid."),
+            Field("control_socket", .string, default: "\"/run/jester/control.sock\"",
+                "The Unix socket jesterctl talks to (mode 0660)."),
+            Field("control_group", .string,
+                "Members of this group may use the control socket, besides root and the master's user."),
+            Field("drain_timeout", .duration, default: "\"30s\"",
+                "How long a graceful stop or drain waits for in-flight requests."),
+            Field("worker_start_timeout", .duration, default: "\"10s\"",
+                "How long new workers have to report ready."),
+        ])
+
+    public static let log = Table(
+        "[log]",
+        [
+            Field("level", .choice(["trace", "debug", "info", "notice", "warning", "error", "critical"]),
+                default: "\"info\"", "The lowest level written."),
+            Field("access_log", .boolean, default: "true", "Log each request as one JSON line."),
+        ])
+
+    public static let http = Table(
+        "[http]",
+        [
+            Field("max_request_head_size", .size, default: "\"16KiB\"",
+                "The largest request head accepted; larger gets 431."),
+            Field("max_uri_length", .size, default: "\"8KiB\"", "The longest request target; longer gets 414."),
+            Field("max_header_count", .integer(1...10_000), default: "100",
+                "The most header fields in a request; more gets 431."),
+            Field("max_body_size", .size, default: "\"10MiB\"",
+                "The largest request body, unless the route sets its own; larger gets 413."),
+            Field("client_header_timeout", .duration, default: "\"10s\"",
+                "How long a client has to send a complete request head; slower gets 408."),
+            Field("keepalive_timeout", .duration, default: "\"75s\"",
+                "How long an idle client connection is kept open."),
+            Field("keepalive_requests", .integer(0...Int(Int32.max)), default: "10000",
+                "Requests served on one client connection before it is closed (0: no limit)."),
+            Field("forwarded_header", .boolean, default: "false",
+                "Also add the RFC 7239 Forwarded header besides X-Forwarded-For/-Proto/-Host."),
+        ])
+
+    public static let listener = Table(
+        "[[listeners]]",
+        [
+            Field("name", .string, required: true, "The name routes refer to."),
+            Field("address", .address, required: true, "Where to listen."),
+            Field("backlog", .integer(1...65535), default: "511", "The kernel accept queue length."),
+        ])
+
+    public static let respond = Table(
+        "respond",
+        [
+            Field("status", .integer(200...599), default: "200", "The status code."),
+            Field("body", .string, default: "\"\"", "The body."),
+            Field("headers", .map(.string), default: "{}", "Header fields to send."),
+        ])
+
+    public static let redirect = Table(
+        "redirect",
+        [
+            Field("location", .string, required: true, "Where to send the client."),
+            Field("status", .integer(300...308), default: "302", "The status code (301, 302, 303, 307, 308)."),
+        ])
+
+    public static let route = Table(
+        "[[routes]]",
+        [
+            Field("name", .string, default: "\"route-N\"", "A name for logs."),
+            Field("listeners", .array(.string), default: "all listeners", "The listeners this route is on."),
+            Field("hosts", .array(.string), default: "any host", "Host names, exact or \"*.example.com\"."),
+            Field("path_prefix", .string, default: "\"/\"", "The path prefix; the longest match wins."),
+            Field("max_body_size", .size, default: "http.max_body_size", "The body limit for this route."),
+            Field("upstream", .string, "Proxy to this upstream pool (exactly one of upstream, respond, redirect)."),
+            Field("respond", .table(respond), "Answer with a fixed response."),
+            Field("redirect", .table(redirect), "Answer with a redirect."),
+        ])
+
+    public static let upstream = Table(
+        "[upstreams.NAME]",
+        [
+            Field("targets", .array(.address), required: true, "The servers, balanced round-robin."),
+            Field("connect_timeout", .duration, default: "\"5s\"", "How long to wait for a connection; then 504."),
+            Field("response_timeout", .duration, default: "\"60s\"",
+                "How long to wait for the response head; then 504."),
+            Field("max_idle_connections", .integer(0...100_000), default: "64",
+                "Idle keep-alive connections kept per target per worker."),
+            Field("idle_timeout", .duration, default: "\"60s\"", "How long an idle upstream connection is kept."),
+        ])
+}

@@ -1,0 +1,249 @@
+/// The whole validated configuration of one Jester instance: immutable, `Sendable`, and `Codable` so the master
+/// can hand it to workers over the control channel (workers never read configuration files).
+///
+/// Every field has a documented default; `ConfigSchema` is the single list of keys, types, defaults and
+/// descriptions that the loader, `jester config schema` and the man page are checked against.
+public struct Configuration: Sendable, Codable, Equatable {
+    public var server: ServerSettings
+    public var log: LogSettings
+    public var http: HTTPSettings
+    public var listeners: [ListenerSettings]
+    public var routes: [RouteSettings]
+    public var upstreams: [UpstreamSettings]
+    /// The files this configuration was read from, main file first.
+    public var files: [String]
+    /// A short stable hash of the effective configuration, shown by `jesterctl status`.
+    public var hash: String
+
+    public init(
+        server: ServerSettings = .init(), log: LogSettings = .init(), http: HTTPSettings = .init(),
+        listeners: [ListenerSettings] = [], routes: [RouteSettings] = [], upstreams: [UpstreamSettings] = [],
+        files: [String] = [], hash: String = ""
+    ) {
+        self.server = server
+        self.log = log
+        self.http = http
+        self.listeners = listeners
+        self.routes = routes
+        self.upstreams = upstreams
+        self.files = files
+        self.hash = hash
+    }
+
+    /// The upstream pool called `name`.
+    public func upstream(named name: String) -> UpstreamSettings? {
+        upstreams.first { $0.name == name }
+    }
+}
+
+/// `[server]`: the process model.
+public struct ServerSettings: Sendable, Codable, Equatable {
+    /// Worker processes; nil means one per CPU.
+    public var workers: Int?
+    /// The user workers run as (default `jester`, falling back to `nobody` when that user does not exist).
+    public var user: String?
+    /// The group workers run as (default: the user's primary group).
+    public var group: String?
+    /// Where the master writes its pid.
+    public var pidFile: String
+    /// The control socket `jesterctl` talks to.
+    public var controlSocket: String
+    /// Members of this group may use the control socket besides root and the master's own user.
+    public var controlGroup: String?
+    /// How long a graceful stop or drain waits for in-flight requests before closing them.
+    public var drainTimeout: Duration
+    /// How long new workers have to report ready on start and reload.
+    public var workerStartTimeout: Duration
+
+    public init(
+        workers: Int? = nil, user: String? = nil, group: String? = nil, pidFile: String = "/run/jester/jester.pid",
+        controlSocket: String = "/run/jester/control.sock", controlGroup: String? = nil,
+        drainTimeout: Duration = .seconds(30), workerStartTimeout: Duration = .seconds(10)
+    ) {
+        self.workers = workers
+        self.user = user
+        self.group = group
+        self.pidFile = pidFile
+        self.controlSocket = controlSocket
+        self.controlGroup = controlGroup
+        self.drainTimeout = drainTimeout
+        self.workerStartTimeout = workerStartTimeout
+    }
+}
+
+/// `[log]`: the JSON-lines log and the access log.
+public struct LogSettings: Sendable, Codable, Equatable {
+    /// The lowest level written: trace, debug, info, notice, warning, error or critical.
+    public var level: String
+    /// Whether each request is logged as one JSON line.
+    public var accessLog: Bool
+
+    public init(level: String = "info", accessLog: Bool = true) {
+        self.level = level
+        self.accessLog = accessLog
+    }
+}
+
+/// `[http]`: limits and timeouts of the HTTP/1.1 data plane.
+public struct HTTPSettings: Sendable, Codable, Equatable {
+    /// The largest request head (request line and header fields) accepted; larger gets 431.
+    public var maxRequestHeadSize: Int
+    /// The longest request target accepted; longer gets 414.
+    public var maxURILength: Int
+    /// The most header fields in a request; more gets 431.
+    public var maxHeaderCount: Int
+    /// The largest request body accepted, unless a route sets its own; larger gets 413.
+    public var maxBodySize: Int64
+    /// How long a client has to send a complete request head; slower gets 408.
+    public var clientHeaderTimeout: Duration
+    /// How long an idle keep-alive connection is kept open.
+    public var keepaliveTimeout: Duration
+    /// Requests served on one client connection before it is closed (0: no limit).
+    public var keepaliveRequests: Int
+    /// Whether to add the RFC 7239 `Forwarded` header besides the `X-Forwarded-*` ones.
+    public var forwardedHeader: Bool
+
+    public init(
+        maxRequestHeadSize: Int = 16 * 1024, maxURILength: Int = 8 * 1024, maxHeaderCount: Int = 100,
+        maxBodySize: Int64 = 10 * 1024 * 1024, clientHeaderTimeout: Duration = .seconds(10),
+        keepaliveTimeout: Duration = .seconds(75), keepaliveRequests: Int = 10_000, forwardedHeader: Bool = false
+    ) {
+        self.maxRequestHeadSize = maxRequestHeadSize
+        self.maxURILength = maxURILength
+        self.maxHeaderCount = maxHeaderCount
+        self.maxBodySize = maxBodySize
+        self.clientHeaderTimeout = clientHeaderTimeout
+        self.keepaliveTimeout = keepaliveTimeout
+        self.keepaliveRequests = keepaliveRequests
+        self.forwardedHeader = forwardedHeader
+    }
+}
+
+/// `[[listeners]]`: an address Jester accepts connections on.
+public struct ListenerSettings: Sendable, Codable, Equatable {
+    /// The name routes refer to.
+    public var name: String
+    /// Where to listen.
+    public var address: SocketAddressSpec
+    /// The kernel accept queue length (listen(2) backlog).
+    public var backlog: Int
+
+    public init(name: String, address: SocketAddressSpec, backlog: Int = 511) {
+        self.name = name
+        self.address = address
+        self.backlog = backlog
+    }
+}
+
+/// An IP address and port, as written in the configuration (`127.0.0.1:8080`, `[::1]:8080`).
+public struct SocketAddressSpec: Sendable, Codable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `host:port` or `[v6]:port`; nil when malformed.
+    public init?(parsing text: String) {
+        let hostPart: Substring
+        let portPart: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
+                return nil
+            }
+            hostPart = text[text.index(after: text.startIndex)..<close]
+            portPart = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":") else { return nil }
+            hostPart = text[..<colon]
+            portPart = text[text.index(after: colon)...]
+        }
+        guard !hostPart.isEmpty, let port = Int(portPart), (1...65535).contains(port),
+            portPart.allSatisfy(\.isNumber)
+        else { return nil }
+        self.host = String(hostPart)
+        self.port = port
+    }
+
+    public var isIPv6: Bool { host.contains(":") }
+
+    public var description: String { isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// `[[routes]]`: which requests a route takes and what it does with them.
+public struct RouteSettings: Sendable, Codable, Equatable {
+    /// A name for logs; `route-N` by default.
+    public var name: String
+    /// The listeners this route is on; empty means all.
+    public var listeners: [String]
+    /// Host names (exact or `*.wildcard`); empty means any host.
+    public var hosts: [String]
+    /// The path prefix; the longest matching prefix wins.
+    public var pathPrefix: String
+    /// The body limit for this route, overriding `http.max_body_size`.
+    public var maxBodySize: Int64?
+    /// What the route does.
+    public var action: RouteAction
+
+    public init(
+        name: String, listeners: [String] = [], hosts: [String] = [], pathPrefix: String = "/",
+        maxBodySize: Int64? = nil, action: RouteAction
+    ) {
+        self.name = name
+        self.listeners = listeners
+        self.hosts = hosts
+        self.pathPrefix = pathPrefix
+        self.maxBodySize = maxBodySize
+        self.action = action
+    }
+}
+
+/// What a route does with a request.
+public enum RouteAction: Sendable, Codable, Equatable {
+    /// Forward to an upstream pool.
+    case proxy(upstream: String)
+    /// Answer directly with a fixed response.
+    case respond(status: Int, headers: [HeaderPair], body: String)
+    /// Answer with a redirect to `location`.
+    case redirect(status: Int, location: String)
+}
+
+/// A header name and value, in configuration order.
+public struct HeaderPair: Sendable, Codable, Equatable {
+    public var name: String
+    public var value: String
+
+    public init(name: String, value: String) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// `[upstreams.NAME]`: a pool of servers requests are proxied to.
+public struct UpstreamSettings: Sendable, Codable, Equatable {
+    public var name: String
+    /// The servers, balanced round-robin.
+    public var targets: [SocketAddressSpec]
+    /// How long to wait for a TCP connection; slower is a 504.
+    public var connectTimeout: Duration
+    /// How long to wait for the response head after the request was sent; slower is a 504.
+    public var responseTimeout: Duration
+    /// Idle keep-alive connections kept per target per worker.
+    public var maxIdleConnections: Int
+    /// How long an idle upstream connection is kept.
+    public var idleTimeout: Duration
+
+    public init(
+        name: String, targets: [SocketAddressSpec], connectTimeout: Duration = .seconds(5),
+        responseTimeout: Duration = .seconds(60), maxIdleConnections: Int = 64, idleTimeout: Duration = .seconds(60)
+    ) {
+        self.name = name
+        self.targets = targets
+        self.connectTimeout = connectTimeout
+        self.responseTimeout = responseTimeout
+        self.maxIdleConnections = maxIdleConnections
+        self.idleTimeout = idleTimeout
+    }
+}

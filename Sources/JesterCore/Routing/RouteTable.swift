@@ -1,0 +1,133 @@
+/// Which host names a route answers for.
+public enum HostPattern: Hashable, Sendable, CustomStringConvertible {
+    /// Any host (the route has no `hosts`).
+    case any
+    /// Exactly this name, lowercased, without port.
+    case exact(String)
+    /// `*.example.com`: any name ending in `.example.com` (stored as the suffix with its dot); not the apex.
+    case wildcard(suffix: String)
+
+    /// Parses `example.com` or `*.example.com`, lowercasing it.
+    public init(_ text: String) {
+        let lowercased = text.lowercased()
+        if lowercased.hasPrefix("*.") {
+            self = .wildcard(suffix: String(lowercased.dropFirst()))
+        } else {
+            self = .exact(lowercased)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .any: return "*"
+        case .exact(let name): return name
+        case .wildcard(let suffix): return "*" + suffix
+        }
+    }
+}
+
+/// The route table of one listener: host (exact, then the longest matching wildcard, then any) and path prefix
+/// (longest wins), compiled once per configuration.
+///
+/// Generic over what a route leads to, so this pure module does not depend on configuration types. The full
+/// matcher set (methods, headers, query, regex, priorities) arrives with the routing issue and replaces the
+/// per-host prefix lists here; the lookup signature, bytes in and a value out, stays.
+public struct RouteTable<Value: Sendable>: Sendable {
+    /// One route as configured.
+    public struct Entry: Sendable {
+        public var hosts: [HostPattern]
+        public var pathPrefix: String
+        public var value: Value
+
+        public init(hosts: [HostPattern], pathPrefix: String, value: Value) {
+            self.hosts = hosts.isEmpty ? [.any] : hosts
+            self.pathPrefix = pathPrefix
+            self.value = value
+        }
+    }
+
+    /// Routes of one host pattern, longest path prefix first; ties keep configuration order.
+    @usableFromInline
+    struct PrefixList: Sendable {
+        @usableFromInline var prefixes: [[UInt8]] = []
+        @usableFromInline var values: [Value] = []
+
+        mutating func insert(_ prefix: [UInt8], _ value: Value) {
+            let position = prefixes.firstIndex { $0.count < prefix.count } ?? prefixes.count
+            prefixes.insert(prefix, at: position)
+            values.insert(value, at: position)
+        }
+
+        @inlinable
+        func match(_ bytes: UnsafeRawBufferPointer, _ path: Range<Int>) -> Value? {
+            for index in prefixes.indices {
+                let prefix = prefixes[index]
+                guard prefix.count <= path.count else { continue }
+                let matched = prefix.withUnsafeBytes { prefixBytes in
+                    prefixBytes.elementsEqual(bytes[path.lowerBound..<(path.lowerBound + prefix.count)])
+                }
+                if matched { return values[index] }
+            }
+            return nil
+        }
+    }
+
+    @usableFromInline var exact: [String: PrefixList] = [:]
+    /// Wildcard suffixes, longest first, so `*.api.example.com` wins over `*.example.com`.
+    @usableFromInline var wildcards: [(suffix: [UInt8], routes: PrefixList)] = []
+    @usableFromInline var fallback = PrefixList()
+
+    public init(_ entries: [Entry]) {
+        var wildcardLists: [String: PrefixList] = [:]
+        for entry in entries {
+            let prefix = Array(entry.pathPrefix.utf8)
+            for host in entry.hosts {
+                switch host {
+                case .any: fallback.insert(prefix, entry.value)
+                case .exact(let name): exact[name, default: PrefixList()].insert(prefix, entry.value)
+                case .wildcard(let suffix): wildcardLists[suffix, default: PrefixList()].insert(prefix, entry.value)
+                }
+            }
+        }
+        wildcards = wildcardLists.map { (Array($0.key.utf8), $0.value) }.sorted { $0.suffix.count > $1.suffix.count }
+    }
+
+    /// Finds the route for a request. `host` is the Host field value (any case, port allowed) and `path` the
+    /// request path, both ranges of `bytes`. A host-specific route that matches no path falls through to less
+    /// specific host patterns, as nginx's server blocks do not but users of path-only routes expect.
+    @inlinable
+    public func match(_ bytes: UnsafeRawBufferPointer, host: Range<Int>, path: Range<Int>) -> Value? {
+        let name = Self.hostName(bytes, host)
+        if !exact.isEmpty, !name.isEmpty {
+            let key = String(unsafeUninitializedCapacity: name.count) { buffer in
+                for (offset, index) in name.enumerated() { buffer[offset] = ASCII.lowercased(bytes[index]) }
+                return name.count
+            }
+            if let list = exact[key], let value = list.match(bytes, path) { return value }
+        }
+        for wildcard in wildcards where wildcard.suffix.count < name.count {
+            let tail = (name.upperBound - wildcard.suffix.count)..<name.upperBound
+            let matched = wildcard.suffix.withUnsafeBytes { ASCII.equalsIgnoringCase(bytes, tail, $0, 0..<$0.count) }
+            if matched, let value = wildcard.routes.match(bytes, path) { return value }
+        }
+        return fallback.match(bytes, path)
+    }
+
+    /// The host name without a port and without a trailing dot.
+    @inlinable
+    static func hostName(_ bytes: UnsafeRawBufferPointer, _ host: Range<Int>) -> Range<Int> {
+        var end = host.upperBound
+        if host.isEmpty { return host }
+        if bytes[host.lowerBound] == UInt8(ascii: "[") {
+            // IPv6 literal: the name is everything up to and including "]".
+            var index = host.lowerBound
+            while index < host.upperBound, bytes[index] != UInt8(ascii: "]") { index += 1 }
+            return host.lowerBound..<min(index + 1, host.upperBound)
+        }
+        var index = host.lowerBound
+        while index < host.upperBound, bytes[index] != ASCII.colon { index += 1 }
+        end = index
+        if end > host.lowerBound, bytes[end - 1] == UInt8(ascii: ".") { end -= 1 }
+        return host.lowerBound..<end
+    }
+}
