@@ -1,1 +1,118 @@
-print("jester")
+// The `jester` executable: parses arguments and dispatches to the master, a worker, or a config tool.
+import ArgumentParser
+import Foundation
+import JesterConfig
+import JesterHTTP2
+import JesterHTTP3
+import JesterLogging
+import JesterProxy
+import JesterSupervisor
+import JesterSystem
+import JesterTLS
+import Logging
+
+// A worker is this binary started by the master with `--worker` and its sockets at fds 3, 4, ...
+if CommandLine.arguments.dropFirst().first == "--worker" {
+    Worker.run()
+}
+
+struct Jester: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jester",
+        abstract: "A reverse proxy, load balancer and API gateway.",
+        version: JesterVersion.current,
+        subcommands: [Run.self, Config.self, Version.self],
+        defaultSubcommand: Run.self)
+}
+
+let defaultConfigPath = "/etc/jester/jester.toml"
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Start the master and its workers (the default).")
+
+    @Option(name: [.short, .long], help: "The configuration file.")
+    var config: String = defaultConfigPath
+
+    func run() throws {
+        // Before any thread exists, so every thread inherits the mask and signals reach only SignalWaiter.
+        SignalWaiter.blockHandledSignals()
+        let loader = ConfigLoader()
+        let configuration: Configuration
+        do {
+            configuration = try loader.load(file: config)
+        } catch {
+            FileHandle.standardError.write(Data((error.description + "\n").utf8))
+            throw ExitCode(1)
+        }
+        JSONLogHandler.bootstrap(level: Logger.Level(rawValue: configuration.log.level) ?? .info)
+        let master = Master(configPath: config, configuration: configuration, loader: loader)
+        let code = master.run()
+        LogWriter.standardError.flush()
+        LogWriter.standardOutput.flush()
+        throw ExitCode(code)
+    }
+}
+
+struct Config: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check, show and describe configuration.",
+        subcommands: [Validate.self, Dump.self, Schema.self])
+
+    struct Validate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate a configuration file; print every error as file:line:column and exit 1 if any.")
+
+        @Argument(help: "The configuration file.")
+        var file: String = defaultConfigPath
+
+        func run() throws {
+            do {
+                let configuration = try ConfigLoader().load(file: file)
+                print("\(file): configuration is valid (hash \(configuration.hash))")
+            } catch {
+                FileHandle.standardError.write(Data((error.description + "\n").utf8))
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Dump: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the effective configuration: includes merged, environment resolved, defaults filled in.")
+
+        @Argument(help: "The configuration file.")
+        var file: String = defaultConfigPath
+
+        func run() throws {
+            do {
+                print(try ConfigLoader().load(file: file).renderTOML(), terminator: "")
+            } catch {
+                FileHandle.standardError.write(Data((error.description + "\n").utf8))
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Schema: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the JSON Schema of the configuration format.")
+
+        func run() {
+            print(ConfigSchema.jsonSchema(), terminator: "")
+        }
+    }
+}
+
+struct Version: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the version and the linked system libraries.")
+
+    func run() {
+        print("jester \(JesterVersion.current)")
+        print("openssl \(OpenSSLLibrary.version)")
+        print("nghttp2 \(NGHTTP2Library.version)")
+        print("ngtcp2 \(QUICLibraries.ngtcp2Version) (gnutls crypto: \(QUICLibraries.gnutlsCryptoHelperLinked ? "linked" : "missing"))")
+        print("nghttp3 \(QUICLibraries.nghttp3Version)")
+        print("systemd notify: \(Systemd.isNotifying ? "yes" : "no")")
+    }
+}
+
+Jester.main()

@@ -1,1 +1,188 @@
-print("jesterctl")
+// `jesterctl`: talks to a running Jester master over its control socket.
+import ArgumentParser
+import Foundation
+import JesterControl
+import JesterSystem
+
+struct ControlOptions: ParsableArguments {
+    @Option(name: [.short, .long], help: "The master's control socket (or $JESTER_CONTROL_SOCKET).")
+    var socket: String = ProcessInfo.processInfo.environment["JESTER_CONTROL_SOCKET"] ?? "/run/jester/control.sock"
+
+    @Flag(help: "Print machine-readable JSON.")
+    var json = false
+
+    /// Connects, or exits 2 with a message that says what to check.
+    func connect() throws -> ControlClient {
+        do {
+            return try ControlClient(path: socket)
+        } catch {
+            switch error.errorNumber {
+            case ENOENT, ECONNREFUSED:
+                fail("jesterctl: no Jester master is listening on \(socket) (is it running? see --socket)")
+            case EACCES, EPERM:
+                fail("jesterctl: permission denied on \(socket): run as root, as the master's user, or as a member of its control_group")
+            default:
+                fail("jesterctl: cannot connect to \(socket): \(error)")
+            }
+        }
+    }
+}
+
+/// Exit codes: 0 success, 1 the operation failed (for example a reload with config errors), 2 could not talk
+/// to the master.
+func fail(_ message: String, code: Int32 = 2) -> Never {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+    exit(code)
+}
+
+/// One request/response conversation with the master.
+final class ControlClient {
+    private let connection: UnixSocketClient
+    private var codec = ControlFrameCodec()
+
+    init(path: String) throws(SystemError) {
+        connection = try UnixSocketClient(path: path)
+    }
+
+    func send(_ message: ControlMessage) {
+        do { try connection.write(ControlFrameCodec.encode(message)) } catch { fail("jesterctl: \(error)") }
+    }
+
+    /// The next message, or nil when the master closed the connection.
+    func receive(timeoutSeconds: Double = 60) -> ControlMessage? {
+        while true {
+            do {
+                if let message = try codec.next() {
+                    if case .failure(let reason) = message { fail("jesterctl: \(reason)") }
+                    return message
+                }
+                let bytes = try connection.read(timeoutMilliseconds: Int32(timeoutSeconds * 1000))
+                if bytes.isEmpty { return nil }
+                codec.append(bytes)
+            } catch let error as SystemError where error.errorNumber == ECONNRESET {
+                return nil
+            } catch {
+                fail("jesterctl: \(error)")
+            }
+        }
+    }
+}
+
+func printJSON<T: Encodable>(_ value: T) {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self))
+}
+
+struct JesterCtl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jesterctl",
+        abstract: "Control a running Jester instance.",
+        subcommands: [Status.self, Reload.self, Drain.self, Stop.self])
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the master and one row per worker.")
+    @OptionGroup var options: ControlOptions
+
+    func run() throws {
+        let client = try options.connect()
+        client.send(.status)
+        guard case .statusReport(let report) = client.receive() else { fail("jesterctl: no status from the master") }
+        if options.json {
+            printJSON(report)
+            return
+        }
+        let uptime = Int(Date().timeIntervalSince1970 - report.startedAt)
+        print("master   pid \(report.pid)  version \(report.version)  uptime \(uptime)s  state \(report.state)")
+        print("config   \(report.configFile)  hash \(report.configHash)  generation \(report.generation)")
+        print("")
+        let header = ["PID", "SLOT", "GEN", "STATE", "CONNS", "REQUESTS", "RSS"]
+        var rows = [header]
+        for worker in report.workers {
+            rows.append([
+                "\(worker.pid)", "\(worker.slot)", "\(worker.generation)", worker.state, "\(worker.connections)",
+                "\(worker.requests)", formatBytes(worker.rssBytes),
+            ])
+        }
+        let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+        for row in rows {
+            print(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+        }
+    }
+
+    func formatBytes(_ bytes: Int) -> String {
+        bytes >= 1 << 20 ? String(format: "%.1fMiB", Double(bytes) / Double(1 << 20)) : "\(bytes / 1024)KiB"
+    }
+}
+
+struct Reload: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-read the configuration and replace the workers; exit 1 with the errors if it is invalid.")
+    @OptionGroup var options: ControlOptions
+
+    func run() throws {
+        let client = try options.connect()
+        client.send(.reload)
+        guard case .reloadResult(let result) = client.receive(timeoutSeconds: 120) else {
+            fail("jesterctl: the master closed the connection during the reload")
+        }
+        if options.json {
+            printJSON(result)
+        } else if result.success {
+            print("reloaded: generation \(result.generation), config hash \(result.configHash)")
+        } else {
+            FileHandle.standardError.write(Data("reload failed; still serving generation \(result.generation):\n".utf8))
+            for error in result.errors { FileHandle.standardError.write(Data((error + "\n").utf8)) }
+        }
+        if !result.success { throw ExitCode(1) }
+    }
+}
+
+struct Drain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Stop accepting, finish in-flight requests, and exit; shows progress while it waits.")
+    @OptionGroup var options: ControlOptions
+    @Option(help: "Seconds to wait for in-flight requests before closing them (default: drain_timeout).")
+    var timeout: Double?
+
+    func run() throws {
+        let client = try options.connect()
+        client.send(.drain(timeoutSeconds: timeout))
+        while let message = client.receive(timeoutSeconds: (timeout ?? 600) + 30) {
+            switch message {
+            case .progress(let progress):
+                if options.json {
+                    printJSON(progress)
+                } else {
+                    print("draining: \(progress.connections) connections open in \(progress.workers) workers")
+                }
+            case .done(let success, let text):
+                print(options.json ? "{\"done\": \(success)}" : text)
+                if !success { throw ExitCode(1) }
+                return
+            default:
+                break
+            }
+        }
+        print("drained: the master has exited")
+    }
+}
+
+struct Stop: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Stop Jester: gracefully (like SIGTERM) or, with --fast, at once (like SIGINT).")
+    @OptionGroup var options: ControlOptions
+    @Flag(help: "Do not wait for in-flight requests.")
+    var fast = false
+
+    func run() throws {
+        let client = try options.connect()
+        client.send(.stop(fast: fast))
+        if case .done(_, let text) = client.receive() { print(text) }
+        // Wait for the master to close the socket as it exits.
+        while client.receive(timeoutSeconds: 120) != nil {}
+    }
+}
+
+JesterCtl.main()

@@ -1,0 +1,65 @@
+import Foundation
+
+/// Frames control messages: a 4-byte big-endian length, then the JSON of a `ControlEnvelope`.
+///
+/// Pure: the master and workers feed it bytes from their NIO channels, jesterctl from a blocking socket.
+public struct ControlFrameCodec: Sendable {
+    /// Why bytes could not be read as a control message.
+    public enum DecodingError: Error, Equatable, CustomStringConvertible {
+        case frameTooLarge(Int)
+        case versionMismatch(Int)
+        case malformed(String)
+
+        public var description: String {
+            switch self {
+            case .frameTooLarge(let size): return "control frame of \(size) bytes exceeds the limit"
+            case .versionMismatch(let version):
+                return "control protocol version \(version) is not supported (this side speaks \(ControlProtocol.version))"
+            case .malformed(let reason): return "malformed control message: \(reason)"
+            }
+        }
+    }
+
+    private var buffer: [UInt8] = []
+
+    public init() {}
+
+    /// The bytes of one frame carrying `message`.
+    public static func encode(_ message: ControlMessage) -> [UInt8] {
+        let payload = (try? JSONEncoder().encode(ControlEnvelope(message))) ?? Data()
+        let length = UInt32(payload.count)
+        var frame: [UInt8] = [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)]
+        frame.append(contentsOf: payload)
+        return frame
+    }
+
+    /// Adds received bytes.
+    public mutating func append<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 {
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// The next complete message, nil when more bytes are needed.
+    public mutating func next() throws(DecodingError) -> ControlMessage? {
+        guard buffer.count >= 4 else { return nil }
+        let length = Int(buffer[0]) << 24 | Int(buffer[1]) << 16 | Int(buffer[2]) << 8 | Int(buffer[3])
+        guard length <= ControlProtocol.maxFrameSize else { throw .frameTooLarge(length) }
+        guard buffer.count >= 4 + length else { return nil }
+        let payload = Data(buffer[4..<(4 + length)])
+        buffer.removeFirst(4 + length)
+        let envelope: ControlEnvelope
+        do {
+            envelope = try JSONDecoder().decode(ControlEnvelope.self, from: payload)
+        } catch {
+            // Say which version the peer spoke if that much can be read.
+            struct VersionOnly: Decodable { var version: Int }
+            if let version = try? JSONDecoder().decode(VersionOnly.self, from: payload).version,
+                version != ControlProtocol.version
+            {
+                throw .versionMismatch(version)
+            }
+            throw .malformed(String(describing: error))
+        }
+        guard envelope.version == ControlProtocol.version else { throw .versionMismatch(envelope.version) }
+        return envelope.message
+    }
+}

@@ -1,0 +1,188 @@
+import Foundation
+
+/// Everything said on Jester's control channels: jesterctl ↔ master over the control socket, and master ↔ worker
+/// over each worker's socketpair. One vocabulary for both keeps the seam later features (metrics aggregation,
+/// shared rate limits, pushed configuration) plug into in one place.
+///
+/// The wire format is documented in jester(8) under CONTROL PROTOCOL: a 4-byte big-endian length, then that many
+/// bytes of JSON holding a `ControlEnvelope`.
+public enum ControlMessage: Codable, Sendable, Equatable {
+    // MARK: jesterctl → master
+    /// Asks for `StatusReport`.
+    case status
+    /// Re-read the configuration and replace the workers; answered with `reloadResult`.
+    case reload
+    /// Stop accepting, finish in-flight work and exit; answered with `progress` lines, then `done`.
+    case drain(timeoutSeconds: Double?)
+    /// Stop (gracefully, like SIGTERM, unless `fast`); answered with `done`.
+    case stop(fast: Bool)
+
+    // MARK: master → jesterctl
+    case statusReport(StatusReport)
+    /// The outcome of a reload: the new generation, or every configuration error with file:line:column.
+    case reloadResult(ReloadResult)
+    /// A progress line of a longer operation (drain).
+    case progress(ProgressReport)
+    /// A finished operation.
+    case done(success: Bool, message: String)
+    /// The request was refused or failed.
+    case failure(message: String)
+
+    // MARK: master → worker
+    /// The worker's slot, generation and configuration: sent once, before the worker serves.
+    case assignment(WorkerAssignment)
+    /// Stop accepting and finish in-flight requests within `timeoutSeconds`, then exit.
+    case beginDrain(timeoutSeconds: Double)
+
+    // MARK: worker → master
+    /// The worker holds its listeners and serves.
+    case workerReady(pid: Int32)
+    /// Periodic counters.
+    case workerStats(WorkerStats)
+    /// The worker stopped accepting; `connections` are still open.
+    case workerDraining(connections: Int)
+    /// Every connection is closed; the worker exits next.
+    case workerDrained
+}
+
+/// The version every frame carries. A peer with another major version is refused with a clear message, so a
+/// jesterctl from another release never misreads a master's answer.
+public enum ControlProtocol {
+    public static let version = 1
+    /// The largest frame accepted (the configuration sent to workers is the largest message).
+    public static let maxFrameSize = 16 * 1024 * 1024
+}
+
+/// A message with the protocol version it was written in.
+public struct ControlEnvelope: Codable, Sendable {
+    public var version: Int
+    public var message: ControlMessage
+
+    public init(_ message: ControlMessage) {
+        self.version = ControlProtocol.version
+        self.message = message
+    }
+}
+
+/// `jesterctl status`: the master and one row per worker.
+public struct StatusReport: Codable, Sendable, Equatable {
+    public var pid: Int32
+    public var version: String
+    public var startedAt: Double
+    public var configFile: String
+    public var configHash: String
+    public var generation: Int
+    public var state: String
+    public var workers: [WorkerStatus]
+
+    public init(
+        pid: Int32, version: String, startedAt: Double, configFile: String, configHash: String, generation: Int,
+        state: String, workers: [WorkerStatus]
+    ) {
+        self.pid = pid
+        self.version = version
+        self.startedAt = startedAt
+        self.configFile = configFile
+        self.configHash = configHash
+        self.generation = generation
+        self.state = state
+        self.workers = workers
+    }
+}
+
+/// One worker as the master sees it.
+public struct WorkerStatus: Codable, Sendable, Equatable {
+    public var pid: Int32
+    public var slot: Int
+    public var generation: Int
+    public var state: String
+    public var connections: Int
+    public var requests: Int
+    public var rssBytes: Int
+    public var restarts: Int
+
+    public init(
+        pid: Int32, slot: Int, generation: Int, state: String, connections: Int, requests: Int, rssBytes: Int,
+        restarts: Int
+    ) {
+        self.pid = pid
+        self.slot = slot
+        self.generation = generation
+        self.state = state
+        self.connections = connections
+        self.requests = requests
+        self.rssBytes = rssBytes
+        self.restarts = restarts
+    }
+}
+
+/// Counters a worker reports about itself.
+public struct WorkerStats: Codable, Sendable, Equatable {
+    public var connections: Int
+    public var requests: Int
+    public var bytesIn: Int
+    public var bytesOut: Int
+    public var errors: Int
+
+    public init(connections: Int = 0, requests: Int = 0, bytesIn: Int = 0, bytesOut: Int = 0, errors: Int = 0) {
+        self.connections = connections
+        self.requests = requests
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
+        self.errors = errors
+    }
+}
+
+/// The result of `jesterctl reload`.
+public struct ReloadResult: Codable, Sendable, Equatable {
+    public var success: Bool
+    public var generation: Int
+    public var configHash: String
+    /// Configuration errors, each `file:line:column: error: message`, or the reason the new workers failed.
+    public var errors: [String]
+
+    public init(success: Bool, generation: Int, configHash: String, errors: [String]) {
+        self.success = success
+        self.generation = generation
+        self.configHash = configHash
+        self.errors = errors
+    }
+}
+
+/// A progress line of a drain.
+public struct ProgressReport: Codable, Sendable, Equatable {
+    public var phase: String
+    public var connections: Int
+    public var workers: Int
+
+    public init(phase: String, connections: Int, workers: Int) {
+        self.phase = phase
+        self.connections = connections
+        self.workers = workers
+    }
+}
+
+/// What a worker needs to serve, handed over by the master so workers never read configuration or key files.
+public struct WorkerAssignment: Codable, Sendable, Equatable {
+    public var slot: Int
+    public var generation: Int
+    /// The configuration, as JSON of `JesterConfig.Configuration` (kept opaque here so this module stays free of
+    /// configuration types).
+    public var configuration: Data
+    /// The listener names, in the order their sockets were passed (fds 4, 5, ...).
+    public var listenerNames: [String]
+    /// The user and group ids to switch to, or nil to keep the current ones (master not running as root).
+    public var userID: UInt32?
+    public var groupID: UInt32?
+
+    public init(
+        slot: Int, generation: Int, configuration: Data, listenerNames: [String], userID: UInt32?, groupID: UInt32?
+    ) {
+        self.slot = slot
+        self.generation = generation
+        self.configuration = configuration
+        self.listenerNames = listenerNames
+        self.userID = userID
+        self.groupID = groupID
+    }
+}

@@ -1,0 +1,65 @@
+import JesterCore
+import JesterLogging
+import NIOCore
+
+/// The access log: one JSON line per request on standard output, written by a background thread.
+final class AccessLog: Sendable {
+    /// What is logged about one exchange, filled in as it happens.
+    struct Record {
+        var start = NIODeadline.now()
+        var requestID = ""
+        var client = ""
+        var method = ""
+        var target = ""
+        var host = ""
+        var route = "-"
+        var upstream = ""
+        var upstreamTarget = ""
+        var status = 0
+        var bytesIn = 0
+        var bytesOut = 0
+        var failure = ""
+
+        /// Starts a record for a request head (only the parts that parsed are taken).
+        mutating func begin(head: HTTPHead, bytes: ByteBuffer, client: String) {
+            self = Record()
+            self.client = client
+            bytes.withUnsafeReadableBytes { raw in
+                if !head.method.isEmpty, head.method.upperBound <= raw.count {
+                    method = String(decoding: UnsafeRawBufferPointer(rebasing: raw[head.method]), as: UTF8.self)
+                }
+                if !head.target.isEmpty, head.target.upperBound <= raw.count {
+                    target = String(decoding: UnsafeRawBufferPointer(rebasing: raw[head.target.prefix(1024)]), as: UTF8.self)
+                }
+                if let host = head.hostField, head.fields[host].value.upperBound <= raw.count {
+                    self.host = String(decoding: UnsafeRawBufferPointer(rebasing: raw[head.fields[host].value]), as: UTF8.self)
+                }
+            }
+        }
+    }
+
+    private let writer = LogWriter.standardOutput
+
+    func write(_ record: Record) {
+        var line = JSONLine()
+        line.field("time", JSONLine.timestamp())
+        line.field("type", "access")
+        line.field("request_id", record.requestID)
+        line.field("client", record.client)
+        line.field("method", record.method)
+        line.field("target", record.target)
+        line.field("host", record.host)
+        line.field("route", record.route)
+        if !record.upstream.isEmpty {
+            line.field("upstream", record.upstream)
+            line.field("upstream_target", record.upstreamTarget)
+        }
+        line.field("status", record.status)
+        line.field("bytes_in", record.bytesIn)
+        line.field("bytes_out", record.bytesOut)
+        let elapsed = NIODeadline.now() - record.start
+        line.field("duration_ms", Double(elapsed.nanoseconds) / 1_000_000)
+        if !record.failure.isEmpty { line.field("error", record.failure) }
+        writer.write(line.finish())
+    }
+}

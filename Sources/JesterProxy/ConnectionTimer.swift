@@ -1,0 +1,71 @@
+import NIOCore
+
+/// One deadline per connection, with at most one scheduled task behind it.
+///
+/// Re-arming moves the deadline without cancelling and rescheduling (what a per-request `scheduleTask` would
+/// cost on every keep-alive request): a task that fires early sees the later deadline and sleeps again, and a
+/// disarmed deadline makes it do nothing. Loop-confined.
+final class ConnectionTimer {
+    /// What the deadline is for, so the connection knows what to do when it passes.
+    enum Purpose {
+        case none
+        /// Idle keep-alive connection: close quietly.
+        case keepalive
+        /// Request head not complete in time: 408.
+        case header
+        /// No response head from the upstream in time: 504.
+        case response
+    }
+
+    private(set) var purpose = Purpose.none
+    private var deadline = NIODeadline.distantFuture
+    private var scheduled: Scheduled<Void>?
+    private var scheduledFor = NIODeadline.distantFuture
+    private var eventLoop: (any EventLoop)?
+    private var onFire: (() -> Void)?
+
+    func setup(eventLoop: any EventLoop, onFire: @escaping () -> Void) {
+        self.eventLoop = eventLoop
+        self.onFire = onFire
+    }
+
+    func isArmed(for purpose: Purpose) -> Bool { self.purpose == purpose }
+
+    func arm(_ purpose: Purpose, after duration: Duration) {
+        let nanoseconds = Int64(duration.components.seconds) * 1_000_000_000
+            + duration.components.attoseconds / 1_000_000_000
+        self.purpose = purpose
+        deadline = .now() + .nanoseconds(nanoseconds)
+        if scheduled == nil || deadline < scheduledFor { schedule(at: deadline) }
+    }
+
+    func disarm() {
+        purpose = .none
+        deadline = .distantFuture
+    }
+
+    func cancel() {
+        disarm()
+        scheduled?.cancel()
+        scheduled = nil
+        onFire = nil
+    }
+
+    private func schedule(at when: NIODeadline) {
+        guard let eventLoop else { return }
+        scheduled?.cancel()
+        scheduledFor = when
+        scheduled = eventLoop.scheduleTask(deadline: when) { [weak self] in self?.fired() }
+    }
+
+    private func fired() {
+        scheduled = nil
+        guard purpose != .none else { return }
+        if NIODeadline.now() < deadline {
+            schedule(at: deadline)
+            return
+        }
+        purpose = .none
+        onFire?()
+    }
+}

@@ -1,0 +1,618 @@
+import JesterConfig
+import JesterCore
+import NIOCore
+
+/// One client connection: parses requests in place, routes them, and either answers locally or streams the
+/// exchange with an upstream, one request at a time so pipelined requests are answered in order.
+///
+/// Reads are explicit (autoRead off): the next bytes are read only when there is somewhere for them to go (a new
+/// request head, or a request body the upstream socket can take), so a fast client cannot make Jester buffer an
+/// upload, and a pipelining client waits in its own socket buffer. Loop-confined, hence `@unchecked Sendable`.
+final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private enum Phase {
+        /// Waiting for (the rest of) a request head.
+        case awaitingHead
+        /// A request is being proxied.
+        case proxying
+        /// A WebSocket (or other allowed upgrade) tunnel to the upstream.
+        case tunnel
+        /// The connection is being closed; input is ignored.
+        case closing
+    }
+
+    private let runtime: WorkerRuntime
+    private let routes: RouteTable<CompiledRoute>
+    private var context: ChannelHandlerContext!
+    private var phase = Phase.awaitingHead
+    /// Received bytes not yet consumed: the next request head, or request body bytes the upstream cannot take yet.
+    private var buffer: ByteBuffer?
+    private var parser: HTTPHeadParser
+    private var head = HTTPHead()
+    private var clientAddress = "-"
+    private var requestsServed = 0
+    private let timer = ConnectionTimer()
+
+    // The current exchange.
+    private var route: CompiledRoute?
+    private var upstream: UpstreamConnection?
+    private var requestHead: ByteBuffer?
+    private var requestBody = BodyReader(.none)
+    private var requestBodyBytes: Int64 = 0
+    private var isChunkedUpstream = false
+    private var keepAlive = true
+    private var responseStarted = false
+    private var responseFraming = BodyFraming.none
+    private var rechunkResponse = false
+    private var isUpgrade = false
+    private var log = AccessLog.Record()
+
+    init(runtime: WorkerRuntime, listener: String) {
+        self.runtime = runtime
+        self.routes = runtime.routeTables[listener] ?? RouteTable([])
+        self.parser = HTTPHeadParser(limits: runtime.parserLimits)
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        clientAddress = context.channel.remoteAddress?.ipAddress ?? "-"
+        runtime.register(self)
+        timer.setup(eventLoop: context.eventLoop) { [weak self] in self?.timerFired() }
+        armKeepaliveTimer()
+        context.read()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer.cancel()
+        if let upstream {
+            // The client left mid-exchange: the upstream connection is out of step, never reuse it.
+            self.upstream = nil
+            upstream.close()
+        }
+        if phase != .closing, route != nil { finishLog(status: 499) }
+        phase = .closing
+        runtime.unregister(self)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        runtime.counters.bytesIn &+= incoming.readableBytes
+        switch phase {
+        case .closing:
+            return
+        case .tunnel:
+            upstream?.write(incoming)
+            return
+        case .awaitingHead, .proxying:
+            break
+        }
+        if buffer == nil || buffer!.readableBytes == 0 {
+            buffer = incoming
+        } else {
+            buffer!.writeBuffer(&incoming)
+        }
+        process()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        upstream?.flush()
+        context.flush()
+        if wantsInput { context.read() }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, responseStarted || phase == .tunnel { upstream?.read() }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        close()
+    }
+
+    /// Whether to read more from the client now.
+    private var wantsInput: Bool {
+        switch phase {
+        case .awaitingHead: return true
+        case .proxying: return !requestBody.isComplete && (upstream?.isWritable ?? false)
+        case .tunnel: return upstream?.isWritable ?? false
+        case .closing: return false
+        }
+    }
+
+    // MARK: Draining
+
+    /// The worker drains: close now if idle, else after the current exchange.
+    func drain() {
+        keepAlive = false
+        if phase == .awaitingHead, buffer?.readableBytes ?? 0 == 0 { close() }
+    }
+
+    // MARK: Requests
+
+    private func process() {
+        while phase == .awaitingHead || phase == .proxying {
+            guard var current = buffer, current.readableBytes > 0 else { return }
+            if phase == .proxying {
+                guard forwardRequestBody() else { return }
+                continue
+            }
+            if route == nil, current.readableBytes > 0, !timer.isArmed(for: .header) {
+                timer.arm(.header, after: runtime.configuration.http.clientHeaderTimeout)
+            }
+            let progress = current.withUnsafeReadableBytes { parser.findEnd($0, isRequest: true) }
+            switch progress {
+            case .needMoreBytes:
+                return
+            case .failed(let error):
+                rejectRequest(error)
+                return
+            case .complete(let length):
+                head.reset()
+                let error = current.withUnsafeReadableBytes {
+                    parser.parseRequest(UnsafeRawBufferPointer(rebasing: $0[0..<length]), into: &head)
+                }
+                let headBytes = current.readSlice(length: length)!
+                buffer = current
+                parser.reset()
+                if let error {
+                    log.begin(head: head, bytes: headBytes, client: clientAddress)
+                    rejectRequest(error)
+                    return
+                }
+                startRequest(headBytes)
+            }
+        }
+    }
+
+    private func startRequest(_ headBytes: ByteBuffer) {
+        timer.disarm()
+        requestsServed += 1
+        runtime.counters.requests &+= 1
+        log.begin(head: head, bytes: headBytes, client: clientAddress)
+        let http = runtime.configuration.http
+        keepAlive = head.isPersistent && !runtime.isDraining
+            && (http.keepaliveRequests == 0 || requestsServed < http.keepaliveRequests)
+
+        let matched = headBytes.withUnsafeReadableBytes { bytes in
+            routes.match(bytes, host: head.hostField.map { head.fields[$0].value } ?? 0..<0, path: head.path)
+        }
+        guard let matched else {
+            log.route = "-"
+            respondWithError(404, closing: BodyFraming.request(head) != .none)
+            return
+        }
+        route = matched
+        log.route = matched.name
+        let framing = BodyFraming.request(head)
+        if case .length(let length) = framing, length > matched.maxBodySize {
+            respondWithError(413, closing: true)
+            return
+        }
+        switch matched.action {
+        case .respond(let responseHead, let body):
+            // A local answer does not read the request body, so a request with one ends the connection.
+            if framing != .none { keepAlive = false }
+            var headCopy = responseHead
+            writeConnectionField(into: &headCopy)
+            headCopy.writeStaticString("\r\n")
+            let isHead = headBytes.withUnsafeReadableBytes { ASCII.equalsIgnoringCase($0, head.method, "head") }
+            log.status = Int(responseHead.getString(at: responseHead.readerIndex + 9, length: 3) ?? "") ?? 0
+            write(headCopy)
+            if !isHead { write(body) }
+            log.bytesOut = body.readableBytes
+            finishExchange(requestComplete: framing == .none)
+        case .proxy(let pool):
+            phase = .proxying
+            requestHead = headBytes
+            requestBody = BodyReader(framing)
+            requestBodyBytes = 0
+            isChunkedUpstream = framing == .chunked
+            isUpgrade = head.connectionUpgrade && head.upgradeWebSocket && framing == .none
+            responseStarted = false
+            log.upstream = pool.name
+            timer.arm(.response, after: pool.settings.responseTimeout + pool.settings.connectTimeout)
+            pool.acquire { [weak self] result in
+                guard let self else {
+                    if case .success(let connection) = result { pool.release(connection, reusable: true) }
+                    return
+                }
+                self.upstreamAcquired(result, pool: pool)
+            }
+        }
+    }
+
+    private func upstreamAcquired(_ result: Result<UpstreamConnection, UpstreamFailure>, pool: UpstreamPool) {
+        guard phase == .proxying else {
+            if case .success(let connection) = result { pool.release(connection, reusable: true) }
+            return
+        }
+        switch result {
+        case .failure(let failure):
+            log.failure = failure.reason
+            respondWithError(failure.status, closing: !requestBody.isComplete)
+        case .success(let connection):
+            upstream = connection
+            log.upstreamTarget = connection.targetDescription
+            let rewritten = requestHead!.withUnsafeReadableBytes { rewriteRequestHead($0, target: connection.targetDescription) }
+            let isHead = requestHead!.withUnsafeReadableBytes { ASCII.equalsIgnoringCase($0, head.method, "head") }
+            connection.startExchange(delegate: self, requestHead: rewritten, isHeadRequest: isHead)
+            if requestBody.isComplete {
+                connection.flush()
+            } else {
+                process()
+                connection.flush()
+                if wantsInput { context.read() }
+            }
+        }
+    }
+
+    /// Forwards request body bytes from `buffer`; false when it cannot go on now (need bytes, or no upstream yet).
+    private func forwardRequestBody() -> Bool {
+        guard let upstream, !requestBody.isComplete, var current = buffer else {
+            // The body is complete: bytes after it are the next pipelined request, handled after the response.
+            return false
+        }
+        var index = 0
+        let range: Range<Int>?
+        do {
+            range = try current.withUnsafeReadableBytes { bytes throws(HTTPParseError) in
+                try requestBody.next(bytes, &index)
+            }
+        } catch {
+            log.failure = error.reason
+            if responseStarted { close() } else { respondWithError(400, closing: true) }
+            return false
+        }
+        let consumed = current.readSlice(length: index)!
+        buffer = current
+        if let range {
+            requestBodyBytes += Int64(range.count)
+            log.bytesIn = Int(requestBodyBytes)
+            if let route, requestBodyBytes > route.maxBodySize {
+                if responseStarted { close() } else { respondWithError(413, closing: true) }
+                return false
+            }
+            let body = consumed.getSlice(at: consumed.readerIndex + range.lowerBound, length: range.count)!
+            if isChunkedUpstream {
+                var size = context.channel.allocator.buffer(capacity: 18)
+                size.writeString(String(range.count, radix: 16))
+                size.writeStaticString("\r\n")
+                upstream.write(size)
+                upstream.write(body)
+                upstream.write(ByteBuffer(staticString: "\r\n"))
+            } else {
+                upstream.write(body)
+            }
+        }
+        if requestBody.isComplete {
+            if isChunkedUpstream { upstream.write(ByteBuffer(staticString: "0\r\n\r\n")) }
+            upstream.flush()
+            return false
+        }
+        return range != nil
+    }
+
+    // MARK: Head rewriting
+
+    /// The request head sent upstream: origin-form target, HTTP/1.1, hop-by-hop fields removed, X-Forwarded-*
+    /// and X-Request-Id added, framing re-declared.
+    private func rewriteRequestHead(_ bytes: UnsafeRawBufferPointer, target: String) -> ByteBuffer {
+        var out = context.channel.allocator.buffer(capacity: bytes.count + 256)
+        out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.method]))
+        out.writeStaticString(" ")
+        if head.absoluteAuthority.isEmpty {
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.target]))
+        } else if head.path.lowerBound == head.target.upperBound {
+            out.writeStaticString("/")
+        } else {
+            // absolute-form becomes origin-form (RFC 9112 §3.2.2); a query without a path gets "/".
+            if bytes[head.path.lowerBound] != UInt8(ascii: "/") { out.writeStaticString("/") }
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.path.lowerBound..<head.target.upperBound]))
+        }
+        out.writeStaticString(" HTTP/1.1\r\n")
+        var forwardedFor: [Range<Int>] = []
+        for field in head.fields where !field.isHopByHop {
+            switch field.kind {
+            case .xForwardedFor:
+                forwardedFor.append(field.value)
+                continue
+            case .xForwardedProto, .xForwardedHost, .forwarded:
+                continue
+            case .expect where head.version == .http1_0:
+                continue
+            case .contentLength where isChunkedUpstream:
+                continue
+            default:
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.line]))
+                out.writeStaticString("\r\n")
+            }
+        }
+        let host = head.hostField.map { head.fields[$0].value }
+        if host == nil { out.writeString("Host: \(target)\r\n") }
+        out.writeStaticString("X-Forwarded-For: ")
+        for range in forwardedFor where !range.isEmpty {
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[range]))
+            out.writeStaticString(", ")
+        }
+        out.writeString(clientAddress)
+        out.writeStaticString("\r\nX-Forwarded-Proto: http\r\n")
+        if let host {
+            out.writeStaticString("X-Forwarded-Host: ")
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[host]))
+            out.writeStaticString("\r\n")
+        }
+        if runtime.configuration.http.forwardedHeader {
+            let forValue = clientAddress.contains(":") ? "\"[\(clientAddress)]\"" : clientAddress
+            out.writeString("Forwarded: for=\(forValue);proto=http")
+            if let host {
+                out.writeStaticString(";host=\"")
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[host]))
+                out.writeStaticString("\"")
+            }
+            out.writeStaticString("\r\n")
+        }
+        if let index = head.requestIDField, head.fields[index].value.count > 0, head.fields[index].value.count <= 128 {
+            log.requestID = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[head.fields[index].value]), as: UTF8.self)
+        } else {
+            if head.requestIDField != nil {
+                // An empty or oversized id was not kept; it was copied above, so this one is added besides it.
+            }
+            out.writeStaticString("X-Request-Id: ")
+            runtime.requestIDs.withNextID { id in
+                out.writeBytes(id)
+                log.requestID = String(decoding: id, as: UTF8.self)
+            }
+            out.writeStaticString("\r\n")
+        }
+        if isChunkedUpstream { out.writeStaticString("Transfer-Encoding: chunked\r\n") }
+        if isUpgrade { out.writeStaticString("Connection: upgrade\r\nUpgrade: websocket\r\n") }
+        out.writeStaticString("\r\n")
+        return out
+    }
+
+    /// The response head sent to the client: the upstream's status line and end-to-end fields, with this
+    /// connection's framing and persistence.
+    private func rewriteResponseHead(_ response: HTTPHead, _ bytes: UnsafeRawBufferPointer) -> ByteBuffer {
+        var out = context.channel.allocator.buffer(capacity: bytes.count + 64)
+        out.writeStaticString("HTTP/1.1")
+        var statusLineEnd = 8
+        while statusLineEnd < bytes.count, bytes[statusLineEnd] != ASCII.cr { statusLineEnd += 1 }
+        out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[8..<statusLineEnd]))
+        out.writeStaticString("\r\n")
+        for field in response.fields where !field.isHopByHop {
+            if field.kind == .contentLength, rechunkResponse { continue }
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.line]))
+            out.writeStaticString("\r\n")
+        }
+        if response.status == 101 {
+            out.writeStaticString("Connection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+            return out
+        }
+        if rechunkResponse { out.writeStaticString("Transfer-Encoding: chunked\r\n") }
+        writeConnectionField(into: &out)
+        out.writeStaticString("\r\n")
+        return out
+    }
+
+    /// `Connection: close` when this response ends the connection; `keep-alive` for HTTP/1.0 clients that asked.
+    private func writeConnectionField(into out: inout ByteBuffer) {
+        if !keepAlive {
+            out.writeStaticString("Connection: close\r\n")
+        } else if head.version == .http1_0 {
+            out.writeStaticString("Connection: keep-alive\r\n")
+        }
+    }
+
+    // MARK: Local answers
+
+    private func rejectRequest(_ error: HTTPParseError) {
+        log.failure = error.reason
+        respondWithError(error.status, closing: true)
+    }
+
+    /// A short plain-text error: the status line and its reason, nothing about upstreams or internals.
+    private func respondWithError(_ status: Int, closing: Bool) {
+        if closing { keepAlive = false }
+        if responseStarted {
+            // Part of a response went out already: the only honest signal left is closing the connection.
+            close()
+            return
+        }
+        runtime.counters.errors &+= 1
+        let reason = HTTPStatus.reason(status)
+        let body = "\(status) \(reason)\n"
+        var out = context.channel.allocator.buffer(capacity: 160)
+        out.writeString(
+            "HTTP/1.1 \(status) \(reason)\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\n")
+        writeConnectionField(into: &out)
+        out.writeStaticString("\r\n")
+        out.writeString(body)
+        log.status = status
+        log.bytesOut = body.utf8.count
+        if let upstream {
+            self.upstream = nil
+            upstream.close()
+        }
+        responseStarted = true
+        write(out)
+        finishExchange(requestComplete: requestBody.isComplete && phase != .awaitingHead)
+    }
+
+    private func write(_ bytes: ByteBuffer) {
+        runtime.counters.bytesOut &+= bytes.readableBytes
+        context.write(wrapOutboundOut(bytes), promise: nil)
+    }
+
+    /// Ends the current exchange: logs it, then either waits for the next request or closes.
+    private func finishExchange(requestComplete: Bool) {
+        timer.disarm()
+        finishLog(status: log.status)
+        route = nil
+        requestHead = nil
+        responseStarted = false
+        if !requestComplete { keepAlive = false }
+        guard keepAlive, phase != .closing else {
+            close()
+            return
+        }
+        phase = .awaitingHead
+        requestBody = BodyReader(.none)
+        context.flush()
+        armKeepaliveTimer()
+        if buffer?.readableBytes ?? 0 > 0 {
+            // A pipelined request is already here.
+            process()
+        }
+        if phase == .awaitingHead { context.read() }
+    }
+
+    private func finishLog(status: Int) {
+        guard let accessLog = runtime.accessLog, route != nil || log.status != 0 else { return }
+        log.status = status
+        accessLog.write(log)
+    }
+
+    /// Flushes what was written and closes the connection.
+    private func close() {
+        guard phase != .closing else { return }
+        phase = .closing
+        timer.cancel()
+        if let upstream {
+            self.upstream = nil
+            upstream.close()
+        }
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { [context] _ in
+            context?.close(promise: nil)
+        }
+    }
+
+    // MARK: Timers
+
+    private func armKeepaliveTimer() {
+        timer.arm(.keepalive, after: runtime.configuration.http.keepaliveTimeout)
+    }
+
+    private func timerFired() {
+        switch timer.purpose {
+        case .keepalive:
+            close()
+        case .header:
+            log.failure = "client header timeout"
+            respondWithError(408, closing: true)
+        case .response:
+            log.failure = UpstreamFailure.responseTimedOut.reason
+            respondWithError(504, closing: true)
+        case .none:
+            break
+        }
+    }
+}
+
+// MARK: - Upstream events
+
+extension DownstreamConnection: UpstreamConnectionDelegate {
+    func upstreamResponseHead(_ response: HTTPHead, bytes: ByteBuffer) {
+        if response.status == 101 {
+            guard isUpgrade else {
+                upstreamFailed(.invalidResponse(.badStatusLine), responseStarted: false)
+                return
+            }
+            timer.disarm()
+            log.status = 101
+            responseStarted = true
+            let out = bytes.withUnsafeReadableBytes { rewriteResponseHead(response, $0) }
+            write(out)
+            context.flush()
+            phase = .tunnel
+            if let pending = buffer, pending.readableBytes > 0 {
+                buffer = nil
+                upstream?.write(pending)
+                upstream?.flush()
+            }
+            upstream?.startTunnel()
+            context.read()
+            return
+        }
+        if response.status < 200 {
+            // 1xx interim responses (100 Continue) go to HTTP/1.1 clients only (RFC 9110 §15.2).
+            if head.version == .http1_1 {
+                write(ByteBuffer(string: "HTTP/1.1 \(response.status) \(HTTPStatus.reason(response.status))\r\n\r\n"))
+                context.flush()
+            }
+            return
+        }
+        timer.disarm()
+        let isHead = requestHead?.withUnsafeReadableBytes { ASCII.equalsIgnoringCase($0, head.method, "head") } ?? false
+        responseFraming = BodyFraming.response(response, requestWasHead: isHead)
+        switch responseFraming {
+        case .chunked:
+            // HTTP/1.0 clients cannot take chunks: send the decoded body and close to end it.
+            rechunkResponse = head.version == .http1_1
+            if !rechunkResponse { keepAlive = false }
+        case .untilClose:
+            rechunkResponse = false
+            keepAlive = false
+        default:
+            rechunkResponse = false
+        }
+        if !requestBody.isComplete { keepAlive = false }
+        log.status = response.status
+        responseStarted = true
+        let out = bytes.withUnsafeReadableBytes { rewriteResponseHead(response, $0) }
+        write(out)
+    }
+
+    func upstreamResponseBody(_ body: ByteBuffer) {
+        log.bytesOut += body.readableBytes
+        if rechunkResponse {
+            var size = context.channel.allocator.buffer(capacity: 18)
+            size.writeString(String(body.readableBytes, radix: 16))
+            size.writeStaticString("\r\n")
+            write(size)
+            write(body)
+            write(ByteBuffer(staticString: "\r\n"))
+        } else {
+            write(body)
+        }
+    }
+
+    func upstreamResponseEnd(reusable: Bool) {
+        if rechunkResponse { write(ByteBuffer(staticString: "0\r\n\r\n")) }
+        let requestComplete = requestBody.isComplete
+        if let upstream {
+            self.upstream = nil
+            upstream.pool.release(upstream, reusable: reusable && requestComplete)
+        }
+        finishExchange(requestComplete: requestComplete)
+    }
+
+    func upstreamTunnelData(_ bytes: ByteBuffer) {
+        write(bytes)
+    }
+
+    func upstreamFailed(_ failure: UpstreamFailure, responseStarted started: Bool) {
+        upstream = nil
+        log.failure = failure.reason
+        if phase == .tunnel || started || responseStarted {
+            context.flush()
+            close()
+            return
+        }
+        respondWithError(failure.status, closing: true)
+    }
+
+    func upstreamReadComplete() {
+        context.flush()
+        if context.channel.isWritable, phase == .proxying || phase == .tunnel { upstream?.read() }
+    }
+
+    func upstreamWritabilityChanged(isWritable: Bool) {
+        if isWritable, wantsInput { context.read() }
+    }
+}

@@ -1,0 +1,291 @@
+import JesterCore
+import NIOCore
+
+/// What an upstream connection tells the client connection it currently serves.
+protocol UpstreamConnectionDelegate: AnyObject {
+    /// A response head arrived (1xx heads too); `bytes` holds exactly the head.
+    func upstreamResponseHead(_ head: HTTPHead, bytes: ByteBuffer)
+    /// Body bytes of the current response, chunk framing already removed.
+    func upstreamResponseBody(_ body: ByteBuffer)
+    /// The response is complete; `reusable` says whether the connection can carry another request.
+    func upstreamResponseEnd(reusable: Bool)
+    /// Bytes of an upgraded (WebSocket) connection.
+    func upstreamTunnelData(_ bytes: ByteBuffer)
+    /// The exchange failed; `responseStarted` says whether a head was already delivered.
+    func upstreamFailed(_ failure: UpstreamFailure, responseStarted: Bool)
+    /// A batch of reads ended: flush what was written to the client.
+    func upstreamReadComplete()
+    /// The upstream socket can take more bytes again.
+    func upstreamWritabilityChanged(isWritable: Bool)
+}
+
+/// One TCP connection to an upstream target: parses responses in place and streams them to its delegate.
+///
+/// Reads are explicit (autoRead off): the client side asks for more only while the client can take it, which is
+/// the backpressure that keeps a 1 GiB download from being buffered. Loop-confined, hence `@unchecked Sendable`.
+final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private enum State {
+        /// Connected, waiting for the first request.
+        case fresh
+        /// In the pool between exchanges.
+        case idle
+        /// A request was sent; waiting for the response head.
+        case awaitingHead
+        /// Streaming a response body.
+        case body(BodyReader)
+        /// Upgraded: bytes pass through both ways.
+        case tunnel
+        case closed
+    }
+
+    let pool: UpstreamPool
+    let target: Int
+    weak var delegate: (any UpstreamConnectionDelegate)?
+    private var context: ChannelHandlerContext?
+    private var state = State.fresh
+    private var buffer: ByteBuffer?
+    private var parser = HTTPHeadParser(limits: .init(maxHeadSize: 64 * 1024, maxURILength: 64 * 1024, maxFieldCount: 500))
+    private var head = HTTPHead()
+    private var requestWasHead = false
+    private var idleTimer: Scheduled<Void>?
+    /// Exchanges completed on this connection; a failure on a reused connection may be retried.
+    private(set) var completedExchanges = 0
+    private var responseStarted = false
+
+    init(pool: UpstreamPool, target: Int) {
+        self.pool = pool
+        self.target = target
+    }
+
+    var isUsable: Bool {
+        guard let context, context.channel.isActive else { return false }
+        switch state {
+        case .fresh, .idle: return true
+        default: return false
+        }
+    }
+
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    var targetDescription: String { pool.targetDescription(target) }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    // MARK: Driven by the client connection
+
+    /// Starts an exchange: `head` is the rewritten request head; the response is expected next.
+    func startExchange(delegate: any UpstreamConnectionDelegate, requestHead: ByteBuffer, isHeadRequest: Bool) {
+        guard let context else { return }
+        self.delegate = delegate
+        requestWasHead = isHeadRequest
+        responseStarted = false
+        state = .awaitingHead
+        parser.reset()
+        head.reset()
+        context.write(wrapOutboundOut(requestHead), promise: nil)
+        context.read()
+    }
+
+    /// Writes request body bytes (or tunnel bytes); flushed by `flush`.
+    func write(_ bytes: ByteBuffer) {
+        context?.write(wrapOutboundOut(bytes), promise: nil)
+    }
+
+    func flush() {
+        context?.flush()
+    }
+
+    /// Asks for more response bytes (the client can take them).
+    func read() {
+        context?.read()
+    }
+
+    /// Switches to a byte tunnel after a 101 response.
+    func startTunnel() {
+        state = .tunnel
+        if let remaining = buffer, remaining.readableBytes > 0 {
+            buffer = nil
+            delegate?.upstreamTunnelData(remaining)
+        }
+        context?.read()
+    }
+
+    func close() {
+        state = .closed
+        delegate = nil
+        idleTimer?.cancel()
+        context?.close(promise: nil)
+    }
+
+    func leaveIdle() {
+        idleTimer?.cancel()
+        idleTimer = nil
+        state = .fresh
+    }
+
+    func enterIdle(timeout: Duration) {
+        delegate = nil
+        state = .idle
+        // Keep a read pending so the pool notices when the upstream closes an idle connection.
+        context?.read()
+        let nanoseconds = Int64(timeout.components.seconds) * 1_000_000_000
+            + timeout.components.attoseconds / 1_000_000_000
+        idleTimer = context?.eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) { [weak self] in
+            guard let self, case .idle = self.state else { return }
+            self.pool.remove(self)
+            self.close()
+        }
+    }
+
+    // MARK: Channel events
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        switch state {
+        case .tunnel:
+            delegate?.upstreamTunnelData(incoming)
+            return
+        case .fresh, .idle, .closed:
+            // Bytes nobody asked for: the connection is out of step and must not be reused.
+            pool.remove(self)
+            close()
+            return
+        case .awaitingHead, .body:
+            break
+        }
+        if buffer == nil || buffer!.readableBytes == 0 {
+            buffer = incoming
+        } else {
+            buffer!.writeBuffer(&incoming)
+        }
+        processBuffer()
+    }
+
+    private func processBuffer() {
+        while var current = buffer, current.readableBytes > 0 {
+            switch state {
+            case .awaitingHead:
+                let progress = current.withUnsafeReadableBytes { parser.findEnd($0, isRequest: false) }
+                switch progress {
+                case .needMoreBytes:
+                    return
+                case .failed(let error):
+                    fail(.invalidResponse(error))
+                    return
+                case .complete(let length):
+                    let error = current.withUnsafeReadableBytes {
+                        parser.parseResponse(UnsafeRawBufferPointer(rebasing: $0[0..<length]), into: &head)
+                    }
+                    if let error {
+                        fail(.invalidResponse(error))
+                        return
+                    }
+                    let headBytes = current.readSlice(length: length)!
+                    buffer = current
+                    parser.reset()
+                    responseStarted = true
+                    if head.status < 200 {
+                        delegate?.upstreamResponseHead(head, bytes: headBytes)
+                        if head.status == 101 { return }  // the client side decides whether to tunnel
+                        head.reset()
+                        continue
+                    }
+                    let framing = BodyFraming.response(head, requestWasHead: requestWasHead)
+                    state = .body(BodyReader(framing))
+                    delegate?.upstreamResponseHead(head, bytes: headBytes)
+                    if case .body(let reader) = state, reader.isComplete { finishResponse() }
+                }
+            case .body(var reader):
+                var index = 0
+                let range: Range<Int>?
+                do {
+                    range = try current.withUnsafeReadableBytes { bytes throws(HTTPParseError) in
+                        try reader.next(bytes, &index)
+                    }
+                } catch {
+                    fail(.invalidResponse(error))
+                    return
+                }
+                let consumed = current.readSlice(length: index)!
+                buffer = current
+                state = .body(reader)
+                if let range {
+                    delegate?.upstreamResponseBody(consumed.getSlice(at: consumed.readerIndex + range.lowerBound, length: range.count)!)
+                }
+                if reader.isComplete {
+                    finishResponse()
+                } else if range == nil {
+                    return
+                }
+            default:
+                return
+            }
+        }
+    }
+
+    private func finishResponse() {
+        completedExchanges += 1
+        // Bytes after the end of the response mean the upstream framed it differently from us: never reuse.
+        let leftover = buffer.map { $0.readableBytes > 0 } ?? false
+        let reusable = !leftover && head.isPersistent
+        buffer = nil
+        state = .fresh
+        let delegate = self.delegate
+        self.delegate = nil
+        delegate?.upstreamResponseEnd(reusable: reusable)
+    }
+
+    private func fail(_ failure: UpstreamFailure) {
+        let delegate = self.delegate
+        let started = responseStarted
+        close()
+        delegate?.upstreamFailed(failure, responseStarted: started)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        delegate?.upstreamReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        switch state {
+        case .body(var reader):
+            if reader.connectionClosed() {
+                state = .fresh
+                completedExchanges += 1
+                let delegate = self.delegate
+                self.delegate = nil
+                buffer = nil
+                state = .closed
+                delegate?.upstreamResponseEnd(reusable: false)
+            } else {
+                fail(.closedEarly)
+            }
+        case .awaitingHead:
+            fail(.closedEarly)
+        case .tunnel:
+            let delegate = self.delegate
+            close()
+            delegate?.upstreamFailed(.closedEarly, responseStarted: true)
+        case .idle, .fresh:
+            pool.remove(self)
+            state = .closed
+        case .closed:
+            break
+        }
+        self.context = nil
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        delegate?.upstreamWritabilityChanged(isWritable: context.channel.isWritable)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

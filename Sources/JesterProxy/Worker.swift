@@ -1,0 +1,223 @@
+import Foundation
+import JesterConfig
+import JesterControl
+import JesterLogging
+import JesterSystem
+import Logging
+import NIOCore
+import NIOPosix
+
+/// A worker process: receives its assignment from the master, drops privileges, and serves its listeners on one
+/// event loop until the master tells it to drain or goes away.
+public enum Worker {
+    /// Runs the worker; never returns. Called by `jester` in its internal worker mode, with the control socket at
+    /// fd 3 and the listening sockets at fds 4, 5, ... (see `ProcessSpawner`).
+    public static func run() -> Never {
+        let master = getppid()
+        signal(SIGHUP, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
+        signal(SIGUSR1, SIG_IGN)
+        signal(SIGUSR2, SIG_IGN)
+
+        let assignment: WorkerAssignment
+        let configuration: Configuration
+        do {
+            assignment = try readAssignment()
+            configuration = try JSONDecoder().decode(Configuration.self, from: assignment.configuration)
+        } catch {
+            FileHandle.standardError.write(Data("jester worker: cannot read assignment from the master: \(error)\n".utf8))
+            exit(70)
+        }
+        JSONLogHandler.bootstrap(level: Logger.Level(rawValue: configuration.log.level) ?? .info)
+        var logger = Logger(label: "worker")
+        logger[metadataKey: "slot"] = "\(assignment.slot)"
+        logger[metadataKey: "generation"] = "\(assignment.generation)"
+        logger[metadataKey: "pid"] = "\(getpid())"
+
+        // Privileges go before the first byte from a client is read; the sockets are already open.
+        do {
+            if let uid = assignment.userID, let gid = assignment.groupID {
+                try Privileges.drop(to: Identity(userName: "", userID: uid, groupID: gid))
+            }
+            try Privileges.forbidNewPrivileges()
+            try Privileges.dieWithParent(expectedParent: master)
+        } catch {
+            logger.critical("cannot drop privileges", metadata: ["error": "\(error)"])
+            LogWriter.standardError.flush()
+            exit(71)
+        }
+        Privileges.setProcessName("jester-w\(assignment.slot)")
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let eventLoop = group.next()
+        let server = WorkerServer(
+            assignment: assignment, configuration: configuration, eventLoop: eventLoop, logger: logger)
+        do {
+            // Runs on this (main) thread: it waits for channel registration, which an event loop cannot do.
+            try server.start()
+        } catch {
+            logger.critical("worker failed to start", metadata: ["error": "\(error)"])
+            LogWriter.standardError.flush()
+            exit(72)
+        }
+        while true { sleep(3600) }
+    }
+
+    /// Reads the assignment frame from fd 3 before any thread exists.
+    private static func readAssignment() throws -> WorkerAssignment {
+        var codec = ControlFrameCodec()
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            if case .assignment(let assignment) = try codec.next() { return assignment }
+            let count = read(ProcessSpawner.controlFD, &chunk, chunk.count)
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { throw SystemError("read", "control socket", errno: count == 0 ? EPIPE : errno) }
+            codec.append(chunk[0..<count])
+        }
+    }
+}
+
+/// The serving half of a worker, on its event loop.
+final class WorkerServer: @unchecked Sendable {
+    private let assignment: WorkerAssignment
+    private let runtime: WorkerRuntime
+    private let eventLoop: any EventLoop
+    private let logger: Logger
+    private var serverChannels: [any Channel] = []
+    private var control: (any Channel)?
+    private var decoder = ControlFrameCodec()
+    private var draining = false
+
+    init(assignment: WorkerAssignment, configuration: Configuration, eventLoop: any EventLoop, logger: Logger) {
+        self.assignment = assignment
+        self.eventLoop = eventLoop
+        self.logger = logger
+        self.runtime = WorkerRuntime(configuration: configuration, eventLoop: eventLoop, slot: assignment.slot)
+    }
+
+    func start() throws {
+        let control = try ClientBootstrap(group: eventLoop)
+            .channelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ControlChannelHandler(server: self))
+                }
+            }
+            .withConnectedSocket(ProcessSpawner.controlFD).wait()
+        self.control = control
+
+        for (offset, name) in assignment.listenerNames.enumerated() {
+            let fd = ProcessSpawner.firstListenerFD + Int32(offset)
+            let runtime = self.runtime
+            let channel = try ServerBootstrap(group: eventLoop)
+                .childChannelOption(.autoRead, value: false)
+                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(DownstreamConnection(runtime: runtime, listener: name))
+                    }
+                }
+                .withBoundSocket(fd).wait()
+            // withBoundSocket listens with a backlog of 128; restore the configured one.
+            if let backlog = runtime.configuration.listeners.first(where: { $0.name == name })?.backlog {
+                listen(fd, Int32(backlog))
+            }
+            serverChannels.append(channel)
+        }
+        runtime.onConnectionsClosed = { [self] in self.drained() }
+        send(.workerReady(pid: getpid()))
+        logger.info("worker ready", metadata: ["listeners": "\(assignment.listenerNames)"])
+        eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
+            self.reportStats()
+        }
+    }
+
+    private func send(_ message: ControlMessage) {
+        guard let control else { return }
+        let bytes = ControlFrameCodec.encode(message)
+        control.writeAndFlush(ByteBuffer(bytes: bytes), promise: nil)
+    }
+
+    private func reportStats() {
+        let counters = runtime.counters
+        send(.workerStats(WorkerStats(
+            connections: counters.openConnections, requests: counters.requests, bytesIn: counters.bytesIn,
+            bytesOut: counters.bytesOut, errors: counters.errors)))
+    }
+
+    fileprivate func received(_ bytes: ByteBuffer) {
+        decoder.append(bytes.readableBytesView)
+        do {
+            while let message = try decoder.next() { handle(message) }
+        } catch {
+            logger.error("bad control message from master", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func handle(_ message: ControlMessage) {
+        switch message {
+        case .beginDrain(let timeout):
+            beginDrain(timeout: timeout)
+        default:
+            logger.warning("unexpected control message", metadata: ["message": "\(message)"])
+        }
+    }
+
+    /// Stops accepting and lets connections finish; exits when none is left or the timeout passes.
+    private func beginDrain(timeout: Double) {
+        guard !draining else { return }
+        draining = true
+        for channel in serverChannels { channel.close(promise: nil) }
+        serverChannels = []
+        logger.info("draining", metadata: ["connections": "\(runtime.connections.count)"])
+        send(.workerDraining(connections: runtime.connections.count))
+        runtime.drainConnections()
+        eventLoop.scheduleTask(in: .milliseconds(Int64(timeout * 1000))) { [self] in
+            self.logger.warning("drain timeout: closing remaining connections",
+                metadata: ["connections": "\(self.runtime.connections.count)"])
+            self.exitWorker()
+        }
+    }
+
+    private func drained() {
+        guard draining else { return }
+        logger.info("drained")
+        exitWorker()
+    }
+
+    private func exitWorker() {
+        reportStats()
+        send(.workerDrained)
+        for pool in runtime.pools.values { pool.closeIdle() }
+        // Give the last frames a moment to leave, then go.
+        eventLoop.scheduleTask(in: .milliseconds(50)) {
+            LogWriter.standardOutput.flush()
+            LogWriter.standardError.flush()
+            exit(0)
+        }
+    }
+
+    fileprivate func masterGone() {
+        // The master closed our socketpair: it exited or crashed. PR_SET_PDEATHSIG covers the crash; this covers
+        // an orderly exit that did not reach us.
+        LogWriter.standardError.flush()
+        exit(0)
+    }
+}
+
+/// Reads control frames from the master.
+private final class ControlChannelHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    private let server: WorkerServer
+
+    init(server: WorkerServer) {
+        self.server = server
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        server.received(unwrapInboundIn(data))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        server.masterGone()
+    }
+}

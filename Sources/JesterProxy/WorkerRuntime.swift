@@ -1,0 +1,159 @@
+import JesterConfig
+import JesterCore
+import NIOCore
+
+/// What a route leads to, compiled for the request path: no dictionary lookups or string work per request.
+final class CompiledRoute: Sendable {
+    enum Action: Sendable {
+        case proxy(UpstreamPool)
+        /// A complete response, rendered once per configuration.
+        case respond(head: ByteBuffer, body: ByteBuffer)
+    }
+
+    let name: String
+    let maxBodySize: Int64
+    let action: Action
+
+    init(name: String, maxBodySize: Int64, action: Action) {
+        self.name = name
+        self.maxBodySize = maxBodySize
+        self.action = action
+    }
+}
+
+/// Everything a worker derives from its configuration once, shared by all its connections.
+///
+/// One instance per configuration per worker. A worker runs a single event loop, and every mutable piece here
+/// (pools, counters) is touched only on it; that confinement is what the `@unchecked Sendable` states.
+final class WorkerRuntime: @unchecked Sendable {
+    let configuration: Configuration
+    let eventLoop: any EventLoop
+    let parserLimits: HTTPHeadParser.Limits
+    let pools: [String: UpstreamPool]
+    let routeTables: [String: RouteTable<CompiledRoute>]
+    let counters = WorkerCounters()
+    let accessLog: AccessLog?
+    var requestIDs = RequestIDGenerator()
+    /// Set when the worker drains: connections finish their exchange and close instead of waiting for more.
+    var isDraining = false
+    /// Open client connections, so draining can reach them.
+    var connections: [ObjectIdentifier: DownstreamConnection] = [:]
+    /// Called on the event loop whenever the last connection of a draining worker closes.
+    var onConnectionsClosed: (() -> Void)?
+
+    init(configuration: Configuration, eventLoop: any EventLoop, slot: Int) {
+        self.configuration = configuration
+        self.eventLoop = eventLoop
+        let http = configuration.http
+        parserLimits = HTTPHeadParser.Limits(
+            maxHeadSize: http.maxRequestHeadSize, maxURILength: http.maxURILength, maxFieldCount: http.maxHeaderCount)
+        var pools: [String: UpstreamPool] = [:]
+        for upstream in configuration.upstreams {
+            pools[upstream.name] = UpstreamPool(settings: upstream, eventLoop: eventLoop, firstTarget: slot)
+        }
+        self.pools = pools
+        let allocator = ByteBufferAllocator()
+        var tables: [String: RouteTable<CompiledRoute>] = [:]
+        for listener in configuration.listeners {
+            var entries: [RouteTable<CompiledRoute>.Entry] = []
+            for route in configuration.routes where route.listeners.isEmpty || route.listeners.contains(listener.name) {
+                let action: CompiledRoute.Action
+                switch route.action {
+                case .proxy(let upstream):
+                    action = .proxy(pools[upstream]!)
+                case .respond(let status, let headers, let body):
+                    action = Self.renderResponse(status: status, headers: headers, body: body, allocator: allocator)
+                case .redirect(let status, let location):
+                    action = Self.renderResponse(
+                        status: status, headers: [HeaderPair(name: "Location", value: location)], body: "",
+                        allocator: allocator)
+                }
+                let compiled = CompiledRoute(
+                    name: route.name, maxBodySize: route.maxBodySize ?? http.maxBodySize, action: action)
+                entries.append(
+                    .init(hosts: route.hosts.map(HostPattern.init), pathPrefix: route.pathPrefix, value: compiled))
+            }
+            tables[listener.name] = RouteTable(entries)
+        }
+        routeTables = tables
+        accessLog = configuration.log.accessLog ? AccessLog() : nil
+    }
+
+    /// Renders a fixed response's head (without the Connection field, which depends on the exchange) and body.
+    private static func renderResponse(
+        status: Int, headers: [HeaderPair], body: String, allocator: ByteBufferAllocator
+    ) -> CompiledRoute.Action {
+        var head = allocator.buffer(capacity: 256)
+        head.writeString("HTTP/1.1 \(status) \(HTTPStatus.reason(status))\r\n")
+        var hasContentType = false
+        for header in headers {
+            if header.name.lowercased() == "content-type" { hasContentType = true }
+            head.writeString("\(header.name): \(header.value)\r\n")
+        }
+        if !hasContentType, !body.isEmpty { head.writeString("Content-Type: text/plain; charset=utf-8\r\n") }
+        head.writeString("Content-Length: \(body.utf8.count)\r\n")
+        return .respond(head: head, body: allocator.buffer(string: body))
+    }
+
+    func register(_ connection: DownstreamConnection) {
+        connections[ObjectIdentifier(connection)] = connection
+        counters.openConnections = connections.count
+    }
+
+    func unregister(_ connection: DownstreamConnection) {
+        connections.removeValue(forKey: ObjectIdentifier(connection))
+        counters.openConnections = connections.count
+        if connections.isEmpty, isDraining { onConnectionsClosed?() }
+    }
+
+    /// Starts draining every connection: idle ones close now, busy ones after their current exchange.
+    func drainConnections() {
+        isDraining = true
+        for connection in connections.values { connection.drain() }
+        if connections.isEmpty { onConnectionsClosed?() }
+    }
+}
+
+/// The counters a worker reports to the master. Loop-confined like `WorkerRuntime`.
+final class WorkerCounters: @unchecked Sendable {
+    var openConnections = 0
+    var requests = 0
+    var bytesIn = 0
+    var bytesOut = 0
+    var errors = 0
+}
+
+/// Reason phrases for the statuses Jester produces itself.
+enum HTTPStatus {
+    static func reason(_ status: Int) -> String {
+        switch status {
+        case 100: return "Continue"
+        case 101: return "Switching Protocols"
+        case 200: return "OK"
+        case 201: return "Created"
+        case 204: return "No Content"
+        case 301: return "Moved Permanently"
+        case 302: return "Found"
+        case 303: return "See Other"
+        case 304: return "Not Modified"
+        case 307: return "Temporary Redirect"
+        case 308: return "Permanent Redirect"
+        case 400: return "Bad Request"
+        case 403: return "Forbidden"
+        case 404: return "Not Found"
+        case 405: return "Method Not Allowed"
+        case 408: return "Request Timeout"
+        case 413: return "Content Too Large"
+        case 414: return "URI Too Long"
+        case 417: return "Expectation Failed"
+        case 431: return "Request Header Fields Too Large"
+        case 500: return "Internal Server Error"
+        case 501: return "Not Implemented"
+        case 502: return "Bad Gateway"
+        case 503: return "Service Unavailable"
+        case 504: return "Gateway Timeout"
+        case 505: return "HTTP Version Not Supported"
+        default: return "Status \(status)"
+        }
+    }
+}

@@ -1,0 +1,618 @@
+import Foundation
+import JesterConfig
+import JesterControl
+import JesterSystem
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The master process: owns the configuration, the listening sockets and the control socket, and supervises
+/// generations of worker processes. It never serves a request.
+///
+/// Everything runs on one event loop: signals arrive through `SignalWaiter`, worker messages and exits, control
+/// requests and timers are all serialized there, so no state here needs a lock. Spawning happens on that loop's
+/// thread, which lives as long as the master; this matters because PR_SET_PDEATHSIG fires when the *thread* that
+/// spawned a worker exits.
+public final class Master: @unchecked Sendable {
+    /// A worker process as the master tracks it.
+    final class WorkerProcess {
+        enum State: String {
+            case starting, ready, draining, exited
+        }
+
+        let pid: Int32
+        let slot: Int
+        let generation: Int
+        let startedAt: Double
+        var state = State.starting
+        var stats = WorkerStats()
+        var channel: (any Channel)?
+        var decoder = ControlFrameCodec()
+
+        init(pid: Int32, slot: Int, generation: Int, startedAt: Double) {
+            self.pid = pid
+            self.slot = slot
+            self.generation = generation
+            self.startedAt = startedAt
+        }
+    }
+
+    /// A bound listener: one SO_REUSEPORT socket per worker slot.
+    struct BoundListener {
+        var settings: ListenerSettings
+        var sockets: [Int32]
+    }
+
+    private let configPath: String
+    private let loader: ConfigLoader
+    private var configuration: Configuration
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let eventLoop: any EventLoop
+    private var logger = Logger(label: "master")
+    private let startedAt = Date().timeIntervalSince1970
+    private let executable = ProcessSpawner.currentExecutable()
+    private var identity: Identity?
+    private var listeners: [String: BoundListener] = [:]
+    private var workers: [Int32: WorkerProcess] = [:]
+    private var generation = 0
+    private var respawnPolicies: [Int: RespawnPolicy] = [:]
+    private var access: ControlAccess
+    private var controlServer: (any Channel)?
+    private var stopping = false
+    private var reloadInProgress: ReloadOperation?
+    private var drainWatchers: [any Channel] = []
+    private var stoppedPromise: EventLoopPromise<Int32>
+
+    /// A reload waiting for its new generation to report ready.
+    struct ReloadOperation {
+        var generation: Int
+        var configuration: Configuration
+        var previousGeneration: Int
+        var previousListeners: [String: BoundListener]
+        var replyTo: (any Channel)?
+        var timeout: Scheduled<Void>?
+    }
+
+    public init(configPath: String, configuration: Configuration, loader: ConfigLoader) {
+        self.configPath = configPath
+        self.configuration = configuration
+        self.loader = loader
+        self.eventLoop = group.next()
+        self.access = ControlAccess(masterUserID: Privileges.currentUserID, controlGroupID: nil)
+        self.stoppedPromise = eventLoop.makePromise()
+    }
+
+    private var monotonicNow: Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+    private var workerCount: Int { configuration.server.workers ?? ProcessSpawner.availableCPUs() }
+
+    /// Starts the master and blocks until it stops; returns the process exit code.
+    public func run() -> Int32 {
+        do {
+            // Start-up runs on the main thread, which blocks below for the master's whole life; it may wait for
+            // channel registration, which the event loop itself cannot.
+            try start()
+        } catch {
+            logger.critical("cannot start", metadata: ["error": "\(error)"])
+            return 1
+        }
+        return (try? stoppedPromise.futureResult.wait()) ?? 1
+    }
+
+    private func start() throws {
+        if Privileges.isRoot {
+            identity = try Privileges.workerIdentity(user: configuration.server.user, group: configuration.server.group)
+        } else {
+            logger.notice(
+                "not started as root: workers keep this user's rights and ports below 1024 need CAP_NET_BIND_SERVICE",
+                metadata: ["uid": "\(Privileges.currentUserID)"])
+        }
+        access.controlGroupID = try resolveControlGroup(configuration)
+        if ListeningSocket.kernelMigratesRequests() == false {
+            logger.notice("net.ipv4.tcp_migrate_req is off: connections queued on a closing listener slot are reset")
+        }
+        listeners = try bindListeners(for: configuration, reusing: [:])
+        try PidFile.write(configuration.server.pidFile)
+        try startControlServer()
+        _ = SignalWaiter { [eventLoop] signal in
+            eventLoop.execute { self.handleSignal(signal) }
+        }
+        try eventLoop.submit {
+            self.generation = 1
+            self.spawnGeneration(self.generation, configuration: self.configuration)
+        }.wait()
+        logger.info("master started", metadata: [
+            "pid": "\(getpid())", "config": "\(configPath)", "config_hash": "\(configuration.hash)",
+            "workers": "\(workerCount)", "version": "\(JesterVersion.current)",
+        ])
+    }
+
+    private func resolveControlGroup(_ configuration: Configuration) throws -> UInt32? {
+        guard let name = configuration.server.controlGroup else { return nil }
+        guard let gid = Privileges.lookupGroup(name) else {
+            throw SystemError("getgrnam", "control_group '\(name)'", errno: ENOENT)
+        }
+        return gid
+    }
+
+    // MARK: Listeners
+
+    /// Binds every listener of `configuration` with one socket per worker slot, reusing the sockets of listeners
+    /// whose address and backlog did not change (the same fds, so their accept queues survive a reload).
+    private func bindListeners(
+        for configuration: Configuration, reusing existing: [String: BoundListener]
+    ) throws -> [String: BoundListener] {
+        let slots = configuration.server.workers ?? ProcessSpawner.availableCPUs()
+        var bound: [String: BoundListener] = [:]
+        var opened: [Int32] = []
+        do {
+            for listener in configuration.listeners {
+                var sockets: [Int32] = []
+                if let previous = existing.values.first(where: {
+                    $0.settings.address == listener.address && $0.settings.backlog == listener.backlog
+                }) {
+                    sockets = Array(previous.sockets.prefix(slots))
+                }
+                while sockets.count < slots {
+                    let fd = try ListeningSocket.bind(
+                        host: listener.address.host, port: listener.address.port, backlog: listener.backlog)
+                    opened.append(fd)
+                    sockets.append(fd)
+                }
+                bound[listener.name] = BoundListener(settings: listener, sockets: sockets)
+            }
+        } catch {
+            for fd in opened { close(fd) }
+            throw error
+        }
+        return bound
+    }
+
+    /// Closes the sockets of `old` that `current` no longer uses.
+    private func closeUnusedSockets(_ old: [String: BoundListener], keeping current: [String: BoundListener]) {
+        let inUse = Set(current.values.flatMap(\.sockets))
+        for fd in old.values.flatMap(\.sockets) where !inUse.contains(fd) { close(fd) }
+    }
+
+    // MARK: Workers
+
+    private func spawnGeneration(_ generation: Int, configuration: Configuration) {
+        for slot in 0..<(configuration.server.workers ?? ProcessSpawner.availableCPUs()) {
+            spawnWorker(slot: slot, generation: generation, configuration: configuration)
+        }
+    }
+
+    private func spawnWorker(slot: Int, generation: Int, configuration: Configuration) {
+        do {
+            let (masterEnd, workerEnd) = try ProcessSpawner.socketPair()
+            let names = configuration.listeners.map(\.name)
+            let sockets = names.compactMap { listeners[$0]?.sockets[slot] }
+            let pid: Int32
+            do {
+                pid = try ProcessSpawner.spawn(
+                    executable: executable, arguments: ["--worker"], controlSocket: workerEnd, listeners: sockets)
+            } catch {
+                close(masterEnd)
+                close(workerEnd)
+                throw error
+            }
+            close(workerEnd)
+            let worker = WorkerProcess(pid: pid, slot: slot, generation: generation, startedAt: monotonicNow)
+            workers[pid] = worker
+            let configurationData = try JSONEncoder().encode(configuration)
+            let assignment = WorkerAssignment(
+                slot: slot, generation: generation, configuration: configurationData, listenerNames: names,
+                userID: identity?.userID, groupID: identity?.groupID)
+            ClientBootstrap(group: eventLoop)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(WorkerChannelHandler(master: self, pid: pid))
+                    }
+                }
+                .withConnectedSocket(masterEnd)
+                .whenComplete { result in
+                    switch result {
+                    case .success(let channel):
+                        worker.channel = channel
+                        self.send(.assignment(assignment), to: channel)
+                    case .failure(let error):
+                        self.logger.error("cannot talk to new worker", metadata: ["pid": "\(pid)", "error": "\(error)"])
+                        ProcessSpawner.signal(pid, SIGKILL)
+                    }
+                }
+            logger.info("worker spawned", metadata: ["pid": "\(pid)", "slot": "\(slot)", "generation": "\(generation)"])
+        } catch {
+            logger.error("cannot spawn worker", metadata: ["slot": "\(slot)", "error": "\(error)"])
+        }
+    }
+
+    fileprivate func workerMessage(pid: Int32, bytes: ByteBuffer) {
+        guard let worker = workers[pid] else { return }
+        worker.decoder.append(bytes.readableBytesView)
+        do {
+            while let message = try worker.decoder.next() { handle(message, from: worker) }
+        } catch {
+            logger.error("bad control message from worker", metadata: ["pid": "\(pid)", "error": "\(error)"])
+        }
+    }
+
+    private func handle(_ message: ControlMessage, from worker: WorkerProcess) {
+        switch message {
+        case .workerReady:
+            if worker.state == .starting { worker.state = .ready }
+            logger.info("worker ready", metadata: ["pid": "\(worker.pid)", "slot": "\(worker.slot)", "generation": "\(worker.generation)"])
+            if worker.generation == 1, generation == 1, allReady(generation: 1) { Systemd.notify("READY=1") }
+            checkReloadProgress()
+        case .workerStats(let stats):
+            worker.stats = stats
+        case .workerDraining(let connections):
+            worker.state = .draining
+            worker.stats.connections = connections
+        case .workerDrained:
+            worker.stats.connections = 0
+        default:
+            break
+        }
+    }
+
+    private func allReady(generation: Int) -> Bool {
+        let members = workers.values.filter { $0.generation == generation }
+        return !members.isEmpty && members.allSatisfy { $0.state == .ready }
+    }
+
+    private func reapWorkers() {
+        for (pid, status) in ProcessSpawner.reapExitedChildren() {
+            guard let worker = workers.removeValue(forKey: pid) else { continue }
+            worker.state = .exited
+            worker.channel?.close(promise: nil)
+            let expected = stopping || worker.generation != generation || worker.stats.connections == 0 && worker.state == .draining
+            let metadata: Logger.Metadata = [
+                "pid": "\(pid)", "slot": "\(worker.slot)", "generation": "\(worker.generation)", "status": "\(status)",
+            ]
+            if let reload = reloadInProgress, worker.generation == reload.generation {
+                logger.error("new worker exited during reload", metadata: metadata)
+                failReload("worker \(pid) of generation \(reload.generation) \(status) before it was ready")
+                continue
+            }
+            if expected {
+                logger.info("worker exited", metadata: metadata)
+            } else {
+                logger.error("worker exited unexpectedly", metadata: metadata)
+                scheduleRespawn(worker)
+            }
+        }
+        if stopping, workers.isEmpty { finishStop() }
+    }
+
+    private func scheduleRespawn(_ worker: WorkerProcess) {
+        var policy = respawnPolicies[worker.slot] ?? RespawnPolicy()
+        let decision = policy.workerCrashed(startedAt: worker.startedAt, now: monotonicNow)
+        respawnPolicies[worker.slot] = policy
+        switch decision {
+        case .respawn(let delay):
+            let slot = worker.slot
+            let generation = worker.generation
+            eventLoop.scheduleTask(in: .milliseconds(Int64(delay * 1000))) {
+                guard !self.stopping, generation == self.generation else { return }
+                self.logger.notice("respawning worker", metadata: ["slot": "\(slot)", "generation": "\(generation)"])
+                self.spawnWorker(slot: slot, generation: generation, configuration: self.configuration)
+            }
+        case .giveUp(let crashes):
+            logger.critical("worker slot is crash-looping; not respawning it", metadata: [
+                "slot": "\(worker.slot)", "crashes": "\(crashes)",
+            ])
+            if workers.values.allSatisfy({ $0.generation != generation }) {
+                logger.critical("no worker left; stopping")
+                beginStop(fast: true, exitCode: 1)
+            }
+        }
+    }
+
+    // MARK: Signals
+
+    private func handleSignal(_ signal: Int32) {
+        switch signal {
+        case SIGCHLD: reapWorkers()
+        case SIGHUP: reload(replyTo: nil)
+        case SIGTERM: beginStop(fast: false, exitCode: 0)
+        case SIGINT, SIGQUIT: beginStop(fast: true, exitCode: 0)
+        default: break
+        }
+    }
+
+    // MARK: Reload
+
+    /// Re-reads the configuration, starts a new generation beside the running one, and drains the old one once
+    /// every new worker is ready. Any failure leaves the running generation untouched.
+    private func reload(replyTo channel: (any Channel)?) {
+        guard !stopping else {
+            reply(.reloadResult(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
+                errors: ["the master is stopping"])), to: channel)
+            return
+        }
+        guard reloadInProgress == nil else {
+            reply(.reloadResult(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
+                errors: ["a reload is already in progress"])), to: channel)
+            return
+        }
+        Systemd.notify("RELOADING=1")
+        logger.info("reloading", metadata: ["config": "\(configPath)"])
+        let newConfiguration: Configuration
+        do {
+            newConfiguration = try loader.load(file: configPath)
+        } catch {
+            let errors = error.diagnostics.map(\.description)
+            logger.error("reload failed: configuration invalid; still serving the previous one", metadata: [
+                "errors": "\(errors.joined(separator: "; "))",
+            ])
+            Systemd.notify("READY=1")
+            reply(.reloadResult(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
+                errors: errors)), to: channel)
+            return
+        }
+        let previousListeners = listeners
+        do {
+            access.controlGroupID = try resolveControlGroup(newConfiguration)
+            if Privileges.isRoot {
+                identity = try Privileges.workerIdentity(
+                    user: newConfiguration.server.user, group: newConfiguration.server.group)
+            }
+            listeners = try bindListeners(for: newConfiguration, reusing: previousListeners)
+        } catch {
+            listeners = previousListeners
+            Systemd.notify("READY=1")
+            reply(.reloadResult(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
+                errors: ["\(error)"])), to: channel)
+            return
+        }
+        let newGeneration = generation + 1
+        var operation = ReloadOperation(
+            generation: newGeneration, configuration: newConfiguration, previousGeneration: generation,
+            previousListeners: previousListeners, replyTo: channel)
+        let timeout = newConfiguration.server.workerStartTimeout
+        operation.timeout = eventLoop.scheduleTask(in: .seconds(timeout.components.seconds)) {
+            self.failReload("new workers did not report ready within \(Units.format(timeout))")
+        }
+        reloadInProgress = operation
+        spawnGeneration(newGeneration, configuration: newConfiguration)
+    }
+
+    private func checkReloadProgress() {
+        guard let operation = reloadInProgress, allReady(generation: operation.generation),
+            workers.values.filter({ $0.generation == operation.generation }).count
+                == (operation.configuration.server.workers ?? ProcessSpawner.availableCPUs())
+        else { return }
+        operation.timeout?.cancel()
+        reloadInProgress = nil
+        let old = operation.previousGeneration
+        generation = operation.generation
+        configuration = operation.configuration
+        respawnPolicies = [:]
+        for worker in workers.values where worker.generation == old { beginDrain(worker) }
+        // Sockets the new generation does not use close once the old one is gone; the old workers hold their
+        // own copies until then.
+        closeUnusedSockets(operation.previousListeners, keeping: listeners)
+        logger.info("reload complete", metadata: ["generation": "\(generation)", "config_hash": "\(configuration.hash)"])
+        Systemd.notify("READY=1")
+        reply(.reloadResult(ReloadResult(success: true, generation: generation, configHash: configuration.hash,
+            errors: [])), to: operation.replyTo)
+    }
+
+    private func failReload(_ reason: String) {
+        guard let operation = reloadInProgress else { return }
+        operation.timeout?.cancel()
+        reloadInProgress = nil
+        for worker in workers.values where worker.generation == operation.generation {
+            ProcessSpawner.signal(worker.pid, SIGKILL)
+        }
+        closeUnusedSockets(listeners, keeping: operation.previousListeners)
+        listeners = operation.previousListeners
+        logger.error("reload failed; still serving the previous generation", metadata: ["reason": "\(reason)"])
+        Systemd.notify("READY=1")
+        reply(.reloadResult(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
+            errors: [reason])), to: operation.replyTo)
+    }
+
+    private func beginDrain(_ worker: WorkerProcess) {
+        guard worker.state != .draining, let channel = worker.channel else { return }
+        worker.state = .draining
+        let seconds = Double(configuration.server.drainTimeout.components.seconds)
+        send(.beginDrain(timeoutSeconds: seconds), to: channel)
+    }
+
+    // MARK: Stop
+
+    private var exitCode: Int32 = 0
+
+    private func beginStop(fast: Bool, exitCode: Int32) {
+        if stopping, !fast { return }
+        stopping = true
+        self.exitCode = exitCode
+        Systemd.notify("STOPPING=1")
+        logger.info(fast ? "fast stop" : "graceful stop", metadata: ["workers": "\(workers.count)"])
+        controlServer?.close(promise: nil)
+        if fast {
+            for worker in workers.values { ProcessSpawner.signal(worker.pid, SIGTERM) }
+        } else {
+            for worker in workers.values { beginDrain(worker) }
+        }
+        // Workers that outlive their drain deadline are killed.
+        let grace = Int64(configuration.server.drainTimeout.components.seconds) + 5
+        eventLoop.scheduleTask(in: .seconds(fast ? 5 : grace)) {
+            for worker in self.workers.values { ProcessSpawner.signal(worker.pid, SIGKILL) }
+        }
+        if workers.isEmpty { finishStop() }
+    }
+
+    private func finishStop() {
+        PidFile.remove(configuration.server.pidFile)
+        unlink(configuration.server.controlSocket)
+        for channel in drainWatchers {
+            reply(.done(success: true, message: "all workers drained; master stopped"), to: channel)
+        }
+        logger.info("master stopped")
+        let code = exitCode
+        eventLoop.scheduleTask(in: .milliseconds(50)) { self.stoppedPromise.succeed(code) }
+    }
+
+    // MARK: Control socket
+
+    private func startControlServer() throws {
+        let path = configuration.server.controlSocket
+        try PidFile.makeDirectory(forFile: path)
+        controlServer = try ServerBootstrap(group: eventLoop)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ControlSessionHandler(master: self))
+                }
+            }
+            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).wait()
+        chmod(path, 0o660)
+        if let gid = access.controlGroupID { chown(path, getuid(), gid) }
+    }
+
+    /// Checks a new control connection's peer (SO_PEERCRED); refused peers are logged and disconnected with a
+    /// reason. Calls `admitted` on the event loop when the peer may proceed.
+    fileprivate func admit(_ channel: any Channel, admitted: @escaping () -> Void) {
+        guard let provider = channel as? any SocketOptionProvider else {
+            channel.close(promise: nil)
+            return
+        }
+        let future: EventLoopFuture<RawPeerCredentials> = provider.unsafeGetSocketOption(
+            level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+        future.whenComplete { result in
+            guard case .success(let credentials) = result else {
+                channel.close(promise: nil)
+                return
+            }
+            if self.permits(credentials, channel) { admitted() }
+        }
+    }
+
+    private func permits(_ credentials: RawPeerCredentials, _ channel: any Channel) -> Bool {
+        let peer = PeerCredentials(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid)
+        if access.permits(uid: peer.uid, gid: peer.gid, supplementaryGroups: peer.supplementaryGroups()) {
+            return true
+        }
+        logger.warning("control connection refused", metadata: [
+            "peer_pid": "\(peer.pid)", "peer_uid": "\(peer.uid)", "peer_gid": "\(peer.gid)",
+        ])
+        reply(.failure(message: "permission denied: uid \(peer.uid) may not control this Jester instance"), to: channel)
+        channel.close(promise: nil)
+        return false
+    }
+
+    fileprivate func controlRequest(_ message: ControlMessage, from channel: any Channel) {
+        switch message {
+        case .status:
+            reply(.statusReport(statusReport()), to: channel)
+        case .reload:
+            reload(replyTo: channel)
+        case .drain(let timeout):
+            drainWatchers.append(channel)
+            if let timeout {
+                configuration.server.drainTimeout = .milliseconds(Int64(timeout * 1000))
+            }
+            beginStop(fast: false, exitCode: 0)
+            reportDrainProgress()
+        case .stop(let fast):
+            reply(.done(success: true, message: fast ? "stopping now" : "stopping gracefully"), to: channel)
+            beginStop(fast: fast, exitCode: 0)
+        default:
+            reply(.failure(message: "not a request"), to: channel)
+        }
+    }
+
+    private func reportDrainProgress() {
+        guard stopping, !workers.isEmpty else { return }
+        let connections = workers.values.reduce(0) { $0 + $1.stats.connections }
+        for channel in drainWatchers {
+            reply(.progress(ProgressReport(phase: "draining", connections: connections, workers: workers.count)), to: channel)
+        }
+        eventLoop.scheduleTask(in: .milliseconds(500)) { self.reportDrainProgress() }
+    }
+
+    private func statusReport() -> StatusReport {
+        let rows = workers.values.sorted { ($0.generation, $0.slot) < ($1.generation, $1.slot) }.map { worker in
+            WorkerStatus(
+                pid: worker.pid, slot: worker.slot, generation: worker.generation, state: worker.state.rawValue,
+                connections: worker.stats.connections, requests: worker.stats.requests,
+                rssBytes: ProcessSpawner.residentSetSize(of: worker.pid), restarts: 0)
+        }
+        let state = stopping ? "stopping" : (reloadInProgress != nil ? "reloading" : "running")
+        return StatusReport(
+            pid: getpid(), version: JesterVersion.current, startedAt: startedAt, configFile: configPath,
+            configHash: configuration.hash, generation: generation, state: state, workers: rows)
+    }
+
+    private func reply(_ message: ControlMessage, to channel: (any Channel)?) {
+        guard let channel else { return }
+        send(message, to: channel)
+    }
+
+    private func send(_ message: ControlMessage, to channel: any Channel) {
+        channel.writeAndFlush(ByteBuffer(bytes: ControlFrameCodec.encode(message)), promise: nil)
+    }
+}
+
+/// The kernel's `struct ucred`, declared here because Glibc hides it behind _GNU_SOURCE.
+struct RawPeerCredentials {
+    var pid: Int32 = 0
+    var uid: UInt32 = 0
+    var gid: UInt32 = 0
+}
+
+/// The master's end of one worker's socketpair.
+private final class WorkerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    private let master: Master
+    private let pid: Int32
+
+    init(master: Master, pid: Int32) {
+        self.master = master
+        self.pid = pid
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        master.workerMessage(pid: pid, bytes: unwrapInboundIn(data))
+    }
+}
+
+/// One jesterctl connection.
+private final class ControlSessionHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    private let master: Master
+    private var decoder = ControlFrameCodec()
+    private var admitted = false
+
+    init(master: Master) {
+        self.master = master
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let channel = context.channel
+        master.admit(channel) { [self] in
+            self.admitted = true
+            self.processRequests(channel)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        decoder.append(unwrapInboundIn(data).readableBytesView)
+        if admitted { processRequests(context.channel) }
+    }
+
+    private func processRequests(_ channel: any Channel) {
+        do {
+            while let message = try decoder.next() { master.controlRequest(message, from: channel) }
+        } catch {
+            channel.writeAndFlush(ByteBuffer(bytes: ControlFrameCodec.encode(.failure(message: "\(error)"))), promise: nil)
+            channel.close(promise: nil)
+        }
+    }
+}
+
+/// The version Jester reports.
+public enum JesterVersion {
+    public static let current = "0.1.0"
+}

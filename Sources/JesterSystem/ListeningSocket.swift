@@ -1,0 +1,84 @@
+import Glibc
+import JesterCore
+
+/// Binds listening TCP sockets in the master.
+///
+/// The master binds one socket per worker slot per listener, each with SO_REUSEPORT, so the kernel spreads new
+/// connections across workers with no shared accept lock. The master keeps every fd: a worker that dies does not
+/// take its socket, and the connections queued on it, with it.
+public enum ListeningSocket {
+    /// Creates, binds and listens on `host:port`. The fd is close-on-exec; spawning hands it to a worker explicitly.
+    public static func bind(host: String, port: Int, backlog: Int, reusePort: Bool = true) throws(SystemError) -> Int32 {
+        let isIPv6 = host.contains(":")
+        let fd = socket(isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SystemError("socket") }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        if reusePort { setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size)) }
+        let subject = isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+        var result: Int32
+        if isIPv6 {
+            setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
+            var address = sockaddr_in6()
+            address.sin6_family = sa_family_t(AF_INET6)
+            address.sin6_port = in_port_t(UInt16(port).bigEndian)
+            guard inet_pton(AF_INET6, host, &address.sin6_addr) == 1 else {
+                close(fd)
+                throw SystemError("inet_pton", host, errno: EINVAL)
+            }
+            result = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                }
+            }
+        } else {
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else {
+                close(fd)
+                throw SystemError("inet_pton", host, errno: EINVAL)
+            }
+            result = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+        }
+        guard result == 0 else {
+            let error = SystemError("bind", subject)
+            close(fd)
+            throw error
+        }
+        guard listen(fd, Int32(backlog)) == 0 else {
+            let error = SystemError("listen", subject)
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// Whether the kernel migrates queued connections when a SO_REUSEPORT socket closes
+    /// (`net.ipv4.tcp_migrate_req`); nil when the kernel has no such setting.
+    public static func kernelMigratesRequests() -> Bool? {
+        guard let text = FileContents.read("/proc/sys/net/ipv4/tcp_migrate_req") else { return nil }
+        return text.hasPrefix("1")
+    }
+}
+
+/// Reads small files under /proc and /sys without Foundation.
+public enum FileContents {
+    public static func read(_ path: String, limit: Int = 64 * 1024) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: limit)
+        var total = 0
+        while total < limit {
+            let count = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + total, limit - total) }
+            if count <= 0 { break }
+            total += count
+        }
+        return String(decoding: bytes[0..<total], as: UTF8.self)
+    }
+}
