@@ -48,7 +48,11 @@ struct ConfigDecoder {
             table.finish(decoder: &self)
         }
         var listenerNodes: [ConfigNode] = []
-        for node in top.tables("listeners", decoder: &self) {
+        let listenerTables = top.tables("listeners", decoder: &self)
+        if listenerTables.isEmpty, top.has("listeners") {
+            report(root.location, "at least one [[listeners]] is needed")
+        }
+        for node in listenerTables {
             guard var table = TableReader(node, ConfigSchema.listener, decoder: &self) else { continue }
             let name = table.string("name", decoder: &self)
             let address = table.address("address", decoder: &self)
@@ -85,9 +89,6 @@ struct ConfigDecoder {
         }
         top.finish(decoder: &self)
         checkListeners(configuration, listenerNodes)
-        if configuration.listeners.isEmpty, top.has("listeners") {
-            report(root.location, "at least one listener is needed")
-        }
         return configuration
     }
 

@@ -22,9 +22,9 @@ final class ConnectionTimer {
     private var scheduled: Scheduled<Void>?
     private var scheduledFor = NIODeadline.distantFuture
     private var eventLoop: (any EventLoop)?
-    private var onFire: (() -> Void)?
+    private var onFire: ((Purpose) -> Void)?
 
-    func setup(eventLoop: any EventLoop, onFire: @escaping () -> Void) {
+    func setup(eventLoop: any EventLoop, onFire: @escaping (Purpose) -> Void) {
         self.eventLoop = eventLoop
         self.onFire = onFire
     }
@@ -65,7 +65,8 @@ final class ConnectionTimer {
             schedule(at: deadline)
             return
         }
+        let expired = purpose
         purpose = .none
-        onFire?()
+        onFire?(expired)
     }
 }

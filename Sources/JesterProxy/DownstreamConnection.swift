@@ -64,7 +64,7 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     func channelActive(context: ChannelHandlerContext) {
         clientAddress = context.channel.remoteAddress?.ipAddress ?? "-"
         runtime.register(self)
-        timer.setup(eventLoop: context.eventLoop) { [weak self] in self?.timerFired() }
+        timer.setup(eventLoop: context.eventLoop) { [weak self] purpose in self?.timerFired(purpose) }
         armKeepaliveTimer()
         context.read()
     }
@@ -216,7 +216,8 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
             isUpgrade = head.connectionUpgrade && head.upgradeWebSocket && framing == .none
             responseStarted = false
             log.upstream = pool.name
-            timer.arm(.response, after: pool.settings.responseTimeout + pool.settings.connectTimeout)
+            // Until the connection is up, ClientBootstrap's connect timeout guards the exchange.
+            timer.disarm()
             pool.acquire { [weak self] result in
                 guard let self else {
                     if case .success(let connection) = result { pool.release(connection, reusable: true) }
@@ -242,6 +243,7 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
             let rewritten = requestHead!.withUnsafeReadableBytes { rewriteRequestHead($0, target: connection.targetDescription) }
             let isHead = requestHead!.withUnsafeReadableBytes { ASCII.equalsIgnoringCase($0, head.method, "head") }
             connection.startExchange(delegate: self, requestHead: rewritten, isHeadRequest: isHead)
+            timer.arm(.response, after: pool.settings.responseTimeout)
             if requestBody.isComplete {
                 connection.flush()
             } else {
@@ -498,8 +500,8 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         timer.arm(.keepalive, after: runtime.configuration.http.keepaliveTimeout)
     }
 
-    private func timerFired() {
-        switch timer.purpose {
+    private func timerFired(_ purpose: ConnectionTimer.Purpose) {
+        switch purpose {
         case .keepalive:
             close()
         case .header:

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything Jester needs on Debian 12 (the Swift toolchain must already be on PATH), builds it, and,
+# with --run, starts the demo upstream and Jester on Config/jester.toml in the foreground.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+packages=(pkg-config libssl-dev libnghttp2-dev libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev
+          libgnutls28-dev libsystemd-dev curl python3)
+if [ "${1:-}" = "--test" ]; then
+    packages+=(python3-pytest wrk util-linux)
+fi
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+swift build ${JESTER_BUILD_FLAGS:-}
+
+if [ "${1:-}" = "--run" ]; then
+    export JESTER_RUN_DIR="${JESTER_RUN_DIR:-/tmp/jester-run}"
+    mkdir -p "$JESTER_RUN_DIR"
+    # The demo upstream behind the /app/ route.
+    python3 Tests/Live/upstream.py 9090 >/dev/null &
+    upstream=$!
+    trap 'kill $upstream 2>/dev/null' EXIT
+    echo "Jester on http://127.0.0.1:8080/ (try /, /app/echo, /old-docs);"
+    echo "control it with: JESTER_CONTROL_SOCKET=$JESTER_RUN_DIR/control.sock .build/debug/jesterctl status"
+    .build/debug/jester --config Config/jester.toml
+fi

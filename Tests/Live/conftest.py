@@ -1,0 +1,186 @@
+"""Fixtures for the live tier: real jester processes, a real upstream, real clients, on loopback only."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("JESTER_BIN_DIR", ROOT / ".build" / "debug"))
+JESTER = str(BIN / "jester")
+JESTERCTL = str(BIN / "jesterctl")
+HERE = Path(__file__).resolve().parent
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=15.0, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception:
+            pass
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Upstream:
+    def __init__(self):
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, str(HERE / "upstream.py"), str(self.port)], stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout.readline().strip() == "ready"
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def requests(self):
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/__requests", timeout=5) as response:
+            return json.loads(response.read())
+
+    def stop(self):
+        self.process.kill()
+        self.process.wait()
+
+
+class Jester:
+    """One jester master with its workers, on a config written for the test."""
+
+    def __init__(self, config_body, workers=1, extra_env=None):
+        self.dir = Path(tempfile.mkdtemp(prefix="jester-live-"))
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        self.socket = str(self.dir / "control.sock")
+        self.config_path = self.dir / "jester.toml"
+        self.workers = workers
+        self.write_config(config_body)
+        self.log = open(self.dir / "jester.log", "w+")
+        env = dict(os.environ, **(extra_env or {}))
+        self.process = subprocess.Popen(
+            [JESTER, "--config", str(self.config_path)], stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        wait_for(lambda: self.all_ready(), what="workers ready")
+
+    def write_config(self, body):
+        header = f"""
+[server]
+workers = {self.workers}
+pid_file = "{self.dir}/jester.pid"
+control_socket = "{self.socket}"
+drain_timeout = "5s"
+
+[[listeners]]
+name = "main"
+address = "127.0.0.1:{self.port}"
+"""
+        self.config_path.write_text(header + body)
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def ctl(self, *args, check=False, user=None, timeout=60):
+        command = [JESTERCTL, *args, "--socket", self.socket]
+        if user:
+            command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        if check:
+            assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    def status(self):
+        result = self.ctl("status", "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def all_ready(self, generation=None):
+        if self.process.poll() is not None:
+            raise AssertionError("jester exited: " + self.logs())
+        status = self.status()
+        generation = generation or status["generation"]
+        workers = [w for w in status["workers"] if w["generation"] == generation]
+        return len(workers) == self.workers and all(w["state"] == "ready" for w in workers)
+
+    def worker_pids(self):
+        return [w["pid"] for w in self.status()["workers"]]
+
+    def logs(self):
+        self.log.flush()
+        return (self.dir / "jester.log").read_text()
+
+    def access_log(self):
+        return [json.loads(line) for line in self.logs().splitlines()
+                if line.startswith("{") and '"type":"access"' in line]
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    server = Upstream()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_jester():
+    instances = []
+
+    def factory(config_body, **kwargs):
+        instance = Jester(config_body, **kwargs)
+        instances.append(instance)
+        return instance
+
+    yield factory
+    for instance in instances:
+        instance.stop()
+
+
+def curl(*args, timeout=30):
+    """Runs curl; returns (status code, body, stderr)."""
+    result = subprocess.run(
+        ["curl", "-sS", "--max-time", str(timeout), "-o", "-", "-w", "\n%{http_code}", *args],
+        capture_output=True, timeout=timeout + 5)
+    body, _, code = result.stdout.rpartition(b"\n")
+    return int(code or 0), body, result.stderr.decode()
+
+
+def raw_request(port, data, timeout=5.0, read_all=True):
+    """Sends raw bytes and returns everything the server answered until it closed (or the timeout)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        connection.sendall(data)
+        chunks = []
+        try:
+            while True:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                if not read_all:
+                    break
+        except socket.timeout:
+            pass
+        return b"".join(chunks)
