@@ -118,16 +118,7 @@ let package = Package(
         .testTarget(
             name: "JesterSystemTests",
             dependencies: ["JesterSystem", "JesterTLS", "JesterHTTP2", "JesterHTTP3"]),
-        .testTarget(
-            name: "JesterProxyTests",
-            dependencies: [
-                "JesterProxy", "JesterCore", "JesterConfig",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOEmbedded", package: "swift-nio"),
-            ]),
         .testTarget(name: "JesterSupervisorTests", dependencies: ["JesterSupervisor"]),
-        .testTarget(
-            name: "JesterLiveTests",
-            dependencies: ["JesterControl", "JesterCore"]),
+        // The live tier (real jester processes, upstreams and clients) is Tests/Live, run by pytest.
     ]
 )

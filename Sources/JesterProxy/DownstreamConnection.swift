@@ -130,7 +130,14 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     /// The worker drains: close now if idle, else after the current exchange.
     func drain() {
         keepAlive = false
-        if phase == .awaitingHead, buffer?.readableBytes ?? 0 == 0 { close() }
+        guard phase == .awaitingHead, buffer?.readableBytes ?? 0 == 0 else { return }
+        if requestsServed > 0 {
+            close()
+        } else {
+            // Accepted but not read yet: the client has likely sent its request already, and closing now would
+            // lose it. Serve it (with Connection: close), or close if nothing arrives shortly.
+            timer.arm(.keepalive, after: .seconds(1))
+        }
     }
 
     // MARK: Requests
@@ -243,8 +250,9 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
             let rewritten = requestHead!.withUnsafeReadableBytes { rewriteRequestHead($0, target: connection.targetDescription) }
             let isHead = requestHead!.withUnsafeReadableBytes { ASCII.equalsIgnoringCase($0, head.method, "head") }
             connection.startExchange(delegate: self, requestHead: rewritten, isHeadRequest: isHead)
-            timer.arm(.response, after: pool.settings.responseTimeout)
             if requestBody.isComplete {
+                // The response timeout runs from the end of the request, however long the upload took.
+                timer.arm(.response, after: pool.settings.responseTimeout)
                 connection.flush()
             } else {
                 process()
@@ -295,6 +303,7 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         if requestBody.isComplete {
             if isChunkedUpstream { upstream.write(ByteBuffer(staticString: "0\r\n\r\n")) }
             upstream.flush()
+            if !responseStarted { timer.arm(.response, after: upstream.pool.settings.responseTimeout) }
             return false
         }
         return range != nil

@@ -45,7 +45,13 @@ final class ControlClient {
     }
 
     func send(_ message: ControlMessage) {
-        do { try connection.write(ControlFrameCodec.encode(message)) } catch { fail("jesterctl: \(error)") }
+        do {
+            try connection.write(ControlFrameCodec.encode(message))
+        } catch {
+            // The master may have refused us and closed already: its reason is more useful than EPIPE.
+            _ = receive(timeoutSeconds: 1)
+            fail("jesterctl: \(error)")
+        }
     }
 
     /// The next message, or nil when the master closed the connection.

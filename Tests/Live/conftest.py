@@ -97,7 +97,9 @@ address = "127.0.0.1:{self.port}"
     def ctl(self, *args, check=False, user=None, timeout=60):
         command = [JESTERCTL, *args, "--socket", self.socket]
         if user:
-            command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]
+            import pwd
+            entry = pwd.getpwnam(user)
+            command = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups", *command]
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         if check:
             assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,108 @@
+import Foundation
+import JesterConfig
+import Testing
+
+private func load(_ text: String, environment: [String: String] = [:]) -> Result<Configuration, ConfigError> {
+    do {
+        return .success(try ConfigLoader(environment: environment).load(text: text, file: "test.toml"))
+    } catch {
+        return .failure(error)
+    }
+}
+
+private let minimal = """
+    [[listeners]]
+    name = "main"
+    address = "127.0.0.1:8080"
+
+    """
+
+@Test func appliesDefaults() throws {
+    let configuration = try load(minimal).get()
+    #expect(configuration.http.maxBodySize == 10 * 1024 * 1024)
+    #expect(configuration.server.drainTimeout == .seconds(30))
+    #expect(configuration.listeners.first?.address == SocketAddressSpec(host: "127.0.0.1", port: 8080))
+    #expect(configuration.hash.count == 16)
+}
+
+@Test func reportsEveryErrorWithLineAndColumn() {
+    let text = minimal + """
+        [server]
+        wrokers = 2
+        drain_timeout = "soon"
+
+        [[routes]]
+        path_prefix = "/"
+        upstream = "missing"
+        """
+    guard case .failure(let error) = load(text) else {
+        Issue.record("accepted an invalid configuration")
+        return
+    }
+    let lines = error.diagnostics.map(\.description)
+    #expect(lines.count == 3)
+    #expect(lines.contains("test.toml:5:1: error: unknown key 'wrokers' in [server]; did you mean 'workers'?"))
+    #expect(lines.contains { $0.hasPrefix("test.toml:6:1: error: 'drain_timeout'") })
+    #expect(lines.contains { $0.hasPrefix("test.toml:10:1: error: route 'route-1' names upstream 'missing'") })
+}
+
+@Test func syntaxErrorsCarryTheirPosition() {
+    guard case .failure(let error) = load("a = [\n") else {
+        Issue.record("accepted invalid TOML")
+        return
+    }
+    #expect(error.diagnostics.first?.location.line == 1)
+}
+
+@Test func interpolatesTheEnvironment() throws {
+    let text = """
+        [[listeners]]
+        name = "main"
+        address = "${HOST:-127.0.0.1}:${PORT}"
+
+        [server]
+        workers = "${WORKERS:-3}"
+        """
+    let configuration = try load(text, environment: ["PORT": "9000"]).get()
+    #expect(configuration.listeners[0].address.port == 9000)
+    #expect(configuration.server.workers == 3)
+    guard case .failure(let error) = load(text) else {
+        Issue.record("accepted an unset variable")
+        return
+    }
+    #expect(error.diagnostics[0].message.contains("'PORT' is not set"))
+    #expect(error.diagnostics[0].location.line == 3)
+}
+
+@Test func mergesIncludedFiles() throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("jester-config-\(getpid())")
+    try FileManager.default.createDirectory(at: directory.appendingPathComponent("conf.d"), withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let main = directory.appendingPathComponent("jester.toml")
+    try ("include = [\"conf.d/*.toml\"]\n" + minimal).write(to: main, atomically: true, encoding: .utf8)
+    try """
+        [upstreams.api]
+        targets = ["127.0.0.1:9000"]
+
+        [[routes]]
+        path_prefix = "/api"
+        upstream = "api"
+        """.write(to: directory.appendingPathComponent("conf.d/api.toml"), atomically: true, encoding: .utf8)
+    let configuration = try ConfigLoader(environment: [:]).load(file: main.path)
+    #expect(configuration.routes.count == 1)
+    #expect(configuration.files.count == 2)
+}
+
+@Test func schemaDescribesEveryKeyAndTheShippedConfigIsValid() throws {
+    let schema = ConfigSchema.jsonSchema()
+    for key in ["max_body_size", "control_socket", "targets", "path_prefix", "keepalive_timeout"] {
+        #expect(schema.contains("\"\(key)\""))
+    }
+    let shipped = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Config/jester.toml")
+    let configuration = try ConfigLoader(environment: [:]).load(file: shipped.path)
+    #expect(configuration.listeners.first?.address.description == "127.0.0.1:8080")
+    // The dump is itself a valid configuration with the same meaning.
+    let dumped = try ConfigLoader(environment: [:]).load(text: configuration.renderTOML(), file: "dump.toml")
+    #expect(dumped.hash == configuration.hash)
+}

@@ -1,0 +1,67 @@
+import JesterCore
+import Testing
+
+private func decodeChunked(_ text: String) throws -> (body: String, complete: Bool) {
+    var reader = BodyReader(.chunked)
+    let bytes = Array(text.utf8)
+    var body: [UInt8] = []
+    var index = 0
+    try bytes.withUnsafeBytes { raw in
+        while let range = try reader.next(raw, &index) { body += bytes[range] }
+    }
+    return (String(decoding: body, as: UTF8.self), reader.isComplete)
+}
+
+@Test func decodesChunkedBodies() throws {
+    let result = try decodeChunked("5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\n")
+    #expect(result.body == "hello world")
+    #expect(result.complete)
+    #expect(try decodeChunked("5\r\nhel").complete == false)
+}
+
+@Test(arguments: ["zz\r\n", "5\nhello\r\n", "5\r\nhelloXX", "-1\r\n", "1234567890abcdef0\r\n", "0\r\nbad\u{1}\r\n\r\n"])
+func rejectsMalformedChunks(text: String) {
+    #expect(throws: HTTPParseError.badChunk) { try decodeChunked(text) }
+}
+
+@Test func readsContentLengthBodies() throws {
+    var reader = BodyReader(.length(4))
+    let bytes = Array("abcdefg".utf8)
+    var index = 0
+    let range = try bytes.withUnsafeBytes { raw in try reader.next(raw, &index) }
+    #expect(range == 0..<4)
+    #expect(reader.isComplete)
+}
+
+private func route(_ table: RouteTable<String>, host: String, path: String) -> String? {
+    let text = Array((host + path).utf8)
+    return text.withUnsafeBytes { table.match($0, host: 0..<host.utf8.count, path: host.utf8.count..<text.count) }
+}
+
+@Test func routesByHostThenLongestPrefix() {
+    let table = RouteTable<String>([
+        .init(hosts: [], pathPrefix: "/", value: "default"),
+        .init(hosts: [], pathPrefix: "/api", value: "api"),
+        .init(hosts: [HostPattern("shop.example.com")], pathPrefix: "/", value: "shop"),
+        .init(hosts: [HostPattern("*.example.com")], pathPrefix: "/", value: "wildcard"),
+        .init(hosts: [HostPattern("*.eu.example.com")], pathPrefix: "/", value: "eu"),
+    ])
+    #expect(route(table, host: "other.test", path: "/x") == "default")
+    #expect(route(table, host: "other.test", path: "/api/v1") == "api")
+    #expect(route(table, host: "SHOP.example.com:8080", path: "/x") == "shop")
+    #expect(route(table, host: "blog.example.com", path: "/x") == "wildcard")
+    #expect(route(table, host: "a.eu.example.com", path: "/x") == "eu")
+    #expect(route(table, host: "example.com", path: "/x") == "default")
+}
+
+@Test func roundRobinCyclesFromItsOffset() {
+    var balancer = RoundRobin(offset: 1)
+    #expect((0..<5).map { _ in balancer.next(count: 3) } == [1, 2, 0, 1, 2])
+}
+
+@Test func requestIDsAreHexAndDistinct() {
+    var generator = RequestIDGenerator(seed: 42)
+    let ids = (0..<100).map { _ in generator.nextID() }
+    #expect(Set(ids).count == 100)
+    #expect(ids.allSatisfy { $0.count == 32 && $0.allSatisfy(\.isHexDigit) })
+}

@@ -1,0 +1,26 @@
+import JesterSupervisor
+import Testing
+
+@Test func respawnBacksOffExponentiallyThenGivesUp() {
+    var policy = RespawnPolicy(maxCrashes: 5, windowSeconds: 60, initialDelaySeconds: 0.1, maxDelaySeconds: 1)
+    var decisions: [RespawnPolicy.Decision] = []
+    for second in 0..<5 { decisions.append(policy.workerCrashed(startedAt: Double(second), now: Double(second) + 0.5)) }
+    #expect(decisions == [.respawn(afterSeconds: 0.1), .respawn(afterSeconds: 0.2), .respawn(afterSeconds: 0.4),
+        .respawn(afterSeconds: 0.8), .giveUp(crashes: 5)])
+}
+
+@Test func aHealthyRunResetsTheBackoffAndOldCrashesExpire() {
+    var policy = RespawnPolicy(maxCrashes: 3, windowSeconds: 10, initialDelaySeconds: 0.1, healthyAfterSeconds: 30)
+    _ = policy.workerCrashed(startedAt: 0, now: 1)
+    _ = policy.workerCrashed(startedAt: 1, now: 2)
+    #expect(policy.workerCrashed(startedAt: 2, now: 100) == .respawn(afterSeconds: 0.1))
+}
+
+@Test func controlAccessAdmitsRootOwnerAndGroupOnly() {
+    let access = ControlAccess(masterUserID: 1000, controlGroupID: 50)
+    #expect(access.permits(uid: 0, gid: 0, supplementaryGroups: []))
+    #expect(access.permits(uid: 1000, gid: 1000, supplementaryGroups: []))
+    #expect(access.permits(uid: 2000, gid: 2000, supplementaryGroups: [50]))
+    #expect(!access.permits(uid: 2000, gid: 2000, supplementaryGroups: [51]))
+    #expect(!ControlAccess(masterUserID: 1000, controlGroupID: nil).permits(uid: 2000, gid: 50, supplementaryGroups: []))
+}

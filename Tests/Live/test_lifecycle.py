@@ -1,0 +1,175 @@
+"""Live tests of the process model: supervision, privileges, jesterctl and reload."""
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from conftest import curl, wait_for
+
+ROUTES = """
+[[routes]]
+path_prefix = "/"
+respond = { status = 200, body = "VERSION\\n" }
+"""
+
+
+def uid_of(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("Uid:"):
+                return [int(value) for value in line.split()[1:]]
+
+
+def test_status_lists_master_and_workers(make_jester):
+    jester = make_jester(ROUTES.replace("VERSION", "one"), workers=2)
+    status = jester.status()
+    assert status["pid"] == jester.process.pid and status["generation"] == 1 and status["state"] == "running"
+    assert sorted(w["slot"] for w in status["workers"]) == [0, 1]
+    assert all(w["rssBytes"] > 0 for w in status["workers"])
+    text = jester.ctl("status", check=True).stdout
+    assert "PID" in text and "SLOT" in text and jester.config_path.name in text
+
+
+def test_workers_drop_privileges_when_master_is_root(make_jester):
+    jester = make_jester(ROUTES.replace("VERSION", "one"), workers=2)
+    if os.geteuid() != 0:
+        return  # started by an ordinary user: everything runs as that user (checked by the next assertion)
+    expected = int(subprocess.run(["id", "-u", "jester"], capture_output=True, text=True).stdout.strip() or
+                   subprocess.run(["id", "-u", "nobody"], capture_output=True, text=True).stdout.strip())
+    assert uid_of(jester.process.pid)[0] == 0
+    for pid in jester.worker_pids():
+        assert set(uid_of(pid)) == {expected}
+        with open(f"/proc/{pid}/status") as status:
+            assert "NoNewPrivs:\t1" in status.read()
+    assert curl(jester.url + "/")[0] == 200
+
+
+def test_killed_worker_is_respawned_and_others_keep_serving(make_jester):
+    jester = make_jester(ROUTES.replace("VERSION", "one"), workers=2)
+    victim, survivor = jester.worker_pids()
+    stop = threading.Event()
+    failures = []
+
+    def load():
+        while not stop.is_set():
+            code = curl(jester.url + "/", timeout=5)[0]
+            if code != 200:
+                failures.append(code)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    os.kill(victim, signal.SIGKILL)
+    pids = wait_for(lambda: (lambda p: p if len(p) == 2 and victim not in p and jester.all_ready() else None)(
+        jester.worker_pids()), what="respawn")
+    time.sleep(0.5)
+    stop.set()
+    thread.join()
+    assert survivor in pids
+    assert "killed by signal 9 (SIGKILL)" in jester.logs()
+    # The killed worker's socket stayed with the master, so no connection was refused meanwhile.
+    assert not failures, failures
+
+
+def test_reload_replaces_workers_and_bad_config_keeps_serving(make_jester):
+    jester = make_jester(ROUTES.replace("VERSION", "one"))
+    old_pids = jester.worker_pids()
+    jester.write_config(ROUTES.replace("VERSION", "two"))
+    result = jester.ctl("reload", check=True)
+    assert "generation 2" in result.stdout
+    assert curl(jester.url + "/")[1] == b"two\n"
+    wait_for(lambda: not set(old_pids) & set(jester.worker_pids()), what="old generation drained")
+
+    jester.write_config(ROUTES.replace("VERSION", "three") + '\n[http]\nmax_body_sise = "1MiB"\n')
+    result = jester.ctl("reload")
+    assert result.returncode == 1
+    assert f"{jester.config_path}:" in result.stderr and "did you mean 'max_body_size'" in result.stderr
+    line = [l for l in result.stderr.splitlines() if "max_body_sise" in l][0]
+    path, line_number, column = line.split(": error")[0].rsplit(":", 2)
+    assert int(line_number) > 1 and int(column) >= 1
+    assert curl(jester.url + "/")[1] == b"two\n"
+    assert jester.status()["generation"] == 2
+
+    # SIGHUP reloads too.
+    jester.write_config(ROUTES.replace("VERSION", "four"))
+    jester.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: curl(jester.url + "/")[1] == b"four\n", what="SIGHUP reload")
+
+
+def test_reload_while_serving_loses_nothing(make_jester):
+    jester = make_jester(ROUTES.replace("VERSION", "one"), workers=2)
+    stop = threading.Event()
+    results = []
+
+    def load():
+        while not stop.is_set():
+            results.append(curl(jester.url + "/", timeout=5)[0])
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for version in ("two", "three"):
+        jester.write_config(ROUTES.replace("VERSION", version))
+        jester.ctl("reload", check=True)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert results and all(code == 200 for code in results), [c for c in results if c != 200]
+
+
+def test_refused_control_client(make_jester):
+    jester = make_jester(ROUTES.replace("VERSION", "one"))
+    # Mode 0660: an unrelated user cannot even connect.
+    result = jester.ctl("status", user="nobody")
+    assert result.returncode == 2 and "permission denied" in result.stderr
+    # Even with the socket opened up, the master checks SO_PEERCRED and refuses.
+    os.chmod(jester.socket, 0o666)
+    result = jester.ctl("status", user="nobody")
+    assert result.returncode != 0 and "permission denied" in result.stderr
+    wait_for(lambda: "control connection refused" in jester.logs(), what="refusal logged")
+
+
+def test_jesterctl_without_master():
+    from conftest import JESTERCTL
+    result = subprocess.run([JESTERCTL, "status", "--socket", "/tmp/no-such-jester.sock"], capture_output=True,
+                            text=True)
+    assert result.returncode == 2 and "no Jester master is listening" in result.stderr
+
+
+def test_drain_finishes_in_flight_requests(make_jester, upstream):
+    jester = make_jester(f"""
+[upstreams.app]
+targets = ["{upstream.address}"]
+
+[[routes]]
+path_prefix = "/"
+upstream = "app"
+""")
+    slow = {}
+
+    def request():
+        slow["result"] = curl(jester.url + "/slow?delay=1.5")
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    time.sleep(0.5)
+    result = jester.ctl("drain", "--timeout", "10", check=True, timeout=30)
+    thread.join()
+    assert slow["result"][0] == 200
+    assert "draining" in result.stdout
+    jester.process.wait(timeout=10)
+    assert jester.process.returncode == 0
+    assert not os.path.exists(jester.socket)
+
+
+def test_stop_and_sigterm(make_jester):
+    jester = make_jester(ROUTES.replace("VERSION", "one"))
+    result = jester.ctl("stop", check=True)
+    assert "stopping" in result.stdout
+    assert jester.process.wait(timeout=10) == 0
+    other = make_jester(ROUTES.replace("VERSION", "one"))
+    other.process.send_signal(signal.SIGTERM)
+    assert other.process.wait(timeout=10) == 0
+    assert not os.path.exists(other.dir / "jester.pid")
