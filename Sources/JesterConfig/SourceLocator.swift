@@ -108,7 +108,7 @@ struct SourceLocator {
     /// A dotted key of bare or quoted parts.
     private mutating func scanKey() -> ConfigPath {
         var parts: ConfigPath = []
-        while let byte = peek() {
+        while peek() != nil {
             skipWhitespace(newlines: false)
             guard let current = peek() else { break }
             if current == UInt8(ascii: "\"") || current == UInt8(ascii: "'") {
@@ -127,7 +127,6 @@ struct SourceLocator {
             skipWhitespace(newlines: false)
             guard peek() == UInt8(ascii: ".") else { break }
             advance()
-            _ = byte
         }
         skipWhitespace(newlines: false)
         if peek() == UInt8(ascii: "]") { advance() }

@@ -371,9 +371,6 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         if let index = head.requestIDField, head.fields[index].value.count > 0, head.fields[index].value.count <= 128 {
             log.requestID = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[head.fields[index].value]), as: UTF8.self)
         } else {
-            if head.requestIDField != nil {
-                // An empty or oversized id was not kept; it was copied above, so this one is added besides it.
-            }
             out.writeStaticString("X-Request-Id: ")
             runtime.requestIDs.withNextID { id in
                 out.writeBytes(id)

@@ -256,7 +256,6 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         switch state {
         case .body(var reader):
             if reader.connectionClosed() {
-                state = .fresh
                 completedExchanges += 1
                 let delegate = self.delegate
                 self.delegate = nil

@@ -263,9 +263,10 @@ public final class Master: @unchecked Sendable {
     private func reapWorkers() {
         for (pid, status) in ProcessSpawner.reapExitedChildren() {
             guard let worker = workers.removeValue(forKey: pid) else { continue }
+            // A worker that was told to drain, or belongs to a stopping master or an old generation, exits on purpose.
+            let expected = stopping || worker.generation != generation || worker.state == .draining
             worker.state = .exited
             worker.channel?.close(promise: nil)
-            let expected = stopping || worker.generation != generation || worker.stats.connections == 0 && worker.state == .draining
             let metadata: Logger.Metadata = [
                 "pid": "\(pid)", "slot": "\(worker.slot)", "generation": "\(worker.generation)", "status": "\(status)",
             ]
