@@ -47,6 +47,13 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     private var responseFraming = BodyFraming.none
     private var rechunkResponse = false
     private var isUpgrade = false
+    /// The current request is a HEAD request (its response has no body).
+    private var requestIsHead = false
+    /// The current request may be sent again if a reused upstream connection fails before answering.
+    private var requestIsReplayable = false
+    /// How often the current request was sent again after a stale keep-alive connection failed.
+    private var replays = 0
+    private static let maxReplays = 2
     private var log = AccessLog.Record()
 
     init(runtime: WorkerRuntime, listener: String) {
@@ -197,6 +204,10 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         route = matched
         log.route = matched.name
         let framing = BodyFraming.request(head)
+        (requestIsHead, requestIsReplayable) = headBytes.withUnsafeReadableBytes {
+            (RequestMethod.isHead($0, head.method), framing == .none && RequestMethod.isIdempotent($0, head.method))
+        }
+        replays = 0
         if case .length(let length) = framing, length > matched.maxBodySize {
             respondWithError(413, closing: true)
             return
@@ -208,10 +219,9 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
             var headCopy = responseHead
             writeConnectionField(into: &headCopy)
             headCopy.writeStaticString("\r\n")
-            let isHead = headBytes.withUnsafeReadableBytes { ASCII.equalsIgnoringCase($0, head.method, "head") }
             log.status = Int(responseHead.getString(at: responseHead.readerIndex + 9, length: 3) ?? "") ?? 0
             write(headCopy)
-            if !isHead { write(body) }
+            if !requestIsHead { write(body) }
             log.bytesOut = body.readableBytes
             finishExchange(requestComplete: framing == .none)
         case .proxy(let pool):
@@ -223,15 +233,19 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
             isUpgrade = head.connectionUpgrade && head.upgradeWebSocket && framing == .none
             responseStarted = false
             log.upstream = pool.name
-            // Until the connection is up, ClientBootstrap's connect timeout guards the exchange.
-            timer.disarm()
-            pool.acquire { [weak self] result in
-                guard let self else {
-                    if case .success(let connection) = result { pool.release(connection, reusable: true) }
-                    return
-                }
-                self.upstreamAcquired(result, pool: pool)
+            acquireUpstream(from: pool, fresh: false)
+        }
+    }
+
+    private func acquireUpstream(from pool: UpstreamPool, fresh: Bool) {
+        // Until the connection is up, ClientBootstrap's connect timeout guards the exchange.
+        timer.disarm()
+        pool.acquire(fresh: fresh) { [weak self] result in
+            guard let self else {
+                if case .success(let connection) = result { pool.release(connection, reusable: true) }
+                return
             }
+            self.upstreamAcquired(result, pool: pool)
         }
     }
 
@@ -248,8 +262,7 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
             upstream = connection
             log.upstreamTarget = connection.targetDescription
             let rewritten = requestHead!.withUnsafeReadableBytes { rewriteRequestHead($0, target: connection.targetDescription) }
-            let isHead = requestHead!.withUnsafeReadableBytes { ASCII.equalsIgnoringCase($0, head.method, "head") }
-            connection.startExchange(delegate: self, requestHead: rewritten, isHeadRequest: isHead)
+            connection.startExchange(delegate: self, requestHead: rewritten, isHeadRequest: requestIsHead)
             if requestBody.isComplete {
                 // The response timeout runs from the end of the request, however long the upload took.
                 timer.arm(.response, after: pool.settings.responseTimeout)
@@ -556,8 +569,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
             return
         }
         timer.disarm()
-        let isHead = requestHead?.withUnsafeReadableBytes { ASCII.equalsIgnoringCase($0, head.method, "head") } ?? false
-        responseFraming = BodyFraming.response(response, requestWasHead: isHead)
+        responseFraming = BodyFraming.response(response, requestWasHead: requestIsHead)
         switch responseFraming {
         case .chunked:
             // HTTP/1.0 clients cannot take chunks: send the decoded body and close to end it.
@@ -605,11 +617,23 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
     }
 
     func upstreamFailed(_ failure: UpstreamFailure, responseStarted started: Bool) {
+        let failed = upstream
         upstream = nil
         log.failure = failure.reason
         if phase == .tunnel || started || responseStarted {
             context.flush()
             close()
+            return
+        }
+        // An upstream may close a keep-alive connection just as a request goes out on it (its idle timeout, a
+        // restart). Nothing was answered, so an idempotent request without a body is sent again on a new
+        // connection, as nginx and HAProxy do; anything else would be a guess about what the origin did.
+        if case .closedEarly = failure, let failed, failed.completedExchanges > 0, requestIsReplayable,
+           replays < Self.maxReplays, phase == .proxying {
+            replays += 1
+            runtime.counters.upstreamReplays &+= 1
+            log.failure = ""
+            acquireUpstream(from: failed.pool, fresh: true)
             return
         }
         respondWithError(failure.status, closing: true)

@@ -55,10 +55,11 @@ final class UpstreamPool: @unchecked Sendable {
 
     var name: String { settings.name }
 
-    /// A connection to the next target: a kept-alive idle one when there is one, else a new one.
-    func acquire(_ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void) {
+    /// A connection to the next target: a kept-alive idle one when there is one (unless `fresh` asks for a new
+    /// connection, as a replay after a stale keep-alive connection does), else a new one.
+    func acquire(fresh: Bool = false, _ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void) {
         let target = balancer.next(count: settings.targets.count)
-        while let connection = idle[target].popLast() {
+        while !fresh, let connection = idle[target].popLast() {
             if connection.isUsable {
                 connection.leaveIdle()
                 completion(.success(connection))

@@ -121,6 +121,8 @@ final class WorkerCounters: @unchecked Sendable {
     var bytesIn = 0
     var bytesOut = 0
     var errors = 0
+    /// Requests sent again after a reused upstream connection closed before answering.
+    var upstreamReplays = 0
 }
 
 /// Reason phrases for the statuses Jester produces itself.

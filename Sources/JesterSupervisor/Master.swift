@@ -538,7 +538,8 @@ public final class Master: @unchecked Sendable {
             WorkerStatus(
                 pid: worker.pid, slot: worker.slot, generation: worker.generation, state: worker.state.rawValue,
                 connections: worker.stats.connections, requests: worker.stats.requests,
-                rssBytes: ProcessSpawner.residentSetSize(of: worker.pid), restarts: 0)
+                rssBytes: ProcessSpawner.residentSetSize(of: worker.pid),
+                restarts: respawnPolicies[worker.slot]?.totalCrashes ?? 0)
         }
         let state = stopping ? "stopping" : (reloadInProgress != nil ? "reloading" : "running")
         return StatusReport(

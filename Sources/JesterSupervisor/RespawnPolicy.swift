@@ -20,6 +20,8 @@ public struct RespawnPolicy: Sendable, Equatable {
     /// A worker that ran this long before dying resets the backoff: it was healthy.
     public var healthyAfterSeconds: Double
 
+    /// Every unexpected exit of this slot so far, shown by `jesterctl status`.
+    public private(set) var totalCrashes = 0
     private var crashTimes: [Double] = []
     private var consecutive = 0
 
@@ -36,6 +38,7 @@ public struct RespawnPolicy: Sendable, Equatable {
 
     /// A worker of this slot that started at `startedAt` died unexpectedly at `now`.
     public mutating func workerCrashed(startedAt: Double, now: Double) -> Decision {
+        totalCrashes += 1
         if now - startedAt >= healthyAfterSeconds { consecutive = 0 }
         crashTimes.append(now)
         crashTimes.removeAll { now - $0 > windowSeconds }

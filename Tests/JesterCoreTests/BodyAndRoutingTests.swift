@@ -65,3 +65,16 @@ private func route(_ table: RouteTable<String>, host: String, path: String) -> S
     #expect(Set(ids).count == 100)
     #expect(ids.allSatisfy { $0.count == 32 && $0.allSatisfy(\.isHexDigit) })
 }
+
+@Test(arguments: [
+    ("GET", true, false), ("HEAD", true, true), ("PUT", true, false), ("DELETE", true, false),
+    ("OPTIONS", true, false), ("TRACE", true, false), ("POST", false, false), ("PATCH", false, false),
+    ("get", false, false), ("head", false, false), ("GETS", false, false),
+])
+func classifiesRequestMethods(method: String, idempotent: Bool, head: Bool) {
+    let bytes = Array(method.utf8)
+    bytes.withUnsafeBytes { raw in
+        #expect(RequestMethod.isIdempotent(raw, 0..<raw.count) == idempotent)
+        #expect(RequestMethod.isHead(raw, 0..<raw.count) == head)
+    }
+}

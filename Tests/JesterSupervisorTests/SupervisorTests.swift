@@ -14,6 +14,7 @@ import Testing
     _ = policy.workerCrashed(startedAt: 0, now: 1)
     _ = policy.workerCrashed(startedAt: 1, now: 2)
     #expect(policy.workerCrashed(startedAt: 2, now: 100) == .respawn(afterSeconds: 0.1))
+    #expect(policy.totalCrashes == 3)
 }
 
 @Test func controlAccessAdmitsRootOwnerAndGroupOnly() {

@@ -69,6 +69,8 @@ def test_killed_worker_is_respawned_and_others_keep_serving(make_jester):
     thread.join()
     assert survivor in pids
     assert "killed by signal 9 (SIGKILL)" in jester.logs()
+    restarts = {w["pid"]: w["restarts"] for w in jester.status()["workers"]}
+    assert restarts[survivor] == 0 and sum(restarts.values()) == 1, restarts
     # The killed worker's socket stayed with the master, so no connection was refused meanwhile.
     assert not failures, failures
 

@@ -196,6 +196,115 @@ def test_dead_upstream_is_502(jester):
     assert code == 502 and body == b"502 Bad Gateway\n"
 
 
+def test_upstream_connect_timeout_is_504(make_jester):
+    # A listener whose accept queue is full drops new SYNs, so a connect to it hangs: a connect timeout on loopback.
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(0)
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(blackhole.getsockname())
+            fillers.append(filler)
+        time.sleep(0.2)
+        port = blackhole.getsockname()[1]
+        jester = make_jester(f"""
+[upstreams.hole]
+targets = ["127.0.0.1:{port}"]
+connect_timeout = "500ms"
+
+[[routes]]
+path_prefix = "/"
+upstream = "hole"
+""")
+        started = time.monotonic()
+        code, body, _ = curl(jester.url + "/x", timeout=10)
+        assert (code, body) == (504, b"504 Gateway Timeout\n")
+        assert 0.4 < time.monotonic() - started < 3
+        wait_for(lambda: any(r.get("error") == "connect timed out" for r in jester.access_log()),
+                 timeout=3, what="the access log line")
+    finally:
+        for filler in fillers:
+            filler.close()
+        blackhole.close()
+
+
+class StaleKeepAliveUpstream:
+    """Answers the first request on each connection with keep-alive, then closes the connection without an
+    answer when a second request arrives on it: the race of an upstream's idle timeout, made deterministic."""
+
+    def __init__(self):
+        import threading
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.requests = []
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        import threading
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.handle, args=(connection,), daemon=True).start()
+
+    def handle(self, connection):
+        with connection:
+            answered = False
+            data = b""
+            while True:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+                if b"\r\n\r\n" not in data:
+                    continue
+                head, _, data = data.partition(b"\r\n\r\n")
+                self.requests.append(head.split(b"\r\n", 1)[0].decode())
+                if answered:
+                    # Reset rather than FIN so that the proxy sees the failure whatever it has written.
+                    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    return
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+                answered = True
+
+    def close(self):
+        self.listener.close()
+
+
+def test_idempotent_request_is_replayed_after_a_stale_keepalive_connection(make_jester):
+    origin = StaleKeepAliveUpstream()
+    try:
+        jester = make_jester(f"""
+[upstreams.stale]
+targets = ["127.0.0.1:{origin.port}"]
+
+[[routes]]
+path_prefix = "/"
+upstream = "stale"
+""")
+        with socket.create_connection(("127.0.0.1", jester.port), timeout=5) as client:
+            for _ in range(3):
+                client.sendall(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+                response = client.recv(4096)
+                assert response.startswith(b"HTTP/1.1 200") and response.endswith(b"ok\n"), response
+        # Each GET after the first went out on the pooled connection, was dropped, and was sent again.
+        assert origin.requests.count("GET /again HTTP/1.1") == 5
+        # A request with a body is not replayed: the origin may have acted on it. The pool holds the connection of
+        # the last replay, which the origin drops on its next request.
+        response = raw_request(jester.port, b"POST /once HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+        assert response.startswith(b"HTTP/1.1 502"), response
+        assert origin.requests.count("POST /once HTTP/1.1") == 1
+    finally:
+        origin.close()
+
+
 MALFORMED = [
     b"GET /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     b"GET /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
