@@ -3,7 +3,7 @@
 /// Uses xoshiro256** seeded once from the system's random source: a getrandom call per request would cost a
 /// system call on the hottest path, and ids need uniqueness, not secrecy.
 public struct RequestIDGenerator: Sendable {
-    private var state: (UInt64, UInt64, UInt64, UInt64)
+    @usableFromInline var state: (UInt64, UInt64, UInt64, UInt64)
 
     public init() {
         var system = SystemRandomNumberGenerator()
@@ -16,8 +16,8 @@ public struct RequestIDGenerator: Sendable {
         state = (seed | 1, seed ^ 0x9E37_79B9_7F4A_7C15, ~seed, seed &* 0xBF58_476D_1CE4_E5B9)
     }
 
-    @inline(__always)
-    private mutating func nextWord() -> UInt64 {
+    @inlinable @inline(__always)
+    mutating func nextWord() -> UInt64 {
         let result = ((state.1 &* 5) << 7 | (state.1 &* 5) >> 57) &* 9
         let shifted = state.1 << 17
         state.2 ^= state.0
@@ -29,7 +29,9 @@ public struct RequestIDGenerator: Sendable {
         return result
     }
 
-    /// Calls `body` with the 32 ASCII bytes of a new id.
+    /// Calls `body` with the 32 ASCII bytes of a new id. Inlinable so that it is specialised at the call site
+    /// (it runs once per proxied request).
+    @inlinable
     public mutating func withNextID<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
         let words = (nextWord(), nextWord())
         return try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { buffer in

@@ -5,6 +5,11 @@ import NIOCore
 /// Re-arming moves the deadline without cancelling and rescheduling (what a per-request `scheduleTask` would
 /// cost on every keep-alive request): a task that fires early sees the later deadline and sleeps again, and a
 /// disarmed deadline makes it do nothing. Loop-confined.
+///
+/// The scheduled task and `onFire` hold their owners strongly; `cancel()` (called when the connection closes)
+/// breaks that cycle. Weak references would be safer-looking but cost more than they save: an object that was
+/// ever weakly referenced moves its reference count to a side table, which makes every retain and release of the
+/// connection (dozens per request) take the slow path.
 final class ConnectionTimer {
     /// What the deadline is for, so the connection knows what to do when it passes.
     enum Purpose {
@@ -55,7 +60,7 @@ final class ConnectionTimer {
         guard let eventLoop else { return }
         scheduled?.cancel()
         scheduledFor = when
-        scheduled = eventLoop.scheduleTask(deadline: when) { [weak self] in self?.fired() }
+        scheduled = eventLoop.scheduleTask(deadline: when) { self.fired() }
     }
 
     private func fired() {

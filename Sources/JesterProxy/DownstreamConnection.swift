@@ -47,6 +47,8 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     private var responseFraming = BodyFraming.none
     private var rechunkResponse = false
     private var isUpgrade = false
+    /// Bytes were written to the client since the last flush.
+    private var unflushed = false
     /// The current request is a HEAD request (its response has no body).
     private var requestIsHead = false
     /// The current request may be sent again if a reused upstream connection fails before answering.
@@ -54,6 +56,8 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     /// How often the current request was sent again after a stale keep-alive connection failed.
     private var replays = 0
     private static let maxReplays = 2
+    /// Bytes of pipelined requests read ahead while an exchange is in progress.
+    private static let readAheadLimit = 16 * 1024
     private var log = AccessLog.Record()
 
     init(runtime: WorkerRuntime, listener: String) {
@@ -71,7 +75,8 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     func channelActive(context: ChannelHandlerContext) {
         clientAddress = context.channel.remoteAddress?.ipAddress ?? "-"
         runtime.register(self)
-        timer.setup(eventLoop: context.eventLoop) { [weak self] purpose in self?.timerFired(purpose) }
+        // Strong on purpose (see ConnectionTimer); channelInactive cancels the timer, which breaks the cycle.
+        timer.setup(eventLoop: context.eventLoop) { purpose in self.timerFired(purpose) }
         armKeepaliveTimer()
         context.read()
     }
@@ -110,7 +115,7 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         upstream?.flush()
-        context.flush()
+        flushClient()
         if wantsInput { context.read() }
     }
 
@@ -126,7 +131,14 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     private var wantsInput: Bool {
         switch phase {
         case .awaitingHead: return true
-        case .proxying: return !requestBody.isComplete && (upstream?.isWritable ?? false)
+        case .proxying:
+            if requestBody.isComplete {
+                // Keep a read pending while the response comes (a pipelined request is buffered, bounded): NIO
+                // would otherwise drop read interest after every request and restore it after every response,
+                // two epoll_ctl calls per request. It also notices a client that leaves mid-exchange.
+                return buffer?.readableBytes ?? 0 < Self.readAheadLimit
+            }
+            return upstream?.isWritable ?? false
         case .tunnel: return upstream?.isWritable ?? false
         case .closing: return false
         }
@@ -240,13 +252,9 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     private func acquireUpstream(from pool: UpstreamPool, fresh: Bool) {
         // Until the connection is up, ClientBootstrap's connect timeout guards the exchange.
         timer.disarm()
-        pool.acquire(fresh: fresh) { [weak self] result in
-            guard let self else {
-                if case .success(let connection) = result { pool.release(connection, reusable: true) }
-                return
-            }
-            self.upstreamAcquired(result, pool: pool)
-        }
+        // The connection stays alive until the pool answers; upstreamAcquired returns a connection it no longer
+        // needs (the client left meanwhile) to the pool.
+        pool.acquire(fresh: fresh) { result in self.upstreamAcquired(result, pool: pool) }
     }
 
     private func upstreamAcquired(_ result: Result<UpstreamConnection, UpstreamFailure>, pool: UpstreamPool) {
@@ -467,7 +475,16 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
 
     private func write(_ bytes: ByteBuffer) {
         runtime.counters.bytesOut &+= bytes.readableBytes
+        unflushed = true
         context.write(wrapOutboundOut(bytes), promise: nil)
+    }
+
+    /// Flushes what was written to the client, if anything: a flush with nothing pending still walks the
+    /// pipeline and the channel's state checks, several times per request otherwise.
+    private func flushClient() {
+        guard unflushed else { return }
+        unflushed = false
+        context.flush()
     }
 
     /// Ends the current exchange: logs it, then either waits for the next request or closes.
@@ -484,7 +501,7 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         }
         phase = .awaitingHead
         requestBody = BodyReader(.none)
-        context.flush()
+        flushClient()
         armKeepaliveTimer()
         if buffer?.readableBytes ?? 0 > 0 {
             // A pipelined request is already here.
@@ -549,7 +566,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
             responseStarted = true
             let out = bytes.withUnsafeReadableBytes { rewriteResponseHead(response, $0) }
             write(out)
-            context.flush()
+            flushClient()
             phase = .tunnel
             if let pending = buffer, pending.readableBytes > 0 {
                 buffer = nil
@@ -564,7 +581,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
             // 1xx interim responses (100 Continue) go to HTTP/1.1 clients only (RFC 9110 §15.2).
             if head.version == .http1_1 {
                 write(ByteBuffer(string: "HTTP/1.1 \(response.status) \(HTTPStatus.reason(response.status))\r\n\r\n"))
-                context.flush()
+                flushClient()
             }
             return
         }
@@ -621,7 +638,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
         upstream = nil
         log.failure = failure.reason
         if phase == .tunnel || started || responseStarted {
-            context.flush()
+            flushClient()
             close()
             return
         }
@@ -640,7 +657,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
     }
 
     func upstreamReadComplete() {
-        context.flush()
+        flushClient()
         if context.channel.isWritable, phase == .proxying || phase == .tunnel { upstream?.read() }
     }
 

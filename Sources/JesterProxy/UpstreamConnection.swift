@@ -43,17 +43,22 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
 
     let pool: UpstreamPool
     let target: Int
-    weak var delegate: (any UpstreamConnectionDelegate)?
+    /// The client connection of the current exchange. Strong, and cleared whenever an exchange ends or the
+    /// connection closes (a weak reference would push both objects' reference counts onto the slow path).
+    var delegate: (any UpstreamConnectionDelegate)?
     private var context: ChannelHandlerContext?
     private var state = State.fresh
     private var buffer: ByteBuffer?
     private var parser = HTTPHeadParser(limits: .init(maxHeadSize: 64 * 1024, maxURILength: 64 * 1024, maxFieldCount: 500))
     private var head = HTTPHead()
     private var requestWasHead = false
-    private var idleTimer: Scheduled<Void>?
+    /// Closes the connection when it idles in the pool too long; re-armed per exchange without rescheduling.
+    private let idleTimer = ConnectionTimer()
     /// Exchanges completed on this connection; a failure on a reused connection may be retried.
     private(set) var completedExchanges = 0
     private var responseStarted = false
+    /// Bytes were written since the last flush.
+    private var unflushed = false
 
     init(pool: UpstreamPool, target: Int) {
         self.pool = pool
@@ -74,6 +79,11 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        idleTimer.setup(eventLoop: context.eventLoop) { _ in
+            guard case .idle = self.state else { return }
+            self.pool.remove(self)
+            self.close()
+        }
     }
 
     // MARK: Driven by the client connection
@@ -87,16 +97,21 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         state = .awaitingHead
         parser.reset()
         head.reset()
+        unflushed = true
         context.write(wrapOutboundOut(requestHead), promise: nil)
         context.read()
     }
 
     /// Writes request body bytes (or tunnel bytes); flushed by `flush`.
     func write(_ bytes: ByteBuffer) {
+        unflushed = true
         context?.write(wrapOutboundOut(bytes), promise: nil)
     }
 
+    /// Flushes written bytes, if there are any (an empty flush is not free in NIO).
     func flush() {
+        guard unflushed else { return }
+        unflushed = false
         context?.flush()
     }
 
@@ -118,13 +133,12 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     func close() {
         state = .closed
         delegate = nil
-        idleTimer?.cancel()
+        idleTimer.cancel()
         context?.close(promise: nil)
     }
 
     func leaveIdle() {
-        idleTimer?.cancel()
-        idleTimer = nil
+        idleTimer.disarm()
         state = .fresh
     }
 
@@ -133,13 +147,7 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         state = .idle
         // Keep a read pending so the pool notices when the upstream closes an idle connection.
         context?.read()
-        let nanoseconds = Int64(timeout.components.seconds) * 1_000_000_000
-            + timeout.components.attoseconds / 1_000_000_000
-        idleTimer = context?.eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) { [weak self] in
-            guard let self, case .idle = self.state else { return }
-            self.pool.remove(self)
-            self.close()
-        }
+        idleTimer.arm(.keepalive, after: timeout)
     }
 
     // MARK: Channel events
@@ -252,7 +260,7 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        idleTimer?.cancel()
+        idleTimer.cancel()
         switch state {
         case .body(var reader):
             if reader.connectionClosed() {

@@ -42,6 +42,8 @@ final class UpstreamPool: @unchecked Sendable {
     let settings: UpstreamSettings
     let eventLoop: any EventLoop
     private let addresses: [SocketAddress?]
+    /// "host:port" of each target, rendered once: logs and headers ask for it on every request.
+    private let descriptions: [String]
     private var balancer: RoundRobin
     private var idle: [[UpstreamConnection]]
 
@@ -49,6 +51,7 @@ final class UpstreamPool: @unchecked Sendable {
         self.settings = settings
         self.eventLoop = eventLoop
         addresses = settings.targets.map { try? SocketAddress.makeAddressResolvingHost($0.host, port: $0.port) }
+        descriptions = settings.targets.map(\.description)
         balancer = RoundRobin(offset: firstTarget)
         idle = Array(repeating: [], count: settings.targets.count)
     }
@@ -83,6 +86,7 @@ final class UpstreamPool: @unchecked Sendable {
                 }
             }
             .connect(to: address)
+            .assumeIsolated()  // the pool's own loop: the completion stays loop-confined
             .whenComplete { result in
                 switch result {
                 case .success:
@@ -98,7 +102,7 @@ final class UpstreamPool: @unchecked Sendable {
     }
 
     /// The address of a target, for logs.
-    func targetDescription(_ target: Int) -> String { settings.targets[target].description }
+    func targetDescription(_ target: Int) -> String { descriptions[target] }
 
     /// Takes back a connection after an exchange: kept for reuse when it can carry another request and the idle
     /// list has room, closed otherwise.
