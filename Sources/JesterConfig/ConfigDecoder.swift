@@ -44,7 +44,9 @@ struct ConfigDecoder {
                     ?? defaults.clientHeaderTimeout,
                 keepaliveTimeout: table.duration("keepalive_timeout", decoder: &self) ?? defaults.keepaliveTimeout,
                 keepaliveRequests: table.integer("keepalive_requests", decoder: &self) ?? defaults.keepaliveRequests,
-                forwardedHeader: table.boolean("forwarded_header", decoder: &self) ?? defaults.forwardedHeader)
+                forwardedHeader: table.boolean("forwarded_header", decoder: &self) ?? defaults.forwardedHeader,
+                underscoresInHeaders: table.choice("underscores_in_headers", decoder: &self)
+                    ?? defaults.underscoresInHeaders)
             table.finish(decoder: &self)
         }
         var listenerNodes: [ConfigNode] = []

@@ -67,6 +67,7 @@ extension Configuration {
             "client_header_timeout = \(quoted(Units.format(http.clientHeaderTimeout)))",
             "keepalive_timeout = \(quoted(Units.format(http.keepaliveTimeout)))",
             "keepalive_requests = \(http.keepaliveRequests)", "forwarded_header = \(http.forwardedHeader)",
+            "underscores_in_headers = \(quoted(http.underscoresInHeaders))",
         ]
         for listener in listeners {
             lines += [

@@ -139,6 +139,8 @@ public struct ConfigSchema: Sendable {
                 "Requests served on one client connection before it is closed (0: no limit)."),
             Field("forwarded_header", .boolean, default: "false",
                 "Also add the RFC 7239 Forwarded header besides X-Forwarded-For/-Proto/-Host."),
+            Field("underscores_in_headers", .choice(["drop", "reject", "allow"]), default: "\"drop\"",
+                "Header fields with \"_\" in the name: dropped before forwarding, rejected with 400, or passed on. Some frameworks read X_Foo as X-Foo, which lets a client smuggle a header past the proxy's checks."),
         ])
 
     public static let listener = Table(

@@ -102,11 +102,16 @@ public struct HTTPSettings: Sendable, Codable, Equatable {
     public var keepaliveRequests: Int
     /// Whether to add the RFC 7239 `Forwarded` header besides the `X-Forwarded-*` ones.
     public var forwardedHeader: Bool
+    /// What happens to request header fields with an underscore in their name: "drop", "reject" or "allow".
+    /// CGI-style frameworks map `X_Foo` and `X-Foo` to the same variable, so a client could otherwise send a field
+    /// the proxy never inspected under another spelling (nginx drops them too).
+    public var underscoresInHeaders: String
 
     public init(
         maxRequestHeadSize: Int = 16 * 1024, maxURILength: Int = 8 * 1024, maxHeaderCount: Int = 100,
         maxBodySize: Int64 = 10 * 1024 * 1024, clientHeaderTimeout: Duration = .seconds(10),
-        keepaliveTimeout: Duration = .seconds(75), keepaliveRequests: Int = 10_000, forwardedHeader: Bool = false
+        keepaliveTimeout: Duration = .seconds(75), keepaliveRequests: Int = 10_000, forwardedHeader: Bool = false,
+        underscoresInHeaders: String = "drop"
     ) {
         self.maxRequestHeadSize = maxRequestHeadSize
         self.maxURILength = maxURILength
@@ -116,6 +121,7 @@ public struct HTTPSettings: Sendable, Codable, Equatable {
         self.keepaliveTimeout = keepaliveTimeout
         self.keepaliveRequests = keepaliveRequests
         self.forwardedHeader = forwardedHeader
+        self.underscoresInHeaders = underscoresInHeaders
     }
 }
 

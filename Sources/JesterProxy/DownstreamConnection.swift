@@ -204,6 +204,10 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         let http = runtime.configuration.http
         keepAlive = head.isPersistent && !runtime.isDraining
             && (http.keepaliveRequests == 0 || requestsServed < http.keepaliveRequests)
+        if runtime.rejectsUnderscoredFields, head.fields.contains(where: \.hasUnderscore) {
+            rejectRequest(.underscoreInFieldName)
+            return
+        }
 
         let matched = headBytes.withUnsafeReadableBytes { bytes in
             routes.match(bytes, host: head.hostField.map { head.fields[$0].value } ?? 0..<0, path: head.path)
@@ -358,7 +362,10 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
                 continue
             case .expect where head.version == .http1_0:
                 continue
-            case .contentLength where isChunkedUpstream:
+            case .contentLength:
+                // Re-declared below as one canonical value ("5, 5" or a repeated field never goes upstream).
+                continue
+            case .other where field.hasUnderscore && runtime.dropsUnderscoredFields:
                 continue
             default:
                 out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.line]))
@@ -399,7 +406,13 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
             }
             out.writeStaticString("\r\n")
         }
-        if isChunkedUpstream { out.writeStaticString("Transfer-Encoding: chunked\r\n") }
+        if isChunkedUpstream {
+            out.writeStaticString("Transfer-Encoding: chunked\r\n")
+        } else if let length = head.contentLength {
+            out.writeStaticString("Content-Length: ")
+            out.writeDecimal(length)
+            out.writeStaticString("\r\n")
+        }
         if isUpgrade { out.writeStaticString("Connection: upgrade\r\nUpgrade: websocket\r\n") }
         out.writeStaticString("\r\n")
         return out
@@ -414,9 +427,14 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         while statusLineEnd < bytes.count, bytes[statusLineEnd] != ASCII.cr { statusLineEnd += 1 }
         out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[8..<statusLineEnd]))
         out.writeStaticString("\r\n")
-        for field in response.fields where !field.isHopByHop {
-            if field.kind == .contentLength, rechunkResponse { continue }
+        for field in response.fields where !field.isHopByHop && field.kind != .contentLength {
             out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.line]))
+            out.writeStaticString("\r\n")
+        }
+        if !rechunkResponse, let length = response.contentLength {
+            // One canonical value, whatever list form the upstream used.
+            out.writeStaticString("Content-Length: ")
+            out.writeDecimal(length)
             out.writeStaticString("\r\n")
         }
         if response.status == 101 {
@@ -663,5 +681,22 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
 
     func upstreamWritabilityChanged(isWritable: Bool) {
         if isWritable, wantsInput { context.read() }
+    }
+}
+
+extension ByteBuffer {
+    /// Writes a non-negative integer in decimal without going through a `String`.
+    fileprivate mutating func writeDecimal(_ value: Int64) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for Int64.max's 19 digits
+        withUnsafeMutableBytes(of: &digits) { scratch in
+            var remaining = UInt64(max(0, value))
+            var index = scratch.count
+            repeat {
+                index -= 1
+                scratch[index] = UInt8(ascii: "0") + UInt8(remaining % 10)
+                remaining /= 10
+            } while remaining > 0
+            writeBytes(UnsafeRawBufferPointer(rebasing: scratch[index...]))
+        }
     }
 }

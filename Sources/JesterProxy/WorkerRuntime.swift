@@ -32,6 +32,9 @@ final class WorkerRuntime: @unchecked Sendable {
     let pools: [String: UpstreamPool]
     let routeTables: [String: RouteTable<CompiledRoute>]
     let counters = WorkerCounters()
+    /// `http.underscores_in_headers`, decided once.
+    let dropsUnderscoredFields: Bool
+    let rejectsUnderscoredFields: Bool
     let accessLog: AccessLog?
     var requestIDs = RequestIDGenerator()
     /// Set when the worker drains: connections finish their exchange and close instead of waiting for more.
@@ -45,6 +48,8 @@ final class WorkerRuntime: @unchecked Sendable {
         self.configuration = configuration
         self.eventLoop = eventLoop
         let http = configuration.http
+        dropsUnderscoredFields = http.underscoresInHeaders == "drop"
+        rejectsUnderscoredFields = http.underscoresInHeaders == "reject"
         parserLimits = HTTPHeadParser.Limits(
             maxHeadSize: http.maxRequestHeadSize, maxURILength: http.maxURILength, maxFieldCount: http.maxHeaderCount)
         var pools: [String: UpstreamPool] = [:]

@@ -95,3 +95,48 @@ func rejectsAmbiguousRequests(text: String, expected: HTTPParseError) {
     #expect(head.status == 204)
     #expect(BodyFraming.response(head, requestWasHead: false) == .none)
 }
+
+@Test func aBareLineFeedFailsAtOnceInsteadOfWaitingForATimeout() {
+    // Incomplete heads, but already wrong: no need to wait for the end that a strict origin would see elsewhere.
+    #expect(parseRequest("GET / HTTP/1.1\nHost: x\n").1 == .badField)
+    #expect(parseRequest("GET / HTTP/1.1\r\nHost: x\nX: y\r\n").1 == .badField)
+    #expect(parseRequest("GET / HTTP/1.1\r\nHost: x\r\n").1 == nil)  // merely incomplete
+}
+
+@Test func fragmentsAreNotPartOfARequestTarget() {
+    #expect(parseRequest("GET /a#b HTTP/1.1\r\nHost: x\r\n\r\n").1 == .badRequestLine)
+}
+
+@Test func fieldsRememberUnderscoresInTheirNames() {
+    let (head, error) = parseRequest("GET / HTTP/1.1\r\nHost: x\r\nX_Y: 1\r\nX-Y: 2\r\n\r\n")
+    #expect(error == nil)
+    #expect(head?.fields.map(\.hasUnderscore) == [false, true, false])
+}
+
+private func parseResponse(_ text: String) -> HTTPParseError? {
+    var parser = HTTPHeadParser(limits: .init())
+    let bytes = Array(text.utf8)
+    return bytes.withUnsafeBytes { raw in
+        switch parser.findEnd(raw, isRequest: false) {
+        case .needMoreBytes: return nil
+        case .failed(let error): return error
+        case .complete(let length):
+            var head = HTTPHead()
+            return parser.parseResponse(UnsafeRawBufferPointer(rebasing: raw[0..<length]), into: &head)
+        }
+    }
+}
+
+@Test(arguments: [
+    "HTTP/1.1 2000 OK\r\n\r\n", "HTTP/1.1 20 OK\r\n\r\n", "HTTP/1.1 099 Low\r\n\r\n", "hello world",
+    "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n", "HTTP/1.1 200 OK\nContent-Length: 0\n\n",
+])
+func rejectsInvalidResponseHeads(text: String) {
+    #expect(parseResponse(text) != nil)
+}
+
+@Test func acceptsResponsesWithoutAReasonPhrase() {
+    #expect(parseResponse("HTTP/1.1 204\r\n\r\n") == nil)
+    #expect(parseResponse("HTTP/1.1 200 \r\nContent-Length: 2, 2\r\n\r\n") == nil)
+}

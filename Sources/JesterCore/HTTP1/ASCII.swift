@@ -27,10 +27,11 @@ public enum ASCII {
     }
 
     /// Bytes allowed in a request target: visible ASCII only (RFC 9112 §3.2); no spaces, controls or raw
-    /// non-ASCII.
+    /// non-ASCII, and no "#": a fragment is never part of a request target (RFC 9112 §3.2), and origins disagree
+    /// on whether to cut it off.
     @inlinable
     public static func isTargetByte(_ byte: UInt8) -> Bool {
-        byte > 0x20 && byte < 0x7F
+        byte > 0x20 && byte < 0x7F && byte != UInt8(ascii: "#")
     }
 
     @inlinable

@@ -76,13 +76,19 @@ public struct HTTPField: Sendable, Equatable {
     public var kind: HTTPFieldKind
     /// Hop-by-hop: either always (RFC 9110 §7.6.1) or because the `Connection` field named it. Never forwarded.
     public var isHopByHop: Bool
+    /// The name contains "_": legal in a token, but a smuggling vector (see `underscores_in_headers`).
+    public var hasUnderscore: Bool
 
-    public init(line: Range<Int>, name: Range<Int>, value: Range<Int>, kind: HTTPFieldKind, isHopByHop: Bool) {
+    public init(
+        line: Range<Int>, name: Range<Int>, value: Range<Int>, kind: HTTPFieldKind, isHopByHop: Bool,
+        hasUnderscore: Bool = false
+    ) {
         self.line = line
         self.name = name
         self.value = value
         self.kind = kind
         self.isHopByHop = isHopByHop
+        self.hasUnderscore = hasUnderscore
     }
 }
 

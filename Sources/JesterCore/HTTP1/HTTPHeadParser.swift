@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A strict RFC 9112 parser for HTTP/1 request and response heads that works in place over received bytes.
 ///
 /// It runs in two steps so a head that trickles in byte by byte costs linear time: `findEnd` resumes its search
@@ -47,26 +55,31 @@ public struct HTTPHeadParser: Sendable {
         requestLineFits = false
     }
 
-    /// Looks for the end of the head (CRLF CRLF) in `bytes`, which start at the head's first byte.
-    ///
-    /// A bare LF ends nothing here: RFC 9112 §2.2 lets a recipient accept it, but a server behind the proxy
-    /// may not, so a head using one fails later in `parse` rather than being re-framed.
+    /// Looks for the end of the head (CRLF CRLF) in `bytes`, which start at the head's first byte; resumable, so
+    /// each byte is examined once however the head arrives.
     public mutating func findEnd(_ bytes: UnsafeRawBufferPointer, isRequest: Bool) -> Progress {
         let count = bytes.count
-        // Resume three bytes back: the terminator may straddle two reads.
-        var index = max(0, scanned - 3)
-        while index + 3 < count {
-            // Skip ahead to the next CR; most bytes are not one.
-            if bytes[index + 3] != ASCII.lf {
-                index += bytes[index + 3] == ASCII.cr ? 1 : 4
-                continue
-            }
-            if bytes[index] == ASCII.cr, bytes[index + 1] == ASCII.lf, bytes[index + 2] == ASCII.cr {
-                let length = index + 4
+        // A response that does not start with "HTTP/" (an HTTP/0.9 body, a non-HTTP server) is refused at once
+        // instead of waiting for a head end that never comes.
+        if !isRequest, scanned < 5, count >= 5,
+           !(bytes[0] == UInt8(ascii: "H") && bytes[1] == UInt8(ascii: "T") && bytes[2] == UInt8(ascii: "T")
+             && bytes[3] == UInt8(ascii: "P") && bytes[4] == UInt8(ascii: "/")) {
+            return .failed(.badStatusLine)
+        }
+        // Every line must end in CRLF, so every LF is looked at (memchr finds them fast): a bare LF is an error
+        // at once (RFC 9112 §2.2 lets recipients accept it; a proxy must not, since the origin may not), and an
+        // LF that follows CR LF CR ends the head. Bytes before `scanned` were looked at by an earlier call.
+        var index = scanned
+        while index < count, let base = bytes.baseAddress,
+              let found = memchr(base + index, Int32(ASCII.lf), count - index) {
+            let lf = base.distance(to: UnsafeRawPointer(found))
+            guard lf > 0, bytes[lf - 1] == ASCII.cr else { return .failed(.badField) }
+            if lf >= 3, bytes[lf - 2] == ASCII.lf, bytes[lf - 3] == ASCII.cr {
+                let length = lf + 1
                 if length > limits.maxHeadSize { return .failed(overflow(bytes, isRequest: isRequest)) }
                 return .complete(length: length)
             }
-            index += 1
+            index = lf + 1
         }
         scanned = count
         if count > limits.maxHeadSize { return .failed(overflow(bytes, isRequest: isRequest)) }
@@ -141,6 +154,8 @@ public struct HTTPHeadParser: Sendable {
         guard status >= 100 else { return .badStatusLine }
         head.status = status
         index += 4
+        // Exactly three digits: "2000" is not status 200 with a reason starting "0".
+        guard index < bytes.count, bytes[index] == ASCII.space || bytes[index] == ASCII.cr else { return .badStatusLine }
         // The reason phrase is informational; some servers omit the space before an empty one.
         while index < bytes.count, bytes[index] != ASCII.cr {
             guard ASCII.isFieldValueByte(bytes[index]) else { return .badStatusLine }
@@ -233,7 +248,11 @@ public struct HTTPHeadParser: Sendable {
         while index < end {
             let lineStart = index
             // A line starting with whitespace is obs-fold (RFC 9112 §5.2): rejected rather than unfolded.
-            while index < end, ASCII.isToken(bytes[index]) { index += 1 }
+            var underscore = false
+            while index < end, ASCII.isToken(bytes[index]) {
+                underscore = underscore || bytes[index] == UInt8(ascii: "_")
+                index += 1
+            }
             let name = lineStart..<index
             guard !name.isEmpty else {
                 return bytes[index] == ASCII.space || bytes[index] == ASCII.tab ? .obsoleteLineFolding : .badField
@@ -250,7 +269,7 @@ public struct HTTPHeadParser: Sendable {
             let kind = HTTPFieldKind.classify(bytes, name)
             head.fields.append(
                 HTTPField(line: lineStart..<index, name: name, value: value, kind: kind,
-                    isHopByHop: kind.isAlwaysHopByHop))
+                    isHopByHop: kind.isAlwaysHopByHop, hasUnderscore: underscore))
             index += 2
             if kind != .other, let error = interpret(kind, value, bytes, &head) { return error }
         }

@@ -18,6 +18,8 @@ public enum HTTPParseError: Error, Sendable, Equatable {
     case headTooLarge
     case tooManyFields
     case badChunk
+    /// A field name with "_" while `underscores_in_headers = "reject"`: a policy, not a syntax error.
+    case underscoreInFieldName
 
     /// The status a client gets for a request with this error.
     public var status: Int {
@@ -51,6 +53,7 @@ public enum HTTPParseError: Error, Sendable, Equatable {
         case .headTooLarge: return "request head too large"
         case .tooManyFields: return "too many header fields"
         case .badChunk: return "malformed chunked body"
+        case .underscoreInFieldName: return "underscore in a header field name"
         }
     }
 }

@@ -1,0 +1,301 @@
+"""The hostile-input corpus, run against a live jester with a capturing upstream.
+
+Each case is raw request bytes, the status the client must get, and the exact bytes the upstream must receive
+(None: it receives nothing). Cases come from RFC 9110/9112 and public request-smuggling research (PortSwigger's
+CL.TE/TE.CL/TE.TE families, the HTTP Garden's parser discrepancies). Man/jester-http.7 documents each decision.
+"""
+
+import re
+import socket
+import time
+
+import pytest
+
+from capture import CapturingUpstream
+from conftest import raw_request
+
+
+def forwarded(request_line, fields=(), body=b"", host=b"x", framing=None):
+    """What Jester sends upstream for a request it accepts: the kept fields, then its own."""
+    lines = [request_line, b"Host: " + host, *fields, b"X-Forwarded-For: 127.0.0.1", b"X-Forwarded-Proto: http",
+             b"X-Forwarded-Host: " + host, b"X-Request-Id: *"]
+    if framing:
+        lines.append(framing)
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+GET = b"GET /a HTTP/1.1\r\nHost: x\r\n"
+POST = b"POST /a HTTP/1.1\r\nHost: x\r\n"
+
+# (id, request, status, upstream bytes or None)
+CORPUS = [
+    # --- accepted and forwarded in one canonical form ---
+    ("plain-get", GET + b"\r\n", 200, forwarded(b"GET /a HTTP/1.1")),
+    ("leading-empty-line", b"\r\n" + GET + b"\r\n", 200, forwarded(b"GET /a HTTP/1.1")),
+    ("cl-duplicate-identical", GET + b"Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 200,
+     forwarded(b"GET /a HTTP/1.1", body=b"hello", framing=b"Content-Length: 5")),
+    ("cl-list-identical", GET + b"Content-Length: 5, 5\r\n\r\nhello", 200,
+     forwarded(b"GET /a HTTP/1.1", body=b"hello", framing=b"Content-Length: 5")),
+    ("cl-leading-zeros", POST + b"Content-Length: 005\r\n\r\nhello", 200,
+     forwarded(b"POST /a HTTP/1.1", body=b"hello", framing=b"Content-Length: 5")),
+    ("te-chunked-case", POST + b"Transfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 200,
+     forwarded(b"POST /a HTTP/1.1", body=b"5\r\nhello\r\n0\r\n\r\n", framing=b"Transfer-Encoding: chunked")),
+    ("chunk-extension-and-trailer-dropped",
+     POST + b"Transfer-Encoding:\tchunked \r\n\r\n5;a=b\r\nhello\r\n0\r\nX-Trailer: 1\r\n\r\n", 200,
+     forwarded(b"POST /a HTTP/1.1", body=b"5\r\nhello\r\n0\r\n\r\n", framing=b"Transfer-Encoding: chunked")),
+    ("chunk-size-uppercase-hex-and-zeros", POST + b"Transfer-Encoding: chunked\r\n\r\n00A\r\n0123456789\r\n0\r\n\r\n",
+     200, forwarded(b"POST /a HTTP/1.1", body=b"a\r\n0123456789\r\n0\r\n\r\n", framing=b"Transfer-Encoding: chunked")),
+    ("absolute-form-to-origin-form", b"GET http://x/a?q HTTP/1.1\r\nHost: x\r\n\r\n", 200,
+     forwarded(b"GET /a?q HTTP/1.1")),
+    ("connection-named-fields-removed", GET + b"Connection: close, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 5\r\n\r\n",
+     200, forwarded(b"GET /a HTTP/1.1")),
+    ("upgrade-h2c-never-forwarded",
+     GET + b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n", 200,
+     forwarded(b"GET /a HTTP/1.1")),
+    ("upgrade-unknown-protocol-dropped", GET + b"Connection: Upgrade\r\nUpgrade: foo/1\r\n\r\n", 200,
+     forwarded(b"GET /a HTTP/1.1")),
+    ("te-header-and-proxy-connection-removed", GET + b"TE: trailers\r\nProxy-Connection: keep-alive\r\n\r\n", 200,
+     forwarded(b"GET /a HTTP/1.1")),
+    ("underscore-fields-dropped", GET + b"X_Forwarded_For: 6.6.6.6\r\nContent_Length: 5\r\n\r\n", 200,
+     forwarded(b"GET /a HTTP/1.1")),
+    ("client-forwarded-proto-and-host-replaced", GET + b"X-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\n\r\n",
+     200, forwarded(b"GET /a HTTP/1.1")),
+    ("utf8-in-field-value-kept", GET + b"X: caf\xc3\xa9\r\n\r\n", 200,
+     forwarded(b"GET /a HTTP/1.1", fields=[b"X: caf\xc3\xa9"])),
+    ("http10-gets-host-and-11", b"GET /a HTTP/1.0\r\nHost: x\r\n\r\n", 200, forwarded(b"GET /a HTTP/1.1")),
+
+    # --- message framing: rejected, nothing forwarded ---
+    ("cl-te-together", POST + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, None),
+    ("te-cl-together", POST + b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", 400, None),
+    ("cl-different-values", POST + b"Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400, None),
+    ("cl-list-different", POST + b"Content-Length: 5, 6\r\n\r\nhello!", 400, None),
+    ("cl-plus-sign", POST + b"Content-Length: +5\r\n\r\nhello", 400, None),
+    ("cl-hex", POST + b"Content-Length: 0x5\r\n\r\nhello", 400, None),
+    ("cl-inner-space", POST + b"Content-Length: 5 5\r\n\r\nhello", 400, None),
+    ("cl-negative", POST + b"Content-Length: -1\r\n\r\n", 400, None),
+    ("cl-overflow", POST + b"Content-Length: 99999999999999999999\r\n\r\n", 400, None),
+    ("cl-empty", POST + b"Content-Length:\r\n\r\n", 400, None),
+    ("te-not-final-chunked", POST + b"Transfer-Encoding: chunked, gzip\r\n\r\n", 501, None),
+    ("te-gzip-chunked", POST + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501, None),
+    ("te-chunked-twice-list", POST + b"Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", 501, None),
+    ("te-chunked-twice-fields", POST + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+     501, None),
+    ("te-identity", POST + b"Transfer-Encoding: identity\r\n\r\n", 501, None),
+    ("te-xchunked", POST + b"Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", 501, None),
+    ("te-in-http10", b"POST /a HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501, None),
+    ("te-vertical-tab", POST + b"Transfer-Encoding:\x0bchunked\r\n\r\n0\r\n\r\n", 400, None),
+    ("chunk-size-not-hex", POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400, None),
+    ("chunk-size-0x", POST + b"Transfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n", 400, None),
+    ("chunk-size-overflow", POST + b"Transfer-Encoding: chunked\r\n\r\n1" + b"0" * 16 + b"\r\nx\r\n0\r\n\r\n", 400, None),
+    ("chunk-bare-lf", POST + b"Transfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n", 400, None),
+    ("chunk-data-longer-than-size", POST + b"Transfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n", 400, None),
+
+    # --- request line ---
+    ("http09", b"GET /a\r\n\r\n", 400, None),
+    ("version-lowercase", b"GET /a http/1.1\r\nHost: x\r\n\r\n", 400, None),
+    ("version-2", b"GET /a HTTP/2.0\r\nHost: x\r\n\r\n", 505, None),
+    ("version-1.2", b"GET /a HTTP/1.2\r\nHost: x\r\n\r\n", 505, None),
+    ("version-garbage", b"GET /a HTTP/1.1x\r\nHost: x\r\n\r\n", 400, None),
+    ("method-invalid-byte", b"G@T /a HTTP/1.1\r\nHost: x\r\n\r\n", 400, None),
+    ("double-space", b"GET  /a HTTP/1.1\r\nHost: x\r\n\r\n", 400, None),
+    ("trailing-space", b"GET /a HTTP/1.1 \r\nHost: x\r\n\r\n", 400, None),
+    ("target-space", b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400, None),
+    ("target-control-byte", b"GET /a\x01b HTTP/1.1\r\nHost: x\r\n\r\n", 400, None),
+    ("target-non-ascii", b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n", 400, None),
+    ("target-fragment", b"GET /a#frag HTTP/1.1\r\nHost: x\r\n\r\n", 400, None),
+    ("absolute-form-host-mismatch", b"GET http://y/a HTTP/1.1\r\nHost: x\r\n\r\n", 400, None),
+    ("absolute-form-other-scheme", b"GET ftp://x/a HTTP/1.1\r\nHost: x\r\n\r\n", 400, None),
+    ("authority-form-outside-connect", b"GET x:80 HTTP/1.1\r\nHost: x\r\n\r\n", 400, None),
+    ("connect", b"CONNECT x:80 HTTP/1.1\r\nHost: x:80\r\n\r\n", 405, None),
+    ("asterisk-outside-options", b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400, None),
+    ("bare-lf-line-endings", b"GET /a HTTP/1.1\nHost: x\n\n", 400, None),
+
+    # --- header fields ---
+    ("host-missing", b"GET /a HTTP/1.1\r\n\r\n", 400, None),
+    ("host-repeated", GET + b"Host: y\r\n\r\n", 400, None),
+    ("host-repeated-same", GET + b"Host: x\r\n\r\n", 400, None),
+    ("host-with-space", b"GET /a HTTP/1.1\r\nHost: x y\r\n\r\n", 400, None),
+    ("host-with-userinfo", b"GET /a HTTP/1.1\r\nHost: u@x\r\n\r\n", 400, None),
+    ("host-with-path", b"GET /a HTTP/1.1\r\nHost: x/y\r\n\r\n", 400, None),
+    ("obs-fold", GET + b"X: a\r\n b\r\n\r\n", 400, None),
+    ("space-before-colon", b"GET /a HTTP/1.1\r\nHost : x\r\n\r\n", 400, None),
+    ("tab-before-colon", GET + b"X\t: a\r\n\r\n", 400, None),
+    ("empty-name", GET + b": a\r\n\r\n", 400, None),
+    ("nul-in-value", GET + b"X: a\x00b\r\n\r\n", 400, None),
+    ("bare-cr-in-value", GET + b"X: a\rb\r\n\r\n", 400, None),
+    ("bare-lf-in-value", GET + b"X: a\nb: c\r\n\r\n", 400, None),
+    ("del-in-value", GET + b"X: \x7f\r\n\r\n", 400, None),
+    ("non-token-name", GET + b"X(y): a\r\n\r\n", 400, None),
+    ("expect-unknown", POST + b"Content-Length: 2\r\nExpect: 200-ok\r\n\r\nhi", 417, None),
+    ("head-too-large", GET + b"X: " + b"a" * 20000 + b"\r\n\r\n", 431, None),
+    ("too-many-fields", GET + b"".join(b"X%d: a\r\n" % i for i in range(150)) + b"\r\n", 431, None),
+    ("uri-too-long", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, None),
+]
+
+
+def normalise(raw):
+    return re.sub(rb"X-Request-Id: [0-9a-f]{32}", b"X-Request-Id: *", raw)
+
+
+@pytest.fixture(scope="module")
+def capture():
+    upstream = CapturingUpstream()
+    yield upstream
+    upstream.close()
+
+
+@pytest.fixture(scope="module")
+def proxy(capture):
+    from conftest import Jester
+    instance = Jester(f"""
+[upstreams.capture]
+targets = ["{capture.address}"]
+
+[[routes]]
+path_prefix = "/"
+upstream = "capture"
+""")
+    yield instance
+    instance.stop()
+
+
+def status_of(response):
+    assert response.startswith(b"HTTP/1.1 "), response[:200]
+    return int(response[9:12])
+
+
+@pytest.mark.parametrize("case_id,request_bytes,status,upstream_bytes", CORPUS, ids=[c[0] for c in CORPUS])
+def test_corpus(proxy, capture, case_id, request_bytes, status, upstream_bytes):
+    capture.take()
+    response = raw_request(proxy.port, request_bytes, timeout=3, read_all=False)
+    assert status_of(response) == status, response[:300]
+    time.sleep(0.05)
+    received = [normalise(r) for r in capture.take()]
+    if upstream_bytes is None:
+        assert received == [], received
+        # Rejections close the connection: nothing after the bad request can be misread as a new one.
+        assert b"\r\nconnection: close\r\n" in response.lower()
+    else:
+        assert received == [upstream_bytes]
+
+
+def test_smuggled_second_request_is_never_forwarded(proxy, capture):
+    # CL.TE: a front end honouring Content-Length would forward "G..." as the start of a second request.
+    capture.take()
+    attack = (b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n"
+              b"0\r\n\r\nGPOST /admin HTTP/1.1\r\nHost: x\r\n\r\n")
+    response = raw_request(proxy.port, attack, timeout=3)
+    assert response.count(b"HTTP/1.1 ") == 1 and status_of(response) == 400
+    time.sleep(0.05)
+    assert capture.take() == []
+
+
+@pytest.mark.parametrize("policy,status,forwarded_field", [("reject", 400, None), ("allow", 200, b"X_Y: 1")])
+def test_underscore_policy(make_jester, capture, policy, status, forwarded_field):
+    jester = make_jester(f"""
+[http]
+underscores_in_headers = "{policy}"
+
+[upstreams.capture]
+targets = ["{capture.address}"]
+
+[[routes]]
+path_prefix = "/"
+upstream = "capture"
+""")
+    capture.take()
+    response = raw_request(jester.port, GET + b"X_Y: 1\r\n\r\n", timeout=3, read_all=False)
+    assert status_of(response) == status
+    time.sleep(0.05)
+    received = capture.take()
+    if forwarded_field is None:
+        assert received == []
+    else:
+        assert forwarded_field in received[0]
+
+
+# --- responses from upstreams ---
+
+BAD_RESPONSES = [
+    ("response-cl-and-te", b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    ("response-cl-conflict", b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"),
+    ("response-cl-invalid", b"HTTP/1.1 200 OK\r\nContent-Length: 3x\r\n\r\nabc"),
+    ("response-bad-status", b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n"),
+    ("response-bare-lf", b"HTTP/1.1 200 OK\nContent-Length: 0\n\n"),
+    ("response-obs-fold", b"HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 0\r\n\r\n"),
+    ("response-nul", b"HTTP/1.1 200 OK\r\nX: a\x00\r\nContent-Length: 0\r\n\r\n"),
+    ("response-http09", b"hello"),
+]
+
+
+@pytest.mark.parametrize("case_id,response_bytes", BAD_RESPONSES, ids=[c[0] for c in BAD_RESPONSES])
+def test_invalid_upstream_response_is_502(make_jester, case_id, response_bytes):
+    upstream = CapturingUpstream(response=response_bytes)
+    try:
+        jester = make_jester(f"""
+[upstreams.bad]
+targets = ["{upstream.address}"]
+
+[[routes]]
+path_prefix = "/"
+upstream = "bad"
+""")
+        response = raw_request(jester.port, GET + b"\r\n", timeout=3)
+        assert status_of(response) == 502, response
+        assert response.endswith(b"502 Bad Gateway\n")
+    finally:
+        upstream.close()
+
+
+def test_upstream_response_list_content_length_is_canonical(make_jester):
+    upstream = CapturingUpstream(response=b"HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc")
+    try:
+        jester = make_jester(f"""
+[upstreams.listy]
+targets = ["{upstream.address}"]
+
+[[routes]]
+path_prefix = "/"
+upstream = "listy"
+""")
+        response = raw_request(jester.port, GET + b"Connection: close\r\n\r\n", timeout=3)
+        assert b"\r\nContent-Length: 3\r\n" in response and b"3, 3" not in response
+        assert response.endswith(b"\r\n\r\nabc")
+    finally:
+        upstream.close()
+
+
+def test_response_cut_short_closes_the_client_connection(make_jester):
+    # The upstream promises 10 bytes, sends 3 and closes: the client must see the connection close, never a
+    # complete-looking response followed by a reused connection.
+    upstream = CapturingUpstream(response=b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\nabc")
+    original = upstream._serve
+
+    def serve_once(connection):
+        with connection:
+            connection.recv(65536)
+            connection.sendall(upstream.response)
+
+    upstream._serve = serve_once
+    try:
+        jester = make_jester(f"""
+[upstreams.short]
+targets = ["{upstream.address}"]
+
+[[routes]]
+path_prefix = "/"
+upstream = "short"
+""")
+        with socket.create_connection(("127.0.0.1", jester.port), timeout=5) as client:
+            client.sendall(GET + b"\r\n")
+            received = b""
+            while True:
+                chunk = client.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+        assert received.startswith(b"HTTP/1.1 200") and b"\r\nContent-Length: 10\r\n" in received
+        assert received.endswith(b"\r\n\r\nabc")  # 3 of 10 bytes, then the close
+    finally:
+        upstream._serve = original
+        upstream.close()
