@@ -46,7 +46,12 @@ struct ConfigDecoder {
                 keepaliveRequests: table.integer("keepalive_requests", decoder: &self) ?? defaults.keepaliveRequests,
                 forwardedHeader: table.boolean("forwarded_header", decoder: &self) ?? defaults.forwardedHeader,
                 underscoresInHeaders: table.choice("underscores_in_headers", decoder: &self)
-                    ?? defaults.underscoresInHeaders)
+                    ?? defaults.underscoresInHeaders,
+                clientBodyTimeout: table.duration("client_body_timeout", decoder: &self) ?? defaults.clientBodyTimeout,
+                sendTimeout: table.duration("send_timeout", decoder: &self) ?? defaults.sendTimeout,
+                maxConnections: table.integer("max_connections", decoder: &self) ?? defaults.maxConnections,
+                maxConnectionsPerClient: table.integer("max_connections_per_client", decoder: &self)
+                    ?? defaults.maxConnectionsPerClient)
             table.finish(decoder: &self)
         }
         var listenerNodes: [ConfigNode] = []

@@ -68,6 +68,9 @@ extension Configuration {
             "keepalive_timeout = \(quoted(Units.format(http.keepaliveTimeout)))",
             "keepalive_requests = \(http.keepaliveRequests)", "forwarded_header = \(http.forwardedHeader)",
             "underscores_in_headers = \(quoted(http.underscoresInHeaders))",
+            "client_body_timeout = \(quoted(Units.format(http.clientBodyTimeout)))",
+            "send_timeout = \(quoted(Units.format(http.sendTimeout)))",
+            "max_connections = \(http.maxConnections)", "max_connections_per_client = \(http.maxConnectionsPerClient)",
         ]
         for listener in listeners {
             lines += [

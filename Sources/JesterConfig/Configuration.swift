@@ -98,6 +98,14 @@ public struct HTTPSettings: Sendable, Codable, Equatable {
     public var clientHeaderTimeout: Duration
     /// How long an idle keep-alive connection is kept open.
     public var keepaliveTimeout: Duration
+    /// The longest pause between two reads of a request body; slower gets 408 (slow POST).
+    public var clientBodyTimeout: Duration
+    /// The longest a client may go without accepting response bytes before it is closed (slow reader).
+    public var sendTimeout: Duration
+    /// Client connections per worker (0: no limit).
+    public var maxConnections: Int
+    /// Connections from one client address per worker (0: no limit).
+    public var maxConnectionsPerClient: Int
     /// Requests served on one client connection before it is closed (0: no limit).
     public var keepaliveRequests: Int
     /// Whether to add the RFC 7239 `Forwarded` header besides the `X-Forwarded-*` ones.
@@ -111,7 +119,8 @@ public struct HTTPSettings: Sendable, Codable, Equatable {
         maxRequestHeadSize: Int = 16 * 1024, maxURILength: Int = 8 * 1024, maxHeaderCount: Int = 100,
         maxBodySize: Int64 = 10 * 1024 * 1024, clientHeaderTimeout: Duration = .seconds(10),
         keepaliveTimeout: Duration = .seconds(75), keepaliveRequests: Int = 10_000, forwardedHeader: Bool = false,
-        underscoresInHeaders: String = "drop"
+        underscoresInHeaders: String = "drop", clientBodyTimeout: Duration = .seconds(60),
+        sendTimeout: Duration = .seconds(60), maxConnections: Int = 10_000, maxConnectionsPerClient: Int = 0
     ) {
         self.maxRequestHeadSize = maxRequestHeadSize
         self.maxURILength = maxURILength
@@ -122,6 +131,10 @@ public struct HTTPSettings: Sendable, Codable, Equatable {
         self.keepaliveRequests = keepaliveRequests
         self.forwardedHeader = forwardedHeader
         self.underscoresInHeaders = underscoresInHeaders
+        self.clientBodyTimeout = clientBodyTimeout
+        self.sendTimeout = sendTimeout
+        self.maxConnections = maxConnections
+        self.maxConnectionsPerClient = maxConnectionsPerClient
     }
 }
 

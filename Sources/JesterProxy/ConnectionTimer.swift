@@ -20,6 +20,10 @@ final class ConnectionTimer {
         case header
         /// No response head from the upstream in time: 504.
         case response
+        /// No request body bytes from the client in time: 408 (slow POST).
+        case body
+        /// The client accepted no response bytes in time: close (slow reader).
+        case send
     }
 
     private(set) var purpose = Purpose.none

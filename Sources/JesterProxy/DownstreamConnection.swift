@@ -74,7 +74,11 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
 
     func channelActive(context: ChannelHandlerContext) {
         clientAddress = context.channel.remoteAddress?.ipAddress ?? "-"
-        runtime.register(self)
+        guard runtime.register(self, clientAddress: clientAddress) else {
+            phase = .closing
+            context.close(promise: nil)
+            return
+        }
         // Strong on purpose (see ConnectionTimer); channelInactive cancels the timer, which breaks the cycle.
         timer.setup(eventLoop: context.eventLoop) { purpose in self.timerFired(purpose) }
         armKeepaliveTimer()
@@ -90,7 +94,7 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         }
         if phase != .closing, route != nil { finishLog(status: 499) }
         phase = .closing
-        runtime.unregister(self)
+        runtime.unregister(self, clientAddress: clientAddress)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -120,7 +124,13 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, responseStarted || phase == .tunnel { upstream?.read() }
+        if context.channel.isWritable {
+            if timer.isArmed(for: .send) { timer.disarm() }
+            if responseStarted || phase == .tunnel { upstream?.read() }
+        } else if responseStarted, phase == .proxying {
+            // The client stopped taking bytes: it has send_timeout to take some before it is dropped.
+            timer.arm(.send, after: runtime.configuration.http.sendTimeout)
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -280,6 +290,7 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
                 timer.arm(.response, after: pool.settings.responseTimeout)
                 connection.flush()
             } else {
+                timer.arm(.body, after: runtime.configuration.http.clientBodyTimeout)
                 process()
                 connection.flush()
                 if wantsInput { context.read() }
@@ -330,6 +341,11 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
             upstream.flush()
             if !responseStarted { timer.arm(.response, after: upstream.pool.settings.responseTimeout) }
             return false
+        }
+        // Each piece of body pushes the body deadline out (a lazy re-arm, nothing rescheduled); a pending send
+        // deadline (the response already streams) takes precedence.
+        if !timer.isArmed(for: .send), range != nil || !timer.isArmed(for: .body) {
+            timer.arm(.body, after: runtime.configuration.http.clientBodyTimeout)
         }
         return range != nil
     }
@@ -564,6 +580,19 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         case .response:
             log.failure = UpstreamFailure.responseTimedOut.reason
             respondWithError(504, closing: true)
+        case .body:
+            // Not reading because the upstream cannot take more is the upstream's pause, not the client's.
+            if let upstream, !upstream.isWritable {
+                timer.arm(.body, after: runtime.configuration.http.clientBodyTimeout)
+                return
+            }
+            log.failure = "client body timeout"
+            if responseStarted { close() } else { respondWithError(408, closing: true) }
+        case .send:
+            log.failure = "client send timeout"
+            finishLog(status: log.status)
+            route = nil
+            close()
         case .none:
             break
         }

@@ -1,5 +1,6 @@
 import JesterConfig
 import JesterCore
+import Logging
 import NIOCore
 
 /// What a route leads to, compiled for the request path: no dictionary lookups or string work per request.
@@ -41,6 +42,10 @@ final class WorkerRuntime: @unchecked Sendable {
     var isDraining = false
     /// Open client connections, so draining can reach them.
     var connections: [ObjectIdentifier: DownstreamConnection] = [:]
+    /// Open connections per client address, kept only when `max_connections_per_client` is set.
+    private var connectionsPerClient: [String: Int] = [:]
+    private var nextRefusalLog = NIODeadline.uptimeNanoseconds(0)
+    private let logger = Logger(label: "jester.worker")
     /// Called on the event loop whenever the last connection of a draining worker closes.
     var onConnectionsClosed: (() -> Void)?
 
@@ -100,13 +105,38 @@ final class WorkerRuntime: @unchecked Sendable {
         return .respond(head: head, body: allocator.buffer(string: body))
     }
 
-    func register(_ connection: DownstreamConnection) {
+    /// Admits a new client connection, or refuses it when the worker or this client address is at its limit
+    /// (`http.max_connections`, `http.max_connections_per_client`). Refusals are counted and logged at most once
+    /// a second, so a flood cannot turn into a flood of log lines.
+    func register(_ connection: DownstreamConnection, clientAddress: String) -> Bool {
+        let http = configuration.http
+        var refusal: String?
+        if http.maxConnections > 0, connections.count >= http.maxConnections {
+            refusal = "max_connections (\(http.maxConnections)) reached"
+        } else if http.maxConnectionsPerClient > 0, connectionsPerClient[clientAddress, default: 0] >= http.maxConnectionsPerClient {
+            refusal = "max_connections_per_client (\(http.maxConnectionsPerClient)) reached for \(clientAddress)"
+        }
+        if let refusal {
+            counters.refusedConnections &+= 1
+            let now = NIODeadline.now()
+            if now >= nextRefusalLog {
+                nextRefusalLog = now + .seconds(1)
+                logger.warning("connection refused: \(refusal) (\(counters.refusedConnections) refused so far)")
+            }
+            return false
+        }
         connections[ObjectIdentifier(connection)] = connection
+        if http.maxConnectionsPerClient > 0 { connectionsPerClient[clientAddress, default: 0] += 1 }
         counters.openConnections = connections.count
+        return true
     }
 
-    func unregister(_ connection: DownstreamConnection) {
-        connections.removeValue(forKey: ObjectIdentifier(connection))
+    func unregister(_ connection: DownstreamConnection, clientAddress: String) {
+        guard connections.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return }
+        if configuration.http.maxConnectionsPerClient > 0 {
+            let remaining = connectionsPerClient[clientAddress, default: 1] - 1
+            connectionsPerClient[clientAddress] = remaining > 0 ? remaining : nil
+        }
         counters.openConnections = connections.count
         if connections.isEmpty, isDraining { onConnectionsClosed?() }
     }
@@ -128,6 +158,8 @@ final class WorkerCounters: @unchecked Sendable {
     var errors = 0
     /// Requests sent again after a reused upstream connection closed before answering.
     var upstreamReplays = 0
+    /// Connections closed on accept because a connection limit was reached.
+    var refusedConnections = 0
 }
 
 /// Reason phrases for the statuses Jester produces itself.

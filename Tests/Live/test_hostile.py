@@ -299,3 +299,156 @@ upstream = "short"
     finally:
         upstream._serve = original
         upstream.close()
+
+
+# --- slow and abusive clients ---
+
+def limits_config(upstream, http):
+    return f"""
+[http]
+{http}
+
+[upstreams.app]
+targets = ["{upstream.address}"]
+
+[[routes]]
+path_prefix = "/"
+upstream = "app"
+max_body_size = "1GiB"
+"""
+
+
+def test_slow_post_gets_408(make_jester, upstream):
+    jester = make_jester(limits_config(upstream, 'client_body_timeout = "1s"'))
+    with socket.create_connection(("127.0.0.1", jester.port), timeout=6) as client:
+        client.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+        started = time.monotonic()
+        response = client.recv(4096)
+        assert response.startswith(b"HTTP/1.1 408"), response
+        assert 0.8 < time.monotonic() - started < 4
+    from conftest import wait_for
+    wait_for(lambda: any(r.get("error") == "client body timeout" for r in jester.access_log()), timeout=3,
+             what="the access log line")
+
+
+def test_slow_reader_is_closed_after_send_timeout(make_jester, upstream):
+    jester = make_jester(limits_config(upstream, 'send_timeout = "1s"'))
+    size = 256 * 1024 * 1024
+    with socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        client.settimeout(10)
+        client.connect(("127.0.0.1", jester.port))
+        client.sendall(f"GET /download?size={size} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        time.sleep(4)  # read nothing: the client is a slow reader
+        received = 0
+        while True:
+            chunk = client.recv(1 << 20)
+            if not chunk:
+                break
+            received += len(chunk)
+    # Jester buffered a bounded amount, then gave up on the client instead of holding the response forever.
+    assert 0 < received < 64 * 1024 * 1024, received
+    from conftest import wait_for
+    wait_for(lambda: any(r.get("error") == "client send timeout" for r in jester.access_log()), timeout=3,
+             what="the access log line")
+
+
+def connect_from(source, port):
+    s = socket.socket()
+    s.settimeout(5)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def test_connection_limit_per_client_address(make_jester, upstream):
+    jester = make_jester(limits_config(upstream, "max_connections_per_client = 2"))
+    held = [connect_from("127.0.0.2", jester.port) for _ in range(2)]
+    try:
+        time.sleep(0.2)
+        extra = connect_from("127.0.0.2", jester.port)
+        extra.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            assert extra.recv(4096) == b""  # accepted by the kernel, closed by the worker at once
+        except ConnectionResetError:
+            pass
+        extra.close()
+        # Another address is not affected, and the held connections still work.
+        other = connect_from("127.0.0.3", jester.port)
+        other.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert other.recv(4096).startswith(b"HTTP/1.1 200")
+        other.close()
+        held[0].sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert held[0].recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        for s in held:
+            s.close()
+    assert "max_connections_per_client (2) reached for 127.0.0.2" in jester.logs()
+
+
+def test_worker_connection_limit(make_jester, upstream):
+    jester = make_jester(limits_config(upstream, "max_connections = 3"))
+    held = [connect_from("127.0.0.1", jester.port) for _ in range(3)]
+    try:
+        time.sleep(0.2)
+        extra = connect_from("127.0.0.1", jester.port)
+        try:
+            assert extra.recv(4096) == b""
+        except ConnectionResetError:
+            pass
+        extra.close()
+    finally:
+        for s in held:
+            s.close()
+    # Slots free up when connections close.
+    from conftest import wait_for, curl
+    wait_for(lambda: curl(jester.url + "/echo", timeout=3)[0] == 200, timeout=5, what="a free slot")
+
+
+def test_slowloris_attack_does_not_starve_legitimate_clients(make_jester, upstream):
+    """A bounded slowloris from 127.0.0.2 (300 connections dripping header bytes) while a legitimate client on
+    127.0.0.1 keeps making requests: every legitimate request succeeds, promptly."""
+    import threading
+    jester = make_jester(limits_config(upstream, 'client_header_timeout = "2s"\nmax_connections_per_client = 100'))
+    stop = threading.Event()
+
+    def attack():
+        sockets = []
+        try:
+            while not stop.is_set():
+                while len(sockets) < 300 and not stop.is_set():
+                    try:
+                        s = connect_from("127.0.0.2", jester.port)
+                        s.setblocking(False)
+                        s.send(b"GET / HTTP/1.1\r\nHost: x\r\n")
+                        sockets.append(s)
+                    except OSError:
+                        break
+                for s in list(sockets):
+                    try:
+                        s.send(b"X-a: b\r\n")
+                    except OSError:
+                        sockets.remove(s)
+                        s.close()
+                time.sleep(0.2)
+        finally:
+            for s in sockets:
+                s.close()
+
+    attacker = threading.Thread(target=attack)
+    attacker.start()
+    from conftest import curl
+    try:
+        time.sleep(1)
+        durations = []
+        for _ in range(30):
+            started = time.monotonic()
+            code = curl("--interface", "127.0.0.1", jester.url + "/echo", timeout=5)[0]
+            durations.append(time.monotonic() - started)
+            assert code == 200
+            time.sleep(0.1)
+        assert max(durations) < 2, durations
+    finally:
+        stop.set()
+        attacker.join()
+    assert "max_connections_per_client (100) reached for 127.0.0.2" in jester.logs()
