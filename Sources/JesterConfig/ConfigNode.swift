@@ -31,6 +31,10 @@ struct ConfigNode {
 
     /// Parses one file into a located tree. Syntax errors come from TOMLKit with their position.
     static func parse(text: String, file: String) throws(ConfigError) -> ConfigNode {
+        if let problem = TOMLPreflight.check(text) {
+            throw ConfigError([ConfigDiagnostic(SourceLocation(file: file, line: problem.line, column: problem.column),
+                "invalid TOML: \(problem.message)")])
+        }
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)
@@ -167,5 +171,100 @@ struct ConfigNode {
         }
         result += rest
         return .success(result)
+    }
+}
+
+
+/// Checks TOMLKit should not have to make: the toml++ version inside TOMLKit 0.6.0 asserts (and, built without
+/// assertions, assumes) that a table header starts with a key character, and the fuzzer (Tests/Fuzz) reached that
+/// with "[@x]" and with non-ASCII text in a header. TOML allows non-ASCII only inside strings and comments, and a
+/// header must start with a key, so such text is refused here, with its position, before toml++ sees it.
+enum TOMLPreflight {
+    struct Problem {
+        var line: Int
+        var column: Int
+        var message: String
+    }
+
+    static func check(_ text: String) -> Problem? {
+        enum State { case normal, comment, basic, literal, multilineBasic, multilineLiteral }
+        var state = State.normal
+        var line = 1
+        var lineStart = 0
+        let bytes = Array(text.utf8)
+        var index = 0
+        var lineIsBlankSoFar = true
+        func at(_ offset: Int) -> UInt8? { index + offset < bytes.count ? bytes[index + offset] : nil }
+        func isKeyStart(_ byte: UInt8?) -> Bool {
+            guard let byte else { return false }
+            return (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+                || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "_")
+                || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "'")
+        }
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == 0x0A {
+                line += 1
+                lineStart = index + 1
+                lineIsBlankSoFar = true
+                if state == .comment || state == .basic || state == .literal { state = .normal }
+                index += 1
+                continue
+            }
+            switch state {
+            case .normal:
+                if byte >= 0x80 {
+                    return Problem(line: line, column: index - lineStart + 1,
+                        message: "a non-ASCII character outside a string or comment")
+                }
+                if byte == UInt8(ascii: "["), lineIsBlankSoFar {
+                    // A table header: "[" or "[[", optional blanks, then a key.
+                    var next = index + 1
+                    if next < bytes.count, bytes[next] == UInt8(ascii: "[") { next += 1 }
+                    while next < bytes.count, bytes[next] == 0x20 || bytes[next] == 0x09 { next += 1 }
+                    if !isKeyStart(next < bytes.count ? bytes[next] : nil) {
+                        return Problem(line: line, column: next - lineStart + 1, message: "a table header needs a key")
+                    }
+                }
+                if byte != 0x20, byte != 0x09, byte != 0x0D { lineIsBlankSoFar = false }
+                if byte == UInt8(ascii: "#") {
+                    state = .comment
+                } else if byte == UInt8(ascii: "\""), at(1) == byte, at(2) == byte {
+                    state = .multilineBasic
+                    index += 2
+                } else if byte == UInt8(ascii: "'"), at(1) == byte, at(2) == byte {
+                    state = .multilineLiteral
+                    index += 2
+                } else if byte == UInt8(ascii: "\"") {
+                    state = .basic
+                } else if byte == UInt8(ascii: "'") {
+                    state = .literal
+                }
+            case .comment:
+                break
+            case .basic, .multilineBasic:
+                if byte == UInt8(ascii: "\\") {
+                    index += 1  // the escaped byte cannot end the string
+                } else if byte == UInt8(ascii: "\"") {
+                    if state == .basic {
+                        state = .normal
+                    } else if at(1) == byte, at(2) == byte {
+                        state = .normal
+                        index += 2
+                    }
+                }
+            case .literal, .multilineLiteral:
+                if byte == UInt8(ascii: "'") {
+                    if state == .literal {
+                        state = .normal
+                    } else if at(1) == byte, at(2) == byte {
+                        state = .normal
+                        index += 2
+                    }
+                }
+            }
+            index += 1
+        }
+        return nil
     }
 }

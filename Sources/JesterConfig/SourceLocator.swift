@@ -183,7 +183,9 @@ struct SourceLocator {
                     advance()
                     continue
                 }
+                let before = index
                 scanKeyValue(base: path)
+                skipIfStuck(since: before)
             }
         case UInt8(ascii: "["):
             advance()
@@ -201,7 +203,9 @@ struct SourceLocator {
                 }
                 let elementPath = path + ["#\(element)"]
                 positions[elementPath] = (line, column)
+                let before = index
                 scanValue(path: elementPath)
+                skipIfStuck(since: before)
                 element += 1
             }
         case UInt8(ascii: "\""), UInt8(ascii: "'"):
@@ -213,6 +217,14 @@ struct SourceLocator {
                 advance()
             }
         }
+    }
+
+    /// Malformed text (a comment or a stray "}" inside an array, an unclosed string) can leave a scan where it
+    /// started; moving on guarantees every loop ends. TOMLKit reports the actual error; the locator only has to
+    /// terminate and stay roughly right. (Found by Tests/Fuzz: before this, such input looped forever.)
+    private mutating func skipIfStuck(since before: Int) {
+        guard index == before, let byte = peek() else { return }
+        if byte == UInt8(ascii: "#") { skipToEndOfLine() } else { advance() }
     }
 
     private mutating func scanString(quote: UInt8) {

@@ -339,7 +339,12 @@ public final class Master: @unchecked Sendable {
         Systemd.notify("RELOADING=1")
         logger.info("reloading", metadata: ["config": "\(configPath)"])
         let newConfiguration: Configuration
-        do {
+        do throws(ConfigError) {
+            // In a child first: a file that crashes the TOML library fails the reload instead of the master.
+            if case .parserCrashed(let detail) = ConfigProbe.check(file: configPath) {
+                throw ConfigError([ConfigDiagnostic(SourceLocation(file: configPath, line: 1, column: 1),
+                    "the TOML parser crashed on this file (\(detail)); check its syntax near brackets and braces")])
+            }
             newConfiguration = try loader.load(file: configPath)
         } catch {
             let errors = error.diagnostics.map(\.description)

@@ -36,6 +36,7 @@ struct Run: ParsableCommand {
     func run() throws {
         // Before any thread exists, so every thread inherits the mask and signals reach only SignalWaiter.
         SignalWaiter.blockHandledSignals()
+        try probeParser(config)
         let loader = ConfigLoader()
         let configuration: Configuration
         do {
@@ -65,7 +66,20 @@ struct Config: ParsableCommand {
         @Argument(help: "The configuration file.")
         var file: String = defaultConfigPath
 
+        @Flag(help: .hidden)
+        var probe = false
+
         func run() throws {
+            if probe {
+                // The child side of ConfigProbe: parse, say nothing, exit 0 or 1. A crash is the answer too.
+                do {
+                    _ = try ConfigLoader().load(file: file)
+                } catch {
+                    throw ExitCode(1)
+                }
+                return
+            }
+            try probeParser(file)
             do {
                 let configuration = try ConfigLoader().load(file: file)
                 print("\(file): configuration is valid (hash \(configuration.hash))")
@@ -84,6 +98,7 @@ struct Config: ParsableCommand {
         var file: String = defaultConfigPath
 
         func run() throws {
+            try probeParser(file)
             do {
                 print(try ConfigLoader().load(file: file).renderTOML(), terminator: "")
             } catch {
@@ -116,3 +131,13 @@ struct Version: ParsableCommand {
 }
 
 Jester.main()
+
+/// Runs the parser on `file` in a child first (see ConfigProbe): a file that crashes the TOML library gets a
+/// clear error and exit status 1 instead of an abort.
+func probeParser(_ file: String) throws {
+    if case .parserCrashed(let detail) = ConfigProbe.check(file: file) {
+        FileHandle.standardError.write(Data(
+            "\(file): error: the TOML parser crashed on this file (\(detail)); check its syntax near brackets and braces\n".utf8))
+        throw ExitCode(1)
+    }
+}

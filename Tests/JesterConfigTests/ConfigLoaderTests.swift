@@ -106,3 +106,41 @@ private let minimal = """
     let dumped = try ConfigLoader(environment: [:]).load(text: configuration.renderTOML(), file: "dump.toml")
     #expect(dumped.hash == configuration.hash)
 }
+
+/// Inputs the fuzzer (Tests/Fuzz) found to hang or crash the loader, replayed on every test run.
+@Test func fuzzRegressionsLoadOrFailCleanly() throws {
+    let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../Fuzz/regressions/config").standardized
+    let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+    #expect(!files.isEmpty)
+    for file in files {
+        let data = try Data(contentsOf: directory.appendingPathComponent(file))
+        let result = load(String(decoding: data, as: UTF8.self))
+        if case .failure(let error) = result { #expect(!error.diagnostics.isEmpty) }
+    }
+}
+
+@Test func anArrayHoldingACommentOrAStrayBraceStillFails() {
+    guard case .failure = load("[server]\nworkers = [\"a\n# comment\n}\n") else {
+        Issue.record("expected a located error")
+        return
+    }
+}
+
+@Test func nonASCIIOutsideStringsIsALocatedError() {
+    guard case .failure(let error) = load("# café is fine here\nname = \"and café here\"\n[[r\u{FFFD}utes]]\n") else {
+        Issue.record("expected an error")
+        return
+    }
+    #expect(error.diagnostics.first?.location.line == 3)
+    #expect(error.diagnostics.first?.location.column == 4)
+}
+
+@Test(arguments: ["[@erver]\n", "[[ ]]\n", "a = 1\n  [ !x]\n"])
+func tableHeadersMustStartWithAKey(text: String) {
+    guard case .failure(let error) = load(text) else {
+        Issue.record("expected an error")
+        return
+    }
+    #expect(error.diagnostics.first?.message.contains("table header") == true)
+}

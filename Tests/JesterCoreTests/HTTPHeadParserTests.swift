@@ -140,3 +140,16 @@ func rejectsInvalidResponseHeads(text: String) {
     #expect(parseResponse("HTTP/1.1 204\r\n\r\n") == nil)
     #expect(parseResponse("HTTP/1.1 200 \r\nContent-Length: 2, 2\r\n\r\n") == nil)
 }
+
+/// Found by Tests/Fuzz (regressions/http1/response-prefix-split): the answer must not depend on how the bytes
+/// of a head are split between reads.
+@Test func aResponsePrefixIsJudgedTheSameWhateverTheSplit() {
+    let bytes = Array("0\n+\u{5}THT".utf8)
+    bytes.withUnsafeBytes { raw in
+        var whole = HTTPHeadParser(limits: .init())
+        var split = HTTPHeadParser(limits: .init())
+        let first = split.findEnd(UnsafeRawBufferPointer(rebasing: raw[0..<3]), isRequest: false)
+        #expect(whole.findEnd(raw, isRequest: false) == .failed(.badStatusLine))
+        #expect(first == .failed(.badStatusLine))
+    }
+}

@@ -94,6 +94,13 @@ def test_reload_replaces_workers_and_bad_config_keeps_serving(make_jester):
     assert curl(jester.url + "/")[1] == b"two\n"
     assert jester.status()["generation"] == 2
 
+    # A file that crashes the TOML library itself (found by the fuzzer) fails the reload, not the master.
+    jester.write_config(ROUTES.replace("VERSION", "three") + '\n[[routes]]\nhosts = ["a",  }\n')
+    result = jester.ctl("reload")
+    assert result.returncode == 1 and "the TOML parser crashed" in result.stderr, result.stderr
+    assert jester.process.poll() is None
+    assert curl(jester.url + "/")[1] == b"two\n"
+
     # SIGHUP reloads too.
     jester.write_config(ROUTES.replace("VERSION", "four"))
     jester.process.send_signal(signal.SIGHUP)

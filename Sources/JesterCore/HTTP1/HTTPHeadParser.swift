@@ -61,10 +61,12 @@ public struct HTTPHeadParser: Sendable {
         let count = bytes.count
         // A response that does not start with "HTTP/" (an HTTP/0.9 body, a non-HTTP server) is refused at once
         // instead of waiting for a head end that never comes.
-        if !isRequest, scanned < 5, count >= 5,
-           !(bytes[0] == UInt8(ascii: "H") && bytes[1] == UInt8(ascii: "T") && bytes[2] == UInt8(ascii: "T")
-             && bytes[3] == UInt8(ascii: "P") && bytes[4] == UInt8(ascii: "/")) {
-            return .failed(.badStatusLine)
+        if !isRequest, scanned < 5 {
+            // Checked on whatever part of the prefix has arrived, so the answer never depends on how reads split.
+            let prefix: StaticString = "HTTP/"
+            for index in scanned..<min(count, 5) where bytes[index] != prefix.utf8Start[index] {
+                return .failed(.badStatusLine)
+            }
         }
         // Every line must end in CRLF, so every LF is looked at (memchr finds them fast): a bare LF is an error
         // at once (RFC 9112 §2.2 lets recipients accept it; a proxy must not, since the origin may not), and an

@@ -1,0 +1,80 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs the configuration parser on a file in a child process first, so that a parser crash costs a failed
+/// check, never the master.
+///
+/// Why: the TOML library under the loader (toml++ inside TOMLKit 0.6.0) aborts on some malformed input, such as
+/// `hosts = ["a", }` (an assertion in its parser, found by Tests/Fuzz). A typo in a reload must fail the reload
+/// and keep the old configuration serving; it must not take the master down. The child is this same binary in
+/// `jester config validate --probe` mode, which parses and exits 0 or 1; only when it exits normally does the
+/// caller parse the file itself, which then is known not to crash. Parsing is deterministic, so the second parse
+/// sees what the first did (bar an edit between the two, which at worst repeats the probe's outcome).
+public enum ConfigProbe {
+    public enum Outcome: Equatable, Sendable {
+        /// The parser ran to completion (the file may still be invalid: parse it to get the diagnostics).
+        case parserCompleted
+        /// The parser crashed; `detail` is what it printed (an assertion message, typically).
+        case parserCrashed(detail: String)
+    }
+
+    /// Probes `file` with `executable` (default: the running binary).
+    public static func check(file: String, executable: String = ProcessSpawner.currentExecutable()) -> Outcome {
+        var pipeFDs: [Int32] = [0, 0]
+        guard pipe(&pipeFDs) == 0 else { return .parserCompleted }
+        // Close-on-exec, so no other child the master spawns meanwhile holds the write end open.
+        for fd in pipeFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var emptyMask = sigset_t()
+        sigemptyset(&emptyMask)
+        posix_spawnattr_setsigmask(&attributes, &emptyMask)
+        var defaults = sigset_t()
+        sigfillset(&defaults)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let arguments: [String] = [executable, "config", "validate", "--probe", file]
+        let argv = arguments.map { strdup($0) }
+        defer { for pointer in argv { free(pointer) } }
+        var argvPointers = argv + [nil]
+        // No crash report from the child: the assertion line is what matters, and a long report could fill the pipe.
+        let variables: [String] = ["SWIFT_BACKTRACE=enable=no"]
+        let environment = variables.map { strdup($0) }
+        defer { for pointer in environment { free(pointer) } }
+        var environmentPointers = environment + [nil]
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, executable, &actions, &attributes, &argvPointers, &environmentPointers)
+        close(pipeFDs[1])
+        guard spawned == 0 else {
+            close(pipeFDs[0])
+            return .parserCompleted  // cannot probe: parse in-process as before
+        }
+        var output: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = read(pipeFDs[0], &chunk, chunk.count)
+            if count > 0 {
+                if output.count < 16_384 { output += chunk[0..<count] }
+            } else if count == 0 || errno != EINTR {
+                break
+            }
+        }
+        close(pipeFDs[0])
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        let exit = ExitStatus(waitStatus: status)
+        if case .exited(let code) = exit, code == 0 || code == 1 { return .parserCompleted }
+        let text = String(decoding: output, as: UTF8.self).split(separator: "\n")
+            .first { $0.contains("Assertion") || $0.contains("error") }.map(String.init) ?? "\(exit)"
+        return .parserCrashed(detail: text)
+    }
+}
