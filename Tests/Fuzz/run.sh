@@ -43,6 +43,7 @@ for target in "${targets[@]}"; do
     mkdir -p "Tests/Fuzz/corpus/$target" "Tests/Fuzz/regressions/$target" "Tests/Fuzz/crashes/$target"
     corpus=$(mktemp -d)
     cp -r "Tests/Fuzz/corpus/$target/." "Tests/Fuzz/regressions/$target/." "$corpus/" 2>/dev/null || true
+    [ "$target" = config ] && cp -r Tests/Fuzz/regressions/config-upstream/. "$corpus/" 2>/dev/null
     echo "== $target: fuzzing for ${seconds}s"
     extra=()
     # TOMLKit 0.6.0 leaks the key strings of every table it lists (tableGetKeys in CTOML): not Jester's code,

@@ -182,3 +182,15 @@ def test_stop_and_sigterm(make_jester):
     other.process.send_signal(signal.SIGTERM)
     assert other.process.wait(timeout=10) == 0
     assert not os.path.exists(other.dir / "jester.pid")
+
+
+def test_files_that_crash_the_toml_library_are_errors():
+    """Inputs on which toml++ (inside TOMLKit) aborts: jester must answer with an error, not crash."""
+    from pathlib import Path
+    from conftest import JESTER, ROOT
+    files = sorted((ROOT / "Tests" / "Fuzz" / "regressions" / "config-upstream").iterdir())
+    assert files
+    for path in files:
+        result = subprocess.run([JESTER, "config", "validate", str(path)], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 1, result
+        assert "the TOML parser crashed on this file" in result.stderr
