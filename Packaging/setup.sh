@@ -20,7 +20,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
-swift build ${JESTER_BUILD_FLAGS:-}
+# Release: what ships, what the benchmark measures, and what the live tests run. (Debug builds of SwiftNIO assert
+# that a readable listening socket always yields a connection; with the listener shared between a worker and its
+# successor during a reload, the other process may have taken it, so that assertion would kill a worker.)
+swift build -c release ${JESTER_BUILD_FLAGS:-}
 
 if [ "${1:-}" = "--run" ]; then
     export JESTER_RUN_DIR="${JESTER_RUN_DIR:-/tmp/jester-run}"
@@ -30,6 +33,6 @@ if [ "${1:-}" = "--run" ]; then
     upstream=$!
     trap 'kill $upstream 2>/dev/null' EXIT
     echo "Jester on http://127.0.0.1:8080/ (try /, /app/echo, /old-docs);"
-    echo "control it with: JESTER_CONTROL_SOCKET=$JESTER_RUN_DIR/control.sock .build/debug/jesterctl status"
-    .build/debug/jester --config Config/jester.toml
+    echo "control it with: JESTER_CONTROL_SOCKET=$JESTER_RUN_DIR/control.sock .build/release/jesterctl status"
+    .build/release/jester --config Config/jester.toml
 fi

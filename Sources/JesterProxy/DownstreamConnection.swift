@@ -156,17 +156,20 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
 
     // MARK: Draining
 
-    /// The worker drains: close now if idle, else after the current exchange.
+    /// The worker drains: a busy connection ends after its current exchange (with `Connection: close`); an idle
+    /// one is closed at a random moment within the next second.
+    ///
+    /// Not at once: closing an idle keep-alive connection races with a request the client may be sending on it
+    /// right now, which the client then sees fail ("connection reset", "closed without response"). A client
+    /// that is actively using the connection sends its next request within that window and gets it answered with
+    /// `Connection: close`; only a truly idle one is closed, and the jitter spreads the reconnects of many idle
+    /// clients instead of sending them all to the new generation in one burst. A connection accepted but not yet
+    /// read gets the same treatment: its client has likely sent a request already.
     func drain() {
         keepAlive = false
         guard phase == .awaitingHead, buffer?.readableBytes ?? 0 == 0 else { return }
-        if requestsServed > 0 {
-            close()
-        } else {
-            // Accepted but not read yet: the client has likely sent its request already, and closing now would
-            // lose it. Serve it (with Connection: close), or close if nothing arrives shortly.
-            timer.arm(.keepalive, after: .seconds(1))
-        }
+        let jitter = Int64.random(in: 100_000_000...1_000_000_000)
+        timer.arm(.keepalive, after: .nanoseconds(jitter))
     }
 
     // MARK: Requests

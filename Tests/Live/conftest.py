@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("JESTER_BIN_DIR", ROOT / ".build" / "debug"))
+# The release build (Packaging/setup.sh makes it): what ships. See setup.sh for why not the debug build.
+BIN = Path(os.environ.get("JESTER_BIN_DIR", ROOT / ".build" / "release"))
 JESTER = str(BIN / "jester")
 JESTERCTL = str(BIN / "jesterctl")
 HERE = Path(__file__).resolve().parent
