@@ -45,6 +45,9 @@ public final class Master: @unchecked Sendable {
 
     private let configPath: String
     private let loader: ConfigLoader
+    /// Listening sockets systemd passed in; a listener whose name or address matches one uses it (every worker
+    /// slot shares it) instead of binding its own. Never closed: they are systemd's to keep.
+    private var activatedSockets: [Systemd.ActivatedSocket] = []
     private var configuration: Configuration
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private let eventLoop: any EventLoop
@@ -108,6 +111,17 @@ public final class Master: @unchecked Sendable {
                 metadata: ["uid": "\(Privileges.currentUserID)"])
         }
         access.controlGroupID = try resolveControlGroup(configuration)
+        activatedSockets = Systemd.takeActivatedSockets()
+        for socket in activatedSockets {
+            let user = configuration.listeners.first { $0.name == socket.name || $0.address.description == socket.address }
+            if let user {
+                logger.info("using a socket from systemd", metadata: [
+                    "listener": "\(user.name)", "fd_name": "\(socket.name)", "address": "\(socket.address)"])
+            } else {
+                logger.warning("systemd passed a socket no listener uses", metadata: [
+                    "fd_name": "\(socket.name)", "address": "\(socket.address)"])
+            }
+        }
         if ListeningSocket.kernelMigratesRequests() == false {
             logger.notice("net.ipv4.tcp_migrate_req is off: connections queued on a closing listener slot are reset")
         }
@@ -148,6 +162,12 @@ public final class Master: @unchecked Sendable {
         do {
             for listener in configuration.listeners {
                 var sockets: [Int32] = []
+                if let activated = activatedSockets.first(where: {
+                    $0.name == listener.name || $0.address == listener.address.description
+                }) {
+                    bound[listener.name] = BoundListener(settings: listener, sockets: Array(repeating: activated.fd, count: slots))
+                    continue
+                }
                 if let previous = existing.values.first(where: {
                     $0.settings.address == listener.address && $0.settings.backlog == listener.backlog
                 }) {
@@ -170,8 +190,8 @@ public final class Master: @unchecked Sendable {
 
     /// Closes the sockets of `old` that `current` no longer uses.
     private func closeUnusedSockets(_ old: [String: BoundListener], keeping current: [String: BoundListener]) {
-        let inUse = Set(current.values.flatMap(\.sockets))
-        for fd in old.values.flatMap(\.sockets) where !inUse.contains(fd) { close(fd) }
+        let inUse = Set(current.values.flatMap(\.sockets)).union(activatedSockets.map(\.fd))
+        for fd in Set(old.values.flatMap(\.sockets)) where !inUse.contains(fd) { close(fd) }
     }
 
     // MARK: Workers
@@ -241,7 +261,10 @@ public final class Master: @unchecked Sendable {
         case .workerReady:
             if worker.state == .starting { worker.state = .ready }
             logger.info("worker ready", metadata: ["pid": "\(worker.pid)", "slot": "\(worker.slot)", "generation": "\(worker.generation)"])
-            if worker.generation == 1, generation == 1, allReady(generation: 1) { Systemd.notify("READY=1") }
+            if worker.generation == 1, generation == 1, allReady(generation: 1) {
+                Systemd.notify("READY=1")
+                startSystemdReporting()
+            }
             checkReloadProgress()
         case .workerStats(let stats):
             worker.stats = stats
@@ -253,6 +276,39 @@ public final class Master: @unchecked Sendable {
         default:
             break
         }
+    }
+
+    /// Once the first generation serves: a `STATUS=` line every second (what `systemctl status` shows) and, when
+    /// `WatchdogSec=` is set, watchdog pings from the master's event loop, so a master whose loop hangs is
+    /// noticed and restarted by systemd.
+    private func startSystemdReporting() {
+        guard Systemd.isNotifying else { return }
+        eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(1)) { task in
+            if self.stopping { task.cancel() }
+            Systemd.notify("STATUS=" + self.statusLine())
+        }
+        if let interval = Systemd.watchdogInterval {
+            let nanoseconds = Int64(interval.components.seconds) * 1_000_000_000
+                + interval.components.attoseconds / 1_000_000_000
+            eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .nanoseconds(nanoseconds / 2)) { _ in
+                Systemd.notify("WATCHDOG=1")
+            }
+        }
+    }
+
+    /// "generation 3, 2 workers, 15 connections, 1 draining (4 connections)": the one-line state for systemd.
+    func statusLine() -> String {
+        let current = workers.values.filter { $0.generation == generation && $0.state != .draining }
+        let draining = workers.values.filter { $0.generation != generation || $0.state == .draining }
+        var line = "generation \(generation), \(current.count) workers, "
+            + "\(current.reduce(0) { $0 + $1.stats.connections }) connections"
+        if !draining.isEmpty {
+            let generations = Set(draining.map(\.generation)).count
+            line += ", \(generations) draining (\(draining.reduce(0) { $0 + $1.stats.connections }) connections)"
+        }
+        if reloadInProgress != nil { line += ", reloading" }
+        if stopping { line += ", stopping" }
+        return line
     }
 
     private func allReady(generation: Int) -> Bool {
@@ -336,7 +392,7 @@ public final class Master: @unchecked Sendable {
                 errors: ["a reload is already in progress"])), to: channel)
             return
         }
-        Systemd.notify("RELOADING=1")
+        Systemd.notifyReloading()
         logger.info("reloading", metadata: ["config": "\(configPath)"])
         let newConfiguration: Configuration
         do throws(ConfigError) {

@@ -12,6 +12,81 @@ public enum Systemd {
         sd_notify(0, state) > 0
     }
 
+    /// `RELOADING=1` with the `MONOTONIC_USEC` systemd ≥ 253 needs to time the reload (Type=notify-reload).
+    @discardableResult
+    public static func notifyReloading() -> Bool {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let microseconds = UInt64(now.tv_sec) * 1_000_000 + UInt64(now.tv_nsec) / 1_000
+        return notify("RELOADING=1\nMONOTONIC_USEC=\(microseconds)")
+    }
+
+    /// The watchdog interval systemd expects pings within (`WatchdogSec=`), or nil when it is off. Pings go out at
+    /// half of it, as sd_watchdog_enabled(3) advises.
+    public static var watchdogInterval: Duration? {
+        var microseconds: UInt64 = 0
+        guard sd_watchdog_enabled(0, &microseconds) > 0, microseconds > 0 else { return nil }
+        return .microseconds(Int64(microseconds))
+    }
+
+    /// A listening socket systemd passed in (socket activation, `jester.socket`).
+    public struct ActivatedSocket: Sendable, Equatable {
+        public var fd: Int32
+        /// `FileDescriptorName=` of the socket unit (systemd's default is the unit name).
+        public var name: String
+        /// The bound address as "ip:port" ("[v6]:port"), to match listeners that have no matching name.
+        public var address: String
+    }
+
+    /// Takes the sockets systemd passed (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES) and clears those variables, so
+    /// that workers, which get their sockets from the master, never try to take them too.
+    public static func takeActivatedSockets() -> [ActivatedSocket] {
+        var names: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+        let count = sd_listen_fds_with_names(1, &names)
+        guard count > 0 else { return [] }
+        defer {
+            if let names {
+                for index in 0..<Int(count) { free(names[index]) }
+                free(names)
+            }
+        }
+        return (0..<count).map { index in
+            let fd = SD_LISTEN_FDS_START + index
+            let name = names?[Int(index)].map { String(cString: $0) } ?? ""
+            return ActivatedSocket(fd: fd, name: name, address: localAddress(of: fd) ?? "")
+        }
+    }
+
+    private static func localAddress(of fd: Int32) -> String? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard result == 0 else { return nil }
+        var host = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
+                    var ip = address.pointee.sin_addr
+                    inet_ntop(AF_INET, &ip, &host, socklen_t(host.count))
+                    return "\(String(cString: host)):\(UInt16(bigEndian: address.pointee.sin_port))"
+                }
+            }
+        case AF_INET6:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
+                    var ip = address.pointee.sin6_addr
+                    inet_ntop(AF_INET6, &ip, &host, socklen_t(host.count))
+                    return "[\(String(cString: host))]:\(UInt16(bigEndian: address.pointee.sin6_port))"
+                }
+            }
+        default:
+            return nil
+        }
+    }
+
     /// The version of libsystemd's sd-daemon protocol support, proving the library is linked: sd_booted answers
     /// whether the system runs systemd (>0), not (0), or failed (<0).
     public static var bootedWithSystemd: Bool { sd_booted() > 0 }

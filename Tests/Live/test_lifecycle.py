@@ -278,3 +278,112 @@ respond = {{ status = 200, body = "serving\\n" }}
     wait_for(lambda: open_fds(jester.process.pid) <= baseline_fds + 1, timeout=10,
              what=f"master fds back to baseline {baseline_fds}")
     print(f"{reloads} reloads under load: {counts} requests, 0 failed")
+
+
+class NotifyListener:
+    """Plays systemd's side of sd_notify: a datagram socket at NOTIFY_SOCKET that records every message."""
+
+    def __init__(self, directory):
+        self.path = os.path.join(directory, "notify.sock")
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(self.path)
+        self.socket.settimeout(0.2)
+        self.messages = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.receive, daemon=True)
+        self.thread.start()
+
+    def receive(self):
+        while not self.stopped.is_set():
+            try:
+                data = self.socket.recv(4096).decode()
+            except socket.timeout:
+                continue
+            self.messages.append((time.monotonic(), data))
+
+    def seen(self, prefix):
+        return [m for _, m in self.messages if m.startswith(prefix)]
+
+    def close(self):
+        self.stopped.set()
+        self.thread.join()
+        self.socket.close()
+
+
+def test_systemd_notify_protocol(make_jester, tmp_path):
+    listener = NotifyListener(str(tmp_path))
+    try:
+        jester = make_jester(ROUTES.replace("VERSION", "one"), workers=2,
+                             extra_env={"NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "400000"})
+        wait_for(lambda: listener.seen("READY=1"), what="READY=1")
+        # READY=1 only once the first generation serves.
+        assert curl(jester.url + "/")[1] == b"one\n"
+        wait_for(lambda: any("generation 1, 2 workers" in m for m in listener.seen("STATUS=")), what="STATUS=")
+        time.sleep(1.0)
+        assert len(listener.seen("WATCHDOG=1")) >= 3  # every 200 ms with WatchdogSec=400ms
+
+        ready_before = len(listener.seen("READY=1"))
+        jester.write_config(ROUTES.replace("VERSION", "two"))
+        jester.ctl("reload", check=True)
+        wait_for(lambda: len(listener.seen("READY=1")) > ready_before, what="READY=1 after the reload")
+        reloading = listener.seen("RELOADING=1")
+        assert reloading and "\nMONOTONIC_USEC=" in reloading[-1]
+        assert int(reloading[-1].split("MONOTONIC_USEC=")[1]) > 0
+        order = [m.split("\n")[0] for _, m in listener.messages if m.startswith(("RELOADING", "READY"))]
+        assert order[-2:] == ["RELOADING=1", "READY=1"]
+        wait_for(lambda: any("generation 2" in m for m in listener.seen("STATUS=")), what="STATUS= after reload")
+
+        jester.stop()
+        wait_for(lambda: listener.seen("STOPPING=1"), what="STOPPING=1")
+    finally:
+        listener.close()
+
+
+def test_socket_activation_by_name_and_by_address(tmp_path):
+    """systemd-socket-activate binds the sockets and passes them as LISTEN_FDS; jester adopts them (by
+    LISTEN_FDNAMES, else by address), shares them between its workers and keeps them across a reload."""
+    from conftest import JESTER, JESTERCTL, free_port
+    named_port, plain_port = free_port(), free_port()
+    control = str(tmp_path / "control.sock")
+    config = tmp_path / "jester.toml"
+
+    def write(version):
+        config.write_text(f"""
+[server]
+workers = 2
+pid_file = "{tmp_path}/jester.pid"
+control_socket = "{control}"
+
+[[listeners]]
+name = "public"
+address = "127.0.0.1:1"    # not bound: the socket named "public" comes from systemd
+
+[[listeners]]
+name = "second"
+address = "127.0.0.1:{plain_port}"   # matched to the unnamed systemd socket by address
+
+[[routes]]
+path_prefix = "/"
+respond = {{ status = 200, body = "{version}\\n" }}
+""")
+
+    write("one")
+    log = open(tmp_path / "jester.log", "w")
+    process = subprocess.Popen(
+        ["systemd-socket-activate", "-l", f"127.0.0.1:{named_port}", "--fdname=public:jester.socket",
+         "-l", f"127.0.0.1:{plain_port}", JESTER, "--config", str(config)],
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: curl(f"http://127.0.0.1:{named_port}/")[0] == 200, what="the named socket serving")
+        assert curl(f"http://127.0.0.1:{plain_port}/")[1] == b"one\n"
+        logs = (tmp_path / "jester.log").read_text()
+        assert "using a socket from systemd" in logs and '"listener":"public"' in logs
+        write("two")
+        result = subprocess.run([JESTERCTL, "reload", "--socket", control], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert curl(f"http://127.0.0.1:{named_port}/")[1] == b"two\n"
+        assert curl(f"http://127.0.0.1:{plain_port}/")[1] == b"two\n"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+        log.close()
