@@ -22,7 +22,9 @@ struct ConfigDecoder {
                 controlGroup: table.string("control_group", decoder: &self),
                 drainTimeout: table.duration("drain_timeout", decoder: &self) ?? defaults.drainTimeout,
                 workerStartTimeout: table.duration("worker_start_timeout", decoder: &self)
-                    ?? defaults.workerStartTimeout)
+                    ?? defaults.workerStartTimeout,
+                maxDrainingGenerations: table.integer("max_draining_generations", decoder: &self)
+                    ?? defaults.maxDrainingGenerations)
             table.finish(decoder: &self)
         }
         if let node = top.take("log", decoder: &self), var table = TableReader(node, ConfigSchema.log, decoder: &self) {

@@ -60,6 +60,7 @@ extension Configuration {
         if let group = server.controlGroup { lines.append("control_group = \(quoted(group))") }
         lines.append("drain_timeout = \(quoted(Units.format(server.drainTimeout)))")
         lines.append("worker_start_timeout = \(quoted(Units.format(server.workerStartTimeout)))")
+        lines.append("max_draining_generations = \(server.maxDrainingGenerations)")
         lines += ["", "[log]", "level = \(quoted(log.level))", "access_log = \(log.accessLog)"]
         lines += [
             "", "[http]", "max_request_head_size = \(http.maxRequestHeadSize)", "max_uri_length = \(http.maxURILength)",

@@ -111,6 +111,8 @@ public struct ConfigSchema: Sendable {
                 "How long a graceful stop or drain waits for in-flight requests."),
             Field("worker_start_timeout", .duration, default: "\"10s\"",
                 "How long new workers have to report ready."),
+            Field("max_draining_generations", .integer(1...64), default: "4",
+                "Old generations allowed to drain side by side; a reload beyond that closes the oldest at once."),
         ])
 
     public static let log = Table(

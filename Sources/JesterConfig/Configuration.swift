@@ -54,11 +54,15 @@ public struct ServerSettings: Sendable, Codable, Equatable {
     public var drainTimeout: Duration
     /// How long new workers have to report ready on start and reload.
     public var workerStartTimeout: Duration
+    /// Old generations allowed to drain side by side; past that, the oldest is closed at once, so frequent
+    /// reloads with long-lived connections cannot pile up workers (nginx's failure mode).
+    public var maxDrainingGenerations: Int
 
     public init(
         workers: Int? = nil, user: String? = nil, group: String? = nil, pidFile: String = "/run/jester/jester.pid",
         controlSocket: String = "/run/jester/control.sock", controlGroup: String? = nil,
-        drainTimeout: Duration = .seconds(30), workerStartTimeout: Duration = .seconds(10)
+        drainTimeout: Duration = .seconds(30), workerStartTimeout: Duration = .seconds(10),
+        maxDrainingGenerations: Int = 4
     ) {
         self.workers = workers
         self.user = user
@@ -68,6 +72,7 @@ public struct ServerSettings: Sendable, Codable, Equatable {
         self.controlGroup = controlGroup
         self.drainTimeout = drainTimeout
         self.workerStartTimeout = workerStartTimeout
+        self.maxDrainingGenerations = maxDrainingGenerations
     }
 }
 

@@ -12,6 +12,9 @@ public enum ControlMessage: Codable, Sendable, Equatable {
     case status
     /// Re-read the configuration and replace the workers; answered with `reloadResult`.
     case reload
+    /// A reload whose requester wants to watch it: `progress` lines (validated, spawning, ready, draining), then
+    /// the `reloadResult` once the old generation has drained (or as soon as the reload failed).
+    case reloadAndWait
     /// Stop accepting, finish in-flight work and exit; answered with `progress` lines, then `done`.
     case drain(timeoutSeconds: Double?)
     /// Stop (gracefully, like SIGTERM, unless `fast`); answered with `done`.
@@ -100,6 +103,12 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
     public var requests: Int
     public var rssBytes: Int
     public var restarts: Int
+    /// The hash of the configuration this worker's generation runs.
+    public var configHash: String?
+    /// Seconds since the epoch when this worker started.
+    public var startedAt: Double?
+    /// When a draining worker's remaining connections are closed (seconds since the epoch).
+    public var drainDeadline: Double?
 
     public init(
         pid: Int32, slot: Int, generation: Int, state: String, connections: Int, requests: Int, rssBytes: Int,
@@ -113,6 +122,17 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
         self.requests = requests
         self.rssBytes = rssBytes
         self.restarts = restarts
+    }
+
+    public init(
+        pid: Int32, slot: Int, generation: Int, state: String, connections: Int, requests: Int, rssBytes: Int,
+        restarts: Int, configHash: String?, startedAt: Double?, drainDeadline: Double?
+    ) {
+        self.init(pid: pid, slot: slot, generation: generation, state: state, connections: connections,
+            requests: requests, rssBytes: rssBytes, restarts: restarts)
+        self.configHash = configHash
+        self.startedAt = startedAt
+        self.drainDeadline = drainDeadline
     }
 }
 
@@ -151,14 +171,18 @@ public struct ReloadResult: Codable, Sendable, Equatable {
 
 /// A progress line of a drain.
 public struct ProgressReport: Codable, Sendable, Equatable {
+    /// "draining" for a drain; for a reload "validated", "spawning", "ready", "draining".
     public var phase: String
     public var connections: Int
     public var workers: Int
+    /// The generation the line is about (reloads: the new one while spawning, the old one while draining).
+    public var generation: Int?
 
-    public init(phase: String, connections: Int, workers: Int) {
+    public init(phase: String, connections: Int, workers: Int, generation: Int? = nil) {
         self.phase = phase
         self.connections = connections
         self.workers = workers
+        self.generation = generation
     }
 }
 

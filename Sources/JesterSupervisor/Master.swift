@@ -24,16 +24,19 @@ public final class Master: @unchecked Sendable {
         let slot: Int
         let generation: Int
         let startedAt: Double
+        let configHash: String
         var state = State.starting
+        var drainDeadline: Double?
         var stats = WorkerStats()
         var channel: (any Channel)?
         var decoder = ControlFrameCodec()
 
-        init(pid: Int32, slot: Int, generation: Int, startedAt: Double) {
+        init(pid: Int32, slot: Int, generation: Int, startedAt: Double, configHash: String) {
             self.pid = pid
             self.slot = slot
             self.generation = generation
             self.startedAt = startedAt
+            self.configHash = configHash
         }
     }
 
@@ -73,6 +76,8 @@ public final class Master: @unchecked Sendable {
         var previousGeneration: Int
         var previousListeners: [String: BoundListener]
         var replyTo: (any Channel)?
+        /// The requester watches the reload (`jesterctl reload --wait`): progress lines, result after the drain.
+        var watching = false
         var timeout: Scheduled<Void>?
     }
 
@@ -86,6 +91,7 @@ public final class Master: @unchecked Sendable {
     }
 
     private var monotonicNow: Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+    private var wallClockNow: Double { Date().timeIntervalSince1970 }
 
     private var workerCount: Int { configuration.server.workers ?? ProcessSpawner.availableCPUs() }
 
@@ -217,7 +223,8 @@ public final class Master: @unchecked Sendable {
                 throw error
             }
             close(workerEnd)
-            let worker = WorkerProcess(pid: pid, slot: slot, generation: generation, startedAt: monotonicNow)
+            let worker = WorkerProcess(pid: pid, slot: slot, generation: generation, startedAt: monotonicNow,
+                configHash: configuration.hash)
             workers[pid] = worker
             let configurationData = try JSONEncoder().encode(configuration)
             let assignment = WorkerAssignment(
@@ -381,7 +388,7 @@ public final class Master: @unchecked Sendable {
 
     /// Re-reads the configuration, starts a new generation beside the running one, and drains the old one once
     /// every new worker is ready. Any failure leaves the running generation untouched.
-    private func reload(replyTo channel: (any Channel)?) {
+    private func reload(replyTo channel: (any Channel)?, watching: Bool = false) {
         guard !stopping else {
             reply(.reloadResult(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
                 errors: ["the master is stopping"])), to: channel)
@@ -430,7 +437,14 @@ public final class Master: @unchecked Sendable {
         let newGeneration = generation + 1
         var operation = ReloadOperation(
             generation: newGeneration, configuration: newConfiguration, previousGeneration: generation,
-            previousListeners: previousListeners, replyTo: channel)
+            previousListeners: previousListeners, replyTo: channel, watching: watching)
+        let newWorkers = newConfiguration.server.workers ?? ProcessSpawner.availableCPUs()
+        if watching {
+            reply(.progress(ProgressReport(phase: "validated", connections: 0, workers: 0, generation: newGeneration)),
+                to: channel)
+            reply(.progress(ProgressReport(phase: "spawning", connections: 0, workers: newWorkers,
+                generation: newGeneration)), to: channel)
+        }
         let timeout = newConfiguration.server.workerStartTimeout
         operation.timeout = eventLoop.scheduleTask(in: .seconds(timeout.components.seconds)) {
             self.failReload("new workers did not report ready within \(Units.format(timeout))")
@@ -456,8 +470,15 @@ public final class Master: @unchecked Sendable {
         closeUnusedSockets(operation.previousListeners, keeping: listeners)
         logger.info("reload complete", metadata: ["generation": "\(generation)", "config_hash": "\(configuration.hash)"])
         Systemd.notify("READY=1")
-        reply(.reloadResult(ReloadResult(success: true, generation: generation, configHash: configuration.hash,
-            errors: [])), to: operation.replyTo)
+        enforceDrainingCap()
+        let result = ReloadResult(success: true, generation: generation, configHash: configuration.hash, errors: [])
+        if operation.watching, let channel = operation.replyTo {
+            send(.progress(ProgressReport(phase: "ready", connections: 0,
+                workers: workers.values.filter { $0.generation == generation }.count, generation: generation)), to: channel)
+            reportReloadDrain(old: old, result: result, to: channel)
+        } else {
+            reply(.reloadResult(result), to: operation.replyTo)
+        }
     }
 
     private func failReload(_ reason: String) {
@@ -479,7 +500,39 @@ public final class Master: @unchecked Sendable {
         guard worker.state != .draining, let channel = worker.channel else { return }
         worker.state = .draining
         let seconds = Double(configuration.server.drainTimeout.components.seconds)
+        worker.drainDeadline = Date().timeIntervalSince1970 + seconds
         send(.beginDrain(timeoutSeconds: seconds), to: channel)
+    }
+
+    /// Keeps at most `max_draining_generations` old generations: the oldest beyond that are killed. Their
+    /// remaining connections (long downloads, WebSockets that outlive many reloads) are cut, which is the price
+    /// of not letting reloads pile up workers without bound.
+    private func enforceDrainingCap() {
+        let old = Set(workers.values.filter { $0.generation != generation }.map(\.generation)).sorted()
+        let excess = old.count - configuration.server.maxDrainingGenerations
+        guard excess > 0 else { return }
+        for victim in old.prefix(excess) {
+            let members = workers.values.filter { $0.generation == victim }
+            logger.warning("too many draining generations; closing the oldest now", metadata: [
+                "generation": "\(victim)", "workers": "\(members.count)",
+                "connections": "\(members.reduce(0) { $0 + $1.stats.connections })",
+                "max_draining_generations": "\(configuration.server.maxDrainingGenerations)",
+            ])
+            for worker in members { ProcessSpawner.signal(worker.pid, SIGKILL) }
+        }
+    }
+
+    /// Progress lines for a watched reload while generation `old` drains, then the result once it is gone.
+    private func reportReloadDrain(old: Int, result: ReloadResult, to channel: any Channel) {
+        guard channel.isActive else { return }
+        let members = workers.values.filter { $0.generation == old }
+        if members.isEmpty {
+            send(.reloadResult(result), to: channel)
+            return
+        }
+        send(.progress(ProgressReport(phase: "draining", connections: members.reduce(0) { $0 + $1.stats.connections },
+            workers: members.count, generation: old)), to: channel)
+        eventLoop.scheduleTask(in: .milliseconds(500)) { self.reportReloadDrain(old: old, result: result, to: channel) }
     }
 
     // MARK: Stop
@@ -570,6 +623,8 @@ public final class Master: @unchecked Sendable {
             reply(.statusReport(statusReport()), to: channel)
         case .reload:
             reload(replyTo: channel)
+        case .reloadAndWait:
+            reload(replyTo: channel, watching: true)
         case .drain(let timeout):
             drainWatchers.append(channel)
             if let timeout {
@@ -600,7 +655,8 @@ public final class Master: @unchecked Sendable {
                 pid: worker.pid, slot: worker.slot, generation: worker.generation, state: worker.state.rawValue,
                 connections: worker.stats.connections, requests: worker.stats.requests,
                 rssBytes: ProcessSpawner.residentSetSize(of: worker.pid),
-                restarts: respawnPolicies[worker.slot]?.totalCrashes ?? 0)
+                restarts: respawnPolicies[worker.slot]?.totalCrashes ?? 0, configHash: worker.configHash,
+                startedAt: wallClockNow - (monotonicNow - worker.startedAt), drainDeadline: worker.drainDeadline)
         }
         let state = stopping ? "stopping" : (reloadInProgress != nil ? "reloading" : "running")
         return StatusReport(

@@ -74,6 +74,13 @@ final class ControlClient {
     }
 }
 
+/// One compact JSON object per line, unbuffered: for streams of progress that a program reads as they come.
+func printJSONLine<T: Encodable>(_ value: T) {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    FileHandle.standardOutput.write(((try? encoder.encode(value)) ?? Data()) + Data("\n".utf8))
+}
+
 func printJSON<T: Encodable>(_ value: T) {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -103,6 +110,22 @@ struct Status: ParsableCommand {
         print("master   pid \(report.pid)  version \(report.version)  uptime \(uptime)s  state \(report.state)")
         print("config   \(report.configFile)  hash \(report.configHash)  generation \(report.generation)")
         print("")
+        // One row per generation, then one per worker.
+        let generations = Dictionary(grouping: report.workers, by: \.generation).sorted { $0.key > $1.key }
+        var generationRows = [["GEN", "CONFIG", "STARTED", "WORKERS", "CONNS", "STATE", "DRAIN DEADLINE"]]
+        for (number, members) in generations {
+            let started = members.compactMap(\.startedAt).min().map { "\(Int(Date().timeIntervalSince1970 - $0))s ago" } ?? "-"
+            let deadline = members.compactMap(\.drainDeadline).max()
+                .map { "in \(max(0, Int($0 - Date().timeIntervalSince1970)))s" } ?? "-"
+            let state = number == report.generation ? (members.allSatisfy { $0.state == "ready" } ? "serving" : "starting")
+                : (number > report.generation ? "starting" : "draining")
+            generationRows.append([
+                "\(number)", members.first?.configHash ?? "-", started, "\(members.count)",
+                "\(members.reduce(0) { $0 + $1.connections })", state, deadline,
+            ])
+        }
+        printTable(generationRows)
+        print("")
         let header = ["PID", "SLOT", "GEN", "STATE", "CONNS", "REQUESTS", "RSS"]
         var rows = [header]
         for worker in report.workers {
@@ -111,6 +134,11 @@ struct Status: ParsableCommand {
                 "\(worker.requests)", formatBytes(worker.rssBytes),
             ])
         }
+        printTable(rows)
+    }
+
+    func printTable(_ rows: [[String]]) {
+        guard let header = rows.first else { return }
         let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
         for row in rows {
             print(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
@@ -127,14 +155,31 @@ struct Reload: ParsableCommand {
         abstract: "Re-read the configuration and replace the workers; exit 1 with the errors if it is invalid.")
     @OptionGroup var options: ControlOptions
 
+    @Flag(help: "Show the phases as they happen (validated, spawning, ready, draining) and return once the old generation has drained.")
+    var wait = false
+
     func run() throws {
         let client = try options.connect()
-        client.send(.reload)
-        guard case .reloadResult(let result) = client.receive(timeoutSeconds: 120) else {
-            fail("jesterctl: the master closed the connection during the reload")
+        client.send(wait ? .reloadAndWait : .reload)
+        var result: ReloadResult?
+        // A watched reload can last as long as the drain: wait for messages, not for a fixed total time.
+        while result == nil {
+            switch client.receive(timeoutSeconds: wait ? 3600 : 120) {
+            case .progress(let progress):
+                if options.json {
+                    printJSONLine(progress)
+                } else {
+                    printPhase(progress)
+                }
+            case .reloadResult(let final):
+                result = final
+            default:
+                fail("jesterctl: the master closed the connection during the reload")
+            }
         }
+        guard let result else { return }
         if options.json {
-            printJSON(result)
+            if wait { printJSONLine(result) } else { printJSON(result) }
         } else if result.success {
             print("reloaded: generation \(result.generation), config hash \(result.configHash)")
         } else {
@@ -142,6 +187,20 @@ struct Reload: ParsableCommand {
             for error in result.errors { FileHandle.standardError.write(Data((error + "\n").utf8)) }
         }
         if !result.success { throw ExitCode(1) }
+    }
+
+    /// One line per phase, written straight to the file descriptor so a pipe sees it as it happens.
+    func printPhase(_ progress: ProgressReport) {
+        let generation = progress.generation.map { "generation \($0)" } ?? ""
+        let line: String
+        switch progress.phase {
+        case "validated": line = "validated: configuration is valid"
+        case "spawning": line = "spawning: \(generation), \(progress.workers) workers"
+        case "ready": line = "ready: \(generation) serves"
+        case "draining": line = "draining: \(generation), \(progress.connections) connections on \(progress.workers) workers"
+        default: line = "\(progress.phase): \(generation)"
+        }
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
     }
 }
 

@@ -1,5 +1,6 @@
 """Live tests of the process model: supervision, privileges, jesterctl and reload."""
 
+import json
 import os
 import signal
 import socket
@@ -387,3 +388,105 @@ respond = {{ status = 200, body = "{version}\\n" }}
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=15)
         log.close()
+
+
+def start_slow_download(port, size=64 * 1024 * 1024):
+    """A client that starts a large download and reads it slowly: a long-lived connection on the current
+    generation."""
+    client = socket.create_connection(("127.0.0.1", port), timeout=30)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    client.sendall(f"GET /app/download?size={size} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert client.recv(4096).startswith(b"HTTP/1.1 200")
+    return client
+
+
+def read_to_end(client):
+    total = 0
+    while True:
+        chunk = client.recv(1 << 20)
+        if not chunk:
+            return total
+        total += len(chunk)
+
+
+def proxy_routes(upstream, version):
+    return f"""
+[upstreams.app]
+targets = ["{upstream.address}"]
+
+[[routes]]
+path_prefix = "/app/"
+upstream = "app"
+max_body_size = "1GiB"
+
+[[routes]]
+path_prefix = "/"
+respond = {{ status = 200, body = "{version}\\n" }}
+"""
+
+
+def test_reload_wait_shows_phases_and_a_long_download_survives(make_jester, upstream):
+    jester = make_jester(proxy_routes(upstream, "one"), workers=1)
+    download = start_slow_download(jester.port)
+    jester.write_config(proxy_routes(upstream, "two"))
+    command = [os.path.join(os.path.dirname(jester.ctl("--help").args[0]), "jesterctl"), "reload", "--wait", "--json",
+               "--socket", jester.socket]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    lines = []
+    # The new generation serves while the old one drains; the drain lasts as long as the download. (The first
+    # draining lines may predate the old worker's next stats report, so wait for one that counts the download.)
+    while True:
+        line = process.stdout.readline()
+        assert line, lines
+        lines.append(json.loads(line))
+        if lines[-1].get("phase") == "draining" and lines[-1]["connections"] >= 1:
+            break
+    assert [l["phase"] for l in lines[:3]] == ["validated", "spawning", "ready"]
+    assert lines[-1]["generation"] == 1
+    assert curl(jester.url + "/")[1] == b"two\n"
+    status = jester.status()
+    old = [w for w in status["workers"] if w["generation"] == 1]
+    assert old and old[0]["drainDeadline"] > time.time() and old[0]["configHash"]
+    text = jester.ctl("status", check=True).stdout
+    assert "DRAIN DEADLINE" in text and "draining" in text
+    # The download completes on the old worker (nothing cut short), then the wait ends with the result.
+    assert read_to_end(download) > 60 * 1024 * 1024
+    download.close()
+    rest = [json.loads(l) for l in process.stdout.read().splitlines() if l.strip()]
+    assert process.wait(timeout=30) == 0
+    assert rest[-1]["success"] is True and rest[-1]["generation"] == 2
+
+
+def test_draining_generations_are_capped(make_jester, upstream):
+    jester = make_jester(proxy_routes(upstream, "one"), workers=1)
+    # max_draining_generations = 1: one old generation may drain; a reload that would make it two closes the
+    # older one at once.
+    jester.config_path.write_text(
+        jester.config_path.read_text().replace("[server]\n", "[server]\nmax_draining_generations = 1\n"))
+    jester.ctl("reload", check=True)  # generation 2, with the cap in force
+    first = start_slow_download(jester.port)  # held by generation 2
+    jester.ctl("reload", check=True)  # generation 3; generation 2 drains (1 draining: at the cap)
+    second = start_slow_download(jester.port)  # held by generation 3
+    jester.ctl("reload", check=True)  # generation 4; 2 and 3 would drain: 2 is closed at once
+    wait_for(lambda: {w["generation"] for w in jester.status()["workers"]} == {3, 4}, what="generation 2 closed")
+    assert "too many draining generations" in jester.logs()
+    first.settimeout(10)
+    assert read_to_end(first) < 64 * 1024 * 1024  # cut short
+    first.close()
+    second.close()
+
+
+def test_a_connection_outliving_drain_timeout_is_closed_then(make_jester, upstream):
+    jester = make_jester(proxy_routes(upstream, "one"), workers=1)  # drain_timeout = "5s" (conftest)
+    download = start_slow_download(jester.port, size=512 * 1024 * 1024)  # never read: outlives the drain
+    old_pid = jester.worker_pids()[0]
+    jester.write_config(proxy_routes(upstream, "two"))
+    started = time.monotonic()
+    jester.ctl("reload", check=True)
+    time.sleep(2)
+    assert old_pid in jester.worker_pids()  # still draining: the download is kept for now
+    wait_for(lambda: old_pid not in jester.worker_pids(), timeout=15, what="the old worker to exit")
+    assert 4 < time.monotonic() - started < 12
+    download.settimeout(10)
+    assert read_to_end(download) < 512 * 1024 * 1024  # closed at drain_timeout, not completed
+    download.close()
