@@ -189,6 +189,7 @@ http {{
         root {files};
         location = /small {{ default_type text/plain; return 200 "{SMALL_BODY.strip()}\\n"; }}
         location = /upload {{ client_max_body_size 4m; return 200 "ok\\n"; }}
+        location ^~ /r {{ default_type text/plain; return 200 "{SMALL_BODY.strip()}\\n"; }}
         location / {{ sendfile on; }}
     }}
 }}

@@ -136,3 +136,40 @@ extension Configuration {
         return bare ? key : quoted(key)
     }
 }
+
+extension ConfigSchema {
+    /// The KEYS section of jester.toml(5), rendered from the schema so the manual lists every key with its type
+    /// and default and cannot drift from the code (a test compares it with Man/jester.toml.5).
+    public static func manualReference() -> String {
+        var out = ".SH KEYS\n"
+        func escape(_ text: String) -> String {
+            text.replacingOccurrences(of: "\\", with: "\\e").replacingOccurrences(of: "-", with: "\\-")
+        }
+        func render(_ table: Table, title: String) {
+            out += ".SS \(escape(title))\n"
+            for field in table.fields {
+                if case .table = field.type { continue }
+                if case .array(.table) = field.type { continue }
+                if case .map(.table) = field.type { continue }
+                out += ".TP\n.B \(escape(field.name))\n"
+                var line = escape(field.type.summary.prefix(1).uppercased() + field.type.summary.dropFirst())
+                if field.isRequired {
+                    line += "; required"
+                } else if let value = field.defaultValue {
+                    line += "; default: " + escape(value)
+                }
+                out += line + ".\n" + escape(field.summary) + "\n"
+            }
+        }
+        render(root, title: "the top level")
+        render(server, title: "[server]")
+        render(log, title: "[log]")
+        render(http, title: "[http]")
+        render(listener, title: "[[listeners]]")
+        render(route, title: "[[routes]]")
+        render(respond, title: "[[routes]] respond = { ... }")
+        render(redirect, title: "[[routes]] redirect = { ... }")
+        render(upstream, title: "[upstreams.NAME]")
+        return out
+    }
+}

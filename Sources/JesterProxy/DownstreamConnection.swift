@@ -72,6 +72,14 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         self.context = context
     }
 
+    /// The context holds this handler and this handler holds the context: dropping it here, when the closed
+    /// channel's pipeline lets go of its handlers, is what frees the pair. (Without it every connection leaked.)
+    func handlerRemoved(context: ChannelHandlerContext) {
+        phase = .closing
+        timer.cancel()
+        self.context = nil
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         clientAddress = context.channel.remoteAddress?.ipAddress ?? "-"
         guard runtime.register(self, clientAddress: clientAddress) else {

@@ -111,8 +111,11 @@ struct Config: ParsableCommand {
     struct Schema: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print the JSON Schema of the configuration format.")
 
+        @Flag(help: "Print the key reference of jester.toml(5) (roff) instead.")
+        var manual = false
+
         func run() {
-            print(ConfigSchema.jsonSchema(), terminator: "")
+            print(manual ? ConfigSchema.manualReference() : ConfigSchema.jsonSchema(), terminator: "")
         }
     }
 }

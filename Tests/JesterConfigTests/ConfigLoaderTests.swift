@@ -144,3 +144,12 @@ func tableHeadersMustStartWithAKey(text: String) {
     }
     #expect(error.diagnostics.first?.message.contains("table header") == true)
 }
+
+/// jester.toml(5) lists every key with its type and default: its KEYS section is what the schema renders
+/// (regenerate with `jester config schema --manual`).
+@Test func theManualListsEveryKeyOfTheSchema() throws {
+    let manual = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../../Man/jester.toml.5").standardized
+    let text = try String(contentsOf: manual, encoding: .utf8)
+    #expect(text.contains(ConfigSchema.manualReference()))
+}

@@ -363,3 +363,27 @@ def test_wrk_burst_has_no_errors(make_jester, upstream):
     assert "Non-2xx" not in result.stdout and "Socket errors" not in result.stdout, result.stdout
     requests = int(result.stdout.split(" requests in ")[0].split()[-1])
     assert requests > 100
+
+
+def worker_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def test_connections_do_not_leak_memory(make_jester, upstream):
+    """Thousands of short connections (Connection: close), proxied and answered locally: the worker's memory
+    must come back to where it was, not grow by a few KiB per connection (a handler/context cycle once made
+    every connection leak)."""
+    jester = make_jester(proxy_config(upstream), workers=1)
+    worker = jester.worker_pids()[0]
+    warmup = ["wrk", "-t1", "-c20", "-d1s", "-H", "Connection: close", jester.url + "/local"]
+    subprocess.run(warmup, capture_output=True, timeout=30)
+    before = worker_rss_kib(worker)
+    total = 0
+    for path in ("/local", "/echo"):
+        result = subprocess.run(["wrk", "-t1", "-c20", "-d3s", "-H", "Connection: close", jester.url + path],
+                                capture_output=True, text=True, timeout=30)
+        total += int(result.stdout.split(" requests in ")[0].split()[-1])
+    growth = worker_rss_kib(worker) - before
+    assert total > 2000, total
+    assert growth < 8 * 1024, f"{growth} KiB more after {total} connections ({growth * 1024 / total:.0f} B each)"
