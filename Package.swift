@@ -119,6 +119,10 @@ let package = Package(
             name: "JesterSystemTests",
             dependencies: ["JesterSystem", "JesterTLS", "JesterHTTP2", "JesterHTTP3"]),
         .testTarget(name: "JesterSupervisorTests", dependencies: ["JesterSupervisor"]),
+        // The embedded tier: the data plane's channel handlers driven through NIO's EmbeddedChannel, no sockets.
+        .testTarget(
+            name: "JesterProxyTests",
+            dependencies: ["JesterProxy", "JesterConfig", .product(name: "NIOEmbedded", package: "swift-nio")]),
         // The live tier (real jester processes, upstreams and clients) is Tests/Live, run by pytest.
     ]
 )

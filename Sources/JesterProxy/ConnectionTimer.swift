@@ -44,7 +44,8 @@ final class ConnectionTimer {
         let nanoseconds = Int64(duration.components.seconds) * 1_000_000_000
             + duration.components.attoseconds / 1_000_000_000
         self.purpose = purpose
-        deadline = .now() + .nanoseconds(nanoseconds)
+        // The loop's clock, not the wall's: the same thing on a real loop, and what EmbeddedEventLoop advances.
+        deadline = (eventLoop?.now ?? .now()) + .nanoseconds(nanoseconds)
         if scheduled == nil || deadline < scheduledFor { schedule(at: deadline) }
     }
 
@@ -70,7 +71,7 @@ final class ConnectionTimer {
     private func fired() {
         scheduled = nil
         guard purpose != .none else { return }
-        if NIODeadline.now() < deadline {
+        if (eventLoop?.now ?? .now()) < deadline {
             schedule(at: deadline)
             return
         }

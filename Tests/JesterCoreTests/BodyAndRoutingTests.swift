@@ -78,3 +78,31 @@ func classifiesRequestMethods(method: String, idempotent: Bool, head: Bool) {
         #expect(RequestMethod.isHead(raw, 0..<raw.count) == head)
     }
 }
+
+/// The hashed prefix lookup against the obvious definition (longest matching prefix, first route on ties),
+/// over many routes of many lengths and paths that share, extend and miss them.
+@Test func longestPrefixMatchesABruteForceReference() {
+    var generator = SystemRandomNumberGenerator()
+    let alphabet = Array("ab/".utf8)
+    func randomPath(_ length: Int) -> String {
+        "/" + String(decoding: (0..<length).map { _ in alphabet.randomElement(using: &generator)! }, as: UTF8.self)
+    }
+    let prefixes = (0..<300).map { _ in randomPath(Int.random(in: 0...6, using: &generator)) }
+    let table = RouteTable<String>(prefixes.enumerated().map { .init(hosts: [], pathPrefix: $1, value: "\($0)") })
+    for _ in 0..<2000 {
+        let path = randomPath(Int.random(in: 0...9, using: &generator))
+        let expected = prefixes.enumerated()
+            .filter { path.hasPrefix($0.element) }
+            .max { $0.element.count < $1.element.count || ($0.element.count == $1.element.count && $0.offset > $1.offset) }
+            .map { "\($0.offset)" }
+        #expect(route(table, host: "x", path: path) == expected, "path \(path)")
+    }
+}
+
+@Test func aThousandRoutesStillFindTheirOwn() {
+    let table = RouteTable<String>((0..<1000).map { .init(hosts: [], pathPrefix: "/r\($0)/", value: "r\($0)") }
+        + [.init(hosts: [], pathPrefix: "/", value: "default")])
+    #expect(route(table, host: "x", path: "/r999/x") == "r999")
+    #expect(route(table, host: "x", path: "/r99/x") == "r99")
+    #expect(route(table, host: "x", path: "/r9999/x") == "default")
+}

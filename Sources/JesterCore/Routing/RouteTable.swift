@@ -46,29 +46,70 @@ public struct RouteTable<Value: Sendable>: Sendable {
         }
     }
 
-    /// Routes of one host pattern, longest path prefix first; ties keep configuration order.
+    /// Path prefixes of one host pattern, answering "longest prefix of this path" in time that depends on the
+    /// number of distinct prefix lengths, not the number of routes: a hash of the path's first N bytes is looked
+    /// up for each length N in use, longest first, and the hashes of all those lengths come from one pass over
+    /// the path. (A linear scan cost ~24 µs per request at 1,000 routes in the benchmark.)
     @usableFromInline
     struct PrefixList: Sendable {
         @usableFromInline var prefixes: [[UInt8]] = []
         @usableFromInline var values: [Value] = []
+        /// The distinct prefix lengths, shortest first.
+        @usableFromInline var lengths: [Int] = []
+        /// FNV-1a hash of a prefix → the indices of the prefixes with that hash (compared byte by byte).
+        @usableFromInline var byHash: [UInt64: [Int]] = [:]
 
+        @usableFromInline static var hashBasis: UInt64 { 0xcbf2_9ce4_8422_2325 }
+
+        @inlinable @inline(__always)
+        static func hash(_ hash: UInt64, _ byte: UInt8) -> UInt64 { (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+
+        /// Adds a prefix; the first route with a given prefix keeps it.
         mutating func insert(_ prefix: [UInt8], _ value: Value) {
-            let position = prefixes.firstIndex { $0.count < prefix.count } ?? prefixes.count
-            prefixes.insert(prefix, at: position)
-            values.insert(value, at: position)
+            let key = prefix.reduce(Self.hashBasis, Self.hash)
+            if byHash[key]?.contains(where: { prefixes[$0] == prefix }) == true { return }
+            byHash[key, default: []].append(prefixes.count)
+            prefixes.append(prefix)
+            values.append(value)
+            if !lengths.contains(prefix.count) {
+                lengths.append(prefix.count)
+                lengths.sort()
+            }
         }
 
         @inlinable
         func match(_ bytes: UnsafeRawBufferPointer, _ path: Range<Int>) -> Value? {
-            for index in prefixes.indices {
-                let prefix = prefixes[index]
-                guard prefix.count <= path.count else { continue }
-                let matched = prefix.withUnsafeBytes { prefixBytes in
-                    prefixBytes.elementsEqual(bytes[path.lowerBound..<(path.lowerBound + prefix.count)])
+            guard let shortest = lengths.first, shortest <= path.count else { return nil }
+            return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: lengths.count) { hashes in
+                // One pass over the path: the hash of its first `lengths[i]` bytes, for every length that fits.
+                var fitting = 0
+                var hash = Self.hashBasis
+                var position = 0
+                for length in lengths {
+                    guard length <= path.count else { break }
+                    while position < length {
+                        hash = Self.hash(hash, bytes[path.lowerBound + position])
+                        position += 1
+                    }
+                    hashes[fitting] = hash
+                    fitting += 1
                 }
-                if matched { return values[index] }
+                // Longest first.
+                var index = fitting - 1
+                while index >= 0 {
+                    if let candidates = byHash[hashes[index]] {
+                        let length = lengths[index]
+                        for candidate in candidates where prefixes[candidate].count == length {
+                            let equal = prefixes[candidate].withUnsafeBytes { prefix in
+                                prefix.elementsEqual(bytes[path.lowerBound..<(path.lowerBound + length)])
+                            }
+                            if equal { return values[candidate] }
+                        }
+                    }
+                    index -= 1
+                }
+                return nil
             }
-            return nil
         }
     }
 
