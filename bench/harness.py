@@ -452,9 +452,13 @@ def version_of(command):
         return "unknown"
 
 
+def current_commit():
+    return subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                          capture_output=True, text=True).stdout.strip()
+
+
 def write_report(results, args, steal_percent, path):
-    commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-                            capture_output=True, text=True).stdout.strip()
+    commit = args.commit
     lines = [
         "# Jester benchmarks",
         "",
@@ -522,6 +526,7 @@ def main():
     parser.add_argument("--output", default=str(HERE / "BENCHMARKS.md"))
     args = parser.parse_args()
     args.argv = [a for a in sys.argv[1:] if not a.startswith("--jester") and a != args.jester]
+    args.commit = current_commit()  # before this run rewrites bench/BENCHMARKS.md and results.json
     cpus = os.cpu_count() or 1
     args.all_cpus = f"0-{cpus - 1}"
     args.load_cpus = args.load_cpus or ("1" if cpus == 2 else f"1-{cpus - 1}" if cpus > 2 else "0")

@@ -194,6 +194,9 @@ enum TOMLPreflight {
         let bytes = Array(text.utf8)
         var index = 0
         var lineIsBlankSoFar = true
+        // Open "[" and "{" of values (arrays, inline tables): a "[" at the start of a line inside them is an
+        // element, not a table header.
+        var valueDepth = 0
         func at(_ offset: Int) -> UInt8? { index + offset < bytes.count ? bytes[index + offset] : nil }
         func isKeyStart(_ byte: UInt8?) -> Bool {
             guard let byte else { return false }
@@ -217,14 +220,24 @@ enum TOMLPreflight {
                     return Problem(line: line, column: index - lineStart + 1,
                         message: "a non-ASCII character outside a string or comment")
                 }
-                if byte == UInt8(ascii: "["), lineIsBlankSoFar {
-                    // A table header: "[" or "[[", optional blanks, then a key.
+                if byte == UInt8(ascii: "["), lineIsBlankSoFar, valueDepth == 0 {
+                    // A table header: "[" or "[[", optional blanks, then a key. Its brackets are not values.
                     var next = index + 1
                     if next < bytes.count, bytes[next] == UInt8(ascii: "[") { next += 1 }
                     while next < bytes.count, bytes[next] == 0x20 || bytes[next] == 0x09 { next += 1 }
                     if !isKeyStart(next < bytes.count ? bytes[next] : nil) {
                         return Problem(line: line, column: next - lineStart + 1, message: "a table header needs a key")
                     }
+                    while index + 1 < bytes.count, bytes[index + 1] != 0x0A, bytes[index + 1] != UInt8(ascii: "#") {
+                        index += 1  // the rest of the header line (quoted keys with "]" are not worth the care)
+                    }
+                    lineIsBlankSoFar = false
+                    index += 1
+                    continue
+                } else if byte == UInt8(ascii: "[") || byte == UInt8(ascii: "{") {
+                    valueDepth += 1
+                } else if byte == UInt8(ascii: "]") || byte == UInt8(ascii: "}") {
+                    valueDepth = max(0, valueDepth - 1)
                 }
                 if byte != 0x20, byte != 0x09, byte != 0x0D { lineIsBlankSoFar = false }
                 if byte == UInt8(ascii: "#") {

@@ -109,6 +109,7 @@ public final class Master: @unchecked Sendable {
     }
 
     private func start() throws {
+        raiseOpenFileLimit()
         if Privileges.isRoot {
             identity = try Privileges.workerIdentity(user: configuration.server.user, group: configuration.server.group)
         } else {
@@ -145,6 +146,18 @@ public final class Master: @unchecked Sendable {
             "pid": "\(getpid())", "config": "\(configPath)", "config_hash": "\(configuration.hash)",
             "workers": "\(workerCount)", "version": "\(JesterVersion.current)",
         ])
+    }
+
+    /// Raises the soft open-file limit to the hard one (workers inherit it): Debian and systemd start services
+    /// with a soft limit of 1024, far below what `http.max_connections` (10,000 per worker by default) needs.
+    private func raiseOpenFileLimit() {
+        var limit = rlimit()
+        guard getrlimit(RLIMIT_NOFILE_VALUE, &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        let previous = limit.rlim_cur
+        limit.rlim_cur = limit.rlim_max
+        if setrlimit(RLIMIT_NOFILE_VALUE, &limit) == 0 {
+            logger.info("raised the open-file limit", metadata: ["from": "\(previous)", "to": "\(limit.rlim_max)"])
+        }
     }
 
     private func resolveControlGroup(_ configuration: Configuration) throws -> UInt32? {
@@ -735,3 +748,6 @@ private final class ControlSessionHandler: ChannelInboundHandler, @unchecked Sen
 public enum JesterVersion {
     public static let current = "0.1.0"
 }
+
+/// RLIMIT_NOFILE as getrlimit/setrlimit take it on glibc (the constant imports as an enum case).
+private let RLIMIT_NOFILE_VALUE = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)

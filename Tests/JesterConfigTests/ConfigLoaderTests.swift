@@ -153,3 +153,30 @@ func tableHeadersMustStartWithAKey(text: String) {
     let text = try String(contentsOf: manual, encoding: .utf8)
     #expect(text.contains(ConfigSchema.manualReference()))
 }
+
+@Test func nestedArraysOnTheirOwnLineAreNotTableHeaders() {
+    let text = """
+        [[listeners]]
+        name = "main"
+        address = "127.0.0.1:8080"
+
+        [upstreams.app]
+        targets = [
+          "127.0.0.1:9000",
+        ]
+
+        [[routes]]
+        path_prefix = "/"
+        upstream = "app"
+        hosts = [
+          "a.example.com", # a comment with [brackets]
+        ]
+        """
+    if case .failure(let error) = load(text) { Issue.record("unexpected: \(error)") }
+    guard case .failure(let error) = load("x = [\n  [ ]\n]\n[@bad]\n") else {
+        Issue.record("expected the bad header to be found after the nested array")
+        return
+    }
+    #expect(error.diagnostics.first?.location.line == 4)
+    #expect(error.diagnostics.first?.message.contains("table header") == true)
+}
