@@ -74,12 +74,36 @@ public struct ConfigLoader: Sendable {
     }
 
     private static func read(_ path: String, from location: SourceLocation?) throws(ConfigError) -> String {
+        let data: Data
         do {
-            return try String(contentsOfFile: path, encoding: .utf8)
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
             let reason = (error as NSError).localizedFailureReason ?? "cannot be read"
-            let location = location ?? SourceLocation(file: path, line: 0, column: 0)
+            let location = location ?? SourceLocation(file: path, line: 1, column: 1)
             throw ConfigError([ConfigDiagnostic(location, "cannot read \(path): \(reason)")])
+        }
+        let bytes = [UInt8](data)
+        if let offset = firstInvalidUTF8(bytes) {
+            // TOML is UTF-8; say where it stops being so instead of "the file isn't in the correct format".
+            let lineStart = bytes[..<offset].lastIndex(of: 0x0A).map { $0 + 1 } ?? 0
+            let line = bytes[..<offset].reduce(1) { $0 + ($1 == 0x0A ? 1 : 0) }
+            throw ConfigError([ConfigDiagnostic(SourceLocation(file: path, line: line, column: offset - lineStart + 1),
+                "not valid UTF-8 (configuration files must be UTF-8)")])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The offset of the first byte that is not part of valid UTF-8, or nil.
+    static func firstInvalidUTF8(_ bytes: [UInt8]) -> Int? {
+        var parser = Unicode.UTF8.ForwardParser()
+        var iterator = bytes.makeIterator()
+        var offset = 0
+        while true {
+            switch parser.parseScalar(from: &iterator) {
+            case .valid(let scalar): offset += scalar.count
+            case .emptyInput: return nil
+            case .error: return offset
+            }
         }
     }
 

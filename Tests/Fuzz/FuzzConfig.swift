@@ -6,7 +6,8 @@
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzConfig(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let text = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
-    let lines = text.split(separator: "\n", omittingEmptySubsequences: false).count
+    // Count LF bytes: Swift's Character view treats "\r\n" as one character and would count too few lines.
+    let lines = text.utf8.reduce(1) { $0 + ($1 == 0x0A ? 1 : 0) }
     do {
         _ = try ConfigLoader(environment: ["X": "1"]).load(text: text, file: "fuzz.toml")
     } catch {

@@ -51,7 +51,13 @@ for target in "${targets[@]}"; do
     # toml++ (inside TOMLKit) also aborts on some malformed files; jester contains that with ConfigProbe (the
     # parser runs in a child first), so here such crashes are collected and the run goes on (-fork), and the
     # ones in toml.hpp are upstream bugs, not Jester's (see the list printed at the end).
-    [ "$target" = config ] && extra+=(-detect_leaks=0 -fork=1 -ignore_crashes=1)
+    # (-fork children do not inherit -detect_leaks, hence ASAN_OPTIONS too.)
+    if [ "$target" = config ]; then
+        extra+=(-detect_leaks=0 -fork=1 -ignore_crashes=1)
+        export ASAN_OPTIONS=detect_leaks=0
+    else
+        unset ASAN_OPTIONS
+    fi
     if ! "$out/$target" "$corpus" -max_total_time="$seconds" -max_len=8192 -timeout=10 \
             -artifact_prefix="Tests/Fuzz/crashes/$target/" -print_final_stats=1 "${extra[@]}" >"$out/$target.log" 2>&1; then
         status=1

@@ -180,3 +180,17 @@ func tableHeadersMustStartWithAKey(text: String) {
     #expect(error.diagnostics.first?.location.line == 4)
     #expect(error.diagnostics.first?.message.contains("table header") == true)
 }
+
+@Test func aFileThatIsNotUTF8IsALocatedError() throws {
+    let path = NSTemporaryDirectory() + "jester-latin1-\(getpid()).toml"
+    try Data("[server]\nworkers = 2\n# caf".utf8 + [0xE9] + Data("\n".utf8)).write(to: URL(fileURLWithPath: path))
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    do {
+        _ = try ConfigLoader(environment: [:]).load(file: path)
+        Issue.record("expected an error")
+    } catch {
+        #expect(error.diagnostics.first?.location.line == 3)
+        #expect(error.diagnostics.first?.location.column == 6)
+        #expect(error.diagnostics.first?.message.contains("UTF-8") == true)
+    }
+}
