@@ -20,9 +20,11 @@ final class AccessLog: Sendable {
         var bytesOut = 0
         var failure = ""
 
-        /// Starts a record for a request head (only the parts that parsed are taken).
-        mutating func begin(head: HTTPHead, bytes: ByteBuffer, client: String) {
+        /// Starts a record for a request head (only the parts that parsed are taken). Without an access log
+        /// (`detailed` false) only the timing and status are kept: no strings are made on the hot path.
+        mutating func begin(head: HTTPHead, bytes: ByteBuffer, client: String, detailed: Bool) {
             self = Record()
+            guard detailed else { return }
             self.client = client
             bytes.withUnsafeReadableBytes { raw in
                 if !head.method.isEmpty, head.method.upperBound <= raw.count {

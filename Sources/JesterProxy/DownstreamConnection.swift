@@ -208,7 +208,7 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
                 buffer = current
                 parser.reset()
                 if let error {
-                    log.begin(head: head, bytes: headBytes, client: clientAddress)
+                    log.begin(head: head, bytes: headBytes, client: clientAddress, detailed: runtime.accessLog != nil)
                     rejectRequest(error)
                     return
                 }
@@ -221,7 +221,7 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         timer.disarm()
         requestsServed += 1
         runtime.counters.requests &+= 1
-        log.begin(head: head, bytes: headBytes, client: clientAddress)
+        log.begin(head: head, bytes: headBytes, client: clientAddress, detailed: runtime.accessLog != nil)
         let http = runtime.configuration.http
         keepAlive = head.isPersistent && !runtime.isDraining
             && (http.keepaliveRequests == 0 || requestsServed < http.keepaliveRequests)
@@ -424,12 +424,14 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
             out.writeStaticString("\r\n")
         }
         if let index = head.requestIDField, head.fields[index].value.count > 0, head.fields[index].value.count <= 128 {
-            log.requestID = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[head.fields[index].value]), as: UTF8.self)
+            if runtime.accessLog != nil {
+                log.requestID = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[head.fields[index].value]), as: UTF8.self)
+            }
         } else {
             out.writeStaticString("X-Request-Id: ")
             runtime.requestIDs.withNextID { id in
                 out.writeBytes(id)
-                log.requestID = String(decoding: id, as: UTF8.self)
+                if runtime.accessLog != nil { log.requestID = String(decoding: id, as: UTF8.self) }
             }
             out.writeStaticString("\r\n")
         }
@@ -546,6 +548,8 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         }
         phase = .awaitingHead
         requestBody = BodyReader(.none)
+        // An idle connection should not pin the receive buffer its last request arrived in.
+        if buffer?.readableBytes == 0 { buffer = nil }
         flushClient()
         armKeepaliveTimer()
         if buffer?.readableBytes ?? 0 > 0 {
