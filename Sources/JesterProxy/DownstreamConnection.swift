@@ -145,6 +145,25 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         close()
     }
 
+    /// The client shut down its sending side. A request already complete is still answered (then the connection
+    /// closes); anything that still needed client bytes (a partial head, a body, a tunnel) cannot finish.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard case ChannelEvent.inputClosed = event else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        keepAlive = false
+        switch phase {
+        case .proxying where requestBody.isComplete:
+            break  // finishExchange closes after the response
+        case .awaitingHead where buffer?.readableBytes ?? 0 > 0:
+            // A partial head that can never be completed.
+            respondWithError(400, closing: true)
+        default:
+            close()
+        }
+    }
+
     /// Whether to read more from the client now.
     private var wantsInput: Bool {
         switch phase {

@@ -110,6 +110,9 @@ final class WorkerServer: @unchecked Sendable {
             let runtime = self.runtime
             let channel = try ServerBootstrap(group: eventLoop)
                 .childChannelOption(.autoRead, value: false)
+                // A client may shut down its sending side after the request (nc -N, some HTTP/1.0 tools) and
+                // still read the answer: see DownstreamConnection.userInboundEventTriggered.
+                .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {

@@ -387,3 +387,28 @@ def test_connections_do_not_leak_memory(make_jester, upstream):
     growth = worker_rss_kib(worker) - before
     assert total > 2000, total
     assert growth < 8 * 1024, f"{growth} KiB more after {total} connections ({growth * 1024 / total:.0f} B each)"
+
+
+def half_closed_request(port, data, timeout=5):
+    """Sends `data`, shuts down the sending side (as `nc -N` does), and reads the answer until the close."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        connection.sendall(data)
+        connection.shutdown(socket.SHUT_WR)
+        chunks = []
+        while True:
+            chunk = connection.recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+def test_a_client_that_half_closes_still_gets_its_answer(jester):
+    proxied = half_closed_request(jester.port, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert proxied.startswith(b"HTTP/1.1 200") and b'"method": "GET"' in proxied and b"Connection: close" in proxied
+    local = half_closed_request(jester.port, b"GET /local HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert local.startswith(b"HTTP/1.1 201") and local.endswith(b"local answer\n")
+    slow = half_closed_request(jester.port, b"GET /slow?delay=0.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert slow.startswith(b"HTTP/1.1 200")
+    # A head that can never be completed gets a 400, not a wait for the header timeout.
+    partial = half_closed_request(jester.port, b"GET /echo HTTP/1.1\r\nHost: x\r\n")
+    assert partial.startswith(b"HTTP/1.1 400")
