@@ -65,7 +65,8 @@ final class ConnectionTimer {
         guard let eventLoop else { return }
         scheduled?.cancel()
         scheduledFor = when
-        scheduled = eventLoop.scheduleTask(deadline: when) { self.fired() }
+        // Loop-confined: the isolated view takes the non-Sendable closure without a Sendable promise.
+        scheduled = eventLoop.assumeIsolated().scheduleTask(deadline: when) { self.fired() }
     }
 
     private func fired() {

@@ -593,9 +593,8 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
             self.upstream = nil
             upstream.close()
         }
-        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { [context] _ in
-            context?.close(promise: nil)
-        }
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).assumeIsolated()
+            .whenComplete { [context] _ in context?.close(promise: nil) }
     }
 
     // MARK: Timers

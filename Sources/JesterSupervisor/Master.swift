@@ -250,6 +250,7 @@ public final class Master: @unchecked Sendable {
                     }
                 }
                 .withConnectedSocket(masterEnd)
+                .assumeIsolated()  // the master's own loop
                 .whenComplete { result in
                     switch result {
                     case .success(let channel):
@@ -608,7 +609,7 @@ public final class Master: @unchecked Sendable {
         }
         let future: EventLoopFuture<RawPeerCredentials> = provider.unsafeGetSocketOption(
             level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
-        future.whenComplete { result in
+        future.assumeIsolated().whenComplete { result in
             guard case .success(let credentials) = result else {
                 channel.close(promise: nil)
                 return
