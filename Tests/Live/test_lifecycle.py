@@ -490,3 +490,76 @@ def test_a_connection_outliving_drain_timeout_is_closed_then(make_jester, upstre
     download.settimeout(10)
     assert read_to_end(download) < 512 * 1024 * 1024  # closed at drain_timeout, not completed
     download.close()
+
+
+def test_worker_count_change_under_load_loses_nothing(make_jester, upstream):
+    import http.client
+    jester = make_jester(proxy_routes(upstream, "one"), workers=2)
+    stop = threading.Event()
+    failures, served = [], [0]
+
+    def client():
+        connection = http.client.HTTPConnection("127.0.0.1", jester.port, timeout=5)
+        while not stop.is_set():
+            try:
+                connection.request("GET", "/")
+                response = connection.getresponse()
+                response.read()
+                if response.status != 200:
+                    failures.append(response.status)
+                served[0] += 1
+                if response.getheader("Connection", "").lower() == "close":
+                    connection.close()
+            except Exception as error:
+                failures.append(repr(error))
+                connection.close()
+
+    threads = [threading.Thread(target=client) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        for workers in (1, 3, 2):
+            text = jester.config_path.read_text()
+            text = text.replace(f"workers = {jester.workers}", f"workers = {workers}")
+            jester.config_path.write_text(text)
+            jester.workers = workers
+            jester.ctl("reload", check=True)
+            wait_for(lambda: sorted(w["slot"] for w in jester.status()["workers"]) == list(range(workers)),
+                     timeout=15, what=f"{workers} workers")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert not failures, failures[:5]
+    assert served[0] > 100
+
+
+def test_a_new_generation_that_is_not_ready_in_time_is_rolled_back(make_jester, upstream):
+    jester = make_jester(proxy_routes(upstream, "one"), workers=1)
+    old = jester.worker_pids()
+    text = jester.config_path.read_text().replace("[server]\n", '[server]\nworker_start_timeout = "0s"\n')
+    jester.config_path.write_text(text.replace('body = "one\\n"', 'body = "two\\n"'))
+    result = jester.ctl("reload")
+    assert result.returncode == 1 and "did not report ready" in result.stderr, result.stderr
+    assert jester.worker_pids() == old and jester.status()["generation"] == 1
+    assert curl(jester.url + "/")[1] == b"one\n"
+
+
+def test_a_listener_that_cannot_be_bound_fails_the_reload(make_jester, upstream):
+    jester = make_jester(proxy_routes(upstream, "one"), workers=1)
+    blocker = socket.socket()  # no SO_REUSEPORT: nobody else may bind this port
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    try:
+        port = blocker.getsockname()[1]
+        jester.config_path.write_text(jester.config_path.read_text() + f"""
+[[listeners]]
+name = "extra"
+address = "127.0.0.1:{port}"
+""")
+        result = jester.ctl("reload")
+        assert result.returncode == 1 and str(port) in result.stderr, result.stderr
+        assert jester.status()["generation"] == 1
+        assert curl(jester.url + "/")[1] == b"one\n"
+    finally:
+        blocker.close()
