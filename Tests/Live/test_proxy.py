@@ -4,6 +4,7 @@ import base64
 import hashlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -412,3 +413,52 @@ def test_a_client_that_half_closes_still_gets_its_answer(jester):
     # A head that can never be completed gets a 400, not a wait for the header timeout.
     partial = half_closed_request(jester.port, b"GET /echo HTTP/1.1\r\nHost: x\r\n")
     assert partial.startswith(b"HTTP/1.1 400")
+
+
+# Allocations per request in the worker, counted by an LD_PRELOAD shim (support/count_allocations.c). The budgets
+# are today's counts plus a little headroom: a change that adds allocations to the hot path fails here and has to
+# say why (or lower the budget when it removes some). Measured with the release build.
+ALLOCATION_BUDGETS = {"/local": 3, "/echo": 6}  # measured 2.0 and 5.0 (2026-11-21)
+
+
+def allocation_count(pid):
+    path = f"/tmp/jester-allocations-{pid}"
+    if os.path.exists(path):
+        os.remove(path)
+    os.kill(pid, signal.SIGRTMIN + 5)
+    wait_for(lambda: os.path.exists(path) and open(path).read().endswith("\n"), timeout=5, what="allocation count")
+    with open(path) as f:
+        return int(f.read())
+
+
+def test_allocations_per_request_stay_within_budget(make_jester, tmp_path):
+    import http.client
+    from capture import CapturingUpstream
+    # An upstream that answers in one write (the Python test server's two writes meet delayed ACKs: 40 ms each).
+    upstream = CapturingUpstream()
+    library = tmp_path / "count_allocations.so"
+    source = os.path.join(os.path.dirname(__file__), "support", "count_allocations.c")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(library), source, "-ldl"], check=True)
+    # The access log off: its JSON lines are allocations of their own, on a background thread.
+    jester = make_jester(proxy_config(upstream, extra="\n[log]\naccess_log = false\n"),
+                         workers=1, extra_env={"LD_PRELOAD": str(library)})
+    worker = jester.worker_pids()[0]
+    connection = http.client.HTTPConnection("127.0.0.1", jester.port, timeout=5)
+
+    def run(path, count):
+        for _ in range(count):
+            connection.request("GET", path)
+            response = connection.getresponse()
+            response.read()
+            assert response.status in (200, 201)
+
+    measured = {}
+    for path, budget in ALLOCATION_BUDGETS.items():
+        run(path, 200)  # warm up: pools, buffers, caches
+        before = allocation_count(worker)
+        run(path, 2000)
+        measured[path] = (allocation_count(worker) - before) / 2000
+    upstream.close()
+    print("allocations per request:", measured)
+    for path, budget in ALLOCATION_BUDGETS.items():
+        assert measured[path] <= budget, f"{path}: {measured[path]:.1f} allocations per request, budget {budget}"
