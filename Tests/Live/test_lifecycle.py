@@ -429,8 +429,8 @@ def test_reload_wait_shows_phases_and_a_long_download_survives(make_jester, upst
     jester = make_jester(proxy_routes(upstream, "one"), workers=1)
     download = start_slow_download(jester.port)
     jester.write_config(proxy_routes(upstream, "two"))
-    command = [os.path.join(os.path.dirname(jester.ctl("--help").args[0]), "jesterctl"), "reload", "--wait", "--json",
-               "--socket", jester.socket]
+    from conftest import JESTERCTL
+    command = [JESTERCTL, "reload", "--wait", "--json", "--socket", jester.socket]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     lines = []
     # The new generation serves while the old one drains; the drain lasts as long as the download. (The first
