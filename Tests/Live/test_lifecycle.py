@@ -62,9 +62,12 @@ def test_killed_worker_is_respawned_and_others_keep_serving(make_jester):
 
     thread = threading.Thread(target=load)
     thread.start()
+    time.sleep(0.3)
+    killed_at = time.monotonic()
     os.kill(victim, signal.SIGKILL)
     pids = wait_for(lambda: (lambda p: p if len(p) == 2 and victim not in p and jester.all_ready() else None)(
-        jester.worker_pids()), what="respawn")
+        jester.worker_pids()), interval=0.01, what="respawn")
+    print(f"worker respawned and ready {1000 * (time.monotonic() - killed_at):.0f} ms after SIGKILL")
     time.sleep(0.5)
     stop.set()
     thread.join()
@@ -72,8 +75,10 @@ def test_killed_worker_is_respawned_and_others_keep_serving(make_jester):
     assert "killed by signal 9 (SIGKILL)" in jester.logs()
     restarts = {w["pid"]: w["restarts"] for w in jester.status()["workers"]}
     assert restarts[survivor] == 0 and sum(restarts.values()) == 1, restarts
-    # The killed worker's socket stayed with the master, so no connection was refused meanwhile.
-    assert not failures, failures
+    # The killed worker's socket stayed with the master, so no connection was refused meanwhile. Only requests
+    # the worker had in flight could fail: this client has at most one in flight.
+    print(f"failed requests: {len(failures)} (at most 1 was in flight on the killed worker)")
+    assert len(failures) <= 1, failures
 
 
 def test_reload_replaces_workers_and_bad_config_keeps_serving(make_jester):
