@@ -31,30 +31,12 @@ public enum ConfigProbe {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var emptyMask = sigset_t()
-        sigemptyset(&emptyMask)
-        posix_spawnattr_setsigmask(&attributes, &emptyMask)
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        let arguments: [String] = [executable, "config", "validate", "--probe", file]
-        let argv = arguments.map { strdup($0) }
-        defer { for pointer in argv { free(pointer) } }
-        var argvPointers = argv + [nil]
         // No crash report from the child: the assertion line is what matters, and a long report could fill the pipe.
-        let variables: [String] = ["SWIFT_BACKTRACE=enable=no"]
-        let environment = variables.map { strdup($0) }
-        defer { for pointer in environment { free(pointer) } }
-        var environmentPointers = environment + [nil]
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, executable, &actions, &attributes, &argvPointers, &environmentPointers)
+        let spawned = try? ProcessSpawner.spawn(
+            executable: executable, arguments: ["config", "validate", "--probe", file],
+            environment: ["SWIFT_BACKTRACE=enable=no"], actions: &actions)
         close(pipeFDs[1])
-        guard spawned == 0 else {
+        guard let pid = spawned else {
             close(pipeFDs[0])
             return .parserCompleted  // cannot probe: parse in-process as before
         }

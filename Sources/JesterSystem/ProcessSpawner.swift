@@ -90,7 +90,15 @@ public enum ProcessSpawner {
         for (offset, fd) in moved.dropFirst().enumerated() {
             posix_spawn_file_actions_adddup2(&actions, fd, firstListenerFD + Int32(offset))
         }
+        return try spawn(executable: executable, arguments: arguments, environment: nil, actions: &actions)
+    }
 
+    /// posix_spawn with the child's signal mask cleared and the signals the master handles or ignores reset to
+    /// their defaults (the master blocks them for its signal thread; a child must not inherit that), `actions`
+    /// arranging its descriptors, and `environment` (nil: ours).
+    static func spawn(
+        executable: String, arguments: [String], environment: [String]?, actions: inout posix_spawn_file_actions_t
+    ) throws(SystemError) -> Int32 {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -106,8 +114,16 @@ public enum ProcessSpawner {
         let argv = ([executable] + arguments).map { strdup($0) }
         defer { for pointer in argv { free(pointer) } }
         var argvPointers = argv + [nil]
+        let variables = environment?.map { strdup($0) }
+        defer { for pointer in variables ?? [] { free(pointer) } }
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, executable, &actions, &attributes, &argvPointers, environ)
+        let result: Int32
+        if let variables {
+            var environmentPointers = variables + [nil]
+            result = posix_spawn(&pid, executable, &actions, &attributes, &argvPointers, &environmentPointers)
+        } else {
+            result = posix_spawn(&pid, executable, &actions, &attributes, &argvPointers, environ)
+        }
         guard result == 0 else { throw SystemError("posix_spawn", executable, errno: result) }
         return pid
     }

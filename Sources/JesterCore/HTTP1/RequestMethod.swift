@@ -5,23 +5,19 @@ public enum RequestMethod {
     /// HEAD: the response has no body whatever its framing says.
     @inlinable
     public static func isHead(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
-        equals(bytes, range, "HEAD")
+        bytes.elementsEqual("HEAD".utf8, range: range)
     }
 
     /// Idempotent methods (RFC 9110 §9.2.2): a request that failed before any response byte arrived may be sent
     /// again without changing what the origin does.
     public static func isIdempotent(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
-        equals(bytes, range, "GET") || equals(bytes, range, "HEAD") || equals(bytes, range, "OPTIONS")
-            || equals(bytes, range, "TRACE") || equals(bytes, range, "PUT") || equals(bytes, range, "DELETE")
-    }
-
-    @inlinable
-    static func equals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ literal: StaticString) -> Bool {
-        guard range.count == literal.utf8CodeUnitCount else { return false }
-        let start = literal.utf8Start
-        for index in 0..<range.count where bytes[range.lowerBound + index] != start[index] {
-            return false
+        switch range.count {
+        case 3: return bytes.elementsEqual("GET".utf8, range: range) || bytes.elementsEqual("PUT".utf8, range: range)
+        case 4: return bytes.elementsEqual("HEAD".utf8, range: range)
+        case 5: return bytes.elementsEqual("TRACE".utf8, range: range)
+        case 6: return bytes.elementsEqual("DELETE".utf8, range: range)
+        case 7: return bytes.elementsEqual("OPTIONS".utf8, range: range)
+        default: return false
         }
-        return true
     }
 }
