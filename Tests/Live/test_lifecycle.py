@@ -8,6 +8,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from conftest import curl, wait_for
 
 ROUTES = """
@@ -497,7 +499,25 @@ def test_a_connection_outliving_drain_timeout_is_closed_then(make_jester, upstre
     download.close()
 
 
-def test_worker_count_change_under_load_loses_nothing(make_jester, upstream):
+@pytest.fixture
+def migrate_requests():
+    """net.ipv4.tcp_migrate_req on for the test: when fewer workers mean a slot's SO_REUSEPORT socket closes, the
+    kernel moves the connections queued on it to a remaining socket instead of resetting them (Linux >= 5.14).
+    Jester warns at start-up when it is off; without it, shrinking the worker count can reset queued connections."""
+    path = "/proc/sys/net/ipv4/tcp_migrate_req"
+    try:
+        with open(path) as f:
+            previous = f.read().strip()
+        with open(path, "w") as f:
+            f.write("1")
+    except OSError:
+        pytest.skip("net.ipv4.tcp_migrate_req cannot be turned on here")
+    yield
+    with open(path, "w") as f:
+        f.write(previous)
+
+
+def test_worker_count_change_under_load_loses_nothing(make_jester, upstream, migrate_requests):
     import http.client
     jester = make_jester(proxy_routes(upstream, "one"), workers=2)
     stop = threading.Event()
