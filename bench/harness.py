@@ -576,7 +576,8 @@ def main():
         upstream.stop()
     steal_end = steal_ticks()
     steal = 100.0 * (steal_end[0] - steal_start[0]) / max(steal_end[1] - steal_start[1], 1)
-    (HERE / "results.json").write_text(json.dumps(results, indent=2))
+    # The raw figures go next to the report, so a run with --output elsewhere leaves bench/ untouched.
+    Path(args.output).with_name("results.json").write_text(json.dumps(results, indent=2))
     write_report(results, args, steal, Path(args.output))
     print(Path(args.output).read_text())
     shutil.rmtree(work, ignore_errors=True)
