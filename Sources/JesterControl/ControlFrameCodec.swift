@@ -24,6 +24,9 @@ public struct ControlFrameCodec: Sendable {
 
     public init() {}
 
+    /// Bytes received but not yet part of a complete frame (handed across a binary upgrade).
+    public var bufferedBytes: [UInt8] { buffer }
+
     /// The bytes of one frame carrying `message`.
     public static func encode(_ message: ControlMessage) -> [UInt8] {
         let payload = (try? JSONEncoder().encode(ControlEnvelope(message))) ?? Data()

@@ -19,6 +19,14 @@ public enum ControlMessage: Codable, Sendable, Equatable {
     case drain(timeoutSeconds: Double?)
     /// Stop (gracefully, like SIGTERM, unless `fast`); answered with `done`.
     case stop(fast: Bool)
+    /// Switch to the binary now installed (like SIGUSR2): `progress` lines (probing, exec), then either a failed
+    /// `reloadResult` or, once the master has executed the new binary, the end of the connection. The requester
+    /// then reconnects and sends `awaitUpgrade`.
+    case upgrade
+    /// Sent to the new binary after an upgrade's exec: `progress` lines while its generation starts, then the
+    /// `reloadResult` once it serves or, with `untilDrained`, once the old generation has drained too (as for
+    /// `reloadAndWait`).
+    case awaitUpgrade(untilDrained: Bool)
 
     // MARK: master → jesterctl
     case statusReport(StatusReport)
@@ -77,11 +85,15 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var generation: Int
     public var state: String
     public var workers: [WorkerStatus]
+    /// The binary file was replaced on disk since the master started (a package upgrade): `jesterctl upgrade`
+    /// switches to it. Optional so status from an older master still decodes.
+    public var binaryReplaced: Bool?
 
     public init(
         pid: Int32, version: String, startedAt: Double, configFile: String, configHash: String, generation: Int,
-        state: String, workers: [WorkerStatus]
+        state: String, workers: [WorkerStatus], binaryReplaced: Bool? = nil
     ) {
+        self.binaryReplaced = binaryReplaced
         self.pid = pid
         self.version = version
         self.startedAt = startedAt

@@ -1,6 +1,7 @@
 import Foundation
 import JesterConfig
 import JesterControl
+import JesterLogging
 import JesterSystem
 import Logging
 import NIOCore
@@ -10,9 +11,10 @@ import NIOPosix
 /// generations of worker processes. It never serves a request.
 ///
 /// Everything runs on one event loop: signals arrive through `SignalWaiter`, worker messages and exits, control
-/// requests and timers are all serialized there, so no state here needs a lock. Spawning happens on that loop's
-/// thread, which lives as long as the master; this matters because PR_SET_PDEATHSIG fires when the *thread* that
-/// spawned a worker exits.
+/// requests and timers are all serialized there, so no state here needs a lock. That loop runs on the process's
+/// main thread, which spawns every worker and lives as long as the process, across binary upgrades too (exec
+/// keeps the calling thread and ends the others). This matters because PR_SET_PDEATHSIG fires when the *thread*
+/// that spawned a worker ends.
 public final class Master: @unchecked Sendable {
     /// A worker process as the master tracks it.
     final class WorkerProcess {
@@ -29,6 +31,8 @@ public final class Master: @unchecked Sendable {
         var drainDeadline: Double?
         var stats = WorkerStats()
         var channel: (any Channel)?
+        /// The master's end of the socketpair (owned by `channel`); handed over across a binary upgrade.
+        var controlFD: Int32 = -1
         var decoder = ControlFrameCodec()
 
         init(pid: Int32, slot: Int, generation: Int, startedAt: Double, configHash: String) {
@@ -52,11 +56,12 @@ public final class Master: @unchecked Sendable {
     /// slot shares it) instead of binding its own. Never closed: they are systemd's to keep.
     private var activatedSockets: [Systemd.ActivatedSocket] = []
     private var configuration: Configuration
-    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    private let eventLoop: any EventLoop
+    /// The main thread, made an event loop by `run()`.
+    private var eventLoop: (any EventLoop)!
     private var logger = Logger(label: "master")
-    private let startedAt = Date().timeIntervalSince1970
-    private let executable = ProcessSpawner.currentExecutable()
+    private var startedAt = Date().timeIntervalSince1970
+    /// What ps shows for workers: the binary's path (they are spawned from `ProcessSpawner.runningImage`).
+    private let executableName = ProcessImage.installedPath()
     private var identity: Identity?
     private var listeners: [String: BoundListener] = [:]
     private var workers: [Int32: WorkerProcess] = [:]
@@ -64,13 +69,26 @@ public final class Master: @unchecked Sendable {
     private var respawnPolicies: [Int: RespawnPolicy] = [:]
     private var access: ControlAccess
     private var controlServer: (any Channel)?
+    private var controlServerFD: Int32 = -1
+    /// Listening sockets this master put in systemd's descriptor store, by fd, with their store names.
+    private var storedDescriptorNames: [Int32: String] = [:]
+    private var nextStoreSerial = 1
+    /// The outcome of the binary upgrade that started this program, for `jesterctl upgrade` reconnecting.
+    private var lastUpgrade: ReloadResult?
     private var stopping = false
     private var reloadInProgress: ReloadOperation?
     private var drainWatchers: [any Channel] = []
-    private var stoppedPromise: EventLoopPromise<Int32>
 
     /// A reload waiting for its new generation to report ready.
     struct ReloadOperation {
+        enum Kind: String {
+            /// New configuration, same binary.
+            case reload
+            /// The generation a new binary starts after exec (see `upgrade`).
+            case upgrade
+        }
+
+        var kind: Kind
         var generation: Int
         var configuration: Configuration
         var previousGeneration: Int
@@ -85,9 +103,7 @@ public final class Master: @unchecked Sendable {
         self.configPath = configPath
         self.configuration = configuration
         self.loader = loader
-        self.eventLoop = group.next()
         self.access = ControlAccess(masterUserID: Privileges.currentUserID, controlGroupID: nil)
-        self.stoppedPromise = eventLoop.makePromise()
     }
 
     private var monotonicNow: Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
@@ -95,17 +111,23 @@ public final class Master: @unchecked Sendable {
 
     private var workerCount: Int { configuration.server.workers ?? ProcessSpawner.availableCPUs() }
 
-    /// Starts the master and blocks until it stops; returns the process exit code.
+    /// Starts the master on the calling (main) thread and returns the process exit code once it stopped.
     public func run() -> Int32 {
-        do {
-            // Start-up runs on the main thread, which blocks below for the master's whole life; it may wait for
-            // channel registration, which the event loop itself cannot.
-            try start()
-        } catch {
-            logger.critical("cannot start", metadata: ["error": "\(error)"])
-            return 1
+        runLoop { try self.start() }
+    }
+
+    private func runLoop(_ body: @escaping () throws -> Void) -> Int32 {
+        MultiThreadedEventLoopGroup.withCurrentThreadAsEventLoop { loop in
+            self.eventLoop = loop
+            do {
+                try body()
+            } catch {
+                self.logger.critical("cannot start", metadata: ["error": "\(error)"])
+                self.exitCode = 1
+                loop.shutdownGracefully { _ in }
+            }
         }
-        return (try? stoppedPromise.futureResult.wait()) ?? 1
+        return exitCode
     }
 
     private func start() throws {
@@ -118,7 +140,11 @@ public final class Master: @unchecked Sendable {
                 metadata: ["uid": "\(Privileges.currentUserID)"])
         }
         access.controlGroupID = try resolveControlGroup(configuration)
-        activatedSockets = Systemd.takeActivatedSockets()
+        let passed = Systemd.takeActivatedSockets()
+        // Sockets this master's predecessor stored with systemd come back as LISTEN_FDS too; the rest are from
+        // socket units.
+        activatedSockets = passed.filter { StoredDescriptor.serial(of: $0.name) == nil }
+        let recovered = recoverStoredSockets(passed.filter { StoredDescriptor.serial(of: $0.name) != nil })
         for socket in activatedSockets {
             let user = configuration.listeners.first { $0.name == socket.name || $0.address.description == socket.address }
             if let user {
@@ -132,20 +158,24 @@ public final class Master: @unchecked Sendable {
         if ListeningSocket.kernelMigratesRequests() == false {
             logger.notice("net.ipv4.tcp_migrate_req is off: connections queued on a closing listener slot are reset")
         }
-        listeners = try bindListeners(for: configuration, reusing: [:])
+        listeners = try bindListeners(for: configuration, reusing: recovered)
+        closeUnusedSockets(recovered, keeping: listeners)
+        storeNewSockets()
         try PidFile.write(configuration.server.pidFile)
         try startControlServer()
-        _ = SignalWaiter { [eventLoop] signal in
-            eventLoop.execute { self.handleSignal(signal) }
-        }
-        try eventLoop.submit {
-            self.generation = 1
-            self.spawnGeneration(self.generation, configuration: self.configuration)
-        }.wait()
+        startSignalWaiter()
+        generation = 1
+        spawnGeneration(generation, configuration: configuration)
         logger.info("master started", metadata: [
             "pid": "\(getpid())", "config": "\(configPath)", "config_hash": "\(configuration.hash)",
             "workers": "\(workerCount)", "version": "\(JesterVersion.current)",
         ])
+    }
+
+    private func startSignalWaiter() {
+        _ = SignalWaiter { [eventLoop] signal in
+            eventLoop!.execute { self.handleSignal(signal) }
+        }
     }
 
     /// Raises the soft open-file limit to the hard one (workers inherit it): Debian and systemd start services
@@ -210,7 +240,62 @@ public final class Master: @unchecked Sendable {
     /// Closes the sockets of `old` that `current` no longer uses.
     private func closeUnusedSockets(_ old: [String: BoundListener], keeping current: [String: BoundListener]) {
         let inUse = Set(current.values.flatMap(\.sockets)).union(activatedSockets.map(\.fd))
-        for fd in Set(old.values.flatMap(\.sockets)) where !inUse.contains(fd) { close(fd) }
+        for fd in Set(old.values.flatMap(\.sockets)) where !inUse.contains(fd) {
+            // systemd's copy first: left in the store, the socket would keep queueing connections nobody serves.
+            if let name = storedDescriptorNames.removeValue(forKey: fd) { Systemd.removeStoredDescriptor(name: name) }
+            close(fd)
+        }
+    }
+
+    // MARK: systemd's descriptor store
+
+    /// Store names of the listening sockets this master stores with systemd: "jester-store-<serial>", unique
+    /// within the store (FDSTOREREMOVE removes every descriptor of a name).
+    enum StoredDescriptor {
+        static let prefix = "jester-store-"
+        static func name(serial: Int) -> String { prefix + String(serial) }
+        static func serial(of name: String) -> Int? {
+            name.hasPrefix(prefix) ? Int(name.dropFirst(prefix.count)) : nil
+        }
+    }
+
+    /// Gives systemd a copy of every listening socket not yet in its store (see `Systemd.storeDescriptor`).
+    private func storeNewSockets() {
+        guard Systemd.descriptorStoreAvailable else { return }
+        let unitSockets = Set(activatedSockets.map(\.fd))
+        for fd in Set(listeners.values.flatMap(\.sockets)).sorted()
+        where storedDescriptorNames[fd] == nil && !unitSockets.contains(fd) {
+            let name = StoredDescriptor.name(serial: nextStoreSerial)
+            nextStoreSerial += 1
+            if Systemd.storeDescriptor(fd, name: name) { storedDescriptorNames[fd] = name }
+        }
+    }
+
+    /// Listening sockets a previous master stored with systemd, grouped into listeners by address (in the order
+    /// they were stored, which is slot order); reused by `bindListeners` exactly as a reload reuses its own, so
+    /// connections queued while no master ran are served. Sockets no listener wants any more are closed and
+    /// removed from the store.
+    private func recoverStoredSockets(_ sockets: [Systemd.ActivatedSocket]) -> [String: BoundListener] {
+        var recovered: [String: BoundListener] = [:]
+        for socket in sockets.sorted(by: { StoredDescriptor.serial(of: $0.name)! < StoredDescriptor.serial(of: $1.name)! }) {
+            nextStoreSerial = max(nextStoreSerial, StoredDescriptor.serial(of: socket.name)! + 1)
+            storedDescriptorNames[socket.fd] = socket.name
+            guard let listener = configuration.listeners.first(where: { $0.address.description == socket.address }) else {
+                logger.notice("closing a stored socket no listener uses", metadata: ["address": "\(socket.address)"])
+                Systemd.removeStoredDescriptor(name: socket.name)
+                storedDescriptorNames[socket.fd] = nil
+                close(socket.fd)
+                continue
+            }
+            recovered[listener.name, default: BoundListener(settings: listener, sockets: [])].sockets.append(socket.fd)
+        }
+        if !recovered.isEmpty {
+            logger.notice("recovered listening sockets from systemd's descriptor store", metadata: [
+                "listeners": "\(recovered.keys.sorted().joined(separator: ","))",
+                "sockets": "\(recovered.values.reduce(0) { $0 + $1.sockets.count })",
+            ])
+        }
+        return recovered
     }
 
     // MARK: Workers
@@ -229,7 +314,8 @@ public final class Master: @unchecked Sendable {
             let pid: Int32
             do {
                 pid = try ProcessSpawner.spawn(
-                    executable: executable, arguments: ["--worker"], controlSocket: workerEnd, listeners: sockets)
+                    executable: ProcessSpawner.runningImage, argumentZero: executableName, arguments: ["--worker"],
+                    controlSocket: workerEnd, listeners: sockets)
             } catch {
                 close(masterEnd)
                 close(workerEnd)
@@ -243,28 +329,35 @@ public final class Master: @unchecked Sendable {
             let assignment = WorkerAssignment(
                 slot: slot, generation: generation, configuration: configurationData, listenerNames: names,
                 userID: identity?.userID, groupID: identity?.groupID)
-            ClientBootstrap(group: eventLoop)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(WorkerChannelHandler(master: self, pid: pid))
-                    }
-                }
-                .withConnectedSocket(masterEnd)
-                .assumeIsolated()  // the master's own loop
-                .whenComplete { result in
-                    switch result {
-                    case .success(let channel):
-                        worker.channel = channel
-                        self.send(.assignment(assignment), to: channel)
-                    case .failure(let error):
-                        self.logger.error("cannot talk to new worker", metadata: ["pid": "\(pid)", "error": "\(error)"])
-                        ProcessSpawner.signal(pid, SIGKILL)
-                    }
-                }
+            connect(worker, controlSocket: masterEnd) { channel in self.send(.assignment(assignment), to: channel) }
             logger.info("worker spawned", metadata: ["pid": "\(pid)", "slot": "\(slot)", "generation": "\(generation)"])
         } catch {
             logger.error("cannot spawn worker", metadata: ["slot": "\(slot)", "error": "\(error)"])
         }
+    }
+
+    /// Wraps the master's end of `worker`'s socketpair in a channel; `connected` runs once it is registered.
+    private func connect(_ worker: WorkerProcess, controlSocket fd: Int32, connected: @escaping (any Channel) -> Void) {
+        worker.controlFD = fd
+        let pid = worker.pid
+        ClientBootstrap(group: eventLoop)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(WorkerChannelHandler(master: self, pid: pid))
+                }
+            }
+            .withConnectedSocket(fd)
+            .assumeIsolated()  // the master's own loop
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    worker.channel = channel
+                    connected(channel)
+                case .failure(let error):
+                    self.logger.error("cannot talk to worker", metadata: ["pid": "\(pid)", "error": "\(error)"])
+                    ProcessSpawner.signal(pid, SIGKILL)
+                }
+            }
     }
 
     fileprivate func workerMessage(pid: Int32, bytes: ByteBuffer) {
@@ -394,6 +487,7 @@ public final class Master: @unchecked Sendable {
         case SIGHUP: reload(replyTo: nil)
         case SIGTERM: beginStop(fast: false, exitCode: 0)
         case SIGINT, SIGQUIT: beginStop(fast: true, exitCode: 0)
+        case SIGUSR2: upgrade(replyTo: nil)
         default: break
         }
     }
@@ -433,6 +527,14 @@ public final class Master: @unchecked Sendable {
                 errors: errors)), to: channel)
             return
         }
+        startGeneration(newConfiguration, kind: .reload, replyTo: channel, watching: watching)
+    }
+
+    /// Binds what `newConfiguration` needs and spawns its generation beside the running one; the reload (or
+    /// upgrade) completes in `checkReloadProgress` once all of it is ready, or fails in `failReload`.
+    private func startGeneration(
+        _ newConfiguration: Configuration, kind: ReloadOperation.Kind, replyTo channel: (any Channel)?, watching: Bool
+    ) {
         let previousListeners = listeners
         do {
             access.controlGroupID = try resolveControlGroup(newConfiguration)
@@ -443,14 +545,16 @@ public final class Master: @unchecked Sendable {
             listeners = try bindListeners(for: newConfiguration, reusing: previousListeners)
         } catch {
             listeners = previousListeners
+            logger.error("\(kind.rawValue) failed; still serving the previous generation", metadata: ["error": "\(error)"])
             Systemd.notify("READY=1")
-            reply(.reloadResult(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
-                errors: ["\(error)"])), to: channel)
+            report(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
+                errors: ["\(error)"]), of: kind, to: channel)
             return
         }
+        storeNewSockets()
         let newGeneration = generation + 1
         var operation = ReloadOperation(
-            generation: newGeneration, configuration: newConfiguration, previousGeneration: generation,
+            kind: kind, generation: newGeneration, configuration: newConfiguration, previousGeneration: generation,
             previousListeners: previousListeners, replyTo: channel, watching: watching)
         let newWorkers = newConfiguration.server.workers ?? ProcessSpawner.availableCPUs()
         if watching {
@@ -482,10 +586,13 @@ public final class Master: @unchecked Sendable {
         // Sockets the new generation does not use close once the old one is gone; the old workers hold their
         // own copies until then.
         closeUnusedSockets(operation.previousListeners, keeping: listeners)
-        logger.info("reload complete", metadata: ["generation": "\(generation)", "config_hash": "\(configuration.hash)"])
+        logger.info("\(operation.kind.rawValue) complete", metadata: [
+            "generation": "\(generation)", "config_hash": "\(configuration.hash)", "version": "\(JesterVersion.current)",
+        ])
         Systemd.notify("READY=1")
         enforceDrainingCap()
         let result = ReloadResult(success: true, generation: generation, configHash: configuration.hash, errors: [])
+        if operation.kind == .upgrade { lastUpgrade = result }
         if operation.watching, let channel = operation.replyTo {
             send(.progress(ProgressReport(phase: "ready", connections: 0,
                 workers: workers.values.filter { $0.generation == generation }.count, generation: generation)), to: channel)
@@ -504,10 +611,17 @@ public final class Master: @unchecked Sendable {
         }
         closeUnusedSockets(listeners, keeping: operation.previousListeners)
         listeners = operation.previousListeners
-        logger.error("reload failed; still serving the previous generation", metadata: ["reason": "\(reason)"])
+        logger.error("\(operation.kind.rawValue) failed; still serving the previous generation", metadata: [
+            "reason": "\(reason)",
+        ])
         Systemd.notify("READY=1")
-        reply(.reloadResult(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
-            errors: [reason])), to: operation.replyTo)
+        report(ReloadResult(success: false, generation: generation, configHash: configuration.hash, errors: [reason]),
+            of: operation.kind, to: operation.replyTo)
+    }
+
+    private func report(_ result: ReloadResult, of kind: ReloadOperation.Kind, to channel: (any Channel)?) {
+        if kind == .upgrade { lastUpgrade = result }
+        reply(.reloadResult(result), to: channel)
     }
 
     private func beginDrain(_ worker: WorkerProcess) {
@@ -549,6 +663,192 @@ public final class Master: @unchecked Sendable {
         eventLoop.scheduleTask(in: .milliseconds(500)) { self.reportReloadDrain(old: old, result: result, to: channel) }
     }
 
+    // MARK: Binary upgrade
+
+    /// Switches to the binary now installed at this program's path without losing a request (SIGUSR2,
+    /// `jesterctl upgrade`). The master execs the new binary in place, keeping its PID (so systemd's MainPID, the
+    /// pid file and every worker's parent stay right) and handing over its listening sockets, control socket and
+    /// worker channels (`UpgradeHandOver`); the new program adopts the running generation and then upgrades like
+    /// a reload: it starts a generation of its own workers and, once that is ready, drains the adopted one.
+    ///
+    /// What can fail before the exec fails safely: the new binary is first run as a probe on the configuration
+    /// (it must start, link and accept the file), and a failed exec returns here. After the exec, a generation
+    /// of the new binary that does not become ready is rolled back like a failed reload: the adopted workers,
+    /// still the old binary's, keep serving.
+    private func upgrade(replyTo channel: (any Channel)?) {
+        let refusal = stopping ? "the master is stopping" : (reloadInProgress != nil ? "a reload is in progress" : nil)
+        if let refusal {
+            reply(.reloadResult(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
+                errors: [refusal])), to: channel)
+            return
+        }
+        let binary = ProcessImage.installedPath()
+        logger.notice("upgrade: probing the new binary", metadata: ["binary": "\(binary)", "config": "\(configPath)"])
+        reply(.progress(ProgressReport(phase: "probing", connections: 0, workers: 0, generation: generation)), to: channel)
+        let problem: String?
+        switch ConfigProbe.check(file: configPath, executable: binary) {
+        case .valid: problem = nil
+        case .invalid: problem = "the new binary rejects \(configPath); see `\(binary) config validate \(configPath)`"
+        case .parserCrashed(let detail): problem = "the new binary crashed reading \(configPath): \(detail)"
+        case .couldNotRun(let detail): problem = "the new binary does not run: \(detail)"
+        }
+        if let problem {
+            logger.error("upgrade failed; still serving with this binary", metadata: ["reason": "\(problem)"])
+            reply(.reloadResult(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
+                errors: [problem])), to: channel)
+            return
+        }
+        reply(.progress(ProgressReport(phase: "exec", connections: 0, workers: 0, generation: generation)), to: channel)
+        // Let the progress line reach jesterctl before the exec closes its connection.
+        if let channel {
+            channel.writeAndFlush(ByteBuffer(), promise: nil)
+            eventLoop.scheduleTask(in: .milliseconds(20)) { self.execNewBinary(binary, requester: channel) }
+        } else {
+            execNewBinary(binary, requester: nil)
+        }
+    }
+
+    private func execNewBinary(_ binary: String, requester: (any Channel)?) {
+        let handOver: UpgradeHandOver
+        do {
+            handOver = UpgradeHandOver(
+                fromVersion: JesterVersion.current, masterStartedAt: startedAt, generation: generation,
+                configuration: try JSONEncoder().encode(configuration), controlSocketFD: controlServerFD,
+                listeners: listeners.mapValues { UpgradeHandOver.Listener(settings: $0.settings, fds: $0.sockets) },
+                activatedSockets: activatedSockets, storedDescriptorNames: storedDescriptorNames,
+                workers: workers.values.filter { $0.channel != nil }.map { worker in
+                    UpgradeHandOver.AdoptedWorker(
+                        pid: worker.pid, slot: worker.slot, generation: worker.generation,
+                        state: worker.state.rawValue, startedAt: wallClockNow - (monotonicNow - worker.startedAt),
+                        configHash: worker.configHash, drainDeadline: worker.drainDeadline,
+                        controlFD: worker.controlFD, pendingBytes: worker.decoder.bufferedBytes)
+                })
+        } catch {
+            upgradeFailedBeforeExec("cannot encode the hand-over: \(error)", requester: requester)
+            return
+        }
+        Systemd.notifyReloading()
+        logger.notice("upgrade: executing the new binary", metadata: [
+            "binary": "\(binary)", "workers": "\(handOver.workers.count)", "generation": "\(generation)",
+        ])
+        LogWriter.standardOutput.flush()
+        LogWriter.standardError.flush()
+        do {
+            var environment = ProcessImage.environment()
+            environment[UpgradeHandOver.environmentVariable] = try handOver.encoded()
+            try ProcessImage.prepareDescriptors(keeping: handOver.descriptors)
+            try ProcessImage.replace(with: binary, arguments: Array(CommandLine.arguments.dropFirst()),
+                environment: environment)
+        } catch {
+            ProcessImage.restoreCloseOnExec(handOver.descriptors)
+            upgradeFailedBeforeExec("cannot execute \(binary): \(error)", requester: requester)
+        }
+    }
+
+    private func upgradeFailedBeforeExec(_ reason: String, requester: (any Channel)?) {
+        logger.error("upgrade failed; still serving with this binary", metadata: ["reason": "\(reason)"])
+        Systemd.notify("READY=1")
+        reply(.reloadResult(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
+            errors: [reason])), to: requester)
+    }
+
+    /// The new program's side of an upgrade: adopts what `handOver` describes, then starts its own generation
+    /// with `newConfiguration` (nil when this binary could not load the file: `configurationErrors` say why, and
+    /// the adopted generation keeps serving).
+    public static func resumeUpgrade(configPath: String, loader: ConfigLoader) -> Int32? {
+        let handOver: UpgradeHandOver
+        do {
+            guard let taken = try UpgradeHandOver.takeFromEnvironment() else { return nil }
+            handOver = taken
+        } catch {
+            Logger(label: "master").critical("cannot read the upgrade hand-over", metadata: ["error": "\(error)"])
+            return 1
+        }
+        var newConfiguration: Configuration?
+        var errors: [String] = []
+        do throws(ConfigError) {
+            if case .parserCrashed(let detail) = ConfigProbe.check(file: configPath) {
+                throw ConfigError([ConfigDiagnostic(SourceLocation(file: configPath, line: 1, column: 1),
+                    "the TOML parser crashed on this file (\(detail))")])
+            }
+            newConfiguration = try loader.load(file: configPath)
+        } catch {
+            errors = error.diagnostics.map(\.description)
+        }
+        // The generation being adopted was started with the old program's configuration; if this program cannot
+        // read it (a field changed), the new file's stands in for what the master itself needs meanwhile.
+        guard let current = (try? JSONDecoder().decode(Configuration.self, from: handOver.configuration)) ?? newConfiguration
+        else {
+            Logger(label: "master").critical("cannot read the old configuration or load the new one", metadata: [
+                "errors": "\(errors.joined(separator: "; "))",
+            ])
+            return 1
+        }
+        JSONLogHandler.bootstrap(level: Logger.Level(rawValue: current.log.level) ?? .info)
+        let master = Master(configPath: configPath, configuration: current, loader: loader)
+        return master.runLoop { try master.resume(handOver, newConfiguration: newConfiguration, errors: errors) }
+    }
+
+    private func resume(_ handOver: UpgradeHandOver, newConfiguration: Configuration?, errors: [String]) throws {
+        raiseOpenFileLimit()
+        startedAt = handOver.masterStartedAt
+        generation = handOver.generation
+        activatedSockets = handOver.activatedSockets
+        storedDescriptorNames = handOver.storedDescriptorNames
+        nextStoreSerial = (handOver.storedDescriptorNames.values.compactMap(StoredDescriptor.serial).max() ?? 0) + 1
+        listeners = handOver.listeners.mapValues { BoundListener(settings: $0.settings, sockets: $0.fds) }
+        if Privileges.isRoot {
+            identity = try? Privileges.workerIdentity(user: configuration.server.user, group: configuration.server.group)
+        }
+        access.controlGroupID = (try? resolveControlGroup(configuration)) ?? nil
+        try startControlServer(adopting: handOver.controlSocketFD)
+        startSignalWaiter()
+        let now = (monotonic: monotonicNow, wall: wallClockNow)
+        for adopted in handOver.workers {
+            let worker = WorkerProcess(
+                pid: adopted.pid, slot: adopted.slot, generation: adopted.generation,
+                startedAt: now.monotonic - (now.wall - adopted.startedAt), configHash: adopted.configHash)
+            worker.state = WorkerProcess.State(rawValue: adopted.state) ?? .ready
+            worker.drainDeadline = adopted.drainDeadline
+            worker.decoder.append(adopted.pendingBytes)
+            workers[adopted.pid] = worker
+            connect(worker, controlSocket: adopted.controlFD) { _ in }
+        }
+        logger.notice("upgrade: the new binary runs and adopted the running workers", metadata: [
+            "pid": "\(getpid())", "from_version": "\(handOver.fromVersion)", "version": "\(JesterVersion.current)",
+            "workers": "\(handOver.workers.count)", "generation": "\(generation)",
+        ])
+        // Workers that exited while no program listened for SIGCHLD (it stays pending across exec, but be sure).
+        reapWorkers()
+        startSystemdReporting()
+        guard let newConfiguration else {
+            logger.error("upgrade failed: the new binary cannot load the configuration; the adopted workers keep serving",
+                metadata: ["errors": "\(errors.joined(separator: "; "))"])
+            Systemd.notify("READY=1")
+            report(ReloadResult(success: false, generation: generation, configHash: configuration.hash, errors: errors),
+                of: .upgrade, to: nil)
+            return
+        }
+        startGeneration(newConfiguration, kind: .upgrade, replyTo: nil, watching: false)
+    }
+
+    /// `jesterctl upgrade` reconnecting after the exec: it watches the upgrade's generation start (and with
+    /// `untilDrained` the adopted one drain), or learns the outcome if that is already known.
+    private func awaitUpgrade(_ channel: any Channel, untilDrained: Bool) {
+        if var operation = reloadInProgress, operation.kind == .upgrade {
+            operation.replyTo = channel
+            operation.watching = untilDrained
+            reloadInProgress = operation
+            send(.progress(ProgressReport(phase: "spawning", connections: 0,
+                workers: operation.configuration.server.workers ?? ProcessSpawner.availableCPUs(),
+                generation: operation.generation)), to: channel)
+        } else if let lastUpgrade {
+            send(.reloadResult(lastUpgrade), to: channel)
+        } else {
+            send(.failure(message: "no binary upgrade started this master (pid \(getpid()))"), to: channel)
+        }
+    }
+
     // MARK: Stop
 
     private var exitCode: Int32 = 0
@@ -580,24 +880,39 @@ public final class Master: @unchecked Sendable {
             reply(.done(success: true, message: "all workers drained; master stopped"), to: channel)
         }
         logger.info("master stopped")
-        let code = exitCode
-        eventLoop.scheduleTask(in: .milliseconds(50)) { self.stoppedPromise.succeed(code) }
+        eventLoop.scheduleTask(in: .milliseconds(50)) { self.eventLoop.shutdownGracefully { _ in } }
     }
 
     // MARK: Control socket
 
-    private func startControlServer() throws {
-        let path = configuration.server.controlSocket
-        try PidFile.makeDirectory(forFile: path)
-        controlServer = try ServerBootstrap(group: eventLoop)
+    /// Serves the control socket: bound here, or the listening fd a binary upgrade handed over.
+    private func startControlServer(adopting adopted: Int32? = nil) throws {
+        if let adopted {
+            controlServerFD = adopted
+        } else {
+            let path = configuration.server.controlSocket
+            try PidFile.makeDirectory(forFile: path)
+            controlServerFD = try ListeningSocket.bindUnix(path: path)
+            chmod(path, 0o660)
+            if let gid = access.controlGroupID { chown(path, getuid(), gid) }
+        }
+        ServerBootstrap(group: eventLoop)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ControlSessionHandler(master: self))
                 }
             }
-            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).wait()
-        chmod(path, 0o660)
-        if let gid = access.controlGroupID { chown(path, getuid(), gid) }
+            .withBoundSocket(controlServerFD)
+            .assumeIsolated()
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    self.controlServer = channel
+                case .failure(let error):
+                    self.logger.critical("cannot serve the control socket", metadata: ["error": "\(error)"])
+                    self.beginStop(fast: true, exitCode: 1)
+                }
+            }
     }
 
     /// Checks a new control connection's peer (SO_PEERCRED); refused peers are logged and disconnected with a
@@ -649,6 +964,10 @@ public final class Master: @unchecked Sendable {
         case .stop(let fast):
             reply(.done(success: true, message: fast ? "stopping now" : "stopping gracefully"), to: channel)
             beginStop(fast: fast, exitCode: 0)
+        case .upgrade:
+            upgrade(replyTo: channel)
+        case .awaitUpgrade(let untilDrained):
+            awaitUpgrade(channel, untilDrained: untilDrained)
         default:
             reply(.failure(message: "not a request"), to: channel)
         }
@@ -675,7 +994,8 @@ public final class Master: @unchecked Sendable {
         let state = stopping ? "stopping" : (reloadInProgress != nil ? "reloading" : "running")
         return StatusReport(
             pid: getpid(), version: JesterVersion.current, startedAt: startedAt, configFile: configPath,
-            configHash: configuration.hash, generation: generation, state: state, workers: rows)
+            configHash: configuration.hash, generation: generation, state: state, workers: rows,
+            binaryReplaced: ProcessImage.binaryReplacedOnDisk)
     }
 
     private func reply(_ message: ControlMessage, to channel: (any Channel)?) {

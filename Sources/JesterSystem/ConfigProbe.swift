@@ -13,16 +13,21 @@ import Glibc
 /// sees what the first did (bar an edit between the two, which at worst repeats the probe's outcome).
 public enum ConfigProbe {
     public enum Outcome: Equatable, Sendable {
-        /// The parser ran to completion (the file may still be invalid: parse it to get the diagnostics).
-        case parserCompleted
+        /// The file is a valid configuration.
+        case valid
+        /// The parser ran to completion and rejected the file: parse it in-process to get the diagnostics.
+        case invalid
         /// The parser crashed; `detail` is what it printed (an assertion message, typically).
         case parserCrashed(detail: String)
+        /// The probe could not run (no such binary, a binary that does not start); the caller decides.
+        case couldNotRun(detail: String)
     }
 
-    /// Probes `file` with `executable` (default: the running binary).
-    public static func check(file: String, executable: String = ProcessSpawner.currentExecutable()) -> Outcome {
+    /// Probes `file` with `executable`: by default the running binary; a binary upgrade probes the new file
+    /// this way before switching to it, which also proves that the new binary starts at all.
+    public static func check(file: String, executable: String = ProcessSpawner.runningImage) -> Outcome {
         var pipeFDs: [Int32] = [0, 0]
-        guard pipe(&pipeFDs) == 0 else { return .parserCompleted }
+        guard pipe(&pipeFDs) == 0 else { return .couldNotRun(detail: "pipe: \(SystemError("pipe"))") }
         // Close-on-exec, so no other child the master spawns meanwhile holds the write end open.
         for fd in pipeFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         var actions = posix_spawn_file_actions_t()
@@ -38,7 +43,7 @@ public enum ConfigProbe {
         close(pipeFDs[1])
         guard let pid = spawned else {
             close(pipeFDs[0])
-            return .parserCompleted  // cannot probe: parse in-process as before
+            return .couldNotRun(detail: "cannot start \(executable)")
         }
         var output: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
@@ -54,9 +59,16 @@ public enum ConfigProbe {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0, errno == EINTR {}
         let exit = ExitStatus(waitStatus: status)
-        if case .exited(let code) = exit, code == 0 || code == 1 { return .parserCompleted }
-        let text = String(decoding: output, as: UTF8.self).split(separator: "\n")
-            .first { $0.contains("Assertion") || $0.contains("error") }.map(String.init) ?? "\(exit)"
-        return .parserCrashed(detail: text)
+        let lines = String(decoding: output, as: UTF8.self).split(separator: "\n")
+        switch exit {
+        case .exited(code: 0): return .valid
+        case .exited(code: 1): return .invalid
+        case .exited(let code):
+            // 126/127: the shell or the loader could not run it (a missing library, a broken script).
+            return .couldNotRun(detail: lines.first.map(String.init) ?? "\(executable) \(exit)")
+        case .signaled:
+            let text = lines.first { $0.contains("Assertion") || $0.contains("error") }.map(String.init) ?? "\(exit)"
+            return .parserCrashed(detail: text)
+        }
     }
 }

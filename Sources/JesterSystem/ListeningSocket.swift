@@ -58,6 +58,33 @@ public enum ListeningSocket {
         return fd
     }
 
+    /// Creates a listening Unix stream socket at `path` (replacing a stale socket file) and returns its fd,
+    /// close-on-exec. The master binds its control socket this way rather than through NIO so that it holds the
+    /// fd itself and can hand it across a binary upgrade: jesterctl connections made meanwhile wait in the queue.
+    public static func bindUnix(path: String, backlog: Int32 = 64) throws(SystemError) -> Int32 {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw SystemError("bind", path, errno: ENAMETOOLONG)
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in bytes.enumerated() { raw[index] = byte }
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SystemError("socket") }
+        unlink(path)
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard result == 0, listen(fd, backlog) == 0 else {
+            let error = SystemError(result == 0 ? "listen" : "bind", path)
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
     /// Whether the kernel migrates queued connections when a SO_REUSEPORT socket closes
     /// (`net.ipv4.tcp_migrate_req`); nil when the kernel has no such setting.
     public static func kernelMigratesRequests() -> Bool? {

@@ -59,7 +59,12 @@ public enum ProcessSpawner {
     /// The first fd number of the listening sockets handed to a worker; they follow in order.
     public static let firstListenerFD: Int32 = 4
 
-    /// The path of the running executable, so workers run exactly the binary the master runs.
+    /// What workers and probes are started from: the running binary itself, even when a package upgrade has
+    /// replaced the file on disk. A worker then always runs exactly the master's code, so the two always speak
+    /// the same control protocol; switching to the new file is `jesterctl upgrade`'s job.
+    public static let runningImage = "/proc/self/exe"
+
+    /// The path of the running executable as /proc/self/exe names it (with " (deleted)" once replaced on disk).
     public static func currentExecutable() -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
@@ -71,7 +76,7 @@ public enum ProcessSpawner {
     /// and no other descriptor of ours (everything else is close-on-exec). Its signal mask and dispositions are
     /// reset, since the master blocks the signals it handles.
     public static func spawn(
-        executable: String, arguments: [String], controlSocket: Int32, listeners: [Int32]
+        executable: String, argumentZero: String? = nil, arguments: [String], controlSocket: Int32, listeners: [Int32]
     ) throws(SystemError) -> Int32 {
         // dup2 onto the same number would keep close-on-exec set, so move every source above the targets first.
         let floor = firstListenerFD + Int32(listeners.count) + 64
@@ -90,14 +95,17 @@ public enum ProcessSpawner {
         for (offset, fd) in moved.dropFirst().enumerated() {
             posix_spawn_file_actions_adddup2(&actions, fd, firstListenerFD + Int32(offset))
         }
-        return try spawn(executable: executable, arguments: arguments, environment: nil, actions: &actions)
+        return try spawn(
+            executable: executable, argumentZero: argumentZero, arguments: arguments, environment: nil, actions: &actions)
     }
 
     /// posix_spawn with the child's signal mask cleared and the signals the master handles or ignores reset to
     /// their defaults (the master blocks them for its signal thread; a child must not inherit that), `actions`
     /// arranging its descriptors, and `environment` (nil: ours).
+    /// `argumentZero` is what ps shows (default: `executable`).
     static func spawn(
-        executable: String, arguments: [String], environment: [String]?, actions: inout posix_spawn_file_actions_t
+        executable: String, argumentZero: String? = nil, arguments: [String], environment: [String]?,
+        actions: inout posix_spawn_file_actions_t
     ) throws(SystemError) -> Int32 {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -111,7 +119,7 @@ public enum ProcessSpawner {
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
-        let argv = ([executable] + arguments).map { strdup($0) }
+        let argv = ([argumentZero ?? executable] + arguments).map { strdup($0) }
         defer { for pointer in argv { free(pointer) } }
         var argvPointers = argv + [nil]
         let variables = environment?.map { strdup($0) }

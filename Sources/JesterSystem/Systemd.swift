@@ -29,8 +29,33 @@ public enum Systemd {
         return .microseconds(Int64(microseconds))
     }
 
+    /// Hands a copy of `fd` to systemd's file descriptor store under `name` (`FileDescriptorStoreMax=` in the
+    /// unit). systemd passes stored descriptors back as LISTEN_FDS when it starts the service again after a crash
+    /// (and, with `FileDescriptorStorePreserve=yes` on systemd ≥ 254, after `systemctl restart`), so the listening
+    /// sockets and the connections queued on them outlive the master.
+    @discardableResult
+    public static func storeDescriptor(_ fd: Int32, name: String) -> Bool {
+        var descriptor = fd
+        return sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME=\(name)", &descriptor, 1) > 0
+    }
+
+    /// Asks systemd to close its stored copies named `name`: a listening socket left in the store would keep
+    /// accepting connections into a queue nobody serves.
+    @discardableResult
+    public static func removeStoredDescriptor(name: String) -> Bool {
+        notify("FDSTOREREMOVE=1\nFDNAME=\(name)")
+    }
+
+    /// Whether the unit allows a descriptor store: systemd ≥ 254 says so in $FDSTORE; older ones do not say, so
+    /// the store is tried whenever systemd listens (it logs and drops descriptors it cannot keep).
+    public static var descriptorStoreAvailable: Bool {
+        guard isNotifying else { return false }
+        guard let value = getenv("FDSTORE") else { return true }
+        return (Int(String(cString: value)) ?? 0) > 0
+    }
+
     /// A listening socket systemd passed in (socket activation, `jester.socket`).
-    public struct ActivatedSocket: Sendable, Equatable {
+    public struct ActivatedSocket: Sendable, Equatable, Codable {
         public var fd: Int32
         /// `FileDescriptorName=` of the socket unit (systemd's default is the unit name).
         public var name: String

@@ -36,6 +36,12 @@ struct Run: ParsableCommand {
     func run() throws {
         // Before any thread exists, so every thread inherits the mask and signals reach only SignalWaiter.
         SignalWaiter.blockHandledSignals()
+        // Started by a binary upgrade of a running master: adopt its workers instead of starting fresh.
+        if let code = Master.resumeUpgrade(configPath: config, loader: ConfigLoader()) {
+            LogWriter.standardError.flush()
+            LogWriter.standardOutput.flush()
+            throw ExitCode(code)
+        }
         try probeParser(config)
         let loader = ConfigLoader()
         let configuration: Configuration

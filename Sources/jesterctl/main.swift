@@ -91,7 +91,7 @@ struct JesterCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "jesterctl",
         abstract: "Control a running Jester instance.",
-        subcommands: [Status.self, Reload.self, Drain.self, Stop.self])
+        subcommands: [Status.self, Reload.self, Upgrade.self, Drain.self, Stop.self])
 }
 
 struct Status: ParsableCommand {
@@ -109,6 +109,9 @@ struct Status: ParsableCommand {
         let uptime = Int(Date().timeIntervalSince1970 - report.startedAt)
         print("master   pid \(report.pid)  version \(report.version)  uptime \(uptime)s  state \(report.state)")
         print("config   \(report.configFile)  hash \(report.configHash)  generation \(report.generation)")
+        if report.binaryReplaced == true {
+            print("binary   replaced on disk since the master started: `jesterctl upgrade` switches to it")
+        }
         print("")
         // One row per generation, then one per worker.
         let generations = Dictionary(grouping: report.workers, by: \.generation).sorted { $0.key > $1.key }
@@ -201,6 +204,97 @@ struct Reload: ParsableCommand {
         default: line = "\(progress.phase): \(generation)"
         }
         FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+}
+
+struct Upgrade: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Switch the running master to the binary now installed, without dropping a connection.",
+        discussion: """
+            The master first runs the new binary on its configuration, then executes it in place (same PID); the \
+            new program adopts the running workers, starts its own generation and drains the old one. Returns \
+            once the new generation serves (with --wait: once the old one has drained). Exit status 1: the \
+            upgrade failed and the previous binary's workers keep serving.
+            """)
+    @OptionGroup var options: ControlOptions
+
+    @Flag(help: "Return only once the old generation has drained, showing its progress.")
+    var wait = false
+
+    func run() throws {
+        let client = try options.connect()
+        client.send(.upgrade)
+        var executed = false
+        while !executed {
+            switch client.receive(timeoutSeconds: 120) {
+            case .progress(let progress):
+                show(progress)
+                if progress.phase == "exec" { executed = true }
+            case .reloadResult(let result):
+                try finish(result)
+                return
+            case nil:
+                fail("jesterctl: the master closed the connection before the upgrade started")
+            default:
+                fail("jesterctl: unexpected answer from the master")
+            }
+        }
+        // The exec closes our connection; the new program serves the same control socket.
+        while client.receive(timeoutSeconds: 30) != nil {}
+        let successor = try reconnect()
+        successor.send(.awaitUpgrade(untilDrained: wait))
+        while true {
+            switch successor.receive(timeoutSeconds: 3600) {
+            case .progress(let progress):
+                show(progress)
+            case .reloadResult(let result):
+                try finish(result)
+                return
+            default:
+                fail("jesterctl: the new master closed the connection during the upgrade (see its log)")
+            }
+        }
+    }
+
+    /// The new program needs a moment to start: connections made meanwhile wait in the socket's queue, and a
+    /// refused one (a master that died instead) is retried for a while.
+    func reconnect() throws -> ControlClient {
+        let deadline = Date().addingTimeInterval(30)
+        while true {
+            if let client = try? ControlClient(path: options.socket) { return client }
+            if Date() > deadline { fail("jesterctl: no master answers on \(options.socket) after the upgrade (see its log)") }
+            usleep(100_000)
+        }
+    }
+
+    func show(_ progress: ProgressReport) {
+        if options.json {
+            printJSONLine(progress)
+            return
+        }
+        let generation = progress.generation.map { "generation \($0)" } ?? ""
+        let line: String
+        switch progress.phase {
+        case "probing": line = "probing: running the new binary on the configuration"
+        case "exec": line = "exec: the master runs the new binary; \(generation) keeps serving meanwhile"
+        case "spawning": line = "spawning: \(generation), \(progress.workers) workers of the new binary"
+        case "ready": line = "ready: \(generation) serves"
+        case "draining": line = "draining: \(generation), \(progress.connections) connections on \(progress.workers) workers"
+        default: line = "\(progress.phase): \(generation)"
+        }
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
+    func finish(_ result: ReloadResult) throws {
+        if options.json {
+            printJSONLine(result)
+        } else if result.success {
+            print("upgraded: generation \(result.generation), config hash \(result.configHash)")
+        } else {
+            FileHandle.standardError.write(Data("upgrade failed; still serving generation \(result.generation):\n".utf8))
+            for error in result.errors { FileHandle.standardError.write(Data((error + "\n").utf8)) }
+        }
+        if !result.success { throw ExitCode(1) }
     }
 }
 

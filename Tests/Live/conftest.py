@@ -63,7 +63,7 @@ class Upstream:
 class Jester:
     """One jester master with its workers, on a config written for the test."""
 
-    def __init__(self, config_body, workers=1, extra_env=None):
+    def __init__(self, config_body, workers=1, extra_env=None, binary=None):
         self.dir = Path(tempfile.mkdtemp(prefix="jester-live-"))
         os.chmod(self.dir, 0o755)
         self.port = free_port()
@@ -74,7 +74,7 @@ class Jester:
         self.log = open(self.dir / "jester.log", "w+")
         env = dict(os.environ, **(extra_env or {}))
         self.process = subprocess.Popen(
-            [JESTER, "--config", str(self.config_path)], stdout=self.log, stderr=subprocess.STDOUT, env=env)
+            [binary or JESTER, "--config", str(self.config_path)], stdout=self.log, stderr=subprocess.STDOUT, env=env)
         wait_for(lambda: self.all_ready(), what="workers ready")
 
     def write_config(self, body):

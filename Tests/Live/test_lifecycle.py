@@ -297,6 +297,7 @@ class NotifyListener:
         self.socket.bind(self.path)
         self.socket.settimeout(0.2)
         self.messages = []
+        self.store = []  # (name, fd) of descriptors handed over with FDSTORE=1
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.receive, daemon=True)
         self.thread.start()
@@ -304,10 +305,24 @@ class NotifyListener:
     def receive(self):
         while not self.stopped.is_set():
             try:
-                data = self.socket.recv(4096).decode()
+                data, fds, _, _ = socket.recv_fds(self.socket, 4096, 16)
             except socket.timeout:
                 continue
+            for fd in fds:
+                os.set_inheritable(fd, False)  # recvmsg without MSG_CMSG_CLOEXEC: keep them out of our children
+            data = data.decode()
             self.messages.append((time.monotonic(), data))
+            # FDSTORE=1: keep the descriptors by name, as systemd's descriptor store does.
+            fields = dict(line.split("=", 1) for line in data.splitlines() if "=" in line)
+            if fields.get("FDSTORE") == "1":
+                self.store.extend((fields.get("FDNAME", "stored"), fd) for fd in fds)
+            else:
+                for fd in fds:
+                    os.close(fd)
+            if fields.get("FDSTOREREMOVE") == "1":
+                for name, fd in [entry for entry in self.store if entry[0] == fields.get("FDNAME")]:
+                    os.close(fd)
+                    self.store.remove((name, fd))
 
     def seen(self, prefix):
         return [m for _, m in self.messages if m.startswith(prefix)]
@@ -316,6 +331,8 @@ class NotifyListener:
         self.stopped.set()
         self.thread.join()
         self.socket.close()
+        for _, fd in self.store:
+            os.close(fd)
 
 
 def test_systemd_notify_protocol(make_jester, tmp_path):
@@ -344,6 +361,84 @@ def test_systemd_notify_protocol(make_jester, tmp_path):
         jester.stop()
         wait_for(lambda: listener.seen("STOPPING=1"), what="STOPPING=1")
     finally:
+        listener.close()
+
+
+def test_descriptor_store_keeps_listeners_and_queued_connections_across_a_master_crash(make_jester, tmp_path):
+    """With systemd's descriptor store (played by the test), the master stores its listening sockets; after the
+    master and its workers are killed, a client connecting meanwhile waits in the stored socket's queue, and a
+    new master started with the stored descriptors (as systemd restarts the service: LISTEN_FDS with their
+    names) serves it. Sockets a reload stops using are removed from the store."""
+    from conftest import JESTER, JESTERCTL
+    listener = NotifyListener(str(tmp_path))
+    replacement = None
+    client = None
+    try:
+        jester = make_jester(ROUTES.replace("VERSION", "one"), workers=2, extra_env={"NOTIFY_SOCKET": listener.path})
+        wait_for(lambda: len(listener.store) == 2, what="two listening sockets stored")
+        assert sorted(name for name, _ in listener.store) == ["jester-store-1", "jester-store-2"]
+        workers = jester.worker_pids()
+        jester.process.kill()
+        jester.process.wait()
+        wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in workers), what="workers gone")
+        # No process of Jester runs now; the kernel still completes the handshake on the stored socket.
+        client = socket.create_connection(("127.0.0.1", jester.port), timeout=10)
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+
+        # Restart as systemd does: the stored descriptors at fds 3, 4, ... with LISTEN_FDNAMES.
+        high = [os.dup(fd) for _, fd in listener.store]
+        names = ":".join(name for name, _ in listener.store)
+        control = str(tmp_path / "control.sock")
+        config = jester.config_path.read_text().replace(jester.socket, control)
+        config_path = tmp_path / "restarted.toml"
+        config_path.write_text(config)
+
+        def place_descriptors():
+            for index, fd in enumerate(high):
+                os.dup2(fd, 3 + index)
+
+        log = open(tmp_path / "restarted.log", "w")
+        replacement = subprocess.Popen(
+            ["/bin/sh", "-c", f'LISTEN_PID=$$ LISTEN_FDS={len(high)} LISTEN_FDNAMES={names} exec "$0" "$@"',
+             JESTER, "--config", str(config_path)],
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=place_descriptors, close_fds=False,
+            env=dict(os.environ, NOTIFY_SOCKET=listener.path))
+        for fd in high:
+            os.close(fd)
+        answer = b""
+        while chunk := client.recv(4096):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"one\n"), answer
+        logs = (tmp_path / "restarted.log").read_text()
+        assert "recovered listening sockets from systemd's descriptor store" in logs, logs
+        assert len(listener.store) == 2  # the recovered sockets are stored already: nothing new
+
+        # A reload that moves the listener: the new sockets are stored, the old ones removed from the store.
+        from conftest import free_port
+        new_port = free_port()
+        config_path.write_text(config.replace(f"127.0.0.1:{jester.port}", f"127.0.0.1:{new_port}")
+                               .replace("one", "two"))
+        result = subprocess.run([JESTERCTL, "reload", "--socket", control], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert curl(f"http://127.0.0.1:{new_port}/")[1] == b"two\n"
+        wait_for(lambda: sorted(name for name, _ in listener.store) == ["jester-store-3", "jester-store-4"],
+                 what="store holding only the new sockets")
+        assert len(listener.seen("FDSTOREREMOVE=1")) == 2
+
+        def old_port_closed():
+            try:
+                socket.create_connection(("127.0.0.1", jester.port), timeout=2).close()
+                return False
+            except ConnectionRefusedError:
+                return True
+        # Once the old generation has exited, no copy of the old sockets is left anywhere.
+        wait_for(old_port_closed, what="old port closed")
+    finally:
+        if client:
+            client.close()
+        if replacement:
+            replacement.send_signal(signal.SIGINT)
+            replacement.wait(timeout=15)
         listener.close()
 
 
@@ -588,3 +683,158 @@ address = "127.0.0.1:{port}"
         assert curl(jester.url + "/")[1] == b"one\n"
     finally:
         blocker.close()
+
+
+# Binary upgrade (jesterctl upgrade, SIGUSR2): the master execs the binary now at its path in place.
+
+def installed_copy(directory):
+    """A private copy of the jester binary, so a test can replace it on disk as a package upgrade does."""
+    import shutil
+    from conftest import JESTER
+    path = directory / "jester"
+    shutil.copy2(JESTER, path)
+    return path
+
+
+def replace_binary(path, source=None):
+    """Installs a new file at `path` the way dpkg does: write beside it, then rename over it (the running
+    master's file becomes "(deleted)")."""
+    import shutil
+    from conftest import JESTER
+    staging = path.with_name(path.name + ".dpkg-new")
+    if source is None:
+        shutil.copy2(JESTER, staging)
+    else:
+        staging.write_text(source)
+        staging.chmod(0o755)
+    os.replace(staging, path)
+
+
+def test_binary_upgrade_under_load_loses_nothing(make_jester, upstream, tmp_path):
+    """Three upgrades (two by jesterctl, one by SIGUSR2) under keep-alive, new-connection and proxied traffic,
+    with a long download started before the first one: zero failed requests, the same master PID, the new
+    binary running, the download completing across all three, and the master's fds back to baseline."""
+    import http.client
+    binary = installed_copy(tmp_path)
+    jester = make_jester(proxy_routes(upstream, "serving"), workers=2, binary=str(binary))
+    master = jester.process.pid
+    baseline_fds = open_fds(master)
+    download = start_slow_download(jester.port)
+    stop = threading.Event()
+    failures = []
+    counts = {"keepalive": 0, "new": 0, "proxied": 0}
+
+    def keepalive_client():
+        connection = http.client.HTTPConnection("127.0.0.1", jester.port, timeout=5)
+        while not stop.is_set():
+            try:
+                connection.request("GET", "/")
+                response = connection.getresponse()
+                if response.status != 200 or response.read() != b"serving\n":
+                    failures.append(("keepalive", response.status))
+                counts["keepalive"] += 1
+                if response.getheader("Connection", "").lower() == "close":
+                    connection.close()
+            except Exception as error:
+                failures.append(("keepalive", repr(error)))
+                connection.close()
+
+    def new_connection_client(path, key):
+        while not stop.is_set():
+            code, _, error = curl(jester.url + path, timeout=5)
+            if code != 200:
+                failures.append((key, code, error))
+            counts[key] += 1
+
+    threads = [threading.Thread(target=keepalive_client) for _ in range(2)]
+    threads += [threading.Thread(target=new_connection_client, args=("/", "new")),
+                threading.Thread(target=new_connection_client, args=("/app/echo", "proxied"))]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.3)
+        for round in range(3):
+            replace_binary(binary)
+            assert os.readlink(f"/proc/{master}/exe").endswith("(deleted)")
+            assert jester.status()["binaryReplaced"] is True
+            before = jester.status()["generation"]
+            if round == 1:
+                jester.process.send_signal(signal.SIGUSR2)
+                wait_for(lambda: jester.all_ready(before + 1) and jester.status()["generation"] == before + 1,
+                         what="SIGUSR2 upgrade")
+            elif round == 2:
+                # --wait --json: JSON lines as they happen, the result once the adopted generation has drained.
+                result = jester.ctl("upgrade", "--wait", "--json", check=True)
+                lines = [json.loads(line) for line in result.stdout.splitlines()]
+                assert [line.get("phase") for line in lines[:4]] == ["probing", "exec", "spawning", "ready"], lines
+                assert lines[-1]["success"] is True and lines[-1]["generation"] == before + 1
+                assert not [w for w in jester.status()["workers"] if w["generation"] == before]
+            else:
+                result = jester.ctl("upgrade", check=True)
+                assert ["probing", "exec", "spawning"] == [
+                    line.split(":")[0] for line in result.stdout.splitlines()][:3], result.stdout
+                assert f"upgraded: generation {before + 1}" in result.stdout
+            status = jester.status()
+            assert status["pid"] == master and status["generation"] == before + 1
+            assert not status.get("binaryReplaced") and not os.readlink(f"/proc/{master}/exe").endswith("(deleted)")
+            time.sleep(0.3)
+        # The download began on generation 1, which three programs in turn adopted (within its 5 s drain
+        # timeout): it completes untouched.
+        assert read_to_end(download) > 60 * 1024 * 1024
+        download.close()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert not failures, failures[:10]
+    assert all(counts.values()), counts
+    wait_for(lambda: len(jester.status()["workers"]) == 2, timeout=15, what="old generations drained")
+    wait_for(lambda: open_fds(master) <= baseline_fds + 1, timeout=10, what=f"master fds back to {baseline_fds}")
+    assert jester.process.poll() is None
+    print(f"3 binary upgrades under load: {counts} requests, 0 failed")
+
+
+def test_upgrade_to_a_binary_that_does_not_run_keeps_serving(make_jester, tmp_path):
+    binary = installed_copy(tmp_path)
+    jester = make_jester(ROUTES.replace("VERSION", "one"), workers=2, binary=str(binary))
+    workers = sorted(jester.worker_pids())
+    replace_binary(binary, "#!/bin/sh\necho 'cannot start' >&2\nexit 127\n")
+    result = jester.ctl("upgrade")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "the new binary does not run" in result.stderr and "cannot start" in result.stderr
+    assert sorted(jester.worker_pids()) == workers and jester.status()["generation"] == 1
+    assert curl(jester.url + "/")[1] == b"one\n"
+    # A new binary that rejects the configuration is refused the same way, before anything changes.
+    replace_binary(binary, "#!/bin/sh\nexit 1\n")
+    result = jester.ctl("upgrade")
+    assert result.returncode == 1 and "rejects" in result.stderr, result.stderr
+    assert sorted(jester.worker_pids()) == workers
+
+
+def test_upgrade_whose_new_workers_fail_keeps_the_old_ones(make_jester, upstream, tmp_path):
+    """The new binary starts and passes the probe, but its workers crash at start: the new program keeps the
+    adopted (old binary's) workers serving, and jesterctl upgrade reports the failure."""
+    crash = tmp_path / "crash_workers.c"
+    crash.write_text(
+        '#include <stdlib.h>\n#include <string.h>\n'
+        '__attribute__((constructor)) static void crash(int argc, char **argv) {\n'
+        '    if (argc > 1 && strcmp(argv[1], "--worker") == 0) abort();\n}\n')
+    library = tmp_path / "crash_workers.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(crash)], check=True)
+    binary = installed_copy(tmp_path)
+    real = tmp_path / "jester-real"
+    os.link(binary, real)
+    jester = make_jester(proxy_routes(upstream, "one"), workers=2, binary=str(binary))
+    workers = sorted(jester.worker_pids())
+    # The "new version": a wrapper that runs the same program with workers that abort.
+    replace_binary(binary, f'#!/bin/sh\nexec /usr/bin/env LD_PRELOAD={library} {real} "$@"\n')
+    result = jester.ctl("upgrade")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "before it was ready" in result.stderr, result.stderr
+    status = jester.status()
+    assert status["pid"] == jester.process.pid and status["generation"] == 1
+    assert sorted(w["pid"] for w in status["workers"]) == workers
+    assert all(w["state"] == "ready" for w in status["workers"])
+    for _ in range(20):
+        assert curl(jester.url + "/")[1] == b"one\n"
+    assert curl(jester.url + "/app/echo")[0] == 200

@@ -1,0 +1,78 @@
+import Foundation
+import JesterConfig
+import JesterSystem
+
+/// What the master's old program hands its new one across a binary upgrade (exec in place, see jester(8),
+/// BINARY UPGRADE): the descriptors that must stay open, and the state needed to keep supervising the workers
+/// the old program started.
+///
+/// It travels in one environment variable, which the new program removes before it spawns anything. Descriptors
+/// travel by number: exec keeps every descriptor not marked close-on-exec, at the same number.
+struct UpgradeHandOver: Codable, Equatable {
+    /// Bumped when a field changes meaning; a program that cannot read a hand-over must not start from it.
+    static let currentFormat = 1
+    static let environmentVariable = "JESTER_UPGRADE_HANDOVER"
+
+    struct Listener: Codable, Equatable {
+        var settings: ListenerSettings
+        /// One listening socket per worker slot.
+        var fds: [Int32]
+    }
+
+    struct AdoptedWorker: Codable, Equatable {
+        var pid: Int32
+        var slot: Int
+        var generation: Int
+        var state: String
+        /// Wall-clock start (the monotonic clock's origin does not survive exec).
+        var startedAt: Double
+        var configHash: String
+        var drainDeadline: Double?
+        /// The master's end of the worker's socketpair.
+        var controlFD: Int32
+        /// Bytes of a control frame read but not yet complete, so the new program reads the rest in step.
+        var pendingBytes: [UInt8]
+    }
+
+    var format = currentFormat
+    var fromVersion: String
+    var masterStartedAt: Double
+    var generation: Int
+    /// The configuration the old program served, as JSON decoded on its own (a changed field must not spoil the
+    /// rest). It stays in force until the new generation is ready, like the old configuration during a reload.
+    var configuration: Data
+    var controlSocketFD: Int32
+    var listeners: [String: Listener]
+    var activatedSockets: [Systemd.ActivatedSocket]
+    /// Descriptors in systemd's store, by fd (see `Systemd.storeDescriptor`).
+    var storedDescriptorNames: [Int32: String]
+    var workers: [AdoptedWorker]
+
+    /// Every descriptor the new program needs open.
+    var descriptors: Set<Int32> {
+        Set([controlSocketFD] + listeners.values.flatMap(\.fds) + activatedSockets.map(\.fd) + workers.map(\.controlFD))
+    }
+
+    func encoded() throws -> String {
+        String(decoding: try JSONEncoder().encode(self), as: UTF8.self)
+    }
+
+    /// Takes the hand-over from the environment (and removes it there, so no child sees it). Nil when this
+    /// program was not started by an upgrade.
+    static func takeFromEnvironment() throws -> UpgradeHandOver? {
+        guard let text = ProcessInfo.processInfo.environment[environmentVariable] else { return nil }
+        unsetenv(environmentVariable)
+        struct FormatOnly: Decodable { var format: Int }
+        let data = Data(text.utf8)
+        let format = try JSONDecoder().decode(FormatOnly.self, from: data).format
+        guard format == currentFormat else { throw UnreadableHandOver(format: format) }
+        return try JSONDecoder().decode(UpgradeHandOver.self, from: data)
+    }
+
+    struct UnreadableHandOver: Error, CustomStringConvertible {
+        var format: Int
+        var description: String {
+            "upgrade hand-over format \(format) is not supported (this binary reads format \(UpgradeHandOver.currentFormat))"
+        }
+    }
+}
