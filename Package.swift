@@ -118,7 +118,7 @@ let package = Package(
         .testTarget(
             name: "JesterSystemTests",
             dependencies: ["JesterSystem", "JesterTLS", "JesterHTTP2", "JesterHTTP3"]),
-        .testTarget(name: "JesterSupervisorTests", dependencies: ["JesterSupervisor"]),
+        .testTarget(name: "JesterSupervisorTests", dependencies: ["JesterSupervisor", "JesterConfig"]),
         // The embedded tier: the data plane's channel handlers driven through NIO's EmbeddedChannel, no sockets.
         .testTarget(
             name: "JesterProxyTests",

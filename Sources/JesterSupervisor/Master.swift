@@ -156,7 +156,7 @@ public final class Master: @unchecked Sendable {
             }
         }
         if ListeningSocket.kernelMigratesRequests() == false {
-            logger.notice("net.ipv4.tcp_migrate_req is off: connections queued on a closing listener slot are reset")
+            logger.notice("net.ipv4.tcp_migrate_req is off: connections queued on a listener slot that closes (fewer workers after a reload) are reset; turn it on with `sysctl -w net.ipv4.tcp_migrate_req=1`")
         }
         listeners = try bindListeners(for: configuration, reusing: recovered)
         closeUnusedSockets(recovered, keeping: listeners)

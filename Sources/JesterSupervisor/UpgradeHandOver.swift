@@ -69,7 +69,7 @@ struct UpgradeHandOver: Codable, Equatable {
         return try JSONDecoder().decode(UpgradeHandOver.self, from: data)
     }
 
-    struct UnreadableHandOver: Error, CustomStringConvertible {
+    struct UnreadableHandOver: Error, Equatable, CustomStringConvertible {
         var format: Int
         var description: String {
             "upgrade hand-over format \(format) is not supported (this binary reads format \(UpgradeHandOver.currentFormat))"

@@ -1,4 +1,6 @@
-import JesterSupervisor
+import Foundation
+import JesterConfig
+@testable import JesterSupervisor
 import Testing
 
 @Test func respawnBacksOffExponentiallyThenGivesUp() {
@@ -24,4 +26,29 @@ import Testing
     #expect(access.permits(uid: 2000, gid: 2000, supplementaryGroups: [50]))
     #expect(!access.permits(uid: 2000, gid: 2000, supplementaryGroups: [51]))
     #expect(!ControlAccess(masterUserID: 1000, controlGroupID: nil).permits(uid: 2000, gid: 50, supplementaryGroups: []))
+}
+
+/// Both tests use the one environment variable: one at a time.
+@Suite(.serialized) struct UpgradeHandOverTests {
+
+    @Test func upgradeHandOverTravelsThroughTheEnvironmentAndIsRemovedThere() throws {
+        let handOver = UpgradeHandOver(
+            fromVersion: "0.1.0", masterStartedAt: 1_700_000_000, generation: 4, configuration: Data("{}".utf8),
+            controlSocketFD: 7,
+            listeners: ["main": .init(settings: ListenerSettings(
+                name: "main", address: try #require(SocketAddressSpec(parsing: "127.0.0.1:8080")), backlog: 511), fds: [5, 6])],
+            activatedSockets: [], storedDescriptorNames: [5: "jester-store-1"],
+            workers: [.init(pid: 42, slot: 0, generation: 4, state: "ready", startedAt: 1_700_000_001, configHash: "ab",
+                drainDeadline: nil, controlFD: 9, pendingBytes: [0, 0, 1])])
+        #expect(handOver.descriptors == [5, 6, 7, 9])
+        setenv(UpgradeHandOver.environmentVariable, try handOver.encoded(), 1)
+        #expect(try UpgradeHandOver.takeFromEnvironment() == handOver)
+        #expect(getenv(UpgradeHandOver.environmentVariable) == nil)
+        #expect(try UpgradeHandOver.takeFromEnvironment() == nil)
+    }
+
+    @Test func anUpgradeHandOverOfAnotherFormatIsRefusedWithItsNumber() {
+        setenv(UpgradeHandOver.environmentVariable, #"{"format": 99, "somethingNew": true}"#, 1)
+        #expect(throws: UpgradeHandOver.UnreadableHandOver(format: 99)) { try UpgradeHandOver.takeFromEnvironment() }
+    }
 }

@@ -187,3 +187,64 @@ def raw_request(port, data, timeout=5.0, read_all=True):
         except socket.timeout:
             pass
         return b"".join(chunks)
+
+
+class SteadyLoad:
+    """Steady traffic for lifecycle tests: keep-alive clients (reconnecting when told `Connection: close`, as
+    clients do), a new-connection client and, with `proxied_path`, a proxied new-connection client. Every
+    connection error, reset, timeout, non-200 or unexpected body is a failure. Use as a context manager."""
+
+    def __init__(self, port, expect=b"serving\n", proxied_path=None, keepalive_clients=2):
+        self.port = port
+        self.expect = expect
+        self.failures = []
+        self.counts = {"keepalive": 0, "new": 0}
+        self.stop = None
+        self.threads = []
+        targets = [self.keepalive_client] * keepalive_clients + [lambda: self.new_connection_client("/", "new")]
+        if proxied_path:
+            self.counts["proxied"] = 0
+            targets.append(lambda: self.new_connection_client(proxied_path, "proxied"))
+        self.targets = targets
+
+    def keepalive_client(self):
+        import http.client
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        while not self.stop.is_set():
+            try:
+                connection.request("GET", "/")
+                response = connection.getresponse()
+                body = response.read()
+                if response.status != 200 or body != self.expect:
+                    self.failures.append(("keepalive", response.status, body))
+                self.counts["keepalive"] += 1
+                if response.getheader("Connection", "").lower() == "close":
+                    connection.close()  # a draining worker said so: reconnect
+            except Exception as error:  # a reset or timeout is a failed request
+                self.failures.append(("keepalive", repr(error)))
+                connection.close()
+
+    def new_connection_client(self, path, key):
+        while not self.stop.is_set():
+            code, body, error = curl(f"http://127.0.0.1:{self.port}{path}", timeout=5)
+            if code != 200 or (path == "/" and body != self.expect):
+                self.failures.append((key, code, body, error))
+            self.counts[key] += 1
+
+    def __enter__(self):
+        import threading
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=target) for target in self.targets]
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+        return False
+
+    def assert_nothing_failed(self):
+        assert not self.failures, self.failures[:10]
+        assert all(self.counts.values()), self.counts

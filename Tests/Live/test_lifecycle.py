@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import curl, wait_for
+from conftest import SteadyLoad, curl, wait_for
 
 ROUTES = """
 [[routes]]
@@ -212,7 +212,6 @@ def test_twenty_reloads_under_load_lose_nothing(make_jester, upstream):
     """The promise of the lifecycle: steady traffic over keep-alive and new connections while the config (and
     with it the routes) changes 20 times. Zero failed requests, each new route answers, and after every drain
     the master is back to its baseline of workers and file descriptors. (RELOADS=1000 for the long run.)"""
-    import http.client
     reloads = int(os.environ.get("JESTER_RELOADS", "20"))
     base = f"""
 [upstreams.app]
@@ -236,39 +235,7 @@ respond = {{ status = 200, body = "serving\\n" }}
 
     jester = make_jester(config(0), workers=2)
     baseline_fds = open_fds(jester.process.pid)
-    stop = threading.Event()
-    failures = []
-    counts = {"keepalive": 0, "new": 0, "proxied": 0}
-
-    def keepalive_client():
-        connection = http.client.HTTPConnection("127.0.0.1", jester.port, timeout=5)
-        while not stop.is_set():
-            try:
-                connection.request("GET", "/")
-                response = connection.getresponse()
-                body = response.read()
-                if response.status != 200 or body != b"serving\n":
-                    failures.append(("keepalive", response.status, body))
-                counts["keepalive"] += 1
-                if response.getheader("Connection", "").lower() == "close":
-                    connection.close()  # a draining worker said so: reconnect, as clients do
-            except Exception as error:  # a reset or timeout is a failed request
-                failures.append(("keepalive", repr(error)))
-                connection.close()
-
-    def new_connection_client(path, key):
-        while not stop.is_set():
-            code, body, error = curl(jester.url + path, timeout=5)
-            if code != 200:
-                failures.append((key, code, error))
-            counts[key] += 1
-
-    threads = [threading.Thread(target=keepalive_client) for _ in range(2)]
-    threads += [threading.Thread(target=new_connection_client, args=("/", "new")),
-                threading.Thread(target=new_connection_client, args=("/app/echo", "proxied"))]
-    for thread in threads:
-        thread.start()
-    try:
+    with SteadyLoad(jester.port, proxied_path="/app/echo") as load:
         for version in range(1, reloads + 1):
             jester.write_config(config(version))
             jester.ctl("reload", check=True)
@@ -276,16 +243,11 @@ respond = {{ status = 200, body = "serving\\n" }}
             assert (code, body) == (200, f"{version}\n".encode())
             if version % 5 == 0 or version == reloads:
                 wait_for(lambda: len(jester.status()["workers"]) == 2, timeout=15, what="old generations drained")
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-    assert not failures, failures[:10]
-    assert all(counts.values()), counts
+    load.assert_nothing_failed()
     wait_for(lambda: len(jester.status()["workers"]) == 2, timeout=15, what="old generations drained")
     wait_for(lambda: open_fds(jester.process.pid) <= baseline_fds + 1, timeout=10,
              what=f"master fds back to baseline {baseline_fds}")
-    print(f"{reloads} reloads under load: {counts} requests, 0 failed")
+    print(f"{reloads} reloads under load: {load.counts} requests, 0 failed")
 
 
 class NotifyListener:
@@ -612,6 +574,27 @@ def migrate_requests():
         f.write(previous)
 
 
+def test_start_up_says_when_tcp_migrate_req_is_off(make_jester):
+    path = "/proc/sys/net/ipv4/tcp_migrate_req"
+    try:
+        with open(path) as f:
+            previous = f.read().strip()
+        with open(path, "w") as f:
+            f.write("0")
+    except OSError:
+        pytest.skip("net.ipv4.tcp_migrate_req cannot be changed here")
+    try:
+        off = make_jester(ROUTES.replace("VERSION", "one"))
+        with open(path, "w") as f:
+            f.write("1")
+        on = make_jester(ROUTES.replace("VERSION", "one"))
+    finally:
+        with open(path, "w") as f:
+            f.write(previous)
+    assert "net.ipv4.tcp_migrate_req is off" in off.logs()
+    assert "tcp_migrate_req" not in on.logs()
+
+
 def test_worker_count_change_under_load_loses_nothing(make_jester, upstream, migrate_requests):
     import http.client
     jester = make_jester(proxy_routes(upstream, "one"), workers=2)
@@ -685,6 +668,42 @@ address = "127.0.0.1:{port}"
         blocker.close()
 
 
+def test_failed_reloads_and_upgrades_under_load_lose_nothing(make_jester, upstream, tmp_path):
+    """Every way a reload or an upgrade can fail, while traffic flows: an invalid file, a file that crashes the
+    TOML library, a generation that is not ready in time, a listener that cannot be bound, a new binary that
+    does not run. Each fails with exit status 1, the running generation keeps serving, and no request fails."""
+    binary = installed_copy(tmp_path)
+    jester = make_jester(proxy_routes(upstream, "serving"), workers=2, binary=str(binary))
+    good = jester.config_path.read_text()
+    workers = sorted(jester.worker_pids())
+    blocker = socket.socket()  # no SO_REUSEPORT: nobody else may bind this port
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    broken = {
+        "invalid": good + '\n[http]\nmax_body_sise = "1MiB"\n',
+        "parser crash": good + '\n[[routes]]\nhosts = ["a",  }\n',
+        "not ready": good.replace("[server]\n", '[server]\nworker_start_timeout = "0s"\n'),
+        "unbindable": good + f'\n[[listeners]]\nname = "extra"\naddress = "127.0.0.1:{blocker.getsockname()[1]}"\n',
+    }
+    try:
+        with SteadyLoad(jester.port, proxied_path="/app/echo") as load:
+            time.sleep(0.3)
+            for what, text in broken.items():
+                jester.config_path.write_text(text)
+                result = jester.ctl("reload")
+                assert result.returncode == 1, (what, result.stdout, result.stderr)
+                time.sleep(0.2)
+            jester.config_path.write_text(good)
+            replace_binary(binary, "#!/bin/sh\nexit 127\n")
+            assert jester.ctl("upgrade").returncode == 1
+            time.sleep(0.3)
+    finally:
+        blocker.close()
+    load.assert_nothing_failed()
+    assert jester.status()["generation"] == 1 and sorted(jester.worker_pids()) == workers
+    print(f"{len(broken)} failed reloads and 1 failed upgrade under load: {load.counts} requests, 0 failed")
+
+
 # Binary upgrade (jesterctl upgrade, SIGUSR2): the master execs the binary now at its path in place.
 
 def installed_copy(directory):
@@ -714,44 +733,12 @@ def test_binary_upgrade_under_load_loses_nothing(make_jester, upstream, tmp_path
     """Three upgrades (two by jesterctl, one by SIGUSR2) under keep-alive, new-connection and proxied traffic,
     with a long download started before the first one: zero failed requests, the same master PID, the new
     binary running, the download completing across all three, and the master's fds back to baseline."""
-    import http.client
     binary = installed_copy(tmp_path)
     jester = make_jester(proxy_routes(upstream, "serving"), workers=2, binary=str(binary))
     master = jester.process.pid
     baseline_fds = open_fds(master)
     download = start_slow_download(jester.port)
-    stop = threading.Event()
-    failures = []
-    counts = {"keepalive": 0, "new": 0, "proxied": 0}
-
-    def keepalive_client():
-        connection = http.client.HTTPConnection("127.0.0.1", jester.port, timeout=5)
-        while not stop.is_set():
-            try:
-                connection.request("GET", "/")
-                response = connection.getresponse()
-                if response.status != 200 or response.read() != b"serving\n":
-                    failures.append(("keepalive", response.status))
-                counts["keepalive"] += 1
-                if response.getheader("Connection", "").lower() == "close":
-                    connection.close()
-            except Exception as error:
-                failures.append(("keepalive", repr(error)))
-                connection.close()
-
-    def new_connection_client(path, key):
-        while not stop.is_set():
-            code, _, error = curl(jester.url + path, timeout=5)
-            if code != 200:
-                failures.append((key, code, error))
-            counts[key] += 1
-
-    threads = [threading.Thread(target=keepalive_client) for _ in range(2)]
-    threads += [threading.Thread(target=new_connection_client, args=("/", "new")),
-                threading.Thread(target=new_connection_client, args=("/app/echo", "proxied"))]
-    for thread in threads:
-        thread.start()
-    try:
+    with SteadyLoad(jester.port, proxied_path="/app/echo") as load:
         time.sleep(0.3)
         for round in range(3):
             replace_binary(binary)
@@ -782,16 +769,11 @@ def test_binary_upgrade_under_load_loses_nothing(make_jester, upstream, tmp_path
         # timeout): it completes untouched.
         assert read_to_end(download) > 60 * 1024 * 1024
         download.close()
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-    assert not failures, failures[:10]
-    assert all(counts.values()), counts
+    load.assert_nothing_failed()
     wait_for(lambda: len(jester.status()["workers"]) == 2, timeout=15, what="old generations drained")
     wait_for(lambda: open_fds(master) <= baseline_fds + 1, timeout=10, what=f"master fds back to {baseline_fds}")
     assert jester.process.poll() is None
-    print(f"3 binary upgrades under load: {counts} requests, 0 failed")
+    print(f"3 binary upgrades under load: {load.counts} requests, 0 failed")
 
 
 def test_upgrade_to_a_binary_that_does_not_run_keeps_serving(make_jester, tmp_path):
