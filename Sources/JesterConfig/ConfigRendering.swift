@@ -158,7 +158,7 @@ extension ConfigSchema {
                 } else if let value = field.defaultValue {
                     line += "; default: " + escape(value)
                 }
-                out += line + ".\n" + escape(field.summary) + "\n"
+                out += roffLines(line + ". " + escape(field.summary))
             }
         }
         render(root, title: "the top level")
@@ -171,5 +171,24 @@ extension ConfigSchema {
         render(redirect, title: "[[routes]] redirect = { ... }")
         render(upstream, title: "[upstreams.NAME]")
         return out
+    }
+
+    /// Text as roff source lines of at most 80 bytes (what `mandoc -T lint` asks), broken at spaces; a line
+    /// that would start with a control character is escaped so it stays text.
+    static func roffLines(_ text: String, width: Int = 80) -> String {
+        var lines: [String] = []
+        var current = ""
+        for word in text.split(separator: " ", omittingEmptySubsequences: false) {
+            if !current.isEmpty, current.utf8.count + 1 + word.utf8.count > width {
+                lines.append(current)
+                current = String(word)
+            } else {
+                current += current.isEmpty ? String(word) : " " + word
+            }
+        }
+        lines.append(current)
+        return lines.enumerated().map { index, line in
+            index > 0 && (line.hasPrefix(".") || line.hasPrefix("'")) ? "\\&" + line : line
+        }.joined(separator: "\n") + "\n"
     }
 }

@@ -155,13 +155,20 @@ public struct WorkerStats: Codable, Sendable, Equatable {
     public var bytesIn: Int
     public var bytesOut: Int
     public var errors: Int
+    /// The worker's resident set size, read by the worker itself: under jester.service (ProtectProc=invisible)
+    /// the master cannot see /proc of processes running as another user.
+    public var rssBytes: Int?
 
-    public init(connections: Int = 0, requests: Int = 0, bytesIn: Int = 0, bytesOut: Int = 0, errors: Int = 0) {
+    public init(
+        connections: Int = 0, requests: Int = 0, bytesIn: Int = 0, bytesOut: Int = 0, errors: Int = 0,
+        rssBytes: Int? = nil
+    ) {
         self.connections = connections
         self.requests = requests
         self.bytesIn = bytesIn
         self.bytesOut = bytesOut
         self.errors = errors
+        self.rssBytes = rssBytes
     }
 }
 

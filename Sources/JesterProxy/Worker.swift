@@ -144,7 +144,7 @@ final class WorkerServer: @unchecked Sendable {
         let counters = runtime.counters
         send(.workerStats(WorkerStats(
             connections: counters.openConnections, requests: counters.requests, bytesIn: counters.bytesIn,
-            bytesOut: counters.bytesOut, errors: counters.errors)))
+            bytesOut: counters.bytesOut, errors: counters.errors, rssBytes: ProcessSpawner.residentSetSize(of: getpid()))))
     }
 
     fileprivate func received(_ bytes: ByteBuffer) {

@@ -892,9 +892,8 @@ public final class Master: @unchecked Sendable {
         } else {
             let path = configuration.server.controlSocket
             try PidFile.makeDirectory(forFile: path)
-            controlServerFD = try ListeningSocket.bindUnix(path: path)
+            controlServerFD = try ListeningSocket.bindUnix(path: path, group: access.controlGroupID)
             chmod(path, 0o660)
-            if let gid = access.controlGroupID { chown(path, getuid(), gid) }
         }
         ServerBootstrap(group: eventLoop)
             .childChannelInitializer { channel in
@@ -987,7 +986,7 @@ public final class Master: @unchecked Sendable {
             WorkerStatus(
                 pid: worker.pid, slot: worker.slot, generation: worker.generation, state: worker.state.rawValue,
                 connections: worker.stats.connections, requests: worker.stats.requests,
-                rssBytes: ProcessSpawner.residentSetSize(of: worker.pid),
+                rssBytes: worker.stats.rssBytes ?? ProcessSpawner.residentSetSize(of: worker.pid),
                 restarts: respawnPolicies[worker.slot]?.totalCrashes ?? 0, configHash: worker.configHash,
                 startedAt: wallClockNow - (monotonicNow - worker.startedAt), drainDeadline: worker.drainDeadline)
         }

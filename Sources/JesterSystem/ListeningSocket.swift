@@ -61,7 +61,10 @@ public enum ListeningSocket {
     /// Creates a listening Unix stream socket at `path` (replacing a stale socket file) and returns its fd,
     /// close-on-exec. The master binds its control socket this way rather than through NIO so that it holds the
     /// fd itself and can hand it across a binary upgrade: jesterctl connections made meanwhile wait in the queue.
-    public static func bindUnix(path: String, backlog: Int32 = 64) throws(SystemError) -> Int32 {
+    ///
+    /// With `group`, the socket file is created with that group (the effective group while binding), so the
+    /// master needs CAP_SETGID, which it has for its workers anyway, and not CAP_CHOWN.
+    public static func bindUnix(path: String, group: UInt32? = nil, backlog: Int32 = 64) throws(SystemError) -> Int32 {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
@@ -74,9 +77,16 @@ public enum ListeningSocket {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError("socket") }
         unlink(path)
+        let previousGroup = getegid()
+        if let group, group != previousGroup, setegid(group) != 0 {
+            let error = SystemError("setegid", "group \(group) for \(path)")
+            close(fd)
+            throw error
+        }
         let result = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
+        if let group, group != previousGroup { _ = setegid(previousGroup) }
         guard result == 0, listen(fd, backlog) == 0 else {
             let error = SystemError(result == 0 ? "listen" : "bind", path)
             close(fd)

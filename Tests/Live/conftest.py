@@ -63,13 +63,14 @@ class Upstream:
 class Jester:
     """One jester master with its workers, on a config written for the test."""
 
-    def __init__(self, config_body, workers=1, extra_env=None, binary=None):
+    def __init__(self, config_body, workers=1, extra_env=None, binary=None, server_settings=""):
         self.dir = Path(tempfile.mkdtemp(prefix="jester-live-"))
         os.chmod(self.dir, 0o755)
         self.port = free_port()
         self.socket = str(self.dir / "control.sock")
         self.config_path = self.dir / "jester.toml"
         self.workers = workers
+        self.server_settings = server_settings
         self.write_config(config_body)
         self.log = open(self.dir / "jester.log", "w+")
         env = dict(os.environ, **(extra_env or {}))
@@ -84,6 +85,7 @@ workers = {self.workers}
 pid_file = "{self.dir}/jester.pid"
 control_socket = "{self.socket}"
 drain_timeout = "5s"
+{self.server_settings}
 
 [[listeners]]
 name = "main"
@@ -95,12 +97,13 @@ address = "127.0.0.1:{self.port}"
     def url(self):
         return f"http://127.0.0.1:{self.port}"
 
-    def ctl(self, *args, check=False, user=None, timeout=60):
+    def ctl(self, *args, check=False, user=None, groups=(), timeout=60):
         command = [JESTERCTL, *args, "--socket", self.socket]
         if user:
             import pwd
             entry = pwd.getpwnam(user)
-            command = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups", *command]
+            membership = [f"--groups={','.join(str(g) for g in groups)}"] if groups else ["--clear-groups"]
+            command = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", *membership, *command]
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         if check:
             assert result.returncode == 0, result.stdout + result.stderr

@@ -148,6 +148,23 @@ def test_refused_control_client(make_jester):
     wait_for(lambda: "control connection refused" in jester.logs(), what="refusal logged")
 
 
+def test_control_group_members_may_use_jesterctl(make_jester):
+    """server.control_group: the socket file belongs to that group (created so, not chowned: the packaged unit
+    gives the master no CAP_CHOWN) and the master admits its members."""
+    import grp
+    subprocess.run(["groupadd", "-f", "--system", "jester-ctl-test"], check=True)
+    group = grp.getgrnam("jester-ctl-test").gr_gid
+    jester = make_jester(ROUTES.replace("VERSION", "one"), server_settings='control_group = "jester-ctl-test"')
+    info = os.stat(jester.socket)
+    assert info.st_gid == group and info.st_mode & 0o777 == 0o660
+    assert jester.ctl("status", user="nobody", groups=[group]).returncode == 0
+    assert jester.ctl("status", user="nobody").returncode == 2
+    # The master's own group is back to what it was after binding.
+    with open(f"/proc/{jester.process.pid}/status") as status:
+        gids = [line for line in status if line.startswith("Gid:")][0].split()[1:]
+    assert gids == [str(os.getegid())] * 4
+
+
 def test_jesterctl_without_master():
     from conftest import JESTERCTL
     result = subprocess.run([JESTERCTL, "status", "--socket", "/tmp/no-such-jester.sock"], capture_output=True,
