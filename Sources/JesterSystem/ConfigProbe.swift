@@ -63,7 +63,7 @@ public enum ConfigProbe {
         switch exit {
         case .exited(code: 0): return .valid
         case .exited(code: 1): return .invalid
-        case .exited(let code):
+        case .exited:
             // 126/127: the shell or the loader could not run it (a missing library, a broken script).
             return .couldNotRun(detail: lines.first.map(String.init) ?? "\(executable) \(exit)")
         case .signaled:
