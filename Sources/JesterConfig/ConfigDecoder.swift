@@ -76,7 +76,7 @@ struct ConfigDecoder {
         for (name, node) in top.map("upstreams", decoder: &self).sorted(by: { $0.key < $1.key }) {
             guard var table = TableReader(node, ConfigSchema.upstream, decoder: &self) else { continue }
             let defaults = UpstreamSettings(name: name, targets: [])
-            let targets = table.addressArray("targets", decoder: &self) ?? []
+            let targets = table.targetArray("targets", decoder: &self) ?? []
             if targets.isEmpty, table.has("targets") {
                 report(node.location, "upstream '\(name)' needs at least one target")
             }
@@ -87,7 +87,13 @@ struct ConfigDecoder {
                     responseTimeout: table.duration("response_timeout", decoder: &self) ?? defaults.responseTimeout,
                     maxIdleConnections: table.integer("max_idle_connections", decoder: &self)
                         ?? defaults.maxIdleConnections,
-                    idleTimeout: table.duration("idle_timeout", decoder: &self) ?? defaults.idleTimeout))
+                    idleTimeout: table.duration("idle_timeout", decoder: &self) ?? defaults.idleTimeout,
+                    balance: table.choice("balance", decoder: &self) ?? defaults.balance,
+                    hashKey: hashKey(&table) ?? defaults.hashKey,
+                    maxFails: table.integer("max_fails", decoder: &self) ?? defaults.maxFails,
+                    failTimeout: table.duration("fail_timeout", decoder: &self) ?? defaults.failTimeout,
+                    slowStart: table.duration("slow_start", decoder: &self) ?? defaults.slowStart,
+                    connectAttempts: table.integer("connect_attempts", decoder: &self) ?? defaults.connectAttempts))
             upstreamNodes[name] = node
             table.finish(decoder: &self)
         }
@@ -213,6 +219,20 @@ struct ConfigDecoder {
 
     mutating func report(_ location: SourceLocation, _ message: String) {
         diagnostics.append(ConfigDiagnostic(location, message))
+    }
+}
+
+extension ConfigDecoder {
+    /// `hash_key`: "client_ip", "path", "header:NAME" or "cookie:NAME".
+    mutating func hashKey(_ table: inout TableReader) -> String? {
+        guard let value = table.string("hash_key", decoder: &self) else { return nil }
+        if value == "client_ip" || value == "path" { return value }
+        for prefix in ["header:", "cookie:"] where value.hasPrefix(prefix) && value.count > prefix.count {
+            return value
+        }
+        report(table.location(of: "hash_key"),
+            "'hash_key' must be \"client_ip\", \"path\", \"header:NAME\" or \"cookie:NAME\", not \"\(value)\"")
+        return nil
     }
 }
 
@@ -359,22 +379,36 @@ struct TableReader {
         return strings
     }
 
-    mutating func addressArray(_ key: String, decoder: inout ConfigDecoder) -> [SocketAddressSpec]? {
+    /// Targets: each an address string, or a table with `address`, `weight` and `backup`.
+    mutating func targetArray(_ key: String, decoder: inout ConfigDecoder) -> [UpstreamTarget]? {
         guard let child = take(key, decoder: &decoder) else { return nil }
         guard case .array(let elements) = child.value else {
             wrongType(key, child, decoder: &decoder)
             return nil
         }
-        var addresses: [SocketAddressSpec] = []
+        var targets: [UpstreamTarget] = []
         for element in elements {
-            guard case .string(let text) = element.value, let address = SocketAddressSpec(parsing: text) else {
-                decoder.report(
-                    element.location, "elements of '\(key)' must be \(ConfigSchema.ValueType.address.summary)")
-                continue
+            switch element.value {
+            case .string(let text):
+                guard let address = SocketAddressSpec(parsing: text) else {
+                    decoder.report(element.location,
+                        "elements of '\(key)' must be \(ConfigSchema.ValueType.address.summary), not \"\(text)\"")
+                    continue
+                }
+                targets.append(UpstreamTarget(address: address))
+            case .table:
+                guard var table = TableReader(element, ConfigSchema.target, decoder: &decoder) else { continue }
+                let address = table.address("address", decoder: &decoder)
+                let weight = table.integer("weight", decoder: &decoder) ?? 1
+                let backup = table.boolean("backup", decoder: &decoder) ?? false
+                table.finish(decoder: &decoder)
+                if let address { targets.append(UpstreamTarget(address: address, weight: weight, backup: backup)) }
+            default:
+                decoder.report(element.location,
+                    "elements of '\(key)' must be \(ConfigSchema.ValueType.target(ConfigSchema.target).pluralSummary), not \(element.typeName)")
             }
-            addresses.append(address)
         }
-        return addresses
+        return targets
     }
 
     /// The elements of an array of tables (`[[routes]]`).

@@ -24,6 +24,7 @@ extension ConfigSchema {
                 ["type": "string", "pattern": "^[0-9]+ ?(B|K|KiB|M|MiB|G|GiB|kB|KB|MB|GB)?$"]]]
         case .choice(let options): return ["enum": options]
         case .address: return ["type": "string", "pattern": "^(\\[[0-9a-fA-F:.]+\\]|[^:]+):[0-9]{1,5}$"]
+        case .target(let table): return ["anyOf": [jsonSchema(for: .address), jsonSchema(for: .table(table))]]
         case .array(let element): return ["type": "array", "items": jsonSchema(for: element)]
         case .map(let value): return ["type": "object", "additionalProperties": jsonSchema(for: value)]
         case .table(let table):
@@ -82,7 +83,13 @@ extension Configuration {
         for upstream in upstreams {
             lines += [
                 "", "[upstreams.\(quotedKey(upstream.name))]",
-                "targets = [" + upstream.targets.map { quoted($0.description) }.joined(separator: ", ") + "]",
+                "targets = [" + upstream.targets.map(renderTarget).joined(separator: ", ") + "]",
+                "balance = \(quoted(upstream.balance))",
+                "hash_key = \(quoted(upstream.hashKey))",
+                "max_fails = \(upstream.maxFails)",
+                "fail_timeout = \(quoted(Units.format(upstream.failTimeout)))",
+                "slow_start = \(quoted(Units.format(upstream.slowStart)))",
+                "connect_attempts = \(upstream.connectAttempts)",
                 "connect_timeout = \(quoted(Units.format(upstream.connectTimeout)))",
                 "response_timeout = \(quoted(Units.format(upstream.responseTimeout)))",
                 "max_idle_connections = \(upstream.maxIdleConnections)",
@@ -128,6 +135,12 @@ extension Configuration {
         return escaped + "\""
     }
 
+    private func renderTarget(_ target: UpstreamTarget) -> String {
+        guard target.weight != 1 || target.backup else { return quoted(target.address.description) }
+        return "{ address = \(quoted(target.address.description)), weight = \(target.weight)"
+            + (target.backup ? ", backup = true }" : " }")
+    }
+
     private func quotedKey(_ key: String) -> String {
         let bare = !key.isEmpty && key.utf8.allSatisfy { byte in
             (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
@@ -170,6 +183,7 @@ extension ConfigSchema {
         render(respond, title: "[[routes]] respond = { ... }")
         render(redirect, title: "[[routes]] redirect = { ... }")
         render(upstream, title: "[upstreams.NAME]")
+        render(target, title: "[upstreams.NAME] targets = [{ ... }]")
         return out
     }
 

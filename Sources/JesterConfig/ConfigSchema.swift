@@ -16,6 +16,8 @@ public struct ConfigSchema: Sendable {
         case choice([String])
         /// `host:port` or `[v6]:port`.
         case address
+        /// An upstream target: an address, or a table with one (`target` below) and its options.
+        case target(Table)
         case array(ValueType)
         case table(Table)
         /// A table whose keys are names chosen by the user (upstream pools, header names).
@@ -31,6 +33,7 @@ public struct ConfigSchema: Sendable {
             case .size: return "a size such as \"16KiB\", \"10MiB\" or a number of bytes"
             case .choice(let options): return "one of " + options.map { "\"\($0)\"" }.joined(separator: ", ")
             case .address: return "an address such as \"127.0.0.1:8080\" or \"[::1]:8080\""
+            case .target: return "an address, or a table { address, weight, backup }"
             case .array(let element): return "an array of " + element.pluralSummary
             case .table: return "a table"
             case .map(let value): return "a table of " + value.pluralSummary
@@ -41,6 +44,7 @@ public struct ConfigSchema: Sendable {
             switch self {
             case .string: return "strings"
             case .address: return "addresses"
+            case .target: return "addresses or { address, weight, backup } tables"
             case .table: return "tables"
             default: return "values (\(summary))"
             }
@@ -192,12 +196,35 @@ public struct ConfigSchema: Sendable {
     public static let upstream = Table(
         "[upstreams.NAME]",
         [
-            Field("targets", .array(.address), required: true, "The servers, balanced round-robin."),
+            Field("targets", .array(.target(target)), required: true,
+                "The servers: \"host:port\", or { address = \"host:port\", weight = 3, backup = true }."),
+            Field("balance", .choice(UpstreamSettings.balancingAlgorithms), default: "\"round_robin\"",
+                "How a target is chosen: smooth weighted round-robin, fewest requests in flight per weight, the better of two random choices, consistent hashing of hash_key (Maglev, bounded loads), or least latency (peak EWMA)."),
+            Field("hash_key", .string, default: "\"client_ip\"",
+                "What balance = \"hash\" hashes: \"client_ip\", \"path\", \"header:NAME\" or \"cookie:NAME\"."),
+            Field("max_fails", .integer(0...1000), default: "5",
+                "Consecutive failures (connect errors, resets before a response, 502/503/504) that eject a target; 0: never."),
+            Field("fail_timeout", .duration, default: "\"10s\"",
+                "How long a target is first ejected; doubled each time it is ejected again, up to 5 minutes."),
+            Field("slow_start", .duration, default: "\"0s\"",
+                "Over how long a readmitted target's weight ramps from 10 % to full."),
+            Field("connect_attempts", .integer(1...16), default: "3",
+                "Targets tried for one request when connections to them fail (nothing was sent yet)."),
             Field("connect_timeout", .duration, default: "\"5s\"", "How long to wait for a connection; then 504."),
             Field("response_timeout", .duration, default: "\"60s\"",
                 "How long to wait for the response head; then 504."),
             Field("max_idle_connections", .integer(0...100_000), default: "64",
                 "Idle keep-alive connections kept per target per worker."),
             Field("idle_timeout", .duration, default: "\"60s\"", "How long an idle upstream connection is kept."),
+        ])
+
+    /// One element of `targets` written as a table.
+    public static let target = Table(
+        "a target",
+        [
+            Field("address", .address, required: true, "Where the server listens."),
+            Field("weight", .integer(1...1000), default: "1", "Its share of requests relative to the others."),
+            Field("backup", .boolean, default: "false",
+                "Serves only while no other target of the pool can (all ejected or failing)."),
         ])
 }

@@ -143,6 +143,23 @@ public struct HTTPSettings: Sendable, Codable, Equatable {
     }
 }
 
+/// One server of an upstream pool.
+public struct UpstreamTarget: Sendable, Codable, Hashable, CustomStringConvertible {
+    public var address: SocketAddressSpec
+    /// Its share of requests relative to the pool's other targets.
+    public var weight: Int
+    /// Serves only while no other target can.
+    public var backup: Bool
+
+    public init(address: SocketAddressSpec, weight: Int = 1, backup: Bool = false) {
+        self.address = address
+        self.weight = weight
+        self.backup = backup
+    }
+
+    public var description: String { address.description }
+}
+
 /// `[[listeners]]`: an address Jester accepts connections on.
 public struct ListenerSettings: Sendable, Codable, Equatable {
     /// The name routes refer to.
@@ -247,9 +264,24 @@ public struct HeaderPair: Sendable, Codable, Equatable {
 
 /// `[upstreams.NAME]`: a pool of servers requests are proxied to.
 public struct UpstreamSettings: Sendable, Codable, Equatable {
+    /// The values of `balance` (the balancer's algorithms, see JesterCore's UpstreamBalancer).
+    public static let balancingAlgorithms = ["round_robin", "least_requests", "random_two", "hash", "least_latency"]
+
     public var name: String
-    /// The servers, balanced round-robin.
-    public var targets: [SocketAddressSpec]
+    /// The servers.
+    public var targets: [UpstreamTarget]
+    /// One of `balancingAlgorithms`.
+    public var balance: String
+    /// What `balance = "hash"` hashes: "client_ip", "path", "header:NAME" or "cookie:NAME".
+    public var hashKey: String
+    /// Consecutive failures that eject a target (0: never).
+    public var maxFails: Int
+    /// The first ejection's length (doubling per repeat).
+    public var failTimeout: Duration
+    /// The weight ramp after readmission (0: none).
+    public var slowStart: Duration
+    /// Targets tried for one request while connecting to them fails.
+    public var connectAttempts: Int
     /// How long to wait for a TCP connection; slower is a 504.
     public var connectTimeout: Duration
     /// How long to wait for the response head after the request was sent; slower is a 504.
@@ -260,11 +292,19 @@ public struct UpstreamSettings: Sendable, Codable, Equatable {
     public var idleTimeout: Duration
 
     public init(
-        name: String, targets: [SocketAddressSpec], connectTimeout: Duration = .seconds(5),
-        responseTimeout: Duration = .seconds(60), maxIdleConnections: Int = 64, idleTimeout: Duration = .seconds(60)
+        name: String, targets: [UpstreamTarget], connectTimeout: Duration = .seconds(5),
+        responseTimeout: Duration = .seconds(60), maxIdleConnections: Int = 64, idleTimeout: Duration = .seconds(60),
+        balance: String = "round_robin", hashKey: String = "client_ip", maxFails: Int = 5,
+        failTimeout: Duration = .seconds(10), slowStart: Duration = .zero, connectAttempts: Int = 3
     ) {
         self.name = name
         self.targets = targets
+        self.balance = balance
+        self.hashKey = hashKey
+        self.maxFails = maxFails
+        self.failTimeout = failTimeout
+        self.slowStart = slowStart
+        self.connectAttempts = connectAttempts
         self.connectTimeout = connectTimeout
         self.responseTimeout = responseTimeout
         self.maxIdleConnections = maxIdleConnections

@@ -55,6 +55,8 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     private var requestIsReplayable = false
     /// How often the current request was sent again after a stale keep-alive connection failed.
     private var replays = 0
+    /// The request's balancing hash, for pools that hash (kept for a replay).
+    private var balancingHash: UInt64?
     private static let maxReplays = 2
     /// Bytes of pipelined requests read ahead while an exchange is in progress.
     private static let readAheadLimit = 16 * 1024
@@ -289,6 +291,9 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
             isUpgrade = head.connectionUpgrade && head.upgradeWebSocket && framing == .none
             responseStarted = false
             log.upstream = pool.name
+            balancingHash = headBytes.withUnsafeReadableBytes {
+                pool.hashKey(head: head, bytes: $0, clientAddress: clientAddress)
+            }
             acquireUpstream(from: pool, fresh: false)
         }
     }
@@ -298,7 +303,7 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         timer.disarm()
         // The connection stays alive until the pool answers; upstreamAcquired returns a connection it no longer
         // needs (the client left meanwhile) to the pool.
-        pool.acquire(fresh: fresh) { result in self.upstreamAcquired(result, pool: pool) }
+        pool.acquire(hashKey: balancingHash, fresh: fresh) { result in self.upstreamAcquired(result, pool: pool) }
     }
 
     private func upstreamAcquired(_ result: Result<UpstreamConnection, UpstreamFailure>, pool: UpstreamPool) {

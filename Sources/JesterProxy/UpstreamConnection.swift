@@ -59,6 +59,11 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     private var responseStarted = false
     /// Bytes were written since the last flush.
     private var unflushed = false
+    /// A request of the pool's is in flight on this connection (its balancer counts it; see `UpstreamPool.finished`).
+    var inFlight = false
+    var exchangeStartedAt = 0.0
+    /// When the current exchange's response head arrived (for the least-latency balancer).
+    var responseHeadAt: Double?
 
     init(pool: UpstreamPool, target: Int) {
         self.pool = pool
@@ -94,6 +99,7 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         self.delegate = delegate
         requestWasHead = isHeadRequest
         responseStarted = false
+        responseHeadAt = nil
         state = .awaitingHead
         parser.reset()
         head.reset()
@@ -131,6 +137,8 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func close() {
+        // Closed for the client's sake (it left, or the exchange is abandoned): not the target's fault.
+        pool.finished(self, failed: false)
         state = .closed
         delegate = nil
         idleTimer.cancel()
@@ -203,6 +211,7 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
                         head.reset()
                         continue
                     }
+                    responseHeadAt = Double(NIODeadline.now().uptimeNanoseconds) / 1e9
                     let framing = BodyFraming.response(head, requestWasHead: requestWasHead)
                     state = .body(BodyReader(framing))
                     delegate?.upstreamResponseHead(head, bytes: headBytes)
@@ -243,6 +252,8 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         let reusable = !leftover && head.isPersistent
         buffer = nil
         state = .fresh
+        // A 502, 503 or 504 from the target counts against its health like a failed connection.
+        pool.finished(self, failed: (502...504).contains(head.status))
         let delegate = self.delegate
         self.delegate = nil
         delegate?.upstreamResponseEnd(reusable: reusable)
@@ -251,6 +262,11 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     private func fail(_ failure: UpstreamFailure) {
         let delegate = self.delegate
         let started = responseStarted
+        // A keep-alive connection the target closed before answering is stale, not a sign of trouble (the
+        // request is replayed elsewhere when it can be); anything else counts against the target.
+        let stale: Bool
+        if case .closedEarly = failure, !started, completedExchanges > 0 { stale = true } else { stale = false }
+        pool.finished(self, failed: !stale)
         close()
         delegate?.upstreamFailed(failure, responseStarted: started)
     }
@@ -265,6 +281,7 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         case .body(var reader):
             if reader.connectionClosed() {
                 completedExchanges += 1
+                pool.finished(self, failed: (502...504).contains(head.status))
                 let delegate = self.delegate
                 self.delegate = nil
                 buffer = nil

@@ -1,5 +1,6 @@
 import JesterConfig
 import JesterCore
+import Logging
 import NIOCore
 import NIOPosix
 
@@ -15,10 +16,13 @@ enum UpstreamFailure: Error, Sendable {
     case closedEarly
     /// The response could not be parsed or was framed ambiguously: 502.
     case invalidResponse(HTTPParseError)
+    /// No target may take a request (every one excluded after failures): 503.
+    case noTarget
 
     var status: Int {
         switch self {
         case .connectTimedOut, .responseTimedOut: return 504
+        case .noTarget: return 503
         default: return 502
         }
     }
@@ -30,47 +34,103 @@ enum UpstreamFailure: Error, Sendable {
         case .responseTimedOut: return "response timed out"
         case .closedEarly: return "upstream closed the connection early"
         case .invalidResponse(let error): return "invalid response: \(error.reason)"
+        case .noTarget: return "no upstream target available"
         }
     }
 }
 
-/// One upstream pool in one worker: its targets, round-robin position and idle keep-alive connections.
+/// One upstream pool in one worker: its balancer (algorithm, priority groups, passive health), and its idle
+/// keep-alive connections.
 ///
-/// Pools are per worker on purpose: a connection belongs to the event loop that opened it, and round-robin per
-/// worker still spreads load evenly. Loop-confined, hence `@unchecked Sendable`.
+/// Pools are per worker on purpose: a connection belongs to the event loop that opened it, and each worker
+/// balancing the requests it holds balances the sum too (see `LeastRequests`). Passive health is per worker as
+/// well (see `OutlierDetector`). Loop-confined, hence `@unchecked Sendable`.
 final class UpstreamPool: @unchecked Sendable {
     let settings: UpstreamSettings
     let eventLoop: any EventLoop
     private let addresses: [SocketAddress?]
     /// "host:port" of each target, rendered once: logs and headers ask for it on every request.
     private let descriptions: [String]
-    private var balancer: RoundRobin
+    private var balancer: UpstreamBalancer
+    /// What `balance = "hash"` hashes; nil for the other algorithms.
+    private let balancingKey: BalancingKey?
     private var idle: [[UpstreamConnection]]
+    private let logger = Logger(label: "worker")
 
     init(settings: UpstreamSettings, eventLoop: any EventLoop, firstTarget: Int) {
         self.settings = settings
         self.eventLoop = eventLoop
-        addresses = settings.targets.map { try? SocketAddress.makeAddressResolvingHost($0.host, port: $0.port) }
+        addresses = settings.targets.map {
+            try? SocketAddress.makeAddressResolvingHost($0.address.host, port: $0.address.port)
+        }
         descriptions = settings.targets.map(\.description)
-        balancer = RoundRobin(offset: firstTarget)
+        let algorithm = UpstreamBalancer.Algorithm(rawValue: settings.balance) ?? .roundRobin
+        balancer = UpstreamBalancer(
+            algorithm: algorithm,
+            targets: settings.targets.map {
+                UpstreamBalancer.Target(name: $0.description, weight: $0.weight, priority: $0.backup ? 1 : 0)
+            },
+            outlierSettings: OutlierDetector.Settings(
+                consecutiveFailures: settings.maxFails, baseEjectionSeconds: Self.seconds(settings.failTimeout),
+                slowStartSeconds: Self.seconds(settings.slowStart)),
+            seed: UInt64.random(in: .min ... .max))
+        balancingKey = algorithm == .hash ? BalancingKey(settings.hashKey) : nil
         idle = Array(repeating: [], count: settings.targets.count)
+        // Workers start at different points of the rotation, so their first requests do not all go to one target.
+        for _ in 0..<(firstTarget % max(1, settings.targets.count)) { _ = balancer.pick(hashKey: nil, now: now) }
     }
 
     var name: String { settings.name }
 
-    /// A connection to the next target: a kept-alive idle one when there is one (unless `fresh` asks for a new
-    /// connection, as a replay after a stale keep-alive connection does), else a new one.
-    func acquire(fresh: Bool = false, _ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void) {
-        let target = balancer.next(count: settings.targets.count)
+    private var now: Double { Double(NIODeadline.now().uptimeNanoseconds) / 1e9 }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    /// The balancing hash of a request, when the pool hashes (`balance = "hash"`).
+    func hashKey(head: HTTPHead, bytes: UnsafeRawBufferPointer, clientAddress: String) -> UInt64? {
+        balancingKey?.hash(head: head, bytes: bytes, clientAddress: clientAddress)
+    }
+
+    /// A connection for one request: to the target the balancer picks, reusing an idle keep-alive connection
+    /// unless `fresh` asks for a new one (as a replay after a stale keep-alive connection does). When connecting
+    /// fails, another target is tried, up to `connect_attempts` in all: nothing was sent, so that is always safe.
+    func acquire(
+        hashKey: UInt64?, fresh: Bool = false,
+        _ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void
+    ) {
+        attempt(hashKey: hashKey, fresh: fresh, excluded: [], attemptsLeft: settings.connectAttempts, lastFailure: nil,
+            completion)
+    }
+
+    private func attempt(
+        hashKey: UInt64?, fresh: Bool, excluded: Set<Int>, attemptsLeft: Int, lastFailure: UpstreamFailure?,
+        _ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void
+    ) {
+        guard let target = balancer.pick(hashKey: hashKey, now: now, excluding: excluded) else {
+            completion(.failure(lastFailure ?? .noTarget))
+            return
+        }
         while !fresh, let connection = idle[target].popLast() {
             if connection.isUsable {
                 connection.leaveIdle()
+                started(connection)
                 completion(.success(connection))
                 return
             }
         }
+        let retry = { (failure: UpstreamFailure) in
+            self.connectFailed(target)
+            if attemptsLeft > 1 {
+                self.attempt(hashKey: hashKey, fresh: fresh, excluded: excluded.union([target]),
+                    attemptsLeft: attemptsLeft - 1, lastFailure: failure, completion)
+            } else {
+                completion(.failure(failure))
+            }
+        }
         guard let address = addresses[target] else {
-            completion(.failure(.connectFailed("cannot resolve \(settings.targets[target])")))
+            retry(.connectFailed("cannot resolve \(settings.targets[target])"))
             return
         }
         let connection = UpstreamConnection(pool: self, target: target)
@@ -90,15 +150,50 @@ final class UpstreamPool: @unchecked Sendable {
             .whenComplete { result in
                 switch result {
                 case .success:
+                    self.started(connection)
                     completion(.success(connection))
                 case .failure(let error):
                     if case ChannelError.connectTimeout = error {
-                        completion(.failure(.connectTimedOut))
+                        retry(.connectTimedOut)
                     } else {
-                        completion(.failure(.connectFailed("\(error)")))
+                        retry(.connectFailed("\(error)"))
                     }
                 }
             }
+    }
+
+    private func started(_ connection: UpstreamConnection) {
+        balancer.requestStarted(connection.target)
+        connection.exchangeStartedAt = now
+        connection.inFlight = true
+    }
+
+    private func connectFailed(_ target: Int) {
+        report(balancer.connectFailed(target, now: now))
+    }
+
+    /// The request on `connection` ended; `failed` says whether that counts against the target's health. Called
+    /// by the connection itself whichever way the exchange ends; only the first call per request counts.
+    func finished(_ connection: UpstreamConnection, failed: Bool) {
+        guard connection.inFlight else { return }
+        connection.inFlight = false
+        let latency = connection.responseHeadAt.map { $0 - connection.exchangeStartedAt }
+        report(balancer.requestEnded(connection.target, failed: failed, latency: latency, now: now))
+    }
+
+    private func report(_ event: OutlierDetector.Event?) {
+        switch event {
+        case .ejected(let target, let seconds):
+            logger.warning("upstream target ejected after consecutive failures", metadata: [
+                "upstream": "\(name)", "target": "\(descriptions[target])", "seconds": "\(Int(seconds))",
+            ])
+        case .ejectionRefused(let target):
+            logger.warning("upstream target keeps failing, but ejecting it would leave too few", metadata: [
+                "upstream": "\(name)", "target": "\(descriptions[target])",
+            ])
+        case nil:
+            break
+        }
     }
 
     /// The address of a target, for logs.
@@ -107,6 +202,7 @@ final class UpstreamPool: @unchecked Sendable {
     /// Takes back a connection after an exchange: kept for reuse when it can carry another request and the idle
     /// list has room, closed otherwise.
     func release(_ connection: UpstreamConnection, reusable: Bool) {
+        finished(connection, failed: false)
         guard reusable, connection.isUsable, idle[connection.target].count < settings.maxIdleConnections else {
             connection.close()
             return

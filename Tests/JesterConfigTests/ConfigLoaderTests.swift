@@ -194,3 +194,37 @@ func tableHeadersMustStartWithAKey(text: String) {
         #expect(error.diagnostics.first?.message.contains("UTF-8") == true)
     }
 }
+
+@Test func upstreamTargetsTakeWeightsAndBackupsAndBalancingIsValidated() throws {
+    let good = minimal + """
+        [upstreams.app]
+        targets = ["127.0.0.1:9001", { address = "127.0.0.1:9002", weight = 3 }, { address = "[::1]:9003", backup = true }]
+        balance = "hash"
+        hash_key = "cookie:session"
+        slow_start = "30s"
+        """
+    let upstream = try #require(try load(good).get().upstream(named: "app"))
+    #expect(upstream.targets.map(\.weight) == [1, 3, 1] && upstream.targets.map(\.backup) == [false, false, true])
+    #expect(upstream.balance == "hash" && upstream.hashKey == "cookie:session" && upstream.slowStart == .seconds(30))
+    // What `config dump` writes loads back to the same pool.
+    let dumped = try load(try load(good).get().renderTOML()).get()
+    #expect(dumped.upstream(named: "app") == upstream)
+
+    let bad = minimal + """
+        [upstreams.app]
+        targets = [{ address = "127.0.0.1:9002", wieght = 3 }, 7, "nowhere"]
+        balance = "fastest"
+        hash_key = "user"
+        """
+    guard case .failure(let error) = load(bad) else {
+        Issue.record("accepted invalid targets")
+        return
+    }
+    let text = error.description
+    #expect(text.contains("unknown key 'wieght' in a target; did you mean 'weight'?"), "\(text)")
+    #expect(text.contains("elements of 'targets' must be addresses or { address, weight, backup } tables, not an integer"), "\(text)")
+    #expect(text.contains("not \"nowhere\""), "\(text)")
+    #expect(text.contains("'balance' must be one of"), "\(text)")
+    #expect(text.contains("'hash_key' must be"), "\(text)")
+    #expect(text.contains("test.toml:6:"), "\(text)")
+}

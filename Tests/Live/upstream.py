@@ -9,7 +9,8 @@ behaviour):
   /slow?delay=S     answers after S seconds
   /ws               WebSocket echo (RFC 6455, text and binary frames)
 Every request is appended to the in-memory log returned by GET /__requests (used to prove that malformed
-requests never reach the upstream).
+requests never reach the upstream). /echo answers include the server's port, so balancing tests see which
+target answered. `upstream.py PORT --status N` answers every request with status N (a failing target).
 """
 
 import base64
@@ -24,6 +25,7 @@ from urllib.parse import parse_qs, urlparse
 
 REQUESTS = []
 LOCK = threading.Lock()
+FORCED_STATUS = 0
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -82,6 +84,8 @@ class Handler(BaseHTTPRequestHandler):
             total[0] += len(data)
 
         self.read_body(consume)
+        if FORCED_STATUS:
+            return self.send_json(FORCED_STATUS, {"server_port": self.server.server_address[1]})
         if last == "upload":
             return self.send_json(200, {"length": total[0], "sha256": digest.hexdigest()})
         if last == "download":
@@ -113,6 +117,7 @@ class Handler(BaseHTTPRequestHandler):
             "headers": [[k, v] for k, v in self.headers.items()],
             "body_length": total[0],
             "client_port": self.client_address[1],
+            "server_port": self.server.server_address[1],
         })
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = handle_any
@@ -159,6 +164,8 @@ class Server(ThreadingHTTPServer):
 
 if __name__ == "__main__":
     port = int(sys.argv[1])
+    if "--status" in sys.argv:
+        FORCED_STATUS = int(sys.argv[sys.argv.index("--status") + 1])
     server = Server(("127.0.0.1", port), Handler)
     print("ready", flush=True)
     server.serve_forever()

@@ -9,13 +9,14 @@ import Foundation
 /// to struggle loses traffic immediately, while recovering is gradual.
 public struct PeakEWMA: Sendable {
     public var decaySeconds: Double
-    /// What a target that has not answered yet is assumed to take.
+    /// What a target that has not answered yet is assumed to take: 0 by default, so new targets are tried
+    /// first instead of starving behind the averages of the ones already measured.
     public var initialLatency: Double
     private var averages: [Double]
     private var stamps: [Double]
     private var choices: PowerOfTwoChoices
 
-    public init(targetCount: Int, seed: UInt64, decaySeconds: Double = 10, initialLatency: Double = 0.005) {
+    public init(targetCount: Int, seed: UInt64, decaySeconds: Double = 10, initialLatency: Double = 0) {
         self.decaySeconds = decaySeconds
         self.initialLatency = initialLatency
         averages = Array(repeating: initialLatency, count: targetCount)
