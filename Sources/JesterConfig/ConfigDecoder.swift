@@ -1,3 +1,4 @@
+import JesterCore
 /// Turns a located TOML tree into a `Configuration`, collecting every problem instead of stopping at the first.
 ///
 /// Each table is read through a `TableReader` bound to its `ConfigSchema.Table`: reading a key the schema does not
@@ -112,7 +113,31 @@ struct ConfigDecoder {
         let name = table.string("name", decoder: &self) ?? "route-\(index + 1)"
         let listeners = table.stringArray("listeners", decoder: &self) ?? []
         let hosts = table.stringArray("hosts", decoder: &self) ?? []
-        let pathPrefix = table.string("path_prefix", decoder: &self) ?? "/"
+        let writtenPrefix = table.string("path_prefix", decoder: &self)
+        var pathPrefix = writtenPrefix ?? "/"
+        var match = RouteMatch()
+        if let path = table.string("path", decoder: &self) {
+            if writtenPrefix != nil {
+                report(table.location(of: "path"), "route '\(name)' has both 'path' and 'path_prefix'; use one")
+            }
+            pathPrefix = path
+            match.exactPath = true
+        }
+        if let regex = table.string("path_regex", decoder: &self) {
+            checkRegex(regex, at: table.location(of: "path_regex"))
+            match.pathRegex = regex
+        }
+        match.methods = table.stringArray("methods", decoder: &self) ?? []
+        for method in match.methods where method.isEmpty || method.utf8.contains(where: { !($0 >= 0x41 && $0 <= 0x5A) }) {
+            report(table.location(of: "methods"), "'\(method)' is not a method (uppercase letters, such as \"GET\")")
+        }
+        match.headers = fieldMatches("match_headers", &table)
+        match.query = fieldMatches("match_query", &table)
+        match.sources = table.stringArray("sources", decoder: &self) ?? []
+        for source in match.sources where CIDR(source) == nil {
+            report(table.location(of: "sources"), "'\(source)' is not an address or network (\"10.0.0.0/8\", \"::1\")")
+        }
+        match.priority = table.integer("priority", decoder: &self) ?? 0
         let maxBodySize = table.size("max_body_size", decoder: &self)
         let upstream = table.string("upstream", decoder: &self)
         let respondNode = table.take("respond", decoder: &self)
@@ -170,9 +195,42 @@ struct ConfigDecoder {
         } else {
             return nil
         }
-        return RouteSettings(
+        var route = RouteSettings(
             name: name, listeners: listeners, hosts: hosts, pathPrefix: pathPrefix, maxBodySize: maxBodySize,
             action: action)
+        route.match = match
+        return route
+    }
+
+    /// `match_headers` / `match_query`: tables with a name and exactly one of value, regex, present.
+    private mutating func fieldMatches(_ key: String, _ table: inout TableReader) -> [FieldMatch] {
+        var matches: [FieldMatch] = []
+        for node in table.tables(key, decoder: &self) {
+            guard var reader = TableReader(node, ConfigSchema.fieldMatch, decoder: &self) else { continue }
+            let name = reader.string("name", decoder: &self) ?? ""
+            let value = reader.string("value", decoder: &self)
+            let regex = reader.string("regex", decoder: &self)
+            let present = reader.boolean("present", decoder: &self)
+            reader.finish(decoder: &self)
+            if [value != nil, regex != nil, present != nil].filter({ $0 }).count != 1 {
+                report(node.location, "a condition in '\(key)' needs exactly one of 'value', 'regex' or 'present'")
+                continue
+            }
+            if let regex { checkRegex(regex, at: reader.location(of: "regex")) }
+            if key == "match_headers", name.isEmpty || !name.utf8.allSatisfy(ASCII.isToken) {
+                report(reader.location(of: "name"), "'\(name)' is not a header field name")
+            }
+            matches.append(FieldMatch(name: name, value: value, regex: regex, present: present))
+        }
+        return matches
+    }
+
+    private mutating func checkRegex(_ source: String, at location: SourceLocation) {
+        do {
+            _ = try RoutePattern(source)
+        } catch {
+            report(location, "invalid regular expression \"\(source)\": \(error)")
+        }
     }
 
     private mutating func checkListeners(_ configuration: Configuration, _ nodes: [ConfigNode]) {

@@ -100,7 +100,14 @@ extension Configuration {
             lines += ["", "[[routes]]", "name = \(quoted(route.name))"]
             if !route.listeners.isEmpty { lines.append("listeners = [" + route.listeners.map(quoted).joined(separator: ", ") + "]") }
             if !route.hosts.isEmpty { lines.append("hosts = [" + route.hosts.map(quoted).joined(separator: ", ") + "]") }
-            lines.append("path_prefix = \(quoted(route.pathPrefix))")
+            lines.append((route.match.exactPath ? "path = " : "path_prefix = ") + quoted(route.pathPrefix))
+            let match = route.match
+            if let regex = match.pathRegex { lines.append("path_regex = \(quoted(regex))") }
+            if !match.methods.isEmpty { lines.append("methods = [" + match.methods.map(quoted).joined(separator: ", ") + "]") }
+            if !match.headers.isEmpty { lines.append("match_headers = [" + match.headers.map(renderField).joined(separator: ", ") + "]") }
+            if !match.query.isEmpty { lines.append("match_query = [" + match.query.map(renderField).joined(separator: ", ") + "]") }
+            if !match.sources.isEmpty { lines.append("sources = [" + match.sources.map(quoted).joined(separator: ", ") + "]") }
+            if match.priority != 0 { lines.append("priority = \(match.priority)") }
             if let limit = route.maxBodySize { lines.append("max_body_size = \(limit)") }
             switch route.action {
             case .proxy(let upstream):
@@ -133,6 +140,14 @@ extension Configuration {
             }
         }
         return escaped + "\""
+    }
+
+    private func renderField(_ field: FieldMatch) -> String {
+        var parts = ["name = \(quoted(field.name))"]
+        if let value = field.value { parts.append("value = \(quoted(value))") }
+        if let regex = field.regex { parts.append("regex = \(quoted(regex))") }
+        if let present = field.present { parts.append("present = \(present)") }
+        return "{ " + parts.joined(separator: ", ") + " }"
     }
 
     private func renderTarget(_ target: UpstreamTarget) -> String {
@@ -180,6 +195,7 @@ extension ConfigSchema {
         render(http, title: "[http]")
         render(listener, title: "[[listeners]]")
         render(route, title: "[[routes]]")
+        render(fieldMatch, title: "[[routes]] match_headers, match_query = [{ ... }]")
         render(respond, title: "[[routes]] respond = { ... }")
         render(redirect, title: "[[routes]] redirect = { ... }")
         render(upstream, title: "[upstreams.NAME]")

@@ -187,10 +187,32 @@ public struct ConfigSchema: Sendable {
             Field("listeners", .array(.string), default: "all listeners", "The listeners this route is on."),
             Field("hosts", .array(.string), default: "any host", "Host names, exact or \"*.example.com\"."),
             Field("path_prefix", .string, default: "\"/\"", "The path prefix; the longest match wins."),
+            Field("path", .string, "An exact path instead of a prefix; it wins over every prefix."),
+            Field("path_regex", .string,
+                "A regular expression the path must match (within the routes of its path_prefix, before plain ones)."),
+            Field("methods", .array(.string), default: "any method", "The methods this route takes, such as [\"GET\", \"HEAD\"]."),
+            Field("match_headers", .array(.table(fieldMatch)), default: "[]",
+                "Header fields the request must have: [{ name = \"X-Env\", value = \"canary\" }]; all must hold."),
+            Field("match_query", .array(.table(fieldMatch)), default: "[]",
+                "Query parameters the request must have, compared undecoded; all must hold."),
+            Field("sources", .array(.string), default: "any client",
+                "Client networks, such as [\"10.0.0.0/8\", \"::1\"]."),
+            Field("priority", .integer(-1000...1000), default: "0",
+                "Routes that could both take a request are tried highest priority first, then most specific."),
             Field("max_body_size", .size, default: "http.max_body_size", "The body limit for this route."),
             Field("upstream", .string, "Proxy to this upstream pool (exactly one of upstream, respond, redirect)."),
             Field("respond", .table(respond), "Answer with a fixed response."),
             Field("redirect", .table(redirect), "Answer with a redirect."),
+        ])
+
+    /// One element of `match_headers` or `match_query`.
+    public static let fieldMatch = Table(
+        "a field condition",
+        [
+            Field("name", .string, required: true, "The header field (any case) or query parameter (exact)."),
+            Field("value", .string, "Must equal this."),
+            Field("regex", .string, "Must match this regular expression."),
+            Field("present", .boolean, "true: must be there (any value); false: must not be there."),
         ])
 
     public static let upstream = Table(

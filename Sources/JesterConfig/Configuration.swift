@@ -227,6 +227,8 @@ public struct RouteSettings: Sendable, Codable, Equatable {
     public var maxBodySize: Int64?
     /// What the route does.
     public var action: RouteAction
+    /// The further conditions a request must meet (all of them).
+    public var match: RouteMatch = RouteMatch()
 
     public init(
         name: String, listeners: [String] = [], hosts: [String] = [], pathPrefix: String = "/",
@@ -238,6 +240,43 @@ public struct RouteSettings: Sendable, Codable, Equatable {
         self.pathPrefix = pathPrefix
         self.maxBodySize = maxBodySize
         self.action = action
+    }
+}
+
+/// The matchers of a route besides hosts and path prefix: every one given must hold.
+public struct RouteMatch: Sendable, Codable, Equatable {
+    /// Methods, uppercase; empty: any.
+    public var methods: [String] = []
+    /// The path must equal `path_prefix` exactly (written `path = "/x"`).
+    public var exactPath = false
+    /// A regular expression the path must match.
+    public var pathRegex: String?
+    public var headers: [FieldMatch] = []
+    public var query: [FieldMatch] = []
+    /// Client networks (CIDR); empty: any client.
+    public var sources: [String] = []
+    /// Higher first among routes that could both take a request; 0 by default.
+    public var priority = 0
+
+    public init() {}
+
+    public var isEmpty: Bool { self == RouteMatch() }
+}
+
+/// A condition on a header field or query parameter: equal to a value, matching a regular expression, present
+/// or absent.
+public struct FieldMatch: Sendable, Codable, Equatable {
+    public var name: String
+    public var value: String?
+    public var regex: String?
+    /// true: must be present; false: must be absent; nil: `value` or `regex` decides.
+    public var present: Bool?
+
+    public init(name: String, value: String? = nil, regex: String? = nil, present: Bool? = nil) {
+        self.name = name
+        self.value = value
+        self.regex = regex
+        self.present = present
     }
 }
 

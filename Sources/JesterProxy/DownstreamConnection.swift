@@ -24,7 +24,9 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     }
 
     private let runtime: WorkerRuntime
-    private let routes: RouteTable<CompiledRoute>
+    private let routes: ListenerRoutes
+    /// The client's address as bytes, for routes that match client networks.
+    private var clientIP: IPAddressBytes?
     private var context: ChannelHandlerContext!
     private var phase = Phase.awaitingHead
     /// Received bytes not yet consumed: the next request head, or request body bytes the upstream cannot take yet.
@@ -64,7 +66,7 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
 
     init(runtime: WorkerRuntime, listener: String) {
         self.runtime = runtime
-        self.routes = runtime.routeTables[listener] ?? RouteTable([])
+        self.routes = runtime.routeTables[listener] ?? .empty
         self.parser = HTTPHeadParser(limits: runtime.parserLimits)
     }
 
@@ -84,6 +86,7 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
 
     func channelActive(context: ChannelHandlerContext) {
         clientAddress = context.channel.remoteAddress?.ipAddress ?? "-"
+        if routes.needsClientAddress { clientIP = IPAddressBytes(clientAddress) }
         guard runtime.register(self, clientAddress: clientAddress) else {
             phase = .closing
             context.close(promise: nil)
@@ -251,9 +254,7 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
             return
         }
 
-        let matched = headBytes.withUnsafeReadableBytes { bytes in
-            routes.match(bytes, host: head.hostField.map { head.fields[$0].value } ?? 0..<0, path: head.path)
-        }
+        let matched = headBytes.withUnsafeReadableBytes { bytes in routes.match(bytes, head: head, client: clientIP) }
         guard let matched else {
             log.route = "-"
             respondWithError(404, closing: BodyFraming.request(head) != .none)

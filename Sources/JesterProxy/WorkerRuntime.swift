@@ -14,11 +14,37 @@ final class CompiledRoute: Sendable {
     let name: String
     let maxBodySize: Int64
     let action: Action
+    /// Further conditions (method, headers, query, sources, exact or regex path); usually empty.
+    let conditions: RouteConditions
 
-    init(name: String, maxBodySize: Int64, action: Action) {
+    init(name: String, maxBodySize: Int64, action: Action, conditions: RouteConditions = RouteConditions()) {
         self.name = name
         self.maxBodySize = maxBodySize
         self.action = action
+        self.conditions = conditions
+    }
+}
+
+/// The routes of one listener: one table per priority level in use, highest first (nearly always just the
+/// level 0 table), so an explicit `priority` overrides specificity across hosts and prefixes.
+struct ListenerRoutes: Sendable {
+    let levels: [RouteTable<CompiledRoute>]
+    /// Some route matches client networks: the connection parses its client's address once.
+    let needsClientAddress: Bool
+
+    static let empty = ListenerRoutes(levels: [], needsClientAddress: false)
+
+    func match(
+        _ bytes: UnsafeRawBufferPointer, head: HTTPHead, client: IPAddressBytes?
+    ) -> CompiledRoute? {
+        let host = head.hostField.map { head.fields[$0].value } ?? 0..<0
+        for table in levels {
+            let found = table.match(bytes, host: host, path: head.path) { route in
+                route.conditions.isEmpty || route.conditions.matches(bytes, head: head, client: client)
+            }
+            if let found { return found }
+        }
+        return nil
     }
 }
 
@@ -31,7 +57,7 @@ final class WorkerRuntime: @unchecked Sendable {
     let eventLoop: any EventLoop
     let parserLimits: HTTPHeadParser.Limits
     let pools: [String: UpstreamPool]
-    let routeTables: [String: RouteTable<CompiledRoute>]
+    let routeTables: [String: ListenerRoutes]
     let counters = WorkerCounters()
     /// `http.underscores_in_headers`, decided once.
     let dropsUnderscoredFields: Bool
@@ -63,9 +89,9 @@ final class WorkerRuntime: @unchecked Sendable {
         }
         self.pools = pools
         let allocator = ByteBufferAllocator()
-        var tables: [String: RouteTable<CompiledRoute>] = [:]
+        var tables: [String: ListenerRoutes] = [:]
         for listener in configuration.listeners {
-            var entries: [RouteTable<CompiledRoute>.Entry] = []
+            var entries: [Int: [RouteTable<CompiledRoute>.Entry]] = [:]
             for route in configuration.routes where route.listeners.isEmpty || route.listeners.contains(listener.name) {
                 let action: CompiledRoute.Action
                 switch route.action {
@@ -78,15 +104,45 @@ final class WorkerRuntime: @unchecked Sendable {
                         status: status, headers: [HeaderPair(name: "Location", value: location)], body: "",
                         allocator: allocator)
                 }
+                let conditions = Self.conditions(route)
                 let compiled = CompiledRoute(
-                    name: route.name, maxBodySize: route.maxBodySize ?? http.maxBodySize, action: action)
-                entries.append(
-                    .init(hosts: route.hosts.map(HostPattern.init), pathPrefix: route.pathPrefix, value: compiled))
+                    name: route.name, maxBodySize: route.maxBodySize ?? http.maxBodySize, action: action,
+                    conditions: conditions)
+                entries[route.match.priority, default: []].append(
+                    .init(hosts: route.hosts.map(HostPattern.init), pathPrefix: route.pathPrefix, value: compiled,
+                        rank: conditions.specificity))
             }
-            tables[listener.name] = RouteTable(entries)
+            tables[listener.name] = ListenerRoutes(
+                levels: entries.sorted { $0.key > $1.key }.map { RouteTable($0.value) },
+                needsClientAddress: configuration.routes.contains { !$0.match.sources.isEmpty })
         }
         routeTables = tables
         accessLog = configuration.log.accessLog ? AccessLog() : nil
+    }
+
+    /// A route's matchers, compiled (the loader has validated every expression and network).
+    private static func conditions(_ route: RouteSettings) -> RouteConditions {
+        var conditions = RouteConditions()
+        let match = route.match
+        conditions.methods = match.methods.map { Array($0.utf8) }
+        conditions.exactPath = match.exactPath
+        conditions.pathLength = route.pathPrefix.utf8.count
+        conditions.pathPattern = match.pathRegex.flatMap { try? RoutePattern($0) }
+        func compile(_ field: FieldMatch, lowercasing: Bool) -> RouteConditions.FieldCondition {
+            let test: RouteConditions.Test
+            if let present = field.present {
+                test = present ? .present : .absent
+            } else if let regex = field.regex, let pattern = try? RoutePattern(regex) {
+                test = .matches(pattern)
+            } else {
+                test = .equals(Array((field.value ?? "").utf8))
+            }
+            return .init(name: lowercasing ? field.name.lowercased() : field.name, test: test)
+        }
+        conditions.headers = match.headers.map { compile($0, lowercasing: true) }
+        conditions.query = match.query.map { compile($0, lowercasing: false) }
+        conditions.sources = match.sources.compactMap(CIDR.init)
+        return conditions
     }
 
     /// Renders a fixed response's head (without the Connection field, which depends on the exchange) and body.

@@ -38,11 +38,15 @@ public struct RouteTable<Value: Sendable>: Sendable {
         public var hosts: [HostPattern]
         public var pathPrefix: String
         public var value: Value
+        /// Among routes with the same host pattern and prefix, higher ranks are tried first (more specific
+        /// conditions, or an explicit priority); equal ranks keep configuration order.
+        public var rank: Int
 
-        public init(hosts: [HostPattern], pathPrefix: String, value: Value) {
+        public init(hosts: [HostPattern], pathPrefix: String, value: Value, rank: Int = 0) {
             self.hosts = hosts.isEmpty ? [.any] : hosts
             self.pathPrefix = pathPrefix
             self.value = value
+            self.rank = rank
         }
     }
 
@@ -53,7 +57,8 @@ public struct RouteTable<Value: Sendable>: Sendable {
     @usableFromInline
     struct PrefixList: Sendable {
         @usableFromInline var prefixes: [[UInt8]] = []
-        @usableFromInline var values: [Value] = []
+        /// The routes of each prefix, in the order they are tried.
+        @usableFromInline var values: [[Value]] = []
         /// The distinct prefix lengths, shortest first.
         @usableFromInline var lengths: [Int] = []
         /// FNV-1a hash of a prefix → the indices of the prefixes with that hash (compared byte by byte).
@@ -64,13 +69,16 @@ public struct RouteTable<Value: Sendable>: Sendable {
         @inlinable @inline(__always)
         static func hash(_ hash: UInt64, _ byte: UInt8) -> UInt64 { (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
 
-        /// Adds a prefix; the first route with a given prefix keeps it.
+        /// Adds a route under `prefix`, after the routes already there.
         mutating func insert(_ prefix: [UInt8], _ value: Value) {
             let key = prefix.reduce(Self.hashBasis, Self.hash)
-            if byHash[key]?.contains(where: { prefixes[$0] == prefix }) == true { return }
+            if let existing = byHash[key]?.first(where: { prefixes[$0] == prefix }) {
+                values[existing].append(value)
+                return
+            }
             byHash[key, default: []].append(prefixes.count)
             prefixes.append(prefix)
-            values.append(value)
+            values.append([value])
             if !lengths.contains(prefix.count) {
                 lengths.append(prefix.count)
                 lengths.sort()
@@ -78,7 +86,7 @@ public struct RouteTable<Value: Sendable>: Sendable {
         }
 
         @inlinable
-        func match(_ bytes: UnsafeRawBufferPointer, _ path: Range<Int>) -> Value? {
+        func match(_ bytes: UnsafeRawBufferPointer, _ path: Range<Int>, _ accept: (Value) -> Bool) -> Value? {
             guard let shortest = lengths.first, shortest <= path.count else { return nil }
             return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: lengths.count) { hashes in
                 // One pass over the path: the hash of its first `lengths[i]` bytes, for every length that fits.
@@ -103,7 +111,7 @@ public struct RouteTable<Value: Sendable>: Sendable {
                             let equal = prefixes[candidate].withUnsafeBytes { prefix in
                                 prefix.elementsEqual(bytes[path.lowerBound..<(path.lowerBound + length)])
                             }
-                            if equal { return values[candidate] }
+                            if equal, let value = values[candidate].first(where: accept) { return value }
                         }
                     }
                     index -= 1
@@ -131,7 +139,8 @@ public struct RouteTable<Value: Sendable>: Sendable {
     public init(_ entries: [Entry]) {
         var wildcardLists: [String: PrefixList] = [:]
         var exactLists: [String: PrefixList] = [:]
-        for entry in entries {
+        let ordered = entries.enumerated().sorted { ($0.element.rank, -$0.offset) > ($1.element.rank, -$1.offset) }
+        for entry in ordered.map(\.element) {
             let prefix = Array(entry.pathPrefix.utf8)
             for host in entry.hosts {
                 switch host {
@@ -154,19 +163,28 @@ public struct RouteTable<Value: Sendable>: Sendable {
     /// specific host patterns, as nginx's server blocks do not but users of path-only routes expect.
     @inlinable
     public func match(_ bytes: UnsafeRawBufferPointer, host: Range<Int>, path: Range<Int>) -> Value? {
+        match(bytes, host: host, path: path) { _ in true }
+    }
+
+    /// The most specific route that `accept`s the request: routes whose other conditions (method, headers, ...)
+    /// fail are passed over for the next candidate, down to shorter prefixes and less specific hosts.
+    @inlinable
+    public func match(
+        _ bytes: UnsafeRawBufferPointer, host: Range<Int>, path: Range<Int>, where accept: (Value) -> Bool
+    ) -> Value? {
         let name = Self.hostName(bytes, host)
         if !exact.isEmpty, !name.isEmpty, let candidates = exact[Self.hostHash(bytes, name)] {
             for candidate in candidates {
                 let equal = candidate.name.withUnsafeBytes { ASCII.equalsIgnoringCase(bytes, name, $0, 0..<$0.count) }
-                if equal, let value = candidate.routes.match(bytes, path) { return value }
+                if equal, let value = candidate.routes.match(bytes, path, accept) { return value }
             }
         }
         for wildcard in wildcards where wildcard.suffix.count < name.count {
             let tail = (name.upperBound - wildcard.suffix.count)..<name.upperBound
             let matched = wildcard.suffix.withUnsafeBytes { ASCII.equalsIgnoringCase(bytes, tail, $0, 0..<$0.count) }
-            if matched, let value = wildcard.routes.match(bytes, path) { return value }
+            if matched, let value = wildcard.routes.match(bytes, path, accept) { return value }
         }
-        return fallback.match(bytes, path)
+        return fallback.match(bytes, path, accept)
     }
 
     /// FNV-1a over the lowercased bytes of a host name.

@@ -1,0 +1,138 @@
+import Foundation
+
+/// A regular expression of a route (`path_regex`, `regex` of a header or query condition), compiled once.
+public struct RoutePattern: @unchecked Sendable {
+    // Regex is immutable once built; it is not declared Sendable on every platform.
+    private let regex: Regex<AnyRegexOutput>
+    public let source: String
+
+    /// Throws the compiler's error when `source` is not a valid expression.
+    public init(_ source: String) throws {
+        regex = try Regex(source)
+        self.source = source
+    }
+
+    /// Whether the expression matches anywhere in the bytes (anchor it with ^ and $ to match all of them).
+    public func matches(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
+        let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+        return (try? regex.firstMatch(in: text)) != nil
+    }
+}
+
+/// What a request must also satisfy for a route to take it, beyond its host and path prefix: the matchers of
+/// `[[routes]]` (methods, exact path, path regex, header and query conditions, client networks).
+///
+/// Pure and checked only for routes that have conditions; a route without them costs nothing here.
+public struct RouteConditions: Sendable {
+    public enum Test: Sendable {
+        case equals([UInt8])
+        case matches(RoutePattern)
+        case present
+        case absent
+    }
+
+    /// A condition on a header field (name lowercase) or a query parameter.
+    public struct FieldCondition: Sendable {
+        public var name: [UInt8]
+        public var test: Test
+
+        public init(name: String, test: Test) {
+            self.name = Array(name.utf8)
+            self.test = test
+        }
+    }
+
+    /// Allowed methods, uppercase; empty: any.
+    public var methods: [[UInt8]] = []
+    /// The path must be exactly the route's prefix (`path = "/x"`).
+    public var exactPath = false
+    public var pathPattern: RoutePattern?
+    public var headers: [FieldCondition] = []
+    public var query: [FieldCondition] = []
+    public var sources: [CIDR] = []
+
+    public init() {}
+
+    public var isEmpty: Bool {
+        methods.isEmpty && !exactPath && pathPattern == nil && headers.isEmpty && query.isEmpty && sources.isEmpty
+    }
+
+    /// How specific the conditions are, to order routes that share a host and path prefix: an exact path first,
+    /// then routes with more conditions, then the plain prefix.
+    public var specificity: Int {
+        (exactPath ? 1000 : 0) + (pathPattern == nil ? 0 : 100) + methods.count.signum() + headers.count
+            + query.count + sources.count.signum()
+    }
+
+    /// Whether a request satisfies every condition. `client` is the client's address (needed only with sources).
+    public func matches(_ bytes: UnsafeRawBufferPointer, head: HTTPHead, client: IPAddressBytes?) -> Bool {
+        if !methods.isEmpty {
+            let method = head.method
+            guard methods.contains(where: { candidate in
+                candidate.count == method.count && candidate.withUnsafeBytes { $0.elementsEqual(bytes[method]) }
+            }) else { return false }
+        }
+        if exactPath, head.path.count != pathLength { return false }
+        if let pathPattern, !pathPattern.matches(bytes, head.path) { return false }
+        for condition in headers {
+            let field = condition.name.withUnsafeBytes { name in
+                head.fields.first { ASCII.equalsIgnoringCase(bytes, $0.name, name, 0..<name.count) }
+            }
+            guard Self.passes(condition.test, bytes, field?.value) else { return false }
+        }
+        if !query.isEmpty {
+            let queryRange = Self.queryRange(bytes, head)
+            for condition in query {
+                guard Self.passes(condition.test, bytes, Self.parameter(condition.name, bytes, queryRange)) else {
+                    return false
+                }
+            }
+        }
+        if !sources.isEmpty {
+            guard let client, sources.contains(where: { $0.contains(client) }) else { return false }
+        }
+        return true
+    }
+
+    /// The prefix length an exact path must have (set by the router, which knows the route's path).
+    public var pathLength = 0
+
+    private static func passes(_ test: Test, _ bytes: UnsafeRawBufferPointer, _ value: Range<Int>?) -> Bool {
+        switch test {
+        case .present: return value != nil
+        case .absent: return value == nil
+        case .equals(let expected):
+            guard let value, value.count == expected.count else { return false }
+            return expected.withUnsafeBytes { $0.elementsEqual(bytes[value]) }
+        case .matches(let pattern):
+            guard let value else { return false }
+            return pattern.matches(bytes, value)
+        }
+    }
+
+    /// The query of the request target: after "?" up to the end of the target ("#" is not a target byte).
+    static func queryRange(_ bytes: UnsafeRawBufferPointer, _ head: HTTPHead) -> Range<Int> {
+        var index = head.target.lowerBound
+        while index < head.target.upperBound, bytes[index] != UInt8(ascii: "?") { index += 1 }
+        return min(index + 1, head.target.upperBound)..<head.target.upperBound
+    }
+
+    /// The raw (still percent-encoded) value of parameter `name` in `query`; an empty range for "name" or
+    /// "name=". The first occurrence wins.
+    static func parameter(_ name: [UInt8], _ bytes: UnsafeRawBufferPointer, _ query: Range<Int>) -> Range<Int>? {
+        var start = query.lowerBound
+        while start < query.upperBound {
+            var end = start
+            while end < query.upperBound, bytes[end] != UInt8(ascii: "&") { end += 1 }
+            var equals = start
+            while equals < end, bytes[equals] != UInt8(ascii: "=") { equals += 1 }
+            if equals - start == name.count,
+                name.withUnsafeBytes({ $0.elementsEqual(bytes[start..<equals]) })
+            {
+                return min(equals + 1, end)..<end
+            }
+            start = end + 1
+        }
+        return nil
+    }
+}

@@ -1,0 +1,87 @@
+import JesterCore
+import Testing
+
+/// Parses `text` as a request head and runs `body` with its bytes.
+private func withRequest<T>(_ text: String, _ body: (UnsafeRawBufferPointer, HTTPHead) -> T) -> T {
+    let bytes = Array(text.utf8)
+    var head = HTTPHead()
+    let parser = HTTPHeadParser(limits: .init(maxHeadSize: 8192, maxURILength: 4096, maxFieldCount: 100))
+    return bytes.withUnsafeBytes { raw in
+        let error = parser.parseRequest(raw, into: &head)
+        precondition(error == nil, "\(String(describing: error))")
+        return body(raw, head)
+    }
+}
+
+@Test(arguments: [
+    ("10.1.2.3", "10.0.0.0/8", true), ("11.1.2.3", "10.0.0.0/8", false), ("192.168.1.1", "192.168.1.1", true),
+    ("::1", "::1", true), ("2001:db8::7", "2001:db8::/32", true), ("2001:db9::7", "2001:db8::/32", false),
+    ("::ffff:10.9.9.9", "10.0.0.0/8", true), ("10.0.0.1", "::/0", false), ("1.2.3.4", "0.0.0.0/0", true),
+    ("172.16.5.4", "172.16.0.0/12", true), ("172.32.0.1", "172.16.0.0/12", false),
+])
+func cidrContainment(address: String, network: String, inside: Bool) throws {
+    let cidr = try #require(CIDR(network))
+    #expect(cidr.contains(try #require(IPAddressBytes(address))) == inside)
+}
+
+@Test(arguments: ["10.0.0.0/33", "300.1.1.1", "1.2.3", "01.2.3.4", "::1::2", "2001:db8::/129", "fe80::1/x", ""])
+func malformedNetworksAreRejected(text: String) {
+    #expect(CIDR(text) == nil)
+}
+
+@Test func conditionsCheckMethodsHeadersQueryAndSources() throws {
+    var conditions = RouteConditions()
+    conditions.methods = [Array("POST".utf8)]
+    conditions.headers = [
+        .init(name: "x-env", test: .equals(Array("canary".utf8))),
+        .init(name: "user-agent", test: .matches(try RoutePattern("(?i)bot"))),
+        .init(name: "x-legacy", test: .absent),
+    ]
+    conditions.query = [.init(name: "v", test: .equals(Array("2".utf8))), .init(name: "debug", test: .present)]
+    conditions.sources = [try #require(CIDR("10.0.0.0/8"))]
+    let client = IPAddressBytes("10.1.1.1")
+    let matching = "POST /x?a=1&v=2&debug HTTP/1.1\r\nHost: h\r\nX-Env: canary\r\nUser-Agent: GoodBot\r\n\r\n"
+    #expect(withRequest(matching) { conditions.matches($0, head: $1, client: client) })
+    #expect(!withRequest(matching) { conditions.matches($0, head: $1, client: IPAddressBytes("11.0.0.1")) })
+    for broken in [
+        matching.replacingOccurrences(of: "POST", with: "GET"),
+        matching.replacingOccurrences(of: "canary", with: "stable"),
+        matching.replacingOccurrences(of: "GoodBot", with: "curl"),
+        matching.replacingOccurrences(of: "v=2", with: "v=20"),
+        matching.replacingOccurrences(of: "&debug", with: ""),
+        matching.replacingOccurrences(of: "\r\n\r\n", with: "\r\nX-Legacy: 1\r\n\r\n"),
+    ] {
+        #expect(!withRequest(broken) { conditions.matches($0, head: $1, client: client) }, "\(broken)")
+    }
+}
+
+@Test func theTableFallsThroughRoutesWhoseConditionsFail() {
+    // Values are names; "accept" plays the conditions: only names in `allowed` take the request.
+    let table = RouteTable<String>([
+        .init(hosts: [], pathPrefix: "/", value: "root"),
+        .init(hosts: [], pathPrefix: "/api", value: "api-plain"),
+        .init(hosts: [], pathPrefix: "/api", value: "api-post", rank: 1),
+        .init(hosts: [.exact("a.example")], pathPrefix: "/api", value: "host-api", rank: 1),
+    ])
+    func route(_ host: String, _ path: String, allowed: Set<String>) -> String? {
+        let text = host + path
+        return Array(text.utf8).withUnsafeBytes {
+            table.match($0, host: 0..<host.utf8.count, path: host.utf8.count..<text.utf8.count) { allowed.contains($0) }
+        }
+    }
+    let everything: Set = ["root", "api-plain", "api-post", "host-api"]
+    #expect(route("a.example", "/api/x", allowed: everything) == "host-api")
+    #expect(route("b.example", "/api/x", allowed: everything) == "api-post")  // higher rank first
+    #expect(route("b.example", "/api/x", allowed: ["root", "api-plain"]) == "api-plain")
+    #expect(route("a.example", "/api/x", allowed: ["root"]) == "root")  // down to shorter prefixes and any host
+    #expect(route("a.example", "/api/x", allowed: []) == nil)
+}
+
+@Test func queryParametersAreFoundUndecoded() {
+    withRequest("GET /p?a=1&b=&c&d=x%20y HTTP/1.1\r\nHost: h\r\n\r\n") { bytes, head in
+        var conditions = RouteConditions()
+        conditions.query = [.init(name: "b", test: .equals([])), .init(name: "c", test: .present),
+            .init(name: "d", test: .equals(Array("x%20y".utf8))), .init(name: "e", test: .absent)]
+        #expect(conditions.matches(bytes, head: head, client: nil))
+    }
+}

@@ -1,0 +1,81 @@
+"""Live routing tests: every matcher of [[routes]], specificity and priority, through a real jester."""
+
+from conftest import curl
+
+
+def route(name, **settings):
+    lines = [f'name = "{name}"'] + [f"{key} = {value}" for key, value in settings.items()]
+    lines.append(f'respond = {{ status = 200, body = "{name}" }}')
+    return "\n[[routes]]\n" + "\n".join(lines) + "\n"
+
+
+ROUTES = "".join([
+    route("fallback", path_prefix='"/"'),
+    route("api-get", path_prefix='"/api"', methods='["GET", "HEAD"]'),
+    route("api-post", path_prefix='"/api"', methods='["POST"]'),
+    route("exact", path='"/api/health"'),
+    route("user", path_prefix='"/api"', path_regex='"^/api/users/[0-9]+$"'),
+    route("canary", path_prefix='"/app"', match_headers='[{ name = "X-Env", value = "canary" }]'),
+    route("bot", path_prefix='"/app"', match_headers='[{ name = "User-Agent", regex = "(?i)bot" }]'),
+    route("debug", path_prefix='"/app"', match_headers='[{ name = "X-Debug", present = true }]',
+          match_query='[{ name = "trace", present = true }]'),
+    route("app", path_prefix='"/app"'),
+    route("v2", path_prefix='"/q"', match_query='[{ name = "v", value = "2" }]'),
+    route("office", path_prefix='"/internal"', sources='["10.0.0.0/8"]'),
+    route("local", path_prefix='"/internal"', sources='["127.0.0.0/8", "::1"]'),
+    route("no-legacy", path_prefix='"/legacy"', match_headers='[{ name = "X-Legacy", present = false }]'),
+    route("maintenance", path_prefix='"/"', match_headers='[{ name = "X-Maintenance", value = "on" }]',
+          priority="10"),
+])
+
+
+def body(jester, path, *args):
+    code, text, error = curl(jester.url + path, *args)
+    assert code == 200, (path, code, error)
+    return text.decode()
+
+
+def test_every_matcher_and_fallthrough(make_jester):
+    jester = make_jester(ROUTES)
+    assert body(jester, "/api/things") == "api-get"
+    assert body(jester, "/api/things", "-X", "POST") == "api-post"
+    assert body(jester, "/api/things", "-X", "DELETE") == "fallback"  # no /api route takes DELETE: falls through
+    assert body(jester, "/api/health") == "exact"  # an exact path wins over the /api prefix routes
+    assert body(jester, "/api/health/x") == "api-get"
+    assert body(jester, "/api/users/42") == "user"  # a path regex wins over plain routes of its prefix
+    assert body(jester, "/api/users/abc") == "api-get"
+    assert body(jester, "/app/x", "-H", "X-Env: canary") == "canary"
+    assert body(jester, "/app/x", "-H", "X-Env: stable") == "app"
+    assert body(jester, "/app/x", "-A", "SuperBot/2.0") == "bot"
+    assert body(jester, "/app/x?trace", "-H", "X-Debug: 1") == "debug"  # both conditions
+    assert body(jester, "/app/x", "-H", "X-Debug: 1") == "app"  # one of two: not enough
+    assert body(jester, "/q/x?a=1&v=2") == "v2"
+    assert body(jester, "/q/x?v=20") == "fallback"
+    assert body(jester, "/internal/x") == "local"  # the client is 127.0.0.1, not in 10.0.0.0/8
+    assert body(jester, "/legacy") == "no-legacy"
+    assert body(jester, "/legacy", "-H", "X-Legacy: yes") == "fallback"
+    # priority beats specificity: every path, while the header is set
+    assert body(jester, "/api/health", "-H", "X-Maintenance: on") == "maintenance"
+
+
+def test_invalid_matchers_are_rejected_with_locations(make_jester, tmp_path):
+    import subprocess
+    from conftest import JESTER
+    config = tmp_path / "bad.toml"
+    config.write_text("""
+[[listeners]]
+name = "main"
+address = "127.0.0.1:1"
+
+[[routes]]
+path_regex = "^/users/[0-9+$"
+methods = ["get"]
+sources = ["10.0.0.0/33"]
+match_headers = [{ name = "X-A", value = "1", present = true }]
+respond = { status = 200 }
+""")
+    result = subprocess.run([JESTER, "config", "validate", str(config)], capture_output=True, text=True)
+    assert result.returncode == 1
+    for expected in [":7:", "invalid regular expression", ":8:", "'get' is not a method", ":9:",
+                     "'10.0.0.0/33' is not an address or network", "exactly one of 'value', 'regex' or 'present'"]:
+        assert expected in result.stderr, (expected, result.stderr)
