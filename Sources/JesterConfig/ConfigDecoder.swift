@@ -140,6 +140,9 @@ struct ConfigDecoder {
         match.priority = table.integer("priority", decoder: &self) ?? 0
         let maxBodySize = table.size("max_body_size", decoder: &self)
         let upstream = table.string("upstream", decoder: &self)
+        let splitNodes = table.has("split") ? table.tables("split", decoder: &self) : nil
+        let splitKey = table.string("split_key", decoder: &self)
+        let rewrite = decodeRewrite(&table, pathPrefix: writtenPrefix ?? "/")
         let respondNode = table.take("respond", decoder: &self)
         let redirectNode = table.take("redirect", decoder: &self)
         table.finish(decoder: &self)
@@ -156,11 +159,17 @@ struct ConfigDecoder {
             report(table.location(of: "hosts"),
                 "'\(host)' is not a host name (expected \"example.com\" or \"*.example.com\")")
         }
-        let actions = [upstream != nil, respondNode != nil, redirectNode != nil].filter { $0 }.count
+        let actions = [upstream != nil, splitNodes != nil, respondNode != nil, redirectNode != nil].filter { $0 }.count
         guard actions == 1 else {
             report(node.location,
-                "route '\(name)' needs exactly one of 'upstream', 'respond' or 'redirect' (it has \(actions))")
+                "route '\(name)' needs exactly one of 'upstream', 'split', 'respond' or 'redirect' (it has \(actions))")
             return nil
+        }
+        if upstream == nil, splitNodes == nil, rewrite != RouteRewrite() {
+            report(node.location, "route '\(name)' rewrites what it forwards, but it does not proxy")
+        }
+        if splitKey != nil, splitNodes == nil {
+            report(table.location(of: "split_key"), "'split_key' needs 'split'")
         }
         let action: RouteAction
         if let upstream {
@@ -170,6 +179,29 @@ struct ConfigDecoder {
                         + hint(upstream, configuration.upstreams.map(\.name)))
             }
             action = .proxy(upstream: upstream)
+        } else if let splitNodes {
+            var targets: [SplitTarget] = []
+            for splitNode in splitNodes {
+                guard var reader = TableReader(splitNode, ConfigSchema.split, decoder: &self) else { continue }
+                let pool = reader.string("upstream", decoder: &self) ?? ""
+                let weight = reader.integer("weight", decoder: &self) ?? 0
+                reader.finish(decoder: &self)
+                if configuration.upstream(named: pool) == nil {
+                    report(reader.location(of: "upstream"), "route '\(name)' splits to upstream '\(pool)', which is not defined"
+                        + hint(pool, configuration.upstreams.map(\.name)))
+                }
+                targets.append(SplitTarget(upstream: pool, weight: weight))
+            }
+            if targets.reduce(0, { $0 + $1.weight }) == 0 {
+                report(table.location(of: "split"), "route '\(name)' needs a split with a weight above 0")
+            }
+            if let splitKey, splitKey == "path" || (splitKey != "client_ip" && !splitKey.hasPrefix("header:")
+                && !splitKey.hasPrefix("cookie:"))
+            {
+                report(table.location(of: "split_key"),
+                    "'split_key' must be \"client_ip\", \"header:NAME\" or \"cookie:NAME\", not \"\(splitKey)\"")
+            }
+            action = .split(targets: targets, key: splitKey)
         } else if let respondNode {
             guard var respond = TableReader(respondNode, ConfigSchema.respond, decoder: &self) else { return nil }
             let status = respond.integer("status", decoder: &self) ?? 200
@@ -199,7 +231,56 @@ struct ConfigDecoder {
             name: name, listeners: listeners, hosts: hosts, pathPrefix: pathPrefix, maxBodySize: maxBodySize,
             action: action)
         route.match = match
+        route.rewrite = rewrite
         return route
+    }
+
+    /// strip_prefix, replace_prefix, rewrite, upstream_host, request_headers, response_headers.
+    private mutating func decodeRewrite(_ table: inout TableReader, pathPrefix: String) -> RouteRewrite {
+        var rewrite = RouteRewrite()
+        rewrite.stripPrefix = table.boolean("strip_prefix", decoder: &self) ?? false
+        rewrite.replacePrefix = table.string("replace_prefix", decoder: &self)
+        if let node = table.take("rewrite", decoder: &self),
+            var reader = TableReader(node, ConfigSchema.rewrite, decoder: &self)
+        {
+            rewrite.regex = reader.string("regex", decoder: &self)
+            rewrite.replacement = reader.string("replacement", decoder: &self)
+            reader.finish(decoder: &self)
+            if let regex = rewrite.regex { checkRegex(regex, at: reader.location(of: "regex")) }
+            if let replacement = rewrite.replacement, !replacement.hasPrefix("/") && !replacement.hasPrefix("$") {
+                report(reader.location(of: "replacement"), "a rewritten path must start with '/'")
+            }
+        }
+        let pathChanges = [rewrite.stripPrefix, rewrite.replacePrefix != nil, rewrite.regex != nil].filter { $0 }.count
+        if pathChanges > 1 {
+            report(table.location(of: "strip_prefix"), "use one of 'strip_prefix', 'replace_prefix' and 'rewrite'")
+        }
+        if let prefix = rewrite.replacePrefix, !prefix.hasPrefix("/") {
+            report(table.location(of: "replace_prefix"), "replace_prefix must start with '/'")
+        }
+        rewrite.upstreamHost = table.string("upstream_host", decoder: &self)
+        if let host = rewrite.upstreamHost, host.isEmpty || host.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) {
+            report(table.location(of: "upstream_host"), "'\(host)' is not a host")
+        }
+        for (key, forRequest) in [("request_headers", true), ("response_headers", false)] {
+            guard let node = table.take(key, decoder: &self),
+                var reader = TableReader(node, ConfigSchema.headerEdits, decoder: &self)
+            else { continue }
+            var edits = HeaderEditSettings()
+            edits.set = reader.stringMap("set", decoder: &self)
+            edits.add = reader.stringMap("add", decoder: &self)
+            edits.remove = reader.stringArray("remove", decoder: &self) ?? []
+            reader.finish(decoder: &self)
+            // Framing and connection fields are Jester's to write, Host is upstream_host's.
+            let reserved = ["content-length", "transfer-encoding", "connection", "upgrade", "keep-alive", "te"]
+                + (forRequest ? ["host"] : [])
+            for header in edits.set + edits.add + edits.remove.map({ HeaderPair(name: $0, value: "") })
+            where !isValidHeader(header) || reserved.contains(header.name.lowercased()) {
+                report(node.location, "\(key) may not change '\(header.name)'")
+            }
+            if forRequest { rewrite.requestHeaders = edits } else { rewrite.responseHeaders = edits }
+        }
+        return rewrite
     }
 
     /// `match_headers` / `match_query`: tables with a name and exactly one of value, regex, present.

@@ -108,10 +108,29 @@ extension Configuration {
             if !match.query.isEmpty { lines.append("match_query = [" + match.query.map(renderField).joined(separator: ", ") + "]") }
             if !match.sources.isEmpty { lines.append("sources = [" + match.sources.map(quoted).joined(separator: ", ") + "]") }
             if match.priority != 0 { lines.append("priority = \(match.priority)") }
+            let rewrite = route.rewrite
+            if rewrite.stripPrefix { lines.append("strip_prefix = true") }
+            if let prefix = rewrite.replacePrefix { lines.append("replace_prefix = \(quoted(prefix))") }
+            if let regex = rewrite.regex {
+                lines.append("rewrite = { regex = \(quoted(regex)), replacement = \(quoted(rewrite.replacement ?? "")) }")
+            }
+            if let host = rewrite.upstreamHost { lines.append("upstream_host = \(quoted(host))") }
+            for (key, edits) in [("request_headers", rewrite.requestHeaders), ("response_headers", rewrite.responseHeaders)]
+            where !edits.isEmpty {
+                func table(_ pairs: [HeaderPair]) -> String {
+                    "{ " + pairs.map { "\(quotedKey($0.name)) = \(quoted($0.value))" }.joined(separator: ", ") + " }"
+                }
+                lines.append("\(key) = { set = \(table(edits.set)), add = \(table(edits.add)), remove = ["
+                    + edits.remove.map(quoted).joined(separator: ", ") + "] }")
+            }
             if let limit = route.maxBodySize { lines.append("max_body_size = \(limit)") }
             switch route.action {
             case .proxy(let upstream):
                 lines.append("upstream = \(quoted(upstream))")
+            case .split(let targets, let key):
+                lines.append("split = [" + targets.map { "{ upstream = \(quoted($0.upstream)), weight = \($0.weight) }" }
+                    .joined(separator: ", ") + "]")
+                if let key { lines.append("split_key = \(quoted(key))") }
             case .respond(let status, let headers, let body):
                 let headerText = headers.map { "\(quotedKey($0.name)) = \(quoted($0.value))" }.joined(separator: ", ")
                 lines.append("respond = { status = \(status), body = \(quoted(body)), headers = { \(headerText) } }")
@@ -196,6 +215,9 @@ extension ConfigSchema {
         render(listener, title: "[[listeners]]")
         render(route, title: "[[routes]]")
         render(fieldMatch, title: "[[routes]] match_headers, match_query = [{ ... }]")
+        render(split, title: "[[routes]] split = [{ ... }]")
+        render(rewrite, title: "[[routes]] rewrite = { ... }")
+        render(headerEdits, title: "[[routes]] request_headers, response_headers = { ... }")
         render(respond, title: "[[routes]] respond = { ... }")
         render(redirect, title: "[[routes]] redirect = { ... }")
         render(upstream, title: "[upstreams.NAME]")

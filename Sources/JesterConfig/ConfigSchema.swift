@@ -201,8 +201,41 @@ public struct ConfigSchema: Sendable {
                 "Routes that could both take a request are tried highest priority first, then most specific."),
             Field("max_body_size", .size, default: "http.max_body_size", "The body limit for this route."),
             Field("upstream", .string, "Proxy to this upstream pool (exactly one of upstream, respond, redirect)."),
+            Field("split", .array(.table(split)),
+                "Proxy to several upstream pools by weight, for canaries: [{ upstream = \"v1\", weight = 95 }, { upstream = \"v2\", weight = 5 }]."),
+            Field("split_key", .string,
+                "Keep each client on one side of a split by hashing \"client_ip\", \"header:NAME\" or \"cookie:NAME\"."),
             Field("respond", .table(respond), "Answer with a fixed response."),
             Field("redirect", .table(redirect), "Answer with a redirect."),
+            Field("strip_prefix", .boolean, default: "false", "Remove path_prefix from the path sent upstream."),
+            Field("replace_prefix", .string, "Replace path_prefix with this in the path sent upstream."),
+            Field("rewrite", .table(rewrite), "Rewrite the path sent upstream with a regular expression."),
+            Field("upstream_host", .string, default: "the client's Host",
+                "The Host field sent upstream."),
+            Field("request_headers", .table(headerEdits), "Header fields to set, add or remove on the request."),
+            Field("response_headers", .table(headerEdits), "Header fields to set, add or remove on the response."),
+        ])
+
+    public static let split = Table(
+        "a split",
+        [
+            Field("upstream", .string, required: true, "The upstream pool."),
+            Field("weight", .integer(0...10_000), required: true, "Its share of the route's requests."),
+        ])
+
+    public static let rewrite = Table(
+        "rewrite",
+        [
+            Field("regex", .string, required: true, "A regular expression on the path."),
+            Field("replacement", .string, required: true, "The new path; $1, $2, ... are the expression's groups."),
+        ])
+
+    public static let headerEdits = Table(
+        "a header edit",
+        [
+            Field("set", .map(.string), default: "{}", "Fields to set, replacing any the message has."),
+            Field("add", .map(.string), default: "{}", "Fields to add, keeping any the message has."),
+            Field("remove", .array(.string), default: "[]", "Fields to remove."),
         ])
 
     /// One element of `match_headers` or `match_query`.

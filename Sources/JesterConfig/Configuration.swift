@@ -229,6 +229,8 @@ public struct RouteSettings: Sendable, Codable, Equatable {
     public var action: RouteAction
     /// The further conditions a request must meet (all of them).
     public var match: RouteMatch = RouteMatch()
+    /// How a proxied request and its response are changed on the way.
+    public var rewrite: RouteRewrite = RouteRewrite()
 
     public init(
         name: String, listeners: [String] = [], hosts: [String] = [], pathPrefix: String = "/",
@@ -263,6 +265,45 @@ public struct RouteMatch: Sendable, Codable, Equatable {
     public var isEmpty: Bool { self == RouteMatch() }
 }
 
+/// Changes a route makes to what it forwards: the path, the Host field, header fields both ways.
+public struct RouteRewrite: Sendable, Codable, Equatable {
+    /// Remove the route's path_prefix from the path.
+    public var stripPrefix = false
+    /// Replace the route's path_prefix with this.
+    public var replacePrefix: String?
+    /// Replace the path with `replacement` where this regular expression matches ($1, $2, ...: its groups).
+    public var regex: String?
+    public var replacement: String?
+    /// The Host field sent upstream instead of the client's.
+    public var upstreamHost: String?
+    public var requestHeaders = HeaderEditSettings()
+    public var responseHeaders = HeaderEditSettings()
+
+    public init() {}
+}
+
+/// `request_headers` / `response_headers`: fields to set (replacing), add, or remove.
+public struct HeaderEditSettings: Sendable, Codable, Equatable {
+    public var set: [HeaderPair] = []
+    public var add: [HeaderPair] = []
+    public var remove: [String] = []
+
+    public init() {}
+
+    public var isEmpty: Bool { self.set.isEmpty && add.isEmpty && remove.isEmpty }
+}
+
+/// One upstream of a weighted split (`split = [{ upstream = "v1", weight = 95 }, ...]`).
+public struct SplitTarget: Sendable, Codable, Equatable {
+    public var upstream: String
+    public var weight: Int
+
+    public init(upstream: String, weight: Int) {
+        self.upstream = upstream
+        self.weight = weight
+    }
+}
+
 /// A condition on a header field or query parameter: equal to a value, matching a regular expression, present
 /// or absent.
 public struct FieldMatch: Sendable, Codable, Equatable {
@@ -284,6 +325,9 @@ public struct FieldMatch: Sendable, Codable, Equatable {
 public enum RouteAction: Sendable, Codable, Equatable {
     /// Forward to an upstream pool.
     case proxy(upstream: String)
+    /// Forward to one of several pools by weight; with a `key` ("client_ip", "header:NAME", "cookie:NAME"), the
+    /// same key always goes to the same pool (for given weights).
+    case split(targets: [SplitTarget], key: String?)
     /// Answer directly with a fixed response.
     case respond(status: Int, headers: [HeaderPair], body: String)
     /// Answer with a redirect to `location`.

@@ -283,7 +283,16 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
             if !requestIsHead { write(body) }
             log.bytesOut = body.readableBytes
             finishExchange(requestComplete: framing == .none)
-        case .proxy(let pool):
+        case .proxy, .split:
+            let pool: UpstreamPool
+            switch matched.action {
+            case .split(let chooser):
+                pool = headBytes.withUnsafeReadableBytes { chooser.choose(head: head, bytes: $0, clientAddress: clientAddress) }
+            case .proxy(let single):
+                pool = single
+            case .respond:
+                preconditionFailure("handled above")
+            }
             phase = .proxying
             requestHead = headBytes
             requestBody = BodyReader(framing)
@@ -394,7 +403,12 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         var out = context.channel.allocator.buffer(capacity: bytes.count + 256)
         out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.method]))
         out.writeStaticString(" ")
-        if head.absoluteAuthority.isEmpty {
+        let route = self.route!
+        if let newPath = route.pathRewrite.rewrite(bytes, path: head.path) {
+            // The rewritten path, then the query as it came.
+            out.writeBytes(newPath)
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.path.upperBound..<head.target.upperBound]))
+        } else if head.absoluteAuthority.isEmpty {
             out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.target]))
         } else if head.path.lowerBound == head.target.upperBound {
             out.writeStaticString("/")
@@ -419,13 +433,24 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
                 continue
             case .other where field.hasUnderscore && runtime.dropsUnderscoredFields:
                 continue
+            case .host where route.upstreamHost != nil:
+                continue
+            case .other where !route.requestEdits.isEmpty && route.requestEdits.drops(bytes, field.name):
+                continue
             default:
                 out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.line]))
                 out.writeStaticString("\r\n")
             }
         }
         let host = head.hostField.map { head.fields[$0].value }
-        if host == nil { out.writeString("Host: \(target)\r\n") }
+        if let upstreamHost = route.upstreamHost {
+            out.writeStaticString("Host: ")
+            out.writeBytes(upstreamHost)
+            out.writeStaticString("\r\n")
+        } else if host == nil {
+            out.writeString("Host: \(target)\r\n")
+        }
+        if !route.requestEdits.rendered.isEmpty { out.writeBytes(route.requestEdits.rendered) }
         out.writeStaticString("X-Forwarded-For: ")
         for range in forwardedFor where !range.isEmpty {
             out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[range]))
@@ -481,10 +506,13 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         while statusLineEnd < bytes.count, bytes[statusLineEnd] != ASCII.cr { statusLineEnd += 1 }
         out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[8..<statusLineEnd]))
         out.writeStaticString("\r\n")
+        let edits = route?.responseEdits ?? HeaderEdits()
         for field in response.fields where !field.isHopByHop && field.kind != .contentLength {
+            if !edits.isEmpty, edits.drops(bytes, field.name) { continue }
             out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.line]))
             out.writeStaticString("\r\n")
         }
+        if !edits.rendered.isEmpty { out.writeBytes(edits.rendered) }
         if !rechunkResponse, let length = response.contentLength {
             // One canonical value, whatever list form the upstream used.
             out.writeStaticString("Content-Length: ")

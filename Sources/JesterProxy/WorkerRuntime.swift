@@ -7,6 +7,8 @@ import NIOCore
 final class CompiledRoute: Sendable {
     enum Action: Sendable {
         case proxy(UpstreamPool)
+        /// One of several pools by weight (canaries, A/B).
+        case split(SplitChooser)
         /// A complete response, rendered once per configuration.
         case respond(head: ByteBuffer, body: ByteBuffer)
     }
@@ -16,12 +18,57 @@ final class CompiledRoute: Sendable {
     let action: Action
     /// Further conditions (method, headers, query, sources, exact or regex path); usually empty.
     let conditions: RouteConditions
+    /// What a proxied request's path becomes.
+    let pathRewrite: PathRewrite
+    /// The Host field sent upstream instead of the client's.
+    let upstreamHost: [UInt8]?
+    let requestEdits: HeaderEdits
+    let responseEdits: HeaderEdits
 
-    init(name: String, maxBodySize: Int64, action: Action, conditions: RouteConditions = RouteConditions()) {
+    init(
+        name: String, maxBodySize: Int64, action: Action, conditions: RouteConditions = RouteConditions(),
+        pathRewrite: PathRewrite = .none, upstreamHost: [UInt8]? = nil, requestEdits: HeaderEdits = HeaderEdits(),
+        responseEdits: HeaderEdits = HeaderEdits()
+    ) {
         self.name = name
         self.maxBodySize = maxBodySize
         self.action = action
         self.conditions = conditions
+        self.pathRewrite = pathRewrite
+        self.upstreamHost = upstreamHost
+        self.requestEdits = requestEdits
+        self.responseEdits = responseEdits
+    }
+}
+
+/// Chooses the pool of a split route: smooth weighted round-robin over the pools, or, with a split key, the
+/// pool whose slice of the weight range the key's hash falls in. The slices are laid out in configuration
+/// order, so raising a canary from 5 % to 10 % moves only the keys between those marks. Loop-confined.
+final class SplitChooser: @unchecked Sendable {
+    let pools: [UpstreamPool]
+    let weights: [Int]
+    private let total: Int
+    private let key: BalancingKey?
+    private var rotation: SmoothWeightedRoundRobin
+    private let candidates: [Int]
+
+    init(pools: [UpstreamPool], weights: [Int], key: BalancingKey?) {
+        self.pools = pools
+        self.weights = weights
+        self.key = key
+        total = weights.reduce(0, +)
+        rotation = SmoothWeightedRoundRobin(targetCount: pools.count)
+        candidates = weights.indices.filter { weights[$0] > 0 }
+    }
+
+    func choose(head: HTTPHead, bytes: UnsafeRawBufferPointer, clientAddress: String) -> UpstreamPool {
+        guard let key else { return pools[rotation.pick(from: candidates, weights: weights)] }
+        var point = Int(key.hash(head: head, bytes: bytes, clientAddress: clientAddress) % UInt64(total))
+        for index in candidates {
+            point -= weights[index]
+            if point < 0 { return pools[index] }
+        }
+        return pools[candidates[candidates.count - 1]]
     }
 }
 
@@ -97,6 +144,10 @@ final class WorkerRuntime: @unchecked Sendable {
                 switch route.action {
                 case .proxy(let upstream):
                     action = .proxy(pools[upstream]!)
+                case .split(let targets, let key):
+                    action = .split(SplitChooser(
+                        pools: targets.map { pools[$0.upstream]! }, weights: targets.map(\.weight),
+                        key: key.flatMap(BalancingKey.init)))
                 case .respond(let status, let headers, let body):
                     action = Self.renderResponse(status: status, headers: headers, body: body, allocator: allocator)
                 case .redirect(let status, let location):
@@ -105,9 +156,25 @@ final class WorkerRuntime: @unchecked Sendable {
                         allocator: allocator)
                 }
                 let conditions = Self.conditions(route)
+                let rewrite = route.rewrite
+                let pathRewrite: PathRewrite
+                if rewrite.stripPrefix {
+                    pathRewrite = .replacePrefix(count: route.pathPrefix.utf8.count, replacement: [])
+                } else if let prefix = rewrite.replacePrefix {
+                    pathRewrite = .replacePrefix(count: route.pathPrefix.utf8.count, replacement: Array(prefix.utf8))
+                } else if let regex = rewrite.regex, let pattern = try? RoutePattern(regex) {
+                    pathRewrite = .regex(pattern, template: rewrite.replacement ?? "")
+                } else {
+                    pathRewrite = .none
+                }
+                func edits(_ settings: HeaderEditSettings) -> HeaderEdits {
+                    HeaderEdits(set: settings.set.map { ($0.name, $0.value) }, add: settings.add.map { ($0.name, $0.value) },
+                        remove: settings.remove)
+                }
                 let compiled = CompiledRoute(
                     name: route.name, maxBodySize: route.maxBodySize ?? http.maxBodySize, action: action,
-                    conditions: conditions)
+                    conditions: conditions, pathRewrite: pathRewrite, upstreamHost: rewrite.upstreamHost.map { Array($0.utf8) },
+                    requestEdits: edits(rewrite.requestHeaders), responseEdits: edits(rewrite.responseHeaders))
                 entries[route.match.priority, default: []].append(
                     .init(hosts: route.hosts.map(HostPattern.init), pathPrefix: route.pathPrefix, value: compiled,
                         rank: conditions.specificity))

@@ -228,3 +228,53 @@ func tableHeadersMustStartWithAKey(text: String) {
     #expect(text.contains("'hash_key' must be"), "\(text)")
     #expect(text.contains("test.toml:6:"), "\(text)")
 }
+
+@Test func splitsAndRewritesAreValidated() throws {
+    let upstreams = minimal + """
+        [upstreams.v1]
+        targets = ["127.0.0.1:9001"]
+
+        [upstreams.v2]
+        targets = ["127.0.0.1:9002"]
+
+        """
+    let good = upstreams + """
+        [[routes]]
+        path_prefix = "/api"
+        split = [{ upstream = "v1", weight = 95 }, { upstream = "v2", weight = 5 }]
+        split_key = "header:X-User"
+        replace_prefix = "/v2"
+        upstream_host = "internal"
+        request_headers = { set = { "X-Env" = "prod" }, remove = ["X-Debug"] }
+        """
+    let configuration = try load(good).get()
+    let route = try #require(configuration.routes.first)
+    #expect(route.action == .split(targets: [.init(upstream: "v1", weight: 95), .init(upstream: "v2", weight: 5)],
+        key: "header:X-User"))
+    #expect(route.rewrite.replacePrefix == "/v2" && route.rewrite.upstreamHost == "internal")
+    #expect(try load(configuration.renderTOML()).get().routes.first == route)
+
+    let bad = upstreams + """
+        [[routes]]
+        split = [{ upstream = "v3", weight = 1 }]
+        split_key = "path"
+        strip_prefix = true
+        replace_prefix = "x"
+        request_headers = { set = { "Content-Length" = "1" } }
+
+        [[routes]]
+        respond = { status = 200 }
+        rewrite = { regex = "(", replacement = "/x" }
+        """
+    guard case .failure(let error) = load(bad) else {
+        Issue.record("accepted invalid splits and rewrites")
+        return
+    }
+    let text = error.description
+    for expected in ["splits to upstream 'v3', which is not defined", "'split_key' must be", "use one of 'strip_prefix'",
+        "replace_prefix must start with '/'", "request_headers may not change 'Content-Length'",
+        "rewrites what it forwards, but it does not proxy", "invalid regular expression"]
+    {
+        #expect(text.contains(expected), "\(expected) in \(text)")
+    }
+}

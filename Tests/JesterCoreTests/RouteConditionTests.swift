@@ -85,3 +85,30 @@ func malformedNetworksAreRejected(text: String) {
         #expect(conditions.matches(bytes, head: head, client: nil))
     }
 }
+
+@Test func pathRewritesKeepTheRestOfThePath() throws {
+    func rewrite(_ rewrite: PathRewrite, _ path: String) -> String? {
+        Array(path.utf8).withUnsafeBytes { bytes in
+            rewrite.rewrite(bytes, path: 0..<bytes.count).map { String(decoding: $0, as: UTF8.self) }
+        }
+    }
+    #expect(rewrite(.replacePrefix(count: 4, replacement: []), "/api/users") == "/users")
+    #expect(rewrite(.replacePrefix(count: 4, replacement: []), "/api") == "/")
+    #expect(rewrite(.replacePrefix(count: 3, replacement: Array("/v2".utf8)), "/v1/x") == "/v2/x")
+    let pattern = try RoutePattern("^/old/([a-z]+)/([0-9]+)$")
+    #expect(rewrite(.regex(pattern, template: "/new/$2/$1?$$"), "/old/items/42") == "/new/42/items?$")
+    #expect(rewrite(.regex(pattern, template: "/new/$9"), "/old/a/1") == "/new/$9")
+    #expect(rewrite(.regex(pattern, template: "/x"), "/other") == nil)
+    #expect(rewrite(.none, "/x") == nil)
+}
+
+@Test func headerEditsDropSetAndRemovedNamesAndRenderTheRest() {
+    let edits = HeaderEdits(set: [("X-Env", "prod")], add: [("X-Added", "1")], remove: ["X-Secret"])
+    Array("x-env X-SECRET x-other".utf8).withUnsafeBytes { bytes in
+        #expect(edits.drops(bytes, 0..<5))
+        #expect(edits.drops(bytes, 6..<14))
+        #expect(!edits.drops(bytes, 15..<22))
+    }
+    #expect(String(decoding: edits.rendered, as: UTF8.self) == "X-Env: prod\r\nX-Added: 1\r\n")
+    #expect(HeaderEdits().isEmpty)
+}

@@ -79,3 +79,84 @@ respond = { status = 200 }
     for expected in [":7:", "invalid regular expression", ":8:", "'get' is not a method", ":9:",
                      "'10.0.0.0/33' is not an address or network", "exactly one of 'value', 'regex' or 'present'"]:
         assert expected in result.stderr, (expected, result.stderr)
+
+
+def echo(jester, path, *args):
+    import json
+    code, text, error = curl(jester.url + path, "-i", *args)
+    assert code == 200, (path, code, error, text)
+    head, _, body = text.partition(b"\r\n\r\n")
+    fields = {}
+    for line in head.decode().split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        fields.setdefault(name.strip().lower(), []).append(value.strip())
+    return json.loads(body), fields
+
+
+def test_splits_rewrites_and_header_edits(make_jester):
+    from collections import Counter
+    from conftest import Upstream
+    stable, canary = Upstream(), Upstream()
+    try:
+        jester = make_jester(f"""
+[upstreams.stable]
+targets = ["{stable.address}"]
+
+[upstreams.canary]
+targets = ["{canary.address}"]
+
+[[routes]]
+path_prefix = "/split"
+split = [{{ upstream = "stable", weight = 3 }}, {{ upstream = "canary", weight = 1 }}]
+
+[[routes]]
+path_prefix = "/sticky"
+split = [{{ upstream = "stable", weight = 50 }}, {{ upstream = "canary", weight = 50 }}]
+split_key = "cookie:session"
+
+[[routes]]
+path_prefix = "/strip"
+strip_prefix = true
+upstream = "stable"
+
+[[routes]]
+path_prefix = "/v1"
+replace_prefix = "/api/v2"
+upstream = "stable"
+upstream_host = "backend.internal"
+
+[[routes]]
+path_prefix = "/old"
+rewrite = {{ regex = "^/old/([a-z]+)/([0-9]+)$", replacement = "/new/$2/$1" }}
+upstream = "stable"
+request_headers = {{ set = {{ "X-Env" = "prod" }}, add = {{ "X-Added" = "1" }}, remove = ["X-Secret"] }}
+response_headers = {{ set = {{ "Cache-Control" = "no-store" }}, remove = ["Content-Type"] }}
+""")
+        ports = Counter(echo(jester, "/split/x")[0]["server_port"] for _ in range(40))
+        assert ports == {stable.port: 30, canary.port: 10}, ports
+        # A split key keeps each session on one side; different sessions use both.
+        sides = {}
+        for session in range(16):
+            seen = {echo(jester, "/sticky/x", "-H", f"Cookie: a=b; session=s{session}")[0]["server_port"]
+                    for _ in range(3)}
+            assert len(seen) == 1, seen
+            sides[session] = seen.pop()
+        assert set(sides.values()) == {stable.port, canary.port}, sides
+
+        assert echo(jester, "/strip/a/b?q=1")[0]["path"] == "/a/b?q=1"
+        assert echo(jester, "/strip")[0]["path"] == "/"
+        body, _ = echo(jester, "/v1/users?x")
+        assert body["path"] == "/api/v2/users?x"
+        headers = {name.lower(): value for name, value in body["headers"]}
+        assert headers["host"] == "backend.internal" and headers["x-forwarded-host"].startswith("127.0.0.1")
+
+        body, fields = echo(jester, "/old/items/42", "-H", "X-Env: dev", "-H", "X-Secret: s3cr3t")
+        assert body["path"] == "/new/42/items"
+        sent = [(name.lower(), value) for name, value in body["headers"]]
+        assert ("x-env", "prod") in sent and ("x-env", "dev") not in sent
+        assert ("x-added", "1") in sent and not [v for n, v in sent if n == "x-secret"]
+        assert fields["cache-control"] == ["no-store"] and "content-type" not in fields
+        assert echo(jester, "/old/unmatched")[0]["path"] == "/old/unmatched"  # no match: unchanged
+    finally:
+        stable.stop()
+        canary.stop()

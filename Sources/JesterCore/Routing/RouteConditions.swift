@@ -12,6 +12,13 @@ public struct RoutePattern: @unchecked Sendable {
         self.source = source
     }
 
+    /// The groups of the first match in `text` (index 0: the whole match; nil: a group that did not take part),
+    /// or nil when it does not match.
+    public func captures(in text: String) -> [String?]? {
+        guard let match = try? regex.firstMatch(in: text) else { return nil }
+        return (0..<match.output.count).map { match.output[$0].substring.map(String.init) }
+    }
+
     /// Whether the expression matches anywhere in the bytes (anchor it with ^ and $ to match all of them).
     public func matches(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
