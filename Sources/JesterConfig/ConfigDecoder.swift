@@ -95,6 +95,7 @@ struct ConfigDecoder {
                     failTimeout: table.duration("fail_timeout", decoder: &self) ?? defaults.failTimeout,
                     slowStart: table.duration("slow_start", decoder: &self) ?? defaults.slowStart,
                     connectAttempts: table.integer("connect_attempts", decoder: &self) ?? defaults.connectAttempts))
+            configuration.upstreams[configuration.upstreams.count - 1].healthCheck = healthCheck(&table)
             upstreamNodes[name] = node
             table.finish(decoder: &self)
         }
@@ -233,6 +234,38 @@ struct ConfigDecoder {
         route.match = match
         route.rewrite = rewrite
         return route
+    }
+
+    private mutating func healthCheck(_ table: inout TableReader) -> HealthCheckSettings? {
+        guard let node = table.take("health_check", decoder: &self),
+            var reader = TableReader(node, ConfigSchema.healthCheck, decoder: &self)
+        else { return nil }
+        let defaults = HealthCheckSettings()
+        var check = HealthCheckSettings(
+            type: reader.choice("type", decoder: &self) ?? defaults.type,
+            path: reader.string("path", decoder: &self) ?? defaults.path,
+            interval: reader.duration("interval", decoder: &self) ?? defaults.interval,
+            timeout: reader.duration("timeout", decoder: &self) ?? defaults.timeout,
+            rise: reader.integer("rise", decoder: &self) ?? defaults.rise,
+            fall: reader.integer("fall", decoder: &self) ?? defaults.fall)
+        if let text = reader.string("expect_status", decoder: &self) {
+            let bounds = text.split(separator: "-").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            if (1...2).contains(bounds.count), let low = bounds.first ?? nil, let high = bounds.last ?? nil,
+                (100...599).contains(low), (low...599).contains(high)
+            {
+                check.expectStatus = low...high
+            } else {
+                report(reader.location(of: "expect_status"), "'expect_status' must be a status or a range such as \"200-399\"")
+            }
+        }
+        reader.finish(decoder: &self)
+        if !check.path.hasPrefix("/") || check.path.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) {
+            report(reader.location(of: "path"), "a health check path must start with '/' and contain no spaces")
+        }
+        if check.interval < .milliseconds(100) {
+            report(reader.location(of: "interval"), "a health check interval must be at least 100ms")
+        }
+        return check
     }
 
     /// strip_prefix, replace_prefix, rewrite, upstream_host, request_headers, response_headers.

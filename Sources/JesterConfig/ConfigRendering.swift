@@ -90,6 +90,15 @@ extension Configuration {
                 "fail_timeout = \(quoted(Units.format(upstream.failTimeout)))",
                 "slow_start = \(quoted(Units.format(upstream.slowStart)))",
                 "connect_attempts = \(upstream.connectAttempts)",
+            ]
+            if let check = upstream.healthCheck {
+                let status = check.expectStatus.lowerBound == check.expectStatus.upperBound
+                    ? "\(check.expectStatus.lowerBound)" : "\(check.expectStatus.lowerBound)-\(check.expectStatus.upperBound)"
+                lines.append("health_check = { type = \(quoted(check.type)), path = \(quoted(check.path)), "
+                    + "interval = \(quoted(Units.format(check.interval))), timeout = \(quoted(Units.format(check.timeout))), "
+                    + "rise = \(check.rise), fall = \(check.fall), expect_status = \(quoted(status)) }")
+            }
+            lines += [
                 "connect_timeout = \(quoted(Units.format(upstream.connectTimeout)))",
                 "response_timeout = \(quoted(Units.format(upstream.responseTimeout)))",
                 "max_idle_connections = \(upstream.maxIdleConnections)",

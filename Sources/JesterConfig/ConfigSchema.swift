@@ -263,6 +263,8 @@ public struct ConfigSchema: Sendable {
                 "How long a target is first ejected; doubled each time it is ejected again, up to 5 minutes."),
             Field("slow_start", .duration, default: "\"0s\"",
                 "Over how long a readmitted target's weight ramps from 10 % to full."),
+            Field("health_check", .table(healthCheck), default: "none",
+                "Active health checks: the master probes every target and tells every worker; unhealthy targets get no requests (unless all are)."),
             Field("connect_attempts", .integer(1...16), default: "3",
                 "Targets tried for one request when connections to them fail (nothing was sent yet)."),
             Field("connect_timeout", .duration, default: "\"5s\"", "How long to wait for a connection; then 504."),
@@ -271,6 +273,18 @@ public struct ConfigSchema: Sendable {
             Field("max_idle_connections", .integer(0...100_000), default: "64",
                 "Idle keep-alive connections kept per target per worker."),
             Field("idle_timeout", .duration, default: "\"60s\"", "How long an idle upstream connection is kept."),
+        ])
+
+    public static let healthCheck = Table(
+        "health_check",
+        [
+            Field("type", .choice(["http", "tcp"]), default: "\"http\"", "A GET of path, or just a TCP connection."),
+            Field("path", .string, default: "\"/\"", "What an http check requests."),
+            Field("interval", .duration, default: "\"5s\"", "Between checks of a target (with up to 10 % jitter)."),
+            Field("timeout", .duration, default: "\"2s\"", "A check that takes longer fails."),
+            Field("rise", .integer(1...100), default: "2", "Consecutive successes that make a target healthy."),
+            Field("fall", .integer(1...100), default: "3", "Consecutive failures that make a target unhealthy."),
+            Field("expect_status", .string, default: "\"200-399\"", "The statuses that pass: \"200\" or \"200-399\"."),
         ])
 
     /// One element of `targets` written as a table.

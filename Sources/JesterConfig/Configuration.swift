@@ -143,6 +143,33 @@ public struct HTTPSettings: Sendable, Codable, Equatable {
     }
 }
 
+/// `health_check`: the master probes every target of the pool on a schedule and tells every worker.
+public struct HealthCheckSettings: Sendable, Codable, Equatable {
+    /// "http" (a GET of `path`, `expect_status` expected) or "tcp" (a connection that opens).
+    public var type: String
+    public var path: String
+    public var interval: Duration
+    public var timeout: Duration
+    /// Consecutive successes that make a target healthy again, and failures that make it unhealthy.
+    public var rise: Int
+    public var fall: Int
+    /// The statuses that count as healthy.
+    public var expectStatus: ClosedRange<Int>
+
+    public init(
+        type: String = "http", path: String = "/", interval: Duration = .seconds(5), timeout: Duration = .seconds(2),
+        rise: Int = 2, fall: Int = 3, expectStatus: ClosedRange<Int> = 200...399
+    ) {
+        self.type = type
+        self.path = path
+        self.interval = interval
+        self.timeout = timeout
+        self.rise = rise
+        self.fall = fall
+        self.expectStatus = expectStatus
+    }
+}
+
 /// One server of an upstream pool.
 public struct UpstreamTarget: Sendable, Codable, Hashable, CustomStringConvertible {
     public var address: SocketAddressSpec
@@ -365,6 +392,8 @@ public struct UpstreamSettings: Sendable, Codable, Equatable {
     public var slowStart: Duration
     /// Targets tried for one request while connecting to them fails.
     public var connectAttempts: Int
+    /// Active health checks, run by the master; nil: none.
+    public var healthCheck: HealthCheckSettings?
     /// How long to wait for a TCP connection; slower is a 504.
     public var connectTimeout: Duration
     /// How long to wait for the response head after the request was sent; slower is a 504.

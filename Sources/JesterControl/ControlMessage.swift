@@ -23,6 +23,10 @@ public enum ControlMessage: Codable, Sendable, Equatable {
     /// `reloadResult` or, once the master has executed the new binary, the end of the connection. The requester
     /// then reconnects and sends `awaitUpgrade`.
     case upgrade
+    /// Pools and targets: health, admin state and the workers' counters; answered with `upstreamsReport`.
+    case upstreams
+    /// Changes a target's admin state ("enabled", "drain", "disabled") on every worker; answered with `done`.
+    case setTargetAdmin(upstream: String, target: String, state: String)
     /// Sent to the new binary after an upgrade's exec: `progress` lines while its generation starts, then the
     /// `reloadResult` once it serves or, with `untilDrained`, once the old generation has drained too (as for
     /// `reloadAndWait`).
@@ -30,6 +34,7 @@ public enum ControlMessage: Codable, Sendable, Equatable {
 
     // MARK: master → jesterctl
     case statusReport(StatusReport)
+    case upstreamsReport([TargetReport])
     /// The outcome of a reload: the new generation, or every configuration error with file:line:column.
     case reloadResult(ReloadResult)
     /// A progress line of a longer operation (drain).
@@ -44,6 +49,9 @@ public enum ControlMessage: Codable, Sendable, Equatable {
     case assignment(WorkerAssignment)
     /// Stop accepting and finish in-flight requests within `timeoutSeconds`, then exit.
     case beginDrain(timeoutSeconds: Double)
+    /// The health (from the master's active checks) and admin state of every target the master knows of: the
+    /// whole picture each time, so a worker that missed one message is right with the next.
+    case targetStates([TargetState])
 
     // MARK: worker → master
     /// The worker holds its listeners and serves.
@@ -155,20 +163,88 @@ public struct WorkerStats: Codable, Sendable, Equatable {
     public var bytesIn: Int
     public var bytesOut: Int
     public var errors: Int
+    /// Per-target counters of the worker's pools.
+    public var targets: [TargetStats]?
     /// The worker's resident set size, read by the worker itself: under jester.service (ProtectProc=invisible)
     /// the master cannot see /proc of processes running as another user.
     public var rssBytes: Int?
 
     public init(
         connections: Int = 0, requests: Int = 0, bytesIn: Int = 0, bytesOut: Int = 0, errors: Int = 0,
-        rssBytes: Int? = nil
+        targets: [TargetStats]? = nil, rssBytes: Int? = nil
     ) {
+        self.targets = targets
         self.connections = connections
         self.requests = requests
         self.bytesIn = bytesIn
         self.bytesOut = bytesOut
         self.errors = errors
         self.rssBytes = rssBytes
+    }
+}
+
+/// What the master decided about one target: its health (active checks) and its admin state.
+public struct TargetState: Codable, Sendable, Equatable {
+    public var upstream: String
+    /// The target's address as configured ("host:port").
+    public var target: String
+    /// "healthy", "unhealthy", or "unknown" (not checked, or not yet).
+    public var health: String
+    /// "enabled", "drain" (no new requests) or "disabled" (no new requests, idle connections closed).
+    public var admin: String
+
+    public init(upstream: String, target: String, health: String, admin: String) {
+        self.upstream = upstream
+        self.target = target
+        self.health = health
+        self.admin = admin
+    }
+}
+
+/// One target's counters in one worker (summed over workers in `TargetReport`).
+public struct TargetStats: Codable, Sendable, Equatable {
+    public var upstream: String
+    public var target: String
+    public var active: Int
+    public var requests: Int
+    public var failures: Int
+    /// Ejected by this worker's passive health check.
+    public var ejected: Bool
+    /// The least-latency average, in milliseconds (0 when not measured).
+    public var latencyMilliseconds: Double
+
+    public init(
+        upstream: String, target: String, active: Int, requests: Int, failures: Int, ejected: Bool,
+        latencyMilliseconds: Double
+    ) {
+        self.upstream = upstream
+        self.target = target
+        self.active = active
+        self.requests = requests
+        self.failures = failures
+        self.ejected = ejected
+        self.latencyMilliseconds = latencyMilliseconds
+    }
+}
+
+/// `jesterctl upstreams`: one row per target.
+public struct TargetReport: Codable, Sendable, Equatable {
+    public var state: TargetState
+    /// Summed over the workers (the latency: their mean).
+    public var active: Int
+    public var requests: Int
+    public var failures: Int
+    /// Workers that have ejected it (passive health).
+    public var ejectedBy: Int
+    public var latencyMilliseconds: Double
+
+    public init(state: TargetState, active: Int, requests: Int, failures: Int, ejectedBy: Int, latencyMilliseconds: Double) {
+        self.state = state
+        self.active = active
+        self.requests = requests
+        self.failures = failures
+        self.ejectedBy = ejectedBy
+        self.latencyMilliseconds = latencyMilliseconds
     }
 }
 
@@ -217,6 +293,8 @@ public struct WorkerAssignment: Codable, Sendable, Equatable {
     /// The user and group ids to switch to, or nil to keep the current ones (master not running as root).
     public var userID: UInt32?
     public var groupID: UInt32?
+    /// Target health and admin states as the master knows them now.
+    public var targetStates: [TargetState]?
 
     public init(
         slot: Int, generation: Int, configuration: Data, listenerNames: [String], userID: UInt32?, groupID: UInt32?

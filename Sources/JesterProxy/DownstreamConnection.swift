@@ -57,6 +57,10 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     private var requestIsReplayable = false
     /// How often the current request was sent again after a stale keep-alive connection failed.
     private var replays = 0
+    /// The current response told the client the connection ends (`Connection: close`). When the worker starts
+    /// draining after a response head went out without it, the client expects to send another request: the
+    /// connection then idles until the drain closes it (see `drain`), instead of closing under the client.
+    private var closeAnnounced = false
     /// The request's balancing hash, for pools that hash (kept for a replay).
     private var balancingHash: UInt64?
     private static let maxReplays = 2
@@ -247,6 +251,7 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         runtime.counters.requests &+= 1
         log.begin(head: head, bytes: headBytes, client: clientAddress, detailed: runtime.accessLog != nil)
         let http = runtime.configuration.http
+        closeAnnounced = false
         keepAlive = head.isPersistent && !runtime.isDraining
             && (http.keepaliveRequests == 0 || requestsServed < http.keepaliveRequests)
         if runtime.rejectsUnderscoredFields, head.fields.contains(where: \.hasUnderscore) {
@@ -531,6 +536,7 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
 
     /// `Connection: close` when this response ends the connection; `keep-alive` for HTTP/1.0 clients that asked.
     private func writeConnectionField(into out: inout ByteBuffer) {
+        closeAnnounced = !keepAlive
         if !keepAlive {
             out.writeStaticString("Connection: close\r\n")
         } else if head.version == .http1_0 {
@@ -595,7 +601,8 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         requestHead = nil
         responseStarted = false
         if !requestComplete { keepAlive = false }
-        guard keepAlive, phase != .closing else {
+        let promisedKeepAlive = requestComplete && !closeAnnounced && head.isPersistent
+        guard keepAlive || (promisedKeepAlive && runtime.isDraining), phase != .closing else {
             close()
             return
         }
@@ -604,7 +611,13 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         // An idle connection should not pin the receive buffer its last request arrived in.
         if buffer?.readableBytes == 0 { buffer = nil }
         flushClient()
-        armKeepaliveTimer()
+        if keepAlive {
+            armKeepaliveTimer()
+        } else {
+            // Draining, and this client was promised keep-alive: close at a random moment within a second,
+            // answering (with Connection: close) a request that arrives meanwhile.
+            timer.arm(.keepalive, after: .nanoseconds(Int64.random(in: 100_000_000...1_000_000_000)))
+        }
         if buffer?.readableBytes ?? 0 > 0 {
             // A pipelined request is already here.
             process()

@@ -1,4 +1,5 @@
 import JesterConfig
+import JesterControl
 import JesterCore
 import Logging
 import NIOCore
@@ -193,6 +194,29 @@ final class UpstreamPool: @unchecked Sendable {
             ])
         case nil:
             break
+        }
+    }
+
+    /// Applies the master's view of a target (health from active checks, admin state). Disabling a target also
+    /// closes its idle connections; draining leaves them to time out.
+    func apply(_ state: TargetState) {
+        guard state.upstream == name, let target = descriptions.firstIndex(of: state.target) else { return }
+        balancer.setAvailability(target, adminOut: state.admin != "enabled", unhealthy: state.health == "unhealthy")
+        if state.admin == "disabled" {
+            for connection in idle[target] { connection.close() }
+            idle[target] = []
+        }
+    }
+
+    /// This worker's counters per target, for the master (`jesterctl upstreams`).
+    func stats() -> [TargetStats] {
+        let now = self.now
+        return descriptions.indices.map { index in
+            TargetStats(
+                upstream: name, target: descriptions[index], active: balancer.active[index],
+                requests: balancer.requests[index], failures: balancer.failures[index],
+                ejected: balancer.outliers.isEjected(index, now: now),
+                latencyMilliseconds: balancer.averageLatency(index) * 1000)
         }
     }
 

@@ -127,6 +127,7 @@ final class WorkerServer: @unchecked Sendable {
             serverChannels.append(channel)
         }
         runtime.onConnectionsClosed = { [self] in self.drained() }
+        applyTargetStates(assignment.targetStates ?? [])
         send(.workerReady(pid: getpid()))
         logger.info("worker ready", metadata: ["listeners": "\(assignment.listenerNames)"])
         eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
@@ -144,7 +145,13 @@ final class WorkerServer: @unchecked Sendable {
         let counters = runtime.counters
         send(.workerStats(WorkerStats(
             connections: counters.openConnections, requests: counters.requests, bytesIn: counters.bytesIn,
-            bytesOut: counters.bytesOut, errors: counters.errors, rssBytes: ProcessSpawner.residentSetSize(of: getpid()))))
+            bytesOut: counters.bytesOut, errors: counters.errors,
+            targets: runtime.pools.values.sorted { $0.name < $1.name }.flatMap { $0.stats() },
+            rssBytes: ProcessSpawner.residentSetSize(of: getpid()))))
+    }
+
+    private func applyTargetStates(_ states: [TargetState]) {
+        for state in states { runtime.pools[state.upstream]?.apply(state) }
     }
 
     fileprivate func received(_ bytes: ByteBuffer) {
@@ -160,6 +167,8 @@ final class WorkerServer: @unchecked Sendable {
         switch message {
         case .beginDrain(let timeout):
             beginDrain(timeout: timeout)
+        case .targetStates(let states):
+            applyTargetStates(states)
         default:
             logger.warning("unexpected control message", metadata: ["message": "\(message)"])
         }

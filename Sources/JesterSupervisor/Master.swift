@@ -75,6 +75,11 @@ public final class Master: @unchecked Sendable {
     private var nextStoreSerial = 1
     /// The outcome of the binary upgrade that started this program, for `jesterctl upgrade` reconnecting.
     private var lastUpgrade: ReloadResult?
+    /// Active health checks (once per instance) and the operators' admin states of upstream targets, by
+    /// upstream and target address; both go to every worker (`targetStates`), and admin states survive
+    /// reloads for targets that still exist.
+    private var healthChecker: HealthChecker!
+    private var adminStates: [String: [String: String]] = [:]
     private var stopping = false
     private var reloadInProgress: ReloadOperation?
     private var drainWatchers: [any Channel] = []
@@ -164,12 +169,96 @@ public final class Master: @unchecked Sendable {
         try PidFile.write(configuration.server.pidFile)
         try startControlServer()
         startSignalWaiter()
+        startHealthChecks()
         generation = 1
         spawnGeneration(generation, configuration: configuration)
         logger.info("master started", metadata: [
             "pid": "\(getpid())", "config": "\(configPath)", "config_hash": "\(configuration.hash)",
             "workers": "\(workerCount)", "version": "\(JesterVersion.current)",
         ])
+    }
+
+    private func startHealthChecks() {
+        healthChecker = HealthChecker(eventLoop: eventLoop)
+        healthChecker.onChange = { [unowned self] in self.broadcastTargetStates() }
+        healthChecker.update(configuration)
+    }
+
+    // MARK: Upstream targets
+
+    /// Health and admin state of every target of `configuration`.
+    private func targetStates(for configuration: Configuration) -> [TargetState] {
+        configuration.upstreams.flatMap { upstream in
+            upstream.targets.map { target in
+                TargetState(
+                    upstream: upstream.name, target: target.description,
+                    health: healthChecker.health(upstream: upstream.name, target: target.description),
+                    admin: adminStates[upstream.name]?[target.description] ?? "enabled")
+            }
+        }
+    }
+
+    private func broadcastTargetStates() {
+        for worker in workers.values {
+            guard let channel = worker.channel else { continue }
+            // Each generation gets the states of its own configuration's targets (unknown ones are ignored).
+            send(.targetStates(targetStates(for: worker.generation == generation ? configuration
+                : (reloadInProgress?.configuration ?? configuration))), to: channel)
+        }
+    }
+
+    private func forgetAdminStatesOfRemovedTargets() {
+        for (upstream, targets) in adminStates {
+            let existing = Set(configuration.upstream(named: upstream)?.targets.map(\.description) ?? [])
+            adminStates[upstream] = targets.filter { existing.contains($0.key) }
+            if adminStates[upstream]?.isEmpty == true { adminStates[upstream] = nil }
+        }
+    }
+
+    /// `jesterctl upstream drain|disable|enable POOL TARGET`.
+    private func setTargetAdmin(upstream: String, target: String, state: String, replyTo channel: any Channel) {
+        guard ["enabled", "drain", "disabled"].contains(state) else {
+            reply(.failure(message: "unknown target state '\(state)'"), to: channel)
+            return
+        }
+        guard let pool = configuration.upstream(named: upstream) else {
+            reply(.failure(message: "no upstream '\(upstream)' (see jesterctl upstreams)"), to: channel)
+            return
+        }
+        guard pool.targets.contains(where: { $0.description == target }) else {
+            reply(.failure(message: "upstream '\(upstream)' has no target '\(target)' (see jesterctl upstreams)"), to: channel)
+            return
+        }
+        adminStates[upstream, default: [:]][target] = state == "enabled" ? nil : state
+        logger.notice("upstream target admin state changed", metadata: [
+            "upstream": "\(upstream)", "target": "\(target)", "state": "\(state)",
+        ])
+        broadcastTargetStates()
+        reply(.done(success: true, message: "\(upstream) \(target): \(state) on every worker"), to: channel)
+    }
+
+    /// `jesterctl upstreams`: the master's view of each target with the workers' counters summed.
+    private func upstreamsReport() -> [TargetReport] {
+        var sums: [String: (active: Int, requests: Int, failures: Int, ejected: Int, latency: Double, count: Int)] = [:]
+        for worker in workers.values {
+            for stats in worker.stats.targets ?? [] {
+                let key = stats.upstream + "\u{0}" + stats.target
+                var sum = sums[key] ?? (0, 0, 0, 0, 0, 0)
+                sum.active += stats.active
+                sum.requests += stats.requests
+                sum.failures += stats.failures
+                sum.ejected += stats.ejected ? 1 : 0
+                sum.latency += stats.latencyMilliseconds
+                sum.count += 1
+                sums[key] = sum
+            }
+        }
+        return targetStates(for: configuration).map { state in
+            let sum = sums[state.upstream + "\u{0}" + state.target] ?? (0, 0, 0, 0, 0, 0)
+            return TargetReport(
+                state: state, active: sum.active, requests: sum.requests, failures: sum.failures,
+                ejectedBy: sum.ejected, latencyMilliseconds: sum.count > 0 ? sum.latency / Double(sum.count) : 0)
+        }
     }
 
     private func startSignalWaiter() {
@@ -326,9 +415,10 @@ public final class Master: @unchecked Sendable {
                 configHash: configuration.hash)
             workers[pid] = worker
             let configurationData = try JSONEncoder().encode(configuration)
-            let assignment = WorkerAssignment(
+            var assignment = WorkerAssignment(
                 slot: slot, generation: generation, configuration: configurationData, listenerNames: names,
                 userID: identity?.userID, groupID: identity?.groupID)
+            assignment.targetStates = targetStates(for: configuration)
             connect(worker, controlSocket: masterEnd) { channel in self.send(.assignment(assignment), to: channel) }
             logger.info("worker spawned", metadata: ["pid": "\(pid)", "slot": "\(slot)", "generation": "\(generation)"])
         } catch {
@@ -582,6 +672,8 @@ public final class Master: @unchecked Sendable {
         generation = operation.generation
         configuration = operation.configuration
         respawnPolicies = [:]
+        healthChecker.update(configuration)
+        forgetAdminStatesOfRemovedTargets()
         for worker in workers.values where worker.generation == old { beginDrain(worker) }
         // Sockets the new generation does not use close once the old one is gone; the old workers hold their
         // own copies until then.
@@ -715,7 +807,7 @@ public final class Master: @unchecked Sendable {
                 fromVersion: JesterVersion.current, masterStartedAt: startedAt, generation: generation,
                 configuration: try JSONEncoder().encode(configuration), controlSocketFD: controlServerFD,
                 listeners: listeners.mapValues { UpgradeHandOver.Listener(settings: $0.settings, fds: $0.sockets) },
-                activatedSockets: activatedSockets, storedDescriptorNames: storedDescriptorNames,
+                activatedSockets: activatedSockets, storedDescriptorNames: storedDescriptorNames, adminStates: adminStates,
                 workers: workers.values.filter { $0.channel != nil }.map { worker in
                     UpgradeHandOver.AdoptedWorker(
                         pid: worker.pid, slot: worker.slot, generation: worker.generation,
@@ -803,6 +895,8 @@ public final class Master: @unchecked Sendable {
         access.controlGroupID = (try? resolveControlGroup(configuration)) ?? nil
         try startControlServer(adopting: handOver.controlSocketFD)
         startSignalWaiter()
+        adminStates = handOver.adminStates ?? [:]
+        startHealthChecks()
         let now = (monotonic: monotonicNow, wall: wallClockNow)
         for adopted in handOver.workers {
             let worker = WorkerProcess(
@@ -965,6 +1059,10 @@ public final class Master: @unchecked Sendable {
             beginStop(fast: fast, exitCode: 0)
         case .upgrade:
             upgrade(replyTo: channel)
+        case .upstreams:
+            reply(.upstreamsReport(upstreamsReport()), to: channel)
+        case .setTargetAdmin(let upstream, let target, let state):
+            setTargetAdmin(upstream: upstream, target: target, state: state, replyTo: channel)
         case .awaitUpgrade(let untilDrained):
             awaitUpgrade(channel, untilDrained: untilDrained)
         default:

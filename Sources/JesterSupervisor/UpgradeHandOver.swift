@@ -46,6 +46,9 @@ struct UpgradeHandOver: Codable, Equatable {
     var activatedSockets: [Systemd.ActivatedSocket]
     /// Descriptors in systemd's store, by fd (see `Systemd.storeDescriptor`).
     var storedDescriptorNames: [Int32: String]
+    /// Operators' target admin states (`jesterctl upstream drain`), by upstream and target; optional so a
+    /// hand-over from a version without them still reads.
+    var adminStates: [String: [String: String]]? = nil
     var workers: [AdoptedWorker]
 
     /// Every descriptor the new program needs open.

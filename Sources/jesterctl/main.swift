@@ -91,7 +91,7 @@ struct JesterCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "jesterctl",
         abstract: "Control a running Jester instance.",
-        subcommands: [Status.self, Reload.self, Upgrade.self, Drain.self, Stop.self])
+        subcommands: [Status.self, Reload.self, Upgrade.self, Upstreams.self, UpstreamCommand.self, Drain.self, Stop.self])
 }
 
 struct Status: ParsableCommand {
@@ -295,6 +295,55 @@ struct Upgrade: ParsableCommand {
             for error in result.errors { FileHandle.standardError.write(Data((error + "\n").utf8)) }
         }
         if !result.success { throw ExitCode(1) }
+    }
+}
+
+struct Upstreams: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List upstream pools and targets: health, admin state, requests in flight, requests, failures, latency.")
+    @OptionGroup var options: ControlOptions
+
+    func run() throws {
+        let client = try options.connect()
+        client.send(.upstreams)
+        guard case .upstreamsReport(let targets) = client.receive() else { fail("jesterctl: no answer from the master") }
+        if options.json {
+            printJSON(targets)
+            return
+        }
+        var rows = [["UPSTREAM", "TARGET", "HEALTH", "ADMIN", "EJECTED BY", "ACTIVE", "REQUESTS", "FAILURES", "LATENCY"]]
+        for target in targets {
+            rows.append([
+                target.state.upstream, target.state.target, target.state.health, target.state.admin,
+                target.ejectedBy > 0 ? "\(target.ejectedBy) workers" : "-", "\(target.active)", "\(target.requests)",
+                "\(target.failures)", target.latencyMilliseconds > 0 ? String(format: "%.1fms", target.latencyMilliseconds) : "-",
+            ])
+        }
+        Status().printTable(rows)
+    }
+}
+
+struct UpstreamCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "upstream",
+        abstract: "Change a target's admin state on every worker: drain (no new requests; in-flight ones finish), disable (also close its idle connections), enable.",
+        discussion: "The state survives reloads while the target stays in the configuration, and binary upgrades.")
+    @OptionGroup var options: ControlOptions
+
+    @Argument(help: "drain, disable or enable")
+    var action: String
+    @Argument(help: "The upstream pool.")
+    var pool: String
+    @Argument(help: "The target, as configured (host:port).")
+    var target: String
+
+    func run() throws {
+        let states = ["drain": "drain", "disable": "disabled", "enable": "enabled"]
+        guard let state = states[action] else { fail("jesterctl: '\(action)' is not drain, disable or enable", code: 1) }
+        let client = try options.connect()
+        client.send(.setTargetAdmin(upstream: pool, target: target, state: state))
+        guard case .done(_, let text) = client.receive() else { fail("jesterctl: no answer from the master") }
+        print(text)
     }
 }
 

@@ -52,3 +52,15 @@ import Testing
         #expect(throws: UpgradeHandOver.UnreadableHandOver(format: 99)) { try UpgradeHandOver.takeFromEnvironment() }
     }
 }
+
+@Test func targetHealthDecidesFirstThenNeedsRiseOrFallInARow() {
+    var health = TargetHealth(rise: 2, fall: 3)
+    #expect(health.state == .unknown)
+    #expect(health.record(success: false) && health.state == .unhealthy)  // the first result decides
+    #expect(!health.record(success: true))
+    #expect(!health.record(success: false))  // the run of successes is broken
+    #expect(!health.record(success: true))
+    #expect(health.record(success: true) && health.state == .healthy)
+    #expect(!health.record(success: false) && !health.record(success: false))
+    #expect(health.record(success: false) && health.state == .unhealthy)
+}

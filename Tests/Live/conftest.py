@@ -205,27 +205,31 @@ class SteadyLoad:
         self.counts = {"keepalive": 0, "new": 0}
         self.stop = None
         self.threads = []
-        targets = [self.keepalive_client] * keepalive_clients + [lambda: self.new_connection_client("/", "new")]
+        targets = [lambda: self.keepalive_client("/", "keepalive")] * keepalive_clients
+        targets.append(lambda: self.new_connection_client("/", "new"))
         if proxied_path:
+            # Proxied keep-alive too: a drain that begins while a response streams must not close under the client.
             self.counts["proxied"] = 0
+            self.counts["keepalive-proxied"] = 0
             targets.append(lambda: self.new_connection_client(proxied_path, "proxied"))
+            targets.append(lambda: self.keepalive_client(proxied_path, "keepalive-proxied"))
         self.targets = targets
 
-    def keepalive_client(self):
+    def keepalive_client(self, path, key):
         import http.client
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
         while not self.stop.is_set():
             try:
-                connection.request("GET", "/")
+                connection.request("GET", path)
                 response = connection.getresponse()
                 body = response.read()
-                if response.status != 200 or body != self.expect:
-                    self.failures.append(("keepalive", response.status, body))
-                self.counts["keepalive"] += 1
+                if response.status != 200 or (path == "/" and body != self.expect):
+                    self.failures.append((key, response.status, body))
+                self.counts[key] += 1
                 if response.getheader("Connection", "").lower() == "close":
                     connection.close()  # a draining worker said so: reconnect
             except Exception as error:  # a reset or timeout is a failed request
-                self.failures.append(("keepalive", repr(error)))
+                self.failures.append((key, repr(error)))
                 connection.close()
 
     def new_connection_client(self, path, key):

@@ -148,3 +148,83 @@ def test_a_target_killed_under_load_shifts_traffic(make_jester, upstreams):
     assert sum(results.values()) - killed_at > 20
     after = Counter(served_by(jester.port, 30))
     assert servers[0].port not in after and set(after) == {servers[1].port, servers[2].port}
+
+
+def targets_report(jester):
+    result = jester.ctl("upstreams", "--json", check=True)
+    return {row["state"]["target"]: row for row in json.loads(result.stdout)}
+
+
+def test_active_health_checks_run_in_the_master_and_steer_every_worker(make_jester, upstreams):
+    good = upstreams(1)[0]
+    bad = upstreams(1, status=503)[0]
+    checked = pool([f'"{good.address}"', f'"{bad.address}"'], max_fails=0) \
+        .replace("max_fails = 0", 'max_fails = 0\nhealth_check = { path = "/healthz", interval = "200ms", rise = 2, fall = 2 }')
+    jester = make_jester(checked, workers=2)
+    wait_for(lambda: targets_report(jester)[bad.address]["state"]["health"] == "unhealthy", what="bad target unhealthy")
+    assert targets_report(jester)[good.address]["state"]["health"] == "healthy"
+    # Both workers got the word: no request reaches the failing target.
+    assert set(served_by(jester.port, 40)) == {good.port}
+    # Checked once per instance, not once per worker: about one check per interval.
+    probes = [r for r in bad.requests() if r["path"] == "/healthz"]
+    time.sleep(1.0)
+    per_second = len([r for r in bad.requests() if r["path"] == "/healthz"]) - len(probes)
+    assert 3 <= per_second <= 7, per_second
+    # A target that goes away turns unhealthy too; when all are unhealthy, requests still go somewhere.
+    good.stop()
+    wait_for(lambda: targets_report(jester)[good.address]["state"]["health"] == "unhealthy", what="stopped target unhealthy")
+    assert curl(jester.url + "/echo")[0] == 503  # the only target left answering is the 503 one
+    text = jester.ctl("upstreams", check=True).stdout
+    assert "HEALTH" in text and "unhealthy" in text
+
+
+def test_upstream_drain_and_enable_under_load_lose_nothing(make_jester, upstreams):
+    a, b = upstreams(2)
+    jester = make_jester(pool([f'"{a.address}"', f'"{b.address}"']), workers=2)
+    stop = threading.Event()
+    failures = []
+    counts = Counter()
+
+    def client():
+        connection = http.client.HTTPConnection("127.0.0.1", jester.port, timeout=10)
+        while not stop.is_set():
+            try:
+                connection.request("GET", "/echo")
+                response = connection.getresponse()
+                body = response.read()
+                if response.status != 200:
+                    failures.append(response.status)
+                else:
+                    counts[json.loads(body)["server_port"]] += 1
+            except Exception as error:
+                failures.append(repr(error))
+                connection.close()
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.5)
+        result = jester.ctl("upstream", "drain", "app", a.address, check=True)
+        assert "drain on every worker" in result.stdout
+        time.sleep(0.2)
+        before = counts[a.port]
+        time.sleep(1.0)
+        assert counts[a.port] == before and counts[b.port] > 0, counts  # no new request reaches a
+        assert targets_report(jester)[a.address]["state"]["admin"] == "drain"
+        # The admin state survives a reload.
+        jester.ctl("reload", check=True)
+        before = counts[a.port]
+        time.sleep(0.5)
+        assert counts[a.port] == before
+        jester.ctl("upstream", "enable", "app", a.address, check=True)
+        wait_for(lambda: counts[a.port] > before, what="a serving again")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert not failures, failures[:10]
+    # The workers report their counters every second.
+    wait_for(lambda: all(row["requests"] > 0 for row in targets_report(jester).values()), what="counters reported")
+    bad = jester.ctl("upstream", "drain", "app", "127.0.0.1:1")
+    assert bad.returncode != 0 and "has no target" in bad.stderr

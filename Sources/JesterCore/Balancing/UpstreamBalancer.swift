@@ -35,6 +35,13 @@ public struct UpstreamBalancer: Sendable {
     public private(set) var outliers: OutlierDetector
     /// Requests in flight per target (this worker's).
     public private(set) var active: [Int]
+    /// Requests started and failed per target, since this worker started.
+    public private(set) var requests: [Int]
+    public private(set) var failures: [Int]
+    /// Taken out by an operator (`jesterctl upstream drain|disable`).
+    private var adminOut: [Bool]
+    /// Failing the master's active health checks.
+    private var unhealthy: [Bool]
 
     private let groups: [[Int]]
     private var roundRobin: SmoothWeightedRoundRobin
@@ -54,6 +61,10 @@ public struct UpstreamBalancer: Sendable {
         self.targets = targets
         outliers = OutlierDetector(targetCount: targets.count, settings: outlierSettings)
         active = Array(repeating: 0, count: targets.count)
+        requests = Array(repeating: 0, count: targets.count)
+        failures = Array(repeating: 0, count: targets.count)
+        adminOut = Array(repeating: false, count: targets.count)
+        unhealthy = Array(repeating: false, count: targets.count)
         eligible = Array(repeating: false, count: targets.count)
         groups = Dictionary(grouping: targets.indices, by: { targets[$0].priority }).sorted { $0.key < $1.key }.map(\.value)
         roundRobin = SmoothWeightedRoundRobin(targetCount: targets.count)
@@ -97,8 +108,9 @@ public struct UpstreamBalancer: Sendable {
         for index in excluded where index < eligible.count { eligible[index] = false }
         if candidates.isEmpty {
             // The serving group is used up: the next groups, in order.
+            let ignoringHealth = unhealthy.indices.allSatisfy { unhealthy[$0] || adminOut[$0] }
             for group in groups {
-                let rest = group.filter { !excluded.contains($0) && !outliers.isEjected($0, now: now) }
+                let rest = group.filter { !excluded.contains($0) && available($0, now: now, ignoringHealth: ignoringHealth) }
                 if !rest.isEmpty {
                     candidates = rest
                     for index in rest { eligible[index] = true }
@@ -112,6 +124,17 @@ public struct UpstreamBalancer: Sendable {
 
     public mutating func requestStarted(_ target: Int) {
         active[target] += 1
+        requests[target] += 1
+    }
+
+    /// Sets what the master decided: an operator took the target out (`adminOut`), or active checks found it
+    /// `unhealthy`. An unhealthy target gets no requests unless every target of the pool is unhealthy (then
+    /// the checks, not all the targets, are more likely wrong); a target taken out gets none, ever.
+    public mutating func setAvailability(_ target: Int, adminOut: Bool, unhealthy: Bool) {
+        guard self.adminOut[target] != adminOut || self.unhealthy[target] != unhealthy else { return }
+        self.adminOut[target] = adminOut
+        self.unhealthy[target] = unhealthy
+        validUntil = -.infinity
     }
 
     /// A request to `target` ended. `failed`: it counts against the target's health (a connect failure, a reset
@@ -123,6 +146,7 @@ public struct UpstreamBalancer: Sendable {
         active[target] = max(0, active[target] - 1)
         if let seconds { latency.observe(target, latency: seconds, now: now) }
         if failed {
+            failures[target] += 1
             let event = outliers.recordFailure(target, now: now)
             if case .ejected = event { validUntil = now }
             return event
@@ -134,6 +158,7 @@ public struct UpstreamBalancer: Sendable {
     /// A connection attempt failed before any request was sent: health only, no request in flight.
     @discardableResult
     public mutating func connectFailed(_ target: Int, now: Double) -> OutlierDetector.Event? {
+        failures[target] += 1
         let event = outliers.recordFailure(target, now: now)
         if case .ejected = event { validUntil = now }
         return event
@@ -147,11 +172,18 @@ public struct UpstreamBalancer: Sendable {
 
     public func averageLatency(_ index: Int) -> Double { latency.averageLatency(index) }
 
+    /// Whether a target may be picked at all (before priority groups): not taken out, not failing the active
+    /// checks (unless every target does), not ejected.
+    private func available(_ index: Int, now: Double, ignoringHealth: Bool) -> Bool {
+        !adminOut[index] && (ignoringHealth || !unhealthy[index]) && !outliers.isEjected(index, now: now)
+    }
+
     private mutating func refresh(now: Double) {
         for index in eligible.indices { eligible[index] = false }
         candidates = []
+        let ignoringHealth = unhealthy.indices.allSatisfy { unhealthy[$0] || adminOut[$0] }
         for group in groups {
-            let healthy = group.filter { !outliers.isEjected($0, now: now) }
+            let healthy = group.filter { available($0, now: now, ignoringHealth: ignoringHealth) }
             if !healthy.isEmpty {
                 candidates = healthy
                 break

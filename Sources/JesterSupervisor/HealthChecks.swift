@@ -1,0 +1,221 @@
+import Foundation
+import JesterConfig
+import Logging
+import NIOCore
+import NIOPosix
+
+/// A target's health as active checks see it: rise and fall thresholds over consecutive results. Pure.
+///
+/// A target starts `unknown`, which counts as usable; its first result decides at once (so a dead target is
+/// out after one check when Jester starts), and after that it takes `rise` successes or `fall` failures in a
+/// row to change.
+public struct TargetHealth: Sendable, Equatable {
+    public enum State: String, Sendable {
+        case unknown, healthy, unhealthy
+    }
+
+    public private(set) var state = State.unknown
+    public let rise: Int
+    public let fall: Int
+    private var successes = 0
+    private var failures = 0
+
+    public init(rise: Int, fall: Int) {
+        self.rise = max(1, rise)
+        self.fall = max(1, fall)
+    }
+
+    /// Records one check; true when the state changed.
+    public mutating func record(success: Bool) -> Bool {
+        if success {
+            successes += 1
+            failures = 0
+            if state != .healthy, state == .unknown || successes >= rise {
+                state = .healthy
+                return true
+            }
+        } else {
+            failures += 1
+            successes = 0
+            if state != .unhealthy, state == .unknown || failures >= fall {
+                state = .unhealthy
+                return true
+            }
+        }
+        return false
+    }
+}
+
+/// Runs every pool's active health checks once per instance, in the master, and reports changes; the master
+/// passes them to every worker. Loop-confined to the master's event loop.
+final class HealthChecker: @unchecked Sendable {
+    private struct Key: Hashable {
+        var upstream: String
+        var target: String
+    }
+
+    private final class Checked {
+        let settings: HealthCheckSettings
+        let address: SocketAddress?
+        let host: String
+        var health: TargetHealth
+        var task: Scheduled<Void>?
+
+        init(settings: HealthCheckSettings, address: SocketAddress?, host: String) {
+            self.settings = settings
+            self.address = address
+            self.host = host
+            health = TargetHealth(rise: settings.rise, fall: settings.fall)
+        }
+    }
+
+    private let eventLoop: any EventLoop
+    private var checked: [Key: Checked] = [:]
+    private let logger = Logger(label: "master")
+    /// Called on the event loop when a target's state changes.
+    var onChange: () -> Void = {}
+
+    init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+    }
+
+    /// The health of a target: "healthy", "unhealthy" or "unknown" (also for targets without checks).
+    func health(upstream: String, target: String) -> String {
+        checked[Key(upstream: upstream, target: target)]?.health.state.rawValue ?? TargetHealth.State.unknown.rawValue
+    }
+
+    /// Checks what `configuration` asks for: targets that stay (same pool, address and check) keep their state
+    /// and schedule; new ones start with a first check soon; removed ones stop.
+    func update(_ configuration: Configuration) {
+        var wanted: [Key: (HealthCheckSettings, UpstreamTarget)] = [:]
+        for upstream in configuration.upstreams {
+            guard let check = upstream.healthCheck else { continue }
+            for target in upstream.targets {
+                wanted[Key(upstream: upstream.name, target: target.description)] = (check, target)
+            }
+        }
+        for (key, entry) in checked where wanted[key]?.0 != entry.settings {
+            entry.task?.cancel()
+            checked[key] = nil
+        }
+        for (key, (settings, target)) in wanted where checked[key] == nil {
+            let address = try? SocketAddress.makeAddressResolvingHost(target.address.host, port: target.address.port)
+            let entry = Checked(settings: settings, address: address, host: target.description)
+            checked[key] = entry
+            schedule(key, entry, after: Double.random(in: 0...0.2))
+        }
+    }
+
+    private func schedule(_ key: Key, _ entry: Checked, after seconds: Double) {
+        entry.task = eventLoop.scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) { [self] in
+            guard checked[key] === entry else { return }
+            probe(entry) { success in
+                guard self.checked[key] === entry else { return }
+                if entry.health.record(success: success) {
+                    self.logger.notice("upstream target health changed", metadata: [
+                        "upstream": "\(key.upstream)", "target": "\(key.target)", "health": "\(entry.health.state.rawValue)",
+                    ])
+                    self.onChange()
+                }
+                let interval = Self.seconds(entry.settings.interval)
+                self.schedule(key, entry, after: interval * Double.random(in: 0.9...1.1))
+            }
+        }
+    }
+
+    /// One check: a TCP connection, and for http a GET whose status line must carry an expected status.
+    private func probe(_ entry: Checked, _ completion: @escaping (Bool) -> Void) {
+        guard let address = entry.address else {
+            completion(false)
+            return
+        }
+        var finished = false
+        let finish = { (success: Bool) in
+            guard !finished else { return }
+            finished = true
+            completion(success)
+        }
+        let timeout = TimeAmount.nanoseconds(Int64(Self.seconds(entry.settings.timeout) * 1e9))
+        let request = entry.settings.type == "tcp" ? nil
+            : "GET \(entry.settings.path) HTTP/1.1\r\nHost: \(entry.host)\r\nUser-Agent: jester-health-check\r\nConnection: close\r\n\r\n"
+        let expected = entry.settings.expectStatus
+        let deadline = eventLoop.scheduleTask(in: timeout) { finish(false) }
+        ClientBootstrap(group: eventLoop)
+            .connectTimeout(timeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ProbeHandler(request: request, expected: expected) { success in
+                            deadline.cancel()
+                            finish(success)
+                        })
+                }
+            }
+            .connect(to: address)
+            .assumeIsolated()
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    deadline.futureResult.whenSuccess { _ in channel.close(promise: nil) }  // timed out: let go
+                case .failure:
+                    deadline.cancel()
+                    finish(false)
+                }
+            }
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}
+
+/// One health check connection: sends the request (if any) and judges the status line.
+private final class ProbeHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private let request: String?
+    private let expected: ClosedRange<Int>
+    private let done: (Bool) -> Void
+    private var received: [UInt8] = []
+    private var answered = false
+
+    init(request: String?, expected: ClosedRange<Int>, done: @escaping (Bool) -> Void) {
+        self.request = request
+        self.expected = expected
+        self.done = done
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        guard let request else {
+            answer(true, context)
+            return
+        }
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: request)), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        received += unwrapInboundIn(data).readableBytesView
+        guard let end = received.firstIndex(of: UInt8(ascii: "\r")) ?? (received.count > 256 ? received.count : nil) else {
+            return
+        }
+        // "HTTP/1.1 200 OK"
+        let line = String(decoding: received[..<end], as: UTF8.self).split(separator: " ")
+        let status = line.count >= 2 && line[0].hasPrefix("HTTP/") ? Int(line[1]) : nil
+        answer(status.map(expected.contains) ?? false, context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        answer(false, context)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        answer(false, context)
+    }
+
+    private func answer(_ success: Bool, _ context: ChannelHandlerContext) {
+        guard !answered else { return }
+        answered = true
+        done(success)
+        context.close(promise: nil)
+    }
+}
