@@ -56,11 +56,8 @@ import Testing
 @Test func targetHealthDecidesFirstThenNeedsRiseOrFallInARow() {
     var health = TargetHealth(rise: 2, fall: 3)
     #expect(health.state == .unknown)
-    #expect(health.record(success: false) && health.state == .unhealthy)  // the first result decides
-    #expect(!health.record(success: true))
-    #expect(!health.record(success: false))  // the run of successes is broken
-    #expect(!health.record(success: true))
-    #expect(health.record(success: true) && health.state == .healthy)
-    #expect(!health.record(success: false) && !health.record(success: false))
-    #expect(health.record(success: false) && health.state == .unhealthy)
+    let results = [false, true, false, true, true, false, false, false].map { health.record(success: $0) }
+    // The first result decides; then two successes in a row to rise, three failures in a row to fall.
+    #expect(results == [true, false, false, false, true, false, false, true])
+    #expect(health.state == .unhealthy)
 }
