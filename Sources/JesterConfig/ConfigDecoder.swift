@@ -96,6 +96,8 @@ struct ConfigDecoder {
                     slowStart: table.duration("slow_start", decoder: &self) ?? defaults.slowStart,
                     connectAttempts: table.integer("connect_attempts", decoder: &self) ?? defaults.connectAttempts))
             configuration.upstreams[configuration.upstreams.count - 1].healthCheck = healthCheck(&table)
+            configuration.upstreams[configuration.upstreams.count - 1].retryBudgetPercent =
+                table.integer("retry_budget", decoder: &self) ?? 20
             upstreamNodes[name] = node
             table.finish(decoder: &self)
         }
@@ -144,6 +146,13 @@ struct ConfigDecoder {
         let splitNodes = table.has("split") ? table.tables("split", decoder: &self) : nil
         let splitKey = table.string("split_key", decoder: &self)
         let rewrite = decodeRewrite(&table, pathPrefix: writtenPrefix ?? "/")
+        var retry = RetrySettings()
+        retry.retries = table.integer("retries", decoder: &self) ?? retry.retries
+        retry.on = table.stringArray("retry_on", decoder: &self) ?? retry.on
+        retry.nonIdempotent = table.boolean("retry_non_idempotent", decoder: &self) ?? false
+        for item in retry.on where item != "reset" && !(Int(item).map { (500...599).contains($0) } ?? false) {
+            report(table.location(of: "retry_on"), "'\(item)' in retry_on is neither \"reset\" nor a 5xx status")
+        }
         let respondNode = table.take("respond", decoder: &self)
         let redirectNode = table.take("redirect", decoder: &self)
         table.finish(decoder: &self)
@@ -233,6 +242,7 @@ struct ConfigDecoder {
             action: action)
         route.match = match
         route.rewrite = rewrite
+        route.retry = retry
         return route
     }
 

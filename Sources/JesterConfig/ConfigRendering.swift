@@ -90,6 +90,7 @@ extension Configuration {
                 "fail_timeout = \(quoted(Units.format(upstream.failTimeout)))",
                 "slow_start = \(quoted(Units.format(upstream.slowStart)))",
                 "connect_attempts = \(upstream.connectAttempts)",
+                "retry_budget = \(upstream.retryBudgetPercent)",
             ]
             if let check = upstream.healthCheck {
                 let status = check.expectStatus.lowerBound == check.expectStatus.upperBound
@@ -124,6 +125,11 @@ extension Configuration {
                 lines.append("rewrite = { regex = \(quoted(regex)), replacement = \(quoted(rewrite.replacement ?? "")) }")
             }
             if let host = rewrite.upstreamHost { lines.append("upstream_host = \(quoted(host))") }
+            if route.retry != RetrySettings() {
+                lines.append("retries = \(route.retry.retries)")
+                lines.append("retry_on = [" + route.retry.on.map(quoted).joined(separator: ", ") + "]")
+                if route.retry.nonIdempotent { lines.append("retry_non_idempotent = true") }
+            }
             for (key, edits) in [("request_headers", rewrite.requestHeaders), ("response_headers", rewrite.responseHeaders)]
             where !edits.isEmpty {
                 func table(_ pairs: [HeaderPair]) -> String {

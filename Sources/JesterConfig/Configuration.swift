@@ -258,6 +258,8 @@ public struct RouteSettings: Sendable, Codable, Equatable {
     public var match: RouteMatch = RouteMatch()
     /// How a proxied request and its response are changed on the way.
     public var rewrite: RouteRewrite = RouteRewrite()
+    /// When a proxied request is sent again to another target.
+    public var retry: RetrySettings = RetrySettings()
 
     public init(
         name: String, listeners: [String] = [], hosts: [String] = [], pathPrefix: String = "/",
@@ -305,6 +307,16 @@ public struct RouteRewrite: Sendable, Codable, Equatable {
     public var upstreamHost: String?
     public var requestHeaders = HeaderEditSettings()
     public var responseHeaders = HeaderEditSettings()
+
+    public init() {}
+}
+
+/// `retries`, `retry_on`, `retry_non_idempotent` of a route.
+public struct RetrySettings: Sendable, Codable, Equatable {
+    public var retries = 1
+    /// "reset" and statuses such as "502".
+    public var on = ["reset", "502", "503", "504"]
+    public var nonIdempotent = false
 
     public init() {}
 }
@@ -394,6 +406,8 @@ public struct UpstreamSettings: Sendable, Codable, Equatable {
     public var connectAttempts: Int
     /// Active health checks, run by the master; nil: none.
     public var healthCheck: HealthCheckSettings?
+    /// Retries in flight allowed per worker, as a percentage of the pool's requests in flight (at least 3).
+    public var retryBudgetPercent = 20
     /// How long to wait for a TCP connection; slower is a 504.
     public var connectTimeout: Duration
     /// How long to wait for the response head after the request was sent; slower is a 504.

@@ -55,6 +55,13 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     private var requestIsHead = false
     /// The current request may be sent again if a reused upstream connection fails before answering.
     private var requestIsReplayable = false
+    private var requestIsIdempotent = false
+    private var requestHasBody = false
+    /// Retries of the current request (route `retries`), the targets that failed it, and the pool whose retry
+    /// budget holds a slot for it.
+    private var retriesMade = 0
+    private var failedTargets: Set<Int> = []
+    private var retrySlotPool: UpstreamPool?
     /// How often the current request was sent again after a stale keep-alive connection failed.
     private var replays = 0
     /// The current response told the client the connection ends (`Connection: close`). When the worker starts
@@ -268,10 +275,14 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         route = matched
         log.route = matched.name
         let framing = BodyFraming.request(head)
-        (requestIsHead, requestIsReplayable) = headBytes.withUnsafeReadableBytes {
-            (RequestMethod.isHead($0, head.method), framing == .none && RequestMethod.isIdempotent($0, head.method))
+        (requestIsHead, requestIsIdempotent) = headBytes.withUnsafeReadableBytes {
+            (RequestMethod.isHead($0, head.method), RequestMethod.isIdempotent($0, head.method))
         }
+        requestHasBody = framing != .none
+        requestIsReplayable = !requestHasBody && requestIsIdempotent
         replays = 0
+        retriesMade = 0
+        if !failedTargets.isEmpty { failedTargets = [] }
         if case .length(let length) = framing, length > matched.maxBodySize {
             respondWithError(413, closing: true)
             return
@@ -318,7 +329,9 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         timer.disarm()
         // The connection stays alive until the pool answers; upstreamAcquired returns a connection it no longer
         // needs (the client left meanwhile) to the pool.
-        pool.acquire(hashKey: balancingHash, fresh: fresh) { result in self.upstreamAcquired(result, pool: pool) }
+        pool.acquire(hashKey: balancingHash, fresh: fresh, excluding: failedTargets) { result in
+            self.upstreamAcquired(result, pool: pool)
+        }
     }
 
     private func upstreamAcquired(_ result: Result<UpstreamConnection, UpstreamFailure>, pool: UpstreamPool) {
@@ -596,6 +609,7 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     /// Ends the current exchange: logs it, then either waits for the next request or closes.
     private func finishExchange(requestComplete: Bool) {
         timer.disarm()
+        if retrySlotPool != nil { releaseRetrySlot() }
         finishLog(status: log.status)
         route = nil
         requestHead = nil
@@ -635,6 +649,7 @@ final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     private func close() {
         guard phase != .closing else { return }
         phase = .closing
+        if retrySlotPool != nil { releaseRetrySlot() }
         timer.cancel()
         if let upstream {
             self.upstream = nil
@@ -712,6 +727,17 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
             }
             return
         }
+        if response.status >= 500, let upstream, !responseStarted,
+            route?.retryPolicy.statuses.contains(response.status) == true,
+            retry(.status(response.status), from: upstream, abandoning: {
+                // Not forwarded: the answer is thrown away with its connection, and the request goes elsewhere.
+                upstream.pool.finished(upstream, failed: (502...504).contains(response.status))
+                self.upstream = nil
+                upstream.close()
+            })
+        {
+            return
+        }
         timer.disarm()
         responseFraming = BodyFraming.response(response, requestWasHead: requestIsHead)
         switch responseFraming {
@@ -780,7 +806,43 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
             acquireUpstream(from: failed.pool, fresh: true)
             return
         }
+        if case .closedEarly = failure, let failed, retry(.reset, from: failed) { return }
         respondWithError(failure.status, closing: true)
+    }
+
+    /// Sends the current request again, to another target, when the route's retry policy and the pool's retry
+    /// budget allow it; true when a retry is on its way (after a short jittered backoff).
+    private func retry(
+        _ reason: RetryPolicy.Reason, from failed: UpstreamConnection, abandoning abandon: () -> Void = {}
+    ) -> Bool {
+        guard let route, phase == .proxying, requestBody.isComplete,
+            route.retryPolicy.allows(reason, retriesSoFar: retriesMade, idempotent: requestIsIdempotent,
+                hasBody: requestHasBody)
+        else { return false }
+        let pool = failed.pool
+        if retrySlotPool == nil {
+            guard pool.acquireRetrySlot() else {
+                log.failure += "; retry budget exhausted"
+                return false
+            }
+            retrySlotPool = pool
+        }
+        abandon()
+        failedTargets.insert(failed.target)
+        let delay = route.retryPolicy.backoff(retriesSoFar: retriesMade, random: Double.random(in: 0..<1))
+        retriesMade += 1
+        runtime.counters.upstreamRetries &+= 1
+        log.failure = ""
+        context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) {
+            guard self.phase == .proxying, self.upstream == nil else { return }
+            self.acquireUpstream(from: pool, fresh: false)
+        }
+        return true
+    }
+
+    private func releaseRetrySlot() {
+        retrySlotPool?.releaseRetrySlot()
+        retrySlotPool = nil
     }
 
     func upstreamReadComplete() {

@@ -56,6 +56,7 @@ final class UpstreamPool: @unchecked Sendable {
     /// What `balance = "hash"` hashes; nil for the other algorithms.
     private let balancingKey: BalancingKey?
     private var idle: [[UpstreamConnection]]
+    private var retryBudget: RetryBudget
     private let logger = Logger(label: "worker")
 
     init(settings: UpstreamSettings, eventLoop: any EventLoop, firstTarget: Int) {
@@ -76,6 +77,7 @@ final class UpstreamPool: @unchecked Sendable {
                 slowStartSeconds: Self.seconds(settings.slowStart)),
             seed: UInt64.random(in: .min ... .max))
         balancingKey = algorithm == .hash ? BalancingKey(settings.hashKey) : nil
+        retryBudget = RetryBudget(share: Double(settings.retryBudgetPercent) / 100)
         idle = Array(repeating: [], count: settings.targets.count)
         // Workers start at different points of the rotation, so their first requests do not all go to one target.
         for _ in 0..<(firstTarget % max(1, settings.targets.count)) { _ = balancer.pick(hashKey: nil, now: now) }
@@ -98,11 +100,20 @@ final class UpstreamPool: @unchecked Sendable {
     /// unless `fresh` asks for a new one (as a replay after a stale keep-alive connection does). When connecting
     /// fails, another target is tried, up to `connect_attempts` in all: nothing was sent, so that is always safe.
     func acquire(
-        hashKey: UInt64?, fresh: Bool = false,
+        hashKey: UInt64?, fresh: Bool = false, excluding excluded: Set<Int> = [],
         _ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void
     ) {
-        attempt(hashKey: hashKey, fresh: fresh, excluded: [], attemptsLeft: settings.connectAttempts, lastFailure: nil,
-            completion)
+        attempt(hashKey: hashKey, fresh: fresh, excluded: excluded, attemptsLeft: settings.connectAttempts,
+            lastFailure: nil, completion)
+    }
+
+    /// A retry slot from the pool's budget (see `RetryBudget`); false when retries would amplify an outage.
+    func acquireRetrySlot() -> Bool {
+        retryBudget.acquire(active: balancer.active.reduce(0, +))
+    }
+
+    func releaseRetrySlot() {
+        retryBudget.release()
     }
 
     private func attempt(

@@ -24,12 +24,14 @@ final class CompiledRoute: Sendable {
     let upstreamHost: [UInt8]?
     let requestEdits: HeaderEdits
     let responseEdits: HeaderEdits
+    let retryPolicy: RetryPolicy
 
     init(
         name: String, maxBodySize: Int64, action: Action, conditions: RouteConditions = RouteConditions(),
         pathRewrite: PathRewrite = .none, upstreamHost: [UInt8]? = nil, requestEdits: HeaderEdits = HeaderEdits(),
-        responseEdits: HeaderEdits = HeaderEdits()
+        responseEdits: HeaderEdits = HeaderEdits(), retryPolicy: RetryPolicy = RetryPolicy()
     ) {
+        self.retryPolicy = retryPolicy
         self.name = name
         self.maxBodySize = maxBodySize
         self.action = action
@@ -174,7 +176,10 @@ final class WorkerRuntime: @unchecked Sendable {
                 let compiled = CompiledRoute(
                     name: route.name, maxBodySize: route.maxBodySize ?? http.maxBodySize, action: action,
                     conditions: conditions, pathRewrite: pathRewrite, upstreamHost: rewrite.upstreamHost.map { Array($0.utf8) },
-                    requestEdits: edits(rewrite.requestHeaders), responseEdits: edits(rewrite.responseHeaders))
+                    requestEdits: edits(rewrite.requestHeaders), responseEdits: edits(rewrite.responseHeaders),
+                    retryPolicy: RetryPolicy(
+                        maxRetries: route.retry.retries, onReset: route.retry.on.contains("reset"),
+                        statuses: Set(route.retry.on.compactMap { Int($0) }), nonIdempotent: route.retry.nonIdempotent))
                 entries[route.match.priority, default: []].append(
                     .init(hosts: route.hosts.map(HostPattern.init), pathPrefix: route.pathPrefix, value: compiled,
                         rank: conditions.specificity))
@@ -281,6 +286,8 @@ final class WorkerCounters: @unchecked Sendable {
     var errors = 0
     /// Requests sent again after a reused upstream connection closed before answering.
     var upstreamReplays = 0
+    /// Requests sent again to another target after a failure (route `retries`).
+    var upstreamRetries = 0
     /// Connections closed on accept because a connection limit was reached.
     var refusedConnections = 0
 }

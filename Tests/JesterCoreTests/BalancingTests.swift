@@ -173,3 +173,28 @@ import Testing
     pool.requestEnded(first, failed: false, latency: 0.01, now: 1)
     #expect(pool.active == [0, 0])
 }
+
+@Test func retryPolicyRetriesOnlyWhatIsSafe() {
+    let policy = RetryPolicy(maxRetries: 2)
+    #expect(policy.allows(.reset, retriesSoFar: 0, idempotent: true, hasBody: false))
+    #expect(policy.allows(.status(503), retriesSoFar: 1, idempotent: true, hasBody: false))
+    #expect(!policy.allows(.status(503), retriesSoFar: 2, idempotent: true, hasBody: false))  // attempts used up
+    #expect(!policy.allows(.status(500), retriesSoFar: 0, idempotent: true, hasBody: false))  // not in retry_on
+    #expect(!policy.allows(.reset, retriesSoFar: 0, idempotent: false, hasBody: false))  // POST
+    #expect(!policy.allows(.reset, retriesSoFar: 0, idempotent: true, hasBody: true))  // a body is not kept
+    var lenient = policy
+    lenient.nonIdempotent = true
+    #expect(lenient.allows(.reset, retriesSoFar: 0, idempotent: false, hasBody: false))
+    #expect(policy.backoff(retriesSoFar: 0, random: 0.5) == 0.0125)
+    #expect(policy.backoff(retriesSoFar: 10, random: 0.999) < 0.25)
+}
+
+@Test func retryBudgetIsAShareOfRequestsInFlightWithAFloor() {
+    var budget = RetryBudget(share: 0.2, minimum: 3)
+    #expect((0..<5).map { _ in budget.acquire(active: 5) } == [true, true, true, false, false])
+    budget.release()
+    let again = budget.acquire(active: 5)
+    #expect(again)
+    var busy = RetryBudget(share: 0.2, minimum: 3)
+    #expect((0..<25).filter { _ in busy.acquire(active: 100) }.count == 20)
+}

@@ -42,7 +42,7 @@ def wait_for(predicate, timeout=15.0, interval=0.05, what="condition"):
 class Upstream:
     def __init__(self, status=None):
         self.port = free_port()
-        extra = ["--status", str(status)] if status else []
+        extra = ["--close"] if status == "close" else (["--status", str(status)] if status else [])
         self.process = subprocess.Popen(
             [sys.executable, str(HERE / "upstream.py"), str(self.port), *extra], stdout=subprocess.PIPE, text=True)
         assert self.process.stdout.readline().strip() == "ready"

@@ -228,3 +228,29 @@ def test_upstream_drain_and_enable_under_load_lose_nothing(make_jester, upstream
     wait_for(lambda: all(row["requests"] > 0 for row in targets_report(jester).values()), what="counters reported")
     bad = jester.ctl("upstream", "drain", "app", "127.0.0.1:1")
     assert bad.returncode != 0 and "has no target" in bad.stderr
+
+
+def test_retries_send_failed_idempotent_requests_elsewhere(make_jester, upstreams):
+    good = upstreams(1)[0]
+    unavailable = upstreams(1, status=503)[0]
+    closing = upstreams(1, status="close")[0]
+    base = pool([f'"{good.address}"', f'"{unavailable.address}"', f'"{closing.address}"'], max_fails=0)
+    jester = make_jester(base)
+    # GET: a 503 or a connection closed without an answer is retried on another target (one retry by default,
+    # which the failed target is excluded from, so with three targets the second attempt may fail too).
+    codes = Counter(curl(jester.url + "/echo")[0] for _ in range(60))
+    assert codes[200] >= 35 and set(codes) <= {200, 502, 503}, codes
+    assert "upstream target" not in jester.logs()  # max_fails = 0: no ejections muddle the counts
+    # Two retries: every GET reaches the good target.
+    jester.write_config(base + "retries = 2\n")
+    jester.ctl("reload", check=True)
+    codes = Counter(curl(jester.url + "/echo")[0] for _ in range(60))
+    assert codes == {200: 60}, codes
+    # POST is not idempotent: its failures reach the client (the 503 as the target sent it).
+    codes = Counter(curl(jester.url + "/echo", "-X", "POST")[0] for _ in range(30))
+    assert codes[200] == 10 and codes[503] == 10 and codes[502] == 10, codes
+    # ... unless the route says so.
+    jester.write_config(base + "retries = 2\nretry_non_idempotent = true\n")
+    jester.ctl("reload", check=True)
+    codes = Counter(curl(jester.url + "/echo", "-X", "POST")[0] for _ in range(30))
+    assert codes == {200: 30}, codes

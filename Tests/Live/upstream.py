@@ -10,7 +10,8 @@ behaviour):
   /ws               WebSocket echo (RFC 6455, text and binary frames)
 Every request is appended to the in-memory log returned by GET /__requests (used to prove that malformed
 requests never reach the upstream). /echo answers include the server's port, so balancing tests see which
-target answered. `upstream.py PORT --status N` answers every request with status N (a failing target).
+target answered. `upstream.py PORT --status N` answers every request with status N (a failing target);
+`--close` closes every connection without an answer.
 """
 
 import base64
@@ -84,6 +85,10 @@ class Handler(BaseHTTPRequestHandler):
             total[0] += len(data)
 
         self.read_body(consume)
+        if FORCED_STATUS == -1:  # --close: drop the connection without an answer
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if FORCED_STATUS:
             return self.send_json(FORCED_STATUS, {"server_port": self.server.server_address[1]})
         if last == "upload":
@@ -166,6 +171,8 @@ if __name__ == "__main__":
     port = int(sys.argv[1])
     if "--status" in sys.argv:
         FORCED_STATUS = int(sys.argv[sys.argv.index("--status") + 1])
+    if "--close" in sys.argv:
+        FORCED_STATUS = -1
     server = Server(("127.0.0.1", port), Handler)
     print("ready", flush=True)
     server.serve_forever()
