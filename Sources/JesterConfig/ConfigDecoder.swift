@@ -58,6 +58,7 @@ struct ConfigDecoder {
             table.finish(decoder: &self)
         }
         var listenerNodes: [ConfigNode] = []
+        var listenerUpstreamLocations: [SourceLocation] = []
         let listenerTables = top.tables("listeners", decoder: &self)
         if listenerTables.isEmpty, top.has("listeners") {
             report(root.location, "at least one [[listeners]] is needed")
@@ -67,9 +68,31 @@ struct ConfigDecoder {
             let name = table.string("name", decoder: &self)
             let address = table.address("address", decoder: &self)
             let backlog = table.integer("backlog", decoder: &self) ?? 511
+            var listener = ListenerSettings(name: name ?? "", address: address ?? SocketAddressSpec(host: "0.0.0.0", port: 1),
+                backlog: backlog)
+            let protocolName = table.choice("protocol", decoder: &self)
+            listener.protocolName = protocolName == "tcp" ? "tcp" : nil
+            listener.upstream = table.string("upstream", decoder: &self)
+            listener.idleTimeout = table.duration("idle_timeout", decoder: &self)
+            let trusted = table.stringArray("proxy_protocol_from", decoder: &self)
+            for source in trusted ?? [] where CIDR(source) == nil {
+                report(table.location(of: "proxy_protocol_from"),
+                    "'\(source)' is not an address or network (\"10.0.0.0/8\", \"::1\")")
+            }
+            listener.proxyProtocolFrom = trusted?.isEmpty == false ? trusted : nil
+            if listener.isTCP, listener.upstream == nil {
+                report(node.location, "a tcp listener needs 'upstream'")
+            }
+            if !listener.isTCP, listener.upstream != nil {
+                report(table.location(of: "upstream"), "'upstream' on a listener needs protocol = \"tcp\" (HTTP listeners use routes)")
+            }
+            if !listener.isTCP, listener.proxyProtocolFrom != nil {
+                report(table.location(of: "proxy_protocol_from"), "'proxy_protocol_from' is supported on tcp listeners only (so far)")
+            }
             table.finish(decoder: &self)
-            if let name, let address {
-                configuration.listeners.append(ListenerSettings(name: name, address: address, backlog: backlog))
+            if name != nil, address != nil {
+                listenerUpstreamLocations.append(table.location(of: "upstream"))
+                configuration.listeners.append(listener)
                 listenerNodes.append(node)
             }
         }
@@ -98,6 +121,8 @@ struct ConfigDecoder {
             configuration.upstreams[configuration.upstreams.count - 1].healthCheck = healthCheck(&table)
             configuration.upstreams[configuration.upstreams.count - 1].retryBudgetPercent =
                 table.integer("retry_budget", decoder: &self) ?? 20
+            configuration.upstreams[configuration.upstreams.count - 1].sendProxyProtocol =
+                table.choice("send_proxy_protocol", decoder: &self)
             upstreamNodes[name] = node
             table.finish(decoder: &self)
         }
@@ -108,6 +133,12 @@ struct ConfigDecoder {
         }
         top.finish(decoder: &self)
         checkListeners(configuration, listenerNodes)
+        for (listener, location) in zip(configuration.listeners, listenerUpstreamLocations) {
+            if let upstream = listener.upstream, configuration.upstream(named: upstream) == nil {
+                report(location, "listener '\(listener.name)' names upstream '\(upstream)', which is not defined"
+                    + hint(upstream, configuration.upstreams.map(\.name)))
+            }
+        }
         return configuration
     }
 

@@ -79,6 +79,12 @@ extension Configuration {
                 "", "[[listeners]]", "name = \(quoted(listener.name))", "address = \(quoted(listener.address.description))",
                 "backlog = \(listener.backlog)",
             ]
+            if listener.isTCP { lines.append("protocol = \"tcp\"") }
+            if let upstream = listener.upstream { lines.append("upstream = \(quoted(upstream))") }
+            if let timeout = listener.idleTimeout { lines.append("idle_timeout = \(quoted(Units.format(timeout)))") }
+            if let trusted = listener.proxyProtocolFrom {
+                lines.append("proxy_protocol_from = [" + trusted.map(quoted).joined(separator: ", ") + "]")
+            }
         }
         for upstream in upstreams {
             lines += [
@@ -92,6 +98,7 @@ extension Configuration {
                 "connect_attempts = \(upstream.connectAttempts)",
                 "retry_budget = \(upstream.retryBudgetPercent)",
             ]
+            if let version = upstream.sendProxyProtocol { lines.append("send_proxy_protocol = \(quoted(version))") }
             if let check = upstream.healthCheck {
                 let status = check.expectStatus.lowerBound == check.expectStatus.upperBound
                     ? "\(check.expectStatus.lowerBound)" : "\(check.expectStatus.lowerBound)-\(check.expectStatus.upperBound)"

@@ -163,6 +163,12 @@ public struct ConfigSchema: Sendable {
             Field("name", .string, required: true, "The name routes refer to."),
             Field("address", .address, required: true, "Where to listen."),
             Field("backlog", .integer(1...65535), default: "511", "The kernel accept queue length."),
+            Field("protocol", .choice(["http", "tcp"]), default: "\"http\"",
+                "tcp: relay raw byte streams to upstream (balancing, health checks and admin states apply)."),
+            Field("upstream", .string, "The pool a tcp listener relays to."),
+            Field("idle_timeout", .duration, default: "\"1h\"", "A tcp connection idle both ways this long is closed."),
+            Field("proxy_protocol_from", .array(.string), default: "[]",
+                "Networks of load balancers in front of Jester that start each connection with a PROXY protocol header (v1 or v2), which then names the client."),
         ])
 
     public static let respond = Table(
@@ -269,6 +275,8 @@ public struct ConfigSchema: Sendable {
                 "How long a target is first ejected; doubled each time it is ejected again, up to 5 minutes."),
             Field("slow_start", .duration, default: "\"0s\"",
                 "Over how long a readmitted target's weight ramps from 10 % to full."),
+            Field("send_proxy_protocol", .choice(["v1", "v2"]), default: "none",
+                "Start each connection to a target with a PROXY protocol header naming the client (tcp listeners)."),
             Field("retry_budget", .integer(0...100), default: "20",
                 "Retries in flight per worker as a percentage of the pool's requests in flight (at least 3 are always allowed)."),
             Field("health_check", .table(healthCheck), default: "none",

@@ -195,6 +195,18 @@ public struct ListenerSettings: Sendable, Codable, Equatable {
     public var address: SocketAddressSpec
     /// The kernel accept queue length (listen(2) backlog).
     public var backlog: Int
+    /// "tcp": relay raw streams to `upstream` instead of serving HTTP. (Optional fields here and below, so that
+    /// the settings of an older binary, handed over in a binary upgrade, still decode.)
+    public var protocolName: String?
+    /// The pool a TCP listener relays to.
+    public var upstream: String?
+    /// A TCP connection idle this long both ways is closed (default 1 hour).
+    public var idleTimeout: Duration?
+    /// Clients in these networks (load balancers) start every connection with a PROXY protocol header, which
+    /// names the real client.
+    public var proxyProtocolFrom: [String]?
+
+    public var isTCP: Bool { protocolName == "tcp" }
 
     public init(name: String, address: SocketAddressSpec, backlog: Int = 511) {
         self.name = name
@@ -408,6 +420,9 @@ public struct UpstreamSettings: Sendable, Codable, Equatable {
     public var healthCheck: HealthCheckSettings?
     /// Retries in flight allowed per worker, as a percentage of the pool's requests in flight (at least 3).
     public var retryBudgetPercent = 20
+    /// "v1" or "v2": start every connection to a target with a PROXY protocol header naming the client (TCP
+    /// listeners only: an HTTP connection to a target carries requests of many clients).
+    public var sendProxyProtocol: String?
     /// How long to wait for a TCP connection; slower is a 504.
     public var connectTimeout: Duration
     /// How long to wait for the response head after the request was sent; slower is a 504.

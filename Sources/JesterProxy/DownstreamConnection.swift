@@ -8,7 +8,7 @@ import NIOCore
 /// Reads are explicit (autoRead off): the next bytes are read only when there is somewhere for them to go (a new
 /// request head, or a request body the upstream socket can take), so a fast client cannot make Jester buffer an
 /// upload, and a pipelining client waits in its own socket buffer. Loop-confined, hence `@unchecked Sendable`.
-final class DownstreamConnection: ChannelInboundHandler, @unchecked Sendable {
+final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 

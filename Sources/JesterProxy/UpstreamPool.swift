@@ -107,6 +107,61 @@ final class UpstreamPool: @unchecked Sendable {
             lastFailure: nil, completion)
     }
 
+    /// A raw TCP connection to a target for a tcp listener: balanced, retried on other targets while connecting
+    /// fails, and counted as one request in flight until `streamEnded`. `handler` is installed on the new channel.
+    func openStream(
+        hashKey: UInt64?, handler: @escaping () -> any ChannelHandler,
+        _ completion: @escaping (Result<(channel: any Channel, target: Int), UpstreamFailure>) -> Void
+    ) {
+        openStream(hashKey: hashKey, handler: handler, excluded: [], attemptsLeft: settings.connectAttempts,
+            lastFailure: nil, completion)
+    }
+
+    private func openStream(
+        hashKey: UInt64?, handler: @escaping () -> any ChannelHandler, excluded: Set<Int>, attemptsLeft: Int,
+        lastFailure: UpstreamFailure?,
+        _ completion: @escaping (Result<(channel: any Channel, target: Int), UpstreamFailure>) -> Void
+    ) {
+        guard let target = balancer.pick(hashKey: hashKey, now: now, excluding: excluded), let address = addresses[target]
+        else {
+            completion(.failure(lastFailure ?? .noTarget))
+            return
+        }
+        ClientBootstrap(group: eventLoop)
+            .channelOption(.autoRead, value: false)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .connectTimeout(TimeAmount.nanoseconds(Int64(Self.seconds(settings.connectTimeout) * 1e9)))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler()) }
+            }
+            .connect(to: address)
+            .assumeIsolated()
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    self.balancer.requestStarted(target)
+                    completion(.success((channel, target)))
+                case .failure(let error):
+                    self.connectFailed(target)
+                    let failure: UpstreamFailure
+                    if case ChannelError.connectTimeout = error { failure = .connectTimedOut } else {
+                        failure = .connectFailed("\(error)")
+                    }
+                    guard attemptsLeft > 1 else {
+                        completion(.failure(failure))
+                        return
+                    }
+                    self.openStream(hashKey: hashKey, handler: handler, excluded: excluded.union([target]),
+                        attemptsLeft: attemptsLeft - 1, lastFailure: failure, completion)
+                }
+            }
+    }
+
+    func streamEnded(target: Int) {
+        report(balancer.requestEnded(target, failed: false, latency: nil, now: now))
+    }
+
     /// A retry slot from the pool's budget (see `RetryBudget`); false when retries would amplify an outage.
     func acquireRetrySlot() -> Bool {
         retryBudget.acquire(active: balancer.active.reduce(0, +))

@@ -108,6 +108,9 @@ final class WorkerServer: @unchecked Sendable {
         for (offset, name) in assignment.listenerNames.enumerated() {
             let fd = ProcessSpawner.firstListenerFD + Int32(offset)
             let runtime = self.runtime
+            // A tcp listener relays streams to its pool; every other one serves HTTP.
+            let tcpListener = runtime.configuration.listeners.first { $0.name == name && $0.isTCP }
+            let tcpPool = tcpListener?.upstream.flatMap { runtime.pools[$0] }
             let channel = try ServerBootstrap(group: eventLoop)
                 .childChannelOption(.autoRead, value: false)
                 // A client may shut down its sending side after the request (nc -N, some HTTP/1.0 tools) and
@@ -116,7 +119,12 @@ final class WorkerServer: @unchecked Sendable {
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(DownstreamConnection(runtime: runtime, listener: name))
+                        if let settings = tcpListener, let pool = tcpPool {
+                            try channel.pipeline.syncOperations.addHandler(
+                                TCPProxyConnection(runtime: runtime, listener: settings, pool: pool))
+                        } else {
+                            try channel.pipeline.syncOperations.addHandler(DownstreamConnection(runtime: runtime, listener: name))
+                        }
                     }
                 }
                 .withBoundSocket(fd).wait()

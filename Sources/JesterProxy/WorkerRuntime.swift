@@ -97,6 +97,12 @@ struct ListenerRoutes: Sendable {
     }
 }
 
+/// A client connection as the worker tracks it: counted against the connection limits, and told when the
+/// worker drains.
+protocol ClientConnection: AnyObject {
+    func drain()
+}
+
 /// Everything a worker derives from its configuration once, shared by all its connections.
 ///
 /// One instance per configuration per worker. A worker runs a single event loop, and every mutable piece here
@@ -116,10 +122,11 @@ final class WorkerRuntime: @unchecked Sendable {
     /// Set when the worker drains: connections finish their exchange and close instead of waiting for more.
     var isDraining = false
     /// Open client connections, so draining can reach them.
-    var connections: [ObjectIdentifier: DownstreamConnection] = [:]
+    var connections: [ObjectIdentifier: any ClientConnection] = [:]
     /// Open connections per client address, kept only when `max_connections_per_client` is set.
     private var connectionsPerClient: [String: Int] = [:]
     private var nextRefusalLog = NIODeadline.uptimeNanoseconds(0)
+    private var nextWarningLog = NIODeadline.uptimeNanoseconds(0)
     private let logger = Logger(label: "jester.worker")
     /// Called on the event loop whenever the last connection of a draining worker closes.
     var onConnectionsClosed: (() -> Void)?
@@ -236,7 +243,7 @@ final class WorkerRuntime: @unchecked Sendable {
     /// Admits a new client connection, or refuses it when the worker or this client address is at its limit
     /// (`http.max_connections`, `http.max_connections_per_client`). Refusals are counted and logged at most once
     /// a second, so a flood cannot turn into a flood of log lines.
-    func register(_ connection: DownstreamConnection, clientAddress: String) -> Bool {
+    func register(_ connection: any ClientConnection, clientAddress: String) -> Bool {
         let http = configuration.http
         var refusal: String?
         if http.maxConnections > 0, connections.count >= http.maxConnections {
@@ -259,7 +266,15 @@ final class WorkerRuntime: @unchecked Sendable {
         return true
     }
 
-    func unregister(_ connection: DownstreamConnection, clientAddress: String) {
+    /// A warning from a connection, at most once a second (a flood must not become a flood of log lines).
+    func logWarning(_ message: String, metadata: Logger.Metadata) {
+        let now = NIODeadline.now()
+        guard now >= nextWarningLog else { return }
+        nextWarningLog = now + .seconds(1)
+        logger.warning("\(message)", metadata: metadata)
+    }
+
+    func unregister(_ connection: any ClientConnection, clientAddress: String) {
         guard connections.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return }
         if configuration.http.maxConnectionsPerClient > 0 {
             let remaining = connectionsPerClient[clientAddress, default: 1] - 1

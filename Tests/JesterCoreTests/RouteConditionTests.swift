@@ -112,3 +112,33 @@ func malformedNetworksAreRejected(text: String) {
     #expect(String(decoding: edits.rendered, as: UTF8.self) == "X-Env: prod\r\nX-Added: 1\r\n")
     #expect(HeaderEdits().isEmpty)
 }
+
+@Test func proxyProtocolHeadersRoundTripAndBadOnesAreRefused() throws {
+    let addresses = ProxyProtocol.Addresses(
+        source: try #require(IPAddressBytes("203.0.113.7")), sourcePort: 40000,
+        destination: try #require(IPAddressBytes("192.0.2.1")), destinationPort: 443)
+    let v1 = ProxyProtocol.encodeV1(addresses)
+    #expect(String(decoding: v1, as: UTF8.self) == "PROXY TCP4 203.0.113.7 192.0.2.1 40000 443\r\n")
+    #expect(ProxyProtocol.parse(v1 + Array("GET".utf8)) == .header(length: v1.count, addresses: addresses))
+    let v2 = ProxyProtocol.encodeV2(addresses)
+    #expect(v2.count == 28 && ProxyProtocol.parse(v2) == .header(length: 28, addresses: addresses))
+    let six = ProxyProtocol.Addresses(
+        source: try #require(IPAddressBytes("2001:db8::1")), sourcePort: 1,
+        destination: try #require(IPAddressBytes("::1")), destinationPort: 2)
+    #expect(ProxyProtocol.parse(ProxyProtocol.encodeV2(six)) == .header(length: 52, addresses: six))
+    #expect(ProxyProtocol.parse(ProxyProtocol.encodeV1(six)) == .header(length: ProxyProtocol.encodeV1(six).count,
+        addresses: six))
+    // Incomplete headers ask for more; garbage, overlong and mixed families are refused.
+    #expect(ProxyProtocol.parse(v1.prefix(10)) == .needMoreBytes)
+    #expect(ProxyProtocol.parse(v2.prefix(20)) == .needMoreBytes)
+    #expect(ProxyProtocol.parse(Array("PRO".utf8)) == .needMoreBytes)
+    #expect(ProxyProtocol.parse(Array("PROXY UNKNOWN\r\n".utf8)) == .header(length: 15, addresses: nil))
+    for bad in ["GET / HTTP/1.1\r\n", "PROXY TCP4 1.2.3.4 ::1 1 2\r\n", "PROXY TCP4 1.2.3.4 5.6.7.8 1 99999\r\n",
+        "PROXY TCP4 " + String(repeating: "1", count: 120) + "\r\n"]
+    {
+        guard case .invalid = ProxyProtocol.parse(Array(bad.utf8)) else {
+            Issue.record("accepted \(bad)")
+            continue
+        }
+    }
+}
