@@ -120,10 +120,15 @@ final class TCPProxyConnection: ChannelInboundHandler, ClientConnection, @unchec
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         guard case ChannelEvent.inputClosed = event else { return }
         clientInputClosed = true
-        if state == .relaying {
+        switch state {
+        case .relaying:
             upstream?.close(mode: .output, promise: nil)
+            if upstreamInputClosed { close() }
+        case .connecting:
+            break  // the target gets the bytes so far, then the half-close, once connected
+        case .readingProxyHeader, .closed:
+            close()  // ended before its PROXY header was complete
         }
-        if upstreamInputClosed || state != .relaying { close() }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
