@@ -123,6 +123,19 @@ struct ConfigDecoder {
                 table.integer("retry_budget", decoder: &self) ?? 20
             configuration.upstreams[configuration.upstreams.count - 1].sendProxyProtocol =
                 table.choice("send_proxy_protocol", decoder: &self)
+            if let node = table.take("circuit_breaker", decoder: &self),
+                var reader = TableReader(node, ConfigSchema.circuitBreaker, decoder: &self)
+            {
+                var breaker = CircuitBreakerSettings()
+                breaker.maxRequests = reader.integer("max_requests", decoder: &self) ?? breaker.maxRequests
+                breaker.failurePercent = reader.integer("failure_percent", decoder: &self) ?? breaker.failurePercent
+                breaker.minimumRequests = reader.integer("minimum_requests", decoder: &self) ?? breaker.minimumRequests
+                breaker.window = reader.duration("window", decoder: &self) ?? breaker.window
+                breaker.openFor = reader.duration("open_for", decoder: &self) ?? breaker.openFor
+                breaker.halfOpenRequests = reader.integer("half_open_requests", decoder: &self) ?? breaker.halfOpenRequests
+                reader.finish(decoder: &self)
+                configuration.upstreams[configuration.upstreams.count - 1].circuitBreaker = breaker
+            }
             upstreamNodes[name] = node
             table.finish(decoder: &self)
         }

@@ -99,6 +99,11 @@ extension Configuration {
                 "retry_budget = \(upstream.retryBudgetPercent)",
             ]
             if let version = upstream.sendProxyProtocol { lines.append("send_proxy_protocol = \(quoted(version))") }
+            if let breaker = upstream.circuitBreaker {
+                lines.append("circuit_breaker = { max_requests = \(breaker.maxRequests), failure_percent = \(breaker.failurePercent), "
+                    + "minimum_requests = \(breaker.minimumRequests), window = \(quoted(Units.format(breaker.window))), "
+                    + "open_for = \(quoted(Units.format(breaker.openFor))), half_open_requests = \(breaker.halfOpenRequests) }")
+            }
             if let check = upstream.healthCheck {
                 let status = check.expectStatus.lowerBound == check.expectStatus.upperBound
                     ? "\(check.expectStatus.lowerBound)" : "\(check.expectStatus.lowerBound)-\(check.expectStatus.upperBound)"

@@ -277,6 +277,8 @@ public struct ConfigSchema: Sendable {
                 "Over how long a readmitted target's weight ramps from 10 % to full."),
             Field("send_proxy_protocol", .choice(["v1", "v2"]), default: "none",
                 "Start each connection to a target with a PROXY protocol header naming the client (tcp listeners)."),
+            Field("circuit_breaker", .table(circuitBreaker), default: "none",
+                "Answer 503 at once, instead of adding requests, while the pool fails or is at its limit (per worker)."),
             Field("retry_budget", .integer(0...100), default: "20",
                 "Retries in flight per worker as a percentage of the pool's requests in flight (at least 3 are always allowed)."),
             Field("health_check", .table(healthCheck), default: "none",
@@ -289,6 +291,19 @@ public struct ConfigSchema: Sendable {
             Field("max_idle_connections", .integer(0...100_000), default: "64",
                 "Idle keep-alive connections kept per target per worker."),
             Field("idle_timeout", .duration, default: "\"60s\"", "How long an idle upstream connection is kept."),
+        ])
+
+    public static let circuitBreaker = Table(
+        "circuit_breaker",
+        [
+            Field("max_requests", .integer(0...1_000_000), default: "0", "Requests in flight at most; more get 503 (0: no limit)."),
+            Field("failure_percent", .integer(1...100), default: "50",
+                "The share of failed requests within window that opens the breaker."),
+            Field("minimum_requests", .integer(1...1_000_000), default: "20", "Fewer requests in window never open it."),
+            Field("window", .duration, default: "\"10s\"", "Over how long failures are counted."),
+            Field("open_for", .duration, default: "\"5s\"", "How long an open breaker answers 503 before it tries again."),
+            Field("half_open_requests", .integer(1...1000), default: "3",
+                "Requests let through to try again; all must succeed to close the breaker."),
         ])
 
     public static let healthCheck = Table(

@@ -170,6 +170,20 @@ public struct HealthCheckSettings: Sendable, Codable, Equatable {
     }
 }
 
+/// `circuit_breaker` of a pool (per worker).
+public struct CircuitBreakerSettings: Sendable, Codable, Equatable {
+    /// Requests in flight at most (0: no limit).
+    public var maxRequests = 0
+    /// The failed share of requests in `window` (percent) that opens the breaker.
+    public var failurePercent = 50
+    public var minimumRequests = 20
+    public var window: Duration = .seconds(10)
+    public var openFor: Duration = .seconds(5)
+    public var halfOpenRequests = 3
+
+    public init() {}
+}
+
 /// One server of an upstream pool.
 public struct UpstreamTarget: Sendable, Codable, Hashable, CustomStringConvertible {
     public var address: SocketAddressSpec
@@ -423,6 +437,8 @@ public struct UpstreamSettings: Sendable, Codable, Equatable {
     /// "v1" or "v2": start every connection to a target with a PROXY protocol header naming the client (TCP
     /// listeners only: an HTTP connection to a target carries requests of many clients).
     public var sendProxyProtocol: String?
+    /// Fast 503s instead of requests while the pool fails or is at its limit; nil: none.
+    public var circuitBreaker: CircuitBreakerSettings?
     /// How long to wait for a TCP connection; slower is a 504.
     public var connectTimeout: Duration
     /// How long to wait for the response head after the request was sent; slower is a 504.

@@ -19,11 +19,13 @@ enum UpstreamFailure: Error, Sendable {
     case invalidResponse(HTTPParseError)
     /// No target may take a request (every one excluded after failures): 503.
     case noTarget
+    /// The pool's circuit breaker is open, or the pool is at its max_requests: 503 at once.
+    case circuitOpen(String)
 
     var status: Int {
         switch self {
         case .connectTimedOut, .responseTimedOut: return 504
-        case .noTarget: return 503
+        case .noTarget, .circuitOpen: return 503
         default: return 502
         }
     }
@@ -36,6 +38,7 @@ enum UpstreamFailure: Error, Sendable {
         case .closedEarly: return "upstream closed the connection early"
         case .invalidResponse(let error): return "invalid response: \(error.reason)"
         case .noTarget: return "no upstream target available"
+        case .circuitOpen(let why): return "circuit breaker: \(why)"
         }
     }
 }
@@ -57,6 +60,7 @@ final class UpstreamPool: @unchecked Sendable {
     private let balancingKey: BalancingKey?
     private var idle: [[UpstreamConnection]]
     private var retryBudget: RetryBudget
+    private var breaker: CircuitBreaker?
     private let logger = Logger(label: "worker")
 
     init(settings: UpstreamSettings, eventLoop: any EventLoop, firstTarget: Int) {
@@ -78,6 +82,12 @@ final class UpstreamPool: @unchecked Sendable {
             seed: UInt64.random(in: .min ... .max))
         balancingKey = algorithm == .hash ? BalancingKey(settings.hashKey) : nil
         retryBudget = RetryBudget(share: Double(settings.retryBudgetPercent) / 100)
+        breaker = settings.circuitBreaker.map {
+            CircuitBreaker(settings: .init(
+                maxRequests: $0.maxRequests, failureRatio: Double($0.failurePercent) / 100,
+                minimumRequests: $0.minimumRequests, windowSeconds: Self.seconds($0.window),
+                openSeconds: Self.seconds($0.openFor), halfOpenRequests: $0.halfOpenRequests))
+        }
         idle = Array(repeating: [], count: settings.targets.count)
         // Workers start at different points of the rotation, so their first requests do not all go to one target.
         for _ in 0..<(firstTarget % max(1, settings.targets.count)) { _ = balancer.pick(hashKey: nil, now: now) }
@@ -103,8 +113,25 @@ final class UpstreamPool: @unchecked Sendable {
         hashKey: UInt64?, fresh: Bool = false, excluding excluded: Set<Int> = [],
         _ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void
     ) {
+        if let refusal = admit() {
+            completion(.failure(refusal))
+            return
+        }
         attempt(hashKey: hashKey, fresh: fresh, excluded: excluded, attemptsLeft: settings.connectAttempts,
-            lastFailure: nil, completion)
+            lastFailure: nil) { result in
+            if case .failure = result { self.breaker?.record(success: false, now: self.now) }
+            completion(result)
+        }
+    }
+
+    /// The circuit breaker's word on one more request; nil: go ahead.
+    private func admit() -> UpstreamFailure? {
+        guard breaker != nil else { return nil }
+        switch breaker!.admit(active: balancer.active.reduce(0, +), now: now) {
+        case nil: return nil
+        case .tooManyRequests: return .circuitOpen("max_requests (\(settings.circuitBreaker!.maxRequests)) in flight")
+        case .open: return .circuitOpen("open after too many failures")
+        }
     }
 
     /// A raw TCP connection to a target for a tcp listener: balanced, retried on other targets while connecting
@@ -113,8 +140,15 @@ final class UpstreamPool: @unchecked Sendable {
         hashKey: UInt64?, handler: @escaping () -> any ChannelHandler,
         _ completion: @escaping (Result<(channel: any Channel, target: Int), UpstreamFailure>) -> Void
     ) {
+        if let refusal = admit() {
+            completion(.failure(refusal))
+            return
+        }
         openStream(hashKey: hashKey, handler: handler, excluded: [], attemptsLeft: settings.connectAttempts,
-            lastFailure: nil, completion)
+            lastFailure: nil) { result in
+            if case .failure = result { self.breaker?.record(success: false, now: self.now) }
+            completion(result)
+        }
     }
 
     private func openStream(
@@ -159,6 +193,7 @@ final class UpstreamPool: @unchecked Sendable {
     }
 
     func streamEnded(target: Int) {
+        breaker?.record(success: true, now: now)
         report(balancer.requestEnded(target, failed: false, latency: nil, now: now))
     }
 
@@ -244,6 +279,7 @@ final class UpstreamPool: @unchecked Sendable {
     func finished(_ connection: UpstreamConnection, failed: Bool) {
         guard connection.inFlight else { return }
         connection.inFlight = false
+        breaker?.record(success: !failed, now: now)
         let latency = connection.responseHeadAt.map { $0 - connection.exchangeStartedAt }
         report(balancer.requestEnded(connection.target, failed: failed, latency: latency, now: now))
     }

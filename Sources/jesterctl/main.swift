@@ -81,6 +81,15 @@ func printJSONLine<T: Encodable>(_ value: T) {
     FileHandle.standardOutput.write(((try? encoder.encode(value)) ?? Data()) + Data("\n".utf8))
 }
 
+/// Rows of columns, each column as wide as its widest cell.
+func printTable(_ rows: [[String]]) {
+    guard let header = rows.first else { return }
+    let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+    for row in rows {
+        print(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+    }
+}
+
 func printJSON<T: Encodable>(_ value: T) {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -138,14 +147,6 @@ struct Status: ParsableCommand {
             ])
         }
         printTable(rows)
-    }
-
-    func printTable(_ rows: [[String]]) {
-        guard let header = rows.first else { return }
-        let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
-        for row in rows {
-            print(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
-        }
     }
 
     func formatBytes(_ bytes: Int) -> String {
@@ -319,7 +320,7 @@ struct Upstreams: ParsableCommand {
                 "\(target.failures)", target.latencyMilliseconds > 0 ? String(format: "%.1fms", target.latencyMilliseconds) : "-",
             ])
         }
-        Status().printTable(rows)
+        printTable(rows)
     }
 }
 

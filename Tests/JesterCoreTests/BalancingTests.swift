@@ -198,3 +198,37 @@ import Testing
     var busy = RetryBudget(share: 0.2, minimum: 3)
     #expect((0..<25).filter { _ in busy.acquire(active: 100) }.count == 20)
 }
+
+@Test func circuitBreakerOpensOnFailuresThenProbesBeforeClosing() {
+    var breaker = CircuitBreaker(settings: .init(failureRatio: 0.5, minimumRequests: 4, windowSeconds: 10,
+        openSeconds: 5, halfOpenRequests: 2))
+    for success in [true, false, true] {
+        #expect(breaker.admit(active: 0, now: 1) == nil)
+        breaker.record(success: success, now: 1)
+    }
+    #expect(breaker.state == .closed)  // 1 of 3: too few requests yet
+    breaker.record(success: false, now: 2)  // 2 of 4 failed: opens
+    #expect(breaker.state == .open(until: 7))
+    #expect(breaker.admit(active: 0, now: 6) == .open)
+    // After open_for: two probes, a third waits; both succeed: closed.
+    #expect(breaker.admit(active: 0, now: 7) == nil)
+    #expect(breaker.admit(active: 1, now: 7) == nil)
+    #expect(breaker.admit(active: 2, now: 7) == .open)
+    breaker.record(success: true, now: 8)
+    breaker.record(success: true, now: 8)
+    #expect(breaker.state == .closed)
+    // A failed probe opens it again at once.
+    for _ in 0..<4 { breaker.record(success: false, now: 9) }
+    _ = breaker.admit(active: 0, now: 14)
+    breaker.record(success: false, now: 14)
+    #expect(breaker.state == .open(until: 19))
+}
+
+@Test func circuitBreakerForgetsOldFailuresAndLimitsRequestsInFlight() {
+    var breaker = CircuitBreaker(settings: .init(maxRequests: 2, failureRatio: 0.5, minimumRequests: 4, windowSeconds: 10))
+    for _ in 0..<3 { breaker.record(success: false, now: 0) }
+    breaker.record(success: false, now: 11)  // the first three are out of the window by now
+    #expect(breaker.state == .closed)
+    #expect(breaker.admit(active: 1, now: 11) == nil)
+    #expect(breaker.admit(active: 2, now: 11) == .tooManyRequests)
+}

@@ -259,3 +259,36 @@ def test_retries_send_failed_idempotent_requests_elsewhere(make_jester, upstream
     jester.ctl("reload", check=True)
     codes = Counter(curl(jester.url + "/echo", "-X", "POST")[0] for _ in range(30))
     assert codes == {200: 30}, codes
+
+
+def test_circuit_breaker_answers_at_once_while_the_pool_fails(make_jester, upstreams):
+    bad = upstreams(1, status=503)[0]
+    jester = make_jester(pool([f'"{bad.address}"'], max_fails=0).replace(
+        "max_fails = 0", 'max_fails = 0\ncircuit_breaker = { minimum_requests = 5, failure_percent = 50, open_for = "2s" }')
+        + "retries = 0\n")
+    bodies = [curl(jester.url + "/echo") for _ in range(20)]
+    assert all(code == 503 for code, _, _ in bodies)
+    from_target = [body for _, body, _ in bodies if b"server_port" in body]
+    assert len(from_target) == 5, len(from_target)  # the breaker opened after 5 failures: the rest are Jester's
+    hits = len(bad.requests())
+    time.sleep(2.2)
+    # Half-open: probes reach the target again (and fail, so it opens again).
+    assert b"server_port" in curl(jester.url + "/echo")[1]
+    assert len(bad.requests()) == hits + 1
+
+
+def test_circuit_breaker_limits_requests_in_flight(make_jester, upstreams):
+    slow = upstreams(1)[0]
+    jester = make_jester(pool([f'"{slow.address}"']).replace(
+        "[[routes]]", 'circuit_breaker = { max_requests = 2 }\n\n[[routes]]'))
+    results = []
+
+    def request():
+        results.append(curl(jester.url + "/slow?delay=1")[0])
+
+    threads = [threading.Thread(target=request) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [200, 200, 503, 503, 503], results
