@@ -190,6 +190,10 @@ struct ConfigDecoder {
         let splitNodes = table.has("split") ? table.tables("split", decoder: &self) : nil
         let splitKey = table.string("split_key", decoder: &self)
         let rewrite = decodeRewrite(&table, pathPrefix: writtenPrefix ?? "/")
+        var timeouts = RouteTimeouts()
+        timeouts.connect = table.duration("connect_timeout", decoder: &self)
+        timeouts.response = table.duration("response_timeout", decoder: &self)
+        timeouts.total = table.duration("timeout", decoder: &self)
         var retry = RetrySettings()
         retry.retries = table.integer("retries", decoder: &self) ?? retry.retries
         retry.on = table.stringArray("retry_on", decoder: &self) ?? retry.on
@@ -287,6 +291,10 @@ struct ConfigDecoder {
         route.match = match
         route.rewrite = rewrite
         route.retry = retry
+        route.timeouts = timeouts
+        if timeouts != RouteTimeouts(), upstream == nil, splitNodes == nil {
+            report(node.location, "route '\(name)' has upstream timeouts, but it does not proxy")
+        }
         return route
     }
 

@@ -137,6 +137,9 @@ extension Configuration {
                 lines.append("rewrite = { regex = \(quoted(regex)), replacement = \(quoted(rewrite.replacement ?? "")) }")
             }
             if let host = rewrite.upstreamHost { lines.append("upstream_host = \(quoted(host))") }
+            if let timeout = route.timeouts.connect { lines.append("connect_timeout = \(quoted(Units.format(timeout)))") }
+            if let timeout = route.timeouts.response { lines.append("response_timeout = \(quoted(Units.format(timeout)))") }
+            if let timeout = route.timeouts.total { lines.append("timeout = \(quoted(Units.format(timeout)))") }
             if route.retry != RetrySettings() {
                 lines.append("retries = \(route.retry.retries)")
                 lines.append("retry_on = [" + route.retry.on.map(quoted).joined(separator: ", ") + "]")

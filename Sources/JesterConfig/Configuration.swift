@@ -286,6 +286,8 @@ public struct RouteSettings: Sendable, Codable, Equatable {
     public var rewrite: RouteRewrite = RouteRewrite()
     /// When a proxied request is sent again to another target.
     public var retry: RetrySettings = RetrySettings()
+    /// Timeouts of this route, overriding its pool's.
+    public var timeouts: RouteTimeouts = RouteTimeouts()
 
     public init(
         name: String, listeners: [String] = [], hosts: [String] = [], pathPrefix: String = "/",
@@ -333,6 +335,17 @@ public struct RouteRewrite: Sendable, Codable, Equatable {
     public var upstreamHost: String?
     public var requestHeaders = HeaderEditSettings()
     public var responseHeaders = HeaderEditSettings()
+
+    public init() {}
+}
+
+/// `connect_timeout`, `response_timeout` and `timeout` of a route (nil: the pool's, or none for `timeout`).
+public struct RouteTimeouts: Sendable, Codable, Equatable {
+    public var connect: Duration?
+    /// To the first byte of the response head, from the end of the request.
+    public var response: Duration?
+    /// The whole exchange, from the request head to the end of the response.
+    public var total: Duration?
 
     public init() {}
 }

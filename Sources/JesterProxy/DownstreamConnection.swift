@@ -36,6 +36,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
     private var clientAddress = "-"
     private var requestsServed = 0
     private let timer = ConnectionTimer()
+    private var exchangeDeadline: ConnectionTimer?
 
     // The current exchange.
     private var route: CompiledRoute?
@@ -111,6 +112,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
 
     func channelInactive(context: ChannelHandlerContext) {
         timer.cancel()
+        exchangeDeadline?.cancel()
         if let upstream {
             // The client left mid-exchange: the upstream connection is out of step, never reuse it.
             self.upstream = nil
@@ -317,6 +319,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
             isUpgrade = head.connectionUpgrade && head.upgradeWebSocket && framing == .none
             responseStarted = false
             log.upstream = pool.name
+            if let total = matched.timeouts.total { armExchangeDeadline(total) }
             balancingHash = headBytes.withUnsafeReadableBytes {
                 pool.hashKey(head: head, bytes: $0, clientAddress: clientAddress)
             }
@@ -329,7 +332,8 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
         timer.disarm()
         // The connection stays alive until the pool answers; upstreamAcquired returns a connection it no longer
         // needs (the client left meanwhile) to the pool.
-        pool.acquire(hashKey: balancingHash, fresh: fresh, excluding: failedTargets) { result in
+        pool.acquire(hashKey: balancingHash, fresh: fresh, excluding: failedTargets,
+            connectTimeout: route?.timeouts.connect) { result in
             self.upstreamAcquired(result, pool: pool)
         }
     }
@@ -350,7 +354,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
             connection.startExchange(delegate: self, requestHead: rewritten, isHeadRequest: requestIsHead)
             if requestBody.isComplete {
                 // The response timeout runs from the end of the request, however long the upload took.
-                timer.arm(.response, after: pool.settings.responseTimeout)
+                timer.arm(.response, after: route?.timeouts.response ?? pool.settings.responseTimeout)
                 connection.flush()
             } else {
                 timer.arm(.body, after: runtime.configuration.http.clientBodyTimeout)
@@ -402,7 +406,9 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
         if requestBody.isComplete {
             if isChunkedUpstream { upstream.write(ByteBuffer(staticString: "0\r\n\r\n")) }
             upstream.flush()
-            if !responseStarted { timer.arm(.response, after: upstream.pool.settings.responseTimeout) }
+            if !responseStarted {
+                timer.arm(.response, after: route?.timeouts.response ?? upstream.pool.settings.responseTimeout)
+            }
             return false
         }
         // Each piece of body pushes the body deadline out (a lazy re-arm, nothing rescheduled); a pending send
@@ -609,6 +615,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
     /// Ends the current exchange: logs it, then either waits for the next request or closes.
     private func finishExchange(requestComplete: Bool) {
         timer.disarm()
+        exchangeDeadline?.disarm()
         if retrySlotPool != nil { releaseRetrySlot() }
         finishLog(status: log.status)
         route = nil
@@ -660,6 +667,35 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
     }
 
     // MARK: Timers
+
+    /// A route's `timeout`: the whole exchange. A second timer, made only for routes that set one.
+    private func armExchangeDeadline(_ total: Duration) {
+        if exchangeDeadline == nil {
+            let deadline = ConnectionTimer()
+            // Strong, like `timer`: channelInactive cancels it.
+            deadline.setup(eventLoop: context.eventLoop) { _ in self.exchangeDeadlinePassed() }
+            exchangeDeadline = deadline
+        }
+        exchangeDeadline!.arm(.response, after: total)
+    }
+
+    private func exchangeDeadlinePassed() {
+        guard phase == .proxying else { return }
+        log.failure = "route timeout"
+        if responseStarted {
+            // At once, not after the queued response bytes: the client sees the response cut short.
+            finishLog(status: log.status)
+            phase = .closing
+            timer.cancel()
+            if let upstream {
+                self.upstream = nil
+                upstream.close()
+            }
+            context.close(promise: nil)
+        } else {
+            respondWithError(504, closing: true)
+        }
+    }
 
     private func armKeepaliveTimer() {
         timer.arm(.keepalive, after: runtime.configuration.http.keepaliveTimeout)

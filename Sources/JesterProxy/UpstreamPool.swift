@@ -110,7 +110,7 @@ final class UpstreamPool: @unchecked Sendable {
     /// unless `fresh` asks for a new one (as a replay after a stale keep-alive connection does). When connecting
     /// fails, another target is tried, up to `connect_attempts` in all: nothing was sent, so that is always safe.
     func acquire(
-        hashKey: UInt64?, fresh: Bool = false, excluding excluded: Set<Int> = [],
+        hashKey: UInt64?, fresh: Bool = false, excluding excluded: Set<Int> = [], connectTimeout: Duration? = nil,
         _ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void
     ) {
         if let refusal = admit() {
@@ -118,7 +118,7 @@ final class UpstreamPool: @unchecked Sendable {
             return
         }
         attempt(hashKey: hashKey, fresh: fresh, excluded: excluded, attemptsLeft: settings.connectAttempts,
-            lastFailure: nil) { result in
+            lastFailure: nil, connectTimeout: connectTimeout ?? settings.connectTimeout) { result in
             if case .failure = result { self.breaker?.record(success: false, now: self.now) }
             completion(result)
         }
@@ -208,7 +208,7 @@ final class UpstreamPool: @unchecked Sendable {
 
     private func attempt(
         hashKey: UInt64?, fresh: Bool, excluded: Set<Int>, attemptsLeft: Int, lastFailure: UpstreamFailure?,
-        _ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void
+        connectTimeout: Duration, _ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void
     ) {
         guard let target = balancer.pick(hashKey: hashKey, now: now, excluding: excluded) else {
             completion(.failure(lastFailure ?? .noTarget))
@@ -226,7 +226,7 @@ final class UpstreamPool: @unchecked Sendable {
             self.connectFailed(target)
             if attemptsLeft > 1 {
                 self.attempt(hashKey: hashKey, fresh: fresh, excluded: excluded.union([target]),
-                    attemptsLeft: attemptsLeft - 1, lastFailure: failure, completion)
+                    attemptsLeft: attemptsLeft - 1, lastFailure: failure, connectTimeout: connectTimeout, completion)
             } else {
                 completion(.failure(failure))
             }
@@ -236,8 +236,7 @@ final class UpstreamPool: @unchecked Sendable {
             return
         }
         let connection = UpstreamConnection(pool: self, target: target)
-        let timeout = TimeAmount.nanoseconds(Int64(settings.connectTimeout.components.seconds) * 1_000_000_000
-            + settings.connectTimeout.components.attoseconds / 1_000_000_000)
+        let timeout = TimeAmount.nanoseconds(Int64(Self.seconds(connectTimeout) * 1e9))
         ClientBootstrap(group: eventLoop)
             .channelOption(.autoRead, value: false)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)

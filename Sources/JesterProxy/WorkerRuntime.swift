@@ -25,12 +25,16 @@ final class CompiledRoute: Sendable {
     let requestEdits: HeaderEdits
     let responseEdits: HeaderEdits
     let retryPolicy: RetryPolicy
+    /// Overrides of the pool's timeouts, and the whole exchange's limit.
+    let timeouts: RouteTimeouts
 
     init(
         name: String, maxBodySize: Int64, action: Action, conditions: RouteConditions = RouteConditions(),
         pathRewrite: PathRewrite = .none, upstreamHost: [UInt8]? = nil, requestEdits: HeaderEdits = HeaderEdits(),
-        responseEdits: HeaderEdits = HeaderEdits(), retryPolicy: RetryPolicy = RetryPolicy()
+        responseEdits: HeaderEdits = HeaderEdits(), retryPolicy: RetryPolicy = RetryPolicy(),
+        timeouts: RouteTimeouts = RouteTimeouts()
     ) {
+        self.timeouts = timeouts
         self.retryPolicy = retryPolicy
         self.name = name
         self.maxBodySize = maxBodySize
@@ -186,7 +190,8 @@ final class WorkerRuntime: @unchecked Sendable {
                     requestEdits: edits(rewrite.requestHeaders), responseEdits: edits(rewrite.responseHeaders),
                     retryPolicy: RetryPolicy(
                         maxRetries: route.retry.retries, onReset: route.retry.on.contains("reset"),
-                        statuses: Set(route.retry.on.compactMap { Int($0) }), nonIdempotent: route.retry.nonIdempotent))
+                        statuses: Set(route.retry.on.compactMap { Int($0) }), nonIdempotent: route.retry.nonIdempotent),
+                    timeouts: route.timeouts)
                 entries[route.match.priority, default: []].append(
                     .init(hosts: route.hosts.map(HostPattern.init), pathPrefix: route.pathPrefix, value: compiled,
                         rank: conditions.specificity))

@@ -1,5 +1,7 @@
 """Live routing tests: every matcher of [[routes]], specificity and priority, through a real jester."""
 
+import subprocess
+
 from conftest import curl
 
 
@@ -160,3 +162,43 @@ response_headers = {{ set = {{ "Cache-Control" = "no-store" }}, remove = ["Conte
     finally:
         stable.stop()
         canary.stop()
+
+
+def test_route_timeouts_override_the_pools(make_jester):
+    import time
+    from conftest import Upstream
+    upstream = Upstream()
+    try:
+        jester = make_jester(f"""
+[upstreams.app]
+targets = ["{upstream.address}"]
+response_timeout = "10s"
+
+[[routes]]
+path_prefix = "/quick"
+upstream = "app"
+response_timeout = "500ms"
+
+[[routes]]
+path_prefix = "/bounded"
+upstream = "app"
+timeout = "1s"
+
+[[routes]]
+path_prefix = "/"
+upstream = "app"
+""")
+        started = time.monotonic()
+        assert curl(jester.url + "/quick/slow?delay=3")[0] == 504
+        assert time.monotonic() - started < 2
+        assert curl(jester.url + "/slow?delay=1")[0] == 200  # the pool's 10 s applies elsewhere
+        started = time.monotonic()
+        assert curl(jester.url + "/bounded/slow?delay=3")[0] == 504
+        assert 0.9 < time.monotonic() - started < 2.5
+        # A response already under way when the whole-exchange timeout passes is cut short, visibly: curl
+        # reports a partial transfer (exit 18), never a complete-looking response.
+        result = subprocess.run(["curl", "-sS", "-o", "/dev/null", "--limit-rate", "2M", "--max-time", "20",
+                                 jester.url + "/bounded/download?size=100000000"], capture_output=True, text=True)
+        assert result.returncode == 18, (result.returncode, result.stderr)
+    finally:
+        upstream.stop()
