@@ -117,11 +117,9 @@ final class UpstreamPool: @unchecked Sendable {
             completion(.failure(refusal))
             return
         }
+        // No wrapping closure here: an allocation per request (the breaker learns of failures in `attempt`).
         attempt(hashKey: hashKey, fresh: fresh, excluded: excluded, attemptsLeft: settings.connectAttempts,
-            lastFailure: nil, connectTimeout: connectTimeout ?? settings.connectTimeout) { result in
-            if case .failure = result { self.breaker?.record(success: false, now: self.now) }
-            completion(result)
-        }
+            lastFailure: nil, connectTimeout: connectTimeout ?? settings.connectTimeout, completion)
     }
 
     /// The circuit breaker's word on one more request; nil: go ahead.
@@ -211,6 +209,7 @@ final class UpstreamPool: @unchecked Sendable {
         connectTimeout: Duration, _ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void
     ) {
         guard let target = balancer.pick(hashKey: hashKey, now: now, excluding: excluded) else {
+            breaker?.record(success: false, now: now)
             completion(.failure(lastFailure ?? .noTarget))
             return
         }
@@ -228,6 +227,7 @@ final class UpstreamPool: @unchecked Sendable {
                 self.attempt(hashKey: hashKey, fresh: fresh, excluded: excluded.union([target]),
                     attemptsLeft: attemptsLeft - 1, lastFailure: failure, connectTimeout: connectTimeout, completion)
             } else {
+                self.breaker?.record(success: false, now: self.now)
                 completion(.failure(failure))
             }
         }
