@@ -61,6 +61,9 @@ final class UpstreamPool: @unchecked Sendable {
     private var idle: [[UpstreamConnection]]
     private var retryBudget: RetryBudget
     private var breaker: CircuitBreaker?
+    /// Requests admitted whose connection is not settled yet (still connecting): they count against
+    /// max_requests like the ones in flight.
+    private var acquiring = 0
     private let logger = Logger(label: "worker")
 
     init(settings: UpstreamSettings, eventLoop: any EventLoop, firstTarget: Int) {
@@ -118,6 +121,7 @@ final class UpstreamPool: @unchecked Sendable {
             return
         }
         // No wrapping closure here: an allocation per request (the breaker learns of failures in `attempt`).
+        acquiring += 1
         attempt(hashKey: hashKey, fresh: fresh, excluded: excluded, attemptsLeft: settings.connectAttempts,
             lastFailure: nil, connectTimeout: connectTimeout ?? settings.connectTimeout, completion)
     }
@@ -125,7 +129,7 @@ final class UpstreamPool: @unchecked Sendable {
     /// The circuit breaker's word on one more request; nil: go ahead.
     private func admit() -> UpstreamFailure? {
         guard breaker != nil else { return nil }
-        switch breaker!.admit(active: balancer.active.reduce(0, +), now: now) {
+        switch breaker!.admit(active: balancer.active.reduce(0, +) + acquiring, now: now) {
         case nil: return nil
         case .tooManyRequests: return .circuitOpen("max_requests (\(settings.circuitBreaker!.maxRequests)) in flight")
         case .open: return .circuitOpen("open after too many failures")
@@ -209,6 +213,7 @@ final class UpstreamPool: @unchecked Sendable {
         connectTimeout: Duration, _ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void
     ) {
         guard let target = balancer.pick(hashKey: hashKey, now: now, excluding: excluded) else {
+            acquiring -= 1
             breaker?.record(success: false, now: now)
             completion(.failure(lastFailure ?? .noTarget))
             return
@@ -227,6 +232,7 @@ final class UpstreamPool: @unchecked Sendable {
                 self.attempt(hashKey: hashKey, fresh: fresh, excluded: excluded.union([target]),
                     attemptsLeft: attemptsLeft - 1, lastFailure: failure, connectTimeout: connectTimeout, completion)
             } else {
+                self.acquiring -= 1
                 self.breaker?.record(success: false, now: self.now)
                 completion(.failure(failure))
             }
@@ -264,6 +270,7 @@ final class UpstreamPool: @unchecked Sendable {
     }
 
     private func started(_ connection: UpstreamConnection) {
+        acquiring -= 1
         balancer.requestStarted(connection.target)
         connection.exchangeStartedAt = now
         connection.inFlight = true
