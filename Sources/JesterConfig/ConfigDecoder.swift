@@ -253,9 +253,8 @@ struct ConfigDecoder {
             if targets.reduce(0, { $0 + $1.weight }) == 0 {
                 report(table.location(of: "split"), "route '\(name)' needs a split with a weight above 0")
             }
-            if let splitKey, splitKey == "path" || (splitKey != "client_ip" && !splitKey.hasPrefix("header:")
-                && !splitKey.hasPrefix("cookie:"))
-            {
+            // The keys of hash_key except the path (a split by path is a route of its own).
+            if let splitKey, splitKey == "path" || BalancingKey(splitKey) == nil {
                 report(table.location(of: "split_key"),
                     "'split_key' must be \"client_ip\", \"header:NAME\" or \"cookie:NAME\", not \"\(splitKey)\"")
             }
@@ -460,10 +459,7 @@ extension ConfigDecoder {
     /// `hash_key`: "client_ip", "path", "header:NAME" or "cookie:NAME".
     mutating func hashKey(_ table: inout TableReader) -> String? {
         guard let value = table.string("hash_key", decoder: &self) else { return nil }
-        if value == "client_ip" || value == "path" { return value }
-        for prefix in ["header:", "cookie:"] where value.hasPrefix(prefix) && value.count > prefix.count {
-            return value
-        }
+        if BalancingKey(value) != nil { return value }
         report(table.location(of: "hash_key"),
             "'hash_key' must be \"client_ip\", \"path\", \"header:NAME\" or \"cookie:NAME\", not \"\(value)\"")
         return nil

@@ -65,10 +65,6 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
     private var retrySlotPool: UpstreamPool?
     /// How often the current request was sent again after a stale keep-alive connection failed.
     private var replays = 0
-    /// The current response told the client the connection ends (`Connection: close`). When the worker starts
-    /// draining after a response head went out without it, the client expects to send another request: the
-    /// connection then idles until the drain closes it (see `drain`), instead of closing under the client.
-    private var closeAnnounced = false
     /// The request's balancing hash, for pools that hash (kept for a replay).
     private var balancingHash: UInt64?
     private static let maxReplays = 2
@@ -210,11 +206,18 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
     /// `Connection: close`; only a truly idle one is closed, and the jitter spreads the reconnects of many idle
     /// clients instead of sending them all to the new generation in one burst. A connection accepted but not yet
     /// read gets the same treatment: its client has likely sent a request already.
+    ///
+    /// A busy connection is left alone here: its response head, when written, says `Connection: close` (see
+    /// `writeConnectionField`); one whose head already went out without it was promised another request, so it
+    /// goes idle after the exchange and closes the same jittered way.
     func drain() {
-        keepAlive = false
         guard phase == .awaitingHead, buffer?.readableBytes ?? 0 == 0 else { return }
-        let jitter = Int64.random(in: 100_000_000...1_000_000_000)
-        timer.arm(.keepalive, after: .nanoseconds(jitter))
+        armDrainClose()
+    }
+
+    /// Closes an idle connection of a draining worker at a random moment within the next second.
+    private func armDrainClose() {
+        timer.arm(.keepalive, after: .nanoseconds(Int64.random(in: 100_000_000...1_000_000_000)))
     }
 
     // MARK: Requests
@@ -260,7 +263,6 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
         runtime.counters.requests &+= 1
         log.begin(head: head, bytes: headBytes, client: clientAddress, detailed: runtime.accessLog != nil)
         let http = runtime.configuration.http
-        closeAnnounced = false
         keepAlive = head.isPersistent && !runtime.isDraining
             && (http.keepaliveRequests == 0 || requestsServed < http.keepaliveRequests)
         if runtime.rejectsUnderscoredFields, head.fields.contains(where: \.hasUnderscore) {
@@ -302,14 +304,8 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
             log.bytesOut = body.readableBytes
             finishExchange(requestComplete: framing == .none)
         case .proxy, .split:
-            let pool: UpstreamPool
-            switch matched.action {
-            case .split(let chooser):
-                pool = headBytes.withUnsafeReadableBytes { chooser.choose(head: head, bytes: $0, clientAddress: clientAddress) }
-            case .proxy(let single):
-                pool = single
-            case .respond:
-                preconditionFailure("handled above")
+            let pool = headBytes.withUnsafeReadableBytes {
+                matched.action.pool(head: head, bytes: $0, clientAddress: clientAddress)!
             }
             phase = .proxying
             requestHead = headBytes
@@ -554,8 +550,9 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
     }
 
     /// `Connection: close` when this response ends the connection; `keep-alive` for HTTP/1.0 clients that asked.
+    /// Decided here, as the head goes out: a worker that started draining meanwhile ends the connection.
     private func writeConnectionField(into out: inout ByteBuffer) {
-        closeAnnounced = !keepAlive
+        if runtime.isDraining { keepAlive = false }
         if !keepAlive {
             out.writeStaticString("Connection: close\r\n")
         } else if head.version == .http1_0 {
@@ -622,8 +619,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
         requestHead = nil
         responseStarted = false
         if !requestComplete { keepAlive = false }
-        let promisedKeepAlive = requestComplete && !closeAnnounced && head.isPersistent
-        guard keepAlive || (promisedKeepAlive && runtime.isDraining), phase != .closing else {
+        guard keepAlive, phase != .closing else {
             close()
             return
         }
@@ -632,12 +628,12 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
         // An idle connection should not pin the receive buffer its last request arrived in.
         if buffer?.readableBytes == 0 { buffer = nil }
         flushClient()
-        if keepAlive {
-            armKeepaliveTimer()
+        if runtime.isDraining {
+            // This response promised keep-alive before the drain began: a request that arrives within the
+            // jittered moment is still answered (with Connection: close).
+            armDrainClose()
         } else {
-            // Draining, and this client was promised keep-alive: close at a random moment within a second,
-            // answering (with Connection: close) a request that arrives meanwhile.
-            timer.arm(.keepalive, after: .nanoseconds(Int64.random(in: 100_000_000...1_000_000_000)))
+            armKeepaliveTimer()
         }
         if buffer?.readableBytes ?? 0 > 0 {
             // A pipelined request is already here.

@@ -22,6 +22,15 @@ enum UpstreamFailure: Error, Sendable {
     /// The pool's circuit breaker is open, or the pool is at its max_requests: 503 at once.
     case circuitOpen(String)
 
+    /// What a failed connection attempt is: a timeout (504) or a refusal or reset (502).
+    init(connecting error: any Error) {
+        if case ChannelError.connectTimeout = error {
+            self = .connectTimedOut
+        } else {
+            self = .connectFailed("\(error)")
+        }
+    }
+
     var status: Int {
         switch self {
         case .connectTimedOut, .responseTimedOut: return 504
@@ -180,10 +189,7 @@ final class UpstreamPool: @unchecked Sendable {
                     completion(.success((channel, target)))
                 case .failure(let error):
                     self.connectFailed(target)
-                    let failure: UpstreamFailure
-                    if case ChannelError.connectTimeout = error { failure = .connectTimedOut } else {
-                        failure = .connectFailed("\(error)")
-                    }
+                    let failure = UpstreamFailure(connecting: error)
                     guard attemptsLeft > 1 else {
                         completion(.failure(failure))
                         return
@@ -260,11 +266,7 @@ final class UpstreamPool: @unchecked Sendable {
                     self.started(connection)
                     completion(.success(connection))
                 case .failure(let error):
-                    if case ChannelError.connectTimeout = error {
-                        retry(.connectTimedOut)
-                    } else {
-                        retry(.connectFailed("\(error)"))
-                    }
+                    retry(UpstreamFailure(connecting: error))
                 }
             }
     }

@@ -9,6 +9,15 @@ final class CompiledRoute: Sendable {
         case proxy(UpstreamPool)
         /// One of several pools by weight (canaries, A/B).
         case split(SplitChooser)
+
+        /// The pool a proxied request goes to; nil for a local answer.
+        func pool(head: HTTPHead, bytes: UnsafeRawBufferPointer, clientAddress: String) -> UpstreamPool? {
+            switch self {
+            case .proxy(let pool): return pool
+            case .split(let chooser): return chooser.choose(head: head, bytes: bytes, clientAddress: clientAddress)
+            case .respond: return nil
+            }
+        }
         /// A complete response, rendered once per configuration.
         case respond(head: ByteBuffer, body: ByteBuffer)
     }
@@ -18,6 +27,8 @@ final class CompiledRoute: Sendable {
     let action: Action
     /// Further conditions (method, headers, query, sources, exact or regex path); usually empty.
     let conditions: RouteConditions
+    /// `!conditions.isEmpty`, decided once: the lookup asks for every candidate route.
+    let hasConditions: Bool
     /// What a proxied request's path becomes.
     let pathRewrite: PathRewrite
     /// The Host field sent upstream instead of the client's.
@@ -40,6 +51,7 @@ final class CompiledRoute: Sendable {
         self.maxBodySize = maxBodySize
         self.action = action
         self.conditions = conditions
+        hasConditions = !conditions.isEmpty
         self.pathRewrite = pathRewrite
         self.upstreamHost = upstreamHost
         self.requestEdits = requestEdits
@@ -93,7 +105,7 @@ struct ListenerRoutes: Sendable {
         let host = head.hostField.map { head.fields[$0].value } ?? 0..<0
         for table in levels {
             let found = table.match(bytes, host: host, path: head.path) { route in
-                route.conditions.isEmpty || route.conditions.matches(bytes, head: head, client: client)
+                !route.hasConditions || route.conditions.matches(bytes, head: head, client: client)
             }
             if let found { return found }
         }

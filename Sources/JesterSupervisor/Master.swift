@@ -199,11 +199,13 @@ public final class Master: @unchecked Sendable {
     }
 
     private func broadcastTargetStates() {
+        // The serving configuration's targets, and a starting generation's; a worker ignores targets it lacks.
+        let current = targetStates(for: configuration)
+        let starting = reloadInProgress.map { targetStates(for: $0.configuration) }
         for worker in workers.values {
             guard let channel = worker.channel else { continue }
-            // Each generation gets the states of its own configuration's targets (unknown ones are ignored).
-            send(.targetStates(targetStates(for: worker.generation == generation ? configuration
-                : (reloadInProgress?.configuration ?? configuration))), to: channel)
+            let mine = worker.generation == reloadInProgress?.generation ? starting ?? current : current
+            send(.targetStates(mine), to: channel)
         }
     }
 

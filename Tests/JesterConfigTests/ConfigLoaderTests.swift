@@ -107,6 +107,20 @@ private let minimal = """
     #expect(dumped.hash == configuration.hash)
 }
 
+/// Every example in Config/examples is valid, and its dump means the same (so the dump covers every key the
+/// examples use: matchers, splits, rewrites, health checks, breakers, tcp listeners).
+@Test func theExamplesAreValidAndSurviveADump() throws {
+    let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Config/examples")
+    let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".toml") }
+    #expect(files.count >= 2)
+    for file in files {
+        let configuration = try ConfigLoader(environment: [:]).load(file: directory.appendingPathComponent(file).path)
+        let dumped = try ConfigLoader(environment: [:]).load(text: configuration.renderTOML(), file: "dump.toml")
+        #expect(dumped.hash == configuration.hash, "\(file)")
+    }
+}
+
 /// Inputs the fuzzer (Tests/Fuzz) found to hang or crash the loader, replayed on every test run.
 @Test func fuzzRegressionsLoadOrFailCleanly() throws {
     let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()

@@ -54,11 +54,6 @@ private func route(_ table: RouteTable<String>, host: String, path: String) -> S
     #expect(route(table, host: "example.com", path: "/x") == "default")
 }
 
-@Test func roundRobinCyclesFromItsOffset() {
-    var balancer = RoundRobin(offset: 1)
-    #expect((0..<5).map { _ in balancer.next(count: 3) } == [1, 2, 0, 1, 2])
-}
-
 @Test func requestIDsAreHexAndDistinct() {
     var generator = RequestIDGenerator(seed: 42)
     let ids = (0..<100).map { _ in generator.nextID() }

@@ -7,16 +7,19 @@ public enum BalancingKey: Sendable, Equatable {
     /// The value of this cookie in the Cookie field.
     case cookie([UInt8])
 
-    /// Parses "client_ip", "path", "header:NAME" or "cookie:NAME" (validated by the configuration loader).
+    /// Parses "client_ip", "path", "header:NAME" or "cookie:NAME"; nil for anything else (the configuration
+    /// loader reports it).
     public init?(_ text: String) {
         switch text {
         case "client_ip": self = .clientAddress
         case "path": self = .path
         default:
+            let name = text.dropFirst(7)
+            guard !name.isEmpty else { return nil }
             if text.hasPrefix("header:") {
-                self = .header(Array(text.dropFirst(7).lowercased().utf8))
+                self = .header(Array(name.lowercased().utf8))
             } else if text.hasPrefix("cookie:") {
-                self = .cookie(Array(text.dropFirst(7).utf8))
+                self = .cookie(Array(name.utf8))
             } else {
                 return nil
             }
@@ -32,10 +35,7 @@ public enum BalancingKey: Sendable, Equatable {
         case .path:
             return SplitMix64.hash(UnsafeRawBufferPointer(rebasing: bytes[head.path]))
         case .header(let name):
-            let found = name.withUnsafeBytes { name in
-                head.fields.first { ASCII.equalsIgnoringCase(bytes, $0.name, name, 0..<name.count) }
-            }
-            guard let field = found else { return SplitMix64.hash(clientAddress.utf8) }
+            guard let field = head.field(named: name, in: bytes) else { return SplitMix64.hash(clientAddress.utf8) }
             return SplitMix64.hash(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
         case .cookie(let name):
             for field in head.fields where ASCII.equalsIgnoringCase(bytes, field.name, "cookie") {

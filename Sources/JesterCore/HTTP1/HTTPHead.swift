@@ -52,6 +52,12 @@ public struct HTTPHead: Sendable {
     }
 
     /// Whether the connection may carry another message after this one (RFC 9112 §9.3).
+    /// The first field named `name` (lowercase ASCII), compared without regard to case.
+    @inlinable
+    public func field(named name: [UInt8], in bytes: UnsafeRawBufferPointer) -> HTTPField? {
+        name.withUnsafeBytes { name in fields.first { ASCII.equalsIgnoringCase(bytes, $0.name, name, 0..<name.count) } }
+    }
+
     public var isPersistent: Bool {
         if connectionClose { return false }
         return version == .http1_1 || connectionKeepAlive

@@ -82,9 +82,7 @@ public struct RouteConditions: Sendable {
         if exactPath, head.path.count != pathLength { return false }
         if let pathPattern, !pathPattern.matches(bytes, head.path) { return false }
         for condition in headers {
-            let field = condition.name.withUnsafeBytes { name in
-                head.fields.first { ASCII.equalsIgnoringCase(bytes, $0.name, name, 0..<name.count) }
-            }
+            let field = head.field(named: condition.name, in: bytes)
             guard Self.passes(condition.test, bytes, field?.value) else { return false }
         }
         if !query.isEmpty {
