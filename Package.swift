@@ -67,7 +67,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
-        .target(name: "JesterTLS", dependencies: ["CJesterOpenSSL"], swiftSettings: swiftSettings),
+        .target(
+            name: "JesterTLS",
+            dependencies: ["CJesterOpenSSL", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings),
         .target(name: "JesterHTTP2", dependencies: ["CJesterNGHTTP2"], swiftSettings: swiftSettings),
         .target(name: "JesterHTTP3", dependencies: ["CJesterNGTCP2", "CJesterNGHTTP3"], swiftSettings: swiftSettings),
 
@@ -79,7 +82,7 @@ let package = Package(
         .target(
             name: "JesterProxy",
             dependencies: [
-                "JesterCore", "JesterConfig", "JesterControl", "JesterSystem", "JesterLogging",
+                "JesterCore", "JesterConfig", "JesterControl", "JesterSystem", "JesterLogging", "JesterTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -118,6 +121,9 @@ let package = Package(
         .testTarget(
             name: "JesterSystemTests",
             dependencies: ["JesterSystem", "JesterTLS", "JesterHTTP2", "JesterHTTP3"]),
+        .testTarget(
+            name: "JesterTLSTests",
+            dependencies: ["JesterTLS", .product(name: "NIOEmbedded", package: "swift-nio")]),
         .testTarget(name: "JesterSupervisorTests", dependencies: ["JesterSupervisor", "JesterConfig"]),
         // The embedded tier: the data plane's channel handlers driven through NIO's EmbeddedChannel, no sockets.
         .testTarget(

@@ -1,0 +1,40 @@
+private import CJesterOpenSSL
+
+/// A TLS failure: what Jester was doing and what OpenSSL's error queue said about it.
+///
+/// The queue is drained into the error where the failure is noticed, so one connection's errors can never be
+/// reported against the next one (OpenSSL keeps the queue per thread, and a worker serves every connection on
+/// one thread).
+public struct TLSError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// What Jester was doing ("loading the certificate", "handshake").
+    public var operation: String
+    /// OpenSSL's reasons, oldest first ("error:0A000086:SSL routines::certificate verify failed").
+    public var reasons: [String]
+
+    public init(_ operation: String, reasons: [String] = []) {
+        self.operation = operation
+        self.reasons = reasons
+    }
+
+    /// The error for `operation`, with whatever the calling thread's error queue holds (which is emptied).
+    static func fromQueue(_ operation: String) -> TLSError {
+        TLSError(operation, reasons: drainQueue())
+    }
+
+    /// Empties the calling thread's error queue, returning its entries as text.
+    static func drainQueue() -> [String] {
+        var reasons: [String] = []
+        while true {
+            let code = ERR_get_error()
+            if code == 0 { break }
+            var text = [CChar](repeating: 0, count: 256)
+            ERR_error_string_n(code, &text, text.count)
+            reasons.append(String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+        return reasons
+    }
+
+    public var description: String {
+        reasons.isEmpty ? operation : "\(operation): \(reasons.joined(separator: "; "))"
+    }
+}

@@ -1,0 +1,178 @@
+import NIOCore
+
+/// Fired up the pipeline once the handshake completes, before the first plaintext byte.
+public struct TLSEstablished: Sendable {
+    public let facts: TLSSessionFacts
+}
+
+/// Terminates TLS on a server channel: ciphertext below, plaintext above. Makes no OpenSSL call itself (that is
+/// `TLSConnection`'s job); it decides when to read, write and flush.
+///
+/// Reads follow the handler above it, which reads on demand (`autoRead` off): its `read()` is passed down, and
+/// when the bytes that arrive decrypt to nothing (a partial record, a handshake message) the handler reads
+/// again itself, so a pending demand is never lost. During the handshake it reads until the handshake is done.
+public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+    public typealias OutboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+
+    private enum State {
+        case handshaking
+        case established
+        /// The peer sent close_notify; we may still write.
+        case inputClosed
+        case closed
+    }
+
+    private let connection: TLSConnection
+    private var state = State.handshaking
+    /// The handler above asked for bytes and has not been given any since.
+    private var readRequested = false
+    /// Plaintext was passed up since the last channelReadComplete.
+    private var deliveredPlaintext = false
+    /// Ciphertext was written and not flushed (handshake messages, alerts, tickets).
+    private var outputUnflushed = false
+    private var outputClosed = false
+
+    public init(context: TLSServerContext) {
+        connection = context.makeConnection()
+    }
+
+    // MARK: Inbound
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let ciphertext = unwrapInboundIn(data)
+        guard state == .handshaking || state == .established else { return }
+        ciphertext.withUnsafeReadableBytes { connection.feed($0) }
+        if state == .handshaking {
+            switch connection.handshake() {
+            case .complete:
+                state = .established
+                writeOutput(context, promise: nil)
+                context.fireUserInboundEventTriggered(TLSEstablished(facts: connection.facts))
+            case .failed(let error):
+                fail(context, error)
+                return
+            default:
+                writeOutput(context, promise: nil)
+                return
+            }
+        }
+        readPlaintext(context, hint: ciphertext.readableBytes)
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        if outputUnflushed {
+            outputUnflushed = false
+            context.flush()
+        }
+        if deliveredPlaintext {
+            deliveredPlaintext = false
+            context.fireChannelReadComplete()
+        } else if state == .handshaking || (state == .established && readRequested) {
+            context.read()
+        }
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        state = .closed
+        context.fireChannelInactive()
+    }
+
+    private func readPlaintext(_ context: ChannelHandlerContext, hint: Int) {
+        while state == .established {
+            // Plaintext is never longer than the ciphertext it came in (plus a record OpenSSL holds back).
+            let capacity = min(max(hint, 2048), 16 * 1024 + 256)
+            var buffer = context.channel.allocator.buffer(capacity: capacity)
+            var progress = TLSConnection.Progress.needsInput
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { space in
+                progress = connection.read(into: space)
+                if case .bytes(let count) = progress { return count }
+                return 0
+            }
+            switch progress {
+            case .bytes:
+                deliveredPlaintext = true
+                readRequested = false
+                context.fireChannelRead(wrapInboundOut(buffer))
+            case .closed:
+                // close_notify: the client will send nothing more, but may still read the answer, like a TCP
+                // half-close, which is how the handler above treats it.
+                state = .inputClosed
+                writeOutput(context, promise: nil)
+                context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+            case .failed(let error):
+                fail(context, error)
+            case .needsInput, .complete:
+                writeOutput(context, promise: nil)
+                return
+            }
+        }
+    }
+
+    // MARK: Outbound
+
+    public func read(context: ChannelHandlerContext) {
+        readRequested = true
+        context.read()
+    }
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard state == .established || state == .inputClosed, !outputClosed else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        let plaintext = unwrapOutboundIn(data)
+        if let error = plaintext.withUnsafeReadableBytes({ connection.write($0) }) {
+            promise?.fail(error)
+            fail(context, error)
+            return
+        }
+        writeOutput(context, promise: promise)
+    }
+
+    public func flush(context: ChannelHandlerContext) {
+        outputUnflushed = false
+        context.flush()
+    }
+
+    public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        if mode != .input, !outputClosed {
+            // close_notify first (RFC 8446 §6.1), so the client can tell a complete response from a cut one.
+            outputClosed = true
+            connection.shutdown()
+            writeOutput(context, promise: nil)
+            context.flush()
+        }
+        if mode == .all { state = .closed }
+        context.close(mode: mode, promise: promise)
+    }
+
+    // MARK: Helpers
+
+    /// Writes whatever ciphertext the session has produced; `promise` completes with it (or at once when there
+    /// is none, in order behind earlier writes).
+    private func writeOutput(_ context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        let count = connection.outputCount
+        guard count > 0 else {
+            if let promise { context.write(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: promise) }
+            return
+        }
+        var buffer = context.channel.allocator.buffer(capacity: count)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { connection.takeOutput(into: $0) }
+        outputUnflushed = true
+        context.write(wrapOutboundOut(buffer), promise: promise)
+    }
+
+    /// A fatal TLS error: the alert OpenSSL queued goes out, the handler above learns why, the channel closes.
+    private func fail(_ context: ChannelHandlerContext, _ error: TLSError) {
+        guard state != .closed else { return }
+        state = .closed
+        outputClosed = true
+        writeOutput(context, promise: nil)
+        context.flush()
+        context.fireErrorCaught(error)
+        context.close(promise: nil)
+    }
+}
