@@ -1,3 +1,4 @@
+import Foundation
 import JesterCore
 /// Turns a located TOML tree into a `Configuration`, collecting every problem instead of stopping at the first.
 ///
@@ -6,6 +7,10 @@ import JesterCore
 /// closest known name.
 struct ConfigDecoder {
     private(set) var diagnostics: [ConfigDiagnostic] = []
+    /// Where each TLS listener's `tls` table is, for problems found later (a certificate OpenSSL rejects).
+    private(set) var tlsLocations: [String: SourceLocation] = [:]
+    /// Where each TLS listener's certificates are (their `cert` keys), in order.
+    private(set) var tlsCertificateLocations: [String: [SourceLocation]] = [:]
 
     mutating func decode(_ root: ConfigNode) -> Configuration {
         var configuration = Configuration()
@@ -26,6 +31,10 @@ struct ConfigDecoder {
                     ?? defaults.workerStartTimeout,
                 maxDrainingGenerations: table.integer("max_draining_generations", decoder: &self)
                     ?? defaults.maxDrainingGenerations)
+            configuration.server.ticketKeyRotation = table.duration("ticket_key_rotation", decoder: &self)
+            if let rotation = configuration.server.ticketKeyRotation, rotation < .seconds(60) {
+                report(table.location(of: "ticket_key_rotation"), "'ticket_key_rotation' must be at least 1m")
+            }
             table.finish(decoder: &self)
         }
         if let node = top.take("log", decoder: &self), var table = TableReader(node, ConfigSchema.log, decoder: &self) {
@@ -88,6 +97,11 @@ struct ConfigDecoder {
             }
             if !listener.isTCP, listener.proxyProtocolFrom != nil {
                 report(table.location(of: "proxy_protocol_from"), "'proxy_protocol_from' is supported on tcp listeners only (so far)")
+            }
+            if let node = table.take("tls", decoder: &self) {
+                listener.tls = tls(node, listener: name ?? "")
+                if listener.isTCP { report(node.location, "TLS is supported on http listeners only (so far)") }
+                if let name, listener.tls != nil { tlsLocations[name] = node.location }
             }
             table.finish(decoder: &self)
             if name != nil, address != nil {
@@ -295,6 +309,77 @@ struct ConfigDecoder {
             report(node.location, "route '\(name)' has upstream timeouts, but it does not proxy")
         }
         return route
+    }
+
+    /// `[listeners.tls]`, with the certificate, key and CA files read (relative paths are relative to the file
+    /// the key is written in).
+    private mutating func tls(_ node: ConfigNode, listener: String) -> TLSListenerSettings? {
+        guard var reader = TableReader(node, ConfigSchema.tls, decoder: &self) else { return nil }
+        var tls = TLSListenerSettings()
+        for entry in reader.tables("certificates", decoder: &self) {
+            guard var certificate = TableReader(entry, ConfigSchema.certificate, decoder: &self) else { continue }
+            let cert = certificate.string("cert", decoder: &self)
+            let key = certificate.string("key", decoder: &self)
+            var settings = TLSCertificateSettings(
+                certificateFile: cert ?? "", keyFile: key ?? "",
+                names: certificate.stringArray("names", decoder: &self) ?? [])
+            if let cert { settings.certificatePEM = readFile(cert, at: certificate.location(of: "cert")) ?? Data() }
+            if let key { settings.keyPEM = readFile(key, at: certificate.location(of: "key")) ?? Data() }
+            for name in settings.names where !Self.isServerName(name) {
+                report(certificate.location(of: "names"), "'\(name)' is not a host name or *.wildcard")
+            }
+            certificate.finish(decoder: &self)
+            tls.certificates.append(settings)
+            tlsCertificateLocations[listener, default: []].append(certificate.location(of: "cert"))
+        }
+        if tls.certificates.isEmpty, reader.has("certificates") {
+            report(reader.location(of: "certificates"), "a TLS listener needs at least one certificate")
+        }
+        tls.minVersion = reader.choice("min_version", decoder: &self) ?? tls.minVersion
+        tls.ciphers = reader.string("ciphers", decoder: &self)
+        tls.cipherSuites = reader.string("cipher_suites", decoder: &self)
+        if let alpn = reader.stringArray("alpn", decoder: &self) {
+            for name in alpn where name != "http/1.1" {
+                report(reader.location(of: "alpn"), name == "h2"
+                    ? "'h2' cannot be offered yet: HTTP/2 is not implemented in this version"
+                    : "'\(name)' is not a protocol Jester serves (\"http/1.1\")")
+            }
+            tls.alpn = alpn
+        }
+        tls.sessionTickets = reader.boolean("session_tickets", decoder: &self) ?? true
+        tls.clientCertificates = reader.choice("client_certificates", decoder: &self) ?? "off"
+        tls.clientCA = reader.string("client_ca", decoder: &self)
+        if let path = tls.clientCA { tls.clientCAPEM = readFile(path, at: reader.location(of: "client_ca")) }
+        if tls.clientCertificates != "off", tls.clientCA == nil {
+            report(reader.location(of: "client_certificates"), "client_certificates = \"\(tls.clientCertificates)\" needs 'client_ca'")
+        }
+        tls.clientSubjectHeader = reader.string("client_subject_header", decoder: &self)
+        if let header = tls.clientSubjectHeader, header.isEmpty || !header.utf8.allSatisfy(ASCII.isToken) {
+            report(reader.location(of: "client_subject_header"), "'\(header)' is not a header name")
+        }
+        reader.finish(decoder: &self)
+        return tls
+    }
+
+    /// Reads a file the configuration names, resolving a relative path against the configuration file's directory.
+    private mutating func readFile(_ path: String, at location: SourceLocation) -> Data? {
+        let base = (location.file as NSString).deletingLastPathComponent
+        let absolute = path.hasPrefix("/") || base.isEmpty ? path : base + "/" + path
+        do {
+            return try Data(contentsOf: URL(fileURLWithPath: absolute))
+        } catch {
+            let reason = (error as NSError).localizedFailureReason ?? "cannot be read"
+            report(location, "cannot read \(absolute): \(reason)")
+            return nil
+        }
+    }
+
+    /// A DNS name or a one-label wildcard (`*.example.com`).
+    static func isServerName(_ name: String) -> Bool {
+        let host = name.hasPrefix("*.") ? String(name.dropFirst(2)) : name
+        return !host.isEmpty && host.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+            !label.isEmpty && label.count <= 63 && label.utf8.allSatisfy { $0 == UInt8(ascii: "-") || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) }
+        }
     }
 
     private mutating func healthCheck(_ table: inout TableReader) -> HealthCheckSettings? {

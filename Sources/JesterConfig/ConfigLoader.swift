@@ -7,9 +7,17 @@ import Foundation
 public struct ConfigLoader: Sendable {
     /// The variables `${VAR}` is resolved against.
     public var environment: [String: String]
+    /// Checks a TLS listener's certificates and keys with the TLS library (nil: fine; else the reason). Given by
+    /// the `jester` executable, so this module and the master stay free of TLS code while a reload still fails
+    /// on a certificate OpenSSL would reject.
+    public var tlsCheck: (@Sendable (TLSListenerSettings) -> String?)?
 
-    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+    public init(
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        tlsCheck: (@Sendable (TLSListenerSettings) -> String?)? = nil
+    ) {
         self.environment = environment
+        self.tlsCheck = tlsCheck
     }
 
     /// Loads `path` and everything it includes.
@@ -49,6 +57,29 @@ public struct ConfigLoader: Sendable {
         var decoder = ConfigDecoder()
         var configuration = decoder.decode(root)
         diagnostics += decoder.diagnostics
+        if diagnostics.isEmpty, let tlsCheck {
+            for listener in configuration.listeners {
+                guard let tls = listener.tls, tlsCheck(tls) != nil else { continue }
+                // Each certificate alone first, to point at the one that is wrong; then the rest (CA, ciphers).
+                var located = false
+                for (index, certificate) in tls.certificates.enumerated() {
+                    var single = tls
+                    single.certificates = [certificate]
+                    single.clientCertificates = "off"
+                    single.ciphers = nil
+                    single.cipherSuites = nil
+                    guard let problem = tlsCheck(single) else { continue }
+                    let location = decoder.tlsCertificateLocations[listener.name]?[index]
+                        ?? SourceLocation(file: file, line: 1, column: 1)
+                    diagnostics.append(ConfigDiagnostic(location, problem))
+                    located = true
+                }
+                if !located, let problem = tlsCheck(tls) {
+                    let location = decoder.tlsLocations[listener.name] ?? SourceLocation(file: file, line: 1, column: 1)
+                    diagnostics.append(ConfigDiagnostic(location, "listener '\(listener.name)': \(problem)"))
+                }
+            }
+        }
         guard diagnostics.isEmpty else {
             throw ConfigError(diagnostics.sorted { ($0.location.file, $0.location.line, $0.location.column) < ($1.location.file, $1.location.line, $1.location.column) })
         }

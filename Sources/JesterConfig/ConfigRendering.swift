@@ -62,6 +62,7 @@ extension Configuration {
         lines.append("drain_timeout = \(quoted(Units.format(server.drainTimeout)))")
         lines.append("worker_start_timeout = \(quoted(Units.format(server.workerStartTimeout)))")
         lines.append("max_draining_generations = \(server.maxDrainingGenerations)")
+        lines.append("ticket_key_rotation = \(quoted(Units.format(server.ticketKeyRotation ?? .seconds(3600))))")
         lines += ["", "[log]", "level = \(quoted(log.level))", "access_log = \(log.accessLog)"]
         lines += [
             "", "[http]", "max_request_head_size = \(http.maxRequestHeadSize)", "max_uri_length = \(http.maxURILength)",
@@ -84,6 +85,23 @@ extension Configuration {
             if let timeout = listener.idleTimeout { lines.append("idle_timeout = \(quoted(Units.format(timeout)))") }
             if let trusted = listener.proxyProtocolFrom {
                 lines.append("proxy_protocol_from = [" + trusted.map(quoted).joined(separator: ", ") + "]")
+            }
+            if let tls = listener.tls {
+                lines += ["[listeners.tls]", "min_version = \(quoted(tls.minVersion))"]
+                if let ciphers = tls.ciphers { lines.append("ciphers = \(quoted(ciphers))") }
+                if let suites = tls.cipherSuites { lines.append("cipher_suites = \(quoted(suites))") }
+                lines.append("alpn = [" + tls.alpn.map(quoted).joined(separator: ", ") + "]")
+                lines.append("session_tickets = \(tls.sessionTickets)")
+                lines.append("client_certificates = \(quoted(tls.clientCertificates))")
+                if let ca = tls.clientCA { lines.append("client_ca = \(quoted(ca))") }
+                if let header = tls.clientSubjectHeader { lines.append("client_subject_header = \(quoted(header))") }
+                for certificate in tls.certificates {
+                    lines += ["[[listeners.tls.certificates]]", "cert = \(quoted(certificate.certificateFile))",
+                        "key = \(quoted(certificate.keyFile))"]
+                    if !certificate.names.isEmpty {
+                        lines.append("names = [" + certificate.names.map(quoted).joined(separator: ", ") + "]")
+                    }
+                }
             }
         }
         for upstream in upstreams {

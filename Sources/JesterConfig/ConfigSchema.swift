@@ -117,6 +117,8 @@ public struct ConfigSchema: Sendable {
                 "How long new workers have to report ready."),
             Field("max_draining_generations", .integer(1...64), default: "4",
                 "Old generations allowed to drain side by side; a reload beyond that closes the oldest at once."),
+            Field("ticket_key_rotation", .duration, default: "\"1h\"",
+                "How often the master makes a new TLS session-ticket key (every worker gets it; the two before it still resume)."),
         ])
 
     public static let log = Table(
@@ -169,6 +171,36 @@ public struct ConfigSchema: Sendable {
             Field("idle_timeout", .duration, default: "\"1h\"", "A tcp connection idle both ways this long is closed."),
             Field("proxy_protocol_from", .array(.string), default: "[]",
                 "Networks of load balancers in front of Jester that start each connection with a PROXY protocol header (v1 or v2), which then names the client."),
+            Field("tls", .table(tls), default: "none", "Terminate TLS on this listener."),
+        ])
+
+    public static let tls = Table(
+        "tls",
+        [
+            Field("certificates", .array(.table(certificate)), required: true,
+                "Certificate chains and keys; SNI selects one, the first is the default."),
+            Field("min_version", .choice(["1.2", "1.3"]), default: "\"1.2\"", "The oldest TLS version accepted."),
+            Field("ciphers", .string, default: "Mozilla intermediate",
+                "TLS 1.2 ciphers, in OpenSSL syntax (the server's order is preferred)."),
+            Field("cipher_suites", .string, default: "AES-GCM and ChaCha20 suites",
+                "TLS 1.3 cipher suites, in OpenSSL syntax."),
+            Field("alpn", .array(.string), default: "[\"http/1.1\"]", "ALPN protocols offered, in order of preference."),
+            Field("session_tickets", .boolean, default: "true",
+                "Resumption by session tickets, with keys shared by all workers and rotated by the master."),
+            Field("client_certificates", .choice(["off", "optional", "required"]), default: "\"off\"",
+                "Ask clients for a certificate signed by client_ca: optional lets clients without one in."),
+            Field("client_ca", .string, "PEM file of the CAs client certificates must chain to."),
+            Field("client_subject_header", .string,
+                "Request header that carries a verified client certificate's subject (RFC 2253) upstream; a client's own copy is removed."),
+        ])
+
+    public static let certificate = Table(
+        "certificates",
+        [
+            Field("cert", .string, required: true, "PEM file: the certificate, then its intermediates."),
+            Field("key", .string, required: true, "PEM file: its private key, unencrypted (it may be readable by root only)."),
+            Field("names", .array(.string), default: "the certificate's names",
+                "Server names (exact or *.example.com) that select this certificate."),
         ])
 
     public static let respond = Table(

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The whole validated configuration of one Jester instance: immutable, `Sendable`, and `Codable` so the master
 /// can hand it to workers over the control channel (workers never read configuration files).
 ///
@@ -57,6 +59,9 @@ public struct ServerSettings: Sendable, Codable, Equatable {
     /// Old generations allowed to drain side by side; past that, the oldest is closed at once, so frequent
     /// reloads with long-lived connections cannot pile up workers (nginx's failure mode).
     public var maxDrainingGenerations: Int
+    /// How often the master replaces the TLS session-ticket key (nil: the default, 1 hour). Optional so an older
+    /// binary's settings still decode in a binary upgrade.
+    public var ticketKeyRotation: Duration?
 
     public init(
         workers: Int? = nil, user: String? = nil, group: String? = nil, pidFile: String = "/run/jester/jester.pid",
@@ -219,6 +224,8 @@ public struct ListenerSettings: Sendable, Codable, Equatable {
     /// Clients in these networks (load balancers) start every connection with a PROXY protocol header, which
     /// names the real client.
     public var proxyProtocolFrom: [String]?
+    /// TLS termination: certificates, versions, ciphers, client certificates.
+    public var tls: TLSListenerSettings?
 
     public var isTCP: Bool { protocolName == "tcp" }
 
@@ -226,6 +233,50 @@ public struct ListenerSettings: Sendable, Codable, Equatable {
         self.name = name
         self.address = address
         self.backlog = backlog
+    }
+}
+
+/// A listener's TLS: what `[listeners.tls]` says, plus the certificate and key bytes the loader read (the master
+/// reads them as root; workers get the bytes and never need access to the files).
+public struct TLSListenerSettings: Sendable, Codable, Equatable {
+    public var certificates: [TLSCertificateSettings] = []
+    /// "1.2" or "1.3".
+    public var minVersion = "1.2"
+    /// The TLS 1.2 cipher list; nil: Mozilla "intermediate".
+    public var ciphers: String?
+    /// The TLS 1.3 suites; nil: OpenSSL's three AEAD suites.
+    public var cipherSuites: String?
+    /// ALPN protocols offered, in preference order.
+    public var alpn = ["http/1.1"]
+    public var sessionTickets = true
+    /// "off", "optional" or "required".
+    public var clientCertificates = "off"
+    public var clientCA: String?
+    public var clientCAPEM: Data?
+    /// The request header that carries a verified client certificate's subject upstream (a client's own copy of
+    /// it is always removed).
+    public var clientSubjectHeader: String?
+
+    public init() {}
+}
+
+/// One certificate chain and key of a TLS listener.
+public struct TLSCertificateSettings: Sendable, Codable, Equatable {
+    public var certificateFile: String
+    public var keyFile: String
+    /// Names that select it (SNI); empty: the names in the certificate.
+    public var names: [String]
+    public var certificatePEM: Data
+    public var keyPEM: Data
+
+    public init(certificateFile: String, keyFile: String, names: [String] = [], certificatePEM: Data = Data(),
+        keyPEM: Data = Data())
+    {
+        self.certificateFile = certificateFile
+        self.keyFile = keyFile
+        self.names = names
+        self.certificatePEM = certificatePEM
+        self.keyPEM = keyPEM
     }
 }
 

@@ -52,6 +52,9 @@ public enum ControlMessage: Codable, Sendable, Equatable {
     /// The health (from the master's active checks) and admin state of every target the master knows of: the
     /// whole picture each time, so a worker that missed one message is right with the next.
     case targetStates([TargetState])
+    /// The TLS session-ticket keys (80 bytes each), newest first: the newest encrypts, all decrypt. Sent to every
+    /// worker whenever the master rotates them.
+    case ticketKeys([Data])
 
     // MARK: worker → master
     /// The worker holds its listeners and serves.
@@ -295,6 +298,8 @@ public struct WorkerAssignment: Codable, Sendable, Equatable {
     public var groupID: UInt32?
     /// Target health and admin states as the master knows them now.
     public var targetStates: [TargetState]?
+    /// The TLS session-ticket keys, newest first (see `ControlMessage.ticketKeys`).
+    public var ticketKeys: [Data]?
 
     public init(
         slot: Int, generation: Int, configuration: Data, listenerNames: [String], userID: UInt32?, groupID: UInt32?

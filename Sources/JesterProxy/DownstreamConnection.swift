@@ -1,5 +1,6 @@
 import JesterConfig
 import JesterCore
+import JesterTLS
 import NIOCore
 
 /// One client connection: parses requests in place, routes them, and either answers locally or streams the
@@ -71,11 +72,16 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
     /// Bytes of pipelined requests read ahead while an exchange is in progress.
     private static let readAheadLimit = 16 * 1024
     private var log = AccessLog.Record()
+    /// What the TLS handshake negotiated; nil on a plain-text listener.
+    private var tls: TLSSessionFacts?
+    /// The header that carries a verified client certificate's subject upstream (`client_subject_header`).
+    private let clientSubjectHeader: [UInt8]?
 
     init(runtime: WorkerRuntime, listener: String) {
         self.runtime = runtime
         self.routes = runtime.routeTables[listener] ?? .empty
         self.parser = HTTPHeadParser(limits: runtime.parserLimits)
+        clientSubjectHeader = runtime.clientSubjectHeaders[listener]
     }
 
     // MARK: Channel events
@@ -156,12 +162,22 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let error = error as? TLSError {
+            // Scanners, clients that distrust the certificate, plain HTTP sent to the TLS port: common, so
+            // counted and logged at most once a second.
+            runtime.counters.tlsHandshakeFailures &+= 1
+            runtime.logWarning("TLS handshake failed", metadata: ["client": "\(clientAddress)", "error": "\(error)"])
+        }
         close()
     }
 
     /// The client shut down its sending side. A request already complete is still answered (then the connection
     /// closes); anything that still needed client bytes (a partial head, a body, a tunnel) cannot finish.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let established = event as? TLSEstablished {
+            tls = established.facts
+            return
+        }
         guard case ChannelEvent.inputClosed = event else {
             context.fireUserInboundEventTriggered(event)
             return
@@ -417,6 +433,10 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
 
     // MARK: Head rewriting
 
+    private func isField(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>, named wanted: [UInt8]) -> Bool {
+        wanted.withUnsafeBytes { ASCII.equalsIgnoringCase(bytes, name, $0, 0..<$0.count) }
+    }
+
     /// The request head sent upstream: origin-form target, HTTP/1.1, hop-by-hop fields removed, X-Forwarded-*
     /// and X-Request-Id added, framing re-declared.
     private func rewriteRequestHead(_ bytes: UnsafeRawBufferPointer, target: String) -> ByteBuffer {
@@ -457,6 +477,9 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
                 continue
             case .other where !route.requestEdits.isEmpty && route.requestEdits.drops(bytes, field.name):
                 continue
+            case .other where clientSubjectHeader.map({ isField(bytes, field.name, named: $0) }) ?? false:
+                // Only Jester says who the verified client is.
+                continue
             default:
                 out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.line]))
                 out.writeStaticString("\r\n")
@@ -477,7 +500,18 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
             out.writeStaticString(", ")
         }
         out.writeString(clientAddress)
-        out.writeStaticString("\r\nX-Forwarded-Proto: http\r\n")
+        if tls == nil {
+            out.writeStaticString("\r\nX-Forwarded-Proto: http\r\n")
+        } else {
+            out.writeStaticString("\r\nX-Forwarded-Proto: https\r\n")
+        }
+        if let clientSubjectHeader, let subject = tls?.clientCertificateSubject {
+            out.writeBytes(clientSubjectHeader)
+            out.writeStaticString(": ")
+            // RFC 2253 escapes specials but may carry UTF-8; control bytes never reach a header.
+            out.writeBytes(subject.utf8.map { $0 < 0x20 || $0 == 0x7F ? UInt8(ascii: "?") : $0 })
+            out.writeStaticString("\r\n")
+        }
         if let host {
             out.writeStaticString("X-Forwarded-Host: ")
             out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[host]))
@@ -485,7 +519,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
         }
         if runtime.configuration.http.forwardedHeader {
             let forValue = clientAddress.contains(":") ? "\"[\(clientAddress)]\"" : clientAddress
-            out.writeString("Forwarded: for=\(forValue);proto=http")
+            out.writeString("Forwarded: for=\(forValue);proto=\(tls == nil ? "http" : "https")")
             if let host {
                 out.writeStaticString(";host=\"")
                 out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[host]))

@@ -3,6 +3,7 @@ import JesterConfig
 import JesterControl
 import JesterLogging
 import JesterSystem
+import JesterTLS
 import Logging
 import NIOCore
 import NIOPosix
@@ -87,6 +88,8 @@ final class WorkerServer: @unchecked Sendable {
     private var control: (any Channel)?
     private var decoder = ControlFrameCodec()
     private var draining = false
+    /// The TLS context of each TLS listener, by name.
+    private var tlsContexts: [String: TLSServerContext] = [:]
 
     init(assignment: WorkerAssignment, configuration: Configuration, eventLoop: any EventLoop, logger: Logger) {
         self.assignment = assignment
@@ -105,9 +108,18 @@ final class WorkerServer: @unchecked Sendable {
             .withConnectedSocket(ProcessSpawner.controlFD).wait()
         self.control = control
 
+        for listener in runtime.configuration.listeners {
+            guard let settings = listener.tls else { continue }
+            let context = try TLSListener.makeContext(
+                settings, ticketKeyRotation: runtime.configuration.server.ticketKeyRotation)
+            tlsContexts[listener.name] = context
+        }
+        applyTicketKeys(assignment.ticketKeys ?? [])
+
         for (offset, name) in assignment.listenerNames.enumerated() {
             let fd = ProcessSpawner.firstListenerFD + Int32(offset)
             let runtime = self.runtime
+            let tlsContext = tlsContexts[name]
             // A tcp listener relays streams to its pool; every other one serves HTTP.
             let tcpListener = runtime.configuration.listeners.first { $0.name == name && $0.isTCP }
             let tcpPool = tcpListener?.upstream.flatMap { runtime.pools[$0] }
@@ -123,6 +135,9 @@ final class WorkerServer: @unchecked Sendable {
                             try channel.pipeline.syncOperations.addHandler(
                                 TCPProxyConnection(runtime: runtime, listener: settings, pool: pool))
                         } else {
+                            if let tlsContext {
+                                try channel.pipeline.syncOperations.addHandler(TLSServerHandler(context: tlsContext))
+                            }
                             try channel.pipeline.syncOperations.addHandler(DownstreamConnection(runtime: runtime, listener: name))
                         }
                     }
@@ -158,6 +173,11 @@ final class WorkerServer: @unchecked Sendable {
             rssBytes: ProcessSpawner.residentSetSize(of: getpid()))))
     }
 
+    private func applyTicketKeys(_ keys: [Data]) {
+        let keys = keys.compactMap { TLSTicketKey(material: Array($0)) }
+        for context in tlsContexts.values { context.updateTicketKeys(keys) }
+    }
+
     private func applyTargetStates(_ states: [TargetState]) {
         for state in states { runtime.pools[state.upstream]?.apply(state) }
     }
@@ -177,6 +197,8 @@ final class WorkerServer: @unchecked Sendable {
             beginDrain(timeout: timeout)
         case .targetStates(let states):
             applyTargetStates(states)
+        case .ticketKeys(let keys):
+            applyTicketKeys(keys)
         default:
             logger.warning("unexpected control message", metadata: ["message": "\(message)"])
         }

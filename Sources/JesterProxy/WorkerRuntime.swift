@@ -134,6 +134,8 @@ final class WorkerRuntime: @unchecked Sendable {
     let dropsUnderscoredFields: Bool
     let rejectsUnderscoredFields: Bool
     let accessLog: AccessLog?
+    /// `client_subject_header` of each TLS listener that sets one, as written.
+    let clientSubjectHeaders: [String: [UInt8]]
     var requestIDs = RequestIDGenerator()
     /// Set when the worker drains: connections finish their exchange and close instead of waiting for more.
     var isDraining = false
@@ -214,6 +216,9 @@ final class WorkerRuntime: @unchecked Sendable {
         }
         routeTables = tables
         accessLog = configuration.log.accessLog ? AccessLog() : nil
+        clientSubjectHeaders = Dictionary(uniqueKeysWithValues: configuration.listeners.compactMap { listener in
+            listener.tls?.clientSubjectHeader.map { (listener.name, Array($0.utf8)) }
+        })
     }
 
     /// A route's matchers, compiled (the loader has validated every expression and network).
@@ -322,6 +327,8 @@ final class WorkerCounters: @unchecked Sendable {
     var upstreamRetries = 0
     /// Connections closed on accept because a connection limit was reached.
     var refusedConnections = 0
+    /// TLS handshakes that failed (bad client hello, no common cipher, a refused client certificate).
+    var tlsHandshakeFailures = 0
 }
 
 /// Reason phrases for the statuses Jester produces itself.

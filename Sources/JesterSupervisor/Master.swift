@@ -80,6 +80,8 @@ public final class Master: @unchecked Sendable {
     /// reloads for targets that still exist.
     private var healthChecker: HealthChecker!
     private var adminStates: [String: [String: String]] = [:]
+    /// TLS session-ticket keys shared by every worker (see `TicketKeyRing`).
+    private var ticketKeys = TicketKeyRing()
     private var stopping = false
     private var reloadInProgress: ReloadOperation?
     private var drainWatchers: [any Channel] = []
@@ -170,6 +172,7 @@ public final class Master: @unchecked Sendable {
         try startControlServer()
         startSignalWaiter()
         startHealthChecks()
+        startTicketKeyRotation()
         generation = 1
         spawnGeneration(generation, configuration: configuration)
         logger.info("master started", metadata: [
@@ -182,6 +185,28 @@ public final class Master: @unchecked Sendable {
         healthChecker = HealthChecker(eventLoop: eventLoop)
         healthChecker.onChange = { [unowned self] in self.broadcastTargetStates() }
         healthChecker.update(configuration)
+    }
+
+    // MARK: TLS session-ticket keys
+
+    /// Makes the first key now (unless adopted in an upgrade) and a new one every `ticket_key_rotation`, checked
+    /// each minute so a reload that changes the period takes effect without rescheduling.
+    private func startTicketKeyRotation() {
+        rotateTicketKeysIfDue()
+        eventLoop.scheduleRepeatedTask(initialDelay: .seconds(60), delay: .seconds(60)) { [unowned self] _ in
+            self.rotateTicketKeysIfDue()
+        }
+    }
+
+    private func rotateTicketKeysIfDue() {
+        let period = Double((configuration.server.ticketKeyRotation ?? .seconds(3600)).components.seconds)
+        guard ticketKeys.isDue(now: monotonicNow, period: period) else { return }
+        let first = ticketKeys.keys.isEmpty
+        ticketKeys.rotate(to: TicketKeyRing.freshKey(), now: monotonicNow)
+        guard !first else { return }
+        logger.info("TLS session-ticket key rotated", metadata: ["keys": "\(ticketKeys.keys.count)"])
+        // Every generation, draining ones included: their clients' tickets are renewed under the new key.
+        for worker in workers.values { if let channel = worker.channel { send(.ticketKeys(ticketKeys.keys), to: channel) } }
     }
 
     // MARK: Upstream targets
@@ -421,6 +446,7 @@ public final class Master: @unchecked Sendable {
                 slot: slot, generation: generation, configuration: configurationData, listenerNames: names,
                 userID: identity?.userID, groupID: identity?.groupID)
             assignment.targetStates = targetStates(for: configuration)
+            assignment.ticketKeys = ticketKeys.keys
             connect(worker, controlSocket: masterEnd) { channel in self.send(.assignment(assignment), to: channel) }
             logger.info("worker spawned", metadata: ["pid": "\(pid)", "slot": "\(slot)", "generation": "\(generation)"])
         } catch {
@@ -810,6 +836,7 @@ public final class Master: @unchecked Sendable {
                 configuration: try JSONEncoder().encode(configuration), controlSocketFD: controlServerFD,
                 listeners: listeners.mapValues { UpgradeHandOver.Listener(settings: $0.settings, fds: $0.sockets) },
                 activatedSockets: activatedSockets, storedDescriptorNames: storedDescriptorNames, adminStates: adminStates,
+                ticketKeys: ticketKeys.keys,
                 workers: workers.values.filter { $0.channel != nil }.map { worker in
                     UpgradeHandOver.AdoptedWorker(
                         pid: worker.pid, slot: worker.slot, generation: worker.generation,
@@ -899,6 +926,8 @@ public final class Master: @unchecked Sendable {
         startSignalWaiter()
         adminStates = handOver.adminStates ?? [:]
         startHealthChecks()
+        ticketKeys = TicketKeyRing(keys: handOver.ticketKeys ?? [], rotatedAt: monotonicNow)
+        startTicketKeyRotation()
         let now = (monotonic: monotonicNow, wall: wallClockNow)
         for adopted in handOver.workers {
             let worker = WorkerProcess(

@@ -49,6 +49,8 @@ struct UpgradeHandOver: Codable, Equatable {
     /// Operators' target admin states (`jesterctl upstream drain`), by upstream and target; optional so a
     /// hand-over from a version without them still reads.
     var adminStates: [String: [String: String]]? = nil
+    /// The TLS session-ticket keys, so clients resume across the upgrade.
+    var ticketKeys: [Data]? = nil
     var workers: [AdoptedWorker]
 
     /// Every descriptor the new program needs open.

@@ -37,13 +37,13 @@ struct Run: ParsableCommand {
         // Before any thread exists, so every thread inherits the mask and signals reach only SignalWaiter.
         SignalWaiter.blockHandledSignals()
         // Started by a binary upgrade of a running master: adopt its workers instead of starting fresh.
-        if let code = Master.resumeUpgrade(configPath: config, loader: ConfigLoader()) {
+        if let code = Master.resumeUpgrade(configPath: config, loader: ConfigLoader.checkingTLS) {
             LogWriter.standardError.flush()
             LogWriter.standardOutput.flush()
             throw ExitCode(code)
         }
         try probeParser(config)
-        let loader = ConfigLoader()
+        let loader = ConfigLoader.checkingTLS
         let configuration: Configuration
         do {
             configuration = try loader.load(file: config)
@@ -79,7 +79,7 @@ struct Config: ParsableCommand {
             if probe {
                 // The child side of ConfigProbe: parse, say nothing, exit 0 or 1. A crash is the answer too.
                 do {
-                    _ = try ConfigLoader().load(file: file)
+                    _ = try ConfigLoader.checkingTLS.load(file: file)
                 } catch {
                     throw ExitCode(1)
                 }
@@ -87,7 +87,7 @@ struct Config: ParsableCommand {
             }
             try probeParser(file)
             do {
-                let configuration = try ConfigLoader().load(file: file)
+                let configuration = try ConfigLoader.checkingTLS.load(file: file)
                 print("\(file): configuration is valid (hash \(configuration.hash))")
             } catch {
                 FileHandle.standardError.write(Data((error.description + "\n").utf8))
@@ -106,7 +106,7 @@ struct Config: ParsableCommand {
         func run() throws {
             try probeParser(file)
             do {
-                print(try ConfigLoader().load(file: file).renderTOML(), terminator: "")
+                print(try ConfigLoader.checkingTLS.load(file: file).renderTOML(), terminator: "")
             } catch {
                 FileHandle.standardError.write(Data((error.description + "\n").utf8))
                 throw ExitCode(1)
@@ -149,4 +149,10 @@ func probeParser(_ file: String) throws {
             "\(file): error: the TOML parser crashed on this file (\(detail)); check its syntax near brackets and braces\n".utf8))
         throw ExitCode(1)
     }
+}
+
+extension ConfigLoader {
+    /// The loader every command uses: certificates and keys are checked with OpenSSL while the file is loaded,
+    /// so `config validate`, start-up and reloads reject what a worker could not serve.
+    static var checkingTLS: ConfigLoader { ConfigLoader(tlsCheck: { TLSListener.problem($0) }) }
 }

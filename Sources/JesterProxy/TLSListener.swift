@@ -1,0 +1,40 @@
+import Foundation
+import JesterConfig
+import JesterTLS
+
+/// The bridge from a listener's `[listeners.tls]` settings to the TLS wrapper.
+public enum TLSListener {
+    /// Builds the TLS context of a listener; the ticket lifetime spans the two rotations its key outlives.
+    static func makeContext(_ settings: TLSListenerSettings, ticketKeyRotation: Duration?) throws(TLSError) -> TLSServerContext {
+        var configuration = serverConfiguration(settings)
+        configuration.sessionLifetime = 2 * Int((ticketKeyRotation ?? .seconds(3600)).components.seconds)
+        return try TLSServerContext(configuration)
+    }
+
+    /// Whether OpenSSL accepts the listener's certificates, keys, CA and ciphers: nil, or the reason it does not.
+    /// The configuration loader calls this (given by the `jester` executable), so a bad certificate fails
+    /// `config validate` and a reload, with the old configuration still serving.
+    public static func problem(_ settings: TLSListenerSettings) -> String? {
+        do {
+            _ = try TLSServerContext(serverConfiguration(settings))
+            return nil
+        } catch {
+            return error.description
+        }
+    }
+
+    static func serverConfiguration(_ settings: TLSListenerSettings) -> TLSServerConfiguration {
+        var configuration = TLSServerConfiguration(certificates: settings.certificates.map { certificate in
+            .init(chainPEM: Array(certificate.certificatePEM), keyPEM: Array(certificate.keyPEM),
+                names: certificate.names, origin: certificate.certificateFile)
+        })
+        configuration.minimumVersion = settings.minVersion == "1.3" ? .tls13 : .tls12
+        if let ciphers = settings.ciphers { configuration.ciphers = ciphers }
+        if let suites = settings.cipherSuites { configuration.cipherSuites = suites }
+        configuration.applicationProtocols = settings.alpn
+        configuration.sessionTickets = settings.sessionTickets
+        configuration.clientVerification = .init(rawValue: settings.clientCertificates) ?? .off
+        configuration.clientCAPEM = settings.clientCAPEM.map(Array.init)
+        return configuration
+    }
+}
