@@ -34,6 +34,7 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Ciphertext was written and not flushed (handshake messages, alerts, tickets).
     private var outputUnflushed = false
     private var outputClosed = false
+    private var sawFirstByte = false
 
     public init(context: TLSServerContext) {
         connection = context.makeConnection()
@@ -44,6 +45,13 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let ciphertext = unwrapInboundIn(data)
         guard state == .handshaking || state == .established else { return }
+        if !sawFirstByte {
+            sawFirstByte = true
+            if Self.looksLikePlainHTTP(ciphertext) {
+                refusePlainHTTP(context)
+                return
+            }
+        }
         ciphertext.withUnsafeReadableBytes { connection.feed($0) }
         if state == .handshaking {
             switch connection.handshake() {
@@ -163,6 +171,26 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { connection.takeOutput(into: $0) }
         outputUnflushed = true
         context.write(wrapOutboundOut(buffer), promise: promise)
+    }
+
+    /// A client that speaks plain HTTP to the TLS port (a wrong `http://` URL) starts with a method name where a
+    /// TLS record starts with 0x16: it gets a readable answer instead of a bare close, as nginx does.
+    static func looksLikePlainHTTP(_ bytes: ByteBuffer) -> Bool {
+        guard let first = bytes.readableBytesView.first, first >= UInt8(ascii: "A"), first <= UInt8(ascii: "Z") else {
+            return false
+        }
+        return bytes.readableBytesView.prefix(16).contains(UInt8(ascii: " "))
+    }
+
+    private func refusePlainHTTP(_ context: ChannelHandlerContext) {
+        state = .closed
+        outputClosed = true
+        let body = "This port speaks HTTPS: the request was sent over plain HTTP.\n"
+        let response = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\n"
+            + "Connection: close\r\n\r\n" + body
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: response)), promise: nil)
+        context.fireErrorCaught(TLSError("handshake: plain HTTP sent to the TLS port"))
+        context.close(promise: nil)
     }
 
     /// A fatal TLS error: the alert OpenSSL queued goes out, the handler above learns why, the channel closes.

@@ -198,8 +198,10 @@ class SteadyLoad:
     clients do), a new-connection client and, with `proxied_path`, a proxied new-connection client. Every
     connection error, reset, timeout, non-200 or unexpected body is a failure. Use as a context manager."""
 
-    def __init__(self, port, expect=b"serving\n", proxied_path=None, keepalive_clients=2):
+    def __init__(self, port, expect=b"serving\n", proxied_path=None, keepalive_clients=2, tls_ca=None):
         self.port = port
+        # With tls_ca (a CA file): every client speaks HTTPS and verifies the server against it.
+        self.tls_ca = tls_ca
         self.expect = expect
         self.failures = []
         self.counts = {"keepalive": 0, "new": 0}
@@ -217,7 +219,12 @@ class SteadyLoad:
 
     def keepalive_client(self, path, key):
         import http.client
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        if self.tls_ca:
+            import ssl
+            context = ssl.create_default_context(cafile=self.tls_ca)
+            connection = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=5, context=context)
+        else:
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
         while not self.stop.is_set():
             try:
                 connection.request("GET", path)
@@ -234,7 +241,10 @@ class SteadyLoad:
 
     def new_connection_client(self, path, key):
         while not self.stop.is_set():
-            code, body, error = curl(f"http://127.0.0.1:{self.port}{path}", timeout=5)
+            if self.tls_ca:
+                code, body, error = curl("--cacert", self.tls_ca, f"https://127.0.0.1:{self.port}{path}", timeout=5)
+            else:
+                code, body, error = curl(f"http://127.0.0.1:{self.port}{path}", timeout=5)
             if code != 200 or (path == "/" and body != self.expect):
                 self.failures.append((key, code, body, error))
             self.counts[key] += 1

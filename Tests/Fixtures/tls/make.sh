@@ -18,6 +18,9 @@ openssl req -x509 -new -key ca.key -subj "/CN=Jester Test CA" -days $days -sha25
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
 sign alpha "/CN=alpha.test" "subjectAltName=DNS:alpha.test,DNS:localhost,IP:127.0.0.1
 extendedKeyUsage=serverAuth"
+# The same names under a new key: what a renewal installs.
+sign alpha-renewed "/CN=alpha.test" "subjectAltName=DNS:alpha.test,DNS:localhost,IP:127.0.0.1
+extendedKeyUsage=serverAuth"
 sign wildcard "/CN=*.beta.test" "subjectAltName=DNS:*.beta.test
 extendedKeyUsage=serverAuth"
 sign client "/CN=alice/O=Jester Tests" "extendedKeyUsage=clientAuth"

@@ -1,0 +1,243 @@
+"""Live TLS tests: real jester workers terminating TLS (OpenSSL), real clients (curl, openssl s_client, Python's
+ssl), a real upstream. Certificates are the test fixtures in Tests/Fixtures/tls (a test CA; see make.sh)."""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SteadyLoad, curl, raw_request, wait_for
+
+FIXTURES = Path(__file__).resolve().parents[1] / "Fixtures" / "tls"
+CA = str(FIXTURES / "ca.pem")
+REQUEST = b"GET / HTTP/1.1\r\nHost: alpha.test\r\nConnection: close\r\n\r\n"
+
+
+def install_keys(directory, **files):
+    """Copies fixtures into a root-only directory (mode 0700): workers, which run unprivileged, cannot read it."""
+    keys = Path(directory) / "keys"
+    keys.mkdir(mode=0o700, exist_ok=True)
+    for name, fixture in files.items():
+        shutil.copyfile(FIXTURES / fixture, keys / name)
+        os.chmod(keys / name, 0o600)
+    return keys
+
+
+def tls_config(keys, extra="", certificates=(("site.pem", "site.key"),), routes=None):
+    body = "\n[listeners.tls]\n" + extra + "\n"
+    for cert, key in certificates:
+        body += f'\n[[listeners.tls.certificates]]\ncert = "{keys / cert}"\nkey = "{keys / key}"\n'
+    return body + (routes or '\n[[routes]]\nname = "hello"\nrespond = { status = 200, body = "serving\\n" }\n')
+
+
+def s_client(port, *args, request=REQUEST):
+    result = subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-ign_eof", *args],
+        input=request, capture_output=True, timeout=15)
+    return result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
+
+
+def served_fingerprint(port, server_name="alpha.test"):
+    text = s_client(port, "-servername", server_name, "-showcerts")
+    pem = text[text.index("-----BEGIN CERTIFICATE-----"):text.index("-----END CERTIFICATE-----") + 25]
+    result = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256"], input=pem.encode(),
+                            capture_output=True, check=True)
+    return result.stdout.decode().strip()
+
+
+def fixture_fingerprint(name):
+    result = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", str(FIXTURES / name)],
+                            capture_output=True, check=True)
+    return result.stdout.decode().strip()
+
+
+@pytest.fixture
+def keys(tmp_path):
+    os.chmod(tmp_path, 0o755)
+    return install_keys(tmp_path, **{"site.pem": "alpha.pem", "site.key": "alpha.key",
+                                     "beta.pem": "wildcard.pem", "beta.key": "wildcard.key"})
+
+
+def test_serves_https_with_keys_workers_cannot_read(make_jester, keys):
+    jester = make_jester(tls_config(keys))
+    code, body, error = curl("--cacert", CA, f"https://127.0.0.1:{jester.port}/")
+    assert (code, body) == (200, b"serving\n"), error
+    # The workers run as an unprivileged user and the key directory is root-only: the master read the key.
+    for pid in jester.worker_pids():
+        uid = int(next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                       if line.startswith("Uid:")).split()[1])
+        assert uid != 0
+    assert oct(keys.stat().st_mode & 0o777) == "0o700"
+
+
+def test_sni_selects_exact_wildcard_and_default(make_jester, keys):
+    jester = make_jester(tls_config(keys, certificates=(("site.pem", "site.key"), ("beta.pem", "beta.key"))))
+    alpha, beta = fixture_fingerprint("alpha.pem"), fixture_fingerprint("wildcard.pem")
+    assert served_fingerprint(jester.port, "alpha.test") == alpha
+    assert served_fingerprint(jester.port, "api.beta.test") == beta
+    assert served_fingerprint(jester.port, "unknown.test") == alpha  # the first certificate is the default
+    code, body, error = curl("--cacert", CA, "--resolve", f"api.beta.test:{jester.port}:127.0.0.1",
+                             f"https://api.beta.test:{jester.port}/")
+    assert code == 200, error
+
+
+def test_versions_ciphers_and_alpn(make_jester, keys):
+    jester = make_jester(tls_config(keys))
+    text = s_client(jester.port, "-servername", "alpha.test", "-alpn", "h2,http/1.1")
+    assert "TLSv1.3" in text and "ALPN protocol: http/1.1" in text
+    text = s_client(jester.port, "-tls1_2", "-servername", "alpha.test")
+    assert "Cipher is ECDHE-ECDSA-AES128-GCM-SHA256" in text  # forward secret, AEAD, server preference
+    for old in ("-tls1", "-tls1_1"):
+        text = s_client(jester.port, old, "-cipher", "DEFAULT@SECLEVEL=0")
+        assert "Cipher is (NONE)" in text or "alert" in text.lower() or "no protocols available" in text
+    # A CBC cipher is not offered.
+    text = s_client(jester.port, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA")
+    assert "Cipher is (NONE)" in text or "handshake failure" in text
+
+
+def test_min_version_13_refuses_12(make_jester, keys):
+    jester = make_jester(tls_config(keys, extra='min_version = "1.3"'))
+    code, _, _ = curl("--cacert", CA, "--tls-max", "1.2", f"https://127.0.0.1:{jester.port}/")
+    assert code == 0
+    code, _, error = curl("--cacert", CA, "--tlsv1.3", f"https://127.0.0.1:{jester.port}/")
+    assert code == 200, error
+
+
+@pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
+def test_sessions_resume_on_every_worker_and_after_a_reload(make_jester, keys, tmp_path, version):
+    jester = make_jester(tls_config(keys), workers=2)
+    session = tmp_path / "session.pem"
+    first = s_client(jester.port, version, "-servername", "alpha.test", "-sess_out", str(session))
+    assert "New," in first and "200 OK" in first
+    before = sum(w["requests"] for w in jester.status()["workers"])
+
+    def resumed_everywhere(count):
+        outcomes = [s_client(jester.port, version, "-servername", "alpha.test", "-sess_in", str(session))
+                    for _ in range(count)]
+        assert all("200 OK" in text for text in outcomes)
+        return sum("Reused," in text for text in outcomes)
+
+    assert resumed_everywhere(20) == 20
+    # Both workers took some of them (SO_REUSEPORT spreads new connections), so the key really is shared.
+    time.sleep(1.5)
+    per_worker = [w["requests"] for w in jester.status()["workers"]]
+    assert all(count > 0 for count in per_worker), per_worker
+    assert sum(per_worker) >= before + 20
+
+    jester.ctl("reload", check=True)
+    wait_for(lambda: jester.all_ready(), what="new generation")
+    assert resumed_everywhere(6) == 6
+
+
+def test_tickets_can_be_turned_off(make_jester, keys, tmp_path):
+    jester = make_jester(tls_config(keys, extra="session_tickets = false"))
+    session = tmp_path / "session.pem"
+    first = s_client(jester.port, "-tls1_2", "-sess_out", str(session))
+    assert "200 OK" in first and "session ticket lifetime hint" not in first
+    # Without tickets (and with no per-worker session cache) there is nothing to resume.
+    assert not session.exists() or "New," in s_client(jester.port, "-tls1_2", "-sess_in", str(session))
+
+
+def test_certificate_reload_under_load_drops_nothing(make_jester, keys):
+    jester = make_jester(tls_config(keys), workers=2)
+    assert served_fingerprint(jester.port) == fixture_fingerprint("alpha.pem")
+    with SteadyLoad(jester.port, tls_ca=CA) as load:
+        time.sleep(1)
+        # A renewal: new files at the same paths, then a reload.
+        shutil.copyfile(FIXTURES / "alpha-renewed.pem", keys / "site.pem")
+        shutil.copyfile(FIXTURES / "alpha-renewed.key", keys / "site.key")
+        result = jester.ctl("reload", "--wait")
+        assert result.returncode == 0, result.stdout + result.stderr
+        time.sleep(1)
+    load.assert_nothing_failed()
+    assert served_fingerprint(jester.port) == fixture_fingerprint("alpha-renewed.pem")
+
+
+def test_a_bad_certificate_fails_the_reload_and_the_old_one_serves(make_jester, keys):
+    jester = make_jester(tls_config(keys))
+    generation = jester.status()["generation"]
+    shutil.copyfile(FIXTURES / "stray.key", keys / "site.key")
+    result = jester.ctl("reload")
+    assert result.returncode == 1
+    assert "the private key does not match the certificate" in result.stderr + result.stdout
+    assert f"{jester.config_path}:" in result.stderr + result.stdout  # file:line:column
+    assert jester.status()["generation"] == generation
+    assert served_fingerprint(jester.port) == fixture_fingerprint("alpha.pem")
+    code, _, error = curl("--cacert", CA, f"https://127.0.0.1:{jester.port}/")
+    assert code == 200, error
+
+    (keys / "site.key").unlink()
+    result = jester.ctl("reload")
+    assert result.returncode == 1 and "cannot read" in result.stderr + result.stdout
+
+
+def test_client_certificates_required_and_subject_forwarded(make_jester, keys, upstream):
+    shutil.copyfile(FIXTURES / "ca.pem", keys / "clients.pem")
+    routes = f'\n[[routes]]\nname = "api"\nupstream = "app"\n\n[upstreams.app]\ntargets = ["{upstream.address}"]\n'
+    jester = make_jester(tls_config(
+        keys, extra=f'client_certificates = "required"\nclient_ca = "{keys / "clients.pem"}"\n'
+                    'client_subject_header = "X-Client-Subject"', routes=routes))
+    url = f"https://127.0.0.1:{jester.port}/echo"
+    code, _, _ = curl("--cacert", CA, url)
+    assert code == 0  # no certificate: the handshake fails
+    code, body, error = curl("--cacert", CA, "--cert", str(FIXTURES / "client.pem"), "--key",
+                             str(FIXTURES / "client.key"), "-H", "X-Client-Subject: CN=mallory", url)
+    assert code == 200, error
+    echo = json.loads(body)
+    headers = [(name.lower(), value) for name, value in echo["headers"]]
+    assert ("x-client-subject", "O=Jester Tests,CN=alice") in headers
+    assert ("x-client-subject", "CN=mallory") not in headers  # a client cannot claim an identity
+    assert ("x-forwarded-proto", "https") in headers
+    # A certificate of the right CA but for servers only (extendedKeyUsage serverAuth) is refused.
+    code, _, _ = curl("--cacert", CA, "--cert", str(FIXTURES / "alpha.pem"), "--key", str(FIXTURES / "alpha.key"), url)
+    assert code == 0
+    wait_for(lambda: "TLS handshake failed" in jester.logs(), what="the refusal logged")
+
+
+def test_optional_client_certificates_let_anonymous_clients_in(make_jester, keys, upstream):
+    shutil.copyfile(FIXTURES / "ca.pem", keys / "clients.pem")
+    routes = f'\n[[routes]]\nname = "api"\nupstream = "app"\n\n[upstreams.app]\ntargets = ["{upstream.address}"]\n'
+    jester = make_jester(tls_config(
+        keys, extra=f'client_certificates = "optional"\nclient_ca = "{keys / "clients.pem"}"\n'
+                    'client_subject_header = "X-Client-Subject"', routes=routes))
+    code, body, error = curl("--cacert", CA, "-H", "X-Client-Subject: CN=mallory",
+                             f"https://127.0.0.1:{jester.port}/echo")
+    assert code == 200, error
+    headers = [name.lower() for name, _ in json.loads(body)["headers"]]
+    assert "x-client-subject" not in headers
+
+
+def test_plain_http_and_garbage_on_a_tls_port_are_refused_and_logged(make_jester, keys):
+    jester = make_jester(tls_config(keys))
+    answer = raw_request(jester.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"speaks HTTPS" in answer
+    # A broken TLS record gets an alert (or nothing) and a close, never plain text.
+    answer = raw_request(jester.port, b"\x16\x03\x01\x00\x05hello", timeout=3)
+    assert not answer.startswith(b"HTTP")
+    wait_for(lambda: jester.logs().count("TLS handshake failed") >= 1, what="the failures logged")
+    code, _, error = curl("--cacert", CA, f"https://127.0.0.1:{jester.port}/")
+    assert code == 200, error
+
+
+def test_validate_reports_tls_problems_with_locations(tmp_path, keys):
+    from conftest import JESTER
+    config = tmp_path / "bad.toml"
+    config.write_text(f"""
+[[listeners]]
+name = "https"
+address = "127.0.0.1:1"
+[listeners.tls]
+ciphers = "NO-SUCH-CIPHER"
+alpn = ["h2"]
+[[listeners.tls.certificates]]
+cert = "{keys / 'site.pem'}"
+key = "{keys / 'missing.key'}"
+""")
+    result = subprocess.run([JESTER, "config", "validate", str(config)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert f"{config}:10:1" in result.stdout + result.stderr and "cannot read" in result.stdout + result.stderr
+    assert "HTTP/2 is not implemented" in result.stdout + result.stderr
