@@ -62,7 +62,11 @@ extension Configuration {
         lines.append("drain_timeout = \(quoted(Units.format(server.drainTimeout)))")
         lines.append("worker_start_timeout = \(quoted(Units.format(server.workerStartTimeout)))")
         lines.append("max_draining_generations = \(server.maxDrainingGenerations)")
-        lines.append("ticket_key_rotation = \(quoted(Units.format(server.ticketKeyRotation ?? .seconds(3600))))")
+        if let rotation = server.ticketKeyRotation {
+            lines.append("ticket_key_rotation = \(quoted(Units.format(rotation)))")
+        } else {
+            lines.append("# ticket_key_rotation = \"1h\"")
+        }
         lines += ["", "[log]", "level = \(quoted(log.level))", "access_log = \(log.accessLog)"]
         lines += [
             "", "[http]", "max_request_head_size = \(http.maxRequestHeadSize)", "max_uri_length = \(http.maxURILength)",
@@ -261,6 +265,8 @@ extension ConfigSchema {
         render(log, title: "[log]")
         render(http, title: "[http]")
         render(listener, title: "[[listeners]]")
+        render(tls, title: "[listeners.tls]")
+        render(certificate, title: "[[listeners.tls.certificates]]")
         render(route, title: "[[routes]]")
         render(fieldMatch, title: "[[routes]] match_headers, match_query = [{ ... }]")
         render(split, title: "[[routes]] split = [{ ... }]")
@@ -270,6 +276,8 @@ extension ConfigSchema {
         render(redirect, title: "[[routes]] redirect = { ... }")
         render(upstream, title: "[upstreams.NAME]")
         render(target, title: "[upstreams.NAME] targets = [{ ... }]")
+        render(healthCheck, title: "[upstreams.NAME.health_check]")
+        render(circuitBreaker, title: "[upstreams.NAME.circuit_breaker]")
         return out
     }
 

@@ -61,3 +61,20 @@ import Testing
     #expect(results == [true, false, false, false, true, false, false, true])
     #expect(health.state == .unhealthy)
 }
+
+// MARK: TLS session-ticket keys
+
+@Test func ticketKeysRotateNewestFirstKeepingThree() {
+    var ring = TicketKeyRing()
+    #expect(ring.isDue(now: 0, period: 3600))  // no key yet
+    let keys = (1...4).map { Data(repeating: UInt8($0), count: 80) }
+    ring.rotate(to: keys[0], now: 10)
+    #expect(!ring.isDue(now: 3000, period: 3600))
+    #expect(ring.isDue(now: 3610, period: 3600))
+    ring.rotate(to: keys[1], now: 3610)
+    ring.rotate(to: keys[2], now: 7210)
+    ring.rotate(to: keys[3], now: 10810)
+    #expect(ring.keys == [keys[3], keys[2], keys[1]])
+    #expect(TicketKeyRing.freshKey().count == 80)
+    #expect(TicketKeyRing.freshKey() != TicketKeyRing.freshKey())
+}

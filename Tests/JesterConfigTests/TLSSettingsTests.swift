@@ -1,0 +1,103 @@
+import Foundation
+import JesterConfig
+import Testing
+
+/// `[listeners.tls]`: decoding, file reading relative to the configuration, and where problems are reported.
+
+private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("Fixtures/tls").path
+
+private func load(_ body: String, check: (@Sendable (TLSListenerSettings) -> String?)? = nil) -> Result<Configuration, ConfigError> {
+    // The listener takes lines 1-3, so the body starts on line 4.
+    let text = """
+        [[listeners]]
+        name = "https"
+        address = "127.0.0.1:8443"
+
+        """ + body
+    do {
+        // As if the file lived next to the fixtures, so relative paths resolve there.
+        return .success(try ConfigLoader(environment: [:], tlsCheck: check).load(text: text, file: fixtures + "/jester.toml"))
+    } catch {
+        return .failure(error)
+    }
+}
+
+private func messages(_ result: Result<Configuration, ConfigError>) -> [String] {
+    guard case .failure(let error) = result else { return [] }
+    return error.diagnostics.map(\.description)
+}
+
+@Test func readsCertificatesRelativeToTheConfigurationFile() throws {
+    let configuration = try load("""
+        [listeners.tls]
+        min_version = "1.3"
+        client_certificates = "optional"
+        client_ca = "ca.pem"
+        client_subject_header = "X-Client-Subject"
+        [[listeners.tls.certificates]]
+        cert = "alpha.pem"
+        key = "\(fixtures)/alpha.key"
+        names = ["alpha.test", "*.alpha.test"]
+        """).get()
+    let tls = try #require(configuration.listeners.first?.tls)
+    #expect(tls.minVersion == "1.3")
+    #expect(tls.certificates.count == 1)
+    #expect(String(decoding: tls.certificates[0].certificatePEM, as: UTF8.self).hasPrefix("-----BEGIN CERTIFICATE-----"))
+    #expect(String(decoding: tls.certificates[0].keyPEM, as: UTF8.self).contains("PRIVATE KEY"))
+    #expect(tls.certificates[0].names == ["alpha.test", "*.alpha.test"])
+    #expect(tls.clientCAPEM?.isEmpty == false)
+    #expect(tls.alpn == ["http/1.1"])
+    // The dump names the files, never their contents.
+    let dump = configuration.renderTOML()
+    #expect(dump.contains("[[listeners.tls.certificates]]") && dump.contains("cert = \"alpha.pem\""))
+    #expect(!dump.contains("PRIVATE KEY"))
+}
+
+@Test func reportsTLSMistakesWhereTheyAreWritten() {
+    let found = messages(load("""
+        [listeners.tls]
+        alpn = ["h2"]
+        client_certificates = "required"
+        client_subject_header = "X Subject"
+        [[listeners.tls.certificates]]
+        cert = "missing.pem"
+        key = "alpha.key"
+        names = ["bad name"]
+        """))
+    #expect(found.contains { $0.contains("jester.toml:5:1") && $0.contains("HTTP/2 is not implemented") })
+    #expect(found.contains { $0.contains("jester.toml:6:1") && $0.contains("needs 'client_ca'") })
+    #expect(found.contains { $0.contains("jester.toml:7:1") && $0.contains("is not a header name") })
+    #expect(found.contains { $0.contains("jester.toml:9:1") && $0.contains("cannot read \(fixtures)/missing.pem") })
+    #expect(found.contains { $0.contains("jester.toml:11:1") && $0.contains("'bad name' is not a host name") })
+}
+
+@Test func aCertificateTheCheckRejectsIsReportedAtItsEntry() {
+    let found = messages(load("""
+        [listeners.tls]
+        [[listeners.tls.certificates]]
+        cert = "alpha.pem"
+        key = "alpha.key"
+        [[listeners.tls.certificates]]
+        cert = "wildcard.pem"
+        key = "alpha.key"
+        """, check: { settings in
+            settings.certificates.contains { $0.certificateFile == "wildcard.pem" } ? "the key does not match" : nil
+        }))
+    #expect(found == ["\(fixtures)/jester.toml:9:1: error: the key does not match"])
+}
+
+@Test func aTLSListenerNeedsACertificateAndHTTP() {
+    #expect(messages(load("[listeners.tls]\nmin_version = \"1.2\"\n")).contains { $0.contains("'certificates'") })
+    let tcp = messages(load("""
+        protocol = "tcp"
+        upstream = "db"
+        [listeners.tls]
+        [[listeners.tls.certificates]]
+        cert = "alpha.pem"
+        key = "alpha.key"
+        [upstreams.db]
+        targets = ["127.0.0.1:5432"]
+        """))
+    #expect(tcp.contains { $0.contains("http listeners only") })
+}
