@@ -51,7 +51,15 @@ SCENARIOS = {
                         about="1,000 path-prefix routes, request matching the last one, 1 worker"),
     "idle-10k": dict(path="/small", workers=1, idle=10_000,
                      about="10,000 idle keep-alive connections: memory per connection"),
+    "https-keepalive": dict(path="/small", workers=1, connections=50, tls=True,
+                            about="HTTPS keep-alive (TLS 1.3, ECDSA P-256), ~100 B response, 1 worker"),
+    "https-handshakes": dict(path="/small", workers=1, connections=20, tls=True, close=True,
+                             about="a new TLS 1.3 handshake per request (ECDHE + ECDSA P-256, no resumption), 1 worker"),
 }
+# TLS scenarios: every proxy serves the same certificate (the test fixture, ECDSA P-256) with the same ciphers.
+FIXTURES = Path(__file__).resolve().parents[1] / "Tests" / "Fixtures" / "tls"
+TLS_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+               "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
 QUICK = ["keepalive-small", "body-64k"]
 
 
@@ -112,11 +120,16 @@ def steal_ticks():
     return values[7], sum(values)
 
 
-def wait_for_http(port, path="/small", timeout=20.0):
+def wait_for_http(port, path="/small", timeout=20.0, tls=False):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as plain:
+                s = plain
+                if tls:
+                    import ssl
+                    context = ssl.create_default_context(cafile=str(FIXTURES / "ca.pem"))
+                    s = context.wrap_socket(plain, server_hostname="localhost")
                 s.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
                 if s.recv(64).startswith(b"HTTP/1.1 200"):
                     return
@@ -200,7 +213,7 @@ def route_paths(count):
     return [f"/r{i}/" for i in range(count)]
 
 
-def jester_config(work, workers, routes):
+def jester_config(work, workers, routes, tls=False):
     lines = [f"""
 [server]
 workers = {workers}
@@ -218,7 +231,7 @@ max_body_size = "4MiB"
 name = "bench"
 address = "127.0.0.1:{PROXY_PORT}"
 backlog = 4096
-
+{jester_tls() if tls else ""}
 [upstreams.origin]
 targets = ["127.0.0.1:{UPSTREAM_PORT}"]
 """]
@@ -228,7 +241,16 @@ targets = ["127.0.0.1:{UPSTREAM_PORT}"]
     return "\n".join(lines)
 
 
-def nginx_config(work, workers, routes):
+def jester_tls():
+    return f"""[listeners.tls]
+ciphers = "{TLS_CIPHERS}"
+[[listeners.tls.certificates]]
+cert = "{FIXTURES / 'alpha.pem'}"
+key = "{FIXTURES / 'alpha.key'}"
+"""
+
+
+def nginx_config(work, workers, routes, tls=False):
     proxy = ("proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; "
              "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_request_buffering off;")
     locations = "\n".join(f"        location {path} {{ {proxy} }}" for path in route_paths(routes))
@@ -246,7 +268,8 @@ http {{
     client_max_body_size 4m;
     upstream origin {{ server 127.0.0.1:{UPSTREAM_PORT}; keepalive 256; }}
     server {{
-        listen 127.0.0.1:{PROXY_PORT} reuseport backlog=4096;
+        listen 127.0.0.1:{PROXY_PORT} reuseport backlog=4096{" ssl" if tls else ""};
+{nginx_tls() if tls else ""}
 {locations}
         location / {{ {proxy} }}
     }}
@@ -254,7 +277,19 @@ http {{
 """
 
 
-def haproxy_config(work, workers, routes):
+def nginx_tls():
+    return (f"        ssl_certificate {FIXTURES / 'alpha.pem'}; ssl_certificate_key {FIXTURES / 'alpha.key'};\n"
+            f"        ssl_protocols TLSv1.2 TLSv1.3; ssl_ciphers {TLS_CIPHERS}; ssl_prefer_server_ciphers on;\n"
+            "        ssl_session_tickets on; ssl_session_cache off;")
+
+
+def haproxy_config(work, workers, routes, tls=False):
+    binding = ""
+    if tls:
+        # HAProxy takes the certificate and key in one file.
+        combined = work / "haproxy-cert.pem"
+        combined.write_bytes((FIXTURES / "alpha.pem").read_bytes() + (FIXTURES / "alpha.key").read_bytes())
+        binding = f" ssl crt {combined} alpn http/1.1 ssl-min-ver TLSv1.2 ciphers {TLS_CIPHERS}"
     routing = "    default_backend origin\n"
     if routes:
         # A map is how HAProxy users express many routes: one lookup instead of a thousand ACLs.
@@ -274,32 +309,32 @@ defaults
     timeout server 60s
     timeout http-keep-alive 75s
 frontend bench
-    bind 127.0.0.1:{PROXY_PORT} backlog 4096
+    bind 127.0.0.1:{PROXY_PORT} backlog 4096{binding}
 {routing}backend origin
     http-reuse always
     server s1 127.0.0.1:{UPSTREAM_PORT} maxconn 1000
 """
 
 
-def start_proxy(name, jester_bin, work, workers, routes, cpus):
+def start_proxy(name, jester_bin, work, workers, routes, cpus, tls=False):
     if name == "direct":
         return None
     path = work / f"{name}.conf"
     if name == "jester":
-        path.write_text(jester_config(work, workers, routes))
+        path.write_text(jester_config(work, workers, routes, tls))
         command = [jester_bin, "--config", str(path)]
     elif name == "nginx":
-        path.write_text(nginx_config(work, workers, routes))
+        path.write_text(nginx_config(work, workers, routes, tls))
         command = ["nginx", "-c", str(path)]
     elif name == "haproxy":
-        path.write_text(haproxy_config(work, workers, routes))
+        path.write_text(haproxy_config(work, workers, routes, tls))
         command = ["haproxy", "-db", "-f", str(path)]
     else:
         raise ValueError(name)
     wait_for_free_port(PROXY_PORT)
     server = Server(name, command, cpus, work / f"{name}.log")
     try:
-        wait_for_http(PROXY_PORT)
+        wait_for_http(PROXY_PORT, tls=tls)
     except RuntimeError:
         server.stop()
         raise RuntimeError(f"{name} did not start: " + (work / f"{name}.log").read_text()[-2000:])
@@ -335,7 +370,8 @@ def wrk_command(scenario, port, duration, work, cpus):
                "--timeout", "5s", "-s", str(wrk_script(work, scenario.get("upload", 0)))]
     if scenario.get("close"):
         command += ["-H", "Connection: close"]
-    return command + [f"http://127.0.0.1:{port}{scenario['path']}"]
+    scheme = "https" if scenario.get("tls") else "http"
+    return command + [f"{scheme}://127.0.0.1:{port}{scenario['path']}"]
 
 
 def run_wrk(command):
@@ -366,7 +402,7 @@ def hold_idle_connections(port, count):
 def measure(name, scenario, args, work):
     """One run of one scenario against one target; returns its figures."""
     server = start_proxy(name, args.jester, work, scenario["workers"], scenario.get("routes", 0),
-                         args.proxy_cpus if scenario["workers"] == 1 else args.all_cpus)
+                         args.proxy_cpus if scenario["workers"] == 1 else args.all_cpus, scenario.get("tls", False))
     port = UPSTREAM_PORT if name == "direct" else PROXY_PORT
     try:
         pids = server.pids() if server else []
@@ -562,7 +598,8 @@ def main():
         wait_for_http(UPSTREAM_PORT)
         for name in names:
             scenario = SCENARIOS[name]
-            targets = proxies if "idle" in scenario else ["direct", *proxies]
+            # The direct run is the plain-HTTP ceiling: there is none for idle memory or for TLS.
+            targets = proxies if "idle" in scenario or scenario.get("tls") else ["direct", *proxies]
             runs = {target: [] for target in targets}
             for round_number in range(args.rounds):
                 for target in targets:

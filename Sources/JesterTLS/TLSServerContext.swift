@@ -112,7 +112,7 @@ public final class TLSServerContext: @unchecked Sendable {
         // Mozilla intermediate: X25519, P-256, P-384.
         _ = cjester_SSL_CTX_set1_groups_list(context, "X25519:prime256v1:secp384r1")
         // Idle connections give their 34 KiB of record buffers back (many idle keep-alive clients are normal).
-        _ = cjester_SSL_CTX_set_mode(context, Int(SSL_MODE_RELEASE_BUFFERS))
+        _ = cjester_SSL_CTX_set_mode(context, Int(SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN))
         // Resumption is by stateless tickets only: a per-worker session cache would miss whenever a client
         // reaches another worker, and costs memory.
         _ = cjester_SSL_CTX_set_session_cache_mode(context, Int(SSL_SESS_CACHE_OFF))
