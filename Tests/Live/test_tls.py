@@ -241,3 +241,14 @@ key = "{keys / 'missing.key'}"
     assert result.returncode == 1
     assert f"{config}:10:1" in result.stdout + result.stderr and "cannot read" in result.stdout + result.stderr
     assert "HTTP/2 is not implemented" in result.stdout + result.stderr
+
+
+def test_testssl_finds_no_vulnerability(make_jester, keys):
+    jester = make_jester(tls_config(keys))
+    result = subprocess.run(
+        ["testssl", "--quiet", "--color", "0", "--warnings", "off", "--openssl", "/usr/bin/openssl", "-U",
+         "--ip", "127.0.0.1", f"https://localhost:{jester.port}"],
+        capture_output=True, text=True, timeout=600)
+    report = result.stdout + result.stderr
+    assert "Heartbleed" in report and "LUCKY13" in report, report[-3000:]  # the checks ran
+    assert "VULNERABLE" not in report.upper().replace("NOT VULNERABLE", ""), report
