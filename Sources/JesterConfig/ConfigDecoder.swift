@@ -9,6 +9,8 @@ struct ConfigDecoder {
     private(set) var diagnostics: [ConfigDiagnostic] = []
     /// Where each TLS listener's `tls` table is, for problems found later (a certificate OpenSSL rejects).
     private(set) var tlsLocations: [String: SourceLocation] = [:]
+    /// Where each upstream's `tls` table is.
+    private(set) var upstreamTLSLocations: [String: SourceLocation] = [:]
     /// Where each TLS listener's certificates are (their `cert` keys), in order.
     private(set) var tlsCertificateLocations: [String: [SourceLocation]] = [:]
 
@@ -150,6 +152,14 @@ struct ConfigDecoder {
                 reader.finish(decoder: &self)
                 configuration.upstreams[configuration.upstreams.count - 1].circuitBreaker = breaker
             }
+            if let node = table.take("tls", decoder: &self) {
+                configuration.upstreams[configuration.upstreams.count - 1].tls = upstreamTLS(node)
+                upstreamTLSLocations[name] = node.location
+                if configuration.upstreams.last?.healthCheck?.type == "http" {
+                    report(table.location(of: "health_check"),
+                        "HTTP health checks over TLS are not implemented yet; use type = \"tcp\" for a TLS upstream")
+                }
+            }
             upstreamNodes[name] = node
             table.finish(decoder: &self)
         }
@@ -161,6 +171,9 @@ struct ConfigDecoder {
         top.finish(decoder: &self)
         checkListeners(configuration, listenerNodes)
         for (listener, location) in zip(configuration.listeners, listenerUpstreamLocations) {
+            if let upstream = listener.upstream, configuration.upstream(named: upstream)?.tls != nil {
+                report(location, "upstream '\(upstream)' uses TLS, which tcp listeners do not support yet")
+            }
             if let upstream = listener.upstream, configuration.upstream(named: upstream) == nil {
                 report(location, "listener '\(listener.name)' names upstream '\(upstream)', which is not defined"
                     + hint(upstream, configuration.upstreams.map(\.name)))
@@ -372,6 +385,32 @@ struct ConfigDecoder {
             report(location, "cannot read \(absolute): \(reason)")
             return nil
         }
+    }
+
+    /// `[upstreams.NAME.tls]`, with the CA and client certificate files read.
+    private mutating func upstreamTLS(_ node: ConfigNode) -> UpstreamTLSSettings? {
+        guard var reader = TableReader(node, ConfigSchema.upstreamTLS, decoder: &self) else { return nil }
+        var tls = UpstreamTLSSettings()
+        tls.verify = reader.boolean("verify", decoder: &self) ?? true
+        tls.ca = reader.string("ca", decoder: &self)
+        if let ca = tls.ca { tls.caPEM = readFile(ca, at: reader.location(of: "ca")) }
+        tls.serverName = reader.string("server_name", decoder: &self)
+        if let name = tls.serverName, !Self.isServerName(name) || name.hasPrefix("*.") {
+            report(reader.location(of: "server_name"), "'\(name)' is not a host name")
+        }
+        let cert = reader.string("cert", decoder: &self)
+        let key = reader.string("key", decoder: &self)
+        if let cert, let key {
+            tls.certificate = TLSCertificateSettings(
+                certificateFile: cert, keyFile: key,
+                certificatePEM: readFile(cert, at: reader.location(of: "cert")) ?? Data(),
+                keyPEM: readFile(key, at: reader.location(of: "key")) ?? Data())
+        } else if cert != nil || key != nil {
+            report(reader.location(of: cert == nil ? "key" : "cert"), "a client certificate needs both 'cert' and 'key'")
+        }
+        tls.sessionReuse = reader.boolean("session_reuse", decoder: &self) ?? true
+        reader.finish(decoder: &self)
+        return tls
     }
 
     /// A DNS name or a one-label wildcard (`*.example.com`).

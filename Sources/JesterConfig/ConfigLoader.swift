@@ -11,13 +11,17 @@ public struct ConfigLoader: Sendable {
     /// the `jester` executable, so this module and the master stay free of TLS code while a reload still fails
     /// on a certificate OpenSSL would reject.
     public var tlsCheck: (@Sendable (TLSListenerSettings) -> String?)?
+    /// The same for an upstream's TLS (CA file, client certificate).
+    public var upstreamTLSCheck: (@Sendable (UpstreamTLSSettings) -> String?)?
 
     public init(
         environment: [String: String] = ProcessInfo.processInfo.environment,
-        tlsCheck: (@Sendable (TLSListenerSettings) -> String?)? = nil
+        tlsCheck: (@Sendable (TLSListenerSettings) -> String?)? = nil,
+        upstreamTLSCheck: (@Sendable (UpstreamTLSSettings) -> String?)? = nil
     ) {
         self.environment = environment
         self.tlsCheck = tlsCheck
+        self.upstreamTLSCheck = upstreamTLSCheck
     }
 
     /// Loads `path` and everything it includes.
@@ -57,6 +61,13 @@ public struct ConfigLoader: Sendable {
         var decoder = ConfigDecoder()
         var configuration = decoder.decode(root)
         diagnostics += decoder.diagnostics
+        if diagnostics.isEmpty, let upstreamTLSCheck {
+            for upstream in configuration.upstreams {
+                guard let tls = upstream.tls, let problem = upstreamTLSCheck(tls) else { continue }
+                let location = decoder.upstreamTLSLocations[upstream.name] ?? SourceLocation(file: file, line: 1, column: 1)
+                diagnostics.append(ConfigDiagnostic(location, "upstream '\(upstream.name)': \(problem)"))
+            }
+        }
         if diagnostics.isEmpty, let tlsCheck {
             for listener in configuration.listeners {
                 guard let tls = listener.tls, tlsCheck(tls) != nil else { continue }

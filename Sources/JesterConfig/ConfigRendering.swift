@@ -139,6 +139,16 @@ extension Configuration {
                 "max_idle_connections = \(upstream.maxIdleConnections)",
                 "idle_timeout = \(quoted(Units.format(upstream.idleTimeout)))",
             ]
+            if let tls = upstream.tls {
+                // A sub-table of this upstream: its keys must come after every plain key above.
+                lines += ["[upstreams.\(quotedKey(upstream.name)).tls]", "verify = \(tls.verify)",
+                    "session_reuse = \(tls.sessionReuse)"]
+                if let ca = tls.ca { lines.append("ca = \(quoted(ca))") }
+                if let name = tls.serverName { lines.append("server_name = \(quoted(name))") }
+                if let certificate = tls.certificate {
+                    lines += ["cert = \(quoted(certificate.certificateFile))", "key = \(quoted(certificate.keyFile))"]
+                }
+            }
         }
         for route in routes {
             lines += ["", "[[routes]]", "name = \(quoted(route.name))"]
@@ -278,6 +288,7 @@ extension ConfigSchema {
         render(target, title: "[upstreams.NAME] targets = [{ ... }]")
         render(healthCheck, title: "[upstreams.NAME.health_check]")
         render(circuitBreaker, title: "[upstreams.NAME.circuit_breaker]")
+        render(upstreamTLS, title: "[upstreams.NAME.tls]")
         return out
     }
 

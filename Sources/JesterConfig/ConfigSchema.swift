@@ -194,6 +194,19 @@ public struct ConfigSchema: Sendable {
                 "Request header that carries a verified client certificate's subject (RFC 2253) upstream; a client's own copy is removed."),
         ])
 
+    public static let upstreamTLS = Table(
+        "tls",
+        [
+            Field("verify", .boolean, default: "true",
+                "Verify the target's certificate chain and name; a failure is a failed connection (502 after retries)."),
+            Field("ca", .string, default: "the system's CA bundle", "PEM file of the CAs to trust."),
+            Field("server_name", .string, default: "the target's host",
+                "The name sent as SNI and required in the certificate (an IP target is checked against its IP names)."),
+            Field("cert", .string, "PEM client certificate for targets that require one (with key)."),
+            Field("key", .string, "PEM private key of cert."),
+            Field("session_reuse", .boolean, default: "true", "Resume TLS sessions with each target."),
+        ])
+
     public static let certificate = Table(
         "certificates",
         [
@@ -314,6 +327,7 @@ public struct ConfigSchema: Sendable {
                 "Over how long a readmitted target's weight ramps from 10 % to full."),
             Field("send_proxy_protocol", .choice(["v1", "v2"]), default: "none",
                 "Start each connection to a target with a PROXY protocol header naming the client (tcp listeners)."),
+            Field("tls", .table(upstreamTLS), default: "none", "Connect to the targets over TLS."),
             Field("circuit_breaker", .table(circuitBreaker), default: "none",
                 "Answer 503 at once, instead of adding requests, while the pool fails or is at its limit (per worker)."),
             Field("retry_budget", .integer(0...100), default: "20",

@@ -260,6 +260,23 @@ public struct TLSListenerSettings: Sendable, Codable, Equatable {
     public init() {}
 }
 
+/// `[upstreams.NAME.tls]`: connections to the pool's targets use TLS.
+public struct UpstreamTLSSettings: Sendable, Codable, Equatable {
+    /// Check the target's certificate chain and name (on unless the operator turns it off).
+    public var verify = true
+    /// PEM CAs to trust instead of the system's bundle.
+    public var ca: String?
+    public var caPEM: Data?
+    /// The name sent as SNI and checked against the certificate; nil: the target's host.
+    public var serverName: String?
+    /// A client certificate for targets that require one (mTLS).
+    public var certificate: TLSCertificateSettings?
+    /// Resume TLS sessions with each target (saves a full handshake per new connection).
+    public var sessionReuse = true
+
+    public init() {}
+}
+
 /// One certificate chain and key of a TLS listener.
 public struct TLSCertificateSettings: Sendable, Codable, Equatable {
     public var certificateFile: String
@@ -503,6 +520,8 @@ public struct UpstreamSettings: Sendable, Codable, Equatable {
     public var sendProxyProtocol: String?
     /// Fast 503s instead of requests while the pool fails or is at its limit; nil: none.
     public var circuitBreaker: CircuitBreakerSettings?
+    /// TLS to the targets (`[upstreams.NAME.tls]`).
+    public var tls: UpstreamTLSSettings?
     /// How long to wait for a TCP connection; slower is a 504.
     public var connectTimeout: Duration
     /// How long to wait for the response head after the request was sent; slower is a 504.

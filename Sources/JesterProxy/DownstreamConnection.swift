@@ -64,6 +64,8 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
     private var retriesMade = 0
     private var failedTargets: Set<Int> = []
     private var retrySlotPool: UpstreamPool?
+    /// Why the last retried attempt failed.
+    private var retriedFailure: UpstreamFailure?
     /// How often the current request was sent again after a stale keep-alive connection failed.
     private var replays = 0
     /// The request's balancing hash, for pools that hash (kept for a replay).
@@ -303,6 +305,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
         replays = 0
         retriesMade = 0
         if !failedTargets.isEmpty { failedTargets = [] }
+        retriedFailure = nil
         if case .length(let length) = framing, length > matched.maxBodySize {
             respondWithError(413, closing: true)
             return
@@ -356,7 +359,10 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
             return
         }
         switch result {
-        case .failure(let failure):
+        case .failure(var failure):
+            // A retry that finds no other target answers with what the failed attempt got (a 502 from a reset
+            // target stays a 502, not "no target").
+            if case .noTarget = failure, let previous = retriedFailure { failure = previous }
             log.failure = failure.reason
             respondWithError(failure.status, closing: !requestBody.isComplete)
         case .success(let connection):
@@ -872,7 +878,10 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
             acquireUpstream(from: failed.pool, fresh: true)
             return
         }
-        if case .closedEarly = failure, let failed, retry(.reset, from: failed) { return }
+        if case .closedEarly = failure, let failed, retry(.reset, from: failed) {
+            retriedFailure = failure
+            return
+        }
         respondWithError(failure.status, closing: true)
     }
 

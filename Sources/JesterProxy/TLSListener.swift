@@ -38,3 +38,24 @@ public enum TLSListener {
         return configuration
     }
 }
+
+/// The bridge from `[upstreams.NAME.tls]` to the TLS wrapper.
+public enum UpstreamTLS {
+    static func makeContext(_ settings: UpstreamTLSSettings) throws(TLSError) -> TLSClientContext {
+        try TLSClientContext(
+            caPEM: settings.caPEM.map(Array.init), verify: settings.verify,
+            certificate: settings.certificate.map {
+                .init(chainPEM: Array($0.certificatePEM), keyPEM: Array($0.keyPEM), origin: $0.certificateFile)
+            })
+    }
+
+    /// Whether OpenSSL accepts the CA file and client certificate: nil, or the reason it does not.
+    public static func problem(_ settings: UpstreamTLSSettings) -> String? {
+        do {
+            _ = try makeContext(settings)
+            return nil
+        } catch {
+            return error.description
+        }
+    }
+}

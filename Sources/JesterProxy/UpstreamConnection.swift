@@ -1,4 +1,5 @@
 import JesterCore
+import JesterTLS
 import NIOCore
 
 /// What an upstream connection tells the client connection it currently serves.
@@ -24,6 +25,8 @@ protocol UpstreamConnectionDelegate: AnyObject {
 /// Reads are explicit (autoRead off): the client side asks for more only while the client can take it, which is
 /// the backpressure that keeps a 1 GiB download from being buffered. Loop-confined, hence `@unchecked Sendable`.
 final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
+    /// The TLS handler below this one, for pools with `tls`.
+    var tls: TLSHandler?
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -310,6 +313,17 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A TLS alert from the target (it refused our client certificate after the handshake, TLS 1.3 style)
+        // is a definite answer, not a reset: reported as what it is, never retried.
+        if let error = error as? TLSError {
+            switch state {
+            case .awaitingHead, .body, .tunnel:
+                fail(.tlsFailed("\(error)"))
+                return
+            default:
+                break
+            }
+        }
         context.close(promise: nil)
     }
 }

@@ -1,6 +1,7 @@
 import JesterConfig
 import JesterControl
 import JesterCore
+import JesterTLS
 import Logging
 import NIOCore
 import NIOPosix
@@ -15,6 +16,8 @@ enum UpstreamFailure: Error, Sendable {
     case responseTimedOut
     /// The connection closed before the response was complete.
     case closedEarly
+    /// The target's TLS failed the connection after the handshake (an alert): 502.
+    case tlsFailed(String)
     /// The response could not be parsed or was framed ambiguously: 502.
     case invalidResponse(HTTPParseError)
     /// No target may take a request (every one excluded after failures): 503.
@@ -45,6 +48,7 @@ enum UpstreamFailure: Error, Sendable {
         case .connectTimedOut: return "connect timed out"
         case .responseTimedOut: return "response timed out"
         case .closedEarly: return "upstream closed the connection early"
+        case .tlsFailed(let reason): return "upstream TLS failed: \(reason)"
         case .invalidResponse(let error): return "invalid response: \(error.reason)"
         case .noTarget: return "no upstream target available"
         case .circuitOpen(let why): return "circuit breaker: \(why)"
@@ -74,10 +78,21 @@ final class UpstreamPool: @unchecked Sendable {
     /// max_requests like the ones in flight.
     private var acquiring = 0
     private let logger = Logger(label: "worker")
+    /// TLS to the targets, when the pool has `tls`.
+    private let tls: TLSClientContext?
+    /// The name each target's certificate must carry (and SNI): `server_name`, else the target's host.
+    private let tlsHosts: [String]
+    /// The last TLS session of each target, resumed by the next connection (`session_reuse`).
+    private var tlsSessions: [TLSSession?]
 
     init(settings: UpstreamSettings, eventLoop: any EventLoop, firstTarget: Int) {
         self.settings = settings
         self.eventLoop = eventLoop
+        // The loader checked the settings with the same call; a failure here would be a changed file, which the
+        // master's next load reports.
+        tls = settings.tls.flatMap { try? UpstreamTLS.makeContext($0) }
+        tlsHosts = settings.targets.map { settings.tls?.serverName ?? $0.address.host }
+        tlsSessions = Array(repeating: nil, count: settings.targets.count)
         addresses = settings.targets.map {
             try? SocketAddress.makeAddressResolvingHost($0.address.host, port: $0.address.port)
         }
@@ -249,23 +264,40 @@ final class UpstreamPool: @unchecked Sendable {
         }
         let connection = UpstreamConnection(pool: self, target: target)
         let timeout = TimeAmount.nanoseconds(Int64(Self.seconds(connectTimeout) * 1e9))
+        // With TLS the connection is handed out once the handshake is done, so a refused certificate is a failed
+        // connection attempt (another target is tried, the target's failures count) rather than a broken request.
+        let handshake = tls.map { _ in eventLoop.makePromise(of: TLSSessionFacts.self) }
+        if let tls, let handshake {
+            let session = settings.tls?.sessionReuse == true ? tlsSessions[target] : nil
+            connection.tls = TLSHandler(client: tls.makeConnection(host: tlsHosts[target], session: session)) {
+                handshake.completeWith($0.mapError { $0 as any Error })
+            }
+        }
         ClientBootstrap(group: eventLoop)
             .channelOption(.autoRead, value: false)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(timeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let handler = connection.tls { try channel.pipeline.syncOperations.addHandler(handler) }
                     try channel.pipeline.syncOperations.addHandler(connection)
                 }
             }
             .connect(to: address)
+            .flatMap { channel in handshake.map { $0.futureResult.map { _ in channel } } ?? channel.eventLoop.makeSucceededFuture(channel) }
             .assumeIsolated()  // the pool's own loop: the completion stays loop-confined
             .whenComplete { result in
                 switch result {
                 case .success:
                     self.started(connection)
                     completion(.success(connection))
+                case .failure(let error as TLSError):
+                    connection.close()
+                    self.logger.warning("upstream TLS handshake failed", metadata: [
+                        "upstream": "\(self.name)", "target": "\(self.descriptions[target])", "error": "\(error)"])
+                    retry(.connectFailed("TLS handshake with \(self.descriptions[target]) failed: \(error)"))
                 case .failure(let error):
+                    connection.close()
                     retry(UpstreamFailure(connecting: error))
                 }
             }
@@ -337,6 +369,10 @@ final class UpstreamPool: @unchecked Sendable {
     /// list has room, closed otherwise.
     func release(_ connection: UpstreamConnection, reusable: Bool) {
         finished(connection, failed: false)
+        // By now the target's session tickets (sent after the handshake) have been read.
+        if let handler = connection.tls, settings.tls?.sessionReuse == true, let session = handler.session {
+            tlsSessions[connection.target] = session
+        }
         guard reusable, connection.isUsable, idle[connection.target].count < settings.maxIdleConnections else {
             connection.close()
             return

@@ -136,7 +136,7 @@ final class WorkerServer: @unchecked Sendable {
                                 TCPProxyConnection(runtime: runtime, listener: settings, pool: pool))
                         } else {
                             if let tlsContext {
-                                try channel.pipeline.syncOperations.addHandler(TLSServerHandler(context: tlsContext))
+                                try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tlsContext))
                             }
                             try channel.pipeline.syncOperations.addHandler(DownstreamConnection(runtime: runtime, listener: name))
                         }

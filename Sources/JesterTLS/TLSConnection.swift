@@ -22,7 +22,8 @@ public final class TLSConnection {
     private let inbound: OpaquePointer
     /// Ciphertext for the peer; owned by `ssl`.
     private let outbound: OpaquePointer
-    /// Kept alive for the callbacks, which find it through the OpenSSL context.
+    /// Kept alive for the callbacks, which find it through the OpenSSL context (server side), or for the
+    /// lifetime of the SSL_CTX (client side).
     private let context: AnyObject?
     private var shutdownSent = false
 
@@ -35,34 +36,36 @@ public final class TLSConnection {
         SSL_set_accept_state(ssl)
     }
 
-    /// A client-side connection, for tests and (later) upstream TLS: verifies nothing unless `caPEM` is given.
-    public init(clientServerName: String?, applicationProtocols: [String] = [], caPEM: [UInt8]? = nil,
-        certificate: TLSServerConfiguration.Certificate? = nil, session: TLSSession? = nil) throws(TLSError)
-    {
-        guard let handle = SSL_CTX_new(TLS_client_method()) else { throw .fromQueue("creating a TLS context") }
-        defer { SSL_CTX_free(handle) }
-        if let certificate { _ = try TLSServerContext.install(certificate, in: handle) }
-        if let caPEM {
-            let store = SSL_CTX_get_cert_store(handle)
-            for authority in try TLSServerContext.readCertificates(caPEM, what: "CA") {
-                X509_STORE_add_cert(store, authority)
-                X509_free(authority)
-            }
-            SSL_CTX_set_verify(handle, SSL_VERIFY_PEER, nil)
-        }
-        if !applicationProtocols.isEmpty {
-            var wire: [UInt8] = []
-            for name in applicationProtocols { wire.append(UInt8(name.utf8.count)); wire += name.utf8 }
-            _ = SSL_CTX_set_alpn_protos(handle, wire, UInt32(wire.count))
-        }
+    /// A client-side connection on `handle` (see `TLSClientContext.makeConnection`).
+    init(client handle: OpaquePointer, host: String?, verify: Bool, session: TLSSession?) {
+        // SSL_new takes its own reference on the SSL_CTX, so the connection may outlive its TLSClientContext.
         context = nil
         ssl = SSL_new(handle)!
         inbound = BIO_new(BIO_s_mem())!
         outbound = BIO_new(BIO_s_mem())!
         SSL_set_bio(ssl, inbound, outbound)
-        if let clientServerName { _ = cjester_SSL_set_tlsext_host_name(ssl, clientServerName) }
+        if let host {
+            let isAddress = host.contains(":") || host.allSatisfy { $0.isNumber || $0 == "." }
+            if !isAddress { _ = cjester_SSL_set_tlsext_host_name(ssl, host) }
+            if verify {
+                if isAddress {
+                    _ = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)
+                } else {
+                    _ = SSL_set1_host(ssl, host)
+                }
+            }
+        }
         if let session { SSL_set_session(ssl, session.handle) }
         SSL_set_connect_state(ssl)
+    }
+
+    /// A client-side connection for tests: with `caPEM`, the chain is verified (not the name); without, nothing is.
+    public convenience init(clientServerName: String?, applicationProtocols: [String] = [], caPEM: [UInt8]? = nil,
+        certificate: TLSServerConfiguration.Certificate? = nil, session: TLSSession? = nil) throws(TLSError)
+    {
+        let context = try TLSClientContext(caPEM: caPEM, verify: caPEM != nil, certificate: certificate,
+            applicationProtocols: applicationProtocols)
+        self.init(client: context.handle, host: clientServerName, verify: false, session: session)
     }
 
     deinit {

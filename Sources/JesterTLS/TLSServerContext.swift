@@ -144,7 +144,7 @@ public final class TLSServerContext: @unchecked Sendable {
 
     /// Installs a certificate chain and key; returns the names it is selected by.
     static func install(
-        _ certificate: TLSServerConfiguration.Certificate, in context: OpaquePointer
+        _ certificate: TLSServerConfiguration.Certificate, in context: OpaquePointer, needsNames: Bool = true
     ) throws(TLSError) -> [String] {
         let chain = try readCertificates(certificate.chainPEM, what: certificate.origin)
         guard let leaf = chain.first else { throw TLSError("\(certificate.origin) holds no PEM certificate") }
@@ -165,7 +165,7 @@ public final class TLSServerContext: @unchecked Sendable {
             _ = TLSError.drainQueue()
             throw TLSError("\(certificate.origin): the private key does not match the certificate")
         }
-        if !certificate.names.isEmpty { return certificate.names }
+        if !certificate.names.isEmpty || !needsNames { return certificate.names }
         let names = certificateDNSNames(leaf)
         guard !names.isEmpty else {
             throw TLSError("\(certificate.origin): the certificate names no host (no DNS subjectAltName or common name); give 'names'")

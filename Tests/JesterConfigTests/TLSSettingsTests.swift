@@ -101,3 +101,36 @@ private func messages(_ result: Result<Configuration, ConfigError>) -> [String] 
         """))
     #expect(tcp.contains { $0.contains("http listeners only") })
 }
+
+@Test func upstreamTLSIsDecodedAndItsLimitsAreStated() throws {
+    let configuration = try load("""
+        [[routes]]
+        name = "api"
+        upstream = "secure"
+        [upstreams.secure]
+        targets = ["127.0.0.1:9443"]
+        [upstreams.secure.tls]
+        ca = "ca.pem"
+        server_name = "api.internal"
+        cert = "client.pem"
+        key = "client.key"
+        """).get()
+    let tls = try #require(configuration.upstreams.first?.tls)
+    #expect(tls.verify && tls.sessionReuse)
+    #expect(tls.serverName == "api.internal")
+    #expect(tls.caPEM?.isEmpty == false && tls.certificate?.keyPEM.isEmpty == false)
+    #expect(configuration.renderTOML().contains("[upstreams.secure.tls]"))
+
+    let found = messages(load("""
+        [[routes]]
+        name = "api"
+        upstream = "secure"
+        [upstreams.secure]
+        targets = ["127.0.0.1:9443"]
+        health_check = { path = "/health" }
+        [upstreams.secure.tls]
+        cert = "client.pem"
+        """))
+    #expect(found.contains { $0.contains("HTTP health checks over TLS are not implemented yet") })
+    #expect(found.contains { $0.contains("needs both 'cert' and 'key'") })
+}

@@ -231,7 +231,7 @@ private func serverContext(
 
 @Test func handlerDecryptsForTheNextHandlerAndSendsCloseNotify() throws {
     let context = try serverContext()
-    let channel = EmbeddedChannel(handler: TLSServerHandler(context: context))
+    let channel = EmbeddedChannel(handler: TLSHandler(context: context))
     let recorder = Recorder()
     try channel.pipeline.syncOperations.addHandler(recorder)
     try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
@@ -261,7 +261,7 @@ private func serverContext(
 }
 
 @Test func handlerReportsAFailedHandshakeAndCloses() throws {
-    let channel = EmbeddedChannel(handler: TLSServerHandler(context: try serverContext()))
+    let channel = EmbeddedChannel(handler: TLSHandler(context: try serverContext()))
     let recorder = Recorder()
     try channel.pipeline.syncOperations.addHandler(recorder)
     try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()

@@ -40,9 +40,11 @@ def wait_for(predicate, timeout=15.0, interval=0.05, what="condition"):
 
 
 class Upstream:
-    def __init__(self, status=None):
+    def __init__(self, status=None, tls=None, client_ca=None):
         self.port = free_port()
         extra = ["--close"] if status == "close" else (["--status", str(status)] if status else [])
+        if tls:  # (certificate file, key file)
+            extra += ["--tls", *tls] + (["--client-ca", client_ca] if client_ca else [])
         self.process = subprocess.Popen(
             [sys.executable, str(HERE / "upstream.py"), str(self.port), *extra], stdout=subprocess.PIPE, text=True)
         assert self.process.stdout.readline().strip() == "ready"

@@ -252,3 +252,71 @@ def test_testssl_finds_no_vulnerability(make_jester, keys):
     report = result.stdout + result.stderr
     assert "Heartbleed" in report and "LUCKY13" in report, report[-3000:]  # the checks ran
     assert "VULNERABLE" not in report.upper().replace("NOT VULNERABLE", ""), report
+
+
+# Upstream TLS: Jester as the client of HTTPS targets.
+
+def tls_pool(upstream, tls_settings, extra=""):
+    return (f'\n[[routes]]\nname = "api"\nupstream = "secure"\n\n[upstreams.secure]\ntargets = ["{upstream.address}"]\n'
+            f"{extra}\n[upstreams.secure.tls]\n{tls_settings}\n")
+
+
+@pytest.fixture
+def https_upstream():
+    from conftest import Upstream
+    server = Upstream(tls=(str(FIXTURES / "alpha.pem"), str(FIXTURES / "alpha.key")))
+    yield server
+    server.stop()
+
+
+def test_upstream_tls_verifies_the_target_and_reuses_sessions(make_jester, https_upstream):
+    # max_idle_connections = 0: a new upstream connection per request, so resumption shows.
+    jester = make_jester(tls_pool(https_upstream, f'ca = "{CA}"', extra="max_idle_connections = 0"))
+    echoes = []
+    for _ in range(4):
+        code, body, error = curl(f"{jester.url}/echo")
+        assert code == 200, (error, jester.logs()[-2000:])
+        echoes.append(json.loads(body))
+    assert all(echo["tls_version"] in ("TLSv1.3", "TLSv1.2") for echo in echoes)
+    assert len({echo["client_port"] for echo in echoes}) == 4  # four connections
+    assert echoes[0]["tls_resumed"] is False
+    assert all(echo["tls_resumed"] for echo in echoes[1:]), echoes
+
+
+def test_upstream_tls_refuses_an_untrusted_or_misnamed_certificate(make_jester):
+    from conftest import Upstream
+    wildcard = Upstream(tls=(str(FIXTURES / "wildcard.pem"), str(FIXTURES / "wildcard.key")))
+    try:
+        # The system CAs do not know the test CA.
+        jester = make_jester(tls_pool(wildcard, ""))
+        code, _, _ = curl(f"{jester.url}/echo")
+        assert code == 502
+        wait_for(lambda: "certificate verify failed" in jester.logs(), what="the verification failure logged")
+        # Trusted CA, but the certificate names *.beta.test, not 127.0.0.1.
+        jester = make_jester(tls_pool(wildcard, f'ca = "{CA}"'))
+        assert curl(f"{jester.url}/echo")[0] == 502
+        wait_for(lambda: "upstream TLS handshake failed" in jester.logs(), what="the name mismatch logged")
+        # With the name it carries, it is accepted.
+        jester = make_jester(tls_pool(wildcard, f'ca = "{CA}"\nserver_name = "api.beta.test"'))
+        assert curl(f"{jester.url}/echo")[0] == 200
+        # verify = false: the operator vouches for the target.
+        jester = make_jester(tls_pool(wildcard, "verify = false"))
+        assert curl(f"{jester.url}/echo")[0] == 200
+    finally:
+        wildcard.stop()
+
+
+def test_upstream_tls_client_certificate(make_jester):
+    from conftest import Upstream
+    strict = Upstream(tls=(str(FIXTURES / "alpha.pem"), str(FIXTURES / "alpha.key")), client_ca=CA)
+    try:
+        jester = make_jester(tls_pool(strict, f'ca = "{CA}"\ncert = "{FIXTURES / "client.pem"}"\n'
+                                              f'key = "{FIXTURES / "client.key"}"'))
+        code, body, error = curl(f"{jester.url}/echo")
+        assert code == 200, error
+        assert "commonName=alice" in json.loads(body)["tls_client"]
+        jester = make_jester(tls_pool(strict, f'ca = "{CA}"'))
+        assert curl(f"{jester.url}/echo")[0] == 502
+        wait_for(lambda: "upstream TLS failed" in jester.logs(), what="the refusal logged")
+    finally:
+        strict.stop()

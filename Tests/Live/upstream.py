@@ -11,7 +11,8 @@ behaviour):
 Every request is appended to the in-memory log returned by GET /__requests (used to prove that malformed
 requests never reach the upstream). /echo answers include the server's port, so balancing tests see which
 target answered. `upstream.py PORT --status N` answers every request with status N (a failing target);
-`--close` closes every connection without an answer.
+`--close` closes every connection without an answer. `--tls CERT KEY` serves HTTPS (`--client-ca CA` then
+requires a client certificate); /echo then also says whether the TLS session was resumed and who the client is.
 """
 
 import base64
@@ -123,7 +124,16 @@ class Handler(BaseHTTPRequestHandler):
             "body_length": total[0],
             "client_port": self.client_address[1],
             "server_port": self.server.server_address[1],
+            **self.tls_facts(),
         })
+
+    def tls_facts(self):
+        if not hasattr(self.connection, "session_reused"):
+            return {}
+        peer = self.connection.getpeercert() or {}
+        subject = ",".join(f"{k}={v}" for part in peer.get("subject", ()) for k, v in part)
+        return {"tls_version": self.connection.version(), "tls_resumed": self.connection.session_reused,
+                "tls_client": subject or None}
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = handle_any
 
@@ -174,5 +184,16 @@ if __name__ == "__main__":
     if "--close" in sys.argv:
         FORCED_STATUS = -1
     server = Server(("127.0.0.1", port), Handler)
+    if "--tls" in sys.argv:
+        import ssl
+        index = sys.argv.index("--tls")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[index + 1], sys.argv[index + 2])
+        if "--client-ca" in sys.argv:
+            context.load_verify_locations(sys.argv[sys.argv.index("--client-ca") + 1])
+            context.verify_mode = ssl.CERT_REQUIRED
+        # The handshake runs in the accepting thread; a client that fails it is dropped (an OSError there is
+        # ignored by socketserver).
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print("ready", flush=True)
     server.serve_forever()

@@ -5,13 +5,14 @@ public struct TLSEstablished: Sendable {
     public let facts: TLSSessionFacts
 }
 
-/// Terminates TLS on a server channel: ciphertext below, plaintext above. Makes no OpenSSL call itself (that is
-/// `TLSConnection`'s job); it decides when to read, write and flush.
+/// TLS on a channel: ciphertext below, plaintext above; the server side of client connections, or the client side
+/// of connections to upstream targets. Makes no OpenSSL call itself (that is `TLSConnection`'s job); it decides
+/// when to read, write and flush.
 ///
 /// Reads follow the handler above it, which reads on demand (`autoRead` off): its `read()` is passed down, and
 /// when the bytes that arrive decrypt to nothing (a partial record, a handshake message) the handler reads
 /// again itself, so a pending demand is never lost. During the handshake it reads until the handshake is done.
-public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
+public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     public typealias InboundIn = ByteBuffer
     public typealias InboundOut = ByteBuffer
     public typealias OutboundIn = ByteBuffer
@@ -35,9 +36,38 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var outputUnflushed = false
     private var outputClosed = false
     private var sawFirstByte = false
+    /// Client side: told once how the handshake ended (before any plaintext is written).
+    private var handshakeObserver: ((Result<TLSSessionFacts, TLSError>) -> Void)?
+    private let isClient: Bool
 
+    /// The server side of a client's connection.
     public init(context: TLSServerContext) {
         connection = context.makeConnection()
+        isClient = false
+    }
+
+    /// The client side: starts the handshake when the channel becomes active and reports its outcome.
+    public init(client connection: TLSConnection, handshakeCompleted: @escaping (Result<TLSSessionFacts, TLSError>) -> Void) {
+        self.connection = connection
+        isClient = true
+        handshakeObserver = handshakeCompleted
+    }
+
+    /// The session to resume on the next connection to the same peer (client side; tickets arrive after the
+    /// handshake, so ask after the first response).
+    public var session: TLSSession? { connection.session }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        context.fireChannelActive()
+        guard isClient, state == .handshaking else { return }
+        // The ClientHello.
+        if case .failed(let error) = connection.handshake() {
+            fail(context, error)
+            return
+        }
+        writeOutput(context, promise: nil)
+        context.flush()
+        context.read()
     }
 
     // MARK: Inbound
@@ -45,7 +75,7 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let ciphertext = unwrapInboundIn(data)
         guard state == .handshaking || state == .established else { return }
-        if !sawFirstByte {
+        if !sawFirstByte, !isClient {
             sawFirstByte = true
             if Self.looksLikePlainHTTP(ciphertext) {
                 refusePlainHTTP(context)
@@ -58,7 +88,10 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
             case .complete:
                 state = .established
                 writeOutput(context, promise: nil)
-                context.fireUserInboundEventTriggered(TLSEstablished(facts: connection.facts))
+                let facts = connection.facts
+                context.fireUserInboundEventTriggered(TLSEstablished(facts: facts))
+                handshakeObserver?(.success(facts))
+                handshakeObserver = nil
             case .failed(let error):
                 fail(context, error)
                 return
@@ -85,6 +118,8 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     public func channelInactive(context: ChannelHandlerContext) {
         state = .closed
+        handshakeObserver?(.failure(TLSError("handshake: the peer closed the connection")))
+        handshakeObserver = nil
         context.fireChannelInactive()
     }
 
@@ -200,7 +235,12 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
         outputClosed = true
         writeOutput(context, promise: nil)
         context.flush()
-        context.fireErrorCaught(error)
+        if let observer = handshakeObserver {
+            handshakeObserver = nil
+            observer(.failure(error))
+        } else {
+            context.fireErrorCaught(error)
+        }
         context.close(promise: nil)
     }
 }
