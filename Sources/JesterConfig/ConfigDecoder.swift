@@ -97,9 +97,6 @@ struct ConfigDecoder {
             if !listener.isTCP, listener.upstream != nil {
                 report(table.location(of: "upstream"), "'upstream' on a listener needs protocol = \"tcp\" (HTTP listeners use routes)")
             }
-            if !listener.isTCP, listener.proxyProtocolFrom != nil {
-                report(table.location(of: "proxy_protocol_from"), "'proxy_protocol_from' is supported on tcp listeners only (so far)")
-            }
             if let node = table.take("tls", decoder: &self) {
                 listener.tls = tls(node, listener: name ?? "")
                 if listener.isTCP { report(node.location, "TLS is supported on http listeners only (so far)") }
@@ -151,6 +148,12 @@ struct ConfigDecoder {
                 breaker.halfOpenRequests = reader.integer("half_open_requests", decoder: &self) ?? breaker.halfOpenRequests
                 reader.finish(decoder: &self)
                 configuration.upstreams[configuration.upstreams.count - 1].circuitBreaker = breaker
+            }
+            if let cookie = table.string("sticky_cookie", decoder: &self) {
+                if cookie.isEmpty || !cookie.utf8.allSatisfy(ASCII.isToken) {
+                    report(table.location(of: "sticky_cookie"), "'\(cookie)' is not a cookie name")
+                }
+                configuration.upstreams[configuration.upstreams.count - 1].stickyCookie = cookie
             }
             if let node = table.take("tls", decoder: &self) {
                 configuration.upstreams[configuration.upstreams.count - 1].tls = upstreamTLS(node)
@@ -212,6 +215,26 @@ struct ConfigDecoder {
             report(table.location(of: "sources"), "'\(source)' is not an address or network (\"10.0.0.0/8\", \"::1\")")
         }
         match.priority = table.integer("priority", decoder: &self) ?? 0
+        if let names = table.stringArray("sni", decoder: &self) {
+            for name in names where !Self.isServerName(name) {
+                report(table.location(of: "sni"), "'\(name)' is not a host name or *.wildcard")
+            }
+            match.serverNames = names.isEmpty ? nil : names
+        }
+        if let node = table.take("client_subject", decoder: &self),
+            var reader = TableReader(node, ConfigSchema.clientSubject, decoder: &self)
+        {
+            let value = reader.string("value", decoder: &self)
+            let regex = reader.string("regex", decoder: &self)
+            let present = reader.boolean("present", decoder: &self)
+            reader.finish(decoder: &self)
+            if [value != nil, regex != nil, present != nil].filter({ $0 }).count != 1 {
+                report(node.location, "'client_subject' needs exactly one of 'value', 'regex' or 'present'")
+            } else {
+                if let regex { checkRegex(regex, at: reader.location(of: "regex")) }
+                match.clientSubject = FieldMatch(name: "", value: value, regex: regex, present: present)
+            }
+        }
         let maxBodySize = table.size("max_body_size", decoder: &self)
         let upstream = table.string("upstream", decoder: &self)
         let splitNodes = table.has("split") ? table.tables("split", decoder: &self) : nil
@@ -221,6 +244,7 @@ struct ConfigDecoder {
         timeouts.connect = table.duration("connect_timeout", decoder: &self)
         timeouts.response = table.duration("response_timeout", decoder: &self)
         timeouts.total = table.duration("timeout", decoder: &self)
+        timeouts.read = table.duration("read_timeout", decoder: &self)
         var retry = RetrySettings()
         retry.retries = table.integer("retries", decoder: &self) ?? retry.retries
         retry.on = table.stringArray("retry_on", decoder: &self) ?? retry.on

@@ -120,6 +120,7 @@ extension Configuration {
                 "connect_attempts = \(upstream.connectAttempts)",
                 "retry_budget = \(upstream.retryBudgetPercent)",
             ]
+            if let cookie = upstream.stickyCookie { lines.append("sticky_cookie = \(quoted(cookie))") }
             if let version = upstream.sendProxyProtocol { lines.append("send_proxy_protocol = \(quoted(version))") }
             if let breaker = upstream.circuitBreaker {
                 lines.append("circuit_breaker = { max_requests = \(breaker.maxRequests), failure_percent = \(breaker.failurePercent), "
@@ -161,6 +162,16 @@ extension Configuration {
             if !match.headers.isEmpty { lines.append("match_headers = [" + match.headers.map(renderField).joined(separator: ", ") + "]") }
             if !match.query.isEmpty { lines.append("match_query = [" + match.query.map(renderField).joined(separator: ", ") + "]") }
             if !match.sources.isEmpty { lines.append("sources = [" + match.sources.map(quoted).joined(separator: ", ") + "]") }
+            if let names = match.serverNames { lines.append("sni = [" + names.map(quoted).joined(separator: ", ") + "]") }
+            if let subject = match.clientSubject {
+                if let present = subject.present {
+                    lines.append("client_subject = { present = \(present) }")
+                } else if let regex = subject.regex {
+                    lines.append("client_subject = { regex = \(quoted(regex)) }")
+                } else if let value = subject.value {
+                    lines.append("client_subject = { value = \(quoted(value)) }")
+                }
+            }
             if match.priority != 0 { lines.append("priority = \(match.priority)") }
             let rewrite = route.rewrite
             if rewrite.stripPrefix { lines.append("strip_prefix = true") }
@@ -172,6 +183,7 @@ extension Configuration {
             if let timeout = route.timeouts.connect { lines.append("connect_timeout = \(quoted(Units.format(timeout)))") }
             if let timeout = route.timeouts.response { lines.append("response_timeout = \(quoted(Units.format(timeout)))") }
             if let timeout = route.timeouts.total { lines.append("timeout = \(quoted(Units.format(timeout)))") }
+            if let timeout = route.timeouts.read { lines.append("read_timeout = \(quoted(Units.format(timeout)))") }
             if route.retry != RetrySettings() {
                 lines.append("retries = \(route.retry.retries)")
                 lines.append("retry_on = [" + route.retry.on.map(quoted).joined(separator: ", ") + "]")
@@ -279,6 +291,7 @@ extension ConfigSchema {
         render(certificate, title: "[[listeners.tls.certificates]]")
         render(route, title: "[[routes]]")
         render(fieldMatch, title: "[[routes]] match_headers, match_query = [{ ... }]")
+        render(clientSubject, title: "[[routes]] client_subject = { ... }")
         render(split, title: "[[routes]] split = [{ ... }]")
         render(rewrite, title: "[[routes]] rewrite = { ... }")
         render(headerEdits, title: "[[routes]] request_headers, response_headers = { ... }")

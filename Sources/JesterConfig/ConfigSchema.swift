@@ -194,6 +194,14 @@ public struct ConfigSchema: Sendable {
                 "Request header that carries a verified client certificate's subject (RFC 2253) upstream; a client's own copy is removed."),
         ])
 
+    public static let clientSubject = Table(
+        "client_subject",
+        [
+            Field("value", .string, "The subject must be exactly this."),
+            Field("regex", .string, "The subject must match this regular expression."),
+            Field("present", .boolean, "true: a verified client certificate is required; false: none may be presented."),
+        ])
+
     public static let upstreamTLS = Table(
         "tls",
         [
@@ -250,6 +258,10 @@ public struct ConfigSchema: Sendable {
                 "Client networks, such as [\"10.0.0.0/8\", \"::1\"]."),
             Field("priority", .integer(-1000...1000), default: "0",
                 "Routes that could both take a request are tried highest priority first, then most specific."),
+            Field("sni", .array(.string), default: "any",
+                "TLS server names the connection must have asked for (exact or *.example.com); never plain text."),
+            Field("client_subject", .table(clientSubject), default: "any",
+                "The verified client certificate's subject (RFC 2253, \"O=Example,CN=alice\"): { present = true }, { value = \"...\" } or { regex = \"...\" }."),
             Field("max_body_size", .size, default: "http.max_body_size", "The body limit for this route."),
             Field("upstream", .string, "Proxy to this upstream pool (exactly one of upstream, respond, redirect)."),
             Field("split", .array(.table(split)),
@@ -264,6 +276,8 @@ public struct ConfigSchema: Sendable {
             Field("connect_timeout", .duration, default: "the upstream's", "How long to wait for a connection; then 504."),
             Field("response_timeout", .duration, default: "the upstream's",
                 "How long to wait for the response head after the request; then 504."),
+            Field("read_timeout", .duration, default: "none",
+                "The longest the upstream may pause between two parts of a response once it began; then the response is cut short (the client sees it incomplete)."),
             Field("timeout", .duration, default: "none",
                 "The whole exchange, request head to response end; then 504 (or the connection closes if the response had begun)."),
             Field("retries", .integer(0...10), default: "1",
@@ -328,6 +342,8 @@ public struct ConfigSchema: Sendable {
             Field("send_proxy_protocol", .choice(["v1", "v2"]), default: "none",
                 "Start each connection to a target with a PROXY protocol header naming the client (tcp listeners)."),
             Field("tls", .table(upstreamTLS), default: "none", "Connect to the targets over TLS."),
+            Field("sticky_cookie", .string, default: "none",
+                "Sticky sessions: a client's first response sets this cookie naming its target (an opaque token); later requests carrying it go to that target while it is available."),
             Field("circuit_breaker", .table(circuitBreaker), default: "none",
                 "Answer 503 at once, instead of adding requests, while the pool fails or is at its limit (per worker)."),
             Field("retry_budget", .integer(0...100), default: "20",

@@ -384,6 +384,12 @@ public struct RouteMatch: Sendable, Codable, Equatable {
     public var sources: [String] = []
     /// Higher first among routes that could both take a request; 0 by default.
     public var priority = 0
+    /// TLS server names (SNI), exact or `*.wildcard`. (This and the next are optional so that an older
+    /// binary's settings, handed over in a binary upgrade, still decode.)
+    public var serverNames: [String]?
+    /// The verified client certificate's subject: `present`/`absent`, or `value`/`regex` (a FieldMatch whose
+    /// name is unused).
+    public var clientSubject: FieldMatch?
 
     public init() {}
 
@@ -414,6 +420,8 @@ public struct RouteTimeouts: Sendable, Codable, Equatable {
     public var response: Duration?
     /// The whole exchange, from the request head to the end of the response.
     public var total: Duration?
+    /// The longest pause between two reads of a response that has begun (while the client keeps up).
+    public var read: Duration?
 
     public init() {}
 }
@@ -522,6 +530,8 @@ public struct UpstreamSettings: Sendable, Codable, Equatable {
     public var circuitBreaker: CircuitBreakerSettings?
     /// TLS to the targets (`[upstreams.NAME.tls]`).
     public var tls: UpstreamTLSSettings?
+    /// Cookie-based sticky sessions: the cookie's name.
+    public var stickyCookie: String?
     /// How long to wait for a TCP connection; slower is a 504.
     public var connectTimeout: Duration
     /// How long to wait for the response head after the request was sent; slower is a 504.

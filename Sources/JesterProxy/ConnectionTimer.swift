@@ -24,6 +24,8 @@ final class ConnectionTimer {
         case body
         /// The client accepted no response bytes in time: close (slow reader).
         case send
+        /// The upstream sent no response bytes for the route's read_timeout: the response is cut short.
+        case upstreamRead
     }
 
     private(set) var purpose = Purpose.none

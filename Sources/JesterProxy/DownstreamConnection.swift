@@ -64,6 +64,9 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
     private var retriesMade = 0
     private var failedTargets: Set<Int> = []
     private var retrySlotPool: UpstreamPool?
+    /// Sticky sessions (`sticky_cookie`): the target the request's cookie names, and whether the pool is sticky.
+    private var stickyTarget: Int?
+    private var stickyPool: UpstreamPool?
     /// Why the last retried attempt failed.
     private var retriedFailure: UpstreamFailure?
     /// How often the current request was sent again after a stale keep-alive connection failed.
@@ -76,6 +79,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
     private var log = AccessLog.Record()
     /// What the TLS handshake negotiated; nil on a plain-text listener.
     private var tls: TLSSessionFacts?
+    private var tlsRouteFacts: TLSRouteFacts?
     /// The header that carries a verified client certificate's subject upstream (`client_subject_header`).
     private let clientSubjectHeader: [UInt8]?
 
@@ -155,7 +159,11 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
-            if timer.isArmed(for: .send) { timer.disarm() }
+            if timer.isArmed(for: .send) {
+                timer.disarm()
+                // Reading from the upstream again: its pauses count from now.
+                if responseStarted, phase == .proxying, let read = route?.timeouts.read { timer.arm(.upstreamRead, after: read) }
+            }
             if responseStarted || phase == .tunnel { upstream?.read() }
         } else if responseStarted, phase == .proxying {
             // The client stopped taking bytes: it has send_timeout to take some before it is dropped.
@@ -176,8 +184,22 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
     /// The client shut down its sending side. A request already complete is still answered (then the connection
     /// closes); anything that still needed client bytes (a partial head, a body, a tunnel) cannot finish.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let proxied = event as? ProxiedClient {
+            // The load balancer's PROXY header named the real client: limits, logs, routing and X-Forwarded-For
+            // use it from now on.
+            guard runtime.reassign(from: clientAddress, to: proxied.address) else {
+                phase = .closing
+                context.close(promise: nil)
+                return
+            }
+            clientAddress = proxied.address
+            if routes.needsClientAddress { clientIP = IPAddressBytes(clientAddress) }
+            return
+        }
         if let established = event as? TLSEstablished {
             tls = established.facts
+            tlsRouteFacts = TLSRouteFacts(
+                serverName: established.facts.serverName, clientSubject: established.facts.clientCertificateSubject)
             return
         }
         guard case ChannelEvent.inputClosed = event else {
@@ -288,7 +310,9 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
             return
         }
 
-        let matched = headBytes.withUnsafeReadableBytes { bytes in routes.match(bytes, head: head, client: clientIP) }
+        let matched = headBytes.withUnsafeReadableBytes { bytes in
+            routes.match(bytes, head: head, client: clientIP, tls: tlsRouteFacts)
+        }
         guard let matched else {
             log.route = "-"
             respondWithError(404, closing: BodyFraming.request(head) != .none)
@@ -338,6 +362,14 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
             balancingHash = headBytes.withUnsafeReadableBytes {
                 pool.hashKey(head: head, bytes: $0, clientAddress: clientAddress)
             }
+            stickyPool = pool.stickyCookie == nil ? nil : pool
+            stickyTarget = pool.stickyCookie.flatMap { name in
+                headBytes.withUnsafeReadableBytes { bytes in
+                    BalancingKey.cookie(name, head: head, bytes: bytes).flatMap {
+                        pool.stickyTarget(UnsafeRawBufferPointer(rebasing: bytes[$0]))
+                    }
+                }
+            }
             acquireUpstream(from: pool, fresh: false)
         }
     }
@@ -348,7 +380,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
         // The connection stays alive until the pool answers; upstreamAcquired returns a connection it no longer
         // needs (the client left meanwhile) to the pool.
         pool.acquire(hashKey: balancingHash, fresh: fresh, excluding: failedTargets,
-            connectTimeout: route?.timeouts.connect) { result in
+            connectTimeout: route?.timeouts.connect, preferring: stickyTarget) { result in
             self.upstreamAcquired(result, pool: pool)
         }
     }
@@ -573,6 +605,16 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
             out.writeStaticString("\r\n")
         }
         if !edits.rendered.isEmpty { out.writeBytes(edits.rendered) }
+        if let pool = stickyPool, let name = pool.stickyCookie, let target = upstream?.target, target != stickyTarget {
+            // The client is new to this pool, or its target went away: it sticks to this one from now on.
+            out.writeStaticString("Set-Cookie: ")
+            out.writeBytes(name)
+            out.writeStaticString("=")
+            out.writeBytes(pool.stickyTokens[target])
+            out.writeStaticString("; Path=/; HttpOnly; SameSite=Lax")
+            if tls != nil { out.writeStaticString("; Secure") }
+            out.writeStaticString("\r\n")
+        }
         if !rechunkResponse, let length = response.contentLength {
             // One canonical value, whatever list form the upstream used.
             out.writeStaticString("Content-Length: ")
@@ -719,18 +761,23 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
         guard phase == .proxying else { return }
         log.failure = "route timeout"
         if responseStarted {
-            // At once, not after the queued response bytes: the client sees the response cut short.
-            finishLog(status: log.status)
-            phase = .closing
-            timer.cancel()
-            if let upstream {
-                self.upstream = nil
-                upstream.close()
-            }
-            context.close(promise: nil)
+            abortResponse()
         } else {
             respondWithError(504, closing: true)
         }
+    }
+
+    /// Ends a response that has begun without finishing it, at once and not after the queued bytes, so the client
+    /// sees it cut short (a complete-looking response would be a lie).
+    private func abortResponse() {
+        finishLog(status: log.status)
+        phase = .closing
+        timer.cancel()
+        if let upstream {
+            self.upstream = nil
+            upstream.close()
+        }
+        context.close(promise: nil)
     }
 
     private func armKeepaliveTimer() {
@@ -755,6 +802,10 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
             }
             log.failure = "client body timeout"
             if responseStarted { close() } else { respondWithError(408, closing: true) }
+        case .upstreamRead:
+            guard phase == .proxying, responseStarted else { return }
+            log.failure = "upstream read timeout"
+            abortResponse()
         case .send:
             log.failure = "client send timeout"
             finishLog(status: log.status)
@@ -811,6 +862,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
             return
         }
         timer.disarm()
+        if let read = route?.timeouts.read { timer.arm(.upstreamRead, after: read) }
         responseFraming = BodyFraming.response(response, requestWasHead: requestIsHead)
         switch responseFraming {
         case .chunked:
@@ -832,6 +884,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
 
     func upstreamResponseBody(_ body: ByteBuffer) {
         log.bytesOut += body.readableBytes
+        if let read = route?.timeouts.read, timer.isArmed(for: .upstreamRead) { timer.arm(.upstreamRead, after: read) }
         if rechunkResponse {
             var size = context.channel.allocator.buffer(capacity: 18)
             size.writeString(String(body.readableBytes, radix: 16))

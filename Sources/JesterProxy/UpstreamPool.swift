@@ -82,6 +82,10 @@ final class UpstreamPool: @unchecked Sendable {
     private let tls: TLSClientContext?
     /// The name each target's certificate must carry (and SNI): `server_name`, else the target's host.
     private let tlsHosts: [String]
+    /// `sticky_cookie`: the cookie's name, and each target's token (a hash of the pool and target names: the
+    /// same in every worker and after a reload, and it does not reveal the address).
+    let stickyCookie: [UInt8]?
+    let stickyTokens: [[UInt8]]
     /// The last TLS session of each target, resumed by the next connection (`session_reuse`).
     private var tlsSessions: [TLSSession?]
 
@@ -93,6 +97,12 @@ final class UpstreamPool: @unchecked Sendable {
         tls = settings.tls.flatMap { try? UpstreamTLS.makeContext($0) }
         tlsHosts = settings.targets.map { settings.tls?.serverName ?? $0.address.host }
         tlsSessions = Array(repeating: nil, count: settings.targets.count)
+        stickyCookie = settings.stickyCookie.map { Array($0.utf8) }
+        stickyTokens = settings.targets.map { target in
+            let hash = SplitMix64.hash("\(settings.name)/\(target.description)".utf8)
+            let hex = String(hash, radix: 16)
+            return Array((String(repeating: "0", count: 16 - hex.count) + hex).utf8)
+        }
         addresses = settings.targets.map {
             try? SocketAddress.makeAddressResolvingHost($0.address.host, port: $0.address.port)
         }
@@ -133,12 +143,17 @@ final class UpstreamPool: @unchecked Sendable {
         balancingKey?.hash(head: head, bytes: bytes, clientAddress: clientAddress)
     }
 
+    /// The target a sticky cookie's value names, if any.
+    func stickyTarget(_ value: UnsafeRawBufferPointer) -> Int? {
+        stickyTokens.firstIndex { $0.count == value.count && $0.withUnsafeBytes { $0.elementsEqual(value) } }
+    }
+
     /// A connection for one request: to the target the balancer picks, reusing an idle keep-alive connection
     /// unless `fresh` asks for a new one (as a replay after a stale keep-alive connection does). When connecting
     /// fails, another target is tried, up to `connect_attempts` in all: nothing was sent, so that is always safe.
     func acquire(
         hashKey: UInt64?, fresh: Bool = false, excluding excluded: Set<Int> = [], connectTimeout: Duration? = nil,
-        _ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void
+        preferring preferred: Int? = nil, _ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void
     ) {
         if let refusal = admit() {
             completion(.failure(refusal))
@@ -147,7 +162,7 @@ final class UpstreamPool: @unchecked Sendable {
         // No wrapping closure here: an allocation per request (the breaker learns of failures in `attempt`).
         acquiring += 1
         attempt(hashKey: hashKey, fresh: fresh, excluded: excluded, attemptsLeft: settings.connectAttempts,
-            lastFailure: nil, connectTimeout: connectTimeout ?? settings.connectTimeout, completion)
+            lastFailure: nil, connectTimeout: connectTimeout ?? settings.connectTimeout, preferred: preferred, completion)
     }
 
     /// The circuit breaker's word on one more request; nil: go ahead.
@@ -231,9 +246,12 @@ final class UpstreamPool: @unchecked Sendable {
 
     private func attempt(
         hashKey: UInt64?, fresh: Bool, excluded: Set<Int>, attemptsLeft: Int, lastFailure: UpstreamFailure?,
-        connectTimeout: Duration, _ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void
+        connectTimeout: Duration, preferred: Int? = nil,
+        _ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void
     ) {
-        guard let target = balancer.pick(hashKey: hashKey, now: now, excluding: excluded) else {
+        // A sticky client's target while it takes requests (not ejected, unhealthy, drained or disabled).
+        let stuck = preferred.flatMap { !excluded.contains($0) && balancer.isEligible($0, now: now) ? $0 : nil }
+        guard let target = stuck ?? balancer.pick(hashKey: hashKey, now: now, excluding: excluded) else {
             acquiring -= 1
             breaker?.record(success: false, now: now)
             completion(.failure(lastFailure ?? .noTarget))

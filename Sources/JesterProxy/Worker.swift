@@ -1,5 +1,6 @@
 import Foundation
 import JesterConfig
+import JesterCore
 import JesterControl
 import JesterLogging
 import JesterSystem
@@ -120,6 +121,8 @@ final class WorkerServer: @unchecked Sendable {
             let fd = ProcessSpawner.firstListenerFD + Int32(offset)
             let runtime = self.runtime
             let tlsContext = tlsContexts[name]
+            let proxyTrusted = runtime.configuration.listeners.first { $0.name == name && !$0.isTCP }?
+                .proxyProtocolFrom?.compactMap(CIDR.init)
             // A tcp listener relays streams to its pool; every other one serves HTTP.
             let tcpListener = runtime.configuration.listeners.first { $0.name == name && $0.isTCP }
             let tcpPool = tcpListener?.upstream.flatMap { runtime.pools[$0] }
@@ -135,6 +138,10 @@ final class WorkerServer: @unchecked Sendable {
                             try channel.pipeline.syncOperations.addHandler(
                                 TCPProxyConnection(runtime: runtime, listener: settings, pool: pool))
                         } else {
+                            if let trusted = proxyTrusted {
+                                try channel.pipeline.syncOperations.addHandler(
+                                    ProxyHeaderHandler(trusted: trusted, runtime: runtime))
+                            }
                             if let tlsContext {
                                 try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tlsContext))
                             }

@@ -100,12 +100,12 @@ struct ListenerRoutes: Sendable {
     static let empty = ListenerRoutes(levels: [], needsClientAddress: false)
 
     func match(
-        _ bytes: UnsafeRawBufferPointer, head: HTTPHead, client: IPAddressBytes?
+        _ bytes: UnsafeRawBufferPointer, head: HTTPHead, client: IPAddressBytes?, tls: TLSRouteFacts? = nil
     ) -> CompiledRoute? {
         let host = head.hostField.map { head.fields[$0].value } ?? 0..<0
         for table in levels {
             let found = table.match(bytes, host: host, path: head.path) { route in
-                !route.hasConditions || route.conditions.matches(bytes, head: head, client: client)
+                !route.hasConditions || route.conditions.matches(bytes, head: head, client: client, tls: tls)
             }
             if let found { return found }
         }
@@ -243,6 +243,8 @@ final class WorkerRuntime: @unchecked Sendable {
         conditions.headers = match.headers.map { compile($0, lowercasing: true) }
         conditions.query = match.query.map { compile($0, lowercasing: false) }
         conditions.sources = match.sources.compactMap(CIDR.init)
+        conditions.serverNames = (match.serverNames ?? []).map(HostPattern.init)
+        if let subject = match.clientSubject { conditions.clientSubject = compile(subject, lowercasing: false).test }
         return conditions
     }
 
@@ -294,6 +296,23 @@ final class WorkerRuntime: @unchecked Sendable {
         guard now >= nextWarningLog else { return }
         nextWarningLog = now + .seconds(1)
         logger.warning("\(message)", metadata: metadata)
+    }
+
+    /// A connection's client turned out to be another address (a PROXY protocol header): counts it against that
+    /// address's limit instead; false when that address is at its limit (the caller closes the connection).
+    func reassign(from oldAddress: String, to newAddress: String) -> Bool {
+        let limit = configuration.http.maxConnectionsPerClient
+        guard limit > 0 else { return true }
+        let remaining = connectionsPerClient[oldAddress, default: 1] - 1
+        connectionsPerClient[oldAddress] = remaining > 0 ? remaining : nil
+        guard connectionsPerClient[newAddress, default: 0] < limit else {
+            counters.refusedConnections &+= 1
+            // Counted under its old address again, which unregister will release.
+            connectionsPerClient[oldAddress, default: 0] += 1
+            return false
+        }
+        connectionsPerClient[newAddress, default: 0] += 1
+        return true
     }
 
     func unregister(_ connection: any ClientConnection, clientAddress: String) {

@@ -142,3 +142,37 @@ func malformedNetworksAreRejected(text: String) {
         }
     }
 }
+
+@Test func tlsConditionsCheckServerNameAndClientSubject() throws {
+    var byName = RouteConditions()
+    byName.serverNames = [HostPattern("api.example.com"), HostPattern("*.internal.example")]
+    let request = "GET / HTTP/1.1\r\nHost: anything\r\n\r\n"
+    func check(_ conditions: RouteConditions, _ tls: TLSRouteFacts?) -> Bool {
+        withRequest(request) { conditions.matches($0, head: $1, client: nil, tls: tls) }
+    }
+    #expect(check(byName, TLSRouteFacts(serverName: "API.example.com", clientSubject: nil)))
+    #expect(check(byName, TLSRouteFacts(serverName: "db.internal.example", clientSubject: nil)))
+    #expect(!check(byName, TLSRouteFacts(serverName: "internal.example", clientSubject: nil)))
+    #expect(!check(byName, TLSRouteFacts(serverName: nil, clientSubject: nil)))
+    #expect(!check(byName, nil))  // plain text never matches an sni condition
+
+    var admins = RouteConditions()
+    admins.clientSubject = .matches(try RoutePattern("^O=Example,CN=(alice|bob)$"))
+    #expect(check(admins, TLSRouteFacts(serverName: nil, clientSubject: "O=Example,CN=alice")))
+    #expect(!check(admins, TLSRouteFacts(serverName: nil, clientSubject: "O=Example,CN=mallory")))
+    #expect(!check(admins, TLSRouteFacts(serverName: nil, clientSubject: nil)))
+    var anonymous = RouteConditions()
+    anonymous.clientSubject = .absent
+    #expect(check(anonymous, TLSRouteFacts(serverName: nil, clientSubject: nil)))
+    #expect(!check(anonymous, TLSRouteFacts(serverName: nil, clientSubject: "CN=x")))
+    #expect(admins.specificity > RouteConditions().specificity)
+}
+
+@Test(arguments: [
+    ("10.0.0.1", "10.0.0.1"), ("::1", "::1"), ("2001:DB8:0:0:0:0:0:42", "2001:db8::42"), ("::", "::"),
+    ("2001:db8:0:1:0:0:0:1", "2001:db8:0:1::1"), ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2:3:4:5:6"),
+    ("fe80:0:0:1:0:0:0:0", "fe80:0:0:1::"), ("::ffff:10.1.2.3", "::ffff:a01:203"),
+])
+func addressesPrintInCanonicalForm(text: String, canonical: String) throws {
+    #expect(try #require(IPAddressBytes(text)).description == canonical)
+}

@@ -292,3 +292,34 @@ def test_circuit_breaker_limits_requests_in_flight(make_jester, upstreams):
     for thread in threads:
         thread.join()
     assert sorted(results) == [200, 200, 503, 503, 503], results
+
+
+def test_sticky_cookie_keeps_a_client_on_its_target(make_jester, upstreams):
+    servers = upstreams(3)
+    jester = make_jester(pool([f'"{s.address}"' for s in servers], sticky_cookie="SRV"))
+
+    def get(cookie=None):
+        connection = http.client.HTTPConnection("127.0.0.1", jester.port, timeout=10)
+        connection.request("GET", "/echo", headers={"Cookie": f"theme=dark; SRV={cookie}"} if cookie else {})
+        response = connection.getresponse()
+        body = json.loads(response.read())
+        connection.close()
+        return body["server_port"], response.getheader("Set-Cookie")
+
+    port, set_cookie = get()
+    assert set_cookie.startswith("SRV=") and "HttpOnly" in set_cookie and "Path=/" in set_cookie
+    token = set_cookie.split(";")[0].split("=", 1)[1]
+    assert str(port) not in token  # opaque: the token does not reveal the address
+    # With the cookie: always the same target, and no new cookie.
+    for _ in range(12):
+        assert get(token) == (port, None)
+    # Without it: the balancer spreads clients, each told its own target.
+    assert len({get()[0] for _ in range(9)}) == 3
+    # An unknown token is treated as no cookie.
+    assert get("0123456789abcdef")[1] is not None
+    # The target goes away: the client moves, and is told its new target.
+    target = next(s for s in servers if s.port == port)
+    jester.ctl("upstream", "disable", "app", target.address, check=True)
+    wait_for(lambda: get(token)[0] != port, what="the sticky client moved off the disabled target")
+    moved, new_cookie = get(token)
+    assert moved != port and new_cookie and new_cookie.split(";")[0] != f"SRV={token}"

@@ -186,3 +186,52 @@ def test_redis_through_a_tcp_listener(make_jester, tmp_path):
     finally:
         redis.terminate()
         redis.wait()
+
+
+# PROXY protocol on HTTP listeners (and below TLS).
+
+def http_proxied_config(upstream, trusted='["127.0.0.0/8"]'):
+    return (f"proxy_protocol_from = {trusted}\n\n[[routes]]\nname = \"api\"\nupstream = \"app\"\n\n"
+            f'[upstreams.app]\ntargets = ["{upstream.address}"]\n')
+
+
+def v2_header(source, destination, source_port, destination_port):
+    import ipaddress
+    source = ipaddress.ip_address(source)
+    addresses = (source.packed + ipaddress.ip_address(destination).packed
+                 + source_port.to_bytes(2, "big") + destination_port.to_bytes(2, "big"))
+    family = 0x21 if source.version == 6 else 0x11  # TCP over IPv6 / IPv4
+    return (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, family]) + len(addresses).to_bytes(2, "big") + addresses)
+
+
+def forwarded_for(answer):
+    import json
+    body = answer.split(b"\r\n\r\n", 1)[1]
+    headers = {name.lower(): value for name, value in json.loads(body)["headers"]}
+    return headers.get("x-forwarded-for")
+
+
+def test_http_listener_takes_the_client_from_a_proxy_header(make_jester, upstream):
+    from conftest import raw_request
+    jester = make_jester(http_proxied_config(upstream))
+    request = b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    answer = raw_request(jester.port, b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 80\r\n" + request)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert forwarded_for(answer) == "203.0.113.7"
+    answer = raw_request(jester.port, v2_header("2001:db8::42", "::1", 4444, 443) + request)
+    assert forwarded_for(answer) == "2001:db8::42"
+    # A trusted balancer must send the header: a bare request is refused (closed), never served as the balancer.
+    assert raw_request(jester.port, request) == b""
+    wait_for(lambda: any(entry.get("client") == "203.0.113.7" for entry in jester.access_log()),
+             what="the access log naming the real client")
+
+
+def test_http_listener_ignores_proxy_headers_from_untrusted_clients(make_jester, upstream):
+    from conftest import raw_request
+    jester = make_jester(http_proxied_config(upstream, trusted='["10.0.0.0/8"]'))
+    answer = raw_request(jester.port, b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 80\r\nGET /echo HTTP/1.1\r\n"
+                                      b"Host: x\r\nConnection: close\r\n\r\n")
+    # Not a trusted balancer: the header is just a malformed request line.
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+    answer = raw_request(jester.port, b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert forwarded_for(answer) == "127.0.0.1"

@@ -2,7 +2,7 @@
 
 import subprocess
 
-from conftest import curl
+from conftest import curl, wait_for
 
 
 def route(name, **settings):
@@ -202,3 +202,32 @@ upstream = "app"
         assert result.returncode == 18, (result.returncode, result.stderr)
     finally:
         upstream.stop()
+
+
+def test_read_timeout_cuts_a_stalled_response_visibly(make_jester, upstream):
+    import time
+    jester = make_jester(f"""
+[upstreams.app]
+targets = ["{upstream.address}"]
+
+[[routes]]
+path_prefix = "/strict"
+upstream = "app"
+read_timeout = "500ms"
+
+[[routes]]
+path_prefix = "/"
+upstream = "app"
+read_timeout = "3s"
+""")
+    started = time.monotonic()
+    result = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download}", "--max-time", "10",
+                             jester.url + "/strict/stall?delay=3"], capture_output=True, text=True)
+    assert result.returncode == 18, result  # a partial transfer, never a complete-looking response
+    assert result.stdout == "1024"
+    assert time.monotonic() - started < 2.5
+    # A pause shorter than the route's read_timeout is fine.
+    code, body, _ = curl(jester.url + "/stall?delay=1")
+    assert code == 200 and len(body) == 2048
+    wait_for(lambda: any(entry.get("error") == "upstream read timeout" for entry in jester.access_log()),
+             what="the timeout in the access log")

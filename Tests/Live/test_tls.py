@@ -320,3 +320,58 @@ def test_upstream_tls_client_certificate(make_jester):
         wait_for(lambda: "upstream TLS failed" in jester.logs(), what="the refusal logged")
     finally:
         strict.stop()
+
+
+def test_routes_match_on_sni_and_client_certificate(make_jester, keys):
+    shutil.copyfile(FIXTURES / "ca.pem", keys / "clients.pem")
+    routes = """
+[[routes]]
+name = "beta"
+sni = ["*.beta.test"]
+respond = { status = 200, body = "beta" }
+
+[[routes]]
+name = "alice"
+path_prefix = "/admin"
+client_subject = { regex = "CN=alice$" }
+respond = { status = 200, body = "welcome alice" }
+
+[[routes]]
+name = "admin-refused"
+path_prefix = "/admin"
+respond = { status = 403, body = "client certificate required" }
+
+[[routes]]
+name = "default"
+respond = { status = 200, body = "default" }
+"""
+    jester = make_jester(tls_config(
+        keys, extra=f'client_certificates = "optional"\nclient_ca = "{keys / "clients.pem"}"',
+        certificates=(("site.pem", "site.key"), ("beta.pem", "beta.key")), routes=routes))
+    base = ["--cacert", CA]
+    assert curl(*base, f"https://127.0.0.1:{jester.port}/")[1] == b"default"
+    assert curl(*base, "--resolve", f"x.beta.test:{jester.port}:127.0.0.1", f"https://x.beta.test:{jester.port}/")[1] == b"beta"
+    # The Host header alone does not make an SNI match.
+    assert curl(*base, "-H", "Host: x.beta.test", f"https://127.0.0.1:{jester.port}/")[1] == b"default"
+    assert curl(*base, f"https://127.0.0.1:{jester.port}/admin")[0] == 403
+    code, body, error = curl(*base, "--cert", str(FIXTURES / "client.pem"), "--key", str(FIXTURES / "client.key"),
+                             f"https://127.0.0.1:{jester.port}/admin")
+    assert (code, body) == (200, b"welcome alice"), error
+
+
+def test_proxy_header_before_the_tls_handshake(make_jester, keys, upstream):
+    import socket
+    import ssl
+    routes = f'\n[[routes]]\nname = "api"\nupstream = "app"\n\n[upstreams.app]\ntargets = ["{upstream.address}"]\n'
+    jester = make_jester('proxy_protocol_from = ["127.0.0.0/8"]\n' + tls_config(keys, routes=routes))
+    context = ssl.create_default_context(cafile=CA)
+    with socket.create_connection(("127.0.0.1", jester.port), timeout=5) as plain:
+        plain.sendall(b"PROXY TCP4 198.51.100.9 127.0.0.1 40000 443\r\n")
+        with context.wrap_socket(plain, server_hostname="alpha.test") as secure:
+            secure.sendall(b"GET /echo HTTP/1.1\r\nHost: alpha.test\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := secure.recv(65536):
+                answer += chunk
+    headers = {name.lower(): value for name, value in json.loads(answer.split(b"\r\n\r\n", 1)[1])["headers"]}
+    assert headers["x-forwarded-for"] == "198.51.100.9"
+    assert headers["x-forwarded-proto"] == "https"

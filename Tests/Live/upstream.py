@@ -7,6 +7,7 @@ behaviour):
   /download?size=N  N bytes with Content-Length, streamed
   /chunked          a chunked response
   /slow?delay=S     answers after S seconds
+  /stall?delay=S    sends half of a 2 KiB body, pauses S seconds, then sends the rest
   /ws               WebSocket echo (RFC 6455, text and binary frames)
 Every request is appended to the in-memory log returned by GET /__requests (used to prove that malformed
 requests never reach the upstream). /echo answers include the server's port, so balancing tests see which
@@ -105,6 +106,16 @@ class Handler(BaseHTTPRequestHandler):
                 n = min(size, len(block))
                 self.wfile.write(block[:n])
                 size -= n
+            return
+        if last == "stall":
+            delay = float(query.get("delay", ["1"])[0])
+            self.send_response(200)
+            self.send_header("Content-Length", "2048")
+            self.end_headers()
+            self.wfile.write(b"a" * 1024)
+            self.wfile.flush()
+            time.sleep(delay)
+            self.wfile.write(b"b" * 1024)
             return
         if last == "chunked":
             self.send_response(200)

@@ -47,8 +47,16 @@ public enum BalancingKey: Sendable, Equatable {
         }
     }
 
+    /// The value of cookie `name` in any Cookie field of a request.
+    public static func cookie(_ name: [UInt8], head: HTTPHead, bytes: UnsafeRawBufferPointer) -> Range<Int>? {
+        for field in head.fields where ASCII.equalsIgnoringCase(bytes, field.name, "cookie") {
+            if let value = cookie(name, in: bytes, field.value) { return value }
+        }
+        return nil
+    }
+
     /// The value of cookie `name` in a Cookie field value ("a=1; b=2").
-    static func cookie(_ name: [UInt8], in bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Range<Int>? {
+    public static func cookie(_ name: [UInt8], in bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Range<Int>? {
         var start = range.lowerBound
         while start < range.upperBound {
             var end = start

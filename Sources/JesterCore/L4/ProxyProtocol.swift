@@ -116,8 +116,3 @@ public enum ProxyProtocol {
     }
 }
 
-extension IPAddressBytes {
-    public init(bytes: [UInt8]) {
-        self.bytes = bytes
-    }
-}

@@ -1,6 +1,32 @@
 /// An IPv4 or IPv6 address as bytes (4 or 16), parsed from text without the C library.
-public struct IPAddressBytes: Sendable, Hashable {
+public struct IPAddressBytes: Sendable, Hashable, CustomStringConvertible {
     public var bytes: [UInt8]
+
+    public init(bytes: [UInt8]) {
+        precondition(bytes.count == 4 || bytes.count == 16, "an IP address has 4 or 16 bytes")
+        self.bytes = bytes
+    }
+
+    /// The text form: dotted IPv4, or IPv6 in RFC 5952's canonical form (lowercase, the longest run of two or
+    /// more zero groups as "::").
+    public var description: String {
+        if bytes.count == 4 { return bytes.map(String.init).joined(separator: ".") }
+        let groups = (0..<8).map { Int(bytes[2 * $0]) << 8 | Int(bytes[2 * $0 + 1]) }
+        var best = (start: -1, length: 0)
+        var index = 0
+        while index < 8 {
+            guard groups[index] == 0 else { index += 1; continue }
+            var end = index
+            while end < 8, groups[end] == 0 { end += 1 }
+            if end - index > best.length, end - index >= 2 { best = (index, end - index) }
+            index = end
+        }
+        func text(_ range: Range<Int>) -> String {
+            range.map { String(groups[$0], radix: 16) }.joined(separator: ":")
+        }
+        guard best.start >= 0 else { return text(0..<8) }
+        return text(0..<best.start) + "::" + text((best.start + best.length)..<8)
+    }
 
     public init?(_ text: some StringProtocol) {
         if text.contains(":") {

@@ -26,6 +26,19 @@ public struct RoutePattern: @unchecked Sendable {
     }
 }
 
+/// What a TLS handshake established that routes can match on.
+public struct TLSRouteFacts: Sendable, Equatable {
+    /// The SNI the client sent.
+    public var serverName: String?
+    /// The verified client certificate's subject (RFC 2253).
+    public var clientSubject: String?
+
+    public init(serverName: String?, clientSubject: String?) {
+        self.serverName = serverName
+        self.clientSubject = clientSubject
+    }
+}
+
 /// What a request must also satisfy for a route to take it, beyond its host and path prefix: the matchers of
 /// `[[routes]]` (methods, exact path, path regex, header and query conditions, client networks).
 ///
@@ -57,22 +70,30 @@ public struct RouteConditions: Sendable {
     public var headers: [FieldCondition] = []
     public var query: [FieldCondition] = []
     public var sources: [CIDR] = []
+    /// TLS server names (SNI) the connection must have used; empty: any (or none).
+    public var serverNames: [HostPattern] = []
+    /// A test on the verified client certificate's subject (RFC 2253): present, absent, equals or matches.
+    public var clientSubject: Test?
 
     public init() {}
 
     public var isEmpty: Bool {
         methods.isEmpty && !exactPath && pathPattern == nil && headers.isEmpty && query.isEmpty && sources.isEmpty
+            && serverNames.isEmpty && clientSubject == nil
     }
 
     /// How specific the conditions are, to order routes that share a host and path prefix: an exact path first,
     /// then routes with more conditions, then the plain prefix.
     public var specificity: Int {
         (exactPath ? 1000 : 0) + (pathPattern == nil ? 0 : 100) + methods.count.signum() + headers.count
-            + query.count + sources.count.signum()
+            + query.count + sources.count.signum() + serverNames.count.signum() + (clientSubject == nil ? 0 : 1)
     }
 
-    /// Whether a request satisfies every condition. `client` is the client's address (needed only with sources).
-    public func matches(_ bytes: UnsafeRawBufferPointer, head: HTTPHead, client: IPAddressBytes?) -> Bool {
+    /// Whether a request satisfies every condition. `client` is the client's address (needed only with sources),
+    /// `tls` what the connection's handshake said (nil on plain text).
+    public func matches(
+        _ bytes: UnsafeRawBufferPointer, head: HTTPHead, client: IPAddressBytes?, tls: TLSRouteFacts? = nil
+    ) -> Bool {
         if !methods.isEmpty {
             let method = head.method
             guard methods.contains(where: { candidate in
@@ -95,6 +116,23 @@ public struct RouteConditions: Sendable {
         }
         if !sources.isEmpty {
             guard let client, sources.contains(where: { $0.contains(client) }) else { return false }
+        }
+        if !serverNames.isEmpty {
+            guard let name = tls?.serverName?.lowercased(), serverNames.contains(where: { $0.matches(name) }) else {
+                return false
+            }
+        }
+        if let clientSubject {
+            let subject = tls?.clientSubject
+            switch clientSubject {
+            case .present: if subject == nil { return false }
+            case .absent: if subject != nil { return false }
+            case .equals(let expected): if subject.map({ Array($0.utf8) }) != expected { return false }
+            case .matches(let pattern):
+                guard let subject else { return false }
+                let found = Array(subject.utf8).withUnsafeBytes { pattern.matches($0, 0..<$0.count) }
+                if !found { return false }
+            }
         }
         return true
     }

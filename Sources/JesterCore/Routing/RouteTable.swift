@@ -17,6 +17,15 @@ public enum HostPattern: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Whether `name` (lowercase, without port) is one this pattern names.
+    public func matches(_ name: String) -> Bool {
+        switch self {
+        case .any: return true
+        case .exact(let expected): return name == expected
+        case .wildcard(let suffix): return name.hasSuffix(suffix) && name.count > suffix.count
+        }
+    }
+
     public var description: String {
         switch self {
         case .any: return "*"
