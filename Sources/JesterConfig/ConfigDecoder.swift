@@ -149,6 +149,8 @@ struct ConfigDecoder {
                 reader.finish(decoder: &self)
                 configuration.upstreams[configuration.upstreams.count - 1].circuitBreaker = breaker
             }
+            configuration.upstreams[configuration.upstreams.count - 1].maxRequestsPerTarget =
+                table.integer("max_requests_per_target", decoder: &self)
             if let cookie = table.string("sticky_cookie", decoder: &self) {
                 if cookie.isEmpty || !cookie.utf8.allSatisfy(ASCII.isToken) {
                     report(table.location(of: "sticky_cookie"), "'\(cookie)' is not a cookie name")
@@ -779,8 +781,11 @@ struct TableReader {
                 let address = table.address("address", decoder: &decoder)
                 let weight = table.integer("weight", decoder: &decoder) ?? 1
                 let backup = table.boolean("backup", decoder: &decoder) ?? false
+                let maxRequests = table.integer("max_requests", decoder: &decoder)
                 table.finish(decoder: &decoder)
-                if let address { targets.append(UpstreamTarget(address: address, weight: weight, backup: backup)) }
+                if let address {
+                    targets.append(UpstreamTarget(address: address, weight: weight, backup: backup, maxRequests: maxRequests))
+                }
             default:
                 decoder.report(element.location,
                     "elements of '\(key)' must be \(ConfigSchema.ValueType.target(ConfigSchema.target).pluralSummary), not \(element.typeName)")

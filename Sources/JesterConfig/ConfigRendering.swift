@@ -121,6 +121,7 @@ extension Configuration {
                 "retry_budget = \(upstream.retryBudgetPercent)",
             ]
             if let cookie = upstream.stickyCookie { lines.append("sticky_cookie = \(quoted(cookie))") }
+            if let limit = upstream.maxRequestsPerTarget { lines.append("max_requests_per_target = \(limit)") }
             if let version = upstream.sendProxyProtocol { lines.append("send_proxy_protocol = \(quoted(version))") }
             if let breaker = upstream.circuitBreaker {
                 lines.append("circuit_breaker = { max_requests = \(breaker.maxRequests), failure_percent = \(breaker.failurePercent), "
@@ -244,9 +245,12 @@ extension Configuration {
     }
 
     private func renderTarget(_ target: UpstreamTarget) -> String {
-        guard target.weight != 1 || target.backup else { return quoted(target.address.description) }
+        guard target.weight != 1 || target.backup || target.maxRequests != nil else {
+            return quoted(target.address.description)
+        }
         return "{ address = \(quoted(target.address.description)), weight = \(target.weight)"
-            + (target.backup ? ", backup = true }" : " }")
+            + (target.backup ? ", backup = true" : "")
+            + (target.maxRequests.map { ", max_requests = \($0)" } ?? "") + " }"
     }
 
     private func quotedKey(_ key: String) -> String {

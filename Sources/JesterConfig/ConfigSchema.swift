@@ -342,6 +342,8 @@ public struct ConfigSchema: Sendable {
             Field("send_proxy_protocol", .choice(["v1", "v2"]), default: "none",
                 "Start each connection to a target with a PROXY protocol header naming the client (tcp listeners)."),
             Field("tls", .table(upstreamTLS), default: "none", "Connect to the targets over TLS."),
+            Field("max_requests_per_target", .integer(1...1_000_000), default: "no limit",
+                "Requests in flight to one target per worker, at most: a full target is skipped, and when every target is full the request gets 503 at once."),
             Field("sticky_cookie", .string, default: "none",
                 "Sticky sessions: a client's first response sets this cookie naming its target (an opaque token); later requests carrying it go to that target while it is available."),
             Field("circuit_breaker", .table(circuitBreaker), default: "none",
@@ -393,5 +395,7 @@ public struct ConfigSchema: Sendable {
             Field("weight", .integer(1...1000), default: "1", "Its share of requests relative to the others."),
             Field("backup", .boolean, default: "false",
                 "Serves only while no other target of the pool can (all ejected or failing)."),
+            Field("max_requests", .integer(1...1_000_000), default: "the pool's max_requests_per_target",
+                "Requests in flight to this target per worker, at most."),
         ])
 }

@@ -196,11 +196,14 @@ public struct UpstreamTarget: Sendable, Codable, Hashable, CustomStringConvertib
     public var weight: Int
     /// Serves only while no other target can.
     public var backup: Bool
+    /// Requests in flight to this target per worker, at most (nil: the pool's `max_requests_per_target`).
+    public var maxRequests: Int?
 
-    public init(address: SocketAddressSpec, weight: Int = 1, backup: Bool = false) {
+    public init(address: SocketAddressSpec, weight: Int = 1, backup: Bool = false, maxRequests: Int? = nil) {
         self.address = address
         self.weight = weight
         self.backup = backup
+        self.maxRequests = maxRequests
     }
 
     public var description: String { address.description }
@@ -532,6 +535,8 @@ public struct UpstreamSettings: Sendable, Codable, Equatable {
     public var tls: UpstreamTLSSettings?
     /// Cookie-based sticky sessions: the cookie's name.
     public var stickyCookie: String?
+    /// Requests in flight to one target per worker, at most (nil: no limit); a target at its limit is skipped.
+    public var maxRequestsPerTarget: Int?
     /// How long to wait for a TCP connection; slower is a 504.
     public var connectTimeout: Duration
     /// How long to wait for the response head after the request was sent; slower is a 504.

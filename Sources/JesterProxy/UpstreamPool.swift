@@ -82,6 +82,9 @@ final class UpstreamPool: @unchecked Sendable {
     private let tls: TLSClientContext?
     /// The name each target's certificate must carry (and SNI): `server_name`, else the target's host.
     private let tlsHosts: [String]
+    /// Each target's `max_requests` (0: no limit), and whether any target has one.
+    private let requestLimits: [Int]
+    private let hasRequestLimits: Bool
     /// `sticky_cookie`: the cookie's name, and each target's token (a hash of the pool and target names: the
     /// same in every worker and after a reload, and it does not reveal the address).
     let stickyCookie: [UInt8]?
@@ -97,6 +100,8 @@ final class UpstreamPool: @unchecked Sendable {
         tls = settings.tls.flatMap { try? UpstreamTLS.makeContext($0) }
         tlsHosts = settings.targets.map { settings.tls?.serverName ?? $0.address.host }
         tlsSessions = Array(repeating: nil, count: settings.targets.count)
+        requestLimits = settings.targets.map { $0.maxRequests ?? settings.maxRequestsPerTarget ?? 0 }
+        hasRequestLimits = requestLimits.contains { $0 > 0 }
         stickyCookie = settings.stickyCookie.map { Array($0.utf8) }
         stickyTokens = settings.targets.map { target in
             let hash = SplitMix64.hash("\(settings.name)/\(target.description)".utf8)
@@ -249,9 +254,23 @@ final class UpstreamPool: @unchecked Sendable {
         connectTimeout: Duration, preferred: Int? = nil,
         _ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void
     ) {
-        // A sticky client's target while it takes requests (not ejected, unhealthy, drained or disabled).
+        var excluded = excluded
+        var full = false
+        if hasRequestLimits {
+            // Targets at their max_requests are skipped, like excluded ones.
+            for (target, limit) in requestLimits.enumerated() where limit > 0 && balancer.active[target] >= limit {
+                full = full || !excluded.contains(target)
+                excluded.insert(target)
+            }
+        }
+        // A sticky client's target while it takes requests (not ejected, unhealthy, drained, disabled or full).
         let stuck = preferred.flatMap { !excluded.contains($0) && balancer.isEligible($0, now: now) ? $0 : nil }
         guard let target = stuck ?? balancer.pick(hashKey: hashKey, now: now, excluding: excluded) else {
+            if full, lastFailure == nil {
+                acquiring -= 1
+                completion(.failure(.circuitOpen("every target is at its max_requests")))
+                return
+            }
             acquiring -= 1
             breaker?.record(success: false, now: now)
             completion(.failure(lastFailure ?? .noTarget))

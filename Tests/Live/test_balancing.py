@@ -323,3 +323,30 @@ def test_sticky_cookie_keeps_a_client_on_its_target(make_jester, upstreams):
     wait_for(lambda: get(token)[0] != port, what="the sticky client moved off the disabled target")
     moved, new_cookie = get(token)
     assert moved != port and new_cookie and new_cookie.split(";")[0] != f"SRV={token}"
+
+
+def test_max_requests_per_target_spreads_then_refuses_fast(make_jester, upstreams):
+    servers = upstreams(2)
+    jester = make_jester(pool([f'"{servers[0].address}"', f'{{ address = "{servers[1].address}", max_requests = 2 }}'],
+                              max_requests_per_target=1))
+    results = []
+
+    def slow():
+        started = time.monotonic()
+        code, body, _ = curl(f"{jester.url}/slow?delay=1.5")
+        results.append((code, time.monotonic() - started, json.loads(body)["server_port"] if code == 200 else None))
+
+    threads = [threading.Thread(target=slow) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.1)
+    # The fourth finds both targets full (1 + 2 in flight): 503 at once.
+    started = time.monotonic()
+    code, _, _ = curl(f"{jester.url}/slow?delay=1.5")
+    assert code == 503 and time.monotonic() - started < 0.5
+    for thread in threads:
+        thread.join()
+    assert sorted(code for code, _, _ in results) == [200, 200, 200]
+    assert Counter(port for _, _, port in results) == {servers[0].port: 1, servers[1].port: 2}
+    wait_for(lambda: any("max_requests" in entry.get("error", "") for entry in jester.access_log()),
+             what="the refusal in the access log")
