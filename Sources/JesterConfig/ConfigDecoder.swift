@@ -151,6 +151,10 @@ struct ConfigDecoder {
             }
             configuration.upstreams[configuration.upstreams.count - 1].maxRequestsPerTarget =
                 table.integer("max_requests_per_target", decoder: &self)
+            if let interval = table.duration("resolve_interval", decoder: &self) {
+                if interval < .seconds(1) { report(table.location(of: "resolve_interval"), "'resolve_interval' must be at least 1s") }
+                configuration.upstreams[configuration.upstreams.count - 1].resolveInterval = interval
+            }
             if let cookie = table.string("sticky_cookie", decoder: &self) {
                 if cookie.isEmpty || !cookie.utf8.allSatisfy(ASCII.isToken) {
                     report(table.location(of: "sticky_cookie"), "'\(cookie)' is not a cookie name")

@@ -122,6 +122,7 @@ extension Configuration {
             ]
             if let cookie = upstream.stickyCookie { lines.append("sticky_cookie = \(quoted(cookie))") }
             if let limit = upstream.maxRequestsPerTarget { lines.append("max_requests_per_target = \(limit)") }
+            if let interval = upstream.resolveInterval { lines.append("resolve_interval = \(quoted(Units.format(interval)))") }
             if let version = upstream.sendProxyProtocol { lines.append("send_proxy_protocol = \(quoted(version))") }
             if let breaker = upstream.circuitBreaker {
                 lines.append("circuit_breaker = { max_requests = \(breaker.maxRequests), failure_percent = \(breaker.failurePercent), "

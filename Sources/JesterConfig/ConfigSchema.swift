@@ -344,6 +344,8 @@ public struct ConfigSchema: Sendable {
             Field("tls", .table(upstreamTLS), default: "none", "Connect to the targets over TLS."),
             Field("max_requests_per_target", .integer(1...1_000_000), default: "no limit",
                 "Requests in flight to one target per worker, at most: a full target is skipped, and when every target is full the request gets 503 at once."),
+            Field("resolve_interval", .duration, default: "\"30s\"",
+                "How often the master looks up targets given as host names again; every worker follows a changed address at once (a failed lookup keeps the last one)."),
             Field("sticky_cookie", .string, default: "none",
                 "Sticky sessions: a client's first response sets this cookie naming its target (an opaque token); later requests carrying it go to that target while it is available."),
             Field("circuit_breaker", .table(circuitBreaker), default: "none",

@@ -537,6 +537,8 @@ public struct UpstreamSettings: Sendable, Codable, Equatable {
     public var stickyCookie: String?
     /// Requests in flight to one target per worker, at most (nil: no limit); a target at its limit is skipped.
     public var maxRequestsPerTarget: Int?
+    /// How often targets given as host names are looked up again (nil: every 30 seconds).
+    public var resolveInterval: Duration?
     /// How long to wait for a TCP connection; slower is a 504.
     public var connectTimeout: Duration
     /// How long to wait for the response head after the request was sent; slower is a 504.

@@ -55,6 +55,9 @@ public enum ControlMessage: Codable, Sendable, Equatable {
     /// The TLS session-ticket keys (80 bytes each), newest first: the newest encrypts, all decrypt. Sent to every
     /// worker whenever the master rotates them.
     case ticketKeys([Data])
+    /// Upstream target host names → the address each resolved to (the master looks them up every
+    /// `resolve_interval`); the whole map each time.
+    case resolvedAddresses([String: String])
 
     // MARK: worker → master
     /// The worker holds its listeners and serves.
@@ -300,6 +303,8 @@ public struct WorkerAssignment: Codable, Sendable, Equatable {
     public var targetStates: [TargetState]?
     /// The TLS session-ticket keys, newest first (see `ControlMessage.ticketKeys`).
     public var ticketKeys: [Data]?
+    /// Target host names → addresses, as the master resolved them (see `ControlMessage.resolvedAddresses`).
+    public var resolvedAddresses: [String: String]?
 
     public init(
         slot: Int, generation: Int, configuration: Data, listenerNames: [String], userID: UInt32?, groupID: UInt32?

@@ -65,7 +65,8 @@ enum UpstreamFailure: Error, Sendable {
 final class UpstreamPool: @unchecked Sendable {
     let settings: UpstreamSettings
     let eventLoop: any EventLoop
-    private let addresses: [SocketAddress?]
+    /// Each target's address: resolved by the master for host names (and followed when it changes).
+    private var addresses: [SocketAddress?]
     /// "host:port" of each target, rendered once: logs and headers ask for it on every request.
     private let descriptions: [String]
     private var balancer: UpstreamBalancer
@@ -92,7 +93,7 @@ final class UpstreamPool: @unchecked Sendable {
     /// The last TLS session of each target, resumed by the next connection (`session_reuse`).
     private var tlsSessions: [TLSSession?]
 
-    init(settings: UpstreamSettings, eventLoop: any EventLoop, firstTarget: Int) {
+    init(settings: UpstreamSettings, eventLoop: any EventLoop, firstTarget: Int, resolved: [String: String] = [:]) {
         self.settings = settings
         self.eventLoop = eventLoop
         // The loader checked the settings with the same call; a failure here would be a changed file, which the
@@ -108,8 +109,11 @@ final class UpstreamPool: @unchecked Sendable {
             let hex = String(hash, radix: 16)
             return Array((String(repeating: "0", count: 16 - hex.count) + hex).utf8)
         }
-        addresses = settings.targets.map {
-            try? SocketAddress.makeAddressResolvingHost($0.address.host, port: $0.address.port)
+        addresses = settings.targets.map { target in
+            // The master's lookup when it has one; a name it has not looked up yet (new in this reload) is
+            // resolved here, once, before the worker serves.
+            if let ip = resolved[target.address.host] { return try? SocketAddress(ipAddress: ip, port: target.address.port) }
+            return try? SocketAddress.makeAddressResolvingHost(target.address.host, port: target.address.port)
         }
         descriptions = settings.targets.map(\.description)
         let algorithm = UpstreamBalancer.Algorithm(rawValue: settings.balance) ?? .roundRobin
@@ -146,6 +150,19 @@ final class UpstreamPool: @unchecked Sendable {
     /// The balancing hash of a request, when the pool hashes (`balance = "hash"`).
     func hashKey(head: HTTPHead, bytes: UnsafeRawBufferPointer, clientAddress: String) -> UInt64? {
         balancingKey?.hash(head: head, bytes: bytes, clientAddress: clientAddress)
+    }
+
+    /// Follows the master's lookups of target host names: new connections go to the new address at once, idle
+    /// ones to the old address are closed; requests in flight finish where they are.
+    func updateAddresses(_ resolved: [String: String]) {
+        for (index, target) in settings.targets.enumerated() {
+            guard let ip = resolved[target.address.host], addresses[index]?.ipAddress != ip,
+                let address = try? SocketAddress(ipAddress: ip, port: target.address.port)
+            else { continue }
+            addresses[index] = address
+            for connection in idle[index] { connection.close() }
+            idle[index] = []
+        }
     }
 
     /// The target a sticky cookie's value names, if any.

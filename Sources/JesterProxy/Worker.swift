@@ -96,7 +96,8 @@ final class WorkerServer: @unchecked Sendable {
         self.assignment = assignment
         self.eventLoop = eventLoop
         self.logger = logger
-        self.runtime = WorkerRuntime(configuration: configuration, eventLoop: eventLoop, slot: assignment.slot)
+        self.runtime = WorkerRuntime(configuration: configuration, eventLoop: eventLoop, slot: assignment.slot,
+            resolved: assignment.resolvedAddresses ?? [:])
     }
 
     func start() throws {
@@ -206,6 +207,8 @@ final class WorkerServer: @unchecked Sendable {
             applyTargetStates(states)
         case .ticketKeys(let keys):
             applyTicketKeys(keys)
+        case .resolvedAddresses(let addresses):
+            for pool in runtime.pools.values { pool.updateAddresses(addresses) }
         default:
             logger.warning("unexpected control message", metadata: ["message": "\(message)"])
         }

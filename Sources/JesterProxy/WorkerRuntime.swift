@@ -149,7 +149,7 @@ final class WorkerRuntime: @unchecked Sendable {
     /// Called on the event loop whenever the last connection of a draining worker closes.
     var onConnectionsClosed: (() -> Void)?
 
-    init(configuration: Configuration, eventLoop: any EventLoop, slot: Int) {
+    init(configuration: Configuration, eventLoop: any EventLoop, slot: Int, resolved: [String: String] = [:]) {
         self.configuration = configuration
         self.eventLoop = eventLoop
         let http = configuration.http
@@ -159,7 +159,8 @@ final class WorkerRuntime: @unchecked Sendable {
             maxHeadSize: http.maxRequestHeadSize, maxURILength: http.maxURILength, maxFieldCount: http.maxHeaderCount)
         var pools: [String: UpstreamPool] = [:]
         for upstream in configuration.upstreams {
-            pools[upstream.name] = UpstreamPool(settings: upstream, eventLoop: eventLoop, firstTarget: slot)
+            pools[upstream.name] = UpstreamPool(
+                settings: upstream, eventLoop: eventLoop, firstTarget: slot, resolved: resolved)
         }
         self.pools = pools
         let allocator = ByteBufferAllocator()

@@ -56,7 +56,7 @@ final class HealthChecker: @unchecked Sendable {
 
     private final class Checked {
         let settings: HealthCheckSettings
-        let address: SocketAddress?
+        var address: SocketAddress?
         let host: String
         var health: TargetHealth
         var task: Scheduled<Void>?
@@ -103,6 +103,16 @@ final class HealthChecker: @unchecked Sendable {
             let entry = Checked(settings: settings, address: address, host: target.description)
             checked[key] = entry
             schedule(key, entry, after: Double.random(in: 0...0.2))
+        }
+    }
+
+    /// Follows the master's lookups of target host names: checks probe the new address from their next round.
+    func updateAddresses(_ addresses: [String: String]) {
+        for entry in checked.values {
+            guard let spec = SocketAddressSpec(parsing: entry.host), let ip = addresses[spec.host],
+                let address = try? SocketAddress(ipAddress: ip, port: spec.port)
+            else { continue }
+            entry.address = address
         }
     }
 

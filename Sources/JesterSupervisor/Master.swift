@@ -82,6 +82,8 @@ public final class Master: @unchecked Sendable {
     private var adminStates: [String: [String: String]] = [:]
     /// TLS session-ticket keys shared by every worker (see `TicketKeyRing`).
     private var ticketKeys = TicketKeyRing()
+    /// Target host names and their addresses (see `ResolvedAddresses`).
+    private var resolved = ResolvedAddresses()
     private var stopping = false
     private var reloadInProgress: ReloadOperation?
     private var drainWatchers: [any Channel] = []
@@ -173,6 +175,7 @@ public final class Master: @unchecked Sendable {
         startSignalWaiter()
         startHealthChecks()
         startTicketKeyRotation()
+        startResolving()
         generation = 1
         spawnGeneration(generation, configuration: configuration)
         logger.info("master started", metadata: [
@@ -185,6 +188,50 @@ public final class Master: @unchecked Sendable {
         healthChecker = HealthChecker(eventLoop: eventLoop)
         healthChecker.onChange = { [unowned self] in self.broadcastTargetStates() }
         healthChecker.update(configuration)
+    }
+
+    // MARK: Target name resolution
+
+    /// Looks up target host names now (blocking once, so the first workers start with addresses) and then every
+    /// second checks which are due, looking those up on a background queue.
+    private func startResolving() {
+        resolved.track([configuration])
+        for name in resolved.due(now: monotonicNow) {
+            _ = resolved.record(name, address: ResolvedAddresses.lookUp(name))
+        }
+        healthChecker.updateAddresses(resolved.addresses)
+        eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [unowned self] _ in
+            self.resolved.track([self.configuration] + (self.reloadInProgress.map { [$0.configuration] } ?? []))
+            let names = self.resolved.due(now: self.monotonicNow)
+            guard !names.isEmpty else { return }
+            let loop = self.eventLoop!
+            DispatchQueue.global().async {
+                let results = names.map { ($0, ResolvedAddresses.lookUp($0)) }
+                loop.execute { self.resolutionsArrived(results) }
+            }
+        }
+    }
+
+    private func resolutionsArrived(_ results: [(String, String?)]) {
+        var changed = false
+        for (name, address) in results {
+            let previous = resolved.addresses[name]
+            guard resolved.record(name, address: address) else {
+                if address == nil, previous != nil {
+                    logger.warning("cannot resolve upstream target; keeping its last address", metadata: [
+                        "host": "\(name)", "address": "\(previous!)"])
+                }
+                continue
+            }
+            changed = true
+            logger.notice("upstream target address changed", metadata: [
+                "host": "\(name)", "from": "\(previous ?? "-")", "to": "\(address ?? "-")"])
+        }
+        guard changed else { return }
+        healthChecker.updateAddresses(resolved.addresses)
+        for worker in workers.values {
+            if let channel = worker.channel { send(.resolvedAddresses(resolved.addresses), to: channel) }
+        }
     }
 
     // MARK: TLS session-ticket keys
@@ -447,6 +494,7 @@ public final class Master: @unchecked Sendable {
                 userID: identity?.userID, groupID: identity?.groupID)
             assignment.targetStates = targetStates(for: configuration)
             assignment.ticketKeys = ticketKeys.keys
+            assignment.resolvedAddresses = resolved.addresses
             connect(worker, controlSocket: masterEnd) { channel in self.send(.assignment(assignment), to: channel) }
             logger.info("worker spawned", metadata: ["pid": "\(pid)", "slot": "\(slot)", "generation": "\(generation)"])
         } catch {
@@ -928,6 +976,7 @@ public final class Master: @unchecked Sendable {
         startHealthChecks()
         ticketKeys = TicketKeyRing(keys: handOver.ticketKeys ?? [], rotatedAt: monotonicNow)
         startTicketKeyRotation()
+        startResolving()
         let now = (monotonic: monotonicNow, wall: wallClockNow)
         for adopted in handOver.workers {
             let worker = WorkerProcess(

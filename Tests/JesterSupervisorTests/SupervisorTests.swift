@@ -78,3 +78,35 @@ import Testing
     #expect(TicketKeyRing.freshKey().count == 80)
     #expect(TicketKeyRing.freshKey() != TicketKeyRing.freshKey())
 }
+
+// MARK: Target name resolution
+
+@Test func resolvedAddressesTrackNamesIntervalsAndChanges() throws {
+    var configuration = Configuration()
+    var pool = UpstreamSettings(name: "app", targets: [
+        UpstreamTarget(address: SocketAddressSpec(host: "api.internal", port: 80)),
+        UpstreamTarget(address: SocketAddressSpec(host: "10.0.0.1", port: 80)),
+        UpstreamTarget(address: SocketAddressSpec(host: "::1", port: 80)),
+    ])
+    pool.resolveInterval = .seconds(5)
+    configuration.upstreams = [pool]
+    var resolved = ResolvedAddresses()
+    resolved.track([configuration])
+    #expect(resolved.intervals == ["api.internal": 5])  // address literals need no lookup
+    #expect(resolved.due(now: 100) == ["api.internal"])
+    #expect(resolved.due(now: 102) == [])
+    let changed1 = resolved.record("api.internal", address: "10.0.0.7")
+    #expect(changed1)
+    let changed2 = resolved.record("api.internal", address: "10.0.0.7")
+    #expect(!changed2)  // unchanged
+    let changed3 = resolved.record("api.internal", address: nil)
+    #expect(!changed3)  // a failed lookup keeps the last address
+    #expect(resolved.addresses == ["api.internal": "10.0.0.7"])
+    #expect(resolved.due(now: 105) == ["api.internal"])
+    let changed4 = resolved.record("api.internal", address: "10.0.0.8")
+    #expect(changed4)
+    let changed5 = resolved.record("other.internal", address: "10.0.0.9")
+    #expect(!changed5)  // not tracked
+    resolved.track([Configuration()])
+    #expect(resolved.addresses.isEmpty && resolved.intervals.isEmpty)
+}

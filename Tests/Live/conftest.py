@@ -40,9 +40,12 @@ def wait_for(predicate, timeout=15.0, interval=0.05, what="condition"):
 
 
 class Upstream:
-    def __init__(self, status=None, tls=None, client_ca=None):
-        self.port = free_port()
+    def __init__(self, status=None, tls=None, client_ca=None, host="127.0.0.1", port=None):
+        self.port = port or free_port()
+        self.host = host
         extra = ["--close"] if status == "close" else (["--status", str(status)] if status else [])
+        if host != "127.0.0.1":
+            extra += ["--host", host]
         if tls:  # (certificate file, key file)
             extra += ["--tls", *tls] + (["--client-ca", client_ca] if client_ca else [])
         self.process = subprocess.Popen(
@@ -51,7 +54,7 @@ class Upstream:
 
     @property
     def address(self):
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def requests(self):
         import urllib.request

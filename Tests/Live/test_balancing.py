@@ -350,3 +350,36 @@ def test_max_requests_per_target_spreads_then_refuses_fast(make_jester, upstream
     assert Counter(port for _, _, port in results) == {servers[0].port: 1, servers[1].port: 2}
     wait_for(lambda: any("max_requests" in entry.get("error", "") for entry in jester.access_log()),
              what="the refusal in the access log")
+
+
+def test_targets_named_by_host_follow_dns_changes(make_jester):
+    """The master looks the name up every resolve_interval and every worker follows. /etc/hosts stands in for
+    DNS (the name maps to loopback addresses only, and the file is restored)."""
+    from pathlib import Path
+    hosts = Path("/etc/hosts")
+    original = hosts.read_text()
+    name = "jester-resolve-test.invalid"
+    port = free_port()
+    first, second = Upstream(host="127.0.0.2", port=port), Upstream(host="127.0.0.3", port=port)
+    try:
+        hosts.write_text(original + f"\n127.0.0.2 {name}\n")
+        jester = make_jester(pool([f'"{name}:{port}"'], resolve_interval="1s"), workers=2)
+
+        def answered_by():
+            code, body, _ = curl(f"{jester.url}/echo")
+            assert code == 200
+            return json.loads(body)["server_address"]
+
+        assert {answered_by() for _ in range(6)} == {"127.0.0.2"}
+        hosts.write_text(original + f"\n127.0.0.3 {name}\n")
+        wait_for(lambda: all(answered_by() == "127.0.0.3" for _ in range(6)), timeout=10,
+                 what="every worker following the new address")
+        assert "upstream target address changed" in jester.logs()
+        # The name stops resolving: the last address keeps serving.
+        hosts.write_text(original)
+        wait_for(lambda: "keeping its last address" in jester.logs(), timeout=10, what="the failed lookup logged")
+        assert {answered_by() for _ in range(4)} == {"127.0.0.3"}
+    finally:
+        hosts.write_text(original)
+        first.stop()
+        second.stop()

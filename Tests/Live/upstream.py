@@ -14,6 +14,7 @@ requests never reach the upstream). /echo answers include the server's port, so 
 target answered. `upstream.py PORT --status N` answers every request with status N (a failing target);
 `--close` closes every connection without an answer. `--tls CERT KEY` serves HTTPS (`--client-ca CA` then
 requires a client certificate); /echo then also says whether the TLS session was resumed and who the client is.
+`--host 127.0.0.N` listens on another loopback address.
 """
 
 import base64
@@ -135,6 +136,7 @@ class Handler(BaseHTTPRequestHandler):
             "body_length": total[0],
             "client_port": self.client_address[1],
             "server_port": self.server.server_address[1],
+            "server_address": self.server.server_address[0],
             **self.tls_facts(),
         })
 
@@ -194,7 +196,8 @@ if __name__ == "__main__":
         FORCED_STATUS = int(sys.argv[sys.argv.index("--status") + 1])
     if "--close" in sys.argv:
         FORCED_STATUS = -1
-    server = Server(("127.0.0.1", port), Handler)
+    host = sys.argv[sys.argv.index("--host") + 1] if "--host" in sys.argv else "127.0.0.1"
+    server = Server((host, port), Handler)
     if "--tls" in sys.argv:
         import ssl
         index = sys.argv.index("--tls")
