@@ -340,7 +340,7 @@ public struct ConfigSchema: Sendable {
             Field("slow_start", .duration, default: "\"0s\"",
                 "Over how long a readmitted target's weight ramps from 10 % to full."),
             Field("send_proxy_protocol", .choice(["v1", "v2"]), default: "none",
-                "Start each connection to a target with a PROXY protocol header naming the client (tcp listeners)."),
+                "Start each connection to a target with a PROXY protocol header naming the client; HTTP connections then serve one client each and are not pooled."),
             Field("tls", .table(upstreamTLS), default: "none", "Connect to the targets over TLS."),
             Field("max_requests_per_target", .integer(1...1_000_000), default: "no limit",
                 "Requests in flight to one target per worker, at most: a full target is skipped, and when every target is full the request gets 503 at once."),

@@ -80,6 +80,8 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
     /// What the TLS handshake negotiated; nil on a plain-text listener.
     private var tls: TLSSessionFacts?
     private var tlsRouteFacts: TLSRouteFacts?
+    /// The client and the address it connected to, as a trusted balancer's PROXY header named them.
+    private var proxiedClient: ProxyProtocol.Addresses?
     /// The header that carries a verified client certificate's subject upstream (`client_subject_header`).
     private let clientSubjectHeader: [UInt8]?
 
@@ -193,6 +195,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
                 return
             }
             clientAddress = proxied.address
+            proxiedClient = proxied.addresses
             if routes.needsClientAddress { clientIP = IPAddressBytes(clientAddress) }
             return
         }
@@ -380,7 +383,8 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
         // The connection stays alive until the pool answers; upstreamAcquired returns a connection it no longer
         // needs (the client left meanwhile) to the pool.
         pool.acquire(hashKey: balancingHash, fresh: fresh, excluding: failedTargets,
-            connectTimeout: route?.timeouts.connect, preferring: stickyTarget) { result in
+            connectTimeout: route?.timeouts.connect, preferring: stickyTarget,
+            client: pool.settings.sendProxyProtocol == nil ? nil : proxyAddresses()) { result in
             self.upstreamAcquired(result, pool: pool)
         }
     }
@@ -470,6 +474,17 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
     }
 
     // MARK: Head rewriting
+
+    /// Who the client is and what it connected to, for a PROXY header to the upstream (`send_proxy_protocol`).
+    private func proxyAddresses() -> ProxyProtocol.Addresses? {
+        if let proxiedClient { return proxiedClient }
+        guard let peer = context.channel.remoteAddress, let local = context.channel.localAddress,
+            let source = peer.ipAddress.flatMap({ IPAddressBytes($0) }),
+            let destination = local.ipAddress.flatMap({ IPAddressBytes($0) })
+        else { return nil }
+        return ProxyProtocol.Addresses(
+            source: source, sourcePort: peer.port ?? 0, destination: destination, destinationPort: local.port ?? 0)
+    }
 
     private func isField(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>, named wanted: [UInt8]) -> Bool {
         wanted.withUnsafeBytes { ASCII.equalsIgnoringCase(bytes, name, $0, 0..<$0.count) }

@@ -3,7 +3,29 @@ import NIOCore
 
 /// The real client of a connection, as a trusted load balancer's PROXY protocol header named it.
 struct ProxiedClient {
-    let address: String
+    let addresses: ProxyProtocol.Addresses
+    var address: String { addresses.source.description }
+}
+
+/// Writes a PROXY protocol header first on a connection to a target (`send_proxy_protocol`), before anything
+/// else, TLS included: it sits first in the pipeline and puts the header in front of the first write that
+/// passes (NIO completes the connect promise, and the request may be written, before channelActive is fired).
+final class ProxyHeaderSender: ChannelOutboundHandler {
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private var header: [UInt8]?
+
+    init(version: String, client: ProxyProtocol.Addresses) {
+        header = version == "v2" ? ProxyProtocol.encodeV2(client) : ProxyProtocol.encodeV1(client)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if let header {
+            self.header = nil
+            context.write(wrapOutboundOut(ByteBuffer(bytes: header)), promise: nil)
+        }
+        context.write(data, promise: promise)
+    }
 }
 
 /// Reads the PROXY protocol header (v1 or v2) that a trusted load balancer sends before anything else on a
@@ -50,9 +72,7 @@ final class ProxyHeaderHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.close(promise: nil)
         case .header(let length, let addresses):
             // A LOCAL header (the balancer's own health check) keeps the connection's addresses.
-            if let addresses {
-                context.fireUserInboundEventTriggered(ProxiedClient(address: addresses.source.description))
-            }
+            if let addresses { context.fireUserInboundEventTriggered(ProxiedClient(addresses: addresses)) }
             let rest = header.count > length ? ByteBuffer(bytes: header[length...]) : nil
             header = []
             done = true

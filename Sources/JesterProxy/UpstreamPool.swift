@@ -173,9 +173,14 @@ final class UpstreamPool: @unchecked Sendable {
     /// A connection for one request: to the target the balancer picks, reusing an idle keep-alive connection
     /// unless `fresh` asks for a new one (as a replay after a stale keep-alive connection does). When connecting
     /// fails, another target is tried, up to `connect_attempts` in all: nothing was sent, so that is always safe.
+    ///
+    /// With `send_proxy_protocol`, each connection starts with a PROXY header naming `client`, so it belongs to
+    /// that client: it is made fresh and closed after its exchange, never pooled (as HAProxy makes such
+    /// connections private).
     func acquire(
         hashKey: UInt64?, fresh: Bool = false, excluding excluded: Set<Int> = [], connectTimeout: Duration? = nil,
-        preferring preferred: Int? = nil, _ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void
+        preferring preferred: Int? = nil, client: ProxyProtocol.Addresses? = nil,
+        _ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void
     ) {
         if let refusal = admit() {
             completion(.failure(refusal))
@@ -183,8 +188,9 @@ final class UpstreamPool: @unchecked Sendable {
         }
         // No wrapping closure here: an allocation per request (the breaker learns of failures in `attempt`).
         acquiring += 1
-        attempt(hashKey: hashKey, fresh: fresh, excluded: excluded, attemptsLeft: settings.connectAttempts,
-            lastFailure: nil, connectTimeout: connectTimeout ?? settings.connectTimeout, preferred: preferred, completion)
+        attempt(hashKey: hashKey, fresh: fresh || settings.sendProxyProtocol != nil, excluded: excluded,
+            attemptsLeft: settings.connectAttempts, lastFailure: nil,
+            connectTimeout: connectTimeout ?? settings.connectTimeout, preferred: preferred, client: client, completion)
     }
 
     /// The circuit breaker's word on one more request; nil: go ahead.
@@ -268,7 +274,7 @@ final class UpstreamPool: @unchecked Sendable {
 
     private func attempt(
         hashKey: UInt64?, fresh: Bool, excluded: Set<Int>, attemptsLeft: Int, lastFailure: UpstreamFailure?,
-        connectTimeout: Duration, preferred: Int? = nil,
+        connectTimeout: Duration, preferred: Int? = nil, client: ProxyProtocol.Addresses? = nil,
         _ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void
     ) {
         var excluded = excluded
@@ -305,7 +311,8 @@ final class UpstreamPool: @unchecked Sendable {
             self.connectFailed(target)
             if attemptsLeft > 1 {
                 self.attempt(hashKey: hashKey, fresh: fresh, excluded: excluded.union([target]),
-                    attemptsLeft: attemptsLeft - 1, lastFailure: failure, connectTimeout: connectTimeout, completion)
+                    attemptsLeft: attemptsLeft - 1, lastFailure: failure, connectTimeout: connectTimeout,
+                    client: client, completion)
             } else {
                 self.acquiring -= 1
                 self.breaker?.record(success: false, now: self.now)
@@ -333,6 +340,9 @@ final class UpstreamPool: @unchecked Sendable {
             .connectTimeout(timeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let version = self.settings.sendProxyProtocol, let client {
+                        try channel.pipeline.syncOperations.addHandler(ProxyHeaderSender(version: version, client: client))
+                    }
                     if let handler = connection.tls { try channel.pipeline.syncOperations.addHandler(handler) }
                     try channel.pipeline.syncOperations.addHandler(connection)
                 }
@@ -427,7 +437,9 @@ final class UpstreamPool: @unchecked Sendable {
         if let handler = connection.tls, settings.tls?.sessionReuse == true, let session = handler.session {
             tlsSessions[connection.target] = session
         }
-        guard reusable, connection.isUsable, idle[connection.target].count < settings.maxIdleConnections else {
+        guard reusable, connection.isUsable, idle[connection.target].count < settings.maxIdleConnections,
+            settings.sendProxyProtocol == nil
+        else {
             connection.close()
             return
         }

@@ -235,3 +235,64 @@ def test_http_listener_ignores_proxy_headers_from_untrusted_clients(make_jester,
     assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
     answer = raw_request(jester.port, b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert forwarded_for(answer) == "127.0.0.1"
+
+
+class ProxyAwareHTTPServer:
+    """An HTTP/1.1 server behind send_proxy_protocol: each connection must start with a PROXY header, which the
+    answers echo; records how many connections it saw."""
+
+    def __init__(self):
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(16)
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self.handle, args=(connection,), daemon=True).start()
+
+    def handle(self, connection):
+        with connection:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = connection.recv(4096)
+                if not chunk:
+                    return
+                data += chunk
+            proxy_line = data.split(b"\r\n", 1)[0] if data.startswith(b"PROXY ") else b"no header"
+            body = proxy_line + b"\n"
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            # Stays open (keep-alive) until the client closes.
+            while connection.recv(4096):
+                pass
+
+    def stop(self):
+        self.server.close()
+
+
+def test_http_pool_sends_a_proxy_header_per_client_connection(make_jester):
+    import http.client
+    target = ProxyAwareHTTPServer()
+    try:
+        jester = make_jester(f'\n[[routes]]\nname = "api"\nupstream = "app"\n\n[upstreams.app]\n'
+                             f'targets = ["127.0.0.1:{target.port}"]\nsend_proxy_protocol = "v1"\n')
+        lines = []
+        for _ in range(3):
+            connection = http.client.HTTPConnection("127.0.0.1", jester.port, timeout=5)
+            connection.request("GET", "/")
+            response = connection.getresponse()
+            lines.append(response.read().decode())
+            client_port = connection.sock.getsockname()[1]
+            connection.close()
+            assert lines[-1].startswith(f"PROXY TCP4 127.0.0.1 127.0.0.1 {client_port} {jester.port}"), lines[-1]
+        # Connections carry one client's header, so they are never reused for another client.
+        assert target.connections == 3
+    finally:
+        target.stop()
