@@ -227,6 +227,32 @@ struct ConfigDecoder {
             }
             match.serverNames = names.isEmpty ? nil : names
         }
+        if let node = table.take("match_body", decoder: &self),
+            var reader = TableReader(node, ConfigSchema.bodyMatch, decoder: &self)
+        {
+            var body = BodyMatch()
+            body.maxSize = reader.size("max_size", decoder: &self) ?? body.maxSize
+            if !(1...(1 << 20)).contains(body.maxSize) {
+                report(reader.location(of: "max_size"), "'max_size' of match_body must be between 1 byte and 1MiB")
+            }
+            body.regex = reader.string("regex", decoder: &self)
+            if let regex = body.regex { checkRegex(regex, at: reader.location(of: "regex")) }
+            for entry in reader.tables("json", decoder: &self) {
+                guard var field = TableReader(entry, ConfigSchema.jsonField, decoder: &self) else { continue }
+                let path = field.string("path", decoder: &self) ?? ""
+                let value = field.string("value", decoder: &self) ?? ""
+                if path.isEmpty || path.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty) {
+                    report(field.location(of: "path"), "'\(path)' is not a dotted path (\"user.tier\")")
+                }
+                field.finish(decoder: &self)
+                body.json.append(JSONFieldMatch(path: path, value: value))
+            }
+            reader.finish(decoder: &self)
+            if body.regex == nil, body.json.isEmpty {
+                report(node.location, "'match_body' needs 'regex' or 'json'")
+            }
+            match.body = body
+        }
         if let node = table.take("client_subject", decoder: &self),
             var reader = TableReader(node, ConfigSchema.clientSubject, decoder: &self)
         {

@@ -165,6 +165,15 @@ extension Configuration {
             if !match.query.isEmpty { lines.append("match_query = [" + match.query.map(renderField).joined(separator: ", ") + "]") }
             if !match.sources.isEmpty { lines.append("sources = [" + match.sources.map(quoted).joined(separator: ", ") + "]") }
             if let names = match.serverNames { lines.append("sni = [" + names.map(quoted).joined(separator: ", ") + "]") }
+            if let body = match.body {
+                var parts = ["max_size = \(body.maxSize)"]
+                if let regex = body.regex { parts.append("regex = \(quoted(regex))") }
+                if !body.json.isEmpty {
+                    parts.append("json = [" + body.json.map { "{ path = \(quoted($0.path)), value = \(quoted($0.value)) }" }
+                        .joined(separator: ", ") + "]")
+                }
+                lines.append("match_body = { " + parts.joined(separator: ", ") + " }")
+            }
             if let subject = match.clientSubject {
                 if let present = subject.present {
                     lines.append("client_subject = { present = \(present) }")
@@ -297,6 +306,8 @@ extension ConfigSchema {
         render(route, title: "[[routes]]")
         render(fieldMatch, title: "[[routes]] match_headers, match_query = [{ ... }]")
         render(clientSubject, title: "[[routes]] client_subject = { ... }")
+        render(bodyMatch, title: "[[routes]] match_body = { ... }")
+        render(jsonField, title: "[[routes]] match_body.json = [{ ... }]")
         render(split, title: "[[routes]] split = [{ ... }]")
         render(rewrite, title: "[[routes]] rewrite = { ... }")
         render(headerEdits, title: "[[routes]] request_headers, response_headers = { ... }")

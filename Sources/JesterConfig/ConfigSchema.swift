@@ -194,6 +194,23 @@ public struct ConfigSchema: Sendable {
                 "Request header that carries a verified client certificate's subject (RFC 2253) upstream; a client's own copy is removed."),
         ])
 
+    public static let bodyMatch = Table(
+        "match_body",
+        [
+            Field("max_size", .size, default: "\"8KiB\"", "How much of the body is read and looked at (at most 1MiB)."),
+            Field("regex", .string, "A regular expression the first max_size bytes must match."),
+            Field("json", .array(.table(jsonField)), default: "[]",
+                "JSON fields the whole body (no larger than max_size) must have: [{ path = \"user.tier\", value = \"gold\" }]."),
+        ])
+
+    public static let jsonField = Table(
+        "json",
+        [
+            Field("path", .string, required: true, "Dotted path through objects and arrays (\"items.0.sku\")."),
+            Field("value", .string, required: true,
+                "The value as text: a string's content, or a number, true, false or null as JSON writes it."),
+        ])
+
     public static let clientSubject = Table(
         "client_subject",
         [
@@ -260,6 +277,8 @@ public struct ConfigSchema: Sendable {
                 "Routes that could both take a request are tried highest priority first, then most specific."),
             Field("sni", .array(.string), default: "any",
                 "TLS server names the connection must have asked for (exact or *.example.com); never plain text."),
+            Field("match_body", .table(bodyMatch), default: "none",
+                "Conditions on the request body; the body is read (up to max_size) before the route is chosen, on listeners with such a route only."),
             Field("client_subject", .table(clientSubject), default: "any",
                 "The verified client certificate's subject (RFC 2253, \"O=Example,CN=alice\"): { present = true }, { value = \"...\" } or { regex = \"...\" }."),
             Field("max_body_size", .size, default: "http.max_body_size", "The body limit for this route."),

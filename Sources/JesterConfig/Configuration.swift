@@ -393,10 +393,35 @@ public struct RouteMatch: Sendable, Codable, Equatable {
     /// The verified client certificate's subject: `present`/`absent`, or `value`/`regex` (a FieldMatch whose
     /// name is unused).
     public var clientSubject: FieldMatch?
+    /// Conditions on the request body (`match_body`): the body is read, up to `maxSize`, before the route is chosen.
+    public var body: BodyMatch?
 
     public init() {}
 
     public var isEmpty: Bool { self == RouteMatch() }
+}
+
+/// `match_body` of a route.
+public struct BodyMatch: Sendable, Codable, Equatable {
+    /// How much of the body is read and looked at.
+    public var maxSize: Int64 = 8192
+    /// A regular expression the start of the body must match.
+    public var regex: String?
+    /// JSON fields the whole body must have: dotted path → the value's text.
+    public var json: [JSONFieldMatch] = []
+
+    public init() {}
+}
+
+/// One `match_body.json` condition.
+public struct JSONFieldMatch: Sendable, Codable, Equatable {
+    public var path: String
+    public var value: String
+
+    public init(path: String, value: String) {
+        self.path = path
+        self.value = value
+    }
 }
 
 /// Changes a route makes to what it forwards: the path, the Host field, header fields both ways.

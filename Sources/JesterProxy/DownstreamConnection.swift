@@ -16,6 +16,8 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
     private enum Phase {
         /// Waiting for (the rest of) a request head.
         case awaitingHead
+        /// The head is in; reading the start of the body for routes that match on it (`match_body`).
+        case awaitingBody
         /// A request is being proxied.
         case proxying
         /// A WebSocket (or other allowed upgrade) tunnel to the upstream.
@@ -64,6 +66,8 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
     private var retriesMade = 0
     private var failedTargets: Set<Int> = []
     private var retrySlotPool: UpstreamPool?
+    /// The head of a request whose body is being peeked at (phase `.awaitingBody`).
+    private var pendingHead: ByteBuffer?
     /// Sticky sessions (`sticky_cookie`): the target the request's cookie names, and whether the pool is sticky.
     private var stickyTarget: Int?
     private var stickyPool: UpstreamPool?
@@ -142,7 +146,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
         case .tunnel:
             upstream?.write(incoming)
             return
-        case .awaitingHead, .proxying:
+        case .awaitingHead, .awaitingBody, .proxying:
             break
         }
         if buffer == nil || buffer!.readableBytes == 0 {
@@ -224,7 +228,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
     /// Whether to read more from the client now.
     private var wantsInput: Bool {
         switch phase {
-        case .awaitingHead: return true
+        case .awaitingHead, .awaitingBody: return true
         case .proxying:
             if requestBody.isComplete {
                 // Keep a read pending while the response comes (a pipelined request is buffered, bounded): NIO
@@ -266,10 +270,30 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
     // MARK: Requests
 
     private func process() {
-        while phase == .awaitingHead || phase == .proxying {
+        while phase == .awaitingHead || phase == .awaitingBody || phase == .proxying {
             guard var current = buffer, current.readableBytes > 0 else { return }
             if phase == .proxying {
                 guard forwardRequestBody() else { return }
+                continue
+            }
+            if phase == .awaitingBody {
+                // Peeked, not consumed: the body is forwarded from the buffer as usual once the route is chosen.
+                let outcome: Result<BodyPeek?, HTTPParseError> = current.withUnsafeReadableBytes { raw in
+                    Result { () throws(HTTPParseError) in
+                        try BodyPeek.peek(raw, framing: BodyFraming.request(head), limit: routes.bodyPeekLimit)
+                    }
+                }
+                guard case .success(let peeked) = outcome else {
+                    if case .failure(let error) = outcome {
+                        phase = .awaitingHead
+                        rejectRequest(error)
+                    }
+                    return
+                }
+                guard let peeked, let headBytes = pendingHead else { return }
+                pendingHead = nil
+                phase = .awaitingHead
+                startRequest(headBytes, body: peeked)
                 continue
             }
             if route == nil, current.readableBytes > 0, !timer.isArmed(for: .header) {
@@ -295,12 +319,25 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
                     rejectRequest(error)
                     return
                 }
-                startRequest(headBytes)
+                if routes.bodyPeekLimit > 0, BodyFraming.request(head) != .none {
+                    // Some route of this listener matches on the body: read its start before choosing.
+                    pendingHead = headBytes
+                    phase = .awaitingBody
+                    timer.disarm()
+                    timer.arm(.body, after: runtime.configuration.http.clientBodyTimeout)
+                    if head.expectsContinue, head.version == .http1_1 {
+                        // The client waits for this before it sends the body we need to see.
+                        write(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n"))
+                        flushClient()
+                    }
+                    continue
+                }
+                startRequest(headBytes, body: routes.bodyPeekLimit > 0 ? .empty : nil)
             }
         }
     }
 
-    private func startRequest(_ headBytes: ByteBuffer) {
+    private func startRequest(_ headBytes: ByteBuffer, body: BodyPeek? = nil) {
         timer.disarm()
         requestsServed += 1
         runtime.counters.requests &+= 1
@@ -314,7 +351,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
         }
 
         let matched = headBytes.withUnsafeReadableBytes { bytes in
-            routes.match(bytes, head: head, client: clientIP, tls: tlsRouteFacts)
+            routes.match(bytes, head: head, client: clientIP, tls: tlsRouteFacts, body: body)
         }
         guard let matched else {
             log.route = "-"

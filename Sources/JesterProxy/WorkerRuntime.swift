@@ -96,16 +96,21 @@ struct ListenerRoutes: Sendable {
     let levels: [RouteTable<CompiledRoute>]
     /// Some route matches client networks: the connection parses its client's address once.
     let needsClientAddress: Bool
+    /// The most body any route of this listener looks at (`match_body`); 0: none does, and no body is read
+    /// before routing.
+    var bodyPeekLimit = 0
 
     static let empty = ListenerRoutes(levels: [], needsClientAddress: false)
 
     func match(
-        _ bytes: UnsafeRawBufferPointer, head: HTTPHead, client: IPAddressBytes?, tls: TLSRouteFacts? = nil
+        _ bytes: UnsafeRawBufferPointer, head: HTTPHead, client: IPAddressBytes?, tls: TLSRouteFacts? = nil,
+        body: BodyPeek? = nil
     ) -> CompiledRoute? {
         let host = head.hostField.map { head.fields[$0].value } ?? 0..<0
         for table in levels {
             let found = table.match(bytes, host: host, path: head.path) { route in
-                !route.hasConditions || route.conditions.matches(bytes, head: head, client: client, tls: tls)
+                !route.hasConditions
+                    || route.conditions.matches(bytes, head: head, client: client, tls: tls, body: body)
             }
             if let found { return found }
         }
@@ -211,9 +216,12 @@ final class WorkerRuntime: @unchecked Sendable {
                     .init(hosts: route.hosts.map(HostPattern.init), pathPrefix: route.pathPrefix, value: compiled,
                         rank: conditions.specificity))
             }
-            tables[listener.name] = ListenerRoutes(
+            var routes = ListenerRoutes(
                 levels: entries.sorted { $0.key > $1.key }.map { RouteTable($0.value) },
                 needsClientAddress: configuration.routes.contains { !$0.match.sources.isEmpty })
+            routes.bodyPeekLimit = entries.values.joined().map { $0.value.conditions.needsBody ? $0.value.conditions.bodyLimit : 0 }
+                .max() ?? 0
+            tables[listener.name] = routes
         }
         routeTables = tables
         accessLog = configuration.log.accessLog ? AccessLog() : nil
@@ -246,6 +254,11 @@ final class WorkerRuntime: @unchecked Sendable {
         conditions.sources = match.sources.compactMap(CIDR.init)
         conditions.serverNames = (match.serverNames ?? []).map(HostPattern.init)
         if let subject = match.clientSubject { conditions.clientSubject = compile(subject, lowercasing: false).test }
+        if let body = match.body {
+            conditions.bodyLimit = Int(body.maxSize)
+            conditions.bodyPattern = body.regex.flatMap { try? RoutePattern($0) }
+            conditions.bodyJSON = body.json.map { (path: $0.path.split(separator: ".").map(String.init), value: $0.value) }
+        }
         return conditions
     }
 

@@ -176,3 +176,41 @@ func malformedNetworksAreRejected(text: String) {
 func addressesPrintInCanonicalForm(text: String, canonical: String) throws {
     #expect(try #require(IPAddressBytes(text)).description == canonical)
 }
+
+@Test func bodyPeekDecodesWithoutConsumingAndStopsAtTheLimit() throws {
+    func peek(_ text: String, _ framing: BodyFraming, limit: Int) throws -> BodyPeek? {
+        try Array(text.utf8).withUnsafeBytes { try BodyPeek.peek($0, framing: framing, limit: limit) }
+    }
+    #expect(try peek("hello", .length(5), limit: 100) == BodyPeek(bytes: Array("hello".utf8), isComplete: true))
+    #expect(try peek("hel", .length(5), limit: 100) == nil)  // more bytes needed
+    #expect(try peek("hel", .length(5), limit: 3) == BodyPeek(bytes: Array("hel".utf8), isComplete: false))
+    #expect(try peek("5\r\nhello\r\n0\r\n\r\n", .chunked, limit: 100) == BodyPeek(bytes: Array("hello".utf8), isComplete: true))
+    #expect(try peek("5\r\nhello\r\n", .chunked, limit: 100) == nil)
+    #expect(try peek("5\r\nhello\r\n", .chunked, limit: 4) == BodyPeek(bytes: Array("hell".utf8), isComplete: false))
+    #expect(throws: HTTPParseError.self) { try peek("zz\r\nhello\r\n", .chunked, limit: 100) }
+}
+
+@Test func bodyConditionsMatchRegexAndJSONFields() throws {
+    var conditions = RouteConditions()
+    conditions.bodyLimit = 256
+    conditions.bodyJSON = [(path: ["user", "tier"], value: "gold"), (path: ["items", "1", "qty"], value: "2"),
+        (path: ["express"], value: "true")]
+    let request = "POST /orders HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\n"
+    func check(_ conditions: RouteConditions, _ body: String, complete: Bool = true) -> Bool {
+        withRequest(request) {
+            conditions.matches($0, head: $1, client: nil, body: BodyPeek(bytes: Array(body.utf8), isComplete: complete))
+        }
+    }
+    let gold = #"{"user":{"tier":"gold"},"items":[{"qty":1},{"qty":2}],"express":true}"#
+    #expect(check(conditions, gold))
+    #expect(!check(conditions, gold.replacingOccurrences(of: "gold", with: "silver")))
+    #expect(!check(conditions, gold.replacingOccurrences(of: "true", with: "1")))  // a number is not a boolean
+    #expect(!check(conditions, gold, complete: false))  // a cut document is never judged
+    #expect(!check(conditions, "not json"))
+    var byRegex = RouteConditions()
+    byRegex.bodyLimit = 8
+    byRegex.bodyPattern = try RoutePattern("^<\\?xml")
+    #expect(check(byRegex, "<?xml version=\"1.0\"?><a/>", complete: false))
+    #expect(!check(byRegex, "{\"a\":1}"))
+    #expect(byRegex.needsBody && !RouteConditions().needsBody)
+}

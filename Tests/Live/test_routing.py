@@ -231,3 +231,59 @@ read_timeout = "3s"
     assert code == 200 and len(body) == 2048
     wait_for(lambda: any(entry.get("error") == "upstream read timeout" for entry in jester.access_log()),
              what="the timeout in the access log")
+
+
+def test_routes_match_on_the_body_and_forward_it_intact(make_jester, upstream):
+    import hashlib
+    import json as jsonlib
+    jester = make_jester(f"""
+[upstreams.app]
+targets = ["{upstream.address}"]
+
+[[routes]]
+name = "gold"
+path_prefix = "/orders"
+match_body = {{ json = [{{ path = "customer.tier", value = "gold" }}] }}
+upstream = "app"
+request_headers = {{ set = {{ "X-Lane" = "priority" }} }}
+
+[[routes]]
+name = "xml"
+path_prefix = "/orders"
+match_body = {{ regex = "^<\\\\?xml", max_size = "64" }}
+respond = {{ status = 415, body = "no xml here" }}
+
+[[routes]]
+name = "orders"
+path_prefix = "/orders"
+upstream = "app"
+""")
+    gold = jsonlib.dumps({"customer": {"tier": "gold"}, "items": list(range(200))}).encode()
+    import subprocess as sp
+
+    def post(data, *headers, path="/orders/echo"):
+        result = sp.run(["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", "--data-binary", "@-",
+                         *[item for header in headers for item in ("-H", header)], jester.url + path],
+                        input=data, capture_output=True, timeout=20)
+        text, _, status = result.stdout.rpartition(b"\n")
+        return int(status), text
+
+    status, text = post(gold, "Content-Type: application/json")
+    assert status == 200
+    headers = {name.lower(): value for name, value in jsonlib.loads(text)["headers"]}
+    assert headers.get("x-lane") == "priority" and jsonlib.loads(text)["body_length"] == len(gold)
+    # The body reached the upstream byte for byte, chunked too.
+    status, text = post(gold, "Transfer-Encoding: chunked", path="/orders/upload")
+    assert status == 200 and jsonlib.loads(text)["sha256"] == hashlib.sha256(gold).hexdigest()
+    silver = gold.replace(b"gold", b"silver")
+    status, text = post(silver)
+    assert status == 200 and "x-lane" not in {n.lower() for n, _ in jsonlib.loads(text)["headers"]}
+    assert post(b'<?xml version="1.0"?><order/>')[0] == 415
+    # A body beyond max_size is not judged as JSON (it cannot be parsed whole): the plain route takes it.
+    big = jsonlib.dumps({"customer": {"tier": "gold"}, "pad": "x" * 20000}).encode()
+    status, text = post(big)
+    assert status == 200 and "x-lane" not in {n.lower() for n, _ in jsonlib.loads(text)["headers"]}
+    # Expect: 100-continue works: Jester asks for the body itself.
+    status, _ = post(gold, "Expect: 100-continue")
+    assert status == 200
+    wait_for(lambda: {"gold", "xml", "orders"} <= {e.get("route") for e in jester.access_log()}, what="routes logged")

@@ -74,25 +74,37 @@ public struct RouteConditions: Sendable {
     public var serverNames: [HostPattern] = []
     /// A test on the verified client certificate's subject (RFC 2253): present, absent, equals or matches.
     public var clientSubject: Test?
+    /// A regular expression the start of the body must match (`match_body.regex`).
+    public var bodyPattern: RoutePattern?
+    /// JSON fields the whole body must have (`match_body.json`): a dotted path ("user.roles.0") and the value's
+    /// text (a string's content, a number or true/false/null as JSON writes them).
+    public var bodyJSON: [(path: [String], value: String)] = []
+    /// How much of the body the matchers look at.
+    public var bodyLimit = 0
 
     public init() {}
 
     public var isEmpty: Bool {
         methods.isEmpty && !exactPath && pathPattern == nil && headers.isEmpty && query.isEmpty && sources.isEmpty
-            && serverNames.isEmpty && clientSubject == nil
+            && serverNames.isEmpty && clientSubject == nil && bodyPattern == nil && bodyJSON.isEmpty
     }
+
+    /// Whether this route looks at the request body (so the body is read before the route is chosen).
+    public var needsBody: Bool { bodyPattern != nil || !bodyJSON.isEmpty }
 
     /// How specific the conditions are, to order routes that share a host and path prefix: an exact path first,
     /// then routes with more conditions, then the plain prefix.
     public var specificity: Int {
         (exactPath ? 1000 : 0) + (pathPattern == nil ? 0 : 100) + methods.count.signum() + headers.count
             + query.count + sources.count.signum() + serverNames.count.signum() + (clientSubject == nil ? 0 : 1)
+            + (bodyPattern == nil ? 0 : 1) + bodyJSON.count
     }
 
     /// Whether a request satisfies every condition. `client` is the client's address (needed only with sources),
     /// `tls` what the connection's handshake said (nil on plain text).
     public func matches(
-        _ bytes: UnsafeRawBufferPointer, head: HTTPHead, client: IPAddressBytes?, tls: TLSRouteFacts? = nil
+        _ bytes: UnsafeRawBufferPointer, head: HTTPHead, client: IPAddressBytes?, tls: TLSRouteFacts? = nil,
+        body: BodyPeek? = nil
     ) -> Bool {
         if !methods.isEmpty {
             let method = head.method
@@ -134,7 +146,42 @@ public struct RouteConditions: Sendable {
                 if !found { return false }
             }
         }
+        if needsBody {
+            let body = body ?? .empty
+            let limited = Array(body.bytes.prefix(bodyLimit))
+            if let bodyPattern, !limited.withUnsafeBytes({ bodyPattern.matches($0, 0..<$0.count) }) { return false }
+            if !bodyJSON.isEmpty {
+                // JSON is judged on the whole body only: a document cut at the limit cannot be parsed honestly.
+                guard body.isComplete, body.bytes.count <= bodyLimit,
+                    let document = try? JSONSerialization.jsonObject(with: Data(body.bytes), options: [.fragmentsAllowed])
+                else { return false }
+                for (path, value) in bodyJSON where Self.jsonText(at: path, in: document) != value { return false }
+            }
+        }
         return true
+    }
+
+    /// The text of the JSON value at `path` ("a", "b", "0" steps through objects and arrays), or nil.
+    static func jsonText(at path: [String], in document: Any) -> String? {
+        var current: Any = document
+        for step in path {
+            if let object = current as? [String: Any], let next = object[step] {
+                current = next
+            } else if let array = current as? [Any], let index = Int(step), array.indices.contains(index) {
+                current = array[index]
+            } else {
+                return nil
+            }
+        }
+        switch current {
+        case let text as String: return text
+        case is NSNull: return "null"
+        case let number as NSNumber:
+            // JSONSerialization gives booleans as NSNumber too (a boolean subclass); tell them apart by type.
+            if "\(type(of: number))".contains("Boolean") { return number.boolValue ? "true" : "false" }
+            return number.stringValue
+        default: return nil
+        }
     }
 
     /// The prefix length an exact path must have (set by the router, which knows the route's path).
