@@ -71,7 +71,10 @@ let package = Package(
             name: "JesterTLS",
             dependencies: ["CJesterOpenSSL", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings),
-        .target(name: "JesterHTTP2", dependencies: ["CJesterNGHTTP2"], swiftSettings: swiftSettings),
+        .target(
+            name: "JesterHTTP2",
+            dependencies: ["CJesterNGHTTP2", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings),
         .target(name: "JesterHTTP3", dependencies: ["CJesterNGTCP2", "CJesterNGHTTP3"], swiftSettings: swiftSettings),
 
         // MARK: Roles.
@@ -121,6 +124,9 @@ let package = Package(
         .testTarget(
             name: "JesterSystemTests",
             dependencies: ["JesterSystem", "JesterTLS", "JesterHTTP2", "JesterHTTP3"]),
+        .testTarget(
+            name: "JesterHTTP2Tests",
+            dependencies: ["JesterHTTP2", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "JesterTLSTests",
             dependencies: ["JesterTLS", .product(name: "NIOEmbedded", package: "swift-nio")]),
