@@ -85,7 +85,7 @@ let package = Package(
         .target(
             name: "JesterProxy",
             dependencies: [
-                "JesterCore", "JesterConfig", "JesterControl", "JesterSystem", "JesterLogging", "JesterTLS",
+                "JesterCore", "JesterConfig", "JesterControl", "JesterSystem", "JesterLogging", "JesterTLS", "JesterHTTP2",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -66,6 +66,7 @@ struct ConfigDecoder {
                 maxConnections: table.integer("max_connections", decoder: &self) ?? defaults.maxConnections,
                 maxConnectionsPerClient: table.integer("max_connections_per_client", decoder: &self)
                     ?? defaults.maxConnectionsPerClient)
+            configuration.http.http2MaxStreams = table.integer("http2_max_concurrent_streams", decoder: &self)
             table.finish(decoder: &self)
         }
         var listenerNodes: [ConfigNode] = []
@@ -97,8 +98,12 @@ struct ConfigDecoder {
             if !listener.isTCP, listener.upstream != nil {
                 report(table.location(of: "upstream"), "'upstream' on a listener needs protocol = \"tcp\" (HTTP listeners use routes)")
             }
+            listener.http2 = table.boolean("http2", decoder: &self)
             if let node = table.take("tls", decoder: &self) {
                 listener.tls = tls(node, listener: name ?? "")
+                if !listener.servesHTTP2, listener.tls?.alpn?.contains("h2") == true {
+                    report(node.location, "'alpn' offers h2, but the listener has http2 = false")
+                }
                 if listener.isTCP { report(node.location, "TLS is supported on http listeners only (so far)") }
                 if let name, listener.tls != nil { tlsLocations[name] = node.location }
             }
@@ -408,10 +413,8 @@ struct ConfigDecoder {
         tls.ciphers = reader.string("ciphers", decoder: &self)
         tls.cipherSuites = reader.string("cipher_suites", decoder: &self)
         if let alpn = reader.stringArray("alpn", decoder: &self) {
-            for name in alpn where name != "http/1.1" {
-                report(reader.location(of: "alpn"), name == "h2"
-                    ? "'h2' cannot be offered yet: HTTP/2 is not implemented in this version"
-                    : "'\(name)' is not a protocol Jester serves (\"http/1.1\")")
+            for name in alpn where name != "http/1.1" && name != "h2" {
+                report(reader.location(of: "alpn"), "'\(name)' is not a protocol Jester serves (\"h2\", \"http/1.1\")")
             }
             tls.alpn = alpn
         }

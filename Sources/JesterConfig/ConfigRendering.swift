@@ -79,6 +79,7 @@ extension Configuration {
             "send_timeout = \(quoted(Units.format(http.sendTimeout)))",
             "max_connections = \(http.maxConnections)", "max_connections_per_client = \(http.maxConnectionsPerClient)",
         ]
+        if let streams = http.http2MaxStreams { lines.append("http2_max_concurrent_streams = \(streams)") }
         for listener in listeners {
             lines += [
                 "", "[[listeners]]", "name = \(quoted(listener.name))", "address = \(quoted(listener.address.description))",
@@ -87,6 +88,7 @@ extension Configuration {
             if listener.isTCP { lines.append("protocol = \"tcp\"") }
             if let upstream = listener.upstream { lines.append("upstream = \(quoted(upstream))") }
             if let timeout = listener.idleTimeout { lines.append("idle_timeout = \(quoted(Units.format(timeout)))") }
+            if let http2 = listener.http2 { lines.append("http2 = \(http2)") }
             if let trusted = listener.proxyProtocolFrom {
                 lines.append("proxy_protocol_from = [" + trusted.map(quoted).joined(separator: ", ") + "]")
             }
@@ -94,7 +96,7 @@ extension Configuration {
                 lines += ["[listeners.tls]", "min_version = \(quoted(tls.minVersion))"]
                 if let ciphers = tls.ciphers { lines.append("ciphers = \(quoted(ciphers))") }
                 if let suites = tls.cipherSuites { lines.append("cipher_suites = \(quoted(suites))") }
-                lines.append("alpn = [" + tls.alpn.map(quoted).joined(separator: ", ") + "]")
+                if let alpn = tls.alpn { lines.append("alpn = [" + alpn.map(quoted).joined(separator: ", ") + "]") }
                 lines.append("session_tickets = \(tls.sessionTickets)")
                 lines.append("client_certificates = \(quoted(tls.clientCertificates))")
                 if let ca = tls.clientCA { lines.append("client_ca = \(quoted(ca))") }

@@ -151,6 +151,8 @@ public struct ConfigSchema: Sendable {
                 "Client connections per worker (0: no limit); more are closed as soon as they are accepted."),
             Field("max_connections_per_client", .integer(0...1_000_000), default: "0",
                 "Connections from one client address per worker (0: no limit); more are closed at once."),
+            Field("http2_max_concurrent_streams", .integer(1...10_000), default: "128",
+                "Streams one HTTP/2 client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS)."),
             Field("keepalive_requests", .integer(0...Int(Int32.max)), default: "10000",
                 "Requests served on one client connection before it is closed (0: no limit)."),
             Field("forwarded_header", .boolean, default: "false",
@@ -172,6 +174,8 @@ public struct ConfigSchema: Sendable {
             Field("proxy_protocol_from", .array(.string), default: "[]",
                 "Networks of load balancers in front of Jester that start each connection with a PROXY protocol header (v1 or v2), which then names the client."),
             Field("tls", .table(tls), default: "none", "Terminate TLS on this listener."),
+            Field("http2", .boolean, default: "true",
+                "Serve HTTP/2 too: offered by ALPN (h2) on TLS, accepted with prior knowledge (h2c) on plain text; Upgrade: h2c is never honoured."),
         ])
 
     public static let tls = Table(
@@ -184,7 +188,8 @@ public struct ConfigSchema: Sendable {
                 "TLS 1.2 ciphers, in OpenSSL syntax (the server's order is preferred)."),
             Field("cipher_suites", .string, default: "AES-GCM and ChaCha20 suites",
                 "TLS 1.3 cipher suites, in OpenSSL syntax."),
-            Field("alpn", .array(.string), default: "[\"http/1.1\"]", "ALPN protocols offered, in order of preference."),
+            Field("alpn", .array(.string), default: "[\"h2\", \"http/1.1\"] (without h2 when http2 = false)",
+                "ALPN protocols offered, in order of preference."),
             Field("session_tickets", .boolean, default: "true",
                 "Resumption by session tickets, with keys shared by all workers and rotated by the master."),
             Field("client_certificates", .choice(["off", "optional", "required"]), default: "\"off\"",

@@ -116,6 +116,9 @@ public struct HTTPSettings: Sendable, Codable, Equatable {
     public var maxConnections: Int
     /// Connections from one client address per worker (0: no limit).
     public var maxConnectionsPerClient: Int
+    /// Streams one HTTP/2 client may have open at once (nil: 128). Optional: see ListenerSettings.
+    public var http2MaxStreams: Int?
+    public var http2MaxConcurrentStreams: Int { http2MaxStreams ?? 128 }
     /// Requests served on one client connection before it is closed (0: no limit).
     public var keepaliveRequests: Int
     /// Whether to add the RFC 7239 `Forwarded` header besides the `X-Forwarded-*` ones.
@@ -229,6 +232,10 @@ public struct ListenerSettings: Sendable, Codable, Equatable {
     public var proxyProtocolFrom: [String]?
     /// TLS termination: certificates, versions, ciphers, client certificates.
     public var tls: TLSListenerSettings?
+    /// Serve HTTP/2 (ALPN "h2" on TLS, prior knowledge on plain text); nil: yes.
+    public var http2: Bool?
+
+    public var servesHTTP2: Bool { http2 ?? true }
 
     public var isTCP: Bool { protocolName == "tcp" }
 
@@ -249,8 +256,9 @@ public struct TLSListenerSettings: Sendable, Codable, Equatable {
     public var ciphers: String?
     /// The TLS 1.3 suites; nil: OpenSSL's three AEAD suites.
     public var cipherSuites: String?
-    /// ALPN protocols offered, in preference order.
-    public var alpn = ["http/1.1"]
+    /// ALPN protocols offered, in preference order; nil: "h2" and "http/1.1" (or only "http/1.1" when the
+    /// listener does not serve HTTP/2).
+    public var alpn: [String]?
     public var sessionTickets = true
     /// "off", "optional" or "required".
     public var clientCertificates = "off"

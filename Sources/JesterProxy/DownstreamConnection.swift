@@ -9,7 +9,7 @@ import NIOCore
 /// Reads are explicit (autoRead off): the next bytes are read only when there is somewhere for them to go (a new
 /// request head, or a request body the upstream socket can take), so a fast client cannot make Jester buffer an
 /// upload, and a pipelining client waits in its own socket buffer. Loop-confined, hence `@unchecked Sendable`.
-final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unchecked Sendable {
+final class DownstreamConnection: ClientConnection, ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -89,8 +89,15 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
     /// The header that carries a verified client certificate's subject upstream (`client_subject_header`).
     private let clientSubjectHeader: [UInt8]?
 
+    /// The listener's name, and whether it serves HTTP/2 (a client that negotiates or starts with it is handed
+    /// to an `HTTP2Connection`).
+    private let listener: String
+    private let servesHTTP2: Bool
+
     init(runtime: WorkerRuntime, listener: String) {
         self.runtime = runtime
+        self.listener = listener
+        servesHTTP2 = runtime.configuration.listeners.first { $0.name == listener }?.servesHTTP2 ?? false
         self.routes = runtime.routeTables[listener] ?? .empty
         self.parser = HTTPHeadParser(limits: runtime.parserLimits)
         clientSubjectHeader = runtime.clientSubjectHeaders[listener]
@@ -205,6 +212,10 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
         }
         if let established = event as? TLSEstablished {
             tls = established.facts
+            if established.facts.applicationProtocol == "h2" {
+                switchToHTTP2()
+                return
+            }
             tlsRouteFacts = TLSRouteFacts(
                 serverName: established.facts.serverName, clientSubject: established.facts.clientCertificateSubject)
             return
@@ -239,6 +250,31 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
             return upstream?.isWritable ?? false
         case .tunnel: return upstream?.isWritable ?? false
         case .closing: return false
+        }
+    }
+
+    // MARK: HTTP/2
+
+    static let http2Preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    /// Hands the connection to an `HTTP2Connection` (ALPN chose h2, or the client sent the HTTP/2 preface), with
+    /// whatever was read already.
+    private func switchToHTTP2() {
+        guard let context else { return }
+        phase = .closing
+        timer.cancel()
+        let pending = buffer
+        buffer = nil
+        do {
+            let connection = try HTTP2Connection(
+                runtime: runtime, listener: listener, clientAddress: clientAddress, tls: tls, initialBytes: pending)
+            runtime.transfer(from: self, to: connection)
+            try context.pipeline.syncOperations.addHandler(connection, position: .after(self))
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        } catch {
+            runtime.logWarning("cannot start HTTP/2", metadata: ["client": "\(clientAddress)", "error": "\(error)"])
+            runtime.unregister(self, clientAddress: clientAddress)
+            context.close(promise: nil)
         }
     }
 
@@ -295,6 +331,15 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
                 phase = .awaitingHead
                 startRequest(headBytes, body: peeked)
                 continue
+            }
+            if requestsServed == 0, servesHTTP2, tls == nil, route == nil {
+                // HTTP/2 with prior knowledge (RFC 9113 §3.3): the connection preface instead of a request line.
+                let seen = min(current.readableBytes, Self.http2Preface.count)
+                let matches = current.withUnsafeReadableBytes { $0.prefix(seen).elementsEqual(Self.http2Preface.prefix(seen)) }
+                if matches {
+                    if seen == Self.http2Preface.count { switchToHTTP2() }
+                    return
+                }
             }
             if route == nil, current.readableBytes > 0, !timer.isArmed(for: .header) {
                 timer.arm(.header, after: runtime.configuration.http.clientHeaderTimeout)
@@ -523,121 +568,15 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, @unch
             source: source, sourcePort: peer.port ?? 0, destination: destination, destinationPort: local.port ?? 0)
     }
 
-    private func isField(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>, named wanted: [UInt8]) -> Bool {
-        wanted.withUnsafeBytes { ASCII.equalsIgnoringCase(bytes, name, $0, 0..<$0.count) }
-    }
 
     /// The request head sent upstream: origin-form target, HTTP/1.1, hop-by-hop fields removed, X-Forwarded-*
     /// and X-Request-Id added, framing re-declared.
     private func rewriteRequestHead(_ bytes: UnsafeRawBufferPointer, target: String) -> ByteBuffer {
-        var out = context.channel.allocator.buffer(capacity: bytes.count + 256)
-        out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.method]))
-        out.writeStaticString(" ")
-        let route = self.route!
-        if let newPath = route.pathRewrite.rewrite(bytes, path: head.path) {
-            // The rewritten path, then the query as it came.
-            out.writeBytes(newPath)
-            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.path.upperBound..<head.target.upperBound]))
-        } else if head.absoluteAuthority.isEmpty {
-            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.target]))
-        } else if head.path.lowerBound == head.target.upperBound {
-            out.writeStaticString("/")
-        } else {
-            // absolute-form becomes origin-form (RFC 9112 §3.2.2); a query without a path gets "/".
-            if bytes[head.path.lowerBound] != UInt8(ascii: "/") { out.writeStaticString("/") }
-            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.path.lowerBound..<head.target.upperBound]))
-        }
-        out.writeStaticString(" HTTP/1.1\r\n")
-        var forwardedFor: [Range<Int>] = []
-        for field in head.fields where !field.isHopByHop {
-            switch field.kind {
-            case .xForwardedFor:
-                forwardedFor.append(field.value)
-                continue
-            case .xForwardedProto, .xForwardedHost, .forwarded:
-                continue
-            case .expect where head.version == .http1_0:
-                continue
-            case .contentLength:
-                // Re-declared below as one canonical value ("5, 5" or a repeated field never goes upstream).
-                continue
-            case .other where field.hasUnderscore && runtime.dropsUnderscoredFields:
-                continue
-            case .host where route.upstreamHost != nil:
-                continue
-            case .other where !route.requestEdits.isEmpty && route.requestEdits.drops(bytes, field.name):
-                continue
-            case .other where clientSubjectHeader.map({ isField(bytes, field.name, named: $0) }) ?? false:
-                // Only Jester says who the verified client is.
-                continue
-            default:
-                out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.line]))
-                out.writeStaticString("\r\n")
-            }
-        }
-        let host = head.hostField.map { head.fields[$0].value }
-        if let upstreamHost = route.upstreamHost {
-            out.writeStaticString("Host: ")
-            out.writeBytes(upstreamHost)
-            out.writeStaticString("\r\n")
-        } else if host == nil {
-            out.writeString("Host: \(target)\r\n")
-        }
-        if !route.requestEdits.rendered.isEmpty { out.writeBytes(route.requestEdits.rendered) }
-        out.writeStaticString("X-Forwarded-For: ")
-        for range in forwardedFor where !range.isEmpty {
-            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[range]))
-            out.writeStaticString(", ")
-        }
-        out.writeString(clientAddress)
-        if tls == nil {
-            out.writeStaticString("\r\nX-Forwarded-Proto: http\r\n")
-        } else {
-            out.writeStaticString("\r\nX-Forwarded-Proto: https\r\n")
-        }
-        if let clientSubjectHeader, let subject = tls?.clientCertificateSubject {
-            out.writeBytes(clientSubjectHeader)
-            out.writeStaticString(": ")
-            // RFC 2253 escapes specials but may carry UTF-8; control bytes never reach a header.
-            out.writeBytes(subject.utf8.map { $0 < 0x20 || $0 == 0x7F ? UInt8(ascii: "?") : $0 })
-            out.writeStaticString("\r\n")
-        }
-        if let host {
-            out.writeStaticString("X-Forwarded-Host: ")
-            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[host]))
-            out.writeStaticString("\r\n")
-        }
-        if runtime.configuration.http.forwardedHeader {
-            let forValue = clientAddress.contains(":") ? "\"[\(clientAddress)]\"" : clientAddress
-            out.writeString("Forwarded: for=\(forValue);proto=\(tls == nil ? "http" : "https")")
-            if let host {
-                out.writeStaticString(";host=\"")
-                out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[host]))
-                out.writeStaticString("\"")
-            }
-            out.writeStaticString("\r\n")
-        }
-        if let index = head.requestIDField, head.fields[index].value.count > 0, head.fields[index].value.count <= 128 {
-            if runtime.accessLog != nil {
-                log.requestID = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[head.fields[index].value]), as: UTF8.self)
-            }
-        } else {
-            out.writeStaticString("X-Request-Id: ")
-            runtime.requestIDs.withNextID { id in
-                out.writeBytes(id)
-                if runtime.accessLog != nil { log.requestID = String(decoding: id, as: UTF8.self) }
-            }
-            out.writeStaticString("\r\n")
-        }
-        if isChunkedUpstream {
-            out.writeStaticString("Transfer-Encoding: chunked\r\n")
-        } else if let length = head.contentLength {
-            out.writeStaticString("Content-Length: ")
-            out.writeDecimal(length)
-            out.writeStaticString("\r\n")
-        }
-        if isUpgrade { out.writeStaticString("Connection: upgrade\r\nUpgrade: websocket\r\n") }
-        out.writeStaticString("\r\n")
+        let request = UpstreamRequest(
+            runtime: runtime, route: route!, clientAddress: clientAddress, tls: tls,
+            clientSubjectHeader: clientSubjectHeader, chunked: isChunkedUpstream, upgrade: isUpgrade)
+        let (out, requestID) = request.renderHead(bytes, head: head, target: target, allocator: context.channel.allocator)
+        if runtime.accessLog != nil { log.requestID = requestID }
         return out
     }
 
@@ -1037,7 +976,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
 
 extension ByteBuffer {
     /// Writes a non-negative integer in decimal without going through a `String`.
-    fileprivate mutating func writeDecimal(_ value: Int64) {
+    mutating func writeDecimal(_ value: Int64) {
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for Int64.max's 19 digits
         withUnsafeMutableBytes(of: &digits) { scratch in
             var remaining = UInt64(max(0, value))

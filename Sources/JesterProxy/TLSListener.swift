@@ -5,8 +5,11 @@ import JesterTLS
 /// The bridge from a listener's `[listeners.tls]` settings to the TLS wrapper.
 public enum TLSListener {
     /// Builds the TLS context of a listener; the ticket lifetime spans the two rotations its key outlives.
-    static func makeContext(_ settings: TLSListenerSettings, ticketKeyRotation: Duration?) throws(TLSError) -> TLSServerContext {
+    static func makeContext(
+        _ settings: TLSListenerSettings, http2: Bool, ticketKeyRotation: Duration?
+    ) throws(TLSError) -> TLSServerContext {
         var configuration = serverConfiguration(settings)
+        configuration.applicationProtocols = settings.alpn ?? (http2 ? ["h2", "http/1.1"] : ["http/1.1"])
         configuration.sessionLifetime = 2 * Int((ticketKeyRotation ?? .seconds(3600)).components.seconds)
         return try TLSServerContext(configuration)
     }
@@ -31,7 +34,7 @@ public enum TLSListener {
         configuration.minimumVersion = settings.minVersion == "1.3" ? .tls13 : .tls12
         if let ciphers = settings.ciphers { configuration.ciphers = ciphers }
         if let suites = settings.cipherSuites { configuration.cipherSuites = suites }
-        configuration.applicationProtocols = settings.alpn
+        configuration.applicationProtocols = settings.alpn ?? ["h2", "http/1.1"]
         configuration.sessionTickets = settings.sessionTickets
         configuration.clientVerification = .init(rawValue: settings.clientCertificates) ?? .off
         configuration.clientCAPEM = settings.clientCAPEM.map(Array.init)

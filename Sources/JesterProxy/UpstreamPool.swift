@@ -334,7 +334,7 @@ final class UpstreamPool: @unchecked Sendable {
                 handshake.completeWith($0.mapError { $0 as any Error })
             }
         }
-        ClientBootstrap(group: eventLoop)
+        let connected = ClientBootstrap(group: eventLoop)
             .channelOption(.autoRead, value: false)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(timeout)
@@ -348,7 +348,10 @@ final class UpstreamPool: @unchecked Sendable {
                 }
             }
             .connect(to: address)
-            .flatMap { channel in handshake.map { $0.futureResult.map { _ in channel } } ?? channel.eventLoop.makeSucceededFuture(channel) }
+        // Plain connections are ready when connected: no extra future (the allocation budget counts them).
+        let ready = handshake.map { handshake in connected.flatMap { channel in handshake.futureResult.map { _ in channel } } }
+            ?? connected
+        ready
             .assumeIsolated()  // the pool's own loop: the completion stays loop-confined
             .whenComplete { result in
                 switch result {

@@ -113,7 +113,7 @@ final class WorkerServer: @unchecked Sendable {
         for listener in runtime.configuration.listeners {
             guard let settings = listener.tls else { continue }
             let context = try TLSListener.makeContext(
-                settings, ticketKeyRotation: runtime.configuration.server.ticketKeyRotation)
+                settings, http2: listener.servesHTTP2, ticketKeyRotation: runtime.configuration.server.ticketKeyRotation)
             tlsContexts[listener.name] = context
         }
         applyTicketKeys(assignment.ticketKeys ?? [])

@@ -20,6 +20,12 @@ final class CompiledRoute: Sendable {
         }
         /// A complete response, rendered once per configuration.
         case respond(head: ByteBuffer, body: ByteBuffer)
+
+        /// Answered by Jester itself.
+        var isLocal: Bool {
+            if case .respond = self { return true }
+            return false
+        }
     }
 
     let name: String
@@ -327,6 +333,13 @@ final class WorkerRuntime: @unchecked Sendable {
         }
         connectionsPerClient[newAddress, default: 0] += 1
         return true
+    }
+
+    /// A connection's protocol handler changed (HTTP/1 to HTTP/2): the new one is tracked in its place, with the
+    /// same slot in the limits.
+    func transfer(from old: any ClientConnection, to new: any ClientConnection) {
+        guard connections.removeValue(forKey: ObjectIdentifier(old)) != nil else { return }
+        connections[ObjectIdentifier(new)] = new
     }
 
     func unregister(_ connection: any ClientConnection, clientAddress: String) {

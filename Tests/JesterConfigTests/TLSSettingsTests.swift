@@ -47,7 +47,7 @@ private func messages(_ result: Result<Configuration, ConfigError>) -> [String] 
     #expect(String(decoding: tls.certificates[0].keyPEM, as: UTF8.self).contains("PRIVATE KEY"))
     #expect(tls.certificates[0].names == ["alpha.test", "*.alpha.test"])
     #expect(tls.clientCAPEM?.isEmpty == false)
-    #expect(tls.alpn == ["http/1.1"])
+    #expect(tls.alpn == nil)  // h2 and http/1.1, decided with the listener's http2
     // The dump names the files, never their contents.
     let dump = configuration.renderTOML()
     #expect(dump.contains("[[listeners.tls.certificates]]") && dump.contains("cert = \"alpha.pem\""))
@@ -57,7 +57,7 @@ private func messages(_ result: Result<Configuration, ConfigError>) -> [String] 
 @Test func reportsTLSMistakesWhereTheyAreWritten() {
     let found = messages(load("""
         [listeners.tls]
-        alpn = ["h2"]
+        alpn = ["h3"]
         client_certificates = "required"
         client_subject_header = "X Subject"
         [[listeners.tls.certificates]]
@@ -65,7 +65,7 @@ private func messages(_ result: Result<Configuration, ConfigError>) -> [String] 
         key = "alpha.key"
         names = ["bad name"]
         """))
-    #expect(found.contains { $0.contains("jester.toml:5:1") && $0.contains("HTTP/2 is not implemented") })
+    #expect(found.contains { $0.contains("jester.toml:5:1") && $0.contains("'h3' is not a protocol Jester serves") })
     #expect(found.contains { $0.contains("jester.toml:6:1") && $0.contains("needs 'client_ca'") })
     #expect(found.contains { $0.contains("jester.toml:7:1") && $0.contains("is not a header name") })
     #expect(found.contains { $0.contains("jester.toml:9:1") && $0.contains("cannot read \(fixtures)/missing.pem") })

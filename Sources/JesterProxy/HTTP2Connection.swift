@@ -1,0 +1,227 @@
+import JesterCore
+import JesterHTTP2
+import JesterTLS
+import NIOCore
+
+/// A client connection that speaks HTTP/2 (ALPN "h2" after TLS, or prior knowledge on plain text): one
+/// nghttp2 session, one `HTTP2Stream` per request.
+///
+/// Streams are translated to HTTP/1.1 for routing and upstreams (RFC 9113 §8.3 ↔ RFC 9112): the same route table,
+/// matchers, pools, header edits and X-Forwarded-* as HTTP/1 clients get. Backpressure both ways goes through
+/// HTTP/2 flow control: request DATA is acknowledged (WINDOW_UPDATE) only once it was handed to the upstream, and
+/// upstream response bytes are read only while the stream's outgoing buffer is small, which drains as fast as the
+/// client's window and socket allow. Loop-confined, like everything in a worker.
+final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let runtime: WorkerRuntime
+    let routes: ListenerRoutes
+    let tls: TLSSessionFacts?
+    let clientSubjectHeader: [UInt8]?
+    private(set) var clientAddress: String
+    private(set) var clientIP: IPAddressBytes?
+    private let session: HTTP2Session
+    private var streams: [Int32: HTTP2Stream] = [:]
+    private var context: ChannelHandlerContext?
+    /// Bytes read before this handler took over (the preface of a prior-knowledge client).
+    private var initialBytes: ByteBuffer?
+    private var closing = false
+    private var draining = false
+    private var idleTimer: Scheduled<Void>?
+    /// Upstream response bytes buffered per stream before reading from the upstream pauses.
+    static let streamBufferLimit = 256 * 1024
+
+    init(
+        runtime: WorkerRuntime, listener: String, clientAddress: String, tls: TLSSessionFacts?, initialBytes: ByteBuffer?
+    ) throws {
+        self.runtime = runtime
+        routes = runtime.routeTables[listener] ?? .empty
+        self.tls = tls
+        clientSubjectHeader = runtime.clientSubjectHeaders[listener]
+        self.clientAddress = clientAddress
+        clientIP = IPAddressBytes(clientAddress)
+        self.initialBytes = initialBytes
+        var settings = HTTP2Session.Settings()
+        settings.maxConcurrentStreams = UInt32(runtime.configuration.http.http2MaxConcurrentStreams)
+        settings.maxHeaderListSize = UInt32(runtime.configuration.http.maxRequestHeadSize)
+        session = try HTTP2Session(role: .server, settings: settings)
+    }
+
+    // MARK: Channel events
+
+    /// Takes over from the HTTP/1 handler, which counted the connection (see `WorkerRuntime.transfer`).
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if runtime.isDraining { drain() }
+        if let bytes = initialBytes {
+            initialBytes = nil
+            received(bytes)
+        }
+        flushOutput()
+        armIdleTimer()
+        context.read()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = unwrapInboundIn(data)
+        runtime.counters.bytesIn &+= bytes.readableBytes
+        received(bytes)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        for stream in streams.values { stream.flushUpstream() }
+        flushOutput()
+        context.read()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        guard context.channel.isWritable else { return }
+        flushOutput()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closing = true
+        idleTimer?.cancel()
+        for stream in streams.values { stream.clientGone() }
+        streams = [:]
+        runtime.unregister(self, clientAddress: clientAddress)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event {
+            // HTTP/2 needs both directions; a half-closed client is gone.
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    // MARK: Draining
+
+    /// A graceful GOAWAY now (streams in flight finish); the final one a second later; the connection closes
+    /// when the last stream ends (RFC 9113 §6.8).
+    func drain() {
+        guard !draining, let context else { return }
+        draining = true
+        session.announceShutdown()
+        flushOutput()
+        context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { [self] in
+            self.session.goAway()
+            self.flushOutput()
+            self.closeIfIdle()
+        }
+    }
+
+    // MARK: Session
+
+    private func received(_ bytes: ByteBuffer) {
+        switch session.receive(bytes) {
+        case .failure(let error):
+            runtime.logWarning("HTTP/2 connection error", metadata: ["client": "\(clientAddress)", "error": "\(error)"])
+            flushOutput()
+            closing = true
+            context?.close(promise: nil)
+        case .success(let events):
+            for event in events { handle(event) }
+        }
+    }
+
+    private func handle(_ event: HTTP2Event) {
+        switch event {
+        case .headers(let id, let fields, let endStream):
+            idleTimer?.cancel()
+            let stream = HTTP2Stream(connection: self, id: id)
+            streams[id] = stream
+            stream.start(fields: fields, endStream: endStream)
+        case .data(let id, let bytes):
+            if let stream = streams[id] {
+                stream.requestData(bytes)
+            } else {
+                session.consumed(stream: id, count: bytes.readableBytes)
+            }
+        case .endStream(let id), .trailers(let id, _):
+            // Request trailers are not forwarded to HTTP/1.1 upstreams (RFC 9110 §6.5.1 lets a proxy drop them).
+            streams[id]?.requestEnded()
+        case .streamClosed(let id, let errorCode):
+            if let stream = streams.removeValue(forKey: id) { stream.closed(errorCode: errorCode) }
+            closeIfIdle()
+            if streams.isEmpty { armIdleTimer() }
+        case .goAway:
+            break
+        }
+    }
+
+    /// Writes what the session has to send, while the socket takes it; the rest waits in nghttp2 and in the
+    /// streams' buffers, which pause their upstreams.
+    func flushOutput() {
+        guard let context, context.channel.isActive else { return }
+        var wrote = false
+        while context.channel.isWritable, let bytes = session.takeOutput(allocator: context.channel.allocator) {
+            runtime.counters.bytesOut &+= bytes.readableBytes
+            context.write(wrapOutboundOut(bytes), promise: nil)
+            wrote = true
+        }
+        if wrote { context.flush() }
+        for stream in streams.values { stream.resumeUpstreamIfRoom() }
+    }
+
+    private func closeIfIdle() {
+        guard draining, streams.isEmpty, !closing else { return }
+        closing = true
+        flushOutput()
+        context?.close(promise: nil)
+    }
+
+    private func armIdleTimer() {
+        idleTimer?.cancel()
+        guard let context else { return }
+        let timeout = runtime.configuration.http.keepaliveTimeout
+        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(timeout.components.seconds)) { [self] in
+            guard self.streams.isEmpty else { return }
+            self.session.goAway()
+            self.flushOutput()
+            self.closing = true
+            self.context?.close(promise: nil)
+        }
+    }
+
+    // MARK: For streams
+
+    var allocator: ByteBufferAllocator { context?.channel.allocator ?? ByteBufferAllocator() }
+    var eventLoop: (any EventLoop)? { context?.eventLoop }
+
+    func respond(_ id: Int32, fields: [HTTP2Field], hasBody: Bool) {
+        session.respond(stream: id, fields: fields, hasBody: hasBody)
+    }
+
+    func sendBody(_ id: Int32, _ bytes: ByteBuffer) {
+        session.sendBody(stream: id, bytes)
+    }
+
+    func finishBody(_ id: Int32) {
+        session.finishBody(stream: id)
+    }
+
+    func bufferedBody(_ id: Int32) -> Int {
+        session.bufferedBody(stream: id)
+    }
+
+    func consumed(_ id: Int32, count: Int) {
+        session.consumed(stream: id, count: count)
+    }
+
+    func reset(_ id: Int32, errorCode: UInt32) {
+        session.reset(stream: id, errorCode: errorCode)
+        flushOutput()
+    }
+}

@@ -1,0 +1,378 @@
+import Foundation
+import JesterCore
+import JesterHTTP2
+import NIOCore
+
+/// One HTTP/2 request: translated to HTTP/1.1 (RFC 9113 §8.3), routed like any request, answered locally or
+/// proxied to an HTTP/1.1 upstream, and the response translated back.
+final class HTTP2Stream: UpstreamConnectionDelegate {
+    private unowned let connection: HTTP2Connection
+    let id: Int32
+    private var head = HTTPHead()
+    private var headBytes: ByteBuffer?
+    private var route: CompiledRoute?
+    private var upstream: UpstreamConnection?
+    private var requestIsHead = false
+    private var requestComplete = false
+    /// The body goes upstream chunked (no content-length was given).
+    private var chunked = false
+    private var requestBodyBytes: Int64 = 0
+    /// Request DATA that arrived before the upstream connection was ready.
+    private var pendingBody: [ByteBuffer] = []
+    /// Request bytes handed to the upstream and not yet acknowledged to the client (WINDOW_UPDATE).
+    private var unacknowledged = 0
+    private var responseStarted = false
+    private var responseHasBody = false
+    /// Reading from the upstream waits for the stream's outgoing buffer to drain.
+    private var upstreamPaused = false
+    private var finished = false
+    private var responseTimer: Scheduled<Void>?
+    private var log = AccessLog.Record()
+
+    init(connection: HTTP2Connection, id: Int32) {
+        self.connection = connection
+        self.id = id
+    }
+
+    private var runtime: WorkerRuntime { connection.runtime }
+
+    // MARK: Request
+
+    func start(fields: [HTTP2Field], endStream: Bool) {
+        runtime.counters.requests &+= 1
+        requestComplete = endStream
+        guard let text = Self.translate(fields, hasBody: !endStream) else {
+            finishLocally(status: 400, failure: "HTTP/2 request without :method, :path or :authority")
+            return
+        }
+        var bytes = connection.allocator.buffer(capacity: text.utf8.count)
+        bytes.writeString(text)
+        let parser = HTTPHeadParser(limits: runtime.parserLimits)
+        let error = bytes.withUnsafeReadableBytes { parser.parseRequest($0, into: &head) }
+        headBytes = bytes
+        log.begin(head: head, bytes: bytes, client: connection.clientAddress, detailed: runtime.accessLog != nil)
+        if let error {
+            // The same strict rules as HTTP/1: bytes nghttp2 lets through (in a :path, say) still get a 400 here.
+            finishLocally(status: error.status, failure: error.reason)
+            return
+        }
+        if runtime.rejectsUnderscoredFields, head.fields.contains(where: \.hasUnderscore) {
+            finishLocally(status: 400, failure: HTTPParseError.underscoreInFieldName.reason)
+            return
+        }
+        let tls = connection.tls.map { TLSRouteFacts(serverName: $0.serverName, clientSubject: $0.clientCertificateSubject) }
+        // Body matchers see no body on HTTP/2 (it is not read before routing here).
+        let matched = bytes.withUnsafeReadableBytes {
+            connection.routes.match($0, head: head, client: connection.clientIP, tls: tls, body: .empty)
+        }
+        guard let matched else {
+            finishLocally(status: 404, failure: "")
+            return
+        }
+        route = matched
+        log.route = matched.name
+        requestIsHead = bytes.withUnsafeReadableBytes { RequestMethod.isHead($0, head.method) }
+        chunked = head.isChunked
+        if let length = head.contentLength, length > matched.maxBodySize {
+            finishLocally(status: 413, failure: "")
+            return
+        }
+        switch matched.action {
+        case .respond(let responseHead, let body):
+            respondWithRendered(responseHead, body: body)
+        case .proxy, .split:
+            let pool = bytes.withUnsafeReadableBytes {
+                matched.action.pool(head: head, bytes: $0, clientAddress: connection.clientAddress)!
+            }
+            log.upstream = pool.name
+            let hash = bytes.withUnsafeReadableBytes {
+                pool.hashKey(head: head, bytes: $0, clientAddress: connection.clientAddress)
+            }
+            pool.acquire(hashKey: hash, connectTimeout: matched.timeouts.connect) { result in
+                self.upstreamAcquired(result, pool: pool)
+            }
+        }
+    }
+
+    /// The HTTP/1.1 head of an HTTP/2 request: pseudo-headers to the request line and Host, cookie crumbs
+    /// joined (RFC 9113 §8.2.3), and chunked framing for a body of unknown length. nghttp2 has already refused
+    /// connection-specific fields, uppercase names and invalid bytes.
+    static func translate(_ fields: [HTTP2Field], hasBody: Bool) -> String? {
+        var method: String?
+        var path: String?
+        var authority: String?
+        var cookies: [String] = []
+        var lines = ""
+        var hasLength = false
+        for field in fields {
+            switch field.name {
+            case ":method": method = field.value
+            case ":path": path = field.value
+            case ":authority": authority = field.value
+            case ":scheme", ":protocol": continue
+            case "host": if authority == nil { authority = field.value }
+            case "cookie": cookies.append(field.value)
+            default:
+                if field.name == "content-length" { hasLength = true }
+                lines += "\(field.name): \(field.value)\r\n"
+            }
+        }
+        guard let method, let path, let authority, method != "CONNECT" else { return nil }
+        if !cookies.isEmpty { lines += "cookie: \(cookies.joined(separator: "; "))\r\n" }
+        if hasBody, !hasLength { lines += "transfer-encoding: chunked\r\n" }
+        return "\(method) \(path) HTTP/1.1\r\nhost: \(authority)\r\n\(lines)\r\n"
+    }
+
+    private func upstreamAcquired(_ result: Result<UpstreamConnection, UpstreamFailure>, pool: UpstreamPool) {
+        guard !finished, let route, let headBytes else {
+            if case .success(let upstream) = result { pool.release(upstream, reusable: true) }
+            return
+        }
+        switch result {
+        case .failure(let failure):
+            finishLocally(status: failure.status, failure: failure.reason)
+        case .success(let upstream):
+            self.upstream = upstream
+            log.upstreamTarget = upstream.targetDescription
+            let request = UpstreamRequest(
+                runtime: runtime, route: route, clientAddress: connection.clientAddress, tls: connection.tls,
+                clientSubjectHeader: connection.clientSubjectHeader, chunked: chunked, upgrade: false)
+            let (rendered, requestID) = headBytes.withUnsafeReadableBytes {
+                request.renderHead($0, head: head, target: upstream.targetDescription, allocator: connection.allocator)
+            }
+            log.requestID = requestID
+            upstream.startExchange(delegate: self, requestHead: rendered, isHeadRequest: requestIsHead)
+            for bytes in pendingBody { forward(bytes) }
+            pendingBody = []
+            if requestComplete { endRequestBody() }
+            upstream.flush()
+            acknowledge()
+        }
+    }
+
+    func requestData(_ bytes: ByteBuffer) {
+        requestBodyBytes += Int64(bytes.readableBytes)
+        log.bytesIn += bytes.readableBytes
+        if let route, requestBodyBytes > route.maxBodySize {
+            finishLocally(status: 413, failure: "request body larger than \(route.maxBodySize) bytes")
+            return
+        }
+        guard !finished, let route, !route.action.isLocal else {
+            // Answered locally (or already finished): the body is read and dropped.
+            connection.consumed(id, count: bytes.readableBytes)
+            return
+        }
+        if upstream == nil {
+            pendingBody.append(bytes)
+        } else {
+            forward(bytes)
+        }
+    }
+
+    func requestEnded() {
+        requestComplete = true
+        guard upstream != nil else { return }
+        endRequestBody()
+        upstream?.flush()
+    }
+
+    private func forward(_ bytes: ByteBuffer) {
+        guard let upstream else { return }
+        if chunked {
+            var size = connection.allocator.buffer(capacity: 18)
+            size.writeString(String(bytes.readableBytes, radix: 16))
+            size.writeStaticString("\r\n")
+            upstream.write(size)
+            upstream.write(bytes)
+            upstream.write(ByteBuffer(staticString: "\r\n"))
+        } else {
+            upstream.write(bytes)
+        }
+        unacknowledged += bytes.readableBytes
+    }
+
+    private func endRequestBody() {
+        if chunked { upstream?.write(ByteBuffer(staticString: "0\r\n\r\n")) }
+        // The response timeout runs from the end of the request, however long the upload took.
+        guard let route, let pool = upstream?.pool, let eventLoop = connection.eventLoop else { return }
+        let timeout = route.timeouts.response ?? pool.settings.responseTimeout
+        responseTimer = eventLoop.assumeIsolated().scheduleTask(in: .seconds(timeout.components.seconds)) { [self] in
+            guard !self.responseStarted, !self.finished else { return }
+            self.upstream?.close()
+            self.upstream = nil
+            self.finishLocally(status: 504, failure: UpstreamFailure.responseTimedOut.reason)
+        }
+    }
+
+    /// Tells the client it may send as much again as the upstream has taken: HTTP/2 flow control as
+    /// backpressure.
+    /// `flushing`: outside the connection's read cycle (which flushes at its end), send the WINDOW_UPDATE now;
+    /// a client waiting for window sends nothing that would flush it otherwise.
+    private func acknowledge(flushing: Bool = true) {
+        guard unacknowledged > 0, upstream?.isWritable ?? true else { return }
+        connection.consumed(id, count: unacknowledged)
+        unacknowledged = 0
+        if flushing { connection.flushOutput() }
+    }
+
+    func flushUpstream() {
+        upstream?.flush()
+        acknowledge(flushing: false)
+    }
+
+    // MARK: Response
+
+    func upstreamResponseHead(_ response: HTTPHead, bytes: ByteBuffer) {
+        responseTimer?.cancel()
+        if response.status < 200 {
+            // 1xx: 100 Continue has no meaning here (the client does not wait for it in HTTP/2); 101 cannot happen
+            // (no upgrade is forwarded).
+            if response.status == 101 { upstreamFailed(.invalidResponse(.badStatusLine), responseStarted: false) }
+            return
+        }
+        var fields = [HTTP2Field(":status", String(response.status))]
+        let edits = route?.responseEdits ?? HeaderEdits()
+        bytes.withUnsafeReadableBytes { raw in
+            for field in response.fields where !field.isHopByHop {
+                if !edits.isEmpty, edits.drops(raw, field.name) { continue }
+                let name = String(decoding: UnsafeRawBufferPointer(rebasing: raw[field.name]), as: UTF8.self).lowercased()
+                if Self.connectionSpecific.contains(name) { continue }
+                fields.append(HTTP2Field(name, String(decoding: UnsafeRawBufferPointer(rebasing: raw[field.value]), as: UTF8.self)))
+            }
+        }
+        fields += Self.fields(ofRendered: String(decoding: edits.rendered, as: UTF8.self))
+        responseHasBody = BodyFraming.response(response, requestWasHead: requestIsHead) != .none
+        responseStarted = true
+        log.status = response.status
+        connection.respond(id, fields: fields, hasBody: responseHasBody)
+        connection.flushOutput()
+    }
+
+    /// Fields that HTTP/2 forbids (RFC 9113 §8.2.2), dropped even when the upstream did not name them hop-by-hop.
+    static let connectionSpecific: Set<String> = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]
+
+    func upstreamResponseBody(_ body: ByteBuffer) {
+        log.bytesOut += body.readableBytes
+        connection.sendBody(id, body)
+    }
+
+    func upstreamResponseEnd(reusable: Bool) {
+        if responseHasBody { connection.finishBody(id) }
+        if let upstream {
+            self.upstream = nil
+            upstream.pool.release(upstream, reusable: reusable && requestComplete)
+        }
+        complete()
+        connection.flushOutput()
+    }
+
+    func upstreamTunnelData(_ bytes: ByteBuffer) {}
+
+    func upstreamFailed(_ failure: UpstreamFailure, responseStarted started: Bool) {
+        upstream = nil
+        log.failure = failure.reason
+        if started || responseStarted {
+            // Part of the response went out: a reset is the only honest end (the client sees it incomplete).
+            complete()
+            connection.reset(id, errorCode: 2)
+        } else {
+            finishLocally(status: failure.status, failure: failure.reason)
+        }
+    }
+
+    func upstreamReadComplete() {
+        connection.flushOutput()
+        if connection.bufferedBody(id) < HTTP2Connection.streamBufferLimit {
+            upstream?.read()
+        } else {
+            upstreamPaused = true
+        }
+    }
+
+    func upstreamWritabilityChanged(isWritable: Bool) {
+        if isWritable { acknowledge() }
+    }
+
+    /// The stream's outgoing buffer drained: read from the upstream again.
+    func resumeUpstreamIfRoom() {
+        guard upstreamPaused, connection.bufferedBody(id) < HTTP2Connection.streamBufferLimit / 2 else { return }
+        upstreamPaused = false
+        upstream?.read()
+    }
+
+    // MARK: Ends
+
+    /// The client reset the stream, or it completed: an upstream still busy with it is closed (out of step).
+    func closed(errorCode: UInt32) {
+        responseTimer?.cancel()
+        if let upstream {
+            self.upstream = nil
+            upstream.close()
+        }
+        if !finished {
+            log.failure = errorCode == 8 ? "client cancelled the stream" : "stream reset (error \(errorCode))"
+            complete(status: 499)
+        }
+    }
+
+    func clientGone() {
+        closed(errorCode: 8)
+    }
+
+    private func finishLocally(status: Int, failure: String) {
+        guard !finished else { return }
+        if responseStarted {
+            complete()
+            connection.reset(id, errorCode: 2)
+            return
+        }
+        if status >= 400 { runtime.counters.errors &+= 1 }
+        log.failure = failure
+        let body = "\(status) \(HTTPStatus.reason(status))\n"
+        respond(status: status, fields: [HTTP2Field("content-type", "text/plain; charset=utf-8")], body: ByteBuffer(string: body))
+    }
+
+    /// A route's fixed response (rendered as HTTP/1.1 text once per configuration).
+    private func respondWithRendered(_ rendered: ByteBuffer, body: ByteBuffer) {
+        // (Split on the string "\r\n": to Swift, CR LF is one Character.)
+        let lines = String(buffer: rendered).components(separatedBy: "\r\n")
+        let status = Int(lines[0].dropFirst(9).prefix(3)) ?? 200
+        let fields = Self.fields(ofRendered: lines.dropFirst().joined(separator: "\r\n"))
+            .filter { $0.name != "content-length" }
+        respond(status: status, fields: fields, body: body)
+    }
+
+    private func respond(status: Int, fields: [HTTP2Field], body: ByteBuffer) {
+        let sendsBody = !requestIsHead && body.readableBytes > 0
+        var all = [HTTP2Field(":status", String(status))] + fields
+        all.append(HTTP2Field("content-length", String(body.readableBytes)))
+        responseStarted = true
+        log.status = status
+        log.bytesOut = body.readableBytes
+        connection.respond(id, fields: all, hasBody: sendsBody)
+        if sendsBody {
+            connection.sendBody(id, body)
+            connection.finishBody(id)
+        }
+        complete()
+        connection.flushOutput()
+    }
+
+    /// "Name: value\r\n" lines (a route's rendered header edits, a fixed response's head) as HTTP/2 fields.
+    static func fields(ofRendered rendered: String) -> [HTTP2Field] {
+        rendered.split(separator: "\r\n").compactMap { line in
+            guard let colon = line.firstIndex(of: ":") else { return nil }
+            return HTTP2Field(line[..<colon].lowercased(), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+        }
+    }
+
+    private func complete(status: Int? = nil) {
+        guard !finished else { return }
+        finished = true
+        responseTimer?.cancel()
+        if let accessLog = runtime.accessLog {
+            if let status { log.status = status }
+            accessLog.write(log)
+        }
+    }
+}

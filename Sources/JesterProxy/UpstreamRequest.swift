@@ -1,0 +1,139 @@
+import JesterCore
+import JesterTLS
+import NIOCore
+
+/// The request head Jester sends upstream, whichever protocol the client spoke: origin-form target (rewritten
+/// as the route says), HTTP/1.1, hop-by-hop fields removed, X-Forwarded-*, Forwarded and X-Request-Id added,
+/// the route's header edits applied, framing declared once. HTTP/1 connections render their parsed head with
+/// it; HTTP/2 streams render the HTTP/1.1 head they were translated to.
+struct UpstreamRequest {
+    let runtime: WorkerRuntime
+    let route: CompiledRoute
+    let clientAddress: String
+    /// What the client's TLS handshake established; nil on plain text.
+    let tls: TLSSessionFacts?
+    /// The listener's `client_subject_header`.
+    let clientSubjectHeader: [UInt8]?
+    /// The body goes upstream chunked (the client's was chunked, or came in HTTP/2 DATA frames without a length).
+    let chunked: Bool
+    /// A WebSocket upgrade.
+    let upgrade: Bool
+
+    func renderHead(
+        _ bytes: UnsafeRawBufferPointer, head: HTTPHead, target: String, allocator: ByteBufferAllocator
+    ) -> (ByteBuffer, requestID: String) {
+        var requestID = ""
+        var out = allocator.buffer(capacity: bytes.count + 256)
+        out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.method]))
+        out.writeStaticString(" ")
+        if let newPath = route.pathRewrite.rewrite(bytes, path: head.path) {
+            // The rewritten path, then the query as it came.
+            out.writeBytes(newPath)
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.path.upperBound..<head.target.upperBound]))
+        } else if head.absoluteAuthority.isEmpty {
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.target]))
+        } else if head.path.lowerBound == head.target.upperBound {
+            out.writeStaticString("/")
+        } else {
+            // absolute-form becomes origin-form (RFC 9112 §3.2.2); a query without a path gets "/".
+            if bytes[head.path.lowerBound] != UInt8(ascii: "/") { out.writeStaticString("/") }
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.path.lowerBound..<head.target.upperBound]))
+        }
+        out.writeStaticString(" HTTP/1.1\r\n")
+        var forwardedFor: [Range<Int>] = []
+        for field in head.fields where !field.isHopByHop {
+            switch field.kind {
+            case .xForwardedFor:
+                forwardedFor.append(field.value)
+                continue
+            case .xForwardedProto, .xForwardedHost, .forwarded:
+                continue
+            case .expect where head.version == .http1_0:
+                continue
+            case .contentLength:
+                // Re-declared below as one canonical value ("5, 5" or a repeated field never goes upstream).
+                continue
+            case .other where field.hasUnderscore && runtime.dropsUnderscoredFields:
+                continue
+            case .host where route.upstreamHost != nil:
+                continue
+            case .other where !route.requestEdits.isEmpty && route.requestEdits.drops(bytes, field.name):
+                continue
+            case .other where clientSubjectHeader.map({ isField(bytes, field.name, named: $0) }) ?? false:
+                // Only Jester says who the verified client is.
+                continue
+            default:
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.line]))
+                out.writeStaticString("\r\n")
+            }
+        }
+        let host = head.hostField.map { head.fields[$0].value }
+        if let upstreamHost = route.upstreamHost {
+            out.writeStaticString("Host: ")
+            out.writeBytes(upstreamHost)
+            out.writeStaticString("\r\n")
+        } else if host == nil {
+            out.writeString("Host: \(target)\r\n")
+        }
+        if !route.requestEdits.rendered.isEmpty { out.writeBytes(route.requestEdits.rendered) }
+        out.writeStaticString("X-Forwarded-For: ")
+        for range in forwardedFor where !range.isEmpty {
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[range]))
+            out.writeStaticString(", ")
+        }
+        out.writeString(clientAddress)
+        if tls == nil {
+            out.writeStaticString("\r\nX-Forwarded-Proto: http\r\n")
+        } else {
+            out.writeStaticString("\r\nX-Forwarded-Proto: https\r\n")
+        }
+        if let clientSubjectHeader, let subject = tls?.clientCertificateSubject {
+            out.writeBytes(clientSubjectHeader)
+            out.writeStaticString(": ")
+            // RFC 2253 escapes specials but may carry UTF-8; control bytes never reach a header.
+            out.writeBytes(subject.utf8.map { $0 < 0x20 || $0 == 0x7F ? UInt8(ascii: "?") : $0 })
+            out.writeStaticString("\r\n")
+        }
+        if let host {
+            out.writeStaticString("X-Forwarded-Host: ")
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[host]))
+            out.writeStaticString("\r\n")
+        }
+        if runtime.configuration.http.forwardedHeader {
+            let forValue = clientAddress.contains(":") ? "\"[\(clientAddress)]\"" : clientAddress
+            out.writeString("Forwarded: for=\(forValue);proto=\(tls == nil ? "http" : "https")")
+            if let host {
+                out.writeStaticString(";host=\"")
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[host]))
+                out.writeStaticString("\"")
+            }
+            out.writeStaticString("\r\n")
+        }
+        if let index = head.requestIDField, head.fields[index].value.count > 0, head.fields[index].value.count <= 128 {
+            if runtime.accessLog != nil {
+                requestID = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[head.fields[index].value]), as: UTF8.self)
+            }
+        } else {
+            out.writeStaticString("X-Request-Id: ")
+            runtime.requestIDs.withNextID { id in
+                out.writeBytes(id)
+                if runtime.accessLog != nil { requestID = String(decoding: id, as: UTF8.self) }
+            }
+            out.writeStaticString("\r\n")
+        }
+        if chunked {
+            out.writeStaticString("Transfer-Encoding: chunked\r\n")
+        } else if let length = head.contentLength {
+            out.writeStaticString("Content-Length: ")
+            out.writeDecimal(length)
+            out.writeStaticString("\r\n")
+        }
+        if upgrade { out.writeStaticString("Connection: upgrade\r\nUpgrade: websocket\r\n") }
+        out.writeStaticString("\r\n")
+        return (out, requestID)
+    }
+
+    private func isField(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>, named wanted: [UInt8]) -> Bool {
+        wanted.withUnsafeBytes { ASCII.equalsIgnoringCase(bytes, name, $0, 0..<$0.count) }
+    }
+}

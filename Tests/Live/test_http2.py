@@ -1,0 +1,226 @@
+"""Live HTTP/2 tests: real jester workers speaking HTTP/2 (nghttp2) to curl, nghttp, h2load and raw frames,
+over TLS (ALPN) and with prior knowledge (h2c), proxying to real HTTP/1.1 upstreams."""
+
+import hashlib
+import json
+import os
+import socket
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SteadyLoad, Upstream, curl, wait_for
+
+FIXTURES = Path(__file__).resolve().parents[1] / "Fixtures" / "tls"
+CA = str(FIXTURES / "ca.pem")
+
+
+def config(upstream, tls=True, extra_listener=""):
+    body = extra_listener + "\n"
+    if tls:
+        body += (f'[listeners.tls]\n[[listeners.tls.certificates]]\ncert = "{FIXTURES / "alpha.pem"}"\n'
+                 f'key = "{FIXTURES / "alpha.key"}"\n')
+    return body + f"""
+[[routes]]
+name = "hello"
+path = "/hello"
+respond = {{ status = 200, body = "hello\\n", headers = {{ "X-Local" = "yes" }} }}
+
+[[routes]]
+name = "app"
+upstream = "app"
+response_headers = {{ set = {{ "X-Edited" = "1" }} }}
+
+[upstreams.app]
+targets = ["{upstream.address}"]
+"""
+
+
+def h2(*args, timeout=30):
+    return curl("--http2", "--cacert", CA, *args, timeout=timeout)
+
+
+def test_alpn_negotiates_h2_and_requests_are_translated(make_jester, upstream):
+    jester = make_jester(config(upstream))
+    base = f"https://127.0.0.1:{jester.port}"
+    result = subprocess.run(["curl", "-sS", "--http2", "--cacert", CA, "-D", "-", "-o", "/dev/null", base + "/hello"],
+                            capture_output=True, text=True, timeout=10)
+    assert result.stdout.startswith("HTTP/2 200"), result.stdout
+    assert "x-local: yes" in result.stdout.lower()
+    code, body, error = h2("-H", "Cookie: a=1", "-H", "Cookie: b=2", base + "/echo?x=1")
+    assert code == 200, error
+    echo = json.loads(body)
+    headers = {name.lower(): value for name, value in echo["headers"]}
+    assert echo["path"] == "/echo?x=1"
+    assert headers["host"] == f"127.0.0.1:{jester.port}"  # :authority
+    assert headers["cookie"] == "a=1; b=2"  # crumbs joined (RFC 9113 §8.2.3)
+    assert headers["x-forwarded-proto"] == "https"
+    # The upstream's HTTP/1.1 response comes back as HTTP/2, with the route's edits and no connection fields.
+    result = subprocess.run(["curl", "-sS", "--http2", "--cacert", CA, "-D", "-", "-o", "/dev/null", base + "/echo"],
+                            capture_output=True, text=True, timeout=10)
+    lowered = result.stdout.lower()
+    assert lowered.startswith("http/2 200") and "x-edited: 1" in lowered
+    assert "connection:" not in lowered and "keep-alive" not in lowered and "transfer-encoding" not in lowered
+
+
+def test_prior_knowledge_h2c_and_no_upgrade(make_jester, upstream):
+    jester = make_jester(config(upstream, tls=False))
+    code, body, error = curl("--http2-prior-knowledge", jester.url + "/hello")
+    assert (code, body) == (200, b"hello\n"), error
+    # Upgrade: h2c is a smuggling vector: answered in HTTP/1.1, and never forwarded.
+    result = subprocess.run(["curl", "-sS", "--http2", "-D", "-", "-o", "/dev/null", jester.url + "/echo"],
+                            capture_output=True, text=True, timeout=10)
+    assert result.stdout.startswith("HTTP/1.1 200"), result.stdout
+    forwarded = [r for r in upstream.requests() if r.get("path") == "/echo"]
+    assert forwarded and all("h2c" not in json.dumps(r.get("headers", "")).lower() for r in forwarded)
+
+
+def test_http2_off_falls_back_to_http1(make_jester, upstream):
+    jester = make_jester(config(upstream, extra_listener="http2 = false"))
+    result = subprocess.run(["curl", "-sS", "--http2", "--cacert", CA, "-o", "/dev/null", "-w", "%{http_version}",
+                             f"https://127.0.0.1:{jester.port}/hello"], capture_output=True, text=True, timeout=10)
+    assert result.stdout == "1.1"
+
+
+def test_large_bodies_stream_both_ways_intact(make_jester, upstream, tmp_path):
+    jester = make_jester(config(upstream))
+    base = f"https://127.0.0.1:{jester.port}"
+    data = os.urandom(3 << 20)
+    (tmp_path / "upload.bin").write_bytes(data)
+    # No content-length on the HTTP/2 side: the upstream gets it chunked, byte for byte.
+    code, body, error = h2("-T", str(tmp_path / "upload.bin"), "-X", "POST", base + "/upload")
+    assert code == 200, error
+    assert json.loads(body) == {"length": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    result = subprocess.run(["curl", "-sS", "--http2", "--cacert", CA, "-o", "/dev/null", "-w", "%{size_download}",
+                             base + "/download?size=30000000"], capture_output=True, text=True, timeout=30)
+    assert result.stdout == "30000000", result.stderr
+
+
+def test_a_slow_reader_does_not_make_jester_buffer(make_jester, upstream):
+    jester = make_jester(config(upstream))
+    worker = jester.worker_pids()[0]
+
+    def rss():
+        return int(next(line for line in Path(f"/proc/{worker}/status").read_text().splitlines()
+                        if line.startswith("VmRSS")).split()[1])
+
+    before = rss()
+    # 200 MB at 1 MB/s for 3 s: the upstream must be paused, not read into memory.
+    subprocess.run(["curl", "-sS", "--http2", "--cacert", CA, "--limit-rate", "1M", "--max-time", "3", "-o",
+                    "/dev/null", f"https://127.0.0.1:{jester.port}/download?size=200000000"], capture_output=True)
+    assert rss() - before < 40_000, f"worker RSS grew by {rss() - before} KiB"
+
+
+def test_h2load_many_streams(make_jester, upstream):
+    jester = make_jester(config(upstream), workers=2)
+    result = subprocess.run(["h2load", "-n", "2000", "-c", "4", "-m", "16", f"https://127.0.0.1:{jester.port}/hello"],
+                            capture_output=True, text=True, timeout=60)
+    assert "2000 succeeded, 0 failed" in result.stdout, result.stdout[-1500:]
+    assert "status codes: 2000 2xx" in result.stdout
+    result = subprocess.run(["h2load", "-n", "200", "-c", "2", "-m", "4", f"https://127.0.0.1:{jester.port}/echo"],
+                            capture_output=True, text=True, timeout=60)
+    assert "200 succeeded, 0 failed" in result.stdout, result.stdout[-1500:]
+
+
+def test_nghttp_sees_settings_and_no_push(make_jester, upstream):
+    jester = make_jester(config(upstream, tls=False))
+    result = subprocess.run(["nghttp", "-nv", jester.url + "/hello"], capture_output=True, text=True, timeout=10)
+    assert "SETTINGS_MAX_CONCURRENT_STREAMS(0x03):128" in result.stdout, result.stdout
+    assert "SETTINGS_ENABLE_PUSH(0x02):0" in result.stdout
+    assert ":status: 200" in result.stdout
+
+
+# Raw frames: what curl and nghttp would never send.
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def frame(kind, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+
+def literal(name, value):
+    """An HPACK literal field without indexing, new name, no Huffman coding (RFC 7541 §6.2.2)."""
+    name, value = name.encode(), value.encode()
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+def raw_h2(port, fields, stream=1, body=None):
+    """Sends one request as raw frames (with `body`, HEADERS then one DATA frame ending the stream); returns the
+    frames received as (type, flags, stream, payload)."""
+    block = b"".join(literal(n, v) for n, v in fields)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        if body is None:
+            connection.sendall(PREFACE + frame(0x4, 0, 0) + frame(0x1, 0x5, stream, block))
+        else:
+            connection.sendall(PREFACE + frame(0x4, 0, 0) + frame(0x1, 0x4, stream, block) + frame(0x0, 0x1, stream, body))
+        frames = []
+        data = b""
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            try:
+                chunk = connection.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            data += chunk
+            while len(data) >= 9:
+                length = int.from_bytes(data[:3], "big")
+                if len(data) < 9 + length:
+                    break
+                frames.append((data[3], data[4], int.from_bytes(data[5:9], "big") & 0x7FFFFFFF, data[9:9 + length]))
+                data = data[9 + length:]
+            if any(kind in (0x1, 0x3, 0x7) and sid in (stream, 0) for kind, _, sid, _ in frames if kind != 0x4):
+                break
+        return frames
+
+
+BASE = [(":method", "GET"), (":scheme", "http"), (":path", "/echo"), (":authority", "x")]
+
+
+@pytest.mark.parametrize("bad", [
+    [("Upper-Case", "x")],  # RFC 9113 §8.2.1: uppercase names are malformed
+    [("connection", "close")],  # §8.2.2: connection-specific
+    [("transfer-encoding", "chunked")],
+    [("te", "gzip")],
+    [("x-bad", "a\r\nb")],
+    [("x-nul", "a\x00b")],
+    [(":path", "/other")],  # a repeated pseudo-header
+])
+def test_malformed_requests_are_reset_and_never_forwarded(make_jester, upstream, bad):
+    jester = make_jester(config(upstream, tls=False))
+    before = len(upstream.requests())
+    frames = raw_h2(jester.port, BASE + bad)
+    kinds = [kind for kind, _, sid, _ in frames if sid == 1]
+    assert 0x3 in kinds or any(kind == 0x7 for kind, _, _, _ in frames), frames  # RST_STREAM or GOAWAY
+    assert 0x1 not in kinds  # no response HEADERS
+    assert len(upstream.requests()) == before
+
+
+def test_content_length_disagreeing_with_data_is_reset(make_jester, upstream):
+    jester = make_jester(config(upstream, tls=False))
+    fields = [(":method", "POST"), (":scheme", "http"), (":path", "/upload"), (":authority", "x"),
+              ("content-length", "10")]
+    frames = raw_h2(jester.port, fields, body=b"abc")
+    resets = [payload for kind, _, sid, payload in frames if kind == 0x3 and sid == 1]
+    # RST_STREAM with PROTOCOL_ERROR (RFC 9113 §8.1.1), and no response: whatever reached the upstream was cut
+    # off with its connection, never completed.
+    assert resets and int.from_bytes(resets[0], "big") == 0x1, frames
+    assert not any(kind == 0x1 and sid == 1 for kind, _, sid, _ in frames)
+
+
+def test_drain_sends_goaway_and_loses_no_request(make_jester, upstream):
+    jester = make_jester(config(upstream), workers=2)
+    load = subprocess.Popen(["h2load", "-D", "4", "-c", "4", "-m", "8", f"https://127.0.0.1:{jester.port}/hello"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(1)
+    jester.ctl("reload", "--wait", check=True)
+    out, _ = load.communicate(timeout=30)
+    succeeded = int(out.split(" succeeded")[0].split()[-1])
+    assert " 0 failed, 0 errored" in out, out[-1500:]
+    assert succeeded > 100
