@@ -53,6 +53,8 @@ SCENARIOS = {
                      about="10,000 idle keep-alive connections: memory per connection"),
     "https-keepalive": dict(path="/small", workers=1, connections=50, tls=True,
                             about="HTTPS keep-alive (TLS 1.3, ECDSA P-256), ~100 B response, 1 worker"),
+    "h2-streams": dict(path="/small", workers=1, connections=10, streams=10, tls=True, h2=True,
+                       about="HTTP/2 over TLS (h2load), 10 connections × 10 concurrent streams, ~100 B response, 1 worker"),
     "https-handshakes": dict(path="/small", workers=1, connections=20, tls=True, close=True,
                              about="a new TLS 1.3 handshake per request (ECDHE + ECDSA P-256, no resumption), 1 worker"),
 }
@@ -234,6 +236,7 @@ backlog = 4096
 {jester_tls() if tls else ""}
 [upstreams.origin]
 targets = ["127.0.0.1:{UPSTREAM_PORT}"]
+max_idle_connections = 256  # as nginx's "keepalive 256"
 """]
     for index, path in enumerate(route_paths(routes)):
         lines.append(f'[[routes]]\nname = "r{index}"\npath_prefix = "{path}"\nupstream = "origin"\n')
@@ -268,7 +271,7 @@ http {{
     client_max_body_size 4m;
     upstream origin {{ server 127.0.0.1:{UPSTREAM_PORT}; keepalive 256; }}
     server {{
-        listen 127.0.0.1:{PROXY_PORT} reuseport backlog=4096{" ssl" if tls else ""};
+        listen 127.0.0.1:{PROXY_PORT} reuseport backlog=4096{" ssl http2" if tls else ""};
 {nginx_tls() if tls else ""}
 {locations}
         location / {{ {proxy} }}
@@ -289,7 +292,7 @@ def haproxy_config(work, workers, routes, tls=False):
         # HAProxy takes the certificate and key in one file.
         combined = work / "haproxy-cert.pem"
         combined.write_bytes((FIXTURES / "alpha.pem").read_bytes() + (FIXTURES / "alpha.key").read_bytes())
-        binding = f" ssl crt {combined} alpn http/1.1 ssl-min-ver TLSv1.2 ciphers {TLS_CIPHERS}"
+        binding = f" ssl crt {combined} alpn h2,http/1.1 ssl-min-ver TLSv1.2 ciphers {TLS_CIPHERS}"
     routing = "    default_backend origin\n"
     if routes:
         # A map is how HAProxy users express many routes: one lookup instead of a thousand ACLs.
@@ -374,6 +377,28 @@ def wrk_command(scenario, port, duration, work, cpus):
     return command + [f"{scheme}://127.0.0.1:{port}{scenario['path']}"]
 
 
+def h2load_command(scenario, port, duration, cpus):
+    return ["taskset", "-c", cpus, "h2load", "-D", str(duration), "-c", str(scenario["connections"]),
+            "-m", str(scenario["streams"]), "-t", "1", f"https://127.0.0.1:{port}{scenario['path']}"]
+
+
+def run_h2load(command):
+    """h2load's summary in wrk's report shape (it prints no latency percentiles: those stay empty)."""
+    import re
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    text = result.stdout
+    finished = re.search(r"finished in ([\d.]+)(m?s)", text)
+    done = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored", text)
+    traffic = re.search(r"traffic: [^(]*\((\d+)\) total", text)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    if not (finished and done and traffic and codes):
+        raise RuntimeError("h2load printed no summary: " + text + result.stderr)
+    seconds = float(finished.group(1)) / (1000 if finished.group(2) == "ms" else 1)
+    return {"requests": int(done.group(1)), "duration_us": int(seconds * 1e6), "bytes": int(traffic.group(1)),
+            "errors": int(done.group(2)) + int(done.group(3)),
+            "non2xx": sum(int(codes.group(i)) for i in (2, 3, 4)), "p50": None, "p99": None, "p999": None}
+
+
 def run_wrk(command):
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     for line in result.stdout.splitlines():
@@ -419,12 +444,15 @@ def measure(name, scenario, args, work):
             return dict(bytes_per_connection=(after - before) * 1024 / scenario["idle"],
                         rss_mib=after / 1024, connections=scenario["idle"])
         load_cpus = args.load_cpus if scenario["workers"] == 1 else args.all_cpus
-        warmup = wrk_command(scenario, port, 1, work, load_cpus)
-        run_wrk(warmup)
+        if scenario.get("h2"):
+            make_command, run_load = (lambda d: h2load_command(scenario, port, d, load_cpus)), run_h2load
+        else:
+            make_command, run_load = (lambda d: wrk_command(scenario, port, d, work, load_cpus)), run_wrk
+        run_load(make_command(1))
         pids = server.pids() if server else []
         cpu_before = cpu_seconds(pids)
-        command = wrk_command(scenario, port, args.duration, work, load_cpus)
-        report = run_wrk(command)
+        command = make_command(args.duration)
+        report = run_load(command)
         cpu_after = cpu_seconds(pids)
         seconds = report["duration_us"] / 1e6
         requests = max(report["requests"], 1)

@@ -29,6 +29,7 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
     private var closing = false
     private var draining = false
     private var idleTimer: Scheduled<Void>?
+    private var flushScheduled = false
     /// Upstream response bytes buffered per stream before reading from the upstream pauses.
     static let streamBufferLimit = 256 * 1024
 
@@ -158,6 +159,17 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
             if streams.isEmpty { armIdleTimer() }
         case .goAway:
             break
+        }
+    }
+
+    /// Asks for `flushOutput` at the end of this event-loop tick: the events of one upstream read (a response
+    /// head, its body, its end) and of many streams then leave in one TLS record batch and one write.
+    func scheduleFlush() {
+        guard !flushScheduled, let eventLoop = context?.eventLoop else { return }
+        flushScheduled = true
+        eventLoop.assumeIsolated().execute { [self] in
+            self.flushScheduled = false
+            self.flushOutput()
         }
     }
 

@@ -212,7 +212,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate {
         guard unacknowledged > 0, upstream?.isWritable ?? true else { return }
         connection.consumed(id, count: unacknowledged)
         unacknowledged = 0
-        if flushing { connection.flushOutput() }
+        if flushing { connection.scheduleFlush() }
     }
 
     func flushUpstream() {
@@ -245,7 +245,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate {
         responseStarted = true
         log.status = response.status
         connection.respond(id, fields: fields, hasBody: responseHasBody)
-        connection.flushOutput()
+        connection.scheduleFlush()
     }
 
     /// Fields that HTTP/2 forbids (RFC 9113 §8.2.2), dropped even when the upstream did not name them hop-by-hop.
@@ -263,7 +263,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate {
             upstream.pool.release(upstream, reusable: reusable && requestComplete)
         }
         complete()
-        connection.flushOutput()
+        connection.scheduleFlush()
     }
 
     func upstreamTunnelData(_ bytes: ByteBuffer) {}
@@ -281,7 +281,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate {
     }
 
     func upstreamReadComplete() {
-        connection.flushOutput()
+        connection.scheduleFlush()
         if connection.bufferedBody(id) < HTTP2Connection.streamBufferLimit {
             upstream?.read()
         } else {
@@ -355,7 +355,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate {
             connection.finishBody(id)
         }
         complete()
-        connection.flushOutput()
+        connection.scheduleFlush()
     }
 
     /// "Name: value\r\n" lines (a route's rendered header edits, a fixed response's head) as HTTP/2 fields.
