@@ -156,6 +156,13 @@ struct ConfigDecoder {
             }
             configuration.upstreams[configuration.upstreams.count - 1].maxRequestsPerTarget =
                 table.integer("max_requests_per_target", decoder: &self)
+            if let name = table.choice("protocol", decoder: &self), name == "h2" {
+                configuration.upstreams[configuration.upstreams.count - 1].protocolName = name
+                if configuration.upstreams.last?.healthCheck?.type == "http" {
+                    report(table.location(of: "health_check"),
+                        "HTTP health checks of an h2 upstream are not implemented yet; use type = \"tcp\"")
+                }
+            }
             if let interval = table.duration("resolve_interval", decoder: &self) {
                 if interval < .seconds(1) { report(table.location(of: "resolve_interval"), "'resolve_interval' must be at least 1s") }
                 configuration.upstreams[configuration.upstreams.count - 1].resolveInterval = interval
@@ -185,6 +192,9 @@ struct ConfigDecoder {
         top.finish(decoder: &self)
         checkListeners(configuration, listenerNodes)
         for (listener, location) in zip(configuration.listeners, listenerUpstreamLocations) {
+            if let upstream = listener.upstream, configuration.upstream(named: upstream)?.protocolName == "h2" {
+                report(location, "upstream '\(upstream)' speaks HTTP/2; a tcp listener relays bytes to HTTP/1 or any TCP pool")
+            }
             if let upstream = listener.upstream, configuration.upstream(named: upstream)?.tls != nil {
                 report(location, "upstream '\(upstream)' uses TLS, which tcp listeners do not support yet")
             }

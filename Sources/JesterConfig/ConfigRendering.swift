@@ -124,6 +124,7 @@ extension Configuration {
             ]
             if let cookie = upstream.stickyCookie { lines.append("sticky_cookie = \(quoted(cookie))") }
             if let limit = upstream.maxRequestsPerTarget { lines.append("max_requests_per_target = \(limit)") }
+            if let name = upstream.protocolName { lines.append("protocol = \(quoted(name))") }
             if let interval = upstream.resolveInterval { lines.append("resolve_interval = \(quoted(Units.format(interval)))") }
             if let version = upstream.sendProxyProtocol { lines.append("send_proxy_protocol = \(quoted(version))") }
             if let breaker = upstream.circuitBreaker {

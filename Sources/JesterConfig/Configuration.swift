@@ -572,6 +572,8 @@ public struct UpstreamSettings: Sendable, Codable, Equatable {
     public var maxRequestsPerTarget: Int?
     /// How often targets given as host names are looked up again (nil: every 30 seconds).
     public var resolveInterval: Duration?
+    /// "h2": the targets speak HTTP/2 (prior knowledge, or ALPN over TLS); nil: HTTP/1.1.
+    public var protocolName: String?
     /// How long to wait for a TCP connection; slower is a 504.
     public var connectTimeout: Duration
     /// How long to wait for the response head after the request was sent; slower is a 504.

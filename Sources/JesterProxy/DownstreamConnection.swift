@@ -435,6 +435,13 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
             let pool = headBytes.withUnsafeReadableBytes {
                 matched.action.pool(head: head, bytes: $0, clientAddress: clientAddress)!
             }
+            if pool.speaksHTTP2 {
+                // Translating HTTP/1.1 to an HTTP/2 target is not built yet; say so rather than guess.
+                log.upstream = pool.name
+                log.failure = "upstream '\(pool.name)' speaks HTTP/2, which only HTTP/2 clients are proxied to (so far)"
+                respondWithError(502, closing: framing != .none)
+                return
+            }
             phase = .proxying
             requestHead = headBytes
             requestBody = BodyReader(framing)

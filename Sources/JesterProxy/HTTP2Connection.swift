@@ -150,9 +150,11 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
             } else {
                 session.consumed(stream: id, count: bytes.readableBytes)
             }
-        case .endStream(let id), .trailers(let id, _):
-            // Request trailers are not forwarded to HTTP/1.1 upstreams (RFC 9110 §6.5.1 lets a proxy drop them).
+        case .endStream(let id):
             streams[id]?.requestEnded()
+        case .trailers(let id, let fields):
+            // Forwarded to HTTP/2 upstreams; dropped for HTTP/1.1 ones (RFC 9110 §6.5.1 lets a proxy do that).
+            streams[id]?.requestEnded(trailers: fields)
         case .streamClosed(let id, let errorCode):
             if let stream = streams.removeValue(forKey: id) { stream.closed(errorCode: errorCode) }
             closeIfIdle()
@@ -220,8 +222,8 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
         session.sendBody(stream: id, bytes)
     }
 
-    func finishBody(_ id: Int32) {
-        session.finishBody(stream: id)
+    func finishBody(_ id: Int32, trailers: [HTTP2Field] = []) {
+        session.finishBody(stream: id, trailers: trailers)
     }
 
     func bufferedBody(_ id: Int32) -> Int {

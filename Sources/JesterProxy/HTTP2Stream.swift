@@ -5,7 +5,7 @@ import NIOCore
 
 /// One HTTP/2 request: translated to HTTP/1.1 (RFC 9113 §8.3), routed like any request, answered locally or
 /// proxied to an HTTP/1.1 upstream, and the response translated back.
-final class HTTP2Stream: UpstreamConnectionDelegate {
+final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate {
     private unowned let connection: HTTP2Connection
     let id: Int32
     private var head = HTTPHead()
@@ -28,6 +28,15 @@ final class HTTP2Stream: UpstreamConnectionDelegate {
     private var finished = false
     private var responseTimer: Scheduled<Void>?
     private var log = AccessLog.Record()
+    // An HTTP/2 upstream (`protocol = "h2"`): the stream there, and byte counts not yet acknowledged each way.
+    private var h2Upstream: HTTP2UpstreamConnection?
+    private var h2Stream: Int32?
+    private var usesHTTP2Upstream = false
+    private var requestTrailers: [HTTP2Field] = []
+    private var requestUnacknowledged = 0
+    private var responseUnacknowledged = 0
+    /// Buffered bytes (either way) above which acknowledging waits: the window per stream, roughly.
+    private static let acknowledgeBelow = 64 * 1024
 
     init(connection: HTTP2Connection, id: Int32) {
         self.connection = connection
@@ -87,6 +96,10 @@ final class HTTP2Stream: UpstreamConnectionDelegate {
             log.upstream = pool.name
             let hash = bytes.withUnsafeReadableBytes {
                 pool.hashKey(head: head, bytes: $0, clientAddress: connection.clientAddress)
+            }
+            if pool.speaksHTTP2 {
+                proxyOverHTTP2(pool, fields: fields, route: matched, hash: hash)
+                return
             }
             pool.acquire(hashKey: hash, connectTimeout: matched.timeouts.connect) { result in
                 self.upstreamAcquired(result, pool: pool)
@@ -162,15 +175,28 @@ final class HTTP2Stream: UpstreamConnectionDelegate {
             connection.consumed(id, count: bytes.readableBytes)
             return
         }
-        if upstream == nil {
+        if usesHTTP2Upstream {
+            if let h2Upstream, let h2Stream {
+                h2Upstream.sendBody(h2Stream, bytes)
+                requestUnacknowledged += bytes.readableBytes
+                acknowledgeRequest()
+            } else {
+                pendingBody.append(bytes)
+            }
+        } else if upstream == nil {
             pendingBody.append(bytes)
         } else {
             forward(bytes)
         }
     }
 
-    func requestEnded() {
+    func requestEnded(trailers: [HTTP2Field] = []) {
         requestComplete = true
+        requestTrailers = trailers
+        if usesHTTP2Upstream {
+            if let h2Upstream, let h2Stream { h2Upstream.finishBody(h2Stream, trailers: trailers) }
+            return
+        }
         guard upstream != nil else { return }
         endRequestBody()
         upstream?.flush()
@@ -295,6 +321,10 @@ final class HTTP2Stream: UpstreamConnectionDelegate {
 
     /// The stream's outgoing buffer drained: read from the upstream again.
     func resumeUpstreamIfRoom() {
+        if usesHTTP2Upstream {
+            acknowledgeResponse()
+            return
+        }
         guard upstreamPaused, connection.bufferedBody(id) < HTTP2Connection.streamBufferLimit / 2 else { return }
         upstreamPaused = false
         upstream?.read()
@@ -305,6 +335,11 @@ final class HTTP2Stream: UpstreamConnectionDelegate {
     /// The client reset the stream, or it completed: an upstream still busy with it is closed (out of step).
     func closed(errorCode: UInt32) {
         responseTimer?.cancel()
+        if let h2Upstream, let h2Stream, !finished {
+            // The client gave up: so does the target (RST_STREAM CANCEL).
+            h2Upstream.cancel(h2Stream)
+        }
+        h2Upstream = nil
         if let upstream {
             self.upstream = nil
             upstream.close()
@@ -366,6 +401,133 @@ final class HTTP2Stream: UpstreamConnectionDelegate {
         }
     }
 
+    // MARK: HTTP/2 upstreams
+
+    /// Proxies the stream to an HTTP/2 target as a stream there: fields pass as HTTP/2 fields (with the route's
+    /// edits and X-Forwarded-*), and trailers pass both ways (gRPC's status travels in them).
+    private func proxyOverHTTP2(_ pool: UpstreamPool, fields: [HTTP2Field], route: CompiledRoute, hash: UInt64?) {
+        usesHTTP2Upstream = true
+        let upstreamFields = http2UpstreamFields(fields, route: route, tls: pool.settings.tls != nil)
+        pool.acquireHTTP2(hashKey: hash, connectTimeout: route.timeouts.connect) { result in
+            switch result {
+            case .failure(let failure):
+                self.finishLocally(status: failure.status, failure: failure.reason)
+            case .success(let upstream):
+                guard !self.finished,
+                    let stream = upstream.open(
+                        fields: upstreamFields, hasBody: !self.requestComplete || !self.pendingBody.isEmpty, delegate: self)
+                else {
+                    pool.http2StreamEnded(upstream, failed: false)
+                    self.finishLocally(status: 502, failure: "the HTTP/2 upstream connection refused a new stream")
+                    return
+                }
+                self.h2Upstream = upstream
+                self.h2Stream = stream
+                self.log.upstreamTarget = pool.targetDescription(upstream.target)
+                for bytes in self.pendingBody {
+                    upstream.sendBody(stream, bytes)
+                    self.requestUnacknowledged += bytes.readableBytes
+                }
+                self.pendingBody = []
+                if self.requestComplete { upstream.finishBody(stream, trailers: self.requestTrailers) }
+                self.acknowledgeRequest()
+                self.armHTTP2ResponseTimer(pool: pool, route: route)
+            }
+        }
+    }
+
+    private func armHTTP2ResponseTimer(pool: UpstreamPool, route: CompiledRoute) {
+        guard let eventLoop = connection.eventLoop else { return }
+        let timeout = route.timeouts.response ?? pool.settings.responseTimeout
+        responseTimer = eventLoop.assumeIsolated().scheduleTask(in: .seconds(timeout.components.seconds)) { [self] in
+            guard !self.responseStarted, !self.finished else { return }
+            if let upstream = self.h2Upstream, let stream = self.h2Stream { upstream.cancel(stream) }
+            self.h2Upstream = nil
+            self.finishLocally(status: 504, failure: UpstreamFailure.responseTimedOut.reason)
+        }
+    }
+
+    /// The request's fields for the target: pseudo-headers (path rewritten, Host overridden as the route says),
+    /// the client's fields minus what the route removes and what only Jester may say, then the additions.
+    private func http2UpstreamFields(_ fields: [HTTP2Field], route: CompiledRoute, tls upstreamTLS: Bool) -> [HTTP2Field] {
+        var method = "GET"
+        var path = "/"
+        var authority = ""
+        var forwardedFor: [String] = []
+        var requestID: String?
+        var passed: [HTTP2Field] = []
+        let subjectHeader = connection.clientSubjectHeader.map { String(decoding: $0, as: UTF8.self).lowercased() }
+        for field in fields {
+            switch field.name {
+            case ":method": method = field.value
+            case ":path": path = field.value
+            case ":authority": authority = field.value
+            case "host": if authority.isEmpty { authority = field.value }
+            case let name where name.hasPrefix(":"): continue
+            case "x-forwarded-for": forwardedFor.append(field.value)
+            case "x-forwarded-proto", "x-forwarded-host", "forwarded": continue
+            case subjectHeader: continue
+            case "x-request-id" where !field.value.isEmpty && field.value.utf8.count <= 128:
+                requestID = field.value
+                passed.append(field)
+            default:
+                if field.name.contains("_"), runtime.dropsUnderscoredFields { continue }
+                if !route.requestEdits.isEmpty,
+                    Array(field.name.utf8).withUnsafeBytes({ route.requestEdits.drops($0, 0..<$0.count) })
+                {
+                    continue
+                }
+                passed.append(field)
+            }
+        }
+        if let headBytes {
+            let rewritten: String? = headBytes.withUnsafeReadableBytes { bytes in
+                route.pathRewrite.rewrite(bytes, path: head.path).map { newPath in
+                    String(decoding: newPath, as: UTF8.self)
+                        + String(decoding: UnsafeRawBufferPointer(rebasing: bytes[head.path.upperBound..<head.target.upperBound]), as: UTF8.self)
+                }
+            }
+            if let rewritten { path = rewritten }
+        }
+        var out = [
+            HTTP2Field(":method", method), HTTP2Field(":scheme", upstreamTLS ? "https" : "http"),
+            HTTP2Field(":authority", route.upstreamHost.map { String(decoding: $0, as: UTF8.self) } ?? authority),
+            HTTP2Field(":path", path),
+        ]
+        out += passed
+        out += Self.fields(ofRendered: String(decoding: route.requestEdits.rendered, as: UTF8.self))
+        out.append(HTTP2Field("x-forwarded-for", (forwardedFor + [connection.clientAddress]).joined(separator: ", ")))
+        out.append(HTTP2Field("x-forwarded-proto", connection.tls == nil ? "http" : "https"))
+        if !authority.isEmpty { out.append(HTTP2Field("x-forwarded-host", authority)) }
+        if let subjectHeader, let subject = connection.tls?.clientCertificateSubject {
+            out.append(HTTP2Field(subjectHeader, String(subject.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "?" : Character($0) })))
+        }
+        if requestID == nil {
+            let id = runtime.requestIDs.withNextID { String(decoding: $0, as: UTF8.self) }
+            out.append(HTTP2Field("x-request-id", id))
+            requestID = id
+        }
+        if runtime.accessLog != nil { log.requestID = requestID ?? "" }
+        return out
+    }
+
+    private func acknowledgeRequest() {
+        guard requestUnacknowledged > 0, let h2Upstream, let h2Stream,
+            h2Upstream.bufferedBody(h2Stream) < Self.acknowledgeBelow
+        else { return }
+        connection.consumed(id, count: requestUnacknowledged)
+        requestUnacknowledged = 0
+        connection.scheduleFlush()
+    }
+
+    private func acknowledgeResponse() {
+        guard responseUnacknowledged > 0, let h2Upstream, let h2Stream,
+            connection.bufferedBody(id) < Self.acknowledgeBelow
+        else { return }
+        h2Upstream.consumed(h2Stream, count: responseUnacknowledged)
+        responseUnacknowledged = 0
+    }
+
     private func complete(status: Int? = nil) {
         guard !finished else { return }
         finished = true
@@ -374,5 +536,69 @@ final class HTTP2Stream: UpstreamConnectionDelegate {
             if let status { log.status = status }
             accessLog.write(log)
         }
+    }
+}
+
+extension HTTP2Stream {
+    // MARK: HTTP2UpstreamStreamDelegate
+
+    func upstreamHeaders(_ fields: [HTTP2Field], endStream: Bool) {
+        responseTimer?.cancel()
+        let status = fields.first { $0.name == ":status" }.flatMap { Int($0.value) } ?? 502
+        // An interim (1xx) response carries nothing a client of this proxy needs.
+        if status < 200 { return }
+        let edits = route?.responseEdits ?? HeaderEdits()
+        var out = [HTTP2Field(":status", String(status))]
+        for field in fields where !field.name.hasPrefix(":") && !Self.connectionSpecific.contains(field.name) {
+            if !edits.isEmpty, Array(field.name.utf8).withUnsafeBytes({ edits.drops($0, 0..<$0.count) }) { continue }
+            out.append(field)
+        }
+        out += Self.fields(ofRendered: String(decoding: edits.rendered, as: UTF8.self))
+        responseStarted = true
+        responseHasBody = !endStream
+        log.status = status
+        connection.respond(id, fields: out, hasBody: !endStream)
+        if endStream { completeHTTP2Response() }
+        connection.scheduleFlush()
+    }
+
+    func upstreamData(_ bytes: ByteBuffer) {
+        log.bytesOut += bytes.readableBytes
+        responseUnacknowledged += bytes.readableBytes
+        connection.sendBody(id, bytes)
+        acknowledgeResponse()
+        connection.scheduleFlush()
+    }
+
+    func upstreamTrailers(_ fields: [HTTP2Field]) {
+        connection.finishBody(id, trailers: fields.filter { !Self.connectionSpecific.contains($0.name) })
+        completeHTTP2Response()
+        connection.scheduleFlush()
+    }
+
+    func upstreamEnded() {
+        connection.finishBody(id)
+        completeHTTP2Response()
+        connection.scheduleFlush()
+    }
+
+    func upstreamStreamFailed(_ reason: String) {
+        h2Upstream = nil
+        log.failure = reason
+        if responseStarted {
+            complete()
+            connection.reset(id, errorCode: 2)
+        } else {
+            finishLocally(status: 502, failure: reason)
+        }
+    }
+
+    func upstreamDrained() {
+        acknowledgeRequest()
+    }
+
+    private func completeHTTP2Response() {
+        h2Upstream = nil
+        complete()
     }
 }

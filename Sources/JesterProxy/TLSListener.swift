@@ -44,12 +44,14 @@ public enum TLSListener {
 
 /// The bridge from `[upstreams.NAME.tls]` to the TLS wrapper.
 public enum UpstreamTLS {
-    static func makeContext(_ settings: UpstreamTLSSettings) throws(TLSError) -> TLSClientContext {
+    /// `http2`: the pool speaks HTTP/2, so ALPN asks for h2 (and only h2).
+    static func makeContext(_ settings: UpstreamTLSSettings, http2: Bool = false) throws(TLSError) -> TLSClientContext {
         try TLSClientContext(
             caPEM: settings.caPEM.map(Array.init), verify: settings.verify,
             certificate: settings.certificate.map {
                 .init(chainPEM: Array($0.certificatePEM), keyPEM: Array($0.keyPEM), origin: $0.certificateFile)
-            })
+            },
+            applicationProtocols: http2 ? ["h2"] : [])
     }
 
     /// Whether OpenSSL accepts the CA file and client certificate: nil, or the reason it does not.

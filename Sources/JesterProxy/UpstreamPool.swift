@@ -83,6 +83,8 @@ final class UpstreamPool: @unchecked Sendable {
     private let tls: TLSClientContext?
     /// The name each target's certificate must carry (and SNI): `server_name`, else the target's host.
     private let tlsHosts: [String]
+    /// Connections to each target, for pools that speak HTTP/2 (`protocol = "h2"`): streams share them.
+    private var http2Connections: [[HTTP2UpstreamConnection]]
     /// Each target's `max_requests` (0: no limit), and whether any target has one.
     private let requestLimits: [Int]
     private let hasRequestLimits: Bool
@@ -98,7 +100,8 @@ final class UpstreamPool: @unchecked Sendable {
         self.eventLoop = eventLoop
         // The loader checked the settings with the same call; a failure here would be a changed file, which the
         // master's next load reports.
-        tls = settings.tls.flatMap { try? UpstreamTLS.makeContext($0) }
+        tls = settings.tls.flatMap { try? UpstreamTLS.makeContext($0, http2: settings.protocolName == "h2") }
+        http2Connections = Array(repeating: [], count: settings.targets.count)
         tlsHosts = settings.targets.map { settings.tls?.serverName ?? $0.address.host }
         tlsSessions = Array(repeating: nil, count: settings.targets.count)
         requestLimits = settings.targets.map { $0.maxRequests ?? settings.maxRequestsPerTarget ?? 0 }
@@ -163,6 +166,112 @@ final class UpstreamPool: @unchecked Sendable {
             for connection in idle[index] { connection.close() }
             idle[index] = []
         }
+    }
+
+    // MARK: HTTP/2 targets
+
+    var speaksHTTP2: Bool { settings.protocolName == "h2" }
+
+    /// A connection to a target for one more stream: an open one with room, or a new one (prior knowledge, or
+    /// ALPN h2 over TLS). The stream is counted as a request in flight until `http2StreamEnded`.
+    func acquireHTTP2(
+        hashKey: UInt64?, connectTimeout: Duration?,
+        _ completion: @escaping (Result<HTTP2UpstreamConnection, UpstreamFailure>) -> Void
+    ) {
+        if let refusal = admit() {
+            completion(.failure(refusal))
+            return
+        }
+        attemptHTTP2(hashKey: hashKey, excluded: [], attemptsLeft: settings.connectAttempts, lastFailure: nil,
+            connectTimeout: connectTimeout ?? settings.connectTimeout, completion)
+    }
+
+    private func attemptHTTP2(
+        hashKey: UInt64?, excluded: Set<Int>, attemptsLeft: Int, lastFailure: UpstreamFailure?, connectTimeout: Duration,
+        _ completion: @escaping (Result<HTTP2UpstreamConnection, UpstreamFailure>) -> Void
+    ) {
+        guard let target = balancer.pick(hashKey: hashKey, now: now, excluding: excluded) else {
+            breaker?.record(success: false, now: now)
+            completion(.failure(lastFailure ?? .noTarget))
+            return
+        }
+        if let open = http2Connections[target].first(where: \.isUsable) {
+            balancer.requestStarted(target)
+            completion(.success(open))
+            return
+        }
+        let retry = { (failure: UpstreamFailure) in
+            self.connectFailed(target)
+            if attemptsLeft > 1 {
+                self.attemptHTTP2(hashKey: hashKey, excluded: excluded.union([target]), attemptsLeft: attemptsLeft - 1,
+                    lastFailure: failure, connectTimeout: connectTimeout, completion)
+            } else {
+                self.breaker?.record(success: false, now: self.now)
+                completion(.failure(failure))
+            }
+        }
+        guard let address = addresses[target], let connection = try? HTTP2UpstreamConnection(pool: self, target: target, overTLS: tls != nil)
+        else {
+            retry(.connectFailed("cannot resolve \(settings.targets[target])"))
+            return
+        }
+        let handshake = tls.map { _ in eventLoop.makePromise(of: TLSSessionFacts.self) }
+        let tlsHandler = tls.map { tls in
+            TLSHandler(client: tls.makeConnection(host: tlsHosts[target], session: nil)) {
+                handshake?.completeWith($0.mapError { $0 as any Error })
+            }
+        }
+        let connected = ClientBootstrap(group: eventLoop)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .connectTimeout(TimeAmount.nanoseconds(Int64(Self.seconds(connectTimeout) * 1e9)))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let tlsHandler { try channel.pipeline.syncOperations.addHandler(tlsHandler) }
+                    try channel.pipeline.syncOperations.addHandler(connection)
+                }
+            }
+            .connect(to: address)
+        let ready = handshake.map { handshake in
+            connected.flatMap { channel -> EventLoopFuture<any Channel> in
+                handshake.futureResult.flatMapThrowing { facts in
+                    // A target that does not agree to h2 cannot carry these streams.
+                    guard facts.applicationProtocol == "h2" else {
+                        channel.close(promise: nil)
+                        throw TLSError("the target did not negotiate h2 (ALPN: \(facts.applicationProtocol ?? "none"))")
+                    }
+                    return channel
+                }
+            }
+        } ?? connected
+        ready.assumeIsolated().whenComplete { result in
+            switch result {
+            case .success:
+                self.http2Connections[target].append(connection)
+                self.balancer.requestStarted(target)
+                completion(.success(connection))
+            case .failure(let error as TLSError):
+                self.logger.warning("upstream TLS handshake failed", metadata: [
+                    "upstream": "\(self.name)", "target": "\(self.descriptions[target])", "error": "\(error)"])
+                retry(.connectFailed("TLS with \(self.descriptions[target]) failed: \(error)"))
+            case .failure(let error):
+                retry(UpstreamFailure(connecting: error))
+            }
+        }
+    }
+
+    /// A stream on an HTTP/2 connection ended. A connection left without streams is closed when the target has
+    /// another one, so each target keeps one connection per worker at rest.
+    func http2StreamEnded(_ connection: HTTP2UpstreamConnection, failed: Bool) {
+        breaker?.record(success: !failed, now: now)
+        report(balancer.requestEnded(connection.target, failed: failed, latency: nil, now: now))
+        if connection.openStreams == 0, http2Connections[connection.target].count > 1 {
+            removeHTTP2(connection)
+            connection.close()
+        }
+    }
+
+    func removeHTTP2(_ connection: HTTP2UpstreamConnection) {
+        http2Connections[connection.target].removeAll { $0 === connection }
     }
 
     /// The target a sticky cookie's value names, if any.
@@ -457,6 +566,7 @@ final class UpstreamPool: @unchecked Sendable {
 
     /// Closes every idle connection (the worker is exiting).
     func closeIdle() {
+        for connections in http2Connections { for connection in connections where connection.openStreams == 0 { connection.close() } }
         for list in idle { for connection in list { connection.close() } }
         idle = Array(repeating: [], count: idle.count)
     }

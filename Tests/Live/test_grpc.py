@@ -1,0 +1,128 @@
+"""gRPC through Jester, end to end: a real grpcio server behind an HTTP/2 pool and a real grpcio client in front,
+over h2c and TLS; unary, server, client and bidirectional streaming, trailers, status codes, deadlines.
+
+The peers run under Debian's /usr/bin/python3, where python3-grpcio is installed (Packaging/setup.sh --test)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import curl, free_port, wait_for
+
+HERE = Path(__file__).resolve().parent
+FIXTURES = HERE.parent / "Fixtures" / "tls"
+PYTHON = "/usr/bin/python3"
+
+
+class GRPCServer:
+    def __init__(self, tls=False):
+        self.port = free_port()
+        extra = [str(FIXTURES / "alpha.pem"), str(FIXTURES / "alpha.key")] if tls else []
+        self.process = subprocess.Popen([PYTHON, str(HERE / "grpc_peer.py"), "server", str(self.port), *extra],
+                                        stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout.readline().strip() == "ready"
+
+    def stop(self):
+        self.process.kill()
+        self.process.wait()
+
+
+def run_client(target, ca=None):
+    result = subprocess.run([PYTHON, str(HERE / "grpc_peer.py"), "client", target, *([ca] if ca else [])],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+EXPECTED = {
+    "unary": "echo:hello", "unary_trailer": "unary", "server_stream": ["part-0", "part-1", "part-2", "part-3"],
+    "client_stream": "a+b+c", "bidi": ["X", "YZ"], "big_unary": (3 << 20) + 5,
+    "fail": ["PERMISSION_DENIED", "no entry"], "deadline": "DEADLINE_EXCEEDED",
+}
+
+
+def jester_config(server, target_tls=False):
+    tls = f'\n[upstreams.grpc.tls]\nca = "{FIXTURES / "ca.pem"}"\nserver_name = "localhost"\n' if target_tls else ""
+    return f"""
+[listeners.tls]
+[[listeners.tls.certificates]]
+cert = "{FIXTURES / 'alpha.pem'}"
+key = "{FIXTURES / 'alpha.key'}"
+
+[[listeners]]
+name = "h2c"
+address = "127.0.0.1:{{h2c_port}}"
+
+[[routes]]
+name = "grpc"
+upstream = "grpc"
+
+[upstreams.grpc]
+targets = ["{server.address if hasattr(server, 'address') else f'127.0.0.1:{server.port}'}"]
+protocol = "h2"
+{tls}"""
+
+
+@pytest.fixture
+def grpc_server():
+    server = GRPCServer()
+    yield server
+    server.stop()
+
+
+def test_grpc_end_to_end_over_tls_and_h2c(make_jester, grpc_server):
+    h2c_port = free_port()
+    jester = make_jester(jester_config(grpc_server).replace("{h2c_port}", str(h2c_port)), workers=2)
+    for target, ca in ((f"localhost:{jester.port}", str(FIXTURES / "ca.pem")), (f"127.0.0.1:{h2c_port}", None)):
+        results = run_client(target, ca)
+        for key, value in EXPECTED.items():
+            assert results[key] == value, (target, key, results)
+        # The deadline travelled (grpc-timeout) and was enforced by the client, promptly.
+        assert results["deadline_seconds"] < 2
+        assert results["slow_ok"].startswith("slept, remaining was")
+    log = jester.access_log()
+    assert any(entry.get("upstream") == "grpc" and entry.get("status") == 200 for entry in log)
+
+
+def test_grpc_to_a_tls_target_with_alpn_h2(make_jester):
+    server = GRPCServer(tls=True)
+    try:
+        h2c_port = free_port()
+        jester = make_jester(jester_config(server, target_tls=True).replace("{h2c_port}", str(h2c_port)))
+        results = run_client(f"127.0.0.1:{h2c_port}")
+        assert results["unary"] == "echo:hello" and results["bidi"] == ["X", "YZ"]
+        assert results["fail"] == ["PERMISSION_DENIED", "no entry"]
+    finally:
+        server.stop()
+
+
+def test_an_http1_client_to_an_h2_pool_gets_a_clear_502(make_jester, grpc_server):
+    h2c_port = free_port()
+    jester = make_jester(jester_config(grpc_server).replace("{h2c_port}", str(h2c_port)))
+    code, _, _ = curl("--http1.1", f"http://127.0.0.1:{h2c_port}/jester.Test/Unary")
+    assert code == 502
+    wait_for(lambda: any("only HTTP/2 clients" in entry.get("error", "") for entry in jester.access_log()),
+             what="the reason in the access log")
+
+
+def test_a_target_going_away_fails_streams_cleanly(make_jester):
+    server = GRPCServer()
+    h2c_port = free_port()
+    jester = make_jester(jester_config(server).replace("{h2c_port}", str(h2c_port)))
+    assert run_client(f"127.0.0.1:{h2c_port}")["unary"] == "echo:hello"
+    server.stop()
+    # The target is gone: calls fail as UNAVAILABLE (a 502 or a reset), the worker keeps serving.
+    result = subprocess.run([PYTHON, "-c", f"""
+import grpc
+channel = grpc.insecure_channel("127.0.0.1:{h2c_port}")
+try:
+    channel.unary_unary("/jester.Test/Unary")(b"x", timeout=10)
+    print("no error")
+except grpc.RpcError as error:
+    print(error.code().name)
+"""], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "UNAVAILABLE", result.stdout + result.stderr
+    assert jester.all_ready()
