@@ -224,3 +224,39 @@ def test_drain_sends_goaway_and_loses_no_request(make_jester, upstream):
     succeeded = int(out.split(" succeeded")[0].split()[-1])
     assert " 0 failed, 0 errored" in out, out[-1500:]
     assert succeeded > 100
+
+
+def test_rapid_reset_flood_gets_goaway_and_others_are_served(make_jester, upstream):
+    """CVE-2023-44487: streams opened and reset at once. nghttp2's reset-rate limit answers with GOAWAY; the
+    worker stays healthy for everyone else."""
+    jester = make_jester(config(upstream, tls=False))
+    block = b"".join(literal(n, v) for n, v in [(":method", "GET"), (":scheme", "http"), (":path", "/hello"),
+                                                 (":authority", "x")])
+    flood = PREFACE + frame(0x4, 0, 0) + b"".join(
+        frame(0x1, 0x5, stream, block) + frame(0x3, 0, stream, struct.pack(">I", 8)) for stream in range(1, 8001, 2))
+    goaway = None
+    with socket.create_connection(("127.0.0.1", jester.port), timeout=5) as connection:
+        try:
+            connection.sendall(flood)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # closed on us mid-flood: fine, the GOAWAY came first
+        data = b""
+        try:
+            while chunk := connection.recv(65536):
+                data += chunk
+        except (socket.timeout, ConnectionResetError):
+            pass
+    responses = 0
+    while len(data) >= 9:
+        length = int.from_bytes(data[:3], "big")
+        if data[3] == 0x7:
+            goaway = int.from_bytes(data[9 + 4:9 + 8], "big")
+        responses += data[3] == 0x1
+        data = data[9 + length:]
+    # nghttp2 ends the session (INTERNAL_ERROR in its CVE fix; ENHANCE_YOUR_CALM in later versions) long before
+    # the 4,000 streams are worked through.
+    assert goaway in (0x2, 0xB), f"GOAWAY error {goaway}"
+    assert responses < 4000
+    code, body, _ = curl("--http2-prior-knowledge", jester.url + "/hello")
+    assert (code, body) == (200, b"hello\n")
+    assert jester.all_ready()
