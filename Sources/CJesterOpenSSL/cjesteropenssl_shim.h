@@ -10,6 +10,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
+#include <openssl/ocsp.h>
 
 // OpenSSL 3.0 exposes these as macros over SSL_CTX_ctrl / SSL_ctrl; Swift cannot import function-like macros.
 static inline long cjester_SSL_CTX_set_min_proto_version(SSL_CTX *context, int version) {
@@ -33,6 +34,18 @@ static inline long cjester_SSL_CTX_add0_chain_cert(SSL_CTX *context, X509 *certi
 static inline long cjester_SSL_CTX_set_tlsext_servername_callback(
     SSL_CTX *context, int (*callback)(SSL *, int *, void *)) {
     return SSL_CTX_set_tlsext_servername_callback(context, callback);
+}
+static inline long cjester_SSL_CTX_set_tlsext_status_cb(SSL_CTX *context, int (*callback)(SSL *, void *)) {
+    return SSL_CTX_set_tlsext_status_cb(context, callback);
+}
+static inline long cjester_SSL_set_tlsext_status_ocsp_resp(SSL *ssl, unsigned char *response, long length) {
+    return SSL_set_tlsext_status_ocsp_resp(ssl, response, length);
+}
+static inline long cjester_SSL_set_tlsext_status_type(SSL *ssl, int type) {
+    return SSL_set_tlsext_status_type(ssl, type);
+}
+static inline long cjester_SSL_get_tlsext_status_ocsp_resp(SSL *ssl, const unsigned char **response) {
+    return SSL_get_tlsext_status_ocsp_resp(ssl, response);
 }
 static inline long cjester_SSL_CTX_set1_groups_list(SSL_CTX *context, const char *groups) {
     return SSL_CTX_set1_groups_list(context, groups);

@@ -409,6 +409,10 @@ struct ConfigDecoder {
                 names: certificate.stringArray("names", decoder: &self) ?? [])
             if let cert { settings.certificatePEM = readFile(cert, at: certificate.location(of: "cert")) ?? Data() }
             if let key { settings.keyPEM = readFile(key, at: certificate.location(of: "key")) ?? Data() }
+            if let ocsp = certificate.string("ocsp_response", decoder: &self) {
+                settings.ocspResponseFile = ocsp
+                settings.ocspResponse = readFile(ocsp, at: certificate.location(of: "ocsp_response"))
+            }
             for name in settings.names where !Self.isServerName(name) {
                 report(certificate.location(of: "names"), "'\(name)' is not a host name or *.wildcard")
             }

@@ -107,6 +107,7 @@ extension Configuration {
                     if !certificate.names.isEmpty {
                         lines.append("names = [" + certificate.names.map(quoted).joined(separator: ", ") + "]")
                     }
+                    if let ocsp = certificate.ocspResponseFile { lines.append("ocsp_response = \(quoted(ocsp))") }
                 }
             }
         }

@@ -244,6 +244,8 @@ public struct ConfigSchema: Sendable {
             Field("key", .string, required: true, "PEM file: its private key, unencrypted (it may be readable by root only)."),
             Field("names", .array(.string), default: "the certificate's names",
                 "Server names (exact or *.example.com) that select this certificate."),
+            Field("ocsp_response", .string, default: "none",
+                "DER OCSP response for the certificate, stapled for clients that ask; refreshed by reloading (fetch it with openssl ocsp or a cron job)."),
         ])
 
     public static let respond = Table(

@@ -296,6 +296,9 @@ public struct TLSCertificateSettings: Sendable, Codable, Equatable {
     public var names: [String]
     public var certificatePEM: Data
     public var keyPEM: Data
+    /// A DER OCSP response to staple (`ocsp_response`), read with the certificate.
+    public var ocspResponseFile: String?
+    public var ocspResponse: Data?
 
     public init(certificateFile: String, keyFile: String, names: [String] = [], certificatePEM: Data = Data(),
         keyPEM: Data = Data())

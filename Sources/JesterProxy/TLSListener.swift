@@ -29,7 +29,8 @@ public enum TLSListener {
     static func serverConfiguration(_ settings: TLSListenerSettings) -> TLSServerConfiguration {
         var configuration = TLSServerConfiguration(certificates: settings.certificates.map { certificate in
             .init(chainPEM: Array(certificate.certificatePEM), keyPEM: Array(certificate.keyPEM),
-                names: certificate.names, origin: certificate.certificateFile)
+                names: certificate.names, origin: certificate.certificateFile,
+                ocspResponse: certificate.ocspResponse.map(Array.init))
         })
         configuration.minimumVersion = settings.minVersion == "1.3" ? .tls13 : .tls12
         if let ciphers = settings.ciphers { configuration.ciphers = ciphers }

@@ -12,12 +12,18 @@ public struct TLSServerConfiguration: Sendable {
         public var names: [String]
         /// Where the chain came from, for error messages.
         public var origin: String
+        /// A DER OCSP response for the leaf, stapled to handshakes of clients that ask (RFC 6066 §8).
+        public var ocspResponse: [UInt8]?
 
-        public init(chainPEM: [UInt8], keyPEM: [UInt8], names: [String] = [], origin: String = "certificate") {
+        public init(
+            chainPEM: [UInt8], keyPEM: [UInt8], names: [String] = [], origin: String = "certificate",
+            ocspResponse: [UInt8]? = nil
+        ) {
             self.chainPEM = chainPEM
             self.keyPEM = keyPEM
             self.names = names
             self.origin = origin
+            self.ocspResponse = ocspResponse
         }
     }
 

@@ -18,6 +18,8 @@ public final class TLSServerContext: @unchecked Sendable {
     private(set) var ticketKeys: [TLSTicketKey] = []
     /// The names each certificate is selected by (for logs and `config validate`).
     public let certificateNames: [[String]]
+    /// Each certificate's stapled OCSP response, if configured.
+    private let ocspResponses: [[UInt8]?]
 
     /// Builds the contexts; fails with the first certificate, key, CA or cipher setting OpenSSL rejects.
     public init(_ configuration: TLSServerConfiguration) throws(TLSError) {
@@ -30,6 +32,10 @@ public final class TLSServerContext: @unchecked Sendable {
                 let context = try Self.makeContext(configuration)
                 contexts.append(context)
                 names.append(try Self.install(certificate, in: context))
+                if let response = certificate.ocspResponse {
+                    try Self.checkOCSPResponse(response, origin: certificate.origin)
+                    _ = cjester_SSL_CTX_set_tlsext_status_cb(context, ocspCallback)
+                }
             }
         } catch {
             contexts.forEach { SSL_CTX_free($0) }
@@ -51,6 +57,7 @@ public final class TLSServerContext: @unchecked Sendable {
         exactNames = exact
         wildcardSuffixes = wildcards
         certificateNames = names
+        ocspResponses = configuration.certificates.map(\.ocspResponse)
         applicationProtocols = configuration.applicationProtocols.map { Array($0.utf8) }
         let me = Unmanaged.passUnretained(self).toOpaque()
         for context in contexts { _ = cjester_SSL_CTX_set_app_data(context, me) }
@@ -253,6 +260,29 @@ public final class TLSServerContext: @unchecked Sendable {
         if index != 0 { SSL_set_SSL_CTX(ssl, contexts[index]) }
     }
 
+    /// The OCSP response of the certificate `ssl` is using now (after SNI), copied for OpenSSL to own.
+    fileprivate func staple(_ ssl: OpaquePointer) -> Bool {
+        guard let current = SSL_get_SSL_CTX(ssl), let index = contexts.firstIndex(of: current),
+            let response = ocspResponses[index], let copy = CRYPTO_malloc(response.count, #fileID, #line)
+        else { return false }
+        copy.copyMemory(from: response, byteCount: response.count)
+        // OpenSSL takes ownership of the copy and frees it with the connection.
+        return cjester_SSL_set_tlsext_status_ocsp_resp(ssl, copy.assumingMemoryBound(to: UInt8.self), response.count) == 1
+    }
+
+    /// Rejects what is not a DER OCSP response (a PEM file or the request given by mistake).
+    private static func checkOCSPResponse(_ bytes: [UInt8], origin: String) throws(TLSError) {
+        let parsed: OpaquePointer? = bytes.withUnsafeBufferPointer { buffer in
+            var cursor: UnsafePointer<UInt8>? = buffer.baseAddress
+            return d2i_OCSP_RESPONSE(nil, &cursor, buffer.count)
+        }
+        guard let parsed else {
+            _ = TLSError.drainQueue()
+            throw TLSError("\(origin): ocsp_response is not a DER OCSP response (openssl ocsp -respout writes one)")
+        }
+        OCSP_RESPONSE_free(parsed)
+    }
+
     /// The first of the server's protocols the client offers (server preference), in the client's list.
     fileprivate func selectProtocol(_ offered: UnsafeBufferPointer<UInt8>) -> Range<Int>? {
         for wanted in applicationProtocols {
@@ -266,6 +296,11 @@ public final class TLSServerContext: @unchecked Sendable {
         }
         return nil
     }
+}
+
+private let ocspCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32 = { ssl, _ in
+    guard let ssl, let context = TLSServerContext.from(ssl) else { return SSL_TLSEXT_ERR_NOACK }
+    return context.staple(ssl) ? SSL_TLSEXT_ERR_OK : SSL_TLSEXT_ERR_NOACK
 }
 
 /// Keys are stored unencrypted: Jester starts unattended, so there is nobody to type a passphrase.

@@ -375,3 +375,35 @@ def test_proxy_header_before_the_tls_handshake(make_jester, keys, upstream):
     headers = {name.lower(): value for name, value in json.loads(answer.split(b"\r\n\r\n", 1)[1])["headers"]}
     assert headers["x-forwarded-for"] == "198.51.100.9"
     assert headers["x-forwarded-proto"] == "https"
+
+
+def make_ocsp_response(directory):
+    """A "good" OCSP response for alpha.pem signed by the test CA, made with openssl's own responder."""
+    subject = subprocess.run(["openssl", "x509", "-in", str(FIXTURES / "alpha.pem"), "-noout", "-subject",
+                              "-nameopt", "compat"], capture_output=True, text=True, check=True).stdout
+    serial = subprocess.run(["openssl", "x509", "-in", str(FIXTURES / "alpha.pem"), "-noout", "-serial"],
+                            capture_output=True, text=True, check=True).stdout.strip().split("=")[1]
+    index = directory / "index.txt"
+    index.write_text(f"V\t991231235959Z\t\t{serial}\tunknown\t{subject.split('=', 1)[1].strip()}\n")
+    request, response = directory / "request.der", directory / "response.der"
+    subprocess.run(["openssl", "ocsp", "-issuer", str(FIXTURES / "ca.pem"), "-cert", str(FIXTURES / "alpha.pem"),
+                    "-reqout", str(request), "-no_nonce"], capture_output=True, check=True)
+    subprocess.run(["openssl", "ocsp", "-index", str(index), "-rsigner", str(FIXTURES / "ca.pem"), "-rkey",
+                    str(FIXTURES / "ca.key"), "-CA", str(FIXTURES / "ca.pem"), "-reqin", str(request),
+                    "-respout", str(response), "-ndays", "3650"], capture_output=True, check=True)
+    return response
+
+
+def test_ocsp_response_is_stapled_and_reloaded(make_jester, keys, tmp_path):
+    response = make_ocsp_response(tmp_path)
+    shutil.copyfile(response, keys / "site.ocsp")
+    body = tls_config(keys).replace('key = "' + str(keys / "site.key") + '"',
+                                    'key = "' + str(keys / "site.key") + f'"\nocsp_response = "{keys / "site.ocsp"}"')
+    jester = make_jester(body)
+    text = s_client(jester.port, "-servername", "alpha.test", "-status")
+    assert "OCSP Response Status: successful" in text and "Cert Status: good" in text, text[:2000]
+    # A damaged file fails the reload, and the old staple stays.
+    (keys / "site.ocsp").write_bytes(b"not der")
+    result = jester.ctl("reload")
+    assert result.returncode == 1 and "not a DER OCSP response" in result.stdout + result.stderr
+    assert "Cert Status: good" in s_client(jester.port, "-servername", "alpha.test", "-status")
