@@ -371,7 +371,7 @@ public struct ConfigSchema: Sendable {
             Field("max_requests_per_target", .integer(1...1_000_000), default: "no limit",
                 "Requests in flight to one target per worker, at most: a full target is skipped, and when every target is full the request gets 503 at once."),
             Field("protocol", .choice(["http1", "h2"]), default: "\"http1\"",
-                "What the targets speak: HTTP/1.1, or HTTP/2 (prior knowledge on plain TCP, ALPN h2 with tls), whose connections carry many requests at once; needed for gRPC. Only HTTP/2 clients are proxied to an h2 pool (so far)."),
+                "What the targets speak: HTTP/1.1, or HTTP/2 (prior knowledge on plain TCP, ALPN h2 with tls), whose connections carry many requests at once; needed for gRPC (from HTTP/2 clients: response trailers reach HTTP/1.1 clients as nothing)."),
             Field("resolve_interval", .duration, default: "\"30s\"",
                 "How often the master looks up targets given as host names again; every worker follows a changed address at once (a failed lookup keeps the last one)."),
             Field("sticky_cookie", .string, default: "none",

@@ -43,7 +43,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
 
     // The current exchange.
     private var route: CompiledRoute?
-    private var upstream: UpstreamConnection?
+    private var upstream: (any ExchangeUpstream)?
     private var requestHead: ByteBuffer?
     private var requestBody = BodyReader(.none)
     private var requestBodyBytes: Int64 = 0
@@ -435,13 +435,6 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
             let pool = headBytes.withUnsafeReadableBytes {
                 matched.action.pool(head: head, bytes: $0, clientAddress: clientAddress)!
             }
-            if pool.speaksHTTP2 {
-                // Translating HTTP/1.1 to an HTTP/2 target is not built yet; say so rather than guess.
-                log.upstream = pool.name
-                log.failure = "upstream '\(pool.name)' speaks HTTP/2, which only HTTP/2 clients are proxied to (so far)"
-                respondWithError(502, closing: framing != .none)
-                return
-            }
             phase = .proxying
             requestHead = headBytes
             requestBody = BodyReader(framing)
@@ -471,16 +464,24 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
         timer.disarm()
         // The connection stays alive until the pool answers; upstreamAcquired returns a connection it no longer
         // needs (the client left meanwhile) to the pool.
+        if pool.speaksHTTP2 {
+            // A stream on the target's shared HTTP/2 connection, spoken to in HTTP/1.1 terms.
+            let tls = pool.settings.tls != nil
+            pool.acquireHTTP2(hashKey: balancingHash, connectTimeout: route?.timeouts.connect) { result in
+                self.upstreamAcquired(result.map { HTTP2Exchange(connection: $0, tls: tls) }, pool: pool)
+            }
+            return
+        }
         pool.acquire(hashKey: balancingHash, fresh: fresh, excluding: failedTargets,
             connectTimeout: route?.timeouts.connect, preferring: stickyTarget,
             client: pool.settings.sendProxyProtocol == nil ? nil : proxyAddresses()) { result in
-            self.upstreamAcquired(result, pool: pool)
+            self.upstreamAcquired(result.map { $0 }, pool: pool)
         }
     }
 
-    private func upstreamAcquired(_ result: Result<UpstreamConnection, UpstreamFailure>, pool: UpstreamPool) {
+    private func upstreamAcquired(_ result: Result<any ExchangeUpstream, UpstreamFailure>, pool: UpstreamPool) {
         guard phase == .proxying else {
-            if case .success(let connection) = result { pool.release(connection, reusable: true) }
+            if case .success(let connection) = result { connection.release(reusable: true) }
             return
         }
         switch result {
@@ -852,7 +853,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
             route?.retryPolicy.statuses.contains(response.status) == true,
             retry(.status(response.status), from: upstream, abandoning: {
                 // Not forwarded: the answer is thrown away with its connection, and the request goes elsewhere.
-                upstream.pool.finished(upstream, failed: (502...504).contains(response.status))
+                upstream.finished(failed: (502...504).contains(response.status))
                 self.upstream = nil
                 upstream.close()
             })
@@ -900,7 +901,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
         let requestComplete = requestBody.isComplete
         if let upstream {
             self.upstream = nil
-            upstream.pool.release(upstream, reusable: reusable && requestComplete)
+            upstream.release(reusable: reusable && requestComplete)
         }
         finishExchange(requestComplete: requestComplete)
     }
@@ -939,7 +940,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
     /// Sends the current request again, to another target, when the route's retry policy and the pool's retry
     /// budget allow it; true when a retry is on its way (after a short jittered backoff).
     private func retry(
-        _ reason: RetryPolicy.Reason, from failed: UpstreamConnection, abandoning abandon: () -> Void = {}
+        _ reason: RetryPolicy.Reason, from failed: any ExchangeUpstream, abandoning abandon: () -> Void = {}
     ) -> Bool {
         guard let route, phase == .proxying, requestBody.isComplete,
             route.retryPolicy.allows(reason, retriesSoFar: retriesMade, idempotent: requestIsIdempotent,
