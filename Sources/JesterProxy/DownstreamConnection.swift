@@ -267,7 +267,8 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
         buffer = nil
         do {
             let connection = try HTTP2Connection(
-                runtime: runtime, listener: listener, clientAddress: clientAddress, tls: tls, initialBytes: pending)
+                runtime: runtime, listener: listener, clientAddress: clientAddress, tls: tls, initialBytes: pending,
+                proxyAddresses: proxyAddresses())
             runtime.transfer(from: self, to: connection)
             try context.pipeline.syncOperations.addHandler(connection, position: .after(self))
             context.pipeline.syncOperations.removeHandler(context: context, promise: nil)

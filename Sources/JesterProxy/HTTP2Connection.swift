@@ -33,9 +33,14 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
     /// Upstream response bytes buffered per stream before reading from the upstream pauses.
     static let streamBufferLimit = 256 * 1024
 
+    /// The client and what it connected to, for PROXY headers to targets (`send_proxy_protocol`).
+    private(set) var proxyAddresses: ProxyProtocol.Addresses?
+
     init(
-        runtime: WorkerRuntime, listener: String, clientAddress: String, tls: TLSSessionFacts?, initialBytes: ByteBuffer?
+        runtime: WorkerRuntime, listener: String, clientAddress: String, tls: TLSSessionFacts?, initialBytes: ByteBuffer?,
+        proxyAddresses: ProxyProtocol.Addresses? = nil
     ) throws {
+        self.proxyAddresses = proxyAddresses
         self.runtime = runtime
         routes = runtime.routeTables[listener] ?? .empty
         self.tls = tls

@@ -28,6 +28,11 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     private var finished = false
     private var responseTimer: Scheduled<Void>?
     private var log = AccessLog.Record()
+    /// The route's `timeout` (whole exchange) and `read_timeout` (pause within a response).
+    private var exchangeTimer: Scheduled<Void>?
+    private var readTimer: Scheduled<Void>?
+    /// Sticky sessions: the target the request's cookie names.
+    private var stickyTarget: Int?
     // An HTTP/2 upstream (`protocol = "h2"`): the stream there, and byte counts not yet acknowledged each way.
     private var h2Upstream: HTTP2UpstreamConnection?
     private var h2Stream: Int32?
@@ -98,10 +103,20 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
                 pool.hashKey(head: head, bytes: $0, clientAddress: connection.clientAddress)
             }
             if pool.speaksHTTP2 {
+                armRouteTimers(matched)
                 proxyOverHTTP2(pool, fields: fields, route: matched, hash: hash)
                 return
             }
-            pool.acquire(hashKey: hash, connectTimeout: matched.timeouts.connect) { result in
+            armRouteTimers(matched)
+            stickyTarget = pool.stickyCookie.flatMap { name in
+                bytes.withUnsafeReadableBytes { raw in
+                    BalancingKey.cookie(name, head: head, bytes: raw).flatMap {
+                        pool.stickyTarget(UnsafeRawBufferPointer(rebasing: raw[$0]))
+                    }
+                }
+            }
+            pool.acquire(hashKey: hash, connectTimeout: matched.timeouts.connect, preferring: stickyTarget,
+                client: pool.settings.sendProxyProtocol == nil ? nil : connection.proxyAddresses) { result in
                 self.upstreamAcquired(result, pool: pool)
             }
         }
@@ -267,7 +282,13 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             }
         }
         fields += Self.fields(ofRendered: String(decoding: edits.rendered, as: UTF8.self))
+        if let upstream, let name = upstream.pool.stickyCookie, upstream.target != stickyTarget {
+            let token = String(decoding: upstream.pool.stickyTokens[upstream.target], as: UTF8.self)
+            fields.append(HTTP2Field("set-cookie", "\(String(decoding: name, as: UTF8.self))=\(token); Path=/; HttpOnly; SameSite=Lax"
+                + (connection.tls == nil ? "" : "; Secure")))
+        }
         responseHasBody = BodyFraming.response(response, requestWasHead: requestIsHead) != .none
+        armReadTimer()
         responseStarted = true
         log.status = response.status
         connection.respond(id, fields: fields, hasBody: responseHasBody)
@@ -279,6 +300,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
 
     func upstreamResponseBody(_ body: ByteBuffer) {
         log.bytesOut += body.readableBytes
+        armReadTimer()
         connection.sendBody(id, body)
     }
 
@@ -528,10 +550,44 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         responseUnacknowledged = 0
     }
 
+    /// `timeout`: the whole exchange; a response under way is cut short with a reset, visibly.
+    private func armRouteTimers(_ route: CompiledRoute) {
+        guard let total = route.timeouts.total, let eventLoop = connection.eventLoop else { return }
+        exchangeTimer = eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(total.components.seconds) * 1_000_000_000
+            + total.components.attoseconds / 1_000_000_000)) { [self] in self.timedOut("route timeout") }
+    }
+
+    /// `read_timeout`: re-armed by every part of the response.
+    private func armReadTimer() {
+        guard let read = route?.timeouts.read, let eventLoop = connection.eventLoop, !finished else { return }
+        readTimer?.cancel()
+        readTimer = eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(read.components.seconds) * 1_000_000_000
+            + read.components.attoseconds / 1_000_000_000)) { [self] in self.timedOut("upstream read timeout") }
+    }
+
+    private func timedOut(_ reason: String) {
+        guard !finished else { return }
+        if let upstream {
+            self.upstream = nil
+            upstream.close()
+        }
+        if let h2Upstream, let h2Stream { h2Upstream.cancel(h2Stream) }
+        h2Upstream = nil
+        if responseStarted {
+            log.failure = reason
+            complete()
+            connection.reset(id, errorCode: 2)
+        } else {
+            finishLocally(status: 504, failure: reason)
+        }
+    }
+
     private func complete(status: Int? = nil) {
         guard !finished else { return }
         finished = true
         responseTimer?.cancel()
+        exchangeTimer?.cancel()
+        readTimer?.cancel()
         if let accessLog = runtime.accessLog {
             if let status { log.status = status }
             accessLog.write(log)
@@ -564,6 +620,7 @@ extension HTTP2Stream {
 
     func upstreamData(_ bytes: ByteBuffer) {
         log.bytesOut += bytes.readableBytes
+        armReadTimer()
         responseUnacknowledged += bytes.readableBytes
         connection.sendBody(id, bytes)
         acknowledgeResponse()

@@ -260,3 +260,50 @@ def test_rapid_reset_flood_gets_goaway_and_others_are_served(make_jester, upstre
     code, body, _ = curl("--http2-prior-knowledge", jester.url + "/hello")
     assert (code, body) == (200, b"hello\n")
     assert jester.all_ready()
+
+
+def test_route_timeouts_and_sticky_sessions_apply_to_http2(make_jester, upstream):
+    other = Upstream()
+    try:
+        jester = make_jester(f"""
+[[routes]]
+name = "strict"
+path_prefix = "/strict"
+upstream = "app"
+read_timeout = "500ms"
+
+[[routes]]
+name = "bounded"
+path_prefix = "/bounded"
+upstream = "app"
+timeout = "1s"
+
+[[routes]]
+name = "sticky"
+path_prefix = "/"
+upstream = "pair"
+
+[upstreams.app]
+targets = ["{upstream.address}"]
+
+[upstreams.pair]
+targets = ["{upstream.address}", "{other.address}"]
+sticky_cookie = "SRV"
+""")
+        started = time.monotonic()
+        result = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "--max-time", "10",
+                                 jester.url + "/strict/stall?delay=3"], capture_output=True, text=True)
+        assert result.returncode != 0 and time.monotonic() - started < 2.5  # reset mid-response, visibly
+        started = time.monotonic()
+        assert curl("--http2-prior-knowledge", jester.url + "/bounded/slow?delay=3")[0] == 504
+        assert time.monotonic() - started < 2.5
+        result = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-D", "-", jester.url + "/echo"],
+                                capture_output=True, text=True, timeout=10)
+        cookie = next(line.split(":", 1)[1].strip().split(";")[0] for line in result.stdout.splitlines()
+                      if line.lower().startswith("set-cookie:"))
+        port = json.loads(result.stdout.split("\n\n", 1)[1])["server_port"]  # (text mode: CR LF became LF)
+        for _ in range(6):
+            code, body, _ = curl("--http2-prior-knowledge", "-H", f"Cookie: {cookie}", jester.url + "/echo")
+            assert code == 200 and json.loads(body)["server_port"] == port
+    finally:
+        other.stop()
