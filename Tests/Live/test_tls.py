@@ -88,7 +88,8 @@ def test_sni_selects_exact_wildcard_and_default(make_jester, keys):
 def test_versions_ciphers_and_alpn(make_jester, keys):
     jester = make_jester(tls_config(keys))
     text = s_client(jester.port, "-servername", "alpha.test", "-alpn", "h2,http/1.1")
-    assert "TLSv1.3" in text and "ALPN protocol: http/1.1" in text
+    assert "TLSv1.3" in text and "ALPN protocol: h2" in text
+    assert "ALPN protocol: http/1.1" in s_client(jester.port, "-servername", "alpha.test", "-alpn", "http/1.1")
     text = s_client(jester.port, "-tls1_2", "-servername", "alpha.test")
     assert "Cipher is ECDHE-ECDSA-AES128-GCM-SHA256" in text  # forward secret, AEAD, server preference
     for old in ("-tls1", "-tls1_1"):
@@ -232,7 +233,7 @@ name = "https"
 address = "127.0.0.1:1"
 [listeners.tls]
 ciphers = "NO-SUCH-CIPHER"
-alpn = ["h2"]
+alpn = ["h3"]
 [[listeners.tls.certificates]]
 cert = "{keys / 'site.pem'}"
 key = "{keys / 'missing.key'}"
@@ -240,7 +241,7 @@ key = "{keys / 'missing.key'}"
     result = subprocess.run([JESTER, "config", "validate", str(config)], capture_output=True, text=True)
     assert result.returncode == 1
     assert f"{config}:10:1" in result.stdout + result.stderr and "cannot read" in result.stdout + result.stderr
-    assert "HTTP/2 is not implemented" in result.stdout + result.stderr
+    assert "'h3' is not a protocol Jester serves" in result.stdout + result.stderr
 
 
 def test_testssl_finds_no_vulnerability(make_jester, keys):
