@@ -3,8 +3,12 @@ import JesterCore
 import JesterHTTP2
 import NIOCore
 
-/// One HTTP/2 request: translated to HTTP/1.1 (RFC 9113 §8.3), routed like any request, answered locally or
-/// proxied to an HTTP/1.1 upstream, and the response translated back.
+/// One HTTP/2 request: translated to HTTP/1.1 (RFC 9113 §8.3) and routed like any request, then answered locally,
+/// proxied to an HTTP/1.1 upstream (the response translated back), or passed as a stream to an HTTP/2 upstream
+/// (fields and trailers kept, for gRPC).
+///
+/// The connection is `unowned`: it owns its streams, and a stream that outlives it (a pool's completion arriving
+/// after the client left) has been marked finished by `clientGone`, and every late path checks that first.
 final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate {
     private unowned let connection: HTTP2Connection
     let id: Int32
