@@ -67,6 +67,7 @@ struct ConfigDecoder {
                 maxConnectionsPerClient: table.integer("max_connections_per_client", decoder: &self)
                     ?? defaults.maxConnectionsPerClient)
             configuration.http.http2MaxStreams = table.integer("http2_max_concurrent_streams", decoder: &self)
+            configuration.http.connectionRequestRate = table.integer("connection_request_rate", decoder: &self)
             table.finish(decoder: &self)
         }
         var listenerNodes: [ConfigNode] = []

@@ -80,6 +80,7 @@ extension Configuration {
             "max_connections = \(http.maxConnections)", "max_connections_per_client = \(http.maxConnectionsPerClient)",
         ]
         if let streams = http.http2MaxStreams { lines.append("http2_max_concurrent_streams = \(streams)") }
+        if let rate = http.connectionRequestRate { lines.append("connection_request_rate = \(rate)") }
         for listener in listeners {
             lines += [
                 "", "[[listeners]]", "name = \(quoted(listener.name))", "address = \(quoted(listener.address.description))",

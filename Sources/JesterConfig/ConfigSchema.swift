@@ -151,6 +151,8 @@ public struct ConfigSchema: Sendable {
                 "Client connections per worker (0: no limit); more are closed as soon as they are accepted."),
             Field("max_connections_per_client", .integer(0...1_000_000), default: "0",
                 "Connections from one client address per worker (0: no limit); more are closed at once."),
+            Field("connection_request_rate", .integer(0...1_000_000), default: "0",
+                "Requests per second one client connection may send on average, with a burst of as many (0: no limit); over it: 429 and the connection closes (HTTP/1), or 429 on the stream (HTTP/2)."),
             Field("http2_max_concurrent_streams", .integer(1...10_000), default: "128",
                 "Streams one HTTP/2 client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS)."),
             Field("keepalive_requests", .integer(0...Int(Int32.max)), default: "10000",

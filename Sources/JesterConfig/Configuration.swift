@@ -116,6 +116,9 @@ public struct HTTPSettings: Sendable, Codable, Equatable {
     public var maxConnections: Int
     /// Connections from one client address per worker (0: no limit).
     public var maxConnectionsPerClient: Int
+    /// Requests one client connection may send per second, on average (nil or 0: no limit); a burst of as many
+    /// is allowed. Optional: see ListenerSettings.
+    public var connectionRequestRate: Int?
     /// Streams one HTTP/2 client may have open at once (nil: 128). Optional: see ListenerSettings.
     public var http2MaxStreams: Int?
     public var http2MaxConcurrentStreams: Int { http2MaxStreams ?? 128 }

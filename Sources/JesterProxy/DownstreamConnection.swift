@@ -66,6 +66,8 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
     private var retriesMade = 0
     private var failedTargets: Set<Int> = []
     private var retrySlotPool: UpstreamPool?
+    /// `http.connection_request_rate`: requests this connection may still send.
+    private lazy var requestBucket = runtime.makeRequestBucket()
     /// The head of a request whose body is being peeked at (phase `.awaitingBody`).
     private var pendingHead: ByteBuffer?
     /// Sticky sessions (`sticky_cookie`): the target the request's cookie names, and whether the pool is sticky.
@@ -393,6 +395,13 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
             && (http.keepaliveRequests == 0 || requestsServed < http.keepaliveRequests)
         if runtime.rejectsUnderscoredFields, head.fields.contains(where: \.hasUnderscore) {
             rejectRequest(.underscoreInFieldName)
+            return
+        }
+        if requestBucket != nil, !requestBucket!.take(now: runtime.monotonicSeconds) {
+            // A client over its request rate (a pipelining or keep-alive flood) is told so, and disconnected.
+            log.failure = "connection_request_rate exceeded"
+            runtime.logWarning("request rate limit", metadata: ["client": "\(clientAddress)"])
+            respondWithError(429, closing: true)
             return
         }
 

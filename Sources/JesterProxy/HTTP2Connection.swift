@@ -30,6 +30,9 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
     private var draining = false
     private var idleTimer: Scheduled<Void>?
     private var flushScheduled = false
+    /// `http.connection_request_rate`, over all of the connection's streams.
+    private lazy var requestBucket = runtime.makeRequestBucket()
+    private var refusedOverRate = 0
     /// Upstream response bytes buffered per stream before reading from the upstream pauses.
     static let streamBufferLimit = 256 * 1024
 
@@ -215,6 +218,22 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
     }
 
     // MARK: For streams
+
+    /// One request's worth of `http.connection_request_rate`; a client far over it (twice the burst refused) is
+    /// sent away with GOAWAY ENHANCE_YOUR_CALM.
+    func takeRequestToken() -> Bool {
+        guard requestBucket != nil else { return true }
+        if requestBucket!.take(now: runtime.monotonicSeconds) { return true }
+        refusedOverRate += 1
+        runtime.logWarning("request rate limit", metadata: ["client": "\(clientAddress)"])
+        if Double(refusedOverRate) > 2 * requestBucket!.burst, !closing {
+            session.goAway(errorCode: 0xB)
+            flushOutput()
+            closing = true
+            context?.close(promise: nil)
+        }
+        return false
+    }
 
     var allocator: ByteBufferAllocator { context?.channel.allocator ?? ByteBufferAllocator() }
     var eventLoop: (any EventLoop)? { context?.eventLoop }

@@ -78,6 +78,10 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             finishLocally(status: 400, failure: HTTPParseError.underscoreInFieldName.reason)
             return
         }
+        if !connection.takeRequestToken() {
+            finishLocally(status: 429, failure: "connection_request_rate exceeded")
+            return
+        }
         let tls = connection.tls.map { TLSRouteFacts(serverName: $0.serverName, clientSubject: $0.clientCertificateSubject) }
         // Body matchers see no body on HTTP/2 (it is not read before routing here).
         let matched = bytes.withUnsafeReadableBytes {

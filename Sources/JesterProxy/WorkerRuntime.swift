@@ -141,6 +141,15 @@ final class WorkerRuntime: @unchecked Sendable {
     let pools: [String: UpstreamPool]
     let routeTables: [String: ListenerRoutes]
     let counters = WorkerCounters()
+    /// A fresh request-rate bucket for a client connection, or nil without `http.connection_request_rate`.
+    func makeRequestBucket() -> TokenBucket? {
+        guard let rate = configuration.http.connectionRequestRate, rate > 0 else { return nil }
+        return TokenBucket(rate: Double(rate), burst: Double(rate))
+    }
+
+    /// Monotonic seconds, for token buckets.
+    var monotonicSeconds: Double { Double(NIODeadline.now().uptimeNanoseconds) / 1e9 }
+
     /// `http.underscores_in_headers`, decided once.
     let dropsUnderscoredFields: Bool
     let rejectsUnderscoredFields: Bool
@@ -400,6 +409,7 @@ enum HTTPStatus {
         case 413: return "Content Too Large"
         case 414: return "URI Too Long"
         case 417: return "Expectation Failed"
+        case 429: return "Too Many Requests"
         case 431: return "Request Header Fields Too Large"
         case 500: return "Internal Server Error"
         case 501: return "Not Implemented"

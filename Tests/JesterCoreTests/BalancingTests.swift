@@ -232,3 +232,16 @@ import Testing
     #expect(breaker.admit(active: 1, now: 11) == nil)
     #expect(breaker.admit(active: 2, now: 11) == .tooManyRequests)
 }
+
+@Test func tokenBucketAllowsABurstThenTheRate() {
+    var bucket = TokenBucket(rate: 10, burst: 5)
+    func take(_ now: Double) -> Bool { bucket.take(now: now) }
+    #expect((0..<5).allSatisfy { _ in take(100) })
+    #expect(!take(100))
+    #expect(!take(100.05))  // half a token
+    #expect(take(100.1))
+    #expect(!take(100.1))
+    // A long pause refills up to the burst, not beyond.
+    #expect((0..<5).allSatisfy { _ in take(200) })
+    #expect(!take(200))
+}

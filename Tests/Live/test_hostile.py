@@ -452,3 +452,26 @@ def test_slowloris_attack_does_not_starve_legitimate_clients(make_jester, upstre
         stop.set()
         attacker.join()
     assert "max_connections_per_client (100) reached for 127.0.0.2" in jester.logs()
+
+
+def test_connection_request_rate_limits_a_pipelining_flood(make_jester):
+    jester = make_jester('\n[http]\nconnection_request_rate = 5\n\n[[routes]]\nname = "hi"\n'
+                         'respond = { status = 200, body = "hi" }\n')
+    # 20 pipelined requests at once: the burst of 5 is served, the next gets 429 and the connection closes.
+    answer = raw_request(jester.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 20, timeout=5)
+    assert answer.count(b"HTTP/1.1 200") == 5, answer[:400]
+    assert answer.count(b"HTTP/1.1 429 Too Many Requests") == 1 and answer.endswith(b"\n")
+    # Another connection has its own budget; a polite client is never limited.
+    for _ in range(3):
+        assert raw_request(jester.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 200")
+    assert any(entry.get("status") == 429 for entry in jester.access_log())
+
+
+def test_connection_request_rate_applies_to_http2_streams(make_jester):
+    import subprocess
+    jester = make_jester('\n[http]\nconnection_request_rate = 10\n\n[[routes]]\nname = "hi"\n'
+                         'respond = { status = 200, body = "hi" }\n')
+    result = subprocess.run(["h2load", "-n", "15", "-c", "1", "-m", "15", jester.url + "/"],
+                            capture_output=True, text=True, timeout=30)
+    # One connection, 15 streams at once: 10 served, 5 refused with 429.
+    assert "status codes: 10 2xx, 0 3xx, 5 4xx" in result.stdout, result.stdout[-800:]
