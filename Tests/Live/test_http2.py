@@ -307,3 +307,36 @@ sticky_cookie = "SRV"
             assert code == 200 and json.loads(body)["server_port"] == port
     finally:
         other.stop()
+
+
+@pytest.mark.parametrize("flood", ["ping", "settings", "continuation"])
+def test_frame_floods_end_the_session_and_spare_the_worker(make_jester, upstream, flood):
+    """PING and SETTINGS floods (ACKs the client never reads) and an endless CONTINUATION chain are bounded by
+    nghttp2's limits: the session ends, the worker stays up and serves others."""
+    jester = make_jester(config(upstream, tls=False))
+    pids = jester.worker_pids()
+    if flood == "ping":
+        frames = b"".join(frame(0x6, 0, 0, b"12345678") for _ in range(20000))
+    elif flood == "settings":
+        frames = b"".join(frame(0x4, 0, 0) for _ in range(20000))
+    else:
+        start = literal(":method", "GET") + literal(":scheme", "http") + literal(":path", "/hello")
+        frames = frame(0x1, 0x1, 1, start) + b"".join(frame(0x9, 0, 1, literal(f"x-{i}", "y" * 50)) for i in range(20000))
+    closed = False
+    with socket.create_connection(("127.0.0.1", jester.port), timeout=5) as connection:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # read nothing back: ACKs pile up
+        try:
+            connection.sendall(PREFACE + frame(0x4, 0, 0) + frames)
+            time.sleep(1)
+            data = b""
+            while chunk := connection.recv(65536):
+                data += chunk
+            closed = True
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+        except socket.timeout:
+            closed = False
+    assert closed, "the session survived the flood"
+    code, body, _ = curl("--http2-prior-knowledge", jester.url + "/hello")
+    assert (code, body) == (200, b"hello\n")
+    assert jester.worker_pids() == pids
