@@ -42,6 +42,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     private var h2Stream: Int32?
     private var usesHTTP2Upstream = false
     private var requestTrailers: [HTTP2Field] = []
+    /// Proxying waits for the whole (small) body; see `heldBodyLimit`.
+    private var deferredStart: (() -> Void)?
     private var requestUnacknowledged = 0
     private var responseUnacknowledged = 0
     /// Buffered bytes (either way) above which acknowledging waits: the window per stream, roughly.
@@ -102,6 +104,27 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         switch matched.action {
         case .respond(let responseHead, let body):
             respondWithRendered(responseHead, body: body)
+        case .proxy, .split:
+            // A small body with a declared length is held until it is complete: nghttp2 checks the length
+            // against the DATA only at the end of the stream, and a request that fails the check must not have
+            // reached an upstream at all (a larger one streams; if it fails, the upstream connection is cut
+            // before the body completes, so the upstream never sees a complete, different request).
+            if !requestComplete, let length = head.contentLength, length <= Self.heldBodyLimit {
+                deferredStart = { [unowned self] in self.proxy(matched, fields: fields) }
+                return
+            }
+            proxy(matched, fields: fields)
+        }
+    }
+
+    /// Declared body lengths up to this are received whole before the request goes upstream (one window).
+    static let heldBodyLimit: Int64 = 65_535
+
+    private func proxy(_ matched: CompiledRoute, fields: [HTTP2Field]) {
+        guard !finished, let bytes = headBytes else { return }
+        switch matched.action {
+        case .respond:
+            return
         case .proxy, .split:
             let pool = bytes.withUnsafeReadableBytes {
                 matched.action.pool(head: head, bytes: $0, clientAddress: connection.clientAddress)!
@@ -216,6 +239,11 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     func requestEnded(trailers: [HTTP2Field] = []) {
         requestComplete = true
         requestTrailers = trailers
+        if let start = deferredStart {
+            deferredStart = nil
+            start()
+            return
+        }
         if usesHTTP2Upstream {
             if let h2Upstream, let h2Stream { h2Upstream.finishBody(h2Stream, trailers: trailers) }
             return
@@ -364,6 +392,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
 
     /// The client reset the stream, or it completed: an upstream still busy with it is closed (out of step).
     func closed(errorCode: UInt32) {
+        deferredStart = nil
         responseTimer?.cancel()
         if let h2Upstream, let h2Stream, !finished {
             // The client gave up: so does the target (RST_STREAM CANCEL).
@@ -381,6 +410,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     }
 
     func clientGone() {
+        deferredStart = nil
         closed(errorCode: 8)
     }
 

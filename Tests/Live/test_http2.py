@@ -204,17 +204,25 @@ def test_malformed_requests_are_reset_and_never_forwarded(make_jester, upstream,
 
 def test_content_length_disagreeing_with_data_is_reset(make_jester, upstream):
     jester = make_jester(config(upstream, tls=False))
-    fields = [(":method", "POST"), (":scheme", "http"), (":path", "/upload"), (":authority", "x"),
-              ("content-length", "10")]
-    frames = raw_h2(jester.port, fields, body=b"abc")
-    resets = [payload for kind, _, sid, payload in frames if kind == 0x3 and sid == 1]
-    # RST_STREAM with PROTOCOL_ERROR (RFC 9113 §8.1.1), and no response: whatever reached the upstream was cut
-    # off with its connection, never completed.
-    assert resets and int.from_bytes(resets[0], "big") == 0x1, frames
-    assert not any(kind == 0x1 and sid == 1 for kind, _, sid, _ in frames)
+    before = len(upstream.requests())
+    for declared, sent in (("10", b"abc"), ("2", b"abc")):
+        fields = [(":method", "POST"), (":scheme", "http"), (":path", "/upload"), (":authority", "x"),
+                  ("content-length", declared)]
+        frames = raw_h2(jester.port, fields, body=sent)
+        resets = [payload for kind, _, sid, payload in frames if kind == 0x3 and sid == 1]
+        # RST_STREAM with PROTOCOL_ERROR (RFC 9113 §8.1.1), no response, and nothing forwarded: a small declared
+        # body is held until the stream ends, where nghttp2 finds the mismatch.
+        assert resets and int.from_bytes(resets[0], "big") == 0x1, frames
+        assert not any(kind == 0x1 and sid == 1 for kind, _, sid, _ in frames)
+    time.sleep(0.3)
+    assert len(upstream.requests()) == before
 
 
 def test_drain_sends_goaway_and_loses_no_request(make_jester, upstream):
+    """A reload under HTTP/2 load: every stream the old workers accepted is answered; the only streams not
+    served are those opened after the final GOAWAY, which the server never processed and RFC 9113 §6.8 lets a
+    client retry (browsers, curl and gRPC do; h2load counts them as errors, at most the streams it keeps in
+    flight)."""
     jester = make_jester(config(upstream), workers=2)
     load = subprocess.Popen(["h2load", "-D", "4", "-c", "4", "-m", "8", f"https://127.0.0.1:{jester.port}/hello"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -222,8 +230,11 @@ def test_drain_sends_goaway_and_loses_no_request(make_jester, upstream):
     jester.ctl("reload", "--wait", check=True)
     out, _ = load.communicate(timeout=30)
     succeeded = int(out.split(" succeeded")[0].split()[-1])
-    assert " 0 failed, 0 errored" in out, out[-1500:]
-    assert succeeded > 100
+    failed = int(out.split(" failed")[0].split()[-1])
+    assert succeeded > 100, out[-1500:]
+    assert failed <= 4 * 8, out[-1500:]
+    assert ", 0 4xx, 0 5xx" in out, out[-1500:]  # nothing answered with an error
+    assert not [e for e in jester.access_log() if e.get("status", 200) >= 400], "a stream was answered with an error"
 
 
 def test_rapid_reset_flood_gets_goaway_and_others_are_served(make_jester, upstream):
