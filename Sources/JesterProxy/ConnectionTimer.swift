@@ -43,11 +43,9 @@ final class ConnectionTimer {
     func isArmed(for purpose: Purpose) -> Bool { self.purpose == purpose }
 
     func arm(_ purpose: Purpose, after duration: Duration) {
-        let nanoseconds = Int64(duration.components.seconds) * 1_000_000_000
-            + duration.components.attoseconds / 1_000_000_000
         self.purpose = purpose
         // The loop's clock, not the wall's: the same thing on a real loop, and what EmbeddedEventLoop advances.
-        deadline = (eventLoop?.now ?? .now()) + .nanoseconds(nanoseconds)
+        deadline = (eventLoop?.now ?? .now()) + TimeAmount(duration)
         if scheduled == nil || deadline < scheduledFor { schedule(at: deadline) }
     }
 
@@ -81,5 +79,13 @@ final class ConnectionTimer {
         let expired = purpose
         purpose = .none
         onFire?(expired)
+    }
+}
+
+extension TimeAmount {
+    /// A configuration `Duration` as NIO's time, to the nanosecond (`.seconds(d.components.seconds)` would drop
+    /// the fraction: "500ms" would become 0).
+    init(_ duration: Duration) {
+        self = .nanoseconds(Int64(duration.components.seconds) * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 }

@@ -547,10 +547,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
             }
             let body = consumed.getSlice(at: consumed.readerIndex + range.lowerBound, length: range.count)!
             if isChunkedUpstream {
-                var size = context.channel.allocator.buffer(capacity: 18)
-                size.writeString(String(range.count, radix: 16))
-                size.writeStaticString("\r\n")
-                upstream.write(size)
+                upstream.write(context.channel.allocator.chunkSizeLine(range.count))
                 upstream.write(body)
                 upstream.write(ByteBuffer(staticString: "\r\n"))
             } else {
@@ -895,10 +892,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
         log.bytesOut += body.readableBytes
         if let read = route?.timeouts.read, timer.isArmed(for: .upstreamRead) { timer.arm(.upstreamRead, after: read) }
         if rechunkResponse {
-            var size = context.channel.allocator.buffer(capacity: 18)
-            size.writeString(String(body.readableBytes, radix: 16))
-            size.writeStaticString("\r\n")
-            write(size)
+            write(context.channel.allocator.chunkSizeLine(body.readableBytes))
             write(body)
             write(ByteBuffer(staticString: "\r\n"))
         } else {
@@ -989,6 +983,17 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
 
     func upstreamWritabilityChanged(isWritable: Bool) {
         if isWritable, wantsInput { context.read() }
+    }
+}
+
+extension ByteBufferAllocator {
+    /// The size line of one chunk (RFC 9112 §7.1): the length in hex, then CRLF; the chunk's data and its CRLF
+    /// follow.
+    func chunkSizeLine(_ count: Int) -> ByteBuffer {
+        var line = buffer(capacity: 18)
+        line.writeString(String(count, radix: 16))
+        line.writeStaticString("\r\n")
+        return line
     }
 }
 

@@ -208,7 +208,7 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
         idleTimer?.cancel()
         guard let context else { return }
         let timeout = runtime.configuration.http.keepaliveTimeout
-        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(timeout.components.seconds)) { [self] in
+        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) { [self] in
             guard self.streams.isEmpty else { return }
             self.session.goAway()
             self.flushOutput()

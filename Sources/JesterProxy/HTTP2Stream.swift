@@ -256,10 +256,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     private func forward(_ bytes: ByteBuffer) {
         guard let upstream else { return }
         if chunked {
-            var size = connection.allocator.buffer(capacity: 18)
-            size.writeString(String(bytes.readableBytes, radix: 16))
-            size.writeStaticString("\r\n")
-            upstream.write(size)
+            upstream.write(connection.allocator.chunkSizeLine(bytes.readableBytes))
             upstream.write(bytes)
             upstream.write(ByteBuffer(staticString: "\r\n"))
         } else {
@@ -273,7 +270,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         // The response timeout runs from the end of the request, however long the upload took.
         guard let route, let pool = upstream?.pool, let eventLoop = connection.eventLoop else { return }
         let timeout = route.timeouts.response ?? pool.settings.responseTimeout
-        responseTimer = eventLoop.assumeIsolated().scheduleTask(in: .seconds(timeout.components.seconds)) { [self] in
+        responseTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) { [self] in
             guard !self.responseStarted, !self.finished else { return }
             self.upstream?.close()
             self.upstream = nil
@@ -499,7 +496,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     private func armHTTP2ResponseTimer(pool: UpstreamPool, route: CompiledRoute) {
         guard let eventLoop = connection.eventLoop else { return }
         let timeout = route.timeouts.response ?? pool.settings.responseTimeout
-        responseTimer = eventLoop.assumeIsolated().scheduleTask(in: .seconds(timeout.components.seconds)) { [self] in
+        responseTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) { [self] in
             guard !self.responseStarted, !self.finished else { return }
             if let upstream = self.h2Upstream, let stream = self.h2Stream { upstream.cancel(stream) }
             self.h2Upstream = nil
@@ -591,16 +588,18 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     /// `timeout`: the whole exchange; a response under way is cut short with a reset, visibly.
     private func armRouteTimers(_ route: CompiledRoute) {
         guard let total = route.timeouts.total, let eventLoop = connection.eventLoop else { return }
-        exchangeTimer = eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(total.components.seconds) * 1_000_000_000
-            + total.components.attoseconds / 1_000_000_000)) { [self] in self.timedOut("route timeout") }
+        exchangeTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(total)) { [self] in
+            self.timedOut("route timeout")
+        }
     }
 
     /// `read_timeout`: re-armed by every part of the response.
     private func armReadTimer() {
         guard let read = route?.timeouts.read, let eventLoop = connection.eventLoop, !finished else { return }
         readTimer?.cancel()
-        readTimer = eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(read.components.seconds) * 1_000_000_000
-            + read.components.attoseconds / 1_000_000_000)) { [self] in self.timedOut("upstream read timeout") }
+        readTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(read)) { [self] in
+            self.timedOut("upstream read timeout")
+        }
     }
 
     private func timedOut(_ reason: String) {

@@ -206,7 +206,7 @@ final class TCPProxyConnection: ChannelInboundHandler, ClientConnection, @unchec
 
     private func armIdleCheck() {
         let timeout = listener.idleTimeout ?? .seconds(3600)
-        let nanoseconds = Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        let nanoseconds = TimeAmount(timeout).nanoseconds
         idleCheck = context?.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(max(nanoseconds / 4, 1_000_000))) {
             guard self.state != .closed else { return }
             if NIODeadline.now() - self.lastActivity >= .nanoseconds(nanoseconds) {

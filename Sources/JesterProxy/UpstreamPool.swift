@@ -223,7 +223,7 @@ final class UpstreamPool: @unchecked Sendable {
         }
         let connected = ClientBootstrap(group: eventLoop)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .connectTimeout(TimeAmount.nanoseconds(Int64(Self.seconds(connectTimeout) * 1e9)))
+            .connectTimeout(TimeAmount(connectTimeout))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tlsHandler { try channel.pipeline.syncOperations.addHandler(tlsHandler) }
@@ -343,7 +343,7 @@ final class UpstreamPool: @unchecked Sendable {
             .channelOption(.autoRead, value: false)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .connectTimeout(TimeAmount.nanoseconds(Int64(Self.seconds(settings.connectTimeout) * 1e9)))
+            .connectTimeout(TimeAmount(settings.connectTimeout))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler()) }
             }
@@ -433,7 +433,7 @@ final class UpstreamPool: @unchecked Sendable {
             return
         }
         let connection = UpstreamConnection(pool: self, target: target)
-        let timeout = TimeAmount.nanoseconds(Int64(Self.seconds(connectTimeout) * 1e9))
+        let timeout = TimeAmount(connectTimeout)
         // With TLS the connection is handed out once the handshake is done, so a refused certificate is a failed
         // connection attempt (another target is tried, the target's failures count) rather than a broken request.
         let handshake = tls.map { _ in eventLoop.makePromise(of: TLSSessionFacts.self) }

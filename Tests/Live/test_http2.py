@@ -290,6 +290,12 @@ upstream = "app"
 timeout = "1s"
 
 [[routes]]
+name = "quick"
+path_prefix = "/quick"
+upstream = "app"
+response_timeout = "800ms"
+
+[[routes]]
 name = "sticky"
 path_prefix = "/"
 upstream = "pair"
@@ -305,6 +311,9 @@ sticky_cookie = "SRV"
         result = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "--max-time", "10",
                                  jester.url + "/strict/stall?delay=3"], capture_output=True, text=True)
         assert result.returncode != 0 and time.monotonic() - started < 2.5  # reset mid-response, visibly
+        # A sub-second response_timeout is kept to the millisecond (not rounded down to 0 s).
+        assert curl("--http2-prior-knowledge", jester.url + "/quick/slow?delay=0.1")[0] == 200
+        assert curl("--http2-prior-knowledge", jester.url + "/quick/slow?delay=3")[0] == 504
         started = time.monotonic()
         assert curl("--http2-prior-knowledge", jester.url + "/bounded/slow?delay=3")[0] == 504
         assert time.monotonic() - started < 2.5
