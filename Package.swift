@@ -17,6 +17,8 @@ import PackageDescription
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
+// Release builds add Packaging/swift-release-flags (no run-time exclusivity checks, for SwiftNIO too), which a
+// manifest cannot set for dependencies; Packaging/setup.sh, Packaging/debian/rules and bench/run pass them.
 
 let package = Package(
     name: "Jester",

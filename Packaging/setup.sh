@@ -23,7 +23,8 @@ fi
 # Release: what ships, what the benchmark measures, and what the live tests run. (Debug builds of SwiftNIO assert
 # that a readable listening socket always yields a connection; with the listener shared between a worker and its
 # successor during a reload, the other process may have taken it, so that assertion would kill a worker.)
-swift build -c release ${JESTER_BUILD_FLAGS:-}
+# shellcheck disable=SC2046  # word splitting of the flag list is intended
+swift build -c release $(grep -v '^#' Packaging/swift-release-flags) ${JESTER_BUILD_FLAGS:-}
 
 if [ "${1:-}" = "--run" ]; then
     export JESTER_RUN_DIR="${JESTER_RUN_DIR:-/tmp/jester-run}"

@@ -177,12 +177,12 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
             if timer.isArmed(for: .send) {
                 timer.disarm()
                 // Reading from the upstream again: its pauses count from now.
-                if responseStarted, phase == .proxying, let read = route?.timeouts.read { timer.arm(.upstreamRead, after: read) }
+                if responseStarted, phase == .proxying, let read = route?.readTimeout { timer.arm(.upstreamRead, after: read) }
             }
             if responseStarted || phase == .tunnel { upstream?.read() }
         } else if responseStarted, phase == .proxying {
             // The client stopped taking bytes: it has send_timeout to take some before it is dropped.
-            timer.arm(.send, after: runtime.configuration.http.sendTimeout)
+            timer.arm(.send, after: runtime.timeouts.send)
         }
     }
 
@@ -344,12 +344,12 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
                     return
                 }
             }
-            if route == nil, current.readableBytes > 0, !timer.isArmed(for: .header) {
-                timer.arm(.header, after: runtime.configuration.http.clientHeaderTimeout)
-            }
             let progress = current.withUnsafeReadableBytes { parser.findEnd($0, isRequest: true) }
             switch progress {
             case .needMoreBytes:
+                // The header timeout runs from the first read that left a head incomplete: a head that arrives
+                // whole (nearly all of them) never arms it, which saves a clock read per request.
+                if route == nil, !timer.isArmed(for: .header) { timer.arm(.header, after: runtime.timeouts.header) }
                 return
             case .failed(let error):
                 rejectRequest(error)
@@ -372,7 +372,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
                     pendingHead = headBytes
                     phase = .awaitingBody
                     timer.disarm()
-                    timer.arm(.body, after: runtime.configuration.http.clientBodyTimeout)
+                    timer.arm(.body, after: runtime.timeouts.body)
                     if head.expectsContinue, head.version == .http1_1 {
                         // The client waits for this before it sends the body we need to see.
                         write(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n"))
@@ -508,10 +508,10 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
             connection.startExchange(delegate: self, requestHead: rewritten, isHeadRequest: requestIsHead)
             if requestBody.isComplete {
                 // The response timeout runs from the end of the request, however long the upload took.
-                timer.arm(.response, after: route?.timeouts.response ?? pool.settings.responseTimeout)
+                timer.arm(.response, after: route?.responseTimeout ?? pool.responseTimeout)
                 connection.flush()
             } else {
-                timer.arm(.body, after: runtime.configuration.http.clientBodyTimeout)
+                timer.arm(.body, after: runtime.timeouts.body)
                 process()
                 connection.flush()
                 if wantsInput { context.read() }
@@ -558,14 +558,14 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
             if isChunkedUpstream { upstream.write(ByteBuffer(staticString: "0\r\n\r\n")) }
             upstream.flush()
             if !responseStarted {
-                timer.arm(.response, after: route?.timeouts.response ?? upstream.pool.settings.responseTimeout)
+                timer.arm(.response, after: route?.responseTimeout ?? upstream.pool.responseTimeout)
             }
             return false
         }
         // Each piece of body pushes the body deadline out (a lazy re-arm, nothing rescheduled); a pending send
         // deadline (the response already streams) takes precedence.
         if !timer.isArmed(for: .send), range != nil || !timer.isArmed(for: .body) {
-            timer.arm(.body, after: runtime.configuration.http.clientBodyTimeout)
+            timer.arm(.body, after: runtime.timeouts.body)
         }
         return range != nil
     }
@@ -787,7 +787,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
     }
 
     private func armKeepaliveTimer() {
-        timer.arm(.keepalive, after: runtime.configuration.http.keepaliveTimeout)
+        timer.arm(.keepalive, after: runtime.timeouts.keepalive)
     }
 
     private func timerFired(_ purpose: ConnectionTimer.Purpose) {
@@ -803,7 +803,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
         case .body:
             // Not reading because the upstream cannot take more is the upstream's pause, not the client's.
             if let upstream, !upstream.isWritable {
-                timer.arm(.body, after: runtime.configuration.http.clientBodyTimeout)
+                timer.arm(.body, after: runtime.timeouts.body)
                 return
             }
             log.failure = "client body timeout"
@@ -868,7 +868,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
             return
         }
         timer.disarm()
-        if let read = route?.timeouts.read { timer.arm(.upstreamRead, after: read) }
+        if let read = route?.readTimeout { timer.arm(.upstreamRead, after: read) }
         responseFraming = BodyFraming.response(response, requestWasHead: requestIsHead)
         switch responseFraming {
         case .chunked:
@@ -890,7 +890,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
 
     func upstreamResponseBody(_ body: ByteBuffer) {
         log.bytesOut += body.readableBytes
-        if let read = route?.timeouts.read, timer.isArmed(for: .upstreamRead) { timer.arm(.upstreamRead, after: read) }
+        if let read = route?.readTimeout, timer.isArmed(for: .upstreamRead) { timer.arm(.upstreamRead, after: read) }
         if rechunkResponse {
             write(context.channel.allocator.chunkSizeLine(body.readableBytes))
             write(body)

@@ -207,8 +207,7 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
     private func armIdleTimer() {
         idleTimer?.cancel()
         guard let context else { return }
-        let timeout = runtime.configuration.http.keepaliveTimeout
-        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) { [self] in
+        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: runtime.timeouts.keepalive) { [self] in
             guard self.streams.isEmpty else { return }
             self.session.goAway()
             self.flushOutput()

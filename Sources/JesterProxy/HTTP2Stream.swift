@@ -269,8 +269,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         if chunked { upstream?.write(ByteBuffer(staticString: "0\r\n\r\n")) }
         // The response timeout runs from the end of the request, however long the upload took.
         guard let route, let pool = upstream?.pool, let eventLoop = connection.eventLoop else { return }
-        let timeout = route.timeouts.response ?? pool.settings.responseTimeout
-        responseTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) { [self] in
+        let timeout = route.responseTimeout ?? pool.responseTimeout
+        responseTimer = eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
             guard !self.responseStarted, !self.finished else { return }
             self.upstream?.close()
             self.upstream = nil
@@ -495,8 +495,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
 
     private func armHTTP2ResponseTimer(pool: UpstreamPool, route: CompiledRoute) {
         guard let eventLoop = connection.eventLoop else { return }
-        let timeout = route.timeouts.response ?? pool.settings.responseTimeout
-        responseTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) { [self] in
+        let timeout = route.responseTimeout ?? pool.responseTimeout
+        responseTimer = eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
             guard !self.responseStarted, !self.finished else { return }
             if let upstream = self.h2Upstream, let stream = self.h2Stream { upstream.cancel(stream) }
             self.h2Upstream = nil
@@ -595,9 +595,9 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
 
     /// `read_timeout`: re-armed by every part of the response.
     private func armReadTimer() {
-        guard let read = route?.timeouts.read, let eventLoop = connection.eventLoop, !finished else { return }
+        guard let read = route?.readTimeout, let eventLoop = connection.eventLoop, !finished else { return }
         readTimer?.cancel()
-        readTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(read)) { [self] in
+        readTimer = eventLoop.assumeIsolated().scheduleTask(in: read) { [self] in
             self.timedOut("upstream read timeout")
         }
     }

@@ -153,7 +153,7 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         state = .fresh
     }
 
-    func enterIdle(timeout: Duration) {
+    func enterIdle(timeout: TimeAmount) {
         delegate = nil
         state = .idle
         // Keep a read pending so the pool notices when the upstream closes an idle connection.

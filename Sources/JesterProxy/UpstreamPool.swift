@@ -92,12 +92,17 @@ final class UpstreamPool: @unchecked Sendable {
     /// same in every worker and after a reload, and it does not reveal the address).
     let stickyCookie: [UInt8]?
     let stickyTokens: [[UInt8]]
+    /// `response_timeout` and `idle_timeout` as NIO time, converted once (each is armed on every request).
+    let responseTimeout: TimeAmount
+    let idleTimeout: TimeAmount
     /// The last TLS session of each target, resumed by the next connection (`session_reuse`).
     private var tlsSessions: [TLSSession?]
 
     init(settings: UpstreamSettings, eventLoop: any EventLoop, firstTarget: Int, resolved: [String: String] = [:]) {
         self.settings = settings
         self.eventLoop = eventLoop
+        responseTimeout = TimeAmount(settings.responseTimeout)
+        idleTimeout = TimeAmount(settings.idleTimeout)
         // The loader checked the settings with the same call; a failure here would be a changed file, which the
         // master's next load reports.
         tls = settings.tls.flatMap { try? UpstreamTLS.makeContext($0, http2: settings.protocolName == "h2") }
@@ -395,6 +400,8 @@ final class UpstreamPool: @unchecked Sendable {
                 excluded.insert(target)
             }
         }
+        // One clock read serves the pick and the exchange's start (see `started`).
+        let now = self.now
         // A sticky client's target while it takes requests (not ejected, unhealthy, drained, disabled or full).
         let stuck = preferred.flatMap { !excluded.contains($0) && balancer.isEligible($0, now: now) ? $0 : nil }
         guard let target = stuck ?? balancer.pick(hashKey: hashKey, now: now, excluding: excluded) else {
@@ -411,7 +418,7 @@ final class UpstreamPool: @unchecked Sendable {
         while !fresh, let connection = idle[target].popLast() {
             if connection.isUsable {
                 connection.leaveIdle()
-                started(connection)
+                started(connection, at: now)
                 completion(.success(connection))
                 return
             }
@@ -465,7 +472,7 @@ final class UpstreamPool: @unchecked Sendable {
             .whenComplete { result in
                 switch result {
                 case .success:
-                    self.started(connection)
+                    self.started(connection, at: self.now)
                     completion(.success(connection))
                 case .failure(let error as TLSError):
                     connection.close()
@@ -479,7 +486,7 @@ final class UpstreamPool: @unchecked Sendable {
             }
     }
 
-    private func started(_ connection: UpstreamConnection) {
+    private func started(_ connection: UpstreamConnection, at now: Double) {
         acquiring -= 1
         balancer.requestStarted(connection.target)
         connection.exchangeStartedAt = now
@@ -495,6 +502,7 @@ final class UpstreamPool: @unchecked Sendable {
     func finished(_ connection: UpstreamConnection, failed: Bool) {
         guard connection.inFlight else { return }
         connection.inFlight = false
+        let now = self.now
         breaker?.record(success: !failed, now: now)
         let latency = connection.responseHeadAt.map { $0 - connection.exchangeStartedAt }
         report(balancer.requestEnded(connection.target, failed: failed, latency: latency, now: now))
@@ -556,7 +564,7 @@ final class UpstreamPool: @unchecked Sendable {
             return
         }
         idle[connection.target].append(connection)
-        connection.enterIdle(timeout: settings.idleTimeout)
+        connection.enterIdle(timeout: idleTimeout)
     }
 
     /// Forgets an idle connection that closed or timed out.

@@ -44,6 +44,9 @@ final class CompiledRoute: Sendable {
     let retryPolicy: RetryPolicy
     /// Overrides of the pool's timeouts, and the whole exchange's limit.
     let timeouts: RouteTimeouts
+    /// `timeouts.response` and `timeouts.read` as NIO time, converted once (armed on every request).
+    let responseTimeout: TimeAmount?
+    let readTimeout: TimeAmount?
 
     init(
         name: String, maxBodySize: Int64, action: Action, conditions: RouteConditions = RouteConditions(),
@@ -52,6 +55,8 @@ final class CompiledRoute: Sendable {
         timeouts: RouteTimeouts = RouteTimeouts()
     ) {
         self.timeouts = timeouts
+        responseTimeout = timeouts.response.map(TimeAmount.init)
+        readTimeout = timeouts.read.map(TimeAmount.init)
         self.retryPolicy = retryPolicy
         self.name = name
         self.maxBodySize = maxBodySize
@@ -124,6 +129,14 @@ struct ListenerRoutes: Sendable {
     }
 }
 
+/// The `[http]` section's client timeouts (see `WorkerRuntime.timeouts`).
+struct ClientTimeouts {
+    let keepalive: TimeAmount
+    let header: TimeAmount
+    let body: TimeAmount
+    let send: TimeAmount
+}
+
 /// A client connection as the worker tracks it: counted against the connection limits, and told when the
 /// worker drains.
 protocol ClientConnection: AnyObject {
@@ -156,6 +169,8 @@ final class WorkerRuntime: @unchecked Sendable {
     let accessLog: AccessLog?
     /// `client_subject_header` of each TLS listener that sets one, as written.
     let clientSubjectHeaders: [String: [UInt8]]
+    /// The `[http]` timeouts as NIO time, converted once: client connections arm them on every request.
+    let timeouts: ClientTimeouts
     var requestIDs = RequestIDGenerator()
     /// Set when the worker drains: connections finish their exchange and close instead of waiting for more.
     var isDraining = false
@@ -173,6 +188,9 @@ final class WorkerRuntime: @unchecked Sendable {
         self.configuration = configuration
         self.eventLoop = eventLoop
         let http = configuration.http
+        timeouts = ClientTimeouts(
+            keepalive: TimeAmount(http.keepaliveTimeout), header: TimeAmount(http.clientHeaderTimeout),
+            body: TimeAmount(http.clientBodyTimeout), send: TimeAmount(http.sendTimeout))
         dropsUnderscoredFields = http.underscoresInHeaders == "drop"
         rejectsUnderscoredFields = http.underscoresInHeaders == "reject"
         parserLimits = HTTPHeadParser.Limits(
