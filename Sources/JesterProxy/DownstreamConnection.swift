@@ -55,6 +55,14 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
     private var isUpgrade = false
     /// Bytes were written to the client since the last flush.
     private var unflushed = false
+    /// The last piece written, not yet handed to the channel: a small piece that follows is copied into its
+    /// spare room (a response head is allocated with room for a small body), so a small response goes out as
+    /// one buffer, one channel write and one `write` call instead of a `writev` of two.
+    private var unsent: ByteBuffer?
+    /// A read was asked of the channel and has not delivered yet (see `requestRead`).
+    private var readRequested = false
+    /// The client socket's writability, as the last `channelWritabilityChanged` said.
+    private var clientIsWritable = true
     /// The current request is a HEAD request (its response has no body).
     private var requestIsHead = false
     /// The current request may be sent again if a reused upstream connection fails before answering.
@@ -130,7 +138,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
         // Strong on purpose (see ConnectionTimer); channelInactive cancels the timer, which breaks the cycle.
         timer.setup(eventLoop: context.eventLoop) { purpose in self.timerFired(purpose) }
         armKeepaliveTimer()
-        context.read()
+        requestRead()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -148,6 +156,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = unwrapInboundIn(data)
+        readRequested = false
         runtime.counters.bytesIn &+= incoming.readableBytes
         switch phase {
         case .closing:
@@ -169,11 +178,20 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
     func channelReadComplete(context: ChannelHandlerContext) {
         upstream?.flush()
         flushClient()
-        if wantsInput { context.read() }
+        if wantsInput { requestRead() }
+    }
+
+    /// Asks the channel for the next read, unless a read is already pending: asking again would change nothing
+    /// and still walk NIO's channel state checks (a dozen reference-count operations), on every request.
+    private func requestRead() {
+        guard !readRequested else { return }
+        readRequested = true
+        context.read()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
+        clientIsWritable = context.channel.isWritable
+        if clientIsWritable {
             if timer.isArmed(for: .send) {
                 timer.disarm()
                 // Reading from the upstream again: its pauses count from now.
@@ -433,12 +451,15 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
         case .respond(let responseHead, let body):
             // A local answer does not read the request body, so a request with one ends the connection.
             if framing != .none { keepAlive = false }
-            var headCopy = responseHead
-            writeConnectionField(into: &headCopy)
-            headCopy.writeStaticString("\r\n")
+            // One buffer for the whole answer (the rendered head is shared by every connection; its copy gets
+            // this connection's Connection field).
+            var out = runtime.allocator.buffer(capacity: responseHead.readableBytes + 32 + body.readableBytes)
+            out.writeImmutableBuffer(responseHead)
+            writeConnectionField(into: &out)
+            out.writeStaticString("\r\n")
+            if !requestIsHead { out.writeImmutableBuffer(body) }
             log.status = Int(responseHead.getString(at: responseHead.readerIndex + 9, length: 3) ?? "") ?? 0
-            write(headCopy)
-            if !requestIsHead { write(body) }
+            write(out)
             log.bytesOut = body.readableBytes
             finishExchange(requestComplete: framing == .none)
         case .proxy, .split:
@@ -514,7 +535,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
                 timer.arm(.body, after: runtime.timeouts.body)
                 process()
                 connection.flush()
-                if wantsInput { context.read() }
+                if wantsInput { requestRead() }
             }
         }
     }
@@ -547,7 +568,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
             }
             let body = consumed.getSlice(at: consumed.readerIndex + range.lowerBound, length: range.count)!
             if isChunkedUpstream {
-                upstream.write(context.channel.allocator.chunkSizeLine(range.count))
+                upstream.write(runtime.allocator.chunkSizeLine(range.count))
                 upstream.write(body)
                 upstream.write(ByteBuffer(staticString: "\r\n"))
             } else {
@@ -590,7 +611,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
         let request = UpstreamRequest(
             runtime: runtime, route: route!, clientAddress: clientAddress, tls: tls,
             clientSubjectHeader: clientSubjectHeader, chunked: isChunkedUpstream, upgrade: isUpgrade)
-        let (out, requestID) = request.renderHead(bytes, head: head, target: target, allocator: context.channel.allocator)
+        let (out, requestID) = request.renderHead(bytes, head: head, target: target, allocator: runtime.allocator)
         if runtime.accessLog != nil { log.requestID = requestID }
         return out
     }
@@ -598,7 +619,9 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
     /// The response head sent to the client: the upstream's status line and end-to-end fields, with this
     /// connection's framing and persistence.
     private func rewriteResponseHead(_ response: HTTPHead, _ bytes: UnsafeRawBufferPointer) -> ByteBuffer {
-        var out = context.channel.allocator.buffer(capacity: bytes.count + 64)
+        // Room for a small body too, which `write` then appends: the whole response in one buffer.
+        let smallBody = response.contentLength.map { $0 <= 4096 ? Int($0) : 0 } ?? 0
+        var out = runtime.allocator.buffer(capacity: bytes.count + 64 + smallBody)
         out.writeStaticString("HTTP/1.1")
         var statusLineEnd = 8
         while statusLineEnd < bytes.count, bytes[statusLineEnd] != ASCII.cr { statusLineEnd += 1 }
@@ -666,7 +689,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
         runtime.counters.errors &+= 1
         let reason = HTTPStatus.reason(status)
         let body = "\(status) \(reason)\n"
-        var out = context.channel.allocator.buffer(capacity: 160)
+        var out = runtime.allocator.buffer(capacity: 160)
         out.writeString(
             "HTTP/1.1 \(status) \(reason)\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\n")
         writeConnectionField(into: &out)
@@ -686,7 +709,15 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
     private func write(_ bytes: ByteBuffer) {
         runtime.counters.bytesOut &+= bytes.readableBytes
         unflushed = true
-        context.write(wrapOutboundOut(bytes), promise: nil)
+        if unsent != nil {
+            if unsent!.writableBytes >= bytes.readableBytes {
+                var piece = bytes
+                unsent!.writeBuffer(&piece)
+                return
+            }
+            context.write(wrapOutboundOut(unsent.take()!), promise: nil)
+        }
+        unsent = bytes
     }
 
     /// Flushes what was written to the client, if anything: a flush with nothing pending still walks the
@@ -694,6 +725,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
     private func flushClient() {
         guard unflushed else { return }
         unflushed = false
+        if let piece = unsent.take() { context.write(wrapOutboundOut(piece), promise: nil) }
         context.flush()
     }
 
@@ -727,7 +759,7 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
             // A pipelined request is already here.
             process()
         }
-        if phase == .awaitingHead { context.read() }
+        if phase == .awaitingHead { requestRead() }
     }
 
     private func finishLog(status: Int) {
@@ -746,7 +778,8 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
             self.upstream = nil
             upstream.close()
         }
-        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).assumeIsolated()
+        if let piece = unsent.take() { context.write(wrapOutboundOut(piece), promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(runtime.allocator.buffer(capacity: 0))).assumeIsolated()
             .whenComplete { [context] _ in context?.close(promise: nil) }
     }
 
@@ -845,7 +878,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
                 upstream?.flush()
             }
             upstream?.startTunnel()
-            context.read()
+            requestRead()
             return
         }
         if response.status < 200 {
@@ -892,7 +925,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
         log.bytesOut += body.readableBytes
         if let read = route?.readTimeout, timer.isArmed(for: .upstreamRead) { timer.arm(.upstreamRead, after: read) }
         if rechunkResponse {
-            write(context.channel.allocator.chunkSizeLine(body.readableBytes))
+            write(runtime.allocator.chunkSizeLine(body.readableBytes))
             write(body)
             write(ByteBuffer(staticString: "\r\n"))
         } else {
@@ -978,11 +1011,11 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
 
     func upstreamReadComplete() {
         flushClient()
-        if context.channel.isWritable, phase == .proxying || phase == .tunnel { upstream?.read() }
+        if clientIsWritable, phase == .proxying || phase == .tunnel { upstream?.read() }
     }
 
     func upstreamWritabilityChanged(isWritable: Bool) {
-        if isWritable, wantsInput { context.read() }
+        if isWritable, wantsInput { requestRead() }
     }
 }
 

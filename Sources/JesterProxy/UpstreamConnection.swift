@@ -62,6 +62,8 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     private var responseStarted = false
     /// Bytes were written since the last flush.
     private var unflushed = false
+    /// A read was asked of the channel and has not delivered yet (see `requestRead`).
+    private var readRequested = false
     /// A request of the pool's is in flight on this connection (its balancer counts it; see `UpstreamPool.finished`).
     var inFlight = false
     var exchangeStartedAt = 0.0
@@ -73,8 +75,9 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         self.target = target
     }
 
+    /// Open (the context goes with `channelInactive`) and between exchanges.
     var isUsable: Bool {
-        guard let context, context.channel.isActive else { return false }
+        guard context != nil else { return false }
         switch state {
         case .fresh, .idle: return true
         default: return false
@@ -108,7 +111,7 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         head.reset()
         unflushed = true
         context.write(wrapOutboundOut(requestHead), promise: nil)
-        context.read()
+        requestRead()
     }
 
     /// Writes request body bytes (or tunnel bytes); flushed by `flush`.
@@ -126,7 +129,15 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
 
     /// Asks for more response bytes (the client can take them).
     func read() {
-        context?.read()
+        requestRead()
+    }
+
+    /// Asks the channel for the next read unless one is pending already (an idle connection in the pool keeps
+    /// one): asking again would change nothing and still walk NIO's channel state checks.
+    private func requestRead() {
+        guard !readRequested, let context else { return }
+        readRequested = true
+        context.read()
     }
 
     /// Switches to a byte tunnel after a 101 response.
@@ -136,7 +147,7 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
             buffer = nil
             delegate?.upstreamTunnelData(remaining)
         }
-        context?.read()
+        requestRead()
     }
 
     func close() {
@@ -157,7 +168,7 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         delegate = nil
         state = .idle
         // Keep a read pending so the pool notices when the upstream closes an idle connection.
-        context?.read()
+        requestRead()
         idleTimer.arm(.keepalive, after: timeout)
     }
 
@@ -165,6 +176,7 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = unwrapInboundIn(data)
+        readRequested = false
         switch state {
         case .tunnel:
             delegate?.upstreamTunnelData(incoming)

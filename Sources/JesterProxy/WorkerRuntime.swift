@@ -171,6 +171,9 @@ final class WorkerRuntime: @unchecked Sendable {
     let clientSubjectHeaders: [String: [UInt8]]
     /// The `[http]` timeouts as NIO time, converted once: client connections arm them on every request.
     let timeouts: ClientTimeouts
+    /// What connections allocate their heads from: the channels' own (`context.channel.allocator`) is the same
+    /// allocator behind two reference-counted hops.
+    let allocator = ByteBufferAllocator()
     var requestIDs = RequestIDGenerator()
     /// Set when the worker drains: connections finish their exchange and close instead of waiting for more.
     var isDraining = false
