@@ -6,7 +6,7 @@ import NIOCore
 final class AccessLog: Sendable {
     /// What is logged about one exchange, filled in as it happens.
     struct Record {
-        var start = NIODeadline.now()
+        var start: NIODeadline
         var requestID = ""
         var client = ""
         var method = ""
@@ -20,11 +20,24 @@ final class AccessLog: Sendable {
         var bytesOut = 0
         var failure = ""
 
+        /// A record timed from now (a connection's, for errors before any request).
+        init() {
+            start = .now()
+        }
+
+        private init(start: NIODeadline) {
+            self.start = start
+        }
+
         /// Starts a record for a request head (only the parts that parsed are taken). Without an access log
-        /// (`detailed` false) only the timing and status are kept: no strings are made on the hot path.
+        /// (`detailed` false) only the status and the failure are kept: no strings are made and no clock is read
+        /// on the hot path.
         mutating func begin(head: HTTPHead, bytes: ByteBuffer, client: String, detailed: Bool) {
+            guard detailed else {
+                self = Record(start: start)
+                return
+            }
             self = Record()
-            guard detailed else { return }
             self.client = client
             bytes.withUnsafeReadableBytes { raw in
                 if !head.method.isEmpty, head.method.upperBound <= raw.count {

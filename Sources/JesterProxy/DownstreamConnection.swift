@@ -9,7 +9,9 @@ import NIOCore
 /// Reads are explicit (autoRead off): the next bytes are read only when there is somewhere for them to go (a new
 /// request head, or a request body the upstream socket can take), so a fast client cannot make Jester buffer an
 /// upload, and a pipelining client waits in its own socket buffer. Loop-confined, hence `@unchecked Sendable`.
-final class DownstreamConnection: ClientConnection, ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInboundHandler, RemovableChannelHandler,
+    @unchecked Sendable
+{
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -499,18 +501,21 @@ final class DownstreamConnection: ClientConnection, ChannelInboundHandler, Remov
             // A stream on the target's shared HTTP/2 connection, spoken to in HTTP/1.1 terms.
             let tls = pool.settings.tls != nil
             pool.acquireHTTP2(hashKey: balancingHash, connectTimeout: route?.timeouts.connect) { result in
-                self.upstreamAcquired(result.map { HTTP2Exchange(connection: $0, tls: tls) }, pool: pool)
+                self.acquired(result.map { HTTP2Exchange(connection: $0, tls: tls) }, pool: pool)
             }
             return
         }
         pool.acquire(hashKey: balancingHash, fresh: fresh, excluding: failedTargets,
             connectTimeout: route?.timeouts.connect, preferring: stickyTarget,
-            client: pool.settings.sendProxyProtocol == nil ? nil : proxyAddresses()) { result in
-            self.upstreamAcquired(result.map { $0 }, pool: pool)
-        }
+            client: pool.settings.sendProxyProtocol == nil ? nil : proxyAddresses(), for: self)
     }
 
-    private func upstreamAcquired(_ result: Result<any ExchangeUpstream, UpstreamFailure>, pool: UpstreamPool) {
+    func upstreamAcquired(_ result: Result<UpstreamConnection, UpstreamFailure>, from pool: UpstreamPool) {
+        acquired(result.map { $0 }, pool: pool)
+    }
+
+    /// The exchange's upstream (an HTTP/1.1 connection, or a stream on an HTTP/2 one), or why there is none.
+    private func acquired(_ result: Result<any ExchangeUpstream, UpstreamFailure>, pool: UpstreamPool) {
         guard phase == .proxying else {
             if case .success(let connection) = result { connection.release(reusable: true) }
             return

@@ -9,7 +9,7 @@ import NIOCore
 ///
 /// The connection is `unowned`: it owns its streams, and a stream that outlives it (a pool's completion arriving
 /// after the client left) has been marked finished by `clientGone`, and every late path checks that first.
-final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate {
+final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate, UpstreamWaiter {
     private unowned let connection: HTTP2Connection
     let id: Int32
     private var head = HTTPHead()
@@ -147,9 +147,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
                 }
             }
             pool.acquire(hashKey: hash, connectTimeout: matched.timeouts.connect, preferring: stickyTarget,
-                client: pool.settings.sendProxyProtocol == nil ? nil : connection.proxyAddresses) { result in
-                self.upstreamAcquired(result, pool: pool)
-            }
+                client: pool.settings.sendProxyProtocol == nil ? nil : connection.proxyAddresses, for: self)
         }
     }
 
@@ -182,7 +180,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         return "\(method) \(path) HTTP/1.1\r\nhost: \(authority)\r\n\(lines)\r\n"
     }
 
-    private func upstreamAcquired(_ result: Result<UpstreamConnection, UpstreamFailure>, pool: UpstreamPool) {
+    func upstreamAcquired(_ result: Result<UpstreamConnection, UpstreamFailure>, from pool: UpstreamPool) {
         guard !finished, let route, let headBytes else {
             if case .success(let upstream) = result { pool.release(upstream, reusable: true) }
             return

@@ -62,6 +62,13 @@ enum UpstreamFailure: Error, Sendable {
 /// Pools are per worker on purpose: a connection belongs to the event loop that opened it, and each worker
 /// balancing the requests it holds balances the sum too (see `LeastRequests`). Passive health is per worker as
 /// well (see `OutlierDetector`). Loop-confined, hence `@unchecked Sendable`.
+/// What waits for `UpstreamPool.acquire`: a client connection or an HTTP/2 stream.
+protocol UpstreamWaiter: AnyObject {
+    /// A connection for the exchange, or why there is none. Called on the pool's loop, possibly before `acquire`
+    /// returns.
+    func upstreamAcquired(_ result: Result<UpstreamConnection, UpstreamFailure>, from pool: UpstreamPool)
+}
+
 final class UpstreamPool: @unchecked Sendable {
     let settings: UpstreamSettings
     let eventLoop: any EventLoop
@@ -291,20 +298,22 @@ final class UpstreamPool: @unchecked Sendable {
     /// With `send_proxy_protocol`, each connection starts with a PROXY header naming `client`, so it belongs to
     /// that client: it is made fresh and closed after its exchange, never pooled (as HAProxy makes such
     /// connections private).
+    ///
+    /// The answer goes to `waiter`, at once when an idle connection is reused (nearly always): an object, not a
+    /// closure, so the common case allocates nothing.
     func acquire(
         hashKey: UInt64?, fresh: Bool = false, excluding excluded: Set<Int> = [], connectTimeout: Duration? = nil,
-        preferring preferred: Int? = nil, client: ProxyProtocol.Addresses? = nil,
-        _ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void
+        preferring preferred: Int? = nil, client: ProxyProtocol.Addresses? = nil, for waiter: any UpstreamWaiter
     ) {
         if let refusal = admit() {
-            completion(.failure(refusal))
+            waiter.upstreamAcquired(.failure(refusal), from: self)
             return
         }
-        // No wrapping closure here: an allocation per request (the breaker learns of failures in `attempt`).
         acquiring += 1
         attempt(hashKey: hashKey, fresh: fresh || settings.sendProxyProtocol != nil, excluded: excluded,
             attemptsLeft: settings.connectAttempts, lastFailure: nil,
-            connectTimeout: connectTimeout ?? settings.connectTimeout, preferred: preferred, client: client, completion)
+            connectTimeout: connectTimeout ?? settings.connectTimeout, preferred: preferred, client: client,
+            for: waiter)
     }
 
     /// The circuit breaker's word on one more request; nil: go ahead.
@@ -389,7 +398,7 @@ final class UpstreamPool: @unchecked Sendable {
     private func attempt(
         hashKey: UInt64?, fresh: Bool, excluded: Set<Int>, attemptsLeft: Int, lastFailure: UpstreamFailure?,
         connectTimeout: Duration, preferred: Int? = nil, client: ProxyProtocol.Addresses? = nil,
-        _ completion: @escaping (Result<UpstreamConnection, UpstreamFailure>) -> Void
+        for waiter: any UpstreamWaiter
     ) {
         var excluded = excluded
         var full = false
@@ -407,19 +416,19 @@ final class UpstreamPool: @unchecked Sendable {
         guard let target = stuck ?? balancer.pick(hashKey: hashKey, now: now, excluding: excluded) else {
             if full, lastFailure == nil {
                 acquiring -= 1
-                completion(.failure(.circuitOpen("every target is at its max_requests")))
+                waiter.upstreamAcquired(.failure(.circuitOpen("every target is at its max_requests")), from: self)
                 return
             }
             acquiring -= 1
             breaker?.record(success: false, now: now)
-            completion(.failure(lastFailure ?? .noTarget))
+            waiter.upstreamAcquired(.failure(lastFailure ?? .noTarget), from: self)
             return
         }
         while !fresh, let connection = idle[target].popLast() {
             if connection.isUsable {
                 connection.leaveIdle()
                 started(connection, at: now)
-                completion(.success(connection))
+                waiter.upstreamAcquired(.success(connection), from: self)
                 return
             }
         }
@@ -428,11 +437,11 @@ final class UpstreamPool: @unchecked Sendable {
             if attemptsLeft > 1 {
                 self.attempt(hashKey: hashKey, fresh: fresh, excluded: excluded.union([target]),
                     attemptsLeft: attemptsLeft - 1, lastFailure: failure, connectTimeout: connectTimeout,
-                    client: client, completion)
+                    client: client, for: waiter)
             } else {
                 self.acquiring -= 1
                 self.breaker?.record(success: false, now: self.now)
-                completion(.failure(failure))
+                waiter.upstreamAcquired(.failure(failure), from: self)
             }
         }
         guard let address = addresses[target] else {
@@ -468,12 +477,12 @@ final class UpstreamPool: @unchecked Sendable {
         let ready = handshake.map { handshake in connected.flatMap { channel in handshake.futureResult.map { _ in channel } } }
             ?? connected
         ready
-            .assumeIsolated()  // the pool's own loop: the completion stays loop-confined
+            .assumeIsolated()  // the pool's own loop: the callback stays loop-confined
             .whenComplete { result in
                 switch result {
                 case .success:
                     self.started(connection, at: self.now)
-                    completion(.success(connection))
+                    waiter.upstreamAcquired(.success(connection), from: self)
                 case .failure(let error as TLSError):
                     connection.close()
                     self.logger.warning("upstream TLS handshake failed", metadata: [
