@@ -1,15 +1,15 @@
 import NIOCore
 
-/// One deadline per connection, with at most one scheduled task behind it.
+/// One deadline per connection, kept in its worker's `TimerQueue`.
 ///
-/// Re-arming moves the deadline without cancelling and rescheduling (what a per-request `scheduleTask` would
-/// cost on every keep-alive request): a task that fires early sees the later deadline and sleeps again, and a
-/// disarmed deadline makes it do nothing. Loop-confined.
+/// Re-arming moves the deadline without touching the queue when the timer is already queued for an earlier
+/// moment (what happens on every keep-alive request): at that moment it sees the later deadline and queues itself
+/// again, and a disarmed deadline makes it do nothing. Loop-confined.
 ///
-/// The scheduled task and `onFire` hold their owners strongly; `cancel()` (called when the connection closes)
-/// breaks that cycle. Weak references would be safer-looking but cost more than they save: an object that was
-/// ever weakly referenced moves its reference count to a side table, which makes every retain and release of the
-/// connection (dozens per request) take the slow path.
+/// The queue holds a queued timer strongly, and `onFire` holds its owner strongly; `cancel()` (called when the
+/// connection closes) breaks that cycle. Weak references would be safer-looking but cost more than they save: an
+/// object that was ever weakly referenced moves its reference count to a side table, which makes every retain and
+/// release of the connection (dozens per request) take the slow path.
 final class ConnectionTimer {
     /// What the deadline is for, so the connection knows what to do when it passes.
     enum Purpose {
@@ -30,13 +30,15 @@ final class ConnectionTimer {
 
     private(set) var purpose = Purpose.none
     private var deadline = NIODeadline.distantFuture
-    private var scheduled: Scheduled<Void>?
-    private var scheduledFor = NIODeadline.distantFuture
-    private var eventLoop: (any EventLoop)?
+    private var queue: TimerQueue?
     private var onFire: ((Purpose) -> Void)?
+    /// Where the queue keeps this timer: its heap slot (-1: not queued) and the moment it is queued for, which is
+    /// never later than `deadline` while armed.
+    fileprivate var heapIndex = -1
+    fileprivate var queuedFor = NIODeadline.distantFuture
 
-    func setup(eventLoop: any EventLoop, onFire: @escaping (Purpose) -> Void) {
-        self.eventLoop = eventLoop
+    func setup(queue: TimerQueue, onFire: @escaping (Purpose) -> Void) {
+        self.queue = queue
         self.onFire = onFire
     }
 
@@ -46,10 +48,10 @@ final class ConnectionTimer {
     /// (`WorkerRuntime.timeouts`, `UpstreamPool.responseTimeout`, `CompiledRoute.responseTimeout`): converting a
     /// `Duration` takes 128-bit division, which showed in profiles at several arms per request.
     func arm(_ purpose: Purpose, after timeout: TimeAmount) {
+        guard let queue else { return }
         self.purpose = purpose
-        // The loop's clock, not the wall's: the same thing on a real loop, and what EmbeddedEventLoop advances.
-        deadline = (eventLoop?.now ?? .now()) + timeout
-        if scheduled == nil || deadline < scheduledFor { schedule(at: deadline) }
+        deadline = queue.now + timeout
+        queue.enqueue(self, for: deadline)
     }
 
     func arm(_ purpose: Purpose, after duration: Duration) {
@@ -63,29 +65,123 @@ final class ConnectionTimer {
 
     func cancel() {
         disarm()
-        scheduled?.cancel()
-        scheduled = nil
+        queue?.remove(self)
         onFire = nil
     }
 
-    private func schedule(at when: NIODeadline) {
-        guard let eventLoop else { return }
-        scheduled?.cancel()
-        scheduledFor = when
-        // Loop-confined: the isolated view takes the non-Sendable closure without a Sendable promise.
-        scheduled = eventLoop.assumeIsolated().scheduleTask(deadline: when) { self.fired() }
-    }
-
-    private func fired() {
-        scheduled = nil
+    /// The queued moment came (the timer has left the queue).
+    fileprivate func reached(now: NIODeadline) {
         guard purpose != .none else { return }
-        if (eventLoop?.now ?? .now()) < deadline {
-            schedule(at: deadline)
+        if now < deadline {
+            queue?.enqueue(self, for: deadline)
             return
         }
         let expired = purpose
         purpose = .none
         onFire?(expired)
+    }
+}
+
+/// The deadlines of a worker's connections in one binary heap, with a single NIO task scheduled for the earliest.
+///
+/// A task per connection (`scheduleTask`) allocates the task, a promise and its future each time, and cancelling
+/// one searches the loop's whole task queue; a worker accepting thousands of connections a second arms and
+/// cancels one for each. Here a timer is a slot in an array: queueing and removing it are O(log n) and allocate
+/// nothing. Loop-confined.
+final class TimerQueue {
+    private let eventLoop: any EventLoop
+    /// A min-heap on `queuedFor`.
+    private var heap: [ConnectionTimer] = []
+    private var wakeup: Scheduled<Void>?
+    private var wakeupAt = NIODeadline.distantFuture
+    /// Set while due timers run: the wakeup is scheduled once, after them.
+    private var waking = false
+
+    init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+    }
+
+    /// The loop's clock, not the wall's: the same thing on a real loop, and what EmbeddedEventLoop advances.
+    var now: NIODeadline { eventLoop.now }
+
+    /// How many timers are queued (for tests).
+    var count: Int { heap.count }
+
+    /// Queues `timer` for `when`, or moves it earlier; a timer queued for an earlier moment stays as it is.
+    fileprivate func enqueue(_ timer: ConnectionTimer, for when: NIODeadline) {
+        if timer.heapIndex >= 0 {
+            guard when < timer.queuedFor else { return }
+            timer.queuedFor = when
+            siftUp(timer.heapIndex)
+        } else {
+            timer.queuedFor = when
+            timer.heapIndex = heap.count
+            heap.append(timer)
+            siftUp(heap.count - 1)
+        }
+        if !waking, when < wakeupAt { scheduleWakeup(at: when) }
+    }
+
+    /// Takes `timer` out of the queue. The wakeup may now come early; it then finds nothing due.
+    fileprivate func remove(_ timer: ConnectionTimer) {
+        let index = timer.heapIndex
+        guard index >= 0 else { return }
+        timer.heapIndex = -1
+        let last = heap.removeLast()
+        guard index < heap.count else { return }
+        heap[index] = last
+        last.heapIndex = index
+        siftDown(index)
+        siftUp(last.heapIndex)
+    }
+
+    private func scheduleWakeup(at when: NIODeadline) {
+        wakeup?.cancel()
+        wakeupAt = when
+        // Strong: the queue lives until its last wakeup, at most the longest timeout after its runtime is gone.
+        wakeup = eventLoop.assumeIsolated().scheduleTask(deadline: when) { self.wake() }
+    }
+
+    private func wake() {
+        wakeup = nil
+        wakeupAt = .distantFuture
+        waking = true
+        let now = eventLoop.now
+        while let first = heap.first, first.queuedFor <= now {
+            remove(first)
+            first.reached(now: now)
+        }
+        waking = false
+        if let first = heap.first { scheduleWakeup(at: first.queuedFor) }
+    }
+
+    private func siftUp(_ start: Int) {
+        var index = start
+        while index > 0 {
+            let parent = (index - 1) / 2
+            guard heap[index].queuedFor < heap[parent].queuedFor else { return }
+            swapAt(index, parent)
+            index = parent
+        }
+    }
+
+    private func siftDown(_ start: Int) {
+        var index = start
+        while true {
+            let left = 2 * index + 1
+            guard left < heap.count else { return }
+            let right = left + 1
+            let smaller = right < heap.count && heap[right].queuedFor < heap[left].queuedFor ? right : left
+            guard heap[smaller].queuedFor < heap[index].queuedFor else { return }
+            swapAt(index, smaller)
+            index = smaller
+        }
+    }
+
+    private func swapAt(_ a: Int, _ b: Int) {
+        heap.swapAt(a, b)
+        heap[a].heapIndex = a
+        heap[b].heapIndex = b
     }
 }
 

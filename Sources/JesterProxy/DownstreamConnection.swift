@@ -106,13 +106,19 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     private let listener: String
     private let servesHTTP2: Bool
 
-    init(runtime: WorkerRuntime, listener: String) {
+    /// A connection accepted on `listener`, whose per-listener facts (`WorkerRuntime.listenerFacts`) the
+    /// listener's accept path looked up once.
+    init(runtime: WorkerRuntime, listener: WorkerRuntime.ListenerFacts) {
         self.runtime = runtime
-        self.listener = listener
-        servesHTTP2 = runtime.configuration.listeners.first { $0.name == listener }?.servesHTTP2 ?? false
-        self.routes = runtime.routeTables[listener] ?? .empty
-        self.parser = HTTPHeadParser(limits: runtime.parserLimits)
-        clientSubjectHeader = runtime.clientSubjectHeaders[listener]
+        self.listener = listener.name
+        servesHTTP2 = listener.servesHTTP2
+        routes = listener.routes
+        parser = HTTPHeadParser(limits: runtime.parserLimits)
+        clientSubjectHeader = listener.clientSubjectHeader
+    }
+
+    convenience init(runtime: WorkerRuntime, listener: String) {
+        self.init(runtime: runtime, listener: runtime.listenerFacts(listener))
     }
 
     // MARK: Channel events
@@ -130,7 +136,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        clientAddress = context.channel.remoteAddress?.ipAddress ?? "-"
+        clientAddress = Self.text(of: context.channel.remoteAddress)
         if routes.needsClientAddress { clientIP = IPAddressBytes(clientAddress) }
         guard runtime.register(self, clientAddress: clientAddress) else {
             phase = .closing
@@ -138,7 +144,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             return
         }
         // Strong on purpose (see ConnectionTimer); channelInactive cancels the timer, which breaks the cycle.
-        timer.setup(eventLoop: context.eventLoop) { purpose in self.timerFired(purpose) }
+        timer.setup(queue: runtime.timers) { purpose in self.timerFired(purpose) }
         armKeepaliveTimer()
         requestRead()
     }
@@ -324,6 +330,12 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     /// Closes an idle connection of a draining worker at a random moment within the next second.
     private func armDrainClose() {
         timer.arm(.keepalive, after: .nanoseconds(Int64.random(in: 100_000_000...1_000_000_000)))
+    }
+
+    /// The client's address as text, for X-Forwarded-For and the logs; IPv4 without `inet_ntop`.
+    static func text(of address: SocketAddress?) -> String {
+        if case .v4(let v4) = address { return IPAddressBytes.dottedQuad(UInt32(bigEndian: v4.address.sin_addr.s_addr)) }
+        return address?.ipAddress ?? "-"
     }
 
     // MARK: Requests
@@ -795,7 +807,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         if exchangeDeadline == nil {
             let deadline = ConnectionTimer()
             // Strong, like `timer`: channelInactive cancels it.
-            deadline.setup(eventLoop: context.eventLoop) { _ in self.exchangeDeadlinePassed() }
+            deadline.setup(queue: runtime.timers) { _ in self.exchangeDeadlinePassed() }
             exchangeDeadline = deadline
         }
         exchangeDeadline!.arm(.response, after: total)

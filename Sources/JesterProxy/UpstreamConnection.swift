@@ -90,7 +90,7 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        idleTimer.setup(eventLoop: context.eventLoop) { _ in
+        idleTimer.setup(queue: pool.timers) { _ in
             guard case .idle = self.state else { return }
             self.pool.remove(self)
             self.close()

@@ -99,15 +99,21 @@ final class UpstreamPool: @unchecked Sendable {
     /// same in every worker and after a reload, and it does not reveal the address).
     let stickyCookie: [UInt8]?
     let stickyTokens: [[UInt8]]
+    /// The worker's deadlines, where idle connections keep theirs.
+    let timers: TimerQueue
     /// `response_timeout` and `idle_timeout` as NIO time, converted once (each is armed on every request).
     let responseTimeout: TimeAmount
     let idleTimeout: TimeAmount
     /// The last TLS session of each target, resumed by the next connection (`session_reuse`).
     private var tlsSessions: [TLSSession?]
 
-    init(settings: UpstreamSettings, eventLoop: any EventLoop, firstTarget: Int, resolved: [String: String] = [:]) {
+    init(
+        settings: UpstreamSettings, eventLoop: any EventLoop, timers: TimerQueue, firstTarget: Int,
+        resolved: [String: String] = [:]
+    ) {
         self.settings = settings
         self.eventLoop = eventLoop
+        self.timers = timers
         responseTimeout = TimeAmount(settings.responseTimeout)
         idleTimeout = TimeAmount(settings.idleTimeout)
         // The loader checked the settings with the same call; a failure here would be a changed file, which the

@@ -127,14 +127,24 @@ final class WorkerServer: @unchecked Sendable {
             // A tcp listener relays streams to its pool; every other one serves HTTP.
             let tcpListener = runtime.configuration.listeners.first { $0.name == name && $0.isTCP }
             let tcpPool = tcpListener?.upstream.flatMap { runtime.pools[$0] }
+            let facts = runtime.listenerFacts(name)
             let channel = try ServerBootstrap(group: eventLoop)
-                .childChannelOption(.autoRead, value: false)
-                // A client may shut down its sending side after the request (nc -N, some HTTP/1.0 tools) and
-                // still read the answer: see DownstreamConnection.userInboundEventTriggered.
-                .childChannelOption(.allowRemoteHalfClosure, value: true)
-                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        // Set here, synchronously, rather than as the bootstrap's child channel options, which
+                        // apply each option through futures, closures and casts: most of the cost of accepting
+                        // a connection in profiles of the new-connection benchmark.
+                        guard let options = channel.syncOptions else { throw ChannelError.operationUnsupported }
+                        try options.setOption(.autoRead, value: false)
+                        // A client may shut down its sending side after the request (nc -N, some HTTP/1.0 tools)
+                        // and still read the answer: see DownstreamConnection.userInboundEventTriggered.
+                        try options.setOption(.allowRemoteHalfClosure, value: true)
+                        try options.setOption(.tcpOption(.tcp_nodelay), value: 1)
+                        // NIO keeps each connection's last receive buffer for the next read, so its first size
+                        // is memory every idle connection holds: 1 KiB (nginx's client_header_buffer_size), not
+                        // NIO's 2 KiB. A larger head fills it and the next reads grow (up to 64 KiB).
+                        try options.setOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(
+                            minimum: 64, initial: 1024, maximum: 65536))
                         if let settings = tcpListener, let pool = tcpPool {
                             try channel.pipeline.syncOperations.addHandler(
                                 TCPProxyConnection(runtime: runtime, listener: settings, pool: pool))
@@ -146,7 +156,7 @@ final class WorkerServer: @unchecked Sendable {
                             if let tlsContext {
                                 try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tlsContext))
                             }
-                            try channel.pipeline.syncOperations.addHandler(DownstreamConnection(runtime: runtime, listener: name))
+                            try channel.pipeline.syncOperations.addHandler(DownstreamConnection(runtime: runtime, listener: facts))
                         }
                     }
                 }

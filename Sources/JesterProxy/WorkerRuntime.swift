@@ -169,8 +169,26 @@ final class WorkerRuntime: @unchecked Sendable {
     let accessLog: AccessLog?
     /// `client_subject_header` of each TLS listener that sets one, as written.
     let clientSubjectHeaders: [String: [UInt8]]
+    /// What a client connection needs to know about its listener, looked up once per listener rather than per
+    /// accepted connection.
+    struct ListenerFacts {
+        let name: String
+        let routes: ListenerRoutes
+        let servesHTTP2: Bool
+        let clientSubjectHeader: [UInt8]?
+    }
+
+    func listenerFacts(_ name: String) -> ListenerFacts {
+        ListenerFacts(
+            name: name, routes: routeTables[name] ?? .empty,
+            servesHTTP2: configuration.listeners.first { $0.name == name }?.servesHTTP2 ?? false,
+            clientSubjectHeader: clientSubjectHeaders[name])
+    }
+
     /// The `[http]` timeouts as NIO time, converted once: client connections arm them on every request.
     let timeouts: ClientTimeouts
+    /// The deadlines of this configuration's connections (client and upstream).
+    let timers: TimerQueue
     /// What connections allocate their heads from: the channels' own (`context.channel.allocator`) is the same
     /// allocator behind two reference-counted hops.
     let allocator = ByteBufferAllocator()
@@ -190,6 +208,7 @@ final class WorkerRuntime: @unchecked Sendable {
     init(configuration: Configuration, eventLoop: any EventLoop, slot: Int, resolved: [String: String] = [:]) {
         self.configuration = configuration
         self.eventLoop = eventLoop
+        timers = TimerQueue(eventLoop: eventLoop)
         let http = configuration.http
         timeouts = ClientTimeouts(
             keepalive: TimeAmount(http.keepaliveTimeout), header: TimeAmount(http.clientHeaderTimeout),
@@ -201,7 +220,7 @@ final class WorkerRuntime: @unchecked Sendable {
         var pools: [String: UpstreamPool] = [:]
         for upstream in configuration.upstreams {
             pools[upstream.name] = UpstreamPool(
-                settings: upstream, eventLoop: eventLoop, firstTarget: slot, resolved: resolved)
+                settings: upstream, eventLoop: eventLoop, timers: timers, firstTarget: slot, resolved: resolved)
         }
         self.pools = pools
         let allocator = ByteBufferAllocator()

@@ -177,6 +177,13 @@ func addressesPrintInCanonicalForm(text: String, canonical: String) throws {
     #expect(try #require(IPAddressBytes(text)).description == canonical)
 }
 
+@Test(arguments: ["0.0.0.0", "127.0.0.1", "10.20.30.40", "255.255.255.255", "192.168.100.9", "1.99.100.255"])
+func dottedQuadsPrintLikeTheParserReadsThem(text: String) throws {
+    let bytes = try #require(IPAddressBytes(text)).bytes
+    let address = bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+    #expect(IPAddressBytes.dottedQuad(address) == text)
+}
+
 @Test func bodyPeekDecodesWithoutConsumingAndStopsAtTheLimit() throws {
     func peek(_ text: String, _ framing: BodyFraming, limit: Int) throws -> BodyPeek? {
         try Array(text.utf8).withUnsafeBytes { try BodyPeek.peek($0, framing: framing, limit: limit) }

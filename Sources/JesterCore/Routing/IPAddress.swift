@@ -10,7 +10,7 @@ public struct IPAddressBytes: Sendable, Hashable, CustomStringConvertible {
     /// The text form: dotted IPv4, or IPv6 in RFC 5952's canonical form (lowercase, the longest run of two or
     /// more zero groups as "::").
     public var description: String {
-        if bytes.count == 4 { return bytes.map(String.init).joined(separator: ".") }
+        if bytes.count == 4 { return Self.dottedQuad(bytes.reduce(0) { $0 << 8 | UInt32($1) }) }
         let groups = (0..<8).map { Int(bytes[2 * $0]) << 8 | Int(bytes[2 * $0 + 1]) }
         var best = (start: -1, length: 0)
         var index = 0
@@ -26,6 +26,24 @@ public struct IPAddressBytes: Sendable, Hashable, CustomStringConvertible {
         }
         guard best.start >= 0 else { return text(0..<8) }
         return text(0..<best.start) + "::" + text((best.start + best.length)..<8)
+    }
+
+    /// An IPv4 address (host byte order) in dotted form, written straight into a small string: what a worker
+    /// does for every accepted connection, where `inet_ntop`'s formatted printing and `description`'s joined
+    /// pieces showed in profiles.
+    public static func dottedQuad(_ address: UInt32) -> String {
+        String(unsafeUninitializedCapacity: 15) { text in
+            var length = 0
+            for shift in stride(from: 24, through: 0, by: -8) {
+                let octet = Int(truncatingIfNeeded: address >> UInt32(shift)) & 0xFF
+                if octet >= 100 { text[length] = UInt8(ascii: "0") + UInt8(octet / 100); length += 1 }
+                if octet >= 10 { text[length] = UInt8(ascii: "0") + UInt8(octet / 10 % 10); length += 1 }
+                text[length] = UInt8(ascii: "0") + UInt8(octet % 10)
+                length += 1
+                if shift > 0 { text[length] = UInt8(ascii: "."); length += 1 }
+            }
+            return length
+        }
     }
 
     public init?(_ text: some StringProtocol) {
