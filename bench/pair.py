@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Paired comparison: two proxies on the same CPU at the same time, for a before/after ratio that steal cannot skew.
+
+    bench/pair.py A B [--rounds N] [--path /small] [--close] [--duration S]
+
+A and B are each a Jester binary, "haproxy" or "nginx". Both run at once, one worker each, pinned to CPU 0, each
+driven by its own wrk on CPU 1 against the benchmark's upstream (bench/harness.py's configurations, on two ports).
+Whatever the machine does during a round (steal, frequency, a neighbour's cache) it does to both, so the ratio of
+their CPU time per request is steady to about ±1 % where alternating runs drift by ±15 %. This is the tool for
+"run the benchmark before and after a hot-path change"; bench/harness.py remains the report against nginx and
+HAProxy (requests/s and latency need a core to themselves, which this mode does not give).
+"""
+
+import argparse
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
+
+def configuration(work, kind, name, port):
+    """Command line of one side, with its configuration written to `work`."""
+    listen = f"127.0.0.1:{harness.PROXY_PORT}"
+    if kind in ("haproxy", "nginx"):
+        text = (harness.haproxy_config if kind == "haproxy" else harness.nginx_config)(work, 1, 0)
+        text = text.replace(listen, f"127.0.0.1:{port}").replace(f"{kind}.pid", f"{name}.pid")
+        path = work / f"{name}.conf"
+        path.write_text(text)
+        return ["haproxy", "-db", "-f", str(path)] if kind == "haproxy" else ["nginx", "-c", str(path)]
+    text = (harness.jester_config(work, 1, 0).replace(listen, f"127.0.0.1:{port}")
+            .replace("jester.pid", f"{name}.pid").replace("jester.sock", f"{name}.sock"))
+    path = work / f"{name}.toml"
+    path.write_text(text)
+    return [kind, "--config", str(path)]
+
+
+def cpu_seconds(server):
+    """(user, system) seconds of a side's processes."""
+    user = system = 0
+    for pid in server.pids():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            user += int(fields[11])
+            system += int(fields[12])
+        except (OSError, IndexError):
+            pass
+    return user / harness.CLOCK_TICKS, system / harness.CLOCK_TICKS
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("a")
+    parser.add_argument("b")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=6)
+    parser.add_argument("--path", default="/small")
+    parser.add_argument("--close", action="store_true", help="a new connection per request")
+    args = parser.parse_args()
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    harness.MAX_CONNECTIONS = min(harness.MAX_CONNECTIONS, (hard - 200) // 2)
+    work = Path(tempfile.mkdtemp(prefix="jester-pair-"))
+    os.chmod(work, 0o755)
+    (work / "upstream.conf").write_text(harness.upstream_config(work))
+    os.chmod(work / "www", 0o755)
+    harness.wait_for_free_port(harness.UPSTREAM_PORT)
+    upstream = harness.Server("upstream", ["nginx", "-c", str(work / "upstream.conf")], "1", work / "upstream.log")
+    sides = []
+    try:
+        harness.wait_for_http(harness.UPSTREAM_PORT)
+        for name, kind, port in (("a", args.a, harness.PROXY_PORT), ("b", args.b, harness.PROXY_PORT + 10)):
+            harness.wait_for_free_port(port)
+            sides.append((harness.Server(name, configuration(work, kind, name, port), "0", work / f"{name}.log"), port))
+            harness.wait_for_http(port)
+        ratios = []
+        for round_number in range(args.rounds):
+            before = [cpu_seconds(server) for server, _ in sides]
+            load = [subprocess.Popen(
+                ["taskset", "-c", "1", "wrk", "-t1", "-c50", f"-d{args.duration}s",
+                 *(["-H", "Connection: close"] if args.close else []), f"http://127.0.0.1:{port}{args.path}"],
+                stdout=subprocess.PIPE, text=True) for _, port in sides]
+            outputs = [process.communicate()[0] for process in load]
+            after = [cpu_seconds(server) for server, _ in sides]
+            requests = [int(re.search(r"(\d+) requests in", output).group(1)) for output in outputs]
+            user = [(after[i][0] - before[i][0]) / requests[i] * 1e6 for i in range(2)]
+            system = [(after[i][1] - before[i][1]) / requests[i] * 1e6 for i in range(2)]
+            micros = [user[i] + system[i] for i in range(2)]
+            ratios.append(micros[1] / micros[0])
+            print(f"round {round_number + 1}: A {micros[0]:.1f} µs/req (user {user[0]:.1f}, system {system[0]:.1f}; "
+                  f"{requests[0]:,} requests), B {micros[1]:.1f} µs/req (user {user[1]:.1f}, system "
+                  f"{system[1]:.1f}; {requests[1]:,}), B/A {ratios[-1]:.3f}", flush=True)
+        print(f"CPU per request, B/A: median {statistics.median(ratios):.3f} over {args.rounds} rounds")
+    finally:
+        for server, _ in sides:
+            server.stop()
+        upstream.stop()
+
+
+if __name__ == "__main__":
+    main()
