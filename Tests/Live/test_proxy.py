@@ -418,7 +418,9 @@ def test_a_client_that_half_closes_still_gets_its_answer(jester):
 # Allocations per request in the worker, counted by an LD_PRELOAD shim (support/count_allocations.c). The budgets
 # are today's counts plus a little headroom: a change that adds allocations to the hot path fails here and has to
 # say why (or lower the budget when it removes some). Measured with the release build.
-ALLOCATION_BUDGETS = {"/local": 2, "/echo": 5}  # measured 2.0 and 5.0 (2026-11-22: the pool's answer is no longer a closure)
+# Measured 2.0 and 5.0 (2026-11-22: the pool's answer is no longer a closure). Half an allocation of headroom: one
+# more per request fails, the worker's once-a-second chores do not.
+ALLOCATION_BUDGETS = {"/local": 2.5, "/echo": 5.5}
 
 
 def allocation_count(pid):
