@@ -54,10 +54,6 @@ final class ConnectionTimer {
         queue.enqueue(self, for: deadline)
     }
 
-    func arm(_ purpose: Purpose, after duration: Duration) {
-        arm(purpose, after: TimeAmount(duration))
-    }
-
     func disarm() {
         purpose = .none
         deadline = .distantFuture

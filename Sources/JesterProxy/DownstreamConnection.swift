@@ -488,7 +488,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             isUpgrade = head.connectionUpgrade && head.upgradeWebSocket && framing == .none
             responseStarted = false
             log.upstream = pool.name
-            if let total = matched.timeouts.total { armExchangeDeadline(total) }
+            if let total = matched.totalTimeout { armExchangeDeadline(total) }
             balancingHash = headBytes.withUnsafeReadableBytes {
                 pool.hashKey(head: head, bytes: $0, clientAddress: clientAddress)
             }
@@ -803,7 +803,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     // MARK: Timers
 
     /// A route's `timeout`: the whole exchange. A second timer, made only for routes that set one.
-    private func armExchangeDeadline(_ total: Duration) {
+    private func armExchangeDeadline(_ total: TimeAmount) {
         if exchangeDeadline == nil {
             let deadline = ConnectionTimer()
             // Strong, like `timer`: channelInactive cancels it.

@@ -585,8 +585,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
 
     /// `timeout`: the whole exchange; a response under way is cut short with a reset, visibly.
     private func armRouteTimers(_ route: CompiledRoute) {
-        guard let total = route.timeouts.total, let eventLoop = connection.eventLoop else { return }
-        exchangeTimer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(total)) { [self] in
+        guard let total = route.totalTimeout, let eventLoop = connection.eventLoop else { return }
+        exchangeTimer = eventLoop.assumeIsolated().scheduleTask(in: total) { [self] in
             self.timedOut("route timeout")
         }
     }

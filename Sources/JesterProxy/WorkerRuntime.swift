@@ -44,9 +44,10 @@ final class CompiledRoute: Sendable {
     let retryPolicy: RetryPolicy
     /// Overrides of the pool's timeouts, and the whole exchange's limit.
     let timeouts: RouteTimeouts
-    /// `timeouts.response` and `timeouts.read` as NIO time, converted once (armed on every request).
+    /// `timeouts.response`, `.read` and `.total` as NIO time, converted once (armed on every request).
     let responseTimeout: TimeAmount?
     let readTimeout: TimeAmount?
+    let totalTimeout: TimeAmount?
 
     init(
         name: String, maxBodySize: Int64, action: Action, conditions: RouteConditions = RouteConditions(),
@@ -57,6 +58,7 @@ final class CompiledRoute: Sendable {
         self.timeouts = timeouts
         responseTimeout = timeouts.response.map(TimeAmount.init)
         readTimeout = timeouts.read.map(TimeAmount.init)
+        totalTimeout = timeouts.total.map(TimeAmount.init)
         self.retryPolicy = retryPolicy
         self.name = name
         self.maxBodySize = maxBodySize
