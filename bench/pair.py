@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Paired comparison: two proxies on the same CPU at the same time, for a before/after ratio that steal cannot skew.
 
-    bench/pair.py A B [--rounds N] [--path /small] [--close] [--duration S]
+    bench/pair.py A B [--rounds N] [--path /small] [--close | --h2] [--duration S]
 
 A and B are each a Jester binary, "haproxy" or "nginx". Both run at once, one worker each, pinned to CPU 0, each
 driven by its own wrk on CPU 1 against the benchmark's upstream (bench/harness.py's configurations, on two ports).
@@ -25,16 +25,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
 
-def configuration(work, kind, name, port):
+def configuration(work, kind, name, port, tls):
     """Command line of one side, with its configuration written to `work`."""
     listen = f"127.0.0.1:{harness.PROXY_PORT}"
     if kind in ("haproxy", "nginx"):
-        text = (harness.haproxy_config if kind == "haproxy" else harness.nginx_config)(work, 1, 0)
+        text = (harness.haproxy_config if kind == "haproxy" else harness.nginx_config)(work, 1, 0, tls)
         text = text.replace(listen, f"127.0.0.1:{port}").replace(f"{kind}.pid", f"{name}.pid")
         path = work / f"{name}.conf"
         path.write_text(text)
         return ["haproxy", "-db", "-f", str(path)] if kind == "haproxy" else ["nginx", "-c", str(path)]
-    text = (harness.jester_config(work, 1, 0).replace(listen, f"127.0.0.1:{port}")
+    text = (harness.jester_config(work, 1, 0, tls).replace(listen, f"127.0.0.1:{port}")
             .replace("jester.pid", f"{name}.pid").replace("jester.sock", f"{name}.sock"))
     path = work / f"{name}.toml"
     path.write_text(text)
@@ -63,6 +63,8 @@ def main():
     parser.add_argument("--duration", type=int, default=6)
     parser.add_argument("--path", default="/small")
     parser.add_argument("--close", action="store_true", help="a new connection per request")
+    parser.add_argument("--h2", action="store_true",
+                        help="HTTP/2 over TLS: h2load, 10 connections × 10 streams (the h2-streams scenario)")
     args = parser.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -79,18 +81,25 @@ def main():
         harness.wait_for_http(harness.UPSTREAM_PORT)
         for name, kind, port in (("a", args.a, harness.PROXY_PORT), ("b", args.b, harness.PROXY_PORT + 10)):
             harness.wait_for_free_port(port)
-            sides.append((harness.Server(name, configuration(work, kind, name, port), "0", work / f"{name}.log"), port))
-            harness.wait_for_http(port)
+            command = configuration(work, kind, name, port, args.h2)
+            sides.append((harness.Server(name, command, "0", work / f"{name}.log"), port))
+            harness.wait_for_http(port, tls=args.h2)
         ratios = []
         for round_number in range(args.rounds):
             before = [cpu_seconds(server) for server, _ in sides]
-            load = [subprocess.Popen(
-                ["taskset", "-c", "1", "wrk", "-t1", "-c50", f"-d{args.duration}s",
-                 *(["-H", "Connection: close"] if args.close else []), f"http://127.0.0.1:{port}{args.path}"],
-                stdout=subprocess.PIPE, text=True) for _, port in sides]
+            if args.h2:
+                commands = [["taskset", "-c", "1", "h2load", "-D", str(args.duration), "-c10", "-m10", "-t1",
+                             f"https://127.0.0.1:{port}{args.path}"] for _, port in sides]
+                pattern = r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded"
+            else:
+                commands = [["taskset", "-c", "1", "wrk", "-t1", "-c50", f"-d{args.duration}s",
+                             *(["-H", "Connection: close"] if args.close else []),
+                             f"http://127.0.0.1:{port}{args.path}"] for _, port in sides]
+                pattern = r"(\d+) requests in"
+            load = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for command in commands]
             outputs = [process.communicate()[0] for process in load]
             after = [cpu_seconds(server) for server, _ in sides]
-            requests = [int(re.search(r"(\d+) requests in", output).group(1)) for output in outputs]
+            requests = [int(re.search(pattern, output).group(1)) for output in outputs]
             user = [(after[i][0] - before[i][0]) / requests[i] * 1e6 for i in range(2)]
             system = [(after[i][1] - before[i][1]) / requests[i] * 1e6 for i in range(2)]
             micros = [user[i] + system[i] for i in range(2)]

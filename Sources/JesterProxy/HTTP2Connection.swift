@@ -28,7 +28,9 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
     private var initialBytes: ByteBuffer?
     private var closing = false
     private var draining = false
-    private var idleTimer: Scheduled<Void>?
+    /// Closes the connection when it has had no stream for the keep-alive timeout. Holds the connection strongly;
+    /// `handlerRemoved` and `channelInactive` cancel it.
+    private let idleTimer = ConnectionTimer()
     private var flushScheduled = false
     /// `http.connection_request_rate`, over all of the connection's streams.
     private lazy var requestBucket = runtime.makeRequestBucket()
@@ -62,6 +64,7 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
     /// Takes over from the HTTP/1 handler, which counted the connection (see `WorkerRuntime.transfer`).
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        idleTimer.setup(queue: runtime.timers) { _ in self.idleTimeoutPassed() }
         if runtime.isDraining { drain() }
         if let bytes = initialBytes {
             initialBytes = nil
@@ -73,7 +76,7 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        idleTimer?.cancel()
+        idleTimer.cancel()
         self.context = nil
     }
 
@@ -96,7 +99,7 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
 
     func channelInactive(context: ChannelHandlerContext) {
         closing = true
-        idleTimer?.cancel()
+        idleTimer.cancel()
         for stream in streams.values { stream.clientGone() }
         streams = [:]
         runtime.unregister(self, clientAddress: clientAddress)
@@ -148,7 +151,7 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
     private func handle(_ event: HTTP2Event) {
         switch event {
         case .headers(let id, let fields, let endStream):
-            idleTimer?.cancel()
+            idleTimer.disarm()
             let stream = HTTP2Stream(connection: self, id: id)
             streams[id] = stream
             stream.start(fields: fields, endStream: endStream)
@@ -205,15 +208,16 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
     }
 
     private func armIdleTimer() {
-        idleTimer?.cancel()
-        guard let context else { return }
-        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: runtime.timeouts.keepalive) { [self] in
-            guard self.streams.isEmpty else { return }
-            self.session.goAway()
-            self.flushOutput()
-            self.closing = true
-            self.context?.close(promise: nil)
-        }
+        guard context != nil, !closing else { return }
+        idleTimer.arm(.keepalive, after: runtime.timeouts.keepalive)
+    }
+
+    private func idleTimeoutPassed() {
+        guard streams.isEmpty, !closing else { return }
+        session.goAway()
+        flushOutput()
+        closing = true
+        context?.close(promise: nil)
     }
 
     // MARK: For streams

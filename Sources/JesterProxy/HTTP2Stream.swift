@@ -30,11 +30,13 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     /// Reading from the upstream waits for the stream's outgoing buffer to drain.
     private var upstreamPaused = false
     private var finished = false
-    private var responseTimer: Scheduled<Void>?
+    /// The response deadline until the head arrives, then the route's `read_timeout` between parts of the
+    /// response: one timer in the worker's `TimerQueue`, as on HTTP/1 (a `scheduleTask` per stream and its
+    /// cancellation were a tenth of an HTTP/2 request's CPU). It holds the stream strongly; `closed` cancels it.
+    private let timer = ConnectionTimer()
+    /// The route's `timeout` (whole exchange), made only for routes that set one.
+    private var exchangeDeadline: ConnectionTimer?
     private var log = AccessLog.Record()
-    /// The route's `timeout` (whole exchange) and `read_timeout` (pause within a response).
-    private var exchangeTimer: Scheduled<Void>?
-    private var readTimer: Scheduled<Void>?
     /// Sticky sessions: the target the request's cookie names.
     private var stickyTarget: Int?
     // An HTTP/2 upstream (`protocol = "h2"`): the stream there, and byte counts not yet acknowledged each way.
@@ -52,6 +54,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     init(connection: HTTP2Connection, id: Int32) {
         self.connection = connection
         self.id = id
+        timer.setup(queue: connection.runtime.timers) { purpose in self.timerFired(purpose) }
     }
 
     private var runtime: WorkerRuntime { connection.runtime }
@@ -266,14 +269,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     private func endRequestBody() {
         if chunked { upstream?.write(ByteBuffer(staticString: "0\r\n\r\n")) }
         // The response timeout runs from the end of the request, however long the upload took.
-        guard let route, let pool = upstream?.pool, let eventLoop = connection.eventLoop else { return }
-        let timeout = route.responseTimeout ?? pool.responseTimeout
-        responseTimer = eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
-            guard !self.responseStarted, !self.finished else { return }
-            self.upstream?.close()
-            self.upstream = nil
-            self.finishLocally(status: 504, failure: UpstreamFailure.responseTimedOut.reason)
-        }
+        guard let route, let pool = upstream?.pool, !finished else { return }
+        timer.arm(.response, after: route.responseTimeout ?? pool.responseTimeout)
     }
 
     /// Tells the client it may send as much again as the upstream has taken: HTTP/2 flow control as
@@ -295,7 +292,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     // MARK: Response
 
     func upstreamResponseHead(_ response: HTTPHead, bytes: ByteBuffer) {
-        responseTimer?.cancel()
+        timer.disarm()
         if response.status < 200 {
             // 1xx: 100 Continue has no meaning here (the client does not wait for it in HTTP/2); 101 cannot happen
             // (no upgrade is forwarded).
@@ -388,7 +385,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     /// The client reset the stream, or it completed: an upstream still busy with it is closed (out of step).
     func closed(errorCode: UInt32) {
         deferredStart = nil
-        responseTimer?.cancel()
+        timer.cancel()
+        exchangeDeadline?.cancel()
         if let h2Upstream, let h2Stream, !finished {
             // The client gave up: so does the target (RST_STREAM CANCEL).
             h2Upstream.cancel(h2Stream)
@@ -492,14 +490,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     }
 
     private func armHTTP2ResponseTimer(pool: UpstreamPool, route: CompiledRoute) {
-        guard let eventLoop = connection.eventLoop else { return }
-        let timeout = route.responseTimeout ?? pool.responseTimeout
-        responseTimer = eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
-            guard !self.responseStarted, !self.finished else { return }
-            if let upstream = self.h2Upstream, let stream = self.h2Stream { upstream.cancel(stream) }
-            self.h2Upstream = nil
-            self.finishLocally(status: 504, failure: UpstreamFailure.responseTimedOut.reason)
-        }
+        guard !finished else { return }
+        timer.arm(.response, after: route.responseTimeout ?? pool.responseTimeout)
     }
 
     /// The request's fields for the target: pseudo-headers (path rewritten, Host overridden as the route says),
@@ -585,18 +577,35 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
 
     /// `timeout`: the whole exchange; a response under way is cut short with a reset, visibly.
     private func armRouteTimers(_ route: CompiledRoute) {
-        guard let total = route.totalTimeout, let eventLoop = connection.eventLoop else { return }
-        exchangeTimer = eventLoop.assumeIsolated().scheduleTask(in: total) { [self] in
-            self.timedOut("route timeout")
-        }
+        guard let total = route.totalTimeout else { return }
+        let deadline = ConnectionTimer()
+        // Strong, like `timer`: `closed` cancels it.
+        deadline.setup(queue: runtime.timers) { _ in self.timedOut("route timeout") }
+        deadline.arm(.response, after: total)
+        exchangeDeadline = deadline
     }
 
     /// `read_timeout`: re-armed by every part of the response.
     private func armReadTimer() {
-        guard let read = route?.readTimeout, let eventLoop = connection.eventLoop, !finished else { return }
-        readTimer?.cancel()
-        readTimer = eventLoop.assumeIsolated().scheduleTask(in: read) { [self] in
-            self.timedOut("upstream read timeout")
+        guard let read = route?.readTimeout, !finished else { return }
+        timer.arm(.upstreamRead, after: read)
+    }
+
+    private func timerFired(_ purpose: ConnectionTimer.Purpose) {
+        switch purpose {
+        case .response:
+            guard !responseStarted, !finished else { return }
+            if let upstream {
+                self.upstream = nil
+                upstream.close()
+            }
+            if let h2Upstream, let h2Stream { h2Upstream.cancel(h2Stream) }
+            h2Upstream = nil
+            finishLocally(status: 504, failure: UpstreamFailure.responseTimedOut.reason)
+        case .upstreamRead:
+            timedOut("upstream read timeout")
+        default:
+            break
         }
     }
 
@@ -620,9 +629,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     private func complete(status: Int? = nil) {
         guard !finished else { return }
         finished = true
-        responseTimer?.cancel()
-        exchangeTimer?.cancel()
-        readTimer?.cancel()
+        timer.disarm()
+        exchangeDeadline?.disarm()
         if let accessLog = runtime.accessLog {
             if let status { log.status = status }
             accessLog.write(log)
@@ -634,7 +642,7 @@ extension HTTP2Stream {
     // MARK: HTTP2UpstreamStreamDelegate
 
     func upstreamHeaders(_ fields: [HTTP2Field], endStream: Bool) {
-        responseTimer?.cancel()
+        timer.disarm()
         let status = fields.first { $0.name == ":status" }.flatMap { Int($0.value) } ?? 502
         // An interim (1xx) response carries nothing a client of this proxy needs.
         if status < 200 { return }
