@@ -146,6 +146,16 @@ public final class HTTP2Session {
         return output
     }
 
+    /// Events raised while output was produced: a stream whose last frame went out after the peer's is closed by
+    /// `takeOutput`, not by `receive`. Call after `takeOutput`; waiting for the peer's next bytes would leave the
+    /// stream open (and the connection not idle) for as long as the peer stays quiet.
+    public func takeEvents() -> [HTTP2Event] {
+        guard !events.isEmpty else { return [] }
+        let taken = events
+        events = []
+        return taken
+    }
+
     /// Whether the session still wants to read or write; when neither, the connection can close.
     public var isActive: Bool {
         nghttp2_session_want_read(session) != 0 || nghttp2_session_want_write(session) != 0

@@ -197,6 +197,7 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
             wrote = true
         }
         if wrote { context.flush() }
+        for event in session.takeEvents() { handle(event) }
         for stream in streams.values { stream.resumeUpstreamIfRoom() }
     }
 

@@ -192,6 +192,7 @@ final class HTTP2UpstreamConnection: ChannelInboundHandler, @unchecked Sendable 
             wrote = true
         }
         if wrote { context.flush() }
+        for event in session.takeEvents() { handle(event) }
         for delegate in streams.values { delegate.upstreamDrained() }
     }
 

@@ -133,3 +133,22 @@ private func requestFields(_ method: String = "GET", path: String = "/", extra: 
     // The GOAWAY it queued goes out.
     #expect(server.takeOutput(allocator: allocator) != nil)
 }
+
+/// A stream closes when the side that ends it last sends its END_STREAM: on the server, that is in `takeOutput`,
+/// and the close must be reported then, not when the client next sends something (it may never).
+@Test func aStreamClosedBySendingItsLastFrameIsReportedByTakeEvents() throws {
+    let client = try HTTP2Session(role: .client)
+    let server = try HTTP2Session(role: .server)
+    let stream = try #require(client.request(fields: requestFields(), hasBody: false))
+    let request = exchange(client, server).server
+    #expect(request.contains { if case .headers(stream, _, true) = $0 { true } else { false } })
+    #expect(!request.contains(.streamClosed(stream: stream, errorCode: 0)))
+    #expect(server.takeEvents().isEmpty)
+
+    server.respond(stream: stream, fields: [HTTP2Field(":status", "204")], hasBody: false)
+    let output = try #require(server.takeOutput(allocator: allocator))
+    #expect(server.takeEvents() == [.streamClosed(stream: stream, errorCode: 0)])
+    #expect(server.takeEvents().isEmpty, "taken once")
+    let answer = try client.receive(output).get()
+    #expect(answer.contains(.streamClosed(stream: stream, errorCode: 0)))
+}

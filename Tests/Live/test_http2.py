@@ -360,3 +360,51 @@ def test_frame_floods_end_the_session_and_spare_the_worker(make_jester, upstream
     code, body, _ = curl("--http2-prior-knowledge", jester.url + "/hello")
     assert (code, body) == (200, b"hello\n")
     assert jester.worker_pids() == pids
+
+
+def test_idle_connection_closes_after_keepalive_timeout_counted_from_its_last_stream(make_jester, upstream):
+    """An HTTP/2 connection with no stream open gets GOAWAY and is closed after keepalive_timeout; every stream
+    puts the clock back, so a connection that keeps being used stays open."""
+    jester = make_jester(config(upstream, tls=False) + '\n[http]\nkeepalive_timeout = "1s"\n')
+    block = b"".join(literal(n, v) for n, v in [(":method", "GET"), (":scheme", "http"), (":path", "/hello"),
+                                                 (":authority", "x")])
+    with socket.create_connection(("127.0.0.1", jester.port), timeout=5) as connection:
+        received = bytearray()
+
+        def read_until(done, seconds):
+            """Reads frames until `done(frames)` or the peer closes; returns (frames, closed)."""
+            connection.settimeout(0.1)
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                frames, data = [], bytes(received)
+                while len(data) >= 9 and len(data) >= 9 + int.from_bytes(data[:3], "big"):
+                    length = int.from_bytes(data[:3], "big")
+                    frames.append((data[3], int.from_bytes(data[5:9], "big") & 0x7FFFFFFF))
+                    data = data[9 + length:]
+                if done(frames):
+                    return frames, False
+                try:
+                    chunk = connection.recv(65536)
+                except socket.timeout:
+                    continue
+                if not chunk:
+                    return frames, True
+                received.extend(chunk)
+            return frames, False
+
+        connection.sendall(PREFACE + frame(0x4, 0, 0) + frame(0x1, 0x5, 1, block))
+        frames, closed = read_until(lambda f: (0x0, 1) in f, 3)
+        assert (0x0, 1) in frames and not closed, frames
+        # 0.6 s later (within the timeout) a second stream, and 0.6 s after that the connection is still open:
+        # more than a second after the first stream, less than one after the second.
+        time.sleep(0.6)
+        connection.sendall(frame(0x1, 0x5, 3, block))
+        frames, closed = read_until(lambda f: (0x0, 3) in f, 3)
+        assert (0x0, 3) in frames and not closed, frames
+        answered = time.monotonic()
+        frames, closed = read_until(lambda f: False, 0.6)
+        assert not closed and (0x7, 0) not in frames, frames
+        frames, closed = read_until(lambda f: False, 3)
+        assert closed, "the idle connection was not closed"
+        assert (0x7, 0) in frames, "no GOAWAY before the close"
+        assert 0.9 <= time.monotonic() - answered <= 2.5
