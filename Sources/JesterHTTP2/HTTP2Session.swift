@@ -67,8 +67,10 @@ public final class HTTP2Session {
     private var session: OpaquePointer?
     private let role: Role
     private var events: [HTTP2Event] = []
-    /// Fields of the header block being received, by stream.
-    private var incoming: [Int32: [HTTP2Field]] = [:]
+    /// The header block being received and its stream: a block (HEADERS and its CONTINUATIONs) is never
+    /// interleaved with another stream's frames (RFC 9113 §6.10), so one is enough.
+    private var incomingStream: Int32 = 0
+    private var incoming: [HTTP2Field] = []
     private var outgoing: [Int32: Outgoing] = [:]
 
     public init(role: Role, settings: Settings = Settings()) throws(HTTP2Error) {
@@ -165,8 +167,14 @@ public final class HTTP2Session {
 
     /// Submits a response head (server); with `hasBody`, its body follows through `sendBody` and `finishBody`.
     public func respond(stream: Int32, fields: [HTTP2Field], hasBody: Bool) {
+        respond(stream: stream, headers: HTTP2HeaderBlock(fields), hasBody: hasBody)
+    }
+
+    /// Submits a response head (server) built as a block; with `hasBody`, its body follows through `sendBody` and
+    /// `finishBody`.
+    public func respond(stream: Int32, headers: HTTP2HeaderBlock, hasBody: Bool) {
         if hasBody { outgoing[stream] = Outgoing() }
-        withHeaderList(fields) { list, count in
+        withHeaderList(headers) { list, count in
             if hasBody {
                 var provider = bodyProvider()
                 _ = nghttp2_submit_response(session, stream, list, count, &provider)
@@ -178,7 +186,7 @@ public final class HTTP2Session {
 
     /// Submits a request (client); returns its stream, or nil when the session refuses (GOAWAY received).
     public func request(fields: [HTTP2Field], hasBody: Bool) -> Int32? {
-        let stream = withHeaderList(fields) { list, count in
+        let stream = withHeaderList(HTTP2HeaderBlock(fields)) { list, count in
             if hasBody {
                 var provider = bodyProvider()
                 return nghttp2_submit_request(session, nil, list, count, &provider, nil)
@@ -249,24 +257,22 @@ public final class HTTP2Session {
         return provider
     }
 
-    /// Calls `body` with an nghttp2 header list for `fields` (nghttp2 copies it before returning).
-    private func withHeaderList<T>(_ fields: [HTTP2Field], _ body: (UnsafePointer<nghttp2_nv>, Int) -> T) -> T {
-        var storage: [UInt8] = []
-        var spans: [(Int, Int, Int, Int)] = []
-        for field in fields {
-            let nameStart = storage.count
-            storage += field.name.utf8
-            let valueStart = storage.count
-            storage += field.value.utf8
-            spans.append((nameStart, valueStart - nameStart, valueStart, storage.count - valueStart))
-        }
-        return storage.withUnsafeMutableBufferPointer { bytes in
-            let base = bytes.baseAddress ?? UnsafeMutablePointer<UInt8>.allocate(capacity: 1)
-            let list = spans.map { span in
-                nghttp2_nv(name: base + span.0, value: base + span.2, namelen: span.1, valuelen: span.3,
-                    flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+    /// Calls `body` with an nghttp2 header list pointing into `block` (nghttp2 copies it before returning); the
+    /// list itself lives on the stack.
+    private func withHeaderList<T>(_ block: HTTP2HeaderBlock, _ body: (UnsafePointer<nghttp2_nv>, Int) -> T) -> T {
+        withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(block.count, 1)) { list in
+            block.bytes.withUnsafeBufferPointer { bytes in
+                // (No bytes at all: only an empty block, or nameless fields nghttp2 would refuse anyway.)
+                guard let base = bytes.baseAddress.map(UnsafeMutablePointer.init(mutating:)) else {
+                    return body(UnsafePointer(list.baseAddress!), 0)
+                }
+                for (index, span) in block.spans.enumerated() {
+                    list.initializeElement(at: index, to: nghttp2_nv(
+                        name: base + span.start, value: base + span.start + span.nameLength, namelen: span.nameLength,
+                        valuelen: span.valueLength, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+                }
+                return body(UnsafePointer(list.baseAddress!), block.count)
             }
-            return list.withUnsafeBufferPointer { body($0.baseAddress!, $0.count) }
         }
     }
 
@@ -275,12 +281,14 @@ public final class HTTP2Session {
     }
 
     fileprivate func beginHeaders(stream: Int32) {
-        incoming[stream] = []
+        incomingStream = stream
+        incoming = []
+        incoming.reserveCapacity(8)
     }
 
     fileprivate func header(stream: Int32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
-        incoming[stream, default: []].append(
-            HTTP2Field(String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+        guard stream == incomingStream else { return }
+        incoming.append(HTTP2Field(String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
     }
 
     fileprivate func frameReceived(type: UInt8, flags: UInt8, stream: Int32, category: UInt32, lastStream: Int32,
@@ -289,7 +297,11 @@ public final class HTTP2Session {
         let endStream = flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
         switch UInt32(type) {
         case NGHTTP2_HEADERS.rawValue:
-            let fields = incoming.removeValue(forKey: stream) ?? []
+            var fields: [HTTP2Field] = []
+            if stream == incomingStream {
+                swap(&fields, &incoming)
+                incomingStream = 0
+            }
             let first = role == .server ? NGHTTP2_HCAT_REQUEST.rawValue : NGHTTP2_HCAT_RESPONSE.rawValue
             if category == first {
                 events.append(.headers(stream: stream, fields: fields, endStream: endStream))
@@ -312,7 +324,10 @@ public final class HTTP2Session {
 
     fileprivate func streamClosed(stream: Int32, errorCode: UInt32) {
         outgoing[stream] = nil
-        incoming[stream] = nil
+        if stream == incomingStream {
+            incomingStream = 0
+            incoming = []
+        }
         events.append(.streamClosed(stream: stream, errorCode: errorCode))
     }
 
@@ -334,7 +349,7 @@ public final class HTTP2Session {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             if !state.trailers.isEmpty {
                 flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
-                withHeaderList(state.trailers) { list, count in _ = nghttp2_submit_trailer(session, stream, list, count) }
+                withHeaderList(HTTP2HeaderBlock(state.trailers)) { list, count in _ = nghttp2_submit_trailer(session, stream, list, count) }
             }
         } else if copied == 0 {
             state.deferred = true

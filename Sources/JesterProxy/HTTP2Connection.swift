@@ -246,6 +246,10 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
         session.respond(stream: id, fields: fields, hasBody: hasBody)
     }
 
+    func respond(_ id: Int32, headers: HTTP2HeaderBlock, hasBody: Bool) {
+        session.respond(stream: id, headers: headers, hasBody: hasBody)
+    }
+
     func sendBody(_ id: Int32, _ bytes: ByteBuffer) {
         session.sendBody(stream: id, bytes)
     }

@@ -152,3 +152,24 @@ private func requestFields(_ method: String = "GET", path: String = "/", extra: 
     let answer = try client.receive(output).get()
     #expect(answer.contains(.streamClosed(stream: stream, errorCode: 0)))
 }
+
+@Test func aHeaderBlockLowercasesHTTP1NamesAndArrivesAsSent() throws {
+    var block = HTTP2HeaderBlock(reservingBytes: 64, fields: 4)
+    block.append(":status", "200")
+    let name = Array("Content-Type".utf8)
+    let value = Array("text/HTML; charset=UTF-8".utf8)
+    name.withUnsafeBytes { name in value.withUnsafeBytes { block.append(lowercasing: name, value: $0) } }
+    block.append("x-empty", "")
+    #expect(block.count == 3)
+    #expect(block.fields == [HTTP2Field(":status", "200"), HTTP2Field("content-type", "text/HTML; charset=UTF-8"),
+        HTTP2Field("x-empty", "")])
+    #expect(HTTP2HeaderBlock(block.fields) == block)
+
+    let client = try HTTP2Session(role: .client)
+    let server = try HTTP2Session(role: .server)
+    let stream = try #require(client.request(fields: requestFields(), hasBody: false))
+    exchange(client, server)
+    server.respond(stream: stream, headers: block, hasBody: false)
+    let answer = exchange(client, server).client
+    #expect(answer.contains(.headers(stream: stream, fields: block.fields, endStream: true)))
+}

@@ -1,4 +1,5 @@
 import JesterHTTP2
+import NIOCore
 @testable import JesterProxy
 import Testing
 
@@ -9,7 +10,7 @@ import Testing
         HTTP2Field(":method", "POST"), HTTP2Field(":scheme", "https"), HTTP2Field(":authority", "api.test:8443"),
         HTTP2Field(":path", "/v1/items?x=1"), HTTP2Field("cookie", "a=1"), HTTP2Field("content-type", "text/plain"),
         HTTP2Field("cookie", "b=2"),
-    ], hasBody: true)
+    ], hasBody: true, allocator: ByteBufferAllocator()).map(String.init(buffer:))
     #expect(text == "POST /v1/items?x=1 HTTP/1.1\r\nhost: api.test:8443\r\ncontent-type: text/plain\r\n"
         + "cookie: a=1; b=2\r\ntransfer-encoding: chunked\r\n\r\n")
 }
@@ -18,15 +19,15 @@ import Testing
     let text = HTTP2Stream.translate([
         HTTP2Field(":method", "PUT"), HTTP2Field(":scheme", "http"), HTTP2Field(":path", "/x"),
         HTTP2Field("host", "h.test"), HTTP2Field("content-length", "5"),
-    ], hasBody: true)
+    ], hasBody: true, allocator: ByteBufferAllocator()).map(String.init(buffer:))
     #expect(text == "PUT /x HTTP/1.1\r\nhost: h.test\r\ncontent-length: 5\r\n\r\n")
 }
 
 @Test func incompleteOrConnectRequestsAreRefused() {
-    #expect(HTTP2Stream.translate([HTTP2Field(":method", "GET"), HTTP2Field(":path", "/")], hasBody: false) == nil)
+    #expect(HTTP2Stream.translate([HTTP2Field(":method", "GET"), HTTP2Field(":path", "/")], hasBody: false, allocator: ByteBufferAllocator()) == nil)
     #expect(HTTP2Stream.translate([
         HTTP2Field(":method", "CONNECT"), HTTP2Field(":authority", "x:443"),
-    ], hasBody: false) == nil)
+    ], hasBody: false, allocator: ByteBufferAllocator()) == nil)
 }
 
 @Test func renderedFieldsSplitIntoHTTP2Fields() {

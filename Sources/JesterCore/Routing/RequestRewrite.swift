@@ -7,10 +7,21 @@ public struct HeaderEdits: Sendable, Equatable {
     public private(set) var dropped: [[UInt8]] = []
     /// "Name: value\r\n" lines appended after the passed-on fields.
     public private(set) var rendered: [UInt8] = []
+    /// The same fields with lowercase names, as HTTP/2 sends them (made once here, not per response).
+    public private(set) var appended: [Field] = []
+
+    /// A field a route appends.
+    public struct Field: Sendable, Equatable {
+        public var name: String
+        public var value: String
+    }
 
     public init(set: [(String, String)] = [], add: [(String, String)] = [], remove: [String] = []) {
         dropped = (remove + set.map(\.0)).map { Array($0.lowercased().utf8) }
-        for (name, value) in set + add { rendered += Array("\(name): \(value)\r\n".utf8) }
+        for (name, value) in set + add {
+            rendered += Array("\(name): \(value)\r\n".utf8)
+            appended.append(Field(name: name.lowercased(), value: value))
+        }
     }
 
     public var isEmpty: Bool { dropped.isEmpty && rendered.isEmpty }
