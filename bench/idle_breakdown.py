@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where the memory of an idle keep-alive connection goes, object by object.
 
-    bench/idle_breakdown.py JESTER_BINARY [--connections 4000]
+    bench/idle_breakdown.py JESTER_BINARY [--connections 4000] [--frames 3]
 
 Starts the benchmark's upstream and Jester (one worker) with bench/support/live_allocations.c preloaded, opens
 the connections the idle-10k scenario opens (one request each, then idle) and reports the worker's RSS growth and
@@ -57,6 +57,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("jester")
     parser.add_argument("--connections", type=int, default=4000)
+    parser.add_argument("--frames", type=int, default=3, help="frames shown per allocation site")
     args = parser.parse_args()
     binary = os.path.realpath(args.jester)
 
@@ -111,7 +112,7 @@ def main():
             if key in seen:
                 continue
             seen.add(key)
-            print(f"  {size:5d} B  " + "  <-  ".join(frame[:90] for frame in frames[:3]))
+            print(f"  {size:5d} B  " + "  <-  ".join(frame[:90] for frame in frames[:args.frames]))
         for s in held:
             s.close()
     finally:
