@@ -48,15 +48,6 @@ public struct HTTP2HeaderBlock: Sendable, Equatable {
         spans.append(Span(start: start, nameLength: nameLength, valueLength: bytes.count - start - nameLength))
     }
 
-    /// Appends a field whose name is already lowercase, its value as bytes.
-    public mutating func append(_ name: String, value: UnsafeRawBufferPointer) {
-        let start = bytes.count
-        bytes.append(contentsOf: name.utf8)
-        let nameLength = bytes.count - start
-        bytes.append(contentsOf: value)
-        spans.append(Span(start: start, nameLength: nameLength, valueLength: value.count))
-    }
-
     /// Appends a field from HTTP/1 bytes, lowercasing its name (HTTP/1 names are case-insensitive).
     public mutating func append(lowercasing name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         let start = bytes.count

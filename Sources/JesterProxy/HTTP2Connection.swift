@@ -239,8 +239,6 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
         return false
     }
 
-    var allocator: ByteBufferAllocator { context?.channel.allocator ?? ByteBufferAllocator() }
-    var eventLoop: (any EventLoop)? { context?.eventLoop }
 
     func respond(_ id: Int32, fields: [HTTP2Field], hasBody: Bool) {
         session.respond(stream: id, fields: fields, hasBody: hasBody)

@@ -224,7 +224,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
                 runtime: runtime, route: route, clientAddress: connection.clientAddress, tls: connection.tls,
                 clientSubjectHeader: connection.clientSubjectHeader, chunked: chunked, upgrade: false)
             let (rendered, requestID) = headBytes.withUnsafeReadableBytes {
-                request.renderHead($0, head: head, target: upstream.targetDescription, allocator: connection.allocator)
+                request.renderHead($0, head: head, target: upstream.targetDescription, allocator: runtime.allocator)
             }
             log.requestID = requestID
             upstream.startExchange(delegate: self, requestHead: rendered, isHeadRequest: requestIsHead)
@@ -283,7 +283,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     private func forward(_ bytes: ByteBuffer) {
         guard let upstream else { return }
         if chunked {
-            upstream.write(connection.allocator.chunkSizeLine(bytes.readableBytes))
+            upstream.write(runtime.allocator.chunkSizeLine(bytes.readableBytes))
             upstream.write(bytes)
             upstream.write(ByteBuffer(staticString: "\r\n"))
         } else {

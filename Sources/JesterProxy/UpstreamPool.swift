@@ -56,12 +56,6 @@ enum UpstreamFailure: Error, Sendable {
     }
 }
 
-/// One upstream pool in one worker: its balancer (algorithm, priority groups, passive health), and its idle
-/// keep-alive connections.
-///
-/// Pools are per worker on purpose: a connection belongs to the event loop that opened it, and each worker
-/// balancing the requests it holds balances the sum too (see `LeastRequests`). Passive health is per worker as
-/// well (see `OutlierDetector`). Loop-confined, hence `@unchecked Sendable`.
 /// What waits for `UpstreamPool.acquire`: a client connection or an HTTP/2 stream.
 protocol UpstreamWaiter: AnyObject {
     /// A connection for the exchange, or why there is none. Called on the pool's loop, possibly before `acquire`
@@ -69,6 +63,12 @@ protocol UpstreamWaiter: AnyObject {
     func upstreamAcquired(_ result: Result<UpstreamConnection, UpstreamFailure>, from pool: UpstreamPool)
 }
 
+/// One upstream pool in one worker: its balancer (algorithm, priority groups, passive health), and its idle
+/// keep-alive connections.
+///
+/// Pools are per worker on purpose: a connection belongs to the event loop that opened it, and each worker
+/// balancing the requests it holds balances the sum too (see `LeastRequests`). Passive health is per worker as
+/// well (see `OutlierDetector`). Loop-confined, hence `@unchecked Sendable`.
 final class UpstreamPool: @unchecked Sendable {
     let settings: UpstreamSettings
     let eventLoop: any EventLoop

@@ -156,37 +156,12 @@ final class WorkerRuntime: @unchecked Sendable {
     let pools: [String: UpstreamPool]
     let routeTables: [String: ListenerRoutes]
     let counters = WorkerCounters()
-    /// A fresh request-rate bucket for a client connection, or nil without `http.connection_request_rate`.
-    func makeRequestBucket() -> TokenBucket? {
-        guard let rate = configuration.http.connectionRequestRate, rate > 0 else { return nil }
-        return TokenBucket(rate: Double(rate), burst: Double(rate))
-    }
-
-    /// Monotonic seconds, for token buckets.
-    var monotonicSeconds: Double { Double(NIODeadline.now().uptimeNanoseconds) / 1e9 }
-
     /// `http.underscores_in_headers`, decided once.
     let dropsUnderscoredFields: Bool
     let rejectsUnderscoredFields: Bool
     let accessLog: AccessLog?
     /// `client_subject_header` of each TLS listener that sets one, as written.
     let clientSubjectHeaders: [String: [UInt8]]
-    /// What a client connection needs to know about its listener, looked up once per listener rather than per
-    /// accepted connection.
-    struct ListenerFacts {
-        let name: String
-        let routes: ListenerRoutes
-        let servesHTTP2: Bool
-        let clientSubjectHeader: [UInt8]?
-    }
-
-    func listenerFacts(_ name: String) -> ListenerFacts {
-        ListenerFacts(
-            name: name, routes: routeTables[name] ?? .empty,
-            servesHTTP2: configuration.listeners.first { $0.name == name }?.servesHTTP2 ?? false,
-            clientSubjectHeader: clientSubjectHeaders[name])
-    }
-
     /// The `[http]` timeouts as NIO time, converted once: client connections arm them on every request.
     let timeouts: ClientTimeouts
     /// The deadlines of this configuration's connections (client and upstream).
@@ -206,6 +181,31 @@ final class WorkerRuntime: @unchecked Sendable {
     private let logger = Logger(label: "jester.worker")
     /// Called on the event loop whenever the last connection of a draining worker closes.
     var onConnectionsClosed: (() -> Void)?
+
+    /// What a client connection needs to know about its listener, looked up once per listener rather than per
+    /// accepted connection.
+    struct ListenerFacts {
+        let name: String
+        let routes: ListenerRoutes
+        let servesHTTP2: Bool
+        let clientSubjectHeader: [UInt8]?
+    }
+
+    func listenerFacts(_ name: String) -> ListenerFacts {
+        ListenerFacts(
+            name: name, routes: routeTables[name] ?? .empty,
+            servesHTTP2: configuration.listeners.first { $0.name == name }?.servesHTTP2 ?? false,
+            clientSubjectHeader: clientSubjectHeaders[name])
+    }
+
+    /// A fresh request-rate bucket for a client connection, or nil without `http.connection_request_rate`.
+    func makeRequestBucket() -> TokenBucket? {
+        guard let rate = configuration.http.connectionRequestRate, rate > 0 else { return nil }
+        return TokenBucket(rate: Double(rate), burst: Double(rate))
+    }
+
+    /// Monotonic seconds, for token buckets.
+    var monotonicSeconds: Double { Double(NIODeadline.now().uptimeNanoseconds) / 1e9 }
 
     init(configuration: Configuration, eventLoop: any EventLoop, slot: Int, resolved: [String: String] = [:]) {
         self.configuration = configuration
