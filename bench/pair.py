@@ -2,8 +2,11 @@
 """Paired comparison: two proxies on the same CPU at the same time, for a before/after ratio that steal cannot skew.
 
     bench/pair.py A B [--rounds N] [--path /small] [--close | --h2] [--duration S]
+    bench/pair.py A B --idle 10000
 
-A and B are each a Jester binary, "haproxy" or "nginx". Both run at once, one worker each, pinned to CPU 0, each
+A and B are each a Jester binary, "haproxy", "nginx" or a floor probe from bench/probes ("probe:nio",
+"probe:epoll": bytes relayed to the upstream; "probe:nio-respond", "probe:epoll-respond": a fixed answer, no
+upstream; built by bench/probes/run). Both run at once, one worker each, pinned to CPU 0, each
 driven by its own wrk on CPU 1 against the benchmark's upstream (bench/harness.py's configurations, on two ports).
 Whatever the machine does during a round (steal, frequency, a neighbour's cache) it does to both, so the ratio of
 their CPU time per request is steady to about ±1 % where alternating runs drift by ±15 %. This is the tool for
@@ -19,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -28,6 +32,12 @@ import harness  # noqa: E402
 def configuration(work, kind, name, port, tls):
     """Command line of one side, with its configuration written to `work`."""
     listen = f"127.0.0.1:{harness.PROXY_PORT}"
+    if kind.startswith("probe:"):
+        flavour, _, respond = kind[len("probe:"):].partition("-")
+        binary = str(harness.HERE / "probes" / ".build" / "release" / f"{flavour}-probe")
+        if respond:
+            return [binary, "respond", f"127.0.0.1:{port}"]
+        return [binary, "pass", f"127.0.0.1:{port}", f"127.0.0.1:{harness.UPSTREAM_PORT}"]
     if kind in ("haproxy", "nginx"):
         text = (harness.haproxy_config if kind == "haproxy" else harness.nginx_config)(work, 1, 0, tls)
         text = text.replace(listen, f"127.0.0.1:{port}").replace(f"{kind}.pid", f"{name}.pid")
@@ -65,6 +75,9 @@ def main():
     parser.add_argument("--close", action="store_true", help="a new connection per request")
     parser.add_argument("--h2", action="store_true",
                         help="HTTP/2 over TLS: h2load, 10 connections × 10 streams (the h2-streams scenario)")
+    parser.add_argument("--idle", type=int, metavar="N",
+                        help="no load: hold N idle keep-alive connections (one request each) on each side in turn "
+                             "and report the RSS each grew by, per connection")
     args = parser.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -84,6 +97,17 @@ def main():
             command = configuration(work, kind, name, port, args.h2)
             sides.append((harness.Server(name, command, "0", work / f"{name}.log"), port))
             harness.wait_for_http(port, tls=args.h2)
+        if args.idle:
+            for (server, port), name in zip(sides, ("A", "B")):
+                before = harness.memory_kib(server.pids(), "VmRSS")
+                held = harness.hold_idle_connections(port, args.idle)
+                time.sleep(1.0)
+                grown = harness.memory_kib(server.pids(), "VmRSS") - before
+                for connection in held:
+                    connection.close()
+                print(f"{name}: {grown * 1024 / args.idle:,.0f} B per idle connection "
+                      f"(RSS +{grown / 1024:.1f} MiB over {args.idle:,})", flush=True)
+            return
         ratios = []
         for round_number in range(args.rounds):
             before = [cpu_seconds(server) for server, _ in sides]
