@@ -46,6 +46,14 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     private var requestTrailers: [HTTP2Field] = []
     /// Proxying waits for the whole (small) body; see `heldBodyLimit`.
     private var deferredStart: (() -> Void)?
+    /// Body matchers (`match_body`): the start of the body, collected before the route is chosen; nil when no
+    /// route of the listener looks at bodies, or once the route is chosen. The DATA itself waits in `pendingBody`.
+    private var peekedBody: [UInt8]?
+    /// The request's fields, kept while `peekedBody` is collected.
+    private var fieldsAwaitingRoute: [HTTP2Field] = []
+    /// Request bytes acknowledged to the client while they were held for body matchers, before they were passed
+    /// on: passing them on later must not acknowledge them a second time.
+    private var acknowledgedAhead = 0
     private var requestUnacknowledged = 0
     private var responseUnacknowledged = 0
     /// Buffered bytes (either way) above which acknowledging waits: the window per stream, roughly.
@@ -85,10 +93,23 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             finishLocally(status: 429, failure: "connection_request_rate exceeded")
             return
         }
+        let peekLimit = connection.routes.bodyPeekLimit
+        if peekLimit > 0, !endStream {
+            // Some route of this listener matches on the body: its start arrives in DATA frames before the
+            // route can be chosen (`requestData`, `requestEnded`).
+            peekedBody = []
+            fieldsAwaitingRoute = fields
+            timer.arm(.body, after: runtime.timeouts.body)
+            return
+        }
+        route(fields: fields, bytes: bytes, body: peekLimit > 0 ? .empty : nil)
+    }
+
+    /// Chooses the request's route (`body`: the start of the body when some route looks at it) and acts on it.
+    private func route(fields: [HTTP2Field], bytes: ByteBuffer, body: BodyPeek?) {
         let tls = connection.tls.map { TLSRouteFacts(serverName: $0.serverName, clientSubject: $0.clientCertificateSubject) }
-        // Body matchers see no body on HTTP/2 (it is not read before routing here).
         let matched = bytes.withUnsafeReadableBytes {
-            connection.routes.match($0, head: head, client: connection.clientIP, tls: tls, body: .empty)
+            connection.routes.match($0, head: head, client: connection.clientIP, tls: tls, body: body)
         }
         guard let matched else {
             finishLocally(status: 404, failure: "")
@@ -102,8 +123,14 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             finishLocally(status: 413, failure: "")
             return
         }
+        if requestBodyBytes > matched.maxBodySize {
+            // (Read while the body matchers looked at it.)
+            finishLocally(status: 413, failure: "request body larger than \(matched.maxBodySize) bytes")
+            return
+        }
         switch matched.action {
         case .respond(let responseHead, let body):
+            dropHeldBody()
             respondWithRendered(responseHead, body: body)
         case .proxy, .split:
             // A small body with a declared length is held until it is complete: nghttp2 checks the length
@@ -239,6 +266,10 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     func requestData(_ bytes: ByteBuffer) {
         requestBodyBytes += Int64(bytes.readableBytes)
         log.bytesIn += bytes.readableBytes
+        if peekedBody != nil {
+            hold(bytes)
+            return
+        }
         if let route, requestBodyBytes > route.maxBodySize {
             finishLocally(status: 413, failure: "request body larger than \(route.maxBodySize) bytes")
             return
@@ -266,6 +297,10 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     func requestEnded(trailers: [HTTP2Field] = []) {
         requestComplete = true
         requestTrailers = trailers
+        if peekedBody != nil {
+            routeWithPeekedBody(isComplete: true)
+            return
+        }
         if let start = deferredStart {
             deferredStart = nil
             start()
@@ -289,7 +324,50 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         } else {
             upstream.write(bytes)
         }
-        unacknowledged += bytes.readableBytes
+        unacknowledged += notAcknowledgedYet(bytes.readableBytes)
+    }
+
+    // MARK: Body matchers
+
+    /// DATA that arrived while body matchers wait for the start of the body. It is acknowledged at once (a
+    /// `max_size` above the stream's window would otherwise stall the client before the limit is reached), so
+    /// what is held is bounded by the limit plus one window.
+    private func hold(_ bytes: ByteBuffer) {
+        let limit = connection.routes.bodyPeekLimit
+        pendingBody.append(bytes)
+        connection.consumed(id, count: bytes.readableBytes)
+        acknowledgedAhead += bytes.readableBytes
+        connection.scheduleFlush()
+        // One byte past the limit tells a body cut at the limit from one exactly that long (END_STREAM comes
+        // as its own event, after the last DATA).
+        peekedBody!.append(contentsOf: bytes.readableBytesView.prefix(limit + 1 - peekedBody!.count))
+        if peekedBody!.count > limit { routeWithPeekedBody(isComplete: false) }
+    }
+
+    /// The body ended, or went past the limit: the route can be chosen.
+    private func routeWithPeekedBody(isComplete: Bool) {
+        guard let peeked = peekedBody, let headBytes, !finished else { return }
+        peekedBody = nil
+        let fields = fieldsAwaitingRoute
+        fieldsAwaitingRoute = []
+        timer.disarm()
+        let limit = connection.routes.bodyPeekLimit
+        route(fields: fields, bytes: headBytes, body: BodyPeek(bytes: Array(peeked.prefix(limit)), isComplete: isComplete))
+    }
+
+    /// Of `count` request bytes passed on, those the client has not been told about yet.
+    private func notAcknowledgedYet(_ count: Int) -> Int {
+        let ahead = min(acknowledgedAhead, count)
+        acknowledgedAhead -= ahead
+        return count - ahead
+    }
+
+    /// A locally answered request does not pass on the body held for the matchers: what of it is not yet
+    /// acknowledged is acknowledged now, so the connection's window stays whole.
+    private func dropHeldBody() {
+        let held = pendingBody.reduce(0) { $0 + $1.readableBytes }
+        connection.consumed(id, count: notAcknowledgedYet(held))
+        pendingBody = []
     }
 
     private func endRequestBody() {
@@ -509,7 +587,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
                 self.log.upstreamTarget = pool.targetDescription(upstream.target)
                 for bytes in self.pendingBody {
                     upstream.sendBody(stream, bytes)
-                    self.requestUnacknowledged += bytes.readableBytes
+                    self.requestUnacknowledged += self.notAcknowledgedYet(bytes.readableBytes)
                 }
                 self.pendingBody = []
                 if self.requestComplete { upstream.finishBody(stream, trailers: self.requestTrailers) }
@@ -634,6 +712,11 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             finishLocally(status: 504, failure: UpstreamFailure.responseTimedOut.reason)
         case .upstreamRead:
             timedOut("upstream read timeout")
+        case .body:
+            // The body matchers waited for a body that stopped coming.
+            guard peekedBody != nil else { return }
+            peekedBody = nil
+            finishLocally(status: 408, failure: "client body timeout")
         default:
             break
         }
