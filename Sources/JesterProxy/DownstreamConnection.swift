@@ -89,7 +89,8 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     private var replays = 0
     /// The request's balancing hash, for pools that hash (kept for a replay).
     private var balancingHash: UInt64?
-    private static let maxReplays = 2
+    /// Replays per request (HTTP/2 streams use the same bound).
+    static let maxReplays = 2
     /// Bytes of pipelined requests read ahead while an exchange is in progress.
     private static let readAheadLimit = 16 * 1024
     private var log = AccessLog.Record()

@@ -39,6 +39,17 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     private var log = AccessLog.Record()
     /// Sticky sessions: the target the request's cookie names.
     private var stickyTarget: Int?
+    /// The pool's balancing hash of the request, kept for a second attempt.
+    private var balancingHash: UInt64?
+    // Second attempts on HTTP/1.1 pools, as for HTTP/1 clients (see DownstreamConnection.upstreamFailed and
+    // retry): a replay on a fresh connection when a reused one closes before answering, and the route's retries.
+    private var requestIsIdempotent = false
+    private var requestHasBody = false
+    private var replays = 0
+    private var retriesMade = 0
+    private var failedTargets: Set<Int> = []
+    private var retrySlotPool: UpstreamPool?
+    private var retriedFailure: UpstreamFailure?
     // An HTTP/2 upstream (`protocol = "h2"`): the stream there, and byte counts not yet acknowledged each way.
     private var h2Upstream: HTTP2UpstreamConnection?
     private var h2Stream: Int32?
@@ -72,6 +83,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     func start(fields: [HTTP2Field], endStream: Bool) {
         runtime.counters.requests &+= 1
         requestComplete = endStream
+        requestHasBody = !endStream
         guard let bytes = Self.translate(fields, hasBody: !endStream, allocator: runtime.allocator) else {
             finishLocally(status: 400, failure: "HTTP/2 request without :method, :path or :authority")
             return
@@ -117,7 +129,9 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         }
         route = matched
         log.route = matched.name
-        requestIsHead = bytes.withUnsafeReadableBytes { RequestMethod.isHead($0, head.method) }
+        (requestIsHead, requestIsIdempotent) = bytes.withUnsafeReadableBytes {
+            (RequestMethod.isHead($0, head.method), RequestMethod.isIdempotent($0, head.method))
+        }
         chunked = head.isChunked
         if let length = head.contentLength, length > matched.maxBodySize {
             finishLocally(status: 413, failure: "")
@@ -174,9 +188,15 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
                     }
                 }
             }
-            pool.acquire(hashKey: hash, connectTimeout: matched.timeouts.connect, preferring: stickyTarget,
-                client: pool.settings.sendProxyProtocol == nil ? nil : connection.proxyAddresses, for: self)
+            balancingHash = hash
+            acquireUpstream(from: pool, fresh: false)
         }
+    }
+
+    private func acquireUpstream(from pool: UpstreamPool, fresh: Bool) {
+        pool.acquire(hashKey: balancingHash, fresh: fresh, excluding: failedTargets,
+            connectTimeout: route?.timeouts.connect, preferring: stickyTarget,
+            client: pool.settings.sendProxyProtocol == nil ? nil : connection.proxyAddresses, for: self)
     }
 
     /// The HTTP/1.1 head of an HTTP/2 request: pseudo-headers to the request line and Host, cookie crumbs
@@ -242,7 +262,9 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             return
         }
         switch result {
-        case .failure(let failure):
+        case .failure(var failure):
+            // A retry that finds no other target answers with what the failed attempt got.
+            if case .noTarget = failure, let previous = retriedFailure { failure = previous }
             finishLocally(status: failure.status, failure: failure.reason)
         case .success(let upstream):
             self.upstream = upstream
@@ -403,6 +425,16 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             if response.status == 101 { upstreamFailed(.invalidResponse(.badStatusLine), responseStarted: false) }
             return
         }
+        if response.status >= 500, let upstream, route?.retryPolicy.statuses.contains(response.status) == true,
+            retry(.status(response.status), from: upstream, abandoning: {
+                // Not forwarded: the answer is thrown away with its connection, and the request goes elsewhere.
+                upstream.finished(failed: (502...504).contains(response.status))
+                self.upstream = nil
+                upstream.close()
+            })
+        {
+            return
+        }
         let edits = route?.responseEdits ?? HeaderEdits()
         var fields = HTTP2HeaderBlock(
             reservingBytes: bytes.readableBytes, fields: response.fields.count + edits.appended.count + 2)
@@ -453,15 +485,64 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     func upstreamTunnelData(_ bytes: ByteBuffer) {}
 
     func upstreamFailed(_ failure: UpstreamFailure, responseStarted started: Bool) {
+        let failed = upstream
         upstream = nil
         log.failure = failure.reason
         if started || responseStarted {
             // Part of the response went out: a reset is the only honest end (the client sees it incomplete).
             complete()
             connection.reset(id, errorCode: 2)
-        } else {
-            finishLocally(status: failure.status, failure: failure.reason)
+            return
         }
+        // A reused keep-alive connection the upstream closed as the request went out (its idle timeout, a
+        // restart): nothing was answered, so an idempotent request without a body goes again on a new connection.
+        if case .closedEarly = failure, let failed, failed.completedExchanges > 0, requestIsIdempotent,
+            !requestHasBody, replays < DownstreamConnection.maxReplays, !finished
+        {
+            replays += 1
+            runtime.counters.upstreamReplays &+= 1
+            log.failure = ""
+            timer.disarm()
+            acquireUpstream(from: failed.pool, fresh: true)
+            return
+        }
+        if case .closedEarly = failure, let failed, retry(.reset, from: failed) {
+            retriedFailure = failure
+            return
+        }
+        finishLocally(status: failure.status, failure: failure.reason)
+    }
+
+    /// Sends the request again, to another target, when the route's retry policy and the pool's retry budget
+    /// allow it; true when a retry is on its way (after a short jittered backoff).
+    private func retry(
+        _ reason: RetryPolicy.Reason, from failed: UpstreamConnection, abandoning abandon: () -> Void = {}
+    ) -> Bool {
+        guard let route, !finished, requestComplete,
+            route.retryPolicy.allows(reason, retriesSoFar: retriesMade, idempotent: requestIsIdempotent,
+                hasBody: requestHasBody)
+        else { return false }
+        let pool = failed.pool
+        if retrySlotPool == nil {
+            guard pool.acquireRetrySlot() else {
+                log.failure += "; retry budget exhausted"
+                return false
+            }
+            retrySlotPool = pool
+        }
+        abandon()
+        failedTargets.insert(failed.target)
+        let delay = route.retryPolicy.backoff(retriesSoFar: retriesMade, random: Double.random(in: 0..<1))
+        retriesMade += 1
+        runtime.counters.upstreamRetries &+= 1
+        log.failure = ""
+        // The response timeout starts again with the next attempt.
+        timer.disarm()
+        runtime.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) {
+            guard !self.finished, self.upstream == nil else { return }
+            self.acquireUpstream(from: pool, fresh: false)
+        }
+        return true
     }
 
     func upstreamReadComplete() {
@@ -742,6 +823,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     private func complete(status: Int? = nil) {
         guard !finished else { return }
         finished = true
+        retrySlotPool?.releaseRetrySlot()
+        retrySlotPool = nil
         timer.disarm()
         exchangeDeadline?.disarm()
         if let accessLog = runtime.accessLog {

@@ -111,6 +111,10 @@ func malformedNetworksAreRejected(text: String) {
     }
     #expect(String(decoding: edits.rendered, as: UTF8.self) == "X-Env: prod\r\nX-Added: 1\r\n")
     #expect(HeaderEdits().isEmpty)
+    // Values lose the blanks at their ends, which HTTP/2 peers would reset the stream for.
+    let padded = HeaderEdits(set: [("X-Lane", " \tpriority one \t")], add: [("X-Empty", "  ")])
+    #expect(String(decoding: padded.rendered, as: UTF8.self) == "X-Lane: priority one\r\nX-Empty: \r\n")
+    #expect(padded.appended.map { [$0.name, $0.value] } == [["x-lane", "priority one"], ["x-empty", ""]])
 }
 
 @Test func proxyProtocolHeadersRoundTripAndBadOnesAreRefused() throws {

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SteadyLoad, Upstream, curl, wait_for
+from conftest import StaleKeepAliveUpstream, SteadyLoad, Upstream, curl, wait_for
 
 FIXTURES = Path(__file__).resolve().parents[1] / "Fixtures" / "tls"
 CA = str(FIXTURES / "ca.pem")
@@ -486,3 +486,44 @@ def test_a_body_that_stops_coming_before_the_matchers_decide_gets_408(make_jeste
         wait_for(lambda: any(e.get("status") == 408 and e.get("error") == "client body timeout"
                              for e in jester.access_log()), timeout=5, what="a 408 for the stalled body")
     assert len(upstream.requests()) == before
+
+
+def test_failed_requests_are_replayed_and_retried_as_for_http1(make_jester, upstream):
+    from collections import Counter
+    origin = StaleKeepAliveUpstream()
+    unavailable, closing = Upstream(status=503), Upstream(status="close")
+    try:
+        jester = make_jester(f"""
+[upstreams.stale]
+targets = ["127.0.0.1:{origin.port}"]
+
+[upstreams.app]
+targets = ["{upstream.address}", "{unavailable.address}", "{closing.address}"]
+max_fails = 0
+
+[[routes]]
+path_prefix = "/again"
+upstream = "stale"
+
+[[routes]]
+path_prefix = "/"
+upstream = "app"
+retries = 2
+""")
+
+        def h2c(path, *extra):
+            return curl("--http2-prior-knowledge", *extra, jester.url + path)[0]
+
+        # The origin drops each reused keep-alive connection unanswered: every GET after the first is sent again
+        # on a fresh connection, and the client never sees the failure.
+        assert [h2c("/again") for _ in range(3)] == [200, 200, 200]
+        assert origin.requests.count("GET /again HTTP/1.1") == 5
+        # A 503 or a connection closed without an answer goes to another target (retries = 2: always the good one).
+        assert Counter(h2c("/echo") for _ in range(30)) == {200: 30}
+        # A request with a body is not sent twice: its failures reach the client as they happened.
+        codes = Counter(h2c("/echo", "-d", "x=1") for _ in range(30))
+        assert codes == {200: 10, 503: 10, 502: 10}, codes
+    finally:
+        origin.close()
+        unavailable.stop()
+        closing.stop()

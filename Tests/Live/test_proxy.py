@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import curl, raw_request, wait_for
+from conftest import StaleKeepAliveUpstream, curl, raw_request, wait_for
 
 
 def proxy_config(upstream, extra="", http=""):
@@ -230,53 +230,6 @@ upstream = "hole"
         for filler in fillers:
             filler.close()
         blackhole.close()
-
-
-class StaleKeepAliveUpstream:
-    """Answers the first request on each connection with keep-alive, then closes the connection without an
-    answer when a second request arrives on it: the race of an upstream's idle timeout, made deterministic."""
-
-    def __init__(self):
-        import threading
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.port = self.listener.getsockname()[1]
-        self.requests = []
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        import threading
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.handle, args=(connection,), daemon=True).start()
-
-    def handle(self, connection):
-        with connection:
-            answered = False
-            data = b""
-            while True:
-                chunk = connection.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-                if b"\r\n\r\n" not in data:
-                    continue
-                head, _, data = data.partition(b"\r\n\r\n")
-                self.requests.append(head.split(b"\r\n", 1)[0].decode())
-                if answered:
-                    # Reset rather than FIN so that the proxy sees the failure whatever it has written.
-                    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                    return
-                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
-                answered = True
-
-    def close(self):
-        self.listener.close()
 
 
 def test_idempotent_request_is_replayed_after_a_stale_keepalive_connection(make_jester):

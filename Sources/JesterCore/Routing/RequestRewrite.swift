@@ -16,12 +16,23 @@ public struct HeaderEdits: Sendable, Equatable {
         public var value: String
     }
 
+    /// Values are trimmed of spaces and tabs at either end: a field value has none there (RFC 9110 §5.5), and an
+    /// HTTP/2 peer resets a stream whose field has them (RFC 9113 §8.2.1).
     public init(set: [(String, String)] = [], add: [(String, String)] = [], remove: [String] = []) {
         dropped = (remove + set.map(\.0)).map { Array($0.lowercased().utf8) }
-        for (name, value) in set + add {
+        for (name, untrimmed) in set + add {
+            let value = Self.trimmed(untrimmed)
             rendered += Array("\(name): \(value)\r\n".utf8)
             appended.append(Field(name: name.lowercased(), value: value))
         }
+    }
+
+    private static func trimmed(_ value: String) -> String {
+        let bytes = Array(value.utf8)
+        let isBlank = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        guard let first = bytes.firstIndex(where: { !isBlank($0) }), let last = bytes.lastIndex(where: { !isBlank($0) })
+        else { return "" }
+        return String(decoding: bytes[first...last], as: UTF8.self)
     }
 
     public var isEmpty: Bool { dropped.isEmpty && rendered.isEmpty }
