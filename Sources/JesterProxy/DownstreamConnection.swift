@@ -513,7 +513,9 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         if pool.speaksHTTP2 {
             // A stream on the target's shared HTTP/2 connection, spoken to in HTTP/1.1 terms.
             let tls = pool.settings.tls != nil
-            pool.acquireHTTP2(hashKey: balancingHash, connectTimeout: route?.timeouts.connect) { result in
+            pool.acquireHTTP2(
+                hashKey: balancingHash, connectTimeout: route?.timeouts.connect, preferring: stickyTarget
+            ) { result in
                 self.acquired(result.map { HTTP2Exchange(connection: $0, tls: tls) }, pool: pool)
             }
             return

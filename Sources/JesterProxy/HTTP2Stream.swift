@@ -175,11 +175,6 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             let hash = bytes.withUnsafeReadableBytes {
                 pool.hashKey(head: head, bytes: $0, clientAddress: connection.clientAddress)
             }
-            if pool.speaksHTTP2 {
-                armRouteTimers(matched)
-                proxyOverHTTP2(pool, fields: fields, route: matched, hash: hash)
-                return
-            }
             armRouteTimers(matched)
             stickyTarget = pool.stickyCookie.flatMap { name in
                 bytes.withUnsafeReadableBytes { raw in
@@ -187,6 +182,10 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
                         pool.stickyTarget(UnsafeRawBufferPointer(rebasing: raw[$0]))
                     }
                 }
+            }
+            if pool.speaksHTTP2 {
+                proxyOverHTTP2(pool, fields: fields, route: matched, hash: hash)
+                return
             }
             balancingHash = hash
             acquireUpstream(from: pool, fresh: false)
@@ -450,10 +449,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             }
         }
         for field in edits.appended { fields.append(field.name, field.value) }
-        if let upstream, let name = upstream.pool.stickyCookie, upstream.target != stickyTarget {
-            let token = String(decoding: upstream.pool.stickyTokens[upstream.target], as: UTF8.self)
-            fields.append("set-cookie", "\(String(decoding: name, as: UTF8.self))=\(token); Path=/; HttpOnly; SameSite=Lax"
-                + (connection.tls == nil ? "" : "; Secure"))
+        if let upstream, let cookie = stickyCookie(for: upstream.pool, target: upstream.target) {
+            fields.append("set-cookie", cookie)
         }
         responseHasBody = BodyFraming.response(response, requestWasHead: requestIsHead) != .none
         armReadTimer()
@@ -461,6 +458,15 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         log.status = response.status
         connection.respond(id, headers: fields, hasBody: responseHasBody)
         connection.scheduleFlush()
+    }
+
+    /// The Set-Cookie value that sticks the client to `target`, when the pool is sticky and the client is new to
+    /// it (or its target went away).
+    private func stickyCookie(for pool: UpstreamPool, target: Int) -> String? {
+        guard let name = pool.stickyCookie, target != stickyTarget else { return nil }
+        let token = String(decoding: pool.stickyTokens[target], as: UTF8.self)
+        return "\(String(decoding: name, as: UTF8.self))=\(token); Path=/; HttpOnly; SameSite=Lax"
+            + (connection.tls == nil ? "" : "; Secure")
     }
 
     /// Fields that HTTP/2 forbids (RFC 9113 §8.2.2), dropped even when the upstream did not name them hop-by-hop.
@@ -650,7 +656,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     private func proxyOverHTTP2(_ pool: UpstreamPool, fields: [HTTP2Field], route: CompiledRoute, hash: UInt64?) {
         usesHTTP2Upstream = true
         let upstreamFields = http2UpstreamFields(fields, route: route, tls: pool.settings.tls != nil)
-        pool.acquireHTTP2(hashKey: hash, connectTimeout: route.timeouts.connect) { result in
+        pool.acquireHTTP2(hashKey: hash, connectTimeout: route.timeouts.connect, preferring: stickyTarget) { result in
             switch result {
             case .failure(let failure):
                 self.finishLocally(status: failure.status, failure: failure.reason)
@@ -849,6 +855,9 @@ extension HTTP2Stream {
             out.append(field)
         }
         out += edits.appended.map { HTTP2Field($0.name, $0.value) }
+        if let h2Upstream, let cookie = stickyCookie(for: h2Upstream.pool, target: h2Upstream.target) {
+            out.append(HTTP2Field("set-cookie", cookie))
+        }
         responseStarted = true
         responseHasBody = !endStream
         log.status = status

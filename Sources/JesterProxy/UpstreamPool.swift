@@ -192,8 +192,9 @@ final class UpstreamPool: @unchecked Sendable {
 
     /// A connection to a target for one more stream: an open one with room, or a new one (prior knowledge, or
     /// ALPN h2 over TLS). The stream is counted as a request in flight until `http2StreamEnded`.
+    /// `preferred`: a sticky client's target, taken while it takes requests (as `acquire` does).
     func acquireHTTP2(
-        hashKey: UInt64?, connectTimeout: Duration?,
+        hashKey: UInt64?, connectTimeout: Duration?, preferring preferred: Int? = nil,
         _ completion: @escaping (Result<HTTP2UpstreamConnection, UpstreamFailure>) -> Void
     ) {
         if let refusal = admit() {
@@ -201,14 +202,16 @@ final class UpstreamPool: @unchecked Sendable {
             return
         }
         attemptHTTP2(hashKey: hashKey, excluded: [], attemptsLeft: settings.connectAttempts, lastFailure: nil,
-            connectTimeout: connectTimeout ?? settings.connectTimeout, completion)
+            connectTimeout: connectTimeout ?? settings.connectTimeout, preferred: preferred, completion)
     }
 
     private func attemptHTTP2(
         hashKey: UInt64?, excluded: Set<Int>, attemptsLeft: Int, lastFailure: UpstreamFailure?, connectTimeout: Duration,
-        _ completion: @escaping (Result<HTTP2UpstreamConnection, UpstreamFailure>) -> Void
+        preferred: Int? = nil, _ completion: @escaping (Result<HTTP2UpstreamConnection, UpstreamFailure>) -> Void
     ) {
-        guard let target = balancer.pick(hashKey: hashKey, now: now, excluding: excluded) else {
+        let now = self.now
+        let stuck = preferred.flatMap { !excluded.contains($0) && balancer.isEligible($0, now: now) ? $0 : nil }
+        guard let target = stuck ?? balancer.pick(hashKey: hashKey, now: now, excluding: excluded) else {
             breaker?.record(success: false, now: now)
             completion(.failure(lastFailure ?? .noTarget))
             return

@@ -1,7 +1,7 @@
 """A real gRPC server and client (Debian's python3-grpcio) for Jester's live tests, without protobuf: the
 methods carry raw bytes.
 
-  grpc_peer.py server PORT [CERT KEY]  serves /jester.Test/{Unary,ServerStream,ClientStream,Bidi,Slow,Fail} on
+  grpc_peer.py server PORT [CERT KEY]  serves /jester.Test/{Unary,ServerStream,ClientStream,Bidi,Slow,Fail,Who} on
                                     127.0.0.1:PORT (plain HTTP/2, or TLS with CERT and KEY), prints "ready"
   grpc_peer.py client TARGET [CA]   calls every method through TARGET (host:port; over TLS with CA) and prints
                                     one JSON object with the results
@@ -55,6 +55,8 @@ def serve(port, cert=None, key=None):
         "Bidi": grpc.stream_stream_rpc_method_handler(bidi),
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
+        # Which server answered (balancing and sticky sessions on h2 pools).
+        "Who": grpc.unary_unary_rpc_method_handler(lambda request, context: b"port:%d" % port),
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("jester.Test", handlers),))

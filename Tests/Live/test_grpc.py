@@ -4,6 +4,7 @@ over h2c and TLS; unary, server, client and bidirectional streaming, trailers, s
 The peers run under Debian's /usr/bin/python3, where python3-grpcio is installed (Packaging/setup.sh --test)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -132,3 +133,46 @@ except grpc.RpcError as error:
 """], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "UNAVAILABLE", result.stdout + result.stderr
     assert jester.all_ready()
+
+
+def test_sticky_cookies_hold_on_an_h2_pool_for_both_client_protocols(make_jester):
+    servers = [GRPCServer(), GRPCServer()]
+    try:
+        h2c_port = free_port()
+        jester = make_jester(f"""
+[[listeners]]
+name = "h2c"
+address = "127.0.0.1:{h2c_port}"
+
+[[routes]]
+upstream = "grpc"
+
+[upstreams.grpc]
+targets = ["127.0.0.1:{servers[0].port}", "127.0.0.1:{servers[1].port}"]
+protocol = "h2"
+sticky_cookie = "SRV"
+""")
+        frame = b"\x00" + (2).to_bytes(4, "big") + b"hi"
+
+        def who(version, cookie=None):
+            result = subprocess.run(["curl", "-sS", version, "-D", "-", "-o", "-", "-X", "POST",
+                                     "-H", "content-type: application/grpc", "-H", "te: trailers",
+                                     *(["-H", f"Cookie: {cookie}"] if cookie else []), "--data-binary", "@-",
+                                     f"http://127.0.0.1:{h2c_port}/jester.Test/Who"],
+                                    input=frame, capture_output=True, timeout=20)
+            text = result.stdout.decode("latin-1")
+            port = re.search(r"port:(\d+)", text)
+            cookies = [line.split(":", 1)[1].strip().split(";")[0] for line in text.splitlines()
+                       if line.lower().startswith("set-cookie:")]
+            assert port, text
+            return int(port.group(1)), cookies
+
+        for version in ("--http2-prior-knowledge", "--http1.1"):
+            port, cookies = who(version)
+            assert len(cookies) == 1 and cookies[0].startswith("SRV="), cookies
+            # Round robin would alternate; the cookie holds the client to its target, and is not set again.
+            for _ in range(4):
+                assert who(version, cookies[0]) == (port, [])
+    finally:
+        for server in servers:
+            server.stop()
