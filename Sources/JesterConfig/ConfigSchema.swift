@@ -126,7 +126,12 @@ public struct ConfigSchema: Sendable {
         [
             Field("level", .choice(["trace", "debug", "info", "notice", "warning", "error", "critical"]),
                 default: "\"info\"", "The lowest level written."),
-            Field("access_log", .boolean, default: "true", "Log each request as one JSON line."),
+            Field("access_log", .boolean, default: "true",
+                "Log each request as one JSON line on standard output, with: time, type (\"access\"), request_id, "
+                    + "client, protocol (\"HTTP/1.0\", \"HTTP/1.1\", \"HTTP/2.0\"); over TLS tls_version, tls_cipher, "
+                    + "tls_server_name (the SNI, when sent) and tls_client_subject (a verified client certificate); "
+                    + "method, target, host, route; upstream and upstream_target when proxied; status, bytes_in, "
+                    + "bytes_out, duration_ms, and error when something failed."),
         ])
 
     public static let http = Table(

@@ -1,5 +1,6 @@
 import JesterCore
 import JesterLogging
+import JesterTLS
 import NIOCore
 
 /// The access log: one JSON line per request on standard output, written by a background thread.
@@ -55,12 +56,21 @@ final class AccessLog: Sendable {
 
     private let writer = LogWriter.standardOutput
 
-    func write(_ record: Record) {
+    /// `protocol`: what the client spoke ("HTTP/1.1", "HTTP/2.0"); `tls`: its connection's handshake, whose
+    /// version, cipher and server name are logged (read from the connection, not copied into every record).
+    func write(_ record: Record, protocol: StaticString, tls: TLSSessionFacts?) {
         var line = JSONLine()
         line.field("time", JSONLine.timestamp())
         line.field("type", "access")
         line.field("request_id", record.requestID)
         line.field("client", record.client)
+        line.field("protocol", "\(`protocol`)")
+        if let tls {
+            line.field("tls_version", tls.version)
+            line.field("tls_cipher", tls.cipher)
+            if let serverName = tls.serverName { line.field("tls_server_name", serverName) }
+            if let subject = tls.clientCertificateSubject { line.field("tls_client_subject", subject) }
+        }
         line.field("method", record.method)
         line.field("target", record.target)
         line.field("host", record.host)

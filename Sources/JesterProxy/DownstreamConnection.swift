@@ -785,7 +785,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     private func finishLog(status: Int) {
         guard let accessLog = runtime.accessLog, route != nil || log.status != 0 else { return }
         log.status = status
-        accessLog.write(log)
+        accessLog.write(log, protocol: head.version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1", tls: tls)
     }
 
     /// Flushes what was written and closes the connection.

@@ -835,7 +835,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         exchangeDeadline?.disarm()
         if let accessLog = runtime.accessLog {
             if let status { log.status = status }
-            accessLog.write(log)
+            accessLog.write(log, protocol: "HTTP/2.0", tls: connection.tls)
         }
     }
 }

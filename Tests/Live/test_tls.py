@@ -197,6 +197,27 @@ def test_client_certificates_required_and_subject_forwarded(make_jester, keys, u
     code, _, _ = curl("--cacert", CA, "--cert", str(FIXTURES / "alpha.pem"), "--key", str(FIXTURES / "alpha.key"), url)
     assert code == 0
     wait_for(lambda: "TLS handshake failed" in jester.logs(), what="the refusal logged")
+    # The access log says who the client proved to be.
+    assert any(entry.get("tls_client_subject") == "O=Jester Tests,CN=alice" for entry in jester.access_log())
+
+
+def test_the_access_log_names_the_protocol_and_the_tls_session(make_jester, keys):
+    from conftest import free_port
+    plain = free_port()
+    jester = make_jester(tls_config(keys) + f'\n[[listeners]]\nname = "plain"\naddress = "127.0.0.1:{plain}"\n')
+    site = ("--cacert", CA, "--resolve", f"alpha.test:{jester.port}:127.0.0.1")
+    assert curl(*site, "--http1.1", f"https://alpha.test:{jester.port}/one")[0] == 200
+    assert curl(*site, "--http2", f"https://alpha.test:{jester.port}/two")[0] == 200
+    assert curl(f"http://127.0.0.1:{plain}/three")[0] == 200
+    entries = {}
+    wait_for(lambda: entries.update({e["target"]: e for e in jester.access_log()}) or len(entries) == 3,
+             what="three access log lines")
+    for target, protocol in (("/one", "HTTP/1.1"), ("/two", "HTTP/2.0")):
+        entry = entries[target]
+        assert entry["protocol"] == protocol and entry["tls_version"] == "TLSv1.3", entry
+        assert entry["tls_cipher"].startswith("TLS_") and entry["tls_server_name"] == "alpha.test", entry
+        assert "tls_client_subject" not in entry
+    assert entries["/three"]["protocol"] == "HTTP/1.1" and "tls_version" not in entries["/three"]
 
 
 def test_optional_client_certificates_let_anonymous_clients_in(make_jester, keys, upstream):
