@@ -5,8 +5,8 @@
     bench/pair.py A B --idle 10000
 
 A and B are each a Jester binary, "haproxy", "nginx" or a floor probe from bench/probes ("probe:nio",
-"probe:epoll": bytes relayed to the upstream; "probe:nio-respond", "probe:epoll-respond": a fixed answer, no
-upstream; built by bench/probes/run). Both run at once, one worker each, pinned to CPU 0, each
+"probe:epoll": bytes relayed to the upstream; "probe:epoll-splice": relayed without a copy; "probe:nio-respond",
+"probe:epoll-respond": a fixed answer, no upstream; built by bench/probes/run). Both run at once, one worker each, pinned to CPU 0, each
 driven by its own wrk on CPU 1 against the benchmark's upstream (bench/harness.py's configurations, on two ports).
 Whatever the machine does during a round (steal, frequency, a neighbour's cache) it does to both, so the ratio of
 their CPU time per request is steady to about ±1 % where alternating runs drift by ±15 %. This is the tool for
@@ -33,11 +33,11 @@ def configuration(work, kind, name, port, tls):
     """Command line of one side, with its configuration written to `work`."""
     listen = f"127.0.0.1:{harness.PROXY_PORT}"
     if kind.startswith("probe:"):
-        flavour, _, respond = kind[len("probe:"):].partition("-")
+        flavour, _, mode = kind[len("probe:"):].partition("-")
         binary = str(harness.HERE / "probes" / ".build" / "release" / f"{flavour}-probe")
-        if respond:
+        if mode == "respond":
             return [binary, "respond", f"127.0.0.1:{port}"]
-        return [binary, "pass", f"127.0.0.1:{port}", f"127.0.0.1:{harness.UPSTREAM_PORT}"]
+        return [binary, mode or "pass", f"127.0.0.1:{port}", f"127.0.0.1:{harness.UPSTREAM_PORT}"]
     if kind in ("haproxy", "nginx"):
         text = (harness.haproxy_config if kind == "haproxy" else harness.nginx_config)(work, 1, 0, tls)
         text = text.replace(listen, f"127.0.0.1:{port}").replace(f"{kind}.pid", f"{name}.pid")

@@ -1,7 +1,8 @@
 // The floor without SwiftNIO: the same two jobs as nio-probe on a bare, level-triggered epoll loop in Swift.
 //
-//   epoll-probe pass LISTEN UPSTREAM   relay bytes between each client and its own upstream connection
-//   epoll-probe respond LISTEN         answer each request head with a fixed response (no upstream)
+//   epoll-probe pass LISTEN UPSTREAM     relay bytes between each client and its own upstream connection
+//   epoll-probe splice LISTEN UPSTREAM   the same relay without copying: splice(2) through a pipe per direction
+//   epoll-probe respond LISTEN           answer each request head with a fixed response (no upstream)
 //
 // This is roughly what a proxy's own socket layer would cost: one shared 64 KiB read buffer, a small slot per
 // file descriptor, `read`/`write` straight from the loop, and epoll_ctl only when a side must pause or resume.
@@ -10,9 +11,10 @@
 import CProbeLibc
 import Glibc
 
-let pass = CommandLine.arguments.count == 4 && CommandLine.arguments[1] == "pass"
+let pass = CommandLine.arguments.count == 4 && ["pass", "splice"].contains(CommandLine.arguments[1])
+let splices = pass && CommandLine.arguments[1] == "splice"
 guard pass || (CommandLine.arguments.count == 3 && CommandLine.arguments[1] == "respond") else {
-    print("usage: epoll-probe pass LISTEN UPSTREAM | epoll-probe respond LISTEN")
+    print("usage: epoll-probe pass|splice LISTEN UPSTREAM | epoll-probe respond LISTEN")
     exit(2)
 }
 
@@ -40,6 +42,10 @@ struct Slot {
     var closeAfterWrite = false
     /// Bytes still to be written to this descriptor (a short write); nil almost always.
     var unwritten: [UInt8]? = nil
+    /// Splice mode: the pipe holding bytes on their way to this descriptor, and how many it holds.
+    var pipeRead: Int32 = -1
+    var pipeWrite: Int32 = -1
+    var piped = 0
 }
 
 let EPOLL_IN = EPOLLIN.rawValue, EPOLL_OUT = EPOLLOUT.rawValue
@@ -67,6 +73,10 @@ func opened(_ fd: Int32, events: UInt32) {
 func closeOne(_ fd: Int32) {
     guard fd >= 0, slots[Int(fd)].open else { return }
     let generation = slots[Int(fd)].generation
+    if slots[Int(fd)].pipeRead >= 0 {
+        close(slots[Int(fd)].pipeRead)
+        close(slots[Int(fd)].pipeWrite)
+    }
     slots[Int(fd)] = Slot(generation: generation)
     close(fd)  // also leaves the epoll set
 }
@@ -155,6 +165,46 @@ func connectUpstream(for client: Int32, _ count: Int) {
     control(EPOLL_CTL_MOD, client, 0)  // read no more until the upstream takes these bytes
 }
 
+// MARK: splice
+
+/// Moves what the pipe toward `fd` holds into `fd`; false when `fd` is full (it then waits for EPOLLOUT) or failed.
+func drainPipe(to fd: Int32) -> Bool {
+    while slots[Int(fd)].piped > 0 {
+        let n = probe_splice(slots[Int(fd)].pipeRead, fd, slots[Int(fd)].piped)
+        if n < 0 {
+            if errno == EAGAIN {
+                control(EPOLL_CTL_MOD, fd, EPOLL_IN | EPOLL_OUT)
+                return false
+            }
+            closePair(fd)
+            return false
+        }
+        slots[Int(fd)].piped -= n
+    }
+    return true
+}
+
+/// Splice mode's readable: socket to the partner's pipe, then the pipe to the partner, no copy through here.
+func spliceReadable(_ fd: Int32) {
+    let partner = slots[Int(fd)].partner
+    if slots[Int(partner)].pipeRead < 0 {
+        var ends: [Int32] = [-1, -1]
+        guard probe_pipe(&ends) == 0 else { closePair(fd); return }
+        slots[Int(partner)].pipeRead = ends[0]
+        slots[Int(partner)].pipeWrite = ends[1]
+    }
+    let n = probe_splice(fd, slots[Int(partner)].pipeWrite, bufferSize)
+    if n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) {
+        closePair(fd)
+        return
+    }
+    guard n > 0 else { return }
+    slots[Int(partner)].piped += n
+    if !drainPipe(to: partner), slots[Int(fd)].open {
+        control(EPOLL_CTL_MOD, fd, 0)  // back-pressure: the partner is full
+    }
+}
+
 func relay(from fd: Int32, _ count: Int) {
     let partner = slots[Int(fd)].partner
     if partner < 0 { connectUpstream(for: fd, count); return }
@@ -166,6 +216,10 @@ func relay(from fd: Int32, _ count: Int) {
 // MARK: loop
 
 func readable(_ fd: Int32) {
+    if splices, slots[Int(fd)].partner >= 0, slots[Int(slots[Int(fd)].partner)].unwritten == nil {
+        spliceReadable(fd)
+        return
+    }
     let n = read(fd, buffer, bufferSize)
     if n > 0 {
         if pass { relay(from: fd, n) } else { respond(fd, n) }
@@ -182,9 +236,11 @@ func writable(_ fd: Int32) {
         if error != 0 { closePair(fd); return }
         slots[Int(fd)].connecting = false
     }
-    guard let bytes = slots[Int(fd)].unwritten else { return }
-    slots[Int(fd)].unwritten = nil
-    guard bytes.withUnsafeBytes({ send(fd, $0.baseAddress!, $0.count) }) else { return }
+    if let bytes = slots[Int(fd)].unwritten {
+        slots[Int(fd)].unwritten = nil
+        guard bytes.withUnsafeBytes({ send(fd, $0.baseAddress!, $0.count) }) else { return }
+    }
+    guard drainPipe(to: fd) else { return }
     if slots[Int(fd)].closeAfterWrite { closeOne(fd); return }
     control(EPOLL_CTL_MOD, fd, EPOLL_IN)
     let partner = slots[Int(fd)].partner
