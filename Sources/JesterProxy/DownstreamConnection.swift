@@ -71,11 +71,8 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     private var requestIsReplayable = false
     private var requestIsIdempotent = false
     private var requestHasBody = false
-    /// Retries of the current request (route `retries`), the targets that failed it, and the pool whose retry
-    /// budget holds a slot for it.
-    private var retriesMade = 0
-    private var failedTargets: Set<Int> = []
-    private var retrySlotPool: UpstreamPool?
+    /// Retries of the current request (route `retries`).
+    private var retries = RetryAttempts()
     /// `http.connection_request_rate`: requests this connection may still send.
     private lazy var requestBucket = runtime.makeRequestBucket()
     /// The head of a request whose body is being peeked at (phase `.awaitingBody`).
@@ -83,8 +80,6 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     /// Sticky sessions (`sticky_cookie`): the target the request's cookie names, and whether the pool is sticky.
     private var stickyTarget: Int?
     private var stickyPool: UpstreamPool?
-    /// Why the last retried attempt failed.
-    private var retriedFailure: UpstreamFailure?
     /// How often the current request was sent again after a stale keep-alive connection failed.
     private var replays = 0
     /// The request's balancing hash, for pools that hash (kept for a replay).
@@ -455,9 +450,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         requestHasBody = framing != .none
         requestIsReplayable = !requestHasBody && requestIsIdempotent
         replays = 0
-        retriesMade = 0
-        if !failedTargets.isEmpty { failedTargets = [] }
-        retriedFailure = nil
+        retries.finish()
         if case .length(let length) = framing, length > matched.maxBodySize {
             respondWithError(413, closing: true)
             return
@@ -520,7 +513,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             }
             return
         }
-        pool.acquire(hashKey: balancingHash, fresh: fresh, excluding: failedTargets,
+        pool.acquire(hashKey: balancingHash, fresh: fresh, excluding: retries.failedTargets,
             connectTimeout: route?.timeouts.connect, preferring: stickyTarget,
             client: pool.settings.sendProxyProtocol == nil ? nil : proxyAddresses(), for: self)
     }
@@ -539,7 +532,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         case .failure(var failure):
             // A retry that finds no other target answers with what the failed attempt got (a 502 from a reset
             // target stays a 502, not "no target").
-            if case .noTarget = failure, let previous = retriedFailure { failure = previous }
+            if case .noTarget = failure, let previous = retries.lastFailure { failure = previous }
             log.failure = failure.reason
             respondWithError(failure.status, closing: !requestBody.isComplete)
         case .success(let connection):
@@ -753,7 +746,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     private func finishExchange(requestComplete: Bool) {
         timer.disarm()
         exchangeDeadline?.disarm()
-        if retrySlotPool != nil { releaseRetrySlot() }
+        retries.finish()
         finishLog(status: log.status)
         route = nil
         requestHead = nil
@@ -792,7 +785,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     private func close() {
         guard phase != .closing else { return }
         phase = .closing
-        if retrySlotPool != nil { releaseRetrySlot() }
+        retries.finish()
         timer.cancel()
         if let upstream {
             self.upstream = nil
@@ -988,7 +981,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
             return
         }
         if case .closedEarly = failure, let failed, retry(.reset, from: failed) {
-            retriedFailure = failure
+            retries.lastFailure = failure
             return
         }
         respondWithError(failure.status, closing: true)
@@ -999,22 +992,21 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
     private func retry(
         _ reason: RetryPolicy.Reason, from failed: any ExchangeUpstream, abandoning abandon: () -> Void = {}
     ) -> Bool {
-        guard let route, phase == .proxying, requestBody.isComplete,
-            route.retryPolicy.allows(reason, retriesSoFar: retriesMade, idempotent: requestIsIdempotent,
-                hasBody: requestHasBody)
-        else { return false }
+        guard let route, phase == .proxying, requestBody.isComplete else { return false }
         let pool = failed.pool
-        if retrySlotPool == nil {
-            guard pool.acquireRetrySlot() else {
-                log.failure += "; retry budget exhausted"
-                return false
-            }
-            retrySlotPool = pool
+        let delay: Double
+        switch retries.next(after: reason, policy: route.retryPolicy, idempotent: requestIsIdempotent,
+            hasBody: requestHasBody, target: failed.target, pool: pool)
+        {
+        case .notAllowed:
+            return false
+        case .budgetExhausted:
+            log.failure += "; retry budget exhausted"
+            return false
+        case .retry(let seconds):
+            delay = seconds
         }
         abandon()
-        failedTargets.insert(failed.target)
-        let delay = route.retryPolicy.backoff(retriesSoFar: retriesMade, random: Double.random(in: 0..<1))
-        retriesMade += 1
         runtime.counters.upstreamRetries &+= 1
         log.failure = ""
         context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) {
@@ -1022,11 +1014,6 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
             self.acquireUpstream(from: pool, fresh: false)
         }
         return true
-    }
-
-    private func releaseRetrySlot() {
-        retrySlotPool?.releaseRetrySlot()
-        retrySlotPool = nil
     }
 
     func upstreamReadComplete() {

@@ -46,10 +46,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     private var requestIsIdempotent = false
     private var requestHasBody = false
     private var replays = 0
-    private var retriesMade = 0
-    private var failedTargets: Set<Int> = []
-    private var retrySlotPool: UpstreamPool?
-    private var retriedFailure: UpstreamFailure?
+    private var retries = RetryAttempts()
     // An HTTP/2 upstream (`protocol = "h2"`): the stream there, and byte counts not yet acknowledged each way.
     private var h2Upstream: HTTP2UpstreamConnection?
     private var h2Stream: Int32?
@@ -193,7 +190,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     }
 
     private func acquireUpstream(from pool: UpstreamPool, fresh: Bool) {
-        pool.acquire(hashKey: balancingHash, fresh: fresh, excluding: failedTargets,
+        pool.acquire(hashKey: balancingHash, fresh: fresh, excluding: retries.failedTargets,
             connectTimeout: route?.timeouts.connect, preferring: stickyTarget,
             client: pool.settings.sendProxyProtocol == nil ? nil : connection.proxyAddresses, for: self)
     }
@@ -263,7 +260,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         switch result {
         case .failure(var failure):
             // A retry that finds no other target answers with what the failed attempt got.
-            if case .noTarget = failure, let previous = retriedFailure { failure = previous }
+            if case .noTarget = failure, let previous = retries.lastFailure { failure = previous }
             finishLocally(status: failure.status, failure: failure.reason)
         case .success(let upstream):
             self.upstream = upstream
@@ -513,7 +510,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             return
         }
         if case .closedEarly = failure, let failed, retry(.reset, from: failed) {
-            retriedFailure = failure
+            retries.lastFailure = failure
             return
         }
         finishLocally(status: failure.status, failure: failure.reason)
@@ -524,22 +521,21 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     private func retry(
         _ reason: RetryPolicy.Reason, from failed: UpstreamConnection, abandoning abandon: () -> Void = {}
     ) -> Bool {
-        guard let route, !finished, requestComplete,
-            route.retryPolicy.allows(reason, retriesSoFar: retriesMade, idempotent: requestIsIdempotent,
-                hasBody: requestHasBody)
-        else { return false }
+        guard let route, !finished, requestComplete else { return false }
         let pool = failed.pool
-        if retrySlotPool == nil {
-            guard pool.acquireRetrySlot() else {
-                log.failure += "; retry budget exhausted"
-                return false
-            }
-            retrySlotPool = pool
+        let delay: Double
+        switch retries.next(after: reason, policy: route.retryPolicy, idempotent: requestIsIdempotent,
+            hasBody: requestHasBody, target: failed.target, pool: pool)
+        {
+        case .notAllowed:
+            return false
+        case .budgetExhausted:
+            log.failure += "; retry budget exhausted"
+            return false
+        case .retry(let seconds):
+            delay = seconds
         }
         abandon()
-        failedTargets.insert(failed.target)
-        let delay = route.retryPolicy.backoff(retriesSoFar: retriesMade, random: Double.random(in: 0..<1))
-        retriesMade += 1
         runtime.counters.upstreamRetries &+= 1
         log.failure = ""
         // The response timeout starts again with the next attempt.
@@ -829,8 +825,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     private func complete(status: Int? = nil) {
         guard !finished else { return }
         finished = true
-        retrySlotPool?.releaseRetrySlot()
-        retrySlotPool = nil
+        retries.finish()
         timer.disarm()
         exchangeDeadline?.disarm()
         if let accessLog = runtime.accessLog {
