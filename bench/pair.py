@@ -65,6 +65,26 @@ def cpu_seconds(server):
     return user / harness.CLOCK_TICKS, system / harness.CLOCK_TICKS
 
 
+def start_upstream(prefix):
+    """Raises the fd limit (HAProxy sizes maxconn by it), writes the benchmark's upstream into a new work directory
+    and starts it on CPU 1; returns the directory and the running upstream."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    harness.MAX_CONNECTIONS = min(harness.MAX_CONNECTIONS, (hard - 200) // 2)
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(work, 0o755)
+    (work / "upstream.conf").write_text(harness.upstream_config(work))
+    os.chmod(work / "www", 0o755)
+    harness.wait_for_free_port(harness.UPSTREAM_PORT)
+    upstream = harness.Server("upstream", ["nginx", "-c", str(work / "upstream.conf")], "1", work / "upstream.log")
+    try:
+        harness.wait_for_http(harness.UPSTREAM_PORT)
+    except Exception:
+        upstream.stop()
+        raise
+    return work, upstream
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("a")
@@ -80,18 +100,9 @@ def main():
                              "and report the RSS each grew by, per connection")
     args = parser.parse_args()
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    harness.MAX_CONNECTIONS = min(harness.MAX_CONNECTIONS, (hard - 200) // 2)
-    work = Path(tempfile.mkdtemp(prefix="jester-pair-"))
-    os.chmod(work, 0o755)
-    (work / "upstream.conf").write_text(harness.upstream_config(work))
-    os.chmod(work / "www", 0o755)
-    harness.wait_for_free_port(harness.UPSTREAM_PORT)
-    upstream = harness.Server("upstream", ["nginx", "-c", str(work / "upstream.conf")], "1", work / "upstream.log")
+    work, upstream = start_upstream("jester-pair-")
     sides = []
     try:
-        harness.wait_for_http(harness.UPSTREAM_PORT)
         for name, kind, port in (("a", args.a, harness.PROXY_PORT), ("b", args.b, harness.PROXY_PORT + 10)):
             harness.wait_for_free_port(port)
             command = configuration(work, kind, name, port, args.h2)

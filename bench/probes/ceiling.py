@@ -6,12 +6,9 @@ ceiling" target). Targets are named as for bench/pair.py:
     bench/probes/ceiling.py .build/release/jester probe:epoll probe:epoll-splice haproxy
 """
 
-import os
 import re
-import resource
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -28,18 +25,9 @@ def transfer_mib(port):
 
 def main():
     targets = ["direct"] + sys.argv[1:]
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    harness.MAX_CONNECTIONS = min(harness.MAX_CONNECTIONS, (hard - 200) // 2)
-    work = Path(tempfile.mkdtemp(prefix="jester-ceiling-"))
-    os.chmod(work, 0o755)
-    (work / "upstream.conf").write_text(harness.upstream_config(work))
-    os.chmod(work / "www", 0o755)
-    harness.wait_for_free_port(harness.UPSTREAM_PORT)
-    upstream = harness.Server("upstream", ["nginx", "-c", str(work / "upstream.conf")], "1", work / "upstream.log")
+    work, upstream = pair.start_upstream("jester-ceiling-")
     results = {target: [] for target in targets}
     try:
-        harness.wait_for_http(harness.UPSTREAM_PORT)
         for _ in range(2):
             for target in targets:
                 if target == "direct":
