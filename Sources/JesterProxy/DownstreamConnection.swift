@@ -539,7 +539,8 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             upstream = connection
             log.upstreamTarget = connection.targetDescription
             let rewritten = requestHead!.withUnsafeReadableBytes { rewriteRequestHead($0, target: connection.targetDescription) }
-            connection.startExchange(delegate: self, requestHead: rewritten, isHeadRequest: requestIsHead)
+            connection.startExchange(
+                delegate: self, requestHead: rewritten, isHeadRequest: requestIsHead, expectsUpgrade: isUpgrade)
             if requestBody.isComplete {
                 // The response timeout runs from the end of the request, however long the upload took.
                 timer.arm(.response, after: route?.responseTimeout ?? pool.responseTimeout)
@@ -657,7 +658,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             if tls != nil { out.writeStaticString("; Secure") }
             out.writeStaticString("\r\n")
         }
-        if !rechunkResponse, let length = response.contentLength {
+        if !rechunkResponse, let length = response.forwardedContentLength {
             // One canonical value, whatever list form the upstream used.
             out.writeStaticString("Content-Length: ")
             out.writeDecimal(length)
@@ -874,10 +875,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
 extension DownstreamConnection: UpstreamConnectionDelegate {
     func upstreamResponseHead(_ response: HTTPHead, bytes: ByteBuffer) {
         if response.status == 101 {
-            guard isUpgrade else {
-                upstreamFailed(.invalidResponse(.badStatusLine), responseStarted: false)
-                return
-            }
+            // (Only when the request asked for it: `UpstreamConnection` refuses any other 101.)
             timer.disarm()
             log.status = 101
             responseStarted = true

@@ -13,7 +13,9 @@ protocol ExchangeUpstream: AnyObject {
     var isWritable: Bool { get }
     /// Exchanges completed before this one (0 for a fresh connection): a failure after some is a stale one.
     var completedExchanges: Int { get }
-    func startExchange(delegate: any UpstreamConnectionDelegate, requestHead: ByteBuffer, isHeadRequest: Bool)
+    /// Sends the request head; a 101 answer is passed on only when `expectsUpgrade`, and refused otherwise.
+    func startExchange(
+        delegate: any UpstreamConnectionDelegate, requestHead: ByteBuffer, isHeadRequest: Bool, expectsUpgrade: Bool)
     func write(_ bytes: ByteBuffer)
     func flush()
     /// The client can take more response bytes.
@@ -67,7 +69,10 @@ final class HTTP2Exchange: ExchangeUpstream, HTTP2UpstreamStreamDelegate {
     var completedExchanges: Int { 0 }
     var isWritable: Bool { stream.map { connection.bufferedBody($0) < Self.bufferLimit } ?? true }
 
-    func startExchange(delegate: any UpstreamConnectionDelegate, requestHead: ByteBuffer, isHeadRequest: Bool) {
+    func startExchange(
+        delegate: any UpstreamConnectionDelegate, requestHead: ByteBuffer, isHeadRequest: Bool, expectsUpgrade: Bool
+    ) {
+        // (`expectsUpgrade` has no use here: HTTP/2 has no 101 (RFC 9113 §8.6), nghttp2 resets a stream that sends one.)
         self.delegate = delegate
         var head = HTTPHead()
         let parser = HTTPHeadParser(limits: .init(maxHeadSize: 1 << 20, maxURILength: 1 << 20, maxFieldCount: 10_000))

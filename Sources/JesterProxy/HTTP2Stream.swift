@@ -272,7 +272,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
                 request.renderHead($0, head: head, target: upstream.targetDescription, allocator: runtime.allocator)
             }
             log.requestID = requestID
-            upstream.startExchange(delegate: self, requestHead: rendered, isHeadRequest: requestIsHead)
+            upstream.startExchange(delegate: self, requestHead: rendered, isHeadRequest: requestIsHead, expectsUpgrade: false)
             for bytes in pendingBody { forward(bytes) }
             pendingBody = []
             if requestComplete { endRequestBody() }
@@ -416,9 +416,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     func upstreamResponseHead(_ response: HTTPHead, bytes: ByteBuffer) {
         timer.disarm()
         if response.status < 200 {
-            // 1xx: 100 Continue has no meaning here (the client does not wait for it in HTTP/2); 101 cannot happen
-            // (no upgrade is forwarded).
-            if response.status == 101 { upstreamFailed(.invalidResponse(.badStatusLine), responseStarted: false) }
+            // 1xx: 100 Continue has no meaning here (the client does not wait for it in HTTP/2); a 101 never
+            // arrives (no upgrade is forwarded, and `UpstreamConnection` refuses one nobody asked for).
             return
         }
         if response.status >= 500, let upstream, route?.retryPolicy.statuses.contains(response.status) == true,
@@ -438,13 +437,16 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         bytes.withUnsafeReadableBytes { raw in
             // Hop-by-hop covers every field HTTP/2 forbids (RFC 9113 §8.2.2): Connection, Keep-Alive,
             // Proxy-Connection, Transfer-Encoding, Upgrade, and whatever Connection named.
-            for field in response.fields where !field.isHopByHop {
+            // Content-Length is written once below: the upstream may send a list ("5, 5") or repeat the field,
+            // which the parser accepted as one length, and HTTP/2 clients must see one value as HTTP/1 ones do.
+            for field in response.fields where !field.isHopByHop && field.kind != .contentLength {
                 if !edits.isEmpty, edits.drops(raw, field.name) { continue }
                 fields.append(
                     lowercasing: UnsafeRawBufferPointer(rebasing: raw[field.name]),
                     value: UnsafeRawBufferPointer(rebasing: raw[field.value]))
             }
         }
+        if let length = response.forwardedContentLength { fields.append("content-length", String(length)) }
         for field in edits.appended { fields.append(field.name, field.value) }
         if let upstream, let cookie = stickyCookie(for: upstream.pool, target: upstream.target) {
             fields.append("set-cookie", cookie)
@@ -490,6 +492,9 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     func upstreamFailed(_ failure: UpstreamFailure, responseStarted started: Bool) {
         let failed = upstream
         upstream = nil
+        // An exchange that is over (the client left, a timeout answered) has nothing left to say, and its
+        // connection may be gone.
+        guard !finished else { return }
         log.failure = failure.reason
         if started || responseStarted {
             // Part of the response went out: a reset is the only honest end (the client sees it incomplete).
@@ -846,6 +851,8 @@ extension HTTP2Stream {
         let edits = route?.responseEdits ?? HeaderEdits()
         var out = [HTTP2Field(":status", String(status))]
         for field in fields where !field.name.hasPrefix(":") && !Self.connectionSpecific.contains(field.name) {
+            // RFC 9110 §8.6: no Content-Length on a 204, whatever the upstream sent.
+            if status == 204, field.name == "content-length" { continue }
             if !edits.isEmpty, Array(field.name.utf8).withUnsafeBytes({ edits.drops($0, 0..<$0.count) }) { continue }
             out.append(field)
         }

@@ -55,6 +55,8 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     private var parser = HTTPHeadParser(limits: .init(maxHeadSize: 64 * 1024, maxURILength: 64 * 1024, maxFieldCount: 500))
     private var head = HTTPHead()
     private var requestWasHead = false
+    /// The request asked to switch protocols (a WebSocket upgrade): only then is a 101 answer passed on.
+    private var upgradeRequested = false
     /// Closes the connection when it idles in the pool too long; re-armed per exchange without rescheduling.
     private let idleTimer = ConnectionTimer()
     /// Exchanges completed on this connection; a failure on a reused connection may be retried.
@@ -100,10 +102,13 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     // MARK: Driven by the client connection
 
     /// Starts an exchange: `head` is the rewritten request head; the response is expected next.
-    func startExchange(delegate: any UpstreamConnectionDelegate, requestHead: ByteBuffer, isHeadRequest: Bool) {
+    func startExchange(
+        delegate: any UpstreamConnectionDelegate, requestHead: ByteBuffer, isHeadRequest: Bool, expectsUpgrade: Bool
+    ) {
         guard let context else { return }
         self.delegate = delegate
         requestWasHead = isHeadRequest
+        upgradeRequested = expectsUpgrade
         responseStarted = false
         responseHeadAt = nil
         state = .awaitingHead
@@ -219,10 +224,17 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
                     let headBytes = current.readSlice(length: length)!
                     buffer = current
                     parser.reset()
+                    if head.status == 101, !upgradeRequested {
+                        // Nothing asked to switch protocols: what follows on this connection no longer lines up
+                        // with any request. Refused here, for every kind of client, and the connection closed
+                        // (`fail` detaches the delegate), so it can never call back into an exchange that is over.
+                        fail(.unaskedUpgrade)
+                        return
+                    }
                     responseStarted = true
                     if head.status < 200 {
                         delegate?.upstreamResponseHead(head, bytes: headBytes)
-                        if head.status == 101 { return }  // the client side decides whether to tunnel
+                        if head.status == 101 { return }  // the client side switches to a tunnel
                         head.reset()
                         continue
                     }

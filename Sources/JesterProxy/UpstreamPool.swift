@@ -20,6 +20,8 @@ enum UpstreamFailure: Error, Sendable {
     case tlsFailed(String)
     /// The response could not be parsed or was framed ambiguously: 502.
     case invalidResponse(HTTPParseError)
+    /// The target answered 101 Switching Protocols to a request that asked for no upgrade: 502.
+    case unaskedUpgrade
     /// No target may take a request (every one excluded after failures): 503.
     case noTarget
     /// The pool's circuit breaker is open, or the pool is at its max_requests: 503 at once.
@@ -50,6 +52,7 @@ enum UpstreamFailure: Error, Sendable {
         case .closedEarly: return "upstream closed the connection early"
         case .tlsFailed(let reason): return "upstream TLS failed: \(reason)"
         case .invalidResponse(let error): return "invalid response: \(error.reason)"
+        case .unaskedUpgrade: return "invalid response: 101 Switching Protocols to a request without an upgrade"
         case .noTarget: return "no upstream target available"
         case .circuitOpen(let why): return "circuit breaker: \(why)"
         }

@@ -84,9 +84,19 @@ public final class Master: @unchecked Sendable {
     private var ticketKeys = TicketKeyRing()
     /// Target host names and their addresses (see `ResolvedAddresses`).
     private var resolved = ResolvedAddresses()
-    private var stopping = false
+    /// How far the master is on its way out. `stopped` is reached once: it closes `inbox` and shuts the loop down.
+    private var lifecycle = Lifecycle.running
+    private var stopping: Bool { lifecycle != .running }
+    /// Where the signal thread and the resolver's queue post their work (see `LoopInbox`).
+    private var inbox: LoopInbox!
     private var reloadInProgress: ReloadOperation?
     private var drainWatchers: [any Channel] = []
+
+    /// The master's way out: running until a stop is asked for; stopping while workers drain; stopped when the
+    /// last one is gone (or none was left to wait for), after which no event is handled and the loop ends.
+    enum Lifecycle {
+        case running, stopping, stopped
+    }
 
     /// A reload waiting for its new generation to report ready.
     struct ReloadOperation {
@@ -128,12 +138,14 @@ public final class Master: @unchecked Sendable {
     private func runLoop(_ body: @escaping () throws -> Void) -> Int32 {
         MultiThreadedEventLoopGroup.withCurrentThreadAsEventLoop { loop in
             self.eventLoop = loop
+            self.inbox = LoopInbox(loop: loop)
             do {
                 try body()
             } catch {
                 self.logger.critical("cannot start", metadata: ["error": "\(error)"])
                 self.exitCode = 1
-                loop.shutdownGracefully { _ in }
+                self.lifecycle = .stopped
+                self.shutDownLoop()
             }
         }
         return exitCode
@@ -204,10 +216,10 @@ public final class Master: @unchecked Sendable {
             self.resolved.track([self.configuration] + (self.reloadInProgress.map { [$0.configuration] } ?? []))
             let names = self.resolved.due(now: self.monotonicNow)
             guard !names.isEmpty else { return }
-            let loop = self.eventLoop!
+            let inbox = self.inbox!
             DispatchQueue.global().async {
                 let results = names.map { ($0, ResolvedAddresses.lookUp($0)) }
-                loop.execute { self.resolutionsArrived(results) }
+                inbox.post { self.resolutionsArrived(results) }
             }
         }
     }
@@ -336,8 +348,8 @@ public final class Master: @unchecked Sendable {
     }
 
     private func startSignalWaiter() {
-        _ = SignalWaiter { [eventLoop] signal in
-            eventLoop!.execute { self.handleSignal(signal) }
+        _ = SignalWaiter { [inbox] signal in
+            inbox!.post { self.handleSignal(signal) }
         }
     }
 
@@ -1028,8 +1040,12 @@ public final class Master: @unchecked Sendable {
     private var exitCode: Int32 = 0
 
     private func beginStop(fast: Bool, exitCode: Int32) {
-        if stopping, !fast { return }
-        stopping = true
+        // A fast stop may overtake a graceful one; nothing overtakes a finished stop.
+        switch (lifecycle, fast) {
+        case (.running, _), (.stopping, true): break
+        case (.stopping, false), (.stopped, _): return
+        }
+        lifecycle = .stopping
         self.exitCode = exitCode
         Systemd.notify("STOPPING=1")
         logger.info(fast ? "fast stop" : "graceful stop", metadata: ["workers": "\(workers.count)"])
@@ -1047,14 +1063,28 @@ public final class Master: @unchecked Sendable {
         if workers.isEmpty { finishStop() }
     }
 
+    /// Ends the master once: every path that sees the last worker gone may call it (a SIGCHLD that arrives after
+    /// the reap that emptied `workers` does), and shutting the loop down a second time is a SwiftNIO
+    /// precondition failure, which was the SIGILL seen on stop.
     private func finishStop() {
+        guard lifecycle == .stopping else { return }
+        lifecycle = .stopped
         PidFile.remove(configuration.server.pidFile)
         unlink(configuration.server.controlSocket)
         for channel in drainWatchers {
             reply(.done(success: true, message: "all workers drained; master stopped"), to: channel)
         }
         logger.info("master stopped")
-        eventLoop.scheduleTask(in: .milliseconds(50)) { self.eventLoop.shutdownGracefully { _ in } }
+        // No signal or resolver result is handled from here on; the replies above get 50 ms to go out.
+        inbox.close()
+        eventLoop.scheduleTask(in: .milliseconds(50)) { self.shutDownLoop() }
+    }
+
+    /// Shuts the master's loop down (once: callers are past the `stopped` transition), after closing the inbox so
+    /// that no other thread submits to a closing loop.
+    private func shutDownLoop() {
+        inbox.close()
+        eventLoop.shutdownGracefully { _ in }
     }
 
     // MARK: Control socket

@@ -19,9 +19,30 @@ private func decodeChunked(_ text: String) throws -> (body: String, complete: Bo
     #expect(try decodeChunked("5\r\nhel").complete == false)
 }
 
-@Test(arguments: ["zz\r\n", "5\nhello\r\n", "5\r\nhelloXX", "-1\r\n", "1234567890abcdef0\r\n", "0\r\nbad\u{1}\r\n\r\n"])
+@Test func acceptsBlanksBeforeAChunkExtension() throws {
+    // RFC 9112 §7.1.1's BWS before ";" is the only whitespace allowed on a size line.
+    #expect(try decodeChunked("5 ;a=1\r\nhello\r\n0\t \t;b\r\n\r\n").body == "hello")
+}
+
+@Test(arguments: [
+    "zz\r\n", "5\nhello\r\n", "5\r\nhelloXX", "-1\r\n", "1234567890abcdef0\r\n", "0\r\nbad\u{1}\r\n\r\n",
+    // Whitespace after the size with no extension (jester-http(7): none before the CRLF).
+    "5  \r\nhello\r\n", "5\t\r\nhello\r\n", "0 \r\n\r\n", " 5\r\nhello\r\n",
+])
 func rejectsMalformedChunks(text: String) {
     #expect(throws: HTTPParseError.badChunk) { try decodeChunked(text) }
+}
+
+@Test func forwardsOneContentLengthAndNoneOnA204() {
+    var head = HTTPHead()
+    head.status = 200
+    head.contentLength = 5
+    #expect(head.forwardedContentLength == 5)
+    head.status = 204
+    #expect(head.forwardedContentLength == nil)
+    head.status = 200
+    head.isChunked = true
+    #expect(head.forwardedContentLength == nil)
 }
 
 @Test func readsContentLengthBodies() throws {

@@ -87,6 +87,11 @@ CORPUS = [
     ("chunk-size-not-hex", POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400, None),
     ("chunk-size-0x", POST + b"Transfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n", 400, None),
     ("chunk-size-overflow", POST + b"Transfer-Encoding: chunked\r\n\r\n1" + b"0" * 16 + b"\r\nx\r\n0\r\n\r\n", 400, None),
+    ("chunk-size-trailing-spaces", POST + b"Transfer-Encoding: chunked\r\n\r\n5  \r\nhello\r\n0\r\n\r\n", 400, None),
+    ("chunk-size-trailing-tab", POST + b"Transfer-Encoding: chunked\r\n\r\n5\t\r\nhello\r\n0\r\n\r\n", 400, None),
+    ("chunk-last-size-trailing-space", POST + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0 \r\n\r\n", 400, None),
+    ("chunk-extension-after-blank", POST + b"Transfer-Encoding: chunked\r\n\r\n5 ;a=b\r\nhello\r\n0\r\n\r\n", 200,
+     forwarded(b"POST /a HTTP/1.1", body=b"5\r\nhello\r\n0\r\n\r\n", framing=b"Transfer-Encoding: chunked")),
     ("chunk-bare-lf", POST + b"Transfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n", 400, None),
     ("chunk-data-longer-than-size", POST + b"Transfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n", 400, None),
 

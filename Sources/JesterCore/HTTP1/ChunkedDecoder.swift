@@ -14,6 +14,8 @@ public struct ChunkedDecoder: Sendable {
 
     private enum State: Sendable {
         case size(value: Int64, digits: Int)
+        /// Blanks after the size: allowed only before a ";" (the BWS of RFC 9112 §7.1.1), never before CRLF.
+        case sizeBlank(value: Int64)
         case sizeExtension(value: Int64)
         case sizeLF(value: Int64)
         case data(remaining: Int64)
@@ -52,10 +54,20 @@ public struct ChunkedDecoder: Sendable {
                     throw .badChunk
                 } else if byte == ASCII.cr {
                     state = .sizeLF(value: value)
-                } else if byte == UInt8(ascii: ";") || byte == ASCII.space || byte == ASCII.tab {
-                    // chunk-ext, with the bad whitespace RFC 9112 §7.1.1 allows around ";".
+                } else if byte == UInt8(ascii: ";") {
                     state = .sizeExtension(value: value)
+                } else if byte == ASCII.space || byte == ASCII.tab {
+                    state = .sizeBlank(value: value)
                 } else {
+                    throw .badChunk
+                }
+                index += 1
+            case .sizeBlank(let value):
+                // "5 ;ext" is a chunk extension after bad whitespace; "5 \r\n" is a size with trailing
+                // whitespace, which some parsers read as 5 and others reject: ambiguous, so 400 (jester-http(7)).
+                if byte == UInt8(ascii: ";") {
+                    state = .sizeExtension(value: value)
+                } else if byte != ASCII.space && byte != ASCII.tab {
                     throw .badChunk
                 }
                 index += 1

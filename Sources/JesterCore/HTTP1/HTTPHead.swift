@@ -58,6 +58,14 @@ public struct HTTPHead: Sendable {
         name.withUnsafeBytes { name in fields.first { ASCII.equalsIgnoringCase(bytes, $0.name, name, 0..<name.count) } }
     }
 
+    /// The one Content-Length value a proxy passes on with this response, whatever list or repetition the
+    /// upstream sent (the parser accepted those only when every value agreed): none on a 204, where RFC 9110
+    /// §8.6 forbids it, nor on a chunked response, where Transfer-Encoding overrides it (RFC 9112 §6.3).
+    public var forwardedContentLength: Int64? {
+        guard status != 204, !isChunked else { return nil }
+        return contentLength
+    }
+
     public var isPersistent: Bool {
         if connectionClose { return false }
         return version == .http1_1 || connectionKeepAlive
