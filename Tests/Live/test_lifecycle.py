@@ -209,6 +209,54 @@ def test_stop_and_sigterm(make_jester):
     assert not os.path.exists(other.dir / "jester.pid")
 
 
+def test_many_start_stop_cycles_all_exit_zero(tmp_path):
+    """Stops race with workers exiting (two SIGCHLDs for one reap), with signals arriving while the master shuts
+    its loop down, and with traffic: every stop must end in exit 0, never a crash (once SIGILL, 1 stop in 30)."""
+    from conftest import JESTER, free_port
+    port = free_port()
+    config = tmp_path / "jester.toml"
+    config.write_text(f"""
+[server]
+workers = 2
+pid_file = "{tmp_path}/jester.pid"
+control_socket = "{tmp_path}/control.sock"
+drain_timeout = "2s"
+
+[[listeners]]
+name = "main"
+address = "127.0.0.1:{port}"
+""" + ROUTES.replace("VERSION", "cycle"))
+    failures = []
+    for cycle in range(36):
+        loaded = cycle % 3 == 2
+        log = open(tmp_path / "jester.log", "w")
+        process = subprocess.Popen([JESTER, "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: curl(f"http://127.0.0.1:{port}/", timeout=2)[0] == 200, timeout=10, interval=0.02,
+                     what="jester to answer")
+            load = None
+            if loaded:
+                load = subprocess.Popen(["wrk", "-t1", "-c16", "-d1s", f"http://127.0.0.1:{port}/"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(0.3)
+            # A second signal during the stop, as an impatient operator or systemd's final SIGTERM sends it.
+            process.send_signal(signal.SIGTERM)
+            if cycle % 4 == 1:
+                time.sleep(0.01)
+                process.send_signal(signal.SIGTERM if cycle % 8 == 1 else signal.SIGINT)
+            code = process.wait(timeout=15)
+            if load:
+                load.wait(timeout=10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            log.close()
+        if code != 0:
+            failures.append((cycle, code, (tmp_path / "jester.log").read_text()[-1500:]))
+    assert not failures, failures[:3]
+
+
 def test_files_that_crash_the_toml_library_are_errors():
     """Inputs on which toml++ (inside TOMLKit) aborts: jester must answer with an error, not crash."""
     from pathlib import Path
