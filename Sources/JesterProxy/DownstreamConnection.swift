@@ -154,6 +154,8 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             upstream.close()
         }
         if phase != .closing, route != nil { finishLog(status: 499) }
+        // A retried request's budget slot goes back when the client leaves mid-retry too.
+        retries.finish()
         phase = .closing
         runtime.unregister(self, clientAddress: clientAddress)
     }
@@ -824,6 +826,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     /// sees it cut short (a complete-looking response would be a lie).
     private func abortResponse() {
         finishLog(status: log.status)
+        retries.finish()
         phase = .closing
         timer.cancel()
         if let upstream {

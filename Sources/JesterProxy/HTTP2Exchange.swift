@@ -168,10 +168,18 @@ final class HTTP2Exchange: ExchangeUpstream, HTTP2UpstreamStreamDelegate {
     private func cancel() {
         guard !ended else { return }
         ended = true
-        if let stream { connection.cancel(stream) }
+        if let stream {
+            connection.cancel(stream)
+        } else {
+            // The pool counted the request when it chose this connection; with no stream opened, no stream's
+            // end gives the count back (the client left while the connection was still being made).
+            pool.http2StreamEnded(connection, failed: false)
+        }
     }
 
     private func fail(_ failure: UpstreamFailure) {
+        // (Only before a stream opened: the pool's count for this request goes back here.)
+        if !ended, stream == nil { pool.http2StreamEnded(connection, failed: true) }
         ended = true
         let delegate = self.delegate
         self.delegate = nil
@@ -233,6 +241,9 @@ final class HTTP2Exchange: ExchangeUpstream, HTTP2UpstreamStreamDelegate {
     }
 
     private func end() {
+        // The target answered before the request body was all sent: its stream is reset (CANCEL) rather than left
+        // open there, holding a stream slot and the pool's count of requests in flight for good.
+        if !ended, !requestBody.isComplete, let stream { connection.cancel(stream) }
         ended = true
         finishDelegate { $0.upstreamResponseEnd(reusable: true) }
     }

@@ -289,6 +289,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             return
         }
         if let route, requestBodyBytes > route.maxBodySize {
+            // Acknowledged like any dropped DATA, or the connection's window would shrink for every stream.
+            connection.consumed(id, count: bytes.readableBytes)
             finishLocally(status: 413, failure: "request body larger than \(route.maxBodySize) bytes")
             return
         }
@@ -583,15 +585,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         deferredStart = nil
         timer.cancel()
         exchangeDeadline?.cancel()
-        if let h2Upstream, let h2Stream, !finished {
-            // The client gave up: so does the target (RST_STREAM CANCEL).
-            h2Upstream.cancel(h2Stream)
-        }
-        h2Upstream = nil
-        if let upstream {
-            self.upstream = nil
-            upstream.close()
-        }
+        // The client gave up (or the exchange is over): so does the target.
+        detachUpstream()
         if !finished {
             log.failure = errorCode == 8 ? "client cancelled the stream" : "stream reset (error \(errorCode))"
             complete(status: 499)
@@ -603,8 +598,23 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         closed(errorCode: 8)
     }
 
+    /// Lets go of whatever upstream still works on this request: an HTTP/1.1 connection is closed (which detaches
+    /// its delegate), an HTTP/2 stream reset with CANCEL (`cancel` does nothing for a stream that already ended).
+    /// Called wherever the exchange ends early, so that no upstream keeps this stream as its delegate: a stream
+    /// outlives its `unowned` connection only while something else holds it, and an upstream that did could call
+    /// it after the client's connection was gone.
+    private func detachUpstream() {
+        if let upstream {
+            self.upstream = nil
+            upstream.close()
+        }
+        if let h2Upstream, let h2Stream { h2Upstream.cancel(h2Stream) }
+        h2Upstream = nil
+    }
+
     private func finishLocally(status: Int, failure: String) {
         guard !finished else { return }
+        detachUpstream()
         if responseStarted {
             complete()
             connection.reset(id, errorCode: 2)
@@ -791,12 +801,6 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         switch purpose {
         case .response:
             guard !responseStarted, !finished else { return }
-            if let upstream {
-                self.upstream = nil
-                upstream.close()
-            }
-            if let h2Upstream, let h2Stream { h2Upstream.cancel(h2Stream) }
-            h2Upstream = nil
             finishLocally(status: 504, failure: UpstreamFailure.responseTimedOut.reason)
         case .upstreamRead:
             timedOut("upstream read timeout")
@@ -812,12 +816,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
 
     private func timedOut(_ reason: String) {
         guard !finished else { return }
-        if let upstream {
-            self.upstream = nil
-            upstream.close()
-        }
-        if let h2Upstream, let h2Stream { h2Upstream.cancel(h2Stream) }
-        h2Upstream = nil
+        detachUpstream()
         if responseStarted {
             log.failure = reason
             complete()
@@ -843,7 +842,11 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
 extension HTTP2Stream {
     // MARK: HTTP2UpstreamStreamDelegate
 
+    // (Each of these is a no-op once the exchange finished: `detachUpstream` made sure no more arrive, and a
+    // finished stream may have lost its connection.)
+
     func upstreamHeaders(_ fields: [HTTP2Field], endStream: Bool) {
+        guard !finished else { return }
         timer.disarm()
         let status = fields.first { $0.name == ":status" }.flatMap { Int($0.value) } ?? 502
         // An interim (1xx) response carries nothing a client of this proxy needs.
@@ -869,6 +872,7 @@ extension HTTP2Stream {
     }
 
     func upstreamData(_ bytes: ByteBuffer) {
+        guard !finished else { return }
         log.bytesOut += bytes.readableBytes
         armReadTimer()
         responseUnacknowledged += bytes.readableBytes
@@ -878,12 +882,14 @@ extension HTTP2Stream {
     }
 
     func upstreamTrailers(_ fields: [HTTP2Field]) {
+        guard !finished else { return }
         connection.finishBody(id, trailers: fields.filter { !Self.connectionSpecific.contains($0.name) })
         completeHTTP2Response()
         connection.scheduleFlush()
     }
 
     func upstreamEnded() {
+        guard !finished else { return }
         connection.finishBody(id)
         completeHTTP2Response()
         connection.scheduleFlush()
@@ -891,6 +897,7 @@ extension HTTP2Stream {
 
     func upstreamStreamFailed(_ reason: String) {
         h2Upstream = nil
+        guard !finished else { return }
         log.failure = reason
         if responseStarted {
             complete()
@@ -901,10 +908,15 @@ extension HTTP2Stream {
     }
 
     func upstreamDrained() {
+        guard !finished else { return }
         acknowledgeRequest()
     }
 
+    /// The target's response ended. If the client is still sending the request body, the target has said all it
+    /// will: its stream is reset (CANCEL), or it would stay open there, holding one of the connection's stream
+    /// slots and this stream as its delegate; the rest of the client's body is read and dropped.
     private func completeHTTP2Response() {
+        if !requestComplete, let h2Upstream, let h2Stream { h2Upstream.cancel(h2Stream) }
         h2Upstream = nil
         complete()
     }

@@ -55,6 +55,8 @@ def serve(port, cert=None, key=None):
         "Bidi": grpc.stream_stream_rpc_method_handler(bidi),
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
+        # Answers at once, before the client has finished sending (an early response).
+        "Early": grpc.stream_unary_rpc_method_handler(lambda requests, context: b"early"),
         # Which server answered (balancing and sticky sessions on h2 pools).
         "Who": grpc.unary_unary_rpc_method_handler(lambda request, context: b"port:%d" % port),
     }

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,61 @@ def test_grpc_end_to_end_over_tls_and_h2c(make_jester, grpc_server):
         assert results["slow_ok"].startswith("slept, remaining was")
     log = jester.access_log()
     assert any(entry.get("upstream") == "grpc" and entry.get("status") == 200 for entry in log)
+
+
+def in_flight(jester):
+    rows = json.loads(jester.ctl("upstreams", "--json", check=True).stdout)
+    return sum(row["active"] for row in rows)
+
+
+@pytest.mark.parametrize("protocol", ["h2c", "http1"])
+def test_requests_ended_early_give_their_upstream_stream_back(make_jester, grpc_server, protocol):
+    """A body over max_body_size (413) and a target that answers before the body is all sent both end the
+    exchange early: the stream on the shared HTTP/2 connection must be reset there, not left open holding a
+    stream slot, the pool's count of requests in flight, and (for HTTP/2 clients) a delegate that outlives
+    the client's connection."""
+    h2c_port = free_port()
+    config = jester_config(grpc_server).replace("{h2c_port}", str(h2c_port)).replace(
+        '[[routes]]\nname = "grpc"', '[[routes]]\nname = "small"\npath = "/jester.Test/ClientStream"\n'
+        'upstream = "grpc"\nmax_body_size = "4k"\n\n[[routes]]\nname = "grpc"')
+    jester = make_jester(config)
+    workers = jester.worker_pids()
+    flag = "--http2-prior-knowledge" if protocol == "h2c" else "--http1.1"
+    frame = b"\x00" + (1000).to_bytes(4, "big") + b"x" * 1000
+    url = f"http://127.0.0.1:{h2c_port}/jester.Test/"
+    # No Content-Length (a body read from a pipe): the limit trips while the body streams, after the stream to
+    # the target has opened (the first frame went ahead on its own).
+    too_big = subprocess.Popen(["curl", "-sS", flag, "-o", "/dev/null", "-w", "%{http_code}", "-T", "-",
+                                "-X", "POST", "-H", "content-type: application/grpc", "-H", "te: trailers",
+                                url + "ClientStream"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    too_big.stdin.write(frame)
+    too_big.stdin.flush()
+    time.sleep(0.5)
+    too_big.stdin.write(frame * 64)
+    too_big.stdin.close()
+    assert too_big.stdout.read() == b"413", too_big.stderr.read()
+    too_big.wait(timeout=10)
+    # The target answers while the client is still sending (its pipe stays open for 3 s more).
+    early = subprocess.Popen(f"(cat; sleep 3) | curl -sS {flag} -o /dev/null -T - -X POST "
+                             f"-H 'content-type: application/grpc' -H 'te: trailers' {url}Early", shell=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    early.stdin.write(frame)
+    early.stdin.close()
+    try:
+        wait_for(lambda: any(e.get("target", "").endswith("/Early") for e in jester.access_log()), timeout=5,
+                 what="the early answer")
+        # (Workers report their counts about once a second.)
+        wait_for(lambda: in_flight(jester) == 0, timeout=2.5, what="the early answer's stream to be given back")
+    finally:
+        early.kill()
+        early.wait()
+    time.sleep(0.3)
+    # The target's stream for the 413 was reset; before, the worker kept it and died when the target's events
+    # reached the stream after the client's connection was gone.
+    assert jester.worker_pids() == workers and "Fatal error" not in jester.logs(), jester.logs()[-3000:]
+    wait_for(lambda: in_flight(jester) == 0, timeout=3, what="every upstream stream to be given back")
+    assert run_client(f"127.0.0.1:{h2c_port}")["unary"] == "echo:hello"
 
 
 def test_grpc_to_a_tls_target_with_alpn_h2(make_jester):
