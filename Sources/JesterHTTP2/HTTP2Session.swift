@@ -72,6 +72,8 @@ public final class HTTP2Session {
     private var incomingStream: Int32 = 0
     private var incoming: [HTTP2Field] = []
     private var outgoing: [Int32: Outgoing] = [:]
+    /// The client's stream identifiers so far (server role), to refuse a skipped one (see `ClientStreamIDs`).
+    private var clientStreamIDs = ClientStreamIDs()
 
     public init(role: Role, settings: Settings = Settings()) throws(HTTP2Error) {
         self.role = role
@@ -80,6 +82,7 @@ public final class HTTP2Session {
             throw HTTP2Error(description: "nghttp2: out of memory")
         }
         defer { nghttp2_session_callbacks_del(callbacks) }
+        nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, onBeginFrame)
         nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, onBeginHeaders)
         nghttp2_session_callbacks_set_on_header_callback(callbacks, onHeader)
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onFrameReceived)
@@ -280,6 +283,16 @@ public final class HTTP2Session {
         Unmanaged<HTTP2Session>.fromOpaque(user!).takeUnretainedValue()
     }
 
+    /// Every frame's header, before nghttp2 acts on it. nghttp2 1.52 ignores HEADERS on a lower, unused stream
+    /// identifier (it cannot tell one from trailers racing our RST_STREAM); RFC 9113 §5.1.1 makes a skipped one a
+    /// connection error, and no race explains it, so the session ends with PROTOCOL_ERROR.
+    fileprivate func frameBegins(type: UInt8, stream: Int32) {
+        guard role == .server, UInt32(type) == NGHTTP2_HEADERS.rawValue, stream & 1 == 1 else { return }
+        if !clientStreamIDs.headersArrived(on: stream) {
+            _ = nghttp2_session_terminate_session(session, UInt32(NGHTTP2_PROTOCOL_ERROR.rawValue))
+        }
+    }
+
     fileprivate func beginHeaders(stream: Int32) {
         incomingStream = stream
         incoming = []
@@ -362,6 +375,13 @@ public final class HTTP2Session {
 }
 
 // MARK: Callbacks (C → Swift; never throw, always return 0 unless the session must fail)
+
+private let onBeginFrame: @convention(c) (OpaquePointer?, UnsafePointer<nghttp2_frame_hd>?, UnsafeMutableRawPointer?) -> Int32 = {
+    _, header, user in
+    guard let header else { return 0 }
+    HTTP2Session.from(user).frameBegins(type: header.pointee.type, stream: header.pointee.stream_id)
+    return 0
+}
 
 private let onBeginHeaders: @convention(c) (OpaquePointer?, UnsafePointer<nghttp2_frame>?, UnsafeMutableRawPointer?) -> Int32 = {
     _, frame, user in

@@ -199,6 +199,16 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
         if wrote { context.flush() }
         for event in session.takeEvents() { handle(event) }
         for stream in streams.values { stream.resumeUpstreamIfRoom() }
+        closeIfSessionEnded()
+    }
+
+    /// Closes the connection once nghttp2 wants neither to read nor to write: after a connection error (its
+    /// GOAWAY is out), or after either side's GOAWAY with no stream left. Without this the socket stayed open
+    /// until `keepalive_timeout`, although nothing more could happen on it.
+    private func closeIfSessionEnded() {
+        guard !closing, !session.isActive, let context else { return }
+        closing = true
+        context.close(promise: nil)
     }
 
     private func closeIfIdle() {

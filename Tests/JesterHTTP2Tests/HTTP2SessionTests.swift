@@ -173,3 +173,46 @@ private func requestFields(_ method: String = "GET", path: String = "/", extra: 
     let answer = exchange(client, server).client
     #expect(answer.contains(.headers(stream: stream, fields: block.fields, endStream: true)))
 }
+
+@Test func skippedClientStreamIDsAreRefusedAndUsedOnesAreNot() {
+    var ids = ClientStreamIDs()
+    // Trailers on a stream in use, and a used stream (maybe reset by us: nghttp2 decides) are allowed.
+    let answers = [5, 1, 3, 5, 7, 13, 9, 11, 7].map { ids.headersArrived(on: Int32($0)) }
+    #expect(answers == [true, false, false, true, true, true, false, false, true])
+    #expect(ids.highest == 13)
+}
+
+/// The frames of a client that opens stream 5 and then stream 3 (RFC 9113 §5.1.1: 3 is closed by then).
+private func lowerStreamAfterHigher() -> ByteBuffer {
+    func frame(_ type: UInt8, _ flags: UInt8, _ stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
+        let length = UInt32(payload.count)
+        return [UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF), type, flags,
+                UInt8(stream >> 24), UInt8(stream >> 16 & 0xFF), UInt8(stream >> 8 & 0xFF), UInt8(stream & 0xFF)] + payload
+    }
+    // HPACK: :method GET (static 2), :scheme http (6), :path / (4), :authority x (literal, indexed name 1).
+    let block: [UInt8] = [0x82, 0x86, 0x84, 0x41, 0x01, UInt8(ascii: "x")]
+    let bytes = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + frame(0x4, 0, 0, []) + frame(0x1, 0x5, 5, block)
+        + frame(0x1, 0x5, 3, block)
+    return ByteBuffer(bytes: bytes)
+}
+
+@Test func headersOnASkippedStreamEndTheSessionWithProtocolError() throws {
+    let server = try HTTP2Session(role: .server)
+    let events = try server.receive(lowerStreamAfterHigher()).get()
+    #expect(events.contains { if case .headers(5, _, _) = $0 { true } else { false } })
+    #expect(!events.contains { if case .headers(3, _, _) = $0 { true } else { false } })
+    var output: [UInt8] = []
+    while let bytes = server.takeOutput(allocator: allocator) { output += bytes.readableBytesView }
+    // The last frame out is GOAWAY (type 7) with PROTOCOL_ERROR (1), and then the session is done.
+    var index = 0
+    var last: (type: UInt8, payload: ArraySlice<UInt8>)?
+    while index + 9 <= output.count {
+        let length = Int(output[index]) << 16 | Int(output[index + 1]) << 8 | Int(output[index + 2])
+        last = (output[index + 3], output[(index + 9)..<(index + 9 + length)])
+        index += 9 + length
+    }
+    #expect(last?.type == 7)
+    #expect(last.map { Array($0.payload.dropFirst(4).prefix(4)) } == [0, 0, 0, 1])
+    _ = server.takeEvents()
+    #expect(!server.isActive)
+}

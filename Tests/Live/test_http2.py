@@ -527,3 +527,59 @@ retries = 2
         origin.close()
         unavailable.stop()
         closing.stop()
+
+
+def frames_until_closed(connection, timeout=3.0):
+    """Reads frames until the peer closes the connection; returns them and whether it closed within `timeout`."""
+    connection.settimeout(timeout)
+    data = b""
+    deadline = time.monotonic() + timeout
+    closed = False
+    while time.monotonic() < deadline:
+        try:
+            chunk = connection.recv(65536)
+        except socket.timeout:
+            break
+        except ConnectionResetError:
+            closed = True
+            break
+        if not chunk:
+            closed = True
+            break
+        data += chunk
+    frames = []
+    while len(data) >= 9:
+        length = int.from_bytes(data[:3], "big")
+        frames.append((data[3], data[4], int.from_bytes(data[5:9], "big") & 0x7FFFFFFF, data[9:9 + length]))
+        data = data[9 + length:]
+    return frames, closed
+
+
+GET_BLOCK = b"".join(literal(n, v) for n, v in [(":method", "GET"), (":scheme", "http"), (":path", "/hello"),
+                                                  (":authority", "x")])
+
+
+@pytest.mark.parametrize("case", ["client-goaway", "connection-error", "skipped-stream"])
+def test_the_connection_closes_as_soon_as_the_session_ends(make_jester, upstream, case):
+    """Once nghttp2 is done with a session (either side's GOAWAY and no stream left, or a connection error), the
+    socket closes at once, not after keepalive_timeout (h2spec 6.8, 5.4.1, 5.1.1)."""
+    jester = make_jester(config(upstream, tls=False))
+    with socket.create_connection(("127.0.0.1", jester.port), timeout=5) as connection:
+        connection.sendall(PREFACE + frame(0x4, 0, 0) + frame(0x1, 0x5, 1, GET_BLOCK))
+        if case == "client-goaway":
+            # (Its last stream id names streams this side never opens, server-initiated ones: none.)
+            connection.sendall(frame(0x7, 0, 0, struct.pack(">II", 0, 0)))
+        elif case == "connection-error":
+            connection.sendall(frame(0x0, 0, 0, b"x"))  # DATA on stream 0 (RFC 9113 §6.1: PROTOCOL_ERROR)
+        else:
+            # Stream 5, then HEADERS on 3, which opening 5 closed (RFC 9113 §5.1.1).
+            connection.sendall(frame(0x1, 0x5, 5, GET_BLOCK) + frame(0x1, 0x5, 3, GET_BLOCK))
+        frames, closed = frames_until_closed(connection)
+    assert closed, frames
+    answered = [sid for kind, flags, sid, _ in frames if kind == 0x1]
+    if case == "client-goaway":
+        assert answered == [1], frames  # the stream in flight is still answered, then the connection closes
+    else:
+        goaway = [payload for kind, _, _, payload in frames if kind == 0x7]
+        assert goaway and struct.unpack(">I", goaway[-1][4:8])[0] == 1, frames  # PROTOCOL_ERROR
+        assert 3 not in answered
