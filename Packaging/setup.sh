@@ -9,7 +9,7 @@ SUDO=""
 packages=(pkg-config libssl-dev libnghttp2-dev libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev
           libgnutls28-dev libsystemd-dev curl python3)
 if [ "${1:-}" = "--test" ]; then
-    packages+=(python3-pytest wrk util-linux systemd gcc libc6-dev mandoc man-db redis-server redis-tools openssl curl testssl.sh python3-grpcio)
+    packages+=(python3-pytest wrk util-linux systemd gcc libc6-dev mandoc man-db redis-server redis-tools openssl curl testssl.sh python3-grpcio nghttp2-client)
 fi
 missing=()
 for package in "${packages[@]}"; do
