@@ -1,4 +1,5 @@
 // swift-tools-version:6.0
+// SPDX-License-Identifier: Apache-2.0
 //
 // Jester: a reverse proxy, load balancer and API gateway for Linux.
 //

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the Debian package (jester_<version>_<arch>.deb) with dpkg-buildpackage and checks it with lintian.
 #
 #   Packaging/build-deb.sh [--version VERSION] [--output DIR]

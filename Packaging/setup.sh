@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs everything Jester needs on Debian 12 (the Swift toolchain must already be on PATH), builds it, and,
 # with --run, starts the demo upstream and Jester on Config/jester.toml in the foreground.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The whole test suite: installs what it needs, builds, then runs the pure and embedded tiers (swift test) and
 # the live tier (pytest, real jester processes on loopback).
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Runs Jester, nginx and HAProxy side by side against one upstream and writes the comparison.
 
 Every proxy gets the same worker count and the same CPU set (taskset); the load generator and the upstream run on

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Where the memory of an idle keep-alive connection goes, object by object.
 
     bench/idle_breakdown.py JESTER_BINARY [--connections 4000] [--frames 3]

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Paired comparison: two proxies on the same CPU at the same time, for a before/after ratio that steal cannot skew.
 
     bench/pair.py A B [--rounds N] [--path /small] [--close | --h2] [--duration S]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import Foundation
 import JesterCore
 /// Turns a located TOML tree into a `Configuration`, collecting every problem instead of stopping at the first.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import Foundation
 
 /// Reads a configuration file with its includes, interpolates the environment, and validates the result.

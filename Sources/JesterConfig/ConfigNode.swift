@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import TOMLKit
 
 /// A TOML value with the place it was written, so every later error can point at file:line:column.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// The configuration format, declared once: every key with its type, default and description.
 ///
 /// The loader checks documents against it (unknown keys, types), `jester config schema` prints it as JSON Schema,

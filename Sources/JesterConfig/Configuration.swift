@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import Foundation
 
 /// The whole validated configuration of one Jester instance: immutable, `Sendable`, and `Codable` so the master

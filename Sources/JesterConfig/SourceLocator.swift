@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// A path to a value in a TOML document: table keys, and array positions written as `#0`, `#1`, ...
 public typealias ConfigPath = [String]
 

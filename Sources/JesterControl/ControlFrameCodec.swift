@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import Foundation
 
 /// Frames control messages: a 4-byte big-endian length, then the JSON of a `ControlEnvelope`.

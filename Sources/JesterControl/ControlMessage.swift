@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import Foundation
 
 /// Everything said on Jester's control channels: jesterctl ↔ master over the control socket, and master ↔ worker

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Generates request ids: 32 lowercase hex digits (128 random bits), like a UUID without dashes.
 ///
 /// Uses xoshiro256** seeded once from the system's random source: a getrandom call per request would cost a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// A header block to send: every name and value back to back in one byte array.
 ///
 /// A response translated from HTTP/1.1 goes from the upstream's bytes into this block and from it to nghttp2

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The one importer of libnghttp2. The HTTP/2 codec (downstream and upstream) is built here; until it lands, this
 // module proves the library is found and linked, and reports its version at start-up.
 private import CJesterNGHTTP2

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The one importer of libngtcp2 (with its GnuTLS crypto helper) and libnghttp3. HTTP/3 over QUIC is built here;
 // until it lands, this module proves the libraries are found and linked, and reports their versions.
 private import CJesterNGHTTP3

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import NIOCore
 
 /// One deadline per connection, kept in its worker's `TimerQueue`.

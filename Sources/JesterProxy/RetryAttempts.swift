@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import JesterCore
 
 /// A request's retries (route `retries` and `retry_on`): how many were made, the targets that failed it (a retry

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import JesterSystem
 
 /// Who may use the control socket: root, the master's own user, and members of the configured control group.

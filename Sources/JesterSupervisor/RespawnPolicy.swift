@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Decides when a worker slot whose process died is refilled: at once the first time, then with exponential
 /// backoff, and not at all once the slot crash-loops.
 ///

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import Foundation
 
 /// The TLS session-ticket keys of the instance: made by the master, handed to every worker (and every new

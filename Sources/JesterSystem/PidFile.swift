@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import Glibc
 
 /// The master's pid file: written at start, removed at exit, refused when another live master owns it.

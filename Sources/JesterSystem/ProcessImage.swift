@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import Glibc
 
 /// Replacing the running program with another binary in the same process (execve), which is how the master

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The one importer of the system OpenSSL. TLS termination (listeners with `tls`) and upstream TLS are built here;
 // until they land, this module proves the library is found and linked, and reports its version at start-up.
 private import CJesterOpenSSL

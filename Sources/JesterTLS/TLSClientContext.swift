@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 private import CJesterOpenSSL
 
 /// The TLS side of connections Jester opens (to upstream targets): which CAs it trusts, whether it verifies, the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 private import CJesterOpenSSL
 
 /// One TLS session over memory buffers: ciphertext from the peer goes in with `feed`, ciphertext for the peer

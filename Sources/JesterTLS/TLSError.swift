@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 private import CJesterOpenSSL
 
 /// A TLS failure: what Jester was doing and what OpenSSL's error queue said about it.

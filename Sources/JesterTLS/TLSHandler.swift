@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import NIOCore
 
 /// Fired up the pipeline once the handshake completes, before the first plaintext byte.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// What a TLS listener serves, in Swift types only: the worker builds it from the configuration, the
 /// configuration check builds it to validate certificates and keys before a reload is accepted.
 public struct TLSServerConfiguration: Sendable {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 private import CJesterOpenSSL
 
 /// The TLS side of one listener: its certificates (selected by SNI), protocol versions, ciphers, ALPN, client

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// A session-ticket key: its public name (sent in every ticket), the HMAC secret that authenticates a ticket and
 /// the AES-256 key that encrypts it.
 ///

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The `jester` executable: parses arguments and dispatches to the master, a worker, or a config tool.
 import ArgumentParser
 import Foundation

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `jesterctl`: talks to a running Jester master over its control socket.
 import ArgumentParser
 import Foundation

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the configuration loader (JesterConfig over TOMLKit), built by Tests/Fuzz/run.sh.
 //
 // Any text must load or fail with located diagnostics; never crash, and every diagnostic must point inside the

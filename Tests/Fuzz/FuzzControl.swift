@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the control-protocol decoder (JesterControl), built by Tests/Fuzz/run.sh.
 //
 // Arbitrary bytes from a peer on the control socket must never crash the master: every input either decodes

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the HTTP/1 head parser and body decoders (JesterCore), built by Tests/Fuzz/run.sh.
 //
 // Beyond "does not crash", it checks the parser's invariants: every range it reports lies inside the head,

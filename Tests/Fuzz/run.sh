@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the libFuzzer targets with the toolchain's -sanitize=fuzzer,address and runs each for a bounded time.
 #
 #   Tests/Fuzz/run.sh [seconds per target, default 60] [target ...]   (targets: http1 control config)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """An upstream that records the exact bytes of every request it receives, for the hostile-input corpus.
 
 It frames requests the way a strict origin would (Content-Length or a final chunked coding, nothing else), answers

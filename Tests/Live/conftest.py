@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Fixtures for the live tier: real jester processes, a real upstream, real clients, on loopback only."""
 
 import json

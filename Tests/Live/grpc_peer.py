@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A real gRPC server and client (Debian's python3-grpcio) for Jester's live tests, without protobuf: the
 methods carry raw bytes.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The long version of the reload-under-load test: 1000 reloads (or $1) with route changes, steady keep-alive,
 # new-connection and proxied traffic, zero failed requests. Not part of the suite's time budget (~5 minutes).
 set -euo pipefail

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Live balancing tests: several real upstream processes behind one pool."""
 
 import http.client

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """gRPC through Jester, end to end: a real grpcio server behind an HTTP/2 pool and a real grpcio client in front,
 over h2c and TLS; unary, server, client and bidirectional streaming, trailers, status codes, deadlines.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The hostile-input corpus, run against a live jester with a capturing upstream.
 
 Each case is raw request bytes, the status the client must get, and the exact bytes the upstream must receive

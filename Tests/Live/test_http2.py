@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Live HTTP/2 tests: real jester workers speaking HTTP/2 (nghttp2) to curl, nghttp, h2load and raw frames,
 over TLS (ALPN) and with prior knowledge (h2c), proxying to real HTTP/1.1 upstreams."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Live tests of tcp listeners: raw stream relaying to a pool, Redis through Jester, PROXY protocol both ways."""
 
 import shutil

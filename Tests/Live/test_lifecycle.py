@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Live tests of the process model: supervision, privileges, jesterctl and reload."""
 
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Debian package, end to end on this machine: build (with lintian), install, run the way jester.service
 does, upgrade to a rebuilt package under load, remove, purge.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Live tests of the HTTP/1.1 data plane: real jester, real upstream, curl and raw sockets."""
 
 import base64

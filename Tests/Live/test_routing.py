@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Live routing tests: every matcher of [[routes]], specificity and priority, through a real jester."""
 
 import subprocess

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Live TLS tests: real jester workers terminating TLS (OpenSSL), real clients (curl, openssl s_client, Python's
 ssl), a real upstream. Certificates are the test fixtures in Tests/Fixtures/tls (a test CA; see make.sh)."""
 

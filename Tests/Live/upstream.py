@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A real HTTP/1.1 upstream server for Jester's live tests.
 
 Endpoints (any path prefix is accepted so routes can mount it anywhere; the last path segment picks the

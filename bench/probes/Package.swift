@@ -1,4 +1,5 @@
 // swift-tools-version:6.0
+// SPDX-License-Identifier: Apache-2.0
 //
 // Floor probes for bench/PERFORMANCE.md: what a proxy's sockets cost before it does any HTTP work, on SwiftNIO's
 // channels and on a bare epoll loop. Not part of Jester; built and run by bench/probes/run. Same SwiftNIO as

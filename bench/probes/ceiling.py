@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Large bodies against the direct ceiling: 1 MiB responses, each target alone on CPU 0 (wrk and the upstream on
 CPU 1), two alternating rounds, bytes/s as a share of wrk straight at the upstream (issue 4's "≥ 90 % of the
 ceiling" target). Targets are named as for bench/pair.py:

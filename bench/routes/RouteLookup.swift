@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Route lookup cost at 10, 1,000 and 10,000 routes (host + path), built by bench/routes/run with JesterCore's
 // sources. Prints nanoseconds per lookup; not a test (no time is asserted), a figure for BENCHMARKS.md.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // LD_PRELOAD library for bench/idle_breakdown.py: counts the live heap allocations of a process per usable size
 // and, while armed, keeps the backtrace of every allocation made that is still live, so the memory an idle
 // connection holds can be attributed to the objects holding it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libc entry points Swift cannot call directly: variadic functions (prctl) and function-like macros (CMSG_*).
 // Each wrapper is a plain C function with fixed arguments; nothing here has policy.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// What consistent hashing (`balance = "hash"`) hashes for a request, parsed once from `hash_key`.
 public enum BalancingKey: Sendable, Equatable {
     case clientAddress

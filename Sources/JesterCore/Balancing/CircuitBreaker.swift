@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Protects a pool that is failing or overloaded by answering at once (503) instead of adding to its trouble.
 /// Pure: requests, outcomes and time come in; admit or refuse goes out.
 ///

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Weighted least-requests: the candidate with the fewest requests in flight per unit of weight, ties broken in
 /// turn so that an idle pool still spreads its requests.
 ///

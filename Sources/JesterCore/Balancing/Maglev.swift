@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Consistent hashing with Google's Maglev lookup table: a key always maps to the same target while the set of
 /// targets stays the same, and when a target leaves only its share of keys moves. Weighted (a target fills
 /// table slots in proportion to its weight) and with bounded loads (a key whose target already carries more

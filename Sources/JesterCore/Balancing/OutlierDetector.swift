@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Passive health: a target whose requests keep failing is ejected from its pool for a while, then readmitted
 /// with a slow start. Pure: failures, successes and time come in; eligibility and weights go out.
 ///

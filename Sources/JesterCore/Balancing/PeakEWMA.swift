@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import Foundation
 
 /// Least latency: each target's cost is its peak-sensitive moving average response time times its requests in

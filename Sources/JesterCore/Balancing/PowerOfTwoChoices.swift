@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Random with two choices: two candidates drawn at random (in proportion to their weights), the less loaded
 /// of the two wins. Nearly as even as least-requests, without its herd behaviour when many balancers (workers,
 /// instances) see the same idle target at once.

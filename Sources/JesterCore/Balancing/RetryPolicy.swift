@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// When a proxied request is sent again to another target, and when not. Pure.
 ///
 /// Only before any response byte reached the client, only for a request without a body (bodies stream and are

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Weighted round-robin that interleaves instead of bursting (nginx's "smooth" algorithm): with weights 5, 1, 1
 /// the order is a a b a c a a, not a a a a a b c.
 ///

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// A small, fast, seedable random number generator (SplitMix64). Balancers take randomness from one so that
 /// tests can fix the seed and check distributions exactly; workers seed it from the system generator.
 public struct SplitMix64: RandomNumberGenerator, Sendable {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Chooses a target of one upstream pool for each request: which targets may take it (priority groups,
 /// passive health), then which of those by the pool's algorithm. Pure: the pool feeds it requests in flight,
 /// outcomes and time, and it returns target indices.

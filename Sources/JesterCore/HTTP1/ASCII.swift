@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Byte-level helpers for parsing HTTP in place. Everything here works on raw bytes and ranges, never on `String`.
 public enum ASCII {
     public static let cr: UInt8 = 0x0D

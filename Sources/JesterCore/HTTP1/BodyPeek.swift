@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// The start of a request body, decoded (chunked framing removed) without consuming it: what body matchers of
 /// routes look at before the route is chosen.
 public struct BodyPeek: Sendable, Equatable {

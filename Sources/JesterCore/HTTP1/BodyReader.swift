@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// How a message body is delimited (RFC 9112 §6.3).
 public enum BodyFraming: Sendable, Equatable {
     /// No body.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Decodes a `Transfer-Encoding: chunked` body (RFC 9112 §7.1) incrementally, in place.
 ///
 /// The proxy never forwards chunk framing as received: it decodes here and re-encodes canonical chunks, so chunk

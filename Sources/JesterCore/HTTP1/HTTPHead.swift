@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// A parsed HTTP/1 message head, as offsets into the bytes it was parsed from.
 ///
 /// The proxy never turns a head into per-header strings: it keeps the received bytes, records where each part is,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Why a message head or body could not be accepted, and the status a client is answered with.
 ///
 /// Upstream responses reuse the same cases; the proxy maps any of them to 502 for the client.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// What the proxy needs to know about a request method, read straight from the head bytes.
 ///
 /// Methods are case-sensitive (RFC 9110 §9.1): `get` is an extension method, not GET.

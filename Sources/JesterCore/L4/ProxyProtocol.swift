@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// The PROXY protocol (HAProxy's, versions 1 and 2): a header at the start of a TCP connection that carries the
 /// original client's address through a proxy. Jester sends it to upstreams that ask (`send_proxy_protocol`)
 /// and reads it from trusted load balancers in front of it (`proxy_protocol_from`). Pure.

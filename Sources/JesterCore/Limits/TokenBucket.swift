@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// A token bucket: `rate` tokens a second, at most `burst` saved up. Pure: time comes in as seconds.
 ///
 /// Used for the request rate of one client connection (`http.connection_request_rate`): a client may send a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// An IPv4 or IPv6 address as bytes (4 or 16), parsed from text without the C library.
 public struct IPAddressBytes: Sendable, Hashable, CustomStringConvertible {
     public var bytes: [UInt8]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Header fields a route sets, adds or removes on the request it forwards or on the response it returns.
 ///
 /// Pure and compiled once: `drops` says which incoming fields to leave out (removed ones, and ones `set`

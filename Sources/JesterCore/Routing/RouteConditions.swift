@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import Foundation
 
 /// A regular expression of a route (`path_regex`, `regex` of a header or query condition), compiled once.

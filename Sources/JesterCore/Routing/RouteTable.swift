@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Which host names a route answers for.
 public enum HostPattern: Hashable, Sendable, CustomStringConvertible {
     /// Any host (the route has no `hosts`).

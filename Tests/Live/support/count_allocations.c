@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // LD_PRELOAD library for the allocation budget test: counts malloc/calloc/realloc/posix_memalign/aligned_alloc
 // calls of the process it is loaded into, and writes the count to /tmp/jester-allocations-<pid> on SIGRTMIN+5
 // (a real-time signal nothing in Jester uses; workers ignore SIGUSR1/SIGUSR2).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The floor without SwiftNIO: the same two jobs as nio-probe on a bare, level-triggered epoll loop in Swift.
 //
 //   epoll-probe pass LISTEN UPSTREAM     relay bytes between each client and its own upstream connection

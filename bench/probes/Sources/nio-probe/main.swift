@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The SwiftNIO floor: a proxy's sockets on NIO channels, with no HTTP work on top.
 //
 //   nio-probe pass LISTEN UPSTREAM   relay bytes between each client and its own upstream connection

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What Swift's Glibc module leaves out: epoll, accept4, memmem, splice and pipe2 (GNU extensions).
 #define _GNU_SOURCE
 #include <fcntl.h>
