@@ -18,17 +18,13 @@ import NIOPosix
 /// that spawned a worker ends.
 public final class Master: @unchecked Sendable {
     /// A worker process as the master tracks it.
+    /// A worker process as the master tracks it for I/O; its lifecycle state lives in `machine`.
     final class WorkerProcess {
-        enum State: String {
-            case starting, ready, draining, exited
-        }
-
         let pid: Int32
         let slot: Int
         let generation: Int
         let startedAt: Double
         let configHash: String
-        var state = State.starting
         var drainDeadline: Double?
         var stats = WorkerStats()
         var channel: (any Channel)?
@@ -66,8 +62,15 @@ public final class Master: @unchecked Sendable {
     private var identity: Identity?
     private var listeners: [String: BoundListener] = [:]
     private var workers: [Int32: WorkerProcess] = [:]
-    private var generation = 0
-    private var respawnPolicies: [Int: RespawnPolicy] = [:]
+    /// Every supervision decision: worker lifecycle, generations, reload / upgrade / stop transactions. The
+    /// master feeds it events (`dispatch`) and carries out its actions (`perform`).
+    private var machine = Machine()
+    /// What the transaction in progress prepared: its configuration and the listeners it replaced.
+    private var prepared: PreparedGeneration?
+    private var deadlines: [Machine.Deadline: Scheduled<Void>] = [:]
+    private var systemdReporting = false
+    private var generation: Int { machine.generation }
+    private var stopping: Bool { machine.isStopping }
     private var access: ControlAccess
     private var controlServer: (any Channel)?
     private var controlServerFD: Int32 = -1
@@ -85,38 +88,22 @@ public final class Master: @unchecked Sendable {
     private var ticketKeys = TicketKeyRing()
     /// Target host names and their addresses (see `ResolvedAddresses`).
     private var resolved = ResolvedAddresses()
-    /// How far the master is on its way out. `stopped` is reached once: it closes `inbox` and shuts the loop down.
-    private var lifecycle = Lifecycle.running
-    private var stopping: Bool { lifecycle != .running }
     /// Where the signal thread and the resolver's queue post their work (see `LoopInbox`).
     private var inbox: LoopInbox!
-    private var reloadInProgress: ReloadOperation?
     private var drainWatchers: [any Channel] = []
 
-    /// The master's way out: running until a stop is asked for; stopping while workers drain; stopped when the
-    /// last one is gone (or none was left to wait for), after which no event is handled and the loop ends.
-    enum Lifecycle {
-        case running, stopping, stopped
+    typealias Machine = SupervisorStateMachine<ControlRequester>
+
+    /// Who asked for a reload or upgrade over the control socket, and whether they watch it (`--wait`).
+    struct ControlRequester: Sendable {
+        var channel: any Channel
+        var watching: Bool
     }
 
-    /// A reload waiting for its new generation to report ready.
-    struct ReloadOperation {
-        enum Kind: String {
-            /// New configuration, same binary.
-            case reload
-            /// The generation a new binary starts after exec (see `upgrade`).
-            case upgrade
-        }
-
-        var kind: Kind
-        var generation: Int
+    /// A new generation's configuration, and the listeners it replaced (restored if the generation fails).
+    struct PreparedGeneration {
         var configuration: Configuration
-        var previousGeneration: Int
         var previousListeners: [String: BoundListener]
-        var replyTo: (any Channel)?
-        /// The requester watches the reload (`jesterctl reload --wait`): progress lines, result after the drain.
-        var watching = false
-        var timeout: Scheduled<Void>?
     }
 
     public init(configPath: String, configuration: Configuration, loader: ConfigLoader) {
@@ -145,7 +132,6 @@ public final class Master: @unchecked Sendable {
             } catch {
                 self.logger.critical("cannot start", metadata: ["error": "\(error)"])
                 self.exitCode = 1
-                self.lifecycle = .stopped
                 self.shutDownLoop()
             }
         }
@@ -189,8 +175,7 @@ public final class Master: @unchecked Sendable {
         startHealthChecks()
         startTicketKeyRotation()
         startResolving()
-        generation = 1
-        spawnGeneration(generation, configuration: configuration)
+        dispatch(.start(limits(of: configuration)))
         logger.info("master started", metadata: [
             "pid": "\(getpid())", "config": "\(configPath)", "config_hash": "\(configuration.hash)",
             "workers": "\(workerCount)", "version": "\(JesterVersion.current)",
@@ -214,7 +199,7 @@ public final class Master: @unchecked Sendable {
         }
         healthChecker.updateAddresses(resolved.addresses)
         eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [unowned self] _ in
-            self.resolved.track([self.configuration] + (self.reloadInProgress.map { [$0.configuration] } ?? []))
+            self.resolved.track([self.configuration] + (self.prepared.map { [$0.configuration] } ?? []))
             let names = self.resolved.due(now: self.monotonicNow)
             guard !names.isEmpty else { return }
             let inbox = self.inbox!
@@ -286,10 +271,10 @@ public final class Master: @unchecked Sendable {
     private func broadcastTargetStates() {
         // The serving configuration's targets, and a starting generation's; a worker ignores targets it lacks.
         let current = targetStates(for: configuration)
-        let starting = reloadInProgress.map { targetStates(for: $0.configuration) }
+        let starting = prepared.map { targetStates(for: $0.configuration) }
         for worker in workers.values {
             guard let channel = worker.channel else { continue }
-            let mine = worker.generation == reloadInProgress?.generation ? starting ?? current : current
+            let mine = worker.generation == machine.startingGeneration ? starting ?? current : current
             send(.targetStates(mine), to: channel)
         }
     }
@@ -476,13 +461,10 @@ public final class Master: @unchecked Sendable {
 
     // MARK: Workers
 
-    private func spawnGeneration(_ generation: Int, configuration: Configuration) {
-        for slot in 0..<(configuration.server.workers ?? ProcessSpawner.availableCPUs()) {
-            spawnWorker(slot: slot, generation: generation, configuration: configuration)
-        }
-    }
-
-    private func spawnWorker(slot: Int, generation: Int, configuration: Configuration) {
+    /// Spawns one worker for `slot` of `generation` (the starting generation's configuration, or the serving one).
+    private func spawnWorker(slot: Int, generation: Int) {
+        let configuration = generation == machine.startingGeneration ? prepared?.configuration ?? self.configuration
+            : self.configuration
         do {
             let (masterEnd, workerEnd) = try ProcessSpawner.socketPair()
             let names = configuration.listeners.map(\.name)
@@ -510,8 +492,10 @@ public final class Master: @unchecked Sendable {
             assignment.resolvedAddresses = resolved.addresses
             connect(worker, controlSocket: masterEnd) { channel in self.send(.assignment(assignment), to: channel) }
             logger.info("worker spawned", metadata: ["pid": "\(pid)", "slot": "\(slot)", "generation": "\(generation)"])
+            dispatch(.workerSpawned(pid: pid, slot: slot, generation: generation, now: monotonicNow))
         } catch {
             logger.error("cannot spawn worker", metadata: ["slot": "\(slot)", "error": "\(error)"])
+            dispatch(.spawnFailed(slot: slot, generation: generation, now: monotonicNow))
         }
     }
 
@@ -552,18 +536,13 @@ public final class Master: @unchecked Sendable {
     private func handle(_ message: ControlMessage, from worker: WorkerProcess) {
         switch message {
         case .workerReady:
-            if worker.state == .starting { worker.state = .ready }
             logger.info("worker ready", metadata: ["pid": "\(worker.pid)", "slot": "\(worker.slot)", "generation": "\(worker.generation)"])
-            if worker.generation == 1, generation == 1, allReady(generation: 1) {
-                Systemd.notify("READY=1")
-                startSystemdReporting()
-            }
-            checkReloadProgress()
+            dispatch(.workerReady(pid: worker.pid))
         case .workerStats(let stats):
             worker.stats = stats
         case .workerDraining(let connections):
-            worker.state = .draining
             worker.stats.connections = connections
+            dispatch(.workerDraining(pid: worker.pid))
         case .workerDrained:
             worker.stats.connections = 0
         default:
@@ -575,7 +554,8 @@ public final class Master: @unchecked Sendable {
     /// `WatchdogSec=` is set, watchdog pings from the master's event loop, so a master whose loop hangs is
     /// noticed and restarted by systemd.
     private func startSystemdReporting() {
-        guard Systemd.isNotifying else { return }
+        guard Systemd.isNotifying, !systemdReporting else { return }
+        systemdReporting = true
         eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(1)) { task in
             if self.stopping { task.cancel() }
             Systemd.notify("STATUS=" + self.statusLine())
@@ -591,70 +571,39 @@ public final class Master: @unchecked Sendable {
 
     /// "generation 3, 2 workers, 15 connections, 1 draining (4 connections)": the one-line state for systemd.
     func statusLine() -> String {
-        let current = workers.values.filter { $0.generation == generation && $0.state != .draining }
-        let draining = workers.values.filter { $0.generation != generation || $0.state == .draining }
+        let current = workers.values.filter { $0.generation == generation && state(of: $0) != .draining }
+        let draining = workers.values.filter { $0.generation != generation || state(of: $0) == .draining }
         var line = "generation \(generation), \(current.count) workers, "
             + "\(current.reduce(0) { $0 + $1.stats.connections }) connections"
         if !draining.isEmpty {
             let generations = Set(draining.map(\.generation)).count
             line += ", \(generations) draining (\(draining.reduce(0) { $0 + $1.stats.connections }) connections)"
         }
-        if reloadInProgress != nil { line += ", reloading" }
+        if machine.transaction != nil { line += ", reloading" }
         if stopping { line += ", stopping" }
         return line
     }
 
-    private func allReady(generation: Int) -> Bool {
-        let members = workers.values.filter { $0.generation == generation }
-        return !members.isEmpty && members.allSatisfy { $0.state == .ready }
+    private func state(of worker: WorkerProcess) -> Machine.WorkerState? {
+        machine.workers[worker.pid]?.state
     }
 
     private func reapWorkers() {
         for (pid, status) in ProcessSpawner.reapExitedChildren() {
             guard let worker = workers.removeValue(forKey: pid) else { continue }
-            // A worker that was told to drain, or belongs to a stopping master or an old generation, exits on purpose.
-            let expected = stopping || worker.generation != generation || worker.state == .draining
-            worker.state = .exited
             worker.channel?.close(promise: nil)
             let metadata: Logger.Metadata = [
                 "pid": "\(pid)", "slot": "\(worker.slot)", "generation": "\(worker.generation)", "status": "\(status)",
             ]
-            if let reload = reloadInProgress, worker.generation == reload.generation {
+            // A worker that was told to drain, or belongs to a stopping master or an old generation, exits on purpose.
+            if worker.generation == machine.startingGeneration {
                 logger.error("new worker exited during reload", metadata: metadata)
-                failReload("worker \(pid) of generation \(reload.generation) \(status) before it was ready")
-                continue
-            }
-            if expected {
+            } else if stopping || worker.generation != generation || state(of: worker) == .draining {
                 logger.info("worker exited", metadata: metadata)
             } else {
                 logger.error("worker exited unexpectedly", metadata: metadata)
-                scheduleRespawn(worker)
             }
-        }
-        if stopping, workers.isEmpty { finishStop() }
-    }
-
-    private func scheduleRespawn(_ worker: WorkerProcess) {
-        var policy = respawnPolicies[worker.slot] ?? RespawnPolicy()
-        let decision = policy.workerCrashed(startedAt: worker.startedAt, now: monotonicNow)
-        respawnPolicies[worker.slot] = policy
-        switch decision {
-        case .respawn(let delay):
-            let slot = worker.slot
-            let generation = worker.generation
-            eventLoop.scheduleTask(in: .milliseconds(Int64(delay * 1000))) {
-                guard !self.stopping, generation == self.generation else { return }
-                self.logger.notice("respawning worker", metadata: ["slot": "\(slot)", "generation": "\(generation)"])
-                self.spawnWorker(slot: slot, generation: generation, configuration: self.configuration)
-            }
-        case .giveUp(let crashes):
-            logger.critical("worker slot is crash-looping; not respawning it", metadata: [
-                "slot": "\(worker.slot)", "crashes": "\(crashes)",
-            ])
-            if workers.values.allSatisfy({ $0.generation != generation }) {
-                logger.critical("no worker left; stopping")
-                beginStop(fast: true, exitCode: 1)
-            }
+            dispatch(.workerExited(pid: pid, now: monotonicNow))
         }
     }
 
@@ -671,22 +620,96 @@ public final class Master: @unchecked Sendable {
         }
     }
 
+    // MARK: Supervision
+
+    /// Hands `event` to the state machine and carries out what it decides. Actions may dispatch events of their
+    /// own (a spawn reports the worker it made); the machine's state is always current when they do.
+    private func dispatch(_ event: Machine.Event) {
+        for action in machine.handle(event) { perform(action) }
+    }
+
+    private func perform(_ action: Machine.Action) {
+        switch action {
+        case .spawn(let slot, let generation):
+            spawnWorker(slot: slot, generation: generation)
+        case .signal(let pid, let signal):
+            ProcessSpawner.signal(pid, signal == .kill ? SIGKILL : SIGTERM)
+        case .drain(let pid, let timeout):
+            guard let worker = workers[pid], let channel = worker.channel else { return }
+            worker.drainDeadline = wallClockNow + timeout
+            send(.beginDrain(timeoutSeconds: timeout), to: channel)
+        case .prepareConfiguration(let kind):
+            // Only reloads ask: an upgrade's configuration was read by the new program as it started (`resume`).
+            if kind == .reload { prepareReload() }
+        case .execNewBinary(let requester):
+            probeAndExecNewBinary(requester: requester?.channel)
+        case .arm(let deadline, let seconds):
+            deadlines[deadline]?.cancel()
+            deadlines[deadline] = eventLoop.scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) {
+                self.deadlines[deadline] = nil
+                self.dispatch(.deadlinePassed(deadline))
+            }
+        case .cancel(let deadline):
+            deadlines.removeValue(forKey: deadline)?.cancel()
+        case .respawn(let slot, let generation, let delay):
+            eventLoop.scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) {
+                guard !self.stopping, generation == self.generation else { return }
+                self.logger.notice("respawning worker", metadata: ["slot": "\(slot)", "generation": "\(generation)"])
+                self.dispatch(.respawnDue(slot: slot, generation: generation))
+            }
+        case .gaveUp(let slot, let crashes):
+            logger.critical("worker slot is crash-looping; not respawning it", metadata: [
+                "slot": "\(slot)", "crashes": "\(crashes)",
+            ])
+            if machine.members(of: generation).isEmpty { logger.critical("no worker left; stopping") }
+        case .commit(let kind, let newGeneration, let previous, let requester):
+            commit(kind, generation: newGeneration, previous: previous, requester: requester)
+        case .rollBack(let kind, _, let errors, let requester):
+            rollBack(kind, errors: errors, requester: requester?.channel)
+        case .refuse(_, let reason, let requester):
+            reply(.reloadResult(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
+                errors: [reason])), to: requester?.channel)
+        case .notifySystemd(.ready):
+            Systemd.notify("READY=1")
+            startSystemdReporting()
+        case .notifySystemd(.reloading):
+            Systemd.notifyReloading()
+        case .notifySystemd(.stopping):
+            Systemd.notify("STOPPING=1")
+        case .closingOldestGeneration(let victim, let count):
+            let members = workers.values.filter { $0.generation == victim }
+            logger.warning("too many draining generations; closing the oldest now", metadata: [
+                "generation": "\(victim)", "workers": "\(count)",
+                "connections": "\(members.reduce(0) { $0 + $1.stats.connections })",
+                "max_draining_generations": "\(configuration.server.maxDrainingGenerations)",
+            ])
+        case .finishStop(let exitCode):
+            finishStop(exitCode: exitCode)
+        }
+    }
+
+    /// What supervision needs of a configuration.
+    private func limits(of configuration: Configuration) -> Machine.Limits {
+        func seconds(_ duration: Duration) -> Double {
+            Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        }
+        return Machine.Limits(
+            workers: configuration.server.workers ?? ProcessSpawner.availableCPUs(),
+            drainSeconds: seconds(configuration.server.drainTimeout),
+            startSeconds: seconds(configuration.server.workerStartTimeout),
+            maxDrainingGenerations: configuration.server.maxDrainingGenerations)
+    }
+
     // MARK: Reload
 
     /// Re-reads the configuration, starts a new generation beside the running one, and drains the old one once
     /// every new worker is ready. Any failure leaves the running generation untouched.
     private func reload(replyTo channel: (any Channel)?, watching: Bool = false) {
-        guard !stopping else {
-            reply(.reloadResult(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
-                errors: ["the master is stopping"])), to: channel)
-            return
-        }
-        guard reloadInProgress == nil else {
-            reply(.reloadResult(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
-                errors: ["a reload is already in progress"])), to: channel)
-            return
-        }
-        Systemd.notifyReloading()
+        dispatch(.reloadRequested(channel.map { ControlRequester(channel: $0, watching: watching) }))
+    }
+
+    /// Reads and validates the file for a reload, then binds what it needs (`prepare`).
+    private func prepareReload() {
         logger.info("reloading", metadata: ["config": "\(configPath)"])
         let newConfiguration: Configuration
         do throws(ConfigError) {
@@ -697,23 +720,15 @@ public final class Master: @unchecked Sendable {
             }
             newConfiguration = try loader.load(file: configPath)
         } catch {
-            let errors = error.diagnostics.map(\.description)
-            logger.error("reload failed: configuration invalid; still serving the previous one", metadata: [
-                "errors": "\(errors.joined(separator: "; "))",
-            ])
-            Systemd.notify("READY=1")
-            reply(.reloadResult(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
-                errors: errors)), to: channel)
+            dispatch(.configurationRefused(errors: error.diagnostics.map(\.description)))
             return
         }
-        startGeneration(newConfiguration, kind: .reload, replyTo: channel, watching: watching)
+        prepare(newConfiguration, kind: .reload)
     }
 
-    /// Binds what `newConfiguration` needs and spawns its generation beside the running one; the reload (or
-    /// upgrade) completes in `checkReloadProgress` once all of it is ready, or fails in `failReload`.
-    private func startGeneration(
-        _ newConfiguration: Configuration, kind: ReloadOperation.Kind, replyTo channel: (any Channel)?, watching: Bool
-    ) {
+    /// Binds what `newConfiguration` needs beside what serves now; the machine then spawns its generation, which
+    /// is committed (`commit`) once all of it is ready, or rolled back (`rollBack`).
+    private func prepare(_ newConfiguration: Configuration, kind: Machine.Transaction.Kind) {
         let previousListeners = listeners
         do {
             access.controlGroupID = try resolveControlGroup(newConfiguration)
@@ -724,111 +739,68 @@ public final class Master: @unchecked Sendable {
             listeners = try bindListeners(for: newConfiguration, reusing: previousListeners)
         } catch {
             listeners = previousListeners
-            logger.error("\(kind.rawValue) failed; still serving the previous generation", metadata: ["error": "\(error)"])
-            Systemd.notify("READY=1")
-            report(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
-                errors: ["\(error)"]), of: kind, to: channel)
+            dispatch(.configurationRefused(errors: ["\(error)"]))
             return
         }
         storeNewSockets()
-        let newGeneration = generation + 1
-        var operation = ReloadOperation(
-            kind: kind, generation: newGeneration, configuration: newConfiguration, previousGeneration: generation,
-            previousListeners: previousListeners, replyTo: channel, watching: watching)
-        let newWorkers = newConfiguration.server.workers ?? ProcessSpawner.availableCPUs()
-        if watching {
-            reply(.progress(ProgressReport(phase: "validated", connections: 0, workers: 0, generation: newGeneration)),
-                to: channel)
-            reply(.progress(ProgressReport(phase: "spawning", connections: 0, workers: newWorkers,
-                generation: newGeneration)), to: channel)
+        prepared = PreparedGeneration(configuration: newConfiguration, previousListeners: previousListeners)
+        let newLimits = limits(of: newConfiguration)
+        let requester = machine.transaction?.requester
+        dispatch(.configurationAccepted(newLimits))
+        if let requester, requester.watching, let next = machine.startingGeneration {
+            send(.progress(ProgressReport(phase: "validated", connections: 0, workers: 0, generation: next)),
+                to: requester.channel)
+            send(.progress(ProgressReport(phase: "spawning", connections: 0, workers: newLimits.workers,
+                generation: next)), to: requester.channel)
         }
-        let timeout = newConfiguration.server.workerStartTimeout
-        operation.timeout = eventLoop.scheduleTask(in: .seconds(timeout.components.seconds)) {
-            self.failReload("new workers did not report ready within \(Units.format(timeout))")
-        }
-        reloadInProgress = operation
-        spawnGeneration(newGeneration, configuration: newConfiguration)
     }
 
-    private func checkReloadProgress() {
-        guard let operation = reloadInProgress, allReady(generation: operation.generation),
-            workers.values.filter({ $0.generation == operation.generation }).count
-                == (operation.configuration.server.workers ?? ProcessSpawner.availableCPUs())
-        else { return }
-        operation.timeout?.cancel()
-        reloadInProgress = nil
-        let old = operation.previousGeneration
-        generation = operation.generation
-        configuration = operation.configuration
-        respawnPolicies = [:]
+    /// The new generation serves: its configuration becomes the master's, sockets only the old one used close
+    /// once it is gone, and the requester hears the result (after the old generation drained, if watching).
+    private func commit(
+        _ kind: Machine.Transaction.Kind, generation newGeneration: Int, previous: Int, requester: ControlRequester?
+    ) {
+        guard let prepared else { return }
+        self.prepared = nil
+        configuration = prepared.configuration
         healthChecker.update(configuration)
         forgetAdminStatesOfRemovedTargets()
-        for worker in workers.values where worker.generation == old { beginDrain(worker) }
         // Sockets the new generation does not use close once the old one is gone; the old workers hold their
         // own copies until then.
-        closeUnusedSockets(operation.previousListeners, keeping: listeners)
-        logger.info("\(operation.kind.rawValue) complete", metadata: [
-            "generation": "\(generation)", "config_hash": "\(configuration.hash)", "version": "\(JesterVersion.current)",
+        closeUnusedSockets(prepared.previousListeners, keeping: listeners)
+        logger.info("\(kind.rawValue) complete", metadata: [
+            "generation": "\(newGeneration)", "config_hash": "\(configuration.hash)",
+            "version": "\(JesterVersion.current)",
         ])
-        Systemd.notify("READY=1")
-        enforceDrainingCap()
-        let result = ReloadResult(success: true, generation: generation, configHash: configuration.hash, errors: [])
-        if operation.kind == .upgrade { lastUpgrade = result }
-        if operation.watching, let channel = operation.replyTo {
+        let result = ReloadResult(success: true, generation: newGeneration, configHash: configuration.hash, errors: [])
+        if kind == .upgrade { lastUpgrade = result }
+        if let requester, requester.watching {
             send(.progress(ProgressReport(phase: "ready", connections: 0,
-                workers: workers.values.filter { $0.generation == generation }.count, generation: generation)), to: channel)
-            reportReloadDrain(old: old, result: result, to: channel)
+                workers: machine.members(of: newGeneration).count, generation: newGeneration)), to: requester.channel)
+            reportReloadDrain(old: previous, result: result, to: requester.channel)
         } else {
-            reply(.reloadResult(result), to: operation.replyTo)
+            reply(.reloadResult(result), to: requester?.channel)
         }
     }
 
-    private func failReload(_ reason: String) {
-        guard let operation = reloadInProgress else { return }
-        operation.timeout?.cancel()
-        reloadInProgress = nil
-        for worker in workers.values where worker.generation == operation.generation {
-            ProcessSpawner.signal(worker.pid, SIGKILL)
+    /// The transaction failed (its workers, if any, were killed): what it bound is closed, the listeners that
+    /// serve stay, and the requester hears why.
+    private func rollBack(_ kind: Machine.Transaction.Kind, errors: [String], requester: (any Channel)?) {
+        if let prepared {
+            closeUnusedSockets(listeners, keeping: prepared.previousListeners)
+            listeners = prepared.previousListeners
+            self.prepared = nil
         }
-        closeUnusedSockets(listeners, keeping: operation.previousListeners)
-        listeners = operation.previousListeners
-        logger.error("\(operation.kind.rawValue) failed; still serving the previous generation", metadata: [
-            "reason": "\(reason)",
+        logger.error("\(kind.rawValue) failed; still serving the previous generation", metadata: [
+            "errors": "\(errors.joined(separator: "; "))",
         ])
-        Systemd.notify("READY=1")
-        report(ReloadResult(success: false, generation: generation, configHash: configuration.hash, errors: [reason]),
-            of: operation.kind, to: operation.replyTo)
+        report(ReloadResult(success: false, generation: generation, configHash: configuration.hash, errors: errors),
+            of: kind, to: requester)
     }
 
-    private func report(_ result: ReloadResult, of kind: ReloadOperation.Kind, to channel: (any Channel)?) {
+    private func report(_ result: ReloadResult, of kind: Machine.Transaction.Kind, to channel: (any Channel)?) {
         if kind == .upgrade { lastUpgrade = result }
         reply(.reloadResult(result), to: channel)
-    }
-
-    private func beginDrain(_ worker: WorkerProcess) {
-        guard worker.state != .draining, let channel = worker.channel else { return }
-        worker.state = .draining
-        let seconds = Double(configuration.server.drainTimeout.components.seconds)
-        worker.drainDeadline = Date().timeIntervalSince1970 + seconds
-        send(.beginDrain(timeoutSeconds: seconds), to: channel)
-    }
-
-    /// Keeps at most `max_draining_generations` old generations: the oldest beyond that are killed. Their
-    /// remaining connections (long downloads, WebSockets that outlive many reloads) are cut, which is the price
-    /// of not letting reloads pile up workers without bound.
-    private func enforceDrainingCap() {
-        let old = Set(workers.values.filter { $0.generation != generation }.map(\.generation)).sorted()
-        let excess = old.count - configuration.server.maxDrainingGenerations
-        guard excess > 0 else { return }
-        for victim in old.prefix(excess) {
-            let members = workers.values.filter { $0.generation == victim }
-            logger.warning("too many draining generations; closing the oldest now", metadata: [
-                "generation": "\(victim)", "workers": "\(members.count)",
-                "connections": "\(members.reduce(0) { $0 + $1.stats.connections })",
-                "max_draining_generations": "\(configuration.server.maxDrainingGenerations)",
-            ])
-            for worker in members { ProcessSpawner.signal(worker.pid, SIGKILL) }
-        }
     }
 
     /// Progress lines for a watched reload while generation `old` drains, then the result once it is gone.
@@ -857,12 +829,11 @@ public final class Master: @unchecked Sendable {
     /// of the new binary that does not become ready is rolled back like a failed reload: the adopted workers,
     /// still the old binary's, keep serving.
     private func upgrade(replyTo channel: (any Channel)?) {
-        let refusal = stopping ? "the master is stopping" : (reloadInProgress != nil ? "a reload is in progress" : nil)
-        if let refusal {
-            reply(.reloadResult(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
-                errors: [refusal])), to: channel)
-            return
-        }
+        dispatch(.upgradeRequested(channel.map { ControlRequester(channel: $0, watching: false) }))
+    }
+
+    /// Probes the installed binary on the configuration and, if it accepts it, execs it (`execNewBinary`).
+    private func probeAndExecNewBinary(requester channel: (any Channel)?) {
         let binary = ProcessImage.installedPath()
         logger.notice("upgrade: probing the new binary", metadata: ["binary": "\(binary)", "config": "\(configPath)"])
         reply(.progress(ProgressReport(phase: "probing", connections: 0, workers: 0, generation: generation)), to: channel)
@@ -901,7 +872,7 @@ public final class Master: @unchecked Sendable {
                 workers: workers.values.filter { $0.channel != nil }.map { worker in
                     UpgradeHandOver.AdoptedWorker(
                         pid: worker.pid, slot: worker.slot, generation: worker.generation,
-                        state: worker.state.rawValue, startedAt: wallClockNow - (monotonicNow - worker.startedAt),
+                        state: (state(of: worker) ?? .ready).rawValue, startedAt: wallClockNow - (monotonicNow - worker.startedAt),
                         configHash: worker.configHash, drainDeadline: worker.drainDeadline,
                         controlFD: worker.controlFD, pendingBytes: worker.decoder.bufferedBytes)
                 })
@@ -974,7 +945,6 @@ public final class Master: @unchecked Sendable {
     private func resume(_ handOver: UpgradeHandOver, newConfiguration: Configuration?, errors: [String]) throws {
         raiseOpenFileLimit()
         startedAt = handOver.masterStartedAt
-        generation = handOver.generation
         activatedSockets = handOver.activatedSockets
         storedDescriptorNames = handOver.storedDescriptorNames
         nextStoreSerial = (handOver.storedDescriptorNames.values.compactMap(StoredDescriptor.serial).max() ?? 0) + 1
@@ -991,16 +961,20 @@ public final class Master: @unchecked Sendable {
         startTicketKeyRotation()
         startResolving()
         let now = (monotonic: monotonicNow, wall: wallClockNow)
+        var adoptedStates: [Machine.Worker] = []
         for adopted in handOver.workers {
             let worker = WorkerProcess(
                 pid: adopted.pid, slot: adopted.slot, generation: adopted.generation,
                 startedAt: now.monotonic - (now.wall - adopted.startedAt), configHash: adopted.configHash)
-            worker.state = WorkerProcess.State(rawValue: adopted.state) ?? .ready
+            adoptedStates.append(Machine.Worker(
+                pid: adopted.pid, slot: adopted.slot, generation: adopted.generation,
+                state: Machine.WorkerState(rawValue: adopted.state) ?? .ready, startedAt: worker.startedAt))
             worker.drainDeadline = adopted.drainDeadline
             worker.decoder.append(adopted.pendingBytes)
             workers[adopted.pid] = worker
             connect(worker, controlSocket: adopted.controlFD) { _ in }
         }
+        machine.adopt(adoptedStates, generation: handOver.generation, limits: limits(of: configuration))
         logger.notice("upgrade: the new binary runs and adopted the running workers", metadata: [
             "pid": "\(getpid())", "from_version": "\(handOver.fromVersion)", "version": "\(JesterVersion.current)",
             "workers": "\(handOver.workers.count)", "generation": "\(generation)",
@@ -1008,27 +982,23 @@ public final class Master: @unchecked Sendable {
         // Workers that exited while no program listened for SIGCHLD (it stays pending across exec, but be sure).
         reapWorkers()
         startSystemdReporting()
+        machine.resumeUpgrade(requester: nil)
         guard let newConfiguration else {
             logger.error("upgrade failed: the new binary cannot load the configuration; the adopted workers keep serving",
                 metadata: ["errors": "\(errors.joined(separator: "; "))"])
-            Systemd.notify("READY=1")
-            report(ReloadResult(success: false, generation: generation, configHash: configuration.hash, errors: errors),
-                of: .upgrade, to: nil)
+            dispatch(.configurationRefused(errors: errors))
             return
         }
-        startGeneration(newConfiguration, kind: .upgrade, replyTo: nil, watching: false)
+        prepare(newConfiguration, kind: .upgrade)
     }
 
     /// `jesterctl upgrade` reconnecting after the exec: it watches the upgrade's generation start (and with
     /// `untilDrained` the adopted one drain), or learns the outcome if that is already known.
     private func awaitUpgrade(_ channel: any Channel, untilDrained: Bool) {
-        if var operation = reloadInProgress, operation.kind == .upgrade {
-            operation.replyTo = channel
-            operation.watching = untilDrained
-            reloadInProgress = operation
-            send(.progress(ProgressReport(phase: "spawning", connections: 0,
-                workers: operation.configuration.server.workers ?? ProcessSpawner.availableCPUs(),
-                generation: operation.generation)), to: channel)
+        if let upgrade = machine.watchUpgrade(ControlRequester(channel: channel, watching: untilDrained)) {
+            let workers = upgrade.workers ?? prepared.map { limits(of: $0.configuration).workers } ?? 0
+            send(.progress(ProgressReport(phase: "spawning", connections: 0, workers: workers,
+                generation: upgrade.generation)), to: channel)
         } else if let lastUpgrade {
             send(.reloadResult(lastUpgrade), to: channel)
         } else {
@@ -1040,36 +1010,20 @@ public final class Master: @unchecked Sendable {
 
     private var exitCode: Int32 = 0
 
-    private func beginStop(fast: Bool, exitCode: Int32) {
-        // A fast stop may overtake a graceful one; nothing overtakes a finished stop.
-        switch (lifecycle, fast) {
-        case (.running, _), (.stopping, true): break
-        case (.stopping, false), (.stopped, _): return
+    /// Stops the master: gracefully (workers drain, `drainSeconds` overriding `drain_timeout`) or fast; a fast
+    /// stop may overtake a graceful one. The machine decides; the control socket closes when the stop begins.
+    private func beginStop(fast: Bool, exitCode: Int32, drainSeconds: Double? = nil) {
+        if !stopping {
+            logger.info(fast ? "fast stop" : "graceful stop", metadata: ["workers": "\(workers.count)"])
+            controlServer?.close(promise: nil)
         }
-        lifecycle = .stopping
-        self.exitCode = exitCode
-        Systemd.notify("STOPPING=1")
-        logger.info(fast ? "fast stop" : "graceful stop", metadata: ["workers": "\(workers.count)"])
-        controlServer?.close(promise: nil)
-        if fast {
-            for worker in workers.values { ProcessSpawner.signal(worker.pid, SIGTERM) }
-        } else {
-            for worker in workers.values { beginDrain(worker) }
-        }
-        // Workers that outlive their drain deadline are killed.
-        let grace = Int64(configuration.server.drainTimeout.components.seconds) + 5
-        eventLoop.scheduleTask(in: .seconds(fast ? 5 : grace)) {
-            for worker in self.workers.values { ProcessSpawner.signal(worker.pid, SIGKILL) }
-        }
-        if workers.isEmpty { finishStop() }
+        dispatch(.stopRequested(fast: fast, exitCode: exitCode, drainSeconds: drainSeconds))
     }
 
-    /// Ends the master once: every path that sees the last worker gone may call it (a SIGCHLD that arrives after
-    /// the reap that emptied `workers` does), and shutting the loop down a second time is a SwiftNIO
-    /// precondition failure, which was the SIGILL seen on stop.
-    private func finishStop() {
-        guard lifecycle == .stopping else { return }
-        lifecycle = .stopped
+    /// Ends the master, once (the machine emits `finishStop` once: shutting the loop down a second time is a
+    /// SwiftNIO precondition failure, which was the SIGILL seen on stop when a late SIGCHLD found no worker left).
+    private func finishStop(exitCode: Int32) {
+        self.exitCode = exitCode
         PidFile.remove(configuration.server.pidFile)
         unlink(configuration.server.controlSocket)
         for channel in drainWatchers {
@@ -1160,10 +1114,7 @@ public final class Master: @unchecked Sendable {
             reload(replyTo: channel, watching: true)
         case .drain(let timeout):
             drainWatchers.append(channel)
-            if let timeout {
-                configuration.server.drainTimeout = .milliseconds(Int64(timeout * 1000))
-            }
-            beginStop(fast: false, exitCode: 0)
+            beginStop(fast: false, exitCode: 0, drainSeconds: timeout)
             reportDrainProgress()
         case .stop(let fast):
             reply(.done(success: true, message: fast ? "stopping now" : "stopping gracefully"), to: channel)
@@ -1193,16 +1144,17 @@ public final class Master: @unchecked Sendable {
     private func statusReport() -> StatusReport {
         let rows = workers.values.sorted { ($0.generation, $0.slot) < ($1.generation, $1.slot) }.map { worker in
             WorkerStatus(
-                pid: worker.pid, slot: worker.slot, generation: worker.generation, state: worker.state.rawValue,
+                pid: worker.pid, slot: worker.slot, generation: worker.generation,
+                state: (state(of: worker) ?? .starting).rawValue,
                 connections: worker.stats.connections, requests: worker.stats.requests,
                 rssBytes: worker.stats.rssBytes ?? ProcessSpawner.residentSetSize(of: worker.pid),
-                restarts: respawnPolicies[worker.slot]?.totalCrashes ?? 0, configHash: worker.configHash,
+                restarts: machine.respawnPolicies[worker.slot]?.totalCrashes ?? 0, configHash: worker.configHash,
                 startedAt: wallClockNow - (monotonicNow - worker.startedAt), drainDeadline: worker.drainDeadline)
         }
-        let state = stopping ? "stopping" : (reloadInProgress != nil ? "reloading" : "running")
+        let masterState = stopping ? "stopping" : (machine.transaction != nil ? "reloading" : "running")
         return StatusReport(
             pid: getpid(), version: JesterVersion.current, startedAt: startedAt, configFile: configPath,
-            configHash: configuration.hash, generation: generation, state: state, workers: rows,
+            configHash: configuration.hash, generation: generation, state: masterState, workers: rows,
             binaryReplaced: ProcessImage.binaryReplacedOnDisk)
     }
 
