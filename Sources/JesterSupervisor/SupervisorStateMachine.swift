@@ -405,3 +405,7 @@ struct SupervisorStateMachine<Requester> {
         seconds == seconds.rounded() ? "\(Int(seconds))s" : "\(seconds)s"
     }
 }
+
+// Comparable actions for tests and logs (a requester that can be compared, such as a name).
+extension SupervisorStateMachine.Transaction: Equatable where Requester: Equatable {}
+extension SupervisorStateMachine.Action: Equatable where Requester: Equatable {}
