@@ -28,9 +28,9 @@ public struct ControlFrameCodec: Sendable {
     /// Bytes received but not yet part of a complete frame (handed across a binary upgrade).
     public var bufferedBytes: [UInt8] { buffer }
 
-    /// The bytes of one frame carrying `message`.
-    public static func encode(_ message: ControlMessage) -> [UInt8] {
-        let payload = (try? JSONEncoder().encode(ControlEnvelope(message))) ?? Data()
+    /// The bytes of one frame carrying `message`, with the correlation id of the request it answers (or its own).
+    public static func encode(_ message: ControlMessage, id: UInt64? = nil) -> [UInt8] {
+        let payload = (try? JSONEncoder().encode(ControlEnvelope(message, id: id))) ?? Data()
         let length = UInt32(payload.count)
         var frame: [UInt8] = [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)]
         frame.append(contentsOf: payload)
@@ -44,6 +44,11 @@ public struct ControlFrameCodec: Sendable {
 
     /// The next complete message, nil when more bytes are needed.
     public mutating func next() throws(DecodingError) -> ControlMessage? {
+        try nextEnvelope()?.message
+    }
+
+    /// The next complete frame with its correlation id, nil when more bytes are needed.
+    public mutating func nextEnvelope() throws(DecodingError) -> ControlEnvelope? {
         guard buffer.count >= 4 else { return nil }
         let length = Int(buffer[0]) << 24 | Int(buffer[1]) << 16 | Int(buffer[2]) << 8 | Int(buffer[3])
         guard length <= ControlProtocol.maxFrameSize else { throw .frameTooLarge(length) }
@@ -64,6 +69,6 @@ public struct ControlFrameCodec: Sendable {
             throw .malformed(String(describing: error))
         }
         guard envelope.version == ControlProtocol.version else { throw .versionMismatch(envelope.version) }
-        return envelope.message
+        return envelope
     }
 }

@@ -80,14 +80,32 @@ public enum ControlProtocol {
 }
 
 /// A message with the protocol version it was written in.
-public struct ControlEnvelope: Codable, Sendable {
+public struct ControlEnvelope: Codable, Sendable, Equatable {
     public var version: Int
+    /// Correlation id: a requester may number its requests, and every answer to a request carries the request's
+    /// id, so a client with several requests in flight (the admin API, a control plane) can tell the answers
+    /// apart. Optional, so a peer from a release without ids (an old worker or jesterctl across a binary upgrade)
+    /// reads and writes frames as before: JSON decoding ignores the unknown key, and a missing one is nil.
+    public var id: UInt64?
     public var message: ControlMessage
 
-    public init(_ message: ControlMessage) {
+    public init(_ message: ControlMessage, id: UInt64? = nil) {
         self.version = ControlProtocol.version
+        self.id = id
         self.message = message
     }
+}
+
+/// Where the answers to one control request go, whatever carried it: the control socket's connection today,
+/// the admin HTTP API and a control plane later. The master's dispatcher answers through this and knows nothing
+/// of the transport; each target stamps its answers with the request's correlation id.
+public protocol ControlReplyTarget: AnyObject, Sendable {
+    /// Sends one answer (possibly one of several: progress lines, then a result).
+    func send(_ message: ControlMessage)
+    /// Whether answers can still arrive (a watcher that left stops getting progress).
+    var isOpen: Bool { get }
+    /// Ends the exchange (after a refusal or the last answer).
+    func close()
 }
 
 /// `jesterctl status`: the master and one row per worker.

@@ -90,13 +90,13 @@ public final class Master: @unchecked Sendable {
     private var resolved = ResolvedAddresses()
     /// Where the signal thread and the resolver's queue post their work (see `LoopInbox`).
     private var inbox: LoopInbox!
-    private var drainWatchers: [any Channel] = []
+    private var drainWatchers: [any ControlReplyTarget] = []
 
     typealias Machine = SupervisorStateMachine<ControlRequester>
 
     /// Who asked for a reload or upgrade over the control socket, and whether they watch it (`--wait`).
     struct ControlRequester: Sendable {
-        var channel: any Channel
+        var target: any ControlReplyTarget
         var watching: Bool
     }
 
@@ -288,7 +288,7 @@ public final class Master: @unchecked Sendable {
     }
 
     /// `jesterctl upstream drain|disable|enable POOL TARGET`.
-    private func setTargetAdmin(upstream: String, target: String, state: String, replyTo channel: any Channel) {
+    private func setTargetAdmin(upstream: String, target: String, state: String, replyTo channel: any ControlReplyTarget) {
         guard ["enabled", "drain", "disabled"].contains(state) else {
             reply(.failure(message: "unknown target state '\(state)'"), to: channel)
             return
@@ -642,7 +642,7 @@ public final class Master: @unchecked Sendable {
             // Only reloads ask: an upgrade's configuration was read by the new program as it started (`resume`).
             if kind == .reload { prepareReload() }
         case .execNewBinary(let requester):
-            probeAndExecNewBinary(requester: requester?.channel)
+            probeAndExecNewBinary(requester: requester?.target)
         case .arm(let deadline, let seconds):
             deadlines[deadline]?.cancel()
             deadlines[deadline] = eventLoop.scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) {
@@ -665,10 +665,10 @@ public final class Master: @unchecked Sendable {
         case .commit(let kind, let newGeneration, let previous, let requester):
             commit(kind, generation: newGeneration, previous: previous, requester: requester)
         case .rollBack(let kind, _, let errors, let requester):
-            rollBack(kind, errors: errors, requester: requester?.channel)
+            rollBack(kind, errors: errors, requester: requester?.target)
         case .refuse(_, let reason, let requester):
             reply(.reloadResult(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
-                errors: [reason])), to: requester?.channel)
+                errors: [reason])), to: requester?.target)
         case .notifySystemd(.ready):
             Systemd.notify("READY=1")
             startSystemdReporting()
@@ -704,8 +704,8 @@ public final class Master: @unchecked Sendable {
 
     /// Re-reads the configuration, starts a new generation beside the running one, and drains the old one once
     /// every new worker is ready. Any failure leaves the running generation untouched.
-    private func reload(replyTo channel: (any Channel)?, watching: Bool = false) {
-        dispatch(.reloadRequested(channel.map { ControlRequester(channel: $0, watching: watching) }))
+    private func reload(replyTo target: (any ControlReplyTarget)?, watching: Bool = false) {
+        dispatch(.reloadRequested(target.map { ControlRequester(target: $0, watching: watching) }))
     }
 
     /// Reads and validates the file for a reload, then binds what it needs (`prepare`).
@@ -748,10 +748,10 @@ public final class Master: @unchecked Sendable {
         let requester = machine.transaction?.requester
         dispatch(.configurationAccepted(newLimits))
         if let requester, requester.watching, let next = machine.startingGeneration {
-            send(.progress(ProgressReport(phase: "validated", connections: 0, workers: 0, generation: next)),
-                to: requester.channel)
-            send(.progress(ProgressReport(phase: "spawning", connections: 0, workers: newLimits.workers,
-                generation: next)), to: requester.channel)
+            reply(.progress(ProgressReport(phase: "validated", connections: 0, workers: 0, generation: next)),
+                to: requester.target)
+            reply(.progress(ProgressReport(phase: "spawning", connections: 0, workers: newLimits.workers,
+                generation: next)), to: requester.target)
         }
     }
 
@@ -775,17 +775,17 @@ public final class Master: @unchecked Sendable {
         let result = ReloadResult(success: true, generation: newGeneration, configHash: configuration.hash, errors: [])
         if kind == .upgrade { lastUpgrade = result }
         if let requester, requester.watching {
-            send(.progress(ProgressReport(phase: "ready", connections: 0,
-                workers: machine.members(of: newGeneration).count, generation: newGeneration)), to: requester.channel)
-            reportReloadDrain(old: previous, result: result, to: requester.channel)
+            reply(.progress(ProgressReport(phase: "ready", connections: 0,
+                workers: machine.members(of: newGeneration).count, generation: newGeneration)), to: requester.target)
+            reportReloadDrain(old: previous, result: result, to: requester.target)
         } else {
-            reply(.reloadResult(result), to: requester?.channel)
+            reply(.reloadResult(result), to: requester?.target)
         }
     }
 
     /// The transaction failed (its workers, if any, were killed): what it bound is closed, the listeners that
     /// serve stay, and the requester hears why.
-    private func rollBack(_ kind: Machine.Transaction.Kind, errors: [String], requester: (any Channel)?) {
+    private func rollBack(_ kind: Machine.Transaction.Kind, errors: [String], requester: (any ControlReplyTarget)?) {
         if let prepared {
             closeUnusedSockets(listeners, keeping: prepared.previousListeners)
             listeners = prepared.previousListeners
@@ -798,20 +798,20 @@ public final class Master: @unchecked Sendable {
             of: kind, to: requester)
     }
 
-    private func report(_ result: ReloadResult, of kind: Machine.Transaction.Kind, to channel: (any Channel)?) {
+    private func report(_ result: ReloadResult, of kind: Machine.Transaction.Kind, to channel: (any ControlReplyTarget)?) {
         if kind == .upgrade { lastUpgrade = result }
         reply(.reloadResult(result), to: channel)
     }
 
     /// Progress lines for a watched reload while generation `old` drains, then the result once it is gone.
-    private func reportReloadDrain(old: Int, result: ReloadResult, to channel: any Channel) {
-        guard channel.isActive else { return }
+    private func reportReloadDrain(old: Int, result: ReloadResult, to channel: any ControlReplyTarget) {
+        guard channel.isOpen else { return }
         let members = workers.values.filter { $0.generation == old }
         if members.isEmpty {
-            send(.reloadResult(result), to: channel)
+            reply(.reloadResult(result), to: channel)
             return
         }
-        send(.progress(ProgressReport(phase: "draining", connections: members.reduce(0) { $0 + $1.stats.connections },
+        reply(.progress(ProgressReport(phase: "draining", connections: members.reduce(0) { $0 + $1.stats.connections },
             workers: members.count, generation: old)), to: channel)
         eventLoop.scheduleTask(in: .milliseconds(500)) { self.reportReloadDrain(old: old, result: result, to: channel) }
     }
@@ -828,12 +828,12 @@ public final class Master: @unchecked Sendable {
     /// (it must start, link and accept the file), and a failed exec returns here. After the exec, a generation
     /// of the new binary that does not become ready is rolled back like a failed reload: the adopted workers,
     /// still the old binary's, keep serving.
-    private func upgrade(replyTo channel: (any Channel)?) {
-        dispatch(.upgradeRequested(channel.map { ControlRequester(channel: $0, watching: false) }))
+    private func upgrade(replyTo target: (any ControlReplyTarget)?) {
+        dispatch(.upgradeRequested(target.map { ControlRequester(target: $0, watching: false) }))
     }
 
     /// Probes the installed binary on the configuration and, if it accepts it, execs it (`execNewBinary`).
-    private func probeAndExecNewBinary(requester channel: (any Channel)?) {
+    private func probeAndExecNewBinary(requester channel: (any ControlReplyTarget)?) {
         let binary = ProcessImage.installedPath()
         logger.notice("upgrade: probing the new binary", metadata: ["binary": "\(binary)", "config": "\(configPath)"])
         reply(.progress(ProgressReport(phase: "probing", connections: 0, workers: 0, generation: generation)), to: channel)
@@ -853,14 +853,13 @@ public final class Master: @unchecked Sendable {
         reply(.progress(ProgressReport(phase: "exec", connections: 0, workers: 0, generation: generation)), to: channel)
         // Let the progress line reach jesterctl before the exec closes its connection.
         if let channel {
-            channel.writeAndFlush(ByteBuffer(), promise: nil)
             eventLoop.scheduleTask(in: .milliseconds(20)) { self.execNewBinary(binary, requester: channel) }
         } else {
             execNewBinary(binary, requester: nil)
         }
     }
 
-    private func execNewBinary(_ binary: String, requester: (any Channel)?) {
+    private func execNewBinary(_ binary: String, requester: (any ControlReplyTarget)?) {
         let handOver: UpgradeHandOver
         do {
             handOver = UpgradeHandOver(
@@ -898,7 +897,7 @@ public final class Master: @unchecked Sendable {
         }
     }
 
-    private func upgradeFailedBeforeExec(_ reason: String, requester: (any Channel)?) {
+    private func upgradeFailedBeforeExec(_ reason: String, requester: (any ControlReplyTarget)?) {
         logger.error("upgrade failed; still serving with this binary", metadata: ["reason": "\(reason)"])
         Systemd.notify("READY=1")
         reply(.reloadResult(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
@@ -994,15 +993,15 @@ public final class Master: @unchecked Sendable {
 
     /// `jesterctl upgrade` reconnecting after the exec: it watches the upgrade's generation start (and with
     /// `untilDrained` the adopted one drain), or learns the outcome if that is already known.
-    private func awaitUpgrade(_ channel: any Channel, untilDrained: Bool) {
-        if let upgrade = machine.watchUpgrade(ControlRequester(channel: channel, watching: untilDrained)) {
+    private func awaitUpgrade(_ channel: any ControlReplyTarget, untilDrained: Bool) {
+        if let upgrade = machine.watchUpgrade(ControlRequester(target: channel, watching: untilDrained)) {
             let workers = upgrade.workers ?? prepared.map { limits(of: $0.configuration).workers } ?? 0
-            send(.progress(ProgressReport(phase: "spawning", connections: 0, workers: workers,
+            reply(.progress(ProgressReport(phase: "spawning", connections: 0, workers: workers,
                 generation: upgrade.generation)), to: channel)
         } else if let lastUpgrade {
-            send(.reloadResult(lastUpgrade), to: channel)
+            reply(.reloadResult(lastUpgrade), to: channel)
         } else {
-            send(.failure(message: "no binary upgrade started this master (pid \(getpid()))"), to: channel)
+            reply(.failure(message: "no binary upgrade started this master (pid \(getpid()))"), to: channel)
         }
     }
 
@@ -1057,7 +1056,7 @@ public final class Master: @unchecked Sendable {
         ServerBootstrap(group: eventLoop)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ControlSessionHandler(master: self))
+                    try channel.pipeline.syncOperations.addHandler(ControlSocketSession(master: self))
                 }
             }
             .withBoundSocket(controlServerFD)
@@ -1075,7 +1074,7 @@ public final class Master: @unchecked Sendable {
 
     /// Checks a new control connection's peer (SO_PEERCRED); refused peers are logged and disconnected with a
     /// reason. Calls `admitted` on the event loop when the peer may proceed.
-    fileprivate func admit(_ channel: any Channel, admitted: @escaping () -> Void) {
+    func admit(_ channel: any Channel, admitted: @escaping () -> Void) {
         guard let provider = channel as? any SocketOptionProvider else {
             channel.close(promise: nil)
             return
@@ -1099,12 +1098,14 @@ public final class Master: @unchecked Sendable {
         logger.warning("control connection refused", metadata: [
             "peer_pid": "\(peer.pid)", "peer_uid": "\(peer.uid)", "peer_gid": "\(peer.gid)",
         ])
-        reply(.failure(message: "permission denied: uid \(peer.uid) may not control this Jester instance"), to: channel)
+        channel.writeAndFlush(ByteBuffer(bytes: ControlFrameCodec.encode(
+            .failure(message: "permission denied: uid \(peer.uid) may not control this Jester instance"))), promise: nil)
         channel.close(promise: nil)
         return false
     }
 
-    fileprivate func controlRequest(_ message: ControlMessage, from channel: any Channel) {
+    /// Answers one control request, whatever transport carried it (see `ControlReplyTarget`).
+    func controlRequest(_ message: ControlMessage, from channel: any ControlReplyTarget) {
         switch message {
         case .status:
             reply(.statusReport(statusReport()), to: channel)
@@ -1158,9 +1159,8 @@ public final class Master: @unchecked Sendable {
             binaryReplaced: ProcessImage.binaryReplacedOnDisk)
     }
 
-    private func reply(_ message: ControlMessage, to channel: (any Channel)?) {
-        guard let channel else { return }
-        send(message, to: channel)
+    private func reply(_ message: ControlMessage, to target: (any ControlReplyTarget)?) {
+        target?.send(message)
     }
 
     private func send(_ message: ControlMessage, to channel: any Channel) {
@@ -1188,40 +1188,6 @@ private final class WorkerChannelHandler: ChannelInboundHandler, @unchecked Send
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         master.workerMessage(pid: pid, bytes: unwrapInboundIn(data))
-    }
-}
-
-/// One jesterctl connection.
-private final class ControlSessionHandler: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = ByteBuffer
-    private let master: Master
-    private var decoder = ControlFrameCodec()
-    private var admitted = false
-
-    init(master: Master) {
-        self.master = master
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        let channel = context.channel
-        master.admit(channel) { [self] in
-            self.admitted = true
-            self.processRequests(channel)
-        }
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        decoder.append(unwrapInboundIn(data).readableBytesView)
-        if admitted { processRequests(context.channel) }
-    }
-
-    private func processRequests(_ channel: any Channel) {
-        do {
-            while let message = try decoder.next() { master.controlRequest(message, from: channel) }
-        } catch {
-            channel.writeAndFlush(ByteBuffer(bytes: ControlFrameCodec.encode(.failure(message: "\(error)"))), promise: nil)
-            channel.close(promise: nil)
-        }
     }
 }
 

@@ -40,6 +40,8 @@ func fail(_ message: String, code: Int32 = 2) -> Never {
 final class ControlClient {
     private let connection: UnixSocketClient
     private var codec = ControlFrameCodec()
+    /// The correlation id of the last request; answers carry it (a master from before ids sends none).
+    private var requestID: UInt64 = 0
 
     init(path: String) throws(SystemError) {
         connection = try UnixSocketClient(path: path)
@@ -47,7 +49,8 @@ final class ControlClient {
 
     func send(_ message: ControlMessage) {
         do {
-            try connection.write(ControlFrameCodec.encode(message))
+            requestID += 1
+            try connection.write(ControlFrameCodec.encode(message, id: requestID))
         } catch {
             // The master may have refused us and closed already: its reason is more useful than EPIPE.
             _ = receive(timeoutSeconds: 1)
@@ -59,9 +62,12 @@ final class ControlClient {
     func receive(timeoutSeconds: Double = 60) -> ControlMessage? {
         while true {
             do {
-                if let message = try codec.next() {
-                    if case .failure(let reason) = message { fail("jesterctl: \(reason)") }
-                    return message
+                if let envelope = try codec.nextEnvelope() {
+                    if case .failure(let reason) = envelope.message { fail("jesterctl: \(reason)") }
+                    if let id = envelope.id, id != requestID {
+                        fail("jesterctl: the master answered request \(id), not \(requestID)")
+                    }
+                    return envelope.message
                 }
                 let bytes = try connection.read(timeoutMilliseconds: Int32(timeoutSeconds * 1000))
                 if bytes.isEmpty { return nil }

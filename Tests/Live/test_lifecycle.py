@@ -886,3 +886,34 @@ def test_upgrade_whose_new_workers_fail_keeps_the_old_ones(make_jester, upstream
     for _ in range(20):
         assert curl(jester.url + "/")[1] == b"one\n"
     assert curl(jester.url + "/app/echo")[0] == 200
+
+
+@pytest.mark.skipif(not os.environ.get("JESTER_PREVIOUS_BIN_DIR"),
+                    reason="JESTER_PREVIOUS_BIN_DIR names no build of an earlier release (the pure tier's "
+                           "ControlFrameCodecTests hold the wire format instead)")
+def test_an_upgrade_from_the_previous_release_keeps_talking_to_its_workers(make_jester, upstream, tmp_path):
+    """An old master upgrades to this binary: the new master adopts the old release's workers and must speak
+    their protocol (frames without correlation ids) until they have drained; and the way back (a downgrade)
+    works the same. Run with JESTER_PREVIOUS_BIN_DIR=<an earlier release's .build/release>."""
+    import shutil
+    from conftest import JESTER
+    previous = os.path.join(os.environ["JESTER_PREVIOUS_BIN_DIR"], "jester")
+    binary = tmp_path / "jester"
+    shutil.copy2(previous, binary)
+    jester = make_jester(proxy_routes(upstream, "serving"), workers=2, binary=str(binary))
+    old_workers = sorted(jester.worker_pids())
+    with SteadyLoad(jester.port, proxied_path="/app/echo") as load:
+        time.sleep(0.3)
+        for source in (JESTER, previous):
+            staging = binary.with_name("jester.dpkg-new")
+            shutil.copy2(source, staging)
+            os.replace(staging, binary)
+            before = jester.status()["generation"]
+            result = jester.ctl("upgrade", "--wait", "--json", check=True)
+            lines = [json.loads(line) for line in result.stdout.splitlines()]
+            assert lines[-1]["success"] is True and lines[-1]["generation"] == before + 1, lines
+            # The adopted generation drained under the other release's master, and left as it was told to.
+            assert not set(old_workers) & set(jester.worker_pids())
+            old_workers = sorted(jester.worker_pids())
+            time.sleep(0.3)
+    load.assert_nothing_failed()
