@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # Builds the libFuzzer targets with the toolchain's -sanitize=fuzzer,address and runs each for a bounded time.
 #
-#   Tests/Fuzz/run.sh [seconds per target, default 60] [target ...]   (targets: http1 control config)
+#   Tests/Fuzz/run.sh [seconds per target, default 60] [target ...]   (targets: http1 http2 control config)
 #
 # Inputs that crashed are written to Tests/Fuzz/crashes/<target>/; once fixed, copy them to
 # Tests/Fuzz/regressions/<target>/, which every run replays first (and the pure test tier replays too).
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 
 seconds="${1:-60}"
 shift || true
-targets=("${@:-http1 control config}")
+targets=("${@:-http1 http2 control config}")
 read -r -a targets <<<"${targets[*]}"
 out=.build/fuzz
 mkdir -p "$out"
@@ -22,6 +22,23 @@ build() {
     http1)
         swiftc "${flags[@]}" -module-name FuzzHTTP1 $(find Sources/JesterCore -name '*.swift') \
             Tests/Fuzz/FuzzHTTP1.swift -o "$out/http1" ;;
+    http2)
+        # NIOCore (ByteBuffer) comes from the package build, nghttp2 from the system, as in the worker.
+        swift build --product jester >/dev/null
+        local bin; bin=$(swift build --show-bin-path)
+        local maps=() objects=()
+        mapfile -d '' maps < <(find "$bin"/CNIO*.build .build/checkouts/swift-atomics/Sources/_AtomicsShims \
+            .build/checkouts/swift-nio/Sources/CNIOWindows -name module.modulemap -print0)
+        mapfile -d '' objects < <(find "$bin"/NIOCore.build "$bin"/_NIODataStructures.build \
+            "$bin"/NIOConcurrencyHelpers.build "$bin"/CNIO*.build "$bin"/_NIOBase64.build "$bin"/Atomics.build \
+            "$bin"/_AtomicsShims.build "$bin"/DequeModule.build "$bin"/InternalCollectionsUtilities.build \
+            "$bin"/ContainersPreview.build \
+            -name '*.o' -print0 2>/dev/null)
+        local map mapFlags=()
+        for map in "${maps[@]}"; do mapFlags+=(-Xcc "-fmodule-map-file=$map"); done
+        swiftc "${flags[@]}" -module-name FuzzHTTP2 -I "$bin/Modules" -I Sources/CJesterNGHTTP2 \
+            "${mapFlags[@]}" Sources/JesterHTTP2/*.swift Tests/Fuzz/FuzzHTTP2.swift \
+            "${objects[@]}" -lnghttp2 -o "$out/http2" ;;
     control)
         swiftc "${flags[@]}" -module-name FuzzControl Sources/JesterControl/*.swift Tests/Fuzz/FuzzControl.swift \
             -o "$out/control" ;;
