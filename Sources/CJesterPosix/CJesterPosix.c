@@ -3,6 +3,7 @@
 #include "CJesterPosix.h"
 
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -60,4 +61,20 @@ int cjester_peer_credentials(int socket, pid_t *pid, uid_t *uid, gid_t *gid) {
     *uid = credentials.uid;
     *gid = credentials.gid;
     return 0;
+}
+
+int cjester_memfd_create(const char *name) {
+    return memfd_create(name, MFD_CLOEXEC);
+}
+
+int32_t cjester_atomic_add32(int32_t *word, int32_t value) {
+    return __atomic_add_fetch(word, value, __ATOMIC_SEQ_CST);
+}
+
+int32_t cjester_atomic_load32(const int32_t *word) {
+    return __atomic_load_n(word, __ATOMIC_SEQ_CST);
+}
+
+void cjester_atomic_store32(int32_t *word, int32_t value) {
+    __atomic_store_n(word, value, __ATOMIC_SEQ_CST);
 }

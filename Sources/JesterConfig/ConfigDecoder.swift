@@ -35,6 +35,8 @@ struct ConfigDecoder {
                 maxDrainingGenerations: table.integer("max_draining_generations", decoder: &self)
                     ?? defaults.maxDrainingGenerations)
             configuration.server.ticketKeyRotation = table.duration("ticket_key_rotation", decoder: &self)
+            configuration.server.maxConnections = table.integer("max_connections", decoder: &self)
+            configuration.server.maxConnectionsPerClient = table.integer("max_connections_per_client", decoder: &self)
             if let rotation = configuration.server.ticketKeyRotation, rotation < .seconds(60) {
                 report(table.location(of: "ticket_key_rotation"), "'ticket_key_rotation' must be at least 1m")
             }

@@ -63,6 +63,8 @@ extension Configuration {
         lines.append("drain_timeout = \(quoted(Units.format(server.drainTimeout)))")
         lines.append("worker_start_timeout = \(quoted(Units.format(server.workerStartTimeout)))")
         lines.append("max_draining_generations = \(server.maxDrainingGenerations)")
+        lines.append("max_connections = \(server.maxConnections ?? 0)")
+        lines.append("max_connections_per_client = \(server.maxConnectionsPerClient ?? 0)")
         if let rotation = server.ticketKeyRotation {
             lines.append("ticket_key_rotation = \(quoted(Units.format(rotation)))")
         } else {

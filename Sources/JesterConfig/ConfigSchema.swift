@@ -120,6 +120,10 @@ public struct ConfigSchema: Sendable {
                 "Old generations allowed to drain side by side; a reload beyond that closes the oldest at once."),
             Field("ticket_key_rotation", .duration, default: "\"1h\"",
                 "How often the master makes a new TLS session-ticket key (every worker gets it; the two before it still resume)."),
+            Field("max_connections", .integer(0...10_000_000), default: "0",
+                "Client connections of the whole instance, all workers and draining generations together (0: no limit); more are closed as soon as they are accepted. http.max_connections limits each worker."),
+            Field("max_connections_per_client", .integer(0...10_000_000), default: "0",
+                "Connections from one client address to the whole instance (0: no limit); more are closed at once. Counted by address hash: a client may be refused early when its hash collides with busy ones, never admitted over the limit."),
         ])
 
     public static let log = Table(

@@ -63,6 +63,11 @@ public struct ServerSettings: Sendable, Codable, Equatable {
     /// How often the master replaces the TLS session-ticket key (nil: the default, 1 hour). Optional so an older
     /// binary's settings still decode in a binary upgrade.
     public var ticketKeyRotation: Duration?
+    /// Client connections of the whole instance, every worker and generation together (nil or 0: no limit);
+    /// `http.max_connections` limits each worker. Optional so an older binary's settings still decode.
+    public var maxConnections: Int?
+    /// Connections from one client address to the whole instance (nil or 0: no limit).
+    public var maxConnectionsPerClient: Int?
 
     public init(
         workers: Int? = nil, user: String? = nil, group: String? = nil, pidFile: String = "/run/jester/jester.pid",

@@ -324,6 +324,10 @@ public struct WorkerAssignment: Codable, Sendable, Equatable {
     public var ticketKeys: [Data]?
     /// Target host names → addresses, as the master resolved them (see `ControlMessage.resolvedAddresses`).
     public var resolvedAddresses: [String: String]?
+    /// The instance's shared connection counts (`ConnectionTable`): the descriptor passed after the listeners,
+    /// and the partition this worker counts in. Nil when the master has none for it.
+    public var connectionTableFD: Int32?
+    public var connectionPartition: Int?
 
     public init(
         slot: Int, generation: Int, configuration: Data, listenerNames: [String], userID: UInt32?, groupID: UInt32?

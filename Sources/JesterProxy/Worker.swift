@@ -118,6 +118,13 @@ final class WorkerServer: @unchecked Sendable {
             tlsContexts[listener.name] = context
         }
         applyTicketKeys(assignment.ticketKeys ?? [])
+        if let fd = assignment.connectionTableFD, let partition = assignment.connectionPartition {
+            do {
+                runtime.sharedConnections = SharedConnections(table: try ConnectionTable.attach(fd: fd), partition: partition)
+            } catch {
+                logger.error("instance-wide connection limits are off in this worker", metadata: ["error": "\(error)"])
+            }
+        }
 
         for (offset, name) in assignment.listenerNames.enumerated() {
             let fd = ProcessSpawner.firstListenerFD + Int32(offset)

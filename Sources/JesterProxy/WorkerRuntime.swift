@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import JesterConfig
 import JesterCore
+import JesterSystem
 import Logging
 import NIOCore
 
@@ -175,6 +176,9 @@ final class WorkerRuntime: @unchecked Sendable {
     var isDraining = false
     /// Open client connections, so draining can reach them.
     var connections: [ObjectIdentifier: any ClientConnection] = [:]
+    /// The instance's connection counts shared with every worker (`server.max_connections`, ...), if the master
+    /// made them; every connection counts there, whether a limit is set now or by a later reload.
+    var sharedConnections: SharedConnections?
     /// Open connections per client address, kept only when `max_connections_per_client` is set.
     private var connectionsPerClient: [String: Int] = [:]
     private var nextRefusalLog = NIODeadline.uptimeNanoseconds(0)
@@ -347,6 +351,17 @@ final class WorkerRuntime: @unchecked Sendable {
         } else if http.maxConnectionsPerClient > 0, connectionsPerClient[clientAddress, default: 0] >= http.maxConnectionsPerClient {
             refusal = "max_connections_per_client (\(http.maxConnectionsPerClient)) reached for \(clientAddress)"
         }
+        if refusal == nil, let shared = sharedConnections {
+            let server = configuration.server
+            switch shared.table.admit(clientAddress, partition: shared.partition,
+                maxTotal: server.maxConnections ?? 0, maxPerClient: server.maxConnectionsPerClient ?? 0)
+            {
+            case .instanceFull(let limit): refusal = "server.max_connections (\(limit)) reached for the instance"
+            case .clientFull(let limit):
+                refusal = "server.max_connections_per_client (\(limit)) reached for \(clientAddress) on the instance"
+            case nil: break
+            }
+        }
         if let refusal {
             counters.refusedConnections &+= 1
             let now = NIODeadline.now()
@@ -373,17 +388,24 @@ final class WorkerRuntime: @unchecked Sendable {
     /// A connection's client turned out to be another address (a PROXY protocol header): counts it against that
     /// address's limit instead; false when that address is at its limit (the caller closes the connection).
     func reassign(from oldAddress: String, to newAddress: String) -> Bool {
+        guard oldAddress != newAddress else { return true }
         let limit = configuration.http.maxConnectionsPerClient
-        guard limit > 0 else { return true }
-        let remaining = connectionsPerClient[oldAddress, default: 1] - 1
-        connectionsPerClient[oldAddress] = remaining > 0 ? remaining : nil
-        guard connectionsPerClient[newAddress, default: 0] < limit else {
+        if limit > 0, connectionsPerClient[newAddress, default: 0] >= limit {
             counters.refusedConnections &+= 1
-            // Counted under its old address again, which unregister will release.
-            connectionsPerClient[oldAddress, default: 0] += 1
             return false
         }
-        connectionsPerClient[newAddress, default: 0] += 1
+        // (On refusal the connection still counts under its old address, which unregister releases.)
+        if let shared = sharedConnections, shared.table.reassign(from: oldAddress, to: newAddress,
+            partition: shared.partition, maxPerClient: configuration.server.maxConnectionsPerClient ?? 0) != nil
+        {
+            counters.refusedConnections &+= 1
+            return false
+        }
+        if limit > 0 {
+            let remaining = connectionsPerClient[oldAddress, default: 1] - 1
+            connectionsPerClient[oldAddress] = remaining > 0 ? remaining : nil
+            connectionsPerClient[newAddress, default: 0] += 1
+        }
         return true
     }
 
@@ -396,6 +418,7 @@ final class WorkerRuntime: @unchecked Sendable {
 
     func unregister(_ connection: any ClientConnection, clientAddress: String) {
         guard connections.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return }
+        if let shared = sharedConnections { shared.table.release(clientAddress, partition: shared.partition) }
         if configuration.http.maxConnectionsPerClient > 0 {
             let remaining = connectionsPerClient[clientAddress, default: 1] - 1
             connectionsPerClient[clientAddress] = remaining > 0 ? remaining : nil
@@ -463,4 +486,10 @@ enum HTTPStatus {
         default: return "Status \(status)"
         }
     }
+}
+
+/// The instance-wide connection table and this worker's partition of it (see `ConnectionTable`).
+struct SharedConnections {
+    let table: ConnectionTable
+    let partition: Int
 }

@@ -69,6 +69,10 @@ public final class Master: @unchecked Sendable {
     private var prepared: PreparedGeneration?
     private var deadlines: [Machine.Deadline: Scheduled<Void>] = [:]
     private var systemdReporting = false
+    /// The instance's connection counts, shared with every worker (see `ConnectionTable`), and which partition
+    /// each live worker counts in.
+    private var connectionTable: ConnectionTable?
+    private var connectionPartitions: [Int32: Int] = [:]
     private var generation: Int { machine.generation }
     private var stopping: Bool { machine.isStopping }
     private var access: ControlAccess
@@ -171,6 +175,7 @@ public final class Master: @unchecked Sendable {
         storeNewSockets()
         try PidFile.write(configuration.server.pidFile)
         try startControlServer()
+        try makeConnectionTable()
         startSignalWaiter()
         startHealthChecks()
         startTicketKeyRotation()
@@ -461,6 +466,34 @@ public final class Master: @unchecked Sendable {
 
     // MARK: Workers
 
+    /// The shared connection table: room for every worker of the serving generation and of as many draining
+    /// ones as `max_draining_generations` allows, with a generation starting beside them.
+    private func makeConnectionTable() throws {
+        let partitions = min(4096, max(64, workerCount * (configuration.server.maxDrainingGenerations + 2)))
+        do {
+            connectionTable = try ConnectionTable.create(partitions: partitions, buckets: 16_384)
+        } catch {
+            guard (configuration.server.maxConnections ?? 0) == 0, (configuration.server.maxConnectionsPerClient ?? 0) == 0
+            else { throw error }
+            logger.warning("no shared connection table; instance-wide connection limits cannot be set",
+                metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The lowest partition of the connection table no live worker counts in.
+    private func claimConnectionPartition(for pid: Int32) -> Int? {
+        guard let table = connectionTable else { return nil }
+        let used = Set(connectionPartitions.values)
+        guard let free = (0..<table.partitions).first(where: { !used.contains($0) }) else {
+            logger.warning("connection table full: this worker's connections are not counted instance-wide",
+                metadata: ["pid": "\(pid)", "partitions": "\(table.partitions)"])
+            return nil
+        }
+        connectionPartitions[pid] = free
+        table.partitionClaimed(free)
+        return free
+    }
+
     /// Spawns one worker for `slot` of `generation` (the starting generation's configuration, or the serving one).
     private func spawnWorker(slot: Int, generation: Int) {
         let configuration = generation == machine.startingGeneration ? prepared?.configuration ?? self.configuration
@@ -471,9 +504,10 @@ public final class Master: @unchecked Sendable {
             let sockets = names.compactMap { listeners[$0]?.sockets[slot] }
             let pid: Int32
             do {
+                // The connection table travels after the listeners (its number is in the assignment).
                 pid = try ProcessSpawner.spawn(
                     executable: ProcessSpawner.runningImage, argumentZero: executableName, arguments: ["--worker"],
-                    controlSocket: workerEnd, listeners: sockets)
+                    controlSocket: workerEnd, listeners: sockets + (connectionTable.map { [$0.fd] } ?? []))
             } catch {
                 close(masterEnd)
                 close(workerEnd)
@@ -490,6 +524,10 @@ public final class Master: @unchecked Sendable {
             assignment.targetStates = targetStates(for: configuration)
             assignment.ticketKeys = ticketKeys.keys
             assignment.resolvedAddresses = resolved.addresses
+            if connectionTable != nil, let partition = claimConnectionPartition(for: pid) {
+                assignment.connectionTableFD = ProcessSpawner.firstListenerFD + Int32(sockets.count)
+                assignment.connectionPartition = partition
+            }
             connect(worker, controlSocket: masterEnd) { channel in self.send(.assignment(assignment), to: channel) }
             logger.info("worker spawned", metadata: ["pid": "\(pid)", "slot": "\(slot)", "generation": "\(generation)"])
             dispatch(.workerSpawned(pid: pid, slot: slot, generation: generation, now: monotonicNow))
@@ -592,6 +630,8 @@ public final class Master: @unchecked Sendable {
         for (pid, status) in ProcessSpawner.reapExitedChildren() {
             guard let worker = workers.removeValue(forKey: pid) else { continue }
             worker.channel?.close(promise: nil)
+            // Its connections died with it, however it ended: nothing it counted may stay counted.
+            if let partition = connectionPartitions.removeValue(forKey: pid) { connectionTable?.clear(partition: partition) }
             let metadata: Logger.Metadata = [
                 "pid": "\(pid)", "slot": "\(worker.slot)", "generation": "\(worker.generation)", "status": "\(status)",
             ]
@@ -873,8 +913,10 @@ public final class Master: @unchecked Sendable {
                         pid: worker.pid, slot: worker.slot, generation: worker.generation,
                         state: (state(of: worker) ?? .ready).rawValue, startedAt: wallClockNow - (monotonicNow - worker.startedAt),
                         configHash: worker.configHash, drainDeadline: worker.drainDeadline,
-                        controlFD: worker.controlFD, pendingBytes: worker.decoder.bufferedBytes)
-                })
+                        controlFD: worker.controlFD, pendingBytes: worker.decoder.bufferedBytes,
+                        connectionPartition: connectionPartitions[worker.pid])
+                },
+                connectionTableFD: connectionTable?.fd)
         } catch {
             upgradeFailedBeforeExec("cannot encode the hand-over: \(error)", requester: requester)
             return
@@ -974,6 +1016,17 @@ public final class Master: @unchecked Sendable {
             connect(worker, controlSocket: adopted.controlFD) { _ in }
         }
         machine.adopt(adoptedStates, generation: handOver.generation, limits: limits(of: configuration))
+        if let fd = handOver.connectionTableFD {
+            do {
+                connectionTable = try ConnectionTable.attach(fd: fd)
+                for adopted in handOver.workers {
+                    if let partition = adopted.connectionPartition { connectionPartitions[adopted.pid] = partition }
+                }
+            } catch {
+                logger.error("upgrade: cannot map the connection table; making a new one", metadata: ["error": "\(error)"])
+            }
+        }
+        if connectionTable == nil { try makeConnectionTable() }
         logger.notice("upgrade: the new binary runs and adopted the running workers", metadata: [
             "pid": "\(getpid())", "from_version": "\(handOver.fromVersion)", "version": "\(JesterVersion.current)",
             "workers": "\(handOver.workers.count)", "generation": "\(generation)",

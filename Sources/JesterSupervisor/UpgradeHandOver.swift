@@ -33,6 +33,8 @@ struct UpgradeHandOver: Codable, Equatable {
         var controlFD: Int32
         /// Bytes of a control frame read but not yet complete, so the new program reads the rest in step.
         var pendingBytes: [UInt8]
+        /// Its partition of the connection table (optional: a hand-over from a version without one).
+        var connectionPartition: Int? = nil
     }
 
     var format = currentFormat
@@ -53,10 +55,13 @@ struct UpgradeHandOver: Codable, Equatable {
     /// The TLS session-ticket keys, so clients resume across the upgrade.
     var ticketKeys: [Data]? = nil
     var workers: [AdoptedWorker]
+    /// The connection table the adopted workers count in, which the new generation shares.
+    var connectionTableFD: Int32? = nil
 
     /// Every descriptor the new program needs open.
     var descriptors: Set<Int32> {
-        Set([controlSocketFD] + listeners.values.flatMap(\.fds) + activatedSockets.map(\.fd) + workers.map(\.controlFD))
+        Set([controlSocketFD] + listeners.values.flatMap(\.fds) + activatedSockets.map(\.fd) + workers.map(\.controlFD)
+            + (connectionTableFD.map { [$0] } ?? []))
     }
 
     func encoded() throws -> String {

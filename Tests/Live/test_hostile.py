@@ -6,7 +6,9 @@ Each case is raw request bytes, the status the client must get, and the exact by
 CL.TE/TE.CL/TE.TE families, the HTTP Garden's parser discrepancies). Man/jester-http.7 documents each decision.
 """
 
+import os
 import re
+import signal
 import socket
 import time
 
@@ -481,3 +483,61 @@ def test_connection_request_rate_applies_to_http2_streams(make_jester):
                             capture_output=True, text=True, timeout=30)
     # One connection, 15 streams at once: 10 served, 5 refused with 429.
     assert "status codes: 10 2xx, 0 3xx, 5 4xx" in result.stdout, result.stdout[-800:]
+
+
+def refused(connection):
+    """Whether the worker closed a just-accepted connection without an answer."""
+    connection.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+    try:
+        return connection.recv(4096) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_instance_wide_connection_limits_count_every_worker(make_jester, upstream):
+    """server.max_connections and server.max_connections_per_client hold for the instance: four workers share
+    the listener (SO_REUSEPORT spreads the connections over them), so a per-worker count could not refuse these.
+    A reload's new generation counts what the draining one still holds; a killed worker's connections stop
+    counting once it is reaped."""
+    from conftest import wait_for
+    jester = make_jester(limits_config(upstream, ""), workers=4,
+                         server_settings="max_connections = 6\nmax_connections_per_client = 4")
+    held = []
+    try:
+        for source, count in (("127.0.0.2", 4), ("127.0.0.3", 2)):
+            for _ in range(count):
+                connection = connect_from(source, jester.port)
+                # In flight for 3 s: a reload's drain keeps these connections until they are answered.
+                connection.sendall(b"GET /slow?delay=3 HTTP/1.1\r\nHost: x\r\n\r\n")
+                held.append(connection)
+        time.sleep(0.3)
+        assert refused(connect_from("127.0.0.4", jester.port))  # the instance's 7th, whichever worker took it
+        jester.ctl("reload", check=True)
+        assert refused(connect_from("127.0.0.4", jester.port))  # the new generation counts the old one's
+        for connection in held:
+            assert connection.recv(4096).startswith(b"HTTP/1.1 200")
+            connection.close()
+        held = []
+        wait_for(lambda: not refused(connect_from("127.0.0.4", jester.port)), timeout=5, what="free places")
+        held = [connect_from("127.0.0.2", jester.port) for _ in range(4)]
+        time.sleep(0.3)
+        assert refused(connect_from("127.0.0.2", jester.port))  # the client's 5th
+        assert not refused(connect_from("127.0.0.3", jester.port))
+    finally:
+        for connection in held:
+            connection.close()
+    log = jester.logs()
+    assert "server.max_connections (6) reached for the instance" in log
+    assert "server.max_connections_per_client (4) reached for 127.0.0.2 on the instance" in log
+    # Workers killed while they hold connections: their places come back once they are reaped.
+    held = [connect_from(source, jester.port) for source in ["127.0.0.5", "127.0.0.7"] * 3]
+    try:
+        time.sleep(0.3)
+        assert refused(connect_from("127.0.0.6", jester.port))
+        for pid in jester.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: jester.all_ready() and not refused(connect_from("127.0.0.6", jester.port)), timeout=10,
+                 what="the killed workers' places")
+    finally:
+        for connection in held:
+            connection.close()

@@ -3,6 +3,7 @@
 // Each wrapper is a plain C function with fixed arguments; nothing here has policy.
 #pragma once
 
+#include <stdint.h>
 #include <sys/types.h>
 
 /// prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0): exec can never grant privileges again (setuid binaries, file caps).
@@ -23,3 +24,12 @@ ssize_t cjester_receive_with_fd(int socket, void *bytes, size_t capacity, int *r
 
 /// The peer of a connected Unix socket (SO_PEERCRED). Returns 0 on success, -1 with errno set otherwise.
 int cjester_peer_credentials(int socket, pid_t *pid, uid_t *uid, gid_t *gid);
+
+/// memfd_create(name, MFD_CLOEXEC): an anonymous file for memory shared with child processes by descriptor.
+int cjester_memfd_create(const char *name);
+
+/// Sequentially consistent atomics on 32-bit words in shared memory (other processes use the same words):
+/// add returns the value after the addition.
+int32_t cjester_atomic_add32(int32_t *word, int32_t value);
+int32_t cjester_atomic_load32(const int32_t *word);
+void cjester_atomic_store32(int32_t *word, int32_t value);
