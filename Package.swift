@@ -60,13 +60,14 @@ let package = Package(
             name: "JesterConfig",
             dependencies: ["JesterCore", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: swiftSettings),
-        .target(name: "JesterControl", dependencies: ["JesterCore"], swiftSettings: swiftSettings),
+        .target(name: "JesterControl", swiftSettings: swiftSettings),
 
         // MARK: I/O wrappers, each the only importer of its C module.
         .target(
             name: "JesterSystem",
             dependencies: [
-                "CJesterPosix", "CJesterSystemd", "JesterCore",
+                // Neither JesterCore nor Foundation: jesterctl links this module, and stays small without them.
+                "CJesterPosix", "CJesterSystemd",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),

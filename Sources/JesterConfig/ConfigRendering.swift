@@ -63,8 +63,9 @@ extension Configuration {
         lines.append("drain_timeout = \(quoted(Units.format(server.drainTimeout)))")
         lines.append("worker_start_timeout = \(quoted(Units.format(server.workerStartTimeout)))")
         lines.append("max_draining_generations = \(server.maxDrainingGenerations)")
-        lines.append("max_connections = \(server.maxConnections ?? 0)")
-        lines.append("max_connections_per_client = \(server.maxConnectionsPerClient ?? 0)")
+        lines.append(server.maxConnections.map { "max_connections = \($0)" } ?? "# max_connections = 0 (no limit)")
+        lines.append(server.maxConnectionsPerClient.map { "max_connections_per_client = \($0)" }
+            ?? "# max_connections_per_client = 0 (no limit)")
         if let rotation = server.ticketKeyRotation {
             lines.append("ticket_key_rotation = \(quoted(Units.format(rotation)))")
         } else {

@@ -1,5 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // JSON and Data without the full Foundation and its ICU data (see bench/PERFORMANCE.md)
+#else
 import Foundation
+#endif
 
 /// Frames control messages: a 4-byte big-endian length, then the JSON of a `ControlEnvelope`.
 ///

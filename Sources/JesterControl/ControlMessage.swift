@@ -1,5 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // JSON and Data without the full Foundation and its ICU data (see bench/PERFORMANCE.md)
+#else
 import Foundation
+#endif
 
 /// Everything said on Jester's control channels: jesterctl ↔ master over the control socket, and master ↔ worker
 /// over each worker's socketpair. One vocabulary for both keeps the seam later features (metrics aggregation,

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 import Glibc
-import JesterCore
 
 /// Binds listening TCP sockets in the master.
 ///

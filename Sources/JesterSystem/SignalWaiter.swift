@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-import Foundation
+import CJesterPosix
 import Glibc
 
 /// Delivers process signals to Swift code on a dedicated thread.
@@ -21,18 +21,28 @@ public final class SignalWaiter: Sendable {
         Glibc.signal(SIGPIPE, SIG_IGN)
     }
 
-    /// Starts a thread that calls `handler` with each handled signal as it arrives.
+    /// Starts a thread that calls `handler` with each handled signal as it arrives. (A plain pthread: Foundation's
+    /// Thread would pull all of Foundation into jesterctl, which needs none of it.)
     public init(handler: @escaping @Sendable (Int32) -> Void) {
-        let thread = Thread {
+        let box = Unmanaged.passRetained(HandlerBox(handler)).toOpaque()
+        var thread = pthread_t()
+        let created = pthread_create(&thread, nil, { argument in
+            let handler = Unmanaged<HandlerBox>.fromOpaque(argument!).takeRetainedValue().handler
+            _ = cjester_set_process_name("jester-signals")  // PR_SET_NAME names the calling thread
             var mask = sigset_t()
             sigemptyset(&mask)
-            for signal in Self.handledSignals { sigaddset(&mask, signal) }
+            for signal in SignalWaiter.handledSignals { sigaddset(&mask, signal) }
             while true {
                 var received: Int32 = 0
                 if sigwait(&mask, &received) == 0 { handler(received) }
             }
-        }
-        thread.name = "jester-signals"
-        thread.start()
+        }, box)
+        precondition(created == 0, "cannot start the signal thread: \(created)")
+        pthread_detach(thread)
+    }
+
+    private final class HandlerBox {
+        let handler: @Sendable (Int32) -> Void
+        init(_ handler: @escaping @Sendable (Int32) -> Void) { self.handler = handler }
     }
 }

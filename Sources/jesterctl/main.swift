@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // `jesterctl`: talks to a running Jester master over its control socket.
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // JSON and Data without the full Foundation and its ICU data (see bench/PERFORMANCE.md)
+#else
 import Foundation
+#endif
+import Glibc
 import JesterControl
 import JesterSystem
 
@@ -32,7 +37,7 @@ struct ControlOptions: ParsableArguments {
 /// Exit codes: 0 success, 1 the operation failed (for example a reload with config errors), 2 could not talk
 /// to the master.
 func fail(_ message: String, code: Int32 = 2) -> Never {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+    writeOut(message + "\n", to: STDERR_FILENO)
     exit(code)
 }
 
@@ -85,7 +90,7 @@ final class ControlClient {
 func printJSONLine<T: Encodable>(_ value: T) {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
-    FileHandle.standardOutput.write(((try? encoder.encode(value)) ?? Data()) + Data("\n".utf8))
+    writeOut(String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self) + "\n", to: STDOUT_FILENO)
 }
 
 /// Rows of columns, each column as wide as its widest cell.
@@ -93,7 +98,7 @@ func printTable(_ rows: [[String]]) {
     guard let header = rows.first else { return }
     let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
     for row in rows {
-        print(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+        print(row.enumerated().map { $1 + String(repeating: " ", count: max(0, widths[$0] - $1.count)) }.joined(separator: "  "))
     }
 }
 
@@ -157,7 +162,7 @@ struct Status: ParsableCommand {
     }
 
     func formatBytes(_ bytes: Int) -> String {
-        bytes >= 1 << 20 ? String(format: "%.1fMiB", Double(bytes) / Double(1 << 20)) : "\(bytes / 1024)KiB"
+        bytes >= 1 << 20 ? oneDecimal(Double(bytes) / Double(1 << 20)) + "MiB" : "\(bytes / 1024)KiB"
     }
 }
 
@@ -194,8 +199,8 @@ struct Reload: ParsableCommand {
         } else if result.success {
             print("reloaded: generation \(result.generation), config hash \(result.configHash)")
         } else {
-            FileHandle.standardError.write(Data("reload failed; still serving generation \(result.generation):\n".utf8))
-            for error in result.errors { FileHandle.standardError.write(Data((error + "\n").utf8)) }
+            writeOut("reload failed; still serving generation \(result.generation):\n", to: STDERR_FILENO)
+            for error in result.errors { writeOut(error + "\n", to: STDERR_FILENO) }
         }
         if !result.success { throw ExitCode(1) }
     }
@@ -211,7 +216,7 @@ struct Reload: ParsableCommand {
         case "draining": line = "draining: \(generation), \(progress.connections) connections on \(progress.workers) workers"
         default: line = "\(progress.phase): \(generation)"
         }
-        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+        writeOut(line + "\n", to: STDOUT_FILENO)
     }
 }
 
@@ -290,7 +295,7 @@ struct Upgrade: ParsableCommand {
         case "draining": line = "draining: \(generation), \(progress.connections) connections on \(progress.workers) workers"
         default: line = "\(progress.phase): \(generation)"
         }
-        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+        writeOut(line + "\n", to: STDOUT_FILENO)
     }
 
     func finish(_ result: ReloadResult) throws {
@@ -299,8 +304,8 @@ struct Upgrade: ParsableCommand {
         } else if result.success {
             print("upgraded: generation \(result.generation), config hash \(result.configHash)")
         } else {
-            FileHandle.standardError.write(Data("upgrade failed; still serving generation \(result.generation):\n".utf8))
-            for error in result.errors { FileHandle.standardError.write(Data((error + "\n").utf8)) }
+            writeOut("upgrade failed; still serving generation \(result.generation):\n", to: STDERR_FILENO)
+            for error in result.errors { writeOut(error + "\n", to: STDERR_FILENO) }
         }
         if !result.success { throw ExitCode(1) }
     }
@@ -324,7 +329,7 @@ struct Upstreams: ParsableCommand {
             rows.append([
                 target.state.upstream, target.state.target, target.state.health, target.state.admin,
                 target.ejectedBy > 0 ? "\(target.ejectedBy) workers" : "-", "\(target.active)", "\(target.requests)",
-                "\(target.failures)", target.latencyMilliseconds > 0 ? String(format: "%.1fms", target.latencyMilliseconds) : "-",
+                "\(target.failures)", target.latencyMilliseconds > 0 ? oneDecimal(target.latencyMilliseconds) + "ms" : "-",
             ])
         }
         printTable(rows)
@@ -402,3 +407,21 @@ struct Stop: ParsableCommand {
 }
 
 JesterCtl.main()
+
+/// `value` with one decimal ("12.3"), as `String(format: "%.1f")` prints it, without Foundation's formatter.
+func oneDecimal(_ value: Double) -> String {
+    let tenths = Int((value * 10).rounded())
+    return "\(tenths / 10).\(abs(tenths % 10))"
+}
+
+/// Writes `text` to `descriptor` now, after whatever `print` buffered (progress is read as it comes).
+func writeOut(_ text: String, to descriptor: Int32) {
+    fflush(nil)
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+        if written < 0, errno == EINTR { continue }
+        guard written > 0 else { return }
+        bytes = bytes.dropFirst(written)
+    }
+}
