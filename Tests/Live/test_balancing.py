@@ -164,8 +164,9 @@ def test_active_health_checks_run_in_the_master_and_steer_every_worker(make_jest
     checked = pool([f'"{good.address}"', f'"{bad.address}"'], max_fails=0) \
         .replace("max_fails = 0", 'max_fails = 0\nhealth_check = { path = "/healthz", interval = "200ms", rise = 2, fall = 2 }')
     jester = make_jester(checked, workers=2)
-    wait_for(lambda: targets_report(jester)[bad.address]["state"]["health"] == "unhealthy", what="bad target unhealthy")
-    assert targets_report(jester)[good.address]["state"]["health"] == "healthy"
+    # (Both first checks decide at once, but they finish in either order: wait for both.)
+    wait_for(lambda: [targets_report(jester)[target.address]["state"]["health"] for target in (bad, good)]
+             == ["unhealthy", "healthy"], what="bad target unhealthy, good one healthy")
     # Both workers got the word: no request reaches the failing target.
     assert set(served_by(jester.port, 40)) == {good.port}
     # Checked once per instance, not once per worker: about one check per interval.
