@@ -26,6 +26,8 @@ public final class Master: @unchecked Sendable {
         let startedAt: Double
         let configHash: String
         var drainDeadline: Double?
+        /// A drain decided before the worker's channel was connected: sent once it is (after the assignment).
+        var pendingDrain: Double?
         var stats = WorkerStats()
         var channel: (any Channel)?
         /// The master's end of the socketpair (owned by `channel`); handed over across a binary upgrade.
@@ -554,6 +556,10 @@ public final class Master: @unchecked Sendable {
                 case .success(let channel):
                     worker.channel = channel
                     connected(channel)
+                    if let timeout = worker.pendingDrain {
+                        worker.pendingDrain = nil
+                        self.send(.beginDrain(timeoutSeconds: timeout), to: channel)
+                    }
                 case .failure(let error):
                     self.logger.error("cannot talk to worker", metadata: ["pid": "\(pid)", "error": "\(error)"])
                     ProcessSpawner.signal(pid, SIGKILL)
@@ -675,9 +681,13 @@ public final class Master: @unchecked Sendable {
         case .signal(let pid, let signal):
             ProcessSpawner.signal(pid, signal == .kill ? SIGKILL : SIGTERM)
         case .drain(let pid, let timeout):
-            guard let worker = workers[pid], let channel = worker.channel else { return }
+            guard let worker = workers[pid] else { return }
             worker.drainDeadline = wallClockNow + timeout
-            send(.beginDrain(timeoutSeconds: timeout), to: channel)
+            if let channel = worker.channel {
+                send(.beginDrain(timeoutSeconds: timeout), to: channel)
+            } else {
+                worker.pendingDrain = timeout
+            }
         case .prepareConfiguration(let kind):
             // Only reloads ask: an upgrade's configuration was read by the new program as it started (`resume`).
             if kind == .reload { prepareReload() }
