@@ -292,16 +292,19 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         timer.cancel()
         let pending = buffer
         buffer = nil
+        // Whichever handler holds the connection's place in the worker's count when something fails.
+        var counted: any ClientConnection = self
         do {
             let connection = try HTTP2Connection(
                 runtime: runtime, listener: listener, clientAddress: clientAddress, tls: tls, initialBytes: pending,
                 proxyAddresses: proxyAddresses())
             runtime.transfer(from: self, to: connection)
+            counted = connection
             try context.pipeline.syncOperations.addHandler(connection, position: .after(self))
             context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         } catch {
             runtime.logWarning("cannot start HTTP/2", metadata: ["client": "\(clientAddress)", "error": "\(error)"])
-            runtime.unregister(self, clientAddress: clientAddress)
+            runtime.unregister(counted, clientAddress: clientAddress)
             context.close(promise: nil)
         }
     }
