@@ -895,9 +895,7 @@ public final class Master: @unchecked Sendable {
         case .couldNotRun(let detail): problem = "the new binary does not run: \(detail)"
         }
         if let problem {
-            logger.error("upgrade failed; still serving with this binary", metadata: ["reason": "\(problem)"])
-            reply(.reloadResult(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
-                errors: [problem])), to: channel)
+            dispatch(.execFailed(reason: problem))
             return
         }
         reply(.progress(ProgressReport(phase: "exec", connections: 0, workers: 0, generation: generation)), to: channel)
@@ -910,6 +908,8 @@ public final class Master: @unchecked Sendable {
     }
 
     private func execNewBinary(_ binary: String, requester: (any ControlReplyTarget)?) {
+        // A stop that came in the moment before the exec has ended the upgrade.
+        guard machine.transaction?.phase == .executing else { return }
         let handOver: UpgradeHandOver
         do {
             handOver = UpgradeHandOver(
@@ -928,7 +928,7 @@ public final class Master: @unchecked Sendable {
                 },
                 connectionTableFD: connectionTable?.fd)
         } catch {
-            upgradeFailedBeforeExec("cannot encode the hand-over: \(error)", requester: requester)
+            dispatch(.execFailed(reason: "cannot encode the hand-over: \(error)"))
             return
         }
         Systemd.notifyReloading()
@@ -945,15 +945,8 @@ public final class Master: @unchecked Sendable {
                 environment: environment)
         } catch {
             ProcessImage.restoreCloseOnExec(handOver.descriptors)
-            upgradeFailedBeforeExec("cannot execute \(binary): \(error)", requester: requester)
+            dispatch(.execFailed(reason: "cannot execute \(binary): \(error)"))
         }
-    }
-
-    private func upgradeFailedBeforeExec(_ reason: String, requester: (any ControlReplyTarget)?) {
-        logger.error("upgrade failed; still serving with this binary", metadata: ["reason": "\(reason)"])
-        Systemd.notify("READY=1")
-        reply(.reloadResult(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
-            errors: [reason])), to: requester)
     }
 
     /// The new program's side of an upgrade: adopts what `handOver` describes, then starts its own generation

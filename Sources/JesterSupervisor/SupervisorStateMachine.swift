@@ -47,6 +47,9 @@ struct SupervisorStateMachine<Requester> {
         }
 
         enum Phase: Equatable {
+            /// An upgrade: the new binary is being probed, then executed in place. Nothing else may start
+            /// meanwhile (the exec waits a moment for the requester's progress line to go out).
+            case executing
             case preparing
             case starting(generation: Int, limits: Limits)
         }
@@ -89,6 +92,8 @@ struct SupervisorStateMachine<Requester> {
         case respawnDue(slot: Int, generation: Int)
         case reloadRequested(Requester?)
         case upgradeRequested(Requester?)
+        /// The new binary failed its probe, or the exec failed: this program goes on as it was.
+        case execFailed(reason: String)
         /// The configuration for the transaction being prepared was validated and its listeners bound.
         case configurationAccepted(Limits)
         /// ... or not: the running generation keeps serving.
@@ -214,8 +219,14 @@ struct SupervisorStateMachine<Requester> {
         case .upgradeRequested(let requester):
             if let refusal = refusal(for: .upgrade) { return [.refuse(.upgrade, reason: refusal, requester: requester)] }
             // The exec replaces this program; the new one resumes with `resumeUpgrade`. If the probe or the exec
-            // fails, the master stays as it was (nothing here changed).
+            // fails (`execFailed`), the master goes on as it was.
+            transaction = Transaction(kind: .upgrade, phase: .executing, requester: requester)
             return [.execNewBinary(requester)]
+        case .execFailed(let reason):
+            guard let transaction, transaction.phase == .executing else { return [] }
+            self.transaction = nil
+            return [.notifySystemd(.ready),
+                .rollBack(.upgrade, generation: nil, errors: [reason], requester: transaction.requester)]
         case .configurationAccepted(let newLimits):
             guard var transaction, transaction.phase == .preparing else { return [] }
             let newGeneration = highestGeneration + 1
@@ -249,8 +260,9 @@ struct SupervisorStateMachine<Requester> {
 
     private func refusal(for kind: Transaction.Kind) -> String? {
         if isStopping { return "the master is stopping" }
-        if transaction != nil { return kind == .reload ? "a reload is already in progress" : "a reload is in progress" }
-        return nil
+        guard let transaction else { return nil }
+        if transaction.kind == .upgrade { return "an upgrade is in progress" }
+        return kind == .reload ? "a reload is already in progress" : "a reload is in progress"
     }
 
     private mutating func begin(_ kind: Transaction.Kind, requester: Requester?) -> [Action] {

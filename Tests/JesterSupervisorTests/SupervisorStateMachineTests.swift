@@ -237,3 +237,19 @@ private struct Harness {
     #expect(committed.contains(.drain(pid: 7, timeoutSeconds: 10)))
     #expect(!committed.contains(.drain(pid: 8, timeoutSeconds: 10)))  // already draining
 }
+
+@Test func nothingStartsWhileAnUpgradeExecsAndAFailedExecChangesNothing() {
+    var harness = Harness()
+    #expect(harness.machine.handle(.upgradeRequested("ctl")) == [.execNewBinary("ctl")])
+    #expect(harness.machine.handle(.reloadRequested("other"))
+        == [.refuse(.reload, reason: "an upgrade is in progress", requester: "other")])
+    #expect(harness.machine.handle(.execFailed(reason: "the new binary does not run")) == [
+        .notifySystemd(.ready), .rollBack(.upgrade, generation: nil, errors: ["the new binary does not run"], requester: "ctl"),
+    ])
+    #expect(harness.machine.transaction == nil && harness.machine.generation == 1)
+    // A stop in the moment before the exec ends the upgrade (the master then does not exec).
+    _ = harness.machine.handle(.upgradeRequested(nil))
+    let stop = harness.machine.handle(.stopRequested(fast: false, exitCode: 0))
+    #expect(stop.contains(.rollBack(.upgrade, generation: nil, errors: ["the master is stopping"], requester: nil)))
+    #expect(harness.machine.transaction == nil)
+}
