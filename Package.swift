@@ -134,7 +134,13 @@ let package = Package(
         .testTarget(
             name: "JesterTLSTests",
             dependencies: ["JesterTLS", .product(name: "NIOEmbedded", package: "swift-nio")]),
-        .testTarget(name: "JesterSupervisorTests", dependencies: ["JesterSupervisor", "JesterConfig"]),
+        .testTarget(
+            name: "JesterSupervisorTests",
+            dependencies: [
+                "JesterSupervisor", "JesterConfig", "JesterControl",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]),
         // The embedded tier: the data plane's channel handlers driven through NIO's EmbeddedChannel, no sockets.
         .testTarget(
             name: "JesterProxyTests",
