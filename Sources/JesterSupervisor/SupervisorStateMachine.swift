@@ -179,6 +179,8 @@ struct SupervisorStateMachine<Requester> {
         return nil
     }
 
+    /// Takes one event and returns what the master must do about it, in order. After the stop finished, every
+    /// event is ignored (a late SIGCHLD, a signal, a request racing the exit).
     mutating func handle(_ event: Event) -> [Action] {
         if lifecycle == .stopped { return [] }
         switch event {
@@ -195,6 +197,9 @@ struct SupervisorStateMachine<Requester> {
             }
             return []
         case .spawnFailed(let slot, let generation, let now):
+            if generation == startingGeneration {
+                return rollBack("cannot spawn the worker for slot \(slot) of generation \(generation)")
+            }
             return slotLost(slot: slot, generation: generation, startedAt: now, now: now)
         case .workerReady(let pid):
             guard var worker = workers[pid], worker.state == .starting else { return [] }

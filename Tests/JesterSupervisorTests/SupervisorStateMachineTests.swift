@@ -253,3 +253,17 @@ private struct Harness {
     #expect(stop.contains(.rollBack(.upgrade, generation: nil, errors: ["the master is stopping"], requester: nil)))
     #expect(harness.machine.transaction == nil)
 }
+
+@Test func aNewWorkerThatCannotBeSpawnedRollsTheReloadBackAtOnce() {
+    var harness = Harness()
+    #expect(harness.machine.handle(.reloadRequested(nil)).count == 2)
+    let actions = harness.machine.handle(.configurationAccepted(two))
+    #expect(actions.count == 3)  // the deadline, two spawns
+    // The first spawn works, the second fails (fork or exec).
+    harness.spawn([.spawn(slot: 0, generation: 2)])
+    let failed = harness.machine.handle(.spawnFailed(slot: 1, generation: 2, now: 0))
+    #expect(failed.contains(.rollBack(.reload, generation: 2,
+        errors: ["cannot spawn the worker for slot 1 of generation 2"], requester: nil)))
+    #expect(failed.contains(.signal(pid: 102, .kill)))
+    #expect(harness.machine.transaction == nil && harness.machine.generation == 1)
+}
