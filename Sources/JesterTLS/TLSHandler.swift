@@ -124,6 +124,14 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelInactive()
     }
 
+    /// A connection that never became active (its connect failed) is torn down without `channelInactive`: the
+    /// handshake's observer still hears how it ended, so whoever waits on it (a pool's promise) is not left
+    /// waiting, and no promise is dropped unfulfilled.
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        handshakeObserver?(.failure(TLSError("handshake: the connection closed before it was made")))
+        handshakeObserver = nil
+    }
+
     private func readPlaintext(_ context: ChannelHandlerContext, hint: Int) {
         while state == .established {
             // Plaintext is never longer than the ciphertext it came in (plus a record OpenSSL holds back).

@@ -302,3 +302,16 @@ private final class Recorder: ChannelInboundHandler {
         errors.append(error)
     }
 }
+
+/// A client connection whose connect fails is torn down without ever being active: the handshake's waiter must
+/// still hear of it (a pool waits on it through a promise, which must not be dropped unfulfilled).
+@Test func aClientHandlerRemovedBeforeItsHandshakeReportsTheFailure() throws {
+    var outcomes: [Result<TLSSessionFacts, TLSError>] = []
+    let handler = TLSHandler(client: try TLSConnection(clientServerName: "alpha.test")) { outcomes.append($0) }
+    let channel = EmbeddedChannel()
+    try channel.pipeline.syncOperations.addHandler(handler)
+    // Removed without the channel ever going active or inactive, as NIO tears down a failed connect's pipeline.
+    try channel.pipeline.syncOperations.removeHandler(handler).wait()
+    #expect(outcomes.count == 1)
+    if case .success = outcomes.first { Issue.record("a handshake that never ran succeeded") }
+}
