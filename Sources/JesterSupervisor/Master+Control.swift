@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import JesterConfig
+import JesterControl
+import JesterLogging
+import JesterSystem
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The control socket's requests (jesterctl): admission, dispatch, and the reports they ask for.
+extension Master {
+    // MARK: Control socket
+
+    /// Serves the control socket: bound here, or the listening fd a binary upgrade handed over.
+    func startControlServer(adopting adopted: Int32? = nil) throws {
+        if let adopted {
+            controlServerFD = adopted
+        } else {
+            let path = configuration.server.controlSocket
+            try PidFile.makeDirectory(forFile: path)
+            controlServerFD = try ListeningSocket.bindUnix(path: path, group: access.controlGroupID)
+            chmod(path, 0o660)
+        }
+        ServerBootstrap(group: eventLoop)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ControlSocketSession(master: self))
+                }
+            }
+            .withBoundSocket(controlServerFD)
+            .assumeIsolated()
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    self.controlServer = channel
+                case .failure(let error):
+                    self.logger.critical("cannot serve the control socket", metadata: ["error": "\(error)"])
+                    self.beginStop(fast: true, exitCode: 1)
+                }
+            }
+    }
+
+    /// Checks a new control connection's peer (SO_PEERCRED); refused peers are logged and disconnected with a
+    /// reason. Calls `admitted` on the event loop when the peer may proceed.
+    func admit(_ channel: any Channel, admitted: @escaping () -> Void) {
+        guard let provider = channel as? any SocketOptionProvider else {
+            channel.close(promise: nil)
+            return
+        }
+        let future: EventLoopFuture<RawPeerCredentials> = provider.unsafeGetSocketOption(
+            level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+        future.assumeIsolated().whenComplete { result in
+            guard case .success(let credentials) = result else {
+                channel.close(promise: nil)
+                return
+            }
+            if self.permits(credentials, channel) { admitted() }
+        }
+    }
+
+    func permits(_ credentials: RawPeerCredentials, _ channel: any Channel) -> Bool {
+        let peer = PeerCredentials(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid)
+        if access.permits(uid: peer.uid, gid: peer.gid, supplementaryGroups: peer.supplementaryGroups()) {
+            return true
+        }
+        logger.warning("control connection refused", metadata: [
+            "peer_pid": "\(peer.pid)", "peer_uid": "\(peer.uid)", "peer_gid": "\(peer.gid)",
+        ])
+        channel.writeAndFlush(ByteBuffer(bytes: ControlFrameCodec.encode(
+            .failure(message: "permission denied: uid \(peer.uid) may not control this Jester instance"))), promise: nil)
+        channel.close(promise: nil)
+        return false
+    }
+
+    /// Answers one control request, whatever transport carried it (see `ControlReplyTarget`).
+    func controlRequest(_ message: ControlMessage, from channel: any ControlReplyTarget) {
+        switch message {
+        case .status:
+            reply(.statusReport(statusReport()), to: channel)
+        case .reload:
+            reload(replyTo: channel)
+        case .reloadAndWait:
+            reload(replyTo: channel, watching: true)
+        case .drain(let timeout):
+            drainWatchers.append(channel)
+            beginStop(fast: false, exitCode: 0, drainSeconds: timeout)
+            reportDrainProgress()
+        case .stop(let fast):
+            reply(.done(success: true, message: fast ? "stopping now" : "stopping gracefully"), to: channel)
+            beginStop(fast: fast, exitCode: 0)
+        case .upgrade:
+            upgrade(replyTo: channel)
+        case .upstreams:
+            reply(.upstreamsReport(upstreamsReport()), to: channel)
+        case .setTargetAdmin(let upstream, let target, let state):
+            setTargetAdmin(upstream: upstream, target: target, state: state, replyTo: channel)
+        case .awaitUpgrade(let untilDrained):
+            awaitUpgrade(channel, untilDrained: untilDrained)
+        default:
+            reply(.failure(message: "not a request"), to: channel)
+        }
+    }
+
+    func reportDrainProgress() {
+        guard stopping, !workers.isEmpty else { return }
+        let connections = workers.values.reduce(0) { $0 + $1.stats.connections }
+        for channel in drainWatchers {
+            reply(.progress(ProgressReport(phase: "draining", connections: connections, workers: workers.count)), to: channel)
+        }
+        eventLoop.scheduleTask(in: .milliseconds(500)) { self.reportDrainProgress() }
+    }
+
+    func statusReport() -> StatusReport {
+        let rows = workers.values.sorted { ($0.generation, $0.slot) < ($1.generation, $1.slot) }.map { worker in
+            WorkerStatus(
+                pid: worker.pid, slot: worker.slot, generation: worker.generation,
+                state: (state(of: worker) ?? .starting).rawValue,
+                connections: worker.stats.connections, requests: worker.stats.requests,
+                rssBytes: worker.stats.rssBytes ?? ProcessSpawner.residentSetSize(of: worker.pid),
+                restarts: machine.respawnPolicies[worker.slot]?.totalCrashes ?? 0, configHash: worker.configHash,
+                startedAt: wallClockNow - (monotonicNow - worker.startedAt), drainDeadline: worker.drainDeadline)
+        }
+        let masterState = stopping ? "stopping" : (machine.transaction != nil ? "reloading" : "running")
+        return StatusReport(
+            pid: getpid(), version: JesterVersion.current, startedAt: startedAt, configFile: configPath,
+            configHash: configuration.hash, generation: generation, state: masterState, workers: rows,
+            binaryReplaced: ProcessImage.binaryReplacedOnDisk)
+    }
+}

@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import JesterConfig
+import JesterControl
+import JesterLogging
+import JesterSystem
+import Logging
+import NIOCore
+import NIOPosix
+
+/// Worker processes: spawning them with their listeners and assignment, their control channels, reaping.
+extension Master {
+    // MARK: Workers
+
+    /// The shared connection table: room for every worker of the serving generation and of as many draining
+    /// ones as `max_draining_generations` allows, with a generation starting beside them.
+    func makeConnectionTable() throws {
+        let partitions = min(4096, max(64, workerCount * (configuration.server.maxDrainingGenerations + 2)))
+        do {
+            connectionTable = try ConnectionTable.create(partitions: partitions, buckets: 16_384)
+        } catch {
+            guard (configuration.server.maxConnections ?? 0) == 0, (configuration.server.maxConnectionsPerClient ?? 0) == 0
+            else { throw error }
+            logger.warning("no shared connection table; instance-wide connection limits cannot be set",
+                metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The lowest partition of the connection table no live worker counts in.
+    func claimConnectionPartition(for pid: Int32) -> Int? {
+        guard let table = connectionTable else { return nil }
+        let used = Set(connectionPartitions.values)
+        guard let free = (0..<table.partitions).first(where: { !used.contains($0) }) else {
+            logger.warning("connection table full: this worker's connections are not counted instance-wide",
+                metadata: ["pid": "\(pid)", "partitions": "\(table.partitions)"])
+            return nil
+        }
+        connectionPartitions[pid] = free
+        table.partitionClaimed(free)
+        return free
+    }
+
+    /// Spawns one worker for `slot` of `generation` (the starting generation's configuration, or the serving one).
+    func spawnWorker(slot: Int, generation: Int) {
+        let configuration = generation == machine.startingGeneration ? prepared?.configuration ?? self.configuration
+            : self.configuration
+        do {
+            let (masterEnd, workerEnd) = try ProcessSpawner.socketPair()
+            let names = configuration.listeners.map(\.name)
+            let sockets = names.compactMap { listeners[$0]?.sockets[slot] }
+            let pid: Int32
+            do {
+                // The connection table travels after the listeners (its number is in the assignment).
+                pid = try ProcessSpawner.spawn(
+                    executable: ProcessSpawner.runningImage, argumentZero: executableName, arguments: ["--worker"],
+                    controlSocket: workerEnd, listeners: sockets + (connectionTable.map { [$0.fd] } ?? []))
+            } catch {
+                close(masterEnd)
+                close(workerEnd)
+                throw error
+            }
+            close(workerEnd)
+            let worker = WorkerProcess(pid: pid, slot: slot, generation: generation, startedAt: monotonicNow,
+                configHash: configuration.hash)
+            workers[pid] = worker
+            let configurationData = try JSONEncoder().encode(configuration)
+            var assignment = WorkerAssignment(
+                slot: slot, generation: generation, configuration: configurationData, listenerNames: names,
+                userID: identity?.userID, groupID: identity?.groupID)
+            assignment.targetStates = targetStates(for: configuration)
+            assignment.ticketKeys = ticketKeys.keys
+            assignment.resolvedAddresses = resolved.addresses
+            if connectionTable != nil, let partition = claimConnectionPartition(for: pid) {
+                assignment.connectionTableFD = ProcessSpawner.firstListenerFD + Int32(sockets.count)
+                assignment.connectionPartition = partition
+            }
+            connect(worker, controlSocket: masterEnd) { channel in self.send(.assignment(assignment), to: channel) }
+            logger.info("worker spawned", metadata: ["pid": "\(pid)", "slot": "\(slot)", "generation": "\(generation)"])
+            dispatch(.workerSpawned(pid: pid, slot: slot, generation: generation, now: monotonicNow))
+        } catch {
+            logger.error("cannot spawn worker", metadata: ["slot": "\(slot)", "error": "\(error)"])
+            dispatch(.spawnFailed(slot: slot, generation: generation, now: monotonicNow))
+        }
+    }
+
+    /// Wraps the master's end of `worker`'s socketpair in a channel; `connected` runs once it is registered.
+    func connect(_ worker: WorkerProcess, controlSocket fd: Int32, connected: @escaping (any Channel) -> Void) {
+        worker.controlFD = fd
+        let pid = worker.pid
+        ClientBootstrap(group: eventLoop)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(WorkerChannelHandler(master: self, pid: pid))
+                }
+            }
+            .withConnectedSocket(fd)
+            .assumeIsolated()  // the master's own loop
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    worker.channel = channel
+                    connected(channel)
+                    if let timeout = worker.pendingDrain {
+                        worker.pendingDrain = nil
+                        self.send(.beginDrain(timeoutSeconds: timeout), to: channel)
+                    }
+                case .failure(let error):
+                    self.logger.error("cannot talk to worker", metadata: ["pid": "\(pid)", "error": "\(error)"])
+                    ProcessSpawner.signal(pid, SIGKILL)
+                }
+            }
+    }
+
+    func workerMessage(pid: Int32, bytes: ByteBuffer) {
+        guard let worker = workers[pid] else { return }
+        worker.decoder.append(bytes.readableBytesView)
+        do {
+            while let message = try worker.decoder.next() { handle(message, from: worker) }
+        } catch {
+            logger.error("bad control message from worker", metadata: ["pid": "\(pid)", "error": "\(error)"])
+        }
+    }
+
+    func handle(_ message: ControlMessage, from worker: WorkerProcess) {
+        switch message {
+        case .workerReady:
+            logger.info("worker ready", metadata: ["pid": "\(worker.pid)", "slot": "\(worker.slot)", "generation": "\(worker.generation)"])
+            dispatch(.workerReady(pid: worker.pid))
+        case .workerStats(let stats):
+            worker.stats = stats
+        case .workerDraining(let connections):
+            worker.stats.connections = connections
+            dispatch(.workerDraining(pid: worker.pid))
+        case .workerDrained:
+            worker.stats.connections = 0
+        default:
+            break
+        }
+    }
+
+    /// Once the first generation serves: a `STATUS=` line every second (what `systemctl status` shows) and, when
+    /// `WatchdogSec=` is set, watchdog pings from the master's event loop, so a master whose loop hangs is
+    /// noticed and restarted by systemd.
+    func startSystemdReporting() {
+        guard Systemd.isNotifying, !systemdReporting else { return }
+        systemdReporting = true
+        eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(1)) { task in
+            if self.stopping { task.cancel() }
+            Systemd.notify("STATUS=" + self.statusLine())
+        }
+        if let interval = Systemd.watchdogInterval {
+            let nanoseconds = Int64(interval.components.seconds) * 1_000_000_000
+                + interval.components.attoseconds / 1_000_000_000
+            eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .nanoseconds(nanoseconds / 2)) { _ in
+                Systemd.notify("WATCHDOG=1")
+            }
+        }
+    }
+
+    /// "generation 3, 2 workers, 15 connections, 1 draining (4 connections)": the one-line state for systemd.
+    func statusLine() -> String {
+        let current = workers.values.filter { $0.generation == generation && state(of: $0) != .draining }
+        let draining = workers.values.filter { $0.generation != generation || state(of: $0) == .draining }
+        var line = "generation \(generation), \(current.count) workers, "
+            + "\(current.reduce(0) { $0 + $1.stats.connections }) connections"
+        if !draining.isEmpty {
+            let generations = Set(draining.map(\.generation)).count
+            line += ", \(generations) draining (\(draining.reduce(0) { $0 + $1.stats.connections }) connections)"
+        }
+        if machine.transaction != nil { line += ", reloading" }
+        if stopping { line += ", stopping" }
+        return line
+    }
+
+    func state(of worker: WorkerProcess) -> Machine.WorkerState? {
+        machine.workers[worker.pid]?.state
+    }
+
+    func reapWorkers() {
+        for (pid, status) in ProcessSpawner.reapExitedChildren() {
+            guard let worker = workers.removeValue(forKey: pid) else { continue }
+            worker.channel?.close(promise: nil)
+            // Its connections died with it, however it ended: nothing it counted may stay counted.
+            if let partition = connectionPartitions.removeValue(forKey: pid) { connectionTable?.clear(partition: partition) }
+            let metadata: Logger.Metadata = [
+                "pid": "\(pid)", "slot": "\(worker.slot)", "generation": "\(worker.generation)", "status": "\(status)",
+            ]
+            // A worker that was told to drain, or belongs to a stopping master or an old generation, exits on purpose.
+            if worker.generation == machine.startingGeneration {
+                logger.error("new worker exited during reload", metadata: metadata)
+            } else if stopping || worker.generation != generation || state(of: worker) == .draining {
+                logger.info("worker exited", metadata: metadata)
+            } else {
+                logger.error("worker exited unexpectedly", metadata: metadata)
+            }
+            dispatch(.workerExited(pid: pid, now: monotonicNow))
+        }
+    }
+}
+
+/// The master's end of one worker's socketpair.
+private final class WorkerChannelHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    private let master: Master
+    private let pid: Int32
+
+    init(master: Master, pid: Int32) {
+        self.master = master
+        self.pid = pid
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        master.workerMessage(pid: pid, bytes: unwrapInboundIn(data))
+    }
+}
