@@ -22,19 +22,24 @@ extension Master {
     /// Reads and validates the file for a reload, then binds what it needs (`prepare`).
     func prepareReload() {
         logger.info("reloading", metadata: ["config": "\(configPath)"])
-        let newConfiguration: Configuration
-        do throws(ConfigError) {
-            // In a child first: a file that crashes the TOML library fails the reload instead of the master.
-            if case .parserCrashed(let detail) = ConfigProbe.check(file: configPath) {
-                throw ConfigError([ConfigDiagnostic(SourceLocation(file: configPath, line: 1, column: 1),
-                    "the TOML parser crashed on this file (\(detail)); check its syntax near brackets and braces")])
-            }
-            newConfiguration = try loader.load(file: configPath)
-        } catch {
-            dispatch(.configurationRefused(errors: error.diagnostics.map(\.description)))
-            return
+        switch Self.load(configPath, with: loader) {
+        case .success(let newConfiguration): prepare(newConfiguration, kind: .reload)
+        case .failure(let error): dispatch(.configurationRefused(errors: error.diagnostics.map(\.description)))
         }
-        prepare(newConfiguration, kind: .reload)
+    }
+
+    /// Loads the configuration file for a new generation, parsing it in a child first: a file that crashes the
+    /// TOML library fails the reload (or the upgrade's new generation) instead of taking the master down.
+    static func load(_ path: String, with loader: ConfigLoader) -> Result<Configuration, ConfigError> {
+        if case .parserCrashed(let detail) = ConfigProbe.check(file: path) {
+            return .failure(ConfigError([ConfigDiagnostic(SourceLocation(file: path, line: 1, column: 1),
+                "the TOML parser crashed on this file (\(detail)); check its syntax near brackets and braces")]))
+        }
+        do throws(ConfigError) {
+            return .success(try loader.load(file: path))
+        } catch {
+            return .failure(error)
+        }
     }
 
     /// Binds what `newConfiguration` needs beside what serves now; the machine then spawns its generation, which
@@ -224,14 +229,9 @@ extension Master {
         }
         var newConfiguration: Configuration?
         var errors: [String] = []
-        do throws(ConfigError) {
-            if case .parserCrashed(let detail) = ConfigProbe.check(file: configPath) {
-                throw ConfigError([ConfigDiagnostic(SourceLocation(file: configPath, line: 1, column: 1),
-                    "the TOML parser crashed on this file (\(detail))")])
-            }
-            newConfiguration = try loader.load(file: configPath)
-        } catch {
-            errors = error.diagnostics.map(\.description)
+        switch load(configPath, with: loader) {
+        case .success(let loaded): newConfiguration = loaded
+        case .failure(let error): errors = error.diagnostics.map(\.description)
         }
         // The generation being adopted was started with the old program's configuration; if this program cannot
         // read it (a field changed), the new file's stands in for what the master itself needs meanwhile.
