@@ -293,3 +293,15 @@ func tableHeadersMustStartWithAKey(text: String) {
         #expect(text.contains(expected), "\(expected) in \(text)")
     }
 }
+
+@Test func instanceWideConnectionLimitsAreReadAndRangeChecked() throws {
+    #expect(try load(minimal).get().server.maxConnections == nil)
+    let set = try load("[server]\nmax_connections = 6\nmax_connections_per_client = 4\n" + minimal).get()
+    #expect(set.server.maxConnections == 6 && set.server.maxConnectionsPerClient == 4)
+    guard case .failure(let error) = load("[server]\nmax_connections_per_client = -1\n" + minimal) else {
+        Issue.record("expected an error")
+        return
+    }
+    #expect(error.diagnostics.first?.location.line == 2)
+    #expect(error.diagnostics.first?.message.contains("max_connections_per_client") == true)
+}

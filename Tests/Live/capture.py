@@ -7,43 +7,24 @@ expected to forward. It can also answer with a scripted raw response, to test wh
 responses.
 """
 
-import socket
 import threading
 
+from loopback_server import LoopbackServer
 
-class CapturingUpstream:
+
+class CapturingUpstream(LoopbackServer):
     def __init__(self, response=b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"):
         self.response = response
         self.received = []  # raw bytes of each complete request, in arrival order
         self.lock = threading.Lock()
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def address(self):
-        return f"127.0.0.1:{self.port}"
+        super().__init__()
 
     def take(self):
         with self.lock:
             taken, self.received = self.received, []
         return taken
 
-    def close(self):
-        self.listener.close()
-
-    def _accept(self):
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
-
-    def _serve(self, connection):
+    def handle(self, connection):
         connection.settimeout(10)
         data = b""
         with connection:

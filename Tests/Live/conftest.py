@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from loopback_server import LoopbackServer
+
 ROOT = Path(__file__).resolve().parents[2]
 # The release build (Packaging/setup.sh makes it): what ships. See setup.sh for why not the debug build.
 BIN = Path(os.environ.get("JESTER_BIN_DIR", ROOT / ".build" / "release"))
@@ -274,26 +276,13 @@ class SteadyLoad:
         assert all(self.counts.values()), self.counts
 
 
-class StaleKeepAliveUpstream:
+class StaleKeepAliveUpstream(LoopbackServer):
     """Answers the first request on each connection with keep-alive, then closes the connection without an
     answer when a second request arrives on it: the race of an upstream's idle timeout, made deterministic."""
 
     def __init__(self):
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.port = self.listener.getsockname()[1]
         self.requests = []
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.handle, args=(connection,), daemon=True).start()
+        super().__init__()
 
     def handle(self, connection):
         with connection:
@@ -314,6 +303,3 @@ class StaleKeepAliveUpstream:
                     return
                 connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
                 answered = True
-
-    def close(self):
-        self.listener.close()

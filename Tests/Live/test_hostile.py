@@ -277,14 +277,14 @@ def test_response_cut_short_closes_the_client_connection(make_jester):
     # The upstream promises 10 bytes, sends 3 and closes: the client must see the connection close, never a
     # complete-looking response followed by a reused connection.
     upstream = CapturingUpstream(response=b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\nabc")
-    original = upstream._serve
+    original = upstream.handle
 
     def serve_once(connection):
         with connection:
             connection.recv(65536)
             connection.sendall(upstream.response)
 
-    upstream._serve = serve_once
+    upstream.handle = serve_once
     try:
         jester = make_jester(f"""
 [upstreams.short]
@@ -305,7 +305,7 @@ upstream = "short"
         assert received.startswith(b"HTTP/1.1 200") and b"\r\nContent-Length: 10\r\n" in received
         assert received.endswith(b"\r\n\r\nabc")  # 3 of 10 bytes, then the close
     finally:
-        upstream._serve = original
+        upstream.handle = original
         upstream.close()
 
 

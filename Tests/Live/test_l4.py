@@ -4,15 +4,15 @@
 import shutil
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
 
 from conftest import free_port, wait_for
+from loopback_server import LoopbackServer
 
 
-class StreamServer:
+class StreamServer(LoopbackServer):
     """A TCP upstream: records a PROXY protocol header if one comes first, then answers each connection with
     "<name> <bytes received>\\n" once the client half-closes (or echoes line by line with echo=True)."""
 
@@ -20,25 +20,7 @@ class StreamServer:
         self.name = name
         self.echo = echo
         self.headers = []
-        self.server = socket.socket()
-        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen(64)
-        self.port = self.server.getsockname()[1]
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    @property
-    def address(self):
-        return f"127.0.0.1:{self.port}"
-
-    def serve(self):
-        while True:
-            try:
-                connection, _ = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.handle, args=(connection,), daemon=True).start()
+        super().__init__()
 
     def handle(self, connection):
         with connection:
@@ -63,7 +45,7 @@ class StreamServer:
                 connection.sendall(f"{self.name} {len(data)}\n".encode())
 
     def stop(self):
-        self.server.close()
+        self.close()
 
 
 def tcp_config(port, targets, listener_extra="", pool_extra=""):
@@ -238,26 +220,16 @@ def test_http_listener_ignores_proxy_headers_from_untrusted_clients(make_jester,
     assert forwarded_for(answer) == "127.0.0.1"
 
 
-class ProxyAwareHTTPServer:
+class ProxyAwareHTTPServer(LoopbackServer):
     """An HTTP/1.1 server behind send_proxy_protocol: each connection must start with a PROXY header, which the
     answers echo; records how many connections it saw."""
 
     def __init__(self):
-        self.server = socket.socket()
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen(16)
-        self.port = self.server.getsockname()[1]
         self.connections = 0
-        threading.Thread(target=self.serve, daemon=True).start()
+        super().__init__()
 
-    def serve(self):
-        while True:
-            try:
-                connection, _ = self.server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self.handle, args=(connection,), daemon=True).start()
+    def accepted(self, connection):
+        self.connections += 1
 
     def handle(self, connection):
         with connection:
@@ -275,7 +247,7 @@ class ProxyAwareHTTPServer:
                 pass
 
     def stop(self):
-        self.server.close()
+        self.close()
 
 
 def test_http_pool_sends_a_proxy_header_per_client_connection(make_jester):

@@ -11,40 +11,26 @@ import time
 
 import pytest
 
-from conftest import curl, wait_for
+from conftest import wait_for
+from loopback_server import LoopbackServer
 
 PROTOCOLS = ["http1", "h2c"]
 
 
-class ScriptedUpstream:
+class ScriptedUpstream(LoopbackServer):
     """Answers every request head it reads with fixed raw bytes and keeps the connection open, recording how each
     connection ended: "jester" when Jester closed it, or the way the test told it to close ("fin", "rst")."""
 
     def __init__(self, answer):
         self.answer = answer
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.port = self.listener.getsockname()[1]
         self.connections = []
         self.ended = []
         self.lock = threading.Lock()
-        threading.Thread(target=self.serve, daemon=True).start()
+        super().__init__()
 
-    @property
-    def address(self):
-        return f"127.0.0.1:{self.port}"
-
-    def serve(self):
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.connections.append(connection)
-            threading.Thread(target=self.handle, args=(connection,), daemon=True).start()
+    def accepted(self, connection):
+        with self.lock:
+            self.connections.append(connection)
 
     def handle(self, connection):
         data = b""
@@ -79,7 +65,7 @@ class ScriptedUpstream:
                 pass
 
     def stop(self):
-        self.listener.close()
+        self.close()
         self.close_all("fin")
 
 
