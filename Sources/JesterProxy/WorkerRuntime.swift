@@ -179,6 +179,9 @@ final class WorkerRuntime: @unchecked Sendable {
     /// The instance's connection counts shared with every worker (`server.max_connections`, ...), if the master
     /// made them; every connection counts there, whether a limit is set now or by a later reload.
     var sharedConnections: SharedConnections?
+    /// The instance's rate-limit state, shared with every worker of every generation (see `RateLimitTable`);
+    /// nil when the master passed none. Instance-scoped rate limits decide on it with `acquire(key:now:limit:)`.
+    var sharedRateLimits: RateLimitTable?
     /// Open connections per client address, kept only when `max_connections_per_client` is set.
     private var connectionsPerClient: [String: Int] = [:]
     private var nextRefusalLog = NIODeadline.uptimeNanoseconds(0)
