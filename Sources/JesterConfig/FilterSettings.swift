@@ -87,6 +87,13 @@ public struct RateLimitSettings: Sendable, Codable, Equatable {
         self.status = status
         self.redis = redis
     }
+
+    /// The excess requests GCRA tolerates, in nginx's and JesterCore `GCRA`'s sense of `burst`: the ones passed
+    /// at once plus the delayed ones.
+    public var toleratedExcess: Int { burst + delay }
+
+    /// The excess requests passed without waiting, in nginx's and JesterCore `GCRA`'s sense of `delay`.
+    public var undelayedExcess: Int { burst }
 }
 
 /// One part of a rate limit's key.
