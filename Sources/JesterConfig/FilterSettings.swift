@@ -259,7 +259,9 @@ public struct JWTSettings: Sendable, Codable, Equatable {
 
 /// One `forward_claims` entry: the claim `claim` is sent upstream in the header `header`.
 public struct ClaimHeader: Sendable, Codable, Equatable {
+    /// The claim's name in the token.
     public var claim: String
+    /// The request header that carries its value upstream (a string, a number, or an array joined by ", ").
     public var header: String
 
     public init(claim: String, header: String) {
@@ -270,7 +272,9 @@ public struct ClaimHeader: Sendable, Codable, Equatable {
 
 /// One `require_claims` entry.
 public struct ClaimRequirement: Sendable, Codable, Equatable {
+    /// The claim's name in the token.
     public var claim: String
+    /// The value it must equal, or contain when it is an array or a space-separated string (OAuth `scope`).
     public var value: String
 
     public init(claim: String, value: String) {
