@@ -129,7 +129,8 @@ final class WorkerServer: @unchecked Sendable {
             do {
                 runtime.sharedRateLimits = try RateLimitTable.attach(fd: fd)
             } catch {
-                logger.error("instance-wide rate limits count per worker in this worker", metadata: ["error": "\(error)"])
+                logger.error("instance-wide rate limits count per worker in this worker",
+                    metadata: ["error": "\(error)"])
             }
         }
 

@@ -65,7 +65,7 @@ extension Master {
                 pid = try ProcessSpawner.spawn(
                     executable: ProcessSpawner.runningImage, argumentZero: executableName, arguments: ["--worker"],
                     controlSocket: workerEnd,
-                    listeners: sockets + (connectionTable.map { [$0.fd] } ?? []) + (rateLimitTable.map { [$0.fd] } ?? []))
+                    listeners: sockets + [connectionTable?.fd, rateLimitTable?.fd].compactMap { $0 })
             } catch {
                 close(masterEnd)
                 close(workerEnd)

@@ -61,7 +61,8 @@ import Testing
         handOver.rateLimitTableFD = nil
         var json = try JSONSerialization.jsonObject(with: Data(try handOver.encoded().utf8)) as? [String: Any] ?? [:]
         json.removeValue(forKey: "rateLimitTableFD")
-        setenv(UpgradeHandOver.environmentVariable, String(decoding: try JSONSerialization.data(withJSONObject: json), as: UTF8.self), 1)
+        let old = String(decoding: try JSONSerialization.data(withJSONObject: json), as: UTF8.self)
+        setenv(UpgradeHandOver.environmentVariable, old, 1)
         #expect(try UpgradeHandOver.takeFromEnvironment() == handOver)
     }
 
