@@ -36,7 +36,7 @@ public struct Htpasswd: Sendable {
 
     private let entries: [String: Entry]
     /// The setting an unknown user's password is hashed with (see `verify`).
-    private let decoySetting: String
+    let decoySetting: String
     private let cache: VerifiedPasswordCache
 
     /// The user names, sorted (for `config validate` and logs).

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
 @testable import JesterAuth
+import Synchronization
 import Testing
 
 /// htpasswd files (fixture lines made by `openssl passwd -5/-6` and libxcrypt's bcrypt) and Basic credentials.
@@ -135,4 +136,28 @@ private let file = try! Htpasswd(parsing: AuthFixture.text("htpasswd"))
     let header = "Basic " + "carol:carol-secret".data(using: .utf8)!.base64EncodedString()
     let credentials = BasicCredentials.parse(headerValue: header[...])!
     #expect(file.verify(credentials))
+}
+
+@Test func unknownUsersAreHashedLikeTheCommonestScheme() throws {
+    // The fixture has two $5$ users, one $6$, one bcrypt: an unknown user pays a $5$ hash.
+    #expect(file.decoySetting.hasPrefix("$5$"))
+    let dave = AuthFixture.text("htpasswd").split(separator: "\n").first { $0.hasPrefix("dave:") }!
+    let bcryptOnly = try Htpasswd(parsing: String(dave))
+    #expect(bcryptOnly.decoySetting == String(dave.dropFirst("dave:".count)))
+    #expect(try Htpasswd(parsing: "").decoySetting.hasPrefix("$2b$10$"))
+}
+
+@Test func checksRunConcurrently() {
+    // crypt_rn with a scratch area per call, and one SignatureKey shared by every thread.
+    let validator = JWTValidator(allowedAlgorithms: [.ps256, .es384], keySet: AuthFixture.keySet)
+    let results = Mutex<[Bool]>([])
+    DispatchQueue.concurrentPerform(iterations: 16) { index in
+        let user = ["bob", "carol", "dave", "erin"][index % 4]
+        let password = index % 3 == 0 ? "wrong" : "\(user)-secret"
+        let passwordOK = file.verify(user: user, password: password) == (index % 3 != 0)
+        let token = AuthFixture.tokens[index % 2 == 0 ? "PS256" : "ES384"]!
+        let tokenOK = (try? validator.validate(token: token, now: AuthFixture.now).get()) != nil
+        results.withLock { $0.append(passwordOK && tokenOK) }
+    }
+    #expect(results.withLock { $0 } == Array(repeating: true, count: 16))
 }
