@@ -76,7 +76,9 @@ public struct Htpasswd: Sendable {
         self.entries = entries
         // An unknown user is hashed like the most common kind of user in the file, so the answer takes about as
         // long either way. With no users at all, a bcrypt hash of cost 10 (htpasswd -B's default).
-        let common = countByScheme.max { $0.value < $1.value || ($0.value == $1.value && $0.key.rawValue > $1.key.rawValue) }
+        let common = countByScheme.max {
+            $0.value < $1.value || ($0.value == $1.value && $0.key.rawValue > $1.key.rawValue)
+        }
         decoySetting = common.flatMap { firstByScheme[$0.key] } ?? Self.defaultDecoy
         cache = VerifiedPasswordCache(capacity: cacheCapacity)
     }

@@ -179,7 +179,9 @@ public struct JSONWebKeySet: Sendable {
                 guard key.bits >= 2048 else { return .failure(SkipReason("RSA key of \(key.bits) bits (< 2048)")) }
                 return .success(.publicKey(key))
             case "EC":
-                guard let name = members["crv"]?.stringValue else { return .failure(SkipReason("EC key without \"crv\"")) }
+                guard let name = members["crv"]?.stringValue else {
+                    return .failure(SkipReason("EC key without \"crv\""))
+                }
                 guard let curve = EllipticCurve(rawValue: name) else {
                     return .failure(SkipReason("unsupported curve \(name)"))
                 }
@@ -188,7 +190,9 @@ public struct JSONWebKeySet: Sendable {
                 }
                 return .success(.publicKey(try SignatureKey.ellipticCurve(curve, x: x, y: y)))
             case "OKP":
-                guard let name = members["crv"]?.stringValue else { return .failure(SkipReason("OKP key without \"crv\"")) }
+                guard let name = members["crv"]?.stringValue else {
+                    return .failure(SkipReason("OKP key without \"crv\""))
+                }
                 guard name == "Ed25519" else { return .failure(SkipReason("unsupported curve \(name)")) }
                 guard let x = bytes("x") else { return .failure(SkipReason("OKP key without valid \"x\"")) }
                 return .success(.publicKey(try SignatureKey.ed25519(publicKey: x)))

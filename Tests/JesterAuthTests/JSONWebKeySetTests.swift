@@ -47,7 +47,8 @@ import Testing
         == .noUsableKey(skipped: [#"key 0: "alg" RS256 does not suit this key"#]))
     #expect(load(#"{"keys":[{"kty":"oct","k":"c2VjcmV0","alg":"none"}]}"#)
         == .noUsableKey(skipped: [#"key 0: unsupported "alg""#]))
-    let many = "{\"keys\":[" + Array(repeating: #"{"kty":"oct","k":"c2VjcmV0"}"#, count: 65).joined(separator: ",") + "]}"
+    let oct = #"{"kty":"oct","k":"c2VjcmV0"}"#
+    let many = "{\"keys\":[" + Array(repeating: oct, count: 65).joined(separator: ",") + "]}"
     #expect(load(many) == .tooManyKeys(65))
 }
 

@@ -110,7 +110,9 @@ private let goodClaims = #"{"iss":"https://id.example","aud":"jester","sub":"bob
     let parts = AuthFixture.tokens["ES384"]!.split(separator: ".").map(String.init)
     let raw = AuthFixture.decodeURL(parts[2])
     #expect(raw.count == 96)
-    func token(_ signature: [UInt8]) -> String { [parts[0], parts[1], Base64.encodeURL(signature)].joined(separator: ".") }
+    func token(_ signature: [UInt8]) -> String {
+        [parts[0], parts[1], Base64.encodeURL(signature)].joined(separator: ".")
+    }
     #expect(refusal(token(raw)) == nil)
     #expect(refusal(token(Array(raw.dropLast()))) == .badSignature)
     #expect(refusal(token(raw + [0])) == .badSignature)
@@ -153,7 +155,8 @@ private let goodClaims = #"{"iss":"https://id.example","aud":"jester","sub":"bob
 }
 
 @Test func criticalHeadersAreRefused() {
-    #expect(refusal(hs256(goodClaims, header: #"{"alg":"HS256","crit":["exp"],"exp":1}"#)) == .unsupportedCriticalHeader)
+    #expect(refusal(hs256(goodClaims, header: #"{"alg":"HS256","crit":["exp"],"exp":1}"#))
+        == .unsupportedCriticalHeader)
     #expect(refusal(hs256(goodClaims, header: #"{"alg":"HS256","b64":false,"crit":["b64"]}"#))
         == .unsupportedCriticalHeader)
 }

@@ -7,7 +7,8 @@ import Testing
 /// path a request takes; then one token per algorithm family made once with the openssl CLI.
 
 /// RFC 7515 A.1-A.3 share this payload: {"iss":"joe", "exp":1300819380, "http://example.com/is_root":true}.
-private let rfcPayload = "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ"
+private let rfcPayload =
+    "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ"
 /// Before the vectors' `exp`.
 private let rfcNow = 1_300_819_000.0
 
@@ -26,8 +27,8 @@ private func keySet(_ json: String) -> JSONWebKeySet { try! JSONWebKeySet(json: 
     let validator = JWTValidator(
         allowedAlgorithms: [.hs256],
         keySet: keySet(
-            #"{"keys":[{"kty":"oct","k":"AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"}]}"#
-        ))
+            #"{"keys":[{"kty":"oct","k":"AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4h"#
+                + #"cgUuTwjAzZr1Z9CAow"}]}"#))
     let verified = try validator.validate(token: token, now: rfcNow).get()
     #expect(verified.algorithm == .hs256)
     #expect(verified.claims.issuer == "joe")
@@ -40,10 +41,10 @@ private func keySet(_ json: String) -> JSONWebKeySet { try! JSONWebKeySet(json: 
 
 @Test func rfc7515AppendixA2RS256() throws {
     let signature =
-        "cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7"
-        + "t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--x"
-        + "i12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_Io"
-        + "ypGlUPQGe77Rw"
+        "cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJd"
+        + "bF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9"
+        + "383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhW"
+        + "kWywlVmtVrBp0igcN_IoypGlUPQGe77Rw"
     let token = "eyJhbGciOiJSUzI1NiJ9.\(rfcPayload).\(signature)"
     let validator = JWTValidator(
         allowedAlgorithms: [.rs256], keySet: keySet(#"{"keys":[{"kty":"RSA","n":"\#(rfcRSAModulus)","e":"AQAB"}]}"#))
