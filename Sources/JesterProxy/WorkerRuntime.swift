@@ -50,13 +50,16 @@ final class CompiledRoute: Sendable {
     let responseTimeout: TimeAmount?
     let readTimeout: TimeAmount?
     let totalTimeout: TimeAmount?
+    /// The request filters, listener-wide ones first; usually empty.
+    let filters: FilterChain
 
     init(
         name: String, maxBodySize: Int64, action: Action, conditions: RouteConditions = RouteConditions(),
         pathRewrite: PathRewrite = .none, upstreamHost: [UInt8]? = nil, requestEdits: HeaderEdits = HeaderEdits(),
         responseEdits: HeaderEdits = HeaderEdits(), retryPolicy: RetryPolicy = RetryPolicy(),
-        timeouts: RouteTimeouts = RouteTimeouts()
+        timeouts: RouteTimeouts = RouteTimeouts(), filters: FilterChain = .empty
     ) {
+        self.filters = filters
         self.timeouts = timeouts
         responseTimeout = timeouts.response.map(TimeAmount.init)
         readTimeout = timeouts.read.map(TimeAmount.init)
