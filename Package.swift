@@ -127,7 +127,7 @@ let package = Package(
         .testTarget(name: "JesterControlTests", dependencies: ["JesterControl"]),
         .testTarget(
             name: "JesterSystemTests",
-            dependencies: ["JesterSystem", "JesterTLS", "JesterHTTP2", "JesterHTTP3"]),
+            dependencies: ["JesterSystem", "JesterCore", "JesterTLS", "JesterHTTP2", "JesterHTTP3"]),
         .testTarget(
             name: "JesterHTTP2Tests",
             dependencies: ["JesterHTTP2", .product(name: "NIOCore", package: "swift-nio")]),

@@ -78,3 +78,26 @@ int32_t cjester_atomic_load32(const int32_t *word) {
 void cjester_atomic_store32(int32_t *word, int32_t value) {
     __atomic_store_n(word, value, __ATOMIC_SEQ_CST);
 }
+
+int64_t cjester_atomic_load64(const int64_t *word) {
+    return __atomic_load_n(word, __ATOMIC_SEQ_CST);
+}
+
+int64_t cjester_atomic_add64(int64_t *word, int64_t value) {
+    return __atomic_add_fetch(word, value, __ATOMIC_SEQ_CST);
+}
+
+// x86-64's baseline lacks cmpxchg16b (a few 2004-era CPUs had none), so without this attribute the compiler
+// calls libatomic, whose 16-byte fallback is a lock table private to each process: useless across processes.
+// Every x86-64 CPU since 2006 has it (x86-64-v2 requires it).
+#if defined(__x86_64__)
+__attribute__((target("cx16")))
+#endif
+int cjester_atomic_cas128(void *pair, uint64_t expected_first, uint64_t expected_second, uint64_t desired_first,
+                          uint64_t desired_second) {
+    // The first word is the low half (little-endian targets only, as asserted below).
+    _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the pair layout assumes little-endian");
+    unsigned __int128 expected = ((unsigned __int128)expected_second << 64) | expected_first;
+    unsigned __int128 desired = ((unsigned __int128)desired_second << 64) | desired_first;
+    return __sync_bool_compare_and_swap((unsigned __int128 *)pair, expected, desired) ? 1 : 0;
+}

@@ -14,6 +14,10 @@ struct ConfigDecoder {
     private(set) var upstreamTLSLocations: [String: SourceLocation] = [:]
     /// Where each TLS listener's certificates are (their `cert` keys), in order.
     private(set) var tlsCertificateLocations: [String: [SourceLocation]] = [:]
+    /// Where filters and the lists naming them are, for the checks of whole chains (ConfigDecoder+Filters).
+    var filterLocations = FilterLocations()
+    /// Problems that do not stop the configuration (`Configuration.warnings`).
+    var warnings: [ConfigDiagnostic] = []
 
     mutating func decode(_ root: ConfigNode) -> Configuration {
         var configuration = Configuration()
@@ -103,6 +107,8 @@ struct ConfigDecoder {
                 report(table.location(of: "upstream"), "'upstream' on a listener needs protocol = \"tcp\" (HTTP listeners use routes)")
             }
             listener.http2 = table.boolean("http2", decoder: &self)
+            let filterEntries = table.locatedStrings("filters", decoder: &self)
+            listener.filters = filterEntries.map { $0.map(\.value) }
             if let node = table.take("tls", decoder: &self) {
                 listener.tls = tls(node, listener: name ?? "")
                 if !listener.servesHTTP2, listener.tls?.alpn?.contains("h2") == true {
@@ -114,6 +120,8 @@ struct ConfigDecoder {
             table.finish(decoder: &self)
             if name != nil, address != nil {
                 listenerUpstreamLocations.append(table.location(of: "upstream"))
+                filterLocations.listeners.append(filterEntries ?? [])
+                filterLocations.listenerKeys.append(table.location(of: "filters"))
                 configuration.listeners.append(listener)
                 listenerNodes.append(node)
             }
@@ -188,6 +196,7 @@ struct ConfigDecoder {
             upstreamNodes[name] = node
             table.finish(decoder: &self)
         }
+        configuration.filters = decodeFilters(&top)
         for (index, node) in top.tables("routes", decoder: &self).enumerated() {
             if let route = decodeRoute(node, index: index, configuration: configuration) {
                 configuration.routes.append(route)
@@ -195,6 +204,7 @@ struct ConfigDecoder {
         }
         top.finish(decoder: &self)
         checkListeners(configuration, listenerNodes)
+        checkFilterChains(configuration)
         for (listener, location) in zip(configuration.listeners, listenerUpstreamLocations) {
             if let upstream = listener.upstream, configuration.upstream(named: upstream)?.protocolName == "h2" {
                 report(location, "upstream '\(upstream)' speaks HTTP/2; a tcp listener relays bytes to HTTP/1 or any TCP pool")
@@ -305,6 +315,7 @@ struct ConfigDecoder {
         }
         let respondNode = table.take("respond", decoder: &self)
         let redirectNode = table.take("redirect", decoder: &self)
+        let filterEntries = table.locatedStrings("filters", decoder: &self) ?? []
         table.finish(decoder: &self)
 
         if !pathPrefix.hasPrefix("/") {
@@ -393,9 +404,11 @@ struct ConfigDecoder {
         route.rewrite = rewrite
         route.retry = retry
         route.timeouts = timeouts
+        route.filters = filterEntries.map(\.value)
         if timeouts != RouteTimeouts(), upstream == nil, splitNodes == nil {
             report(node.location, "route '\(name)' has upstream timeouts, but it does not proxy")
         }
+        filterLocations.routes.append(filterEntries)
         return route
     }
 
@@ -452,7 +465,7 @@ struct ConfigDecoder {
     }
 
     /// Reads a file the configuration names, resolving a relative path against the configuration file's directory.
-    private mutating func readFile(_ path: String, at location: SourceLocation) -> Data? {
+    mutating func readFile(_ path: String, at location: SourceLocation) -> Data? {
         let base = (location.file as NSString).deletingLastPathComponent
         let absolute = path.hasPrefix("/") || base.isEmpty ? path : base + "/" + path
         do {
@@ -624,7 +637,7 @@ struct ConfigDecoder {
         }
     }
 
-    private func hint(_ name: String, _ candidates: [String]) -> String {
+    func hint(_ name: String, _ candidates: [String]) -> String {
         if let suggestion = Suggestion.closest(to: name, among: candidates) { return "; did you mean '\(suggestion)'?" }
         if candidates.isEmpty { return "" }
         return " (defined: \(candidates.joined(separator: ", ")))"
@@ -639,7 +652,7 @@ struct ConfigDecoder {
         }
     }
 
-    private func isValidHeader(_ header: HeaderPair) -> Bool {
+    func isValidHeader(_ header: HeaderPair) -> Bool {
         let tchars = Set("!#$%&'*+-.^_`|~".utf8)
         let nameIsToken = !header.name.isEmpty && header.name.utf8.allSatisfy { byte in
             (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)

@@ -96,6 +96,9 @@ public struct ConfigLoader: Sendable {
             throw ConfigError(diagnostics.sorted { ($0.location.file, $0.location.line, $0.location.column) < ($1.location.file, $1.location.line, $1.location.column) })
         }
         configuration.files = files
+        configuration.warnings = decoder.warnings.sorted {
+            ($0.location.file, $0.location.line, $0.location.column) < ($1.location.file, $1.location.line, $1.location.column)
+        }
         configuration.hash = Self.hash(of: configuration)
         return configuration
     }
@@ -168,6 +171,7 @@ public struct ConfigLoader: Sendable {
         var copy = configuration
         copy.files = []
         copy.hash = ""
+        copy.warnings = []
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let data = (try? encoder.encode(copy)) ?? Data()

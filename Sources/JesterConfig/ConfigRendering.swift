@@ -28,6 +28,7 @@ extension ConfigSchema {
         case .target(let table): return ["anyOf": [jsonSchema(for: .address), jsonSchema(for: .table(table))]]
         case .array(let element): return ["type": "array", "items": jsonSchema(for: element)]
         case .map(let value): return ["type": "object", "additionalProperties": jsonSchema(for: value)]
+        case .kinds(let tables): return ["oneOf": tables.map { jsonSchema(for: .table($0)) }]
         case .table(let table):
             var properties: [String: Any] = [:]
             for field in table.fields {
@@ -97,6 +98,7 @@ extension Configuration {
             if let trusted = listener.proxyProtocolFrom {
                 lines.append("proxy_protocol_from = [" + trusted.map(quoted).joined(separator: ", ") + "]")
             }
+            if let filters = listener.filters { lines.append("filters = " + list(filters)) }
             if let tls = listener.tls {
                 lines += ["[listeners.tls]", "min_version = \(quoted(tls.minVersion))"]
                 if let ciphers = tls.ciphers { lines.append("ciphers = \(quoted(ciphers))") }
@@ -162,6 +164,7 @@ extension Configuration {
                 }
             }
         }
+        for filter in filters { lines += [""] + render(filter) }
         for route in routes {
             lines += ["", "[[routes]]", "name = \(quoted(route.name))"]
             if !route.listeners.isEmpty { lines.append("listeners = [" + route.listeners.map(quoted).joined(separator: ", ") + "]") }
@@ -218,6 +221,7 @@ extension Configuration {
                     + edits.remove.map(quoted).joined(separator: ", ") + "] }")
             }
             if let limit = route.maxBodySize { lines.append("max_body_size = \(limit)") }
+            if !route.filters.isEmpty { lines.append("filters = " + list(route.filters)) }
             switch route.action {
             case .proxy(let upstream):
                 lines.append("upstream = \(quoted(upstream))")
@@ -253,6 +257,54 @@ extension Configuration {
             }
         }
         return escaped + "\""
+    }
+
+    /// One `[filters.NAME]` table. Files are written as the resolved paths they were read from (never their
+    /// content: secrets stay in their files), so the dump loads the same files from any directory.
+    private func render(_ filter: FilterSettings) -> [String] {
+        var lines = ["[filters.\(quotedKey(filter.name))]", "kind = \(quoted(filter.kind.name.rawValue))"]
+        switch filter.kind {
+        case .rateLimit(let limit):
+            lines += [
+                "rate = \(limit.rate)", "per = \(quoted(Units.format(limit.per)))", "burst = \(limit.burst)",
+                "key = " + list(limit.key.map(\.description)), "scope = \(quoted(limit.scope.rawValue))",
+                "delay = \(limit.delay)", "status = \(limit.status)",
+            ]
+            if let redis = limit.redis {
+                lines.append("redis = { address = \(quoted(redis.address.description)), "
+                    + "timeout = \(quoted(Units.format(redis.timeout))), pool_size = \(redis.poolSize), "
+                    + "on_failure = \(quoted(redis.onFailure.rawValue)), key_prefix = \(quoted(redis.keyPrefix)) }")
+            }
+        case .basicAuth(let auth):
+            lines += ["realm = \(quoted(auth.realm))", "htpasswd = \(quoted(auth.htpasswdFile))"]
+        case .jwt(let jwt):
+            lines.append("algorithms = " + list(jwt.algorithms.map(\.rawValue)))
+            if !jwt.issuers.isEmpty { lines.append("issuers = " + list(jwt.issuers)) }
+            if !jwt.audiences.isEmpty { lines.append("audiences = " + list(jwt.audiences)) }
+            lines.append("leeway = \(quoted(Units.format(jwt.leeway)))")
+            if let file = jwt.jwksFile { lines.append("jwks_file = \(quoted(file))") }
+            if let url = jwt.jwksURL {
+                lines += ["jwks_url = \(quoted(url))", "jwks_refresh = \(quoted(Units.format(jwt.jwksRefresh)))"]
+            }
+            if let file = jwt.secretFile { lines.append("secret_file = \(quoted(file))") }
+            lines += ["header = \(quoted(jwt.header))", "max_token_size = \(jwt.maxTokenSize)"]
+            if !jwt.forwardClaims.isEmpty {
+                lines.append("forward_claims = { " + jwt.forwardClaims.map { "\(quotedKey($0.claim)) = \(quoted($0.header))" }
+                    .joined(separator: ", ") + " }")
+            }
+            if !jwt.requireClaims.isEmpty {
+                lines.append("require_claims = { " + jwt.requireClaims.map { "\(quotedKey($0.claim)) = \(quoted($0.value))" }
+                    .joined(separator: ", ") + " }")
+            }
+        case .ipRules(let rules):
+            lines += ["allow = " + list(rules.allow), "deny = " + list(rules.deny)]
+        }
+        return lines
+    }
+
+    /// A TOML array of strings.
+    private func list(_ items: [String]) -> String {
+        "[" + items.map(quoted).joined(separator: ", ") + "]"
     }
 
     private func renderField(_ field: FieldMatch) -> String {
@@ -295,6 +347,7 @@ extension ConfigSchema {
                 if case .table = field.type { continue }
                 if case .array(.table) = field.type { continue }
                 if case .map(.table) = field.type { continue }
+                if case .map(.kinds) = field.type { continue }
                 out += ".TP\n.B \(escape(field.name))\n"
                 var line = escape(field.type.summary.prefix(1).uppercased() + field.type.summary.dropFirst())
                 if field.isRequired {
@@ -327,6 +380,8 @@ extension ConfigSchema {
         render(healthCheck, title: "[upstreams.NAME.health_check]")
         render(circuitBreaker, title: "[upstreams.NAME.circuit_breaker]")
         render(upstreamTLS, title: "[upstreams.NAME.tls]")
+        for table in filterKinds { render(table, title: table.title) }
+        render(redis, title: "[filters.NAME] redis = { ... }")
         return out
     }
 

@@ -23,6 +23,9 @@ public struct ConfigSchema: Sendable {
         case table(Table)
         /// A table whose keys are names chosen by the user (upstream pools, header names).
         case map(ValueType)
+        /// A table whose keys depend on its `kind` (filters): one table per kind, each declaring `kind` as a
+        /// one-value choice, so unknown keys are reported against the kind actually chosen.
+        case kinds([Table])
 
         /// How the type is described in messages and documentation.
         public var summary: String {
@@ -38,6 +41,7 @@ public struct ConfigSchema: Sendable {
             case .array(let element): return "an array of " + element.pluralSummary
             case .table: return "a table"
             case .map(let value): return "a table of " + value.pluralSummary
+            case .kinds: return "a table with a kind"
             }
         }
 
@@ -46,7 +50,7 @@ public struct ConfigSchema: Sendable {
             case .string: return "strings"
             case .address: return "addresses"
             case .target: return "addresses or { address, weight, backup } tables"
-            case .table: return "tables"
+            case .table, .kinds: return "tables"
             default: return "values (\(summary))"
             }
         }
@@ -98,6 +102,8 @@ public struct ConfigSchema: Sendable {
             Field("listeners", .array(.table(listener)), required: true, "Addresses to accept connections on."),
             Field("routes", .array(.table(route)), default: "[]", "How requests are matched and answered."),
             Field("upstreams", .map(.table(upstream)), default: "{}", "Pools of servers that routes proxy to."),
+            Field("filters", .map(.kinds(filterKinds)), default: "{}",
+                "Named request filters (rate limits, authentication, IP rules) that routes and listeners list in order."),
         ])
 
     public static let server = Table(
@@ -188,6 +194,8 @@ public struct ConfigSchema: Sendable {
             Field("tls", .table(tls), default: "none", "Terminate TLS on this listener."),
             Field("http2", .boolean, default: "true",
                 "Serve HTTP/2 too: offered by ALPN (h2) on TLS, accepted with prior knowledge (h2c) on plain text; Upgrade: h2c is never honoured."),
+            Field("filters", .array(.string), default: "[]",
+                "Filters ([filters.NAME]) every route on this listener runs, in this order, before the route's own; http listeners only."),
         ])
 
     public static let tls = Table(
@@ -328,6 +336,8 @@ public struct ConfigSchema: Sendable {
                 "The Host field sent upstream."),
             Field("request_headers", .table(headerEdits), "Header fields to set, add or remove on the request."),
             Field("response_headers", .table(headerEdits), "Header fields to set, add or remove on the response."),
+            Field("filters", .array(.string), default: "[]",
+                "Filters ([filters.NAME]) this route runs, in this order, after its listener's; a filter may appear once per chain."),
         ])
 
     public static let split = Table(

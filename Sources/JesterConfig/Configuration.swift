@@ -13,6 +13,11 @@ public struct Configuration: Sendable, Codable, Equatable {
     public var listeners: [ListenerSettings]
     public var routes: [RouteSettings]
     public var upstreams: [UpstreamSettings]
+    /// `[filters.NAME]`, sorted by name (TOML tables keep no order); routes and listeners use them by name.
+    @EmptyIfMissing public var filters: [FilterSettings]
+    /// What the loader found questionable but usable (an unused filter): for `jester config validate` and the
+    /// reload log. Not part of the configuration's meaning, so not part of its hash.
+    @EmptyIfMissing public var warnings: [ConfigDiagnostic]
     /// The files this configuration was read from, main file first.
     public var files: [String]
     /// A short stable hash of the effective configuration, shown by `jesterctl status`.
@@ -21,7 +26,7 @@ public struct Configuration: Sendable, Codable, Equatable {
     public init(
         server: ServerSettings = .init(), log: LogSettings = .init(), http: HTTPSettings = .init(),
         listeners: [ListenerSettings] = [], routes: [RouteSettings] = [], upstreams: [UpstreamSettings] = [],
-        files: [String] = [], hash: String = ""
+        filters: [FilterSettings] = [], files: [String] = [], hash: String = ""
     ) {
         self.server = server
         self.log = log
@@ -29,6 +34,7 @@ public struct Configuration: Sendable, Codable, Equatable {
         self.listeners = listeners
         self.routes = routes
         self.upstreams = upstreams
+        self.filters = filters
         self.files = files
         self.hash = hash
     }
@@ -243,6 +249,8 @@ public struct ListenerSettings: Sendable, Codable, Equatable {
     public var tls: TLSListenerSettings?
     /// Serve HTTP/2 (ALPN "h2" on TLS, prior knowledge on plain text); nil: yes.
     public var http2: Bool?
+    /// Filters every route on this listener runs first, before its own (nil: none).
+    public var filters: [String]?
 
     public var servesHTTP2: Bool { http2 ?? true }
 
@@ -252,71 +260,6 @@ public struct ListenerSettings: Sendable, Codable, Equatable {
         self.name = name
         self.address = address
         self.backlog = backlog
-    }
-}
-
-/// A listener's TLS: what `[listeners.tls]` says, plus the certificate and key bytes the loader read (the master
-/// reads them as root; workers get the bytes and never need access to the files).
-public struct TLSListenerSettings: Sendable, Codable, Equatable {
-    public var certificates: [TLSCertificateSettings] = []
-    /// "1.2" or "1.3".
-    public var minVersion = "1.2"
-    /// The TLS 1.2 cipher list; nil: Mozilla "intermediate".
-    public var ciphers: String?
-    /// The TLS 1.3 suites; nil: OpenSSL's three AEAD suites.
-    public var cipherSuites: String?
-    /// ALPN protocols offered, in preference order; nil: "h2" and "http/1.1" (or only "http/1.1" when the
-    /// listener does not serve HTTP/2).
-    public var alpn: [String]?
-    public var sessionTickets = true
-    /// "off", "optional" or "required".
-    public var clientCertificates = "off"
-    public var clientCA: String?
-    public var clientCAPEM: Data?
-    /// The request header that carries a verified client certificate's subject upstream (a client's own copy of
-    /// it is always removed).
-    public var clientSubjectHeader: String?
-
-    public init() {}
-}
-
-/// `[upstreams.NAME.tls]`: connections to the pool's targets use TLS.
-public struct UpstreamTLSSettings: Sendable, Codable, Equatable {
-    /// Check the target's certificate chain and name (on unless the operator turns it off).
-    public var verify = true
-    /// PEM CAs to trust instead of the system's bundle.
-    public var ca: String?
-    public var caPEM: Data?
-    /// The name sent as SNI and checked against the certificate; nil: the target's host.
-    public var serverName: String?
-    /// A client certificate for targets that require one (mTLS).
-    public var certificate: TLSCertificateSettings?
-    /// Resume TLS sessions with each target (saves a full handshake per new connection).
-    public var sessionReuse = true
-
-    public init() {}
-}
-
-/// One certificate chain and key of a TLS listener.
-public struct TLSCertificateSettings: Sendable, Codable, Equatable {
-    public var certificateFile: String
-    public var keyFile: String
-    /// Names that select it (SNI); empty: the names in the certificate.
-    public var names: [String]
-    public var certificatePEM: Data
-    public var keyPEM: Data
-    /// A DER OCSP response to staple (`ocsp_response`), read with the certificate.
-    public var ocspResponseFile: String?
-    public var ocspResponse: Data?
-
-    public init(certificateFile: String, keyFile: String, names: [String] = [], certificatePEM: Data = Data(),
-        keyPEM: Data = Data())
-    {
-        self.certificateFile = certificateFile
-        self.keyFile = keyFile
-        self.names = names
-        self.certificatePEM = certificatePEM
-        self.keyPEM = keyPEM
     }
 }
 
@@ -379,6 +322,8 @@ public struct RouteSettings: Sendable, Codable, Equatable {
     public var retry: RetrySettings = RetrySettings()
     /// Timeouts of this route, overriding its pool's.
     public var timeouts: RouteTimeouts = RouteTimeouts()
+    /// The names of the filters this route runs, in order, after its listener's (`[filters.NAME]`).
+    @EmptyIfMissing public var filters: [String]
 
     public init(
         name: String, listeners: [String] = [], hosts: [String] = [], pathPrefix: String = "/",

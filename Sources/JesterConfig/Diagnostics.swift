@@ -16,16 +16,26 @@ public struct SourceLocation: Sendable, Hashable, Codable, CustomStringConvertib
 
 /// One problem found in a configuration, with where it is and what was expected.
 public struct ConfigDiagnostic: Sendable, Hashable, Codable, CustomStringConvertible {
-    public var location: SourceLocation
-    public var message: String
-
-    public init(_ location: SourceLocation, _ message: String) {
-        self.location = location
-        self.message = message
+    /// Whether a diagnostic stops the configuration from being used.
+    public enum Severity: String, Sendable, Hashable, Codable {
+        /// The configuration is refused.
+        case error
+        /// The configuration is used; the operator is told (`Configuration.warnings`).
+        case warning
     }
 
-    /// `file:line:column: error: message`, the format editors jump to.
-    public var description: String { "\(location): error: \(message)" }
+    public var location: SourceLocation
+    public var message: String
+    public var severity: Severity
+
+    public init(_ location: SourceLocation, _ message: String, severity: Severity = .error) {
+        self.location = location
+        self.message = message
+        self.severity = severity
+    }
+
+    /// `file:line:column: error: message` (or `warning:`), the format editors jump to.
+    public var description: String { "\(location): \(severity.rawValue): \(message)" }
 }
 
 /// A configuration that cannot be used, with every problem found (not just the first).

@@ -33,3 +33,14 @@ int cjester_memfd_create(const char *name);
 int32_t cjester_atomic_add32(int32_t *word, int32_t value);
 int32_t cjester_atomic_load32(const int32_t *word);
 void cjester_atomic_store32(int32_t *word, int32_t value);
+
+/// Sequentially consistent atomics on 64-bit words in shared memory (the rate-limit table's counters and slots).
+int64_t cjester_atomic_load64(const int64_t *word);
+int64_t cjester_atomic_add64(int64_t *word, int64_t value);
+
+/// Compare-and-swap of 16 bytes at a 16-byte aligned address, seen as two 64-bit words {first, second}: stores
+/// the desired pair and returns 1 when both words held the expected pair, returns 0 otherwise. Lock-free
+/// (cmpxchg16b on x86-64, a paired exclusive or CASP on arm64), so a process killed at any instant can leave no
+/// lock behind in memory other processes share.
+int cjester_atomic_cas128(void *pair, uint64_t expected_first, uint64_t expected_second, uint64_t desired_first,
+                          uint64_t desired_second);

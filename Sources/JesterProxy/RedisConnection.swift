@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: Apache-2.0
+import JesterCore
+import NIOCore
+
+/// Why a command sent to Redis got no reply.
+enum RedisConnectionFailure: Error, Sendable, Equatable {
+    /// The connection closed (or was closed) before the reply came.
+    case closed
+    /// The server sent bytes that are not RESP2, or a reply nobody asked for: the stream is out of step.
+    case protocolError(String)
+
+    var reason: String {
+        switch self {
+        case .closed: return "connection closed"
+        case .protocolError(let why): return "protocol error: \(why)"
+        }
+    }
+}
+
+/// What a Redis connection tells the limiter that owns it.
+protocol RedisConnectionOwner: AnyObject {
+    /// The connection closed; every command still waiting on it has already been failed with `.closed`.
+    func redisConnectionClosed(_ connection: RedisConnection, failure: RedisConnectionFailure)
+}
+
+/// One client connection to Redis: writes commands, matches replies to them in order (RESP replies come in the
+/// order of the commands, which is what makes pipelining safe), and fails what is left when it closes.
+///
+/// It knows nothing of rate limits or time-outs: a command's waiter decides how long to wait, and a reply that
+/// comes after its waiter gave up is still consumed here, keeping the stream in step. Loop-confined, hence
+/// `@unchecked Sendable`.
+final class RedisConnection: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    /// Called with a command's reply, or why there is none.
+    typealias Reply = (Result<RESPValue, RedisConnectionFailure>) -> Void
+
+    private struct Waiting {
+        let sentAt: NIODeadline
+        let reply: Reply
+    }
+
+    private weak var owner: (any RedisConnectionOwner)?
+    private var context: ChannelHandlerContext?
+    private var decoder = RESPDecoder()
+    private var waiting = CircularBuffer<Waiting>(initialCapacity: 16)
+    private var isClosed = false
+    /// Commands written since the last flush; flushed at the end of the loop tick (see `send`).
+    private var flushPending = false
+
+    init(owner: any RedisConnectionOwner) {
+        self.owner = owner
+    }
+
+    /// Commands sent and not answered yet: the pool sends on the connection with the fewest.
+    var outstanding: Int { waiting.count }
+
+    /// When the oldest unanswered command was sent: a connection whose replies stopped coming is closed.
+    var oldestSentAt: NIODeadline? { waiting.first?.sentAt }
+
+    /// Open, and not told to close.
+    var isUsable: Bool { context != nil && !isClosed }
+
+    /// Sends one command; `reply` is called exactly once, on the loop. Writes made in one loop tick share one
+    /// flush (many checks of one tick become one `write` system call).
+    func send(_ command: [UInt8], now: NIODeadline, reply: @escaping Reply) {
+        guard let context, !isClosed else {
+            reply(.failure(.closed))
+            return
+        }
+        waiting.append(Waiting(sentAt: now, reply: reply))
+        context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: command)), promise: nil)
+        guard !flushPending else { return }
+        flushPending = true
+        context.eventLoop.execute {
+            self.flushPending = false
+            self.context?.flush()
+        }
+    }
+
+    /// Closes the connection; waiting commands fail with `.closed` and the owner hears of it.
+    func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        if let context {
+            context.close(promise: nil)
+        } else {
+            finish(.closed)
+        }
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = unwrapInboundIn(data)
+        bytes.withUnsafeReadableBytes { decoder.feed($0) }
+        do {
+            while let value = try decoder.next() {
+                guard let next = waiting.popFirst() else {
+                    // RESP2 has no push messages without a subscription, so this is a reply to nothing.
+                    fail(.protocolError("a reply nobody asked for"))
+                    return
+                }
+                next.reply(.success(value))
+            }
+        } catch {
+            fail(.protocolError(error.message))
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        finish(.closed)
+        self.context = nil
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    private func fail(_ failure: RedisConnectionFailure) {
+        isClosed = true
+        finish(failure)
+        context?.close(promise: nil)
+    }
+
+    /// Fails every waiting command and tells the owner, once.
+    private func finish(_ failure: RedisConnectionFailure) {
+        isClosed = true
+        let failed = waiting
+        waiting.removeAll()
+        for entry in failed { entry.reply(.failure(failure)) }
+        let owner = self.owner
+        self.owner = nil
+        owner?.redisConnectionClosed(self, failure: failure)
+    }
+}
