@@ -724,7 +724,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         ]
         out += passed
         out += route.requestEdits.appended.map { HTTP2Field($0.name, $0.value) }
-        out += filterFields
+        out += filterFields.filter { !$0.value.isEmpty }
         let client = connection.clientAddress
         let scheme = connection.tls == nil ? "http" : "https"
         out.append(HTTP2Field("x-forwarded-for", (forwardedFor + [client]).joined(separator: ", ")))

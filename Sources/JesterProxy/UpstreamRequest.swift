@@ -83,7 +83,7 @@ struct UpstreamRequest {
             out.writeString("Host: \(target)\r\n")
         }
         if !route.requestEdits.rendered.isEmpty { out.writeBytes(route.requestEdits.rendered) }
-        for field in filterFields {
+        for field in filterFields where !field.value.isEmpty {
             out.writeString(field.name)
             out.writeStaticString(": ")
             out.writeString(field.value)

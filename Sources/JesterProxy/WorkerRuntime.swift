@@ -182,6 +182,9 @@ final class WorkerRuntime: @unchecked Sendable {
     /// The instance's connection counts shared with every worker (`server.max_connections`, ...), if the master
     /// made them; every connection counts there, whether a limit is set now or by a later reload.
     var sharedConnections: SharedConnections?
+    /// The instance's rate-limit state, shared with every worker of every generation (see `RateLimitTable`);
+    /// nil when the master passed none. Instance-scoped rate limits decide on it with `acquire(key:now:limit:)`.
+    var sharedRateLimits: RateLimitTable?
     /// Open connections per client address, kept only when `max_connections_per_client` is set.
     private var connectionsPerClient: [String: Int] = [:]
     private var nextRefusalLog = NIODeadline.uptimeNanoseconds(0)
@@ -234,6 +237,7 @@ final class WorkerRuntime: @unchecked Sendable {
         }
         self.pools = pools
         let allocator = ByteBufferAllocator()
+        let filters = RequestFilters.compile(configuration.filters, eventLoop: eventLoop)
         var tables: [String: ListenerRoutes] = [:]
         for listener in configuration.listeners {
             var entries: [Int: [RouteTable<CompiledRoute>.Entry]] = [:]
@@ -276,7 +280,9 @@ final class WorkerRuntime: @unchecked Sendable {
                     retryPolicy: RetryPolicy(
                         maxRetries: route.retry.retries, onReset: route.retry.on.contains("reset"),
                         statuses: Set(route.retry.on.compactMap { Int($0) }), nonIdempotent: route.retry.nonIdempotent),
-                    timeouts: route.timeouts)
+                    timeouts: route.timeouts,
+                    filters: RequestFilters.chain(
+                        configuration.filterChain(for: route, listener: listener.name), compiled: filters))
                 entries[route.match.priority, default: []].append(
                     .init(hosts: route.hosts.map(HostPattern.init), pathPrefix: route.pathPrefix, value: compiled,
                         rank: conditions.specificity))
@@ -293,6 +299,7 @@ final class WorkerRuntime: @unchecked Sendable {
         clientSubjectHeaders = Dictionary(uniqueKeysWithValues: configuration.listeners.compactMap { listener in
             listener.tls?.clientSubjectHeader.map { (listener.name, Array($0.utf8)) }
         })
+        for case let limit as RateLimitFilter in filters.values { limit.runtime = self }
     }
 
     /// A route's matchers, compiled (the loader has validated every expression and network).

@@ -56,7 +56,7 @@ final class FilterContext {
     /// Claims of a verified token, as strings (numbers in decimal, arrays joined by spaces), for later filters.
     var claims: [String: String] = [:]
     /// Fields set on the upstream request; a client's field of the same name never passes (a client cannot
-    /// pretend to be `X-User: admin`).
+    /// pretend to be `X-User: admin`). One with an empty value only removes the client's field.
     var upstreamFields: [LocalResponse.Field] = []
     /// Fields added to the response, whoever answers it.
     var responseFields: [LocalResponse.Field] = []
@@ -98,6 +98,10 @@ final class FilterRun {
     private var finish: ((FilterVerdict) -> Void)?
     /// The exchange gave up on this request (the client left): a late `resume` is dropped.
     private(set) var isCancelled = false
+    /// A filter is running: a `resume` now (a cache answering before the filter even returned `.suspended`) is
+    /// kept here and taken by the loop, instead of finishing the run from inside it.
+    private var applying = false
+    private var earlyVerdict: FilterVerdict?
 
     init(chain: FilterChain, input: FilterInput, context: FilterContext) {
         self.chain = chain
@@ -120,7 +124,14 @@ final class FilterRun {
         while next < chain.filters.count {
             let filter = chain.filters[next]
             next += 1
-            switch filter.apply(input, context: context, resume: { [self] verdict in resumed(verdict) }) {
+            applying = true
+            var step = filter.apply(input, context: context, resume: { [self] verdict in resumed(verdict) })
+            applying = false
+            if case .suspended = step, let early = earlyVerdict {
+                earlyVerdict = nil
+                step = .decided(early)
+            }
+            switch step {
             case .suspended:
                 return nil
             case .decided(.proceed):
@@ -133,6 +144,10 @@ final class FilterRun {
     }
 
     private func resumed(_ verdict: FilterVerdict) {
+        if applying {
+            earlyVerdict = verdict
+            return
+        }
         guard !isCancelled, let finish else { return }
         let outcome: FilterVerdict?
         if case .proceed = verdict { outcome = proceed() } else { outcome = verdict }
