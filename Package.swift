@@ -6,8 +6,10 @@
 // The module graph mirrors the architecture (see README.md, "Architecture"):
 //
 //   C system libraries   CJesterOpenSSL CJesterNGHTTP2 CJesterNGTCP2 CJesterNGHTTP3 CJesterSystemd CJesterPosix
+//                        CJesterCrypt (libxcrypt)
 //   pure (no I/O, no C)  JesterCore  JesterConfig  JesterControl
 //   I/O wrappers         JesterSystem (posix + systemd)  JesterTLS  JesterHTTP2  JesterHTTP3
+//   filters' checks      JesterAuth (htpasswd over libxcrypt, JWT over JesterTLS's OpenSSL; no sockets)
 //   roles                JesterProxy (the worker's data plane)  JesterSupervisor (the master)
 //   executables          jester  jesterctl  (argument parsing and dispatch only)
 //
@@ -51,6 +53,10 @@ let package = Package(
         .systemLibrary(
             name: "CJesterSystemd", pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]),
+        // Password hashing (bcrypt, SHA-256/512-crypt) for htpasswd files; imported by JesterAuth only.
+        .systemLibrary(
+            name: "CJesterCrypt", pkgConfig: "libxcrypt",
+            providers: [.apt(["libcrypt-dev"])]),
         // libc calls Swift cannot make directly (variadic prctl, CMSG macros).
         .target(name: "CJesterPosix"),
 
@@ -80,6 +86,9 @@ let package = Package(
             dependencies: ["CJesterNGHTTP2", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings),
         .target(name: "JesterHTTP3", dependencies: ["CJesterNGTCP2", "CJesterNGHTTP3"], swiftSettings: swiftSettings),
+        // Credential checks for the auth filters: htpasswd (the only importer of CJesterCrypt) and JWT, whose
+        // signatures JesterTLS checks. Values in, verdicts out: no sockets, no logger, time passed in.
+        .target(name: "JesterAuth", dependencies: ["CJesterCrypt", "JesterTLS"], swiftSettings: swiftSettings),
 
         // MARK: Roles.
         .target(
@@ -128,6 +137,7 @@ let package = Package(
         .testTarget(
             name: "JesterSystemTests",
             dependencies: ["JesterSystem", "JesterCore", "JesterTLS", "JesterHTTP2", "JesterHTTP3"]),
+        .testTarget(name: "JesterAuthTests", dependencies: ["JesterAuth", "JesterTLS"]),
         .testTarget(
             name: "JesterHTTP2Tests",
             dependencies: ["JesterHTTP2", .product(name: "NIOCore", package: "swift-nio")]),

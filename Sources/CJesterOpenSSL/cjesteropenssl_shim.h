@@ -12,6 +12,11 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 #include <openssl/ocsp.h>
+#include <openssl/hmac.h>
+#include <openssl/param_build.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/rsa.h>
 
 // OpenSSL 3.0 exposes these as macros over SSL_CTX_ctrl / SSL_ctrl; Swift cannot import function-like macros.
 static inline long cjester_SSL_CTX_set_min_proto_version(SSL_CTX *context, int version) {
@@ -81,3 +86,6 @@ static inline uint64_t cjester_server_options(void) {
 }
 static inline uint64_t cjester_option_no_ticket(void) { return SSL_OP_NO_TICKET; }
 static inline unsigned long cjester_name_flags_rfc2253(void) { return XN_FLAG_RFC2253; }
+
+// EVP_PKEY_fromdata's selection for a public key: a bitwise OR of OSSL_KEYMGMT_SELECT_* macros.
+static inline int cjester_evp_pkey_public_key_selection(void) { return EVP_PKEY_PUBLIC_KEY; }

@@ -87,6 +87,13 @@ public struct RateLimitSettings: Sendable, Codable, Equatable {
         self.status = status
         self.redis = redis
     }
+
+    /// The excess requests GCRA tolerates, in nginx's and JesterCore `GCRA`'s sense of `burst`: the ones passed
+    /// at once plus the delayed ones.
+    public var toleratedExcess: Int { burst + delay }
+
+    /// The excess requests passed without waiting, in nginx's and JesterCore `GCRA`'s sense of `delay`.
+    public var undelayedExcess: Int { burst }
 }
 
 /// One part of a rate limit's key.
@@ -252,7 +259,9 @@ public struct JWTSettings: Sendable, Codable, Equatable {
 
 /// One `forward_claims` entry: the claim `claim` is sent upstream in the header `header`.
 public struct ClaimHeader: Sendable, Codable, Equatable {
+    /// The claim's name in the token.
     public var claim: String
+    /// The request header that carries its value upstream (a string, a number, or an array joined by ", ").
     public var header: String
 
     public init(claim: String, header: String) {
@@ -263,7 +272,9 @@ public struct ClaimHeader: Sendable, Codable, Equatable {
 
 /// One `require_claims` entry.
 public struct ClaimRequirement: Sendable, Codable, Equatable {
+    /// The claim's name in the token.
     public var claim: String
+    /// The value it must equal, or contain when it is an array or a space-separated string (OAuth `scope`).
     public var value: String
 
     public init(claim: String, value: String) {

@@ -9,6 +9,7 @@ public enum HtpasswdCheck {
     public struct Problem: Sendable, Equatable {
         /// 1-based, in the htpasswd file.
         public var line: Int
+        /// What is wrong, naming the user when there is one.
         public var message: String
     }
 

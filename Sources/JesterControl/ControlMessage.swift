@@ -332,6 +332,9 @@ public struct WorkerAssignment: Codable, Sendable, Equatable {
     /// and the partition this worker counts in. Nil when the master has none for it.
     public var connectionTableFD: Int32?
     public var connectionPartition: Int?
+    /// The instance's shared rate-limit state (`RateLimitTable`): the descriptor passed after the listeners and
+    /// the connection table's. Nil when the master has none (or is of a version without one).
+    public var rateLimitTableFD: Int32?
 
     public init(
         slot: Int, generation: Int, configuration: Data, listenerNames: [String], userID: UInt32?, groupID: UInt32?

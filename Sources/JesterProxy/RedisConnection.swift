@@ -40,7 +40,8 @@ final class RedisConnection: ChannelInboundHandler, @unchecked Sendable {
         let reply: Reply
     }
 
-    private weak var owner: (any RedisConnectionOwner)?
+    /// Strong until the connection closes (then cleared): the owner's `shutdown()` closes every connection.
+    private var owner: (any RedisConnectionOwner)?
     private var context: ChannelHandlerContext?
     private var decoder = RESPDecoder()
     private var waiting = CircularBuffer<Waiting>(initialCapacity: 16)

@@ -40,7 +40,8 @@ enum ClusterRateDecision: Sendable, Equatable {
 /// `redis.replicate_commands()` makes Redis before 5.0 replicate the script's effects (its `TIME` is not
 /// deterministic); from 5.0 on that is the default and the call does nothing.
 enum RedisGCRAScript {
-    /// KEYS[1]: the key. ARGV: T (µs), τ (µs), cost. Returns {allowed 0/1, remaining, retryAfter µs, resetAfter µs}.
+    /// KEYS[1]: the key. ARGV: T (µs), τ (µs), cost.
+    /// Returns {allowed 0/1, remaining, retryAfter µs, resetAfter µs}.
     static let source = """
         if redis.replicate_commands then redis.replicate_commands() end
         local clock = redis.call('TIME')

@@ -13,6 +13,10 @@ import NIOPosix
 /// background with exponential backoff; the unavailability is logged at most once per `reportInterval`, with the
 /// number of checks it affected. Keys already over their limit are answered from an `OverLimitCache` without a
 /// round trip. Loop-confined, hence `@unchecked Sendable`.
+///
+/// Its timers, connections and the replies they wait for hold it strongly (weak references would move its
+/// reference count to a side table, as `ConnectionTimer` explains): `shutdown()` cancels and closes them all,
+/// and must be called when the worker drops the limiter (a reload with another address, the worker's exit).
 final class RedisRateLimiter: RedisConnectionOwner, @unchecked Sendable {
     /// One check in flight: completed exactly once, by its reply, a failure, or its deadline.
     private final class Call {
@@ -23,7 +27,10 @@ final class RedisRateLimiter: RedisConnectionOwner, @unchecked Sendable {
         /// Sent as EVAL already after a NOSCRIPT: a second NOSCRIPT is an error, not a loop.
         var retriedWithEval = false
 
-        init(key: String, arguments: [String], deadline: NIODeadline, completion: @escaping (ClusterRateDecision) -> Void) {
+        init(
+            key: String, arguments: [String], deadline: NIODeadline,
+            completion: @escaping (ClusterRateDecision) -> Void
+        ) {
             self.key = key
             self.arguments = arguments
             self.deadline = deadline
@@ -233,8 +240,8 @@ final class RedisRateLimiter: RedisConnectionOwner, @unchecked Sendable {
 
     private func armDeadlineTimer() {
         guard deadlineTimer == nil, let first = inFlight.first else { return }
-        deadlineTimer = eventLoop.scheduleTask(deadline: first.deadline) { [weak self] in
-            self?.deadlinePassed()
+        deadlineTimer = eventLoop.scheduleTask(deadline: first.deadline) {
+            self.deadlinePassed()
         }
     }
 
@@ -242,6 +249,7 @@ final class RedisRateLimiter: RedisConnectionOwner, @unchecked Sendable {
     /// answering (a Redis stopped, or a network path lost, shows no close for minutes).
     private func deadlinePassed() {
         deadlineTimer = nil
+        guard !isShutDown else { return }
         let now = NIODeadline.now()
         while let first = inFlight.first, first.deadline <= now {
             inFlight.removeFirst()
@@ -327,8 +335,7 @@ final class RedisRateLimiter: RedisConnectionOwner, @unchecked Sendable {
 
     private func scheduleReconnect(after delay: TimeAmount) {
         guard reconnect == nil, !isShutDown else { return }
-        reconnect = eventLoop.scheduleTask(in: delay) { [weak self] in
-            guard let self else { return }
+        reconnect = eventLoop.scheduleTask(in: delay) {
             self.reconnect = nil
             if self.connections.isEmpty, self.connecting == 0 { self.connect() }
         }
@@ -364,8 +371,7 @@ final class RedisRateLimiter: RedisConnectionOwner, @unchecked Sendable {
     /// is not lost when no check comes after it.
     private func scheduleReportFlush() {
         guard reportFlush == nil, let due = unavailability.nextReport else { return }
-        reportFlush = eventLoop.scheduleTask(deadline: due) { [weak self] in
-            guard let self else { return }
+        reportFlush = eventLoop.scheduleTask(deadline: due) {
             self.reportFlush = nil
             if let report = self.unavailability.flush(now: NIODeadline.now()) { self.log(report) }
         }

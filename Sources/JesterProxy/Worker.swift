@@ -125,6 +125,14 @@ final class WorkerServer: @unchecked Sendable {
                 logger.error("instance-wide connection limits are off in this worker", metadata: ["error": "\(error)"])
             }
         }
+        if let fd = assignment.rateLimitTableFD {
+            do {
+                runtime.sharedRateLimits = try RateLimitTable.attach(fd: fd)
+            } catch {
+                logger.error("instance-wide rate limits count per worker in this worker",
+                    metadata: ["error": "\(error)"])
+            }
+        }
 
         for (offset, name) in assignment.listenerNames.enumerated() {
             let fd = ProcessSpawner.firstListenerFD + Int32(offset)

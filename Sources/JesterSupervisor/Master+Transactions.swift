@@ -192,7 +192,7 @@ extension Master {
                         controlFD: worker.controlFD, pendingBytes: worker.decoder.bufferedBytes,
                         connectionPartition: connectionPartitions[worker.pid])
                 },
-                connectionTableFD: connectionTable?.fd)
+                connectionTableFD: connectionTable?.fd, rateLimitTableFD: rateLimitTable?.fd)
         } catch {
             dispatch(.execFailed(reason: "cannot encode the hand-over: \(error)"))
             return
@@ -291,6 +291,16 @@ extension Master {
             }
         }
         if connectionTable == nil { try makeConnectionTable() }
+        // The adopted workers and the new generation keep deciding on the same allowances.
+        if let fd = handOver.rateLimitTableFD {
+            do {
+                rateLimitTable = try RateLimitTable.attach(fd: fd)
+            } catch {
+                logger.error("upgrade: cannot map the rate-limit table; making a new one (allowances restart)",
+                    metadata: ["error": "\(error)"])
+            }
+        }
+        if rateLimitTable == nil { makeRateLimitTable() }
         logger.notice("upgrade: the new binary runs and adopted the running workers", metadata: [
             "pid": "\(getpid())", "from_version": "\(handOver.fromVersion)", "version": "\(JesterVersion.current)",
             "workers": "\(handOver.workers.count)", "generation": "\(generation)",

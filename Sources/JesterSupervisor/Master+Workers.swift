@@ -26,6 +26,16 @@ extension Master {
         }
     }
 
+    /// The shared rate-limit table, made always: its pages cost nothing until keys land in them.
+    func makeRateLimitTable() {
+        do {
+            rateLimitTable = try RateLimitTable.create()
+        } catch {
+            logger.warning("no shared rate-limit table; instance-wide rate limits count per worker",
+                metadata: ["error": "\(error)"])
+        }
+    }
+
     /// The lowest partition of the connection table no live worker counts in.
     func claimConnectionPartition(for pid: Int32) -> Int? {
         guard let table = connectionTable else { return nil }
@@ -50,10 +60,12 @@ extension Master {
             let sockets = names.compactMap { listeners[$0]?.sockets[slot] }
             let pid: Int32
             do {
-                // The connection table travels after the listeners (its number is in the assignment).
+                // The connection table travels after the listeners, the rate-limit table after it (their
+                // numbers are in the assignment).
                 pid = try ProcessSpawner.spawn(
                     executable: ProcessSpawner.runningImage, argumentZero: executableName, arguments: ["--worker"],
-                    controlSocket: workerEnd, listeners: sockets + (connectionTable.map { [$0.fd] } ?? []))
+                    controlSocket: workerEnd,
+                    listeners: sockets + [connectionTable?.fd, rateLimitTable?.fd].compactMap { $0 })
             } catch {
                 close(masterEnd)
                 close(workerEnd)
@@ -73,6 +85,10 @@ extension Master {
             if connectionTable != nil, let partition = claimConnectionPartition(for: pid) {
                 assignment.connectionTableFD = ProcessSpawner.firstListenerFD + Int32(sockets.count)
                 assignment.connectionPartition = partition
+            }
+            if rateLimitTable != nil {
+                assignment.rateLimitTableFD =
+                    ProcessSpawner.firstListenerFD + Int32(sockets.count) + (connectionTable == nil ? 0 : 1)
             }
             connect(worker, controlSocket: masterEnd) { channel in self.send(.assignment(assignment), to: channel) }
             logger.info("worker spawned", metadata: ["pid": "\(pid)", "slot": "\(slot)", "generation": "\(generation)"])

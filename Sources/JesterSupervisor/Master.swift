@@ -80,6 +80,9 @@ public final class Master: @unchecked Sendable {
     /// each live worker counts in.
     var connectionTable: ConnectionTable?
     var connectionPartitions: [Int32: Int] = [:]
+    /// The instance's rate-limit state, shared with every worker of every generation and kept across a binary
+    /// upgrade, so neither resets a client's allowance (see `RateLimitTable`).
+    var rateLimitTable: RateLimitTable?
     var generation: Int { machine.generation }
     var stopping: Bool { machine.isStopping }
     var access: ControlAccess
@@ -183,6 +186,7 @@ public final class Master: @unchecked Sendable {
         try PidFile.write(configuration.server.pidFile)
         try startControlServer()
         try makeConnectionTable()
+        makeRateLimitTable()
         startSignalWaiter()
         startHealthChecks()
         startTicketKeyRotation()

@@ -57,11 +57,13 @@ struct UpgradeHandOver: Codable, Equatable {
     var workers: [AdoptedWorker]
     /// The connection table the adopted workers count in, which the new generation shares.
     var connectionTableFD: Int32? = nil
+    /// The rate-limit table every generation decides on (optional: a hand-over from a version without one).
+    var rateLimitTableFD: Int32? = nil
 
     /// Every descriptor the new program needs open.
     var descriptors: Set<Int32> {
         Set([controlSocketFD] + listeners.values.flatMap(\.fds) + activatedSockets.map(\.fd) + workers.map(\.controlFD)
-            + (connectionTableFD.map { [$0] } ?? []))
+            + (connectionTableFD.map { [$0] } ?? []) + (rateLimitTableFD.map { [$0] } ?? []))
     }
 
     func encoded() throws -> String {

@@ -129,6 +129,8 @@ private func expectError(
     #expect(limit.rate == 100 && limit.per == .seconds(2) && limit.burst == 20 && limit.delay == 5 && limit.status == 503)
     #expect(limit.key == [.clientAddress, .route, .header("X-Api-Key"), .claim("sub")])
     #expect(limit.scope == .cluster)
+    // In nginx's (and GCRA's) terms: burst=25 delay=20.
+    #expect(limit.toleratedExcess == 25 && limit.undelayedExcess == 20)
     #expect(limit.redis == RedisSettings(address: SocketAddressSpec(host: "::1", port: 6379), timeout: .milliseconds(20),
         poolSize: 2, onFailure: .deny, keyPrefix: "t:"))
     guard case .basicAuth(let auth) = configuration.filter(named: "users")?.kind else {

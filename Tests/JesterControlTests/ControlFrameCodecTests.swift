@@ -88,3 +88,16 @@ private func frame(_ json: String) -> [UInt8] {
     #expect(try codec.nextEnvelope() == ControlEnvelope(.done(success: true, message: "ok"), id: 12))
     #expect(try codec.nextEnvelope()?.id == nil)
 }
+
+@Test func anAssignmentCarriesTheSharedTablesDescriptorsAndReadsWithoutThem() throws {
+    var assignment = WorkerAssignment(
+        slot: 1, generation: 3, configuration: Data("{}".utf8), listenerNames: ["main"], userID: nil, groupID: nil)
+    assignment.connectionTableFD = 5
+    assignment.connectionPartition = 2
+    assignment.rateLimitTableFD = 6
+    let decoded = try JSONDecoder().decode(WorkerAssignment.self, from: try JSONEncoder().encode(assignment))
+    #expect(decoded.connectionTableFD == 5 && decoded.rateLimitTableFD == 6)
+    // From a master of a version without the rate-limit table: the field is simply absent.
+    let old = #"{"slot":0,"generation":1,"configuration":"e30=","listenerNames":[]}"#
+    #expect(try JSONDecoder().decode(WorkerAssignment.self, from: Data(old.utf8)).rateLimitTableFD == nil)
+}

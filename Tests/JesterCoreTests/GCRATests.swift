@@ -92,7 +92,8 @@ import Testing
         #expect(decisions[12] == .delay(.milliseconds(800), remaining: 0))
         #expect(decisions[13] == .refuse(retryAfter: .milliseconds(200)))
         // delay 0 (nginx's default): every excessive request waits until it conforms to the rate.
-        let queued = run(GCRA(rate: 1, period: .seconds(1), burst: 5, delay: 0), at: Array(repeating: Self.start, count: 7))
+        let queueing = GCRA(rate: 1, period: .seconds(1), burst: 5, delay: 0)
+        let queued = run(queueing, at: Array(repeating: Self.start, count: 7))
         #expect(queued.decisions[0] == .allow(remaining: 5, resetAfter: .seconds(1)))
         #expect(queued.decisions[1] == .delay(.seconds(1), remaining: 4))
         #expect(queued.decisions[5] == .delay(.seconds(5), remaining: 0))
@@ -134,14 +135,17 @@ import Testing
 
     @Test func rateLimitFieldsFollowTheDraft() {
         let limit = GCRA(rate: 10, period: .seconds(1), burst: 5)
-        #expect(RateLimitFields.policyItem(name: "per-client", limit: limit) == "\"per-client\";q=10;w=1;jester-burst=5")
+        #expect(RateLimitFields.policyItem(name: "per-client", limit: limit)
+            == "\"per-client\";q=10;w=1;jester-burst=5")
         #expect(RateLimitFields.policyItem(name: "hourly", limit: GCRA(rate: 100, period: .seconds(3_600)))
             == "\"hourly\";q=100;w=3600")
         // A sub-second period is scaled to a one-second window.
-        #expect(RateLimitFields.policyItem(name: "a", limit: GCRA(rate: 1, period: .milliseconds(100))) == "\"a\";q=10;w=1")
-        #expect(RateLimitFields.serviceLimitItem(
-            name: "per-client", decision: .allow(remaining: 3, resetAfter: .milliseconds(1_200))) == "\"per-client\";r=3;t=2")
-        #expect(RateLimitFields.serviceLimitItem(name: "x", decision: .refuse(retryAfter: .milliseconds(100))) == "\"x\";r=0;t=1")
+        #expect(RateLimitFields.policyItem(name: "a", limit: GCRA(rate: 1, period: .milliseconds(100)))
+            == "\"a\";q=10;w=1")
+        let allowed = GCRA.Decision.allow(remaining: 3, resetAfter: .milliseconds(1_200))
+        #expect(RateLimitFields.serviceLimitItem(name: "per-client", decision: allowed) == "\"per-client\";r=3;t=2")
+        let refused = GCRA.Decision.refuse(retryAfter: .milliseconds(100))
+        #expect(RateLimitFields.serviceLimitItem(name: "x", decision: refused) == "\"x\";r=0;t=1")
         #expect(RateLimitFields.serviceLimitItem(name: "x", decision: .delay(.seconds(1), remaining: 2)) == "\"x\";r=2")
         #expect(RateLimitFields.retryAfter(.milliseconds(1)) == "1" && RateLimitFields.retryAfter(.seconds(3)) == "3")
         #expect(RateLimitFields.retryAfter(.zero) == "1")

@@ -48,6 +48,24 @@ import Testing
         #expect(try UpgradeHandOver.takeFromEnvironment() == nil)
     }
 
+    @Test func theSharedTablesTravelAcrossAnUpgradeAndAnOldHandOverReadsWithoutThem() throws {
+        var handOver = UpgradeHandOver(
+            fromVersion: "0.1.0", masterStartedAt: 1_700_000_000, generation: 2, configuration: Data("{}".utf8),
+            controlSocketFD: 7, listeners: [:], activatedSockets: [], storedDescriptorNames: [:], workers: [])
+        handOver.connectionTableFD = 11
+        handOver.rateLimitTableFD = 12
+        // Both stay open across the exec, and the new program finds them by number.
+        #expect(handOver.descriptors == [7, 11, 12])
+        setenv(UpgradeHandOver.environmentVariable, try handOver.encoded(), 1)
+        #expect(try UpgradeHandOver.takeFromEnvironment()?.rateLimitTableFD == 12)
+        handOver.rateLimitTableFD = nil
+        var json = try JSONSerialization.jsonObject(with: Data(try handOver.encoded().utf8)) as? [String: Any] ?? [:]
+        json.removeValue(forKey: "rateLimitTableFD")
+        let old = String(decoding: try JSONSerialization.data(withJSONObject: json), as: UTF8.self)
+        setenv(UpgradeHandOver.environmentVariable, old, 1)
+        #expect(try UpgradeHandOver.takeFromEnvironment() == handOver)
+    }
+
     @Test func anUpgradeHandOverOfAnotherFormatIsRefusedWithItsNumber() {
         setenv(UpgradeHandOver.environmentVariable, #"{"format": 99, "somethingNew": true}"#, 1)
         #expect(throws: UpgradeHandOver.UnreadableHandOver(format: 99)) { try UpgradeHandOver.takeFromEnvironment() }

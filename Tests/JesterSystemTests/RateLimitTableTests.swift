@@ -72,7 +72,8 @@ private func passed(_ decision: GCRA.Decision) -> Bool {
             for _ in 0..<4 {
                 group.addTask {
                     (0..<1_000).reduce(0) { count, step in
-                        count + (passed(table.acquire(key: key, now: now + Int64(step) * 1_000_000, limit: limit)) ? 1 : 0)
+                        let at = now + Int64(step) * 1_000_000
+                        return count + (passed(table.acquire(key: key, now: at, limit: limit)) ? 1 : 0)
                     }
                 }
             }
@@ -108,7 +109,9 @@ private func passed(_ decision: GCRA.Decision) -> Bool {
         let limit = GCRA(rate: 1, period: .seconds(1))
         let now = RateLimitTable.monotonicNanoseconds()
         #expect(passed(table.acquire(key: 5, now: now, limit: limit)))
-        for step in 1...100 { #expect(!passed(table.acquire(key: 5, now: now + Int64(step) * 1_000_000, limit: limit))) }
+        for step in 1...100 {
+            #expect(!passed(table.acquire(key: 5, now: now + Int64(step) * 1_000_000, limit: limit)))
+        }
         #expect(passed(table.acquire(key: 5, now: now + Self.second, limit: limit)))
     }
 
