@@ -43,8 +43,7 @@ final class RateLimitFilter: RequestFilter {
         self.settings = settings
         self.eventLoop = eventLoop
         limit = GCRA(
-            rate: settings.rate, period: settings.per, burst: settings.burst,
-            delay: settings.delay >= settings.burst ? .max : settings.delay)
+            rate: settings.rate, period: settings.per, burst: settings.toleratedExcess, delay: settings.undelayedExcess)
         policyItem = RateLimitFields.policyItem(name: name, limit: limit)
         headerNames = settings.key.compactMap {
             if case .header(let header) = $0 { return Array(header.lowercased().utf8) }
@@ -69,7 +68,7 @@ final class RateLimitFilter: RequestFilter {
         guard let parts = keyParts(request, context: context) else { return .decided(.proceed) }
         if let redis {
             redis.check(
-                key: clusterKey(parts), rate: settings.rate, period: settings.per, burst: settings.burst,
+                key: clusterKey(parts), rate: settings.rate, period: settings.per, burst: settings.toleratedExcess,
                 now: request.now
             ) { [self] decision in
                 resume(clusterVerdict(decision, context: context))
@@ -181,5 +180,3 @@ final class RateLimitFilter: RequestFilter {
     }
 }
 
-/// The instance-wide table keeps GCRA's state (the table cannot import JesterCore; see `RateLimitAlgorithm`).
-extension GCRA: RateLimitAlgorithm {}
