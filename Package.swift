@@ -99,6 +99,7 @@ let package = Package(
             name: "JesterProxy",
             dependencies: [
                 "JesterCore", "JesterConfig", "JesterControl", "JesterSystem", "JesterLogging", "JesterTLS", "JesterHTTP2",
+                "JesterAuth",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -21,6 +21,8 @@ final class AccessLog: Sendable {
         var bytesIn = 0
         var bytesOut = 0
         var failure = ""
+        /// Who a request filter found the client to be (basic-auth user, token subject).
+        var user = ""
 
         /// A record timed from now (a connection's, for errors before any request).
         init() {
@@ -80,6 +82,7 @@ final class AccessLog: Sendable {
             line.field("upstream", record.upstream)
             line.field("upstream_target", record.upstreamTarget)
         }
+        if !record.user.isEmpty { line.field("user", record.user) }
         line.field("status", record.status)
         line.field("bytes_in", record.bytesIn)
         line.field("bytes_out", record.bytesOut)

@@ -21,6 +21,8 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         case awaitingHead
         /// The head is in; reading the start of the body for routes that match on it (`match_body`).
         case awaitingBody
+        /// A request filter waits for an answer (a Redis round trip); nothing is read meanwhile.
+        case filtering
         /// A request is being proxied.
         case proxying
         /// A WebSocket (or other allowed upgrade) tunnel to the upstream.
@@ -38,14 +40,14 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     /// Received bytes not yet consumed: the next request head, or request body bytes the upstream cannot take yet.
     private var buffer: ByteBuffer?
     private var parser: HTTPHeadParser
-    private var head = HTTPHead()
+    /// The current request's decisions (route, filters, upstream choice, retries, log), shared with HTTP/2.
+    private var exchange = RequestExchange()
     private var clientAddress = "-"
     private var requestsServed = 0
     private let timer = ConnectionTimer()
     private var exchangeDeadline: ConnectionTimer?
 
-    // The current exchange.
-    private var route: CompiledRoute?
+    // The current exchange's framing and I/O (its decisions are in `exchange`).
     private var upstream: (any ExchangeUpstream)?
     private var requestHead: ByteBuffer?
     private var requestBody = BodyReader(.none)
@@ -66,30 +68,12 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     private var readRequested = false
     /// The client socket's writability, as the last `channelWritabilityChanged` said.
     private var clientIsWritable = true
-    /// The current request is a HEAD request (its response has no body).
-    private var requestIsHead = false
-    /// The current request may be sent again if a reused upstream connection fails before answering.
-    private var requestIsReplayable = false
-    private var requestIsIdempotent = false
-    private var requestHasBody = false
-    /// Retries of the current request (route `retries`).
-    private var retries = RetryAttempts()
     /// `http.connection_request_rate`: requests this connection may still send.
     private lazy var requestBucket = runtime.makeRequestBucket()
     /// The head of a request whose body is being peeked at (phase `.awaitingBody`).
     private var pendingHead: ByteBuffer?
-    /// Sticky sessions (`sticky_cookie`): the target the request's cookie names, and whether the pool is sticky.
-    private var stickyTarget: Int?
-    private var stickyPool: UpstreamPool?
-    /// How often the current request was sent again after a stale keep-alive connection failed.
-    private var replays = 0
-    /// The request's balancing hash, for pools that hash (kept for a replay).
-    private var balancingHash: UInt64?
-    /// Replays per request (HTTP/2 streams use the same bound).
-    static let maxReplays = 2
     /// Bytes of pipelined requests read ahead while an exchange is in progress.
     private static let readAheadLimit = 16 * 1024
-    private var log = AccessLog.Record()
     /// What the TLS handshake negotiated; nil on a plain-text listener.
     private var tls: TLSSessionFacts?
     private var tlsRouteFacts: TLSRouteFacts?
@@ -154,9 +138,10 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             self.upstream = nil
             upstream.close()
         }
-        if phase != .closing, route != nil { finishLog(status: 499) }
-        // A retried request's budget slot goes back when the client leaves mid-retry too.
-        retries.finish()
+        if phase != .closing, exchange.route != nil { finishLog(status: 499) }
+        // A retried request's budget slot goes back when the client leaves mid-retry too, and a filter still
+        // waiting is let go.
+        exchange.end()
         phase = .closing
         runtime.unregister(self, clientAddress: clientAddress)
     }
@@ -171,7 +156,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         case .tunnel:
             upstream?.write(incoming)
             return
-        case .awaitingHead, .awaitingBody, .proxying:
+        case .awaitingHead, .awaitingBody, .proxying, .filtering:
             break
         }
         if buffer == nil || buffer!.readableBytes == 0 {
@@ -202,7 +187,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             if timer.isArmed(for: .send) {
                 timer.disarm()
                 // Reading from the upstream again: its pauses count from now.
-                if responseStarted, phase == .proxying, let read = route?.readTimeout { timer.arm(.upstreamRead, after: read) }
+                if responseStarted, phase == .proxying, let read = exchange.route?.readTimeout { timer.arm(.upstreamRead, after: read) }
             }
             if responseStarted || phase == .tunnel { upstream?.read() }
         } else if responseStarted, phase == .proxying {
@@ -255,6 +240,8 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         switch phase {
         case .proxying where requestBody.isComplete:
             break  // finishExchange closes after the response
+        case .filtering where BodyFraming.request(exchange.head) == .none:
+            break  // answered when the filter decides, then closed
         case .awaitingHead where buffer?.readableBytes ?? 0 > 0:
             // A partial head that can never be completed.
             respondWithError(400, closing: true)
@@ -276,7 +263,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             }
             return upstream?.isWritable ?? false
         case .tunnel: return upstream?.isWritable ?? false
-        case .closing: return false
+        case .filtering, .closing: return false
         }
     }
 
@@ -353,7 +340,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
                 // Peeked, not consumed: the body is forwarded from the buffer as usual once the route is chosen.
                 let outcome: Result<BodyPeek?, HTTPParseError> = current.withUnsafeReadableBytes { raw in
                     Result { () throws(HTTPParseError) in
-                        try BodyPeek.peek(raw, framing: BodyFraming.request(head), limit: routes.bodyPeekLimit)
+                        try BodyPeek.peek(raw, framing: BodyFraming.request(exchange.head), limit: routes.bodyPeekLimit)
                     }
                 }
                 guard case .success(let peeked) = outcome else {
@@ -369,7 +356,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
                 startRequest(headBytes, body: peeked)
                 continue
             }
-            if requestsServed == 0, servesHTTP2, tls == nil, route == nil {
+            if requestsServed == 0, servesHTTP2, tls == nil, exchange.route == nil {
                 // HTTP/2 with prior knowledge (RFC 9113 §3.3): the connection preface instead of a request line.
                 let seen = min(current.readableBytes, Self.http2Preface.count)
                 let matches = current.withUnsafeReadableBytes { $0.prefix(seen).elementsEqual(Self.http2Preface.prefix(seen)) }
@@ -383,31 +370,31 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             case .needMoreBytes:
                 // The header timeout runs from the first read that left a head incomplete: a head that arrives
                 // whole (nearly all of them) never arms it, which saves a clock read per request.
-                if route == nil, !timer.isArmed(for: .header) { timer.arm(.header, after: runtime.timeouts.header) }
+                if exchange.route == nil, !timer.isArmed(for: .header) { timer.arm(.header, after: runtime.timeouts.header) }
                 return
             case .failed(let error):
                 rejectRequest(error)
                 return
             case .complete(let length):
-                head.reset()
+                exchange.head.reset()
                 let error = current.withUnsafeReadableBytes {
-                    parser.parseRequest(UnsafeRawBufferPointer(rebasing: $0[0..<length]), into: &head)
+                    parser.parseRequest(UnsafeRawBufferPointer(rebasing: $0[0..<length]), into: &exchange.head)
                 }
                 let headBytes = current.readSlice(length: length)!
                 buffer = current
                 parser.reset()
                 if let error {
-                    log.begin(head: head, bytes: headBytes, client: clientAddress, detailed: runtime.accessLog != nil)
+                    exchange.begin(bytes: headBytes, client: clientAddress, runtime: runtime)
                     rejectRequest(error)
                     return
                 }
-                if routes.bodyPeekLimit > 0, BodyFraming.request(head) != .none {
+                if routes.bodyPeekLimit > 0, BodyFraming.request(exchange.head) != .none {
                     // Some route of this listener matches on the body: read its start before choosing.
                     pendingHead = headBytes
                     phase = .awaitingBody
                     timer.disarm()
                     timer.arm(.body, after: runtime.timeouts.body)
-                    if head.expectsContinue, head.version == .http1_1 {
+                    if exchange.head.expectsContinue, exchange.head.version == .http1_1 {
                         // The client waits for this before it sends the body we need to see.
                         write(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n"))
                         flushClient()
@@ -423,44 +410,68 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         timer.disarm()
         requestsServed += 1
         runtime.counters.requests &+= 1
-        log.begin(head: head, bytes: headBytes, client: clientAddress, detailed: runtime.accessLog != nil)
+        exchange.begin(bytes: headBytes, client: clientAddress, runtime: runtime)
         let http = runtime.configuration.http
-        keepAlive = head.isPersistent && !runtime.isDraining
+        keepAlive = exchange.head.isPersistent && !runtime.isDraining
             && (http.keepaliveRequests == 0 || requestsServed < http.keepaliveRequests)
-        if runtime.rejectsUnderscoredFields, head.fields.contains(where: \.hasUnderscore) {
-            rejectRequest(.underscoreInFieldName)
+        let withinRate = requestBucket == nil || requestBucket!.take(now: runtime.monotonicSeconds)
+        if let refusal = exchange.preRouteRefusal(runtime: runtime, withinConnectionRate: withinRate) {
+            // (A client over its request rate, a pipelining or keep-alive flood, is also disconnected.)
+            if !withinRate { runtime.logWarning("request rate limit", metadata: ["client": "\(clientAddress)"]) }
+            exchange.log.failure = refusal.reason
+            respondWithError(refusal.status, closing: true)
             return
         }
-        if requestBucket != nil, !requestBucket!.take(now: runtime.monotonicSeconds) {
-            // A client over its request rate (a pipelining or keep-alive flood) is told so, and disconnected.
-            log.failure = "connection_request_rate exceeded"
-            runtime.logWarning("request rate limit", metadata: ["client": "\(clientAddress)"])
-            respondWithError(429, closing: true)
+        let framing = BodyFraming.request(exchange.head)
+        switch exchange.chooseRoute(in: routes, client: clientIP, tls: tlsRouteFacts, body: body) {
+        case .refuse(let status, let reason):
+            if !reason.isEmpty { exchange.log.failure = reason }
+            // (An unread body ends the connection; 413 always does.)
+            respondWithError(status, closing: status == 413 || framing != .none)
+            return
+        case .respond, .proxy:
+            break
+        }
+        let verdict = exchange.runFilters(
+            clientAddress: clientAddress, clientIP: clientIP, tls: tls, runtime: runtime
+        ) { [weak self] verdict in
+            self?.filtersResumed(verdict)
+        }
+        guard let verdict else {
+            // A filter waits (a Redis round trip): nothing more is read until it decides.
+            phase = .filtering
             return
         }
+        filtersDecided(verdict)
+    }
 
-        let matched = headBytes.withUnsafeReadableBytes { bytes in
-            routes.match(bytes, head: head, client: clientIP, tls: tlsRouteFacts, body: body)
-        }
-        guard let matched else {
-            log.route = "-"
-            respondWithError(404, closing: BodyFraming.request(head) != .none)
+    /// A filter that waited decided (on the event loop, outside any read): carry on, then flush and read as the
+    /// end of a read cycle would.
+    private func filtersResumed(_ verdict: FilterVerdict) {
+        guard phase == .filtering, context != nil else { return }
+        phase = .awaitingHead
+        exchange.note(verdict)
+        filtersDecided(verdict)
+        upstream?.flush()
+        flushClient()
+        if wantsInput { requestRead() }
+    }
+
+    /// The request filters decided: answer as they say, or carry out the route's action.
+    private func filtersDecided(_ verdict: FilterVerdict) {
+        let framing = BodyFraming.request(exchange.head)
+        switch verdict {
+        case .proceed:
+            break
+        case .respond(let response, _):
+            // The body is not read: a request with one ends the connection.
+            respond(response, closing: framing != .none)
+            return
+        case .fail(let status, _):
+            respondWithError(status, closing: framing != .none)
             return
         }
-        route = matched
-        log.route = matched.name
-        let framing = BodyFraming.request(head)
-        (requestIsHead, requestIsIdempotent) = headBytes.withUnsafeReadableBytes {
-            (RequestMethod.isHead($0, head.method), RequestMethod.isIdempotent($0, head.method))
-        }
-        requestHasBody = framing != .none
-        requestIsReplayable = !requestHasBody && requestIsIdempotent
-        replays = 0
-        retries.finish()
-        if case .length(let length) = framing, length > matched.maxBodySize {
-            respondWithError(413, closing: true)
-            return
-        }
+        guard let matched = exchange.route, let headBytes = exchange.headBytes else { return }
         switch matched.action {
         case .respond(let responseHead, let body):
             // A local answer does not read the request body, so a request with one ends the connection.
@@ -469,38 +480,27 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             // this connection's Connection field).
             var out = runtime.allocator.buffer(capacity: responseHead.readableBytes + 32 + body.readableBytes)
             out.writeImmutableBuffer(responseHead)
+            writeFilterFields(into: &out)
             writeConnectionField(into: &out)
             out.writeStaticString("\r\n")
-            if !requestIsHead { out.writeImmutableBuffer(body) }
-            log.status = Int(responseHead.getString(at: responseHead.readerIndex + 9, length: 3) ?? "") ?? 0
+            if !exchange.isHeadRequest { out.writeImmutableBuffer(body) }
+            exchange.log.status = Int(responseHead.getString(at: responseHead.readerIndex + 9, length: 3) ?? "") ?? 0
             write(out)
-            log.bytesOut = body.readableBytes
+            exchange.log.bytesOut = body.readableBytes
             finishExchange(requestComplete: framing == .none)
         case .proxy, .split:
-            let pool = headBytes.withUnsafeReadableBytes {
-                matched.action.pool(head: head, bytes: $0, clientAddress: clientAddress)!
-            }
+            let pool = exchange.chooseUpstream(clientAddress: clientAddress)
             phase = .proxying
             requestHead = headBytes
             requestBody = BodyReader(framing)
             requestBodyBytes = 0
             isChunkedUpstream = framing == .chunked
-            isUpgrade = head.connectionUpgrade && head.upgradeWebSocket && framing == .none
+            isUpgrade = exchange.head.connectionUpgrade && exchange.head.upgradeWebSocket && framing == .none
             responseStarted = false
-            log.upstream = pool.name
             if let total = matched.totalTimeout { armExchangeDeadline(total) }
-            balancingHash = headBytes.withUnsafeReadableBytes {
-                pool.hashKey(head: head, bytes: $0, clientAddress: clientAddress)
-            }
-            stickyPool = pool.stickyCookie == nil ? nil : pool
-            stickyTarget = pool.stickyCookie.flatMap { name in
-                headBytes.withUnsafeReadableBytes { bytes in
-                    BalancingKey.cookie(name, head: head, bytes: bytes).flatMap {
-                        pool.stickyTarget(UnsafeRawBufferPointer(rebasing: bytes[$0]))
-                    }
-                }
-            }
             acquireUpstream(from: pool, fresh: false)
+            // (Bytes that came while a filter waited.)
+            if phase == .proxying, buffer?.readableBytes ?? 0 > 0 { process() }
         }
     }
 
@@ -513,14 +513,15 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             // A stream on the target's shared HTTP/2 connection, spoken to in HTTP/1.1 terms.
             let tls = pool.settings.tls != nil
             pool.acquireHTTP2(
-                hashKey: balancingHash, connectTimeout: route?.timeouts.connect, preferring: stickyTarget
+                hashKey: exchange.balancingHash, connectTimeout: exchange.route?.timeouts.connect,
+                preferring: exchange.stickyTarget
             ) { result in
                 self.acquired(result.map { HTTP2Exchange(connection: $0, tls: tls) }, pool: pool)
             }
             return
         }
-        pool.acquire(hashKey: balancingHash, fresh: fresh, excluding: retries.failedTargets,
-            connectTimeout: route?.timeouts.connect, preferring: stickyTarget,
+        pool.acquire(hashKey: exchange.balancingHash, fresh: fresh, excluding: exchange.retries.failedTargets,
+            connectTimeout: exchange.route?.timeouts.connect, preferring: exchange.stickyTarget,
             client: pool.settings.sendProxyProtocol == nil ? nil : proxyAddresses(), for: self)
     }
 
@@ -538,18 +539,18 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         case .failure(var failure):
             // A retry that finds no other target answers with what the failed attempt got (a 502 from a reset
             // target stays a 502, not "no target").
-            if case .noTarget = failure, let previous = retries.lastFailure { failure = previous }
-            log.failure = failure.reason
+            if case .noTarget = failure, let previous = exchange.retries.lastFailure { failure = previous }
+            exchange.log.failure = failure.reason
             respondWithError(failure.status, closing: !requestBody.isComplete)
         case .success(let connection):
             upstream = connection
-            log.upstreamTarget = connection.targetDescription
+            exchange.log.upstreamTarget = connection.targetDescription
             let rewritten = requestHead!.withUnsafeReadableBytes { rewriteRequestHead($0, target: connection.targetDescription) }
             connection.startExchange(
-                delegate: self, requestHead: rewritten, isHeadRequest: requestIsHead, expectsUpgrade: isUpgrade)
+                delegate: self, requestHead: rewritten, isHeadRequest: exchange.isHeadRequest, expectsUpgrade: isUpgrade)
             if requestBody.isComplete {
                 // The response timeout runs from the end of the request, however long the upload took.
-                timer.arm(.response, after: route?.responseTimeout ?? pool.responseTimeout)
+                timer.arm(.response, after: exchange.route?.responseTimeout ?? pool.responseTimeout)
                 connection.flush()
             } else {
                 timer.arm(.body, after: runtime.timeouts.body)
@@ -573,7 +574,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
                 try requestBody.next(bytes, &index)
             }
         } catch {
-            log.failure = error.reason
+            exchange.log.failure = error.reason
             if responseStarted { close() } else { respondWithError(400, closing: true) }
             return false
         }
@@ -581,8 +582,8 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         buffer = current
         if let range {
             requestBodyBytes += Int64(range.count)
-            log.bytesIn = Int(requestBodyBytes)
-            if let route, requestBodyBytes > route.maxBodySize {
+            exchange.log.bytesIn = Int(requestBodyBytes)
+            if let route = exchange.route, requestBodyBytes > route.maxBodySize {
                 if responseStarted { close() } else { respondWithError(413, closing: true) }
                 return false
             }
@@ -599,7 +600,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             if isChunkedUpstream { upstream.write(ByteBuffer(staticString: "0\r\n\r\n")) }
             upstream.flush()
             if !responseStarted {
-                timer.arm(.response, after: route?.responseTimeout ?? upstream.pool.responseTimeout)
+                timer.arm(.response, after: exchange.route?.responseTimeout ?? upstream.pool.responseTimeout)
             }
             return false
         }
@@ -624,15 +625,15 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             source: source, sourcePort: peer.port ?? 0, destination: destination, destinationPort: local.port ?? 0)
     }
 
-
     /// The request head sent upstream: origin-form target, HTTP/1.1, hop-by-hop fields removed, X-Forwarded-*
     /// and X-Request-Id added, framing re-declared.
     private func rewriteRequestHead(_ bytes: UnsafeRawBufferPointer, target: String) -> ByteBuffer {
         let request = UpstreamRequest(
-            runtime: runtime, route: route!, clientAddress: clientAddress, tls: tls,
-            clientSubjectHeader: clientSubjectHeader, chunked: isChunkedUpstream, upgrade: isUpgrade)
-        let (out, requestID) = request.renderHead(bytes, head: head, target: target, allocator: runtime.allocator)
-        if runtime.accessLog != nil { log.requestID = requestID }
+            runtime: runtime, route: exchange.route!, clientAddress: clientAddress, tls: tls,
+            clientSubjectHeader: clientSubjectHeader, chunked: isChunkedUpstream, upgrade: isUpgrade,
+            filterFields: exchange.upstreamFilterFields)
+        let (out, requestID) = request.renderHead(bytes, head: exchange.head, target: target, allocator: runtime.allocator)
+        if runtime.accessLog != nil { exchange.log.requestID = requestID }
         return out
     }
 
@@ -647,23 +648,20 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         while statusLineEnd < bytes.count, bytes[statusLineEnd] != ASCII.cr { statusLineEnd += 1 }
         out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[8..<statusLineEnd]))
         out.writeStaticString("\r\n")
-        let edits = route?.responseEdits ?? HeaderEdits()
+        let edits = exchange.route?.responseEdits ?? HeaderEdits()
         for field in response.fields where !field.isHopByHop && field.kind != .contentLength {
             if !edits.isEmpty, edits.drops(bytes, field.name) { continue }
             out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.line]))
             out.writeStaticString("\r\n")
         }
         if !edits.rendered.isEmpty { out.writeBytes(edits.rendered) }
-        if let pool = stickyPool, let name = pool.stickyCookie, let target = upstream?.target, target != stickyTarget {
+        if let upstream, let cookie = exchange.stickyCookie(pool: upstream.pool, target: upstream.target, secure: tls != nil) {
             // The client is new to this pool, or its target went away: it sticks to this one from now on.
             out.writeStaticString("Set-Cookie: ")
-            out.writeBytes(name)
-            out.writeStaticString("=")
-            out.writeBytes(pool.stickyTokens[target])
-            out.writeStaticString("; Path=/; HttpOnly; SameSite=Lax")
-            if tls != nil { out.writeStaticString("; Secure") }
+            out.writeString(cookie)
             out.writeStaticString("\r\n")
         }
+        writeFilterFields(into: &out)
         if !rechunkResponse, let length = response.forwardedContentLength {
             // One canonical value, whatever list form the upstream used.
             out.writeStaticString("Content-Length: ")
@@ -686,37 +684,61 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         if runtime.isDraining { keepAlive = false }
         if !keepAlive {
             out.writeStaticString("Connection: close\r\n")
-        } else if head.version == .http1_0 {
+        } else if exchange.head.version == .http1_0 {
             out.writeStaticString("Connection: keep-alive\r\n")
+        }
+    }
+
+    /// The fields the request filters add to every response (`RateLimit`, ...).
+    private func writeFilterFields(into out: inout ByteBuffer) {
+        for field in exchange.responseFilterFields {
+            out.writeString(field.name)
+            out.writeStaticString(": ")
+            out.writeString(field.value)
+            out.writeStaticString("\r\n")
         }
     }
 
     // MARK: Local answers
 
     private func rejectRequest(_ error: HTTPParseError) {
-        log.failure = error.reason
+        exchange.log.failure = error.reason
         respondWithError(error.status, closing: true)
     }
 
     /// A short plain-text error: the status line and its reason, nothing about upstreams or internals.
     private func respondWithError(_ status: Int, closing: Bool) {
+        respond(.error(status), closing: closing)
+    }
+
+    /// Answers the current request locally (an error, a filter's answer). `closing`: the connection ends after it
+    /// (the request's body was not read, or cannot be trusted).
+    private func respond(_ response: LocalResponse, closing: Bool) {
         if closing { keepAlive = false }
         if responseStarted {
             // Part of a response went out already: the only honest signal left is closing the connection.
             close()
             return
         }
-        runtime.counters.errors &+= 1
-        let reason = HTTPStatus.reason(status)
-        let body = "\(status) \(reason)\n"
-        var out = runtime.allocator.buffer(capacity: 160)
-        out.writeString(
-            "HTTP/1.1 \(status) \(reason)\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\n")
+        if response.status >= 400 { runtime.counters.errors &+= 1 }
+        let body = response.body
+        var out = runtime.allocator.buffer(capacity: 160 + body.readableBytes)
+        out.writeString("HTTP/1.1 \(response.status) \(HTTPStatus.reason(response.status))\r\n")
+        for field in response.fields {
+            out.writeString(field.name)
+            out.writeStaticString(": ")
+            out.writeString(field.value)
+            out.writeStaticString("\r\n")
+        }
+        writeFilterFields(into: &out)
+        out.writeStaticString("Content-Length: ")
+        out.writeDecimal(Int64(body.readableBytes))
+        out.writeStaticString("\r\n")
         writeConnectionField(into: &out)
         out.writeStaticString("\r\n")
-        out.writeString(body)
-        log.status = status
-        log.bytesOut = body.utf8.count
+        if !exchange.isHeadRequest { out.writeImmutableBuffer(body) }
+        exchange.log.status = response.status
+        exchange.log.bytesOut = body.readableBytes
         if let upstream {
             self.upstream = nil
             upstream.close()
@@ -753,9 +775,8 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     private func finishExchange(requestComplete: Bool) {
         timer.disarm()
         exchangeDeadline?.disarm()
-        retries.finish()
-        finishLog(status: log.status)
-        route = nil
+        finishLog(status: exchange.log.status)
+        exchange.end()
         requestHead = nil
         responseStarted = false
         if !requestComplete { keepAlive = false }
@@ -783,16 +804,17 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     }
 
     private func finishLog(status: Int) {
-        guard let accessLog = runtime.accessLog, route != nil || log.status != 0 else { return }
-        log.status = status
-        accessLog.write(log, protocol: head.version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1", tls: tls)
+        exchange.writeLog(
+            status: status, protocol: exchange.head.version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1", tls: tls,
+            runtime: runtime)
     }
 
     /// Flushes what was written and closes the connection.
     private func close() {
         guard phase != .closing else { return }
         phase = .closing
-        retries.finish()
+        exchange.retries.finish()
+        exchange.cancelFilters()
         timer.cancel()
         if let upstream {
             self.upstream = nil
@@ -818,7 +840,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
 
     private func exchangeDeadlinePassed() {
         guard phase == .proxying else { return }
-        log.failure = "route timeout"
+        exchange.log.failure = "route timeout"
         if responseStarted {
             abortResponse()
         } else {
@@ -829,8 +851,8 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     /// Ends a response that has begun without finishing it, at once and not after the queued bytes, so the client
     /// sees it cut short (a complete-looking response would be a lie).
     private func abortResponse() {
-        finishLog(status: log.status)
-        retries.finish()
+        finishLog(status: exchange.log.status)
+        exchange.end()
         phase = .closing
         timer.cancel()
         if let upstream {
@@ -849,10 +871,10 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         case .keepalive:
             close()
         case .header:
-            log.failure = "client header timeout"
+            exchange.log.failure = "client header timeout"
             respondWithError(408, closing: true)
         case .response:
-            log.failure = UpstreamFailure.responseTimedOut.reason
+            exchange.log.failure = UpstreamFailure.responseTimedOut.reason
             respondWithError(504, closing: true)
         case .body:
             // Not reading because the upstream cannot take more is the upstream's pause, not the client's.
@@ -860,16 +882,16 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
                 timer.arm(.body, after: runtime.timeouts.body)
                 return
             }
-            log.failure = "client body timeout"
+            exchange.log.failure = "client body timeout"
             if responseStarted { close() } else { respondWithError(408, closing: true) }
         case .upstreamRead:
             guard phase == .proxying, responseStarted else { return }
-            log.failure = "upstream read timeout"
+            exchange.log.failure = "upstream read timeout"
             abortResponse()
         case .send:
-            log.failure = "client send timeout"
-            finishLog(status: log.status)
-            route = nil
+            exchange.log.failure = "client send timeout"
+            finishLog(status: exchange.log.status)
+            exchange.end()
             close()
         case .none:
             break
@@ -884,7 +906,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
         if response.status == 101 {
             // (Only when the request asked for it: `UpstreamConnection` refuses any other 101.)
             timer.disarm()
-            log.status = 101
+            exchange.log.status = 101
             responseStarted = true
             let out = bytes.withUnsafeReadableBytes { rewriteResponseHead(response, $0) }
             write(out)
@@ -901,14 +923,14 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
         }
         if response.status < 200 {
             // 1xx interim responses (100 Continue) go to HTTP/1.1 clients only (RFC 9110 §15.2).
-            if head.version == .http1_1 {
+            if exchange.head.version == .http1_1 {
                 write(ByteBuffer(string: "HTTP/1.1 \(response.status) \(HTTPStatus.reason(response.status))\r\n\r\n"))
                 flushClient()
             }
             return
         }
         if response.status >= 500, let upstream, !responseStarted,
-            route?.retryPolicy.statuses.contains(response.status) == true,
+            exchange.route?.retryPolicy.statuses.contains(response.status) == true,
             retry(.status(response.status), from: upstream, abandoning: {
                 // Not forwarded: the answer is thrown away with its connection, and the request goes elsewhere.
                 upstream.finished(failed: (502...504).contains(response.status))
@@ -919,12 +941,12 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
             return
         }
         timer.disarm()
-        if let read = route?.readTimeout { timer.arm(.upstreamRead, after: read) }
-        responseFraming = BodyFraming.response(response, requestWasHead: requestIsHead)
+        if let read = exchange.route?.readTimeout { timer.arm(.upstreamRead, after: read) }
+        responseFraming = BodyFraming.response(response, requestWasHead: exchange.isHeadRequest)
         switch responseFraming {
         case .chunked:
             // HTTP/1.0 clients cannot take chunks: send the decoded body and close to end it.
-            rechunkResponse = head.version == .http1_1
+            rechunkResponse = exchange.head.version == .http1_1
             if !rechunkResponse { keepAlive = false }
         case .untilClose:
             rechunkResponse = false
@@ -933,15 +955,15 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
             rechunkResponse = false
         }
         if !requestBody.isComplete { keepAlive = false }
-        log.status = response.status
+        exchange.log.status = response.status
         responseStarted = true
         let out = bytes.withUnsafeReadableBytes { rewriteResponseHead(response, $0) }
         write(out)
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {
-        log.bytesOut += body.readableBytes
-        if let read = route?.readTimeout, timer.isArmed(for: .upstreamRead) { timer.arm(.upstreamRead, after: read) }
+        exchange.log.bytesOut += body.readableBytes
+        if let read = exchange.route?.readTimeout, timer.isArmed(for: .upstreamRead) { timer.arm(.upstreamRead, after: read) }
         if rechunkResponse {
             write(runtime.allocator.chunkSizeLine(body.readableBytes))
             write(body)
@@ -968,53 +990,38 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
     func upstreamFailed(_ failure: UpstreamFailure, responseStarted started: Bool) {
         let failed = upstream
         upstream = nil
-        log.failure = failure.reason
+        exchange.log.failure = failure.reason
         if phase == .tunnel || started || responseStarted {
             flushClient()
             close()
             return
         }
-        // An upstream may close a keep-alive connection just as a request goes out on it (its idle timeout, a
-        // restart). Nothing was answered, so an idempotent request without a body is sent again on a new
-        // connection, as nginx and HAProxy do; anything else would be a guess about what the origin did.
-        if case .closedEarly = failure, let failed, failed.completedExchanges > 0, requestIsReplayable,
-           replays < Self.maxReplays, phase == .proxying {
-            replays += 1
-            runtime.counters.upstreamReplays &+= 1
-            log.failure = ""
+        if let failed, phase == .proxying,
+            exchange.replayAllowed(after: failure, completedExchanges: failed.completedExchanges, runtime: runtime)
+        {
             acquireUpstream(from: failed.pool, fresh: true)
             return
         }
         if case .closedEarly = failure, let failed, retry(.reset, from: failed) {
-            retries.lastFailure = failure
+            exchange.retries.lastFailure = failure
             return
         }
         respondWithError(failure.status, closing: true)
     }
 
     /// Sends the current request again, to another target, when the route's retry policy and the pool's retry
-    /// budget allow it; true when a retry is on its way (after a short jittered backoff).
+    /// budget allow it (`RequestExchange.retryDelay`); true when a retry is on its way (after a short jittered
+    /// backoff).
     private func retry(
         _ reason: RetryPolicy.Reason, from failed: any ExchangeUpstream, abandoning abandon: () -> Void = {}
     ) -> Bool {
-        guard let route, phase == .proxying, requestBody.isComplete else { return false }
+        guard phase == .proxying else { return false }
         let pool = failed.pool
-        let delay: Double
-        switch retries.next(after: reason, policy: route.retryPolicy, idempotent: requestIsIdempotent,
-            hasBody: requestHasBody, target: failed.target, pool: pool)
-        {
-        case .notAllowed:
-            return false
-        case .budgetExhausted:
-            log.failure += "; retry budget exhausted"
-            return false
-        case .retry(let seconds):
-            delay = seconds
-        }
+        guard let delay = exchange.retryDelay(
+            after: reason, target: failed.target, pool: pool, requestComplete: requestBody.isComplete, runtime: runtime)
+        else { return false }
         abandon()
-        runtime.counters.upstreamRetries &+= 1
-        log.failure = ""
-        context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) {
+        context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
             guard self.phase == .proxying, self.upstream == nil else { return }
             self.acquireUpstream(from: pool, fresh: false)
         }

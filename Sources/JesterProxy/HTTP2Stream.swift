@@ -13,11 +13,9 @@ import NIOCore
 final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate, UpstreamWaiter {
     private unowned let connection: HTTP2Connection
     let id: Int32
-    private var head = HTTPHead()
-    private var headBytes: ByteBuffer?
-    private var route: CompiledRoute?
+    /// The request's decisions (route, filters, upstream choice, retries, log), shared with HTTP/1.1.
+    private var exchange = RequestExchange()
     private var upstream: UpstreamConnection?
-    private var requestIsHead = false
     private var requestComplete = false
     /// The body goes upstream chunked (no content-length was given).
     private var chunked = false
@@ -37,17 +35,6 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     private let timer = ConnectionTimer()
     /// The route's `timeout` (whole exchange), made only for routes that set one.
     private var exchangeDeadline: ConnectionTimer?
-    private var log = AccessLog.Record()
-    /// Sticky sessions: the target the request's cookie names.
-    private var stickyTarget: Int?
-    /// The pool's balancing hash of the request, kept for a second attempt.
-    private var balancingHash: UInt64?
-    // Second attempts on HTTP/1.1 pools, as for HTTP/1 clients (see DownstreamConnection.upstreamFailed and
-    // retry): a replay on a fresh connection when a reused one closes before answering, and the route's retries.
-    private var requestIsIdempotent = false
-    private var requestHasBody = false
-    private var replays = 0
-    private var retries = RetryAttempts()
     // An HTTP/2 upstream (`protocol = "h2"`): the stream there, and byte counts not yet acknowledged each way.
     private var h2Upstream: HTTP2UpstreamConnection?
     private var h2Stream: Int32?
@@ -81,26 +68,20 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     func start(fields: [HTTP2Field], endStream: Bool) {
         runtime.counters.requests &+= 1
         requestComplete = endStream
-        requestHasBody = !endStream
         guard let bytes = Self.translate(fields, hasBody: !endStream, allocator: runtime.allocator) else {
             finishLocally(status: 400, failure: "HTTP/2 request without :method, :path or :authority")
             return
         }
         let parser = HTTPHeadParser(limits: runtime.parserLimits)
-        let error = bytes.withUnsafeReadableBytes { parser.parseRequest($0, into: &head) }
-        headBytes = bytes
-        log.begin(head: head, bytes: bytes, client: connection.clientAddress, detailed: runtime.accessLog != nil)
+        let error = bytes.withUnsafeReadableBytes { parser.parseRequest($0, into: &exchange.head) }
+        exchange.begin(bytes: bytes, client: connection.clientAddress, runtime: runtime)
         if let error {
             // The same strict rules as HTTP/1: bytes nghttp2 lets through (in a :path, say) still get a 400 here.
             finishLocally(status: error.status, failure: error.reason)
             return
         }
-        if runtime.rejectsUnderscoredFields, head.fields.contains(where: \.hasUnderscore) {
-            finishLocally(status: 400, failure: HTTPParseError.underscoreInFieldName.reason)
-            return
-        }
-        if !connection.takeRequestToken() {
-            finishLocally(status: 429, failure: "connection_request_rate exceeded")
+        if let refusal = exchange.preRouteRefusal(runtime: runtime, withinConnectionRate: connection.takeRequestToken()) {
+            finishLocally(status: refusal.status, failure: refusal.reason)
             return
         }
         let peekLimit = connection.routes.bodyPeekLimit
@@ -112,34 +93,53 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             timer.arm(.body, after: runtime.timeouts.body)
             return
         }
-        route(fields: fields, bytes: bytes, body: peekLimit > 0 ? .empty : nil)
+        route(fields: fields, body: peekLimit > 0 ? .empty : nil)
     }
 
-    /// Chooses the request's route (`body`: the start of the body when some route looks at it) and acts on it.
-    private func route(fields: [HTTP2Field], bytes: ByteBuffer, body: BodyPeek?) {
+    /// Chooses the request's route (`body`: the start of the body when some route looks at it), runs its
+    /// filters, and acts on it.
+    private func route(fields: [HTTP2Field], body: BodyPeek?) {
         let tls = connection.tls.map { TLSRouteFacts(serverName: $0.serverName, clientSubject: $0.clientCertificateSubject) }
-        let matched = bytes.withUnsafeReadableBytes {
-            connection.routes.match($0, head: head, client: connection.clientIP, tls: tls, body: body)
+        switch exchange.chooseRoute(
+            in: connection.routes, client: connection.clientIP, tls: tls, body: body, bodyBytesSoFar: requestBodyBytes)
+        {
+        case .refuse(let status, let reason):
+            dropHeldBody()
+            finishLocally(status: status, failure: reason)
+            return
+        case .respond, .proxy:
+            break
         }
-        guard let matched else {
-            finishLocally(status: 404, failure: "")
+        chunked = exchange.head.isChunked
+        let verdict = exchange.runFilters(
+            clientAddress: connection.clientAddress, clientIP: connection.clientIP, tls: connection.tls,
+            runtime: runtime
+        ) { [weak self] verdict in
+            // (A stream that finished meanwhile cancelled the run, so this comes only to a live stream.)
+            guard let self, !self.finished else { return }
+            self.exchange.note(verdict)
+            self.filtersDecided(verdict, fields: fields)
+            self.connection.scheduleFlush()
+        }
+        // (Nil: a filter waits; DATA that comes meanwhile is held in `pendingBody`, unacknowledged.)
+        if let verdict { filtersDecided(verdict, fields: fields) }
+    }
+
+    /// The request filters decided: answer as they say, or carry out the route's action.
+    private func filtersDecided(_ verdict: FilterVerdict, fields: [HTTP2Field]) {
+        switch verdict {
+        case .proceed:
+            break
+        case .respond(let response, _):
+            dropHeldBody()
+            respond(response)
+            return
+        case .fail(let status, let reason):
+            dropHeldBody()
+            finishLocally(status: status, failure: reason)
             return
         }
-        route = matched
-        log.route = matched.name
-        (requestIsHead, requestIsIdempotent) = bytes.withUnsafeReadableBytes {
-            (RequestMethod.isHead($0, head.method), RequestMethod.isIdempotent($0, head.method))
-        }
-        chunked = head.isChunked
-        if let length = head.contentLength, length > matched.maxBodySize {
-            finishLocally(status: 413, failure: "")
-            return
-        }
-        if requestBodyBytes > matched.maxBodySize {
-            // (Read while the body matchers looked at it.)
-            finishLocally(status: 413, failure: "request body larger than \(matched.maxBodySize) bytes")
-            return
-        }
+        guard let matched = exchange.route else { return }
         switch matched.action {
         case .respond(let responseHead, let body):
             dropHeldBody()
@@ -149,7 +149,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             // against the DATA only at the end of the stream, and a request that fails the check must not have
             // reached an upstream at all (a larger one streams; if it fails, the upstream connection is cut
             // before the body completes, so the upstream never sees a complete, different request).
-            if !requestComplete, let length = head.contentLength, length <= Self.heldBodyLimit {
+            if !requestComplete, let length = exchange.head.contentLength, length <= Self.heldBodyLimit {
                 deferredStart = { [unowned self] in self.proxy(matched, fields: fields) }
                 return
             }
@@ -161,38 +161,19 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     static let heldBodyLimit: Int64 = 65_535
 
     private func proxy(_ matched: CompiledRoute, fields: [HTTP2Field]) {
-        guard !finished, let bytes = headBytes else { return }
-        switch matched.action {
-        case .respond:
+        guard !finished else { return }
+        let pool = exchange.chooseUpstream(clientAddress: connection.clientAddress)
+        armRouteTimers(matched)
+        if pool.speaksHTTP2 {
+            proxyOverHTTP2(pool, fields: fields, route: matched)
             return
-        case .proxy, .split:
-            let pool = bytes.withUnsafeReadableBytes {
-                matched.action.pool(head: head, bytes: $0, clientAddress: connection.clientAddress)!
-            }
-            log.upstream = pool.name
-            let hash = bytes.withUnsafeReadableBytes {
-                pool.hashKey(head: head, bytes: $0, clientAddress: connection.clientAddress)
-            }
-            armRouteTimers(matched)
-            stickyTarget = pool.stickyCookie.flatMap { name in
-                bytes.withUnsafeReadableBytes { raw in
-                    BalancingKey.cookie(name, head: head, bytes: raw).flatMap {
-                        pool.stickyTarget(UnsafeRawBufferPointer(rebasing: raw[$0]))
-                    }
-                }
-            }
-            if pool.speaksHTTP2 {
-                proxyOverHTTP2(pool, fields: fields, route: matched, hash: hash)
-                return
-            }
-            balancingHash = hash
-            acquireUpstream(from: pool, fresh: false)
         }
+        acquireUpstream(from: pool, fresh: false)
     }
 
     private func acquireUpstream(from pool: UpstreamPool, fresh: Bool) {
-        pool.acquire(hashKey: balancingHash, fresh: fresh, excluding: retries.failedTargets,
-            connectTimeout: route?.timeouts.connect, preferring: stickyTarget,
+        pool.acquire(hashKey: exchange.balancingHash, fresh: fresh, excluding: exchange.retries.failedTargets,
+            connectTimeout: exchange.route?.timeouts.connect, preferring: exchange.stickyTarget,
             client: pool.settings.sendProxyProtocol == nil ? nil : connection.proxyAddresses, for: self)
     }
 
@@ -254,26 +235,27 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     }
 
     func upstreamAcquired(_ result: Result<UpstreamConnection, UpstreamFailure>, from pool: UpstreamPool) {
-        guard !finished, let route, let headBytes else {
+        guard !finished, let route = exchange.route, let headBytes = exchange.headBytes else {
             if case .success(let upstream) = result { pool.release(upstream, reusable: true) }
             return
         }
         switch result {
         case .failure(var failure):
             // A retry that finds no other target answers with what the failed attempt got.
-            if case .noTarget = failure, let previous = retries.lastFailure { failure = previous }
+            if case .noTarget = failure, let previous = exchange.retries.lastFailure { failure = previous }
             finishLocally(status: failure.status, failure: failure.reason)
         case .success(let upstream):
             self.upstream = upstream
-            log.upstreamTarget = upstream.targetDescription
+            exchange.log.upstreamTarget = upstream.targetDescription
             let request = UpstreamRequest(
                 runtime: runtime, route: route, clientAddress: connection.clientAddress, tls: connection.tls,
-                clientSubjectHeader: connection.clientSubjectHeader, chunked: chunked, upgrade: false)
+                clientSubjectHeader: connection.clientSubjectHeader, chunked: chunked, upgrade: false,
+                filterFields: exchange.upstreamFilterFields)
             let (rendered, requestID) = headBytes.withUnsafeReadableBytes {
-                request.renderHead($0, head: head, target: upstream.targetDescription, allocator: runtime.allocator)
+                request.renderHead($0, head: exchange.head, target: upstream.targetDescription, allocator: runtime.allocator)
             }
-            log.requestID = requestID
-            upstream.startExchange(delegate: self, requestHead: rendered, isHeadRequest: requestIsHead, expectsUpgrade: false)
+            exchange.log.requestID = requestID
+            upstream.startExchange(delegate: self, requestHead: rendered, isHeadRequest: exchange.isHeadRequest, expectsUpgrade: false)
             for bytes in pendingBody { forward(bytes) }
             pendingBody = []
             if requestComplete { endRequestBody() }
@@ -284,18 +266,18 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
 
     func requestData(_ bytes: ByteBuffer) {
         requestBodyBytes += Int64(bytes.readableBytes)
-        log.bytesIn += bytes.readableBytes
+        exchange.log.bytesIn += bytes.readableBytes
         if peekedBody != nil {
             hold(bytes)
             return
         }
-        if let route, requestBodyBytes > route.maxBodySize {
+        if let route = exchange.route, requestBodyBytes > route.maxBodySize {
             // Acknowledged like any dropped DATA, or the connection's window would shrink for every stream.
             connection.consumed(id, count: bytes.readableBytes)
             finishLocally(status: 413, failure: "request body larger than \(route.maxBodySize) bytes")
             return
         }
-        guard !finished, let route, !route.action.isLocal else {
+        guard !finished, let route = exchange.route, !route.action.isLocal else {
             // Answered locally (or already finished): the body is read and dropped.
             connection.consumed(id, count: bytes.readableBytes)
             return
@@ -367,13 +349,13 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
 
     /// The body ended, or went past the limit: the route can be chosen.
     private func routeWithPeekedBody(isComplete: Bool) {
-        guard let peeked = peekedBody, let headBytes, !finished else { return }
+        guard let peeked = peekedBody, !finished else { return }
         peekedBody = nil
         let fields = fieldsAwaitingRoute
         fieldsAwaitingRoute = []
         timer.disarm()
         let limit = connection.routes.bodyPeekLimit
-        route(fields: fields, bytes: headBytes, body: BodyPeek(bytes: Array(peeked.prefix(limit)), isComplete: isComplete))
+        route(fields: fields, body: BodyPeek(bytes: Array(peeked.prefix(limit)), isComplete: isComplete))
     }
 
     /// Of `count` request bytes passed on, those the client has not been told about yet.
@@ -394,7 +376,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     private func endRequestBody() {
         if chunked { upstream?.write(ByteBuffer(staticString: "0\r\n\r\n")) }
         // The response timeout runs from the end of the request, however long the upload took.
-        guard let route, let pool = upstream?.pool, !finished else { return }
+        guard let route = exchange.route, let pool = upstream?.pool, !finished else { return }
         timer.arm(.response, after: route.responseTimeout ?? pool.responseTimeout)
     }
 
@@ -423,7 +405,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             // arrives (no upgrade is forwarded, and `UpstreamConnection` refuses one nobody asked for).
             return
         }
-        if response.status >= 500, let upstream, route?.retryPolicy.statuses.contains(response.status) == true,
+        if response.status >= 500, let upstream, exchange.route?.retryPolicy.statuses.contains(response.status) == true,
             retry(.status(response.status), from: upstream, abandoning: {
                 // Not forwarded: the answer is thrown away with its connection, and the request goes elsewhere.
                 upstream.finished(failed: (502...504).contains(response.status))
@@ -433,7 +415,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         {
             return
         }
-        let edits = route?.responseEdits ?? HeaderEdits()
+        let edits = exchange.route?.responseEdits ?? HeaderEdits()
         var fields = HTTP2HeaderBlock(
             reservingBytes: bytes.readableBytes, fields: response.fields.count + edits.appended.count + 2)
         fields.append(":status", String(response.status))
@@ -454,28 +436,24 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         if let upstream, let cookie = stickyCookie(for: upstream.pool, target: upstream.target) {
             fields.append("set-cookie", cookie)
         }
-        responseHasBody = BodyFraming.response(response, requestWasHead: requestIsHead) != .none
+        for field in exchange.responseFilterFields { fields.append(field.name.lowercased(), field.value) }
+        responseHasBody = BodyFraming.response(response, requestWasHead: exchange.isHeadRequest) != .none
         armReadTimer()
         responseStarted = true
-        log.status = response.status
+        exchange.log.status = response.status
         connection.respond(id, headers: fields, hasBody: responseHasBody)
         connection.scheduleFlush()
     }
 
-    /// The Set-Cookie value that sticks the client to `target`, when the pool is sticky and the client is new to
-    /// it (or its target went away).
     private func stickyCookie(for pool: UpstreamPool, target: Int) -> String? {
-        guard let name = pool.stickyCookie, target != stickyTarget else { return nil }
-        let token = String(decoding: pool.stickyTokens[target], as: UTF8.self)
-        return "\(String(decoding: name, as: UTF8.self))=\(token); Path=/; HttpOnly; SameSite=Lax"
-            + (connection.tls == nil ? "" : "; Secure")
+        exchange.stickyCookie(pool: pool, target: target, secure: connection.tls != nil)
     }
 
     /// Fields that HTTP/2 forbids (RFC 9113 §8.2.2), dropped even when the upstream did not name them hop-by-hop.
     static let connectionSpecific: Set<String> = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]
 
     func upstreamResponseBody(_ body: ByteBuffer) {
-        log.bytesOut += body.readableBytes
+        exchange.log.bytesOut += body.readableBytes
         armReadTimer()
         connection.sendBody(id, body)
     }
@@ -498,57 +476,41 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         // An exchange that is over (the client left, a timeout answered) has nothing left to say, and its
         // connection may be gone.
         guard !finished else { return }
-        log.failure = failure.reason
+        exchange.log.failure = failure.reason
         if started || responseStarted {
             // Part of the response went out: a reset is the only honest end (the client sees it incomplete).
             complete()
             connection.reset(id, errorCode: 2)
             return
         }
-        // A reused keep-alive connection the upstream closed as the request went out (its idle timeout, a
-        // restart): nothing was answered, so an idempotent request without a body goes again on a new connection.
-        if case .closedEarly = failure, let failed, failed.completedExchanges > 0, requestIsIdempotent,
-            !requestHasBody, replays < DownstreamConnection.maxReplays, !finished
+        if let failed,
+            exchange.replayAllowed(after: failure, completedExchanges: failed.completedExchanges, runtime: runtime)
         {
-            replays += 1
-            runtime.counters.upstreamReplays &+= 1
-            log.failure = ""
             timer.disarm()
             acquireUpstream(from: failed.pool, fresh: true)
             return
         }
         if case .closedEarly = failure, let failed, retry(.reset, from: failed) {
-            retries.lastFailure = failure
+            exchange.retries.lastFailure = failure
             return
         }
         finishLocally(status: failure.status, failure: failure.reason)
     }
 
     /// Sends the request again, to another target, when the route's retry policy and the pool's retry budget
-    /// allow it; true when a retry is on its way (after a short jittered backoff).
+    /// allow it (`RequestExchange.retryDelay`); true when a retry is on its way (after a short jittered backoff).
     private func retry(
         _ reason: RetryPolicy.Reason, from failed: UpstreamConnection, abandoning abandon: () -> Void = {}
     ) -> Bool {
-        guard let route, !finished, requestComplete else { return false }
+        guard !finished else { return false }
         let pool = failed.pool
-        let delay: Double
-        switch retries.next(after: reason, policy: route.retryPolicy, idempotent: requestIsIdempotent,
-            hasBody: requestHasBody, target: failed.target, pool: pool)
-        {
-        case .notAllowed:
-            return false
-        case .budgetExhausted:
-            log.failure += "; retry budget exhausted"
-            return false
-        case .retry(let seconds):
-            delay = seconds
-        }
+        guard let delay = exchange.retryDelay(
+            after: reason, target: failed.target, pool: pool, requestComplete: requestComplete, runtime: runtime)
+        else { return false }
         abandon()
-        runtime.counters.upstreamRetries &+= 1
-        log.failure = ""
         // The response timeout starts again with the next attempt.
         timer.disarm()
-        runtime.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) {
+        runtime.eventLoop.assumeIsolated().scheduleTask(in: delay) {
             guard !self.finished, self.upstream == nil else { return }
             self.acquireUpstream(from: pool, fresh: false)
         }
@@ -589,7 +551,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         // The client gave up (or the exchange is over): so does the target.
         detachUpstream()
         if !finished {
-            log.failure = errorCode == 8 ? "client cancelled the stream" : "stream reset (error \(errorCode))"
+            exchange.log.failure = errorCode == 8 ? "client cancelled the stream" : "stream reset (error \(errorCode))"
             complete(status: 499)
         }
     }
@@ -621,10 +583,16 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             connection.reset(id, errorCode: 2)
             return
         }
-        if status >= 400 { runtime.counters.errors &+= 1 }
-        log.failure = failure
-        let body = "\(status) \(HTTPStatus.reason(status))\n"
-        respond(status: status, fields: [HTTP2Field("content-type", "text/plain; charset=utf-8")], body: ByteBuffer(string: body))
+        exchange.log.failure = failure
+        respond(.error(status))
+    }
+
+    /// Answers the request locally (an error, a filter's answer).
+    private func respond(_ response: LocalResponse) {
+        if response.status >= 400 { runtime.counters.errors &+= 1 }
+        respond(
+            status: response.status, fields: response.fields.map { HTTP2Field($0.name.lowercased(), $0.value) },
+            body: response.body)
     }
 
     /// A route's fixed response (rendered as HTTP/1.1 text once per configuration).
@@ -638,12 +606,13 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     }
 
     private func respond(status: Int, fields: [HTTP2Field], body: ByteBuffer) {
-        let sendsBody = !requestIsHead && body.readableBytes > 0
+        let sendsBody = !exchange.isHeadRequest && body.readableBytes > 0
         var all = [HTTP2Field(":status", String(status))] + fields
+        for field in exchange.responseFilterFields { all.append(HTTP2Field(field.name.lowercased(), field.value)) }
         all.append(HTTP2Field("content-length", String(body.readableBytes)))
         responseStarted = true
-        log.status = status
-        log.bytesOut = body.readableBytes
+        exchange.log.status = status
+        exchange.log.bytesOut = body.readableBytes
         connection.respond(id, fields: all, hasBody: sendsBody)
         if sendsBody {
             connection.sendBody(id, body)
@@ -665,10 +634,12 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
 
     /// Proxies the stream to an HTTP/2 target as a stream there: fields pass as HTTP/2 fields (with the route's
     /// edits and X-Forwarded-*), and trailers pass both ways (gRPC's status travels in them).
-    private func proxyOverHTTP2(_ pool: UpstreamPool, fields: [HTTP2Field], route: CompiledRoute, hash: UInt64?) {
+    private func proxyOverHTTP2(_ pool: UpstreamPool, fields: [HTTP2Field], route: CompiledRoute) {
         usesHTTP2Upstream = true
         let upstreamFields = http2UpstreamFields(fields, route: route, tls: pool.settings.tls != nil)
-        pool.acquireHTTP2(hashKey: hash, connectTimeout: route.timeouts.connect, preferring: stickyTarget) { result in
+        pool.acquireHTTP2(
+            hashKey: exchange.balancingHash, connectTimeout: route.timeouts.connect, preferring: exchange.stickyTarget
+        ) { result in
             switch result {
             case .failure(let failure):
                 self.finishLocally(status: failure.status, failure: failure.reason)
@@ -683,7 +654,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
                 }
                 self.h2Upstream = upstream
                 self.h2Stream = stream
-                self.log.upstreamTarget = pool.targetDescription(upstream.target)
+                self.exchange.log.upstreamTarget = pool.targetDescription(upstream.target)
                 for bytes in self.pendingBody {
                     upstream.sendBody(stream, bytes)
                     self.requestUnacknowledged += self.notAcknowledgedYet(bytes.readableBytes)
@@ -711,6 +682,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         var requestID: String?
         var passed: [HTTP2Field] = []
         let subjectHeader = connection.clientSubjectHeader.map { String(decoding: $0, as: UTF8.self).lowercased() }
+        let filterFields = exchange.upstreamFilterFields.map { HTTP2Field($0.name.lowercased(), $0.value) }
         for field in fields {
             switch field.name {
             case ":method": method = field.value
@@ -726,6 +698,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
                 passed.append(field)
             default:
                 if field.name.contains("_"), runtime.dropsUnderscoredFields { continue }
+                // Only the filters say what they found out (a forwarded claim).
+                if !filterFields.isEmpty, filterFields.contains(where: { $0.name == field.name }) { continue }
                 if !route.requestEdits.isEmpty,
                     Array(field.name.utf8).withUnsafeBytes({ route.requestEdits.drops($0, 0..<$0.count) })
                 {
@@ -734,11 +708,11 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
                 passed.append(field)
             }
         }
-        if let headBytes {
+        if let headBytes = exchange.headBytes {
             let rewritten: String? = headBytes.withUnsafeReadableBytes { bytes in
-                route.pathRewrite.rewrite(bytes, path: head.path).map { newPath in
+                route.pathRewrite.rewrite(bytes, path: exchange.head.path).map { newPath in
                     String(decoding: newPath, as: UTF8.self)
-                        + String(decoding: UnsafeRawBufferPointer(rebasing: bytes[head.path.upperBound..<head.target.upperBound]), as: UTF8.self)
+                        + String(decoding: UnsafeRawBufferPointer(rebasing: bytes[exchange.head.path.upperBound..<exchange.head.target.upperBound]), as: UTF8.self)
                 }
             }
             if let rewritten { path = rewritten }
@@ -750,9 +724,18 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         ]
         out += passed
         out += route.requestEdits.appended.map { HTTP2Field($0.name, $0.value) }
-        out.append(HTTP2Field("x-forwarded-for", (forwardedFor + [connection.clientAddress]).joined(separator: ", ")))
-        out.append(HTTP2Field("x-forwarded-proto", connection.tls == nil ? "http" : "https"))
+        out += filterFields.filter { !$0.value.isEmpty }
+        let client = connection.clientAddress
+        let scheme = connection.tls == nil ? "http" : "https"
+        out.append(HTTP2Field("x-forwarded-for", (forwardedFor + [client]).joined(separator: ", ")))
+        out.append(HTTP2Field("x-forwarded-proto", scheme))
         if !authority.isEmpty { out.append(HTTP2Field("x-forwarded-host", authority)) }
+        if runtime.configuration.http.forwardedHeader {
+            // RFC 7239, as `UpstreamRequest` writes it for HTTP/1.1 upstreams.
+            let forValue = client.contains(":") ? "\"[\(client)]\"" : client
+            out.append(HTTP2Field(
+                "forwarded", "for=\(forValue);proto=\(scheme)" + (authority.isEmpty ? "" : ";host=\"\(authority)\"")))
+        }
         if let subjectHeader, let subject = connection.tls?.clientCertificateSubject {
             out.append(HTTP2Field(subjectHeader, String(subject.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "?" : Character($0) })))
         }
@@ -761,7 +744,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             out.append(HTTP2Field("x-request-id", id))
             requestID = id
         }
-        if runtime.accessLog != nil { log.requestID = requestID ?? "" }
+        if runtime.accessLog != nil { exchange.log.requestID = requestID ?? "" }
         return out
     }
 
@@ -794,7 +777,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
 
     /// `read_timeout`: re-armed by every part of the response.
     private func armReadTimer() {
-        guard let read = route?.readTimeout, !finished else { return }
+        guard let read = exchange.route?.readTimeout, !finished else { return }
         timer.arm(.upstreamRead, after: read)
     }
 
@@ -819,7 +802,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         guard !finished else { return }
         detachUpstream()
         if responseStarted {
-            log.failure = reason
+            exchange.log.failure = reason
             complete()
             connection.reset(id, errorCode: 2)
         } else {
@@ -830,13 +813,10 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     private func complete(status: Int? = nil) {
         guard !finished else { return }
         finished = true
-        retries.finish()
         timer.disarm()
         exchangeDeadline?.disarm()
-        if let accessLog = runtime.accessLog {
-            if let status { log.status = status }
-            accessLog.write(log, protocol: "HTTP/2.0", tls: connection.tls)
-        }
+        exchange.writeLog(status: status, protocol: "HTTP/2.0", tls: connection.tls, runtime: runtime)
+        exchange.end()
     }
 }
 
@@ -852,7 +832,7 @@ extension HTTP2Stream {
         let status = fields.first { $0.name == ":status" }.flatMap { Int($0.value) } ?? 502
         // An interim (1xx) response carries nothing a client of this proxy needs.
         if status < 200 { return }
-        let edits = route?.responseEdits ?? HeaderEdits()
+        let edits = exchange.route?.responseEdits ?? HeaderEdits()
         var out = [HTTP2Field(":status", String(status))]
         for field in fields where !field.name.hasPrefix(":") && !Self.connectionSpecific.contains(field.name) {
             // RFC 9110 §8.6: no Content-Length on a 204, whatever the upstream sent.
@@ -866,7 +846,7 @@ extension HTTP2Stream {
         }
         responseStarted = true
         responseHasBody = !endStream
-        log.status = status
+        exchange.log.status = status
         connection.respond(id, fields: out, hasBody: !endStream)
         if endStream { completeHTTP2Response() }
         connection.scheduleFlush()
@@ -874,7 +854,7 @@ extension HTTP2Stream {
 
     func upstreamData(_ bytes: ByteBuffer) {
         guard !finished else { return }
-        log.bytesOut += bytes.readableBytes
+        exchange.log.bytesOut += bytes.readableBytes
         armReadTimer()
         responseUnacknowledged += bytes.readableBytes
         connection.sendBody(id, bytes)
@@ -899,7 +879,7 @@ extension HTTP2Stream {
     func upstreamStreamFailed(_ reason: String) {
         h2Upstream = nil
         guard !finished else { return }
-        log.failure = reason
+        exchange.log.failure = reason
         if responseStarted {
             complete()
             connection.reset(id, errorCode: 2)

@@ -19,6 +19,8 @@ struct UpstreamRequest {
     let chunked: Bool
     /// A WebSocket upgrade.
     let upgrade: Bool
+    /// Fields the request filters set (claims forwarded as headers): a client's field of the same name is dropped.
+    var filterFields: [LocalResponse.Field] = []
 
     func renderHead(
         _ bytes: UnsafeRawBufferPointer, head: HTTPHead, target: String, allocator: ByteBufferAllocator
@@ -63,6 +65,10 @@ struct UpstreamRequest {
             case .other where clientSubjectHeader.map({ isField(bytes, field.name, named: $0) }) ?? false:
                 // Only Jester says who the verified client is.
                 continue
+            case .other where !filterFields.isEmpty
+                && filterFields.contains(where: { isField(bytes, field.name, named: Array($0.name.lowercased().utf8)) }):
+                // Nor what the filters found out (a forwarded claim).
+                continue
             default:
                 out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.line]))
                 out.writeStaticString("\r\n")
@@ -77,6 +83,12 @@ struct UpstreamRequest {
             out.writeString("Host: \(target)\r\n")
         }
         if !route.requestEdits.rendered.isEmpty { out.writeBytes(route.requestEdits.rendered) }
+        for field in filterFields where !field.value.isEmpty {
+            out.writeString(field.name)
+            out.writeStaticString(": ")
+            out.writeString(field.value)
+            out.writeStaticString("\r\n")
+        }
         out.writeStaticString("X-Forwarded-For: ")
         for range in forwardedFor where !range.isEmpty {
             out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[range]))

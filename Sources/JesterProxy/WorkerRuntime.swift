@@ -50,13 +50,16 @@ final class CompiledRoute: Sendable {
     let responseTimeout: TimeAmount?
     let readTimeout: TimeAmount?
     let totalTimeout: TimeAmount?
+    /// The request filters, listener-wide ones first; usually empty.
+    let filters: FilterChain
 
     init(
         name: String, maxBodySize: Int64, action: Action, conditions: RouteConditions = RouteConditions(),
         pathRewrite: PathRewrite = .none, upstreamHost: [UInt8]? = nil, requestEdits: HeaderEdits = HeaderEdits(),
         responseEdits: HeaderEdits = HeaderEdits(), retryPolicy: RetryPolicy = RetryPolicy(),
-        timeouts: RouteTimeouts = RouteTimeouts()
+        timeouts: RouteTimeouts = RouteTimeouts(), filters: FilterChain = .empty
     ) {
+        self.filters = filters
         self.timeouts = timeouts
         responseTimeout = timeouts.response.map(TimeAmount.init)
         readTimeout = timeouts.read.map(TimeAmount.init)
@@ -234,6 +237,7 @@ final class WorkerRuntime: @unchecked Sendable {
         }
         self.pools = pools
         let allocator = ByteBufferAllocator()
+        let filters = RequestFilters.compile(configuration.filters, eventLoop: eventLoop)
         var tables: [String: ListenerRoutes] = [:]
         for listener in configuration.listeners {
             var entries: [Int: [RouteTable<CompiledRoute>.Entry]] = [:]
@@ -276,7 +280,9 @@ final class WorkerRuntime: @unchecked Sendable {
                     retryPolicy: RetryPolicy(
                         maxRetries: route.retry.retries, onReset: route.retry.on.contains("reset"),
                         statuses: Set(route.retry.on.compactMap { Int($0) }), nonIdempotent: route.retry.nonIdempotent),
-                    timeouts: route.timeouts)
+                    timeouts: route.timeouts,
+                    filters: RequestFilters.chain(
+                        configuration.filterChain(for: route, listener: listener.name), compiled: filters))
                 entries[route.match.priority, default: []].append(
                     .init(hosts: route.hosts.map(HostPattern.init), pathPrefix: route.pathPrefix, value: compiled,
                         rank: conditions.specificity))
@@ -293,6 +299,7 @@ final class WorkerRuntime: @unchecked Sendable {
         clientSubjectHeaders = Dictionary(uniqueKeysWithValues: configuration.listeners.compactMap { listener in
             listener.tls?.clientSubjectHeader.map { (listener.name, Array($0.utf8)) }
         })
+        for case let limit as RateLimitFilter in filters.values { limit.runtime = self }
     }
 
     /// A route's matchers, compiled (the loader has validated every expression and network).

@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: Apache-2.0
+import JesterCore
+import JesterTLS
+import NIOCore
+
+/// One request from its head to its log record, whatever protocol carried it: the decisions of the request's
+/// phases, made once here for HTTP/1.1 connections and HTTP/2 streams (and HTTP/3 streams next), which are
+/// adapters around it and keep only their framing, flow control and I/O.
+///
+/// The phases, in order (docs/jester-pipeline(7) draws them):
+///
+///     head ─▶ pre-route checks ─▶ route ─▶ request filters ─▶ upstream choice ─▶ upstream ─▶ response ─▶ log
+///               (400, 429)        (404,       (continue,        (pool, hash,      (retries,    (edits,
+///                                  413, local  respond, fail)    sticky target)    replays)     cookies,
+///                                  answer)                                                      filter fields)
+///
+/// Each decision comes back as a value the adapter carries out (`Decision`, `FilterVerdict`, a retry delay), so the
+/// rules are written once and the adapters cannot drift apart again. A value type kept inside its adapter and reset
+/// per request: no allocation per request unless the route has filters.
+struct RequestExchange {
+    /// The request head, parsed over `headBytes` (HTTP/2 requests are translated to the same form).
+    var head = HTTPHead()
+    var headBytes: ByteBuffer?
+    private(set) var route: CompiledRoute?
+    private(set) var pool: UpstreamPool?
+    var log = AccessLog.Record()
+    private(set) var isHeadRequest = false
+    private(set) var isIdempotent = false
+    private(set) var hasBody = false
+    /// The request's balancing hash, for pools that hash (kept for a replay or a retry).
+    private(set) var balancingHash: UInt64?
+    /// Sticky sessions (`sticky_cookie`): the target the request's cookie names.
+    private(set) var stickyTarget: Int?
+    /// How often the request was sent again after a reused keep-alive connection failed before answering.
+    private(set) var replays = 0
+    /// Retries of the request (route `retries`).
+    var retries = RetryAttempts()
+    /// The request filters' findings and wishes; nil when the route has none.
+    private(set) var filterContext: FilterContext?
+    private var filterRun: FilterRun?
+
+    /// Replays per request: a reused connection that fails twice in a row is not a stale keep-alive.
+    static let maxReplays = 2
+
+    // MARK: Head
+
+    /// A new request, whose head the adapter has parsed into `head` over `bytes`: its log record starts
+    /// (detailed only when there is an access log). (The adapter parses in place, so the head's field array is
+    /// reused from request to request.)
+    mutating func begin(bytes: ByteBuffer, client: String, runtime: WorkerRuntime) {
+        headBytes = bytes
+        route = nil
+        pool = nil
+        replays = 0
+        isHeadRequest = false
+        isIdempotent = false
+        hasBody = false
+        retries.finish()
+        filterRun?.cancel()
+        filterRun = nil
+        filterContext = nil
+        stickyTarget = nil
+        balancingHash = nil
+        log.begin(head: head, bytes: bytes, client: client, detailed: runtime.accessLog != nil)
+    }
+
+    /// The checks before routing that every protocol makes: `http.underscores_in_headers = "reject"` and the
+    /// connection's request rate (`withinConnectionRate`, the adapter's token bucket). A refusal: status, reason.
+    func preRouteRefusal(runtime: WorkerRuntime, withinConnectionRate: Bool) -> (status: Int, reason: String)? {
+        if runtime.rejectsUnderscoredFields, head.fields.contains(where: \.hasUnderscore) {
+            return (400, HTTPParseError.underscoreInFieldName.reason)
+        }
+        if !withinConnectionRate { return (429, "connection_request_rate exceeded") }
+        return nil
+    }
+
+    // MARK: Route
+
+    /// What the route phase decided.
+    enum RouteDecision {
+        /// An error answer (no route, a declared body over the route's limit).
+        case refuse(status: Int, reason: String)
+        /// The route answers itself (`respond`, `redirect`): its head and body, rendered once per configuration.
+        case respond(head: ByteBuffer, body: ByteBuffer)
+        /// The request goes upstream (after the filters).
+        case proxy
+    }
+
+    /// Chooses the route of the request (`body`: the start of the body when some route of the listener looks at
+    /// it). `bodyBytesSoFar`: request body already read (while body matchers waited for it).
+    mutating func chooseRoute(
+        in routes: ListenerRoutes, client: IPAddressBytes?, tls: TLSRouteFacts?, body: BodyPeek?,
+        bodyBytesSoFar: Int64 = 0
+    ) -> RouteDecision {
+        let head = self.head
+        guard let bytes = headBytes,
+            let matched = bytes.withUnsafeReadableBytes({
+                routes.match($0, head: head, client: client, tls: tls, body: body)
+            })
+        else {
+            log.route = "-"
+            return .refuse(status: 404, reason: "")
+        }
+        route = matched
+        log.route = matched.name
+        (isHeadRequest, isIdempotent) = bytes.withUnsafeReadableBytes {
+            (RequestMethod.isHead($0, head.method), RequestMethod.isIdempotent($0, head.method))
+        }
+        hasBody = BodyFraming.request(head) != .none
+        if let length = head.contentLength, length > matched.maxBodySize {
+            return .refuse(status: 413, reason: "")
+        }
+        if bodyBytesSoFar > matched.maxBodySize {
+            return .refuse(status: 413, reason: "request body larger than \(matched.maxBodySize) bytes")
+        }
+        switch matched.action {
+        case .respond(let head, let body): return .respond(head: head, body: body)
+        case .proxy, .split: return .proxy
+        }
+    }
+
+    /// The request may go again on a new connection when a reused one fails: idempotent and without a body.
+    var isReplayable: Bool { isIdempotent && !hasBody }
+
+    // MARK: Filters
+
+    /// Runs the route's request filters. Returns the verdict, or nil when a filter waits: then `finish` gets it
+    /// later, on the event loop (and never after `cancelFilters`).
+    mutating func runFilters(
+        clientAddress: String, clientIP: IPAddressBytes?, tls: TLSSessionFacts?, runtime: WorkerRuntime,
+        finish: @escaping (FilterVerdict) -> Void
+    ) -> FilterVerdict? {
+        guard let route, !route.filters.isEmpty, let headBytes else { return .proceed }
+        let context = FilterContext()
+        filterContext = context
+        let input = FilterInput(
+            head: head, bytes: headBytes, clientAddress: clientAddress, clientIP: clientIP, route: route, tls: tls,
+            now: .now())
+        let run = FilterRun(chain: route.filters, input: input, context: context)
+        filterRun = run
+        let verdict = run.start(finish: finish)
+        if let verdict { note(verdict) }
+        return verdict
+    }
+
+    /// Records a verdict that arrived later (see `runFilters`).
+    mutating func note(_ verdict: FilterVerdict) {
+        filterRun = nil
+        switch verdict {
+        case .proceed: break
+        case .respond(_, let reason), .fail(_, let reason): log.failure = reason
+        }
+    }
+
+    /// The request is abandoned (the client left): a filter still waiting must not resume it.
+    mutating func cancelFilters() {
+        filterRun?.cancel()
+        filterRun = nil
+    }
+
+    /// Fields the filters set on the upstream request.
+    var upstreamFilterFields: [LocalResponse.Field] { filterContext?.upstreamFields ?? [] }
+    /// Fields the filters add to the response.
+    var responseFilterFields: [LocalResponse.Field] { filterContext?.responseFields ?? [] }
+
+    // MARK: Upstream choice
+
+    /// Chooses the pool (a split route weighs several), the request's balancing hash and its sticky target.
+    mutating func chooseUpstream(clientAddress: String) -> UpstreamPool {
+        let route = self.route!
+        let head = self.head
+        let chosen = headBytes!.withUnsafeReadableBytes { bytes -> UpstreamPool in
+            let pool = route.action.pool(head: head, bytes: bytes, clientAddress: clientAddress)!
+            balancingHash = pool.hashKey(head: head, bytes: bytes, clientAddress: clientAddress)
+            stickyTarget = pool.stickyCookie.flatMap { name in
+                BalancingKey.cookie(name, head: head, bytes: bytes).flatMap {
+                    pool.stickyTarget(UnsafeRawBufferPointer(rebasing: bytes[$0]))
+                }
+            }
+            return pool
+        }
+        pool = chosen
+        log.upstream = chosen.name
+        return chosen
+    }
+
+    // MARK: Second attempts
+
+    /// Whether to send the request again on a fresh connection after `failure` on a connection that had served
+    /// `completedExchanges` before: an upstream may close a keep-alive connection just as a request goes out on
+    /// it (its idle timeout, a restart). Nothing was answered, so an idempotent request without a body goes again,
+    /// as nginx and HAProxy do; anything else would be a guess about what the origin did.
+    mutating func replayAllowed(after failure: UpstreamFailure, completedExchanges: Int, runtime: WorkerRuntime) -> Bool {
+        guard case .closedEarly = failure, completedExchanges > 0, isReplayable, replays < Self.maxReplays else {
+            return false
+        }
+        replays += 1
+        runtime.counters.upstreamReplays &+= 1
+        log.failure = ""
+        return true
+    }
+
+    /// The backoff before sending the request again to another target after `reason` on `target` of `pool`, when
+    /// the route's retry policy and the pool's retry budget allow it; nil when they do not. Only a request whose
+    /// body is complete can go again (its body was not kept).
+    mutating func retryDelay(
+        after reason: RetryPolicy.Reason, target: Int, pool: UpstreamPool, requestComplete: Bool, runtime: WorkerRuntime
+    ) -> TimeAmount? {
+        guard let route, requestComplete else { return nil }
+        switch retries.next(after: reason, policy: route.retryPolicy, idempotent: isIdempotent, hasBody: hasBody,
+            target: target, pool: pool)
+        {
+        case .notAllowed:
+            return nil
+        case .budgetExhausted:
+            log.failure += "; retry budget exhausted"
+            return nil
+        case .retry(let seconds):
+            runtime.counters.upstreamRetries &+= 1
+            log.failure = ""
+            return .nanoseconds(Int64(seconds * 1e9))
+        }
+    }
+
+    // MARK: Response
+
+    /// The `Set-Cookie` value that sticks the client to `target` of `pool`, when the pool is sticky and the client
+    /// is new to it (or its target went away); nil otherwise.
+    func stickyCookie(pool: UpstreamPool, target: Int, secure: Bool) -> String? {
+        guard let name = pool.stickyCookie, target != stickyTarget else { return nil }
+        let token = String(decoding: pool.stickyTokens[target], as: UTF8.self)
+        return "\(String(decoding: name, as: UTF8.self))=\(token); Path=/; HttpOnly; SameSite=Lax"
+            + (secure ? "; Secure" : "")
+    }
+
+    // MARK: End
+
+    /// The request is over (after its log line): a retry budget slot goes back, a waiting filter is let go.
+    mutating func end() {
+        retries.finish()
+        cancelFilters()
+        route = nil
+        pool = nil
+        headBytes = nil
+    }
+
+    /// Writes the access log line (when there is an access log and the request got that far).
+    mutating func writeLog(status: Int? = nil, protocol: StaticString, tls: TLSSessionFacts?, runtime: WorkerRuntime) {
+        if let status { log.status = status }
+        guard let accessLog = runtime.accessLog, route != nil || log.status != 0 else { return }
+        if let user = filterContext?.user { log.user = user }
+        accessLog.write(log, protocol: `protocol`, tls: tls)
+    }
+}

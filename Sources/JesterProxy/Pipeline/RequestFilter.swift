@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: Apache-2.0
+import JesterCore
+import JesterTLS
+import NIOCore
+
+/// What a request filter decided: the contract of every request-side phase (filters now, Wasm policies at
+/// pre-route and pre-upstream next), modelled on Envoy's `Continue` / local reply and Pingora's phase results.
+enum FilterVerdict {
+    /// Go on with the next filter, then the upstream.
+    case proceed
+    /// Answer with this response instead (a short circuit: 401 with a challenge, 429 with `Retry-After`); the
+    /// request never reaches an upstream. `reason` goes to the access log's `error` field.
+    case respond(LocalResponse, reason: String)
+    /// Refuse with an error status (the plain-text error answer); the request never reaches an upstream.
+    case fail(status: Int, reason: String)
+}
+
+/// A filter's answer to one request: decided now, or later (after a Redis round trip), through the `resume`
+/// closure it was given, exactly once and on the worker's event loop.
+enum FilterStep {
+    case decided(FilterVerdict)
+    case suspended
+}
+
+/// The request as filters see it: the parsed head over its bytes (whatever protocol carried it: HTTP/2 and
+/// HTTP/3 requests are translated to the same head), the client, and the chosen route. Read-only: what a filter
+/// wants to change goes into its `FilterContext`.
+struct FilterInput {
+    let head: HTTPHead
+    let bytes: ByteBuffer
+    /// The client's address as text (after a trusted PROXY header), and as bytes for network rules.
+    let clientAddress: String
+    let clientIP: IPAddressBytes?
+    let route: CompiledRoute
+    let tls: TLSSessionFacts?
+    /// The worker's monotonic clock now (one clock read per request, shared by all filters).
+    let now: NIODeadline
+
+    /// The value of the first field called `name` (lowercase), without surrounding blanks.
+    func field(_ name: [UInt8]) -> String? {
+        bytes.withUnsafeReadableBytes { raw in
+            head.field(named: name, in: raw).map {
+                String(decoding: UnsafeRawBufferPointer(rebasing: raw[$0.value]), as: UTF8.self)
+            }
+        }
+    }
+}
+
+/// What the filters of one request found out and want done, kept by the exchange from the first filter to the
+/// log record: an identity for later filters (a rate limit keyed by a JWT claim), fields for the upstream request
+/// (claims forwarded as headers) and for the response (`RateLimit` fields). A class, made only for requests whose
+/// route has filters, so a suspended filter and the exchange share it.
+final class FilterContext {
+    /// Who the client proved to be (a basic-auth user, a token's `sub`), for the access log.
+    var user: String?
+    /// Claims of a verified token, as strings (numbers in decimal, arrays joined by spaces), for later filters.
+    var claims: [String: String] = [:]
+    /// Fields set on the upstream request; a client's field of the same name never passes (a client cannot
+    /// pretend to be `X-User: admin`). One with an empty value only removes the client's field.
+    var upstreamFields: [LocalResponse.Field] = []
+    /// Fields added to the response, whoever answers it.
+    var responseFields: [LocalResponse.Field] = []
+
+    /// Sets `name` on the upstream request, replacing an earlier filter's value.
+    func setUpstreamField(_ name: String, _ value: String) {
+        upstreamFields.removeAll { $0.name.lowercased() == name.lowercased() }
+        upstreamFields.append(LocalResponse.Field(name, value))
+    }
+}
+
+/// A request filter: a value compiled once per configuration and worker, shared by every request of the routes
+/// it is attached to; its per-request state lives in the exchange's `FilterContext`. Loop-confined.
+protocol RequestFilter: AnyObject {
+    /// The name the configuration gives it (logs and, next, metrics).
+    var name: String { get }
+    /// Decides on `request`. A filter that must wait returns `.suspended` and calls `resume` once, on the event
+    /// loop; one that decides now never calls it.
+    func apply(_ request: FilterInput, context: FilterContext, resume: @escaping (FilterVerdict) -> Void) -> FilterStep
+}
+
+/// The filters of one route on one listener, in execution order: the listener's list, then the route's.
+/// (Loop-confined like the worker's other per-configuration state; hence `@unchecked Sendable`.)
+struct FilterChain: @unchecked Sendable {
+    let filters: [any RequestFilter]
+
+    static let empty = FilterChain(filters: [])
+
+    var isEmpty: Bool { filters.isEmpty }
+}
+
+/// Runs a chain over one request, one filter after the other, stopping at the first answer. Suspends and resumes
+/// across filters that wait; the verdict comes back through `finish` (once), or at once as the return value.
+final class FilterRun {
+    private let chain: FilterChain
+    private let input: FilterInput
+    let context: FilterContext
+    private var next = 0
+    private var finish: ((FilterVerdict) -> Void)?
+    /// The exchange gave up on this request (the client left): a late `resume` is dropped.
+    private(set) var isCancelled = false
+    /// A filter is running: a `resume` now (a cache answering before the filter even returned `.suspended`) is
+    /// kept here and taken by the loop, instead of finishing the run from inside it.
+    private var applying = false
+    private var earlyVerdict: FilterVerdict?
+
+    init(chain: FilterChain, input: FilterInput, context: FilterContext) {
+        self.chain = chain
+        self.input = input
+        self.context = context
+    }
+
+    /// Runs the filters; nil when one suspended, and then `finish` gets the verdict later.
+    func start(finish: @escaping (FilterVerdict) -> Void) -> FilterVerdict? {
+        self.finish = finish
+        return proceed()
+    }
+
+    func cancel() {
+        isCancelled = true
+        finish = nil
+    }
+
+    private func proceed() -> FilterVerdict? {
+        while next < chain.filters.count {
+            let filter = chain.filters[next]
+            next += 1
+            applying = true
+            var step = filter.apply(input, context: context, resume: { [self] verdict in resumed(verdict) })
+            applying = false
+            if case .suspended = step, let early = earlyVerdict {
+                earlyVerdict = nil
+                step = .decided(early)
+            }
+            switch step {
+            case .suspended:
+                return nil
+            case .decided(.proceed):
+                continue
+            case .decided(let answer):
+                return answer
+            }
+        }
+        return .proceed
+    }
+
+    private func resumed(_ verdict: FilterVerdict) {
+        if applying {
+            earlyVerdict = verdict
+            return
+        }
+        guard !isCancelled, let finish else { return }
+        let outcome: FilterVerdict?
+        if case .proceed = verdict { outcome = proceed() } else { outcome = verdict }
+        guard let outcome else { return }
+        self.finish = nil
+        finish(outcome)
+    }
+}
