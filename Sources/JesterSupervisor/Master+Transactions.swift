@@ -23,7 +23,9 @@ extension Master {
     func prepareReload() {
         logger.info("reloading", metadata: ["config": "\(configPath)"])
         switch Self.load(configPath, with: loader) {
-        case .success(let newConfiguration): prepare(newConfiguration, kind: .reload)
+        case .success(let newConfiguration):
+            for warning in newConfiguration.warnings { logger.warning("\(warning.description)") }
+            prepare(newConfiguration, kind: .reload)
         case .failure(let error): dispatch(.configurationRefused(errors: error.diagnostics.map(\.description)))
         }
     }

@@ -53,6 +53,8 @@ struct Run: ParsableCommand {
             throw ExitCode(1)
         }
         JSONLogHandler.bootstrap(level: Logger.Level(rawValue: configuration.log.level) ?? .info)
+        let startLogger = Logger(label: "jester.config")
+        for warning in configuration.warnings { startLogger.warning("\(warning.description)") }
         let master = Master(configPath: config, configuration: configuration, loader: loader)
         let code = master.run()
         LogWriter.standardError.flush()
@@ -89,6 +91,10 @@ struct Config: ParsableCommand {
             try probeParser(file)
             do {
                 let configuration = try ConfigLoader.checkingTLS.load(file: file)
+                // Warnings (an unused filter) do not make the file invalid, but the operator should see them.
+                for warning in configuration.warnings {
+                    FileHandle.standardError.write(Data((warning.description + "\n").utf8))
+                }
                 print("\(file): configuration is valid (hash \(configuration.hash))")
             } catch {
                 FileHandle.standardError.write(Data((error.description + "\n").utf8))

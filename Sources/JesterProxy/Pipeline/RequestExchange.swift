@@ -7,7 +7,7 @@ import NIOCore
 /// phases, made once here for HTTP/1.1 connections and HTTP/2 streams (and HTTP/3 streams next), which are
 /// adapters around it and keep only their framing, flow control and I/O.
 ///
-/// The phases, in order (docs/jester-pipeline(7) draws them):
+/// The phases, in order (jester-pipeline(7), Man/jester-pipeline.7, draws them):
 ///
 ///     head ─▶ pre-route checks ─▶ route ─▶ request filters ─▶ upstream choice ─▶ upstream ─▶ response ─▶ log
 ///               (400, 429)        (404,       (continue,        (pool, hash,      (retries,    (edits,
