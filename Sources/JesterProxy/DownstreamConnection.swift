@@ -513,8 +513,8 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             // A stream on the target's shared HTTP/2 connection, spoken to in HTTP/1.1 terms.
             let tls = pool.settings.tls != nil
             pool.acquireHTTP2(
-                hashKey: exchange.balancingHash, connectTimeout: exchange.route?.timeouts.connect,
-                preferring: exchange.stickyTarget
+                hashKey: exchange.balancingHash, excluding: exchange.retries.failedTargets,
+                connectTimeout: exchange.route?.timeouts.connect, preferring: exchange.stickyTarget
             ) { result in
                 self.acquired(result.map { HTTP2Exchange(connection: $0, tls: tls) }, pool: pool)
             }
@@ -745,7 +745,11 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         }
         responseStarted = true
         write(out)
-        finishExchange(requestComplete: requestBody.isComplete && phase != .awaitingHead)
+        // Before proxying began (a refusal, no route) the request is complete only if it has no body: an unread
+        // body cannot be told from the next request.
+        let requestComplete = phase == .proxying
+            ? requestBody.isComplete : exchange.headBytes != nil && BodyFraming.request(exchange.head) == .none
+        finishExchange(requestComplete: requestComplete)
     }
 
     private func write(_ bytes: ByteBuffer) {

@@ -169,6 +169,9 @@ final class WorkerRuntime: @unchecked Sendable {
     let clientSubjectHeaders: [String: [UInt8]]
     /// The `[http]` timeouts as NIO time, converted once: client connections arm them on every request.
     let timeouts: ClientTimeouts
+    /// The request filters by name, as the routes' chains share them, so a control message can reach one (a
+    /// jwt filter's key set fetched by the master).
+    let filters: [String: any RequestFilter]
     /// The deadlines of this configuration's connections (client and upstream).
     let timers: TimerQueue
     /// What connections allocate their heads from: the channels' own (`context.channel.allocator`) is the same
@@ -238,6 +241,7 @@ final class WorkerRuntime: @unchecked Sendable {
         self.pools = pools
         let allocator = ByteBufferAllocator()
         let filters = RequestFilters.compile(configuration.filters, eventLoop: eventLoop)
+        self.filters = filters
         var tables: [String: ListenerRoutes] = [:]
         for listener in configuration.listeners {
             var entries: [Int: [RouteTable<CompiledRoute>.Entry]] = [:]
@@ -478,15 +482,27 @@ enum HTTPStatus {
         case 307: return "Temporary Redirect"
         case 308: return "Permanent Redirect"
         case 400: return "Bad Request"
+        case 401: return "Unauthorized"
         case 403: return "Forbidden"
         case 404: return "Not Found"
         case 405: return "Method Not Allowed"
         case 408: return "Request Timeout"
+        case 409: return "Conflict"
+        case 410: return "Gone"
+        case 411: return "Length Required"
+        case 412: return "Precondition Failed"
         case 413: return "Content Too Large"
         case 414: return "URI Too Long"
+        case 415: return "Unsupported Media Type"
+        case 416: return "Range Not Satisfiable"
         case 417: return "Expectation Failed"
+        case 421: return "Misdirected Request"
+        case 422: return "Unprocessable Content"
+        case 426: return "Upgrade Required"
+        case 428: return "Precondition Required"
         case 429: return "Too Many Requests"
         case 431: return "Request Header Fields Too Large"
+        case 451: return "Unavailable For Legal Reasons"
         case 500: return "Internal Server Error"
         case 501: return "Not Implemented"
         case 502: return "Bad Gateway"
