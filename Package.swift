@@ -10,10 +10,14 @@
 //   pure (no I/O, no C)  JesterCore  JesterConfig  JesterControl
 //   I/O wrappers         JesterSystem (posix + systemd)  JesterTLS  JesterHTTP2  JesterHTTP3
 //   filters' checks      JesterAuth (htpasswd over libxcrypt, JWT over JesterTLS's OpenSSL; no sockets)
+//   master's client      JesterFetch (one HTTP/1.1 GET over NIO, TLS through JesterTLS, JesterCore's parser)
 //   roles                JesterProxy (the worker's data plane)  JesterSupervisor (the master)
 //   executables          jester  jesterctl  (argument parsing and dispatch only)
 //
-// A pure module never imports an I/O module, and the supervisor never imports TLS or HTTP code.
+// A pure module never imports an I/O module, and the supervisor never imports TLS or HTTP code itself: it fetches key
+// sets (jwt filters' `jwks_url`) through JesterFetch, which keeps the TLS and HTTP parsing behind one call, and
+// checks them with JesterAuth before any worker sees them (workers never fetch: they hold no outbound rights
+// the operator did not configure, and one fetch serves every worker).
 
 import PackageDescription
 
@@ -89,6 +93,15 @@ let package = Package(
         // Credential checks for the auth filters: htpasswd (the only importer of CJesterCrypt) and JWT, whose
         // signatures JesterTLS checks. Values in, verdicts out: no sockets, no logger, time passed in.
         .target(name: "JesterAuth", dependencies: ["CJesterCrypt", "JesterTLS"], swiftSettings: swiftSettings),
+        // The master's HTTP client (JWKS fetches): a GET over NIO, TLS verified against the system's CAs.
+        .target(
+            name: "JesterFetch",
+            dependencies: [
+                "JesterCore", "JesterTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings),
 
         // MARK: Roles.
         .target(
@@ -108,7 +121,8 @@ let package = Package(
         .target(
             name: "JesterSupervisor",
             dependencies: [
-                "JesterCore", "JesterConfig", "JesterControl", "JesterSystem", "JesterLogging",
+                "JesterCore", "JesterConfig", "JesterControl", "JesterSystem", "JesterLogging", "JesterFetch",
+                "JesterAuth",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -139,6 +153,9 @@ let package = Package(
             name: "JesterSystemTests",
             dependencies: ["JesterSystem", "JesterCore", "JesterTLS", "JesterHTTP2", "JesterHTTP3"]),
         .testTarget(name: "JesterAuthTests", dependencies: ["JesterAuth", "JesterTLS"]),
+        .testTarget(
+            name: "JesterFetchTests",
+            dependencies: ["JesterFetch", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(
             name: "JesterHTTP2Tests",
             dependencies: ["JesterHTTP2", .product(name: "NIOCore", package: "swift-nio")]),

@@ -63,6 +63,10 @@ public enum ControlMessage: Codable, Sendable, Equatable {
     /// Upstream target host names → the address each resolved to (the master looks them up every
     /// `resolve_interval`); the whole map each time.
     case resolvedAddresses([String: String])
+    /// A jwt filter's key set as the master last fetched it from the filter's `jwks_url`: sent to every worker
+    /// when a fetch brings a set that differs from the last one. A worker applies it only to its filter of that
+    /// name whose URL is the same (a draining generation may have a filter of that name with other keys).
+    case keySet(FilterKeySet)
 
     // MARK: worker → master
     /// The worker holds its listeners and serves.
@@ -335,6 +339,9 @@ public struct WorkerAssignment: Codable, Sendable, Equatable {
     /// The instance's shared rate-limit state (`RateLimitTable`): the descriptor passed after the listeners and
     /// the connection table's. Nil when the master has none (or is of a version without one).
     public var rateLimitTableFD: Int32?
+    /// The key sets the master has fetched for the configuration's jwt filters with a `jwks_url`, so a worker
+    /// serves with keys from its first request (see `ControlMessage.keySet`). Nil from a master without them.
+    public var keySets: [FilterKeySet]?
 
     public init(
         slot: Int, generation: Int, configuration: Data, listenerNames: [String], userID: UInt32?, groupID: UInt32?
@@ -345,5 +352,21 @@ public struct WorkerAssignment: Codable, Sendable, Equatable {
         self.listenerNames = listenerNames
         self.userID = userID
         self.groupID = groupID
+    }
+}
+
+/// A JWK Set fetched by the master for one jwt filter (`ControlMessage.keySet`, `WorkerAssignment.keySets`).
+public struct FilterKeySet: Codable, Sendable, Equatable {
+    /// The filter's name in the configuration.
+    public var filter: String
+    /// The `jwks_url` it was fetched from; a worker whose filter of that name has another URL ignores it.
+    public var url: String
+    /// The set's JSON as served (the master checked that it holds at least one usable key).
+    public var jwks: Data
+
+    public init(filter: String, url: String, jwks: Data) {
+        self.filter = filter
+        self.url = url
+        self.jwks = jwks
     }
 }

@@ -118,6 +118,7 @@ final class WorkerServer: @unchecked Sendable {
             tlsContexts[listener.name] = context
         }
         applyTicketKeys(assignment.ticketKeys ?? [])
+        for keySet in assignment.keySets ?? [] { applyKeySet(keySet) }
         if let fd = assignment.connectionTableFD, let partition = assignment.connectionPartition {
             do {
                 runtime.sharedConnections = SharedConnections(table: try ConnectionTable.attach(fd: fd), partition: partition)
@@ -212,6 +213,21 @@ final class WorkerServer: @unchecked Sendable {
         for context in tlsContexts.values { context.updateTicketKeys(keys) }
     }
 
+    /// Gives a jwt filter the key set the master fetched from its `jwks_url`. A set for a filter this worker's
+    /// configuration names differently (another generation's) is ignored.
+    private func applyKeySet(_ keySet: FilterKeySet) {
+        guard let filter = runtime.filters[keySet.filter] as? JWTFilter, filter.keySetURL == keySet.url else { return }
+        do {
+            let applied = try filter.replaceKeySet(json: Array(keySet.jwks))
+            logger.debug("JWKS applied", metadata: [
+                "filter": "\(keySet.filter)", "url": "\(keySet.url)", "keys": "\(applied.keys.count)"])
+        } catch {
+            // The master checked the set with the same code; only a version difference could get here.
+            logger.error("JWKS from the master not applied; keeping the previous keys", metadata: [
+                "filter": "\(keySet.filter)", "error": "\(error)"])
+        }
+    }
+
     private func applyTargetStates(_ states: [TargetState]) {
         for state in states { runtime.pools[state.upstream]?.apply(state) }
     }
@@ -235,6 +251,8 @@ final class WorkerServer: @unchecked Sendable {
             applyTicketKeys(keys)
         case .resolvedAddresses(let addresses):
             for pool in runtime.pools.values { pool.updateAddresses(addresses) }
+        case .keySet(let keySet):
+            applyKeySet(keySet)
         default:
             logger.warning("unexpected control message", metadata: ["message": "\(message)"])
         }

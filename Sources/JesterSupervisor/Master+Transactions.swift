@@ -64,6 +64,8 @@ extension Master {
         prepared = PreparedGeneration(configuration: newConfiguration, previousListeners: previousListeners)
         let newLimits = limits(of: newConfiguration)
         let requester = machine.transaction?.requester
+        // Key sets of URLs the new configuration adds, before its workers spawn; known ones are kept.
+        keySetsConfigured([configuration, newConfiguration], waiting: true)
         dispatch(.configurationAccepted(newLimits))
         if let requester, requester.watching, let next = machine.startingGeneration {
             reply(.progress(ProgressReport(phase: "validated", connections: 0, workers: 0, generation: next)),
@@ -81,6 +83,7 @@ extension Master {
         guard let prepared else { return }
         self.prepared = nil
         configuration = prepared.configuration
+        keySetsConfigured([configuration], waiting: false)
         healthChecker.update(configuration)
         forgetAdminStatesOfRemovedTargets()
         // Sockets the new generation does not use close once the old one is gone; the old workers hold their
@@ -109,6 +112,7 @@ extension Master {
             listeners = prepared.previousListeners
             self.prepared = nil
         }
+        keySetsConfigured([configuration], waiting: false)
         logger.error("\(kind.rawValue) failed; still serving the previous generation", metadata: [
             "errors": "\(errors.joined(separator: "; "))",
         ])

@@ -90,7 +90,11 @@ extension Master {
                 assignment.rateLimitTableFD =
                     ProcessSpawner.firstListenerFD + Int32(sockets.count) + (connectionTable == nil ? 0 : 1)
             }
-            connect(worker, controlSocket: masterEnd) { channel in self.send(.assignment(assignment), to: channel) }
+            connect(worker, controlSocket: masterEnd) { channel in
+                // The key sets as they are now: a fetch may have brought a new one since the spawn.
+                assignment.keySets = self.fetchedKeySets(for: configuration)
+                self.send(.assignment(assignment), to: channel)
+            }
             logger.info("worker spawned", metadata: ["pid": "\(pid)", "slot": "\(slot)", "generation": "\(generation)"])
             dispatch(.workerSpawned(pid: pid, slot: slot, generation: generation, now: monotonicNow))
         } catch {

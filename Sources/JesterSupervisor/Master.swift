@@ -105,6 +105,8 @@ public final class Master: @unchecked Sendable {
     /// Where the signal thread and the resolver's queue post their work (see `LoopInbox`).
     var inbox: LoopInbox!
     var drainWatchers: [any ControlReplyTarget] = []
+    /// The jwt filters' fetched key sets (see `Master+KeySets`).
+    let keySetFetches = KeySetFetches()
 
     typealias Machine = SupervisorStateMachine<ControlRequester>
 
@@ -191,6 +193,8 @@ public final class Master: @unchecked Sendable {
         startHealthChecks()
         startTicketKeyRotation()
         startResolving()
+        // Before the first workers, so they start with the keys (bounded: see `keySetsConfigured`).
+        keySetsConfigured([configuration], waiting: true)
         dispatch(.start(limits(of: configuration)))
         logger.info("master started", metadata: [
             "pid": "\(getpid())", "config": "\(configPath)", "config_hash": "\(configuration.hash)",

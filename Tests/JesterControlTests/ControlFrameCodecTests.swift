@@ -101,3 +101,18 @@ private func frame(_ json: String) -> [UInt8] {
     let old = #"{"slot":0,"generation":1,"configuration":"e30=","listenerNames":[]}"#
     #expect(try JSONDecoder().decode(WorkerAssignment.self, from: Data(old.utf8)).rateLimitTableFD == nil)
 }
+
+@Test func keySetsTravelInTheAssignmentAndAsAMessage() throws {
+    let set = FilterKeySet(filter: "auth", url: "https://idp.example/jwks", jwks: Data(#"{"keys":[]}"#.utf8))
+    var codec = ControlFrameCodec()
+    codec.append(ControlFrameCodec.encode(.keySet(set)))
+    #expect(try codec.next() == .keySet(set))
+    var assignment = WorkerAssignment(
+        slot: 0, generation: 1, configuration: Data("{}".utf8), listenerNames: [], userID: nil, groupID: nil)
+    assignment.keySets = [set]
+    let decoded = try JSONDecoder().decode(WorkerAssignment.self, from: try JSONEncoder().encode(assignment))
+    #expect(decoded.keySets == [set])
+    // From a master of a version without fetched key sets: the field is absent.
+    let old = #"{"slot":0,"generation":1,"configuration":"e30=","listenerNames":[]}"#
+    #expect(try JSONDecoder().decode(WorkerAssignment.self, from: Data(old.utf8)).keySets == nil)
+}

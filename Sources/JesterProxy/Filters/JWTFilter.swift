@@ -12,7 +12,11 @@ import JesterConfig
 /// not allowed, and another token, not a retry, is what helps.
 final class JWTFilter: RequestFilter {
     let name: String
-    private let validator: JWTValidator
+    /// The `jwks_url` whose sets the master sends this filter, if its keys come from one.
+    let keySetURL: String?
+    /// Replaced whole when the master sends a new key set (`replaceKeySet`); a value, so a request that is being
+    /// checked keeps the keys it started with.
+    private var validator: JWTValidator
     /// The lowercase name of the field the token is in.
     private let header: [UInt8]
     /// Whether the field is `Authorization` (`Bearer <token>`) rather than a field that holds the token alone.
@@ -29,6 +33,7 @@ final class JWTFilter: RequestFilter {
             keySet = parsed
         }
         self.name = name
+        keySetURL = settings.jwksURL
         validator = JWTValidator(
             allowedAlgorithms: Set(settings.algorithms.compactMap { JesterAuth.JWTAlgorithm(rawValue: $0.rawValue) }),
             keySet: keySet, secret: settings.secret.map { Array($0) }, issuers: Set(settings.issuers),
@@ -38,6 +43,14 @@ final class JWTFilter: RequestFilter {
         isAuthorization = settings.header.lowercased() == "authorization"
         forwardClaims = settings.forwardClaims
         requireClaims = settings.requireClaims
+    }
+
+    /// Verifies tokens with the JWK Set `json` (fetched by the master from `keySetURL`) from now on. A set that
+    /// cannot be read leaves the current keys in place; the error says why.
+    func replaceKeySet(json: [UInt8]) throws(JSONWebKeySet.LoadError) -> JSONWebKeySet {
+        let keySet = try JSONWebKeySet(json: json)
+        validator.keySet = keySet
+        return keySet
     }
 
     func apply(_ request: FilterInput, context: FilterContext, resume: @escaping (FilterVerdict) -> Void) -> FilterStep {
