@@ -638,7 +638,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         usesHTTP2Upstream = true
         let upstreamFields = http2UpstreamFields(fields, route: route, tls: pool.settings.tls != nil)
         pool.acquireHTTP2(
-            hashKey: exchange.balancingHash, connectTimeout: route.timeouts.connect, preferring: exchange.stickyTarget
+            hashKey: exchange.balancingHash, excluding: exchange.retries.failedTargets,
+            connectTimeout: route.timeouts.connect, preferring: exchange.stickyTarget
         ) { result in
             switch result {
             case .failure(let failure):

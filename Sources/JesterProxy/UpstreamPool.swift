@@ -197,25 +197,42 @@ final class UpstreamPool: @unchecked Sendable {
     /// A connection to a target for one more stream: an open one with room, or a new one (prior knowledge, or
     /// ALPN h2 over TLS). The stream is counted as a request in flight until `http2StreamEnded`.
     /// `preferred`: a sticky client's target, taken while it takes requests (as `acquire` does).
+    ///
+    /// The same rules as `acquire`: `excluded` (the targets a retried request already failed on) and targets at
+    /// their `max_requests` are skipped, a request still connecting counts against the circuit breaker's
+    /// `max_requests`, and when every target is full the answer is 503 at once.
     func acquireHTTP2(
-        hashKey: UInt64?, connectTimeout: Duration?, preferring preferred: Int? = nil,
+        hashKey: UInt64?, excluding excluded: Set<Int> = [], connectTimeout: Duration?,
+        preferring preferred: Int? = nil,
         _ completion: @escaping (Result<HTTP2UpstreamConnection, UpstreamFailure>) -> Void
     ) {
         if let refusal = admit() {
             completion(.failure(refusal))
             return
         }
-        attemptHTTP2(hashKey: hashKey, excluded: [], attemptsLeft: settings.connectAttempts, lastFailure: nil,
-            connectTimeout: connectTimeout ?? settings.connectTimeout, preferred: preferred, completion)
+        acquiring += 1
+        attemptHTTP2(hashKey: hashKey, excluded: excluded, attemptsLeft: settings.connectAttempts, lastFailure: nil,
+            connectTimeout: connectTimeout ?? settings.connectTimeout, preferred: preferred
+        ) { result in
+            // Settled: a stream counted in flight (`requestStarted`, before this), or a failure.
+            self.acquiring -= 1
+            completion(result)
+        }
     }
 
     private func attemptHTTP2(
         hashKey: UInt64?, excluded: Set<Int>, attemptsLeft: Int, lastFailure: UpstreamFailure?, connectTimeout: Duration,
         preferred: Int? = nil, _ completion: @escaping (Result<HTTP2UpstreamConnection, UpstreamFailure>) -> Void
     ) {
+        var excluded = excluded
+        let full = hasRequestLimits && excludeFullTargets(&excluded)
         let now = self.now
         let stuck = preferred.flatMap { !excluded.contains($0) && balancer.isEligible($0, now: now) ? $0 : nil }
         guard let target = stuck ?? balancer.pick(hashKey: hashKey, now: now, excluding: excluded) else {
+            if full, lastFailure == nil {
+                completion(.failure(.circuitOpen("every target is at its max_requests")))
+                return
+            }
             breaker?.record(success: false, now: now)
             completion(.failure(lastFailure ?? .noTarget))
             return
@@ -414,14 +431,7 @@ final class UpstreamPool: @unchecked Sendable {
         for waiter: any UpstreamWaiter
     ) {
         var excluded = excluded
-        var full = false
-        if hasRequestLimits {
-            // Targets at their max_requests are skipped, like excluded ones.
-            for (target, limit) in requestLimits.enumerated() where limit > 0 && balancer.active[target] >= limit {
-                full = full || !excluded.contains(target)
-                excluded.insert(target)
-            }
-        }
+        let full = hasRequestLimits && excludeFullTargets(&excluded)
         // One clock read serves the pick and the exchange's start (see `started`).
         let now = self.now
         // A sticky client's target while it takes requests (not ejected, unhealthy, drained, disabled or full).
@@ -506,6 +516,18 @@ final class UpstreamPool: @unchecked Sendable {
                     retry(UpstreamFailure(connecting: error))
                 }
             }
+    }
+
+    /// Adds the targets at their `max_requests` to `excluded`: a full target is skipped like an excluded one.
+    /// True when that left out a target that was not excluded already (so "every target is full" is the answer
+    /// when none is left).
+    private func excludeFullTargets(_ excluded: inout Set<Int>) -> Bool {
+        var full = false
+        for (target, limit) in requestLimits.enumerated() where limit > 0 && balancer.active[target] >= limit {
+            full = full || !excluded.contains(target)
+            excluded.insert(target)
+        }
+        return full
     }
 
     private func started(_ connection: UpstreamConnection, at now: Double) {

@@ -2,8 +2,8 @@
 """A real gRPC server and client (Debian's python3-grpcio) for Jester's live tests, without protobuf: the
 methods carry raw bytes.
 
-  grpc_peer.py server PORT [CERT KEY]  serves /jester.Test/{Unary,ServerStream,ClientStream,Bidi,Slow,Fail,Who} on
-                                    127.0.0.1:PORT (plain HTTP/2, or TLS with CERT and KEY), prints "ready"
+  grpc_peer.py server PORT [CERT KEY]  serves /jester.Test/{Unary,ServerStream,ClientStream,Bidi,Slow,Fail,Who,
+                                    Request} on 127.0.0.1:PORT (plain HTTP/2, or TLS with CERT and KEY), prints "ready"
   grpc_peer.py client TARGET [CA]   calls every method through TARGET (host:port; over TLS with CA) and prints
                                     one JSON object with the results
 """
@@ -48,6 +48,11 @@ def fail(request, context):
     context.abort(grpc.StatusCode.PERMISSION_DENIED, "no entry")
 
 
+def describe(request, context, port):
+    time.sleep(float(request or b"0"))
+    return json.dumps({"port": port, "fields": dict(context.invocation_metadata())}).encode()
+
+
 def serve(port, cert=None, key=None):
     handlers = {
         "Unary": grpc.unary_unary_rpc_method_handler(unary),
@@ -60,6 +65,9 @@ def serve(port, cert=None, key=None):
         "Early": grpc.stream_unary_rpc_method_handler(lambda requests, context: b"early"),
         # Which server answered (balancing and sticky sessions on h2 pools).
         "Who": grpc.unary_unary_rpc_method_handler(lambda request, context: b"port:%d" % port),
+        # After sleeping as many seconds as the message says (if any): which server answered, and the request's
+        # fields (what the proxy added upstream).
+        "Request": grpc.unary_unary_rpc_method_handler(lambda request, context: describe(request, context, port)),
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("jester.Test", handlers),))
