@@ -432,6 +432,11 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         case .respond, .proxy:
             break
         }
+        guard exchange.hasFilters else {
+            // (Most routes: no closure made, no allocation.)
+            filtersDecided(.proceed)
+            return
+        }
         let verdict = exchange.runFilters(
             clientAddress: clientAddress, clientIP: clientIP, tls: tls, runtime: runtime
         ) { [weak self] verdict in

@@ -111,6 +111,10 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             break
         }
         chunked = exchange.head.isChunked
+        guard exchange.hasFilters else {
+            filtersDecided(.proceed, fields: fields)
+            return
+        }
         let verdict = exchange.runFilters(
             clientAddress: connection.clientAddress, clientIP: connection.clientIP, tls: connection.tls,
             runtime: runtime

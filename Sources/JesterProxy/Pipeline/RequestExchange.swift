@@ -124,6 +124,9 @@ struct RequestExchange {
 
     // MARK: Filters
 
+    /// Whether the route has request filters (adapters skip making the resume closure when it has none).
+    var hasFilters: Bool { route.map { !$0.filters.isEmpty } ?? false }
+
     /// Runs the route's request filters. Returns the verdict, or nil when a filter waits: then `finish` gets it
     /// later, on the event loop (and never after `cancelFilters`).
     mutating func runFilters(
