@@ -67,6 +67,11 @@ struct RequestExchange {
     /// The checks before routing that every protocol makes: `http.underscores_in_headers = "reject"` and the
     /// connection's request rate (`withinConnectionRate`, the adapter's token bucket). A refusal: status, reason.
     func preRouteRefusal(runtime: WorkerRuntime, withinConnectionRate: Bool) -> (status: Int, reason: String)? {
+        // `http.max_request_head_size` for every protocol: HTTP/1.1's framing refuses a longer head before it is
+        // parsed, but an HTTP/2 head (translated) arrives whole, and nghttp2 only announces the limit in SETTINGS.
+        if let headBytes, headBytes.readableBytes > runtime.parserLimits.maxHeadSize {
+            return (431, HTTPParseError.headTooLarge.reason)
+        }
         if runtime.rejectsUnderscoredFields, head.fields.contains(where: \.hasUnderscore) {
             return (400, HTTPParseError.underscoreInFieldName.reason)
         }
@@ -92,20 +97,13 @@ struct RequestExchange {
         in routes: ListenerRoutes, client: IPAddressBytes?, tls: TLSRouteFacts?, body: BodyPeek?,
         bodyBytesSoFar: Int64 = 0
     ) -> RouteDecision {
-        let head = self.head
-        guard let bytes = headBytes,
-            let matched = bytes.withUnsafeReadableBytes({
-                routes.match($0, head: head, client: client, tls: tls, body: body)
-            })
-        else {
+        guard let matched = lookUpRoute(in: routes, client: client, tls: tls, body: body) else {
             log.route = "-"
             return .refuse(status: 404, reason: "")
         }
         route = matched
         log.route = matched.name
-        (isHeadRequest, isIdempotent) = bytes.withUnsafeReadableBytes {
-            (RequestMethod.isHead($0, head.method), RequestMethod.isIdempotent($0, head.method))
-        }
+        (isHeadRequest, isIdempotent) = methodFacts()
         hasBody = BodyFraming.request(head) != .none
         if let length = head.contentLength, length > matched.maxBodySize {
             return .refuse(status: 413, reason: "")
@@ -170,24 +168,42 @@ struct RequestExchange {
 
     /// Chooses the pool (a split route weighs several), the request's balancing hash and its sticky target.
     mutating func chooseUpstream(clientAddress: String) -> UpstreamPool {
-        let route = self.route!
-        let head = self.head
-        let chosen = headBytes!.withUnsafeReadableBytes { bytes -> UpstreamPool in
-            let pool = route.action.pool(head: head, bytes: bytes, clientAddress: clientAddress)!
-            balancingHash = pool.hashKey(head: head, bytes: bytes, clientAddress: clientAddress)
-            stickyTarget = pool.stickyCookie.flatMap { name in
-                BalancingKey.cookie(name, head: head, bytes: bytes).flatMap {
-                    pool.stickyTarget(UnsafeRawBufferPointer(rebasing: bytes[$0]))
-                }
-            }
-            return pool
-        }
+        let chosen: UpstreamPool
+        (chosen, balancingHash, stickyTarget) = upstreamChoice(route: route!, clientAddress: clientAddress)
         pool = chosen
         log.upstream = chosen.name
         return chosen
     }
 
     // MARK: Second attempts
+
+    // (Non-mutating helpers: reading `head` through a borrowed `self` copies nothing, where a mutating method's
+    // closures would copy the head, and retain its field array, on every request.)
+
+    private func lookUpRoute(
+        in routes: ListenerRoutes, client: IPAddressBytes?, tls: TLSRouteFacts?, body: BodyPeek?
+    ) -> CompiledRoute? {
+        headBytes?.withUnsafeReadableBytes { routes.match($0, head: head, client: client, tls: tls, body: body) }
+    }
+
+    private func methodFacts() -> (isHead: Bool, isIdempotent: Bool) {
+        headBytes!.withUnsafeReadableBytes {
+            (RequestMethod.isHead($0, head.method), RequestMethod.isIdempotent($0, head.method))
+        }
+    }
+
+    private func upstreamChoice(route: CompiledRoute, clientAddress: String) -> (UpstreamPool, UInt64?, Int?) {
+        headBytes!.withUnsafeReadableBytes { bytes in
+            let pool = route.action.pool(head: head, bytes: bytes, clientAddress: clientAddress)!
+            let hash = pool.hashKey(head: head, bytes: bytes, clientAddress: clientAddress)
+            let sticky = pool.stickyCookie.flatMap { name in
+                BalancingKey.cookie(name, head: head, bytes: bytes).flatMap {
+                    pool.stickyTarget(UnsafeRawBufferPointer(rebasing: bytes[$0]))
+                }
+            }
+            return (pool, hash, sticky)
+        }
+    }
 
     /// Whether to send the request again on a fresh connection after `failure` on a connection that had served
     /// `completedExchanges` before: an upstream may close a keep-alive connection just as a request goes out on
