@@ -155,7 +155,7 @@ let package = Package(
         .testTarget(name: "JesterAuthTests", dependencies: ["JesterAuth", "JesterTLS"]),
         .testTarget(
             name: "JesterFetchTests",
-            dependencies: ["JesterFetch", .product(name: "NIOPosix", package: "swift-nio")]),
+            dependencies: ["JesterFetch", "JesterTLS", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(
             name: "JesterHTTP2Tests",
             dependencies: ["JesterHTTP2", .product(name: "NIOCore", package: "swift-nio")]),
