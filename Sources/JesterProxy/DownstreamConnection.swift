@@ -660,7 +660,10 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             out.writeStaticString("\r\n")
         }
         if !edits.rendered.isEmpty { out.writeBytes(edits.rendered) }
-        if let upstream, let cookie = exchange.stickyCookie(pool: upstream.pool, target: upstream.target, secure: tls != nil) {
+        // (Sticky pools only: the exchange's pool says so without asking the upstream, an existential, per response.)
+        if exchange.pool?.stickyCookie != nil, let upstream,
+            let cookie = exchange.stickyCookie(pool: upstream.pool, target: upstream.target, secure: tls != nil)
+        {
             // The client is new to this pool, or its target went away: it sticks to this one from now on.
             out.writeStaticString("Set-Cookie: ")
             out.writeString(cookie)
