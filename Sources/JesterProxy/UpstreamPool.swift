@@ -273,6 +273,7 @@ final class UpstreamPool: @unchecked Sendable {
                 }
             }
             .connect(to: address)
+        if let handshake { limitHandshake(handshake, to: TimeAmount(connectTimeout)) }
         let ready = handshake.map { handshake in
             connected.flatMap { channel -> EventLoopFuture<any Channel> in
                 handshake.futureResult.flatMapThrowing { facts in
@@ -292,10 +293,12 @@ final class UpstreamPool: @unchecked Sendable {
                 self.balancer.requestStarted(target)
                 completion(.success(connection))
             case .failure(let error as TLSError):
+                connected.whenSuccess { $0.close(promise: nil) }
                 self.logger.warning("upstream TLS handshake failed", metadata: [
                     "upstream": "\(self.name)", "target": "\(self.descriptions[target])", "error": "\(error)"])
                 retry(.connectFailed("TLS with \(self.descriptions[target]) failed: \(error)"))
             case .failure(let error):
+                connected.whenSuccess { $0.close(promise: nil) }
                 retry(UpstreamFailure(connecting: error))
             }
         }
@@ -496,6 +499,7 @@ final class UpstreamPool: @unchecked Sendable {
                 }
             }
             .connect(to: address)
+        if let handshake { limitHandshake(handshake, to: timeout) }
         // Plain connections are ready when connected: no extra future (the allocation budget counts them).
         let ready = handshake.map { handshake in connected.flatMap { channel in handshake.futureResult.map { _ in channel } } }
             ?? connected
@@ -516,6 +520,17 @@ final class UpstreamPool: @unchecked Sendable {
                     retry(UpstreamFailure(connecting: error))
                 }
             }
+    }
+
+    /// `connect_timeout` covers the TLS handshake too: a target that accepts the connection and then says nothing
+    /// (a stuck TLS terminator, a port that is not TLS) fails the attempt like a connection that never came up,
+    /// instead of holding the request with no deadline at all (no response timeout runs before the request is
+    /// sent). (A handshake that completes first cancels this; completing the promise twice is a no-op.)
+    private func limitHandshake(_ handshake: EventLoopPromise<TLSSessionFacts>, to timeout: TimeAmount) {
+        let deadline = eventLoop.assumeIsolated().scheduleTask(in: timeout) {
+            handshake.fail(ChannelError.connectTimeout(timeout))
+        }
+        handshake.futureResult.whenComplete { _ in deadline.cancel() }
     }
 
     /// Adds the targets at their `max_requests` to `excluded`: a full target is skipped like an excluded one.

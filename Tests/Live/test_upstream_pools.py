@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import Upstream
+from conftest import Upstream, curl
 from loopback_server import LoopbackServer
 from test_grpc import GRPCServer
 
@@ -205,3 +205,34 @@ def test_an_http1_pool_gets_the_same_forwarded_header(make_jester, client):
         assert headers.get("forwarded") == f'for=127.0.0.1;proto=http;host="127.0.0.1:{jester.port}"', headers
     finally:
         upstream.stop()
+
+
+class SilentTLSTarget(LoopbackServer):
+    """Accepts connections and never says a word: a stuck TLS terminator."""
+
+    def handle(self, connection):
+        time.sleep(6)
+        connection.close()
+
+
+@pytest.mark.parametrize("pool_protocol", ["http1", "h2"])
+def test_connect_timeout_covers_a_tls_handshake_that_never_answers(make_jester, pool_protocol):
+    target = SilentTLSTarget()
+    try:
+        jester = make_jester(f"""
+[upstreams.app]
+targets = ["{target.address}"]
+protocol = "{pool_protocol}"
+connect_timeout = "1s"
+connect_attempts = 1
+tls = {{ verify = false }}
+
+[[routes]]
+upstream = "app"
+""")
+        started = time.monotonic()
+        code, _, _ = curl(jester.url + "/x", timeout=8)
+        assert code == 504
+        assert time.monotonic() - started < 3
+    finally:
+        target.close()
