@@ -188,6 +188,14 @@ public final class HTTP2Session {
         }
     }
 
+    /// Submits an interim (1xx) response head (server) before the final one (RFC 9113 §8.1): a client that sent
+    /// `expect: 100-continue` holds its body back until a 100 comes, or until it tires of waiting (RFC 9110 §10.1.1).
+    public func respondInterim(stream: Int32, status: Int) {
+        withHeaderList(HTTP2HeaderBlock([HTTP2Field(":status", String(status))])) { list, count in
+            _ = nghttp2_submit_headers(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, nil, list, count, nil)
+        }
+    }
+
     /// Submits a request (client); returns its stream, or nil when the session refuses (GOAWAY received).
     public func request(fields: [HTTP2Field], hasBody: Bool) -> Int32? {
         let stream = withHeaderList(HTTP2HeaderBlock(fields)) { list, count in

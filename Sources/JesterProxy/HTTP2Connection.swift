@@ -259,6 +259,10 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
         session.respond(stream: id, headers: headers, hasBody: hasBody)
     }
 
+    func respondInterim(_ id: Int32, status: Int) {
+        session.respondInterim(stream: id, status: status)
+    }
+
     func sendBody(_ id: Int32, _ bytes: ByteBuffer) {
         session.sendBody(stream: id, bytes)
     }

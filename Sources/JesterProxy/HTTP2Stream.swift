@@ -91,6 +91,10 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             peekedBody = []
             fieldsAwaitingRoute = fields
             timer.arm(.body, after: runtime.timeouts.body)
+            if exchange.head.expectsContinue {
+                // The client waits for this before it sends the body we need to see (as on HTTP/1.1).
+                connection.respondInterim(id, status: 100)
+            }
             return
         }
         route(fields: fields, body: peekLimit > 0 ? .empty : nil)
@@ -155,6 +159,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             // before the body completes, so the upstream never sees a complete, different request).
             if !requestComplete, let length = exchange.head.contentLength, length <= Self.heldBodyLimit {
                 deferredStart = { [unowned self] in self.proxy(matched, fields: fields) }
+                // The upstream's 100 cannot come before the body it waits for: a client that expects one gets it here.
+                if exchange.head.expectsContinue { connection.respondInterim(id, status: 100) }
                 return
             }
             proxy(matched, fields: fields)
@@ -405,8 +411,11 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     func upstreamResponseHead(_ response: HTTPHead, bytes: ByteBuffer) {
         timer.disarm()
         if response.status < 200 {
-            // 1xx: 100 Continue has no meaning here (the client does not wait for it in HTTP/2); a 101 never
-            // arrives (no upgrade is forwarded, and `UpstreamConnection` refuses one nobody asked for).
+            // 1xx goes on as an interim HEADERS frame, as to HTTP/1.1 clients: a client that sent
+            // `expect: 100-continue` waits for the 100 before it sends its body. A 101 never arrives (no upgrade is
+            // forwarded, and `UpstreamConnection` refuses one nobody asked for).
+            connection.respondInterim(id, status: response.status)
+            connection.scheduleFlush()
             return
         }
         if response.status >= 500, let upstream, exchange.route?.retryPolicy.statuses.contains(response.status) == true,
@@ -835,8 +844,12 @@ extension HTTP2Stream {
         guard !finished else { return }
         timer.disarm()
         let status = fields.first { $0.name == ":status" }.flatMap { Int($0.value) } ?? 502
-        // An interim (1xx) response carries nothing a client of this proxy needs.
-        if status < 200 { return }
+        if status < 200 {
+            // An interim response goes on as one (a 100 that the client's `expect: 100-continue` waits for).
+            connection.respondInterim(id, status: status)
+            connection.scheduleFlush()
+            return
+        }
         let edits = exchange.route?.responseEdits ?? HeaderEdits()
         var out = [HTTP2Field(":status", String(status))]
         for field in fields where !field.name.hasPrefix(":") && !Self.connectionSpecific.contains(field.name) {

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Live balancing tests: several real upstream processes behind one pool."""
+"""Live balancing tests: several real upstream processes behind one pool, each scenario over HTTP/1.1 and HTTP/2
+(one request exchange serves both; a scenario that fails over one of them is drift)."""
 
 import http.client
 import json
@@ -9,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import Upstream, curl, free_port, wait_for
+from conftest import PROTOCOLS, Upstream, curl, free_port, h2_json_answers, wait_for
 
 
 @pytest.fixture
@@ -39,8 +40,22 @@ upstream = "app"
 """
 
 
-def served_by(port, count, path="/echo", headers=None):
-    """Which upstream port answered each of `count` keep-alive requests."""
+def served_by(port, count, path="/echo", headers=None, protocol="http1"):
+    """Which upstream port answered each of `count` requests on one connection: keep-alive requests in turn, or
+    concurrent streams of one HTTP/2 connection. `headers(index)` gives each request's extra fields."""
+    if protocol == "h2c":
+        ports = []
+        # nghttp gives every stream the same fields: one connection per run of requests that share them.
+        index = 0
+        while index < count:
+            fields = headers(index) if headers else {}
+            run = 1
+            while index + run < count and headers and headers(index + run) == fields:
+                run += 1
+            url = f"http://127.0.0.1:{port}{path}"
+            ports += [a["server_port"] for a in h2_json_answers(url, run, [f"{k}: {v}" for k, v in fields.items()])]
+            index += run
+        return ports
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     ports = []
     for index in range(count):
@@ -53,29 +68,32 @@ def served_by(port, count, path="/echo", headers=None):
     return ports
 
 
-def test_weighted_round_robin_gives_each_target_its_share(make_jester, upstreams):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_weighted_round_robin_gives_each_target_its_share(make_jester, upstreams, protocol):
     a, b, c = upstreams(3)
     jester = make_jester(pool([f'"{a.address}"', f'{{ address = "{b.address}", weight = 2 }}',
                                f'{{ address = "{c.address}", weight = 3 }}']))
-    counts = Counter(served_by(jester.port, 600))
+    counts = Counter(served_by(jester.port, 600, protocol=protocol))
     assert counts == {a.port: 100, b.port: 200, c.port: 300}, counts
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("algorithm", ["least_requests", "random_two", "least_latency"])
-def test_every_algorithm_spreads_over_all_targets(make_jester, upstreams, algorithm):
+def test_every_algorithm_spreads_over_all_targets(make_jester, upstreams, algorithm, protocol):
     servers = upstreams(3)
     jester = make_jester(pool([f'"{s.address}"' for s in servers], balance=algorithm))
-    counts = Counter(served_by(jester.port, 300))
+    counts = Counter(served_by(jester.port, 300, protocol=protocol))
     assert set(counts) == {s.port for s in servers}, counts
     if algorithm != "least_latency":  # least latency may favour the fastest; the others spread evenly
         assert min(counts.values()) > 50, counts
 
 
-def test_consistent_hashing_by_header_keeps_each_key_on_one_target(make_jester, upstreams):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_consistent_hashing_by_header_keeps_each_key_on_one_target(make_jester, upstreams, protocol):
     servers = upstreams(3)
     jester = make_jester(pool([f'"{s.address}"' for s in servers], balance="hash", hash_key="header:X-User"))
-    first = served_by(jester.port, 60, headers=lambda i: {"X-User": f"user-{i % 20}"})
-    again = served_by(jester.port, 60, headers=lambda i: {"X-User": f"user-{i % 20}"})
+    first = served_by(jester.port, 60, headers=lambda i: {"X-User": f"user-{i % 20}"}, protocol=protocol)
+    again = served_by(jester.port, 60, headers=lambda i: {"X-User": f"user-{i % 20}"}, protocol=protocol)
     by_user = {}
     for index, port in enumerate(first + again):
         by_user.setdefault(index % 20, set()).add(port)
@@ -83,45 +101,49 @@ def test_consistent_hashing_by_header_keeps_each_key_on_one_target(make_jester, 
     assert len({next(iter(p)) for p in by_user.values()}) >= 2  # 20 users do not all land on one target
 
 
-def test_backup_serves_only_when_the_primaries_cannot(make_jester, upstreams):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_backup_serves_only_when_the_primaries_cannot(make_jester, upstreams, protocol):
     primary, backup = upstreams(2)
     jester = make_jester(pool([f'"{primary.address}"', f'{{ address = "{backup.address}", backup = true }}']))
-    assert set(served_by(jester.port, 20)) == {primary.port}
+    assert set(served_by(jester.port, 20, protocol=protocol)) == {primary.port}
     primary.stop()
     # Connections to the primary are refused: each request is retried on the backup, nothing fails.
     for _ in range(20):
-        code, body, _ = curl(jester.url + "/echo")
+        code, body, _ = curl(jester.url + "/echo", protocol=protocol)
         assert code == 200 and json.loads(body)["server_port"] == backup.port
     wait_for(lambda: "upstream target ejected" in jester.logs(), what="the dead primary ejected")
 
 
-def test_connect_failures_are_retried_on_another_target(make_jester, upstreams):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_connect_failures_are_retried_on_another_target(make_jester, upstreams, protocol):
     live = upstreams(1)[0]
     dead = [f'"127.0.0.1:{free_port()}"' for _ in range(2)]  # nothing listens there
     jester = make_jester(pool(dead + [f'"{live.address}"'], max_fails=0))  # never ejected: every attempt counts
     for _ in range(30):
-        code, body, _ = curl(jester.url + "/echo")
+        code, body, _ = curl(jester.url + "/echo", protocol=protocol)
         assert code == 200 and json.loads(body)["server_port"] == live.port
     # With one attempt per request, a dead target's requests fail.
     jester.write_config(pool(dead + [f'"{live.address}"'], max_fails=0, connect_attempts=1))
     jester.ctl("reload", check=True)
-    codes = Counter(curl(jester.url + "/echo")[0] for _ in range(30))
+    codes = Counter(curl(jester.url + "/echo", protocol=protocol)[0] for _ in range(30))
     assert codes[502] == 20 and codes[200] == 10, codes
 
 
-def test_a_target_answering_5xx_is_ejected(make_jester, upstreams):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_target_answering_5xx_is_ejected(make_jester, upstreams, protocol):
     good = upstreams(2)
     bad = upstreams(1, status=503)[0]
     # retries = 0: every 503 reaches the client, so they can be counted.
     jester = make_jester(pool([f'"{s.address}"' for s in good + [bad]], max_fails=3, fail_timeout="30s")
                          + "retries = 0\n")
-    codes = Counter(curl(jester.url + "/echo")[0] for _ in range(60))
+    codes = Counter(curl(jester.url + "/echo", protocol=protocol)[0] for _ in range(60))
     # Round-robin sends every third request to the bad target until its third 503 in a row ejects it.
     assert codes[503] == 3 and codes[200] == 57, codes
     assert "upstream target ejected" in jester.logs()
 
 
-def test_a_target_killed_under_load_shifts_traffic(make_jester, upstreams):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_target_killed_under_load_shifts_traffic(make_jester, upstreams, protocol):
     servers = upstreams(3)
     jester = make_jester(pool([f'"{s.address}"' for s in servers], max_fails=2), workers=2)
     stop = threading.Event()
@@ -130,7 +152,7 @@ def test_a_target_killed_under_load_shifts_traffic(make_jester, upstreams):
 
     def client():
         while not stop.is_set():
-            code, body, error = curl(jester.url + "/echo", timeout=10)
+            code, body, error = curl(jester.url + "/echo", timeout=10, protocol=protocol)
             results[code] += 1
             if code != 200:
                 errors.append((code, error))
@@ -149,7 +171,7 @@ def test_a_target_killed_under_load_shifts_traffic(make_jester, upstreams):
     print(f"requests {dict(results)}, {killed_at} before the kill, failures {errors}")
     assert len(errors) <= 3, errors
     assert sum(results.values()) - killed_at > 20
-    after = Counter(served_by(jester.port, 30))
+    after = Counter(served_by(jester.port, 30, protocol=protocol))
     assert servers[0].port not in after and set(after) == {servers[1].port, servers[2].port}
 
 
@@ -237,7 +259,8 @@ def test_upstream_drain_and_enable_under_load_lose_nothing(make_jester, upstream
     assert bad.returncode != 0 and "has no target" in bad.stderr
 
 
-def test_retries_send_failed_idempotent_requests_elsewhere(make_jester, upstreams):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_retries_send_failed_idempotent_requests_elsewhere(make_jester, upstreams, protocol):
     good = upstreams(1)[0]
     unavailable = upstreams(1, status=503)[0]
     closing = upstreams(1, status="close")[0]
@@ -245,48 +268,50 @@ def test_retries_send_failed_idempotent_requests_elsewhere(make_jester, upstream
     jester = make_jester(base)
     # GET: a 503 or a connection closed without an answer is retried on another target (one retry by default,
     # which the failed target is excluded from, so with three targets the second attempt may fail too).
-    codes = Counter(curl(jester.url + "/echo")[0] for _ in range(60))
+    codes = Counter(curl(jester.url + "/echo", protocol=protocol)[0] for _ in range(60))
     assert codes[200] >= 35 and set(codes) <= {200, 502, 503}, codes
     assert "upstream target" not in jester.logs()  # max_fails = 0: no ejections muddle the counts
     # Two retries: every GET reaches the good target.
     jester.write_config(base + "retries = 2\n")
     jester.ctl("reload", check=True)
-    codes = Counter(curl(jester.url + "/echo")[0] for _ in range(60))
+    codes = Counter(curl(jester.url + "/echo", protocol=protocol)[0] for _ in range(60))
     assert codes == {200: 60}, codes
     # POST is not idempotent: its failures reach the client (the 503 as the target sent it).
-    codes = Counter(curl(jester.url + "/echo", "-X", "POST")[0] for _ in range(30))
+    codes = Counter(curl(jester.url + "/echo", "-X", "POST", protocol=protocol)[0] for _ in range(30))
     assert codes[200] == 10 and codes[503] == 10 and codes[502] == 10, codes
     # ... unless the route says so.
     jester.write_config(base + "retries = 2\nretry_non_idempotent = true\n")
     jester.ctl("reload", check=True)
-    codes = Counter(curl(jester.url + "/echo", "-X", "POST")[0] for _ in range(30))
+    codes = Counter(curl(jester.url + "/echo", "-X", "POST", protocol=protocol)[0] for _ in range(30))
     assert codes == {200: 30}, codes
 
 
-def test_circuit_breaker_answers_at_once_while_the_pool_fails(make_jester, upstreams):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_circuit_breaker_answers_at_once_while_the_pool_fails(make_jester, upstreams, protocol):
     bad = upstreams(1, status=503)[0]
     jester = make_jester(pool([f'"{bad.address}"'], max_fails=0).replace(
         "max_fails = 0", 'max_fails = 0\ncircuit_breaker = { minimum_requests = 5, failure_percent = 50, open_for = "2s" }')
         + "retries = 0\n")
-    bodies = [curl(jester.url + "/echo") for _ in range(20)]
+    bodies = [curl(jester.url + "/echo", protocol=protocol) for _ in range(20)]
     assert all(code == 503 for code, _, _ in bodies)
     from_target = [body for _, body, _ in bodies if b"server_port" in body]
     assert len(from_target) == 5, len(from_target)  # the breaker opened after 5 failures: the rest are Jester's
     hits = len(bad.requests())
     time.sleep(2.2)
     # Half-open: probes reach the target again (and fail, so it opens again).
-    assert b"server_port" in curl(jester.url + "/echo")[1]
+    assert b"server_port" in curl(jester.url + "/echo", protocol=protocol)[1]
     assert len(bad.requests()) == hits + 1
 
 
-def test_circuit_breaker_limits_requests_in_flight(make_jester, upstreams):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_circuit_breaker_limits_requests_in_flight(make_jester, upstreams, protocol):
     slow = upstreams(1)[0]
     jester = make_jester(pool([f'"{slow.address}"']).replace(
         "[[routes]]", 'circuit_breaker = { max_requests = 2 }\n\n[[routes]]'))
     results = []
 
     def request():
-        results.append(curl(jester.url + "/slow?delay=1")[0])
+        results.append(curl(jester.url + "/slow?delay=1", protocol=protocol)[0])
 
     threads = [threading.Thread(target=request) for _ in range(5)]
     for thread in threads:
@@ -296,17 +321,19 @@ def test_circuit_breaker_limits_requests_in_flight(make_jester, upstreams):
     assert sorted(results) == [200, 200, 503, 503, 503], results
 
 
-def test_sticky_cookie_keeps_a_client_on_its_target(make_jester, upstreams):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_sticky_cookie_keeps_a_client_on_its_target(make_jester, upstreams, protocol):
     servers = upstreams(3)
     jester = make_jester(pool([f'"{s.address}"' for s in servers], sticky_cookie="SRV"))
 
     def get(cookie=None):
-        connection = http.client.HTTPConnection("127.0.0.1", jester.port, timeout=10)
-        connection.request("GET", "/echo", headers={"Cookie": f"theme=dark; SRV={cookie}"} if cookie else {})
-        response = connection.getresponse()
-        body = json.loads(response.read())
-        connection.close()
-        return body["server_port"], response.getheader("Set-Cookie")
+        cookie_field = ["-H", f"Cookie: theme=dark; SRV={cookie}"] if cookie else []
+        code, text, error = curl(jester.url + "/echo", "-i", *cookie_field, protocol=protocol)
+        assert code == 200, (code, error)
+        head, _, body = text.partition(b"\r\n\r\n")
+        cookies = [line.split(":", 1)[1].strip() for line in head.decode().split("\r\n")[1:]
+                   if line.lower().startswith("set-cookie:")]
+        return json.loads(body)["server_port"], (cookies[0] if cookies else None)
 
     port, set_cookie = get()
     assert set_cookie.startswith("SRV=") and "HttpOnly" in set_cookie and "Path=/" in set_cookie
@@ -327,7 +354,8 @@ def test_sticky_cookie_keeps_a_client_on_its_target(make_jester, upstreams):
     assert moved != port and new_cookie and new_cookie.split(";")[0] != f"SRV={token}"
 
 
-def test_max_requests_per_target_spreads_then_refuses_fast(make_jester, upstreams):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_max_requests_per_target_spreads_then_refuses_fast(make_jester, upstreams, protocol):
     servers = upstreams(2)
     jester = make_jester(pool([f'"{servers[0].address}"', f'{{ address = "{servers[1].address}", max_requests = 2 }}'],
                               max_requests_per_target=1))
@@ -335,7 +363,7 @@ def test_max_requests_per_target_spreads_then_refuses_fast(make_jester, upstream
 
     def slow():
         started = time.monotonic()
-        code, body, _ = curl(f"{jester.url}/slow?delay=1.5")
+        code, body, _ = curl(f"{jester.url}/slow?delay=1.5", protocol=protocol)
         results.append((code, time.monotonic() - started, json.loads(body)["server_port"] if code == 200 else None))
 
     threads = [threading.Thread(target=slow) for _ in range(3)]
@@ -344,7 +372,7 @@ def test_max_requests_per_target_spreads_then_refuses_fast(make_jester, upstream
         time.sleep(0.1)
     # The fourth finds both targets full (1 + 2 in flight): 503 at once.
     started = time.monotonic()
-    code, _, _ = curl(f"{jester.url}/slow?delay=1.5")
+    code, _, _ = curl(f"{jester.url}/slow?delay=1.5", protocol=protocol)
     assert code == 503 and time.monotonic() - started < 0.5
     for thread in threads:
         thread.join()

@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Live tests of the HTTP/1.1 data plane: real jester, real upstream, curl and raw sockets."""
+"""Live tests of the data plane: real jester, real upstream, curl and raw sockets. Request behaviours run over
+HTTP/1.1 and HTTP/2 (one request exchange serves both); HTTP/1.1 framing, pipelining, WebSocket and connection
+timers are HTTP/1.1's own."""
 
 import base64
 import hashlib
@@ -12,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import StaleKeepAliveUpstream, curl, raw_request, wait_for
+from conftest import PROTOCOL_FLAGS, PROTOCOLS, StaleKeepAliveUpstream, curl, raw_request, wait_for
 
 
 def proxy_config(upstream, extra="", http=""):
@@ -53,33 +55,41 @@ max_body_size = "2GiB"
 """
 
 
-@pytest.fixture
-def jester(make_jester, upstream):
-    return make_jester(proxy_config(upstream))
+@pytest.fixture(scope="module")
+def jester(upstream):
+    """One instance for the module's scenarios that leave it as they found it (starting one is the slow part)."""
+    from conftest import Jester
+    instance = Jester(proxy_config(upstream))
+    yield instance
+    instance.stop()
 
 
 def headers_of(body):
     return {k.lower(): v for k, v in json.loads(body)["headers"]}
 
 
-def test_local_respond_and_redirect(jester):
-    code, body, _ = curl(jester.url + "/local")
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_local_respond_and_redirect(jester, protocol):
+    code, body, _ = curl(jester.url + "/local", protocol=protocol)
     assert (code, body) == (201, b"local answer\n")
-    code, _, _ = curl("-I", jester.url + "/moved/x")
+    code, _, _ = curl("-I", jester.url + "/moved/x", protocol=protocol)
     assert code == 308
 
 
-def test_proxy_get_adds_forwarding_headers_and_request_id(jester):
-    code, body, _ = curl("-H", "X-Forwarded-For: 10.1.2.3", "-H", "Host: shop.test", jester.url + "/echo?q=1")
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_proxy_get_adds_forwarding_headers_and_request_id(jester, protocol):
+    target = f"/echo?q={protocol}"
+    code, body, _ = curl("-H", "X-Forwarded-For: 10.1.2.3", "-H", "Host: shop.test", jester.url + target,
+                         protocol=protocol)
     assert code == 200
     seen = json.loads(body)
-    assert seen["path"] == "/echo?q=1"
+    assert seen["path"] == target
     headers = headers_of(body)
     assert headers["x-forwarded-for"] == "10.1.2.3, 127.0.0.1"
     assert headers["x-forwarded-proto"] == "http"
     assert headers["x-forwarded-host"] == "shop.test"
     assert len(headers["x-request-id"]) == 32
-    logged = [entry for entry in jester.access_log() if entry["target"] == "/echo?q=1"]
+    logged = [entry for entry in jester.access_log() if entry["target"] == target]
     assert logged and logged[0]["request_id"] == headers["x-request-id"] and logged[0]["status"] == 200
 
 
@@ -92,41 +102,52 @@ def test_hop_by_hop_headers_are_removed(jester):
     assert headers["x-kept"] == "yes"
 
 
-def test_post_streaming_body_and_upstream_keepalive(jester):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_post_streaming_body_and_upstream_keepalive(jester, protocol):
     payload = os.urandom(3 * 1024 * 1024)
     path = jester.dir / "payload"
     path.write_bytes(payload)
-    code, body, _ = curl("--data-binary", f"@{path}", jester.url + "/upload")
+    code, body, _ = curl("--data-binary", f"@{path}", jester.url + "/upload", protocol=protocol)
     assert code == 200
     assert json.loads(body) == {"length": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
     # Two requests in a row from one worker reuse one upstream connection (same client port at the upstream).
-    ports = {json.loads(curl(jester.url + "/echo")[1])["client_port"] for _ in range(3)}
+    ports = {json.loads(curl(jester.url + "/echo", protocol=protocol)[1])["client_port"] for _ in range(3)}
     assert len(ports) == 1
 
 
-def test_chunked_both_ways(jester):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_chunked_both_ways(jester, protocol):
     payload = os.urandom(300_000)
-    path = jester.dir / "payload"
-    path.write_bytes(payload)
-    code, body, _ = curl("-H", "Transfer-Encoding: chunked", "--data-binary", f"@{path}", jester.url + "/upload")
-    assert code == 200 and json.loads(body)["sha256"] == hashlib.sha256(payload).hexdigest()
+    # A body of unknown length (curl -T - reads stdin): chunked over HTTP/1.1, DATA without content-length over
+    # HTTP/2; chunked to the upstream either way.
+    result = subprocess.run(["curl", "-sS", "--max-time", "10", PROTOCOL_FLAGS[protocol], "-X", "POST", "-T", "-",
+                             jester.url + "/upload"], input=payload, capture_output=True, timeout=15)
+    assert json.loads(result.stdout)["sha256"] == hashlib.sha256(payload).hexdigest(), result.stderr
+    code, body, _ = curl(jester.url + "/chunked", protocol=protocol)
+    assert body == b"hello chunked world\n"
+    if protocol != "http1":
+        return
     response = raw_request(jester.port, b"GET /chunked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert b"transfer-encoding: chunked" in response.lower()
     assert response.endswith(b"0\r\n\r\n")
-    code, body, _ = curl(jester.url + "/chunked")
-    assert body == b"hello chunked world\n"
     # An HTTP/1.0 client gets the decoded body, delimited by close.
     response = raw_request(jester.port, b"GET /chunked HTTP/1.0\r\n\r\n")
     assert response.endswith(b"\r\n\r\nhello chunked world\n")
 
 
-def test_expect_100_continue(jester):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_expect_100_continue(jester, protocol):
     path = jester.dir / "payload"
     path.write_bytes(b"y" * 5000)
-    result = subprocess.run(["curl", "-sS", "-v", "--max-time", "10", "-H", "Expect: 100-continue",
-                             "--data-binary", f"@{path}", jester.url + "/upload"], capture_output=True, text=True)
-    assert "HTTP/1.1 100 Continue" in result.stderr
+    started = time.monotonic()
+    result = subprocess.run(["curl", "-sS", "-v", "--max-time", "10", PROTOCOL_FLAGS[protocol],
+                             "-H", "Expect: 100-continue", "--data-binary", f"@{path}", jester.url + "/upload"],
+                            capture_output=True, text=True)
+    # The interim answer reaches the client (RFC 9110 §10.1.1; an HTTP/2 HEADERS frame, RFC 9113 §8.1), which
+    # otherwise sends its body only after giving up waiting (curl: one second).
+    assert ("HTTP/1.1 100 Continue" if protocol == "http1" else "< HTTP/2 100") in result.stderr, result.stderr
     assert json.loads(result.stdout)["length"] == 5000
+    assert time.monotonic() - started < 0.9
 
 
 def test_pipelined_requests_answered_in_order(jester):
@@ -159,23 +180,27 @@ def test_websocket_echo(jester):
             assert reply == bytes([0x81, len(message)]) + message
 
 
-def test_limits(make_jester, upstream):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_limits(make_jester, upstream, protocol):
     jester = make_jester(proxy_config(upstream, http='max_request_head_size = "4KiB"\nmax_uri_length = 1024\n'
                                                      'max_body_size = "1KiB"'))
     before = len(upstream.requests())
-    code, _, _ = curl("-H", "X-Big: " + "a" * 5000, jester.url + "/echo")
+    code, _, _ = curl("-H", "X-Big: " + "a" * 5000, jester.url + "/echo", protocol=protocol)
     assert code == 431
-    code, _, _ = curl(jester.url + "/echo?" + "a" * 2000)
+    code, _, _ = curl(jester.url + "/echo?" + "a" * 2000, protocol=protocol)
     assert code == 414
-    code, _, _ = curl("--data-binary", "x" * 2000, jester.url + "/upload")
+    code, _, _ = curl("--data-binary", "x" * 2000, jester.url + "/upload", protocol=protocol)
     assert code == 413
+    if protocol != "http1":
+        assert len(upstream.requests()) == before
+        return
     chunked = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + b"800\r\n" + b"z" * 2048 + b"\r\n0\r\n\r\n"
     assert raw_request(jester.port, chunked).startswith(b"HTTP/1.1 413")
     # Only the chunked one reached the upstream (its size is known only while streaming), and it was cut off.
     assert len(upstream.requests()) - before <= 1
 
 
-def test_timeouts(jester):
+def test_client_timeouts(jester):
     # Client header timeout: an incomplete head gets 408 after client_header_timeout (1s).
     started = time.monotonic()
     response = raw_request(jester.port, b"GET /echo HTTP/1.1\r\nHost: x\r\n", timeout=5)
@@ -188,17 +213,25 @@ def test_timeouts(jester):
         started = time.monotonic()
         assert connection.recv(4096) == b""
         assert 1.5 < time.monotonic() - started < 5
-    # Slow upstream: no response head within response_timeout (1s) is a 504.
-    code, body, _ = curl(jester.url + "/slow?delay=3")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_slow_upstream_is_504(jester, protocol):
+    # No response head within response_timeout (1s).
+    started = time.monotonic()
+    code, body, _ = curl(jester.url + "/slow?delay=3", protocol=protocol)
     assert (code, body) == (504, b"504 Gateway Timeout\n")
+    assert time.monotonic() - started < 2
 
 
-def test_dead_upstream_is_502(jester):
-    code, body, _ = curl(jester.url + "/dead/x")
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_dead_upstream_is_502(jester, protocol):
+    code, body, _ = curl(jester.url + "/dead/x", protocol=protocol)
     assert code == 502 and body == b"502 Bad Gateway\n"
 
 
-def test_upstream_connect_timeout_is_504(make_jester):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_upstream_connect_timeout_is_504(make_jester, protocol):
     # A listener whose accept queue is full drops new SYNs, so a connect to it hangs: a connect timeout on loopback.
     blackhole = socket.socket()
     blackhole.bind(("127.0.0.1", 0))
@@ -222,7 +255,7 @@ path_prefix = "/"
 upstream = "hole"
 """)
         started = time.monotonic()
-        code, body, _ = curl(jester.url + "/x", timeout=10)
+        code, body, _ = curl(jester.url + "/x", timeout=10, protocol=protocol)
         assert (code, body) == (504, b"504 Gateway Timeout\n")
         assert 0.4 < time.monotonic() - started < 3
         wait_for(lambda: any(r.get("error") == "connect timed out" for r in jester.access_log()),
@@ -233,7 +266,8 @@ upstream = "hole"
         blackhole.close()
 
 
-def test_idempotent_request_is_replayed_after_a_stale_keepalive_connection(make_jester):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_idempotent_request_is_replayed_after_a_stale_keepalive_connection(make_jester, protocol):
     origin = StaleKeepAliveUpstream()
     try:
         jester = make_jester(f"""
@@ -244,17 +278,14 @@ targets = ["127.0.0.1:{origin.port}"]
 path_prefix = "/"
 upstream = "stale"
 """)
-        with socket.create_connection(("127.0.0.1", jester.port), timeout=5) as client:
-            for _ in range(3):
-                client.sendall(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
-                response = client.recv(4096)
-                assert response.startswith(b"HTTP/1.1 200") and response.endswith(b"ok\n"), response
+        for _ in range(3):
+            assert curl(jester.url + "/again", protocol=protocol)[:2] == (200, b"ok\n")
         # Each GET after the first went out on the pooled connection, was dropped, and was sent again.
         assert origin.requests.count("GET /again HTTP/1.1") == 5
         # A request with a body is not replayed: the origin may have acted on it. The pool holds the connection of
         # the last replay, which the origin drops on its next request.
-        response = raw_request(jester.port, b"POST /once HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
-        assert response.startswith(b"HTTP/1.1 502"), response
+        code, _, _ = curl("--data-binary", "hi", jester.url + "/once", protocol=protocol)
+        assert code == 502
         assert origin.requests.count("POST /once HTTP/1.1") == 1
     finally:
         origin.close()

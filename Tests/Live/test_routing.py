@@ -1,9 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Live routing tests: every matcher of [[routes]], specificity and priority, through a real jester."""
+"""Live routing tests: every matcher of [[routes]], specificity and priority, rewrites, splits, header edits and
+route timeouts, through a real jester, each over HTTP/1.1 and HTTP/2 (one request exchange serves both)."""
 
 import subprocess
 
-from conftest import curl, wait_for
+import pytest
+
+from conftest import PROTOCOL_FLAGS, PROTOCOLS, curl, wait_for
+
+# How a client sees a response cut short: HTTP/1.1 ends the connection early (curl: partial transfer, 18); HTTP/2
+# resets the stream (curl: 92, stream error), or ends it early.
+CUT_SHORT = {"http1": {18}, "h2c": {18, 92}}
 
 
 def route(name, **settings):
@@ -32,33 +39,47 @@ ROUTES = "".join([
 ])
 
 
-def body(jester, path, *args):
-    code, text, error = curl(jester.url + path, *args)
+def body(jester, path, *args, protocol="http1"):
+    code, text, error = curl(jester.url + path, *args, protocol=protocol)
     assert code == 200, (path, code, error)
     return text.decode()
 
 
-def test_every_matcher_and_fallthrough(make_jester):
-    jester = make_jester(ROUTES)
-    assert body(jester, "/api/things") == "api-get"
-    assert body(jester, "/api/things", "-X", "POST") == "api-post"
-    assert body(jester, "/api/things", "-X", "DELETE") == "fallback"  # no /api route takes DELETE: falls through
-    assert body(jester, "/api/health") == "exact"  # an exact path wins over the /api prefix routes
-    assert body(jester, "/api/health/x") == "api-get"
-    assert body(jester, "/api/users/42") == "user"  # a path regex wins over plain routes of its prefix
-    assert body(jester, "/api/users/abc") == "api-get"
-    assert body(jester, "/app/x", "-H", "X-Env: canary") == "canary"
-    assert body(jester, "/app/x", "-H", "X-Env: stable") == "app"
-    assert body(jester, "/app/x", "-A", "SuperBot/2.0") == "bot"
-    assert body(jester, "/app/x?trace", "-H", "X-Debug: 1") == "debug"  # both conditions
-    assert body(jester, "/app/x", "-H", "X-Debug: 1") == "app"  # one of two: not enough
-    assert body(jester, "/q/x?a=1&v=2") == "v2"
-    assert body(jester, "/q/x?v=20") == "fallback"
-    assert body(jester, "/internal/x") == "local"  # the client is 127.0.0.1, not in 10.0.0.0/8
-    assert body(jester, "/legacy") == "no-legacy"
-    assert body(jester, "/legacy", "-H", "X-Legacy: yes") == "fallback"
+@pytest.fixture(scope="module")
+def routes_jester():
+    """One instance for both protocols: the routes answer locally and keep no state."""
+    from conftest import Jester
+    jester = Jester(ROUTES)
+    yield jester
+    jester.stop()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_every_matcher_and_fallthrough(routes_jester, protocol):
+    jester = routes_jester
+
+    def body_of(path, *args):
+        return body(jester, path, *args, protocol=protocol)
+
+    assert body_of("/api/things") == "api-get"
+    assert body_of("/api/things", "-X", "POST") == "api-post"
+    assert body_of("/api/things", "-X", "DELETE") == "fallback"  # no /api route takes DELETE: falls through
+    assert body_of("/api/health") == "exact"  # an exact path wins over the /api prefix routes
+    assert body_of("/api/health/x") == "api-get"
+    assert body_of("/api/users/42") == "user"  # a path regex wins over plain routes of its prefix
+    assert body_of("/api/users/abc") == "api-get"
+    assert body_of("/app/x", "-H", "X-Env: canary") == "canary"
+    assert body_of("/app/x", "-H", "X-Env: stable") == "app"
+    assert body_of("/app/x", "-A", "SuperBot/2.0") == "bot"
+    assert body_of("/app/x?trace", "-H", "X-Debug: 1") == "debug"  # both conditions
+    assert body_of("/app/x", "-H", "X-Debug: 1") == "app"  # one of two: not enough
+    assert body_of("/q/x?a=1&v=2") == "v2"
+    assert body_of("/q/x?v=20") == "fallback"
+    assert body_of("/internal/x") == "local"  # the client is 127.0.0.1, not in 10.0.0.0/8
+    assert body_of("/legacy") == "no-legacy"
+    assert body_of("/legacy", "-H", "X-Legacy: yes") == "fallback"
     # priority beats specificity: every path, while the header is set
-    assert body(jester, "/api/health", "-H", "X-Maintenance: on") == "maintenance"
+    assert body_of("/api/health", "-H", "X-Maintenance: on") == "maintenance"
 
 
 def test_invalid_matchers_are_rejected_with_locations(make_jester, tmp_path):
@@ -84,9 +105,9 @@ respond = { status = 200 }
         assert expected in result.stderr, (expected, result.stderr)
 
 
-def echo(jester, path, *args):
+def echo(jester, path, *args, protocol="http1"):
     import json
-    code, text, error = curl(jester.url + path, "-i", *args)
+    code, text, error = curl(jester.url + path, "-i", *args, protocol=protocol)
     assert code == 200, (path, code, error, text)
     head, _, body = text.partition(b"\r\n\r\n")
     fields = {}
@@ -96,7 +117,8 @@ def echo(jester, path, *args):
     return json.loads(body), fields
 
 
-def test_splits_rewrites_and_header_edits(make_jester):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_splits_rewrites_and_header_edits(make_jester, protocol):
     from collections import Counter
     from conftest import Upstream
     stable, canary = Upstream(), Upstream()
@@ -135,37 +157,38 @@ upstream = "stable"
 request_headers = {{ set = {{ "X-Env" = "prod" }}, add = {{ "X-Added" = "1" }}, remove = ["X-Secret"] }}
 response_headers = {{ set = {{ "Cache-Control" = "no-store" }}, remove = ["Content-Type"] }}
 """)
-        ports = Counter(echo(jester, "/split/x")[0]["server_port"] for _ in range(40))
+        ports = Counter(echo(jester, "/split/x", protocol=protocol)[0]["server_port"] for _ in range(40))
         assert ports == {stable.port: 30, canary.port: 10}, ports
         # A split key keeps each session on one side; different sessions use both.
         sides = {}
         for session in range(16):
-            seen = {echo(jester, "/sticky/x", "-H", f"Cookie: a=b; session=s{session}")[0]["server_port"]
-                    for _ in range(3)}
+            cookie = f"Cookie: a=b; session=s{session}"
+            seen = {echo(jester, "/sticky/x", "-H", cookie, protocol=protocol)[0]["server_port"] for _ in range(3)}
             assert len(seen) == 1, seen
             sides[session] = seen.pop()
         assert set(sides.values()) == {stable.port, canary.port}, sides
 
-        assert echo(jester, "/strip/a/b?q=1")[0]["path"] == "/a/b?q=1"
-        assert echo(jester, "/strip")[0]["path"] == "/"
-        body, _ = echo(jester, "/v1/users?x")
+        assert echo(jester, "/strip/a/b?q=1", protocol=protocol)[0]["path"] == "/a/b?q=1"
+        assert echo(jester, "/strip", protocol=protocol)[0]["path"] == "/"
+        body, _ = echo(jester, "/v1/users?x", protocol=protocol)
         assert body["path"] == "/api/v2/users?x"
         headers = {name.lower(): value for name, value in body["headers"]}
         assert headers["host"] == "backend.internal" and headers["x-forwarded-host"].startswith("127.0.0.1")
 
-        body, fields = echo(jester, "/old/items/42", "-H", "X-Env: dev", "-H", "X-Secret: s3cr3t")
+        body, fields = echo(jester, "/old/items/42", "-H", "X-Env: dev", "-H", "X-Secret: s3cr3t", protocol=protocol)
         assert body["path"] == "/new/42/items"
         sent = [(name.lower(), value) for name, value in body["headers"]]
         assert ("x-env", "prod") in sent and ("x-env", "dev") not in sent
         assert ("x-added", "1") in sent and not [v for n, v in sent if n == "x-secret"]
         assert fields["cache-control"] == ["no-store"] and "content-type" not in fields
-        assert echo(jester, "/old/unmatched")[0]["path"] == "/old/unmatched"  # no match: unchanged
+        assert echo(jester, "/old/unmatched", protocol=protocol)[0]["path"] == "/old/unmatched"  # no match: unchanged
     finally:
         stable.stop()
         canary.stop()
 
 
-def test_route_timeouts_override_the_pools(make_jester):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_route_timeouts_override_the_pools(make_jester, protocol):
     import time
     from conftest import Upstream
     upstream = Upstream()
@@ -190,22 +213,24 @@ path_prefix = "/"
 upstream = "app"
 """)
         started = time.monotonic()
-        assert curl(jester.url + "/quick/slow?delay=3")[0] == 504
+        assert curl(jester.url + "/quick/slow?delay=3", protocol=protocol)[0] == 504
         assert time.monotonic() - started < 2
-        assert curl(jester.url + "/slow?delay=1")[0] == 200  # the pool's 10 s applies elsewhere
+        assert curl(jester.url + "/slow?delay=1", protocol=protocol)[0] == 200  # the pool's 10 s applies elsewhere
         started = time.monotonic()
-        assert curl(jester.url + "/bounded/slow?delay=3")[0] == 504
+        assert curl(jester.url + "/bounded/slow?delay=3", protocol=protocol)[0] == 504
         assert 0.9 < time.monotonic() - started < 2.5
         # A response already under way when the whole-exchange timeout passes is cut short, visibly: curl
-        # reports a partial transfer (exit 18), never a complete-looking response.
+        # reports a partial transfer or a reset stream, never a complete-looking response.
         result = subprocess.run(["curl", "-sS", "-o", "/dev/null", "--limit-rate", "2M", "--max-time", "20",
-                                 jester.url + "/bounded/download?size=100000000"], capture_output=True, text=True)
-        assert result.returncode == 18, (result.returncode, result.stderr)
+                                 PROTOCOL_FLAGS[protocol], jester.url + "/bounded/download?size=100000000"],
+                                capture_output=True, text=True)
+        assert result.returncode in CUT_SHORT[protocol], (result.returncode, result.stderr)
     finally:
         upstream.stop()
 
 
-def test_read_timeout_cuts_a_stalled_response_visibly(make_jester, upstream):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_read_timeout_cuts_a_stalled_response_visibly(make_jester, upstream, protocol):
     import time
     jester = make_jester(f"""
 [upstreams.app]
@@ -223,18 +248,20 @@ read_timeout = "3s"
 """)
     started = time.monotonic()
     result = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download}", "--max-time", "10",
-                             jester.url + "/strict/stall?delay=3"], capture_output=True, text=True)
-    assert result.returncode == 18, result  # a partial transfer, never a complete-looking response
+                             PROTOCOL_FLAGS[protocol], jester.url + "/strict/stall?delay=3"],
+                            capture_output=True, text=True)
+    assert result.returncode in CUT_SHORT[protocol], result  # cut short, never a complete-looking response
     assert result.stdout == "1024"
     assert time.monotonic() - started < 2.5
     # A pause shorter than the route's read_timeout is fine.
-    code, body, _ = curl(jester.url + "/stall?delay=1")
+    code, body, _ = curl(jester.url + "/stall?delay=1", protocol=protocol)
     assert code == 200 and len(body) == 2048
     wait_for(lambda: any(entry.get("error") == "upstream read timeout" for entry in jester.access_log()),
              what="the timeout in the access log")
 
 
-def test_routes_match_on_the_body_and_forward_it_intact(make_jester, upstream):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_routes_match_on_the_body_and_forward_it_intact(make_jester, upstream, protocol):
     import hashlib
     import json as jsonlib
     jester = make_jester(f"""
@@ -263,7 +290,8 @@ upstream = "app"
     import subprocess as sp
 
     def post(data, *headers, path="/orders/echo"):
-        result = sp.run(["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", "--data-binary", "@-",
+        result = sp.run(["curl", "-sS", PROTOCOL_FLAGS[protocol], "-o", "-", "-w", "\n%{http_code}", "-X", "POST",
+                         "--data-binary", "@-",
                          *[item for header in headers for item in ("-H", header)], jester.url + path],
                         input=data, capture_output=True, timeout=20)
         text, _, status = result.stdout.rpartition(b"\n")

@@ -35,6 +35,9 @@ FORCED_STATUS = 0
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # A response goes out in two writes (head, then body): without TCP_NODELAY the body waits for Jester's delayed
+    # ACK of the head, 40 ms a request, which made the balancing scenarios spend most of their time waiting.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
@@ -189,6 +192,9 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's backlog of 5 drops the SYNs of a burst of new connections (an HTTP/2 client's concurrent
+    # streams each open one), and each dropped SYN costs a second's retransmission.
+    request_queue_size = 256
 
 
 if __name__ == "__main__":
