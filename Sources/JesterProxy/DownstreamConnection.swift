@@ -589,6 +589,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             requestBodyBytes += Int64(range.count)
             exchange.log.bytesIn = Int(requestBodyBytes)
             if let route = exchange.route, requestBodyBytes > route.maxBodySize {
+                exchange.log.failure = "request body larger than \(route.maxBodySize) bytes"  // as HTTP/2 logs it
                 if responseStarted { close() } else { respondWithError(413, closing: true) }
                 return false
             }

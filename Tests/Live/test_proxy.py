@@ -191,13 +191,29 @@ def test_limits(make_jester, upstream, protocol):
     assert code == 414
     code, _, _ = curl("--data-binary", "x" * 2000, jester.url + "/upload", protocol=protocol)
     assert code == 413
-    if protocol != "http1":
-        assert len(upstream.requests()) == before
-        return
-    chunked = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + b"800\r\n" + b"z" * 2048 + b"\r\n0\r\n\r\n"
-    assert raw_request(jester.port, chunked).startswith(b"HTTP/1.1 413")
-    # Only the chunked one reached the upstream (its size is known only while streaming), and it was cut off.
+    # A body of unknown length (chunked, or HTTP/2 DATA without content-length) is refused once it passes the limit.
+    result = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", PROTOCOL_FLAGS[protocol],
+                             "-X", "POST", "-T", "-", jester.url + "/upload"], input=b"z" * 5000, capture_output=True)
+    assert result.stdout == b"413", result
+    # Only that one reached the upstream (its size is known only while streaming), and it was cut off.
     assert len(upstream.requests()) - before <= 1
+    wait_for(lambda: any(e.get("error") == "request body larger than 1024 bytes" for e in jester.access_log()),
+             timeout=3, what="the refusal in the access log")
+
+
+def test_the_access_log_records_every_protocol_alike(make_jester, upstream):
+    """The same requests over HTTP/1.1 and HTTP/2 are logged with the same fields and values, but the protocol's."""
+    jester = make_jester(proxy_config(upstream))
+    requests = [("/echo?log",), ("/local",), ("/dead/x",), ("-I", "/echo"), ("--data-binary", "hello", "/upload")]
+    for protocol in PROTOCOLS:
+        for request in requests:
+            curl(*request[:-1], jester.url + request[-1], protocol=protocol)
+    wait_for(lambda: len(jester.access_log()) == 2 * len(requests), timeout=3, what="every request logged")
+    varying = {"time", "duration_ms", "request_id", "protocol"}
+    entries = [{k: v for k, v in entry.items() if k not in varying} | {"request_id": bool(entry["request_id"])}
+               for entry in jester.access_log()]
+    assert entries[:len(requests)] == entries[len(requests):]
+    assert [e["protocol"] for e in jester.access_log()] == ["HTTP/1.1"] * len(requests) + ["HTTP/2.0"] * len(requests)
 
 
 def test_client_timeouts(jester):
