@@ -123,7 +123,8 @@ def steal_ticks():
     return values[7], sum(values)
 
 
-def wait_for_http(port, path="/small", timeout=20.0, tls=False):
+def wait_for_http(port, path="/small", timeout=20.0, tls=False, headers=()):
+    extra = "".join(f"{header}\r\n" for header in headers)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -133,7 +134,7 @@ def wait_for_http(port, path="/small", timeout=20.0, tls=False):
                     import ssl
                     context = ssl.create_default_context(cafile=str(FIXTURES / "ca.pem"))
                     s = context.wrap_socket(plain, server_hostname="localhost")
-                s.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\n{extra}Connection: close\r\n\r\n".encode())
                 if s.recv(64).startswith(b"HTTP/1.1 200"):
                     return
         except OSError:

@@ -4,6 +4,7 @@
 
     bench/pair.py A B [--rounds N] [--path /small] [--close | --h2] [--duration S]
     bench/pair.py A B --idle 10000
+    bench/pair.py A B --scenario ratelimit|ratelimit-flood|jwt-rs256|jwt-es256|jwt-hs256 [--bare-a]
 
 A and B are each a Jester binary, "haproxy", "nginx" or a floor probe from bench/probes ("probe:nio",
 "probe:epoll": bytes relayed to the upstream; "probe:epoll-splice": relayed without a copy; "probe:nio-respond",
@@ -13,6 +14,10 @@ Whatever the machine does during a round (steal, frequency, a neighbour's cache)
 their CPU time per request is steady to about ±1 % where alternating runs drift by ±15 %. This is the tool for
 "run the benchmark before and after a hot-path change"; bench/harness.py remains the report against nginx and
 HAProxy (requests/s and latency need a core to themselves, which this mode does not give).
+
+--scenario adds a request filter to both sides, written as each proxy writes it (bench/filter_scenarios.py: a rate
+limit per client address, or a JWT check, with the token on every request); --bare-a leaves it off side A while A
+still gets the same requests, so B − A is the filter's own CPU per request.
 """
 
 import argparse
@@ -27,13 +32,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import filter_scenarios  # noqa: E402
 import harness  # noqa: E402
 
 
-def configuration(work, kind, name, port, tls):
-    """Command line of one side, with its configuration written to `work`."""
+def configuration(work, kind, name, port, tls, scenario=None):
+    """Command line of one side, with its configuration written to `work` (with `scenario`'s filter, if any)."""
     listen = f"127.0.0.1:{harness.PROXY_PORT}"
     if kind.startswith("probe:"):
+        if scenario:
+            raise SystemExit("the floor probes run no filters: pair them without --scenario")
         flavour, _, mode = kind[len("probe:"):].partition("-")
         binary = str(harness.HERE / "probes" / ".build" / "release" / f"{flavour}-probe")
         if mode == "respond":
@@ -42,11 +50,15 @@ def configuration(work, kind, name, port, tls):
     if kind in ("haproxy", "nginx"):
         text = (harness.haproxy_config if kind == "haproxy" else harness.nginx_config)(work, 1, 0, tls)
         text = text.replace(listen, f"127.0.0.1:{port}").replace(f"{kind}.pid", f"{name}.pid")
+        if scenario:
+            text = scenario.apply(kind, text, work)
         path = work / f"{name}.conf"
         path.write_text(text)
         return ["haproxy", "-db", "-f", str(path)] if kind == "haproxy" else ["nginx", "-c", str(path)]
     text = (harness.jester_config(work, 1, 0, tls).replace(listen, f"127.0.0.1:{port}")
             .replace("jester.pid", f"{name}.pid").replace("jester.sock", f"{name}.sock"))
+    if scenario:
+        text = scenario.apply("jester", text, work)
     path = work / f"{name}.toml"
     path.write_text(text)
     return [kind, "--config", str(path)]
@@ -86,6 +98,20 @@ def start_upstream(prefix):
     return work, upstream
 
 
+def refusals(output, requests, answered):
+    """", N % not 2xx" (and wrk's socket errors: a proxy closing after a refusal shows there) when there were any,
+    so a scenario shows whether its requests passed or were refused."""
+    if answered:
+        match = re.search(answered, output)
+        other = requests - int(match.group(1)) if match else 0
+    else:
+        match = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+        other = int(match.group(1)) if match else 0
+    text = f", {100 * other / max(requests, 1):.1f} % not 2xx" if other else ""
+    errors = re.search(r"Socket errors: (.*)", output)
+    return text + (f", socket errors: {errors.group(1)}" if errors else "")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("a")
@@ -99,16 +125,33 @@ def main():
     parser.add_argument("--idle", type=int, metavar="N",
                         help="no load: hold N idle keep-alive connections (one request each) on each side in turn "
                              "and report the RSS each grew by, per connection")
+    parser.add_argument("--scenario", choices=filter_scenarios.SCENARIOS,
+                        help="a request filter on both sides (bench/filter_scenarios.py)")
+    parser.add_argument("--bare-a", action="store_true",
+                        help="with --scenario: side A without the filter (same requests), so B − A is its cost")
     args = parser.parse_args()
+    if args.bare_a and not args.scenario:
+        parser.error("--bare-a needs --scenario")
 
     work, upstream = start_upstream("jester-pair-")
+    scenario = filter_scenarios.SCENARIOS[args.scenario] if args.scenario else None
+    headers = []
+    if scenario:
+        scenario.prepare(work)
+        headers = scenario.headers
+        print(f"scenario {args.scenario}: {scenario.about}" + ("; A without the filter" if args.bare_a else ""),
+              flush=True)
     sides = []
     try:
         for name, kind, port in (("a", args.a, harness.PROXY_PORT), ("b", args.b, harness.PROXY_PORT + 10)):
             harness.wait_for_free_port(port)
-            command = configuration(work, kind, name, port, args.h2)
+            filtered = scenario if not (name == "a" and args.bare_a) else None
+            command = configuration(work, kind, name, port, args.h2, filtered)
             sides.append((harness.Server(name, command, "0", work / f"{name}.log"), port))
-            harness.wait_for_http(port, tls=args.h2)
+            try:
+                harness.wait_for_http(port, tls=args.h2, headers=headers)
+            except RuntimeError:
+                raise SystemExit(f"{kind} did not start: " + (work / f"{name}.log").read_text()[-2000:])
         if args.idle:
             for (server, port), name in zip(sides, ("A", "B")):
                 before = harness.memory_kib(server.pids(), "VmRSS")
@@ -120,18 +163,23 @@ def main():
                 print(f"{name}: {grown * 1024 / args.idle:,.0f} B per idle connection "
                       f"(RSS +{grown / 1024:.1f} MiB over {args.idle:,})", flush=True)
             return
-        ratios = []
+        ratios, differences = [], []
+        fields = [argument for header in headers for argument in ("-H", header)]
         for round_number in range(args.rounds):
             before = [cpu_seconds(server) for server, _ in sides]
             if args.h2:
-                commands = [["taskset", "-c", "1", "h2load", "-D", str(args.duration), "-c10", "-m10", "-t1",
+                commands = [["taskset", "-c", "1", "h2load", "-D", str(args.duration), "-c10", "-m10", "-t1", *fields,
                              f"https://127.0.0.1:{port}{args.path}"] for _, port in sides]
-                pattern = r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded"
+                # h2load counts a 4xx as done but not as succeeded: a filter scenario counts every answer.
+                pattern = (r"requests: \d+ total, \d+ started, (\d+) done" if scenario
+                           else r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded")
+                answered = r"status codes: (\d+) 2xx"
             else:
                 commands = [["taskset", "-c", "1", "wrk", "-t1", "-c50", f"-d{args.duration}s",
-                             *(["-H", "Connection: close"] if args.close else []),
+                             *(["-H", "Connection: close"] if args.close else []), *fields,
                              f"http://127.0.0.1:{port}{args.path}"] for _, port in sides]
                 pattern = r"(\d+) requests in"
+                answered = None
             load = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for command in commands]
             outputs = [process.communicate()[0] for process in load]
             after = [cpu_seconds(server) for server, _ in sides]
@@ -140,10 +188,14 @@ def main():
             system = [(after[i][1] - before[i][1]) / requests[i] * 1e6 for i in range(2)]
             micros = [user[i] + system[i] for i in range(2)]
             ratios.append(micros[1] / micros[0])
+            differences.append(micros[1] - micros[0])
             print(f"round {round_number + 1}: A {micros[0]:.1f} µs/req (user {user[0]:.1f}, system {system[0]:.1f}; "
-                  f"{requests[0]:,} requests), B {micros[1]:.1f} µs/req (user {user[1]:.1f}, system "
-                  f"{system[1]:.1f}; {requests[1]:,}), B/A {ratios[-1]:.3f}", flush=True)
-        print(f"CPU per request, B/A: median {statistics.median(ratios):.3f} over {args.rounds} rounds")
+                  f"{requests[0]:,} requests{refusals(outputs[0], requests[0], answered)}), B {micros[1]:.1f} µs/req "
+                  f"(user {user[1]:.1f}, system {system[1]:.1f}; {requests[1]:,}"
+                  f"{refusals(outputs[1], requests[1], answered)}), B/A {ratios[-1]:.3f}, B − A "
+                  f"{differences[-1]:+.1f} µs", flush=True)
+        print(f"CPU per request, B/A: median {statistics.median(ratios):.3f} over {args.rounds} rounds; B − A: "
+              f"median {statistics.median(differences):+.1f} µs")
     finally:
         for server, _ in sides:
             server.stop()
