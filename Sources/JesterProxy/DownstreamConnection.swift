@@ -415,11 +415,10 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         keepAlive = exchange.head.isPersistent && !runtime.isDraining
             && (http.keepaliveRequests == 0 || requestsServed < http.keepaliveRequests)
         let withinRate = requestBucket == nil || requestBucket!.take(now: runtime.monotonicSeconds)
-        if let refusal = exchange.preRouteRefusal(runtime: runtime, withinConnectionRate: withinRate) {
+        if let status = exchange.preRouteRefusal(runtime: runtime, withinConnectionRate: withinRate) {
             // (A client over its request rate, a pipelining or keep-alive flood, is also disconnected.)
             if !withinRate { runtime.logWarning("request rate limit", metadata: ["client": "\(clientAddress)"]) }
-            exchange.log.failure = refusal.reason
-            respondWithError(refusal.status, closing: true)
+            respondWithError(status, closing: true)
             return
         }
         let framing = BodyFraming.request(exchange.head)
@@ -663,7 +662,8 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         if !edits.rendered.isEmpty { out.writeBytes(edits.rendered) }
         // (Sticky pools only: the exchange's pool says so without asking the upstream, an existential, per response.)
         if exchange.pool?.stickyCookie != nil, let upstream,
-            let cookie = exchange.stickyCookie(pool: upstream.pool, target: upstream.target, secure: tls != nil)
+            let cookie = RequestExchange.stickyCookie(
+                pool: upstream.pool, target: upstream.target, stickyTarget: exchange.stickyTarget, secure: tls != nil)
         {
             // The client is new to this pool, or its target went away: it sticks to this one from now on.
             out.writeStaticString("Set-Cookie: ")

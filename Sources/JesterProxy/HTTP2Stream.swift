@@ -80,8 +80,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             finishLocally(status: error.status, failure: error.reason)
             return
         }
-        if let refusal = exchange.preRouteRefusal(runtime: runtime, withinConnectionRate: connection.takeRequestToken()) {
-            finishLocally(status: refusal.status, failure: refusal.reason)
+        if let status = exchange.preRouteRefusal(runtime: runtime, withinConnectionRate: connection.takeRequestToken()) {
+            finishLocally(status: status, failure: exchange.log.failure)
             return
         }
         let peekLimit = connection.routes.bodyPeekLimit
@@ -459,7 +459,9 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     }
 
     private func stickyCookie(for pool: UpstreamPool, target: Int) -> String? {
-        exchange.stickyCookie(pool: pool, target: target, secure: connection.tls != nil)
+        guard pool.stickyCookie != nil else { return nil }
+        return RequestExchange.stickyCookie(
+            pool: pool, target: target, stickyTarget: exchange.stickyTarget, secure: connection.tls != nil)
     }
 
     /// Fields that HTTP/2 forbids (RFC 9113 §8.2.2), dropped even when the upstream did not name them hop-by-hop.

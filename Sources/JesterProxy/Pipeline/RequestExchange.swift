@@ -50,6 +50,7 @@ struct RequestExchange {
     mutating func begin(bytes: ByteBuffer, client: String, runtime: WorkerRuntime) {
         headBytes = bytes
         route = nil
+        hasFilters = false
         pool = nil
         replays = 0
         isHeadRequest = false
@@ -65,17 +66,18 @@ struct RequestExchange {
     }
 
     /// The checks before routing that every protocol makes: `http.underscores_in_headers = "reject"` and the
-    /// connection's request rate (`withinConnectionRate`, the adapter's token bucket). A refusal: status, reason.
-    func preRouteRefusal(runtime: WorkerRuntime, withinConnectionRate: Bool) -> (status: Int, reason: String)? {
-        // `http.max_request_head_size` for every protocol: HTTP/1.1's framing refuses a longer head before it is
-        // parsed, but an HTTP/2 head (translated) arrives whole, and nghttp2 only announces the limit in SETTINGS.
-        if let headBytes, headBytes.readableBytes > runtime.parserLimits.maxHeadSize {
-            return (431, HTTPParseError.headTooLarge.reason)
-        }
+    /// connection's request rate (`withinConnectionRate`, the adapter's token bucket). A refusal (status) is
+    /// recorded in the log record. (Mutating, like every method adapters call per request: a non-mutating method
+    /// called on a struct kept in a class is given a copy of the whole struct, its references retained.)
+    mutating func preRouteRefusal(runtime: WorkerRuntime, withinConnectionRate: Bool) -> Int? {
         if runtime.rejectsUnderscoredFields, head.fields.contains(where: \.hasUnderscore) {
-            return (400, HTTPParseError.underscoreInFieldName.reason)
+            log.failure = HTTPParseError.underscoreInFieldName.reason
+            return 400
         }
-        if !withinConnectionRate { return (429, "connection_request_rate exceeded") }
+        if !withinConnectionRate {
+            log.failure = "connection_request_rate exceeded"
+            return 429
+        }
         return nil
     }
 
@@ -102,6 +104,7 @@ struct RequestExchange {
             return .refuse(status: 404, reason: "")
         }
         route = matched
+        hasFilters = !matched.filters.isEmpty
         log.route = matched.name
         (isHeadRequest, isIdempotent) = methodFacts()
         hasBody = BodyFraming.request(head) != .none
@@ -123,7 +126,7 @@ struct RequestExchange {
     // MARK: Filters
 
     /// Whether the route has request filters (adapters skip making the resume closure when it has none).
-    var hasFilters: Bool { route.map { !$0.filters.isEmpty } ?? false }
+    private(set) var hasFilters = false
 
     /// Runs the route's request filters. Returns the verdict, or nil when a filter waits: then `finish` gets it
     /// later, on the event loop (and never after `cancelFilters`).
@@ -244,8 +247,9 @@ struct RequestExchange {
     // MARK: Response
 
     /// The `Set-Cookie` value that sticks the client to `target` of `pool`, when the pool is sticky and the client
-    /// is new to it (or its target went away); nil otherwise.
-    func stickyCookie(pool: UpstreamPool, target: Int, secure: Bool) -> String? {
+    /// is new to it (its cookie named `stickyTarget`, another target or none, or its target went away); nil
+    /// otherwise. Static, so adapters call it without copying the exchange.
+    static func stickyCookie(pool: UpstreamPool, target: Int, stickyTarget: Int?, secure: Bool) -> String? {
         guard let name = pool.stickyCookie, target != stickyTarget else { return nil }
         let token = String(decoding: pool.stickyTokens[target], as: UTF8.self)
         return "\(String(decoding: name, as: UTF8.self))=\(token); Path=/; HttpOnly; SameSite=Lax"
