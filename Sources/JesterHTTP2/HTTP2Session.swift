@@ -73,6 +73,9 @@ public final class HTTP2Session {
     private var incomingStream: Int32 = 0
     private var incoming: [HTTP2Field] = []
     private var outgoing: [Int32: Outgoing] = [:]
+    /// Streams (client role) whose interim (1xx) response came: nghttp2 files the final head that follows under
+    /// the HEADERS category, as it does trailers, so the session remembers that it is a response.
+    private var awaitingFinalResponse: Set<Int32> = []
     /// The client's stream identifiers so far (server role), to refuse a skipped one (see `ClientStreamIDs`).
     private var clientStreamIDs = ClientStreamIDs()
 
@@ -325,12 +328,17 @@ public final class HTTP2Session {
                 incomingStream = 0
             }
             let first = role == .server ? NGHTTP2_HCAT_REQUEST.rawValue : NGHTTP2_HCAT_RESPONSE.rawValue
-            if category == first {
+            if category == first || awaitingFinalResponse.remove(stream) != nil {
+                // An interim (1xx) response is reported like any head (its reader waits on for the final one).
+                if role == .client, let status = fields.first, status.name == ":status",
+                    status.value.utf8.first == UInt8(ascii: "1")
+                {
+                    awaitingFinalResponse.insert(stream)
+                }
                 events.append(.headers(stream: stream, fields: fields, endStream: endStream))
             } else if endStream {
                 events.append(.trailers(stream: stream, fields: fields))
             }
-            // A non-final (1xx) response block on a client is dropped: the final one follows.
         case NGHTTP2_DATA.rawValue:
             if endStream { events.append(.endStream(stream: stream)) }
         case NGHTTP2_GOAWAY.rawValue:
@@ -346,6 +354,7 @@ public final class HTTP2Session {
 
     fileprivate func streamClosed(stream: Int32, errorCode: UInt32) {
         outgoing[stream] = nil
+        if !awaitingFinalResponse.isEmpty { awaitingFinalResponse.remove(stream) }
         if stream == incomingStream {
             incomingStream = 0
             incoming = []

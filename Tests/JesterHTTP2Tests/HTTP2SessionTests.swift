@@ -217,3 +217,26 @@ private func lowerStreamAfterHigher() -> ByteBuffer {
     _ = server.takeEvents()
     #expect(!server.isActive)
 }
+
+@Test func anInterimResponseGoesBeforeTheFinalOne() throws {
+    // RFC 9113 §8.1: a server may send 1xx heads before the final one (a 100 for `expect: 100-continue`).
+    let client = try HTTP2Session(role: .client)
+    let server = try HTTP2Session(role: .server)
+    let fields = requestFields("POST", extra: [HTTP2Field("expect", "100-continue")])
+    let stream = try #require(client.request(fields: fields, hasBody: true))
+    #expect(exchange(client, server).server.contains { if case .headers(stream, _, false) = $0 { true } else { false } })
+    server.respondInterim(stream: stream, status: 100)
+    let interim = exchange(client, server).client
+    #expect(interim == [.headers(stream: stream, fields: [HTTP2Field(":status", "100")], endStream: false)])
+    client.sendBody(stream: stream, ByteBuffer(string: "body"))
+    client.finishBody(stream: stream)
+    #expect(exchange(client, server).server.contains(.endStream(stream: stream)))
+    server.respond(stream: stream, fields: [HTTP2Field(":status", "200")], hasBody: true)
+    server.sendBody(stream: stream, ByteBuffer(string: "answer"))
+    server.finishBody(stream: stream)
+    // The final head is reported as the response it is (nghttp2 files it under the HEADERS category), not dropped.
+    let final = exchange(client, server).client
+    #expect(final.first == .headers(stream: stream, fields: [HTTP2Field(":status", "200")], endStream: false))
+    #expect(final.contains(.data(stream: stream, ByteBuffer(string: "answer"))))
+    #expect(final.contains(.streamClosed(stream: stream, errorCode: 0)))
+}
