@@ -5,7 +5,6 @@ import JesterCore
 import JesterTLS
 import Logging
 import NIOCore
-import NIOPosix
 
 /// Why an exchange with an upstream failed, and so which status the client gets.
 enum UpstreamFailure: Error, Sendable {
@@ -110,12 +109,15 @@ final class UpstreamPool: @unchecked Sendable {
     let idleTimeout: TimeAmount
     /// The last TLS session of each target, resumed by the next connection (`session_reuse`).
     private var tlsSessions: [TLSSession?]
+    /// What opens the connections to targets: sockets in production, embedded channels in the exchange tests.
+    private let connector: any UpstreamConnector
 
     init(
         settings: UpstreamSettings, eventLoop: any EventLoop, timers: TimerQueue, firstTarget: Int,
-        resolved: [String: String] = [:]
+        resolved: [String: String] = [:], connector: any UpstreamConnector = SocketConnector()
     ) {
         self.settings = settings
+        self.connector = connector
         self.eventLoop = eventLoop
         self.timers = timers
         responseTimeout = TimeAmount(settings.responseTimeout)
@@ -258,21 +260,20 @@ final class UpstreamPool: @unchecked Sendable {
             return
         }
         let handshake = tls.map { _ in eventLoop.makePromise(of: TLSSessionFacts.self) }
-        let tlsHandler = tls.map { tls in
+        // (Unchecked: the initializer runs on this loop, the new channel's, before anything else touches it.)
+        nonisolated(unsafe) let tlsHandler = tls.map { tls in
             TLSHandler(client: tls.makeConnection(host: tlsHosts[target], session: nil)) {
                 handshake?.completeWith($0.mapError { $0 as any Error })
             }
         }
-        let connected = ClientBootstrap(group: eventLoop)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .connectTimeout(TimeAmount(connectTimeout))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let tlsHandler { try channel.pipeline.syncOperations.addHandler(tlsHandler) }
-                    try channel.pipeline.syncOperations.addHandler(connection)
-                }
+        let connected = connector.connect(
+            to: address, kind: .http2, timeout: TimeAmount(connectTimeout), on: eventLoop
+        ) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                if let tlsHandler { try channel.pipeline.syncOperations.addHandler(tlsHandler) }
+                try channel.pipeline.syncOperations.addHandler(connection)
             }
-            .connect(to: address)
+        }
         if let handshake { limitHandshake(handshake, to: TimeAmount(connectTimeout)) }
         let ready = handshake.map { handshake in
             connected.flatMap { channel -> EventLoopFuture<any Channel> in
@@ -386,15 +387,14 @@ final class UpstreamPool: @unchecked Sendable {
             completion(.failure(lastFailure ?? .noTarget))
             return
         }
-        ClientBootstrap(group: eventLoop)
-            .channelOption(.autoRead, value: false)
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .connectTimeout(TimeAmount(settings.connectTimeout))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler()) }
-            }
-            .connect(to: address)
+        // (Unchecked: the initializer runs on this loop, the new channel's.)
+        nonisolated(unsafe) let handler = handler
+        let connected = connector.connect(
+            to: address, kind: .stream, timeout: TimeAmount(settings.connectTimeout), on: eventLoop
+        ) { channel in
+            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler()) }
+        }
+        connected
             .assumeIsolated()
             .whenComplete { result in
                 switch result {
@@ -485,20 +485,15 @@ final class UpstreamPool: @unchecked Sendable {
                 handshake.completeWith($0.mapError { $0 as any Error })
             }
         }
-        let connected = ClientBootstrap(group: eventLoop)
-            .channelOption(.autoRead, value: false)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .connectTimeout(timeout)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let version = self.settings.sendProxyProtocol, let client {
-                        try channel.pipeline.syncOperations.addHandler(ProxyHeaderSender(version: version, client: client))
-                    }
-                    if let handler = connection.tls { try channel.pipeline.syncOperations.addHandler(handler) }
-                    try channel.pipeline.syncOperations.addHandler(connection)
+        let connected = connector.connect(to: address, kind: .http1, timeout: timeout, on: eventLoop) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                if let version = self.settings.sendProxyProtocol, let client {
+                    try channel.pipeline.syncOperations.addHandler(ProxyHeaderSender(version: version, client: client))
                 }
+                if let handler = connection.tls { try channel.pipeline.syncOperations.addHandler(handler) }
+                try channel.pipeline.syncOperations.addHandler(connection)
             }
-            .connect(to: address)
+        }
         if let handshake { limitHandshake(handshake, to: timeout) }
         // Plain connections are ready when connected: no extra future (the allocation budget counts them).
         let ready = handshake.map { handshake in connected.flatMap { channel in handshake.futureResult.map { _ in channel } } }

@@ -221,7 +221,11 @@ final class WorkerRuntime: @unchecked Sendable {
     /// Monotonic seconds, for token buckets.
     var monotonicSeconds: Double { Double(NIODeadline.now().uptimeNanoseconds) / 1e9 }
 
-    init(configuration: Configuration, eventLoop: any EventLoop, slot: Int, resolved: [String: String] = [:]) {
+    /// `connector` opens the pools' upstream connections: sockets unless a test hands the pools embedded channels.
+    init(
+        configuration: Configuration, eventLoop: any EventLoop, slot: Int, resolved: [String: String] = [:],
+        connector: any UpstreamConnector = SocketConnector()
+    ) {
         self.configuration = configuration
         self.eventLoop = eventLoop
         timers = TimerQueue(eventLoop: eventLoop)
@@ -236,7 +240,8 @@ final class WorkerRuntime: @unchecked Sendable {
         var pools: [String: UpstreamPool] = [:]
         for upstream in configuration.upstreams {
             pools[upstream.name] = UpstreamPool(
-                settings: upstream, eventLoop: eventLoop, timers: timers, firstTarget: slot, resolved: resolved)
+                settings: upstream, eventLoop: eventLoop, timers: timers, firstTarget: slot, resolved: resolved,
+                connector: connector)
         }
         self.pools = pools
         let allocator = ByteBufferAllocator()
