@@ -191,27 +191,6 @@ def curl(*args, timeout=30, protocol=None):
     return int(code or 0), body, result.stderr.decode()
 
 
-def h2_json_answers(url, count, headers=(), timeout=60):
-    """`count` GETs of `url` as streams of one HTTP/2 connection (nghttp, prior knowledge; they run concurrently,
-    up to Jester's stream limit), each with the fields `headers`; the JSON bodies, in the order they finished. A
-    body that is not JSON (an error answer) fails the assertion. (Not curl: curl 7.88.1, Debian 12's, fails every
-    request after the first on a reused prior-knowledge connection, curl/curl#10634.)"""
-    command = ["nghttp", "-m", str(count), "-t", str(timeout)]
-    for header in headers:
-        command += ["-H", header]
-    result = subprocess.run(command + [url], capture_output=True, timeout=timeout + 5)
-    text, decoder, answers = result.stdout.decode(errors="replace"), json.JSONDecoder(), []
-    while text and len(answers) <= count:
-        try:
-            value, end = decoder.raw_decode(text)
-        except ValueError:
-            break
-        answers.append(value)
-        text = text[end:].lstrip()
-    assert len(answers) == count and not text, (len(answers), text[:300], result.stderr.decode()[-300:])
-    return answers
-
-
 def raw_request(port, data, timeout=5.0, read_all=True):
     """Sends raw bytes and returns everything the server answered until it closed (or the timeout)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
