@@ -214,6 +214,8 @@ upstream = "app"
 """)
         started = time.monotonic()
         assert curl(jester.url + "/quick/slow?delay=3", protocol=protocol)[0] == 504
+        # A sub-second response_timeout is kept to the millisecond (not rounded down to 0 s).
+        assert curl(jester.url + "/quick/slow?delay=0.1", protocol=protocol)[0] == 200
         assert time.monotonic() - started < 2
         assert curl(jester.url + "/slow?delay=1", protocol=protocol)[0] == 200  # the pool's 10 s applies elsewhere
         started = time.monotonic()
