@@ -16,6 +16,8 @@ from conftest import SteadyLoad, curl, raw_request, wait_for
 FIXTURES = Path(__file__).resolve().parents[1] / "Fixtures" / "tls"
 CA = str(FIXTURES / "ca.pem")
 REQUEST = b"GET / HTTP/1.1\r\nHost: alpha.test\r\nConnection: close\r\n\r\n"
+# Request behaviours over TLS run over HTTP/1.1 and HTTP/2 (chosen by ALPN; curl offers h2 by default).
+ALPN = {"http1": "--http1.1", "h2": "--http2"}
 
 
 def install_keys(directory, **files):
@@ -177,7 +179,8 @@ def test_a_bad_certificate_fails_the_reload_and_the_old_one_serves(make_jester, 
     assert result.returncode == 1 and "cannot read" in result.stderr + result.stdout
 
 
-def test_client_certificates_required_and_subject_forwarded(make_jester, keys, upstream):
+@pytest.mark.parametrize("protocol", list(ALPN))
+def test_client_certificates_required_and_subject_forwarded(make_jester, keys, upstream, protocol):
     shutil.copyfile(FIXTURES / "ca.pem", keys / "clients.pem")
     routes = f'\n[[routes]]\nname = "api"\nupstream = "app"\n\n[upstreams.app]\ntargets = ["{upstream.address}"]\n'
     jester = make_jester(tls_config(
@@ -187,7 +190,7 @@ def test_client_certificates_required_and_subject_forwarded(make_jester, keys, u
     code, _, _ = curl("--cacert", CA, url)
     assert code == 0  # no certificate: the handshake fails
     code, body, error = curl("--cacert", CA, "--cert", str(FIXTURES / "client.pem"), "--key",
-                             str(FIXTURES / "client.key"), "-H", "X-Client-Subject: CN=mallory", url)
+                             str(FIXTURES / "client.key"), "-H", "X-Client-Subject: CN=mallory", ALPN[protocol], url)
     assert code == 200, error
     echo = json.loads(body)
     headers = [(name.lower(), value) for name, value in echo["headers"]]
@@ -200,6 +203,7 @@ def test_client_certificates_required_and_subject_forwarded(make_jester, keys, u
     wait_for(lambda: "TLS handshake failed" in jester.logs(), what="the refusal logged")
     # The access log says who the client proved to be.
     assert any(entry.get("tls_client_subject") == "O=Jester Tests,CN=alice" for entry in jester.access_log())
+    assert {entry["protocol"] for entry in jester.access_log()} == {"HTTP/1.1" if protocol == "http1" else "HTTP/2.0"}
 
 
 def test_the_access_log_names_the_protocol_and_the_tls_session(make_jester, keys):
@@ -345,7 +349,8 @@ def test_upstream_tls_client_certificate(make_jester):
         strict.stop()
 
 
-def test_routes_match_on_sni_and_client_certificate(make_jester, keys):
+@pytest.mark.parametrize("protocol", list(ALPN))
+def test_routes_match_on_sni_and_client_certificate(make_jester, keys, protocol):
     shutil.copyfile(FIXTURES / "ca.pem", keys / "clients.pem")
     routes = """
 [[routes]]
@@ -371,7 +376,7 @@ respond = { status = 200, body = "default" }
     jester = make_jester(tls_config(
         keys, extra=f'client_certificates = "optional"\nclient_ca = "{keys / "clients.pem"}"',
         certificates=(("site.pem", "site.key"), ("beta.pem", "beta.key")), routes=routes))
-    base = ["--cacert", CA]
+    base = ["--cacert", CA, ALPN[protocol]]
     assert curl(*base, f"https://127.0.0.1:{jester.port}/")[1] == b"default"
     assert curl(*base, "--resolve", f"x.beta.test:{jester.port}:127.0.0.1", f"https://x.beta.test:{jester.port}/")[1] == b"beta"
     # The Host header alone does not make an SNI match.
