@@ -94,7 +94,12 @@ final class EmbeddedUpstream {
     /// The target sends `text`. On an HTTP/1.1 connection Jester reads it only when it asks (see `ReadGate`):
     /// at once if a read is pending, else when the next read comes (`EmbeddedEventLoop.run()` delivers it).
     func send(_ text: String) throws {
-        try channel.writeInbound(ByteBuffer(string: text))
+        try send(ByteBuffer(string: text))
+    }
+
+    /// The target sends `bytes` (HTTP/2 frames, say).
+    func send(_ bytes: ByteBuffer) throws {
+        try channel.writeInbound(bytes)
     }
 
     /// The target closes the connection: Jester's side sees it go inactive (bytes still held are lost, as
