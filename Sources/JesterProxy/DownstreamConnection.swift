@@ -43,7 +43,9 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     /// The current request's decisions (route, filters, upstream choice, retries, log), shared with HTTP/2.
     private var exchange = RequestExchange()
     private var clientAddress = "-"
-    private var requestsServed = 0
+    /// Keep-alive and pipelining: whether another request may follow, what responses say about it, what happens
+    /// between requests (a pure state machine, `HTTP1KeepAlive`).
+    private var persistence: HTTP1KeepAlive
     private let timer = ConnectionTimer()
     private var exchangeDeadline: ConnectionTimer?
 
@@ -53,7 +55,6 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     private var requestBody = BodyReader(.none)
     private var requestBodyBytes: Int64 = 0
     private var isChunkedUpstream = false
-    private var keepAlive = true
     private var responseStarted = false
     private var responseFraming = BodyFraming.none
     private var rechunkResponse = false
@@ -72,8 +73,6 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     private lazy var requestBucket = runtime.makeRequestBucket()
     /// The head of a request whose body is being peeked at (phase `.awaitingBody`).
     private var pendingHead: ByteBuffer?
-    /// Bytes of pipelined requests read ahead while an exchange is in progress.
-    private static let readAheadLimit = 16 * 1024
     /// What the TLS handshake negotiated; nil on a plain-text listener.
     private var tls: TLSSessionFacts?
     private var tlsRouteFacts: TLSRouteFacts?
@@ -96,6 +95,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         routes = listener.routes
         parser = HTTPHeadParser(limits: runtime.parserLimits)
         clientSubjectHeader = listener.clientSubjectHeader
+        persistence = HTTP1KeepAlive(maxRequests: runtime.configuration.http.keepaliveRequests)
     }
 
     convenience init(runtime: WorkerRuntime, listener: String) {
@@ -126,7 +126,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         }
         // Strong on purpose (see ConnectionTimer); channelInactive cancels the timer, which breaks the cycle.
         timer.setup(queue: runtime.timers) { purpose in self.timerFired(purpose) }
-        armKeepaliveTimer()
+        armIdleTimer(.keepaliveTimeout)
         requestRead()
     }
 
@@ -236,7 +236,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             context.fireUserInboundEventTriggered(event)
             return
         }
-        keepAlive = false
+        persistence.clientInputClosed()
         switch phase {
         case .proxying where requestBody.isComplete:
             break  // finishExchange closes after the response
@@ -259,7 +259,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
                 // Keep a read pending while the response comes (a pipelined request is buffered, bounded): NIO
                 // would otherwise drop read interest after every request and restore it after every response,
                 // two epoll_ctl calls per request. It also notices a client that leaves mid-exchange.
-                return buffer?.readableBytes ?? 0 < Self.readAheadLimit
+                return persistence.readsAhead(bufferedBytes: buffer?.readableBytes ?? 0)
             }
             return upstream?.isWritable ?? false
         case .tunnel: return upstream?.isWritable ?? false
@@ -312,13 +312,18 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     /// `writeConnectionField`); one whose head already went out without it was promised another request, so it
     /// goes idle after the exchange and closes the same jittered way.
     func drain() {
-        guard phase == .awaitingHead, buffer?.readableBytes ?? 0 == 0 else { return }
-        armDrainClose()
+        guard let idle = persistence.drainStarted(idle: phase == .awaitingHead && buffer?.readableBytes ?? 0 == 0)
+        else { return }
+        armIdleTimer(idle)
     }
 
-    /// Closes an idle connection of a draining worker at a random moment within the next second.
-    private func armDrainClose() {
-        timer.arm(.keepalive, after: .nanoseconds(Int64.random(in: 100_000_000...1_000_000_000)))
+    /// How long an idle connection waits for its next request: the keep-alive timeout, or, in a draining worker,
+    /// a random moment within the next second.
+    private func armIdleTimer(_ limit: HTTP1KeepAlive.IdleLimit) {
+        switch limit {
+        case .keepaliveTimeout: timer.arm(.keepalive, after: runtime.timeouts.keepalive)
+        case .drainGrace: timer.arm(.keepalive, after: .nanoseconds(Int64.random(in: 100_000_000...1_000_000_000)))
+        }
     }
 
     /// The client's address as text, for X-Forwarded-For and the logs; IPv4 without `inet_ntop`.
@@ -356,7 +361,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
                 startRequest(headBytes, body: peeked)
                 continue
             }
-            if requestsServed == 0, servesHTTP2, tls == nil, exchange.route == nil {
+            if persistence.requestsStarted == 0, servesHTTP2, tls == nil, exchange.route == nil {
                 // HTTP/2 with prior knowledge (RFC 9113 §3.3): the connection preface instead of a request line.
                 let seen = min(current.readableBytes, Self.http2Preface.count)
                 let matches = current.withUnsafeReadableBytes { $0.prefix(seen).elementsEqual(Self.http2Preface.prefix(seen)) }
@@ -408,12 +413,11 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
 
     private func startRequest(_ headBytes: ByteBuffer, body: BodyPeek? = nil) {
         timer.disarm()
-        requestsServed += 1
         runtime.counters.requests &+= 1
         exchange.begin(bytes: headBytes, client: clientAddress, runtime: runtime)
-        let http = runtime.configuration.http
-        keepAlive = exchange.head.isPersistent && !runtime.isDraining
-            && (http.keepaliveRequests == 0 || requestsServed < http.keepaliveRequests)
+        persistence.requestStarted(
+            persistent: exchange.head.isPersistent, isHTTP10: exchange.head.version == .http1_0,
+            draining: runtime.isDraining)
         let withinRate = requestBucket == nil || requestBucket!.take(now: runtime.monotonicSeconds)
         if let status = exchange.preRouteRefusal(runtime: runtime, withinConnectionRate: withinRate) {
             // (A client over its request rate, a pipelining or keep-alive flood, is also disconnected.)
@@ -479,7 +483,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         switch matched.action {
         case .respond(let responseHead, let body):
             // A local answer does not read the request body, so a request with one ends the connection.
-            if framing != .none { keepAlive = false }
+            if framing != .none { persistence.endAfterExchange() }
             // One buffer for the whole answer (the rendered head is shared by every connection; its copy gets
             // this connection's Connection field).
             var out = runtime.allocator.buffer(capacity: responseHead.readableBytes + 32 + body.readableBytes)
@@ -509,7 +513,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     }
 
     private func acquireUpstream(from pool: UpstreamPool, fresh: Bool) {
-        // Until the connection is up, ClientBootstrap's connect timeout guards the exchange.
+        // Until the connection is up, the connector's connect timeout guards the exchange.
         timer.disarm()
         // The connection stays alive until the pool answers; upstreamAcquired returns a connection it no longer
         // needs (the client left meanwhile) to the pool.
@@ -690,11 +694,10 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     /// `Connection: close` when this response ends the connection; `keep-alive` for HTTP/1.0 clients that asked.
     /// Decided here, as the head goes out: a worker that started draining meanwhile ends the connection.
     private func writeConnectionField(into out: inout ByteBuffer) {
-        if runtime.isDraining { keepAlive = false }
-        if !keepAlive {
-            out.writeStaticString("Connection: close\r\n")
-        } else if exchange.head.version == .http1_0 {
-            out.writeStaticString("Connection: keep-alive\r\n")
+        switch persistence.responseHead(draining: runtime.isDraining) {
+        case .none: break
+        case .close: out.writeStaticString("Connection: close\r\n")
+        case .keepAlive: out.writeStaticString("Connection: keep-alive\r\n")
         }
     }
 
@@ -723,7 +726,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     /// Answers the current request locally (an error, a filter's answer). `closing`: the connection ends after it
     /// (the request's body was not read, or cannot be trusted).
     private func respond(_ response: LocalResponse, closing: Bool) {
-        if closing { keepAlive = false }
+        if closing { persistence.endAfterExchange() }
         if responseStarted {
             // Part of a response went out already: the only honest signal left is closing the connection.
             close()
@@ -792,24 +795,19 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         exchange.end()
         requestHead = nil
         responseStarted = false
-        if !requestComplete { keepAlive = false }
-        guard keepAlive, phase != .closing else {
+        let next = persistence.exchangeFinished(
+            requestComplete: requestComplete, bufferedBytes: buffer?.readableBytes ?? 0, draining: runtime.isDraining)
+        guard case .awaitNext(let idle, let processBuffered) = next, phase != .closing else {
             close()
             return
         }
         phase = .awaitingHead
         requestBody = BodyReader(.none)
         // An idle connection should not pin the receive buffer its last request arrived in.
-        if buffer?.readableBytes == 0 { buffer = nil }
+        if !processBuffered { buffer = nil }
         flushClient()
-        if runtime.isDraining {
-            // This response promised keep-alive before the drain began: a request that arrives within the
-            // jittered moment is still answered (with Connection: close).
-            armDrainClose()
-        } else {
-            armKeepaliveTimer()
-        }
-        if buffer?.readableBytes ?? 0 > 0 {
+        armIdleTimer(idle)
+        if processBuffered {
             // A pipelined request is already here.
             process()
         }
@@ -873,10 +871,6 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             upstream.close()
         }
         context.close(promise: nil)
-    }
-
-    private func armKeepaliveTimer() {
-        timer.arm(.keepalive, after: runtime.timeouts.keepalive)
     }
 
     private func timerFired(_ purpose: ConnectionTimer.Purpose) {
@@ -960,14 +954,14 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
         case .chunked:
             // HTTP/1.0 clients cannot take chunks: send the decoded body and close to end it.
             rechunkResponse = exchange.head.version == .http1_1
-            if !rechunkResponse { keepAlive = false }
+            if !rechunkResponse { persistence.endAfterExchange() }
         case .untilClose:
             rechunkResponse = false
-            keepAlive = false
+            persistence.endAfterExchange()
         default:
             rechunkResponse = false
         }
-        if !requestBody.isComplete { keepAlive = false }
+        if !requestBody.isComplete { persistence.endAfterExchange() }
         exchange.log.status = response.status
         responseStarted = true
         let out = bytes.withUnsafeReadableBytes { rewriteResponseHead(response, $0) }
