@@ -23,6 +23,10 @@ final class JWTFilter: RequestFilter {
     private let isAuthorization: Bool
     private let forwardClaims: [ClaimHeader]
     private let requireClaims: [ClaimRequirement]
+    /// Tokens verified recently (see `VerifiedTokenCache`); emptied with every new key set.
+    private var recentlyVerified = VerifiedTokenCache()
+    /// How many tokens are cached (tests).
+    var cachedTokens: Int { recentlyVerified.count }
 
     /// (The loader has checked the key set and the secret; a filter that cannot be made here could not have been
     /// loaded.)
@@ -50,6 +54,8 @@ final class JWTFilter: RequestFilter {
     func replaceKeySet(json: [UInt8]) throws(JSONWebKeySet.LoadError) -> JSONWebKeySet {
         let keySet = try JSONWebKeySet(json: json)
         validator.keySet = keySet
+        // A key withdrawn from the set stops its tokens now, cached or not.
+        recentlyVerified.removeAll()
         return keySet
     }
 
@@ -72,11 +78,16 @@ final class JWTFilter: RequestFilter {
             token = fieldValue[...]
         }
         let verified: VerifiedToken
-        switch validator.validate(token: token, now: now) {
-        case .failure(let refusal):
-            return self.refusal(401, refusal.challenge(), refusal.reason)
-        case .success(let token):
-            verified = token
+        if let cached = recentlyVerified.lookUp(token, now: now, leeway: validator.leeway) {
+            verified = cached
+        } else {
+            switch validator.validate(token: token, now: now) {
+            case .failure(let refusal):
+                return self.refusal(401, refusal.challenge(), refusal.reason)
+            case .success(let checked):
+                verified = checked
+                recentlyVerified.insert(token, checked)
+            }
         }
         let claims = verified.claims
         for requirement in requireClaims where !Self.satisfies(claims, requirement) {
