@@ -161,6 +161,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
                 deferredStart = { [unowned self] in self.proxy(matched, fields: fields) }
                 // The upstream's 100 cannot come before the body it waits for: a client that expects one gets it here.
                 if exchange.head.expectsContinue { connection.respondInterim(id, status: 100) }
+                armBodyTimer()
                 return
             }
             proxy(matched, fields: fields)
@@ -268,7 +269,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             upstream.startExchange(delegate: self, requestHead: rendered, isHeadRequest: exchange.isHeadRequest, expectsUpgrade: false)
             for bytes in pendingBody { forward(bytes) }
             pendingBody = []
-            if requestComplete { endRequestBody() }
+            if requestComplete { endRequestBody() } else { armBodyTimer() }
             upstream.flush()
             acknowledge()
         }
@@ -292,6 +293,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             connection.consumed(id, count: bytes.readableBytes)
             return
         }
+        armBodyTimer()
         if usesHTTP2Upstream {
             if let h2Upstream, let h2Stream {
                 h2Upstream.sendBody(h2Stream, bytes)
@@ -791,6 +793,15 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         exchangeDeadline = deadline
     }
 
+    /// `client_body_timeout` while the body streams to an HTTP/1.1 upstream (or is held whole before it goes), as
+    /// on HTTP/1.1: a body that stops coming gets 408 rather than holding the stream, and its upstream connection,
+    /// until the client leaves. Every DATA frame re-arms it; the response timeout replaces it once the body is
+    /// complete. (Not for h2 upstreams, whose response timeout runs from the start: gRPC streams both ways.)
+    private func armBodyTimer() {
+        guard !requestComplete, !finished, !usesHTTP2Upstream, !responseStarted else { return }
+        timer.arm(.body, after: runtime.timeouts.body)
+    }
+
     /// `read_timeout`: re-armed by every part of the response.
     private func armReadTimer() {
         guard let read = exchange.route?.readTimeout, !finished else { return }
@@ -805,9 +816,19 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         case .upstreamRead:
             timedOut("upstream read timeout")
         case .body:
-            // The body matchers waited for a body that stopped coming.
-            guard peekedBody != nil else { return }
-            peekedBody = nil
+            if peekedBody != nil {
+                // The body matchers waited for a body that stopped coming.
+                peekedBody = nil
+                finishLocally(status: 408, failure: "client body timeout")
+                return
+            }
+            guard !requestComplete, !finished, !responseStarted else { return }
+            // Bytes Jester has not acknowledged (no upstream connection yet, or one not taking more) are its own
+            // pause, not the client's. (A body held whole before it goes fits one window: never paused so.)
+            if deferredStart == nil, !pendingBody.isEmpty || unacknowledged > 0 {
+                timer.arm(.body, after: runtime.timeouts.body)
+                return
+            }
             finishLocally(status: 408, failure: "client body timeout")
         default:
             break

@@ -334,17 +334,29 @@ max_body_size = "1GiB"
 """
 
 
-def test_slow_post_gets_408(make_jester, upstream):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_slow_post_gets_408(make_jester, upstream, protocol):
     jester = make_jester(limits_config(upstream, 'client_body_timeout = "1s"'))
-    with socket.create_connection(("127.0.0.1", jester.port), timeout=6) as client:
-        client.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
-        started = time.monotonic()
-        response = client.recv(4096)
-        assert response.startswith(b"HTTP/1.1 408"), response
-        assert 0.8 < time.monotonic() - started < 4
+    if protocol == "http1":
+        with socket.create_connection(("127.0.0.1", jester.port), timeout=6) as client:
+            client.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+            started = time.monotonic()
+            response = client.recv(4096)
+            assert response.startswith(b"HTTP/1.1 408"), response
+            assert 0.8 < time.monotonic() - started < 4
+    else:
+        from test_http2 import raw_h2
+        # A small body (held whole before it goes upstream) and a large one (streamed): two bytes, then nothing.
+        for length in (10, 200_000):
+            started = time.monotonic()
+            fields = [(":method", "POST"), (":scheme", "http"), (":path", "/upload"), (":authority", "x"),
+                      ("content-length", str(length))]
+            frames = raw_h2(jester.port, fields, body=b"ab", end_stream=False)
+            assert [kind for kind, _, stream, _ in frames if stream == 1][:1] == [0x1], frames  # an answer's head
+            assert 0.8 < time.monotonic() - started < 2.5
     from conftest import wait_for
-    wait_for(lambda: any(r.get("error") == "client body timeout" for r in jester.access_log()), timeout=3,
-             what="the access log line")
+    wait_for(lambda: sum(r.get("error") == "client body timeout" and r["status"] == 408 for r in jester.access_log())
+             == (1 if protocol == "http1" else 2), timeout=3, what="the access log lines")
 
 
 def test_slow_reader_is_closed_after_send_timeout(make_jester, upstream):

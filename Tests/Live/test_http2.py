@@ -150,15 +150,16 @@ def literal(name, value):
     return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
 
 
-def raw_h2(port, fields, stream=1, body=None):
-    """Sends one request as raw frames (with `body`, HEADERS then one DATA frame ending the stream); returns the
-    frames received as (type, flags, stream, payload)."""
+def raw_h2(port, fields, stream=1, body=None, end_stream=True):
+    """Sends one request as raw frames (with `body`, HEADERS then one DATA frame, ending the stream unless not
+    `end_stream`); returns the frames received as (type, flags, stream, payload)."""
     block = b"".join(literal(n, v) for n, v in fields)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
         if body is None:
             connection.sendall(PREFACE + frame(0x4, 0, 0) + frame(0x1, 0x5, stream, block))
         else:
-            connection.sendall(PREFACE + frame(0x4, 0, 0) + frame(0x1, 0x4, stream, block) + frame(0x0, 0x1, stream, body))
+            connection.sendall(PREFACE + frame(0x4, 0, 0) + frame(0x1, 0x4, stream, block)
+                               + frame(0x0, 0x1 if end_stream else 0, stream, body))
         frames = []
         data = b""
         deadline = time.monotonic() + 3

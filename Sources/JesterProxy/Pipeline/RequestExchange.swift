@@ -65,11 +65,18 @@ struct RequestExchange {
         log.begin(head: head, bytes: bytes, client: client, detailed: runtime.accessLog != nil)
     }
 
-    /// The checks before routing that every protocol makes: `http.underscores_in_headers = "reject"` and the
-    /// connection's request rate (`withinConnectionRate`, the adapter's token bucket). A refusal (status) is
-    /// recorded in the log record. (Mutating, like every method adapters call per request: a non-mutating method
-    /// called on a struct kept in a class is given a copy of the whole struct, its references retained.)
+    /// The checks before routing that every protocol makes: `http.max_request_head_size`,
+    /// `http.underscores_in_headers = "reject"` and the connection's request rate (`withinConnectionRate`, the
+    /// adapter's token bucket). A refusal (status) is recorded in the log record. (Mutating, like every method
+    /// adapters call per request: a non-mutating method called on a struct kept in a class is given a copy of the
+    /// whole struct, its references retained.)
     mutating func preRouteRefusal(runtime: WorkerRuntime, withinConnectionRate: Bool) -> Int? {
+        // HTTP/1.1's framing refuses a longer head before it is parsed; an HTTP/2 head (translated) arrives whole,
+        // and nghttp2 only announces the limit in SETTINGS. The live tier's test_limits checks both protocols.
+        if let headBytes, headBytes.readableBytes > runtime.parserLimits.maxHeadSize {
+            log.failure = HTTPParseError.headTooLarge.reason
+            return 431
+        }
         if runtime.rejectsUnderscoredFields, head.fields.contains(where: \.hasUnderscore) {
             log.failure = HTTPParseError.underscoreInFieldName.reason
             return 400
