@@ -187,7 +187,9 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             if timer.isArmed(for: .send) {
                 timer.disarm()
                 // Reading from the upstream again: its pauses count from now.
-                if responseStarted, phase == .proxying, let read = exchange.route?.readTimeout { timer.arm(.upstreamRead, after: read) }
+                if responseStarted, phase == .proxying, let read = exchange.route?.readTimeout {
+                    timer.arm(.upstreamRead, after: read)
+                }
             }
             if responseStarted || phase == .tunnel { upstream?.read() }
         } else if responseStarted, phase == .proxying {
@@ -375,7 +377,9 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             case .needMoreBytes:
                 // The header timeout runs from the first read that left a head incomplete: a head that arrives
                 // whole (nearly all of them) never arms it, which saves a clock read per request.
-                if exchange.route == nil, !timer.isArmed(for: .header) { timer.arm(.header, after: runtime.timeouts.header) }
+                if exchange.route == nil, !timer.isArmed(for: .header) {
+                    timer.arm(.header, after: runtime.timeouts.header)
+                }
                 return
             case .failed(let error):
                 rejectRequest(error)
@@ -553,9 +557,12 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         case .success(let connection):
             upstream = connection
             exchange.log.upstreamTarget = connection.targetDescription
-            let rewritten = requestHead!.withUnsafeReadableBytes { rewriteRequestHead($0, target: connection.targetDescription) }
+            let rewritten = requestHead!.withUnsafeReadableBytes {
+                rewriteRequestHead($0, target: connection.targetDescription)
+            }
             connection.startExchange(
-                delegate: self, requestHead: rewritten, isHeadRequest: exchange.isHeadRequest, expectsUpgrade: isUpgrade)
+                delegate: self, requestHead: rewritten, isHeadRequest: exchange.isHeadRequest,
+                expectsUpgrade: isUpgrade)
             if requestBody.isComplete {
                 // The response timeout runs from the end of the request, however long the upload took.
                 timer.arm(.response, after: exchange.route?.responseTimeout ?? pool.responseTimeout)
@@ -641,7 +648,8 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             runtime: runtime, route: exchange.route!, clientAddress: clientAddress, tls: tls,
             clientSubjectHeader: clientSubjectHeader, chunked: isChunkedUpstream, upgrade: isUpgrade,
             filterFields: exchange.upstreamFilterFields)
-        let (out, requestID) = request.renderHead(bytes, head: exchange.head, target: target, allocator: runtime.allocator)
+        let (out, requestID) = request.renderHead(
+            bytes, head: exchange.head, target: target, allocator: runtime.allocator)
         if runtime.accessLog != nil { exchange.log.requestID = requestID }
         return out
     }
@@ -970,7 +978,9 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
 
     func upstreamResponseBody(_ body: ByteBuffer) {
         exchange.log.bytesOut += body.readableBytes
-        if let read = exchange.route?.readTimeout, timer.isArmed(for: .upstreamRead) { timer.arm(.upstreamRead, after: read) }
+        if let read = exchange.route?.readTimeout, timer.isArmed(for: .upstreamRead) {
+            timer.arm(.upstreamRead, after: read)
+        }
         if rechunkResponse {
             write(runtime.allocator.chunkSizeLine(body.readableBytes))
             write(body)

@@ -80,7 +80,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             finishLocally(status: error.status, failure: error.reason)
             return
         }
-        if let status = exchange.preRouteRefusal(runtime: runtime, withinConnectionRate: connection.takeRequestToken()) {
+        let withinRate = connection.takeRequestToken()
+        if let status = exchange.preRouteRefusal(runtime: runtime, withinConnectionRate: withinRate) {
             finishLocally(status: status, failure: exchange.log.failure)
             return
         }

@@ -109,7 +109,8 @@ private func status(_ verdict: FilterVerdict?) -> Int? {
 }
 
 @Test func ipRulesDenyWinsAndAnAllowListExcludesTheRest() {
-    let rules = IPRulesFilter(name: "office", settings: IPRuleSettings(allow: ["10.0.0.0/8", "::1"], deny: ["10.9.0.0/16"]))
+    let settings = IPRuleSettings(allow: ["10.0.0.0/8", "::1"], deny: ["10.9.0.0/16"])
+    let rules = IPRulesFilter(name: "office", settings: settings)
     #expect(status(rules.decide(IPAddressBytes("10.1.2.3"))) == 0)
     #expect(status(rules.decide(IPAddressBytes("::1"))) == 0)
     #expect(status(rules.decide(IPAddressBytes("::ffff:10.1.2.3"))) == 0)

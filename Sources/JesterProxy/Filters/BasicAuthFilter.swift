@@ -30,7 +30,9 @@ final class BasicAuthFilter: RequestFilter {
         challenge = BasicCredentials.challenge(realm: settings.realm)
     }
 
-    func apply(_ request: FilterInput, context: FilterContext, resume: @escaping (FilterVerdict) -> Void) -> FilterStep {
+    func apply(
+        _ request: FilterInput, context: FilterContext, resume: @escaping (FilterVerdict) -> Void
+    ) -> FilterStep {
         guard let header = request.field(Array("authorization".utf8)) else {
             return .decided(refusal("no credentials"))
         }
@@ -43,7 +45,8 @@ final class BasicAuthFilter: RequestFilter {
         }
         let users = self.users
         let checked = NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) { users.verify(credentials) }
-        checked.whenComplete { [self] result in
+        // (Completed on this loop: `runIfActive` hands the result back to it.)
+        checked.assumeIsolated().whenComplete { [self] result in
             if case .success(true) = result {
                 context.user = credentials.user
                 resume(.proceed)

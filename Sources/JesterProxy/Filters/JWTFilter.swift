@@ -59,7 +59,9 @@ final class JWTFilter: RequestFilter {
         return keySet
     }
 
-    func apply(_ request: FilterInput, context: FilterContext, resume: @escaping (FilterVerdict) -> Void) -> FilterStep {
+    func apply(
+        _ request: FilterInput, context: FilterContext, resume: @escaping (FilterVerdict) -> Void
+    ) -> FilterStep {
         .decided(decide(request.field(header), context: context, now: Date().timeIntervalSince1970))
     }
 

@@ -64,7 +64,9 @@ final class RateLimitFilter: RequestFilter {
         redis?.shutdown()
     }
 
-    func apply(_ request: FilterInput, context: FilterContext, resume: @escaping (FilterVerdict) -> Void) -> FilterStep {
+    func apply(
+        _ request: FilterInput, context: FilterContext, resume: @escaping (FilterVerdict) -> Void
+    ) -> FilterStep {
         guard let parts = keyParts(request, context: context) else { return .decided(.proceed) }
         if let redis {
             redis.check(

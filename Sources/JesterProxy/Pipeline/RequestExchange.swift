@@ -14,9 +14,9 @@ import NIOCore
 ///                                  413, local  respond, fail)    sticky target)    replays)     cookies,
 ///                                  answer)                                                      filter fields)
 ///
-/// Each decision comes back as a value the adapter carries out (`Decision`, `FilterVerdict`, a retry delay), so the
-/// rules are written once and the adapters cannot drift apart again. A value type kept inside its adapter and reset
-/// per request: no allocation per request unless the route has filters.
+/// Each decision comes back as a value the adapter carries out (`RouteDecision`, `FilterVerdict`, a retry
+/// delay), so the rules are written once and the adapters cannot drift apart again. A value type kept inside its
+/// adapter and reset per request: no allocation per request unless the route has filters.
 struct RequestExchange {
     /// The request head, parsed over `headBytes` (HTTP/2 requests are translated to the same form).
     var head = HTTPHead()
@@ -219,7 +219,9 @@ struct RequestExchange {
     /// `completedExchanges` before: an upstream may close a keep-alive connection just as a request goes out on
     /// it (its idle timeout, a restart). Nothing was answered, so an idempotent request without a body goes again,
     /// as nginx and HAProxy do; anything else would be a guess about what the origin did.
-    mutating func replayAllowed(after failure: UpstreamFailure, completedExchanges: Int, runtime: WorkerRuntime) -> Bool {
+    mutating func replayAllowed(
+        after failure: UpstreamFailure, completedExchanges: Int, runtime: WorkerRuntime
+    ) -> Bool {
         guard case .closedEarly = failure, completedExchanges > 0, isReplayable, replays < Self.maxReplays else {
             return false
         }
