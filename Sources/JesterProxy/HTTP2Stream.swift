@@ -39,6 +39,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     private var h2Upstream: HTTP2UpstreamConnection?
     private var h2Stream: Int32?
     private var usesHTTP2Upstream = false
+    /// The request's fields for an HTTP/2 target, kept for a retry.
+    private var h2RequestFields: [HTTP2Field]?
     private var requestTrailers: [HTTP2Field] = []
     /// Proxying waits for the whole (small) body; see `heldBodyLimit`.
     private var deferredStart: (() -> Void)?
@@ -654,18 +656,28 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     /// edits and X-Forwarded-*), and trailers pass both ways (gRPC's status travels in them).
     private func proxyOverHTTP2(_ pool: UpstreamPool, fields: [HTTP2Field], route: CompiledRoute) {
         usesHTTP2Upstream = true
-        let upstreamFields = http2UpstreamFields(fields, route: route, tls: pool.settings.tls != nil)
+        // Made once: a retry sends the same fields (the same X-Request-Id) to the next target.
+        h2RequestFields = http2UpstreamFields(fields, route: route, tls: pool.settings.tls != nil)
+        openHTTP2Stream(pool: pool, route: route)
+    }
+
+    /// A stream for the request on a connection to one of the pool's targets (never one that failed it already).
+    private func openHTTP2Stream(pool: UpstreamPool, route: CompiledRoute) {
+        let upstreamFields = h2RequestFields ?? []
         pool.acquireHTTP2(
             hashKey: exchange.balancingHash, excluding: exchange.retries.failedTargets,
             connectTimeout: route.timeouts.connect, preferring: exchange.stickyTarget
         ) { result in
             switch result {
-            case .failure(let failure):
+            case .failure(var failure):
+                // A retry that finds no other target answers with what the failed attempt got.
+                if case .noTarget = failure, let previous = self.exchange.retries.lastFailure { failure = previous }
                 self.finishLocally(status: failure.status, failure: failure.reason)
             case .success(let upstream):
                 guard !self.finished,
                     let stream = upstream.open(
-                        fields: upstreamFields, hasBody: !self.requestComplete || !self.pendingBody.isEmpty, delegate: self)
+                        fields: upstreamFields, hasBody: !self.requestComplete || !self.pendingBody.isEmpty,
+                        delegate: self)
                 else {
                     pool.http2StreamEnded(upstream, failed: false)
                     self.finishLocally(status: 502, failure: "the HTTP/2 upstream connection refused a new stream")
@@ -684,6 +696,26 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
                 self.armHTTP2ResponseTimer(pool: pool, route: route)
             }
         }
+    }
+
+    /// Sends the request to another target of its h2 pool after `reason` on `failed`'s target, when the route's
+    /// retry policy and the pool's budget allow (`RequestExchange.retryDelay`: only a complete request without a
+    /// body, which is not kept); `abandon` lets go of the failed attempt first. True when a retry is on its way.
+    private func retryHTTP2(
+        _ reason: RetryPolicy.Reason, from failed: HTTP2UpstreamConnection, abandoning abandon: () -> Void = {}
+    ) -> Bool {
+        guard !finished, !responseStarted, let route = exchange.route else { return false }
+        let pool = failed.pool
+        guard let delay = exchange.retryDelay(
+            after: reason, target: failed.target, pool: pool, requestComplete: requestComplete, runtime: runtime)
+        else { return false }
+        abandon()
+        timer.disarm()
+        runtime.eventLoop.assumeIsolated().scheduleTask(in: delay) {
+            guard !self.finished, self.h2Upstream == nil else { return }
+            self.openHTTP2Stream(pool: pool, route: route)
+        }
+        return true
     }
 
     private func armHTTP2ResponseTimer(pool: UpstreamPool, route: CompiledRoute) {
@@ -874,6 +906,17 @@ extension HTTP2Stream {
             connection.scheduleFlush()
             return
         }
+        if status >= 500, let upstream = h2Upstream, let stream = h2Stream,
+            exchange.route?.retryPolicy.statuses.contains(status) == true,
+            retryHTTP2(.status(status), from: upstream, abandoning: {
+                // Not forwarded: the answer is dropped with its stream, and the request goes elsewhere.
+                h2Upstream = nil
+                h2Stream = nil
+                upstream.cancel(stream)
+            })
+        {
+            return
+        }
         let edits = exchange.route?.responseEdits ?? HeaderEdits()
         var out = [HTTP2Field(":status", String(status))]
         for field in fields where !field.name.hasPrefix(":") && !Self.connectionSpecific.contains(field.name) {
@@ -919,15 +962,22 @@ extension HTTP2Stream {
     }
 
     func upstreamStreamFailed(_ reason: String) {
+        let failed = h2Upstream
         h2Upstream = nil
+        h2Stream = nil
         guard !finished else { return }
         exchange.log.failure = reason
         if responseStarted {
             complete()
             connection.reset(id, errorCode: 2)
-        } else {
-            finishLocally(status: 502, failure: reason)
+            return
         }
+        // Nothing was answered: the request may go to another target, as on HTTP/1.1 pools.
+        if let failed, retryHTTP2(.reset, from: failed) {
+            exchange.retries.lastFailure = .connectFailed(reason)
+            return
+        }
+        finishLocally(status: 502, failure: reason)
     }
 
     func upstreamDrained() {

@@ -160,11 +160,7 @@ class ClosingTarget(LoopbackServer):
         connection.close()
 
 
-@pytest.mark.parametrize("client", [
-    "http1",
-    pytest.param("h2c", marks=pytest.mark.xfail(
-        strict=True, reason="HTTP/2 requests on h2 pools are not retried yet (jester.toml(5), HTTP/2 section)")),
-])
+@pytest.mark.parametrize("client", ["http1", "h2c"])
 def test_a_retry_on_an_h2_pool_avoids_the_target_that_failed(make_jester, grpc_servers, client):
     """A request that failed on a target is retried elsewhere, even when the balancer would pick that target
     again (here every key's hash does): the retry excludes it, as on HTTP/1.1 pools."""
