@@ -444,14 +444,10 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             filtersDecided(.proceed)
             return
         }
-        let verdict = exchange.runFilters(
-            clientAddress: clientAddress, clientIP: clientIP, tls: tls, runtime: runtime
-        ) { [weak self] verdict in
-            self?.filtersResumed(verdict)
-        }
-        guard let verdict else {
+        guard let verdict = exchange.runFilters(clientAddress: clientAddress, clientIP: clientIP, tls: tls) else {
             // A filter waits (a Redis round trip): nothing more is read until it decides.
             phase = .filtering
+            exchange.whenFiltersDecide { [weak self] verdict in self?.filtersResumed(verdict) }
             return
         }
         filtersDecided(verdict)

@@ -122,18 +122,20 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             filtersDecided(.proceed, fields: fields)
             return
         }
-        let verdict = exchange.runFilters(
-            clientAddress: connection.clientAddress, clientIP: connection.clientIP, tls: connection.tls,
-            runtime: runtime
-        ) { [weak self] verdict in
-            // (A stream that finished meanwhile cancelled the run, so this comes only to a live stream.)
-            guard let self, !self.finished else { return }
-            self.exchange.note(verdict)
-            self.filtersDecided(verdict, fields: fields)
-            self.connection.scheduleFlush()
+        guard let verdict = exchange.runFilters(
+            clientAddress: connection.clientAddress, clientIP: connection.clientIP, tls: connection.tls)
+        else {
+            // A filter waits; DATA that comes meanwhile is held in `pendingBody`, unacknowledged.
+            exchange.whenFiltersDecide { [weak self] verdict in
+                // (A stream that finished meanwhile cancelled the run, so this comes only to a live stream.)
+                guard let self, !self.finished else { return }
+                self.exchange.note(verdict)
+                self.filtersDecided(verdict, fields: fields)
+                self.connection.scheduleFlush()
+            }
+            return
         }
-        // (Nil: a filter waits; DATA that comes meanwhile is held in `pendingBody`, unacknowledged.)
-        if let verdict { filtersDecided(verdict, fields: fields) }
+        filtersDecided(verdict, fields: fields)
     }
 
     /// The request filters decided: answer as they say, or carry out the route's action.

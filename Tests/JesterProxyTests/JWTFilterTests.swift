@@ -37,13 +37,13 @@ private func passes(_ verdict: FilterVerdict) -> Bool {
     let jwt = try filter()
     let now = 1_800_000_000.0
     let bearer = "Bearer " + token(expiry: Int(now) + 60)
-    #expect(passes(jwt.decide(bearer, context: FilterContext(), now: now)))
+    #expect(passes(jwt.decide(bearer, context: filterContext(), now: now)))
     #expect(jwt.cachedTokens == 1)
-    let context = FilterContext()
+    let context = filterContext()
     #expect(passes(jwt.decide(bearer, context: context, now: now + 30)))
     #expect(context.user == "alice" && context.claims["sub"] == "alice")
     // At its expiry the cached token is refused like any other.
-    #expect(!passes(jwt.decide(bearer, context: FilterContext(), now: now + 60)))
+    #expect(!passes(jwt.decide(bearer, context: filterContext(), now: now + 60)))
     #expect(jwt.cachedTokens == 0)
 }
 
@@ -51,9 +51,9 @@ private func passes(_ verdict: FilterVerdict) -> Bool {
     let jwt = try filter()
     let now = 1_800_000_000.0
     let forged = "Bearer " + token(expiry: Int(now) + 60, key: Array(repeating: UInt8(ascii: "x"), count: 32))
-    #expect(!passes(jwt.decide(forged, context: FilterContext(), now: now)))
+    #expect(!passes(jwt.decide(forged, context: filterContext(), now: now)))
     #expect(jwt.cachedTokens == 0)
-    #expect(passes(jwt.decide("Bearer " + token(expiry: Int(now) + 60), context: FilterContext(), now: now)))
+    #expect(passes(jwt.decide("Bearer " + token(expiry: Int(now) + 60), context: filterContext(), now: now)))
     #expect(jwt.cachedTokens == 1)
     let jwks = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("../Fixtures/auth/jwks.json").standardized

@@ -30,9 +30,7 @@ final class BasicAuthFilter: RequestFilter {
         challenge = BasicCredentials.challenge(realm: settings.realm)
     }
 
-    func apply(
-        _ request: FilterInput, context: FilterContext, resume: @escaping (FilterVerdict) -> Void
-    ) -> FilterStep {
+    func apply(_ request: FilterInput, context: FilterContext) -> FilterStep {
         guard let header = request.field(Array("authorization".utf8)) else {
             return .decided(refusal("no credentials"))
         }
@@ -49,9 +47,9 @@ final class BasicAuthFilter: RequestFilter {
         checked.assumeIsolated().whenComplete { [self] result in
             if case .success(true) = result {
                 context.user = credentials.user
-                resume(.proceed)
+                context.resume(.proceed)
             } else {
-                resume(refusal("wrong user or password for \(credentials.user.prefix(64))"))
+                context.resume(refusal("wrong user or password for \(credentials.user.prefix(64))"))
             }
         }
         return .suspended

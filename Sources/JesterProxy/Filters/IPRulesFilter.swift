@@ -20,9 +20,7 @@ final class IPRulesFilter: RequestFilter {
         deny = settings.deny.compactMap(CIDR.init)
     }
 
-    func apply(
-        _ request: FilterInput, context: FilterContext, resume: @escaping (FilterVerdict) -> Void
-    ) -> FilterStep {
+    func apply(_ request: FilterInput, context: FilterContext) -> FilterStep {
         .decided(decide(request.clientIP ?? IPAddressBytes(request.clientAddress)))
     }
 

@@ -59,9 +59,7 @@ final class JWTFilter: RequestFilter {
         return keySet
     }
 
-    func apply(
-        _ request: FilterInput, context: FilterContext, resume: @escaping (FilterVerdict) -> Void
-    ) -> FilterStep {
+    func apply(_ request: FilterInput, context: FilterContext) -> FilterStep {
         .decided(decide(request.field(header), context: context, now: Date().timeIntervalSince1970))
     }
 

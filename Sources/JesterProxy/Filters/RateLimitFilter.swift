@@ -64,27 +64,26 @@ final class RateLimitFilter: RequestFilter {
         redis?.shutdown()
     }
 
-    func apply(
-        _ request: FilterInput, context: FilterContext, resume: @escaping (FilterVerdict) -> Void
-    ) -> FilterStep {
-        guard let parts = keyParts(request, context: context) else { return .decided(.proceed) }
+    func apply(_ request: FilterInput, context: FilterContext) -> FilterStep {
         if let redis {
+            var parts: [String] = []
+            guard forEachKeyPart(request, context: context, { parts.append($0) }) else { return .decided(.proceed) }
             redis.check(
                 key: clusterKey(parts), rate: settings.rate, period: settings.per, burst: settings.toleratedExcess,
                 now: request.now
             ) { [self] decision in
-                resume(clusterVerdict(decision, context: context))
+                context.resume(clusterVerdict(decision, context: context))
             }
             return .suspended
         }
-        let decision = instanceDecision(parts, now: Int64(request.now.uptimeNanoseconds))
+        guard let decision = instanceDecision(request, context: context) else { return .decided(.proceed) }
         switch decision {
         case .allow:
             addFields(decision, to: context)
             return .decided(.proceed)
         case .delay(let wait, _):
             addFields(decision, to: context)
-            eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(wait)) { resume(.proceed) }
+            eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(wait)) { context.resume(.proceed) }
             return .suspended
         case .refuse(let retryAfter):
             return .decided(refusal(retryAfter: retryAfter, decision: decision))
@@ -93,48 +92,47 @@ final class RateLimitFilter: RequestFilter {
 
     // MARK: Keys
 
-    /// The key's parts for this request, in configuration order; nil when one is missing.
-    private func keyParts(_ request: FilterInput, context: FilterContext) -> [String]? {
-        var parts: [String] = []
-        parts.reserveCapacity(settings.key.count)
+    /// Hands the key's parts for this request to `body`, in configuration order; false when one is missing (the
+    /// request is not counted). A callback rather than an array: the instance path hashes the parts as they come.
+    private func forEachKeyPart(
+        _ request: FilterInput, context: FilterContext, _ body: (String) -> Void
+    ) -> Bool {
         var headers = headerNames.makeIterator()
         for part in settings.key {
             switch part {
             case .clientAddress:
-                parts.append(request.clientAddress)
+                body(request.clientAddress)
             case .route:
-                parts.append(request.route.name)
+                body(request.route.name)
             case .header:
-                guard let name = headers.next(), let value = request.field(name), !value.isEmpty else { return nil }
-                parts.append(value)
+                guard let name = headers.next(), let value = request.field(name), !value.isEmpty else { return false }
+                body(value)
             case .claim(let claim):
-                guard let value = context.claims[claim], !value.isEmpty else { return nil }
-                parts.append(value)
+                guard let value = context.claims[claim], !value.isEmpty else { return false }
+                body(value)
             }
         }
-        return parts
+        return true
     }
 
-    /// The instance-wide decision: the shared table's slot for (filter, parts), updated atomically.
-    private func instanceDecision(_ parts: [String], now: Int64) -> GCRA.Decision {
-        guard let table = runtime?.sharedRateLimits else {
-            if !warnedNoTable {
-                warnedNoTable = true
-                runtime?.logWarning(
-                    "rate limit \(name): no instance-wide table from the master, limiting per worker", metadata: [:])
-            }
-            var hasher = RateLimitKeyHasher(seed: (0, 0))
-            hasher.combine(name)
-            for part in parts { hasher.combine(part) }
-            let key = hasher.finalize()
-            let (newTAT, decision) = limit.decide(tat: localState[key], now: now)
-            if let newTAT { localState[key] = newTAT }
-            return decision
-        }
-        var hasher = RateLimitKeyHasher(seed: table.hashSeed)
+    /// The instance-wide decision: the shared table's slot for (filter, key parts), updated atomically; nil when
+    /// the request lacks a part of the key.
+    private func instanceDecision(_ request: FilterInput, context: FilterContext) -> GCRA.Decision? {
+        let now = Int64(request.now.uptimeNanoseconds)
+        let table = runtime?.sharedRateLimits
+        var hasher = RateLimitKeyHasher(seed: table?.hashSeed ?? (0, 0))
         hasher.combine(name)
-        for part in parts { hasher.combine(part) }
-        return table.acquire(key: hasher.finalize(), now: now, limit: limit)
+        guard forEachKeyPart(request, context: context, { hasher.combine($0) }) else { return nil }
+        let key = hasher.finalize()
+        if let table { return table.acquire(key: key, now: now, limit: limit) }
+        if !warnedNoTable {
+            warnedNoTable = true
+            runtime?.logWarning(
+                "rate limit \(name): no instance-wide table from the master, limiting per worker", metadata: [:])
+        }
+        let (newTAT, decision) = limit.decide(tat: localState[key], now: now)
+        if let newTAT { localState[key] = newTAT }
+        return decision
     }
 
     /// The Redis key: readable (the filter's name and the parts), shared by every instance with the same

@@ -45,9 +45,7 @@ final class UnavailableFilter: RequestFilter {
         self.name = name
     }
 
-    func apply(
-        _ request: FilterInput, context: FilterContext, resume: @escaping (FilterVerdict) -> Void
-    ) -> FilterStep {
+    func apply(_ request: FilterInput, context: FilterContext) -> FilterStep {
         .decided(.fail(status: 500, reason: "filter \(name) could not be set up"))
     }
 }

@@ -37,7 +37,6 @@ struct RequestExchange {
     var retries = RetryAttempts()
     /// The request filters' findings and wishes; nil when the route has none.
     private(set) var filterContext: FilterContext?
-    private var filterRun: FilterRun?
 
     /// Replays per request: a reused connection that fails twice in a row is not a stale keep-alive.
     static let maxReplays = 2
@@ -57,8 +56,7 @@ struct RequestExchange {
         isIdempotent = false
         hasBody = false
         retries.finish()
-        filterRun?.cancel()
-        filterRun = nil
+        filterContext?.cancel()
         filterContext = nil
         stickyTarget = nil
         balancingHash = nil
@@ -135,28 +133,31 @@ struct RequestExchange {
     /// Whether the route has request filters (adapters skip making the resume closure when it has none).
     private(set) var hasFilters = false
 
-    /// Runs the route's request filters. Returns the verdict, or nil when a filter waits: then `finish` gets it
-    /// later, on the event loop (and never after `cancelFilters`).
+    /// Runs the route's request filters. Returns the verdict, or nil when a filter waits: then the adapter sets
+    /// `whenFiltersDecide` (once, at once), and that gets the verdict later, on the event loop, never after
+    /// `cancelFilters`.
     mutating func runFilters(
-        clientAddress: String, clientIP: IPAddressBytes?, tls: TLSSessionFacts?, runtime: WorkerRuntime,
-        finish: @escaping (FilterVerdict) -> Void
+        clientAddress: String, clientIP: IPAddressBytes?, tls: TLSSessionFacts?
     ) -> FilterVerdict? {
         guard let route, !route.filters.isEmpty, let headBytes else { return .proceed }
-        let context = FilterContext()
-        filterContext = context
         let input = FilterInput(
             head: head, bytes: headBytes, clientAddress: clientAddress, clientIP: clientIP, route: route, tls: tls,
             now: .now())
-        let run = FilterRun(chain: route.filters, input: input, context: context)
-        filterRun = run
-        let verdict = run.start(finish: finish)
+        let context = FilterContext(chain: route.filters, input: input)
+        filterContext = context
+        let verdict = context.start()
         if let verdict { note(verdict) }
         return verdict
     }
 
+    /// Where the verdict of filters that wait goes (see `runFilters`). Made only for runs that wait, so a request
+    /// whose filters decide at once allocates no closure.
+    mutating func whenFiltersDecide(_ decision: @escaping (FilterVerdict) -> Void) {
+        filterContext?.onDecision = decision
+    }
+
     /// Records a verdict that arrived later (see `runFilters`).
     mutating func note(_ verdict: FilterVerdict) {
-        filterRun = nil
         switch verdict {
         case .proceed: break
         case .respond(_, let reason), .fail(_, let reason): log.failure = reason
@@ -165,8 +166,7 @@ struct RequestExchange {
 
     /// The request is abandoned (the client left): a filter still waiting must not resume it.
     mutating func cancelFilters() {
-        filterRun?.cancel()
-        filterRun = nil
+        filterContext?.cancel()
     }
 
     /// Fields the filters set on the upstream request.

@@ -15,8 +15,8 @@ enum FilterVerdict {
     case fail(status: Int, reason: String)
 }
 
-/// A filter's answer to one request: decided now, or later (after a Redis round trip), through the `resume`
-/// closure it was given, exactly once and on the worker's event loop.
+/// A filter's answer to one request: decided now, or later (after a Redis round trip), through
+/// `FilterContext.resume`, exactly once and on the worker's event loop.
 enum FilterStep {
     case decided(FilterVerdict)
     case suspended
@@ -46,10 +46,14 @@ struct FilterInput {
     }
 }
 
-/// What the filters of one request found out and want done, kept by the exchange from the first filter to the
-/// log record: an identity for later filters (a rate limit keyed by a JWT claim), fields for the upstream request
-/// (claims forwarded as headers) and for the response (`RateLimit` fields). A class, made only for requests whose
-/// route has filters, so a suspended filter and the exchange share it.
+/// One request's run through its filter chain, and what the filters found out and want done, kept by the exchange
+/// from the first filter to the log record: an identity for later filters (a rate limit keyed by a JWT claim),
+/// fields for the upstream request (claims forwarded as headers) and for the response (`RateLimit` fields).
+///
+/// The run goes one filter after the other and stops at the first answer. A filter that must wait returns
+/// `.suspended` and calls `resume` later; the run then goes on from the next filter, and the exchange hears the
+/// verdict through `onDecision`. One object per filtered request, made only for routes that have filters: no
+/// closure per filter, and the exchange's closure only for runs that actually wait.
 final class FilterContext {
     /// Who the client proved to be (a basic-auth user, a token's `sub`), for the access log.
     var user: String?
@@ -61,10 +65,79 @@ final class FilterContext {
     /// Fields added to the response, whoever answers it.
     var responseFields: [LocalResponse.Field] = []
 
+    private let chain: FilterChain
+    private let input: FilterInput
+    private var next = 0
+    /// Told the verdict of a run that waited; set by the exchange once `start` returned nil.
+    var onDecision: ((FilterVerdict) -> Void)?
+    /// The exchange gave up on this request (the client left): a late `resume` is dropped.
+    private(set) var isCancelled = false
+    /// A filter is running: a `resume` now (a cache answering before the filter even returned `.suspended`) is
+    /// kept here and taken by the loop, instead of finishing the run from inside it.
+    private var applying = false
+    private var earlyVerdict: FilterVerdict?
+    /// A filter waits for its `resume`.
+    private var waiting = false
+
+    init(chain: FilterChain, input: FilterInput) {
+        self.chain = chain
+        self.input = input
+    }
+
     /// Sets `name` on the upstream request, replacing an earlier filter's value.
     func setUpstreamField(_ name: String, _ value: String) {
         upstreamFields.removeAll { $0.name.lowercased() == name.lowercased() }
         upstreamFields.append(LocalResponse.Field(name, value))
+    }
+
+    /// Runs the filters; nil when one waits (the verdict then goes to `onDecision`).
+    func start() -> FilterVerdict? {
+        proceed()
+    }
+
+    func cancel() {
+        isCancelled = true
+        onDecision = nil
+    }
+
+    /// The verdict of a filter that returned `.suspended`: call once, on the event loop. Later calls, and calls
+    /// after the exchange gave up, are ignored.
+    func resume(_ verdict: FilterVerdict) {
+        if applying {
+            earlyVerdict = verdict
+            return
+        }
+        guard waiting, !isCancelled else { return }
+        waiting = false
+        let outcome: FilterVerdict?
+        if case .proceed = verdict { outcome = proceed() } else { outcome = verdict }
+        guard let outcome, let onDecision else { return }
+        self.onDecision = nil
+        onDecision(outcome)
+    }
+
+    private func proceed() -> FilterVerdict? {
+        while next < chain.filters.count {
+            let filter = chain.filters[next]
+            next += 1
+            applying = true
+            var step = filter.apply(input, context: self)
+            applying = false
+            if case .suspended = step, let early = earlyVerdict {
+                earlyVerdict = nil
+                step = .decided(early)
+            }
+            switch step {
+            case .suspended:
+                waiting = true
+                return nil
+            case .decided(.proceed):
+                continue
+            case .decided(let answer):
+                return answer
+            }
+        }
+        return .proceed
     }
 }
 
@@ -73,9 +146,9 @@ final class FilterContext {
 protocol RequestFilter: AnyObject {
     /// The name the configuration gives it (logs and, next, metrics).
     var name: String { get }
-    /// Decides on `request`. A filter that must wait returns `.suspended` and calls `resume` once, on the event
-    /// loop; one that decides now never calls it.
-    func apply(_ request: FilterInput, context: FilterContext, resume: @escaping (FilterVerdict) -> Void) -> FilterStep
+    /// Decides on `request`. A filter that must wait returns `.suspended` and calls `context.resume` once, on the
+    /// event loop; one that decides now never calls it.
+    func apply(_ request: FilterInput, context: FilterContext) -> FilterStep
 }
 
 /// The filters of one route on one listener, in execution order: the listener's list, then the route's.
@@ -86,73 +159,4 @@ struct FilterChain: @unchecked Sendable {
     static let empty = FilterChain(filters: [])
 
     var isEmpty: Bool { filters.isEmpty }
-}
-
-/// Runs a chain over one request, one filter after the other, stopping at the first answer. Suspends and resumes
-/// across filters that wait; the verdict comes back through `finish` (once), or at once as the return value.
-final class FilterRun {
-    private let chain: FilterChain
-    private let input: FilterInput
-    let context: FilterContext
-    private var next = 0
-    private var finish: ((FilterVerdict) -> Void)?
-    /// The exchange gave up on this request (the client left): a late `resume` is dropped.
-    private(set) var isCancelled = false
-    /// A filter is running: a `resume` now (a cache answering before the filter even returned `.suspended`) is
-    /// kept here and taken by the loop, instead of finishing the run from inside it.
-    private var applying = false
-    private var earlyVerdict: FilterVerdict?
-
-    init(chain: FilterChain, input: FilterInput, context: FilterContext) {
-        self.chain = chain
-        self.input = input
-        self.context = context
-    }
-
-    /// Runs the filters; nil when one suspended, and then `finish` gets the verdict later.
-    func start(finish: @escaping (FilterVerdict) -> Void) -> FilterVerdict? {
-        self.finish = finish
-        return proceed()
-    }
-
-    func cancel() {
-        isCancelled = true
-        finish = nil
-    }
-
-    private func proceed() -> FilterVerdict? {
-        while next < chain.filters.count {
-            let filter = chain.filters[next]
-            next += 1
-            applying = true
-            var step = filter.apply(input, context: context, resume: { [self] verdict in resumed(verdict) })
-            applying = false
-            if case .suspended = step, let early = earlyVerdict {
-                earlyVerdict = nil
-                step = .decided(early)
-            }
-            switch step {
-            case .suspended:
-                return nil
-            case .decided(.proceed):
-                continue
-            case .decided(let answer):
-                return answer
-            }
-        }
-        return .proceed
-    }
-
-    private func resumed(_ verdict: FilterVerdict) {
-        if applying {
-            earlyVerdict = verdict
-            return
-        }
-        guard !isCancelled, let finish else { return }
-        let outcome: FilterVerdict?
-        if case .proceed = verdict { outcome = proceed() } else { outcome = verdict }
-        guard let outcome else { return }
-        self.finish = nil
-        finish(outcome)
-    }
 }
