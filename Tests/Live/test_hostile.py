@@ -522,6 +522,14 @@ def refused(connection):
         return True
 
 
+def counted(jester, count):
+    """Waits until the workers have accepted (and so counted) at least `count` connections: on a loaded machine a
+    fixed pause was not always enough, and a connection still in the accept queue is not counted yet."""
+    from conftest import wait_for
+    wait_for(lambda: sum(w["connections"] for w in jester.status()["workers"]) >= count, timeout=10,
+             what=f"{count} connections counted")
+
+
 def test_instance_wide_connection_limits_count_every_worker(make_jester, upstream):
     """server.max_connections and server.max_connections_per_client hold for the instance: four workers share
     the listener (SO_REUSEPORT spreads the connections over them), so a per-worker count could not refuse these.
@@ -538,7 +546,7 @@ def test_instance_wide_connection_limits_count_every_worker(make_jester, upstrea
                 # In flight for 3 s: a reload's drain keeps these connections until they are answered.
                 connection.sendall(b"GET /slow?delay=3 HTTP/1.1\r\nHost: x\r\n\r\n")
                 held.append(connection)
-        time.sleep(0.3)
+        counted(jester, 6)
         assert refused(connect_from("127.0.0.4", jester.port))  # the instance's 7th, whichever worker took it
         jester.ctl("reload", check=True)
         assert refused(connect_from("127.0.0.4", jester.port))  # the new generation counts the old one's
@@ -548,7 +556,7 @@ def test_instance_wide_connection_limits_count_every_worker(make_jester, upstrea
         held = []
         wait_for(lambda: not refused(connect_from("127.0.0.4", jester.port)), timeout=5, what="free places")
         held = [connect_from("127.0.0.2", jester.port) for _ in range(4)]
-        time.sleep(0.3)
+        counted(jester, 4)
         assert refused(connect_from("127.0.0.2", jester.port))  # the client's 5th
         assert not refused(connect_from("127.0.0.3", jester.port))
     finally:
@@ -557,10 +565,13 @@ def test_instance_wide_connection_limits_count_every_worker(make_jester, upstrea
     log = jester.logs()
     assert "server.max_connections (6) reached for the instance" in log
     assert "server.max_connections_per_client (4) reached for 127.0.0.2 on the instance" in log
-    # Workers killed while they hold connections: their places come back once they are reaped.
+    # Workers killed while they hold connections: their places come back once they are reaped. (First the
+    # reload's old generation must be gone: a draining worker that has not yet seen the test's closes still counts
+    # those connections, which made this step refuse one of the six now and then.)
+    wait_for(lambda: jester.all_ready() and len(jester.status()["workers"]) == 4, timeout=10, what="old generation reaped")
     held = [connect_from(source, jester.port) for source in ["127.0.0.5", "127.0.0.7"] * 3]
     try:
-        time.sleep(0.3)
+        counted(jester, 6)
         assert refused(connect_from("127.0.0.6", jester.port))
         for pid in jester.worker_pids():
             os.kill(pid, signal.SIGKILL)
