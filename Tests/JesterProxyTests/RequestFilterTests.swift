@@ -240,21 +240,31 @@ private let htpasswd = URL(fileURLWithPath: #filePath).deletingLastPathComponent
     #expect(answer.contains("WWW-Authenticate: Basic realm=\"staff\""))
 }
 
-@Test func aClientThatLeavesWhileAFilterWaitsIsNotAnsweredLater() throws {
+@Test func aDelayedRequestWaitsForItsTurnAndAClientThatLeavesMeanwhileIsNotAnswered() throws {
+    // Delay mode: one a minute, the next two wait for their turns instead of being refused. (The limiter reads
+    // the real clock, so no time passes for it here: the second waits a minute, the third two; the waits run on the
+    // embedded loop's clock, so the test does not depend on a thread's timing.)
     let harness = try Harness("""
-        [filters.staff]
-        kind = "basic_auth"
-        realm = "staff"
-        htpasswd = "\(htpasswd)"
+        [filters.slow]
+        kind = "rate_limit"
+        rate = 1
+        per = "1m"
+        delay = 2
 
         [[routes]]
-        filters = ["staff"]
-        respond = { status = 200, body = "welcome\\n" }
+        filters = ["slow"]
+        respond = { status = 200, body = "ok\\n" }
         """)
-    let credentials = Data("dave:dave-secret-but-wrong".utf8).base64EncodedString()
-    _ = try harness.exchange("GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic \(credentials)\r\n\r\n")
+    #expect(try harness.exchange("GET / HTTP/1.1\r\nHost: x\r\n\r\n").hasPrefix("HTTP/1.1 200 OK\r\n"))
+    // The second waits its turn (a minute), then is answered.
+    #expect(try harness.exchange("GET / HTTP/1.1\r\nHost: x\r\n\r\n").isEmpty)
+    harness.loop.advanceTime(by: .seconds(59))
+    #expect(try harness.received().isEmpty)
+    harness.loop.advanceTime(by: .seconds(2))
+    #expect(try harness.received().hasPrefix("HTTP/1.1 200 OK\r\n"))
+    // The third waits two minutes, but the client leaves: nothing is written when its turn comes.
+    #expect(try harness.exchange("GET / HTTP/1.1\r\nHost: x\r\n\r\n").isEmpty)
     try harness.channel.close().wait()
-    Thread.sleep(forTimeInterval: 0.5)
-    harness.loop.run()
+    harness.loop.advanceTime(by: .seconds(300))
     #expect(try harness.received().isEmpty)
 }
