@@ -426,7 +426,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             return
         }
         if response.status >= 500, let upstream, exchange.route?.retryPolicy.statuses.contains(response.status) == true,
-            retry(.status(response.status), from: upstream, abandoning: {
+            retry(.status(response.status), target: upstream.target, pool: upstream.pool, abandoning: {
                 // Not forwarded: the answer is thrown away with its connection, and the request goes elsewhere.
                 upstream.finished(failed: (502...504).contains(response.status))
                 self.upstream = nil
@@ -512,29 +512,35 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             acquireUpstream(from: failed.pool, fresh: true)
             return
         }
-        if case .closedEarly = failure, let failed, retry(.reset, from: failed) {
+        if case .closedEarly = failure, let failed, retry(.reset, target: failed.target, pool: failed.pool) {
             exchange.retries.lastFailure = failure
             return
         }
         finishLocally(status: failure.status, failure: failure.reason)
     }
 
-    /// Sends the request again, to another target, when the route's retry policy and the pool's retry budget
-    /// allow it (`RequestExchange.retryDelay`); true when a retry is on its way (after a short jittered backoff).
+    /// Sends the request again, to another target of `pool` than `target` (which just failed it), when the route's
+    /// retry policy and the pool's retry budget allow it (`RequestExchange.retryDelay`: only a complete request
+    /// without a body, which is not kept); `abandon` lets go of the failed attempt first. The next attempt is an
+    /// HTTP/1.1 connection or an HTTP/2 stream, as the pool speaks. True when a retry is on its way (after a short
+    /// jittered backoff).
     private func retry(
-        _ reason: RetryPolicy.Reason, from failed: UpstreamConnection, abandoning abandon: () -> Void = {}
+        _ reason: RetryPolicy.Reason, target: Int, pool: UpstreamPool, abandoning abandon: () -> Void = {}
     ) -> Bool {
-        guard !finished else { return false }
-        let pool = failed.pool
+        guard !finished, !responseStarted, let route = exchange.route else { return false }
         guard let delay = exchange.retryDelay(
-            after: reason, target: failed.target, pool: pool, requestComplete: requestComplete, runtime: runtime)
+            after: reason, target: target, pool: pool, requestComplete: requestComplete, runtime: runtime)
         else { return false }
         abandon()
         // The response timeout starts again with the next attempt.
         timer.disarm()
         runtime.eventLoop.assumeIsolated().scheduleTask(in: delay) {
-            guard !self.finished, self.upstream == nil else { return }
-            self.acquireUpstream(from: pool, fresh: false)
+            guard !self.finished, self.upstream == nil, self.h2Upstream == nil else { return }
+            if self.usesHTTP2Upstream {
+                self.openHTTP2Stream(pool: pool, route: route)
+            } else {
+                self.acquireUpstream(from: pool, fresh: false)
+            }
         }
         return true
     }
@@ -698,26 +704,6 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
                 self.armHTTP2ResponseTimer(pool: pool, route: route)
             }
         }
-    }
-
-    /// Sends the request to another target of its h2 pool after `reason` on `failed`'s target, when the route's
-    /// retry policy and the pool's budget allow (`RequestExchange.retryDelay`: only a complete request without a
-    /// body, which is not kept); `abandon` lets go of the failed attempt first. True when a retry is on its way.
-    private func retryHTTP2(
-        _ reason: RetryPolicy.Reason, from failed: HTTP2UpstreamConnection, abandoning abandon: () -> Void = {}
-    ) -> Bool {
-        guard !finished, !responseStarted, let route = exchange.route else { return false }
-        let pool = failed.pool
-        guard let delay = exchange.retryDelay(
-            after: reason, target: failed.target, pool: pool, requestComplete: requestComplete, runtime: runtime)
-        else { return false }
-        abandon()
-        timer.disarm()
-        runtime.eventLoop.assumeIsolated().scheduleTask(in: delay) {
-            guard !self.finished, self.h2Upstream == nil else { return }
-            self.openHTTP2Stream(pool: pool, route: route)
-        }
-        return true
     }
 
     private func armHTTP2ResponseTimer(pool: UpstreamPool, route: CompiledRoute) {
@@ -910,7 +896,7 @@ extension HTTP2Stream {
         }
         if status >= 500, let upstream = h2Upstream, let stream = h2Stream,
             exchange.route?.retryPolicy.statuses.contains(status) == true,
-            retryHTTP2(.status(status), from: upstream, abandoning: {
+            retry(.status(status), target: upstream.target, pool: upstream.pool, abandoning: {
                 // Not forwarded: the answer is dropped with its stream, and the request goes elsewhere.
                 h2Upstream = nil
                 h2Stream = nil
@@ -975,7 +961,7 @@ extension HTTP2Stream {
             return
         }
         // Nothing was answered: the request may go to another target, as on HTTP/1.1 pools.
-        if let failed, retryHTTP2(.reset, from: failed) {
+        if let failed, retry(.reset, target: failed.target, pool: failed.pool) {
             exchange.retries.lastFailure = .connectFailed(reason)
             return
         }
