@@ -51,6 +51,16 @@ struct ConfigDecoder {
             configuration.log = LogSettings(
                 level: table.choice("level", decoder: &self) ?? defaults.level,
                 accessLog: table.boolean("access_log", decoder: &self) ?? defaults.accessLog)
+            configuration.log.accessLogFile = table.string("access_log_file", decoder: &self)
+            if let path = configuration.log.accessLogFile, !path.hasPrefix("/") {
+                report(table.location(of: "access_log_file"),
+                    "'access_log_file' must be an absolute path (the master opens it, whatever its directory)")
+            }
+            if let names = table.choiceArray("access_log_fields", decoder: &self) {
+                let fields = names.compactMap(AccessLogField.init(rawValue:))
+                // Every field in the usual order is the default, spelt out (as `config dump` writes it).
+                configuration.log.accessLogFields = fields == AccessLogField.allCases ? nil : fields
+            }
             table.finish(decoder: &self)
         }
         if let node = top.take("http", decoder: &self), var table = TableReader(node, ConfigSchema.http, decoder: &self) {
@@ -75,6 +85,13 @@ struct ConfigDecoder {
                     ?? defaults.maxConnectionsPerClient)
             configuration.http.http2MaxStreams = table.integer("http2_max_concurrent_streams", decoder: &self)
             configuration.http.connectionRequestRate = table.integer("connection_request_rate", decoder: &self)
+            if let header = table.string("request_id_header", decoder: &self) {
+                if header.isEmpty || !header.utf8.allSatisfy(ASCII.isToken) {
+                    report(table.location(of: "request_id_header"), "'\(header)' is not a header field name")
+                } else {
+                    configuration.http.requestIDHeader = header
+                }
+            }
             table.finish(decoder: &self)
         }
         var listenerNodes: [ConfigNode] = []
@@ -117,6 +134,7 @@ struct ConfigDecoder {
                 if listener.isTCP { report(node.location, "TLS is supported on http listeners only (so far)") }
                 if let name, listener.tls != nil { tlsLocations[name] = node.location }
             }
+            decodeHTTPSOptions(&table, into: &listener)
             table.finish(decoder: &self)
             if name != nil, address != nil {
                 listenerUpstreamLocations.append(table.location(of: "upstream"))
@@ -701,6 +719,9 @@ struct TableReader {
 
     func has(_ key: String) -> Bool { children[key] != nil || consumed.contains(key) }
 
+    /// The type the schema declares for `key`, which it must declare.
+    func schemaType(of key: String) -> ConfigSchema.ValueType { schema.field(key)!.type }
+
     private var consumed: Set<String> = []
     private var locations: [String: SourceLocation] = [:]
 
@@ -916,6 +937,7 @@ public enum Units {
         case "ms": return .milliseconds(value)
         case "m": return .seconds(value * 60)
         case "h": return .seconds(value * 3600)
+        case "d": return .seconds(value * 86400)
         default: return nil
         }
     }
@@ -944,6 +966,7 @@ public enum Units {
     public static func format(_ duration: Duration) -> String {
         let (seconds, attoseconds) = duration.components
         if attoseconds == 0 {
+            if seconds % 86400 == 0, seconds > 0 { return "\(seconds / 86400)d" }
             if seconds % 3600 == 0, seconds > 0 { return "\(seconds / 3600)h" }
             if seconds % 60 == 0, seconds > 0 { return "\(seconds / 60)m" }
             return "\(seconds)s"

@@ -29,6 +29,7 @@ extension ConfigSchema {
         case .array(let element): return ["type": "array", "items": jsonSchema(for: element)]
         case .map(let value): return ["type": "object", "additionalProperties": jsonSchema(for: value)]
         case .kinds(let tables): return ["oneOf": tables.map { jsonSchema(for: .table($0)) }]
+        case .either(let types): return ["anyOf": types.map { jsonSchema(for: $0) }]
         case .table(let table):
             var properties: [String: Any] = [:]
             for field in table.fields {
@@ -73,6 +74,8 @@ extension Configuration {
             lines.append("# ticket_key_rotation = \"1h\"")
         }
         lines += ["", "[log]", "level = \(quoted(log.level))", "access_log = \(log.accessLog)"]
+        lines.append(log.accessLogFile.map { "access_log_file = \(quoted($0))" } ?? "# access_log_file: standard output")
+        lines.append("access_log_fields = " + list((log.accessLogFields ?? AccessLogField.allCases).map(\.rawValue)))
         lines += [
             "", "[http]", "max_request_head_size = \(http.maxRequestHeadSize)", "max_uri_length = \(http.maxURILength)",
             "max_header_count = \(http.maxHeaderCount)", "max_body_size = \(http.maxBodySize)",
@@ -86,6 +89,7 @@ extension Configuration {
         ]
         if let streams = http.http2MaxStreams { lines.append("http2_max_concurrent_streams = \(streams)") }
         if let rate = http.connectionRequestRate { lines.append("connection_request_rate = \(rate)") }
+        lines.append("request_id_header = \(quoted(http.requestIDHeader))")
         for listener in listeners {
             lines += [
                 "", "[[listeners]]", "name = \(quoted(listener.name))", "address = \(quoted(listener.address.description))",
@@ -99,6 +103,11 @@ extension Configuration {
                 lines.append("proxy_protocol_from = [" + trusted.map(quoted).joined(separator: ", ") + "]")
             }
             if let filters = listener.filters { lines.append("filters = " + list(filters)) }
+            if let port = listener.redirectToHTTPS { lines.append("redirect_to_https = \(port)") }
+            if let hsts = listener.hsts {
+                lines.append("hsts = { max_age = \(quoted(Units.format(.seconds(hsts.maxAgeSeconds)))), "
+                    + "include_subdomains = \(hsts.includeSubdomains), preload = \(hsts.preload) }")
+            }
             if let tls = listener.tls {
                 lines += ["[listeners.tls]", "min_version = \(quoted(tls.minVersion))"]
                 if let ciphers = tls.ciphers { lines.append("ciphers = \(quoted(ciphers))") }
@@ -365,6 +374,7 @@ extension ConfigSchema {
         render(listener, title: "[[listeners]]")
         render(tls, title: "[listeners.tls]")
         render(certificate, title: "[[listeners.tls.certificates]]")
+        render(hsts, title: "[listeners.hsts]")
         render(route, title: "[[routes]]")
         render(fieldMatch, title: "[[routes]] match_headers, match_query = [{ ... }]")
         render(clientSubject, title: "[[routes]] client_subject = { ... }")

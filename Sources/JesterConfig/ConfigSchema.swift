@@ -26,6 +26,8 @@ public struct ConfigSchema: Sendable {
         /// A table whose keys depend on its `kind` (filters): one table per kind, each declaring `kind` as a
         /// one-value choice, so unknown keys are reported against the kind actually chosen.
         case kinds([Table])
+        /// Any one of these types (`redirect_to_https = true` or a port).
+        case either([ValueType])
 
         /// How the type is described in messages and documentation.
         public var summary: String {
@@ -42,6 +44,7 @@ public struct ConfigSchema: Sendable {
             case .table: return "a table"
             case .map(let value): return "a table of " + value.pluralSummary
             case .kinds: return "a table with a kind"
+            case .either(let types): return types.map(\.summary).joined(separator: ", or ")
             }
         }
 
@@ -143,6 +146,11 @@ public struct ConfigSchema: Sendable {
                     + "tls_server_name (the SNI, when sent) and tls_client_subject (a verified client certificate); "
                     + "method, target, host, route; upstream and upstream_target when proxied; status, bytes_in, "
                     + "bytes_out, duration_ms, and error when something failed."),
+            Field("access_log_file", .string, default: "standard output",
+                "An absolute path the access log is appended to instead; the master opens it (as root) and "
+                    + "opens it again on SIGUSR1 or jesterctl reopen-logs, for logrotate."),
+            Field("access_log_fields", .array(.choice(AccessLogField.allCases.map(\.rawValue))), default: "all",
+                "The fields of each access-log line, in this order."),
         ])
 
     public static let http = Table(
@@ -177,6 +185,8 @@ public struct ConfigSchema: Sendable {
                 "Also add the RFC 7239 Forwarded header besides X-Forwarded-For/-Proto/-Host."),
             Field("underscores_in_headers", .choice(["drop", "reject", "allow"]), default: "\"drop\"",
                 "Header fields with \"_\" in the name: dropped before forwarding, rejected with 400, or passed on. Some frameworks read X_Foo as X-Foo, which lets a client smuggle a header past the proxy's checks."),
+            Field("request_id_header", .string, default: "\"X-Request-Id\"",
+                "The header field a request id is read from (a client's own, up to 128 bytes, is kept), sent upstream in and returned to the client in."),
         ])
 
     public static let listener = Table(
@@ -196,6 +206,20 @@ public struct ConfigSchema: Sendable {
                 "Serve HTTP/2 too: offered by ALPN (h2) on TLS, accepted with prior knowledge (h2c) on plain text; Upgrade: h2c is never honoured."),
             Field("filters", .array(.string), default: "[]",
                 "Filters ([filters.NAME]) every route on this listener runs, in this order, before the route's own; http listeners only."),
+            Field("redirect_to_https", .either([.boolean, .integer(1...65535)]), default: "false",
+                "Answer every request with 308 to https://HOSTNAME[:PORT]/TARGET: true for port 443, or the port; such a listener needs no routes and is not TLS."),
+            Field("hsts", .table(hsts), default: "none",
+                "Add Strict-Transport-Security to every response (TLS listeners only: browsers ignore it over plain HTTP)."),
+        ])
+
+    public static let hsts = Table(
+        "hsts",
+        [
+            Field("max_age", .duration, required: true,
+                "How long browsers keep to HTTPS after seeing the field, such as \"365d\"."),
+            Field("include_subdomains", .boolean, default: "false", "The rule covers every subdomain too."),
+            Field("preload", .boolean, default: "false",
+                "Ask to be preloaded by browsers; needs max_age of a year or more and include_subdomains (hstspreload.org)."),
         ])
 
     public static let tls = Table(

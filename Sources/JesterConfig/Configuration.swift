@@ -99,10 +99,20 @@ public struct LogSettings: Sendable, Codable, Equatable {
     public var level: String
     /// Whether each request is logged as one JSON line.
     public var accessLog: Bool
+    /// The file access-log lines are appended to (an absolute path); nil: standard output. The master opens it
+    /// as root (and again on reopen, for logrotate) and hands workers the descriptor: workers never open paths.
+    public var accessLogFile: String?
+    /// The fields each access-log line has, in this order; nil: all of them.
+    public var accessLogFields: [AccessLogField]?
 
-    public init(level: String = "info", accessLog: Bool = true) {
+    public init(
+        level: String = "info", accessLog: Bool = true, accessLogFile: String? = nil,
+        accessLogFields: [AccessLogField]? = nil
+    ) {
         self.level = level
         self.accessLog = accessLog
+        self.accessLogFile = accessLogFile
+        self.accessLogFields = accessLogFields
     }
 }
 
@@ -142,6 +152,10 @@ public struct HTTPSettings: Sendable, Codable, Equatable {
     /// CGI-style frameworks map `X_Foo` and `X-Foo` to the same variable, so a client could otherwise send a field
     /// the proxy never inspected under another spelling (nginx drops them too).
     public var underscoresInHeaders: String
+    /// The header field a request id is read from (a client's own, up to 128 bytes, is kept), sent upstream in,
+    /// and returned to the client in, so one id follows a request through every log. Defaulted when missing so
+    /// an older binary's settings still decode.
+    @DefaultIfMissing<RequestIDHeaderDefault> public var requestIDHeader: String = RequestIDHeaderDefault.defaultValue
 
     public init(
         maxRequestHeadSize: Int = 16 * 1024, maxURILength: Int = 8 * 1024, maxHeaderCount: Int = 100,
@@ -164,6 +178,9 @@ public struct HTTPSettings: Sendable, Codable, Equatable {
         self.maxConnections = maxConnections
         self.maxConnectionsPerClient = maxConnectionsPerClient
     }
+
+    /// The largest request id taken from a client; a longer one is replaced with one of Jester's own.
+    public static let maxClientRequestIDLength = 128
 }
 
 /// `health_check`: the master probes every target of the pool on a schedule and tells every worker.
@@ -251,6 +268,11 @@ public struct ListenerSettings: Sendable, Codable, Equatable {
     public var http2: Bool?
     /// Filters every route on this listener runs first, before its own (nil: none).
     public var filters: [String]?
+    /// Answer every request with 308 to `https://<hostname><:port unless 443><request target>` (this port);
+    /// nil: serve routes. Such a listener needs no routes and is never TLS.
+    public var redirectToHTTPS: Int?
+    /// The Strict-Transport-Security field added to responses (TLS listeners only); nil: none.
+    public var hsts: HSTSSettings?
 
     public var servesHTTP2: Bool { http2 ?? true }
 
