@@ -70,7 +70,8 @@ extension TableReader {
 }
 
 extension ConfigNode {
-    /// The value as a message quotes it: strings quoted, other types by their type name.
+    /// The value as a message quotes it: strings quoted (they are strings, saying "a string" would not help),
+    /// other types by their type name.
     var describedValue: String {
         if case .string(let text) = value { return "\"\(text)\"" }
         if case .integer(let number) = value { return "\(number)" }

@@ -16,6 +16,9 @@ struct ConfigNode {
 
     var value: Value
     var location: SourceLocation
+    /// The string was written with `${VAR}`: its text came from the environment, where everything is a string,
+    /// so an integer key takes its digits (a literal `"2"` is refused).
+    var isSubstituted = false
 
     /// How the value's type is named in messages.
     var typeName: String {
@@ -112,7 +115,9 @@ struct ConfigNode {
         case .string(let text):
             guard text.contains("$") else { return }
             switch Self.interpolating(text, environment) {
-            case .success(let result): value = .string(result)
+            case .success(let result):
+                isSubstituted = text.contains("${")
+                value = .string(result)
             case .failure(let message): diagnostics.append(ConfigDiagnostic(location, message))
             }
         case .array(var elements):

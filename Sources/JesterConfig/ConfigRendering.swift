@@ -1,52 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
 
-extension ConfigSchema {
-    /// The configuration format as JSON Schema (draft 2020-12), for editors and CI linters.
-    public static func jsonSchema() -> String {
-        var document = jsonSchema(for: .table(root))
-        document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-        document["title"] = "Jester configuration (jester.toml)"
-        let data = try! JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys])
-        return String(decoding: data, as: UTF8.self) + "\n"
-    }
-
-    private static func jsonSchema(for type: ValueType) -> [String: Any] {
-        switch type {
-        case .string: return ["type": "string"]
-        case .integer(let range):
-            return ["anyOf": [["type": "integer", "minimum": range.lowerBound, "maximum": range.upperBound],
-                ["type": "string", "pattern": "^[0-9]+$|\\$\\{"]]]
-        case .boolean: return ["type": "boolean"]
-        case .duration:
-            return ["anyOf": [["type": "integer", "minimum": 0], ["type": "string", "pattern": "^[0-9]+(ms|s|m|h)?$"]]]
-        case .size:
-            return ["anyOf": [["type": "integer", "minimum": 0],
-                ["type": "string", "pattern": "^[0-9]+ ?(B|K|KiB|M|MiB|G|GiB|kB|KB|MB|GB)?$"]]]
-        case .choice(let options): return ["enum": options]
-        case .address: return ["type": "string", "pattern": "^(\\[[0-9a-fA-F:.]+\\]|[^:]+):[0-9]{1,5}$"]
-        case .target(let table): return ["anyOf": [jsonSchema(for: .address), jsonSchema(for: .table(table))]]
-        case .array(let element): return ["type": "array", "items": jsonSchema(for: element)]
-        case .map(let value): return ["type": "object", "additionalProperties": jsonSchema(for: value)]
-        case .kinds(let tables): return ["oneOf": tables.map { jsonSchema(for: .table($0)) }]
-        case .either(let types): return ["anyOf": types.map { jsonSchema(for: $0) }]
-        case .table(let table):
-            var properties: [String: Any] = [:]
-            for field in table.fields {
-                var property = jsonSchema(for: field.type)
-                var description = field.summary
-                if let defaultValue = field.defaultValue { description += " Default: \(defaultValue)." }
-                property["description"] = description
-                properties[field.name] = property
-            }
-            return [
-                "type": "object", "properties": properties, "additionalProperties": false,
-                "required": table.fields.filter(\.isRequired).map(\.name),
-            ]
-        }
-    }
-}
-
 extension Configuration {
     /// The effective configuration as TOML: includes merged, environment resolved, every default written out.
     /// Nothing in the format is secret yet; keys that will hold secrets (key passphrases, tokens) are redacted
@@ -56,29 +10,28 @@ extension Configuration {
         if files.count > 1 { lines.append("# Included: " + files.dropFirst().joined(separator: ", ")) }
         lines.append("")
         lines.append("[server]")
-        if let workers = server.workers { lines.append("workers = \(workers)") } else { lines.append("# workers = one per CPU") }
-        lines.append(server.user.map { "user = \(quoted($0))" } ?? "# user = \"jester\" (or \"nobody\")")
-        if let group = server.group { lines.append("group = \(quoted(group))") }
+        lines.append(server.workers.map { "workers = \($0)" } ?? unset(ConfigSchema.server, "workers"))
+        lines.append(server.user.map { "user = \(quoted($0))" } ?? unset(ConfigSchema.server, "user"))
+        lines.append(server.group.map { "group = \(quoted($0))" } ?? unset(ConfigSchema.server, "group"))
         lines.append("pid_file = \(quoted(server.pidFile))")
         lines.append("control_socket = \(quoted(server.controlSocket))")
-        if let group = server.controlGroup { lines.append("control_group = \(quoted(group))") }
+        lines.append(server.controlGroup.map { "control_group = \(quoted($0))" } ?? "# control_group: none")
         lines.append("drain_timeout = \(quoted(Units.format(server.drainTimeout)))")
         lines.append("worker_start_timeout = \(quoted(Units.format(server.workerStartTimeout)))")
         lines.append("max_draining_generations = \(server.maxDrainingGenerations)")
-        lines.append(server.maxConnections.map { "max_connections = \($0)" } ?? "# max_connections = 0 (no limit)")
+        // Optional keys an older binary's settings may lack: unset, they are written as their default, commented.
+        lines.append(server.maxConnections.map { "max_connections = \($0)" } ?? unset(ConfigSchema.server, "max_connections"))
         lines.append(server.maxConnectionsPerClient.map { "max_connections_per_client = \($0)" }
-            ?? "# max_connections_per_client = 0 (no limit)")
-        if let rotation = server.ticketKeyRotation {
-            lines.append("ticket_key_rotation = \(quoted(Units.format(rotation)))")
-        } else {
-            lines.append("# ticket_key_rotation = \"1h\"")
-        }
+            ?? unset(ConfigSchema.server, "max_connections_per_client"))
+        lines.append(server.ticketKeyRotation.map { "ticket_key_rotation = \(quoted(Units.format($0)))" }
+            ?? unset(ConfigSchema.server, "ticket_key_rotation"))
         lines += ["", "[log]", "level = \(quoted(log.level))", "access_log = \(log.accessLog)"]
-        lines.append(log.accessLogFile.map { "access_log_file = \(quoted($0))" } ?? "# access_log_file: standard output")
+        lines.append(log.accessLogFile.map { "access_log_file = \(quoted($0))" } ?? unset(ConfigSchema.log, "access_log_file"))
         lines.append("access_log_fields = " + list((log.accessLogFields ?? AccessLogField.allCases).map(\.rawValue)))
         lines += [
-            "", "[http]", "max_request_head_size = \(http.maxRequestHeadSize)", "max_uri_length = \(http.maxURILength)",
-            "max_header_count = \(http.maxHeaderCount)", "max_body_size = \(http.maxBodySize)",
+            "", "[http]", "max_request_head_size = \(Units.formatSize(Int64(http.maxRequestHeadSize)))",
+            "max_uri_length = \(Units.formatSize(Int64(http.maxURILength)))",
+            "max_header_count = \(http.maxHeaderCount)", "max_body_size = \(Units.formatSize(http.maxBodySize))",
             "client_header_timeout = \(quoted(Units.format(http.clientHeaderTimeout)))",
             "keepalive_timeout = \(quoted(Units.format(http.keepaliveTimeout)))",
             "keepalive_requests = \(http.keepaliveRequests)", "forwarded_header = \(http.forwardedHeader)",
@@ -87,23 +40,24 @@ extension Configuration {
             "send_timeout = \(quoted(Units.format(http.sendTimeout)))",
             "max_connections = \(http.maxConnections)", "max_connections_per_client = \(http.maxConnectionsPerClient)",
         ]
-        if let streams = http.http2MaxStreams { lines.append("http2_max_concurrent_streams = \(streams)") }
-        if let rate = http.connectionRequestRate { lines.append("connection_request_rate = \(rate)") }
+        lines.append(http.http2MaxStreams.map { "http2_max_concurrent_streams = \($0)" }
+            ?? unset(ConfigSchema.http, "http2_max_concurrent_streams"))
+        lines.append(http.connectionRequestRate.map { "connection_request_rate = \($0)" }
+            ?? unset(ConfigSchema.http, "connection_request_rate"))
         lines.append("request_id_header = \(quoted(http.requestIDHeader))")
         for listener in listeners {
             lines += [
                 "", "[[listeners]]", "name = \(quoted(listener.name))", "address = \(quoted(listener.address.description))",
                 "backlog = \(listener.backlog)",
             ]
-            if listener.isTCP { lines.append("protocol = \"tcp\"") }
+            let table = ConfigSchema.listener
+            lines.append(listener.isTCP ? "protocol = \"tcp\"" : "protocol = \"http\"")
             if let upstream = listener.upstream { lines.append("upstream = \(quoted(upstream))") }
-            if let timeout = listener.idleTimeout { lines.append("idle_timeout = \(quoted(Units.format(timeout)))") }
-            if let http2 = listener.http2 { lines.append("http2 = \(http2)") }
-            if let trusted = listener.proxyProtocolFrom {
-                lines.append("proxy_protocol_from = [" + trusted.map(quoted).joined(separator: ", ") + "]")
-            }
-            if let filters = listener.filters { lines.append("filters = " + list(filters)) }
-            if let port = listener.redirectToHTTPS { lines.append("redirect_to_https = \(port)") }
+            lines.append(listener.idleTimeout.map { "idle_timeout = \(quoted(Units.format($0)))" } ?? unset(table, "idle_timeout"))
+            lines.append(listener.http2.map { "http2 = \($0)" } ?? unset(table, "http2"))
+            lines.append("proxy_protocol_from = " + list(listener.proxyProtocolFrom ?? []))
+            lines.append(listener.filters.map { "filters = " + list($0) } ?? unset(table, "filters"))
+            lines.append(listener.redirectToHTTPS.map { "redirect_to_https = \($0)" } ?? unset(table, "redirect_to_https"))
             if let hsts = listener.hsts {
                 lines.append("hsts = { max_age = \(quoted(Units.format(.seconds(hsts.maxAgeSeconds)))), "
                     + "include_subdomains = \(hsts.includeSubdomains), preload = \(hsts.preload) }")
@@ -139,11 +93,18 @@ extension Configuration {
                 "connect_attempts = \(upstream.connectAttempts)",
                 "retry_budget = \(upstream.retryBudgetPercent)",
             ]
-            if let cookie = upstream.stickyCookie { lines.append("sticky_cookie = \(quoted(cookie))") }
-            if let limit = upstream.maxRequestsPerTarget { lines.append("max_requests_per_target = \(limit)") }
-            if let name = upstream.protocolName { lines.append("protocol = \(quoted(name))") }
-            if let interval = upstream.resolveInterval { lines.append("resolve_interval = \(quoted(Units.format(interval)))") }
-            if let version = upstream.sendProxyProtocol { lines.append("send_proxy_protocol = \(quoted(version))") }
+            let table = ConfigSchema.upstream
+            lines.append(upstream.stickyCookie.map { "sticky_cookie = \(quoted($0))" } ?? unset(table, "sticky_cookie"))
+            lines.append(upstream.maxRequestsPerTarget.map { "max_requests_per_target = \($0)" }
+                ?? unset(table, "max_requests_per_target"))
+            lines.append("protocol = \(quoted(upstream.protocolName ?? "http1"))")
+            lines.append(upstream.resolveInterval.map { "resolve_interval = \(quoted(Units.format($0)))" }
+                ?? unset(table, "resolve_interval"))
+            lines.append(upstream.sendProxyProtocol.map { "send_proxy_protocol = \(quoted($0))" }
+                ?? unset(table, "send_proxy_protocol"))
+            if upstream.circuitBreaker == nil { lines.append(unset(table, "circuit_breaker")) }
+            if upstream.healthCheck == nil { lines.append(unset(table, "health_check")) }
+            if upstream.tls == nil { lines.append(unset(table, "tls")) }
             if let breaker = upstream.circuitBreaker {
                 lines.append("circuit_breaker = { max_requests = \(breaker.maxRequests), failure_percent = \(breaker.failurePercent), "
                     + "minimum_requests = \(breaker.minimumRequests), window = \(quoted(Units.format(breaker.window))), "
@@ -176,18 +137,19 @@ extension Configuration {
         for filter in filters { lines += [""] + render(filter) }
         for route in routes {
             lines += ["", "[[routes]]", "name = \(quoted(route.name))"]
-            if !route.listeners.isEmpty { lines.append("listeners = [" + route.listeners.map(quoted).joined(separator: ", ") + "]") }
-            if !route.hosts.isEmpty { lines.append("hosts = [" + route.hosts.map(quoted).joined(separator: ", ") + "]") }
+            let table = ConfigSchema.route
+            lines.append(route.listeners.isEmpty ? unset(table, "listeners") : "listeners = " + list(route.listeners))
+            lines.append(route.hosts.isEmpty ? unset(table, "hosts") : "hosts = " + list(route.hosts))
             lines.append((route.match.exactPath ? "path = " : "path_prefix = ") + quoted(route.pathPrefix))
             let match = route.match
             if let regex = match.pathRegex { lines.append("path_regex = \(quoted(regex))") }
-            if !match.methods.isEmpty { lines.append("methods = [" + match.methods.map(quoted).joined(separator: ", ") + "]") }
-            if !match.headers.isEmpty { lines.append("match_headers = [" + match.headers.map(renderField).joined(separator: ", ") + "]") }
-            if !match.query.isEmpty { lines.append("match_query = [" + match.query.map(renderField).joined(separator: ", ") + "]") }
-            if !match.sources.isEmpty { lines.append("sources = [" + match.sources.map(quoted).joined(separator: ", ") + "]") }
-            if let names = match.serverNames { lines.append("sni = [" + names.map(quoted).joined(separator: ", ") + "]") }
+            lines.append(match.methods.isEmpty ? unset(table, "methods") : "methods = " + list(match.methods))
+            lines.append("match_headers = [" + match.headers.map(renderField).joined(separator: ", ") + "]")
+            lines.append("match_query = [" + match.query.map(renderField).joined(separator: ", ") + "]")
+            lines.append(match.sources.isEmpty ? unset(table, "sources") : "sources = " + list(match.sources))
+            lines.append(match.serverNames.map { "sni = " + list($0) } ?? unset(table, "sni"))
             if let body = match.body {
-                var parts = ["max_size = \(body.maxSize)"]
+                var parts = ["max_size = \(Units.formatSize(body.maxSize))"]
                 if let regex = body.regex { parts.append("regex = \(quoted(regex))") }
                 if !body.json.isEmpty {
                     parts.append("json = [" + body.json.map { "{ path = \(quoted($0.path)), value = \(quoted($0.value)) }" }
@@ -204,23 +166,25 @@ extension Configuration {
                     lines.append("client_subject = { value = \(quoted(value)) }")
                 }
             }
-            if match.priority != 0 { lines.append("priority = \(match.priority)") }
+            if match.body == nil { lines.append(unset(table, "match_body")) }
+            if match.clientSubject == nil { lines.append(unset(table, "client_subject")) }
+            lines.append("priority = \(match.priority)")
             let rewrite = route.rewrite
-            if rewrite.stripPrefix { lines.append("strip_prefix = true") }
+            lines.append("strip_prefix = \(rewrite.stripPrefix)")
             if let prefix = rewrite.replacePrefix { lines.append("replace_prefix = \(quoted(prefix))") }
             if let regex = rewrite.regex {
                 lines.append("rewrite = { regex = \(quoted(regex)), replacement = \(quoted(rewrite.replacement ?? "")) }")
             }
-            if let host = rewrite.upstreamHost { lines.append("upstream_host = \(quoted(host))") }
-            if let timeout = route.timeouts.connect { lines.append("connect_timeout = \(quoted(Units.format(timeout)))") }
-            if let timeout = route.timeouts.response { lines.append("response_timeout = \(quoted(Units.format(timeout)))") }
-            if let timeout = route.timeouts.total { lines.append("timeout = \(quoted(Units.format(timeout)))") }
-            if let timeout = route.timeouts.read { lines.append("read_timeout = \(quoted(Units.format(timeout)))") }
-            if route.retry != RetrySettings() {
-                lines.append("retries = \(route.retry.retries)")
-                lines.append("retry_on = [" + route.retry.on.map(quoted).joined(separator: ", ") + "]")
-                if route.retry.nonIdempotent { lines.append("retry_non_idempotent = true") }
+            lines.append(rewrite.upstreamHost.map { "upstream_host = \(quoted($0))" } ?? unset(table, "upstream_host"))
+            let timeouts = route.timeouts
+            for (key, value) in [("connect_timeout", timeouts.connect), ("response_timeout", timeouts.response),
+                ("timeout", timeouts.total), ("read_timeout", timeouts.read)]
+            {
+                lines.append(value.map { "\(key) = \(quoted(Units.format($0)))" } ?? unset(table, key))
             }
+            lines.append("retries = \(route.retry.retries)")
+            lines.append("retry_on = " + list(route.retry.on))
+            lines.append("retry_non_idempotent = \(route.retry.nonIdempotent)")
             for (key, edits) in [("request_headers", rewrite.requestHeaders), ("response_headers", rewrite.responseHeaders)]
             where !edits.isEmpty {
                 func table(_ pairs: [HeaderPair]) -> String {
@@ -229,8 +193,8 @@ extension Configuration {
                 lines.append("\(key) = { set = \(table(edits.set)), add = \(table(edits.add)), remove = ["
                     + edits.remove.map(quoted).joined(separator: ", ") + "] }")
             }
-            if let limit = route.maxBodySize { lines.append("max_body_size = \(limit)") }
-            if !route.filters.isEmpty { lines.append("filters = " + list(route.filters)) }
+            lines.append(route.maxBodySize.map { "max_body_size = \(Units.formatSize($0))" } ?? unset(table, "max_body_size"))
+            lines.append("filters = " + list(route.filters))
             switch route.action {
             case .proxy(let upstream):
                 lines.append("upstream = \(quoted(upstream))")
@@ -279,6 +243,7 @@ extension Configuration {
                 "key = " + list(limit.key.map(\.description)), "scope = \(quoted(limit.scope.rawValue))",
                 "delay = \(limit.delay)", "status = \(limit.status)",
             ]
+            if limit.redis == nil { lines.append(unset(ConfigSchema.rateLimitFilter, "redis")) }
             if let redis = limit.redis {
                 lines.append("redis = { address = \(quoted(redis.address.description)), "
                     + "timeout = \(quoted(Units.format(redis.timeout))), pool_size = \(redis.poolSize), "
@@ -288,27 +253,32 @@ extension Configuration {
             lines += ["realm = \(quoted(auth.realm))", "htpasswd = \(quoted(auth.htpasswdFile))"]
         case .jwt(let jwt):
             lines.append("algorithms = " + list(jwt.algorithms.map(\.rawValue)))
-            if !jwt.issuers.isEmpty { lines.append("issuers = " + list(jwt.issuers)) }
-            if !jwt.audiences.isEmpty { lines.append("audiences = " + list(jwt.audiences)) }
+            let table = ConfigSchema.jwtFilter
+            lines.append(jwt.issuers.isEmpty ? unset(table, "issuers") : "issuers = " + list(jwt.issuers))
+            lines.append(jwt.audiences.isEmpty ? unset(table, "audiences") : "audiences = " + list(jwt.audiences))
             lines.append("leeway = \(quoted(Units.format(jwt.leeway)))")
             if let file = jwt.jwksFile { lines.append("jwks_file = \(quoted(file))") }
             if let url = jwt.jwksURL {
                 lines += ["jwks_url = \(quoted(url))", "jwks_refresh = \(quoted(Units.format(jwt.jwksRefresh)))"]
+            } else {
+                lines.append(unset(table, "jwks_refresh"))  // only used with jwks_url
             }
             if let file = jwt.secretFile { lines.append("secret_file = \(quoted(file))") }
-            lines += ["header = \(quoted(jwt.header))", "max_token_size = \(jwt.maxTokenSize)"]
-            if !jwt.forwardClaims.isEmpty {
-                lines.append("forward_claims = { " + jwt.forwardClaims.map { "\(quotedKey($0.claim)) = \(quoted($0.header))" }
+            lines += ["header = \(quoted(jwt.header))", "max_token_size = \(Units.formatSize(Int64(jwt.maxTokenSize)))"]
+            lines.append(jwt.forwardClaims.isEmpty ? unset(table, "forward_claims") : "forward_claims = { " + jwt.forwardClaims.map { "\(quotedKey($0.claim)) = \(quoted($0.header))" }
                     .joined(separator: ", ") + " }")
-            }
-            if !jwt.requireClaims.isEmpty {
-                lines.append("require_claims = { " + jwt.requireClaims.map { "\(quotedKey($0.claim)) = \(quoted($0.value))" }
+            lines.append(jwt.requireClaims.isEmpty ? unset(table, "require_claims") : "require_claims = { " + jwt.requireClaims.map { "\(quotedKey($0.claim)) = \(quoted($0.value))" }
                     .joined(separator: ", ") + " }")
-            }
         case .ipRules(let rules):
             lines += ["allow = " + list(rules.allow), "deny = " + list(rules.deny)]
         }
         return lines
+    }
+
+    /// A key left unset, as a comment giving its default from the schema (`# user = "jester", or ...`), so the
+    /// dump names every key without changing what an optional one means when the dump is loaded back.
+    private func unset(_ table: ConfigSchema.Table, _ key: String) -> String {
+        "# \(key) = " + (table.field(key)?.defaultValue ?? "none")
     }
 
     /// A TOML array of strings.

@@ -9,14 +9,16 @@ public struct ConfigSchema: Sendable {
         case string
         case integer(ClosedRange<Int>)
         case boolean
-        /// `"10s"`, `"500ms"`, `"2m"`, `"1h"`, or an integer number of seconds.
+        /// `"10s"`, `"500ms"`, `"2m"`, `"1h"`, `"7d"` (`Units`).
         case duration
-        /// `"16KiB"`, `"10MiB"`, `"1GiB"` (or kB/MB/GB, powers of ten), or an integer number of bytes.
+        /// `"16KiB"`, `"10MiB"`, `"1GiB"` (or kB/MB/GB, powers of ten), or an integer number of bytes (`Units`).
         case size
         /// One of a fixed set of strings.
         case choice([String])
-        /// `host:port` or `[v6]:port`.
+        /// `ip:port` or `[v6]:port`: an IP address, never looked up (listeners bind it).
         case address
+        /// `host:port`, `ip:port` or `[v6]:port`: an upstream target, whose host name the master resolves.
+        case hostAddress
         /// An upstream target: an address, or a table with one (`target` below) and its options.
         case target(Table)
         case array(ValueType)
@@ -35,10 +37,11 @@ public struct ConfigSchema: Sendable {
             case .string: return "a string"
             case .integer(let range): return "an integer from \(range.lowerBound) to \(range.upperBound)"
             case .boolean: return "true or false"
-            case .duration: return "a duration such as \"10s\", \"500ms\" or \"2m\""
-            case .size: return "a size such as \"16KiB\", \"10MiB\" or a number of bytes"
+            case .duration: return "a duration: " + Units.durationForms
+            case .size: return "a size: " + Units.sizeForms
             case .choice(let options): return "one of " + options.map { "\"\($0)\"" }.joined(separator: ", ")
-            case .address: return "an address such as \"127.0.0.1:8080\" or \"[::1]:8080\""
+            case .address: return "an IP address and port such as \"127.0.0.1:8080\" or \"[::1]:8080\""
+            case .hostAddress: return "a host or IP address and port such as \"app.internal:8080\" or \"[::1]:8080\""
             case .target: return "an address, or a table { address, weight, backup }"
             case .array(let element): return "an array of " + element.pluralSummary
             case .table: return "a table"
@@ -51,7 +54,7 @@ public struct ConfigSchema: Sendable {
         var pluralSummary: String {
             switch self {
             case .string: return "strings"
-            case .address: return "addresses"
+            case .address, .hostAddress: return "addresses"
             case .target: return "addresses or { address, weight, backup } tables"
             case .table, .kinds: return "tables"
             default: return "values (\(summary))"
@@ -467,7 +470,7 @@ public struct ConfigSchema: Sendable {
     public static let target = Table(
         "a target",
         [
-            Field("address", .address, required: true, "Where the server listens."),
+            Field("address", .hostAddress, required: true, "Where the server listens."),
             Field("weight", .integer(1...1000), default: "1", "Its share of requests relative to the others."),
             Field("backup", .boolean, default: "false",
                 "Serves only while no other target of the pool can (all ejected or failing)."),

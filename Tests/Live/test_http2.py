@@ -370,7 +370,7 @@ request_headers = {{ set = {{ "X-Lane" = "priority" }} }}
 [[routes]]
 name = "xml"
 path_prefix = "/orders"
-match_body = {{ regex = "^<\\\\?xml", max_size = "64" }}
+match_body = {{ regex = "^<\\\\?xml", max_size = 64 }}
 respond = {{ status = 415, body = "no xml here" }}
 
 [[routes]]
