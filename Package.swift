@@ -140,7 +140,8 @@ let package = Package(
         .executableTarget(
             name: "jesterctl",
             dependencies: [
-                "JesterControl", "JesterSystem",
+                // JesterConfig: `jesterctl -c FILE` reads the socket path with the master's own loader.
+                "JesterControl", "JesterSystem", "JesterConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),

@@ -22,16 +22,23 @@ public enum ControlMessage: Codable, Sendable, Equatable {
     case reloadAndWait
     /// Stop accepting, finish in-flight work and exit; answered with `progress` lines, then `done`.
     case drain(timeoutSeconds: Double?)
-    /// Stop (gracefully, like SIGTERM, unless `fast`); answered with `done`.
-    case stop(fast: Bool)
+    /// Stop (gracefully, like SIGTERM, unless `fast`); answered with `done`. With `wait`, a second `done` follows
+    /// as the master exits, saying whether it exited cleanly (status 0, no request cut by the drain timeout); a
+    /// master from before `wait` ignores it and only closes the connection as it exits.
+    case stop(fast: Bool, wait: Bool? = nil)
     /// Switch to the binary now installed (like SIGUSR2): `progress` lines (probing, exec), then either a failed
     /// `reloadResult` or, once the master has executed the new binary, the end of the connection. The requester
     /// then reconnects and sends `awaitUpgrade`.
     case upgrade
     /// Pools and targets: health, admin state and the workers' counters; answered with `upstreamsReport`.
     case upstreams
-    /// Changes a target's admin state ("enabled", "drain", "disabled") on every worker; answered with `done`.
-    case setTargetAdmin(upstream: String, target: String, state: String)
+    /// Changes a target's admin state ("enabled", "drain", "disabled") on every worker; answered with `done`, or
+    /// with a `notFound` failure for an unknown pool or target. `upstream` nil: in every pool that has the target
+    /// (a server under maintenance is usually in several).
+    case setTargetAdmin(upstream: String?, target: String, state: String)
+    /// Opens the access-log file afresh (after logrotate moved it) and hands it to every worker; answered with
+    /// `done` once every worker has swapped (or naming those that did not). Like SIGUSR1 to the master.
+    case reopenLogs
     /// Sent to the new binary after an upgrade's exec: `progress` lines while its generation starts, then the
     /// `reloadResult` once it serves or, with `untilDrained`, once the old generation has drained too (as for
     /// `reloadAndWait`).
@@ -46,8 +53,9 @@ public enum ControlMessage: Codable, Sendable, Equatable {
     case progress(ProgressReport)
     /// A finished operation.
     case done(success: Bool, message: String)
-    /// The request was refused or failed.
-    case failure(message: String)
+    /// The request was refused or failed; `reason` lets jesterctl choose its exit status (nil from a master
+    /// that did not say: a refusal).
+    case failure(message: String, reason: FailureReason? = nil)
 
     // MARK: master → worker
     /// The worker's slot, generation and configuration: sent once, before the worker serves.
@@ -75,8 +83,22 @@ public enum ControlMessage: Codable, Sendable, Equatable {
     case workerStats(WorkerStats)
     /// The worker stopped accepting; `connections` are still open.
     case workerDraining(connections: Int)
-    /// Every connection is closed; the worker exits next.
-    case workerDrained
+    /// Every connection is closed; the worker exits next. `cutRequests`: how many requests were still in flight
+    /// when the drain timeout passed and were cut (nil from a worker of a release that did not count them).
+    case workerDrained(cutRequests: Int? = nil)
+    /// The worker writes its access log to the descriptor the master sent with reopen number `sequence` (see
+    /// `AccessLogChannel`), everything written before it flushed to the previous one.
+    case accessLogReopened(sequence: UInt64)
+}
+
+/// Why the master refused or failed a request, so jesterctl's exit status tells a script what went wrong.
+public enum FailureReason: String, Codable, Sendable, Equatable {
+    /// The request named an upstream pool or target the configuration does not have.
+    case notFound
+    /// The request was malformed or not a request (a bug or a version mismatch, not the operator's doing).
+    case invalidRequest
+    /// The peer may not use the control socket.
+    case permissionDenied
 }
 
 /// The version every frame carries. A peer with another major version is refused with a clear message, so a
@@ -129,12 +151,20 @@ public struct StatusReport: Codable, Sendable, Equatable {
     /// The binary file was replaced on disk since the master started (a package upgrade): `jesterctl upgrade`
     /// switches to it. Optional so status from an older master still decodes.
     public var binaryReplaced: Bool?
+    /// The last reload or upgrade that failed since the master started (nil: none did). Optional so status from
+    /// an older master still decodes.
+    public var lastFailedReload: FailedReload?
+    /// The listeners of the serving configuration (nil from an older master).
+    public var listeners: [ListenerStatus]?
 
     public init(
         pid: Int32, version: String, startedAt: Double, configFile: String, configHash: String, generation: Int,
-        state: String, workers: [WorkerStatus], binaryReplaced: Bool? = nil
+        state: String, workers: [WorkerStatus], binaryReplaced: Bool? = nil, lastFailedReload: FailedReload? = nil,
+        listeners: [ListenerStatus]? = nil
     ) {
         self.binaryReplaced = binaryReplaced
+        self.lastFailedReload = lastFailedReload
+        self.listeners = listeners
         self.pid = pid
         self.version = version
         self.startedAt = startedAt
@@ -143,6 +173,41 @@ public struct StatusReport: Codable, Sendable, Equatable {
         self.generation = generation
         self.state = state
         self.workers = workers
+    }
+}
+
+/// A reload or binary upgrade that failed, for `jesterctl status`: the operator who missed the reload's own
+/// answer (SIGHUP from a deploy script) sees that the running configuration is not the file on disk, and why.
+public struct FailedReload: Codable, Sendable, Equatable {
+    /// Seconds since the epoch when it failed.
+    public var at: Double
+    /// "reload" or "upgrade".
+    public var kind: String
+    /// Every error, each `file:line:column: error: message` or the reason the new workers failed.
+    public var errors: [String]
+
+    public init(at: Double, kind: String, errors: [String]) {
+        self.at = at
+        self.kind = kind
+        self.errors = errors
+    }
+}
+
+/// One listener as the serving configuration has it, for `jesterctl status`.
+public struct ListenerStatus: Codable, Sendable, Equatable {
+    public var name: String
+    /// "host:port" as configured.
+    public var address: String
+    /// "http" (HTTP/1.1, and HTTP/2 unless turned off) or "tcp".
+    public var `protocol`: String
+    /// Whether it terminates TLS.
+    public var tls: Bool
+
+    public init(name: String, address: String, protocol: String, tls: Bool) {
+        self.name = name
+        self.address = address
+        self.protocol = `protocol`
+        self.tls = tls
     }
 }
 
@@ -339,6 +404,12 @@ public struct WorkerAssignment: Codable, Sendable, Equatable {
     /// The instance's shared rate-limit state (`RateLimitTable`): the descriptor passed after the listeners and
     /// the connection table's. Nil when the master has none (or is of a version without one).
     public var rateLimitTableFD: Int32?
+    /// The access-log file (`[log] access_log_file`), opened by the master and passed after the tables; nil:
+    /// standard output.
+    public var accessLogFD: Int32?
+    /// The worker's end of its access-log channel (`AccessLogChannel`), passed last: the master sends a freshly
+    /// opened access-log file over it on reopen. Nil from a master without one.
+    public var accessLogChannelFD: Int32?
     /// The key sets the master has fetched for the configuration's jwt filters with a `jwks_url`, so a worker
     /// serves with keys from its first request (see `ControlMessage.keySet`). Nil from a master without them.
     public var keySets: [FilterKeySet]?

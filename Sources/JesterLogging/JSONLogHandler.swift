@@ -71,17 +71,59 @@ public struct JSONLine {
         bytes += Array(String(format: "%.3f", value).utf8)
     }
 
+    public mutating func field(_ name: String, _ value: Bool) {
+        key(name)
+        bytes += Array((value ? "true" : "false").utf8)
+    }
+
+    /// Adds a swift-log metadata value as the JSON it stands for, so log readers (jq, journald exporters, log
+    /// shippers) get numbers they can compare and lists they can index instead of Swift's description of them:
+    /// integers and finite floating-point numbers as JSON numbers, booleans as `true`/`false`, `.array` as a JSON
+    /// array and `.dictionary` as an object (keys sorted, so equal maps make equal lines), each nested value
+    /// rendered the same way. Anything else is its description as a string.
     public mutating func field(_ name: String, _ value: Logger.MetadataValue) {
+        key(name)
+        appendValue(value)
+    }
+
+    private mutating func appendValue(_ value: Logger.MetadataValue) {
         switch value {
-        case .string(let text): field(name, text)
-        case .stringConvertible(let convertible):
-            if let number = convertible as? Int {
-                field(name, number)
-            } else {
-                field(name, convertible.description)
+        case .string(let text): appendString(text)
+        case .stringConvertible(let convertible): appendScalar(convertible)
+        case .array(let values):
+            bytes.append(0x5B)
+            for (index, element) in values.enumerated() {
+                if index > 0 { bytes.append(0x2C) }
+                appendValue(element)
             }
-        case .array(let values): field(name, "[" + values.map(\.description).joined(separator: ", ") + "]")
-        case .dictionary(let values): field(name, values.description)
+            bytes.append(0x5D)
+        case .dictionary(let values):
+            bytes.append(0x7B)
+            for (index, (name, element)) in values.sorted(by: { $0.key < $1.key }).enumerated() {
+                if index > 0 { bytes.append(0x2C) }
+                appendString(name)
+                bytes.append(0x3A)
+                appendValue(element)
+            }
+            bytes.append(0x7D)
+        }
+    }
+
+    /// A `.stringConvertible` value: numbers and booleans as themselves, anything else as its description.
+    private mutating func appendScalar(_ value: any CustomStringConvertible & Sendable) {
+        switch value {
+        case let flag as Bool: bytes += Array((flag ? "true" : "false").utf8)
+        case let integer as any BinaryInteger: bytes += Array(String(describing: integer).utf8)
+        case let number as any BinaryFloatingPoint:
+            let double = Double(number)
+            // JSON has no NaN or infinity (RFC 8259 §6); those stay readable as strings.
+            guard double.isFinite else {
+                appendString(double.description)
+                return
+            }
+            // Swift's shortest round-trip form is valid JSON: 0.25, 3.0, 1e+20, 1e-05.
+            bytes += Array(double.description.utf8)
+        default: appendString(value.description)
         }
     }
 

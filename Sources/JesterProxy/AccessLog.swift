@@ -57,7 +57,7 @@ final class AccessLog: Sendable {
         }
     }
 
-    private let writer = LogWriter.standardOutput
+    private let writer = LogWriter.accessLog
 
     /// `protocol`: what the client spoke ("HTTP/1.1", "HTTP/2.0"); `tls`: its connection's handshake, whose
     /// version, cipher and server name are logged (read from the connection, not copied into every record).

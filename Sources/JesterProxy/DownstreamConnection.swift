@@ -201,9 +201,9 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let error = error as? TLSError {
             // Scanners, clients that distrust the certificate, plain HTTP sent to the TLS port: common, so
-            // counted and logged at most once a second.
+            // counted, and logged at debug with a summary warning at most once a minute.
             runtime.counters.tlsHandshakeFailures &+= 1
-            runtime.logWarning("TLS handshake failed", metadata: ["client": "\(clientAddress)", "error": "\(error)"])
+            runtime.handshakeFailures.failed(client: clientAddress, error: error)
         }
         close()
     }

@@ -32,10 +32,10 @@ public enum Worker {
             exit(70)
         }
         JSONLogHandler.bootstrap(level: Logger.Level(rawValue: configuration.log.level) ?? .info)
-        var logger = Logger(label: "worker")
-        logger[metadataKey: "slot"] = "\(assignment.slot)"
-        logger[metadataKey: "generation"] = "\(assignment.generation)"
-        logger[metadataKey: "pid"] = "\(getpid())"
+        var logger = Logger(component: .worker)
+        logger[metadataKey: "slot"] = .stringConvertible(assignment.slot)
+        logger[metadataKey: "generation"] = .stringConvertible(assignment.generation)
+        logger[metadataKey: "pid"] = .stringConvertible(getpid())
 
         // Privileges go before the first byte from a client is read; the sockets are already open.
         do {
@@ -187,7 +187,7 @@ final class WorkerServer: @unchecked Sendable {
         runtime.onConnectionsClosed = { [self] in self.drained() }
         applyTargetStates(assignment.targetStates ?? [])
         send(.workerReady(pid: getpid()))
-        logger.info("worker ready", metadata: ["listeners": "\(assignment.listenerNames)"])
+        logger.info("worker ready", metadata: ["listeners": .array(assignment.listenerNames.map { .string($0) })])
         eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
             self.reportStats()
         }
@@ -220,7 +220,7 @@ final class WorkerServer: @unchecked Sendable {
         do {
             let applied = try filter.replaceKeySet(json: Array(keySet.jwks))
             logger.debug("JWKS applied", metadata: [
-                "filter": "\(keySet.filter)", "url": "\(keySet.url)", "keys": "\(applied.keys.count)"])
+                "filter": "\(keySet.filter)", "url": "\(keySet.url)", "keys": .stringConvertible(applied.keys.count)])
         } catch {
             // The master checked the set with the same code; only a version difference could get here.
             logger.error("JWKS from the master not applied; keeping the previous keys", metadata: [
@@ -264,12 +264,12 @@ final class WorkerServer: @unchecked Sendable {
         draining = true
         for channel in serverChannels { channel.close(promise: nil) }
         serverChannels = []
-        logger.info("draining", metadata: ["connections": "\(runtime.connections.count)"])
+        logger.info("draining", metadata: ["connections": .stringConvertible(runtime.connections.count)])
         send(.workerDraining(connections: runtime.connections.count))
         runtime.drainConnections()
         eventLoop.scheduleTask(in: .milliseconds(Int64(timeout * 1000))) { [self] in
             self.logger.warning("drain timeout: closing remaining connections",
-                metadata: ["connections": "\(self.runtime.connections.count)"])
+                metadata: ["connections": .stringConvertible(self.runtime.connections.count)])
             self.exitWorker()
         }
     }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import JesterConfig
 import JesterCore
+import JesterLogging
 import JesterSystem
 import Logging
 import NIOCore
@@ -192,7 +193,9 @@ final class WorkerRuntime: @unchecked Sendable {
     private var connectionsPerClient: [String: Int] = [:]
     private var nextRefusalLog = NIODeadline.uptimeNanoseconds(0)
     private var nextWarningLog = NIODeadline.uptimeNanoseconds(0)
-    private let logger = Logger(label: "jester.worker")
+    private let logger = Logger(component: .worker)
+    /// Failed client TLS handshakes: each at debug, a summary warning at most once a minute.
+    lazy var handshakeFailures = HandshakeFailureLog(eventLoop: eventLoop)
     /// Called on the event loop whenever the last connection of a draining worker closes.
     var onConnectionsClosed: (() -> Void)?
 

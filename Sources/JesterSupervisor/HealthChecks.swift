@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
 import JesterConfig
+import JesterControl
+import JesterLogging
 import Logging
 import NIOCore
 import NIOPosix
@@ -18,8 +20,11 @@ public struct TargetHealth: Sendable, Equatable {
     public private(set) var state = State.unknown
     public let rise: Int
     public let fall: Int
-    private var successes = 0
-    private var failures = 0
+    /// Checks passed in a row (0 after a failure): with `failures`, what a health-change line says was behind
+    /// the decision.
+    public private(set) var successes = 0
+    /// Checks failed in a row (0 after a success).
+    public private(set) var failures = 0
 
     public init(rise: Int, fall: Int) {
         self.rise = max(1, rise)
@@ -72,9 +77,11 @@ final class HealthChecker: @unchecked Sendable {
 
     private let eventLoop: any EventLoop
     private var checked: [Key: Checked] = [:]
-    private let logger = Logger(label: "master")
+    private let logger = Logger(component: .health)
     /// Called on the event loop when a target's state changes.
     var onChange: () -> Void = {}
+    /// The pools failing open (every serving target unhealthy), as last seen by `noteTargetStates`.
+    private(set) var failOpen = FailOpenTracker()
 
     init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
@@ -83,6 +90,29 @@ final class HealthChecker: @unchecked Sendable {
     /// The health of a target: "healthy", "unhealthy" or "unknown" (also for targets without checks).
     func health(upstream: String, target: String) -> String {
         checked[Key(upstream: upstream, target: target)]?.health.state.rawValue ?? TargetHealth.State.unknown.rawValue
+    }
+
+    /// Whether pool `upstream` fails open now (its targets all fail their checks and get requests anyway).
+    func failsOpen(_ upstream: String) -> Bool { failOpen.pools.contains(upstream) }
+
+    /// Takes the picture of target states the master sends its workers and logs pools entering and leaving the
+    /// fail-open state, once each way.
+    func noteTargetStates(_ states: [TargetState]) {
+        for change in failOpen.update(states) {
+            switch change {
+            case .entered(let upstream, let targets):
+                logger.error(
+                    "every target of the upstream fails its health checks; failing open: requests go to all of them",
+                    metadata: [
+                        "upstream": .string(upstream), "targets": .stringConvertible(targets),
+                        "fail_open": .stringConvertible(true),
+                    ])
+            case .left(let upstream):
+                logger.notice("upstream no longer fails open: requests go to its healthy targets only", metadata: [
+                    "upstream": .string(upstream), "fail_open": .stringConvertible(false),
+                ])
+            }
+        }
     }
 
     /// Checks what `configuration` asks for: targets that stay (same pool, address and check) keep their state
@@ -120,12 +150,11 @@ final class HealthChecker: @unchecked Sendable {
     private func schedule(_ key: Key, _ entry: Checked, after seconds: Double) {
         entry.task = eventLoop.scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) { [self] in
             guard checked[key] === entry else { return }
-            probe(entry) { success in
+            probe(entry) { outcome in
                 guard self.checked[key] === entry else { return }
-                if entry.health.record(success: success) {
-                    self.logger.notice("upstream target health changed", metadata: [
-                        "upstream": "\(key.upstream)", "target": "\(key.target)", "health": "\(entry.health.state.rawValue)",
-                    ])
+                let previous = entry.health.state
+                if entry.health.record(success: outcome.passed) {
+                    self.logChange(key, entry.health, from: previous, outcome: outcome)
                     self.onChange()
                 }
                 let interval = Self.seconds(entry.settings.interval)
@@ -134,31 +163,49 @@ final class HealthChecker: @unchecked Sendable {
         }
     }
 
+    /// "upstream target health changed", with why (the last check's outcome) and the run of results behind it.
+    private func logChange(
+        _ key: Key, _ health: TargetHealth, from previous: TargetHealth.State, outcome: ProbeOutcome
+    ) {
+        var metadata: Logger.Metadata = [
+            "upstream": .string(key.upstream), "target": .string(key.target), "health": .string(health.state.rawValue),
+            "previous": .string(previous.rawValue), "reason": .string(outcome.description),
+            "passes": .stringConvertible(health.successes), "fails": .stringConvertible(health.failures),
+        ]
+        // The threshold that decided, unless it was the first check (which decides alone).
+        if previous != .unknown {
+            metadata[health.state == .healthy ? "rise" : "fall"] = .stringConvertible(
+                health.state == .healthy ? health.rise : health.fall)
+        }
+        let level: Logger.Level = health.state == .unhealthy ? .warning : .notice
+        logger.log(level: level, "upstream target health changed", metadata: metadata)
+    }
+
     /// One check: a TCP connection, and for http a GET whose status line must carry an expected status.
-    private func probe(_ entry: Checked, _ completion: @escaping (Bool) -> Void) {
+    private func probe(_ entry: Checked, _ completion: @escaping (ProbeOutcome) -> Void) {
         guard let address = entry.address else {
-            completion(false)
+            completion(.unresolved)
             return
         }
         var finished = false
-        let finish = { (success: Bool) in
+        let finish = { (outcome: ProbeOutcome) in
             guard !finished else { return }
             finished = true
-            completion(success)
+            completion(outcome)
         }
         let timeout = TimeAmount.nanoseconds(Int64(Self.seconds(entry.settings.timeout) * 1e9))
         let request = entry.settings.type == "tcp" ? nil
             : "GET \(entry.settings.path) HTTP/1.1\r\nHost: \(entry.host)\r\nUser-Agent: jester-health-check\r\nConnection: close\r\n\r\n"
         let expected = entry.settings.expectStatus
-        let deadline = eventLoop.scheduleTask(in: timeout) { finish(false) }
+        let deadline = eventLoop.scheduleTask(in: timeout) { finish(.timedOut) }
         ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        ProbeHandler(request: request, expected: expected) { success in
+                        ProbeHandler(request: request, expected: expected) { outcome in
                             deadline.cancel()
-                            finish(success)
+                            finish(outcome)
                         })
                 }
             }
@@ -168,9 +215,9 @@ final class HealthChecker: @unchecked Sendable {
                 switch result {
                 case .success(let channel):
                     deadline.futureResult.whenSuccess { _ in channel.close(promise: nil) }  // timed out: let go
-                case .failure:
+                case .failure(let error):
                     deadline.cancel()
-                    finish(false)
+                    finish(ProbeOutcome.classify(error))
                 }
             }
     }
@@ -186,11 +233,11 @@ private final class ProbeHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias OutboundOut = ByteBuffer
     private let request: String?
     private let expected: ClosedRange<Int>
-    private let done: (Bool) -> Void
+    private let done: (ProbeOutcome) -> Void
     private var received: [UInt8] = []
     private var answered = false
 
-    init(request: String?, expected: ClosedRange<Int>, done: @escaping (Bool) -> Void) {
+    init(request: String?, expected: ClosedRange<Int>, done: @escaping (ProbeOutcome) -> Void) {
         self.request = request
         self.expected = expected
         self.done = done
@@ -198,7 +245,7 @@ private final class ProbeHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelActive(context: ChannelHandlerContext) {
         guard let request else {
-            answer(true, context)
+            answer(.passed(status: nil), context)
             return
         }
         context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: request)), promise: nil)
@@ -206,27 +253,22 @@ private final class ProbeHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         received += unwrapInboundIn(data).readableBytesView
-        guard let end = received.firstIndex(of: UInt8(ascii: "\r")) ?? (received.count > 256 ? received.count : nil) else {
-            return
-        }
-        // "HTTP/1.1 200 OK"
-        let line = String(decoding: received[..<end], as: UTF8.self).split(separator: " ")
-        let status = line.count >= 2 && line[0].hasPrefix("HTTP/") ? Int(line[1]) : nil
-        answer(status.map(expected.contains) ?? false, context)
+        guard let outcome = ProbeOutcome.judge(received, expected: expected) else { return }
+        answer(outcome, context)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        answer(false, context)
+        answer(.closedEarly, context)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        answer(false, context)
+        answer(ProbeOutcome.classify(error), context)
     }
 
-    private func answer(_ success: Bool, _ context: ChannelHandlerContext) {
+    private func answer(_ outcome: ProbeOutcome, _ context: ChannelHandlerContext) {
         guard !answered else { return }
         answered = true
-        done(success)
+        done(outcome)
         context.close(promise: nil)
     }
 }

@@ -4,6 +4,7 @@ import JesterAuth
 import JesterConfig
 import JesterControl
 import JesterFetch
+import JesterLogging
 import Logging
 import NIOCore
 import NIOPosix
@@ -101,16 +102,21 @@ extension Master {
                 let message = ControlMessage.keySet(FilterKeySet(filter: filter, url: url, jwks: Data(jwks)))
                 for worker in workers.values { if let channel = worker.channel { send(message, to: channel) } }
             case .reportNewSet(let url, let filters, let keys, let skipped):
-                logger.notice("JWKS fetched; workers use the new keys", metadata: [
-                    "url": "\(url)", "filters": "\(filters.joined(separator: ","))", "keys": "\(keys)",
+                Logger(component: .jwks).notice("JWKS fetched; workers use the new keys", metadata: [
+                    "url": "\(url)", "filters": .array(filters.map { .string($0) }),
+                    "keys": .stringConvertible(keys),
                 ])
-                for line in skipped { logger.warning("JWKS key skipped", metadata: ["url": "\(url)", "key": "\(line)"]) }
+                for line in skipped {
+                    Logger(component: .jwks).warning("JWKS key skipped", metadata: ["url": "\(url)", "key": "\(line)"])
+                }
             case .reportFailure(let url, let reason, let failures, let keeping):
-                logger.error(
+                Logger(component: .jwks).error(
                     keeping ? "JWKS fetch failed; workers keep the last keys" : "JWKS fetch failed; no keys yet: tokens are refused",
-                    metadata: ["url": "\(url)", "error": "\(reason)", "failures": "\(failures)"])
+                    metadata: ["url": "\(url)", "error": "\(reason)", "failures": .stringConvertible(failures)])
             case .reportRecovery(let url, let failures):
-                logger.notice("JWKS fetch works again", metadata: ["url": "\(url)", "failures": "\(failures)"])
+                Logger(component: .jwks).notice("JWKS fetch works again", metadata: [
+                    "url": "\(url)", "failures": .stringConvertible(failures),
+                ])
             }
         }
     }

@@ -18,7 +18,9 @@ extension Master {
         let previous = limit.rlim_cur
         limit.rlim_cur = limit.rlim_max
         if setrlimit(RLIMIT_NOFILE_VALUE, &limit) == 0 {
-            logger.info("raised the open-file limit", metadata: ["from": "\(previous)", "to": "\(limit.rlim_max)"])
+            logger.info("raised the open-file limit", metadata: [
+                "from": .stringConvertible(Int(previous)), "to": .stringConvertible(Int(limit.rlim_max)),
+            ])
         }
     }
 
@@ -33,7 +35,8 @@ extension Master {
     // MARK: Listeners
 
     /// Binds every listener of `configuration` with one socket per worker slot, reusing the sockets of listeners
-    /// whose address and backlog did not change (the same fds, so their accept queues survive a reload).
+    /// whose address and backlog did not change (the same fds, so their accept queues survive a reload). A socket
+    /// that cannot be bound throws `ListenerBindError`, naming the listener and where its table is written.
     func bindListeners(
         for configuration: Configuration, reusing existing: [String: BoundListener]
     ) throws -> [String: BoundListener] {
@@ -55,8 +58,15 @@ extension Master {
                     sockets = Array(previous.sockets.prefix(slots))
                 }
                 while sockets.count < slots {
-                    let fd = try ListeningSocket.bind(
-                        host: listener.address.host, port: listener.address.port, backlog: listener.backlog)
+                    let fd: Int32
+                    do {
+                        fd = try ListeningSocket.bind(
+                            host: listener.address.host, port: listener.address.port, backlog: listener.backlog)
+                    } catch {
+                        throw ListenerBindError(
+                            listener: listener.name, address: listener.address.description,
+                            location: configuration.listenerLocations()[listener.name], cause: error)
+                    }
                     opened.append(fd)
                     sockets.append(fd)
                 }
@@ -113,7 +123,9 @@ extension Master {
             nextStoreSerial = max(nextStoreSerial, StoredDescriptor.serial(of: socket.name)! + 1)
             storedDescriptorNames[socket.fd] = socket.name
             guard let listener = configuration.listeners.first(where: { $0.address.description == socket.address }) else {
-                logger.notice("closing a stored socket no listener uses", metadata: ["address": "\(socket.address)"])
+                logger.notice("closing a stored socket no listener uses", metadata: [
+                    "address": .string(socket.address),
+                ])
                 Systemd.removeStoredDescriptor(name: socket.name)
                 storedDescriptorNames[socket.fd] = nil
                 close(socket.fd)
@@ -123,8 +135,8 @@ extension Master {
         }
         if !recovered.isEmpty {
             logger.notice("recovered listening sockets from systemd's descriptor store", metadata: [
-                "listeners": "\(recovered.keys.sorted().joined(separator: ","))",
-                "sockets": "\(recovered.values.reduce(0) { $0 + $1.sockets.count })",
+                "listeners": .array(recovered.keys.sorted().map { .string($0) }),
+                "sockets": .stringConvertible(recovered.values.reduce(0) { $0 + $1.sockets.count }),
             ])
         }
         return recovered

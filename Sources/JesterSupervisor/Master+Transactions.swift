@@ -55,6 +55,7 @@ extension Master {
                     user: newConfiguration.server.user, group: newConfiguration.server.group)
             }
             listeners = try bindListeners(for: newConfiguration, reusing: previousListeners)
+            _ = try accessLogDescriptor(for: newConfiguration)
         } catch {
             listeners = previousListeners
             dispatch(.configurationRefused(errors: ["\(error)"]))
@@ -113,6 +114,7 @@ extension Master {
             self.prepared = nil
         }
         keySetsConfigured([configuration], waiting: false)
+        lastFailedReload = FailedReload(at: wallClockNow, kind: kind.rawValue, errors: errors)
         logger.error("\(kind.rawValue) failed; still serving the previous generation", metadata: [
             "errors": "\(errors.joined(separator: "; "))",
         ])

@@ -78,7 +78,7 @@ extension Master {
         let first = ticketKeys.keys.isEmpty
         ticketKeys.rotate(to: TicketKeyRing.freshKey(), now: monotonicNow)
         guard !first else { return }
-        logger.info("TLS session-ticket key rotated", metadata: ["keys": "\(ticketKeys.keys.count)"])
+        logger.info("TLS session-ticket key rotated", metadata: ["keys": .stringConvertible(ticketKeys.keys.count)])
         // Every generation, draining ones included: their clients' tickets are renewed under the new key.
         for worker in workers.values { if let channel = worker.channel { send(.ticketKeys(ticketKeys.keys), to: channel) } }
     }
@@ -100,6 +100,7 @@ extension Master {
     func broadcastTargetStates() {
         // The serving configuration's targets, and a starting generation's; a worker ignores targets it lacks.
         let current = targetStates(for: configuration)
+        healthChecker.noteTargetStates(current)
         let starting = prepared.map { targetStates(for: $0.configuration) }
         for worker in workers.values {
             guard let channel = worker.channel else { continue }
@@ -158,7 +159,8 @@ extension Master {
             let sum = sums[state.upstream + "\u{0}" + state.target] ?? (0, 0, 0, 0, 0, 0)
             return TargetReport(
                 state: state, active: sum.active, requests: sum.requests, failures: sum.failures,
-                ejectedBy: sum.ejected, latencyMilliseconds: sum.count > 0 ? sum.latency / Double(sum.count) : 0)
+                ejectedBy: sum.ejected, latencyMilliseconds: sum.count > 0 ? sum.latency / Double(sum.count) : 0,
+                failOpen: healthChecker.failsOpen(state.upstream))
         }
     }
 }

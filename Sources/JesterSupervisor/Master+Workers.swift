@@ -42,7 +42,7 @@ extension Master {
         let used = Set(connectionPartitions.values)
         guard let free = (0..<table.partitions).first(where: { !used.contains($0) }) else {
             logger.warning("connection table full: this worker's connections are not counted instance-wide",
-                metadata: ["pid": "\(pid)", "partitions": "\(table.partitions)"])
+                metadata: ["pid": .stringConvertible(pid), "partitions": .stringConvertible(table.partitions)])
             return nil
         }
         connectionPartitions[pid] = free
@@ -95,10 +95,13 @@ extension Master {
                 assignment.keySets = self.fetchedKeySets(for: configuration)
                 self.send(.assignment(assignment), to: channel)
             }
-            logger.info("worker spawned", metadata: ["pid": "\(pid)", "slot": "\(slot)", "generation": "\(generation)"])
+            logger.info("worker spawned", metadata: [
+                "pid": .stringConvertible(pid), "slot": .stringConvertible(slot),
+                "generation": .stringConvertible(generation),
+            ])
             dispatch(.workerSpawned(pid: pid, slot: slot, generation: generation, now: monotonicNow))
         } catch {
-            logger.error("cannot spawn worker", metadata: ["slot": "\(slot)", "error": "\(error)"])
+            logger.error("cannot spawn worker", metadata: ["slot": .stringConvertible(slot), "error": "\(error)"])
             dispatch(.spawnFailed(slot: slot, generation: generation, now: monotonicNow))
         }
     }
@@ -125,7 +128,9 @@ extension Master {
                         self.send(.beginDrain(timeoutSeconds: timeout), to: channel)
                     }
                 case .failure(let error):
-                    self.logger.error("cannot talk to worker", metadata: ["pid": "\(pid)", "error": "\(error)"])
+                    self.logger.error("cannot talk to worker", metadata: [
+                        "pid": .stringConvertible(pid), "error": "\(error)",
+                    ])
                     ProcessSpawner.signal(pid, SIGKILL)
                 }
             }
@@ -137,14 +142,19 @@ extension Master {
         do {
             while let message = try worker.decoder.next() { handle(message, from: worker) }
         } catch {
-            logger.error("bad control message from worker", metadata: ["pid": "\(pid)", "error": "\(error)"])
+            logger.error("bad control message from worker", metadata: [
+                "pid": .stringConvertible(pid), "error": "\(error)",
+            ])
         }
     }
 
     func handle(_ message: ControlMessage, from worker: WorkerProcess) {
         switch message {
         case .workerReady:
-            logger.info("worker ready", metadata: ["pid": "\(worker.pid)", "slot": "\(worker.slot)", "generation": "\(worker.generation)"])
+            logger.info("worker ready", metadata: [
+                "pid": .stringConvertible(worker.pid), "slot": .stringConvertible(worker.slot),
+                "generation": .stringConvertible(worker.generation),
+            ])
             dispatch(.workerReady(pid: worker.pid))
         case .workerStats(let stats):
             worker.stats = stats
@@ -203,7 +213,8 @@ extension Master {
             // Its connections died with it, however it ended: nothing it counted may stay counted.
             if let partition = connectionPartitions.removeValue(forKey: pid) { connectionTable?.clear(partition: partition) }
             let metadata: Logger.Metadata = [
-                "pid": "\(pid)", "slot": "\(worker.slot)", "generation": "\(worker.generation)", "status": "\(status)",
+                "pid": .stringConvertible(pid), "slot": .stringConvertible(worker.slot),
+                "generation": .stringConvertible(worker.generation), "status": "\(status)",
             ]
             // A worker that was told to drain, or belongs to a stopping master or an old generation, exits on purpose.
             if worker.generation == machine.startingGeneration {

@@ -107,6 +107,12 @@ public final class Master: @unchecked Sendable {
     var drainWatchers: [any ControlReplyTarget] = []
     /// The jwt filters' fetched key sets (see `Master+KeySets`).
     let keySetFetches = KeySetFetches()
+    /// The access-log files and their reopen (see `Master+AccessLog`).
+    let accessLogs = AccessLogFiles()
+    /// For `jesterctl status`: the last reload or upgrade that failed.
+    var lastFailedReload: FailedReload?
+    /// Requests the workers' drain timeouts cut during this stop (`jesterctl drain` and `stop --wait` report it).
+    var cutRequests = 0
 
     typealias Machine = SupervisorStateMachine<ControlRequester>
 
@@ -189,6 +195,7 @@ public final class Master: @unchecked Sendable {
         try startControlServer()
         try makeConnectionTable()
         makeRateLimitTable()
+        _ = try accessLogDescriptor(for: configuration)
         startSignalWaiter()
         startHealthChecks()
         startTicketKeyRotation()
@@ -217,6 +224,7 @@ public final class Master: @unchecked Sendable {
         case SIGTERM: beginStop(fast: false, exitCode: 0)
         case SIGINT, SIGQUIT: beginStop(fast: true, exitCode: 0)
         case SIGUSR2: upgrade(replyTo: nil)
+        case SIGUSR1: reopenAccessLogs(replyTo: nil)
         default: break
         }
     }
@@ -325,9 +333,7 @@ public final class Master: @unchecked Sendable {
         self.exitCode = exitCode
         PidFile.remove(configuration.server.pidFile)
         unlink(configuration.server.controlSocket)
-        for channel in drainWatchers {
-            reply(.done(success: true, message: "all workers drained; master stopped"), to: channel)
-        }
+        reportStopToWatchers(exitCode: exitCode)
         logger.info("master stopped")
         // No signal or resolver result is handled from here on; the replies above get 50 ms to go out.
         inbox.close()
@@ -355,9 +361,4 @@ struct RawPeerCredentials {
     var pid: Int32 = 0
     var uid: UInt32 = 0
     var gid: UInt32 = 0
-}
-
-/// The version Jester reports.
-public enum JesterVersion {
-    public static let current = "0.1.0"
 }

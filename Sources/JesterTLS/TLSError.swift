@@ -35,6 +35,20 @@ public struct TLSError: Error, CustomStringConvertible, Sendable, Equatable {
         return reasons
     }
 
+    /// The gist, for counting like failures together: the reason of OpenSSL's first entry without its code and
+    /// library ("error:0A00010B:SSL routines::wrong version number" → "wrong version number"), else what Jester
+    /// said ("handshake: the peer closed the connection" → "the peer closed the connection").
+    public var shortReason: String {
+        if let first = reasons.first {
+            let reason = first.split(separator: ":", omittingEmptySubsequences: true).last.map(String.init) ?? first
+            return reason.trimmingPrefix(" ").isEmpty ? first : String(reason.trimmingPrefix(" "))
+        }
+        if let colon = operation.firstIndex(of: ":") {
+            return String(operation[operation.index(after: colon)...].trimmingPrefix(" "))
+        }
+        return operation
+    }
+
     public var description: String {
         reasons.isEmpty ? operation : "\(operation): \(reasons.joined(separator: "; "))"
     }

@@ -3,6 +3,7 @@
 import ArgumentParser
 import Foundation
 import JesterConfig
+import JesterControl
 import JesterHTTP2
 import JesterHTTP3
 import JesterLogging

@@ -345,7 +345,7 @@ def test_large_download_and_upload_with_bounded_memory(make_jester, upstream):
     result = subprocess.run(["curl", "-sS", "--max-time", "300", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
                              f"{jester.url}/big/download?size={size}"], capture_output=True, text=True)
     assert result.stdout == f"200 {size}", result.stderr
-    rss = [w["rssBytes"] for w in jester.status()["workers"]]
+    rss = [w["rss_bytes"] for w in jester.status()["workers"]]
     generator = subprocess.Popen(["head", "-c", str(size), "/dev/zero"], stdout=subprocess.PIPE)
     # -T - streams stdin as a chunked POST, so curl never holds the body either.
     result = subprocess.run(["curl", "-sS", "--max-time", "300", "-X", "POST", "-T", "-", f"{jester.url}/big/upload"],
@@ -353,7 +353,7 @@ def test_large_download_and_upload_with_bounded_memory(make_jester, upstream):
     generator.wait()
     assert result.stdout.startswith("{"), (result.stdout, result.stderr)
     assert json.loads(result.stdout)["length"] == size
-    rss_after = [w["rssBytes"] for w in jester.status()["workers"]]
+    rss_after = [w["rss_bytes"] for w in jester.status()["workers"]]
     # Streaming with backpressure: the worker never holds more than a few buffers of the body.
     assert max(rss + rss_after) < 150 * 1024 * 1024, (rss, rss_after)
 
