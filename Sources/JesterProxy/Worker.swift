@@ -135,6 +135,10 @@ final class WorkerServer: @unchecked Sendable {
             }
         }
 
+        // Before the first request: access lines go to the file the master opened, never to standard output.
+        if let fd = assignment.accessLogFD { LogWriter.accessLog.redirect(toDescriptor: fd) }
+        if let fd = assignment.accessLogChannelFD { receiveAccessLogs(from: fd) }
+
         for (offset, name) in assignment.listenerNames.enumerated() {
             let fd = ProcessSpawner.firstListenerFD + Int32(offset)
             let runtime = self.runtime
@@ -208,6 +212,31 @@ final class WorkerServer: @unchecked Sendable {
             rssBytes: ProcessSpawner.residentSetSize(of: getpid()))))
     }
 
+    /// Waits on a thread of its own for the access-log files the master sends on reopen (`DescriptorChannel`)
+    /// and swaps each in between two lines, then tells the master, which reports to `jesterctl reopen-logs`.
+    private func receiveAccessLogs(from channel: Int32) {
+        let thread = Thread { [self] in
+            while true {
+                let received: (sequence: UInt64, fd: Int32)?
+                do {
+                    received = try DescriptorChannel.receive(from: channel)
+                } catch {
+                    logger.error("access-log channel failed; reopen no longer reaches this worker",
+                        metadata: ["error": "\(error)"])
+                    return
+                }
+                // The master's end closed: it exited, or exec'd a new binary (which starts its own workers).
+                guard let received else { return }
+                let sequence = received.sequence
+                LogWriter.accessLog.redirect(toDescriptor: received.fd) { [self] in
+                    eventLoop.execute { self.send(.accessLogReopened(sequence: sequence)) }
+                }
+            }
+        }
+        thread.name = "jester-reopen"
+        thread.start()
+    }
+
     private func applyTicketKeys(_ keys: [Data]) {
         let keys = keys.compactMap { TLSTicketKey(material: Array($0)) }
         for context in tlsContexts.values { context.updateTicketKeys(keys) }
@@ -268,24 +297,30 @@ final class WorkerServer: @unchecked Sendable {
         send(.workerDraining(connections: runtime.connections.count))
         runtime.drainConnections()
         eventLoop.scheduleTask(in: .milliseconds(Int64(timeout * 1000))) { [self] in
+            // LEAD: runtime.cutInFlightRequests() (closes what is left, logs each cut request, returns how many)
+            // once it exists; until then the connections still open stand in for the requests cut.
+            let cut = self.runtime.connections.count
             self.logger.warning("drain timeout: closing remaining connections",
-                metadata: ["connections": .stringConvertible(self.runtime.connections.count)])
-            self.exitWorker()
+                metadata: ["connections": .stringConvertible(cut)])
+            self.exitWorker(cutRequests: cut)
         }
     }
 
     private func drained() {
         guard draining else { return }
         logger.info("drained")
-        exitWorker()
+        exitWorker(cutRequests: 0)
     }
 
-    private func exitWorker() {
+    /// Reports the end of the drain (with the requests the timeout cut, which `jesterctl drain` reports) and
+    /// exits once the last frames and log lines are out.
+    private func exitWorker(cutRequests: Int) {
         reportStats()
-        send(.workerDrained)
+        send(.workerDrained(cutRequests: cutRequests))
         for pool in runtime.pools.values { pool.closeIdle() }
         // Give the last frames a moment to leave, then go.
         eventLoop.scheduleTask(in: .milliseconds(50)) {
+            LogWriter.accessLog.flush()
             LogWriter.standardOutput.flush()
             LogWriter.standardError.flush()
             exit(0)
@@ -295,6 +330,7 @@ final class WorkerServer: @unchecked Sendable {
     fileprivate func masterGone() {
         // The master closed our socketpair: it exited or crashed. PR_SET_PDEATHSIG covers the crash; this covers
         // an orderly exit that did not reach us.
+        LogWriter.accessLog.flush()
         LogWriter.standardError.flush()
         exit(0)
     }

@@ -68,7 +68,8 @@ extension Master {
             "peer_pid": "\(peer.pid)", "peer_uid": "\(peer.uid)", "peer_gid": "\(peer.gid)",
         ])
         channel.writeAndFlush(ByteBuffer(bytes: ControlFrameCodec.encode(
-            .failure(message: "permission denied: uid \(peer.uid) may not control this Jester instance"))), promise: nil)
+            .failure(message: "permission denied: uid \(peer.uid) may not control this Jester instance",
+                reason: .permissionDenied))), promise: nil)
         channel.close(promise: nil)
         return false
     }
@@ -86,8 +87,10 @@ extension Master {
             drainWatchers.append(channel)
             beginStop(fast: false, exitCode: 0, drainSeconds: timeout)
             reportDrainProgress()
-        case .stop(let fast):
+        case .stop(let fast, let wait):
             reply(.done(success: true, message: fast ? "stopping now" : "stopping gracefully"), to: channel)
+            // With --wait the requester hears again as the master exits (`reportStopToWatchers`).
+            if wait == true { drainWatchers.append(channel) }
             beginStop(fast: fast, exitCode: 0)
         case .upgrade:
             upgrade(replyTo: channel)
@@ -97,8 +100,27 @@ extension Master {
             setTargetAdmin(upstream: upstream, target: target, state: state, replyTo: channel)
         case .awaitUpgrade(let untilDrained):
             awaitUpgrade(channel, untilDrained: untilDrained)
+        case .reopenLogs:
+            reopenAccessLogs(replyTo: channel)
         default:
-            reply(.failure(message: "not a request"), to: channel)
+            reply(.failure(message: "not a request", reason: .invalidRequest), to: channel)
+        }
+    }
+
+    /// Tells `jesterctl drain` and `stop --wait` how the stop ended, as the master exits: cleanly, or with the
+    /// number of requests the drain timeout cut (which makes them exit non-zero).
+    func reportStopToWatchers(exitCode: Int32) {
+        let message: String
+        if cutRequests > 0 {
+            let requests = cutRequests == 1 ? "1 request" : "\(cutRequests) requests"
+            message = "drain timeout passed: \(requests) in flight cut; master stopped"
+        } else if exitCode != 0 {
+            message = "master stopped with exit status \(exitCode) (see its log)"
+        } else {
+            message = "all workers drained; master stopped"
+        }
+        for channel in drainWatchers {
+            reply(.done(success: cutRequests == 0 && exitCode == 0, message: message), to: channel)
         }
     }
 
@@ -125,6 +147,10 @@ extension Master {
         return StatusReport(
             pid: getpid(), version: JesterVersion.current, startedAt: startedAt, configFile: configPath,
             configHash: configuration.hash, generation: generation, state: masterState, workers: rows,
-            binaryReplaced: ProcessImage.binaryReplacedOnDisk)
+            binaryReplaced: ProcessImage.binaryReplacedOnDisk, lastFailedReload: lastFailedReload,
+            listeners: configuration.listeners.map { listener in
+                ListenerStatus(name: listener.name, address: listener.address.description,
+                    protocol: listener.isTCP ? "tcp" : "http", tls: listener.tls != nil)
+            })
     }
 }

@@ -118,25 +118,43 @@ extension Master {
     }
 
     /// `jesterctl upstream drain|disable|enable POOL TARGET`.
-    func setTargetAdmin(upstream: String, target: String, state: String, replyTo channel: any ControlReplyTarget) {
+    /// Sets `target`'s admin state in pool `upstream`, or (nil) in every pool that has it.
+    func setTargetAdmin(upstream: String?, target: String, state: String, replyTo channel: any ControlReplyTarget) {
         guard ["enabled", "drain", "disabled"].contains(state) else {
-            reply(.failure(message: "unknown target state '\(state)'"), to: channel)
+            reply(.failure(message: "unknown target state '\(state)'", reason: .invalidRequest), to: channel)
             return
         }
-        guard let pool = configuration.upstream(named: upstream) else {
-            reply(.failure(message: "no upstream '\(upstream)' (see jesterctl upstreams)"), to: channel)
-            return
+        let pools: [String]
+        if let upstream {
+            guard let pool = configuration.upstream(named: upstream) else {
+                reply(.failure(message: "no upstream '\(upstream)' (see jesterctl upstreams)", reason: .notFound),
+                    to: channel)
+                return
+            }
+            guard pool.targets.contains(where: { $0.description == target }) else {
+                reply(.failure(message: "upstream '\(upstream)' has no target '\(target)' (see jesterctl upstreams)",
+                    reason: .notFound), to: channel)
+                return
+            }
+            pools = [upstream]
+        } else {
+            pools = configuration.upstreams.filter { $0.targets.contains { $0.description == target } }.map(\.name)
+                .sorted()
+            guard !pools.isEmpty else {
+                reply(.failure(message: "no upstream has a target '\(target)' (see jesterctl upstreams)",
+                    reason: .notFound), to: channel)
+                return
+            }
         }
-        guard pool.targets.contains(where: { $0.description == target }) else {
-            reply(.failure(message: "upstream '\(upstream)' has no target '\(target)' (see jesterctl upstreams)"), to: channel)
-            return
+        for pool in pools {
+            adminStates[pool, default: [:]][target] = state == "enabled" ? nil : state
+            logger.notice("upstream target admin state changed", metadata: [
+                "upstream": "\(pool)", "target": "\(target)", "state": "\(state)",
+            ])
         }
-        adminStates[upstream, default: [:]][target] = state == "enabled" ? nil : state
-        logger.notice("upstream target admin state changed", metadata: [
-            "upstream": "\(upstream)", "target": "\(target)", "state": "\(state)",
-        ])
         broadcastTargetStates()
-        reply(.done(success: true, message: "\(upstream) \(target): \(state) on every worker"), to: channel)
+        reply(.done(success: true, message: "\(pools.joined(separator: ", ")) \(target): \(state) on every worker"),
+            to: channel)
     }
 
     /// `jesterctl upstreams`: the master's view of each target with the workers' counters summed.

@@ -55,23 +55,36 @@ extension Master {
         let configuration = generation == machine.startingGeneration ? prepared?.configuration ?? self.configuration
             : self.configuration
         do {
-            let (masterEnd, workerEnd) = try ProcessSpawner.socketPair()
+            let accessLog = try accessLogDescriptors(for: configuration)
+            let (masterEnd, workerEnd): (Int32, Int32)
+            do {
+                (masterEnd, workerEnd) = try ProcessSpawner.socketPair()
+            } catch {
+                close(accessLog.channel.0)
+                close(accessLog.channel.1)
+                throw error
+            }
             let names = configuration.listeners.map(\.name)
             let sockets = names.compactMap { listeners[$0]?.sockets[slot] }
+            let tables = [connectionTable?.fd, rateLimitTable?.fd].compactMap { $0 }
             let pid: Int32
             do {
-                // The connection table travels after the listeners, the rate-limit table after it (their
-                // numbers are in the assignment).
+                // The connection table travels after the listeners, the rate-limit table after it, then the
+                // access-log file and channel (their numbers are in the assignment).
                 pid = try ProcessSpawner.spawn(
                     executable: ProcessSpawner.runningImage, argumentZero: executableName, arguments: ["--worker"],
                     controlSocket: workerEnd,
-                    listeners: sockets + [connectionTable?.fd, rateLimitTable?.fd].compactMap { $0 })
+                    listeners: sockets + tables + [accessLog.file, accessLog.channel.1].compactMap { $0 })
             } catch {
                 close(masterEnd)
                 close(workerEnd)
+                close(accessLog.channel.0)
+                close(accessLog.channel.1)
                 throw error
             }
             close(workerEnd)
+            close(accessLog.channel.1)
+            accessLogWorkerSpawned(pid, channel: accessLog.channel.0, configuration: configuration)
             let worker = WorkerProcess(pid: pid, slot: slot, generation: generation, startedAt: monotonicNow,
                 configHash: configuration.hash)
             workers[pid] = worker
@@ -90,6 +103,9 @@ extension Master {
                 assignment.rateLimitTableFD =
                     ProcessSpawner.firstListenerFD + Int32(sockets.count) + (connectionTable == nil ? 0 : 1)
             }
+            let afterTables = ProcessSpawner.firstListenerFD + Int32(sockets.count + tables.count)
+            if accessLog.file != nil { assignment.accessLogFD = afterTables }
+            assignment.accessLogChannelFD = afterTables + (accessLog.file == nil ? 0 : 1)
             connect(worker, controlSocket: masterEnd) { channel in
                 // The key sets as they are now: a fetch may have brought a new one since the spawn.
                 assignment.keySets = self.fetchedKeySets(for: configuration)
@@ -161,8 +177,11 @@ extension Master {
         case .workerDraining(let connections):
             worker.stats.connections = connections
             dispatch(.workerDraining(pid: worker.pid))
-        case .workerDrained:
+        case .workerDrained(let cut):
             worker.stats.connections = 0
+            if stopping { cutRequests += cut ?? 0 }
+        case .accessLogReopened(let sequence):
+            accessLogReopened(by: worker.pid, sequence: sequence)
         default:
             break
         }
@@ -210,6 +229,7 @@ extension Master {
         for (pid, status) in ProcessSpawner.reapExitedChildren() {
             guard let worker = workers.removeValue(forKey: pid) else { continue }
             worker.channel?.close(promise: nil)
+            accessLogWorkerExited(pid)
             // Its connections died with it, however it ended: nothing it counted may stay counted.
             if let partition = connectionPartitions.removeValue(forKey: pid) { connectionTable?.clear(partition: partition) }
             let metadata: Logger.Metadata = [

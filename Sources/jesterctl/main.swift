@@ -7,24 +7,57 @@ import FoundationEssentials  // JSON and Data without the full Foundation and it
 import Foundation
 #endif
 import Glibc
+import JesterConfig
 import JesterControl
 import JesterSystem
 
 struct ControlOptions: ParsableArguments {
-    @Option(name: [.short, .long], help: "The master's control socket (or $JESTER_CONTROL_SOCKET).")
-    var socket: String = ProcessInfo.processInfo.environment["JESTER_CONTROL_SOCKET"] ?? "/run/jester/control.sock"
+    @Option(name: [.short, .long], help: "The master's control socket (default: $JESTER_CONTROL_SOCKET, else \(ControlSocketChoice.defaultPath)).")
+    var socket: String?
 
-    @Flag(help: "Print machine-readable JSON.")
+    @Option(name: [.short, .long], help: "Read the control socket from this configuration file, as the master does.")
+    var config: String?
+
+    @Flag(help: "Print machine-readable JSON (snake_case keys, like the configuration and the logs).")
     var json = false
 
+    /// The socket to talk to, or exit 64 saying why none can be chosen.
+    func choice() -> ControlSocketChoice {
+        do {
+            return try ControlSocketChoice.choose(
+                socket: socket, config: config, environment: ProcessInfo.processInfo.environment["JESTER_CONTROL_SOCKET"],
+                configuredSocket: Self.configuredSocket)
+        } catch {
+            fail("jesterctl: \(error)", status: .usage)
+        }
+    }
+
+    /// The `control_socket` of the configuration at `path`, read with the master's loader (includes, `${VAR}`).
+    static func configuredSocket(_ path: String) throws -> String {
+        do throws(ConfigError) {
+            return try ConfigLoader().load(file: path).server.controlSocket
+        } catch {
+            let errors = error.diagnostics.map(\.description).joined(separator: "\n")
+            throw ConfigUnreadable(text: "cannot read the control socket from \(path):\n\(errors)")
+        }
+    }
+
+    struct ConfigUnreadable: Error, CustomStringConvertible {
+        var text: String
+        var description: String { text }
+    }
+
     /// Connects, or exits 2 with a message that says what to check.
-    func connect() throws -> ControlClient {
+    func connect() -> ControlClient {
+        let choice = choice()
+        let socket = choice.path
         do {
             return try ControlClient(path: socket)
         } catch {
+            let from = choice.source == .builtIn ? "the default socket" : "\(socket) (from \(choice.source.rawValue))"
             switch error.errorNumber {
             case ENOENT, ECONNREFUSED:
-                fail("jesterctl: no Jester master is listening on \(socket) (is it running? see --socket)")
+                fail("jesterctl: no Jester master is listening on \(from) (is it running? see --socket and --config)")
             case EACCES, EPERM:
                 fail("jesterctl: permission denied on \(socket): run as root, as the master's user, or as a member of its control_group")
             default:
@@ -34,11 +67,15 @@ struct ControlOptions: ParsableArguments {
     }
 }
 
-/// Exit codes: 0 success, 1 the operation failed (for example a reload with config errors), 2 could not talk
-/// to the master.
-func fail(_ message: String, code: Int32 = 2) -> Never {
+/// Writes `message` to standard error and exits with `status` (see `ControlExitStatus` and jesterctl(8)).
+func fail(_ message: String, status: ControlExitStatus = .unreachable) -> Never {
     writeOut(message + "\n", to: STDERR_FILENO)
-    exit(code)
+    exit(status.rawValue)
+}
+
+/// Ends a command that ran to its end with `status`.
+func finish(_ status: ControlExitStatus) throws {
+    if status != .success { throw ExitCode(status.rawValue) }
 }
 
 /// One request/response conversation with the master.
@@ -63,12 +100,15 @@ final class ControlClient {
         }
     }
 
-    /// The next message, or nil when the master closed the connection.
+    /// The next message, or nil when the master closed the connection. A failure the master reports ends
+    /// jesterctl with the status its reason maps to.
     func receive(timeoutSeconds: Double = 60) -> ControlMessage? {
         while true {
             do {
                 if let envelope = try codec.nextEnvelope() {
-                    if case .failure(let reason) = envelope.message { fail("jesterctl: \(reason)") }
+                    if case .failure(let text, let reason) = envelope.message {
+                        fail("jesterctl: \(text)", status: ControlExitStatus(failure: reason))
+                    }
                     if let id = envelope.id, id != requestID {
                         fail("jesterctl: the master answered request \(id), not \(requestID)")
                     }
@@ -90,6 +130,7 @@ final class ControlClient {
 func printJSONLine<T: Encodable>(_ value: T) {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
+    encoder.keyEncodingStrategy = .convertToSnakeCase
     writeOut(String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self) + "\n", to: STDOUT_FILENO)
 }
 
@@ -102,9 +143,11 @@ func printTable(_ rows: [[String]]) {
     }
 }
 
+/// Pretty JSON with snake_case keys, like the configuration and the logs (the wire format keeps Swift's names).
 func printJSON<T: Encodable>(_ value: T) {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    encoder.keyEncodingStrategy = .convertToSnakeCase
     print(String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self))
 }
 
@@ -112,7 +155,15 @@ struct JesterCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "jesterctl",
         abstract: "Control a running Jester instance.",
-        subcommands: [Status.self, Reload.self, Upgrade.self, Upstreams.self, UpstreamCommand.self, Drain.self, Stop.self])
+        discussion: """
+            Exit status: 0 success; 1 the operation failed; 2 the master could not be reached, refused the \
+            connection or broke off; 3 no such upstream or target; 64 usage error. See jesterctl(8).
+            """,
+        version: JesterVersion.current,
+        subcommands: [
+            Status.self, Reload.self, Upgrade.self, Upstreams.self, UpstreamCommand.self, Drain.self, Stop.self,
+            ReopenLogs.self,
+        ])
 }
 
 struct Status: ParsableCommand {
@@ -120,7 +171,7 @@ struct Status: ParsableCommand {
     @OptionGroup var options: ControlOptions
 
     func run() throws {
-        let client = try options.connect()
+        let client = options.connect()
         client.send(.status)
         guard case .statusReport(let report) = client.receive() else { fail("jesterctl: no status from the master") }
         if options.json {
@@ -132,6 +183,19 @@ struct Status: ParsableCommand {
         print("config   \(report.configFile)  hash \(report.configHash)  generation \(report.generation)")
         if report.binaryReplaced == true {
             print("binary   replaced on disk since the master started: `jesterctl upgrade` switches to it")
+        }
+        if let failed = report.lastFailedReload {
+            let ago = Int(Date().timeIntervalSince1970 - failed.at)
+            print("failed   last \(failed.kind) \(ago)s ago, still serving generation \(report.generation):")
+            for error in failed.errors { print("         \(error)") }
+        }
+        if let listeners = report.listeners, !listeners.isEmpty {
+            print("")
+            var rows = [["LISTENER", "ADDRESS", "PROTOCOL", "TLS"]]
+            for listener in listeners {
+                rows.append([listener.name, listener.address, listener.protocol, listener.tls ? "yes" : "no"])
+            }
+            printTable(rows)
         }
         print("")
         // One row per generation, then one per worker.
@@ -175,7 +239,7 @@ struct Reload: ParsableCommand {
     var wait = false
 
     func run() throws {
-        let client = try options.connect()
+        let client = options.connect()
         client.send(wait ? .reloadAndWait : .reload)
         var result: ReloadResult?
         // A watched reload can last as long as the drain: wait for messages, not for a fixed total time.
@@ -235,7 +299,7 @@ struct Upgrade: ParsableCommand {
     var wait = false
 
     func run() throws {
-        let client = try options.connect()
+        let client = options.connect()
         client.send(.upgrade)
         var executed = false
         while !executed {
@@ -274,8 +338,9 @@ struct Upgrade: ParsableCommand {
     func reconnect() throws -> ControlClient {
         let deadline = Date().addingTimeInterval(30)
         while true {
-            if let client = try? ControlClient(path: options.socket) { return client }
-            if Date() > deadline { fail("jesterctl: no master answers on \(options.socket) after the upgrade (see its log)") }
+            let socket = options.choice().path
+            if let client = try? ControlClient(path: socket) { return client }
+            if Date() > deadline { fail("jesterctl: no master answers on \(socket) after the upgrade (see its log)") }
             usleep(100_000)
         }
     }
@@ -317,7 +382,7 @@ struct Upstreams: ParsableCommand {
     @OptionGroup var options: ControlOptions
 
     func run() throws {
-        let client = try options.connect()
+        let client = options.connect()
         client.send(.upstreams)
         guard case .upstreamsReport(let targets) = client.receive() else { fail("jesterctl: no answer from the master") }
         if options.json {
@@ -340,21 +405,34 @@ struct UpstreamCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "upstream",
         abstract: "Change a target's admin state on every worker: drain (no new requests; in-flight ones finish), disable (also close its idle connections), enable.",
-        discussion: "The state survives reloads while the target stays in the configuration, and binary upgrades.")
+        discussion: """
+            With a pool, the target in that pool; without, in every pool that has it (a server under maintenance \
+            is usually in several). The state survives reloads while the target stays in the configuration, and \
+            binary upgrades. Exit status 3: no such pool, or no pool has that target.
+            """)
     @OptionGroup var options: ControlOptions
 
     @Argument(help: "drain, disable or enable")
     var action: String
-    @Argument(help: "The upstream pool.")
+    @Argument(help: "The upstream pool (omit it for every pool that has the target).")
     var pool: String
     @Argument(help: "The target, as configured (host:port).")
-    var target: String
+    var target: String?
+
+    static let states = ["drain": "drain", "disable": "disabled", "enable": "enabled"]
+
+    func validate() throws {
+        guard Self.states[action] != nil else { throw ValidationError("'\(action)' is not drain, disable or enable") }
+    }
+
+    /// The pool (nil: every pool) and the target the arguments name: one argument is the target alone.
+    var request: (pool: String?, target: String) {
+        target.map { (pool, $0) } ?? (nil, pool)
+    }
 
     func run() throws {
-        let states = ["drain": "drain", "disable": "disabled", "enable": "enabled"]
-        guard let state = states[action] else { fail("jesterctl: '\(action)' is not drain, disable or enable", code: 1) }
-        let client = try options.connect()
-        client.send(.setTargetAdmin(upstream: pool, target: target, state: state))
+        let client = options.connect()
+        client.send(.setTargetAdmin(upstream: request.pool, target: request.target, state: Self.states[action]!))
         guard case .done(_, let text) = client.receive() else { fail("jesterctl: no answer from the master") }
         print(text)
     }
@@ -362,47 +440,105 @@ struct UpstreamCommand: ParsableCommand {
 
 struct Drain: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Stop accepting, finish in-flight requests, and exit; shows progress while it waits.")
+        abstract: "Stop accepting, finish in-flight requests, and exit; shows progress while it waits.",
+        discussion: """
+            Exit status 0 once every worker drained and the master exited; 1 when the timeout passed with \
+            requests still in flight (they were cut: the message says how many) or the master exited uncleanly.
+            """)
     @OptionGroup var options: ControlOptions
     @Option(help: "Seconds to wait for in-flight requests before closing them (default: drain_timeout).")
     var timeout: Double?
 
     func run() throws {
-        let client = try options.connect()
+        let client = options.connect()
         client.send(.drain(timeoutSeconds: timeout))
-        while let message = client.receive(timeoutSeconds: (timeout ?? 600) + 30) {
-            switch message {
-            case .progress(let progress):
-                if options.json {
-                    printJSON(progress)
-                } else {
-                    print("draining: \(progress.connections) connections open in \(progress.workers) workers")
-                }
-            case .done(let success, let text):
-                print(options.json ? "{\"done\": \(success)}" : text)
-                if !success { throw ExitCode(1) }
-                return
-            default:
-                break
-            }
-        }
-        print("drained: the master has exited")
+        try finish(awaitStop(client, json: options.json, timeoutSeconds: (timeout ?? 600) + 30))
     }
+}
+
+/// Follows a stop to its end: progress lines while the workers drain, then the master's last word (how the stop
+/// ended), then the connection closing as the master exits. The status `jesterctl` exits with.
+func awaitStop(_ client: ControlClient, json: Bool, timeoutSeconds: Double) -> ControlExitStatus {
+    var outcome: (success: Bool, text: String)?
+    while let message = client.receive(timeoutSeconds: timeoutSeconds) {
+        switch message {
+        case .progress(let progress):
+            if json {
+                printJSONLine(progress)
+            } else {
+                writeOut("draining: \(progress.connections) connections open in \(progress.workers) workers\n",
+                    to: STDOUT_FILENO)
+            }
+        case .done(let success, let text):
+            outcome = (success, text)
+        default:
+            break
+        }
+    }
+    guard let outcome else {
+        let text = "the master closed the connection without saying how it stopped (see its log)"
+        if json { printJSONLine(StopOutcome(done: false, message: text)) } else { writeOut(text + "\n", to: STDERR_FILENO) }
+        return .operationFailed
+    }
+    if json {
+        printJSONLine(StopOutcome(done: outcome.success, message: outcome.text))
+    } else {
+        writeOut(outcome.text + "\n", to: outcome.success ? STDOUT_FILENO : STDERR_FILENO)
+    }
+    return outcome.success ? .success : .operationFailed
+}
+
+/// The last JSON line of `drain --json` and `stop --wait --json`.
+struct StopOutcome: Encodable {
+    var done: Bool
+    var message: String
 }
 
 struct Stop: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Stop Jester: gracefully (like SIGTERM) or, with --fast, at once (like SIGINT).")
+        abstract: "Stop Jester: gracefully (like SIGTERM) or, with --fast, at once (like SIGINT).",
+        discussion: """
+            Returns once the master has accepted the stop; with --wait, once it has exited: exit status 0 when \
+            it exited cleanly, 1 when it did not (requests cut by the drain timeout, or a non-zero exit status).
+            """)
     @OptionGroup var options: ControlOptions
     @Flag(help: "Do not wait for in-flight requests.")
     var fast = false
+    @Flag(help: "Return only once the master has exited, showing the drain's progress.")
+    var wait = false
 
     func run() throws {
-        let client = try options.connect()
-        client.send(.stop(fast: fast))
-        if case .done(_, let text) = client.receive() { print(text) }
-        // Wait for the master to close the socket as it exits.
-        while client.receive(timeoutSeconds: 120) != nil {}
+        let client = options.connect()
+        client.send(.stop(fast: fast, wait: wait))
+        guard case .done(_, let text) = client.receive() else { fail("jesterctl: no answer from the master") }
+        if !options.json { print(text) }
+        guard wait else { return }
+        try finish(awaitStop(client, json: options.json, timeoutSeconds: 3600))
+    }
+}
+
+struct ReopenLogs: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reopen-logs",
+        abstract: "Reopen the access-log file (after logrotate moved it) in the master and every worker; like SIGUSR1.",
+        discussion: """
+            Returns once every worker writes to the new file, lines written before the reopen having gone whole \
+            to the old one. Exit status 1 when the file cannot be opened or a worker did not switch (named).
+            """)
+    @OptionGroup var options: ControlOptions
+
+    func run() throws {
+        let client = options.connect()
+        client.send(.reopenLogs)
+        guard case .done(let success, let text) = client.receive(timeoutSeconds: 30) else {
+            fail("jesterctl: no answer from the master")
+        }
+        if options.json {
+            printJSONLine(StopOutcome(done: success, message: text))
+        } else {
+            writeOut(text + "\n", to: success ? STDOUT_FILENO : STDERR_FILENO)
+        }
+        try finish(success ? .success : .operationFailed)
     }
 }
 

@@ -35,7 +35,11 @@ import Testing
 private let legacyFrames: [(json: String, message: ControlMessage)] = [
     (#"{"workerReady":{"pid":42}}"#, .workerReady(pid: 42)),
     (#"{"workerDraining":{"connections":3}}"#, .workerDraining(connections: 3)),
-    (#"{"workerDrained":{}}"#, .workerDrained),
+    (#"{"workerDrained":{}}"#, .workerDrained()),
+    (#"{"stop":{"fast":true}}"#, .stop(fast: true)),
+    (#"{"failure":{"message":"no upstream"}}"#, .failure(message: "no upstream")),
+    (#"{"setTargetAdmin":{"upstream":"app","target":"10.0.0.7:80","state":"drain"}}"#,
+     .setTargetAdmin(upstream: "app", target: "10.0.0.7:80", state: "drain")),
     (#"{"workerStats":{"_0":{"connections":2,"requests":9,"bytesIn":0,"bytesOut":0,"errors":0}}}"#,
      .workerStats(WorkerStats(connections: 2, requests: 9))),
     (#"{"beginDrain":{"timeoutSeconds":5}}"#, .beginDrain(timeoutSeconds: 5)),

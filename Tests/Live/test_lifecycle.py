@@ -32,7 +32,7 @@ def test_status_lists_master_and_workers(make_jester):
     status = jester.status()
     assert status["pid"] == jester.process.pid and status["generation"] == 1 and status["state"] == "running"
     assert sorted(w["slot"] for w in status["workers"]) == [0, 1]
-    assert all(w["rssBytes"] > 0 for w in status["workers"])
+    assert all(w["rss_bytes"] > 0 for w in status["workers"])
     text = jester.ctl("status", check=True).stdout
     assert "PID" in text and "SLOT" in text and jester.config_path.name in text
 
@@ -576,7 +576,7 @@ def test_reload_wait_shows_phases_and_a_long_download_survives(make_jester, upst
     assert curl(jester.url + "/")[1] == b"two\n"
     status = jester.status()
     old = [w for w in status["workers"] if w["generation"] == 1]
-    assert old and old[0]["drainDeadline"] > time.time() and old[0]["configHash"]
+    assert old and old[0]["drain_deadline"] > time.time() and old[0]["config_hash"]
     text = jester.ctl("status", check=True).stdout
     assert "DRAIN DEADLINE" in text and "draining" in text
     # The download completes on the old worker (nothing cut short), then the wait ends with the result.
@@ -809,7 +809,7 @@ def test_binary_upgrade_under_load_loses_nothing(make_jester, upstream, tmp_path
         for round in range(3):
             replace_binary(binary)
             assert os.readlink(f"/proc/{master}/exe").endswith("(deleted)")
-            assert jester.status()["binaryReplaced"] is True
+            assert jester.status()["binary_replaced"] is True
             before = jester.status()["generation"]
             if round == 1:
                 jester.process.send_signal(signal.SIGUSR2)
@@ -829,7 +829,7 @@ def test_binary_upgrade_under_load_loses_nothing(make_jester, upstream, tmp_path
                 assert f"upgraded: generation {before + 1}" in result.stdout
             status = jester.status()
             assert status["pid"] == master and status["generation"] == before + 1
-            assert not status.get("binaryReplaced") and not os.readlink(f"/proc/{master}/exe").endswith("(deleted)")
+            assert not status.get("binary_replaced") and not os.readlink(f"/proc/{master}/exe").endswith("(deleted)")
             time.sleep(0.3)
         # The download began on generation 1, which three programs in turn adopted (within its 5 s drain
         # timeout): it completes untouched.

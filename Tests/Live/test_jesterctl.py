@@ -1,0 +1,251 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Live tests of jesterctl and what it asks of the master (issue 19, Operating): the access-log file and its
+reopen for logrotate, where jesterctl finds the socket, its exit statuses, status JSON, draining a target in
+every pool, stop --wait, and a drain that cuts requests."""
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import JESTERCTL, Jester, Upstream, curl, wait_for
+
+
+def ctl(*args, env=None, timeout=30):
+    """jesterctl without conftest's --socket, for the ways of finding the socket."""
+    return subprocess.run([JESTERCTL, *args], capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, **(env or {})))
+
+
+def access_lines(path):
+    with open(path) as log:
+        text = log.read()
+    assert text == "" or text.endswith("\n"), "a torn last line"
+    return [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def shared():
+    """One instance for the tests that leave it serving: two workers (dropped to the unprivileged user when the
+    tests run as root), an access-log file only root may open, and two pools sharing a target."""
+    first, second = Upstream(), Upstream()
+    directory = f"/tmp/jester-ctl-{os.getpid()}"
+    os.makedirs(directory, exist_ok=True)
+    os.chmod(directory, 0o700)  # workers cannot open paths here: they only ever get the master's descriptor
+    body = f"""
+[log]
+access_log_file = "{directory}/access.log"
+
+[upstreams.app]
+targets = ["{first.address}", "{second.address}"]
+
+[upstreams.api]
+targets = ["{first.address}"]
+
+[[routes]]
+path_prefix = "/app/"
+upstream = "app"
+
+[[routes]]
+path_prefix = "/"
+respond = {{ status = 200, body = "ok\\n" }}
+"""
+    jester = Jester(body, workers=2)
+    jester.access_path = f"{directory}/access.log"
+    jester.upstreams = (first, second)
+    yield jester
+    jester.stop()
+    first.stop()
+    second.stop()
+    subprocess.run(["rm", "-rf", directory])
+
+
+def test_access_lines_go_to_the_file_and_survive_a_reopen_under_load(shared):
+    """logrotate's way: move the file, reopen; every request has exactly one line, in one file or the other."""
+    if os.geteuid() == 0:
+        uid = int(subprocess.run(["stat", "-c", "%u", shared.access_path], capture_output=True, text=True).stdout)
+        assert uid == 0 and oct(os.stat(shared.access_path).st_mode & 0o777) == "0o640"
+        assert all(open(f"/proc/{pid}/status").read().find("Uid:\t0\t") < 0 for pid in shared.worker_pids())
+    sent = []
+    stop = threading.Event()
+
+    def client(number):
+        count = 0
+        while not stop.is_set():
+            path = f"/c{number}-{count}"
+            assert curl(shared.url + path)[0] == 200
+            sent.append(path)
+            count += 1
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    rotated = shared.access_path + ".1"
+    os.rename(shared.access_path, rotated)
+    result = shared.ctl("reopen-logs")
+    time.sleep(0.5)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert result.returncode == 0, result.stderr
+    assert "access log reopened by 2 workers" in result.stdout
+    # Lines reach the file from the workers' writer threads: wait until every request is there.
+    wait_for(lambda: len(access_lines(shared.access_path)) + len(access_lines(rotated)) >= len(sent),
+             what="every access line written")
+    old, new = access_lines(rotated), access_lines(shared.access_path)
+    assert old and new, "lines on both sides of the reopen"
+    targets = [line["target"] for line in old + new if line["target"].startswith("/c")]
+    assert sorted(targets) == sorted(sent)  # none lost, none twice
+    assert '"type":"access"' not in shared.logs()  # nothing on standard output
+
+
+def test_sigusr1_reopens_the_access_log_too(shared):
+    rotated = shared.access_path + ".2"
+    os.rename(shared.access_path, rotated)
+    shared.process.send_signal(signal.SIGUSR1)
+    wait_for(lambda: os.path.exists(shared.access_path), what="the file opened afresh")
+    wait_for(lambda: curl(shared.url + "/after-usr1")[0] == 200 and any(
+        line["target"] == "/after-usr1" for line in access_lines(shared.access_path)), what="a line in the new file")
+
+
+def test_status_json_is_snake_case_with_listeners(shared):
+    status = shared.status()
+    assert "config_hash" in status and "started_at" in status and "configHash" not in status
+    assert all("rss_bytes" in worker for worker in status["workers"])
+    assert status["listeners"] == [
+        {"name": "main", "address": f"127.0.0.1:{shared.port}", "protocol": "http", "tls": False}]
+    text = shared.ctl("status", check=True).stdout
+    assert "LISTENER" in text and f"127.0.0.1:{shared.port}" in text
+
+
+def test_config_option_environment_and_version(shared):
+    by_config = ctl("status", "--json", "-c", str(shared.config_path))
+    assert by_config.returncode == 0, by_config.stderr
+    assert json.loads(by_config.stdout)["pid"] == shared.process.pid
+    by_environment = ctl("status", env={"JESTER_CONTROL_SOCKET": shared.socket})
+    assert by_environment.returncode == 0
+    empty = ctl("status", env={"JESTER_CONTROL_SOCKET": ""})
+    assert empty.returncode == 64 and "JESTER_CONTROL_SOCKET is set but empty" in empty.stderr
+    both = ctl("status", "-c", str(shared.config_path), "--socket", shared.socket)
+    assert both.returncode == 64 and "not both" in both.stderr
+    unreadable = ctl("status", "-c", "/nonexistent/jester.toml")
+    assert unreadable.returncode == 64 and "/nonexistent/jester.toml" in unreadable.stderr
+    version = ctl("--version")
+    assert version.returncode == 0 and version.stdout.strip() == "0.1.0"
+
+
+def test_exit_statuses(shared):
+    unknown_pool = shared.ctl("upstream", "drain", "nope", "127.0.0.1:1")
+    assert unknown_pool.returncode == 3 and "no upstream 'nope'" in unknown_pool.stderr
+    unknown_target = shared.ctl("upstream", "drain", "app", "127.0.0.1:1")
+    assert unknown_target.returncode == 3 and "has no target" in unknown_target.stderr
+    nowhere = shared.ctl("upstream", "drain", "127.0.0.1:1")
+    assert nowhere.returncode == 3 and "no upstream has a target" in nowhere.stderr
+    bad_action = shared.ctl("upstream", "pause", "app", "127.0.0.1:1")
+    assert bad_action.returncode == 64
+    assert shared.ctl("no-such-command").returncode == 64
+    unreachable = ctl("status", "--socket", "/tmp/no-such-jester.sock")
+    assert unreachable.returncode == 2 and "no Jester master is listening" in unreachable.stderr
+
+
+def test_a_target_drains_in_every_pool_that_has_it(shared):
+    first = shared.upstreams[0].address
+
+    def admin():
+        rows = json.loads(shared.ctl("upstreams", "--json", check=True).stdout)
+        return {(row["state"]["upstream"], row["state"]["target"]): row["state"]["admin"] for row in rows}
+
+    result = shared.ctl("upstream", "drain", first, check=True)
+    assert "api, app" in result.stdout
+    states = admin()
+    assert states[("app", first)] == "drain" and states[("api", first)] == "drain"
+    assert states[("app", shared.upstreams[1].address)] == "enabled"
+    shared.ctl("upstream", "enable", first, check=True)
+    assert set(admin().values()) == {"enabled"}
+    # One pool only, as before.
+    shared.ctl("upstream", "drain", "api", first, check=True)
+    assert admin()[("api", first)] == "drain" and admin()[("app", first)] == "enabled"
+    shared.ctl("upstream", "enable", "api", first, check=True)
+
+
+def test_a_failed_reload_shows_in_status(shared):
+    good = shared.config_path.read_text()
+    shared.config_path.write_text(good + "\n[[routes]]\npath_prefix = 7\n")
+    try:
+        assert shared.ctl("reload").returncode == 1
+    finally:
+        shared.config_path.write_text(good)
+    failed = shared.status()["last_failed_reload"]
+    assert failed["kind"] == "reload" and time.time() - 60 < failed["at"] <= time.time() + 1
+    assert any("path_prefix" in error for error in failed["errors"])
+    assert "failed   last reload" in shared.ctl("status", check=True).stdout
+
+
+def test_a_changed_access_log_path_takes_effect_on_reload(make_jester, tmp_path):
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    body = """
+[log]
+access_log_file = "PATH"
+
+[[routes]]
+path_prefix = "/"
+respond = { status = 200, body = "ok\\n" }
+"""
+    jester = make_jester(body.replace("PATH", str(first)))
+    assert curl(jester.url + "/one")[0] == 200
+    jester.write_config(body.replace("PATH", str(second)))
+    jester.ctl("reload", "--wait", check=True)
+    assert curl(jester.url + "/two")[0] == 200
+    wait_for(lambda: [line["target"] for line in access_lines(second)] == ["/two"], what="the new file used")
+    assert [line["target"] for line in access_lines(first)] == ["/one"]
+    # A path the master cannot open fails the reload and names the path; the running generation keeps its file.
+    jester.write_config(body.replace("PATH", "/nonexistent/dir/access.log"))
+    failed = jester.ctl("reload")
+    assert failed.returncode == 1 and "/nonexistent/dir/access.log" in failed.stderr
+    assert curl(jester.url + "/three")[0] == 200
+    wait_for(lambda: "/three" in [line["target"] for line in access_lines(second)], what="still the second file")
+
+
+def test_reopen_without_an_access_log_file_says_so(make_jester):
+    jester = make_jester('[[routes]]\npath_prefix = "/"\nrespond = { status = 200, body = "ok\\n" }\n')
+    result = jester.ctl("reopen-logs", check=True)
+    assert "no access_log_file is configured" in result.stdout
+
+
+def test_drain_that_cuts_requests_says_how_many_and_fails(make_jester, upstream):
+    jester = make_jester(f"""
+[upstreams.app]
+targets = ["{upstream.address}"]
+
+[[routes]]
+path_prefix = "/"
+upstream = "app"
+""")
+    slow = threading.Thread(target=lambda: curl(jester.url + "/slow?delay=8", timeout=10))
+    slow.start()
+    time.sleep(0.5)
+    result = jester.ctl("drain", "--timeout", "1", timeout=30)
+    slow.join()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 request in flight cut" in result.stderr and "all workers drained" not in result.stdout
+    jester.process.wait(timeout=10)
+
+
+def test_drain_that_finishes_everything_exits_zero(make_jester):
+    jester = make_jester('[[routes]]\npath_prefix = "/"\nrespond = { status = 200, body = "ok\\n" }\n')
+    result = jester.ctl("drain", "--timeout", "3", timeout=30)
+    assert result.returncode == 0 and "all workers drained; master stopped" in result.stdout
+
+
+def test_stop_wait_returns_once_the_master_exited(make_jester):
+    jester = make_jester('[[routes]]\npath_prefix = "/"\nrespond = { status = 200, body = "ok\\n" }\n')
+    result = jester.ctl("stop", "--wait", timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "stopping gracefully" in result.stdout and "master stopped" in result.stdout
+    # It has exited (or is in its last instant: the socket closes as the process ends).
+    assert jester.process.wait(timeout=2) == 0
