@@ -35,10 +35,23 @@ public struct RequestIDGenerator: Sendable {
     @inlinable
     public mutating func withNextID<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
         let words = (nextWord(), nextWord())
-        return try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { buffer in
+        return try Self.withID(words.0, words.1, body)
+    }
+
+    /// The two random words of a new id, for a caller that keeps them and renders them later (`withID`).
+    public mutating func nextWords() -> (UInt64, UInt64) {
+        (nextWord(), nextWord())
+    }
+
+    /// Calls `body` with the 32 ASCII hex digits of the id made of `high` and `low`.
+    @inlinable
+    public static func withID<Result>(
+        _ high: UInt64, _ low: UInt64, _ body: (UnsafeRawBufferPointer) throws -> Result
+    ) rethrows -> Result {
+        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { buffer in
             let digits: StaticString = "0123456789abcdef"
             for offset in 0..<2 {
-                let word = offset == 0 ? words.0 : words.1
+                let word = offset == 0 ? high : low
                 for nibble in 0..<16 {
                     let value = Int((word >> UInt64(60 - nibble * 4)) & 0xF)
                     buffer[offset * 16 + nibble] = digits.utf8Start[value]

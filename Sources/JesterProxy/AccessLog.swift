@@ -1,28 +1,64 @@
 // SPDX-License-Identifier: Apache-2.0
+import JesterConfig
 import JesterCore
 import JesterLogging
 import JesterTLS
 import NIOCore
 
-/// The access log: one JSON line per request on standard output, written by a background thread.
+/// The access log: one JSON line per request, on standard output or the file the master opened
+/// (`log.access_log_file`), written by a background thread (`LogWriter.accessLog`).
+///
+/// Every request gets a line, however it ends: answered, refused, cut by the drain timeout (status 0: nothing was
+/// answered), or abandoned by its client (499, nginx's convention, timed to when the client left). Numbers are
+/// JSON numbers, and `log.access_log_fields` chooses the fields and their order.
 final class AccessLog: Sendable {
     /// What is logged about one exchange, filled in as it happens.
     struct Record {
         var start: NIODeadline
+        /// Whether the record collects anything beyond status and failure (there is an access log).
+        private(set) var detailed = false
         var requestID = ""
         var client = ""
         var method = ""
         var target = ""
         var host = ""
+        var userAgent = ""
+        var referer = ""
         var route = "-"
         var upstream = ""
         var upstreamTarget = ""
+        /// The status the upstream answered with (0: none), which may differ from `status` (a refused 101 is
+        /// answered 502; a retried 503 is replaced).
+        var upstreamStatus = 0
         var status = 0
         var bytesIn = 0
         var bytesOut = 0
         var failure = ""
         /// Who a request filter found the client to be (basic-auth user, token subject).
         var user = ""
+        /// The last upstream attempt's moments: asking the pool for a connection, having one, the response head,
+        /// the response's end. Read only when `detailed`.
+        private(set) var upstreamTimes = UpstreamTimes()
+        /// When the exchange ended, if earlier than the line is written (the client left while a response was
+        /// awaited): the line's duration ends there.
+        var ended: NIODeadline?
+
+        /// The moments of one upstream attempt.
+        struct UpstreamTimes {
+            var asked: NIODeadline?
+            var connected: NIODeadline?
+            var firstByte: NIODeadline?
+            var finished: NIODeadline?
+        }
+
+        /// What happened with the upstream, timed when there is an access log.
+        enum UpstreamEvent {
+            /// An attempt starts (again, on a retry: the times are the last attempt's).
+            case asked
+            case connected
+            case responseHead
+            case responseEnd
+        }
 
         /// A record timed from now (a connection's, for errors before any request).
         init() {
@@ -42,53 +78,105 @@ final class AccessLog: Sendable {
                 return
             }
             self = Record()
+            self.detailed = true
             self.client = client
             bytes.withUnsafeReadableBytes { raw in
-                if !head.method.isEmpty, head.method.upperBound <= raw.count {
-                    method = String(decoding: UnsafeRawBufferPointer(rebasing: raw[head.method]), as: UTF8.self)
+                func text(_ range: Range<Int>, limit: Int = 1024) -> String {
+                    guard !range.isEmpty, range.upperBound <= raw.count else { return "" }
+                    return String(decoding: UnsafeRawBufferPointer(rebasing: raw[range.prefix(limit)]), as: UTF8.self)
                 }
-                if !head.target.isEmpty, head.target.upperBound <= raw.count {
-                    target = String(decoding: UnsafeRawBufferPointer(rebasing: raw[head.target.prefix(1024)]), as: UTF8.self)
-                }
-                if let host = head.hostField, head.fields[host].value.upperBound <= raw.count {
-                    self.host = String(decoding: UnsafeRawBufferPointer(rebasing: raw[head.fields[host].value]), as: UTF8.self)
+                method = text(head.method)
+                target = text(head.target)
+                if let host = head.hostField { self.host = text(head.fields[host].value) }
+                for field in head.fields {
+                    switch field.name.count {
+                    case 10 where Self.nameIs(raw, field.name, "user-agent"): userAgent = text(field.value, limit: 512)
+                    case 7 where Self.nameIs(raw, field.name, "referer"): referer = text(field.value)
+                    default: continue
+                    }
                 }
             }
         }
+
+        /// Notes an upstream event's time (only when there is an access log).
+        mutating func mark(_ event: UpstreamEvent) {
+            guard detailed else { return }
+            let now = NIODeadline.now()
+            switch event {
+            case .asked: upstreamTimes = UpstreamTimes(asked: now)
+            case .connected: upstreamTimes.connected = now
+            case .responseHead: upstreamTimes.firstByte = now
+            case .responseEnd: upstreamTimes.finished = now
+            }
+        }
+
+        /// Whether the field `name` of `bytes` is `lowercase`, ignoring ASCII case.
+        private static func nameIs(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>, _ lowercase: StaticString) -> Bool {
+            guard name.upperBound <= bytes.count else { return false }
+            let expected = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
+            for (offset, index) in name.enumerated() where bytes[index] | 0x20 != expected[offset] | 0x20 {
+                return false
+            }
+            return true
+        }
     }
 
+    /// The fields written, in order (`log.access_log_fields`, or all).
+    private let fields: [AccessLogField]
     private let writer = LogWriter.accessLog
+
+    init(fields: [AccessLogField]? = nil) {
+        self.fields = fields ?? AccessLogField.allCases
+    }
 
     /// `protocol`: what the client spoke ("HTTP/1.1", "HTTP/2.0"); `tls`: its connection's handshake, whose
     /// version, cipher and server name are logged (read from the connection, not copied into every record).
+    /// Fields with nothing to say (no TLS, no upstream, no user, no error) are left out rather than empty.
     func write(_ record: Record, protocol: StaticString, tls: TLSSessionFacts?) {
         var line = JSONLine()
-        line.field("time", JSONLine.timestamp())
-        line.field("type", "access")
-        line.field("request_id", record.requestID)
-        line.field("client", record.client)
-        line.field("protocol", "\(`protocol`)")
-        if let tls {
-            line.field("tls_version", tls.version)
-            line.field("tls_cipher", tls.cipher)
-            if let serverName = tls.serverName { line.field("tls_server_name", serverName) }
-            if let subject = tls.clientCertificateSubject { line.field("tls_client_subject", subject) }
+        let end = record.ended ?? .now()
+        func milliseconds(_ from: NIODeadline?, _ to: NIODeadline?) -> Double? {
+            guard let from, let to else { return nil }
+            return Double((to - from).nanoseconds) / 1_000_000
         }
-        line.field("method", record.method)
-        line.field("target", record.target)
-        line.field("host", record.host)
-        line.field("route", record.route)
-        if !record.upstream.isEmpty {
-            line.field("upstream", record.upstream)
-            line.field("upstream_target", record.upstreamTarget)
+        let times = record.upstreamTimes
+        for field in fields {
+            let name = field.rawValue
+            switch field {
+            case .time: line.field(name, JSONLine.timestamp())
+            case .type: line.field(name, "access")
+            case .requestID: line.field(name, record.requestID)
+            case .client: line.field(name, record.client)
+            case .protocol: line.field(name, "\(`protocol`)")
+            case .tlsVersion: if let tls { line.field(name, tls.version) }
+            case .tlsCipher: if let tls { line.field(name, tls.cipher) }
+            case .tlsServerName: if let serverName = tls?.serverName { line.field(name, serverName) }
+            case .tlsClientSubject: if let subject = tls?.clientCertificateSubject { line.field(name, subject) }
+            case .method: line.field(name, record.method)
+            case .target: line.field(name, record.target)
+            case .host: line.field(name, record.host)
+            case .route: line.field(name, record.route)
+            case .upstream: if !record.upstream.isEmpty { line.field(name, record.upstream) }
+            case .upstreamTarget: if !record.upstreamTarget.isEmpty { line.field(name, record.upstreamTarget) }
+            case .upstreamStatus: if record.upstreamStatus != 0 { line.field(name, record.upstreamStatus) }
+            case .upstreamConnectMs:
+                if let value = milliseconds(times.asked, times.connected) { line.field(name, value) }
+            case .upstreamFirstByteMs:
+                if let value = milliseconds(times.asked, times.firstByte) { line.field(name, value) }
+            case .upstreamDurationMs:
+                if let value = milliseconds(times.asked, times.finished ?? (times.firstByte == nil ? nil : end)) {
+                    line.field(name, value)
+                }
+            case .user: if !record.user.isEmpty { line.field(name, record.user) }
+            case .userAgent: if !record.userAgent.isEmpty { line.field(name, record.userAgent) }
+            case .referer: if !record.referer.isEmpty { line.field(name, record.referer) }
+            case .status: line.field(name, record.status)
+            case .bytesIn: line.field(name, record.bytesIn)
+            case .bytesOut: line.field(name, record.bytesOut)
+            case .durationMs: line.field(name, Double((end - record.start).nanoseconds) / 1_000_000)
+            case .error: if !record.failure.isEmpty { line.field(name, record.failure) }
+            }
         }
-        if !record.user.isEmpty { line.field("user", record.user) }
-        line.field("status", record.status)
-        line.field("bytes_in", record.bytesIn)
-        line.field("bytes_out", record.bytesOut)
-        let elapsed = NIODeadline.now() - record.start
-        line.field("duration_ms", Double(elapsed.nanoseconds) / 1_000_000)
-        if !record.failure.isEmpty { line.field("error", record.failure) }
         writer.write(line.finish())
     }
 }

@@ -138,7 +138,19 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             self.upstream = nil
             upstream.close()
         }
-        if phase != .closing, exchange.route != nil { finishLog(status: 499) }
+        if exchange.isUnderWay, !exchange.isLogged {
+            if phase != .closing {
+                // The client left mid-exchange (nginx's 499 when nothing was answered yet), timed to now.
+                if exchange.log.failure.isEmpty {
+                    exchange.log.failure = responseStarted
+                        ? "client closed the connection during the response" : "client closed the connection"
+                }
+                finishLog(status: responseStarted ? exchange.log.status : 499)
+            } else {
+                // Jester cut it (its failure says why); status 0 when nothing was answered.
+                finishLog(status: exchange.log.status)
+            }
+        }
         // A retried request's budget slot goes back when the client leaves mid-retry too, and a filter still
         // waiting is let go.
         exchange.end()
@@ -240,8 +252,14 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         }
         persistence.clientInputClosed()
         switch phase {
-        case .proxying where requestBody.isComplete:
+        case .proxying where requestBody.isComplete && responseStarted:
             break  // finishExchange closes after the response
+        case .proxying where requestBody.isComplete:
+            // Nothing answered yet: the client gave up waiting (a half-close and a close look the same here, and
+            // HTTP/1.1 clients half-close only to leave, so, like nginx, Jester stops the upstream's work too).
+            exchange.log.failure = "client closed the connection before the response"
+            finishLog(status: 499)
+            close()
         case .filtering where BodyFraming.request(exchange.head) == .none:
             break  // answered when the filter decides, then closed
         case .awaitingHead where buffer?.readableBytes ?? 0 > 0:
@@ -313,6 +331,19 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     /// A busy connection is left alone here: its response head, when written, says `Connection: close` (see
     /// `writeConnectionField`); one whose head already went out without it was promised another request, so it
     /// goes idle after the exchange and closes the same jittered way.
+    /// The drain timeout passed: a request still under way is logged as cut (status 0 when nothing was
+    /// answered), and the connection closes. Returns how many requests were cut (0 or 1).
+    func cut() -> Int {
+        guard phase != .closing else { return 0 }
+        let underWay = exchange.isUnderWay && !exchange.isLogged
+        if underWay {
+            exchange.log.failure = "cut at the drain timeout"
+            finishLog(status: responseStarted ? exchange.log.status : 0)
+        }
+        close()
+        return underWay ? 1 : 0
+    }
+
     func drain() {
         guard let idle = persistence.drainStarted(idle: phase == .awaitingHead && buffer?.readableBytes ?? 0 == 0)
         else { return }
@@ -436,6 +467,9 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             // (An unread body ends the connection; 413 always does.)
             respondWithError(status, closing: status == 413 || framing != .none)
             return
+        case .local(let response):
+            respond(response, closing: framing != .none)
+            return
         case .respond, .proxy:
             break
         }
@@ -488,7 +522,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             // this connection's Connection field).
             var out = runtime.allocator.buffer(capacity: responseHead.readableBytes + 32 + body.readableBytes)
             out.writeImmutableBuffer(responseHead)
-            writeFilterFields(into: &out)
+            exchange.writeResponseFields(into: &out, runtime: runtime, routes: routes)
             writeConnectionField(into: &out)
             out.writeStaticString("\r\n")
             if !exchange.isHeadRequest { out.writeImmutableBuffer(body) }
@@ -496,6 +530,8 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             write(out)
             exchange.log.bytesOut = body.readableBytes
             finishExchange(requestComplete: framing == .none)
+        case .redirect(let status, let location):
+            respond(exchange.redirect(status: status, to: location, secure: tls != nil), closing: framing != .none)
         case .proxy, .split:
             let pool = exchange.chooseUpstream(clientAddress: clientAddress)
             phase = .proxying
@@ -515,6 +551,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     private func acquireUpstream(from pool: UpstreamPool, fresh: Bool) {
         // Until the connection is up, the connector's connect timeout guards the exchange.
         timer.disarm()
+        exchange.log.mark(.asked)
         // The connection stays alive until the pool answers; upstreamAcquired returns a connection it no longer
         // needs (the client left meanwhile) to the pool.
         if pool.speaksHTTP2 {
@@ -552,6 +589,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             respondWithError(failure.status, closing: !requestBody.isComplete)
         case .success(let connection):
             upstream = connection
+            exchange.log.mark(.connected)
             exchange.log.upstreamTarget = connection.targetDescription
             let rewritten = requestHead!.withUnsafeReadableBytes {
                 rewriteRequestHead($0, target: connection.targetDescription)
@@ -644,10 +682,9 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             runtime: runtime, route: exchange.route!, clientAddress: clientAddress, tls: tls,
             clientSubjectHeader: clientSubjectHeader, chunked: isChunkedUpstream, upgrade: isUpgrade,
             filterFields: exchange.upstreamFilterFields)
-        let (out, requestID) = request.renderHead(
-            bytes, head: exchange.head, target: target, allocator: runtime.allocator)
-        if runtime.accessLog != nil { exchange.log.requestID = requestID }
-        return out
+        exchange.assignRequestID(runtime: runtime)
+        return request.renderHead(
+            bytes, head: exchange.head, target: target, requestID: exchange.requestID, allocator: runtime.allocator)
     }
 
     /// The response head sent to the client: the upstream's status line and end-to-end fields, with this
@@ -664,6 +701,8 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         let edits = exchange.route?.responseEdits ?? HeaderEdits()
         for field in response.fields where !field.isHopByHop && field.kind != .contentLength {
             if !edits.isEmpty, edits.drops(bytes, field.name) { continue }
+            // The request id is written once below, whatever the upstream echoed.
+            if exchange.isWrittenByExchange(bytes, name: field.name, runtime: runtime) { continue }
             out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.line]))
             out.writeStaticString("\r\n")
         }
@@ -678,7 +717,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             out.writeString(cookie)
             out.writeStaticString("\r\n")
         }
-        writeFilterFields(into: &out)
+        exchange.writeResponseFields(into: &out, runtime: runtime, routes: routes)
         if !rechunkResponse, let length = response.forwardedContentLength {
             // One canonical value, whatever list form the upstream used.
             out.writeStaticString("Content-Length: ")
@@ -702,16 +741,6 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         case .none: break
         case .close: out.writeStaticString("Connection: close\r\n")
         case .keepAlive: out.writeStaticString("Connection: keep-alive\r\n")
-        }
-    }
-
-    /// The fields the request filters add to every response (`RateLimit`, ...).
-    private func writeFilterFields(into out: inout ByteBuffer) {
-        for field in exchange.responseFilterFields {
-            out.writeString(field.name)
-            out.writeStaticString(": ")
-            out.writeString(field.value)
-            out.writeStaticString("\r\n")
         }
     }
 
@@ -746,7 +775,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             out.writeString(field.value)
             out.writeStaticString("\r\n")
         }
-        writeFilterFields(into: &out)
+        exchange.writeResponseFields(into: &out, runtime: runtime, routes: routes)
         out.writeStaticString("Content-Length: ")
         out.writeDecimal(Int64(body.readableBytes))
         out.writeStaticString("\r\n")
@@ -819,6 +848,8 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     }
 
     private func finishLog(status: Int) {
+        // (A request refused before its head parsed has a record of the connection's.)
+        if exchange.log.client.isEmpty { exchange.log.client = clientAddress }
         exchange.writeLog(
             status: status, protocol: exchange.head.version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1", tls: tls,
             runtime: runtime)
@@ -914,6 +945,10 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
 
 extension DownstreamConnection: UpstreamConnectionDelegate {
     func upstreamResponseHead(_ response: HTTPHead, bytes: ByteBuffer) {
+        if response.status >= 200 || response.status == 101 {
+            exchange.log.upstreamStatus = response.status
+            exchange.log.mark(.responseHead)
+        }
         if response.status == 101 {
             // (Only when the request asked for it: `UpstreamConnection` refuses any other 101.)
             timer.disarm()
@@ -987,6 +1022,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
     }
 
     func upstreamResponseEnd(reusable: Bool) {
+        exchange.log.mark(.responseEnd)
         if rechunkResponse { write(ByteBuffer(staticString: "0\r\n\r\n")) }
         let requestComplete = requestBody.isComplete
         if let upstream {

@@ -121,6 +121,16 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
 
     // MARK: Draining
 
+    /// The drain timeout passed: every stream still under way is logged as cut, and the connection closes.
+    /// Returns how many requests were cut.
+    func cut() -> Int {
+        let cut = streams.values.reduce(0) { $0 + $1.cut() }
+        streams = [:]
+        closing = true
+        context?.close(promise: nil)
+        return cut
+    }
+
     /// A graceful GOAWAY now (streams in flight finish); the final one a second later; the connection closes
     /// when the last stream ends (RFC 9113 §6.8).
     func drain() {

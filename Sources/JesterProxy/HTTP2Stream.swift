@@ -114,6 +114,10 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             dropHeldBody()
             finishLocally(status: status, failure: reason)
             return
+        case .local(let response):
+            dropHeldBody()
+            respond(response)
+            return
         case .respond, .proxy:
             break
         }
@@ -157,6 +161,9 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         case .respond(let responseHead, let body):
             dropHeldBody()
             respondWithRendered(responseHead, body: body)
+        case .redirect(let status, let location):
+            dropHeldBody()
+            respond(exchange.redirect(status: status, to: location, secure: connection.tls != nil))
         case .proxy, .split:
             // A small body with a declared length is held until it is complete: nghttp2 checks the length
             // against the DATA only at the end of the stream, and a request that fails the check must not have
@@ -188,6 +195,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     }
 
     private func acquireUpstream(from pool: UpstreamPool, fresh: Bool) {
+        exchange.log.mark(.asked)
         pool.acquire(hashKey: exchange.balancingHash, fresh: fresh, excluding: exchange.retries.failedTargets,
             connectTimeout: exchange.route?.timeouts.connect, preferring: exchange.stickyTarget,
             client: pool.settings.sendProxyProtocol == nil ? nil : connection.proxyAddresses, for: self)
@@ -262,15 +270,18 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             finishLocally(status: failure.status, failure: failure.reason)
         case .success(let upstream):
             self.upstream = upstream
+            exchange.log.mark(.connected)
             exchange.log.upstreamTarget = upstream.targetDescription
             let request = UpstreamRequest(
                 runtime: runtime, route: route, clientAddress: connection.clientAddress, tls: connection.tls,
                 clientSubjectHeader: connection.clientSubjectHeader, chunked: chunked, upgrade: false,
                 filterFields: exchange.upstreamFilterFields)
-            let (rendered, requestID) = headBytes.withUnsafeReadableBytes {
-                request.renderHead($0, head: exchange.head, target: upstream.targetDescription, allocator: runtime.allocator)
+            exchange.assignRequestID(runtime: runtime)
+            let rendered = headBytes.withUnsafeReadableBytes {
+                request.renderHead(
+                    $0, head: exchange.head, target: upstream.targetDescription, requestID: exchange.requestID,
+                    allocator: runtime.allocator)
             }
-            exchange.log.requestID = requestID
             upstream.startExchange(delegate: self, requestHead: rendered, isHeadRequest: exchange.isHeadRequest, expectsUpgrade: false)
             for bytes in pendingBody { forward(bytes) }
             pendingBody = []
@@ -417,6 +428,10 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
 
     func upstreamResponseHead(_ response: HTTPHead, bytes: ByteBuffer) {
         timer.disarm()
+        if response.status >= 200 || response.status == 101 {
+            exchange.log.upstreamStatus = response.status
+            exchange.log.mark(.responseHead)
+        }
         if response.status < 200 {
             // 1xx goes on as an interim HEADERS frame, as to HTTP/1.1 clients: a client that sent
             // `expect: 100-continue` waits for the 100 before it sends its body. A 101 never arrives (no upgrade is
@@ -446,6 +461,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             // which the parser accepted as one length, and HTTP/2 clients must see one value as HTTP/1 ones do.
             for field in response.fields where !field.isHopByHop && field.kind != .contentLength {
                 if !edits.isEmpty, edits.drops(raw, field.name) { continue }
+                if exchange.isWrittenByExchange(raw, name: field.name, runtime: runtime) { continue }
                 fields.append(
                     lowercasing: UnsafeRawBufferPointer(rebasing: raw[field.name]),
                     value: UnsafeRawBufferPointer(rebasing: raw[field.value]))
@@ -456,7 +472,9 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         if let upstream, let cookie = stickyCookie(for: upstream.pool, target: upstream.target) {
             fields.append("set-cookie", cookie)
         }
-        for field in exchange.responseFilterFields { fields.append(field.name.lowercased(), field.value) }
+        exchange.forEachResponseField(runtime: runtime, routes: connection.routes) { name, value in
+            fields.append(name.lowercased(), value)
+        }
         responseHasBody = BodyFraming.response(response, requestWasHead: exchange.isHeadRequest) != .none
         armReadTimer()
         responseStarted = true
@@ -481,6 +499,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     }
 
     func upstreamResponseEnd(reusable: Bool) {
+        exchange.log.mark(.responseEnd)
         if responseHasBody { connection.finishBody(id) }
         if let upstream {
             self.upstream = nil
@@ -580,8 +599,22 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         detachUpstream()
         if !finished {
             exchange.log.failure = errorCode == 8 ? "client cancelled the stream" : "stream reset (error \(errorCode))"
-            complete(status: 499)
+            // 499 when nothing was answered (nginx's convention); otherwise the status that went out.
+            complete(status: responseStarted ? nil : 499)
         }
+    }
+
+    /// The drain timeout passed: a stream still under way is logged as cut (status 0 when nothing was answered)
+    /// and let go. Returns 1 if it was under way.
+    func cut() -> Int {
+        deferredStart = nil
+        timer.cancel()
+        exchangeDeadline?.cancel()
+        detachUpstream()
+        guard !finished else { return 0 }
+        exchange.log.failure = "cut at the drain timeout"
+        complete(status: responseStarted ? nil : 0)
+        return 1
     }
 
     func clientGone() {
@@ -636,7 +669,9 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     private func respond(status: Int, fields: [HTTP2Field], body: ByteBuffer) {
         let sendsBody = !exchange.isHeadRequest && body.readableBytes > 0
         var all = [HTTP2Field(":status", String(status))] + fields
-        for field in exchange.responseFilterFields { all.append(HTTP2Field(field.name.lowercased(), field.value)) }
+        exchange.forEachResponseField(runtime: runtime, routes: connection.routes) { name, value in
+            all.append(HTTP2Field(name.lowercased(), value))
+        }
         all.append(HTTP2Field("content-length", String(body.readableBytes)))
         responseStarted = true
         exchange.log.status = status
@@ -672,6 +707,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     /// A stream for the request on a connection to one of the pool's targets (never one that failed it already).
     private func openHTTP2Stream(pool: UpstreamPool, route: CompiledRoute) {
         let upstreamFields = h2RequestFields ?? []
+        exchange.log.mark(.asked)
         pool.acquireHTTP2(
             hashKey: exchange.balancingHash, excluding: exchange.retries.failedTargets,
             connectTimeout: route.timeouts.connect, preferring: exchange.stickyTarget
@@ -693,6 +729,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
                 }
                 self.h2Upstream = upstream
                 self.h2Stream = stream
+                self.exchange.log.mark(.connected)
                 self.exchange.log.upstreamTarget = pool.targetDescription(upstream.target)
                 for bytes in self.pendingBody {
                     upstream.sendBody(stream, bytes)
@@ -718,8 +755,9 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         var path = "/"
         var authority = ""
         var forwardedFor: [String] = []
-        var requestID: String?
         var passed: [HTTP2Field] = []
+        exchange.assignRequestID(runtime: runtime)
+        let requestIDName = String(decoding: runtime.requestIDField.lowercased, as: UTF8.self)
         let subjectHeader = connection.clientSubjectHeader.map { String(decoding: $0, as: UTF8.self).lowercased() }
         let filterFields = exchange.upstreamFilterFields.map { HTTP2Field($0.name.lowercased(), $0.value) }
         for field in fields {
@@ -732,9 +770,9 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             case "x-forwarded-for": forwardedFor.append(field.value)
             case "x-forwarded-proto", "x-forwarded-host", "forwarded": continue
             case subjectHeader: continue
-            case "x-request-id" where !field.value.isEmpty && field.value.utf8.count <= 128:
-                requestID = field.value
-                passed.append(field)
+            case requestIDName:
+                // The client's own id goes on; one Jester replaced (too long) does not.
+                if case .client = exchange.requestID { passed.append(field) }
             default:
                 if field.name.contains("_"), runtime.dropsUnderscoredFields { continue }
                 // Only the filters say what they found out (a forwarded claim).
@@ -778,12 +816,11 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         if let subjectHeader, let subject = connection.tls?.clientCertificateSubject {
             out.append(HTTP2Field(subjectHeader, String(subject.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "?" : Character($0) })))
         }
-        if requestID == nil {
-            let id = runtime.requestIDs.withNextID { String(decoding: $0, as: UTF8.self) }
-            out.append(HTTP2Field("x-request-id", id))
-            requestID = id
+        if case .generated = exchange.requestID {
+            out.append(HTTP2Field(requestIDName, exchange.withRequestID(runtime: runtime) {
+                String(decoding: $0, as: UTF8.self)
+            }))
         }
-        if runtime.accessLog != nil { exchange.log.requestID = requestID ?? "" }
         return out
     }
 
@@ -888,6 +925,10 @@ extension HTTP2Stream {
         guard !finished else { return }
         timer.disarm()
         let status = fields.first { $0.name == ":status" }.flatMap { Int($0.value) } ?? 502
+        if status >= 200 {
+            exchange.log.upstreamStatus = status
+            exchange.log.mark(.responseHead)
+        }
         if status < 200 {
             // An interim response goes on as one (a 100 that the client's `expect: 100-continue` waits for).
             connection.respondInterim(id, status: status)
@@ -907,15 +948,21 @@ extension HTTP2Stream {
         }
         let edits = exchange.route?.responseEdits ?? HeaderEdits()
         var out = [HTTP2Field(":status", String(status))]
+        let requestIDName = String(decoding: runtime.requestIDField.lowercased, as: UTF8.self)
         for field in fields where !field.name.hasPrefix(":") && !Self.connectionSpecific.contains(field.name) {
             // RFC 9110 §8.6: no Content-Length on a 204, whatever the upstream sent.
             if status == 204, field.name == "content-length" { continue }
+            // The request id is written once below, whatever the upstream echoed.
+            if field.name == requestIDName { continue }
             if !edits.isEmpty, Array(field.name.utf8).withUnsafeBytes({ edits.drops($0, 0..<$0.count) }) { continue }
             out.append(field)
         }
         out += edits.appended.map { HTTP2Field($0.name, $0.value) }
         if let h2Upstream, let cookie = stickyCookie(for: h2Upstream.pool, target: h2Upstream.target) {
             out.append(HTTP2Field("set-cookie", cookie))
+        }
+        exchange.forEachResponseField(runtime: runtime, routes: connection.routes) { name, value in
+            out.append(HTTP2Field(name.lowercased(), value))
         }
         responseStarted = true
         responseHasBody = !endStream
@@ -977,6 +1024,7 @@ extension HTTP2Stream {
     /// will: its stream is reset (CANCEL), or it would stay open there, holding one of the connection's stream
     /// slots and this stream as its delegate; the rest of the client's body is read and dropped.
     private func completeHTTP2Response() {
+        exchange.log.mark(.responseEnd)
         if !requestComplete, let h2Upstream, let h2Stream { h2Upstream.cancel(h2Stream) }
         h2Upstream = nil
         complete()

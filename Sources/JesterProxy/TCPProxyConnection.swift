@@ -144,6 +144,12 @@ final class TCPProxyConnection: ChannelInboundHandler, ClientConnection, @unchec
     /// Streams are not cut short by a drain; the worker's drain timeout ends them.
     func drain() {}
 
+    /// A relayed stream is not a request: closed at the drain timeout, counted as none.
+    func cut() -> Int {
+        close()
+        return 0
+    }
+
     // MARK: Upstream side
 
     private func connect() {

@@ -22,10 +22,22 @@ struct UpstreamRequest {
     /// Fields the request filters set (claims forwarded as headers): a client's field of the same name is dropped.
     var filterFields: [LocalResponse.Field] = []
 
+    /// `requestID`: the exchange's (assigned): the client's own is forwarded among its fields, Jester's is added
+    /// (and a client field it replaced, one too long to keep, is not forwarded).
     func renderHead(
-        _ bytes: UnsafeRawBufferPointer, head: HTTPHead, target: String, allocator: ByteBufferAllocator
-    ) -> (ByteBuffer, requestID: String) {
-        var requestID = ""
+        _ bytes: UnsafeRawBufferPointer, head: HTTPHead, target: String, requestID: RequestExchange.RequestID,
+        allocator: ByteBufferAllocator
+    ) -> ByteBuffer {
+        var replacedRequestID: Int?
+        if case .generated = requestID {
+            replacedRequestID = runtime.requestIDField.isDefault
+                ? head.requestIDField
+                : head.fields.firstIndex { field in
+                    let name = runtime.requestIDField.lowercased
+                    return field.name.count == name.count
+                        && name.withUnsafeBytes { ASCII.equalsIgnoringCase(bytes, field.name, $0, 0..<name.count) }
+                }
+        }
         var out = allocator.buffer(capacity: bytes.count + 256)
         out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.method]))
         out.writeStaticString(" ")
@@ -44,7 +56,8 @@ struct UpstreamRequest {
         }
         out.writeStaticString(" HTTP/1.1\r\n")
         var forwardedFor: [Range<Int>] = []
-        for field in head.fields where !field.isHopByHop {
+        for (index, field) in head.fields.enumerated() where !field.isHopByHop {
+            if index == replacedRequestID { continue }
             switch field.kind {
             case .xForwardedFor:
                 forwardedFor.append(field.value)
@@ -122,16 +135,9 @@ struct UpstreamRequest {
             }
             out.writeStaticString("\r\n")
         }
-        if let index = head.requestIDField, head.fields[index].value.count > 0, head.fields[index].value.count <= 128 {
-            if runtime.accessLog != nil {
-                requestID = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[head.fields[index].value]), as: UTF8.self)
-            }
-        } else {
-            out.writeStaticString("X-Request-Id: ")
-            runtime.requestIDs.withNextID { id in
-                out.writeBytes(id)
-                if runtime.accessLog != nil { requestID = String(decoding: id, as: UTF8.self) }
-            }
+        if case .generated(let high, let low) = requestID {
+            out.writeBytes(runtime.requestIDField.lineStart)
+            RequestIDGenerator.withID(high, low) { out.writeBytes($0) }
             out.writeStaticString("\r\n")
         }
         if chunked {
@@ -143,7 +149,7 @@ struct UpstreamRequest {
         }
         if upgrade { out.writeStaticString("Connection: upgrade\r\nUpgrade: websocket\r\n") }
         out.writeStaticString("\r\n")
-        return (out, requestID)
+        return out
     }
 
     private func isField(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>, named wanted: [UInt8]) -> Bool {

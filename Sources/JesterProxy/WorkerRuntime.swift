@@ -18,16 +18,20 @@ final class CompiledRoute: Sendable {
             switch self {
             case .proxy(let pool): return pool
             case .split(let chooser): return chooser.choose(head: head, bytes: bytes, clientAddress: clientAddress)
-            case .respond: return nil
+            case .respond, .redirect: return nil
             }
         }
         /// A complete response, rendered once per configuration.
         case respond(head: ByteBuffer, body: ByteBuffer)
+        /// A redirect whose location names parts of the request, rendered per request.
+        case redirect(status: Int, location: RedirectTemplate)
 
         /// Answered by Jester itself.
         var isLocal: Bool {
-            if case .respond = self { return true }
-            return false
+            switch self {
+            case .respond, .redirect: return true
+            case .proxy, .split: return false
+            }
         }
     }
 
@@ -118,6 +122,14 @@ struct ListenerRoutes: Sendable {
     /// The most body any route of this listener looks at (`match_body`); 0: none does, and no body is read
     /// before routing.
     var bodyPeekLimit = 0
+    /// `redirect_to_https`: every request is sent to this location instead of being routed.
+    var httpsRedirect: RedirectTemplate?
+    /// `hsts`: the Strict-Transport-Security value every response of this listener carries.
+    var hsts: String? {
+        didSet { hstsLine = hsts.map { Array("Strict-Transport-Security: \($0)\r\n".utf8) } }
+    }
+    /// `hsts` as an HTTP/1.1 field line, made once.
+    private(set) var hstsLine: [UInt8]?
 
     static let empty = ListenerRoutes(levels: [], needsClientAddress: false)
 
@@ -145,10 +157,31 @@ struct ClientTimeouts {
     let send: TimeAmount
 }
 
+/// `http.request_id_header` made ready once: the name as configured (for HTTP/1.1), lowercased (HTTP/2, and
+/// comparing), and its field line's start.
+struct RequestIDField: Sendable {
+    let name: String
+    let lowercased: [UInt8]
+    /// `Name: `, written before an id.
+    let lineStart: [UInt8]
+    /// The name is X-Request-Id (in any case), which the head parser finds while parsing.
+    let isDefault: Bool
+
+    init(_ name: String) {
+        self.name = name
+        lowercased = Array(name.lowercased().utf8)
+        lineStart = Array("\(name): ".utf8)
+        isDefault = name.lowercased() == "x-request-id"
+    }
+}
+
 /// A client connection as the worker tracks it: counted against the connection limits, and told when the
 /// worker drains.
 protocol ClientConnection: AnyObject {
     func drain()
+    /// Ends the connection now (the drain timeout passed), logging each request still under way as cut; returns
+    /// how many there were.
+    func cut() -> Int
 }
 
 /// Everything a worker derives from its configuration once, shared by all its connections.
@@ -179,6 +212,8 @@ final class WorkerRuntime: @unchecked Sendable {
     /// allocator behind two reference-counted hops.
     let allocator = ByteBufferAllocator()
     var requestIDs = RequestIDGenerator()
+    /// `http.request_id_header`, in the forms the request path writes and compares it in.
+    let requestIDField: RequestIDField
     /// Set when the worker drains: connections finish their exchange and close instead of waiting for more.
     var isDraining = false
     /// Open client connections, so draining can reach them.
@@ -265,9 +300,16 @@ final class WorkerRuntime: @unchecked Sendable {
                 case .respond(let status, let headers, let body):
                     action = Self.renderResponse(status: status, headers: headers, body: body, allocator: allocator)
                 case .redirect(let status, let location):
-                    action = Self.renderResponse(
-                        status: status, headers: [HeaderPair(name: "Location", value: location)], body: "",
-                        allocator: allocator)
+                    // (The loader checked the template; a location with no placeholder is rendered once.)
+                    let template = (try? RedirectTemplate(parsing: location))
+                    if let template, template.fixedText == nil {
+                        action = .redirect(status: status, location: template)
+                    } else {
+                        action = Self.renderResponse(
+                            status: status,
+                            headers: [HeaderPair(name: "Location", value: template?.fixedText ?? location)],
+                            body: "", allocator: allocator)
+                    }
                 }
                 let conditions = Self.conditions(route)
                 let rewrite = route.rewrite
@@ -304,10 +346,16 @@ final class WorkerRuntime: @unchecked Sendable {
                 needsClientAddress: configuration.routes.contains { !$0.match.sources.isEmpty })
             routes.bodyPeekLimit = entries.values.joined().map { $0.value.conditions.needsBody ? $0.value.conditions.bodyLimit : 0 }
                 .max() ?? 0
+            if let port = listener.redirectToHTTPS {
+                routes.httpsRedirect = try? RedirectTemplate(
+                    parsing: port == 443 ? "https://{hostname}{target}" : "https://{hostname}:\(port){target}")
+            }
+            routes.hsts = listener.hsts?.fieldValue
             tables[listener.name] = routes
         }
         routeTables = tables
-        accessLog = configuration.log.accessLog ? AccessLog() : nil
+        requestIDField = RequestIDField(configuration.http.requestIDHeader)
+        accessLog = configuration.log.accessLog ? AccessLog(fields: configuration.log.accessLogFields) : nil
         clientSubjectHeaders = Dictionary(uniqueKeysWithValues: configuration.listeners.compactMap { listener in
             listener.tls?.clientSubjectHeader.map { (listener.name, Array($0.utf8)) }
         })
@@ -447,6 +495,13 @@ final class WorkerRuntime: @unchecked Sendable {
         }
         counters.openConnections = connections.count
         if connections.isEmpty, isDraining { onConnectionsClosed?() }
+    }
+
+    /// The drain timeout passed: closes every connection left, logging each request still under way (so every
+    /// request has its access-log line), and returns how many requests were cut.
+    func cutInFlightRequests() -> Int {
+        let open = Array(connections.values)
+        return open.reduce(0) { $0 + $1.cut() }
     }
 
     /// Starts draining every connection: idle ones close now, busy ones after their current exchange.

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import JesterConfig
 import JesterCore
 import JesterTLS
 import NIOCore
@@ -37,6 +38,18 @@ struct RequestExchange {
     var retries = RetryAttempts()
     /// The request filters' findings and wishes; nil when the route has none.
     private(set) var filterContext: FilterContext?
+    /// Whether this request's access-log line is written: each request gets exactly one, however it ends.
+    private(set) var isLogged = false
+    /// The request's id, assigned when first needed (`assignRequestID`).
+    private(set) var requestID = RequestID.none
+
+    /// A request id without a string per request: Jester's own as its two random words (rendered as 32 hex
+    /// digits where it is written), or the client's as where it sits in `headBytes`.
+    enum RequestID: Equatable {
+        case none
+        case generated(UInt64, UInt64)
+        case client(Range<Int>)
+    }
 
     /// Replays per request: a reused connection that fails twice in a row is not a stale keep-alive.
     static let maxReplays = 2
@@ -60,6 +73,8 @@ struct RequestExchange {
         filterContext = nil
         stickyTarget = nil
         balancingHash = nil
+        requestID = .none
+        isLogged = false
         log.begin(head: head, bytes: bytes, client: client, detailed: runtime.accessLog != nil)
     }
 
@@ -94,7 +109,10 @@ struct RequestExchange {
         case refuse(status: Int, reason: String)
         /// The route answers itself (`respond`, `redirect`): its head and body, rendered once per configuration.
         case respond(head: ByteBuffer, body: ByteBuffer)
-        /// The request goes upstream (after the filters).
+        /// An answer made for this request before any route (a listener's `redirect_to_https`).
+        case local(LocalResponse)
+        /// The request goes on to the route's filters, then upstream, or to an answer that names parts of the
+        /// request (a redirect with placeholders).
         case proxy
     }
 
@@ -104,6 +122,15 @@ struct RequestExchange {
         in routes: ListenerRoutes, client: IPAddressBytes?, tls: TLSRouteFacts?, body: BodyPeek?,
         bodyBytesSoFar: Int64 = 0
     ) -> RouteDecision {
+        if let httpsRedirect = routes.httpsRedirect {
+            // The listener only sends clients to HTTPS, keeping what they asked for; 308 keeps method and body.
+            log.route = "-"
+            guard head.hostField != nil else {
+                log.failure = "redirect_to_https needs the request's Host"
+                return .refuse(status: 400, reason: log.failure)
+            }
+            return .local(redirect(status: 308, to: httpsRedirect, secure: false))
+        }
         guard let matched = lookUpRoute(in: routes, client: client, tls: tls, body: body) else {
             log.route = "-"
             return .refuse(status: 404, reason: "")
@@ -121,7 +148,7 @@ struct RequestExchange {
         }
         switch matched.action {
         case .respond(let head, let body): return .respond(head: head, body: body)
-        case .proxy, .split: return .proxy
+        case .proxy, .split, .redirect: return .proxy
         }
     }
 
@@ -171,8 +198,6 @@ struct RequestExchange {
 
     /// Fields the filters set on the upstream request.
     var upstreamFilterFields: [LocalResponse.Field] { filterContext?.upstreamFields ?? [] }
-    /// Fields the filters add to the response.
-    var responseFilterFields: [LocalResponse.Field] { filterContext?.responseFields ?? [] }
 
     // MARK: Upstream choice
 
@@ -253,6 +278,47 @@ struct RequestExchange {
         }
     }
 
+    // MARK: Request id
+
+    /// Gives the request its id unless it has one: the client's own (`http.request_id_header`, 1–128 bytes), so
+    /// one id follows the request through every hop's logs, or a new one.
+    mutating func assignRequestID(runtime: WorkerRuntime) {
+        guard requestID == .none else { return }
+        if let headBytes, let range = clientRequestID(in: headBytes, runtime: runtime) {
+            requestID = .client(range)
+        } else {
+            let words = runtime.requestIDs.nextWords()
+            requestID = .generated(words.0, words.1)
+        }
+    }
+
+    /// Calls `body` with the request id's bytes (assigning one first if needed).
+    mutating func withRequestID<Result>(
+        runtime: WorkerRuntime, _ body: (UnsafeRawBufferPointer) -> Result
+    ) -> Result {
+        assignRequestID(runtime: runtime)
+        switch requestID {
+        case .client(let range):
+            return headBytes!.withUnsafeReadableBytes { body(UnsafeRawBufferPointer(rebasing: $0[range])) }
+        case .generated(let high, let low):
+            return RequestIDGenerator.withID(high, low, body)
+        case .none:
+            return body(UnsafeRawBufferPointer(start: nil, count: 0))
+        }
+    }
+
+    /// Where the client's request id is in `bytes`, when it sent a usable one.
+    private func clientRequestID(in bytes: ByteBuffer, runtime: WorkerRuntime) -> Range<Int>? {
+        let value: Range<Int>?
+        if runtime.requestIDField.isDefault {
+            value = head.requestIDField.map { head.fields[$0].value }
+        } else {
+            value = bytes.withUnsafeReadableBytes { head.field(named: runtime.requestIDField.lowercased, in: $0)?.value }
+        }
+        guard let value, !value.isEmpty, value.count <= HTTPSettings.maxClientRequestIDLength else { return nil }
+        return value
+    }
+
     // MARK: Response
 
     /// The `Set-Cookie` value that sticks the client to `target` of `pool`, when the pool is sticky and the client
@@ -267,6 +333,9 @@ struct RequestExchange {
 
     // MARK: End
 
+    /// Whether a request is under way: begun, and not yet ended.
+    var isUnderWay: Bool { headBytes != nil }
+
     /// The request is over (after its log line): a retry budget slot goes back, a waiting filter is let go.
     mutating func end() {
         retries.finish()
@@ -274,13 +343,16 @@ struct RequestExchange {
         route = nil
         pool = nil
         headBytes = nil
+        requestID = .none
     }
 
     /// Writes the access log line (when there is an access log and the request got that far).
     mutating func writeLog(status: Int? = nil, protocol: StaticString, tls: TLSSessionFacts?, runtime: WorkerRuntime) {
         if let status { log.status = status }
-        guard let accessLog = runtime.accessLog, route != nil || log.status != 0 else { return }
+        guard !isLogged, let accessLog = runtime.accessLog, route != nil || log.status != 0 else { return }
+        isLogged = true
         if let user = filterContext?.user { log.user = user }
+        log.requestID = withRequestID(runtime: runtime) { String(decoding: $0, as: UTF8.self) }
         accessLog.write(log, protocol: `protocol`, tls: tls)
     }
 }

@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: Apache-2.0
+import JesterCore
+import NIOCore
+
+/// What the exchange adds to every response, whatever answered it (an upstream, a route, a filter, an error), and
+/// the redirects it renders per request. Written once here so that each protocol adapter only frames it.
+extension RequestExchange {
+    // MARK: Fields on every response
+
+    /// Writes, as HTTP/1.1 field lines, the fields every response of this request carries: the filters' (such as
+    /// `RateLimit`), the request id (`http.request_id_header`) and the listener's `Strict-Transport-Security`.
+    mutating func writeResponseFields(into out: inout ByteBuffer, runtime: WorkerRuntime, routes: ListenerRoutes) {
+        if let filterContext {
+            for field in filterContext.responseFields {
+                out.writeString(field.name)
+                out.writeStaticString(": ")
+                out.writeString(field.value)
+                out.writeStaticString("\r\n")
+            }
+        }
+        out.writeBytes(runtime.requestIDField.lineStart)
+        withRequestID(runtime: runtime) { out.writeBytes($0) }
+        out.writeStaticString("\r\n")
+        if let hsts = routes.hstsLine { out.writeBytes(hsts) }
+    }
+
+    /// The same fields as `writeResponseFields`, one by one (name as configured; HTTP/2 adapters lowercase it).
+    mutating func forEachResponseField(
+        runtime: WorkerRuntime, routes: ListenerRoutes, _ body: (_ name: String, _ value: String) -> Void
+    ) {
+        if let filterContext {
+            for field in filterContext.responseFields { body(field.name, field.value) }
+        }
+        body(runtime.requestIDField.name, withRequestID(runtime: runtime) { String(decoding: $0, as: UTF8.self) })
+        if let hsts = routes.hsts { body("Strict-Transport-Security", hsts) }
+    }
+
+    /// Whether an upstream's response field named `name` (in `bytes`) is one the exchange writes itself (the
+    /// request id: the upstream usually echoes it, and the client must see it once).
+    func isWrittenByExchange(_ bytes: UnsafeRawBufferPointer, name: Range<Int>, runtime: WorkerRuntime) -> Bool {
+        let own = runtime.requestIDField.lowercased
+        return name.count == own.count
+            && own.withUnsafeBytes { ASCII.equalsIgnoringCase(bytes, name, $0, 0..<own.count) }
+    }
+
+    // MARK: Redirects
+
+    /// A redirect whose location names parts of the request (`{host}`, `{target}`, ...), rendered for this one.
+    /// `secure`: the client reached Jester over TLS (`{scheme}`).
+    mutating func redirect(status: Int, to location: RedirectTemplate, secure: Bool) -> LocalResponse {
+        guard let headBytes else { return .error(500) }
+        let rendered = headBytes.withUnsafeReadableBytes { bytes -> String in
+            func text(_ range: Range<Int>) -> Substring {
+                Substring(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self))
+            }
+            let host = head.hostField.map { text(head.fields[$0].value) } ?? ""
+            return location.render(scheme: secure ? "https" : "http", host: host, target: text(head.target))
+        }
+        log.status = status
+        return LocalResponse(status: status, fields: [LocalResponse.Field("Location", rendered)])
+    }
+}
