@@ -297,11 +297,11 @@ final class WorkerServer: @unchecked Sendable {
         send(.workerDraining(connections: runtime.connections.count))
         runtime.drainConnections()
         eventLoop.scheduleTask(in: .milliseconds(Int64(timeout * 1000))) { [self] in
-            // LEAD: runtime.cutInFlightRequests() (closes what is left, logs each cut request, returns how many)
-            // once it exists; until then the connections still open stand in for the requests cut.
-            let cut = self.runtime.connections.count
+            // Every request still under way gets its access-log line (status 0 when nothing was answered).
+            let connections = self.runtime.connections.count
+            let cut = self.runtime.cutInFlightRequests()
             self.logger.warning("drain timeout: closing remaining connections",
-                metadata: ["connections": .stringConvertible(cut)])
+                metadata: ["connections": .stringConvertible(connections), "requests_cut": .stringConvertible(cut)])
             self.exitWorker(cutRequests: cut)
         }
     }
