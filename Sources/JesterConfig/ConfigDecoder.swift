@@ -215,11 +215,14 @@ struct ConfigDecoder {
             table.finish(decoder: &self)
         }
         configuration.filters = decodeFilters(&top)
+        var routeLocations: [SourceLocation] = []
         for (index, node) in top.tables("routes", decoder: &self).enumerated() {
             if let route = decodeRoute(node, index: index, configuration: configuration) {
                 configuration.routes.append(route)
+                routeLocations.append(node.location)
             }
         }
+        warnAboutShadowedRoutes(configuration.routes, at: routeLocations)
         top.finish(decoder: &self)
         checkListeners(configuration, listenerNodes)
         checkFilterChains(configuration)
@@ -410,6 +413,12 @@ struct ConfigDecoder {
             }
             if location.utf8.contains(where: { $0 < 0x21 || $0 == 0x7F }) {
                 report(redirect.location(of: "location"), "redirect location must not contain spaces or controls")
+            }
+            do {
+                // Placeholders are checked once here, so a bad one fails the load, never a request.
+                _ = try RedirectTemplate(parsing: location)
+            } catch {
+                report(redirect.location(of: "location"), "redirect location \"\(location)\": \(error.description)")
             }
             action = .redirect(status: status, location: location)
         } else {

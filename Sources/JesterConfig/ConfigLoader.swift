@@ -38,10 +38,18 @@ public struct ConfigLoader: Sendable {
         var files = [file]
         var sources = [text]
         if case .table(let top) = root.value, let include = top["include"] {
+            // Each file once, however many patterns match it (a second merge would duplicate its routes or
+            // report its keys as "already set" at themselves).
+            var loaded: Set<String> = [Self.canonical(file)]
             for (pattern, location) in Self.includePatterns(include, &diagnostics) {
                 let base = (file as NSString).deletingLastPathComponent
                 let absolute = pattern.hasPrefix("/") ? pattern : (base.isEmpty ? pattern : base + "/" + pattern)
-                for match in Self.glob(absolute) {
+                let matches = Self.glob(absolute)
+                if matches.isEmpty, !pattern.contains(where: { "*?[".contains($0) }) {
+                    // A literal name is a file the operator expects; a glob matching nothing (an empty conf.d) is fine.
+                    diagnostics.append(ConfigDiagnostic(location, "included file \(absolute) does not exist"))
+                }
+                for match in matches where loaded.insert(Self.canonical(match)).inserted {
                     do {
                         let included = try Self.read(match, from: location)
                         var node = try ConfigNode.parse(text: included, file: match)
@@ -151,6 +159,11 @@ public struct ConfigLoader: Sendable {
             case .error: return offset
             }
         }
+    }
+
+    /// A path with symbolic links and `.`/`..` resolved, so one file named two ways is loaded once.
+    static func canonical(_ path: String) -> String {
+        URL(fileURLWithPath: path).resolvingSymlinksInPath().standardized.path
     }
 
     /// Files matching a glob pattern, sorted so include order is stable.

@@ -58,6 +58,8 @@ extension Configuration {
             lines.append("proxy_protocol_from = " + list(listener.proxyProtocolFrom ?? []))
             lines.append(listener.filters.map { "filters = " + list($0) } ?? unset(table, "filters"))
             lines.append(listener.redirectToHTTPS.map { "redirect_to_https = \($0)" } ?? unset(table, "redirect_to_https"))
+            if listener.hsts == nil { lines.append(unset(table, "hsts")) }
+            if listener.tls == nil { lines.append(unset(table, "tls")) }
             if let hsts = listener.hsts {
                 lines.append("hsts = { max_age = \(quoted(Units.format(.seconds(hsts.maxAgeSeconds)))), "
                     + "include_subdomains = \(hsts.includeSubdomains), preload = \(hsts.preload) }")

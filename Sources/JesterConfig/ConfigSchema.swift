@@ -306,7 +306,8 @@ public struct ConfigSchema: Sendable {
     public static let redirect = Table(
         "redirect",
         [
-            Field("location", .string, required: true, "Where to send the client."),
+            Field("location", .string, required: true,
+                "Where to send the client, with the request's parts in braces: {scheme} (http or https), {host} (the Host field, port included), {hostname} (without the port), {port}, {path}, {query} (without ?), {target} (path and query as sent); {{ and }} are literal braces, and ${VAR} is still the environment: \"https://{hostname}{target}\"."),
             Field("status", .integer(300...308), default: "302", "The status code (301, 302, 303, 307, 308)."),
         ])
 
