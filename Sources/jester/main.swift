@@ -35,7 +35,11 @@ struct Run: ParsableCommand {
     @Option(name: [.short, .long], help: "The configuration file.")
     var config: String = defaultConfigPath
 
+    @Flag(name: .customShort("t"), help: "Validate the configuration and exit, as `jester config validate` (nginx -t).")
+    var testConfiguration = false
+
     func run() throws {
+        if testConfiguration { return try Config.Validate.validate(config) }
         // Before any thread exists, so every thread inherits the mask and signals reach only SignalWaiter.
         SignalWaiter.blockHandledSignals()
         // Started by a binary upgrade of a running master: adopt its workers instead of starting fresh.
@@ -73,13 +77,13 @@ struct Config: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Validate a configuration file; print every error as file:line:column and exit 1 if any.")
 
-        @Argument(help: "The configuration file.")
-        var file: String = defaultConfigPath
+        @OptionGroup var source: ConfigSource
 
         @Flag(help: .hidden)
         var probe = false
 
         func run() throws {
+            let file = try source.path()
             if probe {
                 // The child side of ConfigProbe: parse, say nothing, exit 0 or 1. A crash is the answer too.
                 do {
@@ -89,6 +93,11 @@ struct Config: ParsableCommand {
                 }
                 return
             }
+            try Self.validate(file)
+        }
+
+        /// Loads `file` as start and reload do; prints every error (and warning) and exits 1 on errors.
+        static func validate(_ file: String) throws {
             try probeParser(file)
             do {
                 let configuration = try ConfigLoader.checkingTLS.load(file: file)
@@ -108,10 +117,10 @@ struct Config: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print the effective configuration: includes merged, environment resolved, defaults filled in.")
 
-        @Argument(help: "The configuration file.")
-        var file: String = defaultConfigPath
+        @OptionGroup var source: ConfigSource
 
         func run() throws {
+            let file = try source.path()
             try probeParser(file)
             do {
                 print(try ConfigLoader.checkingTLS.load(file: file).renderTOML(), terminator: "")
@@ -128,9 +137,30 @@ struct Config: ParsableCommand {
         @Flag(help: "Print the key reference of jester.toml(5) (roff) instead.")
         var manual = false
 
+        @Flag(help: "Print the schema of an included file (conf.d): every table but include, none required.")
+        var fragment = false
+
         func run() {
-            print(manual ? ConfigSchema.manualReference() : ConfigSchema.jsonSchema(), terminator: "")
+            print(manual ? ConfigSchema.manualReference() : ConfigSchema.jsonSchema(fragment ? .fragment : .main),
+                terminator: "")
         }
+    }
+}
+
+/// The file a config tool reads: `-c FILE` as `jester run` takes it, or the older positional argument.
+struct ConfigSource: ParsableArguments {
+    @Option(name: [.short, .long], help: "The configuration file (default \(defaultConfigPath)).")
+    var config: String?
+
+    @Argument(help: "The configuration file (the same as -c).")
+    var file: String?
+
+    /// The path given, or the default; both given differently is a usage error rather than a guess.
+    func path() throws -> String {
+        if let config, let file, config != file {
+            throw ValidationError("give the configuration file once: -c \(config) or \(file)")
+        }
+        return config ?? file ?? defaultConfigPath
     }
 }
 
