@@ -43,7 +43,7 @@ final class HandshakeFailureLog: @unchecked Sendable {
             ($0.reason, Logger.MetadataValue.stringConvertible($0.count))
         })
         logger.warning(
-            "TLS handshakes failed (one such warning every \(Int(summary.interval))s at most; each failure at debug)",
+            "TLS handshake failed (summed up: one such warning every \(Int(summary.interval))s at most, each at debug)",
             metadata: [
                 "failures": .stringConvertible(report.count),
                 "seconds": .stringConvertible(Int(report.seconds.rounded())),

@@ -58,7 +58,7 @@ struct Run: ParsableCommand {
             throw ExitCode(1)
         }
         JSONLogHandler.bootstrap(level: Logger.Level(rawValue: configuration.log.level) ?? .info)
-        let startLogger = Logger(label: "jester.config")
+        let startLogger = Logger(component: .config)
         for warning in configuration.warnings { startLogger.warning("\(warning.description)") }
         let master = Master(configPath: config, configuration: configuration, loader: loader)
         let code = master.run()
