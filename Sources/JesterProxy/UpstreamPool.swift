@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
+#if canImport(Glibc)
+import Glibc
+#endif
 import JesterConfig
 import JesterControl
 import JesterCore
 import JesterTLS
 import Logging
 import NIOCore
+import NIOPosix
 
 /// Why an exchange with an upstream failed, and so which status the client gets.
 enum UpstreamFailure: Error, Sendable {
@@ -27,13 +31,23 @@ enum UpstreamFailure: Error, Sendable {
     /// The pool's circuit breaker is open, or the pool is at its max_requests: 503 at once.
     case circuitOpen(String)
 
-    /// What a failed connection attempt is: a timeout (504) or a refusal or reset (502).
-    init(connecting error: any Error) {
+    /// What a failed connection attempt to `target` is: a timeout (504) or a refusal or reset (502), said as
+    /// `connect 127.0.0.1:8080: connection refused` rather than in SwiftNIO's nested wording.
+    init(connecting error: any Error, target: String) {
         if case ChannelError.connectTimeout = error {
             self = .connectTimedOut
         } else {
-            self = .connectFailed("\(error)")
+            self = .connectFailed("connect \(target): \(Self.plainText(of: error))")
         }
+    }
+
+    /// An error as an operator reads it: the system's words for an errno, lowercased (`connection refused`).
+    static func plainText(of error: any Error) -> String {
+        if let error = error as? IOError { return String(cString: strerror(error.errnoCode)).lowercased() }
+        if let error = error as? NIOConnectionError, let first = error.connectionErrors.first {
+            return plainText(of: first.error)
+        }
+        return "\(error)"
     }
 
     var status: Int {
@@ -46,7 +60,7 @@ enum UpstreamFailure: Error, Sendable {
 
     var reason: String {
         switch self {
-        case .connectFailed(let reason): return "connect failed: \(reason)"
+        case .connectFailed(let reason): return reason
         case .connectTimedOut: return "connect timed out"
         case .responseTimedOut: return "response timed out"
         case .closedEarly: return "upstream closed the connection early"
@@ -300,7 +314,7 @@ final class UpstreamPool: @unchecked Sendable {
                 retry(.connectFailed("TLS with \(self.descriptions[target]) failed: \(error)"))
             case .failure(let error):
                 connected.whenSuccess { $0.close(promise: nil) }
-                retry(UpstreamFailure(connecting: error))
+                retry(UpstreamFailure(connecting: error, target: self.descriptions[target]))
             }
         }
     }
@@ -403,7 +417,7 @@ final class UpstreamPool: @unchecked Sendable {
                     completion(.success((channel, target)))
                 case .failure(let error):
                     self.connectFailed(target)
-                    let failure = UpstreamFailure(connecting: error)
+                    let failure = UpstreamFailure(connecting: error, target: self.descriptions[target])
                     guard attemptsLeft > 1 else {
                         completion(.failure(failure))
                         return
@@ -512,7 +526,7 @@ final class UpstreamPool: @unchecked Sendable {
                     retry(.connectFailed("TLS handshake with \(self.descriptions[target]) failed: \(error)"))
                 case .failure(let error):
                     connection.close()
-                    retry(UpstreamFailure(connecting: error))
+                    retry(UpstreamFailure(connecting: error, target: self.descriptions[target]))
                 }
             }
     }

@@ -101,7 +101,11 @@ def test_every_response_and_line_has_the_request_id(jester, upstream, protocol):
         assert status == expected
         request_id = fields[ID_HEADER.lower()]
         assert re.fullmatch(r"[0-9a-f]{32}", request_id), fields
-        assert line_with(jester, request_id)["status"] == expected
+        line = line_with(jester, request_id)
+        assert line["status"] == expected
+        if path.startswith("/dead/"):
+            # Said plainly, with the target (not SwiftNIO's nested error wording).
+            assert line["error"] == "connect 127.0.0.1:1: connection refused", line
     # A client's own id is kept: sent upstream, returned, logged; the upstream's echo is not doubled.
     own = f"client-chosen-{protocol}"
     status, fields, body = exchange("-H", f"{ID_HEADER}: {own}", jester.url + "/echo?own", protocol=protocol)

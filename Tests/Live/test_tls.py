@@ -207,13 +207,20 @@ def test_client_certificates_required_and_subject_forwarded(make_jester, keys, u
 
 
 def test_the_access_log_names_the_protocol_and_the_tls_session(make_jester, keys):
+    """(Also: the listener's HSTS field on every response over TLS, and on none over plain HTTP.)"""
     from conftest import free_port
     plain = free_port()
-    jester = make_jester(tls_config(keys) + f'\n[[listeners]]\nname = "plain"\naddress = "127.0.0.1:{plain}"\n')
+    hsts = 'hsts = { max_age = "365d", include_subdomains = true }'
+    jester = make_jester(hsts + tls_config(keys)
+                         + f'\n[[listeners]]\nname = "plain"\naddress = "127.0.0.1:{plain}"\n')
     site = ("--cacert", CA, "--resolve", f"alpha.test:{jester.port}:127.0.0.1")
-    assert curl(*site, "--http1.1", f"https://alpha.test:{jester.port}/one")[0] == 200
-    assert curl(*site, "--http2", f"https://alpha.test:{jester.port}/two")[0] == 200
-    assert curl(f"http://127.0.0.1:{plain}/three")[0] == 200
+    for flag, target in (("--http1.1", "/one"), ("--http2", "/two")):
+        code, head, _ = curl(*site, flag, "-D", "-", "-o", "/dev/null", f"https://alpha.test:{jester.port}{target}")
+        assert code == 200
+        assert b"strict-transport-security: max-age=31536000; includeSubDomains\r\n" in head.lower().replace(
+            b"includesubdomains", b"includeSubDomains"), head
+    code, head, _ = curl("-D", "-", "-o", "/dev/null", f"http://127.0.0.1:{plain}/three")
+    assert code == 200 and b"strict-transport-security" not in head.lower()
     entries = {}
     wait_for(lambda: entries.update({e["target"]: e for e in jester.access_log()}) or len(entries) == 3,
              what="three access log lines")
