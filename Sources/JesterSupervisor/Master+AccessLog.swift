@@ -90,7 +90,7 @@ extension Master {
             }
         }
         logger.notice("reopening the access log", metadata: [
-            "files": "\(paths.sorted().joined(separator: ", "))", "workers": "\(waiting.count)"])
+            "files": .array(paths.sorted().map { .string($0) }), "workers": .stringConvertible(waiting.count)])
         var round = ReopenRound(sequence: sequence, waiting: waiting, unreachable: unreachable)
         if let target { accessLogs.requesters[sequence] = target }
         guard !round.isComplete else {
