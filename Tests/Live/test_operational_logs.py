@@ -139,11 +139,15 @@ def test_a_listener_that_cannot_be_bound_stops_the_start_with_its_name_and_place
     assert result.returncode == 1, result.stdout + result.stderr
     expected = (f"{config}:11:1: error: listener 'blocked' cannot listen on 127.0.0.1:{held_port.port}: "
                 "address already in use")
-    # The plain line first, for whoever started Jester by hand; then the JSON line with the same facts.
-    assert f"jester: cannot start: {expected}" in result.stderr.splitlines()[0], result.stderr
-    critical = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
-    critical = [line for line in critical if line["message"] == "cannot start"]
-    assert len(critical) == 1, result.stderr
+    # The plain line, for whoever started Jester by hand, before the JSON line with the same facts (earlier JSON
+    # lines may come first: they are written from a queue).
+    lines = result.stderr.splitlines()
+    plain = [index for index, line in enumerate(lines) if line.startswith(f"jester: cannot start: {expected}")]
+    assert len(plain) == 1, result.stderr
+    critical = [(index, json.loads(line)) for index, line in enumerate(lines) if line.startswith("{")]
+    critical = [(index, line) for index, line in critical if line["message"] == "cannot start"]
+    assert len(critical) == 1 and critical[0][0] > plain[0], result.stderr
+    critical = [line for _, line in critical]
     assert critical[0]["listener"] == "blocked" and critical[0]["location"] == f"{config}:11"
     assert critical[0]["error"].startswith(expected) and critical[0]["errno"] == 98
 
