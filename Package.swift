@@ -150,6 +150,7 @@ let package = Package(
         .testTarget(name: "JesterCoreTests", dependencies: ["JesterCore"]),
         .testTarget(name: "JesterConfigTests", dependencies: ["JesterConfig"]),
         .testTarget(name: "JesterControlTests", dependencies: ["JesterControl"]),
+        .testTarget(name: "JesterLoggingTests", dependencies: ["JesterLogging"]),
         .testTarget(
             name: "JesterSystemTests",
             dependencies: ["JesterSystem", "JesterCore", "JesterTLS", "JesterHTTP2", "JesterHTTP3"]),

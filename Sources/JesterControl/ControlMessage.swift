@@ -335,14 +335,21 @@ public struct TargetReport: Codable, Sendable, Equatable {
     /// Workers that have ejected it (passive health).
     public var ejectedBy: Int
     public var latencyMilliseconds: Double
+    /// The target's pool fails open: every target still enabled fails its active checks, so all get requests
+    /// anyway. Optional so a master from before the field (a binary upgrade's other side) still decodes.
+    public var failOpen: Bool?
 
-    public init(state: TargetState, active: Int, requests: Int, failures: Int, ejectedBy: Int, latencyMilliseconds: Double) {
+    public init(
+        state: TargetState, active: Int, requests: Int, failures: Int, ejectedBy: Int, latencyMilliseconds: Double,
+        failOpen: Bool? = nil
+    ) {
         self.state = state
         self.active = active
         self.requests = requests
         self.failures = failures
         self.ejectedBy = ejectedBy
         self.latencyMilliseconds = latencyMilliseconds
+        self.failOpen = failOpen
     }
 }
 

@@ -24,7 +24,7 @@ extension Master {
         logger.info("reloading", metadata: ["config": "\(configPath)"])
         switch Self.load(configPath, with: loader) {
         case .success(let newConfiguration):
-            for warning in newConfiguration.warnings { logger.warning("\(warning.description)") }
+            for warning in newConfiguration.warnings { Logger(component: .config).warning("\(warning.description)") }
             prepare(newConfiguration, kind: .reload)
         case .failure(let error): dispatch(.configurationRefused(errors: error.diagnostics.map(\.description)))
         }
@@ -91,7 +91,7 @@ extension Master {
         // own copies until then.
         closeUnusedSockets(prepared.previousListeners, keeping: listeners)
         logger.info("\(kind.rawValue) complete", metadata: [
-            "generation": "\(newGeneration)", "config_hash": "\(configuration.hash)",
+            "generation": .stringConvertible(newGeneration), "config_hash": "\(configuration.hash)",
             "version": "\(JesterVersion.current)",
         ])
         let result = ReloadResult(success: true, generation: newGeneration, configHash: configuration.hash, errors: [])
@@ -116,7 +116,7 @@ extension Master {
         keySetsConfigured([configuration], waiting: false)
         lastFailedReload = FailedReload(at: wallClockNow, kind: kind.rawValue, errors: errors)
         logger.error("\(kind.rawValue) failed; still serving the previous generation", metadata: [
-            "errors": "\(errors.joined(separator: "; "))",
+            "errors": .array(errors.map { .string($0) }),
         ])
         report(ReloadResult(success: false, generation: generation, configHash: configuration.hash, errors: errors),
             of: kind, to: requester)
@@ -207,7 +207,8 @@ extension Master {
         }
         Systemd.notifyReloading()
         logger.notice("upgrade: executing the new binary", metadata: [
-            "binary": "\(binary)", "workers": "\(handOver.workers.count)", "generation": "\(generation)",
+            "binary": "\(binary)", "workers": .stringConvertible(handOver.workers.count),
+            "generation": .stringConvertible(generation),
         ])
         LogWriter.standardOutput.flush()
         LogWriter.standardError.flush()
@@ -232,7 +233,7 @@ extension Master {
             guard let taken = try UpgradeHandOver.takeFromEnvironment() else { return nil }
             handOver = taken
         } catch {
-            Logger(label: "master").critical("cannot read the upgrade hand-over", metadata: ["error": "\(error)"])
+            Logger(component: .master).critical("cannot read the upgrade hand-over", metadata: ["error": "\(error)"])
             return 1
         }
         var newConfiguration: Configuration?
@@ -245,8 +246,8 @@ extension Master {
         // read it (a field changed), the new file's stands in for what the master itself needs meanwhile.
         guard let current = (try? JSONDecoder().decode(Configuration.self, from: handOver.configuration)) ?? newConfiguration
         else {
-            Logger(label: "master").critical("cannot read the old configuration or load the new one", metadata: [
-                "errors": "\(errors.joined(separator: "; "))",
+            Logger(component: .master).critical("cannot read the old configuration or load the new one", metadata: [
+                "errors": .array(errors.map { .string($0) }),
             ])
             return 1
         }
@@ -310,8 +311,9 @@ extension Master {
         }
         if rateLimitTable == nil { makeRateLimitTable() }
         logger.notice("upgrade: the new binary runs and adopted the running workers", metadata: [
-            "pid": "\(getpid())", "from_version": "\(handOver.fromVersion)", "version": "\(JesterVersion.current)",
-            "workers": "\(handOver.workers.count)", "generation": "\(generation)",
+            "pid": .stringConvertible(getpid()), "from_version": "\(handOver.fromVersion)",
+            "version": "\(JesterVersion.current)",
+            "workers": .stringConvertible(handOver.workers.count), "generation": .stringConvertible(generation),
         ])
         // Workers that exited while no program listened for SIGCHLD (it stays pending across exec, but be sure).
         reapWorkers()
@@ -319,7 +321,7 @@ extension Master {
         machine.resumeUpgrade(requester: nil)
         guard let newConfiguration else {
             logger.error("upgrade failed: the new binary cannot load the configuration; the adopted workers keep serving",
-                metadata: ["errors": "\(errors.joined(separator: "; "))"])
+                metadata: ["errors": .array(errors.map { .string($0) })])
             dispatch(.configurationRefused(errors: errors))
             return
         }

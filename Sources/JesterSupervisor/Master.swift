@@ -62,7 +62,7 @@ public final class Master: @unchecked Sendable {
     var configuration: Configuration
     /// The main thread, made an event loop by `run()`.
     var eventLoop: (any EventLoop)!
-    var logger = Logger(label: "master")
+    var logger = Logger(component: .master)
     var startedAt = Date().timeIntervalSince1970
     /// What ps shows for workers: the binary's path (they are spawned from `ProcessSpawner.runningImage`).
     let executableName = ProcessImage.installedPath()
@@ -152,7 +152,11 @@ public final class Master: @unchecked Sendable {
             do {
                 try body()
             } catch {
-                self.logger.critical("cannot start", metadata: ["error": "\(error)"])
+                // Also as plain text: whoever started Jester by hand reads why before (or instead of) the JSON.
+                FileHandle.standardError.write(Data("jester: cannot start: \(error)\n".utf8))
+                self.logger.critical("cannot start", metadata: (error as? ListenerBindError)?.metadata ?? [
+                    "error": "\(error)",
+                ])
                 self.exitCode = 1
                 self.shutDownLoop()
             }
@@ -167,7 +171,7 @@ public final class Master: @unchecked Sendable {
         } else {
             logger.notice(
                 "not started as root: workers keep this user's rights and ports below 1024 need CAP_NET_BIND_SERVICE",
-                metadata: ["uid": "\(Privileges.currentUserID)"])
+                metadata: ["uid": .stringConvertible(Privileges.currentUserID)])
         }
         access.controlGroupID = try resolveControlGroup(configuration)
         let passed = Systemd.takeActivatedSockets()
@@ -204,8 +208,8 @@ public final class Master: @unchecked Sendable {
         keySetsConfigured([configuration], waiting: true)
         dispatch(.start(limits(of: configuration)))
         logger.info("master started", metadata: [
-            "pid": "\(getpid())", "config": "\(configPath)", "config_hash": "\(configuration.hash)",
-            "workers": "\(workerCount)", "version": "\(JesterVersion.current)",
+            "pid": .stringConvertible(getpid()), "config": "\(configPath)", "config_hash": "\(configuration.hash)",
+            "workers": .stringConvertible(workerCount), "version": "\(JesterVersion.current)",
         ])
     }
 
@@ -267,12 +271,14 @@ public final class Master: @unchecked Sendable {
         case .respawn(let slot, let generation, let delay):
             eventLoop.scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) {
                 guard !self.stopping, generation == self.generation else { return }
-                self.logger.notice("respawning worker", metadata: ["slot": "\(slot)", "generation": "\(generation)"])
+                self.logger.notice("respawning worker", metadata: [
+                    "slot": .stringConvertible(slot), "generation": .stringConvertible(generation),
+                ])
                 self.dispatch(.respawnDue(slot: slot, generation: generation))
             }
         case .gaveUp(let slot, let crashes):
             logger.critical("worker slot is crash-looping; not respawning it", metadata: [
-                "slot": "\(slot)", "crashes": "\(crashes)",
+                "slot": .stringConvertible(slot), "crashes": .stringConvertible(crashes),
             ])
             if machine.members(of: generation).isEmpty { logger.critical("no worker left; stopping") }
         case .commit(let kind, let newGeneration, let previous, let requester):
@@ -292,9 +298,9 @@ public final class Master: @unchecked Sendable {
         case .closingOldestGeneration(let victim, let count):
             let members = workers.values.filter { $0.generation == victim }
             logger.warning("too many draining generations; closing the oldest now", metadata: [
-                "generation": "\(victim)", "workers": "\(count)",
-                "connections": "\(members.reduce(0) { $0 + $1.stats.connections })",
-                "max_draining_generations": "\(configuration.server.maxDrainingGenerations)",
+                "generation": .stringConvertible(victim), "workers": .stringConvertible(count),
+                "connections": .stringConvertible(members.reduce(0) { $0 + $1.stats.connections }),
+                "max_draining_generations": .stringConvertible(configuration.server.maxDrainingGenerations),
             ])
         case .finishStop(let exitCode):
             finishStop(exitCode: exitCode)
@@ -321,7 +327,7 @@ public final class Master: @unchecked Sendable {
     /// stop may overtake a graceful one. The machine decides; the control socket closes when the stop begins.
     func beginStop(fast: Bool, exitCode: Int32, drainSeconds: Double? = nil) {
         if !stopping {
-            logger.info(fast ? "fast stop" : "graceful stop", metadata: ["workers": "\(workers.count)"])
+            logger.info(fast ? "fast stop" : "graceful stop", metadata: ["workers": .stringConvertible(workers.count)])
             controlServer?.close(promise: nil)
         }
         dispatch(.stopRequested(fast: fast, exitCode: exitCode, drainSeconds: drainSeconds))
