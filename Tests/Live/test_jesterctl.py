@@ -249,3 +249,43 @@ def test_stop_wait_returns_once_the_master_exited(make_jester):
     assert "stopping gracefully" in result.stdout and "master stopped" in result.stdout
     # It has exited (or is in its last instant: the socket closes as the process ends).
     assert jester.process.wait(timeout=2) == 0
+
+
+def test_respawned_workers_and_an_upgraded_master_keep_writing_to_the_file(make_jester, tmp_path):
+    """The descriptor reaches every worker however it starts: a respawn after a crash, and the new binary's
+    generation after a binary upgrade (whose master opens the file itself); a reopen after the upgrade reaches
+    every worker of the new binary."""
+    import shutil
+    from conftest import JESTER
+    binary = tmp_path / "jester"
+    shutil.copy2(JESTER, binary)
+    path = tmp_path / "access.log"
+    jester = make_jester(f"""
+[log]
+access_log_file = "{path}"
+
+[[routes]]
+path_prefix = "/"
+respond = {{ status = 200, body = "ok\\n" }}
+""", workers=2, binary=str(binary))
+
+    def logged(target):
+        assert curl(jester.url + target)[0] == 200
+        wait_for(lambda: target in [line["target"] for line in access_lines(path)], what=f"{target} logged")
+
+    victim = jester.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: victim not in jester.worker_pids() and jester.all_ready(), what="the worker respawned")
+    for number in range(6):  # over both workers, the respawned one included
+        logged(f"/respawned-{number}")
+    staging = binary.with_name("jester.dpkg-new")
+    shutil.copy2(JESTER, staging)
+    os.replace(staging, binary)
+    jester.ctl("upgrade", "--wait", check=True, timeout=120)
+    for number in range(6):
+        logged(f"/upgraded-{number}")
+    os.rename(path, str(path) + ".1")
+    reopened = jester.ctl("reopen-logs")
+    assert reopened.returncode == 0 and "by 2 workers" in reopened.stdout, reopened.stdout + reopened.stderr
+    logged("/after-reopen")
+    assert "/after-reopen" not in [line["target"] for line in access_lines(str(path) + ".1")]
