@@ -12,7 +12,9 @@ import JesterControl
 import JesterSystem
 
 struct ControlOptions: ParsableArguments {
-    @Option(name: [.short, .long], help: "The master's control socket (default: $JESTER_CONTROL_SOCKET, else \(ControlSocketChoice.defaultPath)).")
+    @Option(
+        name: [.short, .long],
+        help: "The master's control socket (default: $JESTER_CONTROL_SOCKET, else \(ControlSocketChoice.defaultPath)).")
     var socket: String?
 
     @Option(name: [.short, .long], help: "Read the control socket from this configuration file, as the master does.")
@@ -25,7 +27,8 @@ struct ControlOptions: ParsableArguments {
     func choice() -> ControlSocketChoice {
         do {
             return try ControlSocketChoice.choose(
-                socket: socket, config: config, environment: ProcessInfo.processInfo.environment["JESTER_CONTROL_SOCKET"],
+                socket: socket, config: config,
+                environment: ProcessInfo.processInfo.environment["JESTER_CONTROL_SOCKET"],
                 configuredSocket: Self.configuredSocket)
         } catch {
             fail("jesterctl: \(error)", status: .usage)
@@ -59,7 +62,8 @@ struct ControlOptions: ParsableArguments {
             case ENOENT, ECONNREFUSED:
                 fail("jesterctl: no Jester master is listening on \(from) (is it running? see --socket and --config)")
             case EACCES, EPERM:
-                fail("jesterctl: permission denied on \(socket): run as root, as the master's user, or as a member of its control_group")
+                fail("jesterctl: permission denied on \(socket): run as root, as the master's user, or as a member of "
+                    + "its control_group")
             default:
                 fail("jesterctl: cannot connect to \(socket): \(error)")
             }
@@ -139,7 +143,8 @@ func printTable(_ rows: [[String]]) {
     guard let header = rows.first else { return }
     let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
     for row in rows {
-        print(row.enumerated().map { $1 + String(repeating: " ", count: max(0, widths[$0] - $1.count)) }.joined(separator: "  "))
+        let cells = row.enumerated().map { $1 + String(repeating: " ", count: max(0, widths[$0] - $1.count)) }
+        print(cells.joined(separator: "  "))
     }
 }
 
@@ -202,10 +207,12 @@ struct Status: ParsableCommand {
         let generations = Dictionary(grouping: report.workers, by: \.generation).sorted { $0.key > $1.key }
         var generationRows = [["GEN", "CONFIG", "STARTED", "WORKERS", "CONNS", "STATE", "DRAIN DEADLINE"]]
         for (number, members) in generations {
-            let started = members.compactMap(\.startedAt).min().map { "\(Int(Date().timeIntervalSince1970 - $0))s ago" } ?? "-"
+            let started = members.compactMap(\.startedAt).min()
+                .map { "\(Int(Date().timeIntervalSince1970 - $0))s ago" } ?? "-"
             let deadline = members.compactMap(\.drainDeadline).max()
                 .map { "in \(max(0, Int($0 - Date().timeIntervalSince1970)))s" } ?? "-"
-            let state = number == report.generation ? (members.allSatisfy { $0.state == "ready" } ? "serving" : "starting")
+            let ready = members.allSatisfy { $0.state == "ready" }
+            let state = number == report.generation ? (ready ? "serving" : "starting")
                 : (number > report.generation ? "starting" : "draining")
             generationRows.append([
                 "\(number)", members.first?.configHash ?? "-", started, "\(members.count)",
@@ -235,7 +242,10 @@ struct Reload: ParsableCommand {
         abstract: "Re-read the configuration and replace the workers; exit 1 with the errors if it is invalid.")
     @OptionGroup var options: ControlOptions
 
-    @Flag(help: "Show the phases as they happen (validated, spawning, ready, draining) and return once the old generation has drained.")
+    @Flag(help: """
+        Show the phases as they happen (validated, spawning, ready, draining) and return once the old generation \
+        has drained.
+        """)
     var wait = false
 
     func run() throws {
@@ -277,7 +287,8 @@ struct Reload: ParsableCommand {
         case "validated": line = "validated: configuration is valid"
         case "spawning": line = "spawning: \(generation), \(progress.workers) workers"
         case "ready": line = "ready: \(generation) serves"
-        case "draining": line = "draining: \(generation), \(progress.connections) connections on \(progress.workers) workers"
+        case "draining":
+            line = "draining: \(generation), \(progress.connections) connections on \(progress.workers) workers"
         default: line = "\(progress.phase): \(generation)"
         }
         writeOut(line + "\n", to: STDOUT_FILENO)
@@ -357,7 +368,8 @@ struct Upgrade: ParsableCommand {
         case "exec": line = "exec: the master runs the new binary; \(generation) keeps serving meanwhile"
         case "spawning": line = "spawning: \(generation), \(progress.workers) workers of the new binary"
         case "ready": line = "ready: \(generation) serves"
-        case "draining": line = "draining: \(generation), \(progress.connections) connections on \(progress.workers) workers"
+        case "draining":
+            line = "draining: \(generation), \(progress.connections) connections on \(progress.workers) workers"
         default: line = "\(progress.phase): \(generation)"
         }
         writeOut(line + "\n", to: STDOUT_FILENO)
@@ -378,23 +390,29 @@ struct Upgrade: ParsableCommand {
 
 struct Upstreams: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List upstream pools and targets: health, admin state, requests in flight, requests, failures, latency.")
+        abstract: "List upstream pools and targets: health, admin state, requests in flight, requests, failures, "
+            + "latency.")
     @OptionGroup var options: ControlOptions
 
     func run() throws {
         let client = options.connect()
         client.send(.upstreams)
-        guard case .upstreamsReport(let targets) = client.receive() else { fail("jesterctl: no answer from the master") }
+        guard case .upstreamsReport(let targets) = client.receive() else {
+            fail("jesterctl: no answer from the master")
+        }
         if options.json {
             printJSON(targets)
             return
         }
-        var rows = [["UPSTREAM", "TARGET", "HEALTH", "ADMIN", "EJECTED BY", "ACTIVE", "REQUESTS", "FAILURES", "LATENCY"]]
+        var rows = [
+            ["UPSTREAM", "TARGET", "HEALTH", "ADMIN", "EJECTED BY", "ACTIVE", "REQUESTS", "FAILURES", "LATENCY"]
+        ]
         for target in targets {
             rows.append([
                 target.state.upstream, target.state.target, target.state.health, target.state.admin,
                 target.ejectedBy > 0 ? "\(target.ejectedBy) workers" : "-", "\(target.active)", "\(target.requests)",
-                "\(target.failures)", target.latencyMilliseconds > 0 ? oneDecimal(target.latencyMilliseconds) + "ms" : "-",
+                "\(target.failures)",
+                target.latencyMilliseconds > 0 ? oneDecimal(target.latencyMilliseconds) + "ms" : "-",
             ])
         }
         printTable(rows)
@@ -404,7 +422,8 @@ struct Upstreams: ParsableCommand {
 struct UpstreamCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "upstream",
-        abstract: "Change a target's admin state on every worker: drain (no new requests; in-flight ones finish), disable (also close its idle connections), enable.",
+        abstract: "Change a target's admin state on every worker: drain (no new requests; in-flight ones finish), "
+            + "disable (also close its idle connections), enable.",
         discussion: """
             With a pool, the target in that pool; without, in every pool that has it (a server under maintenance \
             is usually in several). The state survives reloads while the target stays in the configuration, and \
@@ -414,7 +433,7 @@ struct UpstreamCommand: ParsableCommand {
 
     @Argument(help: "drain, disable or enable")
     var action: String
-    @Argument(help: "The upstream pool (omit it for every pool that has the target).")
+    @Argument(help: "The upstream pool; given alone, the target, in every pool that has it.")
     var pool: String
     @Argument(help: "The target, as configured (host:port).")
     var target: String?
@@ -477,7 +496,11 @@ func awaitStop(_ client: ControlClient, json: Bool, timeoutSeconds: Double) -> C
     }
     guard let outcome else {
         let text = "the master closed the connection without saying how it stopped (see its log)"
-        if json { printJSONLine(StopOutcome(done: false, message: text)) } else { writeOut(text + "\n", to: STDERR_FILENO) }
+        if json {
+            printJSONLine(StopOutcome(done: false, message: text))
+        } else {
+            writeOut(text + "\n", to: STDERR_FILENO)
+        }
         return .operationFailed
     }
     if json {
