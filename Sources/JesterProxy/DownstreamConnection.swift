@@ -699,10 +699,12 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[8..<statusLineEnd]))
         out.writeStaticString("\r\n")
         let edits = exchange.route?.responseEdits ?? HeaderEdits()
-        for field in response.fields where !field.isHopByHop && field.kind != .contentLength {
+        // The request id is written once below, whatever the upstream echoed.
+        let echoedID = RequestExchange.fieldWrittenByExchange(in: response, bytes, runtime: runtime)
+        for index in response.fields.indices where index != echoedID {
+            let field = response.fields[index]
+            guard !field.isHopByHop, field.kind != .contentLength else { continue }
             if !edits.isEmpty, edits.drops(bytes, field.name) { continue }
-            // The request id is written once below, whatever the upstream echoed.
-            if exchange.isWrittenByExchange(bytes, name: field.name, runtime: runtime) { continue }
             out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.line]))
             out.writeStaticString("\r\n")
         }

@@ -459,9 +459,11 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             // Proxy-Connection, Transfer-Encoding, Upgrade, and whatever Connection named.
             // Content-Length is written once below: the upstream may send a list ("5, 5") or repeat the field,
             // which the parser accepted as one length, and HTTP/2 clients must see one value as HTTP/1 ones do.
-            for field in response.fields where !field.isHopByHop && field.kind != .contentLength {
+            let echoedID = RequestExchange.fieldWrittenByExchange(in: response, raw, runtime: runtime)
+            for index in response.fields.indices where index != echoedID {
+                let field = response.fields[index]
+                guard !field.isHopByHop, field.kind != .contentLength else { continue }
                 if !edits.isEmpty, edits.drops(raw, field.name) { continue }
-                if exchange.isWrittenByExchange(raw, name: field.name, runtime: runtime) { continue }
                 fields.append(
                     lowercasing: UnsafeRawBufferPointer(rebasing: raw[field.name]),
                     value: UnsafeRawBufferPointer(rebasing: raw[field.value]))

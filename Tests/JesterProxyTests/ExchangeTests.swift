@@ -92,6 +92,18 @@ import Testing
 
 // MARK: The response back
 
+@Test func theRequestIDGoesUpstreamAndBackOnce() throws {
+    let harness = try ExchangeHarness(proxying())
+    try harness.send("GET / HTTP/1.1\r\nHost: x\r\nX-Request-Id: from-the-client\r\n\r\n")
+    let upstream = try harness.onlyUpstream()
+    #expect(try upstream.received().components(separatedBy: "X-Request-Id: from-the-client\r\n").count == 2)
+    // The upstream echoes it (in its own spelling): the client still sees it once, as Jester writes it.
+    try upstream.send("HTTP/1.1 200 OK\r\nx-request-id: from-the-client\r\nContent-Length: 3\r\n\r\nok\n")
+    let response = try harness.received()
+    #expect(response.lowercased().components(separatedBy: "x-request-id").count == 2)
+    #expect(response.contains("X-Request-Id: from-the-client\r\n"))
+}
+
 @Test func theResponseStreamsBackWithTheRoutesEdits() throws {
     let harness = try ExchangeHarness(proxying(route: """
         response_headers = { set = { "Cache-Control" = "no-store" }, remove = ["X-Internal"] }

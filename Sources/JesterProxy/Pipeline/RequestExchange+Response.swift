@@ -35,12 +35,19 @@ extension RequestExchange {
         if let hsts = routes.hsts { body("Strict-Transport-Security", hsts) }
     }
 
-    /// Whether an upstream's response field named `name` (in `bytes`) is one the exchange writes itself (the
-    /// request id: the upstream usually echoes it, and the client must see it once).
-    func isWrittenByExchange(_ bytes: UnsafeRawBufferPointer, name: Range<Int>, runtime: WorkerRuntime) -> Bool {
+    /// Which field of an upstream's HTTP/1.1 response head the exchange writes itself: the request id, which
+    /// upstreams often echo, and the client must see once. Static, like every per-response helper here that does
+    /// not change the exchange: a non-mutating method called on the exchange kept in its adapter would copy it.
+    static func fieldWrittenByExchange(
+        in response: HTTPHead, _ bytes: UnsafeRawBufferPointer, runtime: WorkerRuntime
+    ) -> Int? {
+        // (The head parser already found X-Request-Id; another name is looked for only when configured.)
+        if runtime.requestIDField.isDefault { return response.requestIDField }
         let own = runtime.requestIDField.lowercased
-        return name.count == own.count
-            && own.withUnsafeBytes { ASCII.equalsIgnoringCase(bytes, name, $0, 0..<own.count) }
+        return response.fields.firstIndex { field in
+            field.name.count == own.count
+                && own.withUnsafeBytes { ASCII.equalsIgnoringCase(bytes, field.name, $0, 0..<own.count) }
+        }
     }
 
     // MARK: Redirects
