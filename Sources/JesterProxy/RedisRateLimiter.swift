@@ -362,8 +362,8 @@ final class RedisRateLimiter: RedisConnectionOwner, @unchecked Sendable {
 
     private func log(_ report: UnavailabilityReport.Report) {
         logger.warning("redis unavailable for cluster rate limits", metadata: [
-            "redis": "\(address)", "reason": "\(report.reason)", "affected_requests": "\(report.affected)",
-            "seconds": "\(report.seconds)",
+            "redis": "\(address)", "reason": "\(report.reason)", "affected_requests": .stringConvertible(report.affected),
+            "seconds": .stringConvertible(report.seconds),
         ])
     }
 

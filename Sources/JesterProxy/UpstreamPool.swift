@@ -5,6 +5,7 @@ import Glibc
 import JesterConfig
 import JesterControl
 import JesterCore
+import JesterLogging
 import JesterTLS
 import Logging
 import NIOCore
@@ -102,7 +103,7 @@ final class UpstreamPool: @unchecked Sendable {
     /// Requests admitted whose connection is not settled yet (still connecting): they count against
     /// max_requests like the ones in flight.
     private var acquiring = 0
-    private let logger = Logger(label: "worker")
+    private let logger = Logger(component: .upstream)
     /// TLS to the targets, when the pool has `tls`.
     private let tls: TLSClientContext?
     /// The name each target's certificate must carry (and SNI): `server_name`, else the target's host.
@@ -580,7 +581,7 @@ final class UpstreamPool: @unchecked Sendable {
         switch event {
         case .ejected(let target, let seconds):
             logger.warning("upstream target ejected after consecutive failures", metadata: [
-                "upstream": "\(name)", "target": "\(descriptions[target])", "seconds": "\(Int(seconds))",
+                "upstream": "\(name)", "target": "\(descriptions[target])", "seconds": .stringConvertible(Int(seconds)),
             ])
         case .ejectionRefused(let target):
             logger.warning("upstream target keeps failing, but ejecting it would leave too few", metadata: [

@@ -437,7 +437,8 @@ final class WorkerRuntime: @unchecked Sendable {
             let now = NIODeadline.now()
             if now >= nextRefusalLog {
                 nextRefusalLog = now + .seconds(1)
-                logger.warning("connection refused: \(refusal) (\(counters.refusedConnections) refused so far)")
+                logger.warning("connection refused", metadata: [
+                    "reason": "\(refusal)", "refused_so_far": .stringConvertible(counters.refusedConnections)])
             }
             return false
         }

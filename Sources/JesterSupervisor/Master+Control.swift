@@ -65,7 +65,7 @@ extension Master {
             return true
         }
         logger.warning("control connection refused", metadata: [
-            "peer_pid": "\(peer.pid)", "peer_uid": "\(peer.uid)", "peer_gid": "\(peer.gid)",
+            "peer_pid": .stringConvertible(peer.pid), "peer_uid": .stringConvertible(peer.uid), "peer_gid": .stringConvertible(peer.gid),
         ])
         channel.writeAndFlush(ByteBuffer(bytes: ControlFrameCodec.encode(
             .failure(message: "permission denied: uid \(peer.uid) may not control this Jester instance",

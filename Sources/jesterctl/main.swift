@@ -409,7 +409,9 @@ struct Upstreams: ParsableCommand {
         ]
         for target in targets {
             rows.append([
-                target.state.upstream, target.state.target, target.state.health, target.state.admin,
+                // A pool failing open sends to unhealthy targets anyway: say so where the health is read.
+                target.state.upstream, target.state.target,
+                target.state.health + (target.failOpen == true ? " (fail open)" : ""), target.state.admin,
                 target.ejectedBy > 0 ? "\(target.ejectedBy) workers" : "-", "\(target.active)", "\(target.requests)",
                 "\(target.failures)",
                 target.latencyMilliseconds > 0 ? oneDecimal(target.latencyMilliseconds) + "ms" : "-",

@@ -260,6 +260,8 @@ upstream = "app"
         assert entered[0]["upstream"] == "app" and entered[0]["targets"] == 2 and entered[0]["fail_open"] is True
         rows = upstream_rows(jester)
         assert rows and all(fails_open(row) is True for row in rows), rows
+        table = jester.ctl("upstreams").stdout
+        assert table.count("unhealthy (fail open)") == 2, table
         # Requests still go somewhere (the balancer ignores checks that fail everywhere).
         assert curl(jester.url + "/echo")[0] in (502, 503)
         # One target comes back: the pool leaves the state, said once.

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import JesterConfig
 import JesterCore
+import JesterLogging
 import JesterSystem
 import Logging
 import NIOCore
@@ -54,7 +55,7 @@ final class RateLimitFilter: RequestFilter {
         {
             self.redis = RedisRateLimiter(
                 eventLoop: eventLoop, address: address, poolSize: redis.poolSize, timeout: redis.timeout,
-                keyPrefix: redis.keyPrefix, logger: Logger(label: "jester.ratelimit"))
+                keyPrefix: redis.keyPrefix, logger: Logger(component: .rateLimit))
         } else {
             redis = nil
         }
