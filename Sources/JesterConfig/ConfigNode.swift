@@ -33,7 +33,8 @@ struct ConfigNode {
         }
     }
 
-    /// Parses one file into a located tree. Syntax errors come from TOMLKit with their position.
+    /// Parses one file into a located tree. Syntax errors come from TOMLKit with their position, and are said in
+    /// Jester's words where the mistake is a common one (`TOMLSyntaxMessage`).
     static func parse(text: String, file: String) throws(ConfigError) -> ConfigNode {
         if let problem = TOMLPreflight.check(text) {
             throw ConfigError([ConfigDiagnostic(SourceLocation(file: file, line: problem.line, column: problem.column),
@@ -43,8 +44,10 @@ struct ConfigNode {
         do {
             table = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
-            let location = SourceLocation(file: file, line: error.source.begin.line, column: error.source.begin.column)
-            throw ConfigError([ConfigDiagnostic(location, "invalid TOML: \(error.description)")])
+            let said = TOMLSyntaxMessage(toml: error.description, line: error.source.begin.line,
+                column: error.source.begin.column, text: text, file: file)
+            let location = SourceLocation(file: file, line: said.line, column: said.column)
+            throw ConfigError([ConfigDiagnostic(location, "invalid TOML: \(said.message)")])
         } catch {
             throw ConfigError([ConfigDiagnostic(SourceLocation(file: file, line: 1, column: 1), "invalid TOML: \(error)")])
         }

@@ -11,6 +11,9 @@ public typealias ConfigPath = [String]
 /// anything it does not understand it skips.
 struct SourceLocator {
     private(set) var positions: [ConfigPath: (line: Int, column: Int)] = [:]
+    /// A path written a second time (a key set twice, a table header repeated, a value turned into a table),
+    /// with both places: valid TOML has none, so these only name the earlier place in a syntax error.
+    private(set) var redefinitions: [Redefinition] = []
     private let bytes: [UInt8]
     private var index = 0
     private var line = 1
@@ -32,7 +35,22 @@ struct SourceLocator {
         }
     }
 
+    /// Where a path was first written and where it was written again.
+    struct Redefinition {
+        var path: ConfigPath
+        var first: (line: Int, column: Int)
+        var second: (line: Int, column: Int)
+    }
+
     private var column: Int { index - lineStart + 1 }
+
+    /// Records where `path` is written, noting a second definition (whose place then stands for the path).
+    private mutating func define(_ path: ConfigPath, at position: (line: Int, column: Int)) {
+        if let first = positions[path] {
+            redefinitions.append(Redefinition(path: path, first: first, second: position))
+        }
+        positions[path] = position
+    }
 
     private func peek(_ offset: Int = 0) -> UInt8? {
         index + offset < bytes.count ? bytes[index + offset] : nil
@@ -75,11 +93,15 @@ struct SourceLocator {
                 if isArray {
                     let position = arrayTableCounts[path, default: 0]
                     arrayTableCounts[path] = position + 1
-                    if positions[path] == nil { positions[path] = (headerLine, headerColumn) }
+                    if positions[path] == nil {
+                        positions[path] = (headerLine, headerColumn)
+                    } else if position == 0 {
+                        define(path, at: (headerLine, headerColumn))  // a plain key or table made an array of tables
+                    }
                     path.append("#\(position)")
                 }
                 table = resolveArrayTables(path)
-                positions[table] = (headerLine, headerColumn)
+                define(table, at: (headerLine, headerColumn))
                 skipToEndOfLine()
             } else {
                 scanKeyValue(base: table)
@@ -160,7 +182,7 @@ struct SourceLocator {
             return
         }
         let path = base + key
-        positions[path] = (keyLine, keyColumn)
+        define(path, at: (keyLine, keyColumn))
         skipWhitespace(newlines: false)
         guard peek() == UInt8(ascii: "=") else { return }
         advance()
