@@ -474,8 +474,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         if let upstream, let cookie = stickyCookie(for: upstream.pool, target: upstream.target) {
             fields.append("set-cookie", cookie)
         }
-        exchange.forEachResponseField(runtime: runtime, routes: connection.routes) { name, value in
-            fields.append(name.lowercased(), value)
+        exchange.forEachLowercasedResponseField(runtime: runtime, routes: connection.routes) { name, value in
+            fields.append(lowercasing: name, value: value)
         }
         responseHasBody = BodyFraming.response(response, requestWasHead: exchange.isHeadRequest) != .none
         armReadTimer()
@@ -671,8 +671,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     private func respond(status: Int, fields: [HTTP2Field], body: ByteBuffer) {
         let sendsBody = !exchange.isHeadRequest && body.readableBytes > 0
         var all = [HTTP2Field(":status", String(status))] + fields
-        exchange.forEachResponseField(runtime: runtime, routes: connection.routes) { name, value in
-            all.append(HTTP2Field(name.lowercased(), value))
+        exchange.forEachLowercasedResponseField(runtime: runtime, routes: connection.routes) { name, value in
+            all.append(HTTP2Field(String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
         }
         all.append(HTTP2Field("content-length", String(body.readableBytes)))
         responseStarted = true
@@ -759,7 +759,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         var forwardedFor: [String] = []
         var passed: [HTTP2Field] = []
         exchange.assignRequestID(runtime: runtime)
-        let requestIDName = String(decoding: runtime.requestIDField.lowercased, as: UTF8.self)
+        let requestIDName = runtime.requestIDField.http2Name
         let subjectHeader = connection.clientSubjectHeader.map { String(decoding: $0, as: UTF8.self).lowercased() }
         let filterFields = exchange.upstreamFilterFields.map { HTTP2Field($0.name.lowercased(), $0.value) }
         for field in fields {
@@ -950,7 +950,7 @@ extension HTTP2Stream {
         }
         let edits = exchange.route?.responseEdits ?? HeaderEdits()
         var out = [HTTP2Field(":status", String(status))]
-        let requestIDName = String(decoding: runtime.requestIDField.lowercased, as: UTF8.self)
+        let requestIDName = runtime.requestIDField.http2Name
         for field in fields where !field.name.hasPrefix(":") && !Self.connectionSpecific.contains(field.name) {
             // RFC 9110 §8.6: no Content-Length on a 204, whatever the upstream sent.
             if status == 204, field.name == "content-length" { continue }
@@ -963,8 +963,8 @@ extension HTTP2Stream {
         if let h2Upstream, let cookie = stickyCookie(for: h2Upstream.pool, target: h2Upstream.target) {
             out.append(HTTP2Field("set-cookie", cookie))
         }
-        exchange.forEachResponseField(runtime: runtime, routes: connection.routes) { name, value in
-            out.append(HTTP2Field(name.lowercased(), value))
+        exchange.forEachLowercasedResponseField(runtime: runtime, routes: connection.routes) { name, value in
+            out.append(HTTP2Field(String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
         }
         responseStarted = true
         responseHasBody = !endStream

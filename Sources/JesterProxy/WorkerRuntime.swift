@@ -126,9 +126,13 @@ struct ListenerRoutes: Sendable {
     var httpsRedirect: RedirectTemplate?
     /// `hsts`: the Strict-Transport-Security value every response of this listener carries.
     var hsts: String? {
-        didSet { hstsLine = hsts.map { Array("Strict-Transport-Security: \($0)\r\n".utf8) } }
+        didSet {
+            hstsField = hsts.map { Array($0.utf8) }
+            hstsLine = hsts.map { Array("Strict-Transport-Security: \($0)\r\n".utf8) }
+        }
     }
-    /// `hsts` as an HTTP/1.1 field line, made once.
+    /// `hsts`'s value as bytes, and as an HTTP/1.1 field line, made once.
+    private(set) var hstsField: [UInt8]?
     private(set) var hstsLine: [UInt8]?
 
     static let empty = ListenerRoutes(levels: [], needsClientAddress: false)
@@ -162,6 +166,8 @@ struct ClientTimeouts {
 struct RequestIDField: Sendable {
     let name: String
     let lowercased: [UInt8]
+    /// The lowercased name as a string, as HTTP/2 fields carry it.
+    let http2Name: String
     /// `Name: `, written before an id.
     let lineStart: [UInt8]
     /// The name is X-Request-Id (in any case), which the head parser finds while parsing.
@@ -170,6 +176,7 @@ struct RequestIDField: Sendable {
     init(_ name: String) {
         self.name = name
         lowercased = Array(name.lowercased().utf8)
+        http2Name = name.lowercased()
         lineStart = Array("\(name): ".utf8)
         isDefault = name.lowercased() == "x-request-id"
     }

@@ -24,16 +24,26 @@ extension RequestExchange {
         if let hsts = routes.hstsLine { out.writeBytes(hsts) }
     }
 
-    /// The same fields as `writeResponseFields`, one by one (name as configured; HTTP/2 adapters lowercase it).
-    mutating func forEachResponseField(
-        runtime: WorkerRuntime, routes: ListenerRoutes, _ body: (_ name: String, _ value: String) -> Void
+    /// The same fields as `writeResponseFields`, one by one, as bytes (no string is made for the request id),
+    /// names lowercased for HTTP/2 and HTTP/3.
+    mutating func forEachLowercasedResponseField(
+        runtime: WorkerRuntime, routes: ListenerRoutes,
+        _ body: (_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> Void
     ) {
         if let filterContext {
-            for field in filterContext.responseFields { body(field.name, field.value) }
+            for field in filterContext.responseFields {
+                var name = field.name.lowercased()
+                var value = field.value
+                name.withUTF8 { name in value.withUTF8 { body(UnsafeRawBufferPointer(name), UnsafeRawBufferPointer($0)) } }
+            }
         }
-        body(runtime.requestIDField.name, withRequestID(runtime: runtime) { String(decoding: $0, as: UTF8.self) })
-        if let hsts = routes.hsts { body("Strict-Transport-Security", hsts) }
+        runtime.requestIDField.lowercased.withUnsafeBytes { name in withRequestID(runtime: runtime) { body(name, $0) } }
+        if let hsts = routes.hstsField {
+            Self.hstsName.withUnsafeBytes { name in hsts.withUnsafeBytes { body(name, $0) } }
+        }
     }
+
+    private static let hstsName = Array("strict-transport-security".utf8)
 
     /// Which field of an upstream's HTTP/1.1 response head the exchange writes itself: the request id, which
     /// upstreams often echo, and the client must see once. Static, like every per-response helper here that does
