@@ -12,8 +12,17 @@ struct ConfigDecoder {
     private(set) var tlsLocations: [String: SourceLocation] = [:]
     /// Where each upstream's `tls` table is.
     private(set) var upstreamTLSLocations: [String: SourceLocation] = [:]
-    /// Where each TLS listener's certificates are (their `cert` keys), in order.
-    private(set) var tlsCertificateLocations: [String: [SourceLocation]] = [:]
+    /// Where each TLS listener's certificates are (their `cert` and `key` keys), in order.
+    private(set) var tlsCertificateLocations: [String: [CertificateLocations]] = [:]
+    /// Where each upstream's client certificate is (`cert` and `key` of its `tls`).
+    private(set) var upstreamCertificateLocations: [String: CertificateLocations] = [:]
+
+    /// Where a certificate entry's two files are named: a problem with the key is reported at `key`, one with the
+    /// certificate at `cert`, so the operator is sent to the line (and the file) to fix.
+    struct CertificateLocations {
+        var certificate: SourceLocation
+        var key: SourceLocation
+    }
     /// Where filters and the lists naming them are, for the checks of whole chains (ConfigDecoder+Filters).
     var filterLocations = FilterLocations()
     /// Problems that do not stop the configuration (`Configuration.warnings`).
@@ -204,7 +213,7 @@ struct ConfigDecoder {
                 configuration.upstreams[configuration.upstreams.count - 1].stickyCookie = cookie
             }
             if let node = table.take("tls", decoder: &self) {
-                configuration.upstreams[configuration.upstreams.count - 1].tls = upstreamTLS(node)
+                configuration.upstreams[configuration.upstreams.count - 1].tls = upstreamTLS(node, upstream: name)
                 upstreamTLSLocations[name] = node.location
                 if configuration.upstreams.last?.healthCheck?.type == "http" {
                     report(table.location(of: "health_check"),
@@ -264,7 +273,9 @@ struct ConfigDecoder {
             }
             certificate.finish(decoder: &self)
             tls.certificates.append(settings)
-            tlsCertificateLocations[listener, default: []].append(certificate.location(of: "cert"))
+            tlsCertificateLocations[listener, default: []].append(
+                CertificateLocations(
+                    certificate: certificate.location(of: "cert"), key: certificate.location(of: "key")))
         }
         if tls.certificates.isEmpty, reader.has("certificates") {
             report(reader.location(of: "certificates"), "a TLS listener needs at least one certificate")
@@ -307,7 +318,7 @@ struct ConfigDecoder {
     }
 
     /// `[upstreams.NAME.tls]`, with the CA and client certificate files read.
-    private mutating func upstreamTLS(_ node: ConfigNode) -> UpstreamTLSSettings? {
+    private mutating func upstreamTLS(_ node: ConfigNode, upstream: String) -> UpstreamTLSSettings? {
         guard var reader = TableReader(node, ConfigSchema.upstreamTLS, decoder: &self) else { return nil }
         var tls = UpstreamTLSSettings()
         tls.verify = reader.boolean("verify", decoder: &self) ?? true
@@ -324,6 +335,8 @@ struct ConfigDecoder {
                 certificateFile: cert, keyFile: key,
                 certificatePEM: readFile(cert, at: reader.location(of: "cert")) ?? Data(),
                 keyPEM: readFile(key, at: reader.location(of: "key")) ?? Data())
+            upstreamCertificateLocations[upstream] = CertificateLocations(
+                certificate: reader.location(of: "cert"), key: reader.location(of: "key"))
         } else if cert != nil || key != nil {
             report(reader.location(of: cert == nil ? "key" : "cert"), "a client certificate needs both 'cert' and 'key'")
         }

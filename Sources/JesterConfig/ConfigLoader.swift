@@ -8,17 +8,17 @@ import Foundation
 public struct ConfigLoader: Sendable {
     /// The variables `${VAR}` is resolved against.
     public var environment: [String: String]
-    /// Checks a TLS listener's certificates and keys with the TLS library (nil: fine; else the reason). Given by
-    /// the `jester` executable, so this module and the master stay free of TLS code while a reload still fails
-    /// on a certificate OpenSSL would reject.
-    public var tlsCheck: (@Sendable (TLSListenerSettings) -> String?)?
+    /// Checks a TLS listener's certificates and keys with the TLS library (nil: fine; else the problem and what
+    /// it is about). Given by the `jester` executable, so this module and the master stay free of TLS code while a
+    /// reload still fails on a certificate OpenSSL would reject.
+    public var tlsCheck: (@Sendable (TLSListenerSettings) -> TLSProblem?)?
     /// The same for an upstream's TLS (CA file, client certificate).
-    public var upstreamTLSCheck: (@Sendable (UpstreamTLSSettings) -> String?)?
+    public var upstreamTLSCheck: (@Sendable (UpstreamTLSSettings) -> TLSProblem?)?
 
     public init(
         environment: [String: String] = ProcessInfo.processInfo.environment,
-        tlsCheck: (@Sendable (TLSListenerSettings) -> String?)? = nil,
-        upstreamTLSCheck: (@Sendable (UpstreamTLSSettings) -> String?)? = nil
+        tlsCheck: (@Sendable (TLSListenerSettings) -> TLSProblem?)? = nil,
+        upstreamTLSCheck: (@Sendable (UpstreamTLSSettings) -> TLSProblem?)? = nil
     ) {
         self.environment = environment
         self.tlsCheck = tlsCheck
@@ -73,7 +73,9 @@ public struct ConfigLoader: Sendable {
         if diagnostics.isEmpty, let upstreamTLSCheck {
             for upstream in configuration.upstreams {
                 guard let tls = upstream.tls, let problem = upstreamTLSCheck(tls) else { continue }
-                let location = decoder.upstreamTLSLocations[upstream.name] ?? SourceLocation(file: file, line: 1, column: 1)
+                let table = decoder.upstreamTLSLocations[upstream.name]
+                    ?? SourceLocation(file: file, line: 1, column: 1)
+                let location = Self.location(of: problem, decoder.upstreamCertificateLocations[upstream.name]) ?? table
                 diagnostics.append(ConfigDiagnostic(location, "upstream '\(upstream.name)': \(problem)"))
             }
         }
@@ -89,9 +91,10 @@ public struct ConfigLoader: Sendable {
                     single.ciphers = nil
                     single.cipherSuites = nil
                     guard let problem = tlsCheck(single) else { continue }
-                    let location = decoder.tlsCertificateLocations[listener.name]?[index]
+                    let entry = decoder.tlsCertificateLocations[listener.name]?[index]
+                    let location = Self.location(of: problem, entry) ?? entry?.certificate
                         ?? SourceLocation(file: file, line: 1, column: 1)
-                    diagnostics.append(ConfigDiagnostic(location, problem))
+                    diagnostics.append(ConfigDiagnostic(location, problem.message))
                     located = true
                 }
                 if !located, let problem = tlsCheck(tls) {
@@ -109,6 +112,18 @@ public struct ConfigLoader: Sendable {
         }
         configuration.hash = Self.hash(of: configuration)
         return configuration
+    }
+
+    /// Where a TLS problem about a certificate entry's file is reported: at `key` for the key, at `cert` for the
+    /// certificate; nil for the rest, which the caller reports at its table.
+    private static func location(
+        of problem: TLSProblem, _ entry: ConfigDecoder.CertificateLocations?
+    ) -> SourceLocation? {
+        switch problem.subject {
+        case .privateKey: return entry?.key
+        case .certificate: return entry?.certificate
+        case .settings: return nil
+        }
     }
 
     private static func includePatterns(

@@ -65,3 +65,31 @@ public struct TLSCertificateSettings: Sendable, Codable, Equatable {
         self.keyPEM = keyPEM
     }
 }
+
+/// What the TLS library finds wrong with a listener's or upstream's TLS settings, and which file it is about.
+///
+/// The check lives outside this module (the `jester` executable gives it to `ConfigLoader`, which stays free of
+/// TLS code); saying what the problem is about lets the loader point at the key to fix: an encrypted key at
+/// `key`, an unreadable chain at `cert`, a cipher list at the `tls` table.
+public struct TLSProblem: Sendable, Equatable, CustomStringConvertible {
+    /// The part of the settings a problem is about.
+    public enum Subject: Sendable, Equatable {
+        /// A certificate entry's `cert` file.
+        case certificate
+        /// A certificate entry's `key` file.
+        case privateKey
+        /// Anything else (ciphers, CA, versions): reported at the `tls` table.
+        case settings
+    }
+
+    public var subject: Subject
+    /// The explanation, naming the file it is about.
+    public var message: String
+
+    public init(_ message: String, about subject: Subject = .settings) {
+        self.message = message
+        self.subject = subject
+    }
+
+    public var description: String { message }
+}

@@ -18,19 +18,19 @@ public enum TLSListener {
     /// Whether OpenSSL accepts the listener's certificates, keys, CA and ciphers: nil, or the reason it does not.
     /// The configuration loader calls this (given by the `jester` executable), so a bad certificate fails
     /// `config validate` and a reload, with the old configuration still serving.
-    public static func problem(_ settings: TLSListenerSettings) -> String? {
+    public static func problem(_ settings: TLSListenerSettings) -> TLSProblem? {
         do {
             _ = try TLSServerContext(serverConfiguration(settings))
             return nil
         } catch {
-            return error.description
+            return TLSProblem(error)
         }
     }
 
     static func serverConfiguration(_ settings: TLSListenerSettings) -> TLSServerConfiguration {
         var configuration = TLSServerConfiguration(certificates: settings.certificates.map { certificate in
             .init(chainPEM: Array(certificate.certificatePEM), keyPEM: Array(certificate.keyPEM),
-                names: certificate.names, origin: certificate.certificateFile,
+                names: certificate.names, origin: certificate.certificateFile, keyOrigin: certificate.keyFile,
                 ocspResponse: certificate.ocspResponse.map(Array.init))
         })
         configuration.minimumVersion = settings.minVersion == "1.3" ? .tls13 : .tls12
@@ -51,18 +51,30 @@ public enum UpstreamTLS {
         try TLSClientContext(
             caPEM: settings.caPEM.map(Array.init), verify: settings.verify,
             certificate: settings.certificate.map {
-                .init(chainPEM: Array($0.certificatePEM), keyPEM: Array($0.keyPEM), origin: $0.certificateFile)
+                .init(chainPEM: Array($0.certificatePEM), keyPEM: Array($0.keyPEM), origin: $0.certificateFile,
+                    keyOrigin: $0.keyFile)
             },
             applicationProtocols: http2 ? ["h2"] : [])
     }
 
     /// Whether OpenSSL accepts the CA file and client certificate: nil, or the reason it does not.
-    public static func problem(_ settings: UpstreamTLSSettings) -> String? {
+    public static func problem(_ settings: UpstreamTLSSettings) -> TLSProblem? {
         do {
             _ = try makeContext(settings)
             return nil
         } catch {
-            return error.description
+            return TLSProblem(error)
+        }
+    }
+}
+
+extension TLSProblem {
+    /// A TLS failure for the loader, with the file it is about (so an encrypted key is reported at `key`).
+    init(_ error: TLSError) {
+        switch error.subject {
+        case .certificate: self.init(error.description, about: .certificate)
+        case .privateKey: self.init(error.description, about: .privateKey)
+        case nil: self.init(error.description)
         }
     }
 }

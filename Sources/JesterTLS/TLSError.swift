@@ -11,10 +11,29 @@ public struct TLSError: Error, CustomStringConvertible, Sendable, Equatable {
     public var operation: String
     /// OpenSSL's reasons, oldest first ("error:0A000086:SSL routines::certificate verify failed").
     public var reasons: [String]
+    /// Which file of a certificate entry the failure is about, when it is about one: the configuration check
+    /// reports it at that file's key (`cert` or `key`), where the operator has to look.
+    public var subject: Subject?
 
-    public init(_ operation: String, reasons: [String] = []) {
+    /// The file of a certificate entry a failure is about.
+    public enum Subject: Sendable, Equatable {
+        /// The certificate chain (unreadable, unusable, names no host).
+        case certificate
+        /// The private key (unreadable, encrypted, not a key, not the certificate's).
+        case privateKey
+    }
+
+    public init(_ operation: String, reasons: [String] = [], subject: Subject? = nil) {
         self.operation = operation
         self.reasons = reasons
+        self.subject = subject
+    }
+
+    /// The same error, said to be about `subject`.
+    func about(_ subject: Subject) -> TLSError {
+        var copy = self
+        copy.subject = subject
+        return copy
     }
 
     /// The error for `operation`, with whatever the calling thread's error queue holds (which is emptied).

@@ -13,17 +13,20 @@ public struct TLSServerConfiguration: Sendable {
         public var names: [String]
         /// Where the chain came from, for error messages.
         public var origin: String
+        /// Where the key came from: a problem with the key names the key file, not the certificate.
+        public var keyOrigin: String
         /// A DER OCSP response for the leaf, stapled to handshakes of clients that ask (RFC 6066 §8).
         public var ocspResponse: [UInt8]?
 
         public init(
             chainPEM: [UInt8], keyPEM: [UInt8], names: [String] = [], origin: String = "certificate",
-            ocspResponse: [UInt8]? = nil
+            keyOrigin: String = "private key", ocspResponse: [UInt8]? = nil
         ) {
             self.chainPEM = chainPEM
             self.keyPEM = keyPEM
             self.names = names
             self.origin = origin
+            self.keyOrigin = keyOrigin
             self.ocspResponse = ocspResponse
         }
     }

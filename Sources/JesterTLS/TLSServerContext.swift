@@ -154,29 +154,40 @@ public final class TLSServerContext: @unchecked Sendable {
     static func install(
         _ certificate: TLSServerConfiguration.Certificate, in context: OpaquePointer, needsNames: Bool = true
     ) throws(TLSError) -> [String] {
-        let chain = try readCertificates(certificate.chainPEM, what: certificate.origin)
-        guard let leaf = chain.first else { throw TLSError("\(certificate.origin) holds no PEM certificate") }
+        let chain: [OpaquePointer]
+        do {
+            chain = try readCertificates(certificate.chainPEM, what: certificate.origin)
+        } catch {
+            throw error.about(.certificate)
+        }
+        guard let leaf = chain.first else {
+            throw TLSError("\(certificate.origin) holds no PEM certificate", subject: .certificate)
+        }
         defer { chain.forEach { X509_free($0) } }
         guard SSL_CTX_use_certificate(context, leaf) == 1 else {
-            throw .fromQueue("\(certificate.origin): the certificate cannot be used")
+            throw TLSError.fromQueue("\(certificate.origin): the certificate cannot be used").about(.certificate)
         }
         for intermediate in chain.dropFirst() {
             // add0 takes the reference the defer above would otherwise drop.
             X509_up_ref(intermediate)
             guard cjester_SSL_CTX_add0_chain_cert(context, intermediate) == 1 else {
-                throw .fromQueue("\(certificate.origin): an intermediate certificate cannot be used")
+                throw TLSError.fromQueue("\(certificate.origin): an intermediate certificate cannot be used")
+                    .about(.certificate)
             }
         }
-        let key = try readPrivateKey(certificate.keyPEM, what: certificate.origin)
+        // Problems with the key name the key file: an encrypted key is fixed there, not in the certificate.
+        let key = try readPrivateKey(certificate.keyPEM, what: certificate.keyOrigin)
         defer { EVP_PKEY_free(key) }
         guard SSL_CTX_use_PrivateKey(context, key) == 1, SSL_CTX_check_private_key(context) == 1 else {
             _ = TLSError.drainQueue()
-            throw TLSError("\(certificate.origin): the private key does not match the certificate")
+            throw TLSError("\(certificate.keyOrigin): the private key does not match the certificate "
+                + "\(certificate.origin)", subject: .privateKey)
         }
         if !certificate.names.isEmpty || !needsNames { return certificate.names }
         let names = certificateDNSNames(leaf)
         guard !names.isEmpty else {
-            throw TLSError("\(certificate.origin): the certificate names no host (no DNS subjectAltName or common name); give 'names'")
+            throw TLSError("\(certificate.origin): the certificate names no host (no DNS subjectAltName or common "
+                + "name); give 'names'", subject: .certificate)
         }
         return names
     }
@@ -213,8 +224,11 @@ public final class TLSServerContext: @unchecked Sendable {
             let reasons = TLSError.drainQueue()
             let encrypted = String(decoding: pem.prefix(4096), as: UTF8.self).contains("ENCRYPTED")
             throw TLSError(encrypted
-                ? "\(what): the private key is encrypted (Jester starts unattended; store it decrypted, readable by root only)"
-                : "\(what): no PEM private key can be read", reasons: reasons)
+                ? "\(what): the private key is encrypted (Jester starts unattended; store it decrypted, readable by "
+                    + "root only: openssl pkey -in KEY -out KEY.decrypted)"
+                : "\(what): no PEM private key can be read",
+                // OpenSSL's "bad decrypt" entries only repeat, twice over, that there was no passphrase.
+                reasons: encrypted ? [] : reasons, subject: .privateKey)
         }
         return key
     }

@@ -8,7 +8,9 @@ import Testing
 private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().appendingPathComponent("Fixtures/tls").path
 
-private func load(_ body: String, check: (@Sendable (TLSListenerSettings) -> String?)? = nil) -> Result<Configuration, ConfigError> {
+private func load(
+    _ body: String, check: (@Sendable (TLSListenerSettings) -> TLSProblem?)? = nil
+) -> Result<Configuration, ConfigError> {
     // The listener takes lines 1-3, so the body starts on line 4.
     let text = """
         [[listeners]]
@@ -83,9 +85,59 @@ private func messages(_ result: Result<Configuration, ConfigError>) -> [String] 
         cert = "wildcard.pem"
         key = "alpha.key"
         """, check: { settings in
-            settings.certificates.contains { $0.certificateFile == "wildcard.pem" } ? "the key does not match" : nil
+            settings.certificates.contains { $0.certificateFile == "wildcard.pem" }
+                ? TLSProblem("wildcard.pem cannot be used", about: .certificate) : nil
         }))
-    #expect(found == ["\(fixtures)/jester.toml:9:1: error: the key does not match"])
+    #expect(found == ["\(fixtures)/jester.toml:9:1: error: wildcard.pem cannot be used"])
+}
+
+/// What a problem is about decides where it is reported: a key's at `key` (an encrypted key is fixed in the key
+/// file, not the certificate), a certificate's at `cert`, the rest (ciphers, CA) at the listener's `tls` table.
+@Test(arguments: [
+    (TLSProblem.Subject.privateKey, "jester.toml:10:1"), (.certificate, "jester.toml:9:1"),
+    (.settings, "jester.toml:4:1"),
+])
+func aTLSProblemIsReportedAtTheKeyItIsAbout(subject: TLSProblem.Subject, place: String) {
+    let found = messages(load("""
+        [listeners.tls]
+        [[listeners.tls.certificates]]
+        cert = "alpha.pem"
+        key = "alpha.key"
+        [[listeners.tls.certificates]]
+        cert = "wildcard.pem"
+        key = "alpha.key"
+        """, check: { settings in
+            // The per-certificate pass sees one certificate and no cipher settings; the whole-listener pass both.
+            guard settings.certificates.contains(where: { $0.certificateFile == "wildcard.pem" }) else { return nil }
+            guard subject != .settings || settings.certificates.count == 2 else { return nil }
+            return TLSProblem("the problem", about: subject)
+        }))
+    let prefix = subject == .settings ? "listener 'https': " : ""
+    #expect(found == ["\(fixtures)/\(place): error: \(prefix)the problem"])
+}
+
+@Test(arguments: [(TLSProblem.Subject.privateKey, 12), (.certificate, 11), (.settings, 9)])
+func anUpstreamTLSProblemIsReportedAtTheKeyItIsAbout(subject: TLSProblem.Subject, line: Int) throws {
+    let text = """
+        [[routes]]
+        name = "api"
+        upstream = "secure"
+        [upstreams.secure]
+        targets = ["127.0.0.1:9443"]
+        [upstreams.secure.tls]
+        ca = "ca.pem"
+        cert = "client.pem"
+        key = "client.key"
+        """
+    do {
+        let loader = ConfigLoader(environment: [:], upstreamTLSCheck: { _ in TLSProblem("bad", about: subject) })
+        _ = try loader.load(text: "[[listeners]]\nname = \"web\"\naddress = \"127.0.0.1:8080\"\n" + text,
+                file: fixtures + "/jester.toml")
+        Issue.record("accepted a TLS problem")
+    } catch {
+        #expect(error.diagnostics.map(\.description)
+            == ["\(fixtures)/jester.toml:\(line):1: error: upstream 'secure': bad"])
+    }
 }
 
 @Test func aTLSListenerNeedsACertificateAndHTTP() {

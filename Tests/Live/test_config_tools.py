@@ -106,3 +106,21 @@ def test_the_dump_loads_back_to_the_same_configuration(tmp_path, path):
         assert f"(hash {original_hash})" in again.stdout
     finally:
         copy.unlink(missing_ok=True)
+
+
+def test_toml_syntax_errors_are_said_in_jesters_words(tmp_path):
+    # The mistakes of issue 19, through the binary: where the parser stopped, and where the string or key began.
+    head = '[[listeners]]\nname = "web"\naddress = "127.0.0.1:19703"\n\n[[routes]]\n'
+    cases = [
+        ('name = "api\n', "6:12: error: invalid TOML: unterminated string starting at 6:8"),
+        ('name = "api"\nname = "web"\n', "7:1: error: invalid TOML: 'name' is already set at {file}:6:1"),
+        ('path_regex = "^/api/\\d+"\n', "6:21: error: invalid TOML: invalid escape sequence '\\d' in a string"),
+    ]
+    for index, (body, expected) in enumerate(cases):
+        path = tmp_path / f"syntax-{index}.toml"
+        path.write_text(head + body)
+        for args in [("config", "validate", "-c", str(path)), ("-t", "-c", str(path))]:
+            result = jester(*args)
+            assert result.returncode == 1, (args, result.stdout)
+            assert f"{path}:{expected.format(file=path)}" in result.stderr, result.stderr
+            assert "Error while parsing" not in result.stderr

@@ -276,6 +276,38 @@ key = "{keys / 'missing.key'}"
     assert f"{config}:10:1" in result.stdout + result.stderr and "cannot read" in result.stdout + result.stderr
     assert "'h3' is not a protocol Jester serves" in result.stdout + result.stderr
 
+    # Problems with a key are reported at its 'key' line and name the key file; the certificate's at 'cert'.
+    encrypted = keys / "encrypted.key"
+    subprocess.run(["openssl", "pkey", "-in", str(keys / "site.key"), "-aes-256-cbc", "-passout", "pass:secret",
+                    "-out", str(encrypted)], check=True, capture_output=True)
+    assert "ENCRYPTED" in encrypted.read_text()
+    not_a_key = keys / "not-a-key.key"
+    not_a_key.write_text("not a key\n")
+    not_a_certificate = keys / "not-a-certificate.pem"
+    shutil.copyfile(keys / "site.key", not_a_certificate)
+    cases = [
+        ("site.pem", "encrypted.key", 9, "encrypted.key: the private key is encrypted (Jester starts unattended"),
+        ("site.pem", "not-a-key.key", 9, "not-a-key.key: no PEM private key can be read"),
+        ("site.pem", "beta.key", 9, f"beta.key: the private key does not match the certificate {keys}/site.pem"),
+        ("not-a-certificate.pem", "site.key", 8, "not-a-certificate.pem holds no PEM certificate"),
+    ]
+    for cert, key, line, message in cases:
+        config.write_text(f"""
+[[listeners]]
+name = "https"
+address = "127.0.0.1:1"
+[listeners.tls]
+[[listeners.tls.certificates]]
+names = ["alpha.test"]
+cert = "{keys / cert}"
+key = "{keys / key}"
+""")
+        result = subprocess.run([JESTER, "config", "validate", str(config)], capture_output=True, text=True)
+        output = result.stdout + result.stderr
+        assert result.returncode == 1, output
+        assert f"{config}:{line}:1: error: {keys}/{message}" in output, output
+        assert len(output.strip().splitlines()) == 1, output  # one diagnostic, at one place
+
 
 def test_testssl_finds_no_vulnerability(make_jester, keys):
     jester = make_jester(tls_config(keys))
