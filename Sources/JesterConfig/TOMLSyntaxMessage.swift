@@ -70,6 +70,8 @@ struct TOMLSyntaxMessage: Equatable {
         atLineEnd: Bool, text: String, file: String
     ) -> TOMLSyntaxMessage? {
         let here = (line: line, column: column)
+        // The line toml++ stopped on (empty if its position is outside the text).
+        let scalars = line >= 1 && line <= lines.count ? lines[line - 1] : []
         switch scope {
         case .string, .literalString:
             let unterminated = reason == "encountered end-of-file"
@@ -82,11 +84,7 @@ struct TOMLSyntaxMessage: Equatable {
                 // toml++ points at the letter after the backslash; the backslash is where the fix goes.
                 let escape = quoted(in: reason) ?? "\\"
                 var position = here
-                if column >= 2, line <= lines.count, column - 1 <= lines[line - 1].count,
-                    lines[line - 1][column - 2] == "\\"
-                {
-                    position.column -= 1
-                }
+                if column >= 2, column - 1 <= scalars.count, scalars[column - 2] == "\\" { position.column -= 1 }
                 return TOMLSyntaxMessage(position, "invalid escape sequence '\(escape)' in a string: write \\\\ "
                     + "for a backslash, or put the text in single quotes ('...'), where a backslash is plain "
                     + "(as regular expressions need); TOML's escapes are \\b \\t \\n \\f \\r \\\" \\\\ \\uXXXX "
@@ -101,7 +99,22 @@ struct TOMLSyntaxMessage: Equatable {
             return TOMLSyntaxMessage(here, "a \\u escape takes exactly four hex digits (\\u00E9) and \\U eight")
         case .keyValuePair:
             if reason.hasPrefix("expected '='") {
-                let key = keyBefore(column, in: line <= lines.count ? lines[line - 1] : [])
+                let key = keyBefore(column, in: scalars)
+                let found = column >= 1 && column <= scalars.count ? scalars[column - 1] : nil
+                let follows = column >= 2 && column - 1 <= scalars.count && scalars[column - 2] != " "
+                    && scalars[column - 2] != "\t"
+                if let found, follows, !key.isEmpty, found != "\r" {
+                    // "hea"der = 1": the key runs into a character no bare key has.
+                    return TOMLSyntaxMessage(here, "'\(found)' cannot be part of the key '\(key)...': a bare key "
+                        + "is letters, digits, '_' and '-' (any other key is quoted: \"...\" = value)")
+                }
+                let rest = scalars.dropFirst(max(0, column - 1))
+                if let found, isBareKey(found), let equals = rest.firstIndex(of: "=") {
+                    // "my key = 1": a space inside the key.
+                    let whole = key + " " + String(String.UnicodeScalarView(rest[..<equals])).trimmingWhitespace
+                    return TOMLSyntaxMessage(here, "'\(whole)' is not a key: a key with spaces is quoted "
+                        + "(\"\(whole)\" = value)")
+                }
                 return TOMLSyntaxMessage(here, key.isEmpty
                     ? "missing '=': a setting is written key = value"
                     : "missing '=' after the key '\(key)': a setting is written \(key) = value")
@@ -123,7 +136,7 @@ struct TOMLSyntaxMessage: Equatable {
                 return redefinition(reason, text: text, file: file, line: line, fallback: here)
             }
             guard reason.hasPrefix("expected ']'") || reason == "encountered end-of-file" else { return nil }
-            let header = line <= lines.count ? String(String.UnicodeScalarView(lines[line - 1])) : ""
+            let header = String(String.UnicodeScalarView(scalars))
             let trimmed = header.trimmingWhitespace
             let closing = trimmed.hasPrefix("[[") ? "]]" : "]"
             guard atLineEnd || reason == "encountered end-of-file" else {
@@ -160,7 +173,7 @@ struct TOMLSyntaxMessage: Equatable {
             return nil
         case .value, .boolean, .decimalInteger, .floatingPoint:
             guard reason == "could not determine value type" || scope != .value else { return nil }
-            let token = tokenAround(column, in: line <= lines.count ? lines[line - 1] : [])
+            let token = tokenAround(column, in: scalars)
             guard !token.text.isEmpty else { return nil }
             let position = (line: line, column: token.start)
             if scope == .decimalInteger || scope == .floatingPoint {
@@ -239,6 +252,12 @@ struct TOMLSyntaxMessage: Equatable {
         let before = line.prefix(max(0, min(column - 1, line.count)))
         let start = before.lastIndex { $0 == "{" || $0 == "," }.map { $0 + 1 } ?? 0
         return String(String.UnicodeScalarView(before[start...])).trimmingWhitespace
+    }
+
+    /// A character of a bare key: A-Z a-z 0-9 _ -.
+    private static func isBareKey(_ scalar: Unicode.Scalar) -> Bool {
+        ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar)
+            || scalar == "_" || scalar == "-"
     }
 
     /// The bare word containing `column` (1-based), and the column it starts at.

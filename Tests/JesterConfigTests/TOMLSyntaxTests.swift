@@ -14,7 +14,8 @@ private struct Mistake: CustomTestStringConvertible, Sendable {
     var testDescription: String { name }
 }
 
-private let basicStringFix = "close it with \" on the same line (a string over several lines is written \"\"\"...\"\"\")"
+private let basicStringFix =
+    "close it with \" on the same line (a string over several lines is written \"\"\"...\"\"\")"
 private let escapeFix = "write \\\\ for a backslash, or put the text in single quotes ('...'), where a backslash is "
     + "plain (as regular expressions need); TOML's escapes are \\b \\t \\n \\f \\r \\\" \\\\ \\uXXXX \\UXXXXXXXX"
 private let inlineNewline = "an inline table {...} is written on one line (close it with }, or write a [table] section)"
@@ -52,6 +53,12 @@ private let mistakes: [Mistake] = [
     Mistake(name: "key alone", text: "[log]\nlevel\n",
         expected: "t.toml:2:6: error: invalid TOML: missing '=' after the key 'level': a setting is written "
             + "level = value"),
+    Mistake(name: "a quote inside a key", text: "[http]\nkeep\"alive_timeout = \"75s\"\n",
+        expected: "t.toml:2:5: error: invalid TOML: '\"' cannot be part of the key 'keep...': a bare key is "
+            + "letters, digits, '_' and '-' (any other key is quoted: \"...\" = value)"),
+    Mistake(name: "a space inside a key", text: "my key = 1\n",
+        expected: "t.toml:1:4: error: invalid TOML: 'my key' is not a key: a key with spaces is quoted "
+            + "(\"my key\" = value)"),
     Mistake(name: "no value", text: "x = \n",
         expected: "t.toml:1:5: error: invalid TOML: a key with no value after '=': write a string in quotes, a "
             + "number, true or false, an array [...] or an inline table {...}"),
