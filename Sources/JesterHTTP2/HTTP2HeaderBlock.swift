@@ -15,6 +15,8 @@ public struct HTTP2HeaderBlock: Sendable, Equatable {
         var start: Int
         var nameLength: Int
         var valueLength: Int
+        /// See `HTTP2Field.neverIndexed`.
+        var neverIndexed = false
     }
 
     /// `bytes`: about how many bytes the names and values take; `fields`: about how many there are.
@@ -25,7 +27,7 @@ public struct HTTP2HeaderBlock: Sendable, Equatable {
 
     public init(_ fields: [HTTP2Field]) {
         self.init(reservingBytes: fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }, fields: fields.count)
-        for field in fields { append(field.name, field.value) }
+        for field in fields { append(field.name, field.value, neverIndexed: field.neverIndexed) }
     }
 
     public var count: Int { spans.count }
@@ -36,24 +38,29 @@ public struct HTTP2HeaderBlock: Sendable, Equatable {
             let valueStart = span.start + span.nameLength
             return HTTP2Field(
                 String(decoding: bytes[span.start..<valueStart], as: UTF8.self),
-                String(decoding: bytes[valueStart..<valueStart + span.valueLength], as: UTF8.self))
+                String(decoding: bytes[valueStart..<valueStart + span.valueLength], as: UTF8.self),
+                neverIndexed: span.neverIndexed)
         }
     }
 
-    /// Appends a field whose name is already lowercase.
-    public mutating func append(_ name: String, _ value: String) {
+    /// Appends a field whose name is already lowercase (`neverIndexed`: see `HTTP2Field.neverIndexed`).
+    public mutating func append(_ name: String, _ value: String, neverIndexed: Bool = false) {
         let start = bytes.count
         bytes.append(contentsOf: name.utf8)
         let nameLength = bytes.count - start
         bytes.append(contentsOf: value.utf8)
-        spans.append(Span(start: start, nameLength: nameLength, valueLength: bytes.count - start - nameLength))
+        spans.append(Span(
+            start: start, nameLength: nameLength, valueLength: bytes.count - start - nameLength,
+            neverIndexed: neverIndexed))
     }
 
     /// Appends a field from HTTP/1 bytes, lowercasing its name (HTTP/1 names are case-insensitive).
-    public mutating func append(lowercasing name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+    public mutating func append(
+        lowercasing name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, neverIndexed: Bool = false
+    ) {
         let start = bytes.count
         for byte in name { bytes.append(byte &- 0x41 < 26 ? byte | 0x20 : byte) }
         bytes.append(contentsOf: value)
-        spans.append(Span(start: start, nameLength: name.count, valueLength: value.count))
+        spans.append(Span(start: start, nameLength: name.count, valueLength: value.count, neverIndexed: neverIndexed))
     }
 }

@@ -6,10 +6,14 @@ private import CJesterNGHTTP2
 public struct HTTP2Field: Sendable, Equatable {
     public var name: String
     public var value: String
+    /// Sent as a never-indexed literal (RFC 7541 §6.2.3): for values unique to one message (a request id), which
+    /// HPACK's dynamic table would only churn through, evicting the fields that do repeat.
+    public var neverIndexed: Bool
 
-    public init(_ name: String, _ value: String) {
+    public init(_ name: String, _ value: String, neverIndexed: Bool = false) {
         self.name = name
         self.value = value
+        self.neverIndexed = neverIndexed
     }
 }
 
@@ -170,6 +174,12 @@ public final class HTTP2Session {
         nghttp2_session_want_read(session) != 0 || nghttp2_session_want_write(session) != 0
     }
 
+    /// The bytes of header fields this side's HPACK encoder remembers (its dynamic table): what never-indexed
+    /// fields stay out of.
+    public var encoderTableSize: Int {
+        Int(nghttp2_session_get_hd_deflate_dynamic_table_size(session))
+    }
+
     // MARK: Streams
 
     /// Submits a response head (server); with `hasBody`, its body follows through `sendBody` and `finishBody`.
@@ -284,7 +294,8 @@ public final class HTTP2Session {
                 for (index, span) in block.spans.enumerated() {
                     list.initializeElement(at: index, to: nghttp2_nv(
                         name: base + span.start, value: base + span.start + span.nameLength, namelen: span.nameLength,
-                        valuelen: span.valueLength, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+                        valuelen: span.valueLength,
+                        flags: UInt8((span.neverIndexed ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE).rawValue)))
                 }
                 return body(UnsafePointer(list.baseAddress!), block.count)
             }
@@ -311,9 +322,13 @@ public final class HTTP2Session {
         incoming.reserveCapacity(8)
     }
 
-    fileprivate func header(stream: Int32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
+    /// `neverIndexed`: the peer sent it so; a proxy passing it on must too (RFC 7541 §6.2.3).
+    fileprivate func header(
+        stream: Int32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>, neverIndexed: Bool
+    ) {
         guard stream == incomingStream else { return }
-        incoming.append(HTTP2Field(String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+        incoming.append(HTTP2Field(
+            String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self), neverIndexed: neverIndexed))
     }
 
     fileprivate func frameReceived(type: UInt8, flags: UInt8, stream: Int32, category: UInt32, lastStream: Int32,
@@ -411,11 +426,12 @@ private let onBeginHeaders: @convention(c) (OpaquePointer?, UnsafePointer<nghttp
 private let onHeader: @convention(c) (
     OpaquePointer?, UnsafePointer<nghttp2_frame>?, UnsafePointer<UInt8>?, Int, UnsafePointer<UInt8>?, Int, UInt8,
     UnsafeMutableRawPointer?
-) -> Int32 = { _, frame, name, nameLength, value, valueLength, _, user in
+) -> Int32 = { _, frame, name, nameLength, value, valueLength, flags, user in
     guard let frame else { return 0 }
     HTTP2Session.from(user).header(
         stream: frame.pointee.hd.stream_id, name: UnsafeBufferPointer(start: name, count: nameLength),
-        value: UnsafeBufferPointer(start: value, count: valueLength))
+        value: UnsafeBufferPointer(start: value, count: valueLength),
+        neverIndexed: flags & UInt8(NGHTTP2_NV_FLAG_NO_INDEX.rawValue) != 0)
     return 0
 }
 

@@ -88,12 +88,13 @@ final class HTTP2Exchange: ExchangeUpstream, HTTP2UpstreamStreamDelegate {
             let authority = head.hostField.map { text(head.fields[$0].value) } ?? targetDescription
             fields = [HTTP2Field(":method", text(head.method)), HTTP2Field(":scheme", scheme),
                 HTTP2Field(":authority", authority), HTTP2Field(":path", text(head.target))]
-            for field in head.fields where !field.isHopByHop {
+            for (index, field) in head.fields.enumerated() where !field.isHopByHop {
                 let name = text(field.name).lowercased()
                 // Framing and connection fields do not exist in HTTP/2 (RFC 9113 §8.2.2); Host became :authority.
                 if name == "host" || HTTP2Stream.connectionSpecific.contains(name) { continue }
                 if name == "te" { continue }
-                fields.append(HTTP2Field(name, text(field.value)))
+                // (A request id is every request's own: never worth a place in the HPACK table.)
+                fields.append(HTTP2Field(name, text(field.value), neverIndexed: index == head.requestIDField))
             }
         }
         // Trailers are accepted (and dropped on the way to the HTTP/1.1 client, RFC 9110 §6.5.1); gRPC servers

@@ -474,8 +474,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         if let upstream, let cookie = stickyCookie(for: upstream.pool, target: upstream.target) {
             fields.append("set-cookie", cookie)
         }
-        exchange.forEachLowercasedResponseField(runtime: runtime, routes: connection.routes) { name, value in
-            fields.append(lowercasing: name, value: value)
+        exchange.forEachLowercasedResponseField(runtime: runtime, routes: connection.routes) { name, value, unique in
+            fields.append(lowercasing: name, value: value, neverIndexed: unique)
         }
         responseHasBody = BodyFraming.response(response, requestWasHead: exchange.isHeadRequest) != .none
         armReadTimer()
@@ -671,8 +671,9 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     private func respond(status: Int, fields: [HTTP2Field], body: ByteBuffer) {
         let sendsBody = !exchange.isHeadRequest && body.readableBytes > 0
         var all = [HTTP2Field(":status", String(status))] + fields
-        exchange.forEachLowercasedResponseField(runtime: runtime, routes: connection.routes) { name, value in
-            all.append(HTTP2Field(String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+        exchange.forEachLowercasedResponseField(runtime: runtime, routes: connection.routes) { name, value, unique in
+            all.append(HTTP2Field(
+                String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self), neverIndexed: unique))
         }
         all.append(HTTP2Field("content-length", String(body.readableBytes)))
         responseStarted = true
@@ -821,7 +822,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         if case .generated = exchange.requestID {
             out.append(HTTP2Field(requestIDName, exchange.withRequestID(runtime: runtime) {
                 String(decoding: $0, as: UTF8.self)
-            }))
+            }, neverIndexed: true))
         }
         return out
     }
@@ -963,8 +964,9 @@ extension HTTP2Stream {
         if let h2Upstream, let cookie = stickyCookie(for: h2Upstream.pool, target: h2Upstream.target) {
             out.append(HTTP2Field("set-cookie", cookie))
         }
-        exchange.forEachLowercasedResponseField(runtime: runtime, routes: connection.routes) { name, value in
-            out.append(HTTP2Field(String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+        exchange.forEachLowercasedResponseField(runtime: runtime, routes: connection.routes) { name, value, unique in
+            out.append(HTTP2Field(
+                String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self), neverIndexed: unique))
         }
         responseStarted = true
         responseHasBody = !endStream

@@ -175,6 +175,33 @@ private func requestFields(_ method: String = "GET", path: String = "/", extra: 
     #expect(answer.contains(.headers(stream: stream, fields: block.fields, endStream: true)))
 }
 
+@Test func neverIndexedFieldsStayOutOfTheCompressionTable() throws {
+    let client = try HTTP2Session(role: .client)
+    let server = try HTTP2Session(role: .server)
+    var streams: [Int32] = []
+    for index in 0..<3 {
+        streams.append(try #require(client.request(fields: requestFields(path: "/\(index)"), hasBody: false)))
+    }
+    exchange(client, server)
+    // A request id is each response's own: remembering it would only evict the fields that repeat.
+    for (index, stream) in streams.prefix(2).enumerated() {
+        var block = HTTP2HeaderBlock()
+        block.append(":status", "200")
+        block.append("x-request-id", "0123456789abcdef0123456789abcde\(index)", neverIndexed: true)
+        server.respond(stream: stream, headers: block, hasBody: false)
+        let answer = exchange(client, server).client
+        #expect(answer.contains(.headers(stream: stream, fields: block.fields, endStream: true)))
+        #expect(server.encoderTableSize == 0)
+    }
+    // (The same field indexed takes its place in the table.)
+    var indexed = HTTP2HeaderBlock()
+    indexed.append(":status", "200")
+    indexed.append("x-request-id", "fedcba9876543210fedcba9876543210")
+    server.respond(stream: streams[2], headers: indexed, hasBody: false)
+    exchange(client, server)
+    #expect(server.encoderTableSize > 0)
+}
+
 @Test func skippedClientStreamIDsAreRefusedAndUsedOnesAreNot() {
     var ids = ClientStreamIDs()
     // Trailers on a stream in use, and a used stream (maybe reset by us: nghttp2 decides) are allowed.
