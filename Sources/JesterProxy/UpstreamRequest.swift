@@ -137,7 +137,7 @@ struct UpstreamRequest {
         }
         if case .generated(let high, let low) = requestID {
             out.writeBytes(runtime.requestIDField.lineStart)
-            RequestIDGenerator.withID(high, low) { out.writeBytes($0) }
+            RequestIDGenerator.withID(high, low) { _ = out.writeBytes($0) }
             out.writeStaticString("\r\n")
         }
         if chunked {

@@ -91,7 +91,7 @@ extension Master {
         }
         logger.notice("reopening the access log", metadata: [
             "files": .array(paths.sorted().map { .string($0) }), "workers": .stringConvertible(waiting.count)])
-        var round = ReopenRound(sequence: sequence, waiting: waiting, unreachable: unreachable)
+        let round = ReopenRound(sequence: sequence, waiting: waiting, unreachable: unreachable)
         if let target { accessLogs.requesters[sequence] = target }
         guard !round.isComplete else {
             finish([round])
@@ -100,9 +100,9 @@ extension Master {
         accessLogs.rounds.append(round)
         eventLoop.scheduleTask(in: .seconds(Self.reopenDeadlineSeconds)) {
             guard let index = self.accessLogs.rounds.firstIndex(where: { $0.sequence == sequence }) else { return }
-            round = self.accessLogs.rounds.remove(at: index)
-            round.deadlinePassed()
-            self.finish([round])
+            var expired = self.accessLogs.rounds.remove(at: index)
+            expired.deadlinePassed()
+            self.finish([expired])
         }
     }
 

@@ -19,7 +19,7 @@ extension RequestExchange {
             }
         }
         out.writeBytes(runtime.requestIDField.lineStart)
-        withRequestID(runtime: runtime) { out.writeBytes($0) }
+        withRequestID(runtime: runtime) { _ = out.writeBytes($0) }
         out.writeStaticString("\r\n")
         if let hsts = routes.hstsLine { out.writeBytes(hsts) }
     }
