@@ -698,28 +698,20 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         while statusLineEnd < bytes.count, bytes[statusLineEnd] != ASCII.cr { statusLineEnd += 1 }
         out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[8..<statusLineEnd]))
         out.writeStaticString("\r\n")
-        let edits = exchange.route?.responseEdits ?? HeaderEdits()
         // The request id is written once below, whatever the upstream echoed.
         let echoedID = RequestExchange.fieldWrittenByExchange(in: response, bytes, runtime: runtime)
+        let route = exchange.route
         for index in response.fields.indices where index != echoedID {
             let field = response.fields[index]
             guard !field.isHopByHop, field.kind != .contentLength else { continue }
-            if !edits.isEmpty, edits.drops(bytes, field.name) { continue }
+            if RequestExchange.dropsUpstreamField(bytes, name: field.name, route: route) { continue }
             out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.line]))
             out.writeStaticString("\r\n")
         }
-        if !edits.rendered.isEmpty { out.writeBytes(edits.rendered) }
-        // (Sticky pools only: the exchange's pool says so without asking the upstream, an existential, per response.)
-        if exchange.pool?.stickyCookie != nil, let upstream,
-            let cookie = RequestExchange.stickyCookie(
-                pool: upstream.pool, target: upstream.target, stickyTarget: exchange.stickyTarget, secure: tls != nil)
-        {
-            // The client is new to this pool, or its target went away: it sticks to this one from now on.
-            out.writeStaticString("Set-Cookie: ")
-            out.writeString(cookie)
-            out.writeStaticString("\r\n")
-        }
-        exchange.writeResponseFields(into: &out, runtime: runtime, routes: routes)
+        // (The sticky check reads the exchange's pool, not the upstream, an existential, per response.)
+        exchange.writeUpstreamResponseAdditions(
+            into: &out, target: exchange.pool?.stickyCookie == nil ? 0 : upstream?.target ?? 0, secure: tls != nil,
+            runtime: runtime, routes: routes)
         if !rechunkResponse, let length = response.forwardedContentLength {
             // One canonical value, whatever list form the upstream used.
             out.writeStaticString("Content-Length: ")

@@ -450,9 +450,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         {
             return
         }
-        let edits = exchange.route?.responseEdits ?? HeaderEdits()
-        var fields = HTTP2HeaderBlock(
-            reservingBytes: bytes.readableBytes, fields: response.fields.count + edits.appended.count + 2)
+        let route = exchange.route
+        var fields = HTTP2HeaderBlock(reservingBytes: bytes.readableBytes + 128, fields: response.fields.count + 4)
         fields.append(":status", String(response.status))
         bytes.withUnsafeReadableBytes { raw in
             // Hop-by-hop covers every field HTTP/2 forbids (RFC 9113 §8.2.2): Connection, Keep-Alive,
@@ -463,18 +462,16 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             for index in response.fields.indices where index != echoedID {
                 let field = response.fields[index]
                 guard !field.isHopByHop, field.kind != .contentLength else { continue }
-                if !edits.isEmpty, edits.drops(raw, field.name) { continue }
+                if RequestExchange.dropsUpstreamField(raw, name: field.name, route: route) { continue }
                 fields.append(
                     lowercasing: UnsafeRawBufferPointer(rebasing: raw[field.name]),
                     value: UnsafeRawBufferPointer(rebasing: raw[field.value]))
             }
         }
         if let length = response.forwardedContentLength { fields.append("content-length", String(length)) }
-        for field in edits.appended { fields.append(field.name, field.value) }
-        if let upstream, let cookie = stickyCookie(for: upstream.pool, target: upstream.target) {
-            fields.append("set-cookie", cookie)
-        }
-        exchange.forEachLowercasedResponseField(runtime: runtime, routes: connection.routes) { name, value, unique in
+        exchange.forEachLowercasedUpstreamResponseAddition(
+            target: upstream?.target ?? 0, secure: connection.tls != nil, runtime: runtime, routes: connection.routes
+        ) { name, value, unique in
             fields.append(lowercasing: name, value: value, neverIndexed: unique)
         }
         responseHasBody = BodyFraming.response(response, requestWasHead: exchange.isHeadRequest) != .none
@@ -483,12 +480,6 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         exchange.log.status = response.status
         connection.respond(id, headers: fields, hasBody: responseHasBody)
         connection.scheduleFlush()
-    }
-
-    private func stickyCookie(for pool: UpstreamPool, target: Int) -> String? {
-        guard pool.stickyCookie != nil else { return nil }
-        return RequestExchange.stickyCookie(
-            pool: pool, target: target, stickyTarget: exchange.stickyTarget, secure: connection.tls != nil)
     }
 
     /// Fields that HTTP/2 forbids (RFC 9113 §8.2.2), dropped even when the upstream did not name them hop-by-hop.
@@ -949,7 +940,7 @@ extension HTTP2Stream {
         {
             return
         }
-        let edits = exchange.route?.responseEdits ?? HeaderEdits()
+        let route = exchange.route
         var out = [HTTP2Field(":status", String(status))]
         let requestIDName = runtime.requestIDField.http2Name
         for field in fields where !field.name.hasPrefix(":") && !Self.connectionSpecific.contains(field.name) {
@@ -957,14 +948,16 @@ extension HTTP2Stream {
             if status == 204, field.name == "content-length" { continue }
             // The request id is written once below, whatever the upstream echoed.
             if field.name == requestIDName { continue }
-            if !edits.isEmpty, Array(field.name.utf8).withUnsafeBytes({ edits.drops($0, 0..<$0.count) }) { continue }
+            if route?.responseEdits.isEmpty == false, Array(field.name.utf8).withUnsafeBytes({
+                RequestExchange.dropsUpstreamField($0, name: 0..<$0.count, route: route)
+            }) {
+                continue
+            }
             out.append(field)
         }
-        out += edits.appended.map { HTTP2Field($0.name, $0.value) }
-        if let h2Upstream, let cookie = stickyCookie(for: h2Upstream.pool, target: h2Upstream.target) {
-            out.append(HTTP2Field("set-cookie", cookie))
-        }
-        exchange.forEachLowercasedResponseField(runtime: runtime, routes: connection.routes) { name, value, unique in
+        exchange.forEachLowercasedUpstreamResponseAddition(
+            target: h2Upstream?.target ?? 0, secure: connection.tls != nil, runtime: runtime, routes: connection.routes
+        ) { name, value, unique in
             out.append(HTTP2Field(
                 String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self), neverIndexed: unique))
         }

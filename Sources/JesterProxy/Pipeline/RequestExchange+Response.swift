@@ -66,6 +66,51 @@ extension RequestExchange {
         }
     }
 
+    // MARK: An upstream's response
+
+    /// Writes, as HTTP/1.1 field lines, what Jester adds to an upstream's response head: the route's
+    /// `response_headers` (`set`, `add`), the sticky cookie when the client is new to `target` of the exchange's
+    /// pool (or its target went away), then the fields every response carries. What it leaves out of the
+    /// upstream's fields is `dropsUpstreamField` and `fieldWrittenByExchange`.
+    mutating func writeUpstreamResponseAdditions(
+        into out: inout ByteBuffer, target: Int, secure: Bool, runtime: WorkerRuntime, routes: ListenerRoutes
+    ) {
+        if let edits = route?.responseEdits, !edits.rendered.isEmpty { out.writeBytes(edits.rendered) }
+        if let pool, let cookie = Self.stickyCookie(pool: pool, target: target, stickyTarget: stickyTarget, secure: secure) {
+            out.writeStaticString("Set-Cookie: ")
+            out.writeString(cookie)
+            out.writeStaticString("\r\n")
+        }
+        writeResponseFields(into: &out, runtime: runtime, routes: routes)
+    }
+
+    /// The same additions as `writeUpstreamResponseAdditions`, one by one with lowercase names, for HTTP/2 (and
+    /// HTTP/3) responses. `unique`: see `forEachLowercasedResponseField`.
+    mutating func forEachLowercasedUpstreamResponseAddition(
+        target: Int, secure: Bool, runtime: WorkerRuntime, routes: ListenerRoutes,
+        _ body: (_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, _ unique: Bool) -> Void
+    ) {
+        func pass(_ name: String, _ value: String) {
+            var name = name
+            var value = value
+            name.withUTF8 { name in value.withUTF8 { body(UnsafeRawBufferPointer(name), UnsafeRawBufferPointer($0), false) } }
+        }
+        if let edits = route?.responseEdits {
+            for field in edits.appended { pass(field.name, field.value) }
+        }
+        if let pool, let cookie = Self.stickyCookie(pool: pool, target: target, stickyTarget: stickyTarget, secure: secure) {
+            pass("set-cookie", cookie)
+        }
+        forEachLowercasedResponseField(runtime: runtime, routes: routes, body)
+    }
+
+    /// Whether an upstream's response field named `name` (a range of `bytes`) is left out: the route's
+    /// `response_headers` remove it, or `set` replaces it. Static for the reason `fieldWrittenByExchange` is.
+    static func dropsUpstreamField(_ bytes: UnsafeRawBufferPointer, name: Range<Int>, route: CompiledRoute?) -> Bool {
+        guard let edits = route?.responseEdits, !edits.isEmpty else { return false }
+        return edits.drops(bytes, name)
+    }
+
     // MARK: Redirects
 
     /// A redirect whose location names parts of the request (`{host}`, `{target}`, ...), rendered for this one.
