@@ -7,7 +7,7 @@
 //
 //   C system libraries   CJesterOpenSSL CJesterNGHTTP2 CJesterNGTCP2 CJesterNGHTTP3 CJesterSystemd CJesterPosix
 //                        CJesterCrypt (libxcrypt)
-//   pure (no I/O, no C)  JesterCore  JesterConfig  JesterControl
+//   pure (no I/O, no C)  JesterCore  JesterConfig  JesterControl  JesterMetrics
 //   I/O wrappers         JesterSystem (posix + systemd)  JesterTLS  JesterHTTP2  JesterHTTP3
 //   filters' checks      JesterAuth (htpasswd over libxcrypt, JWT over JesterTLS's OpenSSL; no sockets)
 //   master's client      JesterFetch (one HTTP/1.1 GET over NIO, TLS through JesterTLS, JesterCore's parser)
@@ -71,13 +71,15 @@ let package = Package(
             dependencies: ["JesterCore", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: swiftSettings),
         .target(name: "JesterControl", swiftSettings: swiftSettings),
+        // Metric families, series ids and the Prometheus/OpenMetrics exposition; the shared table is JesterSystem's.
+        .target(name: "JesterMetrics", swiftSettings: swiftSettings),
 
         // MARK: I/O wrappers, each the only importer of its C module.
         .target(
             name: "JesterSystem",
             dependencies: [
                 // Neither JesterCore nor Foundation: jesterctl links this module, and stays small without them.
-                "CJesterPosix", "CJesterSystemd",
+                "CJesterPosix", "CJesterSystemd", "JesterMetrics",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
@@ -151,9 +153,10 @@ let package = Package(
         .testTarget(name: "JesterConfigTests", dependencies: ["JesterConfig"]),
         .testTarget(name: "JesterControlTests", dependencies: ["JesterControl"]),
         .testTarget(name: "JesterLoggingTests", dependencies: ["JesterLogging"]),
+        .testTarget(name: "JesterMetricsTests", dependencies: ["JesterMetrics"]),
         .testTarget(
             name: "JesterSystemTests",
-            dependencies: ["JesterSystem", "JesterCore", "JesterTLS", "JesterHTTP2", "JesterHTTP3"]),
+            dependencies: ["JesterSystem", "JesterMetrics", "JesterCore", "JesterTLS", "JesterHTTP2", "JesterHTTP3"]),
         .testTarget(name: "JesterAuthTests", dependencies: ["JesterAuth", "JesterTLS"]),
         .testTarget(
             name: "JesterFetchTests",
