@@ -16,7 +16,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private enum Phase {
+    enum Phase {
         /// Waiting for (the rest of) a request head.
         case awaitingHead
         /// The head is in; reading the start of the body for routes that match on it (`match_body`).
@@ -31,60 +31,60 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         case closing
     }
 
-    private let runtime: WorkerRuntime
-    private let routes: ListenerRoutes
+    let runtime: WorkerRuntime
+    let routes: ListenerRoutes
     /// The client's address as bytes, for routes that match client networks.
-    private var clientIP: IPAddressBytes?
-    private var context: ChannelHandlerContext!
-    private var phase = Phase.awaitingHead
+    var clientIP: IPAddressBytes?
+    var context: ChannelHandlerContext!
+    var phase = Phase.awaitingHead
     /// Received bytes not yet consumed: the next request head, or request body bytes the upstream cannot take yet.
-    private var buffer: ByteBuffer?
-    private var parser: HTTPHeadParser
+    var buffer: ByteBuffer?
+    var parser: HTTPHeadParser
     /// The current request's decisions (route, filters, upstream choice, retries, log), shared with HTTP/2.
-    private var exchange = RequestExchange()
-    private var clientAddress = "-"
+    var exchange = RequestExchange()
+    var clientAddress = "-"
     /// Keep-alive and pipelining: whether another request may follow, what responses say about it, what happens
     /// between requests (a pure state machine, `HTTP1KeepAlive`).
-    private var persistence: HTTP1KeepAlive
-    private let timer = ConnectionTimer()
-    private var exchangeDeadline: ConnectionTimer?
+    var persistence: HTTP1KeepAlive
+    let timer = ConnectionTimer()
+    var exchangeDeadline: ConnectionTimer?
 
     // The current exchange's framing and I/O (its decisions are in `exchange`).
-    private var upstream: (any ExchangeUpstream)?
-    private var requestHead: ByteBuffer?
-    private var requestBody = BodyReader(.none)
-    private var requestBodyBytes: Int64 = 0
-    private var isChunkedUpstream = false
-    private var responseStarted = false
-    private var responseFraming = BodyFraming.none
-    private var rechunkResponse = false
-    private var isUpgrade = false
+    var upstream: (any ExchangeUpstream)?
+    var requestHead: ByteBuffer?
+    var requestBody = BodyReader(.none)
+    var requestBodyBytes: Int64 = 0
+    var isChunkedUpstream = false
+    var responseStarted = false
+    var responseFraming = BodyFraming.none
+    var rechunkResponse = false
+    var isUpgrade = false
     /// Bytes were written to the client since the last flush.
-    private var unflushed = false
+    var unflushed = false
     /// The last piece written, not yet handed to the channel: a small piece that follows is copied into its
     /// spare room (a response head is allocated with room for a small body), so a small response goes out as
     /// one buffer, one channel write and one `write` call instead of a `writev` of two.
-    private var unsent: ByteBuffer?
+    var unsent: ByteBuffer?
     /// A read was asked of the channel and has not delivered yet (see `requestRead`).
-    private var readRequested = false
+    var readRequested = false
     /// The client socket's writability, as the last `channelWritabilityChanged` said.
-    private var clientIsWritable = true
+    var clientIsWritable = true
     /// `http.connection_request_rate`: requests this connection may still send.
-    private lazy var requestBucket = runtime.makeRequestBucket()
+    lazy var requestBucket = runtime.makeRequestBucket()
     /// The head of a request whose body is being peeked at (phase `.awaitingBody`).
-    private var pendingHead: ByteBuffer?
+    var pendingHead: ByteBuffer?
     /// What the TLS handshake negotiated; nil on a plain-text listener.
-    private var tls: TLSSessionFacts?
-    private var tlsRouteFacts: TLSRouteFacts?
+    var tls: TLSSessionFacts?
+    var tlsRouteFacts: TLSRouteFacts?
     /// The client and the address it connected to, as a trusted balancer's PROXY header named them.
-    private var proxiedClient: ProxyProtocol.Addresses?
+    var proxiedClient: ProxyProtocol.Addresses?
     /// The header that carries a verified client certificate's subject upstream (`client_subject_header`).
-    private let clientSubjectHeader: [UInt8]?
+    let clientSubjectHeader: [UInt8]?
 
     /// The listener's name, and whether it serves HTTP/2 (a client that negotiates or starts with it is handed
     /// to an `HTTP2Connection`).
-    private let listener: String
-    private let servesHTTP2: Bool
+    let listener: String
+    let servesHTTP2: Bool
 
     /// A connection accepted on `listener`, whose per-listener facts (`WorkerRuntime.listenerFacts`) the
     /// listener's accept path looked up once.
@@ -187,7 +187,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
 
     /// Asks the channel for the next read, unless a read is already pending: asking again would change nothing
     /// and still walk NIO's channel state checks (a dozen reference-count operations), on every request.
-    private func requestRead() {
+    func requestRead() {
         guard !readRequested else { return }
         readRequested = true
         context.read()
@@ -271,7 +271,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     }
 
     /// Whether to read more from the client now.
-    private var wantsInput: Bool {
+    var wantsInput: Bool {
         switch phase {
         case .awaitingHead, .awaitingBody: return true
         case .proxying:
@@ -293,7 +293,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
 
     /// Hands the connection to an `HTTP2Connection` (ALPN chose h2, or the client sent the HTTP/2 preface), with
     /// whatever was read already.
-    private func switchToHTTP2() {
+    func switchToHTTP2() {
         guard let context else { return }
         phase = .closing
         timer.cancel()
@@ -352,7 +352,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
 
     /// How long an idle connection waits for its next request: the keep-alive timeout, or, in a draining worker,
     /// a random moment within the next second.
-    private func armIdleTimer(_ limit: HTTP1KeepAlive.IdleLimit) {
+    func armIdleTimer(_ limit: HTTP1KeepAlive.IdleLimit) {
         switch limit {
         case .keepaliveTimeout: timer.arm(.keepalive, after: runtime.timeouts.keepalive)
         case .drainGrace: timer.arm(.keepalive, after: .nanoseconds(Int64.random(in: 100_000_000...1_000_000_000)))
@@ -367,7 +367,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
 
     // MARK: Requests
 
-    private func process() {
+    func process() {
         while phase == .awaitingHead || phase == .awaitingBody || phase == .proxying {
             guard var current = buffer, current.readableBytes > 0 else { return }
             if phase == .proxying {
@@ -446,7 +446,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         }
     }
 
-    private func startRequest(_ headBytes: ByteBuffer, body: BodyPeek? = nil) {
+    func startRequest(_ headBytes: ByteBuffer, body: BodyPeek? = nil) {
         timer.disarm()
         runtime.counters.requests &+= 1
         exchange.begin(bytes: headBytes, client: clientAddress, runtime: runtime)
@@ -489,7 +489,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
 
     /// A filter that waited decided (on the event loop, outside any read): carry on, then flush and read as the
     /// end of a read cycle would.
-    private func filtersResumed(_ verdict: FilterVerdict) {
+    func filtersResumed(_ verdict: FilterVerdict) {
         guard phase == .filtering, context != nil else { return }
         phase = .awaitingHead
         exchange.note(verdict)
@@ -500,7 +500,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     }
 
     /// The request filters decided: answer as they say, or carry out the route's action.
-    private func filtersDecided(_ verdict: FilterVerdict) {
+    func filtersDecided(_ verdict: FilterVerdict) {
         let framing = BodyFraming.request(exchange.head)
         switch verdict {
         case .proceed:
@@ -548,537 +548,6 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         }
     }
 
-    private func acquireUpstream(from pool: UpstreamPool, fresh: Bool) {
-        // Until the connection is up, the connector's connect timeout guards the exchange.
-        timer.disarm()
-        exchange.log.mark(.asked)
-        // The connection stays alive until the pool answers; upstreamAcquired returns a connection it no longer
-        // needs (the client left meanwhile) to the pool.
-        if pool.speaksHTTP2 {
-            // A stream on the target's shared HTTP/2 connection, spoken to in HTTP/1.1 terms.
-            let tls = pool.settings.tls != nil
-            pool.acquireHTTP2(
-                hashKey: exchange.balancingHash, excluding: exchange.retries.failedTargets,
-                connectTimeout: exchange.route?.timeouts.connect, preferring: exchange.stickyTarget
-            ) { result in
-                self.acquired(result.map { HTTP2Exchange(connection: $0, tls: tls) }, pool: pool)
-            }
-            return
-        }
-        pool.acquire(hashKey: exchange.balancingHash, fresh: fresh, excluding: exchange.retries.failedTargets,
-            connectTimeout: exchange.route?.timeouts.connect, preferring: exchange.stickyTarget,
-            client: pool.settings.sendProxyProtocol == nil ? nil : proxyAddresses(), for: self)
-    }
-
-    func upstreamAcquired(_ result: Result<UpstreamConnection, UpstreamFailure>, from pool: UpstreamPool) {
-        acquired(result.map { $0 }, pool: pool)
-    }
-
-    /// The exchange's upstream (an HTTP/1.1 connection, or a stream on an HTTP/2 one), or why there is none.
-    private func acquired(_ result: Result<any ExchangeUpstream, UpstreamFailure>, pool: UpstreamPool) {
-        guard phase == .proxying else {
-            if case .success(let connection) = result { connection.release(reusable: true) }
-            return
-        }
-        switch result {
-        case .failure(var failure):
-            // A retry that finds no other target answers with what the failed attempt got (a 502 from a reset
-            // target stays a 502, not "no target").
-            if case .noTarget = failure, let previous = exchange.retries.lastFailure { failure = previous }
-            exchange.log.failure = failure.reason
-            respondWithError(failure.status, closing: !requestBody.isComplete)
-        case .success(let connection):
-            upstream = connection
-            exchange.log.mark(.connected)
-            exchange.log.upstreamTarget = connection.targetDescription
-            let rewritten = requestHead!.withUnsafeReadableBytes {
-                rewriteRequestHead($0, target: connection.targetDescription)
-            }
-            connection.startExchange(
-                delegate: self, requestHead: rewritten, isHeadRequest: exchange.isHeadRequest,
-                expectsUpgrade: isUpgrade)
-            if requestBody.isComplete {
-                // The response timeout runs from the end of the request, however long the upload took.
-                timer.arm(.response, after: exchange.route?.responseTimeout ?? pool.responseTimeout)
-                connection.flush()
-            } else {
-                timer.arm(.body, after: runtime.timeouts.body)
-                process()
-                connection.flush()
-                if wantsInput { requestRead() }
-            }
-        }
-    }
-
-    /// Forwards request body bytes from `buffer`; false when it cannot go on now (need bytes, or no upstream yet).
-    private func forwardRequestBody() -> Bool {
-        guard let upstream, !requestBody.isComplete, var current = buffer else {
-            // The body is complete: bytes after it are the next pipelined request, handled after the response.
-            return false
-        }
-        var index = 0
-        let range: Range<Int>?
-        do {
-            range = try current.withUnsafeReadableBytes { bytes throws(HTTPParseError) in
-                try requestBody.next(bytes, &index)
-            }
-        } catch {
-            exchange.log.failure = error.reason
-            if responseStarted { close() } else { respondWithError(400, closing: true) }
-            return false
-        }
-        let consumed = current.readSlice(length: index)!
-        buffer = current
-        if let range {
-            requestBodyBytes += Int64(range.count)
-            exchange.log.bytesIn = Int(requestBodyBytes)
-            if let route = exchange.route, requestBodyBytes > route.maxBodySize {
-                exchange.log.failure = "request body larger than \(route.maxBodySize) bytes"  // as HTTP/2 logs it
-                if responseStarted { close() } else { respondWithError(413, closing: true) }
-                return false
-            }
-            let body = consumed.getSlice(at: consumed.readerIndex + range.lowerBound, length: range.count)!
-            if isChunkedUpstream {
-                upstream.write(runtime.allocator.chunkSizeLine(range.count))
-                upstream.write(body)
-                upstream.write(ByteBuffer(staticString: "\r\n"))
-            } else {
-                upstream.write(body)
-            }
-        }
-        if requestBody.isComplete {
-            if isChunkedUpstream { upstream.write(ByteBuffer(staticString: "0\r\n\r\n")) }
-            upstream.flush()
-            if !responseStarted {
-                timer.arm(.response, after: exchange.route?.responseTimeout ?? upstream.pool.responseTimeout)
-            }
-            return false
-        }
-        // Each piece of body pushes the body deadline out (a lazy re-arm, nothing rescheduled); a pending send
-        // deadline (the response already streams) takes precedence.
-        if !timer.isArmed(for: .send), range != nil || !timer.isArmed(for: .body) {
-            timer.arm(.body, after: runtime.timeouts.body)
-        }
-        return range != nil
-    }
-
-    // MARK: Head rewriting
-
-    /// Who the client is and what it connected to, for a PROXY header to the upstream (`send_proxy_protocol`).
-    private func proxyAddresses() -> ProxyProtocol.Addresses? {
-        if let proxiedClient { return proxiedClient }
-        guard let peer = context.channel.remoteAddress, let local = context.channel.localAddress,
-            let source = peer.ipAddress.flatMap({ IPAddressBytes($0) }),
-            let destination = local.ipAddress.flatMap({ IPAddressBytes($0) })
-        else { return nil }
-        return ProxyProtocol.Addresses(
-            source: source, sourcePort: peer.port ?? 0, destination: destination, destinationPort: local.port ?? 0)
-    }
-
-    /// The request head sent upstream: origin-form target, HTTP/1.1, hop-by-hop fields removed, X-Forwarded-*
-    /// and X-Request-Id added, framing re-declared.
-    private func rewriteRequestHead(_ bytes: UnsafeRawBufferPointer, target: String) -> ByteBuffer {
-        let request = UpstreamRequest(
-            runtime: runtime, route: exchange.route!, clientAddress: clientAddress, tls: tls,
-            clientSubjectHeader: clientSubjectHeader, chunked: isChunkedUpstream, upgrade: isUpgrade,
-            filterFields: exchange.upstreamFilterFields)
-        exchange.assignRequestID(runtime: runtime)
-        return request.renderHead(
-            bytes, head: exchange.head, target: target, requestID: exchange.requestID, allocator: runtime.allocator)
-    }
-
-    /// The response head sent to the client: the upstream's status line and end-to-end fields, with this
-    /// connection's framing and persistence.
-    private func rewriteResponseHead(_ response: HTTPHead, _ bytes: UnsafeRawBufferPointer) -> ByteBuffer {
-        // Room for a small body too, which `write` then appends: the whole response in one buffer.
-        let smallBody = response.contentLength.map { $0 <= 4096 ? Int($0) : 0 } ?? 0
-        var out = runtime.allocator.buffer(capacity: bytes.count + 64 + smallBody)
-        out.writeStaticString("HTTP/1.1")
-        var statusLineEnd = 8
-        while statusLineEnd < bytes.count, bytes[statusLineEnd] != ASCII.cr { statusLineEnd += 1 }
-        out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[8..<statusLineEnd]))
-        out.writeStaticString("\r\n")
-        // The request id is written once below, whatever the upstream echoed.
-        let echoedID = RequestExchange.fieldWrittenByExchange(in: response, bytes, runtime: runtime)
-        let route = exchange.route
-        for index in response.fields.indices where index != echoedID {
-            let field = response.fields[index]
-            guard !field.isHopByHop, field.kind != .contentLength else { continue }
-            if RequestExchange.dropsUpstreamField(bytes, name: field.name, route: route) { continue }
-            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.line]))
-            out.writeStaticString("\r\n")
-        }
-        // (The sticky check reads the exchange's pool, not the upstream, an existential, per response.)
-        exchange.writeUpstreamResponseAdditions(
-            into: &out, target: exchange.pool?.stickyCookie == nil ? 0 : upstream?.target ?? 0, secure: tls != nil,
-            runtime: runtime, routes: routes)
-        if !rechunkResponse, let length = response.forwardedContentLength {
-            // One canonical value, whatever list form the upstream used.
-            out.writeStaticString("Content-Length: ")
-            out.writeDecimal(length)
-            out.writeStaticString("\r\n")
-        }
-        if response.status == 101 {
-            out.writeStaticString("Connection: upgrade\r\nUpgrade: websocket\r\n\r\n")
-            return out
-        }
-        if rechunkResponse { out.writeStaticString("Transfer-Encoding: chunked\r\n") }
-        writeConnectionField(into: &out)
-        out.writeStaticString("\r\n")
-        return out
-    }
-
-    /// `Connection: close` when this response ends the connection; `keep-alive` for HTTP/1.0 clients that asked.
-    /// Decided here, as the head goes out: a worker that started draining meanwhile ends the connection.
-    private func writeConnectionField(into out: inout ByteBuffer) {
-        switch persistence.responseHead(draining: runtime.isDraining) {
-        case .none: break
-        case .close: out.writeStaticString("Connection: close\r\n")
-        case .keepAlive: out.writeStaticString("Connection: keep-alive\r\n")
-        }
-    }
-
-    // MARK: Local answers
-
-    private func rejectRequest(_ error: HTTPParseError) {
-        exchange.log.failure = error.reason
-        respondWithError(error.status, closing: true)
-    }
-
-    /// A short plain-text error: the status line and its reason, nothing about upstreams or internals.
-    private func respondWithError(_ status: Int, closing: Bool) {
-        respond(.error(status), closing: closing)
-    }
-
-    /// Answers the current request locally (an error, a filter's answer). `closing`: the connection ends after it
-    /// (the request's body was not read, or cannot be trusted).
-    private func respond(_ response: LocalResponse, closing: Bool) {
-        if closing { persistence.endAfterExchange() }
-        if responseStarted {
-            // Part of a response went out already: the only honest signal left is closing the connection.
-            close()
-            return
-        }
-        if response.status >= 400 { runtime.counters.errors &+= 1 }
-        let body = response.body
-        var out = runtime.allocator.buffer(capacity: 160 + body.readableBytes)
-        out.writeString("HTTP/1.1 \(response.status) \(HTTPStatus.reason(response.status))\r\n")
-        for field in response.fields {
-            out.writeString(field.name)
-            out.writeStaticString(": ")
-            out.writeString(field.value)
-            out.writeStaticString("\r\n")
-        }
-        exchange.writeResponseFields(into: &out, runtime: runtime, routes: routes)
-        out.writeStaticString("Content-Length: ")
-        out.writeDecimal(Int64(body.readableBytes))
-        out.writeStaticString("\r\n")
-        writeConnectionField(into: &out)
-        out.writeStaticString("\r\n")
-        if !exchange.isHeadRequest { out.writeImmutableBuffer(body) }
-        exchange.log.status = response.status
-        exchange.log.bytesOut = body.readableBytes
-        if let upstream {
-            self.upstream = nil
-            upstream.close()
-        }
-        responseStarted = true
-        write(out)
-        // Before proxying began (a refusal, no route) the request is complete only if it has no body: an unread
-        // body cannot be told from the next request.
-        let requestComplete = phase == .proxying
-            ? requestBody.isComplete : exchange.headBytes != nil && BodyFraming.request(exchange.head) == .none
-        finishExchange(requestComplete: requestComplete)
-    }
-
-    private func write(_ bytes: ByteBuffer) {
-        runtime.counters.bytesOut &+= bytes.readableBytes
-        unflushed = true
-        if unsent != nil {
-            if unsent!.writableBytes >= bytes.readableBytes {
-                var piece = bytes
-                unsent!.writeBuffer(&piece)
-                return
-            }
-            context.write(wrapOutboundOut(unsent.take()!), promise: nil)
-        }
-        unsent = bytes
-    }
-
-    /// Flushes what was written to the client, if anything: a flush with nothing pending still walks the
-    /// pipeline and the channel's state checks, several times per request otherwise.
-    private func flushClient() {
-        guard unflushed else { return }
-        unflushed = false
-        if let piece = unsent.take() { context.write(wrapOutboundOut(piece), promise: nil) }
-        context.flush()
-    }
-
-    /// Ends the current exchange: logs it, then either waits for the next request or closes.
-    private func finishExchange(requestComplete: Bool) {
-        timer.disarm()
-        exchangeDeadline?.disarm()
-        finishLog(status: exchange.log.status)
-        exchange.end()
-        requestHead = nil
-        responseStarted = false
-        let next = persistence.exchangeFinished(
-            requestComplete: requestComplete, bufferedBytes: buffer?.readableBytes ?? 0, draining: runtime.isDraining)
-        guard case .awaitNext(let idle, let processBuffered) = next, phase != .closing else {
-            close()
-            return
-        }
-        phase = .awaitingHead
-        requestBody = BodyReader(.none)
-        // An idle connection should not pin the receive buffer its last request arrived in.
-        if !processBuffered { buffer = nil }
-        flushClient()
-        armIdleTimer(idle)
-        if processBuffered {
-            // A pipelined request is already here.
-            process()
-        }
-        if phase == .awaitingHead { requestRead() }
-    }
-
-    private func finishLog(status: Int) {
-        // (A request refused before its head parsed has a record of the connection's.)
-        if exchange.log.client.isEmpty { exchange.log.client = clientAddress }
-        exchange.writeLog(
-            status: status, protocol: exchange.head.version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1", tls: tls,
-            runtime: runtime)
-    }
-
-    /// Flushes what was written and closes the connection.
-    private func close() {
-        guard phase != .closing else { return }
-        phase = .closing
-        exchange.retries.finish()
-        exchange.cancelFilters()
-        timer.cancel()
-        if let upstream {
-            self.upstream = nil
-            upstream.close()
-        }
-        if let piece = unsent.take() { context.write(wrapOutboundOut(piece), promise: nil) }
-        context.writeAndFlush(wrapOutboundOut(runtime.allocator.buffer(capacity: 0))).assumeIsolated()
-            .whenComplete { [context] _ in context?.close(promise: nil) }
-    }
-
-    // MARK: Timers
-
-    /// A route's `timeout`: the whole exchange. A second timer, made only for routes that set one.
-    private func armExchangeDeadline(_ total: TimeAmount) {
-        if exchangeDeadline == nil {
-            let deadline = ConnectionTimer()
-            // Strong, like `timer`: channelInactive cancels it.
-            deadline.setup(queue: runtime.timers) { _ in self.exchangeDeadlinePassed() }
-            exchangeDeadline = deadline
-        }
-        exchangeDeadline!.arm(.response, after: total)
-    }
-
-    private func exchangeDeadlinePassed() {
-        guard phase == .proxying else { return }
-        exchange.log.failure = "route timeout"
-        if responseStarted {
-            abortResponse()
-        } else {
-            respondWithError(504, closing: true)
-        }
-    }
-
-    /// Ends a response that has begun without finishing it, at once and not after the queued bytes, so the client
-    /// sees it cut short (a complete-looking response would be a lie).
-    private func abortResponse() {
-        finishLog(status: exchange.log.status)
-        exchange.end()
-        phase = .closing
-        timer.cancel()
-        if let upstream {
-            self.upstream = nil
-            upstream.close()
-        }
-        context.close(promise: nil)
-    }
-
-    private func timerFired(_ purpose: ConnectionTimer.Purpose) {
-        switch purpose {
-        case .keepalive:
-            close()
-        case .header:
-            exchange.log.failure = "client header timeout"
-            respondWithError(408, closing: true)
-        case .response:
-            exchange.log.failure = UpstreamFailure.responseTimedOut.reason
-            respondWithError(504, closing: true)
-        case .body:
-            // Not reading because the upstream cannot take more is the upstream's pause, not the client's.
-            if let upstream, !upstream.isWritable {
-                timer.arm(.body, after: runtime.timeouts.body)
-                return
-            }
-            exchange.log.failure = "client body timeout"
-            if responseStarted { close() } else { respondWithError(408, closing: true) }
-        case .upstreamRead:
-            guard phase == .proxying, responseStarted else { return }
-            exchange.log.failure = "upstream read timeout"
-            abortResponse()
-        case .send:
-            exchange.log.failure = "client send timeout"
-            finishLog(status: exchange.log.status)
-            exchange.end()
-            close()
-        case .none:
-            break
-        }
-    }
-}
-
-// MARK: - Upstream events
-
-extension DownstreamConnection: UpstreamConnectionDelegate {
-    func upstreamResponseHead(_ response: HTTPHead, bytes: ByteBuffer) {
-        if response.status >= 200 || response.status == 101 {
-            exchange.log.upstreamStatus = response.status
-            exchange.log.mark(.responseHead)
-        }
-        if response.status == 101 {
-            // (Only when the request asked for it: `UpstreamConnection` refuses any other 101.)
-            timer.disarm()
-            exchange.log.status = 101
-            responseStarted = true
-            let out = bytes.withUnsafeReadableBytes { rewriteResponseHead(response, $0) }
-            write(out)
-            flushClient()
-            phase = .tunnel
-            if let pending = buffer, pending.readableBytes > 0 {
-                buffer = nil
-                upstream?.write(pending)
-                upstream?.flush()
-            }
-            upstream?.startTunnel()
-            requestRead()
-            return
-        }
-        if response.status < 200 {
-            // 1xx interim responses (100 Continue) go to HTTP/1.1 clients only (RFC 9110 §15.2).
-            if exchange.head.version == .http1_1 {
-                write(ByteBuffer(string: "HTTP/1.1 \(response.status) \(HTTPStatus.reason(response.status))\r\n\r\n"))
-                flushClient()
-            }
-            return
-        }
-        if response.status >= 500, let upstream, !responseStarted,
-            exchange.route?.retryPolicy.statuses.contains(response.status) == true,
-            retry(.status(response.status), from: upstream, abandoning: {
-                // Not forwarded: the answer is thrown away with its connection, and the request goes elsewhere.
-                upstream.finished(failed: (502...504).contains(response.status))
-                self.upstream = nil
-                upstream.close()
-            })
-        {
-            return
-        }
-        timer.disarm()
-        if let read = exchange.route?.readTimeout { timer.arm(.upstreamRead, after: read) }
-        responseFraming = BodyFraming.response(response, requestWasHead: exchange.isHeadRequest)
-        switch responseFraming {
-        case .chunked:
-            // HTTP/1.0 clients cannot take chunks: send the decoded body and close to end it.
-            rechunkResponse = exchange.head.version == .http1_1
-            if !rechunkResponse { persistence.endAfterExchange() }
-        case .untilClose:
-            rechunkResponse = false
-            persistence.endAfterExchange()
-        default:
-            rechunkResponse = false
-        }
-        if !requestBody.isComplete { persistence.endAfterExchange() }
-        exchange.log.status = response.status
-        responseStarted = true
-        let out = bytes.withUnsafeReadableBytes { rewriteResponseHead(response, $0) }
-        write(out)
-    }
-
-    func upstreamResponseBody(_ body: ByteBuffer) {
-        exchange.log.bytesOut += body.readableBytes
-        if let read = exchange.route?.readTimeout, timer.isArmed(for: .upstreamRead) {
-            timer.arm(.upstreamRead, after: read)
-        }
-        if rechunkResponse {
-            write(runtime.allocator.chunkSizeLine(body.readableBytes))
-            write(body)
-            write(ByteBuffer(staticString: "\r\n"))
-        } else {
-            write(body)
-        }
-    }
-
-    func upstreamResponseEnd(reusable: Bool) {
-        exchange.log.mark(.responseEnd)
-        if rechunkResponse { write(ByteBuffer(staticString: "0\r\n\r\n")) }
-        let requestComplete = requestBody.isComplete
-        if let upstream {
-            self.upstream = nil
-            upstream.release(reusable: reusable && requestComplete)
-        }
-        finishExchange(requestComplete: requestComplete)
-    }
-
-    func upstreamTunnelData(_ bytes: ByteBuffer) {
-        write(bytes)
-    }
-
-    func upstreamFailed(_ failure: UpstreamFailure, responseStarted started: Bool) {
-        let failed = upstream
-        upstream = nil
-        exchange.log.failure = failure.reason
-        if phase == .tunnel || started || responseStarted {
-            flushClient()
-            close()
-            return
-        }
-        if let failed, phase == .proxying,
-            exchange.replayAllowed(after: failure, completedExchanges: failed.completedExchanges, runtime: runtime)
-        {
-            acquireUpstream(from: failed.pool, fresh: true)
-            return
-        }
-        if case .closedEarly = failure, let failed, retry(.reset, from: failed) {
-            exchange.retries.lastFailure = failure
-            return
-        }
-        respondWithError(failure.status, closing: true)
-    }
-
-    /// Sends the current request again, to another target, when the route's retry policy and the pool's retry
-    /// budget allow it (`RequestExchange.retryDelay`); true when a retry is on its way (after a short jittered
-    /// backoff).
-    private func retry(
-        _ reason: RetryPolicy.Reason, from failed: any ExchangeUpstream, abandoning abandon: () -> Void = {}
-    ) -> Bool {
-        guard phase == .proxying else { return false }
-        let pool = failed.pool
-        guard let delay = exchange.retryDelay(
-            after: reason, target: failed.target, pool: pool, requestComplete: requestBody.isComplete, runtime: runtime)
-        else { return false }
-        abandon()
-        context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
-            guard self.phase == .proxying, self.upstream == nil else { return }
-            self.acquireUpstream(from: pool, fresh: false)
-        }
-        return true
-    }
-
-    func upstreamReadComplete() {
-        flushClient()
-        if clientIsWritable, phase == .proxying || phase == .tunnel { upstream?.read() }
-    }
-
-    func upstreamWritabilityChanged(isWritable: Bool) {
-        if isWritable, wantsInput { requestRead() }
-    }
 }
 
 extension ByteBufferAllocator {

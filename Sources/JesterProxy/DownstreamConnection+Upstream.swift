@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: Apache-2.0
+import JesterConfig
+import JesterCore
+import JesterTLS
+import NIOCore
+
+/// The upstream side of a client connection: getting a connection (or an HTTP/2 stream) for the exchange,
+/// sending the request and its body, and what the upstream says back.
+extension DownstreamConnection {
+    func acquireUpstream(from pool: UpstreamPool, fresh: Bool) {
+        // Until the connection is up, the connector's connect timeout guards the exchange.
+        timer.disarm()
+        exchange.log.mark(.asked)
+        // The connection stays alive until the pool answers; upstreamAcquired returns a connection it no longer
+        // needs (the client left meanwhile) to the pool.
+        if pool.speaksHTTP2 {
+            // A stream on the target's shared HTTP/2 connection, spoken to in HTTP/1.1 terms.
+            let tls = pool.settings.tls != nil
+            pool.acquireHTTP2(
+                hashKey: exchange.balancingHash, excluding: exchange.retries.failedTargets,
+                connectTimeout: exchange.route?.timeouts.connect, preferring: exchange.stickyTarget
+            ) { result in
+                self.acquired(result.map { HTTP2Exchange(connection: $0, tls: tls) }, pool: pool)
+            }
+            return
+        }
+        pool.acquire(hashKey: exchange.balancingHash, fresh: fresh, excluding: exchange.retries.failedTargets,
+            connectTimeout: exchange.route?.timeouts.connect, preferring: exchange.stickyTarget,
+            client: pool.settings.sendProxyProtocol == nil ? nil : proxyAddresses(), for: self)
+    }
+
+    func upstreamAcquired(_ result: Result<UpstreamConnection, UpstreamFailure>, from pool: UpstreamPool) {
+        acquired(result.map { $0 }, pool: pool)
+    }
+
+    /// The exchange's upstream (an HTTP/1.1 connection, or a stream on an HTTP/2 one), or why there is none.
+    func acquired(_ result: Result<any ExchangeUpstream, UpstreamFailure>, pool: UpstreamPool) {
+        guard phase == .proxying else {
+            if case .success(let connection) = result { connection.release(reusable: true) }
+            return
+        }
+        switch result {
+        case .failure(var failure):
+            // A retry that finds no other target answers with what the failed attempt got (a 502 from a reset
+            // target stays a 502, not "no target").
+            if case .noTarget = failure, let previous = exchange.retries.lastFailure { failure = previous }
+            exchange.log.failure = failure.reason
+            respondWithError(failure.status, closing: !requestBody.isComplete)
+        case .success(let connection):
+            upstream = connection
+            exchange.log.mark(.connected)
+            exchange.log.upstreamTarget = connection.targetDescription
+            let rewritten = requestHead!.withUnsafeReadableBytes {
+                rewriteRequestHead($0, target: connection.targetDescription)
+            }
+            connection.startExchange(
+                delegate: self, requestHead: rewritten, isHeadRequest: exchange.isHeadRequest,
+                expectsUpgrade: isUpgrade)
+            if requestBody.isComplete {
+                // The response timeout runs from the end of the request, however long the upload took.
+                timer.arm(.response, after: exchange.route?.responseTimeout ?? pool.responseTimeout)
+                connection.flush()
+            } else {
+                timer.arm(.body, after: runtime.timeouts.body)
+                process()
+                connection.flush()
+                if wantsInput { requestRead() }
+            }
+        }
+    }
+
+    /// Forwards request body bytes from `buffer`; false when it cannot go on now (need bytes, or no upstream yet).
+    func forwardRequestBody() -> Bool {
+        guard let upstream, !requestBody.isComplete, var current = buffer else {
+            // The body is complete: bytes after it are the next pipelined request, handled after the response.
+            return false
+        }
+        var index = 0
+        let range: Range<Int>?
+        do {
+            range = try current.withUnsafeReadableBytes { bytes throws(HTTPParseError) in
+                try requestBody.next(bytes, &index)
+            }
+        } catch {
+            exchange.log.failure = error.reason
+            if responseStarted { close() } else { respondWithError(400, closing: true) }
+            return false
+        }
+        let consumed = current.readSlice(length: index)!
+        buffer = current
+        if let range {
+            requestBodyBytes += Int64(range.count)
+            exchange.log.bytesIn = Int(requestBodyBytes)
+            if let route = exchange.route, requestBodyBytes > route.maxBodySize {
+                exchange.log.failure = "request body larger than \(route.maxBodySize) bytes"  // as HTTP/2 logs it
+                if responseStarted { close() } else { respondWithError(413, closing: true) }
+                return false
+            }
+            let body = consumed.getSlice(at: consumed.readerIndex + range.lowerBound, length: range.count)!
+            if isChunkedUpstream {
+                upstream.write(runtime.allocator.chunkSizeLine(range.count))
+                upstream.write(body)
+                upstream.write(ByteBuffer(staticString: "\r\n"))
+            } else {
+                upstream.write(body)
+            }
+        }
+        if requestBody.isComplete {
+            if isChunkedUpstream { upstream.write(ByteBuffer(staticString: "0\r\n\r\n")) }
+            upstream.flush()
+            if !responseStarted {
+                timer.arm(.response, after: exchange.route?.responseTimeout ?? upstream.pool.responseTimeout)
+            }
+            return false
+        }
+        // Each piece of body pushes the body deadline out (a lazy re-arm, nothing rescheduled); a pending send
+        // deadline (the response already streams) takes precedence.
+        if !timer.isArmed(for: .send), range != nil || !timer.isArmed(for: .body) {
+            timer.arm(.body, after: runtime.timeouts.body)
+        }
+        return range != nil
+    }
+
+}
+
+// MARK: - Upstream events
+
+extension DownstreamConnection: UpstreamConnectionDelegate {
+    func upstreamResponseHead(_ response: HTTPHead, bytes: ByteBuffer) {
+        if response.status >= 200 || response.status == 101 {
+            exchange.log.upstreamStatus = response.status
+            exchange.log.mark(.responseHead)
+        }
+        if response.status == 101 {
+            // (Only when the request asked for it: `UpstreamConnection` refuses any other 101.)
+            timer.disarm()
+            exchange.log.status = 101
+            responseStarted = true
+            let out = bytes.withUnsafeReadableBytes { rewriteResponseHead(response, $0) }
+            write(out)
+            flushClient()
+            phase = .tunnel
+            if let pending = buffer, pending.readableBytes > 0 {
+                buffer = nil
+                upstream?.write(pending)
+                upstream?.flush()
+            }
+            upstream?.startTunnel()
+            requestRead()
+            return
+        }
+        if response.status < 200 {
+            // 1xx interim responses (100 Continue) go to HTTP/1.1 clients only (RFC 9110 §15.2).
+            if exchange.head.version == .http1_1 {
+                write(ByteBuffer(string: "HTTP/1.1 \(response.status) \(HTTPStatus.reason(response.status))\r\n\r\n"))
+                flushClient()
+            }
+            return
+        }
+        if response.status >= 500, let upstream, !responseStarted,
+            exchange.route?.retryPolicy.statuses.contains(response.status) == true,
+            retry(.status(response.status), from: upstream, abandoning: {
+                // Not forwarded: the answer is thrown away with its connection, and the request goes elsewhere.
+                upstream.finished(failed: (502...504).contains(response.status))
+                self.upstream = nil
+                upstream.close()
+            })
+        {
+            return
+        }
+        timer.disarm()
+        if let read = exchange.route?.readTimeout { timer.arm(.upstreamRead, after: read) }
+        responseFraming = BodyFraming.response(response, requestWasHead: exchange.isHeadRequest)
+        switch responseFraming {
+        case .chunked:
+            // HTTP/1.0 clients cannot take chunks: send the decoded body and close to end it.
+            rechunkResponse = exchange.head.version == .http1_1
+            if !rechunkResponse { persistence.endAfterExchange() }
+        case .untilClose:
+            rechunkResponse = false
+            persistence.endAfterExchange()
+        default:
+            rechunkResponse = false
+        }
+        if !requestBody.isComplete { persistence.endAfterExchange() }
+        exchange.log.status = response.status
+        responseStarted = true
+        let out = bytes.withUnsafeReadableBytes { rewriteResponseHead(response, $0) }
+        write(out)
+    }
+
+    func upstreamResponseBody(_ body: ByteBuffer) {
+        exchange.log.bytesOut += body.readableBytes
+        if let read = exchange.route?.readTimeout, timer.isArmed(for: .upstreamRead) {
+            timer.arm(.upstreamRead, after: read)
+        }
+        if rechunkResponse {
+            write(runtime.allocator.chunkSizeLine(body.readableBytes))
+            write(body)
+            write(ByteBuffer(staticString: "\r\n"))
+        } else {
+            write(body)
+        }
+    }
+
+    func upstreamResponseEnd(reusable: Bool) {
+        exchange.log.mark(.responseEnd)
+        if rechunkResponse { write(ByteBuffer(staticString: "0\r\n\r\n")) }
+        let requestComplete = requestBody.isComplete
+        if let upstream {
+            self.upstream = nil
+            upstream.release(reusable: reusable && requestComplete)
+        }
+        finishExchange(requestComplete: requestComplete)
+    }
+
+    func upstreamTunnelData(_ bytes: ByteBuffer) {
+        write(bytes)
+    }
+
+    func upstreamFailed(_ failure: UpstreamFailure, responseStarted started: Bool) {
+        let failed = upstream
+        upstream = nil
+        exchange.log.failure = failure.reason
+        if phase == .tunnel || started || responseStarted {
+            flushClient()
+            close()
+            return
+        }
+        if let failed, phase == .proxying,
+            exchange.replayAllowed(after: failure, completedExchanges: failed.completedExchanges, runtime: runtime)
+        {
+            acquireUpstream(from: failed.pool, fresh: true)
+            return
+        }
+        if case .closedEarly = failure, let failed, retry(.reset, from: failed) {
+            exchange.retries.lastFailure = failure
+            return
+        }
+        respondWithError(failure.status, closing: true)
+    }
+
+    /// Sends the current request again, to another target, when the route's retry policy and the pool's retry
+    /// budget allow it (`RequestExchange.retryDelay`); true when a retry is on its way (after a short jittered
+    /// backoff).
+    func retry(
+        _ reason: RetryPolicy.Reason, from failed: any ExchangeUpstream, abandoning abandon: () -> Void = {}
+    ) -> Bool {
+        guard phase == .proxying else { return false }
+        let pool = failed.pool
+        guard let delay = exchange.retryDelay(
+            after: reason, target: failed.target, pool: pool, requestComplete: requestBody.isComplete, runtime: runtime)
+        else { return false }
+        abandon()
+        context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
+            guard self.phase == .proxying, self.upstream == nil else { return }
+            self.acquireUpstream(from: pool, fresh: false)
+        }
+        return true
+    }
+
+    func upstreamReadComplete() {
+        flushClient()
+        if clientIsWritable, phase == .proxying || phase == .tunnel { upstream?.read() }
+    }
+
+    func upstreamWritabilityChanged(isWritable: Bool) {
+        if isWritable, wantsInput { requestRead() }
+    }
+}

@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import JesterCore
+import JesterHTTP2
+import NIOCore
+
+/// An HTTP/2 request's answer: an HTTP/1.1 upstream's response translated back (and retries after it), local
+/// answers, and how the stream ends early (reset by the client, cut at the drain timeout).
+extension HTTP2Stream {
+    // MARK: Response
+
+    func upstreamResponseHead(_ response: HTTPHead, bytes: ByteBuffer) {
+        timer.disarm()
+        if response.status >= 200 || response.status == 101 {
+            exchange.log.upstreamStatus = response.status
+            exchange.log.mark(.responseHead)
+        }
+        if response.status < 200 {
+            // 1xx goes on as an interim HEADERS frame, as to HTTP/1.1 clients: a client that sent
+            // `expect: 100-continue` waits for the 100 before it sends its body. A 101 never arrives (no upgrade is
+            // forwarded, and `UpstreamConnection` refuses one nobody asked for).
+            connection.respondInterim(id, status: response.status)
+            connection.scheduleFlush()
+            return
+        }
+        if response.status >= 500, let upstream, exchange.route?.retryPolicy.statuses.contains(response.status) == true,
+            retry(.status(response.status), target: upstream.target, pool: upstream.pool, abandoning: {
+                // Not forwarded: the answer is thrown away with its connection, and the request goes elsewhere.
+                upstream.finished(failed: (502...504).contains(response.status))
+                self.upstream = nil
+                upstream.close()
+            })
+        {
+            return
+        }
+        let route = exchange.route
+        var fields = HTTP2HeaderBlock(reservingBytes: bytes.readableBytes + 128, fields: response.fields.count + 4)
+        fields.append(":status", String(response.status))
+        bytes.withUnsafeReadableBytes { raw in
+            // Hop-by-hop covers every field HTTP/2 forbids (RFC 9113 §8.2.2): Connection, Keep-Alive,
+            // Proxy-Connection, Transfer-Encoding, Upgrade, and whatever Connection named.
+            // Content-Length is written once below: the upstream may send a list ("5, 5") or repeat the field,
+            // which the parser accepted as one length, and HTTP/2 clients must see one value as HTTP/1 ones do.
+            let echoedID = RequestExchange.fieldWrittenByExchange(in: response, raw, runtime: runtime)
+            for index in response.fields.indices where index != echoedID {
+                let field = response.fields[index]
+                guard !field.isHopByHop, field.kind != .contentLength else { continue }
+                if RequestExchange.dropsUpstreamField(raw, name: field.name, route: route) { continue }
+                fields.append(
+                    lowercasing: UnsafeRawBufferPointer(rebasing: raw[field.name]),
+                    value: UnsafeRawBufferPointer(rebasing: raw[field.value]))
+            }
+        }
+        if let length = response.forwardedContentLength { fields.append("content-length", String(length)) }
+        exchange.forEachLowercasedUpstreamResponseAddition(
+            target: upstream?.target ?? 0, secure: connection.tls != nil, runtime: runtime, routes: connection.routes
+        ) { name, value, unique in
+            fields.append(lowercasing: name, value: value, neverIndexed: unique)
+        }
+        responseHasBody = BodyFraming.response(response, requestWasHead: exchange.isHeadRequest) != .none
+        armReadTimer()
+        responseStarted = true
+        exchange.log.status = response.status
+        connection.respond(id, headers: fields, hasBody: responseHasBody)
+        connection.scheduleFlush()
+    }
+
+    /// Fields that HTTP/2 forbids (RFC 9113 §8.2.2), dropped even when the upstream did not name them hop-by-hop.
+    static let connectionSpecific: Set<String> = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]
+
+    func upstreamResponseBody(_ body: ByteBuffer) {
+        exchange.log.bytesOut += body.readableBytes
+        armReadTimer()
+        connection.sendBody(id, body)
+    }
+
+    func upstreamResponseEnd(reusable: Bool) {
+        exchange.log.mark(.responseEnd)
+        if responseHasBody { connection.finishBody(id) }
+        if let upstream {
+            self.upstream = nil
+            upstream.pool.release(upstream, reusable: reusable && requestComplete)
+        }
+        complete()
+        connection.scheduleFlush()
+    }
+
+    func upstreamTunnelData(_ bytes: ByteBuffer) {}
+
+    func upstreamFailed(_ failure: UpstreamFailure, responseStarted started: Bool) {
+        let failed = upstream
+        upstream = nil
+        // An exchange that is over (the client left, a timeout answered) has nothing left to say, and its
+        // connection may be gone.
+        guard !finished else { return }
+        exchange.log.failure = failure.reason
+        if started || responseStarted {
+            // Part of the response went out: a reset is the only honest end (the client sees it incomplete).
+            complete()
+            connection.reset(id, errorCode: 2)
+            return
+        }
+        if let failed,
+            exchange.replayAllowed(after: failure, completedExchanges: failed.completedExchanges, runtime: runtime)
+        {
+            timer.disarm()
+            acquireUpstream(from: failed.pool, fresh: true)
+            return
+        }
+        if case .closedEarly = failure, let failed, retry(.reset, target: failed.target, pool: failed.pool) {
+            exchange.retries.lastFailure = failure
+            return
+        }
+        finishLocally(status: failure.status, failure: failure.reason)
+    }
+
+    /// Sends the request again, to another target of `pool` than `target` (which just failed it), when the route's
+    /// retry policy and the pool's retry budget allow it (`RequestExchange.retryDelay`: only a complete request
+    /// without a body, which is not kept); `abandon` lets go of the failed attempt first. The next attempt is an
+    /// HTTP/1.1 connection or an HTTP/2 stream, as the pool speaks. True when a retry is on its way (after a short
+    /// jittered backoff).
+    func retry(
+        _ reason: RetryPolicy.Reason, target: Int, pool: UpstreamPool, abandoning abandon: () -> Void = {}
+    ) -> Bool {
+        guard !finished, !responseStarted, let route = exchange.route else { return false }
+        guard let delay = exchange.retryDelay(
+            after: reason, target: target, pool: pool, requestComplete: requestComplete, runtime: runtime)
+        else { return false }
+        abandon()
+        // The response timeout starts again with the next attempt.
+        timer.disarm()
+        runtime.eventLoop.assumeIsolated().scheduleTask(in: delay) {
+            guard !self.finished, self.upstream == nil, self.h2Upstream == nil else { return }
+            if self.usesHTTP2Upstream {
+                self.openHTTP2Stream(pool: pool, route: route)
+            } else {
+                self.acquireUpstream(from: pool, fresh: false)
+            }
+        }
+        return true
+    }
+
+    func upstreamReadComplete() {
+        connection.scheduleFlush()
+        if connection.bufferedBody(id) < HTTP2Connection.streamBufferLimit {
+            upstream?.read()
+        } else {
+            upstreamPaused = true
+        }
+    }
+
+    func upstreamWritabilityChanged(isWritable: Bool) {
+        if isWritable { acknowledge() }
+    }
+
+    /// The stream's outgoing buffer drained: read from the upstream again.
+    func resumeUpstreamIfRoom() {
+        if usesHTTP2Upstream {
+            acknowledgeResponse()
+            return
+        }
+        guard upstreamPaused, connection.bufferedBody(id) < HTTP2Connection.streamBufferLimit / 2 else { return }
+        upstreamPaused = false
+        upstream?.read()
+    }
+
+    // MARK: Ends
+
+    /// The client reset the stream, or it completed: an upstream still busy with it is closed (out of step).
+    func closed(errorCode: UInt32) {
+        deferredStart = nil
+        timer.cancel()
+        exchangeDeadline?.cancel()
+        // The client gave up (or the exchange is over): so does the target.
+        detachUpstream()
+        if !finished {
+            exchange.log.failure = errorCode == 8 ? "client cancelled the stream" : "stream reset (error \(errorCode))"
+            // 499 when nothing was answered (nginx's convention); otherwise the status that went out.
+            complete(status: responseStarted ? nil : 499)
+        }
+    }
+
+    /// The drain timeout passed: a stream still under way is logged as cut (status 0 when nothing was answered)
+    /// and let go. Returns 1 if it was under way.
+    func cut() -> Int {
+        deferredStart = nil
+        timer.cancel()
+        exchangeDeadline?.cancel()
+        detachUpstream()
+        guard !finished else { return 0 }
+        exchange.log.failure = "cut at the drain timeout"
+        complete(status: responseStarted ? nil : 0)
+        return 1
+    }
+
+    func clientGone() {
+        deferredStart = nil
+        closed(errorCode: 8)
+    }
+
+    /// Lets go of whatever upstream still works on this request: an HTTP/1.1 connection is closed (which detaches
+    /// its delegate), an HTTP/2 stream reset with CANCEL (`cancel` does nothing for a stream that already ended).
+    /// Called wherever the exchange ends early, so that no upstream keeps this stream as its delegate: a stream
+    /// outlives its `unowned` connection only while something else holds it, and an upstream that did could call
+    /// it after the client's connection was gone.
+    func detachUpstream() {
+        if let upstream {
+            self.upstream = nil
+            upstream.close()
+        }
+        if let h2Upstream, let h2Stream { h2Upstream.cancel(h2Stream) }
+        h2Upstream = nil
+    }
+
+    func finishLocally(status: Int, failure: String) {
+        guard !finished else { return }
+        detachUpstream()
+        if responseStarted {
+            complete()
+            connection.reset(id, errorCode: 2)
+            return
+        }
+        exchange.log.failure = failure
+        respond(.error(status))
+    }
+
+    /// Answers the request locally (an error, a filter's answer).
+    func respond(_ response: LocalResponse) {
+        if response.status >= 400 { runtime.counters.errors &+= 1 }
+        respond(
+            status: response.status, fields: response.fields.map { HTTP2Field($0.name.lowercased(), $0.value) },
+            body: response.body)
+    }
+
+    /// A route's fixed response (rendered as HTTP/1.1 text once per configuration).
+    func respondWithRendered(_ rendered: ByteBuffer, body: ByteBuffer) {
+        // (Split on the string "\r\n": to Swift, CR LF is one Character.)
+        let lines = String(buffer: rendered).components(separatedBy: "\r\n")
+        let status = Int(lines[0].dropFirst(9).prefix(3)) ?? 200
+        let fields = Self.fields(ofRendered: lines.dropFirst().joined(separator: "\r\n"))
+            .filter { $0.name != "content-length" }
+        respond(status: status, fields: fields, body: body)
+    }
+
+    func respond(status: Int, fields: [HTTP2Field], body: ByteBuffer) {
+        let sendsBody = !exchange.isHeadRequest && body.readableBytes > 0
+        var all = [HTTP2Field(":status", String(status))] + fields
+        exchange.forEachLowercasedResponseField(runtime: runtime, routes: connection.routes) { name, value, unique in
+            all.append(HTTP2Field(
+                String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self), neverIndexed: unique))
+        }
+        all.append(HTTP2Field("content-length", String(body.readableBytes)))
+        responseStarted = true
+        exchange.log.status = status
+        exchange.log.bytesOut = body.readableBytes
+        connection.respond(id, fields: all, hasBody: sendsBody)
+        if sendsBody {
+            connection.sendBody(id, body)
+            connection.finishBody(id)
+        }
+        complete()
+        connection.scheduleFlush()
+    }
+
+    /// "Name: value\r\n" lines (a route's rendered header edits, a fixed response's head) as HTTP/2 fields.
+    static func fields(ofRendered rendered: String) -> [HTTP2Field] {
+        rendered.split(separator: "\r\n").compactMap { line in
+            guard let colon = line.firstIndex(of: ":") else { return nil }
+            return HTTP2Field(line[..<colon].lowercased(), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+        }
+    }
+
+}
