@@ -23,7 +23,7 @@ struct Jester: ParsableCommand {
         commandName: "jester",
         abstract: "A reverse proxy, load balancer and API gateway.",
         version: JesterVersion.current,
-        subcommands: [Run.self, Config.self, Version.self],
+        subcommands: [Run.self, Config.self, Diag.self, Version.self],
         defaultSubcommand: Run.self)
 }
 
@@ -146,6 +146,33 @@ struct Config: ParsableCommand {
         }
     }
 }
+
+/// `jester diag`: the effective configuration and the graph it makes, for an operator or a tool.
+struct Diag: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the effective configuration (secrets redacted) and its graph: listeners, routes in match "
+            + "order, filters, pools, targets.")
+
+    @OptionGroup var source: ConfigSource
+
+    @Option(help: "text (the configuration, then a tree), json (jester(8) gives its shape) or dot (Graphviz).")
+    var format: ConfigGraph.Format = .text
+
+    func run() throws {
+        let file = try source.path()
+        try probeParser(file)
+        do {
+            let configuration = try ConfigLoader.checkingTLS.load(file: file)
+            print(ConfigGraph(configuration).render(format), terminator: "")
+        } catch {
+            // The same file:line:column errors as `config validate`.
+            FileHandle.standardError.write(Data((error.description + "\n").utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+extension ConfigGraph.Format: ExpressibleByArgument {}
 
 /// The file a config tool reads: `-c FILE` as `jester run` takes it, or the older positional argument.
 struct ConfigSource: ParsableArguments {
