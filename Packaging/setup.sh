@@ -10,7 +10,7 @@ SUDO=""
 packages=(pkg-config libssl-dev libnghttp2-dev libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev
           libgnutls28-dev libsystemd-dev libcrypt-dev curl python3)
 if [ "${1:-}" = "--test" ]; then
-    packages+=(python3-pytest wrk util-linux systemd gcc libc6-dev mandoc man-db redis-server redis-tools openssl curl testssl.sh python3-grpcio nghttp2-client python3-jsonschema graphviz)
+    packages+=(python3-pytest wrk util-linux systemd gcc libc6-dev mandoc man-db redis-server redis-tools openssl curl testssl.sh python3-grpcio nghttp2-client python3-jsonschema graphviz prometheus)
 fi
 missing=()
 for package in "${packages[@]}"; do
@@ -19,6 +19,11 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+# The prometheus package (for promtool and the live scrape test, which starts its own server) enables a system
+# service on :9090, the demo upstream's port: tests need the program, not the service.
+if [ "${1:-}" = "--test" ] && command -v systemctl >/dev/null && systemctl is-enabled prometheus >/dev/null 2>&1; then
+    $SUDO systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
 fi
 
 # Release: what ships, what the benchmark measures, and what the live tests run. (Debug builds of SwiftNIO assert
