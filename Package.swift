@@ -73,6 +73,8 @@ let package = Package(
         .target(name: "JesterControl", swiftSettings: swiftSettings),
         // Metric families, series ids and the Prometheus/OpenMetrics exposition; the shared table is JesterSystem's.
         .target(name: "JesterMetrics", swiftSettings: swiftSettings),
+        // W3C trace context, sampling, spans and their OTLP encoding: values in, values out (times passed in).
+        .target(name: "JesterTracing", swiftSettings: swiftSettings),
 
         // MARK: I/O wrappers, each the only importer of its C module.
         .target(
@@ -104,6 +106,10 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings),
+
+        // The OTLP/HTTP exporter: a bounded queue the data plane appends spans to, sent in batches from a thread
+        // of its own over plain sockets, so a slow or dead collector never reaches an event loop.
+        .target(name: "JesterTracingExport", dependencies: ["JesterTracing"], swiftSettings: swiftSettings),
 
         // MARK: Roles.
         .target(
@@ -153,6 +159,11 @@ let package = Package(
         .testTarget(name: "JesterConfigTests", dependencies: ["JesterConfig"]),
         .testTarget(name: "JesterControlTests", dependencies: ["JesterControl"]),
         .testTarget(name: "JesterLoggingTests", dependencies: ["JesterLogging"]),
+        .testTarget(name: "JesterTracingTests", dependencies: ["JesterTracing", "JesterTracingExport"]),
+        // Drives the exporter for the live tier (Tests/Live/test_otlp.py) until the worker exports spans itself.
+        .executableTarget(
+            name: "jester-otlp-probe", dependencies: ["JesterTracing", "JesterTracingExport"],
+            path: "Tests/OTLPProbe", swiftSettings: swiftSettings),
         .testTarget(name: "JesterMetricsTests", dependencies: ["JesterMetrics"]),
         .testTarget(
             name: "JesterSystemTests",
