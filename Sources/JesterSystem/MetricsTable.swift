@@ -234,20 +234,23 @@ public final class MetricsTable: @unchecked Sendable {
         let cumulativeCount = min(registry.cumulativeWordsUsed, cumulativeWords)
         let gaugeCount = min(registry.gaugeWordsUsed, gaugeWords)
         let sequence = header(Self.foldSequenceOffset)
-        while true {
+        // A fold takes microseconds; a sequence odd for 10,000 tries means a master died inside one (it then
+        // takes its workers with it), and an approximate scrape is better than none.
+        for attempt in 0...10_000 {
             let before = cjester_atomic_load64(sequence)
             var snapshot = MetricsSnapshot(
                 cumulative: Array(repeating: 0, count: cumulativeCount), gauges: Array(repeating: 0, count: gaugeCount))
-            if before & 1 == 0 {
+            if before & 1 == 0 || attempt == 10_000 {
                 for partition in 0..<min(highWater, partitions) {
                     sum(words(partition, .cumulative), cumulativeCount, into: &snapshot.cumulative)
                     sum(words(partition, .gauge), gaugeCount, into: &snapshot.gauges)
                 }
                 // No fold ran meanwhile: no value was seen in two partitions, or in none.
-                if cjester_atomic_load64(sequence) == before { return snapshot }
+                if cjester_atomic_load64(sequence) == before || attempt == 10_000 { return snapshot }
             }
             sched_yield()
         }
+        preconditionFailure("unreachable: the last attempt returns")
     }
 
     private func sum(_ source: UnsafeMutablePointer<Int64>, _ count: Int, into target: inout [Int64]) {
