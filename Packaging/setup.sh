@@ -10,7 +10,7 @@ SUDO=""
 packages=(pkg-config libssl-dev libnghttp2-dev libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev
           libgnutls28-dev libsystemd-dev libcrypt-dev curl python3)
 if [ "${1:-}" = "--test" ]; then
-    packages+=(python3-pytest wrk util-linux systemd gcc libc6-dev mandoc man-db redis-server redis-tools openssl curl testssl.sh python3-grpcio nghttp2-client python3-jsonschema graphviz prometheus)
+    packages+=(python3-pytest wrk util-linux systemd gcc libc6-dev mandoc man-db redis-server redis-tools openssl curl testssl.sh python3-grpcio python3-protobuf python3-venv nghttp2-client python3-jsonschema graphviz prometheus)
 fi
 missing=()
 for package in "${packages[@]}"; do
@@ -19,6 +19,16 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+if [ "${1:-}" = "--test" ]; then
+    # The live tier's OTLP receiver (Tests/Live/otlp_receiver.py) parses exports with opentelemetry-proto, which
+    # Debian does not package: a venv over Debian's python3 and its python3-protobuf, with the last release that
+    # supports protobuf 4 (Debian 12 has 4.21) and nothing else from PyPI.
+    venv="${JESTER_TEST_VENV:-/var/tmp/jester-test-venv}"
+    [ -x "$venv/bin/python3" ] || /usr/bin/python3 -m venv --system-site-packages "$venv"
+    "$venv/bin/python3" -c 'import opentelemetry.proto' 2>/dev/null \
+        || "$venv/bin/python3" -m pip install -q --no-deps opentelemetry-proto==1.25.0
 fi
 # The prometheus package (for promtool and the live scrape test, which starts its own server) enables a system
 # service on :9090, the demo upstream's port: tests need the program, not the service.

@@ -64,6 +64,8 @@ public final class OTLPExporter: Sendable {
         /// Whether the thread has been woken for the batch now filling (one wake per batch, not per span).
         var woken = false
         var stopping = false
+        /// When stopping: exports and their retries end by then (the caller's shutdown deadline).
+        var stopDeadline = ContinuousClock.Instant.now
         var stopped = false
     }
 
@@ -107,13 +109,16 @@ public final class OTLPExporter: Sendable {
     /// The counts so far.
     public var statistics: Statistics { state.withLock { $0.statistics } }
 
-    /// Sends what is queued and stops the thread; returns whether that finished before `timeout` (the
-    /// thread goes on with an export in flight past it, bounded by `exportTimeout`, and then stops).
+    /// Sends what is queued (retrying within `timeout`) and stops the thread; returns whether that finished
+    /// before `timeout`. Spans enqueued from now on are dropped. An export in flight is cut at the deadline.
     @discardableResult
     public func shutdown(timeout: Duration) -> Bool {
-        state.withLock { $0.stopping = true }
-        signal()
         let deadline = ContinuousClock.now + timeout
+        state.withLock { state in
+            state.stopping = true
+            state.stopDeadline = deadline
+        }
+        signal()
         condition.lock()
         defer { condition.unlock() }
         while !state.withLock({ $0.stopped }) {
@@ -163,36 +168,41 @@ public final class OTLPExporter: Sendable {
         }
     }
 
-    /// Sends one batch, retrying as the policy says (a stopping exporter does not wait to retry).
+    /// Sends one batch, retrying as the policy says; once stopping, within the shutdown's deadline.
     private func export(_ batch: [Span]) {
         let body = OTLPEncoder.exportRequest(batch, resource: configuration.resource)
         let started = ContinuousClock.now
         var attempt = 0
         while true {
-            let outcome = client.post(body, deadline: .now + configuration.exportTimeout)
-            let action = configuration.retry.action(after: outcome, attempt: attempt, elapsed: .now - started)
-            let stopping = state.withLock { state -> Bool in
+            var deadline = ContinuousClock.now + configuration.exportTimeout
+            if let stopDeadline = state.withLock({ $0.stopping ? $0.stopDeadline : nil }) {
+                deadline = min(deadline, stopDeadline)
+            }
+            let outcome = client.post(body, deadline: deadline)
+            var action = configuration.retry.action(after: outcome, attempt: attempt, elapsed: .now - started)
+            state.withLock { state in
                 state.statistics.requests += 1
+                if case .retry(let delay) = action, state.stopping, .now + delay >= state.stopDeadline {
+                    action = .giveUp
+                }
                 switch action {
                 case .delivered: state.statistics.exported += batch.count
                 case .giveUp: state.statistics.failed += batch.count
-                case .retry: if state.stopping { state.statistics.failed += batch.count }
+                case .retry: state.statistics.retries += 1
                 }
-                return state.stopping
             }
-            guard case .retry(let delay) = action, !stopping else { return }
+            guard case .retry(let delay) = action else { return }
             attempt += 1
-            state.withLock { $0.statistics.retries += 1 }
             pause(delay)
         }
     }
 
-    /// Sleeps for a retry's delay, cut short by shutdown.
+    /// Sleeps for a retry's delay (a stopping exporter only retries when the delay ends before its deadline).
     private func pause(_ delay: Duration) {
         let deadline = ContinuousClock.now + delay
         condition.lock()
         defer { condition.unlock() }
-        while !state.withLock({ $0.stopping }) {
+        while true {
             let remaining = ContinuousClock.now.duration(to: deadline)
             guard remaining > .zero else { return }
             _ = condition.wait(until: Date(timeIntervalSinceNow: remaining.seconds))
