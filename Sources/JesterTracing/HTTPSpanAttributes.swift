@@ -4,7 +4,9 @@
 public enum HTTPSpanAttributes {
     /// Methods the conventions know (RFC 9110 §9 and PATCH); any other is recorded as `_OTHER` with the
     /// original beside it, so a client cannot make span names or metric labels without bound.
-    static let knownMethods: Set<String> = ["CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"]
+    static let knownMethods: Set<String> = [
+        "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE",
+    ]
 
     /// The span name for a request with `method`: the method, or `HTTP` for an unknown one (the conventions'
     /// `{method}` when no low-cardinality route template exists, which Jester's route names are not).

@@ -70,7 +70,9 @@ public struct TraceContext: Sendable, Hashable {
     /// `traceparent`'s grammar (§3.2.2) with the rules for versions Jester does not know (§3.2.4): at least 55
     /// characters, lowercase hex, ids not all zero, version `ff` invalid, and a version-00 header exactly 55
     /// long. A later version is read for its ids and sampled flag, and may go on after a `-`.
-    static func parseTraceparent(_ raw: UnsafeBufferPointer<UInt8>) -> (traceID: TraceID, spanID: SpanID, flags: TraceFlags)? {
+    static func parseTraceparent(
+        _ raw: UnsafeBufferPointer<UInt8>
+    ) -> (traceID: TraceID, spanID: SpanID, flags: TraceFlags)? {
         // Optional whitespace around a field value is not part of it (RFC 9110 §5.5).
         var start = 0
         var end = raw.count

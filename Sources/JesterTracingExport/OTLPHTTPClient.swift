@@ -29,7 +29,9 @@ struct OTLPHTTPClient: Sendable {
         var response: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
         while response.count < OTLPResponseHead.maxLength {
-            if let head = OTLPResponseHead(parsing: response) { return .status(head.status, retryAfter: head.retryAfter) }
+            if let head = OTLPResponseHead(parsing: response) {
+                return .status(head.status, retryAfter: head.retryAfter)
+            }
             guard wait(fd, for: Int16(POLLIN), deadline: deadline) else { return .unreachable }
             let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if count < 0, errno == EINTR || errno == EAGAIN { continue }

@@ -52,18 +52,23 @@ func badEndpointsSayWhatIsWrong(url: String, message: String) {
 }
 
 @Test func throttlingAndOutagesBackOffExponentiallyWithinTheBound() {
-    let policy = OTLPRetryPolicy(initialBackoff: .milliseconds(100), maxBackoff: .seconds(1), maxElapsed: .seconds(3))
+    let policy = OTLPRetryPolicy(
+        initialBackoff: .milliseconds(100), maxBackoff: .seconds(1), maxElapsed: .seconds(3))
     for status in [429, 502, 503, 504] {
-        #expect(policy.action(after: .status(status, retryAfter: nil), attempt: 0, elapsed: .zero) == .retry(after: .milliseconds(100)))
+        let action = policy.action(after: .status(status, retryAfter: nil), attempt: 0, elapsed: .zero)
+        #expect(action == .retry(after: .milliseconds(100)))
     }
     #expect(policy.action(after: .unreachable, attempt: 1, elapsed: .zero) == .retry(after: .milliseconds(200)))
     #expect(policy.action(after: .unreachable, attempt: 3, elapsed: .zero) == .retry(after: .milliseconds(800)))
     #expect(policy.action(after: .unreachable, attempt: 4, elapsed: .zero) == .retry(after: .seconds(1)))
     #expect(policy.action(after: .unreachable, attempt: 60, elapsed: .zero) == .retry(after: .seconds(1)))
     // Retry-After is honoured, capped at maxBackoff.
-    #expect(policy.action(after: .status(429, retryAfter: .milliseconds(300)), attempt: 5, elapsed: .zero) == .retry(after: .milliseconds(300)))
-    #expect(policy.action(after: .status(503, retryAfter: .seconds(60)), attempt: 0, elapsed: .zero) == .retry(after: .seconds(1)))
+    let asked = policy.action(after: .status(429, retryAfter: .milliseconds(300)), attempt: 5, elapsed: .zero)
+    #expect(asked == .retry(after: .milliseconds(300)))
+    let capped = policy.action(after: .status(503, retryAfter: .seconds(60)), attempt: 0, elapsed: .zero)
+    #expect(capped == .retry(after: .seconds(1)))
     // A retry that would end past the bound is not made.
     #expect(policy.action(after: .unreachable, attempt: 4, elapsed: .milliseconds(2_500)) == .giveUp)
-    #expect(policy.action(after: .unreachable, attempt: 0, elapsed: .milliseconds(2_900)) == .retry(after: .milliseconds(100)))
+    let last = policy.action(after: .unreachable, attempt: 0, elapsed: .milliseconds(2_900))
+    #expect(last == .retry(after: .milliseconds(100)))
 }

@@ -204,7 +204,8 @@ private func configuration(
 @Test func aHangingCollectorNeverMakesEnqueueWait() {
     let collector = TestCollector(mode: .hang)
     defer { collector.stop() }
-    let exporter = OTLPExporter(configuration: configuration(collector.endpoint, queue: 100, batch: 10, timeout: .seconds(3)))
+    let exporter = OTLPExporter(
+        configuration: configuration(collector.endpoint, queue: 100, batch: 10, timeout: .seconds(3)))
     let clock = ContinuousClock()
     var slowest: Duration = .zero
     for span in spans(5_000) {

@@ -45,7 +45,8 @@ private let unsampledCaller = TraceContext(traceparent: "00-0af7651916cd43dd8448
     #expect(first.upstream.traceparent == "00-0af7651916cd43dd8448eb211c80319c-\(spans[3].spanID)-01")
     #expect(first.upstream.traceState == caller.traceState)
     // A client span is an error from 400; error.type is the status.
-    #expect(spans[3].status == .error("503") && spans[3].attributes.contains(SpanAttribute(SemanticKey.errorType, "503")))
+    #expect(spans[3].status == .error("503"))
+    #expect(spans[3].attributes.contains(SpanAttribute(SemanticKey.errorType, "503")))
     #expect(spans[4].status == .unset && spans[2].status == .error("401"))
     // The trace is spent.
     #expect(trace.finish(at: 7_000, statusCode: 200).isEmpty)
@@ -131,7 +132,8 @@ func theServerSpansStatusFollowsTheConventions(status: Int?, error: String?, exp
 @Test func httpAttributesNormaliseMethodsAndProtocols() {
     #expect(HTTPSpanAttributes.method("GET") == [SpanAttribute(SemanticKey.httpRequestMethod, "GET")])
     #expect(HTTPSpanAttributes.method("FOO") == [
-        SpanAttribute(SemanticKey.httpRequestMethod, "_OTHER"), SpanAttribute(SemanticKey.httpRequestMethodOriginal, "FOO"),
+        SpanAttribute(SemanticKey.httpRequestMethod, "_OTHER"),
+        SpanAttribute(SemanticKey.httpRequestMethodOriginal, "FOO"),
     ])
     #expect(HTTPSpanAttributes.spanName(method: "FOO") == "HTTP" && HTTPSpanAttributes.spanName(method: "PUT") == "PUT")
     #expect(HTTPSpanAttributes.protocolVersion(major: 1, minor: 1) == "1.1")

@@ -84,7 +84,9 @@ func invalidTraceparentsStartANewTrace(value: String, why: String) {
 @Test func idsRoundTripThroughHexAndRawBytes() throws {
     let trace = try #require(TraceID(hex: "0af7651916cd43dd8448eb211c80319c"))
     #expect(trace.description == "0af7651916cd43dd8448eb211c80319c")
-    #expect(trace.bytes == [0x0a, 0xf7, 0x65, 0x19, 0x16, 0xcd, 0x43, 0xdd, 0x84, 0x48, 0xeb, 0x21, 0x1c, 0x80, 0x31, 0x9c])
+    #expect(trace.bytes == [
+        0x0a, 0xf7, 0x65, 0x19, 0x16, 0xcd, 0x43, 0xdd, 0x84, 0x48, 0xeb, 0x21, 0x1c, 0x80, 0x31, 0x9c,
+    ])
     #expect(SpanID(hex: "b7ad6b7169203331")?.bytes == [0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31])
     #expect(TraceID(hex: "00000000000000000000000000000000") == nil && SpanID(hex: "0000000000000000") == nil)
     #expect(TraceID(hex: "0af7651916cd43dd8448eb211c80319") == nil && SpanID(hex: "b7ad6b716920333X") == nil)

@@ -49,8 +49,9 @@ let sampler = TraceSampler(ratio: 1)
 switch arguments[2] {
 case "traces":
     let exporter = OTLPExporter(
-        configuration: .init(endpoint: endpoint, resource: resource, maxBatchSize: 16, scheduleDelay: .milliseconds(200),
-                              exportTimeout: .seconds(5)))
+        configuration: .init(
+            endpoint: endpoint, resource: resource, maxBatchSize: 16, scheduleDelay: .milliseconds(200),
+            exportTimeout: .seconds(5)))
     var traces: [[String: Any]] = []
     let caller = TraceContext(traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
                               tracestate: "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")!
