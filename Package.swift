@@ -7,10 +7,11 @@
 //
 //   C system libraries   CJesterOpenSSL CJesterNGHTTP2 CJesterNGTCP2 CJesterNGHTTP3 CJesterSystemd CJesterPosix
 //                        CJesterCrypt (libxcrypt)
-//   pure (no I/O, no C)  JesterCore  JesterConfig  JesterControl  JesterMetrics
+//   pure (no I/O, no C)  JesterCore  JesterConfig  JesterControl  JesterMetrics  JesterTracing
 //   I/O wrappers         JesterSystem (posix + systemd)  JesterTLS  JesterHTTP2  JesterHTTP3
 //   filters' checks      JesterAuth (htpasswd over libxcrypt, JWT over JesterTLS's OpenSSL; no sockets)
 //   master's client      JesterFetch (one HTTP/1.1 GET over NIO, TLS through JesterTLS, JesterCore's parser)
+//   span export          JesterTracingExport (OTLP/HTTP from a thread of its own, over plain sockets)
 //   roles                JesterProxy (the worker's data plane)  JesterSupervisor (the master)
 //   executables          jester  jesterctl  (argument parsing and dispatch only)
 //
@@ -72,7 +73,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(name: "JesterControl", swiftSettings: swiftSettings),
         // Metric families, series ids and the Prometheus/OpenMetrics exposition; the shared table is JesterSystem's.
-        .target(name: "JesterMetrics", swiftSettings: swiftSettings),
+        .target(name: "JesterMetrics", dependencies: ["JesterConfig"], swiftSettings: swiftSettings),
         // W3C trace context, sampling, spans and their OTLP encoding: values in, values out (times passed in).
         .target(name: "JesterTracing", swiftSettings: swiftSettings),
 
@@ -120,7 +121,7 @@ let package = Package(
             name: "JesterProxy",
             dependencies: [
                 "JesterCore", "JesterConfig", "JesterControl", "JesterSystem", "JesterLogging", "JesterTLS", "JesterHTTP2",
-                "JesterAuth",
+                "JesterAuth", "JesterMetrics",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -130,7 +131,7 @@ let package = Package(
             name: "JesterSupervisor",
             dependencies: [
                 "JesterCore", "JesterConfig", "JesterControl", "JesterSystem", "JesterLogging", "JesterFetch",
-                "JesterAuth",
+                "JesterAuth", "JesterMetrics",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -164,7 +165,7 @@ let package = Package(
         .executableTarget(
             name: "jester-otlp-probe", dependencies: ["JesterTracing", "JesterTracingExport"],
             path: "Tests/OTLPProbe", swiftSettings: swiftSettings),
-        .testTarget(name: "JesterMetricsTests", dependencies: ["JesterMetrics"]),
+        .testTarget(name: "JesterMetricsTests", dependencies: ["JesterMetrics", "JesterConfig"]),
         .testTarget(
             name: "JesterSystemTests",
             dependencies: ["JesterSystem", "JesterMetrics", "JesterCore", "JesterTLS", "JesterHTTP2", "JesterHTTP3"]),
