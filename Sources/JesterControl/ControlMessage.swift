@@ -43,9 +43,18 @@ public enum ControlMessage: Codable, Sendable, Equatable {
     /// `reloadResult` once it serves or, with `untilDrained`, once the old generation has drained too (as for
     /// `reloadAndWait`).
     case awaitUpgrade(untilDrained: Bool)
+    /// The instance's metrics (jester-metrics(7)) in the format `accept` (an HTTP Accept header; nil: the
+    /// Prometheus text format) negotiates: answered with `metricsExposition`. The admin API's `GET /metrics`
+    /// goes through the same dispatcher.
+    case metrics(accept: String?)
+    /// A live stream of access records from every worker that `filter` matches: answered with `tapRecords`
+    /// batches until the requester closes the connection.
+    case tap(TapFilter)
 
     // MARK: master → jesterctl
     case statusReport(StatusReport)
+    /// A scrape's answer to `metrics`: the exposition text and the Content-Type it is in.
+    case metricsExposition(contentType: String, body: String)
     case upstreamsReport([TargetReport])
     /// The outcome of a reload: the new generation, or every configuration error with file:line:column.
     case reloadResult(ReloadResult)
@@ -75,6 +84,8 @@ public enum ControlMessage: Codable, Sendable, Equatable {
     /// when a fetch brings a set that differs from the last one. A worker applies it only to its filter of that
     /// name whose URL is the same (a draining generation may have a filter of that name with other keys).
     case keySet(FilterKeySet)
+    /// The filters of every open tap (empty: none, and the worker stops rendering records for it).
+    case tapFilters([TapFilter])
 
     // MARK: worker → master
     /// The worker holds its listeners and serves.
@@ -89,6 +100,9 @@ public enum ControlMessage: Codable, Sendable, Equatable {
     /// The worker writes its access log to the descriptor the master sent with reopen number `sequence` (see
     /// `AccessLogChannel`), everything written before it flushed to the previous one.
     case accessLogReopened(sequence: UInt64)
+    /// Access records a tap filter matched (worker → master, a batch at most every 100 ms; master → jesterctl,
+    /// those the requester's filter matches). `dropped`: records left out because the bounded queue was full.
+    case tapRecords([TapRecord], dropped: Int)
 }
 
 /// Why the master refused or failed a request, so jesterctl's exit status tells a script what went wrong.
@@ -411,6 +425,10 @@ public struct WorkerAssignment: Codable, Sendable, Equatable {
     /// The instance's shared rate-limit state (`RateLimitTable`): the descriptor passed after the listeners and
     /// the connection table's. Nil when the master has none (or is of a version without one).
     public var rateLimitTableFD: Int32?
+    /// The instance's metrics (`MetricsTable`): the descriptor passed after the rate-limit table's, and the
+    /// partition this worker counts in. Nil from a master without one (or of a version without metrics).
+    public var metricsTableFD: Int32?
+    public var metricsPartition: Int?
     /// The access-log file (`[log] access_log_file`), opened by the master and passed after the tables; nil:
     /// standard output.
     public var accessLogFD: Int32?

@@ -131,8 +131,15 @@ final class AccessLog: Sendable {
 
     /// `protocol`: what the client spoke ("HTTP/1.1", "HTTP/2.0"); `tls`: its connection's handshake, whose
     /// version, cipher and server name are logged (read from the connection, not copied into every record).
-    /// Fields with nothing to say (no TLS, no upstream, no user, no error) are left out rather than empty.
     func write(_ record: Record, protocol: StaticString, tls: TLSSessionFacts?) {
+        writer.write(Self.render(record, fields: fields, protocol: `protocol`, tls: tls))
+    }
+
+    /// One access line: `fields` in order. Fields with nothing to say (no TLS, no upstream, no user, no error) are
+    /// left out rather than empty. (Also what `jesterctl tap` streams, with every field.)
+    static func render(
+        _ record: Record, fields: [AccessLogField], protocol: StaticString, tls: TLSSessionFacts?
+    ) -> [UInt8] {
         var line = JSONLine()
         let end = record.ended ?? .now()
         func milliseconds(_ from: NIODeadline?, _ to: NIODeadline?) -> Double? {
@@ -177,6 +184,6 @@ final class AccessLog: Sendable {
             case .error: if !record.failure.isEmpty { line.field(name, record.failure) }
             }
         }
-        writer.write(line.finish())
+        return line.finish()
     }
 }

@@ -189,6 +189,7 @@ final class WorkerServer: @unchecked Sendable {
             serverChannels.append(channel)
         }
         runtime.onConnectionsClosed = { [self] in self.drained() }
+        runtime.tap.send = { [self] records, dropped in self.send(.tapRecords(records, dropped: dropped)) }
         applyTargetStates(assignment.targetStates ?? [])
         send(.workerReady(pid: getpid()))
         logger.info("worker ready", metadata: ["listeners": .array(assignment.listenerNames.map { .string($0) })])
@@ -282,6 +283,9 @@ final class WorkerServer: @unchecked Sendable {
             for pool in runtime.pools.values { pool.updateAddresses(addresses) }
         case .keySet(let keySet):
             applyKeySet(keySet)
+        case .tapFilters(let filters):
+            runtime.tap.setFilters(filters)
+            logger.info("jesterctl tap filters", metadata: ["taps": .stringConvertible(filters.count)])
         default:
             logger.warning("unexpected control message", metadata: ["message": "\(message)"])
         }
@@ -316,6 +320,7 @@ final class WorkerServer: @unchecked Sendable {
     /// exits once the last frames and log lines are out.
     private func exitWorker(cutRequests: Int) {
         reportStats()
+        runtime.tap.flush()  // (a tap sees the requests the drain cut too)
         send(.workerDrained(cutRequests: cutRequests))
         for pool in runtime.pools.values { pool.closeIdle() }
         // Give the last frames a moment to leave, then go.

@@ -206,6 +206,8 @@ final class WorkerRuntime: @unchecked Sendable {
     let dropsUnderscoredFields: Bool
     let rejectsUnderscoredFields: Bool
     let accessLog: AccessLog?
+    /// `jesterctl tap`'s end in this worker (closed unless some tap is open).
+    let tap: AccessTap
     /// `client_subject_header` of each TLS listener that sets one, as written.
     let clientSubjectHeaders: [String: [UInt8]]
     /// The `[http]` timeouts as NIO time, converted once: client connections arm them on every request.
@@ -362,6 +364,7 @@ final class WorkerRuntime: @unchecked Sendable {
         }
         routeTables = tables
         requestIDField = RequestIDField(configuration.http.requestIDHeader)
+        tap = AccessTap(eventLoop: eventLoop)
         accessLog = configuration.log.accessLog ? AccessLog(fields: configuration.log.accessLogFields) : nil
         clientSubjectHeaders = Dictionary(uniqueKeysWithValues: configuration.listeners.compactMap { listener in
             listener.tls?.clientSubjectHeader.map { (listener.name, Array($0.utf8)) }

@@ -102,6 +102,8 @@ extension Master {
             awaitUpgrade(channel, untilDrained: untilDrained)
         case .reopenLogs:
             reopenAccessLogs(replyTo: channel)
+        case .tap(let filter):
+            openTap(filter, replyTo: channel)
         default:
             reply(.failure(message: "not a request", reason: .invalidRequest), to: channel)
         }

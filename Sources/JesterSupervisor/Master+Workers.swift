@@ -172,6 +172,8 @@ extension Master {
                 "generation": .stringConvertible(worker.generation),
             ])
             dispatch(.workerReady(pid: worker.pid))
+            // A worker that starts while a tap is open joins it.
+            if !taps.filters.isEmpty, let channel = worker.channel { send(.tapFilters(taps.filters), to: channel) }
         case .workerStats(let stats):
             worker.stats = stats
         case .workerDraining(let connections):
@@ -182,6 +184,8 @@ extension Master {
             if stopping { cutRequests += cut ?? 0 }
         case .accessLogReopened(let sequence):
             accessLogReopened(by: worker.pid, sequence: sequence)
+        case .tapRecords(let records, let dropped):
+            deliverTapped(records, dropped: dropped)
         default:
             break
         }

@@ -113,6 +113,8 @@ public final class Master: @unchecked Sendable {
     var lastFailedReload: FailedReload?
     /// Requests the workers' drain timeouts cut during this stop (`jesterctl drain` and `stop --wait` report it).
     var cutRequests = 0
+    /// The open `jesterctl tap` streams (see `Master+Tap`).
+    let taps = TapSessions()
 
     typealias Machine = SupervisorStateMachine<ControlRequester>
 

@@ -167,7 +167,7 @@ struct JesterCtl: ParsableCommand {
         version: JesterVersion.current,
         subcommands: [
             Status.self, Reload.self, Upgrade.self, Upstreams.self, UpstreamCommand.self, Drain.self, Stop.self,
-            ReopenLogs.self,
+            ReopenLogs.self, Tap.self,
         ])
 }
 
@@ -564,6 +564,49 @@ struct ReopenLogs: ParsableCommand {
             writeOut(text + "\n", to: success ? STDOUT_FILENO : STDERR_FILENO)
         }
         try finish(success ? .success : .operationFailed)
+    }
+}
+
+struct Tap: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Stream the access records of every worker as they happen, filtered; until interrupted.",
+        discussion: """
+            Each record is its access-log line (JSON, every field), whether or not the access log is on. Workers \
+            send records only while a tap is open, in batches at most 100 ms apart; a worker that cannot keep up \
+            drops records and the count is reported on standard error ("N records dropped").
+            """)
+    @OptionGroup var options: ControlOptions
+    @Option(help: "Only this route's requests (its name, or route-N as `jester config dump` shows it).")
+    var route: String?
+    @Option(help: "Only requests answered with this status (404) or status class (5xx).")
+    var status: String?
+    @Option(help: "Only requests sent to this upstream pool.")
+    var upstream: String?
+    @Option(help: "Stop after this many records.")
+    var count: Int?
+
+    func validate() throws {
+        if let status, !TapFilter.isValidStatus(status) {
+            throw ValidationError("--status takes a status such as 404 or a class such as 5xx, not \"\(status)\"")
+        }
+        if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+    }
+
+    func run() throws {
+        let client = options.connect()
+        client.send(.tap(TapFilter(route: route, upstream: upstream, status: status)))
+        var shown = 0
+        // (Waits as long as it takes: a quiet route sends nothing.)
+        while let message = client.receive(timeoutSeconds: 20 * 86_400) {
+            guard case .tapRecords(let records, let dropped) = message else { continue }
+            if dropped > 0 { writeOut("jesterctl: \(dropped) records dropped\n", to: STDERR_FILENO) }
+            for record in records {
+                writeOut(record.line + "\n", to: STDOUT_FILENO)
+                shown += 1
+                if let count, shown >= count { return }
+            }
+        }
+        fail("jesterctl: the master closed the connection", status: .unreachable)
     }
 }
 

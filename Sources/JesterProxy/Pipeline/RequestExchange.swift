@@ -75,7 +75,7 @@ struct RequestExchange {
         balancingHash = nil
         requestID = .none
         isLogged = false
-        log.begin(head: head, bytes: bytes, client: client, detailed: runtime.accessLog != nil)
+        log.begin(head: head, bytes: bytes, client: client, detailed: runtime.accessLog != nil || runtime.tap.isOpen)
     }
 
     /// The checks before routing that every protocol makes: `http.max_request_head_size`,
@@ -349,10 +349,11 @@ struct RequestExchange {
     /// Writes the access log line (when there is an access log and the request got that far).
     mutating func writeLog(status: Int? = nil, protocol: StaticString, tls: TLSSessionFacts?, runtime: WorkerRuntime) {
         if let status { log.status = status }
-        guard !isLogged, let accessLog = runtime.accessLog, route != nil || log.status != 0 else { return }
+        guard !isLogged, runtime.accessLog != nil || runtime.tap.isOpen, route != nil || log.status != 0 else { return }
         isLogged = true
         if let user = filterContext?.user { log.user = user }
         log.requestID = withRequestID(runtime: runtime) { String(decoding: $0, as: UTF8.self) }
-        accessLog.write(log, protocol: `protocol`, tls: tls)
+        runtime.accessLog?.write(log, protocol: `protocol`, tls: tls)
+        if runtime.tap.isOpen { runtime.tap.offer(log, protocol: `protocol`, tls: tls) }
     }
 }
