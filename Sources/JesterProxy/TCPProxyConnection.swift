@@ -23,7 +23,7 @@ final class TCPProxyConnection: ChannelInboundHandler, ClientConnection, @unchec
     }
 
     private let runtime: WorkerRuntime
-    private let listener: ListenerSettings
+    let listener: ListenerSettings
     private let pool: UpstreamPool
     private let trusted: [CIDR]
     private var context: ChannelHandlerContext?

@@ -134,6 +134,14 @@ final class WorkerServer: @unchecked Sendable {
                     metadata: ["error": "\(error)"])
             }
         }
+        if let fd = assignment.metricsTableFD, let partition = assignment.metricsPartition {
+            do {
+                runtime.metrics = try WorkerMetrics.attach(fd: fd, partition: partition,
+                    configuration: runtime.configuration)
+            } catch {
+                logger.error("this worker counts no metrics", metadata: ["error": "\(error)"])
+            }
+        }
 
         // Before the first request: access lines go to the file the master opened, never to standard output.
         if let fd = assignment.accessLogFD { LogWriter.accessLog.redirect(toDescriptor: fd) }

@@ -233,6 +233,9 @@ final class WorkerRuntime: @unchecked Sendable {
     /// The instance's rate-limit state, shared with every worker of every generation (see `RateLimitTable`);
     /// nil when the master passed none. Instance-scoped rate limits decide on it with `acquire(key:now:limit:)`.
     var sharedRateLimits: RateLimitTable?
+    /// This worker's partition of the instance's metrics and this configuration's series ids (see
+    /// `WorkerMetrics`); nil when the master passed no table.
+    var metrics: WorkerMetrics?
     /// Open connections per client address, kept only when `max_connections_per_client` is set.
     private var connectionsPerClient: [String: Int] = [:]
     private var nextRefusalLog = NIODeadline.uptimeNanoseconds(0)
@@ -455,6 +458,7 @@ final class WorkerRuntime: @unchecked Sendable {
         connections[ObjectIdentifier(connection)] = connection
         if http.maxConnectionsPerClient > 0 { connectionsPerClient[clientAddress, default: 0] += 1 }
         counters.openConnections = connections.count
+        metricsConnectionOpened(connection)
         return true
     }
 
@@ -495,10 +499,12 @@ final class WorkerRuntime: @unchecked Sendable {
     func transfer(from old: any ClientConnection, to new: any ClientConnection) {
         guard connections.removeValue(forKey: ObjectIdentifier(old)) != nil else { return }
         connections[ObjectIdentifier(new)] = new
+        metricsConnectionTransferred(from: old, to: new)
     }
 
     func unregister(_ connection: any ClientConnection, clientAddress: String) {
         guard connections.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return }
+        metrics?.connectionClosed(connection)
         if let shared = sharedConnections { shared.table.release(clientAddress, partition: shared.partition) }
         if configuration.http.maxConnectionsPerClient > 0 {
             let remaining = connectionsPerClient[clientAddress, default: 1] - 1

@@ -102,6 +102,10 @@ extension Master {
             awaitUpgrade(channel, untilDrained: untilDrained)
         case .reopenLogs:
             reopenAccessLogs(replyTo: channel)
+        case .metrics(let accept):
+            let exposition = metricsExposition(accept: accept)
+            reply(.metricsExposition(contentType: exposition.contentType,
+                body: String(decoding: exposition.body, as: UTF8.self)), to: channel)
         case .tap(let filter):
             openTap(filter, replyTo: channel)
         default:

@@ -67,6 +67,8 @@ extension Master {
         let requester = machine.transaction?.requester
         // Key sets of URLs the new configuration adds, before its workers spawn; known ones are kept.
         keySetsConfigured([configuration, newConfiguration], waiting: true)
+        // Its series before its workers spawn, so they find every id they look up.
+        metricsConfigured(newConfiguration)
         dispatch(.configurationAccepted(newLimits))
         if let requester, requester.watching, let next = machine.startingGeneration {
             reply(.progress(ProgressReport(phase: "validated", connections: 0, workers: 0, generation: next)),
@@ -95,6 +97,7 @@ extension Master {
             "version": "\(JesterVersion.current)",
         ])
         let result = ReloadResult(success: true, generation: newGeneration, configHash: configuration.hash, errors: [])
+        metricsTransactionEnded(kind, success: true)
         if kind == .upgrade { lastUpgrade = result }
         if let requester, requester.watching {
             reply(.progress(ProgressReport(phase: "ready", connections: 0,
@@ -115,6 +118,7 @@ extension Master {
         }
         keySetsConfigured([configuration], waiting: false)
         lastFailedReload = FailedReload(at: wallClockNow, kind: kind.rawValue, errors: errors)
+        metricsTransactionEnded(kind, success: false)
         logger.error("\(kind.rawValue) failed; still serving the previous generation", metadata: [
             "errors": .array(errors.map { .string($0) }),
         ])
@@ -198,9 +202,11 @@ extension Master {
                         state: (state(of: worker) ?? .ready).rawValue, startedAt: wallClockNow - (monotonicNow - worker.startedAt),
                         configHash: worker.configHash, drainDeadline: worker.drainDeadline,
                         controlFD: worker.controlFD, pendingBytes: worker.decoder.bufferedBytes,
-                        connectionPartition: connectionPartitions[worker.pid])
+                        connectionPartition: connectionPartitions[worker.pid],
+                        metricsPartition: metrics.partitions[worker.pid])
                 },
-                connectionTableFD: connectionTable?.fd, rateLimitTableFD: rateLimitTable?.fd)
+                connectionTableFD: connectionTable?.fd, rateLimitTableFD: rateLimitTable?.fd,
+                metricsTableFD: metrics.table?.fd)
         } catch {
             dispatch(.execFailed(reason: "cannot encode the hand-over: \(error)"))
             return
@@ -310,6 +316,8 @@ extension Master {
             }
         }
         if rateLimitTable == nil { makeRateLimitTable() }
+        // The adopted workers go on counting where they did; the totals carry on.
+        adoptMetricsTable(fd: handOver.metricsTableFD, workers: handOver.workers)
         logger.notice("upgrade: the new binary runs and adopted the running workers", metadata: [
             "pid": .stringConvertible(getpid()), "from_version": "\(handOver.fromVersion)",
             "version": "\(JesterVersion.current)",

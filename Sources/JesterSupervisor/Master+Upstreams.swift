@@ -13,7 +13,10 @@ import NIOPosix
 extension Master {
     func startHealthChecks() {
         healthChecker = HealthChecker(eventLoop: eventLoop)
-        healthChecker.onChange = { [unowned self] in self.broadcastTargetStates() }
+        healthChecker.onChange = { [unowned self] in
+            self.broadcastTargetStates()
+            self.updateTargetHealthMetrics()
+        }
         healthChecker.update(configuration)
     }
 

@@ -66,11 +66,11 @@ extension Master {
             }
             let names = configuration.listeners.map(\.name)
             let sockets = names.compactMap { listeners[$0]?.sockets[slot] }
-            let tables = [connectionTable?.fd, rateLimitTable?.fd].compactMap { $0 }
+            let tables = [connectionTable?.fd, rateLimitTable?.fd, metrics.table?.fd].compactMap { $0 }
             let pid: Int32
             do {
-                // The connection table travels after the listeners, the rate-limit table after it, then the
-                // access-log file and channel (their numbers are in the assignment).
+                // The connection table travels after the listeners, the rate-limit table after it, the metrics
+                // table after that, then the access-log file and channel (their numbers are in the assignment).
                 pid = try ProcessSpawner.spawn(
                     executable: ProcessSpawner.runningImage, argumentZero: executableName, arguments: ["--worker"],
                     controlSocket: workerEnd,
@@ -102,6 +102,10 @@ extension Master {
             if rateLimitTable != nil {
                 assignment.rateLimitTableFD =
                     ProcessSpawner.firstListenerFD + Int32(sockets.count) + (connectionTable == nil ? 0 : 1)
+            }
+            if metrics.table != nil, let partition = claimMetricsPartition(for: pid) {
+                assignment.metricsTableFD = ProcessSpawner.firstListenerFD + Int32(sockets.count + tables.count - 1)
+                assignment.metricsPartition = partition
             }
             let afterTables = ProcessSpawner.firstListenerFD + Int32(sockets.count + tables.count)
             if accessLog.file != nil { assignment.accessLogFD = afterTables }
@@ -236,6 +240,8 @@ extension Master {
             accessLogWorkerExited(pid)
             // Its connections died with it, however it ended: nothing it counted may stay counted.
             if let partition = connectionPartitions.removeValue(forKey: pid) { connectionTable?.clear(partition: partition) }
+            // Its counts join the retired totals (its gauges go), so no total drops.
+            retireMetricsPartition(of: pid)
             let metadata: Logger.Metadata = [
                 "pid": .stringConvertible(pid), "slot": .stringConvertible(worker.slot),
                 "generation": .stringConvertible(worker.generation), "status": "\(status)",

@@ -83,6 +83,8 @@ public final class Master: @unchecked Sendable {
     /// The instance's rate-limit state, shared with every worker of every generation and kept across a binary
     /// upgrade, so neither resets a client's allowance (see `RateLimitTable`).
     var rateLimitTable: RateLimitTable?
+    /// The instance's metrics, shared with every worker and kept across a binary upgrade (see `Master+Metrics`).
+    let metrics = MasterMetrics()
     var generation: Int { machine.generation }
     var stopping: Bool { machine.isStopping }
     var access: ControlAccess
@@ -201,6 +203,7 @@ public final class Master: @unchecked Sendable {
         try startControlServer()
         try makeConnectionTable()
         makeRateLimitTable()
+        makeMetricsTable()
         _ = try accessLogDescriptor(for: configuration)
         startSignalWaiter()
         startHealthChecks()
@@ -276,6 +279,7 @@ public final class Master: @unchecked Sendable {
                 self.logger.notice("respawning worker", metadata: [
                     "slot": .stringConvertible(slot), "generation": .stringConvertible(generation),
                 ])
+                self.metricsWorkerRestarted()
                 self.dispatch(.respawnDue(slot: slot, generation: generation))
             }
         case .gaveUp(let slot, let crashes):

@@ -35,6 +35,8 @@ struct UpgradeHandOver: Codable, Equatable {
         var pendingBytes: [UInt8]
         /// Its partition of the connection table (optional: a hand-over from a version without one).
         var connectionPartition: Int? = nil
+        /// Its partition of the metrics table (optional: a hand-over from a version without metrics).
+        var metricsPartition: Int? = nil
     }
 
     var format = currentFormat
@@ -59,11 +61,15 @@ struct UpgradeHandOver: Codable, Equatable {
     var connectionTableFD: Int32? = nil
     /// The rate-limit table every generation decides on (optional: a hand-over from a version without one).
     var rateLimitTableFD: Int32? = nil
+    /// The metrics table every generation counts in, so totals survive the upgrade (optional: a hand-over from
+    /// a version without one).
+    var metricsTableFD: Int32? = nil
 
     /// Every descriptor the new program needs open.
     var descriptors: Set<Int32> {
         Set([controlSocketFD] + listeners.values.flatMap(\.fds) + activatedSockets.map(\.fd) + workers.map(\.controlFD)
-            + (connectionTableFD.map { [$0] } ?? []) + (rateLimitTableFD.map { [$0] } ?? []))
+            + (connectionTableFD.map { [$0] } ?? []) + (rateLimitTableFD.map { [$0] } ?? [])
+            + (metricsTableFD.map { [$0] } ?? []))
     }
 
     func encoded() throws -> String {

@@ -167,7 +167,7 @@ struct JesterCtl: ParsableCommand {
         version: JesterVersion.current,
         subcommands: [
             Status.self, Reload.self, Upgrade.self, Upstreams.self, UpstreamCommand.self, Drain.self, Stop.self,
-            ReopenLogs.self, Tap.self,
+            ReopenLogs.self, Tap.self, Metrics.self,
         ])
 }
 
@@ -607,6 +607,38 @@ struct Tap: ParsableCommand {
             }
         }
         fail("jesterctl: the master closed the connection", status: .unreachable)
+    }
+}
+
+struct Metrics: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the instance's metrics, as a Prometheus scrape gets them (see jester-metrics(7)).",
+        discussion: """
+            The sums over the master and every worker of every generation, in the Prometheus text format, or \
+            in OpenMetrics with --openmetrics. --accept passes an HTTP Accept header to negotiate as a scrape \
+            would.
+            """)
+    @OptionGroup var options: ControlOptions
+    @Flag(help: "OpenMetrics 1.0 text instead of the Prometheus text format.")
+    var openmetrics = false
+    @Option(help: "An HTTP Accept header to negotiate the format with, as a scraper sends it.")
+    var accept: String?
+
+    func validate() throws {
+        if openmetrics, accept != nil { throw ValidationError("--openmetrics and --accept cannot be combined") }
+    }
+
+    func run() throws {
+        let client = options.connect()
+        client.send(.metrics(accept: openmetrics ? "application/openmetrics-text; version=1.0.0" : accept))
+        switch client.receive(timeoutSeconds: 30) {
+        case .metricsExposition(_, let body):
+            writeOut(body, to: STDOUT_FILENO)
+        case .failure(let message, _):
+            fail("jesterctl: \(message)", status: .operationFailed)
+        default:
+            fail("jesterctl: no answer from the master")
+        }
     }
 }
 

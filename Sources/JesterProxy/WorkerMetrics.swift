@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: Apache-2.0
+import Glibc
+import JesterConfig
+import JesterMetrics
+import JesterSystem
+
+/// A worker's handle on the instance's metrics (jester-metrics(7)): its partition of the shared table, and the
+/// series ids of its configuration resolved once, so that counting is an array index and an atomic add.
+///
+/// The master registered every id before the worker spawned (`ConfigurationSeries`); the worker never
+/// registers, it only looks up (`ConfigurationMetricIDs`). Every method takes ids or plain values, never a
+/// label string: the request path finds the ids on what it already holds (`ids.listeners[name]` once per
+/// listener, `ids.route(_:listener:)` once per compiled route, `ids.targets[upstream][index]` once per
+/// target). Loop-confined to the worker's event loop like `WorkerRuntime` (the connection side table is
+/// the only mutable state; the adds themselves are atomic).
+final class WorkerMetrics: @unchecked Sendable {
+    /// The worker's own partition.
+    let writer: MetricsWriter
+    /// This configuration's ids.
+    let ids: ConfigurationMetricIDs
+
+    /// A client connection as counted: its listener and the protocol it is counted under now.
+    private struct OpenConnection {
+        let listener: ListenerMetricIDs
+        var proto: MetricProtocol
+        /// Whether `jester_downstream_connections_total` has it yet: a connection on a listener that serves
+        /// HTTP/2 is counted once its protocol is known (handed to HTTP/2, settled, or closed as HTTP/1).
+        var counted: Bool
+    }
+
+    private var open: [ObjectIdentifier: OpenConnection] = [:]
+
+    init(writer: MetricsWriter, ids: ConfigurationMetricIDs) {
+        self.writer = writer
+        self.ids = ids
+        // Every breaker starts closed: the gauge counts the workers whose breaker is in each state.
+        for targets in ids.targets.values {
+            for target in targets { writer.add(target.circuitStates[0], 1) }
+        }
+    }
+
+    /// Attaches the table the master passed (`WorkerAssignment.metricsTableFD`) and resolves `configuration`'s
+    /// ids from its directory. Throws when the descriptor is not a table or its directory is damaged.
+    static func attach(fd: Int32, partition: Int, configuration: Configuration) throws -> WorkerMetrics {
+        let table = try MetricsTable.attach(fd: fd)
+        guard partition > MetricsTable.masterPartition, partition < table.partitions else {
+            throw SystemError("attach", "metrics table (partition \(partition) out of range)", errno: EINVAL)
+        }
+        let registry = try table.registry()
+        return WorkerMetrics(writer: table.writer(partition: partition), ids: ConfigurationMetricIDs(configuration,
+            registry: registry))
+    }
+
+    // MARK: Connections (WorkerRuntime.register / transfer / unregister)
+
+    /// A client connection was admitted on `listener`, carried by `proto`. `settled`: its protocol cannot change
+    /// (false for an HTTP/1 connection on a listener that serves HTTP/2, counted once it is known).
+    func connectionOpened(_ connection: AnyObject, listener: ListenerMetricIDs, protocol proto: MetricProtocol,
+        settled: Bool)
+    {
+        open[ObjectIdentifier(connection)] = OpenConnection(listener: listener, proto: proto, counted: settled)
+        writer.add(listener.activeConnections[proto.index], 1)
+        if settled { writer.add(listener.connections[proto.index]) }
+    }
+
+    /// A connection's handler changed (`WorkerRuntime.transfer`: HTTP/1 handed to HTTP/2): it is counted under
+    /// `proto` from now on.
+    func connectionTransferred(from old: AnyObject, to new: AnyObject, protocol proto: MetricProtocol) {
+        guard var connection = open.removeValue(forKey: ObjectIdentifier(old)) else { return }
+        if connection.proto != proto {
+            writer.add(connection.listener.activeConnections[connection.proto.index], -1)
+            writer.add(connection.listener.activeConnections[proto.index], 1)
+            connection.proto = proto
+        }
+        if !connection.counted {
+            writer.add(connection.listener.connections[proto.index])
+            connection.counted = true
+        }
+        open[ObjectIdentifier(new)] = connection
+    }
+
+    /// The connection's protocol is known and will not change (its first HTTP/1 request): counted now rather
+    /// than when it closes. For the request path; harmless when called twice.
+    func connectionSettled(_ connection: AnyObject) {
+        guard let entry = open[ObjectIdentifier(connection)], !entry.counted else { return }
+        writer.add(entry.listener.connections[entry.proto.index])
+        open[ObjectIdentifier(connection)]?.counted = true
+    }
+
+    /// The connection closed.
+    func connectionClosed(_ connection: AnyObject) {
+        guard let entry = open.removeValue(forKey: ObjectIdentifier(connection)) else { return }
+        writer.add(entry.listener.activeConnections[entry.proto.index], -1)
+        if !entry.counted { writer.add(entry.listener.connections[entry.proto.index]) }
+    }
+
+    /// Connections open now, as counted (tests).
+    var openConnections: Int { open.count }
+
+    // MARK: Requests (for the request path)
+
+    /// A request's response ended (or the request was cut): counted by listener, route, upstream, target,
+    /// protocol and status class (`status` outside 100...599: not counted by class), its duration observed, and
+    /// its bytes added. `route` nil: no route took it; `target` nil with `upstream` set: no target answered.
+    func requestFinished(
+        listener: ListenerMetricIDs, route: RouteMetricIDs?, upstream: String? = nil, target: TargetMetricIDs?,
+        protocol proto: MetricProtocol, status: Int, durationNanoseconds: Int64, bytesIn: Int64, bytesOut: Int64
+    ) {
+        let route = route ?? listener.noRoute
+        if let id = route.grid(target: target, upstream: upstream ?? target?.upstream).id(protocol: proto, status: status) {
+            writer.add(id)
+        }
+        writer.observe(route.duration, nanoseconds: durationNanoseconds)
+        if bytesIn > 0 { writer.add(listener.receivedBytes[proto.index], bytesIn) }
+        if bytesOut > 0 { writer.add(listener.sentBytes[proto.index], bytesOut) }
+    }
+
+    /// Bytes a TCP listener relayed (its connections have no requests): client to target `received`, back
+    /// `sent`.
+    func bytesRelayed(listener: ListenerMetricIDs, received: Int64, sent: Int64) {
+        if received > 0 { writer.add(listener.receivedBytes[MetricProtocol.tcp.index], received) }
+        if sent > 0 { writer.add(listener.sentBytes[MetricProtocol.tcp.index], sent) }
+    }
+
+    /// An HTTP/2 (or HTTP/3) stream opened or closed on a connection of `listener`.
+    func streamOpened(listener: ListenerMetricIDs, protocol proto: MetricProtocol) {
+        writer.add(listener.activeStreams[proto.index], 1)
+    }
+
+    func streamClosed(listener: ListenerMetricIDs, protocol proto: MetricProtocol) {
+        writer.add(listener.activeStreams[proto.index], -1)
+    }
+
+    // MARK: Upstreams
+
+    /// A connection to `target` opened, `nanoseconds` after it was begun (TLS handshake included).
+    func upstreamConnected(target: TargetMetricIDs, nanoseconds: Int64) {
+        writer.observe(target.connectDuration, nanoseconds: nanoseconds)
+    }
+
+    /// `target`'s response head came `nanoseconds` after the request was sent.
+    func upstreamResponded(target: TargetMetricIDs, nanoseconds: Int64) {
+        writer.observe(target.responseDuration, nanoseconds: nanoseconds)
+    }
+
+    /// The route's retry policy sent a request again (to `upstream`).
+    func retry(route: RouteMetricIDs, upstream: String) {
+        if let id = route.retries[upstream] { writer.add(id) }
+    }
+
+    /// A request was replayed on a new connection after a kept-alive one closed before answering.
+    func replay(route: RouteMetricIDs, upstream: String) {
+        if let id = route.replays[upstream] { writer.add(id) }
+    }
+
+    /// Outlier detection ejected `target`.
+    func ejected(target: TargetMetricIDs) {
+        writer.add(target.ejections)
+    }
+
+    /// `target`'s circuit breaker in this worker moved from `old` to `new`.
+    func circuitChanged(target: TargetMetricIDs, from old: CircuitStateLabel, to new: CircuitStateLabel) {
+        guard old != new else { return }
+        writer.add(target.circuitStates[Self.position(old)], -1)
+        writer.add(target.circuitStates[Self.position(new)], 1)
+    }
+
+    private static func position(_ state: CircuitStateLabel) -> Int {
+        switch state {
+        case .closed: 0
+        case .open: 1
+        case .halfOpen: 2
+        }
+    }
+
+    // MARK: Filters and TLS
+
+    /// The filter at position `filter` of the route's chain (as `RouteMetricIDs.filters` orders it) decided.
+    func filterOutcome(route: RouteMetricIDs, filter: Int, outcome: FilterOutcome) {
+        guard filter >= 0, filter < route.filters.count else { return }
+        let column: Int
+        switch outcome {
+        case .proceed: column = 0
+        case .respond: column = 1
+        case .fail: column = 2
+        }
+        writer.add(route.filters[filter][column])
+    }
+
+    /// A client's TLS handshake on `listener` completed, or failed.
+    func tlsHandshake(listener: ListenerMetricIDs, failed: Bool) {
+        writer.add(failed ? listener.tlsHandshakeFailures : listener.tlsHandshakes)
+    }
+}
+
+extension WorkerRuntime {
+    /// Counts a newly admitted client connection under its listener (`register`): a TCP relay as tcp, an HTTP
+    /// connection as http1 until it is handed to HTTP/2 (`transfer`).
+    func metricsConnectionOpened(_ connection: any ClientConnection) {
+        guard let metrics else { return }
+        if let http = connection as? DownstreamConnection, let listener = metrics.ids.listeners[http.listener] {
+            metrics.connectionOpened(http, listener: listener, protocol: .http1, settled: !http.servesHTTP2)
+        } else if let tcp = connection as? TCPProxyConnection, let listener = metrics.ids.listeners[tcp.listener.name] {
+            metrics.connectionOpened(tcp, listener: listener, protocol: .tcp, settled: true)
+        }
+    }
+
+    /// Moves a connection's count to the handler that took it over (`transfer`).
+    func metricsConnectionTransferred(from old: any ClientConnection, to new: any ClientConnection) {
+        metrics?.connectionTransferred(from: old, to: new, protocol: new is HTTP2Connection ? .http2 : .http1)
+    }
+}
