@@ -164,6 +164,8 @@ extension Master {
         guard let table = metrics.table, let registry = metrics.registry else {
             return (format.contentType, format == .openMetrics ? Array("# EOF\n".utf8) : [])
         }
+        // The first generation starts without a transaction: the gauge is made right here, at every scrape.
+        setMasterGauges()
         let text = MetricsExposition.render(registry, table.snapshot(for: registry), format: format)
         return (format.contentType, Array(text.utf8))
     }
