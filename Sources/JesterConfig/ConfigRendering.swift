@@ -45,6 +45,17 @@ extension Configuration {
         lines.append(http.connectionRequestRate.map { "connection_request_rate = \($0)" }
             ?? unset(ConfigSchema.http, "connection_request_rate"))
         lines.append("request_id_header = \(quoted(http.requestIDHeader))")
+        if let admin {
+            // Only when present: the table's presence is what turns the API on.
+            lines += ["", "[admin]"]
+            switch admin.endpoint {
+            case .tcp(let address): lines.append("address = \(quoted(address.description))")
+            case .unix(let path): lines.append("socket = \(quoted(path))")
+            }
+            lines.append(admin.tokensFile.map { "tokens_file = \(quoted($0))" } ?? "# tokens_file: none")
+        } else {
+            lines += ["", "# [admin]: off"]
+        }
         for listener in listeners {
             lines += [
                 "", "[[listeners]]", "name = \(quoted(listener.name))", "address = \(quoted(listener.address.description))",
@@ -343,6 +354,7 @@ extension ConfigSchema {
         render(server, title: "[server]")
         render(log, title: "[log]")
         render(http, title: "[http]")
+        render(admin, title: "[admin]")
         render(listener, title: "[[listeners]]")
         render(tls, title: "[listeners.tls]")
         render(certificate, title: "[[listeners.tls.certificates]]")

@@ -105,6 +105,8 @@ public struct ConfigSchema: Sendable {
             Field("server", .table(server), "The process model: workers, user, control socket, pid file."),
             Field("log", .table(log), "Logging."),
             Field("http", .table(http), "Limits and timeouts of the HTTP/1.1 data plane."),
+            Field("admin", .table(admin), default: "off",
+                "The admin API (jester-admin(7)): status, configuration, routes, upstreams, and actions over HTTP."),
             Field("listeners", .array(.table(listener)), required: true, "Addresses to accept connections on."),
             Field("routes", .array(.table(route)), default: "[]", "How requests are matched and answered."),
             Field("upstreams", .map(.table(upstream)), default: "{}", "Pools of servers that routes proxy to."),
@@ -154,6 +156,19 @@ public struct ConfigSchema: Sendable {
                     + "opens it again on SIGUSR1 or jesterctl reopen-logs, for logrotate."),
             Field("access_log_fields", .array(.choice(AccessLogField.allCases.map(\.rawValue))), default: "all",
                 "The fields of each access-log line, in this order."),
+        ])
+
+    public static let admin = Table(
+        "[admin]",
+        [
+            Field("address", .address, default: "\"127.0.0.1:9901\"",
+                "The IP address and port of the admin API; an address that is not loopback needs tokens_file."),
+            Field("socket", .string,
+                "A Unix socket path to serve the admin API on instead of an address (mode 0660, the control group)."),
+            Field("tokens_file", .string,
+                "Bearer tokens (relative to this file), one 'read TOKEN' or 'write TOKEN' per line, at least 16 "
+                    + "characters each; the master reads it as root at start and on every reload, and refuses a file "
+                    + "other users may read. Without it every client of the API may act."),
         ])
 
     public static let http = Table(

@@ -15,6 +15,8 @@ public struct Configuration: Sendable, Codable, Equatable {
     public var upstreams: [UpstreamSettings]
     /// `[filters.NAME]`, sorted by name (TOML tables keep no order); routes and listeners use them by name.
     @EmptyIfMissing public var filters: [FilterSettings]
+    /// `[admin]`: the master's admin API; nil (the table absent) keeps it off.
+    public var admin: AdminSettings?
     /// What the loader found questionable but usable (an unused filter): for `jester config validate` and the
     /// reload log. Not part of the configuration's meaning, so not part of its hash.
     @EmptyIfMissing public var warnings: [ConfigDiagnostic]
