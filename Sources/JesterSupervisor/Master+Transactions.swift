@@ -49,6 +49,7 @@ extension Master {
     func prepare(_ newConfiguration: Configuration, kind: Machine.Transaction.Kind) {
         let previousListeners = listeners
         do {
+            try prepareAdmin(for: newConfiguration)
             access.controlGroupID = try resolveControlGroup(newConfiguration)
             if Privileges.isRoot {
                 identity = try Privileges.workerIdentity(
@@ -58,6 +59,7 @@ extension Master {
             _ = try accessLogDescriptor(for: newConfiguration)
         } catch {
             listeners = previousListeners
+            rollBackAdmin()
             dispatch(.configurationRefused(errors: ["\(error)"]))
             return
         }
@@ -88,6 +90,7 @@ extension Master {
         configuration = prepared.configuration
         keySetsConfigured([configuration], waiting: false)
         healthChecker.update(configuration)
+        commitAdmin()
         forgetAdminStatesOfRemovedTargets()
         // Sockets the new generation does not use close once the old one is gone; the old workers hold their
         // own copies until then.
@@ -116,6 +119,7 @@ extension Master {
             listeners = prepared.previousListeners
             self.prepared = nil
         }
+        rollBackAdmin()
         keySetsConfigured([configuration], waiting: false)
         lastFailedReload = FailedReload(at: wallClockNow, kind: kind.rawValue, errors: errors)
         metricsTransactionEnded(kind, success: false)
@@ -206,7 +210,8 @@ extension Master {
                         metricsPartition: metrics.partitions[worker.pid])
                 },
                 connectionTableFD: connectionTable?.fd, rateLimitTableFD: rateLimitTable?.fd,
-                metricsTableFD: metrics.table?.fd)
+                metricsTableFD: metrics.table?.fd,
+                adminSocketFD: adminServer.fd >= 0 ? adminServer.fd : nil, adminEndpoint: adminServer.endpoint)
         } catch {
             dispatch(.execFailed(reason: "cannot encode the hand-over: \(error)"))
             return
@@ -274,6 +279,7 @@ extension Master {
         }
         access.controlGroupID = (try? resolveControlGroup(configuration)) ?? nil
         try startControlServer(adopting: handOver.controlSocketFD)
+        try startAdminServer(adopting: handOver.adminSocketFD, endpoint: handOver.adminEndpoint)
         startSignalWaiter()
         adminStates = handOver.adminStates ?? [:]
         startHealthChecks()

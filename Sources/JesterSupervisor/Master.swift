@@ -111,6 +111,8 @@ public final class Master: @unchecked Sendable {
     let keySetFetches = KeySetFetches()
     /// The access-log files and their reopen (see `Master+AccessLog`).
     let accessLogs = AccessLogFiles()
+    /// The admin API (`[admin]`, see `Master+Admin`).
+    let adminServer = AdminServer()
     /// For `jesterctl status`: the last reload or upgrade that failed.
     var lastFailedReload: FailedReload?
     /// Requests the workers' drain timeouts cut during this stop (`jesterctl drain` and `stop --wait` report it).
@@ -201,6 +203,7 @@ public final class Master: @unchecked Sendable {
         storeNewSockets()
         try PidFile.write(configuration.server.pidFile)
         try startControlServer()
+        try startAdminServer()
         try makeConnectionTable()
         makeRateLimitTable()
         makeMetricsTable()
@@ -335,6 +338,7 @@ public final class Master: @unchecked Sendable {
         if !stopping {
             logger.info(fast ? "fast stop" : "graceful stop", metadata: ["workers": .stringConvertible(workers.count)])
             controlServer?.close(promise: nil)
+            closeAdminServer(unlinking: true)
         }
         dispatch(.stopRequested(fast: fast, exitCode: exitCode, drainSeconds: drainSeconds))
     }

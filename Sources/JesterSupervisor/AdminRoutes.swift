@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: Apache-2.0
+import JesterConfig
+
+/// What an admin API request asks for, once its method and path are understood.
+enum AdminEndpoint: Equatable, Sendable {
+    /// `GET /api/v1/status`: generations, workers, listeners, the last failed reload.
+    case status
+    /// `GET /api/v1/config`: the effective configuration, secrets redacted, with its hash as ETag.
+    case config
+    /// `GET /api/v1/routes`: the graph `jester diag --format json` prints.
+    case routes
+    /// `GET /api/v1/upstreams`: pools and targets with health and admin state.
+    case upstreams
+    /// `POST /api/v1/reload`: answered with the outcome.
+    case reload
+    /// `POST /api/v1/upstreams/{pool}/targets/{target}/{action}`, or without a pool
+    /// (`POST /api/v1/targets/{target}/{action}`): in every pool with the target.
+    case setTargetAdmin(pool: String?, target: String, action: TargetAction)
+    /// `POST /api/v1/drain`: drain and stop the instance.
+    case drain
+    /// `GET /metrics`: the metrics exposition (`AdminServer.metricsExposition`).
+    case metrics
+
+    /// The role a client needs: reading needs `read`, acting needs `write`.
+    var requiredRole: AdminRole {
+        switch self {
+        case .status, .config, .routes, .upstreams, .metrics: return .read
+        case .reload, .setTargetAdmin, .drain: return .write
+        }
+    }
+}
+
+/// The three admin states an operator sets on a target, named as the URL says them.
+enum TargetAction: String, Sendable, CaseIterable {
+    case drain
+    case disable
+    case enable
+
+    /// The state the control protocol's `setTargetAdmin` takes.
+    var state: String {
+        switch self {
+        case .drain: return "drain"
+        case .disable: return "disabled"
+        case .enable: return "enabled"
+        }
+    }
+}
+
+/// The admin API's route table: method and path → endpoint. Pure, so every path and method is tested without a
+/// socket; the transport (`AdminConnection`) only carries out what this decides.
+enum AdminRoutes {
+    /// What a method and path resolve to.
+    enum Resolution: Equatable {
+        case endpoint(AdminEndpoint)
+        /// No such resource: 404.
+        case notFound
+        /// The resource exists, not with this method: 405 with `Allow`.
+        case methodNotAllowed(allowed: String)
+    }
+
+    /// The API's path prefix; the version is in the path so a later incompatible API can sit beside this one.
+    static let prefix = "/api/v1"
+
+    static func resolve(method: String, path: String) -> Resolution {
+        guard let segments = decodedSegments(path) else { return .notFound }
+        let get: (AdminEndpoint) -> Resolution = { method == "GET" ? .endpoint($0) : .methodNotAllowed(allowed: "GET") }
+        let post: (AdminEndpoint) -> Resolution = {
+            method == "POST" ? .endpoint($0) : .methodNotAllowed(allowed: "POST")
+        }
+        if segments == ["metrics"] { return get(.metrics) }
+        guard segments.count >= 3, segments[0] == "api", segments[1] == "v1" else { return .notFound }
+        let rest = Array(segments.dropFirst(2))
+        switch rest.count {
+        case 1:
+            switch rest[0] {
+            case "status": return get(.status)
+            case "config": return get(.config)
+            case "routes": return get(.routes)
+            case "upstreams": return get(.upstreams)
+            case "reload": return post(.reload)
+            case "drain": return post(.drain)
+            default: return .notFound
+            }
+        case 3 where rest[0] == "targets":
+            guard let action = TargetAction(rawValue: rest[2]), !rest[1].isEmpty else { return .notFound }
+            return post(.setTargetAdmin(pool: nil, target: rest[1], action: action))
+        case 5 where rest[0] == "upstreams" && rest[2] == "targets":
+            guard let action = TargetAction(rawValue: rest[4]), !rest[1].isEmpty, !rest[3].isEmpty else {
+                return .notFound
+            }
+            return post(.setTargetAdmin(pool: rest[1], target: rest[3], action: action))
+        default:
+            return .notFound
+        }
+    }
+
+    /// The path's segments, percent-decoded (a target is `host:port`, which a client may send as `host%3Aport`);
+    /// nil for a path that is not `/`-rooted or decodes to something that is not UTF-8.
+    static func decodedSegments(_ path: String) -> [String]? {
+        guard path.hasPrefix("/") else { return nil }
+        var segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
+        // A trailing slash names the same resource.
+        if segments.count > 1, segments.last == "" { segments.removeLast() }
+        var decoded: [String] = []
+        for segment in segments {
+            guard let text = percentDecoded(segment) else { return nil }
+            decoded.append(text)
+        }
+        return decoded
+    }
+
+    static func percentDecoded(_ text: String) -> String? {
+        var bytes: [UInt8] = []
+        var iterator = Array(text.utf8).makeIterator()
+        while let byte = iterator.next() {
+            guard byte == UInt8(ascii: "%") else {
+                bytes.append(byte)
+                continue
+            }
+            guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else {
+                return nil
+            }
+            bytes.append(high << 4 | low)
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+}
+
+/// Whether a request may reach its endpoint: pure over the tokens and the `Authorization` field.
+struct AdminAuthorization: Equatable {
+    /// The decision.
+    enum Decision: Equatable {
+        case allowed
+        /// No usable credentials: 401 with `WWW-Authenticate: Bearer` (RFC 6750 §3).
+        case unauthorized(String)
+        /// Valid credentials whose role is too weak: 403.
+        case forbidden(String)
+    }
+
+    /// nil: no tokens file, every client has the `write` role (loopback and Unix sockets only; the loader
+    /// refuses other addresses without tokens).
+    var tokens: AdminTokens?
+
+    func decide(authorization: String?, required: AdminRole) -> Decision {
+        guard let tokens else { return .allowed }
+        guard let authorization else { return .unauthorized("a bearer token is needed") }
+        // RFC 6750 §2.1: "Bearer" is a case-insensitive scheme, then one space, then the token.
+        let scheme = authorization.prefix(7)
+        guard scheme.lowercased() == "bearer ", authorization.count > 7 else {
+            return .unauthorized("the Authorization field must be 'Bearer TOKEN'")
+        }
+        let presented = authorization.dropFirst(7).utf8
+        guard let role = tokens.role(for: presented) else { return .unauthorized("the token is not valid") }
+        guard role.allows(required) else {
+            return .forbidden("a \(required.rawValue) token is needed; this one is \(role.rawValue)")
+        }
+        return .allowed
+    }
+}
