@@ -98,7 +98,8 @@ public struct RequestGrid: Sendable {
     init(_ registry: SeriesRegistry, listener: String, route: String, upstream: String, target: String) {
         ids = MetricProtocol.allCases.flatMap { proto in
             StatusClass.allCases.map { status in
-                registry.id(MetricCatalog.requests, [listener, route, upstream, target, proto.rawValue, status.rawValue])
+                registry.id(
+                    MetricCatalog.requests, [listener, route, upstream, target, proto.rawValue, status.rawValue])
             }
         }
     }
@@ -152,7 +153,8 @@ public struct RouteMetricIDs: Sendable {
         var retries: [String: SeriesID] = [:]
         var replays: [String: SeriesID] = [:]
         for upstream in ConfigurationSeries.upstreams(of: route) {
-            noTarget[upstream] = RequestGrid(registry, listener: listener, route: route.name, upstream: upstream, target: "")
+            noTarget[upstream] = RequestGrid(
+                registry, listener: listener, route: route.name, upstream: upstream, target: "")
             for target in targets[upstream] ?? [] {
                 byTarget[target.index] = RequestGrid(
                     registry, listener: listener, route: route.name, upstream: upstream, target: target.target)
@@ -167,7 +169,9 @@ public struct RouteMetricIDs: Sendable {
         let chain = configuration.filterChain(for: route, listener: listener)
         filterNames = chain.map(\.name)
         filters = chain.map { filter in
-            FilterOutcome.allCases.map { registry.id(MetricCatalog.filterOutcomes, [route.name, filter.name, $0.rawValue]) }
+            FilterOutcome.allCases.map {
+                registry.id(MetricCatalog.filterOutcomes, [route.name, filter.name, $0.rawValue])
+            }
         }
     }
 

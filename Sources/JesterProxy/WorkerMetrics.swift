@@ -107,9 +107,8 @@ final class WorkerMetrics: @unchecked Sendable {
         protocol proto: MetricProtocol, status: Int, durationNanoseconds: Int64, bytesIn: Int64, bytesOut: Int64
     ) {
         let route = route ?? listener.noRoute
-        if let id = route.grid(target: target, upstream: upstream ?? target?.upstream).id(protocol: proto, status: status) {
-            writer.add(id)
-        }
+        let grid = route.grid(target: target, upstream: upstream ?? target?.upstream)
+        if let id = grid.id(protocol: proto, status: status) { writer.add(id) }
         writer.observe(route.duration, nanoseconds: durationNanoseconds)
         if bytesIn > 0 { writer.add(listener.receivedBytes[proto.index], bytesIn) }
         if bytesOut > 0 { writer.add(listener.sentBytes[proto.index], bytesOut) }

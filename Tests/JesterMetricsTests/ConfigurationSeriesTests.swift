@@ -23,7 +23,8 @@ struct ConfigurationSeriesTests {
                 UpstreamTarget(address: SocketAddressSpec(host: "10.0.0.1", port: 80)),
                 UpstreamTarget(address: SocketAddressSpec(host: "10.0.0.2", port: 80)),
             ]),
-            UpstreamSettings(name: "canary", targets: [UpstreamTarget(address: SocketAddressSpec(host: "10.0.0.3", port: 80))]),
+            UpstreamSettings(
+                name: "canary", targets: [UpstreamTarget(address: SocketAddressSpec(host: "10.0.0.3", port: 80))]),
         ]
         configuration.filters = [FilterSettings(name: "limit", kind: .rateLimit(RateLimitSettings(rate: 10)))]
         configuration.routes = [
