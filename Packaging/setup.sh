@@ -30,6 +30,13 @@ if [ "${1:-}" = "--test" ]; then
     "$venv/bin/python3" -c 'import opentelemetry.proto' 2>/dev/null \
         || "$venv/bin/python3" -m pip install -q --no-deps opentelemetry-proto==1.25.0
 fi
+if [ "${1:-}" = "--test" ]; then
+    # schemathesis (Tests/Live/test_admin_api.py holds the admin API to Docs/admin-openapi.yaml with it) is not in
+    # Debian: a venv of its own, since it needs newer jsonschema and hypothesis than Debian's python3 has.
+    stvenv="${JESTER_SCHEMATHESIS_VENV:-/var/tmp/jester-schemathesis-venv}"
+    [ -x "$stvenv/bin/python3" ] || /usr/bin/python3 -m venv "$stvenv"
+    [ -x "$stvenv/bin/st" ] || "$stvenv/bin/python3" -m pip install -q 'schemathesis>=4,<5'
+fi
 # The prometheus package (for promtool and the live scrape test, which starts its own server) enables a system
 # service on :9090, the demo upstream's port: tests need the program, not the service.
 if [ "${1:-}" = "--test" ] && command -v systemctl >/dev/null && systemctl is-enabled prometheus >/dev/null 2>&1; then

@@ -1,0 +1,274 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The admin API (jester-admin(7)): auth and roles, the configuration's ETag, reload outcomes, target actions in
+one pool and across pools, the instance drain, the Unix-socket mode, [admin] following a reload, the refusal of a
+non-loopback address without tokens, and schemathesis holding the live API to Docs/admin-openapi.yaml."""
+
+import http.client
+import json
+import os
+import socket
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import JESTER, ROOT, Jester, Upstream, free_port, wait_for
+
+WRITE = "write-token-0123456789abcdef"
+READ = "read-token-0123456789abcdef"
+# Packaging/setup.sh --test installs schemathesis in its own venv (it pins libraries Debian's python has older).
+SCHEMATHESIS = Path(os.environ.get("JESTER_SCHEMATHESIS_VENV", "/var/tmp/jester-schemathesis-venv")) / "bin" / "st"
+
+
+def tokens_file(directory):
+    path = Path(directory) / "admin-tokens"
+    path.write_text(f"# operators\nwrite {WRITE}\nread {READ}\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def body(admin_port, tokens, upstreams, extra=""):
+    a, b = upstreams
+    return f"""
+[admin]
+address = "127.0.0.1:{admin_port}"
+tokens_file = "{tokens}"
+{extra}
+
+[upstreams.app]
+targets = ["{a.address}", "{b.address}"]
+
+[upstreams.other]
+targets = ["{a.address}"]
+
+[[routes]]
+path_prefix = "/"
+upstream = "app"
+"""
+
+
+def api(port, method, path, token=WRITE, headers=None):
+    """One request on a fresh connection: (status, headers as a dict with lowercase names, parsed JSON or None)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    fields = dict(headers or {})
+    if token:
+        fields["Authorization"] = f"Bearer {token}"
+    connection.request(method, path, headers=fields)
+    response = connection.getresponse()
+    raw = response.read()
+    connection.close()
+    data = json.loads(raw) if raw and response.getheader("Content-Type") == "application/json" else None
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+
+
+@pytest.fixture(scope="module")
+def upstreams():
+    servers = [Upstream(), Upstream()]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(upstreams):
+    directory = tempfile.mkdtemp(prefix="jester-admin-")
+    tokens = tokens_file(directory)
+    port = free_port()
+    instance = Jester(body(port, tokens, upstreams))
+    instance.admin_port = port
+    instance.tokens = tokens
+    yield instance
+    instance.stop()
+
+
+def test_no_token_and_a_wrong_token_get_401_with_a_bearer_challenge(admin):
+    for token in (None, "not-a-valid-token-at-all"):
+        status, headers, error = api(admin.admin_port, "GET", "/api/v1/status", token=token)
+        assert status == 401
+        assert headers["www-authenticate"].startswith("Bearer")
+        assert error["status"] == 401 and error["message"]
+    status, _, _ = api(admin.admin_port, "GET", "/api/v1/status", token=None,
+                       headers={"Authorization": f"Basic {WRITE}"})
+    assert status == 401
+
+
+def test_a_read_token_reads_but_may_not_act(admin):
+    status, _, report = api(admin.admin_port, "GET", "/api/v1/status", token=READ)
+    assert status == 200 and report["generation"] >= 1 and report["workers"][0]["state"] == "ready"
+    assert report["listeners"][0]["name"] == "main"
+    for path in ("/api/v1/reload", "/api/v1/drain", "/api/v1/targets/127.0.0.1:1/drain"):
+        status, headers, error = api(admin.admin_port, "POST", path, token=READ)
+        assert status == 403, path
+        assert "insufficient_scope" in headers["www-authenticate"] and "write" in error["message"]
+
+
+def test_unknown_paths_and_methods(admin):
+    assert api(admin.admin_port, "GET", "/api/v1/nothing")[0] == 404
+    status, headers, error = api(admin.admin_port, "GET", "/api/v1/reload")
+    assert status == 405 and headers["allow"] == "POST" and error["status"] == 405
+    # A body over the limit is refused before it is read.
+    with socket.create_connection(("127.0.0.1", admin.admin_port), timeout=10) as connection:
+        connection.sendall(b"POST /api/v1/reload HTTP/1.1\r\nHost: a\r\nContent-Length: 10000000\r\n\r\n")
+        assert connection.recv(65536).startswith(b"HTTP/1.1 413 ")
+
+
+def test_keep_alive_and_pipelined_requests_are_answered_in_order(admin):
+    request = (f"GET /api/v1/status HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {READ}\r\n\r\n"
+               f"GET /api/v1/nothing HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {READ}\r\n"
+               "Connection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", admin.admin_port), timeout=10) as connection:
+        connection.sendall(request)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 200 OK")
+    assert received.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 404 Not Found" in received
+
+
+def test_config_is_redacted_with_the_hash_as_etag_and_304_when_unchanged(admin):
+    status, headers, config = api(admin.admin_port, "GET", "/api/v1/config", token=READ)
+    assert status == 200
+    assert headers["etag"] == f'"{config["hash"]}"'
+    assert "[admin]" in config["effective_configuration"] and WRITE not in config["effective_configuration"]
+    status, headers, body_ = api(admin.admin_port, "GET", "/api/v1/config", token=READ,
+                                 headers={"If-None-Match": headers["etag"]})
+    assert status == 304 and body_ is None and headers["etag"] == f'"{config["hash"]}"'
+    assert api(admin.admin_port, "GET", "/api/v1/config", token=READ,
+               headers={"If-None-Match": '"0000"'})[0] == 200
+    status, _, graph = api(admin.admin_port, "GET", "/api/v1/routes", token=READ)
+    assert status == 200 and graph["format_version"] == 1 and graph["hash"] == config["hash"]
+
+
+def test_drain_a_target_in_every_pool_then_in_one_pool(admin, upstreams):
+    shared = upstreams[0].address
+    status, _, result = api(admin.admin_port, "POST", f"/api/v1/targets/{shared}/drain")
+    assert status == 200 and result["pools"] == ["app", "other"] and result["admin"] == "drain"
+    _, _, listing = api(admin.admin_port, "GET", "/api/v1/upstreams", token=READ)
+    states = {(pool["name"], t["address"]): t["admin"] for pool in listing["pools"] for t in pool["targets"]}
+    assert states == {("app", shared): "drain", ("app", upstreams[1].address): "enabled", ("other", shared): "drain"}
+    assert all(pool["fail_open"] is False for pool in listing["pools"])
+    status, _, result = api(admin.admin_port, "POST", f"/api/v1/upstreams/other/targets/{shared.replace(':', '%3A')}"
+                                                        "/enable")
+    assert status == 200 and result["pools"] == ["other"]
+    _, _, listing = api(admin.admin_port, "GET", "/api/v1/upstreams", token=READ)
+    states = {(pool["name"], t["address"]): t["admin"] for pool in listing["pools"] for t in pool["targets"]}
+    assert states[("other", shared)] == "enabled" and states[("app", shared)] == "drain"
+    assert api(admin.admin_port, "POST", f"/api/v1/targets/{shared}/enable")[0] == 200
+    for path in ("/api/v1/upstreams/nope/targets/127.0.0.1:1/drain", f"/api/v1/upstreams/other/targets/"
+                 f"{upstreams[1].address}/drain", "/api/v1/targets/127.0.0.1:1/disable"):
+        status, _, error = api(admin.admin_port, "POST", path)
+        assert status == 404 and error["status"] == 404, path
+
+
+def test_reload_answers_with_its_outcome_and_follows_admin_changes(admin, upstreams):
+    status, _, result = api(admin.admin_port, "POST", "/api/v1/reload")
+    assert status == 200 and result["success"] and result["errors"] == []
+    generation = result["generation"]
+    # A broken file: 422 with the errors, the old generation serving.
+    good = admin.config_path.read_text()
+    admin.config_path.write_text(good + "\nlisteners = 3\n")
+    try:
+        status, _, result = api(admin.admin_port, "POST", "/api/v1/reload")
+    finally:
+        admin.config_path.write_text(good)
+    assert status == 422 and not result["success"] and result["generation"] == generation
+    assert any("jester.toml" in error for error in result["errors"])
+    _, _, report = api(admin.admin_port, "GET", "/api/v1/status", token=READ)
+    assert report["generation"] == generation and report["last_failed_reload"]["kind"] == "reload"
+    # A new address: the reload answers on the old socket, then only the new one serves.
+    new_port = free_port()
+    admin.write_config(body(new_port, admin.tokens, upstreams))
+    status, _, result = api(admin.admin_port, "POST", "/api/v1/reload")
+    assert status == 200 and result["generation"] == generation + 1
+    old_port, admin.admin_port = admin.admin_port, new_port
+    assert api(new_port, "GET", "/api/v1/status", token=READ)[0] == 200
+    with pytest.raises(OSError):
+        api(old_port, "GET", "/api/v1/status", token=READ)
+
+
+def test_a_reload_that_cannot_bind_the_new_admin_address_fails_and_the_old_one_serves(admin, upstreams):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        admin.write_config(body(taken.getsockname()[1], admin.tokens, upstreams))
+        status, _, result = api(admin.admin_port, "POST", "/api/v1/reload")
+    admin.write_config(body(admin.admin_port, admin.tokens, upstreams))
+    assert status == 422 and "bind" in " ".join(result["errors"])
+    assert api(admin.admin_port, "GET", "/api/v1/status", token=READ)[0] == 200
+
+
+@pytest.mark.skipif(not SCHEMATHESIS.exists(), reason="schemathesis is not installed (Packaging/setup.sh --test)")
+def test_the_live_api_conforms_to_its_openapi_document(admin):
+    # Every operation but the instance drain (tested below on its own instance), bounded examples, a fixed seed.
+    result = subprocess.run(
+        [str(SCHEMATHESIS), "run", str(ROOT / "Docs" / "admin-openapi.yaml"),
+         "--url", f"http://127.0.0.1:{admin.admin_port}", "-H", f"Authorization: Bearer {WRITE}",
+         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
+                     "response_schema_conformance",
+         "--exclude-operation-id", "drain", "--max-examples", "10", "--seed", "1", "--no-shrink",
+         "--request-timeout", "20"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout
+
+
+def test_drain_answers_then_the_instance_stops(upstreams, tmp_path):
+    port = free_port()
+    instance = Jester(body(port, tokens_file(tmp_path), upstreams))
+    try:
+        status, headers, result = api(port, "POST", "/api/v1/drain")
+        assert status == 202 and result["stopping"] is True and headers["connection"] == "close"
+        assert instance.process.wait(timeout=20) == 0
+    finally:
+        instance.stop()
+
+
+def test_unix_socket_mode_without_tokens(upstreams, tmp_path):
+    path = tmp_path / "admin.sock"
+    a, b = upstreams
+    instance = Jester(f"""
+[admin]
+socket = "{path}"
+
+[upstreams.app]
+targets = ["{a.address}"]
+
+[[routes]]
+path_prefix = "/"
+upstream = "app"
+""")
+    try:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
+        result = subprocess.run(["curl", "-sS", "--unix-socket", str(path), "-X", "POST", "-w", "\n%{http_code}",
+                                 f"http://admin/api/v1/targets/{a.address}/drain"],
+                                capture_output=True, text=True, timeout=30)
+        answer, _, code = result.stdout.rpartition("\n")
+        assert code == "200" and json.loads(answer)["pools"] == ["app"], result.stdout + result.stderr
+    finally:
+        instance.stop()
+    assert not path.exists()
+
+
+def test_a_non_loopback_address_without_tokens_is_refused_at_validate_time(tmp_path):
+    config = tmp_path / "jester.toml"
+    config.write_text(f"""
+[admin]
+address = "0.0.0.0:{free_port()}"
+
+[[listeners]]
+name = "main"
+address = "127.0.0.1:{free_port()}"
+""")
+    result = subprocess.run([JESTER, "config", "validate", str(config)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert f"{config}:3:1: error:" in result.stderr and "needs 'tokens_file'" in result.stderr, result.stderr
+    tokens = tokens_file(tmp_path)
+    os.chmod(tokens, 0o644)
+    config.write_text(config.read_text().replace("[admin]", f'[admin]\ntokens_file = "{tokens}"'))
+    result = subprocess.run([JESTER, "config", "validate", str(config)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and "chmod o-rw" in result.stderr, result.stderr
+    os.chmod(tokens, 0o600)
+    result = subprocess.run([JESTER, "config", "validate", str(config)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
