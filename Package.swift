@@ -69,7 +69,7 @@ let package = Package(
         .target(name: "JesterCore", swiftSettings: swiftSettings),
         .target(
             name: "JesterConfig",
-            dependencies: ["JesterCore", .product(name: "TOMLKit", package: "TOMLKit")],
+            dependencies: ["JesterCore", "JesterTracing", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: swiftSettings),
         .target(name: "JesterControl", swiftSettings: swiftSettings),
         // Metric families, series ids and the Prometheus/OpenMetrics exposition; the shared table is JesterSystem's.
@@ -121,7 +121,7 @@ let package = Package(
             name: "JesterProxy",
             dependencies: [
                 "JesterCore", "JesterConfig", "JesterControl", "JesterSystem", "JesterLogging", "JesterTLS", "JesterHTTP2",
-                "JesterAuth", "JesterMetrics",
+                "JesterAuth", "JesterMetrics", "JesterTracing", "JesterTracingExport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

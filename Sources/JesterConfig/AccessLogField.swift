@@ -8,6 +8,8 @@ public enum AccessLogField: String, CaseIterable, Codable, Sendable {
     case time
     case type
     case requestID = "request_id"
+    /// The W3C trace id (with `[tracing]`): the line's request in the tracing backend.
+    case traceID = "trace_id"
     case client
     case `protocol`
     case tlsVersion = "tls_version"

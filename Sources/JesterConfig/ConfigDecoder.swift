@@ -73,6 +73,7 @@ struct ConfigDecoder {
             table.finish(decoder: &self)
         }
         if let node = top.take("admin", decoder: &self) { configuration.admin = decodeAdmin(node) }
+        if let node = top.take("tracing", decoder: &self) { configuration.tracing = decodeTracing(node) }
         if let node = top.take("http", decoder: &self), var table = TableReader(node, ConfigSchema.http, decoder: &self) {
             let defaults = HTTPSettings()
             configuration.http = HTTPSettings(

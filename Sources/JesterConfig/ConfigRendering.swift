@@ -56,6 +56,18 @@ extension Configuration {
         } else {
             lines += ["", "# [admin]: off"]
         }
+        if let tracing {
+            lines += [
+                "", "[tracing]", "endpoint = \(quoted(tracing.endpoint))", "sample_ratio = \(tracing.sampleRatio)",
+                "parent_based = \(tracing.parentBased)", "max_queue_size = \(tracing.maxQueueSize)",
+                "max_batch_size = \(tracing.maxBatchSize)",
+                "schedule_delay = \(quoted(Units.format(tracing.scheduleDelay)))",
+                "export_timeout = \(quoted(Units.format(tracing.exportTimeout)))",
+                "max_retry_time = \(quoted(Units.format(tracing.maxRetryTime)))",
+            ]
+        } else {
+            lines += ["", "# [tracing]: off"]
+        }
         for listener in listeners {
             lines += [
                 "", "[[listeners]]", "name = \(quoted(listener.name))", "address = \(quoted(listener.address.description))",
@@ -355,6 +367,7 @@ extension ConfigSchema {
         render(log, title: "[log]")
         render(http, title: "[http]")
         render(admin, title: "[admin]")
+        render(tracing, title: "[tracing]")
         render(listener, title: "[[listeners]]")
         render(tls, title: "[listeners.tls]")
         render(certificate, title: "[[listeners.tls.certificates]]")

@@ -68,6 +68,8 @@ extension ConfigSchema {
         case .map(let value): return ["type": "object", "additionalProperties": jsonSchema(for: value)]
         case .kinds(let tables): return ["oneOf": tables.map { jsonSchema(for: .table($0)) }]
         case .either(let types): return ["anyOf": types.map { jsonSchema(for: $0) }]
+        case .number(let range):
+            return ["anyOf": [["type": "number", "minimum": range.lowerBound, "maximum": range.upperBound], substitution]]
         case .table(let table):
             var properties: [String: Any] = [:]
             for field in table.fields {

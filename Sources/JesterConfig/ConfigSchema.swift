@@ -30,6 +30,8 @@ public struct ConfigSchema: Sendable {
         case kinds([Table])
         /// Any one of these types (`redirect_to_https = true` or a port).
         case either([ValueType])
+        /// A number (integer or decimal) within a range (`sample_ratio = 0.01`).
+        case number(ClosedRange<Double>)
 
         /// How the type is described in messages and documentation.
         public var summary: String {
@@ -48,6 +50,7 @@ public struct ConfigSchema: Sendable {
             case .map(let value): return "a table of " + value.pluralSummary
             case .kinds: return "a table with a kind"
             case .either(let types): return types.map(\.summary).joined(separator: ", or ")
+            case .number(let range): return "a number from \(range.lowerBound) to \(range.upperBound)"
             }
         }
 
@@ -105,6 +108,8 @@ public struct ConfigSchema: Sendable {
             Field("server", .table(server), "The process model: workers, user, control socket, pid file."),
             Field("log", .table(log), "Logging."),
             Field("http", .table(http), "Limits and timeouts of the HTTP/1.1 data plane."),
+            Field("tracing", .table(tracing), default: "off",
+                "OpenTelemetry tracing (jester-pipeline(7)): W3C trace context, spans exported over OTLP/HTTP."),
             Field("admin", .table(admin), default: "off",
                 "The admin API (jester-admin(7)): status, configuration, routes, upstreams, and actions over HTTP."),
             Field("listeners", .array(.table(listener)), required: true, "Addresses to accept connections on."),
@@ -156,6 +161,24 @@ public struct ConfigSchema: Sendable {
                     + "opens it again on SIGUSR1 or jesterctl reopen-logs, for logrotate."),
             Field("access_log_fields", .array(.choice(AccessLogField.allCases.map(\.rawValue))), default: "all",
                 "The fields of each access-log line, in this order."),
+        ])
+
+    public static let tracing = Table(
+        "[tracing]",
+        [
+            Field("endpoint", .string, required: true,
+                "The OTLP/HTTP collector spans go to, as protobuf: \"http://127.0.0.1:4318/v1/traces\" (http only)."),
+            Field("sample_ratio", .number(0...1), default: "0.01",
+                "The share of new traces recorded, decided from the trace id (every hop with the same ratio agrees)."),
+            Field("parent_based", .boolean, default: "true",
+                "A request whose traceparent says sampled (or not) is recorded (or not) as its caller decided."),
+            Field("max_queue_size", .integer(1...1_000_000), default: "2048",
+                "Spans a worker holds for export at most; more are dropped and counted, never waited for."),
+            Field("max_batch_size", .integer(1...100_000), default: "512", "Spans per export request."),
+            Field("schedule_delay", .duration, default: "\"5s\"", "How long spans wait for a batch to fill."),
+            Field("export_timeout", .duration, default: "\"10s\"", "One export attempt, connection to answer."),
+            Field("max_retry_time", .duration, default: "\"30s\"",
+                "How long an export is retried (429, 502, 503, 504, no collector) before its spans are dropped."),
         ])
 
     public static let admin = Table(

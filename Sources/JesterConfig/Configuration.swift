@@ -17,6 +17,8 @@ public struct Configuration: Sendable, Codable, Equatable {
     @EmptyIfMissing public var filters: [FilterSettings]
     /// `[admin]`: the master's admin API; nil (the table absent) keeps it off.
     public var admin: AdminSettings?
+    /// `[tracing]`: OpenTelemetry tracing; nil (the table absent) keeps it off.
+    public var tracing: TracingSettings?
     /// What the loader found questionable but usable (an unused filter): for `jester config validate` and the
     /// reload log. Not part of the configuration's meaning, so not part of its hash.
     @EmptyIfMissing public var warnings: [ConfigDiagnostic]

@@ -87,6 +87,26 @@ struct TableReader {
         return value
     }
 
+    /// A number within the schema's range: an integer or a decimal (or a string from an environment variable).
+    mutating func number(_ key: String, decoder: inout ConfigDecoder) -> Double? {
+        guard let child = take(key, decoder: &decoder) else { return nil }
+        guard case .number(let range) = schema.field(key)!.type else { preconditionFailure("\(key) is not a number") }
+        let value: Double
+        switch child.value {
+        case .integer(let number): value = Double(number)
+        case .float(let number): value = number
+        case .string(let text) where child.isSubstituted && Double(text) != nil: value = Double(text)!
+        default:
+            wrongType(key, child, decoder: &decoder)
+            return nil
+        }
+        guard range.contains(value) else {
+            decoder.report(child.location, "'\(key)' must be from \(range.lowerBound) to \(range.upperBound), not \(value)")
+            return nil
+        }
+        return value
+    }
+
     mutating func choice(_ key: String, decoder: inout ConfigDecoder) -> String? {
         guard let child = take(key, decoder: &decoder) else { return nil }
         guard case .choice(let options) = schema.field(key)!.type else { preconditionFailure("\(key) is no choice") }

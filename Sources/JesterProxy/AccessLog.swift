@@ -18,6 +18,8 @@ final class AccessLog: Sendable {
         /// Whether the record collects anything beyond status and failure (there is an access log).
         private(set) var detailed = false
         var requestID = ""
+        /// The trace id, with `[tracing]` (32 hex digits).
+        var traceID = ""
         var client = ""
         var method = ""
         var target = ""
@@ -153,6 +155,7 @@ final class AccessLog: Sendable {
             case .time: line.field(name, JSONLine.timestamp())
             case .type: line.field(name, "access")
             case .requestID: line.field(name, record.requestID)
+            case .traceID: if !record.traceID.isEmpty { line.field(name, record.traceID) }
             case .client: line.field(name, record.client)
             case .protocol: line.field(name, "\(`protocol`)")
             case .tlsVersion: if let tls { line.field(name, tls.version) }

@@ -29,7 +29,8 @@ extension DownstreamConnection {
             filterFields: exchange.upstreamFilterFields)
         exchange.assignRequestID(runtime: runtime)
         return request.renderHead(
-            bytes, head: exchange.head, target: target, requestID: exchange.requestID, allocator: runtime.allocator)
+            bytes, head: exchange.head, target: target, requestID: exchange.requestID,
+            trace: exchange.upstreamTraceContext, allocator: runtime.allocator)
     }
 
     /// The response head sent to the client: the upstream's status line and end-to-end fields, with this

@@ -10,7 +10,7 @@ extension DownstreamConnection {
     func acquireUpstream(from pool: UpstreamPool, fresh: Bool) {
         // Until the connection is up, the connector's connect timeout guards the exchange.
         timer.disarm()
-        exchange.log.mark(.asked)
+        exchange.upstreamEvent(.asked, runtime: runtime)
         // The connection stays alive until the pool answers; upstreamAcquired returns a connection it no longer
         // needs (the client left meanwhile) to the pool.
         if pool.speaksHTTP2 {
@@ -48,7 +48,7 @@ extension DownstreamConnection {
             respondWithError(failure.status, closing: !requestBody.isComplete)
         case .success(let connection):
             upstream = connection
-            exchange.log.mark(.connected)
+            exchange.upstreamEvent(.connected, runtime: runtime)
             exchange.log.upstreamTarget = connection.targetDescription
             let rewritten = requestHead!.withUnsafeReadableBytes {
                 rewriteRequestHead($0, target: connection.targetDescription)
@@ -129,7 +129,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
     func upstreamResponseHead(_ response: HTTPHead, bytes: ByteBuffer) {
         if response.status >= 200 || response.status == 101 {
             exchange.log.upstreamStatus = response.status
-            exchange.log.mark(.responseHead)
+            exchange.upstreamEvent(.responseHead, runtime: runtime)
         }
         if response.status == 101 {
             // (Only when the request asked for it: `UpstreamConnection` refuses any other 101.)
@@ -204,7 +204,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
     }
 
     func upstreamResponseEnd(reusable: Bool) {
-        exchange.log.mark(.responseEnd)
+        exchange.upstreamEvent(.responseEnd, runtime: runtime)
         if rechunkResponse { write(ByteBuffer(staticString: "0\r\n\r\n")) }
         let requestComplete = requestBody.isComplete
         if let upstream {

@@ -424,7 +424,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
                 buffer = current
                 parser.reset()
                 if let error {
-                    exchange.begin(bytes: headBytes, client: clientAddress, runtime: runtime)
+                    exchange.begin(bytes: headBytes, client: clientAddress, runtime: runtime, secure: tls != nil)
                     rejectRequest(error)
                     return
                 }
@@ -449,7 +449,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     func startRequest(_ headBytes: ByteBuffer, body: BodyPeek? = nil) {
         timer.disarm()
         runtime.counters.requests &+= 1
-        exchange.begin(bytes: headBytes, client: clientAddress, runtime: runtime)
+        exchange.begin(bytes: headBytes, client: clientAddress, runtime: runtime, secure: tls != nil)
         persistence.requestStarted(
             persistent: exchange.head.isPersistent, isHTTP10: exchange.head.version == .http1_0,
             draining: runtime.isDraining)

@@ -20,8 +20,9 @@ extension HTTP2Stream {
 
     /// A stream for the request on a connection to one of the pool's targets (never one that failed it already).
     func openHTTP2Stream(pool: UpstreamPool, route: CompiledRoute) {
-        let upstreamFields = h2RequestFields ?? []
-        exchange.log.mark(.asked)
+        exchange.upstreamEvent(.asked, runtime: runtime)
+        // (This attempt's traceparent, with [tracing]: each attempt's span is its upstream request's parent.)
+        let upstreamFields = exchange.withUpstreamTraceFields(h2RequestFields ?? [])
         pool.acquireHTTP2(
             hashKey: exchange.balancingHash, excluding: exchange.retries.failedTargets,
             connectTimeout: route.timeouts.connect, preferring: exchange.stickyTarget
@@ -43,7 +44,7 @@ extension HTTP2Stream {
                 }
                 self.h2Upstream = upstream
                 self.h2Stream = stream
-                self.exchange.log.mark(.connected)
+                self.exchange.upstreamEvent(.connected, runtime: self.runtime)
                 self.exchange.log.upstreamTarget = pool.targetDescription(upstream.target)
                 for bytes in self.pendingBody {
                     upstream.sendBody(stream, bytes)
@@ -241,7 +242,7 @@ extension HTTP2Stream {
         let status = fields.first { $0.name == ":status" }.flatMap { Int($0.value) } ?? 502
         if status >= 200 {
             exchange.log.upstreamStatus = status
-            exchange.log.mark(.responseHead)
+            exchange.upstreamEvent(.responseHead, runtime: runtime)
         }
         if status < 200 {
             // An interim response goes on as one (a 100 that the client's `expect: 100-continue` waits for).
@@ -341,7 +342,7 @@ extension HTTP2Stream {
     /// will: its stream is reset (CANCEL), or it would stay open there, holding one of the connection's stream
     /// slots and this stream as its delegate; the rest of the client's body is read and dropped.
     func completeHTTP2Response() {
-        exchange.log.mark(.responseEnd)
+        exchange.upstreamEvent(.responseEnd, runtime: runtime)
         if !requestComplete, let h2Upstream, let h2Stream { h2Upstream.cancel(h2Stream) }
         h2Upstream = nil
         complete()

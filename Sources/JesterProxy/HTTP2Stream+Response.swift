@@ -13,7 +13,7 @@ extension HTTP2Stream {
         timer.disarm()
         if response.status >= 200 || response.status == 101 {
             exchange.log.upstreamStatus = response.status
-            exchange.log.mark(.responseHead)
+            exchange.upstreamEvent(.responseHead, runtime: runtime)
         }
         if response.status < 200 {
             // 1xx goes on as an interim HEADERS frame, as to HTTP/1.1 clients: a client that sent
@@ -75,7 +75,7 @@ extension HTTP2Stream {
     }
 
     func upstreamResponseEnd(reusable: Bool) {
-        exchange.log.mark(.responseEnd)
+        exchange.upstreamEvent(.responseEnd, runtime: runtime)
         if responseHasBody { connection.finishBody(id) }
         if let upstream {
             self.upstream = nil

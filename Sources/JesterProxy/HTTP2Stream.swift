@@ -76,7 +76,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         }
         let parser = HTTPHeadParser(limits: runtime.parserLimits)
         let error = bytes.withUnsafeReadableBytes { parser.parseRequest($0, into: &exchange.head) }
-        exchange.begin(bytes: bytes, client: connection.clientAddress, runtime: runtime)
+        exchange.begin(bytes: bytes, client: connection.clientAddress, runtime: runtime, http2: true, secure: connection.tls != nil)
         if let error {
             // The same strict rules as HTTP/1: bytes nghttp2 lets through (in a :path, say) still get a 400 here.
             finishLocally(status: error.status, failure: error.reason)
@@ -195,7 +195,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     }
 
     func acquireUpstream(from pool: UpstreamPool, fresh: Bool) {
-        exchange.log.mark(.asked)
+        exchange.upstreamEvent(.asked, runtime: runtime)
         pool.acquire(hashKey: exchange.balancingHash, fresh: fresh, excluding: exchange.retries.failedTargets,
             connectTimeout: exchange.route?.timeouts.connect, preferring: exchange.stickyTarget,
             client: pool.settings.sendProxyProtocol == nil ? nil : connection.proxyAddresses, for: self)
@@ -270,7 +270,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             finishLocally(status: failure.status, failure: failure.reason)
         case .success(let upstream):
             self.upstream = upstream
-            exchange.log.mark(.connected)
+            exchange.upstreamEvent(.connected, runtime: runtime)
             exchange.log.upstreamTarget = upstream.targetDescription
             let request = UpstreamRequest(
                 runtime: runtime, route: route, clientAddress: connection.clientAddress, tls: connection.tls,
@@ -280,7 +280,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             let rendered = headBytes.withUnsafeReadableBytes {
                 request.renderHead(
                     $0, head: exchange.head, target: upstream.targetDescription, requestID: exchange.requestID,
-                    allocator: runtime.allocator)
+                    trace: exchange.upstreamTraceContext, allocator: runtime.allocator)
             }
             upstream.startExchange(delegate: self, requestHead: rendered, isHeadRequest: exchange.isHeadRequest, expectsUpgrade: false)
             for bytes in pendingBody { forward(bytes) }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import JesterCore
 import JesterTLS
+import JesterTracing
 import NIOCore
 
 /// The request head Jester sends upstream, whichever protocol the client spoke: origin-form target (rewritten
@@ -24,9 +25,10 @@ struct UpstreamRequest {
 
     /// `requestID`: the exchange's (assigned): the client's own is forwarded among its fields, Jester's is added
     /// (and a client field it replaced, one too long to keep, is not forwarded).
+    /// `trace`: the attempt's context with `[tracing]`, sent as `traceparent`/`tracestate` instead of the client's.
     func renderHead(
         _ bytes: UnsafeRawBufferPointer, head: HTTPHead, target: String, requestID: RequestExchange.RequestID,
-        allocator: ByteBufferAllocator
+        trace: TraceContext? = nil, allocator: ByteBufferAllocator
     ) -> ByteBuffer {
         var replacedRequestID: Int?
         if case .generated = requestID {
@@ -58,6 +60,7 @@ struct UpstreamRequest {
         var forwardedFor: [Range<Int>] = []
         for (index, field) in head.fields.enumerated() where !field.isHopByHop {
             if index == replacedRequestID { continue }
+            if trace != nil, RequestExchange.isTraceField(bytes, field.name) { continue }
             switch field.kind {
             case .xForwardedFor:
                 forwardedFor.append(field.value)
@@ -140,6 +143,7 @@ struct UpstreamRequest {
             RequestIDGenerator.withID(high, low) { _ = out.writeBytes($0) }
             out.writeStaticString("\r\n")
         }
+        if let trace { RequestExchange.writeTraceFields(trace, into: &out) }
         if chunked {
             out.writeStaticString("Transfer-Encoding: chunked\r\n")
         } else if let length = head.contentLength {

@@ -332,7 +332,9 @@ final class WorkerServer: @unchecked Sendable {
         send(.workerDrained(cutRequests: cutRequests))
         for pool in runtime.pools.values { pool.closeIdle() }
         // Give the last frames a moment to leave, then go.
-        eventLoop.scheduleTask(in: .milliseconds(50)) {
+        eventLoop.scheduleTask(in: .milliseconds(50)) { [runtime] in
+            // Spans still queued go out now, within a second: a collector that hangs does not hold the exit up.
+            _ = runtime.tracing?.exporter.shutdown(timeout: .seconds(1))
             LogWriter.accessLog.flush()
             LogWriter.standardOutput.flush()
             LogWriter.standardError.flush()

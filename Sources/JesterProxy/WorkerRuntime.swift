@@ -208,6 +208,8 @@ final class WorkerRuntime: @unchecked Sendable {
     let accessLog: AccessLog?
     /// `jesterctl tap`'s end in this worker (closed unless some tap is open).
     let tap: AccessTap
+    /// `[tracing]`, when on.
+    let tracing: WorkerTracing?
     /// `client_subject_header` of each TLS listener that sets one, as written.
     let clientSubjectHeaders: [String: [UInt8]]
     /// The `[http]` timeouts as NIO time, converted once: client connections arm them on every request.
@@ -368,6 +370,7 @@ final class WorkerRuntime: @unchecked Sendable {
         routeTables = tables
         requestIDField = RequestIDField(configuration.http.requestIDHeader)
         tap = AccessTap(eventLoop: eventLoop)
+        tracing = WorkerTracing(configuration.tracing)
         accessLog = configuration.log.accessLog ? AccessLog(fields: configuration.log.accessLogFields) : nil
         clientSubjectHeaders = Dictionary(uniqueKeysWithValues: configuration.listeners.compactMap { listener in
             listener.tls?.clientSubjectHeader.map { (listener.name, Array($0.utf8)) }

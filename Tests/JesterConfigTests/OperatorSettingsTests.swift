@@ -67,7 +67,7 @@ private let tlsListener = """
 }
 
 @Test func theAccessLogFieldsAreTheContractsKeys() {
-    #expect(AccessLogField.allCases.count == 27)
+    #expect(AccessLogField.allCases.count == 28)  // the 27 of issue 19, and trace_id with [tracing]
     #expect(AccessLogField.allCases.first?.rawValue == "time" && AccessLogField.allCases.last?.rawValue == "error")
     #expect(AccessLogField.userAgent.rawValue == "user_agent")
 }
@@ -144,4 +144,30 @@ func redirectToHTTPSMistakes(body: String, expected: String) {
     #expect(narrow.contains { $0.contains("needs include_subdomains = true") }, "\(narrow)")
     let missing = messages(tlsListener + "[listeners.hsts]\ninclude_subdomains = true\n")
     #expect(missing.contains { $0.contains("hsts is missing 'max_age'") }, "\(missing)")
+}
+
+@Test func tracingIsOffUnlessItsTableIsThere() throws {
+    #expect(try load(plain).get().tracing == nil)
+    let on = try load(plain + """
+        [tracing]
+        endpoint = "http://127.0.0.1:4318/v1/traces"
+        sample_ratio = 0.25
+        schedule_delay = "100ms"
+        """).get()
+    let tracing = try #require(on.tracing)
+    #expect(tracing.sampleRatio == 0.25 && tracing.parentBased && tracing.scheduleDelay == .milliseconds(100))
+    #expect(try load(plain + "[tracing]\nendpoint = \"http://c:4318\"\nsample_ratio = 1\n").get().tracing?.sampleRatio == 1)
+    // The dump writes it back, and what it writes means the same.
+    let dumped = try ConfigLoader(environment: [:]).load(text: on.renderTOML(), file: "dump.toml")
+    #expect(dumped.tracing == on.tracing)
+}
+
+@Test func tracingMistakesAreLocated() {
+    #expect(messages(plain + "[tracing]\nendpoint = \"https://c:4318/v1/traces\"\n").contains {
+        $0.contains("jester.toml:5:") && $0.contains("https is not supported")
+    })
+    #expect(messages(plain + "[tracing]\nendpoint = \"http://c\"\nsample_ratio = 1.5\n").contains {
+        $0.contains("'sample_ratio' must be from 0.0 to 1.0, not 1.5")
+    })
+    #expect(messages(plain + "[tracing]\nsample_ratio = 0.5\n").contains { $0.contains("missing 'endpoint'") })
 }

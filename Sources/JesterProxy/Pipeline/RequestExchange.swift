@@ -2,6 +2,7 @@
 import JesterConfig
 import JesterCore
 import JesterTLS
+import JesterTracing
 import NIOCore
 
 /// One request from its head to its log record, whatever protocol carried it: the decisions of the request's
@@ -40,6 +41,11 @@ struct RequestExchange {
     private(set) var filterContext: FilterContext?
     /// Whether this request's access-log line is written: each request gets exactly one, however it ends.
     private(set) var isLogged = false
+    /// The request's trace, with `[tracing]` (see `RequestExchange+Tracing`); the open upstream attempt's span, and
+    /// the context its upstream request carries.
+    var trace: RequestTrace?
+    var upstreamAttempt: RequestTrace.SpanHandle?
+    var upstreamTraceContext: TraceContext?
     /// The request's id, assigned when first needed (`assignRequestID`).
     private(set) var requestID = RequestID.none
 
@@ -59,7 +65,7 @@ struct RequestExchange {
     /// A new request, whose head the adapter has parsed into `head` over `bytes`: its log record starts
     /// (detailed only when there is an access log). (The adapter parses in place, so the head's field array is
     /// reused from request to request.)
-    mutating func begin(bytes: ByteBuffer, client: String, runtime: WorkerRuntime) {
+    mutating func begin(bytes: ByteBuffer, client: String, runtime: WorkerRuntime, http2: Bool = false, secure: Bool = false) {
         headBytes = bytes
         route = nil
         hasFilters = false
@@ -75,7 +81,14 @@ struct RequestExchange {
         balancingHash = nil
         requestID = .none
         isLogged = false
-        log.begin(head: head, bytes: bytes, client: client, detailed: runtime.accessLog != nil || runtime.tap.isOpen)
+        trace = nil
+        upstreamAttempt = nil
+        upstreamTraceContext = nil
+        let tracing = runtime.tracing
+        log.begin(
+            head: head, bytes: bytes, client: client,
+            detailed: runtime.accessLog != nil || runtime.tap.isOpen || tracing != nil)
+        if let tracing { beginTrace(tracing, http2: http2, secure: secure) }
     }
 
     /// The checks before routing that every protocol makes: `http.max_request_head_size`,
@@ -349,11 +362,13 @@ struct RequestExchange {
     /// Writes the access log line (when there is an access log and the request got that far).
     mutating func writeLog(status: Int? = nil, protocol: StaticString, tls: TLSSessionFacts?, runtime: WorkerRuntime) {
         if let status { log.status = status }
-        guard !isLogged, runtime.accessLog != nil || runtime.tap.isOpen, route != nil || log.status != 0 else { return }
+        guard !isLogged, runtime.accessLog != nil || runtime.tap.isOpen || trace != nil, route != nil || log.status != 0
+        else { return }
         isLogged = true
         if let user = filterContext?.user { log.user = user }
         log.requestID = withRequestID(runtime: runtime) { String(decoding: $0, as: UTF8.self) }
         runtime.accessLog?.write(log, protocol: `protocol`, tls: tls)
         if runtime.tap.isOpen { runtime.tap.offer(log, protocol: `protocol`, tls: tls) }
+        if trace != nil { finishTrace(runtime: runtime) }
     }
 }

@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: Apache-2.0
+import JesterCore
+import JesterHTTP2
+import JesterTracing
+import NIOCore
+
+/// The request's trace (`[tracing]`): continued from the caller's `traceparent` or begun here, one client span
+/// per upstream attempt (replays and retries each get theirs, and each upstream request carries its attempt's
+/// span as parent), and the whole tree handed to the exporter as the request ends.
+extension RequestExchange {
+    static let traceparentName = Array("traceparent".utf8)
+    static let tracestateName = Array("tracestate".utf8)
+
+    /// Begins the trace of the request whose head `begin` took (only with `[tracing]`). `secure`: over TLS.
+    mutating func beginTrace(_ tracing: WorkerTracing, http2: Bool, secure: Bool) {
+        guard let headBytes else { return }
+        let now = WorkerTracing.now
+        var attributes: [SpanAttribute] = []
+        let (incoming, method) = headBytes.withUnsafeReadableBytes { bytes -> (TraceContext?, String) in
+            var parents: [Range<Int>] = []
+            var states: [UnsafeRawBufferPointer] = []
+            for field in head.fields {
+                if Self.is(bytes, field.name, Self.traceparentName) { parents.append(field.value) }
+                if Self.is(bytes, field.name, Self.tracestateName) {
+                    states.append(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
+                }
+            }
+            // Two traceparent fields: no valid parent (W3C Trace Context §3.2.1).
+            let incoming = parents.count == 1
+                ? TraceContext(traceparent: UnsafeRawBufferPointer(rebasing: bytes[parents[0]]), tracestate: states)
+                : nil
+            return (incoming, String(decoding: UnsafeRawBufferPointer(rebasing: bytes[head.method]), as: UTF8.self))
+        }
+        var trace = RequestTrace(
+            incoming: incoming, sampler: tracing.sampler, ids: &tracing.ids,
+            name: HTTPSpanAttributes.spanName(method: method), startNanos: now)
+        if trace.isRecording {
+            // (Attributes are made only for a trace that is recorded.)
+            let target = log.target.isEmpty ? "/" : log.target
+            let query = target.firstIndex(of: "?")
+            attributes = HTTPSpanAttributes.server(
+                method: method, scheme: secure ? "https" : "http", path: String(target[..<(query ?? target.endIndex)]),
+                query: query.map { String(target[target.index(after: $0)...]) }, host: log.host.isEmpty ? nil : log.host,
+                port: nil, protocolVersion: http2 ? "2" : (head.version == .http1_0 ? "1.0" : "1.1"),
+                clientAddress: log.client.isEmpty ? nil : log.client,
+                userAgent: log.userAgent.isEmpty ? nil : log.userAgent)
+            for attribute in attributes { trace.setAttribute(attribute, on: trace.serverSpan) }
+        }
+        log.traceID = trace.context.traceID.description
+        self.trace = trace
+    }
+
+    /// Records an upstream event in the access log's times and, with a trace, in its spans: an attempt's client
+    /// span begins when the pool is asked and ends with the response (or when the next attempt begins).
+    mutating func upstreamEvent(_ event: AccessLog.Record.UpstreamEvent, runtime: WorkerRuntime) {
+        log.mark(event)
+        guard trace != nil, let tracing = runtime.tracing else { return }
+        switch event {
+        case .asked:
+            endUpstreamAttempt()
+            let begun = trace!.beginUpstreamAttempt(
+                HTTPSpanAttributes.spanName(method: log.method), at: WorkerTracing.now, ids: &tracing.ids)
+            upstreamAttempt = begun.handle
+            upstreamTraceContext = begun.upstream
+        case .responseEnd:
+            endUpstreamAttempt()
+        case .connected, .responseHead:
+            break
+        }
+    }
+
+    /// Ends the open attempt's span with what the upstream answered (or why it did not).
+    private mutating func endUpstreamAttempt() {
+        guard let handle = upstreamAttempt, trace != nil else { return }
+        upstreamAttempt = nil
+        if trace!.isRecording, !log.upstreamTarget.isEmpty {
+            let address = log.upstreamTarget
+            let colon = address.lastIndex(of: ":")
+            let host = colon.map { String(address[..<$0]) } ?? address
+            let port = colon.flatMap { Int(address[address.index(after: $0)...]) } ?? 0
+            for attribute in HTTPSpanAttributes.client(
+                method: log.method, upstream: log.upstream, address: host, port: port, attempt: 1,
+                protocolVersion: "1.1")
+            {
+                trace!.setAttribute(attribute, on: handle)
+            }
+        }
+        let answered = log.upstreamStatus == 0 ? nil : log.upstreamStatus
+        trace!.endUpstreamAttempt(
+            handle, at: WorkerTracing.now, statusCode: answered, error: answered == nil && !log.failure.isEmpty ? "error" : nil)
+    }
+
+    /// Ends the trace as the request's log line is written, and queues its spans for export.
+    mutating func finishTrace(runtime: WorkerRuntime) {
+        guard trace != nil, let tracing = runtime.tracing else { return }
+        endUpstreamAttempt()
+        let sent = log.status == 0 || log.status == 499 ? nil : log.status
+        let spans = trace!.finish(
+            at: WorkerTracing.now, statusCode: sent,
+            error: log.status == 499 ? "client_closed" : (sent == nil && !log.failure.isEmpty ? "cut" : nil))
+        trace = nil
+        upstreamTraceContext = nil
+        if !spans.isEmpty { _ = tracing.exporter.enqueue(spans) }
+    }
+
+    /// Writes an attempt's `traceparent` (and the caller's `tracestate`) as HTTP/1.1 field lines.
+    static func writeTraceFields(_ context: TraceContext, into out: inout ByteBuffer) {
+        out.writeStaticString("traceparent: ")
+        context.withTraceparent { out.writeBytes($0) }
+        out.writeStaticString("\r\n")
+        if !context.traceState.isEmpty {
+            out.writeStaticString("tracestate: ")
+            out.writeBytes(context.traceState.bytes)
+            out.writeStaticString("\r\n")
+        }
+    }
+
+    /// The HTTP/2 request fields with the client's trace fields replaced by this attempt's.
+    func withUpstreamTraceFields(_ fields: [HTTP2Field]) -> [HTTP2Field] {
+        guard let context = upstreamTraceContext else { return fields }
+        var out = fields.filter { $0.name != "traceparent" && $0.name != "tracestate" }
+        out.append(HTTP2Field("traceparent", context.traceparent, neverIndexed: true))
+        if !context.traceState.isEmpty {
+            out.append(HTTP2Field("tracestate", String(decoding: context.traceState.bytes, as: UTF8.self)))
+        }
+        return out
+    }
+
+    /// Whether a client's field named `name` is a trace field (which an attempt's own replace).
+    static func isTraceField(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
+        Self.is(bytes, name, Self.traceparentName) || Self.is(bytes, name, Self.tracestateName)
+    }
+
+    private static func `is`(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>, _ lowercase: [UInt8]) -> Bool {
+        name.count == lowercase.count
+            && lowercase.withUnsafeBytes { ASCII.equalsIgnoringCase(bytes, name, $0, 0..<lowercase.count) }
+    }
+}
