@@ -74,9 +74,10 @@ final class AccessLog: Sendable {
         /// Starts a record for a request head (only the parts that parsed are taken). Without an access log
         /// (`detailed` false) only the status and the failure are kept: no strings are made and no clock is read
         /// on the hot path.
-        mutating func begin(head: HTTPHead, bytes: ByteBuffer, client: String, detailed: Bool) {
+        /// `timed`: the clock is read for the request's duration (the metrics' histogram) even without details.
+        mutating func begin(head: HTTPHead, bytes: ByteBuffer, client: String, detailed: Bool, timed: Bool = false) {
             guard detailed else {
-                self = Record(start: start)
+                self = Record(start: timed ? .now() : start)
                 return
             }
             self = Record()

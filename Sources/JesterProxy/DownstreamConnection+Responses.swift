@@ -192,7 +192,7 @@ extension DownstreamConnection {
         if exchange.log.client.isEmpty { exchange.log.client = clientAddress }
         exchange.writeLog(
             status: status, protocol: exchange.head.version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1", tls: tls,
-            runtime: runtime)
+            runtime: runtime, listener: metricsListener)
     }
 
     /// Flushes what was written and closes the connection.

@@ -48,7 +48,7 @@ extension DownstreamConnection {
             respondWithError(failure.status, closing: !requestBody.isComplete)
         case .success(let connection):
             upstream = connection
-            exchange.upstreamEvent(.connected, runtime: runtime)
+            exchange.upstreamConnected(target: connection.target, runtime: runtime)
             exchange.log.upstreamTarget = connection.targetDescription
             let rewritten = requestHead!.withUnsafeReadableBytes {
                 rewriteRequestHead($0, target: connection.targetDescription)

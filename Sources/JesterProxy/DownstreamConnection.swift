@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import JesterConfig
 import JesterCore
+import JesterMetrics
 import JesterTLS
 import NIOCore
 
@@ -85,6 +86,8 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     /// to an `HTTP2Connection`).
     let listener: String
     let servesHTTP2: Bool
+    /// The listener's metric ids, found once per connection (nil without metrics).
+    let metricsListener: ListenerMetricIDs?
 
     /// A connection accepted on `listener`, whose per-listener facts (`WorkerRuntime.listenerFacts`) the
     /// listener's accept path looked up once.
@@ -92,6 +95,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         self.runtime = runtime
         self.listener = listener.name
         servesHTTP2 = listener.servesHTTP2
+        metricsListener = runtime.metrics?.ids.listeners[listener.name]
         routes = listener.routes
         parser = HTTPHeadParser(limits: runtime.parserLimits)
         clientSubjectHeader = listener.clientSubjectHeader

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import JesterMetrics
 import JesterCore
 import JesterHTTP2
 import JesterTLS
@@ -18,6 +19,8 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
 
     let runtime: WorkerRuntime
     let routes: ListenerRoutes
+    /// The listener's metric ids, found once per connection (nil without metrics).
+    let metricsListener: ListenerMetricIDs?
     let tls: TLSSessionFacts?
     let clientSubjectHeader: [UInt8]?
     private(set) var clientAddress: String
@@ -49,6 +52,7 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
         self.proxyAddresses = proxyAddresses
         self.runtime = runtime
         routes = runtime.routeTables[listener] ?? .empty
+        metricsListener = runtime.metrics?.ids.listeners[listener]
         self.tls = tls
         clientSubjectHeader = runtime.clientSubjectHeaders[listener]
         self.clientAddress = clientAddress

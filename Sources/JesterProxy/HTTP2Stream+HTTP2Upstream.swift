@@ -44,7 +44,7 @@ extension HTTP2Stream {
                 }
                 self.h2Upstream = upstream
                 self.h2Stream = stream
-                self.exchange.upstreamEvent(.connected, runtime: self.runtime)
+                self.exchange.upstreamConnected(target: upstream.target, runtime: self.runtime)
                 self.exchange.log.upstreamTarget = pool.targetDescription(upstream.target)
                 for bytes in self.pendingBody {
                     upstream.sendBody(stream, bytes)
@@ -225,7 +225,9 @@ extension HTTP2Stream {
         finished = true
         timer.disarm()
         exchangeDeadline?.disarm()
-        exchange.writeLog(status: status, protocol: "HTTP/2.0", tls: connection.tls, runtime: runtime)
+        exchange.writeLog(
+            status: status, protocol: "HTTP/2.0", tls: connection.tls, runtime: runtime,
+            listener: connection.metricsListener)
         exchange.end()
     }
 }

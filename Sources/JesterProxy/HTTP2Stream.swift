@@ -270,7 +270,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             finishLocally(status: failure.status, failure: failure.reason)
         case .success(let upstream):
             self.upstream = upstream
-            exchange.upstreamEvent(.connected, runtime: runtime)
+            exchange.upstreamConnected(target: upstream.target, runtime: runtime)
             exchange.log.upstreamTarget = upstream.targetDescription
             let request = UpstreamRequest(
                 runtime: runtime, route: route, clientAddress: connection.clientAddress, tls: connection.tls,

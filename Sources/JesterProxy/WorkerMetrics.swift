@@ -29,6 +29,8 @@ final class WorkerMetrics: @unchecked Sendable {
     }
 
     private var open: [ObjectIdentifier: OpenConnection] = [:]
+    /// See `routeIDs`: compiled routes live as long as the worker's runtime, so their identities stay unique.
+    private var routesByIdentity: [ObjectIdentifier: RouteMetricIDs?] = [:]
 
     init(writer: MetricsWriter, ids: ConfigurationMetricIDs) {
         self.writer = writer
@@ -98,6 +100,16 @@ final class WorkerMetrics: @unchecked Sendable {
     var openConnections: Int { open.count }
 
     // MARK: Requests (for the request path)
+
+    /// The ids of `route` on `listener`, found once per compiled route (by its identity, cheap to hash) rather
+    /// than by two name lookups per request.
+    func routeIDs(_ route: CompiledRoute, listener: String) -> RouteMetricIDs? {
+        let key = ObjectIdentifier(route)
+        if let found = routesByIdentity[key] { return found }
+        let found = ids.route(route.name, listener: listener)
+        routesByIdentity[key] = found
+        return found
+    }
 
     /// A request's response ended (or the request was cut): counted by listener, route, upstream, target,
     /// protocol and status class (`status` outside 100...599: not counted by class), its duration observed, and

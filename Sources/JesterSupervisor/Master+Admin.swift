@@ -19,6 +19,8 @@ extension Master {
         throws
     {
         adminServer.authorization = AdminAuthorization(tokens: adminTokens(for: configuration))
+        // GET /metrics: the same exposition `jesterctl metrics` prints, negotiated from the scrape's Accept.
+        adminServer.metricsExposition = { [unowned self] accept in self.metricsExposition(accept: accept) }
         guard let settings = configuration.admin else {
             if let adopted { close(adopted) }
             return

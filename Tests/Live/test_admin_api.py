@@ -10,11 +10,13 @@ import socket
 import stat
 import subprocess
 import tempfile
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import JESTER, ROOT, Jester, Upstream, free_port, wait_for
+from conftest import JESTER, ROOT, Jester, Upstream, curl, free_port, wait_for
 
 WRITE = "write-token-0123456789abcdef"
 READ = "read-token-0123456789abcdef"
@@ -281,3 +283,43 @@ def test_the_admin_socket_survives_a_binary_upgrade(admin):
     status, _, after = api(admin.admin_port, "GET", "/api/v1/status", token=READ)
     assert status == 200 and after["pid"] == before["pid"] and after["generation"] == before["generation"] + 1
     assert api(admin.admin_port, "GET", "/api/v1/status", token=None)[0] == 401
+
+
+def test_a_real_prometheus_scrapes_the_metrics_and_answers_queries_about_them(admin, tmp_path):
+    """GET /metrics (a read token) scraped by Debian's Prometheus on loopback; the series come back through its
+    query API, so names, labels and the exposition format are what a real scraper accepts."""
+    for _ in range(3):
+        assert curl(admin.url + "/echo")[0] == 200
+    status, headers, _ = api(admin.admin_port, "GET", "/metrics", token=READ)
+    assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert api(admin.admin_port, "GET", "/metrics", token=None)[0] == 401
+    port = free_port()
+    (tmp_path / "prometheus.yml").write_text(f"""
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: jester
+    metrics_path: /metrics
+    authorization:
+      credentials: {READ}
+    static_configs:
+      - targets: ["127.0.0.1:{admin.admin_port}"]
+""")
+    prometheus = subprocess.Popen(
+        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def query(expression):
+            url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.loads(response.read())["data"]["result"]
+        requests = wait_for(lambda: query('sum(jester_http_requests_total{route="route-1",status_class="2xx"})'),
+                            timeout=20, what="Prometheus to scrape and answer")
+        assert float(requests[0]["value"][1]) >= 3
+        up = query('up{job="jester"}')
+        assert up and up[0]["value"][1] == "1"
+        assert query("jester_master_generation")
+    finally:
+        prometheus.terminate()
+        prometheus.wait(timeout=10)

@@ -125,3 +125,28 @@ def test_metrics_flags_conflict(jester):
     result = jester.ctl("metrics", "--openmetrics", "--accept", "text/plain")
     assert result.returncode == 64
     assert "cannot be combined" in result.stderr
+
+
+@pytest.mark.parametrize("protocol", ["http1", "h2c"])
+def test_requests_are_counted_by_route_target_protocol_and_status(jester, upstream, protocol):
+    """The request path counts each finished request once: by listener, route, upstream, target, protocol and
+    status class, with its duration observed and its bytes added, over HTTP/1.1 and HTTP/2 alike."""
+    proto = "http2" if protocol == "h2c" else "http1"
+    labels = dict(listener="main", route="app", upstream="app", target=upstream.address, protocol=proto,
+                  status_class="2xx")
+    before = scrape(jester)
+    for _ in range(5):
+        assert curl(jester.url + "/echo", protocol=protocol)[0] == 200
+
+    def counted():
+        text = scrape(jester)
+        return (sample(text, "jester_http_requests_total", **labels)
+                - sample(before, "jester_http_requests_total", **labels) == 5) and text
+    after = wait_for(counted, timeout=5, what="the requests counted")
+    assert sample(after, "jester_http_requests_total", **dict(labels, status_class="5xx")) == 0
+    durations = sample(after, "jester_http_request_duration_seconds_count", listener="main", route="app") - sample(
+        before, "jester_http_request_duration_seconds_count", listener="main", route="app")
+    assert durations == 5
+    sent = sample(after, "jester_downstream_sent_bytes_total", listener="main", protocol=proto) - sample(
+        before, "jester_downstream_sent_bytes_total", listener="main", protocol=proto)
+    assert sent > 0

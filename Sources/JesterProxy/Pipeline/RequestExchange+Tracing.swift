@@ -54,6 +54,7 @@ extension RequestExchange {
     /// span begins when the pool is asked and ends with the response (or when the next attempt begins).
     mutating func upstreamEvent(_ event: AccessLog.Record.UpstreamEvent, runtime: WorkerRuntime) {
         log.mark(event)
+        if case .asked = event { upstreamTargetIndex = nil }
         guard trace != nil, let tracing = runtime.tracing else { return }
         switch event {
         case .asked:
@@ -67,6 +68,12 @@ extension RequestExchange {
         case .connected, .responseHead:
             break
         }
+    }
+
+    /// An attempt has its upstream: `target` of the exchange's pool (for the metrics, and the access log's times).
+    mutating func upstreamConnected(target: Int, runtime: WorkerRuntime) {
+        upstreamTargetIndex = target
+        upstreamEvent(.connected, runtime: runtime)
     }
 
     /// Ends the open attempt's span with what the upstream answered (or why it did not).

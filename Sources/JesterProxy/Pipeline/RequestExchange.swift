@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import JesterConfig
 import JesterCore
+import JesterMetrics
 import JesterTLS
 import JesterTracing
 import NIOCore
@@ -44,6 +45,8 @@ struct RequestExchange {
     /// The request's trace, with `[tracing]` (see `RequestExchange+Tracing`); the open upstream attempt's span, and
     /// the context its upstream request carries.
     var trace: RequestTrace?
+    /// The answering target's index in its pool (the last attempt's), for the request's metrics.
+    var upstreamTargetIndex: Int?
     var upstreamAttempt: RequestTrace.SpanHandle?
     var upstreamTraceContext: TraceContext?
     /// The request's id, assigned when first needed (`assignRequestID`).
@@ -82,12 +85,13 @@ struct RequestExchange {
         requestID = .none
         isLogged = false
         trace = nil
+        upstreamTargetIndex = nil
         upstreamAttempt = nil
         upstreamTraceContext = nil
         let tracing = runtime.tracing
         log.begin(
             head: head, bytes: bytes, client: client,
-            detailed: runtime.accessLog != nil || runtime.tap.isOpen || tracing != nil)
+            detailed: runtime.accessLog != nil || runtime.tap.isOpen || tracing != nil, timed: runtime.metrics != nil)
         if let tracing { beginTrace(tracing, http2: http2, secure: secure) }
     }
 
@@ -346,6 +350,22 @@ struct RequestExchange {
 
     // MARK: End
 
+    /// Counts the finished request in the instance's metrics (jester-metrics(7)): by listener, route, upstream,
+    /// target, protocol and status class, with its duration and bytes.
+    private func countRequest(_ metrics: WorkerMetrics, listener: ListenerMetricIDs, protocol: StaticString) {
+        let routeIDs = route.flatMap { metrics.routeIDs($0, listener: listener.name) }
+        let target = pool.flatMap { pool in
+            upstreamTargetIndex.flatMap { index in metrics.ids.targets[pool.name].flatMap { index < $0.count ? $0[index] : nil } }
+        }
+        let proto: MetricProtocol = `protocol`.utf8CodeUnitCount == 8 && `protocol`.utf8Start[5] == UInt8(ascii: "2")
+            ? .http2 : .http1
+        let end = log.ended ?? .now()
+        metrics.requestFinished(
+            listener: listener, route: routeIDs, upstream: pool?.name, target: target, protocol: proto,
+            status: log.status, durationNanoseconds: (end - log.start).nanoseconds, bytesIn: Int64(log.bytesIn),
+            bytesOut: Int64(log.bytesOut))
+    }
+
     /// Whether a request is under way: begun, and not yet ended.
     var isUnderWay: Bool { headBytes != nil }
 
@@ -360,11 +380,15 @@ struct RequestExchange {
     }
 
     /// Writes the access log line (when there is an access log and the request got that far).
-    mutating func writeLog(status: Int? = nil, protocol: StaticString, tls: TLSSessionFacts?, runtime: WorkerRuntime) {
+    mutating func writeLog(
+        status: Int? = nil, protocol: StaticString, tls: TLSSessionFacts?, runtime: WorkerRuntime,
+        listener: ListenerMetricIDs? = nil
+    ) {
         if let status { log.status = status }
-        guard !isLogged, runtime.accessLog != nil || runtime.tap.isOpen || trace != nil, route != nil || log.status != 0
-        else { return }
+        guard !isLogged, route != nil || log.status != 0 else { return }
         isLogged = true
+        if let metrics = runtime.metrics, let listener { countRequest(metrics, listener: listener, protocol: `protocol`) }
+        guard runtime.accessLog != nil || runtime.tap.isOpen || trace != nil else { return }
         if let user = filterContext?.user { log.user = user }
         log.requestID = withRequestID(runtime: runtime) { String(decoding: $0, as: UTF8.self) }
         runtime.accessLog?.write(log, protocol: `protocol`, tls: tls)
