@@ -7,6 +7,18 @@ import NIOCore
 /// The request's trace (`[tracing]`): continued from the caller's `traceparent` or begun here, one client span
 /// per upstream attempt (replays and retries each get theirs, and each upstream request carries its attempt's
 /// span as parent), and the whole tree handed to the exporter as the request ends.
+/// A traced request's state: its trace, the open upstream attempt's span, and the context that attempt's request
+/// carries upstream. A class so the exchange holds one reference (nil without `[tracing]`).
+final class ExchangeTrace {
+    var trace: RequestTrace
+    var attempt: RequestTrace.SpanHandle?
+    var upstream: TraceContext?
+
+    init(_ trace: RequestTrace) {
+        self.trace = trace
+    }
+}
+
 extension RequestExchange {
     static let traceparentName = Array("traceparent".utf8)
     static let tracestateName = Array("tracestate".utf8)
@@ -47,7 +59,7 @@ extension RequestExchange {
             for attribute in attributes { trace.setAttribute(attribute, on: trace.serverSpan) }
         }
         log.traceID = trace.context.traceID.description
-        self.trace = trace
+        tracingState = ExchangeTrace(trace)
     }
 
     /// Records an upstream event in the access log's times and, with a trace, in its spans: an attempt's client
@@ -55,14 +67,14 @@ extension RequestExchange {
     mutating func upstreamEvent(_ event: AccessLog.Record.UpstreamEvent, runtime: WorkerRuntime) {
         log.mark(event)
         if case .asked = event { upstreamTargetIndex = nil }
-        guard trace != nil, let tracing = runtime.tracing else { return }
+        guard let state = tracingState, let tracing = runtime.tracing else { return }
         switch event {
         case .asked:
             endUpstreamAttempt()
-            let begun = trace!.beginUpstreamAttempt(
+            let begun = state.trace.beginUpstreamAttempt(
                 HTTPSpanAttributes.spanName(method: log.method), at: WorkerTracing.now, ids: &tracing.ids)
-            upstreamAttempt = begun.handle
-            upstreamTraceContext = begun.upstream
+            state.attempt = begun.handle
+            state.upstream = begun.upstream
         case .responseEnd:
             endUpstreamAttempt()
         case .connected, .responseHead:
@@ -78,9 +90,9 @@ extension RequestExchange {
 
     /// Ends the open attempt's span with what the upstream answered (or why it did not).
     private mutating func endUpstreamAttempt() {
-        guard let handle = upstreamAttempt, trace != nil else { return }
-        upstreamAttempt = nil
-        if trace!.isRecording, !log.upstreamTarget.isEmpty {
+        guard let state = tracingState, let handle = state.attempt else { return }
+        state.attempt = nil
+        if state.trace.isRecording, !log.upstreamTarget.isEmpty {
             let address = log.upstreamTarget
             let colon = address.lastIndex(of: ":")
             let host = colon.map { String(address[..<$0]) } ?? address
@@ -89,24 +101,23 @@ extension RequestExchange {
                 method: log.method, upstream: log.upstream, address: host, port: port, attempt: 1,
                 protocolVersion: "1.1")
             {
-                trace!.setAttribute(attribute, on: handle)
+                state.trace.setAttribute(attribute, on: handle)
             }
         }
         let answered = log.upstreamStatus == 0 ? nil : log.upstreamStatus
-        trace!.endUpstreamAttempt(
+        state.trace.endUpstreamAttempt(
             handle, at: WorkerTracing.now, statusCode: answered, error: answered == nil && !log.failure.isEmpty ? "error" : nil)
     }
 
     /// Ends the trace as the request's log line is written, and queues its spans for export.
     mutating func finishTrace(runtime: WorkerRuntime) {
-        guard trace != nil, let tracing = runtime.tracing else { return }
+        guard let state = tracingState, let tracing = runtime.tracing else { return }
         endUpstreamAttempt()
         let sent = log.status == 0 || log.status == 499 ? nil : log.status
-        let spans = trace!.finish(
+        let spans = state.trace.finish(
             at: WorkerTracing.now, statusCode: sent,
             error: log.status == 499 ? "client_closed" : (sent == nil && !log.failure.isEmpty ? "cut" : nil))
-        trace = nil
-        upstreamTraceContext = nil
+        tracingState = nil
         if !spans.isEmpty { _ = tracing.exporter.enqueue(spans) }
     }
 

@@ -42,13 +42,13 @@ struct RequestExchange {
     private(set) var filterContext: FilterContext?
     /// Whether this request's access-log line is written: each request gets exactly one, however it ends.
     private(set) var isLogged = false
-    /// The request's trace, with `[tracing]` (see `RequestExchange+Tracing`); the open upstream attempt's span, and
-    /// the context its upstream request carries.
-    var trace: RequestTrace?
+    /// The request's trace, with `[tracing]` (see `RequestExchange+Tracing`): one reference, so an exchange
+    /// without tracing stays as small as before (it is reset and copied about on every request).
+    var tracingState: ExchangeTrace?
+    /// The context the current upstream attempt's request carries (`traceparent`), with `[tracing]`.
+    var upstreamTraceContext: TraceContext? { tracingState?.upstream }
     /// The answering target's index in its pool (the last attempt's), for the request's metrics.
     var upstreamTargetIndex: Int?
-    var upstreamAttempt: RequestTrace.SpanHandle?
-    var upstreamTraceContext: TraceContext?
     /// The request's id, assigned when first needed (`assignRequestID`).
     private(set) var requestID = RequestID.none
 
@@ -84,10 +84,8 @@ struct RequestExchange {
         balancingHash = nil
         requestID = .none
         isLogged = false
-        trace = nil
+        tracingState = nil
         upstreamTargetIndex = nil
-        upstreamAttempt = nil
-        upstreamTraceContext = nil
         let tracing = runtime.tracing
         log.begin(
             head: head, bytes: bytes, client: client,
@@ -388,11 +386,11 @@ struct RequestExchange {
         guard !isLogged, route != nil || log.status != 0 else { return }
         isLogged = true
         if let metrics = runtime.metrics, let listener { countRequest(metrics, listener: listener, protocol: `protocol`) }
-        guard runtime.accessLog != nil || runtime.tap.isOpen || trace != nil else { return }
+        guard runtime.accessLog != nil || runtime.tap.isOpen || tracingState != nil else { return }
         if let user = filterContext?.user { log.user = user }
         log.requestID = withRequestID(runtime: runtime) { String(decoding: $0, as: UTF8.self) }
         runtime.accessLog?.write(log, protocol: `protocol`, tls: tls)
         if runtime.tap.isOpen { runtime.tap.offer(log, protocol: `protocol`, tls: tls) }
-        if trace != nil { finishTrace(runtime: runtime) }
+        if tracingState != nil { finishTrace(runtime: runtime) }
     }
 }
