@@ -13,6 +13,8 @@ final class ExchangeTrace {
     var trace: RequestTrace
     var attempt: RequestTrace.SpanHandle?
     var upstream: TraceContext?
+    /// Attempts begun so far (the first, replays, retries): `http.request.resend_count` is this less one.
+    var attempts = 0
 
     init(_ trace: RequestTrace) {
         self.trace = trace
@@ -65,20 +67,28 @@ extension RequestExchange {
     /// Records an upstream event in the access log's times and, with a trace, in its spans: an attempt's client
     /// span begins when the pool is asked and ends with the response (or when the next attempt begins).
     mutating func upstreamEvent(_ event: AccessLog.Record.UpstreamEvent, runtime: WorkerRuntime) {
-        log.mark(event)
-        if case .asked = event { upstreamTargetIndex = nil }
-        guard let state = tracingState, let tracing = runtime.tracing else { return }
+        guard let state = tracingState, let tracing = runtime.tracing else {
+            log.mark(event)
+            if case .asked = event { upstreamTargetIndex = nil }
+            return
+        }
         switch event {
         case .asked:
+            // The previous attempt (a retry's, a replay's) ends with what it got; this one starts afresh.
             endUpstreamAttempt()
+            log.mark(event)
+            upstreamTargetIndex = nil
+            log.upstreamStatus = 0
+            state.attempts += 1
             let begun = state.trace.beginUpstreamAttempt(
                 HTTPSpanAttributes.spanName(method: log.method), at: WorkerTracing.now, ids: &tracing.ids)
             state.attempt = begun.handle
             state.upstream = begun.upstream
         case .responseEnd:
+            log.mark(event)
             endUpstreamAttempt()
         case .connected, .responseHead:
-            break
+            log.mark(event)
         }
     }
 
@@ -98,15 +108,25 @@ extension RequestExchange {
             let host = colon.map { String(address[..<$0]) } ?? address
             let port = colon.flatMap { Int(address[address.index(after: $0)...]) } ?? 0
             for attribute in HTTPSpanAttributes.client(
-                method: log.method, upstream: log.upstream, address: host, port: port, attempt: 1,
-                protocolVersion: "1.1")
+                method: log.method, upstream: log.upstream, address: host, port: port, attempt: max(state.attempts, 1),
+                protocolVersion: pool?.speaksHTTP2 == true ? "2" : "1.1")
             {
                 state.trace.setAttribute(attribute, on: handle)
             }
         }
         let answered = log.upstreamStatus == 0 ? nil : log.upstreamStatus
         state.trace.endUpstreamAttempt(
-            handle, at: WorkerTracing.now, statusCode: answered, error: answered == nil && !log.failure.isEmpty ? "error" : nil)
+            handle, at: WorkerTracing.now, statusCode: answered, error: answered == nil ? Self.errorType(log.failure) : nil)
+    }
+
+    /// An upstream failure as the semantic conventions' short `error.type` (nil: none recorded).
+    static func errorType(_ failure: String) -> String? {
+        if failure.isEmpty { return nil }
+        if failure.contains("timed out") || failure.contains("timeout") { return "timeout" }
+        if failure.contains("refused") { return "connection_refused" }
+        if failure.contains("reset") || failure.contains("closed") { return "connection_reset" }
+        if failure.contains("TLS") { return "tls_failure" }
+        return "_OTHER"
     }
 
     /// Ends the trace as the request's log line is written, and queues its spans for export.
