@@ -165,7 +165,7 @@ let package = Package(
         .executableTarget(
             name: "jester-otlp-probe", dependencies: ["JesterTracing", "JesterTracingExport"],
             path: "Tests/OTLPProbe", swiftSettings: swiftSettings),
-        .testTarget(name: "JesterMetricsTests", dependencies: ["JesterMetrics", "JesterConfig"]),
+        .testTarget(name: "JesterMetricsTests", dependencies: ["JesterMetrics", "JesterConfig"], exclude: ["Golden"]),
         .testTarget(
             name: "JesterSystemTests",
             dependencies: ["JesterSystem", "JesterMetrics", "JesterCore", "JesterTLS", "JesterHTTP2", "JesterHTTP3"]),

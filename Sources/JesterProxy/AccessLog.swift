@@ -114,7 +114,9 @@ final class AccessLog: Sendable {
         }
 
         /// Whether the field `name` of `bytes` is `lowercase`, ignoring ASCII case.
-        private static func nameIs(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>, _ lowercase: StaticString) -> Bool {
+        private static func nameIs(
+            _ bytes: UnsafeRawBufferPointer, _ name: Range<Int>, _ lowercase: StaticString
+        ) -> Bool {
             guard name.upperBound <= bytes.count else { return false }
             let expected = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
             for (offset, index) in name.enumerated() where bytes[index] | 0x20 != expected[offset] | 0x20 {

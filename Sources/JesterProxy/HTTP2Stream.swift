@@ -76,7 +76,9 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         }
         let parser = HTTPHeadParser(limits: runtime.parserLimits)
         let error = bytes.withUnsafeReadableBytes { parser.parseRequest($0, into: &exchange.head) }
-        exchange.begin(bytes: bytes, client: connection.clientAddress, runtime: runtime, http2: true, secure: connection.tls != nil)
+        exchange.begin(
+            bytes: bytes, client: connection.clientAddress, runtime: runtime, http2: true,
+            secure: connection.tls != nil)
         if let error {
             // The same strict rules as HTTP/1: bytes nghttp2 lets through (in a :path, say) still get a 400 here.
             finishLocally(status: error.status, failure: error.reason)

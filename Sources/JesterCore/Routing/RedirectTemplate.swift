@@ -60,12 +60,14 @@ public struct RedirectTemplate: Sendable, Equatable, CustomStringConvertible {
                 throw ParseError(offset: index, message: "a lone '}' (write '}}' for a literal brace)")
             } else if character == "{" {
                 guard let close = characters[index...].firstIndex(of: "}") else {
-                    throw ParseError(offset: index, message: "'{' without its closing '}' (write '{{' for a literal brace)")
+                    throw ParseError(
+                        offset: index, message: "'{' without its closing '}' (write '{{' for a literal brace)")
                 }
                 let name = String(characters[(index + 1)..<close])
                 guard let part = Self.placeholders[name] else {
                     let known = Self.placeholders.keys.sorted().map { "{\($0)}" }.joined(separator: ", ")
-                    throw ParseError(offset: index, message: "unknown placeholder {\(name)}; the placeholders are \(known)")
+                    throw ParseError(
+                        offset: index, message: "unknown placeholder {\(name)}; the placeholders are \(known)")
                 }
                 if !literal.isEmpty { parts.append(.literal(literal)) }
                 literal = ""

@@ -76,7 +76,9 @@ extension RequestExchange {
         into out: inout ByteBuffer, target: Int, secure: Bool, runtime: WorkerRuntime, routes: ListenerRoutes
     ) {
         if let edits = route?.responseEdits, !edits.rendered.isEmpty { out.writeBytes(edits.rendered) }
-        if let pool, let cookie = Self.stickyCookie(pool: pool, target: target, stickyTarget: stickyTarget, secure: secure) {
+        if let pool,
+            let cookie = Self.stickyCookie(pool: pool, target: target, stickyTarget: stickyTarget, secure: secure)
+        {
             out.writeStaticString("Set-Cookie: ")
             out.writeString(cookie)
             out.writeStaticString("\r\n")
@@ -93,12 +95,16 @@ extension RequestExchange {
         func pass(_ name: String, _ value: String) {
             var name = name
             var value = value
-            name.withUTF8 { name in value.withUTF8 { body(UnsafeRawBufferPointer(name), UnsafeRawBufferPointer($0), false) } }
+            name.withUTF8 { name in
+                value.withUTF8 { body(UnsafeRawBufferPointer(name), UnsafeRawBufferPointer($0), false) }
+            }
         }
         if let edits = route?.responseEdits {
             for field in edits.appended { pass(field.name, field.value) }
         }
-        if let pool, let cookie = Self.stickyCookie(pool: pool, target: target, stickyTarget: stickyTarget, secure: secure) {
+        if let pool,
+            let cookie = Self.stickyCookie(pool: pool, target: target, stickyTarget: stickyTarget, secure: secure)
+        {
             pass("set-cookie", cookie)
         }
         forEachLowercasedResponseField(runtime: runtime, routes: routes, body)

@@ -54,7 +54,8 @@ extension RequestExchange {
             let query = target.firstIndex(of: "?")
             attributes = HTTPSpanAttributes.server(
                 method: method, scheme: secure ? "https" : "http", path: String(target[..<(query ?? target.endIndex)]),
-                query: query.map { String(target[target.index(after: $0)...]) }, host: log.host.isEmpty ? nil : log.host,
+                query: query.map { String(target[target.index(after: $0)...]) },
+                host: log.host.isEmpty ? nil : log.host,
                 port: nil, protocolVersion: http2 ? "2" : (head.version == .http1_0 ? "1.0" : "1.1"),
                 clientAddress: log.client.isEmpty ? nil : log.client,
                 userAgent: log.userAgent.isEmpty ? nil : log.userAgent)
@@ -116,7 +117,8 @@ extension RequestExchange {
         }
         let answered = log.upstreamStatus == 0 ? nil : log.upstreamStatus
         state.trace.endUpstreamAttempt(
-            handle, at: WorkerTracing.now, statusCode: answered, error: answered == nil ? Self.errorType(log.failure) : nil)
+            handle, at: WorkerTracing.now, statusCode: answered,
+            error: answered == nil ? Self.errorType(log.failure) : nil)
     }
 
     /// An upstream failure as the semantic conventions' short `error.type` (nil: none recorded).
@@ -144,7 +146,7 @@ extension RequestExchange {
     /// Writes an attempt's `traceparent` (and the caller's `tracestate`) as HTTP/1.1 field lines.
     static func writeTraceFields(_ context: TraceContext, into out: inout ByteBuffer) {
         out.writeStaticString("traceparent: ")
-        context.withTraceparent { out.writeBytes($0) }
+        context.withTraceparent { _ = out.writeBytes($0) }
         out.writeStaticString("\r\n")
         if !context.traceState.isEmpty {
             out.writeStaticString("tracestate: ")

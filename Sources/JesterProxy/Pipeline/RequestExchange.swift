@@ -66,9 +66,12 @@ struct RequestExchange {
     // MARK: Head
 
     /// A new request, whose head the adapter has parsed into `head` over `bytes`: its log record starts
-    /// (detailed only when there is an access log). (The adapter parses in place, so the head's field array is
-    /// reused from request to request.)
-    mutating func begin(bytes: ByteBuffer, client: String, runtime: WorkerRuntime, http2: Bool = false, secure: Bool = false) {
+    /// (detailed only when an access log, a tap or tracing reads it; timed when metrics observe its duration), and
+    /// with `[tracing]` its trace. (The adapter parses in place, so the head's field array is reused from request
+    /// to request.) `http2`, `secure`: what the client speaks, for the trace's attributes.
+    mutating func begin(
+        bytes: ByteBuffer, client: String, runtime: WorkerRuntime, http2: Bool = false, secure: Bool = false
+    ) {
         headBytes = bytes
         route = nil
         hasFilters = false
@@ -353,7 +356,9 @@ struct RequestExchange {
     private func countRequest(_ metrics: WorkerMetrics, listener: ListenerMetricIDs, protocol: StaticString) {
         let routeIDs = route.flatMap { metrics.routeIDs($0, listener: listener.name) }
         let target = pool.flatMap { pool in
-            upstreamTargetIndex.flatMap { index in metrics.ids.targets[pool.name].flatMap { index < $0.count ? $0[index] : nil } }
+            upstreamTargetIndex.flatMap { index in
+                metrics.ids.targets[pool.name].flatMap { index < $0.count ? $0[index] : nil }
+            }
         }
         let proto: MetricProtocol = `protocol`.utf8CodeUnitCount == 8 && `protocol`.utf8Start[5] == UInt8(ascii: "2")
             ? .http2 : .http1
@@ -377,7 +382,9 @@ struct RequestExchange {
         requestID = .none
     }
 
-    /// Writes the access log line (when there is an access log and the request got that far).
+    /// The log phase, once per request that got that far: the request is counted in the metrics (with
+    /// `listener`, the adapter's listener ids), and, when someone reads it, its record is written to the access
+    /// log, offered to open taps, and its trace ended and queued for export.
     mutating func writeLog(
         status: Int? = nil, protocol: StaticString, tls: TLSSessionFacts?, runtime: WorkerRuntime,
         listener: ListenerMetricIDs? = nil
@@ -385,7 +392,9 @@ struct RequestExchange {
         if let status { log.status = status }
         guard !isLogged, route != nil || log.status != 0 else { return }
         isLogged = true
-        if let metrics = runtime.metrics, let listener { countRequest(metrics, listener: listener, protocol: `protocol`) }
+        if let metrics = runtime.metrics, let listener {
+            countRequest(metrics, listener: listener, protocol: `protocol`)
+        }
         guard runtime.accessLog != nil || runtime.tap.isOpen || tracingState != nil else { return }
         if let user = filterContext?.user { log.user = user }
         log.requestID = withRequestID(runtime: runtime) { String(decoding: $0, as: UTF8.self) }
