@@ -92,10 +92,10 @@ final class AccessLog: Sendable {
                 target = text(head.target)
                 if let host = head.hostField { self.host = text(head.fields[host].value) }
                 for field in head.fields {
-                    switch field.name.count {
-                    case 10 where Self.nameIs(raw, field.name, "user-agent"): userAgent = text(field.value, limit: 512)
-                    case 7 where Self.nameIs(raw, field.name, "referer"): referer = text(field.value)
-                    default: continue
+                    if ASCII.equalsIgnoringCase(raw, field.name, "user-agent") {
+                        userAgent = text(field.value, limit: 512)
+                    } else if ASCII.equalsIgnoringCase(raw, field.name, "referer") {
+                        referer = text(field.value)
                     }
                 }
             }
@@ -111,18 +111,6 @@ final class AccessLog: Sendable {
             case .responseHead: upstreamTimes.firstByte = now
             case .responseEnd: upstreamTimes.finished = now
             }
-        }
-
-        /// Whether the field `name` of `bytes` is `lowercase`, ignoring ASCII case.
-        private static func nameIs(
-            _ bytes: UnsafeRawBufferPointer, _ name: Range<Int>, _ lowercase: StaticString
-        ) -> Bool {
-            guard name.upperBound <= bytes.count else { return false }
-            let expected = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
-            for (offset, index) in name.enumerated() where bytes[index] | 0x20 != expected[offset] | 0x20 {
-                return false
-            }
-            return true
         }
     }
 

@@ -32,13 +32,7 @@ struct UpstreamRequest {
     ) -> ByteBuffer {
         var replacedRequestID: Int?
         if case .generated = requestID {
-            replacedRequestID = runtime.requestIDField.isDefault
-                ? head.requestIDField
-                : head.fields.firstIndex { field in
-                    let name = runtime.requestIDField.lowercased
-                    return field.name.count == name.count
-                        && name.withUnsafeBytes { ASCII.equalsIgnoringCase(bytes, field.name, $0, 0..<name.count) }
-                }
+            replacedRequestID = RequestExchange.requestIDFieldIndex(in: head, bytes, runtime: runtime)
         }
         var out = allocator.buffer(capacity: bytes.count + 256)
         out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.method]))

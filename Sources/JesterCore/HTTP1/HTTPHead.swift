@@ -56,7 +56,15 @@ public struct HTTPHead: Sendable {
     /// The first field named `name` (lowercase ASCII), compared without regard to case.
     @inlinable
     public func field(named name: [UInt8], in bytes: UnsafeRawBufferPointer) -> HTTPField? {
-        name.withUnsafeBytes { name in fields.first { ASCII.equalsIgnoringCase(bytes, $0.name, name, 0..<name.count) } }
+        fieldIndex(named: name, in: bytes).map { fields[$0] }
+    }
+
+    /// Where in `fields` the first field named `name` (lowercase ASCII) is, compared without regard to case.
+    @inlinable
+    public func fieldIndex(named name: [UInt8], in bytes: UnsafeRawBufferPointer) -> Int? {
+        name.withUnsafeBytes { name in
+            fields.firstIndex { ASCII.equalsIgnoringCase(bytes, $0.name, name, 0..<name.count) }
+        }
     }
 
     /// The one Content-Length value a proxy passes on with this response, whatever list or repetition the

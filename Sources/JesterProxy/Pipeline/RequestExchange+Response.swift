@@ -57,13 +57,16 @@ extension RequestExchange {
     static func fieldWrittenByExchange(
         in response: HTTPHead, _ bytes: UnsafeRawBufferPointer, runtime: WorkerRuntime
     ) -> Int? {
-        // (The head parser already found X-Request-Id; another name is looked for only when configured.)
-        if runtime.requestIDField.isDefault { return response.requestIDField }
-        let own = runtime.requestIDField.lowercased
-        return response.fields.firstIndex { field in
-            field.name.count == own.count
-                && own.withUnsafeBytes { ASCII.equalsIgnoringCase(bytes, field.name, $0, 0..<own.count) }
-        }
+        requestIDFieldIndex(in: response, bytes, runtime: runtime)
+    }
+
+    /// Where a head's request id field (`http.request_id_header`) is: the head parser already found
+    /// X-Request-Id while parsing; another name is looked for only when configured.
+    static func requestIDFieldIndex(
+        in head: HTTPHead, _ bytes: UnsafeRawBufferPointer, runtime: WorkerRuntime
+    ) -> Int? {
+        runtime.requestIDField.isDefault
+            ? head.requestIDField : head.fieldIndex(named: runtime.requestIDField.lowercased, in: bytes)
     }
 
     // MARK: An upstream's response

@@ -22,8 +22,6 @@ final class ExchangeTrace {
 }
 
 extension RequestExchange {
-    static let traceparentName = Array("traceparent".utf8)
-    static let tracestateName = Array("tracestate".utf8)
 
     /// Begins the trace of the request whose head `begin` took (only with `[tracing]`). `secure`: over TLS.
     mutating func beginTrace(_ tracing: WorkerTracing, http2: Bool, secure: Bool) {
@@ -34,8 +32,8 @@ extension RequestExchange {
             var parents: [Range<Int>] = []
             var states: [UnsafeRawBufferPointer] = []
             for field in head.fields {
-                if Self.is(bytes, field.name, Self.traceparentName) { parents.append(field.value) }
-                if Self.is(bytes, field.name, Self.tracestateName) {
+                if ASCII.equalsIgnoringCase(bytes, field.name, "traceparent") { parents.append(field.value) }
+                if ASCII.equalsIgnoringCase(bytes, field.name, "tracestate") {
                     states.append(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
                 }
             }
@@ -168,11 +166,6 @@ extension RequestExchange {
 
     /// Whether a client's field named `name` is a trace field (which an attempt's own replace).
     static func isTraceField(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
-        Self.is(bytes, name, Self.traceparentName) || Self.is(bytes, name, Self.tracestateName)
-    }
-
-    private static func `is`(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>, _ lowercase: [UInt8]) -> Bool {
-        name.count == lowercase.count
-            && lowercase.withUnsafeBytes { ASCII.equalsIgnoringCase(bytes, name, $0, 0..<lowercase.count) }
+        ASCII.equalsIgnoringCase(bytes, name, "traceparent") || ASCII.equalsIgnoringCase(bytes, name, "tracestate")
     }
 }

@@ -327,13 +327,10 @@ struct RequestExchange {
 
     /// Where the client's request id is in `bytes`, when it sent a usable one.
     private func clientRequestID(in bytes: ByteBuffer, runtime: WorkerRuntime) -> Range<Int>? {
-        let value: Range<Int>?
-        if runtime.requestIDField.isDefault {
-            value = head.requestIDField.map { head.fields[$0].value }
-        } else {
-            value = bytes.withUnsafeReadableBytes { head.field(named: runtime.requestIDField.lowercased, in: $0)?.value }
-        }
-        guard let value, !value.isEmpty, value.count <= HTTPSettings.maxClientRequestIDLength else { return nil }
+        let index = bytes.withUnsafeReadableBytes { Self.requestIDFieldIndex(in: head, $0, runtime: runtime) }
+        guard let value = index.map({ head.fields[$0].value }), !value.isEmpty,
+            value.count <= HTTPSettings.maxClientRequestIDLength
+        else { return nil }
         return value
     }
 
