@@ -20,12 +20,20 @@ enum AdminEndpoint: Equatable, Sendable {
     case drain
     /// `GET /metrics`: the metrics exposition (`AdminServer.metricsExposition`).
     case metrics
+    /// `GET /api/v1/reloads`: the recent reloads and upgrades with their outcomes (`ReloadHistory`).
+    case reloads
+    /// `GET /api/v1/access/recent`: the last access records, tapped while a dashboard polls (`RecentAccessTap`).
+    case recentAccess
+    /// `GET /`, `GET /dashboard/`, and the dashboard's script and style: the web dashboard's static files.
+    case dashboard(DashboardAsset)
 
-    /// The role a client needs: reading needs `read`, acting needs `write`.
-    var requiredRole: AdminRole {
+    /// The role a client needs: reading needs `read`, acting needs `write`; nil for the dashboard's files, which
+    /// hold no data (the page asks for a token and sends it with every API call it makes).
+    var requiredRole: AdminRole? {
         switch self {
-        case .status, .config, .routes, .upstreams, .metrics: return .read
+        case .status, .config, .routes, .upstreams, .metrics, .reloads, .recentAccess: return .read
         case .reload, .setTargetAdmin, .drain: return .write
+        case .dashboard: return nil
         }
     }
 }
@@ -68,6 +76,10 @@ enum AdminRoutes {
             method == "POST" ? .endpoint($0) : .methodNotAllowed(allowed: "POST")
         }
         if segments == ["metrics"] { return get(.metrics) }
+        if segments == [""] || segments.first == "dashboard" {
+            guard let asset = DashboardAsset(segments: segments) else { return .notFound }
+            return get(.dashboard(asset))
+        }
         guard segments.count >= 3, segments[0] == "api", segments[1] == "v1" else { return .notFound }
         let rest = Array(segments.dropFirst(2))
         switch rest.count {
@@ -79,8 +91,11 @@ enum AdminRoutes {
             case "upstreams": return get(.upstreams)
             case "reload": return post(.reload)
             case "drain": return post(.drain)
+            case "reloads": return get(.reloads)
             default: return .notFound
             }
+        case 2 where rest == ["access", "recent"]:
+            return get(.recentAccess)
         case 3 where rest[0] == "targets":
             guard let action = TargetAction(rawValue: rest[2]), !rest[1].isEmpty else { return .notFound }
             return post(.setTargetAdmin(pool: nil, target: rest[1], action: action))

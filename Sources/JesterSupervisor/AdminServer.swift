@@ -25,6 +25,10 @@ final class AdminServer {
     var connections = 0
     /// Numbers each API request's control exchange (its correlation id, also in the log).
     var nextRequestID: UInt64 = 1
+    /// The last reloads and upgrades, for `GET /api/v1/reloads` and the dashboard.
+    var reloads = ReloadHistory()
+    /// The dashboard's tap of recent access records (open while a dashboard polls).
+    let recentAccess = RecentAccessTap()
 
     /// The most API connections open at once.
     static let maxConnections = 64
@@ -32,8 +36,9 @@ final class AdminServer {
     static let idleTimeout = TimeAmount.seconds(60)
 
     /// `GET /metrics`: the lead's metrics core fills this with the exposition for an `Accept` field (nil: the
-    /// field was absent), returning its content type and bytes. Nil: the route answers 404.
-    var metricsExposition: ((_ accept: String?) -> (contentType: String, body: [UInt8]))?
+    /// field was absent), returning its content type and bytes, or nil when metrics are off (404 saying so).
+    /// Nil: the route answers 404.
+    var metricsExposition: ((_ accept: String?) -> (contentType: String, body: [UInt8])?)?
 
     /// A reload's change of endpoint: the socket bound for the new one (nil: the API turns off).
     struct PendingEndpoint {

@@ -159,21 +159,8 @@ extension Master {
         case .endpoint(let resolved):
             endpoint = resolved
         }
-        switch adminServer.authorization.decide(
-            authorization: request.field("authorization"), required: endpoint.requiredRole)
-        {
-        case .allowed:
-            break
-        case .unauthorized(let reason):
-            var response = AdminResponse.error(401, reason)
-            response.fields.append(("WWW-Authenticate", "Bearer realm=\"jester-admin\""))
-            respond(response)
-            return
-        case .forbidden(let reason):
-            // RFC 6750 §3.1: a token without the scope asked for.
-            var response = AdminResponse.error(403, reason)
-            response.fields.append(("WWW-Authenticate", "Bearer realm=\"jester-admin\", error=\"insufficient_scope\""))
-            respond(response)
+        if let refusal = adminRefusal(of: request, for: endpoint) {
+            respond(refusal)
             return
         }
         let id = adminServer.nextRequestID
@@ -240,8 +227,41 @@ extension Master {
                 respond(.error(404, "metrics are not served by this build"))
                 return
             }
-            let (contentType, body) = exposition(request.field("accept"))
-            respond(AdminResponse(status: 200, fields: [("Content-Type", contentType)], body: body))
+            guard let answer = exposition(request.field("accept")) else {
+                respond(.error(404, Self.metricsOffReason))
+                return
+            }
+            respond(AdminResponse(status: 200, fields: [("Content-Type", answer.contentType)], body: answer.body))
+        case .reloads:
+            respond(.json(200, adminServer.reloads))
+        case .recentAccess:
+            respond(recentAccessAnswer())
+        case .dashboard(let asset):
+            respond(asset.response)
+        }
+    }
+
+    /// Why `request` may not reach `endpoint` (nil: it may): a cross-site action, then missing or weak credentials.
+    func adminRefusal(of request: AdminRequest, for endpoint: AdminEndpoint) -> AdminResponse? {
+        // The dashboard's files hold no data: anyone who reaches the socket may load them.
+        guard let role = endpoint.requiredRole else { return nil }
+        if role == .write, case .refuse(let reason) = CrossSiteCheck.decide(
+            origin: request.field("origin"), fetchSite: request.field("sec-fetch-site"), host: request.field("host"))
+        {
+            return .error(403, reason)
+        }
+        switch adminServer.authorization.decide(authorization: request.field("authorization"), required: role) {
+        case .allowed:
+            return nil
+        case .unauthorized(let reason):
+            var response = AdminResponse.error(401, reason)
+            response.fields.append(("WWW-Authenticate", "Bearer realm=\"jester-admin\""))
+            return response
+        case .forbidden(let reason):
+            // RFC 6750 §3.1: a token without the scope asked for.
+            var response = AdminResponse.error(403, reason)
+            response.fields.append(("WWW-Authenticate", "Bearer realm=\"jester-admin\", error=\"insufficient_scope\""))
+            return response
         }
     }
 

@@ -101,6 +101,7 @@ extension Master {
         ])
         let result = ReloadResult(success: true, generation: newGeneration, configHash: configuration.hash, errors: [])
         metricsTransactionEnded(kind, success: true)
+        recordReloadOutcome(result, kind: kind)
         if kind == .upgrade { lastUpgrade = result }
         if let requester, requester.watching {
             reply(.progress(ProgressReport(phase: "ready", connections: 0,
@@ -126,8 +127,10 @@ extension Master {
         logger.error("\(kind.rawValue) failed; still serving the previous generation", metadata: [
             "errors": .array(errors.map { .string($0) }),
         ])
-        report(ReloadResult(success: false, generation: generation, configHash: configuration.hash, errors: errors),
-            of: kind, to: requester)
+        let result = ReloadResult(
+            success: false, generation: generation, configHash: configuration.hash, errors: errors)
+        recordReloadOutcome(result, kind: kind)
+        report(result, of: kind, to: requester)
     }
 
     func report(_ result: ReloadResult, of kind: Machine.Transaction.Kind, to channel: (any ControlReplyTarget)?) {

@@ -93,7 +93,7 @@ func malformedOrOversizedRequestsAreRefused(request: String, status: Int) {
     ("POST", "/api/v1/upstreams/app/targets//drain", .notFound),
     ("GET", "/api/v2/status", .notFound),
     ("GET", "/api/v1", .notFound),
-    ("GET", "/", .notFound),
+    ("GET", "/", .endpoint(.dashboard(.page))),
     ("GET", "", .notFound),
     ("GET", "/api/v1/targets/%zz/drain", .notFound),
     ("GET", "/api/v1/targets/%ff/drain", .notFound),
