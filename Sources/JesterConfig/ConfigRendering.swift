@@ -56,6 +56,7 @@ extension Configuration {
         } else {
             lines += ["", "# [admin]: off"]
         }
+        lines += ["", "[metrics]", "enabled = \(metrics.enabled)"]
         if let tracing {
             lines += [
                 "", "[tracing]", "endpoint = \(quoted(tracing.endpoint))", "sample_ratio = \(tracing.sampleRatio)",
@@ -367,6 +368,7 @@ extension ConfigSchema {
         render(log, title: "[log]")
         render(http, title: "[http]")
         render(admin, title: "[admin]")
+        render(metrics, title: "[metrics]")
         render(tracing, title: "[tracing]")
         render(listener, title: "[[listeners]]")
         render(tls, title: "[listeners.tls]")

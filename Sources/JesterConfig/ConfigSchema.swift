@@ -110,6 +110,8 @@ public struct ConfigSchema: Sendable {
             Field("http", .table(http), "Limits and timeouts of the HTTP/1.1 data plane."),
             Field("tracing", .table(tracing), default: "off",
                 "OpenTelemetry tracing (jester-pipeline(7)): W3C trace context, spans exported over OTLP/HTTP."),
+            Field("metrics", .table(metrics), default: "on",
+                "The instance's Prometheus metrics (jester-metrics(7)): counted by every worker, served by the admin API."),
             Field("admin", .table(admin), default: "off",
                 "The admin API (jester-admin(7)): status, configuration, routes, upstreams, and actions over HTTP."),
             Field("listeners", .array(.table(listener)), required: true, "Addresses to accept connections on."),
@@ -179,6 +181,14 @@ public struct ConfigSchema: Sendable {
             Field("export_timeout", .duration, default: "\"10s\"", "One export attempt, connection to answer."),
             Field("max_retry_time", .duration, default: "\"30s\"",
                 "How long an export is retried (429, 502, 503, 504, no collector) before its spans are dropped."),
+        ])
+
+    public static let metrics = Table(
+        "[metrics]",
+        [
+            Field("enabled", .boolean, default: "true",
+                "Whether workers count requests, connections, upstreams, TLS and filters; false: nothing is counted, "
+                    + "and GET /metrics (404) and jesterctl metrics refuse, saying so."),
         ])
 
     public static let admin = Table(

@@ -19,6 +19,8 @@ public struct Configuration: Sendable, Codable, Equatable {
     public var admin: AdminSettings?
     /// `[tracing]`: OpenTelemetry tracing; nil (the table absent) keeps it off.
     public var tracing: TracingSettings?
+    /// `[metrics]`: whether workers count and scrapes are answered (on unless turned off).
+    @DefaultIfMissing<MetricsSettingsDefault> public var metrics = MetricsSettings()
     /// What the loader found questionable but usable (an unused filter): for `jester config validate` and the
     /// reload log. Not part of the configuration's meaning, so not part of its hash.
     @EmptyIfMissing public var warnings: [ConfigDiagnostic]

@@ -220,6 +220,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             // counted, and logged at debug with a summary warning at most once a minute.
             runtime.counters.tlsHandshakeFailures &+= 1
             runtime.handshakeFailures.failed(client: clientAddress, error: error)
+            if tls == nil, let ids = metricsListener { runtime.metrics?.tlsHandshake(listener: ids, failed: true) }
         }
         close()
     }
@@ -242,6 +243,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         }
         if let established = event as? TLSEstablished {
             tls = established.facts
+            if let metricsListener { runtime.metrics?.tlsHandshake(listener: metricsListener, failed: false) }
             if established.facts.applicationProtocol == "h2" {
                 switchToHTTP2()
                 return

@@ -106,6 +106,9 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
         closing = true
         idleTimer.cancel()
         for stream in streams.values { stream.clientGone() }
+        if let metricsListener {
+            runtime.metrics?.streamClosed(listener: metricsListener, protocol: .http2, count: streams.count)
+        }
         streams = [:]
         runtime.unregister(self, clientAddress: clientAddress)
     }
@@ -129,6 +132,9 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
     /// Returns how many requests were cut.
     func cut() -> Int {
         let cut = streams.values.reduce(0) { $0 + $1.cut() }
+        if let metricsListener {
+            runtime.metrics?.streamClosed(listener: metricsListener, protocol: .http2, count: streams.count)
+        }
         streams = [:]
         closing = true
         context?.close(promise: nil)
@@ -169,6 +175,7 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
             idleTimer.disarm()
             let stream = HTTP2Stream(connection: self, id: id)
             streams[id] = stream
+            if let metricsListener { runtime.metrics?.streamOpened(listener: metricsListener, protocol: .http2) }
             stream.start(fields: fields, endStream: endStream)
         case .data(let id, let bytes):
             if let stream = streams[id] {
@@ -182,7 +189,10 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
             // Forwarded to HTTP/2 upstreams; dropped for HTTP/1.1 ones (RFC 9110 §6.5.1 lets a proxy do that).
             streams[id]?.requestEnded(trailers: fields)
         case .streamClosed(let id, let errorCode):
-            if let stream = streams.removeValue(forKey: id) { stream.closed(errorCode: errorCode) }
+            if let stream = streams.removeValue(forKey: id) {
+                if let metricsListener { runtime.metrics?.streamClosed(listener: metricsListener, protocol: .http2) }
+                stream.closed(errorCode: errorCode)
+            }
             closeIfIdle()
             if streams.isEmpty { armIdleTimer() }
         case .goAway:

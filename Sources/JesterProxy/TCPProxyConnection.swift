@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import JesterConfig
 import JesterCore
+import JesterMetrics
 import NIOCore
 
 /// One client connection of a tcp listener: relays bytes both ways between the client and a target of the
@@ -39,12 +40,15 @@ final class TCPProxyConnection: ChannelInboundHandler, ClientConnection, @unchec
     private var upstreamInputClosed = false
     private var lastActivity = NIODeadline.now()
     private var idleCheck: Scheduled<Void>?
+    /// The listener's metric ids, found once per connection (nil without metrics).
+    private let metricsListener: ListenerMetricIDs?
 
     init(runtime: WorkerRuntime, listener: ListenerSettings, pool: UpstreamPool) {
         self.runtime = runtime
         self.listener = listener
         self.pool = pool
         trusted = (listener.proxyProtocolFrom ?? []).compactMap(CIDR.init)
+        metricsListener = runtime.metrics?.ids.listeners[listener.name]
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -99,6 +103,7 @@ final class TCPProxyConnection: ChannelInboundHandler, ClientConnection, @unchec
         case .connecting:
             pending.append(bytes)
         case .relaying:
+            relayed(received: bytes.readableBytes)
             upstream?.write(bytes.readSlice(length: bytes.readableBytes)!, promise: nil)
         case .closed:
             break
@@ -174,7 +179,10 @@ final class TCPProxyConnection: ChannelInboundHandler, ClientConnection, @unchec
                     let header = version == "v2" ? ProxyProtocol.encodeV2(client) : ProxyProtocol.encodeV1(client)
                     channel.write(ByteBuffer(bytes: header), promise: nil)
                 }
-                for bytes in self.pending { channel.write(bytes, promise: nil) }
+                for bytes in self.pending {
+                    self.relayed(received: bytes.readableBytes)
+                    channel.write(bytes, promise: nil)
+                }
                 self.pending = []
                 channel.flush()
                 if self.clientInputClosed { channel.close(mode: .output, promise: nil) }
@@ -186,7 +194,16 @@ final class TCPProxyConnection: ChannelInboundHandler, ClientConnection, @unchec
 
     fileprivate func upstreamRead(_ bytes: ByteBuffer) {
         lastActivity = .now()
-        context?.write(wrapOutboundOut(bytes), promise: nil)
+        guard let context else { return }
+        relayed(sent: bytes.readableBytes)
+        context.write(wrapOutboundOut(bytes), promise: nil)
+    }
+
+    /// Bytes relayed, client to target (`received`) or back (`sent`), counted as they pass (jester-metrics(7)):
+    /// a stream that lasts for hours shows in the totals while it lasts, not only once it ends.
+    private func relayed(received: Int = 0, sent: Int = 0) {
+        guard let metricsListener else { return }
+        runtime.metrics?.bytesRelayed(listener: metricsListener, received: Int64(received), sent: Int64(sent))
     }
 
     fileprivate func upstreamReadComplete() {

@@ -99,7 +99,12 @@ final class UpstreamPool: @unchecked Sendable {
     private let balancingKey: BalancingKey?
     private var idle: [[UpstreamConnection]]
     private var retryBudget: RetryBudget
-    private var breaker: CircuitBreaker?
+    private var breaker: CircuitBreaker? {
+        // Every change of state passes here, whichever call made it (no `oldValue`: mutated in place).
+        didSet { if let metrics, let state = breaker?.state { metrics.circuit(state) } }
+    }
+    /// The worker's metrics for this pool (ejections, breaker states); nil without metrics.
+    var metrics: PoolMetrics?
     /// Requests admitted whose connection is not settled yet (still connecting): they count against
     /// max_requests like the ones in flight.
     private var acquiring = 0
@@ -580,6 +585,7 @@ final class UpstreamPool: @unchecked Sendable {
     private func report(_ event: OutlierDetector.Event?) {
         switch event {
         case .ejected(let target, let seconds):
+            metrics?.ejected(target)
             logger.warning("upstream target ejected after consecutive failures", metadata: [
                 "upstream": "\(name)", "target": "\(descriptions[target])", "seconds": .stringConvertible(Int(seconds)),
             ])

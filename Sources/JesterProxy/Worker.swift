@@ -134,10 +134,13 @@ final class WorkerServer: @unchecked Sendable {
                     metadata: ["error": "\(error)"])
             }
         }
-        if let fd = assignment.metricsTableFD, let partition = assignment.metricsPartition {
+        // `[metrics] enabled = false`: no WorkerMetrics, so every count is skipped where it would happen.
+        if runtime.configuration.metrics.enabled, let fd = assignment.metricsTableFD,
+            let partition = assignment.metricsPartition
+        {
             do {
-                runtime.metrics = try WorkerMetrics.attach(fd: fd, partition: partition,
-                    configuration: runtime.configuration)
+                runtime.attachMetrics(try WorkerMetrics.attach(fd: fd, partition: partition,
+                    configuration: runtime.configuration))
             } catch {
                 logger.error("this worker counts no metrics", metadata: ["error": "\(error)"])
             }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Glibc
 import JesterConfig
+import JesterCore
 import JesterMetrics
 import JesterSystem
 
@@ -31,10 +32,24 @@ final class WorkerMetrics: @unchecked Sendable {
     private var open: [ObjectIdentifier: OpenConnection] = [:]
     /// See `routeIDs`: compiled routes live as long as the worker's runtime, so their identities stay unique.
     private var routesByIdentity: [ObjectIdentifier: RouteMetricIDs?] = [:]
+    /// Filter outcome ids by route name, then filter name (a filter's series carry no listener, so the same
+    /// names give the same ids on every listener); see `filterIDs`.
+    private let filterSeries: [String: [String: [SeriesID]]]
+    /// A compiled route's filter outcome ids in its chain's order, found once per compiled route.
+    private var filtersByIdentity: [ObjectIdentifier: [[SeriesID]]] = [:]
 
     init(writer: MetricsWriter, ids: ConfigurationMetricIDs) {
         self.writer = writer
         self.ids = ids
+        var filterSeries: [String: [String: [SeriesID]]] = [:]
+        for routes in ids.routes.values {
+            for route in routes.values {
+                for (name, outcomes) in zip(route.filterNames, route.filters) {
+                    filterSeries[route.name, default: [:]][name] = outcomes
+                }
+            }
+        }
+        self.filterSeries = filterSeries
         // Every breaker starts closed: the gauge counts the workers whose breaker is in each state.
         for targets in ids.targets.values {
             for target in targets { writer.add(target.circuitStates[0], 1) }
@@ -138,8 +153,9 @@ final class WorkerMetrics: @unchecked Sendable {
         writer.add(listener.activeStreams[proto.index], 1)
     }
 
-    func streamClosed(listener: ListenerMetricIDs, protocol proto: MetricProtocol) {
-        writer.add(listener.activeStreams[proto.index], -1)
+    /// `count` streams closed (more than one: the connection went with its streams).
+    func streamClosed(listener: ListenerMetricIDs, protocol proto: MetricProtocol, count: Int = 1) {
+        if count > 0 { writer.add(listener.activeStreams[proto.index], Int64(-count)) }
     }
 
     // MARK: Upstreams
@@ -162,6 +178,11 @@ final class WorkerMetrics: @unchecked Sendable {
     /// A request was replayed on a new connection after a kept-alive one closed before answering.
     func replay(route: RouteMetricIDs, upstream: String) {
         if let id = route.replays[upstream] { writer.add(id) }
+    }
+
+    /// The ids a pool counts its ejections and breaker states under (`UpstreamPool.metrics`).
+    func pool(_ name: String) -> PoolMetrics? {
+        ids.targets[name].map { PoolMetrics(metrics: self, targets: $0) }
     }
 
     /// Outlier detection ejected `target`.
@@ -189,13 +210,37 @@ final class WorkerMetrics: @unchecked Sendable {
     /// The filter at position `filter` of the route's chain (as `RouteMetricIDs.filters` orders it) decided.
     func filterOutcome(route: RouteMetricIDs, filter: Int, outcome: FilterOutcome) {
         guard filter >= 0, filter < route.filters.count else { return }
-        let column: Int
+        writer.add(route.filters[filter][Self.column(outcome)])
+    }
+
+    /// A run of `route`'s filter chain ended at the filter at position `decider` with `outcome`: every filter
+    /// before it proceeded (a run that went through: the last filter, `.proceed`). The one call per run
+    /// (`FilterContext`), with the chain's compiled route: no listener needed, see `filterSeries`.
+    func filtersDecided(route: CompiledRoute, decider: Int, outcome: FilterOutcome) {
+        let outcomes = filterIDs(route)
+        guard decider >= 0, decider < outcomes.count else { return }
+        for position in 0..<decider where !outcomes[position].isEmpty { writer.add(outcomes[position][0]) }
+        if !outcomes[decider].isEmpty { writer.add(outcomes[decider][Self.column(outcome)]) }
+    }
+
+    /// `route`'s filter outcome ids in chain order; empty for a filter the master registered no series for
+    /// (none such while it registers every configuration before its workers spawn): not counted.
+    private func filterIDs(_ route: CompiledRoute) -> [[SeriesID]] {
+        let key = ObjectIdentifier(route)
+        if let found = filtersByIdentity[key] { return found }
+        let byName = filterSeries[route.name] ?? [:]
+        let found = route.filters.filters.map { byName[$0.name] ?? [] }
+        filtersByIdentity[key] = found
+        return found
+    }
+
+    /// An outcome's place in `RouteMetricIDs.filters`' rows.
+    private static func column(_ outcome: FilterOutcome) -> Int {
         switch outcome {
-        case .proceed: column = 0
-        case .respond: column = 1
-        case .fail: column = 2
+        case .proceed: 0
+        case .respond: 1
+        case .fail: 2
         }
-        writer.add(route.filters[filter][column])
     }
 
     /// A client's TLS handshake on `listener` completed, or failed.
@@ -204,7 +249,63 @@ final class WorkerMetrics: @unchecked Sendable {
     }
 }
 
+/// One upstream pool's share of the worker's metrics: its targets' ids, and the state its circuit breaker was
+/// last counted in. A pool has one breaker for all its targets, so every target's series follows it (the
+/// family counts, per target, the workers whose breaker guarding it is in each state).
+final class PoolMetrics {
+    let metrics: WorkerMetrics
+    /// In the pool's target order.
+    let targets: [TargetMetricIDs]
+    /// Every breaker starts closed (`WorkerMetrics.init` counted it so).
+    private var circuit = CircuitStateLabel.closed
+
+    init(metrics: WorkerMetrics, targets: [TargetMetricIDs]) {
+        self.metrics = metrics
+        self.targets = targets
+    }
+
+    /// Outlier detection ejected the pool's target at `index`.
+    func ejected(_ index: Int) {
+        if index < targets.count { metrics.ejected(target: targets[index]) }
+    }
+
+    /// The pool's breaker is now in `state`: counted when that is another state than the last one counted.
+    /// (Called on every change of the breaker, so cheap when nothing moved.)
+    func circuit(_ state: CircuitBreaker.State) {
+        let label = CircuitStateLabel(state)
+        guard label != circuit else { return }
+        for target in targets { metrics.circuitChanged(target: target, from: circuit, to: label) }
+        circuit = label
+    }
+}
+
+extension CircuitStateLabel {
+    /// The label of a breaker's state.
+    init(_ state: CircuitBreaker.State) {
+        switch state {
+        case .closed: self = .closed
+        case .open: self = .open
+        case .halfOpen: self = .halfOpen
+        }
+    }
+}
+
+/// Where a worker's filter chains count their verdicts: one per runtime, shared by every chain. Chains are
+/// compiled with the runtime and the metrics table is attached after, so the chains hold this and
+/// `WorkerRuntime.attachMetrics` fills it. Loop-confined like the chains.
+final class FilterMetrics: @unchecked Sendable {
+    var metrics: WorkerMetrics?
+}
+
 extension WorkerRuntime {
+    /// Counts from now on in `metrics` (`Worker.start`, once, before the listeners accept): the runtime, its
+    /// pools (ejections, breaker states) and its filter chains get it.
+    func attachMetrics(_ metrics: WorkerMetrics) {
+        self.metrics = metrics
+        for pool in pools.values { pool.metrics = metrics.pool(pool.name) }
+        filterMetrics.metrics = metrics
+    }
+
     /// Counts a newly admitted client connection under its listener (`register`): a TCP relay as tcp, an HTTP
     /// connection as http1 until it is handed to HTTP/2 (`transfer`).
     func metricsConnectionOpened(_ connection: any ClientConnection) {

@@ -238,6 +238,8 @@ final class WorkerRuntime: @unchecked Sendable {
     /// This worker's partition of the instance's metrics and this configuration's series ids (see
     /// `WorkerMetrics`); nil when the master passed no table.
     var metrics: WorkerMetrics?
+    /// Where every filter chain of this runtime counts its verdicts (`attachMetrics` fills it).
+    let filterMetrics = FilterMetrics()
     /// Open connections per client address, kept only when `max_connections_per_client` is set.
     private var connectionsPerClient: [String: Int] = [:]
     private var nextRefusalLog = NIODeadline.uptimeNanoseconds(0)
@@ -350,7 +352,8 @@ final class WorkerRuntime: @unchecked Sendable {
                         statuses: Set(route.retry.on.compactMap { Int($0) }), nonIdempotent: route.retry.nonIdempotent),
                     timeouts: route.timeouts,
                     filters: RequestFilters.chain(
-                        configuration.filterChain(for: route, listener: listener.name), compiled: filters))
+                        configuration.filterChain(for: route, listener: listener.name), compiled: filters,
+                        metrics: filterMetrics))
                 entries[route.match.priority, default: []].append(
                     .init(hosts: route.hosts.map(HostPattern.init), pathPrefix: route.pathPrefix, value: compiled,
                         rank: conditions.specificity))

@@ -103,7 +103,10 @@ extension Master {
         case .reopenLogs:
             reopenAccessLogs(replyTo: channel)
         case .metrics(let accept):
-            let exposition = metricsExposition(accept: accept)
+            guard let exposition = metricsExposition(accept: accept) else {
+                reply(.failure(message: Self.metricsOffReason, reason: .notFound), to: channel)
+                return
+            }
             reply(.metricsExposition(contentType: exposition.contentType,
                 body: String(decoding: exposition.body, as: UTF8.self)), to: channel)
         case .tap(let filter):

@@ -31,20 +31,26 @@ extension Master {
         1 + min(1024, max(16, workerCount * (configuration.server.maxDrainingGenerations + 2)))
     }
 
-    /// Makes the table at start (or when an upgrade's could not be mapped) and registers the configuration.
+    /// Makes the table at start (or when an upgrade's could not be mapped) and registers the configuration;
+    /// with `[metrics] enabled = false` there is no table (a reload that turns metrics on makes it).
     func makeMetricsTable() {
+        metricsConfigured(configuration)
+        setMasterGauges()
+    }
+
+    /// A new table, or nil (warned) when it cannot be made.
+    private func createMetricsTable() -> MetricsTable? {
         do {
             let table = try MetricsTable.create(partitions: metricsPartitionCount())
-            metrics.table = table
             metrics.registry = try table.registry()
+            metrics.table = table
+            return table
         } catch {
             metrics.table = nil
             logger.warning("no shared metrics table; jesterctl metrics and the admin API's /metrics are empty",
                 metadata: ["error": "\(error)"])
-            return
+            return nil
         }
-        metricsConfigured(configuration)
-        setMasterGauges()
     }
 
     /// The table a binary upgrade handed over: the adopted workers go on counting in their partitions, and the
@@ -70,9 +76,13 @@ extension Master {
     }
 
     /// Registers every series `configuration` can produce and publishes the directory: before its workers
-    /// spawn (start, reload, upgrade), so they find every id they look up.
+    /// spawn (start, reload, upgrade), so they find every id they look up. The table is made here the first
+    /// time a configuration counts; one that does not count registers nothing (a table made earlier keeps its
+    /// series and totals for when metrics are turned on again).
     func metricsConfigured(_ configuration: Configuration) {
-        guard let table = metrics.table, var registry = metrics.registry else { return }
+        guard configuration.metrics.enabled, let table = metrics.table ?? createMetricsTable(),
+            var registry = metrics.registry
+        else { return }
         registry.register(configuration)
         metrics.registry = registry
         if !table.publishDirectory(registry.directory) {
@@ -157,9 +167,14 @@ extension Master {
 
     // MARK: Scrapes
 
+    /// Why a scrape gets no exposition: the serving configuration turned metrics off.
+    static let metricsOffReason = "metrics are off in this configuration ([metrics] enabled = false)"
+
     /// What `GET /metrics` and `jesterctl metrics` answer: the sums of every partition in the format the
-    /// `accept` header negotiates (jester-metrics(7), EXPOSITION). Empty when there is no table.
-    func metricsExposition(accept: String?) -> (contentType: String, body: [UInt8]) {
+    /// `accept` header negotiates (jester-metrics(7), EXPOSITION); empty when there is no table. Nil when the
+    /// serving configuration has metrics off (`metricsOffReason`): a 404 and a failure, not zeros.
+    func metricsExposition(accept: String?) -> (contentType: String, body: [UInt8])? {
+        guard configuration.metrics.enabled else { return nil }
         let format = ExpositionFormat.negotiate(accept: accept)
         guard let table = metrics.table, let registry = metrics.registry else {
             return (format.contentType, format == .openMetrics ? Array("# EOF\n".utf8) : [])

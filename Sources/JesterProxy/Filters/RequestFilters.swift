@@ -28,11 +28,11 @@ enum RequestFilters {
 
     /// The chain of `route` on `listener`: the listener's filters, then the route's. A filter that could not be
     /// made fails closed: it is replaced by one that refuses with 500, so a broken auth filter never lets a request
-    /// through.
+    /// through. `metrics`: where its verdicts are counted.
     static func chain(
-        _ settings: [FilterSettings], compiled: [String: any RequestFilter]
+        _ settings: [FilterSettings], compiled: [String: any RequestFilter], metrics: FilterMetrics? = nil
     ) -> FilterChain {
-        FilterChain(filters: settings.map { compiled[$0.name] ?? UnavailableFilter(name: $0.name) })
+        FilterChain(filters: settings.map { compiled[$0.name] ?? UnavailableFilter(name: $0.name) }, metrics: metrics)
     }
 }
 

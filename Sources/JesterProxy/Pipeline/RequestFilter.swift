@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import JesterCore
+import JesterMetrics
 import JesterTLS
 import NIOCore
 
@@ -110,7 +111,7 @@ final class FilterContext {
         guard waiting, !isCancelled else { return }
         waiting = false
         let outcome: FilterVerdict?
-        if case .proceed = verdict { outcome = proceed() } else { outcome = verdict }
+        if case .proceed = verdict { outcome = proceed() } else { outcome = counted(verdict) }
         guard let outcome, let onDecision else { return }
         self.onDecision = nil
         onDecision(outcome)
@@ -134,10 +135,24 @@ final class FilterContext {
             case .decided(.proceed):
                 continue
             case .decided(let answer):
-                return answer
+                return counted(answer)
             }
         }
-        return .proceed
+        return counted(.proceed)
+    }
+
+    /// The run's verdict, given by the filter last applied, counted in the metrics (jester-metrics(7)).
+    private func counted(_ verdict: FilterVerdict) -> FilterVerdict {
+        if let metrics = chain.metrics?.metrics {
+            let outcome: FilterOutcome
+            switch verdict {
+            case .proceed: outcome = .proceed
+            case .respond: outcome = .respond
+            case .fail: outcome = .fail
+            }
+            metrics.filtersDecided(route: input.route, decider: next - 1, outcome: outcome)
+        }
+        return verdict
     }
 }
 
@@ -155,6 +170,8 @@ protocol RequestFilter: AnyObject {
 /// (Loop-confined like the worker's other per-configuration state; hence `@unchecked Sendable`.)
 struct FilterChain: @unchecked Sendable {
     let filters: [any RequestFilter]
+    /// Where the chain's verdicts are counted (the runtime's, filled once it attaches its metrics).
+    var metrics: FilterMetrics? = nil
 
     static let empty = FilterChain(filters: [])
 
