@@ -10,7 +10,8 @@ SUDO=""
 packages=(pkg-config libssl-dev libnghttp2-dev libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev
           libgnutls28-dev libsystemd-dev libcrypt-dev curl python3)
 if [ "${1:-}" = "--test" ]; then
-    packages+=(python3-pytest wrk util-linux systemd gcc libc6-dev mandoc man-db redis-server redis-tools openssl curl testssl.sh python3-grpcio python3-protobuf python3-venv nghttp2-client python3-jsonschema graphviz prometheus)
+    packages+=(python3-pytest wrk util-linux systemd gcc libc6-dev mandoc man-db redis-server redis-tools openssl curl testssl.sh python3-grpcio python3-protobuf python3-venv nghttp2-client python3-jsonschema graphviz prometheus
+              chromium chromium-driver)
 fi
 missing=()
 for package in "${packages[@]}"; do
@@ -36,6 +37,14 @@ if [ "${1:-}" = "--test" ]; then
     stvenv="${JESTER_SCHEMATHESIS_VENV:-/var/tmp/jester-schemathesis-venv}"
     [ -x "$stvenv/bin/python3" ] || /usr/bin/python3 -m venv "$stvenv"
     [ -x "$stvenv/bin/st" ] || "$stvenv/bin/python3" -m pip install -q 'schemathesis>=4,<5'
+fi
+if [ "${1:-}" = "--test" ]; then
+    # selenium from PyPI (Tests/Live/dashboard_browser.py drives Debian's chromium through chromium-driver with
+    # it; Debian 12's python3-selenium is years older than the chromium it would drive): a venv of its own, like
+    # schemathesis's, run only by that driver.
+    brvenv="${JESTER_BROWSER_VENV:-/var/tmp/jester-browser-venv}"
+    [ -x "$brvenv/bin/python3" ] || /usr/bin/python3 -m venv "$brvenv"
+    "$brvenv/bin/python3" -c 'import selenium' 2>/dev/null || "$brvenv/bin/python3" -m pip install -q 'selenium>=4,<5'
 fi
 # The prometheus package (for promtool and the live scrape test, which starts its own server) enables a system
 # service on :9090, the demo upstream's port: tests need the program, not the service.
