@@ -111,7 +111,8 @@ public struct ConfigSchema: Sendable {
             Field("tracing", .table(tracing), default: "off",
                 "OpenTelemetry tracing (jester-pipeline(7)): W3C trace context, spans exported over OTLP/HTTP."),
             Field("metrics", .table(metrics), default: "on",
-                "The instance's Prometheus metrics (jester-metrics(7)): counted by every worker, served by the admin API."),
+                "The instance's Prometheus metrics (jester-metrics(7)): counted by every worker, served by the "
+                    + "admin API."),
             Field("admin", .table(admin), default: "off",
                 "The admin API (jester-admin(7)): status, configuration, routes, upstreams, and actions over HTTP."),
             Field("listeners", .array(.table(listener)), required: true, "Addresses to accept connections on."),

@@ -275,7 +275,8 @@ def counted(jester, before, name, expected, **labels):
 def test_tls_handshakes_and_failures_are_counted_per_listener(wired):
     before = scrape(wired)
     for _ in range(2):
-        status, _, error = curl("--cacert", str(FIXTURES / "ca.pem"), "--resolve", f"alpha.test:{wired.tls_port}:127.0.0.1",
+        status, _, error = curl("--cacert", str(FIXTURES / "ca.pem"),
+                                "--resolve", f"alpha.test:{wired.tls_port}:127.0.0.1",
                                 f"https://alpha.test:{wired.tls_port}/")
         assert status == 200, error
     # Plain HTTP to the TLS port and a ClientHello the listener cannot agree to: two failed handshakes.
