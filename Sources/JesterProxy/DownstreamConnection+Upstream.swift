@@ -1,61 +1,40 @@
 // SPDX-License-Identifier: Apache-2.0
 import JesterConfig
 import JesterCore
+import JesterHTTP2
 import JesterTLS
 import NIOCore
 
 /// The upstream side of a client connection: getting a connection (or an HTTP/2 stream) for the exchange,
 /// sending the request and its body, and what the upstream says back.
 extension DownstreamConnection {
-    func acquireUpstream(from pool: UpstreamPool, fresh: Bool) {
+    func acquireUpstream(fresh: Bool) {
         // Until the connection is up, the connector's connect timeout guards the exchange.
         timer.disarm()
-        exchange.upstreamEvent(.asked, runtime: runtime)
         // The connection stays alive until the pool answers; upstreamAcquired returns a connection it no longer
         // needs (the client left meanwhile) to the pool.
-        if pool.speaksHTTP2 {
-            // A stream on the target's shared HTTP/2 connection, spoken to in HTTP/1.1 terms.
-            let tls = pool.settings.tls != nil
-            pool.acquireHTTP2(
-                hashKey: exchange.balancingHash, excluding: exchange.retries.failedTargets,
-                connectTimeout: exchange.route?.timeouts.connect, preferring: exchange.stickyTarget
-            ) { result in
-                self.acquired(result.map { HTTP2Exchange(connection: $0, tls: tls) }, pool: pool)
-            }
-            return
-        }
-        pool.acquire(hashKey: exchange.balancingHash, fresh: fresh, excluding: exchange.retries.failedTargets,
-            connectTimeout: exchange.route?.timeouts.connect, preferring: exchange.stickyTarget,
-            client: pool.settings.sendProxyProtocol == nil ? nil : proxyAddresses(), for: self)
-    }
-
-    func upstreamAcquired(_ result: Result<UpstreamConnection, UpstreamFailure>, from pool: UpstreamPool) {
-        acquired(result.map { $0 }, pool: pool)
+        exchange.nextAttempt(runtime: runtime).acquire(fresh: fresh, client: proxyAddresses(), for: self)
     }
 
     /// The exchange's upstream (an HTTP/1.1 connection, or a stream on an HTTP/2 one), or why there is none.
-    func acquired(_ result: Result<any ExchangeUpstream, UpstreamFailure>, pool: UpstreamPool) {
+    func upstreamAcquired(_ result: Result<any ExchangeUpstream, UpstreamFailure>, from pool: UpstreamPool) {
         guard phase == .proxying else {
             if case .success(let connection) = result { connection.release(reusable: true) }
             return
         }
         switch result {
-        case .failure(var failure):
-            // A retry that finds no other target answers with what the failed attempt got (a 502 from a reset
-            // target stays a 502, not "no target").
-            if case .noTarget = failure, let previous = exchange.retries.lastFailure { failure = previous }
-            exchange.log.failure = failure.reason
-            respondWithError(failure.status, closing: !requestBody.isComplete)
+        case .failure(let failure):
+            respondWithError(exchange.acquisitionFailed(failure).status, closing: !requestBody.isComplete)
         case .success(let connection):
             upstream = connection
-            exchange.upstreamConnected(target: connection.target, runtime: runtime)
-            exchange.log.upstreamTarget = connection.targetDescription
-            let rewritten = requestHead!.withUnsafeReadableBytes {
-                rewriteRequestHead($0, target: connection.targetDescription)
-            }
+            let request = UpstreamRequest(
+                runtime: runtime, route: exchange.route!, clientAddress: clientAddress, tls: tls,
+                clientSubjectHeader: clientSubjectHeader, chunked: isChunkedUpstream, upgrade: isUpgrade,
+                filterFields: exchange.upstreamFilterFields)
+            let head = exchange.startAttempt(on: connection, request: request, runtime: runtime)
             connection.startExchange(
-                delegate: self, requestHead: rewritten, isHeadRequest: exchange.isHeadRequest,
-                expectsUpgrade: isUpgrade)
+                delegate: self, requestHead: head, chunkedBody: isChunkedUpstream,
+                isHeadRequest: exchange.isHeadRequest, expectsUpgrade: isUpgrade)
             if requestBody.isComplete {
                 // The response timeout runs from the end of the request, however long the upload took.
                 timer.arm(.response, after: exchange.route?.responseTimeout ?? pool.responseTimeout)
@@ -96,17 +75,10 @@ extension DownstreamConnection {
                 if responseStarted { close() } else { respondWithError(413, closing: true) }
                 return false
             }
-            let body = consumed.getSlice(at: consumed.readerIndex + range.lowerBound, length: range.count)!
-            if isChunkedUpstream {
-                upstream.write(runtime.allocator.chunkSizeLine(range.count))
-                upstream.write(body)
-                upstream.write(ByteBuffer(staticString: "\r\n"))
-            } else {
-                upstream.write(body)
-            }
+            upstream.sendBody(consumed.getSlice(at: consumed.readerIndex + range.lowerBound, length: range.count)!)
         }
         if requestBody.isComplete {
-            if isChunkedUpstream { upstream.write(ByteBuffer(staticString: "0\r\n\r\n")) }
+            upstream.endRequest(trailers: [])
             upstream.flush()
             if !responseStarted {
                 timer.arm(.response, after: exchange.route?.responseTimeout ?? upstream.pool.responseTimeout)
@@ -142,7 +114,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
             phase = .tunnel
             if let pending = buffer, pending.readableBytes > 0 {
                 buffer = nil
-                upstream?.write(pending)
+                upstream?.writeTunnel(pending)
                 upstream?.flush()
             }
             upstream?.startTunnel()
@@ -157,15 +129,14 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
             }
             return
         }
-        if response.status >= 500, let upstream, !responseStarted,
-            exchange.route?.retryPolicy.statuses.contains(response.status) == true,
-            retry(.status(response.status), from: upstream, abandoning: {
-                // Not forwarded: the answer is thrown away with its connection, and the request goes elsewhere.
-                upstream.finished(failed: (502...504).contains(response.status))
-                self.upstream = nil
-                upstream.close()
-            })
+        if let upstream, !responseStarted, let delay = exchange.retryDelay(
+            afterStatus: response.status, on: upstream, requestComplete: requestBody.isComplete, runtime: runtime)
         {
+            // Not forwarded: the answer is thrown away with its connection, and the request goes elsewhere.
+            upstream.finished(failed: (502...504).contains(response.status))
+            self.upstream = nil
+            upstream.close()
+            retry(after: delay)
             return
         }
         timer.disarm()
@@ -218,45 +189,42 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
         write(bytes)
     }
 
+    func upstreamResponseTrailers(_ fields: [HTTP2Field]) {
+        // Dropped: an HTTP/1.1 client was not asked whether it takes trailers (RFC 9110 §6.5.1).
+    }
+
     func upstreamFailed(_ failure: UpstreamFailure, responseStarted started: Bool) {
         let failed = upstream
         upstream = nil
-        exchange.log.failure = failure.reason
-        if phase == .tunnel || started || responseStarted {
+        if phase == .tunnel {
+            exchange.log.failure = failure.reason
             flushClient()
             close()
             return
         }
-        if let failed, phase == .proxying,
-            exchange.replayAllowed(after: failure, completedExchanges: failed.completedExchanges, runtime: runtime)
+        switch exchange.afterAttemptFailed(
+            failure, on: phase == .proxying ? failed : nil, responseStarted: started || responseStarted,
+            requestComplete: requestBody.isComplete, runtime: runtime)
         {
-            acquireUpstream(from: failed.pool, fresh: true)
-            return
+        case .cut:
+            flushClient()
+            close()
+        case .replay:
+            acquireUpstream(fresh: true)
+        case .retry(let delay):
+            retry(after: delay)
+        case .answer(let status):
+            respondWithError(status, closing: true)
         }
-        if case .closedEarly = failure, let failed, retry(.reset, from: failed) {
-            exchange.retries.lastFailure = failure
-            return
-        }
-        respondWithError(failure.status, closing: true)
     }
 
-    /// Sends the current request again, to another target, when the route's retry policy and the pool's retry
-    /// budget allow it (`RequestExchange.retryDelay`); true when a retry is on its way (after a short jittered
-    /// backoff).
-    func retry(
-        _ reason: RetryPolicy.Reason, from failed: any ExchangeUpstream, abandoning abandon: () -> Void = {}
-    ) -> Bool {
-        guard phase == .proxying else { return false }
-        let pool = failed.pool
-        guard let delay = exchange.retryDelay(
-            after: reason, target: failed.target, pool: pool, requestComplete: requestBody.isComplete, runtime: runtime)
-        else { return false }
-        abandon()
+    /// Sends the current request again, to another target, after `delay` (a short jittered backoff that the
+    /// route's retry policy chose, `RequestExchange.retryDelay`).
+    func retry(after delay: TimeAmount) {
         context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
             guard self.phase == .proxying, self.upstream == nil else { return }
-            self.acquireUpstream(from: pool, fresh: false)
+            self.acquireUpstream(fresh: false)
         }
-        return true
     }
 
     func upstreamReadComplete() {

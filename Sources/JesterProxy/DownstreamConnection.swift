@@ -170,7 +170,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         case .closing:
             return
         case .tunnel:
-            upstream?.write(incoming)
+            upstream?.writeTunnel(incoming)
             return
         case .awaitingHead, .awaitingBody, .proxying, .filtering:
             break
@@ -539,7 +539,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         case .redirect(let status, let location):
             respond(exchange.redirect(status: status, to: location, secure: tls != nil), closing: framing != .none)
         case .proxy, .split:
-            let pool = exchange.chooseUpstream(clientAddress: clientAddress)
+            _ = exchange.chooseUpstream(clientAddress: clientAddress)
             phase = .proxying
             requestHead = headBytes
             requestBody = BodyReader(framing)
@@ -548,7 +548,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             isUpgrade = exchange.head.connectionUpgrade && exchange.head.upgradeWebSocket && framing == .none
             responseStarted = false
             if let total = matched.totalTimeout { armExchangeDeadline(total) }
-            acquireUpstream(from: pool, fresh: false)
+            acquireUpstream(fresh: false)
             // (Bytes that came while a filter waited.)
             if phase == .proxying, buffer?.readableBytes ?? 0 > 0 { process() }
         }

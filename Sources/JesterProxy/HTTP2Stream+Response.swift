@@ -23,14 +23,14 @@ extension HTTP2Stream {
             connection.scheduleFlush()
             return
         }
-        if response.status >= 500, let upstream, exchange.route?.retryPolicy.statuses.contains(response.status) == true,
-            retry(.status(response.status), target: upstream.target, pool: upstream.pool, abandoning: {
-                // Not forwarded: the answer is thrown away with its connection, and the request goes elsewhere.
-                upstream.finished(failed: (502...504).contains(response.status))
-                self.upstream = nil
-                upstream.close()
-            })
+        if let upstream, !responseStarted, let delay = exchange.retryDelay(
+            afterStatus: response.status, on: upstream, requestComplete: requestComplete, runtime: runtime)
         {
+            // Not forwarded: the answer is thrown away with its upstream, and the request goes elsewhere.
+            upstream.finished(failed: (502...504).contains(response.status))
+            self.upstream = nil
+            upstream.close()
+            retry(after: delay)
             return
         }
         let route = exchange.route
@@ -51,7 +51,9 @@ extension HTTP2Stream {
                     value: UnsafeRawBufferPointer(rebasing: raw[field.value]))
             }
         }
-        if let length = response.forwardedContentLength { fields.append("content-length", String(length)) }
+        if let length = response.forwardedContentLength, upstream?.responseFramingIsSynthesized != true {
+            fields.append("content-length", String(length))
+        }
         exchange.forEachLowercasedUpstreamResponseAddition(
             target: upstream?.target ?? 0, secure: connection.tls != nil, runtime: runtime, routes: connection.routes
         ) { name, value, unique in
@@ -69,6 +71,8 @@ extension HTTP2Stream {
     static let connectionSpecific: Set<String> = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]
 
     func upstreamResponseBody(_ body: ByteBuffer) {
+        // (A body to a HEAD request, from an HTTP/2 target that sent one anyway, has no stream left to go on.)
+        guard responseHasBody else { return }
         exchange.log.bytesOut += body.readableBytes
         armReadTimer()
         connection.sendBody(id, body)
@@ -76,10 +80,10 @@ extension HTTP2Stream {
 
     func upstreamResponseEnd(reusable: Bool) {
         exchange.upstreamEvent(.responseEnd, runtime: runtime)
-        if responseHasBody { connection.finishBody(id) }
+        if responseHasBody { connection.finishBody(id, trailers: responseTrailers) }
         if let upstream {
             self.upstream = nil
-            upstream.pool.release(upstream, reusable: reusable && requestComplete)
+            upstream.release(reusable: reusable && requestComplete)
         }
         complete()
         connection.scheduleFlush()
@@ -87,57 +91,44 @@ extension HTTP2Stream {
 
     func upstreamTunnelData(_ bytes: ByteBuffer) {}
 
+    func upstreamResponseTrailers(_ fields: [HTTP2Field]) {
+        responseTrailers = fields
+    }
+
     func upstreamFailed(_ failure: UpstreamFailure, responseStarted started: Bool) {
         let failed = upstream
         upstream = nil
         // An exchange that is over (the client left, a timeout answered) has nothing left to say, and its
         // connection may be gone.
         guard !finished else { return }
-        exchange.log.failure = failure.reason
-        if started || responseStarted {
+        switch exchange.afterAttemptFailed(
+            failure, on: failed, responseStarted: started || responseStarted, requestComplete: requestComplete,
+            runtime: runtime)
+        {
+        case .cut:
             // Part of the response went out: a reset is the only honest end (the client sees it incomplete).
             complete()
             connection.reset(id, errorCode: 2)
-            return
-        }
-        if let failed,
-            exchange.replayAllowed(after: failure, completedExchanges: failed.completedExchanges, runtime: runtime)
-        {
+        case .replay:
             timer.disarm()
-            acquireUpstream(from: failed.pool, fresh: true)
-            return
+            acquireUpstream(fresh: true)
+        case .retry(let delay):
+            retry(after: delay)
+        case .answer(let status):
+            finishLocally(status: status, failure: failure.reason)
         }
-        if case .closedEarly = failure, let failed, retry(.reset, target: failed.target, pool: failed.pool) {
-            exchange.retries.lastFailure = failure
-            return
-        }
-        finishLocally(status: failure.status, failure: failure.reason)
     }
 
-    /// Sends the request again, to another target of `pool` than `target` (which just failed it), when the route's
-    /// retry policy and the pool's retry budget allow it (`RequestExchange.retryDelay`: only a complete request
-    /// without a body, which is not kept); `abandon` lets go of the failed attempt first. The next attempt is an
-    /// HTTP/1.1 connection or an HTTP/2 stream, as the pool speaks. True when a retry is on its way (after a short
-    /// jittered backoff).
-    func retry(
-        _ reason: RetryPolicy.Reason, target: Int, pool: UpstreamPool, abandoning abandon: () -> Void = {}
-    ) -> Bool {
-        guard !finished, !responseStarted, let route = exchange.route else { return false }
-        guard let delay = exchange.retryDelay(
-            after: reason, target: target, pool: pool, requestComplete: requestComplete, runtime: runtime)
-        else { return false }
-        abandon()
+    /// Sends the request again, to another target, after `delay` (the route's retry policy chose it,
+    /// `RequestExchange.retryDelay`); the next attempt is an HTTP/1.1 connection or an HTTP/2 stream, as the pool
+    /// speaks.
+    func retry(after delay: TimeAmount) {
         // The response timeout starts again with the next attempt.
         timer.disarm()
         runtime.eventLoop.assumeIsolated().scheduleTask(in: delay) {
-            guard !self.finished, self.upstream == nil, self.h2Upstream == nil else { return }
-            if self.usesHTTP2Upstream {
-                self.openHTTP2Stream(pool: pool, route: route)
-            } else {
-                self.acquireUpstream(from: pool, fresh: false)
-            }
+            guard !self.finished, self.upstream == nil else { return }
+            self.acquireUpstream(fresh: false)
         }
-        return true
     }
 
     func upstreamReadComplete() {
@@ -155,10 +146,6 @@ extension HTTP2Stream {
 
     /// The stream's outgoing buffer drained: read from the upstream again.
     func resumeUpstreamIfRoom() {
-        if usesHTTP2Upstream {
-            acknowledgeResponse()
-            return
-        }
         guard upstreamPaused, connection.bufferedBody(id) < HTTP2Connection.streamBufferLimit / 2 else { return }
         upstreamPaused = false
         upstream?.read()
@@ -199,7 +186,7 @@ extension HTTP2Stream {
     }
 
     /// Lets go of whatever upstream still works on this request: an HTTP/1.1 connection is closed (which detaches
-    /// its delegate), an HTTP/2 stream reset with CANCEL (`cancel` does nothing for a stream that already ended).
+    /// its delegate), an HTTP/2 stream reset with CANCEL (nothing for a stream that already ended).
     /// Called wherever the exchange ends early, so that no upstream keeps this stream as its delegate: a stream
     /// outlives its `unowned` connection only while something else holds it, and an upstream that did could call
     /// it after the client's connection was gone.
@@ -208,8 +195,6 @@ extension HTTP2Stream {
             self.upstream = nil
             upstream.close()
         }
-        if let h2Upstream, let h2Stream { h2Upstream.cancel(h2Stream) }
-        h2Upstream = nil
     }
 
     func finishLocally(status: Int, failure: String) {

@@ -4,18 +4,18 @@ import JesterCore
 import JesterHTTP2
 import NIOCore
 
-/// One HTTP/2 request: translated to HTTP/1.1 (RFC 9113 §8.3) and routed like any request, then answered locally,
-/// proxied to an HTTP/1.1 upstream (the response translated back), or passed as a stream to an HTTP/2 upstream
-/// (fields and trailers kept, for gRPC).
+/// One HTTP/2 request: translated to HTTP/1.1 (RFC 9113 §8.3) and routed like any request, then answered locally
+/// or proxied through the exchange's upstream (`ExchangeUpstream`: an HTTP/1.1 connection, or a stream to an
+/// HTTP/2 target, which keeps fields and trailers both ways, for gRPC), the response translated back.
 ///
 /// The connection is `unowned`: it owns its streams, and a stream that outlives it (a pool's completion arriving
 /// after the client left) has been marked finished by `clientGone`, and every late path checks that first.
-final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate, UpstreamWaiter {
+final class HTTP2Stream: UpstreamConnectionDelegate, UpstreamWaiter {
     unowned let connection: HTTP2Connection
     let id: Int32
     /// The request's decisions (route, filters, upstream choice, retries, log), shared with HTTP/1.1.
     var exchange = RequestExchange()
-    var upstream: UpstreamConnection?
+    var upstream: (any ExchangeUpstream)?
     var requestComplete = false
     /// The body goes upstream chunked (no content-length was given).
     var chunked = false
@@ -35,13 +35,10 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     let timer = ConnectionTimer()
     /// The route's `timeout` (whole exchange), made only for routes that set one.
     var exchangeDeadline: ConnectionTimer?
-    // An HTTP/2 upstream (`protocol = "h2"`): the stream there, and byte counts not yet acknowledged each way.
-    var h2Upstream: HTTP2UpstreamConnection?
-    var h2Stream: Int32?
-    var usesHTTP2Upstream = false
-    /// The request's fields for an HTTP/2 target, kept for a retry.
-    var h2RequestFields: [HTTP2Field]?
+    /// The client's request trailers, passed on with the end of the body.
     var requestTrailers: [HTTP2Field] = []
+    /// The response's trailers (from an HTTP/2 target), sent with its end.
+    var responseTrailers: [HTTP2Field] = []
     /// Proxying waits for the whole (small) body; see `heldBodyLimit`.
     var deferredStart: (() -> Void)?
     /// Body matchers (`match_body`): the start of the body, collected before the route is chosen; nil when no
@@ -52,10 +49,6 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     /// Request bytes acknowledged to the client while they were held for body matchers, before they were passed
     /// on: passing them on later must not acknowledge them a second time.
     var acknowledgedAhead = 0
-    var requestUnacknowledged = 0
-    var responseUnacknowledged = 0
-    /// Buffered bytes (either way) above which acknowledging waits: the window per stream, roughly.
-    static let acknowledgeBelow = 64 * 1024
 
     init(connection: HTTP2Connection, id: Int32) {
         self.connection = connection
@@ -187,20 +180,13 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
 
     func proxy(_ matched: CompiledRoute, fields: [HTTP2Field]) {
         guard !finished else { return }
-        let pool = exchange.chooseUpstream(clientAddress: connection.clientAddress)
+        exchange.chooseUpstream(clientAddress: connection.clientAddress)
         armRouteTimers(matched)
-        if pool.speaksHTTP2 {
-            proxyOverHTTP2(pool, fields: fields, route: matched)
-            return
-        }
-        acquireUpstream(from: pool, fresh: false)
+        acquireUpstream(fresh: false)
     }
 
-    func acquireUpstream(from pool: UpstreamPool, fresh: Bool) {
-        exchange.upstreamEvent(.asked, runtime: runtime)
-        pool.acquire(hashKey: exchange.balancingHash, fresh: fresh, excluding: exchange.retries.failedTargets,
-            connectTimeout: exchange.route?.timeouts.connect, preferring: exchange.stickyTarget,
-            client: pool.settings.sendProxyProtocol == nil ? nil : connection.proxyAddresses, for: self)
+    func acquireUpstream(fresh: Bool) {
+        exchange.nextAttempt(runtime: runtime).acquire(fresh: fresh, client: connection.proxyAddresses, for: self)
     }
 
     /// The HTTP/1.1 head of an HTTP/2 request: pseudo-headers to the request line and Host, cookie crumbs
@@ -260,31 +246,24 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
         return head
     }
 
-    func upstreamAcquired(_ result: Result<UpstreamConnection, UpstreamFailure>, from pool: UpstreamPool) {
-        guard !finished, let route = exchange.route, let headBytes = exchange.headBytes else {
-            if case .success(let upstream) = result { pool.release(upstream, reusable: true) }
+    func upstreamAcquired(_ result: Result<any ExchangeUpstream, UpstreamFailure>, from pool: UpstreamPool) {
+        guard !finished, let route = exchange.route else {
+            if case .success(let upstream) = result { upstream.release(reusable: true) }
             return
         }
         switch result {
-        case .failure(var failure):
-            // A retry that finds no other target answers with what the failed attempt got.
-            if case .noTarget = failure, let previous = exchange.retries.lastFailure { failure = previous }
-            finishLocally(status: failure.status, failure: failure.reason)
+        case .failure(let failure):
+            finishLocally(status: exchange.acquisitionFailed(failure).status, failure: exchange.log.failure)
         case .success(let upstream):
             self.upstream = upstream
-            exchange.upstreamConnected(target: upstream.target, runtime: runtime)
-            exchange.log.upstreamTarget = upstream.targetDescription
             let request = UpstreamRequest(
                 runtime: runtime, route: route, clientAddress: connection.clientAddress, tls: connection.tls,
                 clientSubjectHeader: connection.clientSubjectHeader, chunked: chunked, upgrade: false,
                 filterFields: exchange.upstreamFilterFields)
-            exchange.assignRequestID(runtime: runtime)
-            let rendered = headBytes.withUnsafeReadableBytes {
-                request.renderHead(
-                    $0, head: exchange.head, target: upstream.targetDescription, requestID: exchange.requestID,
-                    trace: exchange.upstreamTraceContext, allocator: runtime.allocator)
-            }
-            upstream.startExchange(delegate: self, requestHead: rendered, isHeadRequest: exchange.isHeadRequest, expectsUpgrade: false)
+            let head = exchange.startAttempt(on: upstream, request: request, runtime: runtime)
+            upstream.startExchange(
+                delegate: self, requestHead: head, chunkedBody: chunked, isHeadRequest: exchange.isHeadRequest,
+                expectsUpgrade: false)
             for bytes in pendingBody { forward(bytes) }
             pendingBody = []
             if requestComplete { endRequestBody() } else { armBodyTimer() }
@@ -312,15 +291,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             return
         }
         armBodyTimer()
-        if usesHTTP2Upstream {
-            if let h2Upstream, let h2Stream {
-                h2Upstream.sendBody(h2Stream, bytes)
-                requestUnacknowledged += bytes.readableBytes
-                acknowledgeRequest()
-            } else {
-                pendingBody.append(bytes)
-            }
-        } else if upstream == nil {
+        if upstream == nil {
             pendingBody.append(bytes)
         } else {
             forward(bytes)
@@ -339,10 +310,6 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
             start()
             return
         }
-        if usesHTTP2Upstream {
-            if let h2Upstream, let h2Stream { h2Upstream.finishBody(h2Stream, trailers: trailers) }
-            return
-        }
         guard upstream != nil else { return }
         endRequestBody()
         upstream?.flush()
@@ -350,13 +317,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
 
     func forward(_ bytes: ByteBuffer) {
         guard let upstream else { return }
-        if chunked {
-            upstream.write(runtime.allocator.chunkSizeLine(bytes.readableBytes))
-            upstream.write(bytes)
-            upstream.write(ByteBuffer(staticString: "\r\n"))
-        } else {
-            upstream.write(bytes)
-        }
+        upstream.sendBody(bytes)
         unacknowledged += notAcknowledgedYet(bytes.readableBytes)
     }
 
@@ -404,7 +365,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, HTTP2UpstreamStreamDelegate
     }
 
     func endRequestBody() {
-        if chunked { upstream?.write(ByteBuffer(staticString: "0\r\n\r\n")) }
+        upstream?.endRequest(trailers: requestTrailers)
         // The response timeout runs from the end of the request, however long the upload took.
         guard let route = exchange.route, let pool = upstream?.pool, !finished else { return }
         timer.arm(.response, after: route.responseTimeout ?? pool.responseTimeout)

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import JesterCore
+import JesterHTTP2
 import JesterTLS
 import NIOCore
 
@@ -9,6 +10,8 @@ protocol UpstreamConnectionDelegate: AnyObject {
     func upstreamResponseHead(_ head: HTTPHead, bytes: ByteBuffer)
     /// Body bytes of the current response, chunk framing already removed.
     func upstreamResponseBody(_ body: ByteBuffer)
+    /// The response's trailers (from an HTTP/2 target), just before its end.
+    func upstreamResponseTrailers(_ fields: [HTTP2Field])
     /// The response is complete; `reusable` says whether the connection can carry another request.
     func upstreamResponseEnd(reusable: Bool)
     /// Bytes of an upgraded (WebSocket) connection.
@@ -56,6 +59,8 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
     private var parser = HTTPHeadParser(limits: .init(maxHeadSize: 64 * 1024, maxURILength: 64 * 1024, maxFieldCount: 500))
     private var head = HTTPHead()
     private var requestWasHead = false
+    /// The current request's body goes as chunks (its head said `Transfer-Encoding: chunked`).
+    private var chunkedRequest = false
     /// The request asked to switch protocols (a WebSocket upgrade): only then is a 101 answer passed on.
     private var upgradeRequested = false
     /// Closes the connection when it idles in the pool too long; re-armed per exchange without rescheduling.
@@ -104,11 +109,13 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
 
     /// Starts an exchange: `head` is the rewritten request head; the response is expected next.
     func startExchange(
-        delegate: any UpstreamConnectionDelegate, requestHead: ByteBuffer, isHeadRequest: Bool, expectsUpgrade: Bool
+        delegate: any UpstreamConnectionDelegate, requestHead: ByteBuffer, chunkedBody: Bool, isHeadRequest: Bool,
+        expectsUpgrade: Bool
     ) {
         guard let context else { return }
         self.delegate = delegate
         requestWasHead = isHeadRequest
+        chunkedRequest = chunkedBody
         upgradeRequested = expectsUpgrade
         responseStarted = false
         responseHeadAt = nil
@@ -120,8 +127,49 @@ final class UpstreamConnection: ChannelInboundHandler, @unchecked Sendable {
         requestRead()
     }
 
-    /// Writes request body bytes (or tunnel bytes); flushed by `flush`.
-    func write(_ bytes: ByteBuffer) {
+    /// Writes request body bytes, as a chunk when the request is chunked; flushed by `flush`.
+    func sendBody(_ bytes: ByteBuffer) {
+        guard let context else { return }
+        unflushed = true
+        if chunkedRequest {
+            context.write(wrapOutboundOut(context.channel.allocator.chunkSizeLine(bytes.readableBytes)), promise: nil)
+            context.write(wrapOutboundOut(bytes), promise: nil)
+            context.write(wrapOutboundOut(ByteBuffer(staticString: "\r\n")), promise: nil)
+        } else {
+            context.write(wrapOutboundOut(bytes), promise: nil)
+        }
+    }
+
+    /// Ends a chunked request body: the last chunk, `trailers` as a trailer section (RFC 9112 §7.1.2). A body
+    /// with a length needs no end.
+    func endRequest(trailers: [HTTP2Field]) {
+        guard chunkedRequest, let context else { return }
+        unflushed = true
+        guard !trailers.isEmpty else {
+            context.write(wrapOutboundOut(ByteBuffer(staticString: "0\r\n\r\n")), promise: nil)
+            return
+        }
+        var end = context.channel.allocator.buffer(capacity: 64)
+        end.writeStaticString("0\r\n")
+        for field in trailers where !Self.fieldsNeverTrailers.contains(field.name) {
+            end.writeString(field.name)
+            end.writeStaticString(": ")
+            end.writeString(field.value)
+            end.writeStaticString("\r\n")
+        }
+        end.writeStaticString("\r\n")
+        context.write(wrapOutboundOut(end), promise: nil)
+    }
+
+    /// Fields that framing, routing or the connection depend on: never taken from a trailer section
+    /// (RFC 9110 §6.5.1), whatever an HTTP/2 client put there.
+    private static let fieldsNeverTrailers: Set<String> = [
+        "content-length", "transfer-encoding", "host", "trailer", "te", "connection", "keep-alive", "upgrade",
+        "proxy-connection", "expect", "authorization",
+    ]
+
+    /// Writes bytes of an upgraded connection as they are; flushed by `flush`.
+    func writeTunnel(_ bytes: ByteBuffer) {
         unflushed = true
         context?.write(wrapOutboundOut(bytes), promise: nil)
     }

@@ -21,6 +21,9 @@ enum UpstreamFailure: Error, Sendable {
     case responseTimedOut
     /// The connection closed before the response was complete.
     case closedEarly
+    /// An HTTP/2 target reset the request's stream, refused it (GOAWAY), or its connection failed, before the
+    /// response was complete; the text says which, for the log: 502. Retried like `closedEarly`.
+    case streamReset(String)
     /// The target's TLS failed the connection after the handshake (an alert): 502.
     case tlsFailed(String)
     /// The response could not be parsed or was framed ambiguously: 502.
@@ -65,6 +68,7 @@ enum UpstreamFailure: Error, Sendable {
         case .connectTimedOut: return "connect timed out"
         case .responseTimedOut: return "response timed out"
         case .closedEarly: return "upstream closed the connection early"
+        case .streamReset(let reason): return reason
         case .tlsFailed(let reason): return "upstream TLS failed: \(reason)"
         case .invalidResponse(let error): return "invalid response: \(error.reason)"
         case .unaskedUpgrade: return "invalid response: 101 Switching Protocols to a request without an upgrade"
@@ -76,9 +80,9 @@ enum UpstreamFailure: Error, Sendable {
 
 /// What waits for `UpstreamPool.acquire`: a client connection or an HTTP/2 stream.
 protocol UpstreamWaiter: AnyObject {
-    /// A connection for the exchange, or why there is none. Called on the pool's loop, possibly before `acquire`
-    /// returns.
-    func upstreamAcquired(_ result: Result<UpstreamConnection, UpstreamFailure>, from pool: UpstreamPool)
+    /// The exchange's upstream (an HTTP/1.1 connection, or a stream on an HTTP/2 one), or why there is none.
+    /// Called on the pool's loop, possibly before `acquire` returns.
+    func upstreamAcquired(_ result: Result<any ExchangeUpstream, UpstreamFailure>, from pool: UpstreamPool)
 }
 
 /// One upstream pool in one worker: its balancer (algorithm, priority groups, passive health), and its idle

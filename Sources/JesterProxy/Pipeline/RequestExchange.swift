@@ -49,6 +49,10 @@ struct RequestExchange {
     var upstreamTraceContext: TraceContext? { tracingState?.upstream }
     /// The answering target's index in its pool (the last attempt's), for the request's metrics.
     var upstreamTargetIndex: Int?
+    /// When the last attempt's request went to its upstream, and when the response head came back: read only
+    /// when metrics count (`upstream_response_duration_seconds`).
+    var upstreamSentAt: NIODeadline?
+    var upstreamAnsweredAt: NIODeadline?
     /// The request's id, assigned when first needed (`assignRequestID`).
     private(set) var requestID = RequestID.none
 
@@ -89,6 +93,8 @@ struct RequestExchange {
         isLogged = false
         tracingState = nil
         upstreamTargetIndex = nil
+        upstreamSentAt = nil
+        upstreamAnsweredAt = nil
         let tracing = runtime.tracing
         log.begin(
             head: head, bytes: bytes, client: client,
@@ -220,6 +226,7 @@ struct RequestExchange {
     // MARK: Upstream choice
 
     /// Chooses the pool (a split route weighs several), the request's balancing hash and its sticky target.
+    @discardableResult
     mutating func chooseUpstream(clientAddress: String) -> UpstreamPool {
         let chosen: UpstreamPool
         (chosen, balancingHash, stickyTarget) = upstreamChoice(route: route!, clientAddress: clientAddress)
@@ -349,7 +356,9 @@ struct RequestExchange {
     // MARK: End
 
     /// Counts the finished request in the instance's metrics (jester-metrics(7)): by listener, route, upstream,
-    /// target, protocol and status class, with its duration and bytes.
+    /// target, protocol and status class, with its duration and bytes; its retries and replays; and how long its
+    /// (last) upstream took to answer. (Counted here, once, rather than as each happens: the route's and target's
+    /// ids are looked up once per request.)
     private func countRequest(_ metrics: WorkerMetrics, listener: ListenerMetricIDs, protocol: StaticString) {
         let routeIDs = route.flatMap { metrics.routeIDs($0, listener: listener.name) }
         let target = pool.flatMap { pool in
@@ -359,6 +368,13 @@ struct RequestExchange {
         }
         let proto: MetricProtocol = `protocol`.utf8CodeUnitCount == 8 && `protocol`.utf8Start[5] == UInt8(ascii: "2")
             ? .http2 : .http1
+        if let target, let sent = upstreamSentAt, let answered = upstreamAnsweredAt {
+            metrics.upstreamResponded(target: target, nanoseconds: (answered - sent).nanoseconds)
+        }
+        if let routeIDs, let pool, replays > 0 || retries.made > 0 {
+            for _ in 0..<replays { metrics.replay(route: routeIDs, upstream: pool.name) }
+            for _ in 0..<retries.made { metrics.retry(route: routeIDs, upstream: pool.name) }
+        }
         let end = log.ended ?? .now()
         metrics.requestFinished(
             listener: listener, route: routeIDs, upstream: pool?.name, target: target, protocol: proto,
