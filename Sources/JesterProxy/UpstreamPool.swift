@@ -290,6 +290,7 @@ final class UpstreamPool: @unchecked Sendable {
                 handshake?.completeWith($0.mapError { $0 as any Error })
             }
         }
+        let began = metrics == nil ? nil : NIODeadline.now()
         let connected = connector.connect(
             to: address, kind: .http2, timeout: TimeAmount(connectTimeout), on: eventLoop
         ) { channel in
@@ -314,6 +315,7 @@ final class UpstreamPool: @unchecked Sendable {
         ready.assumeIsolated().whenComplete { result in
             switch result {
             case .success:
+                if let began { self.metrics?.connected(target, began: began) }
                 self.http2Connections[target].append(connection)
                 self.balancer.requestStarted(target)
                 completion(.success(connection))
@@ -509,6 +511,7 @@ final class UpstreamPool: @unchecked Sendable {
                 handshake.completeWith($0.mapError { $0 as any Error })
             }
         }
+        let began = metrics == nil ? nil : NIODeadline.now()
         let connected = connector.connect(to: address, kind: .http1, timeout: timeout, on: eventLoop) { channel in
             channel.eventLoop.makeCompletedFuture {
                 if let version = self.settings.sendProxyProtocol, let client {
@@ -527,6 +530,7 @@ final class UpstreamPool: @unchecked Sendable {
             .whenComplete { result in
                 switch result {
                 case .success:
+                    if let began { self.metrics?.connected(target, began: began) }
                     self.started(connection, at: self.now)
                     waiter.upstreamAcquired(.success(connection), from: self)
                 case .failure(let error as TLSError):

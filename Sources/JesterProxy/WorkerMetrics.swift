@@ -4,6 +4,7 @@ import JesterConfig
 import JesterCore
 import JesterMetrics
 import JesterSystem
+import NIOCore
 
 /// A worker's handle on the instance's metrics (jester-metrics(7)): its partition of the shared table, and the
 /// series ids of its configuration resolved once, so that counting is an array index and an atomic add.
@@ -262,6 +263,13 @@ final class PoolMetrics {
     init(metrics: WorkerMetrics, targets: [TargetMetricIDs]) {
         self.metrics = metrics
         self.targets = targets
+    }
+
+    /// A new connection to the pool's target at `index` is ready (connected, and TLS done), `began` when its
+    /// attempt started.
+    func connected(_ index: Int, began: NIODeadline) {
+        guard index < targets.count else { return }
+        metrics.upstreamConnected(target: targets[index], nanoseconds: (NIODeadline.now() - began).nanoseconds)
     }
 
     /// Outlier detection ejected the pool's target at `index`.

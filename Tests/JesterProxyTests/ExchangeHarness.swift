@@ -125,6 +125,7 @@ final class HTTP2Peer {
         var body = ""
         var ended = false
         var reset: UInt32?
+        var trailers: [HTTP2Field] = []
 
         func field(_ name: String) -> String? { fields.first { $0.name == name }?.value }
     }
@@ -139,7 +140,10 @@ final class HTTP2Peer {
                 message.ended = message.ended || endStream
             case .data(stream, let bytes):
                 message.body += String(buffer: bytes)
-            case .endStream(stream), .trailers(stream, _):
+            case .trailers(stream, let fields):
+                message.trailers += fields
+                message.ended = true
+            case .endStream(stream):
                 message.ended = true
             case .streamClosed(stream, let code) where code != 0:
                 message.reset = code

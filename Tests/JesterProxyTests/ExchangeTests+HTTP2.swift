@@ -31,6 +31,17 @@ private final class H2Client {
         return stream
     }
 
+    /// Opens a stream with a POST of `body` to `path` (no content-length), ended with `trailers`.
+    func post(_ path: String, body: String, trailers: [HTTP2Field]) throws -> Int32 {
+        let fields = [HTTP2Field(":method", "POST"), HTTP2Field(":scheme", "http"), HTTP2Field(":authority", "x"),
+            HTTP2Field(":path", path)]
+        let stream = try #require(peer.session.request(fields: fields, hasBody: true))
+        peer.session.sendBody(stream: stream, ByteBuffer(string: body))
+        peer.session.finishBody(stream: stream, trailers: trailers)
+        try pump()
+        return stream
+    }
+
     /// Carries frames both ways until both sides are quiet.
     func pump() throws {
         try peer.exchange(with: harness.client, loop: harness.loop) { try harness.client.writeInbound($0) }
@@ -134,6 +145,73 @@ private final class H2Client {
     let stream = try client.get("/")
     #expect(try client.response(stream).field(":status") == "403")
     #expect(client.harness.connector.attempts.isEmpty)
+}
+
+@Test func anHTTP2ClientsRequestTrailersGoToAnHTTP1TargetAfterTheLastChunk() throws {
+    let client = try H2Client(proxying(targets: #""127.0.0.1:9001""#))
+    let stream = try client.post(
+        "/up", body: "hello", trailers: [HTTP2Field("x-checksum", "abc"), HTTP2Field("authorization", "secret")])
+    let upstream = try client.harness.onlyUpstream()
+    let request = try upstream.received()
+    #expect(request.hasPrefix("POST /up HTTP/1.1\r\n"))
+    #expect(request.contains("\r\nTransfer-Encoding: chunked\r\n") || request.contains("\r\ntransfer-encoding: chunked\r\n"))
+    // The trailer section follows the last chunk; fields that framing or authorization depend on never come from it.
+    #expect(request.hasSuffix("\r\n\r\n5\r\nhello\r\n0\r\nx-checksum: abc\r\n\r\n"), "\(request)")
+    try upstream.send(okResponse)
+    #expect(try client.response(stream).field(":status") == "200")
+}
+
+// MARK: An HTTP/2 client to an h2 pool
+
+/// A target of an h2 pool, played by nghttp2 on the upstream channel `upstream`.
+private func answer(
+    _ target: HTTP2Peer, on upstream: EmbeddedUpstream, loop: EmbeddedEventLoop,
+    _ respond: (Int32, HTTP2Peer.Message) -> Void
+) throws {
+    try target.exchange(with: upstream.channel, loop: loop) { try upstream.send($0) }
+    let events = target.takeEvents()
+    for case .headers(let stream, _, _) in events {
+        respond(stream, HTTP2Peer.message(stream, in: events))
+    }
+    try target.exchange(with: upstream.channel, loop: loop) { try upstream.send($0) }
+}
+
+@Test func anHTTP2ClientGetsAnH2TargetsFieldsAndTrailersAsTheyCame() throws {
+    let client = try H2Client(proxying(pool: #"protocol = "h2""#, targets: #""127.0.0.1:9001""#))
+    let stream = try client.post("/svc/Call", body: "req", trailers: [HTTP2Field("x-request-end", "1")])
+    let upstream = try client.harness.onlyUpstream()
+    let target = try HTTP2Peer(.server)
+    var request = HTTP2Peer.Message()
+    try answer(target, on: upstream, loop: client.harness.loop) { id, message in
+        request = message
+        target.session.respond(
+            stream: id, fields: [HTTP2Field(":status", "200"), HTTP2Field("content-type", "application/grpc")],
+            hasBody: true)
+        target.session.sendBody(stream: id, ByteBuffer(string: "resp"))
+        target.session.finishBody(stream: id, trailers: [HTTP2Field("grpc-status", "0")])
+    }
+    #expect(request.field(":method") == "POST" && request.field(":path") == "/svc/Call")
+    #expect(request.field("te") == "trailers" && request.field("x-forwarded-for") == "127.0.0.9")
+    #expect(request.body == "req" && request.trailers == [HTTP2Field("x-request-end", "1")])
+    let response = try client.response(stream)
+    #expect(response.field(":status") == "200" && response.field("content-type") == "application/grpc")
+    // No framing made up for HTTP/1.1 reaches an HTTP/2 client.
+    #expect(response.field("content-length") == nil && response.field("transfer-encoding") == nil)
+    #expect(response.body == "resp" && response.trailers == [HTTP2Field("grpc-status", "0")])
+}
+
+@Test func anHTTP2ClientGets502WhenTheH2TargetResetsItsStream() throws {
+    let client = try H2Client(proxying(pool: #"protocol = "h2""#, targets: #""127.0.0.1:9001""#))
+    let stream = try client.get("/")
+    let upstream = try client.harness.onlyUpstream()
+    let target = try HTTP2Peer(.server)
+    try answer(target, on: upstream, loop: client.harness.loop) { id, _ in
+        target.session.reset(stream: id, errorCode: 2)
+    }
+    // (A reset is retried by default; with no other target, the retry answers with what the attempt got.)
+    client.harness.loop.advanceTime(by: .seconds(1))
+    let response = try client.response(stream)
+    #expect(response.field(":status") == "502")
 }
 
 // MARK: An HTTP/1.1 client to an h2 pool

@@ -253,6 +253,17 @@ path_prefix = "/broken/"
 upstream = "broken"
 retries = 0
 
+[upstreams.retrying]
+targets = ["{failing.address}", "{upstream.address}"]
+max_fails = 0
+
+[[routes]]
+name = "retried"
+path_prefix = "/retried/"
+upstream = "retrying"
+retries = 1
+retry_on = ["503"]
+
 [[routes]]
 name = "app"
 path_prefix = "/"
@@ -270,6 +281,26 @@ def counted(jester, before, name, expected, **labels):
     def grown():
         return sample(scrape(jester), name, **labels) - sample(before, name, **labels) == expected
     wait_for(grown, timeout=5, what=f"{name} {labels} to grow by {expected}")
+
+
+def test_retries_and_upstream_response_durations_are_counted(wired, upstream):
+    """A request the route's retry policy sends again is counted as a retry of its route and pool, and the answering
+    target's response duration is observed once per request, over HTTP/1.1 and HTTP/2."""
+    before = scrape(wired)
+    for protocol in ("http1", "h2c", "http1", "h2c"):
+        assert curl(wired.url + "/retried/x", protocol=protocol)[0] == 200
+    counted(wired, before, "jester_upstream_response_duration_seconds_count", 4, upstream="retrying",
+            target=upstream.address)
+    after = scrape(wired)
+    retries = sample(after, "jester_upstream_retries_total", route="retried", upstream="retrying") - sample(
+        before, "jester_upstream_retries_total", route="retried", upstream="retrying")
+    # Round robin sends at least one of the four to the failing target first; each of those is retried once.
+    assert 1 <= retries <= 4
+    assert sample(after, "jester_upstream_response_duration_seconds_count", upstream="retrying",
+                  target=wired.failing.address) == 0
+    # Each new connection's set-up is observed for its target (kept-alive ones are reused, not counted again).
+    for target in (upstream.address, wired.failing.address):
+        assert sample(after, "jester_upstream_connect_duration_seconds_count", upstream="retrying", target=target) >= 1
 
 
 def test_tls_handshakes_and_failures_are_counted_per_listener(wired):

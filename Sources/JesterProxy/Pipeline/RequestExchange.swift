@@ -361,10 +361,8 @@ struct RequestExchange {
     /// ids are looked up once per request.)
     private func countRequest(_ metrics: WorkerMetrics, listener: ListenerMetricIDs, protocol: StaticString) {
         let routeIDs = route.flatMap { metrics.routeIDs($0, listener: listener.name) }
-        let target = pool.flatMap { pool in
-            upstreamTargetIndex.flatMap { index in
-                metrics.ids.targets[pool.name].flatMap { index < $0.count ? $0[index] : nil }
-            }
+        let target = pool?.metrics.flatMap { pool in
+            upstreamTargetIndex.flatMap { index in index < pool.targets.count ? pool.targets[index] : nil }
         }
         let proto: MetricProtocol = `protocol`.utf8CodeUnitCount == 8 && `protocol`.utf8Start[5] == UInt8(ascii: "2")
             ? .http2 : .http1
