@@ -22,6 +22,7 @@ import sys
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 # Every row of a table as {"data": its data-* attributes, "cells": texts, "fields": class name -> text}.
@@ -76,9 +77,17 @@ def main():
             elif op == "snapshot":
                 value = driver.execute_script(SNAPSHOT)
             elif op == "click":
-                row = driver.find_element(
-                    By.CSS_SELECTOR, f'#targets tr[data-pool="{command["pool"]}"][data-target="{command["target"]}"]')
-                row.find_element(By.CSS_SELECTOR, f'button.{command["action"]}').click()
+                selector = (f'#targets tr[data-pool="{command["pool"]}"][data-target="{command["target"]}"] '
+                            f'button.{command["action"]}')
+                # The page keeps a row's button across polls unless the table's rows change (a target added):
+                # then the button found may be gone by the click, and the new one is clicked.
+                for attempt in range(3):
+                    try:
+                        driver.find_element(By.CSS_SELECTOR, selector).click()
+                        break
+                    except StaleElementReferenceException:
+                        if attempt == 2:
+                            raise
             elif op == "script":
                 value = driver.execute_script("return " + command["code"])
             elif op == "console":

@@ -50,7 +50,7 @@ enum DashboardPage {
       <tbody></tbody>
     </table>
   </section>
-  <section id="reloads-section">
+  <section id="reloads-section" class="wide">
     <h2>Reloads</h2>
     <table id="reloads">
       <thead><tr><th>When</th><th>Kind</th><th>Outcome</th><th>Generation</th><th>Configuration</th>

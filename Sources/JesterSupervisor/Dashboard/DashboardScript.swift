@@ -21,8 +21,10 @@ enum DashboardScript {
   const POLL_MS = 1500;
   const TOKEN_KEY = "jester.adminToken";
   const QUANTILES = [0.5, 0.95, 0.99];
+  const ACCESS_ROWS = 25;
   let previous = null;      // the last scrape: {at, requests, routeBuckets, targetBuckets}
   let inFlight = false;
+  let pollFailed = false;   // the message shown is a failed poll's, cleared by the next good one
 
   // MARK: Pure helpers (also reachable as window.jesterDashboard, which the live test calls)
 
@@ -155,9 +157,30 @@ enum DashboardScript {
     return td;
   }
 
+  // Puts `rows` into a table. Rows with the same keys and cells as those shown are updated in place rather than
+  // replaced, so a button under the pointer stays the same element across polls and a click is never lost.
   function fillTable(id, rows) {
     const body = $(id).tBodies[0];
-    body.replaceChildren(...rows);
+    const shown = [...body.rows];
+    const shape = (row) => JSON.stringify([{ ...row.dataset }, row.cells.length,
+      [...row.cells].map((td) => td.querySelectorAll("button").length)]);
+    if (shown.length !== rows.length || rows.some((row, i) => shape(row) !== shape(shown[i]))) {
+      body.replaceChildren(...rows);
+      return;
+    }
+    rows.forEach((row, i) => {
+      [...row.cells].forEach((fresh, j) => {
+        const td = shown[i].cells[j];
+        const buttons = fresh.querySelectorAll("button");
+        if (buttons.length > 0) {
+          const kept = td.querySelectorAll("button");
+          buttons.forEach((button, k) => { kept[k].disabled = button.disabled; });
+          return;
+        }
+        if (td.textContent !== fresh.textContent) td.textContent = fresh.textContent;
+        if (td.className !== fresh.className) td.className = fresh.className;
+      });
+    });
   }
 
   function show(message, isError) {
@@ -219,7 +242,11 @@ enum DashboardScript {
     const rows = history.reloads.map((r) => {
       const row = document.createElement("tr");
       row.append(cell(clock(r.at)), cell(r.kind), cell(r.success ? "ok" : "failed", r.success ? "good" : "bad"),
-        cell(r.generation), cell(r.config_hash.slice(0, 12)), cell(r.errors.join("; "), "wrap"));
+        cell(r.generation), cell(r.config_hash.slice(0, 12)));
+      // One line here; the whole text on hover.
+      const errors = cell(r.errors.join("; "), "errors");
+      errors.title = r.errors.join("\n");
+      row.append(errors);
       return row;
     });
     if (rows.length === 0) {
@@ -319,10 +346,13 @@ enum DashboardScript {
   }
 
   function renderAccess(recent) {
-    const rows = recent.records.map((r) => {
+    const rows = recent.records.slice(0, ACCESS_ROWS).map((r) => {
       const row = document.createElement("tr");
       const status = r.status >= 500 ? "bad" : r.status >= 400 ? "warn" : "good";
-      row.append(cell(r.time), cell(r.client), cell(r.method), cell(r.target, "wrap"),
+      // The time of day of an RFC 3339 stamp (the date is today's, or in the title).
+      const time = cell(/^\d{4}-\d\d-\d\dT/.test(r.time || "") ? r.time.slice(11, 23) : r.time);
+      time.title = r.time || "";
+      row.append(time, cell(r.client), cell(r.method), cell(r.target, "wrap"),
         cell(r.status, "status " + status), cell(r.route), cell(r.upstream_target),
         cell(r.duration_ms === undefined ? "–" : r.duration_ms.toFixed(1) + " ms", "num"));
       return row;
@@ -372,8 +402,11 @@ enum DashboardScript {
       renderAccess(recent);
       previous = current;
       $("updated").textContent = new Date().toLocaleTimeString();
-      if ($("message").classList.contains("error")) show("", false);
+      // An action's outcome stays until the next action; a failed poll's message goes once polls work again.
+      if (pollFailed) show("", false);
+      pollFailed = false;
     } catch (error) {
+      pollFailed = true;
       if (error.status === 401) {
         show("Enter an admin token (read to watch, write for Drain and Enable): " + error.message, true);
       } else {

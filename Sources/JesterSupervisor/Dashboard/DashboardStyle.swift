@@ -26,7 +26,7 @@ button.drain { color: var(--warn); }
 button.enable { color: var(--good); }
 .message { margin: 10px 20px 0; padding: 8px 12px; border-radius: 4px; background: #fff4d6; border: 1px solid #e6c86e; }
 .message.error { background: #fde8e6; border-color: #e7a39d; }
-main { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 16px; padding: 16px 20px; }
+main { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 16px; padding: 16px 20px; }
 section { background: var(--card); border: 1px solid var(--line); border-radius: 6px; padding: 10px 14px;
   overflow-x: auto; }
 section.wide { grid-column: 1 / -1; }
@@ -39,6 +39,7 @@ th, td { padding: 4px 8px; border-bottom: 1px solid var(--line); text-align: lef
 th { color: var(--muted); font-weight: 600; }
 td.num, th.num { text-align: right; }
 td.wrap { white-space: normal; overflow-wrap: anywhere; }
+td.errors { max-width: 36em; overflow: hidden; text-overflow: ellipsis; }
 tbody tr:last-child td { border-bottom: none; }
 .good { color: var(--good); }
 .bad { color: var(--bad); }
