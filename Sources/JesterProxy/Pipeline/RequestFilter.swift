@@ -36,6 +36,10 @@ struct FilterInput {
     let tls: TLSSessionFacts?
     /// The worker's monotonic clock now (one clock read per request, shared by all filters).
     let now: NIODeadline
+    /// The whole request body, decoded (no chunk framing), when a filter of the chain asked for it
+    /// (`RequestFilter.bodyLimit`) and the request has one; nil otherwise. The pre-upstream phase holds the body
+    /// back until the filters decide, so what they read is exactly what goes upstream.
+    var body: [UInt8]? = nil
 
     /// The value of the first field called `name` (lowercase), without surrounding blanks.
     func field(_ name: [UInt8]) -> String? {
@@ -164,6 +168,14 @@ protocol RequestFilter: AnyObject {
     /// Decides on `request`. A filter that must wait returns `.suspended` and calls `context.resume` once, on the
     /// event loop; one that decides now never calls it.
     func apply(_ request: FilterInput, context: FilterContext) -> FilterStep
+    /// The request body this filter reads, at most (opt-in body access): with one, the exchange holds the whole
+    /// body back until the chain decides, answers 413 to a longer one, and hands it over in `FilterInput.body`.
+    /// Nil (the default): the filter reads the head only, and the body streams as it comes.
+    var bodyLimit: Int? { get }
+}
+
+extension RequestFilter {
+    var bodyLimit: Int? { nil }
 }
 
 /// The filters of one route on one listener, in execution order: the listener's list, then the route's.
@@ -172,6 +184,14 @@ struct FilterChain: @unchecked Sendable {
     let filters: [any RequestFilter]
     /// Where the chain's verdicts are counted (the runtime's, filled once it attaches its metrics).
     var metrics: FilterMetrics? = nil
+    /// The most request body a filter of the chain reads (`RequestFilter.bodyLimit`); 0: none reads it.
+    let bodyLimit: Int
+
+    init(filters: [any RequestFilter], metrics: FilterMetrics? = nil) {
+        self.filters = filters
+        self.metrics = metrics
+        bodyLimit = filters.compactMap(\.bodyLimit).max() ?? 0
+    }
 
     static let empty = FilterChain(filters: [])
 
