@@ -67,6 +67,8 @@ public final class HTTP2Session {
         var finished = false
         var trailers: [HTTP2Field] = []
         var deferred = false
+        /// The body will not be completed (`abortBody`): once what is buffered went out, the stream is reset.
+        var aborted = false
     }
 
     private var session: OpaquePointer?
@@ -244,6 +246,19 @@ public final class HTTP2Session {
         outgoing[stream]?.buffer?.readableBytes ?? 0
     }
 
+    /// The stream's body will not be completed (its source failed midway): the head and the body bytes already
+    /// handed over still go out, then the stream is reset with INTERNAL_ERROR, so the peer sees what came and that
+    /// it is incomplete. (A plain `reset` now would drop the queued frames: a peer would see a bare reset.) A
+    /// stream with no body under way is reset at once.
+    public func abortBody(stream: Int32) {
+        guard var state = outgoing[stream], !state.finished else {
+            reset(stream: stream, errorCode: 2)
+            return
+        }
+        state.aborted = true
+        resume(stream, &state)
+    }
+
     /// Resets a stream (RST_STREAM): INTERNAL_ERROR 2, REFUSED_STREAM 7, CANCEL 8.
     public func reset(stream: Int32, errorCode: UInt32) {
         _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, errorCode)
@@ -397,6 +412,10 @@ public final class HTTP2Session {
                 flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
                 withHeaderList(HTTP2HeaderBlock(state.trailers)) { list, count in _ = nghttp2_submit_trailer(session, stream, list, count) }
             }
+        } else if copied == 0, state.aborted {
+            // Everything handed over went out: nghttp2 resets the stream with INTERNAL_ERROR.
+            outgoing[stream] = state
+            return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         } else if copied == 0 {
             state.deferred = true
             outgoing[stream] = state

@@ -303,6 +303,13 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
         session.consumed(stream: id, count: count)
     }
 
+    /// A response under way will not be completed: what of it was handed over still goes out, then the stream
+    /// is reset (INTERNAL_ERROR), so the client sees the part that came and that it is incomplete.
+    func abortResponse(_ id: Int32) {
+        session.abortBody(stream: id)
+        flushOutput()
+    }
+
     func reset(_ id: Int32, errorCode: UInt32) {
         session.reset(stream: id, errorCode: errorCode)
         flushOutput()

@@ -108,7 +108,7 @@ extension HTTP2Stream {
         case .cut:
             // Part of the response went out: a reset is the only honest end (the client sees it incomplete).
             complete()
-            connection.reset(id, errorCode: 2)
+            connection.abortResponse(id)
         case .replay:
             timer.disarm()
             acquireUpstream(fresh: true)
@@ -202,7 +202,7 @@ extension HTTP2Stream {
         detachUpstream()
         if responseStarted {
             complete()
-            connection.reset(id, errorCode: 2)
+            connection.abortResponse(id)
             return
         }
         exchange.log.failure = failure

@@ -65,6 +65,8 @@ extension HTTP2Stream {
         if responseStarted {
             exchange.log.failure = reason
             complete()
+            // At once, dropping what is still queued for the client (unlike an upstream that failed midway): the
+            // client may be the one not reading, and the stream must not wait on it.
             connection.reset(id, errorCode: 2)
         } else {
             finishLocally(status: 504, failure: reason)

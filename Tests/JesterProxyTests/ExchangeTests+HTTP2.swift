@@ -147,6 +147,21 @@ private final class H2Client {
     #expect(client.harness.connector.attempts.isEmpty)
 }
 
+@Test func aResponseCutShortReachesAnHTTP2ClientAsItsStartThenAReset() throws {
+    // Head, part of the body and the close in one read: the client must still see the head and the part that came
+    // (as an HTTP/1.1 client does), then the reset that says it is incomplete, rather than a bare reset.
+    let client = try H2Client(proxying(targets: #""127.0.0.1:9001""#))
+    let stream = try client.get("/partial")
+    let upstream = try client.harness.onlyUpstream()
+    _ = try upstream.received()
+    try upstream.send("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    upstream.close()
+    let response = try client.response(stream)
+    #expect(response.field(":status") == "200")
+    #expect(response.body == "abc")
+    #expect(response.reset == 2)
+}
+
 @Test func anHTTP2ClientsRequestTrailersGoToAnHTTP1TargetAfterTheLastChunk() throws {
     let client = try H2Client(proxying(targets: #""127.0.0.1:9001""#))
     let stream = try client.post(
