@@ -70,6 +70,7 @@ extension ConfigDecoder {
         case .basicAuth: settings = basicAuth(&table, name: name, node: node).map(FilterKind.basicAuth)
         case .jwt: settings = jwt(&table, node: node).map(FilterKind.jwt)
         case .ipRules: settings = ipRules(&table, node: node).map(FilterKind.ipRules)
+        case .hmacSignature: settings = hmacSignature(&table).map(FilterKind.hmacSignature)
         }
         table.finish(decoder: &self)
         return settings.map { FilterSettings(name: name, kind: $0) }
@@ -272,6 +273,46 @@ extension ConfigDecoder {
             report(node.location, "an ip_rules filter needs 'allow' or 'deny'")
         }
         return rules
+    }
+
+    /// `kind = "hmac_signature"`: the secret is read here, by the master, like jwt's `secret_file`.
+    private mutating func hmacSignature(_ table: inout TableReader) -> HMACSignatureSettings? {
+        let header = table.string("header", decoder: &self)
+        if let header, header.isEmpty || !header.utf8.allSatisfy(ASCII.isToken) {
+            report(table.location(of: "header"), "'\(header)' is not a header name")
+        }
+        let algorithm = table.choice("algorithm", decoder: &self).flatMap(HMACAlgorithm.init(rawValue:))
+        let encoding = table.choice("encoding", decoder: &self).flatMap(SignatureEncoding.init(rawValue:))
+        let prefix = table.string("prefix", decoder: &self) ?? ""
+        // A field value has no surrounding blanks (RFC 9110 §5.5) nor controls: a prefix with them never matches.
+        if prefix.first == " " || prefix.utf8.contains(where: { $0 < 0x20 || $0 >= 0x7F }) {
+            report(table.location(of: "prefix"),
+                "'prefix' must be printable ASCII not starting with a blank (a field value never starts with one)")
+        }
+        var secretFile: String?
+        var secret: Data?
+        if let path = table.string("secret_file", decoder: &self) {
+            let location = table.location(of: "secret_file")
+            secretFile = Self.resolve(path, at: location)
+            if var data = readFile(path, at: location) {
+                if data.last == 0x0A { data.removeLast() }
+                if data.last == 0x0D { data.removeLast() }
+                // An empty key is legal HMAC, and anyone can compute it: never what an operator meant.
+                if data.isEmpty { report(location, "the secret in \(secretFile!) is empty") }
+                secret = data
+            }
+        }
+        var maxBody = 1 << 20
+        if let size = table.size("max_body", decoder: &self) {
+            if !HMACSignatureSettings.maxBodyRange.contains(Int(clamping: size)) {
+                report(table.location(of: "max_body"), "'max_body' must be between 1 byte and 16MiB")
+            }
+            maxBody = Int(clamping: size)
+        }
+        guard let header, let secretFile, let secret else { return nil }
+        return HMACSignatureSettings(
+            header: header, secretFile: secretFile, secret: secret, algorithm: algorithm ?? .sha256,
+            encoding: encoding ?? .hex, prefix: prefix, maxBody: maxBody)
     }
 
     /// Checks what needs every listener, route and filter: names exist, a chain names a filter once, a claim key

@@ -339,6 +339,14 @@ extension ConfigGraph {
         case .ipRules(let rules):
             if !rules.allow.isEmpty { settings.append(("allow", list(rules.allow))) }
             if !rules.deny.isEmpty { settings.append(("deny", list(rules.deny))) }
+        case .hmacSignature(let hmac):
+            settings = [("header", hmac.header), ("algorithm", hmac.algorithm.rawValue)]
+            settings.append(("encoding", hmac.encoding.rawValue))
+            if !hmac.prefix.isEmpty { settings.append(("prefix", hmac.prefix)) }
+            // The path says where the secret comes from; the secret itself is redacted already.
+            settings += [("secret_file", hmac.secretFile), ("secret", ConfigRedaction.placeholder)]
+            let maxBody = Units.formatSize(Int64(hmac.maxBody))
+            settings.append(("max_body", maxBody.replacingOccurrences(of: "\"", with: "")))
         }
         return Filter(name: filter.name, kind: filter.kind.name, settings: settings)
     }

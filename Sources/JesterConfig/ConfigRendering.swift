@@ -297,6 +297,12 @@ extension Configuration {
                     .joined(separator: ", ") + " }")
         case .ipRules(let rules):
             lines += ["allow = " + list(rules.allow), "deny = " + list(rules.deny)]
+        case .hmacSignature(let hmac):
+            lines += [
+                "header = \(quoted(hmac.header))", "algorithm = \(quoted(hmac.algorithm.rawValue))",
+                "encoding = \(quoted(hmac.encoding.rawValue))", "prefix = \(quoted(hmac.prefix))",
+                "secret_file = \(quoted(hmac.secretFile))", "max_body = \(Units.formatSize(Int64(hmac.maxBody)))",
+            ]
         }
         return lines
     }

@@ -2,7 +2,9 @@
 extension ConfigSchema {
     /// The tables of `[filters.NAME]`, one per `kind`: each declares `kind` itself (a one-value choice) and only
     /// the keys of that kind, so a key of another kind is reported as unknown, and JSON Schema gets a `oneOf`.
-    public static let filterKinds: [Table] = [rateLimitFilter, basicAuthFilter, jwtFilter, ipRulesFilter]
+    public static let filterKinds: [Table] = [
+        rateLimitFilter, basicAuthFilter, jwtFilter, ipRulesFilter, hmacSignatureFilter,
+    ]
 
     /// The table of one kind of filter.
     public static func filterTable(_ kind: FilterKindName) -> Table {
@@ -11,6 +13,7 @@ extension ConfigSchema {
         case .basicAuth: return basicAuthFilter
         case .jwt: return jwtFilter
         case .ipRules: return ipRulesFilter
+        case .hmacSignature: return hmacSignatureFilter
         }
     }
 
@@ -93,5 +96,28 @@ extension ConfigSchema {
             Field("allow", .array(.string), default: "[]",
                 "Networks or addresses (\"10.0.0.0/8\", \"::1\"); when not empty, every other client is refused."),
             Field("deny", .array(.string), default: "[]", "Networks or addresses refused, even when allow has them too."),
+        ])
+
+    public static let hmacSignatureFilter = Table(
+        "[filters.NAME], kind = hmac_signature",
+        [
+            kindField(.hmacSignature,
+                "A webhook signature: the HMAC of the whole request body under a shared secret must be the one in "
+                    + "header, else 403; the body is held back until it is checked, and neither a refused request "
+                    + "nor its body reaches an upstream."),
+            Field("header", .string, required: true,
+                "The request field with the signature (X-Hub-Signature-256 for GitHub); a request with several is "
+                    + "refused."),
+            Field("algorithm", .choice(HMACAlgorithm.allCases.map(\.rawValue)), default: "\"sha256\"",
+                "The hash of the HMAC."),
+            Field("encoding", .choice(SignatureEncoding.allCases.map(\.rawValue)), default: "\"hex\"",
+                "How the field writes the digest: hex (either case) or base64 (standard, padded)."),
+            Field("prefix", .string, default: "\"\"",
+                "What precedes the digest in the field, compared exactly (\"sha256=\" for GitHub)."),
+            Field("secret_file", .string, required: true,
+                "The shared secret (relative to this file; a final newline is not part of it), read by the master "
+                    + "at start and on every reload; never empty."),
+            Field("max_body", .size, default: "\"1MiB\"",
+                "The most body read and signed (at most 16MiB); a longer body gets 413 and nothing goes upstream."),
         ])
 }

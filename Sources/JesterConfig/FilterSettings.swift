@@ -31,6 +31,8 @@ public enum FilterKind: Sendable, Codable, Equatable {
     case jwt(JWTSettings)
     /// Allow and deny lists of client networks.
     case ipRules(IPRuleSettings)
+    /// A webhook's HMAC signature over the whole request body, checked against a shared secret.
+    case hmacSignature(HMACSignatureSettings)
 
     /// The `kind` value that selects this case.
     public var name: FilterKindName {
@@ -39,6 +41,7 @@ public enum FilterKind: Sendable, Codable, Equatable {
         case .basicAuth: return .basicAuth
         case .jwt: return .jwt
         case .ipRules: return .ipRules
+        case .hmacSignature: return .hmacSignature
         }
     }
 }
@@ -49,6 +52,7 @@ public enum FilterKindName: String, Sendable, Codable, CaseIterable {
     case basicAuth = "basic_auth"
     case jwt = "jwt"
     case ipRules = "ip_rules"
+    case hmacSignature = "hmac_signature"
 }
 
 /// `kind = "rate_limit"`: a limit of `rate` requests per `per`, with a burst, counted per key.
@@ -295,6 +299,60 @@ public struct IPRuleSettings: Sendable, Codable, Equatable {
         self.allow = allow
         self.deny = deny
     }
+}
+
+/// `kind = "hmac_signature"`: a webhook signature over the whole request body (GitHub's
+/// `X-Hub-Signature-256: sha256=<hex>`, Shopify's `X-Shopify-Hmac-Sha256: <base64>`), checked with a shared secret.
+///
+/// The only filter kind that reads the body (`RequestFilter.bodyLimit`): the signature covers exactly the bytes
+/// the sender wrote, so the body is held back until it is checked, and what is checked is what goes upstream.
+public struct HMACSignatureSettings: Sendable, Codable, Equatable {
+    /// The request field that carries the signature (one of that name; several are refused as ambiguous).
+    public var header: String
+    /// The hash of the HMAC (RFC 2104).
+    public var algorithm: HMACAlgorithm
+    /// How the field writes the digest.
+    public var encoding: SignatureEncoding
+    /// What precedes the digest in the field (`sha256=` for GitHub), compared exactly; empty: nothing.
+    public var prefix: String
+    /// The secret's file as resolved, for messages and `jester config dump`; its content is `secret`.
+    public var secretFile: String
+    /// The shared secret (the file's bytes without a final newline), read by the master; never empty.
+    public var secret: Data
+    /// The most request body read and signed; a longer body is refused (413) before any of it goes upstream.
+    public var maxBody: Int
+
+    /// The bounds of `max_body`: a byte, and 16 MiB (the body is held in memory until it is checked).
+    public static let maxBodyRange = 1...(16 << 20)
+
+    public init(
+        header: String, secretFile: String, secret: Data, algorithm: HMACAlgorithm = .sha256,
+        encoding: SignatureEncoding = .hex, prefix: String = "", maxBody: Int = 1 << 20
+    ) {
+        self.header = header
+        self.algorithm = algorithm
+        self.encoding = encoding
+        self.prefix = prefix
+        self.secretFile = secretFile
+        self.secret = secret
+        self.maxBody = maxBody
+    }
+}
+
+/// The hashes an hmac_signature filter computes its HMAC with (SHA-1, which some old webhooks still send, is not
+/// one of them).
+public enum HMACAlgorithm: String, Sendable, Codable, CaseIterable {
+    case sha256
+    case sha384
+    case sha512
+}
+
+/// How a signature field writes its digest.
+public enum SignatureEncoding: String, Sendable, Codable, CaseIterable {
+    /// Hexadecimal digits, either case (GitHub, Gitea).
+    case hex
+    /// Standard base64 with padding, RFC 4648 §4 (Shopify).
+    case base64
 }
 
 extension Configuration {

@@ -20,6 +20,8 @@ enum RequestFilters {
                 filter = BasicAuthFilter(name: definition.name, settings: settings, eventLoop: eventLoop)
             case .jwt(let settings):
                 filter = JWTFilter(name: definition.name, settings: settings)
+            case .hmacSignature(let settings):
+                filter = HMACSignatureFilter(name: definition.name, settings: settings, eventLoop: eventLoop)
             }
             filters[definition.name] = filter
         }
