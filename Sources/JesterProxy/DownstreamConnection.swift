@@ -74,6 +74,9 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     lazy var requestBucket = runtime.makeRequestBucket()
     /// The head of a request whose body is being peeked at (phase `.awaitingBody`).
     var pendingHead: ByteBuffer?
+    /// Phase `.awaitingBody` holds the body back for the route's filters (`RequestFilter.bodyLimit`), after the
+    /// route was chosen, rather than for body matchers before.
+    var awaitingFilterBody = false
     /// What the TLS handshake negotiated; nil on a plain-text listener.
     var tls: TLSSessionFacts?
     var tlsRouteFacts: TLSRouteFacts?
@@ -381,20 +384,30 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
                 continue
             }
             if phase == .awaitingBody {
-                // Peeked, not consumed: the body is forwarded from the buffer as usual once the route is chosen.
+                // Peeked, not consumed: the body is forwarded from the buffer as usual once the route is chosen (and
+                // its filters decided). For filters, one byte past their limit tells a body over it.
+                let limit = awaitingFilterBody ? exchange.filterBodyLimit + 1 : routes.bodyPeekLimit
                 let outcome: Result<BodyPeek?, HTTPParseError> = current.withUnsafeReadableBytes { raw in
                     Result { () throws(HTTPParseError) in
-                        try BodyPeek.peek(raw, framing: BodyFraming.request(exchange.head), limit: routes.bodyPeekLimit)
+                        try BodyPeek.peek(raw, framing: BodyFraming.request(exchange.head), limit: limit)
                     }
                 }
                 guard case .success(let peeked) = outcome else {
                     if case .failure(let error) = outcome {
                         phase = .awaitingHead
+                        awaitingFilterBody = false
                         rejectRequest(error)
                     }
                     return
                 }
-                guard let peeked, let headBytes = pendingHead else { return }
+                guard let peeked else { return }
+                if awaitingFilterBody {
+                    awaitingFilterBody = false
+                    phase = .awaitingHead
+                    filterBodyArrived(peeked)
+                    continue
+                }
+                guard let headBytes = pendingHead else { return }
                 pendingHead = nil
                 phase = .awaitingHead
                 startRequest(headBytes, body: peeked)
@@ -484,7 +497,44 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             filtersDecided(.proceed)
             return
         }
-        guard let verdict = exchange.runFilters(clientAddress: clientAddress, clientIP: clientIP, tls: tls) else {
+        if exchange.filterBodyLimit > 0, framing != .none {
+            // A filter reads the body (the pre-upstream phase): it is held back, whole, before the filters run. The
+            // body matchers' peek is it when that saw all of it.
+            if let body, body.isComplete, body.bytes.count <= exchange.filterBodyLimit {
+                runFilters(body: body.bytes)
+                return
+            }
+            if let length = exchange.head.contentLength, length > exchange.filterBodyLimit {
+                filterBodyArrived(BodyPeek(bytes: [], isComplete: false))
+                return
+            }
+            awaitingFilterBody = true
+            phase = .awaitingBody
+            timer.arm(.body, after: runtime.timeouts.body)
+            if exchange.head.expectsContinue, exchange.head.version == .http1_1 {
+                write(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n"))
+                flushClient()
+            }
+            return
+        }
+        runFilters(body: nil)
+    }
+
+    /// The body the route's filters read is all here (or over their limit: 413, and it is not read further).
+    func filterBodyArrived(_ body: BodyPeek) {
+        timer.disarm()
+        guard body.isComplete, body.bytes.count <= exchange.filterBodyLimit else {
+            exchange.log.failure = "request body larger than \(exchange.filterBodyLimit) bytes, the most its filters read"
+            respondWithError(413, closing: true)
+            return
+        }
+        runFilters(body: body.bytes)
+    }
+
+    /// The route's filters run (on the head, and the body when one of them reads it), then `filtersDecided`.
+    func runFilters(body: [UInt8]?) {
+        guard let verdict = exchange.runFilters(clientAddress: clientAddress, clientIP: clientIP, tls: tls, body: body)
+        else {
             // A filter waits (a Redis round trip): nothing more is read until it decides.
             phase = .filtering
             exchange.whenFiltersDecide { [weak self] verdict in self?.filtersResumed(verdict) }

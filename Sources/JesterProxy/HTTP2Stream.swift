@@ -46,6 +46,9 @@ final class HTTP2Stream: UpstreamConnectionDelegate, UpstreamWaiter {
     var peekedBody: [UInt8]?
     /// The request's fields, kept while `peekedBody` is collected.
     var fieldsAwaitingRoute: [HTTP2Field] = []
+    /// `peekedBody` is the whole body held back for the route's filters (`RequestFilter.bodyLimit`), after the
+    /// route was chosen, rather than the start of it for body matchers before.
+    var awaitingFilterBody = false
     /// Request bytes acknowledged to the client while they were held for body matchers, before they were passed
     /// on: passing them on later must not acknowledge them a second time.
     var acknowledgedAhead = 0
@@ -121,8 +124,45 @@ final class HTTP2Stream: UpstreamConnectionDelegate, UpstreamWaiter {
             filtersDecided(.proceed, fields: fields)
             return
         }
+        let limit = exchange.filterBodyLimit
+        if limit > 0, exchange.hasBody {
+            // A filter reads the body (the pre-upstream phase): it is held back, whole, before the filters run.
+            // What the body matchers held already is its start.
+            let held = pendingBody.reduce(into: [UInt8]()) { $0 += $1.readableBytesView }
+            if let length = exchange.head.contentLength, length > limit {
+                filterBodyArrived([], isComplete: false, fields: fields)
+                return
+            }
+            if requestComplete || held.count > limit {
+                filterBodyArrived(held, isComplete: held.count <= limit, fields: fields)
+                return
+            }
+            awaitingFilterBody = true
+            peekedBody = held
+            fieldsAwaitingRoute = fields
+            timer.arm(.body, after: runtime.timeouts.body)
+            // (Sent already when body matchers waited for the body.)
+            if body == nil, exchange.head.expectsContinue { connection.respondInterim(id, status: 100) }
+            return
+        }
+        runFilters(fields: fields, body: nil)
+    }
+
+    /// The body the route's filters read is all here (or over their limit: 413, and the rest is dropped).
+    func filterBodyArrived(_ body: [UInt8], isComplete: Bool, fields: [HTTP2Field]) {
+        guard isComplete else {
+            dropHeldBody()
+            finishLocally(
+                status: 413, failure: "request body larger than \(exchange.filterBodyLimit) bytes, the most its filters read")
+            return
+        }
+        runFilters(fields: fields, body: body)
+    }
+
+    /// The route's filters run (on the head, and the body when one of them reads it), then `filtersDecided`.
+    func runFilters(fields: [HTTP2Field], body: [UInt8]?) {
         guard let verdict = exchange.runFilters(
-            clientAddress: connection.clientAddress, clientIP: connection.clientIP, tls: connection.tls)
+            clientAddress: connection.clientAddress, clientIP: connection.clientIP, tls: connection.tls, body: body)
         else {
             // A filter waits; DATA that comes meanwhile is held in `pendingBody`, unacknowledged.
             exchange.whenFiltersDecide { [weak self] verdict in
@@ -327,7 +367,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, UpstreamWaiter {
     /// `max_size` above the stream's window would otherwise stall the client before the limit is reached), so
     /// what is held is bounded by the limit plus one window.
     func hold(_ bytes: ByteBuffer) {
-        let limit = connection.routes.bodyPeekLimit
+        let limit = peekLimit
         pendingBody.append(bytes)
         connection.consumed(id, count: bytes.readableBytes)
         acknowledgedAhead += bytes.readableBytes
@@ -338,13 +378,21 @@ final class HTTP2Stream: UpstreamConnectionDelegate, UpstreamWaiter {
         if peekedBody!.count > limit { routeWithPeekedBody(isComplete: false) }
     }
 
-    /// The body ended, or went past the limit: the route can be chosen.
+    /// How much of the body `peekedBody` collects: the body matchers' limit, or the filters'.
+    var peekLimit: Int { awaitingFilterBody ? exchange.filterBodyLimit : connection.routes.bodyPeekLimit }
+
+    /// The body ended, or went past the limit: the route can be chosen (or its filters run).
     func routeWithPeekedBody(isComplete: Bool) {
         guard let peeked = peekedBody, !finished else { return }
         peekedBody = nil
         let fields = fieldsAwaitingRoute
         fieldsAwaitingRoute = []
         timer.disarm()
+        if awaitingFilterBody {
+            awaitingFilterBody = false
+            filterBodyArrived(peeked, isComplete: isComplete, fields: fields)
+            return
+        }
         let limit = connection.routes.bodyPeekLimit
         route(fields: fields, body: BodyPeek(bytes: Array(peeked.prefix(limit)), isComplete: isComplete))
     }

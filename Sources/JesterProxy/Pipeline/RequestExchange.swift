@@ -184,16 +184,21 @@ struct RequestExchange {
     /// Whether the route has request filters (adapters skip making the resume closure when it has none).
     private(set) var hasFilters = false
 
+    /// The most request body the route's filters read (the pre-upstream phase's opt-in body access): with one,
+    /// the adapter holds a request's body back until it has all of it (413 past this), and hands it to
+    /// `runFilters`; 0: the filters read the head only.
+    var filterBodyLimit: Int { route?.filters.bodyLimit ?? 0 }
+
     /// Runs the route's request filters. Returns the verdict, or nil when a filter waits: then the adapter sets
     /// `whenFiltersDecide` (once, at once), and that gets the verdict later, on the event loop, never after
     /// `cancelFilters`.
     mutating func runFilters(
-        clientAddress: String, clientIP: IPAddressBytes?, tls: TLSSessionFacts?
+        clientAddress: String, clientIP: IPAddressBytes?, tls: TLSSessionFacts?, body: [UInt8]? = nil
     ) -> FilterVerdict? {
         guard let route, !route.filters.isEmpty, let headBytes else { return .proceed }
         let input = FilterInput(
             head: head, bytes: headBytes, clientAddress: clientAddress, clientIP: clientIP, route: route, tls: tls,
-            now: .now())
+            now: .now(), body: body)
         let context = FilterContext(chain: route.filters, input: input)
         filterContext = context
         let verdict = context.start()
