@@ -4,6 +4,7 @@ import JesterConfig
 import JesterCore
 import NIOCore
 import NIOEmbedded
+import NIOPosix
 import Testing
 
 @testable import JesterProxy
@@ -20,12 +21,12 @@ private let loop = EmbeddedEventLoop()
 
 private func filter(
     algorithm: HMACAlgorithm = .sha256, encoding: SignatureEncoding = .hex, prefix: String = "sha256=",
-    header: String = "X-Hub-Signature-256", eventLoop: any EventLoop = loop
+    header: String = "X-Hub-Signature-256", eventLoop: any EventLoop = loop, threadPool: NIOThreadPool = .singleton
 ) -> HMACSignatureFilter {
     let settings = HMACSignatureSettings(
         header: header, secretFile: "/etc/jester/github.secret", secret: Data(githubSecret.utf8),
         algorithm: algorithm, encoding: encoding, prefix: prefix, maxBody: 4096)
-    return HMACSignatureFilter(name: "github", settings: settings, eventLoop: eventLoop)
+    return HMACSignatureFilter(name: "github", settings: settings, eventLoop: eventLoop, threadPool: threadPool)
 }
 
 /// A POST with these fields (`Name: value` lines) and body, as filters see it.
@@ -191,4 +192,24 @@ private func expectRefused(
     }
     // A field that is wrong on its face is refused at once, without signing anything.
     expectRefused(verdict(hmac, [], body: body), "no X-Hub-Signature-256 field")
+}
+
+@Test func aLargeBodyThatCannotBeSignedIsRefusedNotPassed() throws {
+    // A thread pool that is not running (as in a worker shutting down): the request fails closed.
+    let stopped = NIOThreadPool(numberOfThreads: 1)
+    let ownLoop = EmbeddedEventLoop()
+    let body = [UInt8](repeating: 0x61, count: HMACSignatureFilter.offLoopThreshold)
+    let hmac = filter(eventLoop: ownLoop, threadPool: stopped)
+    let context = FilterContext(chain: FilterChain(filters: [hmac]), input: request([
+        "X-Hub-Signature-256: sha256=" + String(repeating: "00", count: 32)
+    ], body: body))
+    // (The pool refuses at once, so the refusal comes while the filter is still applying: taken synchronously.)
+    var decided = context.start()
+    if decided == nil { context.onDecision = { decided = $0 } }
+    ownLoop.run()
+    guard case .fail(let status, let reason)? = decided else {
+        Issue.record("not refused: \(String(describing: decided))")
+        return
+    }
+    #expect(status == 503 && reason == "hmac_signature github: not checked")
 }

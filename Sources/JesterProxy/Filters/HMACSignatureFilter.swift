@@ -20,6 +20,7 @@ import NIOPosix
 /// on the thread pool, like a password hash, so the worker's other connections do not wait for it.
 final class HMACSignatureFilter: RequestFilter {
     let name: String
+    /// `max_body`: the exchange holds back at most this much body for the filter, and answers 413 beyond it.
     let bodyLimit: Int?
     /// The lowercase name of the signature field.
     private let header: [UInt8]
@@ -30,12 +31,17 @@ final class HMACSignatureFilter: RequestFilter {
     private let prefix: String
     private let secret: [UInt8]
     private let eventLoop: any EventLoop
+    /// Where large bodies are signed (the process's shared pool; a test passes one that is not running).
+    private let threadPool: NIOThreadPool
 
     /// Bodies at least this long are signed on the thread pool: SHA-256 runs at roughly 0.5-2 GB/s, so below it
     /// the loop is held for well under a tenth of a millisecond, less than the hop to a thread would cost.
     static let offLoopThreshold = 64 * 1024
 
-    init(name: String, settings: HMACSignatureSettings, eventLoop: any EventLoop) {
+    init(
+        name: String, settings: HMACSignatureSettings, eventLoop: any EventLoop,
+        threadPool: NIOThreadPool = .singleton
+    ) {
         self.name = name
         bodyLimit = settings.maxBody
         header = Array(settings.header.lowercased().utf8)
@@ -49,6 +55,7 @@ final class HMACSignatureFilter: RequestFilter {
         prefix = settings.prefix
         secret = Array(settings.secret)
         self.eventLoop = eventLoop
+        self.threadPool = threadPool
     }
 
     func apply(_ request: FilterInput, context: FilterContext) -> FilterStep {
@@ -62,14 +69,14 @@ final class HMACSignatureFilter: RequestFilter {
             return .decided(verdict(claimed: claimed, body: body))
         }
         let (digest, secret) = (self.digest, self.secret)
-        let computed = NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) {
+        let computed = threadPool.runIfActive(eventLoop: eventLoop) {
             digest.authenticationCode(key: secret, message: body)
         }
         // (Completed on this loop: `runIfActive` hands the result back to it.)
         computed.assumeIsolated().whenComplete { [self] result in
             switch result {
             case .success(let expected): context.resume(compare(claimed: claimed, expected: expected))
-            // The pool is shutting down with the worker: fail closed.
+            // The pool is not running (the worker is shutting down): fail closed, never let it through unchecked.
             case .failure: context.resume(.fail(status: 503, reason: "hmac_signature \(name): not checked"))
             }
         }
@@ -136,7 +143,9 @@ final class HMACSignatureFilter: RequestFilter {
 
     /// What the signature fields of a request hold: the signature's bytes, or why the request is refused.
     enum SignatureField {
+        /// The digest the client sent, decoded.
         case signature([UInt8])
+        /// The field is missing, repeated or malformed: this 403.
         case refused(FilterVerdict)
     }
 }
