@@ -410,7 +410,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
                 guard let headBytes = pendingHead else { return }
                 pendingHead = nil
                 phase = .awaitingHead
-                startRequest(headBytes, body: peeked)
+                startRequest(headBytes, body: peeked, begun: true)
                 continue
             }
             if persistence.requestsStarted == 0, servesHTTP2, tls == nil, exchange.route == nil {
@@ -448,7 +448,9 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
                     return
                 }
                 if routes.bodyPeekLimit > 0, BodyFraming.request(exchange.head) != .none {
-                    // Some route of this listener matches on the body: read its start before choosing.
+                    // Some route of this listener matches on the body: read its start before choosing. (The
+                    // request's record starts now: a body that never comes is logged with its request.)
+                    exchange.begin(bytes: headBytes, client: clientAddress, runtime: runtime, secure: tls != nil)
                     pendingHead = headBytes
                     phase = .awaitingBody
                     timer.disarm()
@@ -465,10 +467,11 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         }
     }
 
-    func startRequest(_ headBytes: ByteBuffer, body: BodyPeek? = nil) {
+    /// `begun`: the exchange began already (when the head came, before body matchers waited for the body).
+    func startRequest(_ headBytes: ByteBuffer, body: BodyPeek? = nil, begun: Bool = false) {
         timer.disarm()
         runtime.counters.requests &+= 1
-        exchange.begin(bytes: headBytes, client: clientAddress, runtime: runtime, secure: tls != nil)
+        if !begun { exchange.begin(bytes: headBytes, client: clientAddress, runtime: runtime, secure: tls != nil) }
         persistence.requestStarted(
             persistent: exchange.head.isPersistent, isHTTP10: exchange.head.version == .http1_0,
             draining: runtime.isDraining)

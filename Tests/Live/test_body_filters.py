@@ -6,7 +6,9 @@ accepted one reaches it byte for byte."""
 
 import hashlib
 import hmac
+import socket
 import subprocess
+import time
 
 import pytest
 
@@ -25,6 +27,9 @@ def hooks(upstream, tmp_path_factory):
     secret = tmp_path_factory.mktemp("body-filters") / "webhook.secret"
     secret.write_bytes(SECRET + b"\n")
     instance = Jester(f"""
+[http]
+client_body_timeout = "1s"
+
 [upstreams.app]
 targets = ["{upstream.address}"]
 
@@ -124,3 +129,27 @@ def test_a_body_matched_before_routing_is_read_on_for_the_filter(hooks, upstream
     status, _ = post(hooks, path, tampered, protocol, [f"X-Hub-Signature-256: {signature(body)}"])
     assert status == 403
     assert reached(upstream, path) == 1
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_body_that_stops_coming_while_held_gets_408(hooks, upstream, protocol):
+    """The body held for the filters is bounded in time too (client_body_timeout): two bytes, then nothing."""
+    path = f"/hooks/stalled-{protocol}/upload"
+    started = time.monotonic()
+    if protocol == "http1":
+        with socket.create_connection(("127.0.0.1", hooks.port), timeout=6) as client:
+            client.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab".encode())
+            assert client.recv(4096).startswith(b"HTTP/1.1 408")
+    else:
+        from test_http2 import raw_h2
+        fields = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "x"),
+                  ("content-length", "10")]
+        frames = raw_h2(hooks.port, fields, body=b"ab", end_stream=False)
+        heads = [payload for kind, _, stream, payload in frames if stream == 1 and kind == 0x1]
+        assert heads, frames
+    assert 0.8 < time.monotonic() - started < 3
+    assert reached(upstream, path) == 0
+    from conftest import wait_for
+    wait_for(lambda: any(r.get("path", r.get("target")) == path and r["status"] == 408
+                         and r.get("error") == "client body timeout" for r in hooks.access_log()),
+             timeout=3, what="the 408 in the access log")
