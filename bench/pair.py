@@ -5,6 +5,7 @@
     bench/pair.py A B [--rounds N] [--path /small] [--close | --h2] [--duration S]
     bench/pair.py A B --idle 10000
     bench/pair.py A B --scenario ratelimit|ratelimit-flood|jwt-rs256|jwt-es256|jwt-hs256 [--bare-a]
+    bench/pair.py A A --config-a '[metrics]\nenabled = false'     (one setting's cost, same binary)
 
 A and B are each a Jester binary, "haproxy", "nginx" or a floor probe from bench/probes ("probe:nio",
 "probe:epoll": bytes relayed to the upstream; "probe:epoll-splice": relayed without a copy; "probe:nio-respond",
@@ -36,8 +37,9 @@ import filter_scenarios  # noqa: E402
 import harness  # noqa: E402
 
 
-def configuration(work, kind, name, port, tls, scenario=None):
-    """Command line of one side, with its configuration written to `work` (with `scenario`'s filter, if any)."""
+def configuration(work, kind, name, port, tls, scenario=None, extra=""):
+    """Command line of one side, with its configuration written to `work` (with `scenario`'s filter, if any; a
+    Jester side gets `extra` appended: TOML tables such as `[metrics]` or `[tracing]`)."""
     listen = f"127.0.0.1:{harness.PROXY_PORT}"
     if kind.startswith("probe:"):
         if scenario:
@@ -59,6 +61,8 @@ def configuration(work, kind, name, port, tls, scenario=None):
             .replace("jester.pid", f"{name}.pid").replace("jester.sock", f"{name}.sock"))
     if scenario:
         text = scenario.apply("jester", text, work)
+    if extra:
+        text += "\n" + extra.replace("\\n", "\n") + "\n"
     path = work / f"{name}.toml"
     path.write_text(text)
     return [kind, "--config", str(path)]
@@ -127,6 +131,10 @@ def main():
                              "and report the RSS each grew by, per connection")
     parser.add_argument("--scenario", choices=filter_scenarios.SCENARIOS,
                         help="a request filter on both sides (bench/filter_scenarios.py)")
+    parser.add_argument("--config-a", default="", metavar="TOML",
+                        help="appended to side A's Jester configuration (\\n for newlines), e.g. "
+                             "'[metrics]\\nenabled = false': the same binary on both sides, one setting apart")
+    parser.add_argument("--config-b", default="", metavar="TOML", help="the same for side B")
     parser.add_argument("--bare-a", action="store_true",
                         help="with --scenario: side A without the filter (same requests), so B − A is its cost")
     args = parser.parse_args()
@@ -146,7 +154,8 @@ def main():
         for name, kind, port in (("a", args.a, harness.PROXY_PORT), ("b", args.b, harness.PROXY_PORT + 10)):
             harness.wait_for_free_port(port)
             filtered = scenario if not (name == "a" and args.bare_a) else None
-            command = configuration(work, kind, name, port, args.h2, filtered)
+            command = configuration(work, kind, name, port, args.h2, filtered,
+                                    args.config_a if name == "a" else args.config_b)
             sides.append((harness.Server(name, command, "0", work / f"{name}.log"), port))
             try:
                 harness.wait_for_http(port, tls=args.h2, headers=headers)

@@ -61,7 +61,7 @@ extension MetricProtocol {
 }
 
 /// One listener's ids: connections and bytes per protocol, TLS handshakes, and the requests no route took.
-public struct ListenerMetricIDs: Sendable {
+public final class ListenerMetricIDs: Sendable {
     public let name: String
     /// Indexed by `MetricProtocol.index`.
     public let connections: [SeriesID]
@@ -123,7 +123,7 @@ public struct RequestGrid: Sendable {
 
 /// One route as one listener serves it: its duration histogram, its request grids (no upstream, each upstream
 /// with no target, each target), its retries and replays per upstream, its filters' outcomes in chain order.
-public struct RouteMetricIDs: Sendable {
+public final class RouteMetricIDs: Sendable {
     public let name: String
     public let duration: SeriesID
     /// Requests Jester answered itself, or (for `noRoute`) that no route took.
@@ -198,7 +198,7 @@ public struct RouteMetricIDs: Sendable {
 }
 
 /// One target of one upstream pool: its connect and response histograms and its ejections.
-public struct TargetMetricIDs: Sendable {
+public final class TargetMetricIDs: Sendable {
     public let upstream: String
     public let target: String
     /// The target's position among every upstream's targets (configuration order): how routes find its grid.

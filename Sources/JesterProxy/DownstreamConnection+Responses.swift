@@ -47,18 +47,28 @@ extension DownstreamConnection {
         // The request id is written once below, whatever the upstream echoed.
         let echoedID = RequestExchange.fieldWrittenByExchange(in: response, bytes, runtime: runtime)
         let route = exchange.route
+        let edit = exchange.responseEdit
         for index in response.fields.indices where index != echoedID {
             let field = response.fields[index]
             guard !field.isHopByHop, field.kind != .contentLength else { continue }
             if RequestExchange.dropsUpstreamField(bytes, name: field.name, route: route) { continue }
+            if let edit, edit.drops(index) { continue }
             out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.line]))
             out.writeStaticString("\r\n")
+        }
+        if let edit {
+            for field in edit.addedFields {
+                out.writeString(field.name)
+                out.writeStaticString(": ")
+                out.writeString(field.value)
+                out.writeStaticString("\r\n")
+            }
         }
         // (The sticky check reads the exchange's pool, not the upstream, an existential, per response.)
         exchange.writeUpstreamResponseAdditions(
             into: &out, target: exchange.pool?.stickyCookie == nil ? 0 : upstream?.target ?? 0, secure: tls != nil,
             runtime: runtime, routes: routes)
-        if !rechunkResponse, let length = response.forwardedContentLength {
+        if !rechunkResponse, edit?.body == nil || responseFraming == .none, let length = response.forwardedContentLength {
             // One canonical value, whatever list form the upstream used.
             out.writeStaticString("Content-Length: ")
             out.writeDecimal(length)
@@ -116,9 +126,11 @@ extension DownstreamConnection {
             out.writeStaticString("\r\n")
         }
         exchange.writeResponseFields(into: &out, runtime: runtime, routes: routes)
-        out.writeStaticString("Content-Length: ")
-        out.writeDecimal(Int64(body.readableBytes))
-        out.writeStaticString("\r\n")
+        if response.status != 204 {  // RFC 9110 §8.6: a 204 (a CORS preflight's answer) has no Content-Length
+            out.writeStaticString("Content-Length: ")
+            out.writeDecimal(Int64(body.readableBytes))
+            out.writeStaticString("\r\n")
+        }
         writeConnectionField(into: &out)
         out.writeStaticString("\r\n")
         if !exchange.isHeadRequest { out.writeImmutableBuffer(body) }

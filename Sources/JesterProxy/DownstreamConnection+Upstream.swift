@@ -101,7 +101,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
     func upstreamResponseHead(_ response: HTTPHead, bytes: ByteBuffer) {
         if response.status >= 200 || response.status == 101 {
             exchange.log.upstreamStatus = response.status
-            exchange.upstreamEvent(.responseHead, runtime: runtime)
+            exchange.upstreamAnswered(by: upstream, runtime: runtime)
         }
         if response.status == 101 {
             // (Only when the request asked for it: `UpstreamConnection` refuses any other 101.)
@@ -142,6 +142,26 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
         timer.disarm()
         if let read = exchange.route?.readTimeout { timer.arm(.upstreamRead, after: read) }
         responseFraming = BodyFraming.response(response, requestWasHead: exchange.isHeadRequest)
+        if exchange.route?.responseFilters.isEmpty == false {
+            bytes.withUnsafeReadableBytes { exchange.decideResponse(response, $0) }
+        }
+        if responseFraming != .none, exchange.responseEdit?.body != nil {
+            // The response filters change the body's length: chunks, or (HTTP/1.0) the close, end it.
+            rechunkResponse = exchange.head.version == .http1_1
+            if !rechunkResponse { persistence.endAfterExchange() }
+        } else {
+            frameAsUpstreamDid()
+        }
+        if !requestBody.isComplete { persistence.endAfterExchange() }
+        exchange.log.status = response.status
+        responseStarted = true
+        let out = bytes.withUnsafeReadableBytes { rewriteResponseHead(response, $0) }
+        write(out)
+    }
+
+    /// The client's framing of a response whose body passes as it is: chunks stay chunks for HTTP/1.1 clients,
+    /// everything else is framed as the upstream framed it.
+    private func frameAsUpstreamDid() {
         switch responseFraming {
         case .chunked:
             // HTTP/1.0 clients cannot take chunks: send the decoded body and close to end it.
@@ -153,18 +173,18 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
         default:
             rechunkResponse = false
         }
-        if !requestBody.isComplete { persistence.endAfterExchange() }
-        exchange.log.status = response.status
-        responseStarted = true
-        let out = bytes.withUnsafeReadableBytes { rewriteResponseHead(response, $0) }
-        write(out)
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {
-        exchange.log.bytesOut += body.readableBytes
         if let read = exchange.route?.readTimeout, timer.isArmed(for: .upstreamRead) {
             timer.arm(.upstreamRead, after: read)
         }
+        var body = body
+        if let transform = exchange.responseEdit?.body {
+            guard let transformed = transform.transform(body, allocator: runtime.allocator) else { return }
+            body = transformed
+        }
+        exchange.log.bytesOut += body.readableBytes
         if rechunkResponse {
             write(runtime.allocator.chunkSizeLine(body.readableBytes))
             write(body)
@@ -176,6 +196,18 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
 
     func upstreamResponseEnd(reusable: Bool) {
         exchange.upstreamEvent(.responseEnd, runtime: runtime)
+        if responseFraming != .none, let transform = exchange.responseEdit?.body,
+            let rest = transform.finish(allocator: runtime.allocator), rest.readableBytes > 0
+        {
+            exchange.log.bytesOut += rest.readableBytes
+            if rechunkResponse {
+                write(runtime.allocator.chunkSizeLine(rest.readableBytes))
+                write(rest)
+                write(ByteBuffer(staticString: "\r\n"))
+            } else {
+                write(rest)
+            }
+        }
         if rechunkResponse { write(ByteBuffer(staticString: "0\r\n\r\n")) }
         let requestComplete = requestBody.isComplete
         if let upstream {

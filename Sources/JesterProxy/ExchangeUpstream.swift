@@ -26,6 +26,9 @@ protocol ExchangeUpstream: AnyObject {
     /// for HTTP/1.1 by this upstream, an HTTP/2 one whose answer has no such field: an HTTP/2 client is not told
     /// it.
     var responseFramingIsSynthesized: Bool { get }
+    /// Nanoseconds from the request going out to the response head, once that came (for the metrics); nil when
+    /// not known.
+    var responseWait: Int64? { get }
     /// Sends the request head. `chunkedBody`: the head declares chunked framing, so body bytes go as chunks.
     /// A 101 answer is passed on only when `expectsUpgrade`, and refused otherwise.
     func startExchange(
@@ -52,6 +55,10 @@ protocol ExchangeUpstream: AnyObject {
 
 extension UpstreamConnection: ExchangeUpstream {
     var responseFramingIsSynthesized: Bool { false }
+
+    /// From the pool's clock reads at the exchange's start and at the response head (the least-latency balancer
+    /// reads them too), so the metrics cost no clock read of their own.
+    var responseWait: Int64? { responseHeadAt.map { Int64(($0 - exchangeStartedAt) * 1e9) } }
 
     func release(reusable: Bool) {
         pool.release(self, reusable: reusable)

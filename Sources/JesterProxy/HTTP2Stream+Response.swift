@@ -13,7 +13,7 @@ extension HTTP2Stream {
         timer.disarm()
         if response.status >= 200 || response.status == 101 {
             exchange.log.upstreamStatus = response.status
-            exchange.upstreamEvent(.responseHead, runtime: runtime)
+            exchange.upstreamAnswered(by: upstream, runtime: runtime)
         }
         if response.status < 200 {
             // 1xx goes on as an interim HEADERS frame, as to HTTP/1.1 clients: a client that sent
@@ -34,6 +34,13 @@ extension HTTP2Stream {
             return
         }
         let route = exchange.route
+        responseHasBody = BodyFraming.response(response, requestWasHead: exchange.isHeadRequest) != .none
+        if route?.responseFilters.isEmpty == false {
+            bytes.withUnsafeReadableBytes { exchange.decideResponse(response, $0) }
+        }
+        let edit = exchange.responseEdit
+        // The response filters change the body's length: no content-length (the stream's end ends it).
+        let lengthChanges = responseHasBody && edit?.body != nil
         var fields = HTTP2HeaderBlock(reservingBytes: bytes.readableBytes + 128, fields: response.fields.count + 4)
         fields.append(":status", String(response.status))
         bytes.withUnsafeReadableBytes { raw in
@@ -46,12 +53,18 @@ extension HTTP2Stream {
                 let field = response.fields[index]
                 guard !field.isHopByHop, field.kind != .contentLength else { continue }
                 if RequestExchange.dropsUpstreamField(raw, name: field.name, route: route) { continue }
+                if let edit, edit.drops(index) { continue }
                 fields.append(
                     lowercasing: UnsafeRawBufferPointer(rebasing: raw[field.name]),
                     value: UnsafeRawBufferPointer(rebasing: raw[field.value]))
             }
         }
-        if let length = response.forwardedContentLength, upstream?.responseFramingIsSynthesized != true {
+        if let edit {
+            for field in edit.addedFields { fields.append(field.name.lowercased(), field.value) }
+        }
+        if let length = response.forwardedContentLength, upstream?.responseFramingIsSynthesized != true,
+            !lengthChanges
+        {
             fields.append("content-length", String(length))
         }
         exchange.forEachLowercasedUpstreamResponseAddition(
@@ -59,7 +72,6 @@ extension HTTP2Stream {
         ) { name, value, unique in
             fields.append(lowercasing: name, value: value, neverIndexed: unique)
         }
-        responseHasBody = BodyFraming.response(response, requestWasHead: exchange.isHeadRequest) != .none
         armReadTimer()
         responseStarted = true
         exchange.log.status = response.status
@@ -73,13 +85,24 @@ extension HTTP2Stream {
     func upstreamResponseBody(_ body: ByteBuffer) {
         // (A body to a HEAD request, from an HTTP/2 target that sent one anyway, has no stream left to go on.)
         guard responseHasBody else { return }
-        exchange.log.bytesOut += body.readableBytes
         armReadTimer()
+        var body = body
+        if let transform = exchange.responseEdit?.body {
+            guard let transformed = transform.transform(body, allocator: runtime.allocator) else { return }
+            body = transformed
+        }
+        exchange.log.bytesOut += body.readableBytes
         connection.sendBody(id, body)
     }
 
     func upstreamResponseEnd(reusable: Bool) {
         exchange.upstreamEvent(.responseEnd, runtime: runtime)
+        if responseHasBody, let transform = exchange.responseEdit?.body,
+            let rest = transform.finish(allocator: runtime.allocator), rest.readableBytes > 0
+        {
+            exchange.log.bytesOut += rest.readableBytes
+            connection.sendBody(id, rest)
+        }
         if responseHasBody { connection.finishBody(id, trailers: responseTrailers) }
         if let upstream {
             self.upstream = nil
@@ -234,7 +257,7 @@ extension HTTP2Stream {
             all.append(HTTP2Field(
                 String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self), neverIndexed: unique))
         }
-        all.append(HTTP2Field("content-length", String(body.readableBytes)))
+        if status != 204 { all.append(HTTP2Field("content-length", String(body.readableBytes))) }  // RFC 9110 §8.6
         responseStarted = true
         exchange.log.status = status
         exchange.log.bytesOut = body.readableBytes

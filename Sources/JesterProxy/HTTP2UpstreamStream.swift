@@ -24,6 +24,9 @@ final class HTTP2UpstreamStream: ExchangeUpstream, HTTP2UpstreamStreamDelegate {
     private var wasWritable = true
     private var ended = false
     private(set) var responseFramingIsSynthesized = false
+    /// When the request went out and its response head came, read only when the pool counts metrics.
+    private var sentAt: NIODeadline?
+    private(set) var responseWait: Int64?
     /// Request body bytes waiting in the session above this are not taken yet (about one stream window).
     private static let bufferLimit = 64 * 1024
     /// Parses the heads translated between the protocols; their fields were checked by nghttp2 or rendered by
@@ -64,6 +67,7 @@ final class HTTP2UpstreamStream: ExchangeUpstream, HTTP2UpstreamStreamDelegate {
             return
         }
         self.stream = stream
+        if pool.metrics != nil { sentAt = .now() }
     }
 
     /// The HTTP/2 fields of a rendered HTTP/1.1 request head: the request line and Host become pseudo-headers;
@@ -178,7 +182,10 @@ final class HTTP2UpstreamStream: ExchangeUpstream, HTTP2UpstreamStreamDelegate {
             finishDelegate { $0.upstreamFailed(.invalidResponse(.badStatusLine), responseStarted: false) }
             return
         }
-        if status >= 200 { responseStarted = true }
+        if status >= 200 {
+            responseStarted = true
+            if let sentAt { responseWait = (NIODeadline.now() - sentAt).nanoseconds }
+        }
         delegate?.upstreamResponseHead(head, bytes: bytes)
         if endStream, status >= 200 { end() }
     }

@@ -57,14 +57,18 @@ final class CompiledRoute: Sendable {
     let totalTimeout: TimeAmount?
     /// The request filters, listener-wide ones first; usually empty.
     let filters: FilterChain
+    /// The response filters (compression), in order; usually empty.
+    let responseFilters: ResponseFilterChain
 
     init(
         name: String, maxBodySize: Int64, action: Action, conditions: RouteConditions = RouteConditions(),
         pathRewrite: PathRewrite = .none, upstreamHost: [UInt8]? = nil, requestEdits: HeaderEdits = HeaderEdits(),
         responseEdits: HeaderEdits = HeaderEdits(), retryPolicy: RetryPolicy = RetryPolicy(),
-        timeouts: RouteTimeouts = RouteTimeouts(), filters: FilterChain = .empty
+        timeouts: RouteTimeouts = RouteTimeouts(), filters: FilterChain = .empty,
+        responseFilters: ResponseFilterChain = .empty
     ) {
         self.filters = filters
+        self.responseFilters = responseFilters
         self.timeouts = timeouts
         responseTimeout = timeouts.response.map(TimeAmount.init)
         readTimeout = timeouts.read.map(TimeAmount.init)

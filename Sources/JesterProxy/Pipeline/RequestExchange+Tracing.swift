@@ -66,7 +66,6 @@ extension RequestExchange {
     /// Records an upstream event in the access log's times and, with a trace, in its spans: an attempt's client
     /// span begins when the pool is asked and ends with the response (or when the next attempt begins).
     mutating func upstreamEvent(_ event: AccessLog.Record.UpstreamEvent, runtime: WorkerRuntime) {
-        if case .responseHead = event, upstreamSentAt != nil { upstreamAnsweredAt = .now() }
         guard let state = tracingState, let tracing = runtime.tracing else {
             log.mark(event)
             if case .asked = event { upstreamTargetIndex = nil }

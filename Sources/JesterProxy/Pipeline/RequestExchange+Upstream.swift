@@ -15,6 +15,13 @@ extension RequestExchange {
             connectTimeout: route?.timeouts.connect, preferred: stickyTarget)
     }
 
+    /// The attempt's upstream answered with a final (or 101) head: logged, traced, and its wait kept for the
+    /// metrics.
+    mutating func upstreamAnswered(by upstream: (any ExchangeUpstream)?, runtime: WorkerRuntime) {
+        upstreamEvent(.responseHead, runtime: runtime)
+        if runtime.metrics != nil { upstreamResponseWait = upstream?.responseWait }
+    }
+
     /// No upstream for this attempt: what the client is answered with. A retry that finds no other target
     /// answers with what the failed attempt got (a 502 from a reset target stays a 502, not "no target").
     mutating func acquisitionFailed(_ failure: UpstreamFailure) -> UpstreamFailure {
@@ -32,10 +39,6 @@ extension RequestExchange {
         let target = upstream.targetDescription
         upstreamConnected(target: upstream.target, runtime: runtime)
         log.upstreamTarget = target
-        if runtime.metrics != nil {
-            upstreamSentAt = .now()
-            upstreamAnsweredAt = nil
-        }
         assignRequestID(runtime: runtime)
         return renderedHead(request, target: target, runtime: runtime)
     }

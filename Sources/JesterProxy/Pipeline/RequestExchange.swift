@@ -49,10 +49,11 @@ struct RequestExchange {
     var upstreamTraceContext: TraceContext? { tracingState?.upstream }
     /// The answering target's index in its pool (the last attempt's), for the request's metrics.
     var upstreamTargetIndex: Int?
-    /// When the last attempt's request went to its upstream, and when the response head came back: read only
-    /// when metrics count (`upstream_response_duration_seconds`).
-    var upstreamSentAt: NIODeadline?
-    var upstreamAnsweredAt: NIODeadline?
+    /// How long the last attempt's upstream took to answer (`ExchangeUpstream.responseWait`), for the metrics'
+    /// `upstream_response_duration_seconds`: taken from the clock reads the pool makes anyway.
+    var upstreamResponseWait: Int64?
+    /// What the route's response filters change in the current response (`decideResponse`); nil: nothing.
+    var responseEdit: ResponseEdit?
     /// The request's id, assigned when first needed (`assignRequestID`).
     private(set) var requestID = RequestID.none
 
@@ -93,8 +94,8 @@ struct RequestExchange {
         isLogged = false
         tracingState = nil
         upstreamTargetIndex = nil
-        upstreamSentAt = nil
-        upstreamAnsweredAt = nil
+        upstreamResponseWait = nil
+        responseEdit = nil
         let tracing = runtime.tracing
         log.begin(
             head: head, bytes: bytes, client: client,
@@ -371,8 +372,8 @@ struct RequestExchange {
         }
         let proto: MetricProtocol = `protocol`.utf8CodeUnitCount == 8 && `protocol`.utf8Start[5] == UInt8(ascii: "2")
             ? .http2 : .http1
-        if let target, let sent = upstreamSentAt, let answered = upstreamAnsweredAt {
-            metrics.upstreamResponded(target: target, nanoseconds: (answered - sent).nanoseconds)
+        if let target, let wait = upstreamResponseWait {
+            metrics.upstreamResponded(target: target, nanoseconds: wait)
         }
         if let routeIDs, let pool, replays > 0 || retries.made > 0 {
             for _ in 0..<replays { metrics.replay(route: routeIDs, upstream: pool.name) }
