@@ -71,6 +71,7 @@ extension ConfigDecoder {
         case .jwt: settings = jwt(&table, node: node).map(FilterKind.jwt)
         case .ipRules: settings = ipRules(&table, node: node).map(FilterKind.ipRules)
         case .hmacSignature: settings = hmacSignature(&table).map(FilterKind.hmacSignature)
+        case .cors: settings = cors(&table).map(FilterKind.cors)
         }
         table.finish(decoder: &self)
         return settings.map { FilterSettings(name: name, kind: $0) }
@@ -357,6 +358,7 @@ extension ConfigDecoder {
     private mutating func checkChain(_ chain: [LocatedString], route: String, listener: String, _ configuration: Configuration) {
         var seen: [String: SourceLocation] = [:]
         var verifiesTokens = false
+        var authenticator: String?
         for entry in chain {
             if let first = seen[entry.value] {
                 reportOnce(entry.location, "filter '\(entry.value)' is already in the chain of route '\(route)' on "
@@ -364,7 +366,17 @@ extension ConfigDecoder {
                 continue
             }
             seen[entry.value] = entry.location
-            switch configuration.filter(named: entry.value)?.kind {
+            let kind = configuration.filter(named: entry.value)?.kind
+            // A preflight carries no credentials (Fetch §3.2.2): an authentication before cors refuses it.
+            if case .cors = kind, let authenticator {
+                let warning = ConfigDiagnostic(entry.location,
+                    "cors filter '\(entry.value)' comes after '\(authenticator)' in the chain of route '\(route)' on "
+                        + "listener '\(listener)': preflights carry no credentials, so they would be refused before "
+                        + "cors answers them", severity: .warning)
+                if !warnings.contains(warning) { warnings.append(warning) }
+            }
+            if [.jwt, .basicAuth, .hmacSignature].contains(kind?.name) { authenticator = authenticator ?? entry.value }
+            switch kind {
             case .jwt: verifiesTokens = true
             case .rateLimit(let limit):
                 for case .claim(let claim) in limit.key where !verifiesTokens {

@@ -347,6 +347,17 @@ extension ConfigGraph {
             settings += [("secret_file", hmac.secretFile), ("secret", ConfigRedaction.placeholder)]
             let maxBody = Units.formatSize(Int64(hmac.maxBody))
             settings.append(("max_body", maxBody.replacingOccurrences(of: "\"", with: "")))
+        case .cors(let cors):
+            func corsList(_ value: CORSList) -> String {
+                if case .listed(let items) = value { return list(items) }
+                return "*"
+            }
+            settings = [("allow_origins", corsList(cors.allowOrigins)), ("allow_methods", corsList(cors.allowMethods))]
+            if cors.allowHeaders != .listed([]) { settings.append(("allow_headers", corsList(cors.allowHeaders))) }
+            if cors.exposeHeaders != .listed([]) { settings.append(("expose_headers", corsList(cors.exposeHeaders))) }
+            if cors.allowCredentials { settings.append(("allow_credentials", "true")) }
+            if let maxAge = cors.maxAge { settings.append(("max_age", Units.format(maxAge))) }
+            if cors.allowPrivateNetwork { settings.append(("allow_private_network", "true")) }
         }
         return Filter(name: filter.name, kind: filter.kind.name, settings: settings)
     }

@@ -65,7 +65,7 @@ extension Configuration {
             case .hmacSignature(var hmac):
                 hmac.secret = Data(ConfigRedaction.placeholder.utf8)
                 filter.kind = .hmacSignature(hmac)
-            case .rateLimit, .ipRules:
+            case .rateLimit, .ipRules, .cors:
                 break
             }
             return filter

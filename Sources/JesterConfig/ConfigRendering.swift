@@ -303,6 +303,19 @@ extension Configuration {
                 "encoding = \(quoted(hmac.encoding.rawValue))", "prefix = \(quoted(hmac.prefix))",
                 "secret_file = \(quoted(hmac.secretFile))", "max_body = \(Units.formatSize(Int64(hmac.maxBody)))",
             ]
+        case .cors(let cors):
+            func corsList(_ value: CORSList) -> String {
+                if case .listed(let items) = value { return list(items) }
+                return quoted("*")
+            }
+            lines += [
+                "allow_origins = " + corsList(cors.allowOrigins), "allow_methods = " + corsList(cors.allowMethods),
+                "allow_headers = " + corsList(cors.allowHeaders), "expose_headers = " + corsList(cors.exposeHeaders),
+                "allow_credentials = \(cors.allowCredentials)",
+                cors.maxAge.map { "max_age = \(quoted(Units.format($0)))" }
+                    ?? unset(ConfigSchema.corsFilter, "max_age"),
+                "allow_private_network = \(cors.allowPrivateNetwork)",
+            ]
         }
         return lines
     }

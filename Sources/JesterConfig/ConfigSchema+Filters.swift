@@ -3,7 +3,7 @@ extension ConfigSchema {
     /// The tables of `[filters.NAME]`, one per `kind`: each declares `kind` itself (a one-value choice) and only
     /// the keys of that kind, so a key of another kind is reported as unknown, and JSON Schema gets a `oneOf`.
     public static let filterKinds: [Table] = [
-        rateLimitFilter, basicAuthFilter, jwtFilter, ipRulesFilter, hmacSignatureFilter,
+        rateLimitFilter, basicAuthFilter, jwtFilter, ipRulesFilter, hmacSignatureFilter, corsFilter,
     ]
 
     /// The table of one kind of filter.
@@ -14,6 +14,7 @@ extension ConfigSchema {
         case .jwt: return jwtFilter
         case .ipRules: return ipRulesFilter
         case .hmacSignature: return hmacSignatureFilter
+        case .cors: return corsFilter
         }
     }
 
@@ -119,5 +120,41 @@ extension ConfigSchema {
                     + "at start and on every reload; never empty."),
             Field("max_body", .size, default: "\"1MiB\"",
                 "The most body read and signed (at most 16MiB); a longer body gets 413 and nothing goes upstream."),
+        ])
+
+    /// `"*"` or an array of strings: the type of the cors lists.
+    private static let corsList = ValueType.either([.choice(["*"]), .array(.string)])
+
+    public static let corsFilter = Table(
+        "[filters.NAME], kind = cors",
+        [
+            kindField(.cors,
+                "Cross-origin resource sharing: preflights (OPTIONS with Origin and Access-Control-Request-Method) "
+                    + "are answered 204, or 403 when they ask for an origin, method or header not allowed, and never "
+                    + "reach an upstream; other requests go on, and responses to allowed origins get "
+                    + "Access-Control-Allow-Origin and the rest. Put it before any authentication: preflights carry "
+                    + "no credentials."),
+            Field("allow_origins", corsList, required: true,
+                "Origins that may read responses: exact (\"https://app.example.com\", scheme and port compared "
+                    + "exactly), subdomains (\"https://*.example.com\": one or more labels, not example.com "
+                    + "itself), or \"*\" for any (not with allow_credentials)."),
+            Field("allow_methods", corsList, default: "[\"GET\", \"HEAD\", \"POST\"]",
+                "Methods a preflight may ask for (case-sensitive), or \"*\"."),
+            Field("allow_headers", corsList, default: "[]",
+                "Request headers a preflight may ask for (any case; Content-Type: application/json needs "
+                    + "\"Content-Type\"), or \"*\" (the names asked for are echoed)."),
+            Field("expose_headers", corsList, default: "[]",
+                "Response headers scripts may read beyond the safelisted ones, or \"*\" (not with "
+                    + "allow_credentials)."),
+            Field("allow_credentials", .boolean, default: "false",
+                "Scripts may send cookies and HTTP authentication and read the answers "
+                    + "(Access-Control-Allow-Credentials: true); needs listed origins."),
+            Field("max_age", .duration, default: "none",
+                "How long a browser keeps a preflight's answer (Access-Control-Max-Age, whole seconds, at most "
+                    + "24h; Chromium keeps at most 2h); none: the browser's default, 5s."),
+            Field("allow_private_network", .boolean, default: "false",
+                "Answer Private Network Access preflights (Access-Control-Request-Private-Network: true, a public "
+                    + "site reaching a private address) with Access-Control-Allow-Private-Network: true; "
+                    + "without it they get 403."),
         ])
 }

@@ -33,6 +33,8 @@ public enum FilterKind: Sendable, Codable, Equatable {
     case ipRules(IPRuleSettings)
     /// A webhook's HMAC signature over the whole request body, checked against a shared secret.
     case hmacSignature(HMACSignatureSettings)
+    /// Cross-origin resource sharing: preflights answered, `Access-Control-*` fields on responses.
+    case cors(CORSSettings)
 
     /// The `kind` value that selects this case.
     public var name: FilterKindName {
@@ -42,6 +44,7 @@ public enum FilterKind: Sendable, Codable, Equatable {
         case .jwt: return .jwt
         case .ipRules: return .ipRules
         case .hmacSignature: return .hmacSignature
+        case .cors: return .cors
         }
     }
 }
@@ -53,6 +56,7 @@ public enum FilterKindName: String, Sendable, Codable, CaseIterable {
     case jwt = "jwt"
     case ipRules = "ip_rules"
     case hmacSignature = "hmac_signature"
+    case cors = "cors"
 }
 
 /// `kind = "rate_limit"`: a limit of `rate` requests per `per`, with a burst, counted per key.

@@ -22,6 +22,8 @@ enum RequestFilters {
                 filter = JWTFilter(name: definition.name, settings: settings)
             case .hmacSignature(let settings):
                 filter = HMACSignatureFilter(name: definition.name, settings: settings, eventLoop: eventLoop)
+            case .cors(let settings):
+                filter = CORSFilter(name: definition.name, settings: settings)
             }
             filters[definition.name] = filter
         }
