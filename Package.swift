@@ -6,9 +6,10 @@
 // The module graph mirrors the architecture (see README.md, "Architecture"):
 //
 //   C system libraries   CJesterOpenSSL CJesterNGHTTP2 CJesterNGTCP2 CJesterNGHTTP3 CJesterSystemd CJesterPosix
-//                        CJesterCrypt (libxcrypt)
+//                        CJesterCrypt (libxcrypt)  CJesterZlib CJesterBrotli CJesterZstd (content codings)
 //   pure (no I/O, no C)  JesterCore  JesterConfig  JesterControl  JesterMetrics  JesterTracing
 //   I/O wrappers         JesterSystem (posix + systemd)  JesterTLS  JesterHTTP2  JesterHTTP3
+//   codecs               JesterCompression (gzip, deflate, br, zstd streams over ByteBuffer; no sockets)
 //   filters' checks      JesterAuth (htpasswd over libxcrypt, JWT over JesterTLS's OpenSSL; no sockets)
 //   master's client      JesterFetch (one HTTP/1.1 GET over NIO, TLS through JesterTLS, JesterCore's parser)
 //   span export          JesterTracingExport (OTLP/HTTP from a thread of its own, over plain sockets)
@@ -62,6 +63,16 @@ let package = Package(
         .systemLibrary(
             name: "CJesterCrypt", pkgConfig: "libxcrypt",
             providers: [.apt(["libcrypt-dev"])]),
+        // The content codings (issue 21): zlib for gzip and deflate, brotli, zstd; imported by JesterCompression only.
+        .systemLibrary(
+            name: "CJesterZlib", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(
+            name: "CJesterBrotli", pkgConfig: "libbrotlienc libbrotlidec",
+            providers: [.apt(["libbrotli-dev"])]),
+        .systemLibrary(
+            name: "CJesterZstd", pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"])]),
         // libc calls Swift cannot make directly (variadic prctl, CMSG macros).
         .target(name: "CJesterPosix"),
 
@@ -95,6 +106,15 @@ let package = Package(
             dependencies: ["CJesterNGHTTP2", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings),
         .target(name: "JesterHTTP3", dependencies: ["CJesterNGTCP2", "CJesterNGHTTP3"], swiftSettings: swiftSettings),
+        // Streaming encoders and decoders for the content codings, behind one protocol each; the codings, their
+        // negotiation and the rules of when to compress are JesterCore's (pure), so this module only runs libraries.
+        .target(
+            name: "JesterCompression",
+            dependencies: [
+                "CJesterZlib", "CJesterBrotli", "CJesterZstd", "JesterCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings),
         // Credential checks for the auth filters: htpasswd (the only importer of CJesterCrypt) and JWT, whose
         // signatures JesterTLS checks. Values in, verdicts out: no sockets, no logger, time passed in.
         .target(name: "JesterAuth", dependencies: ["CJesterCrypt", "JesterTLS"], swiftSettings: swiftSettings),
@@ -121,7 +141,7 @@ let package = Package(
             name: "JesterProxy",
             dependencies: [
                 "JesterCore", "JesterConfig", "JesterControl", "JesterSystem", "JesterLogging", "JesterTLS", "JesterHTTP2",
-                "JesterAuth", "JesterMetrics", "JesterTracing", "JesterTracingExport",
+                "JesterAuth", "JesterMetrics", "JesterTracing", "JesterTracingExport", "JesterCompression",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -170,6 +190,9 @@ let package = Package(
             name: "JesterSystemTests",
             dependencies: ["JesterSystem", "JesterMetrics", "JesterCore", "JesterTLS", "JesterHTTP2", "JesterHTTP3"]),
         .testTarget(name: "JesterAuthTests", dependencies: ["JesterAuth", "JesterTLS"]),
+        .testTarget(
+            name: "JesterCompressionTests",
+            dependencies: ["JesterCompression", "JesterCore", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "JesterFetchTests",
             dependencies: ["JesterFetch", "JesterTLS", .product(name: "NIOPosix", package: "swift-nio")]),

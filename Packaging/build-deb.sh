@@ -24,7 +24,8 @@ done
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 packages=(dpkg-dev debhelper lintian rsync pkgconf libssl-dev libnghttp2-dev libngtcp2-dev
-          libngtcp2-crypto-gnutls-dev libnghttp3-dev libgnutls28-dev libsystemd-dev libcrypt-dev)
+          libngtcp2-crypto-gnutls-dev libnghttp3-dev libgnutls28-dev libsystemd-dev libcrypt-dev zlib1g-dev
+          libbrotli-dev libzstd-dev)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
