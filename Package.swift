@@ -8,6 +8,7 @@
 //   C system libraries   CJesterOpenSSL CJesterNGHTTP2 CJesterNGTCP2 CJesterNGHTTP3 CJesterSystemd CJesterPosix
 //                        CJesterCrypt (libxcrypt)  CJesterZlib CJesterBrotli CJesterZstd (content codings)
 //   pure (no I/O, no C)  JesterCore  JesterConfig  JesterControl  JesterMetrics  JesterTracing
+//                        JesterCache (RFC 9111 decisions: keys, freshness, storing, lookups; on JesterCore)
 //   I/O wrappers         JesterSystem (posix + systemd)  JesterTLS  JesterHTTP2  JesterHTTP3
 //   codecs               JesterCompression (gzip, deflate, br, zstd streams over ByteBuffer; no sockets)
 //   filters' checks      JesterAuth (htpasswd over libxcrypt, JWT over JesterTLS's OpenSSL; no sockets)
@@ -87,6 +88,9 @@ let package = Package(
         .target(name: "JesterMetrics", dependencies: ["JesterConfig"], swiftSettings: swiftSettings),
         // W3C trace context, sampling, spans and their OTLP encoding: values in, values out (times passed in).
         .target(name: "JesterTracing", swiftSettings: swiftSettings),
+        // The shared HTTP cache's decisions (RFC 9111): keys and their keyed hash, Cache-Control, freshness, what
+        // to store, lookups, revalidation, Cache-Status. Values in, decisions out; the index and files are I/O's.
+        .target(name: "JesterCache", dependencies: ["JesterCore"], swiftSettings: swiftSettings),
 
         // MARK: I/O wrappers, each the only importer of its C module.
         .target(
@@ -179,6 +183,7 @@ let package = Package(
         .testTarget(name: "JesterCoreTests", dependencies: ["JesterCore"]),
         .testTarget(name: "JesterConfigTests", dependencies: ["JesterConfig"]),
         .testTarget(name: "JesterControlTests", dependencies: ["JesterControl"]),
+        .testTarget(name: "JesterCacheTests", dependencies: ["JesterCache"]),
         .testTarget(name: "JesterLoggingTests", dependencies: ["JesterLogging"]),
         .testTarget(name: "JesterTracingTests", dependencies: ["JesterTracing", "JesterTracingExport"]),
         // Drives the exporter for the live tier (Tests/Live/test_otlp.py) until the worker exports spans itself.
