@@ -101,6 +101,7 @@ extension ConfigDecoder {
         let respondNode = table.take("respond", decoder: &self)
         let redirectNode = table.take("redirect", decoder: &self)
         let filterEntries = table.locatedStrings("filters", decoder: &self) ?? []
+        let compression = table.take("compression", decoder: &self).flatMap { decodeCompression($0) }
         table.finish(decoder: &self)
 
         if !pathPrefix.hasPrefix("/") {
@@ -196,6 +197,7 @@ extension ConfigDecoder {
         route.retry = retry
         route.timeouts = timeouts
         route.filters = filterEntries.map(\.value)
+        route.compression = compression
         if timeouts != RouteTimeouts(), upstream == nil, splitNodes == nil {
             report(node.location, "route '\(name)' has upstream timeouts, but it does not proxy")
         }

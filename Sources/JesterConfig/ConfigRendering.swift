@@ -221,6 +221,7 @@ extension Configuration {
             }
             lines.append(route.maxBodySize.map { "max_body_size = \(Units.formatSize($0))" } ?? unset(table, "max_body_size"))
             lines.append("filters = " + list(route.filters))
+            lines.append(route.compression.map(\.renderedTOML) ?? unset(table, "compression"))
             switch route.action {
             case .proxy(let upstream):
                 lines.append("upstream = \(quoted(upstream))")
@@ -403,6 +404,8 @@ extension ConfigSchema {
         render(headerEdits, title: "[[routes]] request_headers, response_headers = { ... }")
         render(respond, title: "[[routes]] respond = { ... }")
         render(redirect, title: "[[routes]] redirect = { ... }")
+        render(compression, title: "[[routes]] compression = { ... }")
+        render(compressionLevels, title: "[[routes]] compression.level = { ... }")
         render(upstream, title: "[upstreams.NAME]")
         render(target, title: "[upstreams.NAME] targets = [{ ... }]")
         render(healthCheck, title: "[upstreams.NAME.health_check]")

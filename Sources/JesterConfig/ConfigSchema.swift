@@ -415,6 +415,8 @@ public struct ConfigSchema: Sendable {
             Field("response_headers", .table(headerEdits), "Header fields to set, add or remove on the response."),
             Field("filters", .array(.string), default: "[]",
                 "Filters ([filters.NAME]) this route runs, in this order, after its listener's; a filter may appear once per chain."),
+            Field("compression", .table(compression), default: "none",
+                "Compress responses with the coding the client's Accept-Encoding prefers (br, zstd, gzip, deflate), and optionally decode coded request bodies: compression = {} for the defaults."),
         ])
 
     public static let split = Table(

@@ -352,6 +352,8 @@ public struct RouteSettings: Sendable, Codable, Equatable {
     public var timeouts: RouteTimeouts = RouteTimeouts()
     /// The names of the filters this route runs, in order, after its listener's (`[filters.NAME]`).
     @EmptyIfMissing public var filters: [String]
+    /// Response compression and request-body decoding (`compression = { ... }`); nil: neither.
+    public var compression: CompressionSettings?
 
     public init(
         name: String, listeners: [String] = [], hosts: [String] = [], pathPrefix: String = "/",

@@ -57,6 +57,8 @@ final class CompiledRoute: Sendable {
     let totalTimeout: TimeAmount?
     /// The request filters, listener-wide ones first; usually empty.
     let filters: FilterChain
+    /// Response compression and request-body decoding (`compression = { ... }`); nil: neither.
+    let compression: CompressionPolicy?
     /// The response filters (compression), in order; usually empty.
     let responseFilters: ResponseFilterChain
 
@@ -65,9 +67,10 @@ final class CompiledRoute: Sendable {
         pathRewrite: PathRewrite = .none, upstreamHost: [UInt8]? = nil, requestEdits: HeaderEdits = HeaderEdits(),
         responseEdits: HeaderEdits = HeaderEdits(), retryPolicy: RetryPolicy = RetryPolicy(),
         timeouts: RouteTimeouts = RouteTimeouts(), filters: FilterChain = .empty,
-        responseFilters: ResponseFilterChain = .empty
+        responseFilters: ResponseFilterChain = .empty, compression: CompressionPolicy? = nil
     ) {
         self.filters = filters
+        self.compression = compression
         self.responseFilters = responseFilters
         self.timeouts = timeouts
         responseTimeout = timeouts.response.map(TimeAmount.init)
@@ -357,7 +360,8 @@ final class WorkerRuntime: @unchecked Sendable {
                     timeouts: route.timeouts,
                     filters: RequestFilters.chain(
                         configuration.filterChain(for: route, listener: listener.name), compiled: filters,
-                        metrics: filterMetrics))
+                        metrics: filterMetrics),
+                    compression: route.compression?.policy)
                 entries[route.match.priority, default: []].append(
                     .init(hosts: route.hosts.map(HostPattern.init), pathPrefix: route.pathPrefix, value: compiled,
                         rank: conditions.specificity))
