@@ -14,6 +14,8 @@ final class WorkerTracing {
     /// Trace and span ids; touched only on the worker's event loop.
     var ids = TraceIDGenerator()
     let exporter: OTLPExporter
+    /// Also told of each request's spans as they are queued for export: the embedded tests read the tree here.
+    var spansFinished: (([Span]) -> Void)?
 
     /// Nil without `[tracing]` (or, never in practice, with an endpoint the loader would have refused).
     init?(_ settings: TracingSettings?) {

@@ -7,8 +7,8 @@
 /// exporter's queue. The tree it makes:
 ///
 ///     server span "GET"  (the caller's span as remote parent, when there is one)
-///       ├── internal "routing"
-///       ├── internal "filter basic_auth", …          one per filter (or policy) run
+///       ├── internal "routing"                       the route matched, or why none did (`PhaseSpans`)
+///       ├── internal "filter basic_auth", …          one per filter (or policy) run, its wait included
 ///       ├── client "GET" attempt 1 → upstream       one per attempt: replays and retries each get their own,
 ///       └── client "GET" attempt 2 → upstream       and each upstream request carries its attempt's span id
 ///
@@ -73,7 +73,8 @@ public struct RequestTrace: Sendable {
         _ name: String, kind: SpanKind = .internal, parent: SpanHandle? = nil, at startNanos: UInt64,
         ids: inout TraceIDGenerator, attributes: [SpanAttribute] = []
     ) -> SpanHandle {
-        guard isRecording else { return .none }
+        // (A trace that `finish` spent records nothing more: a phase ending after the log line is not a child.)
+        guard isRecording, !spans.isEmpty else { return .none }
         guard spans.count < Self.maxSpans else {
             droppedSpans += 1
             return .none

@@ -137,9 +137,19 @@ public enum SemanticKey {
     public static let serviceVersion = "service.version"
     // Jester's own (a `jester.` namespace, as the conventions ask of names they do not define).
     public static let route = "jester.route"
+    /// How the routing phase ended (`PhaseSpans.RouteOutcome`), and what the matched route does.
+    public static let routeOutcome = "jester.route.outcome"
+    public static let routeAction = "jester.route.action"
+    /// The routing phase read the body's start (a route of the listener matches on the body), and its span
+    /// covers the wait for it.
+    public static let routeReadBody = "jester.route.read_body"
     public static let upstream = "jester.upstream"
     public static let filter = "jester.filter"
+    /// The filter's `kind` as the configuration spells it (`ip_rules`, `jwt`…).
+    public static let filterKind = "jester.filter.kind"
     public static let filterOutcome = "jester.filter.outcome"
+    /// The filter waited (a Redis round trip, a hash on the thread pool): its span covers the wait.
+    public static let filterWaited = "jester.filter.waited"
     public static let requestID = "jester.request_id"
     public static let attempt = "jester.upstream.attempt"
 }

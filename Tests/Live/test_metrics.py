@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Live tests of the instance's metrics (issue 20, jester-metrics(7)) through `jesterctl metrics`: totals summed
 over the master and every worker survive a reload and a killed worker (a counter never drops), the master's own
-series follow reloads and restarts, and the exposition passes `promtool check metrics` in both formats."""
+series follow reloads and restarts, totals carry on across binary upgrades, and the exposition passes
+`promtool check metrics` in both formats."""
 
 import http.client
 import os
@@ -10,6 +11,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -99,6 +102,66 @@ def test_totals_survive_a_killed_worker(jester):
     assert sample(scrape(jester), "jester_master_worker_restarts_total") == restarts + 1
     make_connections(jester, 2)
     wait_for(lambda: connections(jester) >= before + 2, what="connections after the respawn counted")
+
+
+def test_totals_survive_binary_upgrades_and_keep_counting(make_jester, upstream):
+    """The table is handed to the new program across `jesterctl upgrade` (UpgradeHandOver): what the old
+    program's workers counted, a request still in flight on one of them included, is neither lost nor counted
+    twice once they drain and exit, and the new generation's requests add to it. Twice, so a program that was
+    itself started by an upgrade hands the table on too."""
+    jester = make_jester(f"""
+[upstreams.app]
+targets = ["{upstream.address}"]
+
+[[routes]]
+name = "app"
+path_prefix = "/"
+upstream = "app"
+""", workers=2)
+    labels = dict(listener="main", route="app", upstream="app", target=upstream.address, protocol="http1",
+                  status_class="2xx")
+
+    def requests(expected, what):
+        wait_for(lambda: sample(scrape(jester), "jester_http_requests_total", **labels) == expected, timeout=5,
+                 what=what)
+        return scrape(jester)
+
+    def send(count):
+        for _ in range(count):
+            status, _, error = curl("--http1.1", jester.url + "/echo")
+            assert status == 200, error
+
+    send(6)
+    before = requests(6, "six requests counted")
+    for round, (more, total) in enumerate([(4, 11), (2, 13)]):
+        generation = sample(before, "jester_master_generation")
+        workers = set(jester.worker_pids())
+        in_flight = []
+        if round == 0:
+            # Answered a second from now by an adopted worker of the old program, which counts it.
+            slow = threading.Thread(target=lambda: in_flight.append(curl("--http1.1", jester.url + "/slow?delay=1")))
+            slow.start()
+            time.sleep(0.2)
+        # --wait: until the adopted generation has drained and its workers have exited (their partitions
+        # retired into the master's).
+        jester.ctl("upgrade", "--wait", check=True)
+        assert not workers & set(jester.worker_pids())
+        if round == 0:
+            slow.join()
+            assert in_flight[0][0] == 200, in_flight
+            before = requests(7, "the request in flight across the upgrade counted")
+        after = scrape(jester)
+        assert sample(after, "jester_master_generation") == generation + 1
+        # Requests are counted as they end: exactly what was counted before. (A connection is counted once it
+        # closes, which may be just after the scrape before: never lower.)
+        for name, series in [("jester_http_requests_total", labels),
+                             ("jester_http_request_duration_seconds_count", dict(listener="main", route="app"))]:
+            assert sample(after, name, **series) == sample(before, name, **series), (round, name)
+        connections = dict(listener="main", protocol="http1")
+        assert sample(after, "jester_downstream_connections_total", **connections) >= sample(
+            before, "jester_downstream_connections_total", **connections)
+        send(more)
+        before = requests(total, f"the requests after upgrade {round + 1} counted on top")
 
 
 def test_configuration_series_exist_from_zero(jester):

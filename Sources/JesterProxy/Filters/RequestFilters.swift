@@ -36,7 +36,9 @@ enum RequestFilters {
     static func chain(
         _ settings: [FilterSettings], compiled: [String: any RequestFilter], metrics: FilterMetrics? = nil
     ) -> FilterChain {
-        FilterChain(filters: settings.map { compiled[$0.name] ?? UnavailableFilter(name: $0.name) }, metrics: metrics)
+        FilterChain(
+            filters: settings.map { compiled[$0.name] ?? UnavailableFilter(name: $0.name) },
+            kinds: settings.map(\.kind.name), metrics: metrics)
     }
 }
 

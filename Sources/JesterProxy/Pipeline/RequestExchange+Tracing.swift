@@ -1,23 +1,79 @@
 // SPDX-License-Identifier: Apache-2.0
+import JesterConfig
 import JesterCore
 import JesterHTTP2
 import JesterTracing
 import NIOCore
 
-/// The request's trace (`[tracing]`): continued from the caller's `traceparent` or begun here, one client span
-/// per upstream attempt (replays and retries each get theirs, and each upstream request carries its attempt's
-/// span as parent), and the whole tree handed to the exporter as the request ends.
+/// The request's trace (`[tracing]`): continued from the caller's `traceparent` or begun here, a span for routing,
+/// one per request filter that ran, one client span per upstream attempt (replays and retries each get theirs,
+/// and each upstream request carries its attempt's span as parent), and the whole tree handed to the exporter as
+/// the request ends.
 /// A traced request's state: its trace, the open upstream attempt's span, and the context that attempt's request
-/// carries upstream. A class so the exchange holds one reference (nil without `[tracing]`).
+/// carries upstream. A class so the exchange holds one reference (nil without `[tracing]`), and so the filter run
+/// can report to it (`FilterRunObserver`) without a closure.
 final class ExchangeTrace {
     var trace: RequestTrace
+    /// The worker's tracing: its id generator (the spans' ids) and exporter.
+    let tracing: WorkerTracing
+    /// When the request began (the server span's start), on the spans' clock.
+    let startedAt: UInt64
     var attempt: RequestTrace.SpanHandle?
     var upstream: TraceContext?
     /// Attempts begun so far (the first, replays, retries): `http.request.resend_count` is this less one.
     var attempts = 0
+    /// The span of the filter being applied (or waited for), and whether it waits.
+    private var filter = RequestTrace.SpanHandle.none
+    private var filterWaited = false
 
-    init(_ trace: RequestTrace) {
+    init(_ trace: RequestTrace, tracing: WorkerTracing, startedAt: UInt64) {
         self.trace = trace
+        self.tracing = tracing
+        self.startedAt = startedAt
+    }
+}
+
+/// Told as each filter of a run is applied and decides (`FilterContext.observer`): the hook through which a
+/// recorded trace makes a span of each filter. The exchange sets it only on a request whose trace is recorded;
+/// every other request's run has none, and pays one nil check per filter: no allocation, no clock read.
+protocol FilterRunObserver: AnyObject {
+    /// `filter` (of `kind`, when the chain was made from the configuration) is about to be applied.
+    func filterBegan(_ filter: any RequestFilter, kind: FilterKindName?)
+    /// The filter last begun returned `.suspended`: its verdict comes later (its span covers the wait).
+    func filterWaits()
+    /// The filter last begun decided (at once, or after waiting).
+    func filterDecided(_ verdict: FilterVerdict)
+    /// The run was given up while the filter last begun waited (the client left).
+    func filterAbandoned()
+}
+
+extension ExchangeTrace: FilterRunObserver {
+    func filterBegan(_ filter: any RequestFilter, kind: FilterKindName?) {
+        self.filter = trace.beginFilter(
+            name: filter.name, kind: kind?.rawValue ?? "unknown", at: WorkerTracing.now, ids: &tracing.ids)
+        filterWaited = false
+    }
+
+    func filterWaits() {
+        filterWaited = true
+    }
+
+    func filterDecided(_ verdict: FilterVerdict) {
+        let outcome: PhaseSpans.FilterOutcome
+        let status: Int?
+        switch verdict {
+        case .proceed: (outcome, status) = (.proceed, nil)
+        case .respond(let response, _): (outcome, status) = (.respond, response.status)
+        case .fail(let code, _): (outcome, status) = (.fail, code)
+        }
+        trace.endFilter(filter, at: WorkerTracing.now, outcome: outcome, statusCode: status, waited: filterWaited)
+        filter = .none
+    }
+
+    func filterAbandoned() {
+        guard filter != .none else { return }
+        trace.endFilter(filter, at: WorkerTracing.now, outcome: .abandoned, waited: filterWaited)
+        filter = .none
     }
 }
 
@@ -60,7 +116,37 @@ extension RequestExchange {
             for attribute in attributes { trace.setAttribute(attribute, on: trace.serverSpan) }
         }
         log.traceID = trace.context.traceID.description
-        tracingState = ExchangeTrace(trace)
+        tracingState = ExchangeTrace(trace, tracing: tracing, startedAt: now)
+    }
+
+    /// Records the routing phase's span (with a recorded trace): it began at `startNanos` and ended in `decision`.
+    /// `readBody`: the decision read the body's start (the span then starts with the request, the wait included).
+    mutating func traceRoute(_ decision: RouteDecision, startNanos: UInt64, readBody: Bool) {
+        guard let state = tracingState else { return }
+        let handle = state.trace.beginRouting(at: startNanos, ids: &state.tracing.ids)
+        let end = WorkerTracing.now
+        switch decision {
+        case .refuse(let status, _):
+            let outcome: PhaseSpans.RouteOutcome =
+                status == 404 ? .notFound : status == 413 ? .bodyTooLarge : .badRequest
+            state.trace.endRouting(
+                handle, at: end, outcome: outcome, route: route?.name, statusCode: status,
+                readBody: readBody)
+        case .local(let response):
+            state.trace.endRouting(
+                handle, at: end, outcome: .redirectToHTTPS, statusCode: response.status, readBody: readBody)
+        case .respond, .proxy:
+            let action: PhaseSpans.RouteAction?
+            switch route?.action {
+            case .proxy?: action = .proxy
+            case .split?: action = .split
+            case .respond?: action = .respond
+            case .redirect?: action = .redirect
+            case nil: action = nil
+            }
+            state.trace.endRouting(
+                handle, at: end, outcome: .matched, route: route?.name, action: action, readBody: readBody)
+        }
     }
 
     /// Records an upstream event in the access log's times and, with a trace, in its spans: an attempt's client
@@ -132,13 +218,18 @@ extension RequestExchange {
     /// Ends the trace as the request's log line is written, and queues its spans for export.
     mutating func finishTrace(runtime: WorkerRuntime) {
         guard let state = tracingState, let tracing = runtime.tracing else { return }
+        // A filter still waiting (the client left, a timeout answered) ends as abandoned, before the run is
+        // cancelled after the log line.
+        state.filterAbandoned()
         endUpstreamAttempt()
         let sent = log.status == 0 || log.status == 499 ? nil : log.status
         let spans = state.trace.finish(
             at: WorkerTracing.now, statusCode: sent,
             error: log.status == 499 ? "client_closed" : (sent == nil && !log.failure.isEmpty ? "cut" : nil))
         tracingState = nil
-        if !spans.isEmpty { _ = tracing.exporter.enqueue(spans) }
+        guard !spans.isEmpty else { return }
+        _ = tracing.exporter.enqueue(spans)
+        tracing.spansFinished?(spans)
     }
 
     /// Writes an attempt's `traceparent` (and the caller's `tracestate`) as HTTP/1.1 field lines.

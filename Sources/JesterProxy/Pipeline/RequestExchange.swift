@@ -147,6 +147,21 @@ struct RequestExchange {
         in routes: ListenerRoutes, client: IPAddressBytes?, tls: TLSRouteFacts?, body: BodyPeek?,
         bodyBytesSoFar: Int64 = 0
     ) -> RouteDecision {
+        // With a recorded trace the phase gets its span (`traceRoute`); this check is all other requests pay.
+        guard let tracingState, tracingState.trace.isRecording else {
+            return decideRoute(in: routes, client: client, tls: tls, body: body, bodyBytesSoFar: bodyBytesSoFar)
+        }
+        let readBody = body.map { !$0.bytes.isEmpty || !$0.isComplete } ?? false
+        let start = readBody ? tracingState.startedAt : WorkerTracing.now
+        let decision = decideRoute(in: routes, client: client, tls: tls, body: body, bodyBytesSoFar: bodyBytesSoFar)
+        traceRoute(decision, startNanos: start, readBody: readBody)
+        return decision
+    }
+
+    private mutating func decideRoute(
+        in routes: ListenerRoutes, client: IPAddressBytes?, tls: TLSRouteFacts?, body: BodyPeek?,
+        bodyBytesSoFar: Int64
+    ) -> RouteDecision {
         if let httpsRedirect = routes.httpsRedirect {
             // The listener only sends clients to HTTPS, keeping what they asked for; 308 keeps method and body.
             log.route = "-"
@@ -201,6 +216,8 @@ struct RequestExchange {
             head: head, bytes: headBytes, clientAddress: clientAddress, clientIP: clientIP, route: route, tls: tls,
             now: .now(), body: body)
         let context = FilterContext(chain: route.filters, input: input)
+        // A recorded trace makes a span of each filter; other requests' runs have no observer.
+        if let tracingState, tracingState.trace.isRecording { context.observer = tracingState }
         filterContext = context
         let verdict = context.start()
         if let verdict { note(verdict) }

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import JesterConfig
 import JesterCore
 import JesterMetrics
 import JesterTLS
@@ -75,6 +76,9 @@ final class FilterContext {
     private var next = 0
     /// Told the verdict of a run that waited; set by the exchange once `start` returned nil.
     var onDecision: ((FilterVerdict) -> Void)?
+    /// Told as each filter begins and decides, for its span; set by the exchange only when the request's trace is
+    /// recorded (`FilterRunObserver`), so an untraced run makes no span, reads no clock and allocates nothing.
+    var observer: (any FilterRunObserver)?
     /// The exchange gave up on this request (the client left): a late `resume` is dropped.
     private(set) var isCancelled = false
     /// A filter is running: a `resume` now (a cache answering before the filter even returned `.suspended`) is
@@ -101,6 +105,7 @@ final class FilterContext {
     }
 
     func cancel() {
+        if waiting, !isCancelled { observer?.filterAbandoned() }
         isCancelled = true
         onDecision = nil
     }
@@ -114,6 +119,7 @@ final class FilterContext {
         }
         guard waiting, !isCancelled else { return }
         waiting = false
+        observer?.filterDecided(verdict)
         let outcome: FilterVerdict?
         if case .proceed = verdict { outcome = proceed() } else { outcome = counted(verdict) }
         guard let outcome, let onDecision else { return }
@@ -125,6 +131,7 @@ final class FilterContext {
         while next < chain.filters.count {
             let filter = chain.filters[next]
             next += 1
+            observer?.filterBegan(filter, kind: chain.kind(of: next - 1))
             applying = true
             var step = filter.apply(input, context: self)
             applying = false
@@ -132,9 +139,11 @@ final class FilterContext {
                 earlyVerdict = nil
                 step = .decided(early)
             }
+            if case .decided(let verdict) = step { observer?.filterDecided(verdict) }
             switch step {
             case .suspended:
                 waiting = true
+                observer?.filterWaits()
                 return nil
             case .decided(.proceed):
                 continue
@@ -186,11 +195,19 @@ struct FilterChain: @unchecked Sendable {
     var metrics: FilterMetrics? = nil
     /// The most request body a filter of the chain reads (`RequestFilter.bodyLimit`); 0: none reads it.
     let bodyLimit: Int
+    /// Each filter's `kind` as the configuration names it, for its span; empty for a chain made without settings.
+    let kinds: [FilterKindName]
 
-    init(filters: [any RequestFilter], metrics: FilterMetrics? = nil) {
+    init(filters: [any RequestFilter], kinds: [FilterKindName] = [], metrics: FilterMetrics? = nil) {
         self.filters = filters
+        self.kinds = kinds
         self.metrics = metrics
         bodyLimit = filters.compactMap(\.bodyLimit).max() ?? 0
+    }
+
+    /// The kind of the filter at `index`, when known.
+    func kind(of index: Int) -> FilterKindName? {
+        index < kinds.count ? kinds[index] : nil
     }
 
     static let empty = FilterChain(filters: [])
