@@ -118,11 +118,8 @@ extension ConfigDecoder {
 
     private mutating func redis(_ node: ConfigNode) -> RedisSettings? {
         guard var reader = TableReader(node, ConfigSchema.redis, decoder: &self) else { return nil }
+        // A host name is looked up by the master (ResolvedAddresses), like an upstream target's.
         let address = reader.address("address", decoder: &self)
-        if let address, IPAddressBytes(address.host) == nil {
-            report(reader.location(of: "address"),
-                "'\(address)' must be an IP address and port (workers connect to Redis without looking names up)")
-        }
         var settings = RedisSettings(address: address ?? SocketAddressSpec(host: "127.0.0.1", port: 6379))
         settings.timeout = reader.duration("timeout", decoder: &self) ?? settings.timeout
         if settings.timeout < .milliseconds(1) {
@@ -132,6 +129,34 @@ extension ConfigDecoder {
         settings.onFailure = reader.choice("on_failure", decoder: &self).flatMap(RedisFailurePolicy.init(rawValue:))
             ?? settings.onFailure
         settings.keyPrefix = reader.string("key_prefix", decoder: &self) ?? settings.keyPrefix
+        settings.database = reader.integer("database", decoder: &self) ?? settings.database
+        if let username = reader.string("username", decoder: &self) {
+            // Redis ACL user names are one argument of ACL SETUSER: no blanks, no controls.
+            if username.isEmpty || username.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F }) {
+                report(reader.location(of: "username"),
+                    "the Redis 'username' must be non-empty, without blanks or controls")
+            }
+            if !reader.has("password_file") {
+                report(reader.location(of: "username"), "the Redis 'username' needs 'password_file' (AUTH sends both)")
+            }
+            settings.username = username
+        }
+        if let path = reader.string("password_file", decoder: &self) {
+            let location = reader.location(of: "password_file")
+            let file = Self.resolve(path, at: location)
+            settings.passwordFile = file
+            if var data = readFile(path, at: location) {
+                if data.last == 0x0A { data.removeLast() }
+                if data.last == 0x0D { data.removeLast() }
+                if data.isEmpty {
+                    report(location, "the Redis password in \(file) is empty")
+                } else if let password = String(data: data, encoding: .utf8) {
+                    settings.password = password
+                } else {
+                    report(location, "the Redis password in \(file) is not UTF-8 text")
+                }
+            }
+        }
         reader.finish(decoder: &self)
         return address == nil ? nil : settings
     }

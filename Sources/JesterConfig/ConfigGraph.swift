@@ -320,6 +320,12 @@ extension ConfigGraph {
             ]
             if let redis = limit.redis {
                 settings += [("redis", redis.address.description), ("on_failure", redis.onFailure.rawValue)]
+                if redis.database != 0 { settings.append(("database", "\(redis.database)")) }
+                if let user = redis.username { settings.append(("username", user)) }
+                // The path says where the password comes from; the password itself is redacted already.
+                if let file = redis.passwordFile {
+                    settings += [("password_file", file), ("password", ConfigRedaction.placeholder)]
+                }
             }
         case .basicAuth(let auth):
             settings = [("realm", auth.realm), ("htpasswd", auth.htpasswdFile)]

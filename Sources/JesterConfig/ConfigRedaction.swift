@@ -4,8 +4,8 @@ import Foundation
 /// Which values of a configuration are secrets, and the copy of a configuration with them replaced, for every
 /// tool that shows a configuration to a person (`jester diag`, and an admin API's effective config).
 ///
-/// Secrets kept in files (htpasswd, JWT and webhook HMAC secrets) are shown by path only, which is safe: the loader has
-/// their contents in memory, and those are what this replaces. Secrets written inline in the TOML file are header
+/// Secrets kept in files (htpasswd, JWT and webhook HMAC secrets, Redis passwords) are shown by path only, which
+/// is safe: the loader has their contents in memory, and those are what this replaces. Secrets written inline in the TOML file are header
 /// values: a token a route sends upstream (`request_headers`), a key a route matches on (`match_headers`), a cookie a
 /// fixed response sets. The field name says which are secret; redacting a value that was not costs a reader one lookup
 /// in the file, while showing one that was leaks it into terminals, tickets and chat.
@@ -65,7 +65,10 @@ extension Configuration {
             case .hmacSignature(var hmac):
                 hmac.secret = Data(ConfigRedaction.placeholder.utf8)
                 filter.kind = .hmacSignature(hmac)
-            case .rateLimit, .ipRules, .cors:
+            case .rateLimit(var limit):
+                if limit.redis?.password != nil { limit.redis?.password = ConfigRedaction.placeholder }
+                filter.kind = .rateLimit(limit)
+            case .ipRules, .cors:
                 break
             }
             return filter

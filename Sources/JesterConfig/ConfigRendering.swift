@@ -274,7 +274,10 @@ extension Configuration {
             if let redis = limit.redis {
                 lines.append("redis = { address = \(quoted(redis.address.description)), "
                     + "timeout = \(quoted(Units.format(redis.timeout))), pool_size = \(redis.poolSize), "
-                    + "on_failure = \(quoted(redis.onFailure.rawValue)), key_prefix = \(quoted(redis.keyPrefix)) }")
+                    + "on_failure = \(quoted(redis.onFailure.rawValue)), key_prefix = \(quoted(redis.keyPrefix)), "
+                    + "database = \(redis.database)"
+                    + (redis.username.map { ", username = \(quoted($0))" } ?? "")
+                    + (redis.passwordFile.map { ", password_file = \(quoted($0))" } ?? "") + " }")
             }
         case .basicAuth(let auth):
             lines += ["realm = \(quoted(auth.realm))", "htpasswd = \(quoted(auth.htpasswdFile))"]

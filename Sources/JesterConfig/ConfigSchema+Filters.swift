@@ -45,14 +45,20 @@ extension ConfigSchema {
     public static let redis = Table(
         "redis",
         [
-            Field("address", .address, required: true, "The Redis server: an IP address and port."),
+            Field("address", .hostAddress, required: true,
+                "The Redis server: an IP address, or a host name the master looks up (every 30s, as it does upstream targets' names), and a port."),
             Field("timeout", .duration, default: "\"50ms\"",
                 "The longest a request waits for Redis; then on_failure decides (a request is never held longer)."),
             Field("pool_size", .integer(1...64), default: "4", "Connections to Redis per worker."),
             Field("on_failure", .choice(RedisFailurePolicy.allCases.map(\.rawValue)), default: "\"allow\"",
-                "While Redis is down or slow: allow the request (fail open, logged once per interval) or deny it with the limit's status."),
+                "While Redis is down, slow or refusing the password: allow the request (fail open, logged once per interval) or deny it with 503 and Retry-After (fail closed)."),
             Field("key_prefix", .string, default: "\"jester:rl:\"",
                 "Prepended to every Redis key, so limits of different deployments sharing a server stay apart."),
+            Field("password_file", .string, default: "none",
+                "A file holding the Redis password (relative to this file; a final newline is not part of it), read by the master at start and on every reload; sent with AUTH when each connection opens. A refused AUTH is handled like a Redis that is down (on_failure)."),
+            Field("username", .string, default: "none",
+                "The Redis 6 ACL user (AUTH username password); without it AUTH sends the password alone (requirepass). Needs password_file."),
+            Field("database", .integer(0...65535), default: "0", "The Redis database the keys live in (SELECT)."),
         ])
 
     public static let basicAuthFilter = Table(

@@ -152,7 +152,8 @@ public enum RateLimitScope: String, Sendable, Codable, CaseIterable {
 
 /// `redis = { ... }` of a cluster-scope rate limit.
 public struct RedisSettings: Sendable, Codable, Equatable {
-    /// The server (an IP address and port: workers connect without resolving names).
+    /// The server: an IP address, or a host name the master looks up (as it does upstream targets' names) and
+    /// hands to the workers, which never block on a resolver.
     public var address: SocketAddressSpec
     /// The longest a request waits for Redis; then `onFailure` decides.
     public var timeout: Duration
@@ -162,24 +163,44 @@ public struct RedisSettings: Sendable, Codable, Equatable {
     public var onFailure: RedisFailurePolicy
     /// Prepended to every key, so several limits (or applications) can share one Redis.
     public var keyPrefix: String
+    /// The Redis 6 ACL user to authenticate as (`AUTH username password`); nil sends `AUTH password`, which is
+    /// `requirepass` (the `default` user). Only with a password (the decoder guarantees the pairing).
+    public var username: String?
+    /// `password_file` as resolved against the configuration file's directory: what dumps and messages show.
+    public var passwordFile: String?
+    /// The password the loader read from `passwordFile` (final newline dropped), sent in `AUTH` when each pooled
+    /// connection opens. Read by the master, like every secret, because workers never read files.
+    public var password: String?
+    /// The logical database (`SELECT`) the keys live in; 0, Redis's default, sends no SELECT.
+    @DefaultIfMissing<RedisDatabaseDefault> public var database: Int = RedisDatabaseDefault.defaultValue
 
     public init(
         address: SocketAddressSpec, timeout: Duration = .milliseconds(50), poolSize: Int = 4,
-        onFailure: RedisFailurePolicy = .allow, keyPrefix: String = "jester:rl:"
+        onFailure: RedisFailurePolicy = .allow, keyPrefix: String = "jester:rl:", username: String? = nil,
+        passwordFile: String? = nil, password: String? = nil, database: Int = 0
     ) {
         self.address = address
         self.timeout = timeout
         self.poolSize = poolSize
         self.onFailure = onFailure
         self.keyPrefix = keyPrefix
+        self.username = username
+        self.passwordFile = passwordFile
+        self.password = password
+        self.database = database
     }
+}
+
+/// The default of `redis.database`, so the settings of an older binary (a binary upgrade's hand-over) decode.
+public enum RedisDatabaseDefault: CodableDefault {
+    public static let defaultValue = 0
 }
 
 /// What a cluster-scope limit does while Redis cannot answer in time.
 public enum RedisFailurePolicy: String, Sendable, Codable, CaseIterable {
     /// Let the request through (fail open): an outage of the limiter is not an outage of the service.
     case allow
-    /// Refuse the request with the limit's status (fail closed).
+    /// Refuse the request with 503 and `Retry-After` (fail closed: the service, not the client, is at fault).
     case deny
 }
 

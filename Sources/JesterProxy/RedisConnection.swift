@@ -8,11 +8,56 @@ enum RedisConnectionFailure: Error, Sendable, Equatable {
     case closed
     /// The server sent bytes that are not RESP2, or a reply nobody asked for: the stream is out of step.
     case protocolError(String)
+    /// The server refused a command of the connection's handshake (a wrong password, an unknown ACL user, a
+    /// database out of range): the connection is of no use until the configuration changes.
+    case refused(String)
 
     var reason: String {
         switch self {
         case .closed: return "connection closed"
         case .protocolError(let why): return "protocol error: \(why)"
+        case .refused(let why): return why
+        }
+    }
+}
+
+/// What a pooled connection sends before any script: `AUTH` (with the ACL user, if one is configured) and
+/// `SELECT`, each answered `+OK` or the connection is refused.
+///
+/// Per connection, because Redis keeps both per connection; pipelined ahead of the scripts, because Redis answers
+/// in order, so nothing waits for the handshake's round trip except the first check on a new connection.
+struct RedisHandshake: Sendable, Equatable {
+    /// One command of the handshake, and what it is called in a refusal (never with the password).
+    struct Step: Sendable, Equatable {
+        let command: [UInt8]
+        let name: String
+    }
+
+    let steps: [Step]
+
+    /// `password` nil: no AUTH (a Redis without requirepass). `database` 0: no SELECT (every connection starts
+    /// there).
+    init(username: String? = nil, password: String? = nil, database: Int = 0) {
+        var steps: [Step] = []
+        if let password {
+            // Redis 6 (ACL): AUTH username password. Without a user, AUTH password is the `default` user.
+            let arguments = username.map { ["AUTH", $0, password] } ?? ["AUTH", password]
+            let name = username.map { "AUTH as \($0)" } ?? "AUTH"
+            steps.append(Step(command: RESPEncoder.command(arguments), name: name))
+        }
+        if database != 0 {
+            steps.append(Step(command: RESPEncoder.command(["SELECT", String(database)]), name: "SELECT \(database)"))
+        }
+        self.steps = steps
+    }
+
+    /// Why `reply` to `step` refuses the connection, or nil for `+OK`. An error reply carries Redis's reason
+    /// (`WRONGPASS invalid username-password pair`, `ERR DB index is out of range`), which never holds the password.
+    static func refusal(of step: Step, reply: RESPValue) -> String? {
+        switch reply {
+        case .simpleString("OK"): return nil
+        case .error(let message): return "\(step.name) refused: \(message)"
+        default: return "\(step.name) refused: unexpected reply \(reply)"
         }
     }
 }
@@ -76,6 +121,43 @@ final class RedisConnection: ChannelInboundHandler, @unchecked Sendable {
         context.eventLoop.execute {
             self.flushPending = false
             self.context?.flush()
+        }
+    }
+
+    /// Sends `handshake`'s commands; `opened` is called once, on the loop: with success when every one was
+    /// answered `+OK` (at once when there are none), or with why not, after the connection was closed (a refusal
+    /// closes it: whatever was pipelined behind it would be refused too).
+    func open(
+        _ handshake: RedisHandshake, now: NIODeadline,
+        opened: @escaping (Result<Void, RedisConnectionFailure>) -> Void
+    ) {
+        var pending = handshake.steps.count
+        guard pending > 0 else {
+            opened(.success(()))
+            return
+        }
+        var answered = false
+        for step in handshake.steps {
+            send(step.command, now: now) { result in
+                guard !answered else { return }
+                switch result {
+                case .failure(let failure):
+                    answered = true
+                    opened(.failure(failure))
+                case .success(let reply):
+                    if let refusal = RedisHandshake.refusal(of: step, reply: reply) {
+                        answered = true
+                        self.fail(.refused(refusal))
+                        opened(.failure(.refused(refusal)))
+                        return
+                    }
+                    pending -= 1
+                    if pending == 0 {
+                        answered = true
+                        opened(.success(()))
+                    }
+                }
+            }
         }
     }
 

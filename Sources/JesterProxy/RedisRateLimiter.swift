@@ -6,13 +6,16 @@ import NIOPosix
 
 /// The `cluster` scope of rate limits: one limit shared by every Jester instance through Redis.
 ///
-/// One per worker and Redis address, on the worker's loop. Each check runs `RedisGCRAScript` atomically in Redis,
-/// pipelined over a small pool of connections. Redis being down, slow or confused never stalls a request longer
-/// than `timeout`: the check answers `.unavailable` by then, and at once while Redis is known to be down (the
-/// last connection attempt failed), when the caller applies its `on_failure`. Connections come back in the
-/// background with exponential backoff; the unavailability is logged at most once per `reportInterval`, with the
-/// number of checks it affected. Keys already over their limit are answered from an `OverLimitCache` without a
-/// round trip. Loop-confined, hence `@unchecked Sendable`.
+/// One per worker and Redis server, on the worker's loop. Each check runs `RedisGCRAScript` atomically in Redis,
+/// pipelined over a small pool of connections. Each connection opens with the `RedisHandshake` (AUTH, SELECT)
+/// before any script; a refused handshake counts as a failed connection attempt (Redis known down, `on_failure`
+/// at once, logged once per interval with Redis's reason, retried with backoff). A server named by host name is
+/// connected to at the address the master resolved (`follow(resolved:)`). Redis being down, slow or confused
+/// never stalls a request longer than `timeout`: the check answers `.unavailable` by then, and at once while
+/// Redis is known to be down (the last connection attempt failed), when the caller applies its `on_failure`.
+/// Connections come back in the background with exponential backoff; the unavailability is logged at most once
+/// per `reportInterval`, with the number of checks it affected. Keys already over their limit are answered from
+/// an `OverLimitCache` without a round trip. Loop-confined, hence `@unchecked Sendable`.
 ///
 /// Its timers, connections and the replies they wait for hold it strongly (weak references would move its
 /// reference count to a side table, as `ConnectionTimer` explains): `shutdown()` cancels and closes them all,
@@ -39,10 +42,15 @@ final class RedisRateLimiter: RedisConnectionOwner, @unchecked Sendable {
     }
 
     let eventLoop: any EventLoop
-    let address: SocketAddress
+    /// The server as configured: an IP literal, or a host name the master looks up.
+    let host: String
+    let port: Int
+    /// Where new connections go: the literal, or the host's address as last resolved; nil until it is known.
+    private(set) var address: SocketAddress?
     let poolSize: Int
     let keyPrefix: String
     private let timeout: TimeAmount
+    private let handshake: RedisHandshake
     private let logger: Logger
     /// A connection whose oldest command has waited this long is considered stuck and replaced.
     private let stuckAfter: TimeAmount
@@ -65,22 +73,28 @@ final class RedisRateLimiter: RedisConnectionOwner, @unchecked Sendable {
     private var unavailability: UnavailabilityReport
     private var reportFlush: Scheduled<Void>?
     private var isShutDown = false
-    /// The last (rate, period, burst) and its script arguments: a route's limit is the same on every request.
-    private var lastLimit: (rate: Int, period: Duration, burst: Int, arguments: [String])?
+    /// The last (rate, period, burst, delay) and its script arguments: a route's limit is the same on every
+    /// request.
+    private var lastLimit: (rate: Int, period: Duration, burst: Int, delay: Int, arguments: [String])?
 
     /// Checks answered by Redis, and from the over-limit cache (for tests and, later, metrics).
     private(set) var roundTrips = 0
     private(set) var cacheHits = 0
 
-    /// `address`: see `socketAddress(_:)` for the configuration's "host:port". `poolSize`: most connections to
-    /// keep (commands are pipelined, so a few carry thousands of checks a second). `keyPrefix` goes before every
-    /// key, separating Jester's keys from other users of the Redis.
+    /// `host` and `port`: `redis.address`; a host name's address is looked up in `resolved` (the master's
+    /// lookups). `poolSize`: most connections to keep (commands are pipelined, so a few carry thousands of checks
+    /// a second). `keyPrefix` goes before every key, separating Jester's keys from other users of the Redis.
+    /// `handshake`: what each connection sends first (AUTH, SELECT).
     init(
-        eventLoop: any EventLoop, address: SocketAddress, poolSize: Int, timeout: Duration, keyPrefix: String,
+        eventLoop: any EventLoop, host: String, port: Int, resolved: [String: String] = [:],
+        handshake: RedisHandshake = RedisHandshake(), poolSize: Int, timeout: Duration, keyPrefix: String,
         logger: Logger, reportInterval: Duration = .seconds(10)
     ) {
         self.eventLoop = eventLoop
-        self.address = address
+        self.host = host
+        self.port = port
+        address = Self.address(host: host, port: port, resolved: resolved)
+        self.handshake = handshake
         self.poolSize = max(1, poolSize)
         self.timeout = TimeAmount(timeout)
         self.keyPrefix = keyPrefix
@@ -89,22 +103,42 @@ final class RedisRateLimiter: RedisConnectionOwner, @unchecked Sendable {
         unavailability = UnavailabilityReport(interval: TimeAmount(reportInterval))
     }
 
-    /// "host:port" or "[v6]:port" with an IP literal, as `redis.address` is written, to a socket address.
-    static func socketAddress(_ text: String) throws -> SocketAddress {
-        var host = Substring(text)
-        guard let colon = host.lastIndex(of: ":"), let port = Int(host[host.index(after: colon)...]),
-            (1...65535).contains(port)
-        else { throw SocketAddressError.unsupported }
-        host = host[..<colon]
-        if host.hasPrefix("["), host.hasSuffix("]") { host = host.dropFirst().dropLast() }
-        return try SocketAddress(ipAddress: String(host), port: port)
+    /// `host`'s address: itself when it is an IP literal, else the master's lookup in `resolved`; nil when there
+    /// is none yet.
+    static func address(host: String, port: Int, resolved: [String: String]) -> SocketAddress? {
+        if let literal = try? SocketAddress(ipAddress: host, port: port) { return literal }
+        return resolved[host].flatMap { try? SocketAddress(ipAddress: $0, port: port) }
     }
 
-    /// Checks one request against the limit of `rate` requests per `period` (plus `burst` at once) for `key`.
-    /// Called on the loop; `completion` runs on the loop, at most `timeout` after `now` (possibly before this
-    /// returns).
+    /// "host:port" as configured, for logs.
+    var server: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// Follows the master's lookups of host names: when the server's name resolves to another address, new
+    /// connections go there, and the open ones leave the pool and close once every check sent on them has been
+    /// answered or timed out (a fail-over behind a DNS name moves without failing the checks in flight).
+    func follow(resolved: [String: String]) {
+        eventLoop.assertInEventLoop()
+        guard !isShutDown, let new = Self.address(host: host, port: port, resolved: resolved), new != address else {
+            return
+        }
+        logger.notice("redis address changed", metadata: ["redis": "\(server)", "address": "\(new)"])
+        address = new
+        let retired = connections
+        connections = []
+        if !retired.isEmpty {
+            eventLoop.scheduleTask(in: timeout) { for connection in retired { connection.close() } }
+        }
+        // Not waiting out a backoff that was about the old address (or about having none).
+        reconnect?.cancel()
+        reconnect = nil
+        if isDown || !waitingForConnection.isEmpty { connect() }
+    }
+
+    /// Checks one request against the limit of `rate` requests per `period` (plus `burst` at once, of which
+    /// `delay` pass without waiting: `GCRA`'s terms) for `key`. Called on the loop; `completion` runs on the loop,
+    /// at most `timeout` after `now` (possibly before this returns).
     func check(
-        key: String, rate: Int, period: Duration, burst: Int, now: NIODeadline,
+        key: String, rate: Int, period: Duration, burst: Int, delay: Int = .max, now: NIODeadline,
         completion: @escaping (ClusterRateDecision) -> Void
     ) {
         eventLoop.assertInEventLoop()
@@ -119,11 +153,13 @@ final class RedisRateLimiter: RedisConnectionOwner, @unchecked Sendable {
             return
         }
         let arguments: [String]
-        if let lastLimit, lastLimit.rate == rate, lastLimit.period == period, lastLimit.burst == burst {
+        if let lastLimit, lastLimit.rate == rate, lastLimit.period == period, lastLimit.burst == burst,
+            lastLimit.delay == delay
+        {
             arguments = lastLimit.arguments
         } else {
-            arguments = RedisGCRAScript.arguments(rate: rate, period: period, burst: burst)
-            lastLimit = (rate, period, burst, arguments)
+            arguments = RedisGCRAScript.arguments(rate: rate, period: period, burst: burst, delay: delay)
+            lastLimit = (rate, period, burst, delay, arguments)
         }
         if isDown {
             unavailable(reason: nil, now: now)
@@ -269,11 +305,16 @@ final class RedisRateLimiter: RedisConnectionOwner, @unchecked Sendable {
 
     private func connect() {
         guard !isShutDown else { return }
+        guard let address else {
+            connectFailed(reason: "\(host) has no address yet (the master looks it up)")
+            return
+        }
         connecting += 1
         let connection = RedisConnection(owner: self)
+        let connectTimeout = max(timeout, .seconds(1))
         ClientBootstrap(group: eventLoop)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .connectTimeout(max(timeout, .seconds(1)))
+            .connectTimeout(connectTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(connection)
@@ -282,23 +323,47 @@ final class RedisRateLimiter: RedisConnectionOwner, @unchecked Sendable {
             .connect(to: address)
             .hop(to: eventLoop)
             .whenComplete { result in
-                self.connecting -= 1
                 switch result {
                 case .success(let channel):
                     guard !self.isShutDown else {
+                        self.connecting -= 1
                         channel.close(promise: nil)
                         return
                     }
-                    self.connected(connection)
+                    self.open(connection, within: connectTimeout)
                 case .failure(let error):
+                    self.connecting -= 1
                     self.connectFailed(reason: "connect failed: \(error)")
                 }
             }
     }
 
+    /// Runs the handshake on a new connection; it joins the pool once Redis accepted it. A Redis that accepts
+    /// the connection and never answers is given up after `limit`, like a connection that never opens.
+    private func open(_ connection: RedisConnection, within limit: TimeAmount) {
+        // Closing fails the handshake's commands, which answers `open` below (and cancelling after that is moot).
+        let giveUp = eventLoop.scheduleTask(in: limit) { connection.close() }
+        connection.open(handshake, now: NIODeadline.now()) { result in
+            giveUp.cancel()
+            self.connecting -= 1
+            switch result {
+            case .success:
+                guard !self.isShutDown else {
+                    connection.close()
+                    return
+                }
+                self.connected(connection)
+            case .failure(.refused(let reason)):
+                self.connectFailed(reason: reason)
+            case .failure(let failure):
+                self.connectFailed(reason: "handshake failed: \(failure.reason)")
+            }
+        }
+    }
+
     private func connected(_ connection: RedisConnection) {
         if isDown {
-            logger.notice("redis available again", metadata: ["redis": "\(address)"])
+            logger.notice("redis available again", metadata: ["redis": "\(server)"])
         }
         isDown = false
         connections.append(connection)
@@ -362,7 +427,8 @@ final class RedisRateLimiter: RedisConnectionOwner, @unchecked Sendable {
 
     private func log(_ report: UnavailabilityReport.Report) {
         logger.warning("redis unavailable for cluster rate limits", metadata: [
-            "redis": "\(address)", "reason": "\(report.reason)", "affected_requests": .stringConvertible(report.affected),
+            "redis": "\(server)", "reason": "\(report.reason)",
+            "affected_requests": .stringConvertible(report.affected),
             "seconds": .stringConvertible(report.seconds),
         ])
     }

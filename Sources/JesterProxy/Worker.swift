@@ -292,6 +292,7 @@ final class WorkerServer: @unchecked Sendable {
             applyTicketKeys(keys)
         case .resolvedAddresses(let addresses):
             for pool in runtime.pools.values { pool.updateAddresses(addresses) }
+            for case let limit as RateLimitFilter in runtime.filters.values { limit.followAddresses(addresses) }
         case .keySet(let keySet):
             applyKeySet(keySet)
         case .tapFilters(let filters):

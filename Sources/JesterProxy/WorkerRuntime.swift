@@ -306,7 +306,7 @@ final class WorkerRuntime: @unchecked Sendable {
         }
         self.pools = pools
         let allocator = ByteBufferAllocator()
-        let filters = RequestFilters.compile(configuration.filters, eventLoop: eventLoop)
+        let filters = RequestFilters.compile(configuration.filters, eventLoop: eventLoop, resolved: resolved)
         self.filters = filters
         var tables: [String: ListenerRoutes] = [:]
         for listener in configuration.listeners {

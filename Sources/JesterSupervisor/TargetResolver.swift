@@ -18,8 +18,8 @@ struct ResolvedAddresses: Equatable {
     /// Host name → when it was last looked up (monotonic seconds).
     private var lookedUpAt: [String: Double] = [:]
 
-    /// Takes the names of `configurations`' targets (IP literals need no lookup); names no longer used are
-    /// forgotten.
+    /// Takes the names of `configurations`' targets and of their cluster rate limits' Redis servers (looked up
+    /// every 30 s; IP literals need no lookup); names no longer used are forgotten.
     mutating func track(_ configurations: [Configuration]) {
         var wanted: [String: Double] = [:]
         for configuration in configurations {
@@ -28,6 +28,10 @@ struct ResolvedAddresses: Equatable {
                 for target in upstream.targets where !Self.isAddressLiteral(target.address.host) {
                     wanted[target.address.host] = min(wanted[target.address.host] ?? interval, interval)
                 }
+            }
+            for case .rateLimit(let limit) in configuration.filters.map(\.kind) {
+                guard let host = limit.redis?.address.host, !Self.isAddressLiteral(host) else { continue }
+                wanted[host] = min(wanted[host] ?? 30, 30)
             }
         }
         intervals = wanted

@@ -9,6 +9,7 @@ import Testing
 @testable import JesterProxy
 
 /// A real `redis-server` on a free loopback port, for one test: no persistence, killed when the test ends.
+/// `arguments` go on its command line (`--requirepass`); `password` is what `command` authenticates with.
 final class RedisServer: @unchecked Sendable {
     static let binary = "/usr/bin/redis-server"
     static let cli = "/usr/bin/redis-cli"
@@ -17,10 +18,14 @@ final class RedisServer: @unchecked Sendable {
     }
 
     let port: Int
+    let arguments: [String]
+    let password: String?
     private var process: Process?
 
-    init() throws {
+    init(arguments: [String] = [], password: String? = nil) throws {
         port = try Self.freePort()
+        self.arguments = arguments
+        self.password = password
         try start()
     }
 
@@ -33,6 +38,7 @@ final class RedisServer: @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            + arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -62,7 +68,7 @@ final class RedisServer: @unchecked Sendable {
     func command(_ arguments: String...) throws -> String {
         let cli = Process()
         cli.executableURL = URL(fileURLWithPath: Self.cli)
-        cli.arguments = ["-p", "\(port)"] + arguments
+        cli.arguments = ["-p", "\(port)"] + (password.map { ["--no-auth-warning", "-a", $0] } ?? []) + arguments
         let output = Pipe()
         cli.standardOutput = output
         cli.standardError = FileHandle.nullDevice
@@ -113,25 +119,26 @@ final class RedisRateLimiterTests {
 
     private func makeLimiter(timeout: Duration = .milliseconds(200), poolSize: Int = 2) -> RedisRateLimiter {
         let limiter = RedisRateLimiter(
-            eventLoop: group.next(), address: redis.address, poolSize: poolSize, timeout: timeout,
+            eventLoop: group.next(), host: "127.0.0.1", port: redis.port, poolSize: poolSize, timeout: timeout,
             keyPrefix: "jester:test:", logger: Logger(label: "test"))
         limiters.append(limiter)
         return limiter
     }
 
     private func check(
-        _ limiter: RedisRateLimiter, _ key: String, rate: Int = 10, period: Duration = .seconds(60), burst: Int = 4
+        _ limiter: RedisRateLimiter, _ key: String, rate: Int = 10, period: Duration = .seconds(60), burst: Int = 4,
+        delay: Int = .max
     ) async -> ClusterRateDecision {
-        await Self.check(limiter, key, rate: rate, period: period, burst: burst)
+        await Self.check(limiter, key, rate: rate, period: period, burst: burst, delay: delay)
     }
 
     /// One check on the limiter's loop, awaited.
-    private static func check(
-        _ limiter: RedisRateLimiter, _ key: String, rate: Int, period: Duration, burst: Int
+    static func check(
+        _ limiter: RedisRateLimiter, _ key: String, rate: Int, period: Duration, burst: Int, delay: Int = .max
     ) async -> ClusterRateDecision {
         await withCheckedContinuation { continuation in
             limiter.eventLoop.execute {
-                limiter.check(key: key, rate: rate, period: period, burst: burst, now: .now()) {
+                limiter.check(key: key, rate: rate, period: period, burst: burst, delay: delay, now: .now()) {
                     continuation.resume(returning: $0)
                 }
             }
@@ -161,6 +168,41 @@ final class RedisRateLimiterTests {
         #expect(await check(limiter, "client-b") == .allow(remaining: 4, resetAfter: .seconds(6)))
         let ttl = try #require(Int(try redis.command("PTTL", "jester:test:client-a")))
         #expect(ttl > 29_000 && ttl <= 30_000)
+    }
+
+    @Test func delayModeWaitsLikeGCRAThenRefuses() async throws {
+        let limiter = makeLimiter()
+        // 10 a minute (T = 6 s), 4 tolerated of which 1 passes at once: nginx's burst=4 delay=1.
+        let gcra = GCRA(rate: 10, period: .seconds(60), burst: 4, delay: 1)
+        var tat: Int64?
+        var seen: [String] = []
+        for _ in 0..<6 {
+            let (newTAT, expected) = gcra.decide(tat: tat, now: 0)
+            tat = newTAT ?? tat
+            let decision = await check(limiter, "patient", burst: 4, delay: 1)
+            switch (decision, expected) {
+            case (.allow(let remaining, _), .allow(let expectedRemaining, _)):
+                #expect(remaining == expectedRemaining)
+                seen.append("allow")
+            case (.delay(let wait, let remaining), .delay(let expectedWait, let expectedRemaining)):
+                // Redis's clock moved on a little since the first request: the wait is shorter by that much.
+                #expect(wait <= expectedWait && wait > expectedWait - .milliseconds(500), "\(wait) for \(expectedWait)")
+                #expect(remaining == expectedRemaining)
+                seen.append("delay")
+            case (.refuse, .refuse):
+                seen.append("refuse")
+            default:
+                Issue.record("Redis said \(decision), GCRA says \(expected)")
+            }
+        }
+        #expect(seen == ["allow", "allow", "delay", "delay", "delay", "refuse"])
+        // Without delay mode nothing waits: the same limit passes five at once.
+        for _ in 0..<5 {
+            guard case .allow = await check(limiter, "impatient", burst: 4) else {
+                Issue.record("a request waited or was refused within the burst")
+                return
+            }
+        }
     }
 
     @Test func requestsSpacedByTheIntervalPassAgain() async throws {
@@ -315,8 +357,13 @@ final class RedisRateLimiterTests {
 /// The limiter's pure parts: script arguments and replies, the over-limit cache, reporting and backoff.
 @Suite struct RedisRateLimiterStateTests {
     @Test func scriptArgumentsFollowGCRA() {
-        #expect(RedisGCRAScript.arguments(rate: 10, period: .seconds(60), burst: 4) == ["6000000", "24000000", "1"])
-        #expect(RedisGCRAScript.arguments(rate: 3, period: .seconds(1), burst: 0) == ["333333", "0", "1"])
+        // D defaults to τ (nothing waits); with delay mode it is that many intervals, never more than τ.
+        #expect(RedisGCRAScript.arguments(rate: 10, period: .seconds(60), burst: 4)
+            == ["6000000", "24000000", "1", "24000000"])
+        #expect(RedisGCRAScript.arguments(rate: 10, period: .seconds(60), burst: 4, delay: 1)
+            == ["6000000", "24000000", "1", "6000000"])
+        #expect(RedisGCRAScript.arguments(rate: 10, period: .seconds(60), burst: 4, delay: 9)[3] == "24000000")
+        #expect(RedisGCRAScript.arguments(rate: 3, period: .seconds(1), burst: 0) == ["333333", "0", "1", "0"])
         let gcra = GCRA(rate: 3, period: .seconds(1), burst: 2)
         let arguments = RedisGCRAScript.arguments(rate: 3, period: .seconds(1), burst: 2)
         #expect(arguments[0] == String(gcra.emissionInterval / 1000))
@@ -326,13 +373,17 @@ final class RedisRateLimiterTests {
     }
 
     @Test func scriptRepliesBecomeDecisions() {
-        #expect(RedisGCRAScript.decision(from: .array([.integer(1), .integer(3), .integer(0), .integer(1_500_000)]))
+        func reply(_ numbers: Int64...) -> RESPValue { .array(numbers.map(RESPValue.integer)) }
+        #expect(RedisGCRAScript.decision(from: reply(1, 3, 0, 1_500_000, 0))
             == .allow(remaining: 3, resetAfter: .milliseconds(1500)))
-        #expect(RedisGCRAScript.decision(from: .array([.integer(0), .integer(0), .integer(250), .integer(9)]))
-            == .refuse(retryAfter: .microseconds(250)))
+        #expect(RedisGCRAScript.decision(from: reply(1, 1, 0, 1_500_000, 700_000))
+            == .delay(.milliseconds(700), remaining: 1))
+        #expect(RedisGCRAScript.decision(from: reply(0, 0, 250, 9, 0)) == .refuse(retryAfter: .microseconds(250)))
         #expect(RedisGCRAScript.decision(from: .error("ERR boom")) == nil)
-        #expect(RedisGCRAScript.decision(from: .array([.integer(1), .integer(3)])) == nil)
-        #expect(RedisGCRAScript.decision(from: .array([.integer(2), .integer(0), .integer(0), .integer(0)])) == nil)
+        #expect(RedisGCRAScript.decision(from: reply(1, 3)) == nil)
+        // The four-number reply of the script before delay mode is not taken for an answer.
+        #expect(RedisGCRAScript.decision(from: reply(1, 3, 0, 1_500_000)) == nil)
+        #expect(RedisGCRAScript.decision(from: reply(2, 0, 0, 0, 0)) == nil)
         #expect(RESPValue.error("NOSCRIPT No matching script.").errorKind == "NOSCRIPT")
     }
 
@@ -379,12 +430,14 @@ final class RedisRateLimiterTests {
         #expect(backoff.failed(jitter: 1) == .milliseconds(100))
     }
 
-    @Test func redisAddressesAreIPLiteralsWithPorts() throws {
-        let v4 = try RedisRateLimiter.socketAddress("127.0.0.1:6379")
+    @Test func redisAddressesAreLiteralsOrTheMastersLookups() throws {
+        let v4 = RedisRateLimiter.address(host: "127.0.0.1", port: 6379, resolved: [:])
         #expect(v4 == (try SocketAddress(ipAddress: "127.0.0.1", port: 6379)))
-        #expect(try RedisRateLimiter.socketAddress("[::1]:6380") == SocketAddress(ipAddress: "::1", port: 6380))
-        #expect(throws: (any Error).self) { try RedisRateLimiter.socketAddress("redis.example:6379") }
-        #expect(throws: (any Error).self) { try RedisRateLimiter.socketAddress("127.0.0.1") }
-        #expect(throws: (any Error).self) { try RedisRateLimiter.socketAddress("127.0.0.1:0") }
+        #expect(RedisRateLimiter.address(host: "::1", port: 6380, resolved: [:])
+            == (try SocketAddress(ipAddress: "::1", port: 6380)))
+        // A host name is never looked up here: the master's answer, or nothing yet.
+        #expect(RedisRateLimiter.address(host: "redis.internal", port: 6379, resolved: [:]) == nil)
+        #expect(RedisRateLimiter.address(host: "redis.internal", port: 6379, resolved: ["redis.internal": "10.0.0.9"])
+            == (try SocketAddress(ipAddress: "10.0.0.9", port: 6379)))
     }
 }

@@ -129,3 +129,18 @@ import Testing
     resolved.track([Configuration()])
     #expect(resolved.addresses.isEmpty && resolved.intervals.isEmpty)
 }
+
+@Test func aClusterRateLimitsRedisHostNameIsLookedUpToo() {
+    var configuration = Configuration()
+    func limit(_ host: String) -> FilterSettings {
+        FilterSettings(name: host, kind: .rateLimit(RateLimitSettings(
+            rate: 10, scope: .cluster, redis: RedisSettings(address: SocketAddressSpec(host: host, port: 6379)))))
+    }
+    configuration.filters = [limit("redis.internal"), limit("10.0.0.5"), limit("::1")]
+    var resolved = ResolvedAddresses()
+    resolved.track([configuration])
+    #expect(resolved.intervals == ["redis.internal": 30])
+    #expect(resolved.due(now: 0) == ["redis.internal"])
+    let changed = resolved.record("redis.internal", address: "10.0.0.6")
+    #expect(changed && resolved.addresses == ["redis.internal": "10.0.0.6"])
+}

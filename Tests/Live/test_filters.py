@@ -445,3 +445,124 @@ def test_cluster_limit_fails_closed_when_configured(make_jester, upstream):
     for protocol in PROTOCOLS:
         response = request(jester, "/r", protocol)
         assert response.status == 503 and response.header("retry-after") == "1"
+
+
+class PasswordRedis(Redis):
+    """A redis-server that wants a password (requirepass), with an ACL user allowed Jester's keys only; it
+    listens on both loopback addresses, so a host name for it works whichever the resolver gives first."""
+    PASSWORD, USER, USER_PASSWORD = "door key", "limiter", "limiter-key"
+
+    def start(self):
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "-::1", "--save", "",
+             "--appendonly", "no", "--requirepass", self.PASSWORD],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: self.cli("PING") == "PONG", what="redis-server")
+        assert self.cli("ACL", "SETUSER", self.USER, "on", ">" + self.USER_PASSWORD, "~jester:*", "+@all") == "OK"
+
+    def cli(self, *args):
+        result = subprocess.run(["redis-cli", "-p", str(self.port), "--no-auth-warning", "-a", self.PASSWORD, *args],
+            capture_output=True, text=True, timeout=5)
+        return result.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def password_redis(tmp_path_factory):
+    """The shared redis-server of the tests below, and files holding the right and a wrong password."""
+    redis = PasswordRedis(free_port())
+    files = tmp_path_factory.mktemp("redis-passwords")
+    for name, password in [("right", PasswordRedis.PASSWORD), ("user", PasswordRedis.USER_PASSWORD),
+                           ("wrong", "not the key")]:
+        (files / name).write_text(password + "\n")
+    redis.files = files
+    yield redis
+    redis.stop()
+
+
+def test_cluster_limits_authenticate_with_a_password_or_an_acl_user(make_jester, upstream, password_redis):
+    """requirepass (AUTH password) and an ACL user (AUTH user password) in database 2, the server named by host
+    name: both count, in their own database."""
+    files, port = password_redis.files, password_redis.port
+    plain = (f'scope = "cluster"\nredis = {{ address = "127.0.0.1:{port}", key_prefix = "jester:plain:", '
+             f'password_file = "{files}/right" }}')
+    acl = (f'scope = "cluster"\nredis = {{ address = "localhost:{port}", key_prefix = "jester:acl:", '
+           f'username = "limiter", password_file = "{files}/user", database = 2 }}')
+    for extra, database in [(plain, "0"), (acl, "2")]:
+        jester = limited(make_jester, upstream, rate=2, per="1m", burst=1, workers=1, extra=extra)
+        statuses = [request(jester, "/r", protocol).status for protocol in PROTOCOLS * 2]
+        assert statuses == [200, 200, 429, 429], jester.logs()
+        prefix = "jester:plain:" if database == "0" else "jester:acl:"
+        assert password_redis.cli("-n", database, "KEYS", prefix + "*") != ""
+        assert "redis unavailable" not in jester.logs()
+    assert password_redis.cli("-n", "0", "KEYS", "jester:acl:*") == ""
+
+
+def test_a_refused_redis_password_gets_the_failure_policy_at_once(make_jester, upstream, password_redis):
+    """A wrong password is Redis down: the configured on_failure, answered without waiting for the (long)
+    timeout, and logged with Redis's reason."""
+    files, port = password_redis.files, password_redis.port
+    redis = (f'address = "127.0.0.1:{port}", timeout = "3s", password_file = "{files}/wrong"')
+    jester = make_jester(f"""
+[upstreams.app]
+targets = ["{upstream.address}"]
+
+[filters.open]
+kind = "rate_limit"
+rate = 1
+scope = "cluster"
+redis = {{ {redis} }}
+
+[filters.closed]
+kind = "rate_limit"
+rate = 1
+scope = "cluster"
+redis = {{ {redis}, on_failure = "deny" }}
+
+[[routes]]
+path_prefix = "/open"
+filters = ["open"]
+upstream = "app"
+
+[[routes]]
+path_prefix = "/closed"
+filters = ["closed"]
+upstream = "app"
+""")
+    for protocol in PROTOCOLS:
+        for path, status in [("/open", 200), ("/open", 200), ("/closed", 503), ("/closed", 503)]:
+            started = time.monotonic()
+            assert request(jester, path, protocol).status == status
+            assert time.monotonic() - started < 1.0
+    wait_for(lambda: "WRONGPASS" in jester.logs(), timeout=5, what="the refusal logged")
+    assert "not the key" not in jester.logs()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_cluster_limit_with_delay_delays_instead_of_refusing(make_jester, upstream, password_redis, protocol):
+    """5 a second (one per 200 ms), no burst, delay = 3: of five requests at once one passes at once, three wait
+    their turn (about 200, 400 and 600 ms) and only the fifth is refused."""
+    extra = (f'delay = 3\nscope = "cluster"\nredis = {{ address = "127.0.0.1:{password_redis.port}", '
+             f'key_prefix = "jester:delay-{protocol}:", password_file = "{password_redis.files}/right" }}')
+    jester = limited(make_jester, upstream, rate=5, per="1s", workers=1, extra=extra)
+    results = []
+    lock = threading.Lock()
+
+    def client():
+        started = time.monotonic()
+        response = request(jester, "/r", protocol)
+        with lock:
+            results.append((response.status, time.monotonic() - started, response))
+
+    clients = [threading.Thread(target=client) for _ in range(5)]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join()
+    statuses = sorted(status for status, _, _ in results)
+    assert statuses == [200, 200, 200, 200, 429], jester.logs()
+    waits = sorted(elapsed for status, elapsed, _ in results if status == 200)
+    # The last admitted waited for its turn (three intervals, less the clients' start-up spread); nothing waited
+    # past its turn by much.
+    assert waits[-1] >= 0.45 and waits[-1] < 1.5, waits
+    delayed = [response for status, elapsed, response in results if status == 200 and elapsed >= 0.15]
+    assert delayed and all(";t=" not in r.header("ratelimit") for r in delayed)

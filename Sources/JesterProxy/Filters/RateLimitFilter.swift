@@ -13,12 +13,13 @@ import NIOCore
 ///   worker of every generation, so neither SO_REUSEPORT's spreading of connections over workers nor a reload or a
 ///   binary upgrade gives a client more allowance.
 /// - `scope = "cluster"`: in Redis, shared by every Jester that uses it (`RedisRateLimiter`); when Redis does not
-///   answer within its timeout, `on_failure` decides (allow by default: a limiter outage must not become an
-///   outage of the API).
+///   answer within its timeout, or refuses the connection's AUTH or SELECT, `on_failure` decides (allow by
+///   default: a limiter outage must not become an outage of the API).
 ///
 /// Allowed requests get `RateLimit-Policy` and `RateLimit` on their response (draft-ietf-httpapi-ratelimit-headers)
 /// so clients can pace themselves; refused ones get the configured status (429) with `Retry-After` too. With
-/// `delay`, requests over the rate but within the burst wait until they conform (nginx's `limit_req ... delay`).
+/// `delay`, requests over the rate but within the burst wait until they conform (nginx's `limit_req ... delay`),
+/// in either scope: the wait comes from GCRA in the worker or from the script in Redis, and is served the same way.
 ///
 /// A request that lacks a part of the key (no such header, no such claim) is not counted, as nginx does for an
 /// empty key: limit by an authenticated claim, or by the client address, to catch everyone.
@@ -39,7 +40,8 @@ final class RateLimitFilter: RequestFilter {
     private var localState: [UInt64: Int64] = [:]
     private var warnedNoTable = false
 
-    init(name: String, settings: RateLimitSettings, eventLoop: any EventLoop) {
+    /// `resolved`: the master's lookups of host names, for a Redis named by one (`followAddresses` keeps up).
+    init(name: String, settings: RateLimitSettings, eventLoop: any EventLoop, resolved: [String: String] = [:]) {
         self.name = name
         self.settings = settings
         self.eventLoop = eventLoop
@@ -50,12 +52,19 @@ final class RateLimitFilter: RequestFilter {
             if case .header(let header) = $0 { return Array(header.lowercased().utf8) }
             return nil
         }
-        if settings.scope == .cluster, let redis = settings.redis,
-            let address = try? RedisRateLimiter.socketAddress(redis.address.description)
-        {
+        if settings.scope == .cluster, let redis = settings.redis {
+            let host = redis.address.host
+            var resolved = resolved
+            if RedisRateLimiter.address(host: host, port: redis.address.port, resolved: resolved) == nil {
+                // A name the master has not looked up yet (new in this reload): looked up here, once, before the
+                // worker serves, as UpstreamPool does for targets; the master's lookups take over from then on.
+                resolved[host] = (try? SocketAddress.makeAddressResolvingHost(host, port: 0))?.ipAddress
+            }
             self.redis = RedisRateLimiter(
-                eventLoop: eventLoop, address: address, poolSize: redis.poolSize, timeout: redis.timeout,
-                keyPrefix: redis.keyPrefix, logger: Logger(component: .rateLimit))
+                eventLoop: eventLoop, host: host, port: redis.address.port, resolved: resolved,
+                handshake: RedisHandshake(username: redis.username, password: redis.password, database: redis.database),
+                poolSize: redis.poolSize, timeout: redis.timeout, keyPrefix: redis.keyPrefix,
+                logger: Logger(component: .rateLimit))
         } else {
             redis = nil
         }
@@ -65,15 +74,25 @@ final class RateLimitFilter: RequestFilter {
         redis?.shutdown()
     }
 
+    /// The master looked host names up again (`ControlMessage.resolvedAddresses`): a Redis named by one follows.
+    func followAddresses(_ resolved: [String: String]) {
+        redis?.follow(resolved: resolved)
+    }
+
     func apply(_ request: FilterInput, context: FilterContext) -> FilterStep {
         if let redis {
             var parts: [String] = []
             guard forEachKeyPart(request, context: context, { parts.append($0) }) else { return .decided(.proceed) }
             redis.check(
                 key: clusterKey(parts), rate: settings.rate, period: settings.per, burst: settings.toleratedExcess,
-                now: request.now
+                delay: settings.undelayedExcess, now: request.now
             ) { [self] decision in
-                context.resume(clusterVerdict(decision, context: context))
+                if case .delay(let wait, let remaining) = decision {
+                    addFields(.delay(wait, remaining: remaining), to: context)
+                    proceed(after: wait, context: context)
+                } else {
+                    context.resume(clusterVerdict(decision, context: context))
+                }
             }
             return .suspended
         }
@@ -84,7 +103,7 @@ final class RateLimitFilter: RequestFilter {
             return .decided(.proceed)
         case .delay(let wait, _):
             addFields(decision, to: context)
-            eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(wait)) { context.resume(.proceed) }
+            proceed(after: wait, context: context)
             return .suspended
         case .refuse(let retryAfter):
             return .decided(refusal(retryAfter: retryAfter, decision: decision))
@@ -148,10 +167,18 @@ final class RateLimitFilter: RequestFilter {
 
     // MARK: Answers
 
+    /// Delay mode, for both scopes: the request is counted already and proceeds once it conforms to the rate.
+    private func proceed(after wait: Duration, context: FilterContext) {
+        eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(wait)) { context.resume(.proceed) }
+    }
+
     private func clusterVerdict(_ decision: ClusterRateDecision, context: FilterContext) -> FilterVerdict {
         switch decision {
         case .allow(let remaining, let resetAfter):
             addFields(.allow(remaining: remaining, resetAfter: resetAfter), to: context)
+            return .proceed
+        case .delay:
+            // (`apply` serves delays before asking for a verdict.)
             return .proceed
         case .refuse(let retryAfter):
             return refusal(retryAfter: retryAfter, decision: .refuse(retryAfter: retryAfter))

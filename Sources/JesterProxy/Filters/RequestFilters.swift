@@ -7,7 +7,10 @@ import NIOCore
 enum RequestFilters {
     /// The filters by name. (The loader checked every definition; one that still cannot be made is left out of
     /// the map, and the routes that list it refuse their requests rather than run without it: see `chain`.)
-    static func compile(_ definitions: [FilterSettings], eventLoop: any EventLoop) -> [String: any RequestFilter] {
+    /// `resolved`: the master's lookups of host names (a cluster rate limit's Redis may be named by one).
+    static func compile(
+        _ definitions: [FilterSettings], eventLoop: any EventLoop, resolved: [String: String] = [:]
+    ) -> [String: any RequestFilter] {
         var filters: [String: any RequestFilter] = [:]
         for definition in definitions {
             let filter: (any RequestFilter)?
@@ -15,7 +18,8 @@ enum RequestFilters {
             case .ipRules(let settings):
                 filter = IPRulesFilter(name: definition.name, settings: settings)
             case .rateLimit(let settings):
-                filter = RateLimitFilter(name: definition.name, settings: settings, eventLoop: eventLoop)
+                filter = RateLimitFilter(
+                    name: definition.name, settings: settings, eventLoop: eventLoop, resolved: resolved)
             case .basicAuth(let settings):
                 filter = BasicAuthFilter(name: definition.name, settings: settings, eventLoop: eventLoop)
             case .jwt(let settings):
