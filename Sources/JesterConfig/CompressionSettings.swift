@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 import JesterCore
 
-/// A route's `compression = { ... }`: which responses are compressed, with which codings at which levels, and
-/// whether request bodies sent coded are decoded for the upstream.
+/// `compression = { ... }` of a route, or of a listener for its routes that set none: which responses are
+/// compressed, with which codings at which levels, and whether request bodies sent coded are decoded for the
+/// upstream. A route's `compression = false` (`off`) turns its listener's off.
 ///
 /// Kept as written (type patterns as text), so the dump writes back what was read; `policy` is the form the data
-/// plane uses. Optional on `RouteSettings`, so an older binary's settings, handed over in a binary upgrade, still
+/// plane uses. Optional where it is used, so an older binary's settings, handed over in a binary upgrade, still
 /// decode.
 public struct CompressionSettings: Sendable, Codable, Equatable {
+    /// False only for a route's `compression = false`: neither its own nor its listener's.
+    @DefaultIfMissing<CompressionEnabledDefault> public var enabled: Bool
     /// The codings offered, in the server's order of preference (`algorithms`).
     public var algorithms: [ContentCoding]
     /// Each coding's level (`level`: one number for all, or a table per coding).
@@ -21,6 +24,13 @@ public struct CompressionSettings: Sendable, Codable, Equatable {
     /// The most bytes a decoded request body may have; more gets 413 (`max_decompressed_size`).
     public var maxDecompressedSize: Int64
 
+    /// A route's `compression = false`.
+    public static let off: CompressionSettings = {
+        var settings = CompressionSettings()
+        settings.enabled = false
+        return settings
+    }()
+
     /// The defaults of `compression = {}`.
     public init() {
         let policy = CompressionPolicy()
@@ -33,8 +43,10 @@ public struct CompressionSettings: Sendable, Codable, Equatable {
     }
 
     /// The `compression = { ... }` line of `jester config dump`, every key written (a level per listed coding), so
-    /// the dump reads back the same. Every string in it is a token or media range the loader checked: none needs escapes.
+    /// the dump reads back the same. Every string in it is a token or media range the loader checked: none needs
+    /// escapes.
     var renderedTOML: String {
+        guard enabled else { return "compression = false" }
         func list(_ items: [String]) -> String { "[" + items.map { "\"\($0)\"" }.joined(separator: ", ") + "]" }
         let levels = algorithms.map { "\($0.token) = \(self.levels[$0])" }.joined(separator: ", ")
         return "compression = { algorithms = " + list(algorithms.map(\.token)) + ", level = { \(levels) }, "
@@ -51,8 +63,35 @@ public struct CompressionSettings: Sendable, Codable, Equatable {
     }
 }
 
+/// `CompressionSettings.enabled` of settings written before the key existed.
+public enum CompressionEnabledDefault: CodableDefault {
+    public static let defaultValue = true
+}
+
+extension Configuration {
+    /// The compression of requests on `listener` taken by `route`: the route's own, else the listener's; nil when
+    /// neither has one, or the route turned it off.
+    public func compression(for route: RouteSettings, listener: String) -> CompressionPolicy? {
+        guard let settings = route.compression ?? listeners.first(where: { $0.name == listener })?.compression,
+            settings.enabled
+        else { return nil }
+        return settings.policy
+    }
+}
+
 extension ConfigDecoder {
-    /// `compression = { ... }` of a route: every key checked, errors at the key's place.
+    /// `compression` of a route: a table, or `false` to turn its listener's off.
+    mutating func decodeRouteCompression(_ node: ConfigNode) -> CompressionSettings? {
+        switch node.value {
+        case .boolean(false): return .off
+        case .boolean(true):
+            report(node.location, "'compression = true' is not a setting: write compression = {} for the defaults")
+            return nil
+        default: return decodeCompression(node)
+        }
+    }
+
+    /// `compression = { ... }` of a route or listener: every key checked, errors at the key's place.
     mutating func decodeCompression(_ node: ConfigNode) -> CompressionSettings? {
         guard var table = TableReader(node, ConfigSchema.compression, decoder: &self) else { return nil }
         var settings = CompressionSettings()

@@ -101,7 +101,7 @@ extension ConfigDecoder {
         let respondNode = table.take("respond", decoder: &self)
         let redirectNode = table.take("redirect", decoder: &self)
         let filterEntries = table.locatedStrings("filters", decoder: &self) ?? []
-        let compression = table.take("compression", decoder: &self).flatMap { decodeCompression($0) }
+        let compression = table.take("compression", decoder: &self).flatMap { decodeRouteCompression($0) }
         table.finish(decoder: &self)
 
         if !pathPrefix.hasPrefix("/") {

@@ -147,6 +147,12 @@ struct ConfigDecoder {
                 if let name, listener.tls != nil { tlsLocations[name] = node.location }
             }
             decodeHTTPSOptions(&table, into: &listener)
+            if let node = table.take("compression", decoder: &self) {
+                listener.compression = decodeCompression(node)
+                if listener.isTCP {
+                    report(node.location, "'compression' needs an http listener, not protocol = \"tcp\"")
+                }
+            }
             table.finish(decoder: &self)
             if name != nil, address != nil {
                 listenerUpstreamLocations.append(table.location(of: "upstream"))

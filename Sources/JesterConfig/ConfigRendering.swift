@@ -83,6 +83,7 @@ extension Configuration {
             lines.append(listener.filters.map { "filters = " + list($0) } ?? unset(table, "filters"))
             lines.append(listener.redirectToHTTPS.map { "redirect_to_https = \($0)" } ?? unset(table, "redirect_to_https"))
             if listener.hsts == nil { lines.append(unset(table, "hsts")) }
+            lines.append(listener.compression.map(\.renderedTOML) ?? unset(table, "compression"))
             if listener.tls == nil { lines.append(unset(table, "tls")) }
             if let hsts = listener.hsts {
                 lines.append("hsts = { max_age = \(quoted(Units.format(.seconds(hsts.maxAgeSeconds)))), "

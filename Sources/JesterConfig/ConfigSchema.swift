@@ -262,6 +262,8 @@ public struct ConfigSchema: Sendable {
                 "Answer every request with 308 to https://HOSTNAME[:PORT]/TARGET: true for port 443, or the port; such a listener needs no routes and is not TLS."),
             Field("hsts", .table(hsts), default: "none",
                 "Add Strict-Transport-Security to every response (TLS listeners only: browsers ignore it over plain HTTP)."),
+            Field("compression", .table(compression), default: "none",
+                "Compression (see [[routes]] compression) for every route on this listener that sets none of its own; http listeners only."),
         ])
 
     public static let hsts = Table(
@@ -415,8 +417,8 @@ public struct ConfigSchema: Sendable {
             Field("response_headers", .table(headerEdits), "Header fields to set, add or remove on the response."),
             Field("filters", .array(.string), default: "[]",
                 "Filters ([filters.NAME]) this route runs, in this order, after its listener's; a filter may appear once per chain."),
-            Field("compression", .table(compression), default: "none",
-                "Compress responses with the coding the client's Accept-Encoding prefers (br, zstd, gzip, deflate), and optionally decode coded request bodies: compression = {} for the defaults."),
+            Field("compression", .either([.boolean, .table(compression)]), default: "the listener's",
+                "Compress responses with the coding the client's Accept-Encoding prefers (br, zstd, gzip, deflate), and optionally decode coded request bodies: compression = {} for the defaults; false turns the listener's off. A route's table replaces the listener's whole."),
         ])
 
     public static let split = Table(

@@ -279,6 +279,8 @@ public struct ListenerSettings: Sendable, Codable, Equatable {
     public var redirectToHTTPS: Int?
     /// The Strict-Transport-Security field added to responses (TLS listeners only); nil: none.
     public var hsts: HSTSSettings?
+    /// `compression`: the compression of this listener's routes that set none of their own.
+    public var compression: CompressionSettings?
 
     public var servesHTTP2: Bool { http2 ?? true }
 

@@ -361,7 +361,7 @@ final class WorkerRuntime: @unchecked Sendable {
                     filters: RequestFilters.chain(
                         configuration.filterChain(for: route, listener: listener.name), compiled: filters,
                         metrics: filterMetrics),
-                    compression: route.compression?.policy)
+                    compression: configuration.compression(for: route, listener: listener.name))
                 entries[route.match.priority, default: []].append(
                     .init(hosts: route.hosts.map(HostPattern.init), pathPrefix: route.pathPrefix, value: compiled,
                         rank: conditions.specificity))

@@ -129,7 +129,7 @@ import Testing
             at: "max_decompressed_size", containing: "must be at least 1 byte")
         Self.expectError("compression = { gzip = true }\n", at: "gzip",
             containing: "unknown key 'gzip' in compression")
-        Self.expectError("compression = true\n", at: "compression", containing: "compression must be a table")
+        Self.expectError("compression = \"gzip\"\n", at: "compression", containing: "compression must be a table")
     }
 
     @Test func theDumpWritesEveryKeyAndReadsBackTheSame() throws {
@@ -150,6 +150,85 @@ import Testing
         let dumped = try Self.load(dump)
         #expect(dumped.routes == configuration.routes)
         #expect(dumped.routes.map(\.compression?.levels.zstd) == [7, nil])
+    }
+
+    /// Two listeners, one with a compression default, and routes that inherit it, replace it or turn it off.
+    static let listenerDefaults = """
+        [[listeners]]
+        name = "web"
+        address = "127.0.0.1:8080"
+        compression = { algorithms = ["gzip"], level = 9 }
+
+        [[listeners]]
+        name = "plain"
+        address = "127.0.0.1:8081"
+
+        [upstreams.app]
+        targets = ["127.0.0.1:9000"]
+
+        [[routes]]
+        name = "inherits"
+        path_prefix = "/"
+        upstream = "app"
+
+        [[routes]]
+        name = "own"
+        path_prefix = "/own/"
+        upstream = "app"
+        compression = { algorithms = ["br"] }
+
+        [[routes]]
+        name = "off"
+        path_prefix = "/off/"
+        upstream = "app"
+        compression = false
+
+        """
+
+    @Test func aListenersCompressionServesItsRoutesThatSetNone() throws {
+        let configuration = try Self.load(Self.listenerDefaults)
+        let routes = Dictionary(uniqueKeysWithValues: configuration.routes.map { ($0.name, $0) })
+        let inherited = try #require(configuration.compression(for: routes["inherits"]!, listener: "web"))
+        #expect(inherited.codings == [.gzip] && inherited.levels.gzip == 9)
+        // A route's own table replaces the listener's whole (its level is br's default, not 9).
+        let own = try #require(configuration.compression(for: routes["own"]!, listener: "web"))
+        #expect(own.codings == [.br] && own.levels.br == ContentCoding.br.defaultLevel)
+        #expect(configuration.compression(for: routes["off"]!, listener: "web") == nil)
+        // The other listener has none: only the route's own applies.
+        #expect(configuration.compression(for: routes["inherits"]!, listener: "plain") == nil)
+        #expect(configuration.compression(for: routes["own"]!, listener: "plain")?.codings == [.br])
+        #expect(configuration.compression(for: routes["off"]!, listener: "plain") == nil)
+        // The dump keeps all three kinds.
+        let dump = configuration.renderTOML()
+        #expect(dump.contains("compression = false"))
+        #expect(dump.contains("compression = { algorithms = [\"gzip\"], level = { gzip = 9 }"))
+        let dumped = try Self.load(dump)
+        #expect(dumped.routes == configuration.routes && dumped.listeners == configuration.listeners)
+    }
+
+    @Test func listenerAndRouteValuesAreChecked() {
+        Self.expectError("compression = true\n", at: "compression",
+            containing: "write compression = {} for the defaults")
+        let tcp = """
+            [[listeners]]
+            name = "db"
+            address = "127.0.0.1:5432"
+            protocol = "tcp"
+            upstream = "app"
+            compression = {}
+
+            """
+        Self.expectError(tcp, at: "compression = {}", containing: "'compression' needs an http listener")
+        do {
+            _ = try Self.load(Self.head.replacingOccurrences(
+                of: "address = \"127.0.0.1:8080\"\n", with: "address = \"127.0.0.1:8080\"\ncompression = false\n"))
+            Issue.record("accepted compression = false on a listener")
+        } catch let error as ConfigError {
+            #expect(error.diagnostics.contains { $0.message.contains("compression must be a table") },
+                "\(error.diagnostics.map(\.description))")
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
     }
 
     @Test func settingsOfAnOlderBinaryWithoutTheKeyStillDecode() throws {
