@@ -222,9 +222,11 @@ public struct ResponseCacheControl: Sendable, Equatable {
 public struct RequestCacheControl: Sendable, Equatable {
     /// How stale a response the client accepts (`max-stale`).
     public enum MaxStale: Sendable, Equatable {
+        /// Not asked for (or unreadable): no stale response.
         case absent
         /// `max-stale` with no value: any staleness.
         case any
+        /// Stale by at most this many seconds.
         case seconds(Int64)
     }
 

@@ -63,8 +63,11 @@ public struct CacheFields: Sendable, Equatable, ExpressibleByArrayLiteral {
 
     /// What `single` found.
     public enum SingleValue: Sendable, Equatable {
+        /// No line of that name.
         case absent
+        /// Exactly one line, with this value.
         case value(String)
+        /// More than one line.
         case repeated
     }
 

@@ -7,9 +7,13 @@
 public struct Freshness: Sendable, Equatable {
     /// Where the lifetime came from (for `Cache-Status`'s `detail` and for tests).
     public enum Source: Sendable, Equatable {
+        /// `s-maxage`.
         case sharedMaxAge
+        /// `max-age`.
         case maxAge
+        /// `Expires` minus `Date`.
         case expires
+        /// The policy's share of the time since `Last-Modified`.
         case heuristic
         /// No explicit lifetime and no heuristic: stale from the start.
         case none

@@ -11,8 +11,9 @@ public struct StoredResponse: Sendable, Equatable {
     /// The fields to send with it, as stored: without hop-by-hop fields, `Age`, and those the response's
     /// `no-cache` or `private` named (§3.1, §5.2.2.4, §5.2.2.7).
     public var fields: CacheFields
-    /// When the request that fetched it was sent, and when its head arrived (seconds since the epoch).
+    /// When the request that fetched (or last refreshed) it was sent, in seconds since the epoch.
     public var requestTime: Int64
+    /// When that request's response head arrived.
     public var responseTime: Int64
     /// Its freshness, computed when stored or refreshed.
     public var freshness: Freshness
