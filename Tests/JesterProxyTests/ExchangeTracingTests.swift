@@ -228,7 +228,7 @@ private func attribute(_ span: Span, _ key: String) -> AttributeValue? {
     #expect(try harness.received().hasPrefix("HTTP/1.1 200 OK\r\n"))
     try #require(traces.count == 1)
     let spans = traces[0]
-    #expect(spans.map(\.name) == ["GET", "routing", "filter local", "filter staff", "GET", "GET"])
+    try #require(spans.map(\.name) == ["GET", "routing", "filter local", "filter staff", "GET", "GET"])
     #expect(spans.map(\.kind) == [.server, .internal, .internal, .internal, .client, .client])
     let server = spans[0]
     #expect(spans.dropFirst().allSatisfy { $0.parentSpanID == server.spanID && $0.traceID == server.traceID })
@@ -259,7 +259,7 @@ private func attribute(_ span: Span, _ key: String) -> AttributeValue? {
     #expect(try harness.received().hasPrefix("HTTP/1.1 401 Unauthorized\r\n"))
     try #require(traces.count == 2)
     let refused = traces[1]
-    #expect(refused.map(\.name) == ["GET", "routing", "filter local", "filter staff"])
+    try #require(refused.map(\.name) == ["GET", "routing", "filter local", "filter staff"])
     #expect(refused.dropFirst().allSatisfy { $0.parentSpanID == refused[0].spanID })
     #expect(attribute(refused[3], SemanticKey.filterOutcome) == .string("respond"))
     #expect(attribute(refused[3], SemanticKey.httpResponseStatusCode) == .int(401))
@@ -269,7 +269,7 @@ private func attribute(_ span: Span, _ key: String) -> AttributeValue? {
     try harness.send("GET /elsewhere HTTP/1.1\r\nHost: x\r\n\r\n")
     #expect(try harness.received().hasPrefix("HTTP/1.1 404 Not Found\r\n"))
     try #require(traces.count == 3)
-    #expect(traces[2].map(\.name) == ["GET", "routing"])
+    try #require(traces[2].map(\.name) == ["GET", "routing"])
     #expect(attribute(traces[2][1], SemanticKey.routeOutcome) == .string("not_found"))
     #expect(attribute(traces[2][1], SemanticKey.httpResponseStatusCode) == .int(404))
     #expect(attribute(traces[2][0], SemanticKey.httpRoute) == nil)
@@ -302,11 +302,11 @@ private func attribute(_ span: Span, _ key: String) -> AttributeValue? {
     #expect(try harness.received().isEmpty)
     // The second waits its turn; the client goes away meanwhile.
     try harness.client.close().wait()
-    try #require(traces.count == 2)
+    try #require(traces.count == 2 && traces[0].count == 3)
     #expect(attribute(traces[0][1], SemanticKey.routeAction) == .string("respond"))
     #expect(attribute(traces[0][2], SemanticKey.filterOutcome) == .string("proceed"))
     let waited = traces[1]
-    #expect(waited.map(\.name) == ["GET", "routing", "filter slow"])
+    try #require(waited.map(\.name) == ["GET", "routing", "filter slow"])
     #expect(attribute(waited[2], SemanticKey.filterKind) == .string("rate_limit"))
     #expect(attribute(waited[2], SemanticKey.filterOutcome) == .string("abandoned"))
     #expect(attribute(waited[2], SemanticKey.filterWaited) == .bool(true))
@@ -314,4 +314,44 @@ private func attribute(_ span: Span, _ key: String) -> AttributeValue? {
     // A minute later its turn would have come: nothing more is recorded, and nothing is answered.
     harness.loop.advanceTime(by: .seconds(120))
     #expect(traces.count == 2)
+}
+
+@Test func routingThatWaitsForTheBodysStartSpansTheWait() throws {
+    let harness = try ExchangeHarness("""
+        [tracing]
+        endpoint = "http://127.0.0.1:9/v1/traces"
+        sample_ratio = 1
+
+        [[routes]]
+        name = "greeting"
+        match_body = { regex = "^hello", max_size = 64 }
+        respond = { status = 200, body = "hi\\n" }
+
+        [[routes]]
+        name = "other"
+        respond = { status = 202 }
+        """)
+    defer { _ = harness.runtime.tracing?.exporter.shutdown(timeout: .milliseconds(100)) }
+    var traces: [[Span]] = []
+    harness.runtime.tracing?.spansFinished = { traces.append($0) }
+    // A request without a body is routed at once: nothing is read, the span is the decision's alone.
+    try harness.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    let quick = try harness.received()
+    #expect(quick.hasPrefix("HTTP/1.1 202 "), "\(quick)")
+    try harness.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+    // The head alone: the route depends on the body's start, which comes later.
+    #expect(try harness.received().isEmpty)
+    Thread.sleep(forTimeInterval: 0.005)
+    try harness.send("hello")
+    #expect(try harness.received().hasPrefix("HTTP/1.1 200 OK\r\n"))
+    try #require(traces.count == 2 && traces[1].map(\.name) == ["POST", "routing"] && traces[0].count == 2)
+    #expect(attribute(traces[0][1], SemanticKey.routeReadBody) == nil)
+    #expect(attribute(traces[0][1], SemanticKey.httpRoute) == .string("other"))
+    #expect(traces[0][1].startNanos > traces[0][0].startNanos)
+    let (server, routing) = (traces[1][0], traces[1][1])
+    #expect(attribute(routing, SemanticKey.routeReadBody) == .bool(true))
+    #expect(attribute(routing, SemanticKey.httpRoute) == .string("greeting"))
+    #expect(attribute(routing, SemanticKey.routeAction) == .string("respond"))
+    // The routing span starts with the request and covers the wait for the body.
+    #expect(routing.startNanos == server.startNanos && routing.endNanos - routing.startNanos >= 5_000_000)
 }

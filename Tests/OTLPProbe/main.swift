@@ -62,10 +62,10 @@ case "traces":
             attributes: HTTPSpanAttributes.server(
                 method: "GET", scheme: "http", path: "/probe/\(number)", host: "localhost", port: 8080,
                 protocolVersion: "1.1", clientAddress: "127.0.0.1"))
-        let routing = trace.beginSpan("routing", at: start + 1_000, ids: &ids)
-        trace.endSpan(routing, at: start + 2_000, attributes: [SpanAttribute(SemanticKey.route, "probe")])
-        let filter = trace.beginSpan("filter basic_auth", at: start + 3_000, ids: &ids)
-        trace.endSpan(filter, at: start + 4_000, attributes: [SpanAttribute(SemanticKey.filterOutcome, "continue")])
+        let routing = trace.beginRouting(at: start + 1_000, ids: &ids)
+        trace.endRouting(routing, at: start + 2_000, outcome: .matched, route: "probe", action: .proxy)
+        let filter = trace.beginFilter(name: "basic_auth", kind: "basic_auth", at: start + 3_000, ids: &ids)
+        trace.endFilter(filter, at: start + 4_000, outcome: .proceed)
         var upstreams: [String] = []
         for (attempt, status) in [(1, 503), (2, 200)] {
             let begun = trace.beginUpstreamAttempt(
