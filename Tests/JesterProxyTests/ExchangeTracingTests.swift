@@ -355,3 +355,35 @@ private func attribute(_ span: Span, _ key: String) -> AttributeValue? {
     // The routing span starts with the request and covers the wait for the body.
     #expect(routing.startNanos == server.startNanos && routing.endNanos - routing.startNanos >= 5_000_000)
 }
+
+@Test func aRoutingSpanSaysWhyARequestWentNoFurther() throws {
+    let tracing = """
+        [tracing]
+        endpoint = "http://127.0.0.1:9/v1/traces"
+        sample_ratio = 1
+
+        """
+    // A declared body over the route's limit: 413, the route known.
+    let limited = try ExchangeHarness(tracing + proxying(route: "max_body_size = 4"))
+    // A listener that only redirects to HTTPS: 308 before any route.
+    let redirecting = try ExchangeHarness(tracing, listener: "redirect_to_https = true")
+    defer {
+        for harness in [limited, redirecting] {
+            _ = harness.runtime.tracing?.exporter.shutdown(timeout: .milliseconds(100))
+        }
+    }
+    var traces: [[Span]] = []
+    limited.runtime.tracing?.spansFinished = { traces.append($0) }
+    redirecting.runtime.tracing?.spansFinished = { traces.append($0) }
+    try limited.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+    #expect(try limited.received().hasPrefix("HTTP/1.1 413 "))
+    try redirecting.send("GET /a?b HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    #expect(try redirecting.received().hasPrefix("HTTP/1.1 308 "))
+    try #require(traces.count == 2 && traces.allSatisfy { $0.map(\.name) == [$0[0].name, "routing"] })
+    let (tooLarge, redirected) = (traces[0][1], traces[1][1])
+    #expect(attribute(tooLarge, SemanticKey.routeOutcome) == .string("body_too_large"))
+    #expect(attribute(tooLarge, SemanticKey.httpResponseStatusCode) == .int(413))
+    #expect(attribute(redirected, SemanticKey.routeOutcome) == .string("redirect_to_https"))
+    #expect(attribute(redirected, SemanticKey.httpResponseStatusCode) == .int(308))
+    #expect(attribute(redirected, SemanticKey.httpRoute) == nil && tooLarge.status == .unset)
+}
