@@ -68,7 +68,8 @@ extension DownstreamConnection {
         exchange.writeUpstreamResponseAdditions(
             into: &out, target: exchange.pool?.stickyCookie == nil ? 0 : upstream?.target ?? 0, secure: tls != nil,
             runtime: runtime, routes: routes)
-        if !rechunkResponse, edit?.body == nil || responseFraming == .none, let length = response.forwardedContentLength {
+        let keepsLength = edit.map { !$0.removesLength && ($0.body == nil || responseFraming == .none) } ?? true
+        if !rechunkResponse, keepsLength, let length = response.forwardedContentLength {
             // One canonical value, whatever list form the upstream used.
             out.writeStaticString("Content-Length: ")
             out.writeDecimal(length)

@@ -260,6 +260,18 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
     }
 
     func upstreamReadComplete() {
+        if let transform = exchange.responseEdit?.body, responseStarted,
+            let held = transform.flush(allocator: runtime.allocator)
+        {
+            exchange.log.bytesOut += held.readableBytes
+            if rechunkResponse {
+                write(runtime.allocator.chunkSizeLine(held.readableBytes))
+                write(held)
+                write(ByteBuffer(staticString: "\r\n"))
+            } else {
+                write(held)
+            }
+        }
         flushClient()
         if clientIsWritable, phase == .proxying || phase == .tunnel { upstream?.read() }
     }

@@ -40,7 +40,7 @@ extension HTTP2Stream {
         }
         let edit = exchange.responseEdit
         // The response filters change the body's length: no content-length (the stream's end ends it).
-        let lengthChanges = responseHasBody && edit?.body != nil
+        let lengthChanges = (responseHasBody && edit?.body != nil) || edit?.removesLength == true
         var fields = HTTP2HeaderBlock(reservingBytes: bytes.readableBytes + 128, fields: response.fields.count + 4)
         fields.append(":status", String(response.status))
         bytes.withUnsafeReadableBytes { raw in
@@ -155,6 +155,12 @@ extension HTTP2Stream {
     }
 
     func upstreamReadComplete() {
+        if responseHasBody, !finished, let transform = exchange.responseEdit?.body,
+            let held = transform.flush(allocator: runtime.allocator)
+        {
+            exchange.log.bytesOut += held.readableBytes
+            connection.sendBody(id, held)
+        }
         connection.scheduleFlush()
         if connection.bufferedBody(id) < HTTP2Connection.streamBufferLimit {
             upstream?.read()

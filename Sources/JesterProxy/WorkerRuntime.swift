@@ -361,6 +361,8 @@ final class WorkerRuntime: @unchecked Sendable {
                     filters: RequestFilters.chain(
                         configuration.filterChain(for: route, listener: listener.name), compiled: filters,
                         metrics: filterMetrics),
+                    responseFilters: Self.responseFilters(
+                        compression: configuration.compression(for: route, listener: listener.name)),
                     compression: configuration.compression(for: route, listener: listener.name))
                 entries[route.match.priority, default: []].append(
                     .init(hosts: route.hosts.map(HostPattern.init), pathPrefix: route.pathPrefix, value: compiled,
@@ -390,6 +392,12 @@ final class WorkerRuntime: @unchecked Sendable {
     }
 
     /// A route's matchers, compiled (the loader has validated every expression and network).
+    /// A route's response filters, in the order they apply: compression (the last word on the body's bytes).
+    private static func responseFilters(compression: CompressionPolicy?) -> ResponseFilterChain {
+        guard let compression else { return .empty }
+        return ResponseFilterChain(filters: [CompressionFilter(policy: compression)])
+    }
+
     private static func conditions(_ route: RouteSettings) -> RouteConditions {
         var conditions = RouteConditions()
         let match = route.match

@@ -5,7 +5,7 @@ Endpoints (any path prefix is accepted so routes can mount it anywhere; the last
 behaviour):
   /echo             JSON of method, path, headers, body length, and the client port (to see connection reuse)
   /upload           reads the body (Content-Length or chunked) and returns its length and SHA-256
-  /download?size=N  N bytes with Content-Length, streamed
+  /download?size=N  N bytes with Content-Length, streamed (type=, text=1, chunked=1, etag=, vary=, ...)
   /chunked          a chunked response
   /slow?delay=S     answers after S seconds
   /stall?delay=S    sends half of a 2 KiB body, pauses S seconds, then sends the rest
@@ -103,14 +103,30 @@ class Handler(BaseHTTPRequestHandler):
         if last == "download":
             size = int(query.get("size", ["0"])[0])
             self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(size))
+            self.send_header("Content-Type", query.get("type", ["application/octet-stream"])[0])
+            for name in ("etag", "vary", "cache-control", "content-encoding"):
+                if name in query:
+                    self.send_header(name.title(), query[name][0])
+            chunked = query.get("chunked", ["0"])[0] == "1"
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            else:
+                self.send_header("Content-Length", str(size))
             self.end_headers()
-            block = b"x" * (1 << 16)
+            # text=1: lines that compress like a real page, not one repeated byte.
+            if query.get("text", ["0"])[0] == "1":
+                block = b"".join(b"line %06d of the download, some words to code\n" % i for i in range(1400))
+            else:
+                block = b"x" * (1 << 16)
             while size:
                 n = min(size, len(block))
-                self.wfile.write(block[:n])
+                if chunked:
+                    self.wfile.write(b"%x\r\n" % n + block[:n] + b"\r\n")
+                else:
+                    self.wfile.write(block[:n])
                 size -= n
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
             return
         if last == "stall":
             delay = float(query.get("delay", ["1"])[0])
@@ -155,8 +171,15 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = handle_any
 
     def do_HEAD(self):
+        url = urlparse(self.path)
+        query = parse_qs(url.query)
         self.send_response(200)
-        self.send_header("Content-Length", "42")
+        if url.path.rstrip("/").split("/")[-1] == "download":
+            # The fields the GET would get, without the body.
+            self.send_header("Content-Type", query.get("type", ["application/octet-stream"])[0])
+            self.send_header("Content-Length", query.get("size", ["0"])[0])
+        else:
+            self.send_header("Content-Length", "42")
         self.end_headers()
 
     def websocket(self):

@@ -41,8 +41,11 @@ struct ResponseEdit {
     /// The body's transformation; with one, the response's length is unknown until it ends, so no
     /// `Content-Length` goes to the client.
     var body: (any ResponseBodyTransform)?
+    /// No `Content-Length` goes to the client even without a transformation here (a HEAD answered with the
+    /// fields a coded GET would have).
+    var removesLength = false
 
-    var isEmpty: Bool { droppedFields.isEmpty && addedFields.isEmpty && body == nil }
+    var isEmpty: Bool { droppedFields.isEmpty && addedFields.isEmpty && body == nil && !removesLength }
 
     /// Whether the upstream's field at `index` is left out.
     func drops(_ index: Int) -> Bool {
@@ -55,6 +58,9 @@ struct ResponseEdit {
 protocol ResponseBodyTransform: AnyObject {
     /// What to send for `piece` (nil: nothing yet).
     func transform(_ piece: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer?
+    /// The upstream paused (a read cycle ended): what the transformation holds back so far, so a streamed
+    /// response reaches the client as it comes (nil: nothing).
+    func flush(allocator: ByteBufferAllocator) -> ByteBuffer?
     /// The body ended: what is left to send (nil: nothing).
     func finish(allocator: ByteBufferAllocator) -> ByteBuffer?
 }
