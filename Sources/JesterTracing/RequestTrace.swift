@@ -41,10 +41,12 @@ public struct RequestTrace: Sendable {
     }
 
     /// Starts the request's trace: continues `incoming` (the request's valid `traceparent`, parsed) or starts a
-    /// new trace, asks `sampler`, and when recording begins the server span `name` at `startNanos`.
+    /// new trace, asks `sampler`, and when recording begins the server span `name` at `startNanos`. (`name` and
+    /// `startNanos` are evaluated only for a trace that is recorded: the others, most of them at a low sampling
+    /// ratio, make no string and read no clock.)
     public init(
-        incoming: TraceContext?, sampler: TraceSampler, ids: inout TraceIDGenerator, name: String,
-        startNanos: UInt64, attributes: [SpanAttribute] = []
+        incoming: TraceContext?, sampler: TraceSampler, ids: inout TraceIDGenerator, name: @autoclosure () -> String,
+        startNanos: @autoclosure () -> UInt64, attributes: [SpanAttribute] = []
     ) {
         let traceID = incoming?.traceID ?? ids.traceID()
         let sampled = sampler.shouldSample(parent: incoming, traceID: traceID)
@@ -55,6 +57,8 @@ public struct RequestTrace: Sendable {
         remoteParent = incoming?.spanID
         isRecording = sampled
         guard sampled else { return }
+        let startNanos = startNanos()
+        let name = name()
         spans.reserveCapacity(8)
         spans.append(
             Span(
@@ -63,6 +67,9 @@ public struct RequestTrace: Sendable {
                 kind: .server, startNanos: startNanos, endNanos: startNanos, attributes: attributes))
         open.append(0)
     }
+
+    /// When the server span began (0 when not recording).
+    public var serverStartNanos: UInt64 { spans.first?.startNanos ?? 0 }
 
     /// The server span's handle (for attributes and events added to it).
     public var serverSpan: SpanHandle { isRecording ? SpanHandle(index: 0) : .none }

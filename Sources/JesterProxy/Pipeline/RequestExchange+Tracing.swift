@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import JesterConfig
 import JesterCore
-import JesterHTTP2
 import JesterTracing
 import NIOCore
 
@@ -79,12 +78,11 @@ extension ExchangeTrace: FilterRunObserver {
 
 extension RequestExchange {
 
-    /// Begins the trace of the request whose head `begin` took (only with `[tracing]`). `secure`: over TLS.
-    mutating func beginTrace(_ tracing: WorkerTracing, http2: Bool, secure: Bool) {
-        guard let headBytes else { return }
-        let now = WorkerTracing.now
-        var attributes: [SpanAttribute] = []
-        let (incoming, method) = headBytes.withUnsafeReadableBytes { bytes -> (TraceContext?, String) in
+    /// The request's trace (only with `[tracing]`), continued from its `traceparent` or begun here, and
+    /// sampled. Its server span's name and start are made only for a trace that is recorded: at a low sampling
+    /// ratio most requests make no string and read no clock for it.
+    func startTrace(_ tracing: WorkerTracing) -> RequestTrace {
+        let incoming = headBytes!.withUnsafeReadableBytes { bytes -> TraceContext? in
             var parents: [Range<Int>] = []
             var states: [UnsafeRawBufferPointer] = []
             for field in head.fields {
@@ -94,19 +92,33 @@ extension RequestExchange {
                 }
             }
             // Two traceparent fields: no valid parent (W3C Trace Context §3.2.1).
-            let incoming = parents.count == 1
+            return parents.count == 1
                 ? TraceContext(traceparent: UnsafeRawBufferPointer(rebasing: bytes[parents[0]]), tracestate: states)
                 : nil
-            return (incoming, String(decoding: UnsafeRawBufferPointer(rebasing: bytes[head.method]), as: UTF8.self))
         }
-        var trace = RequestTrace(
+        return RequestTrace(
             incoming: incoming, sampler: tracing.sampler, ids: &tracing.ids,
-            name: HTTPSpanAttributes.spanName(method: method), startNanos: now)
+            name: HTTPSpanAttributes.spanName(method: methodText()), startNanos: WorkerTracing.now)
+    }
+
+    /// The request's method as text (for a recorded trace's span names).
+    private func methodText() -> String {
+        headBytes!.withUnsafeReadableBytes {
+            String(decoding: UnsafeRawBufferPointer(rebasing: $0[head.method]), as: UTF8.self)
+        }
+    }
+
+    /// Keeps the trace `startTrace` made, after the log record began (detailed when the trace is recorded, for
+    /// the server span's attributes). `secure`: over TLS; `logged`: an access log or a tap reads the trace id.
+    mutating func continueTrace(
+        _ trace: RequestTrace, _ tracing: WorkerTracing, http2: Bool, secure: Bool, logged: Bool
+    ) {
+        var trace = trace
         if trace.isRecording {
-            // (Attributes are made only for a trace that is recorded.)
+            let method = log.method
             let target = log.target.isEmpty ? "/" : log.target
             let query = target.firstIndex(of: "?")
-            attributes = HTTPSpanAttributes.server(
+            let attributes = HTTPSpanAttributes.server(
                 method: method, scheme: secure ? "https" : "http", path: String(target[..<(query ?? target.endIndex)]),
                 query: query.map { String(target[target.index(after: $0)...]) },
                 host: log.host.isEmpty ? nil : log.host,
@@ -115,8 +127,8 @@ extension RequestExchange {
                 userAgent: log.userAgent.isEmpty ? nil : log.userAgent)
             for attribute in attributes { trace.setAttribute(attribute, on: trace.serverSpan) }
         }
-        log.traceID = trace.context.traceID.description
-        tracingState = ExchangeTrace(trace, tracing: tracing, startedAt: now)
+        if logged || trace.isRecording { log.traceID = trace.context.traceID.description }
+        tracingState = ExchangeTrace(trace, tracing: tracing, startedAt: trace.serverStartNanos)
     }
 
     /// Records the routing phase's span (with a recorded trace): it began at `startNanos` and ended in `decision`.
@@ -165,6 +177,11 @@ extension RequestExchange {
             upstreamTargetIndex = nil
             log.upstreamStatus = 0
             state.attempts += 1
+            guard state.trace.isRecording else {
+                // Not sampled: the upstream hears the same trace, not sampled, with no span (and no clock read).
+                state.upstream = state.trace.context
+                return
+            }
             let begun = state.trace.beginUpstreamAttempt(
                 HTTPSpanAttributes.spanName(method: log.method), at: WorkerTracing.now, ids: &tracing.ids)
             state.attempt = begun.handle
@@ -220,6 +237,10 @@ extension RequestExchange {
         guard let state = tracingState, let tracing = runtime.tracing else { return }
         // A filter still waiting (the client left, a timeout answered) ends as abandoned, before the run is
         // cancelled after the log line.
+        guard state.trace.isRecording else {
+            tracingState = nil
+            return
+        }
         state.filterAbandoned()
         endUpstreamAttempt()
         let sent = log.status == 0 || log.status == 499 ? nil : log.status
@@ -242,17 +263,6 @@ extension RequestExchange {
             out.writeBytes(context.traceState.bytes)
             out.writeStaticString("\r\n")
         }
-    }
-
-    /// The HTTP/2 request fields with the client's trace fields replaced by this attempt's.
-    func withUpstreamTraceFields(_ fields: [HTTP2Field]) -> [HTTP2Field] {
-        guard let context = upstreamTraceContext else { return fields }
-        var out = fields.filter { $0.name != "traceparent" && $0.name != "tracestate" }
-        out.append(HTTP2Field("traceparent", context.traceparent, neverIndexed: true))
-        if !context.traceState.isEmpty {
-            out.append(HTTP2Field("tracestate", String(decoding: context.traceState.bytes, as: UTF8.self)))
-        }
-        return out
     }
 
     /// Whether a client's field named `name` is a trace field (which an attempt's own replace).

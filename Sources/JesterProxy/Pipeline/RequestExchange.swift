@@ -96,11 +96,18 @@ struct RequestExchange {
         upstreamTargetIndex = nil
         upstreamResponseWait = nil
         responseEdit = nil
-        let tracing = runtime.tracing
+        // The record's strings are made only when something reads them: the access log, a tap, or a trace that
+        // is recorded (its attributes). An unsampled trace needs none of them.
+        let logged = runtime.accessLog != nil || runtime.tap.isOpen
+        guard let tracing = runtime.tracing else {
+            log.begin(head: head, bytes: bytes, client: client, detailed: logged, timed: runtime.metrics != nil)
+            return
+        }
+        let trace = startTrace(tracing)
         log.begin(
-            head: head, bytes: bytes, client: client,
-            detailed: runtime.accessLog != nil || runtime.tap.isOpen || tracing != nil, timed: runtime.metrics != nil)
-        if let tracing { beginTrace(tracing, http2: http2, secure: secure) }
+            head: head, bytes: bytes, client: client, detailed: logged || trace.isRecording,
+            timed: runtime.metrics != nil)
+        continueTrace(trace, tracing, http2: http2, secure: secure, logged: logged)
     }
 
     /// The checks before routing that every protocol makes: `http.max_request_head_size`,
@@ -429,11 +436,12 @@ struct RequestExchange {
         if let metrics = runtime.metrics, let listener {
             countRequest(metrics, listener: listener, protocol: `protocol`)
         }
-        guard runtime.accessLog != nil || runtime.tap.isOpen || tracingState != nil else { return }
-        if let user = filterContext?.user { log.user = user }
-        log.requestID = withRequestID(runtime: runtime) { String(decoding: $0, as: UTF8.self) }
-        runtime.accessLog?.write(log, protocol: `protocol`, tls: tls)
-        if runtime.tap.isOpen { runtime.tap.offer(log, protocol: `protocol`, tls: tls) }
+        if runtime.accessLog != nil || runtime.tap.isOpen {
+            if let user = filterContext?.user { log.user = user }
+            log.requestID = withRequestID(runtime: runtime) { String(decoding: $0, as: UTF8.self) }
+            runtime.accessLog?.write(log, protocol: `protocol`, tls: tls)
+            if runtime.tap.isOpen { runtime.tap.offer(log, protocol: `protocol`, tls: tls) }
+        }
         if tracingState != nil { finishTrace(runtime: runtime) }
     }
 }
