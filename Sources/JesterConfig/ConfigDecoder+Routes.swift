@@ -102,6 +102,7 @@ extension ConfigDecoder {
         let redirectNode = table.take("redirect", decoder: &self)
         let filterEntries = table.locatedStrings("filters", decoder: &self) ?? []
         let compression = table.take("compression", decoder: &self).flatMap { decodeRouteCompression($0) }
+        let errorPages = table.take("error_pages", decoder: &self).flatMap { decodeErrorPages($0) }
         table.finish(decoder: &self)
 
         if !pathPrefix.hasPrefix("/") {
@@ -198,6 +199,7 @@ extension ConfigDecoder {
         route.timeouts = timeouts
         route.filters = filterEntries.map(\.value)
         route.compression = compression
+        route.errorPages = errorPages
         if timeouts != RouteTimeouts(), upstream == nil, splitNodes == nil {
             report(node.location, "route '\(name)' has upstream timeouts, but it does not proxy")
         }

@@ -153,6 +153,10 @@ struct ConfigDecoder {
                     report(node.location, "'compression' needs an http listener, not protocol = \"tcp\"")
                 }
             }
+            if let node = table.take("error_pages", decoder: &self) {
+                listener.errorPages = decodeErrorPages(node)
+                if listener.isTCP { report(node.location, "'error_pages' needs an http listener, not protocol = \"tcp\"") }
+            }
             table.finish(decoder: &self)
             if name != nil, address != nil {
                 listenerUpstreamLocations.append(table.location(of: "upstream"))

@@ -84,6 +84,7 @@ extension Configuration {
             lines.append(listener.redirectToHTTPS.map { "redirect_to_https = \($0)" } ?? unset(table, "redirect_to_https"))
             if listener.hsts == nil { lines.append(unset(table, "hsts")) }
             lines.append(listener.compression.map(\.renderedTOML) ?? unset(table, "compression"))
+            lines.append(listener.errorPages.map(\.renderedTOML) ?? unset(table, "error_pages"))
             if listener.tls == nil { lines.append(unset(table, "tls")) }
             if let hsts = listener.hsts {
                 lines.append("hsts = { max_age = \(quoted(Units.format(.seconds(hsts.maxAgeSeconds)))), "
@@ -223,6 +224,7 @@ extension Configuration {
             lines.append(route.maxBodySize.map { "max_body_size = \(Units.formatSize($0))" } ?? unset(table, "max_body_size"))
             lines.append("filters = " + list(route.filters))
             lines.append(route.compression.map(\.renderedTOML) ?? unset(table, "compression"))
+            lines.append(route.errorPages.map(\.renderedTOML) ?? unset(table, "error_pages"))
             switch route.action {
             case .proxy(let upstream):
                 lines.append("upstream = \(quoted(upstream))")
@@ -410,6 +412,7 @@ extension ConfigSchema {
         render(redirect, title: "[[routes]] redirect = { ... }")
         render(compression, title: "[[routes]] compression = { ... }")
         render(compressionLevels, title: "[[routes]] compression.level = { ... }")
+        render(errorPages, title: "[[routes]] error_pages = { ... }")
         render(upstream, title: "[upstreams.NAME]")
         render(target, title: "[upstreams.NAME] targets = [{ ... }]")
         render(healthCheck, title: "[upstreams.NAME.health_check]")

@@ -264,6 +264,8 @@ public struct ConfigSchema: Sendable {
                 "Add Strict-Transport-Security to every response (TLS listeners only: browsers ignore it over plain HTTP)."),
             Field("compression", .table(compression), default: "none",
                 "Compression (see [[routes]] compression) for every route on this listener that sets none of its own; http listeners only."),
+            Field("error_pages", .table(errorPages), default: "none",
+                "Error pages (see [[routes]] error_pages) for every route on this listener that sets none of its own, and for requests no route takes (404); http listeners only."),
         ])
 
     public static let hsts = Table(
@@ -419,6 +421,8 @@ public struct ConfigSchema: Sendable {
                 "Filters ([filters.NAME]) this route runs, in this order, after its listener's; a filter may appear once per chain."),
             Field("compression", .either([.boolean, .table(compression)]), default: "the listener's",
                 "Compress responses with the coding the client's Accept-Encoding prefers (br, zstd, gzip, deflate), and optionally decode coded request bodies: compression = {} for the defaults; false turns the listener's off. A route's table replaces the listener's whole."),
+            Field("error_pages", .table(errorPages), default: "the listener's",
+                "Bodies of Jester's own error answers (pages per status or class, or problem+json for API routes), and upstream error statuses to replace with them (intercept). A route's table replaces the listener's whole."),
         ])
 
     public static let split = Table(

@@ -281,6 +281,8 @@ public struct ListenerSettings: Sendable, Codable, Equatable {
     public var hsts: HSTSSettings?
     /// `compression`: the compression of this listener's routes that set none of their own.
     public var compression: CompressionSettings?
+    /// `error_pages`: the error pages of this listener's routes that set none, and of requests no route takes.
+    public var errorPages: ErrorPageSettings?
 
     public var servesHTTP2: Bool { http2 ?? true }
 
@@ -356,6 +358,8 @@ public struct RouteSettings: Sendable, Codable, Equatable {
     @EmptyIfMissing public var filters: [String]
     /// Response compression and request-body decoding (`compression = { ... }`); nil: neither.
     public var compression: CompressionSettings?
+    /// Error bodies and intercepted upstream errors (`error_pages = { ... }`); nil: the listener's.
+    public var errorPages: ErrorPageSettings?
 
     public init(
         name: String, listeners: [String] = [], hosts: [String] = [], pathPrefix: String = "/",

@@ -102,9 +102,10 @@ extension DownstreamConnection {
         respondWithError(error.status, closing: true)
     }
 
-    /// A short plain-text error: the status line and its reason, nothing about upstreams or internals.
+    /// An error answer: the route's (or listener's) error page, else a short plain-text one; nothing about
+    /// upstreams or internals either way.
     func respondWithError(_ status: Int, closing: Bool) {
-        respond(.error(status), closing: closing)
+        respond(exchange.errorResponse(status: status, runtime: runtime, routes: routes), closing: closing)
     }
 
     /// Answers the current request locally (an error, a filter's answer). `closing`: the connection ends after it

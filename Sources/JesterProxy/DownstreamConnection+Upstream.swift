@@ -139,6 +139,11 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
             retry(after: delay)
             return
         }
+        if !responseStarted, exchange.intercepts(upstreamStatus: response.status) {
+            // `error_pages.intercept`: the page goes instead, and the upstream's unread body with its connection.
+            respondWithError(response.status, closing: !requestBody.isComplete)
+            return
+        }
         timer.disarm()
         if let read = exchange.route?.readTimeout { timer.arm(.upstreamRead, after: read) }
         responseFraming = BodyFraming.response(response, requestWasHead: exchange.isHeadRequest)

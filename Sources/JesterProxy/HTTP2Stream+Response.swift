@@ -33,6 +33,12 @@ extension HTTP2Stream {
             retry(after: delay)
             return
         }
+        if !responseStarted, exchange.intercepts(upstreamStatus: response.status) {
+            // `error_pages.intercept`: the page goes instead, and the upstream's unread body with its stream.
+            detachUpstream()
+            respond(exchange.errorResponse(status: response.status, runtime: runtime, routes: connection.routes))
+            return
+        }
         let route = exchange.route
         responseHasBody = BodyFraming.response(response, requestWasHead: exchange.isHeadRequest) != .none
         if route?.responseFilters.isEmpty == false {
@@ -235,7 +241,7 @@ extension HTTP2Stream {
             return
         }
         exchange.log.failure = failure
-        respond(.error(status))
+        respond(exchange.errorResponse(status: status, runtime: runtime, routes: connection.routes))
     }
 
     /// Answers the request locally (an error, a filter's answer).

@@ -61,14 +61,18 @@ final class CompiledRoute: Sendable {
     let compression: CompressionPolicy?
     /// The response filters (compression), in order; usually empty.
     let responseFilters: ResponseFilterChain
+    /// `error_pages` (the route's, else its listener's); nil: the plain-text errors.
+    let errorPages: ErrorPages?
 
     init(
         name: String, maxBodySize: Int64, action: Action, conditions: RouteConditions = RouteConditions(),
         pathRewrite: PathRewrite = .none, upstreamHost: [UInt8]? = nil, requestEdits: HeaderEdits = HeaderEdits(),
         responseEdits: HeaderEdits = HeaderEdits(), retryPolicy: RetryPolicy = RetryPolicy(),
         timeouts: RouteTimeouts = RouteTimeouts(), filters: FilterChain = .empty,
-        responseFilters: ResponseFilterChain = .empty, compression: CompressionPolicy? = nil
+        responseFilters: ResponseFilterChain = .empty, compression: CompressionPolicy? = nil,
+        errorPages: ErrorPages? = nil
     ) {
+        self.errorPages = errorPages
         self.filters = filters
         self.compression = compression
         self.responseFilters = responseFilters
@@ -131,6 +135,8 @@ struct ListenerRoutes: Sendable {
     var bodyPeekLimit = 0
     /// `redirect_to_https`: every request is sent to this location instead of being routed.
     var httpsRedirect: RedirectTemplate?
+    /// The listener's `error_pages`, for requests no route takes.
+    var errorPages: ErrorPages?
     /// `hsts`: the Strict-Transport-Security value every response of this listener carries.
     var hsts: String? {
         didSet {
@@ -363,7 +369,8 @@ final class WorkerRuntime: @unchecked Sendable {
                         metrics: filterMetrics),
                     responseFilters: Self.responseFilters(
                         compression: configuration.compression(for: route, listener: listener.name)),
-                    compression: configuration.compression(for: route, listener: listener.name))
+                    compression: configuration.compression(for: route, listener: listener.name),
+                    errorPages: configuration.errorPages(for: route, listener: listener.name).map(ErrorPages.init))
                 entries[route.match.priority, default: []].append(
                     .init(hosts: route.hosts.map(HostPattern.init), pathPrefix: route.pathPrefix, value: compiled,
                         rank: conditions.specificity))
@@ -378,6 +385,7 @@ final class WorkerRuntime: @unchecked Sendable {
                     parsing: port == 443 ? "https://{hostname}{target}" : "https://{hostname}:\(port){target}")
             }
             routes.hsts = listener.hsts?.fieldValue
+            routes.errorPages = listener.errorPages.map(ErrorPages.init)
             tables[listener.name] = routes
         }
         routeTables = tables
