@@ -2,11 +2,15 @@
 #define _GNU_SOURCE
 #include "CJesterPosix.h"
 
+#include <linux/futex.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
 
 int cjester_set_no_new_privs(void) { return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); }
 
@@ -85,6 +89,21 @@ int64_t cjester_atomic_load64(const int64_t *word) {
 
 int64_t cjester_atomic_add64(int64_t *word, int64_t value) {
     return __atomic_add_fetch(word, value, __ATOMIC_SEQ_CST);
+}
+
+void cjester_atomic_store64(int64_t *word, int64_t value) {
+    __atomic_store_n(word, value, __ATOMIC_SEQ_CST);
+}
+
+int cjester_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
+    if (timeout_ns < 0) timeout_ns = 0;
+    // A relative timeout (FUTEX_WAIT measures it on CLOCK_MONOTONIC).
+    struct timespec timeout = {.tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000};
+    return (int)syscall(SYS_futex, word, FUTEX_WAIT, expected, &timeout, NULL, 0);
+}
+
+int cjester_futex_wake(uint32_t *word, int count) {
+    return (int)syscall(SYS_futex, word, FUTEX_WAKE, count, NULL, NULL, 0);
 }
 
 // x86-64's baseline lacks cmpxchg16b (a few 2004-era CPUs had none), so without this attribute the compiler

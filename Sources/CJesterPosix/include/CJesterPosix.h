@@ -37,6 +37,15 @@ void cjester_atomic_store32(int32_t *word, int32_t value);
 /// Sequentially consistent atomics on 64-bit words in shared memory (the rate-limit table's counters and slots).
 int64_t cjester_atomic_load64(const int64_t *word);
 int64_t cjester_atomic_add64(int64_t *word, int64_t value);
+void cjester_atomic_store64(int64_t *word, int64_t value);
+
+/// futex(FUTEX_WAIT) on a 32-bit word of shared memory (not FUTEX_PRIVATE: other processes wake it): sleeps while
+/// `*word == expected`, at most `timeout_ns` nanoseconds. Returns 0 when woken, -1 with errno set otherwise
+/// (EAGAIN: the word had already changed; ETIMEDOUT; EINTR).
+int cjester_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns);
+
+/// futex(FUTEX_WAKE): wakes up to `count` processes waiting on `word`. Returns how many were woken, or -1.
+int cjester_futex_wake(uint32_t *word, int count);
 
 /// Compare-and-swap of 16 bytes at a 16-byte aligned address, seen as two 64-bit words {first, second}: stores
 /// the desired pair and returns 1 when both words held the expected pair, returns 0 otherwise. Lock-free
