@@ -46,7 +46,10 @@ struct RequestExchange {
     /// without tracing stays as small as before (it is reset and copied about on every request).
     var tracingState: ExchangeTrace?
     /// The context the current upstream attempt's request carries (`traceparent`), with `[tracing]`.
-    var upstreamTraceContext: TraceContext? { tracingState?.upstream }
+    var upstreamTraceContext: TraceContext? { tracingState?.upstream ?? unsampledTrace }
+    /// With `[tracing]`, a request whose trace is not recorded (most, at a low ratio): only its context, which
+    /// its upstream requests carry (not sampled), kept inline so such a request allocates nothing for tracing.
+    var unsampledTrace: TraceContext?
     /// The answering target's index in its pool (the last attempt's), for the request's metrics.
     var upstreamTargetIndex: Int?
     /// How long the last attempt's upstream took to answer (`ExchangeUpstream.responseWait`), for the metrics'
@@ -93,6 +96,7 @@ struct RequestExchange {
         requestID = .none
         isLogged = false
         tracingState = nil
+        unsampledTrace = nil
         upstreamTargetIndex = nil
         upstreamResponseWait = nil
         responseEdit = nil
@@ -169,6 +173,8 @@ struct RequestExchange {
         in routes: ListenerRoutes, client: IPAddressBytes?, tls: TLSRouteFacts?, body: BodyPeek?,
         bodyBytesSoFar: Int64
     ) -> RouteDecision {
+        // Before any answer, routed or not: a HEAD's 404 or redirect has no body either (RFC 9110 §9.3.2).
+        (isHeadRequest, isIdempotent) = methodFacts()
         if let httpsRedirect = routes.httpsRedirect {
             // The listener only sends clients to HTTPS, keeping what they asked for; 308 keeps method and body.
             log.route = "-"
@@ -185,7 +191,6 @@ struct RequestExchange {
         route = matched
         hasFilters = !matched.filters.isEmpty
         log.route = matched.name
-        (isHeadRequest, isIdempotent) = methodFacts()
         hasBody = BodyFraming.request(head) != .none
         if let length = head.contentLength, length > matched.maxBodySize {
             return .refuse(status: 413, reason: "")
