@@ -261,16 +261,24 @@ import Testing
     }
 
     @Test func workersRacingForOneKeysFlagLeaveExactlyOneWinner() throws {
-        // Eight threads miss the same key at once, 300 times over (each round a new key, a few buckets so new
-        // keys race for slots too); in every round exactly one claims the flag, and the key has one slot.
+        // Four threads miss the same key at once while four others purge the entries filling its bucket, so the
+        // claimants see different free slots (the case where two could take two slots for one key); 2,000 rounds,
+        // a new key each. In every round exactly one claims the flag, and the key has one slot.
         let index = try CacheIndex.create(slots: 32, byteBudget: 1 << 30)
         let now = CacheIndex.monotonicNanoseconds()
-        for round in UInt64(1)...300 {
-            let key = Self.key(round, bucket: round % 4)
+        for round in UInt64(1)...2_000 {
+            let bucket = round % 4
+            let key = Self.key(round, bucket: bucket)
+            let fillers = (0..<UInt64(8)).map { Self.key(1_000_000 + round * 8 + $0, bucket: bucket) }
+            for filler in fillers { _ = Self.store(index, filler, Self.entry(size: 1, generation: 1), owner: 99) }
             nonisolated(unsafe) let wins = UnsafeMutableBufferPointer<Int>.allocate(capacity: 8)
             defer { wins.deallocate() }
             DispatchQueue.concurrentPerform(iterations: 8) { thread in
                 wins[thread] = 0
+                if thread >= 4 {
+                    for filler in fillers[(thread - 4) * 2..<(thread - 4) * 2 + 2] { index.remove(filler) }
+                    return
+                }
                 while true {
                     let seen = index.lookup(key)
                     if let seen, case .fetching = seen.flag { return }  // another holds it: wait (not here)
@@ -294,6 +302,36 @@ import Testing
             guard case .fetching(let owner, _) = seen.flag else { throw Failure("round \(round): \(seen.flag)") }
             #expect(index.clearFlags(ownedBy: owner) == 1)
             #expect(index.lookup(key) == nil, "round \(round): a second slot for the key")
+        }
+    }
+
+    @Test func workersRacingToRevalidateAStoredEntryLeaveExactlyOneWinner() throws {
+        // The key is stored; eight threads find it stale at once and claim its flag from what they read.
+        let index = try CacheIndex.create(slots: 8, byteBudget: 1 << 30)
+        let key = Self.key(11)
+        let stored = Self.entry(size: 10, generation: 1)
+        _ = Self.store(index, key, stored)
+        let now = CacheIndex.monotonicNanoseconds()
+        for round in 1...1_000 {
+            nonisolated(unsafe) let wins = UnsafeMutableBufferPointer<Int>.allocate(capacity: 8)
+            defer { wins.deallocate() }
+            DispatchQueue.concurrentPerform(iterations: 8) { thread in
+                wins[thread] = 0
+                while let seen = index.lookup(key), seen.flag == .idle {
+                    let (claim, _) = index.claim(
+                        key, observed: seen, owner: Int32(thread), deadline: now + 60 * Self.second, now: Self.wall,
+                        monotonicNow: now)
+                    if case .claimed = claim {
+                        wins[thread] = 1
+                        return
+                    }
+                }
+            }
+            #expect(wins.reduce(0, +) == 1, "round \(round)")
+            let seen = try #require(index.lookup(key))
+            #expect(seen.state == .ready(stored))
+            guard case .fetching(let owner, _) = seen.flag else { throw Failure("round \(round): \(seen.flag)") }
+            #expect(index.clearFlags(ownedBy: owner) == 1)
         }
     }
 
