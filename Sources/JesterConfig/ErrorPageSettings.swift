@@ -6,8 +6,9 @@ import JesterCore
 /// takes): the bodies of Jester's own error answers, and which upstream error answers they replace.
 ///
 /// Page files are read by the master when it loads the configuration, like certificates, so a worker never touches
-/// the file system and a reload picks up edited pages. Paths are kept as written, so the dump writes back what was
-/// read; `body` is what the worker renders. A route's table replaces its listener's whole.
+/// the file system and a reload picks up edited pages. Paths are kept resolved against the configuration file's
+/// directory, so a dump names the same files wherever it is read; `body` is what the worker renders. A route's
+/// table replaces its listener's whole.
 public struct ErrorPageSettings: Sendable, Codable, Equatable {
     /// The body of an error answer that has no page of its own.
     public enum Format: String, Sendable, Codable, CaseIterable {
@@ -53,7 +54,7 @@ public struct ErrorPageSettings: Sendable, Codable, Equatable {
         }
     }
 
-    /// One page: the statuses it serves, the file as written, and the file's bytes as read at load.
+    /// One page: the statuses it serves, the file (absolute), and the file's bytes as read at load.
     public struct Page: Sendable, Codable, Equatable {
         public var statuses: StatusPattern
         public var path: String
@@ -146,7 +147,10 @@ extension ConfigDecoder {
                 report(entry.location, "\(path) is not UTF-8 text")
                 continue
             }
-            settings.pages.append(ErrorPageSettings.Page(statuses: statuses, path: path, body: body))
+            // Kept absolute, so a dump read from anywhere names the same file.
+            let base = (entry.location.file as NSString).deletingLastPathComponent
+            let absolute = path.hasPrefix("/") || base.isEmpty ? path : base + "/" + path
+            settings.pages.append(ErrorPageSettings.Page(statuses: statuses, path: absolute, body: body))
         }
         for entry in table.stringArray("intercept", decoder: &self) ?? [] {
             guard let pattern = ErrorPageSettings.StatusPattern(entry) else {

@@ -56,7 +56,8 @@ import Testing
 
     @Test func placeholdersAreEscapedForThePagesType() {
         let pages = Self.pages([
-            ("404", "404.html", "<p>{status} {reason} {request_id}</p>"), ("400", "400.json", "{\"id\":\"{request_id}\"}"),
+            ("404", "404.html", "<p>{status} {reason} {request_id}</p>"),
+            ("400", "400.json", "{\"id\":\"{request_id}\"}"),
             ("500", "500.txt", "{request_id} {unknown} {"),
         ])
         let id = "<a href=\"x\">&'\\"

@@ -46,7 +46,9 @@ final class ErrorPages: Sendable {
                 ("{status}", .status), ("{reason}", .reason), ("{request_id}", .requestID),
             ]
             while let first = rest.utf8.first {
-                if first == UInt8(ascii: "{"), let (name, segment) = placeholders.first(where: { rest.hasPrefix($0.0) }) {
+                if first == UInt8(ascii: "{"),
+                    let (name, segment) = placeholders.first(where: { rest.hasPrefix($0.0) })
+                {
                     if !literal.isEmpty { segments.append(.literal(literal)) }
                     literal = []
                     segments.append(segment)
@@ -145,7 +147,8 @@ final class ErrorPages: Sendable {
                 body.writeString("\"}\n")
             }
         }
-        return LocalResponse(status: status, fields: [LocalResponse.Field("Content-Type", contentType)] + fields, body: body)
+        return LocalResponse(
+            status: status, fields: [LocalResponse.Field("Content-Type", contentType)] + fields, body: body)
     }
 
     /// Writes a placeholder's value escaped for the page's type.
@@ -172,9 +175,9 @@ final class ErrorPages: Sendable {
                 case UInt8(ascii: "\""): body.writeStaticString("\\\"")
                 case UInt8(ascii: "\\"): body.writeStaticString("\\\\")
                 case 0..<0x20, 0x7F:
+                    let hex = Array("0123456789abcdef".utf8)
                     body.writeStaticString("\\u00")
-                    body.writeString(String(byte, radix: 16).count == 1 ? "0" + String(byte, radix: 16)
-                        : String(byte, radix: 16))
+                    body.writeBytes([hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
                 default: body.writeInteger(byte)
                 }
             }
