@@ -12,7 +12,8 @@ import Glibc
 /// a reload keeps every entry.
 ///
 /// Layout: a 128-byte header (magic, layout version, bucket count, the SipHash seed of `CacheKeyHasher`, the
-/// byte budget and bytes in use, counters, the body generation counter), then buckets of 8 slots of 128 bytes. A
+/// byte budget and bytes in use, counters, the body generation counter), the directory of `Vary` field lists
+/// (`CacheIndex+VaryNames.swift`, 256 KiB), then buckets of 8 slots of 128 bytes. A
 /// key (a 128-bit `CacheKeyHash`) lives in one bucket, chosen by its high half, in any of its slots. Slot words:
 ///
 ///     0 key tag (the hash's low half)   8 control (CacheIndexControl)   16 the hash's high half
@@ -141,7 +142,7 @@ public final class CacheIndex: @unchecked Sendable {
     }
 
     private static func byteCount(buckets: Int) -> Int {
-        headerBytes + buckets * slotsPerBucket * slotBytes
+        headerBytes + varyNamesBytes + buckets * slotsPerBucket * slotBytes
     }
 
     private init(fd: Int32, header: [UInt8]) throws(SystemError) {
@@ -212,7 +213,7 @@ public final class CacheIndex: @unchecked Sendable {
     }
 
     func slotPointer(_ slot: Int) -> UnsafeMutableRawPointer {
-        base + Self.headerBytes + slot * Self.slotBytes
+        base + Self.headerBytes + Self.varyNamesBytes + slot * Self.slotBytes
     }
 
     func load(_ slot: Int, _ offset: Int) -> Int64 {

@@ -142,6 +142,39 @@ import Testing
         #expect(index.bytesInUse == 0)
     }
 
+    @Test func varyFieldListsAreRegisteredOnceAndReadByEveryMapping() throws {
+        let index = try CacheIndex.create(slots: 8, byteBudget: 0)
+        let other = try CacheIndex.attach(fd: dup(index.fd))
+        #expect(other.varyNames(5) == nil)
+        #expect(index.registerVaryNames("accept-encoding,origin", hash: 5))
+        #expect(index.registerVaryNames("accept-encoding,origin", hash: 5))
+        #expect(other.varyNames(5) == "accept-encoding,origin")
+        // Lists whose hashes share a home entry take the next ones.
+        let home = UInt64(CacheIndex.varyNamesEntries)
+        for step in UInt64(1)...15 { #expect(other.registerVaryNames("list \(step)", hash: 5 + step * home)) }
+        #expect(index.varyNames(5 + 15 * home) == "list 15" && index.varyNames(5) == "accept-encoding,origin")
+        // The sixteenth in a row has no room; a list over the limit or empty is refused.
+        #expect(!index.registerVaryNames("one too many", hash: 5 + 16 * home))
+        #expect(index.varyNames(5 + 16 * home) == nil)
+        #expect(!index.registerVaryNames(String(repeating: "a", count: CacheIndex.varyNamesMaxBytes + 1), hash: 9))
+        #expect(index.registerVaryNames(String(repeating: "a", count: CacheIndex.varyNamesMaxBytes), hash: 9))
+        #expect(!index.registerVaryNames("", hash: 10))
+        // The directory and the slots do not overlap: an entry stored after leaves the lists whole.
+        _ = Self.store(index, Self.key(12), Self.entry(size: 10, generation: 1))
+        #expect(other.varyNames(5) == "accept-encoding,origin")
+        #expect(other.varyNames(9) == String(repeating: "a", count: CacheIndex.varyNamesMaxBytes))
+    }
+
+    @Test func aVaryListLeftUnpublishedIsWrittenByTheNextWriter() throws {
+        // A writer killed after taking its entry ({hash, 0} at the hash's home entry, right after the header).
+        let index = try CacheIndex.create(slots: 8, byteBudget: 0)
+        var taken: (UInt64, Int64) = (77, 0)
+        #expect(pwrite(index.fd, &taken, 16, off_t(128 + 77 * 256)) == 16)
+        #expect(index.varyNames(77) == nil)
+        #expect(index.registerVaryNames("accept-language", hash: 77))
+        #expect(index.varyNames(77) == "accept-language")
+    }
+
     @Test func removalDropsTheEntryAndDefeatsAFetchInProgress() throws {
         let index = try CacheIndex.create(slots: 64, byteBudget: 1 << 20)
         let key = Self.key(5)
