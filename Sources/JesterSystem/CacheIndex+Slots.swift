@@ -325,19 +325,25 @@ extension CacheIndex {
         return cleared
     }
 
-    /// Evicts entries, chosen by `CacheIndexEviction.victim` among `sampleSize` random slots at a time, until the
-    /// bytes in use fit the budget (or 64 samples found nothing to drop). `now` is wall seconds. Returns what was
-    /// evicted: the caller unlinks those files.
+    /// Evicts entries, chosen by `CacheIndexEviction.victim` among `sampleSize` entries at a time, until the bytes
+    /// in use fit the budget (or a sweep of the whole table found nothing to drop). `now` is wall seconds.
+    /// Returns what was evicted: the caller unlinks those files.
+    ///
+    /// A sample is the first `sampleSize` entries from a random slot on: keys land in slots by their hash, so
+    /// neighbours are as random as any, and a sparse table (a few large entries) still yields a sample, where
+    /// picking random slots would mostly find empty ones.
     public func makeRoom<Generator: RandomNumberGenerator>(
         now: Int64, monotonicNow: Int64, sampleSize: Int = 16, using generator: inout Generator
     ) -> [Dropped] {
         var dropped: [Dropped] = []
         var fruitless = 0
-        while bytesInUse > byteBudget && fruitless < 64 {
+        while bytesInUse > byteBudget && fruitless < 8 {
             var sample: [Int: Snapshot] = [:]
-            for _ in 0..<sampleSize {
-                let slot = Int.random(in: 0..<slots, using: &generator)
-                sample[slot] = snapshot(slot)
+            let start = Int.random(in: 0..<slots, using: &generator)
+            for step in 0..<slots where sample.count < sampleSize {
+                let slot = (start + step) % slots
+                let seen = snapshot(slot)
+                if seen.control.state == .ready { sample[slot] = seen }
             }
             let candidates = sample.map {
                 CacheIndexEviction.Candidate(slot: $0.key, occupancy: $0.value.occupancy(monotonicNow: monotonicNow))
@@ -345,6 +351,7 @@ extension CacheIndex {
             guard let slot = CacheIndexEviction.victim(among: candidates, now: now), let victim = sample[slot],
                 swap(slot, from: (victim.tag, victim.control), to: (0, victim.control.next(.empty, .idle)), wake: true)
             else {
+                // Nothing may go (every entry is being refreshed), or another process changed the slot first.
                 fruitless += 1
                 continue
             }

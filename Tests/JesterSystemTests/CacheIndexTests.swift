@@ -244,6 +244,33 @@ import Testing
         #expect(index.makeRoom(now: Self.wall, monotonicNow: CacheIndex.monotonicNanoseconds()).isEmpty)
     }
 
+    @Test func makeRoomFindsTheFewLargeEntriesOfASparseTable() throws {
+        // 65,536 slots, four entries of 400 MB against 1 GB: random slots would almost never hit one.
+        let index = try CacheIndex.create(byteBudget: 1_000_000_000)
+        for number in UInt64(1)...4 {
+            _ = Self.store(
+                index, Self.key(number, bucket: number * 1_000),
+                Self.entry(size: 400_000_000, generation: number, storedAt: Self.wall + Int64(number)))
+        }
+        let dropped = index.makeRoom(now: Self.wall + 10, monotonicNow: CacheIndex.monotonicNanoseconds())
+        // The two least recently used go (stored first), bringing 1.6 GB under 1 GB.
+        #expect(Set(dropped.map(\.bodyGeneration)) == [1, 2] && index.bytesInUse == 800_000_000)
+    }
+
+    @Test func makeRoomStopsWhenNothingMayGo() throws {
+        // The only entry is being revalidated: it stays, over the budget, and makeRoom returns.
+        let index = try CacheIndex.create(slots: 64, byteBudget: 10)
+        let key = Self.key(13)
+        _ = Self.store(index, key, Self.entry(size: 100, generation: 1))
+        let now = CacheIndex.monotonicNanoseconds()
+        let claim = index.claim(
+            key, observed: index.lookup(key), owner: 1, deadline: now + Self.second, now: Self.wall, monotonicNow: now)
+        guard case .claimed = claim.claim else { throw Failure("claim: \(claim)") }
+        #expect(index.makeRoom(now: Self.wall, monotonicNow: now).isEmpty && index.bytesInUse == 100)
+        // Once its owner is past the deadline, it may go.
+        #expect(index.makeRoom(now: Self.wall, monotonicNow: now + 2 * Self.second).count == 1)
+    }
+
     @Test func aDeadOwnersFlagIsTakenOverAfterItsDeadline() throws {
         let index = try CacheIndex.create(slots: 64, byteBudget: 1 << 20)
         let key = Self.key(6)
