@@ -14,6 +14,7 @@ extension CacheIndex {
         public let state: CacheIndexSlotState
         /// The key's fetching flag (JesterCache's `FetchCoalescing` decides on it).
         public let flag: CacheIndexFlag
+        /// The control word read: what `claim` swaps from, and the futex value `wait` sleeps on.
         let control: CacheIndexControl
     }
 
@@ -25,6 +26,7 @@ extension CacheIndex {
         public let slot: Int
         /// The flag's deadline (monotonic nanoseconds): past it, another process may take the flag over.
         public let deadline: Int64
+        /// The control word the claim stored: what `publish` and `release` swap from.
         let control: CacheIndexControl
     }
 
@@ -77,12 +79,18 @@ extension CacheIndex {
 
     /// One slot's words read together (a seqlock read: the control did not change meanwhile).
     struct Snapshot {
+        /// The tag word (the key's low half; 0 when empty).
         var tag: UInt64
+        /// The key's high half.
         var high: UInt64
+        /// The control word.
         var control: CacheIndexControl
+        /// The flag's deadline or `uncacheable` time (monotonic nanoseconds).
         var deadline: Int64
+        /// The entry words (meaningful when ready; a marker's are its names hash and `lastUsed`).
         var entry: CacheIndexEntry
 
+        /// The flag as the public type says it.
         var flag: CacheIndexFlag {
             switch control.flag {
             case .idle: .idle
@@ -91,6 +99,7 @@ extension CacheIndex {
             }
         }
 
+        /// The state as the public type says it; nil when empty.
         var state: CacheIndexSlotState? {
             switch control.state {
             case .empty: nil
@@ -100,6 +109,7 @@ extension CacheIndex {
             }
         }
 
+        /// The slot as eviction sees it at `monotonicNow` (a flag past its deadline is nobody's).
         func occupancy(monotonicNow: Int64) -> CacheIndexEviction.Occupancy {
             let fetching = control.flag == .fetching && deadline > monotonicNow
             switch control.state {
@@ -114,6 +124,7 @@ extension CacheIndex {
         }
     }
 
+    /// Reads `slot` whole: the control before and after must match (a seqlock read), else it reads again.
     func snapshot(_ slot: Int) -> Snapshot {
         var spins = 0
         while true {

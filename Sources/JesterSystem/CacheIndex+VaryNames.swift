@@ -18,7 +18,9 @@ extension CacheIndex {
     /// The longest list the directory keeps, in bytes of UTF-8 (a response varying on more is not stored).
     public static let varyNamesMaxBytes = 240
 
+    /// Bytes of an entry: {hash, length}, then the text.
     static let varyNamesEntryBytes = 256
+    /// Bytes of the directory, between the header and the slots.
     static let varyNamesBytes = varyNamesEntries * varyNamesEntryBytes
     private static let varyNamesProbes = 16
 

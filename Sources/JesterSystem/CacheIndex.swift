@@ -42,6 +42,7 @@ public final class CacheIndex: @unchecked Sendable {
             self.high = high
         }
 
+        /// The low half as stored in the slot's tag word.
         var tag: UInt64 { low == 0 ? 1 : low }
     }
 
@@ -64,15 +65,23 @@ public final class CacheIndex: @unchecked Sendable {
     /// Slots per bucket: the ways a key may take, all scanned per lookup.
     public static let slotsPerBucket = 8
 
-    static let magic: Int32 = 0x4A43_4958  // "JCIX"
+    /// The header's first word: "JCIX".
+    static let magic: Int32 = 0x4A43_4958
+    /// Changes with any change of the layout: `attach` refuses another.
     static let layoutVersion: Int32 = 1
+    /// Bytes of the header.
     static let headerBytes = 128
+    /// Bytes of a slot (two cache lines).
     static let slotBytes = 128
-    // Header offsets (bytes).
+    /// Header offset of the bucket count.
     static let bucketsOffset = 8
+    /// Header offset of the hash seed (two words).
     static let seedOffset = 16
+    /// Header offset of the byte budget.
     static let budgetOffset = 32
+    /// Header offset of the bytes in use.
     static let bytesInUseOffset = 40
+    /// Header offset of the last body generation handed out.
     static let generationOffset = 88
 
     /// The memfd holding the index (the master's is passed to workers; a worker's is the inherited copy).
@@ -81,6 +90,7 @@ public final class CacheIndex: @unchecked Sendable {
     public let buckets: Int
     /// The secret seed of `CacheKeyHasher`, drawn at creation: the same in every process mapping the index.
     public let hashSeed: (UInt64, UInt64)
+    /// Where the memfd is mapped in this process.
     let base: UnsafeMutableRawPointer
     private let byteCount: Int
 
@@ -193,8 +203,10 @@ public final class CacheIndex: @unchecked Sendable {
         UInt64(bitPattern: cjester_atomic_add64(word(Self.generationOffset), 1))
     }
 
+    /// Adds to (or, negative, subtracts from) the bytes in use.
     func addBytes(_ bytes: Int64) { cjester_atomic_add64(word(Self.bytesInUseOffset), bytes) }
 
+    /// The header word at `offset`.
     func word(_ offset: Int) -> UnsafeMutablePointer<Int64> {
         (base + offset).assumingMemoryBound(to: Int64.self)
     }
@@ -212,20 +224,25 @@ public final class CacheIndex: @unchecked Sendable {
         Int(key.high % UInt64(buckets)) * Self.slotsPerBucket
     }
 
+    /// The first byte of `slot`.
     func slotPointer(_ slot: Int) -> UnsafeMutableRawPointer {
         base + Self.headerBytes + Self.varyNamesBytes + slot * Self.slotBytes
     }
 
+    /// Reads the word at `offset` of `slot` (sequentially consistent).
     func load(_ slot: Int, _ offset: Int) -> Int64 {
         cjester_atomic_load64((slotPointer(slot) + offset).assumingMemoryBound(to: Int64.self))
     }
 
+    /// Writes the word at `offset` of `slot` (sequentially consistent).
     func store(_ slot: Int, _ offset: Int, _ value: Int64) {
         cjester_atomic_store64((slotPointer(slot) + offset).assumingMemoryBound(to: Int64.self), value)
     }
 
+    /// The tag of `slot` (0: empty).
     func tag(_ slot: Int) -> UInt64 { UInt64(bitPattern: load(slot, 0)) }
 
+    /// The control word of `slot`.
     func control(_ slot: Int) -> CacheIndexControl { CacheIndexControl(raw: UInt64(bitPattern: load(slot, 8))) }
 
     /// Swaps {tag, control} of `slot` from what was read to the new pair; false when another process changed
@@ -242,6 +259,7 @@ public final class CacheIndex: @unchecked Sendable {
         return swapped
     }
 
+    /// The entry words of `slot`; consistent only under a seqlock read or while holding its flag.
     func readEntry(_ slot: Int) -> CacheIndexEntry {
         let statusWord = UInt64(bitPattern: load(slot, 72))
         let staleWord = UInt64(bitPattern: load(slot, 120))
@@ -258,6 +276,7 @@ public final class CacheIndex: @unchecked Sendable {
         return entry
     }
 
+    /// Writes the entry words of `slot`: only its flag's owner, while the slot is `reserved`.
     func writeEntry(_ slot: Int, _ entry: CacheIndexEntry) {
         store(slot, 32, entry.lastUsed)
         store(slot, 40, entry.bodySize)

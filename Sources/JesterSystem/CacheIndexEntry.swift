@@ -131,11 +131,16 @@ struct CacheIndexControl: Equatable {
         case idle = 0, fetching = 1, uncacheable = 2
     }
 
+    /// What the slot holds.
     var state: State
+    /// The key's fetching flag.
     var flag: Flag
+    /// Grows by one on every swap (24 bits, wrapping).
     var version: UInt64
+    /// The flag's owner (a worker's partition number) when fetching.
     var owner: Int32
 
+    /// A control word from its parts.
     init(state: State, flag: Flag, version: UInt64, owner: Int32 = 0) {
         self.state = state
         self.flag = flag
@@ -151,6 +156,7 @@ struct CacheIndexControl: Equatable {
         owner = Int32(bitPattern: UInt32(truncatingIfNeeded: raw >> 32))
     }
 
+    /// The stored word.
     var raw: UInt64 {
         state.rawValue | flag.rawValue << 4 | (version & 0xFF_FFFF) << 8
             | UInt64(UInt32(bitPattern: owner)) << 32
