@@ -129,9 +129,10 @@ extension CacheIndex {
         var spins = 0
         while true {
             let before = load(slot, 8)
+            let control = CacheIndexControl(raw: UInt64(bitPattern: before))
             let snapshot = Snapshot(
-                tag: tag(slot), high: UInt64(bitPattern: load(slot, 16)), control: CacheIndexControl(raw: UInt64(
-                    bitPattern: before)), deadline: load(slot, 24), entry: readEntry(slot))
+                tag: tag(slot), high: UInt64(bitPattern: load(slot, 16)), control: control, deadline: load(slot, 24),
+                entry: readEntry(slot))
             // Every swap changes the version, so an equal control means no swap happened while reading.
             if load(slot, 8) == before { return snapshot }
             spins += 1
@@ -203,8 +204,8 @@ extension CacheIndex {
         }
         if taken { return (.changed, nil) }
         let candidates = bucket.enumerated().map {
-            CacheIndexEviction.Candidate(slot: first + $0.offset, occupancy: $0.element.occupancy(
-                monotonicNow: monotonicNow))
+            CacheIndexEviction.Candidate(
+                slot: first + $0.offset, occupancy: $0.element.occupancy(monotonicNow: monotonicNow))
         }
         guard let slot = CacheIndexEviction.slotToReuse(in: candidates, now: now, monotonicNow: monotonicNow) else {
             return (.bucketFull, nil)
@@ -268,8 +269,10 @@ extension CacheIndex {
             store(ticket.slot, 32, now)
             state = .varyMarker
         }
-        guard swap(ticket.slot, from: (ticket.key.tag, hidden), to: (ticket.key.tag, hidden.next(state, .idle)),
-            wake: true)
+        guard
+            swap(
+                ticket.slot, from: (ticket.key.tag, hidden), to: (ticket.key.tag, hidden.next(state, .idle)),
+                wake: true)
         else { return .lost(replaced: replaced) }
         if case .entry(let entry) = content { addBytes(entry.fileSize) }
         increment(.stores)

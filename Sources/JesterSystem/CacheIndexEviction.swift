@@ -39,8 +39,9 @@ public enum CacheIndexEviction {
     public static func victim(among sample: [Candidate], now: Int64) -> Int? {
         var best: (slot: Int, dead: Bool, lastUsed: Int64, size: Int64)?
         for candidate in sample {
-            guard case .ready(let lastUsed, let usefulUntil, let revalidatable, let size, let fetching)
-                = candidate.occupancy, !fetching
+            let occupancy = candidate.occupancy
+            guard case .ready(let lastUsed, let usefulUntil, let revalidatable, let size, let fetching) = occupancy,
+                !fetching
             else { continue }
             let dead = usefulUntil <= now && !revalidatable
             if let current = best {

@@ -95,8 +95,9 @@ import Testing
         #expect(during.state == .ready(Self.entry(size: 500, generation: 1)))
         #expect(during.flag == .fetching(owner: 2, deadline: now + Self.second))
         // A second claim from the old observation fails: the slot changed.
-        #expect(index.claim(key, observed: observed, owner: 4, deadline: now, now: Self.wall, monotonicNow: now).claim
-            == .changed)
+        #expect(
+            index.claim(key, observed: observed, owner: 4, deadline: now, now: Self.wall, monotonicNow: now).claim
+                == .changed)
         let refreshed = Self.entry(size: 800, generation: 2, storedAt: Self.wall + 10)
         let replaced = CacheIndex.Dropped(key: key, bodyGeneration: 1, fileSize: 500)
         #expect(index.publish(ticket, .entry(refreshed), monotonicNow: now) == .published(replaced: replaced))
@@ -136,8 +137,9 @@ import Testing
         let (claim, _) = index.claim(
             key, observed: nil, owner: 1, deadline: now + Self.second, now: Self.wall, monotonicNow: now)
         guard case .claimed(let ticket) = claim else { throw Failure("claim: \(claim)") }
-        #expect(index.publish(ticket, .varyMarker(namesHash: 42, now: Self.wall), monotonicNow: now)
-            == .published(replaced: nil))
+        #expect(
+            index.publish(ticket, .varyMarker(namesHash: 42, now: Self.wall), monotonicNow: now)
+                == .published(replaced: nil))
         #expect(try #require(index.lookup(key)).state == .varyMarker(namesHash: 42, lastUsed: Self.wall))
         #expect(index.bytesInUse == 0)
     }
@@ -188,8 +190,9 @@ import Testing
             key, observed: nil, owner: 1, deadline: now + Self.second, now: Self.wall, monotonicNow: now)
         guard case .claimed(let ticket) = claim else { throw Failure("claim: \(claim)") }
         #expect(index.remove(key) == nil)
-        #expect(index.publish(ticket, .entry(Self.entry(size: 300, generation: 8)), monotonicNow: now)
-            == .lost(replaced: nil))
+        #expect(
+            index.publish(ticket, .entry(Self.entry(size: 300, generation: 8)), monotonicNow: now)
+                == .lost(replaced: nil))
         #expect(index.lookup(key) == nil && index.bytesInUse == 0)
     }
 
@@ -220,8 +223,9 @@ import Testing
             guard case .claimed = claim else { throw Failure("claim: \(claim)") }
         }
         let late = Self.key(9)
-        #expect(index.claim(late, observed: nil, owner: 2, deadline: now, now: Self.wall, monotonicNow: now).claim
-            == .bucketFull)
+        #expect(
+            index.claim(late, observed: nil, owner: 2, deadline: now, now: Self.wall, monotonicNow: now).claim
+                == .bucketFull)
         // Two seconds on, key 5's owner is past its deadline: its slot is taken.
         let later = now + 2 * Self.second
         let (claim, _) = index.claim(
@@ -288,10 +292,12 @@ import Testing
         #expect(try #require(index.lookup(key)).flag == .fetching(owner: 2, deadline: later + Self.second))
         // Worker 1 wakes up late: past its deadline it publishes nothing; even with a clock that says otherwise,
         // the swap fails, the flag being another's.
-        #expect(index.publish(stalled, .entry(Self.entry(size: 10, generation: 1)), monotonicNow: later)
-            == .lost(replaced: nil))
-        #expect(index.publish(stalled, .entry(Self.entry(size: 10, generation: 1)), monotonicNow: now)
-            == .lost(replaced: nil))
+        #expect(
+            index.publish(stalled, .entry(Self.entry(size: 10, generation: 1)), monotonicNow: later)
+                == .lost(replaced: nil))
+        #expect(
+            index.publish(stalled, .entry(Self.entry(size: 10, generation: 1)), monotonicNow: now)
+                == .lost(replaced: nil))
         let fetched = Self.entry(size: 10, generation: 2)
         #expect(index.publish(takeover, .entry(fetched), monotonicNow: later) == .published(replaced: nil))
         #expect(try #require(index.lookup(key)).state == .ready(fetched))
@@ -454,11 +460,13 @@ private final class Thread: @unchecked Sendable {
 
     func start() {
         let box = Unmanaged.passRetained(self).toOpaque()
-        pthread_create(&thread, nil, { box in
-            let this = Unmanaged<Thread>.fromOpaque(box!).takeRetainedValue()
-            this.body()
-            return nil
-        }, box)
+        pthread_create(
+            &thread, nil,
+            { box in
+                let this = Unmanaged<Thread>.fromOpaque(box!).takeRetainedValue()
+                this.body()
+                return nil
+            }, box)
     }
 
     func join() { pthread_join(thread, nil) }
