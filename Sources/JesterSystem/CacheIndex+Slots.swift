@@ -314,10 +314,10 @@ extension CacheIndex {
         return nil
     }
 
-    /// Clears every flag worker `owner` held (the master, after reaping it; `FetchCoalescing.afterExit`): its
-    /// entries stay, idle; keys it was fetching for the first time, or whose refresh it was writing, are freed.
-    /// Waiters wake and decide again. Returns how many flags it cleared. Reads every slot (allocating the table's
-    /// pages).
+    /// Clears every flag worker `owner` held (the master, right after `waitpid` returned its pid, before the
+    /// pid can name another process; `FetchCoalescing.afterExit`): its entries stay, idle; keys it was fetching for
+    /// the first time, or whose refresh it was writing, are freed. Waiters wake and decide again. Returns how many
+    /// flags it cleared. Reads every slot (allocating the table's pages).
     @discardableResult
     public func clearFlags(ownedBy owner: Int32) -> Int {
         var cleared = 0

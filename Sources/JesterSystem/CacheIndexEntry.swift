@@ -109,7 +109,7 @@ public enum CacheIndexSlotState: Sendable, Equatable {
 public enum CacheIndexFlag: Sendable, Equatable {
     /// Nobody is fetching.
     case idle
-    /// Worker `owner` (its partition number) is fetching, until `deadline` at the latest.
+    /// Worker `owner` (its pid: what the master names it by when it reaps it) is fetching, until `deadline`.
     case fetching(owner: Int32, deadline: Int64)
     /// The last fetch could not be stored: requests go upstream in parallel until `until`.
     case uncacheable(until: Int64)
@@ -137,7 +137,7 @@ struct CacheIndexControl: Equatable {
     var flag: Flag
     /// Grows by one on every swap (24 bits, wrapping).
     var version: UInt64
-    /// The flag's owner (a worker's partition number) when fetching.
+    /// The flag's owner (a worker's pid) when fetching.
     var owner: Int32
 
     /// A control word from its parts.
