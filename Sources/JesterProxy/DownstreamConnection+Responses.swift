@@ -105,12 +105,14 @@ extension DownstreamConnection {
     /// An error answer: the route's (or listener's) error page, else a short plain-text one; nothing about
     /// upstreams or internals either way.
     func respondWithError(_ status: Int, closing: Bool) {
-        respond(exchange.errorResponse(status: status, runtime: runtime, routes: routes), closing: closing)
+        respond(.error(status), closing: closing)
     }
 
-    /// Answers the current request locally (an error, a filter's answer). `closing`: the connection ends after it
-    /// (the request's body was not read, or cannot be trusted).
+    /// Answers the current request locally (an error, a filter's answer; a plain error with the error pages' body
+    /// when the route has them). `closing`: the connection ends after it (the request's body was not read, or
+    /// cannot be trusted).
     func respond(_ response: LocalResponse, closing: Bool) {
+        let response = exchange.errorPage(replacing: response, runtime: runtime, routes: routes)
         if closing { persistence.endAfterExchange() }
         if responseStarted {
             // Part of a response went out already: the only honest signal left is closing the connection.

@@ -36,7 +36,7 @@ extension HTTP2Stream {
         if !responseStarted, exchange.intercepts(upstreamStatus: response.status) {
             // `error_pages.intercept`: the page goes instead, and the upstream's unread body with its stream.
             detachUpstream()
-            respond(exchange.errorResponse(status: response.status, runtime: runtime, routes: connection.routes))
+            respond(.error(response.status))
             return
         }
         let route = exchange.route
@@ -241,11 +241,13 @@ extension HTTP2Stream {
             return
         }
         exchange.log.failure = failure
-        respond(exchange.errorResponse(status: status, runtime: runtime, routes: connection.routes))
+        respond(.error(status))
     }
 
-    /// Answers the request locally (an error, a filter's answer).
+    /// Answers the request locally (an error, a filter's answer; a plain error with the error pages' body when the
+    /// route has them).
     func respond(_ response: LocalResponse) {
+        let response = exchange.errorPage(replacing: response, runtime: runtime, routes: connection.routes)
         if response.status >= 400 { runtime.counters.errors &+= 1 }
         respond(
             status: response.status, fields: response.fields.map { HTTP2Field($0.name.lowercased(), $0.value) },

@@ -75,6 +75,12 @@ import Testing
         #expect(!Self.pages().intercepts(503))
     }
 
+    @Test func onlyPlainErrorsAreMarkedForThePages() {
+        #expect(LocalResponse.error(401, fields: [LocalResponse.Field("WWW-Authenticate", "Basic")]).isPlainError)
+        #expect(!LocalResponse(status: 204).isPlainError)  // a CORS preflight's answer
+        #expect(!LocalResponse(status: 404, body: ByteBuffer(string: "own")).isPlainError)  // a filter's own body
+    }
+
     @Test func templatesSplitAtPlaceholdersOnly() {
         #expect(ErrorPages.Template.segments(of: "a{status}{reason}b{request_id}") == [
             .literal(Array("a".utf8)), .status, .reason, .literal(Array("b".utf8)), .requestID,

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Error pages (issue 21, jester-pipeline(7) ERROR PAGES), over HTTP/1.1 and HTTP/2 with curl: a listener's and a
 route's `error_pages` give Jester's own errors their bodies (a page file with placeholders, a class page, RFC 9457
-problem+json), `intercept` replaces an upstream's error answer before any of it reaches the client, a route
+problem+json, a filter's refusal too), `intercept` replaces an upstream's error answer before any of it reaches the client, a route
 without error pages keeps the plain text, and a HEAD gets no body."""
 
 import json
@@ -77,6 +77,17 @@ name = "passed"
 path_prefix = "/passed/"
 upstream = "failing"
 retries = 0
+
+[filters.office]
+kind = "ip_rules"
+allow = ["10.0.0.0/8"]
+
+[[routes]]
+name = "guarded"
+path_prefix = "/guarded/"
+upstream = "app"
+filters = ["office"]
+error_pages = {{ format = "problem+json" }}
 
 [[routes]]
 name = "plain"
@@ -178,3 +189,11 @@ def test_a_head_over_http1_ends_at_the_blank_line(site):
     head, _, rest = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 404 ") and b"text/html" in head
     assert rest == b""
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_filters_refusal_gets_the_routes_error_body(site, protocol):
+    status, fields, body = request(site, "/guarded/x", protocol, headers=["X-Request-Id: refused-1"])
+    assert status == 403
+    assert fields["content-type"] == "application/problem+json"
+    assert json.loads(body) == {"type": "about:blank", "title": "Forbidden", "status": 403, "request_id": "refused-1"}

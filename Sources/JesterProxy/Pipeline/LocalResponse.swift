@@ -22,6 +22,8 @@ struct LocalResponse {
     var status: Int
     var fields: [Field]
     var body: ByteBuffer
+    /// Made by `error`: the route's error pages (`RequestExchange.errorPage(replacing:)`) may give it their body.
+    var isPlainError = false
 
     init(status: Int, fields: [Field] = [], body: ByteBuffer = ByteBuffer()) {
         self.status = status
@@ -32,8 +34,10 @@ struct LocalResponse {
     /// The short plain-text error every protocol answers with: the status and its reason, nothing about
     /// upstreams or internals. `fields` are the caller's extras (`Retry-After`, `WWW-Authenticate`).
     static func error(_ status: Int, fields: [Field] = []) -> LocalResponse {
-        LocalResponse(
+        var response = LocalResponse(
             status: status, fields: [Field("Content-Type", "text/plain; charset=utf-8")] + fields,
             body: ByteBuffer(string: "\(status) \(HTTPStatus.reason(status))\n"))
+        response.isPlainError = true
+        return response
     }
 }

@@ -18,6 +18,20 @@ extension RequestExchange {
         return withRequestID(runtime: runtime) { pages.response(status: status, fields: fields, requestID: $0) }
     }
 
+    /// `response` with the error pages' body when it is a plain error (`LocalResponse.error`: Jester's own, or a
+    /// filter's refusal, 401, 403, 429, with its extra fields kept); any other answer as it is. Both adapters'
+    /// `respond` call this for every local answer, so no error path can miss the pages.
+    mutating func errorPage(
+        replacing response: LocalResponse, runtime: WorkerRuntime, routes: ListenerRoutes
+    ) -> LocalResponse {
+        guard response.isPlainError, route == nil ? routes.errorPages != nil : route!.errorPages != nil else {
+            return response
+        }
+        // (`LocalResponse.error` puts its Content-Type first; the page brings its own.)
+        return errorResponse(
+            status: response.status, fields: Array(response.fields.dropFirst()), runtime: runtime, routes: routes)
+    }
+
     /// Whether the upstream's answer `status` is thrown away and replaced by Jester's error answer
     /// (`error_pages.intercept`), decided before any of it goes to the client.
     mutating func intercepts(upstreamStatus status: Int) -> Bool {
