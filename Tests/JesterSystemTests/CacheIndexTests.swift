@@ -401,6 +401,46 @@ import Testing
         }
     }
 
+    @Test func readersNeverSeeAHalfWrittenEntry() throws {
+        // One thread refreshes a key 20,000 times with entries whose every field derives from one number; three
+        // others read it meanwhile. Every entry a reader sees must be one that was published, whole.
+        let index = try CacheIndex.create(slots: 8, byteBudget: 1 << 40)
+        let key = Self.key(14)
+        @Sendable func entry(_ number: Int64) -> CacheIndexEntry {
+            CacheIndexEntry(
+                status: Int32(200 + number % 300), requestTime: number, responseTime: number + 1, storedAt: number,
+                lifetime: number * 3, correctedInitialAge: number * 5, staleWhileRevalidate: Int32(number % 1_000),
+                staleIfError: Int32(number % 999), bodySize: number * 7, headerSize: number * 11,
+                bodyGeneration: UInt64(number), varyHash: UInt64(number) &* 13)
+        }
+        _ = Self.store(index, key, entry(1))
+        nonisolated(unsafe) let torn = UnsafeMutableBufferPointer<Int>.allocate(capacity: 4)
+        defer { torn.deallocate() }
+        DispatchQueue.concurrentPerform(iterations: 4) { thread in
+            torn[thread] = 0
+            if thread == 0 {
+                for number in Int64(2)...20_000 {
+                    let now = CacheIndex.monotonicNanoseconds()
+                    guard let seen = index.lookup(key) else { continue }
+                    let (claim, _) = index.claim(
+                        key, observed: seen, owner: 1, deadline: now + 60 * Self.second, now: Self.wall,
+                        monotonicNow: now)
+                    guard case .claimed(let ticket) = claim else { continue }
+                    _ = index.publish(ticket, .entry(entry(number)), monotonicNow: now)
+                }
+                return
+            }
+            for _ in 0..<40_000 {
+                guard case .ready(let seen) = index.lookup(key)?.state else { continue }
+                var expected = entry(Int64(seen.bodyGeneration))
+                expected.lastUsed = seen.lastUsed
+                if seen != expected { torn[thread] += 1 }
+            }
+        }
+        #expect(torn.reduce(0, +) == 0)
+        #expect(try #require(index.lookup(key)).state == .ready(entry(20_000)))
+    }
+
     @Test func waitersWakeWhenTheOwnerPublishes() async throws {
         // The owner and the waiter use two mappings of the memfd (two addresses of the same pages), as two
         // processes do: a process-private futex would never wake the waiter.
