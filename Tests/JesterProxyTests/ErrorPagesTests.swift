@@ -66,6 +66,17 @@ import Testing
         #expect(json == "{\"id\":\"<a href=\\\"x\\\">&'\\\\\\u0001\"}")
         #expect((try? JSONSerialization.jsonObject(with: Data(json.utf8))) != nil)
         #expect(Self.answer(pages, 500, id: id).1 == id + " {unknown} {")
+        // obs-text in a client's id: ISO-8859-1 characters, so both pages stay valid UTF-8.
+        let latin = [UInt8(ascii: "a"), 0xE9]
+        func render(_ status: Int) -> [UInt8] {
+            let response = latin.withUnsafeBytes { pages.response(status: status, fields: [], requestID: $0) }
+            return Array(response.body.readableBytesView)
+        }
+        #expect(String(decoding: render(404), as: UTF8.self) == "<p>404 Not Found a&#xe9;</p>")
+        let latinJSON = render(400)
+        #expect(String(decoding: latinJSON, as: UTF8.self) == "{\"id\":\"a\\u00e9\"}")
+        let decoded = try? JSONSerialization.jsonObject(with: Data(latinJSON)) as? [String: String]
+        #expect(decoded?["id"] == "a\u{e9}")
     }
 
     @Test func interceptTakesStatusesAndClasses() {

@@ -151,9 +151,12 @@ final class ErrorPages: Sendable {
             status: status, fields: [LocalResponse.Field("Content-Type", contentType)] + fields, body: body)
     }
 
-    /// Writes a placeholder's value escaped for the page's type.
+    /// Writes a placeholder's value escaped for the page's type. A client's request id may hold any visible byte,
+    /// obs-text included (RFC 9110 §5.5): escaped, bytes from 0x80 are read as ISO-8859-1, so the page stays
+    /// valid UTF-8 and a JSON page stays JSON.
     static func write<Bytes: Collection>(_ value: Bytes, escaping: Escaping, into body: inout ByteBuffer)
     where Bytes.Element == UInt8 {
+        let hex = Array("0123456789abcdef".utf8)
         switch escaping {
         case .none:
             body.writeBytes(value)
@@ -165,6 +168,9 @@ final class ErrorPages: Sendable {
                 case UInt8(ascii: ">"): body.writeStaticString("&gt;")
                 case UInt8(ascii: "\""): body.writeStaticString("&quot;")
                 case UInt8(ascii: "'"): body.writeStaticString("&#39;")
+                case 0x80...:
+                    body.writeStaticString("&#x")
+                    body.writeBytes([hex[Int(byte >> 4)], hex[Int(byte & 0xF)], UInt8(ascii: ";")])
                 default: body.writeInteger(byte)
                 }
             }
@@ -174,8 +180,7 @@ final class ErrorPages: Sendable {
                 switch byte {
                 case UInt8(ascii: "\""): body.writeStaticString("\\\"")
                 case UInt8(ascii: "\\"): body.writeStaticString("\\\\")
-                case 0..<0x20, 0x7F:
-                    let hex = Array("0123456789abcdef".utf8)
+                case 0..<0x20, 0x7F...:
                     body.writeStaticString("\\u00")
                     body.writeBytes([hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
                 default: body.writeInteger(byte)
