@@ -140,7 +140,7 @@ extension ConfigDecoder {
             guard let body = readFile(path, at: entry.location) else { continue }
             if body.count > ErrorPageSettings.maxPageSize {
                 report(entry.location, "\(path) has \(body.count) bytes; a page may have at most "
-                    + Units.formatSize(Int64(ErrorPageSettings.maxPageSize)))
+                    + "\(ErrorPageSettings.maxPageSize >> 10)KiB")
                 continue
             }
             if String(data: body, encoding: .utf8) == nil {

@@ -5,6 +5,7 @@ problem+json, a filter's refusal too), `intercept` replaces an upstream's error 
 without error pages keeps the plain text, and a HEAD gets no body."""
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -197,3 +198,20 @@ def test_a_filters_refusal_gets_the_routes_error_body(site, protocol):
     assert status == 403
     assert fields["content-type"] == "application/problem+json"
     assert json.loads(body) == {"type": "about:blank", "title": "Forbidden", "status": 403, "request_id": "refused-1"}
+
+
+def test_a_reload_reads_edited_pages_and_a_bad_one_keeps_the_old(site):
+    page = site.dir / "errors" / "404.html"
+    try:
+        page.write_text("<p>edited {status}</p>\n")
+        site.ctl("reload", check=True)
+        assert request(site, "/nowhere", "http1")[2] == b"<p>edited 404</p>\n"
+        page.write_text("x" * (64 * 1024 + 1))  # over the cap: refused at its place, the old pages keep serving
+        result = site.ctl("reload")
+        assert result.returncode != 0
+        assert re.search(r"jester\.toml:\d+:\d+: error: errors/404\.html has 65537 bytes; a page may have at most 64KiB",
+                         result.stdout + result.stderr), result.stdout + result.stderr
+        assert request(site, "/nowhere", "h2c")[2] == b"<p>edited 404</p>\n"
+    finally:
+        page.write_text(PAGES["404.html"])
+        site.ctl("reload", check=True)
