@@ -470,6 +470,87 @@ import Testing
         publisher.join()
     }
 
+    @Test func aWorkerProcessKilledMidFetchIsClearedByItsPid() throws {
+        // A forked child stands for a worker: it claims a stored key's flag (revalidating it) under its pid, says
+        // so on a pipe, and is killed. The parent, as the master, reaps it and clears what it held. (The child
+        // only calls code that does not allocate, which a fork of a threaded process allows.)
+        let index = try CacheIndex.create(slots: 64, byteBudget: 1 << 20)
+        let key = Self.key(15)
+        let stored = Self.entry(size: 10, generation: 1)
+        _ = Self.store(index, key, stored)
+        let observed = try #require(index.lookup(key))
+        let deadline = CacheIndex.monotonicNanoseconds() + 60 * Self.second
+        var ends: [Int32] = [0, 0]
+        #expect(pipe(&ends) == 0)
+        defer { close(ends[0]) }
+        let child = fork()
+        if child == 0 {
+            let (claim, _) = index.claim(
+                key, observed: observed, owner: getpid(), deadline: deadline, now: Self.wall, monotonicNow: 0)
+            var byte: UInt8 = if case .claimed = claim { 1 } else { 0 }
+            _ = write(ends[1], &byte, 1)
+            while true { pause() }
+        }
+        close(ends[1])
+        #expect(child > 0)
+        var poller = pollfd(fd: ends[0], events: Int16(POLLIN), revents: 0)
+        var byte: UInt8 = 0
+        let ready = poll(&poller, 1, 10_000) == 1 && read(ends[0], &byte, 1) == 1
+        kill(child, SIGKILL)
+        var status: Int32 = 0
+        #expect(waitpid(child, &status, 0) == child)
+        #expect(ready && byte == 1)
+        let held = try #require(index.lookup(key))
+        #expect(held.flag == .fetching(owner: child, deadline: deadline) && held.state == .ready(stored))
+        #expect(index.clearFlags(ownedBy: child) == 1)
+        let cleared = try #require(index.lookup(key))
+        #expect(cleared.flag == .idle && cleared.state == .ready(stored))
+    }
+
+    @Test func aWaiterInOneProcessWakesWhenAnotherPublishes() throws {
+        // The child claims the stored key's flag, sleeps 200 ms, publishes a new entry and exits; the parent,
+        // once it sees the flag held, waits on it (a futex shared between processes) and finds the new entry.
+        let index = try CacheIndex.create(slots: 64, byteBudget: 1 << 20)
+        let key = Self.key(16)
+        _ = Self.store(index, key, Self.entry(size: 10, generation: 1))
+        let observed = try #require(index.lookup(key))
+        let refreshed = Self.entry(size: 20, generation: 2)
+        let deadline = CacheIndex.monotonicNanoseconds() + 60 * Self.second
+        let child = fork()
+        if child == 0 {
+            let (claim, _) = index.claim(
+                key, observed: observed, owner: getpid(), deadline: deadline, now: Self.wall, monotonicNow: 0)
+            guard case .claimed(let ticket) = claim else { _exit(1) }
+            usleep(200_000)
+            let published = index.publish(ticket, .entry(refreshed), monotonicNow: CacheIndex.monotonicNanoseconds())
+            let replaced = CacheIndex.Dropped(key: key, bodyGeneration: 1, fileSize: 10)
+            _exit(published == .published(replaced: replaced) ? 0 : 2)
+        }
+        #expect(child > 0)
+        let start = CacheIndex.monotonicNanoseconds()
+        var seen = try #require(index.lookup(key))
+        while seen.flag == .idle, CacheIndex.monotonicNanoseconds() - start < 5 * Self.second {
+            usleep(1_000)
+            seen = try #require(index.lookup(key))
+        }
+        #expect(seen.flag == .fetching(owner: child, deadline: deadline))
+        #expect(index.wait(for: seen, until: start + 10 * Self.second))
+        #expect(CacheIndex.monotonicNanoseconds() - start < 5 * Self.second)
+        #expect(try #require(index.lookup(key)).state == .ready(refreshed))
+        // Reaped within 10 s, or killed (only while not yet reaped: its pid is ours to signal until then).
+        var status: Int32 = 0
+        var reaped = waitpid(child, &status, WNOHANG)
+        while reaped == 0, CacheIndex.monotonicNanoseconds() - start < 10 * Self.second {
+            usleep(10_000)
+            reaped = waitpid(child, &status, WNOHANG)
+        }
+        if reaped == 0 {
+            kill(child, SIGKILL)
+            waitpid(child, &status, 0)
+        }
+        #expect(reaped == child && status == 0)
+    }
+
     @Test func attachingSomethingElseIsRefused() throws {
         var pipeEnds: [Int32] = [0, 0]
         #expect(pipe(&pipeEnds) == 0)
