@@ -103,8 +103,17 @@ public struct TraceContext: Sendable, Hashable {
     }
 
     /// Calls `body` with this context as a version-00 `traceparent` value (55 bytes), without allocating.
-    public func withTraceparent<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
-        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Self.traceparentLength) { buffer in
+    public func withTraceparent<Result>(_ body: (UnsafeRawBufferPointer) -> Result) -> Result {
+        var result: Result?
+        withTraceparentBytes { result = body($0) }
+        return result!
+    }
+
+    /// `withTraceparent` for the request path: not generic, so a caller in another module (every upstream
+    /// request of a traced instance carries one) runs specialized code, not the generic path with its metadata
+    /// lookups (`perf`: `swift_getGenericMetadata` per request).
+    public func withTraceparentBytes(_ body: (UnsafeRawBufferPointer) -> Void) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Self.traceparentLength) { buffer in
             var index = 0
             func put(_ byte: UInt8) {
                 buffer[index] = byte
@@ -112,7 +121,8 @@ public struct TraceContext: Sendable, Hashable {
             }
             func put(_ word: UInt64, digits: Int) {
                 for nibble in 0..<digits {
-                    put(Hex.digits[Int((word >> UInt64((digits - 1 - nibble) * 4)) & 0xF)])
+                    let value = UInt8(truncatingIfNeeded: word >> UInt64((digits - 1 - nibble) * 4)) & 0xF
+                    put(value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") - 10 + value)
                 }
             }
             put(UInt8(ascii: "0"))
@@ -124,7 +134,7 @@ public struct TraceContext: Sendable, Hashable {
             put(spanID.value, digits: 16)
             put(UInt8(ascii: "-"))
             put(UInt64(flags.rawValue), digits: 2)
-            return try body(UnsafeRawBufferPointer(buffer))
+            body(UnsafeRawBufferPointer(buffer))
         }
     }
 

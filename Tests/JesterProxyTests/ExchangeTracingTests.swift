@@ -182,7 +182,9 @@ func onlyARecordedTraceObservesTheFilterRun(ratio: Int) throws {
     let bytes = ByteBuffer(string: "GET /app HTTP/1.1\r\nHost: x\r\n\r\n")
     _ = bytes.withUnsafeReadableBytes { HTTPHeadParser(limits: .init()).parseRequest($0, into: &exchange.head) }
     exchange.begin(bytes: bytes, client: "127.0.0.9", runtime: harness.runtime)
-    #expect(exchange.tracingState != nil)
+    // A recorded trace keeps its state object; one that is not keeps only its context, inline (no allocation).
+    #expect((exchange.tracingState != nil) == (ratio == 1))
+    if ratio == 0 { #expect(exchange.upstreamTraceContext?.flags.contains(.sampled) == false) }
     guard case .proxy = exchange.chooseRoute(in: routes, client: IPAddressBytes("127.0.0.9"), tls: nil, body: nil)
     else { Issue.record("the route did not match"); return }
     // basic_auth answers 401 at once to a request without credentials.
@@ -249,7 +251,11 @@ private func attribute(_ span: Span, _ key: String) -> AttributeValue? {
     #expect(attribute(local, SemanticKey.filterWaited) == nil)
     #expect(attribute(staff, SemanticKey.filterKind) == .string("basic_auth"))
     #expect(attribute(staff, SemanticKey.filterOutcome) == .string("proceed"))
-    #expect(attribute(staff, SemanticKey.filterWaited) == .bool(true))
+    // (Usually waited: the hash is checked on the thread pool. But the embedded loop lets the pool's thread
+    // complete the check inline, and under a loaded machine that can land before `apply` returned, when the run
+    // takes it as an answer given at once. A real loop always hops back first; the observer's wait is tested on
+    // its own above.)
+    #expect([.bool(true), nil].contains(attribute(staff, SemanticKey.filterWaited)))
     #expect(attribute(spans[4], SemanticKey.httpResponseStatusCode) == .int(503))
     #expect(attribute(spans[5], SemanticKey.httpResponseStatusCode) == .int(200))
     #expect(attribute(spans[5], SemanticKey.httpRequestResendCount) == .int(1))

@@ -113,21 +113,23 @@ extension RequestExchange {
     mutating func continueTrace(
         _ trace: RequestTrace, _ tracing: WorkerTracing, http2: Bool, secure: Bool, logged: Bool
     ) {
-        var trace = trace
-        if trace.isRecording {
-            let method = log.method
-            let target = log.target.isEmpty ? "/" : log.target
-            let query = target.firstIndex(of: "?")
-            let attributes = HTTPSpanAttributes.server(
-                method: method, scheme: secure ? "https" : "http", path: String(target[..<(query ?? target.endIndex)]),
-                query: query.map { String(target[target.index(after: $0)...]) },
-                host: log.host.isEmpty ? nil : log.host,
-                port: nil, protocolVersion: http2 ? "2" : (head.version == .http1_0 ? "1.0" : "1.1"),
-                clientAddress: log.client.isEmpty ? nil : log.client,
-                userAgent: log.userAgent.isEmpty ? nil : log.userAgent)
-            for attribute in attributes { trace.setAttribute(attribute, on: trace.serverSpan) }
+        guard trace.isRecording else {
+            if logged { log.traceID = trace.context.traceID.description }
+            unsampledTrace = trace.context
+            return
         }
-        if logged || trace.isRecording { log.traceID = trace.context.traceID.description }
+        var trace = trace
+        let target = log.target.isEmpty ? "/" : log.target
+        let query = target.firstIndex(of: "?")
+        let attributes = HTTPSpanAttributes.server(
+            method: log.method, scheme: secure ? "https" : "http", path: String(target[..<(query ?? target.endIndex)]),
+            query: query.map { String(target[target.index(after: $0)...]) },
+            host: log.host.isEmpty ? nil : log.host,
+            port: nil, protocolVersion: http2 ? "2" : (head.version == .http1_0 ? "1.0" : "1.1"),
+            clientAddress: log.client.isEmpty ? nil : log.client,
+            userAgent: log.userAgent.isEmpty ? nil : log.userAgent)
+        for attribute in attributes { trace.setAttribute(attribute, on: trace.serverSpan) }
+        log.traceID = trace.context.traceID.description
         tracingState = ExchangeTrace(trace, tracing: tracing, startedAt: trace.serverStartNanos)
     }
 
@@ -177,11 +179,6 @@ extension RequestExchange {
             upstreamTargetIndex = nil
             log.upstreamStatus = 0
             state.attempts += 1
-            guard state.trace.isRecording else {
-                // Not sampled: the upstream hears the same trace, not sampled, with no span (and no clock read).
-                state.upstream = state.trace.context
-                return
-            }
             let begun = state.trace.beginUpstreamAttempt(
                 HTTPSpanAttributes.spanName(method: log.method), at: WorkerTracing.now, ids: &tracing.ids)
             state.attempt = begun.handle
@@ -237,10 +234,6 @@ extension RequestExchange {
         guard let state = tracingState, let tracing = runtime.tracing else { return }
         // A filter still waiting (the client left, a timeout answered) ends as abandoned, before the run is
         // cancelled after the log line.
-        guard state.trace.isRecording else {
-            tracingState = nil
-            return
-        }
         state.filterAbandoned()
         endUpstreamAttempt()
         let sent = log.status == 0 || log.status == 499 ? nil : log.status
@@ -256,7 +249,7 @@ extension RequestExchange {
     /// Writes an attempt's `traceparent` (and the caller's `tracestate`) as HTTP/1.1 field lines.
     static func writeTraceFields(_ context: TraceContext, into out: inout ByteBuffer) {
         out.writeStaticString("traceparent: ")
-        context.withTraceparent { _ = out.writeBytes($0) }
+        context.withTraceparentBytes { _ = out.writeBytes($0) }
         out.writeStaticString("\r\n")
         if !context.traceState.isEmpty {
             out.writeStaticString("tracestate: ")
