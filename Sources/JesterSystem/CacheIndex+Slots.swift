@@ -187,6 +187,7 @@ extension CacheIndex {
         _ key: Key, observed: Observation?, owner: Int32, deadline: Int64, now: Int64, monotonicNow: Int64
     ) -> (claim: Claim, dropped: Dropped?) {
         if let observed {
+            precondition(observed.key == key, "an observation of another key")
             // The deadline goes in first: whoever sees the new control sees it. A claimant that loses the race
             // overwrites the winner's deadline with its own, a few nanoseconds apart.
             store(observed.slot, 24, deadline)
