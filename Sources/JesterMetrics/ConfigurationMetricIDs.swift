@@ -136,7 +136,8 @@ public final class RouteMetricIDs: Sendable {
     public let retries: [String: SeriesID]
     public let replays: [String: SeriesID]
     /// In the order of the route's filter chain on this listener (listener-wide filters first), as the
-    /// compiled chain runs them: indexed by a filter's position, then by `FilterOutcome` (proceed, respond, fail).
+    /// compiled chain runs them: indexed by a filter's position, then by `FilterOutcome` (proceed, respond, fail),
+    /// then (`FilterOutcome.allCases.count`) the filter's duration histogram.
     public let filters: [[SeriesID]]
     /// The filters' names, in the same order.
     public let filterNames: [String]
@@ -171,7 +172,7 @@ public final class RouteMetricIDs: Sendable {
         filters = chain.map { filter in
             FilterOutcome.allCases.map {
                 registry.id(MetricCatalog.filterOutcomes, [route.name, filter.name, $0.rawValue])
-            }
+            } + [registry.id(MetricCatalog.filterDuration, [route.name, filter.name])]
         }
     }
 

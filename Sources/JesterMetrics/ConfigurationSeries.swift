@@ -66,6 +66,7 @@ public struct ConfigurationSeries: Sendable {
                     for outcome in FilterOutcome.allCases {
                         add(MetricCatalog.filterOutcomes, [route.name, filter.name, outcome.rawValue])
                     }
+                    add(MetricCatalog.filterDuration, [route.name, filter.name])
                 }
             }
         }

@@ -71,6 +71,9 @@ public enum MetricCatalog {
     public static let filterOutcomes = MetricFamily(
         "jester_filter_outcomes", .counter, labels: [.route, .filter, .outcome],
         help: "Filter verdicts, by route, filter and outcome.")
+    public static let filterDuration = MetricFamily(
+        "jester_filter_duration_seconds", .histogram, unit: .seconds, labels: [.route, .filter],
+        help: "Time a filter took to decide, its waits included (Redis, a password hash).", buckets: durationBuckets)
 
     // MARK: The master
 
@@ -91,7 +94,7 @@ public enum MetricCatalog {
     public static let families: [MetricFamily] = [
         requests, requestDuration, receivedBytes, sentBytes, connections, activeConnections, activeStreams,
         upstreamConnectDuration, upstreamResponseDuration, targetHealthy, ejections, retries, replays, circuitState,
-        tlsHandshakes, tlsHandshakeFailures, filterOutcomes,
+        tlsHandshakes, tlsHandshakeFailures, filterOutcomes, filterDuration,
         reloads, generation, workerRestarts, seriesFolded,
     ]
 

@@ -224,6 +224,14 @@ final class WorkerMetrics: @unchecked Sendable {
         if !outcomes[decider].isEmpty { writer.add(outcomes[decider][Self.column(outcome)]) }
     }
 
+    /// The filter at position `filter` of `route`'s chain took `nanoseconds` to decide (its waits included).
+    func filterTook(route: CompiledRoute, filter: Int, nanoseconds: Int64) {
+        let ids = filterIDs(route)
+        let column = FilterOutcome.allCases.count
+        guard filter >= 0, filter < ids.count, ids[filter].count > column else { return }
+        writer.observe(ids[filter][column], nanoseconds: nanoseconds)
+    }
+
     /// `route`'s filter outcome ids in chain order; empty for a filter the master registered no series for
     /// (none such while it registers every configuration before its workers spawn): not counted.
     private func filterIDs(_ route: CompiledRoute) -> [[SeriesID]] {

@@ -443,6 +443,9 @@ def test_filter_verdicts_are_counted_by_route_and_filter(wired):
     counted(wired, before, "jester_filter_outcomes_total", codes.count(429), route="guarded", filter="limit",
             outcome="respond")
     counted(wired, before, "jester_filter_outcomes_total", 1, route="office", filter="office", outcome="fail")
+    # Each filter that decided is timed: the IP rule on every request, the limit on every one it saw.
+    counted(wired, before, "jester_filter_duration_seconds_count", 4, route="guarded", filter="loopback")
+    counted(wired, before, "jester_filter_duration_seconds_count", 4, route="guarded", filter="limit")
     assert sample(scrape(wired), "jester_filter_outcomes_total", route="guarded", filter="loopback",
                   outcome="fail") == 0
 

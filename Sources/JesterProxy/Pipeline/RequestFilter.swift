@@ -87,6 +87,8 @@ final class FilterContext {
     private var earlyVerdict: FilterVerdict?
     /// A filter waits for its `resume`.
     private var waiting = false
+    /// When the filter being applied (or waited for) began, read only when metrics count its duration.
+    private var filterStartedAt: NIODeadline?
 
     init(chain: FilterChain, input: FilterInput) {
         self.chain = chain
@@ -120,6 +122,7 @@ final class FilterContext {
         guard waiting, !isCancelled else { return }
         waiting = false
         observer?.filterDecided(verdict)
+        timeFilter()
         let outcome: FilterVerdict?
         if case .proceed = verdict { outcome = proceed() } else { outcome = counted(verdict) }
         guard let outcome, let onDecision else { return }
@@ -132,6 +135,7 @@ final class FilterContext {
             let filter = chain.filters[next]
             next += 1
             observer?.filterBegan(filter, kind: chain.kind(of: next - 1))
+            if chain.metrics?.metrics != nil { filterStartedAt = .now() }
             applying = true
             var step = filter.apply(input, context: self)
             applying = false
@@ -139,7 +143,10 @@ final class FilterContext {
                 earlyVerdict = nil
                 step = .decided(early)
             }
-            if case .decided(let verdict) = step { observer?.filterDecided(verdict) }
+            if case .decided(let verdict) = step {
+                observer?.filterDecided(verdict)
+                timeFilter()
+            }
             switch step {
             case .suspended:
                 waiting = true
@@ -152,6 +159,13 @@ final class FilterContext {
             }
         }
         return counted(.proceed)
+    }
+
+    /// The filter last applied decided: how long it took (its wait included) goes to the metrics.
+    private func timeFilter() {
+        guard let started = filterStartedAt, let metrics = chain.metrics?.metrics else { return }
+        filterStartedAt = nil
+        metrics.filterTook(route: input.route, filter: next - 1, nanoseconds: (NIODeadline.now() - started).nanoseconds)
     }
 
     /// The run's verdict, given by the filter last applied, counted in the metrics (jester-metrics(7)).
