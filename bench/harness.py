@@ -191,6 +191,7 @@ def upstream_config(work):
     files.mkdir(exist_ok=True)
     (files / "64k").write_bytes(b"a" * 65536)
     (files / "1m").write_bytes(b"b" * (1 << 20))
+    (files / "text-256k").write_bytes(prose(256 * 1024))
     return f"""
 worker_processes 1;
 daemon off;
@@ -211,6 +212,21 @@ http {{
     }}
 }}
 """
+
+
+def prose(size):
+    """`size` bytes of text that compresses like a web page (words in varied sentences, about 3:1 with gzip), the
+    same every run, for the compression scenarios."""
+    import random
+    words = ("the a proxy request response header body upstream client server worker connection route filter "
+             "cache compression stream protocol latency throughput memory buffer socket kernel event loop thread "
+             "timeout retry balance target health metric trace span log error status reload upgrade config").split()
+    generator = random.Random(21)
+    out = bytearray()
+    while len(out) < size:
+        sentence = " ".join(generator.choice(words) for _ in range(generator.randint(5, 16)))
+        out += (sentence.capitalize() + ". " + str(generator.randint(0, 99999)) + ("\n" if generator.random() < 0.2 else " ")).encode()
+    return bytes(out[:size])
 
 
 def route_paths(count):

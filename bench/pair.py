@@ -37,7 +37,7 @@ import filter_scenarios  # noqa: E402
 import harness  # noqa: E402
 
 
-def configuration(work, kind, name, port, tls, scenario=None, extra=""):
+def configuration(work, kind, name, port, tls, scenario=None, extra="", nginx_gzip=None):
     """Command line of one side, with its configuration written to `work` (with `scenario`'s filter, if any; a
     Jester side gets `extra` appended: TOML tables such as `[metrics]` or `[tracing]`)."""
     listen = f"127.0.0.1:{harness.PROXY_PORT}"
@@ -54,6 +54,9 @@ def configuration(work, kind, name, port, tls, scenario=None, extra=""):
         text = text.replace(listen, f"127.0.0.1:{port}").replace(f"{kind}.pid", f"{name}.pid")
         if scenario:
             text = scenario.apply(kind, text, work)
+        if nginx_gzip is not None and kind == "nginx":
+            text = text.replace("http {", "http {\n    gzip on; gzip_comp_level %d; gzip_types text/plain; "
+                                "gzip_proxied any; gzip_min_length 1000;" % nginx_gzip, 1)
         path = work / f"{name}.conf"
         path.write_text(text)
         return ["haproxy", "-db", "-f", str(path)] if kind == "haproxy" else ["nginx", "-c", str(path)]
@@ -135,6 +138,11 @@ def main():
                         help="appended to side A's Jester configuration (\\n for newlines), e.g. "
                              "'[metrics]\\nenabled = false': the same binary on both sides, one setting apart")
     parser.add_argument("--config-b", default="", metavar="TOML", help="the same for side B")
+    parser.add_argument("--header", action="append", default=[], metavar="FIELD",
+                        help="a request field every request carries on both sides (e.g. 'Accept-Encoding: gzip')")
+    parser.add_argument("--nginx-gzip", type=int, metavar="LEVEL",
+                        help="nginx sides compress text/plain with gzip at LEVEL (pair with a Jester side given "
+                             "--config-b 'compression = { algorithms = [\"gzip\"], level = LEVEL, ... }')")
     parser.add_argument("--bare-a", action="store_true",
                         help="with --scenario: side A without the filter (same requests), so B − A is its cost")
     args = parser.parse_args()
@@ -143,10 +151,10 @@ def main():
 
     work, upstream = start_upstream("jester-pair-")
     scenario = filter_scenarios.SCENARIOS[args.scenario] if args.scenario else None
-    headers = []
+    headers = list(args.header)
     if scenario:
         scenario.prepare(work)
-        headers = scenario.headers
+        headers = headers + scenario.headers
         print(f"scenario {args.scenario}: {scenario.about}" + ("; A without the filter" if args.bare_a else ""),
               flush=True)
     sides = []
@@ -155,7 +163,7 @@ def main():
             harness.wait_for_free_port(port)
             filtered = scenario if not (name == "a" and args.bare_a) else None
             command = configuration(work, kind, name, port, args.h2, filtered,
-                                    args.config_a if name == "a" else args.config_b)
+                                    args.config_a if name == "a" else args.config_b, args.nginx_gzip)
             sides.append((harness.Server(name, command, "0", work / f"{name}.log"), port))
             try:
                 harness.wait_for_http(port, tls=args.h2, headers=headers)
