@@ -227,6 +227,26 @@ upstream = "capture"
         assert forwarded_field in received[0].lower()
 
 
+def test_a_head_refused_before_routing_gets_no_body(make_jester, upstream):
+    """A refusal made before any route is chosen (here: an underscore in a field name under "reject") answers a
+    HEAD with the head alone: a body would be read by a keep-alive client as the start of the next response."""
+    jester = make_jester(f"""
+[http]
+underscores_in_headers = "reject"
+
+[upstreams.app]
+targets = ["{upstream.address}"]
+
+[[routes]]
+path_prefix = "/"
+upstream = "app"
+""")
+    response = raw_request(jester.port, b"HEAD / HTTP/1.1\r\nHost: x\r\nX_Y: 1\r\n\r\n", timeout=3)
+    assert status_of(response) == 400
+    head, _, rest = response.partition(b"\r\n\r\n")
+    assert rest == b"", response
+
+
 # --- responses from upstreams ---
 
 BAD_RESPONSES = [

@@ -120,6 +120,8 @@ struct RequestExchange {
     /// adapters call per request: a non-mutating method called on a struct kept in a class is given a copy of the
     /// whole struct, its references retained.)
     mutating func preRouteRefusal(runtime: WorkerRuntime, withinConnectionRate: Bool) -> Int? {
+        // Known before any answer, refusals included: a HEAD's answer has no body, whoever gives it.
+        (isHeadRequest, isIdempotent) = methodFacts()
         // HTTP/1.1's framing refuses a longer head before it is parsed; an HTTP/2 head (translated) arrives whole,
         // and nghttp2 only announces the limit in SETTINGS. The live tier's test_limits checks both protocols.
         if let headBytes, headBytes.readableBytes > runtime.parserLimits.maxHeadSize {
@@ -174,7 +176,6 @@ struct RequestExchange {
         bodyBytesSoFar: Int64
     ) -> RouteDecision {
         // Before any answer, routed or not: a HEAD's 404 or redirect has no body either (RFC 9110 §9.3.2).
-        (isHeadRequest, isIdempotent) = methodFacts()
         if let httpsRedirect = routes.httpsRedirect {
             // The listener only sends clients to HTTPS, keeping what they asked for; 308 keeps method and body.
             log.route = "-"
