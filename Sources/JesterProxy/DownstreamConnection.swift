@@ -400,7 +400,11 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
                     }
                     return
                 }
-                guard let peeked else { return }
+                guard let peeked else {
+                    // client_body_timeout is the longest pause between two reads, here too.
+                    timer.arm(.body, after: runtime.timeouts.body)
+                    return
+                }
                 if awaitingFilterBody {
                     awaitingFilterBody = false
                     phase = .awaitingHead

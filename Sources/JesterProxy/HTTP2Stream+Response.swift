@@ -10,7 +10,6 @@ extension HTTP2Stream {
     // MARK: Response
 
     func upstreamResponseHead(_ response: HTTPHead, bytes: ByteBuffer) {
-        timer.disarm()
         if response.status >= 200 || response.status == 101 {
             exchange.log.upstreamStatus = response.status
             exchange.upstreamAnswered(by: upstream, runtime: runtime)
@@ -19,10 +18,12 @@ extension HTTP2Stream {
             // 1xx goes on as an interim HEADERS frame, as to HTTP/1.1 clients: a client that sent
             // `expect: 100-continue` waits for the 100 before it sends its body. A 101 never arrives (no upgrade is
             // forwarded, and `UpstreamConnection` refuses one nobody asked for).
+            // (The response timeout keeps running: an interim answer is not the answer.)
             connection.respondInterim(id, status: response.status)
             connection.scheduleFlush()
             return
         }
+        timer.disarm()
         if let upstream, !responseStarted, let delay = exchange.retryDelay(
             afterStatus: response.status, on: upstream, requestComplete: requestComplete, runtime: runtime)
         {

@@ -78,6 +78,9 @@ extension HTTP2Stream {
         finished = true
         timer.disarm()
         exchangeDeadline?.disarm()
+        // DATA that waited for an upstream that never came (a failed connect, a local answer) is acknowledged
+        // now: the client's connection window is shared by all its streams.
+        if !pendingBody.isEmpty { dropHeldBody() }
         exchange.writeLog(
             status: status, protocol: "HTTP/2.0", tls: connection.tls, runtime: runtime,
             listener: connection.metricsListener)

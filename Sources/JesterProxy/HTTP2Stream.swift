@@ -316,6 +316,15 @@ final class HTTP2Stream: UpstreamConnectionDelegate, UpstreamWaiter {
         requestBodyBytes += Int64(bytes.readableBytes)
         exchange.log.bytesIn += bytes.readableBytes
         if peekedBody != nil {
+            if awaitingFilterBody, let route = exchange.route, requestBodyBytes > route.maxBodySize {
+                // The route's own limit holds while its filters' body is collected, as it does when it streams.
+                connection.consumed(id, count: bytes.readableBytes)
+                peekedBody = nil
+                awaitingFilterBody = false
+                dropHeldBody()
+                finishLocally(status: 413, failure: "request body larger than \(route.maxBodySize) bytes")
+                return
+            }
             hold(bytes)
             return
         }
@@ -368,6 +377,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, UpstreamWaiter {
     /// what is held is bounded by the limit plus one window.
     func hold(_ bytes: ByteBuffer) {
         let limit = peekLimit
+        // client_body_timeout is the longest pause between two pieces, here too.
+        timer.arm(.body, after: runtime.timeouts.body)
         pendingBody.append(bytes)
         connection.consumed(id, count: bytes.readableBytes)
         acknowledgedAhead += bytes.readableBytes

@@ -130,11 +130,12 @@ final class HTTP2UpstreamConnection: ChannelInboundHandler, @unchecked Sendable 
         scheduleFlush()
     }
 
-    /// The client went away: the target stops working on the stream (RST_STREAM CANCEL).
-    func cancel(_ stream: Int32) {
+    /// The client went away: the target stops working on the stream (RST_STREAM CANCEL). `failed`: the stream's
+    /// answer counts against the target (a 502-504 thrown away for a retry).
+    func cancel(_ stream: Int32, failed: Bool = false) {
         guard streams.removeValue(forKey: stream) != nil else { return }
         session.reset(stream: stream, errorCode: 8)
-        pool.http2StreamEnded(self, failed: false)
+        pool.http2StreamEnded(self, failed: failed)
         scheduleFlush()
     }
 

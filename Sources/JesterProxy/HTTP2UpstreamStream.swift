@@ -24,6 +24,8 @@ final class HTTP2UpstreamStream: ExchangeUpstream, HTTP2UpstreamStreamDelegate {
     private var wasWritable = true
     private var ended = false
     private(set) var responseFramingIsSynthesized = false
+    /// The request is a HEAD: its answer's missing length is not made up (it would say the resource is empty).
+    private var requestIsHead = false
     /// When the request went out and its response head came, read only when the pool counts metrics.
     private var sentAt: NIODeadline?
     private(set) var responseWait: Int64?
@@ -54,6 +56,7 @@ final class HTTP2UpstreamStream: ExchangeUpstream, HTTP2UpstreamStreamDelegate {
         // (`expectsUpgrade` has no use here: HTTP/2 has no 101 (RFC 9113 §8.6); no upgrade is forwarded to an
         // HTTP/2 target, and nghttp2 resets a stream that answers with one.)
         self.delegate = delegate
+        requestIsHead = isHeadRequest
         var head = HTTPHead()
         guard requestHead.withUnsafeReadableBytes({ Self.parser.parseRequest($0, into: &head) }) == nil else {
             fail(.invalidResponse(.badStatusLine))
@@ -126,23 +129,35 @@ final class HTTP2UpstreamStream: ExchangeUpstream, HTTP2UpstreamStreamDelegate {
 
     func close() {
         cancel()
+        acknowledgeOwed()
         delegate = nil
     }
 
     func release(reusable: Bool) {
         // The connection is shared: nothing goes back to the pool; the stream's end was counted as it closed.
         if !ended { cancel() }
+        acknowledgeOwed()
     }
 
     func finished(failed: Bool) {
-        if !ended { cancel() }
+        if !ended { cancel(failed: failed) }
+        acknowledgeOwed()
     }
 
-    private func cancel() {
+    /// Response bytes received and never acknowledged (the client had not taken them yet when the exchange
+    /// ended) are acknowledged now: the connection's window is shared by every stream on it, and bytes never
+    /// given back would shrink it for good, until every stream on the connection stalls.
+    private func acknowledgeOwed() {
+        guard let stream, responseUnacknowledged > 0 else { return }
+        connection.consumed(stream, count: responseUnacknowledged)
+        responseUnacknowledged = 0
+    }
+
+    private func cancel(failed: Bool = false) {
         guard !ended else { return }
         ended = true
         if let stream {
-            connection.cancel(stream)
+            connection.cancel(stream, failed: failed)
         } else {
             // The pool counted the request when it chose this connection; with no stream opened, no stream's
             // end gives the count back (the client left while the connection was still being made).
@@ -169,7 +184,7 @@ final class HTTP2UpstreamStream: ExchangeUpstream, HTTP2UpstreamStreamDelegate {
             if field.name == "content-length" { hasLength = true }
             text += "\(field.name): \(field.value)\r\n"
         }
-        if status >= 200, status != 204, status != 304, !hasLength {
+        if status >= 200, status != 204, status != 304, !hasLength, !(requestIsHead && endStream) {
             // HTTP/1.1 needs framing the HTTP/2 response did not state: no body, or chunks.
             text += endStream ? "content-length: 0\r\n" : "transfer-encoding: chunked\r\n"
             responseFramingIsSynthesized = true
@@ -207,6 +222,7 @@ final class HTTP2UpstreamStream: ExchangeUpstream, HTTP2UpstreamStreamDelegate {
 
     func upstreamStreamFailed(_ reason: String) {
         ended = true
+        acknowledgeOwed()
         let started = responseStarted
         finishDelegate { $0.upstreamFailed(.streamReset(reason), responseStarted: started) }
     }

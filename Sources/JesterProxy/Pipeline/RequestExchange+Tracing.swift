@@ -168,7 +168,11 @@ extension RequestExchange {
     mutating func upstreamEvent(_ event: AccessLog.Record.UpstreamEvent, runtime: WorkerRuntime) {
         guard let state = tracingState, let tracing = runtime.tracing else {
             log.mark(event)
-            if case .asked = event { upstreamTargetIndex = nil }
+            if case .asked = event {
+                // This attempt starts afresh: a retry's failed connect must not log the previous answer's status.
+                upstreamTargetIndex = nil
+                log.upstreamStatus = 0
+            }
             return
         }
         switch event {
