@@ -258,3 +258,51 @@ private func answer(
     #expect(response.hasPrefix("HTTP/1.1 200 OK\r\n") && response.hasSuffix("\r\n\r\nok\n"))
     #expect(response.contains("Content-Length: 3\r\n"))
 }
+
+@Test func responseBytesAClientLeftUntakenAreGivenBackToTheSharedH2Connection() throws {
+    // Clients that stop reading and leave mid-response: what the target sent them and they never took must still
+    // be acknowledged on the shared connection, whose window (65,535 bytes) every stream on it draws from.
+    let harness = try ExchangeHarness(proxying(pool: #"protocol = "h2""#, targets: #""127.0.0.1:9001""#))
+    let target = try HTTP2Peer(.server)
+    var upstream: EmbeddedUpstream?
+    /// Sends a GET from `client` and has the target answer with `size` bytes, ending the response when `ends`.
+    func exchange(_ client: EmbeddedChannel, size: Int, ends: Bool) throws {
+        try client.writeInbound(ByteBuffer(string: "GET /big HTTP/1.1\r\nHost: x\r\n\r\n"))
+        if upstream == nil { upstream = try harness.onlyUpstream() }
+        let upstream = try #require(upstream)
+        try target.exchange(with: upstream.channel, loop: harness.loop) { try upstream.send($0) }
+        guard case .headers(let stream, _, _)? = target.takeEvents().last(where: {
+            if case .headers = $0 { true } else { false }
+        }) else {
+            Issue.record("no request reached the target")
+            return
+        }
+        target.session.respond(stream: stream, fields: [HTTP2Field(":status", "200")], hasBody: true)
+        target.session.sendBody(stream: stream, ByteBuffer(repeating: UInt8(ascii: "z"), count: size))
+        if ends { target.session.finishBody(stream: stream) }
+        try target.exchange(with: upstream.channel, loop: harness.loop) { try upstream.send($0) }
+    }
+    func newClient() throws -> EmbeddedChannel {
+        let client = EmbeddedChannel(
+            handler: DownstreamConnection(runtime: harness.runtime, listener: "main"), loop: harness.loop)
+        try client.connect(to: SocketAddress(ipAddress: "127.0.0.9", port: 40001)).wait()
+        return client
+    }
+    for round in 0..<2 {
+        let client = round == 0 ? harness.client : try newClient()
+        // A client that cannot take more: Jester holds back its acknowledgements (backpressure) ...
+        client.isWritable = false
+        client.pipeline.fireChannelWritabilityChanged()
+        try exchange(client, size: 30_000, ends: false)
+        // ... and then leaves.
+        _ = try? client.close().wait()
+        harness.loop.run()
+    }
+    // 60,000 bytes went to clients that left: without giving them back, this answer could not pass.
+    let last = try newClient()
+    try exchange(last, size: 30_000, ends: true)
+    var text = ""
+    while let buffer = try last.readOutbound(as: ByteBuffer.self) { text += String(buffer: buffer) }
+    #expect(text.hasPrefix("HTTP/1.1 200 OK\r\n"))
+    #expect(text.hasSuffix(String(repeating: "z", count: 1000) + "\r\n0\r\n\r\n"), "the whole body arrived")
+}
