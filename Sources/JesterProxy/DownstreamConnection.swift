@@ -518,7 +518,8 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             awaitingFilterBody = true
             phase = .awaitingBody
             timer.arm(.body, after: runtime.timeouts.body)
-            if exchange.head.expectsContinue, exchange.head.version == .http1_1 {
+            // (Sent already when body matchers waited for the body: `body` is their peek.)
+            if body == nil, exchange.head.expectsContinue, exchange.head.version == .http1_1 {
                 write(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n"))
                 flushClient()
             }

@@ -13,6 +13,8 @@ protocol HTTP2UpstreamStreamDelegate: AnyObject {
     func upstreamStreamFailed(_ reason: String)
     /// The upstream took request body bytes off the stream's buffer (its window opened).
     func upstreamDrained()
+    /// A batch of reads from the connection ended (after any `upstreamData` of this batch).
+    func upstreamReadCycleEnded()
 }
 
 /// A connection to an HTTP/2 target (`protocol = "h2"`: prior knowledge on plain TCP, ALPN h2 over TLS) that
@@ -83,6 +85,7 @@ final class HTTP2UpstreamConnection: ChannelInboundHandler, @unchecked Sendable 
 
     func channelReadComplete(context: ChannelHandlerContext) {
         flushOutput()
+        for delegate in streams.values { delegate.upstreamReadCycleEnded() }
         context.read()
     }
 

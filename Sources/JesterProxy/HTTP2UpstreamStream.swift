@@ -20,6 +20,8 @@ final class HTTP2UpstreamStream: ExchangeUpstream, HTTP2UpstreamStreamDelegate {
     private var requestEnded = false
     private var responseStarted = false
     private var responseUnacknowledged = 0
+    /// Response DATA came since the connection's last read cycle ended.
+    private var receivedInCycle = false
     /// `isWritable` as the client side last saw it: a change to writable is reported once.
     private var wasWritable = true
     private var ended = false
@@ -207,7 +209,15 @@ final class HTTP2UpstreamStream: ExchangeUpstream, HTTP2UpstreamStreamDelegate {
 
     func upstreamData(_ bytes: ByteBuffer) {
         responseUnacknowledged += bytes.readableBytes
+        receivedInCycle = true
         delegate?.upstreamResponseBody(bytes)
+    }
+
+    /// Once per read of the connection, not per DATA frame: the client side flushes, acknowledges, and a
+    /// response filter flushes its transformation (a compressor's sync flush costs bytes), once per batch.
+    func upstreamReadCycleEnded() {
+        guard receivedInCycle else { return }
+        receivedInCycle = false
         delegate?.upstreamReadComplete()
     }
 
