@@ -50,12 +50,22 @@ public enum ControlMessage: Codable, Sendable, Equatable {
     /// A live stream of access records from every worker that `filter` matches: answered with `tapRecords`
     /// batches until the requester closes the connection.
     case tap(TapFilter)
+    /// The shared HTTP cache's size and counters: answered with `cacheReport`, or a `notFound` failure when no
+    /// route caches.
+    case cacheStatus
+    /// Removes one stored response, or every one whose key starts with a prefix, from the shared cache on
+    /// every worker: answered with `cachePurged`, or a `notFound` failure when no route caches.
+    case cachePurge(CachePurgeTarget)
 
     // MARK: master → jesterctl
     case statusReport(StatusReport)
     /// A scrape's answer to `metrics`: the exposition text and the Content-Type it is in.
     case metricsExposition(contentType: String, body: String)
     case upstreamsReport([TargetReport])
+    /// The answer to `cacheStatus`.
+    case cacheReport(CacheStatusReport)
+    /// The answer to `cachePurge`: how many entries it removed.
+    case cachePurged(CachePurgeResult)
     /// The outcome of a reload: the new generation, or every configuration error with file:line:column.
     case reloadResult(ReloadResult)
     /// A progress line of a longer operation (drain).

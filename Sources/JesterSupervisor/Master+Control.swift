@@ -111,6 +111,9 @@ extension Master {
                 body: String(decoding: exposition.body, as: UTF8.self)), to: channel)
         case .tap(let filter):
             openTap(filter, replyTo: channel)
+        case .cacheStatus, .cachePurge:
+            // Until the shared cache is wired into the master (issue 21), there is none to report on or purge.
+            reply(.failure(message: "the HTTP cache is not enabled: no route caches", reason: .notFound), to: channel)
         default:
             reply(.failure(message: "not a request", reason: .invalidRequest), to: channel)
         }

@@ -167,7 +167,7 @@ struct JesterCtl: ParsableCommand {
         version: JesterVersion.current,
         subcommands: [
             Status.self, Reload.self, Upgrade.self, Upstreams.self, UpstreamCommand.self, Drain.self, Stop.self,
-            ReopenLogs.self, Tap.self, Metrics.self,
+            ReopenLogs.self, Tap.self, Metrics.self, Cache.self,
         ])
 }
 
@@ -638,6 +638,72 @@ struct Metrics: ParsableCommand {
             fail("jesterctl: \(message)", status: .operationFailed)
         default:
             fail("jesterctl: no answer from the master")
+        }
+    }
+}
+
+struct Cache: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The shared HTTP cache: its size and counters, and purging stored responses.",
+        subcommands: [CacheStatus.self, CachePurge.self])
+}
+
+struct CacheStatus: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Bytes used of the budget, entries, hits, misses, stores, evictions, collapsed requests, hit ratio.",
+        discussion: "Exit status 3 when no route caches.")
+    @OptionGroup var options: ControlOptions
+
+    func run() throws {
+        let client = options.connect()
+        client.send(.cacheStatus)
+        guard case .cacheReport(let report) = client.receive(timeoutSeconds: 30) else {
+            fail("jesterctl: no answer from the master")
+        }
+        if options.json {
+            printJSON(report)
+            return
+        }
+        for line in CacheStatusText.lines(report) { print(line) }
+    }
+}
+
+struct CachePurge: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "purge",
+        abstract: "Remove a stored response (KEY) or every one under a prefix (--prefix) from the shared cache.",
+        discussion: """
+            KEY is the request's URI as the cache keys it (https://example.com/a?b); --prefix removes every key \
+            that starts with PREFIX (https://example.com/img/). Exit status 3 when no route caches.
+            """)
+    @OptionGroup var options: ControlOptions
+    @Argument(help: "The key to remove.")
+    var key: String?
+    @Option(help: "Remove every key that starts with this.")
+    var prefix: String?
+
+    func validate() throws {
+        switch (key, prefix) {
+        case (nil, nil): throw ValidationError("give a KEY or --prefix PREFIX")
+        case (.some, .some): throw ValidationError("give a KEY or --prefix PREFIX, not both")
+        case (.some(let key), nil) where key.isEmpty: throw ValidationError("the KEY is empty")
+        case (nil, .some(let prefix)) where prefix.isEmpty:
+            throw ValidationError("--prefix needs a prefix (an empty one would purge everything)")
+        default: break
+        }
+    }
+
+    func run() throws {
+        let client = options.connect()
+        client.send(.cachePurge(key.map { .key($0) } ?? .prefix(prefix ?? "")))
+        guard case .cachePurged(let result) = client.receive(timeoutSeconds: 30) else {
+            fail("jesterctl: no answer from the master")
+        }
+        if options.json {
+            printJSONLine(result)
+        } else {
+            print(result.removed == 1 ? "purged 1 entry" : "purged \(result.removed) entries")
         }
     }
 }

@@ -153,6 +153,20 @@ def test_exit_statuses(shared):
     assert unreachable.returncode == 2 and "no Jester master is listening" in unreachable.stderr
 
 
+def test_cache_commands_say_when_no_route_caches(shared):
+    """`jesterctl cache`: a master without a cache answers every cache request with a clear refusal (exit 3);
+    a purge needs exactly one of KEY and --prefix (64, before anything is sent)."""
+    for args in (["cache", "status"], ["cache", "status", "--json"], ["cache", "purge", "https://example.com/a"],
+                 ["cache", "purge", "--prefix", "https://example.com/"]):
+        result = shared.ctl(*args)
+        assert result.returncode == 3, (args, result.returncode, result.stderr)
+        assert "the HTTP cache is not enabled" in result.stderr and result.stdout == ""
+    for args in (["cache", "purge"], ["cache", "purge", "https://example.com/a", "--prefix", "https://example.com/"],
+                 ["cache", "purge", "--prefix", ""], ["cache"], ["cache", "sweep"]):
+        result = shared.ctl(*args)
+        assert result.returncode == 64, (args, result.returncode, result.stderr)
+
+
 def test_a_target_drains_in_every_pool_that_has_it(shared):
     first = shared.upstreams[0].address
 
