@@ -1,13 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-#if canImport(FoundationEssentials)
-import FoundationEssentials  // JSON and Data without the full Foundation and its ICU data (see bench/PERFORMANCE.md)
-#else
-import Foundation
-#endif
 
 /// Frames control messages: a 4-byte big-endian length, then the JSON of a `ControlEnvelope`.
 ///
-/// Pure: the master and workers feed it bytes from their NIO channels, jesterctl from a blocking socket.
+/// Pure: the master and workers feed it bytes from their NIO channels, jesterctl from a blocking socket. The JSON
+/// is `ControlJSONEncoder`'s and `ControlJSONDecoder`'s, the same text Foundation's codec wrote before them.
 public struct ControlFrameCodec: Sendable {
     /// Why bytes could not be read as a control message.
     public enum DecodingError: Error, Equatable, CustomStringConvertible {
@@ -34,9 +30,13 @@ public struct ControlFrameCodec: Sendable {
 
     /// The bytes of one frame carrying `message`, with the correlation id of the request it answers (or its own).
     public static func encode(_ message: ControlMessage, id: UInt64? = nil) -> [UInt8] {
-        let payload = (try? JSONEncoder().encode(ControlEnvelope(message, id: id))) ?? Data()
+        // Only a NaN or infinite number can fail, and no message carries one the master or a worker computed
+        // from a division by zero: an empty frame would be refused by the peer as malformed.
+        let payload = (try? ControlJSONEncoder().encode(ControlEnvelope(message, id: id))) ?? []
         let length = UInt32(payload.count)
-        var frame: [UInt8] = [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)]
+        var frame: [UInt8] = [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF),
+            UInt8(length & 0xFF)]
+        frame.reserveCapacity(4 + payload.count)
         frame.append(contentsOf: payload)
         return frame
     }
@@ -57,19 +57,24 @@ public struct ControlFrameCodec: Sendable {
         let length = Int(buffer[0]) << 24 | Int(buffer[1]) << 16 | Int(buffer[2]) << 8 | Int(buffer[3])
         guard length <= ControlProtocol.maxFrameSize else { throw .frameTooLarge(length) }
         guard buffer.count >= 4 + length else { return nil }
-        let payload = Data(buffer[4..<(4 + length)])
+        let payload = Array(buffer[4..<(4 + length)])
         buffer.removeFirst(4 + length)
+        let tree: JSONTree
+        do {
+            tree = try JSONTree.parse(payload)
+        } catch {
+            throw .malformed(error.description)
+        }
+        // The version first: a peer of another major version may say anything after it.
+        if case .object(let members) = tree, case .number(let text)? = members["version"], let version = Int(text),
+            version != ControlProtocol.version
+        {
+            throw .versionMismatch(version)
+        }
         let envelope: ControlEnvelope
         do {
-            envelope = try JSONDecoder().decode(ControlEnvelope.self, from: payload)
+            envelope = try ControlJSONDecoder().decode(ControlEnvelope.self, from: tree)
         } catch {
-            // Say which version the peer spoke if that much can be read.
-            struct VersionOnly: Decodable { var version: Int }
-            if let version = try? JSONDecoder().decode(VersionOnly.self, from: payload).version,
-                version != ControlProtocol.version
-            {
-                throw .versionMismatch(version)
-            }
             throw .malformed(String(describing: error))
         }
         guard envelope.version == ControlProtocol.version else { throw .versionMismatch(envelope.version) }

@@ -1,9 +1,4 @@
 // SPDX-License-Identifier: Apache-2.0
-#if canImport(FoundationEssentials)
-import FoundationEssentials  // JSON and Data without the full Foundation and its ICU data (see bench/PERFORMANCE.md)
-#else
-import Foundation
-#endif
 
 /// Everything said on Jester's control channels: jesterctl ↔ master over the control socket, and master ↔ worker
 /// over each worker's socketpair. One vocabulary for both keeps the seam later features (metrics aggregation,
@@ -86,7 +81,7 @@ public enum ControlMessage: Codable, Sendable, Equatable {
     case targetStates([TargetState])
     /// The TLS session-ticket keys (80 bytes each), newest first: the newest encrypts, all decrypt. Sent to every
     /// worker whenever the master rotates them.
-    case ticketKeys([Data])
+    case ticketKeys([Base64Bytes])
     /// Upstream target host names → the address each resolved to (the master looks them up every
     /// `resolve_interval`); the whole map each time.
     case resolvedAddresses([String: String])
@@ -416,7 +411,7 @@ public struct WorkerAssignment: Codable, Sendable, Equatable {
     public var generation: Int
     /// The configuration, as JSON of `JesterConfig.Configuration` (kept opaque here so this module stays free of
     /// configuration types).
-    public var configuration: Data
+    public var configuration: Base64Bytes
     /// The listener names, in the order their sockets were passed (fds 4, 5, ...).
     public var listenerNames: [String]
     /// The user and group ids to switch to, or nil to keep the current ones (master not running as root).
@@ -425,7 +420,7 @@ public struct WorkerAssignment: Codable, Sendable, Equatable {
     /// Target health and admin states as the master knows them now.
     public var targetStates: [TargetState]?
     /// The TLS session-ticket keys, newest first (see `ControlMessage.ticketKeys`).
-    public var ticketKeys: [Data]?
+    public var ticketKeys: [Base64Bytes]?
     /// Target host names → addresses, as the master resolved them (see `ControlMessage.resolvedAddresses`).
     public var resolvedAddresses: [String: String]?
     /// The instance's shared connection counts (`ConnectionTable`): the descriptor passed after the listeners,
@@ -450,11 +445,12 @@ public struct WorkerAssignment: Codable, Sendable, Equatable {
     public var keySets: [FilterKeySet]?
 
     public init(
-        slot: Int, generation: Int, configuration: Data, listenerNames: [String], userID: UInt32?, groupID: UInt32?
+        slot: Int, generation: Int, configuration: some Sequence<UInt8>, listenerNames: [String], userID: UInt32?,
+        groupID: UInt32?
     ) {
         self.slot = slot
         self.generation = generation
-        self.configuration = configuration
+        self.configuration = Base64Bytes(configuration)
         self.listenerNames = listenerNames
         self.userID = userID
         self.groupID = groupID
@@ -468,11 +464,11 @@ public struct FilterKeySet: Codable, Sendable, Equatable {
     /// The `jwks_url` it was fetched from; a worker whose filter of that name has another URL ignores it.
     public var url: String
     /// The set's JSON as served (the master checked that it holds at least one usable key).
-    public var jwks: Data
+    public var jwks: Base64Bytes
 
-    public init(filter: String, url: String, jwks: Data) {
+    public init(filter: String, url: String, jwks: some Sequence<UInt8>) {
         self.filter = filter
         self.url = url
-        self.jwks = jwks
+        self.jwks = Base64Bytes(jwks)
     }
 }

@@ -26,7 +26,7 @@ public enum Worker {
         let configuration: Configuration
         do {
             assignment = try readAssignment()
-            configuration = try JSONDecoder().decode(Configuration.self, from: assignment.configuration)
+            configuration = try JSONDecoder().decode(Configuration.self, from: Data(assignment.configuration.bytes))
         } catch {
             FileHandle.standardError.write(Data("jester worker: cannot read assignment from the master: \(error)\n".utf8))
             exit(70)
@@ -117,7 +117,7 @@ final class WorkerServer: @unchecked Sendable {
                 settings, http2: listener.servesHTTP2, ticketKeyRotation: runtime.configuration.server.ticketKeyRotation)
             tlsContexts[listener.name] = context
         }
-        applyTicketKeys(assignment.ticketKeys ?? [])
+        applyTicketKeys((assignment.ticketKeys ?? []).map { Data($0.bytes) })
         for keySet in assignment.keySets ?? [] { applyKeySet(keySet) }
         if let fd = assignment.connectionTableFD, let partition = assignment.connectionPartition {
             do {
@@ -259,7 +259,7 @@ final class WorkerServer: @unchecked Sendable {
     private func applyKeySet(_ keySet: FilterKeySet) {
         guard let filter = runtime.filters[keySet.filter] as? JWTFilter, filter.keySetURL == keySet.url else { return }
         do {
-            let applied = try filter.replaceKeySet(json: Array(keySet.jwks))
+            let applied = try filter.replaceKeySet(json: keySet.jwks.bytes)
             logger.debug("JWKS applied", metadata: [
                 "filter": "\(keySet.filter)", "url": "\(keySet.url)", "keys": .stringConvertible(applied.keys.count)])
         } catch {
@@ -289,7 +289,7 @@ final class WorkerServer: @unchecked Sendable {
         case .targetStates(let states):
             applyTargetStates(states)
         case .ticketKeys(let keys):
-            applyTicketKeys(keys)
+            applyTicketKeys(keys.map { Data($0.bytes) })
         case .resolvedAddresses(let addresses):
             for pool in runtime.pools.values { pool.updateAddresses(addresses) }
             for case let limit as RateLimitFilter in runtime.filters.values { limit.followAddresses(addresses) }

@@ -83,7 +83,7 @@ extension Master {
         guard !first else { return }
         logger.info("TLS session-ticket key rotated", metadata: ["keys": .stringConvertible(ticketKeys.keys.count)])
         // Every generation, draining ones included: their clients' tickets are renewed under the new key.
-        for worker in workers.values { if let channel = worker.channel { send(.ticketKeys(ticketKeys.keys), to: channel) } }
+        for worker in workers.values { if let channel = worker.channel { send(.ticketKeys(ticketKeys.keys.map { Base64Bytes($0) }), to: channel) } }
     }
 
     // MARK: Upstream targets

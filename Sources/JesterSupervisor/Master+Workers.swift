@@ -93,7 +93,7 @@ extension Master {
                 slot: slot, generation: generation, configuration: configurationData, listenerNames: names,
                 userID: identity?.userID, groupID: identity?.groupID)
             assignment.targetStates = targetStates(for: configuration)
-            assignment.ticketKeys = ticketKeys.keys
+            assignment.ticketKeys = ticketKeys.keys.map { Base64Bytes($0) }
             assignment.resolvedAddresses = resolved.addresses
             if connectionTable != nil, let partition = claimConnectionPartition(for: pid) {
                 assignment.connectionTableFD = ProcessSpawner.firstListenerFD + Int32(sockets.count)
