@@ -14,6 +14,8 @@
 //   filters' checks      JesterAuth (htpasswd over libxcrypt, JWT over JesterTLS's OpenSSL; no sockets)
 //   master's client      JesterFetch (one HTTP/1.1 GET over NIO, TLS through JesterTLS, JesterCore's parser)
 //   span export          JesterTracingExport (OTLP/HTTP from a thread of its own, over plain sockets)
+//   cache store          JesterCacheStore (the shared HTTP cache's body files and index: JesterCache's decisions
+//                        carried out on JesterSystem's shared memory; no sockets)
 //   roles                JesterProxy (the worker's data plane)  JesterSupervisor (the master)
 //   executables          jester  jesterctl  (argument parsing and dispatch only)
 //
@@ -101,6 +103,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
+        // The shared HTTP cache's files and index as one store: JesterCache's decisions carried out on JesterSystem's
+        // shared index and on body files (workers look up and store; the master purges and rebuilds).
+        .target(name: "JesterCacheStore", dependencies: ["JesterCache", "JesterSystem"], swiftSettings: swiftSettings),
         .target(
             name: "JesterTLS",
             dependencies: ["CJesterOpenSSL", .product(name: "NIOCore", package: "swift-nio")],
@@ -146,6 +151,7 @@ let package = Package(
             dependencies: [
                 "JesterCore", "JesterConfig", "JesterControl", "JesterSystem", "JesterLogging", "JesterTLS", "JesterHTTP2",
                 "JesterAuth", "JesterMetrics", "JesterTracing", "JesterTracingExport", "JesterCompression",
+                "JesterCache", "JesterCacheStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -155,7 +161,7 @@ let package = Package(
             name: "JesterSupervisor",
             dependencies: [
                 "JesterCore", "JesterConfig", "JesterControl", "JesterSystem", "JesterLogging", "JesterFetch",
-                "JesterAuth", "JesterMetrics",
+                "JesterAuth", "JesterMetrics", "JesterCache", "JesterCacheStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -103,6 +103,8 @@ extension ConfigDecoder {
         let filterEntries = table.locatedStrings("filters", decoder: &self) ?? []
         let compression = table.take("compression", decoder: &self).flatMap { decodeRouteCompression($0) }
         let errorPages = table.take("error_pages", decoder: &self).flatMap { decodeErrorPages($0) }
+        let cacheNode = table.take("cache", decoder: &self)
+        let cache = cacheNode.flatMap { decodeRouteCache($0) }
         table.finish(decoder: &self)
 
         if !pathPrefix.hasPrefix("/") {
@@ -200,6 +202,10 @@ extension ConfigDecoder {
         route.filters = filterEntries.map(\.value)
         route.compression = compression
         route.errorPages = errorPages
+        route.cache = cache
+        if let cacheNode, cache != nil, upstream == nil, splitNodes == nil {
+            report(cacheNode.location, "route '\(name)' caches responses, but it does not proxy")
+        }
         if timeouts != RouteTimeouts(), upstream == nil, splitNodes == nil {
             report(node.location, "route '\(name)' has upstream timeouts, but it does not proxy")
         }

@@ -57,6 +57,15 @@ extension Configuration {
             lines += ["", "# [admin]: off"]
         }
         lines += ["", "[metrics]", "enabled = \(metrics.enabled)"]
+        if let cache {
+            lines += [
+                "", "[cache]", "path = \(quoted(cache.path))", "max_size = \(Units.formatSize(cache.maxSize))",
+                "entries = \(cache.entries)", "lock_timeout = \(quoted(Units.format(cache.lockTimeout)))",
+                "uncacheable_hold = \(quoted(Units.format(cache.uncacheableHold)))",
+            ]
+        } else {
+            lines += ["", "# [cache]: the defaults (path = \"/var/cache/jester\", max_size = 1GiB)"]
+        }
         if let tracing {
             lines += [
                 "", "[tracing]", "endpoint = \(quoted(tracing.endpoint))", "sample_ratio = \(tracing.sampleRatio)",
@@ -225,6 +234,7 @@ extension Configuration {
             lines.append("filters = " + list(route.filters))
             lines.append(route.compression.map(\.renderedTOML) ?? unset(table, "compression"))
             lines.append(route.errorPages.map(\.renderedTOML) ?? unset(table, "error_pages"))
+            lines.append(route.cache.map(\.renderedTOML) ?? unset(table, "cache"))
             switch route.action {
             case .proxy(let upstream):
                 lines.append("upstream = \(quoted(upstream))")
@@ -395,6 +405,7 @@ extension ConfigSchema {
         render(http, title: "[http]")
         render(admin, title: "[admin]")
         render(metrics, title: "[metrics]")
+        render(cacheStore, title: "[cache]")
         render(tracing, title: "[tracing]")
         render(listener, title: "[[listeners]]")
         render(tls, title: "[listeners.tls]")
@@ -413,6 +424,7 @@ extension ConfigSchema {
         render(compression, title: "[[routes]] compression = { ... }")
         render(compressionLevels, title: "[[routes]] compression.level = { ... }")
         render(errorPages, title: "[[routes]] error_pages = { ... }")
+        render(routeCache, title: "[[routes]] cache = { ... }")
         render(upstream, title: "[upstreams.NAME]")
         render(target, title: "[upstreams.NAME] targets = [{ ... }]")
         render(healthCheck, title: "[upstreams.NAME.health_check]")

@@ -21,6 +21,8 @@ public struct Configuration: Sendable, Codable, Equatable {
     public var tracing: TracingSettings?
     /// `[metrics]`: whether workers count and scrapes are answered (on unless turned off).
     @DefaultIfMissing<MetricsSettingsDefault> public var metrics = MetricsSettings()
+    /// `[cache]`: the shared HTTP cache's store; nil: the defaults (used only when a route has `cache`).
+    public var cache: CacheStoreSettings?
     /// What the loader found questionable but usable (an unused filter): for `jester config validate` and the
     /// reload log. Not part of the configuration's meaning, so not part of its hash.
     @EmptyIfMissing public var warnings: [ConfigDiagnostic]
@@ -358,6 +360,8 @@ public struct RouteSettings: Sendable, Codable, Equatable {
     @EmptyIfMissing public var filters: [String]
     /// Response compression and request-body decoding (`compression = { ... }`); nil: neither.
     public var compression: CompressionSettings?
+    /// The shared HTTP cache for this route's responses (`cache = { ... }`); nil: not cached.
+    public var cache: RouteCacheSettings?
     /// Error bodies and intercepted upstream errors (`error_pages = { ... }`); nil: the listener's.
     public var errorPages: ErrorPageSettings?
 

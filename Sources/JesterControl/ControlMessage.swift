@@ -434,6 +434,9 @@ public struct WorkerAssignment: Codable, Sendable, Equatable {
     /// partition this worker counts in. Nil from a master without one (or of a version without metrics).
     public var metricsTableFD: Int32?
     public var metricsPartition: Int?
+    /// The shared HTTP cache's index (`CacheIndex`), passed after the access-log channel; nil when no route
+    /// caches (or from a master of a version without a cache).
+    public var cacheIndexFD: Int32?
     /// The access-log file (`[log] access_log_file`), opened by the master and passed after the tables; nil:
     /// standard output.
     public var accessLogFD: Int32?

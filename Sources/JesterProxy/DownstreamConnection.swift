@@ -597,7 +597,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         case .redirect(let status, let location):
             respond(exchange.redirect(status: status, to: location, secure: tls != nil), closing: framing != .none)
         case .proxy, .split:
-            _ = exchange.chooseUpstream(clientAddress: clientAddress)
+            _ = exchange.chooseUpstream(clientAddress: clientAddress, runtime: runtime)
             phase = .proxying
             requestHead = headBytes
             requestBody = BodyReader(framing)

@@ -45,6 +45,9 @@ protocol ExchangeUpstream: AnyObject {
     /// The client can take more response bytes.
     func read()
     func startTunnel()
+    /// Whether the shared cache answers rather than a target of the pool (`StoredResponseUpstream`): no target to
+    /// count, retry or stick to.
+    var isCacheAnswer: Bool { get }
     /// Abandons the exchange (the client left, or it was given up).
     func close()
     /// The exchange ended: the connection goes back to the pool when `reusable`.

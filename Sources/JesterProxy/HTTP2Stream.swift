@@ -220,7 +220,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, UpstreamWaiter {
 
     func proxy(_ matched: CompiledRoute, fields: [HTTP2Field]) {
         guard !finished else { return }
-        exchange.chooseUpstream(clientAddress: connection.clientAddress)
+        exchange.chooseUpstream(clientAddress: connection.clientAddress, runtime: runtime)
         armRouteTimers(matched)
         acquireUpstream(fresh: false)
     }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import JesterCacheStore
 import JesterConfig
 import JesterCore
 import JesterControl
@@ -131,6 +132,17 @@ final class WorkerServer: @unchecked Sendable {
                 runtime.sharedRateLimits = try RateLimitTable.attach(fd: fd)
             } catch {
                 logger.error("instance-wide rate limits count per worker in this worker",
+                    metadata: ["error": "\(error)"])
+            }
+        }
+        if let fd = assignment.cacheIndexFD {
+            do {
+                let settings = runtime.configuration.cache ?? CacheStoreSettings()
+                runtime.cacheStore = CacheStore(
+                    index: try CacheIndex.attach(fd: fd), directory: settings.path,
+                    lockTimeout: settings.lockTimeout, uncacheableHold: settings.uncacheableHold)
+            } catch {
+                logger.error("the shared HTTP cache is off in this worker: routes with cache forward every request",
                     metadata: ["error": "\(error)"])
             }
         }

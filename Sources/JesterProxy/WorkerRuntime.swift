@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
+import JesterCache
+import JesterCacheStore
 import JesterConfig
 import JesterCore
 import JesterLogging
@@ -63,6 +65,8 @@ final class CompiledRoute: Sendable {
     let responseFilters: ResponseFilterChain
     /// `error_pages` (the route's, else its listener's); nil: the plain-text errors.
     let errorPages: ErrorPages?
+    /// The shared HTTP cache's policy for this route (`cache = { ... }`); nil: not cached.
+    let cachePolicy: CachePolicy?
 
     init(
         name: String, maxBodySize: Int64, action: Action, conditions: RouteConditions = RouteConditions(),
@@ -70,9 +74,10 @@ final class CompiledRoute: Sendable {
         responseEdits: HeaderEdits = HeaderEdits(), retryPolicy: RetryPolicy = RetryPolicy(),
         timeouts: RouteTimeouts = RouteTimeouts(), filters: FilterChain = .empty,
         responseFilters: ResponseFilterChain = .empty, compression: CompressionPolicy? = nil,
-        errorPages: ErrorPages? = nil
+        errorPages: ErrorPages? = nil, cachePolicy: CachePolicy? = nil
     ) {
         self.errorPages = errorPages
+        self.cachePolicy = cachePolicy
         self.filters = filters
         self.compression = compression
         self.responseFilters = responseFilters
@@ -248,6 +253,9 @@ final class WorkerRuntime: @unchecked Sendable {
     /// The instance's rate-limit state, shared with every worker of every generation (see `RateLimitTable`);
     /// nil when the master passed none. Instance-scoped rate limits decide on it with `acquire(key:now:limit:)`.
     var sharedRateLimits: RateLimitTable?
+    /// The instance's shared HTTP cache (index and body files), when the master made one; routes with `cache`
+    /// use it, others never look at it.
+    var cacheStore: CacheStore?
     /// This worker's partition of the instance's metrics and this configuration's series ids (see
     /// `WorkerMetrics`); nil when the master passed no table.
     var metrics: WorkerMetrics?
@@ -370,7 +378,8 @@ final class WorkerRuntime: @unchecked Sendable {
                     responseFilters: Self.responseFilters(
                         compression: configuration.compression(for: route, listener: listener.name)),
                     compression: configuration.compression(for: route, listener: listener.name),
-                    errorPages: configuration.errorPages(for: route, listener: listener.name).map(ErrorPages.init))
+                    errorPages: configuration.errorPages(for: route, listener: listener.name).map(ErrorPages.init),
+                    cachePolicy: route.cache.map(CachePolicy.init))
                 entries[route.match.priority, default: []].append(
                     .init(hosts: route.hosts.map(HostPattern.init), pathPrefix: route.pathPrefix, value: compiled,
                         rank: conditions.specificity))

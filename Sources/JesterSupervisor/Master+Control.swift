@@ -112,8 +112,7 @@ extension Master {
         case .tap(let filter):
             openTap(filter, replyTo: channel)
         case .cacheStatus, .cachePurge:
-            // Until the shared cache is wired into the master (issue 21), there is none to report on or purge.
-            reply(.failure(message: "the HTTP cache is not enabled: no route caches", reason: .notFound), to: channel)
+            answerCacheRequest(message, replyTo: channel)
         default:
             reply(.failure(message: "not a request", reason: .invalidRequest), to: channel)
         }

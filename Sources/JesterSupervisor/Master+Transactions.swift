@@ -57,6 +57,7 @@ extension Master {
             }
             listeners = try bindListeners(for: newConfiguration, reusing: previousListeners)
             _ = try accessLogDescriptor(for: newConfiguration)
+            try prepareCache(for: newConfiguration)
         } catch {
             listeners = previousListeners
             rollBackAdmin()
@@ -213,7 +214,7 @@ extension Master {
                         metricsPartition: metrics.partitions[worker.pid])
                 },
                 connectionTableFD: connectionTable?.fd, rateLimitTableFD: rateLimitTable?.fd,
-                metricsTableFD: metrics.table?.fd,
+                metricsTableFD: metrics.table?.fd, cacheIndexFD: cacheStore?.index.fd,
                 adminSocketFD: adminServer.fd >= 0 ? adminServer.fd : nil, adminEndpoint: adminServer.endpoint)
         } catch {
             dispatch(.execFailed(reason: "cannot encode the hand-over: \(error)"))
@@ -327,6 +328,9 @@ extension Master {
         if rateLimitTable == nil { makeRateLimitTable() }
         // The adopted workers go on counting where they did; the totals carry on.
         adoptMetricsTable(fd: handOver.metricsTableFD, workers: handOver.workers)
+        // The cache stays warm: the same index (or, from a binary without one, a new one from the files).
+        adoptCacheIndex(fd: handOver.cacheIndexFD, configuration: configuration)
+        if cacheStore == nil { try prepareCache(for: configuration) }
         logger.notice("upgrade: the new binary runs and adopted the running workers", metadata: [
             "pid": .stringConvertible(getpid()), "from_version": "\(handOver.fromVersion)",
             "version": "\(JesterVersion.current)",

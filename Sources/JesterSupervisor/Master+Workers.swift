@@ -74,7 +74,8 @@ extension Master {
                 pid = try ProcessSpawner.spawn(
                     executable: ProcessSpawner.runningImage, argumentZero: executableName, arguments: ["--worker"],
                     controlSocket: workerEnd,
-                    listeners: sockets + tables + [accessLog.file, accessLog.channel.1].compactMap { $0 })
+                    listeners: sockets + tables + [accessLog.file, accessLog.channel.1].compactMap { $0 }
+                        + (cacheStore.map { [$0.index.fd] } ?? []))
             } catch {
                 close(masterEnd)
                 close(workerEnd)
@@ -110,6 +111,8 @@ extension Master {
             let afterTables = ProcessSpawner.firstListenerFD + Int32(sockets.count + tables.count)
             if accessLog.file != nil { assignment.accessLogFD = afterTables }
             assignment.accessLogChannelFD = afterTables + (accessLog.file == nil ? 0 : 1)
+            // The cache index, when there is one, goes last.
+            if cacheStore != nil { assignment.cacheIndexFD = assignment.accessLogChannelFD! + 1 }
             connect(worker, controlSocket: masterEnd) { channel in
                 // The key sets as they are now: a fetch may have brought a new one since the spawn.
                 assignment.keySets = self.fetchedKeySets(for: configuration)
@@ -242,6 +245,7 @@ extension Master {
             if let partition = connectionPartitions.removeValue(forKey: pid) { connectionTable?.clear(partition: partition) }
             // Its counts join the retired totals (its gauges go), so no total drops.
             retireMetricsPartition(of: pid)
+            cacheWorkerExited(pid)
             let metadata: Logger.Metadata = [
                 "pid": .stringConvertible(pid), "slot": .stringConvertible(worker.slot),
                 "generation": .stringConvertible(worker.generation), "status": "\(status)",

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import JesterCacheStore
 import JesterConfig
 import JesterControl
 import JesterLogging
@@ -83,6 +84,9 @@ public final class Master: @unchecked Sendable {
     /// The instance's rate-limit state, shared with every worker of every generation and kept across a binary
     /// upgrade, so neither resets a client's allowance (see `RateLimitTable`).
     var rateLimitTable: RateLimitTable?
+    /// The shared HTTP cache (index and body files), made when a route first caches; kept for every later
+    /// generation and across binary upgrades.
+    var cacheStore: CacheStore?
     /// The instance's metrics, shared with every worker and kept across a binary upgrade (see `Master+Metrics`).
     let metrics = MasterMetrics()
     var generation: Int { machine.generation }
@@ -207,6 +211,7 @@ public final class Master: @unchecked Sendable {
         try makeConnectionTable()
         makeRateLimitTable()
         makeMetricsTable()
+        if cacheStore == nil { try prepareCache(for: configuration) }
         _ = try accessLogDescriptor(for: configuration)
         startSignalWaiter()
         startHealthChecks()

@@ -64,6 +64,8 @@ struct UpgradeHandOver: Codable, Equatable {
     /// The metrics table every generation counts in, so totals survive the upgrade (optional: a hand-over from
     /// a version without one).
     var metricsTableFD: Int32? = nil
+    /// The shared HTTP cache's index (optional: no route caches, or a hand-over from a version without one).
+    var cacheIndexFD: Int32? = nil
     /// The admin API's listening socket and what it is bound to (optional: none configured, or a hand-over from
     /// a version without one).
     var adminSocketFD: Int32? = nil
@@ -73,7 +75,8 @@ struct UpgradeHandOver: Codable, Equatable {
     var descriptors: Set<Int32> {
         Set([controlSocketFD] + listeners.values.flatMap(\.fds) + activatedSockets.map(\.fd) + workers.map(\.controlFD)
             + (connectionTableFD.map { [$0] } ?? []) + (rateLimitTableFD.map { [$0] } ?? [])
-            + (metricsTableFD.map { [$0] } ?? []) + (adminSocketFD.map { [$0] } ?? []))
+            + (metricsTableFD.map { [$0] } ?? []) + (adminSocketFD.map { [$0] } ?? [])
+            + (cacheIndexFD.map { [$0] } ?? []))
     }
 
     func encoded() throws -> String {

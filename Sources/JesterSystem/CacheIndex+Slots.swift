@@ -380,6 +380,11 @@ extension CacheIndex {
         return dropped
     }
 
+    /// How many slots hold a stored response (for `jesterctl cache status`; reads every slot).
+    public func entryCount() -> Int {
+        (0..<slots).reduce(0) { $0 + (control($1).state == .ready ? 1 : 0) }
+    }
+
     /// `makeRoom` with the system's random numbers.
     public func makeRoom(now: Int64, monotonicNow: Int64) -> [Dropped] {
         var generator = SystemRandomNumberGenerator()

@@ -12,13 +12,14 @@ extension RequestExchange {
         upstreamEvent(.asked, runtime: runtime)
         return UpstreamAttempt(
             pool: pool!, hashKey: balancingHash, excluded: retries.failedTargets,
-            connectTimeout: route?.timeouts.connect, preferred: stickyTarget)
+            connectTimeout: route?.timeouts.connect, preferred: stickyTarget, cache: cache)
     }
 
     /// The attempt's upstream answered with a final (or 101) head: logged, traced, and its wait kept for the
     /// metrics.
     mutating func upstreamAnswered(by upstream: (any ExchangeUpstream)?, runtime: WorkerRuntime) {
         upstreamEvent(.responseHead, runtime: runtime)
+        if pendingInvalidation != nil { invalidateCache(status: log.upstreamStatus, runtime: runtime) }
         if runtime.metrics != nil { upstreamResponseWait = upstream?.responseWait }
     }
 
@@ -74,7 +75,7 @@ extension RequestExchange {
     ) -> AttemptFailureAction {
         log.failure = failure.reason
         if responseStarted { return .cut }
-        guard let failed else { return .answer(status: failure.status) }
+        guard let failed, !failed.isCacheAnswer else { return .answer(status: failure.status) }
         if replayAllowed(after: failure, completedExchanges: failed.completedExchanges, runtime: runtime) {
             return .replay
         }
@@ -93,7 +94,8 @@ extension RequestExchange {
     mutating func retryDelay(
         afterStatus status: Int, on upstream: any ExchangeUpstream, requestComplete: Bool, runtime: WorkerRuntime
     ) -> TimeAmount? {
-        guard status >= 500, let route, route.retryPolicy.statuses.contains(status) else { return nil }
+        guard status >= 500, !upstream.isCacheAnswer, let route, route.retryPolicy.statuses.contains(status)
+        else { return nil }
         return retryDelay(
             after: .status(status), target: upstream.target, pool: upstream.pool, requestComplete: requestComplete,
             runtime: runtime)
@@ -108,11 +110,25 @@ struct UpstreamAttempt {
     let excluded: Set<Int>
     let connectTimeout: Duration?
     let preferred: Int?
+    /// The request's cache step, on a route that caches: asked first.
+    let cache: CacheExchange?
 
     /// Asks the pool; the answer goes to `waiter` (`UpstreamWaiter.upstreamAcquired`), possibly before this
     /// returns. `fresh`: not a reused connection (a replay). `client`: the addresses a PROXY header carries
     /// (evaluated only for pools that send one).
     func acquire(
+        fresh: Bool, client: @autoclosure () -> ProxyProtocol.Addresses?, for waiter: any UpstreamWaiter
+    ) {
+        if let cache {
+            cache.acquire(
+                self, fresh: fresh, client: pool.settings.sendProxyProtocol == nil ? nil : client(), for: waiter)
+            return
+        }
+        acquireFromPool(fresh: fresh, client: client(), for: waiter)
+    }
+
+    /// Asks the pool itself (the cache's forwarded requests, and every request on a route without a cache).
+    func acquireFromPool(
         fresh: Bool, client: @autoclosure () -> ProxyProtocol.Addresses?, for waiter: any UpstreamWaiter
     ) {
         pool.acquireUpstream(

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import JesterConfig
+import JesterCache
 import JesterCore
 import JesterMetrics
 import JesterTLS
@@ -57,6 +58,12 @@ struct RequestExchange {
     var upstreamResponseWait: Int64?
     /// What the route's response filters change in the current response (`decideResponse`); nil: nothing.
     var responseEdit: ResponseEdit?
+    /// The request's passage through the shared cache, on a route that caches (`RequestExchange+Cache.swift`).
+    var cache: CacheExchange?
+    /// An unsafe request on a caching route: what its answer may invalidate.
+    var pendingInvalidation: CacheRequest?
+    /// The client spoke TLS (the cache key's scheme).
+    private(set) var isSecure = false
     /// The request's id, assigned when first needed (`assignRequestID`).
     private(set) var requestID = RequestID.none
 
@@ -81,6 +88,9 @@ struct RequestExchange {
         bytes: ByteBuffer, client: String, runtime: WorkerRuntime, http2: Bool = false, secure: Bool = false
     ) {
         headBytes = bytes
+        isSecure = secure
+        cache = nil
+        pendingInvalidation = nil
         route = nil
         hasFilters = false
         pool = nil
@@ -256,18 +266,23 @@ struct RequestExchange {
         filterContext?.cancel()
     }
 
-    /// Fields the filters set on the upstream request.
-    var upstreamFilterFields: [LocalResponse.Field] { filterContext?.upstreamFields ?? [] }
+    /// Fields the filters (and the cache: stripped unkeyed fields, its own validators) set on the upstream
+    /// request; an empty value drops the client's field of that name.
+    var upstreamFilterFields: [LocalResponse.Field] {
+        guard let cache else { return filterContext?.upstreamFields ?? [] }
+        return (filterContext?.upstreamFields ?? []) + cache.upstreamFields
+    }
 
     // MARK: Upstream choice
 
     /// Chooses the pool (a split route weighs several), the request's balancing hash and its sticky target.
     @discardableResult
-    mutating func chooseUpstream(clientAddress: String) -> UpstreamPool {
+    mutating func chooseUpstream(clientAddress: String, runtime: WorkerRuntime) -> UpstreamPool {
         let chosen: UpstreamPool
         (chosen, balancingHash, stickyTarget) = upstreamChoice(route: route!, clientAddress: clientAddress)
         pool = chosen
         log.upstream = chosen.name
+        startCache(runtime: runtime)
         return chosen
     }
 
@@ -421,6 +436,7 @@ struct RequestExchange {
 
     /// The request is over (after its log line): a retry budget slot goes back, a waiting filter is let go.
     mutating func end() {
+        cache = nil
         retries.finish()
         cancelFilters()
         route = nil
