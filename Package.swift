@@ -14,6 +14,8 @@
 //   filters' checks      JesterAuth (htpasswd over libxcrypt, JWT over JesterTLS's OpenSSL; no sockets)
 //   master's client      JesterFetch (one HTTP/1.1 GET over NIO, TLS through JesterTLS, JesterCore's parser)
 //   span export          JesterTracingExport (OTLP/HTTP from a thread of its own, over plain sockets)
+//   policies             JesterWasm (Wasm policies on WasmKit's interpreter: ABI v1, limits, fail-closed
+//                        outcomes; no sockets, no NIO channel types, no JesterProxy)
 //   cache store          JesterCacheStore (the shared HTTP cache's body files and index: JesterCache's decisions
 //                        carried out on JesterSystem's shared memory; no sockets)
 //   roles                JesterProxy (the worker's data plane)  JesterSupervisor (the master)
@@ -44,6 +46,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/swiftwasm/WasmKit", from: "0.4.2"),
     ],
     targets: [
         // MARK: System libraries, found with pkg-config. Each shim header holds only what Swift cannot import.
@@ -141,6 +144,12 @@ let package = Package(
         // of its own over plain sockets, so a slow or dead collector never reaches an event loop.
         .target(name: "JesterTracingExport", dependencies: ["JesterTracing"], swiftSettings: swiftSettings),
 
+        // Wasm policies (issue 22): WasmKit's interpreter behind ABI v1 (SDK/wit/jester-policy.wit), with fuel,
+        // memory, table and deadline limits; every trap or malformed answer is a fail-closed outcome, never a throw.
+        .target(
+            name: "JesterWasm", dependencies: [.product(name: "WasmKit", package: "WasmKit")],
+            swiftSettings: swiftSettings),
+
         // MARK: Roles.
         .target(
             name: "JesterLogging",
@@ -201,6 +210,8 @@ let package = Package(
             name: "JesterSystemTests",
             dependencies: ["JesterSystem", "JesterMetrics", "JesterCore", "JesterTLS", "JesterHTTP2", "JesterHTTP3"]),
         .testTarget(name: "JesterAuthTests", dependencies: ["JesterAuth", "JesterTLS"]),
+        // Builds SDK/examples and the hostile WAT modules with clang, zig and wat2wasm at test time.
+        .testTarget(name: "JesterWasmTests", dependencies: ["JesterWasm"]),
         .testTarget(
             name: "JesterCompressionTests",
             dependencies: ["JesterCompression", "JesterCore", .product(name: "NIOCore", package: "swift-nio")]),

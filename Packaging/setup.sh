@@ -10,7 +10,7 @@ SUDO=""
 packages=(pkg-config libssl-dev libnghttp2-dev libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev
           libgnutls28-dev libsystemd-dev libcrypt-dev zlib1g-dev libbrotli-dev libzstd-dev curl python3)
 if [ "${1:-}" = "--test" ]; then
-    packages+=(python3-pytest wrk util-linux systemd gcc libc6-dev mandoc man-db redis-server redis-tools openssl curl testssl.sh python3-grpcio python3-protobuf python3-venv nghttp2-client python3-jsonschema graphviz prometheus python3-brotli python3-zstandard
+    packages+=(python3-pytest wrk util-linux systemd gcc libc6-dev mandoc man-db redis-server redis-tools openssl curl testssl.sh python3-grpcio python3-protobuf python3-venv nghttp2-client python3-jsonschema graphviz prometheus python3-brotli python3-zstandard wabt
               chromium chromium-driver)
 fi
 missing=()
@@ -45,6 +45,13 @@ if [ "${1:-}" = "--test" ]; then
     brvenv="${JESTER_BROWSER_VENV:-/var/tmp/jester-browser-venv}"
     [ -x "$brvenv/bin/python3" ] || /usr/bin/python3 -m venv "$brvenv"
     "$brvenv/bin/python3" -c 'import selenium' 2>/dev/null || "$brvenv/bin/python3" -m pip install -q 'selenium>=4,<5'
+fi
+if [ "${1:-}" = "--test" ]; then
+    # zig (PyPI's ziglang wheel) for the Wasm policy SDK's second compiler (JesterWasmTests builds SDK/examples with
+    # the Swift toolchain's clang and with zig; SDK/build-examples.sh finds this venv): a venv of its own.
+    zigvenv="${JESTER_ZIG_VENV:-/var/tmp/jester-zig-venv}"
+    [ -x "$zigvenv/bin/python3" ] || /usr/bin/python3 -m venv "$zigvenv"
+    "$zigvenv/bin/python3" -c 'import ziglang' 2>/dev/null || "$zigvenv/bin/python3" -m pip install -q 'ziglang>=0.13,<1'
 fi
 # The prometheus package (for promtool and the live scrape test, which starts its own server) enables a system
 # service on :9090, the demo upstream's port: tests need the program, not the service.
