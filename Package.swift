@@ -117,7 +117,11 @@ let package = Package(
             name: "JesterHTTP2",
             dependencies: ["CJesterNGHTTP2", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings),
-        .target(name: "JesterHTTP3", dependencies: ["CJesterNGTCP2", "CJesterNGHTTP3"], swiftSettings: swiftSettings),
+        // QUIC (ngtcp2 + GnuTLS) and HTTP/3 (nghttp3) sessions, sans I/O: datagrams in and out, time passed in.
+        .target(
+            name: "JesterHTTP3",
+            dependencies: ["CJesterNGTCP2", "CJesterNGHTTP3", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings),
         // Streaming encoders and decoders for the content codings, behind one protocol each; the codings, their
         // negotiation and the rules of when to compress are JesterCore's (pure), so this module only runs libraries.
         .target(
@@ -221,6 +225,10 @@ let package = Package(
         .testTarget(
             name: "JesterHTTP2Tests",
             dependencies: ["JesterHTTP2", .product(name: "NIOCore", package: "swift-nio")]),
+        // A QUIC client and server connected in memory: datagrams passed by hand, no sockets.
+        .testTarget(
+            name: "JesterHTTP3Tests",
+            dependencies: ["JesterHTTP3", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "JesterTLSTests",
             dependencies: ["JesterTLS", .product(name: "NIOEmbedded", package: "swift-nio")]),

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: Apache-2.0
+internal import CJesterNGTCP2
+
+// What the stream application (HTTP3Session) and ngtcp2's callbacks call on a connection.
+
+extension QUICConnection {
+    // MARK: For the stream application
+
+    /// Opens a unidirectional stream of this side's (HTTP/3's control and QPACK streams); nil when the peer allows
+    /// no more.
+    func openUnidirectionalStream() -> Int64? {
+        var stream: Int64 = -1
+        return ngtcp2_conn_open_uni_stream(conn, &stream, nil) == 0 ? stream : nil
+    }
+
+    /// Opens a bidirectional stream (client role: a request); nil when the peer allows no more now.
+    func openBidirectionalStream() -> Int64? {
+        var stream: Int64 = -1
+        return ngtcp2_conn_open_bidi_stream(conn, &stream, nil) == 0 ? stream : nil
+    }
+
+    /// How many unidirectional streams the peer lets this side open in all.
+    var peerAllowedUnidirectionalStreams: UInt64 { ngtcp2_conn_get_max_local_streams_uni(conn) }
+
+    /// The bidirectional streams this side allows the peer, as advertised.
+    var localMaximumBidirectionalStreams: UInt64 {
+        ngtcp2_conn_get_local_transport_params(conn).pointee.initial_max_streams_bidi
+    }
+
+    /// `count` received bytes of `stream` were consumed: the peer may send that many more, on the stream and on
+    /// the connection.
+    func extendStreamLimits(stream: Int64, count: Int) {
+        guard count > 0, conn != nil else { return }
+        _ = ngtcp2_conn_extend_max_stream_offset(conn, stream, UInt64(count))
+        ngtcp2_conn_extend_max_offset(conn, UInt64(count))
+    }
+
+    /// Resets the stream both ways (RESET_STREAM and STOP_SENDING) with an application error.
+    func shutdownStream(_ stream: Int64, errorCode: UInt64) {
+        _ = ngtcp2_conn_shutdown_stream(conn, stream, errorCode)
+    }
+
+    /// Resets the stream's sending side (RESET_STREAM) with an application error.
+    func shutdownStreamWrite(_ stream: Int64, errorCode: UInt64) {
+        _ = ngtcp2_conn_shutdown_stream_write(conn, stream, errorCode)
+    }
+
+    /// Lets the peer open `count` more bidirectional streams (one for each of its streams that closed).
+    func extendRemoteBidirectionalStreams(by count: Int) {
+        ngtcp2_conn_extend_max_streams_bidi(conn, count)
+    }
+
+    /// Stops reading the stream (STOP_SENDING) with an application error.
+    func shutdownStreamRead(_ stream: Int64, errorCode: UInt64) {
+        _ = ngtcp2_conn_shutdown_stream_read(conn, stream, errorCode)
+    }
+
+    /// Sets the application error the connection closes with when a callback fails next.
+    func failApplication(code: UInt64, reason: String) {
+        pendingApplicationError = QUICCloseError(isApplicationError: true, code: code, reason: reason)
+    }
+
+    // MARK: Callback targets (called from the C callbacks in QUICConnection+Callbacks.swift)
+
+    func handshakeCompleted() -> Bool {
+        let now = currentTime.nanoseconds
+        state = .established
+        events.append(.handshakeCompleted)
+        guard role == .server else { return true }
+        // A token for the client's next connection, so it can skip a Retry (RFC 9000 §8.1.3).
+        var token = [UInt8](repeating: 0, count: CJESTER_NGTCP2_MAX_REGULAR_TOKENLEN)
+        let length = peer.bytes.withUnsafeBytes { address in
+            keys.tokenSecret.withUnsafeBufferPointer { secret in
+                token.withUnsafeMutableBufferPointer { buffer in
+                    ngtcp2_crypto_generate_regular_token(
+                        buffer.baseAddress,
+                        secret.baseAddress,
+                        secret.count,
+                        address.baseAddress!.assumingMemoryBound(to: ngtcp2_sockaddr.self),
+                        ngtcp2_socklen(address.count),
+                        now
+                    )
+                }
+            }
+        }
+        if length > 0 { _ = ngtcp2_conn_submit_new_token(conn, token, Int(length)) }
+        return true
+    }
+
+    func newConnectionID(
+        _ cid: UnsafeMutablePointer<ngtcp2_cid>,
+        token: UnsafeMutablePointer<UInt8>,
+        length: Int
+    ) -> Bool {
+        let id = connectionIDs.makeConnectionID()
+        guard id.bytes.count == length else { return false }
+        cid.pointee = id.cid
+        let made = keys.statelessResetSecret.withUnsafeBufferPointer { secret in
+            ngtcp2_crypto_generate_stateless_reset_token(token, secret.baseAddress, secret.count, cid)
+        }
+        events.append(.connectionIDIssued(id))
+        return made == 0
+    }
+
+    func connectionIDRemoved(_ cid: UnsafePointer<ngtcp2_cid>) {
+        events.append(.connectionIDRetired(QUICConnectionID(cid: cid.pointee)))
+    }
+
+    func applicationKeysReady() -> Bool {
+        applicationKeysInstalled = true
+        return application?.quicApplicationKeysReady() ?? true
+    }
+
+    /// Attaches the stream application; when the 1-RTT keys came before it did (a server's come while its first
+    /// Initial is read, inside `accept`), it is told at once. False: it could not start (the connection is
+    /// closing).
+    func attach(_ application: any QUICStreamApplication, now: QUICInstant) -> Bool {
+        self.application = application
+        guard applicationKeysInstalled, !application.quicApplicationKeysReady() else { return true }
+        closeAfterError(.application(pendingApplicationError ?? Self.internalError), now: now)
+        return false
+    }
+}
