@@ -87,7 +87,7 @@ def test_package_builds_installs_upgrades_without_loss_and_purges(tmp_path):
         run("getent", "group", "jester")
         assert not os.path.exists("/nonexistent")
         for page in ["jester.8", "jesterctl.8", "jester.toml.5", "jester-http.7", "jester-pipeline.7",
-                     "jester-metrics.7", "jester-admin.7"]:
+                     "jester-metrics.7", "jester-admin.7", "jester-policy.7"]:
             section = page.rsplit(".", 1)[1]
             lint = run("mandoc", "-T", "lint", f"/usr/share/man/man{section}/{page}.gz", check=False)
             assert lint.returncode == 0 and not lint.stdout and not lint.stderr, (page, lint.stdout, lint.stderr)
