@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 import JesterCore
 
-/// `[cache]`: where the instance's one HTTP cache keeps its bodies and how large it may grow (jester-cache(7)).
+/// `[cache]`: where the instance's one HTTP cache keeps its bodies and how large it may grow (jester.toml(5), HTTP
+/// CACHE).
 ///
 /// One store for the whole instance, shared by every worker of every generation: the master creates its index in
 /// shared memory when a route first caches and keeps it across reloads and binary upgrades. Routes opt in with

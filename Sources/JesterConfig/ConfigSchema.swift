@@ -114,7 +114,7 @@ public struct ConfigSchema: Sendable {
                 "The instance's Prometheus metrics (jester-metrics(7)): counted by every worker, served by the "
                     + "admin API."),
             Field("cache", .table(cacheStore), default: "the defaults",
-                "The shared HTTP cache's store (jester-cache(7)): its directory and size; routes opt in with cache."),
+                "The shared HTTP cache's store (see HTTP CACHE): its directory and size; routes opt in with cache."),
             Field("admin", .table(admin), default: "off",
                 "The admin API (jester-admin(7)): status, configuration, routes, upstreams, and actions over HTTP."),
             Field("listeners", .array(.table(listener)), required: true, "Addresses to accept connections on."),
@@ -424,7 +424,7 @@ public struct ConfigSchema: Sendable {
             Field("compression", .either([.boolean, .table(compression)]), default: "the listener's",
                 "Compress responses with the coding the client's Accept-Encoding prefers (br, zstd, gzip, deflate), and optionally decode coded request bodies: compression = {} for the defaults; false turns the listener's off. A route's table replaces the listener's whole."),
             Field("cache", .either([.boolean, .table(routeCache)]), default: "false",
-                "Answer from and store in the instance's shared HTTP cache (RFC 9111; jester-cache(7)): cache = true or { ... } for the settings."),
+                "Answer from and store in the instance's shared HTTP cache (RFC 9111; see HTTP CACHE): cache = true or { ... } for the settings."),
             Field("error_pages", .table(errorPages), default: "the listener's",
                 "Bodies of Jester's own error answers (pages per status or class, or problem+json for API routes), and upstream error statuses to replace with them (intercept). A route's table replaces the listener's whole."),
         ])

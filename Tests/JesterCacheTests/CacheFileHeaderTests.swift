@@ -6,7 +6,7 @@ import Testing
 /// refused, never half-read.
 @Suite struct CacheFileHeaderTests {
     static func sample() -> StoredResponse {
-        var request = LookupTests.request(["Accept-Encoding": "gzip", "Accept": "text/html"])
+        var request = LookupTests.request([("Accept-Encoding", "gzip"), ("Accept", "text/html")])
         request.query = "b=2&a=1"
         var policy = CachePolicy()
         policy.keyFields = ["x-tenant", "accept"]
@@ -14,8 +14,8 @@ import Testing
             case .store(let response) = StoreDecision.decide(
                 request: request, plan: plan, status: 200,
                 fields: [
-                    "Cache-Control": "max-age=60, stale-while-revalidate=30, stale-if-error=600",
-                    "ETag": "\"v1\"", "Vary": "Accept-Encoding", "Content-Type": "text/plain; é=ü",
+                    ("Cache-Control", "max-age=60, stale-while-revalidate=30, stale-if-error=600"),
+                    ("ETag", "\"v1\""), ("Vary", "Accept-Encoding"), ("Content-Type", "text/plain; é=ü"),
                 ], requestTime: LookupTests.stored - 1, responseTime: LookupTests.stored, policy: policy)
         else { preconditionFailure("not stored") }
         return response

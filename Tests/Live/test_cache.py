@@ -77,6 +77,12 @@ class Origin:
                         self.reply(304, [("Cache-Control", "max-age=300"), ("ETag", '"s1"')], b"")
                     else:
                         self.reply(200, [("Cache-Control", "max-age=0"), ("ETag", '"s1"')], body, head)
+                elif kind == "swr":
+                    fields = [("Cache-Control", "max-age=1, stale-while-revalidate=60"), ("ETag", '"w1"')]
+                    if self.headers.get("If-None-Match") == '"w1"':
+                        self.reply(304, fields, b"")
+                    else:
+                        self.reply(200, fields, body, head)
                 elif kind == "vary":
                     language = self.headers.get("Accept-Language", "none")
                     self.reply(200, [("Cache-Control", "max-age=300"), ("Vary", "Accept-Language")],
@@ -212,6 +218,21 @@ def test_stale_entry_is_revalidated_with_a_304(cached, origin, protocol):
     assert origin.seen[path].get("If-None-Match") == '"s1"'
     status, fields, body = fetch(cached, path, protocol)
     assert "hit" in fields["cache-status"] and body == first
+    assert origin.count(path) == 2
+
+
+def test_stale_while_revalidate_answers_at_once_and_refreshes_in_the_background(cached, origin):
+    path = "/swr/a"
+    _, _, first = fetch(cached, path)
+    time.sleep(2.1)  # stale now, within stale-while-revalidate
+    status, fields, body = fetch(cached, path)
+    assert status == 200 and body == first
+    assert "hit" in fields["cache-status"] and "stale-while-revalidate" in fields["cache-status"]
+    # One refresh, with the stored validator, after the client had its answer.
+    wait_for(lambda: origin.count(path) == 2, timeout=5, what="background refresh")
+    assert origin.seen[path].get("If-None-Match") == '"w1"'
+    _, fields, body = fetch(cached, path)
+    assert body == first and "stale-while-revalidate" not in fields["cache-status"], fields
     assert origin.count(path) == 2
 
 

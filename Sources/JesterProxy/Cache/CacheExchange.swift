@@ -36,11 +36,11 @@ final class CacheExchange: UpstreamWaiter, @unchecked Sendable {
     let plan: CacheRequestPlan
     let eventLoop: any EventLoop
     let allocator: ByteBufferAllocator
-    private(set) var phase = Phase.fresh
+    fileprivate(set) var phase = Phase.fresh
     /// What the lookup found (the stored response kept for a revalidation's 304 and for stale-if-error).
-    private(set) var found: CacheStore.Found?
+    fileprivate(set) var found: CacheStore.Found?
     /// Why the request went upstream (`Cache-Status: fwd=`).
-    private(set) var forward = ForwardReason.miss
+    fileprivate(set) var forward = ForwardReason.miss
     /// The key's fetching flag, while this request holds it; handed to the writer that stores the answer.
     var ticket: CacheIndex.Ticket?
     /// The request waited for another's fetch (`Cache-Status: collapsed` if that fetch then serves it).
@@ -53,7 +53,7 @@ final class CacheExchange: UpstreamWaiter, @unchecked Sendable {
     private var changedClaims = 0
     /// The adapter waiting for its upstream (weak: an adapter that went away is simply not answered).
     private weak var waiter: (any UpstreamWaiter)?
-    private var attempt: UpstreamAttempt?
+    fileprivate var attempt: UpstreamAttempt?
     private var proxyClient: ProxyProtocol.Addresses?
 
     init(
@@ -107,10 +107,8 @@ final class CacheExchange: UpstreamWaiter, @unchecked Sendable {
         {
         case .serve(let served):
             serve(served, now: now)
-        case .serveAndRevalidate(let served, _):
-            // (The background refresh is not wired yet: the entry is refreshed by the first request after its
-            // stale-while-revalidate window.)
-            serve(served, now: now)
+        case .serveAndRevalidate(let served, let conditional):
+            serve(served, now: now, refresh: backgroundRefresh(conditional))
         case .revalidate(let conditional, let reason):
             forward = reason
             upstreamFields += conditional.remove.map { LocalResponse.Field($0, "") }
@@ -203,8 +201,40 @@ final class CacheExchange: UpstreamWaiter, @unchecked Sendable {
 
     // MARK: Answers from the cache
 
+    /// A refresh of the stale entry this request is served (stale-while-revalidate), if it wins the key's flag
+    /// (else another request, on some worker, refreshes it already). The request the adapter renders for the
+    /// stored answer then carries the cache's validators, and goes upstream in the background.
+    private func backgroundRefresh(_ conditional: ConditionalRequest) -> BackgroundRefresh? {
+        guard let found, let observation = found.observation, !isHead else { return nil }
+        let monotonicNow = CacheIndex.monotonicNanoseconds()
+        guard case .claim(let deadline) = store.coalescing.decide(
+            flag: Self.fetchFlag(observation.flag), now: monotonicNow)
+        else { return nil }
+        let (claim, dropped) = store.index.claim(
+            found.flagKey, observed: observation, owner: store.owner, deadline: deadline, now: Self.wallNow(),
+            monotonicNow: monotonicNow)
+        if let dropped { store.discard([dropped]) }
+        guard case .claimed(let ticket) = claim else { return nil }
+        let refresh = CacheExchange(
+            store: store, policy: policy, request: request, plan: plan, eventLoop: eventLoop, allocator: allocator)
+        refresh.found = found
+        refresh.forward = .stale
+        refresh.ticket = ticket
+        refresh.phase = .forwarding
+        refresh.attempt = attempt
+        upstreamFields += conditional.remove.map { LocalResponse.Field($0, "") }
+        upstreamFields += conditional.add.fields.map { LocalResponse.Field($0.name, $0.value) }
+        return BackgroundRefresh(cache: refresh)
+    }
+
+    /// A background refresh's upstream: from the pool, wrapped so its answer is stored.
+    func acquire(forRefresh refresh: BackgroundRefresh) {
+        waiter = refresh
+        attempt?.acquireFromPool(fresh: false, client: nil, for: self)
+    }
+
     /// Serves the stored response the lookup found.
-    private func serve(_ served: ServedResponse, now: Int64) {
+    private func serve(_ served: ServedResponse, now: Int64, refresh: BackgroundRefresh? = nil) {
         guard let found, let stored = found.stored, let body = found.body else { return forwardUpstream(fresh: false) }
         if let observation = found.observation { store.index.touch(observation, now: now) }
         store.index.increment(.hits)
@@ -217,12 +247,13 @@ final class CacheExchange: UpstreamWaiter, @unchecked Sendable {
         let hasBody = !served.notModified && !isHead && code != 204
         answer(
             status: code, fields: fields, contentLength: served.notModified ? nil : body.bodySize,
-            body: hasBody ? StoredBodyReader(file: body) : nil)
+            body: hasBody ? StoredBodyReader(file: body) : nil, refresh: refresh)
     }
 
     /// Answers the waiter with a response made here.
     private func answer(
-        status: Int, fields: [(name: String, value: String)], contentLength: Int64? = 0, body: StoredBodyReader?
+        status: Int, fields: [(name: String, value: String)], contentLength: Int64? = 0, body: StoredBodyReader?,
+        refresh: BackgroundRefresh? = nil
     ) {
         guard let waiter, let pool = attempt?.pool else { return }
         phase = .answered
@@ -231,7 +262,8 @@ final class CacheExchange: UpstreamWaiter, @unchecked Sendable {
                 status: status, fields: fields, contentLength: contentLength, body: body, allocator: allocator)
         else { return forwardUpstream(fresh: false) }
         waiter.upstreamAcquired(
-            .success(StoredResponseUpstream(pool: pool, eventLoop: eventLoop, response: response)), from: pool)
+            .success(StoredResponseUpstream(pool: pool, eventLoop: eventLoop, response: response, refresh: refresh)),
+            from: pool)
     }
 
     /// The stored response standing in for an upstream that failed before answering (RFC 5861 §4); nil when none

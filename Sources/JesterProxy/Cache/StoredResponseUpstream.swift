@@ -30,10 +30,14 @@ final class StoredResponseUpstream: ExchangeUpstream, @unchecked Sendable {
     private var ended = false
     private var deliveryScheduled = false
 
-    init(pool: UpstreamPool, eventLoop: any EventLoop, response: CachedResponse) {
+    /// The stale-while-revalidate refresh to start with the request the adapter renders.
+    private var refresh: BackgroundRefresh?
+
+    init(pool: UpstreamPool, eventLoop: any EventLoop, response: CachedResponse, refresh: BackgroundRefresh? = nil) {
         self.pool = pool
         self.eventLoop = eventLoop
         self.response = response
+        self.refresh = refresh
     }
 
     func startExchange(
@@ -41,6 +45,10 @@ final class StoredResponseUpstream: ExchangeUpstream, @unchecked Sendable {
         expectsUpgrade: Bool
     ) {
         self.delegate = delegate
+        if let refresh {
+            self.refresh = nil
+            refresh.start(requestHead: requestHead)
+        }
         scheduleDelivery()
     }
 
