@@ -209,6 +209,11 @@ let package = Package(
         .executableTarget(
             name: "jester-otlp-probe", dependencies: ["JesterTracing", "JesterTracingExport"],
             path: "Tests/OTLPProbe", swiftSettings: swiftSettings),
+        // A tiny HTTP/3 server on JesterHTTP3's sessions for the live tier (Tests/Live/test_http3_sessions.py), until
+        // the worker serves HTTP/3 itself.
+        .executableTarget(
+            name: "jester-h3-probe", dependencies: ["JesterHTTP3", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Tests/H3Probe", swiftSettings: swiftSettings),
         .testTarget(name: "JesterMetricsTests", dependencies: ["JesterMetrics", "JesterConfig"], exclude: ["Golden"]),
         .testTarget(
             name: "JesterSystemTests",

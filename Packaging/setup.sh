@@ -53,6 +53,13 @@ if [ "${1:-}" = "--test" ]; then
     [ -x "$zigvenv/bin/python3" ] || /usr/bin/python3 -m venv "$zigvenv"
     "$zigvenv/bin/python3" -c 'import ziglang' 2>/dev/null || "$zigvenv/bin/python3" -m pip install -q 'ziglang>=0.13,<1'
 fi
+if [ "${1:-}" = "--test" ]; then
+    # aioquic from PyPI: an HTTP/3 client independent of ngtcp2/nghttp3 for Tests/Live/test_http3_sessions.py
+    # (Debian 12 packages none, and its h2load is built without HTTP/3): a venv of its own.
+    h3venv="${JESTER_AIOQUIC_VENV:-/var/tmp/jester-aioquic-venv}"
+    [ -x "$h3venv/bin/python3" ] || /usr/bin/python3 -m venv "$h3venv"
+    "$h3venv/bin/python3" -c 'import aioquic' 2>/dev/null || "$h3venv/bin/python3" -m pip install -q 'aioquic>=1,<2'
+fi
 # The prometheus package (for promtool and the live scrape test, which starts its own server) enables a system
 # service on :9090, the demo upstream's port: tests need the program, not the service.
 if [ "${1:-}" = "--test" ] && command -v systemctl >/dev/null && systemctl is-enabled prometheus >/dev/null 2>&1; then

@@ -310,6 +310,7 @@ public final class QUICConnection {
         into buffer: UnsafeMutableRawBufferPointer,
         now: QUICInstant
     ) -> (count: Int, peer: QUICSocketAddress, ecn: UInt8)? {
+        currentTime = now
         switch state {
         case .closing:
             guard closePacketDue, closePacket.count <= buffer.count else { return nil }
@@ -424,6 +425,7 @@ public final class QUICConnection {
 
     /// Runs the timers due at `now`; afterwards write `pendingDatagrams` (a retransmission, a probe).
     public func handleExpiry(now: QUICInstant) {
+        currentTime = now
         switch state {
         case .closed: return
         case .closing, .draining:
