@@ -70,13 +70,27 @@ class Origin:
                 if kind == "fresh":
                     self.reply(200, [("Cache-Control", "max-age=300"), ("ETag", '"v1"')], body, head)
                 elif kind == "slow":
-                    time.sleep(0.6)
+                    time.sleep(0.4)
                     self.reply(200, [("Cache-Control", "max-age=300")], body, head)
                 elif kind == "stale":
                     if self.headers.get("If-None-Match") == '"s1"':
                         self.reply(304, [("Cache-Control", "max-age=300"), ("ETag", '"s1"')], b"")
                     else:
                         self.reply(200, [("Cache-Control", "max-age=0"), ("ETag", '"s1"')], body, head)
+                elif kind == "veryslow":
+                    time.sleep(2.5)  # past lock_timeout
+                    self.reply(200, [("Cache-Control", "max-age=300")], body, head)
+                elif kind == "truncated":
+                    # Declares more than it sends, then closes: a response cut short.
+                    self.send_response(200)
+                    self.send_header("Cache-Control", "max-age=300")
+                    self.send_header("Content-Length", "1000")
+                    self.end_headers()
+                    self.wfile.write(b"only part of it")
+                    self.wfile.flush()
+                    self.close_connection = True
+                elif kind == "limited":
+                    self.reply(200, [("Cache-Control", "max-age=300")], b"x" * 4096, head)
                 elif kind == "swr":
                     fields = [("Cache-Control", "max-age=1, stale-while-revalidate=60"), ("ETag", '"w1"')]
                     if self.headers.get("If-None-Match") == '"w1"':
@@ -130,10 +144,16 @@ CONFIG = """
 [cache]
 path = "{cache}"
 max_size = "64MiB"
-lock_timeout = "3s"
+lock_timeout = "1500ms"
 
 [upstreams.app]
 targets = ["{origin}"]
+
+[[routes]]
+name = "limited"
+path_prefix = "/limited/"
+upstream = "app"
+cache = {{ max_object_size = "1KiB" }}
 
 [[routes]]
 name = "cached"
@@ -352,6 +372,72 @@ def test_status_and_purge(cached, origin):
         _, fields, _ = fetch(cached, f"/fresh/purge-dir/{name}")
         assert "hit" not in fields["cache-status"]
     assert origin.count("/fresh/purge-dir/a") == 2
+
+
+def test_responses_cut_short_or_too_large_are_not_stored(cached, origin):
+    path = "/truncated/a"
+    for _ in range(2):
+        result = subprocess.run(["curl", "-sS", "--max-time", "10", cached.url + path], capture_output=True, timeout=20)
+        assert result.returncode != 0  # the client sees it incomplete
+    assert origin.count(path) == 2
+    path = "/limited/big"
+    for _ in range(2):
+        status, fields, body = fetch(cached, path)
+        assert status == 200 and len(body) == 4096 and "hit" not in fields["cache-status"]
+    assert "detail=too-large" in fields["cache-status"] or "stored" not in fields["cache-status"]
+    assert origin.count(path) == 2
+
+
+def test_waiting_is_bounded_by_lock_timeout(cached, origin):
+    """The fetch takes longer than lock_timeout: the others stop waiting and go upstream themselves."""
+    path = "/veryslow/a"
+    statuses = []
+
+    def one():
+        statuses.append(fetch(cached, path)[0])
+
+    threads = [threading.Thread(target=one) for _ in range(3)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join(20)
+    assert statuses == [200, 200, 200]
+    # Not 3 x 2.5 s one after another, and more than one fetch (the waiters gave up at 1.5 s).
+    assert time.monotonic() - started < 6.5
+    assert origin.count(path) >= 2
+
+
+def test_an_unreachable_cache_path_stops_the_start(tmp_path, origin):
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    config = tmp_path / "jester.toml"
+    from conftest import JESTER, free_port
+    config.write_text(f"""
+[server]
+workers = 1
+pid_file = "{tmp_path}/jester.pid"
+control_socket = "{tmp_path}/control.sock"
+
+[[listeners]]
+name = "main"
+address = "127.0.0.1:{free_port()}"
+""" + CONFIG.format(cache=private / "store", origin=origin.address))
+    result = subprocess.run([JESTER, "--config", str(config)], capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "not searchable by the workers' user" in result.stdout + result.stderr
+
+
+def test_binary_upgrade_keeps_the_cache_warm(cached, origin):
+    path = "/fresh/upgrade"
+    fetch(cached, path)
+    result = cached.ctl("upgrade", "--wait", "--json", check=True)
+    assert '"success":true' in result.stdout.replace(" ", ""), result.stdout
+    _, fields, _ = fetch(cached, path)
+    assert "hit" in fields["cache-status"]
+    assert origin.count(path) == 1
+    assert '"entries"' in cached.ctl("cache", "status", "--json", check=True).stdout
 
 
 def test_reload_keeps_the_cache_warm(cached, origin):
