@@ -34,7 +34,9 @@ public struct PolicyModule: Sendable {
 
     /// Parses and checks `bytes`, a module called `name`.
     public static func load(
-        bytes: [UInt8], name: String, limits: PolicyLimits = PolicyLimits()
+        bytes: [UInt8],
+        name: String,
+        limits: PolicyLimits = PolicyLimits()
     ) throws(PolicyLoadError) -> PolicyModule {
         func fail(_ kind: PolicyLoadError.Kind, _ message: String) -> PolicyLoadError {
             PolicyLoadError(module: name, kind: kind, message: message)
@@ -50,15 +52,24 @@ public struct PolicyModule: Sendable {
                 throw fail(
                     .unknownImport,
                     "imports \(entry.module).\(entry.name), which ABI v1 does not provide (it offers "
-                        + "\(PolicyABI.hostModule): log, counter-add, metadata-get, metadata-set)")
+                        + "\(PolicyABI.hostModule): log, counter-add, metadata-get, metadata-set)"
+                )
             }
         }
         let engine = Engine(
             configuration: EngineConfiguration(
-                stackSize: limits.stackBytes, memoryBoundsChecking: .software, fuelMetering: true))
+                stackSize: limits.stackBytes,
+                memoryBoundsChecking: .software,
+                fuelMetering: true
+            )
+        )
         let probe = try Live.make(
-            module: module, engine: engine, name: name, limits: limits,
-            host: PolicyHost(policyID: "", clock: { 0 }))
+            module: module,
+            engine: engine,
+            name: name,
+            limits: limits,
+            host: PolicyHost(policyID: "", clock: { 0 })
+        )
         let stages = Set(PolicyStage.allCases.filter { probe.stageFunctions[$0] != nil })
         guard !stages.isEmpty else {
             throw fail(.missingExport, "exports none of on-pre-route, on-pre-upstream, on-post-response")
@@ -75,7 +86,8 @@ public struct PolicyModule: Sendable {
             throw fail(
                 .abiVersion,
                 "built for policy ABI \(major).\(minor) (abi-version returned 0x\(String(version, radix: 16))); "
-                    + "this Jester speaks \(PolicyABI.major).0 to \(PolicyABI.major).\(PolicyABI.minor)")
+                    + "this Jester speaks \(PolicyABI.major).0 to \(PolicyABI.major).\(PolicyABI.minor)"
+            )
         }
         return PolicyModule(name: name, stages: stages, abiMinor: minor, limits: limits, module: module, engine: engine)
     }
@@ -84,6 +96,9 @@ public struct PolicyModule: Sendable {
 /// One instantiation of a module: its store (fuel, limits), the instance and the exports the host calls.
 final class Live {
     let store: Store
+    /// The host the imports call: held here because the store's host functions hold it unowned (the host holds
+    /// the store's memory, so a strong reference there would be a cycle).
+    let host: PolicyHost
     let limiter: PolicyResourceLimiter
     let memory: Memory
     let realloc: Function
@@ -92,10 +107,17 @@ final class Live {
     let stageFunctions: [PolicyStage: Function]
 
     private init(
-        store: Store, limiter: PolicyResourceLimiter, memory: Memory, realloc: Function, abiVersion: Function,
-        initialize: Function, stageFunctions: [PolicyStage: Function]
+        store: Store,
+        host: PolicyHost,
+        limiter: PolicyResourceLimiter,
+        memory: Memory,
+        realloc: Function,
+        abiVersion: Function,
+        initialize: Function,
+        stageFunctions: [PolicyStage: Function]
     ) {
         self.store = store
+        self.host = host
         self.limiter = limiter
         self.memory = memory
         self.realloc = realloc
@@ -107,14 +129,20 @@ final class Live {
     /// Instantiates `module` under `limits` (its start function bounded by `fuelForInit`) and finds the exports
     /// ABI v1 needs, with their types.
     static func make(
-        module: Module, engine: Engine, name: String, limits: PolicyLimits, host: PolicyHost
+        module: Module,
+        engine: Engine,
+        name: String,
+        limits: PolicyLimits,
+        host: PolicyHost
     ) throws(PolicyLoadError) -> Live {
         func fail(_ kind: PolicyLoadError.Kind, _ message: String) -> PolicyLoadError {
             PolicyLoadError(module: name, kind: kind, message: message)
         }
         let store = Store(engine: engine)
         let limiter = PolicyResourceLimiter(
-            memoryBytes: limits.memoryPages * 65536, tableElements: limits.tableElements)
+            memoryBytes: limits.memoryPages * 65536,
+            tableElements: limits.tableElements
+        )
         store.resourceLimiter = limiter
         store.fuel = Fuel(remaining: limits.fuelForInit)
         let instance: Instance
@@ -132,7 +160,9 @@ final class Live {
             throw fail(.missingExport, "exports no memory called \"memory\"")
         }
         func function(
-            _ export: String, _ parameters: [ValueType], _ results: [ValueType]
+            _ export: String,
+            _ parameters: [ValueType],
+            _ results: [ValueType]
         ) throws(PolicyLoadError)
             -> Function?
         {
@@ -144,7 +174,9 @@ final class Live {
             return function
         }
         func required(
-            _ export: String, _ parameters: [ValueType], _ results: [ValueType]
+            _ export: String,
+            _ parameters: [ValueType],
+            _ results: [ValueType]
         ) throws(PolicyLoadError)
             -> Function
         {
@@ -164,8 +196,15 @@ final class Live {
         host.memory = memory
         host.realloc = realloc
         return Live(
-            store: store, limiter: limiter, memory: memory, realloc: realloc, abiVersion: abiVersion,
-            initialize: initialize, stageFunctions: stageFunctions)
+            store: store,
+            host: host,
+            limiter: limiter,
+            memory: memory,
+            realloc: realloc,
+            abiVersion: abiVersion,
+            initialize: initialize,
+            stageFunctions: stageFunctions
+        )
     }
 
     private static func describe(_ type: FunctionType) -> String {

@@ -10,7 +10,9 @@ import Testing
         """
 
     private func loadError(
-        _ wat: String, limits: PolicyLimits = PolicyLimits(), sourceLocation: SourceLocation = #_sourceLocation
+        _ wat: String,
+        limits: PolicyLimits = PolicyLimits(),
+        sourceLocation: SourceLocation = #_sourceLocation
     ) throws -> PolicyLoadError? {
         let bytes = try WasmFixtures.wasm(wat)
         do {
@@ -52,7 +54,8 @@ import Testing
         let error = try loadError(policyWAT(functions: benign, realloc: ""))
         #expect(
             error?.kind == .missingExport && error?.message.contains("cabi_realloc") == true,
-            "\(String(describing: error))")
+            "\(String(describing: error))"
+        )
     }
 
     @Test func missingMemory() throws {
@@ -67,14 +70,17 @@ import Testing
 
     @Test func aStageWithTheWrongSignature() throws {
         let error = try loadError(
-            policyWAT(functions: #"(func (export "on-pre-upstream") (param i64) (result i32) (i32.const 0))"#))
+            policyWAT(functions: #"(func (export "on-pre-upstream") (param i64) (result i32) (i32.const 0))"#)
+        )
         #expect(error?.kind == .wrongSignature && error?.message.contains("on-pre-upstream") == true)
     }
 
     @Test func aMajorVersionThisHostDoesNotSpeak() throws {
         let error = try loadError(policyWAT(functions: benign, version: "0x20000"))
         #expect(
-            error?.kind == .abiVersion && error?.message.contains("ABI 2.0") == true, "\(String(describing: error))")
+            error?.kind == .abiVersion && error?.message.contains("ABI 2.0") == true,
+            "\(String(describing: error))"
+        )
     }
 
     @Test func aLaterMinorVersion() throws {
@@ -85,31 +91,58 @@ import Testing
     @Test func anImportV1DoesNotProvide() throws {
         let wat = policyWAT(
             imports: #"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#,
-            functions: benign)
+            functions: benign
+        )
         let error = try loadError(wat)
         #expect(error?.kind == .unknownImport && error?.message.contains("wasi_snapshot_preview1.fd_write") == true)
     }
 
     @Test func aHostImportOfTheWrongType() throws {
         let wat = policyWAT(
-            imports: #"(import "jester:policy/host@1.0.0" "log" (func (param i64)))"#, functions: benign)
+            imports: #"(import "jester:policy/host@1.0.0" "log" (func (param i64)))"#,
+            functions: benign
+        )
         #expect(try loadError(wat)?.kind == .instantiation)
     }
 
     @Test func initialMemoryOverTheLimit() throws {
         let error = try loadError(
             policyWAT(functions: benign, memory: #"(memory (export "memory") 300)"#),
-            limits: PolicyLimits(memoryPages: 256))
+            limits: PolicyLimits(memoryPages: 256)
+        )
         #expect(
             error?.kind == .instantiation && error?.message.contains("256 memory pages") == true,
-            "\(String(describing: error))")
+            "\(String(describing: error))"
+        )
+    }
+
+    @Test func aTableOverTheLimit() throws {
+        let wat = policyWAT(functions: benign + "\n(table 20000 funcref)")
+        let error = try loadError(wat, limits: PolicyLimits(tableElements: 10_000))
+        #expect(error?.kind == .instantiation && error?.message.contains("table elements") == true)
+    }
+
+    @Test func abiVersionThatCallsTheHost() throws {
+        // The module is checked in a throwaway instance whose host must outlive the check (it did not once).
+        let logs = "(call $log (i32.const 1) (i32.const 0) (i32.const 4))"
+        let wat = policyWAT(
+            imports: #"(import "jester:policy/host@1.0.0" "log" (func $log (param i32 i32 i32)))"#,
+            functions: benign
+        ).replacingOccurrences(
+            of: "(result i32) (i32.const 0x10000))",
+            with: "(result i32) \(logs) (i32.const 0x10000))"
+        )
+        let module = try PolicyModule.load(bytes: try WasmFixtures.wasm(wat), name: "p.wasm")
+        #expect(module.abiMinor == 0)
     }
 
     @Test func aStartFunctionThatNeverEnds() throws {
         let wat = policyWAT(functions: benign + "\n(func $start (loop $l (br $l))) (start $start)")
         let error = try loadError(wat, limits: PolicyLimits(fuelForInit: 100_000))
         #expect(
-            error?.kind == .instantiation && error?.message.contains("fuel") == true, "\(String(describing: error))")
+            error?.kind == .instantiation && error?.message.contains("fuel") == true,
+            "\(String(describing: error))"
+        )
     }
 
     @Test func initRefusesTheConfiguration() throws {
@@ -124,7 +157,10 @@ import Testing
         let module = try PolicyModule.load(bytes: try WasmFixtures.wasm(wat), name: "p.wasm")
         #expect(
             throws: PolicyLoadError(
-                module: "p.wasm", kind: .initFailed, message: "init refused the configuration: bad config")
+                module: "p.wasm",
+                kind: .initFailed,
+                message: "init refused the configuration: bad config"
+            )
         ) {
             _ = try PolicyInstance(module: module, policyID: "p", config: "{}")
         }
@@ -132,7 +168,9 @@ import Testing
 
     @Test func initThatTraps() throws {
         let wat = policyWAT(functions: benign).replacingOccurrences(
-            of: "(result i32) (i32.const 1024))", with: "(result i32) unreachable)")
+            of: "(result i32) (i32.const 1024))",
+            with: "(result i32) unreachable)"
+        )
         let module = try PolicyModule.load(bytes: try WasmFixtures.wasm(wat), name: "p.wasm")
         do {
             _ = try PolicyInstance(module: module, policyID: "p", config: "{}")
