@@ -56,6 +56,9 @@ public struct PolicyModule: Sendable {
                 )
             }
         }
+        // Software bounds checks, not WasmKit's mprotect ones: those reserve 4 GiB and more of address space per
+        // instance and install a process-wide SIGSEGV/SIGBUS handler, which a worker's own crash handling (and
+        // Swift's backtracer) would have to be ordered around; a header-only policy makes few memory accesses.
         let engine = Engine(
             configuration: EngineConfiguration(
                 stackSize: limits.stackBytes,

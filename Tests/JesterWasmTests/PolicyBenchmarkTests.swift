@@ -70,6 +70,28 @@ struct PolicyBenchmarkTests {
         }
     }
 
+    @Test(arguments: ["clang", "zig"]) func memoryPerInstance(compiler: String) throws {
+        // Resident memory per pooled instance (a worker holds one per policy): 50 instances, after a call each.
+        let module = try PolicyModule.load(path: try WasmFixtures.example("header_inject", compiler: compiler))
+        var bag = PolicyMetadata()
+        let before = Self.residentBytes()
+        var instances: [PolicyInstance] = []
+        for _ in 0..<50 {
+            let policy = try PolicyInstance(module: module, policyID: "h", config: "{}")
+            _ = policy.run(.preRoute, context: Self.request, metadata: &bag)
+            instances.append(policy)
+        }
+        let perInstance = Double(Self.residentBytes() - before) / 50 / 1024
+        print(String(format: "policy bench: header_inject (%@): %.0f KiB resident per instance", compiler, perInstance))
+        #expect(instances.count == 50)
+    }
+
+    /// This process's resident set (/proc/self/statm, in pages).
+    static func residentBytes() -> Int {
+        let statm = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8)) ?? "0 0"
+        return (Int(statm.split(separator: " ")[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
     @Test func fuelPerSecond() throws {
         // How fast fuel burns (one unit per operator): relates fuel_per_call to the deadline.
         let wat = policyWAT(
