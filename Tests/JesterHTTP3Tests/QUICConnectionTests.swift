@@ -175,3 +175,22 @@ import Testing
     let v4 = try #require(QUICSocketAddress(ip: "10.1.2.3", port: 9))
     #expect(v4.bytes.withUnsafeBytes { QUICSocketAddress(sockaddrBytes: $0) } == v4)
 }
+
+@Test func aClientWhoseAddressChangesKeepsItsConnection() throws {
+    let pair = try QUICPair()
+    pair.pump()
+    let server = try #require(pair.server)
+    #expect(server.connection.peer == pair.clientAddress)
+    // A NAT gives the client a new port mid-connection, unknown to the client: its packets still name the
+    // connection by ID, and the server validates the new path and answers there (RFC 9000 §9.3).
+    let rebound = QUICSocketAddress(ip: "127.0.0.1", port: 50_001)!
+    pair.clientSource = rebound
+    let stream = try #require(pair.client.request(fields: requestFields(), hasBody: false))
+    pair.pump()
+    #expect(QUICPair.headers(pair.serverEvents, stream: stream) != nil)
+    try server.respond(stream: stream, fields: [HTTP3Field(":status", "200")], hasBody: false)
+    pair.pump()
+    #expect(QUICPair.headers(pair.clientEvents, stream: stream)?[":status"] == "200")
+    #expect(server.connection.peer == rebound)
+    #expect(pair.client.connection.state == .established)
+}

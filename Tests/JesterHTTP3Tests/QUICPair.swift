@@ -56,6 +56,11 @@ final class QUICPair {
     var statelessAnswers = 0
     /// When set, datagrams from the client are dropped instead of delivered (to test the server's timers).
     var dropClientDatagrams = false
+    /// The client's address as the server sees it: a test changes it to play a NAT rebinding. Server datagrams to
+    /// any other address are lost, as they would be once the old mapping is gone.
+    var clientSource: QUICSocketAddress
+    /// Server datagrams sent to an address that is no longer the client's.
+    var lostToOldAddress = 0
 
     init(
         transport: QUICTransportSettings = QUICTransportSettings(),
@@ -72,6 +77,7 @@ final class QUICPair {
             settings: transport
         )
         self.serverSettings = serverSettings
+        clientSource = clientAddress
         let connection = try QUICConnection.connect(
             from: clientAddress,
             to: serverAddress,
@@ -95,7 +101,7 @@ final class QUICPair {
             if let server {
                 for datagram in server.connection.pendingDatagrams(now: now) {
                     moved += 1
-                    deliverToClient(datagram)
+                    if datagram.peer == clientSource { deliverToClient(datagram) } else { lostToOldAddress += 1 }
                 }
             }
             collect()
@@ -120,15 +126,17 @@ final class QUICPair {
         collect()
     }
 
+    /// Hands a client datagram to the server side, as arriving from `clientSource`.
     func deliverToServer(_ datagram: QUICDatagram) {
+        let source = clientSource
         datagram.bytes.withUnsafeBytes { bytes in
-            switch endpoint.route(datagram: bytes, peer: datagram.peer) {
+            switch endpoint.route(datagram: bytes, peer: source) {
             case .connection(let id, let isLong):
                 if let connection = table[id] {
-                    connection.receive(datagram: bytes, local: serverAddress, peer: datagram.peer, now: now)
+                    connection.receive(datagram: bytes, local: serverAddress, peer: source, now: now)
                 } else if isLong {
-                    accept(bytes, from: datagram.peer)
-                } else if let reset = endpoint.statelessReset(datagram: bytes, peer: datagram.peer) {
+                    accept(bytes, from: source)
+                } else if let reset = endpoint.statelessReset(datagram: bytes, peer: source) {
                     statelessAnswers += 1
                     deliverToClient(reset)
                 }
