@@ -221,6 +221,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, UpstreamWaiter {
     func proxy(_ matched: CompiledRoute, fields: [HTTP2Field]) {
         guard !finished else { return }
         exchange.chooseUpstream(clientAddress: connection.clientAddress, runtime: runtime)
+        // A decoded body's length is known only at its end.
+        if exchange.decodesRequestBody { chunked = true }
         armRouteTimers(matched)
         acquireUpstream(fresh: false)
     }

@@ -34,6 +34,9 @@ enum UpstreamFailure: Error, Sendable {
     case noTarget
     /// The pool's circuit breaker is open, or the pool is at its max_requests: 503 at once.
     case circuitOpen(String)
+    /// The request's body cannot go upstream as the route promised it (decoded: too large once decoded, 413; not
+    /// valid for its coding, 400; a coding Jester cannot remove, 415). Not the target's fault; never retried.
+    case requestBodyRefused(status: Int, reason: String)
 
     /// What a failed connection attempt to `target` is: a timeout (504) or a refusal or reset (502), said as
     /// `connect 127.0.0.1:8080: connection refused` rather than in SwiftNIO's nested wording.
@@ -58,6 +61,7 @@ enum UpstreamFailure: Error, Sendable {
         switch self {
         case .connectTimedOut, .responseTimedOut: return 504
         case .noTarget, .circuitOpen: return 503
+        case .requestBodyRefused(let status, _): return status
         default: return 502
         }
     }
@@ -74,6 +78,7 @@ enum UpstreamFailure: Error, Sendable {
         case .unaskedUpgrade: return "invalid response: 101 Switching Protocols to a request without an upgrade"
         case .noTarget: return "no upstream target available"
         case .circuitOpen(let why): return "circuit breaker: \(why)"
+        case .requestBodyRefused(_, let reason): return reason
         }
     }
 }

@@ -195,3 +195,66 @@ def test_a_large_response_is_coded_with_the_workers_memory_flat(coding, protocol
         watcher.join()
     assert total == size
     assert peak[0] - before < 32 * 1024, f"worker RSS grew {peak[0] - before} KiB"
+
+
+# Request bodies sent coded, decoded for the upstream (`decompress_requests`), with a decoded-size limit.
+
+@pytest.fixture(scope="module")
+def decoding(upstream):
+    instance = Jester(f"""
+[upstreams.app]
+targets = ["{upstream.address}"]
+
+[[routes]]
+name = "decoded"
+path_prefix = "/"
+upstream = "app"
+compression = {{ decompress_requests = true, max_decompressed_size = "64KiB" }}
+""")
+    yield instance
+    instance.stop()
+
+
+def post(jester, path, body, protocol, encoding):
+    args = ["curl", "-sS", "--max-time", "30", "--http2-prior-knowledge" if protocol == "h2c" else "--http1.1",
+            "-o", "-", "-w", "\n%{http_code}", "--data-binary", "@-", "-H", "Content-Type: application/json"]
+    if encoding:
+        args += ["-H", f"Content-Encoding: {encoding}"]
+    result = subprocess.run(args + [jester.url + path], input=body, capture_output=True, timeout=40)
+    out, _, code = result.stdout.rpartition(b"\n")
+    return int(code or 0), out
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_coded_request_bodies_reach_the_upstream_decoded(decoding, protocol):
+    import json
+    plain = b'{"message": "' + b"hello " * 5000 + b'"}'
+    for encoding, coded in (("gzip", gzip.compress(plain)), ("deflate", zlib.compress(plain))):
+        status, out = post(decoding, "/upload", coded, protocol, encoding)
+        assert status == 200, out
+        answer = json.loads(out)
+        assert answer["length"] == len(plain) and answer["sha256"] == hashlib.sha256(plain).hexdigest()
+        status, out = post(decoding, "/echo", coded, protocol, encoding)
+        headers = {name.lower(): value for name, value in json.loads(out)["headers"]}
+        assert "content-encoding" not in headers and json.loads(out)["body_length"] == len(plain)
+    # A body sent plain passes as it is.
+    status, out = post(decoding, "/upload", plain, protocol, None)
+    assert status == 200 and json.loads(out)["length"] == len(plain)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_decompression_bomb_gets_413_and_bad_codings_400_or_415(decoding, upstream, protocol):
+    bomb = gzip.compress(b"\0" * (8 << 20))  # 8 MiB of zeros in about 8 KiB
+    status, _ = post(decoding, "/upload", bomb, protocol, "gzip")
+    assert status == 413
+    status, _ = post(decoding, "/upload", b"this is not gzip at all" * 10, protocol, "gzip")
+    assert status == 400
+    result = subprocess.run(
+        ["curl", "-sS", "-D", "-", "-o", "/dev/null", "--http2-prior-knowledge" if protocol == "h2c" else "--http1.1",
+         "--data-binary", "abc", "-H", "Content-Encoding: compress", decoding.url + "/upload"],
+        capture_output=True, text=True, timeout=30)
+    assert result.stdout.split()[1] == "415"
+    assert "accept-encoding: gzip, deflate, br, zstd" in result.stdout.lower(), result.stdout
+    # The worker serves on.
+    status, _ = post(decoding, "/upload", b"{}", protocol, None)
+    assert status == 200

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import JesterCore
 import NIOCore
 
 /// The error phase: the body of every error Jester answers itself, and whether an upstream's error answer is
@@ -24,6 +25,11 @@ extension RequestExchange {
     mutating func errorPage(
         replacing response: LocalResponse, runtime: WorkerRuntime, routes: ListenerRoutes
     ) -> LocalResponse {
+        var response = response
+        if response.status == 415, response.isPlainError, case .unsupported = requestDecoding {
+            // RFC 9110 §15.5.16: say which codings the route decodes.
+            response.fields.append(LocalResponse.Field("Accept-Encoding", RequestDecompression.acceptedCodings))
+        }
         guard response.isPlainError, route == nil ? routes.errorPages != nil : route!.errorPages != nil else {
             return response
         }

@@ -12,7 +12,8 @@ extension RequestExchange {
         upstreamEvent(.asked, runtime: runtime)
         return UpstreamAttempt(
             pool: pool!, hashKey: balancingHash, excluded: retries.failedTargets,
-            connectTimeout: route?.timeouts.connect, preferred: stickyTarget, cache: cache)
+            connectTimeout: route?.timeouts.connect, preferred: stickyTarget, cache: cache,
+            decoding: requestDecoding, allocator: runtime.allocator)
     }
 
     /// The attempt's upstream answered with a final (or 101) head: logged, traced, and its wait kept for the
@@ -112,6 +113,9 @@ struct UpstreamAttempt {
     let preferred: Int?
     /// The request's cache step, on a route that caches: asked first.
     let cache: CacheExchange?
+    /// Whether the body goes upstream decoded (never with a cache step: requests with a body bypass the cache).
+    let decoding: RequestDecompression
+    let allocator: ByteBufferAllocator
 
     /// Asks the pool; the answer goes to `waiter` (`UpstreamWaiter.upstreamAcquired`), possibly before this
     /// returns. `fresh`: not a reused connection (a replay). `client`: the addresses a PROXY header carries
@@ -124,7 +128,20 @@ struct UpstreamAttempt {
                 self, fresh: fresh, client: pool.settings.sendProxyProtocol == nil ? nil : client(), for: waiter)
             return
         }
-        acquireFromPool(fresh: fresh, client: client(), for: waiter)
+        switch decoding {
+        case .forward:
+            acquireFromPool(fresh: fresh, client: client(), for: waiter)
+        case .decode(let coding, let limit):
+            acquireFromPool(
+                fresh: fresh, client: client(),
+                for: DecodingWaiter(waiter: waiter, coding: coding, limit: limit, allocator: allocator))
+        case .unsupported:
+            waiter.upstreamAcquired(
+                .failure(.requestBodyRefused(
+                    status: 415, reason: "request body coding not supported (Jester decodes "
+                        + RequestDecompression.acceptedCodings + ")")),
+                from: pool)
+        }
     }
 
     /// Asks the pool itself (the cache's forwarded requests, and every request on a route without a cache).

@@ -60,6 +60,8 @@ struct RequestExchange {
     var responseEdit: ResponseEdit?
     /// The request's passage through the shared cache, on a route that caches (`RequestExchange+Cache.swift`).
     var cache: CacheExchange?
+    /// Whether the request's body is decoded on its way upstream (`decompress_requests`).
+    var requestDecoding = RequestDecompression.forward
     /// An unsafe request on a caching route: what its answer may invalidate.
     var pendingInvalidation: CacheRequest?
     /// The client spoke TLS (the cache key's scheme).
@@ -91,6 +93,7 @@ struct RequestExchange {
         isSecure = secure
         cache = nil
         pendingInvalidation = nil
+        requestDecoding = .forward
         route = nil
         hasFilters = false
         pool = nil
@@ -269,8 +272,11 @@ struct RequestExchange {
     /// Fields the filters (and the cache: stripped unkeyed fields, its own validators) set on the upstream
     /// request; an empty value drops the client's field of that name.
     var upstreamFilterFields: [LocalResponse.Field] {
-        guard let cache else { return filterContext?.upstreamFields ?? [] }
-        return (filterContext?.upstreamFields ?? []) + cache.upstreamFields
+        var fields = filterContext?.upstreamFields ?? []
+        if let cache { fields += cache.upstreamFields }
+        // A decoded body is plain: its coding does not go upstream.
+        if decodesRequestBody { fields.append(LocalResponse.Field("Content-Encoding", "")) }
+        return fields
     }
 
     // MARK: Upstream choice
@@ -283,6 +289,7 @@ struct RequestExchange {
         pool = chosen
         log.upstream = chosen.name
         startCache(runtime: runtime)
+        decideRequestDecoding()
         return chosen
     }
 
