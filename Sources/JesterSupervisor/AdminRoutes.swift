@@ -26,13 +26,18 @@ enum AdminEndpoint: Equatable, Sendable {
     case recentAccess
     /// `GET /`, `GET /dashboard/`, and the dashboard's script and style: the web dashboard's static files.
     case dashboard(DashboardAsset)
+    /// `GET /api/v1/cache`: the shared HTTP cache's size and counters, as `jesterctl cache status --json`.
+    case cacheStatus
+    /// `POST /api/v1/cache/purge`: removes one key or every key under a prefix (`AdminCachePurgeRequest` reads
+    /// which from the body), as `jesterctl cache purge`.
+    case cachePurge
 
     /// The role a client needs: reading needs `read`, acting needs `write`; nil for the dashboard's files, which
     /// hold no data (the page asks for a token and sends it with every API call it makes).
     var requiredRole: AdminRole? {
         switch self {
-        case .status, .config, .routes, .upstreams, .metrics, .reloads, .recentAccess: return .read
-        case .reload, .setTargetAdmin, .drain: return .write
+        case .status, .config, .routes, .upstreams, .metrics, .reloads, .recentAccess, .cacheStatus: return .read
+        case .reload, .setTargetAdmin, .drain, .cachePurge: return .write
         case .dashboard: return nil
         }
     }
@@ -92,10 +97,13 @@ enum AdminRoutes {
             case "reload": return post(.reload)
             case "drain": return post(.drain)
             case "reloads": return get(.reloads)
+            case "cache": return get(.cacheStatus)
             default: return .notFound
             }
         case 2 where rest == ["access", "recent"]:
             return get(.recentAccess)
+        case 2 where rest == ["cache", "purge"]:
+            return post(.cachePurge)
         case 3 where rest[0] == "targets":
             guard let action = TargetAction(rawValue: rest[2]), !rest[1].isEmpty else { return .notFound }
             return post(.setTargetAdmin(pool: nil, target: rest[1], action: action))

@@ -238,7 +238,33 @@ extension Master {
             respond(recentAccessAnswer())
         case .dashboard(let asset):
             respond(asset.response)
+        case .cacheStatus:
+            ask(.cacheStatus) { answer in
+                guard case .cacheReport(let report) = answer else { return Self.cacheFailure(answer) }
+                return .json(200, report)
+            }
+        case .cachePurge:
+            // The body is read only now, after authorization: a client without a write token learns nothing
+            // from how its body would have been judged.
+            let target: CachePurgeTarget
+            do {
+                target = try AdminCachePurgeRequest.target(from: request.body)
+            } catch {
+                respond(.error(400, error.message))
+                return
+            }
+            ask(.cachePurge(target)) { answer in
+                guard case .cachePurged(let result) = answer else { return Self.cacheFailure(answer) }
+                return .json(200, result)
+            }
         }
+    }
+
+    /// The dispatcher's refusal of a cache request: no route caches (`notFound`, with jesterctl's message) is a
+    /// 404, since the resource exists only while the configuration has a cache.
+    static func cacheFailure(_ answer: ControlMessage) -> AdminResponse {
+        if case .failure(let message, .notFound) = answer { return .error(404, message) }
+        return unexpected(answer)
     }
 
     /// Why `request` may not reach `endpoint` (nil: it may): a cross-site action, then missing or weak credentials.

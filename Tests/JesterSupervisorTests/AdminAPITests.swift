@@ -97,6 +97,14 @@ func malformedOrOversizedRequestsAreRefused(request: String, status: Int) {
     ("GET", "", .notFound),
     ("GET", "/api/v1/targets/%zz/drain", .notFound),
     ("GET", "/api/v1/targets/%ff/drain", .notFound),
+    ("GET", "/api/v1/cache", .endpoint(.cacheStatus)),
+    ("GET", "/api/v1/cache/", .endpoint(.cacheStatus)),
+    ("POST", "/api/v1/cache/purge", .endpoint(.cachePurge)),
+    ("POST", "/api/v1/cache", .methodNotAllowed(allowed: "GET")),
+    ("GET", "/api/v1/cache/purge", .methodNotAllowed(allowed: "POST")),
+    ("DELETE", "/api/v1/cache/purge", .methodNotAllowed(allowed: "POST")),
+    ("POST", "/api/v1/cache/purges", .notFound),
+    ("POST", "/api/v1/cache/purge/x", .notFound),
 ])
 func methodsAndPathsResolve(method: String, path: String, expected: AdminRoutes.Resolution) {
     #expect(AdminRoutes.resolve(method: method, path: path) == expected)
@@ -108,6 +116,8 @@ func methodsAndPathsResolve(method: String, path: String, expected: AdminRoutes.
     #expect(AdminEndpoint.reload.requiredRole == .write)
     #expect(AdminEndpoint.drain.requiredRole == .write)
     #expect(AdminEndpoint.setTargetAdmin(pool: nil, target: "a:1", action: .enable).requiredRole == .write)
+    #expect(AdminEndpoint.cacheStatus.requiredRole == .read)
+    #expect(AdminEndpoint.cachePurge.requiredRole == .write)
 }
 
 // MARK: Tokens and authorization

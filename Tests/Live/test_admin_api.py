@@ -6,6 +6,7 @@ non-loopback address without tokens, and schemathesis holding the live API to Do
 import http.client
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -51,13 +52,17 @@ upstream = "app"
 """
 
 
-def api(port, method, path, token=WRITE, headers=None):
-    """One request on a fresh connection: (status, headers as a dict with lowercase names, parsed JSON or None)."""
+def api(port, method, path, token=WRITE, headers=None, body=None):
+    """One request on a fresh connection: (status, headers as a dict with lowercase names, parsed JSON or None).
+    `body`: bytes or text as given, anything else sent as its JSON."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     fields = dict(headers or {})
     if token:
         fields["Authorization"] = f"Bearer {token}"
-    connection.request(method, path, headers=fields)
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+        fields.setdefault("Content-Type", "application/json")
+    connection.request(method, path, body=body, headers=fields)
     response = connection.getresponse()
     raw = response.read()
     connection.close()
@@ -201,19 +206,146 @@ def test_a_reload_that_cannot_bind_the_new_admin_address_fails_and_the_old_one_s
     assert api(admin.admin_port, "GET", "/api/v1/status", token=READ)[0] == 200
 
 
-@pytest.mark.skipif(not SCHEMATHESIS.exists(), reason="schemathesis is not installed (Packaging/setup.sh --test)")
-def test_the_live_api_conforms_to_its_openapi_document(admin):
-    # Every operation but the instance drain (tested below on its own instance), bounded examples, a fixed seed.
+# MARK: The shared HTTP cache (GET /api/v1/cache, POST /api/v1/cache/purge)
+
+NOT_ENABLED = "the HTTP cache is not enabled: no route caches"
+# upstream.py's /download with the Cache-Control the query asks for: cacheable for five minutes.
+CACHEABLE = "download?size=64&cache-control=max-age%3D300"
+
+
+@pytest.fixture(scope="module")
+def cached_admin(upstreams):
+    directory = Path(tempfile.mkdtemp(prefix="jester-admin-cache-"))
+    directory.chmod(0o755)  # the workers' user must reach the store below it
+    port = free_port()
+    a, _ = upstreams
+    instance = Jester(f"""
+[admin]
+address = "127.0.0.1:{port}"
+tokens_file = "{tokens_file(directory)}"
+
+[cache]
+path = "{directory / 'store'}"
+
+[upstreams.app]
+targets = ["{a.address}"]
+
+[[routes]]
+path_prefix = "/"
+upstream = "app"
+cache = true
+""")
+    instance.admin_port = port
+    yield instance
+    instance.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def cache_status(instance, path):
+    """GET `path` through the proxy: its Cache-Status field (RFC 9211), after checking the answer is a 200."""
+    connection = http.client.HTTPConnection("127.0.0.1", instance.port, timeout=30)
+    connection.request("GET", path)
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    assert response.status == 200
+    return response.getheader("Cache-Status", "")
+
+
+def stored_and_hit(instance, path):
+    """Makes sure `path` is stored: the first request may store it, the next must be a hit."""
+    cache_status(instance, path)
+    assert cache_status(instance, path).startswith("jester; hit"), path
+
+
+def test_cache_status_is_jesterctls_and_a_purge_by_uri_makes_the_next_request_a_miss(cached_admin):
+    path = f"/one/{CACHEABLE}"
+    stored_and_hit(cached_admin, path)
+    status, _, report = api(cached_admin.admin_port, "GET", "/api/v1/cache", token=READ)
+    assert status == 200 and report["entries"] >= 1 and report["hits"] >= 1 and report["byte_budget"] > 0
+    assert report == json.loads(cached_admin.ctl("cache", "status", "--json", check=True).stdout)
+    # The key is the request's URI as the cache keys it: scheme, Host, path and query.
+    key = f"http://127.0.0.1:{cached_admin.port}{path}"
+    status, _, result = api(cached_admin.admin_port, "POST", "/api/v1/cache/purge", body={"uri": key})
+    assert status == 200 and result == {"removed": 1}
+    assert "fwd=uri-miss" in cache_status(cached_admin, path)
+    _, _, after = api(cached_admin.admin_port, "GET", "/api/v1/cache", token=READ)
+    assert after["misses"] == report["misses"] + 1
+    # Nothing under the key: not an error.
+    status, _, result = api(cached_admin.admin_port, "POST", "/api/v1/cache/purge", body={"uri": key + "&never"})
+    assert status == 200 and result == {"removed": 0}
+
+
+def test_a_cache_purge_by_prefix_removes_every_key_under_it_and_no_other(cached_admin):
+    base = f"http://127.0.0.1:{cached_admin.port}"
+    inside, outside = [f"/dir/a/{CACHEABLE}", f"/dir/b/{CACHEABLE}"], f"/elsewhere/{CACHEABLE}"
+    for path in inside + [outside]:
+        stored_and_hit(cached_admin, path)
+    status, _, result = api(cached_admin.admin_port, "POST", "/api/v1/cache/purge", body={"prefix": base + "/dir/"})
+    assert status == 200 and result == {"removed": 2}
+    for path in inside:
+        assert "fwd=uri-miss" in cache_status(cached_admin, path), path
+    assert cache_status(cached_admin, outside).startswith("jester; hit")
+
+
+def test_cache_requests_refused_for_their_body_token_or_method_purge_nothing(cached_admin):
+    port, path = cached_admin.admin_port, f"/kept/{CACHEABLE}"
+    stored_and_hit(cached_admin, path)
+    everything = {"prefix": f"http://127.0.0.1:{cached_admin.port}/"}
+    for sent, reason in ((None, "no body"), ("uri=/kept", "not JSON"), ({}, 'neither "uri" nor "prefix"'),
+                         ({"uri": "http://a/", "prefix": "http://a/"}, "together"),
+                         ({"prefx": "http://a/"}, 'unknown member "prefx"'), ({"uri": 7}, "must be a string"),
+                         ({"prefix": ""}, "would purge everything"), ({"uri": "/kept"}, "absolute http://")):
+        status, _, error = api(port, "POST", "/api/v1/cache/purge", body=sent)
+        assert status == 400 and error["status"] == 400 and reason in error["message"], (sent, error)
+    # Roles: reading the figures needs a token, purging a write token; a read token's body is not even judged.
+    assert api(port, "GET", "/api/v1/cache", token=None)[0] == 401
+    for sent in (everything, {}):
+        status, headers, error = api(port, "POST", "/api/v1/cache/purge", token=READ, body=sent)
+        assert status == 403 and "insufficient_scope" in headers["www-authenticate"] and "write" in error["message"]
+    assert api(port, "POST", "/api/v1/cache/purge", token=None, body=everything)[0] == 401
+    # A browser's cross-site post, whatever its token.
+    status, _, error = api(port, "POST", "/api/v1/cache/purge", body=everything,
+                           headers={"Origin": "https://evil.example"})
+    assert status == 403, error
+    status, headers, _ = api(port, "GET", "/api/v1/cache/purge")
+    assert status == 405 and headers["allow"] == "POST"
+    status, headers, _ = api(port, "POST", "/api/v1/cache", body=everything)
+    assert status == 405 and headers["allow"] == "GET"
+    assert cache_status(cached_admin, path).startswith("jester; hit")
+
+
+def test_cache_endpoints_are_404_when_no_route_caches(admin):
+    status, _, error = api(admin.admin_port, "GET", "/api/v1/cache", token=READ)
+    assert status == 404 and error["message"] == NOT_ENABLED
+    status, _, error = api(admin.admin_port, "POST", "/api/v1/cache/purge", body={"prefix": "http://a/"})
+    assert status == 404 and error["message"] == NOT_ENABLED
+
+
+def conforms_to_the_openapi_document(port, *operations):
+    """schemathesis against the API on `port` (bounded examples, a fixed seed): its answers' statuses, content
+    types and bodies are what Docs/admin-openapi.yaml says."""
     result = subprocess.run(
         [str(SCHEMATHESIS), "run", str(ROOT / "Docs" / "admin-openapi.yaml"),
-         "--url", f"http://127.0.0.1:{admin.admin_port}", "-H", f"Authorization: Bearer {WRITE}",
+         "--url", f"http://127.0.0.1:{port}", "-H", f"Authorization: Bearer {WRITE}",
          "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
                      "response_schema_conformance",
-         "--exclude-operation-id", "drain", "--max-examples", "10", "--seed", "1", "--no-shrink",
-         "--request-timeout", "20"],
+         *operations, "--max-examples", "10", "--seed", "1", "--no-shrink", "--request-timeout", "20"],
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
+
+
+@pytest.mark.skipif(not SCHEMATHESIS.exists(), reason="schemathesis is not installed (Packaging/setup.sh --test)")
+def test_the_live_api_conforms_to_its_openapi_document(admin):
+    # Every operation but the instance drain (tested below on its own instance); the cache's answer 404 here.
+    conforms_to_the_openapi_document(admin.admin_port, "--exclude-operation-id", "drain")
+
+
+@pytest.mark.skipif(not SCHEMATHESIS.exists(), reason="schemathesis is not installed (Packaging/setup.sh --test)")
+def test_the_cache_endpoints_conform_to_the_openapi_document_when_a_route_caches(cached_admin):
+    conforms_to_the_openapi_document(cached_admin.admin_port, "--include-operation-id", "getCache",
+                                     "--include-operation-id", "purgeCache")
 
 
 def test_drain_answers_then_the_instance_stops(upstreams, tmp_path):
