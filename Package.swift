@@ -191,11 +191,9 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "jesterctl",
-            dependencies: [
-                // JesterConfig: `jesterctl -c FILE` reads the socket path with the master's own loader.
-                "JesterControl", "JesterSystem", "JesterConfig",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
+            // JesterControl only: no Foundation, no argument parser, no configuration loader (jesterctl -c reads the
+            // control socket with ControlSocketLookup), so the binary stays small (bench/PERFORMANCE.md).
+            dependencies: ["JesterControl"],
             swiftSettings: swiftSettings),
 
         // MARK: Tests: pure, embedded-channel and live tiers.

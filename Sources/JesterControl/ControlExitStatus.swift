@@ -14,7 +14,7 @@ public enum ControlExitStatus: Int32, Sendable, Equatable, CaseIterable {
     /// The request named an upstream pool or target the running configuration does not have.
     case notFound = 3
     /// The command line was wrong: unknown command or option, a bad value, an empty `JESTER_CONTROL_SOCKET`, or
-    /// a `--config` file that cannot be read. (ArgumentParser's own usage errors exit with the same 64, EX_USAGE.)
+    /// a `--config` file that cannot be read (EX_USAGE; `ControlCommandLine` says which).
     case usage = 64
 
     /// The status for a failure the master reported. A master that gave no reason (one from before reasons)

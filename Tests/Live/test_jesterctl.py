@@ -139,6 +139,61 @@ def test_config_option_environment_and_version(shared):
     assert version.returncode == 0 and version.stdout.strip() == "0.1.0"
 
 
+def test_config_option_follows_includes_and_variables(shared, tmp_path):
+    """-c reads [server] control_socket where the master would: an included file, with ${VAR} resolved."""
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "10-server.toml").write_text(
+        '[server]\ncontrol_socket = "${CTL_DIR}/' + os.path.basename(shared.socket) + '"\n')
+    (tmp_path / "main.toml").write_text('include = ["conf.d/*.toml"]\n[[listeners]]\nname = "x"\n')
+    found = ctl("status", "--json", "-c", str(tmp_path / "main.toml"),
+                env={"CTL_DIR": os.path.dirname(shared.socket)})
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["pid"] == shared.process.pid
+    unset = ctl("status", "-c", str(tmp_path / "main.toml"))
+    assert unset.returncode == 64 and "environment variable 'CTL_DIR' is not set" in unset.stderr
+    assert "10-server.toml:2" in unset.stderr
+
+
+def test_help_and_completion_scripts():
+    """--help for the program and each command (exit 0), and completion scripts that the shells accept and
+    that complete commands and options (the Debian package installs them)."""
+    root = ctl("--help")
+    assert root.returncode == 0 and "SUBCOMMANDS:" in root.stdout and "reopen-logs" in root.stdout
+    purge = ctl("help", "cache", "purge")
+    assert purge.returncode == 0 and "--prefix <prefix>" in purge.stdout
+    assert ctl("tap", "--help").stdout == ctl("help", "tap").stdout
+    script = ctl("--generate-completion-script", "bash")
+    assert script.returncode == 0
+    path = f"/tmp/jesterctl-completion-{os.getpid()}.bash"
+    with open(path, "w") as out:
+        out.write(script.stdout)
+    try:
+        def complete(*words):
+            line = " ".join(["jesterctl", *words])
+            program = (f'source {path}; COMP_WORDS=({line}); COMP_CWORD={len(words)}; _jesterctl; '
+                       'echo "${COMPREPLY[@]}"')
+            result = subprocess.run(["bash", "-c", program], capture_output=True, text=True, timeout=10)
+            assert result.returncode == 0, result.stderr
+            return result.stdout.split()
+
+        assert complete("ca") == ["cache"]
+        assert complete("cache", "p") == ["purge"]
+        assert complete("cache", "purge", "--pr") == ["--prefix"]
+        assert complete("stop", "--f") == ["--fast"]
+        assert complete("upstream", "di") == ["disable"]
+        assert complete("status", "--socket", "/nonexistent-dir/x") == []
+    finally:
+        os.unlink(path)
+    for shell in ("zsh", "fish"):
+        generated = ctl("--generate-completion-script", shell)
+        assert generated.returncode == 0 and "reopen-logs" in generated.stdout
+        if subprocess.run(["which", shell], capture_output=True).returncode == 0:
+            check = subprocess.run([shell, "-n"], input=generated.stdout, capture_output=True, text=True)
+            assert check.returncode == 0, check.stderr
+    unknown = ctl("--generate-completion-script", "tcsh")
+    assert unknown.returncode == 64
+
+
 def test_exit_statuses(shared):
     unknown_pool = shared.ctl("upstream", "drain", "nope", "127.0.0.1:1")
     assert unknown_pool.returncode == 3 and "no upstream 'nope'" in unknown_pool.stderr
