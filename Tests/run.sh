@@ -13,10 +13,10 @@ swift build --build-tests
 echo "== pure and embedded tiers (swift test)"
 swift test --skip-build
 
-# Bounded fuzzing of the parsers a client or a control-socket peer feeds (about 2 minutes). The config target stays
+# Bounded fuzzing of the parsers a client or a control-socket peer feeds (about 2.5 minutes). The config target stays
 # manual: it reaches toml++'s own assertions, upstream bugs Jester contains (Tests/Fuzz/README.md) but cannot fix.
-echo "== fuzzing (http1, http2, control; ${JESTER_FUZZ_SECONDS:-30} s each)"
-Tests/Fuzz/run.sh "${JESTER_FUZZ_SECONDS:-30}" http1 http2 control
+echo "== fuzzing (http1, http2, http3, control; ${JESTER_FUZZ_SECONDS:-30} s each)"
+Tests/Fuzz/run.sh "${JESTER_FUZZ_SECONDS:-30}" http1 http2 http3 control
 
 echo "== live tier (real processes on loopback)"
 cd Tests/Live

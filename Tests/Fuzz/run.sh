@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # Builds the libFuzzer targets with the toolchain's -sanitize=fuzzer,address and runs each for a bounded time.
 #
-#   Tests/Fuzz/run.sh [seconds per target, default 60] [target ...]   (targets: http1 http2 control config)
+#   Tests/Fuzz/run.sh [seconds per target, default 60] [target ...]   (targets: http1 http2 http3 control config)
 #
 # Inputs that crashed are written to Tests/Fuzz/crashes/<target>/; once fixed, copy them to
 # Tests/Fuzz/regressions/<target>/, which every run replays first (and the pure test tier replays too).
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 
 seconds="${1:-60}"
 shift || true
-targets=("${@:-http1 http2 control config}")
+targets=("${@:-http1 http2 http3 control config}")
 read -r -a targets <<<"${targets[*]}"
 out=.build/fuzz
 mkdir -p "$out"
@@ -39,6 +39,24 @@ build() {
         swiftc "${flags[@]}" -module-name FuzzHTTP2 -I "$bin/Modules" -I Sources/CJesterNGHTTP2 \
             "${mapFlags[@]}" Sources/JesterHTTP2/*.swift Tests/Fuzz/FuzzHTTP2.swift \
             "${objects[@]}" -lnghttp2 -o "$out/http2" ;;
+    http3)
+        # JesterHTTP3's sources compiled into the target (it drives their internals); NIOCore from the package
+        # build as for http2; ngtcp2, its GnuTLS helper and nghttp3 from the system (the shims' module maps link them).
+        swift build --product jester >/dev/null
+        local bin; bin=$(swift build --show-bin-path)
+        local maps=() objects=()
+        mapfile -d '' maps < <(find "$bin"/CNIO*.build .build/checkouts/swift-atomics/Sources/_AtomicsShims \
+            .build/checkouts/swift-nio/Sources/CNIOWindows -name module.modulemap -print0)
+        mapfile -d '' objects < <(find "$bin"/NIOCore.build "$bin"/_NIODataStructures.build \
+            "$bin"/NIOConcurrencyHelpers.build "$bin"/CNIO*.build "$bin"/_NIOBase64.build "$bin"/Atomics.build \
+            "$bin"/_AtomicsShims.build "$bin"/DequeModule.build "$bin"/InternalCollectionsUtilities.build \
+            "$bin"/ContainersPreview.build \
+            -name '*.o' -print0 2>/dev/null)
+        local map mapFlags=()
+        for map in "${maps[@]}"; do mapFlags+=(-Xcc "-fmodule-map-file=$map"); done
+        swiftc "${flags[@]}" -module-name FuzzHTTP3 -I "$bin/Modules" -I Sources/CJesterNGTCP2 \
+            -I Sources/CJesterNGHTTP3 "${mapFlags[@]}" Sources/JesterHTTP3/*.swift Tests/Fuzz/FuzzHTTP3.swift \
+            "${objects[@]}" -o "$out/http3" ;;
     control)
         swiftc "${flags[@]}" -module-name FuzzControl Sources/JesterControl/*.swift Tests/Fuzz/FuzzControl.swift \
             -o "$out/control" ;;
