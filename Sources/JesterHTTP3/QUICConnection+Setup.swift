@@ -10,7 +10,7 @@ import Glibc
 
 extension QUICConnection {
 
-    func makeTLSSession(serverName: String?) throws(QUICError) -> OpaquePointer {
+    func makeTLSSession(serverName: String?, applicationProtocol: String) throws(QUICError) -> OpaquePointer {
         var session: gnutls_session_t?
         let noEndOfEarlyData = UInt32(GNUTLS_NO_END_OF_EARLY_DATA.rawValue)
         let serverFlags: UInt32 = UInt32(GNUTLS_SERVER.rawValue) | UInt32(GNUTLS_NO_AUTO_SEND_TICKET.rawValue)
@@ -36,9 +36,9 @@ extension QUICConnection {
         }
         if status == 0 {
             // ALPN h3 is mandatory (RFC 9114 §3.1); the server also checks the choice after the ClientHello, since
-            // GnuTLS lets a ClientHello without ALPN through.
-            var h3: [UInt8] = Array("h3".utf8)
-            status = h3.withUnsafeMutableBufferPointer { bytes in
+            // GnuTLS lets a ClientHello without ALPN through. (A client may offer another, to test that refusal.)
+            var alpn: [UInt8] = Array((role == .server ? "h3" : applicationProtocol).utf8)
+            status = alpn.withUnsafeMutableBufferPointer { bytes in
                 var datum = gnutls_datum_t(data: bytes.baseAddress, size: UInt32(bytes.count))
                 let flags =
                     role == .server

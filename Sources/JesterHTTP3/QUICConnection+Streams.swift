@@ -116,6 +116,8 @@ extension QUICConnection {
     /// closing).
     func attach(_ application: any QUICStreamApplication, now: QUICInstant) -> Bool {
         self.application = application
+        // A connection that failed on its first packet is only closing: nothing to start.
+        guard state == .handshaking || state == .established else { return true }
         guard applicationKeysInstalled, !application.quicApplicationKeysReady() else { return true }
         closeAfterError(.application(pendingApplicationError ?? Self.internalError), now: now)
         return false

@@ -74,6 +74,8 @@ public final class QUICConnection {
         var settings: QUICTransportSettings
         var now: QUICInstant
         var serverName: String?
+        /// The ALPN protocol a client offers; a server takes only h3.
+        var applicationProtocol = "h3"
     }
 
     init(
@@ -174,13 +176,14 @@ public final class QUICConnection {
             )
         }
         conn = created
-        tls = try makeTLSSession(serverName: setup.serverName)
+        tls = try makeTLSSession(serverName: setup.serverName, applicationProtocol: setup.applicationProtocol)
         ngtcp2_conn_set_tls_native_handle(conn, UnsafeMutableRawPointer(tls))
         events.append(.connectionIDIssued(QUICConnectionID(cid: setup.sourceID)))
     }
 
     /// A client connection to `peer` (tests; HTTP/3 upstreams later): its first datagrams come out of
-    /// `pendingDatagrams`. `serverName` is sent as SNI and, with trusted certificates, checked.
+    /// `pendingDatagrams`. `serverName` is sent as SNI and, with trusted certificates, checked;
+    /// `applicationProtocol` is the ALPN offered (h3; anything else is for testing a server's refusal).
     public static func connect(
         from local: QUICSocketAddress,
         to peer: QUICSocketAddress,
@@ -188,10 +191,11 @@ public final class QUICConnection {
         credentials: QUICTLSCredentials,
         settings: QUICTransportSettings = QUICTransportSettings(),
         connectionIDs: any QUICConnectionIDFactory = RandomConnectionIDFactory(),
+        applicationProtocol: String = "h3",
         now: QUICInstant
     ) throws(QUICError) -> QUICConnection {
         let destination = RandomConnectionIDFactory(length: 18).makeConnectionID()
-        let setup = Setup(
+        var setup = Setup(
             role: .client,
             destinationID: destination.cid,
             sourceID: connectionIDs.makeConnectionID().cid,
@@ -205,6 +209,7 @@ public final class QUICConnection {
             now: now,
             serverName: serverName
         )
+        setup.applicationProtocol = applicationProtocol
         return try QUICConnection(setup, credentials: credentials, connectionIDs: connectionIDs, keys: .random())
     }
 

@@ -39,8 +39,9 @@ public struct QUICTransportSettings: Sendable, Equatable {
     public var maxUnidirectionalStreamData: UInt64 = 64 * 1024
     /// Bidirectional streams (requests) the peer may have open at once; more are refused by flow control.
     public var maxBidirectionalStreams: UInt64 = 100
-    /// Unidirectional streams the peer may open (HTTP/3 needs three: control, QPACK encoder and decoder).
-    public var maxUnidirectionalStreams: UInt64 = 3
+    /// Unidirectional streams the peer may open in all: HTTP/3 needs three (control, QPACK encoder and decoder);
+    /// the rest leave room for reserved (GREASE) stream types a client may open first (RFC 9114 §6.2.3).
+    public var maxUnidirectionalStreams: UInt64 = 8
     /// Connection IDs the peer may hand this side (RFC 9000 §5.1.1): bounds the churn of IDs it can cause.
     public var activeConnectionIDLimit: UInt64 = 4
     /// Milliseconds a Retry token stays valid: one round trip is enough, a longer life only helps replays.

@@ -194,3 +194,16 @@ import Testing
     #expect(server.connection.peer == rebound)
     #expect(pair.client.connection.state == .established)
 }
+
+@Test func aClientThatDoesNotOfferH3IsRefusedInTheHandshake() throws {
+    let pair = try QUICPair(applicationProtocol: "h3-29")
+    pair.pump()
+    #expect(pair.client.connection.state != .established)
+    // The endpoint kept the connection only to send its CONNECTION_CLOSE: a TLS alert as a CRYPTO_ERROR.
+    let server = try #require(pair.server)
+    #expect(server.connection.state != .established)
+    let refusal = try #require(server.connection.localCloseError)
+    #expect(!refusal.isApplicationError)
+    #expect(refusal.code & 0xff00 == 0x100)
+    #expect(pair.client.connection.peerCloseError?.code == refusal.code)
+}

@@ -68,7 +68,8 @@ final class QUICPair {
         clientTransport: QUICTransportSettings = QUICTransportSettings(),
         connectionIDs: any QUICConnectionIDFactory = PrefixedConnectionIDFactory(prefix: [0x4a, 0x07]),
         serverName: String = "localhost",
-        clientCredentials: QUICTLSCredentials? = nil
+        clientCredentials: QUICTLSCredentials? = nil,
+        applicationProtocol: String = "h3"
     ) throws {
         endpoint = QUICServerEndpoint(
             credentials: try Fixture.serverCredentials(),
@@ -84,6 +85,7 @@ final class QUICPair {
             serverName: serverName,
             credentials: try clientCredentials ?? Fixture.clientCredentials(),
             settings: clientTransport,
+            applicationProtocol: applicationProtocol,
             now: now
         )
         client = try HTTP3Session(connection: connection, now: now)
