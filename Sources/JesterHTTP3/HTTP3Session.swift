@@ -100,6 +100,9 @@ public final class HTTP3Session {
     }
 
     deinit {
+        // ngtcp2 keeps pointers to unacknowledged body bytes for retransmission: the connection is discarded
+        // before they are freed, in case its owner still holds it.
+        connection.discard()
         for state in outgoing.values { state.free() }
         nghttp3_conn_del(h3)
     }

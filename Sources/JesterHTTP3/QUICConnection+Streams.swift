@@ -55,6 +55,18 @@ extension QUICConnection {
         _ = ngtcp2_conn_shutdown_stream_read(conn, stream, errorCode)
     }
 
+    /// Ends the connection at once, without a word to the peer: its session is going away, and ngtcp2 must not
+    /// touch the stream data the session held (it would retransmit from freed memory).
+    func discard() {
+        guard let conn else { return }
+        ngtcp2_conn_del(conn)
+        self.conn = nil
+        if state != .closed {
+            state = .closed
+            events.append(.closed)
+        }
+    }
+
     /// Sets the application error the connection closes with when a callback fails next.
     func failApplication(code: UInt64, reason: String) {
         pendingApplicationError = QUICCloseError(isApplicationError: true, code: code, reason: reason)

@@ -305,7 +305,10 @@ public final class QUICConnection {
 
     /// The largest datagram this connection writes: the buffer size `writeDatagram` needs.
     public var maximumDatagramSize: Int {
-        state == .closing ? max(closePacket.count, 1200) : Int(ngtcp2_conn_get_max_tx_udp_payload_size(conn))
+        switch state {
+        case .handshaking, .established: Int(ngtcp2_conn_get_max_tx_udp_payload_size(conn))
+        case .closing, .draining, .closed: max(closePacket.count, 1200)
+        }
     }
 
     /// Writes the next datagram into `buffer` (at least `maximumDatagramSize` bytes) and returns its length and

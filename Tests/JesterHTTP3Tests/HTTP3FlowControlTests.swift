@@ -60,3 +60,26 @@ import Testing
     #expect(QUICPair.body(pair.clientEvents, stream: slow) == pattern(10))
     #expect(pair.clientEvents.contains(.endStream(stream: slow)))
 }
+
+@Test func aSessionThatGoesAwayDiscardsItsConnectionBeforeFreeingTheBody() throws {
+    let pair = try QUICPair()
+    pair.pump()
+    let stream = try #require(pair.client.request(fields: requestFields(), hasBody: false))
+    pair.pump()
+    var server: HTTP3Session? = try #require(pair.server)
+    try server!.respond(stream: stream, fields: [HTTP3Field(":status", "200")], hasBody: true)
+    server!.sendBody(stream: stream, ByteBuffer(bytes: pattern(100_000)))
+    let connection = server!.connection
+    // Body bytes are in flight, unacknowledged: ngtcp2 points at them for retransmission.
+    #expect(!connection.pendingDatagrams(now: pair.now).isEmpty)
+    #expect(server!.bufferedBody(stream: stream) > 0)
+    pair.server = nil
+    server = nil
+    // The connection outlives its session here (the routing table holds it), but is finished and sends nothing.
+    #expect(connection.state == .closed)
+    #expect(connection.takeEvents().last == .closed)
+    #expect(connection.pendingDatagrams(now: pair.now.adding(milliseconds: 500)).isEmpty)
+    #expect(connection.nextDeadline == nil)
+    connection.handleExpiry(now: pair.now.adding(milliseconds: 1_000))
+    connection.receive(datagram: [0x40, 1, 2, 3], local: pair.serverAddress, peer: pair.clientAddress, now: pair.now)
+}
