@@ -208,6 +208,10 @@ http {{
         location = /small {{ default_type text/plain; return 200 "{SMALL_BODY.strip()}\\n"; }}
         location = /upload {{ client_max_body_size 4m; return 200 "ok\\n"; }}
         location ^~ /r {{ default_type text/plain; return 200 "{SMALL_BODY.strip()}\\n"; }}
+        # Cacheable answers (an hour's max-age) for the HTTP cache pairs (bench/pair.py --cache).
+        location = /cacheable {{ default_type text/plain; add_header Cache-Control "max-age=3600";
+                                 return 200 "{SMALL_BODY.strip()}\\n"; }}
+        location ^~ /cacheable/ {{ alias {files}/; add_header Cache-Control "max-age=3600"; sendfile on; }}
         location / {{ sendfile on; }}
     }}
 }}

@@ -6,6 +6,7 @@
     bench/pair.py A B --idle 10000
     bench/pair.py A B --scenario ratelimit|ratelimit-flood|jwt-rs256|jwt-es256|jwt-hs256 [--bare-a]
     bench/pair.py A A --config-a '[metrics]\nenabled = false'     (one setting's cost, same binary)
+    bench/pair.py nginx JESTER --cache --path /cacheable            (cache hits beside nginx's proxy_cache)
 
 A and B are each a Jester binary, "haproxy", "nginx" or a floor probe from bench/probes ("probe:nio",
 "probe:epoll": bytes relayed to the upstream; "probe:epoll-splice": relayed without a copy; "probe:nio-respond",
@@ -37,7 +38,7 @@ import filter_scenarios  # noqa: E402
 import harness  # noqa: E402
 
 
-def configuration(work, kind, name, port, tls, scenario=None, extra="", nginx_gzip=None):
+def configuration(work, kind, name, port, tls, scenario=None, extra="", nginx_gzip=None, cache=False):
     """Command line of one side, with its configuration written to `work` (with `scenario`'s filter, if any; a
     Jester side gets `extra` appended: TOML tables such as `[metrics]` or `[tracing]`)."""
     listen = f"127.0.0.1:{harness.PROXY_PORT}"
@@ -57,6 +58,13 @@ def configuration(work, kind, name, port, tls, scenario=None, extra="", nginx_gz
         if nginx_gzip is not None and kind == "nginx":
             text = text.replace("http {", "http {\n    gzip on; gzip_comp_level %d; gzip_types text/plain; "
                                 "gzip_proxied any; gzip_min_length 1000;" % nginx_gzip, 1)
+        if cache and kind == "nginx":
+            # nginx's shared cache as its docs set it up: a keys zone, files under the work directory.
+            text = text.replace("http {", f"http {{\n    proxy_cache_path {work}/{name}-cache levels=1:2 "
+                                "keys_zone=bench:10m max_size=1g inactive=60m use_temp_path=off;", 1)
+            text = text.replace("proxy_request_buffering off;", "proxy_request_buffering off; proxy_cache bench;")
+        elif cache:
+            raise SystemExit("--cache pairs Jester with nginx (HAProxy's cache is a small in-memory one)")
         path = work / f"{name}.conf"
         path.write_text(text)
         return ["haproxy", "-db", "-f", str(path)] if kind == "haproxy" else ["nginx", "-c", str(path)]
@@ -64,6 +72,10 @@ def configuration(work, kind, name, port, tls, scenario=None, extra="", nginx_gz
             .replace("jester.pid", f"{name}.pid").replace("jester.sock", f"{name}.sock"))
     if scenario:
         text = scenario.apply("jester", text, work)
+    if cache:
+        text = text.replace('name = "default"\npath_prefix = "/"\nupstream = "origin"\n',
+                            'name = "default"\npath_prefix = "/"\nupstream = "origin"\ncache = true\n')
+        text += f'\n[cache]\npath = "{work}/{name}-cache"\n'
     if extra:
         text += "\n" + extra.replace("\\n", "\n") + "\n"
     path = work / f"{name}.toml"
@@ -143,6 +155,9 @@ def main():
     parser.add_argument("--nginx-gzip", type=int, metavar="LEVEL",
                         help="nginx sides compress text/plain with gzip at LEVEL (pair with a Jester side given "
                              "--config-b 'compression = { algorithms = [\"gzip\"], level = LEVEL, ... }')")
+    parser.add_argument("--cache", action="store_true",
+                        help="both sides cache (nginx's proxy_cache, Jester's cache = true) and every request is a hit "
+                             "after the first: use --path /cacheable or /cacheable/64k")
     parser.add_argument("--bare-a", action="store_true",
                         help="with --scenario: side A without the filter (same requests), so B − A is its cost")
     args = parser.parse_args()
@@ -163,7 +178,7 @@ def main():
             harness.wait_for_free_port(port)
             filtered = scenario if not (name == "a" and args.bare_a) else None
             command = configuration(work, kind, name, port, args.h2, filtered,
-                                    args.config_a if name == "a" else args.config_b, args.nginx_gzip)
+                                    args.config_a if name == "a" else args.config_b, args.nginx_gzip, args.cache)
             sides.append((harness.Server(name, command, "0", work / f"{name}.log"), port))
             try:
                 harness.wait_for_http(port, tls=args.h2, headers=headers)

@@ -102,12 +102,28 @@ public struct CacheFields: Sendable, Equatable, ExpressibleByArrayLiteral {
 
     /// Field names compared without regard to ASCII case (RFC 9110 §5.1).
     public static func sameName(_ a: String, _ b: String) -> Bool {
-        a.utf8.count == b.utf8.count && zip(a.utf8, b.utf8).allSatisfy { ASCII.lowercased($0) == ASCII.lowercased($1) }
+        guard a.utf8.count == b.utf8.count else { return false }
+        // On the request path for every lookup (a dozen names against each request field): compare the
+        // contiguous bytes native strings have, without an iterator per character.
+        if let same = a.utf8.withContiguousStorageIfAvailable({ left in
+            b.utf8.withContiguousStorageIfAvailable { right in
+                for index in 0..<left.count where ASCII.lowercased(left[index]) != ASCII.lowercased(right[index]) {
+                    return false
+                }
+                return true
+            }
+        }), let same {
+            return same
+        }
+        return zip(a.utf8, b.utf8).allSatisfy { ASCII.lowercased($0) == ASCII.lowercased($1) }
     }
 
-    /// `name` in ASCII lowercase (non-ASCII bytes unchanged): the canonical spelling inside keys.
+    /// `name` in ASCII lowercase (non-ASCII bytes unchanged): the canonical spelling inside keys. A name already
+    /// in lowercase (the configured ones always are) is returned as it is, without a copy.
     public static func lowercased(_ name: String) -> String {
-        String(decoding: name.utf8.map(ASCII.lowercased), as: UTF8.self)
+        let isUpper = { (byte: UInt8) in byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") }
+        guard name.utf8.contains(where: isUpper) else { return name }
+        return String(decoding: name.utf8.map(ASCII.lowercased), as: UTF8.self)
     }
 
     /// Splits one field value at commas outside quoted strings, trimming whitespace (RFC 9110 §5.6.1).

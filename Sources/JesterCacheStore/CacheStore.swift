@@ -78,9 +78,12 @@ public final class CacheStore: @unchecked Sendable {
         public var entry: CacheIndexEntry?
     }
 
+    /// Opens a slot's entry: its stored response and body (`open(_:entry:)`, or a worker's memo of recent ones).
+    public typealias EntryOpener = (CacheIndex.Key, CacheIndexEntry) -> (StoredResponse, CacheBodyFile)?
+
     /// Looks `request` up: the primary key, and through a `Vary` marker the variant its values select. A slot
-    /// whose file is gone, damaged or of another key is a miss.
-    public func find(request: CacheRequest, plan: CacheRequestPlan) -> Found {
+    /// whose file is gone, damaged or of another key is a miss. `opener` reads the entry (default: its file).
+    public func find(request: CacheRequest, plan: CacheRequestPlan, opener: EntryOpener? = nil) -> Found {
         let primary = Self.indexKey(plan.key.hash(seed: index.hashSeed))
         guard let seen = index.lookup(primary) else {
             return Found(flagKey: primary, observation: nil, primaryFound: false)
@@ -98,7 +101,7 @@ public final class CacheStore: @unchecked Sendable {
         }
         var found = Found(flagKey: flagKey, observation: observation, primaryFound: true)
         if let observation, case .ready(let entry) = observation.state,
-            let (stored, body) = open(flagKey, entry: entry)
+            let (stored, body) = (opener ?? open)(flagKey, entry)
         {
             found.stored = stored
             found.body = body
@@ -207,7 +210,7 @@ public final class CacheBodyFile: @unchecked Sendable {
     /// Bytes of body.
     public let bodySize: Int64
 
-    init(fd: Int32, bodyStart: Int64, bodySize: Int64) {
+    public init(fd: Int32, bodyStart: Int64, bodySize: Int64) {
         self.fd = fd
         self.bodyStart = bodyStart
         self.bodySize = bodySize

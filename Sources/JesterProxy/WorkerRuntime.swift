@@ -255,7 +255,11 @@ final class WorkerRuntime: @unchecked Sendable {
     var sharedRateLimits: RateLimitTable?
     /// The instance's shared HTTP cache (index and body files), when the master made one; routes with `cache`
     /// use it, others never look at it.
-    var cacheStore: CacheStore?
+    var cacheStore: CacheStore? {
+        didSet { cacheMemo = cacheStore.map { CacheEntryMemo(store: $0, allocator: allocator) } }
+    }
+    /// Recently served cache entries, open and decoded (`CacheEntryMemo`).
+    private(set) var cacheMemo: CacheEntryMemo?
     /// This worker's partition of the instance's metrics and this configuration's series ids (see
     /// `WorkerMetrics`); nil when the master passed no table.
     var metrics: WorkerMetrics?

@@ -49,6 +49,8 @@ final class CacheExchange: UpstreamWaiter, @unchecked Sendable {
     /// the cache's own conditional.
     private(set) var upstreamFields: [LocalResponse.Field] = []
 
+    /// This worker's memo of recently served entries.
+    let memo: CacheEntryMemo?
     private var waitingSince: Int64?
     private var changedClaims = 0
     /// The adapter waiting for its upstream (weak: an adapter that went away is simply not answered).
@@ -58,8 +60,9 @@ final class CacheExchange: UpstreamWaiter, @unchecked Sendable {
 
     init(
         store: CacheStore, policy: CachePolicy, request: CacheRequest, plan: CacheRequestPlan,
-        eventLoop: any EventLoop, allocator: ByteBufferAllocator
+        eventLoop: any EventLoop, allocator: ByteBufferAllocator, memo: CacheEntryMemo? = nil
     ) {
+        self.memo = memo
         self.store = store
         self.policy = policy
         self.request = request
@@ -87,7 +90,8 @@ final class CacheExchange: UpstreamWaiter, @unchecked Sendable {
         _ attempt: UpstreamAttempt, fresh: Bool, client: ProxyProtocol.Addresses?, for waiter: any UpstreamWaiter
     ) {
         self.waiter = waiter
-        self.attempt = attempt
+        // Kept without its cache step: the attempt holds this exchange, which must not hold itself.
+        self.attempt = attempt.withoutCache
         proxyClient = client
         switch phase {
         case .fresh, .waiting, .answered: decide()
@@ -98,7 +102,7 @@ final class CacheExchange: UpstreamWaiter, @unchecked Sendable {
     /// Looks up and carries out `CacheLookup`'s decision.
     private func decide() {
         let now = Self.wallNow()
-        let found = store.find(request: request, plan: plan)
+        let found = store.find(request: request, plan: plan, opener: memo.map { memo in { memo.open($0, $1) } })
         self.found = found
         upstreamFields = plan.stripFields.map { LocalResponse.Field($0, "") }
         switch CacheLookup.decide(
@@ -216,7 +220,8 @@ final class CacheExchange: UpstreamWaiter, @unchecked Sendable {
         if let dropped { store.discard([dropped]) }
         guard case .claimed(let ticket) = claim else { return nil }
         let refresh = CacheExchange(
-            store: store, policy: policy, request: request, plan: plan, eventLoop: eventLoop, allocator: allocator)
+            store: store, policy: policy, request: request, plan: plan, eventLoop: eventLoop, allocator: allocator,
+            memo: memo)
         refresh.found = found
         refresh.forward = .stale
         refresh.ticket = ticket
@@ -242,9 +247,24 @@ final class CacheExchange: UpstreamWaiter, @unchecked Sendable {
         var status = served.status
         status.collapsed = collapsed
         let code = served.notModified ? 304 : stored.status
+        let hasBody = !served.notModified && !isHead && code != 204
+        if !served.notModified, let entry = found.entry, let memoized = memo?.entry(found.flagKey, generation: entry.bodyGeneration),
+            let pool = attempt?.pool, let waiter,
+            let response = CachedResponse(
+                prefix: memoized.headPrefix,
+                extra: [("Age", stored.freshness.ageFieldValue(at: now)), ("Cache-Status", status.fieldValue)],
+                contentLength: body.bodySize,
+                body: hasBody ? StoredBodyReader(file: body, memory: memoized.bodyBytes) : nil, allocator: allocator)
+        {
+            // The common hit: the memo's rendered head, only Age, Cache-Status and the length written.
+            phase = .answered
+            waiter.upstreamAcquired(
+                .success(StoredResponseUpstream(pool: pool, eventLoop: eventLoop, response: response, refresh: refresh)),
+                from: pool)
+            return
+        }
         let fields = served.fields.fields.map { (name: $0.name, value: $0.value) }
             + [(name: "Cache-Status", value: status.fieldValue)]
-        let hasBody = !served.notModified && !isHead && code != 204
         answer(
             status: code, fields: fields, contentLength: served.notModified ? nil : body.bodySize,
             body: hasBody ? StoredBodyReader(file: body) : nil, refresh: refresh)

@@ -90,6 +90,11 @@ final class StoredResponseUpstream: ExchangeUpstream, @unchecked Sendable {
         switch response.body?.nextPiece(allocator: response.allocator) {
         case .some(.piece(let piece)):
             delegate.upstreamResponseBody(piece)
+            if response.body?.isFinished == true {
+                // The whole body went: the end in the same turn (a small hit is one turn of the loop).
+                ended = true
+                delegate.upstreamResponseEnd(reusable: false)
+            }
             delegate.upstreamReadComplete()
         case .some(.failed):
             ended = true
@@ -127,6 +132,28 @@ struct CachedResponse {
             out.writeString(field.value)
             out.writeStaticString("\r\n")
         }
+        self.init(rendered: out, contentLength: contentLength, body: body, allocator: allocator)
+    }
+
+    /// A head whose status line and fields are `prefix` (a memo's, `CacheEntryMemo.headPrefix`) followed by
+    /// `extra` fields and the length.
+    init?(
+        prefix: ByteBuffer, extra: [(name: String, value: String)], contentLength: Int64?, body: StoredBodyReader?,
+        allocator: ByteBufferAllocator
+    ) {
+        var out = allocator.buffer(capacity: prefix.readableBytes + 128)
+        out.writeImmutableBuffer(prefix)
+        for field in extra {
+            out.writeString(field.name)
+            out.writeStaticString(": ")
+            out.writeString(field.value)
+            out.writeStaticString("\r\n")
+        }
+        self.init(rendered: out, contentLength: contentLength, body: body, allocator: allocator)
+    }
+
+    private init?(rendered: ByteBuffer, contentLength: Int64?, body: StoredBodyReader?, allocator: ByteBufferAllocator) {
+        var out = rendered
         if let contentLength {
             out.writeStaticString("Content-Length: ")
             out.writeDecimal(contentLength)
@@ -158,10 +185,13 @@ final class StoredBodyReader {
     static let pieceSize = 64 * 1024
 
     let file: CacheBodyFile?
+    /// The whole body, when a memo keeps it (`CacheEntryMemo`): no read at all.
+    private let memory: ByteBuffer?
     private var offset: Int64 = 0
 
-    init(file: CacheBodyFile?) {
+    init(file: CacheBodyFile?, memory: ByteBuffer? = nil) {
         self.file = file
+        self.memory = memory
     }
 
     /// No body (a HEAD's answer, a 304).
@@ -171,6 +201,10 @@ final class StoredBodyReader {
 
     func nextPiece(allocator: ByteBufferAllocator) -> Step {
         guard let file, offset < file.bodySize else { return .end }
+        if let memory, offset == 0, memory.readableBytes == file.bodySize {
+            offset = file.bodySize
+            return .piece(memory)
+        }
         let wanted = Int(min(Int64(Self.pieceSize), file.bodySize - offset))
         var buffer = allocator.buffer(capacity: wanted)
         let count = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: wanted) { raw in

@@ -19,7 +19,7 @@ extension RequestExchange {
         case .cacheable(let plan):
             cache = CacheExchange(
                 store: store, policy: policy, request: request.stripping(plan.stripFields), plan: plan,
-                eventLoop: runtime.eventLoop, allocator: runtime.allocator)
+                eventLoop: runtime.eventLoop, allocator: runtime.allocator, memo: runtime.cacheMemo)
         case .bypass:
             if !["GET", "HEAD", "OPTIONS", "TRACE"].contains(request.method) { pendingInvalidation = request }
         }

@@ -144,6 +144,13 @@ struct UpstreamAttempt {
         }
     }
 
+    /// The same attempt without its cache step (what the cache step keeps of it: no cycle).
+    var withoutCache: UpstreamAttempt {
+        UpstreamAttempt(
+            pool: pool, hashKey: hashKey, excluded: excluded, connectTimeout: connectTimeout, preferred: preferred,
+            cache: nil, decoding: decoding, allocator: allocator)
+    }
+
     /// Asks the pool itself (the cache's forwarded requests, and every request on a route without a cache).
     func acquireFromPool(
         fresh: Bool, client: @autoclosure () -> ProxyProtocol.Addresses?, for waiter: any UpstreamWaiter
