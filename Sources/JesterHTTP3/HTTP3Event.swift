@@ -3,12 +3,15 @@ import NIOCore
 
 /// A field of an HTTP/3 message (names are lowercase on the wire, RFC 9114 §4.2).
 public struct HTTP3Field: Sendable, Equatable {
+    /// The field name, lowercase.
     public var name: String
+    /// The field value.
     public var value: String
     /// Sent as a never-indexed literal (RFC 9204 §4.5.4): for values unique to one message or secret (a
     /// credential), which QPACK's dynamic table would only churn through or expose.
     public var neverIndexed: Bool
 
+    /// A field; `neverIndexed` keeps it out of QPACK's dynamic table.
     public init(_ name: String, _ value: String, neverIndexed: Bool = false) {
         self.name = name
         self.value = value

@@ -3,6 +3,9 @@ internal import CJesterNGHTTP3
 internal import CJesterNGTCP2
 
 // MARK: QUIC stream events → nghttp3
+//
+// Each method implements the QUICStreamApplication requirement of the same name (documented there) by handing
+// the event to nghttp3, the way ngtcp2's examples/server.cc pairs the two libraries.
 
 extension HTTP3Session: QUICStreamApplication {
     func quicApplicationKeysReady() -> Bool {

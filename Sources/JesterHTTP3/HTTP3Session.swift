@@ -27,6 +27,7 @@ public final class HTTP3Session {
         /// Streams that may wait for QPACK encoder instructions at once; 0 forbids blocking.
         public var qpackBlockedStreams: Int = 16
 
+        /// The defaults above.
         public init() {}
     }
 
@@ -55,8 +56,10 @@ public final class HTTP3Session {
 
     /// The QUIC connection under this session: feed it datagrams and write what it gives.
     public let connection: QUICConnection
+    /// Server (requests in, responses out) or client (the other way round).
     public let role: Role
     private let settings: Settings
+    /// The nghttp3 connection (`nghttp3_conn *`), freed in deinit.
     var h3: OpaquePointer!
     private var events: [HTTP3Event] = []
     private var outgoing: [Int64: Outgoing] = [:]
@@ -246,18 +249,21 @@ public final class HTTP3Session {
         }
     }
 
+    /// The session a C callback's user data points at (unretained: the session outlives its nghttp3 connection).
     static func from(_ user: UnsafeMutableRawPointer?) -> HTTP3Session {
         Unmanaged<HTTP3Session>.fromOpaque(user!).takeUnretainedValue()
     }
 
     // MARK: nghttp3 callback targets
 
+    /// A field section (head or trailers) starts on `stream`.
     func beginSection(stream: Int64) {
         incomingStream = stream
         incoming = []
         incomingSize = 0
     }
 
+    /// One field of the section being received; counted against `maxFieldSectionSize`, kept while under it.
     func field(stream: Int64, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, flags: UInt8) {
         guard stream == incomingStream else { return }
         // RFC 9114 §4.2.2: a field's size is its name and value plus 32 bytes.
@@ -298,6 +304,7 @@ public final class HTTP3Session {
         events.append(.streamReset(stream: stream, errorCode: errorCode))
     }
 
+    /// Body bytes of `stream`, reported unless the stream was refused.
     func data(stream: Int64, _ bytes: UnsafeRawBufferPointer) {
         guard !ended.contains(stream) else {
             // A refused stream's late body: give its credit back so the connection's window does not shrink.
@@ -307,11 +314,13 @@ public final class HTTP3Session {
         events.append(.data(stream: stream, ByteBuffer(bytes: bytes)))
     }
 
+    /// The peer finished sending on `stream`; reported once, unless a head or trailers already said so.
     func endOfStream(stream: Int64) {
         guard ended.insert(stream).inserted else { return }
         events.append(.endStream(stream: stream))
     }
 
+    /// nghttp3 forgot the stream: its outgoing body is freed and the caller told.
     func streamClosed(stream: Int64, errorCode: UInt64) {
         outgoing.removeValue(forKey: stream)?.free()
         ended.remove(stream)
@@ -324,6 +333,7 @@ public final class HTTP3Session {
         events.append(.streamClosed(stream: stream, errorCode: errorCode))
     }
 
+    /// The peer acknowledged `count` more body bytes: whole chunks are freed.
     func bodyAcknowledged(stream: Int64, count: UInt64) {
         guard var state = outgoing[stream] else { return }
         var remaining = Int(count)
@@ -376,10 +386,12 @@ public final class HTTP3Session {
         return count
     }
 
+    /// The peer sent GOAWAY with `id`.
     func goAwayReceived(id: Int64) {
         events.append(.goAway(id: id))
     }
 
+    /// The peer reset the stream or asked this side to stop: the caller is told once.
     func peerAbandoned(stream: Int64, errorCode: UInt64) {
         guard ended.insert(stream).inserted else { return }
         events.append(.streamReset(stream: stream, errorCode: errorCode))
@@ -391,6 +403,7 @@ public final class HTTP3Session {
         if ended.insert(stream).inserted { events.append(.streamReset(stream: stream, errorCode: errorCode)) }
     }
 
+    /// nghttp3 asks for the stream's reading side to be stopped (STOP_SENDING).
     func stopSendingRequested(stream: Int64, errorCode: UInt64) {
         connection.shutdownStreamRead(stream, errorCode: errorCode)
     }

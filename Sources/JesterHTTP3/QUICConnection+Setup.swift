@@ -10,6 +10,7 @@ import Glibc
 
 extension QUICConnection {
 
+    /// The connection's GnuTLS session: TLS 1.3, ngtcp2's crypto helper, the credentials, ALPN and (client) SNI.
     func makeTLSSession(serverName: String?, applicationProtocol: String) throws(QUICError) -> OpaquePointer {
         var session: gnutls_session_t?
         let noEndOfEarlyData = UInt32(GNUTLS_NO_END_OF_EARLY_DATA.rawValue)

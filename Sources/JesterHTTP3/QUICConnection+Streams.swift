@@ -74,6 +74,7 @@ extension QUICConnection {
 
     // MARK: Callback targets (called from the C callbacks in QUICConnection+Callbacks.swift)
 
+    /// The handshake finished: the connection is established; a server sends a NEW_TOKEN for the next time.
     func handshakeCompleted() -> Bool {
         let now = currentTime.nanoseconds
         state = .established
@@ -99,6 +100,7 @@ extension QUICConnection {
         return true
     }
 
+    /// ngtcp2 wants another ID for the peer: one from the factory, with its stateless-reset token.
     func newConnectionID(
         _ cid: UnsafeMutablePointer<ngtcp2_cid>,
         token: UnsafeMutablePointer<UInt8>,
@@ -114,10 +116,12 @@ extension QUICConnection {
         return made == 0
     }
 
+    /// ngtcp2 retired one of this side's IDs.
     func connectionIDRemoved(_ cid: UnsafePointer<ngtcp2_cid>) {
         events.append(.connectionIDRetired(QUICConnectionID(cid: cid.pointee)))
     }
 
+    /// The 1-RTT keys were installed: the stream application, if attached, opens its streams.
     func applicationKeysReady() -> Bool {
         applicationKeysInstalled = true
         return application?.quicApplicationKeysReady() ?? true

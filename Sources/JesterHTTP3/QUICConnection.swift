@@ -18,6 +18,7 @@ public final class QUICConnection {
     /// Which end of the connection this is.
     public enum Role: Sendable, Equatable { case server, client }
 
+    /// Server (made by `QUICServerEndpoint.accept`) or client (made by `connect`).
     public let role: Role
     /// Where the connection is in its life.
     public internal(set) var state: QUICConnectionState = .handshaking
@@ -31,18 +32,25 @@ public final class QUICConnection {
     /// client keeps using it until it learns the server's own ID (RFC 9000 §7.2).
     public let originalDestinationConnectionID: QUICConnectionID
 
+    /// The ngtcp2 connection (`ngtcp2_conn *`); nil once `discard`ed.
     var conn: OpaquePointer!
     private var tls: OpaquePointer!
+    /// The certificate (server) or trust (client) the TLS session uses; kept alive with it.
     let credentials: QUICTLSCredentials
+    /// What the GnuTLS session points at so the crypto helper finds this connection (stable memory).
     let connectionReference: UnsafeMutablePointer<ngtcp2_crypto_conn_ref>
     /// Where ngtcp2 writes the path of each packet it builds (its addresses point into this same storage).
     private let pathStorage: UnsafeMutablePointer<ngtcp2_path_storage>
+    /// Makes the IDs this side hands the peer (the worker's slot and generation go in them later).
     let connectionIDs: any QUICConnectionIDFactory
+    /// The stateless-reset and token secrets shared by every worker.
     let keys: QUICKeys
     private let local: QUICSocketAddress
+    /// Events not yet taken by the owner.
     var events: [QUICConnectionEvent] = []
     /// The session above (HTTP/3), which owns this connection; weak, so the two do not keep each other alive.
     weak var application: (any QUICStreamApplication)?
+    /// The 1-RTT keys are in place (the stream application may open its streams).
     var applicationKeysInstalled = false
     /// The name a client checks the server's certificate against (owned here; GnuTLS points at it).
     var verifiedName: UnsafeMutablePointer<CChar>?
@@ -78,6 +86,7 @@ public final class QUICConnection {
         var applicationProtocol = "h3"
     }
 
+    /// Creates the ngtcp2 connection and its GnuTLS session for either role.
     init(
         _ setup: Setup,
         credentials: QUICTLSCredentials,
@@ -249,6 +258,7 @@ public final class QUICConnection {
         datagram.withUnsafeBytes { receive(datagram: $0, local: local, peer: peer, ecn: ecn, now: now) }
     }
 
+    /// `receive`, telling `QUICServerEndpoint.accept` how the first datagram went.
     func read(
         _ datagram: UnsafeRawBufferPointer,
         local: QUICSocketAddress,
@@ -467,8 +477,10 @@ public final class QUICConnection {
         case application(QUICCloseError)
     }
 
+    /// The close used when a stream application fails without saying why: H3_INTERNAL_ERROR.
     static let internalError = QUICCloseError(isApplicationError: true, code: 0x102, reason: "internal error")
 
+    /// Enters the closing period (RFC 9000 §10.2.1): the CONNECTION_CLOSE is written once and kept to repeat.
     func closeAfterError(_ failure: Failure, now: QUICInstant) {
         guard state == .handshaking || state == .established else { return }
         var error = ngtcp2_connection_close_error()

@@ -24,6 +24,7 @@ public struct QUICCloseError: Sendable, Equatable {
     /// The reason phrase, for logs.
     public var reason: String
 
+    /// A close error; `reason` is for people, at most 1024 bytes of it are sent.
     public init(isApplicationError: Bool, code: UInt64, reason: String = "") {
         self.isApplicationError = isApplicationError
         self.code = code

@@ -37,6 +37,7 @@ public protocol QUICConnectionIDFactory: Sendable {
 
 /// IDs made of random bytes only: for tests and for a single worker, where no packet needs steering.
 public struct RandomConnectionIDFactory: QUICConnectionIDFactory {
+    /// The length of every ID made (8 to 20).
     public let connectionIDLength: Int
 
     /// `length` is clamped to 8...20.
@@ -44,6 +45,7 @@ public struct RandomConnectionIDFactory: QUICConnectionIDFactory {
         connectionIDLength = min(max(length, 8), QUICConnectionID.maximumLength)
     }
 
+    /// A fresh ID of random bytes from the system's generator.
     public func makeConnectionID() -> QUICConnectionID {
         var generator = SystemRandomNumberGenerator()
         return QUICConnectionID((0..<connectionIDLength).map { _ in UInt8.random(in: 0...255, using: &generator) })!

@@ -6,6 +6,7 @@ public struct QUICInstant: Comparable, Hashable, Sendable {
     /// Nanoseconds since an arbitrary origin, the same for every call on one connection.
     public var nanoseconds: UInt64
 
+    /// The instant `nanoseconds` after the clock's origin.
     public init(nanoseconds: UInt64) { self.nanoseconds = nanoseconds }
 
     /// `milliseconds` later.
@@ -13,6 +14,7 @@ public struct QUICInstant: Comparable, Hashable, Sendable {
         QUICInstant(nanoseconds: nanoseconds &+ milliseconds * 1_000_000)
     }
 
+    /// Earlier than.
     public static func < (lhs: QUICInstant, rhs: QUICInstant) -> Bool { lhs.nanoseconds < rhs.nanoseconds }
 }
 
@@ -26,6 +28,7 @@ public struct QUICDatagram: Sendable, Equatable {
     /// The ECN codepoint for the IP header (RFC 9000 §13.4), 0 when none.
     public var ecn: UInt8
 
+    /// A datagram of `bytes` for `peer`.
     public init(bytes: [UInt8], peer: QUICSocketAddress, ecn: UInt8 = 0) {
         self.bytes = bytes
         self.peer = peer

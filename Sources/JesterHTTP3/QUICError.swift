@@ -15,13 +15,18 @@ public struct QUICError: Error, Sendable, CustomStringConvertible {
         case invalidState
     }
 
+    /// What went wrong, coarsely.
     public var code: Code
+    /// What went wrong, for people.
     public var message: String
     /// The library's description of its error (ngtcp2_strerror, nghttp3_strerror, gnutls_strerror), when any.
     public var cause: String?
+    /// The source file that raised the error.
     public var file: String
+    /// The line that raised the error.
     public var line: Int
 
+    /// An error raised here (the source location defaults to the caller's).
     public init(_ code: Code, _ message: String, cause: String? = nil, file: String = #fileID, line: Int = #line) {
         self.code = code
         self.message = message
@@ -30,6 +35,7 @@ public struct QUICError: Error, Sendable, CustomStringConvertible {
         self.line = line
     }
 
+    /// "message: cause (file:line)".
     public var description: String {
         "\(message)\(cause.map { ": \($0)" } ?? "") (\(file):\(line))"
     }

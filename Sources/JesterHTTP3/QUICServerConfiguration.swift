@@ -10,6 +10,7 @@ public struct QUICKeys: Sendable, Equatable {
     /// Encrypts Retry and NEW_TOKEN tokens (RFC 9000 §8.1), which prove a client's address.
     public var tokenSecret: [UInt8]
 
+    /// Keys from the master (each secret 32 random bytes, or more).
     public init(statelessResetSecret: [UInt8], tokenSecret: [UInt8]) {
         self.statelessResetSecret = statelessResetSecret
         self.tokenSecret = tokenSecret
@@ -49,5 +50,6 @@ public struct QUICTransportSettings: Sendable, Equatable {
     /// Milliseconds a NEW_TOKEN token (sent after a handshake, for the client's next connection) stays valid.
     public var newTokenLifetimeMilliseconds: UInt64 = 3_600_000
 
+    /// The defaults above.
     public init() {}
 }

@@ -29,11 +29,14 @@ public enum QUICAcceptDecision {
 /// (TLS credentials, transport settings, connection IDs from the caller's factory, keys from the master), and
 /// writes the packets that need no connection: Version Negotiation, Retry, stateless reset.
 public final class QUICServerEndpoint {
+    /// The transport limits every accepted connection gets.
     public let settings: QUICTransportSettings
+    /// Makes every server connection ID; its fixed length is how short headers are read.
     public let connectionIDs: any QUICConnectionIDFactory
     private let credentials: QUICTLSCredentials
     private let keys: QUICKeys
 
+    /// An endpoint serving with `credentials`, keys shared by all workers, and the caller's connection IDs.
     public init(
         credentials: QUICTLSCredentials,
         keys: QUICKeys,
