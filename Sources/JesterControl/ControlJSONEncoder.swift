@@ -61,21 +61,25 @@ public struct ControlJSONEncoder: Sendable {
 /// One value being encoded: a scalar's JSON text, an array or an object, filled in by the containers that
 /// reference it (a class, because a nested container and its parent write to the same node).
 final class EncodingNode {
-    /// A scalar, already in JSON form (`"text"`, `12`, `true`, `null`).
-    var scalar: String?
+    /// A scalar, already in JSON form (`"text"`, `12`, `true`, `null`), as UTF-8.
+    var scalar: [UInt8]?
     var elements: [EncodingNode]?
-    /// Member names in the order encoded, and the members.
-    var names: [String] = []
-    var members: [String: EncodingNode]?
+    /// Members in the order encoded. Not checked for a name given twice: synthesized conformances and
+    /// `Dictionary` never encode one key twice into a container, and a peer's decoder refuses such an object.
+    var members: [(name: String, node: EncodingNode)]?
 
     init() {}
 
-    init(scalar: String) {
+    init(scalar: [UInt8]) {
         self.scalar = scalar
     }
 
+    init(_ literal: StaticString) {
+        self.scalar = Array(UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+    }
+
     func makeObject() {
-        if members == nil, elements == nil, scalar == nil { members = [:] }
+        if members == nil, elements == nil, scalar == nil { members = [] }
     }
 
     func makeArray() {
@@ -83,14 +87,14 @@ final class EncodingNode {
     }
 
     func set(_ node: EncodingNode, for name: String) {
-        if members == nil { members = [:] }
-        if members!.updateValue(node, forKey: name) == nil { names.append(name) }
+        if members == nil { members = [] }
+        members!.append((name, node))
     }
 
     func write(to output: inout [UInt8], options: ControlJSONEncoder.Options, indent: Int) {
         let pretty = options.contains(.prettyPrinted)
         if let scalar {
-            output.append(contentsOf: scalar.utf8)
+            output.append(contentsOf: scalar)
         } else if let elements {
             guard !elements.isEmpty else { return output.append(contentsOf: "[]".utf8) }
             output.append(UInt8(ascii: "["))
@@ -103,15 +107,15 @@ final class EncodingNode {
             output.append(UInt8(ascii: "]"))
         } else {
             // An object, or a value that encoded nothing (Foundation writes `{}` for it too).
-            let members = members ?? [:]
-            guard !members.isEmpty else { return output.append(contentsOf: "{}".utf8) }
+            guard var members, !members.isEmpty else { return output.append(contentsOf: "{}".utf8) }
+            if options.contains(.sortedKeys) { members.sort { $0.name < $1.name } }
             output.append(UInt8(ascii: "{"))
-            for (index, name) in (options.contains(.sortedKeys) ? names.sorted() : names).enumerated() {
+            for (index, member) in members.enumerated() {
                 if index > 0 { output.append(UInt8(ascii: ",")) }
                 if pretty { Self.newline(&output, indent + 2) }
-                JSONText.appendString(name, to: &output)
+                JSONText.appendString(member.name, to: &output)
                 output.append(contentsOf: pretty ? " : ".utf8 : ":".utf8)
-                members[name]!.write(to: &output, options: options, indent: indent + 2)
+                member.node.write(to: &output, options: options, indent: indent + 2)
             }
             if pretty { Self.newline(&output, indent) }
             output.append(UInt8(ascii: "}"))
@@ -130,44 +134,55 @@ enum JSONText {
     /// else (`/` and non-ASCII included) as it is.
     static func appendString(_ text: String, to output: inout [UInt8]) {
         output.append(UInt8(ascii: "\""))
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): output.append(contentsOf: #"\""#.utf8)
-            case UInt8(ascii: "\\"): output.append(contentsOf: #"\\"#.utf8)
-            case 0x0A: output.append(contentsOf: #"\n"#.utf8)
-            case 0x0D: output.append(contentsOf: #"\r"#.utf8)
-            case 0x09: output.append(contentsOf: #"\t"#.utf8)
-            case 0x08: output.append(contentsOf: #"\b"#.utf8)
-            case 0x0C: output.append(contentsOf: #"\f"#.utf8)
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                output.append(contentsOf: #"\u00"#.utf8)
-                output.append(hex[Int(byte >> 4)])
-                output.append(hex[Int(byte & 0xF)])
-            default: output.append(byte)
+        var text = text
+        text.withUTF8 { bytes in
+            // Runs that need no escape (nearly everything) are copied whole.
+            var runStart = 0
+            for (index, byte) in bytes.enumerated() where byte < 0x20 || byte == 0x22 || byte == 0x5C {
+                output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index]))
+                runStart = index + 1
+                switch byte {
+                case UInt8(ascii: "\""): output.append(contentsOf: #"\""#.utf8)
+                case UInt8(ascii: "\\"): output.append(contentsOf: #"\\"#.utf8)
+                case 0x0A: output.append(contentsOf: #"\n"#.utf8)
+                case 0x0D: output.append(contentsOf: #"\r"#.utf8)
+                case 0x09: output.append(contentsOf: #"\t"#.utf8)
+                case 0x08: output.append(contentsOf: #"\b"#.utf8)
+                case 0x0C: output.append(contentsOf: #"\f"#.utf8)
+                default:
+                    let hex = Array("0123456789abcdef".utf8)
+                    output.append(contentsOf: #"\u00"#.utf8)
+                    output.append(hex[Int(byte >> 4)])
+                    output.append(hex[Int(byte & 0xF)])
+                }
             }
+            output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...]))
         }
         output.append(UInt8(ascii: "\""))
     }
 
-    static func string(_ text: String) -> String {
+    static func string(_ text: String) -> [UInt8] {
         var output: [UInt8] = []
         output.reserveCapacity(text.utf8.count + 2)
         appendString(text, to: &output)
-        return String(decoding: output, as: UTF8.self)
+        return output
+    }
+
+    static func integer<I: BinaryInteger>(_ value: I) -> [UInt8] {
+        Array(String(value).utf8)
     }
 
     /// A finite double as Swift prints it (shortest round-trip form), `.0` dropped as Foundation drops it.
     static func number<F: BinaryFloatingPoint & CustomStringConvertible>(
         _ value: F, codingPath: [any CodingKey]
-    ) throws -> String {
+    ) throws -> [UInt8] {
         guard value.isFinite else {
             throw EncodingError.invalidValue(value, .init(codingPath: codingPath,
                 debugDescription: "\(value) cannot be written in JSON"))
         }
         var text = value.description
         if text.hasSuffix(".0") { text.removeLast(2) }
-        return text
+        return Array(text.utf8)
     }
 }
 
@@ -192,20 +207,18 @@ struct NodeEncoder: Encoder {
         SingleNodeContainer(node: node, codingPath: codingPath, options: options)
     }
 
-    /// The node for `value`: scalars written directly, everything else through its own `encode(to:)`.
+    /// The node for `value`: scalars written directly, everything else through its own `encode(to:)`. The
+    /// coding path (`path()`) is built only when needed, not for every member.
     static func node<T: Encodable>(
-        for value: T, codingPath: [any CodingKey], options: ControlJSONEncoder.Options
+        for value: T, path: () -> [any CodingKey], options: ControlJSONEncoder.Options
     ) throws -> EncodingNode {
-        switch value {
-        case let text as String: return EncodingNode(scalar: JSONText.string(text))
-        case let number as Int: return EncodingNode(scalar: String(number))
-        case let flag as Bool: return EncodingNode(scalar: flag ? "true" : "false")
-        case let number as Double: return EncodingNode(scalar: try JSONText.number(number, codingPath: codingPath))
-        default:
-            let node = EncodingNode()
-            try value.encode(to: NodeEncoder(node: node, codingPath: codingPath, options: options))
-            return node
-        }
+        if T.self == String.self { return EncodingNode(scalar: JSONText.string(value as! String)) }
+        if T.self == Int.self { return EncodingNode(scalar: JSONText.integer(value as! Int)) }
+        if T.self == Bool.self { return EncodingNode(value as! Bool ? "true" : "false") }
+        if T.self == Double.self { return EncodingNode(scalar: try JSONText.number(value as! Double, codingPath: path())) }
+        let node = EncodingNode()
+        try value.encode(to: NodeEncoder(node: node, codingPath: path(), options: options))
+        return node
     }
 }
 
@@ -234,11 +247,11 @@ struct KeyedNodeContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
     }
 
     mutating func encodeNil(forKey key: Key) throws {
-        node.set(EncodingNode(scalar: "null"), for: name(key))
+        node.set(EncodingNode("null"), for: name(key))
     }
 
     mutating func encode(_ value: Bool, forKey key: Key) throws {
-        node.set(EncodingNode(scalar: value ? "true" : "false"), for: name(key))
+        node.set(EncodingNode(value ? "true" : "false"), for: name(key))
     }
 
     mutating func encode(_ value: String, forKey key: Key) throws {
@@ -250,11 +263,11 @@ struct KeyedNodeContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
     }
 
     mutating func encode(_ value: Int, forKey key: Key) throws {
-        node.set(EncodingNode(scalar: String(value)), for: name(key))
+        node.set(EncodingNode(scalar: JSONText.integer(value)), for: name(key))
     }
 
     mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
-        node.set(try NodeEncoder.node(for: value, codingPath: codingPath + [key], options: options), for: name(key))
+        node.set(try NodeEncoder.node(for: value, path: { codingPath + [key] }, options: options), for: name(key))
     }
 
     mutating func nestedContainer<NestedKey: CodingKey>(
@@ -290,10 +303,12 @@ struct UnkeyedNodeContainer: UnkeyedEncodingContainer {
 
     private var nextPath: [any CodingKey] { codingPath + [AnyCodingKey(intValue: count)] }
 
-    mutating func encodeNil() throws { node.elements!.append(EncodingNode(scalar: "null")) }
+    mutating func encodeNil() throws { node.elements!.append(EncodingNode("null")) }
 
     mutating func encode<T: Encodable>(_ value: T) throws {
-        node.elements!.append(try NodeEncoder.node(for: value, codingPath: nextPath, options: options))
+        let (codingPath, index) = (codingPath, count)
+        node.elements!.append(try NodeEncoder.node(
+            for: value, path: { codingPath + [AnyCodingKey(intValue: index)] }, options: options))
     }
 
     mutating func nestedContainer<NestedKey: CodingKey>(
@@ -325,27 +340,26 @@ struct SingleNodeContainer: SingleValueEncodingContainer {
     let codingPath: [any CodingKey]
     let options: ControlJSONEncoder.Options
 
-    mutating func encodeNil() throws { node.scalar = "null" }
-    mutating func encode(_ value: Bool) throws { node.scalar = value ? "true" : "false" }
+    mutating func encodeNil() throws { node.scalar = Array("null".utf8) }
+    mutating func encode(_ value: Bool) throws { node.scalar = Array((value ? "true" : "false").utf8) }
     mutating func encode(_ value: String) throws { node.scalar = JSONText.string(value) }
     mutating func encode(_ value: Double) throws { node.scalar = try JSONText.number(value, codingPath: codingPath) }
     mutating func encode(_ value: Float) throws { node.scalar = try JSONText.number(value, codingPath: codingPath) }
-    mutating func encode(_ value: Int) throws { node.scalar = String(value) }
-    mutating func encode(_ value: Int8) throws { node.scalar = String(value) }
-    mutating func encode(_ value: Int16) throws { node.scalar = String(value) }
-    mutating func encode(_ value: Int32) throws { node.scalar = String(value) }
-    mutating func encode(_ value: Int64) throws { node.scalar = String(value) }
-    mutating func encode(_ value: UInt) throws { node.scalar = String(value) }
-    mutating func encode(_ value: UInt8) throws { node.scalar = String(value) }
-    mutating func encode(_ value: UInt16) throws { node.scalar = String(value) }
-    mutating func encode(_ value: UInt32) throws { node.scalar = String(value) }
-    mutating func encode(_ value: UInt64) throws { node.scalar = String(value) }
+    mutating func encode(_ value: Int) throws { node.scalar = JSONText.integer(value) }
+    mutating func encode(_ value: Int8) throws { node.scalar = JSONText.integer(value) }
+    mutating func encode(_ value: Int16) throws { node.scalar = JSONText.integer(value) }
+    mutating func encode(_ value: Int32) throws { node.scalar = JSONText.integer(value) }
+    mutating func encode(_ value: Int64) throws { node.scalar = JSONText.integer(value) }
+    mutating func encode(_ value: UInt) throws { node.scalar = JSONText.integer(value) }
+    mutating func encode(_ value: UInt8) throws { node.scalar = JSONText.integer(value) }
+    mutating func encode(_ value: UInt16) throws { node.scalar = JSONText.integer(value) }
+    mutating func encode(_ value: UInt32) throws { node.scalar = JSONText.integer(value) }
+    mutating func encode(_ value: UInt64) throws { node.scalar = JSONText.integer(value) }
 
     mutating func encode<T: Encodable>(_ value: T) throws {
-        let encoded = try NodeEncoder.node(for: value, codingPath: codingPath, options: options)
+        let encoded = try NodeEncoder.node(for: value, path: { codingPath }, options: options)
         node.scalar = encoded.scalar
         node.elements = encoded.elements
-        node.names = encoded.names
         node.members = encoded.members
     }
 }
