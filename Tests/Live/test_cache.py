@@ -356,6 +356,26 @@ def test_unsafe_method_invalidates_the_target(cached, origin):
     assert origin.count(path) == 2
 
 
+def test_hits_hold_no_descriptors(cached, origin):
+    """Hundreds of hits and misses leave the workers' open descriptors where they were: hits share the worker's
+    memo of open entries, misses close what they opened."""
+    import os
+
+    def descriptors():
+        return sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in cached.worker_pids())
+
+    fetch(cached, "/fresh/descriptors")
+    before = descriptors()
+    connection = http.client.HTTPConnection("127.0.0.1", cached.port, timeout=10)
+    for index in range(300):
+        connection.request("GET", "/fresh/descriptors" if index % 2 else f"/nostore/descriptors{index}")
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200
+    connection.close()
+    assert descriptors() - before < 20
+
+
 def test_status_and_purge(cached, origin):
     fetch(cached, "/fresh/purge-one")
     fetch(cached, "/fresh/purge-dir/a")
