@@ -16,6 +16,7 @@ extension QUICConnection {
             callbacks.client_initial = ngtcp2_crypto_client_initial_cb
             callbacks.recv_retry = ngtcp2_crypto_recv_retry_cb
             callbacks.recv_rx_key = onKeyInstalled
+            callbacks.recv_new_token = onNewToken
         }
         callbacks.recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb
         callbacks.encrypt = ngtcp2_crypto_encrypt_cb
@@ -137,6 +138,20 @@ private let onStreamDataLimitExtended:
         OpaquePointer?, Int64, UInt64, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?
     ) -> Int32 = { _, stream, _, user, _ in
         QUICConnection.from(user).application?.quicStreamUnblocked(stream: stream) == false ? failure : 0
+    }
+
+/// A NEW_TOKEN frame (client): kept for the next connection to the same server.
+private let onNewToken: @convention(c) (OpaquePointer?, UnsafePointer<ngtcp2_vec>?, UnsafeMutableRawPointer?) -> Int32 =
+    {
+        _,
+        token,
+        user in
+        if let token {
+            QUICConnection.from(user).addressValidationToken = Array(
+                UnsafeBufferPointer(start: token.pointee.base, count: token.pointee.len)
+            )
+        }
+        return 0
     }
 
 /// Random bytes for what ngtcp2 does not derive from keys (packet-number skips, padding); the system source.

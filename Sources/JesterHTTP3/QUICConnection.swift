@@ -28,6 +28,9 @@ public final class QUICConnection {
     public private(set) var peerCloseError: QUICCloseError?
     /// The peer's address as last seen: where the closing packet goes.
     public private(set) var peer: QUICSocketAddress
+    /// The address-validation token the server sent in NEW_TOKEN (client role): give it to the next `connect` to
+    /// the same server, which then need not send a Retry (RFC 9000 §8.1.3).
+    public internal(set) var addressValidationToken: [UInt8]?
     /// The ID the client put in its first Initial (server role): the owner routes it here too, because the
     /// client keeps using it until it learns the server's own ID (RFC 9000 §7.2).
     public let originalDestinationConnectionID: QUICConnectionID
@@ -192,7 +195,8 @@ public final class QUICConnection {
 
     /// A client connection to `peer` (tests; HTTP/3 upstreams later): its first datagrams come out of
     /// `pendingDatagrams`. `serverName` is sent as SNI and, with trusted certificates, checked;
-    /// `applicationProtocol` is the ALPN offered (h3; anything else is for testing a server's refusal).
+    /// `applicationProtocol` is the ALPN offered (h3; anything else is for testing a server's refusal); `token` is
+    /// an `addressValidationToken` from an earlier connection.
     public static func connect(
         from local: QUICSocketAddress,
         to peer: QUICSocketAddress,
@@ -201,6 +205,7 @@ public final class QUICConnection {
         settings: QUICTransportSettings = QUICTransportSettings(),
         connectionIDs: any QUICConnectionIDFactory = RandomConnectionIDFactory(),
         applicationProtocol: String = "h3",
+        token: [UInt8] = [],
         now: QUICInstant
     ) throws(QUICError) -> QUICConnection {
         let destination = RandomConnectionIDFactory(length: 18).makeConnectionID()
@@ -210,7 +215,7 @@ public final class QUICConnection {
             sourceID: connectionIDs.makeConnectionID().cid,
             originalDestinationID: destination.cid,
             retrySourceID: nil,
-            token: [],
+            token: token,
             version: CJESTER_NGTCP2_PROTO_VER_V1,
             local: local,
             peer: peer,

@@ -59,3 +59,27 @@ import Testing
     // Acknowledged bytes are released.
     #expect(server.bufferedBody(stream: stream) == 0)
 }
+
+@Test func anInterimResponseComesBeforeTheFinalOne() throws {
+    let pair = try QUICPair()
+    pair.pump()
+    let stream = try #require(
+        pair.client.request(
+            fields: requestFields("POST", extra: [HTTP3Field("expect", "100-continue")]),
+            hasBody: true
+        )
+    )
+    pair.pump()
+    let server = try #require(pair.server)
+    server.respondInterim(stream: stream, status: 100)
+    pair.pump()
+    #expect(pair.clientEvents == [.headers(stream: stream, fields: [HTTP3Field(":status", "100")], endStream: false)])
+    pair.client.sendBody(stream: stream, ByteBuffer(bytes: pattern(10)))
+    pair.client.finishBody(stream: stream)
+    pair.pump()
+    #expect(QUICPair.body(pair.serverEvents, stream: stream) == pattern(10))
+    try server.respond(stream: stream, fields: [HTTP3Field(":status", "201")], hasBody: false)
+    pair.pump()
+    let heads = pair.clientEvents.compactMap { if case .headers(stream, let fields, _) = $0 { fields } else { nil } }
+    #expect(heads == [[HTTP3Field(":status", "100")], [HTTP3Field(":status", "201")]])
+}

@@ -207,3 +207,36 @@ import Testing
     #expect(refusal.code & 0xff00 == 0x100)
     #expect(pair.client.connection.peerCloseError?.code == refusal.code)
 }
+
+@Test func aNewTokenLetsTheNextConnectionFromTheSameAddressSkipTheRetry() throws {
+    let first = try QUICPair()
+    first.pump()
+    let token = try #require(first.client.connection.addressValidationToken)
+    // The same server, the same client address, validation required: the token stands in for a Retry.
+    let second = try QUICPair(endpoint: first.endpoint, token: token)
+    second.requireAddressValidation = true
+    second.pump()
+    #expect(second.statelessAnswers == 0)
+    #expect(second.server?.connection.state == .established)
+    // From another address the token proves nothing: a Retry first, then the connection.
+    let moved = try QUICPair(endpoint: first.endpoint, token: token)
+    moved.clientSource = QUICSocketAddress(ip: "127.0.0.2", port: 50_000)!
+    moved.requireAddressValidation = true
+    moved.pump()
+    #expect(moved.statelessAnswers == 1)
+    #expect(moved.server?.connection.state == .established)
+}
+
+@Test func anExpiredNewTokenMeansARetry() throws {
+    var transport = QUICTransportSettings()
+    transport.newTokenLifetimeMilliseconds = 1_000
+    let first = try QUICPair(transport: transport)
+    first.pump()
+    let token = try #require(first.client.connection.addressValidationToken)
+    let later = try QUICPair(endpoint: first.endpoint, token: token)
+    later.now = first.now.adding(milliseconds: 5_000)
+    later.requireAddressValidation = true
+    later.pump()
+    #expect(later.statelessAnswers == 1)
+    #expect(later.server?.connection.state == .established)
+}

@@ -69,14 +69,19 @@ final class QUICPair {
         connectionIDs: any QUICConnectionIDFactory = PrefixedConnectionIDFactory(prefix: [0x4a, 0x07]),
         serverName: String = "localhost",
         clientCredentials: QUICTLSCredentials? = nil,
-        applicationProtocol: String = "h3"
+        applicationProtocol: String = "h3",
+        endpoint: QUICServerEndpoint? = nil,
+        token: [UInt8] = []
     ) throws {
-        endpoint = QUICServerEndpoint(
-            credentials: try Fixture.serverCredentials(),
-            keys: .random(),
-            connectionIDs: connectionIDs,
-            settings: transport
-        )
+        // Another pair's endpoint: the same server (keys, settings) seen by a second client connection.
+        self.endpoint =
+            try endpoint
+            ?? QUICServerEndpoint(
+                credentials: try Fixture.serverCredentials(),
+                keys: .random(),
+                connectionIDs: connectionIDs,
+                settings: transport
+            )
         self.serverSettings = serverSettings
         clientSource = clientAddress
         let connection = try QUICConnection.connect(
@@ -86,6 +91,7 @@ final class QUICPair {
             credentials: try clientCredentials ?? Fixture.clientCredentials(),
             settings: clientTransport,
             applicationProtocol: applicationProtocol,
+            token: token,
             now: now
         )
         client = try HTTP3Session(connection: connection, now: now)
