@@ -2,6 +2,27 @@
 import Glibc
 import JesterControl
 
+/// Parses the arguments (without the program's name) and does what they ask: a command, help, the version or a
+/// completion script; a usage error exits 64.
+func jesterctl(_ arguments: [String]) -> Never {
+    switch ControlCommandLine.parse(arguments) {
+    case .run(let invocation):
+        Commands(invocation: invocation).run()
+    case .help(let text):
+        print(text, terminator: "")
+    case .version:
+        print(JesterVersion.current)
+    case .completion(let script):
+        print(script, terminator: "")
+    case .usageError(let message, let usage):
+        // The command's own help, when the usage names one: `jesterctl tap --help`.
+        let command = usage.split(separator: " ").prefix { !$0.hasPrefix("[") && !$0.hasPrefix("<") }
+        fail("jesterctl: \(message)\nUsage: \(usage)\n  See '\(command.joined(separator: " ")) --help' for more "
+            + "information.", status: .usage)
+    }
+    finish(.success)
+}
+
 /// The commands: each asks the master, prints the answer for people or, with `--json`, for programs, and
 /// exits with the status jesterctl(8) documents.
 struct Commands {

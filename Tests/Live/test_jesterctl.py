@@ -194,6 +194,16 @@ def test_help_and_completion_scripts():
     assert unknown.returncode == 64
 
 
+def test_jesterctl_links_neither_foundation_nor_argument_parser():
+    """Issue 17's footprint aim (under 10 MB): jesterctl links JesterControl alone. Foundation (Essentials or
+    full) or swift-argument-parser coming back, through a dependency or an import, names itself in the binary:
+    as a needed library in a dynamic build, in type metadata in a static one."""
+    with open(JESTERCTL, "rb") as binary:
+        contents = binary.read()
+    for name in (b"libFoundation", b"FoundationEssentials", b"ArgumentParser", b"TOMLKit", b"JesterConfig"):
+        assert name not in contents, name
+
+
 def test_exit_statuses(shared):
     unknown_pool = shared.ctl("upstream", "drain", "nope", "127.0.0.1:1")
     assert unknown_pool.returncode == 3 and "no upstream 'nope'" in unknown_pool.stderr
