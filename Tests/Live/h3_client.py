@@ -6,9 +6,10 @@
 
 Each request: {"method", "path", "headers": [[name, value]...] (extra, after the pseudo-header fields),
 "omit": [pseudo-header names to leave out], "body_size": N (a repeating pattern), "trailers": [[name, value]...],
-"after": index of a request that must finish first, "raw": true to get the body back}. Each result: {"status",
+"after": index of a request that must finish first, "raw": true to get the body back, "new_connection_id": true
+to switch to another of the server's connection IDs first}. Each result: {"status",
 "headers", "length", "sha256", "trailers", "reset": QUIC application error code or null, "raw": the body in hex
-when asked}.
+when asked, "connection_id": the server's connection ID the request was sent to, in hex}.
 
 Runs under the venv Packaging/setup.sh --test makes (aioquic from PyPI)."""
 
@@ -61,7 +62,10 @@ class Client(QuicConnectionProtocol):
                 state["done"].set_result(None)
 
     async def run(self, request):
+        if request.get("new_connection_id"):
+            self._quic.change_connection_id()
         stream_id = self._quic.get_next_available_stream_id()
+        connection_id = self._quic._peer_cid.cid.hex()  # aioquic has no public accessor
         state = {"headers": None, "trailers": None, "body": hashlib.sha256(), "length": 0, "reset": None,
                  "raw": bytearray() if request.get("raw") else None,
                  "done": asyncio.get_running_loop().create_future()}
@@ -83,7 +87,7 @@ class Client(QuicConnectionProtocol):
         status = next((v for k, v in headers if k == ":status"), None)
         return {"status": status, "headers": headers, "length": state["length"],
                 "sha256": state["body"].hexdigest(), "trailers": state["trailers"], "reset": state["reset"],
-                "raw": state["raw"].hex() if state["raw"] is not None else None}
+                "raw": state["raw"].hex() if state["raw"] is not None else None, "connection_id": connection_id}
 
 
 async def main(port, ca, requests):

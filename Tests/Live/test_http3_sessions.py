@@ -120,6 +120,14 @@ def test_many_concurrent_streams_on_one_connection(probe):
     assert results[-1]["status"] == "404"
 
 
+def test_requests_go_on_after_the_client_switches_connection_id(probe):
+    # aioquic moves to another of the IDs the server issued (from its factory): the server must route by each.
+    results = probe.run([{"path": "/size/100"}, {"path": "/size/200", "after": 0, "new_connection_id": True},
+                         {"path": "/size/300", "after": 1, "new_connection_id": True}])
+    assert [(r["status"], r["length"]) for r in results] == [("200", 100), ("200", 200), ("200", 300)]
+    assert len({r["connection_id"] for r in results}) == 3
+
+
 def test_retry_is_sent_only_when_address_validation_is_required(probe):
     assert probe.stats()["retries"] == 0
     forced = Probe("--retry")
