@@ -67,6 +67,9 @@ final class CompiledRoute: Sendable {
     let errorPages: ErrorPages?
     /// The shared HTTP cache's policy for this route (`cache = { ... }`); nil: not cached.
     let cachePolicy: CachePolicy?
+    /// A cors filter answers for this route: the upstream's own `Access-Control-*` fields are dropped, so a
+    /// browser never sees two (conflicting) answers.
+    let replacesCORSFields: Bool
 
     init(
         name: String, maxBodySize: Int64, action: Action, conditions: RouteConditions = RouteConditions(),
@@ -78,6 +81,7 @@ final class CompiledRoute: Sendable {
     ) {
         self.errorPages = errorPages
         self.cachePolicy = cachePolicy
+        replacesCORSFields = filters.filters.contains { $0 is CORSFilter }
         self.filters = filters
         self.compression = compression
         self.responseFilters = responseFilters

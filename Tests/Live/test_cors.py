@@ -185,6 +185,16 @@ def test_an_actual_request_from_an_allowed_origin_gets_its_fields(site, upstream
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_upstreams_own_cors_fields_give_way_to_the_routes(site, protocol):
+    # An upstream that allows every origin itself: on a cors route only Jester's answer reaches the browser.
+    path = "/api/download?size=3&access-control-allow-origin=*"
+    allowed = request(site, path, protocol, headers=["Origin: https://app.example.com"])
+    assert allowed.values("access-control-allow-origin") == ["https://app.example.com"]
+    refused = request(site, path, protocol, headers=["Origin: https://evil.example.com"])
+    assert refused.cors_fields() == []
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_refused_origins_and_requests_without_one_go_on_with_vary_only(site, upstream, protocol):
     for index, headers in enumerate([["Origin: https://evil.example.com"], ["Origin: null"], []]):
         path = f"/api/plain-{protocol}-{index}"

@@ -104,7 +104,7 @@ class Handler(BaseHTTPRequestHandler):
             size = int(query.get("size", ["0"])[0])
             self.send_response(200)
             self.send_header("Content-Type", query.get("type", ["application/octet-stream"])[0])
-            for name in ("etag", "vary", "cache-control", "content-encoding"):
+            for name in ("etag", "vary", "cache-control", "content-encoding", "access-control-allow-origin"):
                 if name in query:
                     self.send_header(name.title(), query[name][0])
             chunked = query.get("chunked", ["0"])[0] == "1"

@@ -116,8 +116,14 @@ extension RequestExchange {
     /// Whether an upstream's response field named `name` (a range of `bytes`) is left out: the route's
     /// `response_headers` remove it, or `set` replaces it. Static for the reason `fieldWrittenByExchange` is.
     static func dropsUpstreamField(_ bytes: UnsafeRawBufferPointer, name: Range<Int>, route: CompiledRoute?) -> Bool {
-        guard let edits = route?.responseEdits, !edits.isEmpty else { return false }
-        return edits.drops(bytes, name)
+        guard let route else { return false }
+        if route.replacesCORSFields, name.count > 15,
+            ASCII.equalsIgnoringCase(bytes, name.lowerBound..<name.lowerBound + 15, "access-control-")
+        {
+            return true
+        }
+        guard !route.responseEdits.isEmpty else { return false }
+        return route.responseEdits.drops(bytes, name)
     }
 
     // MARK: Redirects
