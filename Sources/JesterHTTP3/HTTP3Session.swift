@@ -34,19 +34,17 @@ public final class HTTP3Session {
     /// A stream's outgoing body: bytes copied into chunks that must stay put until the peer acknowledges them.
     private struct Outgoing {
         /// Chunks not yet handed to nghttp3.
-        var queued: [UnsafeMutableRawBufferPointer] = []
+        var queued = CircularBuffer<UnsafeMutableRawBufferPointer>()
         /// Chunks handed over and not yet wholly acknowledged, oldest first.
-        var inFlight: [UnsafeMutableRawBufferPointer] = []
+        var inFlight = CircularBuffer<UnsafeMutableRawBufferPointer>()
         /// Bytes of `inFlight.first` already acknowledged.
         var acknowledgedInFirst = 0
         var finished = false
         var trailers: [HTTP3Field] = []
         /// The reader said "not yet" (NGHTTP3_ERR_WOULDBLOCK): `sendBody` resumes it.
         var waiting = false
-
-        var bufferedBytes: Int {
-            queued.reduce(0) { $0 + $1.count } + inFlight.reduce(0) { $0 + $1.count } - acknowledgedInFirst
-        }
+        /// Bytes queued or in flight and not yet acknowledged (kept as a sum: the adapter asks after every read).
+        var bufferedBytes = 0
 
         func free() {
             for chunk in queued { chunk.deallocate() }
@@ -169,6 +167,7 @@ public final class HTTP3Session {
         let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.readableBytes, alignment: 1)
         bytes.withUnsafeReadableBytes { chunk.copyMemory(from: $0) }
         state.queued.append(chunk)
+        state.bufferedBytes += chunk.count
         resume(stream, &state)
     }
 
@@ -337,6 +336,7 @@ public final class HTTP3Session {
     func bodyAcknowledged(stream: Int64, count: UInt64) {
         guard var state = outgoing[stream] else { return }
         var remaining = Int(count)
+        state.bufferedBytes -= remaining
         while remaining > 0, let first = state.inFlight.first {
             let left = first.count - state.acknowledgedInFirst
             if remaining >= left {
