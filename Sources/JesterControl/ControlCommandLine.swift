@@ -136,8 +136,8 @@ public enum ControlCommandLine {
                 let what = words.isEmpty ? "command" : "\(words.joined(separator: " ")) command"
                 return .usageError("unknown \(what) '\(positionals[words.count])'", usage: usage(for: words))
             }
-            return .usageError("missing a command: " + ControlCommandSpec.nextWords(after: words).joined(separator: ", "),
-                usage: usage(for: words))
+            let choices = ControlCommandSpec.nextWords(after: words).joined(separator: ", ")
+            return .usageError("missing a command: " + choices, usage: usage(for: words))
         }
         if wantsHelp { return .help(ControlHelp.command(spec)) }
         let values = Array(positionals[words.count...])
@@ -193,7 +193,8 @@ public enum ControlCommandLine {
             }
             // One argument after the action is the target alone.
             invocation.command = values.count == 3
-                ? .upstream(action, pool: values[1], target: values[2]) : .upstream(action, pool: nil, target: values[1])
+                ? .upstream(action, pool: values[1], target: values[2])
+                : .upstream(action, pool: nil, target: values[1])
         case ["drain"]:
             var timeout: Double?
             if let text = value("timeout") {

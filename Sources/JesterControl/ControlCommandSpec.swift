@@ -43,7 +43,8 @@ public struct ControlCommandSpec: Sendable {
     /// The options every command that talks to the master takes.
     public static let common: [Option] = [
         Option(name: "socket", short: "s", value: "path",
-            help: "The master's control socket (default: $JESTER_CONTROL_SOCKET, else \(ControlSocketChoice.defaultPath))."),
+            help: "The master's control socket (default: $JESTER_CONTROL_SOCKET, else "
+                + "\(ControlSocketChoice.defaultPath))."),
         Option(name: "config", short: "c", value: "file",
             help: "Read the control socket from this configuration file, as the master does."),
         Option(name: "json", short: nil, value: nil,
@@ -157,7 +158,8 @@ public struct ControlCommandSpec: Sendable {
                     help: "Only this route's requests (its name, or route-N as `jester config dump` shows it)."),
                 Option(name: "status", short: nil, value: "status",
                     help: "Only requests answered with this status (404) or status class (5xx)."),
-                Option(name: "upstream", short: nil, value: "upstream", help: "Only requests sent to this upstream pool."),
+                Option(name: "upstream", short: nil, value: "upstream",
+                    help: "Only requests sent to this upstream pool."),
                 Option(name: "count", short: nil, value: "count", help: "Stop after this many records."),
             ],
             arguments: []),
@@ -189,7 +191,8 @@ public struct ControlCommandSpec: Sendable {
                 key that starts with PREFIX (https://example.com/img/). Exactly one of the two. Exit status 3 \
                 when no route caches.
                 """,
-            options: [Option(name: "prefix", short: nil, value: "prefix", help: "Remove every key that starts with this.")],
+            options: [Option(name: "prefix", short: nil, value: "prefix",
+                help: "Remove every key that starts with this.")],
             arguments: [Argument(name: "key", help: "The key to remove.", optional: true)]),
     ]
 

@@ -67,9 +67,11 @@ public enum ControlCompletion {
                 case "$command" in
 
             """
-        script += "        \"\") words=\"\(ControlCommandSpec.nextWords(after: []).joined(separator: " ")) --help --version\" ;;\n"
+        let first = ControlCommandSpec.nextWords(after: []).joined(separator: " ")
+        script += "        \"\") words=\"\(first) --help --version\" ;;\n"
         for group in ["cache"] {
-            script += "        \"\(group)\") words=\"\(ControlCommandSpec.nextWords(after: [group]).joined(separator: " "))\" ;;\n"
+            let words = ControlCommandSpec.nextWords(after: [group]).joined(separator: " ")
+            script += "        \"\(group)\") words=\"\(words)\" ;;\n"
         }
         for spec in specsByDepth {
             let name = spec.words.joined(separator: " ")
@@ -125,7 +127,8 @@ public enum ControlCompletion {
 
             """
         for spec in ControlCommandSpec.all where spec.words.count == 2 {
-            script += "                \(spec.words[1])) shift words; (( CURRENT-- )); _arguments \(arguments(spec)) ;;\n"
+            script += "                \(spec.words[1])) shift words; (( CURRENT-- )); "
+                + "_arguments \(arguments(spec)) ;;\n"
         }
         script += "            esac ;;\n"
         for spec in ControlCommandSpec.all where spec.words.count == 1 {
@@ -134,7 +137,8 @@ public enum ControlCompletion {
                 positional = " '1:action:(\(UpstreamAdminAction.allCases.map(\.rawValue).joined(separator: " ")))'"
                     + " '2:pool or target:' '3::target:'"
             }
-            script += "        \(spec.words[0])) shift words; (( CURRENT-- )); _arguments \(arguments(spec))\(positional) ;;\n"
+            script += "        \(spec.words[0])) shift words; (( CURRENT-- )); "
+                + "_arguments \(arguments(spec))\(positional) ;;\n"
         }
         script += """
                 esac
@@ -161,7 +165,8 @@ public enum ControlCompletion {
         for word in cacheWords {
             let abstract = ControlCommandSpec.command(["cache", word])?.abstract ?? word
             script += "complete -c jesterctl -n '__fish_seen_subcommand_from cache; and not "
-                + "__fish_seen_subcommand_from \(cacheWords.joined(separator: " "))' -a \(word) -d '\(summary(abstract))'\n"
+                + "__fish_seen_subcommand_from \(cacheWords.joined(separator: " "))' -a \(word) "
+                + "-d '\(summary(abstract))'\n"
         }
         script += "complete -c jesterctl -n '__fish_seen_subcommand_from upstream' -a '"
             + UpstreamAdminAction.allCases.map(\.rawValue).joined(separator: " ") + "'\n"

@@ -15,7 +15,8 @@ public struct ControlFrameCodec: Sendable {
             switch self {
             case .frameTooLarge(let size): return "control frame of \(size) bytes exceeds the limit"
             case .versionMismatch(let version):
-                return "control protocol version \(version) is not supported (this side speaks \(ControlProtocol.version))"
+                return "control protocol version \(version) is not supported "
+                    + "(this side speaks \(ControlProtocol.version))"
             case .malformed(let reason): return "malformed control message: \(reason)"
             }
         }

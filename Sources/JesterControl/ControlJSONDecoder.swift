@@ -70,6 +70,7 @@ struct TreeDecoder: Decoder {
     }
 }
 
+/// A scalar's decoder is its own single-value container: nothing to keep between calls.
 extension TreeDecoder: SingleValueDecodingContainer {
     func decodeNil() -> Bool { tree == .null }
 
@@ -112,6 +113,7 @@ extension JSONTree {
     }
 }
 
+/// An object's members by name; a missing one is `keyNotFound`, which `decodeIfPresent` turns into nil.
 struct KeyedTreeContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     let members: [String: JSONTree]
     let codingPath: [any CodingKey]
@@ -167,6 +169,7 @@ struct KeyedTreeContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     }
 }
 
+/// An array's elements in order.
 struct UnkeyedTreeContainer: UnkeyedDecodingContainer {
     let elements: [JSONTree]
     let codingPath: [any CodingKey]
@@ -187,7 +190,8 @@ struct UnkeyedTreeContainer: UnkeyedDecodingContainer {
                 debugDescription: "the array has no element \(currentIndex)"))
         }
         defer { currentIndex += 1 }
-        return TreeDecoder(tree: elements[currentIndex], codingPath: codingPath + [AnyCodingKey(intValue: currentIndex)])
+        return TreeDecoder(
+            tree: elements[currentIndex], codingPath: codingPath + [AnyCodingKey(intValue: currentIndex)])
     }
 
     mutating func decodeNil() throws -> Bool {

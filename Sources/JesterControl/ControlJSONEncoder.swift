@@ -215,7 +215,9 @@ struct NodeEncoder: Encoder {
         if T.self == String.self { return EncodingNode(scalar: JSONText.string(value as! String)) }
         if T.self == Int.self { return EncodingNode(scalar: JSONText.integer(value as! Int)) }
         if T.self == Bool.self { return EncodingNode(value as! Bool ? "true" : "false") }
-        if T.self == Double.self { return EncodingNode(scalar: try JSONText.number(value as! Double, codingPath: path())) }
+        if T.self == Double.self {
+            return EncodingNode(scalar: try JSONText.number(value as! Double, codingPath: path()))
+        }
         let node = EncodingNode()
         try value.encode(to: NodeEncoder(node: node, codingPath: path(), options: options))
         return node
@@ -237,6 +239,7 @@ struct AnyCodingKey: CodingKey {
     }
 }
 
+/// Writes members into an object node, names converted to snake_case when the options say so.
 struct KeyedNodeContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
     let node: EncodingNode
     let codingPath: [any CodingKey]
@@ -295,6 +298,7 @@ struct KeyedNodeContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
     }
 }
 
+/// Appends elements to an array node.
 struct UnkeyedNodeContainer: UnkeyedEncodingContainer {
     let node: EncodingNode
     let codingPath: [any CodingKey]
@@ -335,6 +339,7 @@ struct UnkeyedNodeContainer: UnkeyedEncodingContainer {
     }
 }
 
+/// Makes the node one value: a scalar, or whatever a nested value encodes itself as.
 struct SingleNodeContainer: SingleValueEncodingContainer {
     let node: EncodingNode
     let codingPath: [any CodingKey]

@@ -101,7 +101,9 @@ struct JSONParser {
         }
         while true {
             skipWhitespace()
-            guard offset < bytes.count, bytes[offset] == UInt8(ascii: "\"") else { throw error("expected a member name") }
+            guard offset < bytes.count, bytes[offset] == UInt8(ascii: "\"") else {
+                throw error("expected a member name")
+            }
             let nameOffset = offset
             let name = try string()
             skipWhitespace()

@@ -120,7 +120,9 @@ struct TOMLScanner {
     private mutating func endOfLine() throws(SyntaxError) {
         skipBlank(newlines: false)
         guard let byte = peek() else { return }
-        guard byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") else { throw error("expected the end of the line") }
+        guard byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") else {
+            throw error("expected the end of the line")
+        }
     }
 
     /// A dotted key: bare (`A-Za-z0-9_-`) or quoted parts, with blanks around the dots.

@@ -213,9 +213,13 @@ struct Commands {
     func upstreams() {
         let client = connect(invocation)
         client.send(.upstreams)
-        guard case .upstreamsReport(let targets) = client.receive() else { fail("jesterctl: no answer from the master") }
+        guard case .upstreamsReport(let targets) = client.receive() else {
+            fail("jesterctl: no answer from the master")
+        }
         if json { return printJSON(targets) }
-        var rows = [["UPSTREAM", "TARGET", "HEALTH", "ADMIN", "EJECTED BY", "ACTIVE", "REQUESTS", "FAILURES", "LATENCY"]]
+        var rows = [
+            ["UPSTREAM", "TARGET", "HEALTH", "ADMIN", "EJECTED BY", "ACTIVE", "REQUESTS", "FAILURES", "LATENCY"]
+        ]
         for target in targets {
             rows.append([
                 // A pool failing open sends to unhealthy targets anyway: say so where the health is read.
@@ -265,7 +269,11 @@ struct Commands {
         }
         guard let outcome else {
             let text = "the master closed the connection without saying how it stopped (see its log)"
-            if json { printJSONLine(StopOutcome(done: false, message: text)) } else { writeOut(text + "\n", to: STDERR_FILENO) }
+            if json {
+                printJSONLine(StopOutcome(done: false, message: text))
+            } else {
+                writeOut(text + "\n", to: STDERR_FILENO)
+            }
             return .operationFailed
         }
         if json {

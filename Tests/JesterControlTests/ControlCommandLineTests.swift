@@ -35,7 +35,8 @@ private func usageError(_ line: String) -> String? {
         ("metrics", .metrics(accept: nil)),
         ("metrics --openmetrics", .metrics(accept: "application/openmetrics-text; version=1.0.0")),
         ("metrics --accept text/plain", .metrics(accept: "text/plain")),
-        ("cache status", .cacheStatus), ("cache purge https://a.example/x?y", .cachePurge(.key("https://a.example/x?y"))),
+        ("cache status", .cacheStatus),
+        ("cache purge https://a.example/x?y", .cachePurge(.key("https://a.example/x?y"))),
         ("cache purge --prefix https://a.example/", .cachePurge(.prefix("https://a.example/"))),
     ]
     for (line, expected) in cases {

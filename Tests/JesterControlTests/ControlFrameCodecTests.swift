@@ -4,7 +4,9 @@ import JesterControl
 import Testing
 
 @Test func roundTripsFramesSplitAnywhere() throws {
-    let messages: [ControlMessage] = [.status, .drain(timeoutSeconds: 3), .workerStats(WorkerStats(connections: 2, requests: 9))]
+    let messages: [ControlMessage] = [
+        .status, .drain(timeoutSeconds: 3), .workerStats(WorkerStats(connections: 2, requests: 9)),
+    ]
     let bytes = messages.flatMap { ControlFrameCodec.encode($0) }
     for split in [1, 3, 4, 10, bytes.count - 1] {
         var codec = ControlFrameCodec()

@@ -118,7 +118,8 @@ private let everyMessage: [ControlMessage] = {
     #expect(try ControlJSONDecoder().decode([String].self, from: encoded) == [text])
     #expect(try JSONDecoder().decode([String].self, from: Data(encoded)) == [text])
     let escaped = #"["\u00e9\ud83d\ude00\/\"\\\b\f\n\r\t"]"#
-    #expect(try ControlJSONDecoder().decode([String].self, from: Array(escaped.utf8)) == ["é\u{1F600}/\"\\\u{08}\u{0C}\n\r\t"])
+    #expect(try ControlJSONDecoder().decode([String].self, from: Array(escaped.utf8))
+        == ["é\u{1F600}/\"\\\u{08}\u{0C}\n\r\t"])
 }
 
 @Test func malformedJSONIsRefusedWithWhere() throws {

@@ -17,8 +17,9 @@ private func lookup(_ files: [String: String], environment: [String: String] = [
         glob: { pattern in
             // `*` only, enough for conf.d/*.toml.
             let parts = pattern.split(separator: "*", maxSplits: 1).map(String.init)
-            return files.keys.filter { parts.count == 2 ? $0.hasPrefix(parts[0]) && $0.hasSuffix(parts[1]) : $0 == pattern }
-                .sorted()
+            return files.keys.filter {
+                parts.count == 2 ? $0.hasPrefix(parts[0]) && $0.hasSuffix(parts[1]) : $0 == pattern
+            }.sorted()
         },
         environment: environment)
 }
@@ -83,7 +84,8 @@ private func lookup(_ files: [String: String], environment: [String: String] = [
     }
     #expect(problem([:]) == "cannot read /c.toml: No such file or directory")
     #expect(problem(["/c.toml": "[server\ncontrol_socket = '/s'"]) == "/c.toml:1:8: invalid TOML: expected ']'")
-    #expect(problem(["/c.toml": "[server]\ncontrol_socket = \"/s"]) == "/c.toml:2:21: invalid TOML: unterminated string")
+    #expect(problem(["/c.toml": "[server]\ncontrol_socket = \"/s"])
+        == "/c.toml:2:21: invalid TOML: unterminated string")
     #expect(problem(["/c.toml": "[server]\ncontrol_socket = 7"]) == "/c.toml:2: control_socket must be a string")
     #expect(problem(["/c.toml": "[server]\ncontrol_socket = \"${NOPE}\""])
         == "/c.toml:2: environment variable 'NOPE' is not set (write ${NOPE:-default} to give a default)")
