@@ -87,9 +87,15 @@ final class PolicyHost {
             .contains(name)
     }
 
+    /// `metadata-get` is inside the guest's `cabi_realloc`: a host call now would nest host and guest frames on
+    /// the native stack without bound (a hostile allocator that calls `metadata-get` again), so it ends the call.
+    private var inGuestAllocator = false
+
     /// Ends the call from inside a host function once its deadline passed: the only place the host gets control
     /// back while the guest runs, so a guest that calls the host is bounded by the deadline as well as by fuel.
+    /// Also refuses host calls made from inside the guest's allocator.
     func checkDeadline() throws(HostAbort) {
+        guard !inGuestAllocator else { throw abort("a host function was called from cabi_realloc") }
         if clock() > deadline {
             throw HostAbort(PolicyFailure(.deadline, "the call ran past its deadline"))
         }
@@ -141,8 +147,12 @@ final class PolicyHost {
         if !utf8.isEmpty {
             // The canonical ABI's way to return a string: in the guest's memory, from the guest's allocator.
             let allocated: [Value]
+            inGuestAllocator = true
+            defer { inGuestAllocator = false }
             do {
                 allocated = try realloc.invoke([.i32(0), .i32(0), .i32(1), .i32(UInt32(utf8.count))])
+            } catch let error as HostAbort {
+                throw error
             } catch {
                 throw abort("metadata-get: cabi_realloc failed: \(error)")
             }

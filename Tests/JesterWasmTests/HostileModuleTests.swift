@@ -148,6 +148,39 @@ import Testing
             .trap, mentioning: "outside memory")
     }
 
+    @Test func anAllocatorThatCallsTheHostAgain() throws {
+        // metadata-get returns its string through the guest's cabi_realloc; this one calls metadata-get again from
+        // there, which would nest host and guest frames on the native stack until the worker crashed.
+        let allocator = """
+            (global $bump (mut i32) (i32.const 65536))
+            (global $armed (mut i32) (i32.const 0))
+            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+              (local $at i32)
+              (if (global.get $armed) (then (call $get (i32.const 2000) (i32.const 7) (i32.const 3000))))
+              (local.set $at (global.get $bump))
+              (global.set $bump (i32.and (i32.add (i32.add (global.get $bump) (local.get 3)) (i32.const 7))
+                                         (i32.const -8)))
+              (local.get $at))
+            """
+        let wat = policyWAT(
+            imports: #"(import "jester:policy/host@1.0.0" "metadata-get" (func $get (param i32 i32 i32)))"#,
+            functions: """
+                (func (export "on-pre-route") (param $ctx i32) (result i32)
+                  (global.set $armed (call $hostile (local.get $ctx)))
+                  (call $get (i32.const 2000) (i32.const 7) (i32.const 3000))
+                  (global.set $armed (i32.const 0))
+                  (i32.const 1040))
+                """,
+            data: #"(data (i32.const 2000) "other/k")"#, realloc: allocator)
+        let policy = try instance(wat)
+        var bag = PolicyMetadata()
+        let stored = bag.set(policy: "other", key: "k", value: "v")
+        let outcome = policy.run(.preRoute, context: context(hostile: true), metadata: &bag)
+        #expect(stored && outcome == .failed(PolicyFailure(.trap, "a host function was called from cabi_realloc")))
+        let next = policy.run(.preRoute, context: context(hostile: false), metadata: &bag)
+        #expect(next == .proceed(RequestMutations()))
+    }
+
     @Test func deadlineEndsACallThatKeepsCallingTheHost() throws {
         // A fake clock that moves 1 ms on every read: the 51st log call is past the 50 ms deadline. Fuel alone
         // would allow all 10,000 calls.
