@@ -137,12 +137,22 @@ struct ConfigDecoder {
                 report(table.location(of: "upstream"), "'upstream' on a listener needs protocol = \"tcp\" (HTTP listeners use routes)")
             }
             listener.http2 = table.boolean("http2", decoder: &self)
+            listener.http2Only = table.boolean("http2_only", decoder: &self)
+            if listener.servesOnlyHTTP2, !listener.servesHTTP2 {
+                report(table.location(of: "http2_only"), "http2_only = true needs HTTP/2: the listener has http2 = false")
+            }
+            if listener.servesOnlyHTTP2, listener.isTCP {
+                report(table.location(of: "http2_only"), "http2_only is for http listeners, not protocol = \"tcp\"")
+            }
             let filterEntries = table.locatedStrings("filters", decoder: &self)
             listener.filters = filterEntries.map { $0.map(\.value) }
             if let node = table.take("tls", decoder: &self) {
                 listener.tls = tls(node, listener: name ?? "")
                 if !listener.servesHTTP2, listener.tls?.alpn?.contains("h2") == true {
                     report(node.location, "'alpn' offers h2, but the listener has http2 = false")
+                }
+                if listener.servesOnlyHTTP2, let alpn = listener.tls?.alpn, alpn != ["h2"] {
+                    report(node.location, "'alpn' must be [\"h2\"] (or unset) on a listener with http2_only = true")
                 }
                 if listener.isTCP { report(node.location, "TLS is supported on http listeners only (so far)") }
                 if let name, listener.tls != nil { tlsLocations[name] = node.location }

@@ -88,6 +88,7 @@ extension Configuration {
             if let upstream = listener.upstream { lines.append("upstream = \(quoted(upstream))") }
             lines.append(listener.idleTimeout.map { "idle_timeout = \(quoted(Units.format($0)))" } ?? unset(table, "idle_timeout"))
             lines.append(listener.http2.map { "http2 = \($0)" } ?? unset(table, "http2"))
+            lines.append(listener.http2Only.map { "http2_only = \($0)" } ?? unset(table, "http2_only"))
             lines.append("proxy_protocol_from = " + list(listener.proxyProtocolFrom ?? []))
             lines.append(listener.filters.map { "filters = " + list($0) } ?? unset(table, "filters"))
             lines.append(listener.redirectToHTTPS.map { "redirect_to_https = \($0)" } ?? unset(table, "redirect_to_https"))

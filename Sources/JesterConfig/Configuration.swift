@@ -274,6 +274,10 @@ public struct ListenerSettings: Sendable, Codable, Equatable {
     public var tls: TLSListenerSettings?
     /// Serve HTTP/2 (ALPN "h2" on TLS, prior knowledge on plain text); nil: yes.
     public var http2: Bool?
+    /// Serve HTTP/2 and nothing else (`http2_only`): every plain-text connection is HTTP/2 with prior knowledge,
+    /// so bytes that are not the connection preface end it (RFC 9113 §3.4) rather than being read as HTTP/1.1;
+    /// TLS offers only h2. nil: no.
+    public var http2Only: Bool?
     /// Filters every route on this listener runs first, before its own (nil: none).
     public var filters: [String]?
     /// Answer every request with 308 to `https://<hostname><:port unless 443><request target>` (this port);
@@ -287,6 +291,8 @@ public struct ListenerSettings: Sendable, Codable, Equatable {
     public var errorPages: ErrorPageSettings?
 
     public var servesHTTP2: Bool { http2 ?? true }
+    /// `http2_only = true`.
+    public var servesOnlyHTTP2: Bool { http2Only ?? false }
 
     public var isTCP: Bool { protocolName == "tcp" }
 

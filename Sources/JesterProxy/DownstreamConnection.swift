@@ -89,6 +89,8 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     /// to an `HTTP2Connection`).
     let listener: String
     let servesHTTP2: Bool
+    /// `http2_only`: the connection is HTTP/2 from its first byte (or its handshake), whatever it sends.
+    let servesOnlyHTTP2: Bool
     /// The listener's metric ids, found once per connection (nil without metrics).
     let metricsListener: ListenerMetricIDs?
 
@@ -98,6 +100,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         self.runtime = runtime
         self.listener = listener.name
         servesHTTP2 = listener.servesHTTP2
+        servesOnlyHTTP2 = listener.servesOnlyHTTP2
         metricsListener = runtime.metrics?.ids.listeners[listener.name]
         routes = listener.routes
         parser = HTTPHeadParser(limits: runtime.parserLimits)
@@ -247,7 +250,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         if let established = event as? TLSEstablished {
             tls = established.facts
             if let metricsListener { runtime.metrics?.tlsHandshake(listener: metricsListener, failed: false) }
-            if established.facts.applicationProtocol == "h2" {
+            if established.facts.applicationProtocol == "h2" || servesOnlyHTTP2 {
                 switchToHTTP2()
                 return
             }
@@ -416,6 +419,11 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
                 phase = .awaitingHead
                 startRequest(headBytes, body: peeked, begun: true)
                 continue
+            }
+            if servesOnlyHTTP2, tls == nil, persistence.requestsStarted == 0, exchange.route == nil {
+                // http2_only: the session checks the preface, and ends the connection when it is not one.
+                switchToHTTP2()
+                return
             }
             if persistence.requestsStarted == 0, servesHTTP2, tls == nil, exchange.route == nil {
                 // HTTP/2 with prior knowledge (RFC 9113 §3.3): the connection preface instead of a request line.

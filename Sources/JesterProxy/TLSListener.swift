@@ -7,10 +7,11 @@ import JesterTLS
 public enum TLSListener {
     /// Builds the TLS context of a listener; the ticket lifetime spans the two rotations its key outlives.
     static func makeContext(
-        _ settings: TLSListenerSettings, http2: Bool, ticketKeyRotation: Duration?
+        _ settings: TLSListenerSettings, http2: Bool, http2Only: Bool = false, ticketKeyRotation: Duration?
     ) throws(TLSError) -> TLSServerContext {
         var configuration = serverConfiguration(settings)
-        configuration.applicationProtocols = settings.alpn ?? (http2 ? ["h2", "http/1.1"] : ["http/1.1"])
+        configuration.applicationProtocols =
+            settings.alpn ?? (http2Only ? ["h2"] : http2 ? ["h2", "http/1.1"] : ["http/1.1"])
         configuration.sessionLifetime = 2 * Int((ticketKeyRotation ?? .seconds(3600)).components.seconds)
         return try TLSServerContext(configuration)
     }

@@ -115,7 +115,7 @@ final class WorkerServer: @unchecked Sendable {
         for listener in runtime.configuration.listeners {
             guard let settings = listener.tls else { continue }
             let context = try TLSListener.makeContext(
-                settings, http2: listener.servesHTTP2, ticketKeyRotation: runtime.configuration.server.ticketKeyRotation)
+                settings, http2: listener.servesHTTP2, http2Only: listener.servesOnlyHTTP2, ticketKeyRotation: runtime.configuration.server.ticketKeyRotation)
             tlsContexts[listener.name] = context
         }
         applyTicketKeys((assignment.ticketKeys ?? []).map { Data($0.bytes) })

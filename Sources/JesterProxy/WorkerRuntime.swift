@@ -285,14 +285,16 @@ final class WorkerRuntime: @unchecked Sendable {
         let name: String
         let routes: ListenerRoutes
         let servesHTTP2: Bool
+        /// `http2_only`.
+        let servesOnlyHTTP2: Bool
         let clientSubjectHeader: [UInt8]?
     }
 
     func listenerFacts(_ name: String) -> ListenerFacts {
-        ListenerFacts(
-            name: name, routes: routeTables[name] ?? .empty,
-            servesHTTP2: configuration.listeners.first { $0.name == name }?.servesHTTP2 ?? false,
-            clientSubjectHeader: clientSubjectHeaders[name])
+        let listener = configuration.listeners.first { $0.name == name }
+        return ListenerFacts(
+            name: name, routes: routeTables[name] ?? .empty, servesHTTP2: listener?.servesHTTP2 ?? false,
+            servesOnlyHTTP2: listener?.servesOnlyHTTP2 ?? false, clientSubjectHeader: clientSubjectHeaders[name])
     }
 
     /// A fresh request-rate bucket for a client connection, or nil without `http.connection_request_rate`.

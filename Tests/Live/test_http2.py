@@ -488,3 +488,26 @@ def test_the_connection_closes_as_soon_as_the_session_ends(make_jester, upstream
         goaway = [payload for kind, _, _, payload in frames if kind == 0x7]
         assert goaway and struct.unpack(">I", goaway[-1][4:8])[0] == 1, frames  # PROTOCOL_ERROR
         assert 3 not in answered
+
+
+def test_an_http2_only_listener_ends_anything_but_the_preface(make_jester, upstream):
+    """http2_only: a plain-text connection is HTTP/2 from its first byte, so an invalid preface (h2spec 3.5) or an
+    HTTP/1.1 request ends it, without an HTTP/1.1 answer; h2c clients are served as before."""
+    jester = make_jester(config(upstream, tls=False, extra_listener="http2_only = true"))
+    code, body, _ = curl("--http2-prior-knowledge", f"{jester.url}/hello")
+    assert code == 200 and body == b"hello\n"
+    for opening in (b"INVALID CONNECTION PREFACE\r\n\r\n", b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", jester.port), timeout=5) as connection:
+            connection.sendall(opening)
+            connection.settimeout(3)
+            received = b""
+            try:
+                while chunk := connection.recv(65536):
+                    received += chunk
+            except ConnectionResetError:
+                pass
+        assert not received.startswith(b"HTTP/1"), received
+        # Nothing, or HTTP/2 frames only (a SETTINGS, a GOAWAY).
+        assert received == b"" or received[3] in (0x4, 0x7), received
+    code, _, _ = curl("--http1.1", f"{jester.url}/hello")
+    assert code == 0  # no HTTP/1.1 answer at all
