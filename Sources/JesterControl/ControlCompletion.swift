@@ -37,10 +37,32 @@ public enum ControlCompletion {
         ControlCommandSpec.all.sorted { $0.words.count > $1.words.count }
     }
 
-    /// The first sentence of a help text, without what a shell's quoting or zsh's `_arguments` would misread.
-    static func summary(_ help: String) -> String {
-        let sentence = help.split(separator: ".", maxSplits: 1).first.map(String.init) ?? help
-        return String(sentence.filter { !"'\"[]:`$\\".contains($0) })
+    /// The first sentence of a help text, inside single quotes of `shell`: `'` escaped as the shell needs, and
+    /// for zsh without the brackets and colons its `_arguments` and `_describe` specs would misread.
+    static func summary(_ help: String, for shell: String) -> String {
+        // A sentence ends at ". ", not at the dot of a path (`/run/jester/control.sock`).
+        var sentence = Substring(help)
+        if let end = help.indices.first(where: { help[$0] == "." && help[help.index(after: $0)...].hasPrefix(" ") }) {
+            sentence = help[..<end]
+        } else if sentence.hasSuffix(".") {
+            sentence = sentence.dropLast()
+        }
+        var text = ""
+        for character in sentence {
+            switch (character, shell) {
+            case ("'", "fish"): text += "\\'"
+            case ("\\", "fish"): text += "\\\\"
+            case ("'", _): text += "'\\''"
+            case ("[", "zsh"), ("]", "zsh"), (":", "zsh"): break
+            default: text.append(character)
+            }
+        }
+        return text
+    }
+
+    /// What a first or second word is for: its command's abstract, or its group's.
+    static func abstract(_ words: [String]) -> String {
+        ControlCommandSpec.command(words)?.abstract ?? ControlCommandSpec.groups[words] ?? ""
     }
 
     static func bash() -> String {
@@ -95,14 +117,14 @@ public enum ControlCompletion {
             spec.allOptions.map { option in
                 let names = optionWords(option)
                 let value = option.value.map { ":\($0):" + (fileOptions.contains(option.name) ? "_files" : "") } ?? ""
-                let help = "[\(summary(option.help))]"
+                let help = "[\(summary(option.help, for: "zsh"))]"
                 if names.count == 1 { return "'\(names[0])\(help)\(value)'" }
                 return "'(\(names.joined(separator: " ")))'{\(names.joined(separator: ","))}'\(help)\(value)'"
             }.joined(separator: " ")
         }
         func describe(_ words: [String], _ variable: String) -> String {
             let entries = ControlCommandSpec.nextWords(after: words).map { word in
-                "'\(word):\(summary(ControlCommandSpec.command(words + [word])?.abstract ?? "\(word) commands"))'"
+                "'\(word):\(summary(abstract(words + [word]), for: "zsh"))'"
             }
             return "local -a \(variable)=(\(entries.joined(separator: " ")))"
         }
@@ -158,15 +180,14 @@ public enum ControlCompletion {
 
             """
         for word in top {
-            let abstract = ControlCommandSpec.command([word])?.abstract ?? "\(word) commands"
-            script += "complete -c jesterctl -n '__fish_use_subcommand' -a \(word) -d '\(summary(abstract))'\n"
+            script += "complete -c jesterctl -n '__fish_use_subcommand' -a \(word) "
+                + "-d '\(summary(abstract([word]), for: "fish"))'\n"
         }
         let cacheWords = ControlCommandSpec.nextWords(after: ["cache"])
         for word in cacheWords {
-            let abstract = ControlCommandSpec.command(["cache", word])?.abstract ?? word
             script += "complete -c jesterctl -n '__fish_seen_subcommand_from cache; and not "
                 + "__fish_seen_subcommand_from \(cacheWords.joined(separator: " "))' -a \(word) "
-                + "-d '\(summary(abstract))'\n"
+                + "-d '\(summary(abstract(["cache", word]), for: "fish"))'\n"
         }
         script += "complete -c jesterctl -n '__fish_seen_subcommand_from upstream' -a '"
             + UpstreamAdminAction.allCases.map(\.rawValue).joined(separator: " ") + "'\n"
@@ -176,7 +197,7 @@ public enum ControlCompletion {
                 var line = "complete -c jesterctl -n '\(condition)' -l \(option.name)"
                 if let short = option.short { line += " -s \(short)" }
                 if option.value != nil { line += fileOptions.contains(option.name) ? " -r -F" : " -r" }
-                script += line + " -d '\(summary(option.help))'\n"
+                script += line + " -d '\(summary(option.help, for: "fish"))'\n"
             }
         }
         return script
