@@ -217,8 +217,10 @@ let package = Package(
             name: "JesterSystemTests",
             dependencies: ["JesterSystem", "JesterMetrics", "JesterCore", "JesterTLS", "JesterHTTP2", "JesterHTTP3"]),
         .testTarget(name: "JesterAuthTests", dependencies: ["JesterAuth", "JesterTLS"]),
-        // Builds SDK/examples and the hostile WAT modules with clang, zig and wat2wasm at test time.
-        .testTarget(name: "JesterWasmTests", dependencies: ["JesterWasm"]),
+        // Builds SDK/examples and the hostile WAT modules with clang, zig and wat2wasm at test time; WasmKit's WIT
+        // library holds the host to SDK/wit/jester-policy.wit (a test-only dependency).
+        .testTarget(
+            name: "JesterWasmTests", dependencies: ["JesterWasm", .product(name: "WIT", package: "WasmKit")]),
         .testTarget(
             name: "JesterCompressionTests",
             dependencies: ["JesterCompression", "JesterCore", .product(name: "NIOCore", package: "swift-nio")]),
