@@ -92,6 +92,12 @@ public final class PolicyInstance {
             return .failed(PolicyFailure(.missingStage, "the module does not export \(stage.exportName)"))
         }
         let limits = module.limits
+        // The caller holds bodies to the policy's limit (answering 413 beyond it); one over it never goes in.
+        let body = max(context.requestBody?.count ?? 0, context.responseBody?.count ?? 0)
+        guard body <= limits.bodyBytes else {
+            let message = "a body of \(body) bytes is over the limit of \(limits.bodyBytes)"
+            return .failed(PolicyFailure(.memoryLimit, message))
+        }
         let size = ContextEncoder.byteCount(of: context)
         guard size <= limits.memoryPages * 65536 / 2 else {
             return .failed(PolicyFailure(.memoryLimit, "a context of \(size) bytes does not fit the memory limit"))

@@ -219,6 +219,18 @@ import Testing
         #expect(outcome == .failed(PolicyFailure(.deadline, "on-pre-route returned after its deadline")))
     }
 
+    @Test func aBodyOverTheLimitNeverGoesIn() throws {
+        let policy = try instance(preRoute(""), limits: PolicyLimits(bodyBytes: 1000))
+        var metadata = PolicyMetadata()
+        var context = context(hostile: false)
+        context.requestBody = [UInt8](repeating: 0x61, count: 1001)
+        guard case .failed(let failure) = policy.run(.preRoute, context: context, metadata: &metadata) else {
+            Issue.record("a 1001-byte body went in")
+            return
+        }
+        #expect(failure.kind == .memoryLimit)
+    }
+
     @Test func repeatedTrapsAreCountedInARow() throws {
         let policy = try instance(preRoute("unreachable"))
         var metadata = PolicyMetadata()
