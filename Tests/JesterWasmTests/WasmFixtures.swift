@@ -50,6 +50,30 @@ enum WasmFixtures {
         return output.appendingPathComponent("\(name).wasm").path
     }
 
+    /// The binary of a C policy `source` built with the SDK's runtime by the toolchain's clang, as
+    /// SDK/build-examples.sh builds the examples.
+    static func policy(c source: String) throws -> [UInt8] {
+        lock.lock()
+        defer { lock.unlock() }
+        if let cached = wat[source] { return cached }
+        let file = directory.appendingPathComponent("c\(wat.count).c")
+        let output = file.deletingPathExtension().appendingPathExtension("wasm")
+        try source.write(to: file, atomically: true, encoding: .utf8)
+        let toolchain = "/opt/swift/usr/bin/clang"
+        let clang = FileManager.default.isExecutableFile(atPath: toolchain) ? toolchain : "clang"
+        let sdk = repository.appendingPathComponent("SDK/c").path
+        let (status, log) = try run(
+            "/usr/bin/env",
+            [
+                clang, "--target=wasm32", "-O2", "-ffreestanding", "-nostdlib", "-mbulk-memory", "-Wall", "-Werror",
+                "-I", sdk, "-Wl,--no-entry", "-o", output.path, file.path, sdk + "/jester_policy.c",
+            ])
+        guard status == 0 else { throw FixtureError("clang failed: \(log)") }
+        let bytes = Array(try Data(contentsOf: output))
+        wat[source] = bytes
+        return bytes
+    }
+
     private static func run(_ executable: String, _ arguments: [String]) throws -> (Int32, String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
