@@ -67,6 +67,22 @@ let checkALPN: @convention(c) (OpaquePointer?, UInt32, UInt32, UInt32, UnsafePoi
     return UnsafeBufferPointer(start: selected.data, count: Int(selected.size)).elementsEqual(h3) ? 0 : -1
 }
 
+/// After the ClientHello is parsed and before a certificate is chosen (server with several): switch the session to
+/// the credentials whose names match the client's SNI.
+let selectCertificate: @convention(c) (OpaquePointer?) -> Int32 = { session in
+    guard let reference = gnutls_session_get_ptr(session)?.assumingMemoryBound(to: ngtcp2_crypto_conn_ref.self)
+    else { return 0 }
+    let connection = QUICConnection.from(reference.pointee.user_data)
+    var name = [UInt8](repeating: 0, count: 256)
+    var size = name.count
+    var type: UInt32 = 0
+    let serverName =
+        gnutls_server_name_get(session, &name, &size, &type, 0) == 0 && type == UInt32(GNUTLS_NAME_DNS.rawValue)
+        ? String(decoding: name.prefix(size), as: UTF8.self) : nil
+    let chosen = connection.credentials.credentials(forServerName: serverName)
+    return gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, UnsafeMutableRawPointer(chosen))
+}
+
 private let onKeyInstalled: @convention(c) (OpaquePointer?, ngtcp2_crypto_level, UnsafeMutableRawPointer?) -> Int32 = {
     _,
     level,

@@ -240,3 +240,26 @@ import Testing
     #expect(later.statelessAnswers == 1)
     #expect(later.server?.connection.state == .established)
 }
+
+@Test(arguments: ["localhost", "alpha.test", "www.beta.test"])
+func theCertificateFollowsTheClientsServerName(serverName: String) throws {
+    // (www.beta.test needs the wildcard certificate, the second: GnuTLS alone matches exact names only.)
+    // Two certificates, as a TLS listener with two sites has; the client checks the name against the test CA.
+    let credentials = try QUICTLSCredentials(certificates: [
+        (Fixture.bytes("alpha.pem"), Fixture.bytes("alpha.key")),
+        (Fixture.bytes("wildcard.pem"), Fixture.bytes("wildcard.key")),
+    ])
+    let pair = try QUICPair(serverName: serverName, serverCredentials: credentials)
+    pair.pump()
+    #expect(pair.client.connection.state == .established)
+}
+
+@Test func anExactNamePicksALaterCertificate() throws {
+    let credentials = try QUICTLSCredentials(certificates: [
+        (Fixture.bytes("wildcard.pem"), Fixture.bytes("wildcard.key")),
+        (Fixture.bytes("alpha.pem"), Fixture.bytes("alpha.key")),
+    ])
+    let pair = try QUICPair(serverName: "alpha.test", serverCredentials: credentials)
+    pair.pump()
+    #expect(pair.client.connection.state == .established)
+}

@@ -71,13 +71,14 @@ final class QUICPair {
         clientCredentials: QUICTLSCredentials? = nil,
         applicationProtocol: String = "h3",
         endpoint: QUICServerEndpoint? = nil,
-        token: [UInt8] = []
+        token: [UInt8] = [],
+        serverCredentials: QUICTLSCredentials? = nil
     ) throws {
         // Another pair's endpoint: the same server (keys, settings) seen by a second client connection.
         self.endpoint =
             try endpoint
             ?? QUICServerEndpoint(
-                credentials: try Fixture.serverCredentials(),
+                credentials: try serverCredentials ?? Fixture.serverCredentials(),
                 keys: .random(),
                 connectionIDs: connectionIDs,
                 settings: transport
