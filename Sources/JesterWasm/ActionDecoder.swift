@@ -27,7 +27,10 @@ struct ActionDecoder {
 
     /// The outcome of the action at guest address `pointer`.
     static func decode(
-        _ pointer: UInt32, memory: UnsafeRawBufferPointer, stage: PolicyStage, limits: PolicyLimits
+        _ pointer: UInt32,
+        memory: UnsafeRawBufferPointer,
+        stage: PolicyStage,
+        limits: PolicyLimits
     ) -> PolicyOutcome {
         var decoder = ActionDecoder(memory: memory, stage: stage, limits: limits)
         do {
@@ -72,7 +75,9 @@ struct ActionDecoder {
 
     /// Applies the mutation at `offset` (into memory) to the stage's mutations.
     private mutating func mutation(
-        at offset: Int, request: inout RequestMutations, response: inout ResponseMutations
+        at offset: Int,
+        request: inout RequestMutations,
+        response: inout ResponseMutations
     ) throws(PolicyFailure) {
         let payload = offset + 4
         let kind = u8(offset)
@@ -150,7 +155,9 @@ struct ActionDecoder {
 
     /// A (pointer, length) list of `elementSize`-byte elements, checked against memory and the budget.
     private mutating func list(
-        at offset: Int, elementSize: Int, what: String
+        at offset: Int,
+        elementSize: Int,
+        what: String
     ) throws(PolicyFailure) -> (start: Int, count: Int) {
         let pointer = u32(offset)
         let count = Int(u32(offset + 4))

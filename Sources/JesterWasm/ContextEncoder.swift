@@ -22,7 +22,10 @@ struct ContextEncoder {
     /// Writes `context` for `stage` into `block`, which lies at guest address `base` and holds `byteCount(of:)`
     /// bytes.
     static func encode(
-        _ context: PolicyContext, stage: PolicyStage, into block: UnsafeMutableRawBufferPointer, base: UInt32
+        _ context: PolicyContext,
+        stage: PolicyStage,
+        into block: UnsafeMutableRawBufferPointer,
+        base: UInt32
     ) {
         var writer = Writer(block: block, base: base)
         let record = 0

@@ -38,9 +38,17 @@ public struct PolicyContext: Sendable, Equatable {
     public var responseBody: [UInt8]?
 
     public init(
-        method: String = "GET", scheme: String = "http", authority: String = "", path: String = "/",
-        query: String = "", clientAddress: String = "", requestHeaders: [PolicyField] = [],
-        requestBody: [UInt8]? = nil, route: String? = nil, status: Int = 0, responseHeaders: [PolicyField] = [],
+        method: String = "GET",
+        scheme: String = "http",
+        authority: String = "",
+        path: String = "/",
+        query: String = "",
+        clientAddress: String = "",
+        requestHeaders: [PolicyField] = [],
+        requestBody: [UInt8]? = nil,
+        route: String? = nil,
+        status: Int = 0,
+        responseHeaders: [PolicyField] = [],
         responseBody: [UInt8]? = nil
     ) {
         self.method = method

@@ -57,27 +57,35 @@ final class PolicyHost {
     func imports(store: Store) -> Imports {
         var imports = Imports()
         imports.define(
-            module: PolicyABI.hostModule, name: PolicyABI.Import.log,
+            module: PolicyABI.hostModule,
+            name: PolicyABI.Import.log,
             Function(store: store, parameters: [.i32, .i32, .i32], results: []) { [unowned self] _, args, _ in
                 try self.log(level: args[0].i32, pointer: args[1].i32, count: args[2].i32)
-            })
+            }
+        )
         imports.define(
-            module: PolicyABI.hostModule, name: PolicyABI.Import.counterAdd,
+            module: PolicyABI.hostModule,
+            name: PolicyABI.Import.counterAdd,
             Function(store: store, parameters: [.i32, .i32, .i64], results: []) { [unowned self] _, args, _ in
                 try self.counterAdd(pointer: args[0].i32, count: args[1].i32, delta: Int64(bitPattern: args[2].i64))
-            })
+            }
+        )
         imports.define(
-            module: PolicyABI.hostModule, name: PolicyABI.Import.metadataGet,
+            module: PolicyABI.hostModule,
+            name: PolicyABI.Import.metadataGet,
             Function(store: store, parameters: [.i32, .i32, .i32], results: []) { [unowned self] _, args, _ in
                 try self.metadataGet(pointer: args[0].i32, count: args[1].i32, returnArea: args[2].i32)
-            })
+            }
+        )
         imports.define(
-            module: PolicyABI.hostModule, name: PolicyABI.Import.metadataSet,
+            module: PolicyABI.hostModule,
+            name: PolicyABI.Import.metadataSet,
             Function(store: store, parameters: [.i32, .i32, .i32, .i32], results: [.i32]) {
                 [unowned self] _, args, results in
                 let stored = try self.metadataSet(key: (args[0].i32, args[1].i32), value: (args[2].i32, args[3].i32))
                 results[0] = .i32(stored ? 1 : 0)
-            })
+            }
+        )
         return imports
     }
 
@@ -111,7 +119,8 @@ final class PolicyHost {
         }
         // Lossy on purpose: a log line is for people; the logger escapes it.
         logs.append(
-            PolicyLogLine(level: level, message: String(decoding: bytes.prefix(Self.maxLogBytes), as: UTF8.self)))
+            PolicyLogLine(level: level, message: String(decoding: bytes.prefix(Self.maxLogBytes), as: UTF8.self))
+        )
     }
 
     private func counterAdd(pointer: UInt32, count: UInt32, delta: Int64) throws(HostAbort) {

@@ -1,8 +1,9 @@
+import WasmKit
+
 // SPDX-License-Identifier: Apache-2.0
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
-import WasmKit
 
 /// One policy's instance in one worker: it runs the policy's stages for one request at a time and turns whatever
 /// the module does into a `PolicyOutcome`. A call never throws: a trap, running out of fuel or memory, the
@@ -40,7 +41,9 @@ public final class PolicyInstance {
     /// Instantiates `module` and calls its `init` with `config` (the policy's JSON configuration). `clock` gives
     /// monotonic nanoseconds for the per-call deadline (tests pass a fake one).
     public init(
-        module: PolicyModule, policyID: String, config: String,
+        module: PolicyModule,
+        policyID: String,
+        config: String,
         clock: @escaping @Sendable () -> UInt64 = PolicyInstance.monotonicNanoseconds
     ) throws(PolicyLoadError) {
         self.module = module
@@ -121,7 +124,8 @@ public final class PolicyInstance {
         }
         do {
             let pointer = Int(
-                try live.realloc.invoke([.i32(0), .i32(0), .i32(8), .i32(UInt32(size))], on: &stack)[0].i32)
+                try live.realloc.invoke([.i32(0), .i32(0), .i32(8), .i32(UInt32(size))], on: &stack)[0].i32
+            )
             guard pointer % 4 == 0, pointer + size <= live.memory.byteCount else {
                 return .failed(PolicyFailure(.malformedResult, "cabi_realloc returned \(pointer), outside memory"))
             }
@@ -147,7 +151,12 @@ public final class PolicyInstance {
     /// Makes a fresh instance and runs `init` with the configuration.
     private func instantiate() throws(PolicyLoadError) -> Live {
         let live = try Live.make(
-            module: module.module, engine: module.engine, name: module.name, limits: module.limits, host: host)
+            module: module.module,
+            engine: module.engine,
+            name: module.name,
+            limits: module.limits,
+            host: host
+        )
         let fail = { (message: String) in PolicyLoadError(module: self.module.name, kind: .initFailed, message: message)
         }
         host.deadline = clock() &+ module.limits.deadlineNanoseconds * 10

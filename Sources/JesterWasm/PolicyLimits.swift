@@ -25,9 +25,14 @@ public struct PolicyLimits: Sendable, Equatable {
 
     /// Creates limits; every default is the safe one.
     public init(
-        fuelPerCall: UInt64 = 10_000_000, fuelForInit: UInt64 = 100_000_000, memoryPages: Int = 256,
-        tableElements: Int = 10_000, deadlineNanoseconds: UInt64 = 50_000_000, bodyBytes: Int = 1 << 20,
-        resultBytes: Int = 2 << 20, stackBytes: Int = 256 << 10
+        fuelPerCall: UInt64 = 10_000_000,
+        fuelForInit: UInt64 = 100_000_000,
+        memoryPages: Int = 256,
+        tableElements: Int = 10_000,
+        deadlineNanoseconds: UInt64 = 50_000_000,
+        bodyBytes: Int = 1 << 20,
+        resultBytes: Int = 2 << 20,
+        stackBytes: Int = 256 << 10
     ) {
         self.fuelPerCall = fuelPerCall
         self.fuelForInit = fuelForInit

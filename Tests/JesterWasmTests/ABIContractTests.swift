@@ -28,7 +28,8 @@ import WIT
         let resolver = PackageResolver()
         let package = try resolver.register(packageSources: [file])
         let diagnostics = try SemanticsContext(rootPackage: package, packageResolver: resolver).validate(
-            package: package)
+            package: package
+        )
         let problems = diagnostics.values.flatMap { $0 }
         #expect(problems.isEmpty, "\(diagnostics)")
         #expect("\(package.packageName)".contains("jester") && PolicyABI.hostModule == "jester:policy/host@1.0.0")
@@ -76,7 +77,8 @@ import WIT
             mutation.cases.map(\.name.text) == [
                 "set-header", "add-header", "remove-header", "set-method", "set-path", "set-query", "set-route",
                 "add-route-tag", "set-upstream", "set-upstream-timeout", "set-upstream-retries", "set-body",
-            ])
+            ]
+        )
         let (payload, size) = try variantLayout(mutation.cases.map(\.type))
         #expect(payload == 4 && size == PolicyABI.mutationByteCount)
     }
@@ -92,7 +94,8 @@ import WIT
         #expect(
             offsets.map { $0 + payload } == [
                 PolicyABI.Response.status, PolicyABI.Response.headers, PolicyABI.Response.body,
-            ])
+            ]
+        )
         #expect(CanonicalABI.size(type: .result(ok: nil, error: .string)) == PolicyABI.initResultByteCount)
     }
 
@@ -112,7 +115,8 @@ import WIT
         }
         #expect(
             exports == [PolicyABI.Export.abiVersion, PolicyABI.Export.initialize]
-                + PolicyStage.allCases.map(\.exportName))
+                + PolicyStage.allCases.map(\.exportName)
+        )
         #expect(imports == ["host"])
         let functions = try Self.interface("host", in: file).items.compactMap { item -> String? in
             guard case .function(let function) = item else { return nil }

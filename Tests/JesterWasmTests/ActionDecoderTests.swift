@@ -1,6 +1,7 @@
+import Testing
+
 // SPDX-License-Identifier: Apache-2.0
 @testable import JesterWasm
-import Testing
 
 /// The action decoder on hand-made memory, without a module: every check it makes, and the layouts it reads.
 @Suite struct ActionDecoderTests {
@@ -15,7 +16,9 @@ import Testing
     }
 
     private func decode(
-        _ bytes: [UInt8], at pointer: UInt32 = 1024, stage: PolicyStage = .preRoute,
+        _ bytes: [UInt8],
+        at pointer: UInt32 = 1024,
+        stage: PolicyStage = .preRoute,
         limits: PolicyLimits = PolicyLimits()
     ) -> PolicyOutcome {
         bytes.withUnsafeBytes { ActionDecoder.decode(pointer, memory: $0, stage: stage, limits: limits) }
@@ -47,10 +50,16 @@ import Testing
         expected.body = Array("x-aon".utf8)
         #expect(decode(bytes, stage: .preUpstream) == .proceed(expected))
         // At pre-route, the timeout is refused (and so the whole action).
-        guard case .failed(let failure) = decode(bytes, stage: .preRoute) else { Issue.record("accepted"); return }
+        guard case .failed(let failure) = decode(bytes, stage: .preRoute) else {
+            Issue.record("accepted")
+            return
+        }
         #expect(failure.message == "set-upstream-timeout is not allowed at pre_route")
         // At post-response, the method is.
-        guard case .failed(let response) = decode(bytes, stage: .postResponse) else { Issue.record("accepted"); return }
+        guard case .failed(let response) = decode(bytes, stage: .postResponse) else {
+            Issue.record("accepted")
+            return
+        }
         #expect(response.message == "set-method is not allowed at post_response")
     }
 
@@ -63,7 +72,10 @@ import Testing
 
     @Test func statusesOutsideTheFinalRange() {
         for status: UInt32 in [0, 101, 199, 600, 65535] {
-            guard case .failed(let failure) = decode(memory([1, status])) else { Issue.record("\(status)"); continue }
+            guard case .failed(let failure) = decode(memory([1, status])) else {
+                Issue.record("\(status)")
+                continue
+            }
             #expect(failure.kind == .malformedResult)
         }
     }
@@ -79,12 +91,18 @@ import Testing
     }
 
     @Test func aStringThatRunsPastTheEndOfMemory() {
-        guard case .failed(let failure) = decode(memory([2, 65530, 10])) else { Issue.record("accepted"); return }
+        guard case .failed(let failure) = decode(memory([2, 65530, 10])) else {
+            Issue.record("accepted")
+            return
+        }
         #expect(failure.message.contains("outside memory"))
     }
 
     @Test func anActionAtTheVeryEndOfMemory() {
-        guard case .failed(let failure) = decode(memory([]), at: 65536 - 20) else { Issue.record("accepted"); return }
+        guard case .failed(let failure) = decode(memory([]), at: 65536 - 20) else {
+            Issue.record("accepted")
+            return
+        }
         #expect(failure.message.contains("outside memory"))
     }
 
@@ -94,7 +112,8 @@ import Testing
         #expect(!HTTPSyntax.isFieldValue("\u{7F}") && !HTTPSyntax.isFieldValue("a\u{0}"))
         #expect(
             HTTPSyntax.isPath("/a/b%20c") && !HTTPSyntax.isPath("a") && !HTTPSyntax.isPath("/a?b")
-                && !HTTPSyntax.isPath("/é"))
+                && !HTTPSyntax.isPath("/é")
+        )
         #expect(HTTPSyntax.isQuery("a=1&b=2") && !HTTPSyntax.isQuery("a b") && !HTTPSyntax.isQuery("a#b"))
     }
 }

@@ -15,7 +15,9 @@ import Testing
 
     /// Runs a hostile call, expects a failure of `kind`, then a benign call that proceeds.
     private func expectFailsClosed(
-        _ wat: String, _ kind: PolicyFailureKind, mentioning text: String? = nil,
+        _ wat: String,
+        _ kind: PolicyFailureKind,
+        mentioning text: String? = nil,
         sourceLocation: SourceLocation = #_sourceLocation
     ) throws {
         let policy = try instance(wat)
@@ -35,7 +37,10 @@ import Testing
 
     /// A pre-route stage that runs `misbehaviour` on hostile calls and otherwise proceeds without changes.
     private func preRoute(
-        _ misbehaviour: String, functions: String = "", data: String = "", imports: String = ""
+        _ misbehaviour: String,
+        functions: String = "",
+        data: String = "",
+        imports: String = ""
     )
         -> String
     {
@@ -47,7 +52,8 @@ import Testing
                   (if (call $hostile (local.get $ctx)) (then \(misbehaviour)))
                   (i32.const 1040))
                 """,
-            data: data)
+            data: data
+        )
     }
 
     @Test func endlessLoopRunsOutOfFuel() throws {
@@ -64,13 +70,17 @@ import Testing
         let policy = try instance(preRoute("(drop (memory.grow (i32.const 100)))"))
         var metadata = PolicyMetadata()
         #expect(
-            policy.run(.preRoute, context: context(hostile: true), metadata: &metadata) == .proceed(RequestMutations()))
+            policy.run(.preRoute, context: context(hostile: true), metadata: &metadata) == .proceed(RequestMutations())
+        )
     }
 
     @Test func deepRecursionExhaustsTheStack() throws {
         let recursion = "(func $down (param i32) (result i32) (call $down (i32.add (local.get 0) (i32.const 1))))"
         try expectFailsClosed(
-            preRoute("(drop (call $down (i32.const 0)))", functions: recursion), .trap, mentioning: "call stack")
+            preRoute("(drop (call $down (i32.const 0)))", functions: recursion),
+            .trap,
+            mentioning: "call stack"
+        )
     }
 
     @Test func actionPointerOutsideMemory() throws {
@@ -108,7 +118,10 @@ import Testing
 
     @Test func crlfInAHeaderValueNeverPasses() throws {
         try expectFailsClosed(
-            setHeader(name: "x-bad", value: Array("a\r\nx-evil: 1".utf8)), .malformedResult, mentioning: "CR")
+            setHeader(name: "x-bad", value: Array("a\r\nx-evil: 1".utf8)),
+            .malformedResult,
+            mentioning: "CR"
+        )
     }
 
     @Test func nulInAHeaderValueNeverPasses() throws {
@@ -137,15 +150,21 @@ import Testing
             (data (i32.const 2100) "\(le(9, 5000))")
             """
         try expectFailsClosed(
-            preRoute("(return (i32.const 2048))", data: data), .malformedResult, mentioning: "not allowed at pre_route")
+            preRoute("(return (i32.const 2048))", data: data),
+            .malformedResult,
+            mentioning: "not allowed at pre_route"
+        )
     }
 
     @Test func hostCallWithAPointerOutsideMemory() throws {
         try expectFailsClosed(
             preRoute(
                 "(call $log (i32.const 1) (i32.const 0xFFFFFF00) (i32.const 16))",
-                imports: #"(import "jester:policy/host@1.0.0" "log" (func $log (param i32 i32 i32)))"#),
-            .trap, mentioning: "outside memory")
+                imports: #"(import "jester:policy/host@1.0.0" "log" (func $log (param i32 i32 i32)))"#
+            ),
+            .trap,
+            mentioning: "outside memory"
+        )
     }
 
     @Test func anAllocatorThatCallsTheHostAgain() throws {
@@ -171,7 +190,9 @@ import Testing
                   (global.set $armed (i32.const 0))
                   (i32.const 1040))
                 """,
-            data: #"(data (i32.const 2000) "other/k")"#, realloc: allocator)
+            data: #"(data (i32.const 2000) "other/k")"#,
+            realloc: allocator
+        )
         let policy = try instance(wat)
         var bag = PolicyMetadata()
         let stored = bag.set(policy: "other", key: "k", value: "v")
@@ -195,13 +216,18 @@ import Testing
             """,
             imports: #"(import "jester:policy/host@1.0.0" "log" (func $log (param i32 i32 i32)))"#
         ).replacingOccurrences(
-            of: "(param $ctx i32) (result i32)\n", with: "(param $ctx i32) (result i32) (local $i i32)\n")
+            of: "(param $ctx i32) (result i32)\n",
+            with: "(param $ctx i32) (result i32) (local $i i32)\n"
+        )
         let limits = PolicyLimits(fuelPerCall: 10_000_000, deadlineNanoseconds: 50_000_000)
         let module = try PolicyModule.load(bytes: try WasmFixtures.wasm(wat), name: "slow.wasm", limits: limits)
         let policy = try PolicyInstance(module: module, policyID: "slow", config: "", clock: clock.read)
         var metadata = PolicyMetadata()
         let outcome = policy.run(.preRoute, context: context(hostile: true), metadata: &metadata)
-        guard case .failed(let failure) = outcome else { Issue.record("got \(outcome)"); return }
+        guard case .failed(let failure) = outcome else {
+            Issue.record("got \(outcome)")
+            return
+        }
         #expect(failure.kind == .deadline)
         #expect(policy.lastLogs.count == PolicyHostBounds.maxLogLines)
         #expect(
@@ -245,7 +271,10 @@ import Testing
         let policy = try instance(preRoute(""))
         var metadata = PolicyMetadata()
         let outcome = policy.run(.postResponse, context: context(hostile: false), metadata: &metadata)
-        guard case .failed(let failure) = outcome else { Issue.record("got \(outcome)"); return }
+        guard case .failed(let failure) = outcome else {
+            Issue.record("got \(outcome)")
+            return
+        }
         #expect(failure.kind == .missingStage)
     }
 

@@ -67,9 +67,13 @@ import Testing
         let policy = try policy()
         var bag = PolicyMetadata()
         let context = PolicyContext(
-            method: "POST", path: "/items", clientAddress: "198.51.100.7",
+            method: "POST",
+            path: "/items",
+            clientAddress: "198.51.100.7",
             requestHeaders: [PolicyField("user-agent", "curl/8"), PolicyField("x-gone", "1")],
-            requestBody: Array("hello, world".utf8), route: "items-v1")
+            requestBody: Array("hello, world".utf8),
+            route: "items-v1"
+        )
         var expected = RequestMutations()
         expected.fields = [
             .set(PolicyField("x-set", "s")), .add(PolicyField("x-add", "a")), .remove("x-gone"),
@@ -96,9 +100,15 @@ import Testing
             respond
                 == .respond(
                     PolicyResponse(
-                        status: 202, fields: [PolicyField("x-a", "1"), PolicyField("x-b", "2")], body: [0, 1, 2, 255])))
+                        status: 202,
+                        fields: [PolicyField("x-a", "1"), PolicyField("x-b", "2")],
+                        body: [0, 1, 2, 255]
+                    )
+                )
+        )
         #expect(
             policy.run(.preUpstream, context: PolicyContext(path: "/deny"), metadata: &bag)
-                == .deny(reason: "denied by path"))
+                == .deny(reason: "denied by path")
+        )
     }
 }

@@ -10,19 +10,26 @@ import Testing
     private func policy(_ name: String, _ compiler: String, config: String) throws -> PolicyInstance {
         let module = try PolicyModule.load(path: try WasmFixtures.example(name, compiler: compiler))
         return try PolicyInstance(
-            module: module, policyID: name.replacingOccurrences(of: "_", with: "-"), config: config)
+            module: module,
+            policyID: name.replacingOccurrences(of: "_", with: "-"),
+            config: config
+        )
     }
 
     @Test(arguments: compilers) func headerInjection(compiler: String) throws {
         let policy = try policy(
-            "header_inject", compiler, config: #"{"request_header": "x-team", "request_value": "blue"}"#)
+            "header_inject",
+            compiler,
+            config: #"{"request_header": "x-team", "request_value": "blue"}"#
+        )
         #expect(policy.module.stages == [.preRoute, .postResponse])
         var metadata = PolicyMetadata()
         var expected = RequestMutations()
         expected.fields = [.set(PolicyField("x-team", "blue"))]
         for _ in 0..<3 {
             #expect(
-                policy.run(.preRoute, context: PolicyContext(path: "/a"), metadata: &metadata) == .proceed(expected))
+                policy.run(.preRoute, context: PolicyContext(path: "/a"), metadata: &metadata) == .proceed(expected)
+            )
         }
         var response = ResponseMutations()
         response.fields = [.set(PolicyField("x-served-by", "jester-policy"))]
@@ -34,8 +41,10 @@ import Testing
         let policy = try policy("tenant_router", compiler, config: #"{"route_prefix": "t-"}"#)
         var metadata = PolicyMetadata()
         let request = PolicyContext(
-            authority: "api.example.com", path: "/orders",
-            requestHeaders: [PolicyField("accept", "*/*"), PolicyField("x-tenant", "acme")])
+            authority: "api.example.com",
+            path: "/orders",
+            requestHeaders: [PolicyField("accept", "*/*"), PolicyField("x-tenant", "acme")]
+        )
         var expected = RequestMutations()
         expected.routeHint = RouteHint(route: "t-acme")
         #expect(policy.run(.preRoute, context: request, metadata: &metadata) == .proceed(expected))
@@ -48,8 +57,12 @@ import Testing
                 outcome
                     == .respond(
                         PolicyResponse(
-                            status: 400, fields: [PolicyField("content-type", "text/plain")],
-                            body: Array("missing or invalid tenant\n".utf8))))
+                            status: 400,
+                            fields: [PolicyField("content-type", "text/plain")],
+                            body: Array("missing or invalid tenant\n".utf8)
+                        )
+                    )
+            )
             #expect(bag.entries.isEmpty)
         }
         let counters = policy.takeCounters()
@@ -73,11 +86,14 @@ import Testing
         var metadata = PolicyMetadata()
         let body = #"{"user": "ann", "password": "hunter2", "profile": {"ssn": 123456789, "city": "Oslo"}}"#
         let context = PolicyContext(
-            status: 200, responseHeaders: [PolicyField("content-type", "application/json")],
-            responseBody: Array(body.utf8))
+            status: 200,
+            responseHeaders: [PolicyField("content-type", "application/json")],
+            responseBody: Array(body.utf8)
+        )
         var expected = ResponseMutations()
         expected.body = Array(
-            #"{"user": "ann", "password":"[redacted]", "profile": {"ssn":"[redacted]", "city": "Oslo"}}"#.utf8)
+            #"{"user": "ann", "password":"[redacted]", "profile": {"ssn":"[redacted]", "city": "Oslo"}}"#.utf8
+        )
         #expect(policy.run(.postResponse, context: context, metadata: &metadata) == .proceedResponse(expected))
         #expect(policy.lastLogs == [PolicyLogLine(level: .info, message: "redacted fields in a JSON response")])
         #expect(policy.takeCounters().counters == ["redacted_fields": 2])
@@ -98,8 +114,10 @@ import Testing
 
     @Test(arguments: compilers) func failureCircuitAnswers503ItselfAndRecovers(compiler: String) throws {
         let policy = try policy(
-            "failure_circuit", compiler,
-            config: #"{"window": 4, "min_requests": 4, "threshold_percent": 50, "open_requests": 3}"#)
+            "failure_circuit",
+            compiler,
+            config: #"{"window": 4, "min_requests": 4, "threshold_percent": 50, "open_requests": 3}"#
+        )
         var metadata = PolicyMetadata()
         let request = PolicyContext(path: "/")
         func response(_ status: Int) -> PolicyOutcome {
@@ -108,8 +126,11 @@ import Testing
         func preRoute() -> PolicyOutcome { policy.run(.preRoute, context: request, metadata: &metadata) }
         let open = PolicyOutcome.respond(
             PolicyResponse(
-                status: 503, fields: [PolicyField("retry-after", "1"), PolicyField("content-type", "text/plain")],
-                body: Array("service unavailable (circuit open)\n".utf8)))
+                status: 503,
+                fields: [PolicyField("retry-after", "1"), PolicyField("content-type", "text/plain")],
+                body: Array("service unavailable (circuit open)\n".utf8)
+            )
+        )
 
         // 1 failure in 4: stays closed.
         for status in [200, 502, 200, 200] {

@@ -67,7 +67,8 @@ enum WasmFixtures {
             [
                 clang, "--target=wasm32", "-O2", "-ffreestanding", "-nostdlib", "-mbulk-memory", "-Wall", "-Werror",
                 "-I", sdk, "-Wl,--no-entry", "-o", output.path, file.path, sdk + "/jester_policy.c",
-            ])
+            ]
+        )
         guard status == 0 else { throw FixtureError("clang failed: \(log)") }
         let bytes = Array(try Data(contentsOf: output))
         wat[source] = bytes
@@ -101,8 +102,12 @@ struct FixtureError: Error, CustomStringConvertible {
 /// needs goes from 2048 on. `$hostile` is true when the context's path is longer than "/", so one module serves a
 /// hostile call and then the next, benign one.
 func policyWAT(
-    imports: String = "", functions: String, data: String = "", version: String = "0x10000",
-    memory: String = "(memory (export \"memory\") 2)", realloc: String? = nil
+    imports: String = "",
+    functions: String,
+    data: String = "",
+    version: String = "0x10000",
+    memory: String = "(memory (export \"memory\") 2)",
+    realloc: String? = nil
 ) -> String {
     let allocator =
         realloc ?? """
