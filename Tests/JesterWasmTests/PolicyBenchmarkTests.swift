@@ -6,8 +6,9 @@ import Testing
 /// What a policy costs per call, and instance-per-request against one pooled instance per worker. Skipped unless
 /// JESTER_WASM_BENCH=1; meaningful in a release build only (the interpreter is WasmKit's, built with the tests):
 ///
-///     JESTER_WASM_BENCH=1 swift test -c release --filter PolicyBenchmarkTests
+///     JESTER_WASM_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter PolicyBenchmarkTests
 ///
+/// (-enable-testing because other suites of this target use `@testable import`.)
 /// It prints one line per case; the figures go to bench/PERFORMANCE.md.
 @Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["JESTER_WASM_BENCH"] == "1"))
 struct PolicyBenchmarkTests {
