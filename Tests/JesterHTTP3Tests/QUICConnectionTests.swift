@@ -166,6 +166,17 @@ import Testing
     #expect(throws: QUICError.self) {
         try QUICTLSCredentials(trustedCertificatesPEM: Array("nothing".utf8))
     }
+    #expect(throws: QUICError.self) { try QUICTLSCredentials(certificates: []) }
+    // The second certificate's key is another one's: its number is in the message, GnuTLS's reason in the cause.
+    let error = try #require(throws: QUICError.self) {
+        try QUICTLSCredentials(certificates: [
+            (Fixture.bytes("alpha.pem"), Fixture.bytes("alpha.key")),
+            (Fixture.bytes("wildcard.pem"), Fixture.bytes("alpha.key")),
+        ])
+    }
+    #expect(error.code == .tlsConfiguration)
+    #expect(error.message.contains("certificate 2"))
+    #expect(error.cause != nil)
 }
 
 @Test func socketAddressesRoundTripTheirText() throws {
