@@ -149,11 +149,21 @@ lock_timeout = "1500ms"
 [upstreams.app]
 targets = ["{origin}"]
 
+[upstreams.sticky]
+targets = ["{origin}"]
+sticky_cookie = "srv"
+
 [[routes]]
 name = "limited"
 path_prefix = "/limited/"
 upstream = "app"
 cache = {{ max_object_size = "1KiB" }}
+
+[[routes]]
+name = "sticky"
+path_prefix = "/fresh/sticky/"
+upstream = "sticky"
+cache = true
 
 [[routes]]
 name = "cached"
@@ -354,6 +364,16 @@ def test_unsafe_method_invalidates_the_target(cached, origin):
     _, fields, _ = fetch(cached, path)
     assert "hit" not in fields["cache-status"]
     assert origin.count(path) == 2
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_hit_on_a_sticky_pool_sets_no_cookie(cached, origin, protocol):
+    """A cache answer names no target: the fetch's answer pins the client, a hit leaves it where it was."""
+    path = f"/fresh/sticky/{protocol}"
+    _, fields, _ = fetch(cached, path, protocol)
+    assert fields.get("set-cookie", "").startswith("srv=")
+    _, fields, _ = fetch(cached, path, protocol)
+    assert "hit" in fields["cache-status"] and "set-cookie" not in fields
 
 
 def test_hits_hold_no_descriptors(cached, origin):

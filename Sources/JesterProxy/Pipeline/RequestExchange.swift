@@ -405,7 +405,8 @@ struct RequestExchange {
     /// is new to it (its cookie named `stickyTarget`, another target or none, or its target went away); nil
     /// otherwise. Static, so adapters call it without copying the exchange.
     static func stickyCookie(pool: UpstreamPool, target: Int, stickyTarget: Int?, secure: Bool) -> String? {
-        guard let name = pool.stickyCookie, target != stickyTarget else { return nil }
+        // (A cache answer names no target, `Int.max`: the client stays where it was.)
+        guard let name = pool.stickyCookie, target != stickyTarget, target < pool.stickyTokens.count else { return nil }
         let token = String(decoding: pool.stickyTokens[target], as: UTF8.self)
         return "\(String(decoding: name, as: UTF8.self))=\(token); Path=/; HttpOnly; SameSite=Lax"
             + (secure ? "; Secure" : "")
