@@ -201,6 +201,7 @@ let package = Package(
         .testTarget(name: "JesterConfigTests", dependencies: ["JesterConfig"]),
         .testTarget(name: "JesterControlTests", dependencies: ["JesterControl"]),
         .testTarget(name: "JesterCacheTests", dependencies: ["JesterCache", "JesterCore"]),
+        .testTarget(name: "JesterCacheStoreTests", dependencies: ["JesterCacheStore", "JesterCache", "JesterSystem"]),
         .testTarget(name: "JesterLoggingTests", dependencies: ["JesterLogging"]),
         .testTarget(name: "JesterTracingTests", dependencies: ["JesterTracing", "JesterTracingExport"]),
         // Drives the exporter for the live tier (Tests/Live/test_otlp.py) until the worker exports spans itself.
