@@ -55,6 +55,10 @@ public final class PolicyInstance {
         live = try instantiate()
     }
 
+    /// The instance's linear memory now, in bytes (0 while none is made): what the policy holds per worker, for
+    /// the metrics, and a way to see a policy that leaks memory across requests.
+    public var memoryBytes: Int { live?.memory.byteCount ?? 0 }
+
     /// The counter totals the policy added since the last call of this (for the metrics), and the log lines and
     /// counter updates it lost to the bounds.
     public func takeCounters() -> (counters: [String: Int64], dropped: Int) {

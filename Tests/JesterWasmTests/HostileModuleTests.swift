@@ -6,7 +6,12 @@ import Testing
 /// throw, and the instance must serve the next (benign) call. Written in WAT so the misbehaviour is exact.
 @Suite struct HostileModuleTests {
     /// Small limits so the bombs go off fast.
-    static let limits = PolicyLimits(fuelPerCall: 200_000, memoryPages: 8, stackBytes: 64 << 10)
+    static let limits = PolicyLimits(
+        fuelPerCall: 200_000,
+        memoryPages: 8,
+        deadlineNanoseconds: 60_000_000_000,
+        stackBytes: 64 << 10
+    )
 
     private func instance(_ wat: String, limits: PolicyLimits = limits) throws -> PolicyInstance {
         let module = try PolicyModule.load(bytes: try WasmFixtures.wasm(wat), name: "hostile.wasm", limits: limits)
@@ -246,7 +251,10 @@ import Testing
     }
 
     @Test func aBodyOverTheLimitNeverGoesIn() throws {
-        let policy = try instance(preRoute(""), limits: PolicyLimits(bodyBytes: 1000))
+        let policy = try instance(
+            preRoute(""),
+            limits: PolicyLimits(deadlineNanoseconds: 60_000_000_000, bodyBytes: 1000)
+        )
         var metadata = PolicyMetadata()
         var context = context(hostile: false)
         context.requestBody = [UInt8](repeating: 0x61, count: 1001)

@@ -85,7 +85,11 @@ import Testing
     )
 
     @Test func metadataFromPolicyToPolicy() throws {
-        let module = try PolicyModule.load(bytes: try WasmFixtures.wasm(metadataPolicy), name: "meta.wasm")
+        let module = try PolicyModule.load(
+            bytes: try WasmFixtures.wasm(metadataPolicy),
+            name: "meta.wasm",
+            limits: .forTests
+        )
         let policy = try PolicyInstance(module: module, policyID: "meta", config: "")
         var bag = PolicyMetadata()
         let stored = bag.set(policy: "other", key: "tenant", value: "acme")
@@ -122,7 +126,7 @@ import Testing
                 (data (i32.const 2100) "leak")
                 """
         )
-        let module = try PolicyModule.load(bytes: try WasmFixtures.wasm(wat), name: "leak.wasm")
+        let module = try PolicyModule.load(bytes: try WasmFixtures.wasm(wat), name: "leak.wasm", limits: .forTests)
         let policy = try PolicyInstance(module: module, policyID: "leak", config: "")
         var bag = PolicyMetadata()
         for _ in 0..<3 {
@@ -155,7 +159,7 @@ import Testing
                 (data (i32.const 2200) "B-d")
                 """
         )
-        let module = try PolicyModule.load(bytes: try WasmFixtures.wasm(wat), name: "chatty.wasm")
+        let module = try PolicyModule.load(bytes: try WasmFixtures.wasm(wat), name: "chatty.wasm", limits: .forTests)
         let policy = try PolicyInstance(module: module, policyID: "chatty", config: "")
         var bag = PolicyMetadata()
         #expect(policy.run(.preRoute, context: context(hostile: false), metadata: &bag) == .proceed(RequestMutations()))

@@ -132,7 +132,7 @@ import Testing
             of: "(result i32) (i32.const 0x10000))",
             with: "(result i32) \(logs) (i32.const 0x10000))"
         )
-        let module = try PolicyModule.load(bytes: try WasmFixtures.wasm(wat), name: "p.wasm")
+        let module = try PolicyModule.load(bytes: try WasmFixtures.wasm(wat), name: "p.wasm", limits: .forTests)
         #expect(module.abiMinor == 0)
     }
 
@@ -154,7 +154,7 @@ import Testing
                 (data (i32.const 2100) "bad config")
                 """
         ).replacingOccurrences(of: "(result i32) (i32.const 1024))", with: "(result i32) (i32.const 2048))")
-        let module = try PolicyModule.load(bytes: try WasmFixtures.wasm(wat), name: "p.wasm")
+        let module = try PolicyModule.load(bytes: try WasmFixtures.wasm(wat), name: "p.wasm", limits: .forTests)
         #expect(
             throws: PolicyLoadError(
                 module: "p.wasm",
@@ -171,7 +171,7 @@ import Testing
             of: "(result i32) (i32.const 1024))",
             with: "(result i32) unreachable)"
         )
-        let module = try PolicyModule.load(bytes: try WasmFixtures.wasm(wat), name: "p.wasm")
+        let module = try PolicyModule.load(bytes: try WasmFixtures.wasm(wat), name: "p.wasm", limits: .forTests)
         do {
             _ = try PolicyInstance(module: module, policyID: "p", config: "{}")
             Issue.record("init trapped, yet the instance was made")

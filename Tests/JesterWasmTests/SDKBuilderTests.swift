@@ -59,7 +59,11 @@ import Testing
         """
 
     private func policy() throws -> PolicyInstance {
-        let module = try PolicyModule.load(bytes: try WasmFixtures.policy(c: Self.source), name: "builders.wasm")
+        let module = try PolicyModule.load(
+            bytes: try WasmFixtures.policy(c: Self.source),
+            name: "builders.wasm",
+            limits: .forTests
+        )
         return try PolicyInstance(module: module, policyID: "builders", config: "")
     }
 

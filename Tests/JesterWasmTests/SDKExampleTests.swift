@@ -8,7 +8,7 @@ import Testing
     static let compilers = ["clang", "zig"]
 
     private func policy(_ name: String, _ compiler: String, config: String) throws -> PolicyInstance {
-        let module = try PolicyModule.load(path: try WasmFixtures.example(name, compiler: compiler))
+        let module = try PolicyModule.load(path: try WasmFixtures.example(name, compiler: compiler), limits: .forTests)
         return try PolicyInstance(
             module: module,
             policyID: name.replacingOccurrences(of: "_", with: "-"),
@@ -69,9 +69,32 @@ import Testing
         #expect(counters.counters == ["routed": 1, "rejected": 2] && counters.dropped == 0)
     }
 
+    @Test(arguments: compilers) func theArenaDoesNotGrowFromRequestToRequest(compiler: String) throws {
+        // Each call's context and result are dropped at the next call: 200 requests with a 4 KiB body through
+        // the redactor leave the memory as it was after the first.
+        let policy = try policy("json_redactor", compiler, config: #"{"fields": "password"}"#)
+        var metadata = PolicyMetadata()
+        let body = "{\"password\": \"x\", \"pad\": \"" + String(repeating: "a", count: 4096) + "\"}"
+        let context = PolicyContext(
+            status: 200,
+            responseHeaders: [PolicyField("content-type", "application/json")],
+            responseBody: Array(body.utf8)
+        )
+        _ = policy.run(.postResponse, context: context, metadata: &metadata)
+        let after = policy.memoryBytes
+        for index in 0..<200 {
+            let outcome = policy.run(.postResponse, context: context, metadata: &metadata)
+            guard case .proceedResponse = outcome else {
+                Issue.record("call \(index) failed: \(outcome)")
+                return
+            }
+        }
+        #expect(after > 0 && policy.memoryBytes == after)
+    }
+
     @Test(arguments: compilers) func tenantRouterRefusesABadConfiguration(compiler: String) throws {
         let path = try WasmFixtures.example("tenant_router", compiler: compiler)
-        let module = try PolicyModule.load(path: path)
+        let module = try PolicyModule.load(path: path, limits: .forTests)
         let long = String(repeating: "x", count: 65)
         do {
             _ = try PolicyInstance(module: module, policyID: "t", config: "{\"header\": \"\(long)\"}")
@@ -108,7 +131,10 @@ import Testing
     }
 
     @Test(arguments: compilers) func jsonRedactorNeedsItsFields(compiler: String) throws {
-        let module = try PolicyModule.load(path: try WasmFixtures.example("json_redactor", compiler: compiler))
+        let module = try PolicyModule.load(
+            path: try WasmFixtures.example("json_redactor", compiler: compiler),
+            limits: .forTests
+        )
         #expect(throws: PolicyLoadError.self) { _ = try PolicyInstance(module: module, policyID: "r", config: "{}") }
     }
 

@@ -89,6 +89,13 @@ enum WasmFixtures {
     }
 }
 
+extension PolicyLimits {
+    /// The defaults with a deadline long enough for WasmKit built for debugging on a loaded machine (a 4 KiB body
+    /// through the redactor takes longer than the default 50 ms there); the deadline has tests of its own, with a
+    /// fake clock.
+    static let forTests = PolicyLimits(deadlineNanoseconds: 60_000_000_000)
+}
+
 struct FixtureError: Error, CustomStringConvertible {
     let description: String
 
