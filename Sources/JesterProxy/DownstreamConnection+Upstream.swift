@@ -101,7 +101,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
     func upstreamResponseHead(_ response: HTTPHead, bytes: ByteBuffer) {
         if response.status >= 200 || response.status == 101 {
             exchange.log.upstreamStatus = response.status
-            exchange.upstreamAnswered(by: upstream, runtime: runtime)
+            exchange.upstreamAnswered(by: upstream, head: response, bytes: bytes, runtime: runtime)
         }
         if response.status == 101 {
             // (Only when the request asked for it: `UpstreamConnection` refuses any other 101.)

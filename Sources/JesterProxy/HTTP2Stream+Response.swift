@@ -12,7 +12,7 @@ extension HTTP2Stream {
     func upstreamResponseHead(_ response: HTTPHead, bytes: ByteBuffer) {
         if response.status >= 200 || response.status == 101 {
             exchange.log.upstreamStatus = response.status
-            exchange.upstreamAnswered(by: upstream, runtime: runtime)
+            exchange.upstreamAnswered(by: upstream, head: response, bytes: bytes, runtime: runtime)
         }
         if response.status < 200 {
             // 1xx goes on as an interim HEADERS frame, as to HTTP/1.1 clients: a client that sent

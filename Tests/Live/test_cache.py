@@ -47,7 +47,11 @@ class Origin:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", "0"))
                 self.rfile.read(length)
-                self.reply(200, [("Cache-Control", "no-store")], b"posted\n")
+                fields = [("Cache-Control", "no-store")]
+                if self.path.endswith("/created"):
+                    # What the POST made or changed lives elsewhere (RFC 9111 §4.4: invalidated too).
+                    fields.append(("Location", "/fresh/invalidated-elsewhere"))
+                self.reply(201 if self.path.endswith("/created") else 200, fields, b"posted\n")
 
             def reply(self, status, fields, body, head=False):
                 self.send_response(status)
@@ -364,6 +368,13 @@ def test_unsafe_method_invalidates_the_target(cached, origin):
     _, fields, _ = fetch(cached, path)
     assert "hit" not in fields["cache-status"]
     assert origin.count(path) == 2
+    # The answer's same-origin Location is invalidated as well.
+    elsewhere = "/fresh/invalidated-elsewhere"
+    fetch(cached, elsewhere)
+    assert "hit" in fetch(cached, elsewhere)[1]["cache-status"]
+    status, _, _ = fetch(cached, "/fresh/created", method="POST")
+    assert status == 201
+    assert "hit" not in fetch(cached, elsewhere)[1]["cache-status"]
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

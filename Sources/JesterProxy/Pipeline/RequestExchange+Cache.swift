@@ -2,6 +2,7 @@
 import JesterCache
 import JesterCacheStore
 import JesterCore
+import NIOCore
 
 /// The cache step of the upstream phase: on a route with `cache`, the request is classified once its pool is
 /// chosen, and every attempt's upstream is then asked of the cache first (`CacheExchange`), which answers a hit
@@ -26,13 +27,15 @@ extension RequestExchange {
     }
 
     /// After an unsafe method's answer (RFC 9111 §4.4): a non-error status invalidates the stored responses for
-    /// its target URI, on every worker (they share the index).
-    mutating func invalidateCache(status: Int, runtime: WorkerRuntime) {
+    /// its target URI, and for its same-origin `Location` and `Content-Location`, on every worker (they share the
+    /// index).
+    mutating func invalidateCache(status: Int, head: HTTPHead, bytes: ByteBuffer, runtime: WorkerRuntime) {
         guard let request = pendingInvalidation, let policy = route?.cachePolicy, let store = runtime.cacheStore
         else { return }
         pendingInvalidation = nil
         guard CacheInvalidation.invalidates(method: request.method, status: status) else { return }
-        for key in CacheInvalidation.keys(request: request, responseFields: CacheFields(), policy: policy) {
+        let fields = bytes.withUnsafeReadableBytes { CacheFields(head: head, bytes: $0) }
+        for key in CacheInvalidation.keys(request: request, responseFields: fields, policy: policy) {
             store.invalidate(key)
         }
     }

@@ -16,11 +16,15 @@ extension RequestExchange {
             decoding: requestDecoding, allocator: runtime.allocator)
     }
 
-    /// The attempt's upstream answered with a final (or 101) head: logged, traced, and its wait kept for the
-    /// metrics.
-    mutating func upstreamAnswered(by upstream: (any ExchangeUpstream)?, runtime: WorkerRuntime) {
+    /// The attempt's upstream answered with a final (or 101) head (`response` over `bytes`): logged, traced, its
+    /// wait kept for the metrics, and an unsafe request's target invalidated in the cache.
+    mutating func upstreamAnswered(
+        by upstream: (any ExchangeUpstream)?, head response: HTTPHead, bytes: ByteBuffer, runtime: WorkerRuntime
+    ) {
         upstreamEvent(.responseHead, runtime: runtime)
-        if pendingInvalidation != nil { invalidateCache(status: log.upstreamStatus, runtime: runtime) }
+        if pendingInvalidation != nil {
+            invalidateCache(status: response.status, head: response, bytes: bytes, runtime: runtime)
+        }
         if runtime.metrics != nil { upstreamResponseWait = upstream?.responseWait }
     }
 
