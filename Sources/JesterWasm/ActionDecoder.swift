@@ -13,11 +13,14 @@ struct ActionDecoder {
 
     /// The guest's memory as the call left it.
     let memory: UnsafeRawBufferPointer
+    /// The stage that returned the action (which mutations it allows).
     let stage: PolicyStage
+    /// The policy's limits (body and result bytes).
     let limits: PolicyLimits
     /// Bytes the action points at so far, against `limits.resultBytes`.
     private var budget: Int
 
+    /// A decoder over `memory`.
     init(memory: UnsafeRawBufferPointer, stage: PolicyStage, limits: PolicyLimits) {
         self.memory = memory
         self.stage = stage
@@ -40,6 +43,7 @@ struct ActionDecoder {
         }
     }
 
+    /// The outcome of the action at `pointer`, or the first problem found in it.
     mutating func action(at pointer: UInt32) throws(PolicyFailure) -> PolicyOutcome {
         let base = try record(pointer, byteCount: PolicyABI.Action.byteCount, what: "action")
         switch u8(base) {
@@ -211,6 +215,7 @@ enum HTTPSyntax {
         !text.isEmpty && text.utf8.allSatisfy(isTokenCharacter)
     }
 
+    /// A tchar (RFC 9110 §5.6.2).
     static func isTokenCharacter(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),

@@ -57,28 +57,35 @@ struct ContextEncoder {
 
     /// Little-endian stores into the block, with guest addresses computed from `base`.
     private struct Writer {
+        /// The block in guest memory.
         let block: UnsafeMutableRawBufferPointer
+        /// The block's guest address.
         let base: UInt32
         /// Where the next variable-length part goes (an offset into the block).
         var cursor = 0
 
+        /// Takes `count` bytes at the cursor; their offset.
         mutating func reserve(_ count: Int) -> Int {
             defer { cursor += count }
             return cursor
         }
 
+        /// Stores a byte.
         func put8(_ value: UInt8, at offset: Int) {
             block[offset] = value
         }
 
+        /// Stores a little-endian u16.
         func put16(_ value: UInt16, at offset: Int) {
             block.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt16.self)
         }
 
+        /// Stores a little-endian u32.
         func put32(_ value: UInt32, at offset: Int) {
             block.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt32.self)
         }
 
+        /// Copies `text` to the cursor and writes its (pointer, length) at `offset`.
         mutating func string(_ text: String, at offset: Int) {
             var text = text
             let copied: Bool? = text.withUTF8 { utf8 in
@@ -93,6 +100,7 @@ struct ContextEncoder {
             cursor += count
         }
 
+        /// Writes `option<list<u8>>` at `offset`, its bytes at the cursor.
         mutating func optionalBytes(_ body: [UInt8]?, at offset: Int) {
             guard let body else {
                 put8(0, at: offset)
@@ -110,6 +118,7 @@ struct ContextEncoder {
             put32(UInt32(body.count), at: offset + 8)
         }
 
+        /// Writes `list<header>` at `offset`: the elements at `array`, their strings at the cursor.
         mutating func fields(_ fields: [PolicyField], array: Int, at offset: Int) {
             put32(base &+ UInt32(array), at: offset)
             put32(UInt32(fields.count), at: offset + 4)

@@ -14,17 +14,25 @@ public enum PolicyABI {
 
     /// The core exports every policy has.
     enum Export {
+        /// The linear memory.
         static let memory = "memory"
+        /// The canonical ABI allocator.
         static let realloc = "cabi_realloc"
+        /// (major << 16) | minor.
         static let abiVersion = "abi-version"
+        /// Takes the JSON configuration.
         static let initialize = "init"
     }
 
     /// The host functions of v1 (imports of `hostModule`).
     enum Import {
+        /// log(level, message).
         static let log = "log"
+        /// counter-add(name, delta).
         static let counterAdd = "counter-add"
+        /// metadata-get(key) -> option<string>.
         static let metadataGet = "metadata-get"
+        /// metadata-set(key, value) -> bool.
         static let metadataSet = "metadata-set"
     }
 
@@ -51,7 +59,9 @@ public enum PolicyABI {
 
     /// `action`: a u8 case at 0, its payload at 4; 24 bytes, aligned to 4.
     enum Action {
+        /// The record's size.
         static let byteCount = 24
+        /// The cases, as the WIT orders them.
         static let proceed: UInt8 = 0
         static let respond: UInt8 = 1
         static let deny: UInt8 = 2

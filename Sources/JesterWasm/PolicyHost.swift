@@ -11,9 +11,12 @@ public enum PolicyLogLevel: UInt32, Sendable, Equatable {
 
 /// One line a policy logged during a call; the caller writes it with the policy's id and the stage.
 public struct PolicyLogLine: Sendable, Equatable {
+    /// How severe the line is.
     public var level: PolicyLogLevel
+    /// The text (cut at 1 KiB, invalid UTF-8 replaced).
     public var message: String
 
+    /// A line at `level`.
     public init(level: PolicyLogLevel, message: String) {
         self.level = level
         self.message = message
@@ -26,15 +29,19 @@ public struct PolicyLogLine: Sendable, Equatable {
 final class PolicyHost {
     /// The most lines one call may log, and the most bytes of each (longer lines are cut).
     static let maxLogLines = 16
+    /// The most bytes of one line kept.
     static let maxLogBytes = 1024
     /// The most counters one policy may have, and the longest name.
     static let maxCounters = 32
+    /// The longest counter name.
     static let maxCounterName = 64
 
+    /// The policy's id: its metadata namespace.
     let policyID: String
     private let clock: @Sendable () -> UInt64
     /// The instance's memory and allocator, set once it is made.
     var memory: Memory?
+    /// The guest's `cabi_realloc`, through which `metadata-get` returns its string.
     var realloc: Function?
 
     /// The running call's deadline on `clock`.
@@ -48,6 +55,7 @@ final class PolicyHost {
     /// Log lines and counter updates dropped for going over the bounds (or, for counters, a bad name).
     var dropped = 0
 
+    /// A host for policy `policyID`, its deadline on `clock`.
     init(policyID: String, clock: @escaping @Sendable () -> UInt64) {
         self.policyID = policyID
         self.clock = clock
@@ -212,8 +220,10 @@ final class PolicyHost {
 
 /// A host function's way to end the running call with a failure of its choosing (a deadline, a bad pointer).
 struct HostAbort: Error {
+    /// What the call fails with.
     let failure: PolicyFailure
 
+    /// Ends the call with `failure`.
     init(_ failure: PolicyFailure) {
         self.failure = failure
     }

@@ -18,6 +18,7 @@ import Glibc
 ///
 /// Not thread-safe: confined to its worker's event loop.
 public final class PolicyInstance {
+    /// The checked module this instance runs.
     public let module: PolicyModule
     /// The policy's id (its metadata namespace, and the tag of its log lines).
     public let policyID: String

@@ -23,14 +23,18 @@ public struct PolicyLoadError: Error, Sendable, Equatable, CustomStringConvertib
 
     /// The module, as the configuration names it (its path).
     public var module: String
+    /// What kind of problem.
     public var kind: Kind
+    /// What is wrong, for the operator.
     public var message: String
 
+    /// An error about `module`.
     public init(module: String, kind: Kind, message: String) {
         self.module = module
         self.kind = kind
         self.message = message
     }
 
+    /// "policy module NAME: what is wrong".
     public var description: String { "policy module \(module): \(message)" }
 }

@@ -15,7 +15,9 @@ public struct PolicyModule: Sendable {
     public let stages: Set<PolicyStage>
     /// The minor ABI version the module was built for.
     public let abiMinor: UInt32
+    /// The limits every instance of the module runs within.
     public let limits: PolicyLimits
+    /// The parsed module, shared by every instance.
     let module: Module
     /// One engine per module: its configuration carries the fuel metering and the interpreter's stack size.
     let engine: Engine
@@ -98,15 +100,22 @@ public struct PolicyModule: Sendable {
 
 /// One instantiation of a module: its store (fuel, limits), the instance and the exports the host calls.
 final class Live {
+    /// The instance's store: its fuel, its limiter, its entities.
     let store: Store
     /// The host the imports call: held here because the store's host functions hold it unowned (the host holds
     /// the store's memory, so a strong reference there would be a cycle).
     let host: PolicyHost
+    /// The store's memory and table limits.
     let limiter: PolicyResourceLimiter
+    /// The exported memory.
     let memory: Memory
+    /// `cabi_realloc`.
     let realloc: Function
+    /// `abi-version`.
     let abiVersion: Function
+    /// `init`.
     let initialize: Function
+    /// The stage exports the module has.
     let stageFunctions: [PolicyStage: Function]
 
     private init(
@@ -219,16 +228,20 @@ final class Live {
 /// Enforces an instance's memory and table limits, and remembers a refusal so that the trap a refused
 /// `memory.grow` usually ends in is reported as the memory limit. Used by one store, on one thread at a time.
 final class PolicyResourceLimiter: ResourceLimiter, @unchecked Sendable {
+    /// The most bytes of linear memory.
     let memoryBytes: Int
+    /// The most elements of any table.
     let tableElements: Int
     /// A growth was refused (since the last `reset`).
     var denied = false
 
+    /// A limiter with these bounds.
     init(memoryBytes: Int, tableElements: Int) {
         self.memoryBytes = memoryBytes
         self.tableElements = tableElements
     }
 
+    /// Allows growth up to `memoryBytes`.
     func limitMemoryGrowth(to desired: Int) throws -> Bool {
         guard desired <= memoryBytes else {
             denied = true
@@ -237,6 +250,7 @@ final class PolicyResourceLimiter: ResourceLimiter, @unchecked Sendable {
         return true
     }
 
+    /// Allows growth up to `tableElements`.
     func limitTableGrowth(to desired: Int) throws -> Bool {
         guard desired <= tableElements else {
             denied = true

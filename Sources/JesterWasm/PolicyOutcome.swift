@@ -20,21 +20,27 @@ public struct RouteHint: Sendable, Equatable {
     /// An upstream (pool) of the route's.
     public var upstream: String?
 
+    /// A hint; empty by default.
     public init(route: String? = nil, tags: [String] = [], upstream: String? = nil) {
         self.route = route
         self.tags = tags
         self.upstream = upstream
     }
 
+    /// Whether the policy hinted nothing.
     public var isEmpty: Bool { route == nil && tags.isEmpty && upstream == nil }
 }
 
 /// What a policy changes in a request that goes on (pre-route, pre-upstream): checked values, ready to apply.
 public struct RequestMutations: Sendable, Equatable {
     public var fields: [FieldEdit] = []
+    /// The request's new method (a token).
     public var method: String?
+    /// The request's new path (origin-form, no query).
     public var path: String?
+    /// The request's new query (without "?").
     public var query: String?
+    /// Where the router is asked to send the request.
     public var routeHint = RouteHint()
     /// pre-upstream: the upstream's response timeout for this request, in milliseconds.
     public var upstreamTimeoutMilliseconds: UInt32?
@@ -57,6 +63,7 @@ public struct ResponseMutations: Sendable, Equatable {
 
     public init() {}
 
+    /// Whether the policy changed nothing.
     public var isEmpty: Bool { fields.isEmpty && body == nil }
 }
 
@@ -64,9 +71,12 @@ public struct ResponseMutations: Sendable, Equatable {
 public struct PolicyResponse: Sendable, Equatable {
     /// 200-599.
     public var status: Int
+    /// The response's fields.
     public var fields: [PolicyField]
+    /// The response's body.
     public var body: [UInt8]
 
+    /// A response with `status`.
     public init(status: Int, fields: [PolicyField] = [], body: [UInt8] = []) {
         self.status = status
         self.fields = fields
@@ -95,14 +105,18 @@ public enum PolicyFailureKind: String, Sendable, Equatable {
 
 /// A failed call: what kind, and a message for the log (never the request's data).
 public struct PolicyFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What kind of failure (counted by kind).
     public var kind: PolicyFailureKind
+    /// What happened, for the log.
     public var message: String
 
+    /// A failure of `kind`.
     public init(_ kind: PolicyFailureKind, _ message: String) {
         self.kind = kind
         self.message = message
     }
 
+    /// "kind: message".
     public var description: String { "\(kind.rawValue): \(message)" }
 }
 
