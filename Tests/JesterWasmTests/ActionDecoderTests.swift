@@ -106,6 +106,27 @@ import Testing
         #expect(failure.message.contains("outside memory"))
     }
 
+    @Test func randomMemoryNeverCrashesTheDecoder() {
+        // The decoder reads what a hostile module left in memory: whatever it finds, it answers an outcome.
+        // Random memory, random pointers, and actions whose lengths are small enough to be followed.
+        var generator = SplitMix(seed: 22)
+        var outcomes = [0, 0]
+        for round in 0..<2000 {
+            var bytes = (0..<8192).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+            // Half the rounds: a plausible action at 1024 (a known case, a small count, a pointer inside memory).
+            if round % 2 == 0 {
+                bytes[1024] = UInt8(generator.next() % 3)
+                for (offset, value) in [(1028, generator.next() % 8192), (1032, generator.next() % 4)] {
+                    for byte in 0..<4 { bytes[offset + byte] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(byte))) }
+                }
+            }
+            let pointer = round % 2 == 0 ? 1024 : UInt32(truncatingIfNeeded: generator.next() % 9000)
+            let stage = PolicyStage.allCases[round % 3]
+            if case .failed = decode(bytes, at: pointer, stage: stage) { outcomes[0] += 1 } else { outcomes[1] += 1 }
+        }
+        #expect(outcomes[0] > 0 && outcomes[0] + outcomes[1] == 2000)
+    }
+
     @Test func syntaxChecks() {
         #expect(HTTPSyntax.isToken("x-request-id") && !HTTPSyntax.isToken("") && !HTTPSyntax.isToken("a b"))
         #expect(HTTPSyntax.isFieldValue("a\tb é") && !HTTPSyntax.isFieldValue("a\rb"))
@@ -115,5 +136,22 @@ import Testing
                 && !HTTPSyntax.isPath("/é")
         )
         #expect(HTTPSyntax.isQuery("a=1&b=2") && !HTTPSyntax.isQuery("a b") && !HTTPSyntax.isQuery("a#b"))
+    }
+}
+
+/// A small seeded generator (SplitMix64), so a failing round can be replayed.
+struct SplitMix {
+    private var state: UInt64
+
+    init(seed: UInt64) {
+        state = seed
+    }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
