@@ -13,8 +13,9 @@ import Testing
         stackBytes: 64 << 10
     )
 
-    private func instance(_ wat: String, limits: PolicyLimits = limits) throws -> PolicyInstance {
-        let module = try PolicyModule.load(bytes: try WasmFixtures.wasm(wat), name: "hostile.wasm", limits: limits)
+    private func instance(_ wat: String, limits: PolicyLimits = limits, flags: [String] = []) throws -> PolicyInstance {
+        let bytes = try WasmFixtures.wasm(wat, flags: flags)
+        let module = try PolicyModule.load(bytes: bytes, name: "hostile.wasm", limits: limits)
         return try PolicyInstance(module: module, policyID: "hostile", config: "{}")
     }
 
@@ -23,9 +24,10 @@ import Testing
         _ wat: String,
         _ kind: PolicyFailureKind,
         mentioning text: String? = nil,
+        flags: [String] = [],
         sourceLocation: SourceLocation = #_sourceLocation
     ) throws {
-        let policy = try instance(wat)
+        let policy = try instance(wat, flags: flags)
         var metadata = PolicyMetadata()
         let outcome = policy.run(.preRoute, context: context(hostile: true), metadata: &metadata)
         guard case .failed(let failure) = outcome else {
@@ -77,6 +79,15 @@ import Testing
         #expect(
             policy.run(.preRoute, context: context(hostile: true), metadata: &metadata) == .proceed(RequestMutations())
         )
+    }
+
+    @Test func anUncaughtWasmException() throws {
+        // Exception handling is in WasmKit's default features: a throw nothing catches leaves the call as a failure.
+        let wat = preRoute("(throw $boom (i32.const 7))").replacingOccurrences(
+            of: "(func $hostile",
+            with: "(tag $boom (param i32))\n(func $hostile"
+        )
+        try expectFailsClosed(wat, .trap, mentioning: "exception", flags: ["--enable-exceptions"])
     }
 
     @Test func deepRecursionExhaustsTheStack() throws {

@@ -18,15 +18,15 @@ enum WasmFixtures {
     nonisolated(unsafe) private static var wat: [String: [UInt8]] = [:]
     nonisolated(unsafe) private static var examples: [String: URL] = [:]
 
-    /// The binary of a WAT module.
-    static func wasm(_ text: String) throws -> [UInt8] {
+    /// The binary of a WAT module; `flags` go to wat2wasm (`--enable-exceptions`).
+    static func wasm(_ text: String, flags: [String] = []) throws -> [UInt8] {
         lock.lock()
         defer { lock.unlock() }
         if let cached = wat[text] { return cached }
         let source = directory.appendingPathComponent("m\(wat.count).wat")
         let output = source.deletingPathExtension().appendingPathExtension("wasm")
         try text.write(to: source, atomically: true, encoding: .utf8)
-        let (status, log) = try run("/usr/bin/env", ["wat2wasm", source.path, "-o", output.path])
+        let (status, log) = try run("/usr/bin/env", ["wat2wasm"] + flags + [source.path, "-o", output.path])
         guard status == 0 else {
             throw FixtureError("wat2wasm failed (Packaging/setup.sh --test installs wabt): \(log)")
         }
