@@ -259,7 +259,7 @@ public struct ConfigSchema: Sendable {
             Field("http2", .boolean, default: "true",
                 "Serve HTTP/2 too: offered by ALPN (h2) on TLS, accepted with prior knowledge (h2c) on plain text; Upgrade: h2c is never honoured."),
             Field("http2_only", .boolean, default: "false",
-                "Serve HTTP/2 alone: every plain-text connection is h2c with prior knowledge (anything but the connection preface ends it, RFC 9113 §3.4), and TLS offers only h2. For gRPC and other HTTP/2-only front ends."),
+                "Serve HTTP/2 alone: every plain-text connection is h2c with prior knowledge (anything but the connection preface ends it, as RFC 9113 says), and TLS offers only h2. For gRPC and other HTTP/2-only front ends."),
             Field("filters", .array(.string), default: "[]",
                 "Filters ([filters.NAME]) every route on this listener runs, in this order, before the route's own; http listeners only."),
             Field("redirect_to_https", .either([.boolean, .integer(1...65535)]), default: "false",

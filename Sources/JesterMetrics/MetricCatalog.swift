@@ -90,12 +90,34 @@ public enum MetricCatalog {
         "jester_metrics_series_folded", .counter, labels: [.family],
         help: "Label sets counted under the family's other series, past its series limit.")
 
+    // MARK: The shared HTTP cache (the index's own counts, read by the master at every scrape)
+
+    public static let cacheHits = MetricFamily(
+        "jester_cache_hits", .counter, help: "Requests answered from the shared HTTP cache.")
+    public static let cacheMisses = MetricFamily(
+        "jester_cache_misses", .counter,
+        help: "Cacheable requests sent upstream because nothing usable was stored.")
+    public static let cacheStores = MetricFamily(
+        "jester_cache_stores", .counter, help: "Responses written to the shared HTTP cache.")
+    public static let cacheEvictions = MetricFamily(
+        "jester_cache_evictions", .counter,
+        help: "Entries dropped from the shared HTTP cache to make room (not purges, not expiries).")
+    public static let cacheCollapsed = MetricFamily(
+        "jester_cache_collapsed", .counter,
+        help: "Requests that waited for another request's fetch of the same key and were answered by it.")
+    public static let cacheSize = MetricFamily(
+        "jester_cache_size_bytes", .gauge, unit: .bytes,
+        help: "Bytes the shared HTTP cache's stored responses take.")
+    public static let cacheEntries = MetricFamily(
+        "jester_cache_entries", .gauge, help: "Responses stored in the shared HTTP cache (each variant counts).")
+
     /// Every family, in exposition order.
     public static let families: [MetricFamily] = [
         requests, requestDuration, receivedBytes, sentBytes, connections, activeConnections, activeStreams,
         upstreamConnectDuration, upstreamResponseDuration, targetHealthy, ejections, retries, replays, circuitState,
         tlsHandshakes, tlsHandshakeFailures, filterOutcomes, filterDuration,
         reloads, generation, workerRestarts, seriesFolded,
+        cacheHits, cacheMisses, cacheStores, cacheEvictions, cacheCollapsed, cacheSize, cacheEntries,
     ]
 
     /// The family called `name` (its OpenMetrics name, without `_total`).

@@ -43,9 +43,13 @@ extension Master {
         guard let fd else { return }
         do {
             let settings = configuration.cache ?? CacheStoreSettings()
-            cacheStore = CacheStore(
+            let store = CacheStore(
                 index: try CacheIndex.attach(fd: fd), directory: settings.path, lockTimeout: settings.lockTimeout,
                 uncacheableHold: settings.uncacheableHold)
+            cacheStore = store
+            // The old master added these counts to the metrics it handed over: only what grows from here is new.
+            let status = store.status()
+            cacheCountsExported = [status.hits, status.misses, status.stores, status.evictions, status.collapsed]
         } catch {
             logger.error("upgrade: cannot map the cache index; making a new one from the files",
                 metadata: ["error": "\(error)"])

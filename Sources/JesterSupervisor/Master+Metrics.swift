@@ -121,6 +121,26 @@ extension Master {
     func setMasterGauges() {
         guard let writer = metrics.writer, let registry = metrics.registry else { return }
         writer.set(registry.id(MetricCatalog.generation, []), Int64(generation))
+        exportCacheMetrics(writer, registry)
+    }
+
+    /// The shared cache's counts, kept in its index by every worker, into the master's part of the table: its
+    /// counters by what they grew since the last scrape (`cacheCountsExported`), its size and entries as set.
+    private func exportCacheMetrics(_ writer: MetricsWriter, _ registry: SeriesRegistry) {
+        guard let store = cacheStore else { return }
+        let status = store.status()
+        let counts = [status.hits, status.misses, status.stores, status.evictions, status.collapsed]
+        let families = [
+            MetricCatalog.cacheHits, MetricCatalog.cacheMisses, MetricCatalog.cacheStores,
+            MetricCatalog.cacheEvictions, MetricCatalog.cacheCollapsed,
+        ]
+        if cacheCountsExported.count != counts.count { cacheCountsExported = Array(repeating: 0, count: counts.count) }
+        for (index, family) in families.enumerated() where counts[index] > cacheCountsExported[index] {
+            writer.add(registry.id(family, []), Int64(counts[index] - cacheCountsExported[index]))
+            cacheCountsExported[index] = counts[index]
+        }
+        writer.set(registry.id(MetricCatalog.cacheSize, []), status.bytesInUse)
+        writer.set(registry.id(MetricCatalog.cacheEntries, []), Int64(status.entries))
     }
 
     /// A reload (or upgrade) ended: reloads are counted by result, and the generation may have moved.

@@ -87,6 +87,9 @@ public final class Master: @unchecked Sendable {
     /// The shared HTTP cache (index and body files), made when a route first caches; kept for every later
     /// generation and across binary upgrades.
     var cacheStore: CacheStore?
+    /// The cache index's counts as last added to the metrics (the index counts since it was made; the metrics
+    /// table may be older, or the index handed over by an older master: only growth is added).
+    var cacheCountsExported: [Int] = []
     /// The instance's metrics, shared with every worker and kept across a binary upgrade (see `Master+Metrics`).
     let metrics = MasterMetrics()
     var generation: Int { machine.generation }

@@ -407,6 +407,17 @@ def test_hits_hold_no_descriptors(cached, origin):
     assert descriptors() - before < 20
 
 
+def test_the_cache_is_in_the_metrics(cached, origin):
+    fetch(cached, "/fresh/metrics")
+    fetch(cached, "/fresh/metrics")
+    text = cached.ctl("metrics", check=True).stdout
+    samples = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+               if line.startswith("jester_cache_")}
+    assert samples["jester_cache_hits_total"] >= 1 and samples["jester_cache_misses_total"] >= 1
+    assert samples["jester_cache_stores_total"] >= 1 and samples["jester_cache_entries"] >= 1
+    assert samples["jester_cache_size_bytes"] > 0
+
+
 def test_status_and_purge(cached, origin):
     fetch(cached, "/fresh/purge-one")
     fetch(cached, "/fresh/purge-dir/a")
