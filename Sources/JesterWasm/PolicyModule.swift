@@ -43,21 +43,7 @@ public struct PolicyModule: Sendable {
         func fail(_ kind: PolicyLoadError.Kind, _ message: String) -> PolicyLoadError {
             PolicyLoadError(module: name, kind: kind, message: message)
         }
-        let module: Module
-        do {
-            module = try parseWasm(bytes: bytes)
-        } catch {
-            throw fail(.malformedModule, "not a valid Wasm module: \(error)")
-        }
-        for entry in module.imports {
-            guard entry.module == PolicyABI.hostModule, PolicyHost.provides(entry.name) else {
-                throw fail(
-                    .unknownImport,
-                    "imports \(entry.module).\(entry.name), which ABI v1 does not provide (it offers "
-                        + "\(PolicyABI.hostModule): log, counter-add, metadata-get, metadata-set)"
-                )
-            }
-        }
+        let module = try parse(bytes, name: name)
         // Software bounds checks, not WasmKit's mprotect ones: those reserve 4 GiB and more of address space per
         // instance and install a process-wide SIGSEGV/SIGBUS handler, which a worker's own crash handling (and
         // Swift's backtracer) would have to be ordered around; a header-only policy makes few memory accesses.
@@ -95,6 +81,66 @@ public struct PolicyModule: Sendable {
             )
         }
         return PolicyModule(name: name, stages: stages, abiMinor: minor, limits: limits, module: module, engine: engine)
+    }
+}
+
+extension PolicyModule {
+    /// Checks `bytes` as far as can be done without running any of its code: a valid module, importing nothing
+    /// but v1's host functions, exporting a memory, `cabi_realloc`, `abi-version`, `init` and at least one stage;
+    /// returns the stages it exports. For a process that should not run policies' code at all (the master, which
+    /// runs as root): the exports' types and the ABI version are checked by `load`, which instantiates.
+    public static func inspect(bytes: [UInt8], name: String) throws(PolicyLoadError) -> Set<PolicyStage> {
+        let module = try parse(bytes, name: name)
+        var functions: Set<String> = []
+        var memories: Set<String> = []
+        for export in module.exports {
+            switch export.descriptor {
+            case .function: functions.insert(export.name)
+            case .memory: memories.insert(export.name)
+            default: break
+            }
+        }
+        guard memories.contains(PolicyABI.Export.memory) else {
+            throw PolicyLoadError(module: name, kind: .missingExport, message: "exports no memory called \"memory\"")
+        }
+        for required in [PolicyABI.Export.realloc, PolicyABI.Export.abiVersion, PolicyABI.Export.initialize]
+        where !functions.contains(required) {
+            throw PolicyLoadError(
+                module: name,
+                kind: .missingExport,
+                message: "missing export \(required) (a function)"
+            )
+        }
+        let stages = Set(PolicyStage.allCases.filter { functions.contains($0.exportName) })
+        guard !stages.isEmpty else {
+            throw PolicyLoadError(
+                module: name,
+                kind: .missingExport,
+                message: "exports none of on-pre-route, on-pre-upstream, on-post-response"
+            )
+        }
+        return stages
+    }
+
+    /// Parses `bytes` and checks its imports (each must be one of v1's host functions).
+    fileprivate static func parse(_ bytes: [UInt8], name: String) throws(PolicyLoadError) -> Module {
+        let module: Module
+        do {
+            module = try parseWasm(bytes: bytes)
+        } catch {
+            throw PolicyLoadError(module: name, kind: .malformedModule, message: "not a valid Wasm module: \(error)")
+        }
+        for entry in module.imports {
+            guard entry.module == PolicyABI.hostModule, PolicyHost.provides(entry.name) else {
+                throw PolicyLoadError(
+                    module: name,
+                    kind: .unknownImport,
+                    message: "imports \(entry.module).\(entry.name), which ABI v1 does not provide (it offers "
+                        + "\(PolicyABI.hostModule): log, counter-add, metadata-get, metadata-set)"
+                )
+            }
+        }
+        return module
     }
 }
 

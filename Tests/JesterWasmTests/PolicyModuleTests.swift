@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Foundation
 import JesterWasm
 import Testing
 
@@ -143,6 +144,51 @@ import Testing
             error?.kind == .instantiation && error?.message.contains("fuel") == true,
             "\(String(describing: error))"
         )
+    }
+
+    @Test func inspectionFindsTheStaticProblemsLoadFinds() throws {
+        let cases: [(String, PolicyLoadError.Kind)] = [
+            (policyWAT(functions: benign, realloc: ""), .missingExport),
+            (policyWAT(functions: benign, memory: "(memory 1)"), .missingExport),
+            (policyWAT(functions: ""), .missingExport),
+            (
+                policyWAT(
+                    imports: #"(import "env" "clock" (func (result i64)))"#,
+                    functions: benign
+                ), .unknownImport
+            ),
+        ]
+        for (wat, kind) in cases {
+            let bytes = try WasmFixtures.wasm(wat)
+            do {
+                _ = try PolicyModule.inspect(bytes: bytes, name: "p.wasm")
+                Issue.record("inspection passed a module load refuses (\(kind))")
+            } catch {
+                #expect(error.kind == kind, "\(error)")
+            }
+        }
+        do {
+            _ = try PolicyModule.inspect(bytes: Array("junk".utf8), name: "p.wasm")
+            Issue.record("inspection passed junk")
+        } catch {
+            #expect(error.kind == .malformedModule)
+        }
+    }
+
+    @Test func inspectionRunsNoCode() throws {
+        // A start function that never ends: loading it runs out of fuel; inspecting it does not run it at all.
+        let wat = policyWAT(
+            functions: benign + #"(func (export "on-post-response") (param i32) (result i32) (i32.const 1040))"#
+                + "\n(func $start (loop $l (br $l))) (start $start)"
+        )
+        #expect(
+            try PolicyModule.inspect(bytes: try WasmFixtures.wasm(wat), name: "p.wasm") == [.preRoute, .postResponse]
+        )
+        for compiler in ["clang", "zig"] {
+            let path = try WasmFixtures.example("failure_circuit", compiler: compiler)
+            let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+            #expect(try PolicyModule.inspect(bytes: bytes, name: path) == [.preRoute, .postResponse])
+        }
     }
 
     @Test func initRefusesTheConfiguration() throws {
