@@ -19,7 +19,8 @@ public final class CacheBodyWriter {
     }
 
     let store: CacheStore
-    let ticket: CacheIndex.Ticket
+    /// The key's flag; renewed as the body comes, so a long transfer keeps it (`CacheIndex.renew`).
+    private(set) var ticket: CacheIndex.Ticket
     let stored: StoredResponse
     let path: String
     let generation: UInt64
@@ -62,14 +63,25 @@ public final class CacheBodyWriter {
         guard state == .writing else { return false }
         bodySize += Int64(bytes.count)
         if let maxBodySize, bodySize > maxBodySize {
-            abandon()
+            // Too large to keep: the next requests go upstream in parallel for a while rather than queue.
+            abandon(uncacheable: true)
             return false
         }
         guard Self.writeAll(fd, bytes) else {
             abandon()
             return false
         }
+        renewIfDue()
         return true
+    }
+
+    /// Past half its lock timeout, the flag's deadline moves a whole lock timeout on from now: others keep
+    /// waiting for a fetch that makes progress rather than fetching the same body in parallel.
+    private func renewIfDue() {
+        let now = CacheIndex.monotonicNanoseconds()
+        let timeout = store.coalescing.lockTimeout
+        guard now > ticket.deadline - timeout / 2 else { return }
+        if let renewed = store.index.renew(ticket, until: now + timeout, monotonicNow: now) { ticket = renewed }
     }
 
     /// The body is complete: the file goes into place and the entry is published (or, when the flag was lost

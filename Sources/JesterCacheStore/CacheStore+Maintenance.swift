@@ -139,7 +139,8 @@ extension CacheStore {
                         primary, observed: nil, owner: owner, deadline: monotonicNow + coalescing.lockTimeout,
                         now: now, monotonicNow: monotonicNow)
                     if case .claimed(let markerTicket) = markerClaim {
-                        _ = index.publish(markerTicket, .varyMarker(namesHash: namesHash, now: now), monotonicNow: monotonicNow)
+                        // Published as of the beginning of time: every variant restored is newer than its marker.
+                        _ = index.publish(markerTicket, .varyMarker(namesHash: namesHash, now: 0), monotonicNow: monotonicNow)
                     }
                 }
             }

@@ -90,7 +90,10 @@ public final class CacheStore: @unchecked Sendable {
         }
         var flagKey = primary
         var observation: CacheIndex.Observation? = seen
-        if case .varyMarker(let namesHash, _) = seen.state {
+        /// Variants stored before their marker was (re)published were invalidated with the marker.
+        var markedAt = Int64.min
+        if case .varyMarker(let namesHash, let publishedAt) = seen.state {
+            markedAt = publishedAt
             guard let text = index.varyNames(namesHash) else {
                 return Found(flagKey: primary, observation: seen, primaryFound: true)
             }
@@ -100,7 +103,7 @@ public final class CacheStore: @unchecked Sendable {
             observation = index.lookup(flagKey)
         }
         var found = Found(flagKey: flagKey, observation: observation, primaryFound: true)
-        if let observation, case .ready(let entry) = observation.state,
+        if let observation, case .ready(let entry) = observation.state, entry.storedAt >= markedAt,
             let (stored, body) = (opener ?? open)(flagKey, entry)
         {
             found.stored = stored
@@ -186,12 +189,11 @@ public final class CacheStore: @unchecked Sendable {
     }
 
     /// Removes every stored variant of `key` (RFC 9111 §4.4: an unsafe method's invalidation): the primary
-    /// entry, or through its marker the variants, which only the files name.
+    /// entry, or its `Vary` marker. Variants are not looked for (only the files name them, and a walk of the
+    /// files has no place on a worker's event loop): a marker published again later is newer than every variant
+    /// stored before, and `find` serves no variant older than its marker; they age out of the index.
     public func invalidate(_ key: CacheKey) {
         let primary = Self.indexKey(key.hash(seed: index.hashSeed))
-        if let seen = index.lookup(primary), case .varyMarker = seen.state {
-            _ = purge { $0 == key }
-        }
         if let dropped = index.remove(primary) { discard([dropped]) }
     }
 

@@ -380,6 +380,18 @@ extension CacheIndex {
         return dropped
     }
 
+    /// Pushes `ticket`'s deadline out to `deadline` while its fetch goes on (a large body arriving at the pace of
+    /// a slow client), so the flag is not taken over from a writer that is making progress. Only before the old
+    /// deadline passes (no one may take the flag before then) and while the flag is still the caller's; the
+    /// renewed ticket, or nil when it is not.
+    public func renew(_ ticket: Ticket, until deadline: Int64, monotonicNow: Int64) -> Ticket? {
+        guard monotonicNow < ticket.deadline, control(ticket.slot) == ticket.control else { return nil }
+        store(ticket.slot, 24, deadline)
+        // A takeover between the check and the store (the caller stalled past its deadline) changed the control.
+        guard control(ticket.slot) == ticket.control else { return nil }
+        return Ticket(key: ticket.key, slot: ticket.slot, deadline: deadline, control: ticket.control)
+    }
+
     /// How many slots hold a stored response (for `jesterctl cache status`; reads every slot).
     public func entryCount() -> Int {
         (0..<slots).reduce(0) { $0 + (control($1).state == .ready ? 1 : 0) }

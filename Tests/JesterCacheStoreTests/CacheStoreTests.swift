@@ -12,13 +12,13 @@ import Testing
     static let now: Int64 = 1_800_000_000
 
     /// A store over a fresh index in a fresh directory.
-    static func makeStore(directory: String? = nil) throws -> CacheStore {
+    static func makeStore(directory: String? = nil, lockTimeout: Duration = .seconds(5)) throws -> CacheStore {
         let path = directory ?? {
             var template = Array("/tmp/jester-cache-store-XXXXXX".utf8CString)
             return String(cString: mkdtemp(&template)!)
         }()
         let index = try CacheIndex.create(slots: 256, byteBudget: 1 << 20)
-        return CacheStore(index: index, directory: path, lockTimeout: .seconds(5), uncacheableHold: .seconds(10))
+        return CacheStore(index: index, directory: path, lockTimeout: lockTimeout, uncacheableHold: .seconds(10))
     }
 
     static func request(_ fields: CacheFields = [], path: String = "/a") -> (CacheRequest, CacheRequestPlan) {
@@ -40,7 +40,7 @@ import Testing
     @discardableResult
     static func store(
         _ store: CacheStore, _ request: CacheRequest, _ plan: CacheRequestPlan, fields: CacheFields, body: String,
-        declaredLength: Int64? = nil
+        declaredLength: Int64? = nil, at time: Int64 = now
     ) -> Bool {
         let found = store.find(request: request, plan: plan)
         let monotonic = CacheIndex.monotonicNanoseconds()
@@ -51,7 +51,7 @@ import Testing
             let writer = store.writer(for: response(request, plan, fields), ticket: ticket, maxBodySize: 1 << 16)
         else { return false }
         Array(body.utf8).withUnsafeBytes { _ = writer.append($0) }
-        return writer.finish(declaredLength: declaredLength ?? Int64(body.utf8.count), now: now)
+        return writer.finish(declaredLength: declaredLength ?? Int64(body.utf8.count), now: time)
     }
 
     static func body(_ found: CacheStore.Found) -> String? {
@@ -110,6 +110,44 @@ import Testing
         #expect(second.rebuild(now: Self.now) == 2)
         #expect(Self.body(second.find(request: request, plan: plan)) == "kept")
         #expect(Self.body(second.find(request: varying, plan: varyingPlan)) == "varied")
+    }
+
+    @Test func aSlowTransferKeepsItsFlagWhileItMakesProgress() throws {
+        // Three lock timeouts of arrival, a piece every half of one: the writer renews the flag as it goes.
+        let store = try Self.makeStore(lockTimeout: .milliseconds(200))
+        let (request, plan) = Self.request()
+        let found = store.find(request: request, plan: plan)
+        let monotonic = CacheIndex.monotonicNanoseconds()
+        let (claim, _) = store.index.claim(
+            found.flagKey, observed: found.observation, owner: 7, deadline: monotonic + 200_000_000, now: Self.now,
+            monotonicNow: monotonic)
+        guard case .claimed(let ticket) = claim,
+            let writer = store.writer(
+                for: Self.response(request, plan, [("Cache-Control", "max-age=60")]), ticket: ticket, maxBodySize: nil)
+        else {
+            Issue.record("no writer")
+            return
+        }
+        for _ in 0..<6 {
+            usleep(100_000)
+            Array("piece".utf8).withUnsafeBytes { _ = writer.append($0) }
+        }
+        #expect(writer.finish(declaredLength: 30, now: Self.now))
+        #expect(Self.body(store.find(request: request, plan: plan)) == String(repeating: "piece", count: 6))
+    }
+
+    @Test func invalidatingAVaryingURIHidesEveryVariantStoredBefore() throws {
+        let store = try Self.makeStore()
+        let fields: CacheFields = [("Cache-Control", "max-age=60"), ("Vary", "Accept-Language")]
+        let (english, plan) = Self.request([("Accept-Language", "en")])
+        #expect(Self.store(store, english, plan, fields: fields, body: "old"))
+        store.invalidate(plan.key)
+        #expect(store.find(request: english, plan: plan).stored == nil)
+        // Another variant is fetched and stored (a new marker): the English one stored before stays hidden.
+        let (german, germanPlan) = Self.request([("Accept-Language", "de")])
+        #expect(Self.store(store, german, germanPlan, fields: fields, body: "neu", at: Self.now + 1))
+        #expect(store.find(request: english, plan: plan).stored == nil)
+        #expect(Self.body(store.find(request: german, plan: germanPlan)) == "neu")
     }
 
     @Test func purgesRemoveEntryAndFile() throws {

@@ -120,7 +120,8 @@ class Origin:
                                BIG, head)
                 elif kind == "flaky":
                     if path in origin.failing:
-                        self.reply(500, [], b"down\n", head)
+                        # An error page larger than one read: answering from the store must not wait for it.
+                        self.reply(500, [], b"down\n" * 40000, head)
                     else:
                         self.reply(200, [("Cache-Control", "max-age=1, stale-if-error=300")], body, head)
                 else:
@@ -356,6 +357,18 @@ def test_stale_if_error_serves_the_stored_response(cached, origin):
     status, fields, body = fetch(cached, path)
     assert status == 200 and body == first, fields
     origin.failing.discard(path)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_clients_conditional_on_a_cold_key_stores_the_whole_body(cached, origin, protocol):
+    """The client's validator matches what the origin sends (a 304 to the client), and the full response is
+    still what the cache keeps for everyone else."""
+    path = f"/fresh/cold-conditional-{protocol}"
+    status, _, body = fetch(cached, path, protocol, headers=["If-None-Match: *"])
+    assert status == 304 and body == b""
+    status, fields, body = fetch(cached, path, protocol)
+    assert status == 200 and "hit" in fields["cache-status"]
+    assert body == f"{path} #1\n".encode()
 
 
 def test_unsafe_method_invalidates_the_target(cached, origin):

@@ -27,7 +27,19 @@ final class BackgroundRefresh: UpstreamWaiter, UpstreamConnectionDelegate, @unch
     func start(requestHead: ByteBuffer) {
         self.requestHead = requestHead
         keepAlive = self
+        // Bounded like the fetch it is: an origin that accepts the request and never answers lets go of nothing
+        // else, but its connection goes after lock_timeout (its flag is anyone's by then).
+        let timeout = TimeAmount.nanoseconds(cache.store.coalescing.lockTimeout)
+        cache.eventLoop.scheduleTask(in: timeout) { [weak self] in self?.giveUp() }
         cache.acquire(forRefresh: self)
+    }
+
+    private func giveUp() {
+        guard keepAlive != nil else { return }
+        upstream?.close()
+        upstream = nil
+        cache.releaseTicket(failed: true)
+        keepAlive = nil
     }
 
     func upstreamAcquired(_ result: Result<any ExchangeUpstream, UpstreamFailure>, from pool: UpstreamPool) {

@@ -33,6 +33,11 @@ final class CacheEntryMemo: @unchecked Sendable {
     private let allocator: ByteBufferAllocator
     private var entries: [CacheIndex.Key: Entry] = [:]
     private var memoryBytes = 0
+    /// Opens since the last sweep (`sweepInterval`).
+    private var opensSinceSweep = 0
+    /// Every so many opens, entries the index no longer holds at their generation (evicted, purged, refreshed
+    /// on another worker) are let go, so their files' space is freed on a quiet worker too.
+    static let sweepInterval = 64
 
     init(store: CacheStore, allocator: ByteBufferAllocator) {
         self.store = store
@@ -42,6 +47,8 @@ final class CacheEntryMemo: @unchecked Sendable {
     /// The entry of `key` at the slot's `entry` (its generation), from memory or opened and remembered.
     func open(_ key: CacheIndex.Key, _ slot: CacheIndexEntry) -> (StoredResponse, CacheBodyFile)? {
         if let known = entries[key], known.generation == slot.bodyGeneration { return (known.stored, known.body) }
+        opensSinceSweep += 1
+        if opensSinceSweep >= Self.sweepInterval { sweep() }
         guard let (stored, body) = store.open(key, entry: slot) else { return nil }
         remember(key, Entry(
             generation: slot.bodyGeneration, stored: stored, body: body, bodyBytes: readSmallBody(body),
@@ -53,6 +60,18 @@ final class CacheEntryMemo: @unchecked Sendable {
     func entry(_ key: CacheIndex.Key, generation: UInt64) -> Entry? {
         guard let known = entries[key], known.generation == generation else { return nil }
         return known
+    }
+
+    private func sweep() {
+        opensSinceSweep = 0
+        for (key, entry) in entries {
+            if let seen = store.index.lookup(key), case .ready(let slot) = seen.state,
+                slot.bodyGeneration == entry.generation
+            {
+                continue
+            }
+            memoryBytes -= entries.removeValue(forKey: key)?.bodyBytes?.readableBytes ?? 0
+        }
     }
 
     private func remember(_ key: CacheIndex.Key, _ entry: Entry) {

@@ -235,7 +235,7 @@ final class CacheExchange: UpstreamWaiter, @unchecked Sendable {
     /// A background refresh's upstream: from the pool, wrapped so its answer is stored.
     func acquire(forRefresh refresh: BackgroundRefresh) {
         waiter = refresh
-        attempt?.acquireFromPool(fresh: false, client: nil, for: self)
+        attempt?.acquireFromPool(fresh: false, client: proxyClient, for: self)
     }
 
     /// Serves the stored response the lookup found.
@@ -248,12 +248,13 @@ final class CacheExchange: UpstreamWaiter, @unchecked Sendable {
         status.collapsed = collapsed
         let code = served.notModified ? 304 : stored.status
         let hasBody = !served.notModified && !isHead && code != 204
-        if !served.notModified, let entry = found.entry, let memoized = memo?.entry(found.flagKey, generation: entry.bodyGeneration),
-            let pool = attempt?.pool, let waiter,
+        if !served.notModified, let entry = found.entry,
+            let memoized = memo?.entry(found.flagKey, generation: entry.bodyGeneration), let pool = attempt?.pool,
+            let waiter,
             let response = CachedResponse(
                 prefix: memoized.headPrefix,
                 extra: [("Age", stored.freshness.ageFieldValue(at: now)), ("Cache-Status", status.fieldValue)],
-                contentLength: body.bodySize,
+                contentLength: code == 204 ? nil : body.bodySize,
                 body: hasBody ? StoredBodyReader(file: body, memory: memoized.bodyBytes) : nil, allocator: allocator)
         {
             // The common hit: the memo's rendered head, only Age, Cache-Status and the length written.
@@ -266,7 +267,7 @@ final class CacheExchange: UpstreamWaiter, @unchecked Sendable {
         let fields = served.fields.fields.map { (name: $0.name, value: $0.value) }
             + [(name: "Cache-Status", value: status.fieldValue)]
         answer(
-            status: code, fields: fields, contentLength: served.notModified ? nil : body.bodySize,
+            status: code, fields: fields, contentLength: served.notModified || code == 204 ? nil : body.bodySize,
             body: hasBody ? StoredBodyReader(file: body) : nil, refresh: refresh)
     }
 
@@ -306,7 +307,7 @@ final class CacheExchange: UpstreamWaiter, @unchecked Sendable {
         let hasBody = !served.notModified && !isHead && code != 204
         guard
             let response = CachedResponse(
-                status: code, fields: fields, contentLength: served.notModified ? nil : body.bodySize,
+                status: code, fields: fields, contentLength: served.notModified || code == 204 ? nil : body.bodySize,
                 body: hasBody ? StoredBodyReader(file: body) : nil, allocator: allocator)
         else { return nil }
         phase = .answered

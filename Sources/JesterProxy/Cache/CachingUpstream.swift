@@ -30,6 +30,10 @@ final class CachingUpstream: ExchangeUpstream, UpstreamConnectionDelegate, @unch
     private var innerReusable = false
     private var ended = false
     private var deliveryScheduled = false
+    /// The exchange was started on the wrapped upstream (an adapter that left before may hand it back unused).
+    private var started = false
+    /// The wrapped upstream was closed here (a 5xx answered from the stored body).
+    private var innerClosed = false
 
     init(wrapping inner: any ExchangeUpstream, cache: CacheExchange) {
         self.inner = inner
@@ -50,6 +54,7 @@ final class CachingUpstream: ExchangeUpstream, UpstreamConnectionDelegate, @unch
         expectsUpgrade: Bool
     ) {
         self.delegate = delegate
+        started = true
         requestTime = CacheExchange.wallNow()
         inner.startExchange(
             delegate: self, requestHead: requestHead, chunkedBody: chunkedBody, isHeadRequest: isHeadRequest,
@@ -71,16 +76,18 @@ final class CachingUpstream: ExchangeUpstream, UpstreamConnectionDelegate, @unch
     func close() {
         writer?.abandon()
         ended = true
-        inner.close()
+        if !innerClosed { inner.close() }
     }
 
     func release(reusable: Bool) {
         writer?.abandon()
-        inner.release(reusable: reusable && innerEnded && innerReusable)
+        guard !innerClosed else { return }
+        inner.release(reusable: started ? reusable && innerEnded && innerReusable : reusable)
     }
 
     func finished(failed: Bool) {
         writer?.abandon()
+        guard !innerClosed else { return }
         inner.finished(failed: failed)
     }
 
@@ -125,6 +132,14 @@ final class CachingUpstream: ExchangeUpstream, UpstreamConnectionDelegate, @unch
             swallowsBody = true
             let response = stored.response
             storedBody = response.body ?? StoredBodyReader.empty
+            if head.status != 304 {
+                // A 5xx answered by stale-if-error: its own body is not wanted, and reading it would wait on
+                // reads nobody asks for. The connection goes (not reusable mid-response).
+                innerEnded = true
+                innerReusable = false
+                innerClosed = true
+                inner.close()
+            }
             delegate?.upstreamResponseHead(response.head, bytes: response.headBytes)
             // (Not on the upstream's read cycle: a pool connection stops telling its delegate once its answer ends.)
             scheduleStoredDelivery()
@@ -181,14 +196,15 @@ final class CachingUpstream: ExchangeUpstream, UpstreamConnectionDelegate, @unch
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {
-        guard !swallowsBody else { return }
+        // Stored even when the client gets a 304 instead (its own validator matched the fresh answer).
         if let writer { _ = body.withUnsafeReadableBytes { writer.append($0) } }
+        guard !swallowsBody else { return }
         delegate?.upstreamResponseBody(body)
     }
 
     func upstreamResponseTrailers(_ fields: [HTTP2Field]) {
         // A response with trailers is passed on; its stored copy would lack them, so it is not kept.
-        writer?.abandon()
+        writer?.abandon(uncacheable: true)
         writer = nil
         guard storedBody == nil else { return }
         delegate?.upstreamResponseTrailers(fields)
@@ -221,7 +237,12 @@ final class CachingUpstream: ExchangeUpstream, UpstreamConnectionDelegate, @unch
             if storedBody!.isFinished, !ended { endStored() }
             return
         }
-        if !responseStarted, let stale = cache.staleAnswer(afterFailureAt: CacheExchange.wallNow()) {
+        // A reset (a keep-alive connection the target closed, a refused stream) is the adapter's to replay or
+        // retry: the flag stays with the request for its next attempt (or its end), and stale-if-error waits.
+        // Timeouts and broken answers are final: stale-if-error may answer them.
+        if !responseStarted, !failure.isReset,
+            let stale = cache.staleAnswer(afterFailureAt: CacheExchange.wallNow())
+        {
             // stale-if-error: the stored response answers instead (RFC 5861 §4).
             swallowsBody = true
             storedBody = stale.response.body ?? StoredBodyReader.empty
@@ -230,7 +251,7 @@ final class CachingUpstream: ExchangeUpstream, UpstreamConnectionDelegate, @unch
             scheduleStoredDelivery()
             return
         }
-        cache.releaseTicket(failed: true)
+        if !failure.isReset || responseStarted { cache.releaseTicket(failed: true) }
         delegate?.upstreamFailed(failure, responseStarted: responseStarted)
     }
 
