@@ -160,7 +160,8 @@ extension CacheStore {
         if ticket.key == primary, !names.isEmpty {
             let namesHash = varyNamesHash(names)
             guard index.registerVaryNames(names, hash: namesHash),
-                published(index.publish(ticket, .varyMarker(namesHash: namesHash, now: now), monotonicNow: monotonicNow))
+                published(
+                    index.publish(ticket, .varyMarker(namesHash: namesHash, now: now), monotonicNow: monotonicNow))
             else {
                 index.release(ticket)
                 return false

@@ -140,7 +140,8 @@ extension CacheStore {
                         now: now, monotonicNow: monotonicNow)
                     if case .claimed(let markerTicket) = markerClaim {
                         // Published as of the beginning of time: every variant restored is newer than its marker.
-                        _ = index.publish(markerTicket, .varyMarker(namesHash: namesHash, now: 0), monotonicNow: monotonicNow)
+                        _ = index.publish(
+                            markerTicket, .varyMarker(namesHash: namesHash, now: 0), monotonicNow: monotonicNow)
                     }
                 }
             }
@@ -188,7 +189,8 @@ extension CacheStore {
     }
 
     private static func isHex(_ byte: UInt8) -> Bool {
-        (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "f"))
+        (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+            || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "f"))
     }
 
     private static func hexValue(_ byte: UInt8) -> UInt8 {

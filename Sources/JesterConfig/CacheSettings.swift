@@ -151,7 +151,7 @@ extension ConfigSchema {
                 "Freshness for responses without a lifetime: this percent of the time since Last-Modified (0: none)."),
             Field("heuristic_max", .duration, default: "24h", "The longest heuristic lifetime."),
             Field("stale_if_error", .duration, default: "none",
-                "Serve a stale response this long when the upstream fails (for responses that give no stale-if-error)."),
+                "Serve a stale response this long when the upstream fails (when a response gives no stale-if-error)."),
             Field("client_revalidation", .boolean, default: "true",
                 "A client's no-cache or max-age=0 makes the cache revalidate; false serves fresh entries anyway."),
             Field("max_object_size", .size, default: "64MiB", "The largest body stored."),

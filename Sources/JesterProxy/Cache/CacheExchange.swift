@@ -124,7 +124,8 @@ final class CacheExchange: UpstreamWaiter, @unchecked Sendable {
             coalesce()
         case .gatewayTimeout(let status):
             answer(
-                status: 504, fields: [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Status", status.fieldValue)],
+                status: 504,
+                fields: [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Status", status.fieldValue)],
                 body: nil)
         }
     }
@@ -260,7 +261,8 @@ final class CacheExchange: UpstreamWaiter, @unchecked Sendable {
             // The common hit: the memo's rendered head, only Age, Cache-Status and the length written.
             phase = .answered
             waiter.upstreamAcquired(
-                .success(StoredResponseUpstream(pool: pool, eventLoop: eventLoop, response: response, refresh: refresh)),
+                .success(
+                    StoredResponseUpstream(pool: pool, eventLoop: eventLoop, response: response, refresh: refresh)),
                 from: pool)
             return
         }

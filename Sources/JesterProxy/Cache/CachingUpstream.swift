@@ -146,7 +146,9 @@ final class CachingUpstream: ExchangeUpstream, UpstreamConnectionDelegate, @unch
         case .refetch, .fail:
             // A 304 about another response than the stored one: the entry goes, the answer passes as it is (a
             // second request without validators is not made here).
-            if let stored = cache.found?.stored { cache.store.remove(stored.indexHash(seed: cache.store.index.hashSeed)) }
+            if let stored = cache.found?.stored {
+                cache.store.remove(stored.indexHash(seed: cache.store.index.hashSeed))
+            }
             cache.releaseTicket(failed: true)
             delegate?.upstreamResponseHead(head, bytes: bytes)
         }
@@ -306,7 +308,9 @@ final class CachingUpstream: ExchangeUpstream, UpstreamConnectionDelegate, @unch
         out.writeString("\(name): \(value)\r\n\r\n")
         var parsed = HTTPHead()
         let parser = HTTPHeadParser(limits: .init(maxHeadSize: 1 << 20, maxURILength: 1 << 16, maxFieldCount: 1000))
-        guard out.withUnsafeReadableBytes({ parser.parseResponse($0, into: &parsed) }) == nil else { return (nil, bytes) }
+        guard out.withUnsafeReadableBytes({ parser.parseResponse($0, into: &parsed) }) == nil else {
+            return (nil, bytes)
+        }
         return (parsed, out)
     }
 }

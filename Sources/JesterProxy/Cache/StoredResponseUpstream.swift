@@ -152,7 +152,9 @@ struct CachedResponse {
         self.init(rendered: out, contentLength: contentLength, body: body, allocator: allocator)
     }
 
-    private init?(rendered: ByteBuffer, contentLength: Int64?, body: StoredBodyReader?, allocator: ByteBufferAllocator) {
+    private init?(
+        rendered: ByteBuffer, contentLength: Int64?, body: StoredBodyReader?, allocator: ByteBufferAllocator
+    ) {
         var out = rendered
         if let contentLength {
             out.writeStaticString("Content-Length: ")

@@ -21,7 +21,9 @@ final class DecodingUpstream: ExchangeUpstream, @unchecked Sendable {
     private weak var delegate: (any UpstreamConnectionDelegate)?
     private var refused = false
 
-    init(wrapping inner: any ExchangeUpstream, decoder: any ContentDecoder, limit: Int64, allocator: ByteBufferAllocator) {
+    init(
+        wrapping inner: any ExchangeUpstream, decoder: any ContentDecoder, limit: Int64, allocator: ByteBufferAllocator
+    ) {
         self.inner = inner
         self.decoder = decoder
         self.limit = limit
