@@ -126,7 +126,7 @@ final class RedisRateLimiterTests {
     }
 
     private func check(
-        _ limiter: RedisRateLimiter, _ key: String, rate: Int = 10, period: Duration = .seconds(60), burst: Int = 4,
+        _ limiter: RedisRateLimiter, _ key: String, rate: Int = 10, period: Duration = .seconds(3600), burst: Int = 4,
         delay: Int = .max
     ) async -> ClusterRateDecision {
         await Self.check(limiter, key, rate: rate, period: period, burst: burst, delay: delay)
@@ -147,8 +147,9 @@ final class RedisRateLimiterTests {
 
     @Test func allowsExactlyBurstPlusOneThenRefusesLikeGCRA() async throws {
         let limiter = makeLimiter()
-        // 10 a minute (T = 6 s) with 4 at once: the in-process GCRA's answers for the same requests at one moment.
-        let gcra = GCRA(rate: 10, period: .seconds(60), burst: 4)
+        // 10 an hour (T = 6 min: no allowance comes back while a loaded machine runs the checks) with 4 at once:
+        // the in-process GCRA's answers for the same requests at one moment.
+        let gcra = GCRA(rate: 10, period: .seconds(3600), burst: 4)
         var tat: Int64?
         // Redis counts on its own clock, so the answers run behind the one-moment model by the time the checks
         // take (a loaded machine running the suite in parallel took seconds): allowed slack, that plus 500 ms.
@@ -168,18 +169,18 @@ final class RedisRateLimiterTests {
                 Issue.record("Redis said \(decision), GCRA says \(expected)")
             }
         }
-        // Another key has its own allowance; the TAT is stored with an expiry of its relevance (30 s here).
-        #expect(await check(limiter, "client-b") == .allow(remaining: 4, resetAfter: .seconds(6)))
+        // Another key has its own allowance; the TAT is stored with an expiry of its relevance (30 min here).
+        #expect(await check(limiter, "client-b") == .allow(remaining: 4, resetAfter: .seconds(360)))
         let ttl = try #require(Int(try redis.command("PTTL", "jester:test:client-a")))
         let slackMilliseconds = Int(slack().components.seconds) * 1000
             + Int(slack().components.attoseconds / 1_000_000_000_000_000)
-        #expect(ttl > 30_000 - slackMilliseconds && ttl <= 30_000)
+        #expect(ttl > 1_800_000 - slackMilliseconds && ttl <= 1_800_000)
     }
 
     @Test func delayModeWaitsLikeGCRAThenRefuses() async throws {
         let limiter = makeLimiter()
-        // 10 a minute (T = 6 s), 4 tolerated of which 1 passes at once: nginx's burst=4 delay=1.
-        let gcra = GCRA(rate: 10, period: .seconds(60), burst: 4, delay: 1)
+        // 10 an hour (T = 6 min), 4 tolerated of which 1 passes at once: nginx's burst=4 delay=1.
+        let gcra = GCRA(rate: 10, period: .seconds(3600), burst: 4, delay: 1)
         var tat: Int64?
         var seen: [String] = []
         let started = ContinuousClock.now
@@ -253,12 +254,12 @@ final class RedisRateLimiterTests {
                 Issue.record("a cached refusal was not a refusal")
                 return
             }
-            #expect(retryAfter > .seconds(59))
+            #expect(retryAfter > .seconds(3599))
         }
         #expect(try redis.scriptRuns() == before)
         #expect(limiter.cacheHits == 50)
         // Other keys still go to Redis.
-        #expect(await check(limiter, "cold", rate: 1, burst: 0) == .allow(remaining: 0, resetAfter: .seconds(60)))
+        #expect(await check(limiter, "cold", rate: 1, burst: 0) == .allow(remaining: 0, resetAfter: .seconds(3600)))
         #expect(try redis.scriptRuns() == before + 1)
     }
 
@@ -309,7 +310,7 @@ final class RedisRateLimiterTests {
 
     @Test func aKilledRedisGivesUnavailableAndARestartedOneGivesLimitsBack() async throws {
         let limiter = makeLimiter(timeout: .milliseconds(100))
-        #expect(await check(limiter, "restart", burst: 1) == .allow(remaining: 1, resetAfter: .seconds(6)))
+        #expect(await check(limiter, "restart", burst: 1) == .allow(remaining: 1, resetAfter: .seconds(360)))
         redis.kill()
         let clock = ContinuousClock()
         for _ in 0..<20 {
@@ -352,7 +353,7 @@ final class RedisRateLimiterTests {
         let limiter = makeLimiter(poolSize: 3)
         let decisions = await withTaskGroup(of: ClusterRateDecision.self) { group in
             for _ in 0..<200 {
-                group.addTask { await Self.check(limiter, "crowd", rate: 100, period: .seconds(60), burst: 49) }
+                group.addTask { await Self.check(limiter, "crowd", rate: 100, period: .seconds(3600), burst: 49) }
             }
             return await group.reduce(into: []) { $0.append($1) }
         }
