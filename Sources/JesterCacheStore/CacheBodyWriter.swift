@@ -43,11 +43,13 @@ public final class CacheBodyWriter {
         self.headerSize = Int64(header.count)
         self.maxBodySize = maxBodySize
         store.ensureSubdirectory(of: path)
-        fd = Glibc.open(path + ".tmp", O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0o640)
+        fd = Glibc.open(path + ".tmp", O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, CacheStore.fileMode)
         guard fd >= 0 else {
             store.index.release(ticket)
             return nil
         }
+        // Readable by the master's group whatever the umask (the packaged unit's is 0077).
+        fchmod(fd, CacheStore.fileMode)
         guard header.withUnsafeBytes({ Self.writeAll(fd, $0) }) else {
             state = .abandoned
             close(fd)

@@ -100,22 +100,28 @@ extension CacheStore {
     public func rebuild(now: Int64) -> Int {
         var restored = 0
         deleteTemporaryFiles()
-        // Collected first: files are renamed below (a new index has a new hash seed, so new names), and a walk
-        // must not meet them again.
+        // Collected first: a file named under another seed is renamed below, and a walk must not meet it again.
         var files: [FileVisit] = []
         walkFiles { files.append($0) }
+        // New files must not take the generation of a kept one of the same key.
+        index.raiseBodyGeneration(past: files.map(\.generation).max() ?? 0)
         for file in files {
             guard let stored = file.stored, file.bodySize >= 0 else {
                 unlink(file.path)
                 continue
             }
             let key = Self.indexKey(stored.indexHash(seed: index.hashSeed))
-            let generation = index.nextBodyGeneration()
-            let renamed = path(of: key, generation: generation)
-            ensureSubdirectory(of: renamed)
-            guard rename(file.path, renamed) == 0 else {
-                unlink(file.path)
-                continue
+            var generation = file.generation
+            var renamed = file.path
+            if key != file.key {
+                // Named under another seed (the seed file was lost): renamed under this index's.
+                generation = index.nextBodyGeneration()
+                renamed = path(of: key, generation: generation)
+                ensureSubdirectory(of: renamed)
+                guard rename(file.path, renamed) == 0 else {
+                    unlink(file.path)
+                    continue
+                }
             }
             let monotonicNow = CacheIndex.monotonicNanoseconds()
             let (claim, dropped) = index.claim(

@@ -198,10 +198,21 @@ public final class CacheStore: @unchecked Sendable {
     }
 
     /// Makes a fresh body file's directory (`<directory>/<xx>`) if it is missing.
+    /// Makes a body file's directory (`<directory>/<xx>`, by the worker that first writes there) if it is
+    /// missing: group-writable and setgid, so everything in it keeps the cache directory's group (root's, when the
+    /// master runs as root) and the master reads, purges and rebuilds what workers write without a capability
+    /// that would let it read any file (Docs/cache-design.md, "Files and permissions"). The umask would clip the
+    /// mode, so it is set again.
     func ensureSubdirectory(of path: String) {
         guard let slash = path.lastIndex(of: "/") else { return }
-        mkdir(String(path[..<slash]), 0o750)
+        let directory = String(path[..<slash])
+        if mkdir(directory, Self.directoryMode) == 0 { chmod(directory, Self.directoryMode) }
     }
+
+    /// rwxrws---: the owner (the workers' user) and the group (the master's) read and write; setgid.
+    public static let directoryMode: mode_t = 0o2770
+    /// rw-r-----: the workers write, the master's group reads.
+    public static let fileMode: mode_t = 0o640
 }
 
 /// An open body file: the stored body starts after its header.

@@ -21,7 +21,8 @@ extension Master {
         try Self.makeCacheDirectory(settings.path, owner: identity)
         let index: CacheIndex
         do {
-            index = try CacheIndex.create(slots: settings.entries, byteBudget: settings.maxSize)
+            index = try CacheIndex.create(
+                slots: settings.entries, byteBudget: settings.maxSize, seed: Self.cacheSeed(in: settings.path))
         } catch {
             logger.error("no shared HTTP cache: the index cannot be made; routes with cache forward every request",
                 metadata: ["error": "\(error)"])
@@ -36,6 +37,35 @@ extension Master {
             "path": "\(settings.path)", "max_size": .stringConvertible(settings.maxSize),
             "entries_restored": .stringConvertible(restored),
         ])
+    }
+
+    /// The hash seed the files under `directory` are named with (`seed`, 16 bytes, the master's only), made and
+    /// kept on first use: a restart then finds every file under its name. nil (a new seed, the files renamed by
+    /// the rebuild) when it cannot be read or written.
+    static func cacheSeed(in directory: String) -> (UInt64, UInt64)? {
+        let path = directory + "/seed"
+        var bytes = [UInt8](repeating: 0, count: 16)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            defer { close(fd) }
+            if bytes.withUnsafeMutableBytes({ read(fd, $0.baseAddress, 16) }) == 16 {
+                return bytes.withUnsafeBytes { ($0.load(fromByteOffset: 0, as: UInt64.self),
+                    $0.load(fromByteOffset: 8, as: UInt64.self)) }
+            }
+        }
+        let seed = (UInt64.random(in: .min ... .max), UInt64.random(in: .min ... .max))
+        withUnsafeBytes(of: seed.0) { bytes.replaceSubrange(0..<8, with: $0) }
+        withUnsafeBytes(of: seed.1) { bytes.replaceSubrange(8..<16, with: $0) }
+        let temporary = path + ".tmp"
+        let out = open(temporary, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0o600)
+        guard out >= 0 else { return nil }
+        let written = bytes.withUnsafeBytes { write(out, $0.baseAddress, 16) }
+        close(out)
+        guard written == 16, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            return nil
+        }
+        return seed
     }
 
     /// The store a new binary takes over from the old one's index (a binary upgrade), or nil to make a new one.
@@ -107,12 +137,19 @@ extension Master {
         }
     }
 
-    /// Creates `path` (and its parents) if missing; the workers' user must own it, since workers write the bodies.
+    /// Creates `path` (and its parents) if missing. The cache directory belongs to the workers' user and the
+    /// master's group, mode 2770 (setgid): workers write there, and everything they make keeps the group, so the
+    /// master (root without CAP_DAC_OVERRIDE in the packaged unit) reads, purges and rebuilds through the group.
+    /// The Debian package creates /var/cache/jester so; elsewhere the master makes and hands it over.
     static func makeCacheDirectory(_ path: String, owner: Identity?) throws {
         var prefix = ""
-        for component in path.split(separator: "/") {
+        let components = path.split(separator: "/")
+        for (index, component) in components.enumerated() {
             prefix += "/" + component
-            if mkdir(prefix, 0o750) != 0, errno != EEXIST {
+            let isCacheDirectory = index == components.count - 1
+            if mkdir(prefix, isCacheDirectory ? CacheStore.directoryMode : 0o755) == 0 {
+                if isCacheDirectory { chmod(prefix, CacheStore.directoryMode) }
+            } else if errno != EEXIST {
                 throw SystemError("mkdir", prefix)
             }
         }
@@ -120,18 +157,12 @@ extension Master {
         guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
             throw SystemError("stat", "\(path) (the cache path must be a directory)", errno: ENOTDIR)
         }
-        if let owner, info.st_uid != owner.userID {
-            guard chown(path, owner.userID, owner.groupID) == 0 else { throw SystemError("chown", path) }
+        if let owner, info.st_uid != owner.userID || info.st_gid != getgid() {
+            guard chown(path, owner.userID, getgid()) == 0 else {
+                throw SystemError("chown", "\(path) (to the workers' user; the Debian package creates it so)")
+            }
+            chmod(path, CacheStore.directoryMode)
         }
         if let owner { try checkSearchable(path, by: owner) }
-        // The two-hex-digit subdirectories, made here with the same owner so workers never need to.
-        for high in 0..<16 {
-            for low in 0..<16 {
-                let sub = path + "/" + String(high, radix: 16) + String(low, radix: 16)
-                if mkdir(sub, 0o750) == 0 || errno == EEXIST, let owner {
-                    _ = chown(sub, owner.userID, owner.groupID)
-                }
-            }
-        }
     }
 }

@@ -98,8 +98,11 @@ public final class CacheIndex: @unchecked Sendable {
     public var slots: Int { buckets * Self.slotsPerBucket }
 
     /// A new index (the master, at start) of at least `slots` slots, rounded up to whole buckets, whose bodies
-    /// may take `byteBudget` bytes (`max_size`).
-    public static func create(slots: Int = defaultSlots, byteBudget: Int64) throws(SystemError) -> CacheIndex {
+    /// may take `byteBudget` bytes (`max_size`). `seed`: the hash seed to keep (the one the files on disk are named
+    /// under, so a restart finds them where they are); nil: a new one.
+    public static func create(
+        slots: Int = defaultSlots, byteBudget: Int64, seed: (UInt64, UInt64)? = nil
+    ) throws(SystemError) -> CacheIndex {
         let buckets = max(1, (slots + slotsPerBucket - 1) / slotsPerBucket)
         let fd = cjester_memfd_create("jester-cache-index")
         guard fd >= 0 else { throw SystemError("memfd_create") }
@@ -111,8 +114,10 @@ public final class CacheIndex: @unchecked Sendable {
             var header = [UInt8](repeating: 0, count: headerBytes)
             header.withUnsafeMutableBytes { bytes in
                 bytes.storeBytes(of: Int64(buckets), toByteOffset: bucketsOffset, as: Int64.self)
-                bytes.storeBytes(of: UInt64.random(in: .min ... .max), toByteOffset: seedOffset, as: UInt64.self)
-                bytes.storeBytes(of: UInt64.random(in: .min ... .max), toByteOffset: seedOffset + 8, as: UInt64.self)
+                bytes.storeBytes(
+                    of: seed?.0 ?? UInt64.random(in: .min ... .max), toByteOffset: seedOffset, as: UInt64.self)
+                bytes.storeBytes(
+                    of: seed?.1 ?? UInt64.random(in: .min ... .max), toByteOffset: seedOffset + 8, as: UInt64.self)
                 bytes.storeBytes(of: max(0, byteBudget), toByteOffset: budgetOffset, as: Int64.self)
                 bytes.storeBytes(of: layoutVersion, toByteOffset: 4, as: Int32.self)
                 bytes.storeBytes(of: magic, toByteOffset: 0, as: Int32.self)
@@ -201,6 +206,14 @@ public final class CacheIndex: @unchecked Sendable {
     /// A body generation no process has used with this index: the writer names its file with it.
     public func nextBodyGeneration() -> UInt64 {
         UInt64(bitPattern: cjester_atomic_add64(word(Self.generationOffset), 1))
+    }
+
+    /// Makes every later `nextBodyGeneration` greater than `generation` (a rebuild, before any worker writes:
+    /// the files kept from before hold generations the new index must not hand out again for their keys).
+    public func raiseBodyGeneration(past generation: UInt64) {
+        let current = UInt64(bitPattern: cjester_atomic_load64(word(Self.generationOffset)))
+        guard current < generation else { return }
+        cjester_atomic_add64(word(Self.generationOffset), Int64(bitPattern: generation - current))
     }
 
     /// Adds to (or, negative, subtracts from) the bytes in use.

@@ -150,6 +150,25 @@ import Testing
         #expect(Self.body(store.find(request: german, plan: germanPlan)) == "neu")
     }
 
+    @Test func aRestartWithTheSameSeedKeepsEveryFileWhereItIs() throws {
+        let first = try Self.makeStore()
+        let (request, plan) = Self.request()
+        #expect(Self.store(first, request, plan, fields: [("Cache-Control", "max-age=60")], body: "kept"))
+        var before: [String] = []
+        first.walkFiles { before.append($0.path) }
+        let index = try CacheIndex.create(slots: 256, byteBudget: 1 << 20, seed: first.index.hashSeed)
+        let second = CacheStore(
+            index: index, directory: first.directory, lockTimeout: .seconds(5), uncacheableHold: .seconds(10))
+        #expect(second.rebuild(now: Self.now) == 1)
+        var after: [String] = []
+        second.walkFiles { after.append($0.path) }
+        #expect(after == before)
+        #expect(Self.body(second.find(request: request, plan: plan)) == "kept")
+        // A new store of the key takes a generation the kept file does not have.
+        #expect(Self.store(second, request, plan, fields: [("Cache-Control", "max-age=60")], body: "newer"))
+        #expect(Self.body(second.find(request: request, plan: plan)) == "newer")
+    }
+
     @Test func purgesRemoveEntryAndFile() throws {
         let store = try Self.makeStore()
         for path in ["/img/a", "/img/b", "/other"] {

@@ -74,21 +74,51 @@ final class CachingUpstream: ExchangeUpstream, UpstreamConnectionDelegate, @unch
     }
 
     func close() {
+        if finishesForTheCache() { return }
         writer?.abandon()
         ended = true
         if !innerClosed { inner.close() }
     }
 
     func release(reusable: Bool) {
+        if finishesForTheCache() { return }
         writer?.abandon()
         guard !innerClosed else { return }
         inner.release(reusable: started ? reusable && innerEnded && innerReusable : reusable)
     }
 
     func finished(failed: Bool) {
+        if finishesForTheCache() { return }
         writer?.abandon()
         guard !innerClosed else { return }
         inner.finished(failed: failed)
+    }
+
+    // MARK: Finishing a store without the client
+
+    /// Itself, while it reads the rest of a body for the cache after the client was done (see below).
+    private var keepAlive: CachingUpstream?
+
+    /// The client had all it gets (a 304 to its own validator) while the body the cache stores still comes: the
+    /// rest is read and stored here, bounded by lock_timeout, and the connection given back at its end, rather
+    /// than the store abandoned (which would leave the key to be fetched again by the next request).
+    private func finishesForTheCache() -> Bool {
+        guard keepAlive == nil, writer != nil, swallowsBody, storedBody == nil, !innerEnded, !innerClosed else {
+            return keepAlive != nil
+        }
+        keepAlive = self
+        delegate = nil
+        let timeout = TimeAmount.nanoseconds(cache.store.coalescing.lockTimeout)
+        cache.eventLoop.scheduleTask(in: timeout) { [weak self] in
+            guard let self, keepAlive != nil else { return }
+            writer?.abandon()
+            writer = nil
+            innerClosed = true
+            inner.close()
+            keepAlive = nil
+        }
+        inner.read()
+        return true
     }
 
     // MARK: The upstream's answer
@@ -219,6 +249,12 @@ final class CachingUpstream: ExchangeUpstream, UpstreamConnectionDelegate, @unch
             writer.finish(declaredLength: declaredLength, now: CacheExchange.wallNow())
             self.writer = nil
         }
+        if keepAlive != nil {
+            // Stored without the client: the connection goes back.
+            inner.release(reusable: reusable)
+            keepAlive = nil
+            return
+        }
         if let storedBody {
             // The stored body goes on; its end is this exchange's end.
             if storedBody.isFinished, !ended { endStored() } else { scheduleStoredDelivery() }
@@ -232,6 +268,10 @@ final class CachingUpstream: ExchangeUpstream, UpstreamConnectionDelegate, @unch
     func upstreamFailed(_ failure: UpstreamFailure, responseStarted: Bool) {
         writer?.abandon()
         writer = nil
+        if keepAlive != nil {
+            keepAlive = nil
+            return
+        }
         if storedBody != nil {
             // The stored answer does not need the upstream any more.
             innerEnded = true
@@ -258,6 +298,8 @@ final class CachingUpstream: ExchangeUpstream, UpstreamConnectionDelegate, @unch
     }
 
     func upstreamReadComplete() {
+        // Storing without the client: read on.
+        if keepAlive != nil { return inner.read() }
         // In place of the upstream's reads, the stored body's pieces go on a later turn, one per read.
         guard storedBody == nil else { return scheduleStoredDelivery() }
         delegate?.upstreamReadComplete()
