@@ -28,6 +28,10 @@ private func lines(_ path: String) -> [String] {
     writer.redirect(toDescriptor: new.fd) { swapped.withLock { $0 = true } }
     for number in 500..<1000 { writer.write(Array("line \(number)".utf8)) }
     writer.flush()
+    // The swap is done by now; its completion runs on whichever thread did it, just after (a loaded machine can
+    // take a moment to get there).
+    let deadline = ContinuousClock.now + .seconds(10)
+    while !swapped.withLock({ $0 }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
     #expect(swapped.withLock { $0 })
     #expect(lines(old.path) == (0..<500).map { "line \($0)" })
     #expect(lines(new.path) == (500..<1000).map { "line \($0)" })
