@@ -48,6 +48,25 @@ extension CacheStore {
 
     /// Walks every body file (`<directory>/<xx>/<32 hex>-<generation>`); temporary files are left alone.
     public func walkFiles(_ visit: (FileVisit) -> Void) {
+        forEachEntryOfBodyDirectories { path, name in
+            guard let (key, generation) = Self.parseFileName(name) else { return }
+            var found = FileVisit(path: path, key: key, generation: generation, headerSize: 0, bodySize: 0)
+            let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+            if fd >= 0 {
+                var info = stat()
+                if fstat(fd, &info) == 0, let (stored, length) = Self.readHeader(fd) {
+                    found.stored = stored
+                    found.headerSize = Int64(length)
+                    found.bodySize = Int64(info.st_size) - Int64(length)
+                }
+                close(fd)
+            }
+            visit(found)
+        }
+    }
+
+    /// Every name in the two-hex-digit subdirectories, with its path.
+    private func forEachEntryOfBodyDirectories(_ body: (_ path: String, _ name: String) -> Void) {
         guard let top = opendir(directory) else { return }
         defer { closedir(top) }
         while let sub = readdir(top) {
@@ -57,20 +76,7 @@ extension CacheStore {
             guard let files = opendir(subPath) else { continue }
             while let file = readdir(files) {
                 let name = Self.name(of: file)
-                guard let (key, generation) = Self.parseFileName(name) else { continue }
-                let path = "\(subPath)/\(name)"
-                var found = FileVisit(path: path, key: key, generation: generation, headerSize: 0, bodySize: 0)
-                let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-                if fd >= 0 {
-                    var info = stat()
-                    if fstat(fd, &info) == 0, let (stored, length) = Self.readHeader(fd) {
-                        found.stored = stored
-                        found.headerSize = Int64(length)
-                        found.bodySize = Int64(info.st_size) - Int64(length)
-                    }
-                    close(fd)
-                }
-                visit(found)
+                body("\(subPath)/\(name)", name)
             }
             closedir(files)
         }
@@ -163,18 +169,8 @@ extension CacheStore {
 
     /// Deletes `*.tmp` files: writes a previous process never finished.
     private func deleteTemporaryFiles() {
-        guard let top = opendir(directory) else { return }
-        defer { closedir(top) }
-        while let sub = readdir(top) {
-            let subName = Self.name(of: sub)
-            guard subName.utf8.count == 2, subName.utf8.allSatisfy(Self.isHex) else { continue }
-            let subPath = "\(directory)/\(subName)"
-            guard let files = opendir(subPath) else { continue }
-            while let file = readdir(files) {
-                let name = Self.name(of: file)
-                if name.hasSuffix(".tmp") { unlink("\(subPath)/\(name)") }
-            }
-            closedir(files)
+        forEachEntryOfBodyDirectories { path, name in
+            if name.hasSuffix(".tmp") { unlink(path) }
         }
     }
 

@@ -241,42 +241,21 @@ final class CacheExchange: UpstreamWaiter, @unchecked Sendable {
 
     /// Serves the stored response the lookup found.
     private func serve(_ served: ServedResponse, now: Int64, refresh: BackgroundRefresh? = nil) {
-        guard let found, let stored = found.stored, let body = found.body else { return forwardUpstream(fresh: false) }
+        guard let found, found.stored != nil else { return forwardUpstream(fresh: false) }
         if let observation = found.observation { store.index.touch(observation, now: now) }
         store.index.increment(.hits)
         if collapsed { store.index.increment(.collapsed) }
-        var status = served.status
-        status.collapsed = collapsed
-        let code = served.notModified ? 304 : stored.status
-        let hasBody = !served.notModified && !isHead && code != 204
-        if !served.notModified, let entry = found.entry,
-            let memoized = memo?.entry(found.flagKey, generation: entry.bodyGeneration), let pool = attempt?.pool,
-            let waiter,
-            let response = CachedResponse(
-                prefix: memoized.headPrefix,
-                extra: [("Age", stored.freshness.ageFieldValue(at: now)), ("Cache-Status", status.fieldValue)],
-                contentLength: code == 204 ? nil : body.bodySize,
-                body: hasBody ? StoredBodyReader(file: body, memory: memoized.bodyBytes) : nil, allocator: allocator)
-        {
-            // The common hit: the memo's rendered head, only Age, Cache-Status and the length written.
-            phase = .answered
-            waiter.upstreamAcquired(
-                .success(
-                    StoredResponseUpstream(pool: pool, eventLoop: eventLoop, response: response, refresh: refresh)),
-                from: pool)
-            return
-        }
-        let fields = served.fields.fields.map { (name: $0.name, value: $0.value) }
-            + [(name: "Cache-Status", value: status.fieldValue)]
-        answer(
-            status: code, fields: fields, contentLength: served.notModified || code == 204 ? nil : body.bodySize,
-            body: hasBody ? StoredBodyReader(file: body) : nil, refresh: refresh)
+        var served = served
+        served.status.collapsed = collapsed
+        guard let waiter, let pool = attempt?.pool,
+            let upstream = storedUpstream(served, now: now, asStored: true, refresh: refresh)
+        else { return forwardUpstream(fresh: false) }
+        waiter.upstreamAcquired(.success(upstream), from: pool)
     }
 
     /// Answers the waiter with a response made here.
     private func answer(
-        status: Int, fields: [(name: String, value: String)], contentLength: Int64? = 0, body: StoredBodyReader?,
-        refresh: BackgroundRefresh? = nil
+        status: Int, fields: [(name: String, value: String)], contentLength: Int64? = 0, body: StoredBodyReader?
     ) {
         guard let waiter, let pool = attempt?.pool else { return }
         phase = .answered
@@ -285,8 +264,7 @@ final class CacheExchange: UpstreamWaiter, @unchecked Sendable {
                 status: status, fields: fields, contentLength: contentLength, body: body, allocator: allocator)
         else { return forwardUpstream(fresh: false) }
         waiter.upstreamAcquired(
-            .success(StoredResponseUpstream(pool: pool, eventLoop: eventLoop, response: response, refresh: refresh)),
-            from: pool)
+            .success(StoredResponseUpstream(pool: pool, eventLoop: eventLoop, response: response)), from: pool)
     }
 
     /// The stored response standing in for an upstream that failed before answering (RFC 5861 §4); nil when none
@@ -300,20 +278,35 @@ final class CacheExchange: UpstreamWaiter, @unchecked Sendable {
         return storedUpstream(served, now: now)
     }
 
-    /// A `StoredResponseUpstream` for `served` over the stored body the lookup found.
-    func storedUpstream(_ served: ServedResponse, now: Int64) -> StoredResponseUpstream? {
+    /// A `StoredResponseUpstream` for `served` over the stored body the lookup found. `asStored`: its fields are
+    /// the stored ones with `Age` (a hit, not a 304's merge), so the memo's rendered head serves and only `Age`,
+    /// `Cache-Status` and the length are written.
+    func storedUpstream(
+        _ served: ServedResponse, now: Int64, asStored: Bool = false, refresh: BackgroundRefresh? = nil
+    ) -> StoredResponseUpstream? {
         guard let found, let stored = found.stored, let body = found.body, let pool = attempt?.pool else { return nil }
         let code = served.notModified ? 304 : stored.status
-        let fields = served.fields.fields.map { (name: $0.name, value: $0.value) }
-            + [(name: "Cache-Status", value: served.status.fieldValue)]
         let hasBody = !served.notModified && !isHead && code != 204
+        let length = served.notModified || code == 204 ? nil : body.bodySize
+        let memoized = asStored && !served.notModified
+            ? found.entry.flatMap { memo?.entry(found.flagKey, generation: $0.bodyGeneration) } : nil
+        let fast = memoized.flatMap { memoized in
+            CachedResponse(
+                prefix: memoized.headPrefix,
+                extra: [("Age", stored.freshness.ageFieldValue(at: now)), ("Cache-Status", served.status.fieldValue)],
+                contentLength: length,
+                body: hasBody ? StoredBodyReader(file: body, memory: memoized.bodyBytes) : nil, allocator: allocator)
+        }
         guard
-            let response = CachedResponse(
-                status: code, fields: fields, contentLength: served.notModified || code == 204 ? nil : body.bodySize,
-                body: hasBody ? StoredBodyReader(file: body) : nil, allocator: allocator)
+            let response = fast
+                ?? CachedResponse(
+                    status: code,
+                    fields: served.fields.fields.map { (name: $0.name, value: $0.value) }
+                        + [(name: "Cache-Status", value: served.status.fieldValue)],
+                    contentLength: length, body: hasBody ? StoredBodyReader(file: body) : nil, allocator: allocator)
         else { return nil }
         phase = .answered
-        return StoredResponseUpstream(pool: pool, eventLoop: eventLoop, response: response)
+        return StoredResponseUpstream(pool: pool, eventLoop: eventLoop, response: response, refresh: refresh)
     }
 
     /// Gives the key's flag back: idle after a failure (the next request may try at once), else `uncacheable` for
