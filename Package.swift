@@ -164,7 +164,7 @@ let package = Package(
             dependencies: [
                 "JesterCore", "JesterConfig", "JesterControl", "JesterSystem", "JesterLogging", "JesterTLS", "JesterHTTP2",
                 "JesterAuth", "JesterMetrics", "JesterTracing", "JesterTracingExport", "JesterCompression",
-                "JesterCache", "JesterCacheStore",
+                "JesterCache", "JesterCacheStore", "JesterWasm",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -185,7 +185,7 @@ let package = Package(
         .executableTarget(
             name: "jester",
             dependencies: [
-                "JesterConfig", "JesterSupervisor", "JesterProxy", "JesterTLS", "JesterHTTP2", "JesterHTTP3",
+                "JesterConfig", "JesterSupervisor", "JesterProxy", "JesterTLS", "JesterHTTP2", "JesterHTTP3", "JesterWasm",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),

@@ -104,6 +104,7 @@ extension ConfigDecoder {
         let compression = table.take("compression", decoder: &self).flatMap { decodeRouteCompression($0) }
         let errorPages = table.take("error_pages", decoder: &self).flatMap { decodeErrorPages($0) }
         let cacheNode = table.take("cache", decoder: &self)
+        let policies = table.take("policies", decoder: &self).map { decodePolicyAttachments($0, owner: "route '\(name)'") }
         let cache = cacheNode.flatMap { decodeRouteCache($0) }
         table.finish(decoder: &self)
 
@@ -203,6 +204,7 @@ extension ConfigDecoder {
         route.compression = compression
         route.errorPages = errorPages
         route.cache = cache
+        route.policies = policies ?? []
         if let cacheNode, cache != nil, upstream == nil, splitNodes == nil {
             report(cacheNode.location, "route '\(name)' caches responses, but it does not proxy")
         }

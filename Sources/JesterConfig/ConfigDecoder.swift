@@ -25,6 +25,8 @@ struct ConfigDecoder {
     }
     /// Where filters and the lists naming them are, for the checks of whole chains (ConfigDecoder+Filters).
     var filterLocations = FilterLocations()
+    /// Where policies and the entries attaching them are (PolicySettings).
+    var policyLocations = PolicyLocations()
     /// Problems that do not stop the configuration (`Configuration.warnings`).
     var warnings: [ConfigDiagnostic] = []
 
@@ -146,6 +148,10 @@ struct ConfigDecoder {
             }
             let filterEntries = table.locatedStrings("filters", decoder: &self)
             listener.filters = filterEntries.map { $0.map(\.value) }
+            if let node = table.take("policies", decoder: &self) {
+                listener.policies = decodePolicyAttachments(node, owner: "listener '\(name ?? "")'")
+                if listener.isTCP { report(node.location, "'policies' needs an http listener, not protocol = \"tcp\"") }
+            }
             if let node = table.take("tls", decoder: &self) {
                 listener.tls = tls(node, listener: name ?? "")
                 if !listener.servesHTTP2, listener.tls?.alpn?.contains("h2") == true {
@@ -248,6 +254,7 @@ struct ConfigDecoder {
             table.finish(decoder: &self)
         }
         configuration.filters = decodeFilters(&top)
+        configuration.policies = decodePolicies(&top)
         var routeLocations: [SourceLocation] = []
         for (index, node) in top.tables("routes", decoder: &self).enumerated() {
             if let route = decodeRoute(node, index: index, configuration: configuration) {
@@ -259,6 +266,7 @@ struct ConfigDecoder {
         top.finish(decoder: &self)
         checkListeners(configuration, listenerNodes)
         checkFilterChains(configuration)
+        checkPolicyAttachments(configuration)
         for (listener, location) in zip(configuration.listeners, listenerUpstreamLocations) {
             if let upstream = listener.upstream, configuration.upstream(named: upstream)?.protocolName == "h2" {
                 report(location, "upstream '\(upstream)' speaks HTTP/2; a tcp listener relays bytes to HTTP/1 or any TCP pool")

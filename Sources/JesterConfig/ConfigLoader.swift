@@ -14,15 +14,23 @@ public struct ConfigLoader: Sendable {
     public var tlsCheck: (@Sendable (TLSListenerSettings) -> TLSProblem?)?
     /// The same for an upstream's TLS (CA file, client certificate).
     public var upstreamTLSCheck: (@Sendable (UpstreamTLSSettings) -> TLSProblem?)?
+    /// Checks a policy (its module, read into `moduleBytes`, and its `config`) with the Wasm engine: the stages
+    /// the module exports, or what is wrong. Given by the `jester` executable, like `tlsCheck`.
+    public var policyCheck: (@Sendable (PolicySettings) -> PolicyCheckResult)?
+
+    /// The largest policy module read (the modules travel to workers inside the configuration).
+    public static let maxModuleSize = 8 << 20
 
     public init(
         environment: [String: String] = ProcessInfo.processInfo.environment,
         tlsCheck: (@Sendable (TLSListenerSettings) -> TLSProblem?)? = nil,
-        upstreamTLSCheck: (@Sendable (UpstreamTLSSettings) -> TLSProblem?)? = nil
+        upstreamTLSCheck: (@Sendable (UpstreamTLSSettings) -> TLSProblem?)? = nil,
+        policyCheck: (@Sendable (PolicySettings) -> PolicyCheckResult)? = nil
     ) {
         self.environment = environment
         self.tlsCheck = tlsCheck
         self.upstreamTLSCheck = upstreamTLSCheck
+        self.policyCheck = policyCheck
     }
 
     /// Loads `path` and everything it includes.
@@ -103,6 +111,7 @@ public struct ConfigLoader: Sendable {
                 }
             }
         }
+        if diagnostics.isEmpty { loadPolicies(&configuration, decoder.policyLocations, &diagnostics) }
         guard diagnostics.isEmpty else {
             throw ConfigError(diagnostics.sorted { ($0.location.file, $0.location.line, $0.location.column) < ($1.location.file, $1.location.line, $1.location.column) })
         }
@@ -112,6 +121,43 @@ public struct ConfigLoader: Sendable {
         }
         configuration.hash = Self.hash(of: configuration)
         return configuration
+    }
+
+    /// Reads each policy's module into the configuration and, with `policyCheck`, checks it and the stages it is
+    /// attached at; problems are reported at the policy's `module` key, or at the attachment.
+    private func loadPolicies(
+        _ configuration: inout Configuration, _ locations: PolicyLocations, _ diagnostics: inout [ConfigDiagnostic]
+    ) {
+        for index in configuration.policies.indices {
+            let name = configuration.policies[index].name
+            let path = configuration.policies[index].module
+            let location = locations.modules[name] ?? SourceLocation(file: configuration.files.first ?? "", line: 1, column: 1)
+            guard let data = FileManager.default.contents(atPath: path) else {
+                let reason = FileManager.default.fileExists(atPath: path) ? "cannot be read" : "does not exist"
+                diagnostics.append(ConfigDiagnostic(location, "policy '\(name)': module \(path) \(reason)"))
+                continue
+            }
+            guard data.count <= Self.maxModuleSize else {
+                diagnostics.append(ConfigDiagnostic(location,
+                    "policy '\(name)': module \(path) is \(data.count) bytes; the most is \(Self.maxModuleSize)"))
+                continue
+            }
+            configuration.policies[index].moduleBytes = data
+            guard let policyCheck else { continue }
+            switch policyCheck(configuration.policies[index]) {
+            case .invalid(let problem):
+                diagnostics.append(ConfigDiagnostic(location, "policy '\(name)': \(problem)"))
+            case .valid(let stages, let digest):
+                configuration.policies[index].moduleDigest = digest
+                for (attachment, at, owner) in locations.attachments
+                where attachment.policy == name && !stages.contains(attachment.stage) {
+                    let exported = PolicyStageName.allCases.filter(stages.contains).map(\.rawValue)
+                    diagnostics.append(ConfigDiagnostic(at,
+                        "\(owner) attaches policy '\(name)' at \(attachment.stage.rawValue), but its module \(path) "
+                            + "implements only " + exported.joined(separator: ", ")))
+                }
+            }
+        }
     }
 
     /// Where a TLS problem about a certificate entry's file is reported: at `key` for the key, at `cert` for the

@@ -73,6 +73,13 @@ extension Configuration {
             }
             return filter
         }
+        // A policy's configuration may hold its secrets (keys, tokens); its module's bytes are no reading matter.
+        copy.policies = policies.map { policy in
+            var policy = policy
+            policy.moduleBytes = Data()
+            if policy.config != "{}" { policy.config = ConfigRedaction.placeholder }
+            return policy
+        }
         copy.routes = routes.map { route in
             var route = route
             route.match.headers = route.match.headers.map(ConfigRedaction.redacted)

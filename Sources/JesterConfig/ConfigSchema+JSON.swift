@@ -67,6 +67,7 @@ extension ConfigSchema {
         case .array(let element): return ["type": "array", "items": jsonSchema(for: element)]
         case .map(let value): return ["type": "object", "additionalProperties": jsonSchema(for: value)]
         case .kinds(let tables): return ["oneOf": tables.map { jsonSchema(for: .table($0)) }]
+        case .json: return [:]
         case .either(let types): return ["anyOf": types.map { jsonSchema(for: $0) }]
         case .number(let range):
             return ["anyOf": [["type": "number", "minimum": range.lowerBound, "maximum": range.upperBound], substitution]]

@@ -32,6 +32,8 @@ public struct ConfigSchema: Sendable {
         case either([ValueType])
         /// A number (integer or decimal) within a range (`sample_ratio = 0.01`).
         case number(ClosedRange<Double>)
+        /// Any value (a table, an array, a string, a number or a boolean), passed on as JSON (a policy's `config`).
+        case json
 
         /// How the type is described in messages and documentation.
         public var summary: String {
@@ -51,6 +53,7 @@ public struct ConfigSchema: Sendable {
             case .kinds: return "a table with a kind"
             case .either(let types): return types.map(\.summary).joined(separator: ", or ")
             case .number(let range): return "a number from \(range.lowerBound) to \(range.upperBound)"
+            case .json: return "any value (passed on as JSON)"
             }
         }
 
@@ -122,6 +125,8 @@ public struct ConfigSchema: Sendable {
             Field("upstreams", .map(.table(upstream)), default: "{}", "Pools of servers that routes proxy to."),
             Field("filters", .map(.kinds(filterKinds)), default: "{}",
                 "Named request filters (rate limits, authentication, IP rules) that routes and listeners list in order."),
+            Field("policies", .map(.table(policy)), default: "{}",
+                "Named Wasm policies (jester-policy(7)) that listeners and routes attach, each at a stage."),
         ])
 
     public static let server = Table(
@@ -262,6 +267,8 @@ public struct ConfigSchema: Sendable {
                 "Serve HTTP/2 alone: every plain-text connection is h2c with prior knowledge (anything but the connection preface ends it, as RFC 9113 says), and TLS offers only h2. For gRPC and other HTTP/2-only front ends."),
             Field("filters", .array(.string), default: "[]",
                 "Filters ([filters.NAME]) every route on this listener runs, in this order, before the route's own; http listeners only."),
+            Field("policies", .array(.table(policyAttachment)), default: "[]",
+                "Wasm policies ([policies.NAME]) of every request on this listener, in this order, before the routes' own: [{ policy = \"tenant\", stage = \"pre_route\" }]; pre_route ones run before routing."),
             Field("redirect_to_https", .either([.boolean, .integer(1...65535)]), default: "false",
                 "Answer every request with 308 to https://HOSTNAME[:PORT]/TARGET: true for port 443, or the port; such a listener needs no routes and is not TLS."),
             Field("hsts", .table(hsts), default: "none",
@@ -423,6 +430,8 @@ public struct ConfigSchema: Sendable {
             Field("response_headers", .table(headerEdits), "Header fields to set, add or remove on the response."),
             Field("filters", .array(.string), default: "[]",
                 "Filters ([filters.NAME]) this route runs, in this order, after its listener's; a filter may appear once per chain."),
+            Field("policies", .array(.table(policyAttachment)), default: "[]",
+                "Wasm policies ([policies.NAME]) this route runs, in this order, after its listener's: [{ policy = \"auth\", stage = \"pre_upstream\" }]; pre_upstream runs after the filters."),
             Field("compression", .either([.boolean, .table(compression)]), default: "the listener's",
                 "Compress responses with the coding the client's Accept-Encoding prefers (br, zstd, gzip, deflate), and optionally decode coded request bodies: compression = {} for the defaults; false turns the listener's off. A route's table replaces the listener's whole."),
             Field("cache", .either([.boolean, .table(routeCache)]), default: "false",

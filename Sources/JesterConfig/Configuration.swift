@@ -15,6 +15,8 @@ public struct Configuration: Sendable, Codable, Equatable {
     public var upstreams: [UpstreamSettings]
     /// `[filters.NAME]`, sorted by name (TOML tables keep no order); routes and listeners use them by name.
     @EmptyIfMissing public var filters: [FilterSettings]
+    /// `[policies.NAME]`, sorted by name; listeners and routes attach them by name and stage.
+    @EmptyIfMissing public var policies: [PolicySettings]
     /// `[admin]`: the master's admin API; nil (the table absent) keeps it off.
     public var admin: AdminSettings?
     /// `[tracing]`: OpenTelemetry tracing; nil (the table absent) keeps it off.
@@ -280,6 +282,8 @@ public struct ListenerSettings: Sendable, Codable, Equatable {
     public var http2Only: Bool?
     /// Filters every route on this listener runs first, before its own (nil: none).
     public var filters: [String]?
+    /// `policies`: Wasm policies of every request on this listener, each at its stage, before the routes' own.
+    @EmptyIfMissing public var policies: [PolicyAttachment]
     /// Answer every request with 308 to `https://<hostname><:port unless 443><request target>` (this port);
     /// nil: serve routes. Such a listener needs no routes and is never TLS.
     public var redirectToHTTPS: Int?
@@ -368,6 +372,8 @@ public struct RouteSettings: Sendable, Codable, Equatable {
     public var compression: CompressionSettings?
     /// The shared HTTP cache for this route's responses (`cache = { ... }`); nil: not cached.
     public var cache: RouteCacheSettings?
+    /// `policies`: Wasm policies this route runs, each at its stage, after its listener's.
+    @EmptyIfMissing public var policies: [PolicyAttachment]
     /// Error bodies and intercepted upstream errors (`error_pages = { ... }`); nil: the listener's.
     public var errorPages: ErrorPageSettings?
 

@@ -31,13 +31,15 @@ extension DownstreamConnection {
                 runtime: runtime, route: exchange.route!, clientAddress: clientAddress, tls: tls,
                 clientSubjectHeader: clientSubjectHeader, chunked: isChunkedUpstream, upgrade: isUpgrade,
                 filterFields: exchange.upstreamFilterFields)
-            let head = exchange.startAttempt(on: connection, request: request, runtime: runtime)
+            let (head, connection) = exchange.startAttempt(
+                on: connection, request: request, clientAddress: clientAddress, runtime: runtime)
+            upstream = connection
             connection.startExchange(
                 delegate: self, requestHead: head, chunkedBody: isChunkedUpstream,
                 isHeadRequest: exchange.isHeadRequest, expectsUpgrade: isUpgrade)
             if requestBody.isComplete {
                 // The response timeout runs from the end of the request, however long the upload took.
-                timer.arm(.response, after: exchange.route?.responseTimeout ?? pool.responseTimeout)
+                timer.arm(.response, after: exchange.responseTimeout(pool: pool))
                 connection.flush()
             } else {
                 timer.arm(.body, after: runtime.timeouts.body)
@@ -81,7 +83,7 @@ extension DownstreamConnection {
             upstream.endRequest(trailers: [])
             upstream.flush()
             if !responseStarted {
-                timer.arm(.response, after: exchange.route?.responseTimeout ?? upstream.pool.responseTimeout)
+                timer.arm(.response, after: exchange.responseTimeout(pool: upstream.pool))
             }
             return false
         }

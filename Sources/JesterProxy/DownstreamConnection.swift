@@ -495,7 +495,9 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             return
         }
         let framing = BodyFraming.request(exchange.head)
-        switch exchange.chooseRoute(in: routes, client: clientIP, tls: tlsRouteFacts, body: body) {
+        switch exchange.chooseRoute(
+            in: routes, client: clientIP, tls: tlsRouteFacts, body: body, clientAddress: clientAddress, runtime: runtime)
+        {
         case .refuse(let status, let reason):
             if !reason.isEmpty { exchange.log.failure = reason }
             // (An unread body ends the connection; 413 always does.)
@@ -549,7 +551,8 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
 
     /// The route's filters run (on the head, and the body when one of them reads it), then `filtersDecided`.
     func runFilters(body: [UInt8]?) {
-        guard let verdict = exchange.runFilters(clientAddress: clientAddress, clientIP: clientIP, tls: tls, body: body)
+        guard let verdict = exchange.runFilters(
+            clientAddress: clientAddress, clientIP: clientIP, tls: tls, body: body, runtime: runtime)
         else {
             // A filter waits (a Redis round trip): nothing more is read until it decides.
             phase = .filtering
@@ -564,8 +567,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     func filtersResumed(_ verdict: FilterVerdict) {
         guard phase == .filtering, context != nil else { return }
         phase = .awaitingHead
-        exchange.note(verdict)
-        filtersDecided(verdict)
+        filtersDecided(exchange.filtersFinished(verdict, runtime: runtime))
         upstream?.flush()
         flushClient()
         if wantsInput { requestRead() }

@@ -106,7 +106,8 @@ final class HTTP2Stream: UpstreamConnectionDelegate, UpstreamWaiter {
     func route(fields: [HTTP2Field], body: BodyPeek?) {
         let tls = connection.tls.map { TLSRouteFacts(serverName: $0.serverName, clientSubject: $0.clientCertificateSubject) }
         switch exchange.chooseRoute(
-            in: connection.routes, client: connection.clientIP, tls: tls, body: body, bodyBytesSoFar: requestBodyBytes)
+            in: connection.routes, client: connection.clientIP, tls: tls, body: body, bodyBytesSoFar: requestBodyBytes,
+            clientAddress: connection.clientAddress, runtime: runtime)
         {
         case .refuse(let status, let reason):
             dropHeldBody()
@@ -162,14 +163,14 @@ final class HTTP2Stream: UpstreamConnectionDelegate, UpstreamWaiter {
     /// The route's filters run (on the head, and the body when one of them reads it), then `filtersDecided`.
     func runFilters(fields: [HTTP2Field], body: [UInt8]?) {
         guard let verdict = exchange.runFilters(
-            clientAddress: connection.clientAddress, clientIP: connection.clientIP, tls: connection.tls, body: body)
+            clientAddress: connection.clientAddress, clientIP: connection.clientIP, tls: connection.tls, body: body,
+            runtime: runtime)
         else {
             // A filter waits; DATA that comes meanwhile is held in `pendingBody`, unacknowledged.
             exchange.whenFiltersDecide { [weak self] verdict in
                 // (A stream that finished meanwhile cancelled the run, so this comes only to a live stream.)
                 guard let self, !self.finished else { return }
-                self.exchange.note(verdict)
-                self.filtersDecided(verdict, fields: fields)
+                self.filtersDecided(self.exchange.filtersFinished(verdict, runtime: self.runtime), fields: fields)
                 self.connection.scheduleFlush()
             }
             return
@@ -302,7 +303,9 @@ final class HTTP2Stream: UpstreamConnectionDelegate, UpstreamWaiter {
                 runtime: runtime, route: route, clientAddress: connection.clientAddress, tls: connection.tls,
                 clientSubjectHeader: connection.clientSubjectHeader, chunked: chunked, upgrade: false,
                 filterFields: exchange.upstreamFilterFields)
-            let head = exchange.startAttempt(on: upstream, request: request, runtime: runtime)
+            let (head, upstream) = exchange.startAttempt(
+                on: upstream, request: request, clientAddress: connection.clientAddress, runtime: runtime)
+            self.upstream = upstream
             upstream.startExchange(
                 delegate: self, requestHead: head, chunkedBody: chunked, isHeadRequest: exchange.isHeadRequest,
                 expectsUpgrade: false)
@@ -429,7 +432,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, UpstreamWaiter {
         upstream?.endRequest(trailers: requestTrailers)
         // The response timeout runs from the end of the request, however long the upload took.
         guard let route = exchange.route, let pool = upstream?.pool, !finished else { return }
-        timer.arm(.response, after: route.responseTimeout ?? pool.responseTimeout)
+        timer.arm(.response, after: exchange.responseTimeout(pool: pool))
     }
 
     /// Tells the client it may send as much again as the upstream has taken: HTTP/2 flow control as

@@ -70,6 +70,12 @@ final class CompiledRoute: Sendable {
     /// A cors filter answers for this route: the upstream's own `Access-Control-*` fields are dropped, so a
     /// browser never sees two (conflicting) answers.
     let replacesCORSFields: Bool
+    /// Wasm policies at pre-upstream (after the filters) and post-response, listener-wide ones first; usually
+    /// empty.
+    let preUpstreamPolicies: [WorkerPolicy]
+    let postResponsePolicies: [WorkerPolicy]
+    /// The most request body a pre-upstream policy reads (0: none reads it).
+    let preUpstreamBodyLimit: Int
 
     init(
         name: String, maxBodySize: Int64, action: Action, conditions: RouteConditions = RouteConditions(),
@@ -77,8 +83,12 @@ final class CompiledRoute: Sendable {
         responseEdits: HeaderEdits = HeaderEdits(), retryPolicy: RetryPolicy = RetryPolicy(),
         timeouts: RouteTimeouts = RouteTimeouts(), filters: FilterChain = .empty,
         responseFilters: ResponseFilterChain = .empty, compression: CompressionPolicy? = nil,
-        errorPages: ErrorPages? = nil, cachePolicy: CachePolicy? = nil
+        errorPages: ErrorPages? = nil, cachePolicy: CachePolicy? = nil,
+        preUpstreamPolicies: [WorkerPolicy] = [], postResponsePolicies: [WorkerPolicy] = []
     ) {
+        self.preUpstreamPolicies = preUpstreamPolicies
+        self.postResponsePolicies = postResponsePolicies
+        preUpstreamBodyLimit = preUpstreamPolicies.compactMap(\.bodyLimit).max() ?? 0
         self.errorPages = errorPages
         self.cachePolicy = cachePolicy
         replacesCORSFields = filters.filters.contains { $0 is CORSFilter }
@@ -142,6 +152,14 @@ struct ListenerRoutes: Sendable {
     /// The most body any route of this listener looks at (`match_body`); 0: none does, and no body is read
     /// before routing.
     var bodyPeekLimit = 0
+    /// The listener's pre-route policies, run before routing; usually empty.
+    var preRoutePolicies: [WorkerPolicy] = []
+    /// The routes by name, for a pre-route policy's `set-route` (only on listeners with pre-route policies).
+    var routesByName: [String: CompiledRoute] = [:]
+
+    /// The route called `name` on this listener.
+    func route(named name: String) -> CompiledRoute? { routesByName[name] }
+
     /// `redirect_to_https`: every request is sent to this location instead of being routed.
     var httpsRedirect: RedirectTemplate?
     /// The listener's `error_pages`, for requests no route takes.
@@ -267,6 +285,8 @@ final class WorkerRuntime: @unchecked Sendable {
     /// This worker's partition of the instance's metrics and this configuration's series ids (see
     /// `WorkerMetrics`); nil when the master passed no table.
     var metrics: WorkerMetrics?
+    /// The Wasm policies by name, one instance each in this worker (`[policies.NAME]`).
+    let policies: [String: WorkerPolicy]
     /// Where every filter chain of this runtime counts its verdicts (`attachMetrics` fills it).
     let filterMetrics = FilterMetrics()
     /// Open connections per client address, kept only when `max_connections_per_client` is set.
@@ -332,6 +352,13 @@ final class WorkerRuntime: @unchecked Sendable {
         let allocator = ByteBufferAllocator()
         let filters = RequestFilters.compile(configuration.filters, eventLoop: eventLoop, resolved: resolved)
         self.filters = filters
+        let policies = Dictionary(uniqueKeysWithValues: configuration.policies.map { settings in
+            (settings.name, WorkerPolicy(settings: settings, logger: Logger(component: .worker)))
+        })
+        self.policies = policies
+        func policyChain(_ route: RouteSettings?, _ listener: String, _ stage: PolicyStageName) -> [WorkerPolicy] {
+            configuration.policyChain(for: route, listener: listener, stage: stage).compactMap { policies[$0.name] }
+        }
         var tables: [String: ListenerRoutes] = [:]
         for listener in configuration.listeners {
             var entries: [Int: [RouteTable<CompiledRoute>.Entry]] = [:]
@@ -389,7 +416,9 @@ final class WorkerRuntime: @unchecked Sendable {
                         compression: configuration.compression(for: route, listener: listener.name)),
                     compression: configuration.compression(for: route, listener: listener.name),
                     errorPages: configuration.errorPages(for: route, listener: listener.name).map(ErrorPages.init),
-                    cachePolicy: route.cache.map(CachePolicy.init))
+                    cachePolicy: route.cache.map(CachePolicy.init),
+                    preUpstreamPolicies: policyChain(route, listener.name, .preUpstream),
+                    postResponsePolicies: policyChain(route, listener.name, .postResponse))
                 entries[route.match.priority, default: []].append(
                     .init(hosts: route.hosts.map(HostPattern.init), pathPrefix: route.pathPrefix, value: compiled,
                         rank: conditions.specificity))
@@ -405,6 +434,10 @@ final class WorkerRuntime: @unchecked Sendable {
             }
             routes.hsts = listener.hsts?.fieldValue
             routes.errorPages = listener.errorPages.map(ErrorPages.init)
+            routes.preRoutePolicies = policyChain(nil, listener.name, .preRoute)
+            if !routes.preRoutePolicies.isEmpty {
+                for entry in entries.values.joined() { routes.routesByName[entry.value.name] = entry.value }
+            }
             tables[listener.name] = routes
         }
         routeTables = tables

@@ -220,6 +220,8 @@ extension ConfigLoader {
     /// The loader every command uses: certificates and keys are checked with OpenSSL while the file is loaded,
     /// so `config validate`, start-up and reloads reject what a worker could not serve.
     static var checkingTLS: ConfigLoader {
-        ConfigLoader(tlsCheck: { TLSListener.problem($0) }, upstreamTLSCheck: { UpstreamTLS.problem($0) })
+        ConfigLoader(
+            tlsCheck: { TLSListener.problem($0) }, upstreamTLSCheck: { UpstreamTLS.problem($0) },
+            policyCheck: PolicyCheck.check)
     }
 }

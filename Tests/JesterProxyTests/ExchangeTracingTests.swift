@@ -185,10 +185,13 @@ func onlyARecordedTraceObservesTheFilterRun(ratio: Int) throws {
     // A recorded trace keeps its state object; one that is not keeps only its context, inline (no allocation).
     #expect((exchange.tracingState != nil) == (ratio == 1))
     if ratio == 0 { #expect(exchange.upstreamTraceContext?.flags.contains(.sampled) == false) }
-    guard case .proxy = exchange.chooseRoute(in: routes, client: IPAddressBytes("127.0.0.9"), tls: nil, body: nil)
+    guard case .proxy = exchange.chooseRoute(
+        in: routes, client: IPAddressBytes("127.0.0.9"), tls: nil, body: nil, clientAddress: "127.0.0.9",
+        runtime: harness.runtime)
     else { Issue.record("the route did not match"); return }
     // basic_auth answers 401 at once to a request without credentials.
-    let verdict = exchange.runFilters(clientAddress: "127.0.0.9", clientIP: IPAddressBytes("127.0.0.9"), tls: nil)
+    let verdict = exchange.runFilters(
+        clientAddress: "127.0.0.9", clientIP: IPAddressBytes("127.0.0.9"), tls: nil, runtime: harness.runtime)
     guard case .respond(let response, _)? = verdict else { Issue.record("no 401"); return }
     #expect(response.status == 401)
     #expect((exchange.filterContext?.observer != nil) == (ratio == 1))

@@ -38,15 +38,18 @@ extension RequestExchange {
     }
 
     /// The attempt has its upstream: it is logged and traced, and the request head it sends is rendered by
-    /// `request` (the same rendering for every pool; an HTTP/2 upstream translates it to fields).
+    /// `request` (the same rendering for every pool; an HTTP/2 upstream translates it to fields). Returns that
+    /// head, and the upstream the adapter talks to: `upstream`, or it wrapped by the route's post-response
+    /// policies.
     mutating func startAttempt(
-        on upstream: any ExchangeUpstream, request: UpstreamRequest, runtime: WorkerRuntime
-    ) -> ByteBuffer {
+        on upstream: any ExchangeUpstream, request: UpstreamRequest, clientAddress: String, runtime: WorkerRuntime
+    ) -> (head: ByteBuffer, upstream: any ExchangeUpstream) {
         let target = upstream.targetDescription
         upstreamConnected(target: upstream.target, runtime: runtime)
         log.upstreamTarget = target
         assignRequestID(runtime: runtime)
-        return renderedHead(request, target: target, runtime: runtime)
+        let head = renderedHead(request, target: target, runtime: runtime)
+        return (head, withResponsePolicies(upstream, clientAddress: clientAddress, runtime: runtime))
     }
 
     /// (Non-mutating: see "Second attempts" in RequestExchange.)

@@ -64,6 +64,9 @@ struct RequestExchange {
     var requestDecoding = RequestDecompression.forward
     /// An unsafe request on a caching route: what its answer may invalidate.
     var pendingInvalidation: CacheRequest?
+    /// The request's passage through Wasm policies (metadata, hints, upstream options); nil for a request that
+    /// meets none.
+    var policyState: PolicyRequestState?
     /// The client spoke TLS (the cache key's scheme).
     private(set) var isSecure = false
     /// The request's id, assigned when first needed (`assignRequestID`).
@@ -113,6 +116,7 @@ struct RequestExchange {
         upstreamTargetIndex = nil
         upstreamResponseWait = nil
         responseEdit = nil
+        policyState = nil
         // The record's strings are made only when something reads them: the access log, a tap, or a trace that
         // is recorded (its attributes). An unsampled trace needs none of them.
         let logged = runtime.accessLog != nil || runtime.tap.isOpen
@@ -169,24 +173,29 @@ struct RequestExchange {
 
     /// Chooses the route of the request (`body`: the start of the body when some route of the listener looks at
     /// it). `bodyBytesSoFar`: request body already read (while body matchers waited for it).
+    /// `clientAddress`: the client's address as text, for the listener's pre-route policies.
     mutating func chooseRoute(
         in routes: ListenerRoutes, client: IPAddressBytes?, tls: TLSRouteFacts?, body: BodyPeek?,
-        bodyBytesSoFar: Int64 = 0
+        bodyBytesSoFar: Int64 = 0, clientAddress: String, runtime: WorkerRuntime
     ) -> RouteDecision {
         // With a recorded trace the phase gets its span (`traceRoute`); this check is all other requests pay.
         guard let tracingState, tracingState.trace.isRecording else {
-            return decideRoute(in: routes, client: client, tls: tls, body: body, bodyBytesSoFar: bodyBytesSoFar)
+            return decideRoute(
+                in: routes, client: client, tls: tls, body: body, bodyBytesSoFar: bodyBytesSoFar,
+                clientAddress: clientAddress, runtime: runtime)
         }
         let readBody = body.map { !$0.bytes.isEmpty || !$0.isComplete } ?? false
         let start = readBody ? tracingState.startedAt : WorkerTracing.now
-        let decision = decideRoute(in: routes, client: client, tls: tls, body: body, bodyBytesSoFar: bodyBytesSoFar)
+        let decision = decideRoute(
+            in: routes, client: client, tls: tls, body: body, bodyBytesSoFar: bodyBytesSoFar,
+            clientAddress: clientAddress, runtime: runtime)
         traceRoute(decision, startNanos: start, readBody: readBody)
         return decision
     }
 
     private mutating func decideRoute(
         in routes: ListenerRoutes, client: IPAddressBytes?, tls: TLSRouteFacts?, body: BodyPeek?,
-        bodyBytesSoFar: Int64
+        bodyBytesSoFar: Int64, clientAddress: String, runtime: WorkerRuntime
     ) -> RouteDecision {
         // Before any answer, routed or not: a HEAD's 404 or redirect has no body either (RFC 9110 §9.3.2).
         if let httpsRedirect = routes.httpsRedirect {
@@ -198,12 +207,34 @@ struct RequestExchange {
             }
             return .local(redirect(status: 308, to: httpsRedirect, secure: false))
         }
-        guard let matched = lookUpRoute(in: routes, client: client, tls: tls, body: body) else {
+        // The listener's pre-route policies may answer, rewrite the request the router reads, or name its route.
+        if !routes.preRoutePolicies.isEmpty,
+            let decision = runPreRoutePolicies(routes, clientAddress: clientAddress, runtime: runtime)
+        {
             log.route = "-"
-            return .refuse(status: 404, reason: "")
+            return decision
+        }
+        let matched: CompiledRoute
+        switch hintedRoute(in: routes) {
+        case .success(let hinted)?:
+            matched = hinted
+        case .failure(let error)?:
+            log.route = "-"
+            log.failure = "a pre_route policy chose route '\(error.route)', which this listener does not have"
+            return .refuse(status: 500, reason: log.failure)
+        case nil:
+            guard let found = lookUpRoute(in: routes, client: client, tls: tls, body: body) else {
+                log.route = "-"
+                return .refuse(status: 404, reason: "")
+            }
+            matched = found
         }
         route = matched
-        hasFilters = !matched.filters.isEmpty
+        if let hint = policyState?.upstreamHint, !matched.action.offers(hint) {
+            log.failure = "a pre_route policy chose upstream '\(hint)', which route '\(matched.name)' does not send to"
+            return .refuse(status: 500, reason: log.failure)
+        }
+        hasFilters = !matched.filters.isEmpty || !matched.preUpstreamPolicies.isEmpty
         log.route = matched.name
         hasBody = BodyFraming.request(head) != .none
         if let length = head.contentLength, length > matched.maxBodySize {
@@ -229,15 +260,22 @@ struct RequestExchange {
     /// The most request body the route's filters read (the pre-upstream phase's opt-in body access): with one,
     /// the adapter holds a request's body back until it has all of it (413 past this), and hands it to
     /// `runFilters`; 0: the filters read the head only.
-    var filterBodyLimit: Int { route?.filters.bodyLimit ?? 0 }
+    var filterBodyLimit: Int { route.map { max($0.filters.bodyLimit, $0.preUpstreamBodyLimit) } ?? 0 }
 
     /// Runs the route's request filters. Returns the verdict, or nil when a filter waits: then the adapter sets
     /// `whenFiltersDecide` (once, at once), and that gets the verdict later, on the event loop, never after
     /// `cancelFilters`.
+    /// The route's pre-upstream policies run after its filters said go on (`runPreUpstreamPolicies`), on the
+    /// same body.
     mutating func runFilters(
-        clientAddress: String, clientIP: IPAddressBytes?, tls: TLSSessionFacts?, body: [UInt8]? = nil
+        clientAddress: String, clientIP: IPAddressBytes?, tls: TLSSessionFacts?, body: [UInt8]? = nil,
+        runtime: WorkerRuntime
     ) -> FilterVerdict? {
-        guard let route, !route.filters.isEmpty, let headBytes else { return .proceed }
+        guard let route, let headBytes else { return .proceed }
+        guard !route.filters.isEmpty else {
+            return runPreUpstreamPolicies(body: body, clientAddress: clientAddress, runtime: runtime)
+        }
+        if !route.preUpstreamPolicies.isEmpty { policyState(clientAddress: clientAddress).heldBody = body }
         let input = FilterInput(
             head: head, bytes: headBytes, clientAddress: clientAddress, clientIP: clientIP, route: route, tls: tls,
             now: .now(), body: body)
@@ -245,8 +283,19 @@ struct RequestExchange {
         // A recorded trace makes a span of each filter; other requests' runs have no observer.
         if let tracingState, tracingState.trace.isRecording { context.observer = tracingState }
         filterContext = context
-        let verdict = context.start()
-        if let verdict { note(verdict) }
+        guard let verdict = context.start() else { return nil }
+        return filtersFinished(verdict, runtime: runtime)
+    }
+
+    /// The filters decided (at once, or after waiting: the adapters call this with a verdict that came later):
+    /// on `.proceed` the route's pre-upstream policies decide. The final verdict is recorded and returned.
+    mutating func filtersFinished(_ verdict: FilterVerdict, runtime: WorkerRuntime) -> FilterVerdict {
+        var verdict = verdict
+        if case .proceed = verdict, let state = policyState {
+            verdict = runPreUpstreamPolicies(body: state.heldBody, clientAddress: state.clientAddress, runtime: runtime)
+            state.heldBody = nil
+        }
+        note(verdict)
         return verdict
     }
 
@@ -284,8 +333,10 @@ struct RequestExchange {
     /// Chooses the pool (a split route weighs several), the request's balancing hash and its sticky target.
     @discardableResult
     mutating func chooseUpstream(clientAddress: String, runtime: WorkerRuntime) -> UpstreamPool {
-        let chosen: UpstreamPool
+        var chosen: UpstreamPool
         (chosen, balancingHash, stickyTarget) = upstreamChoice(route: route!, clientAddress: clientAddress)
+        // A policy's `set-upstream` (checked against the route's pools when it was made).
+        if let hint = policyState?.upstreamHint, let hinted = route!.action.pool(named: hint) { chosen = hinted }
         pool = chosen
         log.upstream = chosen.name
         startCache(runtime: runtime)
@@ -346,7 +397,9 @@ struct RequestExchange {
         after reason: RetryPolicy.Reason, target: Int, pool: UpstreamPool, requestComplete: Bool, runtime: WorkerRuntime
     ) -> TimeAmount? {
         guard let route, requestComplete else { return nil }
-        switch retries.next(after: reason, policy: route.retryPolicy, idempotent: isIdempotent, hasBody: hasBody,
+        var policy = route.retryPolicy
+        if let limit = policyState?.retries { policy.maxRetries = limit }
+        switch retries.next(after: reason, policy: policy, idempotent: isIdempotent, hasBody: hasBody,
             target: target, pool: pool)
         {
         case .notAllowed:
@@ -362,6 +415,11 @@ struct RequestExchange {
     }
 
     // MARK: Request id
+
+    /// Forgets the request's id, so it is found again (in a head a policy rewrote).
+    mutating func clearRequestID() {
+        requestID = .none
+    }
 
     /// Gives the request its id unless it has one: the client's own (`http.request_id_header`, 1–128 bytes), so
     /// one id follows the request through every hop's logs, or a new one.
@@ -463,6 +521,8 @@ struct RequestExchange {
         if let status { log.status = status }
         guard !isLogged, route != nil || log.status != 0 else { return }
         isLogged = true
+        // A post-response policy that replaced the upstream's answer says why.
+        if let failure = policyState?.failure { log.failure = failure }
         if let metrics = runtime.metrics, let listener {
             countRequest(metrics, listener: listener, protocol: `protocol`)
         }

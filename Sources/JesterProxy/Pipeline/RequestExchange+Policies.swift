@@ -1,0 +1,332 @@
+// SPDX-License-Identifier: Apache-2.0
+import JesterConfig
+import JesterCore
+import JesterWasm
+import NIOCore
+
+/// One request's passage through Wasm policies (jester-policy(7)): the metadata bag they pass along, and what
+/// they asked of the rest of the request. Made only for requests that meet a policy; one reference in the exchange,
+/// so requests without policies stay as small as before.
+final class PolicyRequestState {
+    /// The bag policies pass data in, from pre-route to post-response.
+    var metadata = PolicyMetadata()
+    /// The client's address as text, for every stage's context.
+    let clientAddress: String
+    /// pre-route `set-route`: the route to use instead of the router's choice.
+    var routeHint: String?
+    /// pre-route or pre-upstream `set-upstream`: the pool of the route's to use.
+    var upstreamHint: String?
+    /// pre-upstream `set-upstream-timeout`: the upstream's response timeout for this request.
+    var responseTimeout: TimeAmount?
+    /// pre-upstream `set-upstream-retries`: the most retries for this request.
+    var retries: Int?
+    /// Why a post-response policy replaced the upstream's answer, for the access log.
+    var failure: String?
+    /// The body pre-upstream policies read, kept while the route's filters wait (a Redis round trip).
+    var heldBody: [UInt8]?
+
+    init(clientAddress: String) {
+        self.clientAddress = clientAddress
+    }
+}
+
+/// How a policy stage ended a request: its own answer, or a refusal with a status (a deny, or a failed call:
+/// fail closed). `reason` goes to the access log's `error` field.
+enum PolicyStop {
+    case respond(LocalResponse, reason: String)
+    case refuse(status: Int, reason: String)
+
+    var verdict: FilterVerdict {
+        switch self {
+        case .respond(let response, let reason): .respond(response, reason: reason)
+        case .refuse(let status, let reason): .fail(status: status, reason: reason)
+        }
+    }
+}
+
+/// Fields whose edits would change how the request or response is framed or how the connection behaves: a
+/// policy may not touch them (its call fails closed), since framing is the adapters', decided once from what the
+/// client sent.
+enum PolicyManagedFields {
+    static let names: Set<String> = [
+        "content-length", "transfer-encoding", "connection", "keep-alive", "te", "upgrade", "proxy-connection",
+        "trailer", "expect",
+    ]
+
+    /// The first edit that touches a managed field (or removes Host from a request), if any.
+    static func violation(in edits: [FieldEdit], request: Bool) -> String? {
+        for edit in edits {
+            let name: String
+            switch edit {
+            case .set(let field), .add(let field): name = field.name.lowercased()
+            case .remove(let removed):
+                name = removed.lowercased()
+                if request, name == "host" { return "a request keeps its Host: remove-header host is not allowed" }
+            }
+            if names.contains(name) { return "\(name) is managed by Jester (framing and connection fields)" }
+        }
+        return nil
+    }
+}
+
+extension RequestExchange {
+    // MARK: Contexts
+
+    /// The request as a policy sees it at `stage` (non-mutating: see "Second attempts" in RequestExchange).
+    func policyContext(clientAddress: String, body: [UInt8]?) -> PolicyContext {
+        headBytes!.withUnsafeReadableBytes { raw in
+            func text(_ range: Range<Int>) -> String {
+                String(decoding: UnsafeRawBufferPointer(rebasing: raw[range]), as: UTF8.self)
+            }
+            var context = PolicyContext()
+            context.method = text(head.method)
+            context.scheme = isSecure ? "https" : "http"
+            if !head.absoluteAuthority.isEmpty {
+                context.authority = text(head.absoluteAuthority)
+            } else if let host = head.hostField {
+                context.authority = text(head.fields[host].value)
+            }
+            context.path = text(head.path)
+            if head.path.upperBound < head.target.upperBound {
+                context.query = text(head.path.upperBound + 1..<head.target.upperBound)
+            }
+            context.clientAddress = clientAddress
+            context.requestHeaders = head.fields.map { PolicyField(text($0.name).lowercased(), text($0.value)) }
+            context.requestBody = body
+            context.route = route?.name
+            return context
+        }
+    }
+
+    // MARK: Request stages
+
+    /// Runs `policies` at a request stage (pre-route or pre-upstream), in order, each seeing what the ones before
+    /// changed; nil when the request goes on (changed as they said), else how it ends.
+    mutating func runRequestPolicies(
+        _ policies: [WorkerPolicy], stage: PolicyStage, body: [UInt8]?, clientAddress: String, runtime: WorkerRuntime
+    ) -> PolicyStop? {
+        let state = policyState(clientAddress: clientAddress)
+        for policy in policies {
+            let context = policyContext(clientAddress: clientAddress, body: policy.bodyLimit == nil ? nil : body)
+            switch policy.run(stage, context: context, metadata: &state.metadata) {
+            case .proceed(let mutations):
+                if mutations.isEmpty { continue }
+                if let problem = apply(mutations, stage: stage, policy: policy, context: context, runtime: runtime) {
+                    return refusedByFailure(policy, stage: stage, problem)
+                }
+            case .proceedResponse:
+                return refusedByFailure(policy, stage: stage, "a response action at a request stage")
+            case .respond(let response):
+                if let problem = PolicyManagedFields.violation(
+                    in: response.fields.map { .set($0) }, request: false)
+                {
+                    return refusedByFailure(policy, stage: stage, problem)
+                }
+                let reason = "policy \(policy.name) answered at \(stage)"
+                log.failure = reason
+                return .respond(Self.localResponse(response), reason: reason)
+            case .deny(let why):
+                let reason = "policy \(policy.name) denied at \(stage)" + (why.isEmpty ? "" : ": \(why)")
+                log.failure = reason
+                return .refuse(status: policy.settings.denyStatus, reason: reason)
+            case .failed(let failure):
+                return refusedByFailure(policy, stage: stage, failure.description)
+            }
+        }
+        return nil
+    }
+
+    /// The request's policy state, made on first use.
+    mutating func policyState(clientAddress: String) -> PolicyRequestState {
+        if let policyState { return policyState }
+        let state = PolicyRequestState(clientAddress: clientAddress)
+        policyState = state
+        return state
+    }
+
+    private mutating func refusedByFailure(_ policy: WorkerPolicy, stage: PolicyStage, _ problem: String) -> PolicyStop {
+        let reason = "policy \(policy.name) failed at \(stage): \(problem)"
+        log.failure = reason
+        return .refuse(status: policy.settings.errorStatus, reason: reason)
+    }
+
+    /// Carries out a request stage's changes: fields, method, path and query by re-rendering the head (which the
+    /// router, the filters and the upstream request then read as if the client had sent it), routing hints and
+    /// upstream options into the request's policy state. A problem (a managed field, an unknown route) fails
+    /// the call.
+    private mutating func apply(
+        _ mutations: RequestMutations, stage: PolicyStage, policy: WorkerPolicy, context: PolicyContext,
+        runtime: WorkerRuntime
+    ) -> String? {
+        if let problem = PolicyManagedFields.violation(in: mutations.fields, request: true) { return problem }
+        if mutations.body != nil {
+            return "set-body at pre_upstream is not supported yet (the request body goes upstream as sent)"
+        }
+        let state = policyState!
+        if let route = mutations.routeHint.route {
+            guard stage == .preRoute else { return "set-route at pre_upstream (the route is chosen)" }
+            state.routeHint = route
+        }
+        if !mutations.routeHint.tags.isEmpty {
+            return "add-route-tag: routes do not match on tags yet"
+        }
+        if let upstream = mutations.routeHint.upstream {
+            if let route, !route.action.offers(upstream) {
+                return "set-upstream: route '\(route.name)' does not send to upstream '\(upstream)'"
+            }
+            state.upstreamHint = upstream
+        }
+        if let milliseconds = mutations.upstreamTimeoutMilliseconds {
+            state.responseTimeout = .milliseconds(Int64(milliseconds))
+        }
+        if let retries = mutations.upstreamRetries { state.retries = Int(retries) }
+        guard !mutations.fields.isEmpty || mutations.method != nil || mutations.path != nil || mutations.query != nil
+        else { return nil }
+        var fields = context.requestHeaders
+        for edit in mutations.fields {
+            switch edit {
+            case .set(let field):
+                fields.removeAll { $0.name == field.name.lowercased() }
+                fields.append(PolicyField(field.name.lowercased(), field.value))
+            case .add(let field):
+                fields.append(PolicyField(field.name.lowercased(), field.value))
+            case .remove(let name):
+                fields.removeAll { $0.name == name.lowercased() }
+            }
+        }
+        return rewriteHead(
+            method: mutations.method ?? context.method, path: mutations.path ?? context.path,
+            query: mutations.query ?? context.query, authority: context.authority, fields: fields, runtime: runtime)
+    }
+
+    /// Renders the request head anew (origin-form target, the client's HTTP version) and parses it with the same
+    /// strict parser as every request; nil when it parsed, else why not.
+    private mutating func rewriteHead(
+        method: String, path: String, query: String, authority: String, fields: [PolicyField], runtime: WorkerRuntime
+    ) -> String? {
+        var bytes = runtime.allocator.buffer(capacity: 256 + fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 })
+        bytes.writeString(method)
+        bytes.writeStaticString(" ")
+        bytes.writeString(path)
+        if !query.isEmpty {
+            bytes.writeStaticString("?")
+            bytes.writeString(query)
+        }
+        bytes.writeStaticString(head.version == .http1_0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
+        // An absolute-form target named the host; the origin-form head carries it in Host.
+        let hasHost = fields.contains { $0.name == "host" }
+        if !hasHost, !authority.isEmpty {
+            bytes.writeStaticString("host: ")
+            bytes.writeString(authority)
+            bytes.writeStaticString("\r\n")
+        }
+        for field in fields {
+            bytes.writeString(field.name)
+            bytes.writeStaticString(": ")
+            bytes.writeString(field.value)
+            bytes.writeStaticString("\r\n")
+        }
+        bytes.writeStaticString("\r\n")
+        var rewritten = HTTPHead()
+        let parser = HTTPHeadParser(limits: runtime.parserLimits)
+        if let error = bytes.withUnsafeReadableBytes({ parser.parseRequest($0, into: &rewritten) }) {
+            return "the rewritten request is not valid: \(error.reason)"
+        }
+        head = rewritten
+        headBytes = bytes
+        // A client request id pointed into the old bytes: it is found again in the new ones.
+        if case .client = requestID { clearRequestID() }
+        return nil
+    }
+
+    /// A policy's own answer, as every adapter renders answers.
+    static func localResponse(_ response: PolicyResponse) -> LocalResponse {
+        LocalResponse(
+            status: response.status, fields: response.fields.map { LocalResponse.Field($0.name, $0.value) },
+            body: ByteBuffer(bytes: response.body))
+    }
+
+    // MARK: pre-route
+
+    /// The listener's pre-route policies (before routing): nil to go on, else the route decision that ends the
+    /// request.
+    mutating func runPreRoutePolicies(
+        _ routes: ListenerRoutes, clientAddress: String, runtime: WorkerRuntime
+    ) -> RouteDecision? {
+        guard let stop = runRequestPolicies(
+            routes.preRoutePolicies, stage: .preRoute, body: nil, clientAddress: clientAddress, runtime: runtime)
+        else { return nil }
+        switch stop {
+        case .respond(let response, _): return .local(response)
+        case .refuse(let status, let reason): return .refuse(status: status, reason: reason)
+        }
+    }
+
+    /// The route a pre-route policy named (`set-route`), or why it cannot be used.
+    func hintedRoute(in routes: ListenerRoutes) -> Result<CompiledRoute, PolicyHintError>? {
+        guard let name = policyState?.routeHint else { return nil }
+        guard let route = routes.route(named: name) else { return .failure(PolicyHintError(route: name)) }
+        return .success(route)
+    }
+
+    // MARK: pre-upstream
+
+    /// The route's pre-upstream policies, after its filters said go on: the verdict the request goes on with.
+    mutating func runPreUpstreamPolicies(body: [UInt8]?, clientAddress: String, runtime: WorkerRuntime) -> FilterVerdict {
+        guard let route, !route.preUpstreamPolicies.isEmpty else { return .proceed }
+        let stop = runRequestPolicies(
+            route.preUpstreamPolicies, stage: .preUpstream, body: body, clientAddress: clientAddress,
+            runtime: runtime)
+        if let stop { return stop.verdict }
+        if let hint = policyState?.upstreamHint, !route.action.offers(hint) {
+            let reason = "a policy chose upstream '\(hint)', which route '\(route.name)' does not send to"
+            log.failure = reason
+            return .fail(status: 500, reason: reason)
+        }
+        return .proceed
+    }
+
+    /// The attempt's upstream as the adapter sees it: wrapped by the route's post-response policies when it has
+    /// some (`PolicyResponseUpstream`), so they decide on the response before the adapter gets it. Cache answers
+    /// too: a response is a response, wherever it came from.
+    mutating func withResponsePolicies(
+        _ upstream: any ExchangeUpstream, clientAddress: String, runtime: WorkerRuntime
+    ) -> any ExchangeUpstream {
+        guard let route, !route.postResponsePolicies.isEmpty else { return upstream }
+        let state = policyState(clientAddress: clientAddress)
+        return PolicyResponseUpstream(
+            wrapping: upstream, policies: route.postResponsePolicies, state: state,
+            request: policyContext(clientAddress: clientAddress, body: nil), isHeadRequest: isHeadRequest,
+            allocator: runtime.allocator)
+    }
+
+    /// The response timeout of this request's attempts: a pre-upstream policy's, the route's, or the pool's.
+    func responseTimeout(pool: UpstreamPool) -> TimeAmount {
+        policyState?.responseTimeout ?? route?.responseTimeout ?? pool.responseTimeout
+    }
+}
+
+/// A pre-route policy named a route the listener does not have.
+struct PolicyHintError: Error {
+    let route: String
+}
+
+extension CompiledRoute.Action {
+    /// Whether the route sends requests to the pool called `upstream`.
+    func offers(_ upstream: String) -> Bool {
+        switch self {
+        case .proxy(let pool): pool.name == upstream
+        case .split(let chooser): chooser.pools.contains { $0.name == upstream }
+        case .respond, .redirect: false
+        }
+    }
+
+    /// The pool called `upstream` among the route's.
+    func pool(named upstream: String) -> UpstreamPool? {
+        switch self {
+        case .proxy(let pool): pool.name == upstream ? pool : nil
+        case .split(let chooser): chooser.pools.first { $0.name == upstream }
+        case .respond, .redirect: nil
+        }
+    }
+}

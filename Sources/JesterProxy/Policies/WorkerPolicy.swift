@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: Apache-2.0
+import JesterConfig
+import JesterLogging
+import JesterWasm
+import Logging
+import NIOCore
+
+extension PolicyLimits {
+    /// The bounds a policy's settings give (`[policies.NAME]`): fuel, memory, the wall-clock deadline and bodies.
+    public init(_ settings: PolicySettings) {
+        let (seconds, attoseconds) = settings.timeout.components
+        self.init(
+            fuelPerCall: UInt64(max(settings.fuel, 1)),
+            memoryPages: Int(max(settings.memoryLimit / 65536, 1)),
+            deadlineNanoseconds: UInt64(max(seconds, 0)) * 1_000_000_000 + UInt64(max(attoseconds, 0) / 1_000_000_000),
+            bodyBytes: Int(settings.bodyLimit),
+            resultBytes: Int(settings.bodyLimit) + (1 << 20))
+    }
+}
+
+/// One policy in one worker: its instance (one per worker, which runs a single event loop, so one per event loop),
+/// its settings, and what its calls came to, for the log, the metrics and `jesterctl status`.
+///
+/// A call never throws and never lets a trap out (`PolicyInstance.run`); every failure comes back as
+/// `.failed`, which the exchange turns into the policy's `error_status` (fail closed). A module that cannot be
+/// instantiated in the worker (the master checked it, so only when memory is short) fails every call the same way.
+/// Loop-confined.
+final class WorkerPolicy: @unchecked Sendable {
+    let settings: PolicySettings
+    private let instance: PolicyInstance?
+    /// Why the worker has no instance (every call fails closed with it).
+    private let loadFailure: String?
+    private let logger: Logger
+
+    /// Calls per stage and outcome since the worker started (the metrics read them).
+    private(set) var calls: [PolicyCallOutcome: Int] = [:]
+    /// When the last failure was logged, to log at most one per second per policy (a trapping policy under load
+    /// would otherwise write a line per request); failures in between are counted in the next line.
+    private var lastFailureLog: NIODeadline?
+    private var unloggedFailures = 0
+
+    var name: String { settings.name }
+    /// The body the policy reads, at most; nil: it reads none.
+    var bodyLimit: Int? { settings.readsBody ? Int(settings.bodyLimit) : nil }
+
+    /// Instantiates the module (bytes from the configuration) and runs its `init`.
+    init(settings: PolicySettings, logger: Logger) {
+        self.settings = settings
+        self.logger = logger
+        do {
+            let module = try PolicyModule.load(
+                bytes: Array(settings.moduleBytes), name: settings.module, limits: PolicyLimits(settings))
+            instance = try PolicyInstance(module: module, policyID: settings.name, config: settings.config)
+            loadFailure = nil
+        } catch {
+            instance = nil
+            loadFailure = error.message
+            logger.error(
+                "policy cannot run in this worker: its requests are refused",
+                metadata: ["policy": "\(settings.name)", "error": "\(error.message)"])
+        }
+    }
+
+    /// Failed calls in a row: past `failure_threshold` the policy is reported failed.
+    var consecutiveFailures: Int { instance?.consecutiveFailures ?? settings.failureThreshold }
+    var isFailed: Bool { consecutiveFailures >= settings.failureThreshold }
+    /// The instance's linear memory, in bytes.
+    var memoryBytes: Int { instance?.memoryBytes ?? 0 }
+
+    /// Runs `stage` on `context` with the request's `metadata` bag; logs what the policy logged, and failures.
+    func run(_ stage: PolicyStage, context: PolicyContext, metadata: inout PolicyMetadata) -> PolicyOutcome {
+        guard let instance else {
+            let outcome = PolicyOutcome.failed(PolicyFailure(.instantiation, loadFailure ?? "no instance"))
+            count(stage, outcome)
+            return outcome
+        }
+        let outcome = instance.run(stage, context: context, metadata: &metadata)
+        for line in instance.lastLogs {
+            logger.log(
+                level: line.level.swiftLogLevel, "\(line.message)",
+                metadata: ["policy": "\(settings.name)", "stage": "\(stage)"])
+        }
+        count(stage, outcome)
+        if case .failed(let failure) = outcome { logFailure(failure, stage: stage) }
+        return outcome
+    }
+
+    private func count(_ stage: PolicyStage, _ outcome: PolicyOutcome) {
+        calls[PolicyCallOutcome(stage: stage, outcome: outcome), default: 0] += 1
+    }
+
+    private func logFailure(_ failure: PolicyFailure, stage: PolicyStage) {
+        let now = NIODeadline.now()
+        if let last = lastFailureLog, now - last < .seconds(1) {
+            unloggedFailures += 1
+            return
+        }
+        var metadata: Logger.Metadata = [
+            "policy": "\(settings.name)", "stage": "\(stage)", "kind": "\(failure.kind.rawValue)",
+            "error": "\(failure.message)",
+        ]
+        if unloggedFailures > 0 { metadata["more_failures"] = "\(unloggedFailures)" }
+        if isFailed { metadata["consecutive_failures"] = "\(consecutiveFailures)" }
+        logger.warning("policy call failed: request refused", metadata: metadata)
+        lastFailureLog = now
+        unloggedFailures = 0
+    }
+}
+
+/// A call's stage and how it ended, as the metrics count it.
+struct PolicyCallOutcome: Hashable {
+    let stage: PolicyStage
+    let result: Result
+
+    enum Result: String, Hashable, CaseIterable {
+        case proceed, respond, deny
+        case failed
+    }
+
+    init(stage: PolicyStage, outcome: PolicyOutcome) {
+        self.stage = stage
+        switch outcome {
+        case .proceed, .proceedResponse: result = .proceed
+        case .respond: result = .respond
+        case .deny: result = .deny
+        case .failed: result = .failed
+        }
+    }
+}
+
+extension PolicyLogLevel {
+    var swiftLogLevel: Logger.Level {
+        switch self {
+        case .debug: .debug
+        case .info: .info
+        case .warn: .warning
+        case .error: .error
+        }
+    }
+}
