@@ -91,6 +91,7 @@ extension Configuration {
             lines.append(listener.http2Only.map { "http2_only = \($0)" } ?? unset(table, "http2_only"))
             lines.append("proxy_protocol_from = " + list(listener.proxyProtocolFrom ?? []))
             lines.append(listener.filters.map { "filters = " + list($0) } ?? unset(table, "filters"))
+            if !listener.policies.isEmpty { lines.append("policies = " + render(listener.policies)) }
             lines.append(listener.redirectToHTTPS.map { "redirect_to_https = \($0)" } ?? unset(table, "redirect_to_https"))
             if listener.hsts == nil { lines.append(unset(table, "hsts")) }
             lines.append(listener.compression.map(\.renderedTOML) ?? unset(table, "compression"))
@@ -173,6 +174,7 @@ extension Configuration {
             }
         }
         for filter in filters { lines += [""] + render(filter) }
+        for policy in policies { lines += [""] + render(policy) }
         for route in routes {
             lines += ["", "[[routes]]", "name = \(quoted(route.name))"]
             let table = ConfigSchema.route
@@ -233,6 +235,7 @@ extension Configuration {
             }
             lines.append(route.maxBodySize.map { "max_body_size = \(Units.formatSize($0))" } ?? unset(table, "max_body_size"))
             lines.append("filters = " + list(route.filters))
+            if !route.policies.isEmpty { lines.append("policies = " + render(route.policies)) }
             lines.append(route.compression.map(\.renderedTOML) ?? unset(table, "compression"))
             lines.append(route.errorPages.map(\.renderedTOML) ?? unset(table, "error_pages"))
             lines.append(route.cache.map(\.renderedTOML) ?? unset(table, "cache"))
@@ -271,6 +274,26 @@ extension Configuration {
             }
         }
         return escaped + "\""
+    }
+
+    /// One `[policies.NAME]` table; its configuration as the JSON text it is handed as (a TOML string).
+    private func render(_ policy: PolicySettings) -> [String] {
+        var lines = ["[policies.\(quotedKey(policy.name))]", "module = \(quoted(policy.module))"]
+        if !policy.moduleDigest.isEmpty { lines.append("# module sha256: \(policy.moduleDigest)") }
+        lines.append("config = \(quoted(policy.config))")
+        if let version = policy.version { lines.append("version = \(quoted(version))") }
+        lines += [
+            "deny_status = \(policy.denyStatus)", "error_status = \(policy.errorStatus)",
+            "read_body = \(policy.readsBody)", "body_limit = \(Units.formatSize(policy.bodyLimit))",
+            "fuel = \(policy.fuel)", "memory = \(Units.formatSize(policy.memoryLimit))",
+            "timeout = \(quoted(Units.format(policy.timeout)))", "failure_threshold = \(policy.failureThreshold)",
+        ]
+        return lines
+    }
+
+    private func render(_ attachments: [PolicyAttachment]) -> String {
+        "[" + attachments.map { "{ policy = \(quoted($0.policy)), stage = \(quoted($0.stage.rawValue)) }" }
+            .joined(separator: ", ") + "]"
     }
 
     /// One `[filters.NAME]` table. Files are written as the resolved paths they were read from (never their

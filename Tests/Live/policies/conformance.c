@@ -16,10 +16,12 @@ static int has_prefix(jp_str text, const char *prefix, jp_str *rest) {
 
 static volatile uint32_t sink;
 
-static uint32_t recurse(uint32_t depth) {
+// Deep recursion: stops only when `limit` (a field the client never sends that large) is reached.
+static uint32_t recurse(uint32_t depth, uint32_t limit) {
     volatile uint8_t frame[256];
     frame[depth & 255] = (uint8_t)depth;
-    return recurse(depth + 1) + frame[0];
+    if (depth == limit) return frame[0];
+    return recurse(depth + 1, limit) + frame[0];
 }
 
 static void act(const jp_context *ctx, const char *field) {
@@ -28,14 +30,14 @@ static void act(const jp_context *ctx, const char *field) {
     jp_str command = what->value, arg;
     if (jp_str_eq(command, "deny")) { jp_deny("told to"); return; }
     if (jp_str_eq(command, "respond")) {
-        jp_respond_header("x-answered-by", "policy");
         jp_respond(299, "answered by the policy\n");
+        jp_respond_header("x-answered-by", "policy");
         return;
     }
     if (jp_str_eq(command, "trap")) __builtin_trap();
     if (jp_str_eq(command, "loop")) { for (;;) sink++; }
     if (jp_str_eq(command, "grow")) { for (;;) if (__builtin_wasm_memory_grow(0, 16) == (unsigned long)-1) __builtin_trap(); }
-    if (jp_str_eq(command, "recurse")) { sink = recurse(0); return; }
+    if (jp_str_eq(command, "recurse")) { sink = recurse(0, 0xFFFFFFFFu); return; }
     if (jp_str_eq(command, "crlf")) { jp_set_header("x-evil", "a\r\nx-injected: 1"); return; }
     if (jp_str_eq(command, "length")) { jp_set_header("content-length", "1"); return; }
     if (jp_str_eq(command, "badutf8")) { jp_set_header("x-bad", "\xff\xfe"); return; }

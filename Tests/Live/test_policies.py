@@ -1,0 +1,442 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Wasm policies in the pipeline (issue 22, jester-policy(7)): modules built here with the SDK, attached to a
+listener (pre_route) and to routes (pre_upstream, post_response), against a real upstream, over HTTP/1.1 and h2c.
+
+One conformance module (policies/conformance.c) does at each stage what the request's x-do-route, x-do-upstream or
+x-do-response field says, so every mutation, short-circuit and hostile behaviour of ABI v1 is driven by the
+client; the SDK's four examples run as operators would use them. Workers run as the unprivileged user (the
+master is root here)."""
+
+import json
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import PROTOCOLS, Jester, Upstream, curl, free_port, wait_for
+
+HERE = Path(__file__).resolve().parent
+SDK = HERE.parent.parent / "SDK"
+CLANG = "/opt/swift/usr/bin/clang" if Path("/opt/swift/usr/bin/clang").exists() else "clang"
+
+
+def build(source, output):
+    subprocess.run(
+        [CLANG, "--target=wasm32", "-O2", "-ffreestanding", "-nostdlib", "-mbulk-memory", "-Wall", "-Werror",
+         "-I", str(SDK / "c"), "-Wl,--no-entry", "-Wl,--strip-debug", "-o", str(output), str(source),
+         str(SDK / "c" / "jester_policy.c")],
+        check=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def modules():
+    directory = Path(tempfile.mkdtemp(prefix="jester-policies-"))
+    directory.chmod(0o755)
+    build(HERE / "policies" / "conformance.c", directory / "conformance.wasm")
+    for example in ("header_inject", "json_redactor", "tenant_router", "failure_circuit"):
+        build(SDK / "examples" / f"{example}.c", directory / f"{example}.wasm")
+    for module in directory.iterdir():
+        module.chmod(0o644)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def upstreams():
+    main, alternative, failing = Upstream(), Upstream(), Upstream(status=503)
+    yield main, alternative, failing
+    for server in (main, alternative, failing):
+        server.stop()
+
+
+CONFIG = """
+policies = [{{ policy = "conf", stage = "pre_route" }}, {{ policy = "inject", stage = "pre_route" }}]
+
+[[listeners]]
+name = "edge"
+address = "127.0.0.1:{edge}"
+policies = [{{ policy = "circuit", stage = "pre_route" }}, {{ policy = "tenants", stage = "pre_route" }}]
+
+[policies.conf]
+module = "{modules}/conformance.wasm"
+fuel = 2000000
+memory = "1MiB"
+
+[policies.reader]
+module = "{modules}/conformance.wasm"
+read_body = true
+body_limit = "1KiB"
+deny_status = 451
+
+[policies.inject]
+module = "{modules}/header_inject.wasm"
+config = {{ request_header = "x-injected", request_value = "yes", response_header = "x-served-by" }}
+
+[policies.redactor]
+module = "{modules}/json_redactor.wasm"
+config = {{ fields = "path,method" }}
+read_body = true
+
+[policies.tenants]
+module = "{modules}/tenant_router.wasm"
+config = '{{"header": "x-tenant", "route_prefix": "tenant-"}}'
+
+[policies.circuit]
+module = "{modules}/failure_circuit.wasm"
+config = {{ window = 4, min_requests = 4, threshold_percent = 50, open_requests = 3 }}
+
+[[routes]]
+name = "app"
+listeners = ["main"]
+upstream = "app"
+policies = [{{ policy = "conf", stage = "pre_upstream" }}, {{ policy = "conf", stage = "post_response" }}]
+
+[[routes]]
+name = "other"
+listeners = ["main"]
+path_prefix = "/other"
+respond = {{ status = 200, body = "other route\\n" }}
+
+[[routes]]
+name = "split"
+listeners = ["main"]
+path_prefix = "/split/"
+split = [{{ upstream = "app", weight = 100 }}, {{ upstream = "alt", weight = 0 }}]
+policies = [{{ policy = "conf", stage = "pre_upstream" }}]
+
+[[routes]]
+name = "inject"
+listeners = ["main"]
+path_prefix = "/inject/"
+upstream = "app"
+policies = [{{ policy = "inject", stage = "post_response" }}]
+
+[[routes]]
+name = "redact"
+listeners = ["main"]
+path_prefix = "/redact/"
+upstream = "app"
+policies = [{{ policy = "redactor", stage = "post_response" }}]
+
+[[routes]]
+name = "body"
+listeners = ["main"]
+path_prefix = "/body/"
+upstream = "app"
+policies = [{{ policy = "reader", stage = "pre_upstream" }}, {{ policy = "reader", stage = "post_response" }}]
+
+[[routes]]
+name = "tenant-a"
+listeners = ["edge"]
+path_prefix = "/only-by-hint/a"
+respond = {{ status = 200, body = "tenant a\\n" }}
+
+[[routes]]
+name = "tenant-flaky"
+listeners = ["edge"]
+path_prefix = "/only-by-hint/flaky"
+upstream = "failing"
+retries = 0
+policies = [{{ policy = "circuit", stage = "post_response" }}]
+
+[[routes]]
+name = "edge-default"
+listeners = ["edge"]
+respond = {{ status = 200, body = "no tenant route\\n" }}
+
+[upstreams.app]
+targets = ["{app}"]
+
+[upstreams.alt]
+targets = ["{alt}"]
+
+[upstreams.failing]
+targets = ["{failing}"]
+"""
+
+
+@pytest.fixture(scope="module")
+def policed(modules, upstreams):
+    main, alternative, failing = upstreams
+    edge = free_port()
+    instance = Jester(CONFIG.format(
+        modules=modules, edge=edge, app=main.address, alt=alternative.address, failing=failing.address))
+    instance.edge_url = f"http://127.0.0.1:{edge}"
+    yield instance
+    instance.stop()
+
+
+def fetch(url, protocol, headers=(), data=None, method=None):
+    """One request: (status, fields with lowercase names, body)."""
+    args = ["curl", "-sS", "--max-time", "20", "--http2-prior-knowledge" if protocol == "h2c" else "--http1.1",
+            "-D", "-", "-o", "-"]
+    if method:
+        args += ["-X", method]
+    if data is not None:
+        args += ["--data-binary", data]
+    for header in headers:
+        args += ["-H", header]
+    result = subprocess.run(args + [url], capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stderr.decode()
+    head, _, body = result.stdout.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    fields = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        fields.setdefault(name.strip().lower(), value.strip())
+    return int(lines[0].split()[1]), fields, body
+
+
+def echoed(body):
+    """The upstream's /echo answer: method, path and the fields it got (lowercase names)."""
+    answer = json.loads(body)
+    answer["fields"] = {name.lower(): value for name, value in answer["headers"]}
+    return answer
+
+
+def reached(upstream, marker):
+    return [r for r in upstream.requests() if marker in r["path"]]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_pre_route_rewrites_what_the_router_and_the_upstream_see(policed, protocol):
+    status, _, body = fetch(policed.url + f"/echo?{protocol}", protocol, ["x-do-route: set-header hello"])
+    assert status == 200
+    answer = echoed(body)
+    assert answer["fields"]["x-set"] == "hello"
+    # The second pre-route policy (header_inject) ran after the first, on the rewritten request.
+    assert answer["fields"]["x-injected"] == "yes"
+    # A path rewrite is routed as if the client had asked for it.
+    status, _, body = fetch(policed.url + "/echo", protocol, ["x-do-route: path /other/x"])
+    assert (status, body) == (200, b"other route\n")
+    status, _, body = fetch(policed.url + "/echo", protocol, ["x-do-route: method PUT"])
+    assert status == 200 and echoed(body)["method"] == "PUT"
+    status, _, body = fetch(policed.url + "/echo?a=1", protocol, ["x-do-route: query b=2"])
+    assert status == 200 and echoed(body)["path"] == "/echo?b=2"
+    status, _, body = fetch(policed.url + "/echo", protocol, ["x-do-route: remove-header user-agent"])
+    assert status == 200 and "user-agent" not in echoed(body)["fields"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_routing_hints_resolve_or_fail_closed(policed, upstreams, protocol):
+    _, alternative, _ = upstreams
+    status, _, body = fetch(policed.url + "/echo", protocol, ["x-do-route: route other"])
+    assert (status, body) == (200, b"other route\n")
+    status, _, _ = fetch(policed.url + "/echo", protocol, ["x-do-route: route no-such-route"])
+    assert status == 500
+    # set-upstream picks a pool of the route's (weight 0 otherwise), at pre_upstream.
+    status, _, body = fetch(policed.url + "/split/echo", protocol, ["x-do-upstream: upstream alt"])
+    assert status == 200 and echoed(body)["server_port"] == alternative.port
+    status, _, _ = fetch(policed.url + "/split/echo", protocol, ["x-do-upstream: upstream nowhere"])
+    assert status == 500
+    # Tags are not matched by routes yet: a policy that sets one fails closed rather than being ignored.
+    status, _, _ = fetch(policed.url + "/echo", protocol, ["x-do-route: tag"])
+    assert status == 500
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("stage", ["route", "upstream", "response"])
+def test_a_policy_answers_or_denies_at_every_stage(policed, upstreams, protocol, stage):
+    main, _, _ = upstreams
+    marker = f"short-{stage}-{protocol}"
+    status, fields, body = fetch(policed.url + f"/echo/{marker}-respond", protocol, [f"x-do-{stage}: respond"])
+    assert (status, body) == (299, b"answered by the policy\n")
+    assert fields["x-answered-by"] == "policy"
+    status, _, body = fetch(policed.url + f"/echo/{marker}-deny", protocol, [f"x-do-{stage}: deny"])
+    assert status == 403 and body.startswith(b"403")
+    # Before the upstream, nothing reached it; after, the upstream's answer was replaced.
+    expected = 2 if stage == "response" else 0
+    assert len(reached(main, marker)) == expected
+    log = [r for r in policed.access_log() if marker in r.get("target", "")]
+    assert any(f"answered at {'pre_' if stage != 'response' else 'post_'}{stage}" in r.get("error", "") for r in log)
+
+
+HOSTILE = ["trap", "loop", "grow", "recurse", "crlf", "length", "badutf8"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("stage", ["route", "upstream", "response"])
+def test_hostile_policies_fail_closed_and_the_worker_serves_on(policed, upstreams, protocol, stage):
+    main, _, _ = upstreams
+    pids = policed.worker_pids()
+    for behaviour in HOSTILE:
+        marker = f"hostile-{stage}-{behaviour}-{protocol}"
+        status, fields, body = fetch(policed.url + f"/echo/{marker}", protocol, [f"x-do-{stage}: {behaviour}"])
+        assert status == 500, (behaviour, status, body)
+        # A header with CR LF never reaches the wire, whichever way it went.
+        assert "x-injected" not in fields and "x-evil" not in fields
+        if stage != "response":
+            assert reached(main, marker) == [], behaviour
+    status, _, _ = fetch(policed.url + "/echo", protocol)
+    assert status == 200
+    assert policed.worker_pids() == pids
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_post_response_edits_fields_and_bodies(policed, protocol):
+    status, fields, body = fetch(policed.url + "/echo", protocol, ["x-do-response: set-header late"])
+    assert status == 200 and fields["x-set"] == "late" and echoed(body)["path"] == "/echo"
+    status, fields, body = fetch(policed.url + "/echo", protocol, ["x-do-response: replace-body"])
+    assert (status, body) == (200, b"replaced\n")
+    assert fields["content-length"] == "9"
+    status, fields, body = fetch(policed.url + "/inject/echo", protocol)
+    assert status == 200 and fields["x-served-by"] == "jester-policy"
+    # The metadata bag carries what pre-route found to post-response.
+    status, fields, _ = fetch(
+        policed.url + "/echo/bag", protocol, ["x-do-route: metadata", "x-do-response: read-metadata"])
+    assert status == 200 and fields["x-metadata"] == "/echo/bag"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_body_reading_policies_get_whole_bodies_within_their_limit(policed, upstreams, protocol):
+    main, _, _ = upstreams
+    status, _, body = fetch(
+        policed.url + "/body/echo", protocol, ["x-do-upstream: body-length"], data=b"0123456789" * 50)
+    assert status == 200 and echoed(body)["fields"]["x-body-length"] == "500"
+    assert echoed(body)["body_length"] == 500
+    # Response bodies are held whole, changed, and sent with their new length.
+    status, fields, body = fetch(policed.url + "/body/download?size=600&text=1", protocol, ["x-do-response: redact"])
+    assert status == 200 and fields["x-redacted"] == "1"
+    assert len(body) == 600 and b"0" not in body and b"#" in body
+    # Over the policy's body_limit: a request body is refused with 413 before anything goes upstream...
+    marker = f"over-limit-{protocol}"
+    status, _, _ = fetch(policed.url + f"/body/echo/{marker}", protocol, data=b"x" * 2048)
+    assert status == 413 and reached(main, marker) == []
+    # ...and a response body fails closed with the policy's error status.
+    status, _, _ = fetch(policed.url + "/body/download?size=4096", protocol)
+    assert status == 500
+    # A deny uses the policy's deny_status.
+    status, _, _ = fetch(policed.url + "/body/echo", protocol, ["x-do-upstream: deny"], data=b"abc")
+    assert status == 451
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_json_redactor_example(policed, protocol):
+    status, fields, body = fetch(policed.url + "/redact/echo", protocol)
+    assert status == 200
+    answer = json.loads(body)
+    assert answer["path"] == "[redacted]" and answer["method"] == "[redacted]"
+    assert int(fields["content-length"]) == len(body)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_tenant_router_example(policed, protocol):
+    status, _, body = fetch(policed.edge_url + "/anything", protocol, ["x-tenant: a"])
+    assert (status, body) == (200, b"tenant a\n")
+    status, _, _ = fetch(policed.edge_url + "/anything", protocol)
+    assert status == 400
+    status, _, _ = fetch(policed.edge_url + "/anything", protocol, ["x-tenant: nobody-here"])
+    assert status == 500
+
+
+def test_failure_circuit_example(policed):
+    # Four 503s in a window of four open the circuit: the policy answers the next three itself, then probes.
+    statuses = []
+    for _ in range(4):
+        status, fields, _ = fetch(policed.edge_url + "/", "http1", ["x-tenant: flaky"])
+        statuses.append((status, "retry-after" in fields))
+    assert statuses == [(503, False)] * 4
+    opened = [fetch(policed.edge_url + "/", "http1", ["x-tenant: flaky"]) for _ in range(3)]
+    assert all(status == 503 and "retry-after" in fields for status, fields, _ in opened)
+    status, fields, _ = fetch(policed.edge_url + "/", "http1", ["x-tenant: flaky"])
+    assert status == 503 and "retry-after" not in fields  # the probe reached the upstream
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_policy_sets_the_upstream_timeout(policed, protocol):
+    started = time.monotonic()
+    status, _, _ = fetch(policed.url + "/slow?delay=2", protocol, ["x-do-upstream: timeout 300"])
+    assert status == 504 and time.monotonic() - started < 1.8
+
+
+def reload_result(jester):
+    return jester.ctl("reload", timeout=60)
+
+
+BAD_POLICIES = [
+    ("missing", '[policies.bad]\nmodule = "{modules}/nowhere.wasm"', "does not exist"),
+    ("not wasm", '[policies.bad]\nmodule = "{source}"', "policy 'bad'"),
+    ("init refuses", '[policies.bad]\nmodule = "{modules}/json_redactor.wasm"', "init refused the configuration"),
+    ("stage not exported", '[policies.bad]\nmodule = "{modules}/tenant_router.wasm"', "implements only pre_route"),
+]
+
+
+@pytest.mark.parametrize("case,definition,message", BAD_POLICIES, ids=[case for case, _, _ in BAD_POLICIES])
+def test_a_bad_policy_is_a_config_error_and_the_old_config_serves(modules, upstreams, make_jester, case, definition,
+                                                                   message):
+    main, _, _ = upstreams
+    good = f"""
+[policies.good]
+module = "{modules}/header_inject.wasm"
+
+[[routes]]
+upstream = "app"
+policies = [{{ policy = "good", stage = "post_response" }}]
+
+[upstreams.app]
+targets = ["{main.address}"]
+"""
+    jester = make_jester(good)
+    (jester.dir / "jester.toml.bak").write_text(jester.config_path.read_text())
+    bad = good.replace('policy = "good"', 'policy = "bad"') + "\n" + definition.format(modules=modules, source=HERE / "policies" / "conformance.c") + "\n"
+    jester.write_config(bad)
+    validate = subprocess.run([jester_binary(), "config", "validate", str(jester.config_path)],
+                              capture_output=True, text=True, timeout=60)
+    assert validate.returncode != 0 and message in validate.stdout + validate.stderr, validate.stdout + validate.stderr
+    # file:line:column of the entry at fault.
+    assert f"{jester.config_path}:" in validate.stdout + validate.stderr
+    result = reload_result(jester)
+    assert result.returncode != 0 and message in result.stdout + result.stderr
+    status, fields, _ = fetch(jester.url + "/echo", "http1")
+    assert status == 200 and fields["x-served-by"] == "jester-policy"
+
+
+def jester_binary():
+    from conftest import JESTER
+    return JESTER
+
+
+def test_reload_swaps_a_module_under_load_without_failures(modules, upstreams, make_jester):
+    main, _, _ = upstreams
+    module = Path(tempfile.mkdtemp(prefix="jester-swap-")) / "policy.wasm"
+    module.parent.chmod(0o755)
+    shutil.copy(modules / "header_inject.wasm", module)
+    module.chmod(0o644)
+    jester = make_jester(f"""
+[policies.swap]
+module = "{module}"
+
+[[routes]]
+upstream = "app"
+policies = [{{ policy = "swap", stage = "post_response" }}]
+
+[upstreams.app]
+targets = ["{main.address}"]
+""", workers=2)
+    failures, served = [], [0]
+    stop = threading.Event()
+
+    def load():
+        while not stop.is_set():
+            status, body, error = curl(jester.url + "/echo", timeout=10)
+            if status != 200:
+                failures.append((status, error))
+            served[0] += 1
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    # The new build of the policy: the conformance module, which sets no x-served-by.
+    shutil.copy(modules / "conformance.wasm", module)
+    assert reload_result(jester).returncode == 0
+    wait_for(lambda: "x-served-by" not in fetch(jester.url + "/echo", "http1")[1], what="the new module serving")
+    time.sleep(0.5)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert failures == [] and served[0] > 20
