@@ -150,7 +150,9 @@ struct ConfigDecoder {
             listener.filters = filterEntries.map { $0.map(\.value) }
             if let node = table.take("policies", decoder: &self) {
                 listener.policies = decodePolicyAttachments(node, owner: "listener '\(name ?? "")'")
-                if listener.isTCP { report(node.location, "'policies' needs an http listener, not protocol = \"tcp\"") }
+                if listener.isTCP, !listener.policies.isEmpty {
+                    report(node.location, "'policies' needs an http listener, not protocol = \"tcp\"")
+                }
             }
             if let node = table.take("tls", decoder: &self) {
                 listener.tls = tls(node, listener: name ?? "")

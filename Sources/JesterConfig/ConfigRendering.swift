@@ -91,7 +91,7 @@ extension Configuration {
             lines.append(listener.http2Only.map { "http2_only = \($0)" } ?? unset(table, "http2_only"))
             lines.append("proxy_protocol_from = " + list(listener.proxyProtocolFrom ?? []))
             lines.append(listener.filters.map { "filters = " + list($0) } ?? unset(table, "filters"))
-            if !listener.policies.isEmpty { lines.append("policies = " + render(listener.policies)) }
+            lines.append("policies = " + render(listener.policies))
             lines.append(listener.redirectToHTTPS.map { "redirect_to_https = \($0)" } ?? unset(table, "redirect_to_https"))
             if listener.hsts == nil { lines.append(unset(table, "hsts")) }
             lines.append(listener.compression.map(\.renderedTOML) ?? unset(table, "compression"))
@@ -235,7 +235,7 @@ extension Configuration {
             }
             lines.append(route.maxBodySize.map { "max_body_size = \(Units.formatSize($0))" } ?? unset(table, "max_body_size"))
             lines.append("filters = " + list(route.filters))
-            if !route.policies.isEmpty { lines.append("policies = " + render(route.policies)) }
+            lines.append("policies = " + render(route.policies))
             lines.append(route.compression.map(\.renderedTOML) ?? unset(table, "compression"))
             lines.append(route.errorPages.map(\.renderedTOML) ?? unset(table, "error_pages"))
             lines.append(route.cache.map(\.renderedTOML) ?? unset(table, "cache"))
@@ -456,6 +456,8 @@ extension ConfigSchema {
         render(upstreamTLS, title: "[upstreams.NAME.tls]")
         for table in filterKinds { render(table, title: table.title) }
         render(redis, title: "[filters.NAME] redis = { ... }")
+        render(policy, title: "[policies.NAME]")
+        render(policyAttachment, title: "[[listeners]], [[routes]] policies = [{ ... }]")
         return out
     }
 
