@@ -14,6 +14,8 @@ public struct ConfigurationMetricIDs: Sendable {
     public let routes: [String: [String: RouteMetricIDs]]
     /// By upstream name, in the pool's target order (the index a pool's target has).
     public let targets: [String: [TargetMetricIDs]]
+    /// By policy name.
+    public let policies: [String: PolicyMetricIDs]
 
     public init(_ configuration: Configuration, registry: SeriesRegistry) {
         var targets: [String: [TargetMetricIDs]] = [:]
@@ -39,11 +41,33 @@ public struct ConfigurationMetricIDs: Sendable {
         self.listeners = listeners
         self.routes = routes
         self.targets = targets
+        var policies: [String: PolicyMetricIDs] = [:]
+        for (policy, _) in ConfigurationSeries.policyStages(configuration) {
+            policies[policy] = PolicyMetricIDs(policy: policy, registry)
+        }
+        self.policies = policies
     }
 
     /// The route `route` of listener `listener` (nil: no such route there).
     public func route(_ route: String, listener: String) -> RouteMetricIDs? {
         routes[listener]?[route]
+    }
+}
+
+/// One policy's ids: calls by stage and decision, call durations by stage, its instances' memory.
+public struct PolicyMetricIDs: Sendable {
+    /// Indexed by stage position (`PolicyStageName.allCases`) × decision count + decision position.
+    public let calls: [SeriesID]
+    /// Indexed by stage position.
+    public let durations: [SeriesID]
+    public let memory: SeriesID
+
+    init(policy: String, _ registry: SeriesRegistry) {
+        calls = PolicyStageName.allCases.flatMap { stage in
+            PolicyDecision.allCases.map { registry.id(MetricCatalog.policyCalls, [policy, stage.rawValue, $0.rawValue]) }
+        }
+        durations = PolicyStageName.allCases.map { registry.id(MetricCatalog.policyDuration, [policy, $0.rawValue]) }
+        memory = registry.id(MetricCatalog.policyMemory, [policy])
     }
 }
 

@@ -70,6 +70,15 @@ public struct ConfigurationSeries: Sendable {
                 }
             }
         }
+        for (policy, stages) in Self.policyStages(configuration) {
+            for stage in stages {
+                for decision in PolicyDecision.allCases {
+                    add(MetricCatalog.policyCalls, [policy, stage.rawValue, decision.rawValue])
+                }
+                add(MetricCatalog.policyDuration, [policy, stage.rawValue])
+            }
+            add(MetricCatalog.policyMemory, [policy])
+        }
         for route in configuration.routes {
             for upstream in Self.upstreams(of: route) {
                 add(MetricCatalog.retries, [route.name, upstream])
@@ -100,6 +109,16 @@ public struct ConfigurationSeries: Sendable {
     public static func routes(on listener: ListenerSettings, in configuration: Configuration) -> [RouteSettings] {
         guard !listener.isTCP, listener.redirectToHTTPS == nil else { return [] }
         return configuration.routes.filter { $0.listeners.isEmpty || $0.listeners.contains(listener.name) }
+    }
+
+    /// The stages each policy is attached at (listeners' and routes'), by policy name in configuration order.
+    public static func policyStages(_ configuration: Configuration) -> [(String, [PolicyStageName])] {
+        let attachments = configuration.listeners.flatMap(\.policies) + configuration.routes.flatMap(\.policies)
+        return configuration.policies.map { policy in
+            (policy.name, PolicyStageName.allCases.filter { stage in
+                attachments.contains { $0.policy == policy.name && $0.stage == stage }
+            })
+        }
     }
 
     /// The upstream pools a route may send a request to, each once, in configuration order (none for a local

@@ -75,6 +75,21 @@ public enum MetricCatalog {
         "jester_filter_duration_seconds", .histogram, unit: .seconds, labels: [.route, .filter],
         help: "Time a filter took to decide, its waits included (Redis, a password hash).", buckets: durationBuckets)
 
+    // MARK: Wasm policies (workers)
+
+    public static let policyCalls = MetricFamily(
+        "jester_policy_calls", .counter, labels: [.policy, .stage, .decision],
+        help: "Wasm policy calls, by policy, stage and decision (failure: refused with the error status).")
+    public static let policyDuration = MetricFamily(
+        "jester_policy_call_duration_seconds", .histogram, unit: .seconds, labels: [.policy, .stage],
+        help: "Time a Wasm policy call took, context and action included.", buckets: policyBuckets)
+    public static let policyMemory = MetricFamily(
+        "jester_policy_memory_bytes", .gauge, unit: .bytes, labels: [.policy],
+        help: "Linear memory of the policy's instances, summed over the workers (one instance per worker).")
+    /// Policy calls take microseconds: finer buckets than requests'.
+    public static let policyBuckets: [Double] = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
+        0.0025, 0.005, 0.025, 0.1]
+
     // MARK: The master
 
     public static let reloads = MetricFamily(
@@ -116,6 +131,7 @@ public enum MetricCatalog {
         requests, requestDuration, receivedBytes, sentBytes, connections, activeConnections, activeStreams,
         upstreamConnectDuration, upstreamResponseDuration, targetHealthy, ejections, retries, replays, circuitState,
         tlsHandshakes, tlsHandshakeFailures, filterOutcomes, filterDuration,
+        policyCalls, policyDuration, policyMemory,
         reloads, generation, workerRestarts, seriesFolded,
         cacheHits, cacheMisses, cacheStores, cacheEvictions, cacheCollapsed, cacheSize, cacheEntries,
     ]

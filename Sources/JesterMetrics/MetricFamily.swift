@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import JesterConfig
 
 /// The kind of a metric family, as Prometheus and OpenMetrics name it in `# TYPE`.
 public enum MetricType: String, Sendable, CaseIterable {
@@ -33,6 +34,12 @@ public enum MetricLabel: String, Sendable, CaseIterable {
     case filter
     case outcome
     case family
+    /// A Wasm policy's name (`[policies.NAME]`).
+    case policy
+    /// The stage a policy ran at.
+    case stage
+    /// What a policy call decided.
+    case decision
 
     /// The value a series is counted under when its own would pass the family's limit (see `SeriesRegistry`).
     public static let otherValue = "other"
@@ -40,13 +47,15 @@ public enum MetricLabel: String, Sendable, CaseIterable {
     /// The only values the label takes, when they do not come from the configuration; nil when they do.
     public var fixedValues: [String]? {
         switch self {
-        case .listener, .route, .upstream, .target, .filter: nil
+        case .listener, .route, .upstream, .target, .filter, .policy: nil
         case .protocol: MetricProtocol.allCases.map(\.rawValue)
         case .statusClass: StatusClass.allCases.map(\.rawValue)
         case .result: ReloadResult.allCases.map(\.rawValue)
         case .state: CircuitStateLabel.allCases.map(\.rawValue)
         case .outcome: FilterOutcome.allCases.map(\.rawValue)
         case .family: MetricCatalog.families.map(\.name)
+        case .stage: PolicyStageName.allCases.map(\.rawValue)
+        case .decision: PolicyDecision.allCases.map(\.rawValue)
         }
     }
 }
@@ -101,6 +110,15 @@ public enum FilterOutcome: String, Sendable, CaseIterable {
     case respond
     /// It refused with an error status.
     case fail
+}
+
+/// The `decision` label of policy calls: the policy let the request go on (changed or not), answered it itself,
+/// denied it, or its call failed (a trap, fuel, memory, the deadline, a malformed action: fail closed).
+public enum PolicyDecision: String, Sendable, CaseIterable {
+    case proceed
+    case respond
+    case deny
+    case failure
 }
 
 /// One metric family: its name, kind, help, unit and the labels every series of it carries, in order.

@@ -46,6 +46,8 @@ public struct MetricsSnapshot: Sendable, Equatable {
 public enum HistogramBuckets {
     /// The duration buckets' upper bounds in nanoseconds (`MetricCatalog.durationBuckets`).
     public static let durationNanoseconds: [Int64] = nanoseconds(MetricCatalog.durationBuckets)
+    /// The policy-call buckets' bounds (`MetricCatalog.policyBuckets`).
+    public static let policyNanoseconds: [Int64] = nanoseconds(MetricCatalog.policyBuckets)
 
     /// Bounds in seconds as nanoseconds.
     public static func nanoseconds(_ seconds: [Double]) -> [Int64] {

@@ -320,6 +320,9 @@ extension WorkerRuntime {
         self.metrics = metrics
         for pool in pools.values { pool.metrics = metrics.pool(pool.name) }
         filterMetrics.metrics = metrics
+        for policy in policies.values {
+            policy.metrics = metrics.ids.policies[policy.name].map { (metrics.writer, $0) }
+        }
     }
 
     /// Counts a newly admitted client connection under its listener (`register`): a TCP relay as tcp, an HTTP

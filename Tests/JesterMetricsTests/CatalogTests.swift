@@ -18,7 +18,9 @@ import Testing
         }
         if family.unit != .none { #expect(name.hasSuffix("_" + family.unit.rawValue)) }
         if family.type == .histogram {
-            #expect(family.unit == .seconds && family.buckets == MetricCatalog.durationBuckets)
+            // Durations share Prometheus's default buckets; policy calls, which take microseconds, finer ones.
+            let buckets = family == MetricCatalog.policyDuration ? MetricCatalog.policyBuckets : MetricCatalog.durationBuckets
+            #expect(family.unit == .seconds && family.buckets == buckets)
         }
         #expect(!family.help.isEmpty && family.help.hasSuffix("."))
         // A label appears once, and `le` is the histogram's own.
@@ -63,7 +65,7 @@ import Testing
 
     @Test func labelsWithoutFixedValuesAreTheConfigurationsNames() {
         let configured = MetricLabel.allCases.filter { $0.fixedValues == nil }
-        #expect(configured == [.listener, .route, .upstream, .target, .filter])
+        #expect(configured == [.listener, .route, .upstream, .target, .filter, .policy])
         #expect(MetricLabel.family.fixedValues?.count == MetricCatalog.families.count)
     }
 }

@@ -440,3 +440,24 @@ targets = ["{main.address}"]
     for thread in threads:
         thread.join()
     assert failures == [] and served[0] > 20
+
+
+def test_calls_are_counted_by_policy_stage_and_decision(policed):
+    from test_metrics import sample, scrape
+    before = scrape(policed)
+    fetch(policed.url + "/echo", "http1", ["x-do-upstream: deny"])
+    fetch(policed.url + "/echo", "http1", ["x-do-route: trap"])
+    fetch(policed.url + "/inject/echo", "h2c")
+
+    def grew(text, expected, **labels):
+        return sample(text, "jester_policy_calls_total", **labels) - sample(before, "jester_policy_calls_total",
+                                                                            **labels) >= expected
+
+    after = wait_for(lambda: (lambda text: text if grew(text, 1, policy="conf", stage="pre_upstream",
+                                                        decision="deny") else None)(scrape(policed)),
+                     what="the deny counted")
+    assert grew(after, 1, policy="conf", stage="pre_route", decision="failure")
+    assert grew(after, 1, policy="inject", stage="post_response", decision="proceed")
+    assert sample(after, "jester_policy_call_duration_seconds_count", policy="conf", stage="pre_route") > 0
+    # One instance per worker: its linear memory (at least one 64 KiB page) is on the gauge.
+    assert sample(after, "jester_policy_memory_bytes", policy="inject") >= 65536

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 import JesterConfig
 import JesterLogging
+import JesterMetrics
+import JesterSystem
 import JesterWasm
 import Logging
 import NIOCore
@@ -38,6 +40,12 @@ final class WorkerPolicy: @unchecked Sendable {
     /// would otherwise write a line per request); failures in between are counted in the next line.
     private var lastFailureLog: NIODeadline?
     private var unloggedFailures = 0
+    /// Where its calls are counted (`WorkerRuntime.attachMetrics`); nil: not counted.
+    var metrics: (writer: MetricsWriter, ids: PolicyMetricIDs)? {
+        didSet { reportedMemory = 0; reportMemory() }
+    }
+    /// The memory this worker last added to the policy's gauge.
+    private var reportedMemory = 0
 
     var name: String { settings.name }
     /// The body the policy reads, at most; nil: it reads none.
@@ -74,7 +82,14 @@ final class WorkerPolicy: @unchecked Sendable {
             count(stage, outcome)
             return outcome
         }
+        let started = metrics == nil ? nil : NIODeadline.now()
         let outcome = instance.run(stage, context: context, metadata: &metadata)
+        if let started, let metrics {
+            metrics.writer.observe(
+                metrics.ids.durations[stage.position], nanoseconds: (NIODeadline.now() - started).nanoseconds,
+                bounds: HistogramBuckets.policyNanoseconds)
+            reportMemory()
+        }
         for line in instance.lastLogs {
             logger.log(
                 level: line.level.swiftLogLevel, "\(line.message)",
@@ -86,7 +101,17 @@ final class WorkerPolicy: @unchecked Sendable {
     }
 
     private func count(_ stage: PolicyStage, _ outcome: PolicyOutcome) {
-        calls[PolicyCallOutcome(stage: stage, outcome: outcome), default: 0] += 1
+        let call = PolicyCallOutcome(stage: stage, outcome: outcome)
+        calls[call, default: 0] += 1
+        guard let metrics else { return }
+        metrics.writer.add(metrics.ids.calls[stage.position * PolicyDecision.allCases.count + call.result.position])
+    }
+
+    /// Brings the memory gauge up to date with the instance (which grows, or is made again after a trap).
+    private func reportMemory() {
+        guard let metrics, memoryBytes != reportedMemory else { return }
+        metrics.writer.add(metrics.ids.memory, Int64(memoryBytes - reportedMemory))
+        reportedMemory = memoryBytes
     }
 
     private func logFailure(_ failure: PolicyFailure, stage: PolicyStage) {
@@ -115,6 +140,16 @@ struct PolicyCallOutcome: Hashable {
     enum Result: String, Hashable, CaseIterable {
         case proceed, respond, deny
         case failed
+
+        /// Its place in `PolicyDecision.allCases` (the metrics' columns).
+        var position: Int {
+            switch self {
+            case .proceed: 0
+            case .respond: 1
+            case .deny: 2
+            case .failed: 3
+            }
+        }
     }
 
     init(stage: PolicyStage, outcome: PolicyOutcome) {
@@ -124,6 +159,17 @@ struct PolicyCallOutcome: Hashable {
         case .respond: result = .respond
         case .deny: result = .deny
         case .failed: result = .failed
+        }
+    }
+}
+
+extension PolicyStage {
+    /// Its place in `PolicyStageName.allCases` (the metrics' rows).
+    var position: Int {
+        switch self {
+        case .preRoute: 0
+        case .preUpstream: 1
+        case .postResponse: 2
         }
     }
 }
