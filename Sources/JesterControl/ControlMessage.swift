@@ -175,12 +175,16 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var lastFailedReload: FailedReload?
     /// The listeners of the serving configuration (nil from an older master).
     public var listeners: [ListenerStatus]?
+    /// The serving configuration's Wasm policies, with what the serving generation's workers report of them
+    /// (nil from an older master; empty without policies).
+    public var policies: [PolicyStatus]?
 
     public init(
         pid: Int32, version: String, startedAt: Double, configFile: String, configHash: String, generation: Int,
         state: String, workers: [WorkerStatus], binaryReplaced: Bool? = nil, lastFailedReload: FailedReload? = nil,
-        listeners: [ListenerStatus]? = nil
+        listeners: [ListenerStatus]? = nil, policies: [PolicyStatus]? = nil
     ) {
+        self.policies = policies
         self.binaryReplaced = binaryReplaced
         self.lastFailedReload = lastFailedReload
         self.listeners = listeners
@@ -192,6 +196,55 @@ public struct StatusReport: Codable, Sendable, Equatable {
         self.generation = generation
         self.state = state
         self.workers = workers
+    }
+}
+
+/// One Wasm policy of the serving configuration, summed over the serving generation's workers.
+public struct PolicyStatus: Codable, Sendable, Equatable {
+    public var name: String
+    public var module: String
+    /// The module's SHA-256 (hex): which build runs.
+    public var digest: String
+    public var version: String?
+    public var calls: Int
+    public var failures: Int
+    /// Workers where the policy failed `failure_threshold` calls in a row (it stays fail closed there).
+    public var failedWorkers: Int
+    public var memoryBytes: Int
+
+    public init(
+        name: String, module: String, digest: String, version: String?, calls: Int, failures: Int,
+        failedWorkers: Int, memoryBytes: Int
+    ) {
+        self.name = name
+        self.module = module
+        self.digest = digest
+        self.version = version
+        self.calls = calls
+        self.failures = failures
+        self.failedWorkers = failedWorkers
+        self.memoryBytes = memoryBytes
+    }
+}
+
+/// One policy in one worker, as the worker reports it every second.
+public struct PolicyStats: Codable, Sendable, Equatable {
+    public var name: String
+    public var calls: Int
+    public var failures: Int
+    /// Failed calls in a row now.
+    public var consecutiveFailures: Int
+    /// Past its failure_threshold.
+    public var failed: Bool
+    public var memoryBytes: Int
+
+    public init(name: String, calls: Int, failures: Int, consecutiveFailures: Int, failed: Bool, memoryBytes: Int) {
+        self.name = name
+        self.calls = calls
+        self.failures = failures
+        self.consecutiveFailures = consecutiveFailures
+        self.failed = failed
+        self.memoryBytes = memoryBytes
     }
 }
 
@@ -285,11 +338,14 @@ public struct WorkerStats: Codable, Sendable, Equatable {
     /// The worker's resident set size, read by the worker itself: under jester.service (ProtectProc=invisible)
     /// the master cannot see /proc of processes running as another user.
     public var rssBytes: Int?
+    /// The worker's Wasm policies (nil without any).
+    public var policies: [PolicyStats]?
 
     public init(
         connections: Int = 0, requests: Int = 0, bytesIn: Int = 0, bytesOut: Int = 0, errors: Int = 0,
-        targets: [TargetStats]? = nil, rssBytes: Int? = nil
+        targets: [TargetStats]? = nil, rssBytes: Int? = nil, policies: [PolicyStats]? = nil
     ) {
+        self.policies = policies
         self.targets = targets
         self.connections = connections
         self.requests = requests

@@ -233,7 +233,10 @@ final class WorkerServer: @unchecked Sendable {
             connections: counters.openConnections, requests: counters.requests, bytesIn: counters.bytesIn,
             bytesOut: counters.bytesOut, errors: counters.errors,
             targets: runtime.pools.values.sorted { $0.name < $1.name }.flatMap { $0.stats() },
-            rssBytes: ProcessSpawner.residentSetSize(of: getpid()))))
+            rssBytes: ProcessSpawner.residentSetSize(of: getpid()),
+            policies: runtime.policies.isEmpty ? nil : runtime.policies.values.sorted { $0.name < $1.name }.map {
+                $0.stats
+            })))
     }
 
     /// Waits on a thread of its own for the access-log files the master sends on reopen (`DescriptorChannel`)

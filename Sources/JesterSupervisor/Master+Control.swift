@@ -162,6 +162,19 @@ extension Master {
             listeners: configuration.listeners.map { listener in
                 ListenerStatus(name: listener.name, address: listener.address.description,
                     protocol: listener.isTCP ? "tcp" : "http", tls: listener.tls != nil)
-            })
+            },
+            policies: policyStatus())
+    }
+
+    /// The serving configuration's policies, with the serving generation's workers' reports summed.
+    private func policyStatus() -> [PolicyStatus] {
+        let reports = workers.values.filter { $0.generation == generation }.flatMap { $0.stats.policies ?? [] }
+        return configuration.policies.map { policy in
+            let mine = reports.filter { $0.name == policy.name }
+            return PolicyStatus(
+                name: policy.name, module: policy.module, digest: policy.moduleDigest, version: policy.version,
+                calls: mine.reduce(0) { $0 + $1.calls }, failures: mine.reduce(0) { $0 + $1.failures },
+                failedWorkers: mine.filter(\.failed).count, memoryBytes: mine.reduce(0) { $0 + $1.memoryBytes })
+        }
     }
 }

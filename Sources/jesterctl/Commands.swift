@@ -101,6 +101,18 @@ struct Commands {
             ])
         }
         printTable(rows)
+        if let policies = report.policies, !policies.isEmpty {
+            print("")
+            var policyRows = [["POLICY", "STATE", "CALLS", "FAILURES", "MEMORY", "MODULE"]]
+            for policy in policies {
+                let state = policy.failedWorkers > 0 ? "failed in \(policy.failedWorkers) worker(s)" : "ok"
+                policyRows.append([
+                    policy.name, state, "\(policy.calls)", "\(policy.failures)", formatBytes(policy.memoryBytes),
+                    policy.module + (policy.digest.isEmpty ? "" : " (sha256 \(policy.digest.prefix(12)))"),
+                ])
+            }
+            printTable(policyRows)
+        }
     }
 
     func formatBytes(_ bytes: Int) -> String {

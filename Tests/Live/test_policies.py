@@ -461,3 +461,19 @@ def test_calls_are_counted_by_policy_stage_and_decision(policed):
     assert sample(after, "jester_policy_call_duration_seconds_count", policy="conf", stage="pre_route") > 0
     # One instance per worker: its linear memory (at least one 64 KiB page) is on the gauge.
     assert sample(after, "jester_policy_memory_bytes", policy="inject") >= 65536
+
+
+def test_a_policy_that_keeps_failing_is_reported_failed_in_status(policed):
+    # failure_threshold is 10: ten traps in a row mark it failed (it stays fail closed), a good call clears it.
+    for _ in range(10):
+        assert fetch(policed.url + "/echo", "http1", ["x-do-route: trap"])[0] == 500
+
+    def conf():
+        return next(p for p in policed.status()["policies"] if p["name"] == "conf")
+
+    wait_for(lambda: conf()["failed_workers"] == 1, what="the policy reported failed")
+    assert conf()["digest"] and conf()["module"].endswith("conformance.wasm")
+    text = policed.ctl("status").stdout
+    assert "failed in 1 worker(s)" in text
+    assert fetch(policed.url + "/echo", "http1")[0] == 200
+    wait_for(lambda: conf()["failed_workers"] == 0, what="the policy recovered")

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import JesterConfig
+import JesterControl
 import JesterLogging
 import JesterMetrics
 import JesterSystem
@@ -74,6 +75,15 @@ final class WorkerPolicy: @unchecked Sendable {
     var isFailed: Bool { consecutiveFailures >= settings.failureThreshold }
     /// The instance's linear memory, in bytes.
     var memoryBytes: Int { instance?.memoryBytes ?? 0 }
+
+    /// What the worker reports of the policy to the master every second (`jesterctl status`).
+    var stats: PolicyStats {
+        let total = calls.values.reduce(0, +)
+        let failures = calls.filter { $0.key.result == .failed }.values.reduce(0, +)
+        return PolicyStats(
+            name: name, calls: total, failures: failures, consecutiveFailures: consecutiveFailures, failed: isFailed,
+            memoryBytes: memoryBytes)
+    }
 
     /// Runs `stage` on `context` with the request's `metadata` bag; logs what the policy logged, and failures.
     func run(_ stage: PolicyStage, context: PolicyContext, metadata: inout PolicyMetadata) -> PolicyOutcome {
