@@ -477,3 +477,62 @@ def test_a_policy_that_keeps_failing_is_reported_failed_in_status(policed):
     assert "failed in 1 worker(s)" in text
     assert fetch(policed.url + "/echo", "http1")[0] == 200
     wait_for(lambda: conf()["failed_workers"] == 0, what="the policy recovered")
+
+
+def test_policy_new_scaffolds_a_policy_that_builds_tests_and_serves(upstreams, make_jester, tmp_path):
+    main, _, _ = upstreams
+    binary = jester_binary()
+    created = subprocess.run([binary, "policy", "new", "keycheck", "--directory", str(tmp_path / "keycheck"),
+                              "--sdk", str(SDK)], capture_output=True, text=True, timeout=30)
+    assert created.returncode == 0, created.stderr
+    project = tmp_path / "keycheck"
+    assert {p.name for p in project.iterdir()} >= {"policy.c", "policy.json", "build.sh", "request.json", "test.sh"}
+    assert json.loads((project / "policy.json").read_text())["config_schema"]["type"] == "object"
+    subprocess.run([str(project / "build.sh")], check=True, timeout=120, env={"CLANG": CLANG, "PATH": "/usr/bin:/bin"})
+    tested = subprocess.run([str(project / "test.sh")], capture_output=True, text=True, timeout=60,
+                            env={"JESTER": binary, "PATH": "/usr/bin:/bin"})
+    assert tested.returncode == 0 and "pre_route: respond 401" in tested.stdout, tested.stdout + tested.stderr
+    # A second name in the same place is refused rather than overwritten.
+    again = subprocess.run([binary, "policy", "new", "keycheck", "--directory", str(project), "--sdk", str(SDK)],
+                           capture_output=True, text=True, timeout=30)
+    assert again.returncode != 0 and "exists already" in again.stderr
+    module = project / "keycheck.wasm"
+    project.chmod(0o755)
+    module.chmod(0o644)
+    jester = make_jester(f"""
+policies = [{{ policy = "keycheck", stage = "pre_route" }}]
+
+[policies.keycheck]
+module = "{module}"
+config = {{ required_header = "x-api-key", response_header = "x-checked" }}
+
+[[routes]]
+upstream = "app"
+policies = [{{ policy = "keycheck", stage = "post_response" }}]
+
+[upstreams.app]
+targets = ["{main.address}"]
+""")
+    assert fetch(jester.url + "/echo", "http1")[0] == 401
+    status, fields, _ = fetch(jester.url + "/echo", "h2c", ["x-api-key: k"])
+    assert status == 200 and fields["x-checked"] == "keycheck"
+
+
+def test_policy_test_runs_a_module_offline(modules, tmp_path):
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({
+        "method": "POST", "path": "/orders", "headers": [["x-do-route", "set-header offline"],
+                                                         ["x-do-upstream", "body-length"]],
+        "body": "12345", "response": {"status": 201, "headers": [], "body": "ok"}}))
+    result = subprocess.run([jester_binary(), "policy", "test", str(modules / "conformance.wasm"), "--request",
+                             str(request), "--json"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["stage"] for line in lines] == ["pre_route", "pre_upstream", "post_response"]
+    assert lines[0]["changes"] == ["set-header x-set: offline"]
+    assert lines[1]["changes"] == ["set-header x-body-length: 5"]
+    # A failing call is reported and makes the exit status 1, as Jester would refuse the request.
+    request.write_text(json.dumps({"headers": [["x-do-route", "loop"]]}))
+    result = subprocess.run([jester_binary(), "policy", "test", str(modules / "conformance.wasm"), "--request",
+                             str(request)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "pre_route: FAILED (out_of_fuel)" in result.stdout
