@@ -78,8 +78,14 @@ def test_package_builds_installs_upgrades_without_loss_and_purges(tmp_path):
         for path in ["/usr/sbin/jester", "/usr/bin/jesterctl", "/etc/jester/jester.toml", "/etc/jester/conf.d",
                      "/lib/systemd/system/jester.service", "/lib/systemd/system/jester.socket",
                      "/usr/share/man/man8/jester.8.gz", "/usr/share/man/man5/jester.toml.5.gz",
-                     "/usr/share/bash-completion/completions/jesterctl", "/usr/share/doc/jester/README.Debian"]:
+                     "/usr/share/bash-completion/completions/jesterctl", "/usr/share/doc/jester/README.Debian",
+                     "/usr/share/jester/sdk/c/jester_policy.h", "/usr/share/jester/sdk/wit/jester-policy.wit",
+                     "/usr/share/jester/sdk/examples/tenant_router.c"]:
             assert os.path.exists(path), path
+        # The packaged SDK is where `jester policy new` finds it.
+        scaffold = run("/usr/sbin/jester", "policy", "new", "demo", "--directory", str(tmp_path / "demo"),
+                       check=False)
+        assert scaffold.returncode == 0 and (tmp_path / "demo" / "sdk" / "jester_policy.h").exists(), scaffold.stderr
         conffiles = run("dpkg-query", "-W", "-f=${Conffiles}", "jester").stdout
         assert "/etc/jester/jester.toml" in conffiles
         user = run("getent", "passwd", "jester").stdout.strip().split(":")
