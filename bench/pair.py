@@ -7,6 +7,7 @@
     bench/pair.py A B --scenario ratelimit|ratelimit-flood|jwt-rs256|jwt-es256|jwt-hs256 [--bare-a]
     bench/pair.py A A --config-a '[metrics]\nenabled = false'     (one setting's cost, same binary)
     bench/pair.py nginx JESTER --cache --path /cacheable            (cache hits beside nginx's proxy_cache)
+    bench/pair.py JESTER JESTER --policy pre_route                   (a header-only Wasm policy's cost, side B only)
 
 A and B are each a Jester binary, "haproxy", "nginx" or a floor probe from bench/probes ("probe:nio",
 "probe:epoll": bytes relayed to the upstream; "probe:epoll-splice": relayed without a copy; "probe:nio-respond",
@@ -38,7 +39,7 @@ import filter_scenarios  # noqa: E402
 import harness  # noqa: E402
 
 
-def configuration(work, kind, name, port, tls, scenario=None, extra="", nginx_gzip=None, cache=False):
+def configuration(work, kind, name, port, tls, scenario=None, extra="", nginx_gzip=None, cache=False, policy=None):
     """Command line of one side, with its configuration written to `work` (with `scenario`'s filter, if any; a
     Jester side gets `extra` appended: TOML tables such as `[metrics]` or `[tracing]`)."""
     listen = f"127.0.0.1:{harness.PROXY_PORT}"
@@ -76,11 +77,33 @@ def configuration(work, kind, name, port, tls, scenario=None, extra="", nginx_gz
         text = text.replace('name = "default"\npath_prefix = "/"\nupstream = "origin"\n',
                             'name = "default"\npath_prefix = "/"\nupstream = "origin"\ncache = true\n')
         text += f'\n[cache]\npath = "{work}/{name}-cache"\n'
+    if policy:
+        text = with_policy(text, work, policy)
     if extra:
         text += "\n" + extra.replace("\\n", "\n") + "\n"
     path = work / f"{name}.toml"
     path.write_text(text)
     return [kind, "--config", str(path)]
+
+
+def with_policy(text, work, stage):
+    """A Jester configuration with the benchmark's header-only policy (bench/policies/set_header.c, built here
+    with the SDK) on every request at `stage`: on the listener for pre_route, on every route otherwise."""
+    module = work / "set_header.wasm"
+    if not module.exists():
+        sdk = harness.HERE.parent / "SDK"
+        clang = "/opt/swift/usr/bin/clang" if Path("/opt/swift/usr/bin/clang").exists() else "clang"
+        subprocess.run([clang, "--target=wasm32", "-O2", "-ffreestanding", "-nostdlib", "-mbulk-memory",
+                        "-I", str(sdk / "c"), "-Wl,--no-entry", "-Wl,--strip-debug", "-o", str(module),
+                        str(harness.HERE / "policies" / "set_header.c"), str(sdk / "c" / "jester_policy.c")],
+                       check=True)
+        module.chmod(0o644)
+    attachment = f'policies = [{{ policy = "bench", stage = "{stage}" }}]\n'
+    if stage == "pre_route":
+        text = text.replace("backlog = 4096\n", "backlog = 4096\n" + attachment, 1)
+    else:
+        text = text.replace('upstream = "origin"\n', 'upstream = "origin"\n' + attachment)
+    return text + f'\n[policies.bench]\nmodule = "{module}"\n'
 
 
 def cpu_seconds(server):
@@ -158,6 +181,9 @@ def main():
     parser.add_argument("--cache", action="store_true",
                         help="both sides cache (nginx's proxy_cache, Jester's cache = true) and every request is a hit "
                              "after the first: use --path /cacheable or /cacheable/64k")
+    parser.add_argument("--policy", choices=["pre_route", "pre_upstream", "post_response"],
+                        help="side B (a Jester) runs a header-only Wasm policy at this stage on every request "
+                             "(bench/policies/set_header.c): B − A is a policy call's cost")
     parser.add_argument("--bare-a", action="store_true",
                         help="with --scenario: side A without the filter (same requests), so B − A is its cost")
     args = parser.parse_args()
@@ -178,7 +204,8 @@ def main():
             harness.wait_for_free_port(port)
             filtered = scenario if not (name == "a" and args.bare_a) else None
             command = configuration(work, kind, name, port, args.h2, filtered,
-                                    args.config_a if name == "a" else args.config_b, args.nginx_gzip, args.cache)
+                                    args.config_a if name == "a" else args.config_b, args.nginx_gzip, args.cache,
+                                    args.policy if name == "b" else None)
             sides.append((harness.Server(name, command, "0", work / f"{name}.log"), port))
             try:
                 harness.wait_for_http(port, tls=args.h2, headers=headers)
