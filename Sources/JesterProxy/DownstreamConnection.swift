@@ -612,7 +612,7 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
             requestHead = headBytes
             requestBody = BodyReader(framing)
             requestBodyBytes = 0
-            isChunkedUpstream = framing == .chunked || (framing != .none && exchange.decodesRequestBody)
+            isChunkedUpstream = framing == .chunked || (framing != .none && exchange.transformsRequestBody)
             isUpgrade = exchange.head.connectionUpgrade && exchange.head.upgradeWebSocket && framing == .none
             responseStarted = false
             if let total = matched.totalTimeout { armExchangeDeadline(total) }

@@ -223,7 +223,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, UpstreamWaiter {
         guard !finished else { return }
         exchange.chooseUpstream(clientAddress: connection.clientAddress, runtime: runtime)
         // A decoded body's length is known only at its end.
-        if exchange.decodesRequestBody { chunked = true }
+        if exchange.transformsRequestBody { chunked = true }
         armRouteTimers(matched)
         acquireUpstream(fresh: false)
     }

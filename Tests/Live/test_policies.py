@@ -7,6 +7,7 @@ x-do-response field says, so every mutation, short-circuit and hostile behaviour
 client; the SDK's four examples run as operators would use them. Workers run as the unprivileged user (the
 master is root here)."""
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -308,6 +309,14 @@ def test_body_reading_policies_get_whole_bodies_within_their_limit(policed, upst
     assert status == 413 and reached(main, marker) == []
     # ...and a response body fails closed with the policy's error status.
     status, _, _ = fetch(policed.url + "/body/download?size=4096", protocol)
+    assert status == 500
+    # A pre-upstream policy replaces the request body: the upstream gets its bytes, chunked, not the client's.
+    status, _, body = fetch(policed.url + "/body/upload", protocol, ["x-do-upstream: replace-body"],
+                            data=b"the client's own body")
+    assert status == 200 and json.loads(body)["length"] == len(b"replaced\n")
+    assert json.loads(body)["sha256"] == hashlib.sha256(b"replaced\n").hexdigest()
+    # A request without a body has no end to send a replacement at: the call fails closed.
+    status, _, _ = fetch(policed.url + "/body/echo", protocol, ["x-do-upstream: replace-body"])
     assert status == 500
     # A deny uses the policy's deny_status.
     status, _, _ = fetch(policed.url + "/body/echo", protocol, ["x-do-upstream: deny"], data=b"abc")

@@ -131,6 +131,8 @@ extension RequestExchange {
     mutating func decideRequestDecoding() {
         requestDecoding = .forward
         guard let policy = route?.compression, policy.decompressRequests, hasBody, let headBytes else { return }
+        // A policy's replacement is what goes upstream: there is nothing of the client's to decode.
+        if policyState?.replacementBody != nil { return }
         let encoding: String? = headBytes.withUnsafeReadableBytes { bytes in
             let name = Array("content-encoding".utf8)
             let values = head.fields.filter { field in
@@ -139,6 +141,12 @@ extension RequestExchange {
             return values.isEmpty ? nil : values.joined(separator: ", ")
         }
         requestDecoding = RequestDecompression(policy: policy, contentEncoding: encoding)
+    }
+
+    /// The body that goes upstream is not the client's bytes as framed (decoded, or a pre-upstream policy's
+    /// replacement): its length is known only at its end, so it goes chunked.
+    var transformsRequestBody: Bool {
+        decodesRequestBody || policyState?.replacementBody != nil
     }
 
     /// The body goes upstream decoded (and so chunked, without `Content-Encoding`).

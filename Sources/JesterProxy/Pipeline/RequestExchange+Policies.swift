@@ -20,6 +20,8 @@ final class PolicyRequestState {
     var responseTimeout: TimeAmount?
     /// pre-upstream `set-upstream-retries`: the most retries for this request.
     var retries: Int?
+    /// pre-upstream `set-body`: the body that goes upstream instead of the client's.
+    var replacementBody: [UInt8]?
     /// Why a post-response policy replaced the upstream's answer, for the access log.
     var failure: String?
     /// The body pre-upstream policies read, kept while the route's filters wait (a Redis round trip).
@@ -91,7 +93,9 @@ extension RequestExchange {
                 context.query = text(head.path.upperBound + 1..<head.target.upperBound)
             }
             context.clientAddress = clientAddress
-            context.requestHeaders = head.fields.map { PolicyField(text($0.name).lowercased(), text($0.value)) }
+            context.requestHeaders = head.fields.map {
+                PolicyField(PolicyFieldName.lowercase(UnsafeRawBufferPointer(rebasing: raw[$0.name])), text($0.value))
+            }
             context.requestBody = body
             context.route = route?.name
             return context
@@ -159,10 +163,13 @@ extension RequestExchange {
         runtime: WorkerRuntime
     ) -> String? {
         if let problem = PolicyManagedFields.violation(in: mutations.fields, request: true) { return problem }
-        if mutations.body != nil {
-            return "set-body at pre_upstream is not supported yet (the request body goes upstream as sent)"
-        }
         let state = policyState!
+        if let body = mutations.body {
+            // The client's body is read and dropped as it comes, and this one sent at its end: the request must
+            // have a body, or there would be no end to send it at.
+            guard hasBody else { return "set-body on a request without a body" }
+            state.replacementBody = body
+        }
         if let route = mutations.routeHint.route {
             guard stage == .preRoute else { return "set-route at pre_upstream (the route is chosen)" }
             state.routeHint = route

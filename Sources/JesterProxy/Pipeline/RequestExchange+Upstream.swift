@@ -49,7 +49,9 @@ extension RequestExchange {
         log.upstreamTarget = target
         assignRequestID(runtime: runtime)
         let head = renderedHead(request, target: target, runtime: runtime)
-        return (head, withResponsePolicies(upstream, clientAddress: clientAddress, runtime: runtime))
+        var attempt = upstream
+        if let body = policyState?.replacementBody { attempt = ReplacedBodyUpstream(wrapping: upstream, body: body) }
+        return (head, withResponsePolicies(attempt, clientAddress: clientAddress, runtime: runtime))
     }
 
     /// (Non-mutating: see "Second attempts" in RequestExchange.)
@@ -104,6 +106,8 @@ extension RequestExchange {
     ) -> TimeAmount? {
         guard status >= 500, !upstream.isCacheAnswer, let route, route.retryPolicy.statuses.contains(status)
         else { return nil }
+        // A post-response policy's own answer (or its error status) is not the target's: never retried.
+        if let policies = upstream as? PolicyResponseUpstream, policies.answeredItself { return nil }
         return retryDelay(
             after: .status(status), target: upstream.target, pool: upstream.pool, requestComplete: requestComplete,
             runtime: runtime)

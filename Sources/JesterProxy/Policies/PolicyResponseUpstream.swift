@@ -41,6 +41,9 @@ final class PolicyResponseUpstream: ExchangeUpstream, UpstreamConnectionDelegate
     private var trailers: [HTTP2Field] = []
     /// The head the adapter got was rendered here (so its framing is this wrapper's, not the upstream's).
     private var rendered = false
+    /// The adapter got the policies' own answer (a respond, a deny or a failure), not the target's: a status in
+    /// the route's retry_on does not send the request to another target.
+    private(set) var answeredItself = false
 
     init(
         wrapping inner: any ExchangeUpstream, policies: [WorkerPolicy], state: PolicyRequestState,
@@ -169,7 +172,7 @@ final class PolicyResponseUpstream: ExchangeUpstream, UpstreamConnectionDelegate
         var fields = bytes.withUnsafeReadableBytes { raw in
             head.fields.map { field in
                 PolicyField(
-                    String(decoding: UnsafeRawBufferPointer(rebasing: raw[field.name]), as: UTF8.self).lowercased(),
+                    PolicyFieldName.lowercase(UnsafeRawBufferPointer(rebasing: raw[field.name])),
                     String(decoding: UnsafeRawBufferPointer(rebasing: raw[field.value]), as: UTF8.self))
             }
         }
@@ -252,6 +255,7 @@ final class PolicyResponseUpstream: ExchangeUpstream, UpstreamConnectionDelegate
     /// The policies' own answer instead of the upstream's; the upstream's body (what is left of it) is dropped.
     private func answer(_ response: LocalResponse, reason: String) {
         state.failure = reason
+        answeredItself = true
         mode = .dropping
         let fields = response.fields.map { PolicyField($0.name.lowercased(), $0.value) }
         deliver(

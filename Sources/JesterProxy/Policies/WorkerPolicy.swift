@@ -194,3 +194,17 @@ extension PolicyLogLevel {
         }
     }
 }
+
+/// Field names as policies see them: lowercase, made straight from the bytes in one pass (a name of up to 15
+/// bytes is a small string, no allocation), rather than `String.lowercased()`, which goes through Unicode case
+/// mapping and allocates for every name: a policy's context is built on every request it meets.
+enum PolicyFieldName {
+    static func lowercase(_ bytes: UnsafeRawBufferPointer) -> String {
+        String(unsafeUninitializedCapacity: bytes.count) { buffer in
+            for (index, byte) in bytes.enumerated() {
+                buffer[index] = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
+            }
+            return bytes.count
+        }
+    }
+}
