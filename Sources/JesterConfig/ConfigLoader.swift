@@ -143,6 +143,12 @@ public struct ConfigLoader: Sendable {
                 continue
             }
             configuration.policies[index].moduleBytes = data
+            if let manifest = configuration.policies[index].manifest {
+                let at = locations.configs[name] ?? location
+                for problem in Self.manifestProblems(configuration.policies[index], manifest: manifest) {
+                    diagnostics.append(ConfigDiagnostic(at, "policy '\(name)': \(problem)"))
+                }
+            }
             guard let policyCheck else { continue }
             switch policyCheck(configuration.policies[index]) {
             case .invalid(let problem):
@@ -158,6 +164,20 @@ public struct ConfigLoader: Sendable {
                 }
             }
         }
+    }
+
+    /// What is wrong with a policy's `config` by its manifest's `config_schema` (or with the manifest itself).
+    private static func manifestProblems(_ policy: PolicySettings, manifest: String) -> [String] {
+        guard let data = FileManager.default.contents(atPath: manifest) else {
+            return ["manifest \(manifest) cannot be read"]
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            return ["manifest \(manifest) is not a JSON object"]
+        }
+        guard let schema = object["config_schema"] else { return [] }
+        guard let config = try? JSONSerialization.jsonObject(with: Data(policy.config.utf8), options: .fragmentsAllowed)
+        else { return ["'config' is not JSON"] }
+        return JSONSchemaCheck.problems(config, schema: schema).map { "config \($0) (config_schema of \(manifest))" }
     }
 
     /// Where a TLS problem about a certificate entry's file is reported: at `key` for the key, at `cert` for the

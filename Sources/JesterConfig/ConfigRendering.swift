@@ -281,6 +281,7 @@ extension Configuration {
         var lines = ["[policies.\(quotedKey(policy.name))]", "module = \(quoted(policy.module))"]
         if !policy.moduleDigest.isEmpty { lines.append("# module sha256: \(policy.moduleDigest)") }
         lines.append("config = \(quoted(policy.config))")
+        if let manifest = policy.manifest { lines.append("manifest = \(quoted(manifest))") }
         if let version = policy.version { lines.append("version = \(quoted(version))") }
         lines += [
             "deny_status = \(policy.denyStatus)", "error_status = \(policy.errorStatus)",

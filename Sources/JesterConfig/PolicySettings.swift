@@ -18,6 +18,9 @@ public struct PolicySettings: Sendable, Codable, Equatable {
     public var moduleBytes: Data
     /// The module's SHA-256, hex: which build a generation runs (`jesterctl status`, the admin API).
     public var moduleDigest: String
+    /// The policy's manifest (`manifest`, as `jester policy new` writes one), whose `config_schema` the loader
+    /// checks `config` against; nil: none.
+    public var manifest: String?
     /// The JSON the policy's `init` gets (`config`, a TOML value rendered as JSON; `{}` when absent).
     public var config: String
     /// A version the operator gives the policy, for status and logs only.
@@ -109,6 +112,8 @@ extension ConfigSchema {
             Field("module", .string, required: true,
                 "The policy's Wasm module (jester-policy(7)); a relative path is relative to this file. Read when the configuration loads: a changed module takes effect on reload."),
             Field("config", .json, default: "{}", "The policy's configuration, handed to its init as JSON."),
+            Field("manifest", .string, default: "none",
+                "The policy's manifest (JSON, as jester policy new writes it): config is checked against its config_schema (JSON Schema) when the configuration loads; a relative path is relative to this file."),
             Field("version", .string, "A version for status and logs."),
             Field("deny_status", .integer(400...599), default: "403", "The status a deny answers with."),
             Field("error_status", .integer(400...599), default: "500",
@@ -139,6 +144,8 @@ struct PolicyLocations {
     /// Each `[policies.NAME]` table, and its `module` key.
     var definitions: [String: SourceLocation] = [:]
     var modules: [String: SourceLocation] = [:]
+    /// Each policy's `config` key (or its table), where a configuration its schema refuses is reported.
+    var configs: [String: SourceLocation] = [:]
     /// Each attachment, with where it was written (listeners' and routes').
     var attachments: [(attachment: PolicyAttachment, location: SourceLocation, owner: String)] = []
 }
@@ -169,7 +176,13 @@ extension ConfigDecoder {
             module = base.isEmpty ? path : base + "/" + path
         }
         var policy = PolicySettings(name: name, module: module)
+        if let manifest = table.string("manifest", decoder: &self) {
+            let base = (node.location.file as NSString).deletingLastPathComponent
+            policy.manifest = manifest.hasPrefix("/") || base.isEmpty ? manifest : base + "/" + manifest
+        }
+        policyLocations.configs[name] = node.location
         if let config = table.take("config", decoder: &self) {
+            policyLocations.configs[name] = config.location
             switch config.value {
             case .table: policy.config = config.json
             case .string(let text):

@@ -149,7 +149,7 @@ extension DownstreamConnection: UpstreamConnectionDelegate {
         timer.disarm()
         if let read = exchange.route?.readTimeout { timer.arm(.upstreamRead, after: read) }
         responseFraming = BodyFraming.response(response, requestWasHead: exchange.isHeadRequest)
-        if exchange.route?.responseFilters.isEmpty == false {
+        if exchange.hasResponsePhase {
             bytes.withUnsafeReadableBytes { exchange.decideResponse(response, $0) }
         }
         if responseFraming != .none, exchange.responseEdit?.body != nil {

@@ -42,7 +42,7 @@ extension HTTP2Stream {
         }
         let route = exchange.route
         responseHasBody = BodyFraming.response(response, requestWasHead: exchange.isHeadRequest) != .none
-        if route?.responseFilters.isEmpty == false {
+        if exchange.hasResponsePhase {
             bytes.withUnsafeReadableBytes { exchange.decideResponse(response, $0) }
         }
         let edit = exchange.responseEdit

@@ -139,3 +139,55 @@ import Testing
         #expect(try Self.load(text).hash != before)
     }
 }
+
+/// The JSON Schema subset a policy's manifest declares for its configuration.
+@Suite struct JSONSchemaCheckTests {
+    static func problems(_ json: String, _ schema: String) -> [String] {
+        let value = try! JSONSerialization.jsonObject(with: Data(json.utf8), options: .fragmentsAllowed)
+        let schema = try! JSONSerialization.jsonObject(with: Data(schema.utf8))
+        return JSONSchemaCheck.problems(value, schema: schema)
+    }
+
+    static let schema = """
+        {"type": "object", "required": ["fields"], "additionalProperties": false,
+         "properties": {"fields": {"type": "array", "items": {"type": "string", "pattern": "^[a-z]+$"}, "minItems": 1},
+                        "depth": {"type": "integer", "minimum": 1, "maximum": 8},
+                        "mode": {"enum": ["strict", "lax"]}, "on": {"type": "boolean"}}}
+        """
+
+    @Test func aValidConfigurationPasses() {
+        #expect(Self.problems(#"{"fields": ["ssn"], "depth": 2, "mode": "lax", "on": true}"#, Self.schema).isEmpty)
+    }
+
+    @Test func eachProblemNamesItsMember() {
+        #expect(Self.problems(#"{"depth": 2}"#, Self.schema) == [#"at /: missing required member "fields""#])
+        #expect(Self.problems(#"{"fields": ["SSN", 3]}"#, Self.schema) == [
+            "at /fields/0: must match ^[a-z]+$", "at /fields/1: expected string, not a number",
+        ])
+        #expect(Self.problems(#"{"fields": ["a"], "depth": 9}"#, Self.schema) == ["at /depth: must be ≤ 8"])
+        #expect(Self.problems(#"{"fields": ["a"], "depth": 1.5}"#, Self.schema)
+            == ["at /depth: expected integer, not a number"])
+        #expect(Self.problems(#"{"fields": ["a"], "on": 1}"#, Self.schema) == ["at /on: expected boolean, not a number"])
+        #expect(Self.problems(#"{"fields": ["a"], "mode": "x"}"#, Self.schema)
+            == [#"at /mode: must be one of "strict", "lax""#])
+        #expect(Self.problems(#"{"fields": [], "extra": 1}"#, Self.schema).count == 2)
+        #expect(Self.problems("[]", Self.schema) == ["at /: expected object, not an array"])
+    }
+}
+
+extension PolicySettingsTests {
+    @Test func aManifestsSchemaChecksTheConfigurationWhereItIsWritten() throws {
+        let manifest = Self.directory + "/manifest.json"
+        try #"{"name": "p", "config_schema": {"type": "object", "required": ["fields"]}}"#
+            .write(toFile: manifest, atomically: true, encoding: .utf8)
+        let refused = Self.messages(Self.text(
+            #"policies = [{ policy = "p", stage = "pre_route" }]"#,
+            definitions: "[policies.p]\nmodule = \"p.wasm\"\nmanifest = \"manifest.json\"\nconfig = { depth = 1 }"))
+        #expect(refused == [#"17: policy 'p': config at /: missing required member "fields" (config_schema of "#
+            + manifest + ")"])
+        let accepted = try Self.load(Self.text(
+            #"policies = [{ policy = "p", stage = "pre_route" }]"#,
+            definitions: "[policies.p]\nmodule = \"p.wasm\"\nmanifest = \"manifest.json\"\nconfig = { fields = \"a\" }"))
+        #expect(accepted.policies[0].manifest == manifest)
+    }
+}

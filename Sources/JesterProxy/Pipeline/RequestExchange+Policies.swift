@@ -22,6 +22,9 @@ final class PolicyRequestState {
     var retries: Int?
     /// pre-upstream `set-body`: the body that goes upstream instead of the client's.
     var replacementBody: [UInt8]?
+    /// What post-response policies changed in the fields of the response going to the client, for the response
+    /// phase (`decideResponse`) to apply with the route's own response filters; taken once.
+    var responseEdit: ResponseEdit?
     /// Why a post-response policy replaced the upstream's answer, for the access log.
     var failure: String?
     /// The body pre-upstream policies read, kept while the route's filters wait (a Redis round trip).

@@ -66,12 +66,19 @@ protocol ResponseBodyTransform: AnyObject {
 }
 
 extension RequestExchange {
-    /// The response phase for an upstream's final head: the route's response filters decide (`responseEdit`),
-    /// once per response; nil when the route has none or they change nothing.
+    /// Whether the current response has a response phase: the route has response filters, or post-response
+    /// policies changed its fields (adapters skip `decideResponse` otherwise).
+    var hasResponsePhase: Bool {
+        route?.responseFilters.isEmpty == false || policyState?.responseEdit != nil
+    }
+
+    /// The response phase for an upstream's final head: what post-response policies changed in its fields, then
+    /// the route's response filters, decide (`responseEdit`), once per response; nil when nothing changes.
     mutating func decideResponse(_ response: HTTPHead, _ bytes: UnsafeRawBufferPointer) {
         responseEdit = nil
-        guard let route, !route.responseFilters.isEmpty, let headBytes else { return }
-        var edit = ResponseEdit()
+        guard let route, let headBytes else { return }
+        var edit = policyState?.responseEdit ?? ResponseEdit()
+        policyState?.responseEdit = nil
         headBytes.withUnsafeReadableBytes { request in
             for filter in route.responseFilters.filters {
                 filter.responseHead(response, bytes, request: head, request, edit: &edit)

@@ -169,12 +169,29 @@ final class PolicyResponseUpstream: ExchangeUpstream, UpstreamConnectionDelegate
     /// Runs the policies on the final head (and the whole body when they read it) and hands the adapter what
     /// they decided. `body` nil: the body (if any) streams after the head.
     private func decide(head: HTTPHead, bytes: ByteBuffer, body: ByteBuffer?) {
-        var fields = bytes.withUnsafeReadableBytes { raw in
+        // (An earlier attempt's edit, whose response was retried, is not this one's.)
+        state.responseEdit = nil
+        // The fields as the policies see them: the upstream's (by index into its head) not dropped, then those
+        // added. Kept as an edit of the upstream's head, so a change of fields alone reaches the client through
+        // the response phase (`ResponseEdit`), without rendering the head again.
+        let original = bytes.withUnsafeReadableBytes { raw in
             head.fields.map { field in
                 PolicyField(
                     PolicyFieldName.lowercase(UnsafeRawBufferPointer(rebasing: raw[field.name])),
                     String(decoding: UnsafeRawBufferPointer(rebasing: raw[field.value]), as: UTF8.self))
             }
+        }
+        var dropped: [Int] = []
+        var added: [PolicyField] = []
+        func current() -> [PolicyField] {
+            dropped.isEmpty && added.isEmpty
+                ? original : original.indices.filter { !dropped.contains($0) }.map { original[$0] } + added
+        }
+        func drop(_ name: String) {
+            for index in original.indices where original[index].name == name && !dropped.contains(index) {
+                dropped.append(index)
+            }
+            added.removeAll { $0.name == name }
         }
         var replacement: [UInt8]? = body.map { Array($0.readableBytesView) }
         var changed = false
@@ -182,7 +199,7 @@ final class PolicyResponseUpstream: ExchangeUpstream, UpstreamConnectionDelegate
         for policy in policies {
             var context = request
             context.status = head.status
-            context.responseHeaders = fields
+            context.responseHeaders = current()
             context.responseBody = policy.bodyLimit == nil ? nil : replacement
             switch policy.run(.postResponse, context: context, metadata: &state.metadata) {
             case .proceedResponse(let mutations):
@@ -193,12 +210,12 @@ final class PolicyResponseUpstream: ExchangeUpstream, UpstreamConnectionDelegate
                 for edit in mutations.fields {
                     switch edit {
                     case .set(let field):
-                        fields.removeAll { $0.name == field.name.lowercased() }
-                        fields.append(PolicyField(field.name.lowercased(), field.value))
+                        drop(field.name.lowercased())
+                        added.append(PolicyField(field.name.lowercased(), field.value))
                     case .add(let field):
-                        fields.append(PolicyField(field.name.lowercased(), field.value))
+                        added.append(PolicyField(field.name.lowercased(), field.value))
                     case .remove(let name):
-                        fields.removeAll { $0.name == name.lowercased() }
+                        drop(name.lowercased())
                     }
                 }
                 if let body = mutations.body {
@@ -228,20 +245,23 @@ final class PolicyResponseUpstream: ExchangeUpstream, UpstreamConnectionDelegate
             delegate?.upstreamResponseHead(head, bytes: bytes)
             return
         }
-        fields.removeAll { $0.name == "content-length" || $0.name == "transfer-encoding" }
         if let replacement {
-            // A held or replaced body goes whole, with its length.
+            // A held or replaced body goes whole, with its length, under a head rendered here.
+            var fields = current()
+            fields.removeAll { $0.name == "content-length" || $0.name == "transfer-encoding" }
             deliver(status: head.status, fields: fields, body: replacement, length: isHeadRequest ? nil : replacement.count)
             mode = bodyChanged && body == nil ? .dropping : .passing
         } else {
-            // Changed fields, the body streaming after them with the upstream's framing.
-            if let length = head.contentLength, !head.isChunked {
-                fields.append(PolicyField("content-length", String(length)))
-            } else if head.isChunked {
-                fields.append(PolicyField("transfer-encoding", "chunked"))
-            }
-            deliver(status: head.status, fields: fields, body: nil, length: nil)
+            // Changed fields, the body streaming after them: the upstream's head goes on, with the change as the
+            // response phase's edit (fields left out by index, fields added), applied where every response's
+            // fields are written, the route's own edits and compression after it.
+            var edit = ResponseEdit()
+            edit.droppedFields = dropped
+            edit.addedFields = added.map { LocalResponse.Field($0.name, $0.value) }
+            state.responseEdit = edit
             mode = .passing
+            deliveredHead = true
+            delegate?.upstreamResponseHead(head, bytes: bytes)
         }
     }
 
