@@ -78,6 +78,27 @@ extension RequestTrace {
         endSpan(handle, at: endNanos, attributes: attributes)
     }
 
+    /// Begins the span of one call of the Wasm policy `name` at `stage` (`pre_route`, ...).
+    public mutating func beginPolicy(
+        name: String, stage: String, at startNanos: UInt64, ids: inout TraceIDGenerator
+    ) -> SpanHandle {
+        guard isRecording else { return .none }
+        return beginSpan(
+            "policy " + name, at: startNanos, ids: &ids,
+            attributes: [SpanAttribute(SemanticKey.policy, name), SpanAttribute(SemanticKey.policyStage, stage)])
+    }
+
+    /// Ends a policy call's span with its decision and the status it answered with (a respond, a deny, a
+    /// failure's error status); a failure is an error.
+    public mutating func endPolicy(
+        _ handle: SpanHandle, at endNanos: UInt64, decision: String, statusCode: Int? = nil, failure: String? = nil
+    ) {
+        guard handle != .none else { return }
+        var attributes = [SpanAttribute(SemanticKey.policyDecision, decision)]
+        if let statusCode { attributes.append(SpanAttribute(SemanticKey.httpResponseStatusCode, statusCode)) }
+        endSpan(handle, at: endNanos, status: failure.map { .error($0) } ?? .unset, attributes: attributes)
+    }
+
     /// Begins the span of the filter `name` (of `kind`, the configuration's spelling), as it is applied.
     public mutating func beginFilter(
         name: String, kind: String, at startNanos: UInt64, ids: inout TraceIDGenerator

@@ -150,6 +150,10 @@ public enum SemanticKey {
     public static let filterOutcome = "jester.filter.outcome"
     /// The filter waited (a Redis round trip, a hash on the thread pool): its span covers the wait.
     public static let filterWaited = "jester.filter.waited"
+    /// A Wasm policy's name, the stage it ran at, and what its call decided (proceed, respond, deny, failure).
+    public static let policy = "jester.policy"
+    public static let policyStage = "jester.policy.stage"
+    public static let policyDecision = "jester.policy.decision"
     public static let requestID = "jester.request_id"
     public static let attempt = "jester.upstream.attempt"
 }

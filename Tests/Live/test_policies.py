@@ -545,3 +545,44 @@ def test_policy_test_runs_a_module_offline(modules, tmp_path):
     result = subprocess.run([jester_binary(), "policy", "test", str(modules / "conformance.wasm"), "--request",
                              str(request)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "pre_route: FAILED (out_of_fuel)" in result.stdout
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_each_policy_call_is_a_span_of_a_recorded_trace(modules, upstreams, make_jester, protocol):
+    from test_otlp import Receiver
+    main, _, _ = upstreams
+    receiver = Receiver()
+    try:
+        jester = make_jester(f"""
+policies = [{{ policy = "conf", stage = "pre_route" }}]
+
+[tracing]
+endpoint = "{receiver.endpoint}"
+sample_ratio = 1
+schedule_delay = "100ms"
+
+[policies.conf]
+module = "{modules}/conformance.wasm"
+
+[[routes]]
+upstream = "app"
+policies = [{{ policy = "conf", stage = "post_response" }}]
+
+[upstreams.app]
+targets = ["{main.address}"]
+""")
+        trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+        status, _, _ = fetch(jester.url + "/echo", protocol, [
+            f"traceparent: 00-{trace}-00f067aa0ba902b7-01", "x-do-route: set-header x", "x-do-response: deny"])
+        assert status == 403
+
+        def policy_spans():
+            spans = [s for s in receiver.get("/spans") if s["trace_id"] == trace and s["name"] == "policy conf"]
+            return spans if len(spans) == 2 else None
+        spans = sorted(wait_for(policy_spans, timeout=5, what="the policy spans"),
+                       key=lambda s: s["attributes"]["jester.policy.stage"])
+        assert [s["attributes"]["jester.policy.stage"] for s in spans] == ["post_response", "pre_route"]
+        assert [s["attributes"]["jester.policy.decision"] for s in spans] == ["deny", "proceed"]
+        assert spans[0]["attributes"]["http.response.status_code"] == 403
+    finally:
+        receiver.stop()

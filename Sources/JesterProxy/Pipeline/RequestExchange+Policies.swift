@@ -115,7 +115,13 @@ extension RequestExchange {
         let state = policyState(clientAddress: clientAddress)
         for policy in policies {
             let context = policyContext(clientAddress: clientAddress, body: policy.bodyLimit == nil ? nil : body)
-            switch policy.run(stage, context: context, metadata: &state.metadata) {
+            let outcome: PolicyOutcome
+            if let tracingState, tracingState.trace.isRecording {
+                outcome = tracingState.traced(policy, stage) { policy.run(stage, context: context, metadata: &state.metadata) }
+            } else {
+                outcome = policy.run(stage, context: context, metadata: &state.metadata)
+            }
+            switch outcome {
             case .proceed(let mutations):
                 if mutations.isEmpty { continue }
                 if let problem = apply(mutations, stage: stage, policy: policy, context: context, runtime: runtime) {
@@ -307,7 +313,7 @@ extension RequestExchange {
         return PolicyResponseUpstream(
             wrapping: upstream, policies: route.postResponsePolicies, state: state,
             request: policyContext(clientAddress: clientAddress, body: nil), isHeadRequest: isHeadRequest,
-            allocator: runtime.allocator)
+            allocator: runtime.allocator, trace: tracingState.flatMap { $0.trace.isRecording ? $0 : nil })
     }
 
     /// The response timeout of this request's attempts: a pre-upstream policy's, the route's, or the pool's.

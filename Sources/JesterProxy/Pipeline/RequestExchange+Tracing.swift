@@ -2,6 +2,7 @@
 import JesterConfig
 import JesterCore
 import JesterTracing
+import JesterWasm
 import NIOCore
 
 /// The request's trace (`[tracing]`): continued from the caller's `traceparent` or begun here, a span for routing,
@@ -73,6 +74,27 @@ extension ExchangeTrace: FilterRunObserver {
         guard filter != .none else { return }
         trace.endFilter(filter, at: WorkerTracing.now, outcome: .abandoned, waited: filterWaited)
         filter = .none
+    }
+}
+
+extension ExchangeTrace {
+    /// Runs one policy call inside its span (a recorded trace only: other requests call `run` directly).
+    func traced(
+        _ policy: WorkerPolicy, _ stage: PolicyStage, _ call: () -> PolicyOutcome
+    ) -> PolicyOutcome {
+        let span = trace.beginPolicy(name: policy.name, stage: "\(stage)", at: WorkerTracing.now, ids: &tracing.ids)
+        let outcome = call()
+        let decision: String
+        var status: Int?
+        var failure: String?
+        switch outcome {
+        case .proceed, .proceedResponse: decision = "proceed"
+        case .respond(let response): (decision, status) = ("respond", response.status)
+        case .deny: (decision, status) = ("deny", policy.settings.denyStatus)
+        case .failed(let error): (decision, status, failure) = ("failure", policy.settings.errorStatus, error.kind.rawValue)
+        }
+        trace.endPolicy(span, at: WorkerTracing.now, decision: decision, statusCode: status, failure: failure)
+        return outcome
     }
 }
 

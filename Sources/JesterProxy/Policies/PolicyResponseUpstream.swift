@@ -23,6 +23,8 @@ final class PolicyResponseUpstream: ExchangeUpstream, UpstreamConnectionDelegate
     private let isHeadRequest: Bool
     private let allocator: ByteBufferAllocator
     private weak var delegate: (any UpstreamConnectionDelegate)?
+    /// The request's trace, when it is recorded: each call gets a span.
+    private let trace: ExchangeTrace?
 
     private enum Mode {
         /// Nothing decided yet: 1xx heads pass.
@@ -47,8 +49,9 @@ final class PolicyResponseUpstream: ExchangeUpstream, UpstreamConnectionDelegate
 
     init(
         wrapping inner: any ExchangeUpstream, policies: [WorkerPolicy], state: PolicyRequestState,
-        request: PolicyContext, isHeadRequest: Bool, allocator: ByteBufferAllocator
+        request: PolicyContext, isHeadRequest: Bool, allocator: ByteBufferAllocator, trace: ExchangeTrace? = nil
     ) {
+        self.trace = trace
         self.inner = inner
         self.policies = policies
         self.state = state
@@ -201,7 +204,11 @@ final class PolicyResponseUpstream: ExchangeUpstream, UpstreamConnectionDelegate
             context.status = head.status
             context.responseHeaders = current()
             context.responseBody = policy.bodyLimit == nil ? nil : replacement
-            switch policy.run(.postResponse, context: context, metadata: &state.metadata) {
+            let state = self.state
+            let outcome = trace.map { trace in
+                trace.traced(policy, .postResponse) { policy.run(.postResponse, context: context, metadata: &state.metadata) }
+            } ?? policy.run(.postResponse, context: context, metadata: &state.metadata)
+            switch outcome {
             case .proceedResponse(let mutations):
                 if mutations.isEmpty { continue }
                 if let problem = PolicyManagedFields.violation(in: mutations.fields, request: false) {
