@@ -18,8 +18,10 @@ public struct ConfigLoader: Sendable {
     /// the module exports, or what is wrong. Given by the `jester` executable, like `tlsCheck`.
     public var policyCheck: (@Sendable (PolicySettings) -> PolicyCheckResult)?
 
-    /// The largest policy module read (the modules travel to workers inside the configuration).
-    public static let maxModuleSize = 8 << 20
+    /// The largest policy module read, and the most all modules may take together: they travel to workers inside
+    /// the configuration (base64 inside JSON inside a control frame of at most 16 MiB).
+    public static let maxModuleSize = 4 << 20
+    public static let maxModulesSize = 6 << 20
 
     public init(
         environment: [String: String] = ProcessInfo.processInfo.environment,
@@ -128,6 +130,7 @@ public struct ConfigLoader: Sendable {
     private func loadPolicies(
         _ configuration: inout Configuration, _ locations: PolicyLocations, _ diagnostics: inout [ConfigDiagnostic]
     ) {
+        var total = 0
         for index in configuration.policies.indices {
             let name = configuration.policies[index].name
             let path = configuration.policies[index].module
@@ -140,6 +143,12 @@ public struct ConfigLoader: Sendable {
             guard data.count <= Self.maxModuleSize else {
                 diagnostics.append(ConfigDiagnostic(location,
                     "policy '\(name)': module \(path) is \(data.count) bytes; the most is \(Self.maxModuleSize)"))
+                continue
+            }
+            total += data.count
+            guard total <= Self.maxModulesSize else {
+                diagnostics.append(ConfigDiagnostic(location,
+                    "policy '\(name)': the policy modules take more than \(Self.maxModulesSize) bytes together"))
                 continue
             }
             configuration.policies[index].moduleBytes = data

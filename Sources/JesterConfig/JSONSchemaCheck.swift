@@ -75,17 +75,21 @@ public enum JSONSchemaCheck {
             }
         }
         if let text = value as? String {
-            if let least = integer(schema["minLength"]), text.count < least {
+            // (JSON Schema counts code points.)
+            if let least = integer(schema["minLength"]), text.unicodeScalars.count < least {
                 found.append("at \(at): must be at least \(least) characters")
             }
-            if let most = integer(schema["maxLength"]), text.count > most {
+            if let most = integer(schema["maxLength"]), text.unicodeScalars.count > most {
                 found.append("at \(at): must be at most \(most) characters")
             }
-            if let pattern = schema["pattern"] as? String,
-                let expression = try? NSRegularExpression(pattern: pattern),
-                expression.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) == nil
-            {
-                found.append("at \(at): must match \(pattern)")
+            if let pattern = schema["pattern"] as? String {
+                if let expression = try? NSRegularExpression(pattern: pattern) {
+                    if expression.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) == nil {
+                        found.append("at \(at): must match \(pattern)")
+                    }
+                } else {
+                    found.append("at \(at): the schema's pattern \(pattern) is not a regular expression")
+                }
             }
         }
         if let number = number(value) {
@@ -129,8 +133,9 @@ public enum JSONSchemaCheck {
         number(value).map { Int($0) }
     }
 
+    /// (A boolean is not a number here, though both come as NSNumber: `true` is not `1`.)
     private static func equal(_ a: Any, _ b: Any) -> Bool {
-        render(a) == render(b)
+        isBoolean(a) == isBoolean(b) && render(a) == render(b)
     }
 
     private static func describe(_ value: Any) -> String {
@@ -143,6 +148,7 @@ public enum JSONSchemaCheck {
     }
 
     private static func render(_ value: Any) -> String {
+        if isBoolean(value), let flag = value as? Bool { return flag ? "true" : "false" }
         if let number = value as? Double, number == number.rounded(), abs(number) < 1e15 { return String(Int(number)) }
         if let data = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys]) {
             return String(decoding: data, as: UTF8.self)

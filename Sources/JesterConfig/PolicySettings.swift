@@ -170,15 +170,10 @@ extension ConfigDecoder {
             return nil
         }
         policyLocations.modules[name] = table.location(of: "module")
-        var module = path
-        if !path.hasPrefix("/") {
-            let base = (node.location.file as NSString).deletingLastPathComponent
-            module = base.isEmpty ? path : base + "/" + path
-        }
-        var policy = PolicySettings(name: name, module: module)
+        // Absolute from here on: a reload does not depend on the master's working directory.
+        var policy = PolicySettings(name: name, module: Self.resolve(path, at: node.location))
         if let manifest = table.string("manifest", decoder: &self) {
-            let base = (node.location.file as NSString).deletingLastPathComponent
-            policy.manifest = manifest.hasPrefix("/") || base.isEmpty ? manifest : base + "/" + manifest
+            policy.manifest = Self.resolve(manifest, at: node.location)
         }
         policyLocations.configs[name] = node.location
         if let config = table.take("config", decoder: &self) {

@@ -130,7 +130,9 @@ extension DownstreamConnection {
             out.writeStaticString("\r\n")
         }
         exchange.writeResponseFields(into: &out, runtime: runtime, routes: routes)
-        if response.status != 204 {  // RFC 9110 §8.6: a 204 (a CORS preflight's answer) has no Content-Length
+        // RFC 9110 §8.6: a 204 (a CORS preflight's answer) has no Content-Length; a 304's would have to be the
+        // length of the 200 it stands for, which a local answer does not know.
+        if response.status != 204, response.status != 304 {
             out.writeStaticString("Content-Length: ")
             out.writeDecimal(Int64(body.readableBytes))
             out.writeStaticString("\r\n")

@@ -272,7 +272,8 @@ extension HTTP2Stream {
             all.append(HTTP2Field(
                 String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self), neverIndexed: unique))
         }
-        if status != 204 { all.append(HTTP2Field("content-length", String(body.readableBytes))) }  // RFC 9110 §8.6
+        // RFC 9110 §8.6: none on a 204, nor on a 304 (it would have to be the length of the 200 it stands for).
+        if status != 204, status != 304 { all.append(HTTP2Field("content-length", String(body.readableBytes))) }
         responseStarted = true
         exchange.log.status = status
         exchange.log.bytesOut = body.readableBytes

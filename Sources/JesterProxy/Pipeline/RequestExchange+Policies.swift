@@ -113,13 +113,25 @@ extension RequestExchange {
         _ policies: [WorkerPolicy], stage: PolicyStage, body: [UInt8]?, clientAddress: String, runtime: WorkerRuntime
     ) -> PolicyStop? {
         let state = policyState(clientAddress: clientAddress)
+        let check = { [hasBody, route, isHeadRequest] (outcome: PolicyOutcome) in
+            Self.problem(in: outcome, stage: stage, hasBody: hasBody, isHead: isHeadRequest, route: route)
+        }
         for policy in policies {
+            // The held body fits the largest limit of the route's readers; one over this policy's is refused as
+            // too large for it, not handed to it to fail on.
+            if let limit = policy.bodyLimit, let body, body.count > limit {
+                let reason = "request body larger than \(limit) bytes, the most policy \(policy.name) reads"
+                log.failure = reason
+                return .refuse(status: 413, reason: reason)
+            }
             let context = policyContext(clientAddress: clientAddress, body: policy.bodyLimit == nil ? nil : body)
             let outcome: PolicyOutcome
             if let tracingState, tracingState.trace.isRecording {
-                outcome = tracingState.traced(policy, stage) { policy.run(stage, context: context, metadata: &state.metadata) }
+                outcome = tracingState.traced(policy, stage) {
+                    policy.run(stage, context: context, metadata: &state.metadata, check: check)
+                }
             } else {
-                outcome = policy.run(stage, context: context, metadata: &state.metadata)
+                outcome = policy.run(stage, context: context, metadata: &state.metadata, check: check)
             }
             switch outcome {
             case .proceed(let mutations):
@@ -130,11 +142,6 @@ extension RequestExchange {
             case .proceedResponse:
                 return refusedByFailure(policy, stage: stage, "a response action at a request stage")
             case .respond(let response):
-                if let problem = PolicyManagedFields.violation(
-                    in: response.fields.map { .set($0) }, request: false)
-                {
-                    return refusedByFailure(policy, stage: stage, problem)
-                }
                 let reason = "policy \(policy.name) answered at \(stage)"
                 log.failure = reason
                 return .respond(Self.localResponse(response), reason: reason)
@@ -167,35 +174,53 @@ extension RequestExchange {
     /// router, the filters and the upstream request then read as if the client had sent it), routing hints and
     /// upstream options into the request's policy state. A problem (a managed field, an unknown route) fails
     /// the call.
+    /// What the exchange refuses in an action a request stage returned, before carrying any of it out (the call
+    /// then counts as failed): fields Jester manages, a response action, changes the request cannot take.
+    static func problem(
+        in outcome: PolicyOutcome, stage: PolicyStage, hasBody: Bool, isHead: Bool, route: CompiledRoute?
+    ) -> String? {
+        switch outcome {
+        case .proceed(let mutations):
+            if let problem = PolicyManagedFields.violation(in: mutations.fields, request: true) { return problem }
+            // The client's answer is framed for the method it sent: a GET answered as a HEAD would wait for a body.
+            if let method = mutations.method, (method == "HEAD") != isHead || method == "CONNECT" {
+                return "set-method \(method): a request cannot become or stop being a HEAD (or become a CONNECT)"
+            }
+            // The client's body is read and dropped as it comes and the replacement sent at its end: a request
+            // without a body has no end to send it at.
+            if mutations.body != nil, !hasBody { return "set-body on a request without a body" }
+            if mutations.routeHint.route != nil, stage != .preRoute {
+                return "set-route at pre_upstream (the route is chosen; no re-resolve pass yet)"
+            }
+            if !mutations.routeHint.tags.isEmpty { return "add-route-tag: routes do not match on tags yet" }
+            if let upstream = mutations.routeHint.upstream, let route, !route.action.offers(upstream) {
+                return "set-upstream: route '\(route.name)' does not send to upstream '\(upstream)'"
+            }
+            if mutations.upstreamTimeoutMilliseconds == 0 { return "set-upstream-timeout of 0 ms" }
+            return nil
+        case .proceedResponse:
+            return "a response action at a request stage"
+        case .respond(let response):
+            return PolicyManagedFields.violation(in: response.fields.map { .set($0) }, request: false)
+        case .deny, .failed:
+            return nil
+        }
+    }
+
+    /// Carries out a request stage's changes (checked by `problem(in:)` already).
     private mutating func apply(
         _ mutations: RequestMutations, stage: PolicyStage, policy: WorkerPolicy, context: PolicyContext,
         runtime: WorkerRuntime
     ) -> String? {
-        if let problem = PolicyManagedFields.violation(in: mutations.fields, request: true) { return problem }
         let state = policyState!
-        if let body = mutations.body {
-            // The client's body is read and dropped as it comes, and this one sent at its end: the request must
-            // have a body, or there would be no end to send it at.
-            guard hasBody else { return "set-body on a request without a body" }
-            state.replacementBody = body
-        }
-        if let route = mutations.routeHint.route {
-            guard stage == .preRoute else { return "set-route at pre_upstream (the route is chosen)" }
-            state.routeHint = route
-        }
-        if !mutations.routeHint.tags.isEmpty {
-            return "add-route-tag: routes do not match on tags yet"
-        }
-        if let upstream = mutations.routeHint.upstream {
-            if let route, !route.action.offers(upstream) {
-                return "set-upstream: route '\(route.name)' does not send to upstream '\(upstream)'"
-            }
-            state.upstreamHint = upstream
-        }
+        if let body = mutations.body { state.replacementBody = body }
+        if let route = mutations.routeHint.route { state.routeHint = route }
+        if let upstream = mutations.routeHint.upstream { state.upstreamHint = upstream }
+        // Bounded like the route's own settings: a timeout up to an hour, retries up to the configuration's most.
         if let milliseconds = mutations.upstreamTimeoutMilliseconds {
-            state.responseTimeout = .milliseconds(Int64(milliseconds))
+            state.responseTimeout = .milliseconds(Int64(min(milliseconds, 3_600_000)))
         }
-        if let retries = mutations.upstreamRetries { state.retries = Int(retries) }
+        if let retries = mutations.upstreamRetries { state.retries = Int(min(retries, 10)) }
         guard !mutations.fields.isEmpty || mutations.method != nil || mutations.path != nil || mutations.query != nil
         else { return nil }
         var fields = context.requestHeaders
@@ -252,14 +277,18 @@ extension RequestExchange {
         headBytes = bytes
         // A client request id pointed into the old bytes: it is found again in the new ones.
         if case .client = requestID { clearRequestID() }
+        // A new method changes what the answer may carry (HEAD) and what may be sent again (idempotence).
+        refreshMethodFacts()
         return nil
     }
 
     /// A policy's own answer, as every adapter renders answers.
+    /// A 204 or 304 carries no body (RFC 9110 §6.4.1), whatever the policy gave it.
     static func localResponse(_ response: PolicyResponse) -> LocalResponse {
-        LocalResponse(
+        let bodiless = response.status == 204 || response.status == 304
+        return LocalResponse(
             status: response.status, fields: response.fields.map { LocalResponse.Field($0.name, $0.value) },
-            body: ByteBuffer(bytes: response.body))
+            body: bodiless ? ByteBuffer() : ByteBuffer(bytes: response.body))
     }
 
     // MARK: pre-route

@@ -333,10 +333,11 @@ struct RequestExchange {
     /// Chooses the pool (a split route weighs several), the request's balancing hash and its sticky target.
     @discardableResult
     mutating func chooseUpstream(clientAddress: String, runtime: WorkerRuntime) -> UpstreamPool {
-        var chosen: UpstreamPool
-        (chosen, balancingHash, stickyTarget) = upstreamChoice(route: route!, clientAddress: clientAddress)
-        // A policy's `set-upstream` (checked against the route's pools when it was made).
-        if let hint = policyState?.upstreamHint, let hinted = route!.action.pool(named: hint) { chosen = hinted }
+        // A policy's `set-upstream` (checked against the route's pools when it was made) replaces the split's
+        // choice; the balancing hash and the sticky target are then that pool's.
+        let hinted = policyState?.upstreamHint.flatMap { route!.action.pool(named: $0) }
+        let chosen: UpstreamPool
+        (chosen, balancingHash, stickyTarget) = upstreamChoice(route: route!, clientAddress: clientAddress, pool: hinted)
         pool = chosen
         log.upstream = chosen.name
         startCache(runtime: runtime)
@@ -355,15 +356,22 @@ struct RequestExchange {
         headBytes?.withUnsafeReadableBytes { routes.match($0, head: head, client: client, tls: tls, body: body) }
     }
 
+    /// The method's facts again, for a head a policy rewrote.
+    mutating func refreshMethodFacts() {
+        (isHeadRequest, isIdempotent) = methodFacts()
+    }
+
     private func methodFacts() -> (isHead: Bool, isIdempotent: Bool) {
         headBytes!.withUnsafeReadableBytes {
             (RequestMethod.isHead($0, head.method), RequestMethod.isIdempotent($0, head.method))
         }
     }
 
-    private func upstreamChoice(route: CompiledRoute, clientAddress: String) -> (UpstreamPool, UInt64?, Int?) {
+    private func upstreamChoice(
+        route: CompiledRoute, clientAddress: String, pool hinted: UpstreamPool?
+    ) -> (UpstreamPool, UInt64?, Int?) {
         headBytes!.withUnsafeReadableBytes { bytes in
-            let pool = route.action.pool(head: head, bytes: bytes, clientAddress: clientAddress)!
+            let pool = hinted ?? route.action.pool(head: head, bytes: bytes, clientAddress: clientAddress)!
             let hash = pool.hashKey(head: head, bytes: bytes, clientAddress: clientAddress)
             let sticky = pool.stickyCookie.flatMap { name in
                 BalancingKey.cookie(name, head: head, bytes: bytes).flatMap {

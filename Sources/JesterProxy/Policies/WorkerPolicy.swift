@@ -61,9 +61,11 @@ final class WorkerPolicy: @unchecked Sendable {
                 bytes: Array(settings.moduleBytes), name: settings.module, limits: PolicyLimits(settings))
             instance = try PolicyInstance(module: module, policyID: settings.name, config: settings.config)
             loadFailure = nil
+            consecutiveFailures = 0
         } catch {
             instance = nil
             loadFailure = error.message
+            consecutiveFailures = settings.failureThreshold
             logger.error(
                 "policy cannot run in this worker: its requests are refused",
                 metadata: ["policy": "\(settings.name)", "error": "\(error.message)"])
@@ -71,7 +73,9 @@ final class WorkerPolicy: @unchecked Sendable {
     }
 
     /// Failed calls in a row: past `failure_threshold` the policy is reported failed.
-    var consecutiveFailures: Int { instance?.consecutiveFailures ?? settings.failureThreshold }
+    /// (Counted here rather than by the instance: an action the exchange refuses, a field Jester manages, is a
+    /// failed call too.) A worker without an instance starts failed.
+    private(set) var consecutiveFailures: Int
     var isFailed: Bool { consecutiveFailures >= settings.failureThreshold }
     /// The instance's linear memory, in bytes.
     var memoryBytes: Int { instance?.memoryBytes ?? 0 }
@@ -86,14 +90,23 @@ final class WorkerPolicy: @unchecked Sendable {
     }
 
     /// Runs `stage` on `context` with the request's `metadata` bag; logs what the policy logged, and failures.
-    func run(_ stage: PolicyStage, context: PolicyContext, metadata: inout PolicyMetadata) -> PolicyOutcome {
+    /// `check`: what the caller refuses in an action the module returned (a field Jester manages, a change the
+    /// request cannot take), as a problem; such a call is a failure like a malformed action, counted and logged so.
+    func run(
+        _ stage: PolicyStage, context: PolicyContext, metadata: inout PolicyMetadata,
+        check: (PolicyOutcome) -> String? = { _ in nil }
+    ) -> PolicyOutcome {
         guard let instance else {
             let outcome = PolicyOutcome.failed(PolicyFailure(.instantiation, loadFailure ?? "no instance"))
             count(stage, outcome)
             return outcome
         }
         let started = metrics == nil ? nil : NIODeadline.now()
-        let outcome = instance.run(stage, context: context, metadata: &metadata)
+        var outcome = instance.run(stage, context: context, metadata: &metadata)
+        if case .failed = outcome {
+        } else if let problem = check(outcome) {
+            outcome = .failed(PolicyFailure(.malformedResult, problem))
+        }
         if let started, let metrics {
             metrics.writer.observe(
                 metrics.ids.durations[stage.position], nanoseconds: (NIODeadline.now() - started).nanoseconds,
@@ -112,6 +125,7 @@ final class WorkerPolicy: @unchecked Sendable {
 
     private func count(_ stage: PolicyStage, _ outcome: PolicyOutcome) {
         let call = PolicyCallOutcome(stage: stage, outcome: outcome)
+        consecutiveFailures = call.result == .failed ? consecutiveFailures + 1 : 0
         calls[call, default: 0] += 1
         guard let metrics else { return }
         metrics.writer.add(metrics.ids.calls[stage.position * PolicyDecision.allCases.count + call.result.position])
