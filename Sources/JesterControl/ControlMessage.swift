@@ -237,8 +237,14 @@ public struct PolicyStats: Codable, Sendable, Equatable {
     /// Past its failure_threshold.
     public var failed: Bool
     public var memoryBytes: Int
+    /// What the policy counted (`counter-add`) in this worker since it started, by counter name.
+    public var counters: [String: Int64]?
 
-    public init(name: String, calls: Int, failures: Int, consecutiveFailures: Int, failed: Bool, memoryBytes: Int) {
+    public init(
+        name: String, calls: Int, failures: Int, consecutiveFailures: Int, failed: Bool, memoryBytes: Int,
+        counters: [String: Int64]? = nil
+    ) {
+        self.counters = counters
         self.name = name
         self.calls = calls
         self.failures = failures

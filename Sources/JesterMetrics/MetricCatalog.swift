@@ -86,6 +86,9 @@ public enum MetricCatalog {
     public static let policyMemory = MetricFamily(
         "jester_policy_memory_bytes", .gauge, unit: .bytes, labels: [.policy],
         help: "Linear memory of the policy's instances, summed over the workers (one instance per worker).")
+    public static let policyCounter = MetricFamily(
+        "jester_policy_counter", .counter, labels: [.policy, .counter],
+        help: "What Wasm policies counted (counter-add), by policy and counter; workers report them every second.")
     /// Policy calls take microseconds: finer buckets than requests'.
     public static let policyBuckets: [Double] = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
         0.0025, 0.005, 0.025, 0.1]
@@ -131,7 +134,7 @@ public enum MetricCatalog {
         requests, requestDuration, receivedBytes, sentBytes, connections, activeConnections, activeStreams,
         upstreamConnectDuration, upstreamResponseDuration, targetHealthy, ejections, retries, replays, circuitState,
         tlsHandshakes, tlsHandshakeFailures, filterOutcomes, filterDuration,
-        policyCalls, policyDuration, policyMemory,
+        policyCalls, policyDuration, policyMemory, policyCounter,
         reloads, generation, workerRestarts, seriesFolded,
         cacheHits, cacheMisses, cacheStores, cacheEvictions, cacheCollapsed, cacheSize, cacheEntries,
     ]

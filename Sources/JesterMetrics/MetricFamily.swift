@@ -40,6 +40,8 @@ public enum MetricLabel: String, Sendable, CaseIterable {
     case stage
     /// What a policy call decided.
     case decision
+    /// A counter a Wasm policy names (`counter-add`): at most 32 per policy, of [a-z0-9_].
+    case counter
 
     /// The value a series is counted under when its own would pass the family's limit (see `SeriesRegistry`).
     public static let otherValue = "other"
@@ -47,7 +49,7 @@ public enum MetricLabel: String, Sendable, CaseIterable {
     /// The only values the label takes, when they do not come from the configuration; nil when they do.
     public var fixedValues: [String]? {
         switch self {
-        case .listener, .route, .upstream, .target, .filter, .policy: nil
+        case .listener, .route, .upstream, .target, .filter, .policy, .counter: nil
         case .protocol: MetricProtocol.allCases.map(\.rawValue)
         case .statusClass: StatusClass.allCases.map(\.rawValue)
         case .result: ReloadResult.allCases.map(\.rawValue)

@@ -352,9 +352,11 @@ final class WorkerRuntime: @unchecked Sendable {
         let allocator = ByteBufferAllocator()
         let filters = RequestFilters.compile(configuration.filters, eventLoop: eventLoop, resolved: resolved)
         self.filters = filters
-        let policies = Dictionary(uniqueKeysWithValues: configuration.policies.map { settings in
-            (settings.name, WorkerPolicy(settings: settings, logger: Logger(component: .worker)))
-        })
+        // One instance per attached policy (an unattached one only warns in the configuration).
+        let attached = Set((configuration.listeners.flatMap(\.policies) + configuration.routes.flatMap(\.policies))
+            .map(\.policy))
+        let policies = Dictionary(uniqueKeysWithValues: configuration.policies.filter { attached.contains($0.name) }
+            .map { settings in (settings.name, WorkerPolicy(settings: settings, logger: Logger(component: .worker))) })
         self.policies = policies
         func policyChain(_ route: RouteSettings?, _ listener: String, _ stage: PolicyStageName) -> [WorkerPolicy] {
             configuration.policyChain(for: route, listener: listener, stage: stage).compactMap { policies[$0.name] }

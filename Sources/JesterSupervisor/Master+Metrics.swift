@@ -16,6 +16,10 @@ final class MasterMetrics {
     var partitions: [Int32: Int] = [:]
     /// Series of target health registered so far, by upstream then target (registered once a check decides).
     var healthIDs: [String: [String: SeriesID]] = [:]
+    /// Policy counters: their series by policy then counter (registered when first reported), and what each
+    /// live worker's reports were exported up to, by pid, policy and counter.
+    var policyCounterIDs: [String: [String: SeriesID]] = [:]
+    var policyCountersExported: [Int32: [String: [String: Int64]]] = [:]
 
     /// The master's writer (partition 0).
     var writer: MetricsWriter? { table?.writer(partition: MetricsTable.masterPartition) }
@@ -122,6 +126,41 @@ extension Master {
         guard let writer = metrics.writer, let registry = metrics.registry else { return }
         writer.set(registry.id(MetricCatalog.generation, []), Int64(generation))
         exportCacheMetrics(writer, registry)
+        exportPolicyCounters()
+    }
+
+    /// What policies counted, from the totals each worker reports every second, into the master's part of the
+    /// table as they grew since the last export. A counter's series is registered when first reported (a
+    /// policy names its counters itself, at most 32). Counts a worker made after its last report before it
+    /// exited are not seen.
+    private func exportPolicyCounters() {
+        guard let table = metrics.table, let writer = metrics.writer, var registry = metrics.registry else { return }
+        var registered = false
+        var live: Set<Int32> = []
+        for worker in workers.values {
+            live.insert(worker.pid)
+            for policy in worker.stats.policies ?? [] {
+                for (counter, total) in policy.counters ?? [:] {
+                    let before = metrics.policyCountersExported[worker.pid]?[policy.name]?[counter] ?? 0
+                    guard total > before else { continue }
+                    let id: SeriesID
+                    if let known = metrics.policyCounterIDs[policy.name]?[counter] {
+                        id = known
+                    } else {
+                        id = registry.register(MetricCatalog.policyCounter, [policy.name, counter])
+                        metrics.policyCounterIDs[policy.name, default: [:]][counter] = id
+                        registered = true
+                    }
+                    writer.add(id, total - before)
+                    metrics.policyCountersExported[worker.pid, default: [:]][policy.name, default: [:]][counter] = total
+                }
+            }
+        }
+        metrics.policyCountersExported = metrics.policyCountersExported.filter { live.contains($0.key) }
+        if registered {
+            metrics.registry = registry
+            table.publishDirectory(registry.directory)
+        }
     }
 
     /// The shared cache's counts, kept in its index by every worker, into the master's part of the table: its

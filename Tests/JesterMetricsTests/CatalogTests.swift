@@ -65,7 +65,7 @@ import Testing
 
     @Test func labelsWithoutFixedValuesAreTheConfigurationsNames() {
         let configured = MetricLabel.allCases.filter { $0.fixedValues == nil }
-        #expect(configured == [.listener, .route, .upstream, .target, .filter, .policy])
+        #expect(configured == [.listener, .route, .upstream, .target, .filter, .policy, .counter])
         #expect(MetricLabel.family.fixedValues?.count == MetricCatalog.families.count)
     }
 }

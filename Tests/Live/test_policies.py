@@ -494,6 +494,14 @@ def test_calls_are_counted_by_policy_stage_and_decision(policed):
     assert sample(after, "jester_policy_call_duration_seconds_count", policy="conf", stage="pre_route") > 0
     # One instance per worker: its linear memory (at least one 64 KiB page) is on the gauge.
     assert sample(after, "jester_policy_memory_bytes", policy="inject") >= 65536
+    # What a policy counts itself (counter-add) reaches the metrics through the worker's report; its log lines go
+    # to the worker's log with the policy and the stage.
+    for _ in range(3):
+        assert fetch(policed.url + "/echo", "http1", ["x-do-route: count"])[0] == 200
+    wait_for(lambda: sample(scrape(policed), "jester_policy_counter_total", policy="conf", counter="seen_twice") >= 6,
+             what="the policy's counter exported")
+    assert any('"message":"counted"' in line and '"policy":"conf"' in line and '"stage":"pre_route"' in line
+               for line in policed.logs().splitlines())
 
 
 def test_a_policy_that_keeps_failing_is_reported_failed_in_status(policed):

@@ -45,6 +45,9 @@ final class WorkerPolicy: @unchecked Sendable {
     var metrics: (writer: MetricsWriter, ids: PolicyMetricIDs)? {
         didSet { reportedMemory = 0; reportMemory() }
     }
+    /// What the policy counted (`counter-add`) since the worker started: the master turns the totals every worker
+    /// reports into `jester_policy_counter_total`.
+    private(set) var counterTotals: [String: Int64] = [:]
     /// The memory this worker last added to the policy's gauge.
     private var reportedMemory = 0
 
@@ -86,7 +89,7 @@ final class WorkerPolicy: @unchecked Sendable {
         let failures = calls.filter { $0.key.result == .failed }.values.reduce(0, +)
         return PolicyStats(
             name: name, calls: total, failures: failures, consecutiveFailures: consecutiveFailures, failed: isFailed,
-            memoryBytes: memoryBytes)
+            memoryBytes: memoryBytes, counters: counterTotals.isEmpty ? nil : counterTotals)
     }
 
     /// Runs `stage` on `context` with the request's `metadata` bag; logs what the policy logged, and failures.
@@ -113,6 +116,8 @@ final class WorkerPolicy: @unchecked Sendable {
                 bounds: HistogramBuckets.policyNanoseconds)
             reportMemory()
         }
+        let counted = instance.takeCounters().counters
+        if !counted.isEmpty { counterTotals.merge(counted, uniquingKeysWith: &+) }
         for line in instance.lastLogs {
             logger.log(
                 level: line.level.swiftLogLevel, "\(line.message)",

@@ -34,6 +34,7 @@ static void act(const jp_context *ctx, const char *field) {
         jp_respond_header("x-answered-by", "policy");
         return;
     }
+    if (jp_str_eq(command, "count")) { jp_counter_add("seen_twice", 2); jp_log(JP_INFO, "counted"); return; }
     if (jp_str_eq(command, "respond-304")) { jp_respond(304, "a body a 304 must not carry\n"); return; }
     if (jp_str_eq(command, "trap")) __builtin_trap();
     if (jp_str_eq(command, "loop")) { for (;;) sink++; }
