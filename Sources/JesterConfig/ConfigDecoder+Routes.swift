@@ -41,6 +41,15 @@ extension ConfigDecoder {
             }
             match.serverNames = names.isEmpty ? nil : names
         }
+        if let tags = table.stringArray("policy_tags", decoder: &self) {
+            // The characters a policy's add-route-tag may use (jester-policy(7)).
+            for tag in tags where tag.isEmpty || !tag.unicodeScalars.allSatisfy({
+                ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0)
+            }) {
+                report(table.location(of: "policy_tags"), "'\(tag)' is not a tag (letters, digits, '-', '_' and '.')")
+            }
+            match.policyTags = tags.isEmpty ? nil : tags
+        }
         if let node = table.take("match_body", decoder: &self),
             var reader = TableReader(node, ConfigSchema.bodyMatch, decoder: &self)
         {

@@ -188,6 +188,7 @@ extension Configuration {
             lines.append("match_query = [" + match.query.map(renderField).joined(separator: ", ") + "]")
             lines.append(match.sources.isEmpty ? unset(table, "sources") : "sources = " + list(match.sources))
             lines.append(match.serverNames.map { "sni = " + list($0) } ?? unset(table, "sni"))
+            lines.append(match.policyTags.map { "policy_tags = " + list($0) } ?? unset(table, "policy_tags"))
             if let body = match.body {
                 var parts = ["max_size = \(Units.formatSize(body.maxSize))"]
                 if let regex = body.regex { parts.append("regex = \(quoted(regex))") }

@@ -400,6 +400,8 @@ public struct ConfigSchema: Sendable {
                 "Conditions on the request body; the body is read (up to max_size) before the route is chosen, on listeners with such a route only."),
             Field("client_subject", .table(clientSubject), default: "any",
                 "The verified client certificate's subject (RFC 2253, \"O=Example,CN=alice\"): { present = true }, { value = \"...\" } or { regex = \"...\" }."),
+            Field("policy_tags", .array(.string), default: "[]",
+                "Tags the listener's pre_route Wasm policies must have given the request (add-route-tag), all of them; such a route ranks above the same path's routes without."),
             Field("max_body_size", .size, default: "http.max_body_size", "The body limit for this route."),
             Field("upstream", .string, "Proxy to this upstream pool (exactly one of upstream, respond, redirect)."),
             Field("split", .array(.table(split)),

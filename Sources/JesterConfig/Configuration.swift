@@ -412,6 +412,9 @@ public struct RouteMatch: Sendable, Codable, Equatable {
     public var clientSubject: FieldMatch?
     /// Conditions on the request body (`match_body`): the body is read, up to `maxSize`, before the route is chosen.
     public var body: BodyMatch?
+    /// Tags the listener's pre-route Wasm policies must have given the request (`add-route-tag`), all of them
+    /// (`policy_tags`); nil: none needed.
+    public var policyTags: [String]?
 
     public init() {}
 

@@ -179,13 +179,13 @@ struct ListenerRoutes: Sendable {
 
     func match(
         _ bytes: UnsafeRawBufferPointer, head: HTTPHead, client: IPAddressBytes?, tls: TLSRouteFacts? = nil,
-        body: BodyPeek? = nil
+        body: BodyPeek? = nil, tags: [String] = []
     ) -> CompiledRoute? {
         let host = head.hostField.map { head.fields[$0].value } ?? 0..<0
         for table in levels {
             let found = table.match(bytes, host: host, path: head.path) { route in
                 !route.hasConditions
-                    || route.conditions.matches(bytes, head: head, client: client, tls: tls, body: body)
+                    || route.conditions.matches(bytes, head: head, client: client, tls: tls, body: body, tags: tags)
             }
             if let found { return found }
         }
@@ -482,6 +482,7 @@ final class WorkerRuntime: @unchecked Sendable {
         conditions.query = match.query.map { compile($0, lowercasing: false) }
         conditions.sources = match.sources.compactMap(CIDR.init)
         conditions.serverNames = (match.serverNames ?? []).map(HostPattern.init)
+        conditions.tags = match.policyTags ?? []
         if let subject = match.clientSubject { conditions.clientSubject = compile(subject, lowercasing: false).test }
         if let body = match.body {
             conditions.bodyLimit = Int(body.maxSize)

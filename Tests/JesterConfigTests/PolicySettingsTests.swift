@@ -191,3 +191,14 @@ extension PolicySettingsTests {
         #expect(accepted.policies[0].manifest == manifest)
     }
 }
+
+extension PolicySettingsTests {
+    @Test func routesAskForPolicyTags() throws {
+        let configuration = try Self.load(Self.text(route: #"policy_tags = ["beta", "eu-1"]"#))
+        #expect(configuration.routes[0].match.policyTags == ["beta", "eu-1"])
+        let again = try ConfigLoader(environment: [:]).load(text: configuration.renderTOML(), file: Self.file)
+        #expect(again.routes[0].match.policyTags == ["beta", "eu-1"])
+        #expect(Self.messages(Self.text(route: #"policy_tags = ["no spaces"]"#))
+            == ["12: 'no spaces' is not a tag (letters, digits, '-', '_' and '.')"])
+    }
+}

@@ -97,6 +97,12 @@ upstream = "app"
 policies = [{{ policy = "conf", stage = "pre_upstream" }}, {{ policy = "conf", stage = "post_response" }}]
 
 [[routes]]
+name = "beta"
+listeners = ["main"]
+policy_tags = ["beta"]
+respond = {{ status = 200, body = "beta route\\n" }}
+
+[[routes]]
 name = "other"
 listeners = ["main"]
 path_prefix = "/other"
@@ -258,8 +264,11 @@ def test_routing_hints_resolve_or_fail_closed(policed, upstreams, protocol):
     assert status == 200 and echoed(body)["server_port"] == alternative.port
     status, _, _ = fetch(policed.url + "/split/echo", protocol, ["x-do-upstream: upstream nowhere"])
     assert status == 500
-    # Tags are not matched by routes yet: a policy that sets one fails closed rather than being ignored.
-    status, _, _ = fetch(policed.url + "/echo", protocol, ["x-do-route: tag"])
+    # A pre-route tag selects the routes that ask for it (policy_tags), above the same path's routes without;
+    # at pre_upstream the route is chosen already, and a tag fails closed rather than being ignored.
+    status, _, body = fetch(policed.url + "/echo", protocol, ["x-do-route: tag"])
+    assert (status, body) == (200, b"beta route\n")
+    status, _, _ = fetch(policed.url + "/echo", protocol, ["x-do-upstream: tag"])
     assert status == 500
 
 

@@ -82,12 +82,14 @@ public struct RouteConditions: Sendable {
     public var bodyJSON: [(path: [String], value: String)] = []
     /// How much of the body the matchers look at.
     public var bodyLimit = 0
+    /// Tags a pre-route policy must have given the request, all of them (`policy_tags`).
+    public var tags: [String] = []
 
     public init() {}
 
     public var isEmpty: Bool {
         methods.isEmpty && !exactPath && pathPattern == nil && headers.isEmpty && query.isEmpty && sources.isEmpty
-            && serverNames.isEmpty && clientSubject == nil && bodyPattern == nil && bodyJSON.isEmpty
+            && serverNames.isEmpty && clientSubject == nil && bodyPattern == nil && bodyJSON.isEmpty && tags.isEmpty
     }
 
     /// Whether this route looks at the request body (so the body is read before the route is chosen).
@@ -98,15 +100,17 @@ public struct RouteConditions: Sendable {
     public var specificity: Int {
         (exactPath ? 1000 : 0) + (pathPattern == nil ? 0 : 100) + methods.count.signum() + headers.count
             + query.count + sources.count.signum() + serverNames.count.signum() + (clientSubject == nil ? 0 : 1)
-            + (bodyPattern == nil ? 0 : 1) + bodyJSON.count
+            + (bodyPattern == nil ? 0 : 1) + bodyJSON.count + 10 * tags.count
     }
 
     /// Whether a request satisfies every condition. `client` is the client's address (needed only with sources),
     /// `tls` what the connection's handshake said (nil on plain text).
+    /// `tags`: what the listener's pre-route policies tagged the request with.
     public func matches(
         _ bytes: UnsafeRawBufferPointer, head: HTTPHead, client: IPAddressBytes?, tls: TLSRouteFacts? = nil,
-        body: BodyPeek? = nil
+        body: BodyPeek? = nil, tags: [String] = []
     ) -> Bool {
+        if !self.tags.isEmpty, !self.tags.allSatisfy(tags.contains) { return false }
         if !methods.isEmpty {
             let method = head.method
             guard methods.contains(where: { candidate in

@@ -14,6 +14,8 @@ final class PolicyRequestState {
     let clientAddress: String
     /// pre-route `set-route`: the route to use instead of the router's choice.
     var routeHint: String?
+    /// pre-route `add-route-tag`: tags the router matches routes' `policy_tags` against.
+    var routeTags: [String] = []
     /// pre-route or pre-upstream `set-upstream`: the pool of the route's to use.
     var upstreamHint: String?
     /// pre-upstream `set-upstream-timeout`: the upstream's response timeout for this request.
@@ -192,7 +194,9 @@ extension RequestExchange {
             if mutations.routeHint.route != nil, stage != .preRoute {
                 return "set-route at pre_upstream (the route is chosen; no re-resolve pass yet)"
             }
-            if !mutations.routeHint.tags.isEmpty { return "add-route-tag: routes do not match on tags yet" }
+            if !mutations.routeHint.tags.isEmpty, stage != .preRoute {
+                return "add-route-tag at pre_upstream (the route is chosen; no re-resolve pass yet)"
+            }
             if let upstream = mutations.routeHint.upstream, let route, !route.action.offers(upstream) {
                 return "set-upstream: route '\(route.name)' does not send to upstream '\(upstream)'"
             }
@@ -215,6 +219,7 @@ extension RequestExchange {
         let state = policyState!
         if let body = mutations.body { state.replacementBody = body }
         if let route = mutations.routeHint.route { state.routeHint = route }
+        state.routeTags += mutations.routeHint.tags
         if let upstream = mutations.routeHint.upstream { state.upstreamHint = upstream }
         // Bounded like the route's own settings: a timeout up to an hour, retries up to the configuration's most.
         if let milliseconds = mutations.upstreamTimeoutMilliseconds {

@@ -353,7 +353,9 @@ struct RequestExchange {
     private func lookUpRoute(
         in routes: ListenerRoutes, client: IPAddressBytes?, tls: TLSRouteFacts?, body: BodyPeek?
     ) -> CompiledRoute? {
-        headBytes?.withUnsafeReadableBytes { routes.match($0, head: head, client: client, tls: tls, body: body) }
+        headBytes?.withUnsafeReadableBytes {
+            routes.match($0, head: head, client: client, tls: tls, body: body, tags: policyState?.routeTags ?? [])
+        }
     }
 
     /// The method's facts again, for a head a policy rewrote.
