@@ -258,23 +258,7 @@ extension Configuration {
     }
 
     private func quoted(_ text: String) -> String {
-        var escaped = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": escaped += "\\\""
-            case "\\": escaped += "\\\\"
-            case "\n": escaped += "\\n"
-            case "\t": escaped += "\\t"
-            case "\r": escaped += "\\r"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    escaped += String(format: "\\u%04X", scalar.value)
-                } else {
-                    escaped.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return escaped + "\""
+        QuotedString.basic(text)
     }
 
     /// One `[policies.NAME]` table; its configuration as the JSON text it is handed as (a TOML string).
@@ -480,5 +464,30 @@ extension ConfigSchema {
         return lines.enumerated().map { index, line in
             index > 0 && (line.hasPrefix(".") || line.hasPrefix("'")) ? "\\&" + line : line
         }.joined(separator: "\n") + "\n"
+    }
+}
+
+/// A string quoted as a TOML basic string, which is also a JSON string: quotes, backslashes and control
+/// characters escaped. (The dump writes configuration text with it; a policy's `config` table is rendered to JSON
+/// with it.)
+enum QuotedString {
+    static func basic(_ text: String) -> String {
+        var escaped = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": escaped += "\\\""
+            case "\\": escaped += "\\\\"
+            case "\n": escaped += "\\n"
+            case "\t": escaped += "\\t"
+            case "\r": escaped += "\\r"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7F {
+                    escaped += String(format: "\\u%04X", scalar.value)
+                } else {
+                    escaped.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return escaped + "\""
     }
 }

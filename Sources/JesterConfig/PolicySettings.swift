@@ -265,31 +265,15 @@ extension ConfigNode {
     /// The value as JSON text (a TOML table as an object, arrays as arrays; dates and the like as strings).
     var json: String {
         switch value {
-        case .string(let text): return Self.quoted(text)
+        case .string(let text): return QuotedString.basic(text)
         case .integer(let number): return String(number)
         case .float(let number): return number.isFinite ? String(number) : "null"
         case .boolean(let flag): return flag ? "true" : "false"
         case .array(let elements): return "[" + elements.map(\.json).joined(separator: ",") + "]"
         case .table(let children):
-            return "{" + children.sorted { $0.key < $1.key }.map { Self.quoted($0.key) + ":" + $0.value.json }
+            return "{" + children.sorted { $0.key < $1.key }.map { QuotedString.basic($0.key) + ":" + $0.value.json }
                 .joined(separator: ",") + "}"
-        case .other(let text): return Self.quoted(text)
+        case .other(let text): return QuotedString.basic(text)
         }
-    }
-
-    private static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }

@@ -56,6 +56,21 @@ protocol ExchangeUpstream: AnyObject {
     func finished(failed: Bool)
 }
 
+/// An upstream that wraps an attempt's own for one exchange (the cache's, request-body decoding, Wasm policies):
+/// the target, its pool and the connection's state are the wrapped one's; each wrapper writes what it changes.
+protocol WrappingUpstream: ExchangeUpstream {
+    var inner: any ExchangeUpstream { get }
+}
+
+extension WrappingUpstream {
+    var pool: UpstreamPool { inner.pool }
+    var target: Int { inner.target }
+    var targetDescription: String { inner.targetDescription }
+    var isWritable: Bool { inner.isWritable }
+    var completedExchanges: Int { inner.completedExchanges }
+    var responseWait: Int64? { inner.responseWait }
+}
+
 extension UpstreamConnection: ExchangeUpstream {
     var responseFramingIsSynthesized: Bool { false }
 

@@ -696,3 +696,12 @@ def test_a_post_response_answer_does_not_wait_for_the_upstreams_body(policed, pr
     assert status == 403 and body.startswith(b"403") and time.monotonic() - started < 2
     status, _, _ = fetch(policed.url + "/echo", protocol)
     assert status == 200
+
+
+def test_the_shipped_policy_example_validates(modules, tmp_path):
+    example = HERE.parent.parent / "Config" / "examples" / "policies.toml.example"
+    config = tmp_path / "policies.toml"
+    config.write_text(example.read_text().replace("/etc/jester/policies/", f"{modules}/"))
+    result = subprocess.run([jester_binary(), "config", "validate", "-c", str(config)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr

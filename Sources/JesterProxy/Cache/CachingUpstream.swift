@@ -12,7 +12,7 @@ import NIOCore
 /// removes an entry the origin replaced.
 ///
 /// The adapter sees one upstream either way; the wrapped one is released as its own response ends. Loop-confined.
-final class CachingUpstream: ExchangeUpstream, UpstreamConnectionDelegate, @unchecked Sendable {
+final class CachingUpstream: WrappingUpstream, UpstreamConnectionDelegate, @unchecked Sendable {
     let inner: any ExchangeUpstream
     let cache: CacheExchange
     private weak var delegate: (any UpstreamConnectionDelegate)?
@@ -40,13 +40,7 @@ final class CachingUpstream: ExchangeUpstream, UpstreamConnectionDelegate, @unch
         self.cache = cache
     }
 
-    var pool: UpstreamPool { inner.pool }
-    var target: Int { inner.target }
-    var targetDescription: String { inner.targetDescription }
-    var isWritable: Bool { inner.isWritable }
-    var completedExchanges: Int { inner.completedExchanges }
     var responseFramingIsSynthesized: Bool { inner.responseFramingIsSynthesized && storedBody == nil }
-    var responseWait: Int64? { inner.responseWait }
     var isCacheAnswer: Bool { false }
 
     func startExchange(

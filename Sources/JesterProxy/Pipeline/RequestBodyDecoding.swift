@@ -13,7 +13,7 @@ import NIOCore
 ///
 /// A wrapper around the pool's upstream, made where the attempt asks its pool (`UpstreamAttempt.acquire`), like
 /// the cache's. Loop-confined.
-final class DecodingUpstream: ExchangeUpstream, @unchecked Sendable {
+final class DecodingUpstream: WrappingUpstream, @unchecked Sendable {
     let inner: any ExchangeUpstream
     private let decoder: any ContentDecoder
     private let limit: Int64
@@ -30,13 +30,7 @@ final class DecodingUpstream: ExchangeUpstream, @unchecked Sendable {
         self.allocator = allocator
     }
 
-    var pool: UpstreamPool { inner.pool }
-    var target: Int { inner.target }
-    var targetDescription: String { inner.targetDescription }
-    var isWritable: Bool { inner.isWritable }
-    var completedExchanges: Int { inner.completedExchanges }
     var responseFramingIsSynthesized: Bool { inner.responseFramingIsSynthesized }
-    var responseWait: Int64? { inner.responseWait }
     var isCacheAnswer: Bool { false }
 
     func startExchange(

@@ -17,7 +17,7 @@ import NIOCore
 /// in the middle of its body is closed (reading an event stream to its end would never end). Once the adapter
 /// lets go of this upstream (a retry on the status, an error page it intercepts), nothing more reaches it.
 /// Loop-confined.
-final class PolicyResponseUpstream: ExchangeUpstream, UpstreamConnectionDelegate, @unchecked Sendable {
+final class PolicyResponseUpstream: WrappingUpstream, UpstreamConnectionDelegate, @unchecked Sendable {
     let inner: any ExchangeUpstream
     private let policies: [WorkerPolicy]
     private let state: PolicyRequestState
@@ -76,13 +76,7 @@ final class PolicyResponseUpstream: ExchangeUpstream, UpstreamConnectionDelegate
 
     // MARK: ExchangeUpstream (the request side passes through)
 
-    var pool: UpstreamPool { inner.pool }
-    var target: Int { inner.target }
-    var targetDescription: String { inner.targetDescription }
-    var isWritable: Bool { inner.isWritable }
-    var completedExchanges: Int { inner.completedExchanges }
     var responseFramingIsSynthesized: Bool { rendered ? false : inner.responseFramingIsSynthesized }
-    var responseWait: Int64? { inner.responseWait }
     var isCacheAnswer: Bool { inner.isCacheAnswer }
 
     func startExchange(

@@ -7,7 +7,7 @@ import NIOCore
 /// bytes are read as usual (so the connection stays in step with the client) and dropped, and the replacement goes
 /// at the end, chunked (the exchange marks such a request's body as transformed, so its head says so). The
 /// response side passes through. Loop-confined.
-final class ReplacedBodyUpstream: ExchangeUpstream, @unchecked Sendable {
+final class ReplacedBodyUpstream: WrappingUpstream, @unchecked Sendable {
     let inner: any ExchangeUpstream
     private let body: [UInt8]
 
@@ -16,13 +16,7 @@ final class ReplacedBodyUpstream: ExchangeUpstream, @unchecked Sendable {
         self.body = body
     }
 
-    var pool: UpstreamPool { inner.pool }
-    var target: Int { inner.target }
-    var targetDescription: String { inner.targetDescription }
-    var isWritable: Bool { inner.isWritable }
-    var completedExchanges: Int { inner.completedExchanges }
     var responseFramingIsSynthesized: Bool { inner.responseFramingIsSynthesized }
-    var responseWait: Int64? { inner.responseWait }
     var isCacheAnswer: Bool { inner.isCacheAnswer }
 
     func startExchange(
