@@ -98,7 +98,10 @@ class Origin:
                 elif kind == "swr":
                     fields = [("Cache-Control", "max-age=1, stale-while-revalidate=60"), ("ETag", '"w1"')]
                     if self.headers.get("If-None-Match") == '"w1"':
-                        self.reply(304, fields, b"")
+                        # Fresh for a minute once revalidated: with max-age=1 (and Date's whole seconds) the
+                        # refreshed entry could be stale again before the test's next request on a slow machine.
+                        self.reply(304, [("Cache-Control", "max-age=60, stale-while-revalidate=60"), ("ETag", '"w1"')],
+                                   b"")
                     else:
                         self.reply(200, fields, body, head)
                 elif kind == "vary":
