@@ -114,6 +114,7 @@ extension ConfigDecoder {
         let errorPages = table.take("error_pages", decoder: &self).flatMap { decodeErrorPages($0) }
         let cacheNode = table.take("cache", decoder: &self)
         let policies = table.take("policies", decoder: &self).map { decodePolicyAttachments($0, owner: "route '\(name)'") }
+        let policyReroute = table.boolean("policy_reroute", decoder: &self) ?? false
         let cache = cacheNode.flatMap { decodeRouteCache($0) }
         table.finish(decoder: &self)
 
@@ -214,6 +215,16 @@ extension ConfigDecoder {
         route.errorPages = errorPages
         route.cache = cache
         route.policies = policies ?? []
+        route.policyReroute = policyReroute
+        if policyReroute, !route.policies.contains(where: { $0.stage == .preUpstream }),
+            !configuration.listeners.contains(where: { listener in
+                (listeners.isEmpty || listeners.contains(listener.name))
+                    && listener.policies.contains { $0.stage == .preUpstream }
+            })
+        {
+            report(table.location(of: "policy_reroute"),
+                "route '\(name)' sets policy_reroute, but no pre_upstream policy runs on it to choose another route")
+        }
         if let cacheNode, cache != nil, upstream == nil, splitNodes == nil {
             report(cacheNode.location, "route '\(name)' caches responses, but it does not proxy")
         }

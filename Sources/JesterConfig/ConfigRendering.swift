@@ -237,6 +237,7 @@ extension Configuration {
             lines.append(route.maxBodySize.map { "max_body_size = \(Units.formatSize($0))" } ?? unset(table, "max_body_size"))
             lines.append("filters = " + list(route.filters))
             lines.append("policies = " + render(route.policies))
+            lines.append("policy_reroute = \(route.policyReroute)")
             lines.append(route.compression.map(\.renderedTOML) ?? unset(table, "compression"))
             lines.append(route.errorPages.map(\.renderedTOML) ?? unset(table, "error_pages"))
             lines.append(route.cache.map(\.renderedTOML) ?? unset(table, "cache"))

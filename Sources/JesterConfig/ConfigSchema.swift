@@ -434,6 +434,8 @@ public struct ConfigSchema: Sendable {
                 "Filters ([filters.NAME]) this route runs, in this order, after its listener's; a filter may appear once per chain."),
             Field("policies", .array(.table(policyAttachment)), default: "[]",
                 "Wasm policies ([policies.NAME]) this route runs, in this order, after its listener's: [{ policy = \"auth\", stage = \"pre_upstream\" }]; pre_upstream runs after the filters."),
+            Field("policy_reroute", .boolean, default: "false",
+                "Let this route's pre_upstream policies send the request to another route of its listener (set-route, add-route-tag), once: routing on what only the body says. That route's filters and pre_upstream policies then run; off, such a call fails closed."),
             Field("compression", .either([.boolean, .table(compression)]), default: "the listener's",
                 "Compress responses with the coding the client's Accept-Encoding prefers (br, zstd, gzip, deflate), and optionally decode coded request bodies: compression = {} for the defaults; false turns the listener's off. A route's table replaces the listener's whole."),
             Field("cache", .either([.boolean, .table(routeCache)]), default: "false",

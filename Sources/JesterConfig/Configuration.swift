@@ -374,6 +374,9 @@ public struct RouteSettings: Sendable, Codable, Equatable {
     public var cache: RouteCacheSettings?
     /// `policies`: Wasm policies this route runs, each at its stage, after its listener's.
     @EmptyIfMissing public var policies: [PolicyAttachment]
+    /// `policy_reroute`: a pre-upstream policy of this route may send the request to another route (`set-route`,
+    /// `add-route-tag`), once, for routing on what only the body says; off, such a call fails closed.
+    public var policyReroute = false
     /// Error bodies and intercepted upstream errors (`error_pages = { ... }`); nil: the listener's.
     public var errorPages: ErrorPageSettings?
 

@@ -554,12 +554,16 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
         guard let verdict = exchange.runFilters(
             clientAddress: clientAddress, clientIP: clientIP, tls: tls, body: body, runtime: runtime)
         else {
-            // A filter waits (a Redis round trip): nothing more is read until it decides.
-            phase = .filtering
-            exchange.whenFiltersDecide { [weak self] verdict in self?.filtersResumed(verdict) }
+            awaitFilters()
             return
         }
         filtersDecided(verdict)
+    }
+
+    /// A filter waits (a Redis round trip): nothing more is read until it decides.
+    private func awaitFilters() {
+        phase = .filtering
+        exchange.whenFiltersDecide { [weak self] verdict in self?.filtersResumed(verdict) }
     }
 
     /// A filter that waited decided (on the event loop, outside any read): carry on, then flush and read as the
@@ -567,7 +571,12 @@ final class DownstreamConnection: ClientConnection, UpstreamWaiter, ChannelInbou
     func filtersResumed(_ verdict: FilterVerdict) {
         guard phase == .filtering, context != nil else { return }
         phase = .awaitingHead
-        filtersDecided(exchange.filtersFinished(verdict, runtime: runtime))
+        // (A re-resolve pass may have moved the request to a route whose filters wait in turn.)
+        guard let verdict = exchange.filtersFinished(verdict, runtime: runtime) else {
+            awaitFilters()
+            return
+        }
+        filtersDecided(verdict)
         upstream?.flush()
         flushClient()
         if wantsInput { requestRead() }

@@ -166,16 +166,25 @@ final class HTTP2Stream: UpstreamConnectionDelegate, UpstreamWaiter {
             clientAddress: connection.clientAddress, clientIP: connection.clientIP, tls: connection.tls, body: body,
             runtime: runtime)
         else {
-            // A filter waits; DATA that comes meanwhile is held in `pendingBody`, unacknowledged.
-            exchange.whenFiltersDecide { [weak self] verdict in
-                // (A stream that finished meanwhile cancelled the run, so this comes only to a live stream.)
-                guard let self, !self.finished else { return }
-                self.filtersDecided(self.exchange.filtersFinished(verdict, runtime: self.runtime), fields: fields)
-                self.connection.scheduleFlush()
-            }
+            awaitFilters(fields: fields)
             return
         }
         filtersDecided(verdict, fields: fields)
+    }
+
+    /// A filter waits; DATA that comes meanwhile is held in `pendingBody`, unacknowledged.
+    private func awaitFilters(fields: [HTTP2Field]) {
+        exchange.whenFiltersDecide { [weak self] verdict in
+            // (A stream that finished meanwhile cancelled the run, so this comes only to a live stream.)
+            guard let self, !self.finished else { return }
+            // (A re-resolve pass may have moved the request to a route whose filters wait in turn.)
+            guard let verdict = self.exchange.filtersFinished(verdict, runtime: self.runtime) else {
+                self.awaitFilters(fields: fields)
+                return
+            }
+            self.filtersDecided(verdict, fields: fields)
+            self.connection.scheduleFlush()
+        }
     }
 
     /// The request filters decided: answer as they say, or carry out the route's action.

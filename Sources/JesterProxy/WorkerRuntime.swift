@@ -76,6 +76,9 @@ final class CompiledRoute: Sendable {
     let postResponsePolicies: [WorkerPolicy]
     /// The most request body a pre-upstream policy reads (0: none reads it).
     let preUpstreamBodyLimit: Int
+    /// `policy_reroute`: a pre-upstream policy may send the request to another route, once
+    /// (`RequestExchange+Reroute.swift`).
+    let reroutes: Bool
 
     init(
         name: String, maxBodySize: Int64, action: Action, conditions: RouteConditions = RouteConditions(),
@@ -84,8 +87,9 @@ final class CompiledRoute: Sendable {
         timeouts: RouteTimeouts = RouteTimeouts(), filters: FilterChain = .empty,
         responseFilters: ResponseFilterChain = .empty, compression: CompressionPolicy? = nil,
         errorPages: ErrorPages? = nil, cachePolicy: CachePolicy? = nil,
-        preUpstreamPolicies: [WorkerPolicy] = [], postResponsePolicies: [WorkerPolicy] = []
+        preUpstreamPolicies: [WorkerPolicy] = [], postResponsePolicies: [WorkerPolicy] = [], reroutes: Bool = false
     ) {
+        self.reroutes = reroutes
         self.preUpstreamPolicies = preUpstreamPolicies
         self.postResponsePolicies = postResponsePolicies
         preUpstreamBodyLimit = preUpstreamPolicies.compactMap(\.bodyLimit).max() ?? 0
@@ -154,7 +158,8 @@ struct ListenerRoutes: Sendable {
     var bodyPeekLimit = 0
     /// The listener's pre-route policies, run before routing; usually empty.
     var preRoutePolicies: [WorkerPolicy] = []
-    /// The routes by name, for a pre-route policy's `set-route` (only on listeners with pre-route policies).
+    /// The routes by name, for a policy's `set-route` (only on listeners with pre-route policies or a route that
+    /// re-routes).
     var routesByName: [String: CompiledRoute] = [:]
 
     /// The route called `name` on this listener.
@@ -420,7 +425,8 @@ final class WorkerRuntime: @unchecked Sendable {
                     errorPages: configuration.errorPages(for: route, listener: listener.name).map(ErrorPages.init),
                     cachePolicy: route.cache.map(CachePolicy.init),
                     preUpstreamPolicies: policyChain(route, listener.name, .preUpstream),
-                    postResponsePolicies: policyChain(route, listener.name, .postResponse))
+                    postResponsePolicies: policyChain(route, listener.name, .postResponse),
+                    reroutes: route.policyReroute)
                 entries[route.match.priority, default: []].append(
                     .init(hosts: route.hosts.map(HostPattern.init), pathPrefix: route.pathPrefix, value: compiled,
                         rank: conditions.specificity))
@@ -437,7 +443,7 @@ final class WorkerRuntime: @unchecked Sendable {
             routes.hsts = listener.hsts?.fieldValue
             routes.errorPages = listener.errorPages.map(ErrorPages.init)
             routes.preRoutePolicies = policyChain(nil, listener.name, .preRoute)
-            if !routes.preRoutePolicies.isEmpty {
+            if !routes.preRoutePolicies.isEmpty || entries.values.joined().contains(where: { $0.value.reroutes }) {
                 for entry in entries.values.joined() { routes.routesByName[entry.value.name] = entry.value }
             }
             tables[listener.name] = routes

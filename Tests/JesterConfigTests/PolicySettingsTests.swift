@@ -202,3 +202,26 @@ extension PolicySettingsTests {
             == ["12: 'no spaces' is not a tag (letters, digits, '-', '_' and '.')"])
     }
 }
+
+extension PolicySettingsTests {
+    @Test func aRouteOptsIntoTheReResolvePassWhereAPreUpstreamPolicyRuns() throws {
+        let definitions = "[policies.p]\nmodule = \"p.wasm\""
+        let own = try Self.load(Self.text(
+            route: #"policy_reroute = true"# + "\n" + #"policies = [{ policy = "p", stage = "pre_upstream" }]"#,
+            definitions: definitions))
+        #expect(own.routes[0].policyReroute)
+        let again = try ConfigLoader(environment: [:]).load(text: own.renderTOML(), file: Self.file)
+        #expect(again.routes[0].policyReroute && again.hash == own.hash)
+        // The listener's pre_upstream policy runs on the route too.
+        let listeners = try Self.load(Self.text(
+            #"policies = [{ policy = "p", stage = "pre_upstream" }]"#, route: "policy_reroute = true",
+            definitions: definitions))
+        #expect(listeners.routes[0].policyReroute)
+        #expect(try !Self.load(Self.text()).routes[0].policyReroute)
+        // Nothing could ask for another route: a mistake, said where it is.
+        #expect(Self.messages(Self.text(
+            route: #"policy_reroute = true"# + "\n" + #"policies = [{ policy = "p", stage = "post_response" }]"#,
+            definitions: definitions))
+            == ["12: route 'app' sets policy_reroute, but no pre_upstream policy runs on it to choose another route"])
+    }
+}

@@ -130,6 +130,28 @@ import Testing
         #expect(policy.run(.postResponse, context: clean, metadata: &metadata) == .proceedResponse(ResponseMutations()))
     }
 
+    @Test(arguments: compilers) func bodyRouterRoutesByAListedMemberOfTheBody(compiler: String) throws {
+        let policy = try policy(
+            "body_router", compiler, config: #"{"member": "type", "values": "bulk,express", "route_prefix": "orders-"}"#)
+        #expect(policy.module.stages == [.preUpstream])
+        var metadata = PolicyMetadata()
+        func run(_ body: String?) -> PolicyOutcome {
+            var context = PolicyContext(path: "/orders")
+            context.requestBody = body.map { Array($0.utf8) }
+            return policy.run(.preUpstream, context: context, metadata: &metadata)
+        }
+        var expected = RequestMutations()
+        expected.routeHint = RouteHint(route: "orders-bulk")
+        #expect(run(#"{"id": 7, "type": "bulk"}"#) == .proceed(expected))
+        // A value not listed (a client naming a route), no such member, no body: the request goes on as it came.
+        for body in [#"{"type": "admin"}"#, #"{"kind": "bulk"}"#, "not json", nil] {
+            #expect(run(body) == .proceed(RequestMutations()), "\(body ?? "no body")")
+        }
+        let module = try PolicyModule.load(
+            path: try WasmFixtures.example("body_router", compiler: compiler), limits: .forTests)
+        #expect(throws: PolicyLoadError.self) { _ = try PolicyInstance(module: module, policyID: "b", config: "{}") }
+    }
+
     @Test(arguments: compilers) func jsonRedactorNeedsItsFields(compiler: String) throws {
         let module = try PolicyModule.load(
             path: try WasmFixtures.example("json_redactor", compiler: compiler),

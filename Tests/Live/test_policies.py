@@ -38,7 +38,7 @@ def modules():
     directory = Path(tempfile.mkdtemp(prefix="jester-policies-"))
     directory.chmod(0o755)
     build(HERE / "policies" / "conformance.c", directory / "conformance.wasm")
-    for example in ("header_inject", "json_redactor", "tenant_router", "failure_circuit"):
+    for example in ("header_inject", "json_redactor", "tenant_router", "failure_circuit", "body_router"):
         build(SDK / "examples" / f"{example}.c", directory / f"{example}.wasm")
     for module in directory.iterdir():
         module.chmod(0o644)
@@ -153,6 +153,72 @@ retries = 0
 policies = [{{ policy = "conf", stage = "pre_upstream" }}]
 
 [[routes]]
+name = "classify"
+listeners = ["main"]
+path_prefix = "/classify/"
+upstream = "app"
+policy_reroute = true
+policies = [{{ policy = "reader", stage = "pre_upstream" }}]
+
+[[routes]]
+name = "classify-beta"
+listeners = ["main"]
+path_prefix = "/classify/"
+policy_tags = ["beta"]
+respond = {{ status = 200, body = "classified beta\\n" }}
+
+[[routes]]
+name = "bulk"
+listeners = ["main"]
+path_prefix = "/only-by-reroute/bulk"
+upstream = "alt"
+filters = ["queue"]
+max_body_size = "1KiB"
+policies = [{{ policy = "conf", stage = "pre_upstream" }}, {{ policy = "conf", stage = "post_response" }}]
+
+[[routes]]
+name = "rereader"
+listeners = ["main"]
+path_prefix = "/only-by-reroute/rereader"
+upstream = "alt"
+policy_reroute = true
+policies = [{{ policy = "reader", stage = "pre_upstream" }}]
+
+[[routes]]
+name = "tiny"
+listeners = ["main"]
+path_prefix = "/only-by-reroute/tiny"
+upstream = "alt"
+max_body_size = 3
+
+[[routes]]
+name = "orders"
+listeners = ["main"]
+path_prefix = "/orders/"
+upstream = "app"
+policy_reroute = true
+policies = [{{ policy = "orders", stage = "pre_upstream" }}]
+
+[[routes]]
+name = "orders-bulk"
+listeners = ["main"]
+path_prefix = "/orders/"
+policy_tags = ["never-tagged"]
+upstream = "alt"
+
+[policies.orders]
+module = "{modules}/body_router.wasm"
+config = {{ member = "type", values = "bulk", route_prefix = "orders-" }}
+read_body = true
+body_limit = "4KiB"
+
+[filters.queue]
+kind = "rate_limit"
+rate = 2
+per = "1s"
+delay = 5
+
+[[routes]]
 name = "tenant-a"
 listeners = ["edge"]
 path_prefix = "/only-by-hint/a"
@@ -265,11 +331,79 @@ def test_routing_hints_resolve_or_fail_closed(policed, upstreams, protocol):
     status, _, _ = fetch(policed.url + "/split/echo", protocol, ["x-do-upstream: upstream nowhere"])
     assert status == 500
     # A pre-route tag selects the routes that ask for it (policy_tags), above the same path's routes without;
-    # at pre_upstream the route is chosen already, and a tag fails closed rather than being ignored.
+    # at pre_upstream the route is chosen already: on a route without policy_reroute a tag or a route name fails
+    # closed rather than being ignored.
     status, _, body = fetch(policed.url + "/echo", protocol, ["x-do-route: tag"])
     assert (status, body) == (200, b"beta route\n")
     status, _, _ = fetch(policed.url + "/echo", protocol, ["x-do-upstream: tag"])
     assert status == 500
+    status, _, _ = fetch(policed.url + "/echo", protocol, ["x-do-upstream: route other"])
+    assert status == 500
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_pre_upstream_policy_reroutes_once_on_what_the_body_says(policed, upstreams, protocol):
+    main, alternative, _ = upstreams
+    reroute = ["x-do-upstream: route-from-body"]
+    # The body names the route (route "classify" has policy_reroute): the request then goes through that route
+    # as if the router had chosen it: its filters, its policies (the post-response one sets x-set), its upstream,
+    # and the whole body.
+    status, fields, body = fetch(
+        policed.url + f"/classify/echo?bulk-{protocol}", protocol, reroute + ["x-do-response: set-header rerouted"],
+        data=b"bulk")
+    assert status == 200 and fields.get("x-set") == "rerouted"
+    answer = echoed(body)
+    assert answer["server_port"] == alternative.port and answer["body_length"] == 4
+    # add-route-tag at pre_upstream: the router looks again with the request's tags.
+    status, _, body = fetch(policed.url + "/classify/echo", protocol, ["x-do-upstream: tag"], data=b"x")
+    assert (status, body) == (200, b"classified beta\n")
+    # Nothing asked: the route's own upstream.
+    status, _, body = fetch(policed.url + "/classify/echo", protocol, data=b"bulk")
+    assert status == 200 and echoed(body)["server_port"] == main.port
+    # Once only (the next route's policy asking again fails closed), a route the listener lacks fails closed, and
+    # the new route's body limit holds: nothing of these reaches an upstream.
+    for route, expected in [("rereader", 500), ("nowhere", 500), ("tiny", 413)]:
+        status, _, _ = fetch(
+            policed.url + f"/classify/echo?refused-{route}-{protocol}", protocol, reroute, data=route.encode())
+        assert status == expected, route
+        assert not reached(alternative, f"refused-{route}-{protocol}") and not reached(main, f"refused-{route}-{protocol}")
+    logged = wait_for(lambda: [r for r in policed.access_log() if f"bulk-{protocol}" in r["target"]], timeout=5,
+                      what="the re-routed request's access-log line")
+    assert [record["route"] for record in logged] == ["bulk"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_body_router_example(policed, upstreams, protocol):
+    main, alternative, _ = upstreams
+    # An order whose JSON body says "bulk" goes to route orders-bulk (reached no other way); others stay.
+    status, _, body = fetch(policed.url + "/orders/echo", protocol, data=b'{"id": 1, "type": "bulk"}')
+    assert status == 200 and echoed(body)["server_port"] == alternative.port
+    for order in (b'{"id": 2, "type": "retail"}', b'{"id": 3}'):
+        status, _, body = fetch(policed.url + "/orders/echo", protocol, data=order)
+        assert status == 200 and echoed(body)["server_port"] == main.port
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_rerouted_request_waits_for_the_new_routes_filters(policed, upstreams, protocol):
+    _, alternative, _ = upstreams
+    # Route "bulk" queues requests over 2 a second (a rate_limit that delays): the second of two at once waits
+    # its turn there, then goes on to that route's upstream.
+    results = []
+
+    def send(marker):
+        started = time.monotonic()
+        status, _, body = fetch(
+            policed.url + f"/classify/echo?queued-{marker}-{protocol}", protocol, ["x-do-upstream: route-from-body"],
+            data=b"bulk")
+        results.append((time.monotonic() - started, status, echoed(body)["server_port"]))
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(result[1:] for result in results) == [(200, alternative.port)] * 2
+    assert max(result[0] for result in results) >= 0.3
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -31,6 +31,12 @@ final class PolicyRequestState {
     var failure: String?
     /// The body pre-upstream policies read, kept while the route's filters wait (a Redis round trip).
     var heldBody: [UInt8]?
+    /// On a route with `policy_reroute`: what the re-resolve pass reads (`RequestExchange+Reroute.swift`).
+    var rerouteInputs: RerouteInputs?
+    /// pre-upstream `set-route` or `add-route-tag` there: the pass asked for.
+    var reroute: RerouteRequest?
+    /// The pass ran: the new route's policies cannot ask for another.
+    var rerouted = false
 
     init(clientAddress: String) {
         self.clientAddress = clientAddress
@@ -115,8 +121,10 @@ extension RequestExchange {
         _ policies: [WorkerPolicy], stage: PolicyStage, body: [UInt8]?, clientAddress: String, runtime: WorkerRuntime
     ) -> PolicyStop? {
         let state = policyState(clientAddress: clientAddress)
+        let reroute: RerouteAllowance = stage == .preUpstream ? rerouteAllowance : .refused("")
         let check = { [hasBody, route, isHeadRequest] (outcome: PolicyOutcome) in
-            Self.problem(in: outcome, stage: stage, hasBody: hasBody, isHead: isHeadRequest, route: route)
+            Self.problem(
+                in: outcome, stage: stage, hasBody: hasBody, isHead: isHeadRequest, route: route, reroute: reroute)
         }
         for policy in policies {
             // The held body fits the largest limit of the route's readers; one over this policy's is refused as
@@ -178,8 +186,10 @@ extension RequestExchange {
     /// the call.
     /// What the exchange refuses in an action a request stage returned, before carrying any of it out (the call
     /// then counts as failed): fields Jester manages, a response action, changes the request cannot take.
+    /// `reroute`: at pre-upstream, whether the call may ask for another route (`policy_reroute`).
     static func problem(
-        in outcome: PolicyOutcome, stage: PolicyStage, hasBody: Bool, isHead: Bool, route: CompiledRoute?
+        in outcome: PolicyOutcome, stage: PolicyStage, hasBody: Bool, isHead: Bool, route: CompiledRoute?,
+        reroute: RerouteAllowance = .refused("")
     ) -> String? {
         switch outcome {
         case .proceed(let mutations):
@@ -191,14 +201,26 @@ extension RequestExchange {
             // The client's body is read and dropped as it comes and the replacement sent at its end: a request
             // without a body has no end to send it at.
             if mutations.body != nil, !hasBody { return "set-body on a request without a body" }
-            if mutations.routeHint.route != nil, stage != .preRoute {
-                return "set-route at pre_upstream (the route is chosen; no re-resolve pass yet)"
+            // At pre-upstream the route is chosen: another one only through the re-resolve pass a route opts into.
+            var target = route
+            if stage == .preUpstream, mutations.routeHint.route != nil || !mutations.routeHint.tags.isEmpty {
+                let action = mutations.routeHint.route != nil ? "set-route" : "add-route-tag"
+                switch reroute {
+                case .refused(let why):
+                    return "\(action) at pre_upstream: \(why)"
+                case .allowed(let routes):
+                    if let name = mutations.routeHint.route {
+                        guard let named = routes.route(named: name) else {
+                            return "set-route \(name): the listener has no route of that name"
+                        }
+                        target = named
+                    } else {
+                        target = nil  // the router decides after the stage; the pool is checked then
+                    }
+                }
             }
-            if !mutations.routeHint.tags.isEmpty, stage != .preRoute {
-                return "add-route-tag at pre_upstream (the route is chosen; no re-resolve pass yet)"
-            }
-            if let upstream = mutations.routeHint.upstream, let route, !route.action.offers(upstream) {
-                return "set-upstream: route '\(route.name)' does not send to upstream '\(upstream)'"
+            if let upstream = mutations.routeHint.upstream, let target, !target.action.offers(upstream) {
+                return "set-upstream: route '\(target.name)' does not send to upstream '\(upstream)'"
             }
             if mutations.upstreamTimeoutMilliseconds == 0 { return "set-upstream-timeout of 0 ms" }
             return nil
@@ -218,8 +240,12 @@ extension RequestExchange {
     ) -> String? {
         let state = policyState!
         if let body = mutations.body { state.replacementBody = body }
-        if let route = mutations.routeHint.route { state.routeHint = route }
+        // pre-route hints steer the router; pre-upstream ones ask for the re-resolve pass (a name over tags).
+        if let route = mutations.routeHint.route {
+            if stage == .preRoute { state.routeHint = route } else { state.reroute = .route(route) }
+        }
         state.routeTags += mutations.routeHint.tags
+        if stage == .preUpstream, !mutations.routeHint.tags.isEmpty, state.reroute == nil { state.reroute = .router }
         if let upstream = mutations.routeHint.upstream { state.upstreamHint = upstream }
         // Bounded like the route's own settings: a timeout up to an hour, retries up to the configuration's most.
         if let milliseconds = mutations.upstreamTimeoutMilliseconds {
@@ -327,13 +353,8 @@ extension RequestExchange {
         let stop = runRequestPolicies(
             route.preUpstreamPolicies, stage: .preUpstream, body: body, clientAddress: clientAddress,
             runtime: runtime)
-        if let stop { return stop.verdict }
-        if let hint = policyState?.upstreamHint, !route.action.offers(hint) {
-            let reason = "a policy chose upstream '\(hint)', which route '\(route.name)' does not send to"
-            log.failure = reason
-            return .fail(status: 500, reason: reason)
-        }
-        return .proceed
+        // (A pool a policy named is checked against the route the request ends on, in `filtersFinished`.)
+        return stop?.verdict ?? .proceed
     }
 
     /// The attempt's upstream as the adapter sees it: wrapped by the route's post-response policies when it has

@@ -25,6 +25,7 @@ struct RequestExchange {
     /// The request head, parsed over `headBytes` (HTTP/2 requests are translated to the same form).
     var head = HTTPHead()
     var headBytes: ByteBuffer?
+    /// The route the request is on: the router's choice, or the one a re-resolve pass chose (`move(to:)`).
     private(set) var route: CompiledRoute?
     private(set) var pool: UpstreamPool?
     var log = AccessLog.Record()
@@ -230,6 +231,9 @@ struct RequestExchange {
             matched = found
         }
         route = matched
+        if matched.reroutes {
+            prepareReroute(routes, client: client, tls: tls, peek: body, clientAddress: clientAddress)
+        }
         if let hint = policyState?.upstreamHint, !matched.action.offers(hint) {
             log.failure = "a pre_route policy chose upstream '\(hint)', which route '\(matched.name)' does not send to"
             return .refuse(status: 500, reason: log.failure)
@@ -247,6 +251,13 @@ struct RequestExchange {
         case .respond(let head, let body): return .respond(head: head, body: body)
         case .proxy, .split, .redirect: return .proxy
         }
+    }
+
+    /// The request moves to `next`, which a re-resolve pass chose (`reroute`): the rest of its phases, its log
+    /// record and its metrics are that route's.
+    mutating func move(to next: CompiledRoute) {
+        route = next
+        log.route = next.name
     }
 
     /// The request may go again on a new connection when a reused one fails: idempotent and without a body.
@@ -272,28 +283,53 @@ struct RequestExchange {
         runtime: WorkerRuntime
     ) -> FilterVerdict? {
         guard let route, let headBytes else { return .proceed }
-        guard !route.filters.isEmpty else {
-            return runPreUpstreamPolicies(body: body, clientAddress: clientAddress, runtime: runtime)
+        if !route.preUpstreamPolicies.isEmpty {
+            let state = policyState(clientAddress: clientAddress)
+            state.heldBody = body
+            state.rerouteInputs?.session = tls
         }
-        if !route.preUpstreamPolicies.isEmpty { policyState(clientAddress: clientAddress).heldBody = body }
+        guard !route.filters.isEmpty else { return filtersFinished(.proceed, runtime: runtime) }
         let input = FilterInput(
             head: head, bytes: headBytes, clientAddress: clientAddress, clientIP: clientIP, route: route, tls: tls,
             now: .now(), body: body)
-        let context = FilterContext(chain: route.filters, input: input)
-        // A recorded trace makes a span of each filter; other requests' runs have no observer.
-        if let tracingState, tracingState.trace.isRecording { context.observer = tracingState }
-        filterContext = context
-        guard let verdict = context.start() else { return nil }
+        guard let verdict = startFilters(route.filters, input: input) else { return nil }
         return filtersFinished(verdict, runtime: runtime)
     }
 
+    /// Starts a run of `chain` (the chosen route's, or the route a re-resolve pass chose): its verdict, or nil
+    /// when a filter waits. Who an earlier run found the client to be stays unless this one finds otherwise.
+    mutating func startFilters(_ chain: FilterChain, input: FilterInput) -> FilterVerdict? {
+        let context = FilterContext(chain: chain, input: input)
+        if let earlier = filterContext?.user { context.user = earlier }
+        // A recorded trace makes a span of each filter; other requests' runs have no observer.
+        if let tracingState, tracingState.trace.isRecording { context.observer = tracingState }
+        filterContext = context
+        return context.start()
+    }
+
     /// The filters decided (at once, or after waiting: the adapters call this with a verdict that came later):
-    /// on `.proceed` the route's pre-upstream policies decide. The final verdict is recorded and returned.
-    mutating func filtersFinished(_ verdict: FilterVerdict, runtime: WorkerRuntime) -> FilterVerdict {
+    /// on `.proceed` the route's pre-upstream policies decide, and when one of them sent the request to another
+    /// route (`policy_reroute`), that route's filters and policies (`reroute`). The final verdict is recorded and
+    /// returned; nil when the other route's filters wait (the adapter waits again, through `whenFiltersDecide`).
+    mutating func filtersFinished(_ verdict: FilterVerdict, runtime: WorkerRuntime) -> FilterVerdict? {
         var verdict = verdict
         if case .proceed = verdict, let state = policyState {
-            verdict = runPreUpstreamPolicies(body: state.heldBody, clientAddress: state.clientAddress, runtime: runtime)
+            let body = state.heldBody
             state.heldBody = nil
+            verdict = runPreUpstreamPolicies(body: body, clientAddress: state.clientAddress, runtime: runtime)
+            if case .proceed = verdict, state.reroute != nil {
+                let first = route
+                if let refusal = reroute(state, body: body) {
+                    verdict = refusal
+                } else if route !== first {
+                    return runReroutedFilters(state, body: body, runtime: runtime)
+                }
+            }
+            // A pool named by a policy, at either stage, must be one the request's (final) route sends to.
+            if case .proceed = verdict, let hint = state.upstreamHint, let route, !route.action.offers(hint) {
+                verdict = .fail(
+                    status: 500, reason: "a policy chose upstream '\(hint)', which route '\(route.name)' does not send to")
+            }
         }
         note(verdict)
         return verdict

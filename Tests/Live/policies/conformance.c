@@ -93,6 +93,12 @@ static void act(const jp_context *ctx, const char *field) {
         return;
     }
     if (has_prefix(command, "route ", &arg)) { jp_set_route(arg); return; }
+    if (jp_str_eq(command, "route-from-body")) {
+        // Body-based routing: the body names the route (a pre_upstream policy that reads the body).
+        if (ctx->request_body.is_some)
+            jp_set_route((jp_str){(const char *)ctx->request_body.value.ptr, ctx->request_body.value.len});
+        return;
+    }
     if (has_prefix(command, "upstream ", &arg)) { jp_set_upstream(arg); return; }
     if (has_prefix(command, "timeout ", &arg)) {
         uint32_t ms = 0;
