@@ -164,7 +164,7 @@ let package = Package(
             dependencies: [
                 "JesterCore", "JesterConfig", "JesterControl", "JesterSystem", "JesterLogging", "JesterTLS", "JesterHTTP2",
                 "JesterAuth", "JesterMetrics", "JesterTracing", "JesterTracingExport", "JesterCompression",
-                "JesterCache", "JesterCacheStore", "JesterWasm",
+                "JesterCache", "JesterCacheStore", "JesterWasm", "JesterHTTP3",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

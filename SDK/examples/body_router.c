@@ -5,7 +5,8 @@
 // pre_upstream, with read_body = true, to a route with policy_reroute = true (jester.toml(5)); the request then
 // goes through the chosen route's filters and policies as if the router had picked it. Only the listed values
 // route, so a client cannot reach a route by naming it; any other body goes on along the route it came by, and
-// the policy counts what it did.
+// the policy counts what it did. A member given twice is read at its first occurrence (jp_json_string), where many
+// JSON parsers keep the last: an upstream that must agree should refuse duplicate members.
 // Configuration: {"member": "type", "values": "bulk,express", "route_prefix": "orders-"}
 #include "jester_policy.h"
 
@@ -30,8 +31,9 @@ static int setup(jp_str config) {
     return 0;
 }
 
-// Whether `value` is one of the comma-separated `values`.
+// Whether `value` is one of the comma-separated `values` (an empty value never is).
 static int listed(jp_str value) {
+    if (value.len == 0) return 0;
     uint32_t start = 0;
     for (uint32_t i = 0; i <= values.len; i++) {
         if (i < values.len && values.ptr[i] != ',') continue;

@@ -165,6 +165,20 @@ struct ConfigDecoder {
                 if listener.isTCP { report(node.location, "TLS is supported on http listeners only (so far)") }
                 if let name, listener.tls != nil { tlsLocations[name] = node.location }
             }
+            listener.http3 = table.boolean("http3", decoder: &self)
+            if listener.servesHTTP3 {
+                // QUIC is TLS 1.3 inside: the listener's certificates serve both (and the same names).
+                if listener.tls == nil {
+                    report(table.location(of: "http3"),
+                        "http3 = true needs a TLS listener ([listeners.tls]): QUIC is always encrypted")
+                } else if listener.tls?.clientCertificates != "off" {
+                    report(table.location(of: "http3"),
+                        "http3 does not verify client certificates yet: set client_certificates = \"off\" or http3 = false")
+                }
+                if listener.servesOnlyHTTP2 {
+                    report(table.location(of: "http3"), "http3 and http2_only exclude each other")
+                }
+            }
             decodeHTTPSOptions(&table, into: &listener)
             if let node = table.take("compression", decoder: &self) {
                 listener.compression = decodeCompression(node)

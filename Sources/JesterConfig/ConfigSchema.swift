@@ -162,7 +162,7 @@ public struct ConfigSchema: Sendable {
                 default: "\"info\"", "The lowest level written."),
             Field("access_log", .boolean, default: "true",
                 "Log each request as one JSON line on standard output, with: time, type (\"access\"), request_id, "
-                    + "client, protocol (\"HTTP/1.0\", \"HTTP/1.1\", \"HTTP/2.0\"); over TLS tls_version, tls_cipher, "
+                    + "client, protocol (\"HTTP/1.0\", \"HTTP/1.1\", \"HTTP/2.0\", \"HTTP/3\"); over TLS tls_version, tls_cipher, "
                     + "tls_server_name (the SNI, when sent) and tls_client_subject (a verified client certificate); "
                     + "method, target, host, route; upstream and upstream_target when proxied; status, bytes_in, "
                     + "bytes_out, duration_ms, and error when something failed."),
@@ -265,6 +265,8 @@ public struct ConfigSchema: Sendable {
                 "Serve HTTP/2 too: offered by ALPN (h2) on TLS, accepted with prior knowledge (h2c) on plain text; Upgrade: h2c is never honoured."),
             Field("http2_only", .boolean, default: "false",
                 "Serve HTTP/2 alone: every plain-text connection is h2c with prior knowledge (anything but the connection preface ends it, as RFC 9113 says), and TLS offers only h2. For gRPC and other HTTP/2-only front ends."),
+            Field("http3", .boolean, default: "false",
+                "Serve HTTP/3 too: QUIC on the same address and port over UDP, with this listener's certificates (TLS listeners only), advertised to clients by Alt-Svc on every response. See jester(8), HTTP/3."),
             Field("filters", .array(.string), default: "[]",
                 "Filters ([filters.NAME]) every route on this listener runs, in this order, before the route's own; http listeners only."),
             Field("policies", .array(.table(policyAttachment)), default: "[]",

@@ -280,6 +280,9 @@ public struct ListenerSettings: Sendable, Codable, Equatable {
     /// so bytes that are not the connection preface end it (RFC 9113 §3.4) rather than being read as HTTP/1.1;
     /// TLS offers only h2. nil: no.
     public var http2Only: Bool?
+    /// Serve HTTP/3 too, over QUIC on the same address and port over UDP (TLS listeners only), and advertise it
+    /// with Alt-Svc; nil: no.
+    public var http3: Bool?
     /// Filters every route on this listener runs first, before its own (nil: none).
     public var filters: [String]?
     /// `policies`: Wasm policies of every request on this listener, each at its stage, before the routes' own.
@@ -297,6 +300,8 @@ public struct ListenerSettings: Sendable, Codable, Equatable {
     public var servesHTTP2: Bool { http2 ?? true }
     /// `http2_only = true`.
     public var servesOnlyHTTP2: Bool { http2Only ?? false }
+    /// `http3 = true`.
+    public var servesHTTP3: Bool { http3 ?? false }
 
     public var isTCP: Bool { protocolName == "tcp" }
 

@@ -508,6 +508,12 @@ public struct WorkerAssignment: Codable, Sendable, Equatable {
     /// The key sets the master has fetched for the configuration's jwt filters with a `jwks_url`, so a worker
     /// serves with keys from its first request (see `ControlMessage.keySet`). Nil from a master without them.
     public var keySets: [FilterKeySet]?
+    /// The UDP sockets of listeners with `http3 = true` (this worker slot's), by listener name: descriptors passed
+    /// after everything else. Nil from a master without HTTP/3.
+    public var datagramSocketFDs: [String: Int32]?
+    /// The instance's QUIC secrets (stateless-reset secret, then token secret, 32 bytes each), made by the master
+    /// and the same in every worker and generation, so a token or a reset made by one is honoured by another.
+    public var quicKeys: Base64Bytes?
 
     public init(
         slot: Int, generation: Int, configuration: some Sequence<UInt8>, listenerNames: [String], userID: UInt32?,

@@ -67,8 +67,8 @@ let checkALPN: @convention(c) (OpaquePointer?, UInt32, UInt32, UInt32, UnsafePoi
     return UnsafeBufferPointer(start: selected.data, count: Int(selected.size)).elementsEqual(h3) ? 0 : -1
 }
 
-/// After the ClientHello is parsed and before a certificate is chosen (server with several): switch the session to
-/// the credentials whose names match the client's SNI.
+/// After the ClientHello is parsed and before a certificate is chosen (server): note the client's SNI, and with
+/// several certificates switch the session to the credentials whose names match it.
 let selectCertificate: @convention(c) (OpaquePointer?) -> Int32 = { session in
     guard let reference = gnutls_session_get_ptr(session)?.assumingMemoryBound(to: ngtcp2_crypto_conn_ref.self)
     else { return 0 }
@@ -79,6 +79,8 @@ let selectCertificate: @convention(c) (OpaquePointer?) -> Int32 = { session in
     let serverName =
         gnutls_server_name_get(session, &name, &size, &type, 0) == 0 && type == UInt32(GNUTLS_NAME_DNS.rawValue)
         ? String(decoding: name.prefix(size), as: UTF8.self) : nil
+    connection.requestedServerName = serverName
+    guard connection.credentials.sites.count > 1 else { return 0 }
     let chosen = connection.credentials.credentials(forServerName: serverName)
     return gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, UnsafeMutableRawPointer(chosen))
 }

@@ -47,8 +47,9 @@ extension QUICConnection {
                     : UInt32(GNUTLS_ALPN_MANDATORY.rawValue)
                 return gnutls_alpn_set_protocols(session, &datum, 1, flags)
             }
-            if role == .server, credentials.sites.count > 1 {
-                // Before GnuTLS picks a certificate: the one the client's SNI names (see QUICTLSCredentials).
+            if role == .server {
+                // Before GnuTLS picks a certificate: the SNI is noted (routes match on it), and with several
+                // certificates the one it names is chosen (see QUICTLSCredentials).
                 gnutls_handshake_set_post_client_hello_function(session, selectCertificate)
             }
             if role == .server {

@@ -28,6 +28,8 @@ public final class QUICConnection {
     public private(set) var peerCloseError: QUICCloseError?
     /// The peer's address as last seen: where the closing packet goes.
     public private(set) var peer: QUICSocketAddress
+    /// The server name the client's ClientHello asked for (SNI), once it arrived (server role).
+    public internal(set) var requestedServerName: String?
     /// The address-validation token the server sent in NEW_TOKEN (client role): give it to the next `connect` to
     /// the same server, which then need not send a Retry (RFC 9000 §8.1.3).
     public internal(set) var addressValidationToken: [UInt8]?

@@ -48,15 +48,22 @@ public struct QUICSocketAddress: Hashable, Sendable, CustomStringConvertible {
         UInt16(bigEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 2, as: UInt16.self) })
     }
 
-    /// "127.0.0.1:443" or "[::1]:443".
-    public var description: String {
+    /// Whether this is an IPv6 address.
+    public var isIPv6: Bool { bytes.count == MemoryLayout<sockaddr_in6>.size }
+
+    /// The address without the port: "127.0.0.1", "::1" (the client address logs and headers name).
+    public var ipText: String {
         var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        let isV6 = bytes.count == MemoryLayout<sockaddr_in6>.size
+        let isV6 = isIPv6
         bytes.withUnsafeBytes { raw in
             let offset = isV6 ? 8 : 4  // sin6_addr after flowinfo; sin_addr right after the port
             _ = inet_ntop(isV6 ? AF_INET6 : AF_INET, raw.baseAddress! + offset, &text, socklen_t(text.count))
         }
-        let host = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return isV6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// "127.0.0.1:443" or "[::1]:443".
+    public var description: String {
+        isIPv6 ? "[\(ipText)]:\(port)" : "\(ipText):\(port)"
     }
 }

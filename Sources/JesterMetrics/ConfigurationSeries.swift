@@ -35,7 +35,9 @@ public struct ConfigurationSeries: Sendable {
                 add(MetricCatalog.activeConnections, [listener.name, proto])
                 add(MetricCatalog.receivedBytes, [listener.name, proto])
                 add(MetricCatalog.sentBytes, [listener.name, proto])
-                if proto == MetricProtocol.http2.rawValue { add(MetricCatalog.activeStreams, [listener.name, proto]) }
+                if proto == MetricProtocol.http2.rawValue || proto == MetricProtocol.http3.rawValue {
+                    add(MetricCatalog.activeStreams, [listener.name, proto])
+                }
             }
             if listener.tls != nil {
                 add(MetricCatalog.tlsHandshakes, [listener.name])
@@ -98,10 +100,11 @@ public struct ConfigurationSeries: Sendable {
         labelSets = sets
     }
 
-    /// What can carry a listener's connections: `tcp` for a TCP listener; HTTP/1.1, and HTTP/2 unless it is off.
+    /// What can carry a listener's connections: `tcp` for a TCP listener; HTTP/1.1, HTTP/2 unless it is off, and
+    /// HTTP/3 when it is on.
     public static func protocols(of listener: ListenerSettings) -> [MetricProtocol] {
         if listener.isTCP { return [.tcp] }
-        return listener.servesHTTP2 ? [.http1, .http2] : [.http1]
+        return (listener.servesHTTP2 ? [.http1, .http2] : [.http1]) + (listener.servesHTTP3 ? [.http3] : [])
     }
 
     /// The routes a listener serves, in configuration order: none for a TCP listener or a redirect_to_https one

@@ -6,14 +6,14 @@ import JesterTLS
 import NIOCore
 
 /// A client connection that speaks HTTP/2 (ALPN "h2" after TLS, or prior knowledge on plain text): one
-/// nghttp2 session, one `HTTP2Stream` per request.
+/// nghttp2 session, one `RequestStream` per request.
 ///
 /// Streams are translated to HTTP/1.1 for routing and upstreams (RFC 9113 §8.3 ↔ RFC 9112): the same route table,
 /// matchers, pools, header edits and X-Forwarded-* as HTTP/1 clients get. Backpressure both ways goes through
 /// HTTP/2 flow control: request DATA is acknowledged (WINDOW_UPDATE) only once it was handed to the upstream, and
 /// upstream response bytes are read only while the stream's outgoing buffer is small, which drains as fast as the
 /// client's window and socket allow. Loop-confined, like everything in a worker.
-final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked Sendable {
+final class HTTP2Connection: ChannelInboundHandler, ClientConnection, RequestStreamConnection, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -26,7 +26,8 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
     private(set) var clientAddress: String
     private(set) var clientIP: IPAddressBytes?
     private let session: HTTP2Session
-    private var streams: [Int32: HTTP2Stream] = [:]
+    private var streams: [Int32: RequestStream] = [:]
+    var streamProtocol: StreamProtocol { .http2 }
     private var context: ChannelHandlerContext?
     /// Bytes read before this handler took over (the preface of a prior-knowledge client).
     private var initialBytes: ByteBuffer?
@@ -39,8 +40,6 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
     /// `http.connection_request_rate`, over all of the connection's streams.
     private lazy var requestBucket = runtime.makeRequestBucket()
     private var refusedOverRate = 0
-    /// Upstream response bytes buffered per stream before reading from the upstream pauses.
-    static let streamBufferLimit = 256 * 1024
 
     /// The client and what it connected to, for PROXY headers to targets (`send_proxy_protocol`).
     private(set) var proxyAddresses: ProxyProtocol.Addresses?
@@ -173,7 +172,7 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
         switch event {
         case .headers(let id, let fields, let endStream):
             idleTimer.disarm()
-            let stream = HTTP2Stream(connection: self, id: id)
+            let stream = RequestStream(connection: self, id: Int64(id))
             streams[id] = stream
             if let metricsListener { runtime.metrics?.streamOpened(listener: metricsListener, protocol: .http2) }
             stream.start(fields: fields, endStream: endStream)
@@ -191,7 +190,7 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
         case .streamClosed(let id, let errorCode):
             if let stream = streams.removeValue(forKey: id) {
                 if let metricsListener { runtime.metrics?.streamClosed(listener: metricsListener, protocol: .http2) }
-                stream.closed(errorCode: errorCode)
+                stream.closed(errorCode: UInt64(errorCode))
             }
             closeIfIdle()
             if streams.isEmpty { armIdleTimer() }
@@ -275,43 +274,43 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, @unchecked
     }
 
 
-    func respond(_ id: Int32, fields: [HTTP2Field], hasBody: Bool) {
-        session.respond(stream: id, fields: fields, hasBody: hasBody)
+    func respond(_ id: Int64, fields: [HTTP2Field], hasBody: Bool) {
+        session.respond(stream: Int32(truncatingIfNeeded: id), fields: fields, hasBody: hasBody)
     }
 
-    func respond(_ id: Int32, headers: HTTP2HeaderBlock, hasBody: Bool) {
-        session.respond(stream: id, headers: headers, hasBody: hasBody)
+    func respond(_ id: Int64, headers: HTTP2HeaderBlock, hasBody: Bool) {
+        session.respond(stream: Int32(truncatingIfNeeded: id), headers: headers, hasBody: hasBody)
     }
 
-    func respondInterim(_ id: Int32, status: Int) {
-        session.respondInterim(stream: id, status: status)
+    func respondInterim(_ id: Int64, status: Int) {
+        session.respondInterim(stream: Int32(truncatingIfNeeded: id), status: status)
     }
 
-    func sendBody(_ id: Int32, _ bytes: ByteBuffer) {
-        session.sendBody(stream: id, bytes)
+    func sendBody(_ id: Int64, _ bytes: ByteBuffer) {
+        session.sendBody(stream: Int32(truncatingIfNeeded: id), bytes)
     }
 
-    func finishBody(_ id: Int32, trailers: [HTTP2Field] = []) {
-        session.finishBody(stream: id, trailers: trailers)
+    func finishBody(_ id: Int64, trailers: [HTTP2Field]) {
+        session.finishBody(stream: Int32(truncatingIfNeeded: id), trailers: trailers)
     }
 
-    func bufferedBody(_ id: Int32) -> Int {
-        session.bufferedBody(stream: id)
+    func bufferedBody(_ id: Int64) -> Int {
+        session.bufferedBody(stream: Int32(truncatingIfNeeded: id))
     }
 
-    func consumed(_ id: Int32, count: Int) {
-        session.consumed(stream: id, count: count)
+    func consumed(_ id: Int64, count: Int) {
+        session.consumed(stream: Int32(truncatingIfNeeded: id), count: count)
     }
 
     /// A response under way will not be completed: what of it was handed over still goes out, then the stream
     /// is reset (INTERNAL_ERROR), so the client sees the part that came and that it is incomplete.
-    func abortResponse(_ id: Int32) {
-        session.abortBody(stream: id)
+    func abortResponse(_ id: Int64) {
+        session.abortBody(stream: Int32(truncatingIfNeeded: id))
         flushOutput()
     }
 
-    func reset(_ id: Int32, errorCode: UInt32) {
-        session.reset(stream: id, errorCode: errorCode)
+    func resetWithInternalError(_ id: Int64) {
+        session.reset(stream: Int32(truncatingIfNeeded: id), errorCode: 2)
         flushOutput()
     }
 }

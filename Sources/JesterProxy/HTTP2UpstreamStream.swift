@@ -89,7 +89,7 @@ final class HTTP2UpstreamStream: ExchangeUpstream, HTTP2UpstreamStreamDelegate {
         fields.reserveCapacity(head.fields.count + 5)
         for (index, field) in head.fields.enumerated() where !field.isHopByHop {
             let name = text(field.name).lowercased()
-            if name == "host" || name == "te" || HTTP2Stream.connectionSpecific.contains(name) { continue }
+            if name == "host" || name == "te" || RequestStream.connectionSpecific.contains(name) { continue }
             // (A request id is every request's own: never worth a place in the HPACK table.)
             fields.append(HTTP2Field(name, text(field.value), neverIndexed: index == head.requestIDField))
         }
@@ -222,7 +222,7 @@ final class HTTP2UpstreamStream: ExchangeUpstream, HTTP2UpstreamStreamDelegate {
     }
 
     func upstreamTrailers(_ fields: [HTTP2Field]) {
-        delegate?.upstreamResponseTrailers(fields.filter { !HTTP2Stream.connectionSpecific.contains($0.name) })
+        delegate?.upstreamResponseTrailers(fields.filter { !RequestStream.connectionSpecific.contains($0.name) })
         end()
     }
 

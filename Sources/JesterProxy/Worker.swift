@@ -4,6 +4,7 @@ import JesterCacheStore
 import JesterConfig
 import JesterCore
 import JesterControl
+import JesterHTTP3
 import JesterLogging
 import JesterSystem
 import JesterTLS
@@ -88,6 +89,8 @@ final class WorkerServer: @unchecked Sendable {
     private let eventLoop: any EventLoop
     private let logger: Logger
     private var serverChannels: [any Channel] = []
+    /// The HTTP/3 listeners' UDP sockets (`startHTTP3`).
+    private var http3Listeners: [HTTP3Listener] = []
     private var control: (any Channel)?
     private var decoder = ControlFrameCodec()
     private var draining = false
@@ -211,6 +214,7 @@ final class WorkerServer: @unchecked Sendable {
             }
             serverChannels.append(channel)
         }
+        try startHTTP3()
         runtime.onConnectionsClosed = { [self] in self.drained() }
         runtime.tap.send = { [self] records, dropped in self.send(.tapRecords(records, dropped: dropped)) }
         applyTargetStates(assignment.targetStates ?? [])
@@ -218,6 +222,46 @@ final class WorkerServer: @unchecked Sendable {
         logger.info("worker ready", metadata: ["listeners": .array(assignment.listenerNames.map { .string($0) })])
         eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
             self.reportStats()
+        }
+    }
+
+    /// Serves HTTP/3 on the UDP sockets the master passed for listeners with `http3 = true`: one QUIC endpoint
+    /// each, with the listener's certificates (as PEM bytes: the worker never reads key files) and the instance's
+    /// QUIC secrets, its connection IDs naming this worker's slot and generation.
+    private func startHTTP3() throws {
+        guard let sockets = assignment.datagramSocketFDs, !sockets.isEmpty else { return }
+        let secrets = assignment.quicKeys?.bytes ?? []
+        let keys = secrets.count == 64
+            ? QUICKeys(statelessResetSecret: Array(secrets[..<32]), tokenSecret: Array(secrets[32...])) : QUICKeys.random()
+        for (name, fd) in sockets.sorted(by: { $0.key < $1.key }) {
+            guard let settings = runtime.configuration.listeners.first(where: { $0.name == name }), let tls = settings.tls
+            else { continue }
+            let credentials = try QUICTLSCredentials(certificates: tls.certificates.map {
+                (chainPEM: Array($0.certificatePEM), privateKeyPEM: Array($0.keyPEM))
+            })
+            let slot = UInt8(truncatingIfNeeded: assignment.slot)
+            let generation = UInt16(truncatingIfNeeded: assignment.generation)
+            let endpoint = QUICServerEndpoint(
+                credentials: credentials, keys: keys,
+                connectionIDs: WorkerConnectionIDFactory(slot: slot, generation: generation))
+            let local = QUICSocketAddress(ip: settings.address.host, port: UInt16(settings.address.port))
+                ?? QUICSocketAddress(ip: "0.0.0.0", port: UInt16(settings.address.port))!
+            let listener = HTTP3Listener(
+                runtime: runtime, listenerName: name, endpoint: endpoint, localAddress: local, slot: slot,
+                generation: generation)
+            _ = try DatagramBootstrap(group: eventLoop)
+                // recvmmsg of up to 16 datagrams per read; NIO splits the receive buffer among them, so it is
+                // 16 × 4 KiB (a QUIC datagram is at most about 1.5 KiB on these paths; a larger one is cut short
+                // and fails to decrypt, like a lost packet).
+                .channelOption(.datagramVectorReadMessageCount, value: 16)
+                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 16 * 4096))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(listener)
+                    }
+                }
+                .withBoundSocket(fd).wait()
+            http3Listeners.append(listener)
         }
     }
 
@@ -324,6 +368,8 @@ final class WorkerServer: @unchecked Sendable {
         draining = true
         for channel in serverChannels { channel.close(promise: nil) }
         serverChannels = []
+        // HTTP/3's sockets stay open while its connections finish (their packets arrive there); no new one starts.
+        for listener in http3Listeners { listener.stopAccepting() }
         logger.info("draining", metadata: ["connections": .stringConvertible(runtime.connections.count)])
         send(.workerDraining(connections: runtime.connections.count))
         runtime.drainConnections()

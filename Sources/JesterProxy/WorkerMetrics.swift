@@ -333,6 +333,8 @@ extension WorkerRuntime {
             metrics.connectionOpened(http, listener: listener, protocol: .http1, settled: !http.servesHTTP2)
         } else if let tcp = connection as? TCPProxyConnection, let listener = metrics.ids.listeners[tcp.listener.name] {
             metrics.connectionOpened(tcp, listener: listener, protocol: .tcp, settled: true)
+        } else if let quic = connection as? HTTP3Connection, let listener = quic.metricsListener {
+            metrics.connectionOpened(quic, listener: listener, protocol: .http3, settled: true)
         }
     }
 

@@ -79,6 +79,10 @@ final class CompiledRoute: Sendable {
     /// `policy_reroute`: a pre-upstream policy may send the request to another route, once
     /// (`RequestExchange+Reroute.swift`).
     let reroutes: Bool
+    /// The route's own filters and pre-upstream policies, without its listener's: what a request a re-resolve
+    /// pass moved here runs (its listener's ran already, on the first route).
+    let ownFilters: FilterChain
+    let ownPreUpstreamPolicies: [WorkerPolicy]
 
     init(
         name: String, maxBodySize: Int64, action: Action, conditions: RouteConditions = RouteConditions(),
@@ -87,9 +91,13 @@ final class CompiledRoute: Sendable {
         timeouts: RouteTimeouts = RouteTimeouts(), filters: FilterChain = .empty,
         responseFilters: ResponseFilterChain = .empty, compression: CompressionPolicy? = nil,
         errorPages: ErrorPages? = nil, cachePolicy: CachePolicy? = nil,
-        preUpstreamPolicies: [WorkerPolicy] = [], postResponsePolicies: [WorkerPolicy] = [], reroutes: Bool = false
+        preUpstreamPolicies: [WorkerPolicy] = [], postResponsePolicies: [WorkerPolicy] = [], reroutes: Bool = false,
+        ownFilterCount: Int? = nil, ownPreUpstreamPolicyCount: Int? = nil
     ) {
         self.reroutes = reroutes
+        let ownFilters = ownFilterCount.map { min($0, filters.filters.count) } ?? filters.filters.count
+        self.ownFilters = ownFilters == filters.filters.count ? filters : filters.suffix(ownFilters)
+        ownPreUpstreamPolicies = Array(preUpstreamPolicies.suffix(ownPreUpstreamPolicyCount ?? preUpstreamPolicies.count))
         self.preUpstreamPolicies = preUpstreamPolicies
         self.postResponsePolicies = postResponsePolicies
         preUpstreamBodyLimit = preUpstreamPolicies.compactMap(\.bodyLimit).max() ?? 0
@@ -176,6 +184,17 @@ struct ListenerRoutes: Sendable {
             hstsLine = hsts.map { Array("Strict-Transport-Security: \($0)\r\n".utf8) }
         }
     }
+    /// `http3`: the Alt-Svc value every response of this listener carries (`h3=":443"; ma=86400`), so clients
+    /// that can learn HTTP/3 is served on the same port over UDP (RFC 7838, RFC 9114 §3.1.1).
+    var altSvc: String? {
+        didSet {
+            altSvcField = altSvc.map { Array($0.utf8) }
+            altSvcLine = altSvc.map { Array("Alt-Svc: \($0)\r\n".utf8) }
+        }
+    }
+    /// `altSvc`'s value as bytes, and as an HTTP/1.1 field line, made once.
+    private(set) var altSvcField: [UInt8]?
+    private(set) var altSvcLine: [UInt8]?
     /// `hsts`'s value as bytes, and as an HTTP/1.1 field line, made once.
     private(set) var hstsField: [UInt8]?
     private(set) var hstsLine: [UInt8]?
@@ -426,7 +445,8 @@ final class WorkerRuntime: @unchecked Sendable {
                     cachePolicy: route.cache.map(CachePolicy.init),
                     preUpstreamPolicies: policyChain(route, listener.name, .preUpstream),
                     postResponsePolicies: policyChain(route, listener.name, .postResponse),
-                    reroutes: route.policyReroute)
+                    reroutes: route.policyReroute, ownFilterCount: route.filters.count,
+                    ownPreUpstreamPolicyCount: route.policies.filter { $0.stage == .preUpstream }.count)
                 entries[route.match.priority, default: []].append(
                     .init(hosts: route.hosts.map(HostPattern.init), pathPrefix: route.pathPrefix, value: compiled,
                         rank: conditions.specificity))
@@ -441,6 +461,7 @@ final class WorkerRuntime: @unchecked Sendable {
                     parsing: port == 443 ? "https://{hostname}{target}" : "https://{hostname}:\(port){target}")
             }
             routes.hsts = listener.hsts?.fieldValue
+            if listener.servesHTTP3 { routes.altSvc = "h3=\":\(listener.address.port)\"; ma=86400" }
             routes.errorPages = listener.errorPages.map(ErrorPages.init)
             routes.preRoutePolicies = policyChain(nil, listener.name, .preRoute)
             if !routes.preRoutePolicies.isEmpty || entries.values.joined().contains(where: { $0.value.reroutes }) {

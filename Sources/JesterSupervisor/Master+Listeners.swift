@@ -70,7 +70,27 @@ extension Master {
                     opened.append(fd)
                     sockets.append(fd)
                 }
-                bound[listener.name] = BoundListener(settings: listener, sockets: sockets)
+                var datagramSockets: [Int32] = []
+                if listener.servesHTTP3 {
+                    if let previous = existing.values.first(where: {
+                        $0.settings.address == listener.address && !$0.datagramSockets.isEmpty
+                    }) {
+                        datagramSockets = Array(previous.datagramSockets.prefix(slots))
+                    }
+                    while datagramSockets.count < slots {
+                        let fd: Int32
+                        do {
+                            fd = try ListeningSocket.bindDatagram(host: listener.address.host, port: listener.address.port)
+                        } catch {
+                            throw ListenerBindError(
+                                listener: listener.name, address: listener.address.description + " (UDP, http3)",
+                                location: configuration.listenerLocations()[listener.name], cause: error)
+                        }
+                        opened.append(fd)
+                        datagramSockets.append(fd)
+                    }
+                }
+                bound[listener.name] = BoundListener(settings: listener, sockets: sockets, datagramSockets: datagramSockets)
             }
         } catch {
             for fd in opened { close(fd) }
@@ -81,8 +101,8 @@ extension Master {
 
     /// Closes the sockets of `old` that `current` no longer uses.
     func closeUnusedSockets(_ old: [String: BoundListener], keeping current: [String: BoundListener]) {
-        let inUse = Set(current.values.flatMap(\.sockets)).union(activatedSockets.map(\.fd))
-        for fd in Set(old.values.flatMap(\.sockets)) where !inUse.contains(fd) {
+        let inUse = Set(current.values.flatMap { $0.sockets + $0.datagramSockets }).union(activatedSockets.map(\.fd))
+        for fd in Set(old.values.flatMap { $0.sockets + $0.datagramSockets }) where !inUse.contains(fd) {
             // systemd's copy first: left in the store, the socket would keep queueing connections nobody serves.
             if let name = storedDescriptorNames.removeValue(forKey: fd) { Systemd.removeStoredDescriptor(name: name) }
             close(fd)

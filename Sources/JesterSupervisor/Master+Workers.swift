@@ -67,6 +67,9 @@ extension Master {
             let names = configuration.listeners.map(\.name)
             let sockets = names.compactMap { listeners[$0]?.sockets[slot] }
             let tables = [connectionTable?.fd, rateLimitTable?.fd, metrics.table?.fd].compactMap { $0 }
+            // HTTP/3's UDP sockets of this slot travel after everything else (their numbers are in the assignment).
+            let datagramListeners = names.filter { listeners[$0]?.datagramSockets.isEmpty == false }
+            let datagramSockets = datagramListeners.compactMap { listeners[$0]?.datagramSockets[slot] }
             let pid: Int32
             do {
                 // The connection table travels after the listeners, the rate-limit table after it, the metrics
@@ -75,7 +78,7 @@ extension Master {
                     executable: ProcessSpawner.runningImage, argumentZero: executableName, arguments: ["--worker"],
                     controlSocket: workerEnd,
                     listeners: sockets + tables + [accessLog.file, accessLog.channel.1].compactMap { $0 }
-                        + (cacheStore.map { [$0.index.fd] } ?? []))
+                        + (cacheStore.map { [$0.index.fd] } ?? []) + datagramSockets)
             } catch {
                 close(masterEnd)
                 close(workerEnd)
@@ -113,6 +116,12 @@ extension Master {
             assignment.accessLogChannelFD = afterTables + (accessLog.file == nil ? 0 : 1)
             // The cache index, when there is one, goes last.
             if cacheStore != nil { assignment.cacheIndexFD = assignment.accessLogChannelFD! + 1 }
+            if !datagramSockets.isEmpty {
+                let first = assignment.accessLogChannelFD! + 1 + (cacheStore == nil ? 0 : 1)
+                assignment.datagramSocketFDs = Dictionary(
+                    uniqueKeysWithValues: datagramListeners.enumerated().map { ($1, first + Int32($0)) })
+                assignment.quicKeys = Base64Bytes(quicKeys)
+            }
             connect(worker, controlSocket: masterEnd) { channel in
                 // The key sets as they are now: a fetch may have brought a new one since the spawn.
                 assignment.keySets = self.fetchedKeySets(for: configuration)

@@ -49,10 +49,11 @@ public final class Master: @unchecked Sendable {
         }
     }
 
-    /// A bound listener: one SO_REUSEPORT socket per worker slot.
+    /// A bound listener: one SO_REUSEPORT socket per worker slot, and with `http3 = true` one UDP socket per slot.
     struct BoundListener {
         var settings: ListenerSettings
         var sockets: [Int32]
+        var datagramSockets: [Int32] = []
     }
 
     let configPath: String
@@ -109,6 +110,13 @@ public final class Master: @unchecked Sendable {
     var adminStates: [String: [String: String]] = [:]
     /// TLS session-ticket keys shared by every worker (see `TicketKeyRing`).
     var ticketKeys = TicketKeyRing()
+    /// The instance's QUIC secrets (HTTP/3): a stateless-reset secret and a token secret, 32 random bytes each,
+    /// the same for every worker of every generation so that one honours another's tokens and resets. (A binary
+    /// upgrade makes new ones: tokens of the old binary's connections then fail once, and clients retry.)
+    let quicKeys: [UInt8] = {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<64).map { _ in UInt8.random(in: 0...255, using: &generator) }
+    }()
     /// Target host names and their addresses (see `ResolvedAddresses`).
     var resolved = ResolvedAddresses()
     /// Where the signal thread and the resolver's queue post their work (see `LoopInbox`).

@@ -9,8 +9,28 @@ import Glibc
 public enum ListeningSocket {
     /// Creates, binds and listens on `host:port`. The fd is close-on-exec; spawning hands it to a worker explicitly.
     public static func bind(host: String, port: Int, backlog: Int, reusePort: Bool = true) throws(SystemError) -> Int32 {
+        let fd = try bound(host: host, port: port, type: SOCK_STREAM, reusePort: reusePort)
+        guard listen(fd, Int32(backlog)) == 0 else {
+            let error = SystemError("listen", host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// Creates and binds a UDP socket on `host:port` with SO_REUSEPORT, for a listener's HTTP/3 (QUIC): one per
+    /// worker slot, like the TCP sockets, so the kernel spreads clients over workers by their address. The
+    /// receive buffer is raised (to what the system allows) since a burst of datagrams queues there.
+    public static func bindDatagram(host: String, port: Int) throws(SystemError) -> Int32 {
+        let fd = try bound(host: host, port: port, type: SOCK_DGRAM, reusePort: true)
+        var size: Int32 = 4 << 20
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        return fd
+    }
+
+    private static func bound(host: String, port: Int, type: __socket_type, reusePort: Bool) throws(SystemError) -> Int32 {
         let isIPv6 = host.contains(":")
-        let fd = socket(isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(isIPv6 ? AF_INET6 : AF_INET, Int32(type.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError("socket") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -47,11 +67,6 @@ public enum ListeningSocket {
         }
         guard result == 0 else {
             let error = SystemError("bind", subject)
-            close(fd)
-            throw error
-        }
-        guard listen(fd, Int32(backlog)) == 0 else {
-            let error = SystemError("listen", subject)
             close(fd)
             throw error
         }

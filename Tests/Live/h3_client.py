@@ -6,7 +6,8 @@
 
 Each request: {"method", "path", "headers": [[name, value]...] (extra, after the pseudo-header fields),
 "omit": [pseudo-header names to leave out], "body_size": N (a repeating pattern), "trailers": [[name, value]...],
-"after": index of a request that must finish first, "raw": true to get the body back, "new_connection_id": true
+"after": index of a request that must finish first, "authority" (default "localhost"), "raw": true to get the
+body back, "new_connection_id": true
 to switch to another of the server's connection IDs first}. Each result: {"status",
 "headers", "length", "sha256", "trailers", "reset": QUIC application error code or null, "raw": the body in hex
 when asked, "connection_id": the server's connection ID the request was sent to, in hex}.
@@ -70,7 +71,8 @@ class Client(QuicConnectionProtocol):
                  "raw": bytearray() if request.get("raw") else None,
                  "done": asyncio.get_running_loop().create_future()}
         self.streams[stream_id] = state
-        pseudo = [(b":method", request.get("method", "GET")), (b":scheme", "https"), (b":authority", "localhost"),
+        pseudo = [(b":method", request.get("method", "GET")), (b":scheme", "https"),
+                  (b":authority", request.get("authority", "localhost")),
                   (b":path", request.get("path", "/"))]
         headers = [(k, v.encode()) for k, v in pseudo if k.decode() not in request.get("omit", [])]
         headers += [(k.encode(), v.encode()) for k, v in request.get("headers", [])]

@@ -121,10 +121,23 @@ class BlackHole:
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(0)
         self.port = self.listener.getsockname()[1]
-        self.filler = socket.create_connection(("127.0.0.1", self.port))
+        # Fill the accept queue until a connection no longer completes: how many it takes is the kernel's
+        # business (backlog 0 admits one, and a filler still in its handshake leaves room for another).
+        self.fillers = []
+        for _ in range(8):
+            filler = socket.socket()
+            filler.settimeout(0.3)
+            self.fillers.append(filler)
+            try:
+                filler.connect(("127.0.0.1", self.port))
+            except OSError:
+                break
+        else:
+            raise AssertionError("the black hole's accept queue never filled")
 
     def close(self):
-        self.filler.close()
+        for filler in self.fillers:
+            filler.close()
         self.listener.close()
 
 

@@ -203,21 +203,17 @@ extension RequestExchange {
             if mutations.body != nil, !hasBody { return "set-body on a request without a body" }
             // At pre-upstream the route is chosen: another one only through the re-resolve pass a route opts into.
             var target = route
-            if stage == .preUpstream, mutations.routeHint.route != nil || !mutations.routeHint.tags.isEmpty {
-                let action = mutations.routeHint.route != nil ? "set-route" : "add-route-tag"
-                switch reroute {
-                case .refused(let why):
-                    return "\(action) at pre_upstream: \(why)"
-                case .allowed(let routes):
-                    if let name = mutations.routeHint.route {
-                        guard let named = routes.route(named: name) else {
-                            return "set-route \(name): the listener has no route of that name"
-                        }
-                        target = named
-                    } else {
-                        target = nil  // the router decides after the stage; the pool is checked then
-                    }
+            if stage == .preUpstream, case .allowed(let routes) = reroute {
+                if let name = mutations.routeHint.route, routes.route(named: name) == nil {
+                    return "set-route \(name): the listener has no route of that name"
                 }
+                // The route the request ends on is known after the stage: a pool named now is checked then
+                // (`filtersFinished`), unless this very call names the route.
+                target = mutations.routeHint.route.flatMap { routes.route(named: $0) }
+            } else if stage == .preUpstream, mutations.routeHint.route != nil || !mutations.routeHint.tags.isEmpty,
+                case .refused(let why) = reroute
+            {
+                return "\(mutations.routeHint.route != nil ? "set-route" : "add-route-tag") at pre_upstream: \(why)"
             }
             if let upstream = mutations.routeHint.upstream, let target, !target.action.offers(upstream) {
                 return "set-upstream: route '\(target.name)' does not send to upstream '\(upstream)'"
@@ -349,9 +345,12 @@ extension RequestExchange {
 
     /// The route's pre-upstream policies, after its filters said go on: the verdict the request goes on with.
     mutating func runPreUpstreamPolicies(body: [UInt8]?, clientAddress: String, runtime: WorkerRuntime) -> FilterVerdict {
-        guard let route, !route.preUpstreamPolicies.isEmpty else { return .proceed }
+        guard let route else { return .proceed }
+        // A route a re-resolve pass moved the request to runs its own (its listener's ran on the first route).
+        let policies = policyState?.rerouted == true ? route.ownPreUpstreamPolicies : route.preUpstreamPolicies
+        guard !policies.isEmpty else { return .proceed }
         let stop = runRequestPolicies(
-            route.preUpstreamPolicies, stage: .preUpstream, body: body, clientAddress: clientAddress,
+            policies, stage: .preUpstream, body: body, clientAddress: clientAddress,
             runtime: runtime)
         // (A pool a policy named is checked against the route the request ends on, in `filtersFinished`.)
         return stop?.verdict ?? .proceed

@@ -39,10 +39,11 @@ enum RerouteAllowance {
 extension RequestExchange {
     /// Whether the current route's pre-upstream policies may ask for another route now.
     var rerouteAllowance: RerouteAllowance {
-        if let state = policyState, let inputs = state.rerouteInputs, !state.rerouted { return .allowed(inputs.routes) }
-        guard let route else { return .refused("no route is chosen") }
-        if route.reroutes { return .refused("the request was re-routed once already (one re-resolve pass)") }
-        return .refused("route '\(route.name)' does not set policy_reroute")
+        if let state = policyState, state.rerouted {
+            return .refused("the request was re-routed once already (one re-resolve pass)")
+        }
+        if let inputs = policyState?.rerouteInputs { return .allowed(inputs.routes) }
+        return .refused("route '\(route?.name ?? "-")' does not set policy_reroute")
     }
 
     /// Keeps what the re-resolve pass reads, when the chosen route lets its policies re-route.
@@ -84,14 +85,17 @@ extension RequestExchange {
         }
         guard next !== current else { return nil }
         move(to: next)
-        if let length = head.contentLength, length > next.maxBodySize {
+        // What the first route's filters found out or asked for (fields for the upstream, for the response) is
+        // theirs; who the client proved to be stays for the log.
+        forgetFilterRun()
+        // The new route's body limit, on what arrived already too (HTTP/2 DATA that came while the first route
+        // decided) and on the body a policy held.
+        let received = max(Int64(log.bytesIn), Int64(body?.count ?? 0), head.contentLength ?? 0)
+        if received > next.maxBodySize {
             return failed(413, "request body larger than \(next.maxBodySize) bytes")
         }
-        if let body, body.count > next.maxBodySize {
-            return failed(413, "request body larger than \(next.maxBodySize) bytes")
-        }
-        // The new route's readers get the body the first route's policy held; one it did not hold is streaming.
-        let bodyLimit = filterBodyLimit
+        // The new route's readers get the body the first route held; one it did not hold is streaming.
+        let bodyLimit = max(next.ownFilters.bodyLimit, next.ownPreUpstreamPolicies.compactMap(\.bodyLimit).max() ?? 0)
         if bodyLimit > 0, hasBody {
             guard let body else {
                 return failed(500, "route '\(next.name)' reads the request body, which route '\(current.name)' "
@@ -104,16 +108,18 @@ extension RequestExchange {
         return nil
     }
 
-    /// The route a re-resolve pass moved the request to runs as if it had been chosen first: its filters, then
-    /// (`filtersFinished`) its pre-upstream policies. Nil when one of its filters waits.
+    /// The route a re-resolve pass moved the request to runs as if it had been chosen first: its own filters,
+    /// then (`filtersFinished`) its own pre-upstream policies. Its listener's ran on the first route already, so
+    /// they do not run twice (a listener's rate limit would count the request twice, its re-routing policy ask
+    /// again). Nil when one of its filters waits.
     mutating func runReroutedFilters(_ state: PolicyRequestState, body: [UInt8]?, runtime: WorkerRuntime) -> FilterVerdict? {
         guard let route, let headBytes else { return .proceed }
-        if !route.preUpstreamPolicies.isEmpty { state.heldBody = body }
-        guard !route.filters.isEmpty else { return filtersFinished(.proceed, runtime: runtime) }
+        if !route.ownPreUpstreamPolicies.isEmpty { state.heldBody = body }
+        guard !route.ownFilters.isEmpty else { return filtersFinished(.proceed, runtime: runtime) }
         let input = FilterInput(
             head: head, bytes: headBytes, clientAddress: state.clientAddress, clientIP: state.rerouteInputs?.client ?? nil,
             route: route, tls: state.rerouteInputs?.session, now: .now(), body: body)
-        guard let verdict = startFilters(route.filters, input: input) else { return nil }
+        guard let verdict = startFilters(route.ownFilters, input: input) else { return nil }
         return filtersFinished(verdict, runtime: runtime)
     }
 

@@ -22,6 +22,7 @@ extension RequestExchange {
         withRequestID(runtime: runtime) { _ = out.writeBytes($0) }
         out.writeStaticString("\r\n")
         if let hsts = routes.hstsLine { out.writeBytes(hsts) }
+        if let altSvc = routes.altSvcLine { out.writeBytes(altSvc) }
     }
 
     /// The same fields as `writeResponseFields`, one by one, as bytes (no string is made for the request id),
@@ -47,9 +48,13 @@ extension RequestExchange {
         if let hsts = routes.hstsField {
             Self.hstsName.withUnsafeBytes { name in hsts.withUnsafeBytes { body(name, $0, false) } }
         }
+        if let altSvc = routes.altSvcField {
+            Self.altSvcName.withUnsafeBytes { name in altSvc.withUnsafeBytes { body(name, $0, false) } }
+        }
     }
 
     private static let hstsName = Array("strict-transport-security".utf8)
+    private static let altSvcName = Array("alt-svc".utf8)
 
     /// Which field of an upstream's HTTP/1.1 response head the exchange writes itself: the request id, which
     /// upstreams often echo, and the client must see once. Static, like every per-response helper here that does

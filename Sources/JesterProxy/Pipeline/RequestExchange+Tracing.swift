@@ -133,7 +133,7 @@ extension RequestExchange {
     /// Keeps the trace `startTrace` made, after the log record began (detailed when the trace is recorded, for
     /// the server span's attributes). `secure`: over TLS; `logged`: an access log or a tap reads the trace id.
     mutating func continueTrace(
-        _ trace: RequestTrace, _ tracing: WorkerTracing, http2: Bool, secure: Bool, logged: Bool
+        _ trace: RequestTrace, _ tracing: WorkerTracing, multiplexed: StreamProtocol?, secure: Bool, logged: Bool
     ) {
         guard trace.isRecording else {
             if logged { log.traceID = trace.context.traceID.description }
@@ -147,7 +147,7 @@ extension RequestExchange {
             method: log.method, scheme: secure ? "https" : "http", path: String(target[..<(query ?? target.endIndex)]),
             query: query.map { String(target[target.index(after: $0)...]) },
             host: log.host.isEmpty ? nil : log.host,
-            port: nil, protocolVersion: http2 ? "2" : (head.version == .http1_0 ? "1.0" : "1.1"),
+            port: nil, protocolVersion: multiplexed?.version ?? (head.version == .http1_0 ? "1.0" : "1.1"),
             clientAddress: log.client.isEmpty ? nil : log.client,
             userAgent: log.userAgent.isEmpty ? nil : log.userAgent)
         for attribute in attributes { trace.setAttribute(attribute, on: trace.serverSpan) }

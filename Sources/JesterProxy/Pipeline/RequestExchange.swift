@@ -89,9 +89,10 @@ struct RequestExchange {
     /// A new request, whose head the adapter has parsed into `head` over `bytes`: its log record starts
     /// (detailed only when an access log, a tap or tracing reads it; timed when metrics observe its duration), and
     /// with `[tracing]` its trace. (The adapter parses in place, so the head's field array is reused from request
-    /// to request.) `http2`, `secure`: what the client speaks, for the trace's attributes.
+    /// to request.) `multiplexed`, `secure`: what the client speaks, for the trace's attributes.
     mutating func begin(
-        bytes: ByteBuffer, client: String, runtime: WorkerRuntime, http2: Bool = false, secure: Bool = false
+        bytes: ByteBuffer, client: String, runtime: WorkerRuntime, multiplexed: StreamProtocol? = nil,
+        secure: Bool = false
     ) {
         headBytes = bytes
         isSecure = secure
@@ -129,7 +130,7 @@ struct RequestExchange {
         log.begin(
             head: head, bytes: bytes, client: client, detailed: logged || trace.isRecording,
             timed: runtime.metrics != nil)
-        continueTrace(trace, tracing, http2: http2, secure: secure, logged: logged)
+        continueTrace(trace, tracing, multiplexed: multiplexed, secure: secure, logged: logged)
     }
 
     /// The checks before routing that every protocol makes: `http.max_request_head_size`,
@@ -297,10 +298,9 @@ struct RequestExchange {
     }
 
     /// Starts a run of `chain` (the chosen route's, or the route a re-resolve pass chose): its verdict, or nil
-    /// when a filter waits. Who an earlier run found the client to be stays unless this one finds otherwise.
+    /// when a filter waits.
     mutating func startFilters(_ chain: FilterChain, input: FilterInput) -> FilterVerdict? {
         let context = FilterContext(chain: chain, input: input)
-        if let earlier = filterContext?.user { context.user = earlier }
         // A recorded trace makes a span of each filter; other requests' runs have no observer.
         if let tracingState, tracingState.trace.isRecording { context.observer = tracingState }
         filterContext = context
@@ -333,6 +333,13 @@ struct RequestExchange {
         }
         note(verdict)
         return verdict
+    }
+
+    /// Drops what a finished filter run found and asked for (fields for the upstream and the response), when a
+    /// re-resolve pass moved the request to another route; who the client proved to be stays in the log record.
+    mutating func forgetFilterRun() {
+        if let user = filterContext?.user { log.user = user }
+        filterContext = nil
     }
 
     /// Where the verdict of filters that wait goes (see `runFilters`). Made only for runs that wait, so a request
@@ -527,8 +534,13 @@ struct RequestExchange {
         let target = pool?.metrics.flatMap { pool in
             upstreamTargetIndex.flatMap { index in index < pool.targets.count ? pool.targets[index] : nil }
         }
-        let proto: MetricProtocol = `protocol`.utf8CodeUnitCount == 8 && `protocol`.utf8Start[5] == UInt8(ascii: "2")
-            ? .http2 : .http1
+        // ("HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/3": the digit after the slash.)
+        let proto: MetricProtocol
+        switch `protocol`.utf8CodeUnitCount > 5 ? `protocol`.utf8Start[5] : 0 {
+        case UInt8(ascii: "2"): proto = .http2
+        case UInt8(ascii: "3"): proto = .http3
+        default: proto = .http1
+        }
         if let target, let wait = upstreamResponseWait {
             metrics.upstreamResponded(target: target, nanoseconds: wait)
         }

@@ -226,5 +226,12 @@ struct FilterChain: @unchecked Sendable {
 
     static let empty = FilterChain(filters: [])
 
+    /// The chain's last `count` filters (a route's own, after its listener's), counted in the same metrics.
+    func suffix(_ count: Int) -> FilterChain {
+        FilterChain(
+            filters: Array(filters.suffix(count)), kinds: kinds.count == filters.count ? Array(kinds.suffix(count)) : [],
+            metrics: metrics)
+    }
+
     var isEmpty: Bool { filters.isEmpty }
 }

@@ -4,15 +4,17 @@ import JesterCore
 import JesterHTTP2
 import NIOCore
 
-/// One HTTP/2 request: translated to HTTP/1.1 (RFC 9113 §8.3) and routed like any request, then answered locally
-/// or proxied through the exchange's upstream (`ExchangeUpstream`: an HTTP/1.1 connection, or a stream to an
-/// HTTP/2 target, which keeps fields and trailers both ways, for gRPC), the response translated back.
+/// One request of an HTTP/2 or HTTP/3 connection (`RequestStreamConnection`): translated to HTTP/1.1 (RFC 9113
+/// §8.3, RFC 9114 §4.3) and routed like any request, then answered locally or proxied through the exchange's
+/// upstream (`ExchangeUpstream`: an HTTP/1.1 connection, or a stream to an HTTP/2 target, which keeps fields and
+/// trailers both ways, for gRPC), the response translated back. Both protocols carry the same messages over
+/// streams with flow control, so one adapter serves both.
 ///
 /// The connection is `unowned`: it owns its streams, and a stream that outlives it (a pool's completion arriving
 /// after the client left) has been marked finished by `clientGone`, and every late path checks that first.
-final class HTTP2Stream: UpstreamConnectionDelegate, UpstreamWaiter {
-    unowned let connection: HTTP2Connection
-    let id: Int32
+final class RequestStream: UpstreamConnectionDelegate, UpstreamWaiter {
+    unowned let connection: any RequestStreamConnection
+    let id: Int64
     /// The request's decisions (route, filters, upstream choice, retries, log), shared with HTTP/1.1.
     var exchange = RequestExchange()
     var upstream: (any ExchangeUpstream)?
@@ -53,7 +55,10 @@ final class HTTP2Stream: UpstreamConnectionDelegate, UpstreamWaiter {
     /// on: passing them on later must not acknowledge them a second time.
     var acknowledgedAhead = 0
 
-    init(connection: HTTP2Connection, id: Int32) {
+    /// Upstream response bytes buffered per stream before reading from the upstream pauses.
+    static let outgoingBufferLimit = 256 * 1024
+
+    init(connection: any RequestStreamConnection, id: Int64) {
         self.connection = connection
         self.id = id
         timer.setup(queue: connection.runtime.timers) { purpose in self.timerFired(purpose) }
@@ -73,7 +78,7 @@ final class HTTP2Stream: UpstreamConnectionDelegate, UpstreamWaiter {
         let parser = HTTPHeadParser(limits: runtime.parserLimits)
         let error = bytes.withUnsafeReadableBytes { parser.parseRequest($0, into: &exchange.head) }
         exchange.begin(
-            bytes: bytes, client: connection.clientAddress, runtime: runtime, http2: true,
+            bytes: bytes, client: connection.clientAddress, runtime: runtime, multiplexed: connection.streamProtocol,
             secure: connection.tls != nil)
         if let error {
             // The same strict rules as HTTP/1: bytes nghttp2 lets through (in a :path, say) still get a 400 here.

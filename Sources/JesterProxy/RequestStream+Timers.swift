@@ -6,7 +6,7 @@ import NIOCore
 
 /// An HTTP/2 request's timers (the route's whole-exchange deadline, the client body, the response and the reads
 /// between its parts) and its completion.
-extension HTTP2Stream {
+extension RequestStream {
     /// `timeout`: the whole exchange; a response under way is cut short with a reset, visibly.
     func armRouteTimers(_ route: CompiledRoute) {
         guard let total = route.totalTimeout else { return }
@@ -67,7 +67,7 @@ extension HTTP2Stream {
             complete()
             // At once, dropping what is still queued for the client (unlike an upstream that failed midway): the
             // client may be the one not reading, and the stream must not wait on it.
-            connection.reset(id, errorCode: 2)
+            connection.resetWithInternalError(id)
         } else {
             finishLocally(status: 504, failure: reason)
         }
@@ -82,7 +82,7 @@ extension HTTP2Stream {
         // now: the client's connection window is shared by all its streams.
         if !pendingBody.isEmpty { dropHeldBody() }
         exchange.writeLog(
-            status: status, protocol: "HTTP/2.0", tls: connection.tls, runtime: runtime,
+            status: status, protocol: connection.streamProtocol.logName, tls: connection.tls, runtime: runtime,
             listener: connection.metricsListener)
         exchange.end()
     }

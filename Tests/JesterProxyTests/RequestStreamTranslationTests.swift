@@ -7,7 +7,7 @@ import Testing
 /// HTTP/2 requests as the HTTP/1.1 heads routing and upstreams see (RFC 9113 §8.3).
 
 @Test func pseudoHeadersBecomeTheRequestLineAndHost() {
-    let text = HTTP2Stream.translate([
+    let text = RequestStream.translate([
         HTTP2Field(":method", "POST"), HTTP2Field(":scheme", "https"), HTTP2Field(":authority", "api.test:8443"),
         HTTP2Field(":path", "/v1/items?x=1"), HTTP2Field("cookie", "a=1"), HTTP2Field("content-type", "text/plain"),
         HTTP2Field("cookie", "b=2"),
@@ -17,7 +17,7 @@ import Testing
 }
 
 @Test func aKnownLengthIsKeptAndAHostFieldStandsInForAuthority() {
-    let text = HTTP2Stream.translate([
+    let text = RequestStream.translate([
         HTTP2Field(":method", "PUT"), HTTP2Field(":scheme", "http"), HTTP2Field(":path", "/x"),
         HTTP2Field("host", "h.test"), HTTP2Field("content-length", "5"),
     ], hasBody: true, allocator: ByteBufferAllocator()).map(String.init(buffer:))
@@ -25,13 +25,13 @@ import Testing
 }
 
 @Test func incompleteOrConnectRequestsAreRefused() {
-    #expect(HTTP2Stream.translate([HTTP2Field(":method", "GET"), HTTP2Field(":path", "/")], hasBody: false, allocator: ByteBufferAllocator()) == nil)
-    #expect(HTTP2Stream.translate([
+    #expect(RequestStream.translate([HTTP2Field(":method", "GET"), HTTP2Field(":path", "/")], hasBody: false, allocator: ByteBufferAllocator()) == nil)
+    #expect(RequestStream.translate([
         HTTP2Field(":method", "CONNECT"), HTTP2Field(":authority", "x:443"),
     ], hasBody: false, allocator: ByteBufferAllocator()) == nil)
 }
 
 @Test func renderedFieldsSplitIntoHTTP2Fields() {
-    #expect(HTTP2Stream.fields(ofRendered: "X-One: 1\r\nContent-Type:  text/plain \r\n")
+    #expect(RequestStream.fields(ofRendered: "X-One: 1\r\nContent-Type:  text/plain \r\n")
         == [HTTP2Field("x-one", "1"), HTTP2Field("content-type", "text/plain")])
 }

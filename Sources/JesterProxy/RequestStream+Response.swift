@@ -6,7 +6,7 @@ import NIOCore
 
 /// An HTTP/2 request's answer: an HTTP/1.1 upstream's response translated back (and retries after it), local
 /// answers, and how the stream ends early (reset by the client, cut at the drain timeout).
-extension HTTP2Stream {
+extension RequestStream {
     // MARK: Response
 
     func upstreamResponseHead(_ response: HTTPHead, bytes: ByteBuffer) {
@@ -169,7 +169,7 @@ extension HTTP2Stream {
             connection.sendBody(id, held)
         }
         connection.scheduleFlush()
-        if connection.bufferedBody(id) < HTTP2Connection.streamBufferLimit {
+        if connection.bufferedBody(id) < RequestStream.outgoingBufferLimit {
             upstream?.read()
         } else {
             upstreamPaused = true
@@ -182,7 +182,7 @@ extension HTTP2Stream {
 
     /// The stream's outgoing buffer drained: read from the upstream again.
     func resumeUpstreamIfRoom() {
-        guard upstreamPaused, connection.bufferedBody(id) < HTTP2Connection.streamBufferLimit / 2 else { return }
+        guard upstreamPaused, connection.bufferedBody(id) < RequestStream.outgoingBufferLimit / 2 else { return }
         upstreamPaused = false
         upstream?.read()
     }
@@ -190,14 +190,15 @@ extension HTTP2Stream {
     // MARK: Ends
 
     /// The client reset the stream, or it completed: an upstream still busy with it is closed (out of step).
-    func closed(errorCode: UInt32) {
+    func closed(errorCode: UInt64) {
         deferredStart = nil
         timer.cancel()
         exchangeDeadline?.cancel()
         // The client gave up (or the exchange is over): so does the target.
         detachUpstream()
         if !finished {
-            exchange.log.failure = errorCode == 8 ? "client cancelled the stream" : "stream reset (error \(errorCode))"
+            exchange.log.failure = connection.streamProtocol.isCancellation(errorCode)
+                ? "client cancelled the stream" : "stream reset (error \(errorCode))"
             // 499 when nothing was answered (nginx's convention); otherwise the status that went out.
             complete(status: responseStarted ? nil : 499)
         }
@@ -218,7 +219,7 @@ extension HTTP2Stream {
 
     func clientGone() {
         deferredStart = nil
-        closed(errorCode: 8)
+        closed(errorCode: connection.streamProtocol.cancelCode)
     }
 
     /// Lets go of whatever upstream still works on this request: an HTTP/1.1 connection is closed (which detaches
@@ -280,7 +281,7 @@ extension HTTP2Stream {
         connection.respond(id, fields: all, hasBody: sendsBody)
         if sendsBody {
             connection.sendBody(id, body)
-            connection.finishBody(id)
+            connection.finishBody(id, trailers: [])
         }
         complete()
         connection.scheduleFlush()

@@ -1,0 +1,246 @@
+// SPDX-License-Identifier: Apache-2.0
+import Glibc
+import JesterHTTP3
+import NIOCore
+
+/// One worker's UDP socket of a listener with `http3 = true`: every datagram that reaches it is routed by its
+/// destination connection ID to the `HTTP3Connection` that owns it, or, when it opens a connection, accepted (with
+/// Retry, Version Negotiation and stateless resets as `QUICServerEndpoint` decides). The master binds one such
+/// socket per worker slot with SO_REUSEPORT, so the kernel spreads clients over workers by their address; each
+/// connection's IDs carry the worker's slot and generation (`WorkerConnectionIDFactory`) for steering by ID.
+///
+/// A NIO datagram channel for now; issue 24's socket layer (recvmmsg/sendmmsg, GSO) replaces it beneath the
+/// sessions, which know nothing of sockets. Loop-confined.
+final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+
+    let runtime: WorkerRuntime
+    let listenerName: String
+    let endpoint: QUICServerEndpoint
+    /// Where the socket is bound (its address in every path the connections validate).
+    private(set) var localAddress: QUICSocketAddress
+    /// Every connection ID in use, the client's original one included, to its connection.
+    private var connections: [QUICConnectionID: HTTP3Connection] = [:]
+    private var context: ChannelHandlerContext?
+    /// One datagram's worth of room that each outgoing packet is written into before it is copied to a buffer.
+    private let packet = UnsafeMutableRawBufferPointer.allocate(byteCount: 1500, alignment: 8)
+    private var unflushed = false
+    /// Connections that received datagrams in the current read batch (`channelReadComplete` finishes them).
+    private var touched: [HTTP3Connection] = []
+    /// A read batch is under way: its end flushes what was written meanwhile.
+    private var reading = false
+    /// The worker is draining: no new connection is accepted here.
+    private(set) var isDraining = false
+
+    /// This worker's slot and generation, which its connection IDs carry.
+    let slot: UInt8
+    let generation: UInt16
+
+    init(
+        runtime: WorkerRuntime, listenerName: String, endpoint: QUICServerEndpoint, localAddress: QUICSocketAddress,
+        slot: UInt8, generation: UInt16
+    ) {
+        self.slot = slot
+        self.generation = generation
+        self.runtime = runtime
+        self.listenerName = listenerName
+        self.endpoint = endpoint
+        self.localAddress = localAddress
+    }
+
+    deinit {
+        packet.deallocate()
+    }
+
+    /// The sessions' clock: monotonic nanoseconds, the loop's clock.
+    static func now() -> QUICInstant {
+        QUICInstant(nanoseconds: NIODeadline.now().uptimeNanoseconds)
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if let bound = context.channel.localAddress.flatMap(QUICSocketAddress.init(nio:)) { localAddress = bound }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        reading = true
+        guard let peer = QUICSocketAddress(nio: envelope.remoteAddress) else { return }
+        runtime.counters.bytesIn &+= envelope.data.readableBytes
+        envelope.data.withUnsafeReadableBytes { received($0, from: peer, now: Self.now()) }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        let batch = touched
+        touched.removeAll(keepingCapacity: true)
+        for connection in batch { connection.readComplete() }
+        reading = false
+        flush()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A datagram socket's errors (an ICMP unreachable reported on a later read) concern one peer; serve on.
+        runtime.logWarning("HTTP/3 socket error", metadata: ["listener": "\(listenerName)", "error": "\(error)"])
+    }
+
+    // MARK: Datagrams
+
+    private func received(_ datagram: UnsafeRawBufferPointer, from peer: QUICSocketAddress, now: QUICInstant) {
+        switch endpoint.route(datagram: datagram, peer: peer) {
+        case .connection(let id, let isLong):
+            if let connection = connections[id] {
+                if !connection.isTouched {
+                    connection.isTouched = true
+                    touched.append(connection)
+                }
+                connection.received(datagram, from: peer, now: now)
+            } else if isLong {
+                accept(datagram, from: peer, now: now)
+            } else if !ownedElsewhere(id), let reset = endpoint.statelessReset(datagram: datagram, peer: peer) {
+                // A short-header packet of a connection this worker does not know (lost in a crash): the client
+                // learns at once instead of timing out.
+                send(reset)
+            }
+        case .versionNegotiation(let answer):
+            send(answer)
+        case .invalid:
+            break
+        }
+    }
+
+    private func accept(_ datagram: UnsafeRawBufferPointer, from peer: QUICSocketAddress, now: QUICInstant) {
+        // A draining worker takes no new connection: the client's Initial goes unanswered here and its retry
+        // lands where the kernel sends it (after a reload, this socket is the new generation's too).
+        guard !isDraining else { return }
+        switch endpoint.accept(
+            datagram: datagram, local: localAddress, peer: peer, requireAddressValidation: false, now: now)
+        {
+        case .accepted(let quic):
+            let session: HTTP3Session
+            do {
+                var settings = HTTP3Session.Settings()
+                settings.maxFieldSectionSize = UInt64(runtime.configuration.http.maxRequestHeadSize)
+                session = try HTTP3Session(connection: quic, settings: settings, now: now)
+            } catch {
+                runtime.logWarning("HTTP/3 session refused", metadata: ["client": "\(peer)", "error": "\(error)"])
+                return
+            }
+            let connection = HTTP3Connection(session: session, listener: self, runtime: runtime, listenerName: listenerName)
+            guard runtime.register(connection, clientAddress: connection.clientAddress) else {
+                // Over a connection limit: closed at once (CONNECTION_REFUSED is the transport's word for it).
+                quic.close(applicationError: HTTP3ErrorCode.requestRejected, now: now)
+                send(from: quic, now: now)
+                return
+            }
+            connections[quic.originalDestinationConnectionID] = connection
+            connection.service(now: now)
+        case .retry(let answer), .refuse(let answer):
+            send(answer)
+        case .ignore:
+            break
+        }
+    }
+
+    /// Writes every datagram `connection` has to send now.
+    func send(from connection: QUICConnection, now: QUICInstant) {
+        guard let context else { return }
+
+        while let written = connection.writeDatagram(into: packet, now: now),
+            let address = written.peer.nioAddress
+        {
+            var buffer = context.channel.allocator.buffer(capacity: written.count)
+            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: packet[..<written.count]))
+            runtime.counters.bytesOut &+= written.count
+
+            context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: address, data: buffer)), promise: nil)
+            unflushed = true
+        }
+    }
+
+    private func send(_ datagram: QUICDatagram) {
+        guard let context, let address = datagram.peer.nioAddress else { return }
+        let buffer = context.channel.allocator.buffer(bytes: datagram.bytes)
+        context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: address, data: buffer)), promise: nil)
+        unflushed = true
+    }
+
+    /// Sends what a connection wrote outside a read batch (a timer, an upstream's answer) at once; within one,
+    /// the batch's end sends everything together. (Datagrams left unflushed would wait for the client's next
+    /// packet, which waits for them.)
+    func flushUnlessReading() {
+        if !reading { flush() }
+    }
+
+    /// Sends what was written since the last flush.
+    func flush() {
+        guard unflushed, let context else { return }
+        unflushed = false
+        context.flush()
+    }
+
+    /// Whether `id` names another worker (another slot, or another generation of this slot: during a reload the
+    /// draining worker and its successor read the same socket). Such a packet reached the wrong worker and is
+    /// dropped, not answered with a stateless reset that would kill a connection its owner still serves; QUIC
+    /// sends it again. (Steering by ID in the kernel, an SK_REUSEPORT program, is what avoids the loss.)
+    private func ownedElsewhere(_ id: QUICConnectionID) -> Bool {
+        guard let owner = WorkerConnectionIDFactory.owner(of: id) else { return false }
+        return owner.slot != slot || owner.generation != generation
+    }
+
+    // MARK: Connections
+
+    /// `connection` issued a new connection ID: its packets are routed to it from now on.
+    func adopt(_ id: QUICConnectionID, for connection: HTTP3Connection) {
+        connections[id] = connection
+    }
+
+    /// A connection ID was retired.
+    func forget(_ id: QUICConnectionID) {
+        connections[id] = nil
+    }
+
+    /// `connection` is over: its IDs are forgotten, and the worker stops counting it.
+    func remove(_ connection: HTTP3Connection) {
+        connections = connections.filter { $0.value !== connection }
+        runtime.unregister(connection, clientAddress: connection.clientAddress)
+        flush()
+    }
+
+    /// The worker drains: no new connection is accepted; the connections themselves drain through the worker's
+    /// list of connections (`WorkerRuntime.drainConnections`).
+    func stopAccepting() {
+        isDraining = true
+    }
+
+    /// Whether any connection is still open here.
+    var hasConnections: Bool { !connections.isEmpty }
+}
+
+extension QUICSocketAddress {
+    /// The address of a NIO socket address (IPv4 or IPv6).
+    init?(nio address: SocketAddress) {
+        guard let converted = address.withSockAddr({ pointer, size in
+            QUICSocketAddress(sockaddrBytes: UnsafeRawBufferPointer(start: pointer, count: size))
+        }) else { return nil }
+        self = converted
+    }
+
+    /// The address as NIO's, for a datagram's destination.
+    var nioAddress: SocketAddress? {
+        bytes.withUnsafeBytes { raw -> SocketAddress? in
+            if isIPv6 {
+                guard raw.count >= MemoryLayout<sockaddr_in6>.size else { return nil }
+                return SocketAddress(raw.loadUnaligned(as: sockaddr_in6.self))
+            }
+            guard raw.count >= MemoryLayout<sockaddr_in>.size else { return nil }
+            return SocketAddress(raw.loadUnaligned(as: sockaddr_in.self))
+        }
+    }
+}

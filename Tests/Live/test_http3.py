@@ -1,0 +1,145 @@
+# SPDX-License-Identifier: Apache-2.0
+"""HTTP/3 through the request pipeline (issue 23): a TLS listener with http3 = true serves QUIC on the same
+port over UDP, each HTTP/3 stream one more adapter of the request exchange, so routing, filters, local answers,
+proxying with flow control both ways, the access log and the metrics are those of HTTP/1.1 and HTTP/2. The
+client is aioquic (an implementation independent of ngtcp2 and nghttp3), the upstream a real HTTP/1.1 server,
+two workers run as the unprivileged user; HTTPS responses over TCP advertise the UDP side with Alt-Svc."""
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, Jester, Upstream, curl, wait_for
+from test_metrics import sample, scrape
+
+HERE = Path(__file__).resolve().parent
+AIOQUIC_PYTHON = Path(os.environ.get("JESTER_AIOQUIC_VENV", "/var/tmp/jester-aioquic-venv")) / "bin" / "python3"
+TLS = ROOT / "Tests" / "Fixtures" / "tls"
+
+
+def h3(port, requests, timeout=60):
+    """Runs the requests on one new aioquic connection to 127.0.0.1:port; returns their results in order."""
+    if not AIOQUIC_PYTHON.exists():
+        pytest.fail(f"{AIOQUIC_PYTHON} is missing: run Packaging/setup.sh --test (it installs aioquic)")
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
+        json.dump(requests, file)
+        file.flush()
+        result = subprocess.run(
+            [str(AIOQUIC_PYTHON), str(HERE / "h3_client.py"), str(port), str(TLS / "ca.pem"), file.name],
+            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["results"]
+
+
+def field(result, name):
+    return next((value for key, value in result["headers"] if key == name), None)
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    server = Upstream()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def jester(upstream):
+    instance = Jester(f"""
+http3 = true
+
+[listeners.tls]
+[[listeners.tls.certificates]]
+cert = "{TLS / 'alpha.pem'}"
+key = "{TLS / 'alpha.key'}"
+
+[filters.no_loopback]
+kind = "ip_rules"
+deny = ["127.0.0.0/8"]
+
+[upstreams.app]
+targets = ["{upstream.address}"]
+
+[[routes]]
+name = "app"
+path_prefix = "/"
+upstream = "app"
+
+[[routes]]
+name = "local"
+path_prefix = "/local"
+respond = {{ status = 200, body = "answered by jester\\n" }}
+
+[[routes]]
+name = "guarded"
+path_prefix = "/guarded"
+filters = ["no_loopback"]
+upstream = "app"
+""", workers=2)
+    yield instance
+    instance.stop()
+
+
+def test_requests_go_through_the_pipeline_to_an_http1_upstream(jester, upstream):
+    results = h3(jester.port, [
+        {"path": "/echo?h3", "raw": True, "headers": [["x-client", "aioquic"]]},
+        {"path": "/local", "raw": True},
+        {"path": "/guarded/echo?h3-refused"},
+        {"method": "POST", "path": "/upload?h3", "body_size": 2_000_000, "raw": True},
+        {"path": "/download?size=3000000"},
+    ])
+    echo, local, guarded, upload, download = results
+    assert echo["status"] == "200"
+    answer = json.loads(bytes.fromhex(echo["raw"]))
+    fields = {name.lower(): value for name, value in answer["headers"]}
+    assert answer["method"] == "GET" and answer["path"] == "/echo?h3"
+    assert fields["x-client"] == "aioquic" and fields["x-forwarded-proto"] == "https"
+    assert fields["host"] == "localhost"
+    # A local answer, and a filter's refusal: nothing of it reaches the upstream.
+    assert (local["status"], bytes.fromhex(local["raw"])) == ("200", b"answered by jester\n")
+    assert guarded["status"] == "403"
+    assert not [r for r in upstream.requests() if "h3-refused" in r["path"]]
+    # 2 MB up and 3 MB down: beyond every flow-control window, so both directions' backpressure works.
+    assert upload["status"] == "200" and json.loads(bytes.fromhex(upload["raw"]))["length"] == 2_000_000
+    assert download["status"] == "200" and download["length"] == 3_000_000
+    # Every HTTP/3 response advertises the UDP side too.
+    assert field(echo, "alt-svc") == f'h3=":{jester.port}"; ma=86400'
+
+
+def test_https_over_tcp_advertises_http3(jester):
+    for flag in ("--http1.1", "--http2"):
+        result = subprocess.run(
+            ["curl", "-sS", "--max-time", "10", flag, "--cacert", str(TLS / "ca.pem"), "-D", "-", "-o", "/dev/null",
+             "--resolve", f"localhost:{jester.port}:127.0.0.1", f"https://localhost:{jester.port}/local"],
+            capture_output=True, text=True, timeout=20)
+        assert result.returncode == 0, result.stderr
+        assert f'alt-svc: h3=":{jester.port}"; ma=86400' in result.stdout.lower(), result.stdout
+
+
+def test_http3_requests_are_logged_and_counted_as_http3(jester):
+    h3(jester.port, [{"path": "/local?counted"}])
+    line = wait_for(lambda: next((r for r in jester.access_log() if r["target"] == "/local?counted"), None),
+                    timeout=5, what="the HTTP/3 request's access-log line")
+    assert line["protocol"] == "HTTP/3" and line["tls_version"] == "TLSv1.3" and line["route"] == "local"
+    assert line["tls_server_name"] == "localhost"
+    wait_for(lambda: sample(scrape(jester), "jester_http_requests_total", listener="main", route="local",
+                            protocol="http3", status_class="2xx") >= 1, timeout=5, what="the http3 request counted")
+
+
+def test_many_concurrent_streams_on_one_connection(jester):
+    results = h3(jester.port, [{"path": f"/echo?stream-{n}"} for n in range(40)])
+    assert [r["status"] for r in results] == ["200"] * 40
+
+
+def test_http3_needs_a_tls_listener(tmp_path):
+    config = tmp_path / "jester.toml"
+    config.write_text('[[listeners]]\nname = "plain"\naddress = "127.0.0.1:8443"\nhttp3 = true\n\n'
+                      '[[routes]]\nname = "r"\nrespond = { status = 200 }\n')
+    result = subprocess.run([str(Path(os.environ.get("JESTER_BIN_DIR", ROOT / ".build" / "release")) / "jester"),
+                             "config", "validate", "-c", str(config)], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "http3 = true needs a TLS listener" in result.stdout + result.stderr
+    assert f"{config}:4:" in result.stdout + result.stderr
