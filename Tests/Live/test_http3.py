@@ -7,6 +7,7 @@ two workers run as the unprivileged user; HTTPS responses over TCP advertise the
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -47,9 +48,22 @@ def upstream():
 
 
 @pytest.fixture(scope="module")
-def jester(upstream):
+def modules():
+    """The SDK's header-injection policy, built here (Tests/Live/test_policies.py builds and drives the rest)."""
+    from test_policies import SDK, build
+    directory = Path(tempfile.mkdtemp(prefix="jester-h3-policies-"))
+    directory.chmod(0o755)
+    build(SDK / "examples" / "header_inject.c", directory / "header_inject.wasm")
+    (directory / "header_inject.wasm").chmod(0o644)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def jester(upstream, modules):
     instance = Jester(f"""
 http3 = true
+policies = [{{ policy = "inject", stage = "pre_route" }}]
 
 [listeners.tls]
 [[listeners.tls.certificates]]
@@ -78,6 +92,16 @@ name = "guarded"
 path_prefix = "/guarded"
 filters = ["no_loopback"]
 upstream = "app"
+
+[[routes]]
+name = "policed"
+path_prefix = "/policed"
+upstream = "app"
+policies = [{{ policy = "inject", stage = "post_response" }}]
+
+[policies.inject]
+module = "{modules / 'header_inject.wasm'}"
+config = {{ request_header = "x-injected", request_value = "over-h3", response_header = "x-served-by" }}
 """, workers=2)
     yield instance
     instance.stop()
@@ -107,6 +131,15 @@ def test_requests_go_through_the_pipeline_to_an_http1_upstream(jester, upstream)
     assert download["status"] == "200" and download["length"] == 3_000_000
     # Every HTTP/3 response advertises the UDP side too.
     assert field(echo, "alt-svc") == f'h3=":{jester.port}"; ma=86400'
+
+
+def test_wasm_policies_run_over_http3(jester):
+    """The same policy stages as over HTTP/1.1 and HTTP/2 (test_policies.py): a request field set before routing
+    (the listener's pre_route), a response field after (the route's post_response)."""
+    echo, = h3(jester.port, [{"path": "/policed/echo", "raw": True}])
+    assert echo["status"] == "200" and field(echo, "x-served-by") == "jester-policy"
+    fields = {name.lower(): value for name, value in json.loads(bytes.fromhex(echo["raw"]))["headers"]}
+    assert fields["x-injected"] == "over-h3"
 
 
 def test_https_over_tcp_advertises_http3(jester):
