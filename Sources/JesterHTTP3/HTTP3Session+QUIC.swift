@@ -24,8 +24,9 @@ extension HTTP3Session: QUICStreamApplication {
             )
             return false
         }
-        return nghttp3_conn_bind_control_stream(h3, control) == 0
+        controlStreamBound = nghttp3_conn_bind_control_stream(h3, control) == 0
             && nghttp3_conn_bind_qpack_streams(h3, encoder, decoder) == 0
+        return controlStreamBound
     }
 
     func quicStreamData(stream: Int64, _ data: UnsafeRawBufferPointer, fin: Bool) -> Bool {

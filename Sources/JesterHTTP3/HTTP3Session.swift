@@ -199,13 +199,21 @@ public final class HTTP3Session {
     /// Starts a graceful shutdown (RFC 9114 §5.2): a GOAWAY that still admits requests in flight, to be followed
     /// by `goAway()` once the client had a round trip to notice.
     public func announceShutdown() {
+        // (GOAWAY travels on the control stream, which exists once the handshake installed 1-RTT keys: nghttp3
+        // asserts it. Before that there is nothing to announce; the caller closes such a connection.)
+        guard controlStreamBound else { return }
         _ = nghttp3_conn_submit_shutdown_notice(h3)
     }
 
     /// The final GOAWAY: requests on streams above the last one accepted will not be served.
     public func goAway() {
+        guard controlStreamBound else { return }
         _ = nghttp3_conn_shutdown(h3)
     }
+
+    /// Whether the session's control and QPACK streams are open (after the handshake): only then can it send
+    /// GOAWAY or serve requests.
+    public internal(set) var controlStreamBound = false
 
     // MARK: Internals
 

@@ -27,6 +27,9 @@ final class ConnectionTimer {
         case send
         /// The upstream sent no response bytes for the route's read_timeout: the response is cut short.
         case upstreamRead
+        /// A QUIC connection's next deadline (loss recovery, acknowledgements, pacing, idle and handshake
+        /// timeouts): its session handles the expiry.
+        case quic
     }
 
     private(set) var purpose = Purpose.none

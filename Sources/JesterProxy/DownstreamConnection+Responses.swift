@@ -293,7 +293,7 @@ extension DownstreamConnection {
             finishLog(status: exchange.log.status)
             exchange.end()
             close()
-        case .none:
+        case .none, .quic:
             break
         }
     }

@@ -72,7 +72,7 @@ final class RequestStream: UpstreamConnectionDelegate, UpstreamWaiter {
         runtime.counters.requests &+= 1
         requestComplete = endStream
         guard let bytes = Self.translate(fields, hasBody: !endStream, allocator: runtime.allocator) else {
-            finishLocally(status: 400, failure: "HTTP/2 request without :method, :path or :authority")
+            finishLocally(status: 400, failure: "request without :method, :path or :authority")
             return
         }
         let parser = HTTPHeadParser(limits: runtime.parserLimits)

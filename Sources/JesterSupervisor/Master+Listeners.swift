@@ -46,30 +46,6 @@ extension Master {
         do {
             for listener in configuration.listeners {
                 var sockets: [Int32] = []
-                if let activated = activatedSockets.first(where: {
-                    $0.name == listener.name || $0.address == listener.address.description
-                }) {
-                    bound[listener.name] = BoundListener(settings: listener, sockets: Array(repeating: activated.fd, count: slots))
-                    continue
-                }
-                if let previous = existing.values.first(where: {
-                    $0.settings.address == listener.address && $0.settings.backlog == listener.backlog
-                }) {
-                    sockets = Array(previous.sockets.prefix(slots))
-                }
-                while sockets.count < slots {
-                    let fd: Int32
-                    do {
-                        fd = try ListeningSocket.bind(
-                            host: listener.address.host, port: listener.address.port, backlog: listener.backlog)
-                    } catch {
-                        throw ListenerBindError(
-                            listener: listener.name, address: listener.address.description,
-                            location: configuration.listenerLocations()[listener.name], cause: error)
-                    }
-                    opened.append(fd)
-                    sockets.append(fd)
-                }
                 var datagramSockets: [Int32] = []
                 if listener.servesHTTP3 {
                     if let previous = existing.values.first(where: {
@@ -89,6 +65,33 @@ extension Master {
                         opened.append(fd)
                         datagramSockets.append(fd)
                     }
+                }
+                if let activated = activatedSockets.first(where: {
+                    $0.name == listener.name || $0.address == listener.address.description
+                }) {
+                    // (systemd passes the TCP socket; HTTP/3's UDP sockets are the master's own.)
+                    bound[listener.name] = BoundListener(
+                        settings: listener, sockets: Array(repeating: activated.fd, count: slots),
+                        datagramSockets: datagramSockets)
+                    continue
+                }
+                if let previous = existing.values.first(where: {
+                    $0.settings.address == listener.address && $0.settings.backlog == listener.backlog
+                }) {
+                    sockets = Array(previous.sockets.prefix(slots))
+                }
+                while sockets.count < slots {
+                    let fd: Int32
+                    do {
+                        fd = try ListeningSocket.bind(
+                            host: listener.address.host, port: listener.address.port, backlog: listener.backlog)
+                    } catch {
+                        throw ListenerBindError(
+                            listener: listener.name, address: listener.address.description,
+                            location: configuration.listenerLocations()[listener.name], cause: error)
+                    }
+                    opened.append(fd)
+                    sockets.append(fd)
                 }
                 bound[listener.name] = BoundListener(settings: listener, sockets: sockets, datagramSockets: datagramSockets)
             }

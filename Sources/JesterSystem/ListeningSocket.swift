@@ -20,11 +20,14 @@ public enum ListeningSocket {
 
     /// Creates and binds a UDP socket on `host:port` with SO_REUSEPORT, for a listener's HTTP/3 (QUIC): one per
     /// worker slot, like the TCP sockets, so the kernel spreads clients over workers by their address. The
-    /// receive buffer is raised (to what the system allows) since a burst of datagrams queues there.
+    /// receive buffer is raised to 4 MiB, since a burst of datagrams queues there.
     public static func bindDatagram(host: String, port: Int) throws(SystemError) -> Int32 {
         let fd = try bound(host: host, port: port, type: SOCK_DGRAM, reusePort: true)
         var size: Int32 = 4 << 20
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        // SO_RCVBUFFORCE passes net.core.rmem_max (a root master may); SO_RCVBUF is capped by it.
+        if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         return fd
     }
 

@@ -10,7 +10,8 @@ Each request: {"method", "path", "headers": [[name, value]...] (extra, after the
 body back, "new_connection_id": true
 to switch to another of the server's connection IDs first}. Each result: {"status",
 "headers", "length", "sha256", "trailers", "reset": QUIC application error code or null, "raw": the body in hex
-when asked, "connection_id": the server's connection ID the request was sent to, in hex}.
+when asked, "connection_id": the server's connection ID the request was sent to, in hex, "retries": Retry
+packets the connection answered}.
 
 Runs under the venv Packaging/setup.sh --test makes (aioquic from PyPI)."""
 
@@ -89,7 +90,8 @@ class Client(QuicConnectionProtocol):
         status = next((v for k, v in headers if k == ":status"), None)
         return {"status": status, "headers": headers, "length": state["length"],
                 "sha256": state["body"].hexdigest(), "trailers": state["trailers"], "reset": state["reset"],
-                "raw": state["raw"].hex() if state["raw"] is not None else None, "connection_id": connection_id}
+                "raw": state["raw"].hex() if state["raw"] is not None else None, "connection_id": connection_id,
+                "retries": self._quic._retry_count}
 
 
 async def main(port, ca, requests):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Jester, Upstream, curl, wait_for
+from conftest import ROOT, Jester, Upstream, wait_for
 from test_metrics import sample, scrape
 
 HERE = Path(__file__).resolve().parent
@@ -176,3 +176,45 @@ def test_http3_needs_a_tls_listener(tmp_path):
     assert result.returncode != 0
     assert "http3 = true needs a TLS listener" in result.stdout + result.stderr
     assert f"{config}:4:" in result.stdout + result.stderr
+
+
+def test_a_reload_drains_http3_even_mid_handshake_and_the_new_generation_serves(upstream):
+    """Many handshakes left half done (as Initials from spoofed addresses would) make new clients prove their
+    address with a Retry first; a draining worker closes connections still in their handshake (no control
+    stream yet, so no GOAWAY: sending one crashed nghttp3) and exits cleanly; new connections reach the new
+    generation."""
+    instance = Jester(f"""
+http3 = true
+
+[listeners.tls]
+[[listeners.tls.certificates]]
+cert = "{TLS / 'alpha.pem'}"
+key = "{TLS / 'alpha.key'}"
+
+[upstreams.app]
+targets = ["{upstream.address}"]
+
+[[routes]]
+name = "app"
+path_prefix = "/"
+upstream = "app"
+""")
+    try:
+        before = h3(instance.port, [{"path": "/echo?before"}])[0]
+        assert before["status"] == "200" and before["retries"] == 0
+        half = subprocess.run([str(AIOQUIC_PYTHON), str(HERE / "h3_half_handshake.py"), str(instance.port), "70"],
+                              capture_output=True, text=True, timeout=60)
+        assert half.returncode == 0, half.stderr
+        validated = h3(instance.port, [{"path": "/echo?validated"}])[0]
+        assert validated["status"] == "200" and validated["retries"] == 1
+        generation = instance.status()["generation"]
+        instance.ctl("reload", check=True)
+        wait_for(lambda: instance.all_ready(generation + 1) and all(
+            w["generation"] == generation + 1 for w in instance.status()["workers"]), timeout=20,
+            what="the old generation drained and gone")
+        exits = [json.loads(line) for line in instance.logs().splitlines()
+                 if line.startswith("{") and '"worker exited' in line]
+        assert exits and all("signal" not in e["status"] for e in exits), exits
+        assert h3(instance.port, [{"path": "/echo?after"}])[0]["status"] == "200"
+    finally:
+        instance.stop()

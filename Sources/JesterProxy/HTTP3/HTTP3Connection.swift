@@ -14,7 +14,15 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
     let runtime: WorkerRuntime
     let routes: ListenerRoutes
     let metricsListener: ListenerMetricIDs?
-    let tls: TLSSessionFacts?
+    /// The handshake's facts: TLS 1.3 and h3 always, the SNI once the whole ClientHello arrived (it may span
+    /// datagrams), so read when a request starts rather than when the connection is accepted.
+    var tls: TLSSessionFacts? {
+        var facts = TLSSessionFacts()
+        facts.version = "TLSv1.3"
+        facts.applicationProtocol = "h3"
+        facts.serverName = session.connection.requestedServerName
+        return facts
+    }
     let clientSubjectHeader: [UInt8]? = nil
     let clientAddress: String
     let clientIP: IPAddressBytes?
@@ -24,8 +32,14 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
     /// The listener that owns this connection (it outlives every connection it holds).
     unowned let listener: HTTP3Listener
     private var streams: [Int64: RequestStream] = [:]
-    private var timer: Scheduled<Void>?
-    private var timerDeadline: QUICInstant?
+    /// The session's next deadline, in the worker's timer queue (re-armed on nearly every packet: the queue moves
+    /// a deadline without touching the event loop's scheduled tasks). It holds the connection strongly until
+    /// `close` cancels it.
+    private let timer = ConnectionTimer()
+    /// Every connection ID the listener routes to this connection, so closing forgets exactly those.
+    var connectionIDs: Set<QUICConnectionID> = []
+    /// The handshake completed (the listener counts connections still handshaking, to ask for Retry under load).
+    private(set) var isEstablished = false
     private var flushScheduled = false
     private var draining = false
     /// The connection is over: forgotten by its listener and its worker.
@@ -41,14 +55,14 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
         self.runtime = runtime
         routes = runtime.routeTables[listenerName] ?? .empty
         metricsListener = runtime.metrics?.ids.listeners[listenerName]
-        var facts = TLSSessionFacts()
-        facts.version = "TLSv1.3"
-        facts.applicationProtocol = "h3"
-        facts.serverName = session.connection.requestedServerName
-        tls = facts
         let peer = session.connection.peer
         clientAddress = peer.ipText
         clientIP = IPAddressBytes(clientAddress)
+        timer.setup(queue: runtime.timers) { [self] _ in
+            let now = HTTP3Listener.now()
+            self.session.connection.handleExpiry(now: now)
+            self.service(now: now)
+        }
     }
 
     // MARK: Datagrams and time
@@ -76,53 +90,48 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
         handle(session.takeEvents())
         listener.send(from: session.connection, now: now)
         handle(session.takeEvents())
+        // (Handling events may have closed the connection: a drained one ends with its last stream.)
+        guard !isClosed else {
+            listener.flushUnlessReading()
+            return
+        }
         for event in session.connection.takeEvents() {
             switch event {
             case .connectionIDIssued(let id): listener.adopt(id, for: self)
-            case .connectionIDRetired(let id): listener.forget(id)
-            case .handshakeCompleted, .peerClosed, .closed: break
+            case .connectionIDRetired(let id): listener.forget(id, of: self)
+            case .handshakeCompleted:
+                isEstablished = true
+                listener.handshakeCompleted()
+            case .peerClosed, .closed: break
             }
         }
         for stream in streams.values { stream.resumeUpstreamIfRoom() }
         if session.connection.state == .closed {
             close()
+        } else if let deadline = session.connection.nextDeadline {
+            timer.arm(.quic, after: .nanoseconds(deadline > now ? Int64(deadline.nanoseconds - now.nanoseconds) : 0))
         } else {
-            armTimer(now: now)
+            timer.disarm()
         }
         listener.flushUnlessReading()
-    }
-
-    private func armTimer(now: QUICInstant) {
-        guard let deadline = session.connection.nextDeadline else {
-            timer?.cancel()
-            timer = nil
-            timerDeadline = nil
-            return
-        }
-        if timerDeadline == deadline, timer != nil { return }
-        timer?.cancel()
-        timerDeadline = deadline
-        let delay = deadline > now ? Int64(deadline.nanoseconds - now.nanoseconds) : 0
-        timer = runtime.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(delay)) { [self] in
-            self.timer = nil
-            self.timerDeadline = nil
-            let now = HTTP3Listener.now()
-            self.session.connection.handleExpiry(now: now)
-            self.service(now: now)
-        }
     }
 
     private func close() {
         guard !isClosed else { return }
         isClosed = true
-        timer?.cancel()
-        timer = nil
+        timer.cancel()
         for stream in streams.values { stream.clientGone() }
         if let metricsListener, !streams.isEmpty {
             runtime.metrics?.streamClosed(listener: metricsListener, protocol: .http3, count: streams.count)
         }
         streams = [:]
         listener.remove(self)
+    }
+
+    /// The connection was never taken on (the worker is at its connection limit): its timer lets go of it.
+    func abandon() {
+        isClosed = true
+        timer.cancel()
     }
 
     // MARK: Session events
@@ -146,6 +155,11 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
             case .trailers(let id, let fields):
                 streams[id]?.requestEnded(trailers: fields.map { HTTP2Field($0.name, $0.value) })
             case .streamReset(let id, let errorCode), .streamClosed(let id, let errorCode):
+                if case .streamReset = event {
+                    // The client abandoned the request (or the session refused it): the response side goes too, so
+                    // the stream closes and its credit returns to the client (HTTP/2's RST_STREAM ends both ways).
+                    session.reset(stream: id, errorCode: HTTP3ErrorCode.requestCancelled)
+                }
                 if let stream = streams.removeValue(forKey: id) {
                     if let metricsListener { runtime.metrics?.streamClosed(listener: metricsListener, protocol: .http3) }
                     stream.closed(errorCode: errorCode == HTTP3ErrorCode.noError ? 0 : errorCode)
@@ -164,6 +178,11 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
     func drain() {
         guard !draining, !isClosed else { return }
         draining = true
+        // A connection still in its handshake has no control stream for GOAWAY and no request to finish.
+        guard session.controlStreamBound, session.connection.state == .established else {
+            closeNow(errorCode: HTTP3ErrorCode.noError)
+            return
+        }
         session.announceShutdown()
         service()
         runtime.eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { [self] in
@@ -177,8 +196,13 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
     /// The drain timeout passed: every stream still under way is logged as cut, and the connection closes.
     func cut() -> Int {
         let cut = streams.values.reduce(0) { $0 + $1.cut() }
+        if let metricsListener, !streams.isEmpty {
+            runtime.metrics?.streamClosed(listener: metricsListener, protocol: .http3, count: streams.count)
+        }
         streams = [:]
-        closeNow(errorCode: HTTP3ErrorCode.noError)
+        // Closed on the next tick, as a channel closes: the worker counts what was cut before it learns that its
+        // last connection is gone.
+        runtime.eventLoop.assumeIsolated().execute { [self] in self.closeNow(errorCode: HTTP3ErrorCode.noError) }
         return cut
     }
 

@@ -32,6 +32,11 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
     private var reading = false
     /// The worker is draining: no new connection is accepted here.
     private(set) var isDraining = false
+    /// Connections accepted whose handshake has not completed: a client's address is unproven until then, so
+    /// past `retryThreshold` of them new clients must first answer a Retry (RFC 9000 §8.1.2), and a flood of
+    /// Initials from spoofed addresses costs a stateless packet each instead of a handshake and a connection slot.
+    private var handshaking = 0
+    static let retryThreshold = 64
 
     /// This worker's slot and generation, which its connection IDs carry.
     let slot: UInt8
@@ -102,7 +107,7 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
                 }
                 connection.received(datagram, from: peer, now: now)
             } else if isLong {
-                accept(datagram, from: peer, now: now)
+                accept(datagram, id: id, from: peer, now: now)
             } else if !ownedElsewhere(id), let reset = endpoint.statelessReset(datagram: datagram, peer: peer) {
                 // A short-header packet of a connection this worker does not know (lost in a crash): the client
                 // learns at once instead of timing out.
@@ -115,12 +120,19 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
-    private func accept(_ datagram: UnsafeRawBufferPointer, from peer: QUICSocketAddress, now: QUICInstant) {
+    /// A long-header packet for no connection: a client's first Initial (or its Retry answer), accepted unless
+    /// the worker drains; `id` is the destination ID the client chose.
+    private func accept(
+        _ datagram: UnsafeRawBufferPointer, id: QUICConnectionID, from peer: QUICSocketAddress, now: QUICInstant
+    ) {
         // A draining worker takes no new connection: the client's Initial goes unanswered here and its retry
         // lands where the kernel sends it (after a reload, this socket is the new generation's too).
         guard !isDraining else { return }
+        // Far over the threshold even with Retry (clients that proved their address but never finish): drop.
+        guard handshaking < 4 * Self.retryThreshold else { return }
         switch endpoint.accept(
-            datagram: datagram, local: localAddress, peer: peer, requireAddressValidation: false, now: now)
+            datagram: datagram, local: localAddress, peer: peer,
+            requireAddressValidation: handshaking >= Self.retryThreshold, now: now)
         {
         case .accepted(let quic):
             let session: HTTP3Session
@@ -130,16 +142,23 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
                 session = try HTTP3Session(connection: quic, settings: settings, now: now)
             } catch {
                 runtime.logWarning("HTTP/3 session refused", metadata: ["client": "\(peer)", "error": "\(error)"])
+                quic.close(applicationError: HTTP3ErrorCode.internalError, now: now)
+                send(from: quic, now: now)
                 return
             }
             let connection = HTTP3Connection(session: session, listener: self, runtime: runtime, listenerName: listenerName)
             guard runtime.register(connection, clientAddress: connection.clientAddress) else {
-                // Over a connection limit: closed at once (CONNECTION_REFUSED is the transport's word for it).
+                // Over a connection limit: closed at once, nothing of it processed.
+                connection.abandon()
                 quic.close(applicationError: HTTP3ErrorCode.requestRejected, now: now)
                 send(from: quic, now: now)
                 return
             }
-            connections[quic.originalDestinationConnectionID] = connection
+            handshaking += 1
+            // The client's first ID, and the one this packet carried (after a Retry, the ID the Retry gave it):
+            // the rest of its Initials and Handshake packets use it until it learns this side's own.
+            adopt(quic.originalDestinationConnectionID, for: connection)
+            adopt(id, for: connection)
             connection.service(now: now)
         case .retry(let answer), .refuse(let answer):
             send(answer)
@@ -196,19 +215,28 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
 
     // MARK: Connections
 
-    /// `connection` issued a new connection ID: its packets are routed to it from now on.
+    /// Packets carrying `id` go to `connection` from now on (it issued the ID, or the client chose it).
     func adopt(_ id: QUICConnectionID, for connection: HTTP3Connection) {
         connections[id] = connection
+        connection.connectionIDs.insert(id)
     }
 
-    /// A connection ID was retired.
-    func forget(_ id: QUICConnectionID) {
-        connections[id] = nil
+    /// `connection` retired `id`.
+    func forget(_ id: QUICConnectionID, of connection: HTTP3Connection) {
+        if connections[id] === connection { connections[id] = nil }
+        connection.connectionIDs.remove(id)
+    }
+
+    /// A connection's handshake completed: it no longer counts as unproven.
+    func handshakeCompleted() {
+        handshaking = max(handshaking - 1, 0)
     }
 
     /// `connection` is over: its IDs are forgotten, and the worker stops counting it.
     func remove(_ connection: HTTP3Connection) {
-        connections = connections.filter { $0.value !== connection }
+        for id in connection.connectionIDs where connections[id] === connection { connections[id] = nil }
+        connection.connectionIDs = []
+        if !connection.isEstablished { handshakeCompleted() }
         runtime.unregister(connection, clientAddress: connection.clientAddress)
         flush()
     }
