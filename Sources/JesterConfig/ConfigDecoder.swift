@@ -166,6 +166,10 @@ struct ConfigDecoder {
                 if let name, listener.tls != nil { tlsLocations[name] = node.location }
             }
             listener.http3 = table.boolean("http3", decoder: &self)
+            listener.http3Retry = table.choice("http3_retry", decoder: &self)
+            if listener.http3Retry != nil, !listener.servesHTTP3 {
+                report(table.location(of: "http3_retry"), "http3_retry needs http3 = true")
+            }
             if listener.servesHTTP3 {
                 // QUIC is TLS 1.3 inside: the listener's certificates serve both (and the same names).
                 if listener.tls == nil {

@@ -90,6 +90,7 @@ extension Configuration {
             lines.append(listener.http2.map { "http2 = \($0)" } ?? unset(table, "http2"))
             lines.append(listener.http2Only.map { "http2_only = \($0)" } ?? unset(table, "http2_only"))
             lines.append(listener.http3.map { "http3 = \($0)" } ?? unset(table, "http3"))
+            lines.append(listener.http3Retry.map { "http3_retry = \(quoted($0))" } ?? unset(table, "http3_retry"))
             lines.append("proxy_protocol_from = " + list(listener.proxyProtocolFrom ?? []))
             lines.append(listener.filters.map { "filters = " + list($0) } ?? unset(table, "filters"))
             lines.append("policies = " + render(listener.policies))

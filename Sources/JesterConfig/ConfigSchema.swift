@@ -267,6 +267,8 @@ public struct ConfigSchema: Sendable {
                 "Serve HTTP/2 alone: every plain-text connection is h2c with prior knowledge (anything but the connection preface ends it, as RFC 9113 says), and TLS offers only h2. For gRPC and other HTTP/2-only front ends."),
             Field("http3", .boolean, default: "false",
                 "Serve HTTP/3 too: QUIC on the same address and port over UDP, with this listener's certificates (TLS listeners only), advertised to clients by Alt-Svc on every response. See jester(8), HTTP/3."),
+            Field("http3_retry", .choice(["auto", "always"]), default: "\"auto\"",
+                "When a new QUIC client must first prove its address with a Retry (one more round trip): \"auto\" while a worker has more than 64 handshakes under way (a flood of spoofed Initials then costs no connection slot), \"always\" for every connection."),
             Field("filters", .array(.string), default: "[]",
                 "Filters ([filters.NAME]) every route on this listener runs, in this order, before the route's own; http listeners only."),
             Field("policies", .array(.table(policyAttachment)), default: "[]",

@@ -283,6 +283,9 @@ public struct ListenerSettings: Sendable, Codable, Equatable {
     /// Serve HTTP/3 too, over QUIC on the same address and port over UDP (TLS listeners only), and advertise it
     /// with Alt-Svc; nil: no.
     public var http3: Bool?
+    /// `http3_retry = "always"`: every new QUIC connection proves its client's address with a Retry first (one
+    /// more round trip); nil or "auto": only while many handshakes are under way.
+    public var http3Retry: String?
     /// Filters every route on this listener runs first, before its own (nil: none).
     public var filters: [String]?
     /// `policies`: Wasm policies of every request on this listener, each at its stage, before the routes' own.
@@ -302,6 +305,8 @@ public struct ListenerSettings: Sendable, Codable, Equatable {
     public var servesOnlyHTTP2: Bool { http2Only ?? false }
     /// `http3 = true`.
     public var servesHTTP3: Bool { http3 ?? false }
+    /// `http3_retry = "always"`.
+    public var alwaysRetriesHTTP3: Bool { http3Retry == "always" }
 
     public var isTCP: Bool { protocolName == "tcp" }
 

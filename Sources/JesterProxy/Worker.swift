@@ -248,7 +248,7 @@ final class WorkerServer: @unchecked Sendable {
                 ?? QUICSocketAddress(ip: "0.0.0.0", port: UInt16(settings.address.port))!
             let listener = HTTP3Listener(
                 runtime: runtime, listenerName: name, endpoint: endpoint, localAddress: local, slot: slot,
-                generation: generation)
+                generation: generation, alwaysRetries: settings.alwaysRetriesHTTP3)
             _ = try DatagramBootstrap(group: eventLoop)
                 // recvmmsg of up to 16 datagrams per read; NIO splits the receive buffer among them, so it is
                 // 16 × 4 KiB (a QUIC datagram is at most about 1.5 KiB on these paths; a larger one is cut short

@@ -187,3 +187,22 @@ func anUpstreamTLSProblemIsReportedAtTheKeyItIsAbout(subject: TLSProblem.Subject
     #expect(found.contains { $0.contains("HTTP health checks over TLS are not implemented yet") })
     #expect(found.contains { $0.contains("needs both 'cert' and 'key'") })
 }
+
+/// `http3` and `http3_retry`: QUIC needs the listener's TLS, and what it cannot do yet is refused where it is said.
+@Test func http3NeedsTLSWithoutClientCertificates() throws {
+    let tls = """
+        [listeners.tls]
+        [[listeners.tls.certificates]]
+        cert = "alpha.pem"
+        key = "alpha.key"
+        """
+    let configuration = try load("http3 = true\nhttp3_retry = \"always\"\n" + tls).get()
+    #expect(configuration.listeners[0].servesHTTP3 && configuration.listeners[0].alwaysRetriesHTTP3)
+    let again = try ConfigLoader(environment: [:]).load(text: configuration.renderTOML(), file: fixtures + "/jester.toml")
+    #expect(again.hash == configuration.hash && again.listeners[0].alwaysRetriesHTTP3)
+    #expect(messages(load("http3 = true\n")).contains { $0.contains(":4:") && $0.contains("needs a TLS listener") })
+    #expect(messages(load("http3_retry = \"always\"\n" + tls)).contains { $0.contains("http3_retry needs http3 = true") })
+    #expect(messages(load("http3 = true\n" + tls.replacingOccurrences(
+        of: "[listeners.tls]", with: "[listeners.tls]\nclient_certificates = \"optional\"\nclient_ca = \"ca.pem\"")))
+        .contains { $0.contains("does not verify client certificates yet") })
+}

@@ -41,11 +41,14 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
     /// This worker's slot and generation, which its connection IDs carry.
     let slot: UInt8
     let generation: UInt16
+    /// `http3_retry = "always"`: every new client answers a Retry first.
+    let alwaysRetries: Bool
 
     init(
         runtime: WorkerRuntime, listenerName: String, endpoint: QUICServerEndpoint, localAddress: QUICSocketAddress,
-        slot: UInt8, generation: UInt16
+        slot: UInt8, generation: UInt16, alwaysRetries: Bool = false
     ) {
+        self.alwaysRetries = alwaysRetries
         self.slot = slot
         self.generation = generation
         self.runtime = runtime
@@ -132,7 +135,7 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
         guard handshaking < 4 * Self.retryThreshold else { return }
         switch endpoint.accept(
             datagram: datagram, local: localAddress, peer: peer,
-            requireAddressValidation: handshaking >= Self.retryThreshold, now: now)
+            requireAddressValidation: alwaysRetries || handshaking >= Self.retryThreshold, now: now)
         {
         case .accepted(let quic):
             let session: HTTP3Session
