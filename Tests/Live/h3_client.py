@@ -5,7 +5,7 @@
                                              JSON object: {"results": [...]} in the order given
 
 Each request: {"method", "path", "headers": [[name, value]...] (extra, after the pseudo-header fields),
-"omit": [pseudo-header names to leave out], "body_size": N (a repeating pattern), "trailers": [[name, value]...],
+"omit": [pseudo-header names to leave out], "body_size": N (a repeating pattern) or "body_hex", "trailers": [[name, value]...],
 "after": index of a request that must finish first, "authority" (default "localhost"), "raw": true to get the
 body back, "new_connection_id": true
 to switch to another of the server's connection IDs first}. Each result: {"status",
@@ -77,7 +77,7 @@ class Client(QuicConnectionProtocol):
                   (b":path", request.get("path", "/"))]
         headers = [(k, v.encode()) for k, v in pseudo if k.decode() not in request.get("omit", [])]
         headers += [(k.encode(), v.encode()) for k, v in request.get("headers", [])]
-        body = pattern(request.get("body_size", 0))
+        body = bytes.fromhex(request["body_hex"]) if "body_hex" in request else pattern(request.get("body_size", 0))
         trailers = [(k.encode(), v.encode()) for k, v in request.get("trailers", [])]
         self.h3.send_headers(stream_id, headers, end_stream=not body and not trailers)
         if body:

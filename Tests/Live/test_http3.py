@@ -60,7 +60,15 @@ def modules():
 
 
 @pytest.fixture(scope="module")
-def jester(upstream, modules):
+def grpc_server():
+    from test_grpc import GRPCServer
+    server = GRPCServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def jester(upstream, modules, grpc_server):
     instance = Jester(f"""
 http3 = true
 http3_retry = "always"
@@ -99,6 +107,15 @@ name = "policed"
 path_prefix = "/policed"
 upstream = "app"
 policies = [{{ policy = "inject", stage = "post_response" }}]
+
+[[routes]]
+name = "grpc"
+path_prefix = "/jester.Test/"
+upstream = "grpc"
+
+[upstreams.grpc]
+targets = ["127.0.0.1:{grpc_server.port}"]
+protocol = "h2"
 
 [policies.inject]
 module = "{modules / 'header_inject.wasm'}"
@@ -142,6 +159,26 @@ def test_wasm_policies_run_over_http3(jester):
     assert echo["status"] == "200" and field(echo, "x-served-by") == "jester-policy"
     fields = {name.lower(): value for name, value in json.loads(bytes.fromhex(echo["raw"]))["headers"]}
     assert fields["x-injected"] == "over-h3"
+
+
+def test_grpc_over_http3_to_an_http2_pool(jester):
+    """A gRPC call from an HTTP/3 client reaches a grpcio server through an h2 pool: the message framing both
+    ways and the status in the trailers (the stream adapter keeps trailers end to end, as for HTTP/2 clients)."""
+    message = b"hello"
+    frame = b"\x00" + len(message).to_bytes(4, "big") + message
+    grpc_headers = [["content-type", "application/grpc"], ["te", "trailers"]]
+    unary, failing = h3(jester.port, [
+        {"method": "POST", "path": "/jester.Test/Unary", "headers": grpc_headers, "body_hex": frame.hex(),
+         "raw": True},
+        {"method": "POST", "path": "/jester.Test/Fail", "headers": grpc_headers, "body_hex": frame.hex()},
+    ])
+    assert unary["status"] == "200", unary
+    answer = bytes.fromhex(unary["raw"])
+    assert answer[0] == 0 and answer[5:5 + int.from_bytes(answer[1:5], "big")] == b"echo:hello"
+    trailers = dict(unary["trailers"] or [])
+    assert trailers.get("grpc-status") == "0" and trailers.get("x-trailer") == "unary", unary
+    failed = dict(failing["trailers"] or failing["headers"])
+    assert failed.get("grpc-status") == "7" and failed.get("grpc-message") == "no entry", failing
 
 
 def test_https_over_tcp_advertises_http3(jester):
