@@ -75,7 +75,7 @@ extension RequestStream {
             fields.append("content-length", String(length))
         }
         exchange.forEachLowercasedUpstreamResponseAddition(
-            target: upstream?.target ?? 0, secure: connection.tls != nil, runtime: runtime, routes: connection.routes
+            target: upstream?.target ?? 0, secure: tls != nil, runtime: runtime, routes: routes
         ) { name, value, unique in
             fields.append(lowercasing: name, value: value, neverIndexed: unique)
         }
@@ -249,7 +249,7 @@ extension RequestStream {
     /// Answers the request locally (an error, a filter's answer; a plain error with the error pages' body when the
     /// route has them).
     func respond(_ response: LocalResponse) {
-        let response = exchange.errorPage(replacing: response, runtime: runtime, routes: connection.routes)
+        let response = exchange.errorPage(replacing: response, runtime: runtime, routes: routes)
         if response.status >= 400 { runtime.counters.errors &+= 1 }
         respond(
             status: response.status, fields: response.fields.map { HTTP2Field($0.name.lowercased(), $0.value) },
@@ -269,7 +269,7 @@ extension RequestStream {
     func respond(status: Int, fields: [HTTP2Field], body: ByteBuffer) {
         let sendsBody = !exchange.isHeadRequest && body.readableBytes > 0
         var all = [HTTP2Field(":status", String(status))] + fields
-        exchange.forEachLowercasedResponseField(runtime: runtime, routes: connection.routes) { name, value, unique in
+        exchange.forEachLowercasedResponseField(runtime: runtime, routes: routes) { name, value, unique in
             all.append(HTTP2Field(
                 String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self), neverIndexed: unique))
         }

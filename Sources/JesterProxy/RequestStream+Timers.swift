@@ -82,7 +82,7 @@ extension RequestStream {
         // now: the client's connection window is shared by all its streams.
         if !pendingBody.isEmpty { dropHeldBody() }
         exchange.writeLog(
-            status: status, protocol: connection.streamProtocol.logName, tls: connection.tls, runtime: runtime,
+            status: status, protocol: connection.streamProtocol.logName, tls: tls, runtime: runtime,
             listener: connection.metricsListener)
         exchange.end()
     }
