@@ -88,27 +88,9 @@ public struct ErrorPageSettings: Sendable, Codable, Equatable {
 
     /// The `error_pages = { ... }` line of `jester config dump`, which reads back the same.
     var renderedTOML: String {
-        let pages = pages.map { "\"\($0.statuses)\" = " + Self.quoted($0.path) }.joined(separator: ", ")
+        let pages = pages.map { "\"\($0.statuses)\" = " + QuotedString.basic($0.path) }.joined(separator: ", ")
         let intercept = intercept.map { "\"\($0)\"" }.joined(separator: ", ")
         return "error_pages = { format = \"\(format.rawValue)\", pages = { \(pages) }, intercept = [\(intercept)] }"
-    }
-
-    /// A TOML basic string.
-    private static func quoted(_ text: String) -> String {
-        var escaped = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": escaped += "\\\""
-            case "\\": escaped += "\\\\"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    escaped += String(format: "\\u%04X", scalar.value)
-                } else {
-                    escaped.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return escaped + "\""
     }
 }
 

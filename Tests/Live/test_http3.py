@@ -14,12 +14,19 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Jester, Upstream, wait_for
+from conftest import ROOT, Jester, wait_for
 from test_metrics import sample, scrape
 
 HERE = Path(__file__).resolve().parent
 AIOQUIC_PYTHON = Path(os.environ.get("JESTER_AIOQUIC_VENV", "/var/tmp/jester-aioquic-venv")) / "bin" / "python3"
 TLS = ROOT / "Tests" / "Fixtures" / "tls"
+# The main listener's TLS (its http3 keys go before it): the fixture certificate, for "localhost".
+TLS_LISTENER = f"""
+[listeners.tls]
+[[listeners.tls.certificates]]
+cert = "{TLS / 'alpha.pem'}"
+key = "{TLS / 'alpha.key'}"
+"""
 
 
 def h3(port, requests, timeout=60):
@@ -38,13 +45,6 @@ def h3(port, requests, timeout=60):
 
 def field(result, name):
     return next((value for key, value in result["headers"] if key == name), None)
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    server = Upstream()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +74,7 @@ http3 = true
 http3_retry = "always"
 policies = [{{ policy = "inject", stage = "pre_route" }}]
 
-[listeners.tls]
-[[listeners.tls.certificates]]
-cert = "{TLS / 'alpha.pem'}"
-key = "{TLS / 'alpha.key'}"
-
+{TLS_LISTENER}
 [filters.no_loopback]
 kind = "ip_rules"
 deny = ["127.0.0.0/8"]
@@ -225,11 +221,7 @@ def test_a_reload_drains_http3_even_mid_handshake_and_the_new_generation_serves(
     instance = Jester(f"""
 http3 = true
 
-[listeners.tls]
-[[listeners.tls.certificates]]
-cert = "{TLS / 'alpha.pem'}"
-key = "{TLS / 'alpha.key'}"
-
+{TLS_LISTENER}
 [upstreams.app]
 targets = ["{upstream.address}"]
 

@@ -11,19 +11,14 @@ nghttp3, so it cannot load an HTTP/3 server here.)"""
 
 import hashlib
 import json
-import os
 import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from conftest import BIN, ROOT
+from conftest import BIN
+from test_http3 import AIOQUIC_PYTHON, TLS, h3
 
-HERE = Path(__file__).resolve().parent
-AIOQUIC_PYTHON = Path(os.environ.get("JESTER_AIOQUIC_VENV", "/var/tmp/jester-aioquic-venv")) / "bin" / "python3"
 PROBE = str(BIN / "jester-h3-probe")
-TLS = ROOT / "Tests" / "Fixtures" / "tls"
 H3_MESSAGE_ERROR = 0x10E
 
 
@@ -49,14 +44,7 @@ class Probe:
 
     def run(self, requests, timeout=60):
         """Runs the requests on one new aioquic connection; returns their results in order."""
-        with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
-            json.dump(requests, file)
-            file.flush()
-            result = subprocess.run(
-                [str(AIOQUIC_PYTHON), str(HERE / "h3_client.py"), str(self.port), str(TLS / "ca.pem"), file.name],
-                capture_output=True, text=True, timeout=timeout)
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)["results"]
+        return h3(self.port, requests, timeout)
 
     def stats(self):
         """The probe's counters (GET /stats, on a connection of its own)."""
