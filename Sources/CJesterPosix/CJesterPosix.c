@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "CJesterPosix.h"
 
+#include <errno.h>
+#include <linux/bpf.h>
 #include <linux/futex.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -119,4 +121,67 @@ int cjester_atomic_cas128(void *pair, uint64_t expected_first, uint64_t expected
     unsigned __int128 expected = ((unsigned __int128)expected_second << 64) | expected_first;
     unsigned __int128 desired = ((unsigned __int128)desired_second << 64) | desired_first;
     return __sync_bool_compare_and_swap((unsigned __int128 *)pair, expected, desired) ? 1 : 0;
+}
+
+// MARK: bpf(2), for steering QUIC datagrams by connection ID (Docs/http3-design.md)
+
+static int cjester_bpf(int command, union bpf_attr *attributes) {
+    return (int)syscall(SYS_bpf, command, attributes, sizeof(*attributes));
+}
+
+int cjester_bpf_map_create(uint32_t type, uint32_t key_size, uint32_t value_size, uint32_t max_entries) {
+    union bpf_attr attributes;
+    memset(&attributes, 0, sizeof(attributes));
+    attributes.map_type = type;
+    attributes.key_size = key_size;
+    attributes.value_size = value_size;
+    attributes.max_entries = max_entries;
+    return cjester_bpf(BPF_MAP_CREATE, &attributes);
+}
+
+int cjester_bpf_map_update(int map, const void *key, const void *value) {
+    union bpf_attr attributes;
+    memset(&attributes, 0, sizeof(attributes));
+    attributes.map_fd = (uint32_t)map;
+    attributes.key = (uint64_t)(uintptr_t)key;
+    attributes.value = (uint64_t)(uintptr_t)value;
+    attributes.flags = BPF_ANY;
+    return cjester_bpf(BPF_MAP_UPDATE_ELEM, &attributes);
+}
+
+int cjester_bpf_map_delete(int map, const void *key) {
+    union bpf_attr attributes;
+    memset(&attributes, 0, sizeof(attributes));
+    attributes.map_fd = (uint32_t)map;
+    attributes.key = (uint64_t)(uintptr_t)key;
+    return cjester_bpf(BPF_MAP_DELETE_ELEM, &attributes);
+}
+
+int cjester_bpf_load_reuseport_program(const void *instructions, uint32_t count, char *log, uint32_t log_size) {
+    union bpf_attr attributes;
+    memset(&attributes, 0, sizeof(attributes));
+    attributes.prog_type = BPF_PROG_TYPE_SK_REUSEPORT;
+    attributes.expected_attach_type = BPF_SK_REUSEPORT_SELECT;
+    attributes.insns = (uint64_t)(uintptr_t)instructions;
+    attributes.insn_cnt = count;
+    attributes.license = (uint64_t)(uintptr_t)"Apache-2.0";
+    if (log != NULL && log_size > 0) {
+        log[0] = 0;
+        attributes.log_buf = (uint64_t)(uintptr_t)log;
+        attributes.log_size = log_size;
+        attributes.log_level = 1;
+    }
+    int fd = cjester_bpf(BPF_PROG_LOAD, &attributes);
+    if (fd < 0 && log != NULL && log_size > 0 && errno == ENOSPC) {
+        // The log did not fit; load again without it so the caller sees the real outcome.
+        attributes.log_buf = 0;
+        attributes.log_size = 0;
+        attributes.log_level = 0;
+        fd = cjester_bpf(BPF_PROG_LOAD, &attributes);
+    }
+    return fd;
+}
+
+int cjester_attach_reuseport_program(int socket, int program) {
+    return setsockopt(socket, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &program, sizeof(program));
 }

@@ -53,3 +53,21 @@ int cjester_futex_wake(uint32_t *word, int count);
 /// lock behind in memory other processes share.
 int cjester_atomic_cas128(void *pair, uint64_t expected_first, uint64_t expected_second, uint64_t desired_first,
                           uint64_t desired_second);
+
+/// bpf(BPF_MAP_CREATE) for a map of `type` (a BPF_MAP_TYPE_* value) with fixed-size keys and values. Returns the
+/// map's fd (close-on-exec), or -1 with errno set (EPERM without CAP_BPF/CAP_NET_ADMIN, EINVAL on an old kernel).
+int cjester_bpf_map_create(uint32_t type, uint32_t key_size, uint32_t value_size, uint32_t max_entries);
+
+/// bpf(BPF_MAP_UPDATE_ELEM): `*value` at `*key` (for socket maps, the value is a socket's fd). 0, or -1 with errno.
+int cjester_bpf_map_update(int map, const void *key, const void *value);
+
+/// bpf(BPF_MAP_DELETE_ELEM). 0, or -1 with errno (ENOENT when the key was not there).
+int cjester_bpf_map_delete(int map, const void *key);
+
+/// bpf(BPF_PROG_LOAD) of a BPF_PROG_TYPE_SK_REUSEPORT program of `count` 8-byte instructions, with the kernel's
+/// verifier log written into `log` (NUL-terminated) when loading fails. Returns the program's fd, or -1 with errno.
+int cjester_bpf_load_reuseport_program(const void *instructions, uint32_t count, char *log, uint32_t log_size);
+
+/// setsockopt(SO_ATTACH_REUSEPORT_EBPF): `program` chooses the socket of `socket`'s SO_REUSEPORT group for each
+/// datagram or connection. 0, or -1 with errno.
+int cjester_attach_reuseport_program(int socket, int program);
