@@ -305,6 +305,8 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
     public var startedAt: Double?
     /// When a draining worker's remaining connections are closed (seconds since the epoch).
     public var drainDeadline: Double?
+    /// Its QUIC counters (nil without HTTP/3).
+    public var quic: QUICStats?
 
     public init(
         pid: Int32, slot: Int, generation: Int, state: String, connections: Int, requests: Int, rssBytes: Int,
@@ -322,13 +324,14 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
 
     public init(
         pid: Int32, slot: Int, generation: Int, state: String, connections: Int, requests: Int, rssBytes: Int,
-        restarts: Int, configHash: String?, startedAt: Double?, drainDeadline: Double?
+        restarts: Int, configHash: String?, startedAt: Double?, drainDeadline: Double?, quic: QUICStats? = nil
     ) {
         self.init(pid: pid, slot: slot, generation: generation, state: state, connections: connections,
             requests: requests, rssBytes: rssBytes, restarts: restarts)
         self.configHash = configHash
         self.startedAt = startedAt
         self.drainDeadline = drainDeadline
+        self.quic = quic
     }
 }
 
@@ -346,11 +349,14 @@ public struct WorkerStats: Codable, Sendable, Equatable {
     public var rssBytes: Int?
     /// The worker's Wasm policies (nil without any).
     public var policies: [PolicyStats]?
+    /// The worker's QUIC counters (nil without HTTP/3).
+    public var quic: QUICStats?
 
     public init(
         connections: Int = 0, requests: Int = 0, bytesIn: Int = 0, bytesOut: Int = 0, errors: Int = 0,
-        targets: [TargetStats]? = nil, rssBytes: Int? = nil, policies: [PolicyStats]? = nil
+        targets: [TargetStats]? = nil, rssBytes: Int? = nil, policies: [PolicyStats]? = nil, quic: QUICStats? = nil
     ) {
+        self.quic = quic
         self.policies = policies
         self.targets = targets
         self.connections = connections
@@ -359,6 +365,30 @@ public struct WorkerStats: Codable, Sendable, Equatable {
         self.bytesOut = bytesOut
         self.errors = errors
         self.rssBytes = rssBytes
+    }
+}
+
+/// One worker's QUIC counters since it started, over all its HTTP/3 listeners (`jesterctl status --json`).
+public struct QUICStats: Codable, Sendable, Equatable {
+    /// Datagrams that reached the worker's UDP sockets.
+    public var datagrams: Int
+    /// Short-header datagrams for a connection this worker does not know: another worker's, delivered here
+    /// (steered by connection ID, this stays 0 while their owner lives), or a connection that is gone.
+    public var unknownConnection: Int
+    /// Of those, datagrams whose connection ID names another worker (slot or generation): delivered to the wrong
+    /// worker while their owner lives (never, when the master steers by connection ID), or after it exited.
+    public var otherWorker: Int
+    /// Connections this worker accepted (their handshakes begun).
+    public var accepted: Int
+    /// Retry packets sent (address validation under load, or `http3_retry = "always"`).
+    public var retries: Int
+
+    public init(datagrams: Int = 0, unknownConnection: Int = 0, otherWorker: Int = 0, accepted: Int = 0, retries: Int = 0) {
+        self.datagrams = datagrams
+        self.unknownConnection = unknownConnection
+        self.otherWorker = otherWorker
+        self.accepted = accepted
+        self.retries = retries
     }
 }
 
@@ -514,6 +544,11 @@ public struct WorkerAssignment: Codable, Sendable, Equatable {
     /// The instance's QUIC secrets (stateless-reset secret, then token secret, 32 bytes each), made by the master
     /// and the same in every worker and generation, so a token or a reset made by one is honoured by another.
     public var quicKeys: Base64Bytes?
+    /// Whether the master steers this worker's QUIC datagrams by connection ID (`QUICSteering`): then a datagram
+    /// for a connection this worker does not know belongs to no live worker, and the client is told at once with
+    /// a stateless reset. Nil or false: the kernel spreads datagrams by address, and such a datagram may be
+    /// another worker's.
+    public var quicSteered: Bool?
 
     public init(
         slot: Int, generation: Int, configuration: some Sequence<UInt8>, listenerNames: [String], userID: UInt32?,

@@ -248,7 +248,8 @@ final class WorkerServer: @unchecked Sendable {
                 ?? QUICSocketAddress(ip: "0.0.0.0", port: UInt16(settings.address.port))!
             let listener = HTTP3Listener(
                 runtime: runtime, listenerName: name, endpoint: endpoint, localAddress: local, slot: slot,
-                generation: generation, alwaysRetries: settings.alwaysRetriesHTTP3)
+                generation: generation, alwaysRetries: settings.alwaysRetriesHTTP3,
+                steered: assignment.quicSteered ?? false)
             _ = try DatagramBootstrap(group: eventLoop)
                 // recvmmsg of up to 16 datagrams per read; NIO splits the receive buffer among them, so it is
                 // 16 × 4 KiB (a QUIC datagram is at most about 1.5 KiB on these paths; a larger one is cut short
@@ -278,9 +279,8 @@ final class WorkerServer: @unchecked Sendable {
             bytesOut: counters.bytesOut, errors: counters.errors,
             targets: runtime.pools.values.sorted { $0.name < $1.name }.flatMap { $0.stats() },
             rssBytes: ProcessSpawner.residentSetSize(of: getpid()),
-            policies: runtime.policies.isEmpty ? nil : runtime.policies.values.sorted { $0.name < $1.name }.map {
-                $0.stats
-            })))
+            policies: runtime.policies.isEmpty ? nil : runtime.policies.values.sorted { $0.name < $1.name }.map(\.stats),
+            quic: http3Listeners.isEmpty ? nil : counters.quic)))
     }
 
     /// Waits on a thread of its own for the access-log files the master sends on reopen (`DescriptorChannel`)

@@ -2,6 +2,7 @@
 import JesterCache
 import JesterCacheStore
 import JesterConfig
+import JesterControl
 import JesterCore
 import JesterLogging
 import JesterSystem
@@ -656,6 +657,8 @@ final class WorkerCounters: @unchecked Sendable {
     var refusedConnections = 0
     /// TLS handshakes that failed (bad client hello, no common cipher, a refused client certificate).
     var tlsHandshakeFailures = 0
+    /// QUIC counters of the worker's HTTP/3 listeners (reported to the master, shown by `jesterctl status`).
+    var quic = QUICStats()
 }
 
 /// Reason phrases for the statuses Jester produces itself.

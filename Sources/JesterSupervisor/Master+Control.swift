@@ -152,7 +152,8 @@ extension Master {
                 connections: worker.stats.connections, requests: worker.stats.requests,
                 rssBytes: worker.stats.rssBytes ?? ProcessSpawner.residentSetSize(of: worker.pid),
                 restarts: machine.respawnPolicies[worker.slot]?.totalCrashes ?? 0, configHash: worker.configHash,
-                startedAt: wallClockNow - (monotonicNow - worker.startedAt), drainDeadline: worker.drainDeadline)
+                startedAt: wallClockNow - (monotonicNow - worker.startedAt), drainDeadline: worker.drainDeadline,
+                quic: worker.stats.quic)
         }
         let masterState = stopping ? "stopping" : (machine.transaction != nil ? "reloading" : "running")
         return StatusReport(

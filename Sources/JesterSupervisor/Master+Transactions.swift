@@ -96,6 +96,8 @@ extension Master {
         // Sockets the new generation does not use close once the old one is gone; the old workers hold their
         // own copies until then.
         closeUnusedSockets(prepared.previousListeners, keeping: listeners)
+        // New QUIC connections go to the new generation only; the old one's stay with it while it drains.
+        routeNewQUICConnections()
         logger.info("\(kind.rawValue) complete", metadata: [
             "generation": .stringConvertible(newGeneration), "config_hash": "\(configuration.hash)",
             "version": "\(JesterVersion.current)",

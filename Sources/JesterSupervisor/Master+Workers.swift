@@ -65,6 +65,9 @@ extension Master {
                 throw error
             }
             let names = configuration.listeners.map(\.name)
+            // During a transaction a worker of the serving generation (respawned) takes that generation's sockets.
+            let listeners = generation == machine.startingGeneration ? self.listeners
+                : prepared?.previousListeners ?? self.listeners
             let sockets = names.compactMap { listeners[$0]?.sockets[slot] }
             let tables = [connectionTable?.fd, rateLimitTable?.fd, metrics.table?.fd].compactMap { $0 }
             // HTTP/3's UDP sockets of this slot travel after everything else (their numbers are in the assignment).
@@ -121,6 +124,7 @@ extension Master {
                 assignment.datagramSocketFDs = Dictionary(
                     uniqueKeysWithValues: datagramListeners.enumerated().map { ($1, first + Int32($0)) })
                 assignment.quicKeys = Base64Bytes(quicKeys)
+                assignment.quicSteered = steerQUIC(to: slot, of: generation, listeners: listeners, names: datagramListeners)
             }
             connect(worker, controlSocket: masterEnd) { channel in
                 // The key sets as they are now: a fetch may have brought a new one since the spawn.
@@ -136,6 +140,27 @@ extension Master {
             logger.error("cannot spawn worker", metadata: ["slot": .stringConvertible(slot), "error": "\(error)"])
             dispatch(.spawnFailed(slot: slot, generation: generation, now: monotonicNow))
         }
+    }
+
+    /// Datagrams whose connection IDs name `slot` of `generation` go to that worker's UDP socket of each listener
+    /// in `names` (again after a respawn: the same socket, a new process). Whether every listener is steered.
+    func steerQUIC(to slot: Int, of generation: Int, listeners: [String: BoundListener], names: [String]) -> Bool {
+        var steered = true
+        for name in names {
+            guard let bound = listeners[name], let steering = bound.steering else {
+                steered = false
+                continue
+            }
+            do {
+                try steering.route(owner: slot, generation: generation, to: bound.datagramSockets[slot])
+            } catch {
+                steered = false
+                logger.error("cannot steer HTTP/3 datagrams to a worker", metadata: [
+                    "listener": "\(name)", "slot": .stringConvertible(slot), "error": "\(error)",
+                ])
+            }
+        }
+        return steered
     }
 
     /// Wraps the master's end of `worker`'s socketpair in a channel; `connected` runs once it is registered.

@@ -54,6 +54,10 @@ public final class Master: @unchecked Sendable {
         var settings: ListenerSettings
         var sockets: [Int32]
         var datagramSockets: [Int32] = []
+        /// The program steering the UDP address's datagrams by connection ID, shared by every generation's
+        /// BoundListener of that address; nil without HTTP/3 or where the kernel refused it (then the UDP sockets
+        /// are reused across reloads like the TCP ones, and the kernel spreads datagrams by address).
+        var steering: QUICSteering? = nil
     }
 
     let configPath: String

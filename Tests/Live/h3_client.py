@@ -11,7 +11,8 @@ body back, "new_connection_id": true
 to switch to another of the server's connection IDs first}. Each result: {"status",
 "headers", "length", "sha256", "trailers", "reset": QUIC application error code or null, "raw": the body in hex
 when asked, "connection_id": the server's connection ID the request was sent to, in hex, "retries": Retry
-packets the connection answered}.
+packets the connection answered, "closed": the connection closed before the answer (h3_steering_client's
+client only)}.
 
 Runs under the venv Packaging/setup.sh --test makes (aioquic from PyPI)."""
 
@@ -91,7 +92,7 @@ class Client(QuicConnectionProtocol):
         return {"status": status, "headers": headers, "length": state["length"],
                 "sha256": state["body"].hexdigest(), "trailers": state["trailers"], "reset": state["reset"],
                 "raw": state["raw"].hex() if state["raw"] is not None else None, "connection_id": connection_id,
-                "retries": self._quic._retry_count}
+                "retries": self._quic._retry_count, "closed": state.get("closed", False)}
 
 
 async def main(port, ca, requests):

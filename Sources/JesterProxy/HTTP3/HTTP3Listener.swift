@@ -6,8 +6,10 @@ import NIOCore
 /// One worker's UDP socket of a listener with `http3 = true`: every datagram that reaches it is routed by its
 /// destination connection ID to the `HTTP3Connection` that owns it, or, when it opens a connection, accepted (with
 /// Retry, Version Negotiation and stateless resets as `QUICServerEndpoint` decides). The master binds one such
-/// socket per worker slot with SO_REUSEPORT, so the kernel spreads clients over workers by their address; each
-/// connection's IDs carry the worker's slot and generation (`WorkerConnectionIDFactory`) for steering by ID.
+/// socket per worker slot (per generation, when it steers) with SO_REUSEPORT; each connection's IDs carry the
+/// worker's slot and generation (`WorkerConnectionIDFactory`), by which the master's SK_REUSEPORT program
+/// (`QUICSteering`) delivers its datagrams here whatever the client's address, and new clients reach only the
+/// serving generation. Without that program the kernel spreads datagrams by address.
 ///
 /// A NIO datagram channel for now; issue 24's socket layer (recvmmsg/sendmmsg, GSO) replaces it beneath the
 /// sessions, which know nothing of sockets. Loop-confined.
@@ -43,11 +45,14 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
     let generation: UInt16
     /// `http3_retry = "always"`: every new client answers a Retry first.
     let alwaysRetries: Bool
+    /// The master steers datagrams by connection ID: one for an ID this worker does not know has no live owner.
+    let steered: Bool
 
     init(
         runtime: WorkerRuntime, listenerName: String, endpoint: QUICServerEndpoint, localAddress: QUICSocketAddress,
-        slot: UInt8, generation: UInt16, alwaysRetries: Bool = false
+        slot: UInt8, generation: UInt16, alwaysRetries: Bool = false, steered: Bool = false
     ) {
+        self.steered = steered
         self.alwaysRetries = alwaysRetries
         self.slot = slot
         self.generation = generation
@@ -82,6 +87,7 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
         reading = true
         guard let peer = QUICSocketAddress(nio: envelope.remoteAddress) else { return }
         runtime.counters.bytesIn &+= envelope.data.readableBytes
+        runtime.counters.quic.datagrams &+= 1
         envelope.data.withUnsafeReadableBytes { received($0, from: peer, now: Self.now()) }
     }
 
@@ -111,10 +117,16 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
                 connection.received(datagram, from: peer, now: now)
             } else if isLong {
                 accept(datagram, id: id, from: peer, now: now)
-            } else if !ownedElsewhere(id), let reset = endpoint.statelessReset(datagram: datagram, peer: peer) {
-                // A short-header packet of a connection this worker does not know (lost in a crash): the client
-                // learns at once instead of timing out.
-                send(reset)
+            } else {
+                runtime.counters.quic.unknownConnection &+= 1
+                if let owner = WorkerConnectionIDFactory.owner(of: id), owner != (slot, generation) {
+                    runtime.counters.quic.otherWorker &+= 1
+                }
+                if !ownedElsewhere(id), let reset = endpoint.statelessReset(datagram: datagram, peer: peer) {
+                    // A short-header packet of a connection no live worker knows (lost in a crash): the client
+                    // learns at once instead of timing out.
+                    send(reset)
+                }
             }
         case .versionNegotiation(let answer):
             send(answer)
@@ -128,8 +140,9 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
     private func accept(
         _ datagram: UnsafeRawBufferPointer, id: QUICConnectionID, from peer: QUICSocketAddress, now: QUICInstant
     ) {
-        // A draining worker takes no new connection: the client's Initial goes unanswered here and its retry
-        // lands where the kernel sends it (after a reload, this socket is the new generation's too).
+        // A draining worker takes no new connection. Steered, none reaches it (new clients go to the serving
+        // generation's sockets); otherwise the client's Initial goes unanswered here and its retry lands where the
+        // kernel sends it (this socket is the new generation's too).
         guard !isDraining else { return }
         // Far over the threshold even with Retry (clients that proved their address but never finish): drop.
         guard handshaking < 4 * Self.retryThreshold else { return }
@@ -158,12 +171,16 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
                 return
             }
             handshaking += 1
+            runtime.counters.quic.accepted &+= 1
             // The client's first ID, and the one this packet carried (after a Retry, the ID the Retry gave it):
             // the rest of its Initials and Handshake packets use it until it learns this side's own.
             adopt(quic.originalDestinationConnectionID, for: connection)
             adopt(id, for: connection)
             connection.service(now: now)
-        case .retry(let answer), .refuse(let answer):
+        case .retry(let answer):
+            runtime.counters.quic.retries &+= 1
+            send(answer)
+        case .refuse(let answer):
             send(answer)
         case .ignore:
             break
@@ -207,12 +224,12 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
         context.flush()
     }
 
-    /// Whether `id` names another worker (another slot, or another generation of this slot: during a reload the
-    /// draining worker and its successor read the same socket). Such a packet reached the wrong worker and is
+    /// Whether `id` may name another live worker (another slot, or another generation of this slot: unsteered,
+    /// the draining worker and its successor read the same socket). Such a packet reached the wrong worker and is
     /// dropped, not answered with a stateless reset that would kill a connection its owner still serves; QUIC
-    /// sends it again. (Steering by ID in the kernel, an SK_REUSEPORT program, is what avoids the loss.)
+    /// sends it again. Steered by ID, a datagram reaches another owner's socket only once that owner is gone.
     private func ownedElsewhere(_ id: QUICConnectionID) -> Bool {
-        guard let owner = WorkerConnectionIDFactory.owner(of: id) else { return false }
+        guard !steered, let owner = WorkerConnectionIDFactory.owner(of: id) else { return false }
         return owner.slot != slot || owner.generation != generation
     }
 

@@ -1,0 +1,144 @@
+# SPDX-License-Identifier: Apache-2.0
+"""HTTP/3 datagrams steered by connection ID (issue 23): the master's SK_REUSEPORT program delivers every
+datagram to the worker whose slot and generation its connection ID names, so a connection keeps its worker when
+the client's address changes (NAT rebinding), and across a reload the draining generation keeps its connections
+while every new one reaches the new generation (nginx's open issue #425: new connections landing on exiting
+workers and hanging). The workers' own counters (`jesterctl status --json`) show where datagrams landed. Clients
+are aioquic (Tests/Live/h3_steering_client.py); two workers run as the unprivileged user."""
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from conftest import Jester, wait_for
+from test_http3 import AIOQUIC_PYTHON, HERE, TLS, TLS_LISTENER
+
+
+def steering_client(*args, timeout=120):
+    if not AIOQUIC_PYTHON.exists():
+        pytest.fail(f"{AIOQUIC_PYTHON} is missing: run Packaging/setup.sh --test (it installs aioquic)")
+    result = subprocess.run([str(AIOQUIC_PYTHON), str(HERE / "h3_steering_client.py"), *map(str, args)],
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+def config(upstream, answer):
+    return f"""
+http3 = true
+
+{TLS_LISTENER}
+[upstreams.app]
+targets = ["{upstream.address}"]
+
+[[routes]]
+name = "which"
+path_prefix = "/which"
+respond = {{ status = 200, body = "{answer}" }}
+
+[[routes]]
+name = "app"
+path_prefix = "/"
+upstream = "app"
+"""
+
+
+def quic_counters(instance):
+    """Each live worker's QUIC counters, by pid (reported once a second)."""
+    return {w["pid"]: dict(w["quic"], generation=w["generation"]) for w in instance.status()["workers"]
+            if w.get("quic")}
+
+
+def test_the_master_steers_http3_by_connection_id(upstream):
+    """Loading the program is what every other test here relies on: the master says so in its log."""
+    instance = Jester(config(upstream, "one"), workers=2)
+    try:
+        assert "HTTP/3 datagrams steered by connection ID" in instance.logs(), instance.logs()[-2000:]
+    finally:
+        instance.stop()
+
+
+def test_a_connection_keeps_its_worker_when_the_client_address_changes(upstream):
+    instance = Jester(config(upstream, "one"), workers=2)
+    try:
+        result = steering_client("rebind", instance.port, TLS / "ca.pem", 12)["connections"]
+        for connection in result:
+            assert connection["ports"][0] != connection["ports"][1]
+            assert connection["statuses"] == ["200", "200", "200"], result
+        # Spread over both workers by the clients' first addresses; after the change every datagram still
+        # reached the worker its connection ID names: none landed on the other one.
+        wait_for(lambda: sum(c["accepted"] for c in quic_counters(instance).values()) >= 12, timeout=5,
+                 what="the workers' counters")
+        counters = quic_counters(instance)
+        assert len(counters) == 2 and all(c["accepted"] > 0 for c in counters.values()), counters
+        assert all(c["other_worker"] == 0 for c in counters.values()), counters
+        assert sum(c["datagrams"] for c in counters.values()) > 12 * 6, counters
+    finally:
+        instance.stop()
+
+
+def test_a_reload_under_http3_load_loses_nothing_and_new_connections_reach_the_new_generation(upstream):
+    """Four long-lived connections and ten new ones a second run through a reload: nothing fails or hangs; the
+    old generation finishes its connections (GOAWAY, then close; a request it did not process is sent again on
+    a new connection, as clients do); every connection begun after the reload is served by the new generation,
+    whose answer differs; no datagram reached a worker other than its connection's."""
+    instance = Jester(config(upstream, "one"), workers=2)
+    try:
+        load = subprocess.Popen([str(AIOQUIC_PYTHON), str(HERE / "h3_steering_client.py"), "load",
+                                 str(instance.port), str(TLS / "ca.pem"), "7", "/which"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2.5)
+        generation = instance.status()["generation"]
+        instance.write_config(config(upstream, "two"))
+        instance.ctl("reload", check=True)
+        wait_for(lambda: instance.status()["generation"] == generation + 1, timeout=20, what="the reload")
+        reloaded_at = time.time()
+        counters_during = quic_counters(instance)
+        out, err = load.communicate(timeout=60)
+        assert load.returncode == 0, err[-3000:]
+        requests = json.loads(out)["requests"]
+        failures = [r for r in requests if r["error"]]
+        assert not failures, failures[:10]
+        served = [r for r in requests if not r.get("retried")]
+        assert {r["body"] for r in served} == {"one", "two"}, {r["body"] for r in served}
+        # New connections from a moment after the commit (the maps are rewritten as it completes) all reach
+        # the new generation; none lands on an exiting worker.
+        late = [r for r in served if r["kind"] == "new" and r["start"] > reloaded_at + 0.2]
+        assert len(late) >= 20 and all(r["body"] == "two" for r in late), [r["body"] for r in late]
+        assert sum(1 for r in served if r["kind"] == "long" and r["body"] == "one") > 10
+        # Every datagram reached its connection's worker, in both generations.
+        assert all(c["other_worker"] == 0 for c in counters_during.values()), counters_during
+        wait_for(lambda: all(w["generation"] == generation + 1 for w in instance.status()["workers"]),
+                 timeout=30, what="the old generation gone")
+        exits = [json.loads(line) for line in instance.logs().splitlines()
+                 if line.startswith("{") and '"worker exited' in line]
+        assert exits and all("signal" not in e["status"] for e in exits), exits
+    finally:
+        instance.stop()
+
+
+@pytest.fixture()
+def without_bpf(tmp_path):
+    """A jester whose master cannot load BPF: root without CAP_BPF, CAP_SYS_ADMIN and CAP_NET_ADMIN (as under a
+    unit or container that does not grant them)."""
+    from conftest import JESTER
+    wrapper = tmp_path / "jester-without-bpf"
+    wrapper.write_text(f'#!/bin/sh\nexec setpriv --bounding-set=-bpf,-sys_admin,-net_admin {JESTER} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def test_without_bpf_the_master_says_so_and_http3_still_serves(upstream, without_bpf):
+    from test_http3 import h3
+    instance = Jester(config(upstream, "one"), workers=2, binary=without_bpf)
+    try:
+        warning = next(json.loads(line) for line in instance.logs().splitlines()
+                       if "HTTP/3 without steering by connection ID" in line)
+        assert "Operation not permitted" in warning["error"], warning
+        results = h3(instance.port, [{"path": "/which", "raw": True}, {"path": "/echo?x"}])
+        assert [r["status"] for r in results] == ["200", "200"]
+        assert bytes.fromhex(results[0]["raw"]) == b"one"
+    finally:
+        instance.stop()
