@@ -203,9 +203,17 @@ extension Master {
             handOver = UpgradeHandOver(
                 fromVersion: JesterVersion.current, masterStartedAt: startedAt, generation: generation,
                 configuration: try JSONEncoder().encode(configuration), controlSocketFD: controlServerFD,
-                listeners: listeners.mapValues { UpgradeHandOver.Listener(settings: $0.settings, fds: $0.sockets) },
+                listeners: listeners.mapValues { bound in
+                    UpgradeHandOver.Listener(
+                        settings: bound.settings, fds: bound.sockets,
+                        datagramFDs: bound.datagramSockets.isEmpty ? nil : bound.datagramSockets,
+                        steering: bound.steering.map {
+                            UpgradeHandOver.Steering(
+                                program: $0.program, owners: $0.owners, newConnections: $0.newConnections)
+                        })
+                },
                 activatedSockets: activatedSockets, storedDescriptorNames: storedDescriptorNames, adminStates: adminStates,
-                ticketKeys: ticketKeys.keys,
+                ticketKeys: ticketKeys.keys, quicKeys: Data(quicKeys),
                 workers: workers.values.filter { $0.channel != nil }.map { worker in
                     UpgradeHandOver.AdoptedWorker(
                         pid: worker.pid, slot: worker.slot, generation: worker.generation,
@@ -279,7 +287,20 @@ extension Master {
         activatedSockets = handOver.activatedSockets
         storedDescriptorNames = handOver.storedDescriptorNames
         nextStoreSerial = (handOver.storedDescriptorNames.values.compactMap(StoredDescriptor.serial).max() ?? 0) + 1
-        listeners = handOver.listeners.mapValues { BoundListener(settings: $0.settings, sockets: $0.fds) }
+        // Listeners that share a UDP address share its steering (one program per reuseport group).
+        var steerings: [Int32: QUICSteering] = [:]
+        listeners = handOver.listeners.mapValues { listener in
+            BoundListener(
+                settings: listener.settings, sockets: listener.fds, datagramSockets: listener.datagramFDs ?? [],
+                steering: listener.steering.map { fds in
+                    if let adopted = steerings[fds.program] { return adopted }
+                    let adopted = QUICSteering(
+                        adoptingProgram: fds.program, owners: fds.owners, newConnections: fds.newConnections)
+                    steerings[fds.program] = adopted
+                    return adopted
+                })
+        }
+        if let keys = handOver.quicKeys, keys.count == quicKeys.count { quicKeys = Array(keys) }
         if Privileges.isRoot {
             identity = try? Privileges.workerIdentity(user: configuration.server.user, group: configuration.server.group)
         }

@@ -115,9 +115,9 @@ public final class Master: @unchecked Sendable {
     /// TLS session-ticket keys shared by every worker (see `TicketKeyRing`).
     var ticketKeys = TicketKeyRing()
     /// The instance's QUIC secrets (HTTP/3): a stateless-reset secret and a token secret, 32 random bytes each,
-    /// the same for every worker of every generation so that one honours another's tokens and resets. (A binary
-    /// upgrade makes new ones: tokens of the old binary's connections then fail once, and clients retry.)
-    let quicKeys: [UInt8] = {
+    /// the same for every worker of every generation so that one honours another's tokens and resets; a binary
+    /// upgrade hands them to the new program.
+    var quicKeys: [UInt8] = {
         var generator = SystemRandomNumberGenerator()
         return (0..<64).map { _ in UInt8.random(in: 0...255, using: &generator) }
     }()

@@ -18,6 +18,18 @@ struct UpgradeHandOver: Codable, Equatable {
         var settings: ListenerSettings
         /// One listening socket per worker slot.
         var fds: [Int32]
+        /// With `http3 = true`, its UDP sockets (one per slot of the serving generation) and the program and maps
+        /// that steer them (optional: a hand-over from a version without HTTP/3 or without steering).
+        var datagramFDs: [Int32]? = nil
+        var steering: Steering? = nil
+    }
+
+    /// `QUICSteering`'s descriptors: the adopted workers' connection IDs stay in its maps, so their connections
+    /// keep reaching them while the new program's generation starts beside them.
+    struct Steering: Codable, Equatable {
+        var program: Int32
+        var owners: Int32
+        var newConnections: Int32
     }
 
     struct AdoptedWorker: Codable, Equatable {
@@ -56,6 +68,8 @@ struct UpgradeHandOver: Codable, Equatable {
     var adminStates: [String: [String: String]]? = nil
     /// The TLS session-ticket keys, so clients resume across the upgrade.
     var ticketKeys: [Data]? = nil
+    /// The instance's QUIC secrets, so tokens and stateless resets of the adopted workers stay valid.
+    var quicKeys: Data? = nil
     var workers: [AdoptedWorker]
     /// The connection table the adopted workers count in, which the new generation shares.
     var connectionTableFD: Int32? = nil
@@ -74,6 +88,10 @@ struct UpgradeHandOver: Codable, Equatable {
     /// Every descriptor the new program needs open.
     var descriptors: Set<Int32> {
         Set([controlSocketFD] + listeners.values.flatMap(\.fds) + activatedSockets.map(\.fd) + workers.map(\.controlFD)
+            + listeners.values.flatMap { listener in
+                (listener.datagramFDs ?? [])
+                    + (listener.steering.map { [$0.program, $0.owners, $0.newConnections] } ?? [])
+            }
             + (connectionTableFD.map { [$0] } ?? []) + (rateLimitTableFD.map { [$0] } ?? [])
             + (metricsTableFD.map { [$0] } ?? []) + (adminSocketFD.map { [$0] } ?? [])
             + (cacheIndexFD.map { [$0] } ?? []))

@@ -27,9 +27,10 @@ public final class QUICSteering {
     /// count but 2^n; the skew for others is at most one entry in 256).
     static let newConnectionEntries: UInt32 = 256
 
+    /// The descriptors of the program and its maps (a binary upgrade hands them to the new program).
     public let program: Int32
-    let owners: Int32
-    let newConnections: Int32
+    public let owners: Int32
+    public let newConnections: Int32
 
     /// Creates the maps and loads the program. Throws when the kernel or the process's privileges refuse.
     public init() throws(SystemError) {
@@ -48,9 +49,12 @@ public final class QUICSteering {
             cjester_bpf_load_reuseport_program(bytes.baseAddress, UInt32(bytes.count / 8), &log, UInt32(log.count))
         }
         guard program >= 0 else {
-            let verifier = String(cString: log).split(separator: "\n").suffix(3).joined(separator: "; ")
+            let failure = errno
+            let text = String(decoding: log.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let verifier = text.split(separator: "\n").suffix(3).joined(separator: "; ")
             let error = SystemError(
-                "bpf", "BPF_PROG_LOAD (SK_REUSEPORT)" + (verifier.isEmpty ? "" : " — verifier: \(verifier)"))
+                "bpf", "BPF_PROG_LOAD (SK_REUSEPORT)" + (verifier.isEmpty ? "" : " — verifier: \(verifier)"),
+                errno: failure)
             Glibc.close(owners)
             Glibc.close(newConnections)
             throw error
@@ -58,6 +62,14 @@ public final class QUICSteering {
         self.owners = owners
         self.newConnections = newConnections
         self.program = program
+    }
+
+    /// Takes over the program and maps an earlier program made (`program`, `owners`, `newConnections` of the
+    /// instance it handed over across a binary upgrade); their entries stay as they were.
+    public init(adoptingProgram program: Int32, owners: Int32, newConnections: Int32) {
+        self.program = program
+        self.owners = owners
+        self.newConnections = newConnections
     }
 
     deinit {

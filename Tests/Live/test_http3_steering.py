@@ -79,12 +79,19 @@ def test_a_connection_keeps_its_worker_when_the_client_address_changes(upstream)
         instance.stop()
 
 
-def test_a_reload_under_http3_load_loses_nothing_and_new_connections_reach_the_new_generation(upstream):
-    """Four long-lived connections and ten new ones a second run through a reload: nothing fails or hangs; the
-    old generation finishes its connections (GOAWAY, then close; a request it did not process is sent again on
-    a new connection, as clients do); every connection begun after the reload is served by the new generation,
-    whose answer differs; no datagram reached a worker other than its connection's."""
+@pytest.mark.parametrize("change", ["reload", "upgrade"])
+def test_a_reload_or_upgrade_under_http3_load_loses_nothing_and_new_connections_reach_the_new_generation(
+        upstream, change):
+    """Four long-lived connections and ten new ones a second run through a reload or a binary upgrade (the new
+    program adopts the UDP sockets, the steering maps and the QUIC secrets): nothing fails or hangs; the old
+    generation finishes its connections (GOAWAY, then close; a request it did not process is sent again on a
+    new connection, as clients do); every connection begun after the change is served by the new generation,
+    whose answer differs; no datagram reached a worker other than its connection's; the master closes what
+    the old generation used."""
+    from test_lifecycle import open_fds
     instance = Jester(config(upstream, "one"), workers=2)
+    master = instance.process.pid
+    baseline_fds = open_fds(master)
     try:
         load = subprocess.Popen([str(AIOQUIC_PYTHON), str(HERE / "h3_steering_client.py"), "load",
                                  str(instance.port), str(TLS / "ca.pem"), "7", "/which"],
@@ -92,7 +99,7 @@ def test_a_reload_under_http3_load_loses_nothing_and_new_connections_reach_the_n
         time.sleep(2.5)
         generation = instance.status()["generation"]
         instance.write_config(config(upstream, "two"))
-        instance.ctl("reload", check=True)
+        instance.ctl(change, check=True)
         wait_for(lambda: instance.status()["generation"] == generation + 1, timeout=20, what="the reload")
         reloaded_at = time.time()
         counters_during = quic_counters(instance)
@@ -115,6 +122,8 @@ def test_a_reload_under_http3_load_loses_nothing_and_new_connections_reach_the_n
         exits = [json.loads(line) for line in instance.logs().splitlines()
                  if line.startswith("{") and '"worker exited' in line]
         assert exits and all("signal" not in e["status"] for e in exits), exits
+        assert instance.status()["pid"] == master
+        wait_for(lambda: open_fds(master) <= baseline_fds + 1, timeout=10, what=f"master fds back to {baseline_fds}")
     finally:
         instance.stop()
 
