@@ -134,8 +134,9 @@ extension Master {
             return (sockets, steering)
         } catch {
             logger.warning("""
-                HTTP/3 without steering by connection ID: datagrams are spread by client address, so a client \
-                whose address changes, or a connection during a reload, may lose packets (see jester(8), HTTP/3)
+                HTTP/3 without steering by connection ID (it needs CAP_BPF, CAP_NET_ADMIN and the bpf system \
+                call): datagrams are spread by client address, so a client whose address changes, or a \
+                connection during a reload, may lose packets (see jester(8), HTTP/3)
                 """, metadata: ["listener": "\(listener.name)", "error": "\(error)"])
             return (sockets, nil)
         }
