@@ -108,6 +108,12 @@ public enum ControlMessage: Codable, Sendable, Equatable {
     /// Access records a tap filter matched (worker → master, a batch at most every 100 ms; master → jesterctl,
     /// those the requester's filter matches). `dropped`: records left out because the bounded queue was full.
     case tapRecords([TapRecord], dropped: Int)
+    /// Worker → master: the loopback UDP ports where this worker takes QUIC datagrams other workers forward to
+    /// it (HTTP/3 without steering by connection ID; see `QUICPeer`).
+    case quicInboxes([QUICInbox])
+    /// Master → worker: every live worker's forwarding inboxes, so a datagram that reached the wrong worker goes
+    /// on to its owner (sent when one is added or gone, and when a generation starts serving).
+    case quicPeers([QUICPeer])
 }
 
 /// Why the master refused or failed a request, so jesterctl's exit status tells a script what went wrong.
@@ -382,6 +388,11 @@ public struct QUICStats: Codable, Sendable, Equatable {
     public var accepted: Int
     /// Retry packets sent (address validation under load, or `http3_retry = "always"`).
     public var retries: Int
+    /// Without steering: datagrams this worker passed to the worker that owns them, datagrams other workers passed
+    /// to it, and forwarded messages refused (not from this instance's workers).
+    public var forwarded: Int = 0
+    public var forwardedIn: Int = 0
+    public var forwardingRefused: Int = 0
 
     public init(datagrams: Int = 0, unknownConnection: Int = 0, otherWorker: Int = 0, accepted: Int = 0, retries: Int = 0) {
         self.datagrams = datagrams
@@ -389,6 +400,36 @@ public struct QUICStats: Codable, Sendable, Equatable {
         self.otherWorker = otherWorker
         self.accepted = accepted
         self.retries = retries
+    }
+}
+
+/// A worker's forwarding inbox for one HTTP/3 address: the loopback UDP port it reads forwarded datagrams on.
+public struct QUICInbox: Codable, Sendable, Equatable {
+    /// The listener's address as configured ("host:port"): one UDP address, one set of peers.
+    public var address: String
+    public var port: Int
+
+    public init(address: String, port: Int) {
+        self.address = address
+        self.port = port
+    }
+}
+
+/// One live worker's forwarding inbox, as the master tells every worker.
+public struct QUICPeer: Codable, Sendable, Equatable {
+    public var address: String
+    public var slot: Int
+    public var generation: Int
+    public var port: Int
+    /// Whether the worker belongs to the serving generation (new connections are its to accept).
+    public var serving: Bool
+
+    public init(address: String, slot: Int, generation: Int, port: Int, serving: Bool) {
+        self.address = address
+        self.slot = slot
+        self.generation = generation
+        self.port = port
+        self.serving = serving
     }
 }
 

@@ -230,9 +230,14 @@ final class WorkerServer: @unchecked Sendable {
     /// QUIC secrets, its connection IDs naming this worker's slot and generation.
     private func startHTTP3() throws {
         guard let sockets = assignment.datagramSocketFDs, !sockets.isEmpty else { return }
-        let secrets = assignment.quicKeys?.bytes ?? []
-        let keys = secrets.count == 64
-            ? QUICKeys(statelessResetSecret: Array(secrets[..<32]), tokenSecret: Array(secrets[32...])) : QUICKeys.random()
+        var secrets = assignment.quicKeys?.bytes ?? []
+        if secrets.count != 64 {
+            let random = QUICKeys.random()
+            secrets = random.statelessResetSecret + random.tokenSecret
+        }
+        let keys = QUICKeys(statelessResetSecret: Array(secrets[..<32]), tokenSecret: Array(secrets[32...]))
+        let steered = assignment.quicSteered ?? false
+        var inboxes: [QUICInbox] = []
         for (name, fd) in sockets.sorted(by: { $0.key < $1.key }) {
             guard let settings = runtime.configuration.listeners.first(where: { $0.name == name }), let tls = settings.tls
             else { continue }
@@ -248,14 +253,16 @@ final class WorkerServer: @unchecked Sendable {
                 ?? QUICSocketAddress(ip: "0.0.0.0", port: UInt16(settings.address.port))!
             let listener = HTTP3Listener(
                 runtime: runtime, listenerName: name, endpoint: endpoint, localAddress: local, slot: slot,
-                generation: generation, alwaysRetries: settings.alwaysRetriesHTTP3,
-                steered: assignment.quicSteered ?? false)
+                generation: generation, alwaysRetries: settings.alwaysRetriesHTTP3, steered: steered)
             _ = try DatagramBootstrap(group: eventLoop)
                 // recvmmsg of up to 16 datagrams per read; NIO splits the receive buffer among them, so it is
                 // 16 × 4 KiB (a QUIC datagram is at most about 1.5 KiB on these paths; a larger one is cut short
                 // and fails to decrypt, like a lost packet).
                 .channelOption(.datagramVectorReadMessageCount, value: 16)
                 .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 16 * 4096))
+                // Unsteered, the slot's socket may be a draining worker's too: read once the master's list of
+                // peers says whose it is (`HTTP3Listener.updatePeers`), so two processes never read it at once.
+                .channelOption(.autoRead, value: steered)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(listener)
@@ -263,7 +270,23 @@ final class WorkerServer: @unchecked Sendable {
                 }
                 .withBoundSocket(fd).wait()
             http3Listeners.append(listener)
+            if !steered {
+                let inbox = QUICForwardingInbox()
+                let channel = try DatagramBootstrap(group: eventLoop)
+                    .channelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(inbox) }
+                    }
+                    .bind(host: "127.0.0.1", port: 0).wait()
+                guard let port = channel.localAddress?.port else { continue }
+                listener.enableForwarding(
+                    QUICForwarding(me: .init(slot: slot, generation: generation), secret: secrets), inbox: inbox,
+                    address: settings.address.description)
+                inboxes.append(QUICInbox(address: settings.address.description, port: port))
+                eventLoop.scheduleTask(in: .seconds(1)) { listener.readUnlessToldOtherwise() }
+            }
         }
+        // Unsteered, the master tells every worker where the others take forwarded datagrams.
+        if !inboxes.isEmpty { send(.quicInboxes(inboxes)) }
     }
 
     private func send(_ message: ControlMessage) {
@@ -354,6 +377,8 @@ final class WorkerServer: @unchecked Sendable {
             for case let limit as RateLimitFilter in runtime.filters.values { limit.followAddresses(addresses) }
         case .keySet(let keySet):
             applyKeySet(keySet)
+        case .quicPeers(let peers):
+            for listener in http3Listeners { listener.updatePeers(peers) }
         case .tapFilters(let filters):
             runtime.tap.setFilters(filters)
             logger.info("jesterctl tap filters", metadata: ["taps": .stringConvertible(filters.count)])

@@ -98,65 +98,6 @@ extension Master {
         return bound
     }
 
-    /// The UDP sockets of an HTTP/3 listener, one per worker slot, and the program that steers them.
-    ///
-    /// With steering (`QUICSteering`), every generation gets sockets of its own in the address's one reuseport
-    /// group: the program sends an established connection's datagrams to its owner's socket, so a draining worker
-    /// keeps its connections, and new ones only to the serving generation's sockets (`routeNewConnections`, at
-    /// the first bind and at each commit). Without it (the kernel or the master's privileges refuse BPF), the
-    /// sockets are reused across reloads, the draining worker and its successor reading the same one.
-    func bindDatagramSockets(
-        for listener: ListenerSettings, slots: Int, previous: BoundListener?, opened: inout [Int32]
-    ) throws(SystemError) -> (sockets: [Int32], steering: QUICSteering?) {
-        func bind() throws(SystemError) -> Int32 {
-            let fd = try ListeningSocket.bindDatagram(host: listener.address.host, port: listener.address.port)
-            opened.append(fd)
-            return fd
-        }
-        var sockets: [Int32] = []
-        if let previous, let steering = previous.steering {
-            while sockets.count < slots { sockets.append(try bind()) }
-            return (sockets, steering)
-        }
-        if let previous {
-            sockets = Array(previous.datagramSockets.prefix(slots))
-            while sockets.count < slots { sockets.append(try bind()) }
-            return (sockets, nil)
-        }
-        while sockets.count < slots { sockets.append(try bind()) }
-        do {
-            let steering = try QUICSteering()
-            try steering.attach(to: sockets[0])
-            try steering.routeNewConnections(to: sockets)
-            logger.info("HTTP/3 datagrams steered by connection ID", metadata: [
-                "listener": "\(listener.name)", "address": "\(listener.address)",
-            ])
-            return (sockets, steering)
-        } catch {
-            logger.warning("""
-                HTTP/3 without steering by connection ID (it needs CAP_BPF, CAP_NET_ADMIN and the bpf system \
-                call): datagrams are spread by client address, so a client whose address changes, or a \
-                connection during a reload, may lose packets (see jester(8), HTTP/3)
-                """, metadata: ["listener": "\(listener.name)", "error": "\(error)"])
-            return (sockets, nil)
-        }
-    }
-
-    /// New QUIC connections go to the serving generation's sockets (called when a generation starts serving).
-    func routeNewQUICConnections() {
-        for (name, bound) in listeners {
-            guard let steering = bound.steering else { continue }
-            do {
-                try steering.routeNewConnections(to: bound.datagramSockets)
-            } catch {
-                logger.error("cannot steer new HTTP/3 connections to the new generation", metadata: [
-                    "listener": "\(name)", "error": "\(error)",
-                ])
-            }
-        }
-    }
-
-
     /// Closes the sockets of `old` that `current` no longer uses.
     func closeUnusedSockets(_ old: [String: BoundListener], keeping current: [String: BoundListener]) {
         let inUse = Set(current.values.flatMap { $0.sockets + $0.datagramSockets }).union(activatedSockets.map(\.fd))

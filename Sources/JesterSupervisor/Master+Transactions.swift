@@ -96,8 +96,10 @@ extension Master {
         // Sockets the new generation does not use close once the old one is gone; the old workers hold their
         // own copies until then.
         closeUnusedSockets(prepared.previousListeners, keeping: listeners)
-        // New QUIC connections go to the new generation only; the old one's stay with it while it drains.
+        // New QUIC connections go to the new generation only; the old one's stay with it while it drains (steered
+        // by the kernel, or forwarded by the workers).
         routeNewQUICConnections()
+        broadcastQUICPeers()
         logger.info("\(kind.rawValue) complete", metadata: [
             "generation": .stringConvertible(newGeneration), "config_hash": "\(configuration.hash)",
             "version": "\(JesterVersion.current)",
@@ -221,7 +223,7 @@ extension Master {
                         configHash: worker.configHash, drainDeadline: worker.drainDeadline,
                         controlFD: worker.controlFD, pendingBytes: worker.decoder.bufferedBytes,
                         connectionPartition: connectionPartitions[worker.pid],
-                        metricsPartition: metrics.partitions[worker.pid])
+                        metricsPartition: metrics.partitions[worker.pid], quicInboxes: quicInboxes[worker.pid])
                 },
                 connectionTableFD: connectionTable?.fd, rateLimitTableFD: rateLimitTable?.fd,
                 metricsTableFD: metrics.table?.fd, cacheIndexFD: cacheStore?.index.fd,
@@ -324,6 +326,7 @@ extension Master {
                 state: Machine.WorkerState(rawValue: adopted.state) ?? .ready, startedAt: worker.startedAt))
             worker.drainDeadline = adopted.drainDeadline
             worker.decoder.append(adopted.pendingBytes)
+            if let inboxes = adopted.quicInboxes { quicInboxes[adopted.pid] = inboxes }
             workers[adopted.pid] = worker
             connect(worker, controlSocket: adopted.controlFD) { _ in }
         }

@@ -142,27 +142,6 @@ extension Master {
         }
     }
 
-    /// Datagrams whose connection IDs name `slot` of `generation` go to that worker's UDP socket of each listener
-    /// in `names` (again after a respawn: the same socket, a new process). Whether every listener is steered.
-    func steerQUIC(to slot: Int, of generation: Int, listeners: [String: BoundListener], names: [String]) -> Bool {
-        var steered = true
-        for name in names {
-            guard let bound = listeners[name], let steering = bound.steering else {
-                steered = false
-                continue
-            }
-            do {
-                try steering.route(owner: slot, generation: generation, to: bound.datagramSockets[slot])
-            } catch {
-                steered = false
-                logger.error("cannot steer HTTP/3 datagrams to a worker", metadata: [
-                    "listener": "\(name)", "slot": .stringConvertible(slot), "error": "\(error)",
-                ])
-            }
-        }
-        return steered
-    }
-
     /// Wraps the master's end of `worker`'s socketpair in a channel; `connected` runs once it is registered.
     func connect(_ worker: WorkerProcess, controlSocket fd: Int32, connected: @escaping (any Channel) -> Void) {
         worker.controlFD = fd
@@ -227,6 +206,8 @@ extension Master {
             accessLogReopened(by: worker.pid, sequence: sequence)
         case .tapRecords(let records, let dropped):
             deliverTapped(records, dropped: dropped)
+        case .quicInboxes(let inboxes):
+            quicInboxesReported(inboxes, by: worker)
         default:
             break
         }
@@ -280,6 +261,7 @@ extension Master {
             // Its counts join the retired totals (its gauges go), so no total drops.
             retireMetricsPartition(of: pid)
             cacheWorkerExited(pid)
+            quicWorkerExited(pid)
             let metadata: Logger.Metadata = [
                 "pid": .stringConvertible(pid), "slot": .stringConvertible(worker.slot),
                 "generation": .stringConvertible(worker.generation), "status": "\(status)",

@@ -74,6 +74,8 @@ public final class Master: @unchecked Sendable {
     let executableName = ProcessImage.installedPath()
     var identity: Identity?
     var listeners: [String: BoundListener] = [:]
+    /// Workers' forwarding inboxes for HTTP/3 without steering, by pid (see `broadcastQUICPeers`).
+    var quicInboxes: [Int32: [QUICInbox]] = [:]
     var workers: [Int32: WorkerProcess] = [:]
     /// Every supervision decision: worker lifecycle, generations, reload / upgrade / stop transactions. The
     /// master feeds it events (`dispatch`) and carries out its actions (`perform`).

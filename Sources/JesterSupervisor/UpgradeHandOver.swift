@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
 import JesterConfig
+import JesterControl
 import JesterSystem
 
 /// What the master's old program hands its new one across a binary upgrade (exec in place, see jester(8),
@@ -49,6 +50,8 @@ struct UpgradeHandOver: Codable, Equatable {
         var connectionPartition: Int? = nil
         /// Its partition of the metrics table (optional: a hand-over from a version without metrics).
         var metricsPartition: Int? = nil
+        /// Its HTTP/3 forwarding inboxes (optional: steered, without HTTP/3, or from a version without them).
+        var quicInboxes: [QUICInbox]? = nil
     }
 
     var format = currentFormat

@@ -1,10 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
-"""HTTP/3 datagrams steered by connection ID (issue 23): the master's SK_REUSEPORT program delivers every
-datagram to the worker whose slot and generation its connection ID names, so a connection keeps its worker when
-the client's address changes (NAT rebinding), and across a reload the draining generation keeps its connections
-while every new one reaches the new generation (nginx's open issue #425: new connections landing on exiting
-workers and hanging). The workers' own counters (`jesterctl status --json`) show where datagrams landed. Clients
-are aioquic (Tests/Live/h3_steering_client.py); two workers run as the unprivileged user."""
+"""HTTP/3 datagrams delivered to the worker that owns their connection (issue 23). Steered: the master's
+SK_REUSEPORT program picks each datagram's socket by the slot and generation its connection ID names, so a
+connection keeps its worker when the client's address changes (NAT rebinding), and across a reload or a binary
+upgrade the draining generation keeps its connections while every new one reaches the new generation (nginx's
+open issue #425: new connections landing on exiting workers and hanging). Unsteered (a master without CAP_BPF:
+the kernel spreads datagrams by address): the worker that reads a datagram of another worker's connection
+forwards it there over loopback, with the same outcome at the cost of one more hop. The workers' own counters
+(`jesterctl status --json`) show where datagrams landed and what was forwarded. Clients are aioquic
+(Tests/Live/h3_steering_client.py); two workers run as the unprivileged user."""
 
 import json
 import subprocess
@@ -51,6 +54,24 @@ def quic_counters(instance):
             if w.get("quic")}
 
 
+@pytest.fixture()
+def without_bpf(tmp_path):
+    """A jester whose master cannot load BPF: root without CAP_BPF, CAP_SYS_ADMIN and CAP_NET_ADMIN (as under a
+    unit or container that does not grant them)."""
+    from conftest import JESTER
+    wrapper = tmp_path / "jester-without-bpf"
+    wrapper.write_text(f'#!/bin/sh\nexec setpriv --bounding-set=-bpf,-sys_admin,-net_admin {JESTER} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+@pytest.fixture(params=["steered", "forwarded"])
+def delivery(request, tmp_path):
+    """How datagrams reach their owner: steered by the kernel, or forwarded by the workers (no BPF)."""
+    binary = None if request.param == "steered" else request.getfixturevalue("without_bpf")
+    return request.param, binary
+
+
 def test_the_master_steers_http3_by_connection_id(upstream):
     """Loading the program is what every other test here relies on: the master says so in its log."""
     instance = Jester(config(upstream, "one"), workers=2)
@@ -60,36 +81,44 @@ def test_the_master_steers_http3_by_connection_id(upstream):
         instance.stop()
 
 
-def test_a_connection_keeps_its_worker_when_the_client_address_changes(upstream):
-    instance = Jester(config(upstream, "one"), workers=2)
+def test_a_connection_keeps_its_worker_when_the_client_address_changes(upstream, delivery):
+    mode, binary = delivery
+    instance = Jester(config(upstream, "one"), workers=2, binary=binary)
     try:
         result = steering_client("rebind", instance.port, TLS / "ca.pem", 12)["connections"]
         for connection in result:
             assert connection["ports"][0] != connection["ports"][1]
             assert connection["statuses"] == ["200", "200", "200"], result
-        # Spread over both workers by the clients' first addresses; after the change every datagram still
-        # reached the worker its connection ID names: none landed on the other one.
+        # Spread over both workers by the clients' first addresses. After the change, steered: every datagram
+        # reached the worker its connection ID names, none the other one. Forwarded: about half of the
+        # connections now hash to the other worker's socket, which passed their datagrams on.
         wait_for(lambda: sum(c["accepted"] for c in quic_counters(instance).values()) >= 12, timeout=5,
                  what="the workers' counters")
         counters = quic_counters(instance)
         assert len(counters) == 2 and all(c["accepted"] > 0 for c in counters.values()), counters
-        assert all(c["other_worker"] == 0 for c in counters.values()), counters
         assert sum(c["datagrams"] for c in counters.values()) > 12 * 6, counters
+        if mode == "steered":
+            assert all(c["other_worker"] == 0 and c["forwarded"] == 0 for c in counters.values()), counters
+        else:
+            forwarded = sum(c["forwarded"] for c in counters.values())
+            assert forwarded > 0 and sum(c["forwarded_in"] for c in counters.values()) == forwarded, counters
+            assert all(c["forwarding_refused"] == 0 for c in counters.values()), counters
     finally:
         instance.stop()
 
 
 @pytest.mark.parametrize("change", ["reload", "upgrade"])
 def test_a_reload_or_upgrade_under_http3_load_loses_nothing_and_new_connections_reach_the_new_generation(
-        upstream, change):
+        upstream, change, delivery):
     """Four long-lived connections and ten new ones a second run through a reload or a binary upgrade (the new
     program adopts the UDP sockets, the steering maps and the QUIC secrets): nothing fails or hangs; the old
     generation finishes its connections (GOAWAY, then close; a request it did not process is sent again on a
     new connection, as clients do); every connection begun after the change is served by the new generation,
-    whose answer differs; no datagram reached a worker other than its connection's; the master closes what
-    the old generation used."""
+    whose answer differs; steered, no datagram reached a worker other than its connection's, and forwarded,
+    the new generation passed the draining one's datagrams on; the master closes what the old generation used."""
     from test_lifecycle import open_fds
-    instance = Jester(config(upstream, "one"), workers=2)
+    mode, binary = delivery
+    instance = Jester(config(upstream, "one"), workers=2, binary=binary)
     master = instance.process.pid
     baseline_fds = open_fds(master)
     try:
@@ -115,8 +144,13 @@ def test_a_reload_or_upgrade_under_http3_load_loses_nothing_and_new_connections_
         late = [r for r in served if r["kind"] == "new" and r["start"] > reloaded_at + 0.2]
         assert len(late) >= 20 and all(r["body"] == "two" for r in late), [r["body"] for r in late]
         assert sum(1 for r in served if r["kind"] == "long" and r["body"] == "one") > 10
-        # Every datagram reached its connection's worker, in both generations.
-        assert all(c["other_worker"] == 0 for c in counters_during.values()), counters_during
+        if mode == "steered":
+            # Every datagram reached its connection's worker, in both generations.
+            assert all(c["other_worker"] == 0 for c in counters_during.values()), counters_during
+        else:
+            # The new generation reads the shared sockets and passed the draining one's datagrams on.
+            wait_for(lambda: sum(c["forwarded"] for c in quic_counters(instance).values()
+                                 if c["generation"] == generation + 1) > 0, timeout=5, what="forwarded datagrams")
         wait_for(lambda: all(w["generation"] == generation + 1 for w in instance.status()["workers"]),
                  timeout=30, what="the old generation gone")
         exits = [json.loads(line) for line in instance.logs().splitlines()
@@ -126,17 +160,6 @@ def test_a_reload_or_upgrade_under_http3_load_loses_nothing_and_new_connections_
         wait_for(lambda: open_fds(master) <= baseline_fds + 1, timeout=10, what=f"master fds back to {baseline_fds}")
     finally:
         instance.stop()
-
-
-@pytest.fixture()
-def without_bpf(tmp_path):
-    """A jester whose master cannot load BPF: root without CAP_BPF, CAP_SYS_ADMIN and CAP_NET_ADMIN (as under a
-    unit or container that does not grant them)."""
-    from conftest import JESTER
-    wrapper = tmp_path / "jester-without-bpf"
-    wrapper.write_text(f'#!/bin/sh\nexec setpriv --bounding-set=-bpf,-sys_admin,-net_admin {JESTER} "$@"\n')
-    wrapper.chmod(0o755)
-    return str(wrapper)
 
 
 def test_without_bpf_the_master_says_so_and_http3_still_serves(upstream, without_bpf):

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Glibc
+import JesterControl
 import JesterHTTP3
 import NIOCore
 
@@ -9,7 +10,8 @@ import NIOCore
 /// socket per worker slot (per generation, when it steers) with SO_REUSEPORT; each connection's IDs carry the
 /// worker's slot and generation (`WorkerConnectionIDFactory`), by which the master's SK_REUSEPORT program
 /// (`QUICSteering`) delivers its datagrams here whatever the client's address, and new clients reach only the
-/// serving generation. Without that program the kernel spreads datagrams by address.
+/// serving generation. Without that program the kernel spreads datagrams by address, and a datagram that reaches
+/// the wrong worker is forwarded to its owner (`QUICForwarding`, through a `QUICForwardingInbox`).
 ///
 /// A NIO datagram channel for now; issue 24's socket layer (recvmmsg/sendmmsg, GSO) replaces it beneath the
 /// sessions, which know nothing of sockets. Loop-confined.
@@ -47,6 +49,13 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
     let alwaysRetries: Bool
     /// The master steers datagrams by connection ID: one for an ID this worker does not know has no live owner.
     let steered: Bool
+    /// Unsteered: where misdelivered datagrams go, and the loopback socket that carries them.
+    private var forwarding: QUICForwarding?
+    private var inbox: QUICForwardingInbox?
+    /// The listener's configured address, which names its set of peers.
+    private var addressKey = ""
+    /// The master's list of peers has arrived.
+    private var toldPeers = false
 
     init(
         runtime: WorkerRuntime, listenerName: String, endpoint: QUICServerEndpoint, localAddress: QUICSocketAddress,
@@ -88,10 +97,16 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
         guard let peer = QUICSocketAddress(nio: envelope.remoteAddress) else { return }
         runtime.counters.bytesIn &+= envelope.data.readableBytes
         runtime.counters.quic.datagrams &+= 1
-        envelope.data.withUnsafeReadableBytes { received($0, from: peer, now: Self.now()) }
+        envelope.data.withUnsafeReadableBytes { received($0, from: peer, now: Self.now(), forwarded: false) }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        finishReadBatch()
+    }
+
+    /// The end of a batch of datagrams (read here or forwarded): the connections that received some finish
+    /// their turn, and everything written meanwhile goes out.
+    func finishReadBatch() {
         let batch = touched
         touched.removeAll(keepingCapacity: true)
         for connection in batch { connection.readComplete() }
@@ -106,7 +121,10 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
 
     // MARK: Datagrams
 
-    private func received(_ datagram: UnsafeRawBufferPointer, from peer: QUICSocketAddress, now: QUICInstant) {
+    /// `forwarded`: another worker read it and passed it here; it is served here whatever it is.
+    private func received(
+        _ datagram: UnsafeRawBufferPointer, from peer: QUICSocketAddress, now: QUICInstant, forwarded: Bool
+    ) {
         switch endpoint.route(datagram: datagram, peer: peer) {
         case .connection(let id, let isLong):
             if let connection = connections[id] {
@@ -115,13 +133,16 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
                     touched.append(connection)
                 }
                 connection.received(datagram, from: peer, now: now)
+            } else if !forwarded, let forwarding, let inbox,
+                case .forward(let port) = forwarding.decide(id: id, isLong: isLong, draining: isDraining)
+            {
+                if !isLong { countUnknown(id) }
+                runtime.counters.quic.forwarded &+= 1
+                inbox.send(forwarding.encapsulate(datagram, from: peer), toPort: port)
             } else if isLong {
                 accept(datagram, id: id, from: peer, now: now)
             } else {
-                runtime.counters.quic.unknownConnection &+= 1
-                if let owner = WorkerConnectionIDFactory.owner(of: id), owner != (slot, generation) {
-                    runtime.counters.quic.otherWorker &+= 1
-                }
+                countUnknown(id)
                 if !ownedElsewhere(id), let reset = endpoint.statelessReset(datagram: datagram, peer: peer) {
                     // A short-header packet of a connection no live worker knows (lost in a crash): the client
                     // learns at once instead of timing out.
@@ -133,6 +154,57 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
         case .invalid:
             break
         }
+    }
+
+    /// A short-header datagram for a connection this worker does not know, counted (and whether its ID names
+    /// another worker: misdelivered, unless that worker is gone).
+    private func countUnknown(_ id: QUICConnectionID) {
+        runtime.counters.quic.unknownConnection &+= 1
+        if let owner = WorkerConnectionIDFactory.owner(of: id), owner != (slot, generation) {
+            runtime.counters.quic.otherWorker &+= 1
+        }
+    }
+
+    // MARK: Forwarding (without steering)
+
+    /// Passes misdelivered datagrams to their owners through `inbox`, once the master lists them.
+    func enableForwarding(_ forwarding: QUICForwarding, inbox: QUICForwardingInbox, address: String) {
+        self.forwarding = forwarding
+        self.inbox = inbox
+        addressKey = address
+        inbox.listener = self
+    }
+
+    /// The master's list of live workers' inboxes: where datagrams go from now on, and whether this worker still
+    /// reads its slot's socket (a draining worker whose successor reads it stops, so two processes never read
+    /// one socket; its connections' datagrams then arrive forwarded).
+    func updatePeers(_ peers: [QUICPeer]) {
+        guard forwarding != nil else { return }
+        toldPeers = true
+        forwarding!.update(peers, address: addressKey)
+        let reads = forwarding!.readsSharedSocket
+        context?.channel.setOption(ChannelOptions.autoRead, value: reads).whenFailure { _ in }
+    }
+
+    /// The master has not listed the peers a second after start (it always does at once): read the socket anyway
+    /// rather than serve nothing.
+    func readUnlessToldOtherwise() {
+        guard !toldPeers else { return }
+        runtime.logWarning("HTTP/3: no list of peers from the master; reading the socket", metadata: [
+            "listener": "\(listenerName)",
+        ])
+        context?.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+    }
+
+    /// A message another worker forwarded: checked, then served like a datagram read here.
+    func receivedForwarded(_ message: [UInt8]) {
+        guard let forwarding, let (peer, datagram) = forwarding.decapsulate(message) else {
+            runtime.counters.quic.forwardingRefused &+= 1
+            return
+        }
+        reading = true
+        runtime.counters.quic.forwardedIn &+= 1
+        datagram.withUnsafeBytes { received($0, from: peer, now: Self.now(), forwarded: true) }
     }
 
     /// A long-header packet for no connection: a client's first Initial (or its Retry answer), accepted unless

@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: Apache-2.0
+import JesterControl
+import JesterHTTP3
+import Testing
+
+@testable import JesterProxy
+
+/// Where a worker without steering sends a datagram it has no connection for, and the authenticated envelope
+/// forwarded datagrams travel in.
+
+private let secret = Array(repeating: UInt8(7), count: 64)
+private let me = QUICForwarding.Owner(slot: 0, generation: 5)
+
+private func forwarding(peers: [QUICPeer], as owner: QUICForwarding.Owner = me) -> QUICForwarding {
+    var forwarding = QUICForwarding(me: owner, secret: secret)
+    forwarding.update(peers, address: "127.0.0.1:8443")
+    return forwarding
+}
+
+private func id(slot: UInt8, generation: UInt16) -> QUICConnectionID {
+    WorkerConnectionIDFactory(slot: slot, generation: generation).makeConnectionID()
+}
+
+/// Generation 5 (slots 0 and 1) drains; generation 6 (slots 0 and 1) serves; another address's peer is ignored.
+private let reload = [
+    QUICPeer(address: "127.0.0.1:8443", slot: 0, generation: 5, port: 4000, serving: false),
+    QUICPeer(address: "127.0.0.1:8443", slot: 1, generation: 5, port: 4001, serving: false),
+    QUICPeer(address: "127.0.0.1:8443", slot: 0, generation: 6, port: 4100, serving: true),
+    QUICPeer(address: "127.0.0.1:8443", slot: 1, generation: 6, port: 4101, serving: true),
+    QUICPeer(address: "127.0.0.1:9443", slot: 2, generation: 6, port: 4999, serving: true),
+]
+
+@Test func aDatagramForAnotherLiveWorkersConnectionGoesToThatWorker() {
+    let draining = forwarding(peers: reload)
+    #expect(draining.decide(id: id(slot: 1, generation: 5), isLong: false, draining: true) == .forward(port: 4001))
+    #expect(draining.decide(id: id(slot: 0, generation: 6), isLong: false, draining: true) == .forward(port: 4100))
+    // Handshake packets carrying another worker's ID go there too.
+    #expect(draining.decide(id: id(slot: 1, generation: 6), isLong: true, draining: false) == .forward(port: 4101))
+}
+
+@Test func itsOwnConnectionsAndWorkersThatAreGoneStayHere() {
+    let worker = forwarding(peers: reload)
+    #expect(worker.decide(id: id(slot: 0, generation: 5), isLong: false, draining: false) == .serveHere)
+    // Slot 2 of generation 6 serves another address; slot 3 does not exist: no one to pass them to.
+    #expect(worker.decide(id: id(slot: 2, generation: 6), isLong: false, draining: false) == .serveHere)
+    #expect(worker.decide(id: id(slot: 3, generation: 6), isLong: false, draining: false) == .serveHere)
+}
+
+@Test func aNewConnectionReachingADrainingWorkerGoesToTheServingOneOfItsSlot() {
+    let clientChosen = QUICConnectionID(Array(repeating: 0xee, count: 8))!
+    #expect(forwarding(peers: reload).decide(id: clientChosen, isLong: true, draining: true) == .forward(port: 4100))
+    // Not draining: accepted here.
+    #expect(forwarding(peers: reload).decide(id: clientChosen, isLong: true, draining: false) == .serveHere)
+    // A slot the serving generation no longer has: any serving worker.
+    let shrunk = reload.filter { !($0.generation == 6 && $0.slot == 1) }
+    let slotOne = forwarding(peers: shrunk, as: .init(slot: 1, generation: 5))
+    #expect(slotOne.decide(id: clientChosen, isLong: true, draining: true) == .forward(port: 4100))
+}
+
+@Test func twoProcessesNeverReadOneSlotSocket() {
+    // Before the master's list: read (the first generation has no one else).
+    #expect(QUICForwarding(me: me, secret: secret).readsSharedSocket)
+    // Draining beside a serving successor in its slot: stop; the successor reads and forwards.
+    #expect(!forwarding(peers: reload).readsSharedSocket)
+    #expect(forwarding(peers: reload, as: .init(slot: 0, generation: 6)).readsSharedSocket)
+    // A new generation still starting (not serving) beside the serving one: not yet.
+    let starting = reload.map { QUICPeer(address: $0.address, slot: $0.slot, generation: $0.generation, port: $0.port,
+        serving: $0.generation == 5) }
+    #expect(!forwarding(peers: starting, as: .init(slot: 1, generation: 6)).readsSharedSocket)
+    // Draining with no successor in its slot: the socket is its alone.
+    let shrunk = reload.filter { !($0.generation == 6 && $0.slot == 1) }
+    #expect(forwarding(peers: shrunk, as: .init(slot: 1, generation: 5)).readsSharedSocket)
+}
+
+@Test func forwardedDatagramsCarryTheClientAddressAndOnlyThisInstanceCanMakeThem() throws {
+    let sender = QUICForwarding(me: me, secret: secret)
+    let client = try #require(QUICSocketAddress(ip: "192.0.2.10", port: 51_000))
+    let datagram: [UInt8] = [0x40] + Array(0..<40)
+    let message = datagram.withUnsafeBytes { sender.encapsulate($0, from: client) }
+    let receiver = QUICForwarding(me: .init(slot: 1, generation: 5), secret: secret)
+    let opened = try #require(receiver.decapsulate(message))
+    #expect(opened.peer == client && Array(opened.datagram) == datagram)
+
+    var tampered = message
+    tampered[8] ^= 1  // inside the client's address
+    #expect(receiver.decapsulate(tampered) == nil)
+    #expect(QUICForwarding(me: me, secret: Array(repeating: 8, count: 64)).decapsulate(message) == nil)
+    #expect(receiver.decapsulate(Array(message.prefix(20))) == nil)
+    #expect(receiver.decapsulate([]) == nil)
+    var lying = message
+    lying[4] = 200  // an address length past the end
+    #expect(receiver.decapsulate(lying) == nil)
+}
