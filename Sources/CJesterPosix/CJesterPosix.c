@@ -6,6 +6,7 @@
 #include <linux/bpf.h>
 #include <linux/futex.h>
 #include <string.h>
+#include <spawn.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -184,4 +185,8 @@ int cjester_bpf_load_reuseport_program(const void *instructions, uint32_t count,
 
 int cjester_attach_reuseport_program(int socket, int program) {
     return setsockopt(socket, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &program, sizeof(program));
+}
+
+int cjester_spawn_close_from(void *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)actions, from);
 }

@@ -585,11 +585,11 @@ public struct WorkerAssignment: Codable, Sendable, Equatable {
     /// The instance's QUIC secrets (stateless-reset secret, then token secret, 32 bytes each), made by the master
     /// and the same in every worker and generation, so a token or a reset made by one is honoured by another.
     public var quicKeys: Base64Bytes?
-    /// Whether the master steers this worker's QUIC datagrams by connection ID (`QUICSteering`): then a datagram
+    /// The listeners whose QUIC datagrams the master steers by connection ID (`QUICSteering`): there a datagram
     /// for a connection this worker does not know belongs to no live worker, and the client is told at once with
-    /// a stateless reset. Nil or false: the kernel spreads datagrams by address, and such a datagram may be
-    /// another worker's.
-    public var quicSteered: Bool?
+    /// a stateless reset. On the others the kernel spreads datagrams by address, and the workers forward a
+    /// datagram to the worker that owns it. Nil from a master without steering.
+    public var quicSteeredListeners: [String]?
 
     public init(
         slot: Int, generation: Int, configuration: some Sequence<UInt8>, listenerNames: [String], userID: UInt32?,

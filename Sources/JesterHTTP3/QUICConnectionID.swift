@@ -33,6 +33,14 @@ public protocol QUICConnectionIDFactory: Sendable {
 
     /// A new, unpredictable ID of `connectionIDLength` bytes.
     func makeConnectionID() -> QUICConnectionID
+
+    /// The ID a Retry packet gives the client for its next Initial (by default like any other). Any worker may
+    /// accept that Initial: the Retry token is checked with the instance's shared secret.
+    func makeRetryConnectionID() -> QUICConnectionID
+}
+
+extension QUICConnectionIDFactory {
+    public func makeRetryConnectionID() -> QUICConnectionID { makeConnectionID() }
 }
 
 /// IDs made of random bytes only: for tests and for a single worker, where no packet needs steering.

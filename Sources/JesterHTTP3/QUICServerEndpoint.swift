@@ -194,7 +194,7 @@ public final class QUICServerEndpoint {
         -> QUICAcceptDecision
     {
         var header = header
-        var retrySource = connectionIDs.makeConnectionID().cid
+        var retrySource = connectionIDs.makeRetryConnectionID().cid
         var token = [UInt8](repeating: 0, count: CJESTER_NGTCP2_MAX_RETRY_TOKENLEN)
         let tokenLength = withSockaddr(peer) { address, length in
             keys.tokenSecret.withUnsafeBufferPointer { secret in

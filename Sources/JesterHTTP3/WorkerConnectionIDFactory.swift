@@ -11,7 +11,8 @@ public struct WorkerConnectionIDFactory: QUICConnectionIDFactory {
 
     /// The worker slot (0-255) that owns the connections made with these IDs.
     public let slot: UInt8
-    /// The configuration generation of that worker (wraps at 65,536; only live generations need to differ).
+    /// The configuration generation of that worker, 1-65,535 (the master maps its generation numbers onto that
+    /// range; only live generations need to differ). 0 names no worker: Retry IDs carry it.
     public let generation: UInt16
     public let connectionIDLength: Int
 
@@ -27,6 +28,12 @@ public struct WorkerConnectionIDFactory: QUICConnectionIDFactory {
         var generator = SystemRandomNumberGenerator()
         let random = (Self.prefixLength..<connectionIDLength).map { _ in UInt8.random(in: 0...255, using: &generator) }
         return QUICConnectionID([slot, UInt8(generation >> 8), UInt8(generation & 0xff)] + random)!
+    }
+
+    /// A Retry's ID names no worker (generation 0), so the client's next Initial is steered like a new
+    /// connection's, to the serving generation: the worker that sent the Retry may have started draining since.
+    public func makeRetryConnectionID() -> QUICConnectionID {
+        WorkerConnectionIDFactory(slot: 0, generation: 0, length: connectionIDLength).makeConnectionID()
     }
 
     /// The owner an ID of this layout names; nil for an ID too short to carry one (a client's own, say).

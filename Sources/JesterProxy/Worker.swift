@@ -236,16 +236,17 @@ final class WorkerServer: @unchecked Sendable {
             secrets = random.statelessResetSecret + random.tokenSecret
         }
         let keys = QUICKeys(statelessResetSecret: Array(secrets[..<32]), tokenSecret: Array(secrets[32...]))
-        let steered = assignment.quicSteered ?? false
+        let steeredListeners = Set(assignment.quicSteeredListeners ?? [])
         var inboxes: [QUICInbox] = []
         for (name, fd) in sockets.sorted(by: { $0.key < $1.key }) {
+            let steered = steeredListeners.contains(name)
             guard let settings = runtime.configuration.listeners.first(where: { $0.name == name }), let tls = settings.tls
             else { continue }
             let credentials = try QUICTLSCredentials(certificates: tls.certificates.map {
                 (chainPEM: Array($0.certificatePEM), privateKeyPEM: Array($0.keyPEM))
             })
             let slot = UInt8(truncatingIfNeeded: assignment.slot)
-            let generation = UInt16(truncatingIfNeeded: assignment.generation)
+            let generation = QUICSteering.connectionIDGeneration(assignment.generation)
             let endpoint = QUICServerEndpoint(
                 credentials: credentials, keys: keys,
                 connectionIDs: WorkerConnectionIDFactory(slot: slot, generation: generation))

@@ -54,7 +54,9 @@ extension Master {
                     }
                     do {
                         (datagramSockets, steering) = try bindDatagramSockets(
-                            for: listener, slots: slots, previous: previous, opened: &opened)
+                            for: listener, slots: slots,
+                            capacity: Self.steeringCapacity(slots: slots, configuration: configuration),
+                            previous: previous, opened: &opened)
                     } catch {
                         throw ListenerBindError(
                             listener: listener.name, address: listener.address.description + " (UDP, http3)",

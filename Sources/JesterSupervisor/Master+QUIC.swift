@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Glibc
 import JesterConfig
 import JesterControl
 import JesterSystem
@@ -12,80 +13,97 @@ extension Master {
 
     /// The UDP sockets of an HTTP/3 listener, one per worker slot, and the program that steers them.
     ///
-    /// With steering (`QUICSteering`), every generation gets sockets of its own in the address's one reuseport
-    /// group: the program sends an established connection's datagrams to its owner's socket, so a draining worker
-    /// keeps its connections, and new ones only to the serving generation's sockets (`routeNewConnections`, at
-    /// the first bind and at each commit). Without it (the kernel or the master's privileges refuse BPF), the
-    /// sockets are reused across reloads, the draining worker and its successor reading the same one.
+    /// Whether an address is steered is decided once, at its first bind, and kept for the master's life (its
+    /// `QUICSteering` too, in `quicSteerings`): a generation still draining on the address must keep reaching its
+    /// connections whatever later configurations do with it. Steered, every generation gets sockets of its own in
+    /// the address's one reuseport group: the program sends an established connection's datagrams to its owner's
+    /// socket, so a draining worker keeps its connections, and new ones only to the serving generation's sockets
+    /// (`routeNewConnections`, at the first bind and at each commit). Unsteered (the kernel or the master's
+    /// privileges refuse BPF), the sockets are reused across reloads, the draining worker and its successor
+    /// sharing one (`QUICForwarding` in the workers delivers what lands on the wrong one).
     func bindDatagramSockets(
-        for listener: ListenerSettings, slots: Int, previous: BoundListener?, opened: inout [Int32]
+        for listener: ListenerSettings, slots: Int, capacity: Int, previous: BoundListener?, opened: inout [Int32]
     ) throws(SystemError) -> (sockets: [Int32], steering: QUICSteering?) {
+        guard slots <= QUICSteering.maximumSlots else {
+            throw SystemError("http3", "\(slots) worker slots (connection IDs name at most 256)", errno: EINVAL)
+        }
         func bind() throws(SystemError) -> Int32 {
             let fd = try ListeningSocket.bindDatagram(host: listener.address.host, port: listener.address.port)
             opened.append(fd)
             return fd
         }
+        let address = listener.address.description
         var sockets: [Int32] = []
-        if let previous, let steering = previous.steering {
+        if let steering = quicSteerings[address] {
             while sockets.count < slots { sockets.append(try bind()) }
+            // (The same program again: the group may be new, if every earlier socket of the address closed.)
+            try steering.attach(to: sockets[0])
             return (sockets, steering)
         }
-        if let previous {
-            sockets = Array(previous.datagramSockets.prefix(slots))
+        if quicUnsteeredAddresses.contains(address) {
+            if let previous { sockets = Array(previous.datagramSockets.prefix(slots)) }
             while sockets.count < slots { sockets.append(try bind()) }
             return (sockets, nil)
         }
         while sockets.count < slots { sockets.append(try bind()) }
         do {
-            let steering = try QUICSteering()
-            try steering.attach(to: sockets[0])
-            try steering.routeNewConnections(to: sockets)
+            let steering = try QUICSteering(owners: capacity)
+            do {
+                try steering.attach(to: sockets[0])
+                try steering.routeNewConnections(to: sockets)
+            } catch {
+                QUICSteering.detach(from: sockets[0])
+                throw error
+            }
+            quicSteerings[address] = steering
             logger.info("HTTP/3 datagrams steered by connection ID", metadata: [
                 "listener": "\(listener.name)", "address": "\(listener.address)",
             ])
             return (sockets, steering)
         } catch {
+            quicUnsteeredAddresses.insert(address)
             logger.warning("""
                 HTTP/3 without steering by connection ID (it needs CAP_BPF, CAP_NET_ADMIN and the bpf system \
-                call): datagrams are spread by client address, so a client whose address changes, or a \
-                connection during a reload, may lose packets (see jester(8), HTTP/3)
+                call): datagrams are spread by client address and forwarded by the workers to the one that owns \
+                them, one more hop for those (see jester(8), HTTP/3)
                 """, metadata: ["listener": "\(listener.name)", "error": "\(error)"])
             return (sockets, nil)
         }
     }
 
-    /// New QUIC connections go to the serving generation's sockets (called when a generation starts serving).
+    /// How many workers the steering of an address makes room for: every slot of every generation that may be
+    /// alive at once, twice over (a reload that raises either fails to register its workers, and says so).
+    static func steeringCapacity(slots: Int, configuration: Configuration) -> Int {
+        slots * (configuration.server.maxDrainingGenerations + 2) * 2
+    }
+
+    /// New QUIC connections go to the serving generation's sockets (at each commit, and when a slot is given up:
+    /// its socket, which no worker reads any more, leaves the choice).
     func routeNewQUICConnections() {
         for (name, bound) in listeners {
             guard let steering = bound.steering else { continue }
+            let sockets = bound.datagramSockets.enumerated().filter { !quicSlotsGivenUp.contains($0.offset) }
             do {
-                try steering.routeNewConnections(to: bound.datagramSockets)
+                try steering.routeNewConnections(to: sockets.map(\.element))
             } catch {
-                logger.error("cannot steer new HTTP/3 connections to the new generation", metadata: [
+                logger.error("cannot steer new HTTP/3 connections to the serving generation", metadata: [
                     "listener": "\(name)", "error": "\(error)",
                 ])
             }
         }
     }
 
-
     /// Datagrams whose connection IDs name `slot` of `generation` go to that worker's UDP socket of each listener
-    /// in `names` (again after a respawn: the same socket, a new process). Whether every listener is steered.
-    func steerQUIC(to slot: Int, of generation: Int, listeners: [String: BoundListener], names: [String]) -> Bool {
-        var steered = true
+    /// in `names` (again after a respawn: the same socket, a new process). Returns the listeners so steered;
+    /// throws when registering fails (the map is full: the worker is not spawned, rather than reset clients).
+    func steerQUIC(to slot: Int, of generation: Int, listeners: [String: BoundListener], names: [String])
+        throws(SystemError) -> [String]
+    {
+        var steered: [String] = []
         for name in names {
-            guard let bound = listeners[name], let steering = bound.steering else {
-                steered = false
-                continue
-            }
-            do {
-                try steering.route(owner: slot, generation: generation, to: bound.datagramSockets[slot])
-            } catch {
-                steered = false
-                logger.error("cannot steer HTTP/3 datagrams to a worker", metadata: [
-                    "listener": "\(name)", "slot": .stringConvertible(slot), "error": "\(error)",
-                ])
-            }
+            guard let bound = listeners[name], let steering = bound.steering else { continue }
+            try steering.route(owner: slot, generation: generation, to: bound.datagramSockets[slot])
+            steered.append(name)
         }
         return steered
     }

@@ -98,6 +98,7 @@ extension Master {
         closeUnusedSockets(prepared.previousListeners, keeping: listeners)
         // New QUIC connections go to the new generation only; the old one's stay with it while it drains (steered
         // by the kernel, or forwarded by the workers).
+        quicSlotsGivenUp = []
         routeNewQUICConnections()
         broadcastQUICPeers()
         logger.info("\(kind.rawValue) complete", metadata: [
@@ -284,6 +285,9 @@ extension Master {
     }
 
     func resume(_ handOver: UpgradeHandOver, newConfiguration: Configuration?, errors: [String]) throws {
+        // The exec needed them inheritable; the workers this program spawns must not inherit them (they get what
+        // is theirs explicitly): the old generation's sockets, the steering maps, other workers' channels.
+        ProcessImage.restoreCloseOnExec(handOver.descriptors)
         raiseOpenFileLimit()
         startedAt = handOver.masterStartedAt
         activatedSockets = handOver.activatedSockets
@@ -301,6 +305,13 @@ extension Master {
                     steerings[fds.program] = adopted
                     return adopted
                 })
+        }
+        for bound in listeners.values where !bound.datagramSockets.isEmpty {
+            if let steering = bound.steering {
+                quicSteerings[bound.settings.address.description] = steering
+            } else {
+                quicUnsteeredAddresses.insert(bound.settings.address.description)
+            }
         }
         if let keys = handOver.quicKeys, keys.count == quicKeys.count { quicKeys = Array(keys) }
         if Privileges.isRoot {

@@ -55,6 +55,15 @@ extension Master {
         let configuration = generation == machine.startingGeneration ? prepared?.configuration ?? self.configuration
             : self.configuration
         do {
+            let names = configuration.listeners.map(\.name)
+            // During a transaction a worker of the serving generation (respawned) takes that generation's sockets.
+            let listeners = generation == machine.startingGeneration ? self.listeners
+                : prepared?.previousListeners ?? self.listeners
+            // HTTP/3's UDP sockets of this slot travel after everything else (their numbers are in the assignment).
+            let datagramListeners = names.filter { listeners[$0]?.datagramSockets.isEmpty == false }
+            let datagramSockets = datagramListeners.compactMap { listeners[$0]?.datagramSockets[slot] }
+            // Its connection IDs' datagrams reach it before it exists (registering can fail: then no spawn).
+            let steeredListeners = try steerQUIC(to: slot, of: generation, listeners: listeners, names: datagramListeners)
             let accessLog = try accessLogDescriptors(for: configuration)
             let (masterEnd, workerEnd): (Int32, Int32)
             do {
@@ -64,15 +73,8 @@ extension Master {
                 close(accessLog.channel.1)
                 throw error
             }
-            let names = configuration.listeners.map(\.name)
-            // During a transaction a worker of the serving generation (respawned) takes that generation's sockets.
-            let listeners = generation == machine.startingGeneration ? self.listeners
-                : prepared?.previousListeners ?? self.listeners
             let sockets = names.compactMap { listeners[$0]?.sockets[slot] }
             let tables = [connectionTable?.fd, rateLimitTable?.fd, metrics.table?.fd].compactMap { $0 }
-            // HTTP/3's UDP sockets of this slot travel after everything else (their numbers are in the assignment).
-            let datagramListeners = names.filter { listeners[$0]?.datagramSockets.isEmpty == false }
-            let datagramSockets = datagramListeners.compactMap { listeners[$0]?.datagramSockets[slot] }
             let pid: Int32
             do {
                 // The connection table travels after the listeners, the rate-limit table after it, the metrics
@@ -124,7 +126,7 @@ extension Master {
                 assignment.datagramSocketFDs = Dictionary(
                     uniqueKeysWithValues: datagramListeners.enumerated().map { ($1, first + Int32($0)) })
                 assignment.quicKeys = Base64Bytes(quicKeys)
-                assignment.quicSteered = steerQUIC(to: slot, of: generation, listeners: listeners, names: datagramListeners)
+                assignment.quicSteeredListeners = steeredListeners
             }
             connect(worker, controlSocket: masterEnd) { channel in
                 // The key sets as they are now: a fetch may have brought a new one since the spawn.

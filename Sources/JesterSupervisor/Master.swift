@@ -76,6 +76,12 @@ public final class Master: @unchecked Sendable {
     var listeners: [String: BoundListener] = [:]
     /// Workers' forwarding inboxes for HTTP/3 without steering, by pid (see `broadcastQUICPeers`).
     var quicInboxes: [Int32: [QUICInbox]] = [:]
+    /// HTTP/3 addresses steered by connection ID, and their program, kept for the master's life; and the
+    /// addresses where the kernel refused (see `bindDatagramSockets`).
+    var quicSteerings: [String: QUICSteering] = [:]
+    var quicUnsteeredAddresses: Set<String> = []
+    /// Worker slots the master gave up respawning: their sockets leave the new-connection choice.
+    var quicSlotsGivenUp: Set<Int> = []
     var workers: [Int32: WorkerProcess] = [:]
     /// Every supervision decision: worker lifecycle, generations, reload / upgrade / stop transactions. The
     /// master feeds it events (`dispatch`) and carries out its actions (`perform`).
@@ -312,6 +318,8 @@ public final class Master: @unchecked Sendable {
                 "slot": .stringConvertible(slot), "crashes": .stringConvertible(crashes),
             ])
             if machine.members(of: generation).isEmpty { logger.critical("no worker left; stopping") }
+            quicSlotsGivenUp.insert(slot)
+            routeNewQUICConnections()
         case .commit(let kind, let newGeneration, let previous, let requester):
             commit(kind, generation: newGeneration, previous: previous, requester: requester)
         case .rollBack(let kind, _, let errors, let requester):

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import CJesterPosix
 import Glibc
 
 /// How a child process ended, as waitpid(2) reports it.
@@ -74,7 +75,7 @@ public enum ProcessSpawner {
     }
 
     /// Spawns `executable` with `arguments`; the child gets `controlSocket` as fd 3 and `listeners` as fds 4, 5, ...
-    /// and no other descriptor of ours (everything else is close-on-exec). Its signal mask and dispositions are
+    /// and no other descriptor of ours (everything else is closed in the child). Its signal mask and dispositions are
     /// reset, since the master blocks the signals it handles.
     public static func spawn(
         executable: String, argumentZero: String? = nil, arguments: [String], controlSocket: Int32, listeners: [Int32]
@@ -96,6 +97,9 @@ public enum ProcessSpawner {
         for (offset, fd) in moved.dropFirst().enumerated() {
             posix_spawn_file_actions_adddup2(&actions, fd, firstListenerFD + Int32(offset))
         }
+        // Then nothing else: a descriptor the master opened without close-on-exec (a control connection SwiftNIO
+        // accepted, say) would otherwise leak into every worker spawned while it is open.
+        _ = cjester_spawn_close_from(&actions, firstListenerFD + Int32(listeners.count))
         return try spawn(
             executable: executable, argumentZero: argumentZero, arguments: arguments, environment: nil, actions: &actions)
     }

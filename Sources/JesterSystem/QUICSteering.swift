@@ -32,10 +32,14 @@ public final class QUICSteering {
     public let owners: Int32
     public let newConnections: Int32
 
-    /// Creates the maps and loads the program. Throws when the kernel or the process's privileges refuse.
-    public init() throws(SystemError) {
+    /// Creates the maps and loads the program, with room for `owners` workers (slots × live generations; a
+    /// registration past it fails). Throws when the kernel or the process's privileges refuse.
+    public init(owners capacity: Int) throws(SystemError) {
+        // Before Linux 5.11 BPF memory counts against RLIMIT_MEMLOCK (64 KiB by default): lift it where allowed.
+        var unlimited = rlimit(rlim_cur: rlim_t.max, rlim_max: rlim_t.max)  // RLIM_INFINITY
+        _ = setrlimit(__rlimit_resource_t(__RLIMIT_MEMLOCK.rawValue), &unlimited)
         // (linux/bpf.h: BPF_MAP_TYPE_SOCKMAP = 15, BPF_MAP_TYPE_SOCKHASH = 18.)
-        let owners = cjester_bpf_map_create(18, 4, 4, 4096)
+        let owners = cjester_bpf_map_create(18, 4, 4, UInt32(min(max(capacity, 64), 1 << 16)))
         guard owners >= 0 else { throw SystemError("bpf", "BPF_MAP_CREATE (SOCKHASH) for QUIC steering") }
         let newConnections = cjester_bpf_map_create(15, 4, 4, Self.newConnectionEntries)
         guard newConnections >= 0 else {
@@ -78,18 +82,34 @@ public final class QUICSteering {
         Glibc.close(newConnections)
     }
 
+    /// The most worker slots an address can have: connection IDs name the slot in one byte.
+    public static let maximumSlots = 256
+
+    /// The generation field of connection IDs for the master's `generation` (1, 2, ...): 1-65,535, wrapping
+    /// past 0, which names no worker (a Retry's IDs carry it). Only live generations need distinct fields.
+    public static func connectionIDGeneration(_ generation: Int) -> UInt16 {
+        UInt16(1 + (max(generation, 1) - 1) % 65_535)
+    }
+
     /// The map key of the worker in `slot` of `generation`: the bytes its connection IDs begin with, then a zero.
     public static func ownerKey(slot: Int, generation: Int) -> [UInt8] {
-        [UInt8(truncatingIfNeeded: slot), UInt8(truncatingIfNeeded: generation >> 8),
-         UInt8(truncatingIfNeeded: generation), 0]
+        let field = connectionIDGeneration(generation)
+        return [UInt8(truncatingIfNeeded: slot), UInt8(field >> 8), UInt8(field & 0xff), 0]
     }
 
     /// Attaches the program to the SO_REUSEPORT group `socket` is bound in (one socket is enough; the group keeps
-    /// the program while any of its sockets is open). Attaching again replaces the group's program.
+    /// the program while any of its sockets is open). Attaching again replaces the group's program (with itself,
+    /// when the group already has it).
     public func attach(to socket: Int32) throws(SystemError) {
         guard cjester_attach_reuseport_program(socket, program) == 0 else {
             throw SystemError("setsockopt", "SO_ATTACH_REUSEPORT_EBPF")
         }
+    }
+
+    /// Takes the program off `socket`'s group again (after a failed set-up), so the kernel's hash decides.
+    public static func detach(from socket: Int32) {
+        var unused: Int32 = 0
+        _ = setsockopt(socket, SOL_SOCKET, 68 /* SO_DETACH_REUSEPORT_BPF */, &unused, socklen_t(MemoryLayout<Int32>.size))
     }
 
     /// Datagrams whose connection ID begins with the owner bytes of `slot` and `generation` go to `socket`.

@@ -26,12 +26,21 @@ import Testing
 }
 
 @Test func theOwnerKeyIsHowWorkerConnectionIDsBegin() {
-    for (slot, generation) in [(0, 1), (3, 258), (255, 65_535)] {
-        let id = WorkerConnectionIDFactory(slot: UInt8(slot), generation: UInt16(generation)).makeConnectionID()
+    for (slot, generation) in [(0, 1), (3, 258), (255, 65_535), (7, 65_536), (9, 200_000)] {
+        let field = QUICSteering.connectionIDGeneration(generation)
+        let id = WorkerConnectionIDFactory(slot: UInt8(slot), generation: field).makeConnectionID()
         let key = QUICSteering.ownerKey(slot: slot, generation: generation)
         #expect(Array(id.bytes.prefix(QUICSteering.ownerBytes)) == Array(key.prefix(QUICSteering.ownerBytes)))
         #expect(key.count == 4 && key[3] == 0)
+        #expect(field != 0, "generation \(generation) must not take the field that names no worker")
     }
+    // Generations wrap past 0; neighbours stay distinct.
+    #expect(QUICSteering.connectionIDGeneration(65_535) == 65_535)
+    #expect(QUICSteering.connectionIDGeneration(65_536) == 1)
+    // A Retry's ID names no worker, so the retried Initial is steered like a new connection's.
+    let retry = WorkerConnectionIDFactory(slot: 4, generation: 9).makeRetryConnectionID()
+    #expect(WorkerConnectionIDFactory.owner(of: retry)?.generation == 0)
+    #expect(retry.bytes.count == 16)
 }
 
 /// Three sockets of one group: slots 0 and 1 of generation 9 serve, slot 0 of generation 8 drains.
@@ -41,8 +50,8 @@ func datagramsReachTheSocketTheirConnectionIDNamesAndNewOnesOnlyTheServingGenera
     let port = boundPort(first)
     let second = try ListeningSocket.bindDatagram(host: "127.0.0.1", port: port)
     let draining = try ListeningSocket.bindDatagram(host: "127.0.0.1", port: port)
-    defer { for fd in [first, second, draining] { close(fd) } }
-    let steering = try QUICSteering()
+    defer { for fd in [first, second] { close(fd) } }
+    let steering = try QUICSteering(owners: 64)
     try steering.attach(to: first)
     try steering.route(owner: 0, generation: 9, to: first)
     try steering.route(owner: 1, generation: 9, to: second)
@@ -77,11 +86,15 @@ func datagramsReachTheSocketTheirConnectionIDNamesAndNewOnesOnlyTheServingGenera
     }
     #expect(reached == [0, 1], "40 clients should have reached both serving sockets")
 
-    // The owner gone (its socket closed, so the kernel dropped it from the maps): its IDs go to the serving ones.
+    // The owner gone (its socket closed, so the kernel dropped it from the maps): its IDs are chosen by the new
+    // connections' map like a new client's, which now holds `second` only.
     close(draining)
-    let orphan = WorkerConnectionIDFactory(slot: 0, generation: 8).makeConnectionID()
-    let receiver = try sendFromFreshPort([0x40] + orphan.bytes + [1, 2, 3], to: port, readingFrom: [first, second])
-    #expect(receiver != nil)
+    try steering.routeNewConnections(to: [second])
+    for _ in 0..<8 {
+        let orphan = WorkerConnectionIDFactory(slot: 0, generation: 8).makeConnectionID()
+        let receiver = try sendFromFreshPort([0x40] + orphan.bytes + [1, 2, 3], to: port, readingFrom: [first, second])
+        #expect(receiver == 1)
+    }
 }
 
 private func boundPort(_ fd: Int32) -> Int {

@@ -7,16 +7,18 @@ reload or an upgrade.
         then the relay's outside port changes (NAT rebinding: the server sees the same connection from a new
         address), then two more requests. Prints {"connections": [{"ports": [before, after], "statuses": [...]}]}.
 
-    h3_steering_client.py load PORT CA.pem SECONDS PATH
-        For SECONDS: four long-lived connections send PATH one request after another (when the server closes one,
+    h3_steering_client.py load PORT CA.pem STOPFILE PATH
+        Until STOPFILE exists (60 s at most): four long-lived connections send PATH one request after another (when the server closes one,
         a request it did not process is sent again on a new connection, as clients do after GOAWAY), and every
         0.1 s a new connection sends one request and closes. Every request and handshake has 5 s. Prints
-        {"requests": [{"kind": "long" | "new", "start": wall-clock time, "status", "body", "error", "retried"}]}.
+        {"requests": [{"kind": "long" | "new", "start": wall-clock time the request (for "new", its connection)
+        began, "status", "body", "error", "retried"}]}.
 
 Runs under the venv Packaging/setup.sh --test makes (aioquic from PyPI)."""
 
 import asyncio
 import json
+import os
 import ssl
 import sys
 import time
@@ -130,13 +132,16 @@ async def rebind(port, ca, count):
     return {"connections": await asyncio.gather(*(rebinding_connection(port, ca, i) for i in range(count)))}
 
 
-async def load(port, ca, seconds, path):
+async def load(port, ca, stop_file, path):
     records = []
-    deadline = time.monotonic() + seconds
+    give_up = time.monotonic() + 60
 
-    async def request(client, kind):
+    def running():
+        return not os.path.exists(stop_file) and time.monotonic() < give_up
+
+    async def request(client, kind, start=None):
         """One request; None when it was not processed (rejected, or the connection closed first)."""
-        start = time.time()
+        start = start or time.time()
         try:
             result = await asyncio.wait_for(client.run({"path": path, "raw": True}), REQUEST_TIMEOUT)
         except Exception as error:  # a timeout is a hang: a failure
@@ -152,20 +157,21 @@ async def load(port, ca, seconds, path):
 
     async def long_lived():
         """Requests one after another; when the server closes the connection (a drain), a new one."""
-        while time.monotonic() < deadline:
+        while running():
             async with connect("127.0.0.1", port, configuration=configuration(ca), create_protocol=Client) as client:
-                while time.monotonic() < deadline:
+                while running():
                     if await request(client, "long") is None:
                         break  # not processed: again on a new connection, as a client does after GOAWAY
                     await asyncio.sleep(0.02)
 
     async def new_connection():
+        start = time.time()
         async with connect("127.0.0.1", port, configuration=configuration(ca), create_protocol=Client) as client:
-            await request(client, "new")
+            await request(client, "new", start)
 
     async def new_connections():
         tasks = []
-        while time.monotonic() < deadline:
+        while running():
             tasks.append(asyncio.ensure_future(asyncio.wait_for(new_connection(), REQUEST_TIMEOUT + 5)))
             await asyncio.sleep(0.1)
         for result in await asyncio.gather(*tasks, return_exceptions=True):
@@ -182,5 +188,5 @@ if __name__ == "__main__":
     if mode == "rebind":
         output = asyncio.run(rebind(port, ca, int(sys.argv[4])))
     else:
-        output = asyncio.run(load(port, ca, float(sys.argv[4]), sys.argv[5]))
+        output = asyncio.run(load(port, ca, sys.argv[4], sys.argv[5]))
     print(json.dumps(output))

@@ -71,3 +71,8 @@ int cjester_bpf_load_reuseport_program(const void *instructions, uint32_t count,
 /// setsockopt(SO_ATTACH_REUSEPORT_EBPF): `program` chooses the socket of `socket`'s SO_REUSEPORT group for each
 /// datagram or connection. 0, or -1 with errno.
 int cjester_attach_reuseport_program(int socket, int program);
+
+/// posix_spawn_file_actions_addclosefrom_np (glibc 2.34): the child closes every descriptor from `from` on, so it
+/// gets exactly the ones the actions before placed, whatever the parent forgot to mark close-on-exec (SwiftNIO
+/// accepts connections without SOCK_CLOEXEC). 0, or an error number.
+int cjester_spawn_close_from(void *actions, int from);

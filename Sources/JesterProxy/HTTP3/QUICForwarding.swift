@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import JesterControl
 import JesterHTTP3
+import JesterSystem
 import JesterTLS
 
 /// Delivery of QUIC datagrams to their owner when the kernel does not steer them by connection ID (no BPF: the
@@ -55,7 +56,8 @@ struct QUICForwarding {
         servingBySlot = [:]
         serving = nil
         for peer in list where peer.address == address {
-            let owner = Owner(slot: UInt8(truncatingIfNeeded: peer.slot), generation: UInt16(truncatingIfNeeded: peer.generation))
+            let owner = Owner(
+                slot: UInt8(truncatingIfNeeded: peer.slot), generation: QUICSteering.connectionIDGeneration(peer.generation))
             if owner == me {
                 serving = peer.serving
                 continue
