@@ -29,6 +29,8 @@ struct ConfigDecoder {
     var policyLocations = PolicyLocations()
     /// Problems that do not stop the configuration (`Configuration.warnings`).
     var warnings: [ConfigDiagnostic] = []
+    /// Where `server.workers` is set (HTTP/3 bounds it).
+    var workersLocation: SourceLocation?
 
     mutating func decode(_ root: ConfigNode) -> Configuration {
         var configuration = Configuration()
@@ -49,6 +51,7 @@ struct ConfigDecoder {
                     ?? defaults.workerStartTimeout,
                 maxDrainingGenerations: table.integer("max_draining_generations", decoder: &self)
                     ?? defaults.maxDrainingGenerations)
+            workersLocation = table.location(of: "workers")
             configuration.server.ticketKeyRotation = table.duration("ticket_key_rotation", decoder: &self)
             configuration.server.maxConnections = table.integer("max_connections", decoder: &self)
             configuration.server.maxConnectionsPerClient = table.integer("max_connections_per_client", decoder: &self)
@@ -285,6 +288,12 @@ struct ConfigDecoder {
         warnAboutShadowedRoutes(configuration.routes, at: routeLocations)
         top.finish(decoder: &self)
         checkListeners(configuration, listenerNodes)
+        if let workers = configuration.server.workers, workers > 256,
+            let http3 = configuration.listeners.first(where: \.servesHTTP3)
+        {
+            report(workersLocation ?? root.location,
+                "listener '\(http3.name)' has http3 = true, which allows at most 256 workers (connection IDs name the worker in one byte)")
+        }
         checkFilterChains(configuration)
         checkPolicyAttachments(configuration)
         for (listener, location) in zip(configuration.listeners, listenerUpstreamLocations) {

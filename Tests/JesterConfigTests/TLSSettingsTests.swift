@@ -205,4 +205,8 @@ func anUpstreamTLSProblemIsReportedAtTheKeyItIsAbout(subject: TLSProblem.Subject
     #expect(messages(load("http3 = true\n" + tls.replacingOccurrences(
         of: "[listeners.tls]", with: "[listeners.tls]\nclient_certificates = \"optional\"\nclient_ca = \"ca.pem\"")))
         .contains { $0.contains("does not verify client certificates yet") })
+    // Connection IDs name the worker slot in one byte.
+    let manyWorkers = messages(load("http3 = true\n" + tls + "\n[server]\nworkers = 300\n"))
+    #expect(manyWorkers.contains { $0.contains(":10:") && $0.contains("allows at most 256 workers") }, "\(manyWorkers)")
+    #expect(try load("http3 = true\n" + tls + "\n[server]\nworkers = 256\n").get().server.workers == 256)
 }
