@@ -95,6 +95,10 @@ public final class ListenerMetricIDs: Sendable {
     public let sentBytes: [SeriesID]
     public let tlsHandshakes: SeriesID
     public let tlsHandshakeFailures: SeriesID
+    /// Indexed by `QUICDatagramDisposition.index`.
+    public let quicDatagrams: [SeriesID]
+    public let quicConnections: SeriesID
+    public let quicRetries: SeriesID
     /// Requests that matched no route (`route=""`).
     public let noRoute: RouteMetricIDs
 
@@ -110,6 +114,11 @@ public final class ListenerMetricIDs: Sendable {
         sentBytes = perProtocol(MetricCatalog.sentBytes)
         tlsHandshakes = registry.id(MetricCatalog.tlsHandshakes, [listener.name])
         tlsHandshakeFailures = registry.id(MetricCatalog.tlsHandshakeFailures, [listener.name])
+        quicDatagrams = QUICDatagramDisposition.allCases.map {
+            registry.id(MetricCatalog.quicDatagrams, [listener.name, $0.rawValue])
+        }
+        quicConnections = registry.id(MetricCatalog.quicConnections, [listener.name])
+        quicRetries = registry.id(MetricCatalog.quicRetries, [listener.name])
         noRoute = RouteMetricIDs(listener: listener.name, registry)
     }
 }

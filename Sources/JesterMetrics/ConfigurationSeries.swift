@@ -43,6 +43,13 @@ public struct ConfigurationSeries: Sendable {
                 add(MetricCatalog.tlsHandshakes, [listener.name])
                 add(MetricCatalog.tlsHandshakeFailures, [listener.name])
             }
+            if listener.servesHTTP3 {
+                for disposition in QUICDatagramDisposition.allCases {
+                    add(MetricCatalog.quicDatagrams, [listener.name, disposition.rawValue])
+                }
+                add(MetricCatalog.quicConnections, [listener.name])
+                add(MetricCatalog.quicRetries, [listener.name])
+            }
             guard !listener.isTCP else { continue }
             func requests(route: String, upstream: String, target: String) {
                 for proto in protocols.map(\.rawValue) {

@@ -68,6 +68,15 @@ public enum MetricCatalog {
     public static let tlsHandshakeFailures = MetricFamily(
         "jester_tls_handshake_failures", .counter, labels: [.listener],
         help: "TLS handshakes with clients that failed.")
+    public static let quicDatagrams = MetricFamily(
+        "jester_quic_datagrams", .counter, labels: [.listener, .disposition],
+        help: "QUIC datagrams of HTTP/3 listeners, by what the worker did with them.")
+    public static let quicConnections = MetricFamily(
+        "jester_quic_connections", .counter, labels: [.listener],
+        help: "QUIC connections accepted (their handshakes begun).")
+    public static let quicRetries = MetricFamily(
+        "jester_quic_retries", .counter, labels: [.listener],
+        help: "Retry packets sent to new QUIC clients to validate their address.")
     public static let filterOutcomes = MetricFamily(
         "jester_filter_outcomes", .counter, labels: [.route, .filter, .outcome],
         help: "Filter verdicts, by route, filter and outcome.")
@@ -133,7 +142,7 @@ public enum MetricCatalog {
     public static let families: [MetricFamily] = [
         requests, requestDuration, receivedBytes, sentBytes, connections, activeConnections, activeStreams,
         upstreamConnectDuration, upstreamResponseDuration, targetHealthy, ejections, retries, replays, circuitState,
-        tlsHandshakes, tlsHandshakeFailures, filterOutcomes, filterDuration,
+        tlsHandshakes, tlsHandshakeFailures, quicDatagrams, quicConnections, quicRetries, filterOutcomes, filterDuration,
         policyCalls, policyDuration, policyMemory, policyCounter,
         reloads, generation, workerRestarts, seriesFolded,
         cacheHits, cacheMisses, cacheStores, cacheEvictions, cacheCollapsed, cacheSize, cacheEntries,

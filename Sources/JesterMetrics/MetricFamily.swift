@@ -42,6 +42,8 @@ public enum MetricLabel: String, Sendable, CaseIterable {
     case decision
     /// A counter a Wasm policy names (`counter-add`): at most 32 per policy, of [a-z0-9_].
     case counter
+    /// What became of a QUIC datagram (`QUICDatagramDisposition`).
+    case disposition
 
     /// The value a series is counted under when its own would pass the family's limit (see `SeriesRegistry`).
     public static let otherValue = "other"
@@ -58,6 +60,7 @@ public enum MetricLabel: String, Sendable, CaseIterable {
         case .family: MetricCatalog.families.map(\.name)
         case .stage: PolicyStageName.allCases.map(\.rawValue)
         case .decision: PolicyDecision.allCases.map(\.rawValue)
+        case .disposition: QUICDatagramDisposition.allCases.map(\.rawValue)
         }
     }
 }
@@ -68,6 +71,26 @@ public enum MetricProtocol: String, Sendable, CaseIterable {
     case http2
     case http3
     case tcp
+}
+
+/// The `disposition` label of `jester_quic_datagrams_total`: what a worker did with a datagram of an HTTP/3
+/// listener. Without steering by connection ID, datagrams that reach the wrong worker are forwarded to the owner.
+public enum QUICDatagramDisposition: String, Sendable, CaseIterable {
+    /// Read from the listener's UDP socket.
+    case received
+    /// A short-header datagram for a connection the worker does not know.
+    case unknownConnection = "unknown_connection"
+    /// Of those, one whose connection ID names another worker.
+    case otherWorker = "other_worker"
+    /// Passed to the worker that owns it.
+    case forwarded
+    /// Passed here by another worker.
+    case forwardedIn = "forwarded_in"
+    /// A forwarded message refused (not from this instance's workers).
+    case forwardingRefused = "forwarding_refused"
+
+    /// Its position in `allCases`: the index of per-disposition id arrays.
+    public var index: Int { Self.allCases.firstIndex(of: self)! }
 }
 
 /// The `status_class` label: a response status's hundred, so a status code cannot multiply series.

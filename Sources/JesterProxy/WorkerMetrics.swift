@@ -252,6 +252,16 @@ final class WorkerMetrics: @unchecked Sendable {
         }
     }
 
+    /// A datagram of `listener`'s HTTP/3 side met `disposition`.
+    func quicDatagram(listener: ListenerMetricIDs, _ disposition: QUICDatagramDisposition) {
+        writer.add(listener.quicDatagrams[disposition.index])
+    }
+
+    /// `listener` accepted a QUIC connection, or sent a Retry.
+    func quicConnection(listener: ListenerMetricIDs, retry: Bool) {
+        writer.add(retry ? listener.quicRetries : listener.quicConnections)
+    }
+
     /// A client's TLS handshake on `listener` completed, or failed.
     func tlsHandshake(listener: ListenerMetricIDs, failed: Bool) {
         writer.add(failed ? listener.tlsHandshakeFailures : listener.tlsHandshakes)

@@ -198,7 +198,7 @@ struct WorkerMetricsTests {
     }
 
     @Test func aPartitionOutOfRangeIsRefused() throws {
-        let table = try MetricsTable.create(partitions: 2, cumulativeWords: 1024, gaugeWords: 64, directoryBytes: 4096)
+        let table = try MetricsTable.create(partitions: 2, cumulativeWords: 1024, gaugeWords: 64, directoryBytes: 1 << 14)
         #expect(throws: (any Error).self) {
             try WorkerMetrics.attach(fd: dup(table.fd), partition: 0, configuration: Self.configuration())
         }

@@ -103,6 +103,15 @@ def test_a_connection_keeps_its_worker_when_the_client_address_changes(upstream,
             forwarded = sum(c["forwarded"] for c in counters.values())
             assert forwarded > 0 and sum(c["forwarded_in"] for c in counters.values()) == forwarded, counters
             assert all(c["forwarding_refused"] == 0 for c in counters.values()), counters
+        # The same counts in the metrics (the workers write them to the shared table as they happen).
+        from test_metrics import sample, scrape
+        def agree():
+            metrics, counters = scrape(instance), quic_counters(instance)
+            return all(sample(metrics, "jester_quic_datagrams_total", listener="main", disposition=name) == sum(
+                c[key] for c in counters.values()) for name, key in [("received", "datagrams"),
+                ("forwarded", "forwarded"), ("other_worker", "other_worker")]) and sample(
+                metrics, "jester_quic_connections_total", listener="main") == 12
+        wait_for(agree, timeout=5, what="the metrics and the workers' counters to agree")
     finally:
         instance.stop()
 

@@ -2,6 +2,7 @@
 import Glibc
 import JesterControl
 import JesterHTTP3
+import JesterMetrics
 import NIOCore
 
 /// One worker's UDP socket of a listener with `http3 = true`: every datagram that reaches it is routed by its
@@ -56,6 +57,8 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
     private var addressKey = ""
     /// The master's list of peers has arrived.
     private var toldPeers = false
+    /// The listener's metric series (nil without metrics).
+    private lazy var metricsIDs = runtime.metrics?.ids.listeners[listenerName]
 
     init(
         runtime: WorkerRuntime, listenerName: String, endpoint: QUICServerEndpoint, localAddress: QUICSocketAddress,
@@ -96,7 +99,7 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
         reading = true
         guard let peer = QUICSocketAddress(nio: envelope.remoteAddress) else { return }
         runtime.counters.bytesIn &+= envelope.data.readableBytes
-        runtime.counters.quic.datagrams &+= 1
+        count(.received)
         envelope.data.withUnsafeReadableBytes { received($0, from: peer, now: Self.now(), forwarded: false) }
     }
 
@@ -137,7 +140,7 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
                 case .forward(let port) = forwarding.decide(id: id, isLong: isLong, draining: isDraining)
             {
                 if !isLong { countUnknown(id) }
-                runtime.counters.quic.forwarded &+= 1
+                count(.forwarded)
                 inbox.send(forwarding.encapsulate(datagram, from: peer), toPort: port)
             } else if isLong {
                 accept(datagram, id: id, from: peer, now: now)
@@ -156,13 +159,24 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
+    /// Counts a datagram's `disposition`, in the worker's report and in the metrics.
+    private func count(_ disposition: QUICDatagramDisposition) {
+        switch disposition {
+        case .received: runtime.counters.quic.datagrams &+= 1
+        case .unknownConnection: runtime.counters.quic.unknownConnection &+= 1
+        case .otherWorker: runtime.counters.quic.otherWorker &+= 1
+        case .forwarded: runtime.counters.quic.forwarded &+= 1
+        case .forwardedIn: runtime.counters.quic.forwardedIn &+= 1
+        case .forwardingRefused: runtime.counters.quic.forwardingRefused &+= 1
+        }
+        if let metricsIDs { runtime.metrics?.quicDatagram(listener: metricsIDs, disposition) }
+    }
+
     /// A short-header datagram for a connection this worker does not know, counted (and whether its ID names
     /// another worker: misdelivered, unless that worker is gone).
     private func countUnknown(_ id: QUICConnectionID) {
-        runtime.counters.quic.unknownConnection &+= 1
-        if let owner = WorkerConnectionIDFactory.owner(of: id), owner != (slot, generation) {
-            runtime.counters.quic.otherWorker &+= 1
-        }
+        count(.unknownConnection)
+        if let owner = WorkerConnectionIDFactory.owner(of: id), owner != (slot, generation) { count(.otherWorker) }
     }
 
     // MARK: Forwarding (without steering)
@@ -199,11 +213,11 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
     /// A message another worker forwarded: checked, then served like a datagram read here.
     func receivedForwarded(_ message: [UInt8]) {
         guard let forwarding, let (peer, datagram) = forwarding.decapsulate(message) else {
-            runtime.counters.quic.forwardingRefused &+= 1
+            count(.forwardingRefused)
             return
         }
         reading = true
-        runtime.counters.quic.forwardedIn &+= 1
+        count(.forwardedIn)
         datagram.withUnsafeBytes { received($0, from: peer, now: Self.now(), forwarded: true) }
     }
 
@@ -244,6 +258,7 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
             }
             handshaking += 1
             runtime.counters.quic.accepted &+= 1
+            if let metricsIDs { runtime.metrics?.quicConnection(listener: metricsIDs, retry: false) }
             // The client's first ID, and the one this packet carried (after a Retry, the ID the Retry gave it):
             // the rest of its Initials and Handshake packets use it until it learns this side's own.
             adopt(quic.originalDestinationConnectionID, for: connection)
@@ -251,6 +266,7 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
             connection.service(now: now)
         case .retry(let answer):
             runtime.counters.quic.retries &+= 1
+            if let metricsIDs { runtime.metrics?.quicConnection(listener: metricsIDs, retry: true) }
             send(answer)
         case .refuse(let answer):
             send(answer)
