@@ -30,6 +30,13 @@ public final class QUICConnection {
     public private(set) var peer: QUICSocketAddress
     /// The server name the client's ClientHello asked for (SNI), once it arrived (server role).
     public internal(set) var requestedServerName: String?
+    /// The TLS cipher suite agreed, by its IANA name ("TLS_AES_128_GCM_SHA256", as OpenSSL names TLS 1.3 suites
+    /// for TCP listeners); nil before the handshake chose one.
+    public var cipherSuite: String? {
+        guard let tls, let name = gnutls_ciphersuite_get(tls) else { return nil }
+        let text = String(cString: name)
+        return text.isEmpty || text == "(NONE)" ? nil : text
+    }
     /// The address-validation token the server sent in NEW_TOKEN (client role): give it to the next `connect` to
     /// the same server, which then need not send a Retry (RFC 9000 §8.1.3).
     public internal(set) var addressValidationToken: [UInt8]?

@@ -21,6 +21,7 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
         facts.version = "TLSv1.3"
         facts.applicationProtocol = "h3"
         facts.serverName = session.connection.requestedServerName
+        facts.cipher = session.connection.cipherSuite ?? ""
         return facts
     }
     let clientSubjectHeader: [UInt8]? = nil
