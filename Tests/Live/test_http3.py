@@ -53,8 +53,9 @@ def modules():
     from test_policies import SDK, build
     directory = Path(tempfile.mkdtemp(prefix="jester-h3-policies-"))
     directory.chmod(0o755)
-    build(SDK / "examples" / "header_inject.c", directory / "header_inject.wasm")
-    (directory / "header_inject.wasm").chmod(0o644)
+    for example in ("header_inject", "body_router"):
+        build(SDK / "examples" / f"{example}.c", directory / f"{example}.wasm")
+        (directory / f"{example}.wasm").chmod(0o644)
     yield directory
     shutil.rmtree(directory, ignore_errors=True)
 
@@ -113,6 +114,25 @@ upstream = "grpc"
 targets = ["127.0.0.1:{grpc_server.port}"]
 protocol = "h2"
 
+[[routes]]
+name = "orders"
+path_prefix = "/orders/"
+upstream = "app"
+policy_reroute = true
+policies = [{{ policy = "orders", stage = "pre_upstream" }}]
+
+[[routes]]
+name = "orders-bulk"
+path_prefix = "/orders/"
+policy_tags = ["never-tagged"]
+respond = {{ status = 200, body = "bulk order\\n" }}
+
+[policies.orders]
+module = "{modules / 'body_router.wasm'}"
+config = {{ member = "type", values = "bulk", route_prefix = "orders-" }}
+read_body = true
+body_limit = "4KiB"
+
 [policies.inject]
 module = "{modules / 'header_inject.wasm'}"
 config = {{ request_header = "x-injected", request_value = "over-h3", response_header = "x-served-by" }}
@@ -155,6 +175,17 @@ def test_wasm_policies_run_over_http3(jester):
     assert echo["status"] == "200" and field(echo, "x-served-by") == "jester-policy"
     fields = {name.lower(): value for name, value in json.loads(bytes.fromhex(echo["raw"]))["headers"]}
     assert fields["x-injected"] == "over-h3"
+
+
+def test_a_pre_upstream_policy_reroutes_an_http3_request_by_its_body(jester):
+    """The re-resolve pass over HTTP/3: the SDK's body router reads the JSON body at pre_upstream and sends a bulk
+    order to route orders-bulk (reached no other way), which answers itself; other orders go on upstream."""
+    bulk, retail = h3(jester.port, [
+        {"method": "POST", "path": "/orders/echo", "body_hex": b'{"id": 1, "type": "bulk"}'.hex(), "raw": True},
+        {"method": "POST", "path": "/orders/echo", "body_hex": b'{"id": 2, "type": "retail"}'.hex(), "raw": True},
+    ])
+    assert (bulk["status"], bytes.fromhex(bulk["raw"])) == ("200", b"bulk order\n")
+    assert retail["status"] == "200" and json.loads(bytes.fromhex(retail["raw"]))["path"] == "/orders/echo"
 
 
 def test_grpc_over_http3_to_an_http2_pool(jester):
