@@ -60,3 +60,28 @@ static inline ngtcp2_ssize cjester_ngtcp2_conn_write_connection_close(
     const ngtcp2_connection_close_error *ccerr, ngtcp2_tstamp ts) {
     return ngtcp2_conn_write_connection_close(conn, path, NULL, dest, destlen, ccerr, ts);
 }
+
+/// A server session checks any client certificate during the handshake: it must chain to the credentials' trust
+/// and be meant for clients (extendedKeyUsage clientAuth, or none), as OpenSSL checks them for TCP listeners. A
+/// client that sends none passes here: GnuTLS itself refuses it when the certificate is required.
+static int cjester_gnutls_verify_client(gnutls_session_t session) {
+    static gnutls_typed_vdata_st purpose = { GNUTLS_DT_KEY_PURPOSE_OID, (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT, 0 };
+    unsigned int count = 0;
+    if (gnutls_certificate_get_peers(session, &count) == NULL || count == 0) {
+        return 0;
+    }
+    unsigned int status = 0;
+    if (gnutls_certificate_verify_peers(session, &purpose, 1, &status) < 0 || status != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static inline void cjester_gnutls_verify_client_certificates(gnutls_session_t session) {
+    gnutls_session_set_verify_function(session, cjester_gnutls_verify_client);
+}
+
+/// gnutls_free is a macro over a mutable global function pointer, which Swift will not call directly.
+static inline void cjester_gnutls_free(void *pointer) {
+    gnutls_free(pointer);
+}

@@ -178,9 +178,6 @@ struct ConfigDecoder {
                 if listener.tls == nil {
                     report(table.location(of: "http3"),
                         "http3 = true needs a TLS listener ([listeners.tls]): QUIC is always encrypted")
-                } else if listener.tls?.clientCertificates != "off" {
-                    report(table.location(of: "http3"),
-                        "http3 does not verify client certificates yet: set client_certificates = \"off\" or http3 = false")
                 }
                 if listener.servesOnlyHTTP2 {
                     report(table.location(of: "http3"), "http3 and http2_only exclude each other")

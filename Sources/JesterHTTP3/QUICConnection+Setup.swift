@@ -52,6 +52,13 @@ extension QUICConnection {
                 // certificates the one it names is chosen (see QUICTLSCredentials).
                 gnutls_handshake_set_post_client_hello_function(session, selectCertificate)
             }
+            if role == .server, credentials.clientCertificates != .off {
+                // Ask for the client's certificate; GnuTLS checks any it gets against the client CA during the
+                // handshake (a bad one fails it; none passes unless it is required).
+                gnutls_certificate_server_set_request(
+                    session, credentials.clientCertificates == .required ? GNUTLS_CERT_REQUIRE : GNUTLS_CERT_REQUEST)
+                cjester_gnutls_verify_client_certificates(session)
+            }
             if role == .server {
                 gnutls_handshake_set_hook_function(
                     session,

@@ -20,6 +20,12 @@ public final class QUICTLSCredentials: @unchecked Sendable {
     private(set) var sites: [Site] = []
     /// Whether a client session checks the server's certificate (against `trustedCertificatesPEM`).
     let verifiesPeer: Bool
+    /// Whether a server asks clients for a certificate (a TLS listener's `client_certificates`), checked against
+    /// the client CA given with it: `optional` lets a client without one in, never one with a bad one.
+    public enum ClientCertificates: Sendable, Equatable {
+        case off, optional, required
+    }
+    let clientCertificates: ClientCertificates
     /// Every GnuTLS object to free.
     private var owned: [OpaquePointer] = []
 
@@ -30,10 +36,16 @@ public final class QUICTLSCredentials: @unchecked Sendable {
 
     /// Server credentials with several certificates, as a TLS listener has: each handshake gets the one whose
     /// names match the client's SNI exactly, else one whose wildcard (`*.example.com`) covers it, else the first.
-    public init(certificates: [(chainPEM: [UInt8], privateKeyPEM: [UInt8])]) throws(QUICError) {
+    /// With `clientCertificates` other than `off`, clients are asked for a certificate that chains to one in
+    /// `clientCAPEM` (every certificate's credentials trust it, whichever SNI picks).
+    public init(
+        certificates: [(chainPEM: [UInt8], privateKeyPEM: [UInt8])], clientCertificates: ClientCertificates = .off,
+        clientCAPEM: [UInt8]? = nil
+    ) throws(QUICError) {
         credentials = try Self.allocate()
         owned = [credentials]
         verifiesPeer = false
+        self.clientCertificates = clientCertificates
         // (A throw after every property is set still runs deinit, which frees what was allocated.)
         guard !certificates.isEmpty else { throw QUICError(.tlsConfiguration, "no QUIC certificate given") }
         for (index, certificate) in certificates.enumerated() {
@@ -48,6 +60,11 @@ public final class QUICTLSCredentials: @unchecked Sendable {
                 )
             }
             sites.append(Site(credentials: target, names: Self.dnsNames(of: certificate.chainPEM)))
+            if clientCertificates != .off {
+                guard let clientCAPEM, try Self.trust(clientCAPEM, in: target) > 0 else {
+                    throw QUICError(.tlsConfiguration, "client certificates need a client CA")
+                }
+            }
         }
     }
 
@@ -57,18 +74,35 @@ public final class QUICTLSCredentials: @unchecked Sendable {
         credentials = try Self.allocate()
         owned = [credentials]
         verifiesPeer = trustedCertificatesPEM != nil
+        clientCertificates = .off
         guard let trustedCertificatesPEM else { return }
-        let status = trustedCertificatesPEM.withUnsafeBufferPointer { pem in
+        guard try Self.trust(trustedCertificatesPEM, in: credentials) > 0 else {
+            throw QUICError(.tlsConfiguration, "no trusted certificate could be loaded")
+        }
+    }
+
+    /// Client credentials with a certificate of their own (mutual TLS; tests, and later HTTP/3 upstreams).
+    public convenience init(
+        trustedCertificatesPEM: [UInt8]?, certificateChainPEM: [UInt8], privateKeyPEM: [UInt8]
+    ) throws(QUICError) {
+        try self.init(trustedCertificatesPEM: trustedCertificatesPEM)
+        let status = Self.add(certificateChainPEM, privateKeyPEM, to: credentials)
+        guard status >= 0 else {
+            throw QUICError(.tlsConfiguration, "cannot load the client certificate and its key",
+                cause: String(cString: gnutls_strerror(status)))
+        }
+    }
+
+    /// Adds the PEM certificates of `pem` to what `credentials` trust; how many were added.
+    private static func trust(_ pem: [UInt8], in credentials: OpaquePointer) throws(QUICError) -> Int32 {
+        let status = pem.withUnsafeBufferPointer { pem in
             var datum = gnutls_datum_t(data: UnsafeMutablePointer(mutating: pem.baseAddress), size: UInt32(pem.count))
             return gnutls_certificate_set_x509_trust_mem(credentials, &datum, GNUTLS_X509_FMT_PEM)
         }
-        guard status > 0 else {
-            throw QUICError(
-                .tlsConfiguration,
-                "no trusted certificate could be loaded",
-                cause: status < 0 ? String(cString: gnutls_strerror(status)) : nil
-            )
+        guard status >= 0 else {
+            throw QUICError(.tlsConfiguration, "cannot load trusted certificates", cause: String(cString: gnutls_strerror(status)))
         }
+        return status
     }
 
     deinit {

@@ -22,9 +22,13 @@ final class HandshakeFailureLog: @unchecked Sendable {
 
     /// A client's handshake failed with `error`.
     func failed(client: String, error: TLSError) {
-        let reason = error.shortReason
+        failed(client: client, reason: error.shortReason, detail: error.description)
+    }
+
+    /// A client's handshake failed for `reason` (short, the summary's key), with `detail` for the debug line.
+    func failed(client: String, reason: String, detail: String) {
         logger.debug("TLS handshake failed", metadata: ["client": .string(client), "reason": .string(reason),
-            "error": .string(error.description)])
+            "error": .string(detail)])
         switch summary.record(reason: reason, now: now) {
         case .report(let report): warn(report)
         case .scheduleReport(let at):

@@ -242,9 +242,17 @@ final class WorkerServer: @unchecked Sendable {
             let steered = steeredListeners.contains(name)
             guard let settings = runtime.configuration.listeners.first(where: { $0.name == name }), let tls = settings.tls
             else { continue }
-            let credentials = try QUICTLSCredentials(certificates: tls.certificates.map {
-                (chainPEM: Array($0.certificatePEM), privateKeyPEM: Array($0.keyPEM))
-            })
+            let clientCertificates: QUICTLSCredentials.ClientCertificates =
+                switch tls.clientCertificates {
+                case "required": .required
+                case "optional": .optional
+                default: .off
+                }
+            let credentials = try QUICTLSCredentials(
+                certificates: tls.certificates.map {
+                    (chainPEM: Array($0.certificatePEM), privateKeyPEM: Array($0.keyPEM))
+                },
+                clientCertificates: clientCertificates, clientCAPEM: tls.clientCAPEM.map { Array($0) })
             let slot = UInt8(truncatingIfNeeded: assignment.slot)
             let generation = QUICSteering.connectionIDGeneration(assignment.generation)
             let endpoint = QUICServerEndpoint(

@@ -188,8 +188,8 @@ func anUpstreamTLSProblemIsReportedAtTheKeyItIsAbout(subject: TLSProblem.Subject
     #expect(found.contains { $0.contains("needs both 'cert' and 'key'") })
 }
 
-/// `http3` and `http3_retry`: QUIC needs the listener's TLS, and what it cannot do yet is refused where it is said.
-@Test func http3NeedsTLSWithoutClientCertificates() throws {
+/// `http3` and `http3_retry`: QUIC needs the listener's TLS, and what it cannot do is refused where it is said.
+@Test func http3NeedsATLSListenerAndAtMost256Workers() throws {
     let tls = """
         [listeners.tls]
         [[listeners.tls.certificates]]
@@ -202,9 +202,10 @@ func anUpstreamTLSProblemIsReportedAtTheKeyItIsAbout(subject: TLSProblem.Subject
     #expect(again.hash == configuration.hash && again.listeners[0].alwaysRetriesHTTP3)
     #expect(messages(load("http3 = true\n")).contains { $0.contains(":4:") && $0.contains("needs a TLS listener") })
     #expect(messages(load("http3_retry = \"always\"\n" + tls)).contains { $0.contains("http3_retry needs http3 = true") })
-    #expect(messages(load("http3 = true\n" + tls.replacingOccurrences(
-        of: "[listeners.tls]", with: "[listeners.tls]\nclient_certificates = \"optional\"\nclient_ca = \"ca.pem\"")))
-        .contains { $0.contains("does not verify client certificates yet") })
+    // Client certificates are verified over QUIC as over TCP.
+    let mutual = try load("http3 = true\n" + tls.replacingOccurrences(
+        of: "[listeners.tls]", with: "[listeners.tls]\nclient_certificates = \"optional\"\nclient_ca = \"ca.pem\"")).get()
+    #expect(mutual.listeners[0].servesHTTP3 && mutual.listeners[0].tls?.clientCertificates == "optional")
     // Connection IDs name the worker slot in one byte.
     let manyWorkers = messages(load("http3 = true\n" + tls + "\n[server]\nworkers = 300\n"))
     #expect(manyWorkers.contains { $0.contains(":10:") && $0.contains("allows at most 256 workers") }, "\(manyWorkers)")

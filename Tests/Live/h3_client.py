@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """An HTTP/3 client on aioquic (an implementation independent of ngtcp2/nghttp3) for test_http3_sessions.py.
 
-    h3_client.py PORT CA.pem REQUESTS.json   runs the requests on one connection, concurrently, and prints one
-                                             JSON object: {"results": [...]} in the order given
+    h3_client.py PORT CA.pem REQUESTS.json [CERT.pem:KEY.pem]
+        runs the requests on one connection (with a client certificate, when given), concurrently, and prints one
+        JSON object: {"results": [...]} in the order given
 
 Each request: {"method", "path", "headers": [[name, value]...] (extra, after the pseudo-header fields),
 "omit": [pseudo-header names to leave out], "body_size": N (a repeating pattern) or "body_hex", "trailers": [[name, value]...],
@@ -11,8 +12,7 @@ body back, "new_connection_id": true
 to switch to another of the server's connection IDs first}. Each result: {"status",
 "headers", "length", "sha256", "trailers", "reset": QUIC application error code or null, "raw": the body in hex
 when asked, "connection_id": the server's connection ID the request was sent to, in hex, "retries": Retry
-packets the connection answered, "closed": the connection closed before the answer (h3_steering_client's
-client only)}.
+packets the connection answered, "closed": the connection closed before the answer}.
 
 Runs under the venv Packaging/setup.sh --test makes (aioquic from PyPI)."""
 
@@ -27,7 +27,7 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import StreamReset
+from aioquic.quic.events import ConnectionTerminated, StreamReset
 
 
 def pattern(size):
@@ -41,6 +41,12 @@ class Client(QuicConnectionProtocol):
         self.streams = {}
 
     def quic_event_received(self, event):
+        if isinstance(event, ConnectionTerminated):
+            # The server closed the connection (a refused handshake, a drain): unanswered requests end here.
+            for state in self.streams.values():
+                if not state["done"].done():
+                    state["closed"] = True
+                    state["done"].set_result(None)
         if isinstance(event, StreamReset) and event.stream_id in self.streams:
             state = self.streams[event.stream_id]
             state["reset"] = event.error_code
@@ -95,10 +101,13 @@ class Client(QuicConnectionProtocol):
                 "retries": self._quic._retry_count, "closed": state.get("closed", False)}
 
 
-async def main(port, ca, requests):
+async def main(port, ca, requests, certificate=None):
     configuration = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, server_name="localhost",
                                       verify_mode=ssl.CERT_REQUIRED)
     configuration.load_verify_locations(ca)
+    if certificate:
+        chain, key = certificate.split(":")
+        configuration.load_cert_chain(chain, key)
     async with connect("127.0.0.1", port, configuration=configuration, create_protocol=Client) as client:
         tasks = []
         for request in requests:
@@ -110,5 +119,6 @@ async def main(port, ca, requests):
 
 
 if __name__ == "__main__":
-    results = asyncio.run(main(int(sys.argv[1]), sys.argv[2], json.load(open(sys.argv[3]))))
+    results = asyncio.run(main(int(sys.argv[1]), sys.argv[2], json.load(open(sys.argv[3])),
+                               sys.argv[4] if len(sys.argv) > 4 else None))
     print(json.dumps({"results": results}))

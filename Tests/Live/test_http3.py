@@ -29,16 +29,20 @@ key = "{TLS / 'alpha.key'}"
 """
 
 
-def h3(port, requests, timeout=60):
-    """Runs the requests on one new aioquic connection to 127.0.0.1:port; returns their results in order."""
+def h3(port, requests, timeout=60, certificate=None, check=True):
+    """Runs the requests on one new aioquic connection to 127.0.0.1:port (with `certificate`, a (chain, key) pair
+    of paths, as the client's); returns their results in order, or with check=False the finished process."""
     if not AIOQUIC_PYTHON.exists():
         pytest.fail(f"{AIOQUIC_PYTHON} is missing: run Packaging/setup.sh --test (it installs aioquic)")
     with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
         json.dump(requests, file)
         file.flush()
         result = subprocess.run(
-            [str(AIOQUIC_PYTHON), str(HERE / "h3_client.py"), str(port), str(TLS / "ca.pem"), file.name],
+            [str(AIOQUIC_PYTHON), str(HERE / "h3_client.py"), str(port), str(TLS / "ca.pem"), file.name]
+            + ([f"{certificate[0]}:{certificate[1]}"] if certificate else []),
             capture_output=True, text=True, timeout=timeout)
+    if not check:
+        return result
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)["results"]
 
@@ -247,6 +251,69 @@ def test_ngtcp2s_own_client_is_served_too(jester, tmp_path):
     assert (tmp_path / "local").read_bytes() == b"answered by jester\n"
     assert sample(scrape(jester), "jester_http_requests_total", route="local", protocol="http3",
                   status_class="2xx") == before + 20
+
+
+@pytest.mark.parametrize("mode", ["required", "optional"])
+def test_client_certificates_over_http3(upstream, mode):
+    """client_certificates over QUIC as over TCP (test_tls.py): a client certificate of the client CA is verified
+    in the handshake and its subject forwarded in client_subject_header (a client's own copy removed) and logged;
+    one for servers only (extendedKeyUsage serverAuth) fails the handshake; without one, "required" fails the
+    handshake and "optional" lets the client in anonymously."""
+    instance = Jester(f"""
+http3 = true
+
+[listeners.tls]
+client_certificates = "{mode}"
+client_ca = "{TLS / 'ca.pem'}"
+client_subject_header = "X-Client-Subject"
+[[listeners.tls.certificates]]
+cert = "{TLS / 'alpha.pem'}"
+key = "{TLS / 'alpha.key'}"
+
+[upstreams.app]
+targets = ["{upstream.address}"]
+
+[[routes]]
+name = "app"
+path_prefix = "/"
+upstream = "app"
+""")
+    try:
+        alice = (TLS / "client.pem", TLS / "client.key")
+        echo = h3(instance.port, [{"path": "/echo?alice", "headers": [["x-client-subject", "CN=mallory"]],
+                                   "raw": True}], certificate=alice)[0]
+        assert echo["status"] == "200"
+        headers = [(name.lower(), value) for name, value in json.loads(bytes.fromhex(echo["raw"]))["headers"]]
+        assert ("x-client-subject", "O=Jester Tests,CN=alice") in headers, headers
+        assert ("x-client-subject", "CN=mallory") not in headers
+        line = wait_for(lambda: next((r for r in instance.access_log() if r["target"] == "/echo?alice"), None),
+                        timeout=5, what="the access-log line")
+        assert line["protocol"] == "HTTP/3" and line["tls_client_subject"] == "O=Jester Tests,CN=alice"
+        # A certificate of the right CA, but for servers only: refused in the handshake.
+        # (TLS 1.3: the client's handshake is done before the server checked its certificate, so aioquic sees a
+        # connection the server closes, or none at all.)
+        def refused(result):
+            return result.returncode != 0 or json.loads(result.stdout)["results"][0]["closed"]
+        assert refused(h3(instance.port, [{"path": "/echo?server-cert"}], timeout=30, check=False,
+                          certificate=(TLS / "alpha.pem", TLS / "alpha.key")))
+        anonymous = h3(instance.port, [{"path": "/echo?anonymous", "raw": True}], timeout=30, check=False)
+        if mode == "required":
+            assert refused(anonymous)
+        else:
+            assert anonymous.returncode == 0, anonymous.stderr
+            result = json.loads(anonymous.stdout)["results"][0]
+            fields = [name.lower() for name, _ in json.loads(bytes.fromhex(result["raw"]))["headers"]]
+            assert result["status"] == "200" and "x-client-subject" not in fields
+        assert not [r for r in upstream.requests() if "server-cert" in r["path"]]
+        # Refused handshakes are counted and logged as on TCP listeners; alice's (and, optional, the anonymous
+        # one's) completed.
+        from test_metrics import sample, scrape
+        metrics = scrape(instance)
+        assert sample(metrics, "jester_tls_handshake_failures_total", listener="main") == (2 if mode == "required" else 1)
+        assert sample(metrics, "jester_tls_handshakes_total", listener="main") == (1 if mode == "required" else 2)
+        wait_for(lambda: "TLS handshake failed" in instance.logs(), what="the refusal logged")
+    finally:
+        instance.stop()
 
 
 def test_http3_needs_a_tls_listener(tmp_path):

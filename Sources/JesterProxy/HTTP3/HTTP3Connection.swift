@@ -15,16 +15,21 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
     let routes: ListenerRoutes
     let metricsListener: ListenerMetricIDs?
     /// The handshake's facts: TLS 1.3 and h3 always, the SNI once the whole ClientHello arrived (it may span
-    /// datagrams), so read when a request starts rather than when the connection is accepted.
+    /// datagrams), the suite and a verified client certificate's subject; read when a request starts rather than
+    /// when the connection is accepted, and kept once the handshake is complete (they no longer change).
     var tls: TLSSessionFacts? {
+        if let establishedTLS { return establishedTLS }
         var facts = TLSSessionFacts()
         facts.version = "TLSv1.3"
         facts.applicationProtocol = "h3"
         facts.serverName = session.connection.requestedServerName
         facts.cipher = session.connection.cipherSuite ?? ""
+        facts.clientCertificateSubject = session.connection.peerCertificateSubject
+        if isEstablished { establishedTLS = facts }
         return facts
     }
-    let clientSubjectHeader: [UInt8]? = nil
+    private var establishedTLS: TLSSessionFacts?
+    let clientSubjectHeader: [UInt8]?
     let clientAddress: String
     let clientIP: IPAddressBytes?
     var proxyAddresses: ProxyProtocol.Addresses? { nil }
@@ -56,6 +61,7 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
         self.runtime = runtime
         routes = runtime.routeTables[listenerName] ?? .empty
         metricsListener = runtime.metrics?.ids.listeners[listenerName]
+        clientSubjectHeader = runtime.clientSubjectHeaders[listenerName]
         let peer = session.connection.peer
         clientAddress = peer.ipText
         clientIP = IPAddressBytes(clientAddress)
@@ -103,6 +109,7 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
             case .handshakeCompleted:
                 isEstablished = true
                 listener.handshakeCompleted()
+                if let metricsListener { runtime.metrics?.tlsHandshake(listener: metricsListener, failed: false) }
             case .peerClosed, .closed: break
             }
         }
@@ -121,6 +128,7 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
         guard !isClosed else { return }
         isClosed = true
         timer.cancel()
+        if !isEstablished { handshakeEnded() }
         for stream in streams.values { stream.clientGone() }
         if let metricsListener, !streams.isEmpty {
             runtime.metrics?.streamClosed(listener: metricsListener, protocol: .http3, count: streams.count)
@@ -128,6 +136,31 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
         streams = [:]
         listener.remove(self)
     }
+
+    /// The connection closed before its handshake completed: when TLS ended it (a CRYPTO_ERROR, RFC 9001 §4.8:
+    /// a refused client certificate, no common ALPN), counted and logged as TCP listeners count and log theirs.
+    private func handshakeEnded() {
+        let connection = session.connection
+        guard let error = [connection.localCloseError, connection.peerCloseError].compactMap({ $0 }).first(where: {
+            !$0.isApplicationError && (0x100...0x1ff).contains($0.code)
+        }) else { return }
+        let alert = Int(error.code - 0x100)
+        let reason = Self.alertNames[alert] ?? "TLS alert \(alert)"
+        runtime.counters.tlsHandshakeFailures &+= 1
+        runtime.handshakeFailures.failed(client: clientAddress, reason: reason,
+            detail: "QUIC CRYPTO_ERROR 0x\(String(error.code, radix: 16)) (\(reason))"
+                + (error.reason.isEmpty ? "" : ": \(error.reason)"))
+        if let metricsListener { runtime.metrics?.tlsHandshake(listener: metricsListener, failed: true) }
+    }
+
+    /// The TLS alerts a QUIC handshake ends with most (RFC 8446 §6), by number.
+    private static let alertNames: [Int: String] = [
+        10: "unexpected message", 40: "handshake failure", 42: "bad certificate", 43: "unsupported certificate",
+        44: "certificate revoked", 45: "certificate expired", 46: "certificate unknown", 47: "illegal parameter",
+        48: "unknown CA", 50: "decode error", 51: "decrypt error", 70: "protocol version",
+        80: "internal error", 109: "missing extension", 110: "unsupported extension",
+        116: "certificate required", 120: "no application protocol",
+    ]
 
     /// The connection was never taken on (the worker is at its connection limit): its timer lets go of it.
     func abandon() {
