@@ -61,10 +61,14 @@ public final class HTTP3Session {
     var h3: OpaquePointer!
     private var events: [HTTP3Event] = []
     private var outgoing: [Int64: Outgoing] = [:]
-    /// The field section being received and its stream: nghttp3 delivers one section at a time.
-    private var incomingStream: Int64 = -1
-    private var incoming: [HTTP3Field] = []
-    private var incomingSize: UInt64 = 0
+    /// The field sections being received, by stream: a section whose QPACK decoding waits for the encoder
+    /// stream (a blocked stream) has begun while another stream's section begins, ends or is refused.
+    private var incomingSections: [Int64: IncomingSection] = [:]
+    private struct IncomingSection {
+        var fields: [HTTP3Field] = []
+        /// RFC 9114 §4.2.2 size so far (fields past the limit are counted, not kept).
+        var size: UInt64 = 0
+    }
     /// Streams whose end was already reported (with their headers or trailers).
     var ended: Set<Int64> = []
 
@@ -265,18 +269,17 @@ public final class HTTP3Session {
 
     /// A field section (head or trailers) starts on `stream`.
     func beginSection(stream: Int64) {
-        incomingStream = stream
-        incoming = []
-        incomingSize = 0
+        incomingSections[stream] = IncomingSection()
     }
 
     /// One field of the section being received; counted against `maxFieldSectionSize`, kept while under it.
     func field(stream: Int64, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, flags: UInt8) {
-        guard stream == incomingStream else { return }
+        guard let size = incomingSections[stream]?.size else { return }
         // RFC 9114 §4.2.2: a field's size is its name and value plus 32 bytes.
-        incomingSize += UInt64(name.count + value.count + 32)
-        guard incomingSize <= settings.maxFieldSectionSize else { return }
-        incoming.append(
+        let grown = size + UInt64(name.count + value.count + 32)
+        incomingSections[stream]!.size = grown
+        guard grown <= settings.maxFieldSectionSize else { return }
+        incomingSections[stream]!.fields.append(
             HTTP3Field(
                 String(decoding: name, as: UTF8.self),
                 String(decoding: value, as: UTF8.self),
@@ -288,10 +291,9 @@ public final class HTTP3Session {
     /// A field section ended: a head, or (`isTrailers`) trailers. False when it was over the limit and the
     /// stream was refused.
     func endSection(stream: Int64, fin: Bool, isTrailers: Bool) {
-        var fields: [HTTP3Field] = []
-        swap(&fields, &incoming)
-        incomingStream = -1
-        guard incomingSize <= settings.maxFieldSectionSize else {
+        let section = incomingSections.removeValue(forKey: stream) ?? IncomingSection()
+        let fields = section.fields
+        guard section.size <= settings.maxFieldSectionSize else {
             refuse(stream: stream, errorCode: HTTP3ErrorCode.excessiveLoad)
             return
         }
@@ -331,10 +333,7 @@ public final class HTTP3Session {
     func streamClosed(stream: Int64, errorCode: UInt64) {
         outgoing.removeValue(forKey: stream)?.free()
         ended.remove(stream)
-        if stream == incomingStream {
-            incomingStream = -1
-            incoming = []
-        }
+        incomingSections[stream] = nil
         // The client may open another request stream in its place (server role; client streams are 0 mod 4).
         if role == .server, stream & 0x3 == 0 { connection.extendRemoteBidirectionalStreams(by: 1) }
         events.append(.streamClosed(stream: stream, errorCode: errorCode))

@@ -239,6 +239,30 @@ def test_many_concurrent_streams_on_one_connection(jester):
     assert [r["status"] for r in results] == ["200"] * 40
 
 
+def test_hostile_requests_are_reset_and_the_connection_serves_on(jester, upstream):
+    """Malformed HTTP/3 requests end their own stream with the right error, never reach the upstream, and the
+    connection (and the worker) serve on: a request without :path and one whose body contradicts its
+    content-length (H3_MESSAGE_ERROR), a header section over http.max_request_head_size (H3_EXCESSIVE_LOAD, the
+    limit the worker announced in SETTINGS), a header name with uppercase letters (H3_MESSAGE_ERROR)."""
+    results = h3(jester.port, [
+        {"path": "/echo?no-path", "omit": [":path"]},
+        {"method": "POST", "path": "/echo?short-body", "headers": [["content-length", "10"]], "body_size": 3},
+        {"path": "/echo?huge-head", "headers": [["x-filler", "a" * 20_000]]},
+        {"path": "/echo?bad-name", "headers": [["X-Upper", "1"]]},
+        {"path": "/echo?after", "after": 3},
+    ])
+    no_path, short_body, huge_head, bad_name, after = results
+    assert no_path["reset"] == 0x10E and no_path["status"] is None, no_path
+    assert short_body["reset"] == 0x10E, short_body
+    assert huge_head["reset"] == 0x107 or huge_head["status"] == "431", huge_head
+    assert bad_name["reset"] == 0x10E, bad_name
+    assert after["status"] == "200" and after["reset"] is None
+    assert not [r for r in upstream.requests() if any(mark in r["path"] for mark in (
+        "no-path", "short-body", "huge-head", "bad-name"))]
+    # The worker serves on: a new connection too.
+    assert h3(jester.port, [{"path": "/local"}])[0]["status"] == "200"
+
+
 def test_ngtcp2s_own_client_is_served_too(jester, tmp_path):
     """Debian's ngtcp2 example client (gtlsclient: C, on the same libraries as the server, so not enough alone,
     but the fastest HTTP/3 client here and the one bench/h3.py drives): 20 streams on one connection, through a
