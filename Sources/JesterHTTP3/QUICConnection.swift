@@ -30,21 +30,15 @@ public final class QUICConnection {
     public private(set) var peer: QUICSocketAddress
     /// The server name the client's ClientHello asked for (SNI), once it arrived (server role).
     public internal(set) var requestedServerName: String?
-    /// The subject of the certificate the peer presented and the handshake verified (RFC 4514, as RFC 2253: "CN=alice,O=Example"),
-    /// nil without one.
-    public var peerCertificateSubject: String? {
+    /// The certificate the peer presented and the handshake verified (its leaf, DER), nil without one. (Its
+    /// subject is printed by JesterTLS, as TCP listeners print theirs, so both name a client alike.)
+    public var peerCertificateDER: [UInt8]? {
         guard let tls, gnutls_certificate_type_get(tls) == GNUTLS_CRT_X509 else { return nil }
         var count: UInt32 = 0
-        guard let chain = gnutls_certificate_get_peers(tls, &count), count > 0 else { return nil }
-        var certificate: gnutls_x509_crt_t?
-        guard gnutls_x509_crt_init(&certificate) == 0, let certificate else { return nil }
-        defer { gnutls_x509_crt_deinit(certificate) }
-        var leaf = chain[0]
-        guard gnutls_x509_crt_import(certificate, &leaf, GNUTLS_X509_FMT_DER) == 0 else { return nil }
-        var name = gnutls_datum_t()
-        guard gnutls_x509_crt_get_dn3(certificate, &name, 0) == 0, let data = name.data else { return nil }
-        defer { cjester_gnutls_free(data) }
-        return String(decoding: UnsafeBufferPointer(start: data, count: Int(name.size)), as: UTF8.self)
+        guard let chain = gnutls_certificate_get_peers(tls, &count), count > 0, let data = chain[0].data else {
+            return nil
+        }
+        return Array(UnsafeBufferPointer(start: data, count: Int(chain[0].size)))
     }
 
     /// The TLS cipher suite agreed, by its IANA name ("TLS_AES_128_GCM_SHA256", as OpenSSL names TLS 1.3 suites

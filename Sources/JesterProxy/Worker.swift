@@ -282,11 +282,18 @@ final class WorkerServer: @unchecked Sendable {
             if !steered {
                 let inbox = QUICForwardingInbox()
                 let channel = try DatagramBootstrap(group: eventLoop)
+                    // As the listener's socket, plus room for the envelope; a draining generation's traffic may all
+                    // arrive here.
+                    .channelOption(.datagramVectorReadMessageCount, value: 16)
+                    .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 16 * 4224))
+                    .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(inbox) }
                     }
                     .bind(host: "127.0.0.1", port: 0).wait()
-                guard let port = channel.localAddress?.port else { continue }
+                guard let port = channel.localAddress?.port else {
+                    throw QUICError(.library, "the HTTP/3 forwarding socket has no port")
+                }
                 listener.enableForwarding(
                     QUICForwarding(me: .init(slot: slot, generation: generation), secret: secrets), inbox: inbox,
                     address: settings.address.description)

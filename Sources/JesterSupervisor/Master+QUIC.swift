@@ -4,6 +4,7 @@ import JesterConfig
 import JesterControl
 import JesterSystem
 import Logging
+import NIOCore
 
 /// HTTP/3's UDP side in the master: the sockets of each generation, the SK_REUSEPORT program that steers datagrams
 /// by connection ID (`QUICSteering`), and, where the kernel does not steer, the list of workers' forwarding
@@ -80,7 +81,8 @@ extension Master {
     /// New QUIC connections go to the serving generation's sockets (at each commit, and when a slot is given up:
     /// its socket, which no worker reads any more, leaves the choice).
     func routeNewQUICConnections() {
-        for (name, bound) in listeners {
+        // During a transaction the serving generation's sockets are the previous ones (`listeners` holds the new).
+        for (name, bound) in prepared?.previousListeners ?? listeners {
             guard let steering = bound.steering else { continue }
             let sockets = bound.datagramSockets.enumerated().filter { !quicSlotsGivenUp.contains($0.offset) }
             do {
@@ -112,13 +114,22 @@ extension Master {
 
     /// A worker told where it takes forwarded datagrams: every worker learns.
     func quicInboxesReported(_ inboxes: [QUICInbox], by worker: WorkerProcess) {
+        guard workers[worker.pid] != nil else { return }  // reaped already
         quicInboxes[worker.pid] = inboxes
         broadcastQUICPeers()
     }
 
     /// Every worker that forwards hears the current list of live workers' inboxes: after one reported, one
-    /// exited, and when a generation starts serving (which changes who takes new connections).
+    /// exited, and when a generation starts serving (which changes who takes new connections). Coalesced to one
+    /// list per 20 ms, encoded once: a generation of N workers reporting would otherwise send N lists of N to N.
     func broadcastQUICPeers() {
+        guard !quicInboxes.isEmpty, !quicPeersBroadcastPending else { return }
+        quicPeersBroadcastPending = true
+        eventLoop.scheduleTask(in: .milliseconds(20)) { self.sendQUICPeers() }
+    }
+
+    private func sendQUICPeers() {
+        quicPeersBroadcastPending = false
         guard !quicInboxes.isEmpty else { return }
         let peers = quicInboxes.flatMap { pid, inboxes -> [QUICPeer] in
             guard let worker = workers[pid] else { return [] }
@@ -128,8 +139,9 @@ extension Master {
                     serving: serving)
             }
         }.sorted { ($0.address, $0.generation, $0.slot) < ($1.address, $1.generation, $1.slot) }
+        let frame = ControlFrameCodec.encode(.quicPeers(peers))
         for pid in quicInboxes.keys {
-            if let channel = workers[pid]?.channel { send(.quicPeers(peers), to: channel) }
+            workers[pid]?.channel?.writeAndFlush(ByteBuffer(bytes: frame), promise: nil)
         }
     }
 

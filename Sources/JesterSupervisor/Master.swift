@@ -76,6 +76,8 @@ public final class Master: @unchecked Sendable {
     var listeners: [String: BoundListener] = [:]
     /// Workers' forwarding inboxes for HTTP/3 without steering, by pid (see `broadcastQUICPeers`).
     var quicInboxes: [Int32: [QUICInbox]] = [:]
+    /// A list of peers is due within 20 ms (`broadcastQUICPeers` coalesces).
+    var quicPeersBroadcastPending = false
     /// HTTP/3 addresses steered by connection ID, and their program, kept for the master's life; and the
     /// addresses where the kernel refused (see `bindDatagramSockets`).
     var quicSteerings: [String: QUICSteering] = [:]

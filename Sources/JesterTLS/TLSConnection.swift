@@ -150,6 +150,17 @@ public final class TLSConnection {
         return TLSSession(handle: handle)
     }
 
+    /// The subject of a DER certificate in the same RFC 2253 text as `facts.clientCertificateSubject` (for
+    /// certificates another TLS library verified: HTTP/3's, on GnuTLS), so every protocol names a client alike.
+    public static func subject(ofDERCertificate der: [UInt8]) -> String? {
+        der.withUnsafeBufferPointer { bytes -> String? in
+            var cursor: UnsafePointer<UInt8>? = bytes.baseAddress
+            guard let certificate = d2i_X509(nil, &cursor, bytes.count) else { return nil }
+            defer { X509_free(certificate) }
+            return distinguishedName(X509_get_subject_name(certificate))
+        }
+    }
+
     /// RFC 2253 text of a name ("CN=alice,O=Example").
     private static func distinguishedName(_ name: OpaquePointer?) -> String? {
         guard let name, let bio = BIO_new(BIO_s_mem()) else { return nil }

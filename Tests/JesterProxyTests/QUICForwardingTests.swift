@@ -49,12 +49,38 @@ private let reload = [
 @Test func aNewConnectionReachingADrainingWorkerGoesToTheServingOneOfItsSlot() {
     let clientChosen = QUICConnectionID(Array(repeating: 0xee, count: 8))!
     #expect(forwarding(peers: reload).decide(id: clientChosen, isLong: true, draining: true) == .forward(port: 4100))
-    // Not draining: accepted here.
-    #expect(forwarding(peers: reload).decide(id: clientChosen, isLong: true, draining: false) == .serveHere)
-    // A slot the serving generation no longer has: any serving worker.
+    // A serving worker accepts it.
+    #expect(forwarding(peers: reload, as: .init(slot: 0, generation: 6)).decide(
+        id: clientChosen, isLong: true, draining: false) == .serveHere)
+    // A slot the serving generation no longer has: a serving worker chosen by the client's ID.
     let shrunk = reload.filter { !($0.generation == 6 && $0.slot == 1) }
     let slotOne = forwarding(peers: shrunk, as: .init(slot: 1, generation: 5))
     #expect(slotOne.decide(id: clientChosen, isLong: true, draining: true) == .forward(port: 4100))
+    // A generation still starting (not serving yet) takes no new connection either, even in a slot of its own.
+    let starting = reload + [QUICPeer(address: "127.0.0.1:8443", slot: 2, generation: 7, port: 4200, serving: false)]
+    let added = forwarding(peers: starting, as: .init(slot: 2, generation: 7))
+    guard case .forward(let port) = added.decide(id: clientChosen, isLong: true, draining: false) else {
+        Issue.record("a starting worker accepted a new connection")
+        return
+    }
+    #expect([4100, 4101].contains(port))
+    // Spread by the ID over the serving workers, the same ID always to the same one.
+    var chosen = Set<Int>()
+    for byte in UInt8(0)..<32 {
+        let id = QUICConnectionID((0..<8).map { byte &* 37 &+ UInt8($0) &* 11 })!
+        if case .forward(let port) = added.decide(id: id, isLong: true, draining: false) { chosen.insert(port) }
+        #expect(added.decide(id: id, isLong: true, draining: false) == added.decide(id: id, isLong: true, draining: false))
+    }
+    #expect(chosen == [4100, 4101])
+}
+
+@Test func aWorkerThatIsGoneIsToldApartFromALiveOne() {
+    let worker = forwarding(peers: reload)
+    #expect(worker.isLive(.init(slot: 1, generation: 6)) == true)
+    #expect(worker.isLive(.init(slot: 3, generation: 6)) == false)
+    #expect(worker.isLive(me) == true)
+    // Before the master's list nothing is known.
+    #expect(QUICForwarding(me: me, secret: secret).isLive(.init(slot: 1, generation: 6)) == nil)
 }
 
 @Test func twoProcessesNeverReadOneSlotSocket() {

@@ -24,7 +24,9 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
         facts.applicationProtocol = "h3"
         facts.serverName = session.connection.requestedServerName
         facts.cipher = session.connection.cipherSuite ?? ""
-        facts.clientCertificateSubject = session.connection.peerCertificateSubject
+        facts.clientCertificateSubject = session.connection.peerCertificateDER.flatMap {
+            TLSConnection.subject(ofDERCertificate: $0)
+        }
         if isEstablished { establishedTLS = facts }
         return facts
     }

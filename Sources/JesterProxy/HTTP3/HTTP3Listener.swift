@@ -318,6 +318,12 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
     /// sends it again. Steered by ID, a datagram reaches another owner's socket only once that owner is gone.
     private func ownedElsewhere(_ id: QUICConnectionID) -> Bool {
         guard !steered, let owner = WorkerConnectionIDFactory.owner(of: id) else { return false }
+        // Forwarding, the master's list says whether that worker still lives.
+        if toldPeers, let forwarding,
+            let live = forwarding.isLive(.init(slot: owner.slot, generation: owner.generation))
+        {
+            return live && (owner.slot != slot || owner.generation != generation)
+        }
         return owner.slot != slot || owner.generation != generation
     }
 

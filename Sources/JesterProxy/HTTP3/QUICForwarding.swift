@@ -81,12 +81,26 @@ struct QUICForwarding {
             let owner = Owner(slot: named.slot, generation: named.generation)
             if owner != me, let port = peers[owner] { return .forward(port: port) }
         }
-        // A new connection reaching a draining worker belongs to the serving generation: the one sharing this
-        // slot's socket, or any.
-        if isLong, draining, let port = servingBySlot[me.slot] ?? servingBySlot.values.min() {
-            return .forward(port: port)
+        // A new connection reaching a worker that does not serve (draining, or of a generation still starting)
+        // belongs to the serving generation: the worker sharing this slot's socket, or one chosen by the ID.
+        if isLong, draining || serving == false, !servingBySlot.isEmpty {
+            if let port = servingBySlot[me.slot] { return .forward(port: port) }
+            let ports = servingBySlot.values.sorted()
+            // (FNV-1a of the ID, its low bits mixed: the client's retransmissions carry the same ID and reach the
+            // same worker.)
+            var hash = id.bytes.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 }
+            hash ^= hash >> 16
+            hash &*= 0x7feb_352d
+            hash ^= hash >> 15
+            return .forward(port: ports[Int(hash % UInt32(ports.count))])
         }
         return .serveHere
+    }
+
+    /// Whether `owner` is a live worker (once the master's list arrived): a short-header datagram of a worker
+    /// that is gone gets a stateless reset, one of a live worker's is not answered here.
+    func isLive(_ owner: Owner) -> Bool? {
+        serving == nil && peers.isEmpty ? nil : owner == me || peers[owner] != nil
     }
 
     // MARK: Encapsulation
