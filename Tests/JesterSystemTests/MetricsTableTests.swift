@@ -164,20 +164,20 @@ import Testing
     }
 
     @Test func theDirectoryIsPublishedInPartsAndBoundedByTheTable() throws {
-        let table = try MetricsTable.create(partitions: 2, directoryBytes: 4_096)
+        let table = try MetricsTable.create(partitions: 2, directoryBytes: 8_192)
         #expect(table.directory().isEmpty)
         var registry = try table.registry()
-        #expect(registry.directoryCapacity == 4_096 && table.publishDirectory(registry.directory))
+        #expect(registry.directoryCapacity == 8_192 && table.publishDirectory(registry.directory))
         let first = table.directory()
         registry.register(Self.requests, Self.labels)
         #expect(table.publishDirectory(registry.directory))
         #expect(table.directory().starts(with: first) && table.directory() == registry.directory)
         // Publishing the same bytes again changes nothing; more than the table holds is refused.
         #expect(table.publishDirectory(registry.directory) && table.directory() == registry.directory)
-        #expect(!table.publishDirectory(registry.directory + [UInt8](repeating: 0, count: 4_096)))
+        #expect(!table.publishDirectory(registry.directory + [UInt8](repeating: 0, count: 8_192)))
         // A registry made over a full directory folds instead of growing past it.
         for route in 0..<200 { registry.register(Self.requests, ["web", "r\(route)", "app", "t", "http1", "2xx"]) }
-        #expect(registry.directory.count <= 4_096 && registry.foldedCounts[Self.requests.name, default: 0] > 0)
+        #expect(registry.directory.count <= 8_192 && registry.foldedCounts[Self.requests.name, default: 0] > 0)
         #expect(table.publishDirectory(registry.directory))
     }
 
