@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import Jester, Upstream, free_port, raw_request
+from conftest import Jester, Upstream, free_port, raw_request, wait_for
 
 PROTOCOLS = ["http1", "h2c"]
 
@@ -156,7 +156,9 @@ def test_an_intercepted_upstream_503_is_replaced(site, failing, protocol):
         assert json.loads(body) == {"error": "maintenance", "status": 503,
                                     "request_id": f"icpt-{protocol}-{attempt}"}
         assert b"server_port" not in body  # the upstream's own body never reaches the client
-        line = [r for r in site.access_log() if r["target"] == path][-1]
+        # (The line is written once the exchange ends, which may be just after the client has the response.)
+        line = wait_for(lambda: next((r for r in reversed(site.access_log()) if r["target"] == path), None),
+                        timeout=5, what=f"the access-log line of {path}")
         assert line["status"] == 503 and line["upstream_status"] == 503 and "error" not in line
     assert any(r["path"].startswith(f"/intercepted/{protocol}/") for r in failing.requests())
 
