@@ -10,6 +10,7 @@ forwards it there over loopback, with the same outcome at the cost of one more h
 (Tests/Live/h3_steering_client.py); two workers run as the unprivileged user."""
 
 import json
+import os
 import subprocess
 import time
 
@@ -200,7 +201,6 @@ def test_a_reload_or_upgrade_under_http3_load_loses_nothing_and_new_connections_
 
 
 def worker_descriptors(pid):
-    import os
     result = []
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
@@ -208,27 +208,6 @@ def worker_descriptors(pid):
         except OSError:
             pass
     return result
-
-
-# SPDX-License-Identifier: Apache-2.0
-"""HTTP/3 datagrams delivered to the worker that owns their connection (issue 23). Steered: the master's
-SK_REUSEPORT program picks each datagram's socket by the slot and generation its connection ID names, so a
-connection keeps its worker when the client's address changes (NAT rebinding), and across a reload or a binary
-upgrade the draining generation keeps its connections while every new one reaches the new generation (nginx's
-open issue #425: new connections landing on exiting workers and hanging). Unsteered (a master without CAP_BPF:
-the kernel spreads datagrams by address): the worker that reads a datagram of another worker's connection
-forwards it there over loopback, with the same outcome at the cost of one more hop. The workers' own counters
-(`jesterctl status --json`) show where datagrams landed and what was forwarded. Clients are aioquic
-(Tests/Live/h3_steering_client.py); two workers run as the unprivileged user."""
-
-import json
-import subprocess
-import time
-
-import pytest
-
-from conftest import Jester, wait_for
-from test_http3 import AIOQUIC_PYTHON, HERE, TLS, TLS_LISTENER
 
 
 def test_without_bpf_the_master_says_so_and_http3_still_serves(upstream, without_bpf):
