@@ -10,6 +10,7 @@
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+#include <gnutls/crypto.h>
 
 static const uint32_t CJESTER_NGTCP2_PROTO_VER_V1 = NGTCP2_PROTO_VER_V1;
 static const size_t CJESTER_NGTCP2_MAX_RETRY_TOKENLEN = NGTCP2_CRYPTO_MAX_RETRY_TOKENLEN;

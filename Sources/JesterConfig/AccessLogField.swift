@@ -16,6 +16,9 @@ public enum AccessLogField: String, CaseIterable, Codable, Sendable {
     case tlsCipher = "tls_cipher"
     case tlsServerName = "tls_server_name"
     case tlsClientSubject = "tls_client_subject"
+    /// true when the request arrived in TLS early data (HTTP/3 0-RTT), before the handshake completed; absent
+    /// otherwise.
+    case tlsEarlyData = "tls_early_data"
     case method
     case target
     case host

@@ -173,6 +173,15 @@ struct ConfigDecoder {
             if listener.http3Retry != nil, !listener.servesHTTP3 {
                 report(table.location(of: "http3_retry"), "http3_retry needs http3 = true")
             }
+            listener.http3EarlyData = table.boolean("http3_early_data", decoder: &self)
+            if listener.acceptsHTTP3EarlyData {
+                if !listener.servesHTTP3 {
+                    report(table.location(of: "http3_early_data"), "http3_early_data needs http3 = true")
+                } else if listener.tls?.sessionTickets == false {
+                    report(table.location(of: "http3_early_data"),
+                        "http3_early_data needs session tickets (0-RTT resumes a session): remove session_tickets = false")
+                }
+            }
             if listener.servesHTTP3 {
                 // QUIC is TLS 1.3 inside: the listener's certificates serve both (and the same names).
                 if listener.tls == nil {

@@ -91,6 +91,7 @@ extension Configuration {
             lines.append(listener.http2Only.map { "http2_only = \($0)" } ?? unset(table, "http2_only"))
             lines.append(listener.http3.map { "http3 = \($0)" } ?? unset(table, "http3"))
             lines.append(listener.http3Retry.map { "http3_retry = \(quoted($0))" } ?? unset(table, "http3_retry"))
+            lines.append(listener.http3EarlyData.map { "http3_early_data = \($0)" } ?? unset(table, "http3_early_data"))
             lines.append("proxy_protocol_from = " + list(listener.proxyProtocolFrom ?? []))
             lines.append(listener.filters.map { "filters = " + list($0) } ?? unset(table, "filters"))
             lines.append("policies = " + render(listener.policies))

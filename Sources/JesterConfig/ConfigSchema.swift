@@ -132,7 +132,8 @@ public struct ConfigSchema: Sendable {
     public static let server = Table(
         "[server]",
         [
-            Field("workers", .integer(1...1024), default: "one per CPU", "Worker processes."),
+            Field("workers", .integer(1...1024), default: "one per CPU",
+                "Worker processes; at most 256 with an HTTP/3 listener (QUIC connection IDs name the worker in one byte)."),
             Field("user", .string, default: "\"jester\", or \"nobody\" when it does not exist",
                 "The user workers run as when the master starts as root."),
             Field("group", .string, default: "the user's primary group", "The group workers run as."),
@@ -163,7 +164,8 @@ public struct ConfigSchema: Sendable {
             Field("access_log", .boolean, default: "true",
                 "Log each request as one JSON line on standard output, with: time, type (\"access\"), request_id, "
                     + "client, protocol (\"HTTP/1.0\", \"HTTP/1.1\", \"HTTP/2.0\", \"HTTP/3\"); over TLS tls_version, tls_cipher, "
-                    + "tls_server_name (the SNI, when sent) and tls_client_subject (a verified client certificate); "
+                    + "tls_server_name (the SNI, when sent), tls_client_subject (a verified client certificate) and "
+                    + "tls_early_data (true for a request that came in 0-RTT data); "
                     + "method, target, host, route; upstream and upstream_target when proxied; status, bytes_in, "
                     + "bytes_out, duration_ms, and error when something failed."),
             Field("access_log_file", .string, default: "standard output",
@@ -269,6 +271,8 @@ public struct ConfigSchema: Sendable {
                 "Serve HTTP/3 too: QUIC on the same address and port over UDP, with this listener's certificates (TLS listeners only), advertised to clients by Alt-Svc on every response. See jester(8), HTTP/3."),
             Field("http3_retry", .choice(["auto", "always"]), default: "\"auto\"",
                 "When a new QUIC client must first prove its address with a Retry (one more round trip): \"auto\" while a worker has more than 64 handshakes under way (a flood of spoofed Initials then costs no connection slot), \"always\" for every connection."),
+            Field("http3_early_data", .boolean, default: "false",
+                "Accept 0-RTT data from QUIC clients resuming a session within 10 s of its ticket (RFC 9001 §4.6): safe requests (GET, HEAD, OPTIONS, TRACE) then go upstream before the handshake completes, with Early-Data: 1 (RFC 8470), and the rest wait for it. A replayed ClientHello is refused early data instance-wide. Needs http3 = true and session_tickets. See jester(8), HTTP/3."),
             Field("filters", .array(.string), default: "[]",
                 "Filters ([filters.NAME]) every route on this listener runs, in this order, before the route's own; http listeners only."),
             Field("policies", .array(.table(policyAttachment)), default: "[]",
@@ -306,7 +310,7 @@ public struct ConfigSchema: Sendable {
             Field("alpn", .array(.string), default: "[\"h2\", \"http/1.1\"] (without h2 when http2 = false)",
                 "ALPN protocols offered, in order of preference."),
             Field("session_tickets", .boolean, default: "true",
-                "Resumption by session tickets, with keys shared by all workers and rotated by the master."),
+                "Resumption by session tickets, with keys shared by all workers and rotated by the master; over HTTP/3 too (GnuTLS's tickets, under a key the master derives from the instance's QUIC secrets, valid for ticket_key_rotation)."),
             Field("client_certificates", .choice(["off", "optional", "required"]), default: "\"off\"",
                 "Ask clients for a certificate signed by client_ca: optional lets clients without one in."),
             Field("client_ca", .string, "PEM file of the CAs client certificates must chain to."),

@@ -286,6 +286,10 @@ public struct ListenerSettings: Sendable, Codable, Equatable {
     /// `http3_retry = "always"`: every new QUIC connection proves its client's address with a Retry first (one
     /// more round trip); nil or "auto": only while many handshakes are under way.
     public var http3Retry: String?
+    /// `http3_early_data = true`: resuming QUIC clients may send requests in 0-RTT; safe ones (GET, HEAD,
+    /// OPTIONS, TRACE) go upstream before the handshake completes, marked `Early-Data: 1`, the others wait for
+    /// it. nil: no (0-RTT data is refused; the client sends it again after the handshake).
+    public var http3EarlyData: Bool?
     /// Filters every route on this listener runs first, before its own (nil: none).
     public var filters: [String]?
     /// `policies`: Wasm policies of every request on this listener, each at its stage, before the routes' own.
@@ -307,6 +311,8 @@ public struct ListenerSettings: Sendable, Codable, Equatable {
     public var servesHTTP3: Bool { http3 ?? false }
     /// `http3_retry = "always"`.
     public var alwaysRetriesHTTP3: Bool { http3Retry == "always" }
+    /// `http3_early_data = true`.
+    public var acceptsHTTP3EarlyData: Bool { http3EarlyData ?? false }
 
     public var isTCP: Bool { protocolName == "tcp" }
 

@@ -22,6 +22,10 @@ public struct QUICStats: Codable, Sendable, Equatable {
     public var forwarded: Int = 0
     public var forwardedIn: Int = 0
     public var forwardingRefused: Int = 0
+    /// Handshakes that resumed a session from a ticket, and of those, the ones whose 0-RTT data was accepted
+    /// (`http3_early_data`). Optional only so a report from a worker older than these counters still decodes.
+    public var resumed: Int?
+    public var earlyData: Int?
 
     public init(datagrams: Int = 0, unknownConnection: Int = 0, otherWorker: Int = 0, accepted: Int = 0, retries: Int = 0) {
         self.datagrams = datagrams

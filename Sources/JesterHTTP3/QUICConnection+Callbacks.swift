@@ -104,7 +104,10 @@ private let onStreamData:
     ) -> Int32 = { _, flags, stream, _, data, length, user, _ in
         let connection = QUICConnection.from(user)
         let fin = flags & UInt32(NGTCP2_STREAM_DATA_FLAG_FIN) != 0
-        guard let application = connection.application else { return 0 }
+        guard let application = connection.application else {
+            connection.holdStreamData(stream: stream, UnsafeRawBufferPointer(start: data, count: length), fin: fin)
+            return 0
+        }
         return application.quicStreamData(stream: stream, UnsafeRawBufferPointer(start: data, count: length), fin: fin)
             ? 0 : failure
     }

@@ -14,7 +14,9 @@ extension QUICConnection {
     func makeTLSSession(serverName: String?, applicationProtocol: String) throws(QUICError) -> OpaquePointer {
         var session: gnutls_session_t?
         let noEndOfEarlyData = UInt32(GNUTLS_NO_END_OF_EARLY_DATA.rawValue)
-        let serverFlags: UInt32 = UInt32(GNUTLS_SERVER.rawValue) | UInt32(GNUTLS_NO_AUTO_SEND_TICKET.rawValue)
+        // Tickets go out when the handshake completes (`handshakeCompleted`), not at GnuTLS's moment.
+        var serverFlags: UInt32 = UInt32(GNUTLS_SERVER.rawValue) | UInt32(GNUTLS_NO_AUTO_SEND_TICKET.rawValue)
+        if resumption?.acceptsEarlyData == true { serverFlags |= UInt32(GNUTLS_ENABLE_EARLY_DATA.rawValue) }
         let flags: UInt32 =
             role == .server ? serverFlags | noEndOfEarlyData : UInt32(GNUTLS_CLIENT.rawValue) | noEndOfEarlyData
         guard gnutls_init(&session, flags) == 0, let session else {
@@ -26,6 +28,9 @@ extension QUICConnection {
                 role == .server
                 ? ngtcp2_crypto_gnutls_configure_server_session(session)
                 : ngtcp2_crypto_gnutls_configure_client_session(session)
+        }
+        if status == 0, role == .server, let resumption {
+            status = resumption.configure(session)
         }
         if status == 0 {
             gnutls_session_set_ptr(session, UnsafeMutableRawPointer(connectionReference))

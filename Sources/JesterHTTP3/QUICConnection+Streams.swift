@@ -80,6 +80,9 @@ extension QUICConnection {
         state = .established
         events.append(.handshakeCompleted)
         guard role == .server else { return true }
+        // A session ticket, for the client's next connection to resume (and send 0-RTT data, where accepted).
+        // (Failing to make one costs the client a full handshake next time, not this connection.)
+        if resumption != nil { _ = gnutls_session_ticket_send(tls, 1, 0) }
         // A token for the client's next connection, so it can skip a Retry (RFC 9000 §8.1.3).
         var token = [UInt8](repeating: 0, count: CJESTER_NGTCP2_MAX_REGULAR_TOKENLEN)
         let length = peer.bytes.withUnsafeBytes { address in
@@ -124,7 +127,27 @@ extension QUICConnection {
     /// The 1-RTT keys were installed: the stream application, if attached, opens its streams.
     func applicationKeysReady() -> Bool {
         applicationKeysInstalled = true
-        return application?.quicApplicationKeysReady() ?? true
+        guard let application else { return true }
+        return application.quicApplicationKeysReady() && deliverHeldStreamData(to: application)
+    }
+
+    /// Stream data that arrived before the application was attached: 0-RTT requests in the client's first
+    /// datagram, read inside `QUICServerEndpoint.accept` before the listener can attach a session. (Dropping it
+    /// would lose those requests for good: ngtcp2 has acknowledged them.) Bounded by the connection's flow
+    /// control window, since none of it is consumed until the application takes it.
+    func holdStreamData(stream: Int64, _ bytes: UnsafeRawBufferPointer, fin: Bool) {
+        streamDataBeforeApplication.append((stream, Array(bytes), fin))
+    }
+
+    /// Hands the application what arrived before it, in the order it arrived; false if it failed on it.
+    private func deliverHeldStreamData(to application: any QUICStreamApplication) -> Bool {
+        let held = streamDataBeforeApplication
+        streamDataBeforeApplication = []
+        for (stream, bytes, fin) in held {
+            let accepted = bytes.withUnsafeBytes { application.quicStreamData(stream: stream, $0, fin: fin) }
+            guard accepted else { return false }
+        }
+        return true
     }
 
     /// Attaches the stream application; when the 1-RTT keys came before it did (a server's come while its first
@@ -134,7 +157,8 @@ extension QUICConnection {
         self.application = application
         // A connection that failed on its first packet is only closing: nothing to start.
         guard state == .handshaking || state == .established else { return true }
-        guard applicationKeysInstalled, !application.quicApplicationKeysReady() else { return true }
+        guard applicationKeysInstalled else { return true }
+        if application.quicApplicationKeysReady(), deliverHeldStreamData(to: application) { return true }
         closeAfterError(.application(pendingApplicationError ?? Self.internalError), now: now)
         return false
     }

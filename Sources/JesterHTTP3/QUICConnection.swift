@@ -48,6 +48,13 @@ public final class QUICConnection {
         let text = String(cString: name)
         return text.isEmpty || text == "(NONE)" ? nil : text
     }
+    /// The handshake resumed a session from a ticket (one round trip, no certificate).
+    public var isResumed: Bool { tls.map { gnutls_session_is_resumed($0) != 0 } ?? false }
+    /// The server accepted the client's 0-RTT data (server role; known once the ClientHello is processed).
+    public var acceptedEarlyData: Bool {
+        guard let tls else { return false }
+        return gnutls_session_get_flags(tls) & UInt32(GNUTLS_SFLAGS_EARLY_DATA.rawValue) != 0
+    }
     /// The address-validation token the server sent in NEW_TOKEN (client role): give it to the next `connect` to
     /// the same server, which then need not send a Retry (RFC 9000 §8.1.3).
     public internal(set) var addressValidationToken: [UInt8]?
@@ -57,7 +64,7 @@ public final class QUICConnection {
 
     /// The ngtcp2 connection (`ngtcp2_conn *`); nil once `discard`ed.
     var conn: OpaquePointer!
-    private var tls: OpaquePointer!
+    var tls: OpaquePointer!
     /// The certificate (server) or trust (client) the TLS session uses; kept alive with it.
     let credentials: QUICTLSCredentials
     /// What the GnuTLS session points at so the crypto helper finds this connection (stable memory).
@@ -68,6 +75,8 @@ public final class QUICConnection {
     let connectionIDs: any QUICConnectionIDFactory
     /// The stateless-reset and token secrets shared by every worker.
     let keys: QUICKeys
+    /// Session tickets and 0-RTT (server role; nil: neither).
+    let resumption: QUICSessionResumption?
     private let local: QUICSocketAddress
     /// Events not yet taken by the owner.
     var events: [QUICConnectionEvent] = []
@@ -75,6 +84,8 @@ public final class QUICConnection {
     weak var application: (any QUICStreamApplication)?
     /// The 1-RTT keys are in place (the stream application may open its streams).
     var applicationKeysInstalled = false
+    /// Stream data received before the application was attached (`holdStreamData`).
+    var streamDataBeforeApplication: [(stream: Int64, bytes: [UInt8], fin: Bool)] = []
     /// The name a client checks the server's certificate against (owned here; GnuTLS points at it).
     var verifiedName: UnsafeMutablePointer<CChar>?
     /// An application error to close with, set by the application before it fails a callback.
@@ -114,9 +125,11 @@ public final class QUICConnection {
         _ setup: Setup,
         credentials: QUICTLSCredentials,
         connectionIDs: any QUICConnectionIDFactory,
-        keys: QUICKeys
+        keys: QUICKeys,
+        resumption: QUICSessionResumption? = nil
     ) throws(QUICError) {
         role = setup.role
+        self.resumption = setup.role == .server ? resumption : nil
         currentTime = setup.now
         peer = setup.peer
         local = setup.local

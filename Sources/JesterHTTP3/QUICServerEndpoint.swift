@@ -35,16 +35,21 @@ public final class QUICServerEndpoint {
     public let connectionIDs: any QUICConnectionIDFactory
     private let credentials: QUICTLSCredentials
     private let keys: QUICKeys
+    /// Session tickets and 0-RTT for the connections this endpoint accepts (nil: a full handshake every time).
+    private let resumption: QUICSessionResumption?
 
-    /// An endpoint serving with `credentials`, keys shared by all workers, and the caller's connection IDs.
+    /// An endpoint serving with `credentials`, keys shared by all workers, and the caller's connection IDs;
+    /// with `resumption`, clients resume with tickets (and may send 0-RTT data, if it accepts early data).
     public init(
         credentials: QUICTLSCredentials,
         keys: QUICKeys,
         connectionIDs: any QUICConnectionIDFactory,
-        settings: QUICTransportSettings = QUICTransportSettings()
+        settings: QUICTransportSettings = QUICTransportSettings(),
+        resumption: QUICSessionResumption? = nil
     ) {
         self.credentials = credentials
         self.keys = keys
+        self.resumption = resumption
         self.connectionIDs = connectionIDs
         self.settings = settings
     }
@@ -105,7 +110,11 @@ public final class QUICServerEndpoint {
         var header = ngtcp2_pkt_hd()
         switch ngtcp2_accept(&header, base, datagram.count) {
         case 0: break
-        case NGTCP2_ERR_RETRY: return retry(header, peer: peer, received: datagram.count, now: now)
+        case NGTCP2_ERR_RETRY:
+            // A 0-RTT packet that overtook its Initial (ngtcp2 0.12 suggests a Retry; 1.x drops it, as here): a
+            // Retry would discard the client's early data and cost a round trip, while the client sends again
+            // whatever this packet carried once the handshake is under way.
+            return .ignore
         default: return .ignore
         }
         let token = Array(UnsafeBufferPointer(start: header.token.base, count: header.token.len))
@@ -152,7 +161,8 @@ public final class QUICServerEndpoint {
                 setup,
                 credentials: credentials,
                 connectionIDs: connectionIDs,
-                keys: keys
+                keys: keys,
+                resumption: resumption
             )
         else { return .ignore }
         switch connection.read(datagram, local: local, peer: peer, ecn: 0, now: now) {

@@ -38,6 +38,8 @@ final class AccessLog: Sendable {
         var failure = ""
         /// Who a request filter found the client to be (basic-auth user, token subject).
         var user = ""
+        /// The request arrived in TLS early data (HTTP/3 0-RTT), before the client's handshake completed.
+        var earlyData = false
         /// The last upstream attempt's moments: asking the pool for a connection, having one, the response head,
         /// the response's end. Read only when `detailed`.
         private(set) var upstreamTimes = UpstreamTimes()
@@ -150,9 +152,10 @@ final class AccessLog: Sendable {
             case .client: line.field(name, record.client)
             case .protocol: line.field(name, "\(`protocol`)")
             case .tlsVersion: if let tls { line.field(name, tls.version) }
-            case .tlsCipher: if let tls { line.field(name, tls.cipher) }
+            case .tlsCipher: if let tls, !tls.cipher.isEmpty { line.field(name, tls.cipher) }
             case .tlsServerName: if let serverName = tls?.serverName { line.field(name, serverName) }
             case .tlsClientSubject: if let subject = tls?.clientCertificateSubject { line.field(name, subject) }
+            case .tlsEarlyData: if record.earlyData { line.field(name, true) }
             case .method: line.field(name, record.method)
             case .target: line.field(name, record.target)
             case .host: line.field(name, record.host)

@@ -28,6 +28,9 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, RequestStr
     private let session: HTTP2Session
     private var streams: [Int32: RequestStream] = [:]
     var streamProtocol: StreamProtocol { .http2 }
+    /// TLS over TCP accepts no early data: a request arrives after the handshake (or on plain text).
+    var handshakeComplete: Bool { true }
+    func awaitHandshake(_ resume: @escaping () -> Void) { resume() }
     private var context: ChannelHandlerContext?
     /// Bytes read before this handler took over (the preface of a prior-knowledge client).
     private var initialBytes: ByteBuffer?

@@ -89,6 +89,7 @@ final class RequestStream: UpstreamConnectionDelegate, UpstreamWaiter {
         exchange.begin(
             bytes: bytes, client: connection.clientAddress, runtime: runtime, multiplexed: connection.streamProtocol,
             secure: tls != nil)
+        if !connection.handshakeComplete { exchange.log.earlyData = true }
         if let error {
             // The same strict rules as HTTP/1: bytes nghttp2 lets through (in a :path, say) still get a 400 here.
             finishLocally(status: error.status, failure: error.reason)
@@ -244,6 +245,11 @@ final class RequestStream: UpstreamConnectionDelegate, UpstreamWaiter {
 
     func proxy(_ matched: CompiledRoute, fields: [HTTP2Field]) {
         guard !finished else { return }
+        if exchange.earlyDataVerdict(handshakeComplete: connection.handshakeComplete) == .awaitHandshake {
+            // (The stream may be gone by then: `proxy` checks `finished` first. Its body waits in `pendingBody`.)
+            connection.awaitHandshake { [weak self] in self?.proxy(matched, fields: fields) }
+            return
+        }
         exchange.chooseUpstream(clientAddress: connection.clientAddress, runtime: runtime)
         // A decoded body's length is known only at its end.
         if exchange.transformsRequestBody { chunked = true }
@@ -325,7 +331,8 @@ final class RequestStream: UpstreamConnectionDelegate, UpstreamWaiter {
             let request = UpstreamRequest(
                 runtime: runtime, route: route, clientAddress: connection.clientAddress, tls: tls,
                 clientSubjectHeader: connection.clientSubjectHeader, chunked: chunked, upgrade: false,
-                filterFields: exchange.upstreamFilterFields)
+                filterFields: exchange.upstreamFilterFields,
+                earlyData: exchange.earlyDataVerdict(handshakeComplete: connection.handshakeComplete) == .forwardEarly)
             let (head, upstream) = exchange.startAttempt(
                 on: upstream, request: request, clientAddress: connection.clientAddress, runtime: runtime)
             self.upstream = upstream

@@ -66,6 +66,12 @@ protocol RequestStreamConnection: AnyObject {
     /// The client and what it connected to, for PROXY headers to targets (`send_proxy_protocol`).
     var proxyAddresses: ProxyProtocol.Addresses? { get }
     var streamProtocol: StreamProtocol { get }
+    /// The client's TLS handshake is complete (always, but for an HTTP/3 connection still in its 0-RTT phase):
+    /// a request read before that may be a replay (`RequestExchange.earlyDataVerdict`).
+    var handshakeComplete: Bool { get }
+
+    /// Calls `resume` once the handshake completes (never, if the connection ends first).
+    func awaitHandshake(_ resume: @escaping () -> Void)
 
     /// One request's worth of `http.connection_request_rate`.
     func takeRequestToken() -> Bool

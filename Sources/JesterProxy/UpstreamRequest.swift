@@ -22,6 +22,9 @@ struct UpstreamRequest {
     let upgrade: Bool
     /// Fields the request filters set (claims forwarded as headers): a client's field of the same name is dropped.
     var filterFields: [LocalResponse.Field] = []
+    /// The request goes upstream before its client's handshake completed (HTTP/3 0-RTT): `Early-Data: 1` is
+    /// added unless the client sent the field itself (RFC 8470 §5.1: forwarded as it came, never removed).
+    var earlyData = false
 
     /// `requestID`: the exchange's (assigned): the client's own is forwarded among its fields, Jester's is added
     /// (and a client field it replaced, one too long to keep, is not forwarded).
@@ -138,6 +141,9 @@ struct UpstreamRequest {
             out.writeStaticString("\r\n")
         }
         if let trace { RequestExchange.writeTraceFields(trace, into: &out) }
+        if earlyData, !head.fields.contains(where: { isField(bytes, $0.name, named: Self.earlyDataName) }) {
+            out.writeStaticString("Early-Data: 1\r\n")
+        }
         if chunked {
             out.writeStaticString("Transfer-Encoding: chunked\r\n")
         } else if let length = head.contentLength {
@@ -149,6 +155,8 @@ struct UpstreamRequest {
         out.writeStaticString("\r\n")
         return out
     }
+
+    private static let earlyDataName = Array("early-data".utf8)
 
     private func isField(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>, named wanted: [UInt8]) -> Bool {
         wanted.withUnsafeBytes { ASCII.equalsIgnoringCase(bytes, name, $0, 0..<$0.count) }

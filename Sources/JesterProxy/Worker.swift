@@ -225,6 +225,22 @@ final class WorkerServer: @unchecked Sendable {
         }
     }
 
+    /// Session tickets for a QUIC listener (as its TCP side has them unless `session_tickets = false`), with a
+    /// ticket lifetime of `ticket_key_rotation`, and 0-RTT with `http3_early_data`, its replays remembered in the
+    /// instance-wide shared table (per worker if the master could not make one).
+    private func resumption(
+        for listener: ListenerSettings, tls: TLSListenerSettings, keys: QUICKeys
+    ) throws -> QUICSessionResumption? {
+        guard tls.sessionTickets else { return nil }
+        let lifetime = runtime.configuration.server.ticketKeyRotation ?? .seconds(3600)
+        var register: (any QUICReplayRegister)?
+        if listener.acceptsHTTP3EarlyData {
+            register = runtime.sharedRateLimits.map { SharedReplayRegister(table: $0) } ?? ProcessReplayRegister()
+        }
+        return try QUICSessionResumption(
+            keys: keys, ticketLifetimeSeconds: Int32(clamping: lifetime.components.seconds), replayRegister: register)
+    }
+
     /// Serves HTTP/3 on the UDP sockets the master passed for listeners with `http3 = true`: one QUIC endpoint
     /// each, with the listener's certificates (as PEM bytes: the worker never reads key files) and the instance's
     /// QUIC secrets, its connection IDs naming this worker's slot and generation.
@@ -257,7 +273,8 @@ final class WorkerServer: @unchecked Sendable {
             let generation = QUICSteering.connectionIDGeneration(assignment.generation)
             let endpoint = QUICServerEndpoint(
                 credentials: credentials, keys: keys,
-                connectionIDs: WorkerConnectionIDFactory(slot: slot, generation: generation))
+                connectionIDs: WorkerConnectionIDFactory(slot: slot, generation: generation),
+                resumption: try resumption(for: settings, tls: tls, keys: keys))
             let local = QUICSocketAddress(ip: settings.address.host, port: UInt16(settings.address.port))
                 ?? QUICSocketAddress(ip: "0.0.0.0", port: UInt16(settings.address.port))!
             let listener = HTTP3Listener(

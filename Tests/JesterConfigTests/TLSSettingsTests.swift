@@ -211,3 +211,24 @@ func anUpstreamTLSProblemIsReportedAtTheKeyItIsAbout(subject: TLSProblem.Subject
     #expect(manyWorkers.contains { $0.contains(":10:") && $0.contains("allows at most 256 workers") }, "\(manyWorkers)")
     #expect(try load("http3 = true\n" + tls + "\n[server]\nworkers = 256\n").get().server.workers == 256)
 }
+
+@Test func http3EarlyDataNeedsHTTP3AndSessionTickets() throws {
+    let tls = """
+        [listeners.tls]
+        [[listeners.tls.certificates]]
+        cert = "alpha.pem"
+        key = "alpha.key"
+        """
+    let configuration = try load("http3 = true\nhttp3_early_data = true\n" + tls).get()
+    #expect(configuration.listeners[0].acceptsHTTP3EarlyData)
+    #expect(try load("http3 = true\n" + tls).get().listeners[0].acceptsHTTP3EarlyData == false)
+    // Rendered and read back the same (`jester config show` prints what `jester` runs).
+    let again = try ConfigLoader(environment: [:]).load(text: configuration.renderTOML(), file: fixtures + "/jester.toml")
+    #expect(again.hash == configuration.hash && again.listeners[0].acceptsHTTP3EarlyData)
+    let withoutHTTP3 = messages(load("http3_early_data = true\n" + tls))
+    #expect(withoutHTTP3.contains { $0.contains(":4:") && $0.contains("http3_early_data needs http3 = true") }, "\(withoutHTTP3)")
+    let withoutTickets = messages(load(
+        "http3 = true\nhttp3_early_data = true\n" + tls.replacingOccurrences(
+            of: "[listeners.tls]", with: "[listeners.tls]\nsession_tickets = false")))
+    #expect(withoutTickets.contains { $0.contains(":5:") && $0.contains("needs session tickets") }, "\(withoutTickets)")
+}

@@ -84,13 +84,15 @@ private func route(_ table: RouteTable<String>, host: String, path: String) -> S
 }
 
 @Test(arguments: [
-    ("GET", true, false), ("HEAD", true, true), ("PUT", true, false), ("DELETE", true, false),
-    ("OPTIONS", true, false), ("TRACE", true, false), ("POST", false, false), ("PATCH", false, false),
-    ("get", false, false), ("head", false, false), ("GETS", false, false),
+    ("GET", true, false, true), ("HEAD", true, true, true), ("PUT", true, false, false),
+    ("DELETE", true, false, false), ("OPTIONS", true, false, true), ("TRACE", true, false, true),
+    ("POST", false, false, false), ("PATCH", false, false, false), ("get", false, false, false),
+    ("head", false, false, false), ("GETS", false, false, false), ("CONNECT", false, false, false),
 ])
-func classifiesRequestMethods(method: String, idempotent: Bool, head: Bool) {
+func classifiesRequestMethods(method: String, idempotent: Bool, head: Bool, safe: Bool) {
     let bytes = Array(method.utf8)
     bytes.withUnsafeBytes { raw in
+        #expect(RequestMethod.isSafe(raw, 0..<raw.count) == safe)
         #expect(RequestMethod.isIdempotent(raw, 0..<raw.count) == idempotent)
         #expect(RequestMethod.isHead(raw, 0..<raw.count) == head)
     }

@@ -36,6 +36,11 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
     let clientIP: IPAddressBytes?
     var proxyAddresses: ProxyProtocol.Addresses? { nil }
     var streamProtocol: StreamProtocol { .http3 }
+    /// Before this, requests arrive in 0-RTT data (`http3_early_data`). (The session's state, not
+    /// `isEstablished`: a request read in the datagram that completes the handshake is no longer early.)
+    var handshakeComplete: Bool { session.connection.state != .handshaking }
+    /// Requests that arrived in 0-RTT data and wait for the handshake before going upstream.
+    private var awaitingHandshake: [() -> Void] = []
     let session: HTTP3Session
     /// The listener that owns this connection (it outlives every connection it holds).
     unowned let listener: HTTP3Listener
@@ -110,8 +115,12 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
             case .connectionIDRetired(let id): listener.forget(id, of: self)
             case .handshakeCompleted:
                 isEstablished = true
-                listener.handshakeCompleted()
+                listener.handshakeCompleted(resumed: session.connection.isResumed,
+                    earlyData: session.connection.acceptedEarlyData)
                 if let metricsListener { runtime.metrics?.tlsHandshake(listener: metricsListener, failed: false) }
+                let waiting = awaitingHandshake
+                awaitingHandshake = []
+                for resume in waiting { resume() }
             case .peerClosed, .closed: break
             }
         }
@@ -130,6 +139,7 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
         guard !isClosed else { return }
         isClosed = true
         timer.cancel()
+        awaitingHandshake = []
         if !isEstablished { handshakeEnded() }
         for stream in streams.values { stream.clientGone() }
         if let metricsListener, !streams.isEmpty {
@@ -257,6 +267,11 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
     }
 
     // MARK: For streams
+
+    func awaitHandshake(_ resume: @escaping () -> Void) {
+        guard !isClosed else { return }
+        if handshakeComplete { resume() } else { awaitingHandshake.append(resume) }
+    }
 
     func takeRequestToken() -> Bool {
         guard requestBucket != nil else { return true }

@@ -346,6 +346,13 @@ final class HTTP3Listener: ChannelInboundHandler, @unchecked Sendable {
         handshaking = max(handshaking - 1, 0)
     }
 
+    /// A connection's handshake completed: counted, with whether it resumed a session and took 0-RTT data.
+    func handshakeCompleted(resumed: Bool, earlyData: Bool) {
+        handshakeCompleted()
+        if resumed { runtime.counters.quic.resumed = (runtime.counters.quic.resumed ?? 0) &+ 1 }
+        if earlyData { runtime.counters.quic.earlyData = (runtime.counters.quic.earlyData ?? 0) &+ 1 }
+    }
+
     /// `connection` is over: its IDs are forgotten, and the worker stops counting it.
     func remove(_ connection: HTTP3Connection) {
         for id in connection.connectionIDs where connections[id] === connection { connections[id] = nil }
