@@ -52,11 +52,14 @@ extension Master {
                     let previous = existing.values.first {
                         $0.settings.address == listener.address && !$0.datagramSockets.isEmpty
                     }
+                    let activated = activatedSockets.first {
+                        $0.isDatagram && ($0.name == listener.name || $0.address == listener.address.description)
+                    }
                     do {
                         (datagramSockets, steering) = try bindDatagramSockets(
                             for: listener, slots: slots,
                             capacity: Self.steeringCapacity(slots: slots, configuration: configuration),
-                            previous: previous, opened: &opened)
+                            previous: previous, activated: activated?.fd, opened: &opened)
                     } catch {
                         throw ListenerBindError(
                             listener: listener.name, address: listener.address.description + " (UDP, http3)",
@@ -64,9 +67,9 @@ extension Master {
                     }
                 }
                 if let activated = activatedSockets.first(where: {
-                    $0.name == listener.name || $0.address == listener.address.description
+                    !$0.isDatagram && ($0.name == listener.name || $0.address == listener.address.description)
                 }) {
-                    // (systemd passes the TCP socket; HTTP/3's UDP sockets are the master's own.)
+                    // (A TCP socket from systemd is shared by every slot; UDP ones are bindDatagramSockets'.)
                     bound[listener.name] = BoundListener(
                         settings: listener, sockets: Array(repeating: activated.fd, count: slots),
                         datagramSockets: datagramSockets, steering: steering)
@@ -122,11 +125,13 @@ extension Master {
         }
     }
 
-    /// Gives systemd a copy of every listening socket not yet in its store (see `Systemd.storeDescriptor`).
+    /// Gives systemd a copy of every listening socket not yet in its store (see `Systemd.storeDescriptor`):
+    /// TCP, and HTTP/3's UDP ones, so that a master restarted by systemd serves on the very sockets (clients'
+    /// datagrams queue there meanwhile, instead of meeting a closed port).
     func storeNewSockets() {
         guard Systemd.descriptorStoreAvailable else { return }
         let unitSockets = Set(activatedSockets.map(\.fd))
-        for fd in Set(listeners.values.flatMap(\.sockets)).sorted()
+        for fd in Set(listeners.values.flatMap { $0.sockets + $0.datagramSockets }).sorted()
         where storedDescriptorNames[fd] == nil && !unitSockets.contains(fd) {
             let name = StoredDescriptor.name(serial: nextStoreSerial)
             nextStoreSerial += 1
@@ -135,9 +140,9 @@ extension Master {
     }
 
     /// Listening sockets a previous master stored with systemd, grouped into listeners by address (in the order
-    /// they were stored, which is slot order); reused by `bindListeners` exactly as a reload reuses its own, so
-    /// connections queued while no master ran are served. Sockets no listener wants any more are closed and
-    /// removed from the store.
+    /// they were stored, which is slot order; UDP apart from TCP); reused by `bindListeners` exactly as a reload
+    /// reuses its own, so connections queued while no master ran are served. Sockets no listener wants any more
+    /// are closed and removed from the store.
     func recoverStoredSockets(_ sockets: [Systemd.ActivatedSocket]) -> [String: BoundListener] {
         var recovered: [String: BoundListener] = [:]
         for socket in sockets.sorted(by: { StoredDescriptor.serial(of: $0.name)! < StoredDescriptor.serial(of: $1.name)! }) {
@@ -152,12 +157,24 @@ extension Master {
                 close(socket.fd)
                 continue
             }
-            recovered[listener.name, default: BoundListener(settings: listener, sockets: [])].sockets.append(socket.fd)
+            if socket.isDatagram {
+                guard listener.servesHTTP3 else {
+                    Systemd.removeStoredDescriptor(name: socket.name)
+                    storedDescriptorNames[socket.fd] = nil
+                    close(socket.fd)
+                    continue
+                }
+                recovered[listener.name, default: BoundListener(settings: listener, sockets: [])]
+                    .datagramSockets.append(socket.fd)
+            } else {
+                recovered[listener.name, default: BoundListener(settings: listener, sockets: [])].sockets.append(socket.fd)
+            }
         }
         if !recovered.isEmpty {
             logger.notice("recovered listening sockets from systemd's descriptor store", metadata: [
                 "listeners": .array(recovered.keys.sorted().map { .string($0) }),
                 "sockets": .stringConvertible(recovered.values.reduce(0) { $0 + $1.sockets.count }),
+                "udp_sockets": .stringConvertible(recovered.values.reduce(0) { $0 + $1.datagramSockets.count }),
             ])
         }
         return recovered

@@ -22,8 +22,16 @@ extension Master {
     /// (`routeNewConnections`, at the first bind and at each commit). Unsteered (the kernel or the master's
     /// privileges refuse BPF), the sockets are reused across reloads, the draining worker and its successor
     /// sharing one (`QUICForwarding` in the workers delivers what lands on the wrong one).
+    ///
+    /// `previous`: sockets to start from (a reload's, or those a restarted master recovered from systemd's
+    /// descriptor store). `activated`: a UDP socket systemd bound (`ListenDatagram=`), taken at the address's
+    /// first bind as slot 0's socket. With `ReusePort=yes` Jester's own sockets join its group as usual; without,
+    /// nothing can join it, so every slot shares that one socket, unsteered (the workers forward what reaches the
+    /// wrong one). The activated socket stays open for the master's life (`closeUnusedSockets`); once its
+    /// generation is gone the steering program never picks it.
     func bindDatagramSockets(
-        for listener: ListenerSettings, slots: Int, capacity: Int, previous: BoundListener?, opened: inout [Int32]
+        for listener: ListenerSettings, slots: Int, capacity: Int, previous: BoundListener?, activated: Int32? = nil,
+        opened: inout [Int32]
     ) throws(SystemError) -> (sockets: [Int32], steering: QUICSteering?) {
         guard slots <= QUICSteering.maximumSlots else {
             throw SystemError("http3", "\(slots) worker slots (connection IDs name at most 256)", errno: EINVAL)
@@ -46,6 +54,20 @@ extension Master {
             while sockets.count < slots { sockets.append(try bind()) }
             return (sockets, nil)
         }
+        // The address's first bind.
+        if let previous {
+            sockets = Array(previous.datagramSockets.prefix(slots))
+        } else if let activated {
+            guard ListeningSocket.option(SO_REUSEPORT, of: activated) == 1 else {
+                quicUnsteeredAddresses.insert(address)
+                logger.notice("""
+                    HTTP/3 on systemd's UDP socket without ReusePort=yes: every worker reads that one socket, \
+                    unsteered (set ReusePort=yes in the socket unit to steer by connection ID)
+                    """, metadata: ["listener": "\(listener.name)", "address": "\(listener.address)"])
+                return (Array(repeating: activated, count: slots), nil)
+            }
+            sockets = [activated]
+        }
         while sockets.count < slots { sockets.append(try bind()) }
         do {
             let steering = try QUICSteering(owners: capacity)
@@ -63,6 +85,9 @@ extension Master {
             return (sockets, steering)
         } catch {
             quicUnsteeredAddresses.insert(address)
+            // Recovered sockets may still carry the program of the master that stored them, over maps of its own
+            // generations: without a program of ours, the kernel's plain spreading is better than stale choices.
+            if previous != nil { QUICSteering.detach(from: sockets[0]) }
             logger.warning("""
                 HTTP/3 without steering by connection ID (it needs CAP_BPF, CAP_NET_ADMIN and the bpf system \
                 call): datagrams are spread by client address and forwarded by the workers to the one that owns \

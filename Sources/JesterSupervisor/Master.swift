@@ -215,7 +215,10 @@ public final class Master: @unchecked Sendable {
         activatedSockets = passed.filter { StoredDescriptor.serial(of: $0.name) == nil }
         let recovered = recoverStoredSockets(passed.filter { StoredDescriptor.serial(of: $0.name) != nil })
         for socket in activatedSockets {
-            let user = configuration.listeners.first { $0.name == socket.name || $0.address.description == socket.address }
+            let user = configuration.listeners.first {
+                ($0.name == socket.name || $0.address.description == socket.address)
+                    && (!socket.isDatagram || $0.servesHTTP3)
+            }
             if let user {
                 logger.info("using a socket from systemd", metadata: [
                     "listener": "\(user.name)", "fd_name": "\(socket.name)", "address": "\(socket.address)"])

@@ -18,6 +18,13 @@ public enum ListeningSocket {
         return fd
     }
 
+    /// An integer socket option at SOL_SOCKET (nil if it cannot be read).
+    public static func option(_ name: Int32, of fd: Int32) -> Int32? {
+        var value: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        return getsockopt(fd, SOL_SOCKET, name, &value, &length) == 0 ? value : nil
+    }
+
     /// Creates and binds a UDP socket on `host:port` with SO_REUSEPORT, for a listener's HTTP/3 (QUIC): one per
     /// worker slot, like the TCP sockets, so the kernel spreads clients over workers by their address. The
     /// receive buffer is raised to 4 MiB, since a burst of datagrams queues there.

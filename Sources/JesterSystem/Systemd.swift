@@ -62,6 +62,12 @@ public enum Systemd {
         public var name: String
         /// The bound address as "ip:port" ("[v6]:port"), to match listeners that have no matching name.
         public var address: String
+
+        /// A UDP socket (`ListenDatagram=`; HTTP/3's), not a TCP one (`ListenStream=`). Asked of the socket, so
+        /// a record handed over by an older binary answers too.
+        public var isDatagram: Bool { ListeningSocket.option(SO_TYPE, of: fd) == Int32(SOCK_DGRAM.rawValue) }
+        /// The socket was bound with SO_REUSEPORT (`ReusePort=yes`): sockets of Jester's own may join its group.
+        public var reusesPort: Bool { ListeningSocket.option(SO_REUSEPORT, of: fd) == 1 }
     }
 
     /// Takes the sockets systemd passed (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES) and clears those variables, so

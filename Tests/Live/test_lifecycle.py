@@ -520,6 +520,139 @@ respond = {{ status = 200, body = "{version}\\n" }}
         log.close()
 
 
+def socket_inodes(pid):
+    """The socket inodes among a process's descriptors."""
+    inodes = set()
+    for entry in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{entry}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def test_descriptor_store_keeps_http3_udp_sockets_across_a_master_crash(make_jester, tmp_path):
+    """HTTP/3's UDP socket is stored beside the TCP one; a master restarted with the stored descriptors reuses
+    that very socket (the same inode in its worker) and serves HTTP/3 on it."""
+    from conftest import JESTER
+    from test_http3 import TLS_LISTENER, h3
+    listener = NotifyListener(str(tmp_path))
+    replacement = None
+    try:
+        jester = make_jester("http3 = true\n" + TLS_LISTENER + ROUTES.replace("VERSION", "one"), workers=1,
+                             extra_env={"NOTIFY_SOCKET": listener.path})
+        wait_for(lambda: len(listener.store) == 2, what="the TCP and the UDP socket stored")
+        stored_inodes = {os.fstat(fd).st_ino for _, fd in listener.store}
+        workers = jester.worker_pids()
+        assert stored_inodes <= socket_inodes(workers[0])
+        jester.process.kill()
+        jester.process.wait()
+        wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in workers), what="workers gone")
+
+        high = [os.dup(fd) for _, fd in listener.store]
+        names = ":".join(name for name, _ in listener.store)
+        control = str(tmp_path / "control.sock")
+        config_path = tmp_path / "restarted.toml"
+        config_path.write_text(jester.config_path.read_text().replace(jester.socket, control))
+
+        def place_descriptors():
+            for index, fd in enumerate(high):
+                os.dup2(fd, 3 + index)
+
+        log = open(tmp_path / "restarted.log", "w")
+        replacement = subprocess.Popen(
+            ["/bin/sh", "-c", f'LISTEN_PID=$$ LISTEN_FDS={len(high)} LISTEN_FDNAMES={names} exec "$0" "$@"',
+             JESTER, "--config", str(config_path)],
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=place_descriptors, close_fds=False,
+            env=dict(os.environ, NOTIFY_SOCKET=listener.path))
+        for fd in high:
+            os.close(fd)
+        wait_for(lambda: '"udp_sockets":1' in (tmp_path / "restarted.log").read_text(), what="recovered sockets")
+        [result] = h3(jester.port, [{"method": "GET", "path": "/"}])
+        assert str(result["status"]) == "200"
+        new_workers = [int(pid) for pid in subprocess.run(
+            ["pgrep", "-P", str(replacement.pid)], capture_output=True, text=True).stdout.split()]
+        assert new_workers and stored_inodes <= socket_inodes(new_workers[0])
+        assert len(listener.store) == 2  # nothing new to store: the recovered sockets are in use
+    finally:
+        if replacement:
+            replacement.send_signal(signal.SIGINT)
+            replacement.wait(timeout=15)
+        listener.close()
+
+
+@pytest.mark.parametrize("reuse_port", [False, True], ids=["shared", "ReusePort"])
+def test_http3_on_a_udp_socket_from_systemd(tmp_path, reuse_port):
+    """ListenDatagram=: the UDP socket goes to the HTTP/3 listener of that name. Without ReusePort=yes (played by
+    systemd-socket-activate --datagram, which sets no SO_REUSEPORT) both workers read it unsteered and forward
+    what reaches the wrong one; with it (a socket bound here with SO_REUSEPORT, passed as systemd passes it) it is
+    the first slot's socket, the master adds its own to the group and steers them. Every connection is served,
+    across a reload too (the activated socket then leaves the steering program's choice, and stays open)."""
+    from conftest import JESTER, JESTERCTL, free_port
+    from test_http3 import TLS_LISTENER, h3
+    port = free_port()
+    control = str(tmp_path / "control.sock")
+    config = tmp_path / "jester.toml"
+
+    def write(version):
+        config.write_text(f"""
+[server]
+workers = 2
+pid_file = "{tmp_path}/jester.pid"
+control_socket = "{control}"
+
+[[listeners]]
+name = "public"
+address = "127.0.0.1:{port}"
+http3 = true
+{TLS_LISTENER}
+{ROUTES.replace("VERSION", version)}
+""")
+
+    def log_text():
+        return (tmp_path / "jester.log").read_text()
+
+    write("one")
+    log = open(tmp_path / "jester.log", "w")
+    if reuse_port:
+        activated = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        activated.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        activated.bind(("127.0.0.1", port))
+        descriptor = activated.fileno()
+        process = subprocess.Popen(
+            ["/bin/sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=public exec "$0" "$@"',
+             JESTER, "--config", str(config)], stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: os.dup2(descriptor, 3), close_fds=False)
+        activated.close()
+    else:
+        process = subprocess.Popen(
+            ["systemd-socket-activate", "--datagram", "-l", f"127.0.0.1:{port}", "--fdname=public",
+             JESTER, "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        # systemd-socket-activate starts the service at the first datagram, as systemd does.
+        wait_for(lambda: "Listening on" in log_text(), what="the socket bound")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as poke:
+            poke.sendto(b"\0", ("127.0.0.1", port))
+    try:
+        wait_for(lambda: log_text().count("worker ready") >= 4, what="workers")
+        results = [h3(port, [{"method": "GET", "path": "/", "raw": True}])[0] for _ in range(4)]
+        assert all(bytes.fromhex(result["raw"]) == b"one\n" for result in results), results
+        logs = log_text()
+        assert "using a socket from systemd" in logs and '"listener":"public"' in logs
+        assert ("without ReusePort=yes" in logs) != reuse_port
+        if reuse_port and os.geteuid() == 0:
+            assert "HTTP/3 datagrams steered by connection ID" in logs
+        write("two")
+        result = subprocess.run([JESTERCTL, "reload", "--socket", control], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        results = [h3(port, [{"method": "GET", "path": "/", "raw": True}])[0] for _ in range(4)]
+        assert all(bytes.fromhex(result["raw"]) == b"two\n" for result in results), results
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+        log.close()
+
 def start_slow_download(port, size=64 * 1024 * 1024):
     """A client that starts a large download and reads it slowly: a long-lived connection on the current
     generation."""
