@@ -78,6 +78,7 @@ extension QUICConnection {
     func handshakeCompleted() -> Bool {
         let now = currentTime.nanoseconds
         state = .established
+        isHandshakeComplete = true
         events.append(.handshakeCompleted)
         guard role == .server else { return true }
         // A session ticket, for the client's next connection to resume (and send 0-RTT data, where accepted).

@@ -48,6 +48,9 @@ public final class QUICConnection {
         let text = String(cString: name)
         return text.isEmpty || text == "(NONE)" ? nil : text
     }
+    /// The handshake completed (the client's Finished arrived: it holds the keys, so it is no replay). Set once,
+    /// never cleared: a connection that closes before it never completed it, whatever its state says.
+    public internal(set) var isHandshakeComplete = false
     /// The handshake resumed a session from a ticket (one round trip, no certificate).
     public var isResumed: Bool { tls.map { gnutls_session_is_resumed($0) != 0 } ?? false }
     /// The server accepted the client's 0-RTT data (server role; known once the ClientHello is processed).
@@ -64,7 +67,7 @@ public final class QUICConnection {
 
     /// The ngtcp2 connection (`ngtcp2_conn *`); nil once `discard`ed.
     var conn: OpaquePointer!
-    var tls: OpaquePointer!
+    private(set) var tls: OpaquePointer!
     /// The certificate (server) or trust (client) the TLS session uses; kept alive with it.
     let credentials: QUICTLSCredentials
     /// What the GnuTLS session points at so the crypto helper finds this connection (stable memory).

@@ -33,9 +33,16 @@ public final class ProcessReplayRegister: QUICReplayRegister {
 }
 
 /// Session resumption and 0-RTT for a QUIC listener's server connections: GnuTLS session tickets under a key
-/// every worker shares (derived from the master's `QUICKeys`, so a ticket from one worker or generation resumes
-/// on any other, across reloads and upgrades, as the TCP listeners' tickets do), and, when early data is
-/// enabled, GnuTLS's anti-replay check with `QUICReplayRegister` as its store.
+/// every worker shares, and, when early data is enabled, GnuTLS's anti-replay check with `QUICReplayRegister` as
+/// its store.
+///
+/// The ticket key is derived from three things: the master's `QUICKeys` (instance-wide and kept across reloads
+/// and upgrades), the newest of the master's rotating TLS ticket keys (`rotate(secret:)`: a key that leaks
+/// exposes tickets of one rotation period, not all of them; GnuTLS decrypts with one key, so a ticket resumes
+/// until the next rotation), and the listener's `context`: its client-certificate policy (a resumed handshake
+/// asks for no certificate, so a ticket made where none was required must not resume where one is) and the
+/// transport parameters and HTTP/3 SETTINGS a 0-RTT client remembers from its ticket (RFC 9000 §7.4.1, RFC 9114
+/// §7.2.4.2: they must not shrink while such tickets live, so a change makes tickets that do not resume).
 ///
 /// Early data is the application's concern past this point: ngtcp2 installs the 0-RTT keys itself when GnuTLS
 /// accepts early data, and the requests that arrive before the handshake completes are told apart by the
@@ -47,8 +54,10 @@ public final class QUICSessionResumption: @unchecked Sendable {
 
     /// GnuTLS's ticket master key: exactly 64 bytes. GnuTLS never uses it directly: it derives the key of each
     /// period (three ticket lifetimes) from it and the time, so processes holding the same bytes make and
-    /// accept the same tickets, and the previous period's still decrypt.
-    let ticketKey: [UInt8]
+    /// accept the same tickets, and the previous period's still decrypt. New sessions take the current one.
+    private(set) var ticketKey: [UInt8]
+    private let keys: QUICKeys
+    private let context: [UInt8]
     /// How long a ticket resumes (GnuTLS's session expiration).
     let ticketLifetimeSeconds: Int32
     /// Whether 0-RTT data is accepted (`http3_early_data`).
@@ -57,15 +66,22 @@ public final class QUICSessionResumption: @unchecked Sendable {
     let antiReplay: OpaquePointer?
     fileprivate let register: (any QUICReplayRegister)?
 
-    /// The anti-replay window. GnuTLS refuses early data for tickets issued before the window last restarted,
-    /// and for a client whose idea of the ticket's age is off by more than this; every early ClientHello is
-    /// remembered for this long. 10 s is GnuTLS's own default: a client reconnecting within it sends 0-RTT, a
-    /// later one resumes in one round trip.
+    /// The anti-replay window. GnuTLS refuses early data for a ticket issued before its current window began (a
+    /// window restarts at the first early ClientHello more than this after the last restart, per process), and
+    /// for a client whose idea of the ticket's age is off by more than this; every early ClientHello is
+    /// remembered for twice this long. 10 s, GnuTLS's own default: 0-RTT is for clients that come back soon;
+    /// the others resume in one round trip.
     public static let antiReplayWindowMilliseconds: UInt32 = 10_000
 
-    /// Resumption with tickets under the key derived from `keys`; with `replayRegister`, 0-RTT too.
-    public init(keys: QUICKeys, ticketLifetimeSeconds: Int32, replayRegister: (any QUICReplayRegister)?) throws(QUICError) {
-        ticketKey = Self.ticketKey(from: keys)
+    /// Resumption with tickets under the key derived from `keys`, `context` (the listener's policy and limits)
+    /// and `rotatingSecret` (the newest TLS ticket key; nil without one); with `replayRegister`, 0-RTT too.
+    public init(
+        keys: QUICKeys, context: [UInt8], rotatingSecret: [UInt8]?, ticketLifetimeSeconds: Int32,
+        replayRegister: (any QUICReplayRegister)?
+    ) throws(QUICError) {
+        self.keys = keys
+        self.context = context
+        ticketKey = Self.ticketKey(from: keys, context: context, rotatingSecret: rotatingSecret ?? [])
         self.ticketLifetimeSeconds = max(60, ticketLifetimeSeconds)
         register = replayRegister
         acceptsEarlyData = replayRegister != nil
@@ -88,13 +104,22 @@ public final class QUICSessionResumption: @unchecked Sendable {
         if let antiReplay { gnutls_anti_replay_deinit(antiReplay) }
     }
 
-    /// HMAC-SHA-512 of a label under the token secret: 64 bytes, the same in every process holding `keys`, and
-    /// unrelated to the secret's other uses.
-    static func ticketKey(from keys: QUICKeys) -> [UInt8] {
+    /// The master rotated its TLS ticket keys: sessions from now on get tickets under a key derived from the
+    /// newest (tickets under the previous one no longer resume: a full handshake, then a new ticket).
+    public func rotate(secret: [UInt8]) {
+        ticketKey = Self.ticketKey(from: keys, context: context, rotatingSecret: secret)
+    }
+
+    /// HMAC-SHA-512 under the token secret of a label, the context and the rotating secret (each after its
+    /// length): 64 bytes, the same in every process holding the same three, unrelated to the secret's other uses.
+    static func ticketKey(from keys: QUICKeys, context: [UInt8], rotatingSecret: [UInt8]) -> [UInt8] {
         var key = [UInt8](repeating: 0, count: 64)
-        let label = Array("jester QUIC session ticket key".utf8)
+        var message = Array("jester QUIC session ticket key".utf8)
+        for part in [context, rotatingSecret] {
+            message += withUnsafeBytes(of: UInt32(part.count).bigEndian, Array.init) + part
+        }
         let status = keys.tokenSecret.withUnsafeBufferPointer { secret in
-            gnutls_hmac_fast(GNUTLS_MAC_SHA512, secret.baseAddress, secret.count, label, label.count, &key)
+            gnutls_hmac_fast(GNUTLS_MAC_SHA512, secret.baseAddress, secret.count, message, message.count, &key)
         }
         precondition(status == 0, "GnuTLS's HMAC-SHA-512 failed")
         return key
@@ -118,15 +143,16 @@ public final class QUICSessionResumption: @unchecked Sendable {
     }
 
     /// GnuTLS asks whether an early ClientHello is new: its key is the process's window start (12 bytes), then
-    /// the PSK binder, which is what identifies the ClientHello everywhere.
-    fileprivate func isFirstUse(key: UnsafeRawBufferPointer) -> Bool {
+    /// the PSK binder, which is what identifies the ClientHello everywhere. The record outlives the window
+    /// twice over: GnuTLS judges a ticket's age on the wall clock, which may be slewed against this monotonic one.
+    func isFirstUse(key: UnsafeRawBufferPointer) -> Bool {
         guard let register, key.count > 12 else { return false }
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
         let nanoseconds = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
         return register.recordFirstUse(
             of: UnsafeRawBufferPointer(rebasing: key[12...]), now: nanoseconds,
-            window: Int64(Self.antiReplayWindowMilliseconds) * 1_000_000)
+            window: 2 * Int64(Self.antiReplayWindowMilliseconds) * 1_000_000)
     }
 }
 

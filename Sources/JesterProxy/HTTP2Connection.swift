@@ -30,7 +30,7 @@ final class HTTP2Connection: ChannelInboundHandler, ClientConnection, RequestStr
     var streamProtocol: StreamProtocol { .http2 }
     /// TLS over TCP accepts no early data: a request arrives after the handshake (or on plain text).
     var handshakeComplete: Bool { true }
-    func awaitHandshake(_ resume: @escaping () -> Void) { resume() }
+    func awaitHandshake(stream id: Int64, _ resume: @escaping () -> Void) { resume() }
     private var context: ChannelHandlerContext?
     /// Bytes read before this handler took over (the preface of a prior-knowledge client).
     private var initialBytes: ByteBuffer?

@@ -247,7 +247,7 @@ final class RequestStream: UpstreamConnectionDelegate, UpstreamWaiter {
         guard !finished else { return }
         if exchange.earlyDataVerdict(handshakeComplete: connection.handshakeComplete) == .awaitHandshake {
             // (The stream may be gone by then: `proxy` checks `finished` first. Its body waits in `pendingBody`.)
-            connection.awaitHandshake { [weak self] in self?.proxy(matched, fields: fields) }
+            connection.awaitHandshake(stream: id) { [weak self] in self?.proxy(matched, fields: fields) }
             return
         }
         exchange.chooseUpstream(clientAddress: connection.clientAddress, runtime: runtime)

@@ -70,8 +70,8 @@ protocol RequestStreamConnection: AnyObject {
     /// a request read before that may be a replay (`RequestExchange.earlyDataVerdict`).
     var handshakeComplete: Bool { get }
 
-    /// Calls `resume` once the handshake completes (never, if the connection ends first).
-    func awaitHandshake(_ resume: @escaping () -> Void)
+    /// Calls `resume` once the handshake completes (never, if the connection or the stream ends first).
+    func awaitHandshake(stream id: Int64, _ resume: @escaping () -> Void)
 
     /// One request's worth of `http.connection_request_rate`.
     func takeRequestToken() -> Bool

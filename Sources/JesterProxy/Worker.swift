@@ -96,6 +96,9 @@ final class WorkerServer: @unchecked Sendable {
     private var draining = false
     /// The TLS context of each TLS listener, by name.
     private var tlsContexts: [String: TLSServerContext] = [:]
+    /// HTTP/3 listeners' session tickets, whose key follows the newest TLS ticket key (`applyTicketKeys`).
+    private var quicResumptions: [QUICSessionResumption] = []
+    private var newestTicketKey: [UInt8]?
 
     init(assignment: WorkerAssignment, configuration: Configuration, eventLoop: any EventLoop, logger: Logger) {
         self.assignment = assignment
@@ -229,7 +232,7 @@ final class WorkerServer: @unchecked Sendable {
     /// ticket lifetime of `ticket_key_rotation`, and 0-RTT with `http3_early_data`, its replays remembered in the
     /// instance-wide shared table (per worker if the master could not make one).
     private func resumption(
-        for listener: ListenerSettings, tls: TLSListenerSettings, keys: QUICKeys
+        for listener: ListenerSettings, tls: TLSListenerSettings, keys: QUICKeys, settings: QUICTransportSettings
     ) throws -> QUICSessionResumption? {
         guard tls.sessionTickets else { return nil }
         let lifetime = runtime.configuration.server.ticketKeyRotation ?? .seconds(3600)
@@ -237,8 +240,16 @@ final class WorkerServer: @unchecked Sendable {
         if listener.acceptsHTTP3EarlyData {
             register = runtime.sharedRateLimits.map { SharedReplayRegister(table: $0) } ?? ProcessReplayRegister()
         }
-        return try QUICSessionResumption(
-            keys: keys, ticketLifetimeSeconds: Int32(clamping: lifetime.components.seconds), replayRegister: register)
+        // What a ticket must have been made under to resume here: the client-certificate policy, and what a 0-RTT
+        // client remembers (transport parameters, the SETTINGS' field-section limit).
+        var context = Array("client_certificates=\(tls.clientCertificates ?? "off");".utf8)
+        if (tls.clientCertificates ?? "off") != "off" { context += tls.clientCAPEM.map { Array($0) } ?? [] }
+        context += Array(";\(settings);max_field_section_size=\(runtime.parserLimits.maxHeadSize)".utf8)
+        let resumption = try QUICSessionResumption(
+            keys: keys, context: context, rotatingSecret: newestTicketKey,
+            ticketLifetimeSeconds: Int32(clamping: lifetime.components.seconds), replayRegister: register)
+        quicResumptions.append(resumption)
+        return resumption
     }
 
     /// Serves HTTP/3 on the UDP sockets the master passed for listeners with `http3 = true`: one QUIC endpoint
@@ -271,10 +282,11 @@ final class WorkerServer: @unchecked Sendable {
                 clientCertificates: clientCertificates, clientCAPEM: tls.clientCAPEM.map { Array($0) })
             let slot = UInt8(truncatingIfNeeded: assignment.slot)
             let generation = QUICSteering.connectionIDGeneration(assignment.generation)
+            let transport = QUICTransportSettings()
             let endpoint = QUICServerEndpoint(
                 credentials: credentials, keys: keys,
-                connectionIDs: WorkerConnectionIDFactory(slot: slot, generation: generation),
-                resumption: try resumption(for: settings, tls: tls, keys: keys))
+                connectionIDs: WorkerConnectionIDFactory(slot: slot, generation: generation), settings: transport,
+                resumption: try resumption(for: settings, tls: tls, keys: keys, settings: transport))
             let local = QUICSocketAddress(ip: settings.address.host, port: UInt16(settings.address.port))
                 ?? QUICSocketAddress(ip: "0.0.0.0", port: UInt16(settings.address.port))!
             let listener = HTTP3Listener(
@@ -365,6 +377,11 @@ final class WorkerServer: @unchecked Sendable {
     }
 
     private func applyTicketKeys(_ keys: [Data]) {
+        // (Newest first: the one that encrypts new tickets.)
+        if let newest = keys.first.map({ Array($0) }), newest != newestTicketKey {
+            newestTicketKey = newest
+            for resumption in quicResumptions { resumption.rotate(secret: newest) }
+        }
         let keys = keys.compactMap { TLSTicketKey(material: Array($0)) }
         for context in tlsContexts.values { context.updateTicketKeys(keys) }
     }

@@ -23,6 +23,16 @@ public final class TLSServerContext: @unchecked Sendable {
     private let ocspResponses: [[UInt8]?]
 
     /// Builds the contexts; fails with the first certificate, key, CA or cipher setting OpenSSL rejects.
+    /// The session ID context (32 bytes): what a session must have been made under to resume here. Every listener
+    /// shares the ticket keys, so without it a ticket from a listener that asks no client certificate would
+    /// resume, certificate-less, on one that requires one (a resumed handshake asks for none). It names the client
+    /// certificate policy (mode and CA), so only listeners that would have let the same clients in share sessions.
+    static func sessionContext(_ configuration: TLSServerConfiguration) -> [UInt8] {
+        var policy = Array("jester client_certificates=\(configuration.clientVerification.rawValue)".utf8)
+        if configuration.clientVerification != .off { policy += [0] + (configuration.clientCAPEM ?? []) }
+        return MessageDigest.sha256.hash(policy)
+    }
+
     public init(_ configuration: TLSServerConfiguration) throws(TLSError) {
         guard !configuration.certificates.isEmpty else { throw TLSError("a TLS listener needs a certificate") }
         _ = TLSError.drainQueue()
@@ -124,7 +134,7 @@ public final class TLSServerContext: @unchecked Sendable {
         // Resumption is by stateless tickets only: a per-worker session cache would miss whenever a client
         // reaches another worker, and costs memory.
         _ = cjester_SSL_CTX_set_session_cache_mode(context, Int(SSL_SESS_CACHE_OFF))
-        let sessionContext: [UInt8] = Array("jester".utf8)
+        let sessionContext = Self.sessionContext(configuration)
         _ = SSL_CTX_set_session_id_context(context, sessionContext, UInt32(sessionContext.count))
         _ = SSL_CTX_set_timeout(context, Int(configuration.sessionLifetime))
         if configuration.sessionTickets {

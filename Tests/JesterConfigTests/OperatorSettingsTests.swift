@@ -67,7 +67,8 @@ private let tlsListener = """
 }
 
 @Test func theAccessLogFieldsAreTheContractsKeys() {
-    #expect(AccessLogField.allCases.count == 28)  // the 27 of issue 19, and trace_id with [tracing]
+    // The 27 of issue 19, trace_id with [tracing], tls_early_data with HTTP/3 0-RTT.
+    #expect(AccessLogField.allCases.count == 29)
     #expect(AccessLogField.allCases.first?.rawValue == "time" && AccessLogField.allCases.last?.rawValue == "error")
     #expect(AccessLogField.userAgent.rawValue == "user_agent")
 }

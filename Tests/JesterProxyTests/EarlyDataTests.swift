@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import JesterCore
-import JesterHTTP3
+@testable import JesterHTTP3
 import JesterSystem
 import NIOCore
 import Testing
@@ -86,4 +86,27 @@ func anEarlyRequestGoesAtOnceOnlyWhenItsMethodIsSafe(method: String, verdict: Re
         #expect(!register.recordFirstUse(of: binder, now: 50, window: 100))
         #expect(register.recordFirstUse(of: binder, now: 101, window: 100))
     }
+}
+
+@Test func gnutlsWindowPrefixIsNotPartOfTheRecord() throws {
+    // GnuTLS's key is its process's window start (12 bytes), then the binder: the same ClientHello seen by a
+    // process whose window started elsewhere must still be the same record.
+    let resumption = try QUICSessionResumption(
+        keys: .random(), context: [], rotatingSecret: nil, ticketLifetimeSeconds: 3600,
+        replayRegister: ProcessReplayRegister())
+    let binder: [UInt8] = Array(repeating: 9, count: 32)
+    (Array(repeating: 1, count: 12) + binder).withUnsafeBytes { #expect(resumption.isFirstUse(key: $0)) }
+    (Array(repeating: 2, count: 12) + binder).withUnsafeBytes { #expect(!resumption.isFirstUse(key: $0)) }
+    (Array(repeating: 2, count: 12) + Array(repeating: 8, count: 32)).withUnsafeBytes { #expect(resumption.isFirstUse(key: $0)) }
+}
+
+@Test func ticketKeysFollowTheListenersPolicyAndTheRotation() {
+    let keys = QUICKeys.random()
+    let open = QUICSessionResumption.ticketKey(from: keys, context: Array("client_certificates=off".utf8), rotatingSecret: [1])
+    let strict = QUICSessionResumption.ticketKey(
+        from: keys, context: Array("client_certificates=required".utf8), rotatingSecret: [1])
+    let rotated = QUICSessionResumption.ticketKey(from: keys, context: Array("client_certificates=off".utf8), rotatingSecret: [2])
+    #expect(open.count == 64 && Set([open, strict, rotated]).count == 3)
+    // The same inputs in another process: the same key (tickets resume on every worker).
+    #expect(open == QUICSessionResumption.ticketKey(from: keys, context: Array("client_certificates=off".utf8), rotatingSecret: [1]))
 }

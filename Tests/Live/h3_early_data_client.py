@@ -1,11 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
 """A 0-RTT client on aioquic for test_http3_early_data.py.
 
-    h3_early_data_client.py PORT CA.pem TAG [REPLAYS]
+    h3_early_data_client.py PORT CA.pem TAG [REPLAYS [HOLD]]
 
 1. A first connection asks for GET /first-TAG/echo and keeps the session ticket the server sends.
 2. A second connection resumes with that ticket and sends, before its handshake completes (0-RTT), GET
-   /get-TAG/echo and POST /post-TAG/echo (a 2,000-byte body).
+   /get-TAG/echo and POST /post-TAG/echo (a 2,000-byte body). It holds back everything it sends after the
+   server's first answer (its Finished among it) for HOLD seconds, so the handshake cannot complete before: an
+   answer that arrives meanwhile was forwarded early. Each result then says when it arrived, and the output when
+   the held datagrams went ("released").
 3. With REPLAYS > 0: once the second connection has closed and the server forgot it, its first flight (every
    datagram it sent before it heard from the server: the Initial with the ClientHello, and the 0-RTT packets) is
    sent again REPLAYS times, each time from a new UDP socket, as an attacker who captured it would.
@@ -40,14 +43,28 @@ class Client(QuicConnectionProtocol):
         self.early_data_accepted = None
         self.terminated = None
         self.handshake_completed = asyncio.Event()
+        self.hold = 0.0
+        self.held = []
+        self.released = None
 
     def connection_made(self, transport):
         super().connection_made(transport)
         send = transport.sendto
 
+        def release():
+            self.released = time.monotonic()
+            for held, held_address in self.held:
+                send(held, held_address)
+            self.held = []
+
         def recording_sendto(data, address=None):
             if not self.heard_from_server:
                 self.first_flight.append(bytes(data))
+            elif self.hold and self.released is None:
+                if not self.held:
+                    self._loop.call_later(self.hold, release)
+                self.held.append((bytes(data), address))
+                return
             send(data, address)
 
         transport.sendto = recording_sendto
@@ -93,7 +110,8 @@ class Client(QuicConnectionProtocol):
     async def result(state):
         await asyncio.wait_for(state["done"], 20)
         status = next(int(v) for k, v in state["headers"] if k == ":status")
-        return {"status": status, "headers": state["headers"], "body": state["body"].decode(errors="replace")}
+        return {"status": status, "headers": state["headers"], "body": state["body"].decode(errors="replace"),
+                "at": time.monotonic()}
 
 
 def configuration(ca, ticket=None):
@@ -103,7 +121,7 @@ def configuration(ca, ticket=None):
     return config
 
 
-async def main(port, ca, tag, replays):
+async def main(port, ca, tag, replays, hold):
     tickets = []
     ticket_arrived = asyncio.Event()
 
@@ -117,6 +135,7 @@ async def main(port, ca, tag, replays):
         await asyncio.wait_for(ticket_arrived.wait(), 10)
     async with connect("127.0.0.1", port, configuration=configuration(ca, tickets[-1]), create_protocol=Client,
                        session_ticket_handler=keep, wait_connected=False) as client:
+        client.hold = hold
         # Queued before anything is sent: the first transmit carries the Initial and these in 0-RTT packets.
         states = [client.request("GET", f"/get-{tag}/echo"),
                   client.request("POST", f"/post-{tag}/echo", b"x" * 2000)]
@@ -125,7 +144,7 @@ async def main(port, ca, tag, replays):
         await asyncio.wait_for(client.handshake_completed.wait(), 10)
         flight = client.first_flight
         output = {"first": first, "resumed": client.resumed, "early_data_accepted": client.early_data_accepted,
-                  "results": results, "first_flight": len(flight)}
+                  "results": results, "first_flight": len(flight), "released": client.released}
     answers = []
     if replays:
         # The server keeps a closed connection's IDs for three PTOs (RFC 9000 §10.2): the copies must not reach it.
@@ -154,4 +173,5 @@ async def main(port, ca, tag, replays):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 0))
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 0,
+                     float(sys.argv[5]) if len(sys.argv) > 5 else 0.0))

@@ -44,13 +44,13 @@ upstream = "app"
     instance.stop()
 
 
-def early_client(port, replays=0):
+def early_client(port, replays=0, hold=0.0):
     if not AIOQUIC_PYTHON.exists():
         pytest.fail(f"{AIOQUIC_PYTHON} is missing: run Packaging/setup.sh --test (it installs aioquic)")
     tag = uuid.uuid4().hex[:12]
     result = subprocess.run(
         [str(AIOQUIC_PYTHON), str(HERE / "h3_early_data_client.py"), str(port), str(TLS / "ca.pem"), tag,
-         str(replays)], capture_output=True, text=True, timeout=60)
+         str(replays), str(hold)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return tag, json.loads(result.stdout)
 
@@ -68,9 +68,12 @@ def upstream_paths(upstream, tag):
 
 
 def test_safe_requests_go_early_unsafe_ones_wait_and_replays_reach_no_upstream(jester, upstream):
-    tag, run = early_client(jester.port, replays=8)
+    tag, run = early_client(jester.port, replays=8, hold=1.0)
     assert run["resumed"] is True and run["early_data_accepted"] is True, run
     get, post = run["results"]
+    # The client held its Finished back for a second: the GET was answered before the handshake could complete,
+    # the POST only after.
+    assert get["at"] < run["released"] <= post["at"], run
     assert get["status"] == 200 and echoed(get)["method"] == "GET"
     assert early_data_field(get) == ["1"], echoed(get)["headers"]
     assert post["status"] == 200 and echoed(post)["method"] == "POST" and echoed(post)["body_length"] == 2000

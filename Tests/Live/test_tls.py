@@ -474,3 +474,37 @@ def test_ocsp_response_is_stapled_and_reloaded(make_jester, keys, tmp_path):
     result = jester.ctl("reload")
     assert result.returncode == 1 and "not a DER OCSP response" in result.stdout + result.stderr
     assert "Cert Status: good" in s_client(jester.port, "-servername", "alpha.test", "-status")
+
+
+def test_a_session_from_a_listener_without_client_certificates_does_not_resume_where_one_is_required(
+        make_jester, keys, tmp_path):
+    """Every listener shares the ticket keys, and a resumed handshake asks for no certificate: a session made on
+    a listener that asks none must not resume on one that requires one (or the requirement is skipped). Sessions
+    carry their listener's client-certificate policy (OpenSSL's session ID context), so it is a full handshake
+    there, which fails without a certificate; between listeners of the same policy sessions still resume."""
+    from conftest import free_port
+    shutil.copyfile(FIXTURES / "ca.pem", keys / "clients.pem")
+    strict_port, twin_port = free_port(), free_port()
+    body = tls_config(keys, routes="\n") + f"""
+[[listeners]]
+name = "strict"
+address = "127.0.0.1:{strict_port}"
+""" + tls_config(keys, extra=f'client_certificates = "required"\nclient_ca = "{keys / "clients.pem"}"\n',
+                 routes="\n") + f"""
+[[listeners]]
+name = "twin"
+address = "127.0.0.1:{twin_port}"
+""" + tls_config(keys)
+    jester = make_jester(body)
+    session = tmp_path / "session.pem"
+    first = s_client(jester.port, "-servername", "alpha.test", "-sess_out", str(session))
+    assert "New," in first and "200 OK" in first
+    # The same policy elsewhere: resumed.
+    twin = s_client(twin_port, "-servername", "alpha.test", "-sess_in", str(session))
+    assert "Reused," in twin and "200 OK" in twin
+    # A client certificate required: no resumption, and without a certificate no answer.
+    strict = s_client(strict_port, "-servername", "alpha.test", "-sess_in", str(session))
+    assert "Reused," not in strict and "200 OK" not in strict, strict
+    with_certificate = s_client(strict_port, "-servername", "alpha.test", "-sess_in", str(session),
+                                "-cert", str(FIXTURES / "client.pem"), "-key", str(FIXTURES / "client.key"))
+    assert "New," in with_certificate and "200 OK" in with_certificate

@@ -36,11 +36,13 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
     let clientIP: IPAddressBytes?
     var proxyAddresses: ProxyProtocol.Addresses? { nil }
     var streamProtocol: StreamProtocol { .http3 }
-    /// Before this, requests arrive in 0-RTT data (`http3_early_data`). (The session's state, not
-    /// `isEstablished`: a request read in the datagram that completes the handshake is no longer early.)
-    var handshakeComplete: Bool { session.connection.state != .handshaking }
-    /// Requests that arrived in 0-RTT data and wait for the handshake before going upstream.
-    private var awaitingHandshake: [() -> Void] = []
+    /// Before this, requests arrive in 0-RTT data (`http3_early_data`). (The connection's flag, set in the
+    /// callback, not `isEstablished`: a request read in the datagram that completes the handshake is no longer
+    /// early; nor its state: a connection closing before its handshake completed is no less unproven.)
+    var handshakeComplete: Bool { session.connection.isHandshakeComplete }
+    /// Requests that arrived in 0-RTT data and wait for the handshake before going upstream, by stream (a stream
+    /// that ends meanwhile leaves).
+    private var awaitingHandshake: [Int64: () -> Void] = [:]
     let session: HTTP3Session
     /// The listener that owns this connection (it outlives every connection it holds).
     unowned let listener: HTTP3Listener
@@ -119,8 +121,8 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
                     earlyData: session.connection.acceptedEarlyData)
                 if let metricsListener { runtime.metrics?.tlsHandshake(listener: metricsListener, failed: false) }
                 let waiting = awaitingHandshake
-                awaitingHandshake = []
-                for resume in waiting { resume() }
+                awaitingHandshake = [:]
+                for (_, resume) in waiting.sorted(by: { $0.key < $1.key }) { resume() }
             case .peerClosed, .closed: break
             }
         }
@@ -139,7 +141,7 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
         guard !isClosed else { return }
         isClosed = true
         timer.cancel()
-        awaitingHandshake = []
+        awaitingHandshake = [:]
         if !isEstablished { handshakeEnded() }
         for stream in streams.values { stream.clientGone() }
         if let metricsListener, !streams.isEmpty {
@@ -206,6 +208,7 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
                     // the stream closes and its credit returns to the client (HTTP/2's RST_STREAM ends both ways).
                     session.reset(stream: id, errorCode: HTTP3ErrorCode.requestCancelled)
                 }
+                awaitingHandshake[id] = nil
                 if let stream = streams.removeValue(forKey: id) {
                     if let metricsListener { runtime.metrics?.streamClosed(listener: metricsListener, protocol: .http3) }
                     stream.closed(errorCode: errorCode == HTTP3ErrorCode.noError ? 0 : errorCode)
@@ -268,9 +271,9 @@ final class HTTP3Connection: RequestStreamConnection, ClientConnection {
 
     // MARK: For streams
 
-    func awaitHandshake(_ resume: @escaping () -> Void) {
+    func awaitHandshake(stream id: Int64, _ resume: @escaping () -> Void) {
         guard !isClosed else { return }
-        if handshakeComplete { resume() } else { awaitingHandshake.append(resume) }
+        if handshakeComplete { resume() } else { awaitingHandshake[id] = resume }
     }
 
     func takeRequestToken() -> Bool {
