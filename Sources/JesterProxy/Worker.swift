@@ -323,9 +323,9 @@ final class WorkerServer: @unchecked Sendable {
                 guard let port = channel.localAddress?.port else {
                     throw QUICError(.library, "the HTTP/3 forwarding socket has no port")
                 }
-                listener.enableForwarding(
-                    QUICForwarding(me: .init(slot: slot, generation: generation), secret: secrets), inbox: inbox,
-                    address: settings.address.description)
+                var forwarding = QUICForwarding(me: .init(slot: slot, generation: generation), secret: secrets)
+                forwarding.sharesOneSocket = ListeningSocket.option(SO_REUSEPORT, of: fd) == 0
+                listener.enableForwarding(forwarding, inbox: inbox, address: settings.address.description)
                 inboxes.append(QUICInbox(address: settings.address.description, port: port))
                 eventLoop.scheduleTask(in: .seconds(1)) { listener.readUnlessToldOtherwise() }
             }

@@ -52,8 +52,9 @@ extension Master {
                     let previous = existing.values.first {
                         $0.settings.address == listener.address && !$0.datagramSockets.isEmpty
                     }
+                    // (By address: a socket named for the listener but bound elsewhere would make a group of its own.)
                     let activated = activatedSockets.first {
-                        $0.isDatagram && ($0.name == listener.name || $0.address == listener.address.description)
+                        $0.isDatagram && $0.address == listener.address.description
                     }
                     do {
                         (datagramSockets, steering) = try bindDatagramSockets(

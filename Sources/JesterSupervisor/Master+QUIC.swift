@@ -50,14 +50,19 @@ extension Master {
             return (sockets, steering)
         }
         if quicUnsteeredAddresses.contains(address) {
+            // systemd's socket without SO_REUSEPORT: no socket can join it, so any number of slots share it.
+            if let shared = previous?.datagramSockets.first ?? activated,
+                ListeningSocket.option(SO_REUSEPORT, of: shared) == 0
+            {
+                return (Array(repeating: shared, count: slots), nil)
+            }
             if let previous { sockets = Array(previous.datagramSockets.prefix(slots)) }
             while sockets.count < slots { sockets.append(try bind()) }
             return (sockets, nil)
         }
-        // The address's first bind.
-        if let previous {
-            sockets = Array(previous.datagramSockets.prefix(slots))
-        } else if let activated {
+        // The address's first bind. systemd's socket comes first: it stays bound in the group whatever happens, so
+        // a worker must read it (after a restart the recovered sockets fill the other slots).
+        if let activated {
             guard ListeningSocket.option(SO_REUSEPORT, of: activated) == 1 else {
                 quicUnsteeredAddresses.insert(address)
                 logger.notice("""
@@ -66,7 +71,9 @@ extension Master {
                     """, metadata: ["listener": "\(listener.name)", "address": "\(listener.address)"])
                 return (Array(repeating: activated, count: slots), nil)
             }
-            sockets = [activated]
+            sockets = Array(([activated] + (previous?.datagramSockets.filter { $0 != activated } ?? [])).prefix(slots))
+        } else if let previous {
+            sockets = Array(previous.datagramSockets.prefix(slots))
         }
         while sockets.count < slots { sockets.append(try bind()) }
         do {
@@ -85,9 +92,9 @@ extension Master {
             return (sockets, steering)
         } catch {
             quicUnsteeredAddresses.insert(address)
-            // Recovered sockets may still carry the program of the master that stored them, over maps of its own
+            // Recovered sockets, and systemd's, may still carry the program of a master before, over maps of its own
             // generations: without a program of ours, the kernel's plain spreading is better than stale choices.
-            if previous != nil { QUICSteering.detach(from: sockets[0]) }
+            if previous != nil || activated != nil { QUICSteering.detach(from: sockets[0]) }
             logger.warning("""
                 HTTP/3 without steering by connection ID (it needs CAP_BPF, CAP_NET_ADMIN and the bpf system \
                 call): datagrams are spread by client address and forwarded by the workers to the one that owns \

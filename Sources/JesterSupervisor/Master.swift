@@ -216,8 +216,9 @@ public final class Master: @unchecked Sendable {
         let recovered = recoverStoredSockets(passed.filter { StoredDescriptor.serial(of: $0.name) != nil })
         for socket in activatedSockets {
             let user = configuration.listeners.first {
-                ($0.name == socket.name || $0.address.description == socket.address)
-                    && (!socket.isDatagram || $0.servesHTTP3)
+                socket.isDatagram
+                    ? $0.servesHTTP3 && $0.address.description == socket.address
+                    : $0.name == socket.name || $0.address.description == socket.address
             }
             if let user {
                 logger.info("using a socket from systemd", metadata: [

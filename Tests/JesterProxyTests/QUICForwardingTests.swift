@@ -117,3 +117,29 @@ private let reload = [
     lying[4] = 200  // an address length past the end
     #expect(receiver.decapsulate(lying) == nil)
 }
+
+@Test func sharingOneSocketANewConnectionGoesToOneServingWorkerChosenByItsID() {
+    // Generation 6 serves on slots 0, 1 and 2, all reading systemd's one socket.
+    let peers = [0, 1, 2].map { QUICPeer(address: "127.0.0.1:8443", slot: $0, generation: 6, port: 4100 + $0, serving: true) }
+    var workers = (0..<3).map { slot -> QUICForwarding in
+        var worker = forwarding(peers: peers, as: .init(slot: UInt8(slot), generation: 6))
+        worker.sharesOneSocket = true
+        return worker
+    }
+    var chosen = Set<Int>()
+    for byte in UInt8(0)..<48 {
+        let clientChosen = QUICConnectionID((0..<8).map { byte &* 37 &+ UInt8($0) &* 11 &+ 0x80 })!
+        // Whichever worker reads the datagram, the same worker serves it: the others forward it there.
+        let decisions = workers.map { $0.decide(id: clientChosen, isLong: true, draining: false) }
+        let servers = decisions.indices.filter { decisions[$0] == .serveHere }
+        #expect(servers.count == 1, "\(decisions)")
+        guard let server = servers.first else { continue }
+        chosen.insert(server)
+        #expect(decisions.enumerated().allSatisfy { $0.offset == server || $0.element == .forward(port: 4100 + server) })
+    }
+    #expect(chosen == [0, 1, 2])
+    // A worker not yet in the list is not declared gone (its clients are not reset by the others).
+    #expect(workers[0].isLive(.init(slot: 3, generation: 6)) == nil)
+    workers[0].sharesOneSocket = false
+    #expect(workers[0].isLive(.init(slot: 3, generation: 6)) == false)
+}

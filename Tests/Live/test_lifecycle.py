@@ -616,11 +616,13 @@ http3 = true
 
     write("one")
     log = open(tmp_path / "jester.log", "w")
+    activated_inode = None
     if reuse_port:
         activated = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         activated.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         activated.bind(("127.0.0.1", port))
         descriptor = activated.fileno()
+        activated_inode = os.fstat(descriptor).st_ino
         process = subprocess.Popen(
             ["/bin/sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=public exec "$0" "$@"',
              JESTER, "--config", str(config)], stdout=log, stderr=subprocess.STDOUT,
@@ -641,8 +643,19 @@ http3 = true
         logs = log_text()
         assert "using a socket from systemd" in logs and '"listener":"public"' in logs
         assert ("without ReusePort=yes" in logs) != reuse_port
-        if reuse_port and os.geteuid() == 0:
-            assert "HTTP/3 datagrams steered by connection ID" in logs
+        # (Both ways the master is the process started here: systemd-socket-activate and sh exec it.)
+        workers = [int(pid) for pid in subprocess.run(
+            ["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()]
+        if reuse_port:
+            # The activated socket is the first slot's: a worker reads it.
+            assert any(activated_inode in socket_inodes(pid) for pid in workers), workers
+            if os.geteuid() == 0:
+                assert "HTTP/3 datagrams steered by connection ID" in logs
+        else:
+            # Both workers read the one socket: what reached the other was forwarded to its owner.
+            status = json.loads(subprocess.run([JESTERCTL, "status", "--json", "--socket", control],
+                                               capture_output=True, text=True).stdout)
+            assert sum(w["quic"]["forwarded"] for w in status["workers"]) > 0, status["workers"]
         write("two")
         result = subprocess.run([JESTERCTL, "reload", "--socket", control], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr

@@ -41,6 +41,9 @@ struct QUICForwarding {
     private(set) var servingBySlot: [UInt8: Int] = [:]
     /// Whether this worker belongs to the serving generation (unknown until the master first says).
     private(set) var serving: Bool?
+    /// Every worker reads the one socket systemd bound without SO_REUSEPORT (`ListenDatagram=` without
+    /// `ReusePort=yes`): which worker reads a datagram is chance, not the client's address.
+    var sharesOneSocket = false
 
     static let magic: [UInt8] = Array("JQF1".utf8)
     static let tagLength = 16
@@ -77,30 +80,51 @@ struct QUICForwarding {
     /// Where a datagram this worker has no connection for goes. `isLong`: a long header (an Initial or Handshake
     /// packet); `draining`: this worker accepts no new connection.
     func decide(id: QUICConnectionID, isLong: Bool, draining: Bool) -> Decision {
+        var namesAWorker = false
         if let named = WorkerConnectionIDFactory.owner(of: id) {
             let owner = Owner(slot: named.slot, generation: named.generation)
             if owner != me, let port = peers[owner] { return .forward(port: port) }
+            namesAWorker = owner == me
+        }
+        // One shared socket: a new connection's datagrams (Initials, which one ClientHello may span, and 0-RTT)
+        // carry the ID the client chose, so it picks one serving worker for all of them, this one included.
+        if sharesOneSocket, isLong, !namesAWorker, !draining, serving == true, !servingBySlot.isEmpty {
+            var candidates = servingBySlot
+            candidates[me.slot] = nil
+            let slots = (Array(candidates.keys) + [me.slot]).sorted()
+            let chosen = slots[Int(Self.spread(id) % UInt32(slots.count))]
+            return chosen == me.slot ? .serveHere : .forward(port: candidates[chosen]!)
         }
         // A new connection reaching a worker that does not serve (draining, or of a generation still starting)
         // belongs to the serving generation: the worker sharing this slot's socket, or one chosen by the ID.
         if isLong, draining || serving == false, !servingBySlot.isEmpty {
             if let port = servingBySlot[me.slot] { return .forward(port: port) }
             let ports = servingBySlot.values.sorted()
-            // (FNV-1a of the ID, its low bits mixed: the client's retransmissions carry the same ID and reach the
-            // same worker.)
-            var hash = id.bytes.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 }
-            hash ^= hash >> 16
-            hash &*= 0x7feb_352d
-            hash ^= hash >> 15
-            return .forward(port: ports[Int(hash % UInt32(ports.count))])
+            return .forward(port: ports[Int(Self.spread(id) % UInt32(ports.count))])
         }
         return .serveHere
     }
 
+    /// FNV-1a of the ID, its low bits mixed: the client's retransmissions carry the same ID and reach the same
+    /// worker.
+    private static func spread(_ id: QUICConnectionID) -> UInt32 {
+        var hash = id.bytes.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 }
+        hash ^= hash >> 16
+        hash &*= 0x7feb_352d
+        hash ^= hash >> 15
+        return hash
+    }
+
     /// Whether `owner` is a live worker (once the master's list arrived): a short-header datagram of a worker
     /// that is gone gets a stateless reset, one of a live worker's is not answered here.
+    ///
+    /// Sharing one socket, most datagrams reach a worker that is not their owner, so a worker not (yet) in the
+    /// list, just started or respawned, must not have its clients reset by the others: unknown owners are unknown
+    /// (their clients time out rather than learn of a lost connection at once).
     func isLive(_ owner: Owner) -> Bool? {
-        serving == nil && peers.isEmpty ? nil : owner == me || peers[owner] != nil
+        if serving == nil && peers.isEmpty { return nil }
+        if owner == me || peers[owner] != nil { return true }
+        return sharesOneSocket ? nil : false
     }
 
     // MARK: Encapsulation
