@@ -652,10 +652,13 @@ http3 = true
             if os.geteuid() == 0:
                 assert "HTTP/3 datagrams steered by connection ID" in logs
         else:
-            # Both workers read the one socket: what reached the other was forwarded to its owner.
-            status = json.loads(subprocess.run([JESTERCTL, "status", "--json", "--socket", control],
-                                               capture_output=True, text=True).stdout)
-            assert sum(w["quic"]["forwarded"] for w in status["workers"]) > 0, status["workers"]
+            # Both workers read the one socket: what reached the other was forwarded to its owner (counted in the
+            # workers' next reports).
+            def forwarded():
+                status = json.loads(subprocess.run([JESTERCTL, "status", "--json", "--socket", control],
+                                                   capture_output=True, text=True).stdout)
+                return sum(w.get("quic", {}).get("forwarded", 0) for w in status["workers"])
+            wait_for(lambda: forwarded() > 0, what="forwarded datagrams counted")
         write("two")
         result = subprocess.run([JESTERCTL, "reload", "--socket", control], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
