@@ -504,6 +504,9 @@ public struct WorkerAssignment: Codable, Sendable, Equatable {
     /// The instance's shared rate-limit state (`RateLimitTable`): the descriptor passed after the listeners and
     /// the connection table's. Nil when the master has none (or is of a version without one).
     public var rateLimitTableFD: Int32?
+    /// HTTP/3 0-RTT's replay records (a `RateLimitTable` of their own): the descriptor passed last of all. Nil
+    /// from a master without one.
+    public var earlyDataTableFD: Int32?
     /// The instance's metrics (`MetricsTable`): the descriptor passed after the rate-limit table's, and the
     /// partition this worker counts in. Nil from a master without one (or of a version without metrics).
     public var metricsTableFD: Int32?

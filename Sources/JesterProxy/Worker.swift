@@ -133,6 +133,13 @@ final class WorkerServer: @unchecked Sendable {
                 logger.error("instance-wide connection limits are off in this worker", metadata: ["error": "\(error)"])
             }
         }
+        if let fd = assignment.earlyDataTableFD {
+            do {
+                runtime.sharedEarlyDataRecords = try RateLimitTable.attach(fd: fd)
+            } catch {
+                logger.error("0-RTT replay records are per worker in this worker", metadata: ["error": "\(error)"])
+            }
+        }
         if let fd = assignment.rateLimitTableFD {
             do {
                 runtime.sharedRateLimits = try RateLimitTable.attach(fd: fd)
@@ -230,7 +237,7 @@ final class WorkerServer: @unchecked Sendable {
 
     /// Session tickets for a QUIC listener (as its TCP side has them unless `session_tickets = false`), with a
     /// ticket lifetime of `ticket_key_rotation`, and 0-RTT with `http3_early_data`, its replays remembered in the
-    /// instance-wide shared table (per worker if the master could not make one).
+    /// instance-wide table of early ClientHellos (per worker if the master could not make one).
     private func resumption(
         for listener: ListenerSettings, tls: TLSListenerSettings, keys: QUICKeys, settings: QUICTransportSettings
     ) throws -> QUICSessionResumption? {
@@ -238,7 +245,7 @@ final class WorkerServer: @unchecked Sendable {
         let lifetime = runtime.configuration.server.ticketKeyRotation ?? .seconds(3600)
         var register: (any QUICReplayRegister)?
         if listener.acceptsHTTP3EarlyData {
-            register = runtime.sharedRateLimits.map { SharedReplayRegister(table: $0) } ?? ProcessReplayRegister()
+            register = runtime.sharedEarlyDataRecords.map { SharedReplayRegister(table: $0) } ?? ProcessReplayRegister()
         }
         // What a ticket must have been made under to resume here: the client-certificate policy, and what a 0-RTT
         // client remembers (transport parameters, the SETTINGS' field-section limit).

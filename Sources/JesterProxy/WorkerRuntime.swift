@@ -300,6 +300,8 @@ final class WorkerRuntime: @unchecked Sendable {
     /// The instance's rate-limit state, shared with every worker of every generation (see `RateLimitTable`);
     /// nil when the master passed none. Instance-scoped rate limits decide on it with `acquire(key:now:limit:)`.
     var sharedRateLimits: RateLimitTable?
+    /// HTTP/3 0-RTT's replay records, shared like the rate limits but in a table of their own.
+    var sharedEarlyDataRecords: RateLimitTable?
     /// The instance's shared HTTP cache (index and body files), when the master made one; routes with `cache`
     /// use it, others never look at it.
     var cacheStore: CacheStore? {

@@ -227,6 +227,7 @@ extension Master {
                         metricsPartition: metrics.partitions[worker.pid], quicInboxes: quicInboxes[worker.pid])
                 },
                 connectionTableFD: connectionTable?.fd, rateLimitTableFD: rateLimitTable?.fd,
+                earlyDataTableFD: earlyDataTable?.fd,
                 metricsTableFD: metrics.table?.fd, cacheIndexFD: cacheStore?.index.fd,
                 adminSocketFD: adminServer.fd >= 0 ? adminServer.fd : nil, adminEndpoint: adminServer.endpoint)
         } catch {
@@ -363,6 +364,11 @@ extension Master {
             }
         }
         if rateLimitTable == nil { makeRateLimitTable() }
+        // The records of early ClientHellos the adopted workers took, so a copy is refused by the new ones too.
+        if let fd = handOver.earlyDataTableFD {
+            earlyDataTable = try? RateLimitTable.attach(fd: fd)
+        }
+        if earlyDataTable == nil { makeEarlyDataTable() }
         // The adopted workers go on counting where they did; the totals carry on.
         adoptMetricsTable(fd: handOver.metricsTableFD, workers: handOver.workers)
         // The cache stays warm: the same index (or, from a binary without one, a new one from the files).

@@ -36,6 +36,17 @@ extension Master {
         }
     }
 
+    /// The table of HTTP/3 0-RTT replay records, made always like the rate limits' (its pages are touched only by
+    /// listeners with `http3_early_data`).
+    func makeEarlyDataTable() {
+        do {
+            earlyDataTable = try RateLimitTable.create()
+        } catch {
+            logger.warning("no shared table for 0-RTT replay records; each worker keeps its own",
+                metadata: ["error": "\(error)"])
+        }
+    }
+
     /// The lowest partition of the connection table no live worker counts in.
     func claimConnectionPartition(for pid: Int32) -> Int? {
         guard let table = connectionTable else { return nil }
@@ -83,7 +94,8 @@ extension Master {
                     executable: ProcessSpawner.runningImage, argumentZero: executableName, arguments: ["--worker"],
                     controlSocket: workerEnd,
                     listeners: sockets + tables + [accessLog.file, accessLog.channel.1].compactMap { $0 }
-                        + (cacheStore.map { [$0.index.fd] } ?? []) + datagramSockets)
+                        + (cacheStore.map { [$0.index.fd] } ?? []) + datagramSockets
+                        + (earlyDataTable.map { [$0.fd] } ?? []))
             } catch {
                 close(masterEnd)
                 close(workerEnd)
@@ -127,6 +139,11 @@ extension Master {
                     uniqueKeysWithValues: datagramListeners.enumerated().map { ($1, first + Int32($0)) })
                 assignment.quicKeys = Base64Bytes(quicKeys)
                 assignment.quicSteeredListeners = steeredListeners
+            }
+            // The 0-RTT replay records' table goes last of all.
+            if earlyDataTable != nil {
+                assignment.earlyDataTableFD =
+                    assignment.accessLogChannelFD! + 1 + (cacheStore == nil ? 0 : 1) + Int32(datagramSockets.count)
             }
             connect(worker, controlSocket: masterEnd) { channel in
                 // The key sets as they are now: a fetch may have brought a new one since the spawn.

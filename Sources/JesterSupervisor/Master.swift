@@ -99,6 +99,9 @@ public final class Master: @unchecked Sendable {
     /// The instance's rate-limit state, shared with every worker of every generation and kept across a binary
     /// upgrade, so neither resets a client's allowance (see `RateLimitTable`).
     var rateLimitTable: RateLimitTable?
+    /// HTTP/3 0-RTT's replay records (`SharedReplayRegister` in the workers): a table apart from the rate limits',
+    /// so a flood of early handshakes cannot evict rate-limit state.
+    var earlyDataTable: RateLimitTable?
     /// The shared HTTP cache (index and body files), made when a route first caches; kept for every later
     /// generation and across binary upgrades.
     var cacheStore: CacheStore?
@@ -239,6 +242,7 @@ public final class Master: @unchecked Sendable {
         try startAdminServer()
         try makeConnectionTable()
         makeRateLimitTable()
+        makeEarlyDataTable()
         makeMetricsTable()
         if cacheStore == nil { try prepareCache(for: configuration) }
         _ = try accessLogDescriptor(for: configuration)

@@ -78,6 +78,8 @@ struct UpgradeHandOver: Codable, Equatable {
     var connectionTableFD: Int32? = nil
     /// The rate-limit table every generation decides on (optional: a hand-over from a version without one).
     var rateLimitTableFD: Int32? = nil
+    /// HTTP/3 0-RTT's replay records (optional: a hand-over from a version without them).
+    var earlyDataTableFD: Int32? = nil
     /// The metrics table every generation counts in, so totals survive the upgrade (optional: a hand-over from
     /// a version without one).
     var metricsTableFD: Int32? = nil
@@ -90,14 +92,14 @@ struct UpgradeHandOver: Codable, Equatable {
 
     /// Every descriptor the new program needs open.
     var descriptors: Set<Int32> {
-        Set([controlSocketFD] + listeners.values.flatMap(\.fds) + activatedSockets.map(\.fd) + workers.map(\.controlFD)
-            + listeners.values.flatMap { listener in
-                (listener.datagramFDs ?? [])
-                    + (listener.steering.map { [$0.program, $0.owners, $0.newConnections] } ?? [])
-            }
-            + (connectionTableFD.map { [$0] } ?? []) + (rateLimitTableFD.map { [$0] } ?? [])
-            + (metricsTableFD.map { [$0] } ?? []) + (adminSocketFD.map { [$0] } ?? [])
-            + (cacheIndexFD.map { [$0] } ?? []))
+        var all = [controlSocketFD] + listeners.values.flatMap(\.fds) + activatedSockets.map(\.fd)
+        all += workers.map(\.controlFD)
+        all += listeners.values.flatMap { listener in
+            (listener.datagramFDs ?? []) + (listener.steering.map { [$0.program, $0.owners, $0.newConnections] } ?? [])
+        }
+        let tables: [Int32?] = [connectionTableFD, rateLimitTableFD, earlyDataTableFD, metricsTableFD, cacheIndexFD]
+        all += (tables + [adminSocketFD]).compactMap { $0 }
+        return Set(all)
     }
 
     func encoded() throws -> String {
