@@ -392,12 +392,38 @@ def test_systemd_notify_protocol(make_jester, tmp_path):
         listener.close()
 
 
+def restart_from_store(listener, jester, tmp_path):
+    """Starts a new master as systemd restarts the service: the stored descriptors at fds 3, 4, ... with their
+    names in LISTEN_FDNAMES, on the killed instance's configuration with a control socket of its own (logging to
+    restarted.log). Returns the process, its configuration file and its control socket."""
+    from conftest import JESTER
+    high = [os.dup(fd) for _, fd in listener.store]
+    names = ":".join(name for name, _ in listener.store)
+    control = str(tmp_path / "control.sock")
+    config_path = tmp_path / "restarted.toml"
+    config_path.write_text(jester.config_path.read_text().replace(jester.socket, control))
+
+    def place_descriptors():
+        for index, fd in enumerate(high):
+            os.dup2(fd, 3 + index)
+
+    log = open(tmp_path / "restarted.log", "w")
+    replacement = subprocess.Popen(
+        ["/bin/sh", "-c", f'LISTEN_PID=$$ LISTEN_FDS={len(high)} LISTEN_FDNAMES={names} exec "$0" "$@"',
+         JESTER, "--config", str(config_path)],
+        stdout=log, stderr=subprocess.STDOUT, preexec_fn=place_descriptors, close_fds=False,
+        env=dict(os.environ, NOTIFY_SOCKET=listener.path))
+    for fd in high:
+        os.close(fd)
+    return replacement, config_path, control
+
+
 def test_descriptor_store_keeps_listeners_and_queued_connections_across_a_master_crash(make_jester, tmp_path):
     """With systemd's descriptor store (played by the test), the master stores its listening sockets; after the
     master and its workers are killed, a client connecting meanwhile waits in the stored socket's queue, and a
     new master started with the stored descriptors (as systemd restarts the service: LISTEN_FDS with their
     names) serves it. Sockets a reload stops using are removed from the store."""
-    from conftest import JESTER, JESTERCTL
+    from conftest import JESTERCTL
     listener = NotifyListener(str(tmp_path))
     replacement = None
     client = None
@@ -414,25 +440,8 @@ def test_descriptor_store_keeps_listeners_and_queued_connections_across_a_master
         client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 
         # Restart as systemd does: the stored descriptors at fds 3, 4, ... with LISTEN_FDNAMES.
-        high = [os.dup(fd) for _, fd in listener.store]
-        names = ":".join(name for name, _ in listener.store)
-        control = str(tmp_path / "control.sock")
-        config = jester.config_path.read_text().replace(jester.socket, control)
-        config_path = tmp_path / "restarted.toml"
-        config_path.write_text(config)
-
-        def place_descriptors():
-            for index, fd in enumerate(high):
-                os.dup2(fd, 3 + index)
-
-        log = open(tmp_path / "restarted.log", "w")
-        replacement = subprocess.Popen(
-            ["/bin/sh", "-c", f'LISTEN_PID=$$ LISTEN_FDS={len(high)} LISTEN_FDNAMES={names} exec "$0" "$@"',
-             JESTER, "--config", str(config_path)],
-            stdout=log, stderr=subprocess.STDOUT, preexec_fn=place_descriptors, close_fds=False,
-            env=dict(os.environ, NOTIFY_SOCKET=listener.path))
-        for fd in high:
-            os.close(fd)
+        replacement, config_path, control = restart_from_store(listener, jester, tmp_path)
+        config = config_path.read_text()
         answer = b""
         while chunk := client.recv(4096):
             answer += chunk
@@ -536,7 +545,6 @@ def socket_inodes(pid):
 def test_descriptor_store_keeps_http3_udp_sockets_across_a_master_crash(make_jester, tmp_path):
     """HTTP/3's UDP socket is stored beside the TCP one; a master restarted with the stored descriptors reuses
     that very socket (the same inode in its worker) and serves HTTP/3 on it."""
-    from conftest import JESTER
     from test_http3 import TLS_LISTENER, h3
     listener = NotifyListener(str(tmp_path))
     replacement = None
@@ -551,24 +559,7 @@ def test_descriptor_store_keeps_http3_udp_sockets_across_a_master_crash(make_jes
         jester.process.wait()
         wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in workers), what="workers gone")
 
-        high = [os.dup(fd) for _, fd in listener.store]
-        names = ":".join(name for name, _ in listener.store)
-        control = str(tmp_path / "control.sock")
-        config_path = tmp_path / "restarted.toml"
-        config_path.write_text(jester.config_path.read_text().replace(jester.socket, control))
-
-        def place_descriptors():
-            for index, fd in enumerate(high):
-                os.dup2(fd, 3 + index)
-
-        log = open(tmp_path / "restarted.log", "w")
-        replacement = subprocess.Popen(
-            ["/bin/sh", "-c", f'LISTEN_PID=$$ LISTEN_FDS={len(high)} LISTEN_FDNAMES={names} exec "$0" "$@"',
-             JESTER, "--config", str(config_path)],
-            stdout=log, stderr=subprocess.STDOUT, preexec_fn=place_descriptors, close_fds=False,
-            env=dict(os.environ, NOTIFY_SOCKET=listener.path))
-        for fd in high:
-            os.close(fd)
+        replacement, _, _ = restart_from_store(listener, jester, tmp_path)
         wait_for(lambda: '"udp_sockets":1' in (tmp_path / "restarted.log").read_text(), what="recovered sockets")
         [result] = h3(jester.port, [{"method": "GET", "path": "/"}])
         assert str(result["status"]) == "200"
