@@ -5,11 +5,11 @@
 //
 // The module graph mirrors the architecture (see README.md, "Architecture"):
 //
-//   C system libraries   CJesterOpenSSL CJesterNGHTTP2 CJesterNGTCP2 CJesterNGHTTP3 CJesterSystemd CJesterPosix
+//   C system libraries   CJesterOpenSSL CJesterNGHTTP2 CJesterNGTCP2 CJesterNGHTTP3 CJesterPosix
 //                        CJesterCrypt (libxcrypt)  CJesterZlib CJesterBrotli CJesterZstd (content codings)
 //   pure (no I/O, no C)  JesterCore  JesterConfig  JesterControl  JesterMetrics  JesterTracing
 //                        JesterCache (RFC 9111 decisions: keys, freshness, storing, lookups; on JesterCore)
-//   I/O wrappers         JesterSystem (posix + systemd)  JesterTLS  JesterHTTP2  JesterHTTP3
+//   I/O wrappers         JesterSystem (posix; systemd's protocols)  JesterTLS  JesterHTTP2  JesterHTTP3
 //   codecs               JesterCompression (gzip, deflate, br, zstd streams over ByteBuffer; no sockets)
 //   filters' checks      JesterAuth (htpasswd over libxcrypt, JWT over JesterTLS's OpenSSL; no sockets)
 //   master's client      JesterFetch (one HTTP/1.1 GET over NIO, TLS through JesterTLS, JesterCore's parser)
@@ -62,9 +62,6 @@ let package = Package(
         .systemLibrary(
             name: "CJesterNGHTTP3", pkgConfig: "libnghttp3",
             providers: [.apt(["libnghttp3-dev"])]),
-        .systemLibrary(
-            name: "CJesterSystemd", pkgConfig: "libsystemd",
-            providers: [.apt(["libsystemd-dev"])]),
         // Password hashing (bcrypt, SHA-256/512-crypt) for htpasswd files; imported by JesterAuth only.
         .systemLibrary(
             name: "CJesterCrypt", pkgConfig: "libxcrypt",
@@ -102,7 +99,7 @@ let package = Package(
             name: "JesterSystem",
             dependencies: [
                 // Neither JesterCore nor Foundation: jesterctl links this module, and stays small without them.
-                "CJesterPosix", "CJesterSystemd", "JesterMetrics",
+                "CJesterPosix", "JesterMetrics",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),

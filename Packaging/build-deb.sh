@@ -24,7 +24,7 @@ done
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 packages=(dpkg-dev debhelper lintian rsync pkgconf libssl-dev libnghttp2-dev libngtcp2-dev
-          libngtcp2-crypto-gnutls-dev libnghttp3-dev libgnutls28-dev libsystemd-dev libcrypt-dev zlib1g-dev
+          libngtcp2-crypto-gnutls-dev libnghttp3-dev libgnutls28-dev libcrypt-dev zlib1g-dev
           libbrotli-dev libzstd-dev)
 missing=()
 for package in "${packages[@]}"; do

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 packages=(pkg-config libssl-dev libnghttp2-dev libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev
-          libgnutls28-dev libsystemd-dev libcrypt-dev zlib1g-dev libbrotli-dev libzstd-dev curl python3)
+          libgnutls28-dev libcrypt-dev zlib1g-dev libbrotli-dev libzstd-dev curl python3)
 if [ "${1:-}" = "--test" ]; then
     packages+=(python3-pytest wrk util-linux systemd gcc libc6-dev mandoc man-db redis-server redis-tools openssl curl testssl.sh python3-grpcio python3-protobuf python3-venv nghttp2-client ngtcp2-client python3-jsonschema graphviz prometheus python3-brotli python3-zstandard wabt
               zsh fish

@@ -1,16 +1,23 @@
 // SPDX-License-Identifier: Apache-2.0
-private import CJesterSystemd
+import CJesterPosix
 import Glibc
 
 /// Talks to systemd when Jester runs under it (Type=notify); does nothing otherwise.
+///
+/// These are systemd's stable protocols (sd_notify(3), sd_listen_fds(3), sd_watchdog_enabled(3)), spoken here
+/// without libsystemd, as systemd's own manual shows how to: a datagram to `$NOTIFY_SOCKET`, a few environment
+/// variables. The library, with the libgcrypt, liblzma, liblz4 and libgpg-error it loads, cost every idle worker
+/// 0.1-0.2 MiB of PSS (bench/PERFORMANCE.md, Footprint) for messages only the master sends, and put five more
+/// libraries in the address space of a process that parses hostile input.
 public enum Systemd {
     /// Whether systemd asked for notifications (NOTIFY_SOCKET is set).
-    public static var isNotifying: Bool { getenv("NOTIFY_SOCKET") != nil }
+    public static var isNotifying: Bool { environment("NOTIFY_SOCKET") != nil }
 
-    /// Sends a state string such as `READY=1`, `RELOADING=1`, `STOPPING=1` or `STATUS=...`.
+    /// Sends a state string such as `READY=1`, `RELOADING=1`, `STOPPING=1` or `STATUS=...`; false when there is
+    /// no one to tell or the datagram could not be sent.
     @discardableResult
     public static func notify(_ state: String) -> Bool {
-        sd_notify(0, state) > 0
+        send(state, descriptor: -1)
     }
 
     /// `RELOADING=1` with the `MONOTONIC_USEC` systemd ≥ 253 needs to time the reload (Type=notify-reload).
@@ -25,9 +32,7 @@ public enum Systemd {
     /// The watchdog interval systemd expects pings within (`WatchdogSec=`), or nil when it is off. Pings go out at
     /// half of it, as sd_watchdog_enabled(3) advises.
     public static var watchdogInterval: Duration? {
-        var microseconds: UInt64 = 0
-        guard sd_watchdog_enabled(0, &microseconds) > 0, microseconds > 0 else { return nil }
-        return .microseconds(Int64(microseconds))
+        watchdogInterval(microseconds: environment("WATCHDOG_USEC"), pid: environment("WATCHDOG_PID"), ourPID: getpid())
     }
 
     /// Hands a copy of `fd` to systemd's file descriptor store under `name` (`FileDescriptorStoreMax=` in the
@@ -36,8 +41,7 @@ public enum Systemd {
     /// sockets and the connections queued on them outlive the master.
     @discardableResult
     public static func storeDescriptor(_ fd: Int32, name: String) -> Bool {
-        var descriptor = fd
-        return sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME=\(name)", &descriptor, 1) > 0
+        send("FDSTORE=1\nFDNAME=\(name)", descriptor: fd)
     }
 
     /// Asks systemd to close its stored copies named `name`: a listening socket left in the store would keep
@@ -51,8 +55,8 @@ public enum Systemd {
     /// the store is tried whenever systemd listens (it logs and drops descriptors it cannot keep).
     public static var descriptorStoreAvailable: Bool {
         guard isNotifying else { return false }
-        guard let value = getenv("FDSTORE") else { return true }
-        return (Int(String(cString: value)) ?? 0) > 0
+        guard let value = environment("FDSTORE") else { return true }
+        return (Int(value) ?? 0) > 0
     }
 
     /// A listening socket systemd passed in (socket activation, `jester.socket`).
@@ -71,22 +75,109 @@ public enum Systemd {
     }
 
     /// Takes the sockets systemd passed (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES) and clears those variables, so
-    /// that workers, which get their sockets from the master, never try to take them too.
+    /// that workers, which get their sockets from the master, never try to take them too. The sockets become
+    /// close-on-exec, as sd_listen_fds(3) makes them: a worker gets only the ones the master passes on.
     public static func takeActivatedSockets() -> [ActivatedSocket] {
-        var names: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
-        let count = sd_listen_fds_with_names(1, &names)
-        guard count > 0 else { return [] }
-        defer {
-            if let names {
-                for index in 0..<Int(count) { free(names[index]) }
-                free(names)
+        let passed = activatedDescriptors(
+            pid: environment("LISTEN_PID"), count: environment("LISTEN_FDS"), names: environment("LISTEN_FDNAMES"),
+            ourPID: getpid())
+        for variable in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] { unsetenv(variable) }
+        return passed.map { descriptor in
+            _ = fcntl(descriptor.fd, F_SETFD, FD_CLOEXEC)
+            return ActivatedSocket(
+                fd: descriptor.fd, name: descriptor.name, address: localAddress(of: descriptor.fd) ?? "")
+        }
+    }
+
+    // MARK: - The protocols, as pure functions of the environment
+
+    /// The first descriptor systemd passes (SD_LISTEN_FDS_START): after standard input, output and error.
+    static let firstPassedDescriptor: Int32 = 3
+
+    /// The descriptors and names LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES describe: none unless LISTEN_PID names
+    /// this process (the variables may be inherited from a parent they were meant for). Without LISTEN_FDNAMES
+    /// every name is "unknown"; with a name count that does not match, nothing is taken, as libsystemd refuses them.
+    static func activatedDescriptors(pid: String?, count: String?, names: String?, ourPID: pid_t)
+        -> [(fd: Int32, name: String)]
+    {
+        guard let pid, pid_t(pid) == ourPID, let count, let number = Int32(count), number > 0,
+            number <= Int32.max - firstPassedDescriptor
+        else { return [] }
+        let labels: [String]
+        if let names {
+            labels = names.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+            guard labels.count == Int(number) else { return [] }
+        } else {
+            labels = Array(repeating: "unknown", count: Int(number))
+        }
+        return labels.enumerated().map { (fd: firstPassedDescriptor + Int32($0.offset), name: $0.element) }
+    }
+
+    /// WATCHDOG_USEC as a duration, unless WATCHDOG_PID names another process (the variable was inherited).
+    static func watchdogInterval(microseconds: String?, pid: String?, ourPID: pid_t) -> Duration? {
+        guard let microseconds, let value = UInt64(microseconds), value > 0, value <= UInt64(Int64.max) else {
+            return nil
+        }
+        if let pid, pid_t(pid) != ourPID { return nil }
+        return .microseconds(Int64(value))
+    }
+
+    /// Where `$NOTIFY_SOCKET` points: a path, or a name in Linux's abstract namespace ("@name"). systemd may also
+    /// give an AF_VSOCK address to a service in a virtual machine; Jester runs on the host and does not speak it.
+    enum NotifyAddress: Equatable {
+        case path(String)
+        case abstract(String)
+
+        init?(_ value: String) {
+            if value.hasPrefix("/") {
+                self = .path(value)
+            } else if value.hasPrefix("@"), value.count > 1 {
+                self = .abstract(String(value.dropFirst()))
+            } else {
+                return nil
             }
         }
-        return (0..<count).map { index in
-            let fd = SD_LISTEN_FDS_START + index
-            let name = names?[Int(index)].map { String(cString: $0) } ?? ""
-            return ActivatedSocket(fd: fd, name: name, address: localAddress(of: fd) ?? "")
+
+        /// sun_path's bytes and the address length to pass: a path ends in a NUL, an abstract name starts with
+        /// one and has no end marker (its length is the address length). Nil when it does not fit.
+        var socketAddressBytes: [UInt8]? {
+            let bytes: [UInt8]
+            switch self {
+            case .path(let path): bytes = Array(path.utf8) + [0]
+            case .abstract(let name): bytes = [0] + Array(name.utf8)
+            }
+            return bytes.count <= MemoryLayout.size(ofValue: sockaddr_un().sun_path) ? bytes : nil
         }
+    }
+
+    /// One datagram to `$NOTIFY_SOCKET`, with `descriptor` attached when it is not -1.
+    private static func send(_ state: String, descriptor: Int32) -> Bool {
+        guard let value = environment("NOTIFY_SOCKET"), let address = NotifyAddress(value) else { return false }
+        return send(state, descriptor: descriptor, to: address)
+    }
+
+    /// One datagram to `address`. systemd learns who sent it from the socket's credentials (SO_PASSCRED on its
+    /// side), so nothing else is needed.
+    static func send(_ state: String, descriptor: Int32, to address: NotifyAddress) -> Bool {
+        guard let path = address.socketAddressBytes else { return false }
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var socketAddress = sockaddr_un()
+        socketAddress.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &socketAddress.sun_path) { $0.copyBytes(from: path) }
+        let length = socklen_t(MemoryLayout<sockaddr_un>.offset(of: \.sun_path)! + path.count)
+        let connected = withUnsafePointer(to: &socketAddress) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) }
+        }
+        guard connected == 0 else { return false }
+        let message = Array(state.utf8)
+        let sent = message.withUnsafeBytes { cjester_send_with_fd(fd, $0.baseAddress, $0.count, descriptor) }
+        return sent == message.count
+    }
+
+    private static func environment(_ name: String) -> String? {
+        getenv(name).map { String(cString: $0) }
     }
 
     private static func localAddress(of fd: Int32) -> String? {
@@ -118,8 +209,4 @@ public enum Systemd {
             return nil
         }
     }
-
-    /// The version of libsystemd's sd-daemon protocol support, proving the library is linked: sd_booted answers
-    /// whether the system runs systemd (>0), not (0), or failed (<0).
-    public static var bootedWithSystemd: Bool { sd_booted() > 0 }
 }

@@ -14,7 +14,6 @@ import Testing
     #expect(QUICLibraries.ngtcp2Version.split(separator: ".").count == 3)
     #expect(QUICLibraries.nghttp3Version.split(separator: ".").count == 3)
     #expect(QUICLibraries.gnutlsCryptoHelperLinked)
-    #expect(Systemd.notify("STATUS=test") == false)  // not under systemd: nothing to notify, but the call links
 }
 
 @Test func bindsReusePortSocketsPerSlot() throws {
