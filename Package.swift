@@ -83,7 +83,8 @@ let package = Package(
         .target(name: "JesterCore", swiftSettings: swiftSettings),
         .target(
             name: "JesterConfig",
-            dependencies: ["JesterCore", "JesterTracing", .product(name: "TOMLKit", package: "TOMLKit")],
+            // JesterControl for its JSON parser (snapshots from a control plane), which it keeps free of Foundation.
+            dependencies: ["JesterCore", "JesterTracing", "JesterControl", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: swiftSettings),
         .target(name: "JesterControl", swiftSettings: swiftSettings),
         // Metric families, series ids and the Prometheus/OpenMetrics exposition; the shared table is JesterSystem's.

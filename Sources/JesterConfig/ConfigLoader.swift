@@ -43,6 +43,18 @@ public struct ConfigLoader: Sendable {
 
     /// Loads configuration text as if it were the file `file` (includes are resolved relative to it).
     public func load(text: String, file: String) throws(ConfigError) -> Configuration {
+        try load(text: text, file: file, snapshot: nil)
+    }
+
+    /// Loads the bootstrap file `path` with a control plane's `snapshot` laid over it (`ConfigSnapshot` says
+    /// which keys it may set and how they take precedence), checked as one configuration.
+    public func load(file path: String, snapshot: ConfigSnapshot) throws(ConfigError) -> Configuration {
+        let text = try Self.read(path, from: nil)
+        return try load(text: text, file: path, snapshot: snapshot)
+    }
+
+    /// The same with the bootstrap file's text given.
+    public func load(text: String, file: String, snapshot: ConfigSnapshot?) throws(ConfigError) -> Configuration {
         var root = try ConfigNode.parse(text: text, file: file)
         var diagnostics: [ConfigDiagnostic] = []
         var files = [file]
@@ -77,6 +89,8 @@ public struct ConfigLoader: Sendable {
             }
         }
         root.interpolate(environment, diagnostics: &diagnostics)
+        // After interpolation: the environment fills in the host's file, never a control plane's values.
+        if let snapshot { root.overlay(snapshot, diagnostics: &diagnostics) }
         var decoder = ConfigDecoder()
         var configuration = decoder.decode(root)
         diagnostics += decoder.diagnostics

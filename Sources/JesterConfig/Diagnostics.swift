@@ -4,14 +4,23 @@ public struct SourceLocation: Sendable, Hashable, Codable, CustomStringConvertib
     public var file: String
     public var line: Int
     public var column: Int
+    /// Where in a JSON document (a control plane's snapshot) the value is, as a JSON pointer (RFC 6901): JSON
+    /// has no lines worth quoting, and the pointer is what an API client can match to the field it sent. `line`
+    /// then orders diagnostics as the document does.
+    public var pointer: String?
 
-    public init(file: String, line: Int, column: Int) {
+    public init(file: String, line: Int, column: Int, pointer: String? = nil) {
         self.file = file
         self.line = line
         self.column = column
+        self.pointer = pointer
     }
 
-    public var description: String { "\(file):\(line):\(column)" }
+    /// `file:line:column`, or `document#/json/pointer` (RFC 6901's URI fragment form).
+    public var description: String {
+        if let pointer { return "\(file)#\(pointer)" }
+        return "\(file):\(line):\(column)"
+    }
 }
 
 /// One problem found in a configuration, with where it is and what was expected.

@@ -82,8 +82,15 @@ struct Config: ParsableCommand {
         @Flag(help: .hidden)
         var probe = false
 
+        @Option(help: ArgumentHelp(
+            "A control plane's snapshot (JSON: routes, upstreams, filters, policies) to check laid over the file, "
+                + "as a data plane would apply it; its errors point at the field (FILE#/json/pointer).",
+            valueName: "FILE"))
+        var snapshot: String?
+
         func run() throws {
             let file = try source.path()
+            if let snapshot { return try Self.validate(file, snapshot: snapshot) }
             if probe {
                 // The child side of ConfigProbe: parse, say nothing, exit 0 or 1. A crash is the answer too.
                 do {
@@ -97,15 +104,29 @@ struct Config: ParsableCommand {
         }
 
         /// Loads `file` as start and reload do; prints every error (and warning) and exits 1 on errors.
-        static func validate(_ file: String) throws {
+        static func validate(_ file: String, snapshot: String? = nil) throws {
             try probeParser(file)
+            var document: [UInt8]?
+            if let snapshot {
+                guard let bytes = FileManager.default.contents(atPath: snapshot) else {
+                    FileHandle.standardError.write(Data("\(snapshot): cannot read the snapshot\n".utf8))
+                    throw ExitCode(1)
+                }
+                document = Array(bytes)
+            }
             do {
-                let configuration = try ConfigLoader.checkingTLS.load(file: file)
+                let configuration: Configuration
+                if let snapshot, let document {
+                    configuration = try ConfigLoader.checkingTLS.load(
+                        file: file, snapshot: ConfigSnapshot(version: snapshot, document: document))
+                } else {
+                    configuration = try ConfigLoader.checkingTLS.load(file: file)
+                }
                 // Warnings (an unused filter) do not make the file invalid, but the operator should see them.
                 for warning in configuration.warnings {
                     FileHandle.standardError.write(Data((warning.description + "\n").utf8))
                 }
-                print("\(file): configuration is valid (hash \(configuration.hash))")
+                print("\(file)\(snapshot.map { " with \($0)" } ?? ""): configuration is valid (hash \(configuration.hash))")
             } catch {
                 FileHandle.standardError.write(Data((error.description + "\n").utf8))
                 throw ExitCode(1)

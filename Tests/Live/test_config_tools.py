@@ -124,3 +124,32 @@ def test_toml_syntax_errors_are_said_in_jesters_words(tmp_path):
             assert result.returncode == 1, (args, result.stdout)
             assert f"{path}:{expected.format(file=path)}" in result.stderr, result.stderr
             assert "Error while parsing" not in result.stderr
+
+
+def test_validate_checks_a_control_plane_snapshot_over_the_file(tmp_path):
+    """A snapshot laid over the bootstrap file: a good one is valid and answers with its own hash; a bad one is
+    refused with every error at its JSON pointer; an unreadable one is an error too."""
+    boot = tmp_path / "jester.toml"
+    boot.write_text('[[listeners]]\nname = "web"\naddress = "127.0.0.1:19704"\n\n'
+                    '[[routes]]\nname = "file"\nrespond = { status = 200 }\n')
+    plain = jester("config", "validate", "-c", str(boot))
+    assert plain.returncode == 0, plain.stderr
+
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"routes": [{"name": "api", "path_prefix": "/api/", "upstream": "api"}],
+                                "upstreams": {"api": {"targets": ["127.0.0.1:19705"]}}}))
+    result = jester("config", "validate", "-c", str(boot), "--snapshot", str(good))
+    assert result.returncode == 0, result.stderr
+    assert f"with {good}: configuration is valid" in result.stdout
+    assert result.stdout.split("hash ")[1] != plain.stdout.split("hash ")[1]
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"listeners": [], "routes": [{"name": "api", "upstream": "missing"}]}))
+    result = jester("config", "validate", "-c", str(boot), "--snapshot", str(bad))
+    assert result.returncode == 1
+    assert f"snapshot {bad}#/listeners: error: 'listeners' is the bootstrap file's to set" in result.stderr
+    assert f"snapshot {bad}#/routes/0/upstream: error: route 'api' names upstream 'missing'" in result.stderr
+
+    result = jester("config", "validate", "-c", str(boot), "--snapshot", str(tmp_path / "absent.json"))
+    assert result.returncode == 1
+    assert "cannot read the snapshot" in result.stderr

@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: Apache-2.0
+@testable import JesterConfig
+import Testing
+
+/// A control plane's snapshot laid over the bootstrap file (issue 25): which keys it may set, how they take
+/// precedence, and errors that point at the field with a JSON pointer. The values are checked by the same
+/// decoder as the file's (its own tests cover them); these hold the overlay to its rules.
+
+private let bootstrap = """
+    [[listeners]]
+    name = "public"
+    address = "127.0.0.1:8080"
+
+    [upstreams.app]
+    targets = ["127.0.0.1:9000"]
+
+    [[routes]]
+    name = "from-file"
+    respond = { status = 200, body = "bootstrap" }
+    """
+
+private func load(_ json: String, environment: [String: String] = [:]) throws(ConfigError) -> Configuration {
+    try ConfigLoader(environment: environment).load(
+        text: bootstrap, file: "jester.toml", snapshot: ConfigSnapshot(version: "7", document: Array(json.utf8)))
+}
+
+private func diagnostics(_ json: String) -> [ConfigDiagnostic] {
+    do {
+        _ = try load(json)
+        return []
+    } catch {
+        return error.diagnostics
+    }
+}
+
+@Test func aSnapshotsKeysReplaceTheFilesAndTheRestStays() throws {
+    let configuration = try load("""
+        {"routes": [{"name": "api", "path_prefix": "/api/", "upstream": "api"}],
+         "upstreams": {"api": {"targets": ["127.0.0.1:9100"]}}}
+        """)
+    // Routes replaced whole: the file's route is gone.
+    #expect(configuration.routes.map(\.name) == ["api"])
+    // Upstreams replaced whole too: the file's "app" is not merged in beside "api".
+    #expect(configuration.upstreams.map(\.name) == ["api"])
+    // The bootstrap file's own keys are untouched.
+    #expect(configuration.listeners.map(\.name) == ["public"])
+}
+
+@Test func keysTheSnapshotLeavesOutKeepTheFilesValues() throws {
+    let configuration = try load(#"{"routes": [{"name": "app", "upstream": "app"}]}"#)
+    #expect(configuration.routes.map(\.name) == ["app"])
+    #expect(configuration.upstreams.map(\.name) == ["app"])
+}
+
+@Test func anEmptySnapshotIsTheBootstrapFile() throws {
+    let plain = try ConfigLoader(environment: [:]).load(text: bootstrap, file: "jester.toml")
+    let overlaid = try load("{}")
+    #expect(overlaid.hash == plain.hash)
+}
+
+@Test func bootstrapOnlyKeysAreRefusedWithTheReason() {
+    let found = diagnostics(#"{"listeners": [], "server": {"workers": 2}}"#)
+    #expect(found.map(\.location.pointer) == ["/listeners", "/server"])
+    #expect(found.allSatisfy { $0.message.contains("the bootstrap file's to set, not a snapshot's") })
+    #expect(found.first?.description.hasPrefix("snapshot 7#/listeners: error:") == true)
+}
+
+@Test func unknownKeysAreRefusedWithASuggestion() {
+    let found = diagnostics(#"{"rutes": []}"#)
+    #expect(found.map(\.message) == ["unknown key 'rutes' (did you mean 'routes'?)"])
+}
+
+@Test func errorsInValuesPointAtTheField() {
+    let found = diagnostics("""
+        {"routes": [{"name": "ok", "respond": {"status": 200}},
+                    {"name": "api", "path_prefix": 5, "upstream": "missing"}]}
+        """)
+    let pointers = Set(found.compactMap(\.location.pointer))
+    #expect(pointers.contains("/routes/1/path_prefix"))
+    #expect(pointers.contains("/routes/1/upstream"))
+    #expect(found.allSatisfy { $0.location.file == "snapshot 7" })
+}
+
+@Test func pointerTokensEscapeSlashAndTilde() {
+    #expect(ConfigNode.escapedPointerToken("a/b~c") == "a~1b~0c")
+    let found = diagnostics(#"{"upstreams": {"a/b~c": {"targets": "not-an-array"}}}"#)
+    #expect(found.contains { $0.location.pointer == "/upstreams/a~1b~0c/targets" })
+}
+
+@Test func theDocumentMustBeAJSONObject() {
+    #expect(diagnostics("[]").map(\.message)
+        == ["a snapshot is a JSON object of routes, upstreams, filters and policies, not an array"])
+    let broken = diagnostics(#"{"routes": ["#)
+    #expect(broken.count == 1)
+    #expect(broken.first?.message.hasPrefix("invalid JSON: ") == true)
+    #expect(broken.first?.location.pointer == "")
+    // A name given twice could be read two ways: refused by the parser.
+    #expect(diagnostics(#"{"routes": [], "routes": []}"#).first?.message.hasPrefix("invalid JSON") == true)
+}
+
+@Test func nullAndOutOfRangeNumbersAreTypeErrors() {
+    let found = diagnostics(#"{"upstreams": {"api": {"targets": null}}}"#)
+    #expect(found.contains { $0.location.pointer == "/upstreams/api/targets" && $0.message.contains("null") })
+    let huge = diagnostics(#"{"routes": [{"name": "x", "respond": {"status": 1e999999}}]}"#)
+    #expect(!huge.isEmpty)
+}
+
+@Test func theEnvironmentIsNotExpandedInASnapshot() throws {
+    let configuration = try load(
+        #"{"routes": [{"name": "leak", "respond": {"status": 200, "body": "${SECRET}"}}]}"#,
+        environment: ["SECRET": "hunter2"])
+    guard case .respond(_, _, let body) = configuration.routes.first?.action else {
+        Issue.record("expected a fixed answer")
+        return
+    }
+    #expect(body == "${SECRET}")
+}
+
+@Test func theBootstrapFileIsStillExpandedBeneathASnapshot() throws {
+    let text = #"[[listeners]]\#nname = "public"\#naddress = "${ADDRESS}"\#n"#
+    let configuration = try ConfigLoader(environment: ["ADDRESS": "127.0.0.1:8181"]).load(
+        text: text, file: "jester.toml",
+        snapshot: ConfigSnapshot(version: "1", document: Array(#"{"routes": [{"name": "r", "respond": {"status": 204}}]}"#.utf8)))
+    #expect(configuration.listeners.first?.address.port == 8181)
+}
