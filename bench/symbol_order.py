@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections import Counter
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -100,8 +101,10 @@ class Upstream(BaseHTTPRequestHandler):
 
 
 def build(work):
-    """Links the packaged release build with a map; returns (binary, map)."""
-    scratch = ROOT / ".build" / "deb-scratch"
+    """Links the release build as the package links it, with a map; returns (binary, map). In a build directory
+    of its own: Packaging/build-deb.sh builds the same flags from a copy of the tree, and sharing its directory
+    from another root would make each rebuild everything."""
+    scratch = ROOT / ".build" / "order-scratch"
     link_map = work / "jester.map"
     flags = [word for line in (ROOT / "Packaging" / "swift-release-flags").read_text().splitlines()
              if not line.startswith("#") for word in line.split()]
@@ -167,7 +170,9 @@ def record(binary, work):
 
 
 def text_sections(link_map):
-    """(start, size, first symbol) of every input section of .text, by address, from lld's link map.
+    """(start, size, name) of every input section of .text, by address, from lld's link map. The name is the
+    section's first symbol that no other section has: the linker moves every section that has a listed name, and
+    the outlined helpers Swift copies into many objects share theirs.
 
     A section without a symbol cannot be named to the linker and stays where it is: Swift's private functions
     (.Lobjectdestroy…) are not in the symbol table. They cost the few 64 KiB windows an idle worker still maps
@@ -183,12 +188,18 @@ def text_sections(link_map):
             depth, name = len(match.group(3)), match.group(4)
             if depth == 1:  # an output section
                 in_text = name == ".text"
-            elif in_text and depth == 9:  # an input section; its first symbol (depth 17) names it to the linker
-                pending = [int(match.group(1), 16), int(match.group(2), 16), None]
+            elif in_text and depth == 9:  # an input section; its symbols follow at depth 17
+                pending = [int(match.group(1), 16), int(match.group(2), 16), []]
                 sections.append(pending)
-            elif in_text and depth == 17 and pending is not None and pending[2] is None:
-                pending[2] = name
-    return [tuple(section) for section in sections if section[2] is not None and section[1] > 0]
+            elif in_text and depth == 17 and pending is not None:
+                pending[2].append(name)
+    uses = Counter(name for _, _, names in sections for name in set(names))
+    named = []
+    for start, size, names in sections:
+        unique = [name for name in names if uses[name] == 1]
+        if size > 0 and (unique or names):
+            named.append((start, size, (unique or names)[0]))
+    return named
 
 
 def pages_of(start, size):
@@ -252,6 +263,10 @@ def main():
         f"# ({worker_pages} pages by a worker) and left {len(skipped)} large sections that mostly do not run in place.",
     ]
     Path(arguments.out).write_text("\n".join(header + names) + "\n")
+    # SwiftPM does not know the order is an input of the link: remove what it linked, so the next build relinks.
+    for scratch in (ROOT / ".build").glob("*/release"):
+        for product in ("jester", "jesterctl"):
+            (scratch / product).unlink(missing_ok=True)
     print(f"{arguments.out}: {len(names)} sections, {len(entered_pages)} pages ({worker_pages} by the workers), "
           f"{len(skipped)} large sections left in place")
 

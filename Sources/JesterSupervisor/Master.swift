@@ -338,7 +338,10 @@ public final class Master: @unchecked Sendable {
             reply(.reloadResult(ReloadResult(success: false, generation: generation, configHash: configuration.hash,
                 errors: [reason])), to: requester?.target)
         case .notifySystemd(.ready):
-            Systemd.notify("READY=1")
+            if !Systemd.notify("READY=1"), let problem = Systemd.notifySocketProblem {
+                // systemd would time the unit out with nothing in the log to say why.
+                logger.error("cannot tell systemd the service is ready", metadata: ["error": "\(problem)"])
+            }
             startSystemdReporting()
         case .notifySystemd(.reloading):
             Systemd.notifyReloading()

@@ -6,12 +6,23 @@ import Glibc
 ///
 /// These are systemd's stable protocols (sd_notify(3), sd_listen_fds(3), sd_watchdog_enabled(3)), spoken here
 /// without libsystemd, as systemd's own manual shows how to: a datagram to `$NOTIFY_SOCKET`, a few environment
-/// variables. The library, with the libgcrypt, liblzma, liblz4 and libgpg-error it loads, cost every idle worker
-/// 0.1-0.2 MiB of PSS (bench/PERFORMANCE.md, Footprint) for messages only the master sends, and put five more
-/// libraries in the address space of a process that parses hostile input.
+/// variables. The library, with the libgcrypt, liblzma, liblz4, libcap and libgpg-error it loads, cost every idle
+/// worker 0.1-0.2 MiB of PSS (bench/PERFORMANCE.md, Footprint) for messages only the master sends, and put six
+/// more libraries in the address space of a process that parses hostile input.
 public enum Systemd {
     /// Whether systemd asked for notifications (NOTIFY_SOCKET is set).
     public static var isNotifying: Bool { environment("NOTIFY_SOCKET") != nil }
+
+    /// Why `$NOTIFY_SOCKET` cannot be written to, or nil when it is unset or usable: said in the log, since a
+    /// Type=notify unit otherwise just times out.
+    public static var notifySocketProblem: String? {
+        guard let value = environment("NOTIFY_SOCKET") else { return nil }
+        guard let address = NotifyAddress(value) else {
+            return "NOTIFY_SOCKET=\(value) is neither a path nor an abstract socket name (@name)"
+        }
+        guard address.socketAddressBytes != nil else { return "NOTIFY_SOCKET=\(value) is too long for a socket address" }
+        return "NOTIFY_SOCKET=\(value) does not accept datagrams (\(String(cString: strerror(errno))))"
+    }
 
     /// Sends a state string such as `READY=1`, `RELOADING=1`, `STOPPING=1` or `STATUS=...`; false when there is
     /// no one to tell or the datagram could not be sent.
@@ -81,11 +92,17 @@ public enum Systemd {
         let passed = activatedDescriptors(
             pid: environment("LISTEN_PID"), count: environment("LISTEN_FDS"), names: environment("LISTEN_FDNAMES"),
             ourPID: getpid())
-        for variable in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] { unsetenv(variable) }
+        for variable in ["LISTEN_PID", "LISTEN_PIDFDID", "LISTEN_FDS", "LISTEN_FDNAMES"] { unsetenv(variable) }
+        return adopt(passed)
+    }
+
+    /// The passed descriptors made close-on-exec and described. A number that is not open means the variables
+    /// were not meant for this process (or are corrupt): none is taken, as libsystemd takes none, rather than
+    /// adopting numbers a later socket of Jester's own may reuse.
+    static func adopt(_ passed: [(fd: Int32, name: String)]) -> [ActivatedSocket] {
+        guard passed.allSatisfy({ fcntl($0.fd, F_SETFD, FD_CLOEXEC) == 0 }) else { return [] }
         return passed.map { descriptor in
-            _ = fcntl(descriptor.fd, F_SETFD, FD_CLOEXEC)
-            return ActivatedSocket(
-                fd: descriptor.fd, name: descriptor.name, address: localAddress(of: descriptor.fd) ?? "")
+            ActivatedSocket(fd: descriptor.fd, name: descriptor.name, address: localAddress(of: descriptor.fd) ?? "")
         }
     }
 

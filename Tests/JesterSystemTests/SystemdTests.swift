@@ -106,3 +106,16 @@ private func receive(_ fd: Int32) -> (message: String, descriptor: Int32) {
 @Test func nothingIsSentWhereNoOneListens() {
     #expect(!Systemd.send("READY=1", descriptor: -1, to: .path("/tmp/jester-no-such-notify-socket-\(getpid())")))
 }
+
+@Test func passedSocketsAreAdoptedCloseOnExecOnlyWhenAllAreOpen() throws {
+    let listener = try ListeningSocket.bind(host: "127.0.0.1", port: 0, backlog: 4)
+    defer { close(listener) }
+    let adopted = Systemd.adopt([(fd: listener, name: "public")])
+    #expect(adopted.map(\.name) == ["public"])
+    #expect(adopted.first?.address.hasPrefix("127.0.0.1:") == true)
+    #expect(fcntl(listener, F_GETFD) & FD_CLOEXEC != 0)
+    // A number that is not open: the variables were not for us, so nothing is taken, not even the open one.
+    var unused: Int32 = 900
+    while fcntl(unused, F_GETFD) != -1 { unused += 1 }
+    #expect(Systemd.adopt([(fd: listener, name: "public"), (fd: unused, name: "ghost")]).isEmpty)
+}

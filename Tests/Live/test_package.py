@@ -69,6 +69,8 @@ def test_package_builds_installs_upgrades_without_loss_and_purges(tmp_path):
     assert "libssl3" in depends and "libnghttp2-14" in depends and "swift" not in depends.lower(), depends
     # The content codings' libraries (JesterCompression), found by dpkg-shlibdeps like the others.
     assert "zlib1g" in depends and "libbrotli1" in depends and "libzstd1" in depends, depends
+    # systemd's protocols are spoken without libsystemd (JesterSystem's Systemd).
+    assert "libsystemd" not in depends, depends
 
     master = None
     listener = None
