@@ -373,6 +373,11 @@ struct ConfigDecoder {
 
     /// Reads a file the configuration names, resolving a relative path against the configuration file's directory.
     mutating func readFile(_ path: String, at location: SourceLocation) -> Data? {
+        if location.pointer != nil {
+            // Written in a control plane's snapshot: the master (root) would read, serve or send a host file.
+            report(location, ConfigSnapshot.noHostFiles(path))
+            return nil
+        }
         let base = (location.file as NSString).deletingLastPathComponent
         let absolute = path.hasPrefix("/") || base.isEmpty ? path : base + "/" + path
         do {

@@ -10,10 +10,14 @@ import JesterControl
 /// its errors point at the field with a JSON pointer (`snapshot 42#/routes/0/upstream`).
 ///
 /// Precedence: each key the snapshot sets replaces the bootstrap file's whole value for that key (its routes
-/// replace the file's routes; upstreams the snapshot leaves out stay as the file has them). Everything else
-/// (listeners and their TLS files, the master's own settings, logging, limits, the admin API) is the bootstrap
-/// file's alone: a snapshot that sets it is refused, with the reason, and the configuration in use stays.
-/// `${VAR}` is not expanded in a snapshot: the host's environment is not a control plane's to read.
+/// replace the file's routes; keys it leaves out stay as the file has them). Everything else (listeners and their
+/// TLS files, the master's own settings, logging, limits, the admin API) is the bootstrap file's alone: a snapshot
+/// that sets it is refused, with the reason, and the configuration in use stays. So are the upstreams, filters
+/// and policies the file's listeners name: they stay the file's, and a snapshot may not redefine them.
+///
+/// What a control plane may not reach through the keys it owns: the host's environment (`${VAR}` is not expanded
+/// in a snapshot) and the host's files (a path in a snapshot, an error page, a secret file, an upstream's TLS key,
+/// a policy module, is refused: the master runs as root and would read, serve or send it).
 public struct ConfigSnapshot: Sendable, Equatable {
     /// The top-level keys a snapshot may set.
     public static let dynamicKeys: Set<String> = ["routes", "upstreams", "filters", "policies"]
@@ -28,8 +32,52 @@ public struct ConfigSnapshot: Sendable, Equatable {
         self.document = document
     }
 
-    /// What diagnostics call the document: `snapshot <version>`.
-    var name: String { "snapshot \(version)" }
+    /// What diagnostics call the document: `snapshot <version>`, control characters shown as `?`.
+    var name: String {
+        "snapshot " + String(String.UnicodeScalarView(version.unicodeScalars.map {
+            $0.properties.generalCategory == .control ? "?" : $0
+        }))
+    }
+
+    /// Why a path in a snapshot is refused.
+    static func noHostFiles(_ path: String) -> String {
+        "a snapshot cannot name files on the host ('\(path)'); this belongs in the bootstrap file"
+    }
+
+    /// The upstreams, filters and policies the bootstrap file's listeners name, by snapshot key, with the
+    /// listener naming each: they stay the file's.
+    static func namesListenersUse(_ listeners: ConfigNode?) -> [String: [String: String]] {
+        var used: [String: [String: String]] = [:]
+        guard case .array(let entries)? = listeners?.value else { return used }
+        for entry in entries {
+            guard case .table(let listener) = entry.value else { continue }
+            let listenerName: String
+            if case .string(let name)? = listener["name"]?.value { listenerName = name } else { listenerName = "?" }
+            if case .string(let upstream)? = listener["upstream"]?.value {
+                used["upstreams", default: [:]][upstream] = listenerName
+            }
+            if case .array(let filters)? = listener["filters"]?.value {
+                for case .string(let filter) in filters.map(\.value) { used["filters", default: [:]][filter] = listenerName }
+            }
+            if case .array(let policies)? = listener["policies"]?.value {
+                for attachment in policies {
+                    guard case .table(let fields) = attachment.value,
+                        case .string(let policy)? = fields["policy"]?.value
+                    else { continue }
+                    used["policies", default: [:]][policy] = listenerName
+                }
+            }
+        }
+        return used
+    }
+
+    /// "upstream" for "upstreams", as messages say one of them.
+    static func singular(_ key: String) -> String {
+        switch key {
+        case "policies": return "policy"
+        default: return String(key.dropLast())
+        }
+    }
 }
 
 extension ConfigNode {
@@ -46,16 +94,31 @@ extension ConfigNode {
             return
         }
         var ordinal = 0
-        let node = ConfigNode(json: tree, pointer: "", file: snapshot.name, ordinal: &ordinal)
+        let node = ConfigNode(
+            json: tree, pointer: "", file: snapshot.name, ordinal: &ordinal, diagnostics: &diagnostics)
         guard case .table(let members) = node.value else {
             diagnostics.append(ConfigDiagnostic(documentLocation,
                 "a snapshot is a JSON object of routes, upstreams, filters and policies, not \(node.typeName)"))
             return
         }
         guard case .table(var mine) = value else { return }
+        let hostOwned = ConfigSnapshot.namesListenersUse(mine["listeners"])
         for key in members.keys.sorted() {
-            let member = members[key]!
+            var member = members[key]!
             if Self.isDynamic(key) {
+                if let owned = hostOwned[key], case .table(var entries) = member.value {
+                    let filesEntries: [String: ConfigNode]
+                    if case .table(let table)? = mine[key]?.value { filesEntries = table } else { filesEntries = [:] }
+                    for (name, listener) in owned.sorted(by: { $0.key < $1.key }) {
+                        if let redefined = entries[name] {
+                            diagnostics.append(ConfigDiagnostic(redefined.location,
+                                "\(ConfigSnapshot.singular(key)) '\(name)' is the bootstrap file's (its listener "
+                                    + "'\(listener)' uses it); a snapshot cannot redefine it"))
+                        }
+                        entries[name] = filesEntries[name]
+                    }
+                    member.value = .table(entries)
+                }
                 mine[key] = member
             } else if ConfigSchema.root.fields.contains(where: { $0.name == key }) {
                 diagnostics.append(ConfigDiagnostic(member.location,
@@ -74,14 +137,16 @@ extension ConfigNode {
 
     private static func isDynamic(_ key: String) -> Bool { ConfigSnapshot.dynamicKeys.contains(key) }
 
-    /// A JSON value as a located node: its location is its JSON pointer, and `ordinal` (its place in the
-    /// document) stands in for the line, so diagnostics sort in document order.
-    init(json: JSONTree, pointer: String, file: String, ordinal: inout Int) {
+    /// A JSON value as a located node: its location is its JSON pointer, and `ordinal` (its place in a walk of
+    /// the document, members by sorted name) stands in for the line, so diagnostics come in a fixed order.
+    /// null and numbers no key could hold are refused here, where they are seen: a policy's free-form `config`
+    /// would otherwise take them as strings.
+    init(json: JSONTree, pointer: String, file: String, ordinal: inout Int, diagnostics: inout [ConfigDiagnostic]) {
         ordinal += 1
         let location = SourceLocation(file: file, line: ordinal, column: 0, pointer: pointer)
         switch json {
         case .null:
-            // No configuration key takes null: the decoder says what the key expects, "got null".
+            diagnostics.append(ConfigDiagnostic(location, "null is not a configuration value (leave the key out)"))
             self.init(value: .other("null"), location: location)
         case .bool(let flag):
             self.init(value: .boolean(flag), location: location)
@@ -91,6 +156,7 @@ extension ConfigNode {
             } else if text.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }), let number = Double(text) {
                 self.init(value: .float(number), location: location)
             } else {
+                diagnostics.append(ConfigDiagnostic(location, "\(text) is out of range"))
                 self.init(value: .other("a number out of range"), location: location)
             }
         case .string(let text):
@@ -99,7 +165,9 @@ extension ConfigNode {
             var nodes: [ConfigNode] = []
             nodes.reserveCapacity(elements.count)
             for (index, element) in elements.enumerated() {
-                nodes.append(ConfigNode(json: element, pointer: pointer + "/\(index)", file: file, ordinal: &ordinal))
+                nodes.append(ConfigNode(
+                    json: element, pointer: pointer + "/\(index)", file: file, ordinal: &ordinal,
+                    diagnostics: &diagnostics))
             }
             self.init(value: .array(nodes), location: location)
         case .object(let members):
@@ -108,7 +176,7 @@ extension ConfigNode {
             for key in members.keys.sorted() {
                 children[key] = ConfigNode(
                     json: members[key]!, pointer: pointer + "/" + Self.escapedPointerToken(key), file: file,
-                    ordinal: &ordinal)
+                    ordinal: &ordinal, diagnostics: &diagnostics)
             }
             self.init(value: .table(children), location: location)
         }
@@ -116,14 +184,14 @@ extension ConfigNode {
 
     /// RFC 6901 §3: `~` is written `~0` and `/` is written `~1` inside a reference token.
     static func escapedPointerToken(_ key: String) -> String {
-        var token = ""
-        for character in key {
-            switch character {
-            case "~": token += "~0"
-            case "/": token += "~1"
-            default: token.append(character)
+        var token = String.UnicodeScalarView()
+        for scalar in key.unicodeScalars {
+            switch scalar {
+            case "~": token.append(contentsOf: "~0".unicodeScalars)
+            case "/": token.append(contentsOf: "~1".unicodeScalars)
+            default: token.append(scalar)
             }
         }
-        return token
+        return String(token)
     }
 }

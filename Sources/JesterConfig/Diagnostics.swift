@@ -6,7 +6,7 @@ public struct SourceLocation: Sendable, Hashable, Codable, CustomStringConvertib
     public var column: Int
     /// Where in a JSON document (a control plane's snapshot) the value is, as a JSON pointer (RFC 6901): JSON
     /// has no lines worth quoting, and the pointer is what an API client can match to the field it sent. `line`
-    /// then orders diagnostics as the document does.
+    /// then only orders diagnostics, in a fixed order (members by sorted name).
     public var pointer: String?
 
     public init(file: String, line: Int, column: Int, pointer: String? = nil) {
@@ -16,7 +16,7 @@ public struct SourceLocation: Sendable, Hashable, Codable, CustomStringConvertib
         self.pointer = pointer
     }
 
-    /// `file:line:column`, or `document#/json/pointer` (RFC 6901's URI fragment form).
+    /// `file:line:column`, or `document#/json/pointer` (the pointer as written, not percent-encoded).
     public var description: String {
         if let pointer { return "\(file)#\(pointer)" }
         return "\(file):\(line):\(column)"

@@ -170,6 +170,12 @@ extension ConfigDecoder {
             return nil
         }
         policyLocations.modules[name] = table.location(of: "module")
+        if table.location(of: "module").pointer != nil {
+            // A snapshot's policy would have the master load any file on the host.
+            report(table.location(of: "module"), ConfigSnapshot.noHostFiles(path))
+            table.finish(decoder: &self)
+            return nil
+        }
         // Absolute from here on: a reload does not depend on the master's working directory.
         var policy = PolicySettings(name: name, module: Self.resolve(path, at: node.location))
         if let manifest = table.string("manifest", decoder: &self) {

@@ -84,7 +84,7 @@ struct Config: ParsableCommand {
 
         @Option(help: ArgumentHelp(
             "A control plane's snapshot (JSON: routes, upstreams, filters, policies) to check laid over the file, "
-                + "as a data plane would apply it; its errors point at the field (FILE#/json/pointer).",
+                + "as a data plane would apply it; its errors point at the field (snapshot FILE#/json/pointer).",
             valueName: "FILE"))
         var snapshot: String?
 

@@ -123,3 +123,64 @@ private func diagnostics(_ json: String) -> [ConfigDiagnostic] {
         snapshot: ConfigSnapshot(version: "1", document: Array(#"{"routes": [{"name": "r", "respond": {"status": 204}}]}"#.utf8)))
     #expect(configuration.listeners.first?.address.port == 8181)
 }
+
+@Test func aSnapshotCannotNameFilesOnTheHost() {
+    // The master runs as root: an error page would serve the file, an upstream's TLS key would be presented, a
+    // policy module would be loaded. Each is refused at its field, and nothing is read.
+    let found = diagnostics("""
+        {"routes": [{"name": "leak", "respond": {"status": 200}, "error_pages": {"pages": {"404": "/etc/shadow"}}}],
+         "upstreams": {"u": {"targets": ["127.0.0.1:9"], "tls": {"ca": "/etc/ssl/certs/ca-certificates.crt"}}},
+         "policies": {"p": {"module": "/usr/lib/x.wasm"}}}
+        """)
+    let refused = found.filter { $0.message.hasPrefix("a snapshot cannot name files on the host") }
+    #expect(Set(refused.compactMap(\.location.pointer))
+        == ["/routes/0/error_pages/pages/404", "/upstreams/u/tls/ca", "/policies/p/module"])
+    #expect(refused.first { $0.location.pointer == "/routes/0/error_pages/pages/404" }?.message.contains("/etc/shadow") == true)
+}
+
+private let bootstrapWithAListenerFilter = """
+    [[listeners]]
+    name = "public"
+    address = "127.0.0.1:8080"
+    filters = ["guard"]
+
+    [filters.guard]
+    kind = "ip_rules"
+    allow = ["127.0.0.0/8"]
+    """
+
+@Test func namesTheFilesListenersUseStayTheFiles() throws {
+    let snapshot = ConfigSnapshot(version: "3", document: Array("""
+        {"filters": {"burst": {"kind": "ip_rules", "deny": ["192.0.2.0/24"]}},
+         "routes": [{"name": "r", "filters": ["burst"], "respond": {"status": 204}}]}
+        """.utf8))
+    let configuration = try ConfigLoader(environment: [:]).load(
+        text: bootstrapWithAListenerFilter, file: "jester.toml", snapshot: snapshot)
+    // The snapshot's filters replaced the file's, except the one the file's listener uses, which stays.
+    #expect(configuration.filters.map(\.name) == ["burst", "guard"])
+}
+
+@Test func aSnapshotCannotRedefineWhatTheFilesListenersUse() {
+    let snapshot = ConfigSnapshot(version: "3", document: Array("""
+        {"filters": {"guard": {"kind": "ip_rules", "allow": ["0.0.0.0/0"]}}}
+        """.utf8))
+    do {
+        _ = try ConfigLoader(environment: [:]).load(
+            text: bootstrapWithAListenerFilter, file: "jester.toml", snapshot: snapshot)
+        Issue.record("a snapshot opened the file's listener filter")
+    } catch {
+        #expect(error.diagnostics.map(\.location.pointer) == ["/filters/guard"])
+        #expect(error.diagnostics.first?.message
+            == "filter 'guard' is the bootstrap file's (its listener 'public' uses it); a snapshot cannot redefine it")
+    }
+}
+
+@Test func nullIsRefusedEvenWhereAnyValueGoes() {
+    // A policy's config takes free-form values; null would have become the string "null".
+    let found = diagnostics(#"{"routes": [{"name": "r", "respond": {"status": 204, "body": null}}]}"#)
+    #expect(found.contains { $0.location.pointer == "/routes/0/respond/body" && $0.message.hasPrefix("null is not") })
+}
+
+@Test func controlCharactersInAVersionAreNotPrinted() {
+    #expect(ConfigSnapshot(version: "7\nerror: forged", document: []).name == "snapshot 7?error: forged")
+}
