@@ -35,13 +35,15 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections import Counter
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+import harness  # noqa: E402  (the TLS fixtures and the readiness probe)
 PAGE = 4096
 
 CONFIG = """
@@ -61,11 +63,7 @@ address = "127.0.0.1:{http_port}"
 [[listeners]]
 name = "secure"
 address = "127.0.0.1:{https_port}"
-[listeners.tls]
-[[listeners.tls.certificates]]
-cert = "{dir}/cert.pem"
-key = "{dir}/key.pem"
-
+{tls}
 [upstreams.app]
 targets = ["127.0.0.1:{upstream_port}"]
 
@@ -120,30 +118,17 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def wait_for_port(port, deadline):
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"symbol_order: nothing listens on {port}")
-
-
 def record(binary, work):
     """Runs the scenario; returns (master pid, {pid: [code address entered, ...] in first-seen order})."""
     library = work / "text_pages.so"
     subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", str(library), str(HERE / "support" / "text_pages.c")],
                    check=True)
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                    "-subj", "/CN=localhost", "-days", "1", "-keyout", str(work / "key.pem"),
-                    "-out", str(work / "cert.pem")], check=True, capture_output=True)
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     http_port, https_port = free_port(), free_port()
     config = work / "jester.toml"
     config.write_text(CONFIG.format(dir=work, http_port=http_port, https_port=https_port,
-                                    upstream_port=upstream.server_address[1]))
+                                    upstream_port=upstream.server_address[1], tls=harness.jester_tls()))
     entries_dir = work / "entries"
     entries_dir.mkdir()
     environment = dict(os.environ, LD_PRELOAD=str(library), TEXT_PAGES_DIR=str(entries_dir),
@@ -151,8 +136,7 @@ def record(binary, work):
     master = subprocess.Popen([binary, "--config", str(config)], env=environment,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120  # every page change faults: start-up takes seconds
-        wait_for_port(http_port, deadline)
+        harness.wait_for_http(http_port, path="/", timeout=120)  # every page change faults: start-up takes seconds
         time.sleep(10)  # both workers up
         for path in ["/", "/app/x", "/old-docs", "/"]:
             subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{http_port}{path}"], timeout=10)

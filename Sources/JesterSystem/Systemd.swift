@@ -165,6 +165,19 @@ public enum Systemd {
             }
             return bytes.count <= MemoryLayout.size(ofValue: sockaddr_un().sun_path) ? bytes : nil
         }
+
+        /// Calls `body` with the address as a `sockaddr` and its length (connect(2), bind(2)); nil when it does
+        /// not fit.
+        func withSocketAddress<Result>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> Result) -> Result? {
+            guard let path = socketAddressBytes else { return nil }
+            var socketAddress = sockaddr_un()
+            socketAddress.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &socketAddress.sun_path) { $0.copyBytes(from: path) }
+            let length = socklen_t(MemoryLayout<sockaddr_un>.offset(of: \.sun_path)! + path.count)
+            return withUnsafePointer(to: &socketAddress) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) }
+            }
+        }
     }
 
     /// One datagram to `$NOTIFY_SOCKET`, with `descriptor` attached when it is not -1.
@@ -176,18 +189,11 @@ public enum Systemd {
     /// One datagram to `address`. systemd learns who sent it from the socket's credentials (SO_PASSCRED on its
     /// side), so nothing else is needed.
     static func send(_ state: String, descriptor: Int32, to address: NotifyAddress) -> Bool {
-        guard let path = address.socketAddressBytes else { return false }
+        guard address.socketAddressBytes != nil else { return false }
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
-        var socketAddress = sockaddr_un()
-        socketAddress.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &socketAddress.sun_path) { $0.copyBytes(from: path) }
-        let length = socklen_t(MemoryLayout<sockaddr_un>.offset(of: \.sun_path)! + path.count)
-        let connected = withUnsafePointer(to: &socketAddress) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) }
-        }
-        guard connected == 0 else { return false }
+        guard address.withSocketAddress({ connect(fd, $0, $1) }) == 0 else { return false }
         let message = Array(state.utf8)
         let sent = message.withUnsafeBytes { cjester_send_with_fd(fd, $0.baseAddress, $0.count, descriptor) }
         return sent == message.count

@@ -54,15 +54,7 @@ import Testing
 private func listen(at address: Systemd.NotifyAddress) throws -> Int32 {
     let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     try #require(fd >= 0)
-    let path = try #require(address.socketAddressBytes)
-    var socketAddress = sockaddr_un()
-    socketAddress.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &socketAddress.sun_path) { $0.copyBytes(from: path) }
-    let length = socklen_t(MemoryLayout<sockaddr_un>.offset(of: \.sun_path)! + path.count)
-    let bound = withUnsafePointer(to: &socketAddress) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-    }
-    try #require(bound == 0)
+    try #require(address.withSocketAddress({ bind(fd, $0, $1) }) == 0)
     return fd
 }
 
