@@ -172,7 +172,27 @@ let package = Package(
             name: "JesterSupervisor",
             dependencies: [
                 "JesterCore", "JesterConfig", "JesterControl", "JesterSystem", "JesterLogging", "JesterFetch",
-                "JesterAuth", "JesterMetrics", "JesterCache", "JesterCacheStore",
+                "JesterAuth", "JesterMetrics", "JesterCache", "JesterCacheStore", "JesterHTTPAPI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
+
+        // The small HTTP/1.1 layer the admin API and the control plane's REST API share: whole requests read with
+        // the data plane's strict head parser, whole answers. No sockets; each server owns its channels.
+        .target(name: "JesterHTTPAPI", dependencies: ["JesterCore"], swiftSettings: swiftSettings),
+        // The control plane (issue 25). Its decisions are pure: the snapshot document and its resources, versions,
+        // diffs, the REST API's answers and the audit record, validated by JesterConfig's loader.
+        .target(
+            name: "JesterControlPlane",
+            dependencies: ["JesterConfig", "JesterControl", "JesterHTTPAPI"],
+            swiftSettings: swiftSettings),
+        // Its I/O: the REST server on NIO and the file store of versions and the audit log.
+        .target(
+            name: "JesterControlPlaneServer",
+            dependencies: [
+                "JesterControlPlane", "JesterHTTPAPI", "JesterConfig", "JesterControl", "JesterLogging", "JesterSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -184,6 +204,7 @@ let package = Package(
             name: "jester",
             dependencies: [
                 "JesterConfig", "JesterSupervisor", "JesterProxy", "JesterTLS", "JesterHTTP2", "JesterHTTP3", "JesterWasm",
+                "JesterControlPlaneServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
@@ -198,6 +219,7 @@ let package = Package(
         .testTarget(name: "JesterCoreTests", dependencies: ["JesterCore"]),
         .testTarget(name: "JesterConfigTests", dependencies: ["JesterConfig"]),
         .testTarget(name: "JesterControlTests", dependencies: ["JesterControl"]),
+        .testTarget(name: "JesterControlPlaneTests", dependencies: ["JesterControlPlane", "JesterControl", "JesterHTTPAPI"]),
         .testTarget(name: "JesterCacheTests", dependencies: ["JesterCache", "JesterCore"]),
         .testTarget(name: "JesterCacheStoreTests", dependencies: ["JesterCacheStore", "JesterCache", "JesterSystem"]),
         .testTarget(name: "JesterLoggingTests", dependencies: ["JesterLogging"]),
@@ -239,7 +261,7 @@ let package = Package(
         .testTarget(
             name: "JesterSupervisorTests",
             dependencies: [
-                "JesterSupervisor", "JesterConfig", "JesterControl",
+                "JesterSupervisor", "JesterConfig", "JesterControl", "JesterHTTPAPI",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]),

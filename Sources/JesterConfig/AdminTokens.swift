@@ -13,8 +13,9 @@ public enum AdminRole: String, Sendable, Codable, CaseIterable {
     }
 }
 
-/// The admin API's bearer tokens, from `[admin] tokens_file`: one `ROLE TOKEN` per line (`write 3f9c…`), `#`
-/// comments and blank lines allowed.
+/// The admin API's bearer tokens, from `[admin] tokens_file` (and the control plane's, `--tokens-file`): one
+/// `ROLE TOKEN [NAME]` per line (`write 3f9c… alice`), `#` comments and blank lines allowed. The name says who
+/// holds the token in the control plane's audit log; without one the token is named by its line.
 ///
 /// Pure apart from `load`: the loader checks the file when the configuration is validated (so a bad line fails
 /// `config validate` and the reload with file:line), and the master loads it for serving at start and on every
@@ -27,6 +28,14 @@ public struct AdminTokens: Sendable, Equatable {
     public struct Entry: Sendable, Equatable {
         public var token: [UInt8]
         public var role: AdminRole
+        /// Who holds it (the line's third word, or `token on line N`), for audit records; never the token.
+        public var name: String
+
+        public init(token: [UInt8], role: AdminRole, name: String) {
+            self.token = token
+            self.role = role
+            self.name = name
+        }
     }
 
     /// A bad line of the file.
@@ -59,9 +68,10 @@ public struct AdminTokens: Sendable, Equatable {
                 problems.append(Problem(line: number, message: "a line must be 'read TOKEN' or 'write TOKEN'"))
                 continue
             }
-            guard words.count == 2 else {
+            guard words.count == 2 || words.count == 3 else {
                 problems.append(Problem(line: number,
-                    message: words.count == 1 ? "'\(role.rawValue)' without a token" : "a token cannot contain spaces"))
+                    message: words.count == 1
+                        ? "'\(role.rawValue)' without a token" : "a line is 'ROLE TOKEN' or 'ROLE TOKEN NAME'"))
                 continue
             }
             let token = Array(words[1].utf8)
@@ -77,7 +87,8 @@ public struct AdminTokens: Sendable, Equatable {
                 continue
             }
             seen[token] = number
-            tokens.entries.append(Entry(token: token, role: role))
+            tokens.entries.append(Entry(
+                token: token, role: role, name: words.count == 3 ? String(words[2]) : "token on line \(number)"))
         }
         return (tokens, problems)
     }
@@ -108,10 +119,15 @@ public struct AdminTokens: Sendable, Equatable {
     /// comparison takes the same time whatever bytes differ, so response times tell an attacker nothing about
     /// how close a guess came.
     public func role(for presented: some Collection<UInt8>) -> AdminRole? {
+        entry(for: presented)?.role
+    }
+
+    /// The entry of the token a client presented (its role and holder), compared as `role(for:)` says.
+    public func entry(for presented: some Collection<UInt8>) -> Entry? {
         let candidate = Array(presented)
-        var found: AdminRole?
+        var found: Entry?
         for entry in entries {
-            if Self.constantTimeEquals(candidate, entry.token) { found = entry.role }
+            if Self.constantTimeEquals(candidate, entry.token) { found = entry }
         }
         return found
     }

@@ -209,9 +209,9 @@ public struct ConfigSchema: Sendable {
             Field("socket", .string,
                 "A Unix socket path to serve the admin API on instead of an address (mode 0660, the control group)."),
             Field("tokens_file", .string,
-                "Bearer tokens (relative to this file), one 'read TOKEN' or 'write TOKEN' per line, at least 16 "
-                    + "characters each; the master reads it as root at start and on every reload, and refuses a file "
-                    + "other users may read. Without it every client of the API may act."),
+                "Bearer tokens (relative to this file), one 'read TOKEN' or 'write TOKEN' per line (a third word may "
+                    + "name its holder), at least 16 characters each; the master reads it as root at start and on every "
+                    + "reload, and refuses a file other users may read. Without it every client of the API may act."),
         ])
 
     public static let http = Table(

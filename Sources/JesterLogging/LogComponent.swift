@@ -24,6 +24,8 @@ public enum LogComponent: String, Sendable, CaseIterable {
     case jwks = "jester.jwks"
     /// The Redis connection behind cluster-wide rate limits.
     case rateLimit = "jester.ratelimit"
+    /// The control plane (`jester control-plane`): its store, its REST API's accepted and refused changes.
+    case controlPlane = "jester.control-plane"
 }
 
 extension Logger {

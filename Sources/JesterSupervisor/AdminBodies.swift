@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
+import JesterHTTPAPI
 import JesterConfig
 import JesterControl
 
 /// The JSON bodies of admin API answers that are not control-protocol types as they are (Docs/admin-openapi.yaml
-/// names each schema). Encoded with snake_case keys (`AdminResponse.json`).
+/// names each schema). Encoded with snake_case keys (`APIResponse.json`).
 enum AdminBodies {
     /// `GET /api/v1/config`.
     struct Config: Encodable, Equatable {

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import JesterHTTPAPI
 import JesterConfig
 import JesterControl
 import NIOCore
@@ -47,13 +48,13 @@ final class AdminServer {
     }
 }
 
-/// One admin API connection: reads requests (`AdminRequestReader`), answers them one at a time in order, keeps
+/// One admin API connection: reads requests (`APIRequestReader`), answers them one at a time in order, keeps
 /// the connection alive between them, and closes it after a framing error or when idle.
 final class AdminConnection: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
 
     private let master: Master
-    private var reader = AdminRequestReader()
+    private var reader = APIRequestReader()
     /// A request is being answered: the next one waits (pipelined requests are answered in order).
     private var answering = false
     private var closing = false
@@ -101,7 +102,7 @@ final class AdminConnection: ChannelInboundHandler, @unchecked Sendable {
             return
         case .refuse(let status, let message):
             closing = true
-            let response = AdminResponse.error(status, message)
+            let response = APIResponse.error(status, message)
             channel.writeAndFlush(ByteBuffer(bytes: response.serialized(keepAlive: false))).whenComplete { _ in
                 channel.close(promise: nil)
             }

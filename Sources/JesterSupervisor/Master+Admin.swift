@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import JesterHTTPAPI
 import Foundation
 import JesterConfig
 import JesterControl
@@ -145,14 +146,14 @@ extension Master {
 /// the control protocol has no message for) and turn its answer into HTTP.
 extension Master {
     /// Answers `request`; `respond` is called once, on the loop, possibly before this returns.
-    func adminRequest(_ request: AdminRequest, on channel: any Channel, respond: @escaping (AdminResponse) -> Void) {
+    func adminRequest(_ request: APIRequest, on channel: any Channel, respond: @escaping (APIResponse) -> Void) {
         let endpoint: AdminEndpoint
         switch AdminRoutes.resolve(method: request.method, path: request.path) {
         case .notFound:
             respond(.error(404, "no resource \(request.path) (jester-admin(7) lists them)"))
             return
         case .methodNotAllowed(let allowed):
-            var response = AdminResponse.error(405, "\(request.path) takes \(allowed) only")
+            var response = APIResponse.error(405, "\(request.path) takes \(allowed) only")
             response.fields.append(("Allow", allowed))
             respond(response)
             return
@@ -172,7 +173,7 @@ extension Master {
         }
         // Each request gets its own reply target, numbered: several API connections can have requests in the
         // dispatcher at once, each answer finding its way back by it.
-        let ask = { (message: ControlMessage, settle: @escaping (ControlMessage) -> AdminResponse) in
+        let ask = { (message: ControlMessage, settle: @escaping (ControlMessage) -> APIResponse) in
             self.controlRequest(message, from: AdminReplyCollector(id: id, channel: channel) { respond(settle($0)) })
         }
         switch endpoint {
@@ -217,7 +218,7 @@ extension Master {
             }
         case .drain:
             // Answered first: the drain closes this socket, and the instance is gone once its workers are.
-            var response = AdminResponse.json(202, AdminBodies.Drain(stopping: true,
+            var response = APIResponse.json(202, AdminBodies.Drain(stopping: true,
                 message: "draining: no new connections; the instance stops once in-flight requests finish"))
             response.closesConnection = true
             respond(response)
@@ -231,7 +232,7 @@ extension Master {
                 respond(.error(404, Self.metricsOffReason))
                 return
             }
-            respond(AdminResponse(status: 200, fields: [("Content-Type", answer.contentType)], body: answer.body))
+            respond(APIResponse(status: 200, fields: [("Content-Type", answer.contentType)], body: answer.body))
         case .reloads:
             respond(.json(200, adminServer.reloads))
         case .recentAccess:
@@ -262,13 +263,13 @@ extension Master {
 
     /// The dispatcher's refusal of a cache request: no route caches (`notFound`, with jesterctl's message) is a
     /// 404, since the resource exists only while the configuration has a cache.
-    static func cacheFailure(_ answer: ControlMessage) -> AdminResponse {
+    static func cacheFailure(_ answer: ControlMessage) -> APIResponse {
         if case .failure(let message, .notFound) = answer { return .error(404, message) }
         return unexpected(answer)
     }
 
     /// Why `request` may not reach `endpoint` (nil: it may): a cross-site action, then missing or weak credentials.
-    func adminRefusal(of request: AdminRequest, for endpoint: AdminEndpoint) -> AdminResponse? {
+    func adminRefusal(of request: APIRequest, for endpoint: AdminEndpoint) -> APIResponse? {
         // The dashboard's files hold no data: anyone who reaches the socket may load them.
         guard let role = endpoint.requiredRole else { return nil }
         if role == .write, case .refuse(let reason) = CrossSiteCheck.decide(
@@ -280,27 +281,27 @@ extension Master {
         case .allowed:
             return nil
         case .unauthorized(let reason):
-            var response = AdminResponse.error(401, reason)
+            var response = APIResponse.error(401, reason)
             response.fields.append(("WWW-Authenticate", "Bearer realm=\"jester-admin\""))
             return response
         case .forbidden(let reason):
             // RFC 6750 §3.1: a token without the scope asked for.
-            var response = AdminResponse.error(403, reason)
+            var response = APIResponse.error(403, reason)
             response.fields.append(("WWW-Authenticate", "Bearer realm=\"jester-admin\", error=\"insufficient_scope\""))
             return response
         }
     }
 
     /// `GET /api/v1/config`, or 304 when the client's copy (`If-None-Match`) is the serving one (RFC 9110 §13.1.2).
-    func configAnswer(ifNoneMatch: String?) -> AdminResponse {
+    func configAnswer(ifNoneMatch: String?) -> APIResponse {
         let tag = "\"\(configuration.hash)\""
         let presented = ifNoneMatch?.split(separator: ",").map {
             // A weak tag matches too: If-None-Match compares weakly.
             $0.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "W/", with: "")
         }
-        var response: AdminResponse
+        var response: APIResponse
         if let presented, presented.contains(tag) || presented.contains("*") {
-            response = AdminResponse(status: 304)
+            response = APIResponse(status: 304)
         } else {
             response = .json(200, AdminBodies.Config(configuration))
         }
@@ -309,7 +310,7 @@ extension Master {
     }
 
     /// A dispatcher answer of the wrong kind: a bug, said as one.
-    static func unexpected(_ answer: ControlMessage) -> AdminResponse {
+    static func unexpected(_ answer: ControlMessage) -> APIResponse {
         if case .failure(let message, _) = answer { return .error(500, message) }
         return .error(500, "unexpected answer from the dispatcher: \(answer)")
     }

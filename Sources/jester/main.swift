@@ -23,7 +23,7 @@ struct Jester: ParsableCommand {
         commandName: "jester",
         abstract: "A reverse proxy, load balancer and API gateway.",
         version: JesterVersion.current,
-        subcommands: [Run.self, Config.self, Diag.self, Policy.self, Version.self],
+        subcommands: [Run.self, Config.self, Diag.self, Policy.self, ControlPlaneCommand.self, Version.self],
         defaultSubcommand: Run.self)
 }
 

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import JesterHTTPAPI
 import Foundation
 import JesterConfig
 import JesterControl
@@ -14,7 +15,7 @@ import Testing
 // MARK: Reading requests
 
 @Test func aRequestIsReadWholeWithItsBodyAndPipelinedOnesWaitTheirTurn() {
-    var reader = AdminRequestReader()
+    var reader = APIRequestReader()
     reader.append(Array("POST /api/v1/reload HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{".utf8))
     #expect(reader.next() == .needMoreBytes)
     reader.append(Array("}GET /api/v1/status HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".utf8))
@@ -33,13 +34,13 @@ import Testing
 }
 
 @Test func theQueryIsNotPartOfThePath() {
-    var reader = AdminRequestReader()
+    var reader = APIRequestReader()
     reader.append(Array("GET /api/v1/status?x=1 HTTP/1.1\r\nHost: a\r\n\r\n".utf8))
     guard case .request(let request) = reader.next() else {
         Issue.record("no request")
         return
     }
-    #expect(request.path == "/api/v1/status")
+    #expect(request.path == "/api/v1/status" && request.query == "x=1")
 }
 
 @Test(arguments: [
@@ -51,7 +52,7 @@ import Testing
     ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
 ])
 func malformedOrOversizedRequestsAreRefused(request: String, status: Int) {
-    var reader = AdminRequestReader()
+    var reader = APIRequestReader()
     reader.append(Array(request.utf8))
     guard case .refuse(let refused, _) = reader.next() else {
         Issue.record("\(request.debugDescription) was not refused")
@@ -61,7 +62,7 @@ func malformedOrOversizedRequestsAreRefused(request: String, status: Int) {
 }
 
 @Test func aHeadLargerThanTheLimitIsRefusedBeforeItEnds() {
-    var reader = AdminRequestReader()
+    var reader = APIRequestReader()
     reader.append(Array("GET / HTTP/1.1\r\nHost: a\r\nX: ".utf8) + Array(repeating: UInt8(ascii: "a"), count: 20_000))
     guard case .refuse(let status, _) = reader.next() else {
         Issue.record("not refused")
@@ -202,13 +203,13 @@ let readToken = "r-0123456789abcdef"
 // MARK: Answers
 
 @Test func answersCarryTheirLengthAndCloseWhenAsked() {
-    let error = AdminResponse.error(404, "no /x")
+    let error = APIResponse.error(404, "no /x")
     let text = String(decoding: error.serialized(keepAlive: true), as: UTF8.self)
     #expect(text.hasPrefix("HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"))
     #expect(text.hasSuffix("\r\n\r\n{\"error\":\"Not Found\",\"message\":\"no /x\",\"status\":404}"))
     #expect(text.contains("Content-Length: 52\r\n") && !text.contains("Connection: close"))
     #expect(String(decoding: error.serialized(keepAlive: false), as: UTF8.self).contains("Connection: close\r\n"))
-    let notModified = String(decoding: AdminResponse(status: 304, body: [1]).serialized(keepAlive: true), as: UTF8.self)
+    let notModified = String(decoding: APIResponse(status: 304, body: [1]).serialized(keepAlive: true), as: UTF8.self)
     #expect(!notModified.contains("Content-Length") && notModified.hasSuffix("\r\n\r\n"))
 }
 
@@ -222,7 +223,7 @@ let readToken = "r-0123456789abcdef"
     #expect(body.pools.map(\.name) == ["a", "b", "empty"])
     #expect(body.pools.map(\.failOpen) == [false, true, false])
     #expect(body.pools[1].targets.map(\.address) == ["h:2", "h:3"])
-    let json = String(decoding: AdminResponse.json(200, body).body, as: UTF8.self)
+    let json = String(decoding: APIResponse.json(200, body).body, as: UTF8.self)
     #expect(json.contains("\"ejected_by\":0") && json.contains("\"latency_milliseconds\":1.5"))
 }
 

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import JesterHTTPAPI
 import JesterControl
 import Testing
 
@@ -76,7 +77,7 @@ func anyOtherPurgeBodyIsRefusedSayingWhy(body: String, reason: String) {
     let report = CacheStatusReport(
         bytesUsed: 3 << 20, byteBudget: 64 << 20, entries: 12, hits: 3, misses: 1, stores: 4, evictions: 0,
         collapsed: 2)
-    let answer = AdminResponse.json(200, report)
+    let answer = APIResponse.json(200, report)
     let jesterctl = try ControlJSONEncoder(options: [.sortedKeys, .snakeCaseKeys]).encode(report)
     #expect(try JSONTree.parse(answer.body) == JSONTree.parse(jesterctl))
     guard case .object(let members) = try JSONTree.parse(answer.body) else {
@@ -87,7 +88,7 @@ func anyOtherPurgeBodyIsRefusedSayingWhy(body: String, reason: String) {
         "byte_budget", "bytes_used", "collapsed", "entries", "evictions", "hit_ratio", "hits", "misses", "stores",
     ])
     #expect(members["hit_ratio"] == .number("0.75"))
-    let purged = String(decoding: AdminResponse.json(200, CachePurgeResult(removed: 2)).body, as: UTF8.self)
+    let purged = String(decoding: APIResponse.json(200, CachePurgeResult(removed: 2)).body, as: UTF8.self)
     #expect(purged == #"{"removed":2}"#)
 }
 

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import JesterHTTPAPI
 import Foundation
 import JesterControl
 import Testing
@@ -110,7 +111,7 @@ func crossSiteActionsAreRefused(origin: String?, fetchSite: String?, host: Strin
     #expect(history.reloads.first?.generation == ReloadHistory.capacity + 5)
     #expect(history.reloads.last?.generation == 6)
     #expect(history.reloads.first { !$0.success }?.errors == ["bad"])
-    let encoded = AdminResponse.json(200, history).body
+    let encoded = APIResponse.json(200, history).body
     let object = try #require(try JSONSerialization.jsonObject(with: Data(encoded)) as? [String: Any])
     let first = try #require((object["reloads"] as? [[String: Any]])?.first)
     #expect(Set(first.keys) == ["at", "kind", "success", "generation", "config_hash", "errors"])

@@ -79,6 +79,7 @@ def test_package_builds_installs_upgrades_without_loss_and_purges(tmp_path):
         # Files, conffiles, the user.
         for path in ["/usr/sbin/jester", "/usr/bin/jesterctl", "/etc/jester/jester.toml", "/etc/jester/conf.d",
                      "/lib/systemd/system/jester.service", "/lib/systemd/system/jester.socket",
+                     "/lib/systemd/system/jester-control-plane.service",
                      "/usr/share/man/man8/jester.8.gz", "/usr/share/man/man5/jester.toml.5.gz",
                      "/usr/share/bash-completion/completions/jesterctl", "/usr/share/doc/jester/README.Debian",
                      "/usr/share/jester/sdk/c/jester_policy.h", "/usr/share/jester/sdk/wit/jester-policy.wit",
@@ -106,6 +107,14 @@ def test_package_builds_installs_upgrades_without_loss_and_purges(tmp_path):
         score = float(security.stdout.strip().splitlines()[-1].split("level for jester.service:")[1].split()[0])
         print(f"systemd-analyze security: exposure {score} (aim: 2.0; jester.service says what keeps it above)")
         assert score <= 2.2
+        # The control plane's unit: valid, shipped disabled, and confined to its state directory and the network.
+        run("systemd-analyze", "verify", "/lib/systemd/system/jester-control-plane.service")
+        security = run("systemd-analyze", "security", "--offline=yes", "/lib/systemd/system/jester-control-plane.service")
+        score = float(security.stdout.strip().splitlines()[-1].split("level for jester-control-plane.service:")[1].split()[0])
+        print(f"systemd-analyze security, control plane: exposure {score}")
+        assert score <= 2.0
+        assert not os.path.exists("/etc/systemd/system/multi-user.target.wants/jester-control-plane.service")
+        assert os.path.exists("/etc/systemd/system/multi-user.target.wants/jester.service")
         assert "configuration is valid" in run("/usr/sbin/jester", "config", "validate", "/etc/jester/jester.toml").stdout
 
         # Start it the way jester.service does (ExecStartPre, ExecStart, RuntimeDirectory=), with systemd's parts

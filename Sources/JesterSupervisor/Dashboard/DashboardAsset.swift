@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import JesterHTTPAPI
 
 /// The web dashboard's three files, compiled into the binary: nothing is looked up on disk at run time, so the
 /// dashboard always matches the master serving it and works in a chroot or from a read-only image.
@@ -69,7 +70,7 @@ enum DashboardAsset: String, Equatable, Sendable, CaseIterable {
     ]
 
     /// The answer serving this file.
-    var response: AdminResponse {
-        AdminResponse(status: 200, fields: [("Content-Type", contentType)] + Self.securityFields, body: body)
+    var response: APIResponse {
+        APIResponse(status: 200, fields: [("Content-Type", contentType)] + Self.securityFields, body: body)
     }
 }

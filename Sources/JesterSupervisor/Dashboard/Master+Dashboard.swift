@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import JesterHTTPAPI
 import JesterControl
 
 /// What the web dashboard reads beyond the API's other endpoints: recent access records (through the tap) and the
@@ -6,7 +7,7 @@ import JesterControl
 extension Master {
     /// `GET /api/v1/access/recent`: the poll keeps the dashboard's tap open, opening it if it had closed (the
     /// answer then says `tapping: false`: what it holds is from before, and new records follow from now on).
-    func recentAccessAnswer() -> AdminResponse {
+    func recentAccessAnswer() -> APIResponse {
         let tap = adminServer.recentAccess
         tap.polled()
         let tapping = taps.sessions.contains { $0.target === tap }

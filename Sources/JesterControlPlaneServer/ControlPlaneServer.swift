@@ -1,0 +1,279 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import JesterConfig
+import JesterControlPlane
+import JesterHTTPAPI
+import JesterLogging
+import JesterSystem
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The control plane's process (`jester control-plane`): its REST API over HTTP/1.1 and its store.
+///
+/// One event loop does everything: the API's decisions (`ControlPlaneAPI`) are taken there one request at a time,
+/// and a change is stored durably (`FileSnapshotStore`) before it is answered or made current, so an answered
+/// change survives a crash and a refused or unstored one never existed. Changes are rare and small next to what a
+/// data plane does; one loop keeps their order the order of the history.
+public final class ControlPlaneServer: @unchecked Sendable {
+    /// What the command line sets.
+    public struct Settings: Sendable {
+        /// `HOST:PORT` (`[::1]:9400` for IPv6).
+        public var listen: String
+        public var dataDirectory: String
+        /// The API's bearer tokens (`ROLE TOKEN NAME` lines); nil: none, loopback only.
+        public var tokensFile: String?
+        /// A data plane's bootstrap file to check documents over (nil: each document on its own).
+        public var bootstrapFile: String?
+
+        public init(listen: String, dataDirectory: String, tokensFile: String?, bootstrapFile: String?) {
+            self.listen = listen
+            self.dataDirectory = dataDirectory
+            self.tokensFile = tokensFile
+            self.bootstrapFile = bootstrapFile
+        }
+    }
+
+    /// Why the control plane cannot start: said once, on standard error, with what to fix.
+    public struct StartError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// The most API connections open at once; past it new ones are closed.
+    static let maxConnections = 256
+    /// How long a connection may stay without a byte from the client.
+    static let idleTimeout = TimeAmount.seconds(60)
+    /// The largest request body: a whole snapshot of tens of thousands of routes.
+    static let maxBodySize = 64 * 1024 * 1024
+
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    var api: ControlPlaneAPI
+    let store: FileSnapshotStore
+    let logger = Logger(component: .controlPlane)
+    let address: SocketAddress
+    var connections = 0
+    private var channel: (any Channel)?
+
+    /// Opens the store, reads the tokens and the bootstrap file, and checks the address; nothing listens yet.
+    public init(settings: Settings) throws(StartError) {
+        do {
+            address = try Self.parseAddress(settings.listen)
+        } catch {
+            throw StartError(description: "--listen \(settings.listen): \(error.description)")
+        }
+        var tokens: AdminTokens?
+        if let path = settings.tokensFile {
+            let (loaded, problems) = AdminTokens.load(path: path)
+            if !problems.isEmpty {
+                throw StartError(description: problems.map { "\(path): \($0)" }.joined(separator: "\n"))
+            }
+            tokens = loaded
+        } else if !Self.isLoopback(address) {
+            throw StartError(description:
+                "--listen \(settings.listen) is not a loopback address: give --tokens-file, or anyone who can reach "
+                    + "it could change every data plane's routes")
+        }
+        var validator = SnapshotValidator()
+        if let path = settings.bootstrapFile {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw StartError(description: "--bootstrap \(path): cannot read it")
+            }
+            validator = SnapshotValidator(bootstrapText: String(decoding: data, as: UTF8.self), bootstrapFile: path)
+            let problems = validator.problems(Array("{}".utf8))
+            if !problems.isEmpty {
+                throw StartError(description: "--bootstrap \(path) is not a valid configuration:\n"
+                    + problems.map { "  \($0.message)" }.joined(separator: "\n"))
+            }
+        }
+        do {
+            store = try FileSnapshotStore(directory: settings.dataDirectory)
+            let versions = try store.loadVersions()
+            api = ControlPlaneAPI(
+                history: versions, recentAudit: store.loadAudit(limit: ControlPlaneAPI.recentAuditLimit),
+                validator: validator, authorization: ControlPlaneAuthorization(tokens: tokens))
+        } catch {
+            throw StartError(description: error.description)
+        }
+    }
+
+    /// Starts listening; returns the address bound (its port, when 0 was asked for).
+    public func start() throws -> SocketAddress {
+        let bound = try ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: Self.idleTimeout))
+                    try channel.pipeline.syncOperations.addHandler(ControlPlaneConnection(server: self))
+                }
+            }
+            .bind(to: address).wait()
+        channel = bound
+        logger.info("control plane serving", metadata: [
+            "address": "\(bound.localAddress.map { "\($0)" } ?? "?")", "version": "\(api.current.number)",
+            "store": "\(store.directory)",
+        ])
+        return bound.localAddress ?? address
+    }
+
+    /// Stops accepting, lets the loop finish what it is doing, and shuts it down.
+    public func stop() {
+        try? channel?.close().wait()
+        try? group.syncShutdownGracefully()
+    }
+
+    /// Decides one request on the loop, stores what it changed, and answers. Called by the connection.
+    func answer(_ request: APIRequest) -> APIResponse {
+        let now = Self.timestamp()
+        let decision = api.handle(request, now: now)
+        var response = decision.response
+        var audit = decision.audit
+        if let version = decision.version {
+            do {
+                try store.store(version)
+                api.commit(version)
+                logger.info("version \(version.number) made", metadata: [
+                    "actor": "\(version.actor)", "action": "\(version.action.rawValue)",
+                    "changes": "\(version.changes.map(\.summary).joined(separator: "; "))",
+                ])
+            } catch {
+                logger.error("a change could not be stored", metadata: ["error": "\(error.description)"])
+                response = ControlPlaneAPI.storageFailed(error.description)
+                audit?.outcome = .refused
+                audit?.status = response.status
+                audit?.version = api.current.number
+                audit?.reason = "not stored: \(error.description)"
+            }
+        }
+        if let audit {
+            if audit.outcome == .refused {
+                logger.notice("a change was refused", metadata: [
+                    "actor": "\(audit.actor)", "path": "\(audit.path)", "status": "\(audit.status)",
+                    "reason": "\(audit.reason ?? "")",
+                ])
+            }
+            do {
+                try store.append(audit)
+            } catch {
+                logger.error("the audit log could not be written", metadata: ["error": "\(error.description)"])
+            }
+            api.remember(audit)
+        }
+        return response
+    }
+
+    /// Now, RFC 3339 in UTC with milliseconds.
+    static func timestamp() -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: Date())
+    }
+
+    struct AddressError: Error {
+        var description: String
+    }
+
+    /// `HOST:PORT` or `[V6]:PORT`, numeric only (a control plane's address is not looked up in DNS).
+    static func parseAddress(_ text: String) throws(AddressError) -> SocketAddress {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (0...65535).contains(port)
+        else { throw AddressError(description: "expected HOST:PORT, like 127.0.0.1:9400 or [::1]:9400") }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        do {
+            return try SocketAddress(ipAddress: host, port: port)
+        } catch {
+            throw AddressError(description: "'\(host)' is not an IP address")
+        }
+    }
+
+    static func isLoopback(_ address: SocketAddress) -> Bool {
+        switch address {
+        case .v4: return address.ipAddress?.hasPrefix("127.") ?? false
+        case .v6: return address.ipAddress == "::1"
+        default: return false
+        }
+    }
+}
+
+/// One API connection: requests read whole (`APIRequestReader`), answered one at a time in order.
+final class ControlPlaneConnection: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let server: ControlPlaneServer
+    private var reader = APIRequestReader(maxBodySize: ControlPlaneServer.maxBodySize)
+    private var closing = false
+
+    init(server: ControlPlaneServer) {
+        self.server = server
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        server.connections += 1
+        if server.connections > ControlPlaneServer.maxConnections {
+            closing = true
+            context.close(promise: nil)
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        server.connections -= 1
+        closing = true
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        reader.append(unwrapInboundIn(data).readableBytesView)
+        while !closing {
+            switch reader.next() {
+            case .needMoreBytes:
+                return
+            case .refuse(let status, let message):
+                closing = true
+                let response = APIResponse.error(status, message)
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: response.serialized(keepAlive: false))))
+                    .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+            case .request(let request):
+                let response = server.answer(request)
+                let keepAlive = request.keepAlive && !response.closesConnection
+                let written = context.writeAndFlush(
+                    wrapOutboundOut(ByteBuffer(bytes: response.serialized(keepAlive: keepAlive))))
+                if !keepAlive {
+                    closing = true
+                    written.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+                }
+            }
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            closing = true
+            context.close(promise: nil)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        closing = true
+        context.close(promise: nil)
+    }
+}
+
+extension ControlPlaneServer {
+    /// Serves until SIGTERM or SIGINT, telling systemd when it is ready and when it stops. The caller blocks the
+    /// handled signals (`SignalWaiter.blockHandledSignals`) before it starts any thread, this server's included.
+    public func runUntilStopped() throws {
+        let stopped = DispatchSemaphore(value: 0)
+        _ = SignalWaiter { signal in
+            if signal == SIGTERM || signal == SIGINT { stopped.signal() }
+        }
+        let version = api.current.number  // read before the loop can change it
+        _ = try start()
+        _ = Systemd.notify("READY=1\nSTATUS=serving version \(version)")
+        stopped.wait()
+        _ = Systemd.notify("STOPPING=1")
+        logger.info("control plane stopping")
+        stop()
+    }
+}

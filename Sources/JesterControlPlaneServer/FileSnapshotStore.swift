@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import JesterControl
+import JesterControlPlane
+
+/// The control plane's embedded storage: one file per version and an append-only audit log, in a directory the
+/// control plane owns (`/var/lib/jester-control-plane` in the package).
+///
+/// Files, not a database, because what is stored is write-once: a version is never edited, the audit log is
+/// only appended to. A file per version is written whole, flushed and renamed into place, so a crash leaves the
+/// version either complete or absent; the directory needs no server, no schema migration and no library, and an
+/// operator can read it with `jq` or back it up with `cp`. Its layout (a key per version) is the one an etcd store
+/// for replicas uses, with etcd's transactions in place of `rename`.
+///
+/// ```
+/// DIR/lock                     held (flock) while a control plane uses DIR
+/// DIR/versions/00000001.json   {"version": 1, "created_at": …, "actor": …, "changes": […], "document": {…}}
+/// DIR/audit.log                one AuditRecord per line
+/// ```
+public final class FileSnapshotStore {
+    public let directory: String
+    private let lockDescriptor: Int32
+    private let auditDescriptor: Int32
+
+    /// Why the store cannot be opened or written.
+    public struct StoreError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Opens (creating) the store and takes its lock: a second control plane on the same directory would make
+    /// versions with the same numbers.
+    public init(directory: String) throws(StoreError) {
+        self.directory = directory
+        for path in [directory, directory + "/versions"] {
+            if mkdir(path, 0o750) != 0, errno != EEXIST {
+                throw StoreError(description: "cannot create \(path): \(Self.lastError())")
+            }
+        }
+        lockDescriptor = open(directory + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lockDescriptor >= 0 else {
+            throw StoreError(description: "cannot open \(directory)/lock: \(Self.lastError())")
+        }
+        guard flock(lockDescriptor, LOCK_EX | LOCK_NB) == 0 else {
+            close(lockDescriptor)
+            throw StoreError(description: "\(directory) is in use by another control plane (its lock is held)")
+        }
+        auditDescriptor = open(directory + "/audit.log", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        guard auditDescriptor >= 0 else {
+            close(lockDescriptor)
+            throw StoreError(description: "cannot open \(directory)/audit.log: \(Self.lastError())")
+        }
+    }
+
+    deinit {
+        close(auditDescriptor)
+        close(lockDescriptor)
+    }
+
+    /// Every stored version, oldest first. They must run 1, 2, … without a gap: a missing or unreadable version is
+    /// refused with its file named, since serving without it would reuse its number for another document.
+    public func loadVersions() throws(StoreError) -> [SnapshotVersion] {
+        let versionsDirectory = directory + "/versions"
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: versionsDirectory)
+        } catch {
+            throw StoreError(description: "cannot list \(versionsDirectory): \(error.localizedDescription)")
+        }
+        var versions: [SnapshotVersion] = []
+        for name in names.sorted() {
+            let path = versionsDirectory + "/" + name
+            if name.hasPrefix(".") {
+                // A version whose write was interrupted before its rename: it was never answered as made.
+                unlink(path)
+                continue
+            }
+            guard name.hasSuffix(".json"), let number = Int(name.dropLast(5)) else { continue }
+            guard number == versions.count + 1 else {
+                throw StoreError(description: "\(path): version \(versions.count + 1) is missing before it")
+            }
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw StoreError(description: "cannot read \(path)")
+            }
+            let tree: JSONTree
+            do {
+                tree = try JSONTree.parse(Array(data))
+            } catch {
+                throw StoreError(description: "\(path) is not JSON: \(error)")
+            }
+            switch SnapshotVersion.read(tree) {
+            case .success(let version) where version.number == number:
+                versions.append(version)
+            case .success(let version):
+                throw StoreError(description: "\(path) holds version \(version.number)")
+            case .failure(let problem):
+                throw StoreError(description: "\(path): \(problem)")
+            }
+        }
+        return versions
+    }
+
+    /// The last `limit` audit records (lines that are not records are skipped: a line cut by a crash).
+    public func loadAudit(limit: Int) -> [AuditRecord] {
+        guard let data = FileManager.default.contents(atPath: directory + "/audit.log") else { return [] }
+        let lines = data.split(separator: UInt8(ascii: "\n")).suffix(limit)
+        return lines.compactMap { line in (try? JSONTree.parse(Array(line))).flatMap(AuditRecord.read) }
+    }
+
+    /// Stores one version durably: written to a hidden file, flushed, renamed to its name, and the directory
+    /// flushed, so once this returns the version survives a crash or a power loss.
+    public func store(_ version: SnapshotVersion) throws(StoreError) {
+        let name = String(format: "%08d.json", version.number)
+        let versionsDirectory = directory + "/versions"
+        let temporary = versionsDirectory + "/." + name
+        let final = versionsDirectory + "/" + name
+        guard access(final, F_OK) != 0 else {
+            throw StoreError(description: "\(final) already exists")
+        }
+        var bytes = version.tree.serialized()
+        bytes.append(UInt8(ascii: "\n"))
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
+        guard descriptor >= 0 else { throw StoreError(description: "cannot create \(temporary): \(Self.lastError())") }
+        defer { close(descriptor) }
+        guard Self.writeAll(descriptor, bytes), fsync(descriptor) == 0 else {
+            let reason = Self.lastError()
+            unlink(temporary)
+            throw StoreError(description: "cannot write \(temporary): \(reason)")
+        }
+        guard rename(temporary, final) == 0 else {
+            let reason = Self.lastError()
+            unlink(temporary)
+            throw StoreError(description: "cannot rename \(temporary) to \(final): \(reason)")
+        }
+        try syncDirectory(versionsDirectory)
+    }
+
+    /// Appends one record to the audit log and flushes it.
+    public func append(_ record: AuditRecord) throws(StoreError) {
+        var line = record.tree.serialized()
+        line.append(UInt8(ascii: "\n"))
+        // O_APPEND: one write of one line lands whole at the end.
+        guard Self.writeAll(auditDescriptor, line), fdatasync(auditDescriptor) == 0 else {
+            throw StoreError(description: "cannot append to \(directory)/audit.log: \(Self.lastError())")
+        }
+    }
+
+    private func syncDirectory(_ path: String) throws(StoreError) {
+        let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw StoreError(description: "cannot open \(path): \(Self.lastError())") }
+        defer { close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw StoreError(description: "cannot flush \(path): \(Self.lastError())") }
+    }
+
+    private static func writeAll(_ descriptor: Int32, _ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
+            offset += written
+        }
+        return true
+    }
+
+    private static func lastError() -> String { String(cString: strerror(errno)) }
+}

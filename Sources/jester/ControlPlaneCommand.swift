@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: Apache-2.0
+import ArgumentParser
+import Foundation
+import JesterControlPlaneServer
+import JesterLogging
+import JesterSystem
+import Logging
+
+/// `jester control-plane`: the control plane's server (jester-control-plane(8)), run by its own systemd unit.
+struct ControlPlaneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "control-plane",
+        abstract: "Run the control plane: a REST API that keeps versioned routes, upstreams, filters and policies.")
+
+    @Option(help: "Where the REST API listens (HOST:PORT; [::1]:PORT for IPv6).")
+    var listen = "127.0.0.1:9400"
+
+    @Option(help: "The directory of versions and the audit log (created if missing).")
+    var dataDir = "/var/lib/jester-control-plane"
+
+    @Option(help: "Bearer tokens, one 'ROLE TOKEN NAME' per line (ROLE is read or write). Needed off loopback.")
+    var tokensFile: String?
+
+    @Option(help: "A data plane's bootstrap file to check changes over (default: each change on its own).")
+    var bootstrap: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
+    var logLevel = "info"
+
+    func run() throws {
+        // Before any thread exists (the log writer's, the event loop's), so every thread inherits the mask and
+        // SIGTERM reaches only the signal thread that stops the server cleanly.
+        SignalWaiter.blockHandledSignals()
+        JSONLogHandler.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info)
+        let server: ControlPlaneServer
+        do {
+            server = try ControlPlaneServer(settings: .init(
+                listen: listen, dataDirectory: dataDir, tokensFile: tokensFile, bootstrapFile: bootstrap))
+        } catch {
+            FileHandle.standardError.write(Data("jester control-plane: \(error.description)\n".utf8))
+            throw ExitCode(1)
+        }
+        do {
+            try server.runUntilStopped()
+        } catch {
+            FileHandle.standardError.write(Data("jester control-plane: cannot listen on \(listen): \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        LogWriter.standardError.flush()
+        LogWriter.standardOutput.flush()
+    }
+}
