@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: Apache-2.0
+import JesterControl
+
+/// Every data plane the control plane has heard from: the sessions of open streams, and what is remembered of
+/// data planes whose stream closed (the version they ran, their last refusal), for `GET /api/v1/data-planes`.
+///
+/// A data plane is known by its node name. A second stream from the same name (a restart whose old stream has
+/// not timed out yet) replaces the first: the newest stream is the data plane.
+public struct DataPlaneRegistry: Sendable {
+    /// One data plane as the API lists it.
+    public struct Entry: Sendable {
+        public var session: DataPlaneSession
+        /// The stream it was heard on; nil once that stream closed.
+        public var stream: UInt64?
+        /// When its current stream opened, or when the last one closed, RFC 3339.
+        public var since: String
+    }
+
+    public private(set) var entries: [String: Entry] = [:]
+    /// Open streams not yet greeted, by stream.
+    private var greeting: [UInt64: DataPlaneSession] = [:]
+    /// The node of each greeted open stream.
+    private var nodes: [UInt64: String] = [:]
+
+    public init() {}
+
+    /// A stream opened.
+    public mutating func opened(_ stream: UInt64) {
+        greeting[stream] = DataPlaneSession(noncePrefix: "s\(stream)")
+    }
+
+    /// One reply on `stream`; returns what it did and the push to send next, if any.
+    public mutating func receive(
+        _ reply: SnapshotStreamReply, on stream: UInt64, current: SnapshotVersion, now: String
+    ) -> (outcome: DataPlaneSession.Outcome, push: SnapshotPush?) {
+        if var session = greeting.removeValue(forKey: stream) {
+            let outcome = session.receive(reply, now: now)
+            guard outcome == .greeted else {
+                greeting[stream] = session
+                return (outcome, nil)
+            }
+            if let previous = entries[session.node]?.stream { nodes[previous] = nil }
+            nodes[stream] = session.node
+            let push = session.offer(current)
+            entries[session.node] = Entry(session: session, stream: stream, since: now)
+            return (outcome, push)
+        }
+        guard let node = nodes[stream], var entry = entries[node] else { return (.stale, nil) }
+        let outcome = entry.session.receive(reply, now: now)
+        let push = entry.session.offer(current)
+        entries[node] = entry
+        return (outcome, push)
+    }
+
+    /// The current version moved on: the pushes to send, by stream.
+    public mutating func offer(_ current: SnapshotVersion) -> [(stream: UInt64, push: SnapshotPush)] {
+        var pushes: [(stream: UInt64, push: SnapshotPush)] = []
+        for (stream, node) in nodes.sorted(by: { $0.key < $1.key }) {
+            guard var entry = entries[node], let push = entry.session.offer(current) else { continue }
+            entries[node] = entry
+            pushes.append((stream, push))
+        }
+        return pushes
+    }
+
+    /// A stream closed. Its data plane stays listed, without a stream.
+    public mutating func closed(_ stream: UInt64, now: String) {
+        greeting[stream] = nil
+        guard let node = nodes.removeValue(forKey: stream) else { return }
+        entries[node]?.stream = nil
+        entries[node]?.since = now
+    }
+
+    /// `{"data_planes": [...]}`, by node name.
+    public var tree: JSONTree {
+        .object(["data_planes": .array(entries.keys.sorted().map { node in
+            let entry = entries[node]!
+            let session = entry.session
+            var members: [String: JSONTree] = [
+                "node": .string(node),
+                "connected": .bool(entry.stream != nil),
+                "since": .string(entry.since),
+                "running": session.running.map(JSONTree.integer) ?? .null,
+                "refused_versions": .array(session.refused.keys.sorted().map(JSONTree.integer)),
+            ]
+            if let outstanding = session.outstanding { members["outstanding"] = .integer(outstanding.version) }
+            if let refusal = session.lastRefusal {
+                members["last_refusal"] = .object([
+                    "version": .integer(refusal.version), "detail": .string(refusal.detail), "at": .string(refusal.at),
+                ])
+            }
+            if let report = session.lastReport {
+                members["report"] = .object([
+                    "healthy": .bool(report.healthy), "workers": .integer(report.workers),
+                    "connections": .integer(report.connections), "requests": .number(String(report.requests)),
+                ])
+            }
+            return .object(members)
+        })])
+    }
+}

@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: Apache-2.0
+
+/// The control plane's view of one data plane's stream: what it runs, what was sent and not yet answered, and
+/// which versions it refused. Pure: the stream handler feeds it the data plane's replies and asks it what to send
+/// whenever the current version may have moved on.
+///
+/// The rules are Envoy's for aggregated discovery, kept to one outstanding push per stream:
+/// - nothing is sent before the data plane says who it is and what it runs (`hello`);
+/// - the current version is sent when the data plane does not run it and no push awaits an answer; a version
+///   committed while one does is sent once that answer arrives (so a burst of edits sends only the last);
+/// - an answer whose nonce is not the outstanding push's is stale and changes nothing;
+/// - a version the data plane refused (NACK) is never sent to it again: the next version is, and the refusal
+///   stays visible (`lastRefusal`) until the data plane accepts a later one.
+public struct DataPlaneSession: Sendable {
+    /// A refusal, as the API shows it.
+    public struct Refusal: Sendable, Equatable {
+        public var version: Int
+        public var detail: String
+        /// When it arrived, RFC 3339.
+        public var at: String
+    }
+
+    /// The stream's state.
+    public enum Phase: Sendable, Equatable {
+        /// Open, waiting for `hello`.
+        case awaitingHello
+        /// The data plane is known; pushes flow.
+        case streaming
+    }
+
+    /// What one reply did.
+    public enum Outcome: Sendable, Equatable {
+        case greeted
+        case accepted(version: Int)
+        case refused(version: Int, detail: String)
+        case reported
+        /// An answer to a push that is not outstanding (an older one, or none), or a second hello: ignored.
+        case stale
+        /// A reply before `hello`: the stream is broken and should be closed.
+        case outOfOrder
+    }
+
+    public private(set) var phase = Phase.awaitingHello
+    public private(set) var node = ""
+    /// The version the data plane serves (nil: its bootstrap file alone).
+    public private(set) var running: Int?
+    /// The push sent and not yet answered.
+    public private(set) var outstanding: (version: Int, nonce: String)?
+    /// Versions it refused, with why; never sent to it again.
+    public private(set) var refused: [Int: String] = [:]
+    public private(set) var lastRefusal: Refusal?
+    public private(set) var lastReport: DataPlaneReport?
+    /// Distinguishes the stream's nonces: the handler gives each stream its own prefix.
+    private let noncePrefix: String
+    private var pushes = 0
+
+    public init(noncePrefix: String) {
+        self.noncePrefix = noncePrefix
+    }
+
+    /// Takes one reply from the data plane at time `now`.
+    public mutating func receive(_ reply: SnapshotStreamReply, now: String) -> Outcome {
+        switch (phase, reply) {
+        case (.awaitingHello, .hello(let node, let running)):
+            self.node = node
+            self.running = running
+            phase = .streaming
+            return .greeted
+        case (.awaitingHello, _):
+            return .outOfOrder
+        case (.streaming, .hello):
+            return .stale
+        case (.streaming, .ack(let version, let nonce)):
+            guard let sent = outstanding, sent.nonce == nonce, sent.version == version else { return .stale }
+            outstanding = nil
+            running = version
+            if let refusal = lastRefusal, refusal.version < version { lastRefusal = nil }
+            return .accepted(version: version)
+        case (.streaming, .nack(let kept, let nonce, let detail)):
+            guard let sent = outstanding, sent.nonce == nonce else { return .stale }
+            outstanding = nil
+            running = kept
+            refused[sent.version] = detail
+            lastRefusal = Refusal(version: sent.version, detail: detail, at: now)
+            return .refused(version: sent.version, detail: detail)
+        case (.streaming, .report(let report)):
+            lastReport = report
+            return .reported
+        }
+    }
+
+    /// The push to send now that `current` is the control plane's version, or nil for none (not greeted yet, a
+    /// push outstanding, the data plane runs it already, or refused it before).
+    public mutating func offer(_ current: SnapshotVersion) -> SnapshotPush? {
+        guard phase == .streaming, outstanding == nil, running != current.number,
+            refused[current.number] == nil, current.number > 0
+        else { return nil }
+        pushes += 1
+        let nonce = "\(noncePrefix)-\(pushes)"
+        outstanding = (current.number, nonce)
+        return SnapshotPush(version: current.number, nonce: nonce, document: current.document.tree.serialized())
+    }
+}
