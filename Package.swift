@@ -47,6 +47,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/swiftwasm/WasmKit", from: "0.4.2"),
+        // The control plane's stream (issue 25): gRPC over HTTP/2 with protobuf messages, generated once and
+        // committed (Proto/generate.sh).
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // MARK: System libraries, found with pkg-config. Each shim header holds only what Swift cannot import.
@@ -220,6 +226,9 @@ let package = Package(
         .testTarget(name: "JesterConfigTests", dependencies: ["JesterConfig"]),
         .testTarget(name: "JesterControlTests", dependencies: ["JesterControl"]),
         .testTarget(name: "JesterControlPlaneTests", dependencies: ["JesterControlPlane", "JesterControl", "JesterHTTPAPI"]),
+        .testTarget(
+            name: "JesterControlPlaneServerTests",
+            dependencies: ["JesterControlPlaneServer", "JesterControlPlane", "JesterControl"]),
         .testTarget(name: "JesterCacheTests", dependencies: ["JesterCache", "JesterCore"]),
         .testTarget(name: "JesterCacheStoreTests", dependencies: ["JesterCacheStore", "JesterCache", "JesterSystem"]),
         .testTarget(name: "JesterLoggingTests", dependencies: ["JesterLogging"]),

@@ -39,6 +39,11 @@ public struct ConfigSnapshot: Sendable, Equatable {
         }))
     }
 
+    /// One JSON pointer token for `key` (RFC 6901 §3: `~` as `~0`, `/` as `~1`), escaped scalar by scalar.
+    public static func pointerToken(_ key: String) -> String {
+        ConfigNode.escapedPointerToken(key)
+    }
+
     /// Why a path in a snapshot is refused.
     static func noHostFiles(_ path: String) -> String {
         "a snapshot cannot name files on the host ('\(path)'); this belongs in the bootstrap file"

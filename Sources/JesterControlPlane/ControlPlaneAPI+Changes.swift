@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Foundation
 import JesterControl
 import JesterHTTPAPI
 
@@ -8,21 +9,29 @@ extension ControlPlaneAPI {
     /// `PUT /api/v1/<kind>/<name>`: creates or replaces one resource.
     func put(_ request: APIRequest, _ kind: ResourceKind, _ name: String, actor: String, now: String) -> Decision {
         if let refused = preconditions(request, actor: actor, now: now, needsBody: true) { return refused }
+        if let tags = request.field("if-none-match"), tags.trimmingCharacters(in: .whitespaces) == "*",
+            current.document.resource(kind, name) != nil
+        {
+            // RFC 9110 §13.1.2: create only if absent.
+            var response = APIResponse.error(412, "\(kind.singular) '\(name)' exists (If-None-Match: *)")
+            response.fields.append(("ETag", current.entityTag))
+            return Decision(response: response, audit: refusal(request, now, actor, response, "If-None-Match: *"))
+        }
         let body: JSONTree
         switch parseBody(request, actor: actor, now: now) {
         case .success(let tree): body = tree
         case .failure(let refused): return refused.decision
         }
-        if kind == .routes, let named = body[member: "name"], named != .string(name) {
-            return refuse(request, actor: actor, now: now, problems: [
-                FieldProblem(pointer: "/name",
-                    message: "a route's name is its address (PUT /api/v1/routes/NAME); this body names another"),
-            ], relativeTo: nil)
-        }
         var candidate = current.document
         let created = candidate.put(kind, name, body)
-        return propose(request, candidate, action: .put, actor: actor, now: now, created: created,
-            relativeTo: candidate.pointer(kind, name))
+        let place = Place.resource(candidate.pointer(kind, name) ?? "")
+        if kind == .routes, let named = body[member: "name"], named != .string(name) {
+            return refuse(request, actor: actor, now: now, problems: [
+                FieldProblem(pointer: (candidate.pointer(kind, name) ?? "") + "/name",
+                    message: "a route's name is its address (PUT /api/v1/routes/NAME); this body names another"),
+            ], place: place)
+        }
+        return propose(request, candidate, action: .put, actor: actor, now: now, created: created, place: place)
     }
 
     /// `DELETE /api/v1/<kind>/<name>`.
@@ -33,7 +42,7 @@ extension ControlPlaneAPI {
             let response = APIResponse.error(404, "there is no \(kind.singular) '\(name)'")
             return Decision(response: response, audit: refusal(request, now, actor, response, nil))
         }
-        return propose(request, candidate, action: .delete, actor: actor, now: now, relativeTo: nil)
+        return propose(request, candidate, action: .delete, actor: actor, now: now, place: .none)
     }
 
     /// `PUT /api/v1/snapshot`: replaces the whole document (a bulk import, or a fleet's configuration kept in git).
@@ -45,21 +54,28 @@ extension ControlPlaneAPI {
         case .failure(let refused): return refused.decision
         }
         let (candidate, problems) = SnapshotDocument.read(body)
-        if !problems.isEmpty {
-            // The values' problems too, so one answer lists everything to fix.
-            let all = problems + validator.problems(request.body).filter { !problems.contains($0) }
-            return refuse(request, actor: actor, now: now, problems: all, relativeTo: nil)
+        // The document as sent, not only what `read` kept of it: a member that is not a kind (`listeners`, a
+        // misspelt `route`) is refused here rather than dropped.
+        let asSent = validator.problems(request.body)
+        if !problems.isEmpty || !asSent.isEmpty {
+            let all = problems + asSent.filter { !problems.contains($0) }
+            return refuse(request, actor: actor, now: now, problems: all, place: .document)
         }
-        return propose(request, candidate, action: .replace, actor: actor, now: now, relativeTo: nil)
+        return propose(request, candidate, action: .replace, actor: actor, now: now, place: .document,
+            checked: true)
     }
 
     /// `POST /api/v1/versions/<n>/rollback`: makes version n's document current again, as a new version. It is
     /// checked again: the bootstrap it is checked over may have changed since.
     func rollback(_ request: APIRequest, to text: String, actor: String, now: String) -> Decision {
         if let refused = preconditions(request, actor: actor, now: now, needsBody: false) { return refused }
-        guard let target = version(text) else { return Self.noVersion(text) }
+        guard let target = version(text) else {
+            var decision = Self.noVersion(text)
+            decision.audit = refusal(request, now, actor, decision.response, "no version '\(text)'")
+            return decision
+        }
         return propose(request, target.document, action: .rollback, rolledBackTo: target.number, actor: actor,
-            now: now, relativeTo: nil)
+            now: now, place: .none)
     }
 
     // MARK: - Shared steps
@@ -74,7 +90,7 @@ extension ControlPlaneAPI {
             return Decision(response: response, audit: refusal(request, now, actor, response, "stale If-Match"))
         }
         if needsBody, let type = request.field("content-type"),
-            !type.lowercased().hasPrefix("application/json")
+            type.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() != "application/json"
         {
             let response = APIResponse.error(415, "send the body as application/json")
             return Decision(response: response, audit: refusal(request, now, actor, response, nil))
@@ -97,12 +113,21 @@ extension ControlPlaneAPI {
         }
     }
 
-    /// Checks `candidate` and proposes it as the next version, or answers that nothing changed, or refuses it
-    /// with its problems. `relativeTo`: the pointer of the resource the body was, so problems inside it are
-    /// also given relative to the body.
+    /// What the body of a change was, so problems inside it can also be given relative to it.
+    enum Place {
+        /// The whole document (`PUT /api/v1/snapshot`).
+        case document
+        /// One resource, at this pointer in the document.
+        case resource(String)
+        /// No body (a delete, a rollback).
+        case none
+    }
+
+    /// Checks `candidate` (unless `checked`) and proposes it as the next version, or answers that nothing
+    /// changed, or refuses it with its problems.
     private func propose(
         _ request: APIRequest, _ candidate: SnapshotDocument, action: SnapshotVersion.Action, rolledBackTo: Int? = nil,
-        actor: String, now: String, created: Bool = false, relativeTo: String?
+        actor: String, now: String, created: Bool = false, place: Place, checked: Bool = false
     ) -> Decision {
         let changes = ResourceChange.between(current.document, candidate)
         if changes.isEmpty {
@@ -111,9 +136,9 @@ extension ControlPlaneAPI {
                 at: now, actor: actor, method: request.method, path: request.path, outcome: .unchanged, status: 200,
                 version: current.number))
         }
-        let problems = validator.problems(candidate.tree.serialized())
+        let problems = checked ? [] : validator.problems(candidate.tree.serialized())
         if !problems.isEmpty {
-            return refuse(request, actor: actor, now: now, problems: problems, relativeTo: relativeTo)
+            return refuse(request, actor: actor, now: now, problems: problems, place: place)
         }
         let version = SnapshotVersion(
             number: current.number + 1, createdAt: now, actor: actor, action: action, rolledBackTo: rolledBackTo,
@@ -137,15 +162,18 @@ extension ControlPlaneAPI {
     /// 422 with every problem: `pointer` relative to the body sent when the problem is inside it, and
     /// `document_pointer` in the whole document.
     private func refuse(
-        _ request: APIRequest, actor: String, now: String, problems: [FieldProblem], relativeTo: String?
+        _ request: APIRequest, actor: String, now: String, problems: [FieldProblem], place: Place
     ) -> Decision {
         let listed: [JSONTree] = problems.map { problem in
             var members: [String: JSONTree] = ["message": .string(problem.message)]
             members["document_pointer"] = .string(problem.pointer)
-            if let base = relativeTo, problem.pointer == base || problem.pointer.hasPrefix(base + "/") {
-                members["pointer"] = .string(String(problem.pointer.dropFirst(base.count)))
-            } else if relativeTo == nil {
+            switch place {
+            case .document:
                 members["pointer"] = .string(problem.pointer)
+            case .resource(let base) where problem.pointer == base || problem.pointer.hasPrefix(base + "/"):
+                members["pointer"] = .string(String(problem.pointer.dropFirst(base.count)))
+            case .resource, .none:
+                break
             }
             return .object(members)
         }

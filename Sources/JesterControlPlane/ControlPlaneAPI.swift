@@ -19,6 +19,8 @@ public struct ControlPlaneAPI: Sendable {
     public private(set) var recentAudit: [AuditRecord]
     public var validator: SnapshotValidator
     public var authorization: ControlPlaneAuthorization
+    /// The data planes' streams: what each runs, what it refused (`GET /api/v1/data-planes`).
+    public var dataPlanes = DataPlaneRegistry()
 
     /// How many audit records `GET /api/v1/audit` can show.
     public static let recentAuditLimit = 1000
@@ -70,15 +72,28 @@ public struct ControlPlaneAPI: Sendable {
         guard let segments = Self.segments(request.path) else {
             return Decision(response: .error(400, "the path is not valid percent-encoded UTF-8"))
         }
+        let isWrite = request.method != "GET" && request.method != "HEAD"
         if segments == ["healthz"] {
             // For load balancers and systemd checks: says only that the process answers, needs no token.
+            guard !isWrite else { return Self.notAllowed("GET, HEAD") }
             return Decision(response: .json(200, raw: JSONTree.object(["status": .string("ok")]).serialized()))
         }
         guard segments.count >= 2, segments[0] == "api", segments[1] == "v1" else {
             return Decision(response: .error(404, "no such resource; the API is under /api/v1/"))
         }
         let route = Array(segments.dropFirst(2))
-        let isWrite = request.method != "GET" && request.method != "HEAD"
+        if authorization.tokens == nil, !Self.isLoopbackHost(request.field("host")) {
+            // Without tokens anyone who reaches the port may write; a page whose name was rebound to 127.0.0.1
+            // (DNS rebinding) would reach it with its own name in Host, so only loopback names are answered.
+            return Decision(response: .error(403,
+                "without tokens only requests to a loopback address or localhost are answered (Host: "
+                    + "\(request.field("host") ?? "none"))"))
+        }
+        if isWrite, case .refuse(let reason) = CrossSiteCheck.decide(
+            origin: request.field("origin"), fetchSite: request.field("sec-fetch-site"), host: request.field("host"))
+        {
+            return Decision(response: .error(403, reason))
+        }
         let actor: String
         switch authorization.decide(authorization: request.field("authorization"), required: isWrite ? .write : .read) {
         case .allowed(let name):
@@ -123,9 +138,20 @@ public struct ControlPlaneAPI: Sendable {
         case (_, 1) where route[0] == "diff":
             guard method == "GET" else { return Self.notAllowed("GET, HEAD") }
             return diff(from: query["from"], to: query["to"])
+        case (_, 1) where route[0] == "data-planes":
+            guard method == "GET" else { return Self.notAllowed("GET, HEAD") }
+            return Decision(response: .json(200, raw: dataPlanes.tree.serialized()))
         case (_, 1) where route[0] == "audit":
             guard method == "GET" else { return Self.notAllowed("GET, HEAD") }
-            let limit = query["limit"].flatMap(Int.init).map { max(0, $0) } ?? 100
+            let limit: Int
+            if let text = query["limit"] {
+                guard let number = Int(text), (0...Self.recentAuditLimit).contains(number) else {
+                    return Decision(response: .error(400, "limit is an integer from 0 to \(Self.recentAuditLimit)"))
+                }
+                limit = number
+            } else {
+                limit = 100
+            }
             return Decision(response: .json(200, raw: JSONTree.object([
                 "records": .array(recentAudit.suffix(limit).map(\.tree)),
             ]).serialized()))
@@ -144,6 +170,9 @@ public struct ControlPlaneAPI: Sendable {
         case (_, 2):
             guard let kind = ResourceKind(rawValue: route[0]) else { return Self.noSuchResource(route[0]) }
             let name = route[1]
+            guard SnapshotDocument.isValidName(name) else {
+                return Decision(response: .error(404, "there is no \(kind.singular) '\(name)': \(SnapshotDocument.nameRule)"))
+            }
             switch method {
             case "GET":
                 guard let resource = current.document.resource(kind, name) else {
@@ -181,12 +210,12 @@ public struct ControlPlaneAPI: Sendable {
         ]).serialized()))
     }
 
-    /// The version a path segment names (`7`, or `current`).
+    /// The version a path segment or parameter names (decimal digits, or `current`).
     func version(_ text: String) -> SnapshotVersion? {
         if text == "current" { return current }
-        guard let number = Int(text), number >= 0, number < history.count, history[number].number == number else {
-            return nil
-        }
+        guard !text.isEmpty, text.utf8.count <= 18, text.utf8.allSatisfy({ $0 &- UInt8(ascii: "0") < 10 }),
+            let number = Int(text), number < history.count, history[number].number == number
+        else { return nil }
         return history[number]
     }
 
@@ -200,7 +229,7 @@ public struct ControlPlaneAPI: Sendable {
 
     static func noSuchResource(_ path: String) -> Decision {
         Decision(response: .error(404,
-            "no such resource '\(path)'; the API has snapshot, versions, diff, audit, "
+            "no such resource '\(path)'; the API has snapshot, versions, diff, audit, data-planes, "
                 + ResourceKind.allCases.map(\.rawValue).joined(separator: ", ")))
     }
 
@@ -208,12 +237,26 @@ public struct ControlPlaneAPI: Sendable {
         Decision(response: .error(404, "there is no version '\(text)'"))
     }
 
-    /// Whether an `If-Match` or `If-None-Match` list names `tag` (or is `*`). Strong comparison.
+    /// Whether an `If-Match` or `If-None-Match` list names `tag` (or is `*`). The tags are strong and every
+    /// version has its own, so weak and strong comparison agree (a `W/` tag never matches).
     static func matches(_ list: String, _ tag: String) -> Bool {
         list.split(separator: ",").contains { entry in
             let trimmed = entry.trimmingCharacters(in: .whitespaces)
             return trimmed == "*" || trimmed == tag
         }
+    }
+
+    /// Whether a Host field names a loopback address or localhost (any port).
+    static func isLoopbackHost(_ host: String?) -> Bool {
+        guard var name = host?.lowercased() else { return false }
+        if name.hasPrefix("[") {
+            guard let close = name.firstIndex(of: "]") else { return false }
+            return name[name.index(after: name.startIndex)..<close] == "::1"
+        }
+        if let colon = name.lastIndex(of: ":") { name = String(name[..<colon]) }
+        if name == "localhost" { return true }
+        let octets = name.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
     }
 
     /// A query's parameters, decoded (`+` is not a space here; the last of a repeated name wins).

@@ -23,11 +23,12 @@ public struct ControlPlaneAuthorization: Sendable, Equatable {
     public func decide(authorization: String?, required: AdminRole) -> Decision {
         guard let tokens else { return .allowed(actor: "anonymous") }
         guard let authorization else { return .unauthorized("a bearer token is needed") }
-        // RFC 6750 §2.1: "Bearer" is a case-insensitive scheme, then one space, then the token.
-        guard authorization.prefix(7).lowercased() == "bearer ", authorization.count > 7 else {
+        // RFC 6750 §2.1: "Bearer" is a case-insensitive scheme, then spaces, then the token.
+        let token = authorization.dropFirst(7).drop { $0 == " " }
+        guard authorization.prefix(7).lowercased() == "bearer ", !token.isEmpty else {
             return .unauthorized("the Authorization field must be 'Bearer TOKEN'")
         }
-        guard let entry = tokens.entry(for: authorization.dropFirst(7).utf8) else {
+        guard let entry = tokens.entry(for: token.utf8) else {
             return .unauthorized("the token is not valid")
         }
         guard entry.role.allows(required) else {

@@ -42,10 +42,10 @@ public struct ResourceChange: Sendable, Equatable, Hashable, Comparable {
             if wasSet != isSet {
                 changes.append(ResourceChange(kind: kind, name: nil, change: isSet ? .added : .removed))
             }
-            let oldNames = Set(old.names(kind))
-            let newNames = Set(new.names(kind))
-            for name in oldNames.union(newNames).sorted() {
-                switch (old.resource(kind, name), new.resource(kind, name)) {
+            let before = old.resources(kind)
+            let after = new.resources(kind)
+            for name in Set(before.keys).union(after.keys).sorted() {
+                switch (before[name], after[name]) {
                 case (nil, _?): changes.append(ResourceChange(kind: kind, name: name, change: .added))
                 case (_?, nil): changes.append(ResourceChange(kind: kind, name: name, change: .removed))
                 case (let before?, let after?) where before != after:

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-import Foundation
+import JesterConfig
 import JesterControl
 
 /// One problem with what a client sent, at a field: the JSON pointer (RFC 6901) of the value and what was wrong
@@ -39,9 +39,9 @@ public struct SnapshotDocument: Sendable, Equatable {
     public init() {}
 
     /// Reads a document's structure: an object whose members are kinds, routes an array of objects with unique
-    /// string names, the other kinds objects of objects. Problems are returned, not thrown, so the values'
-    /// problems (`SnapshotValidator`) can be reported with them; members that are not kinds are left to the
-    /// validator, which says why each is refused.
+    /// valid names, the other kinds objects by valid name. Problems are returned, not thrown, so the values'
+    /// problems (`SnapshotValidator`) can be reported with them. Members that are not kinds are not kept: the
+    /// caller checks the document as sent with the validator too, which refuses each and says why.
     public static func read(_ tree: JSONTree) -> (document: SnapshotDocument, problems: [FieldProblem]) {
         var document = SnapshotDocument()
         var problems: [FieldProblem] = []
@@ -59,9 +59,13 @@ public struct SnapshotDocument: Sendable, Equatable {
                 }
                 var seen: Set<String> = []
                 for (index, entry) in entries.enumerated() {
-                    guard let name = entry[member: "name"]?.stringValue, !name.isEmpty else {
+                    guard let name = entry[member: "name"]?.stringValue else {
                         problems.append(FieldProblem(pointer: "\(base)/\(index)/name",
                             message: "a route the control plane keeps needs a name (its address in the API)"))
+                        continue
+                    }
+                    guard isValidName(name) else {
+                        problems.append(FieldProblem(pointer: "\(base)/\(index)/name", message: nameRule))
                         continue
                     }
                     if !seen.insert(name).inserted {
@@ -75,6 +79,9 @@ public struct SnapshotDocument: Sendable, Equatable {
                 guard case .object(let entries) = member else {
                     problems.append(FieldProblem(pointer: base, message: "\(kind.rawValue) are an object by name"))
                     continue
+                }
+                for name in entries.keys.sorted() where !isValidName(name) {
+                    problems.append(FieldProblem(pointer: base + "/" + escapedPointerToken(name), message: nameRule))
                 }
                 document.tables[kind] = entries
             }
@@ -103,6 +110,12 @@ public struct SnapshotDocument: Sendable, Equatable {
     /// One resource, nil when there is none by that name.
     public func resource(_ kind: ResourceKind, _ name: String) -> JSONTree? {
         kind == .routes ? routes.first { $0.name == name }?.value : tables[kind]?[name]
+    }
+
+    /// Every resource of one kind by name (one pass, for comparing whole documents).
+    public func resources(_ kind: ResourceKind) -> [String: JSONTree] {
+        guard kind == .routes else { return tables[kind] ?? [:] }
+        return Dictionary(routes.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first })
     }
 
     /// Where one resource is in the JSON form, nil when there is none by that name.
@@ -147,8 +160,25 @@ public struct SnapshotDocument: Sendable, Equatable {
         return tables[kind]?.removeValue(forKey: name) != nil
     }
 
-    /// RFC 6901 §3: `~` as `~0`, `/` as `~1`.
     static func escapedPointerToken(_ name: String) -> String {
-        name.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
+        ConfigSnapshot.pointerToken(name)
     }
+
+    /// Whether `name` can name a resource: letters, digits, `.`, `_` and `-`, at most 128 of them, and not `.` or
+    /// `..` (which clients remove from paths). Names are addresses in the API's paths, so they stay plain.
+    public static func isValidName(_ name: String) -> Bool {
+        guard !name.isEmpty, name.utf8.count <= 128, name != ".", name != ".." else { return false }
+        return name.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
+                return true
+            default:
+                return false
+            }
+        }
+    }
+
+    /// Why a name was refused.
+    public static let nameRule = "a name is 1 to 128 letters, digits, '.', '_' or '-' (not '.' or '..')"
 }

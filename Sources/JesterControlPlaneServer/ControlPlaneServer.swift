@@ -40,7 +40,7 @@ public final class ControlPlaneServer: @unchecked Sendable {
     }
 
     /// The most API connections open at once; past it new ones are closed.
-    static let maxConnections = 256
+    static let maxConnections = 64
     /// How long a connection may stay without a byte from the client.
     static let idleTimeout = TimeAmount.seconds(60)
     /// The largest request body: a whole snapshot of tens of thousands of routes.
@@ -98,18 +98,30 @@ public final class ControlPlaneServer: @unchecked Sendable {
 
     /// Starts listening; returns the address bound (its port, when 0 was asked for).
     public func start() throws -> SocketAddress {
+        let version = api.current.number  // before the loop can change it
+        let authorization = api.authorization
+        // Large bodies (whole snapshots) only from clients that may write; the rest get the admin API's limit
+        // before any of their body is buffered.
+        let bodyLimit: @Sendable (String, [(name: String, value: String)]) -> Int = { _, fields in
+            let presented = fields.first { $0.name == "authorization" }?.value
+            if case .allowed = authorization.decide(authorization: presented, required: .write) {
+                return Self.maxBodySize
+            }
+            return APIRequestReader.defaultMaxBodySize
+        }
         let bound = try ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: Self.idleTimeout))
-                    try channel.pipeline.syncOperations.addHandler(ControlPlaneConnection(server: self))
+                    try channel.pipeline.syncOperations.addHandler(
+                        ControlPlaneConnection(server: self, bodyLimit: bodyLimit))
                 }
             }
             .bind(to: address).wait()
         channel = bound
         logger.info("control plane serving", metadata: [
-            "address": "\(bound.localAddress.map { "\($0)" } ?? "?")", "version": "\(api.current.number)",
+            "address": "\(bound.localAddress.map { "\($0)" } ?? "?")", "version": "\(version)",
             "store": "\(store.directory)",
         ])
         return bound.localAddress ?? address
@@ -195,17 +207,21 @@ public final class ControlPlaneServer: @unchecked Sendable {
     }
 }
 
-/// One API connection: requests read whole (`APIRequestReader`), answered one at a time in order.
+/// One API connection: requests read whole (`APIRequestReader`), answered one at a time in order. It stops
+/// taking the next request while its answers are not being read (the channel is not writable), so a client
+/// that pipelines requests and never reads cannot make the server buffer answers without end.
 final class ControlPlaneConnection: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let server: ControlPlaneServer
-    private var reader = APIRequestReader(maxBodySize: ControlPlaneServer.maxBodySize)
+    private var reader: APIRequestReader
     private var closing = false
 
-    init(server: ControlPlaneServer) {
+    init(server: ControlPlaneServer, bodyLimit: @escaping @Sendable (String, [(name: String, value: String)]) -> Int) {
         self.server = server
+        reader = APIRequestReader(maxBodySize: ControlPlaneServer.maxBodySize)
+        reader.bodyLimit = bodyLimit
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -225,7 +241,16 @@ final class ControlPlaneConnection: ChannelInboundHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         reader.append(unwrapInboundIn(data).readableBytesView)
-        while !closing {
+        answerPending(context)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        answerPending(context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func answerPending(_ context: ChannelHandlerContext) {
+        while !closing, context.channel.isWritable {
             switch reader.next() {
             case .needMoreBytes:
                 return

@@ -21,6 +21,7 @@ public final class FileSnapshotStore {
     public let directory: String
     private let lockDescriptor: Int32
     private let auditDescriptor: Int32
+    private var lastAppendFailed = false
 
     /// Why the store cannot be opened or written.
     public struct StoreError: Error, CustomStringConvertible {
@@ -44,11 +45,19 @@ public final class FileSnapshotStore {
             close(lockDescriptor)
             throw StoreError(description: "\(directory) is in use by another control plane (its lock is held)")
         }
-        auditDescriptor = open(directory + "/audit.log", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        auditDescriptor = open(directory + "/audit.log", O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
         guard auditDescriptor >= 0 else {
             close(lockDescriptor)
             throw StoreError(description: "cannot open \(directory)/audit.log: \(Self.lastError())")
         }
+        // A log cut in the middle of a line (a crash, a full disk) gets its next record on a line of its own.
+        let size = lseek(auditDescriptor, 0, SEEK_END)
+        var last: UInt8 = 0
+        if size > 0, pread(auditDescriptor, &last, 1, size - 1) == 1, last != UInt8(ascii: "\n") {
+            lastAppendFailed = true
+        }
+        // The entries just made (versions/, audit.log) survive a power loss only once their directory is flushed.
+        try syncDirectory(directory)
     }
 
     deinit {
@@ -69,12 +78,14 @@ public final class FileSnapshotStore {
         var versions: [SnapshotVersion] = []
         for name in names.sorted() {
             let path = versionsDirectory + "/" + name
-            if name.hasPrefix(".") {
-                // A version whose write was interrupted before its rename: it was never answered as made.
+            if name.hasPrefix("."), name.hasSuffix(".json") {
+                // A version whose write was interrupted before its link: it was never answered as made.
                 unlink(path)
                 continue
             }
-            guard name.hasSuffix(".json"), let number = Int(name.dropLast(5)) else { continue }
+            guard name.count == 13, name.hasSuffix(".json"), let number = Int(name.dropLast(5)),
+                Self.fileName(number) == name
+            else { continue }
             guard number == versions.count + 1 else {
                 throw StoreError(description: "\(path): version \(versions.count + 1) is missing before it")
             }
@@ -106,42 +117,54 @@ public final class FileSnapshotStore {
         return lines.compactMap { line in (try? JSONTree.parse(Array(line))).flatMap(AuditRecord.read) }
     }
 
-    /// Stores one version durably: written to a hidden file, flushed, renamed to its name, and the directory
-    /// flushed, so once this returns the version survives a crash or a power loss.
+    /// Stores one version durably: written to a hidden file and flushed, linked to its name (which fails if a
+    /// file has it: a version is never overwritten), and the directory flushed, so once this returns the version
+    /// survives a crash or a power loss. If it throws, the version's file is gone again: a version the client was
+    /// told was not made must not appear at the next start.
     public func store(_ version: SnapshotVersion) throws(StoreError) {
-        let name = String(format: "%08d.json", version.number)
+        let name = Self.fileName(version.number)
         let versionsDirectory = directory + "/versions"
         let temporary = versionsDirectory + "/." + name
         let final = versionsDirectory + "/" + name
-        guard access(final, F_OK) != 0 else {
-            throw StoreError(description: "\(final) already exists")
-        }
         var bytes = version.tree.serialized()
         bytes.append(UInt8(ascii: "\n"))
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
         guard descriptor >= 0 else { throw StoreError(description: "cannot create \(temporary): \(Self.lastError())") }
-        defer { close(descriptor) }
-        guard Self.writeAll(descriptor, bytes), fsync(descriptor) == 0 else {
-            let reason = Self.lastError()
-            unlink(temporary)
-            throw StoreError(description: "cannot write \(temporary): \(reason)")
+        defer { unlink(temporary) }
+        let written = Self.writeAll(descriptor, bytes) && fsync(descriptor) == 0
+        let writeError = Self.lastError()
+        close(descriptor)
+        guard written else { throw StoreError(description: "cannot write \(temporary): \(writeError)") }
+        guard link(temporary, final) == 0 else {
+            throw StoreError(description: "cannot store \(final): \(Self.lastError())")
         }
-        guard rename(temporary, final) == 0 else {
-            let reason = Self.lastError()
-            unlink(temporary)
-            throw StoreError(description: "cannot rename \(temporary) to \(final): \(reason)")
+        do {
+            try syncDirectory(versionsDirectory)
+        } catch {
+            unlink(final)
+            try? syncDirectory(versionsDirectory)
+            throw error
         }
-        try syncDirectory(versionsDirectory)
+    }
+
+    /// `00000042.json`: zero-padded so that names sort as numbers.
+    static func fileName(_ number: Int) -> String {
+        let digits = String(number)
+        return String(repeating: "0", count: max(0, 8 - digits.count)) + digits + ".json"
     }
 
     /// Appends one record to the audit log and flushes it.
     public func append(_ record: AuditRecord) throws(StoreError) {
-        var line = record.tree.serialized()
+        // After a failed append the log may end inside a line: start afresh, so this record stays readable.
+        var line: [UInt8] = lastAppendFailed ? [UInt8(ascii: "\n")] : []
+        line += record.tree.serialized()
         line.append(UInt8(ascii: "\n"))
         // O_APPEND: one write of one line lands whole at the end.
         guard Self.writeAll(auditDescriptor, line), fdatasync(auditDescriptor) == 0 else {
+            lastAppendFailed = true
             throw StoreError(description: "cannot append to \(directory)/audit.log: \(Self.lastError())")
         }
+        lastAppendFailed = false
     }
 
     private func syncDirectory(_ path: String) throws(StoreError) {

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 import JesterCore
 
-/// One request to an HTTP API of Jester's (the admin API, the control plane's REST API), read whole: their bodies
-/// are small, so nothing streams.
+/// One request to an HTTP API of Jester's (the admin API, the control plane's REST API), read whole: bodies are
+/// bounded (`APIRequestReader.maxBodySize`), so nothing streams.
 public struct APIRequest: Sendable, Equatable {
     public var method: String
     /// The path as received (percent-encoded), without the query.
@@ -50,6 +50,9 @@ public struct APIRequestReader {
 
     /// The largest request body read (the control plane's whole snapshots are larger than the admin API's bodies).
     public let maxBodySize: Int
+    /// A smaller limit for some requests, decided from the head before any of the body is buffered (the control
+    /// plane takes large bodies only from clients with a write token). Nil: `maxBodySize` for every request.
+    public var bodyLimit: (@Sendable (_ method: String, _ fields: [(name: String, value: String)]) -> Int)?
 
     /// What the bytes so far make.
     public enum Next: Equatable {
@@ -90,14 +93,16 @@ public struct APIRequestReader {
             if head.isChunked {
                 return .refuse(status: 411, message: "send a Content-Length: chunked request bodies are not read here")
             }
+            let method = text(head.method)
+            let fields = head.fields.map { (name: text($0.name).lowercased(), value: text($0.value)) }
+            let limit = min(maxBodySize, bodyLimit?(method, fields) ?? maxBodySize)
             let bodyLength = Int(head.contentLength ?? 0)
-            guard bodyLength <= maxBodySize else {
-                return .refuse(status: 413, message: "request bodies are limited to \(maxBodySize) bytes")
+            guard bodyLength <= limit else {
+                return .refuse(status: 413, message: "request bodies are limited to \(limit) bytes here")
             }
             guard buffer.count >= length + bodyLength else { return .needMoreBytes }
             let request = APIRequest(
-                method: text(head.method), path: text(head.path), query: Self.query(of: text(head.target)),
-                fields: head.fields.map { (text($0.name).lowercased(), text($0.value)) },
+                method: method, path: text(head.path), query: Self.query(of: text(head.target)), fields: fields,
                 body: Array(buffer[length..<(length + bodyLength)]), keepAlive: head.isPersistent)
             buffer.removeFirst(length + bodyLength)
             parser.reset()

@@ -16,11 +16,12 @@ private struct Harness {
 
     @discardableResult
     mutating func send(
-        _ method: String, _ path: String, _ body: String? = nil, fields: [(String, String)] = []
+        _ method: String, _ path: String, _ body: String? = nil, fields: [(String, String)] = [],
+        host: String = "127.0.0.1:9400"
     ) -> APIResponse {
         clock += 1
         // Through the reader the server uses, so paths, queries and fields arrive as they would.
-        var head = "\(method) \(path) HTTP/1.1\r\nHost: control-plane\r\n"
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: \(host)\r\n"
         for (name, value) in fields { head += "\(name): \(value)\r\n" }
         let bytes = Array((body ?? "").utf8)
         if body != nil { head += "Content-Length: \(bytes.count)\r\n" }
@@ -224,6 +225,51 @@ private let route = #"{"path_prefix": "/api/", "upstream": "app"}"#
     #expect(harness.send("GET", "/api/v1/diff?from=0").status == 400)
 }
 
+@Test func namesAreRefusedUnlessPlain() {
+    var harness = Harness()
+    #expect(harness.send("PUT", "/api/v1/upstreams/a~b%2Fc", upstream).status == 404)
+    #expect(harness.send("PUT", "/api/v1/upstreams/..", upstream).status == 404)
+    let refused = harness.send("PUT", "/api/v1/snapshot", #"{"upstreams": {"a b": {"targets": ["127.0.0.1:1"]}}}"#)
+    #expect(refused.status == 422)
+    #expect(harness.api.current.number == 0)
+}
+
+@Test func aWholeSnapshotWithAMemberThatIsNotAKindIsRefusedNotTrimmed() {
+    var harness = Harness()
+    for body in [#"{"route": []}"#, #"{"listeners": [], "upstreams": {}}"#] {
+        #expect(harness.send("PUT", "/api/v1/snapshot", body).status == 422)
+    }
+    #expect(harness.api.current.number == 0)
+}
+
+@Test func withoutTokensOnlyLoopbackHostsAreAnsweredAndBrowsersFromElsewhereCannotWrite() {
+    var harness = Harness()
+    // DNS rebinding: the attacker's name in Host.
+    #expect(harness.send("GET", "/api/v1/snapshot", host: "evil.example:9400").status == 403)
+    #expect(harness.send("GET", "/api/v1/snapshot", host: "localhost:9400").status == 200)
+    #expect(harness.send("GET", "/api/v1/snapshot", host: "[::1]:9400").status == 200)
+    // A page on another site posting through the operator's browser.
+    #expect(harness.send("POST", "/api/v1/versions/0/rollback", fields: [("Origin", "https://evil.example")]).status
+        == 403)
+    #expect(harness.send("PUT", "/api/v1/upstreams/app", upstream, fields: [("Sec-Fetch-Site", "cross-site")]).status
+        == 403)
+    #expect(harness.api.current.number == 0)
+    #expect(harness.send("POST", "/healthz").status == 405)
+}
+
+@Test func ifNoneMatchStarCreatesOnlyWhatIsAbsent() {
+    var harness = Harness()
+    #expect(harness.send("PUT", "/api/v1/upstreams/app", upstream, fields: [("If-None-Match", "*")]).status == 201)
+    let again = harness.send("PUT", "/api/v1/upstreams/app", #"{"targets": ["127.0.0.1:1"]}"#,
+        fields: [("If-None-Match", "*")])
+    #expect(again.status == 412 && harness.api.current.number == 1)
+    #expect(harness.send("GET", "/api/v1/audit?limit=5000").status == 400)
+    #expect(harness.send("GET", "/api/v1/audit?limit=x").status == 400)
+    #expect(harness.send("GET", "/api/v1/versions/+1").status == 404)
+    #expect(harness.send("POST", "/api/v1/versions/9/rollback").status == 404)
+    #expect(harness.audit.last?.outcome == .refused)  // a rollback to nothing is a refused write too
+}
+
 @Test func aRouteNamedInTheBodyMustBeTheOneInThePath() {
     var harness = Harness()
     harness.send("PUT", "/api/v1/upstreams/app", upstream)
@@ -233,13 +279,15 @@ private let route = #"{"path_prefix": "/api/", "upstream": "app"}"#
 
 @Test func storedVersionsReadBackAsTheyWereWritten() throws {
     var harness = Harness()
-    harness.send("PUT", "/api/v1/upstreams/a~b%2Fc", upstream)
-    harness.send("PUT", "/api/v1/routes/api", #"{"path_prefix": "/", "upstream": "a~b/c"}"#)
+    harness.send("PUT", "/api/v1/upstreams/a.b_c-1", upstream)
+    harness.send("PUT", "/api/v1/routes/api", #"{"path_prefix": "/", "upstream": "a.b_c-1", "x_note": "\u00e9\"\n"}"#)
     for version in harness.stored {
         let reread = try JSONTree.parse(version.tree.serialized())
         #expect(try SnapshotVersion.read(reread).get() == version)
     }
-    #expect(harness.api.current.document.pointer(.upstreams, "a~b/c") == "/upstreams/a~0b~1c")
+    var document = SnapshotDocument()
+    document.put(.upstreams, "a~b/c", .object([:]))
+    #expect(document.pointer(.upstreams, "a~b/c") == "/upstreams/a~0b~1c")
     for record in harness.audit {
         #expect(AuditRecord.read(try JSONTree.parse(record.tree.serialized())) == record)
     }

@@ -10,16 +10,16 @@
 /// elsewhere: `Sec-Fetch-Site` other than `same-origin` or `none` (a user typing the URL), or an `Origin` whose
 /// host and port are not the `Host` the request was sent to. Clients that are not browsers (curl, jesterctl,
 /// scripts) send neither field and are not affected. Pure, so every combination is tested without a socket.
-enum CrossSiteCheck {
+public enum CrossSiteCheck {
     /// The decision.
-    enum Decision: Equatable {
+    public enum Decision: Equatable {
         case allowed
         /// 403 with this message.
         case refuse(String)
     }
 
     /// Whether an action with these fields (nil: absent) may proceed.
-    static func decide(origin: String?, fetchSite: String?, host: String?) -> Decision {
+    public static func decide(origin: String?, fetchSite: String?, host: String?) -> Decision {
         // Fetch Metadata: the browser's own word on where the request comes from. `same-site` is refused too:
         // another port of the same host is the same site, and is exactly where a hostile local page would be.
         if let fetchSite {
