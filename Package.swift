@@ -179,6 +179,7 @@ let package = Package(
             dependencies: [
                 "JesterCore", "JesterConfig", "JesterControl", "JesterSystem", "JesterLogging", "JesterFetch",
                 "JesterAuth", "JesterMetrics", "JesterCache", "JesterCacheStore", "JesterHTTPAPI",
+                "JesterControlPlane", "JesterControlPlaneGRPC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -194,11 +195,25 @@ let package = Package(
             name: "JesterControlPlane",
             dependencies: ["JesterConfig", "JesterControl", "JesterHTTPAPI"],
             swiftSettings: swiftSettings),
+        // The stream between the control plane and the data planes' masters over gRPC: the code generated from
+        // Proto/ (committed; Proto/generate.sh), its messages to and from JesterControlPlane's values, the
+        // control plane's server and the master's client. No generated or gRPC type leaves it.
+        .target(
+            name: "JesterControlPlaneGRPC",
+            dependencies: [
+                "JesterControlPlane",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: swiftSettings),
         // Its I/O: the REST server on NIO and the file store of versions and the audit log.
         .target(
             name: "JesterControlPlaneServer",
             dependencies: [
-                "JesterControlPlane", "JesterHTTPAPI", "JesterConfig", "JesterControl", "JesterLogging", "JesterSystem",
+                "JesterControlPlane", "JesterControlPlaneGRPC", "JesterHTTPAPI", "JesterConfig", "JesterControl",
+                "JesterLogging", "JesterSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

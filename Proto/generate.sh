@@ -10,9 +10,9 @@ set -eu
 cd "$(dirname "$0")/.."
 command -v protoc >/dev/null || { echo "protoc is missing: apt-get install protobuf-compiler" >&2; exit 1; }
 scratch=.build/protoc-plugins
-swift build -c release --scratch-path "$scratch" --product protoc-gen-swift
-swift build -c release --scratch-path "$scratch" --product protoc-gen-grpc-swift-2
-bin=$(swift build -c release --scratch-path "$scratch" --show-bin-path)
+swift build --scratch-path "$scratch" --product protoc-gen-swift
+swift build --scratch-path "$scratch" --product protoc-gen-grpc-swift-2
+bin=$(swift build --scratch-path "$scratch" --show-bin-path)
 out=Sources/JesterControlPlaneGRPC/Generated
 mkdir -p "$out"
 rm -f "$out"/*.swift

@@ -79,6 +79,9 @@ struct ConfigDecoder {
         }
         if let node = top.take("admin", decoder: &self) { configuration.admin = decodeAdmin(node) }
         if let node = top.take("tracing", decoder: &self) { configuration.tracing = decodeTracing(node) }
+        if let node = top.take("control_plane", decoder: &self) {
+            configuration.controlPlane = decodeControlPlane(node)
+        }
         if let node = top.take("metrics", decoder: &self) { configuration.metrics = decodeMetrics(node) }
         if let node = top.take("cache", decoder: &self) { configuration.cache = decodeCacheStore(node) }
         if let node = top.take("http", decoder: &self), var table = TableReader(node, ConfigSchema.http, decoder: &self) {

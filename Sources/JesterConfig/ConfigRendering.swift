@@ -78,6 +78,13 @@ extension Configuration {
         } else {
             lines += ["", "# [tracing]: off"]
         }
+        if let controlPlane {
+            lines += ["", "[control_plane]", "address = \(quoted(controlPlane.address.description))"]
+            lines.append(controlPlane.node.map { "node = \(quoted($0))" } ?? "# node: the host name")
+            lines.append("state_file = \(quoted(controlPlane.stateFile))")
+        } else {
+            lines += ["", "# [control_plane]: off"]
+        }
         for listener in listeners {
             lines += [
                 "", "[[listeners]]", "name = \(quoted(listener.name))", "address = \(quoted(listener.address.description))",
@@ -421,6 +428,7 @@ extension ConfigSchema {
         render(metrics, title: "[metrics]")
         render(cacheStore, title: "[cache]")
         render(tracing, title: "[tracing]")
+        render(controlPlane, title: "[control_plane]")
         render(listener, title: "[[listeners]]")
         render(tls, title: "[listeners.tls]")
         render(certificate, title: "[[listeners.tls.certificates]]")

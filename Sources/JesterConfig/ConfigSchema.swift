@@ -120,6 +120,9 @@ public struct ConfigSchema: Sendable {
                 "The shared HTTP cache's store (see HTTP CACHE): its directory and size; routes opt in with cache."),
             Field("admin", .table(admin), default: "off",
                 "The admin API (jester-admin(7)): status, configuration, routes, upstreams, and actions over HTTP."),
+            Field("control_plane", .table(controlPlane), default: "off",
+                "The control plane (jester control-plane) whose versions of routes, upstreams, filters and policies "
+                    + "replace this file's, applied as reloads."),
             Field("listeners", .array(.table(listener)), required: true, "Addresses to accept connections on."),
             Field("routes", .array(.table(route)), default: "[]", "How requests are matched and answered."),
             Field("upstreams", .map(.table(upstream)), default: "{}", "Pools of servers that routes proxy to."),
@@ -191,6 +194,17 @@ public struct ConfigSchema: Sendable {
             Field("export_timeout", .duration, default: "\"10s\"", "One export attempt, connection to answer."),
             Field("max_retry_time", .duration, default: "\"30s\"",
                 "How long an export is retried (429, 502, 503, 504, no collector) before its spans are dropped."),
+        ])
+
+    public static let controlPlane = Table(
+        "[control_plane]",
+        [
+            Field("address", .address, required: true,
+                "The control plane's stream (its --grpc-listen), an IP address and port; only the master connects."),
+            Field("node", .string, default: "the host name", "This instance's name in the control plane's listing."),
+            Field("state_file", .string, default: "\"\(ControlPlaneSettings.defaultStateFile)\"",
+                "The last snapshot applied, written after each one and used at start while the control plane "
+                    + "cannot be reached."),
         ])
 
     public static let metrics = Table(

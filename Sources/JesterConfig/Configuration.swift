@@ -21,6 +21,8 @@ public struct Configuration: Sendable, Codable, Equatable {
     public var admin: AdminSettings?
     /// `[tracing]`: OpenTelemetry tracing; nil (the table absent) keeps it off.
     public var tracing: TracingSettings?
+    /// `[control_plane]`: the control plane the master takes snapshots from; nil: none.
+    public var controlPlane: ControlPlaneSettings?
     /// `[metrics]`: whether workers count and scrapes are answered (on unless turned off).
     @DefaultIfMissing<MetricsSettingsDefault> public var metrics = MetricsSettings()
     /// `[cache]`: the shared HTTP cache's store; nil: the defaults (used only when a route has `cache`).

@@ -184,12 +184,15 @@ public struct StatusReport: Codable, Sendable, Equatable {
     /// The serving configuration's Wasm policies, with what the serving generation's workers report of them
     /// (nil from an older master; empty without policies).
     public var policies: [PolicyStatus]?
+    /// The control plane link (nil without `[control_plane]`, or from an older master).
+    public var controlPlane: ControlPlaneStatus?
 
     public init(
         pid: Int32, version: String, startedAt: Double, configFile: String, configHash: String, generation: Int,
         state: String, workers: [WorkerStatus], binaryReplaced: Bool? = nil, lastFailedReload: FailedReload? = nil,
-        listeners: [ListenerStatus]? = nil, policies: [PolicyStatus]? = nil
+        listeners: [ListenerStatus]? = nil, policies: [PolicyStatus]? = nil, controlPlane: ControlPlaneStatus? = nil
     ) {
+        self.controlPlane = controlPlane
         self.policies = policies
         self.binaryReplaced = binaryReplaced
         self.lastFailedReload = lastFailedReload
@@ -202,6 +205,24 @@ public struct StatusReport: Codable, Sendable, Equatable {
         self.generation = generation
         self.state = state
         self.workers = workers
+    }
+}
+
+/// The master's link to its control plane, as `jesterctl status` shows it.
+public struct ControlPlaneStatus: Codable, Sendable, Equatable {
+    public var address: String
+    /// "connected", "waiting to reconnect", "disconnected: why".
+    public var state: String
+    /// The control plane's version served (nil: the bootstrap file alone).
+    public var version: Int?
+    /// The last version this instance refused, and why (nil once a later one was applied).
+    public var lastRefusal: String?
+
+    public init(address: String, state: String, version: Int?, lastRefusal: String?) {
+        self.address = address
+        self.state = state
+        self.version = version
+        self.lastRefusal = lastRefusal
     }
 }
 

@@ -2,6 +2,7 @@
 import Foundation
 import JesterConfig
 import JesterControlPlane
+import JesterControlPlaneGRPC
 import JesterHTTPAPI
 import JesterLogging
 import JesterSystem
@@ -25,8 +26,14 @@ public final class ControlPlaneServer: @unchecked Sendable {
         public var tokensFile: String?
         /// A data plane's bootstrap file to check documents over (nil: each document on its own).
         public var bootstrapFile: String?
+        /// Where the data planes' stream listens (`HOST:PORT`; nil: no stream).
+        public var streamListen: String?
 
-        public init(listen: String, dataDirectory: String, tokensFile: String?, bootstrapFile: String?) {
+        public init(
+            listen: String, dataDirectory: String, tokensFile: String?, bootstrapFile: String?,
+            streamListen: String? = nil
+        ) {
+            self.streamListen = streamListen
             self.listen = listen
             self.dataDirectory = dataDirectory
             self.tokensFile = tokensFile
@@ -47,7 +54,14 @@ public final class ControlPlaneServer: @unchecked Sendable {
     static let maxBodySize = 64 * 1024 * 1024
 
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    /// The one loop every decision is taken on.
+    var loop: any EventLoop { group.any() }
     var api: ControlPlaneAPI
+    /// The open data-plane streams' push queues, by stream.
+    var streams: [UInt64: AsyncStream<SnapshotPush>.Continuation] = [:]
+    var nextStream: UInt64 = 0
+    let streamAddress: SocketAddress?
+    var streamServer: SnapshotStreamServer?
     let store: FileSnapshotStore
     let logger = Logger(component: .controlPlane)
     let address: SocketAddress
@@ -60,6 +74,15 @@ public final class ControlPlaneServer: @unchecked Sendable {
             address = try Self.parseAddress(settings.listen)
         } catch {
             throw StartError(description: "--listen \(settings.listen): \(error.description)")
+        }
+        if let stream = settings.streamListen {
+            do {
+                streamAddress = try Self.parseAddress(stream)
+            } catch {
+                throw StartError(description: "--grpc-listen \(stream): \(error.description)")
+            }
+        } else {
+            streamAddress = nil
         }
         var tokens: AdminTokens?
         if let path = settings.tokensFile {
@@ -127,8 +150,41 @@ public final class ControlPlaneServer: @unchecked Sendable {
         return bound.localAddress ?? address
     }
 
+    /// Starts the data planes' stream server, if one was asked for; returns its port once bound.
+    public func startStream() throws -> Int? {
+        guard let address = streamAddress, let host = address.ipAddress, let port = address.port else { return nil }
+        let server = SnapshotStreamServer(host: host, port: port, hub: self)
+        streamServer = server
+        let serving = Task { try await server.serve() }
+        let bound = BoundPort()
+        let semaphore = DispatchSemaphore(value: 0)
+        Task {
+            do {
+                bound.port = try await server.boundPort()
+            } catch {
+                bound.error = "\(error)"
+                _ = await serving.result
+            }
+            semaphore.signal()
+        }
+        semaphore.wait()
+        if let error = bound.error { throw StartError(description: "cannot serve the stream on \(address): \(error)") }
+        logger.info("serving the data planes' stream", metadata: ["port": "\(bound.port ?? 0)"])
+        return bound.port
+    }
+
+    private final class BoundPort: @unchecked Sendable {
+        var port: Int?
+        var error: String?
+    }
+
     /// Stops accepting, lets the loop finish what it is doing, and shuts it down.
     public func stop() {
+        streamServer?.stop()
+        try? loop.submit { [self] in
+            for continuation in streams.values { continuation.finish() }
+            streams.removeAll()
+        }.wait()
         try? channel?.close().wait()
         try? group.syncShutdownGracefully()
     }
@@ -143,6 +199,7 @@ public final class ControlPlaneServer: @unchecked Sendable {
             do {
                 try store.store(version)
                 api.commit(version)
+                pushCurrentVersion()
                 logger.info("version \(version.number) made", metadata: [
                     "actor": "\(version.actor)", "action": "\(version.action.rawValue)",
                     "changes": "\(version.changes.map(\.summary).joined(separator: "; "))",
@@ -295,6 +352,7 @@ extension ControlPlaneServer {
         }
         let version = api.current.number  // read before the loop can change it
         _ = try start()
+        _ = try startStream()
         _ = Systemd.notify("READY=1\nSTATUS=serving version \(version)")
         stopped.wait()
         _ = Systemd.notify("STOPPING=1")

@@ -164,7 +164,7 @@ extension Master {
                 ListenerStatus(name: listener.name, address: listener.address.description,
                     protocol: listener.isTCP ? "tcp" : "http", tls: listener.tls != nil)
             },
-            policies: policyStatus())
+            policies: policyStatus(), controlPlane: controlPlaneReport)
     }
 
     /// The serving configuration's policies, with the serving generation's workers' reports summed.

@@ -22,7 +22,8 @@ extension Master {
     /// Reads and validates the file for a reload, then binds what it needs (`prepare`).
     func prepareReload() {
         logger.info("reloading", metadata: ["config": "\(configPath)"])
-        switch Self.load(configPath, with: loader) {
+        // A pushed version being applied, or the control plane's version in use, over the file.
+        switch Self.load(configPath, snapshot: (pendingSnapshot ?? snapshot)?.snapshot, with: loader) {
         case .success(let newConfiguration):
             for warning in newConfiguration.warnings { Logger(component: .config).warning("\(warning.description)") }
             prepare(newConfiguration, kind: .reload)
@@ -32,12 +33,15 @@ extension Master {
 
     /// Loads the configuration file for a new generation, parsing it in a child first: a file that crashes the
     /// TOML library fails the reload (or the upgrade's new generation) instead of taking the master down.
-    static func load(_ path: String, with loader: ConfigLoader) -> Result<Configuration, ConfigError> {
+    static func load(
+        _ path: String, snapshot: ConfigSnapshot? = nil, with loader: ConfigLoader
+    ) -> Result<Configuration, ConfigError> {
         if case .parserCrashed(let detail) = ConfigProbe.check(file: path) {
             return .failure(ConfigError([ConfigDiagnostic(SourceLocation(file: path, line: 1, column: 1),
                 "the TOML parser crashed on this file (\(detail)); check its syntax near brackets and braces")]))
         }
         do throws(ConfigError) {
+            if let snapshot { return .success(try loader.load(file: path, snapshot: snapshot)) }
             return .success(try loader.load(file: path))
         } catch {
             return .failure(error)
@@ -267,10 +271,15 @@ extension Master {
         }
         var newConfiguration: Configuration?
         var errors: [String] = []
-        switch load(configPath, with: loader) {
-        case .success(let loaded): newConfiguration = loaded
+        // The control plane's last good version over the file, as at a start.
+        let (loaded, snapshot, warning) = LastGoodSnapshot.load(configPath, with: loader) { path, snapshot in
+            load(path, snapshot: snapshot, with: loader)
+        }
+        switch loaded {
+        case .success(let configuration): newConfiguration = configuration
         case .failure(let error): errors = error.diagnostics.map(\.description)
         }
+        if let warning { Logger(component: .master).warning("\(warning)") }
         // The generation being adopted was started with the old program's configuration; if this program cannot
         // read it (a field changed), the new file's stands in for what the master itself needs meanwhile.
         guard let current = (try? JSONDecoder().decode(Configuration.self, from: handOver.configuration)) ?? newConfiguration
@@ -281,7 +290,7 @@ extension Master {
             return 1
         }
         JSONLogHandler.bootstrap(level: Logger.Level(rawValue: current.log.level) ?? .info)
-        let master = Master(configPath: configPath, configuration: current, loader: loader)
+        let master = Master(configPath: configPath, configuration: current, loader: loader, snapshot: snapshot)
         return master.runLoop { try master.resume(handOver, newConfiguration: newConfiguration, errors: errors) }
     }
 
@@ -327,6 +336,7 @@ extension Master {
         ticketKeys = TicketKeyRing(keys: handOver.ticketKeys ?? [], rotatedAt: monotonicNow)
         startTicketKeyRotation()
         startResolving()
+        startControlPlaneLink()
         let now = (monotonic: monotonicNow, wall: wallClockNow)
         var adoptedStates: [Machine.Worker] = []
         for adopted in handOver.workers {

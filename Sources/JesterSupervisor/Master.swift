@@ -3,6 +3,8 @@ import Foundation
 import JesterCacheStore
 import JesterConfig
 import JesterControl
+import JesterControlPlane
+import JesterControlPlaneGRPC
 import JesterLogging
 import JesterSystem
 import Logging
@@ -88,6 +90,14 @@ public final class Master: @unchecked Sendable {
     /// Every supervision decision: worker lifecycle, generations, reload / upgrade / stop transactions. The
     /// master feeds it events (`dispatch`) and carries out its actions (`perform`).
     var machine = Machine()
+    /// The control plane's version served over the file (nil: the file alone), and one being applied.
+    var snapshot: AppliedSnapshot?
+    var pendingSnapshot: AppliedSnapshot?
+    /// The link to `[control_plane]` (nil without one), its open stream, and how `jesterctl status` says it is.
+    var controlPlaneLink: ControlPlaneLink?
+    var controlPlaneStream: SnapshotStreamClient?
+    var controlPlaneStreamSerial = 0
+    var controlPlaneState = "connecting"
     /// What the transaction in progress prepared: its configuration and the listeners it replaced.
     var prepared: PreparedGeneration?
     var deadlines: [Machine.Deadline: Scheduled<Void>] = [:]
@@ -166,7 +176,10 @@ public final class Master: @unchecked Sendable {
         var previousListeners: [String: BoundListener]
     }
 
-    public init(configPath: String, configuration: Configuration, loader: ConfigLoader) {
+    public init(
+        configPath: String, configuration: Configuration, loader: ConfigLoader, snapshot: AppliedSnapshot? = nil
+    ) {
+        self.snapshot = snapshot
         self.configPath = configPath
         self.configuration = configuration
         self.loader = loader
@@ -250,6 +263,7 @@ public final class Master: @unchecked Sendable {
         startHealthChecks()
         startTicketKeyRotation()
         startResolving()
+        startControlPlaneLink()
         // Before the first workers, so they start with the keys (bounded: see `keySetsConfigured`).
         keySetsConfigured([configuration], waiting: true)
         dispatch(.start(limits(of: configuration)))
@@ -402,6 +416,7 @@ public final class Master: @unchecked Sendable {
     /// Shuts the master's loop down (once: callers are past the `stopped` transition), after closing the inbox so
     /// that no other thread submits to a closing loop.
     func shutDownLoop() {
+        stopControlPlaneLink()
         inbox.close()
         eventLoop.shutdownGracefully { _ in }
     }

@@ -15,6 +15,9 @@ struct ControlPlaneCommand: ParsableCommand {
     @Option(help: "Where the REST API listens (HOST:PORT; [::1]:PORT for IPv6).")
     var listen = "127.0.0.1:9400"
 
+    @Option(help: "Where the data planes' gRPC stream listens (HOST:PORT; \"off\": no stream).")
+    var grpcListen = "127.0.0.1:9401"
+
     @Option(help: "The directory of versions and the audit log (created if missing).")
     var dataDir = "/var/lib/jester-control-plane"
 
@@ -35,7 +38,8 @@ struct ControlPlaneCommand: ParsableCommand {
         let server: ControlPlaneServer
         do {
             server = try ControlPlaneServer(settings: .init(
-                listen: listen, dataDirectory: dataDir, tokensFile: tokensFile, bootstrapFile: bootstrap))
+                listen: listen, dataDirectory: dataDir, tokensFile: tokensFile, bootstrapFile: bootstrap,
+                streamListen: grpcListen == "off" ? nil : grpcListen))
         } catch {
             FileHandle.standardError.write(Data("jester control-plane: \(error.description)\n".utf8))
             throw ExitCode(1)
@@ -43,7 +47,7 @@ struct ControlPlaneCommand: ParsableCommand {
         do {
             try server.runUntilStopped()
         } catch {
-            FileHandle.standardError.write(Data("jester control-plane: cannot listen on \(listen): \(error)\n".utf8))
+            FileHandle.standardError.write(Data("jester control-plane: cannot listen: \(error)\n".utf8))
             throw ExitCode(1)
         }
         LogWriter.standardError.flush()

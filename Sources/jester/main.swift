@@ -51,16 +51,22 @@ struct Run: ParsableCommand {
         try probeParser(config)
         let loader = ConfigLoader.checkingTLS
         let configuration: Configuration
-        do {
-            configuration = try loader.load(file: config)
-        } catch {
+        let (loaded, snapshot, snapshotWarning) = Master.loadAtStart(config, loader: loader)
+        switch loaded {
+        case .success(let value):
+            configuration = value
+        case .failure(let error):
             FileHandle.standardError.write(Data((error.description + "\n").utf8))
             throw ExitCode(1)
         }
         JSONLogHandler.bootstrap(level: Logger.Level(rawValue: configuration.log.level) ?? .info)
         let startLogger = Logger(component: .config)
         for warning in configuration.warnings { startLogger.warning("\(warning.description)") }
-        let master = Master(configPath: config, configuration: configuration, loader: loader)
+        if let snapshotWarning { startLogger.warning("\(snapshotWarning)") }
+        if let snapshot {
+            startLogger.info("serving the control plane's last good version", metadata: ["version": "\(snapshot.version)"])
+        }
+        let master = Master(configPath: config, configuration: configuration, loader: loader, snapshot: snapshot)
         let code = master.run()
         LogWriter.standardError.flush()
         LogWriter.standardOutput.flush()

@@ -62,6 +62,10 @@ struct Commands {
         if report.binaryReplaced == true {
             print("binary   replaced on disk since the master started: `jesterctl upgrade` switches to it")
         }
+        if let plane = report.controlPlane {
+            print("control  \(plane.address)  \(plane.state)  version \(plane.version.map(String.init) ?? "none (the file alone)")")
+            if let refusal = plane.lastRefusal { print("refused  \(refusal)") }
+        }
         if let failed = report.lastFailedReload {
             print("failed   last \(failed.kind) \(Int(now - failed.at))s ago, still serving generation "
                 + "\(report.generation):")

@@ -63,6 +63,11 @@ public struct DataPlaneRegistry: Sendable {
         return pushes
     }
 
+    /// The node greeted on `stream`, if any.
+    public func node(of stream: UInt64) -> String? {
+        nodes[stream]
+    }
+
     /// A stream closed. Its data plane stays listed, without a stream.
     public mutating func closed(_ stream: UInt64, now: String) {
         greeting[stream] = nil

@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import JesterControlPlane
+
+/// What the control plane's stream service asks of the process that owns the versions (`ControlPlaneServer`):
+/// the decisions stay there, on its loop (`DataPlaneRegistry`); this module only moves messages.
+public protocol SnapshotStreamHub: Sendable {
+    /// A stream opened: its number and the pushes to send on it (finished when the hub closes the stream).
+    func openStream() async -> (stream: UInt64, pushes: AsyncStream<SnapshotPush>)
+    /// A reply arrived on `stream`.
+    func receive(_ reply: SnapshotStreamReply, on stream: UInt64) async
+    /// The stream ended (the data plane left, or the connection failed).
+    func closeStream(_ stream: UInt64) async
+}
+
+/// The control plane's gRPC server for the stream: one `SnapshotStream.Stream` call per data plane.
+public final class SnapshotStreamServer: Sendable {
+    private let server: GRPCServer<HTTP2ServerTransport.Posix>
+    private let transport: HTTP2ServerTransport.Posix
+
+    /// A server on `host:port` (numeric, plaintext) that hands every stream to `hub`.
+    public init(host: String, port: Int, hub: any SnapshotStreamHub) {
+        transport = HTTP2ServerTransport.Posix(
+            address: host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port),
+            transportSecurity: .plaintext)
+        server = GRPCServer(transport: transport, services: [SnapshotStreamService(hub: hub)])
+    }
+
+    /// Serves until `stop`; throws when the address cannot be bound.
+    public func serve() async throws {
+        try await server.serve()
+    }
+
+    /// The port bound, once it is (for `--grpc-listen HOST:0`); throws when binding failed.
+    public func boundPort() async throws -> Int? {
+        let address = try await transport.listeningAddress
+        return address.ipv4?.port ?? address.ipv6?.port
+    }
+
+    /// Stops accepting streams and ends the open ones.
+    public func stop() {
+        server.beginGracefulShutdown()
+    }
+}
+
+/// The service: reads a data plane's replies into the hub and writes the hub's pushes back, until either side
+/// ends the stream.
+struct SnapshotStreamService: Jester_Controlplane_V1_SnapshotStream.SimpleServiceProtocol {
+    let hub: any SnapshotStreamHub
+
+    func stream(
+        request: RPCAsyncSequence<Jester_Controlplane_V1_DataPlaneMessage, any Error>,
+        response: RPCWriter<Jester_Controlplane_V1_ControlPlaneMessage>,
+        context: ServerContext
+    ) async throws {
+        let (stream, pushes) = await hub.openStream()
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await push in pushes { try await response.write(push.message) }
+                }
+                group.addTask {
+                    for try await message in request {
+                        guard let reply = SnapshotStreamReply(message) else { continue }
+                        await hub.receive(reply, on: stream)
+                    }
+                }
+                // Whichever ends first ends the call: the data plane hung up, or the hub closed the stream.
+                try await group.next()
+                group.cancelAll()
+            }
+        } catch {
+            await hub.closeStream(stream)
+            throw error
+        }
+        await hub.closeStream(stream)
+    }
+}

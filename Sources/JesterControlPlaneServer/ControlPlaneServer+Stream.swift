@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: Apache-2.0
+import JesterControlPlane
+import JesterControlPlaneGRPC
+import NIOCore
+
+/// The data planes' streams (gRPC, `--grpc-listen`): every decision is `DataPlaneRegistry`'s, taken on the
+/// control plane's loop like the API's, so a version committed by a REST change and a data plane's ACK are seen
+/// in one order. The gRPC service only carries messages (`SnapshotStreamHub`).
+extension ControlPlaneServer: SnapshotStreamHub {
+    public func openStream() async -> (stream: UInt64, pushes: AsyncStream<SnapshotPush>) {
+        let (pushes, continuation) = AsyncStream.makeStream(of: SnapshotPush.self)
+        let stream = try? await loop.submit { [self] in
+            nextStream += 1
+            streams[nextStream] = continuation
+            api.dataPlanes.opened(nextStream)
+            return nextStream
+        }.get()
+        return (stream ?? 0, pushes)
+    }
+
+    public func receive(_ reply: SnapshotStreamReply, on stream: UInt64) async {
+        _ = try? await loop.submit { [self] in
+            let (outcome, push) = api.dataPlanes.receive(
+                reply, on: stream, current: api.current, now: Self.timestamp())
+            let node = api.dataPlanes.node(of: stream) ?? "?"
+            switch outcome {
+            case .greeted:
+                logger.info("data plane connected", metadata: [
+                    "node": "\(node)", "running": "\(api.dataPlanes.entries[node]?.session.running.map(String.init) ?? "none")",
+                ])
+            case .accepted(let version):
+                logger.info("data plane applied a version", metadata: ["node": "\(node)", "version": "\(version)"])
+            case .refused(let version, let detail):
+                logger.warning("data plane refused a version", metadata: [
+                    "node": "\(node)", "version": "\(version)", "detail": "\(detail)",
+                ])
+            case .outOfOrder:
+                logger.warning("a data plane spoke before saying hello; its stream is closed")
+                streams.removeValue(forKey: stream)?.finish()
+            case .reported, .stale:
+                break
+            }
+            if let push { streams[stream]?.yield(push) }
+        }.get()
+    }
+
+    public func closeStream(_ stream: UInt64) async {
+        _ = try? await loop.submit { [self] in
+            if let node = api.dataPlanes.node(of: stream) {
+                logger.info("data plane disconnected", metadata: ["node": "\(node)"])
+            }
+            streams.removeValue(forKey: stream)?.finish()
+            api.dataPlanes.closed(stream, now: Self.timestamp())
+        }.get()
+    }
+
+    /// After a version is committed: push it to every data plane that should have it.
+    func pushCurrentVersion() {
+        for (stream, push) in api.dataPlanes.offer(api.current) {
+            streams[stream]?.yield(push)
+        }
+    }
+}
