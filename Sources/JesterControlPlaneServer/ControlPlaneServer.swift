@@ -76,11 +76,20 @@ public final class ControlPlaneServer: @unchecked Sendable {
             throw StartError(description: "--listen \(settings.listen): \(error.description)")
         }
         if let stream = settings.streamListen {
+            let address: SocketAddress
             do {
-                streamAddress = try Self.parseAddress(stream)
+                address = try Self.parseAddress(stream)
             } catch {
                 throw StartError(description: "--grpc-listen \(stream): \(error.description)")
             }
+            guard Self.isLoopback(address) else {
+                // The stream carries every route to every data plane and takes their answers; without TLS
+                // (mutual authentication is not built yet) it stays on this host.
+                throw StartError(description:
+                    "--grpc-listen \(stream) is not a loopback address: the stream has no TLS yet, so it serves "
+                        + "data planes on this host only")
+            }
+            streamAddress = address
         } else {
             streamAddress = nil
         }

@@ -24,11 +24,13 @@ READ = "cp-read-token-0123456789abcdef"
 class ControlPlane:
     """One `jester control-plane` on loopback with its own store (or a given one)."""
 
-    def __init__(self, data_dir=None, tokens=True, extra=()):
+    def __init__(self, data_dir=None, tokens=True, extra=(), grpc_port=None):
         self.directory = tempfile.TemporaryDirectory(prefix="jester-cp-")
         self.data_dir = data_dir or os.path.join(self.directory.name, "store")
         self.port = free_port()
-        arguments = [JESTER, "control-plane", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir]
+        self.grpc_port = grpc_port or free_port()
+        arguments = [JESTER, "control-plane", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir,
+                     "--grpc-listen", f"127.0.0.1:{self.grpc_port}"]
         if tokens:
             path = Path(self.directory.name) / "tokens"
             path.write_text(f"write {WRITE} alice\nread {READ} viewer\n")
@@ -156,7 +158,8 @@ def test_versions_survive_a_kill_and_a_second_process_cannot_share_the_store():
         first.request("PUT", "/api/v1/routes/api", ROUTE)
         # The store's lock: a second control plane on the same directory would reuse version numbers.
         second = subprocess.run([JESTER, "control-plane", "--listen", f"127.0.0.1:{free_port()}",
-                                 "--data-dir", first.data_dir], capture_output=True, text=True, timeout=30)
+                                 "--grpc-listen", "off", "--data-dir", first.data_dir],
+                                capture_output=True, text=True, timeout=30)
         assert second.returncode == 1 and "in use by another control plane" in second.stderr, second.stderr
         first.stop(signal.SIGKILL)
         again = ControlPlane(data_dir=first.data_dir)
@@ -180,13 +183,13 @@ def test_a_store_with_a_missing_version_is_refused_with_the_file_named(tmp_path)
     finally:
         plane.close()
     os.unlink(tmp_path / "store" / "versions" / "00000002.json")
-    result = subprocess.run([JESTER, "control-plane", "--listen", f"127.0.0.1:{free_port()}",
+    result = subprocess.run([JESTER, "control-plane", "--listen", f"127.0.0.1:{free_port()}", "--grpc-listen", "off",
                              "--data-dir", str(tmp_path / "store")], capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "00000003.json: version 2 is missing" in result.stderr, result.stderr
 
 
 def test_without_tokens_it_listens_on_loopback_only(tmp_path):
-    result = subprocess.run([JESTER, "control-plane", "--listen", f"0.0.0.0:{free_port()}",
+    result = subprocess.run([JESTER, "control-plane", "--listen", f"0.0.0.0:{free_port()}", "--grpc-listen", "off",
                              "--data-dir", str(tmp_path / "store")], capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "not a loopback address" in result.stderr, result.stderr
     plane = ControlPlane(tokens=False)
