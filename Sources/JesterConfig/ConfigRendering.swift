@@ -82,6 +82,9 @@ extension Configuration {
             lines += ["", "[control_plane]", "address = \(quoted(controlPlane.address.description))"]
             lines.append(controlPlane.node.map { "node = \(quoted($0))" } ?? "# node: the host name")
             lines.append("state_file = \(quoted(controlPlane.stateFile))")
+            if let tls = controlPlane.tls {
+                lines += ["ca = \(quoted(tls.ca))", "cert = \(quoted(tls.cert))", "key = \(quoted(tls.key))"]
+            }
         } else {
             lines += ["", "# [control_plane]: off"]
         }

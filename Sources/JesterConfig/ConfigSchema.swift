@@ -205,6 +205,11 @@ public struct ConfigSchema: Sendable {
             Field("state_file", .string, default: "\"\(ControlPlaneSettings.defaultStateFile)\"",
                 "The last snapshot applied, written after each one and used at start while the control plane "
                     + "cannot be reached."),
+            Field("ca", .string,
+                "PEM file of the CA the control plane's certificate must chain to; with cert and key the stream runs "
+                    + "over mutual TLS (needed for an address that is not loopback)."),
+            Field("cert", .string, "PEM file of this instance's client certificate chain for the stream."),
+            Field("key", .string, "PEM file of that certificate's private key."),
         ])
 
     public static let metrics = Table(

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Foundation
 
 /// `[control_plane]`: the control plane this instance takes its routes, upstreams, filters and policies from
 /// (issue 25; Docs/control-plane-design.md). Only the master talks to it; a version it pushes is applied through
@@ -10,6 +11,15 @@ public struct ControlPlaneSettings: Sendable, Equatable, Codable {
     public var node: String?
     /// The last good snapshot, written after each version is applied.
     public var stateFile: String
+    /// Mutual TLS (PEM files): the CA the control plane's certificate must chain to, and this instance's client
+    /// certificate and key. Nil: plaintext (a loopback address only).
+    public var tls: TLSFiles?
+
+    public struct TLSFiles: Sendable, Equatable, Codable {
+        public var ca: String
+        public var cert: String
+        public var key: String
+    }
 
     public static let defaultStateFile = "/var/lib/jester/control-plane-snapshot.json"
 
@@ -32,8 +42,31 @@ extension ConfigDecoder {
         if let path = table.string("state_file", decoder: &self) {
             stateFile = Self.resolve(path, at: table.location(of: "state_file"))
         }
+        var files: [String: String] = [:]
+        for key in ["ca", "cert", "key"] {
+            guard let path = table.string(key, decoder: &self) else { continue }
+            let location = table.location(of: key)
+            let resolved = Self.resolve(path, at: location)
+            if !FileManager.default.isReadableFile(atPath: resolved) {
+                report(location, "'\(key)' of [control_plane]: cannot read \(resolved)")
+            }
+            files[key] = resolved
+        }
+        var tls: ControlPlaneSettings.TLSFiles?
+        if let ca = files["ca"], let cert = files["cert"], let key = files["key"] {
+            tls = ControlPlaneSettings.TLSFiles(ca: ca, cert: cert, key: key)
+        } else if !files.isEmpty {
+            report(node.location, "[control_plane] takes 'ca', 'cert' and 'key' together (mutual TLS), or none")
+        }
+        if let address, tls == nil, !address.isLoopback {
+            report(table.location(of: "address"),
+                "a control plane at \(address) (not loopback) needs 'ca', 'cert' and 'key': the stream carries every "
+                    + "route, so off this host it runs over mutual TLS only")
+        }
         table.finish(decoder: &self)
         guard let address else { return nil }
-        return ControlPlaneSettings(address: address, node: name, stateFile: stateFile)
+        var settings = ControlPlaneSettings(address: address, node: name, stateFile: stateFile)
+        settings.tls = tls
+        return settings
     }
 }

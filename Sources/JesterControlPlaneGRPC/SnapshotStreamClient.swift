@@ -23,16 +23,29 @@ public final class SnapshotStreamClient: Sendable {
     private let outbound: AsyncStream<SnapshotStreamReply>.Continuation
     private let task: Task<Void, Never>
 
-    /// Opens a stream to `host:port` (numeric, plaintext).
-    public init(host: String, port: Int, onEvent: @escaping @Sendable (Event) -> Void) {
+    /// Opens a stream to `host:port` (numeric). With `tls`, the control plane's certificate must chain to
+    /// `tls.ca` and name `host`, and this end presents its own (mutual TLS); without, plaintext.
+    public init(host: String, port: Int, tls: StreamTLSFiles?, onEvent: @escaping @Sendable (Event) -> Void) {
         let (replies, outbound) = AsyncStream.makeStream(of: SnapshotStreamReply.self)
         self.outbound = outbound
         task = Task {
             let opened = OpenedFlag()
             do {
+                let security: HTTP2ClientTransport.Posix.TransportSecurity
+                if let tls {
+                    security = .mTLS(
+                        certificateChain: [.file(path: tls.certificate, format: .pem)],
+                        privateKey: .file(path: tls.key, format: .pem)
+                    ) { config in
+                        config.trustRoots = .certificates([.file(path: tls.ca, format: .pem)])
+                        config.serverCertificateVerification = .fullVerification
+                    }
+                } else {
+                    security = .plaintext
+                }
                 let transport = try HTTP2ClientTransport.Posix(
                     target: host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port),
-                    transportSecurity: .plaintext)
+                    transportSecurity: security)
                 try await withGRPCClient(transport: transport) { client in
                     let stub = Jester_Controlplane_V1_SnapshotStream.Client(wrapping: client)
                     var options = CallOptions.defaults

@@ -14,16 +14,45 @@ public protocol SnapshotStreamHub: Sendable {
     func closeStream(_ stream: UInt64) async
 }
 
+/// The PEM files of one end of the stream's mutual TLS: its own certificate chain and key, and the CA the other
+/// end's certificate must chain to.
+public struct StreamTLSFiles: Sendable, Equatable {
+    public var certificate: String
+    public var key: String
+    public var ca: String
+
+    public init(certificate: String, key: String, ca: String) {
+        self.certificate = certificate
+        self.key = key
+        self.ca = ca
+    }
+}
+
 /// The control plane's gRPC server for the stream: one `SnapshotStream.Stream` call per data plane.
 public final class SnapshotStreamServer: Sendable {
     private let server: GRPCServer<HTTP2ServerTransport.Posix>
     private let transport: HTTP2ServerTransport.Posix
 
-    /// A server on `host:port` (numeric, plaintext) that hands every stream to `hub`.
-    public init(host: String, port: Int, hub: any SnapshotStreamHub) {
+    /// A server on `host:port` (numeric) that hands every stream to `hub`. With `tls`, every data plane must
+    /// present a certificate that chains to `tls.ca` (mutual TLS); without, plaintext (loopback only: the caller
+    /// checks).
+    public init(host: String, port: Int, tls: StreamTLSFiles?, hub: any SnapshotStreamHub) {
+        let security: HTTP2ServerTransport.Posix.TransportSecurity
+        if let tls {
+            security = .mTLS(
+                certificateChain: [.file(path: tls.certificate, format: .pem)],
+                privateKey: .file(path: tls.key, format: .pem)
+            ) { config in
+                config.trustRoots = .certificates([.file(path: tls.ca, format: .pem)])
+                // Data planes are known by their CA, not by a name the server could check.
+                config.clientCertificateVerification = .noHostnameVerification
+            }
+        } else {
+            security = .plaintext
+        }
         transport = HTTP2ServerTransport.Posix(
             address: host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port),
-            transportSecurity: .plaintext)
+            transportSecurity: security)
         server = GRPCServer(transport: transport, services: [SnapshotStreamService(hub: hub)])
     }
 

@@ -28,12 +28,15 @@ public final class ControlPlaneServer: @unchecked Sendable {
         public var bootstrapFile: String?
         /// Where the data planes' stream listens (`HOST:PORT`; nil: no stream).
         public var streamListen: String?
+        /// The stream's mutual TLS (nil: plaintext, loopback only).
+        public var streamTLS: StreamTLSFiles?
 
         public init(
             listen: String, dataDirectory: String, tokensFile: String?, bootstrapFile: String?,
-            streamListen: String? = nil
+            streamListen: String? = nil, streamTLS: StreamTLSFiles? = nil
         ) {
             self.streamListen = streamListen
+            self.streamTLS = streamTLS
             self.listen = listen
             self.dataDirectory = dataDirectory
             self.tokensFile = tokensFile
@@ -61,6 +64,7 @@ public final class ControlPlaneServer: @unchecked Sendable {
     var streams: [UInt64: AsyncStream<SnapshotPush>.Continuation] = [:]
     var nextStream: UInt64 = 0
     let streamAddress: SocketAddress?
+    let streamTLS: StreamTLSFiles?
     var streamServer: SnapshotStreamServer?
     let store: FileSnapshotStore
     let logger = Logger(component: .controlPlane)
@@ -75,6 +79,7 @@ public final class ControlPlaneServer: @unchecked Sendable {
         } catch {
             throw StartError(description: "--listen \(settings.listen): \(error.description)")
         }
+        streamTLS = settings.streamTLS
         if let stream = settings.streamListen {
             let address: SocketAddress
             do {
@@ -82,12 +87,18 @@ public final class ControlPlaneServer: @unchecked Sendable {
             } catch {
                 throw StartError(description: "--grpc-listen \(stream): \(error.description)")
             }
-            guard Self.isLoopback(address) else {
-                // The stream carries every route to every data plane and takes their answers; without TLS
-                // (mutual authentication is not built yet) it stays on this host.
+            guard settings.streamTLS != nil || Self.isLoopback(address) else {
+                // The stream carries every route to every data plane and takes their answers: off this host
+                // only with mutual TLS.
                 throw StartError(description:
-                    "--grpc-listen \(stream) is not a loopback address: the stream has no TLS yet, so it serves "
-                        + "data planes on this host only")
+                    "--grpc-listen \(stream) is not a loopback address: give --grpc-cert, --grpc-key and --grpc-ca "
+                        + "(mutual TLS), or anyone who can reach it could read every route and pose as a data plane")
+            }
+            if let tls = settings.streamTLS {
+                for (option, path) in [("--grpc-cert", tls.certificate), ("--grpc-key", tls.key), ("--grpc-ca", tls.ca)]
+                where !FileManager.default.isReadableFile(atPath: path) {
+                    throw StartError(description: "\(option) \(path): cannot read it")
+                }
             }
             streamAddress = address
         } else {
@@ -162,7 +173,7 @@ public final class ControlPlaneServer: @unchecked Sendable {
     /// Starts the data planes' stream server, if one was asked for; returns its port once bound.
     public func startStream() throws -> Int? {
         guard let address = streamAddress, let host = address.ipAddress, let port = address.port else { return nil }
-        let server = SnapshotStreamServer(host: host, port: port, hub: self)
+        let server = SnapshotStreamServer(host: host, port: port, tls: streamTLS, hub: self)
         streamServer = server
         let serving = Task { try await server.serve() }
         let bound = BoundPort()

@@ -57,10 +57,12 @@ extension Master {
     private func perform(_ action: ControlPlaneLink.Action) {
         switch action {
         case .connect:
-            guard let address = configuration.controlPlane?.address, let port = Int(exactly: address.port) else { return }
+            guard let settings = configuration.controlPlane, let port = Int(exactly: settings.address.port) else { return }
             controlPlaneStreamSerial += 1
             let serial = controlPlaneStreamSerial
-            controlPlaneStream = SnapshotStreamClient(host: address.host, port: port) { [weak self] event in
+            let tls = settings.tls.map { StreamTLSFiles(certificate: $0.cert, key: $0.key, ca: $0.ca) }
+            controlPlaneStream = SnapshotStreamClient(host: settings.address.host, port: port, tls: tls) {
+                [weak self] event in
                 guard let self else { return }
                 self.eventLoop.execute { self.streamEvent(event, serial: serial) }
             }

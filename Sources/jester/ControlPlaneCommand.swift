@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
 import Foundation
+import JesterControlPlaneGRPC
 import JesterControlPlaneServer
 import JesterLogging
 import JesterSystem
@@ -17,6 +18,15 @@ struct ControlPlaneCommand: ParsableCommand {
 
     @Option(help: "Where the data planes' gRPC stream listens (HOST:PORT; \"off\": no stream).")
     var grpcListen = "127.0.0.1:9401"
+
+    @Option(help: "The stream's certificate chain (PEM); with --grpc-key and --grpc-ca, mutual TLS.")
+    var grpcCert: String?
+
+    @Option(help: "The stream's private key (PEM).")
+    var grpcKey: String?
+
+    @Option(help: "The CA (PEM) data planes' client certificates must chain to.")
+    var grpcCa: String?
 
     @Option(help: "The directory of versions and the audit log (created if missing).")
     var dataDir = "/var/lib/jester-control-plane"
@@ -35,11 +45,22 @@ struct ControlPlaneCommand: ParsableCommand {
         // SIGTERM reaches only the signal thread that stops the server cleanly.
         SignalWaiter.blockHandledSignals()
         JSONLogHandler.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info)
+        var streamTLS: StreamTLSFiles?
+        switch (grpcCert, grpcKey, grpcCa) {
+        case (nil, nil, nil):
+            break
+        case (let cert?, let key?, let ca?):
+            streamTLS = StreamTLSFiles(certificate: cert, key: key, ca: ca)
+        default:
+            FileHandle.standardError.write(Data(
+                "jester control-plane: --grpc-cert, --grpc-key and --grpc-ca go together (mutual TLS)\n".utf8))
+            throw ExitCode(1)
+        }
         let server: ControlPlaneServer
         do {
             server = try ControlPlaneServer(settings: .init(
                 listen: listen, dataDirectory: dataDir, tokensFile: tokensFile, bootstrapFile: bootstrap,
-                streamListen: grpcListen == "off" ? nil : grpcListen))
+                streamListen: grpcListen == "off" ? nil : grpcListen, streamTLS: streamTLS))
         } catch {
             FileHandle.standardError.write(Data("jester control-plane: \(error.description)\n".utf8))
             throw ExitCode(1)

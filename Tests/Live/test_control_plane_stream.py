@@ -7,6 +7,7 @@ good snapshot; and pushes under load lose no request."""
 
 import signal
 import subprocess
+from pathlib import Path
 import time
 import urllib.request
 
@@ -20,13 +21,14 @@ from test_control_plane import ControlPlane
 PROPAGATION_BOUND = 10.0
 
 
-def data_plane(plane, node, tmp_path, extra=""):
+def data_plane(plane, node, tmp_path, extra="", tls=None):
+    files = f'ca = "{tls[0]}"\ncert = "{tls[1]}"\nkey = "{tls[2]}"\n' if tls else ""
     return Jester(f"""
 [control_plane]
 address = "127.0.0.1:{plane.grpc_port}"
 node = "{node}"
 state_file = "{tmp_path}/{node}-snapshot.json"
-
+{files}
 [[routes]]
 name = "from-file"
 path_prefix = "/"
@@ -179,3 +181,38 @@ def test_fifty_pushes_under_load_fail_no_request(fleet):
             assert plane.request("PUT", "/api/v1/routes/other", route(f"{n}\n", prefix="/other/"))[0] in (200, 201)
         wait_for(lambda: served(instances[0], "/other/", "49\n"), timeout=60, what="the last push served")
     loads[0].assert_nothing_failed()
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "Fixtures" / "tls"
+
+
+def test_the_stream_runs_over_mutual_tls(tmp_path):
+    plane = ControlPlane(extra=["--grpc-cert", str(FIXTURES / "alpha.pem"), "--grpc-key", str(FIXTURES / "alpha.key"),
+                                "--grpc-ca", str(FIXTURES / "ca.pem")])
+    trusted = data_plane(plane, "trusted", tmp_path, extra="", tls=(
+        FIXTURES / "ca.pem", FIXTURES / "client.pem", FIXTURES / "client.key"))
+    # Plaintext to a TLS stream: never connected, so nothing is pushed to it.
+    plaintext = data_plane(plane, "plaintext", tmp_path)
+    try:
+        assert plane.request("PUT", "/api/v1/routes/cp", route("secure\n"))[0] == 201
+        wait_for(lambda: served(trusted, "/cp/x", "secure\n"), what="the route served over mutual TLS")
+        nodes = [p["node"] for p in plane.request("GET", "/api/v1/data-planes")[2]["data_planes"]]
+        assert nodes == ["trusted"], nodes
+        assert get(plaintext, "/cp/x") == (200, "bootstrap\n")
+        assert plaintext.status()["control_plane"]["state"] != "connected"
+    finally:
+        trusted.stop()
+        plaintext.stop()
+        plane.close()
+
+
+def test_a_stream_off_loopback_needs_mutual_tls(tmp_path):
+    result = subprocess.run([JESTER, "control-plane", "--listen", f"127.0.0.1:{free_port()}",
+                             "--grpc-listen", f"0.0.0.0:{free_port()}", "--data-dir", str(tmp_path / "store"),
+                             "--tokens-file", "/nonexistent"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and "mutual TLS" in result.stderr, result.stderr
+    config = tmp_path / "jester.toml"
+    config.write_text('[control_plane]\naddress = "192.0.2.1:9401"\n[[listeners]]\nname = "a"\n'
+                      f'address = "127.0.0.1:{free_port()}"\n')
+    result = subprocess.run([JESTER, "config", "validate", str(config)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and "mutual TLS" in result.stdout + result.stderr, result.stdout + result.stderr
