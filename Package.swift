@@ -215,6 +215,7 @@ let package = Package(
                 "JesterControlPlane", "JesterControlPlaneGRPC", "JesterHTTPAPI", "JesterConfig", "JesterControl",
                 "JesterLogging", "JesterSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -43,17 +43,25 @@ public final class SnapshotStreamClient: Sendable {
                 } else {
                     security = .plaintext
                 }
+                var config = HTTP2ClientTransport.Posix.Config.defaults
+                // A half-open connection (a partition, a host lost) is noticed within a minute, not when TCP gives up.
+                config.connection.keepalive = .init(time: .seconds(30), timeout: .seconds(10), allowWithoutCalls: true)
                 let transport = try HTTP2ClientTransport.Posix(
                     target: host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port),
-                    transportSecurity: security)
+                    transportSecurity: security, config: config)
                 try await withGRPCClient(transport: transport) { client in
                     let stub = Jester_Controlplane_V1_SnapshotStream.Client(wrapping: client)
                     var options = CallOptions.defaults
                     // Fail at once when the control plane cannot be reached: the link backs off and retries.
                     options.waitForReady = false
+                    // A push carries a whole snapshot, as large as the REST API takes (gRPC's default is 4 MiB).
+                    options.maxResponseMessageBytes = SnapshotStreamServer.maxMessageBytes
+                    options.maxRequestMessageBytes = SnapshotStreamServer.maxMessageBytes
                     try await stub.stream(options: options, requestProducer: { writer in
                         for await reply in replies { try await writer.write(reply.message) }
                     }, onResponse: { response in
+                        // A refusal without a stream (trailers only) is not an open stream.
+                        if case .failure(let error) = response.accepted { throw error }
                         // The response's metadata arrived: the call is established.
                         opened.set()
                         onEvent(.opened)

@@ -30,6 +30,10 @@ public struct StreamTLSFiles: Sendable, Equatable {
 
 /// The control plane's gRPC server for the stream: one `SnapshotStream.Stream` call per data plane.
 public final class SnapshotStreamServer: Sendable {
+    /// The largest message either way: a push of the largest snapshot the REST API takes (64 MiB), with room for
+    /// its framing; a NACK's detail is far smaller.
+    public static let maxMessageBytes = 64 * 1024 * 1024 + 64 * 1024
+
     private let server: GRPCServer<HTTP2ServerTransport.Posix>
     private let transport: HTTP2ServerTransport.Posix
 
@@ -50,9 +54,15 @@ public final class SnapshotStreamServer: Sendable {
         } else {
             security = .plaintext
         }
+        var config = HTTP2ServerTransport.Posix.Config.defaults
+        config.rpc.maxRequestPayloadSize = Self.maxMessageBytes
+        // Pings both ways, so a data plane gone without a FIN is listed as disconnected within a minute.
+        config.connection.keepalive = .init(
+            time: .seconds(30), timeout: .seconds(10),
+            clientBehavior: .init(minPingIntervalWithoutCalls: .seconds(10), allowWithoutCalls: true))
         transport = HTTP2ServerTransport.Posix(
             address: host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port),
-            transportSecurity: security)
+            transportSecurity: security, config: config)
         server = GRPCServer(transport: transport, services: [SnapshotStreamService(hub: hub)])
     }
 

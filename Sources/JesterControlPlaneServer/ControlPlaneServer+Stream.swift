@@ -9,21 +9,26 @@ import NIOCore
 extension ControlPlaneServer: SnapshotStreamHub {
     public func openStream() async -> (stream: UInt64, pushes: AsyncStream<SnapshotPush>) {
         let (pushes, continuation) = AsyncStream.makeStream(of: SnapshotPush.self)
-        let stream = try? await loop.submit { [self] in
+        let stream = await onLoop { [self] in
             nextStream += 1
             streams[nextStream] = continuation
             api.dataPlanes.opened(nextStream)
             return nextStream
-        }.get()
+        }
+        if stream == nil { continuation.finish() }
         return (stream ?? 0, pushes)
     }
 
     public func receive(_ reply: SnapshotStreamReply, on stream: UInt64) async {
-        _ = try? await loop.submit { [self] in
-            let (outcome, push) = api.dataPlanes.receive(
-                reply, on: stream, current: api.current, now: Self.timestamp())
+        await onLoop { [self] in
+            let received = api.dataPlanes.receive(reply, on: stream, current: api.current, now: Self.timestamp())
             let node = api.dataPlanes.node(of: stream) ?? "?"
-            switch outcome {
+            if let replaced = received.replaced {
+                logger.warning("a second stream from the same node replaces the first (two data planes with one name?)",
+                    metadata: ["node": "\(node)"])
+                streams.removeValue(forKey: replaced)?.finish()
+            }
+            switch received.outcome {
             case .greeted:
                 logger.info("data plane connected", metadata: [
                     "node": "\(node)", "running": "\(api.dataPlanes.entries[node]?.session.running.map(String.init) ?? "none")",
@@ -40,18 +45,26 @@ extension ControlPlaneServer: SnapshotStreamHub {
             case .reported, .stale:
                 break
             }
-            if let push { streams[stream]?.yield(push) }
-        }.get()
+            if let push = received.push { streams[stream]?.yield(push) }
+        }
     }
 
     public func closeStream(_ stream: UInt64) async {
-        _ = try? await loop.submit { [self] in
+        await onLoop { [self] in
             if let node = api.dataPlanes.node(of: stream) {
                 logger.info("data plane disconnected", metadata: ["node": "\(node)"])
             }
             streams.removeValue(forKey: stream)?.finish()
             api.dataPlanes.closed(stream, now: Self.timestamp())
-        }.get()
+        }
+    }
+
+    /// Runs `body` on the loop and returns its result, or nil once the loop is shutting down. The check and the
+    /// submission happen under the lock `stop` takes to close, so nothing is handed to a closed loop.
+    @discardableResult
+    private func onLoop<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T? {
+        let future: EventLoopFuture<T>? = loopClosed.withLockedValue { closed in closed ? nil : loop.submit(body) }
+        return try? await future?.get()
     }
 
     /// After a version is committed: push it to every data plane that should have it.

@@ -7,6 +7,7 @@ import JesterHTTPAPI
 import JesterLogging
 import JesterSystem
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -66,6 +67,10 @@ public final class ControlPlaneServer: @unchecked Sendable {
     let streamAddress: SocketAddress?
     let streamTLS: StreamTLSFiles?
     var streamServer: SnapshotStreamServer?
+    /// The stream server's serving task, awaited (briefly) at stop so its handlers end before the loop does.
+    private var streamServing: Task<Void, any Error>?
+    /// Set once the loop is shutting down: the stream's handlers, on gRPC's threads, then hand it nothing more.
+    let loopClosed = NIOLockedValueBox(false)
     let store: FileSnapshotStore
     let logger = Logger(component: .controlPlane)
     let address: SocketAddress
@@ -176,6 +181,7 @@ public final class ControlPlaneServer: @unchecked Sendable {
         let server = SnapshotStreamServer(host: host, port: port, tls: streamTLS, hub: self)
         streamServer = server
         let serving = Task { try await server.serve() }
+        streamServing = serving
         let bound = BoundPort()
         let semaphore = DispatchSemaphore(value: 0)
         Task {
@@ -205,6 +211,16 @@ public final class ControlPlaneServer: @unchecked Sendable {
             for continuation in streams.values { continuation.finish() }
             streams.removeAll()
         }.wait()
+        if let serving = streamServing {
+            // The streams' handlers end once their push queues are finished; give them a moment.
+            let ended = DispatchSemaphore(value: 0)
+            Task {
+                _ = await serving.result
+                ended.signal()
+            }
+            _ = ended.wait(timeout: .now() + 5)
+        }
+        loopClosed.withLockedValue { $0 = true }
         try? channel?.close().wait()
         try? group.syncShutdownGracefully()
     }

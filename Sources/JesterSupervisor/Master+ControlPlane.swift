@@ -41,9 +41,11 @@ extension Master {
 
     func startControlPlaneLink() {
         guard let settings = configuration.controlPlane else { return }
+        let firstLink = controlPlaneLinkStarted == false
+        controlPlaneLinkStarted = true
         controlPlaneLink = ControlPlaneLink(node: settings.node ?? Self.hostName(), running: snapshot?.version)
         controlPlaneEvent(.start)
-        scheduleControlPlaneReport()
+        if firstLink { scheduleControlPlaneReport() }
     }
 
     /// Feeds the link one event and carries out what it decides. On the master's loop.
@@ -57,19 +59,27 @@ extension Master {
     private func perform(_ action: ControlPlaneLink.Action) {
         switch action {
         case .connect:
-            guard let settings = configuration.controlPlane, let port = Int(exactly: settings.address.port) else { return }
             controlPlaneStreamSerial += 1
             let serial = controlPlaneStreamSerial
+            guard let settings = configuration.controlPlane, let port = Int(exactly: settings.address.port) else {
+                eventLoop.execute { self.streamEvent(.ended(reason: "no [control_plane]", opened: false), serial: serial) }
+                return
+            }
+            controlPlaneState = "connecting"
             let tls = settings.tls.map { StreamTLSFiles(certificate: $0.cert, key: $0.key, ca: $0.ca) }
+            // Through the inbox: gRPC's threads outlive the master's loop, and a task posted to a closed loop
+            // is an error.
+            let inbox = self.inbox!
             controlPlaneStream = SnapshotStreamClient(host: settings.address.host, port: port, tls: tls) {
                 [weak self] event in
-                guard let self else { return }
-                self.eventLoop.execute { self.streamEvent(event, serial: serial) }
+                guard let master = self else { return }
+                inbox.post { master.streamEvent(event, serial: serial) }
             }
         case .send(let reply):
             controlPlaneStream?.send(reply)
         case .apply(let push):
-            applySnapshot(push)
+            // Not inside the transaction that just ended (its commit is still being carried out).
+            eventLoop.execute { self.applySnapshot(push) }
         case .persist(let version, let document):
             do {
                 try LastGoodSnapshot.write(AppliedSnapshot(version: version, document: document),
@@ -78,7 +88,7 @@ extension Master {
                 logger.error("cannot keep the last good snapshot", metadata: ["error": "\(error)"])
             }
         case .scheduleReconnect(let delay):
-            controlPlaneState = "waiting to reconnect"
+            if !controlPlaneState.hasPrefix("waiting") { controlPlaneState = "waiting to reconnect (\(controlPlaneState))" }
             eventLoop.scheduleTask(in: .nanoseconds(Int64(delay.components.seconds) * 1_000_000_000
                 + delay.components.attoseconds / 1_000_000_000)) {
                 self.controlPlaneEvent(.timerFired)
@@ -96,11 +106,14 @@ extension Master {
         case .opened:
             controlPlaneState = "connected"
             controlPlaneEvent(.connected)
+            eventLoop.scheduleTask(in: .seconds(10)) {
+                if serial == self.controlPlaneStreamSerial { self.controlPlaneEvent(.streamStable) }
+            }
         case .push(let push):
             controlPlaneEvent(.received(push))
         case .ended(let reason, let opened):
             controlPlaneStream = nil
-            controlPlaneState = "disconnected: \(reason)"
+            controlPlaneState = reason
             if opened {
                 logger.warning("the control plane's stream ended", metadata: ["reason": "\(reason)"])
                 controlPlaneEvent(.streamLost(reason: reason, jitter: Double.random(in: 0..<1)))
@@ -127,6 +140,8 @@ extension Master {
     func snapshotApplied(nonce: String, result: ReloadResult?, failure: String?) {
         let applied = pendingSnapshot
         pendingSnapshot = nil
+        // A transaction cut short by a stop says nothing about the version: no ACK, no NACK.
+        guard !stopping else { return }
         if let result, result.success, let applied {
             snapshot = applied
             logger.info("the control plane's version serves", metadata: ["version": "\(applied.version)"])
@@ -144,7 +159,9 @@ extension Master {
     /// workers' counters.
     private func scheduleControlPlaneReport() {
         eventLoop.scheduleTask(in: .seconds(10)) {
-            guard !self.stopping, let link = self.controlPlaneLink else { return }
+            guard !self.stopping else { return }
+            defer { self.scheduleControlPlaneReport() }
+            guard let link = self.controlPlaneLink else { return }
             if case .streaming = link.state {
                 let serving = self.workers.values.filter { $0.generation == self.generation }
                 self.controlPlaneStream?.send(.report(DataPlaneReport(
@@ -152,12 +169,28 @@ extension Master {
                     workers: serving.count, connections: serving.reduce(0) { $0 + $1.stats.connections },
                     requests: UInt64(serving.reduce(0) { $0 + max(0, $1.stats.requests) }))))
             }
-            self.scheduleControlPlaneReport()
         }
     }
 
     func stopControlPlaneLink() {
         controlPlaneEvent(.stop)
+    }
+
+    /// After a reload or upgrade committed: a `[control_plane]` that changed (address, node, TLS files) restarts
+    /// the link; one that was removed ends it, and the file alone serves from the next reload on.
+    func controlPlaneConfigured(previous: ControlPlaneSettings?) {
+        guard previous != configuration.controlPlane else { return }
+        stopControlPlaneLink()
+        controlPlaneLink = nil
+        controlPlaneStream = nil
+        if configuration.controlPlane == nil {
+            if snapshot != nil {
+                logger.notice("[control_plane] was removed: the next reload serves the file alone")
+            }
+            snapshot = nil
+        } else {
+            startControlPlaneLink()
+        }
     }
 
     /// `jesterctl status`'s control-plane line.

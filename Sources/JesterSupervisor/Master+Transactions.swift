@@ -92,11 +92,13 @@ extension Master {
     ) {
         guard let prepared else { return }
         self.prepared = nil
+        let previousControlPlane = configuration.controlPlane
         configuration = prepared.configuration
         keySetsConfigured([configuration], waiting: false)
         healthChecker.update(configuration)
         commitAdmin()
         forgetAdminStatesOfRemovedTargets()
+        controlPlaneConfigured(previous: previousControlPlane)
         // Sockets the new generation does not use close once the old one is gone; the old workers hold their
         // own copies until then.
         closeUnusedSockets(prepared.previousListeners, keeping: listeners)

@@ -98,6 +98,8 @@ public final class Master: @unchecked Sendable {
     var controlPlaneStream: SnapshotStreamClient?
     var controlPlaneStreamSerial = 0
     var controlPlaneState = "connecting"
+    /// Whether the report timer runs (it runs once for the master's life, across link restarts).
+    var controlPlaneLinkStarted = false
     /// What the transaction in progress prepared: its configuration and the listeners it replaced.
     var prepared: PreparedGeneration?
     var deadlines: [Machine.Deadline: Scheduled<Void>] = [:]
@@ -396,6 +398,8 @@ public final class Master: @unchecked Sendable {
             logger.info(fast ? "fast stop" : "graceful stop", metadata: ["workers": .stringConvertible(workers.count)])
             controlServer?.close(promise: nil)
             closeAdminServer(unlinking: true)
+            // No version is taken or answered while the instance drains.
+            stopControlPlaneLink()
         }
         dispatch(.stopRequested(fast: fast, exitCode: exitCode, drainSeconds: drainSeconds))
     }

@@ -16,19 +16,22 @@ private func version(_ number: Int, upstream targets: [String] = ["127.0.0.1:900
     var registry = DataPlaneRegistry()
     registry.opened(1)
     #expect(registry.offer(version(1)).isEmpty)
-    let (outcome, push) = registry.receive(.hello(node: "edge-1", running: nil), on: 1, current: version(1), now: "t0")
+    let receivedOutcome = registry.receive(.hello(node: "edge-1", running: nil), on: 1, current: version(1), now: "t0")
+    let (outcome, push) = (receivedOutcome.outcome, receivedOutcome.push)
     #expect(outcome == .greeted && push?.version == 1)
     #expect((try? JSONTree.parse(push!.document)) == version(1).document.tree)
     // Nothing more while that push awaits its answer, whatever is committed meanwhile.
     #expect(registry.offer(version(2)).isEmpty)
-    let (acked, next) = registry.receive(.ack(version: 1, nonce: push!.nonce), on: 1, current: version(3), now: "t1")
+    let receivedAcked = registry.receive(.ack(version: 1, nonce: push!.nonce), on: 1, current: version(3), now: "t1")
+    let (acked, next) = (receivedAcked.outcome, receivedAcked.push)
     #expect(acked == .accepted(version: 1) && next?.version == 3)  // a burst of edits sends only the last
 }
 
 @Test func aDataPlaneThatRunsTheCurrentVersionIsSentNothing() {
     var registry = DataPlaneRegistry()
     registry.opened(7)
-    let (_, push) = registry.receive(.hello(node: "edge-1", running: 4), on: 7, current: version(4), now: "t0")
+    let receivedPush = registry.receive(.hello(node: "edge-1", running: 4), on: 7, current: version(4), now: "t0")
+    let push = receivedPush.push
     #expect(push == nil)
     #expect(registry.offer(version(5)).map(\.push.version) == [5])
 }
@@ -37,8 +40,9 @@ private func version(_ number: Int, upstream targets: [String] = ["127.0.0.1:900
     var registry = DataPlaneRegistry()
     registry.opened(1)
     let push = registry.receive(.hello(node: "edge-1", running: 2), on: 1, current: version(3), now: "t0").push!
-    let (outcome, again) = registry.receive(
+    let receivedOutcome = registry.receive(
         .nack(kept: 2, nonce: push.nonce, detail: "certificate missing"), on: 1, current: version(3), now: "t1")
+    let (outcome, again) = (receivedOutcome.outcome, receivedOutcome.push)
     #expect(outcome == .refused(version: 3, detail: "certificate missing") && again == nil)
     #expect(registry.offer(version(3)).isEmpty)
     let listed = registry.tree[member: "data_planes"]
@@ -70,6 +74,22 @@ private func version(_ number: Int, upstream targets: [String] = ["127.0.0.1:900
     #expect(registry.entries["n"]?.session.running == nil)
     #expect(registry.receive(.ack(version: 1, nonce: push.nonce), on: 1, current: version(1), now: "t").outcome
         == .accepted(version: 1))
+}
+
+@Test func aRefusalSurvivesTheDataPlanesReconnect() {
+    var registry = DataPlaneRegistry()
+    registry.opened(1)
+    let push = registry.receive(.hello(node: "edge-1", running: 2), on: 1, current: version(3), now: "t0").push!
+    _ = registry.receive(.nack(kept: 2, nonce: push.nonce, detail: "no"), on: 1, current: version(3), now: "t1")
+    registry.closed(1, now: "t2")
+    registry.opened(2)
+    let again = registry.receive(.hello(node: "edge-1", running: 2), on: 2, current: version(3), now: "t3")
+    #expect(again.push == nil)  // version 3 is still refused there
+    #expect(registry.entries["edge-1"]?.session.lastRefusal?.version == 3)
+    // A second live stream with the same node replaces the first, which the caller closes.
+    registry.opened(3)
+    let replacing = registry.receive(.hello(node: "edge-1", running: 2), on: 3, current: version(3), now: "t4")
+    #expect(replacing.replaced == 2)
 }
 
 @Test func aRestartedDataPlaneReplacesItsOldStreamAndAClosedOneStaysListed() {
@@ -138,6 +158,16 @@ private func push(_ version: Int, _ nonce: String) -> SnapshotPush {
     // The apply from the old stream finishes: kept, but its answer belongs to a stream that is gone.
     #expect(link.handle(.applied(nonce: "a")) == [.persist(version: 1, document: push(1, "a").document)])
     #expect(link.running == 1)
+    // A stream that stays open resets the backoff even when no push comes (the data plane is up to date).
+    _ = link.handle(.streamLost(reason: "reset", jitter: 0))
+    _ = link.handle(.timerFired)
+    _ = link.handle(.connectFailed(reason: "refused", jitter: 0))  // attempt 2 now
+    _ = link.handle(.timerFired)
+    _ = link.handle(.connected)
+    #expect(link.handle(.streamStable).isEmpty)
+    #expect(link.handle(.streamLost(reason: "reset", jitter: 0)) == [.scheduleReconnect(after: .milliseconds(500))])
+    _ = link.handle(.timerFired)
+    _ = link.handle(.connected)
     #expect(link.handle(.stop) == [.closeStream])
     #expect(link.handle(.received(push(2, "b"))).isEmpty)
 }

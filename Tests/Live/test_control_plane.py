@@ -41,6 +41,10 @@ class ControlPlane:
         wait_for(lambda: self.process.poll() is not None or self.request("GET", "/healthz")[0] == 200,
                  what="the control plane to answer")
         assert self.process.poll() is None, self.logs()
+        # The stream binds after the REST API: a test that starts data planes needs it bound.
+        wait_for(lambda: self.process.poll() is not None or "serving the data planes' stream" in self.logs(),
+                 what="the stream to listen")
+        assert self.process.poll() is None, self.logs()
 
     def request(self, method, path, body=None, token=WRITE, headers=None):
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)

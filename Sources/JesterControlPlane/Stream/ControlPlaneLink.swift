@@ -35,6 +35,9 @@ public struct ControlPlaneLink: Sendable {
         /// The reload transaction refused the push with `nonce` (the configuration in use keeps serving).
         case applyRefused(nonce: String, detail: String)
         case timerFired
+        /// The stream has stayed open a while: it works, so the next loss starts from the first backoff (a data
+        /// plane that runs the current version may never get a push to prove it).
+        case streamStable
         case stop
     }
 
@@ -92,6 +95,9 @@ public struct ControlPlaneLink: Sendable {
         case (.waiting(let attempt), .timerFired):
             state = .connecting(attempt: attempt)
             return [.connect]
+        case (.streaming, .streamStable):
+            state = .streaming(attempt: 0)
+            return []
         case (.streaming, .received(let push)):
             state = .streaming(attempt: 0)
             return take(push)

@@ -29,27 +29,42 @@ public struct DataPlaneRegistry: Sendable {
         greeting[stream] = DataPlaneSession(noncePrefix: "s\(stream)")
     }
 
-    /// One reply on `stream`; returns what it did and the push to send next, if any.
+    /// What one reply did: its outcome, the push to send next on its stream, and a stream it replaced (an older
+    /// stream of the same node, to be closed: it no longer gets pushes and its replies are stale).
+    public struct Received: Sendable, Equatable {
+        public var outcome: DataPlaneSession.Outcome
+        public var push: SnapshotPush?
+        public var replaced: UInt64?
+    }
+
+    /// One reply on `stream`.
     public mutating func receive(
         _ reply: SnapshotStreamReply, on stream: UInt64, current: SnapshotVersion, now: String
-    ) -> (outcome: DataPlaneSession.Outcome, push: SnapshotPush?) {
+    ) -> Received {
         if var session = greeting.removeValue(forKey: stream) {
             let outcome = session.receive(reply, now: now)
             guard outcome == .greeted else {
                 greeting[stream] = session
-                return (outcome, nil)
+                return Received(outcome: outcome)
             }
-            if let previous = entries[session.node]?.stream { nodes[previous] = nil }
+            var replaced: UInt64?
+            if let earlier = entries[session.node] {
+                session.inherit(from: earlier.session)
+                if let previous = earlier.stream {
+                    nodes[previous] = nil
+                    replaced = previous
+                }
+            }
             nodes[stream] = session.node
             let push = session.offer(current)
             entries[session.node] = Entry(session: session, stream: stream, since: now)
-            return (outcome, push)
+            return Received(outcome: outcome, push: push, replaced: replaced)
         }
-        guard let node = nodes[stream], var entry = entries[node] else { return (.stale, nil) }
+        guard let node = nodes[stream], var entry = entries[node] else { return Received(outcome: .stale) }
         let outcome = entry.session.receive(reply, now: now)
         let push = entry.session.offer(current)
         entries[node] = entry
-        return (outcome, push)
+        return Received(outcome: outcome, push: push)
     }
 
     /// The current version moved on: the pushes to send, by stream.

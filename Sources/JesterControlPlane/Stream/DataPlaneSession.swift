@@ -58,6 +58,15 @@ public struct DataPlaneSession: Sendable {
         self.noncePrefix = noncePrefix
     }
 
+    /// Keeps what an earlier stream of the same data plane learned: the versions it refused stay refused (a
+    /// reconnect, a restart or an upgrade of the data plane does not make them loadable) and stay listed.
+    mutating func inherit(from earlier: DataPlaneSession) {
+        refused.merge(earlier.refused) { mine, _ in mine }
+        if lastRefusal == nil, let refusal = earlier.lastRefusal, running.map({ $0 < refusal.version }) ?? true {
+            lastRefusal = refusal
+        }
+    }
+
     /// Takes one reply from the data plane at time `now`.
     public mutating func receive(_ reply: SnapshotStreamReply, now: String) -> Outcome {
         switch (phase, reply) {
