@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import JesterControl
 import JesterControlPlane
 
 // The stream's protobuf messages (Proto/jester/controlplane/v1/snapshot_stream.proto) to and from the pure
@@ -10,7 +11,9 @@ extension SnapshotStreamReply {
     init?(_ message: Jester_Controlplane_V1_DataPlaneMessage) {
         switch message.kind {
         case .hello(let hello):
-            self = .hello(node: hello.node, running: hello.hasRunning ? Int(hello.running) : nil)
+            self = .hello(
+                node: hello.node, running: hello.hasRunning ? Int(hello.running) : nil,
+                store: hello.runningStore.isEmpty ? nil : hello.runningStore)
         case .ack(let ack):
             self = .ack(version: Int(ack.version), nonce: ack.nonce)
         case .nack(let nack):
@@ -28,10 +31,12 @@ extension SnapshotStreamReply {
     var message: Jester_Controlplane_V1_DataPlaneMessage {
         var message = Jester_Controlplane_V1_DataPlaneMessage()
         switch self {
-        case .hello(let node, let running):
+        case .hello(let node, let running, let store):
             var hello = Jester_Controlplane_V1_Hello()
             hello.node = node
             if let running { hello.running = Int64(running) }
+            hello.runningStore = store ?? ""
+            hello.jesterVersion = JesterVersion.current
             message.hello = hello
         case .ack(let version, let nonce):
             var ack = Jester_Controlplane_V1_Ack()
@@ -60,7 +65,9 @@ extension SnapshotStreamReply {
 extension SnapshotPush {
     init?(_ message: Jester_Controlplane_V1_ControlPlaneMessage) {
         guard case .snapshot(let snapshot) = message.kind else { return nil }
-        self.init(version: Int(snapshot.version), nonce: snapshot.nonce, document: Array(snapshot.document))
+        self.init(
+            version: Int(snapshot.version), nonce: snapshot.nonce, document: Array(snapshot.document),
+            store: snapshot.store)
     }
 
     var message: Jester_Controlplane_V1_ControlPlaneMessage {
@@ -68,6 +75,7 @@ extension SnapshotPush {
         snapshot.version = Int64(version)
         snapshot.nonce = nonce
         snapshot.document = Data(document)
+        snapshot.store = store
         var message = Jester_Controlplane_V1_ControlPlaneMessage()
         message.snapshot = snapshot
         return message

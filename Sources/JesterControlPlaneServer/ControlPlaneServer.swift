@@ -139,6 +139,7 @@ public final class ControlPlaneServer: @unchecked Sendable {
             api = ControlPlaneAPI(
                 history: versions, recentAudit: store.loadAudit(limit: ControlPlaneAPI.recentAuditLimit),
                 validator: validator, authorization: ControlPlaneAuthorization(tokens: tokens))
+            api.dataPlanes = DataPlaneRegistry(store: store.identity)
         } catch {
             throw StartError(description: error.description)
         }

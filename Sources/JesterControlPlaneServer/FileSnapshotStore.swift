@@ -14,11 +14,15 @@ import JesterControlPlane
 ///
 /// ```
 /// DIR/lock                     held (flock) while a control plane uses DIR
+/// DIR/id                       the store's identity, made with it: version numbers mean something within it
 /// DIR/versions/00000001.json   {"version": 1, "created_at": …, "actor": …, "changes": […], "document": {…}}
 /// DIR/audit.log                one AuditRecord per line
 /// ```
 public final class FileSnapshotStore {
     public let directory: String
+    /// The store's identity (a random UUID made with the directory): data planes keep it with the version they
+    /// run, so version 7 of a store made anew (or of another control plane) is not taken for the one they have.
+    public let identity: String
     private let lockDescriptor: Int32
     private let auditDescriptor: Int32
     private var lastAppendFailed = false
@@ -49,6 +53,18 @@ public final class FileSnapshotStore {
         guard auditDescriptor >= 0 else {
             close(lockDescriptor)
             throw StoreError(description: "cannot open \(directory)/audit.log: \(Self.lastError())")
+        }
+        let idPath = directory + "/id"
+        if let data = FileManager.default.contents(atPath: idPath),
+            let text = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines),
+            !text.isEmpty
+        {
+            identity = text
+        } else {
+            identity = UUID().uuidString.lowercased()
+            guard FileManager.default.createFile(atPath: idPath, contents: Data((identity + "\n").utf8)) else {
+                throw StoreError(description: "cannot write \(idPath)")
+            }
         }
         // A log cut in the middle of a line (a crash, a full disk) gets its next record on a line of its own.
         let size = lseek(auditDescriptor, 0, SEEK_END)

@@ -26,13 +26,16 @@ enum LastGoodSnapshot {
         guard let version = tree[member: "version"]?.integerValue, let document = tree[member: "document"] else {
             throw Unreadable(description: "\(path) has no version and document")
         }
-        return AppliedSnapshot(version: version, document: document.serialized())
+        return AppliedSnapshot(
+            version: version, document: document.serialized(), store: tree[member: "store"]?.stringValue)
     }
 
     static func write(_ applied: AppliedSnapshot, to path: String) throws {
         let directory = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        var bytes = Array(#"{"version":"#.utf8) + Array(String(applied.version).utf8) + Array(#","document":"#.utf8)
+        var bytes = Array(#"{"version":"#.utf8) + Array(String(applied.version).utf8)
+        if let store = applied.store { bytes += Array(#","store":"#.utf8) + JSONTree.string(store).serialized() }
+        bytes += Array(#","document":"#.utf8)
         bytes += applied.snapshot.document
         bytes += Array("}\n".utf8)
         let temporary = path + ".new"

@@ -12,9 +12,12 @@ import NIOCore
 public struct AppliedSnapshot: Sendable, Equatable {
     public var version: Int
     public var snapshot: ConfigSnapshot
+    /// The control plane store it came from (nil: not known, a state file from before stores had one).
+    public var store: String?
 
-    public init(version: Int, document: [UInt8]) {
+    public init(version: Int, document: [UInt8], store: String? = nil) {
         self.version = version
+        self.store = store
         snapshot = ConfigSnapshot(version: String(version), document: document)
     }
 }
@@ -43,7 +46,8 @@ extension Master {
         guard let settings = configuration.controlPlane else { return }
         let firstLink = controlPlaneLinkStarted == false
         controlPlaneLinkStarted = true
-        controlPlaneLink = ControlPlaneLink(node: settings.node ?? Self.hostName(), running: snapshot?.version)
+        controlPlaneLink = ControlPlaneLink(
+            node: settings.node ?? Self.hostName(), running: snapshot?.version, runningStore: snapshot?.store)
         controlPlaneEvent(.start)
         if firstLink { scheduleControlPlaneReport() }
     }
@@ -80,9 +84,9 @@ extension Master {
         case .apply(let push):
             // Not inside the transaction that just ended (its commit is still being carried out).
             eventLoop.execute { self.applySnapshot(push) }
-        case .persist(let version, let document):
+        case .persist(let version, let document, let store):
             do {
-                try LastGoodSnapshot.write(AppliedSnapshot(version: version, document: document),
+                try LastGoodSnapshot.write(AppliedSnapshot(version: version, document: document, store: store),
                     to: configuration.controlPlane?.stateFile ?? ControlPlaneSettings.defaultStateFile)
             } catch {
                 logger.error("cannot keep the last good snapshot", metadata: ["error": "\(error)"])
@@ -132,7 +136,7 @@ extension Master {
             return
         }
         logger.info("applying the control plane's version", metadata: ["version": "\(push.version)"])
-        pendingSnapshot = AppliedSnapshot(version: push.version, document: push.document)
+        pendingSnapshot = AppliedSnapshot(version: push.version, document: push.document, store: push.store)
         reload(replyTo: SnapshotApplyTarget(master: self, nonce: push.nonce))
     }
 

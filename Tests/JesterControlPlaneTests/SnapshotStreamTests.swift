@@ -30,7 +30,7 @@ private func version(_ number: Int, upstream targets: [String] = ["127.0.0.1:900
 @Test func aDataPlaneThatRunsTheCurrentVersionIsSentNothing() {
     var registry = DataPlaneRegistry()
     registry.opened(7)
-    let receivedPush = registry.receive(.hello(node: "edge-1", running: 4), on: 7, current: version(4), now: "t0")
+    let receivedPush = registry.receive(.hello(node: "edge-1", running: 4, store: ""), on: 7, current: version(4), now: "t0")
     let push = receivedPush.push
     #expect(push == nil)
     #expect(registry.offer(version(5)).map(\.push.version) == [5])
@@ -74,6 +74,25 @@ private func version(_ number: Int, upstream targets: [String] = ["127.0.0.1:900
     #expect(registry.entries["n"]?.session.running == nil)
     #expect(registry.receive(.ack(version: 1, nonce: push.nonce), on: 1, current: version(1), now: "t").outcome
         == .accepted(version: 1))
+}
+
+@Test func aVersionNumberOfAnotherStoreIsNotTakenForTheOneTheDataPlaneRuns() {
+    // The control plane's store was made anew (or the data plane moved): its version 4 is another document.
+    var registry = DataPlaneRegistry(store: "new-store")
+    registry.opened(1)
+    let push = registry.receive(.hello(node: "edge-1", running: 4, store: "old-store"), on: 1, current: version(4),
+        now: "t0").push
+    #expect(push?.version == 4 && push?.store == "new-store")
+    _ = registry.receive(.ack(version: 4, nonce: push!.nonce), on: 1, current: version(4), now: "t1")
+    #expect(registry.offer(version(4)).isEmpty)
+    // The data plane side: the same number from another store is applied, not acknowledged as served.
+    var link = ControlPlaneLink(node: "edge-1", running: 4, runningStore: "old-store")
+    _ = link.handle(.start)
+    #expect(link.handle(.connected) == [.send(.hello(node: "edge-1", running: 4, store: "old-store"))])
+    let foreign = SnapshotPush(version: 4, nonce: "n", document: [], store: "new-store")
+    #expect(link.handle(.received(foreign)) == [.apply(foreign)])
+    _ = link.handle(.applied(nonce: "n"))
+    #expect(link.runningStore == "new-store")
 }
 
 @Test func aRefusalSurvivesTheDataPlanesReconnect() {
@@ -122,7 +141,7 @@ private func push(_ version: Int, _ nonce: String) -> SnapshotPush {
     #expect(link.handle(.received(push(5, "b"))).isEmpty)
     #expect(link.handle(.received(push(6, "c"))).isEmpty)
     #expect(link.handle(.applied(nonce: "a")) == [
-        .persist(version: 4, document: push(4, "a").document), .send(.ack(version: 4, nonce: "a")),
+        .persist(version: 4, document: push(4, "a").document, store: ""), .send(.ack(version: 4, nonce: "a")),
         .apply(push(6, "c")),
     ])
     #expect(link.handle(.applyRefused(nonce: "c", detail: "bind failed")) == [
@@ -156,7 +175,7 @@ private func push(_ version: Int, _ nonce: String) -> SnapshotPush {
     _ = link.handle(.timerFired)
     _ = link.handle(.connected)
     // The apply from the old stream finishes: kept, but its answer belongs to a stream that is gone.
-    #expect(link.handle(.applied(nonce: "a")) == [.persist(version: 1, document: push(1, "a").document)])
+    #expect(link.handle(.applied(nonce: "a")) == [.persist(version: 1, document: push(1, "a").document, store: "")])
     #expect(link.running == 1)
     // A stream that stays open resets the backoff even when no push comes (the data plane is up to date).
     _ = link.handle(.streamLost(reason: "reset", jitter: 0))

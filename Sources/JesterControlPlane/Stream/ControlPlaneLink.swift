@@ -48,7 +48,7 @@ public struct ControlPlaneLink: Sendable {
         /// `applyRefused`.
         case apply(SnapshotPush)
         /// Keep this as the last good snapshot.
-        case persist(version: Int, document: [UInt8])
+        case persist(version: Int, document: [UInt8], store: String)
         case scheduleReconnect(after: Duration)
         case closeStream
     }
@@ -57,8 +57,9 @@ public struct ControlPlaneLink: Sendable {
     public let initialBackoff: Duration
     public let maximumBackoff: Duration
     public private(set) var state = State.idle
-    /// The version served (nil: the bootstrap file alone).
+    /// The version served (nil: the bootstrap file alone), and the store it came from.
     public private(set) var running: Int?
+    public private(set) var runningStore: String?
     /// The push being applied, and the stream it came on.
     public private(set) var applying: (push: SnapshotPush, stream: Int)?
     /// The newest push that arrived while another was applied.
@@ -69,11 +70,12 @@ public struct ControlPlaneLink: Sendable {
 
     /// `running`: the version of the last good snapshot the master started with (nil: none).
     public init(
-        node: String, running: Int?, initialBackoff: Duration = .milliseconds(500),
+        node: String, running: Int?, runningStore: String? = nil, initialBackoff: Duration = .milliseconds(500),
         maximumBackoff: Duration = .seconds(30)
     ) {
         self.node = node
         self.running = running
+        self.runningStore = runningStore
         self.initialBackoff = initialBackoff
         self.maximumBackoff = maximumBackoff
     }
@@ -86,7 +88,7 @@ public struct ControlPlaneLink: Sendable {
         case (.connecting(let attempt), .connected):
             stream += 1
             state = .streaming(attempt: attempt)
-            return [.send(.hello(node: node, running: running))]
+            return [.send(.hello(node: node, running: running, store: runningStore))]
         case (.connecting(let attempt), .connectFailed(_, let jitter)),
             (.streaming(let attempt), .streamLost(_, let jitter)):
             queued = nil  // the next stream pushes what is current then
@@ -106,8 +108,9 @@ public struct ControlPlaneLink: Sendable {
             let (push, from) = (current.push, current.stream)
             applying = nil
             running = push.version
+            runningStore = push.store
             lastRefusal = nil
-            var actions: [Action] = [.persist(version: push.version, document: push.document)]
+            var actions: [Action] = [.persist(version: push.version, document: push.document, store: push.store)]
             if case .streaming = state, from == stream { actions.append(.send(.ack(version: push.version, nonce: nonce))) }
             return actions + next()
         case (_, .applyRefused(let nonce, let detail)):
@@ -131,7 +134,7 @@ public struct ControlPlaneLink: Sendable {
     }
 
     private mutating func take(_ push: SnapshotPush) -> [Action] {
-        if applying == nil, push.version == running {
+        if applying == nil, push.version == running, push.store == runningStore {
             return [.send(.ack(version: push.version, nonce: push.nonce))]
         }
         guard applying == nil else {

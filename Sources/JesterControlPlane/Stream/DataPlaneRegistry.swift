@@ -17,16 +17,20 @@ public struct DataPlaneRegistry: Sendable {
     }
 
     public private(set) var entries: [String: Entry] = [:]
+    /// The control plane store's identity, sent with every push.
+    public let store: String
     /// Open streams not yet greeted, by stream.
     private var greeting: [UInt64: DataPlaneSession] = [:]
     /// The node of each greeted open stream.
     private var nodes: [UInt64: String] = [:]
 
-    public init() {}
+    public init(store: String = "") {
+        self.store = store
+    }
 
     /// A stream opened.
     public mutating func opened(_ stream: UInt64) {
-        greeting[stream] = DataPlaneSession(noncePrefix: "s\(stream)")
+        greeting[stream] = DataPlaneSession(noncePrefix: "s\(stream)", store: store)
     }
 
     /// What one reply did: its outcome, the push to send next on its stream, and a stream it replaced (an older

@@ -42,8 +42,9 @@ public struct DataPlaneSession: Sendable {
 
     public private(set) var phase = Phase.awaitingHello
     public private(set) var node = ""
-    /// The version the data plane serves (nil: its bootstrap file alone).
+    /// The version the data plane serves (nil: its bootstrap file alone), and the store it came from.
     public private(set) var running: Int?
+    public private(set) var runningStore: String?
     /// The push sent and not yet answered.
     public private(set) var outstanding: (version: Int, nonce: String)?
     /// Versions it refused, with why; never sent to it again.
@@ -52,10 +53,13 @@ public struct DataPlaneSession: Sendable {
     public private(set) var lastReport: DataPlaneReport?
     /// Distinguishes the stream's nonces: the handler gives each stream its own prefix.
     private let noncePrefix: String
+    /// This control plane's store identity, sent with every push.
+    private let store: String
     private var pushes = 0
 
-    public init(noncePrefix: String) {
+    public init(noncePrefix: String, store: String = "") {
         self.noncePrefix = noncePrefix
+        self.store = store
     }
 
     /// Keeps what an earlier stream of the same data plane learned: the versions it refused stay refused (a
@@ -70,9 +74,10 @@ public struct DataPlaneSession: Sendable {
     /// Takes one reply from the data plane at time `now`.
     public mutating func receive(_ reply: SnapshotStreamReply, now: String) -> Outcome {
         switch (phase, reply) {
-        case (.awaitingHello, .hello(let node, let running)):
+        case (.awaitingHello, .hello(let node, let running, let runningStore)):
             self.node = node
             self.running = running
+            self.runningStore = runningStore
             phase = .streaming
             return .greeted
         case (.awaitingHello, _):
@@ -83,6 +88,7 @@ public struct DataPlaneSession: Sendable {
             guard let sent = outstanding, sent.nonce == nonce, sent.version == version else { return .stale }
             outstanding = nil
             running = version
+            runningStore = store
             if let refusal = lastRefusal, refusal.version < version { lastRefusal = nil }
             return .accepted(version: version)
         case (.streaming, .nack(let kept, let nonce, let detail)):
@@ -101,12 +107,13 @@ public struct DataPlaneSession: Sendable {
     /// The push to send now that `current` is the control plane's version, or nil for none (not greeted yet, a
     /// push outstanding, the data plane runs it already, or refused it before).
     public mutating func offer(_ current: SnapshotVersion) -> SnapshotPush? {
-        guard phase == .streaming, outstanding == nil, running != current.number,
+        guard phase == .streaming, outstanding == nil, running != current.number || runningStore != store,
             refused[current.number] == nil, current.number > 0
         else { return nil }
         pushes += 1
         let nonce = "\(noncePrefix)-\(pushes)"
         outstanding = (current.number, nonce)
-        return SnapshotPush(version: current.number, nonce: nonce, document: current.document.tree.serialized())
+        return SnapshotPush(
+            version: current.number, nonce: nonce, document: current.document.tree.serialized(), store: store)
     }
 }

@@ -11,19 +11,24 @@ public struct SnapshotPush: Sendable, Equatable {
     public var nonce: String
     /// The snapshot document (`SnapshotDocument.tree.serialized()`).
     public var document: [UInt8]
+    /// The identity of the control plane's store: a version number means something only within one store (a
+    /// data plane moved to another control plane, or one whose store was made anew, must not take version 7
+    /// there for the version 7 it runs).
+    public var store: String
 
-    public init(version: Int, nonce: String, document: [UInt8]) {
+    public init(version: Int, nonce: String, document: [UInt8], store: String = "") {
         self.version = version
         self.nonce = nonce
         self.document = document
+        self.store = store
     }
 }
 
 /// What a data plane sends the control plane on its stream.
 public enum SnapshotStreamReply: Sendable, Equatable {
     /// The first message on a stream: who the data plane is and the version it serves (nil: none yet, only its
-    /// bootstrap file). The control plane sends nothing until it has this.
-    case hello(node: String, running: Int?)
+    /// bootstrap file), from which store. The control plane sends nothing until it has this.
+    case hello(node: String, running: Int?, store: String? = nil)
     /// The push with `nonce` was applied: the data plane serves `version`.
     case ack(version: Int, nonce: String)
     /// The push with `nonce` was refused and nothing changed there: the data plane still serves `kept` (nil:

@@ -109,6 +109,10 @@ public nonisolated struct Jester_Controlplane_V1_Hello: Sendable {
   /// The data plane's Jester version, for the control plane's listing.
   public var jesterVersion: String = String()
 
+  /// The store the running version came from (Snapshot.store; empty: unknown): a version number means something
+  /// only within one control plane's store.
+  public var runningStore: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -226,6 +230,9 @@ public nonisolated struct Jester_Controlplane_V1_Snapshot: Sendable {
 
   public var document: Data = Data()
 
+  /// The identity of the control plane's store (made with it): version 7 of another store is another document.
+  public var store: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -338,7 +345,7 @@ nonisolated extension Jester_Controlplane_V1_DataPlaneMessage: SwiftProtobuf.Mes
 
 nonisolated extension Jester_Controlplane_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Hello"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}running\0\u{3}jester_version\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}running\0\u{3}jester_version\0\u{3}running_store\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -349,6 +356,7 @@ nonisolated extension Jester_Controlplane_V1_Hello: SwiftProtobuf.Message, Swift
       case 1: try { try decoder.decodeSingularStringField(value: &self.node) }()
       case 2: try { try decoder.decodeSingularInt64Field(value: &self._running) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.jesterVersion) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.runningStore) }()
       default: break
       }
     }
@@ -368,6 +376,9 @@ nonisolated extension Jester_Controlplane_V1_Hello: SwiftProtobuf.Message, Swift
     if !self.jesterVersion.isEmpty {
       try visitor.visitSingularStringField(value: self.jesterVersion, fieldNumber: 3)
     }
+    if !self.runningStore.isEmpty {
+      try visitor.visitSingularStringField(value: self.runningStore, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -375,6 +386,7 @@ nonisolated extension Jester_Controlplane_V1_Hello: SwiftProtobuf.Message, Swift
     if lhs.node != rhs.node {return false}
     if lhs._running != rhs._running {return false}
     if lhs.jesterVersion != rhs.jesterVersion {return false}
+    if lhs.runningStore != rhs.runningStore {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -561,7 +573,7 @@ nonisolated extension Jester_Controlplane_V1_ControlPlaneMessage: SwiftProtobuf.
 
 nonisolated extension Jester_Controlplane_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Snapshot"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}nonce\0\u{1}document\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}nonce\0\u{1}document\0\u{1}store\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -572,6 +584,7 @@ nonisolated extension Jester_Controlplane_V1_Snapshot: SwiftProtobuf.Message, Sw
       case 1: try { try decoder.decodeSingularInt64Field(value: &self.version) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.nonce) }()
       case 3: try { try decoder.decodeSingularBytesField(value: &self.document) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.store) }()
       default: break
       }
     }
@@ -587,6 +600,9 @@ nonisolated extension Jester_Controlplane_V1_Snapshot: SwiftProtobuf.Message, Sw
     if !self.document.isEmpty {
       try visitor.visitSingularBytesField(value: self.document, fieldNumber: 3)
     }
+    if !self.store.isEmpty {
+      try visitor.visitSingularStringField(value: self.store, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -594,6 +610,7 @@ nonisolated extension Jester_Controlplane_V1_Snapshot: SwiftProtobuf.Message, Sw
     if lhs.version != rhs.version {return false}
     if lhs.nonce != rhs.nonce {return false}
     if lhs.document != rhs.document {return false}
+    if lhs.store != rhs.store {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
