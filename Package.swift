@@ -201,7 +201,7 @@ let package = Package(
         .target(
             name: "JesterControlPlaneGRPC",
             dependencies: [
-                "JesterControlPlane",
+                "JesterControlPlane", "JesterControl",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),

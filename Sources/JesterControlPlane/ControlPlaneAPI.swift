@@ -47,6 +47,9 @@ public struct ControlPlaneAPI: Sendable {
         public var version: SnapshotVersion?
         /// A record for the audit log (writes only).
         public var audit: AuditRecord?
+        /// A data plane whose refusals to forget (`POST /api/v1/data-planes/NODE/retry`), after which the
+        /// current version is offered to it again.
+        public var retry: String?
     }
 
     /// Makes `version` current, after the server stored it.
@@ -167,6 +170,19 @@ public struct ControlPlaneAPI: Sendable {
                 "set": .bool(document.kinds.contains(kind)),
                 kind.rawValue: collection,
             ]))
+        case (_, 3) where route[0] == "data-planes" && route[2] == "retry":
+            guard method == "POST" else { return Self.notAllowed("POST") }
+            let node = route[1]
+            guard dataPlanes.entries[node] != nil else {
+                let response = APIResponse.error(404, "no data plane '\(node)' has streamed from this control plane")
+                return Decision(response: response, audit: refusal(request, now, actor, response, nil))
+            }
+            let response = APIResponse.json(200, raw: JSONTree.object([
+                "node": .string(node), "version": .integer(current.number),
+            ]).serialized())
+            return Decision(response: response, audit: AuditRecord(
+                at: now, actor: actor, method: request.method, path: request.path, outcome: .accepted, status: 200,
+                version: current.number, reason: "refusals of '\(node)' forgotten"), retry: node)
         case (_, 2):
             guard let kind = ResourceKind(rawValue: route[0]) else { return Self.noSuchResource(route[0]) }
             let name = route[1]

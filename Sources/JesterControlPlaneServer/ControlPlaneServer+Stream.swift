@@ -9,14 +9,16 @@ import NIOCore
 extension ControlPlaneServer: SnapshotStreamHub {
     public func openStream() async -> (stream: UInt64, pushes: AsyncStream<SnapshotPush>) {
         let (pushes, continuation) = AsyncStream.makeStream(of: SnapshotPush.self)
-        let stream = await onLoop { [self] in
+        // Stream numbers start at 1; 0 says the control plane is stopping.
+        let stream: UInt64 = await onLoop { [self] in
+            guard !streamsClosed else { return UInt64(0) }
             nextStream += 1
             streams[nextStream] = continuation
             api.dataPlanes.opened(nextStream)
             return nextStream
-        }
-        if stream == nil { continuation.finish() }
-        return (stream ?? 0, pushes)
+        } ?? 0
+        if stream == 0 { continuation.finish() }
+        return (stream, pushes)
     }
 
     public func receive(_ reply: SnapshotStreamReply, on stream: UInt64) async {

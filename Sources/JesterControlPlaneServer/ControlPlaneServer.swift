@@ -64,6 +64,8 @@ public final class ControlPlaneServer: @unchecked Sendable {
     /// The open data-plane streams' push queues, by stream.
     var streams: [UInt64: AsyncStream<SnapshotPush>.Continuation] = [:]
     var nextStream: UInt64 = 0
+    /// Set as the stop finishes every push queue: a stream opened after that gets a finished one.
+    var streamsClosed = false
     let streamAddress: SocketAddress?
     let streamTLS: StreamTLSFiles?
     var streamServer: SnapshotStreamServer?
@@ -209,6 +211,7 @@ public final class ControlPlaneServer: @unchecked Sendable {
     public func stop() {
         streamServer?.stop()
         try? loop.submit { [self] in
+            streamsClosed = true
             for continuation in streams.values { continuation.finish() }
             streams.removeAll()
         }.wait()
@@ -249,6 +252,10 @@ public final class ControlPlaneServer: @unchecked Sendable {
                 audit?.version = api.current.number
                 audit?.reason = "not stored: \(error.description)"
             }
+        }
+        if let node = decision.retry, api.dataPlanes.forgetRefusals(of: node) {
+            logger.info("a data plane's refusals were forgotten", metadata: ["node": "\(node)"])
+            pushCurrentVersion()
         }
         if let audit {
             if audit.outcome == .refused {

@@ -62,8 +62,15 @@ public final class FileSnapshotStore {
             identity = text
         } else {
             identity = UUID().uuidString.lowercased()
-            guard FileManager.default.createFile(atPath: idPath, contents: Data((identity + "\n").utf8)) else {
-                throw StoreError(description: "cannot write \(idPath)")
+            // Flushed (and the directory below): an id lost to a power cut would make every data plane re-apply.
+            let descriptor = open(idPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
+            let written = descriptor >= 0 && Self.writeAll(descriptor, Array((identity + "\n").utf8))
+                && fsync(descriptor) == 0
+            if descriptor >= 0 { close(descriptor) }
+            guard written else {
+                close(auditDescriptor)
+                close(lockDescriptor)
+                throw StoreError(description: "cannot write \(idPath): \(Self.lastError())")
             }
         }
         // A log cut in the middle of a line (a crash, a full disk) gets its next record on a line of its own.

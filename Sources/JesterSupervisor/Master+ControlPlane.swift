@@ -44,6 +44,7 @@ extension Master {
 
     func startControlPlaneLink() {
         guard let settings = configuration.controlPlane else { return }
+        controlPlaneLinkEpoch += 1
         let firstLink = controlPlaneLinkStarted == false
         controlPlaneLinkStarted = true
         controlPlaneLink = ControlPlaneLink(
@@ -92,12 +93,16 @@ extension Master {
                 logger.error("cannot keep the last good snapshot", metadata: ["error": "\(error)"])
             }
         case .scheduleReconnect(let delay):
-            if !controlPlaneState.hasPrefix("waiting") { controlPlaneState = "waiting to reconnect (\(controlPlaneState))" }
+            controlPlaneState = "waiting to reconnect (\(controlPlaneState))"
+            let epoch = controlPlaneLinkEpoch
             eventLoop.scheduleTask(in: .nanoseconds(Int64(delay.components.seconds) * 1_000_000_000
                 + delay.components.attoseconds / 1_000_000_000)) {
-                self.controlPlaneEvent(.timerFired)
+                // A link restarted meanwhile has its own timers.
+                if epoch == self.controlPlaneLinkEpoch { self.controlPlaneEvent(.timerFired) }
             }
         case .closeStream:
+            // Its own `ended` event is not a loss: the serial no longer matches.
+            controlPlaneStreamSerial += 1
             controlPlaneStream?.close()
             controlPlaneStream = nil
         }
@@ -130,7 +135,11 @@ extension Master {
 
     /// Applies a pushed version as a reload; one that finds a transaction under way waits for it.
     private func applySnapshot(_ push: SnapshotPush) {
-        guard !stopping else { return }
+        // Only while the link that asked for it still wants it (a reload meanwhile may have removed or changed
+        // [control_plane], which restarts or ends the link).
+        guard !stopping, configuration.controlPlane != nil, let link = controlPlaneLink, link.state != .idle,
+            link.applying?.push.nonce == push.nonce
+        else { return }
         guard machine.transaction == nil, pendingSnapshot == nil else {
             eventLoop.scheduleTask(in: .milliseconds(200)) { self.applySnapshot(push) }
             return
@@ -147,7 +156,8 @@ extension Master {
         // A transaction cut short by a stop says nothing about the version: no ACK, no NACK.
         guard !stopping else { return }
         if let result, result.success, let applied {
-            snapshot = applied
+            // A reload that removed [control_plane] serves the file alone from the next reload on.
+            if configuration.controlPlane != nil { snapshot = applied }
             logger.info("the control plane's version serves", metadata: ["version": "\(applied.version)"])
             controlPlaneEvent(.applied(nonce: nonce))
         } else {

@@ -98,7 +98,6 @@ extension Master {
         healthChecker.update(configuration)
         commitAdmin()
         forgetAdminStatesOfRemovedTargets()
-        controlPlaneConfigured(previous: previousControlPlane)
         // Sockets the new generation does not use close once the old one is gone; the old workers hold their
         // own copies until then.
         closeUnusedSockets(prepared.previousListeners, keeping: listeners)
@@ -122,6 +121,8 @@ extension Master {
         } else {
             reply(.reloadResult(result), to: requester?.target)
         }
+        // Last: a pushed version's result (the reply above) belongs to the link that asked for it.
+        controlPlaneConfigured(previous: previousControlPlane)
     }
 
     /// The transaction failed (its workers, if any, were killed): what it bound is closed, the listeners that

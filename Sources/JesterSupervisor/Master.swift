@@ -100,6 +100,8 @@ public final class Master: @unchecked Sendable {
     var controlPlaneState = "connecting"
     /// Whether the report timer runs (it runs once for the master's life, across link restarts).
     var controlPlaneLinkStarted = false
+    /// Counts link starts, so a restarted link's timers are not the old one's.
+    var controlPlaneLinkEpoch = 0
     /// What the transaction in progress prepared: its configuration and the listeners it replaced.
     var prepared: PreparedGeneration?
     var deadlines: [Machine.Deadline: Scheduled<Void>] = [:]

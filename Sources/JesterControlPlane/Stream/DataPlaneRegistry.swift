@@ -82,6 +82,14 @@ public struct DataPlaneRegistry: Sendable {
         return pushes
     }
 
+    /// Forgets the versions `node` refused, so the current one is pushed to it again: a refusal often came from
+    /// the host (a missing file, a port in use), which the operator has since fixed. False: no such node.
+    public mutating func forgetRefusals(of node: String) -> Bool {
+        guard entries[node] != nil else { return false }
+        entries[node]!.session.forgetRefusals()
+        return true
+    }
+
     /// The node greeted on `stream`, if any.
     public func node(of stream: UInt64) -> String? {
         nodes[stream]

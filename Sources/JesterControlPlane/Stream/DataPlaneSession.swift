@@ -62,6 +62,11 @@ public struct DataPlaneSession: Sendable {
         self.store = store
     }
 
+    mutating func forgetRefusals() {
+        refused = [:]
+        lastRefusal = nil
+    }
+
     /// Keeps what an earlier stream of the same data plane learned: the versions it refused stay refused (a
     /// reconnect, a restart or an upgrade of the data plane does not make them loadable) and stay listed.
     mutating func inherit(from earlier: DataPlaneSession) {
