@@ -63,14 +63,7 @@ public struct AuditRecord: Sendable, Equatable {
             let status = tree[member: "status"]?.integerValue, let version = tree[member: "version"]?.integerValue
         else { return nil }
         var changes: [ResourceChange] = []
-        if case .array(let trees)? = tree[member: "changes"] {
-            for change in trees {
-                guard let kind = change[member: "kind"]?.stringValue.flatMap(ResourceKind.init(rawValue:)),
-                    let what = change[member: "change"]?.stringValue.flatMap(ResourceChange.Change.init(rawValue:))
-                else { continue }
-                changes.append(ResourceChange(kind: kind, name: change[member: "name"]?.stringValue, change: what))
-            }
-        }
+        if case .array(let trees)? = tree[member: "changes"] { changes = trees.compactMap(ResourceChange.init(tree:)) }
         return AuditRecord(
             at: at, actor: actor, method: method, path: path, outcome: outcome, status: status, version: version,
             changes: changes, reason: tree[member: "reason"]?.stringValue)

@@ -18,7 +18,7 @@ public struct ControlPlaneAPI: Sendable {
     /// The most recent audit records, oldest first (the log on disk has them all).
     public private(set) var recentAudit: [AuditRecord]
     public var validator: SnapshotValidator
-    public var authorization: ControlPlaneAuthorization
+    public var authorization: BearerAuthorization
     /// The data planes' streams: what each runs, what it refused (`GET /api/v1/data-planes`).
     public var dataPlanes = DataPlaneRegistry()
 
@@ -27,7 +27,7 @@ public struct ControlPlaneAPI: Sendable {
 
     public init(
         history: [SnapshotVersion], recentAudit: [AuditRecord] = [], validator: SnapshotValidator = SnapshotValidator(),
-        authorization: ControlPlaneAuthorization = ControlPlaneAuthorization(tokens: nil)
+        authorization: BearerAuthorization = BearerAuthorization(tokens: nil)
     ) {
         // Stored versions are 1, 2, …; version 0, the empty document, is never stored.
         self.history = [.initial] + history.filter { $0.number > 0 }
@@ -267,12 +267,11 @@ public struct ControlPlaneAPI: Sendable {
         guard var name = host?.lowercased() else { return false }
         if name.hasPrefix("[") {
             guard let close = name.firstIndex(of: "]") else { return false }
-            return name[name.index(after: name.startIndex)..<close] == "::1"
+            name = String(name[name.index(after: name.startIndex)..<close])
+        } else if let colon = name.lastIndex(of: ":") {
+            name = String(name[..<colon])
         }
-        if let colon = name.lastIndex(of: ":") { name = String(name[..<colon]) }
-        if name == "localhost" { return true }
-        let octets = name.split(separator: ".", omittingEmptySubsequences: false)
-        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
+        return SocketAddressSpec(host: name, port: 0).isLoopback
     }
 
     /// A query's parameters, decoded (`+` is not a space here; the last of a repeated name wins).
@@ -280,8 +279,8 @@ public struct ControlPlaneAPI: Sendable {
         var parameters: [String: String] = [:]
         for pair in query.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = percentDecoded(parts[0]) else { continue }
-            parameters[name] = parts.count > 1 ? percentDecoded(parts[1]) ?? "" : ""
+            guard let name = PercentDecoding.decoded(parts[0]) else { continue }
+            parameters[name] = parts.count > 1 ? PercentDecoding.decoded(parts[1]) ?? "" : ""
         }
         return parameters
     }
@@ -291,39 +290,9 @@ public struct ControlPlaneAPI: Sendable {
     static func segments(_ path: String) -> [String]? {
         var segments: [String] = []
         for raw in path.split(separator: "/") {
-            guard let segment = percentDecoded(raw) else { return nil }
+            guard let segment = PercentDecoding.decoded(raw) else { return nil }
             segments.append(segment)
         }
         return segments
-    }
-
-    static func percentDecoded(_ text: Substring) -> String? {
-        var bytes: [UInt8] = []
-        var index = text.utf8.startIndex
-        let utf8 = text.utf8
-        while index < utf8.endIndex {
-            let byte = utf8[index]
-            if byte == UInt8(ascii: "%") {
-                let first = utf8.index(after: index)
-                guard first < utf8.endIndex, utf8.index(after: first) < utf8.endIndex,
-                    let high = hexValue(utf8[first]), let low = hexValue(utf8[utf8.index(after: first)])
-                else { return nil }
-                bytes.append(high << 4 | low)
-                index = utf8.index(first, offsetBy: 2)
-            } else {
-                bytes.append(byte)
-                index = utf8.index(after: index)
-            }
-        }
-        return String(validating: bytes, as: UTF8.self)
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 }

@@ -81,7 +81,8 @@ public struct SnapshotDocument: Sendable, Equatable {
                     continue
                 }
                 for name in entries.keys.sorted() where !isValidName(name) {
-                    problems.append(FieldProblem(pointer: base + "/" + escapedPointerToken(name), message: nameRule))
+                    let pointer = base + "/" + ConfigSnapshot.pointerToken(name)
+                    problems.append(FieldProblem(pointer: pointer, message: nameRule))
                 }
                 document.tables[kind] = entries
             }
@@ -124,7 +125,7 @@ public struct SnapshotDocument: Sendable, Equatable {
             return routes.firstIndex { $0.name == name }.map { "/routes/\($0)" }
         }
         guard tables[kind]?[name] != nil else { return nil }
-        return "/\(kind.rawValue)/\(Self.escapedPointerToken(name))"
+        return "/\(kind.rawValue)/\(ConfigSnapshot.pointerToken(name))"
     }
 
     /// Adds or replaces one resource (a new route goes last; a replaced one keeps its place). True when added.
@@ -158,10 +159,6 @@ public struct SnapshotDocument: Sendable, Equatable {
             return true
         }
         return tables[kind]?.removeValue(forKey: name) != nil
-    }
-
-    static func escapedPointerToken(_ name: String) -> String {
-        ConfigSnapshot.pointerToken(name)
     }
 
     /// Whether `name` can name a resource: letters, digits, `.`, `_` and `-`, at most 128 of them, and not `.` or

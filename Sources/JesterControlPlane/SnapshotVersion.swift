@@ -95,10 +95,10 @@ public struct SnapshotVersion: Sendable, Equatable {
         }
         var changes: [ResourceChange] = []
         for change in changeTrees {
-            guard let kind = change[member: "kind"]?.stringValue.flatMap(ResourceKind.init(rawValue:)),
-                let what = change[member: "change"]?.stringValue.flatMap(ResourceChange.Change.init(rawValue:))
-            else { return .failure(RecordError("version \(number) has a change without kind or change")) }
-            changes.append(ResourceChange(kind: kind, name: change[member: "name"]?.stringValue, change: what))
+            guard let read = ResourceChange(tree: change) else {
+                return .failure(RecordError("version \(number) has a change without kind or change"))
+            }
+            changes.append(read)
         }
         return .success(SnapshotVersion(
             number: number, createdAt: createdAt, actor: actor, action: action,
@@ -113,6 +113,14 @@ public struct SnapshotVersion: Sendable, Equatable {
 }
 
 extension ResourceChange {
+    /// Reads `tree` back; nil without a known kind and change.
+    init?(tree: JSONTree) {
+        guard let kind = tree[member: "kind"]?.stringValue.flatMap(ResourceKind.init(rawValue:)),
+            let change = tree[member: "change"]?.stringValue.flatMap(Change.init(rawValue:))
+        else { return nil }
+        self.init(kind: kind, name: tree[member: "name"]?.stringValue, change: change)
+    }
+
     /// `{"kind": "routes", "name": "api", "change": "added", "summary": "route 'api' added"}`.
     public var tree: JSONTree {
         var members: [String: JSONTree] = [

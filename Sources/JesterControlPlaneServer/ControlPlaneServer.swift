@@ -140,7 +140,7 @@ public final class ControlPlaneServer: @unchecked Sendable {
             let versions = try store.loadVersions()
             api = ControlPlaneAPI(
                 history: versions, recentAudit: store.loadAudit(limit: ControlPlaneAPI.recentAuditLimit),
-                validator: validator, authorization: ControlPlaneAuthorization(tokens: tokens))
+                validator: validator, authorization: BearerAuthorization(tokens: tokens))
             api.dataPlanes = DataPlaneRegistry(store: store.identity)
         } catch {
             throw StartError(description: error.description)
@@ -300,11 +300,7 @@ public final class ControlPlaneServer: @unchecked Sendable {
     }
 
     static func isLoopback(_ address: SocketAddress) -> Bool {
-        switch address {
-        case .v4: return address.ipAddress?.hasPrefix("127.") ?? false
-        case .v6: return address.ipAddress == "::1"
-        default: return false
-        }
+        SocketAddressSpec(host: address.ipAddress ?? "", port: 0).isLoopback
     }
 }
 

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import JesterConfig
+import JesterHTTPAPI
 
 /// What an admin API request asks for, once its method and path are understood.
 enum AdminEndpoint: Equatable, Sendable {
@@ -126,35 +127,10 @@ enum AdminRoutes {
         if segments.count > 1, segments.last == "" { segments.removeLast() }
         var decoded: [String] = []
         for segment in segments {
-            guard let text = percentDecoded(segment) else { return nil }
+            guard let text = PercentDecoding.decoded(segment) else { return nil }
             decoded.append(text)
         }
         return decoded
-    }
-
-    static func percentDecoded(_ text: String) -> String? {
-        var bytes: [UInt8] = []
-        var iterator = Array(text.utf8).makeIterator()
-        while let byte = iterator.next() {
-            guard byte == UInt8(ascii: "%") else {
-                bytes.append(byte)
-                continue
-            }
-            guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else {
-                return nil
-            }
-            bytes.append(high << 4 | low)
-        }
-        return String(validating: bytes, as: UTF8.self)
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 }
 
@@ -174,18 +150,10 @@ struct AdminAuthorization: Equatable {
     var tokens: AdminTokens?
 
     func decide(authorization: String?, required: AdminRole) -> Decision {
-        guard let tokens else { return .allowed }
-        guard let authorization else { return .unauthorized("a bearer token is needed") }
-        // RFC 6750 §2.1: "Bearer" is a case-insensitive scheme, then one space, then the token.
-        let scheme = authorization.prefix(7)
-        guard scheme.lowercased() == "bearer ", authorization.count > 7 else {
-            return .unauthorized("the Authorization field must be 'Bearer TOKEN'")
+        switch BearerAuthorization(tokens: tokens).decide(authorization: authorization, required: required) {
+        case .allowed: return .allowed
+        case .unauthorized(let reason): return .unauthorized(reason)
+        case .forbidden(_, let reason): return .forbidden(reason)
         }
-        let presented = authorization.dropFirst(7).utf8
-        guard let role = tokens.role(for: presented) else { return .unauthorized("the token is not valid") }
-        guard role.allows(required) else {
-            return .forbidden("a \(required.rawValue) token is needed; this one is \(role.rawValue)")
-        }
-        return .allowed
     }
 }

@@ -196,7 +196,7 @@ private let route = #"{"path_prefix": "/api/", "upstream": "app"}"#
         """)
     #expect(problems.isEmpty)
     var harness = Harness()
-    harness.api.authorization = ControlPlaneAuthorization(tokens: tokens)
+    harness.api.authorization = BearerAuthorization(tokens: tokens)
     let anonymous = harness.send("GET", "/api/v1/snapshot")
     #expect(anonymous.status == 401 && field(anonymous, "WWW-Authenticate")?.hasPrefix("Bearer") == true)
     #expect(harness.send("GET", "/api/v1/snapshot", fields: [("Authorization", "Bearer wrongwrongwrongwrong")]).status == 401)

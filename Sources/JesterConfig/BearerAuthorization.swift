@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-import JesterConfig
 
-/// Who may use the control plane's REST API: bearer tokens (RFC 6750) with a `read` or `write` role, from a
-/// tokens file in the admin API's format (`ROLE TOKEN NAME`; the name is the actor in audit records).
-public struct ControlPlaneAuthorization: Sendable, Equatable {
+/// Who may use an HTTP API of Jester's (the admin API, the control plane's): bearer tokens (RFC 6750) with a
+/// `read` or `write` role, from a tokens file (`ROLE TOKEN NAME`; the name is the actor in the control plane's
+/// audit records). Pure over the tokens and the `Authorization` field.
+public struct BearerAuthorization: Sendable, Equatable {
     public enum Decision: Equatable {
         /// Allowed, acting as this name.
         case allowed(actor: String)
@@ -13,7 +13,8 @@ public struct ControlPlaneAuthorization: Sendable, Equatable {
         case forbidden(actor: String, reason: String)
     }
 
-    /// nil: no tokens, every client may write as `anonymous` (the server then listens on loopback only).
+    /// nil: no tokens, every client may write as `anonymous` (the servers then listen on loopback or a Unix
+    /// socket only).
     public var tokens: AdminTokens?
 
     public init(tokens: AdminTokens?) {
