@@ -10,7 +10,7 @@ SUDO=""
 packages=(pkg-config libssl-dev libnghttp2-dev libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev
           libgnutls28-dev libcrypt-dev zlib1g-dev libbrotli-dev libzstd-dev curl python3)
 if [ "${1:-}" = "--test" ]; then
-    packages+=(python3-pytest wrk util-linux systemd gcc libc6-dev mandoc man-db redis-server redis-tools openssl curl testssl.sh python3-grpcio python3-protobuf python3-venv nghttp2-client ngtcp2-client python3-jsonschema graphviz prometheus python3-brotli python3-zstandard wabt
+    packages+=(python3-pytest wrk util-linux systemd gcc libc6-dev mandoc man-db redis-server redis-tools openssl curl testssl.sh python3-grpcio python3-protobuf python3-venv nghttp2-client ngtcp2-client python3-jsonschema graphviz prometheus etcd-server python3-brotli python3-zstandard wabt
               zsh fish
               chromium chromium-driver)
 fi
@@ -62,9 +62,14 @@ if [ "${1:-}" = "--test" ]; then
     "$h3venv/bin/python3" -c 'import aioquic' 2>/dev/null || "$h3venv/bin/python3" -m pip install -q 'aioquic>=1,<2'
 fi
 # The prometheus package (for promtool and the live scrape test, which starts its own server) enables a system
-# service on :9090, the demo upstream's port: tests need the program, not the service.
-if [ "${1:-}" = "--test" ] && command -v systemctl >/dev/null && systemctl is-enabled prometheus >/dev/null 2>&1; then
-    $SUDO systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+# service on :9090, the demo upstream's port, and etcd-server one on :2379: tests need the programs (the control
+# plane's replica test starts its own etcd), not the services.
+if [ "${1:-}" = "--test" ] && command -v systemctl >/dev/null; then
+    for service in prometheus prometheus-node-exporter etcd; do
+        if systemctl is-enabled "$service" >/dev/null 2>&1; then
+            $SUDO systemctl disable --now "$service" >/dev/null 2>&1 || true
+        fi
+    done
 fi
 
 # Release: what ships, what the benchmark measures, and what the live tests run. (Debug builds of SwiftNIO assert

@@ -79,7 +79,10 @@ extension Configuration {
             lines += ["", "# [tracing]: off"]
         }
         if let controlPlane {
-            lines += ["", "[control_plane]", "address = \(quoted(controlPlane.address.description))"]
+            let address = controlPlane.addresses.count == 1
+                ? quoted(controlPlane.address.description)
+                : "[" + controlPlane.addresses.map { quoted($0.description) }.joined(separator: ", ") + "]"
+            lines += ["", "[control_plane]", "address = \(address)"]
             lines.append(controlPlane.node.map { "node = \(quoted($0))" } ?? "# node: the host name")
             lines.append("state_file = \(quoted(controlPlane.stateFile))")
             if let tls = controlPlane.tls {

@@ -199,8 +199,10 @@ public struct ConfigSchema: Sendable {
     public static let controlPlane = Table(
         "[control_plane]",
         [
-            Field("address", .address, required: true,
-                "The control plane's stream (its --grpc-listen), an IP address and port; only the master connects."),
+            Field("address", .either([.address, .array(.address)]), required: true,
+                "The control plane's stream (its --grpc-listen), an IP address and port; or an array of its "
+                    + "replicas' (sharing one etcd), used one at a time, the next when a stream is lost. Only the "
+                    + "master connects."),
             Field("node", .string, default: "the host name", "This instance's name in the control plane's listing."),
             Field("state_file", .string, default: "\"\(ControlPlaneSettings.defaultStateFile)\"",
                 "The last snapshot applied, written after each one and used at start while the control plane "

@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import JesterCore
 
 /// `[control_plane]`: the control plane this instance takes its routes, upstreams, filters and policies from
 /// (issue 25; Docs/control-plane-design.md). Only the master talks to it; a version it pushes is applied through
 /// the reload transaction, and the last one applied is kept in `state_file` for starts while it is unreachable.
 public struct ControlPlaneSettings: Sendable, Equatable, Codable {
-    /// The control plane's stream (`jester control-plane --grpc-listen`).
-    public var address: SocketAddressSpec
+    /// The control plane's stream (`jester control-plane --grpc-listen`), or the streams of its replicas (which
+    /// share one etcd and push the same versions): the master uses one at a time, the first first, and the next
+    /// whenever a stream is lost or cannot be opened.
+    public var addresses: [SocketAddressSpec]
+    /// The first of them.
+    public var address: SocketAddressSpec { addresses[0] }
     /// This instance's name there (nil: the host name).
     public var node: String?
     /// The last good snapshot, written after each version is applied.
@@ -24,7 +29,12 @@ public struct ControlPlaneSettings: Sendable, Equatable, Codable {
     public static let defaultStateFile = "/var/lib/jester/control-plane-snapshot.json"
 
     public init(address: SocketAddressSpec, node: String? = nil, stateFile: String = Self.defaultStateFile) {
-        self.address = address
+        self.init(addresses: [address], node: node, stateFile: stateFile)
+    }
+
+    public init(addresses: [SocketAddressSpec], node: String? = nil, stateFile: String = Self.defaultStateFile) {
+        precondition(!addresses.isEmpty, "a control plane has an address")
+        self.addresses = addresses
         self.node = node
         self.stateFile = stateFile
     }
@@ -33,7 +43,7 @@ public struct ControlPlaneSettings: Sendable, Equatable, Codable {
 extension ConfigDecoder {
     mutating func decodeControlPlane(_ node: ConfigNode) -> ControlPlaneSettings? {
         guard var table = TableReader(node, ConfigSchema.controlPlane, decoder: &self) else { return nil }
-        let address = table.address("address", decoder: &self)
+        let addresses = decodeControlPlaneAddresses(&table)
         let name = table.string("node", decoder: &self)
         if let name, name.isEmpty {
             report(table.location(of: "node"), "'node' of [control_plane] cannot be empty")
@@ -58,15 +68,46 @@ extension ConfigDecoder {
         } else if !files.isEmpty {
             report(node.location, "[control_plane] takes 'ca', 'cert' and 'key' together (mutual TLS), or none")
         }
-        if let address, tls == nil, !address.isLoopback {
+        if let addresses, tls == nil, let address = addresses.first(where: { !$0.isLoopback }) {
             report(table.location(of: "address"),
                 "a control plane at \(address) (not loopback) needs 'ca', 'cert' and 'key': the stream carries every "
                     + "route, so off this host it runs over mutual TLS only")
         }
         table.finish(decoder: &self)
-        guard let address else { return nil }
-        var settings = ControlPlaneSettings(address: address, node: name, stateFile: stateFile)
+        guard let addresses else { return nil }
+        var settings = ControlPlaneSettings(addresses: addresses, node: name, stateFile: stateFile)
         settings.tls = tls
         return settings
+    }
+
+    /// `address = "127.0.0.1:9401"`, or the replicas' `address = ["10.0.0.1:9401", "10.0.0.2:9401"]`: IP
+    /// addresses and ports, at least one, none twice. Nil when missing or wrong (reported).
+    private mutating func decodeControlPlaneAddresses(_ table: inout TableReader) -> [SocketAddressSpec]? {
+        guard let node = table.take("address", decoder: &self) else { return nil }
+        let elements: [ConfigNode]
+        switch node.value {
+        case .string: elements = [node]
+        case .array(let nodes) where !nodes.isEmpty: elements = nodes
+        default:
+            report(node.location, "'address' of [control_plane] must be an IP address and port such as "
+                + "\"127.0.0.1:9401\", or an array of them (replicas), not \(node.describedValue)")
+            return nil
+        }
+        var addresses: [SocketAddressSpec] = []
+        for element in elements {
+            guard case .string(let text) = element.value, let address = SocketAddressSpec(parsing: text),
+                IPAddressBytes(address.host) != nil
+            else {
+                report(element.location, "'address' of [control_plane]: expected an IP address and port such as "
+                    + "\"127.0.0.1:9401\" or \"[::1]:9401\" (it is not looked up), not \(element.describedValue)")
+                return nil
+            }
+            guard !addresses.contains(address) else {
+                report(element.location, "'address' of [control_plane] lists \(address) twice")
+                return nil
+            }
+            addresses.append(address)
+        }
+        return addresses
     }
 }

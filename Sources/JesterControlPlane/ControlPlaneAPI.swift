@@ -64,6 +64,11 @@ public struct ControlPlaneAPI: Sendable {
         if recentAudit.count > Self.recentAuditLimit { recentAudit.removeFirst(recentAudit.count - Self.recentAuditLimit) }
     }
 
+    /// Takes the audit log's recent records as the store has them (replicas sharing etcd each add theirs).
+    public mutating func replaceRecentAudit(_ records: [AuditRecord]) {
+        recentAudit = Array(records.suffix(Self.recentAuditLimit))
+    }
+
     /// The answer when a decision's version could not be stored: nothing changed.
     public static func storageFailed(_ reason: String) -> APIResponse {
         APIResponse.error(503, "the change could not be stored, so it was not made: \(reason)")

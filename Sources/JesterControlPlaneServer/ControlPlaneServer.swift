@@ -14,9 +14,12 @@ import NIOPosix
 /// The control plane's process (`jester control-plane`): its REST API over HTTP/1.1 and its store.
 ///
 /// One event loop does everything: the API's decisions (`ControlPlaneAPI`) are taken there one request at a time,
-/// and a change is stored durably (`FileSnapshotStore`) before it is answered or made current, so an answered
-/// change survives a crash and a refused or unstored one never existed. Changes are rare and small next to what a
-/// data plane does; one loop keeps their order the order of the history.
+/// and a change is stored durably (`FileSnapshotStore`, or `EtcdSnapshotStore` for replicas) before it is answered
+/// or made current, so an answered change survives a crash and a refused or unstored one never existed. Changes
+/// are rare and small next to what a data plane does; one loop keeps their order the order of the history.
+///
+/// With etcd, versions made by other replicas are read on the same loop as they appear (`catchUp`), and a change
+/// whose number another replica took first is decided again over the versions it missed.
 public final class ControlPlaneServer: @unchecked Sendable {
     /// What the command line sets.
     public struct Settings: Sendable {
@@ -31,11 +34,18 @@ public final class ControlPlaneServer: @unchecked Sendable {
         public var streamListen: String?
         /// The stream's mutual TLS (nil: plaintext, loopback only).
         public var streamTLS: StreamTLSFiles?
+        /// etcd's client URLs (nil: the files in `dataDirectory`).
+        public var etcdEndpoints: [String]?
+        /// The keys' common start in etcd.
+        public var etcdPrefix: String
 
         public init(
             listen: String, dataDirectory: String, tokensFile: String?, bootstrapFile: String?,
-            streamListen: String? = nil, streamTLS: StreamTLSFiles? = nil
+            streamListen: String? = nil, streamTLS: StreamTLSFiles? = nil, etcdEndpoints: [String]? = nil,
+            etcdPrefix: String = "/jester/control-plane/"
         ) {
+            self.etcdEndpoints = etcdEndpoints
+            self.etcdPrefix = etcdPrefix
             self.streamListen = streamListen
             self.streamTLS = streamTLS
             self.listen = listen
@@ -54,6 +64,8 @@ public final class ControlPlaneServer: @unchecked Sendable {
     static let maxConnections = 64
     /// How long a connection may stay without a byte from the client.
     static let idleTimeout = TimeAmount.seconds(60)
+    /// How many times a change is decided when other replicas keep taking its version number first.
+    static let maxDecisions = 10
     /// The largest request body: a whole snapshot of tens of thousands of routes.
     static let maxBodySize = 64 * 1024 * 1024
 
@@ -73,7 +85,9 @@ public final class ControlPlaneServer: @unchecked Sendable {
     private var streamServing: Task<Void, any Error>?
     /// Set once the loop is shutting down: the stream's handlers, on gRPC's threads, then hand it nothing more.
     let loopClosed = NIOLockedValueBox(false)
-    let store: FileSnapshotStore
+    let store: any SnapshotStore
+    /// Set while a read of what other replicas stored is waiting for the loop: one is enough for many events.
+    let catchUpPending = NIOLockedValueBox(false)
     let logger = Logger(component: .controlPlane)
     let address: SocketAddress
     var connections = 0
@@ -136,7 +150,11 @@ public final class ControlPlaneServer: @unchecked Sendable {
             }
         }
         do {
-            store = try FileSnapshotStore(directory: settings.dataDirectory)
+            if let endpoints = settings.etcdEndpoints {
+                store = try EtcdSnapshotStore(endpoints: endpoints, prefix: settings.etcdPrefix)
+            } else {
+                store = try FileSnapshotStore(directory: settings.dataDirectory)
+            }
             let versions = try store.loadVersions()
             api = ControlPlaneAPI(
                 history: versions, recentAudit: store.loadAudit(limit: ControlPlaneAPI.recentAuditLimit),
@@ -173,8 +191,16 @@ public final class ControlPlaneServer: @unchecked Sendable {
         channel = bound
         logger.info("control plane serving", metadata: [
             "address": "\(bound.localAddress.map { "\($0)" } ?? "?")", "version": "\(version)",
-            "store": "\(store.directory)",
+            "store": "\(store.location)",
         ])
+        store.watch { [weak self] in
+            guard let self, !self.loopClosed.withLockedValue({ $0 }) else { return }
+            let alreadyPending = catchUpPending.withLockedValue { pending in
+                defer { pending = true }
+                return pending
+            }
+            if !alreadyPending { loop.execute { self.catchUp() } }
+        }
         return bound.localAddress ?? address
     }
 
@@ -209,6 +235,7 @@ public final class ControlPlaneServer: @unchecked Sendable {
 
     /// Stops accepting, lets the loop finish what it is doing, and shuts it down.
     public func stop() {
+        store.stopWatching()
         streamServer?.stop()
         try? loop.submit { [self] in
             streamsClosed = true
@@ -231,11 +258,14 @@ public final class ControlPlaneServer: @unchecked Sendable {
 
     /// Decides one request on the loop, stores what it changed, and answers. Called by the connection.
     func answer(_ request: APIRequest) -> APIResponse {
-        let now = Self.timestamp()
-        let decision = api.handle(request, now: now)
+        var decision = api.handle(request, now: Self.timestamp())
         var response = decision.response
         var audit = decision.audit
-        if let version = decision.version {
+        // Another replica may take the version's number first: the change is then decided again over what it
+        // made (an If-Match now fails, a PUT applies to the newer document), a few times at most.
+        var attempts = 0
+        while let version = decision.version {
+            attempts += 1
             do {
                 try store.store(version)
                 api.commit(version)
@@ -244,13 +274,33 @@ public final class ControlPlaneServer: @unchecked Sendable {
                     "actor": "\(version.actor)", "action": "\(version.action.rawValue)",
                     "changes": "\(version.changes.map(\.summary).joined(separator: "; "))",
                 ])
+                break
+            } catch where error.isConflict && attempts < Self.maxDecisions {
+                logger.info("another replica made a version first; deciding again", metadata: [
+                    "version": "\(version.number)",
+                ])
+                // A moment of jitter (at most 50 ms), so that two replicas racing on a busy store stop colliding.
+                usleep(UInt32.random(in: 0...UInt32(min(50_000, 1_000 << attempts))))
+                catchUp()
+                decision = api.handle(request, now: Self.timestamp())
+                response = decision.response
+                audit = decision.audit
             } catch {
-                logger.error("a change could not be stored", metadata: ["error": "\(error.description)"])
-                response = ControlPlaneAPI.storageFailed(error.description)
+                if error.isConflict {
+                    logger.warning("a change lost every race to other replicas", metadata: [
+                        "error": "\(error.description)",
+                    ])
+                    response = .error(409,
+                        "other replicas made versions first \(Self.maxDecisions) times; the change was not made: send it again")
+                } else {
+                    logger.error("a change could not be stored", metadata: ["error": "\(error.description)"])
+                    response = ControlPlaneAPI.storageFailed(error.description)
+                }
                 audit?.outcome = .refused
                 audit?.status = response.status
                 audit?.version = api.current.number
                 audit?.reason = "not stored: \(error.description)"
+                break
             }
         }
         if let node = decision.retry, api.dataPlanes.forgetRefusals(of: node) {
@@ -272,6 +322,28 @@ public final class ControlPlaneServer: @unchecked Sendable {
             api.remember(audit)
         }
         return response
+    }
+
+    /// Reads the versions other replicas stored since the current one, makes them current in order, and pushes
+    /// the newest to the data planes; the audit log is read again too, so every replica lists every record.
+    func catchUp() {
+        catchUpPending.withLockedValue { $0 = false }
+        let versions: [SnapshotVersion]
+        do {
+            versions = try store.loadVersions(after: api.current.number)
+        } catch {
+            logger.error("cannot read the versions other replicas made", metadata: ["error": "\(error.description)"])
+            return
+        }
+        // Empty when etcd could not be read: the records already listed stay.
+        let audit = store.loadAudit(limit: ControlPlaneAPI.recentAuditLimit)
+        if !audit.isEmpty { api.replaceRecentAudit(audit) }
+        guard !versions.isEmpty else { return }
+        for version in versions { api.commit(version) }
+        logger.info("versions made by another replica read", metadata: [
+            "from": "\(versions[0].number)", "to": "\(api.current.number)",
+        ])
+        pushCurrentVersion()
     }
 
     /// Now, RFC 3339 in UTC with milliseconds.

@@ -18,8 +18,9 @@ import JesterControlPlane
 /// DIR/versions/00000001.json   {"version": 1, "created_at": …, "actor": …, "changes": […], "document": {…}}
 /// DIR/audit.log                one AuditRecord per line
 /// ```
-public final class FileSnapshotStore {
+public final class FileSnapshotStore: SnapshotStore {
     public let directory: String
+    public var location: String { directory }
     /// The store's identity (a random UUID made with the directory): data planes keep it with the version they
     /// run, so version 7 of a store made anew (or of another control plane) is not taken for the one they have.
     public let identity: String
@@ -27,10 +28,7 @@ public final class FileSnapshotStore {
     private let auditDescriptor: Int32
     private var lastAppendFailed = false
 
-    /// Why the store cannot be opened or written.
-    public struct StoreError: Error, CustomStringConvertible {
-        public var description: String
-    }
+    public typealias StoreError = SnapshotStoreError
 
     /// Opens (creating) the store and takes its lock: a second control plane on the same directory would make
     /// versions with the same numbers.
@@ -88,9 +86,10 @@ public final class FileSnapshotStore {
         close(lockDescriptor)
     }
 
-    /// Every stored version, oldest first. They must run 1, 2, … without a gap: a missing or unreadable version is
-    /// refused with its file named, since serving without it would reuse its number for another document.
-    public func loadVersions() throws(StoreError) -> [SnapshotVersion] {
+    /// Every stored version after `after`, oldest first. They must run 1, 2, … without a gap: a missing or
+    /// unreadable version is refused with its file named, since serving without it would reuse its number for
+    /// another document.
+    public func loadVersions(after: Int) throws(StoreError) -> [SnapshotVersion] {
         let versionsDirectory = directory + "/versions"
         let names: [String]
         do {
@@ -130,8 +129,12 @@ public final class FileSnapshotStore {
                 throw StoreError(description: "\(path): \(problem)")
             }
         }
-        return versions
+        return Array(versions.dropFirst(after))
     }
+
+    /// Only this process writes the directory (its lock says so): nothing to watch.
+    public func watch(_ changed: @escaping @Sendable () -> Void) {}
+    public func stopWatching() {}
 
     /// The last `limit` audit records (lines that are not records are skipped: a line cut by a crash).
     public func loadAudit(limit: Int) -> [AuditRecord] {

@@ -66,7 +66,10 @@ extension Master {
         case .connect:
             controlPlaneStreamSerial += 1
             let serial = controlPlaneStreamSerial
-            guard let settings = configuration.controlPlane, let port = Int(exactly: settings.address.port) else {
+            // Replicas in turn: the one after the last whenever a stream ended or could not be opened.
+            let settings = configuration.controlPlane
+            let address = settings.map { $0.addresses[controlPlaneAddressIndex % $0.addresses.count] }
+            guard let settings, let address, let port = Int(exactly: address.port) else {
                 eventLoop.execute { self.streamEvent(.ended(reason: "no [control_plane]", opened: false), serial: serial) }
                 return
             }
@@ -75,7 +78,8 @@ extension Master {
             // Through the inbox: gRPC's threads outlive the master's loop, and a task posted to a closed loop
             // is an error.
             let inbox = self.inbox!
-            controlPlaneStream = SnapshotStreamClient(host: settings.address.host, port: port, tls: tls) {
+            controlPlaneAddress = address.description
+            controlPlaneStream = SnapshotStreamClient(host: address.host, port: port, tls: tls) {
                 [weak self] event in
                 guard let master = self else { return }
                 inbox.post { master.streamEvent(event, serial: serial) }
@@ -122,6 +126,7 @@ extension Master {
             controlPlaneEvent(.received(push))
         case .ended(let reason, let opened):
             controlPlaneStream = nil
+            controlPlaneAddressIndex += 1
             controlPlaneState = reason
             if opened {
                 logger.warning("the control plane's stream ended", metadata: ["reason": "\(reason)"])
@@ -211,7 +216,7 @@ extension Master {
     var controlPlaneReport: ControlPlaneStatus? {
         guard let settings = configuration.controlPlane, let link = controlPlaneLink else { return nil }
         return ControlPlaneStatus(
-            address: settings.address.description, state: controlPlaneState, version: snapshot?.version,
+            address: controlPlaneAddress ?? settings.address.description, state: controlPlaneState, version: snapshot?.version,
             lastRefusal: link.lastRefusal.map { "version \($0.version): \($0.detail)" })
     }
 

@@ -97,6 +97,10 @@ public final class Master: @unchecked Sendable {
     var controlPlaneLink: ControlPlaneLink?
     var controlPlaneStream: SnapshotStreamClient?
     var controlPlaneStreamSerial = 0
+    /// Which of `[control_plane] address`'s replicas the next stream goes to (taken modulo their number).
+    var controlPlaneAddressIndex = 0
+    /// The replica the current (or last) stream went to, for status.
+    var controlPlaneAddress: String?
     var controlPlaneState = "connecting"
     /// Whether the report timer runs (it runs once for the master's life, across link restarts).
     var controlPlaneLinkStarted = false

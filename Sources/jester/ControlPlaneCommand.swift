@@ -31,6 +31,14 @@ struct ControlPlaneCommand: ParsableCommand {
     @Option(help: "The directory of versions and the audit log (created if missing).")
     var dataDir = "/var/lib/jester-control-plane"
 
+    @Option(help: ArgumentHelp(
+        "etcd endpoints (http://HOST:PORT, comma-separated): keep versions there instead of --data-dir, shared "
+            + "with every replica given the same endpoints and --etcd-prefix."))
+    var etcd: String?
+
+    @Option(help: "The keys' common start in etcd: one per control plane, the same for all its replicas.")
+    var etcdPrefix = "/jester/control-plane/"
+
     @Option(help: "Bearer tokens, one 'ROLE TOKEN NAME' per line (ROLE is read or write). Needed off loopback.")
     var tokensFile: String?
 
@@ -60,7 +68,9 @@ struct ControlPlaneCommand: ParsableCommand {
         do {
             server = try ControlPlaneServer(settings: .init(
                 listen: listen, dataDirectory: dataDir, tokensFile: tokensFile, bootstrapFile: bootstrap,
-                streamListen: grpcListen == "off" ? nil : grpcListen, streamTLS: streamTLS))
+                streamListen: grpcListen == "off" ? nil : grpcListen, streamTLS: streamTLS,
+                etcdEndpoints: etcd.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } },
+                etcdPrefix: etcdPrefix))
         } catch {
             FileHandle.standardError.write(Data("jester control-plane: \(error.description)\n".utf8))
             throw ExitCode(1)

@@ -1,0 +1,368 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import JesterControl
+
+/// etcd's v3 API through the JSON gateway every v3 server has on its client port (`POST /v3/kv/range`,
+/// `/v3/kv/txn`, `/v3/kv/put`, `/v3/watch`): the one place the etcd store talks to etcd.
+///
+/// JSON over HTTP/1.1 rather than etcd's gRPC: the gateway needs no code generated from etcd's protos, and what
+/// the store asks (a few small reads and writes per change, one watch) is not worth a second gRPC client. Each
+/// call is one connection (`Connection: close`) to the first endpoint that takes it, with deadlines on connecting
+/// and on every read, so a dead member costs a timeout, never a hang. Plain HTTP only: etcd's client port belongs
+/// on loopback or a private network (TLS to etcd is not built).
+final class EtcdClient: Sendable {
+    struct Endpoint: Sendable, CustomStringConvertible {
+        var host: String
+        var port: Int
+        var description: String { "http://\(host.contains(":") ? "[\(host)]" : host):\(port)" }
+    }
+
+    /// A key and its value, as stored.
+    struct KeyValue: Sendable {
+        var key: String
+        var value: [UInt8]
+    }
+
+    let endpoints: [Endpoint]
+    /// Seconds allowed to connect, and between two reads of an answer.
+    let timeout: Int
+
+    /// `endpoints`: `http://HOST:PORT` each (a v3 member's client URL).
+    init(endpoints: [String], timeout: Int = 5) throws(SnapshotStoreError) {
+        var parsed: [Endpoint] = []
+        for text in endpoints {
+            guard text.hasPrefix("http://") else {
+                throw SnapshotStoreError(description: "etcd endpoint \(text): expected http://HOST:PORT")
+            }
+            let rest = text.dropFirst("http://".count).split(separator: "/", maxSplits: 1).first.map(String.init) ?? ""
+            guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]),
+                (1...65535).contains(port)
+            else { throw SnapshotStoreError(description: "etcd endpoint \(text): expected http://HOST:PORT") }
+            var host = String(rest[..<colon])
+            if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            guard !host.isEmpty else { throw SnapshotStoreError(description: "etcd endpoint \(text): no host") }
+            parsed.append(Endpoint(host: host, port: port))
+        }
+        guard !parsed.isEmpty else { throw SnapshotStoreError(description: "no etcd endpoint given") }
+        self.endpoints = parsed
+        self.timeout = timeout
+    }
+
+    /// The keys from `key` up to (not including) `end` (nil: `key` alone), in key order or reversed, at most
+    /// `limit` of them (0: all).
+    func range(from key: String, to end: String? = nil, limit: Int = 0, descending: Bool = false)
+        throws(SnapshotStoreError) -> [KeyValue]
+    {
+        var request: [String: JSONTree] = ["key": Self.encoded(key)]
+        if let end { request["range_end"] = Self.encoded(end) }
+        if limit > 0 { request["limit"] = .number(String(limit)) }
+        if descending {
+            request["sort_order"] = .string("DESCEND")
+            request["sort_target"] = .string("KEY")
+        }
+        let answer = try call("/v3/kv/range", .object(request))
+        guard case .object(let members) = answer else { return [] }
+        guard case .array(let kvs) = members["kvs"] ?? .array([]) else {
+            throw SnapshotStoreError(description: "etcd answered a range without a list of keys")
+        }
+        var result: [KeyValue] = []
+        for kv in kvs {
+            guard case .object(let fields) = kv, case .string(let key64) = fields["key"],
+                let key = Base64Bytes.decode(key64)
+            else { throw SnapshotStoreError(description: "etcd answered a key that is not base64") }
+            var value: [UInt8] = []
+            if case .string(let value64) = fields["value"] {
+                guard let bytes = Base64Bytes.decode(value64) else {
+                    throw SnapshotStoreError(description: "etcd answered a value that is not base64")
+                }
+                value = bytes
+            }
+            result.append(KeyValue(key: String(decoding: key, as: UTF8.self), value: value))
+        }
+        return result
+    }
+
+    /// Stores `value` at `key` only if no value is there (a transaction comparing the key's create revision with
+    /// 0); false when one was.
+    func createIfAbsent(_ key: String, _ value: [UInt8]) throws(SnapshotStoreError) -> Bool {
+        let request: JSONTree = .object([
+            "compare": .array([.object([
+                "key": Self.encoded(key), "target": .string("CREATE"), "result": .string("EQUAL"),
+                "create_revision": .string("0"),
+            ])]),
+            "success": .array([.object(["request_put": .object([
+                "key": Self.encoded(key), "value": .string(Base64Bytes.encode(value)),
+            ])])]),
+        ])
+        guard case .object(let members) = try call("/v3/kv/txn", request) else { return false }
+        // Protobuf's JSON form leaves out a false `succeeded`.
+        return members["succeeded"] == .bool(true)
+    }
+
+    /// Stores `value` at `key`, over any value there.
+    func put(_ key: String, _ value: [UInt8]) throws(SnapshotStoreError) {
+        _ = try call("/v3/kv/put", .object(["key": Self.encoded(key), "value": .string(Base64Bytes.encode(value))]))
+    }
+
+    /// Watches the keys from `key` up to `end`, calling `received` on every piece of the answer that arrives (the
+    /// watch's creation, then its events), until the connection ends, `idle` seconds pass without a byte, or
+    /// `watching` is stopped. Blocks the calling thread.
+    func watch(from key: String, to end: String, idle: Int, watching: Watching, received: () -> Void)
+        throws(SnapshotStoreError)
+    {
+        let request: JSONTree = .object(["create_request": .object([
+            "key": Self.encoded(key), "range_end": Self.encoded(end),
+        ])])
+        var lastError = SnapshotStoreError(description: "no etcd endpoint")
+        for endpoint in endpoints {
+            let descriptor: Int32
+            do {
+                descriptor = try connect(endpoint)
+            } catch {
+                lastError = error
+                continue
+            }
+            guard watching.adopt(descriptor) else {
+                close(descriptor)
+                return
+            }
+            defer { watching.release(descriptor) }
+            setReadTimeout(descriptor, seconds: idle)
+            try send(request: "/v3/watch", body: request.serialized(), to: endpoint, on: descriptor)
+            var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+            var headerSeen = false
+            var head: [UInt8] = []
+            while true {
+                let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+                if count < 0, errno == EINTR { continue }
+                guard count > 0 else { return }
+                if !headerSeen {
+                    head += buffer[0..<count]
+                    guard let end = Self.headerEnd(head) else {
+                        if head.count > 64 * 1024 { return }
+                        continue
+                    }
+                    let status = Self.status(head[..<end])
+                    guard status == 200 else {
+                        throw SnapshotStoreError(description: "etcd \(endpoint) refused the watch (HTTP \(status))")
+                    }
+                    headerSeen = true
+                    if end + 4 < head.count { received() }
+                } else {
+                    received()
+                }
+            }
+        }
+        throw lastError
+    }
+
+    /// A watch's connection, so another thread can end it.
+    final class Watching: @unchecked Sendable {
+        private let lock = NSLock()
+        private var descriptor: Int32 = -1
+        private var stopped = false
+
+        var isStopped: Bool { lock.withLock { stopped } }
+
+        /// Ends the watch now and any later one.
+        func stop() {
+            lock.withLock {
+                stopped = true
+                if descriptor >= 0 { shutdown(descriptor, Int32(SHUT_RDWR)) }
+            }
+        }
+
+        fileprivate func adopt(_ descriptor: Int32) -> Bool {
+            lock.withLock {
+                guard !stopped else { return false }
+                self.descriptor = descriptor
+                return true
+            }
+        }
+
+        fileprivate func release(_ descriptor: Int32) {
+            lock.withLock {
+                self.descriptor = -1
+                close(descriptor)
+            }
+        }
+    }
+
+    /// The end of a range over every key that starts with `prefix`: the prefix with its last byte incremented.
+    static func prefixEnd(_ prefix: String) -> String {
+        var bytes = Array(prefix.utf8)
+        while let last = bytes.last, last == 0xFF { bytes.removeLast() }
+        guard !bytes.isEmpty else { return "\0" }
+        bytes[bytes.count - 1] += 1
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private static func encoded(_ key: String) -> JSONTree { .string(Base64Bytes.encode(Array(key.utf8))) }
+
+    /// One request and its answer's JSON, from the first endpoint that can be reached. An endpoint that answers
+    /// with an error is not asked again elsewhere: the error is etcd's, not the connection's.
+    private func call(_ path: String, _ body: JSONTree) throws(SnapshotStoreError) -> JSONTree {
+        var lastError = SnapshotStoreError(description: "no etcd endpoint")
+        for endpoint in endpoints {
+            let descriptor: Int32
+            do {
+                descriptor = try connect(endpoint)
+            } catch {
+                lastError = error
+                continue
+            }
+            defer { close(descriptor) }
+            setReadTimeout(descriptor, seconds: timeout)
+            try send(request: path, body: body.serialized(), to: endpoint, on: descriptor)
+            let answer = try readAll(descriptor, from: endpoint)
+            guard let end = Self.headerEnd(answer) else {
+                throw SnapshotStoreError(description: "etcd \(endpoint) sent no complete answer to \(path)")
+            }
+            let status = Self.status(answer[..<end])
+            let header = String(decoding: answer[..<end], as: UTF8.self).lowercased()
+            var content = Array(answer[(end + 4)...])
+            if header.contains("\r\ntransfer-encoding: chunked") {
+                guard let decoded = Self.dechunk(content) else {
+                    throw SnapshotStoreError(description: "etcd \(endpoint) sent a malformed chunked answer")
+                }
+                content = decoded
+            }
+            let tree: JSONTree
+            do {
+                tree = try JSONTree.parse(content)
+            } catch {
+                throw SnapshotStoreError(description: "etcd \(endpoint) answered \(path) with HTTP \(status), not JSON")
+            }
+            guard status == 200 else {
+                var message = "HTTP \(status)"
+                if case .object(let members) = tree, case .string(let text) = members["message"] ?? members["error"] {
+                    message = text
+                }
+                throw SnapshotStoreError(description: "etcd \(endpoint) refused \(path): \(message)")
+            }
+            return tree
+        }
+        throw lastError
+    }
+
+    private func send(request path: String, body: [UInt8], to endpoint: Endpoint, on descriptor: Int32)
+        throws(SnapshotStoreError)
+    {
+        let host = endpoint.host.contains(":") ? "[\(endpoint.host)]" : endpoint.host
+        var bytes = Array(("POST \(path) HTTP/1.1\r\nHost: \(host):\(endpoint.port)\r\n"
+            + "Content-Type: application/json\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n").utf8)
+        bytes += body
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            if written < 0, errno == EINTR { continue }
+            guard written > 0 else {
+                throw SnapshotStoreError(description: "cannot send to etcd \(endpoint): \(Self.lastError())")
+            }
+            offset += written
+        }
+    }
+
+    /// The whole answer (the server closes after it), at most 256 MiB.
+    private func readAll(_ descriptor: Int32, from endpoint: Endpoint) throws(SnapshotStoreError) -> [UInt8] {
+        var answer: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0, errno == EINTR { continue }
+            if count < 0 {
+                let reason = errno == EAGAIN ? "no answer within \(timeout) s" : Self.lastError()
+                throw SnapshotStoreError(description: "etcd \(endpoint): \(reason)")
+            }
+            if count == 0 { return answer }
+            answer += buffer[0..<count]
+            guard answer.count <= 256 * 1024 * 1024 else {
+                throw SnapshotStoreError(description: "etcd \(endpoint) sent an answer over 256 MiB")
+            }
+        }
+    }
+
+    /// A connected, blocking socket, or why not within the timeout.
+    private func connect(_ endpoint: Endpoint) throws(SnapshotStoreError) -> Int32 {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(endpoint.host, String(endpoint.port), &hints, &list) == 0, let first = list else {
+            throw SnapshotStoreError(description: "etcd \(endpoint): cannot resolve \(endpoint.host)")
+        }
+        defer { freeaddrinfo(list) }
+        var reason = "no address"
+        var entry: UnsafeMutablePointer<addrinfo>? = first
+        while let info = entry {
+            entry = info.pointee.ai_next
+            let descriptor = socket(info.pointee.ai_family,
+                Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            guard descriptor >= 0 else { continue }
+            var connected = Glibc.connect(descriptor, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0
+            if !connected, errno == EINPROGRESS {
+                var poller = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
+                if poll(&poller, 1, Int32(timeout * 1000)) == 1 {
+                    var error: Int32 = 0
+                    var length = socklen_t(MemoryLayout<Int32>.size)
+                    getsockopt(descriptor, SOL_SOCKET, SO_ERROR, &error, &length)
+                    connected = error == 0
+                    if !connected { reason = String(cString: strerror(error)) }
+                } else {
+                    reason = "no connection within \(timeout) s"
+                }
+            } else if !connected {
+                reason = Self.lastError()
+            }
+            guard connected else {
+                close(descriptor)
+                continue
+            }
+            _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) & ~O_NONBLOCK)
+            var sendTimeout = timeval(tv_sec: timeout, tv_usec: 0)
+            setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &sendTimeout, socklen_t(MemoryLayout<timeval>.size))
+            return descriptor
+        }
+        throw SnapshotStoreError(description: "cannot reach etcd \(endpoint): \(reason)")
+    }
+
+    private func setReadTimeout(_ descriptor: Int32, seconds: Int) {
+        var value = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// Where the header ends (the index of its `\r\n\r\n`).
+    static func headerEnd<Bytes: Collection>(_ bytes: Bytes) -> Int? where Bytes.Element == UInt8, Bytes.Index == Int {
+        guard bytes.count >= 4 else { return nil }
+        for index in bytes.startIndex...(bytes.endIndex - 4)
+        where bytes[index] == 13 && bytes[index + 1] == 10 && bytes[index + 2] == 13 && bytes[index + 3] == 10 {
+            return index
+        }
+        return nil
+    }
+
+    /// The status code of `HTTP/1.1 200 OK` (0: none).
+    static func status(_ head: ArraySlice<UInt8>) -> Int {
+        let line = String(decoding: head.prefix { $0 != 13 }, as: UTF8.self).split(separator: " ")
+        return line.count >= 2 ? Int(line[1]) ?? 0 : 0
+    }
+
+    /// A chunked body's content (RFC 9112 §7.1), or nil when it is cut or malformed.
+    static func dechunk(_ body: [UInt8]) -> [UInt8]? {
+        var content: [UInt8] = []
+        var offset = 0
+        while true {
+            guard let lineEnd = body[offset...].firstIndex(of: 13), lineEnd + 1 < body.count else { return nil }
+            let sizeText = String(decoding: body[offset..<lineEnd].prefix { $0 != UInt8(ascii: ";") }, as: UTF8.self)
+            guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16), size >= 0 else {
+                return nil
+            }
+            offset = lineEnd + 2
+            if size == 0 { return content }
+            guard offset + size + 2 <= body.count else { return nil }
+            content += body[offset..<(offset + size)]
+            offset += size + 2
+        }
+    }
+
+    private static func lastError() -> String { String(cString: strerror(errno)) }
+}

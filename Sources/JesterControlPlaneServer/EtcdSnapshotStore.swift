@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import JesterControl
+import JesterControlPlane
+import JesterLogging
+import Logging
+
+/// The control plane's store for replicas: several `jester control-plane --etcd …` processes share one etcd
+/// cluster (the v3 API), so any of them serves the API and pushes the same versions to the data planes.
+///
+/// The layout is the file store's, with keys for files and etcd's transactions for `link`:
+///
+/// ```
+/// PREFIX/id                        the store's identity, made by the first replica (created only if absent)
+/// PREFIX/versions/000000000001     a SnapshotVersion's JSON, created only if absent
+/// PREFIX/audit/TIME-RANDOM         one AuditRecord's JSON
+/// ```
+///
+/// A version is created with a transaction that succeeds only if its key does not exist, so when two replicas
+/// decide version N at once exactly one stores it; the other is told (`isConflict`), reads what it missed and
+/// decides its change again over it. Every replica watches the prefix and reads new versions as they appear, so
+/// a change made through one replica reaches the data planes of all of them.
+public final class EtcdSnapshotStore: SnapshotStore {
+    public let identity: String
+    public let location: String
+    private let client: EtcdClient
+    private let prefix: String
+    private let watching = EtcdClient.Watching()
+    private let logger = Logger(component: .controlPlane)
+
+    /// Seconds a watch may stay without a byte before it is made anew (and what it may have missed read).
+    static let watchIdle = 30
+
+    /// Connects to etcd and reads (or, for the first replica, makes) the store's identity. `prefix` is the keys'
+    /// common start; replicas of one control plane give the same one.
+    public init(endpoints: [String], prefix: String) throws(SnapshotStoreError) {
+        client = try EtcdClient(endpoints: endpoints)
+        self.prefix = prefix.hasSuffix("/") ? prefix : prefix + "/"
+        location = "etcd \(client.endpoints.map(\.description).joined(separator: ",")) \(self.prefix)"
+        let candidate = UUID().uuidString.lowercased()
+        _ = try client.createIfAbsent(self.prefix + "id", Array(candidate.utf8))
+        guard let stored = try client.range(from: self.prefix + "id").first, !stored.value.isEmpty else {
+            throw SnapshotStoreError(description: "etcd holds no \(self.prefix)id after it was created")
+        }
+        identity = String(decoding: stored.value, as: UTF8.self)
+    }
+
+    private func versionKey(_ number: Int) -> String {
+        let digits = String(number)
+        return prefix + "versions/" + String(repeating: "0", count: max(0, 12 - digits.count)) + digits
+    }
+
+    public func loadVersions(after: Int) throws(SnapshotStoreError) -> [SnapshotVersion] {
+        var versions: [SnapshotVersion] = []
+        var start = versionKey(after + 1)
+        let end = EtcdClient.prefixEnd(prefix + "versions/")
+        // In pages: a version holds a whole document, and etcd answers a range in one message.
+        while true {
+            let page = try client.range(from: start, to: end, limit: 32)
+            for entry in page {
+                let expected = after + versions.count + 1
+                guard entry.key == versionKey(expected) else {
+                    throw SnapshotStoreError(description:
+                        "etcd: \(entry.key) found where \(versionKey(expected)) was expected (a version is missing)")
+                }
+                let tree: JSONTree
+                do {
+                    tree = try JSONTree.parse(entry.value)
+                } catch {
+                    throw SnapshotStoreError(description: "etcd: \(entry.key) is not JSON: \(error)")
+                }
+                switch SnapshotVersion.read(tree) {
+                case .success(let version) where version.number == expected:
+                    versions.append(version)
+                case .success(let version):
+                    throw SnapshotStoreError(description: "etcd: \(entry.key) holds version \(version.number)")
+                case .failure(let problem):
+                    throw SnapshotStoreError(description: "etcd: \(entry.key): \(problem)")
+                }
+            }
+            guard page.count == 32, let last = page.last else { return versions }
+            start = last.key + "\0"
+        }
+    }
+
+    public func loadAudit(limit: Int) -> [AuditRecord] {
+        guard limit > 0 else { return [] }
+        do {
+            let entries = try client.range(
+                from: prefix + "audit/", to: EtcdClient.prefixEnd(prefix + "audit/"), limit: limit, descending: true)
+            return entries.reversed().compactMap { (try? JSONTree.parse($0.value)).flatMap(AuditRecord.read) }
+        } catch {
+            logger.error("cannot read the audit log", metadata: ["error": "\(error.description)"])
+            return []
+        }
+    }
+
+    public func store(_ version: SnapshotVersion) throws(SnapshotStoreError) {
+        let key = versionKey(version.number)
+        let bytes = version.tree.serialized()
+        let created: Bool
+        do {
+            created = try client.createIfAbsent(key, bytes)
+        } catch {
+            // An answer lost after etcd committed (a timeout, a member gone): the version may be stored. Said
+            // stored only if it is there with this very content; otherwise not made, as the client is told.
+            if let stored = try? client.range(from: key).first, stored.value == bytes { return }
+            throw error
+        }
+        guard created else {
+            throw SnapshotStoreError(
+                description: "version \(version.number) was made meanwhile by another replica", isConflict: true)
+        }
+    }
+
+    public func append(_ record: AuditRecord) throws(SnapshotStoreError) {
+        // The time first, so the keys sort as the log; the random part keeps two replicas' records apart.
+        let random = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        try client.put(prefix + "audit/" + record.at + "-" + random, record.tree.serialized())
+    }
+
+    public func watch(_ changed: @escaping @Sendable () -> Void) {
+        let client = self.client
+        let watching = self.watching
+        let logger = self.logger
+        let start = prefix + "versions/"
+        let end = EtcdClient.prefixEnd(prefix)  // versions and audit records
+        let thread = Thread {
+            var failures = 0
+            while !watching.isStopped {
+                do {
+                    // Every piece that arrives may be a new version: the control plane reads what it lacks.
+                    try client.watch(from: start, to: end, idle: Self.watchIdle, watching: watching) {
+                        failures = 0
+                        changed()
+                    }
+                } catch {
+                    failures += 1
+                    if failures == 1 {
+                        logger.warning("cannot watch etcd; retrying", metadata: ["error": "\(error)"])
+                    }
+                }
+                guard !watching.isStopped else { return }
+                // Whatever ended the watch, what happened meanwhile is read again.
+                changed()
+                Thread.sleep(forTimeInterval: min(5, 0.2 * Double(1 << min(failures, 5))))
+            }
+        }
+        thread.name = "etcd-watch"
+        thread.start()
+    }
+
+    public func stopWatching() {
+        watching.stop()
+    }
+}

@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: Apache-2.0
+import JesterControlPlane
+
+/// Why a store cannot be opened, read or written.
+public struct SnapshotStoreError: Error, CustomStringConvertible {
+    public var description: String
+    /// The version's number was taken by another replica first (etcd only): the change is decided again over the
+    /// versions it missed, never stored over them.
+    public var isConflict = false
+
+    public init(description: String, isConflict: Bool = false) {
+        self.description = description
+        self.isConflict = isConflict
+    }
+}
+
+/// Where the control plane keeps its versions and audit log: files (`FileSnapshotStore`, one control plane) or
+/// etcd (`EtcdSnapshotStore`, replicas sharing it). Both store a version under its number and never over another,
+/// so two writers of the same number cannot both succeed: that is what lets replicas share a history.
+///
+/// Calls block the caller (the control plane's one loop) until the change is durable, as an answer is sent only
+/// once what it says is stored.
+public protocol SnapshotStore: AnyObject {
+    /// The store's identity (a UUID made with it): data planes keep it with the version they run.
+    var identity: String { get }
+    /// Where it is, for logs and status (a directory, or etcd's endpoints and key prefix).
+    var location: String { get }
+    /// Every stored version from `after + 1` on, oldest first, without a gap.
+    func loadVersions(after: Int) throws(SnapshotStoreError) -> [SnapshotVersion]
+    /// The last `limit` audit records, oldest first.
+    func loadAudit(limit: Int) -> [AuditRecord]
+    /// Stores one version durably, or throws (`isConflict` when its number was taken meanwhile).
+    func store(_ version: SnapshotVersion) throws(SnapshotStoreError)
+    /// Appends one audit record durably.
+    func append(_ record: AuditRecord) throws(SnapshotStoreError)
+    /// Calls `changed`, on a thread of the store's, whenever another writer may have stored something; returns
+    /// at once. A store only one process writes never calls it.
+    func watch(_ changed: @escaping @Sendable () -> Void)
+    /// Ends the watch, if any.
+    func stopWatching()
+}
+
+extension SnapshotStore {
+    /// Every stored version, oldest first.
+    public func loadVersions() throws(SnapshotStoreError) -> [SnapshotVersion] { try loadVersions(after: 0) }
+}

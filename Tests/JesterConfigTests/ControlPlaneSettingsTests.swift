@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import JesterConfig
+import Testing
+
+/// `[control_plane]` `address`: one control plane, or its replicas (sharing one etcd) tried in turn.
+
+private func load(_ text: String) -> Result<Configuration, ConfigError> {
+    do {
+        return .success(try ConfigLoader(environment: [:]).load(text: text, file: "/etc/jester/jester.toml"))
+    } catch {
+        return .failure(error)
+    }
+}
+
+private func messages(_ text: String) -> [String] {
+    guard case .failure(let error) = load(text) else { return [] }
+    return error.diagnostics.map(\.description)
+}
+
+private func document(_ address: String) -> String {
+    """
+    [control_plane]
+    address = \(address)
+    state_file = "/tmp/snapshot.json"
+
+    [[listeners]]
+    name = "web"
+    address = "127.0.0.1:8080"
+
+    """
+}
+
+@Test func oneAddressOrTheReplicasInOrder() throws {
+    let one = try load(document("\"127.0.0.1:9401\"")).get().controlPlane
+    #expect(one?.addresses.map(\.description) == ["127.0.0.1:9401"])
+    let replicas = try load(document("[\"127.0.0.1:9401\", \"[::1]:9411\"]")).get().controlPlane
+    #expect(replicas?.addresses.map(\.description) == ["127.0.0.1:9401", "[::1]:9411"])
+    #expect(replicas?.address.description == "127.0.0.1:9401")
+}
+
+@Test func theDumpWritesTheReplicasBack() throws {
+    let configuration = try load(document("[\"127.0.0.1:9401\", \"127.0.0.2:9401\"]")).get()
+    let dump = configuration.renderTOML()
+    #expect(dump.contains("address = [\"127.0.0.1:9401\", \"127.0.0.2:9401\"]\n"))
+    #expect(try load(dump).get().controlPlane == configuration.controlPlane)
+}
+
+@Test func wrongAddressesAreRefusedAtTheirElement() {
+    #expect(messages(document("[]")).contains { $0.contains("2:") && $0.contains("or an array of them") })
+    #expect(messages(document("9401")).contains { $0.contains("or an array of them") })
+    #expect(messages(document("[\"127.0.0.1:9401\", \"cp.internal:9401\"]")).contains {
+        $0.contains("it is not looked up") && $0.contains("cp.internal:9401")
+    })
+    #expect(messages(document("[\"127.0.0.1:9401\", 9401]")).contains { $0.contains("not looked up") })
+    #expect(messages(document("[\"127.0.0.1:9401\", \"127.0.0.1:9401\"]")).contains { $0.contains("twice") })
+    // Off this host only with mutual TLS, whichever replica it is.
+    #expect(messages(document("[\"127.0.0.1:9401\", \"192.0.2.1:9401\"]")).contains {
+        $0.contains("192.0.2.1:9401") && $0.contains("mutual TLS")
+    })
+}
