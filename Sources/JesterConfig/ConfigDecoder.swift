@@ -27,6 +27,18 @@ struct ConfigDecoder {
     var filterLocations = FilterLocations()
     /// Where policies and the entries attaching them are (PolicySettings).
     var policyLocations = PolicyLocations()
+    /// Where the files a snapshot names are read from (`[control_plane] files`).
+    var snapshotFiles = SnapshotFiles.refused
+
+    /// What becomes of a file name in a control plane's snapshot.
+    enum SnapshotFiles {
+        /// The bootstrap names no directory for them: refused.
+        case refused
+        /// Read from this directory (a data plane whose bootstrap sets `[control_plane] files`).
+        case directory(String)
+        /// Checked in form but not read: the control plane's check, since the files are the data planes'.
+        case unchecked
+    }
     /// Problems that do not stop the configuration (`Configuration.warnings`).
     var warnings: [ConfigDiagnostic] = []
     /// Where `server.workers` is set (HTTP/3 bounds it).
@@ -376,19 +388,40 @@ struct ConfigDecoder {
 
     /// Reads a file the configuration names, resolving a relative path against the configuration file's directory.
     mutating func readFile(_ path: String, at location: SourceLocation) -> Data? {
+        let absolute: String
         if location.pointer != nil {
-            // Written in a control plane's snapshot: the master (root) would read, serve or send a host file.
-            report(location, ConfigSnapshot.noHostFiles(path))
-            return nil
+            // Written in a control plane's snapshot: only a name under the directory the host set aside for them,
+            // or the master (root) would read, serve or send any file on the host.
+            guard let resolved = snapshotFilePath(path, at: location) else { return nil }
+            absolute = resolved
+        } else {
+            let base = (location.file as NSString).deletingLastPathComponent
+            absolute = path.hasPrefix("/") || base.isEmpty ? path : base + "/" + path
         }
-        let base = (location.file as NSString).deletingLastPathComponent
-        let absolute = path.hasPrefix("/") || base.isEmpty ? path : base + "/" + path
         do {
             return try Data(contentsOf: URL(fileURLWithPath: absolute))
         } catch {
             let reason = (error as NSError).localizedFailureReason ?? "cannot be read"
             report(location, "cannot read \(absolute): \(reason)")
             return nil
+        }
+    }
+
+    /// Where a snapshot's file name leads, or nil (reported, unless only the control plane is checking).
+    private mutating func snapshotFilePath(_ path: String, at location: SourceLocation) -> String? {
+        let components = path.split(separator: "/", omittingEmptySubsequences: false)
+        guard !path.isEmpty, !path.hasPrefix("/"), !components.contains("..") else {
+            report(location, ConfigSnapshot.noHostFiles(path))
+            return nil
+        }
+        switch snapshotFiles {
+        case .refused:
+            report(location, ConfigSnapshot.noFilesDirectory(path))
+            return nil
+        case .unchecked:
+            return nil
+        case .directory(let directory):
+            return directory + "/" + path
         }
     }
 

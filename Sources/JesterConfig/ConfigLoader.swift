@@ -17,6 +17,10 @@ public struct ConfigLoader: Sendable {
     /// Checks a policy (its module, read into `moduleBytes`, and its `config`) with the Wasm engine: the stages
     /// the module exports, or what is wrong. Given by the `jester` executable, like `tlsCheck`.
     public var policyCheck: (@Sendable (PolicySettings) -> PolicyCheckResult)?
+    /// Whether the files a snapshot names are read (from `[control_plane] files`). False for the control plane's
+    /// own check: the files are on the data planes, so their names are checked in form only, and a data plane
+    /// that lacks one refuses the version (a NACK).
+    public var readsSnapshotFiles = true
 
     /// The largest policy module read, and the most all modules may take together: they travel to workers inside
     /// the configuration (base64 inside JSON inside a control frame of at most 16 MiB).
@@ -33,6 +37,14 @@ public struct ConfigLoader: Sendable {
         self.tlsCheck = tlsCheck
         self.upstreamTLSCheck = upstreamTLSCheck
         self.policyCheck = policyCheck
+    }
+
+    /// The bootstrap's `[control_plane] files`, absolute (its decoding reports what is wrong with it).
+    static func snapshotFilesDirectory(_ root: ConfigNode) -> String? {
+        guard case .table(let top) = root.value, case .table(let table)? = top["control_plane"]?.value,
+            let node = table["files"], case .string(let path) = node.value, !path.isEmpty, node.location.pointer == nil
+        else { return nil }
+        return ConfigDecoder.resolve(path, at: node.location)
     }
 
     /// Loads `path` and everything it includes.
@@ -92,6 +104,10 @@ public struct ConfigLoader: Sendable {
         // After interpolation: the environment fills in the host's file, never a control plane's values.
         if let snapshot { root.overlay(snapshot, diagnostics: &diagnostics) }
         var decoder = ConfigDecoder()
+        if snapshot != nil {
+            decoder.snapshotFiles = readsSnapshotFiles ? Self.snapshotFilesDirectory(root).map { .directory($0) } ?? .refused
+                : .unchecked
+        }
         var configuration = decoder.decode(root)
         diagnostics += decoder.diagnostics
         if diagnostics.isEmpty, let upstreamTLSCheck {

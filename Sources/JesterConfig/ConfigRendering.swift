@@ -85,6 +85,7 @@ extension Configuration {
             lines += ["", "[control_plane]", "address = \(address)"]
             lines.append(controlPlane.node.map { "node = \(quoted($0))" } ?? "# node: the host name")
             lines.append("state_file = \(quoted(controlPlane.stateFile))")
+            lines.append(controlPlane.files.map { "files = \(quoted($0))" } ?? "# files: none, a snapshot names no file")
             if let tls = controlPlane.tls {
                 lines += ["ca = \(quoted(tls.ca))", "cert = \(quoted(tls.cert))", "key = \(quoted(tls.key))"]
             }

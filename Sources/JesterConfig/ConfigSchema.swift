@@ -207,6 +207,10 @@ public struct ConfigSchema: Sendable {
             Field("state_file", .string, default: "\"\(ControlPlaneSettings.defaultStateFile)\"",
                 "The last snapshot applied, written after each one and used at start while the control plane "
                     + "cannot be reached."),
+            Field("files", .string, default: "none: a snapshot names no file",
+                "A directory the files a snapshot names are read from (an upstream's TLS CA and client certificate, "
+                    + "error pages, secret files): relative names without '..'. A version naming one missing here is "
+                    + "refused (NACK)."),
             Field("ca", .string,
                 "PEM file of the CA the control plane's certificate must chain to; with cert and key the stream runs "
                     + "over mutual TLS (needed for an address that is not loopback)."),

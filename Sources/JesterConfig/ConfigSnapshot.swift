@@ -16,8 +16,10 @@ import JesterControl
 /// and policies the file's listeners name: they stay the file's, and a snapshot may not redefine them.
 ///
 /// What a control plane may not reach through the keys it owns: the host's environment (`${VAR}` is not expanded
-/// in a snapshot) and the host's files (a path in a snapshot, an error page, a secret file, an upstream's TLS key,
-/// a policy module, is refused: the master runs as root and would read, serve or send it).
+/// in a snapshot) and the host's files. The master runs as root and would read, serve or send any file a snapshot
+/// named, so a file in a snapshot (an error page, a secret file, an upstream's TLS CA or client certificate) is a
+/// relative name, without `..`, read from the one directory the bootstrap's `[control_plane] files` sets aside
+/// (refused where it sets none); an absolute path is always refused, and so is a policy module.
 public struct ConfigSnapshot: Sendable, Equatable {
     /// The top-level keys a snapshot may set.
     public static let dynamicKeys: Set<String> = ["routes", "upstreams", "filters", "policies"]
@@ -46,7 +48,14 @@ public struct ConfigSnapshot: Sendable, Equatable {
 
     /// Why a path in a snapshot is refused.
     static func noHostFiles(_ path: String) -> String {
-        "a snapshot cannot name files on the host ('\(path)'); this belongs in the bootstrap file"
+        "a snapshot cannot name files on the host ('\(path)'): only a relative name, without '..', of a file in "
+            + "the directory the bootstrap's [control_plane] files sets aside"
+    }
+
+    /// Why a snapshot's relative file name is refused where the bootstrap set no directory aside.
+    static func noFilesDirectory(_ path: String) -> String {
+        "a snapshot names the file '\(path)', but this bootstrap file's [control_plane] sets no 'files' directory "
+            + "to read it from"
     }
 
     /// The upstreams, filters and policies the bootstrap file's listeners name, by snapshot key, with the

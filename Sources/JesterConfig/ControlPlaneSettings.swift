@@ -16,6 +16,8 @@ public struct ControlPlaneSettings: Sendable, Equatable, Codable {
     public var node: String?
     /// The last good snapshot, written after each version is applied.
     public var stateFile: String
+    /// The directory the files a snapshot names are read from (nil: a snapshot may name none).
+    public var files: String?
     /// Mutual TLS (PEM files): the CA the control plane's certificate must chain to, and this instance's client
     /// certificate and key. Nil: plaintext (a loopback address only).
     public var tls: TLSFiles?
@@ -52,6 +54,16 @@ extension ConfigDecoder {
         if let path = table.string("state_file", decoder: &self) {
             stateFile = Self.resolve(path, at: table.location(of: "state_file"))
         }
+        var snapshotFiles: String?
+        if let path = table.string("files", decoder: &self) {
+            let location = table.location(of: "files")
+            let resolved = Self.resolve(path, at: location)
+            var isDirectory: ObjCBool = false
+            if !FileManager.default.fileExists(atPath: resolved, isDirectory: &isDirectory) || !isDirectory.boolValue {
+                report(location, "'files' of [control_plane]: \(resolved) is not a directory")
+            }
+            snapshotFiles = resolved
+        }
         var files: [String: String] = [:]
         for key in ["ca", "cert", "key"] {
             guard let path = table.string(key, decoder: &self) else { continue }
@@ -77,6 +89,7 @@ extension ConfigDecoder {
         guard let addresses else { return nil }
         var settings = ControlPlaneSettings(addresses: addresses, node: name, stateFile: stateFile)
         settings.tls = tls
+        settings.files = snapshotFiles
         return settings
     }
 

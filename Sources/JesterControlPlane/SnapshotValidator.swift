@@ -9,7 +9,8 @@ import JesterControl
 /// by default a single plain listener that names nothing, so a document is checked on its own (its routes must
 /// name its own upstreams, filters and policies); `--bootstrap FILE` checks over a fleet's real file instead,
 /// whose upstreams routes may then name and whose listeners' own names a document may not redefine. What only a
-/// data plane can know (a file missing there, with snapshot files) is still its to refuse: that is a NACK.
+/// data plane can know is still its to refuse, as a NACK: the files a document names (checked here in form only:
+/// relative, without `..`) are read from each data plane's `[control_plane] files` directory.
 public struct SnapshotValidator: Sendable {
     /// The bootstrap text documents are laid over, and the name its diagnostics carry.
     public var bootstrapText: String
@@ -33,7 +34,8 @@ public struct SnapshotValidator: Sendable {
     public func problems(_ document: [UInt8]) -> [FieldProblem] {
         // The control plane's environment fills in the bootstrap's `${VAR}`s; a snapshot's strings are never
         // interpolated.
-        let loader = ConfigLoader()
+        var loader = ConfigLoader()
+        loader.readsSnapshotFiles = false
         do {
             _ = try loader.load(
                 text: bootstrapText, file: bootstrapFile, snapshot: ConfigSnapshot(version: "check", document: document))

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Foundation
 @testable import JesterConfig
 import Testing
 
@@ -136,6 +137,46 @@ private func diagnostics(_ json: String) -> [ConfigDiagnostic] {
     #expect(Set(refused.compactMap(\.location.pointer))
         == ["/routes/0/error_pages/pages/404", "/upstreams/u/tls/ca", "/policies/p/module"])
     #expect(refused.first { $0.location.pointer == "/routes/0/error_pages/pages/404" }?.message.contains("/etc/shadow") == true)
+}
+
+@Test func aSnapshotNamesFilesOnlyInTheDirectoryTheBootstrapSetsAside() throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("snapshot-files-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    try Data("<h1>gone</h1>\n".utf8).write(to: directory.appendingPathComponent("404.html"))
+    let page = #"{"routes": [{"name": "r", "respond": {"status": 200}, "error_pages": {"pages": {"404": "404.html"}}}]}"#
+    let missing = #"{"routes": [{"name": "r", "respond": {"status": 200}, "error_pages": {"pages": {"404": "x.html"}}}]}"#
+    let escape = #"{"routes": [{"name": "r", "respond": {"status": 200}, "error_pages": {"pages": {"404": "a/../../x"}}}]}"#
+    let withFiles = bootstrap + """
+
+        [control_plane]
+        address = "127.0.0.1:9401"
+        state_file = "/tmp/unused.json"
+        files = "\(directory.path)"
+        """
+    func problems(_ text: String, _ json: String, reads: Bool = true) -> [String] {
+        var loader = ConfigLoader(environment: [:])
+        loader.readsSnapshotFiles = reads
+        do {
+            _ = try loader.load(text: text, file: "jester.toml", snapshot: ConfigSnapshot(version: "7", document: Array(json.utf8)))
+            return []
+        } catch {
+            return error.diagnostics.map(\.message)
+        }
+    }
+    // Read from the directory.
+    let configuration = try ConfigLoader(environment: [:]).load(
+        text: withFiles, file: "jester.toml", snapshot: ConfigSnapshot(version: "7", document: Array(page.utf8)))
+    #expect(configuration.routes.first?.errorPages?.pages.first.map { String(decoding: $0.body, as: UTF8.self) }
+        == "<h1>gone</h1>\n")
+    // Missing there: the data plane refuses the version, naming the file.
+    #expect(problems(withFiles, missing).contains { $0.contains("cannot read \(directory.path)/x.html") })
+    // Without a directory, or climbing out of it: refused.
+    #expect(problems(bootstrap, page).contains { $0.contains("sets no 'files' directory") })
+    #expect(problems(withFiles, escape).contains { $0.hasPrefix("a snapshot cannot name files on the host") })
+    // The control plane's check: the name's form only.
+    #expect(problems(bootstrap, missing, reads: false).isEmpty)
+    #expect(problems(bootstrap, escape, reads: false).contains { $0.hasPrefix("a snapshot cannot name files on the host") })
 }
 
 private let bootstrapWithAListenerFilter = """

@@ -5,6 +5,7 @@ cannot load is refused there (NACK, listed by the API) while the others serve it
 the control plane is killed and resync when it returns; a data plane restarted while it is down serves its last
 good snapshot; and pushes under load lose no request."""
 
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -16,18 +17,26 @@ import pytest
 from conftest import JESTER, Jester, SteadyLoad, free_port, wait_for
 from test_control_plane import ControlPlane
 
+FIXTURES = Path(__file__).resolve().parents[1] / "Fixtures" / "tls"
+
 # A route added through the API is served by every data plane within this bound (measured: about 0.2 s each on
 # loopback, the reload transaction included).
 PROPAGATION_BOUND = 10.0
 
 
-def data_plane(plane, node, tmp_path, extra="", tls=None):
+def data_plane(plane, node, tmp_path, extra="", tls=None, ca_file=True):
+    """A data plane whose snapshot files directory holds `upstream-ca.pem` (unless `ca_file` is false)."""
     files = f'ca = "{tls[0]}"\ncert = "{tls[1]}"\nkey = "{tls[2]}"\n' if tls else ""
+    directory = tmp_path / f"{node}-files"
+    directory.mkdir(exist_ok=True)
+    if ca_file:
+        shutil.copy(FIXTURES / "ca.pem", directory / "upstream-ca.pem")
     return Jester(f"""
 [control_plane]
 address = "127.0.0.1:{plane.grpc_port}"
 node = "{node}"
 state_file = "{tmp_path}/{node}-snapshot.json"
+files = "{directory}"
 {files}
 [[routes]]
 name = "from-file"
@@ -66,8 +75,9 @@ upstream = "l4"
 [upstreams.l4]
 targets = ["127.0.0.1:9"]
 """
+    # ... and its snapshot files directory lacks the CA file the others have.
     instances = [data_plane(plane, "edge-1", tmp_path), data_plane(plane, "edge-2", tmp_path),
-                 data_plane(plane, "edge-3", tmp_path, extra=l4)]
+                 data_plane(plane, "edge-3", tmp_path, extra=l4, ca_file=False)]
     try:
         wait_for(lambda: len([p for p in plane.request("GET", "/api/v1/data-planes")[2]["data_planes"]
                               if p["connected"]]) == 3, what="three data planes connected")
@@ -133,6 +143,18 @@ def test_a_version_one_data_plane_cannot_load_is_refused_there_and_changes_nothi
     assert plane.request("PUT", "/api/v1/snapshot", {"routes": [{"name": "cp", **route("three\n")}]})[0] == 200
     for instance in instances:
         wait_for(lambda: served(instance, "/cp/x", "three\n"), what="version 3 served")
+    # A version naming a certificate file edge-3 does not have passes the API (the files are the data planes')
+    # and is refused there, with the file named; edge-3 keeps serving version 3.
+    status, _, result = plane.request("PUT", "/api/v1/snapshot", {
+        "routes": [{"name": "cp", **route("four\n")}, {"name": "tls", "path_prefix": "/tls/", "upstream": "secure"}],
+        "upstreams": {"secure": {"targets": ["127.0.0.1:9"], "tls": {"ca": "upstream-ca.pem"}}}})
+    assert status == 200 and result["version"] == 4, result
+    for instance in instances[:2]:
+        wait_for(lambda: served(instance, "/cp/x", "four\n"), what="version 4 served")
+    refused = wait_for(lambda: (refusal() or {}).get("version") == 4 and refusal(), what="edge-3's NACK of version 4")
+    assert "edge-3-files/upstream-ca.pem" in refused["detail"], refused
+    assert served(instances[2], "/cp/x", "three\n")
+    assert instances[2].status()["control_plane"]["version"] == 3
 
 
 def test_data_planes_serve_through_a_control_plane_outage_and_a_restart_during_it(fleet, tmp_path):
@@ -212,9 +234,6 @@ def test_fifty_pushes_under_load_fail_no_request(single):
         assert served(instances[0], "/other/", "49\n")
     load.assert_nothing_failed()
     assert instances[0].status()["generation"] >= generation + 50
-
-
-FIXTURES = Path(__file__).resolve().parents[1] / "Fixtures" / "tls"
 
 
 def test_the_stream_runs_over_mutual_tls(tmp_path):
