@@ -23,6 +23,8 @@ extension ControlPlaneServer: SnapshotStreamHub {
 
     public func receive(_ reply: SnapshotStreamReply, on stream: UInt64) async {
         await onLoop { [self] in
+            // What it refused at other replicas first, so this one does not offer it those versions.
+            if case .hello(let node, _, _) = reply { adoptSharedRefusals(of: node) }
             let received = api.dataPlanes.receive(reply, on: stream, current: api.current, now: Self.timestamp())
             let node = api.dataPlanes.node(of: stream) ?? "?"
             if let replaced = received.replaced {
@@ -41,6 +43,7 @@ extension ControlPlaneServer: SnapshotStreamHub {
                 logger.warning("data plane refused a version", metadata: [
                     "node": "\(node)", "version": "\(version)", "detail": "\(detail)",
                 ])
+                shareRefusals(of: node)
             case .outOfOrder:
                 logger.warning("a data plane spoke before saying hello; its stream is closed")
                 streams.removeValue(forKey: stream)?.finish()
@@ -67,6 +70,31 @@ extension ControlPlaneServer: SnapshotStreamHub {
     private func onLoop<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T? {
         let future: EventLoopFuture<T>? = loopClosed.withLockedValue { closed in closed ? nil : loop.submit(body) }
         return try? await future?.get()
+    }
+
+    /// Takes what `node` refused from the replicas' store (etcd), if it shares refusals.
+    func adoptSharedRefusals(of node: String) {
+        guard store.sharesRefusals else { return }
+        do {
+            let refusals = try store.loadRefusals(of: node)[node] ?? DataPlaneRefusals()
+            api.dataPlanes.adoptRefusals(refusals, of: node, now: Self.timestamp())
+        } catch {
+            logger.error("cannot read what a data plane refused at other replicas", metadata: [
+                "node": "\(node)", "error": "\(error.description)",
+            ])
+        }
+    }
+
+    /// Writes what `node` refused to the replicas' store (etcd), if it shares refusals.
+    func shareRefusals(of node: String) {
+        guard store.sharesRefusals, let entry = api.dataPlanes.entries[node] else { return }
+        do {
+            try store.saveRefusals(entry.session.refusals, of: node)
+        } catch {
+            logger.error("cannot share what a data plane refused with other replicas", metadata: [
+                "node": "\(node)", "error": "\(error.description)",
+            ])
+        }
     }
 
     /// After a version is committed: push it to every data plane that should have it.

@@ -258,6 +258,11 @@ public final class ControlPlaneServer: @unchecked Sendable {
 
     /// Decides one request on the loop, stores what it changed, and answers. Called by the connection.
     func answer(_ request: APIRequest) -> APIResponse {
+        if request.method == "POST", request.path.hasPrefix("/api/v1/data-planes/"), request.path.hasSuffix("/retry") {
+            // A data plane that streams to another replica is known here from the store.
+            let node = request.path.dropFirst("/api/v1/data-planes/".count).dropLast("/retry".count)
+            adoptSharedRefusals(of: String(node))
+        }
         var decision = api.handle(request, now: Self.timestamp())
         var response = decision.response
         var audit = decision.audit
@@ -305,6 +310,7 @@ public final class ControlPlaneServer: @unchecked Sendable {
         }
         if let node = decision.retry, api.dataPlanes.forgetRefusals(of: node) {
             logger.info("a data plane's refusals were forgotten", metadata: ["node": "\(node)"])
+            shareRefusals(of: node)
             pushCurrentVersion()
         }
         if let audit {
@@ -338,11 +344,23 @@ public final class ControlPlaneServer: @unchecked Sendable {
         // Empty when etcd could not be read: the records already listed stay.
         let audit = store.loadAudit(limit: ControlPlaneAPI.recentAuditLimit)
         if !audit.isEmpty { api.replaceRecentAudit(audit) }
-        guard !versions.isEmpty else { return }
-        for version in versions { api.commit(version) }
-        logger.info("versions made by another replica read", metadata: [
-            "from": "\(versions[0].number)", "to": "\(api.current.number)",
-        ])
+        if store.sharesRefusals {
+            // Refusals heard and retries asked at other replicas.
+            do {
+                let shared = try store.loadRefusals(of: nil)
+                for node in Set(shared.keys).union(api.dataPlanes.entries.keys) {
+                    api.dataPlanes.adoptRefusals(shared[node] ?? DataPlaneRefusals(), of: node, now: Self.timestamp())
+                }
+            } catch {
+                logger.error("cannot read what data planes refused", metadata: ["error": "\(error.description)"])
+            }
+        }
+        if !versions.isEmpty {
+            for version in versions { api.commit(version) }
+            logger.info("versions made by another replica read", metadata: [
+                "from": "\(versions[0].number)", "to": "\(api.current.number)",
+            ])
+        }
         pushCurrentVersion()
     }
 

@@ -14,6 +14,8 @@ import Logging
 /// PREFIX/id                        the store's identity, made by the first replica (created only if absent)
 /// PREFIX/versions/000000000001     a SnapshotVersion's JSON, created only if absent
 /// PREFIX/audit/TIME-RANDOM         one AuditRecord's JSON
+/// PREFIX/refusals/NODE             the versions a data plane refused (DataPlaneRefusals), written by the replica
+///                                  that heard the NACK or the retry
 /// ```
 ///
 /// A version is created with a transaction that succeeds only if its key does not exist, so when two replicas
@@ -119,12 +121,37 @@ public final class EtcdSnapshotStore: SnapshotStore {
         try client.put(prefix + "audit/" + record.at + "-" + random, record.tree.serialized())
     }
 
+    public var sharesRefusals: Bool { true }
+
+    public func loadRefusals(of node: String?) throws(SnapshotStoreError) -> [String: DataPlaneRefusals] {
+        let start = prefix + "refusals/"
+        let entries: [EtcdClient.KeyValue]
+        if let node {
+            entries = try client.range(from: start + node)
+        } else {
+            entries = try client.range(from: start, to: EtcdClient.prefixEnd(start))
+        }
+        var refusals: [String: DataPlaneRefusals] = [:]
+        for entry in entries {
+            guard let tree = try? JSONTree.parse(entry.value), let read = DataPlaneRefusals.read(tree) else {
+                logger.warning("skipping an unreadable refusal record", metadata: ["key": "\(entry.key)"])
+                continue
+            }
+            refusals[String(entry.key.dropFirst(start.count))] = read
+        }
+        return refusals
+    }
+
+    public func saveRefusals(_ refusals: DataPlaneRefusals, of node: String) throws(SnapshotStoreError) {
+        try client.put(prefix + "refusals/" + node, refusals.tree.serialized())
+    }
+
     public func watch(_ changed: @escaping @Sendable () -> Void) {
         let client = self.client
         let watching = self.watching
         let logger = self.logger
-        let start = prefix + "versions/"
-        let end = EtcdClient.prefixEnd(prefix)  // versions and audit records
+        let start = prefix
+        let end = EtcdClient.prefixEnd(prefix)  // versions, audit records and refusals
         let thread = Thread {
             var failures = 0
             while !watching.isStopped {

@@ -132,6 +132,11 @@ public final class FileSnapshotStore: SnapshotStore {
         return Array(versions.dropFirst(after))
     }
 
+    /// Only this process uses the directory (its lock says so): it remembers refusals itself.
+    public var sharesRefusals: Bool { false }
+    public func loadRefusals(of node: String?) throws(StoreError) -> [String: DataPlaneRefusals] { [:] }
+    public func saveRefusals(_ refusals: DataPlaneRefusals, of node: String) throws(StoreError) {}
+
     /// Only this process writes the directory (its lock says so): nothing to watch.
     public func watch(_ changed: @escaping @Sendable () -> Void) {}
     public func stopWatching() {}

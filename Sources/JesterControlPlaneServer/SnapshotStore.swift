@@ -33,6 +33,13 @@ public protocol SnapshotStore: AnyObject {
     func store(_ version: SnapshotVersion) throws(SnapshotStoreError)
     /// Appends one audit record durably.
     func append(_ record: AuditRecord) throws(SnapshotStoreError)
+    /// Whether the versions data planes refused are kept here for other replicas (etcd); a store one control
+    /// plane uses alone keeps none (that control plane remembers them).
+    var sharesRefusals: Bool { get }
+    /// What data planes refused, by node: `node`'s alone, or all of them (nil).
+    func loadRefusals(of node: String?) throws(SnapshotStoreError) -> [String: DataPlaneRefusals]
+    /// Keeps what `node` refused (none: forgotten).
+    func saveRefusals(_ refusals: DataPlaneRefusals, of node: String) throws(SnapshotStoreError)
     /// Calls `changed`, on a thread of the store's, whenever another writer may have stored something; returns
     /// at once. A store only one process writes never calls it.
     func watch(_ changed: @escaping @Sendable () -> Void)

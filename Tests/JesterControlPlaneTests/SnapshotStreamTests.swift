@@ -111,6 +111,29 @@ private func version(_ number: Int, upstream targets: [String] = ["127.0.0.1:900
     #expect(replacing.replaced == 2)
 }
 
+@Test func refusalsSharedByReplicasHoldHereAndARetryThereIsOneHere() throws {
+    // What edge-1 refused at another replica, as the store has it.
+    let shared = DataPlaneRefusals(refused: [3: "cannot read ca.pem"],
+        last: DataPlaneSession.Refusal(version: 3, detail: "cannot read ca.pem", at: "t0"))
+    let read = DataPlaneRefusals.read(try JSONTree.parse(shared.tree.serialized()))
+    #expect(read == shared)
+    #expect(DataPlaneRefusals.read(.object(["refused": .object(["x": .string("y")])])) == nil)
+    var registry = DataPlaneRegistry(store: "s")
+    // Known from the store before it streams here: listed, not connected.
+    registry.adoptRefusals(shared, of: "edge-1", now: "t1")
+    #expect(registry.entries["edge-1"]?.stream == nil && registry.entries["edge-1"]?.session.refused == [3: "cannot read ca.pem"])
+    registry.adoptRefusals(DataPlaneRefusals(), of: "edge-2", now: "t1")
+    #expect(registry.entries["edge-2"] == nil)
+    // It moves here: version 3 is not offered, and the refusal stays listed as it was heard.
+    registry.opened(1)
+    let hello = registry.receive(.hello(node: "edge-1", running: 2, store: "s"), on: 1, current: version(3), now: "t2")
+    #expect(hello.push == nil)
+    #expect(registry.entries["edge-1"]?.session.lastRefusal?.at == "t0")
+    // A retry asked at another replica empties the store's record: taken here, version 3 is offered again.
+    registry.adoptRefusals(DataPlaneRefusals(), of: "edge-1", now: "t3")
+    #expect(registry.offer(version(3)).map(\.push.version) == [3])
+}
+
 @Test func aRestartedDataPlaneReplacesItsOldStreamAndAClosedOneStaysListed() {
     var registry = DataPlaneRegistry()
     registry.opened(1)

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import Jester, free_port, wait_for
 from test_control_plane import ControlPlane
-from test_control_plane_stream import get, route, served
+from test_control_plane_stream import FIXTURES, get, route, served
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 
@@ -68,11 +68,14 @@ def replica(etcd, prefix, grpc_port=None):
 
 def data_plane(node, ports, tmp_path):
     addresses = ", ".join(f'"127.0.0.1:{port}"' for port in ports)
+    files = tmp_path / f"{node}-files"
+    files.mkdir(exist_ok=True)
     return Jester(f"""
 [control_plane]
 address = [{addresses}]
 node = "{node}"
 state_file = "{tmp_path}/{node}-snapshot.json"
+files = "{files}"
 
 [[routes]]
 name = "from-file"
@@ -166,6 +169,38 @@ def test_replicas_share_versions_and_a_killed_one_loses_nothing_it_answered(etcd
     finally:
         for instance in instances:
             instance.stop()
+        first.close()
+        second.close()
+
+
+def test_a_refusal_heard_at_one_replica_holds_at_the_other(etcd, tmp_path):
+    prefix = f"/jester-test/{time.monotonic_ns()}/"
+    first, second = replica(etcd, prefix), replica(etcd, prefix)
+    # Its snapshot files directory lacks the CA file the version names.
+    instance = data_plane("edge-1", [first.grpc_port, second.grpc_port], tmp_path)
+    try:
+        wait_for(lambda: planes(first).get("edge-1", {}).get("connected"), what="edge-1 on the first replica")
+        status, _, result = first.request("PUT", "/api/v1/snapshot", {
+            "routes": [{"name": "cp", **route("ca\n")}, {"name": "tls", "path_prefix": "/tls/", "upstream": "secure"}],
+            "upstreams": {"secure": {"targets": ["127.0.0.1:9"], "tls": {"ca": "upstream-ca.pem"}}}})
+        assert status == 200, result
+        refused = wait_for(lambda: planes(first)["edge-1"].get("last_refusal"), what="the NACK at the first replica")
+        assert refused["version"] == 1 and "upstream-ca.pem" in refused["detail"], refused
+        # The other replica lists it from the store.
+        wait_for(lambda: planes(second).get("edge-1", {}).get("refused_versions") == [1], what="the refusal shared")
+        # edge-1 moves to the second replica, which does not push it version 1 again.
+        first.stop(signal.SIGKILL)
+        wait_for(lambda: planes(second)["edge-1"]["connected"], timeout=30, what="edge-1 on the second replica")
+        time.sleep(1)
+        listed = planes(second)["edge-1"]
+        assert listed["last_refusal"] == refused and "outstanding" not in listed, listed
+        assert served(instance, "/cp/x", "bootstrap\n")
+        # The operator puts the file in place and asks for a retry: version 1 is applied.
+        shutil.copy(FIXTURES / "ca.pem", tmp_path / "edge-1-files" / "upstream-ca.pem")
+        assert second.request("POST", "/api/v1/data-planes/edge-1/retry")[0] == 200
+        wait_for(lambda: served(instance, "/cp/x", "ca\n"), what="version 1 served after the retry")
+    finally:
+        instance.stop()
         first.close()
         second.close()
 

@@ -82,6 +82,19 @@ public struct DataPlaneRegistry: Sendable {
         return pushes
     }
 
+    /// Takes what `node` refused as the replicas' store has it (replicas sharing etcd write it after each refusal
+    /// and retry), in place of what this replica remembers: versions it refused at another replica are not
+    /// offered to it here, and a retry asked at another replica is one here too. A node not heard here yet is
+    /// listed, as not connected, when it refused something.
+    public mutating func adoptRefusals(_ refusals: DataPlaneRefusals, of node: String, now: String) {
+        if entries[node] != nil {
+            entries[node]!.session.adopt(refusals)
+        } else if !refusals.refused.isEmpty {
+            entries[node] = Entry(
+                session: .remembered(node: node, refusals: refusals, store: store), stream: nil, since: now)
+        }
+    }
+
     /// Forgets the versions `node` refused, so the current one is pushed to it again: a refusal often came from
     /// the host (a missing file, a port in use), which the operator has since fixed. False: no such node.
     public mutating func forgetRefusals(of node: String) -> Bool {

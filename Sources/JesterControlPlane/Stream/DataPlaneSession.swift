@@ -18,6 +18,12 @@ public struct DataPlaneSession: Sendable {
         public var detail: String
         /// When it arrived, RFC 3339.
         public var at: String
+
+        public init(version: Int, detail: String, at: String) {
+            self.version = version
+            self.detail = detail
+            self.at = at
+        }
     }
 
     /// The stream's state.
@@ -60,6 +66,24 @@ public struct DataPlaneSession: Sendable {
     public init(noncePrefix: String, store: String = "") {
         self.noncePrefix = noncePrefix
         self.store = store
+    }
+
+    /// What it refused, as replicas share it.
+    public var refusals: DataPlaneRefusals { DataPlaneRefusals(refused: refused, last: lastRefusal) }
+
+    /// A data plane known from the store only (it refused versions at another replica), not heard on a stream.
+    static func remembered(node: String, refusals: DataPlaneRefusals, store: String) -> DataPlaneSession {
+        var session = DataPlaneSession(noncePrefix: "remembered", store: store)
+        session.node = node
+        session.adopt(refusals)
+        return session
+    }
+
+    /// Takes the refusals replicas share (the store's, which every replica writes after each refusal or retry)
+    /// in place of its own.
+    mutating func adopt(_ refusals: DataPlaneRefusals) {
+        refused = refusals.refused
+        lastRefusal = refusals.last.flatMap { refusal in running.map { $0 < refusal.version } ?? true ? refusal : nil }
     }
 
     mutating func forgetRefusals() {
