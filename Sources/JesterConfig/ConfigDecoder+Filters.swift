@@ -143,7 +143,7 @@ extension ConfigDecoder {
         }
         if let path = reader.string("password_file", decoder: &self) {
             let location = reader.location(of: "password_file")
-            let file = Self.resolve(path, at: location)
+            let file = filePath(path, at: location)
             settings.passwordFile = file
             if var data = readFile(path, at: location) {
                 if data.last == 0x0A { data.removeLast() }
@@ -169,7 +169,7 @@ extension ConfigDecoder {
         }
         guard let path = table.string("htpasswd", decoder: &self) else { return nil }
         let location = table.location(of: "htpasswd")
-        let resolved = Self.resolve(path, at: location)
+        let resolved = filePath(path, at: location)
         guard let data = readFile(path, at: location) else { return nil }
         let text = String(decoding: data, as: UTF8.self)
         let checked = HtpasswdCheck.check(text)
@@ -208,7 +208,7 @@ extension ConfigDecoder {
         settings.leeway = table.duration("leeway", decoder: &self) ?? settings.leeway
         if let path = table.string("jwks_file", decoder: &self) {
             let location = table.location(of: "jwks_file")
-            settings.jwksFile = Self.resolve(path, at: location)
+            settings.jwksFile = filePath(path, at: location)
             if let data = readFile(path, at: location) {
                 if let problem = Self.jwksProblem(data) {
                     report(location, "\(settings.jwksFile!) is not a JWKS: \(problem)")
@@ -231,7 +231,7 @@ extension ConfigDecoder {
         let hmac = algorithms.filter(\.isHMAC)
         if let path = table.string("secret_file", decoder: &self) {
             let location = table.location(of: "secret_file")
-            settings.secretFile = Self.resolve(path, at: location)
+            settings.secretFile = filePath(path, at: location)
             if var secret = readFile(path, at: location) {
                 if secret.last == 0x0A { secret.removeLast() }
                 if secret.last == 0x0D { secret.removeLast() }
@@ -319,7 +319,7 @@ extension ConfigDecoder {
         var secret: Data?
         if let path = table.string("secret_file", decoder: &self) {
             let location = table.location(of: "secret_file")
-            secretFile = Self.resolve(path, at: location)
+            secretFile = filePath(path, at: location)
             if var data = readFile(path, at: location) {
                 if data.last == 0x0A { data.removeLast() }
                 if data.last == 0x0D { data.removeLast() }

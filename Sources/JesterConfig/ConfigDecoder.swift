@@ -407,6 +407,14 @@ struct ConfigDecoder {
         }
     }
 
+    /// The file `path` names, for messages and the dump: resolved against the configuration file's directory, or
+    /// for a snapshot's name, against the directory set aside for them (the name as written where there is none).
+    func filePath(_ path: String, at location: SourceLocation) -> String {
+        guard location.pointer != nil else { return Self.resolve(path, at: location) }
+        if case .directory(let directory) = snapshotFiles { return directory + "/" + path }
+        return path
+    }
+
     /// Where a snapshot's file name leads, or nil (reported, unless only the control plane is checking).
     private mutating func snapshotFilePath(_ path: String, at location: SourceLocation) -> String? {
         let components = path.split(separator: "/", omittingEmptySubsequences: false)

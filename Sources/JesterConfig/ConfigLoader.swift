@@ -17,10 +17,20 @@ public struct ConfigLoader: Sendable {
     /// Checks a policy (its module, read into `moduleBytes`, and its `config`) with the Wasm engine: the stages
     /// the module exports, or what is wrong. Given by the `jester` executable, like `tlsCheck`.
     public var policyCheck: (@Sendable (PolicySettings) -> PolicyCheckResult)?
-    /// Whether the files a snapshot names are read (from `[control_plane] files`). False for the control plane's
-    /// own check: the files are on the data planes, so their names are checked in form only, and a data plane
-    /// that lacks one refuses the version (a NACK).
-    public var readsSnapshotFiles = true
+    /// What becomes of the files a snapshot names.
+    public var snapshotFiles = SnapshotFileCheck.read
+
+    /// How the files a snapshot names are checked.
+    public enum SnapshotFileCheck: Sendable {
+        /// Read from the bootstrap's `[control_plane] files` (a name where it sets none is refused): a data plane.
+        case read
+        /// Names checked in form only (relative, no `..`), nothing read: the control plane's check over its
+        /// standalone bootstrap, since the files are on the data planes (one that lacks a file refuses the
+        /// version, a NACK).
+        case formOnly
+        /// The same, over a data plane's real bootstrap: names are refused where it sets no `files`.
+        case formOnlyWhereTheBootstrapSetsADirectory
+    }
 
     /// The largest policy module read, and the most all modules may take together: they travel to workers inside
     /// the configuration (base64 inside JSON inside a control frame of at most 16 MiB).
@@ -105,8 +115,12 @@ public struct ConfigLoader: Sendable {
         if let snapshot { root.overlay(snapshot, diagnostics: &diagnostics) }
         var decoder = ConfigDecoder()
         if snapshot != nil {
-            decoder.snapshotFiles = readsSnapshotFiles ? Self.snapshotFilesDirectory(root).map { .directory($0) } ?? .refused
-                : .unchecked
+            let directory = Self.snapshotFilesDirectory(root)
+            switch snapshotFiles {
+            case .read: decoder.snapshotFiles = directory.map { .directory($0) } ?? .refused
+            case .formOnly: decoder.snapshotFiles = .unchecked
+            case .formOnlyWhereTheBootstrapSetsADirectory: decoder.snapshotFiles = directory == nil ? .refused : .unchecked
+            }
         }
         var configuration = decoder.decode(root)
         diagnostics += decoder.diagnostics

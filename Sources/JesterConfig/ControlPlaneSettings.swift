@@ -30,6 +30,36 @@ public struct ControlPlaneSettings: Sendable, Equatable, Codable {
 
     public static let defaultStateFile = "/var/lib/jester/control-plane-snapshot.json"
 
+    // By hand, for the binary upgrade's hand-over between releases: one before replicas knew `address` only.
+    private enum CodingKeys: String, CodingKey {
+        case addresses, address, node, stateFile, tls, files
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        if let addresses = try container.decodeIfPresent([SocketAddressSpec].self, forKey: .addresses),
+            !addresses.isEmpty
+        {
+            self.addresses = addresses
+        } else {
+            addresses = [try container.decode(SocketAddressSpec.self, forKey: .address)]
+        }
+        node = try container.decodeIfPresent(String.self, forKey: .node)
+        stateFile = try container.decode(String.self, forKey: .stateFile)
+        tls = try container.decodeIfPresent(TLSFiles.self, forKey: .tls)
+        files = try container.decodeIfPresent(String.self, forKey: .files)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(addresses, forKey: .addresses)
+        try container.encode(address, forKey: .address)  // what an older release reads
+        try container.encodeIfPresent(node, forKey: .node)
+        try container.encode(stateFile, forKey: .stateFile)
+        try container.encodeIfPresent(tls, forKey: .tls)
+        try container.encodeIfPresent(files, forKey: .files)
+    }
+
     public init(address: SocketAddressSpec, node: String? = nil, stateFile: String = Self.defaultStateFile) {
         self.init(addresses: [address], node: node, stateFile: stateFile)
     }
@@ -57,6 +87,7 @@ extension ConfigDecoder {
         var snapshotFiles: String?
         if let path = table.string("files", decoder: &self) {
             let location = table.location(of: "files")
+            if path.isEmpty { report(location, "'files' of [control_plane] cannot be empty: name a directory") }
             let resolved = Self.resolve(path, at: location)
             var isDirectory: ObjCBool = false
             if !FileManager.default.fileExists(atPath: resolved, isDirectory: &isDirectory) || !isDirectory.boolValue {

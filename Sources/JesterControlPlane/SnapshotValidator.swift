@@ -10,7 +10,8 @@ import JesterControl
 /// name its own upstreams, filters and policies); `--bootstrap FILE` checks over a fleet's real file instead,
 /// whose upstreams routes may then name and whose listeners' own names a document may not redefine. What only a
 /// data plane can know is still its to refuse, as a NACK: the files a document names (checked here in form only:
-/// relative, without `..`) are read from each data plane's `[control_plane] files` directory.
+/// relative, without `..`; over `--bootstrap`, refused unless it sets `[control_plane] files`) are read from each
+/// data plane's `files` directory.
 public struct SnapshotValidator: Sendable {
     /// The bootstrap text documents are laid over, and the name its diagnostics carry.
     public var bootstrapText: String
@@ -24,7 +25,10 @@ public struct SnapshotValidator: Sendable {
 
         """
 
-    public init(bootstrapText: String = Self.standaloneBootstrap, bootstrapFile: String = "(standalone check)") {
+    /// What diagnostics call the standalone bootstrap.
+    public static let standaloneFile = "(standalone check)"
+
+    public init(bootstrapText: String = Self.standaloneBootstrap, bootstrapFile: String = Self.standaloneFile) {
         self.bootstrapText = bootstrapText
         self.bootstrapFile = bootstrapFile
     }
@@ -35,7 +39,7 @@ public struct SnapshotValidator: Sendable {
         // The control plane's environment fills in the bootstrap's `${VAR}`s; a snapshot's strings are never
         // interpolated.
         var loader = ConfigLoader()
-        loader.readsSnapshotFiles = false
+        loader.snapshotFiles = bootstrapFile == Self.standaloneFile ? .formOnly : .formOnlyWhereTheBootstrapSetsADirectory
         do {
             _ = try loader.load(
                 text: bootstrapText, file: bootstrapFile, snapshot: ConfigSnapshot(version: "check", document: document))

@@ -13,7 +13,8 @@ extension SnapshotStreamReply {
         case .hello(let hello):
             self = .hello(
                 node: hello.node, running: hello.hasRunning ? Int(hello.running) : nil,
-                store: hello.runningStore.isEmpty ? nil : hello.runningStore)
+                store: hello.runningStore.isEmpty ? nil : hello.runningStore,
+                jesterVersion: hello.jesterVersion.isEmpty ? nil : hello.jesterVersion)
         case .ack(let ack):
             self = .ack(version: Int(ack.version), nonce: ack.nonce)
         case .nack(let nack):
@@ -31,12 +32,12 @@ extension SnapshotStreamReply {
     var message: Jester_Controlplane_V1_DataPlaneMessage {
         var message = Jester_Controlplane_V1_DataPlaneMessage()
         switch self {
-        case .hello(let node, let running, let store):
+        case .hello(let node, let running, let store, let jesterVersion):
             var hello = Jester_Controlplane_V1_Hello()
             hello.node = node
             if let running { hello.running = Int64(running) }
             hello.runningStore = store ?? ""
-            hello.jesterVersion = JesterVersion.current
+            hello.jesterVersion = jesterVersion ?? JesterVersion.current
             message.hello = hello
         case .ack(let version, let nonce):
             var ack = Jester_Controlplane_V1_Ack()

@@ -24,7 +24,7 @@ extension ControlPlaneServer: SnapshotStreamHub {
     public func receive(_ reply: SnapshotStreamReply, on stream: UInt64) async {
         await onLoop { [self] in
             // What it refused at other replicas first, so this one does not offer it those versions.
-            if case .hello(let node, _, _) = reply { adoptSharedRefusals(of: node) }
+            if case .hello(let node, _, _, _) = reply { adoptSharedRefusals(of: node) }
             let received = api.dataPlanes.receive(reply, on: stream, current: api.current, now: Self.timestamp())
             let node = api.dataPlanes.node(of: stream) ?? "?"
             if let replaced = received.replaced {
@@ -74,7 +74,7 @@ extension ControlPlaneServer: SnapshotStreamHub {
 
     /// Takes what `node` refused from the replicas' store (etcd), if it shares refusals.
     func adoptSharedRefusals(of node: String) {
-        guard store.sharesRefusals else { return }
+        guard store.sharesRefusals, !refusalsNotShared.contains(node) else { return }
         do {
             let refusals = try store.loadRefusals(of: node)[node] ?? DataPlaneRefusals()
             api.dataPlanes.adoptRefusals(refusals, of: node, now: Self.timestamp())
@@ -88,9 +88,12 @@ extension ControlPlaneServer: SnapshotStreamHub {
     /// Writes what `node` refused to the replicas' store (etcd), if it shares refusals.
     func shareRefusals(of node: String) {
         guard store.sharesRefusals, let entry = api.dataPlanes.entries[node] else { return }
+        localWrites.withLockedValue { $0 += 1 }
         do {
             try store.saveRefusals(entry.session.refusals, of: node)
+            refusalsNotShared.remove(node)
         } catch {
+            refusalsNotShared.insert(node)
             logger.error("cannot share what a data plane refused with other replicas", metadata: [
                 "node": "\(node)", "error": "\(error.description)",
             ])

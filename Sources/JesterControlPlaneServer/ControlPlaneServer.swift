@@ -18,7 +18,8 @@ import NIOPosix
 /// or made current, so an answered change survives a crash and a refused or unstored one never existed. Changes
 /// are rare and small next to what a data plane does; one loop keeps their order the order of the history.
 ///
-/// With etcd, versions made by other replicas are read on the same loop as they appear (`catchUp`), and a change
+/// With etcd, versions made by other replicas are read as they appear and made current on the loop
+/// (ControlPlaneServer+Replicas), and a change
 /// whose number another replica took first is decided again over the versions it missed.
 public final class ControlPlaneServer: @unchecked Sendable {
     /// What the command line sets.
@@ -86,8 +87,13 @@ public final class ControlPlaneServer: @unchecked Sendable {
     /// Set once the loop is shutting down: the stream's handlers, on gRPC's threads, then hand it nothing more.
     let loopClosed = NIOLockedValueBox(false)
     let store: any SnapshotStore
-    /// Set while a read of what other replicas stored is waiting for the loop: one is enough for many events.
-    let catchUpPending = NIOLockedValueBox(false)
+    /// The current version's number, for the store's watch thread (which reads what follows it).
+    let committedVersion = NIOLockedValueBox(0)
+    /// Counts this replica's writes of audit records and refusals (`StoreChanges.localWritesSeen`).
+    let localWrites = NIOLockedValueBox(0)
+    /// Data planes whose refusals could not be written to the replicas' store: written again at the next
+    /// catch-up, and meanwhile not overwritten from it.
+    var refusalsNotShared: Set<String> = []
     let logger = Logger(component: .controlPlane)
     let address: SocketAddress
     var connections = 0
@@ -160,6 +166,7 @@ public final class ControlPlaneServer: @unchecked Sendable {
                 history: versions, recentAudit: store.loadAudit(limit: ControlPlaneAPI.recentAuditLimit),
                 validator: validator, authorization: BearerAuthorization(tokens: tokens))
             api.dataPlanes = DataPlaneRegistry(store: store.identity)
+            committedVersion.withLockedValue { $0 = versions.last?.number ?? 0 }
         } catch {
             throw StartError(description: error.description)
         }
@@ -193,14 +200,7 @@ public final class ControlPlaneServer: @unchecked Sendable {
             "address": "\(bound.localAddress.map { "\($0)" } ?? "?")", "version": "\(version)",
             "store": "\(store.location)",
         ])
-        store.watch { [weak self] in
-            guard let self, !self.loopClosed.withLockedValue({ $0 }) else { return }
-            let alreadyPending = catchUpPending.withLockedValue { pending in
-                defer { pending = true }
-                return pending
-            }
-            if !alreadyPending { loop.execute { self.catchUp() } }
-        }
+        startWatchingTheStore()
         return bound.localAddress ?? address
     }
 
@@ -258,10 +258,13 @@ public final class ControlPlaneServer: @unchecked Sendable {
 
     /// Decides one request on the loop, stores what it changed, and answers. Called by the connection.
     func answer(_ request: APIRequest) -> APIResponse {
-        if request.method == "POST", request.path.hasPrefix("/api/v1/data-planes/"), request.path.hasSuffix("/retry") {
-            // A data plane that streams to another replica is known here from the store.
-            let node = request.path.dropFirst("/api/v1/data-planes/".count).dropLast("/retry".count)
-            adoptSharedRefusals(of: String(node))
+        if store.sharesRefusals, request.method == "POST", request.path.hasPrefix("/api/v1/data-planes/"),
+            request.path.hasSuffix("/retry"),
+            case .allowed = api.authorization.decide(authorization: request.field("authorization"), required: .write),
+            let node = PercentDecoding.decoded(request.path.dropFirst("/api/v1/data-planes/".count).dropLast("/retry".count))
+        {
+            // A retry for a data plane that streams to another replica: known here from the store.
+            adoptSharedRefusals(of: node)
         }
         var decision = api.handle(request, now: Self.timestamp())
         var response = decision.response
@@ -273,7 +276,7 @@ public final class ControlPlaneServer: @unchecked Sendable {
             attempts += 1
             do {
                 try store.store(version)
-                api.commit(version)
+                commit(version)
                 pushCurrentVersion()
                 logger.info("version \(version.number) made", metadata: [
                     "actor": "\(version.actor)", "action": "\(version.action.rawValue)",
@@ -297,6 +300,10 @@ public final class ControlPlaneServer: @unchecked Sendable {
                     ])
                     response = .error(409,
                         "other replicas made versions first \(Self.maxDecisions) times; the change was not made: send it again")
+                } else if error.isUncertain {
+                    logger.error("a change may not have been stored", metadata: ["error": "\(error.description)"])
+                    response = .error(503, "the change may or may not have been made: \(error.description); "
+                        + "read /api/v1/versions before sending it again")
                 } else {
                     logger.error("a change could not be stored", metadata: ["error": "\(error.description)"])
                     response = ControlPlaneAPI.storageFailed(error.description)
@@ -304,7 +311,7 @@ public final class ControlPlaneServer: @unchecked Sendable {
                 audit?.outcome = .refused
                 audit?.status = response.status
                 audit?.version = api.current.number
-                audit?.reason = "not stored: \(error.description)"
+                audit?.reason = (error.isUncertain ? "perhaps not stored: " : "not stored: ") + error.description
                 break
             }
         }
@@ -320,6 +327,7 @@ public final class ControlPlaneServer: @unchecked Sendable {
                     "reason": "\(audit.reason ?? "")",
                 ])
             }
+            localWrites.withLockedValue { $0 += 1 }
             do {
                 try store.append(audit)
             } catch {
@@ -328,40 +336,6 @@ public final class ControlPlaneServer: @unchecked Sendable {
             api.remember(audit)
         }
         return response
-    }
-
-    /// Reads the versions other replicas stored since the current one, makes them current in order, and pushes
-    /// the newest to the data planes; the audit log is read again too, so every replica lists every record.
-    func catchUp() {
-        catchUpPending.withLockedValue { $0 = false }
-        let versions: [SnapshotVersion]
-        do {
-            versions = try store.loadVersions(after: api.current.number)
-        } catch {
-            logger.error("cannot read the versions other replicas made", metadata: ["error": "\(error.description)"])
-            return
-        }
-        // Empty when etcd could not be read: the records already listed stay.
-        let audit = store.loadAudit(limit: ControlPlaneAPI.recentAuditLimit)
-        if !audit.isEmpty { api.replaceRecentAudit(audit) }
-        if store.sharesRefusals {
-            // Refusals heard and retries asked at other replicas.
-            do {
-                let shared = try store.loadRefusals(of: nil)
-                for node in Set(shared.keys).union(api.dataPlanes.entries.keys) {
-                    api.dataPlanes.adoptRefusals(shared[node] ?? DataPlaneRefusals(), of: node, now: Self.timestamp())
-                }
-            } catch {
-                logger.error("cannot read what data planes refused", metadata: ["error": "\(error.description)"])
-            }
-        }
-        if !versions.isEmpty {
-            for version in versions { api.commit(version) }
-            logger.info("versions made by another replica read", metadata: [
-                "from": "\(versions[0].number)", "to": "\(api.current.number)",
-            ])
-        }
-        pushCurrentVersion()
     }
 
     /// Now, RFC 3339 in UTC with milliseconds.

@@ -7,10 +7,13 @@ import JesterControl
 ///
 /// JSON over HTTP/1.1 rather than etcd's gRPC: the gateway needs no code generated from etcd's protos, and what
 /// the store asks (a few small reads and writes per change, one watch) is not worth a second gRPC client. Each
-/// call is one connection (`Connection: close`) to the first endpoint that takes it, with deadlines on connecting
-/// and on every read, so a dead member costs a timeout, never a hang. Plain HTTP only: etcd's client port belongs
-/// on loopback or a private network (TLS to etcd is not built).
-final class EtcdClient: Sendable {
+/// call is one connection (`Connection: close`) with deadlines on connecting and on every read, so a dead member
+/// costs a timeout, never a hang. A member that cannot be reached, does not answer in time or answers 5xx (no
+/// leader, a timeout inside etcd) hands the call to the next, and later calls start from the member that answered
+/// last. So every call may reach etcd twice: the store's calls are reads, puts of one value, and creates whose
+/// caller compares what is stored. Plain HTTP only: etcd's client port belongs on loopback or a private network
+/// (TLS to etcd is not built).
+final class EtcdClient: @unchecked Sendable {
     struct Endpoint: Sendable, CustomStringConvertible {
         var host: String
         var port: Int
@@ -26,6 +29,18 @@ final class EtcdClient: Sendable {
     let endpoints: [Endpoint]
     /// Seconds allowed to connect, and between two reads of an answer.
     let timeout: Int
+    /// The member that answered last, where calls start. Calls come from the loop and the watch's thread.
+    private let preferredLock = NSLock()
+    private var preferred = 0
+
+    /// The endpoints in the order to try them.
+    private var rotation: [(index: Int, endpoint: Endpoint)] {
+        let first = preferredLock.withLock { preferred }
+        return (0..<endpoints.count).map { offset in
+            let index = (first + offset) % endpoints.count
+            return (index, endpoints[index])
+        }
+    }
 
     /// `endpoints`: `http://HOST:PORT` each (a v3 member's client URL).
     init(endpoints: [String], timeout: Int = 5) throws(SnapshotStoreError) {
@@ -114,7 +129,7 @@ final class EtcdClient: Sendable {
             "key": Self.encoded(key), "range_end": Self.encoded(end),
         ])])
         var lastError = SnapshotStoreError(description: "no etcd endpoint")
-        for endpoint in endpoints {
+        for (_, endpoint) in rotation {
             let descriptor: Int32
             do {
                 descriptor = try connect(endpoint)
@@ -199,50 +214,71 @@ final class EtcdClient: Sendable {
 
     private static func encoded(_ key: String) -> JSONTree { .string(Base64Bytes.encode(Array(key.utf8))) }
 
-    /// One request and its answer's JSON, from the first endpoint that can be reached. An endpoint that answers
-    /// with an error is not asked again elsewhere: the error is etcd's, not the connection's.
+    /// One request and its answer's JSON. A member that cannot be reached, does not answer in time or answers
+    /// 5xx is passed over for the next; a 4xx is etcd refusing the request itself, said as it is.
     private func call(_ path: String, _ body: JSONTree) throws(SnapshotStoreError) -> JSONTree {
         var lastError = SnapshotStoreError(description: "no etcd endpoint")
-        for endpoint in endpoints {
-            let descriptor: Int32
+        for (index, endpoint) in rotation {
             do {
-                descriptor = try connect(endpoint)
+                let tree = try call(path, body, at: endpoint)
+                preferredLock.withLock { preferred = index }
+                return tree
             } catch {
-                lastError = error
-                continue
+                guard error.isTransient else { throw error.error }
+                lastError = error.error
             }
-            defer { close(descriptor) }
-            setReadTimeout(descriptor, seconds: timeout)
-            try send(request: path, body: body.serialized(), to: endpoint, on: descriptor)
-            let answer = try readAll(descriptor, from: endpoint)
-            guard let end = Self.headerEnd(answer) else {
-                throw SnapshotStoreError(description: "etcd \(endpoint) sent no complete answer to \(path)")
-            }
-            let status = Self.status(answer[..<end])
-            let header = String(decoding: answer[..<end], as: UTF8.self).lowercased()
-            var content = Array(answer[(end + 4)...])
-            if header.contains("\r\ntransfer-encoding: chunked") {
-                guard let decoded = Self.dechunk(content) else {
-                    throw SnapshotStoreError(description: "etcd \(endpoint) sent a malformed chunked answer")
-                }
-                content = decoded
-            }
-            let tree: JSONTree
-            do {
-                tree = try JSONTree.parse(content)
-            } catch {
-                throw SnapshotStoreError(description: "etcd \(endpoint) answered \(path) with HTTP \(status), not JSON")
-            }
-            guard status == 200 else {
-                var message = "HTTP \(status)"
-                if case .object(let members) = tree, case .string(let text) = members["message"] ?? members["error"] {
-                    message = text
-                }
-                throw SnapshotStoreError(description: "etcd \(endpoint) refused \(path): \(message)")
-            }
-            return tree
         }
         throw lastError
+    }
+
+    /// A call's failure, and whether another member may do better (unreachable, silent, 5xx).
+    struct CallError: Error {
+        var error: SnapshotStoreError
+        var isTransient: Bool
+
+        init(_ description: String, isTransient: Bool) {
+            error = SnapshotStoreError(description: description)
+            self.isTransient = isTransient
+        }
+    }
+
+    private func call(_ path: String, _ body: JSONTree, at endpoint: Endpoint) throws(CallError) -> JSONTree {
+        let descriptor: Int32
+        let answer: [UInt8]
+        do {
+            descriptor = try connect(endpoint)
+        } catch {
+            throw CallError(error.description, isTransient: true)
+        }
+        defer { close(descriptor) }
+        setReadTimeout(descriptor, seconds: timeout)
+        do {
+            try send(request: path, body: body.serialized(), to: endpoint, on: descriptor)
+            answer = try readAll(descriptor, from: endpoint)
+        } catch {
+            throw CallError(error.description, isTransient: true)
+        }
+        guard let end = Self.headerEnd(answer) else {
+            throw CallError("etcd \(endpoint) sent no complete answer to \(path)", isTransient: true)
+        }
+        let status = Self.status(answer[..<end])
+        let header = String(decoding: answer[..<end], as: UTF8.self).lowercased()
+        var content = Array(answer[(end + 4)...])
+        if header.contains("\r\ntransfer-encoding: chunked") {
+            guard let decoded = Self.dechunk(content) else {
+                throw CallError("etcd \(endpoint) sent a malformed chunked answer", isTransient: true)
+            }
+            content = decoded
+        }
+        let tree = try? JSONTree.parse(content)
+        guard status == 200, let tree else {
+            var message = "HTTP \(status)"
+            if case .object(let members)? = tree, case .string(let text) = members["message"] ?? members["error"] {
+                message += ": " + text
+            }
+            throw CallError("etcd \(endpoint) refused \(path): \(message)", isTransient: status >= 500 || tree == nil)
+        }
+        return tree
     }
 
     private func send(request path: String, body: [UInt8], to endpoint: Endpoint, on descriptor: Int32)
@@ -358,7 +394,10 @@ final class EtcdClient: Sendable {
             }
             offset = lineEnd + 2
             if size == 0 { return content }
-            guard offset + size + 2 <= body.count else { return nil }
+            // Compared without adding to `size` (a huge one would overflow), and the chunk must end in CRLF.
+            guard size <= body.count - offset - 2, body[offset + size] == 13, body[offset + size + 1] == 10 else {
+                return nil
+            }
             content += body[offset..<(offset + size)]
             offset += size + 2
         }

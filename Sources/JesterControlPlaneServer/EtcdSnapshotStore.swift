@@ -100,19 +100,27 @@ public final class EtcdSnapshotStore: SnapshotStore {
     public func store(_ version: SnapshotVersion) throws(SnapshotStoreError) {
         let key = versionKey(version.number)
         let bytes = version.tree.serialized()
-        let created: Bool
-        do {
-            created = try client.createIfAbsent(key, bytes)
-        } catch {
-            // An answer lost after etcd committed (a timeout, a member gone): the version may be stored. Said
-            // stored only if it is there with this very content; otherwise not made, as the client is told.
-            if let stored = try? client.range(from: key).first, stored.value == bytes { return }
-            throw error
+        var lastError: SnapshotStoreError?
+        // An answer lost after etcd committed (a timeout, a member gone) leaves the outcome unknown: the create is
+        // made again until etcd says, and what is then stored under the number decides. This very content: made
+        // (by the earlier attempt). Other content: another replica's version (a conflict).
+        for attempt in 0..<3 {
+            if attempt > 0 { Thread.sleep(forTimeInterval: 0.2 * Double(attempt)) }
+            do throws(SnapshotStoreError) {
+                if try client.createIfAbsent(key, bytes) { return }
+                guard let stored = try client.range(from: key).first else { continue }
+                if stored.value == bytes { return }
+                throw SnapshotStoreError(
+                    description: "version \(version.number) was made meanwhile by another replica", isConflict: true)
+            } catch where error.isConflict {
+                throw error
+            } catch {
+                lastError = error
+            }
         }
-        guard created else {
-            throw SnapshotStoreError(
-                description: "version \(version.number) was made meanwhile by another replica", isConflict: true)
-        }
+        throw SnapshotStoreError(description:
+            "etcd did not say whether version \(version.number) was stored (\(lastError?.description ?? "no answer")): "
+                + "if it was, it appears in the history and reaches the data planes", isUncertain: true)
     }
 
     public func append(_ record: AuditRecord) throws(SnapshotStoreError) {

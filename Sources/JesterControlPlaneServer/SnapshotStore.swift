@@ -7,10 +7,14 @@ public struct SnapshotStoreError: Error, CustomStringConvertible {
     /// The version's number was taken by another replica first (etcd only): the change is decided again over the
     /// versions it missed, never stored over them.
     public var isConflict = false
+    /// The write may have been stored after all (etcd did not answer whether it was): the client is told so,
+    /// not that nothing changed.
+    public var isUncertain = false
 
-    public init(description: String, isConflict: Bool = false) {
+    public init(description: String, isConflict: Bool = false, isUncertain: Bool = false) {
         self.description = description
         self.isConflict = isConflict
+        self.isUncertain = isUncertain
     }
 }
 

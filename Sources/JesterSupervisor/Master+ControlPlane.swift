@@ -45,6 +45,7 @@ extension Master {
     func startControlPlaneLink() {
         guard let settings = configuration.controlPlane else { return }
         controlPlaneLinkEpoch += 1
+        controlPlaneAddressIndex = 0  // the first replica first, as the file lists them
         let firstLink = controlPlaneLinkStarted == false
         controlPlaneLinkStarted = true
         controlPlaneLink = ControlPlaneLink(

@@ -154,9 +154,9 @@ private func diagnostics(_ json: String) -> [ConfigDiagnostic] {
         state_file = "/tmp/unused.json"
         files = "\(directory.path)"
         """
-    func problems(_ text: String, _ json: String, reads: Bool = true) -> [String] {
+    func problems(_ text: String, _ json: String, check: ConfigLoader.SnapshotFileCheck = .read) -> [String] {
         var loader = ConfigLoader(environment: [:])
-        loader.readsSnapshotFiles = reads
+        loader.snapshotFiles = check
         do {
             _ = try loader.load(text: text, file: "jester.toml", snapshot: ConfigSnapshot(version: "7", document: Array(json.utf8)))
             return []
@@ -174,9 +174,13 @@ private func diagnostics(_ json: String) -> [ConfigDiagnostic] {
     // Without a directory, or climbing out of it: refused.
     #expect(problems(bootstrap, page).contains { $0.contains("sets no 'files' directory") })
     #expect(problems(withFiles, escape).contains { $0.hasPrefix("a snapshot cannot name files on the host") })
-    // The control plane's check: the name's form only.
-    #expect(problems(bootstrap, missing, reads: false).isEmpty)
-    #expect(problems(bootstrap, escape, reads: false).contains { $0.hasPrefix("a snapshot cannot name files on the host") })
+    // The control plane's check: the name's form only; over a real bootstrap, only where it sets a directory.
+    #expect(problems(bootstrap, missing, check: .formOnly).isEmpty)
+    #expect(problems(bootstrap, escape, check: .formOnly).contains { $0.hasPrefix("a snapshot cannot name files on the host") })
+    #expect(problems(bootstrap, missing, check: .formOnlyWhereTheBootstrapSetsADirectory).contains {
+        $0.contains("sets no 'files' directory")
+    })
+    #expect(problems(withFiles, missing, check: .formOnlyWhereTheBootstrapSetsADirectory).isEmpty)
 }
 
 private let bootstrapWithAListenerFilter = """

@@ -59,3 +59,22 @@ private func document(_ address: String) -> String {
         $0.contains("192.0.2.1:9401") && $0.contains("mutual TLS")
     })
 }
+
+@Test func anOlderReleasesSettingsAreReadInAnUpgrade() throws {
+    // The hand-over of a binary upgrade carries the configuration as JSON; before replicas it had `address`.
+    let old = #"{"address": {"host": "127.0.0.1", "port": 9401}, "stateFile": "/tmp/s.json"}"#
+    let settings = try JSONDecoder().decode(ControlPlaneSettings.self, from: Data(old.utf8))
+    #expect(settings.addresses.map(\.description) == ["127.0.0.1:9401"])
+    let replicas = try load(document("[\"127.0.0.1:9401\", \"127.0.0.2:9401\"]")).get().controlPlane!
+    let written = try JSONEncoder().encode(replicas)
+    #expect(try JSONDecoder().decode(ControlPlaneSettings.self, from: written) == replicas)
+    // And what an older release reads from a newer one: the first address.
+    let object = try JSONSerialization.jsonObject(with: written) as? [String: Any]
+    #expect((object?["address"] as? [String: Any])?["host"] as? String == "127.0.0.1")
+}
+
+@Test func anEmptyFilesDirectoryIsRefused() {
+    let text = document("\"127.0.0.1:9401\"").replacingOccurrences(
+        of: "state_file = \"/tmp/snapshot.json\"", with: "state_file = \"/tmp/snapshot.json\"\nfiles = \"\"")
+    #expect(messages(text).contains { $0.contains("'files' of [control_plane] cannot be empty") })
+}

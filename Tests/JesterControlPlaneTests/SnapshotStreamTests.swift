@@ -16,9 +16,14 @@ private func version(_ number: Int, upstream targets: [String] = ["127.0.0.1:900
     var registry = DataPlaneRegistry()
     registry.opened(1)
     #expect(registry.offer(version(1)).isEmpty)
-    let receivedOutcome = registry.receive(.hello(node: "edge-1", running: nil), on: 1, current: version(1), now: "t0")
+    let receivedOutcome = registry.receive(
+        .hello(node: "edge-1", running: nil, jesterVersion: "0.1.0"), on: 1, current: version(1), now: "t0")
     let (outcome, push) = (receivedOutcome.outcome, receivedOutcome.push)
     #expect(outcome == .greeted && push?.version == 1)
+    #expect(registry.tree[member: "data_planes"] == .array([.object([
+        "node": .string("edge-1"), "connected": .bool(true), "since": .string("t0"), "running": .null,
+        "refused_versions": .array([]), "outstanding": .integer(1), "jester_version": .string("0.1.0"),
+    ])]))
     #expect((try? JSONTree.parse(push!.document)) == version(1).document.tree)
     // Nothing more while that push awaits its answer, whatever is committed meanwhile.
     #expect(registry.offer(version(2)).isEmpty)

@@ -115,8 +115,10 @@ def test_replicas_share_versions_and_a_killed_one_loses_nothing_it_answered(etcd
         # Both replicas list the history and the audit records made through the other.
         wait_for(lambda: versions(first)["current"] == 2, what="the first replica to read version 2")
         assert versions(first) == versions(second)
-        audit = first.request("GET", "/api/v1/audit")[2]["records"]
-        assert [(r["outcome"], r["version"]) for r in audit if r["actor"] == "alice"] == [("accepted", 1), ("accepted", 2)]
+        # (The record of version 2 is written after the version itself: wait for it.)
+        wait_for(lambda: [(r["outcome"], r["version"]) for r in first.request("GET", "/api/v1/audit")[2]["records"]
+                          if r["actor"] == "alice"] == [("accepted", 1), ("accepted", 2)],
+                 what="the second replica's audit record listed by the first")
         # An edit made over a stale version through the other replica is refused, not stored over it.
         status, _, result = first.request("PUT", "/api/v1/routes/cp", route("stale\n"), headers={"If-Match": '"v1"'})
         assert status == 412, result

@@ -103,6 +103,8 @@ def test_a_route_added_through_the_api_is_served_by_every_data_plane(fleet):
     # Served before the control plane heard the ACK, perhaps: wait for it.
     wait_for(lambda: [(p["node"], p["running"]) for p in plane.request("GET", "/api/v1/data-planes")[2]["data_planes"]]
              == [("edge-1", 1), ("edge-2", 1), ("edge-3", 1)], what="every ACK heard")
+    versions = {p.get("jester_version") for p in plane.request("GET", "/api/v1/data-planes")[2]["data_planes"]}
+    assert len(versions) == 1 and versions.pop(), versions
     for instance in instances:
         wait_for(lambda: instance.status()["control_plane"]["version"] == 1, what="the version in jesterctl status")
         assert instance.status()["control_plane"]["state"] == "connected"

@@ -129,6 +129,7 @@ public struct DataPlaneRegistry: Sendable {
                 "refused_versions": .array(session.refused.keys.sorted().map(JSONTree.integer)),
             ]
             if let outstanding = session.outstanding { members["outstanding"] = .integer(outstanding.version) }
+            if let version = session.jesterVersion { members["jester_version"] = .string(version) }
             if let refusal = session.lastRefusal {
                 members["last_refusal"] = .object([
                     "version": .integer(refusal.version), "detail": .string(refusal.detail), "at": .string(refusal.at),

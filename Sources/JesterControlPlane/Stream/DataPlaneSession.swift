@@ -57,6 +57,8 @@ public struct DataPlaneSession: Sendable {
     public private(set) var refused: [Int: String] = [:]
     public private(set) var lastRefusal: Refusal?
     public private(set) var lastReport: DataPlaneReport?
+    /// The data plane's Jester release, as its hello said (nil: not said).
+    public private(set) var jesterVersion: String?
     /// Distinguishes the stream's nonces: the handler gives each stream its own prefix.
     private let noncePrefix: String
     /// This control plane's store identity, sent with every push.
@@ -103,8 +105,9 @@ public struct DataPlaneSession: Sendable {
     /// Takes one reply from the data plane at time `now`.
     public mutating func receive(_ reply: SnapshotStreamReply, now: String) -> Outcome {
         switch (phase, reply) {
-        case (.awaitingHello, .hello(let node, let running, let runningStore)):
+        case (.awaitingHello, .hello(let node, let running, let runningStore, let jesterVersion)):
             self.node = node
+            self.jesterVersion = jesterVersion
             self.running = running
             self.runningStore = runningStore
             phase = .streaming

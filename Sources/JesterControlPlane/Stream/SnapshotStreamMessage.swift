@@ -27,8 +27,9 @@ public struct SnapshotPush: Sendable, Equatable {
 /// What a data plane sends the control plane on its stream.
 public enum SnapshotStreamReply: Sendable, Equatable {
     /// The first message on a stream: who the data plane is and the version it serves (nil: none yet, only its
-    /// bootstrap file), from which store. The control plane sends nothing until it has this.
-    case hello(node: String, running: Int?, store: String? = nil)
+    /// bootstrap file), from which store, and its Jester release (nil: not said). The control plane sends nothing
+    /// until it has this.
+    case hello(node: String, running: Int?, store: String? = nil, jesterVersion: String? = nil)
     /// The push with `nonce` was applied: the data plane serves `version`.
     case ack(version: Int, nonce: String)
     /// The push with `nonce` was refused and nothing changed there: the data plane still serves `kept` (nil:
