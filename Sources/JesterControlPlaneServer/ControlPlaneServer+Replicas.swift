@@ -19,10 +19,14 @@ extension ControlPlaneServer {
 
     /// Starts the store's watch (etcd; the file store has none to start).
     func startWatchingTheStore() {
+        // The newest version this thread has read and handed to the loop: events come faster than the loop takes
+        // what was read (a version and its audit record are two), and a version is read once, not per event.
+        let handedOver = NIOLockedValueBox(0)
         store.watch { [weak self] in
             guard let self else { return }
-            let after = committedVersion.withLockedValue { $0 }
+            let after = max(committedVersion.withLockedValue { $0 }, handedOver.withLockedValue { $0 })
             guard let changes = readStoreChanges(after: after) else { return }
+            if let last = changes.versions.last { handedOver.withLockedValue { $0 = last.number } }
             // Under the lock `stop` takes to close, so nothing is handed to a closed loop.
             loopClosed.withLockedValue { closed in
                 if !closed { loop.execute { self.adopt(changes) } }

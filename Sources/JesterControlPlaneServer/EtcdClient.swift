@@ -24,6 +24,8 @@ final class EtcdClient: @unchecked Sendable {
     struct KeyValue: Sendable {
         var key: String
         var value: [UInt8]
+        /// The revision of etcd's history that created the key (etcd orders every write by one).
+        var createRevision: Int
     }
 
     let endpoints: [Endpoint]
@@ -65,12 +67,14 @@ final class EtcdClient: @unchecked Sendable {
 
     /// The keys from `key` up to (not including) `end` (nil: `key` alone), in key order or reversed, at most
     /// `limit` of them (0: all).
-    func range(from key: String, to end: String? = nil, limit: Int = 0, descending: Bool = false)
-        throws(SnapshotStoreError) -> [KeyValue]
-    {
+    /// `createdAfter`: only keys created after that revision.
+    func range(
+        from key: String, to end: String? = nil, limit: Int = 0, descending: Bool = false, createdAfter: Int? = nil
+    ) throws(SnapshotStoreError) -> [KeyValue] {
         var request: [String: JSONTree] = ["key": Self.encoded(key)]
         if let end { request["range_end"] = Self.encoded(end) }
         if limit > 0 { request["limit"] = .number(String(limit)) }
+        if let createdAfter { request["min_create_revision"] = .string(String(createdAfter + 1)) }
         if descending {
             request["sort_order"] = .string("DESCEND")
             request["sort_target"] = .string("KEY")
@@ -92,7 +96,9 @@ final class EtcdClient: @unchecked Sendable {
                 }
                 value = bytes
             }
-            result.append(KeyValue(key: String(decoding: key, as: UTF8.self), value: value))
+            // int64 is a string in protobuf's JSON form.
+            let revision = fields["create_revision"]?.stringValue.flatMap { Int($0) } ?? 0
+            result.append(KeyValue(key: String(decoding: key, as: UTF8.self), value: value, createRevision: revision))
         }
         return result
     }

@@ -85,15 +85,38 @@ public final class EtcdSnapshotStore: SnapshotStore {
         }
     }
 
+    /// The audit records read so far (the newest `ControlPlaneAPI.recentAuditLimit`, in key order), and the
+    /// newest revision among them: each read asks etcd only for records created since, since a record can be as
+    /// large as a version's list of changes and the watch reads on every event.
+    private let auditLock = NSLock()
+    private var auditRecords: [(key: String, record: AuditRecord)] = []
+    private var auditRevision = 0
+
     public func loadAudit(limit: Int) -> [AuditRecord] {
         guard limit > 0 else { return [] }
-        do {
-            let entries = try client.range(
-                from: prefix + "audit/", to: EtcdClient.prefixEnd(prefix + "audit/"), limit: limit, descending: true)
-            return entries.reversed().compactMap { (try? JSONTree.parse($0.value)).flatMap(AuditRecord.read) }
-        } catch {
-            logger.error("cannot read the audit log", metadata: ["error": "\(error.description)"])
-            return []
+        return auditLock.withLock {
+            do {
+                let start = prefix + "audit/"
+                let first = auditRevision == 0
+                // The first read takes the newest `limit` records; later ones every record created since (keys
+                // sort by time, but another replica's clock may be behind: revisions are etcd's one order).
+                let entries = try client.range(
+                    from: start, to: EtcdClient.prefixEnd(start), limit: first ? max(limit, ControlPlaneAPI.recentAuditLimit) : 0,
+                    descending: first, createdAfter: first ? nil : auditRevision)
+                for entry in entries {
+                    auditRevision = max(auditRevision, entry.createRevision)
+                    guard let record = (try? JSONTree.parse(entry.value)).flatMap(AuditRecord.read) else { continue }
+                    auditRecords.append((entry.key, record))
+                }
+                if !entries.isEmpty {
+                    auditRecords.sort { $0.key < $1.key }
+                    auditRecords = Array(auditRecords.suffix(ControlPlaneAPI.recentAuditLimit))
+                }
+                return auditRecords.suffix(limit).map(\.record)
+            } catch {
+                logger.error("cannot read the audit log", metadata: ["error": "\(error)"])
+                return []
+            }
         }
     }
 
