@@ -199,8 +199,8 @@ public final class EtcdSnapshotStore: SnapshotStore {
                     }
                 }
                 guard !watching.isStopped else { return }
-                // Whatever ended the watch, what happened meanwhile is read again.
-                changed()
+                // What happens until the next watch is made is read when it is: its first piece (etcd's "created")
+                // calls `changed` too. While etcd cannot be reached, nothing is read.
                 Thread.sleep(forTimeInterval: min(5, 0.2 * Double(1 << min(failures, 5))))
             }
         }
