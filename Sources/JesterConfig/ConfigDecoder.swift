@@ -29,6 +29,9 @@ struct ConfigDecoder {
     var policyLocations = PolicyLocations()
     /// Where the files a snapshot names are read from (`[control_plane] files`).
     var snapshotFiles = SnapshotFiles.refused
+    /// False for the control plane's check over a data plane's bootstrap (`SnapshotFileCheck`): the files
+    /// `[control_plane]` names are the data planes', not on this host.
+    var checksControlPlaneFiles = true
 
     /// What becomes of a file name in a control plane's snapshot.
     enum SnapshotFiles {

@@ -114,6 +114,7 @@ public struct ConfigLoader: Sendable {
         // After interpolation: the environment fills in the host's file, never a control plane's values.
         if let snapshot { root.overlay(snapshot, diagnostics: &diagnostics) }
         var decoder = ConfigDecoder()
+        decoder.checksControlPlaneFiles = snapshotFiles == .read
         if snapshot != nil {
             let directory = Self.snapshotFilesDirectory(root)
             switch snapshotFiles {

@@ -90,7 +90,9 @@ extension ConfigDecoder {
             if path.isEmpty { report(location, "'files' of [control_plane] cannot be empty: name a directory") }
             let resolved = Self.resolve(path, at: location)
             var isDirectory: ObjCBool = false
-            if !FileManager.default.fileExists(atPath: resolved, isDirectory: &isDirectory) || !isDirectory.boolValue {
+            if checksControlPlaneFiles,
+                !FileManager.default.fileExists(atPath: resolved, isDirectory: &isDirectory) || !isDirectory.boolValue
+            {
                 report(location, "'files' of [control_plane]: \(resolved) is not a directory")
             }
             snapshotFiles = resolved
@@ -100,7 +102,7 @@ extension ConfigDecoder {
             guard let path = table.string(key, decoder: &self) else { continue }
             let location = table.location(of: key)
             let resolved = Self.resolve(path, at: location)
-            if !FileManager.default.isReadableFile(atPath: resolved) {
+            if checksControlPlaneFiles, !FileManager.default.isReadableFile(atPath: resolved) {
                 report(location, "'\(key)' of [control_plane]: cannot read \(resolved)")
             }
             files[key] = resolved

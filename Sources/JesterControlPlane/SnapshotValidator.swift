@@ -28,6 +28,9 @@ public struct SnapshotValidator: Sendable {
     /// What diagnostics call the standalone bootstrap.
     public static let standaloneFile = "(standalone check)"
 
+    /// Whether documents are checked on their own (no `--bootstrap`).
+    public var isStandalone: Bool { bootstrapText == Self.standaloneBootstrap && bootstrapFile == Self.standaloneFile }
+
     public init(bootstrapText: String = Self.standaloneBootstrap, bootstrapFile: String = Self.standaloneFile) {
         self.bootstrapText = bootstrapText
         self.bootstrapFile = bootstrapFile
@@ -39,7 +42,7 @@ public struct SnapshotValidator: Sendable {
         // The control plane's environment fills in the bootstrap's `${VAR}`s; a snapshot's strings are never
         // interpolated.
         var loader = ConfigLoader()
-        loader.snapshotFiles = bootstrapFile == Self.standaloneFile ? .formOnly : .formOnlyWhereTheBootstrapSetsADirectory
+        loader.snapshotFiles = isStandalone ? .formOnly : .formOnlyWhereTheBootstrapSetsADirectory
         do {
             _ = try loader.load(
                 text: bootstrapText, file: bootstrapFile, snapshot: ConfigSnapshot(version: "check", document: document))

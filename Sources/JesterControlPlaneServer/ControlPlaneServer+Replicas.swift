@@ -12,8 +12,8 @@ extension ControlPlaneServer {
         var audit: [AuditRecord]
         /// Nil when the store does not share them or they could not be read.
         var refusals: [String: DataPlaneRefusals]?
-        /// `localWrites` when the reading began: if this replica wrote since, the audit records and refusals
-        /// read may be older than its own (the watch brings them again with its write).
+        /// `localWrites` when the reading began: if a write of this replica's ended since, the audit records and
+        /// refusals read may be older than its own, and they are read again.
         var localWritesSeen: Int
     }
 
@@ -82,15 +82,19 @@ extension ControlPlaneServer {
             ])
         }
         guard changes.localWritesSeen == localWrites.withLockedValue({ $0 }) else {
-            pushCurrentVersion()
+            // Read while this replica wrote: read again, here (writes happen on this loop, so this read is not).
+            catchUp()
             return
         }
         if !changes.audit.isEmpty { api.replaceRecentAudit(changes.audit) }
         if let shared = changes.refusals {
-            // Refusals heard and retries asked at other replicas; a node whose own refusals this replica could
-            // not write keeps them, and they are written again.
-            for node in refusalsNotShared { shareRefusals(of: node) }
-            for node in Set(shared.keys).union(api.dataPlanes.entries.keys) where !refusalsNotShared.contains(node) {
+            // Refusals heard and retries asked at other replicas. A node whose own refusals this replica could
+            // not write keeps them and they are written again; what was read predates that write, so it is not
+            // taken for those nodes in this pass.
+            let unwritten = refusalsNotShared
+            for node in unwritten { shareRefusals(of: node) }
+            for node in Set(shared.keys).union(api.dataPlanes.entries.keys)
+            where !unwritten.contains(node) && !refusalsNotShared.contains(node) {
                 api.dataPlanes.adoptRefusals(shared[node] ?? DataPlaneRefusals(), of: node, now: Self.timestamp())
             }
         }

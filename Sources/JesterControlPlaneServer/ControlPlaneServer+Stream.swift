@@ -88,7 +88,8 @@ extension ControlPlaneServer: SnapshotStreamHub {
     /// Writes what `node` refused to the replicas' store (etcd), if it shares refusals.
     func shareRefusals(of node: String) {
         guard store.sharesRefusals, let entry = api.dataPlanes.entries[node] else { return }
-        localWrites.withLockedValue { $0 += 1 }
+        // Counted once the write has ended: a read that began before then is not taken (see `adopt`).
+        defer { localWrites.withLockedValue { $0 += 1 } }
         do {
             try store.saveRefusals(entry.session.refusals, of: node)
             refusalsNotShared.remove(node)

@@ -327,7 +327,7 @@ public final class ControlPlaneServer: @unchecked Sendable {
                     "reason": "\(audit.reason ?? "")",
                 ])
             }
-            localWrites.withLockedValue { $0 += 1 }
+            defer { localWrites.withLockedValue { $0 += 1 } }  // once the write has ended (see `adopt`)
             do {
                 try store.append(audit)
             } catch {

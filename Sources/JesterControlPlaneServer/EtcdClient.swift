@@ -67,9 +67,11 @@ final class EtcdClient: @unchecked Sendable {
 
     /// The keys from `key` up to (not including) `end` (nil: `key` alone), in key order or reversed, at most
     /// `limit` of them (0: all).
-    /// `createdAfter`: only keys created after that revision.
+    /// `createdAfter`: only keys created after that revision. `descending`: the newest first, by key or (with
+    /// `byCreation`) by the revision that created them.
     func range(
-        from key: String, to end: String? = nil, limit: Int = 0, descending: Bool = false, createdAfter: Int? = nil
+        from key: String, to end: String? = nil, limit: Int = 0, descending: Bool = false, byCreation: Bool = false,
+        createdAfter: Int? = nil
     ) throws(SnapshotStoreError) -> [KeyValue] {
         var request: [String: JSONTree] = ["key": Self.encoded(key)]
         if let end { request["range_end"] = Self.encoded(end) }
@@ -77,7 +79,7 @@ final class EtcdClient: @unchecked Sendable {
         if let createdAfter { request["min_create_revision"] = .string(String(createdAfter + 1)) }
         if descending {
             request["sort_order"] = .string("DESCEND")
-            request["sort_target"] = .string("KEY")
+            request["sort_target"] = .string(byCreation ? "CREATE" : "KEY")
         }
         let answer = try call("/v3/kv/range", .object(request))
         guard case .object(let members) = answer else { return [] }
@@ -97,7 +99,11 @@ final class EtcdClient: @unchecked Sendable {
                 value = bytes
             }
             // int64 is a string in protobuf's JSON form.
-            let revision = fields["create_revision"]?.stringValue.flatMap { Int($0) } ?? 0
+            var revision = 0
+            switch fields["create_revision"] {
+            case .string(let text)?, .number(let text)?: revision = Int(text) ?? 0
+            default: break
+            }
             result.append(KeyValue(key: String(decoding: key, as: UTF8.self), value: value, createRevision: revision))
         }
         return result
@@ -222,16 +228,22 @@ final class EtcdClient: @unchecked Sendable {
 
     /// One request and its answer's JSON. A member that cannot be reached, does not answer in time or answers
     /// 5xx is passed over for the next; a 4xx is etcd refusing the request itself, said as it is.
+    ///
+    /// The error thrown is `isUncertain` when some member may have carried the request out (it was sent, and no
+    /// answer or a 5xx came back); one no member was reached with, or that etcd refused (4xx), is not.
     private func call(_ path: String, _ body: JSONTree) throws(SnapshotStoreError) -> JSONTree {
         var lastError = SnapshotStoreError(description: "no etcd endpoint")
+        var mayHaveApplied = false
         for (index, endpoint) in rotation {
             do {
                 let tree = try call(path, body, at: endpoint)
                 preferredLock.withLock { preferred = index }
                 return tree
             } catch {
-                guard error.isTransient else { throw error.error }
+                mayHaveApplied = mayHaveApplied || error.mayHaveApplied
                 lastError = error.error
+                lastError.isUncertain = mayHaveApplied
+                guard error.isTransient else { throw lastError }
             }
         }
         throw lastError
@@ -241,10 +253,13 @@ final class EtcdClient: @unchecked Sendable {
     struct CallError: Error {
         var error: SnapshotStoreError
         var isTransient: Bool
+        /// The request was sent and its outcome is not known.
+        var mayHaveApplied: Bool
 
-        init(_ description: String, isTransient: Bool) {
+        init(_ description: String, isTransient: Bool, mayHaveApplied: Bool = false) {
             error = SnapshotStoreError(description: description)
             self.isTransient = isTransient
+            self.mayHaveApplied = mayHaveApplied
         }
     }
 
@@ -262,17 +277,17 @@ final class EtcdClient: @unchecked Sendable {
             try send(request: path, body: body.serialized(), to: endpoint, on: descriptor)
             answer = try readAll(descriptor, from: endpoint)
         } catch {
-            throw CallError(error.description, isTransient: true)
+            throw CallError(error.description, isTransient: true, mayHaveApplied: true)
         }
         guard let end = Self.headerEnd(answer) else {
-            throw CallError("etcd \(endpoint) sent no complete answer to \(path)", isTransient: true)
+            throw CallError("etcd \(endpoint) sent no complete answer to \(path)", isTransient: true, mayHaveApplied: true)
         }
         let status = Self.status(answer[..<end])
         let header = String(decoding: answer[..<end], as: UTF8.self).lowercased()
         var content = Array(answer[(end + 4)...])
         if header.contains("\r\ntransfer-encoding: chunked") {
             guard let decoded = Self.dechunk(content) else {
-                throw CallError("etcd \(endpoint) sent a malformed chunked answer", isTransient: true)
+                throw CallError("etcd \(endpoint) sent a malformed chunked answer", isTransient: true, mayHaveApplied: true)
             }
             content = decoded
         }
@@ -282,7 +297,8 @@ final class EtcdClient: @unchecked Sendable {
             if case .object(let members)? = tree, case .string(let text) = members["message"] ?? members["error"] {
                 message += ": " + text
             }
-            throw CallError("etcd \(endpoint) refused \(path): \(message)", isTransient: status >= 500 || tree == nil)
+            let transient = status >= 500 || tree == nil
+            throw CallError("etcd \(endpoint) refused \(path): \(message)", isTransient: transient, mayHaveApplied: transient)
         }
         return tree
     }

@@ -85,11 +85,11 @@ public final class EtcdSnapshotStore: SnapshotStore {
         }
     }
 
-    /// The audit records read so far (the newest `ControlPlaneAPI.recentAuditLimit`, in key order), and the
-    /// newest revision among them: each read asks etcd only for records created since, since a record can be as
-    /// large as a version's list of changes and the watch reads on every event.
+    /// The audit records read so far (the newest `ControlPlaneAPI.recentAuditLimit`, by key), and the newest
+    /// revision among them: each read asks etcd only for records created since, since a record can be as large as
+    /// a version's list of changes and the watch reads on every event.
     private let auditLock = NSLock()
-    private var auditRecords: [(key: String, record: AuditRecord)] = []
+    private var auditRecords: [String: AuditRecord] = [:]
     private var auditRevision = 0
 
     public func loadAudit(limit: Int) -> [AuditRecord] {
@@ -97,22 +97,20 @@ public final class EtcdSnapshotStore: SnapshotStore {
         return auditLock.withLock {
             do {
                 let start = prefix + "audit/"
-                let first = auditRevision == 0
-                // The first read takes the newest `limit` records; later ones every record created since (keys
-                // sort by time, but another replica's clock may be behind: revisions are etcd's one order).
+                // The newest records created since the last read (all of them the first time), at most as many as
+                // are kept: keys sort by time, but another replica's clock may be behind, so revisions (etcd's
+                // one order) say what is new.
                 let entries = try client.range(
-                    from: start, to: EtcdClient.prefixEnd(start), limit: first ? max(limit, ControlPlaneAPI.recentAuditLimit) : 0,
-                    descending: first, createdAfter: first ? nil : auditRevision)
+                    from: start, to: EtcdClient.prefixEnd(start), limit: max(limit, ControlPlaneAPI.recentAuditLimit),
+                    descending: true, byCreation: true, createdAfter: auditRevision == 0 ? nil : auditRevision)
                 for entry in entries {
                     auditRevision = max(auditRevision, entry.createRevision)
                     guard let record = (try? JSONTree.parse(entry.value)).flatMap(AuditRecord.read) else { continue }
-                    auditRecords.append((entry.key, record))
+                    auditRecords[entry.key] = record
                 }
-                if !entries.isEmpty {
-                    auditRecords.sort { $0.key < $1.key }
-                    auditRecords = Array(auditRecords.suffix(ControlPlaneAPI.recentAuditLimit))
-                }
-                return auditRecords.suffix(limit).map(\.record)
+                let keys = auditRecords.keys.sorted()
+                for key in keys.dropLast(ControlPlaneAPI.recentAuditLimit) { auditRecords[key] = nil }
+                return keys.suffix(min(limit, ControlPlaneAPI.recentAuditLimit)).compactMap { auditRecords[$0] }
             } catch {
                 logger.error("cannot read the audit log", metadata: ["error": "\(error)"])
                 return []
@@ -120,29 +118,42 @@ public final class EtcdSnapshotStore: SnapshotStore {
         }
     }
 
+    /// How long storing one version may take, all attempts together: the control plane's loop waits for it.
+    static let storeDeadline = 10.0
+
     public func store(_ version: SnapshotVersion) throws(SnapshotStoreError) {
         let key = versionKey(version.number)
         let bytes = version.tree.serialized()
-        var lastError: SnapshotStoreError?
-        // An answer lost after etcd committed (a timeout, a member gone) leaves the outcome unknown: the create is
-        // made again until etcd says, and what is then stored under the number decides. This very content: made
-        // (by the earlier attempt). Other content: another replica's version (a conflict).
+        let conflict = SnapshotStoreError(
+            description: "version \(version.number) was made meanwhile by another replica", isConflict: true)
+        let started = Date()
+        var lastError = SnapshotStoreError(description: "no answer")
+        var uncertain = false
+        // An answer lost after etcd may have committed (a timeout, a member gone, a 5xx) leaves the outcome
+        // unknown: the create is made again, and what is then stored under the number decides. This very
+        // content: made (by the earlier attempt). Other content: another replica's version (a conflict).
         for attempt in 0..<3 {
-            if attempt > 0 { Thread.sleep(forTimeInterval: 0.2 * Double(attempt)) }
+            if attempt > 0 {
+                guard Date().timeIntervalSince(started) < Self.storeDeadline else { break }
+                Thread.sleep(forTimeInterval: 0.2 * Double(attempt))
+            }
             do throws(SnapshotStoreError) {
                 if try client.createIfAbsent(key, bytes) { return }
-                guard let stored = try client.range(from: key).first else { continue }
-                if stored.value == bytes { return }
-                throw SnapshotStoreError(
-                    description: "version \(version.number) was made meanwhile by another replica", isConflict: true)
+                // The number is taken (the compare failed): by this content, or by another replica's.
+                guard let stored = try client.range(from: key).first, stored.value == bytes else { throw conflict }
+                return
             } catch where error.isConflict {
                 throw error
             } catch {
+                uncertain = uncertain || error.isUncertain
                 lastError = error
             }
         }
+        guard uncertain else {
+            throw SnapshotStoreError(description: "version \(version.number) was not stored: \(lastError.description)")
+        }
         throw SnapshotStoreError(description:
-            "etcd did not say whether version \(version.number) was stored (\(lastError?.description ?? "no answer")): "
+            "etcd did not say whether version \(version.number) was stored (\(lastError.description)): "
                 + "if it was, it appears in the history and reaches the data planes", isUncertain: true)
     }
 

@@ -78,3 +78,27 @@ private func document(_ address: String) -> String {
         of: "state_file = \"/tmp/snapshot.json\"", with: "state_file = \"/tmp/snapshot.json\"\nfiles = \"\"")
     #expect(messages(text).contains { $0.contains("'files' of [control_plane] cannot be empty") })
 }
+
+@Test func theControlPlanesCheckDoesNotLookForTheDataPlanesFiles() throws {
+    // A data plane's bootstrap, checked by the control plane (--bootstrap): its files are on the data planes.
+    let text = document("\"127.0.0.1:9401\"").replacingOccurrences(
+        of: "state_file = \"/tmp/snapshot.json\"",
+        with: "state_file = \"/tmp/snapshot.json\"\nfiles = \"/nonexistent/snapshot-files\"\n"
+            + "ca = \"/nonexistent/ca.pem\"\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/c.key\"")
+    let snapshot = ConfigSnapshot(version: "1", document: Array(
+        #"{"routes": [{"name": "r", "respond": {"status": 200}, "error_pages": {"pages": {"404": "404.html"}}}]}"#.utf8))
+    var loader = ConfigLoader(environment: [:])
+    loader.snapshotFiles = .formOnlyWhereTheBootstrapSetsADirectory
+    let configuration = try loader.load(text: text, file: "/etc/jester/jester.toml", snapshot: snapshot)
+    #expect(configuration.controlPlane?.files == "/nonexistent/snapshot-files")
+    // On a data plane they are looked for.
+    loader.snapshotFiles = .read
+    do {
+        _ = try loader.load(text: text, file: "/etc/jester/jester.toml", snapshot: snapshot)
+        Issue.record("the missing directory and certificate were not reported")
+    } catch {
+        let found = error.diagnostics.map(\.message)
+        #expect(found.contains { $0.contains("/nonexistent/snapshot-files is not a directory") })
+        #expect(found.contains { $0.contains("cannot read /nonexistent/ca.pem") })
+    }
+}
