@@ -213,7 +213,7 @@ let package = Package(
             name: "JesterControlPlaneServer",
             dependencies: [
                 "JesterControlPlane", "JesterControlPlaneGRPC", "JesterHTTPAPI", "JesterConfig", "JesterControl",
-                "JesterLogging", "JesterSystem",
+                "JesterCore", "JesterLogging", "JesterSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
 import JesterControl
+import JesterCore
 
 /// etcd's v3 API through the JSON gateway every v3 server has on its client port (`POST /v3/kv/range`,
 /// `/v3/kv/txn`, `/v3/kv/put`, `/v3/watch`): the one place the etcd store talks to etcd.
@@ -165,16 +166,12 @@ final class EtcdClient: @unchecked Sendable {
                 guard count > 0 else { return }
                 if !headerSeen {
                     head += buffer[0..<count]
-                    guard let end = Self.headerEnd(head) else {
-                        if head.count > 64 * 1024 { return }
-                        continue
-                    }
-                    let status = Self.status(head[..<end])
-                    guard status == 200 else {
-                        throw SnapshotStoreError(description: "etcd \(endpoint) refused the watch (HTTP \(status))")
+                    guard let answer = try Self.head(of: head) else { continue }
+                    guard answer.status == 200 else {
+                        throw SnapshotStoreError(description: "etcd \(endpoint) refused the watch (HTTP \(answer.status))")
                     }
                     headerSeen = true
-                    if end + 4 < head.count { received() }
+                    if answer.bodyStart < head.count { received() }
                 } else {
                     received()
                 }
@@ -279,13 +276,17 @@ final class EtcdClient: @unchecked Sendable {
         } catch {
             throw CallError(error.description, isTransient: true, mayHaveApplied: true)
         }
-        guard let end = Self.headerEnd(answer) else {
+        let parsed: (status: Int, chunked: Bool, bodyStart: Int)?
+        do {
+            parsed = try Self.head(of: answer)
+        } catch {
+            throw CallError("etcd \(endpoint) answered \(path) with \(error.description)", isTransient: true, mayHaveApplied: true)
+        }
+        guard let (status, chunked, bodyStart) = parsed else {
             throw CallError("etcd \(endpoint) sent no complete answer to \(path)", isTransient: true, mayHaveApplied: true)
         }
-        let status = Self.status(answer[..<end])
-        let header = String(decoding: answer[..<end], as: UTF8.self).lowercased()
-        var content = Array(answer[(end + 4)...])
-        if header.contains("\r\ntransfer-encoding: chunked") {
+        var content = Array(answer[bodyStart...])
+        if chunked {
             guard let decoded = Self.dechunk(content) else {
                 throw CallError("etcd \(endpoint) sent a malformed chunked answer", isTransient: true, mayHaveApplied: true)
             }
@@ -388,40 +389,47 @@ final class EtcdClient: @unchecked Sendable {
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    /// Where the header ends (the index of its `\r\n\r\n`).
-    static func headerEnd<Bytes: Collection>(_ bytes: Bytes) -> Int? where Bytes.Element == UInt8, Bytes.Index == Int {
-        guard bytes.count >= 4 else { return nil }
-        for index in bytes.startIndex...(bytes.endIndex - 4)
-        where bytes[index] == 13 && bytes[index + 1] == 10 && bytes[index + 2] == 13 && bytes[index + 3] == 10 {
-            return index
+    /// An answer's head as the proxy's own strict parser reads it: its status, whether its body is chunked, and
+    /// where the body starts; nil while the head is not all there.
+    static func head(of bytes: [UInt8]) throws(SnapshotStoreError) -> (status: Int, chunked: Bool, bodyStart: Int)? {
+        let parsed: Result<(status: Int, chunked: Bool, bodyStart: Int)?, HTTPParseError> = bytes.withUnsafeBytes { raw in
+            var parser = HTTPHeadParser()
+            switch parser.findEnd(raw, isRequest: false) {
+            case .needMoreBytes:
+                return .success(nil)
+            case .failed(let error):
+                return .failure(error)
+            case .complete(let length):
+                var head = HTTPHead()
+                if let error = parser.parseResponse(UnsafeRawBufferPointer(rebasing: raw[..<length]), into: &head) {
+                    return .failure(error)
+                }
+                return .success((head.status, head.isChunked, length))
+            }
         }
-        return nil
+        switch parsed {
+        case .success(let head): return head
+        case .failure(let error): throw SnapshotStoreError(description: "not an HTTP/1.1 answer (\(error))")
+        }
     }
 
-    /// The status code of `HTTP/1.1 200 OK` (0: none).
-    static func status(_ head: ArraySlice<UInt8>) -> Int {
-        let line = String(decoding: head.prefix { $0 != 13 }, as: UTF8.self).split(separator: " ")
-        return line.count >= 2 ? Int(line[1]) ?? 0 : 0
-    }
-
-    /// A chunked body's content (RFC 9112 §7.1), or nil when it is cut or malformed.
+    /// A chunked body's content (RFC 9112 §7.1), through the proxy's own decoder; nil when it is cut or malformed.
     static func dechunk(_ body: [UInt8]) -> [UInt8]? {
-        var content: [UInt8] = []
-        var offset = 0
-        while true {
-            guard let lineEnd = body[offset...].firstIndex(of: 13), lineEnd + 1 < body.count else { return nil }
-            let sizeText = String(decoding: body[offset..<lineEnd].prefix { $0 != UInt8(ascii: ";") }, as: UTF8.self)
-            guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16), size >= 0 else {
+        body.withUnsafeBytes { raw -> [UInt8]? in
+            var decoder = ChunkedDecoder()
+            var index = 0
+            var content: [UInt8] = []
+            do {
+                while let output = try decoder.next(raw, &index) {
+                    switch output {
+                    case .data(let range): content += raw[range]
+                    case .end: return content
+                    }
+                }
+            } catch {
                 return nil
             }
-            offset = lineEnd + 2
-            if size == 0 { return content }
-            // Compared without adding to `size` (a huge one would overflow), and the chunk must end in CRLF.
-            guard size <= body.count - offset - 2, body[offset + size] == 13, body[offset + size + 1] == 10 else {
-                return nil
-            }
-            content += body[offset..<(offset + size)]
-            offset += size + 2
+            return nil
         }
     }
 

@@ -65,20 +65,7 @@ public final class EtcdSnapshotStore: SnapshotStore {
                     throw SnapshotStoreError(description:
                         "etcd: \(entry.key) found where \(versionKey(expected)) was expected (a version is missing)")
                 }
-                let tree: JSONTree
-                do {
-                    tree = try JSONTree.parse(entry.value)
-                } catch {
-                    throw SnapshotStoreError(description: "etcd: \(entry.key) is not JSON: \(error)")
-                }
-                switch SnapshotVersion.read(tree) {
-                case .success(let version) where version.number == expected:
-                    versions.append(version)
-                case .success(let version):
-                    throw SnapshotStoreError(description: "etcd: \(entry.key) holds version \(version.number)")
-                case .failure(let problem):
-                    throw SnapshotStoreError(description: "etcd: \(entry.key): \(problem)")
-                }
+                versions.append(try SnapshotVersion.stored(entry.value, number: expected, at: "etcd: \(entry.key)"))
             }
             guard page.count == 32, let last = page.last else { return versions }
             start = last.key + "\0"

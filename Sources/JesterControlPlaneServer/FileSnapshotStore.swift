@@ -114,20 +114,7 @@ public final class FileSnapshotStore: SnapshotStore {
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw StoreError(description: "cannot read \(path)")
             }
-            let tree: JSONTree
-            do {
-                tree = try JSONTree.parse(Array(data))
-            } catch {
-                throw StoreError(description: "\(path) is not JSON: \(error)")
-            }
-            switch SnapshotVersion.read(tree) {
-            case .success(let version) where version.number == number:
-                versions.append(version)
-            case .success(let version):
-                throw StoreError(description: "\(path) holds version \(version.number)")
-            case .failure(let problem):
-                throw StoreError(description: "\(path): \(problem)")
-            }
+            versions.append(try SnapshotVersion.stored(Array(data), number: number, at: path))
         }
         return Array(versions.dropFirst(after))
     }

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import JesterControl
 import JesterControlPlane
 
 /// Why a store cannot be opened, read or written.
@@ -49,6 +50,27 @@ public protocol SnapshotStore: AnyObject {
     func watch(_ changed: @escaping @Sendable () -> Void)
     /// Ends the watch, if any.
     func stopWatching()
+}
+
+extension SnapshotVersion {
+    /// A stored version read back (a file, an etcd value), which must be version `number`; what is wrong with it
+    /// names `place`.
+    static func stored(_ bytes: [UInt8], number: Int, at place: String) throws(SnapshotStoreError) -> SnapshotVersion {
+        let tree: JSONTree
+        do {
+            tree = try JSONTree.parse(bytes)
+        } catch {
+            throw SnapshotStoreError(description: "\(place) is not JSON: \(error)")
+        }
+        switch SnapshotVersion.read(tree) {
+        case .success(let version) where version.number == number:
+            return version
+        case .success(let version):
+            throw SnapshotStoreError(description: "\(place) holds version \(version.number)")
+        case .failure(let problem):
+            throw SnapshotStoreError(description: "\(place): \(problem)")
+        }
+    }
 }
 
 extension SnapshotStore {

@@ -18,12 +18,13 @@ import Testing
     #expect(EtcdClient.dechunk(Array("10\r\nshort\r\n".utf8)) == nil)
 }
 
-@Test func theHeaderEndAndStatusAreFound() {
+@Test func theHeaderEndAndStatusAreFound() throws {
     let answer = Array("HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}".utf8)
-    let end = EtcdClient.headerEnd(answer)
-    #expect(end == 41)
-    #expect(EtcdClient.status(answer[..<end!]) == 404)
-    #expect(EtcdClient.headerEnd(Array("HTTP/1.1 200 OK\r\n".utf8)) == nil)
+    let head = try EtcdClient.head(of: answer)
+    #expect(head?.bodyStart == 45)  // after the head's CRLF CRLF
+    #expect(head?.status == 404 && head?.chunked == false)
+    #expect(try EtcdClient.head(of: Array("HTTP/1.1 200 OK\r\n".utf8)) == nil)
+    #expect(try EtcdClient.head(of: Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".utf8))?.chunked == true)
 }
 
 @Test func endpointsAreHTTPURLsWithAPort() throws {
